@@ -1,0 +1,2 @@
+//! mab
+pub fn main() -> i32 { 0 }
