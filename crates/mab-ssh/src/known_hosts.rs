@@ -1,0 +1,278 @@
+//! Host key verification against the user's `known_hosts` files.
+
+use std::path::{Path, PathBuf};
+
+use russh::keys::known_hosts::known_host_keys_path;
+use russh::keys::{Algorithm, HashAlg, PublicKey};
+
+/// What the `known_hosts` files say about a server's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// The key is recorded for this host.
+    Known,
+    /// No key of this algorithm is recorded for this host.
+    Unknown,
+    /// A different key of the same algorithm is recorded at `file`:`line`.
+    Changed { file: PathBuf, line: usize },
+    /// A file could not be read, or a line for this host is malformed.
+    Unreadable { file: PathBuf, message: String },
+}
+
+/// Checks `key` for `host`:`port` against every file (hashed names and
+/// `[host]:port` entries included). A match in any file wins; otherwise the
+/// first recorded key of the same algorithm makes it a changed key.
+pub(crate) fn verify(host: &str, port: u16, key: &PublicKey, files: &[PathBuf]) -> Verdict {
+    let mut changed = None;
+    for file in files {
+        let recorded = match known_host_keys_path(host, port, file) {
+            Ok(recorded) => recorded,
+            Err(error) => {
+                return Verdict::Unreadable {
+                    file: file.clone(),
+                    message: error.to_string(),
+                }
+            }
+        };
+        for (line, recorded_key) in recorded {
+            if recorded_key.key_data() == key.key_data() {
+                return Verdict::Known;
+            }
+            if changed.is_none() && recorded_key.algorithm() == key.algorithm() {
+                changed = Some(Verdict::Changed {
+                    file: file.clone(),
+                    line: file_line(file, line),
+                });
+            }
+        }
+    }
+    changed.unwrap_or(Verdict::Unknown)
+}
+
+/// russh numbers the lines of a known_hosts file without counting comment
+/// lines; turn its number back into the line an editor shows.
+fn file_line(file: &Path, counted: usize) -> usize {
+    let Ok(text) = std::fs::read(file) else {
+        return counted;
+    };
+    text.split(|byte| *byte == b'\n')
+        .enumerate()
+        .filter(|(_, line)| line.first() != Some(&b'#'))
+        .nth(counted.saturating_sub(1))
+        .map_or(counted, |(index, _)| index + 1)
+}
+
+/// The algorithms of the keys recorded for `host`:`port`, so that the key
+/// exchange can ask the server for a key the user already trusts.
+pub(crate) fn recorded_algorithms(host: &str, port: u16, files: &[PathBuf]) -> Vec<Algorithm> {
+    let mut algorithms = Vec::new();
+    for file in files {
+        for (_, key) in known_host_keys_path(host, port, file).unwrap_or_default() {
+            let algorithm = key.algorithm();
+            if !algorithms.contains(&algorithm) {
+                algorithms.push(algorithm);
+            }
+        }
+    }
+    algorithms
+}
+
+/// Orders `preferred` host key algorithms so that those recorded in
+/// `known_hosts` come first (all RSA signature variants count for an RSA key).
+pub(crate) fn prefer_recorded(preferred: &[Algorithm], recorded: &[Algorithm]) -> Vec<Algorithm> {
+    let is_recorded = |algorithm: &Algorithm| {
+        recorded.iter().any(|known| {
+            known == algorithm || (known.clone().is_rsa() && algorithm.clone().is_rsa())
+        })
+    };
+    let (mut first, rest): (Vec<_>, Vec<_>) = preferred
+        .iter()
+        .cloned()
+        .partition(|algorithm| is_recorded(algorithm));
+    first.extend(rest);
+    first
+}
+
+/// `ssh-ed25519` and `SHA256:…`, as OpenSSH shows a key.
+pub(crate) fn describe(key: &PublicKey) -> (String, String) {
+    (
+        key.algorithm().as_str().to_string(),
+        key.fingerprint(HashAlg::Sha256).to_string(),
+    )
+}
+
+/// `path` as the user would type it: `~/…` when it lies under `home`.
+pub(crate) fn shown_path(path: &Path, home: &Path) -> String {
+    match path.strip_prefix(home) {
+        Ok(rest) => format!("~/{}", rest.display()),
+        Err(_) => path.display().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use russh::keys::parse_public_key_base64;
+
+    // Keys made with `ssh-keygen -t ed25519` / `-t ecdsa` for these tests only.
+    const ED_A: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIALhTKmvu8V3wV3hjue892lxPCF9OQwPDf2RA6JYoRLs";
+    const ED_B: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIC8MfFXCtgnYy0Uhrz9Fd1xtbE2RdhxPscxhPk1h4LdF";
+    const ECDSA: &str = "AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBMS4z7tDjpyyoWx3wH6Twyy+Wphp4kya9BroojSZxKAKialTkXShOw2u43u782Gt+E2NJrv4aD0sl7HEmnhXIFY=";
+    // `|1|salt|hash` of `[127.0.0.2]:2222`, made with `ssh-keygen -H`.
+    const HASHED_LAB2: &str = "|1|nL7DTaASGgCy0AyP0meIO6ywJ7s=|TGGkYW2dayp42JWSEul+aJkw2rc=";
+
+    fn key(base64: &str) -> PublicKey {
+        parse_public_key_base64(base64).expect("test key")
+    }
+
+    #[test]
+    fn verdicts() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let write = |name: &str, text: String| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("write known_hosts");
+            path
+        };
+        let plain = write(
+            "plain",
+            format!(
+                "# comment\n\
+                 example.org ssh-ed25519 {ED_A}\n\
+                 [127.0.0.2]:2222 ssh-ed25519 {ED_A}\n\
+                 other.org,10.0.0.1 ssh-ed25519 {ED_B}\n\
+                 ecdsa.org ecdsa-sha2-nistp256 {ECDSA}\n"
+            ),
+        );
+        let hashed = write("hashed", format!("{HASHED_LAB2} ssh-ed25519 {ED_B}\n"));
+        let rotated = write(
+            "rotated",
+            format!(
+                "# old key first\nexample.org ssh-ed25519 {ED_B}\n\
+                 # new key\nexample.org ssh-ed25519 {ED_A}\n"
+            ),
+        );
+        let commented = write(
+            "commented",
+            format!("# a\n\n# b\n#c\nlab3 ssh-ed25519 {ED_B}\n"),
+        );
+        let missing = dir.path().join("missing");
+
+        let cases: Vec<(&str, u16, &str, Vec<PathBuf>, Verdict)> = vec![
+            ("example.org", 22, ED_A, vec![plain.clone()], Verdict::Known),
+            ("127.0.0.2", 2222, ED_A, vec![plain.clone()], Verdict::Known),
+            // The port matters: `[host]:port` entries are not plain host entries.
+            ("127.0.0.2", 22, ED_A, vec![plain.clone()], Verdict::Unknown),
+            ("10.0.0.1", 22, ED_B, vec![plain.clone()], Verdict::Known),
+            (
+                "example.org",
+                22,
+                ED_B,
+                vec![plain.clone()],
+                Verdict::Changed {
+                    file: plain.clone(),
+                    line: 2,
+                },
+            ),
+            // A key of another algorithm is merely unknown.
+            ("ecdsa.org", 22, ED_A, vec![plain.clone()], Verdict::Unknown),
+            (
+                "nowhere.org",
+                22,
+                ED_A,
+                vec![plain.clone()],
+                Verdict::Unknown,
+            ),
+            (
+                "127.0.0.2",
+                2222,
+                ED_B,
+                vec![hashed.clone()],
+                Verdict::Known,
+            ),
+            (
+                "127.0.0.2",
+                2222,
+                ED_A,
+                vec![hashed.clone()],
+                Verdict::Changed {
+                    file: hashed.clone(),
+                    line: 1,
+                },
+            ),
+            // A match in a later file beats a changed key in an earlier one.
+            (
+                "127.0.0.2",
+                2222,
+                ED_B,
+                vec![plain.clone(), hashed.clone()],
+                Verdict::Known,
+            ),
+            // Two keys for one host: either matches.
+            (
+                "example.org",
+                22,
+                ED_A,
+                vec![rotated.clone()],
+                Verdict::Known,
+            ),
+            // Line numbers count comment and blank lines, as an editor does.
+            (
+                "lab3",
+                22,
+                ED_A,
+                vec![commented.clone()],
+                Verdict::Changed {
+                    file: commented.clone(),
+                    line: 5,
+                },
+            ),
+            (
+                "example.org",
+                22,
+                ED_A,
+                vec![missing.clone()],
+                Verdict::Unknown,
+            ),
+        ];
+        for (host, port, server_key, files, expected) in cases {
+            assert_eq!(
+                verify(host, port, &key(server_key), &files),
+                expected,
+                "{host}:{port} {files:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn recorded_algorithms_come_first() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("known_hosts");
+        std::fs::write(&file, format!("ecdsa.org ecdsa-sha2-nistp256 {ECDSA}\n")).expect("write");
+        let recorded = recorded_algorithms("ecdsa.org", 22, &[file]);
+        let default = russh::Preferred::DEFAULT.key.to_vec();
+        let ordered = prefer_recorded(&default, &recorded);
+        assert_eq!(ordered.first(), recorded.first());
+        assert_eq!(ordered.len(), default.len());
+        assert_eq!(prefer_recorded(&default, &[]), default);
+        let rsa = prefer_recorded(&default, &[Algorithm::Rsa { hash: None }]);
+        assert!(rsa
+            .iter()
+            .take(3)
+            .all(|algorithm| algorithm.clone().is_rsa()));
+    }
+
+    #[test]
+    fn describes_keys_like_openssh() {
+        let (key_type, fingerprint) = describe(&key(ED_A));
+        assert_eq!(key_type, "ssh-ed25519");
+        // As printed by `ssh-keygen -lf`.
+        assert_eq!(
+            fingerprint,
+            "SHA256:n/5Y4aiKvTa0vb7H59haJ0DE19Q4LE0BpmH/+km0eCM"
+        );
+        assert_eq!(
+            shown_path(Path::new("/h/.ssh/known_hosts"), Path::new("/h")),
+            "~/.ssh/known_hosts"
+        );
+        assert_eq!(shown_path(Path::new("/etc/kh"), Path::new("/h")), "/etc/kh");
+    }
+}

@@ -1,0 +1,504 @@
+//! One authenticated SSH connection and the channels opened on it.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use russh::client::{self, Handle};
+use russh::keys::PublicKeyOrCertificate;
+use russh::{ChannelMsg, ChannelOpenFailure, ChannelStream, Preferred};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::auth;
+use crate::destination::Destination;
+use crate::error::{HostRef, SshError};
+use crate::known_hosts::{self, Verdict};
+
+/// How long to wait for a host when the ssh config sets no `ConnectTimeout`.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often to probe an idle connection, so a long build's session is not dropped.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+/// Unanswered probes after which the connection counts as dead.
+const KEEPALIVE_MAX: usize = 4;
+/// Authentication may involve an agent and several keys; give it more time.
+const MIN_AUTH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Checks the server's host key during the key exchange.
+struct HostKeyChecker {
+    host: Box<HostRef>,
+    known_hosts_files: Vec<PathBuf>,
+    home: PathBuf,
+}
+
+/// Why the key exchange stopped: a host key problem, or the protocol.
+#[derive(Debug)]
+enum HandshakeError {
+    HostKey(Box<SshError>),
+    Protocol(russh::Error),
+}
+
+impl From<russh::Error> for HandshakeError {
+    fn from(error: russh::Error) -> Self {
+        HandshakeError::Protocol(error)
+    }
+}
+
+impl HostKeyChecker {
+    fn check(&self, key: &PublicKeyOrCertificate) -> Result<(), SshError> {
+        let key = match key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key,
+            PublicKeyOrCertificate::Certificate(_) => {
+                return Err(SshError::HostCertificate {
+                    host: self.host.clone(),
+                })
+            }
+        };
+        let (key_type, fingerprint) = known_hosts::describe(key);
+        match known_hosts::verify(
+            &self.host.host_name,
+            self.host.port,
+            key,
+            &self.known_hosts_files,
+        ) {
+            Verdict::Known => {
+                debug!(
+                    "host key of {} is known: {key_type} {fingerprint}",
+                    self.host
+                );
+                Ok(())
+            }
+            Verdict::Unknown => Err(SshError::UnknownHostKey {
+                host: self.host.clone(),
+                key_type,
+                fingerprint,
+                known_hosts: self
+                    .known_hosts_files
+                    .first()
+                    .map(|file| known_hosts::shown_path(file, &self.home))
+                    .unwrap_or_else(|| "~/.ssh/known_hosts".to_string()),
+            }),
+            Verdict::Changed { file, line } => Err(SshError::ChangedHostKey {
+                host: self.host.clone(),
+                key_type,
+                fingerprint,
+                file_shown: known_hosts::shown_path(&file, &self.home),
+                file,
+                line,
+            }),
+            Verdict::Unreadable { file, message } => Err(SshError::KnownHosts {
+                host: self.host.clone(),
+                file,
+                message,
+            }),
+        }
+    }
+}
+
+impl client::Handler for HostKeyChecker {
+    type Error = HandshakeError;
+
+    async fn check_server_key(
+        &mut self,
+        server_public_key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        self.check(server_public_key)
+            .map(|()| true)
+            .map_err(|error| HandshakeError::HostKey(Box::new(error)))
+    }
+}
+
+struct Inner {
+    handle: Handle<HostKeyChecker>,
+    destination: Destination,
+}
+
+/// One authenticated SSH connection, cheap to clone; many channels may be open on it at once.
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("destination", &self.inner.destination)
+            .field("closed", &self.inner.handle.is_closed())
+            .finish()
+    }
+}
+
+/// What a command printed and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub status: u32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// Opens a TCP connection to the first address of `host` that answers.
+async fn open_tcp(host: &HostRef, timeout: Duration) -> Result<TcpStream, SshError> {
+    let deadline = Instant::now() + timeout;
+    let timed_out = |stage| SshError::Timeout {
+        host: Box::new(host.clone()),
+        after: timeout,
+        stage,
+    };
+    let lookup = tokio::net::lookup_host((host.host_name.as_str(), host.port));
+    let addresses: Vec<_> = match tokio::time::timeout_at(deadline, lookup).await {
+        Err(_) => return Err(timed_out("resolving the host name")),
+        Ok(Err(source)) => {
+            return Err(SshError::Dns {
+                host: Box::new(host.clone()),
+                source,
+            })
+        }
+        Ok(Ok(addresses)) => addresses.collect(),
+    };
+    let mut last_error = None;
+    for address in addresses {
+        match tokio::time::timeout_at(deadline, TcpStream::connect(address)).await {
+            Err(_) => return Err(timed_out("connecting")),
+            Ok(Ok(stream)) => {
+                if let Err(error) = stream.set_nodelay(true) {
+                    debug!("cannot disable Nagle's algorithm: {error}");
+                }
+                return Ok(stream);
+            }
+            Ok(Err(error)) => {
+                debug!("connecting to {address} failed: {error}");
+                last_error = Some(error);
+            }
+        }
+    }
+    Err(match last_error {
+        None => SshError::Dns {
+            host: Box::new(host.clone()),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "it has no address"),
+        },
+        Some(error) if error.kind() == std::io::ErrorKind::ConnectionRefused => SshError::Refused {
+            host: Box::new(host.clone()),
+        },
+        Some(source) => SshError::Connect {
+            host: Box::new(host.clone()),
+            source,
+        },
+    })
+}
+
+fn client_config(dest: &Destination) -> client::Config {
+    let recorded =
+        known_hosts::recorded_algorithms(&dest.host_name, dest.port, &dest.known_hosts_files);
+    let mut preferred = Preferred::default();
+    preferred.key = Cow::Owned(known_hosts::prefer_recorded(&preferred.key, &recorded));
+    client::Config {
+        preferred,
+        keepalive_interval: Some(KEEPALIVE_INTERVAL),
+        keepalive_max: KEEPALIVE_MAX,
+        inactivity_timeout: None,
+        nodelay: true,
+        ..client::Config::default()
+    }
+}
+
+fn open_failure_reason(failure: &ChannelOpenFailure) -> String {
+    match failure {
+        ChannelOpenFailure::AdministrativelyProhibited => {
+            "forwarding is administratively prohibited".to_string()
+        }
+        ChannelOpenFailure::ConnectFailed => {
+            "the socket could not be connected (it may be missing, or not accessible to the SSH user)"
+                .to_string()
+        }
+        ChannelOpenFailure::UnknownChannelType => {
+            "the server does not support stream-local forwarding".to_string()
+        }
+        ChannelOpenFailure::ResourceShortage => "the server is short of resources".to_string(),
+        ChannelOpenFailure::Other { code, reason } => format!("{reason} (code {code})"),
+    }
+}
+
+impl Session {
+    /// Connects to `dest`, checks its host key and authenticates.
+    ///
+    /// `home` is the user's home directory (default keys live in `<home>/.ssh`).
+    pub async fn connect(dest: &Destination, home: &Path) -> Result<Session, SshError> {
+        let host = Box::new(dest.host_ref());
+        let timeout = dest.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let stream = open_tcp(&host, timeout).await?;
+        let checker = HostKeyChecker {
+            host: host.clone(),
+            known_hosts_files: dest.known_hosts_files.clone(),
+            home: home.to_path_buf(),
+        };
+        let handshake = client::connect_stream(Arc::new(client_config(dest)), stream, checker);
+        let mut handle = match tokio::time::timeout(timeout, handshake).await {
+            Err(_) => {
+                return Err(SshError::Timeout {
+                    host,
+                    after: timeout,
+                    stage: "SSH handshake",
+                })
+            }
+            Ok(Err(HandshakeError::HostKey(error))) => return Err(*error),
+            Ok(Err(HandshakeError::Protocol(source))) => {
+                return Err(SshError::Handshake { host, source })
+            }
+            Ok(Ok(handle)) => handle,
+        };
+        let auth_timeout = timeout.max(MIN_AUTH_TIMEOUT);
+        match tokio::time::timeout(auth_timeout, auth::authenticate(&mut handle, dest, home)).await
+        {
+            Err(_) => {
+                return Err(SshError::Timeout {
+                    host,
+                    after: auth_timeout,
+                    stage: "authentication",
+                })
+            }
+            Ok(result) => result?,
+        }
+        debug!("authenticated to {host} as {}", dest.user);
+        Ok(Session {
+            inner: Arc::new(Inner {
+                handle,
+                destination: dest.clone(),
+            }),
+        })
+    }
+
+    /// The destination this session is connected to.
+    pub fn destination(&self) -> &Destination {
+        &self.inner.destination
+    }
+
+    /// Whether the connection has ended (the host went away or keepalives went unanswered).
+    pub fn is_closed(&self) -> bool {
+        self.inner.handle.is_closed()
+    }
+
+    fn connection_error(&self, action: String, source: russh::Error) -> SshError {
+        SshError::Connection {
+            host: self.inner.destination.host_ref().into(),
+            action,
+            source,
+        }
+    }
+
+    /// A stream-local forward to the unix socket `socket_path` on the remote host.
+    pub async fn open_unix_stream(&self, socket_path: &str) -> Result<SshStream, SshError> {
+        match self
+            .inner
+            .handle
+            .channel_open_direct_streamlocal(socket_path)
+            .await
+        {
+            Ok(channel) => Ok(SshStream {
+                inner: channel.into_stream(),
+            }),
+            Err(russh::Error::ChannelOpenFailure(failure)) => Err(SshError::UnixSocket {
+                host: self.inner.destination.host_ref().into(),
+                socket_path: socket_path.to_string(),
+                reason: open_failure_reason(&failure),
+            }),
+            Err(source) => {
+                Err(self.connection_error(format!("opening a stream to `{socket_path}`"), source))
+            }
+        }
+    }
+
+    /// Runs a short command and collects its exit status and output.
+    pub async fn exec(&self, command: &str) -> Result<ExecOutput, SshError> {
+        let exec_error = |reason: String| SshError::Exec {
+            host: self.inner.destination.host_ref().into(),
+            command: command.to_string(),
+            reason,
+        };
+        let mut channel = self
+            .inner
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(|source| {
+                self.connection_error(format!("opening a channel to run `{command}`"), source)
+            })?;
+        channel
+            .exec(true, command)
+            .await
+            .map_err(|source| self.connection_error(format!("running `{command}`"), source))?;
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        let mut status = None;
+        let mut signal = None;
+        while let Some(message) = channel.wait().await {
+            match message {
+                ChannelMsg::Data { data } => stdout.extend_from_slice(&data),
+                ChannelMsg::ExtendedData { data, ext: 1 } => stderr.extend_from_slice(&data),
+                ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
+                ChannelMsg::ExitSignal { signal_name, .. } => signal = Some(signal_name),
+                ChannelMsg::Failure => {
+                    return Err(exec_error("the host refused to run it".to_string()))
+                }
+                _ => {}
+            }
+        }
+        match (status, signal) {
+            (Some(status), _) => Ok(ExecOutput {
+                status,
+                stdout,
+                stderr,
+            }),
+            (None, Some(signal)) => Err(exec_error(format!("it was killed by signal {signal:?}"))),
+            (None, None) if self.is_closed() => Err(exec_error(
+                "the connection closed before the command finished".to_string(),
+            )),
+            (None, None) => Err(exec_error(
+                "the host closed the channel without an exit status".to_string(),
+            )),
+        }
+    }
+}
+
+/// A byte stream to a remote unix socket, carried by one SSH channel.
+///
+/// Full duplex; `shutdown` sends EOF to the remote side while reads go on,
+/// and dropping the stream closes the channel.
+pub struct SshStream {
+    inner: ChannelStream<client::Msg>,
+}
+
+impl fmt::Debug for SshStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SshStream").finish_non_exhaustive()
+    }
+}
+
+impl AsyncRead for SshStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SshStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_stream<T: AsyncRead + AsyncWrite + Unpin + Send + 'static>() {}
+    fn assert_shared<T: Clone + Send + Sync + 'static>() {}
+
+    #[test]
+    fn types_fit_their_users() {
+        assert_stream::<SshStream>();
+        assert_shared::<Session>();
+    }
+
+    fn host() -> HostRef {
+        HostRef {
+            alias: "lab".into(),
+            host_name: "127.0.0.9".into(),
+            port: 2299,
+        }
+    }
+
+    #[tokio::test]
+    async fn refused_and_unresolvable_hosts() {
+        // Port 1 on a loopback address nothing listens on.
+        let refused = HostRef {
+            alias: "closed".into(),
+            host_name: "127.0.0.1".into(),
+            port: 1,
+        };
+        let error = open_tcp(&refused, Duration::from_secs(5))
+            .await
+            .expect_err("nothing listens on port 1");
+        assert_eq!(error.kind(), crate::ErrorKind::Refused, "{error}");
+        assert_eq!(
+            error.to_string(),
+            "connection to `closed` (127.0.0.1:1) was refused"
+        );
+
+        let unresolvable = HostRef {
+            alias: "nowhere.invalid".into(),
+            host_name: "nowhere.invalid".into(),
+            port: 22,
+        };
+        let error = open_tcp(&unresolvable, Duration::from_secs(5))
+            .await
+            .expect_err(".invalid never resolves");
+        assert_eq!(error.kind(), crate::ErrorKind::Dns, "{error}");
+        assert!(
+            error
+                .to_string()
+                .starts_with("cannot resolve the host name of `nowhere.invalid:22`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn host_key_errors_say_how_to_fix_them() {
+        let unknown = SshError::UnknownHostKey {
+            host: host().into(),
+            key_type: "ssh-ed25519".into(),
+            fingerprint: "SHA256:abc".into(),
+            known_hosts: "~/.ssh/known_hosts".into(),
+        };
+        assert_eq!(unknown.kind(), crate::ErrorKind::HostKey);
+        assert_eq!(
+            unknown.to_string(),
+            "the host key of `lab` (127.0.0.9:2299) is not known: its ssh-ed25519 key has fingerprint SHA256:abc"
+        );
+        assert_eq!(
+            unknown.hint().as_deref(),
+            Some("verify the fingerprint, then add the key with: ssh-keyscan -p 2299 127.0.0.9 >> ~/.ssh/known_hosts")
+        );
+
+        let changed = SshError::ChangedHostKey {
+            host: host().into(),
+            key_type: "ssh-ed25519".into(),
+            fingerprint: "SHA256:abc".into(),
+            file: PathBuf::from("/home/u/.ssh/known_hosts"),
+            line: 7,
+            file_shown: "~/.ssh/known_hosts".into(),
+        };
+        assert_eq!(changed.kind(), crate::ErrorKind::HostKey);
+        let message = changed.to_string();
+        assert!(
+            message.contains("/home/u/.ssh/known_hosts line 7"),
+            "{message}"
+        );
+        assert!(message.contains("intercepting"), "{message}");
+        let hint = changed.hint().unwrap_or_default();
+        assert!(
+            hint.ends_with("ssh-keygen -f ~/.ssh/known_hosts -R '[127.0.0.9]:2299'"),
+            "{hint}"
+        );
+    }
+}
