@@ -1,11 +1,28 @@
 //! mab-config: the files mab reads, as values.
 //!
 //! - [`platform`]: `os/arch[/variant]` parsing and containerd-style normalisation.
+//! - [`project`]: `mab.toml`, the project manifest, and where to find it.
+//! - [`runners`]: `runners.toml`, the runner registry, and where to find it.
+//! - [`ConfigError`]: every error names the file, line and column, shows the
+//!   offending line and ends with a hint, the way cargo reports TOML errors.
+//!
+//! Unknown keys are not errors: they come back as warnings (with the closest
+//! known key when one is near), so a newer file still loads.
 //!
 //! Nothing here does I/O beyond reading the file it is handed and checking
 //! whether a candidate path exists while looking files up.
 
+mod document;
+mod error;
 pub mod platform;
+pub mod project;
+pub mod runners;
 mod suggest;
 
+pub use error::{ConfigError, Location};
 pub use platform::{Parsed, Platform, PlatformError};
+pub use project::{find_manifest, load_project, parse_project, Project};
+pub use runners::{
+    implicit_runners, load_runners, locate_runners, parse_runners, NetworkMode, Runner, RunnerHost,
+    RunnersFile, DEFAULT_ENGINE_SOCKET,
+};

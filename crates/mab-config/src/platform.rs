@@ -127,7 +127,7 @@ impl PlatformError {
             PlatformError::UnknownArchitecture {
                 suggestion: None, ..
             } => format!("known architectures: {}", KNOWN_ARCHITECTURES.join(", ")),
-            PlatformError::UnknownVariant { known, .. } if known.is_empty() => {
+            PlatformError::UnknownVariant { known: [], .. } => {
                 "a variant is written in lowercase letters, digits and dots".to_owned()
             }
             PlatformError::UnknownVariant { known, .. } => {

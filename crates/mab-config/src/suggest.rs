@@ -10,8 +10,8 @@ pub(crate) fn edit_distance(left: &str, right: &str) -> usize {
     for (i, row) in rows.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=right.len() {
-        rows[0][j] = j;
+    for (j, cell) in rows[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=left.len() {
         for j in 1..=right.len() {

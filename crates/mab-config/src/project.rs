@@ -1,0 +1,652 @@
+//! `mab.toml`, the project manifest.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::document::{
+    absolute, deserialize, did_you_mean, dotted_key, normalise, parse_platforms, Segment,
+};
+use crate::error::{read_file, ConfigError};
+use crate::platform::Platform;
+
+/// The manifest's file name.
+pub const MANIFEST_NAME: &str = "mab.toml";
+
+/// A loaded and validated `mab.toml`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Project {
+    /// Absolute path of `mab.toml`.
+    pub manifest_path: PathBuf,
+    /// `[image] name`: the repository to publish to, without tag or digest.
+    pub image: String,
+    /// Non-empty, normalised, without repeats, in the order written.
+    pub platforms: Vec<Platform>,
+    /// Absolute; the directory holding `mab.toml` unless `context` says otherwise.
+    pub context: PathBuf,
+    /// Relative to the context; `Dockerfile` by default.
+    pub dockerfile: PathBuf,
+    pub target: Option<String>,
+    /// `[image.args]`.
+    pub args: BTreeMap<String, String>,
+    /// `[tags] extra`.
+    pub extra_tags: Vec<String>,
+    /// Unknown keys and platform alias notes, one sentence each.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct RawManifest {
+    image: Option<Spanned<RawImage>>,
+    tags: Option<RawTags>,
+}
+
+#[derive(Deserialize)]
+struct RawImage {
+    name: Option<Spanned<String>>,
+    platforms: Option<Spanned<Vec<Spanned<String>>>>,
+    context: Option<Spanned<String>>,
+    dockerfile: Option<Spanned<String>>,
+    target: Option<Spanned<String>>,
+    args: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+struct RawTags {
+    extra: Option<Vec<Spanned<String>>>,
+}
+
+const TOP_KEYS: &[&str] = &["image", "tags"];
+const IMAGE_KEYS: &[&str] = &[
+    "name",
+    "platforms",
+    "context",
+    "dockerfile",
+    "target",
+    "args",
+];
+const TAGS_KEYS: &[&str] = &["extra"];
+
+/// `mab.toml` in `start_dir` or its nearest parent that has one.
+pub fn find_manifest(start_dir: &Path) -> Option<PathBuf> {
+    start_dir
+        .ancestors()
+        .map(|dir| dir.join(MANIFEST_NAME))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Reads and validates the manifest at `path`.
+pub fn load_project(path: &Path) -> Result<Project, ConfigError> {
+    let path = absolute(path);
+    let text = read_file(
+        &path,
+        "run `mab init` to write a mab.toml, or point `--manifest-path` at an existing one",
+    )?;
+    parse_project(&path, &text)
+}
+
+/// Validates the text of a manifest that lives at `path` (absolute).
+pub fn parse_project(path: &Path, text: &str) -> Result<Project, ConfigError> {
+    let (raw, ignored): (RawManifest, _) = deserialize(path, text)?;
+    let mut warnings: Vec<String> = ignored
+        .iter()
+        .map(|segments| unknown_key_warning(path, segments))
+        .collect();
+
+    let invalid = |span, message: String, hint: &str| {
+        ConfigError::invalid(path, text, span, message, Some(hint.to_owned()))
+    };
+
+    let Some(image) = raw.image else {
+        return Err(invalid(
+            None,
+            format!("{} has no [image] table", path.display()),
+            "add `[image]` with `name = \"registry.example.com/team/app\"` and `platforms = [\"linux/amd64\", \"linux/arm64\"]`",
+        ));
+    };
+    let image_span = image.span();
+    let image = image.into_inner();
+
+    let Some(name) = image.name else {
+        return Err(invalid(
+            Some(image_span),
+            "[image] has no `name`".to_owned(),
+            "add `name = \"registry.example.com/team/app\"`: the repository to publish to",
+        ));
+    };
+    if let Err((message, hint)) = check_repository(name.get_ref()) {
+        return Err(invalid(Some(name.span()), message, &hint));
+    }
+
+    let Some(written_platforms) = image.platforms else {
+        return Err(invalid(
+            Some(image_span),
+            "[image] has no `platforms`".to_owned(),
+            "add `platforms = [\"linux/amd64\", \"linux/arm64\"]`",
+        ));
+    };
+    if written_platforms.get_ref().is_empty() {
+        return Err(invalid(
+            Some(written_platforms.span()),
+            "`platforms` is empty".to_owned(),
+            "list at least one platform, e.g. `platforms = [\"linux/amd64\"]`",
+        ));
+    }
+    let platforms = parse_platforms(path, text, written_platforms.get_ref(), &mut warnings)?;
+
+    let manifest_dir = path.parent().unwrap_or(Path::new("/"));
+    let context = match &image.context {
+        Some(context) if context.get_ref().is_empty() => {
+            return Err(invalid(
+                Some(context.span()),
+                "`context` is empty".to_owned(),
+                "write `context = \".\"` for the directory holding mab.toml",
+            ));
+        }
+        Some(context) => normalise(&manifest_dir.join(context.get_ref())),
+        None => manifest_dir.to_owned(),
+    };
+    let dockerfile = match &image.dockerfile {
+        Some(dockerfile) if dockerfile.get_ref().is_empty() => {
+            return Err(invalid(
+                Some(dockerfile.span()),
+                "`dockerfile` is empty".to_owned(),
+                "leave it out to use `Dockerfile` in the context",
+            ));
+        }
+        Some(dockerfile) => PathBuf::from(dockerfile.get_ref()),
+        None => PathBuf::from("Dockerfile"),
+    };
+    let target = match image.target {
+        Some(target) if target.get_ref().trim().is_empty() => {
+            return Err(invalid(
+                Some(target.span()),
+                "`target` is empty".to_owned(),
+                "name a build stage (`FROM ... AS NAME`), or leave `target` out to build the last stage",
+            ));
+        }
+        Some(target) => Some(target.into_inner()),
+        None => None,
+    };
+
+    let mut extra_tags = Vec::new();
+    for tag in raw.tags.and_then(|tags| tags.extra).unwrap_or_default() {
+        if !is_valid_tag(tag.get_ref()) {
+            return Err(invalid(
+                Some(tag.span()),
+                format!("`{}` is not a valid tag", tag.get_ref()),
+                "a tag is 1 to 128 letters, digits, `_`, `.` and `-`, and does not start with `.` or `-`",
+            ));
+        }
+        if !extra_tags.contains(tag.get_ref()) {
+            extra_tags.push(tag.into_inner());
+        }
+    }
+
+    Ok(Project {
+        manifest_path: path.to_owned(),
+        image: name.into_inner(),
+        platforms,
+        context,
+        dockerfile,
+        target,
+        args: image.args.unwrap_or_default(),
+        extra_tags,
+        warnings,
+    })
+}
+
+fn unknown_key_warning(path: &Path, segments: &[Segment]) -> String {
+    let key = dotted_key(segments);
+    let (parent, last) = key.rsplit_once('.').unwrap_or(("", key.as_str()));
+    let known: &[&str] = match parent {
+        "" => TOP_KEYS,
+        "image" => IMAGE_KEYS,
+        "tags" => TAGS_KEYS,
+        _ => &[],
+    };
+    format!(
+        "unknown key `{key}` in {} is ignored{}",
+        path.display(),
+        did_you_mean(last, known)
+    )
+}
+
+/// Whether `tag` is a valid image tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+pub fn is_valid_tag(tag: &str) -> bool {
+    let mut chars = tag.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    first_ok
+        && tag.len() <= 128
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// Checks a repository name as docker's reference grammar does, refusing a
+/// tag or digest. The error is a message and a hint.
+pub fn check_repository(name: &str) -> Result<(), (String, String)> {
+    const EXAMPLE: &str = "e.g. `registry.example.com/team/app` or `localhost:5000/app`";
+    if name.trim().is_empty() {
+        return Err((
+            "the image name is empty".to_owned(),
+            format!("set `name` to the repository to publish to, {EXAMPLE}"),
+        ));
+    }
+    let bad = |why: &str, hint: String| Err((format!("image name `{name}` {why}"), hint));
+    if name.contains('@') {
+        return bad(
+            "carries a digest",
+            "name the repository only; mab publishes the image list and its tags".to_owned(),
+        );
+    }
+    if name.len() > 255 {
+        return bad(
+            "is longer than 255 characters",
+            "shorten the repository name".to_owned(),
+        );
+    }
+    let components: Vec<&str> = name.split('/').collect();
+    let has_domain = components.len() > 1
+        && (components[0].contains(['.', ':']) || components[0] == "localhost");
+    let path_components = if has_domain {
+        &components[1..]
+    } else {
+        &components[..]
+    };
+    if path_components
+        .last()
+        .is_some_and(|last| last.contains(':'))
+    {
+        let repository = name
+            .rsplit_once(':')
+            .map_or(name, |(repository, _)| repository);
+        return bad(
+            "carries a tag",
+            format!(
+                "write `name = \"{repository}\"`; tags come from git, `[tags] extra` and `--tag`"
+            ),
+        );
+    }
+    if has_domain && !is_valid_domain(components[0]) {
+        return bad(
+            &format!("has an invalid registry host `{}`", components[0]),
+            format!("write the registry as host[:port], {EXAMPLE}"),
+        );
+    }
+    if path_components
+        .iter()
+        .any(|component| component.chars().any(|c| c.is_ascii_uppercase()))
+    {
+        let lower = match has_domain {
+            true => format!(
+                "{}/{}",
+                components[0],
+                path_components.join("/").to_ascii_lowercase()
+            ),
+            false => name.to_ascii_lowercase(),
+        };
+        return bad(
+            "has upper-case letters",
+            format!("repository names are lowercase: `{lower}`"),
+        );
+    }
+    if let Some(component) = path_components
+        .iter()
+        .find(|component| !is_valid_path_component(component))
+    {
+        let why = if component.is_empty() {
+            "has an empty path component".to_owned()
+        } else {
+            format!("has an invalid path component `{component}`")
+        };
+        return bad(
+            &why,
+            format!(
+                "path components are lowercase letters and digits, joined by `.`, `_`, `__` or dashes; {EXAMPLE}"
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
+fn is_valid_path_component(component: &str) -> bool {
+    let bytes = component.as_bytes();
+    let alphanumeric = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let mut index = 0;
+    loop {
+        let start = index;
+        while index < bytes.len() && alphanumeric(bytes[index]) {
+            index += 1;
+        }
+        if index == start {
+            return false;
+        }
+        if index == bytes.len() {
+            return true;
+        }
+        let separator_start = index;
+        while index < bytes.len() && !alphanumeric(bytes[index]) {
+            index += 1;
+        }
+        let separator = &component[separator_start..index];
+        let valid_separator =
+            matches!(separator, "." | "_" | "__") || separator.bytes().all(|b| b == b'-');
+        if !valid_separator {
+            return false;
+        }
+    }
+}
+
+/// `host[:port]` where host is dot-separated DNS labels or a bracketed IPv6 address.
+fn is_valid_domain(domain: &str) -> bool {
+    let (host, port) = match domain.rsplit_once(':') {
+        Some((host, port)) if !host.starts_with('[') || host.ends_with(']') => (host, Some(port)),
+        _ => (domain, None),
+    };
+    let port_ok =
+        port.is_none_or(|port| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
+    let host_ok = match host
+        .strip_prefix('[')
+        .and_then(|host| host.strip_suffix(']'))
+    {
+        Some(address) => {
+            !address.is_empty() && address.chars().all(|c| c.is_ascii_hexdigit() || c == ':')
+        }
+        None => host.split('.').all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        }),
+    };
+    port_ok && host_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PATH: &str = "/src/app/mab.toml";
+
+    fn parse(text: &str) -> Result<Project, ConfigError> {
+        parse_project(Path::new(PATH), text)
+    }
+
+    #[test]
+    fn full_manifest() {
+        let project = parse(
+            r#"
+[image]
+name = "registry.example.com/team/app"
+platforms = ["linux/amd64", "linux/aarch64", "linux/ppc64le", "linux/arm64/v8"]
+context = "./src/.."
+dockerfile = "docker/Dockerfile.release"
+target = "runtime"
+
+[image.args]
+GREETING = "hello"
+
+[tags]
+extra = ["edge", "nightly", "edge"]
+"#,
+        )
+        .unwrap();
+        assert_eq!(project.manifest_path, Path::new(PATH));
+        assert_eq!(project.image, "registry.example.com/team/app");
+        let platforms: Vec<String> = project.platforms.iter().map(|p| p.to_string()).collect();
+        assert_eq!(platforms, ["linux/amd64", "linux/arm64", "linux/ppc64le"]);
+        assert_eq!(project.context, Path::new("/src/app"));
+        assert_eq!(project.dockerfile, Path::new("docker/Dockerfile.release"));
+        assert_eq!(project.target.as_deref(), Some("runtime"));
+        assert_eq!(
+            project.args,
+            BTreeMap::from([("GREETING".to_owned(), "hello".to_owned())])
+        );
+        assert_eq!(project.extra_tags, ["edge", "nightly"]);
+        assert_eq!(
+            project.warnings,
+            [
+                "/src/app/mab.toml:4:29: `linux/aarch64` read as `linux/arm64`",
+                "/src/app/mab.toml:4:63: platform `linux/arm64` is listed twice; building it once",
+            ]
+        );
+    }
+
+    #[test]
+    fn defaults() {
+        let project = parse("[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\n").unwrap();
+        assert_eq!(project.context, Path::new("/src/app"));
+        assert_eq!(project.dockerfile, Path::new("Dockerfile"));
+        assert_eq!(project.target, None);
+        assert!(project.args.is_empty());
+        assert!(project.extra_tags.is_empty());
+        assert!(project.warnings.is_empty());
+    }
+
+    #[test]
+    fn context_outside_the_manifest_dir() {
+        let cases = [
+            ("..", "/src"),
+            ("/abs/ctx", "/abs/ctx"),
+            ("sub/dir", "/src/app/sub/dir"),
+        ];
+        for (context, expected) in cases {
+            let project = parse(&format!(
+                "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\ncontext = \"{context}\"\n"
+            ))
+            .unwrap();
+            assert_eq!(project.context, Path::new(expected), "{context}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_warnings() {
+        let project = parse(
+            "colour = 1\n[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\nplatfroms = []\n[tags]\nextras = []\n",
+        )
+        .unwrap();
+        assert_eq!(
+            project.warnings,
+            [
+                "unknown key `colour` in /src/app/mab.toml is ignored",
+                "unknown key `image.platfroms` in /src/app/mab.toml is ignored; did you mean `platforms`?",
+                "unknown key `tags.extras` in /src/app/mab.toml is ignored; did you mean `extra`?",
+            ]
+        );
+    }
+
+    /// (manifest, message, `FILE:LINE:COL`, offending line, carets, hint)
+    #[test]
+    fn invalid_manifests_point_at_the_value() {
+        let cases = [
+            (
+                "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\", \"linux/amd46\"]\n",
+                "unknown architecture `amd46` in platform `linux/amd46`",
+                ":3:29",
+                "platforms = [\"linux/amd64\", \"linux/amd46\"]",
+                "                            ^^^^^^^^^^^^^",
+                "did you mean `linux/amd64`?",
+            ),
+            (
+                "[image]\nname = \"app\"\nplatforms = []\n",
+                "`platforms` is empty",
+                ":3:13",
+                "platforms = []",
+                "            ^^",
+                "list at least one platform",
+            ),
+            (
+                "[image]\nname = \"\"\nplatforms = [\"linux/amd64\"]\n",
+                "the image name is empty",
+                ":2:8",
+                "name = \"\"",
+                "       ^^",
+                "set `name` to the repository",
+            ),
+            (
+                "[image]\nname = \"Team/App\"\nplatforms = [\"linux/amd64\"]\n",
+                "image name `Team/App` has upper-case letters",
+                ":2:8",
+                "name = \"Team/App\"",
+                "       ^^^^^^^^^^",
+                "repository names are lowercase: `team/app`",
+            ),
+            (
+                "[image]\nname = \"registry.example.com/app:1.0\"\nplatforms = [\"linux/amd64\"]\n",
+                "image name `registry.example.com/app:1.0` carries a tag",
+                ":2:8",
+                "name = \"registry.example.com/app:1.0\"",
+                "       ^",
+                "write `name = \"registry.example.com/app\"`",
+            ),
+            (
+                "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\n[tags]\nextra = [\"ok\", \"-bad\"]\n",
+                "`-bad` is not a valid tag",
+                ":5:16",
+                "extra = [\"ok\", \"-bad\"]",
+                "               ^^^^^^",
+                "a tag is 1 to 128",
+            ),
+            (
+                "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\ntarget = \"\"\n",
+                "`target` is empty",
+                ":4:10",
+                "target = \"\"",
+                "         ^^",
+                "name a build stage",
+            ),
+            (
+                "[image]\nname = \"app\"\nplatforms = \"linux/amd64\"\n",
+                "invalid type: string \"linux/amd64\", expected a sequence",
+                ":3:13",
+                "platforms = \"linux/amd64\"",
+                "            ^^^^^^^^^^^^^",
+                "write a list in square brackets",
+            ),
+            (
+                "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\n[image.args]\nN = 3\n",
+                "invalid type: integer `3`, expected a string",
+                ":5:5",
+                "N = 3",
+                "    ^",
+                "double quotes",
+            ),
+            (
+                "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"\n",
+                "unclosed array, expected `]`",
+                ":3:27",
+                "platforms = [\"linux/amd64\"",
+                "                          ^",
+                "",
+            ),
+            (
+                "[image]\nplatforms = [\"linux/amd64\"]\n",
+                "[image] has no `name`",
+                ":1:1",
+                "[image]",
+                "^",
+                "add `name = ",
+            ),
+        ];
+        for (text, message, position, line, carets, hint) in cases {
+            let error = parse(text).expect_err(text);
+            let rendered = error.to_string();
+            assert!(
+                rendered.starts_with(&format!("error: {message}")),
+                "{text}\n{rendered}"
+            );
+            assert!(
+                rendered.contains(&format!(" --> {PATH}{position}")),
+                "{text}\n{rendered}"
+            );
+            assert!(
+                rendered.contains(&format!(" | {line}\n")),
+                "{text}\n{rendered}"
+            );
+            assert!(
+                rendered.contains(&format!(" | {carets}")),
+                "{text}\n{rendered}"
+            );
+            match hint {
+                "" => assert_eq!(error.hint(), None, "{text}\n{rendered}"),
+                hint => assert!(
+                    error.hint().is_some_and(|found| found.contains(hint))
+                        && rendered.contains("\nhint: "),
+                    "{text}\n{rendered}"
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn missing_image_table() {
+        let error = parse("[tags]\nextra = []\n").unwrap_err();
+        assert_eq!(error.message(), "/src/app/mab.toml has no [image] table");
+        assert!(error.hint().unwrap().contains("[image]"));
+    }
+
+    #[test]
+    fn missing_file() {
+        let error = load_project(Path::new("/nonexistent/dir/mab.toml")).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "error: could not read /nonexistent/dir/mab.toml: No such file or directory\n\
+             hint: run `mab init` to write a mab.toml, or point `--manifest-path` at an existing one"
+        );
+    }
+
+    #[test]
+    fn repositories() {
+        let valid = [
+            "app",
+            "team/app",
+            "registry.example.com/team/app",
+            "localhost:5000/app",
+            "127.0.0.1:5000/a/b/c",
+            "[::1]:5000/app",
+            "Registry.Example.com/app",
+            "team/a.b_c__d--e/f",
+        ];
+        for name in valid {
+            assert_eq!(check_repository(name), Ok(()), "{name}");
+        }
+        let invalid = [
+            ("", "is empty"),
+            ("app:1.0", "carries a tag"),
+            ("localhost:5000/app:1.0", "carries a tag"),
+            ("app@sha256:abc", "carries a digest"),
+            ("Team/app", "upper-case"),
+            ("team//app", "empty path component"),
+            ("team/app/", "empty path component"),
+            ("team/-app", "invalid path component `-app`"),
+            ("team/a..b", "invalid path component `a..b`"),
+            ("team/a___b", "invalid path component `a___b`"),
+            ("bad_host.com:5000/app", "invalid registry host"),
+            ("host.com:/app", "invalid registry host"),
+        ];
+        for (name, why) in invalid {
+            let (message, _hint) = check_repository(name).expect_err(name);
+            assert!(message.contains(why), "{name}: {message}");
+        }
+    }
+
+    #[test]
+    fn finds_the_nearest_manifest() {
+        let root = tempfile::tempdir().unwrap();
+        let nested = root.path().join("a/b/c");
+        std::fs::create_dir_all(&nested).unwrap();
+        assert_eq!(find_manifest(&nested), None);
+        std::fs::write(root.path().join("a/mab.toml"), "").unwrap();
+        assert_eq!(find_manifest(&nested), Some(root.path().join("a/mab.toml")));
+        std::fs::write(root.path().join("a/b/c/mab.toml"), "").unwrap();
+        assert_eq!(find_manifest(&nested), Some(nested.join("mab.toml")));
+        // A directory named mab.toml is not a manifest.
+        std::fs::create_dir(root.path().join("a/b/mab.toml")).unwrap();
+        std::fs::remove_file(nested.join("mab.toml")).unwrap();
+        assert_eq!(find_manifest(&nested), Some(root.path().join("a/mab.toml")));
+    }
+}
