@@ -1,0 +1,696 @@
+//! mab-plan: which runner builds which platform, and why.
+//!
+//! Pure: it takes what mab learnt about each runner ([`RunnerState`], filled
+//! in by the binary from engine probes, or by hand in tests) and the
+//! requested platforms, and returns one [`Job`] per platform. No tokio, no
+//! network, no environment.
+//!
+//! The rules, per platform in the requested order:
+//! 1. candidates are the runners that list the platform in runners.toml;
+//! 2. a candidate whose probe failed is rejected as unreachable, one whose
+//!    engine can neither run the platform natively nor emulate it with a
+//!    registered QEMU handler is rejected as unavailable;
+//! 3. native beats emulated; among equals the runner with the most free job
+//!    slots wins, then the one listed first (so a platform keeps landing on
+//!    the same runner and its warm cache).
+//!
+//! Every losing candidate comes back as a [`Rejection`] saying why.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use mab_config::Platform;
+
+/// What mab learnt about a runner before planning.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunnerState {
+    pub name: String,
+    pub jobs: u32,
+    /// The platforms listed for it in runners.toml.
+    pub platforms: Vec<Platform>,
+    /// What its engine can run, or why it could not be reached.
+    pub probe: Result<Capabilities, String>,
+}
+
+/// The platforms an engine runs natively and under emulation.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// The engine's own platform, plus `linux/386` on amd64.
+    pub native: Vec<Platform>,
+    /// Platforms with a QEMU binfmt handler registered (and not native).
+    pub emulated: Vec<Platform>,
+}
+
+/// How a runner would build a platform.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Support {
+    Native,
+    Emulated,
+    Unavailable,
+}
+
+impl Support {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Support::Native => "native",
+            Support::Emulated => "emulated",
+            Support::Unavailable => "unavailable",
+        }
+    }
+}
+
+impl fmt::Display for Support {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
+/// Platforms QEMU user emulation is looked for, each found through
+/// [`Platform::qemu_handler`].
+const EMULATION_CANDIDATES: &[(&str, Option<&str>)] = &[
+    ("amd64", None),
+    ("386", None),
+    ("arm64", None),
+    ("arm", Some("v7")),
+    ("arm", Some("v6")),
+    ("ppc64le", None),
+    ("ppc64", None),
+    ("s390x", None),
+    ("riscv64", None),
+    ("mips64le", None),
+    ("mips64", None),
+    ("loong64", None),
+];
+
+impl Capabilities {
+    /// From the engine's reported OS and architecture (`uname -m` style such
+    /// as `aarch64`, or GOARCH style such as `arm64`) and the entry names
+    /// under `/proc/sys/fs/binfmt_misc` (`qemu-aarch64`, `status`, ...).
+    pub fn detect(os: &str, engine_arch: &str, binfmt_entries: &[String]) -> Capabilities {
+        let mut native = Vec::new();
+        if let Some(own) = Platform::from_uname(os, engine_arch) {
+            if own.os == "linux" && own.architecture == "amd64" {
+                native.push(own.clone());
+                native.push(Platform::new("linux", "386", None));
+            } else {
+                native.push(own);
+            }
+        }
+        let registered = |handler: &str| {
+            binfmt_entries.iter().any(|entry| {
+                let name = entry.rsplit('/').next().unwrap_or(entry);
+                name.trim() == handler
+            })
+        };
+        let emulated = EMULATION_CANDIDATES
+            .iter()
+            .map(|(architecture, variant)| Platform::new("linux", architecture, *variant))
+            .filter(|platform| !native.contains(platform))
+            .filter(|platform| platform.qemu_handler().is_some_and(registered))
+            .collect();
+        Capabilities { native, emulated }
+    }
+
+    pub fn support(&self, platform: &Platform) -> Support {
+        if self.native.contains(platform) {
+            Support::Native
+        } else if self.emulated.contains(platform) {
+            Support::Emulated
+        } else {
+            Support::Unavailable
+        }
+    }
+
+    /// The engine's own platform, for messages ("its engine is linux/amd64").
+    fn own_platform(&self) -> Option<&Platform> {
+        self.native.first()
+    }
+}
+
+/// One job per requested platform, in the requested order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub jobs: Vec<Job>,
+}
+
+/// Which runner builds a platform, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Job {
+    pub platform: Platform,
+    pub runner: String,
+    pub emulated: bool,
+    /// A sentence: "native linux/arm64 engine".
+    pub reason: String,
+    /// The other runners that list the platform, and why they lost.
+    pub rejected: Vec<Rejection>,
+}
+
+/// A runner that lists a platform but was not chosen for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub runner: String,
+    pub why: String,
+}
+
+/// Why no plan could be made.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// No runner lists the platform: a configuration problem.
+    #[error("no runner serves {platform}{}", describe_offers(offers))]
+    NoRunner {
+        platform: Platform,
+        /// Each runner and the platforms it lists.
+        offers: Vec<(String, Vec<Platform>)>,
+    },
+    /// Runners list the platform, but none of them can build it now.
+    #[error("no runner can build {platform}: {}", describe_rejections(rejected))]
+    NoUsableRunner {
+        platform: Platform,
+        rejected: Vec<Rejection>,
+    },
+}
+
+impl PlanError {
+    /// What to do about it, for a `hint:` line.
+    pub fn hint(&self) -> String {
+        match self {
+            PlanError::NoRunner { platform, .. } => format!(
+                "add a runner for {platform} with `mab runners add`, or leave it out with `--platform`"
+            ),
+            PlanError::NoUsableRunner { rejected, .. } if self.is_unreachable() => {
+                let names: Vec<&str> = rejected.iter().map(|r| r.runner.as_str()).collect();
+                format!(
+                    "check the runners with `mab runners check` ({})",
+                    names.join(", ")
+                )
+            }
+            PlanError::NoUsableRunner { platform, .. } => match platform.qemu_handler() {
+                Some(handler) => format!(
+                    "register the QEMU handler {handler} on a runner (qemu-user-static), or add a native {platform} runner with `mab runners add`"
+                ),
+                None => format!("add a native {platform} runner with `mab runners add`"),
+            },
+        }
+    }
+
+    /// Whether some runner that could have built the platform was
+    /// unreachable: a runtime failure rather than a configuration one.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            PlanError::NoRunner { .. } => false,
+            PlanError::NoUsableRunner { rejected, .. } => rejected
+                .iter()
+                .any(|rejection| rejection.why.starts_with(UNREACHABLE)),
+        }
+    }
+}
+
+const UNREACHABLE: &str = "unreachable: ";
+
+fn describe_offers(offers: &[(String, Vec<Platform>)]) -> String {
+    if offers.is_empty() {
+        return "; no runners are configured".to_owned();
+    }
+    let described: Vec<String> = offers
+        .iter()
+        .map(|(runner, platforms)| {
+            let platforms: Vec<String> = platforms.iter().map(Platform::to_string).collect();
+            format!("{runner} offers {}", platforms.join(", "))
+        })
+        .collect();
+    format!("; {}", described.join("; "))
+}
+
+fn describe_rejections(rejected: &[Rejection]) -> String {
+    let described: Vec<String> = rejected
+        .iter()
+        .map(|rejection| match rejection.why.strip_prefix(UNREACHABLE) {
+            Some(why) => format!("{} is unreachable ({why})", rejection.runner),
+            None => format!("{} {}", rejection.runner, rejection.why),
+        })
+        .collect();
+    described.join("; ")
+}
+
+/// A runner that can build the platform being planned.
+struct Contender<'a> {
+    runner: &'a RunnerState,
+    support: Support,
+    free_slots: i64,
+}
+
+/// Assigns every platform to a runner; see the crate docs for the rules.
+pub fn plan(platforms: &[Platform], runners: &[RunnerState]) -> Result<Plan, PlanError> {
+    let mut assigned: HashMap<&str, u32> = HashMap::new();
+    let mut jobs = Vec::with_capacity(platforms.len());
+    for platform in platforms {
+        let candidates: Vec<&RunnerState> = runners
+            .iter()
+            .filter(|runner| runner.platforms.contains(platform))
+            .collect();
+        if candidates.is_empty() {
+            return Err(PlanError::NoRunner {
+                platform: platform.clone(),
+                offers: runners
+                    .iter()
+                    .map(|runner| (runner.name.clone(), runner.platforms.clone()))
+                    .collect(),
+            });
+        }
+
+        let mut rejected = Vec::new();
+        let mut contenders = Vec::new();
+        for runner in &candidates {
+            match &runner.probe {
+                Err(why) => rejected.push(Rejection {
+                    runner: runner.name.clone(),
+                    why: format!("{UNREACHABLE}{why}"),
+                }),
+                Ok(capabilities) => match capabilities.support(platform) {
+                    Support::Unavailable => rejected.push(Rejection {
+                        runner: runner.name.clone(),
+                        why: unavailable_why(platform, capabilities),
+                    }),
+                    support => contenders.push(Contender {
+                        runner,
+                        support,
+                        free_slots: i64::from(runner.jobs)
+                            - i64::from(assigned.get(runner.name.as_str()).copied().unwrap_or(0)),
+                    }),
+                },
+            }
+        }
+
+        // Stable: among equals the runner listed first stays first.
+        contenders.sort_by_key(|contender| {
+            (
+                contender.support != Support::Native,
+                std::cmp::Reverse(contender.free_slots),
+            )
+        });
+        let Some((winner, losers)) = contenders.split_first() else {
+            return Err(PlanError::NoUsableRunner {
+                platform: platform.clone(),
+                rejected,
+            });
+        };
+        for loser in losers {
+            rejected.push(Rejection {
+                runner: loser.runner.name.clone(),
+                why: lost_why(winner, loser),
+            });
+        }
+        // Report rejections in runners.toml order.
+        rejected.sort_by_key(|rejection| {
+            candidates
+                .iter()
+                .position(|candidate| candidate.name == rejection.runner)
+        });
+
+        *assigned.entry(winner.runner.name.as_str()).or_default() += 1;
+        let emulated = winner.support == Support::Emulated;
+        jobs.push(Job {
+            platform: platform.clone(),
+            runner: winner.runner.name.clone(),
+            emulated,
+            reason: reason(platform, winner, &candidates),
+            rejected,
+        });
+    }
+    Ok(Plan { jobs })
+}
+
+fn unavailable_why(platform: &Platform, capabilities: &Capabilities) -> String {
+    let engine = match capabilities.own_platform() {
+        Some(own) => format!("its engine is {own}"),
+        None => "its engine's architecture is unknown".to_owned(),
+    };
+    match platform.qemu_handler() {
+        Some(handler) => {
+            format!("lists {platform} but {engine} and no QEMU handler {handler} is registered")
+        }
+        None => format!("lists {platform} but {engine} and QEMU cannot emulate {platform}"),
+    }
+}
+
+fn lost_why(winner: &Contender<'_>, loser: &Contender<'_>) -> String {
+    let name = &winner.runner.name;
+    if loser.support == Support::Emulated && winner.support == Support::Native {
+        format!("emulation only; {name} builds it natively")
+    } else if loser.free_slots < winner.free_slots {
+        format!(
+            "fewer free job slots than {name} ({} against {})",
+            loser.free_slots.max(0),
+            winner.free_slots.max(0)
+        )
+    } else {
+        format!("as able as {name}, which is listed first")
+    }
+}
+
+fn reason(platform: &Platform, winner: &Contender<'_>, candidates: &[&RunnerState]) -> String {
+    let capabilities = winner.runner.probe.as_ref().ok();
+    let own = capabilities.and_then(Capabilities::own_platform);
+    match winner.support {
+        Support::Native => match own {
+            Some(own) if own != platform => format!("native {own} engine runs {platform}"),
+            _ => format!("native {platform} engine"),
+        },
+        _ => {
+            let handler = platform.qemu_handler().unwrap_or("qemu");
+            let any_unreachable = candidates.iter().any(|runner| runner.probe.is_err());
+            let why = if any_unreachable {
+                "no native runner is reachable"
+            } else {
+                "no runner builds it natively"
+            };
+            format!("emulated with QEMU ({handler}); {why}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn platform(text: &str) -> Platform {
+        text.parse().unwrap()
+    }
+
+    fn platforms(texts: &[&str]) -> Vec<Platform> {
+        texts.iter().map(|text| platform(text)).collect()
+    }
+
+    fn handlers(names: &[&str]) -> Vec<String> {
+        names.iter().map(|name| (*name).to_owned()).collect()
+    }
+
+    /// A reachable runner: its engine's `uname -m` and registered handlers.
+    fn runner(name: &str, jobs: u32, lists: &[&str], arch: &str, qemu: &[&str]) -> RunnerState {
+        RunnerState {
+            name: name.to_owned(),
+            jobs,
+            platforms: platforms(lists),
+            probe: Ok(Capabilities::detect("linux", arch, &handlers(qemu))),
+        }
+    }
+
+    fn unreachable(name: &str, lists: &[&str], why: &str) -> RunnerState {
+        RunnerState {
+            name: name.to_owned(),
+            jobs: 1,
+            platforms: platforms(lists),
+            probe: Err(why.to_owned()),
+        }
+    }
+
+    #[test]
+    fn detects_capabilities() {
+        let cases: &[(&str, &[&str], &[&str], &[&str])] = &[
+            ("x86_64", &[], &["linux/amd64", "linux/386"], &[]),
+            (
+                "amd64",
+                &["status", "register"],
+                &["linux/amd64", "linux/386"],
+                &[],
+            ),
+            (
+                "x86_64",
+                &[
+                    "qemu-aarch64",
+                    "qemu-ppc64le",
+                    "qemu-arm",
+                    "qemu-x86_64",
+                    "status",
+                ],
+                &["linux/amd64", "linux/386"],
+                &[
+                    "linux/arm64",
+                    "linux/arm/v7",
+                    "linux/arm/v6",
+                    "linux/ppc64le",
+                ],
+            ),
+            ("aarch64", &[], &["linux/arm64"], &[]),
+            (
+                "aarch64",
+                &["qemu-x86_64"],
+                &["linux/arm64"],
+                &["linux/amd64"],
+            ),
+            (
+                "ppc64le",
+                &["/proc/sys/fs/binfmt_misc/qemu-s390x"],
+                &["linux/ppc64le"],
+                &["linux/s390x"],
+            ),
+            ("armv7l", &[], &["linux/arm/v7"], &[]),
+            ("sparc64", &["qemu-riscv64"], &[], &["linux/riscv64"]),
+        ];
+        for (arch, entries, native, emulated) in cases {
+            let capabilities = Capabilities::detect("linux", arch, &handlers(entries));
+            assert_eq!(capabilities.native, platforms(native), "{arch} {entries:?}");
+            assert_eq!(
+                capabilities.emulated,
+                platforms(emulated),
+                "{arch} {entries:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn support_levels() {
+        let capabilities = Capabilities::detect("linux", "x86_64", &handlers(&["qemu-aarch64"]));
+        let cases = [
+            ("linux/amd64", Support::Native),
+            ("linux/386", Support::Native),
+            ("linux/arm64", Support::Emulated),
+            ("linux/arm64/v8", Support::Emulated),
+            ("linux/ppc64le", Support::Unavailable),
+            ("linux/arm/v7", Support::Unavailable),
+            ("windows/amd64", Support::Unavailable),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(capabilities.support(&platform(text)), expected, "{text}");
+        }
+    }
+
+    /// What a job should look like: (runner, emulated, reason, [(rejected runner, why)]).
+    type Expected<'a> = (&'a str, bool, &'a str, &'a [(&'a str, &'a str)]);
+
+    #[test]
+    fn plans() {
+        let cases: Vec<(&str, Vec<&str>, Vec<RunnerState>, Vec<Expected<'_>>)> = vec![
+            (
+                "native preferred over emulation",
+                vec!["linux/arm64"],
+                vec![
+                    runner("laptop", 4, &["linux/amd64", "linux/arm64"], "x86_64", &["qemu-aarch64"]),
+                    runner("arm-01", 1, &["linux/arm64"], "aarch64", &[]),
+                ],
+                vec![(
+                    "arm-01",
+                    false,
+                    "native linux/arm64 engine",
+                    &[("laptop", "emulation only; arm-01 builds it natively")],
+                )],
+            ),
+            (
+                "emulated fallback when the native runner is down",
+                vec!["linux/arm64"],
+                vec![
+                    unreachable("arm-01", &["linux/arm64"], "connection refused"),
+                    runner("laptop", 1, &["linux/amd64", "linux/arm64"], "x86_64", &["qemu-aarch64"]),
+                ],
+                vec![(
+                    "laptop",
+                    true,
+                    "emulated with QEMU (qemu-aarch64); no native runner is reachable",
+                    &[("arm-01", "unreachable: connection refused")],
+                )],
+            ),
+            (
+                "emulated when nobody is native",
+                vec!["linux/ppc64le"],
+                vec![runner("laptop", 1, &["linux/ppc64le"], "x86_64", &["qemu-ppc64le"])],
+                vec![(
+                    "laptop",
+                    true,
+                    "emulated with QEMU (qemu-ppc64le); no runner builds it natively",
+                    &[],
+                )],
+            ),
+            (
+                "unavailable runner is rejected",
+                vec!["linux/ppc64le"],
+                vec![
+                    runner("laptop", 1, &["linux/ppc64le"], "x86_64", &[]),
+                    runner("power9", 1, &["linux/ppc64le"], "ppc64le", &[]),
+                ],
+                vec![(
+                    "power9",
+                    false,
+                    "native linux/ppc64le engine",
+                    &[(
+                        "laptop",
+                        "lists linux/ppc64le but its engine is linux/amd64 and no QEMU handler qemu-ppc64le is registered",
+                    )],
+                )],
+            ),
+            (
+                "386 runs natively on amd64",
+                vec!["linux/386"],
+                vec![runner("laptop", 1, &["linux/386"], "x86_64", &[])],
+                vec![("laptop", false, "native linux/amd64 engine runs linux/386", &[])],
+            ),
+            (
+                "jobs balance across equal runners",
+                vec!["linux/amd64", "linux/386", "linux/arm64"],
+                vec![
+                    runner("x86-a", 1, &["linux/amd64", "linux/386", "linux/arm64"], "x86_64", &["qemu-aarch64"]),
+                    runner("x86-b", 2, &["linux/amd64", "linux/386", "linux/arm64"], "x86_64", &["qemu-aarch64"]),
+                ],
+                vec![
+                    (
+                        "x86-b",
+                        false,
+                        "native linux/amd64 engine",
+                        &[("x86-a", "fewer free job slots than x86-b (1 against 2)")],
+                    ),
+                    (
+                        "x86-a",
+                        false,
+                        "native linux/amd64 engine runs linux/386",
+                        &[("x86-b", "as able as x86-a, which is listed first")],
+                    ),
+                    (
+                        "x86-b",
+                        true,
+                        "emulated with QEMU (qemu-aarch64); no runner builds it natively",
+                        &[("x86-a", "fewer free job slots than x86-b (0 against 1)")],
+                    ),
+                ],
+            ),
+            (
+                "ties go to the runner listed first, every time",
+                vec!["linux/arm64"],
+                vec![
+                    runner("arm-b", 1, &["linux/arm64"], "aarch64", &[]),
+                    runner("arm-a", 1, &["linux/arm64"], "aarch64", &[]),
+                ],
+                vec![(
+                    "arm-b",
+                    false,
+                    "native linux/arm64 engine",
+                    &[("arm-a", "as able as arm-b, which is listed first")],
+                )],
+            ),
+            (
+                "native wins even when busier",
+                vec!["linux/arm64", "linux/arm64/v8"],
+                vec![
+                    runner("laptop", 8, &["linux/arm64"], "x86_64", &["qemu-aarch64"]),
+                    runner("arm-01", 1, &["linux/arm64"], "aarch64", &[]),
+                ],
+                vec![
+                    (
+                        "arm-01",
+                        false,
+                        "native linux/arm64 engine",
+                        &[("laptop", "emulation only; arm-01 builds it natively")],
+                    ),
+                    (
+                        "arm-01",
+                        false,
+                        "native linux/arm64 engine",
+                        &[("laptop", "emulation only; arm-01 builds it natively")],
+                    ),
+                ],
+            ),
+            (
+                "requested order is kept",
+                vec!["linux/ppc64le", "linux/amd64"],
+                vec![
+                    runner("laptop", 1, &["linux/amd64"], "x86_64", &[]),
+                    runner("power9", 1, &["linux/ppc64le"], "ppc64le", &[]),
+                ],
+                vec![
+                    ("power9", false, "native linux/ppc64le engine", &[]),
+                    ("laptop", false, "native linux/amd64 engine", &[]),
+                ],
+            ),
+        ];
+        for (name, wanted, runners, expected) in cases {
+            let plan = plan(&platforms(&wanted), &runners)
+                .unwrap_or_else(|error| panic!("{name}: {error}"));
+            assert_eq!(plan.jobs.len(), expected.len(), "{name}");
+            for ((job, wanted), (runner, emulated, reason, rejected)) in
+                plan.jobs.iter().zip(&wanted).zip(expected)
+            {
+                assert_eq!(job.platform, platform(wanted), "{name}");
+                assert_eq!(job.runner, runner, "{name}: {wanted}");
+                assert_eq!(job.emulated, emulated, "{name}: {wanted}");
+                assert_eq!(job.reason, reason, "{name}: {wanted}");
+                let rejected: Vec<Rejection> = rejected
+                    .iter()
+                    .map(|(runner, why)| Rejection {
+                        runner: (*runner).to_owned(),
+                        why: (*why).to_owned(),
+                    })
+                    .collect();
+                assert_eq!(job.rejected, rejected, "{name}: {wanted}");
+            }
+        }
+    }
+
+    #[test]
+    fn no_runner_lists_the_platform() {
+        let runners = [
+            runner("laptop", 1, &["linux/amd64", "linux/arm64"], "x86_64", &[]),
+            runner("power9", 1, &["linux/ppc64le"], "ppc64le", &[]),
+        ];
+        let error = plan(&platforms(&["linux/amd64", "linux/s390x"]), &runners).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "no runner serves linux/s390x; laptop offers linux/amd64, linux/arm64; power9 offers linux/ppc64le"
+        );
+        assert_eq!(
+            error.hint(),
+            "add a runner for linux/s390x with `mab runners add`, or leave it out with `--platform`"
+        );
+        assert!(!error.is_unreachable());
+        assert!(
+            matches!(error, PlanError::NoRunner { ref platform, .. } if platform.to_string() == "linux/s390x")
+        );
+
+        let error = plan(&platforms(&["linux/amd64"]), &[]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "no runner serves linux/amd64; no runners are configured"
+        );
+    }
+
+    #[test]
+    fn every_candidate_rejected() {
+        let cases: Vec<(Vec<RunnerState>, &str, &str, bool)> = vec![
+            (
+                vec![unreachable("arm-01", &["linux/arm64"], "connection refused")],
+                "no runner can build linux/arm64: arm-01 is unreachable (connection refused)",
+                "check the runners with `mab runners check` (arm-01)",
+                true,
+            ),
+            (
+                vec![runner("laptop", 1, &["linux/arm64"], "x86_64", &[])],
+                "no runner can build linux/arm64: laptop lists linux/arm64 but its engine is linux/amd64 and no QEMU handler qemu-aarch64 is registered",
+                "register the QEMU handler qemu-aarch64 on a runner",
+                false,
+            ),
+        ];
+        for (runners, message, hint, is_unreachable) in cases {
+            let error = plan(&platforms(&["linux/arm64"]), &runners).unwrap_err();
+            assert_eq!(error.to_string(), message);
+            assert!(error.hint().starts_with(hint), "{}", error.hint());
+            assert_eq!(error.is_unreachable(), is_unreachable);
+        }
+    }
+}
