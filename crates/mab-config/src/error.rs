@@ -208,6 +208,41 @@ impl fmt::Display for Location {
     }
 }
 
+/// Checks a rendered error: its message, `FILE:LINE:COL`, the offending line,
+/// the carets under it, and a part of the hint (`""` when there is none).
+#[cfg(test)]
+pub(crate) fn assert_reported(
+    text: &str,
+    error: &ConfigError,
+    path: &str,
+    (message, position, line, carets, hint): (&str, &str, &str, &str, &str),
+) {
+    let rendered = error.to_string();
+    let context = format!("{text}\n{rendered}");
+    assert!(
+        rendered.starts_with(&format!("error: {message}\n")),
+        "{context}"
+    );
+    assert!(
+        rendered.contains(&format!(" --> {path}{position}\n")),
+        "{context}"
+    );
+    assert!(rendered.contains(&format!(" | {line}\n")), "{context}");
+    assert!(
+        rendered
+            .lines()
+            .any(|shown| shown.ends_with(&format!(" | {carets}"))),
+        "{context}"
+    );
+    match hint {
+        "" => assert_eq!(error.hint(), None, "{context}"),
+        hint => assert!(
+            error.hint().is_some_and(|found| found.contains(hint)) && rendered.contains("\nhint: "),
+            "{context}"
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

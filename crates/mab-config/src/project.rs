@@ -369,6 +369,7 @@ fn is_valid_domain(domain: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::assert_reported;
 
     const PATH: &str = "/src/app/mab.toml";
 
@@ -500,7 +501,7 @@ extra = ["edge", "nightly", "edge"]
                 "image name `registry.example.com/app:1.0` carries a tag",
                 ":2:8",
                 "name = \"registry.example.com/app:1.0\"",
-                "       ^",
+                "       ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^",
                 "write `name = \"registry.example.com/app\"`",
             ),
             (
@@ -548,37 +549,13 @@ extra = ["edge", "nightly", "edge"]
                 "[image] has no `name`",
                 ":1:1",
                 "[image]",
-                "^",
+                "^^^^^^^",
                 "add `name = ",
             ),
         ];
         for (text, message, position, line, carets, hint) in cases {
             let error = parse(text).expect_err(text);
-            let rendered = error.to_string();
-            assert!(
-                rendered.starts_with(&format!("error: {message}")),
-                "{text}\n{rendered}"
-            );
-            assert!(
-                rendered.contains(&format!(" --> {PATH}{position}")),
-                "{text}\n{rendered}"
-            );
-            assert!(
-                rendered.contains(&format!(" | {line}\n")),
-                "{text}\n{rendered}"
-            );
-            assert!(
-                rendered.contains(&format!(" | {carets}")),
-                "{text}\n{rendered}"
-            );
-            match hint {
-                "" => assert_eq!(error.hint(), None, "{text}\n{rendered}"),
-                hint => assert!(
-                    error.hint().is_some_and(|found| found.contains(hint))
-                        && rendered.contains("\nhint: "),
-                    "{text}\n{rendered}"
-                ),
-            }
+            assert_reported(text, &error, PATH, (message, position, line, carets, hint));
         }
     }
 

@@ -465,6 +465,7 @@ pub fn locate_runners(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::assert_reported;
 
     const PATH: &str = "/etc/mab/runners.toml";
 
@@ -580,7 +581,7 @@ platforms = ["linux/amd64", "linux/aarch64"]
                 "runner `a` lists no platforms",
                 ":1:1",
                 "[[runner]]",
-                "^",
+                "^^^^^^^^^^",
                 "add `platforms = [\"linux/arm64\"]`",
             ),
             (
@@ -636,7 +637,7 @@ platforms = ["linux/amd64", "linux/aarch64"]
                 "a [[runner]] has no `name`",
                 ":1:1",
                 "[[runner]]",
-                "^",
+                "^^^^^^^^^^",
                 "give each runner a name",
             ),
             (
@@ -644,7 +645,7 @@ platforms = ["linux/amd64", "linux/aarch64"]
                 "runner `a` has no `host`",
                 ":1:1",
                 "[[runner]]",
-                "^",
+                "^^^^^^^^^^",
                 "write `host = \"local\"`",
             ),
             (
@@ -668,7 +669,7 @@ platforms = ["linux/amd64", "linux/aarch64"]
                 "invalid type: map, expected a sequence",
                 ":1:1",
                 "[runner]",
-                "^",
+                "^^^^^^^^",
                 "declare runners with `[[runner]]`",
             ),
             (
@@ -682,28 +683,7 @@ platforms = ["linux/amd64", "linux/aarch64"]
         ];
         for (text, message, position, line, carets, hint) in cases {
             let error = parse(&text).expect_err(&text);
-            let rendered = error.to_string();
-            assert!(
-                rendered.starts_with(&format!("error: {message}")),
-                "{text}\n{rendered}"
-            );
-            assert!(
-                rendered.contains(&format!(" --> {PATH}{position}\n")),
-                "{text}\n{rendered}"
-            );
-            assert!(
-                rendered.contains(&format!(" | {line}\n")),
-                "{text}\n{rendered}"
-            );
-            assert!(
-                rendered.contains(&format!(" | {carets}")),
-                "{text}\n{rendered}"
-            );
-            assert!(
-                error.hint().is_some_and(|found| found.contains(hint))
-                    && rendered.contains("\nhint: "),
-                "{text}\n{rendered}"
-            );
+            assert_reported(&text, &error, PATH, (message, position, line, carets, hint));
         }
     }
 

@@ -406,7 +406,9 @@ mod tests {
 
     #[test]
     fn detects_capabilities() {
-        let cases: &[(&str, &[&str], &[&str], &[&str])] = &[
+        // (uname -m, binfmt_misc entries, native, emulated)
+        type Case<'a> = (&'a str, &'a [&'a str], &'a [&'a str], &'a [&'a str]);
+        let cases: &[Case<'_>] = &[
             ("x86_64", &[], &["linux/amd64", "linux/386"], &[]),
             (
                 "amd64",
@@ -480,7 +482,9 @@ mod tests {
 
     #[test]
     fn plans() {
-        let cases: Vec<(&str, Vec<&str>, Vec<RunnerState>, Vec<Expected<'_>>)> = vec![
+        // (what the case shows, requested platforms, runners, one expected job per platform)
+        type Case<'a> = (&'a str, Vec<&'a str>, Vec<RunnerState>, Vec<Expected<'a>>);
+        let cases: Vec<Case<'_>> = vec![
             (
                 "native preferred over emulation",
                 vec!["linux/arm64"],
