@@ -198,6 +198,57 @@ pub fn parse_project(path: &Path, text: &str) -> Result<Project, ConfigError> {
     })
 }
 
+impl Project {
+    /// The Dockerfile's path: `dockerfile` resolved against the context.
+    pub fn dockerfile_path(&self) -> PathBuf {
+        normalise(&self.context.join(&self.dockerfile))
+    }
+
+    /// Checks that the context is a directory and the Dockerfile a file,
+    /// before anything is sent anywhere. Errors point at `context` or
+    /// `dockerfile` in mab.toml when the value is written there.
+    pub fn check_build_files(&self) -> Result<(), ConfigError> {
+        if !self.context.is_dir() {
+            return Err(self.error_at(
+                "context",
+                format!("the context directory {} does not exist", self.context.display()),
+                "create it, or set `context` in [image] to a directory; a relative path is read from the directory holding mab.toml",
+            ));
+        }
+        let dockerfile = self.dockerfile_path();
+        if !dockerfile.is_file() {
+            return Err(self.error_at(
+                "dockerfile",
+                format!("the Dockerfile {} does not exist", dockerfile.display()),
+                "write one, or set `dockerfile` in [image] to its path relative to the context",
+            ));
+        }
+        Ok(())
+    }
+
+    /// An error pointing at `[image] key` of the manifest when it is written
+    /// there, else at the file.
+    fn error_at(&self, key: &str, message: String, hint: &str) -> ConfigError {
+        #[derive(Deserialize)]
+        struct Written {
+            image: Option<BTreeMap<String, Spanned<toml::Value>>>,
+        }
+        let text = std::fs::read_to_string(&self.manifest_path).unwrap_or_default();
+        let span = toml::from_str::<Written>(&text)
+            .ok()
+            .and_then(|written| written.image)
+            .and_then(|image| image.get(key).map(Spanned::span));
+        let text = if span.is_some() { text } else { String::new() };
+        ConfigError::invalid(
+            &self.manifest_path,
+            &text,
+            span,
+            message,
+            Some(hint.to_owned()),
+        )
+    }
+}
+
 fn unknown_key_warning(path: &Path, segments: &[Segment]) -> String {
     let key = dotted_key(segments);
     let (parent, last) = key.rsplit_once('.').unwrap_or(("", key.as_str()));
@@ -625,5 +676,67 @@ extra = ["edge", "nightly", "edge"]
         std::fs::create_dir(root.path().join("a/b/mab.toml")).unwrap();
         std::fs::remove_file(nested.join("mab.toml")).unwrap();
         assert_eq!(find_manifest(&nested), Some(root.path().join("a/mab.toml")));
+    }
+
+    #[test]
+    fn build_files_are_checked() {
+        let root = tempfile::tempdir().unwrap();
+        let manifest = root.path().join("mab.toml");
+        let write = |extra: &str| {
+            std::fs::write(
+                &manifest,
+                format!("[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\n{extra}"),
+            )
+            .unwrap();
+            load_project(&manifest).unwrap()
+        };
+        let root_dir = root.path().display().to_string();
+
+        let project = write("");
+        let error = project.check_build_files().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "error: the Dockerfile {root_dir}/Dockerfile does not exist\n --> {root_dir}/mab.toml\n\
+                 hint: write one, or set `dockerfile` in [image] to its path relative to the context"
+            )
+        );
+
+        let project = write("dockerfile = \"build/Dockerfile\"\n");
+        let error = project.check_build_files().unwrap_err();
+        assert_reported(
+            "",
+            &error,
+            &manifest.display().to_string(),
+            (
+                &format!("the Dockerfile {root_dir}/build/Dockerfile does not exist"),
+                ":4:14",
+                "dockerfile = \"build/Dockerfile\"",
+                "             ^^^^^^^^^^^^^^^^^^",
+                "write one",
+            ),
+        );
+        std::fs::create_dir(root.path().join("build")).unwrap();
+        std::fs::write(root.path().join("build/Dockerfile"), "FROM scratch\n").unwrap();
+        assert_eq!(
+            project.dockerfile_path(),
+            root.path().join("build/Dockerfile")
+        );
+        project.check_build_files().unwrap();
+
+        let project = write("context = \"missing\"\n");
+        let error = project.check_build_files().unwrap_err();
+        assert_reported(
+            "",
+            &error,
+            &manifest.display().to_string(),
+            (
+                &format!("the context directory {root_dir}/missing does not exist"),
+                ":4:11",
+                "context = \"missing\"",
+                "          ^^^^^^^^^",
+                "create it",
+            ),
+        );
     }
 }
