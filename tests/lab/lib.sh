@@ -1,0 +1,244 @@
+# Settings and helpers shared by the lab scripts (sourced, never run).
+# shellcheck shell=bash
+# shellcheck disable=SC2034 # the settings are used by the scripts that source this
+
+# Where the lab keeps its data, keys, logs and lab.env.
+LAB=${MAB_LAB_DIR:-/var/lib/mab-lab}
+
+# Debian's own docker CLI (20.10, BuildKit built in); the one on PATH may lack buildx.
+LAB_DOCKER_CLI=/usr/bin/docker
+LAB_DOCKERD=/usr/sbin/dockerd
+LAB_SSHD=/usr/sbin/sshd
+
+# "This machine's engine": the default socket.
+LAB_LOCAL_SOCKET=/var/run/docker.sock
+LAB_LOCAL_PIDFILE=/var/run/docker.pid
+
+# Registries: an open one and one that wants a password.
+LAB_REGISTRY_PORT=5000
+LAB_AUTH_REGISTRY_PORT=5001
+LAB_AUTH_USER=mab
+LAB_AUTH_PASSWORD=mab-secret
+
+# Every runner host runs sshd on this port of its own loopback address, and its
+# engine socket lives in a directory that only its own mount namespace sees.
+LAB_SSH_PORT=2222
+LAB_HOST_RUN_DIR=/run/mab-host
+LAB_HOST_SOCKET=$LAB_HOST_RUN_DIR/docker.sock
+
+# The simulated runner hosts: name, loopback address, bridge, bridge address.
+# Add a line here to add a host; `up` starts it and `down` stops it.
+LAB_HOSTS=(
+    "runner-a 127.0.0.2 mab-br-a 172.30.1.1/24"
+    "runner-b 127.0.0.3 mab-br-b 172.30.2.1/24"
+)
+
+# QEMU handlers the lab registers (names as in /usr/lib/binfmt.d/qemu-NAME.conf).
+LAB_QEMU_HANDLERS=(aarch64 ppc64le s390x arm)
+
+# Static busybox binaries: OCI architecture -> Debian architecture.
+declare -A LAB_BUSYBOX_DEB_ARCH=([amd64]=amd64 [arm64]=arm64 [ppc64le]=ppc64el [s390x]=s390x)
+# What `busybox uname -m` prints for each OCI architecture.
+declare -A LAB_BUSYBOX_UNAME=([amd64]=x86_64 [arm64]=aarch64 [ppc64le]=ppc64le [s390x]=s390x)
+
+log() {
+    printf 'lab: %s\n' "$*" >&2
+}
+
+# die MESSAGE [HINT]
+die() {
+    printf 'lab: error: %s\n' "$1" >&2
+    if [[ $# -gt 1 ]]; then
+        printf 'hint: %s\n' "$2" >&2
+    fi
+    exit 1
+}
+
+require_root() {
+    [[ $(id -u) -eq 0 ]] || die "the lab scripts start engines and daemons and must run as root" \
+        "run them with sudo, or as root"
+}
+
+# Take the lab's lock so that two scripts never change the lab at once.
+# Daemons must be started with `9>&-` so that they do not inherit it.
+lab_lock() {
+    mkdir -p "$LAB"
+    exec 9>"$LAB/.lock"
+    if ! flock -w 300 9; then
+        die "another lab script has held $LAB/.lock for 5 minutes" \
+            "check for a hung tests/lab/up or tests/lab/down"
+    fi
+}
+
+# host_env_prefix NAME: the prefix of a host's lines in lab.env,
+# runner-a -> RUNNER_A, arm-box -> RUNNER_ARM_BOX.
+host_env_prefix() {
+    local upper=${1#runner-}
+    upper=${upper^^}
+    printf 'RUNNER_%s' "${upper//-/_}"
+}
+
+# pid_matches PID PATTERN: the process lives and its command line contains
+# PATTERN (a recycled PID or a zombie does not match).
+pid_matches() {
+    local pid=$1 pattern=$2 cmdline
+    [[ $pid =~ ^[0-9]+$ ]] || return 1
+    cmdline=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
+    [[ -n $cmdline && $cmdline == *"$pattern"* ]]
+}
+
+# read_pid FILE: the number in FILE, or nothing.
+read_pid() {
+    local pid=""
+    if [[ -r $1 ]]; then
+        read -r pid <"$1" || true
+    fi
+    printf '%s' "$pid"
+}
+
+# wait_for SECONDS WHAT COMMAND...: poll COMMAND until it succeeds.
+wait_for() {
+    local seconds=$1 what=$2
+    shift 2
+    local deadline=$((SECONDS + seconds))
+    until "$@" >/dev/null 2>&1; do
+        if ((SECONDS >= deadline)); then
+            log "gave up after ${seconds}s waiting for $what"
+            return 1
+        fi
+        sleep 0.2
+    done
+}
+
+# stop_pid PID PATTERN SECONDS: SIGTERM, wait up to SECONDS, then SIGKILL.
+stop_pid() {
+    local pid=$1 pattern=$2 seconds=$3
+    pid_matches "$pid" "$pattern" || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    if ! wait_for "$seconds" "process $pid to stop" not pid_matches "$pid" "$pattern"; then
+        log "process $pid ignored SIGTERM; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+        wait_for 5 "process $pid to die" not pid_matches "$pid" "$pattern" || true
+    fi
+}
+
+not() {
+    ! "$@"
+}
+
+# http_code URL: the HTTP status a GET answers with, 000 when nothing answers.
+http_code() {
+    curl -s -o /dev/null -m 3 -w '%{http_code}' "$1" 2>/dev/null || true
+}
+
+# tcp_answers ADDR PORT: something accepts connections there.
+tcp_answers() {
+    # shellcheck disable=SC2016 # expanded by the inner bash
+    timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$1" "$2" 2>/dev/null
+}
+
+# The mount namespace of a host is recorded with the boot it belongs to, so a
+# record left over from before a reboot is never mistaken for a live one.
+boot_id() {
+    cat /proc/sys/kernel/random/boot_id
+}
+
+# host_namespace NAME: the mount namespace (mnt:[N]) recorded for a host in
+# this boot, or nothing.
+host_namespace() {
+    local file=$LAB/$1/mntns ns boot
+    [[ -r $file ]] || return 0
+    read -r ns boot <"$file" || return 0
+    if [[ $boot == "$(boot_id)" && $ns != "$(readlink /proc/self/ns/mnt)" ]]; then
+        printf '%s' "$ns"
+    fi
+}
+
+# namespace_pids NS: processes living in mount namespace NS.
+namespace_pids() {
+    local ns=$1 entry pid
+    [[ -n $ns ]] || return 0
+    for entry in /proc/[0-9]*; do
+        pid=${entry#/proc/}
+        if [[ $(readlink "$entry/ns/mnt" 2>/dev/null) == "$ns" ]]; then
+            printf '%s\n' "$pid"
+        fi
+    done
+}
+
+namespace_empty() {
+    [[ -z $(namespace_pids "$1") ]]
+}
+
+# host_holder NAME: PID of the process holding the host's namespace, if alive.
+host_holder() {
+    local pid
+    pid=$(read_pid "$LAB/$1/holder.pid")
+    if pid_matches "$pid" "host-main $1 "; then
+        printf '%s' "$pid"
+    fi
+}
+
+# host_running NAME: the host's namespace holder lives.
+host_running() {
+    [[ -n $(host_holder "$1") ]]
+}
+
+# host_engine_answers NAME PID: the host's engine answers inside its namespace.
+host_engine_answers() {
+    timeout 10 nsenter -t "$2" -m "$LAB_DOCKER_CLI" -H "unix://$LAB_HOST_SOCKET" \
+        version --format '{{.Server.Version}}' >/dev/null 2>&1
+}
+
+# host_sshd_pid NAME: PID of the host's sshd listener, if alive.
+host_sshd_pid() {
+    local pid
+    pid=$(read_pid "$LAB/$1/sshd.pid")
+    if pid_matches "$pid" "$LAB/$1/sshd_config"; then
+        printf '%s' "$pid"
+    fi
+}
+
+# local_engine_pid: PID of the local dockerd the lab started, if alive.
+local_engine_pid() {
+    local pid
+    pid=$(read_pid "$LAB_LOCAL_PIDFILE")
+    if pid_matches "$pid" "--data-root $LAB/local/docker"; then
+        printf '%s' "$pid"
+    fi
+}
+
+# registry_pid NAME: PID of a lab registry (registry or registry-auth), if alive.
+registry_pid() {
+    local pid
+    pid=$(read_pid "$LAB/$1/registry.pid")
+    if pid_matches "$pid" "serve $LAB/$1/config.yml"; then
+        printf '%s' "$pid"
+    fi
+}
+
+# stop_host NAME: stop the host's namespace holder and anything left in its
+# namespace (a restarted sshd, an engine whose holder was killed).
+stop_host() {
+    local name=$1 dir=$LAB/$1 holder ns pid
+    holder=$(host_holder "$name")
+    if [[ -n $holder ]]; then
+        log "$name: stopping (namespace holder $holder)"
+        stop_pid "$holder" "host-main $name " 60
+    fi
+    ns=$(host_namespace "$name")
+    for pid in $(namespace_pids "$ns"); do
+        log "$name: stopping leftover process $pid ($(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-60))"
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    if [[ -n $ns ]] && ! wait_for 30 "the processes of $name to stop" namespace_empty "$ns"; then
+        for pid in $(namespace_pids "$ns"); do
+            kill -KILL "$pid" 2>/dev/null || true
+        done
+    fi
+    pid=$(host_sshd_pid "$name")
+    if [[ -n $pid ]]; then
+        stop_pid "$pid" "$dir/sshd_config" 10
+    fi
+    rm -f "$dir/holder.pid" "$dir/mntns"
+}
