@@ -68,16 +68,20 @@ fn key_files(dest: &Destination, home: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// The public key in `FILE.pub` next to the private key `FILE`.
+fn public_key_beside(path: &Path) -> Option<PublicKey> {
+    let mut public = path.as_os_str().to_owned();
+    public.push(".pub");
+    russh::keys::load_public_key(&public).ok()
+}
+
 /// The public halves of the configured `IdentityFile`s, from `FILE.pub` or
 /// from an unencrypted private key.
 fn configured_public_keys(dest: &Destination) -> Vec<KeyData> {
     dest.identity_files
         .iter()
         .filter_map(|path| {
-            let mut public = path.clone().into_os_string();
-            public.push(".pub");
-            russh::keys::load_public_key(&public)
-                .ok()
+            public_key_beside(path)
                 .or_else(|| {
                     russh::keys::load_secret_key(path, None)
                         .ok()
@@ -100,11 +104,21 @@ pub(crate) async fn authenticate<H: client::Handler>(
     {
         return Ok(());
     }
-    Err(SshError::Auth {
-        host: dest.host_ref().into(),
-        user: dest.user.clone(),
-        tried: attempts.tried,
-        skipped: attempts.skipped,
+    let host = dest.host_ref().into();
+    let user = dest.user.clone();
+    Err(if attempts.tried.is_empty() {
+        SshError::NoKeys {
+            host,
+            user,
+            skipped: attempts.skipped,
+        }
+    } else {
+        SshError::Auth {
+            host,
+            user,
+            tried: attempts.tried,
+            skipped: attempts.skipped,
+        }
     })
 }
 
@@ -188,6 +202,12 @@ async fn try_files<H: client::Handler>(
     for path in key_files(dest, home) {
         let shown = shown_path(&path, home);
         let configured = dest.identity_files.contains(&path);
+        if let Some(public) = public_key_beside(&path) {
+            if attempts.offered.contains(public.key_data()) {
+                debug!("{shown} was already offered through ssh-agent");
+                continue;
+            }
+        }
         let key = match russh::keys::load_secret_key(&path, None) {
             Ok(key) => key,
             Err(russh::keys::Error::IO(error)) if error.kind() == std::io::ErrorKind::NotFound => {

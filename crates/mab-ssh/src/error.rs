@@ -129,8 +129,8 @@ pub enum SshError {
 
     #[error(
         "the host key of {host} has CHANGED from the one recorded in {} line {line} \
-         (it now offers a {key_type} key with fingerprint {fingerprint}); \
-         someone may be intercepting the connection",
+         (the host now offers the {key_type} key {fingerprint}); \
+         this may be an attack by someone intercepting the connection",
         file.display()
     )]
     ChangedHostKey {
@@ -154,12 +154,20 @@ pub enum SshError {
     HostCertificate { host: Box<HostRef> },
 
     #[error("{host} rejected every key for user `{user}` (tried: {}){}",
-        list_or_none(tried),
+        tried.join(", "),
         if skipped.is_empty() { String::new() } else { format!("; skipped: {}", skipped.join(", ")) })]
     Auth {
         host: Box<HostRef>,
         user: String,
         tried: Vec<String>,
+        skipped: Vec<String>,
+    },
+
+    #[error("found no SSH key to log in to {host} as `{user}` (no ssh-agent key, no IdentityFile, no default key in ~/.ssh){}",
+        if skipped.is_empty() { String::new() } else { format!("; skipped: {}", skipped.join(", ")) })]
+    NoKeys {
+        host: Box<HostRef>,
+        user: String,
         skipped: Vec<String>,
     },
 
@@ -193,14 +201,6 @@ pub enum SshError {
     },
 }
 
-fn list_or_none(items: &[String]) -> String {
-    if items.is_empty() {
-        "nothing".to_string()
-    } else {
-        items.join(", ")
-    }
-}
-
 impl SshError {
     /// The broad reason, for exit codes and tests.
     pub fn kind(&self) -> ErrorKind {
@@ -212,7 +212,7 @@ impl SshError {
             | SshError::ChangedHostKey { .. }
             | SshError::KnownHosts { .. }
             | SshError::HostCertificate { .. } => ErrorKind::HostKey,
-            SshError::Auth { .. } => ErrorKind::Auth,
+            SshError::Auth { .. } | SshError::NoKeys { .. } => ErrorKind::Auth,
             SshError::InvalidDestination { .. }
             | SshError::Config { .. }
             | SshError::Connect { .. }
@@ -237,6 +237,7 @@ impl SshError {
             | SshError::KnownHosts { host, .. }
             | SshError::HostCertificate { host }
             | SshError::Auth { host, .. }
+            | SshError::NoKeys { host, .. }
             | SshError::Handshake { host, .. }
             | SshError::UnixSocket { host, .. }
             | SshError::Exec { host, .. }
@@ -298,6 +299,11 @@ impl SshError {
                  or name the right key with IdentityFile in ~/.ssh/config",
                 host.host_name
             )),
+            SshError::NoKeys { host, user, .. } => Some(format!(
+                "create a key with `ssh-keygen -t ed25519` and add the .pub file to \
+                 ~{user}/.ssh/authorized_keys on {}, or load a key into ssh-agent",
+                host.host_name
+            )),
             SshError::Handshake { .. } => Some(
                 "check that the port belongs to an SSH server; `ssh -v` shows the same handshake"
                     .to_string(),
@@ -310,6 +316,107 @@ impl SshError {
             SshError::Connection { .. } => {
                 Some("the host or the network dropped the connection; try again".to_string())
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host() -> Box<HostRef> {
+        Box::new(HostRef {
+            alias: "arm".into(),
+            host_name: "127.0.0.2".into(),
+            port: 2222,
+        })
+    }
+
+    #[test]
+    fn messages_name_the_host_and_hint() {
+        let cases: Vec<(SshError, &str, &str, &str)> = vec![
+            (
+                SshError::Refused { host: host() },
+                "refused",
+                "connection to `arm` (127.0.0.2:2222) was refused",
+                "listens on port 2222",
+            ),
+            (
+                SshError::Timeout {
+                    host: host(),
+                    after: Duration::from_millis(2500),
+                    stage: "connecting",
+                },
+                "timeout",
+                "`arm` (127.0.0.2:2222) did not answer within 2.5 s (connecting)",
+                "ConnectTimeout",
+            ),
+            (
+                SshError::Auth {
+                    host: host(),
+                    user: "builder".into(),
+                    tried: vec!["ssh-agent (2 keys)".into(), "~/.ssh/id_ed25519".into()],
+                    skipped: vec!["~/.ssh/old (encrypted; add it to ssh-agent)".into()],
+                },
+                "auth",
+                "`arm` (127.0.0.2:2222) rejected every key for user `builder` \
+                 (tried: ssh-agent (2 keys), ~/.ssh/id_ed25519); \
+                 skipped: ~/.ssh/old (encrypted; add it to ssh-agent)",
+                "~builder/.ssh/authorized_keys on 127.0.0.2",
+            ),
+            (
+                SshError::NoKeys {
+                    host: host(),
+                    user: "builder".into(),
+                    skipped: vec![],
+                },
+                "auth",
+                "found no SSH key to log in to `arm` (127.0.0.2:2222) as `builder` \
+                 (no ssh-agent key, no IdentityFile, no default key in ~/.ssh)",
+                "ssh-keygen -t ed25519",
+            ),
+            (
+                SshError::UnixSocket {
+                    host: host(),
+                    socket_path: "/run/docker.sock".into(),
+                    reason: "forwarding is administratively prohibited".into(),
+                },
+                "other",
+                "`arm` (127.0.0.2:2222) refused to forward to the unix socket `/run/docker.sock`: \
+                 forwarding is administratively prohibited",
+                "AllowStreamLocalForwarding",
+            ),
+        ];
+        for (error, kind, message, hint) in cases {
+            assert_eq!(error.kind().as_str(), kind, "{error}");
+            assert_eq!(error.to_string(), message);
+            let shown_hint = error.hint().unwrap_or_default();
+            assert!(shown_hint.contains(hint), "{shown_hint}");
+            assert_eq!(error.host().map(|host| host.port), Some(2222));
+        }
+    }
+
+    #[test]
+    fn addresses() {
+        let cases = [
+            ("lab", "lab", 22, "`lab:22`", "lab"),
+            (
+                "lab",
+                "127.0.0.2",
+                2222,
+                "`lab` (127.0.0.2:2222)",
+                "[127.0.0.2]:2222",
+            ),
+            ("::1", "::1", 2222, "`[::1]:2222`", "[::1]:2222"),
+        ];
+        for (alias, host_name, port, shown, known_hosts_name) in cases {
+            let host = HostRef {
+                alias: alias.into(),
+                host_name: host_name.into(),
+                port,
+            };
+            assert_eq!(host.to_string(), shown);
+            assert_eq!(host.known_hosts_name(), known_hosts_name);
         }
     }
 }

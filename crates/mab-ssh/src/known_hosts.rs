@@ -243,6 +243,23 @@ mod tests {
     }
 
     #[test]
+    fn a_malformed_line_for_the_host_is_reported() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("known_hosts");
+        std::fs::write(
+            &file,
+            format!("example.org ssh-ed25519 not*base64\nother.org ssh-ed25519 {ED_A}\n"),
+        )
+        .expect("write");
+        match verify("example.org", 22, &key(ED_A), std::slice::from_ref(&file)) {
+            Verdict::Unreadable { file: reported, .. } => assert_eq!(reported, file),
+            other => panic!("expected an unreadable file, got {other:?}"),
+        }
+        // Lines for other hosts are not looked at.
+        assert_eq!(verify("other.org", 22, &key(ED_A), &[file]), Verdict::Known);
+    }
+
+    #[test]
     fn recorded_algorithms_come_first() {
         let dir = tempfile::tempdir().expect("temp dir");
         let file = dir.path().join("known_hosts");

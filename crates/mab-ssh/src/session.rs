@@ -494,7 +494,7 @@ mod tests {
             message.contains("/home/u/.ssh/known_hosts line 7"),
             "{message}"
         );
-        assert!(message.contains("intercepting"), "{message}");
+        assert!(message.contains("may be an attack"), "{message}");
         let hint = changed.hint().unwrap_or_default();
         assert!(
             hint.ends_with("ssh-keygen -f ~/.ssh/known_hosts -R '[127.0.0.9]:2299'"),
