@@ -1,0 +1,222 @@
+//! The build context against Docker's own: for the same directory and
+//! `.dockerignore`, what Debian's docker CLI (20.10, BuildKit) sends must be
+//! exactly what `mab_context::context_entries` lists.
+//!
+//! The CLI builds `FROM scratch` + `COPY . /ctx/` on the lab's local engine and
+//! exports the result with `--output type=local`, so the files that arrived can
+//! be listed. Docker 20.10 predates some of moby's later fixes (`**foo`,
+//! exceptions with wildcards, `+(){}|` in patterns), so the `.dockerignore`
+//! here sticks to rules both versions agree on; the unit tests of mab-context
+//! cover the rest.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The lab's settings, or `None` when the lab is switched off with `MAB_LAB=off`.
+#[expect(clippy::print_stderr)]
+fn lab() -> Option<HashMap<String, String>> {
+    let directory = std::env::var_os("MAB_LAB_DIR").unwrap_or_else(|| "/var/lib/mab-lab".into());
+    let path = Path::new(&directory).join("lab.env");
+    match fs::read_to_string(&path) {
+        Ok(text) => Some(
+            text.lines()
+                .filter_map(|line| line.split_once('='))
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect(),
+        ),
+        Err(_) if std::env::var("MAB_LAB").as_deref() == Ok("off") => {
+            eprintln!("the lab is disabled (MAB_LAB=off): skipping the Docker oracle for the build context");
+            None
+        }
+        Err(error) => panic!(
+            "the lab is not up ({} cannot be read: {error})\nhint: run tests/lab/up, or set MAB_LAB=off to skip the lab tests",
+            path.display()
+        ),
+    }
+}
+
+/// Runs `docker build` with BuildKit on the lab's local engine, exporting the
+/// image's files to `output`.
+fn docker_build(lab: &HashMap<String, String>, context: &Path, output: &Path) -> Output {
+    let cli = lab
+        .get("DOCKER_CLI")
+        .map_or("/usr/bin/docker", String::as_str);
+    let engine = lab
+        .get("LOCAL_ENGINE")
+        .map_or("unix:///var/run/docker.sock", String::as_str);
+    Command::new(cli)
+        .env("DOCKER_BUILDKIT", "1")
+        .args(["-H", engine, "build", "--quiet", "--output"])
+        .arg(format!("type=local,dest={}", output.display()))
+        .arg(context)
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run {cli}: {error}"))
+}
+
+/// Every path below `root`, relative to it, symlinks not followed.
+fn tree(root: &Path) -> BTreeSet<PathBuf> {
+    let mut found = BTreeSet::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(directory) = pending.pop() {
+        for child in fs::read_dir(&directory).unwrap() {
+            let path = child.unwrap().path();
+            if fs::symlink_metadata(&path).unwrap().is_dir() {
+                pending.push(path.clone());
+            }
+            found.insert(path.strip_prefix(root).unwrap().to_path_buf());
+        }
+    }
+    found
+}
+
+const DOCKERFILE: &str = "FROM scratch\nCOPY . /ctx/\n";
+
+const DOCKERIGNORE: &str = "\
+# Docker's rules, not gitignore's
+   
+*.log
+!keep.log
+/secret.txt
+./tmp/
+build/
+**/*.bak
+**/node_modules
+docs
+!docs/keep.md
+cache/**
+?.o
+[ab]x.dat
+[^c]y.dat
+src/**/*.gen
+*/nested.txt
+   spaced.txt   
+a/b
+lib/../generated
+  # not a comment
+\\*star
+";
+
+const FILES: &[&str] = &[
+    "app.log",
+    "keep.log",
+    "sub/app.log",
+    "secret.txt",
+    "sub/secret.txt",
+    "tmp/x",
+    "tmp/deep/y",
+    "build",
+    "sub/build/y",
+    "a.bak",
+    "sub/deep/a.bak",
+    "sub/deep/ok.txt",
+    "node_modules/m/index.js",
+    "web/node_modules/pkg/index.js",
+    "web/index.js",
+    "docs/keep.md",
+    "docs/other.md",
+    "docs/sub/x.md",
+    "cache/f",
+    "cache/deep/g",
+    "x.o",
+    "xy.o",
+    "sub/x.o",
+    "ax.dat",
+    "cx.dat",
+    "ay.dat",
+    "cy.dat",
+    "src/main.gen",
+    "src/x/y/z.gen",
+    "src/keep.rs",
+    "one/nested.txt",
+    "one/two/nested.txt",
+    "nested.txt",
+    "spaced.txt",
+    "a/b/c",
+    "a/bc",
+    "a/c",
+    "generated",
+    "# not a comment",
+    "*star",
+    "xstar",
+    "with space.txt",
+];
+
+#[test]
+fn context_matches_what_docker_sends() {
+    let Some(lab) = lab() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let context = work.path().join("context");
+    for file in FILES {
+        let path = context.join(file);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, file.as_bytes()).unwrap();
+    }
+    fs::create_dir_all(context.join("empty")).unwrap();
+    symlink("keep.log", context.join("link-to-keep")).unwrap();
+    symlink("app.log", context.join("link-to-excluded")).unwrap();
+    symlink("no/such/target", context.join("sub/dangling")).unwrap();
+    fs::write(context.join("Dockerfile"), DOCKERFILE).unwrap();
+    fs::write(context.join(".dockerignore"), DOCKERIGNORE).unwrap();
+
+    let output = work.path().join("output");
+    let built = docker_build(&lab, &context, &output);
+    assert!(
+        built.status.success(),
+        "docker build failed:\n{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let sent_by_docker = tree(&output.join("ctx"));
+
+    let listed: BTreeSet<PathBuf> = mab_context::context_entries(&context, Path::new("Dockerfile"))
+        .unwrap()
+        .into_iter()
+        .collect();
+    let only_docker: Vec<_> = sent_by_docker.difference(&listed).collect();
+    let only_mab: Vec<_> = listed.difference(&sent_by_docker).collect();
+    assert!(
+        only_docker.is_empty() && only_mab.is_empty(),
+        "Docker sent but mab left out: {only_docker:?}\nmab sends but Docker left out: {only_mab:?}"
+    );
+    // The case is only worth something if the rules did cut the tree.
+    assert!(listed.contains(Path::new("docs/keep.md")));
+    assert!(!listed.contains(Path::new("docs/other.md")));
+    assert!(listed.len() > 25, "{listed:?}");
+}
+
+#[test]
+fn rejected_patterns_are_the_ones_docker_rejects() {
+    let Some(lab) = lab() else { return };
+    // (.dockerignore, whether Docker accepts it)
+    let cases = [
+        ("[abc\n", false),
+        ("ok\n!\n", false),
+        ("!/\n", false),
+        ("trailing\\\n", false),
+        ("[]a]\n", false),
+        ("[-a]\n", false),
+        ("[a-]\n", false),
+        ("[a\\]]\n", true),
+        ("a]b\n", true),
+        ("[^a-c]x\n", true),
+        ("# [unclosed in a comment\n", true),
+    ];
+    let work = tempfile::tempdir().unwrap();
+    for (index, (text, accepted)) in cases.into_iter().enumerate() {
+        let context = work.path().join(format!("context-{index}"));
+        fs::create_dir_all(&context).unwrap();
+        fs::write(context.join("Dockerfile"), DOCKERFILE).unwrap();
+        fs::write(context.join(".dockerignore"), text).unwrap();
+        let built = docker_build(&lab, &context, &work.path().join(format!("output-{index}")));
+        assert_eq!(
+            built.status.success(),
+            accepted,
+            "Docker on {text:?}:\n{}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        let parsed = mab_context::DockerIgnore::parse(text);
+        assert_eq!(parsed.is_ok(), accepted, "mab on {text:?}: {parsed:?}");
+    }
+}
