@@ -14,7 +14,9 @@ use std::io;
 
 use bollard::auth::DockerCredentials;
 use bollard::models::BuildInfoAux;
-use bollard::query_parameters::{BuildImageOptions, BuilderVersion, PushImageOptions, RemoveImageOptions};
+use bollard::query_parameters::{
+    BuildImageOptions, BuilderVersion, PushImageOptions, RemoveImageOptions,
+};
 use bollard::{ClientVersion, Docker};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -122,12 +124,18 @@ pub struct Engine {
 impl Engine {
     /// Connects and agrees on an API version with the engine. `label`
     /// names the engine in messages (the runner's name).
-    pub async fn connect(connect: Connect, label: impl Into<String>) -> Result<Engine, EngineError> {
+    pub async fn connect(
+        connect: Connect,
+        label: impl Into<String>,
+    ) -> Result<Engine, EngineError> {
         let label = label.into();
-        let server_api = server_api_version(&connect).await.map_err(|source| EngineError::Connect {
-            engine: label.clone(),
-            source,
-        })?;
+        let server_api =
+            server_api_version(&connect)
+                .await
+                .map_err(|source| EngineError::Connect {
+                    engine: label.clone(),
+                    source,
+                })?;
         let version = std::cmp::min(server_api, NEWEST_API);
         let docker = Docker::connect_with_custom_transport(
             transport::bollard_transport(connect),
@@ -147,10 +155,21 @@ impl Engine {
     }
 
     pub async fn describe(&self) -> Result<EngineInfo, EngineError> {
-        let version = self.docker.version().await.map_err(|error| api_error(&self.label, error))?;
-        let info = self.docker.info().await.map_err(|error| api_error(&self.label, error))?;
+        let version = self
+            .docker
+            .version()
+            .await
+            .map_err(|error| api_error(&self.label, error))?;
+        let info = self
+            .docker
+            .info()
+            .await
+            .map_err(|error| api_error(&self.label, error))?;
         Ok(EngineInfo {
-            os: info.os_type.or(version.os).unwrap_or_else(|| "linux".to_owned()),
+            os: info
+                .os_type
+                .or(version.os)
+                .unwrap_or_else(|| "linux".to_owned()),
             architecture: info.architecture.or(version.arch).unwrap_or_default(),
             version: version.version.unwrap_or_default(),
             api_version: version.api_version.unwrap_or_default(),
@@ -179,9 +198,9 @@ impl Engine {
             ..Default::default()
         };
         let mut log = LogTail::default();
-        let mut stream = self
-            .docker
-            .build_image(options, None, Some(bollard::body_try_stream(context)));
+        let mut stream =
+            self.docker
+                .build_image(options, None, Some(bollard::body_try_stream(context)));
         while let Some(item) = stream.next().await {
             let info = match item {
                 Ok(info) => info,
@@ -246,7 +265,9 @@ impl Engine {
             tag: Some(tag.to_owned()),
             ..Default::default()
         };
-        let mut stream = self.docker.push_image(repository, Some(options), credentials);
+        let mut stream = self
+            .docker
+            .push_image(repository, Some(options), credentials);
         let mut digest = None;
         while let Some(item) = stream.next().await {
             let info = item.map_err(|error| failed(error_message(error)))?;
@@ -257,6 +278,36 @@ impl Engine {
         digest.ok_or_else(|| failed("the engine did not report the pushed digest".to_owned()))
     }
 
+    /// The platform fields of an image in the engine's store:
+    /// (os, architecture, variant).
+    pub async fn image_platform(
+        &self,
+        reference: &str,
+    ) -> Result<(String, String, Option<String>), EngineError> {
+        let image = self
+            .docker
+            .inspect_image(reference)
+            .await
+            .map_err(|error| api_error(&self.label, error))?;
+        Ok((
+            image.os.unwrap_or_default(),
+            image.architecture.unwrap_or_default(),
+            image.variant.filter(|variant| !variant.is_empty()),
+        ))
+    }
+
+    /// Gives the image `source` the name `repository:tag` too.
+    pub async fn tag(&self, source: &str, repository: &str, tag: &str) -> Result<(), EngineError> {
+        let options = bollard::query_parameters::TagImageOptions {
+            repo: Some(repository.to_owned()),
+            tag: Some(tag.to_owned()),
+        };
+        self.docker
+            .tag_image(source, Some(options))
+            .await
+            .map_err(|error| api_error(&self.label, error))
+    }
+
     /// Removes an image from the engine; failures are only logged, since
     /// this is tidying up.
     pub async fn remove_image(&self, reference: &str) {
@@ -265,7 +316,11 @@ impl Engine {
             force: false,
             ..Default::default()
         };
-        if let Err(error) = self.docker.remove_image(reference, Some(options), None).await {
+        if let Err(error) = self
+            .docker
+            .remove_image(reference, Some(options), None)
+            .await
+        {
             tracing::debug!("could not remove {reference} from {}: {error}", self.label);
         }
     }
@@ -277,9 +332,16 @@ async fn server_api_version(connect: &Connect) -> io::Result<(usize, usize)> {
     let request = http::Request::get("/version")
         .body(Empty::<Bytes>::new())
         .map_err(io::Error::other)?;
-    let response = transport::send(connect, request).await.map_err(io::Error::other)?;
+    let response = transport::send(connect, request)
+        .await
+        .map_err(io::Error::other)?;
     let status = response.status();
-    let body = response.into_body().collect().await.map_err(io::Error::other)?.to_bytes();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(io::Error::other)?
+        .to_bytes();
     if !status.is_success() {
         return Err(io::Error::other(format!(
             "GET /version answered {status}: {}",
@@ -317,7 +379,13 @@ fn session_id(image: &str) -> String {
         .unwrap_or_default();
     let safe: String = image
         .chars()
-        .map(|character| if character.is_ascii_alphanumeric() { character } else { '-' })
+        .map(|character| {
+            if character.is_ascii_alphanumeric() {
+                character
+            } else {
+                '-'
+            }
+        })
         .collect();
     format!("mab-{safe}-{nanos:x}")
 }
@@ -364,7 +432,10 @@ mod tests {
     fn finds_the_digest_in_a_push_status_line() {
         let digest = format!("sha256:{}", "ab".repeat(32));
         let cases = [
-            (format!("mab-1-linux-arm64: digest: {digest} size: 528"), Some(digest.as_str())),
+            (
+                format!("mab-1-linux-arm64: digest: {digest} size: 528"),
+                Some(digest.as_str()),
+            ),
             ("Pushed".to_owned(), None),
             ("latest: digest: sha256:short size: 1".to_owned(), None),
             (format!("digest: {digest}"), Some(digest.as_str())),

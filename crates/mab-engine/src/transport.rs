@@ -55,7 +55,10 @@ pub fn tcp_connector(address: impl Into<String>) -> Connect {
 /// Sends one request on a new stream. The request's URI is rewritten to
 /// origin form with an explicit `Host` header, as the engine expects on a
 /// socket.
-pub(crate) async fn send<B>(connect: &Connect, request: Request<B>) -> Result<Response<Incoming>, bollard::errors::Error>
+pub(crate) async fn send<B>(
+    connect: &Connect,
+    request: Request<B>,
+) -> Result<Response<Incoming>, bollard::errors::Error>
 where
     B: hyper::body::Body + Send + 'static,
     B::Data: Send,
@@ -68,23 +71,31 @@ where
         .map(|path| path.as_str().to_owned())
         .unwrap_or_else(|| "/".to_owned());
     parts.uri = origin_form.parse::<Uri>()?;
-    parts.headers.insert(HOST, http::HeaderValue::from_static("docker"));
+    parts
+        .headers
+        .insert(HOST, http::HeaderValue::from_static("docker"));
 
     let stream = connect().await?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
         if let Err(error) = connection.with_upgrades().await {
             tracing::debug!("engine connection ended: {error}");
         }
     });
-    Ok(sender.send_request(Request::from_parts(parts, body)).await?)
+    Ok(sender
+        .send_request(Request::from_parts(parts, body))
+        .await?)
 }
 
 /// The closure bollard calls for every request.
 pub(crate) fn bollard_transport(
     connect: Connect,
-) -> impl Fn(BollardRequest) -> Pin<Box<dyn Future<Output = Result<Response<Incoming>, bollard::errors::Error>> + Send>>
-       + Send
+) -> impl Fn(
+    BollardRequest,
+) -> Pin<
+    Box<dyn Future<Output = Result<Response<Incoming>, bollard::errors::Error>> + Send>,
+> + Send
        + Sync
        + 'static {
     move |request: BollardRequest| {

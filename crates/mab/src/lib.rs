@@ -1,2 +1,83 @@
-//! mab
-pub fn main() -> i32 { 0 }
+//! The `mab` command: thin clap commands over the library crates.
+//!
+//! - [`cli`]: the flags; [`ops`]: what each command does;
+//! - [`progress`]: rendering what the build reports on stderr;
+//! - [`failure`]: the error report and exit code of a failed command.
+//!
+//! Data goes to stdout, progress and logs to stderr.
+
+pub mod cli;
+pub mod environment;
+pub mod failure;
+pub mod git;
+pub mod ops;
+pub mod progress;
+
+use std::io::Write;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command, Progress};
+use crate::environment::Environment;
+use crate::failure::Failure;
+
+/// Runs mab with the process's arguments and environment; returns the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() {
+                failure::EXIT_USAGE as i32
+            } else {
+                0
+            };
+        }
+    };
+    let environment = Environment::from_process();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            let mut stderr = std::io::stderr().lock();
+            let _ = writeln!(stderr, "error: cannot start the async runtime: {error}");
+            return failure::EXIT_RUNTIME as i32;
+        }
+    };
+    let result = runtime.block_on(async {
+        tokio::select! {
+            result = run(cli, &environment) => result,
+            _ = tokio::signal::ctrl_c() => Err(Failure::interrupted()),
+        }
+    });
+    // Dropping the runtime closes every connection, which makes the engines
+    // stop any build still running.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    match result {
+        Ok(output) => {
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout.write_all(output.as_bytes());
+            0
+        }
+        Err(failure) => {
+            let mut stderr = std::io::stderr().lock();
+            let _ = writeln!(stderr, "{}", failure.report);
+            failure.code as i32
+        }
+    }
+}
+
+async fn run(cli: Cli, environment: &Environment) -> Result<String, Failure> {
+    match cli.command {
+        Command::Build(args) => {
+            let reporter = progress::reporter(args.progress, environment.stderr_is_terminal);
+            ops::build::build(&args, environment, reporter.as_ref()).await
+        }
+        Command::Plan(args) => {
+            let reporter = progress::reporter(Progress::Plain, false);
+            ops::plan::plan(&args, environment, reporter.as_ref()).await
+        }
+    }
+}

@@ -1,0 +1,386 @@
+//! Talking to the registry that holds the image: reading what the engines
+//! pushed, pushing the list, pointing tags at it, removing staging tags.
+
+use std::path::Path;
+
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference, RegistryOperation};
+use sha2::{Digest, Sha256};
+
+use crate::list::{Child, ConfigPlatform, DOCKER_MANIFEST, OCI_MANIFEST};
+use crate::RegistryError;
+
+/// Registry credentials from the Docker configuration.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The registry they are for, as written in the configuration.
+    pub server: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub identity_token: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Credentials")
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads the credentials for `registry` from a Docker `config.json`
+/// (running its credential helper when it names one). No file, or no
+/// entry for the registry, is `Ok(None)`.
+pub fn load_credentials(
+    config_json: &Path,
+    registry: &str,
+) -> Result<Option<Credentials>, RegistryError> {
+    let file = match std::fs::File::open(config_json) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => {
+            return Err(RegistryError::Credentials {
+                registry: registry.to_owned(),
+                message: format!("cannot read {}: {error}", config_json.display()),
+            })
+        }
+    };
+    let server = if registry == "docker.io" || registry == "index.docker.io" {
+        "https://index.docker.io/v1/"
+    } else {
+        registry
+    };
+    use docker_credential::{CredentialRetrievalError, DockerCredential};
+    match docker_credential::get_credential_from_reader(std::io::BufReader::new(file), server) {
+        Ok(DockerCredential::UsernamePassword(username, password)) => Ok(Some(Credentials {
+            server: server.to_owned(),
+            username: Some(username),
+            password: Some(password),
+            identity_token: None,
+        })),
+        Ok(DockerCredential::IdentityToken(token)) => Ok(Some(Credentials {
+            server: server.to_owned(),
+            username: None,
+            password: None,
+            identity_token: Some(token),
+        })),
+        Err(CredentialRetrievalError::NoCredentialConfigured) => Ok(None),
+        Err(error) => Err(RegistryError::Credentials {
+            registry: registry.to_owned(),
+            message: format!("{error} (from {})", config_json.display()),
+        }),
+    }
+}
+
+/// Whether a registry host is on loopback, where Docker speaks plain HTTP.
+pub fn is_loopback(registry: &str) -> bool {
+    let host = if let Some(rest) = registry.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else {
+        registry
+            .rsplit_once(':')
+            .map_or(registry, |(host, _port)| host)
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
+}
+
+/// The registry host an image name points at (`docker.io` names resolve to
+/// `index.docker.io`).
+pub fn registry_of(image: &str) -> Result<String, RegistryError> {
+    let reference: Reference =
+        image
+            .parse()
+            .map_err(|error: oci_client::ParseError| RegistryError::Reference {
+                image: image.to_owned(),
+                message: error.to_string(),
+            })?;
+    Ok(reference.resolve_registry().to_owned())
+}
+
+/// One image repository in one registry.
+pub struct Repository {
+    client: Client,
+    auth: RegistryAuth,
+    http: reqwest::Client,
+    registry: String,
+    repository: String,
+    scheme: &'static str,
+}
+
+impl Repository {
+    /// `image` is the image name of `mab.toml` (`registry/namespace/name`).
+    pub fn new(
+        image: &str,
+        credentials: Option<&Credentials>,
+    ) -> Result<Repository, RegistryError> {
+        let reference: Reference =
+            image
+                .parse()
+                .map_err(|error: oci_client::ParseError| RegistryError::Reference {
+                    image: image.to_owned(),
+                    message: error.to_string(),
+                })?;
+        let registry = reference.resolve_registry().to_owned();
+        let plain_http = is_loopback(&registry);
+        let protocol = if plain_http {
+            ClientProtocol::Http
+        } else {
+            ClientProtocol::Https
+        };
+        let auth = match credentials {
+            Some(Credentials {
+                username: Some(username),
+                password: Some(password),
+                ..
+            }) => RegistryAuth::Basic(username.clone(), password.clone()),
+            Some(Credentials {
+                identity_token: Some(token),
+                ..
+            }) => RegistryAuth::Bearer(token.clone()),
+            _ => RegistryAuth::Anonymous,
+        };
+        Ok(Repository {
+            client: Client::new(ClientConfig {
+                protocol,
+                ..Default::default()
+            }),
+            auth,
+            http: reqwest::Client::new(),
+            registry,
+            repository: reference.repository().to_owned(),
+            scheme: if plain_http { "http" } else { "https" },
+        })
+    }
+
+    /// `registry/repository`, for messages.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.registry, self.repository)
+    }
+
+    fn reference(&self, tag_or_digest: &str) -> Reference {
+        if tag_or_digest.starts_with("sha256:") {
+            Reference::with_digest(
+                self.registry.clone(),
+                self.repository.clone(),
+                tag_or_digest.to_owned(),
+            )
+        } else {
+            Reference::with_tag(
+                self.registry.clone(),
+                self.repository.clone(),
+                tag_or_digest.to_owned(),
+            )
+        }
+    }
+
+    fn failed(&self, action: &str, error: impl std::fmt::Display) -> RegistryError {
+        RegistryError::Request {
+            registry: self.registry.clone(),
+            action: format!("{action} in {}", self.name()),
+            message: error.to_string(),
+        }
+    }
+
+    /// The manifest `digest` as the registry holds it: its media type, size
+    /// and the platform its image config names.
+    pub async fn describe(&self, digest: &str) -> Result<Child, RegistryError> {
+        let reference = self.reference(digest);
+        let (bytes, found_digest) = self
+            .client
+            .pull_manifest_raw(&reference, &self.auth, &[DOCKER_MANIFEST, OCI_MANIFEST])
+            .await
+            .map_err(|error| self.failed(&format!("reading manifest {digest}"), error))?;
+        if found_digest != digest || sha256_digest(&bytes) != digest {
+            return Err(self.failed(
+                &format!("reading manifest {digest}"),
+                format!("the registry returned content with digest {found_digest}"),
+            ));
+        }
+        let manifest: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|error| self.failed(&format!("parsing manifest {digest}"), error))?;
+        let media_type = manifest["mediaType"]
+            .as_str()
+            .unwrap_or(OCI_MANIFEST)
+            .to_owned();
+        let config_digest = manifest["config"]["digest"].as_str().ok_or_else(|| {
+            self.failed(&format!("parsing manifest {digest}"), "it names no config")
+        })?;
+        let mut config = Vec::new();
+        self.client
+            .pull_blob(&reference, config_digest, &mut config)
+            .await
+            .map_err(|error| {
+                self.failed(&format!("reading image config {config_digest}"), error)
+            })?;
+        let platform: ConfigPlatform = serde_json::from_slice(&config).map_err(|error| {
+            self.failed(&format!("parsing image config {config_digest}"), error)
+        })?;
+        Ok(Child {
+            media_type,
+            digest: digest.to_owned(),
+            size: bytes.len() as u64,
+            platform,
+        })
+    }
+
+    /// Pushes the list once by its digest, then points every tag at it.
+    /// Returns the list's digest.
+    pub async fn publish(
+        &self,
+        media_type: &str,
+        bytes: &[u8],
+        tags: &[String],
+    ) -> Result<String, RegistryError> {
+        let digest = sha256_digest(bytes);
+        let content_type = reqwest::header::HeaderValue::from_str(media_type)
+            .map_err(|error| self.failed("pushing the manifest list", error))?;
+        for target in std::iter::once(&digest).chain(tags) {
+            self.client
+                .push_manifest_raw(
+                    &self.reference(target),
+                    bytes.to_vec(),
+                    content_type.clone(),
+                )
+                .await
+                .map_err(|error| {
+                    self.failed(&format!("pushing the manifest list as {target}"), error)
+                })?;
+        }
+        Ok(digest)
+    }
+
+    /// The digest `tag` points at, or `None` when the tag does not exist.
+    pub async fn tag_digest(&self, tag: &str) -> Result<Option<String>, RegistryError> {
+        let accepted = [
+            crate::list::DOCKER_MANIFEST_LIST,
+            crate::list::OCI_INDEX,
+            DOCKER_MANIFEST,
+            OCI_MANIFEST,
+        ];
+        match self
+            .client
+            .pull_manifest_raw(&self.reference(tag), &self.auth, &accepted)
+            .await
+        {
+            Ok((_, digest)) => Ok(Some(digest)),
+            Err(oci_client::errors::OciDistributionError::ImageManifestNotFoundError(_)) => {
+                Ok(None)
+            }
+            Err(oci_client::errors::OciDistributionError::RegistryError { envelope, .. })
+                if envelope.errors.iter().any(|error| {
+                    matches!(
+                        error.code,
+                        oci_client::errors::OciErrorCode::ManifestUnknown
+                            | oci_client::errors::OciErrorCode::NameUnknown
+                    )
+                }) =>
+            {
+                Ok(None)
+            }
+            Err(error) => Err(self.failed(&format!("reading tag {tag}"), error)),
+        }
+    }
+
+    /// Deletes a tag where the registry supports deleting tags (OCI
+    /// distribution 1.1). Returns `false` when the registry refuses to
+    /// delete by tag, which many do (the Docker registry among them).
+    pub async fn delete_tag(&self, tag: &str) -> Result<bool, RegistryError> {
+        let reference = self.reference(tag);
+        let token = self
+            .client
+            .auth(&reference, &self.auth, RegistryOperation::Push)
+            .await
+            .map_err(|error| self.failed(&format!("authenticating to delete tag {tag}"), error))?;
+        let url = format!(
+            "{}://{}/v2/{}/manifests/{}",
+            self.scheme, self.registry, self.repository, tag
+        );
+        let mut request = self.http.delete(&url);
+        request = match (&token, &self.auth) {
+            (Some(token), _) => request.bearer_auth(token),
+            (None, RegistryAuth::Basic(username, password)) => {
+                request.basic_auth(username, Some(password))
+            }
+            (None, _) => request,
+        };
+        let response = request
+            .send()
+            .await
+            .map_err(|error| self.failed(&format!("deleting tag {tag}"), error))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(true);
+        }
+        if matches!(status.as_u16(), 400 | 405 | 404) {
+            tracing::debug!("{} did not delete tag {tag}: {status}", self.name());
+            return Ok(false);
+        }
+        Err(self.failed(
+            &format!("deleting tag {tag}"),
+            format!("the registry answered {status}"),
+        ))
+    }
+}
+
+/// `sha256:<hex>` of some bytes.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    let hash = Sha256::digest(bytes);
+    let hex: String = hash.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_registries_are_recognised() {
+        let cases = [
+            ("127.0.0.1:5000", true),
+            ("127.1.2.3", true),
+            ("localhost:5000", true),
+            ("localhost", true),
+            ("[::1]:5000", true),
+            ("registry.example.com", false),
+            ("10.0.0.1:5000", false),
+            ("index.docker.io", false),
+        ];
+        for (registry, expected) in cases {
+            assert_eq!(is_loopback(registry), expected, "{registry}");
+        }
+    }
+
+    #[test]
+    fn digests_are_sha256_of_the_bytes() {
+        assert_eq!(
+            sha256_digest(b""),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn reads_credentials_from_a_docker_config() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("config.json");
+        // base64("mab:mab-secret")
+        std::fs::write(
+            &path,
+            r#"{"auths":{"127.0.0.1:5001":{"auth":"bWFiOm1hYi1zZWNyZXQ="}}}"#,
+        )
+        .unwrap();
+        let credentials = load_credentials(&path, "127.0.0.1:5001").unwrap().unwrap();
+        assert_eq!(credentials.username.as_deref(), Some("mab"));
+        assert_eq!(credentials.password.as_deref(), Some("mab-secret"));
+        assert!(!format!("{credentials:?}").contains("mab-secret"));
+        assert_eq!(load_credentials(&path, "127.0.0.1:5000").unwrap(), None);
+        assert_eq!(
+            load_credentials(&directory.path().join("missing.json"), "x").unwrap(),
+            None
+        );
+    }
+}

@@ -1,0 +1,47 @@
+//! What mab reads from its environment, read once at start so that the
+//! rest of the code takes values (and tests can give mab a home of its own).
+
+use std::path::PathBuf;
+
+#[derive(Clone, Debug, Default)]
+pub struct Environment {
+    pub current_dir: PathBuf,
+    /// `$HOME`: where `~/.ssh`, `~/.docker` and `~/.config` are.
+    pub home: PathBuf,
+    pub xdg_config_home: Option<PathBuf>,
+    pub mab_runners: Option<PathBuf>,
+    pub docker_host: Option<String>,
+    pub docker_config: Option<PathBuf>,
+    pub github_ref: Option<String>,
+    pub github_sha: Option<String>,
+    /// Whether stderr is a terminal (progress bars) and colour is welcome.
+    pub stderr_is_terminal: bool,
+}
+
+impl Environment {
+    pub fn from_process() -> Environment {
+        use std::io::IsTerminal;
+        let variable = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
+        let text = |name: &str| variable(name).and_then(|value| value.into_string().ok());
+        Environment {
+            current_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+            home: variable("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/")),
+            xdg_config_home: variable("XDG_CONFIG_HOME").map(PathBuf::from),
+            mab_runners: variable("MAB_RUNNERS").map(PathBuf::from),
+            docker_host: text("DOCKER_HOST"),
+            docker_config: variable("DOCKER_CONFIG").map(PathBuf::from),
+            github_ref: text("GITHUB_REF"),
+            github_sha: text("GITHUB_SHA"),
+            stderr_is_terminal: std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// The Docker client configuration directory (`$DOCKER_CONFIG`, else `~/.docker`).
+    pub fn docker_config_dir(&self) -> PathBuf {
+        self.docker_config
+            .clone()
+            .unwrap_or_else(|| self.home.join(".docker"))
+    }
+}

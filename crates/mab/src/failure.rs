@@ -1,0 +1,95 @@
+//! How a command fails: the report the user reads and the exit code
+//! (PRODUCT.md): 1 a runtime failure, 2 bad usage or configuration found
+//! before anything is built, 130 interrupted.
+
+use std::fmt::Write as _;
+
+pub const EXIT_RUNTIME: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// A failed command: the whole report for stderr and its exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub report: String,
+}
+
+impl Failure {
+    /// Bad usage or configuration, found before anything was built.
+    pub fn usage(message: impl AsRef<str>, hint: Option<&str>) -> Failure {
+        Failure {
+            code: EXIT_USAGE,
+            report: render(message.as_ref(), hint, &[]),
+        }
+    }
+
+    /// Something failed while running: a host, an engine, a build, a push.
+    pub fn runtime(message: impl AsRef<str>, hint: Option<&str>) -> Failure {
+        Failure {
+            code: EXIT_RUNTIME,
+            report: render(message.as_ref(), hint, &[]),
+        }
+    }
+
+    /// A runtime failure with a section of detail (such as a build log's tail).
+    pub fn runtime_with_details(
+        message: impl AsRef<str>,
+        hint: Option<&str>,
+        details: &[String],
+    ) -> Failure {
+        Failure {
+            code: EXIT_RUNTIME,
+            report: render(message.as_ref(), hint, details),
+        }
+    }
+
+    pub fn interrupted() -> Failure {
+        Failure {
+            code: EXIT_INTERRUPTED,
+            report: "error: interrupted; nothing was published".to_owned(),
+        }
+    }
+}
+
+impl From<mab_config::ConfigError> for Failure {
+    fn from(error: mab_config::ConfigError) -> Failure {
+        Failure {
+            code: EXIT_USAGE,
+            report: error.to_string(),
+        }
+    }
+}
+
+/// `error: …`, then indented details, then `hint: …`.
+pub fn render(message: &str, hint: Option<&str>, details: &[String]) -> String {
+    let mut report = format!("error: {message}");
+    for line in details {
+        let _ = write!(report, "\n  | {line}");
+    }
+    if let Some(hint) = hint {
+        let _ = write!(report, "\nhint: {hint}");
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_message_details_and_hint() {
+        let failure = Failure::runtime_with_details(
+            "linux/arm64 failed on runner-a",
+            Some("fix the Dockerfile"),
+            &["step 2".to_owned(), "exit code 1".to_owned()],
+        );
+        assert_eq!(failure.code, EXIT_RUNTIME);
+        assert_eq!(
+            failure.report,
+            "error: linux/arm64 failed on runner-a\n  | step 2\n  | exit code 1\nhint: fix the Dockerfile"
+        );
+        assert_eq!(Failure::usage("bad", None).code, EXIT_USAGE);
+        assert_eq!(Failure::interrupted().code, EXIT_INTERRUPTED);
+    }
+}

@@ -1,0 +1,480 @@
+//! `mab build`: plan, build every platform on its runner, verify, publish.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+use mab_config::{Platform, Project, Runner};
+use mab_engine::{BuildEvent, BuildSpec};
+use mab_registry::{Child, Repository};
+use serde::Serialize;
+
+use crate::cli::BuildArgs;
+use crate::environment::Environment;
+use crate::failure::Failure;
+use crate::ops::connect::{Connected, Unreachable};
+use crate::ops::jobs::{all_or_failures, run_all, Built, JobFailure, JobSpec, Worker};
+use crate::ops::prepare;
+use crate::progress::{Event, Reporter};
+
+/// Runs the build; returns what goes to stdout.
+pub async fn build(
+    args: &BuildArgs,
+    environment: &Environment,
+    reporter: &dyn Reporter,
+) -> Result<String, Failure> {
+    let loaded = prepare::load(&args.project, environment, reporter)?;
+    let mut project = loaded.project;
+    apply_overrides(&mut project, args)?;
+    project.check_build_files()?;
+    let files = mab_context::context_entries(&project.context, &project.dockerfile).map_err(|error| {
+        Failure::usage(
+            error.to_string(),
+            Some("check `context` and `dockerfile` in mab.toml (the Dockerfile path is relative to the context)"),
+        )
+    })?;
+    let tags = release_tags(&project, args, environment, reporter)?;
+    let registry = mab_registry::registry_of(&project.image).map_err(|error| {
+        Failure::usage(
+            error.to_string(),
+            Some("set [image] name to registry/namespace/name"),
+        )
+    })?;
+    let credentials = mab_registry::load_credentials(
+        &environment.docker_config_dir().join("config.json"),
+        &registry,
+    )
+    .map_err(|error| {
+        Failure::runtime(
+            error.to_string(),
+            Some("check ~/.docker/config.json and its credential helper"),
+        )
+    })?;
+    let repository = if args.no_push {
+        None
+    } else {
+        Some(
+            Repository::new(&project.image, credentials.as_ref())
+                .map_err(|error| Failure::usage(error.to_string(), None))?,
+        )
+    };
+
+    let runners = prepare::runners_for(&loaded.runners, &project.platforms);
+    let connected = prepare::connect_all(&runners, environment).await;
+    let plan = prepare::plan(&project.platforms, &runners, &connected)
+        .map_err(|error| prepare::plan_failure(error, &connected))?;
+    for job in &plan.jobs {
+        reporter.report(Event::Note {
+            message: format!("{} -> {}: {}", job.platform, job.runner, job.reason),
+        });
+    }
+    reporter.report(Event::Note {
+        message: format!(
+            "building {} for {} platform(s) from {} file(s) in {}",
+            project.image,
+            plan.jobs.len(),
+            files.len(),
+            project.context.display()
+        ),
+    });
+
+    let jobs: Vec<JobSpec> = plan
+        .jobs
+        .iter()
+        .map(|job| JobSpec {
+            platform: job.platform.clone(),
+            runner: job.runner.clone(),
+            emulated: job.emulated,
+        })
+        .collect();
+    let slots: HashMap<String, u32> = runners
+        .iter()
+        .map(|runner| (runner.name.clone(), runner.jobs))
+        .collect();
+    let worker = LiveWorker {
+        project: &project,
+        build_id: build_id(),
+        runners: runners
+            .iter()
+            .map(|runner| (runner.name.clone(), *runner))
+            .collect(),
+        connected: &connected,
+        repository: repository.as_ref(),
+        credentials: credentials.map(|credentials| mab_engine::Credentials {
+            server: credentials.server,
+            username: credentials.username,
+            password: credentials.password,
+            identity_token: credentials.identity_token,
+        }),
+        reporter,
+    };
+    let results = run_all(&worker, &jobs, &slots).await;
+    let built = match all_or_failures(results) {
+        Ok(built) => built,
+        Err(failures) => {
+            if let Some(repository) = &repository {
+                let staged: Vec<String> = jobs
+                    .iter()
+                    .filter(|job| !failures.iter().any(|failure| &failure.job == *job))
+                    .map(|job| worker.staging_tag(&job.platform))
+                    .collect();
+                remove_staging_tags(repository, &staged, reporter).await;
+            }
+            return Err(failure_report(&failures));
+        }
+    };
+
+    let Some(repository) = &repository else {
+        reporter.report(Event::Note {
+            message: format!(
+                "built and verified {} platform(s); nothing was pushed (--no-push)",
+                built.len()
+            ),
+        });
+        write_metadata(args.metadata_file.as_deref(), &project, None, &tags, &built)?;
+        return Ok(String::new());
+    };
+    let children: Vec<Child> = built
+        .iter()
+        .filter_map(|built| built.child.clone())
+        .collect();
+    let (media_type, bytes) = mab_registry::manifest_list(&children);
+    let digest = repository
+        .publish(media_type, &bytes, &tags)
+        .await
+        .map_err(|error| {
+            Failure::runtime(
+                error.to_string(),
+                Some("check that the registry accepts pushes"),
+            )
+        })?;
+    reporter.report(Event::Note {
+        message: format!(
+            "published {}@{digest} as {}",
+            project.image,
+            tags.join(", ")
+        ),
+    });
+    let staged: Vec<String> = built
+        .iter()
+        .map(|built| worker.staging_tag(&built.job.platform))
+        .collect();
+    remove_staging_tags(repository, &staged, reporter).await;
+    write_metadata(
+        args.metadata_file.as_deref(),
+        &project,
+        Some((&digest, media_type)),
+        &tags,
+        &built,
+    )?;
+    Ok(format!("{}@{digest}\n", project.image))
+}
+
+/// `--build-arg`, `--target` and `--tag` over what mab.toml says.
+fn apply_overrides(project: &mut Project, args: &BuildArgs) -> Result<(), Failure> {
+    for argument in &args.build_args {
+        let Some((key, value)) = argument.split_once('=') else {
+            return Err(Failure::usage(
+                format!("--build-arg `{argument}` has no value"),
+                Some("write it as --build-arg KEY=VALUE"),
+            ));
+        };
+        project.args.insert(key.to_owned(), value.to_owned());
+    }
+    if let Some(target) = &args.target {
+        project.target = Some(target.clone());
+    }
+    for tag in &args.tags {
+        if !mab_registry::tags::is_valid_tag(tag) {
+            return Err(Failure::usage(
+                format!("--tag `{tag}` is not a valid tag"),
+                Some("a tag is a bare name such as `1.0` or `edge`: letters, digits, `_`, `.` and `-`, at most 128, not starting with `.` or `-`"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn release_tags(
+    project: &Project,
+    args: &BuildArgs,
+    environment: &Environment,
+    reporter: &dyn Reporter,
+) -> Result<Vec<String>, Failure> {
+    let source = crate::git::source(
+        &project.context,
+        environment.github_ref.as_deref(),
+        environment.github_sha.as_deref(),
+    );
+    let tags = mab_registry::tags::compute_tags(source.as_ref(), &project.extra_tags, &args.tags);
+    if let Some(warning) = tags.warning {
+        reporter.report(Event::Warning { message: warning });
+    }
+    Ok(tags.tags)
+}
+
+/// A build id: short, unique enough among concurrent builds of one image.
+fn build_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos())
+        .unwrap_or_default();
+    let seed = format!("{nanos}-{}", std::process::id());
+    mab_registry::sha256_digest(seed.as_bytes())["sha256:".len()..]
+        .chars()
+        .take(12)
+        .collect()
+}
+
+/// `linux/arm/v7` -> `linux-arm-v7`
+fn platform_slug(platform: &Platform) -> String {
+    platform.to_string().replace('/', "-")
+}
+
+struct LiveWorker<'a> {
+    project: &'a Project,
+    build_id: String,
+    runners: HashMap<String, &'a Runner>,
+    connected: &'a HashMap<String, Result<Connected, Unreachable>>,
+    repository: Option<&'a Repository>,
+    credentials: Option<mab_engine::Credentials>,
+    reporter: &'a dyn Reporter,
+}
+
+impl LiveWorker<'_> {
+    /// The tag each platform's image is pushed under before the list exists.
+    fn staging_tag(&self, platform: &Platform) -> String {
+        format!("mab-{}-{}", self.build_id, platform_slug(platform))
+    }
+
+    async fn build_one(&self, job: &JobSpec) -> Result<Option<Child>, JobFailure> {
+        let fail = |message: String, log_tail: Vec<String>| JobFailure {
+            job: job.clone(),
+            message,
+            log_tail,
+        };
+        let connected = match &self.connected[&job.runner] {
+            Ok(connected) => connected,
+            Err(unreachable) => return Err(fail(unreachable.message.clone(), Vec::new())),
+        };
+        let engine = &connected.engine;
+        let staging_tag = self.staging_tag(&job.platform);
+        let image = format!("{}:{staging_tag}", self.project.image);
+        let spec = BuildSpec {
+            image: image.clone(),
+            platform: job.platform.to_string(),
+            dockerfile: self.project.dockerfile.to_string_lossy().replace('\\', "/"),
+            target: self.project.target.clone(),
+            args: self.project.args.clone(),
+            network: self.runners[&job.runner].network.as_str().to_owned(),
+        };
+        let context = mab_context::tar_stream(&self.project.context, &self.project.dockerfile)
+            .map_err(|error| fail(error.to_string(), Vec::new()))?;
+        let platform = job.platform.to_string();
+        engine
+            .build(&spec, context, |event| {
+                let (platform, runner) = (platform.clone(), job.runner.clone());
+                self.reporter.report(match event {
+                    BuildEvent::Step(step) => Event::Step {
+                        platform,
+                        runner,
+                        step,
+                    },
+                    BuildEvent::Log(line) => Event::Log {
+                        platform,
+                        runner,
+                        line,
+                    },
+                })
+            })
+            .await
+            .map_err(|error| match error {
+                mab_engine::EngineError::BuildFailed {
+                    message, log_tail, ..
+                } => fail(message, log_tail),
+                other => fail(other.to_string(), Vec::new()),
+            })?;
+
+        let child = match self.repository {
+            None => {
+                let (os, architecture, variant) = engine
+                    .image_platform(&image)
+                    .await
+                    .map_err(|error| fail(error.to_string(), Vec::new()))?;
+                let found = mab_registry::ConfigPlatform {
+                    os,
+                    architecture,
+                    variant,
+                };
+                mab_registry::check_platform(&job.platform, &found)
+                    .map_err(|error| fail(error.to_string(), Vec::new()))?;
+                None
+            }
+            Some(repository) => {
+                let digest = engine
+                    .push(&self.project.image, &staging_tag, self.credentials.as_ref())
+                    .await
+                    .map_err(|error| fail(error.to_string(), Vec::new()))?;
+                self.reporter.report(Event::Pushed {
+                    platform: platform.clone(),
+                    runner: job.runner.clone(),
+                    digest: digest.clone(),
+                });
+                let child = repository
+                    .describe(&digest)
+                    .await
+                    .map_err(|error| fail(error.to_string(), Vec::new()))?;
+                mab_registry::check_platform(&job.platform, &child.platform)
+                    .map_err(|error| fail(error.to_string(), Vec::new()))?;
+                Some(child)
+            }
+        };
+        // The engine keeps the newest image per platform under a stable
+        // name, so that repeated builds do not pile up staging tags there.
+        let kept_tag = format!("mab-{}", platform_slug(&job.platform));
+        engine
+            .tag(&image, &self.project.image, &kept_tag)
+            .await
+            .map_err(|error| fail(error.to_string(), Vec::new()))?;
+        engine.remove_image(&image).await;
+        Ok(child)
+    }
+}
+
+impl Worker for LiveWorker<'_> {
+    async fn run(&self, job: &JobSpec) -> Result<Built, JobFailure> {
+        let started = Instant::now();
+        let (platform, runner) = (job.platform.to_string(), job.runner.clone());
+        self.reporter.report(Event::Started {
+            platform: platform.clone(),
+            runner: runner.clone(),
+            emulated: job.emulated,
+        });
+        match self.build_one(job).await {
+            Ok(child) => {
+                let seconds = started.elapsed().as_secs_f64();
+                self.reporter.report(Event::Done {
+                    platform,
+                    runner,
+                    seconds,
+                });
+                Ok(Built {
+                    job: job.clone(),
+                    child,
+                    seconds,
+                })
+            }
+            Err(failure) => {
+                self.reporter.report(Event::Failed {
+                    platform,
+                    runner,
+                    message: failure.message.clone(),
+                });
+                Err(failure)
+            }
+        }
+    }
+}
+
+/// Deletes staging tags where the registry allows it; says where they remain.
+async fn remove_staging_tags(repository: &Repository, tags: &[String], reporter: &dyn Reporter) {
+    let mut kept = Vec::new();
+    for tag in tags {
+        match repository.delete_tag(tag).await {
+            Ok(true) => {}
+            Ok(false) => kept.push(tag.clone()),
+            Err(error) => {
+                reporter.report(Event::Warning {
+                    message: error.to_string(),
+                });
+                kept.push(tag.clone());
+            }
+        }
+    }
+    if !kept.is_empty() {
+        reporter.report(Event::Note {
+            message: format!(
+                "{} does not delete tags; staging tag(s) {} remain (see docs/publishing.md)",
+                repository.name(),
+                kept.join(", ")
+            ),
+        });
+    }
+}
+
+/// The report for failed platforms: each with its runner and log tail.
+fn failure_report(failures: &[JobFailure]) -> Failure {
+    let mut details = Vec::new();
+    for failure in failures {
+        details.push(format!(
+            "{} on {}: {}",
+            failure.job.platform, failure.job.runner, failure.message
+        ));
+        details.extend(failure.log_tail.iter().map(|line| format!("    {line}")));
+    }
+    let names: Vec<String> = failures
+        .iter()
+        .map(|failure| format!("{} (runner {})", failure.job.platform, failure.job.runner))
+        .collect();
+    Failure::runtime_with_details(
+        format!("build failed for {}; nothing was published", names.join(", ")),
+        Some("the output above ends with each failed platform's build log; fix it and run `mab build` again"),
+        &details,
+    )
+}
+
+#[derive(Serialize)]
+struct Metadata<'a> {
+    image: &'a str,
+    digest: Option<&'a str>,
+    media_type: Option<&'a str>,
+    tags: &'a [String],
+    platforms: Vec<PlatformMetadata>,
+}
+
+#[derive(Serialize)]
+struct PlatformMetadata {
+    platform: String,
+    runner: String,
+    digest: Option<String>,
+    emulated: bool,
+    seconds: f64,
+}
+
+fn write_metadata(
+    path: Option<&Path>,
+    project: &Project,
+    list: Option<(&str, &str)>,
+    tags: &[String],
+    built: &[Built],
+) -> Result<(), Failure> {
+    let Some(path) = path else {
+        return Ok(());
+    };
+    let metadata = Metadata {
+        image: &project.image,
+        digest: list.map(|(digest, _)| digest),
+        media_type: list.map(|(_, media_type)| media_type),
+        tags,
+        platforms: built
+            .iter()
+            .map(|built| PlatformMetadata {
+                platform: built.job.platform.to_string(),
+                runner: built.job.runner.clone(),
+                digest: built.child.as_ref().map(|child| child.digest.clone()),
+                emulated: built.job.emulated,
+                seconds: built.seconds,
+            })
+            .collect(),
+    };
+    let json = serde_json::to_string_pretty(&metadata).expect("metadata always serialises");
+    std::fs::write(path, json + "\n").map_err(|error| {
+        Failure::runtime(
+            format!(
+                "could not write the metadata file {}: {error}",
+                path.display()
+            ),
+            None,
+        )
+    })
+}

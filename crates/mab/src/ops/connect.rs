@@ -1,0 +1,239 @@
+//! Reaching a runner: one SSH connection per runner (or the local engine),
+//! the engine behind it, and what the engine and host can build.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use mab_config::{Runner, RunnerHost};
+use mab_engine::{Connect, Engine, EngineInfo, Io};
+use mab_ssh::{Destination, Session};
+
+use crate::environment::Environment;
+
+/// Where QEMU handlers are registered.
+const BINFMT_DIR: &str = "/proc/sys/fs/binfmt_misc";
+
+/// A runner mab is connected to.
+#[derive(Clone)]
+pub struct Connected {
+    pub engine: Engine,
+    pub info: EngineInfo,
+    /// Entries of the host's `/proc/sys/fs/binfmt_misc` (`qemu-aarch64`, …).
+    pub binfmt: Vec<String>,
+    /// `ssh user@host:port` or `local engine unix:///…`, for messages.
+    pub address: String,
+    /// Kept so the connection lives as long as the runner is used.
+    pub session: Option<Session>,
+}
+
+/// Why a runner could not be reached.
+#[derive(Clone, Debug)]
+pub struct Unreachable {
+    /// dns | refused | timeout | host_key | auth | engine
+    pub kind: &'static str,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl From<mab_ssh::SshError> for Unreachable {
+    fn from(error: mab_ssh::SshError) -> Unreachable {
+        let kind = match error.kind().as_str() {
+            "other" => "engine",
+            kind => kind,
+        };
+        Unreachable {
+            kind,
+            hint: error.hint(),
+            message: error.to_string(),
+        }
+    }
+}
+
+impl From<mab_engine::EngineError> for Unreachable {
+    fn from(error: mab_engine::EngineError) -> Unreachable {
+        Unreachable {
+            kind: "engine",
+            message: error.to_string(),
+            hint: Some(
+                "check that the engine runs and that its socket is the runner's `engine`"
+                    .to_owned(),
+            ),
+        }
+    }
+}
+
+/// Connects to a runner's engine and asks what it can build.
+pub async fn connect(runner: &Runner, environment: &Environment) -> Result<Connected, Unreachable> {
+    match &runner.host {
+        RunnerHost::Local => connect_local(runner, environment).await,
+        RunnerHost::Ssh(spec) => connect_ssh(runner, spec, environment).await,
+    }
+}
+
+async fn connect_local(
+    runner: &Runner,
+    environment: &Environment,
+) -> Result<Connected, Unreachable> {
+    let address = local_engine_address(runner.engine.as_deref(), environment);
+    let connector = local_connector(&address)?;
+    let engine = Engine::connect(connector, runner.name.clone()).await?;
+    let info = engine.describe().await?;
+    let binfmt = match std::fs::read_dir(BINFMT_DIR) {
+        Ok(entries) => entries
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    Ok(Connected {
+        engine,
+        info,
+        binfmt,
+        address: format!("local engine {address}"),
+        session: None,
+    })
+}
+
+async fn connect_ssh(
+    runner: &Runner,
+    spec: &str,
+    environment: &Environment,
+) -> Result<Connected, Unreachable> {
+    let destination = Destination::resolve(spec, &environment.home)?;
+    let session = Session::connect(&destination, &environment.home).await?;
+    let engine_address = runner
+        .engine
+        .clone()
+        .unwrap_or_else(|| mab_config::DEFAULT_ENGINE_SOCKET.to_owned());
+    let Some(socket) = engine_address.strip_prefix("unix://").map(str::to_owned) else {
+        return Err(Unreachable {
+            kind: "engine",
+            message: format!(
+                "runner `{}` names engine `{engine_address}`, but over SSH only unix sockets are supported",
+                runner.name
+            ),
+            hint: Some("set `engine = \"unix:///var/run/docker.sock\"` (the socket's path on that host)".to_owned()),
+        });
+    };
+    let channel_session = session.clone();
+    let connector: Connect = Arc::new(move || {
+        let session = channel_session.clone();
+        let socket = socket.clone();
+        Box::pin(async move {
+            let stream = session
+                .open_unix_stream(&socket)
+                .await
+                .map_err(std::io::Error::other)?;
+            Ok(Box::new(stream) as Box<dyn Io>)
+        })
+    });
+    let engine = Engine::connect(connector, runner.name.clone()).await?;
+    let info = engine.describe().await?;
+    let listing = session.exec(&format!("ls -1 {BINFMT_DIR}")).await?;
+    let binfmt = String::from_utf8_lossy(&listing.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let dest = session.destination();
+    Ok(Connected {
+        engine,
+        info,
+        binfmt,
+        address: format!("ssh {}@{}:{}", dest.user, dest.host_name, dest.port),
+        session: Some(session),
+    })
+}
+
+/// The local engine (PRODUCT.md): the runner's `engine`, else `DOCKER_HOST`,
+/// else the current docker context, else the default socket.
+pub fn local_engine_address(engine: Option<&str>, environment: &Environment) -> String {
+    if let Some(engine) = engine {
+        return engine.to_owned();
+    }
+    if let Some(host) = &environment.docker_host {
+        return host.clone();
+    }
+    if let Some(host) = docker_context_host(&environment.docker_config_dir()) {
+        return host;
+    }
+    mab_config::DEFAULT_ENGINE_SOCKET.to_owned()
+}
+
+/// The engine of the current docker context, as the docker CLI stores it:
+/// `currentContext` in `config.json`, its endpoint in
+/// `contexts/meta/<sha256 of the name>/meta.json`.
+fn docker_context_host(config_dir: &std::path::Path) -> Option<String> {
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(config_dir.join("config.json")).ok()?).ok()?;
+    let name = config["currentContext"].as_str()?;
+    if name.is_empty() || name == "default" {
+        return None;
+    }
+    let hashed = mab_registry::sha256_digest(name.as_bytes());
+    let directory: PathBuf = config_dir
+        .join("contexts/meta")
+        .join(hashed.trim_start_matches("sha256:"));
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(directory.join("meta.json")).ok()?).ok()?;
+    meta["Endpoints"]["docker"]["Host"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+fn local_connector(address: &str) -> Result<Connect, Unreachable> {
+    if let Some(path) = address.strip_prefix("unix://") {
+        return Ok(mab_engine::unix_connector(path));
+    }
+    if let Some(host) = address.strip_prefix("tcp://") {
+        return Ok(mab_engine::tcp_connector(host.trim_end_matches('/')));
+    }
+    Err(Unreachable {
+        kind: "engine",
+        message: format!("the local engine address `{address}` is not supported"),
+        hint: Some("use unix:///path/to/docker.sock or tcp://host:port".to_owned()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_engine_lookup_order() {
+        let home = tempfile::tempdir().unwrap();
+        let mut environment = Environment {
+            home: home.path().to_owned(),
+            ..Environment::default()
+        };
+        assert_eq!(
+            local_engine_address(None, &environment),
+            "unix:///var/run/docker.sock"
+        );
+
+        let docker = home.path().join(".docker");
+        let name_hash = mab_registry::sha256_digest(b"lab");
+        let meta = docker
+            .join("contexts/meta")
+            .join(name_hash.trim_start_matches("sha256:"));
+        std::fs::create_dir_all(&meta).unwrap();
+        std::fs::write(docker.join("config.json"), r#"{"currentContext":"lab"}"#).unwrap();
+        std::fs::write(
+            meta.join("meta.json"),
+            r#"{"Name":"lab","Endpoints":{"docker":{"Host":"unix:///run/lab.sock"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            local_engine_address(None, &environment),
+            "unix:///run/lab.sock"
+        );
+
+        environment.docker_host = Some("tcp://127.0.0.1:2375".to_owned());
+        assert_eq!(
+            local_engine_address(None, &environment),
+            "tcp://127.0.0.1:2375"
+        );
+        assert_eq!(
+            local_engine_address(Some("unix:///x.sock"), &environment),
+            "unix:///x.sock"
+        );
+    }
+}

@@ -1,0 +1,91 @@
+//! `mab plan`: which runner builds which platform, and why.
+
+use serde::Serialize;
+
+use crate::cli::{Format, PlanArgs};
+use crate::environment::Environment;
+use crate::failure::Failure;
+use crate::ops::prepare;
+use crate::progress::Reporter;
+
+#[derive(Serialize)]
+struct PlanJson {
+    platforms: Vec<PlatformJson>,
+}
+
+#[derive(Serialize)]
+struct PlatformJson {
+    platform: String,
+    runner: String,
+    emulated: bool,
+    reason: String,
+    rejected: Vec<RejectedJson>,
+}
+
+#[derive(Serialize)]
+struct RejectedJson {
+    runner: String,
+    why: String,
+}
+
+/// Returns what goes to stdout.
+pub async fn plan(
+    args: &PlanArgs,
+    environment: &Environment,
+    reporter: &dyn Reporter,
+) -> Result<String, Failure> {
+    let loaded = prepare::load(&args.project, environment, reporter)?;
+    let platforms = &loaded.project.platforms;
+    let runners = prepare::runners_for(&loaded.runners, platforms);
+    let connected = prepare::connect_all(&runners, environment).await;
+    let plan = prepare::plan(platforms, &runners, &connected)
+        .map_err(|error| prepare::plan_failure(error, &connected))?;
+    let json = PlanJson {
+        platforms: plan
+            .jobs
+            .iter()
+            .map(|job| PlatformJson {
+                platform: job.platform.to_string(),
+                runner: job.runner.clone(),
+                emulated: job.emulated,
+                reason: job.reason.clone(),
+                rejected: job
+                    .rejected
+                    .iter()
+                    .map(|rejection| RejectedJson {
+                        runner: rejection.runner.clone(),
+                        why: rejection.why.clone(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    };
+    Ok(match args.format {
+        Format::Json => {
+            serde_json::to_string_pretty(&json).expect("a plan always serialises") + "\n"
+        }
+        Format::Human => human(&json),
+    })
+}
+
+fn human(plan: &PlanJson) -> String {
+    let mut out = String::new();
+    for platform in &plan.platforms {
+        let how = if platform.emulated {
+            "emulated"
+        } else {
+            "native"
+        };
+        out.push_str(&format!(
+            "{:<16} -> {} ({how}): {}\n",
+            platform.platform, platform.runner, platform.reason
+        ));
+        for rejected in &platform.rejected {
+            out.push_str(&format!(
+                "{:<16}    not {}: {}\n",
+                "", rejected.runner, rejected.why
+            ));
+        }
+    }
+    out
+}

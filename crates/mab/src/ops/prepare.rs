@@ -1,0 +1,197 @@
+//! What `mab build` and `mab plan` share: finding and loading the project
+//! and runners, connecting to the runners, and planning.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use futures_util::future::join_all;
+use mab_config::{Platform, Project, Runner, RunnersFile};
+use mab_plan::{Capabilities, Plan, RunnerState};
+
+use crate::cli::ProjectArgs;
+use crate::environment::Environment;
+use crate::failure::Failure;
+use crate::ops::connect::{connect, Connected, Unreachable};
+use crate::progress::{Event, Reporter};
+
+/// The project and runners, loaded and checked against each other.
+pub struct Loaded {
+    pub project: Project,
+    pub runners: RunnersFile,
+}
+
+/// Finds and loads `mab.toml` and the runners file; applies `--platform`.
+/// Everything wrong here is a usage error (exit 2).
+pub fn load(
+    args: &ProjectArgs,
+    environment: &Environment,
+    reporter: &dyn Reporter,
+) -> Result<Loaded, Failure> {
+    let start = match &args.directory {
+        Some(directory) => environment.current_dir.join(directory),
+        None => environment.current_dir.clone(),
+    };
+    let manifest: PathBuf = match &args.manifest_path {
+        Some(path) => start.join(path),
+        None => mab_config::find_manifest(&start).ok_or_else(|| {
+            Failure::usage(
+                format!(
+                    "could not find mab.toml in {} or any parent directory",
+                    start.display()
+                ),
+                Some("run `mab init` to write one, or pass --manifest-path FILE or -C DIR"),
+            )
+        })?,
+    };
+    let mut project = mab_config::load_project(&manifest)?;
+    if !args.platforms.is_empty() {
+        let mut platforms = Vec::new();
+        for text in &args.platforms {
+            let parsed = Platform::parse(text.trim()).map_err(|error| {
+                Failure::usage(format!("--platform {text}: {error}"), Some(&error.hint()))
+            })?;
+            if let Some(note) = parsed.note {
+                project.warnings.push(note);
+            }
+            if !platforms.contains(&parsed.platform) {
+                platforms.push(parsed.platform);
+            }
+        }
+        project.platforms = platforms;
+    }
+    let manifest_dir = manifest.parent().map(PathBuf::from);
+    let runners_path = mab_config::locate_runners(
+        args.runners
+            .as_ref()
+            .map(|path| start.join(path))
+            .as_deref(),
+        environment.mab_runners.as_deref(),
+        manifest_dir.as_deref(),
+        environment.xdg_config_home.as_deref(),
+        &environment.home,
+    );
+    let runners = match runners_path {
+        Some(path) => mab_config::load_runners(&path)?,
+        None => mab_config::implicit_runners(&project.platforms),
+    };
+    for warning in project.warnings.iter().chain(&runners.warnings) {
+        reporter.report(Event::Warning {
+            message: warning.clone(),
+        });
+    }
+    check_served(&project.platforms, &runners)?;
+    Ok(Loaded { project, runners })
+}
+
+/// Every platform must be listed by some runner: found before connecting.
+fn check_served(platforms: &[Platform], runners: &RunnersFile) -> Result<(), Failure> {
+    let unserved: Vec<String> = platforms
+        .iter()
+        .filter(|platform| {
+            !runners
+                .runners
+                .iter()
+                .any(|runner| runner.platforms.contains(platform))
+        })
+        .map(Platform::to_string)
+        .collect();
+    if unserved.is_empty() {
+        return Ok(());
+    }
+    let file = runners.path.as_ref().map_or_else(
+        || "the implicit local runner".to_owned(),
+        |path| path.display().to_string(),
+    );
+    let offers: Vec<String> = runners
+        .runners
+        .iter()
+        .map(|runner| {
+            let platforms: Vec<String> = runner.platforms.iter().map(Platform::to_string).collect();
+            format!("`{}` serves {}", runner.name, platforms.join(", "))
+        })
+        .collect();
+    Err(Failure::usage(
+        format!(
+            "no runner serves {} ({}: {})",
+            unserved.join(", "),
+            file,
+            offers.join("; ")
+        ),
+        Some(
+            "add a runner for it with `mab runners add`, or build fewer platforms with --platform",
+        ),
+    ))
+}
+
+/// The runners that list at least one of the platforms.
+pub fn runners_for<'a>(runners: &'a RunnersFile, platforms: &[Platform]) -> Vec<&'a Runner> {
+    runners
+        .runners
+        .iter()
+        .filter(|runner| {
+            runner
+                .platforms
+                .iter()
+                .any(|platform| platforms.contains(platform))
+        })
+        .collect()
+}
+
+/// Connects to the runners concurrently, one connection each.
+pub async fn connect_all(
+    runners: &[&Runner],
+    environment: &Environment,
+) -> HashMap<String, Result<Connected, Unreachable>> {
+    let results = join_all(runners.iter().map(|runner| connect(runner, environment))).await;
+    runners
+        .iter()
+        .map(|runner| runner.name.clone())
+        .zip(results)
+        .collect()
+}
+
+/// The plan over what the runners reported.
+pub fn plan(
+    platforms: &[Platform],
+    runners: &[&Runner],
+    connected: &HashMap<String, Result<Connected, Unreachable>>,
+) -> Result<Plan, mab_plan::PlanError> {
+    let states: Vec<RunnerState> = runners
+        .iter()
+        .map(|runner| RunnerState {
+            name: runner.name.clone(),
+            jobs: runner.jobs,
+            platforms: runner.platforms.clone(),
+            probe: match &connected[&runner.name] {
+                Ok(connected) => Ok(Capabilities::detect(
+                    &connected.info.os,
+                    &connected.info.architecture,
+                    &connected.binfmt,
+                )),
+                Err(unreachable) => Err(unreachable.message.clone()),
+            },
+        })
+        .collect();
+    mab_plan::plan(platforms, &states)
+}
+
+/// A plan that cannot be made once runners were asked: a runtime failure
+/// when runners are unreachable (exit 1), a configuration error when the
+/// runners that list a platform cannot build it (exit 2).
+pub fn plan_failure(
+    error: mab_plan::PlanError,
+    connected: &HashMap<String, Result<Connected, Unreachable>>,
+) -> Failure {
+    let mut hints: Vec<String> = connected
+        .values()
+        .filter_map(|result| result.as_ref().err())
+        .filter_map(|unreachable| unreachable.hint.clone())
+        .collect();
+    hints.push(error.hint());
+    let hint = hints.join("\nhint: ");
+    if error.is_unreachable() {
+        Failure::runtime(error.to_string(), Some(&hint))
+    } else {
+        Failure::usage(error.to_string(), Some(&hint))
+    }
+}
