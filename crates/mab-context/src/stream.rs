@@ -95,7 +95,7 @@ pub fn tar_stream(context_dir: &Path, dockerfile: &Path) -> Result<ContextStream
     std::thread::Builder::new()
         .name("mab-context-tar".to_string())
         .spawn(move || produce(&root, &entries, writer))
-        .map_err(|source| ContextError::Read {
+        .map_err(|source| ContextError::Pack {
             path: context_dir.to_path_buf(),
             source,
         })?;
