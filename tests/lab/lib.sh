@@ -27,7 +27,10 @@ LAB_HOST_RUN_DIR=/run/mab-host
 LAB_HOST_SOCKET=$LAB_HOST_RUN_DIR/docker.sock
 
 # The simulated runner hosts: name, loopback address, bridge, bridge address.
-# Add a line here to add a host; `up` starts it and `down` stops it.
+# Add a line here to add a host; `up` starts it (start_host NAME ADDR BRIDGE
+# BRIDGE_ADDRESS), `down` stops it, lab.env lists it. A host whose engine is
+# another binary (e.g. an arm64 dockerd under QEMU) sets LAB_HOST_DOCKERD and
+# that engine's environment around its start_host call; see host-main.
 LAB_HOSTS=(
     "runner-a 127.0.0.2 mab-br-a 172.30.1.1/24"
     "runner-b 127.0.0.3 mab-br-b 172.30.2.1/24"
@@ -228,7 +231,7 @@ stop_host() {
     fi
     ns=$(host_namespace "$name")
     for pid in $(namespace_pids "$ns"); do
-        log "$name: stopping leftover process $pid ($(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-60))"
+        log "$name: stopping leftover process $pid ($(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | cut -c1-60))"
         kill -TERM "$pid" 2>/dev/null || true
     done
     if [[ -n $ns ]] && ! wait_for 30 "the processes of $name to stop" namespace_empty "$ns"; then
