@@ -81,6 +81,18 @@ host_env_prefix() {
     printf 'RUNNER_%s' "${upper//-/_}"
 }
 
+# load_lab_env: set a shell variable for every KEY=VALUE line of lab.env.
+# (`. lab.env` does not do for HOSTS, whose value holds a space.)
+load_lab_env() {
+    local key value
+    [[ -r $LAB/lab.env ]] || die "the lab is not up ($LAB/lab.env is missing)" "run tests/lab/up"
+    while IFS='=' read -r key value; do
+        if [[ $key =~ ^[A-Z][A-Z0-9_]*$ ]]; then
+            printf -v "$key" '%s' "$value"
+        fi
+    done <"$LAB/lab.env"
+}
+
 # pid_matches PID PATTERN: the process lives and its command line contains
 # PATTERN (a recycled PID or a zombie does not match).
 pid_matches() {
