@@ -1,2 +1,7 @@
-//! Integration tests.
+//! Integration tests: one binary, a module per area. Tests that need the
+//! lab (`tests/lab/up`) fail when it is missing, unless `MAB_LAB=off`.
+
+mod build;
 mod context_oracle;
+mod host_keys;
+mod support;

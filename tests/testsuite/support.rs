@@ -1,0 +1,331 @@
+//! Helpers for the integration tests: the lab that `tests/lab/up` starts,
+//! a home of the test's own for mab, projects in temporary directories,
+//! running mab, and independent checks (skopeo, the docker CLI, sshd logs).
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+/// The lab's settings, read from `lab.env`.
+pub struct Lab {
+    values: HashMap<String, String>,
+}
+
+/// The lab, or `None` when it is switched off with `MAB_LAB=off`. A lab
+/// that is not up otherwise fails the test: CI always runs the lab tests.
+#[expect(clippy::print_stderr)]
+pub fn lab(test: &str) -> Option<&'static Lab> {
+    static LAB: OnceLock<Option<Lab>> = OnceLock::new();
+    let lab = LAB.get_or_init(|| {
+        let directory = std::env::var_os("MAB_LAB_DIR").unwrap_or_else(|| "/var/lib/mab-lab".into());
+        let path = Path::new(&directory).join("lab.env");
+        match fs::read_to_string(&path) {
+            Ok(text) => Some(Lab {
+                values: text
+                    .lines()
+                    .filter_map(|line| line.split_once('='))
+                    .map(|(key, value)| (key.to_owned(), value.to_owned()))
+                    .collect(),
+            }),
+            Err(_) if std::env::var("MAB_LAB").as_deref() == Ok("off") => None,
+            Err(error) => panic!(
+                "the lab is not up ({} cannot be read: {error})\nhint: run tests/lab/up, or set MAB_LAB=off to skip the lab tests",
+                path.display()
+            ),
+        }
+    });
+    if lab.is_none() {
+        eprintln!("{test}: skipped, the lab is disabled (MAB_LAB=off)");
+    }
+    lab.as_ref()
+}
+
+/// `let lab = require_lab!();` at the top of a test that needs the lab.
+macro_rules! require_lab {
+    () => {
+        match crate::support::lab(module_path!()) {
+            Some(lab) => lab,
+            None => return,
+        }
+    };
+}
+pub(crate) use require_lab;
+
+/// A runner host of the lab.
+pub struct Host {
+    pub name: String,
+    pub address: String,
+    pub port: String,
+    pub sshd_log: PathBuf,
+    pub host_key: PathBuf,
+}
+
+impl Lab {
+    pub fn get(&self, key: &str) -> &str {
+        self.values
+            .get(key)
+            .unwrap_or_else(|| panic!("lab.env has no {key}; run tests/lab/up again"))
+    }
+
+    pub fn registry(&self) -> &str {
+        self.get("REGISTRY")
+    }
+
+    pub fn host(&self, name: &str) -> Host {
+        let prefix = name.to_uppercase().replace('-', "_");
+        let value = |suffix: &str| self.get(&format!("{prefix}_{suffix}")).to_owned();
+        Host {
+            name: name.to_owned(),
+            address: value("ADDR"),
+            port: value("PORT"),
+            sshd_log: value("SSHD_LOG").into(),
+            host_key: value("HOST_KEY").into(),
+        }
+    }
+
+    pub fn busybox(&self, architecture: &str) -> PathBuf {
+        Path::new(self.get("BUSYBOX_DIR")).join(architecture)
+    }
+
+    /// A repository name no other test uses.
+    pub fn repository(&self, test: &str) -> String {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        format!(
+            "{}/tests/{test}-{}-{nanos:x}",
+            self.registry(),
+            std::process::id()
+        )
+    }
+}
+
+/// Tests that count SSH logins in sshd logs, or that connect to the SSH
+/// runners, take this lock so that their connections can be told apart.
+pub fn ssh_lock() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A home directory of the test's own: `.ssh/config` with the lab's hosts
+/// as aliases, the lab's client key, and `known_hosts` with their keys.
+pub struct Home {
+    directory: tempfile::TempDir,
+}
+
+impl Home {
+    pub fn new(lab: &Lab) -> Home {
+        let home = Home {
+            directory: tempfile::tempdir().unwrap(),
+        };
+        let ssh = home.path().join(".ssh");
+        fs::create_dir_all(&ssh).unwrap();
+        let key = ssh.join("id_ed25519");
+        fs::copy(lab.get("CLIENT_KEY"), &key).unwrap();
+        let mut config = String::new();
+        let mut known_hosts = String::new();
+        for name in lab.get("HOSTS").split_whitespace() {
+            let host = lab.host(name);
+            config.push_str(&format!(
+                "Host {name}\n    HostName {}\n    Port {}\n    User root\n    IdentityFile {}\n\n",
+                host.address,
+                host.port,
+                key.display()
+            ));
+            known_hosts.push_str(&host.known_hosts_line());
+        }
+        fs::write(ssh.join("config"), config).unwrap();
+        fs::write(ssh.join("known_hosts"), known_hosts).unwrap();
+        home
+    }
+
+    pub fn path(&self) -> &Path {
+        self.directory.path()
+    }
+
+    pub fn write_known_hosts(&self, text: &str) {
+        fs::write(self.path().join(".ssh/known_hosts"), text).unwrap();
+    }
+}
+
+impl Host {
+    /// `[address]:port keytype key`
+    pub fn known_hosts_line(&self) -> String {
+        let public = fs::read_to_string(&self.host_key).unwrap();
+        let mut fields = public.split_whitespace();
+        let (kind, key) = (fields.next().unwrap(), fields.next().unwrap());
+        format!("[{}]:{} {kind} {key}\n", self.address, self.port)
+    }
+
+    /// How many logins sshd has accepted so far.
+    pub fn logins(&self) -> usize {
+        fs::read_to_string(&self.sshd_log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| line.contains("Accepted publickey"))
+            .count()
+    }
+}
+
+/// A project in a temporary directory.
+pub struct Project {
+    directory: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn new() -> Project {
+        Project {
+            directory: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.directory.path()
+    }
+
+    pub fn file(&self, relative: &str, contents: &str) -> &Project {
+        let path = self.path().join(relative);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, contents).unwrap();
+        self
+    }
+
+    /// Copies the lab's static busybox for each architecture into `busybox/`.
+    pub fn with_busybox(&self, lab: &Lab, architectures: &[&str]) -> &Project {
+        let directory = self.path().join("busybox");
+        fs::create_dir_all(&directory).unwrap();
+        for architecture in architectures {
+            fs::copy(lab.busybox(architecture), directory.join(architecture)).unwrap();
+        }
+        self
+    }
+
+    /// `git init`, commit everything, and tag the commit with each of `tags`.
+    pub fn commit_and_tag(&self, tags: &[&str]) -> String {
+        self.git(&["init", "-q"]);
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "-m", "initial"]);
+        for tag in tags {
+            self.git(&["tag", tag]);
+        }
+        let output = self.git(&["rev-parse", "HEAD"]);
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    }
+
+    fn git(&self, arguments: &[&str]) -> Output {
+        let output = Command::new("git")
+            .arg("-C")
+            .arg(self.path())
+            .args(arguments)
+            .env("GIT_AUTHOR_NAME", "mab tests")
+            .env("GIT_AUTHOR_EMAIL", "tests@example.com")
+            .env("GIT_COMMITTER_NAME", "mab tests")
+            .env("GIT_COMMITTER_EMAIL", "tests@example.com")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "git {arguments:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+}
+
+/// The result of running mab.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            formatter,
+            "exit code {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs mab in `directory` with `home` as its HOME and none of the
+/// variables that would change what it does from outside the test.
+pub fn mab(home: &Path, directory: &Path, arguments: &[&str]) -> Run {
+    let output = Command::new(env!("CARGO_BIN_EXE_mab"))
+        .args(arguments)
+        .current_dir(directory)
+        .env("HOME", home)
+        .env_remove("DOCKER_HOST")
+        .env_remove("DOCKER_CONFIG")
+        .env_remove("MAB_RUNNERS")
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("GITHUB_REF")
+        .env_remove("GITHUB_SHA")
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .expect("mab runs");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// The raw manifest (or list) at `reference`, read with skopeo.
+pub fn skopeo_raw(reference: &str) -> Vec<u8> {
+    let output = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--raw"])
+        .arg(format!("docker://{reference}"))
+        .output()
+        .expect("skopeo runs");
+    assert!(
+        output.status.success(),
+        "skopeo inspect {reference}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+/// The image config at `reference`, read with skopeo.
+pub fn skopeo_config(reference: &str) -> serde_json::Value {
+    let output = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--config"])
+        .arg(format!("docker://{reference}"))
+        .output()
+        .expect("skopeo runs");
+    assert!(
+        output.status.success(),
+        "skopeo inspect --config {reference}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// `sha256:<hex>` of some bytes, computed with the sha256sum tool.
+pub fn sha256(bytes: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    format!("sha256:{}", text.split_whitespace().next().unwrap())
+}
+
+/// Runs Debian's docker CLI against one engine of the lab (`local` or a
+/// runner host's name), through `tests/lab/docker-on`.
+pub fn docker_on(target: &str, arguments: &[&str]) -> Output {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/lab/docker-on");
+    Command::new(script)
+        .arg(target)
+        .args(arguments)
+        .output()
+        .expect("tests/lab/docker-on runs")
+}
