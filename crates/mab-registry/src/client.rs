@@ -254,36 +254,20 @@ impl Repository {
         Ok(digest)
     }
 
-    /// The digest `tag` points at, or `None` when the tag does not exist.
-    pub async fn tag_digest(&self, tag: &str) -> Result<Option<String>, RegistryError> {
+    /// The raw manifest or list at `tag_or_digest`, and its digest.
+    pub async fn manifest(&self, tag_or_digest: &str) -> Result<(Vec<u8>, String), RegistryError> {
         let accepted = [
             crate::list::DOCKER_MANIFEST_LIST,
             crate::list::OCI_INDEX,
             DOCKER_MANIFEST,
             OCI_MANIFEST,
         ];
-        match self
+        let (bytes, digest) = self
             .client
-            .pull_manifest_raw(&self.reference(tag), &self.auth, &accepted)
+            .pull_manifest_raw(&self.reference(tag_or_digest), &self.auth, &accepted)
             .await
-        {
-            Ok((_, digest)) => Ok(Some(digest)),
-            Err(oci_client::errors::OciDistributionError::ImageManifestNotFoundError(_)) => {
-                Ok(None)
-            }
-            Err(oci_client::errors::OciDistributionError::RegistryError { envelope, .. })
-                if envelope.errors.iter().any(|error| {
-                    matches!(
-                        error.code,
-                        oci_client::errors::OciErrorCode::ManifestUnknown
-                            | oci_client::errors::OciErrorCode::NameUnknown
-                    )
-                }) =>
-            {
-                Ok(None)
-            }
-            Err(error) => Err(self.failed(&format!("reading tag {tag}"), error)),
-        }
+            .map_err(|error| self.failed(&format!("reading {tag_or_digest}"), error))?;
+        Ok((bytes.to_vec(), digest))
     }
 
     /// Deletes a tag where the registry supports deleting tags (OCI

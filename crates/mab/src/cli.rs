@@ -25,6 +25,11 @@ pub enum Command {
     Build(BuildArgs),
     /// Show which runner builds which platform, and why; nothing is built.
     Plan(PlanArgs),
+    /// Show a published list: platform, digest and size of each entry.
+    Inspect {
+        /// The image reference, such as registry.example.com/team/app:1.0.
+        reference: String,
+    },
 }
 
 /// Where the project and runners are.

@@ -79,5 +79,6 @@ async fn run(cli: Cli, environment: &Environment) -> Result<String, Failure> {
             let reporter = progress::reporter(Progress::Plain, false);
             ops::plan::plan(&args, environment, reporter.as_ref()).await
         }
+        Command::Inspect { reference } => ops::inspect::inspect(&reference, environment).await,
     }
 }

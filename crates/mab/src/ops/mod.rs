@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod connect;
+pub mod inspect;
 pub mod jobs;
 pub mod plan;
 pub mod prepare;
