@@ -9,44 +9,19 @@
 //! here sticks to rules both versions agree on; the unit tests of mab-context
 //! cover the rest.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use crate::support::{require_lab, Lab};
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The lab's settings, or `None` when the lab is switched off with `MAB_LAB=off`.
-#[expect(clippy::print_stderr)]
-fn lab() -> Option<HashMap<String, String>> {
-    let directory = std::env::var_os("MAB_LAB_DIR").unwrap_or_else(|| "/var/lib/mab-lab".into());
-    let path = Path::new(&directory).join("lab.env");
-    match fs::read_to_string(&path) {
-        Ok(text) => Some(
-            text.lines()
-                .filter_map(|line| line.split_once('='))
-                .map(|(key, value)| (key.to_string(), value.to_string()))
-                .collect(),
-        ),
-        Err(_) if std::env::var("MAB_LAB").as_deref() == Ok("off") => {
-            eprintln!("the lab is disabled (MAB_LAB=off): skipping the Docker oracle for the build context");
-            None
-        }
-        Err(error) => panic!(
-            "the lab is not up ({} cannot be read: {error})\nhint: run tests/lab/up, or set MAB_LAB=off to skip the lab tests",
-            path.display()
-        ),
-    }
-}
-
 /// Runs `docker build` with BuildKit on the lab's local engine, exporting the
 /// image's files to `output`.
-fn docker_build(lab: &HashMap<String, String>, context: &Path, output: &Path) -> Output {
-    let cli = lab
-        .get("DOCKER_CLI")
-        .map_or("/usr/bin/docker", String::as_str);
-    let engine = lab
-        .get("LOCAL_ENGINE")
-        .map_or("unix:///var/run/docker.sock", String::as_str);
+fn docker_build(lab: &Lab, context: &Path, output: &Path) -> Output {
+    let cli = lab.get("DOCKER_CLI");
+    let engine = lab.get("LOCAL_ENGINE");
     Command::new(cli)
         .env("DOCKER_BUILDKIT", "1")
         .args(["-H", engine, "build", "--quiet", "--output"])
@@ -146,7 +121,7 @@ const FILES: &[&str] = &[
 
 #[test]
 fn context_matches_what_docker_sends() {
-    let Some(lab) = lab() else { return };
+    let lab = require_lab!();
     let work = tempfile::tempdir().unwrap();
     let context = work.path().join("context");
     for file in FILES {
@@ -162,7 +137,7 @@ fn context_matches_what_docker_sends() {
     fs::write(context.join(".dockerignore"), DOCKERIGNORE).unwrap();
 
     let output = work.path().join("output");
-    let built = docker_build(&lab, &context, &output);
+    let built = docker_build(lab, &context, &output);
     assert!(
         built.status.success(),
         "docker build failed:\n{}",
@@ -188,7 +163,7 @@ fn context_matches_what_docker_sends() {
 
 #[test]
 fn rejected_patterns_are_the_ones_docker_rejects() {
-    let Some(lab) = lab() else { return };
+    let lab = require_lab!();
     // (.dockerignore, whether Docker accepts it)
     let cases = [
         ("[abc\n", false),
@@ -209,7 +184,7 @@ fn rejected_patterns_are_the_ones_docker_rejects() {
         fs::create_dir_all(&context).unwrap();
         fs::write(context.join("Dockerfile"), DOCKERFILE).unwrap();
         fs::write(context.join(".dockerignore"), text).unwrap();
-        let built = docker_build(&lab, &context, &work.path().join(format!("output-{index}")));
+        let built = docker_build(lab, &context, &work.path().join(format!("output-{index}")));
         assert_eq!(
             built.status.success(),
             accepted,

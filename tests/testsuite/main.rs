@@ -1,6 +1,7 @@
 //! Integration tests: one binary, a module per area. Tests that need the
 //! lab (`tests/lab/up`) fail when it is missing, unless `MAB_LAB=off`.
 
+mod bad_input;
 mod build;
 mod context_oracle;
 mod host_keys;

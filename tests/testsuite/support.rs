@@ -55,7 +55,6 @@ pub(crate) use require_lab;
 
 /// A runner host of the lab.
 pub struct Host {
-    pub name: String,
     pub address: String,
     pub port: String,
     pub sshd_log: PathBuf,
@@ -77,7 +76,6 @@ impl Lab {
         let prefix = name.to_uppercase().replace('-', "_");
         let value = |suffix: &str| self.get(&format!("{prefix}_{suffix}")).to_owned();
         Host {
-            name: name.to_owned(),
             address: value("ADDR"),
             port: value("PORT"),
             sshd_log: value("SSHD_LOG").into(),

@@ -196,8 +196,13 @@ pub(crate) fn from_toml(path: &Path, text: &str, error: &toml::de::Error) -> Con
         Some("write the value in double quotes".to_owned())
     } else if message.contains("expected a sequence") || message.contains("expected an array") {
         Some("write a list in square brackets, e.g. `[\"a\", \"b\"]`; declare runners with `[[runner]]`".to_owned())
+    } else if message.contains("must be quoted") {
+        Some("write the value in double quotes, e.g. `host = \"local\"`".to_owned())
     } else {
-        None
+        Some(
+            "the file must be valid TOML (https://toml.io); docs/configuration.md shows every key"
+                .to_owned(),
+        )
     };
     ConfigError::invalid(path, text, error.span(), message, hint)
 }

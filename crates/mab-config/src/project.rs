@@ -593,7 +593,7 @@ extra = ["edge", "nightly", "edge"]
                 ":3:27",
                 "platforms = [\"linux/amd64\"",
                 "                          ^",
-                "",
+                "valid TOML",
             ),
             (
                 "[image]\nplatforms = [\"linux/amd64\"]\n",
