@@ -5,4 +5,6 @@ mod bad_input;
 mod build;
 mod context_oracle;
 mod host_keys;
+mod interrupt;
+mod registry_auth;
 mod support;

@@ -288,6 +288,17 @@ pub fn skopeo_raw(reference: &str) -> Vec<u8> {
     output.stdout
 }
 
+/// Whether `reference` exists in the registry, asked with skopeo.
+pub fn skopeo_exists(reference: &str) -> bool {
+    Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--raw"])
+        .arg(format!("docker://{reference}"))
+        .output()
+        .expect("skopeo runs")
+        .status
+        .success()
+}
+
 /// The image config at `reference`, read with skopeo.
 pub fn skopeo_config(reference: &str) -> serde_json::Value {
     let output = Command::new("skopeo")
