@@ -88,16 +88,14 @@ where
         .await?)
 }
 
+/// What the transport closure returns for one request.
+type ResponseFuture =
+    Pin<Box<dyn Future<Output = Result<Response<Incoming>, bollard::errors::Error>> + Send>>;
+
 /// The closure bollard calls for every request.
 pub(crate) fn bollard_transport(
     connect: Connect,
-) -> impl Fn(
-    BollardRequest,
-) -> Pin<
-    Box<dyn Future<Output = Result<Response<Incoming>, bollard::errors::Error>> + Send>,
-> + Send
-       + Sync
-       + 'static {
+) -> impl Fn(BollardRequest) -> ResponseFuture + Send + Sync + 'static {
     move |request: BollardRequest| {
         let connect = connect.clone();
         Box::pin(async move { send(&connect, request).await })

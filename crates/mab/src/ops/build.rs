@@ -248,14 +248,17 @@ impl LiveWorker<'_> {
     }
 
     async fn build_one(&self, job: &JobSpec) -> Result<Option<Child>, JobFailure> {
-        let fail = |message: String, log_tail: Vec<String>| JobFailure {
+        let fail = |stage: Stage, message: String, log_tail: Vec<String>| JobFailure {
+            hint: stage.hint(job, &message, &self.project.image),
             job: job.clone(),
             message,
             log_tail,
         };
         let connected = match &self.connected[&job.runner] {
             Ok(connected) => connected,
-            Err(unreachable) => return Err(fail(unreachable.message.clone(), Vec::new())),
+            Err(unreachable) => {
+                return Err(fail(Stage::Runner, unreachable.message.clone(), Vec::new()))
+            }
         };
         let engine = &connected.engine;
         let staging_tag = self.staging_tag(&job.platform);
@@ -269,7 +272,7 @@ impl LiveWorker<'_> {
             network: self.runners[&job.runner].network.as_str().to_owned(),
         };
         let context = mab_context::tar_stream(&self.project.context, &self.project.dockerfile)
-            .map_err(|error| fail(error.to_string(), Vec::new()))?;
+            .map_err(|error| fail(Stage::Runner, error.to_string(), Vec::new()))?;
         let platform = job.platform.to_string();
         engine
             .build(&spec, context, |event| {
@@ -291,8 +294,8 @@ impl LiveWorker<'_> {
             .map_err(|error| match error {
                 mab_engine::EngineError::BuildFailed {
                     message, log_tail, ..
-                } => fail(message, log_tail),
-                other => fail(other.to_string(), Vec::new()),
+                } => fail(Stage::Build, message, log_tail),
+                other => fail(Stage::Runner, other.to_string(), Vec::new()),
             })?;
 
         let child = match self.repository {
@@ -300,21 +303,21 @@ impl LiveWorker<'_> {
                 let (os, architecture, variant) = engine
                     .image_platform(&image)
                     .await
-                    .map_err(|error| fail(error.to_string(), Vec::new()))?;
+                    .map_err(|error| fail(Stage::Runner, error.to_string(), Vec::new()))?;
                 let found = mab_registry::ConfigPlatform {
                     os,
                     architecture,
                     variant,
                 };
                 mab_registry::check_platform(&job.platform, &found)
-                    .map_err(|error| fail(error.to_string(), Vec::new()))?;
+                    .map_err(|error| fail(Stage::Verify, error.to_string(), Vec::new()))?;
                 None
             }
             Some(repository) => {
                 let digest = engine
                     .push(&self.project.image, &staging_tag, self.credentials.as_ref())
                     .await
-                    .map_err(|error| fail(error.to_string(), Vec::new()))?;
+                    .map_err(|error| fail(Stage::Push, error.to_string(), Vec::new()))?;
                 self.reporter.report(Event::Pushed {
                     platform: platform.clone(),
                     runner: job.runner.clone(),
@@ -323,9 +326,9 @@ impl LiveWorker<'_> {
                 let child = repository
                     .describe(&digest)
                     .await
-                    .map_err(|error| fail(error.to_string(), Vec::new()))?;
+                    .map_err(|error| fail(Stage::Push, error.to_string(), Vec::new()))?;
                 mab_registry::check_platform(&job.platform, &child.platform)
-                    .map_err(|error| fail(error.to_string(), Vec::new()))?;
+                    .map_err(|error| fail(Stage::Verify, error.to_string(), Vec::new()))?;
                 Some(child)
             }
         };
@@ -335,9 +338,46 @@ impl LiveWorker<'_> {
         engine
             .tag(&image, &self.project.image, &kept_tag)
             .await
-            .map_err(|error| fail(error.to_string(), Vec::new()))?;
+            .map_err(|error| fail(Stage::Runner, error.to_string(), Vec::new()))?;
         engine.remove_image(&image).await;
         Ok(child)
+    }
+}
+
+/// Where a platform's job failed, for the hint that goes with it.
+#[derive(Clone, Copy)]
+enum Stage {
+    /// Reaching the runner or its engine.
+    Runner,
+    /// The Dockerfile's steps.
+    Build,
+    /// Pushing to the registry or reading the image back.
+    Push,
+    /// The image is not for the platform asked for.
+    Verify,
+}
+
+impl Stage {
+    fn hint(self, job: &JobSpec, message: &str, image: &str) -> String {
+        let registry = image.split('/').next().unwrap_or(image);
+        match self {
+            Stage::Runner => format!(
+                "check runner `{}` (its host and engine) and run `mab build` again",
+                job.runner
+            ),
+            Stage::Build => {
+                "the indented lines above end the failed build's log; fix the Dockerfile and run `mab build` again"
+                    .to_owned()
+            }
+            Stage::Push if ["auth", "denied", "unauthorized"].iter().any(|word| message.contains(word)) => format!(
+                "mab hands the engines the credentials for {registry} from ~/.docker/config.json; log in with `docker login {registry}`"
+            ),
+            Stage::Push => format!("check that {registry} is reachable from runner `{}` and accepts pushes", job.runner),
+            Stage::Verify => format!(
+                "runner `{}` did not produce a {} image: check that its engine honours the platform and that the final stage's FROM is not pinned to another platform",
+                job.runner, job.platform
+            ),
+        }
     }
 }
 
@@ -412,13 +452,22 @@ fn failure_report(failures: &[JobFailure]) -> Failure {
         ));
         details.extend(failure.log_tail.iter().map(|line| format!("    {line}")));
     }
+    let mut hints: Vec<&str> = Vec::new();
+    for failure in failures {
+        if !hints.contains(&failure.hint.as_str()) {
+            hints.push(&failure.hint);
+        }
+    }
     let names: Vec<String> = failures
         .iter()
         .map(|failure| format!("{} (runner {})", failure.job.platform, failure.job.runner))
         .collect();
     Failure::runtime_with_details(
-        format!("build failed for {}; nothing was published", names.join(", ")),
-        Some("the output above ends with each failed platform's build log; fix it and run `mab build` again"),
+        format!(
+            "build failed for {}; nothing was published",
+            names.join(", ")
+        ),
+        Some(&hints.join("\nhint: ")),
         &details,
     )
 }

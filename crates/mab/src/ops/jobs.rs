@@ -34,6 +34,8 @@ pub struct JobFailure {
     pub job: JobSpec,
     pub message: String,
     pub log_tail: Vec<String>,
+    /// What to do about it.
+    pub hint: String,
 }
 
 pub trait Worker: Sync {
@@ -131,6 +133,7 @@ mod tests {
                     job: job.clone(),
                     message: "RUN false: exit code 1".to_owned(),
                     log_tail: vec!["false".to_owned()],
+                    hint: "fix the Dockerfile".to_owned(),
                 });
             }
             Ok(Built {
