@@ -13,12 +13,14 @@
 //! whether a candidate path exists while looking files up.
 
 mod document;
+mod edit;
 mod error;
 pub mod platform;
 pub mod project;
 pub mod runners;
 mod suggest;
 
+pub use edit::{add_runner, remove_runner, NewRunner};
 pub use error::{ConfigError, Location};
 pub use platform::{Parsed, Platform, PlatformError};
 pub use project::{find_manifest, load_project, parse_project, Project};

@@ -177,6 +177,15 @@ impl Engine {
         })
     }
 
+    /// Asks the engine whether it is there, for measuring a round trip.
+    pub async fn ping(&self) -> Result<(), EngineError> {
+        self.docker
+            .ping()
+            .await
+            .map(drop)
+            .map_err(|error| api_error(&self.label, error))
+    }
+
     /// Builds `spec` with BuildKit from a tar stream of the context.
     /// `on_event` sees each step and output line as it arrives.
     pub async fn build(

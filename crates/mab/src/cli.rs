@@ -25,11 +25,90 @@ pub enum Command {
     Build(BuildArgs),
     /// Show which runner builds which platform, and why; nothing is built.
     Plan(PlanArgs),
+    /// Manage and probe the runner hosts.
+    Runners {
+        #[command(subcommand)]
+        command: RunnersCommand,
+    },
+    /// Write a starting mab.toml for the Dockerfile in this directory.
+    Init(InitArgs),
     /// Show a published list: platform, digest and size of each entry.
     Inspect {
         /// The image reference, such as registry.example.com/team/app:1.0.
         reference: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunnersCommand {
+    /// List the registered runners.
+    List {
+        /// The runners file (default: MAB_RUNNERS, runners.toml beside mab.toml, ~/.config/mab/runners.toml).
+        #[arg(long, value_name = "FILE")]
+        runners: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Register a runner host (the file keeps its comments and layout).
+    Add(RunnersAddArgs),
+    /// Retire a runner.
+    Remove {
+        /// The runner's name.
+        name: String,
+        #[arg(long, value_name = "FILE")]
+        runners: Option<PathBuf>,
+    },
+    /// Connect to each runner at once and report what it can build; exit 1 when any is unusable.
+    Check {
+        /// Check only these runners (default: all).
+        names: Vec<String>,
+        #[arg(long, value_name = "FILE")]
+        runners: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RunnersAddArgs {
+    /// A unique name for the runner.
+    pub name: String,
+    /// `local`, `[user@]host[:port]`, or a Host alias from ~/.ssh/config.
+    #[arg(long)]
+    pub host: String,
+    /// A platform the runner serves (repeatable or comma-separated).
+    #[arg(
+        long = "platform",
+        value_name = "P[,P]",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub platforms: Vec<String>,
+    /// The engine's socket on that host (default unix:///var/run/docker.sock).
+    #[arg(long, value_name = "URL")]
+    pub engine: Option<String>,
+    /// Builds at once on this runner (default 1).
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<u32>,
+    /// Network mode of RUN steps: default, host or none.
+    #[arg(long, value_name = "MODE")]
+    pub network: Option<String>,
+    /// The runners file to edit (default: the one in use, else ~/.config/mab/runners.toml, created).
+    #[arg(long, value_name = "FILE")]
+    pub runners: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Run as if started in DIR.
+    #[arg(short = 'C', value_name = "DIR")]
+    pub directory: Option<PathBuf>,
+    /// The repository to publish to (default: localhost:5000/<directory name>).
+    #[arg(long, value_name = "NAME")]
+    pub image: Option<String>,
+    /// Platforms to build (default: linux/amd64,linux/arm64).
+    #[arg(long = "platform", value_name = "P[,P]", value_delimiter = ',')]
+    pub platforms: Vec<String>,
 }
 
 /// Where the project and runners are.
@@ -62,6 +141,9 @@ pub struct BuildArgs {
     /// The build stage to build, overriding mab.toml.
     #[arg(long, value_name = "STAGE")]
     pub target: Option<String>,
+    /// Network mode of RUN steps for this build (default, host or none), over each runner's `network`.
+    #[arg(long, value_name = "MODE")]
+    pub network: Option<String>,
     /// Build and verify each platform on its runner; write nothing to the registry.
     #[arg(long)]
     pub no_push: bool,

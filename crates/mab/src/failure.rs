@@ -12,7 +12,11 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 #[derive(Debug)]
 pub struct Failure {
     pub code: u8,
+    /// For stderr.
     pub report: String,
+    /// Data for stdout that the failed command still produced (such as
+    /// `mab runners check`'s report).
+    pub stdout: String,
 }
 
 impl Failure {
@@ -21,6 +25,7 @@ impl Failure {
         Failure {
             code: EXIT_USAGE,
             report: render(message.as_ref(), hint, &[]),
+            stdout: String::new(),
         }
     }
 
@@ -29,6 +34,7 @@ impl Failure {
         Failure {
             code: EXIT_RUNTIME,
             report: render(message.as_ref(), hint, &[]),
+            stdout: String::new(),
         }
     }
 
@@ -41,6 +47,17 @@ impl Failure {
         Failure {
             code: EXIT_RUNTIME,
             report: render(message.as_ref(), hint, details),
+            stdout: String::new(),
+        }
+    }
+
+    /// A runtime failure whose report is data on stdout, with a one-line
+    /// summary on stderr.
+    pub fn runtime_with_output(stdout: String, summary: &str) -> Failure {
+        Failure {
+            code: EXIT_RUNTIME,
+            report: render(summary, None, &[]),
+            stdout,
         }
     }
 
@@ -48,6 +65,7 @@ impl Failure {
         Failure {
             code: EXIT_INTERRUPTED,
             report: "error: interrupted; nothing was published".to_owned(),
+            stdout: String::new(),
         }
     }
 }
@@ -57,6 +75,7 @@ impl From<mab_config::ConfigError> for Failure {
         Failure {
             code: EXIT_USAGE,
             report: error.to_string(),
+            stdout: String::new(),
         }
     }
 }

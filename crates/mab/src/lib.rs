@@ -17,7 +17,7 @@ use std::io::Write;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, Progress};
+use crate::cli::{Cli, Command, Progress, RunnersCommand};
 use crate::environment::Environment;
 use crate::failure::Failure;
 
@@ -62,6 +62,9 @@ pub fn main() -> i32 {
             0
         }
         Err(failure) => {
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout.write_all(failure.stdout.as_bytes());
+            let _ = stdout.flush();
             let mut stderr = std::io::stderr().lock();
             let _ = writeln!(stderr, "{}", failure.report);
             failure.code as i32
@@ -78,6 +81,27 @@ async fn run(cli: Cli, environment: &Environment) -> Result<String, Failure> {
         Command::Plan(args) => {
             let reporter = progress::reporter(Progress::Plain, false);
             ops::plan::plan(&args, environment, reporter.as_ref()).await
+        }
+        Command::Runners { command } => match command {
+            RunnersCommand::List { runners, format } => {
+                ops::runners::list(runners.as_deref(), format, environment)
+            }
+            RunnersCommand::Add(args) => ops::runners::add(&args, environment),
+            RunnersCommand::Remove { name, runners } => {
+                ops::runners::remove(&name, runners.as_deref(), environment)
+            }
+            RunnersCommand::Check {
+                names,
+                runners,
+                format,
+            } => ops::runners::check(&names, runners.as_deref(), format, environment).await,
+        },
+        Command::Init(args) => {
+            let directory = match &args.directory {
+                Some(directory) => environment.current_dir.join(directory),
+                None => environment.current_dir.clone(),
+            };
+            ops::init::init(&directory, args.image.as_deref(), &args.platforms)
         }
         Command::Inspect { reference } => ops::inspect::inspect(&reference, environment).await,
     }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
-use mab_config::{Platform, Project, Runner};
+use mab_config::{NetworkMode, Platform, Project, Runner};
 use mab_engine::{BuildEvent, BuildSpec};
 use mab_registry::{Child, Repository};
 use serde::Serialize;
@@ -34,6 +34,15 @@ pub async fn build(
         )
     })?;
     let tags = release_tags(&project, args, environment, reporter)?;
+    let network = match &args.network {
+        Some(text) => Some(text.parse::<NetworkMode>().map_err(|hint| {
+            Failure::usage(
+                format!("--network `{text}` is not a network mode"),
+                Some(&hint),
+            )
+        })?),
+        None => None,
+    };
     let registry = mab_registry::registry_of(&project.image).map_err(|error| {
         Failure::usage(
             error.to_string(),
@@ -106,6 +115,7 @@ pub async fn build(
             password: credentials.password,
             identity_token: credentials.identity_token,
         }),
+        network,
         reporter,
     };
     let results = run_all(&worker, &jobs, &slots).await;
@@ -238,6 +248,8 @@ struct LiveWorker<'a> {
     connected: &'a HashMap<String, Result<Connected, Unreachable>>,
     repository: Option<&'a Repository>,
     credentials: Option<mab_engine::Credentials>,
+    /// `--network`, over each runner's own `network`.
+    network: Option<NetworkMode>,
     reporter: &'a dyn Reporter,
 }
 
@@ -269,7 +281,11 @@ impl LiveWorker<'_> {
             dockerfile: self.project.dockerfile.to_string_lossy().replace('\\', "/"),
             target: self.project.target.clone(),
             args: self.project.args.clone(),
-            network: self.runners[&job.runner].network.as_str().to_owned(),
+            network: self
+                .network
+                .unwrap_or(self.runners[&job.runner].network)
+                .as_str()
+                .to_owned(),
         };
         let context = mab_context::tar_stream(&self.project.context, &self.project.dockerfile)
             .map_err(|error| fail(Stage::Runner, error.to_string(), Vec::new()))?;

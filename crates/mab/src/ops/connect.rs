@@ -26,6 +26,31 @@ pub struct Connected {
     pub session: Option<Session>,
 }
 
+impl Connected {
+    /// Runs a short read-only command on the runner's host (over its SSH
+    /// connection, or here for the local engine); its stdout when it
+    /// succeeded.
+    pub async fn probe(&self, command: &str) -> Option<String> {
+        match &self.session {
+            Some(session) => {
+                let output = session.exec(command).await.ok()?;
+                (output.status == 0).then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+            }
+            None => {
+                let output = tokio::process::Command::new("sh")
+                    .args(["-c", command])
+                    .output()
+                    .await
+                    .ok()?;
+                output
+                    .status
+                    .success()
+                    .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+            }
+        }
+    }
+}
+
 /// Why a runner could not be reached.
 #[derive(Clone, Debug)]
 pub struct Unreachable {

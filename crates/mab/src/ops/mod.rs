@@ -3,7 +3,9 @@
 
 pub mod build;
 pub mod connect;
+pub mod init;
 pub mod inspect;
 pub mod jobs;
 pub mod plan;
 pub mod prepare;
+pub mod runners;

@@ -1,0 +1,153 @@
+//! `mab init`: write a starting `mab.toml` for the Dockerfile here.
+
+use std::path::Path;
+
+use mab_config::Platform;
+
+use crate::failure::Failure;
+
+/// Platforms of a new project when `--platform` is not given: the two most
+/// teams ship.
+const DEFAULT_PLATFORMS: [&str; 2] = ["linux/amd64", "linux/arm64"];
+
+/// Writes `directory/mab.toml`; returns what goes to stdout.
+pub fn init(
+    directory: &Path,
+    image: Option<&str>,
+    platforms: &[String],
+) -> Result<String, Failure> {
+    let manifest = directory.join(mab_config::project::MANIFEST_NAME);
+    if manifest.exists() {
+        return Err(Failure::usage(
+            format!(
+                "{} already exists; mab init does not overwrite it",
+                manifest.display()
+            ),
+            Some("edit it (docs/configuration.md lists every key), or remove it first"),
+        ));
+    }
+    if !directory.join("Dockerfile").is_file() {
+        return Err(Failure::usage(
+            format!("there is no Dockerfile in {}", directory.display()),
+            Some("mab init writes a mab.toml for the Dockerfile of a directory: run it where one is, or pass -C DIR"),
+        ));
+    }
+    let image = match image {
+        Some(image) => image.to_owned(),
+        None => format!("localhost:5000/{}", repository_name(directory)),
+    };
+    mab_config::project::check_repository(&image)
+        .map_err(|(message, hint)| Failure::usage(format!("--image: {message}"), Some(&hint)))?;
+    let mut chosen: Vec<Platform> = Vec::new();
+    let written: Vec<&str> = if platforms.is_empty() {
+        DEFAULT_PLATFORMS.to_vec()
+    } else {
+        platforms.iter().map(String::as_str).collect()
+    };
+    for text in written {
+        let parsed = Platform::parse(text.trim()).map_err(|error| {
+            Failure::usage(format!("--platform {text}: {error}"), Some(&error.hint()))
+        })?;
+        if !chosen.contains(&parsed.platform) {
+            chosen.push(parsed.platform);
+        }
+    }
+    let platforms: Vec<String> = chosen
+        .iter()
+        .map(|platform| format!("\"{platform}\""))
+        .collect();
+    let text = format!(
+        "# The image mab builds; docs/configuration.md lists every key.\n\
+         [image]\n\
+         name = \"{image}\"   # the repository to publish to\n\
+         platforms = [{}]\n",
+        platforms.join(", ")
+    );
+    mab_config::parse_project(&manifest, &text)?;
+    std::fs::write(&manifest, &text).map_err(|error| {
+        Failure::runtime(
+            format!("could not write {}: {error}", manifest.display()),
+            None,
+        )
+    })?;
+    Ok(format!("wrote {}\n", manifest.display()))
+}
+
+/// A repository name from a directory name: lowercase, with characters a
+/// repository cannot hold turned into `-`.
+fn repository_name(directory: &Path) -> String {
+    let name = directory
+        .file_name()
+        .map(|name| name.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    let cleaned: String = name
+        .chars()
+        .map(|character| {
+            if character.is_ascii_lowercase()
+                || character.is_ascii_digit()
+                || matches!(character, '.' | '_' | '-')
+            {
+                character
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let trimmed = cleaned.trim_matches(|character: char| !character.is_ascii_alphanumeric());
+    if trimmed.is_empty() {
+        "app".to_owned()
+    } else {
+        trimmed.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repository_names_from_directories() {
+        let cases = [
+            ("My App", "my-app"),
+            ("service_2", "service_2"),
+            ("--", "app"),
+            ("Ünïcode", "n-code"),
+        ];
+        for (directory, expected) in cases {
+            assert_eq!(
+                repository_name(Path::new(directory)),
+                expected,
+                "{directory}"
+            );
+        }
+    }
+
+    #[test]
+    fn writes_a_manifest_and_refuses_to_overwrite() {
+        let directory = tempfile::tempdir().unwrap();
+        let missing = init(directory.path(), None, &[]).unwrap_err();
+        assert!(
+            missing.report.contains("there is no Dockerfile"),
+            "{}",
+            missing.report
+        );
+        std::fs::write(directory.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+        let output = init(
+            directory.path(),
+            Some("registry.example.com/team/app"),
+            &["linux/arm64".to_owned(), "linux/ppc64le".to_owned()],
+        )
+        .unwrap();
+        assert!(output.starts_with("wrote "));
+        let project = mab_config::load_project(&directory.path().join("mab.toml")).unwrap();
+        assert_eq!(project.image, "registry.example.com/team/app");
+        assert_eq!(project.platforms.len(), 2);
+        let again = init(directory.path(), None, &[]).unwrap_err();
+        assert_eq!(again.code, crate::failure::EXIT_USAGE);
+        assert!(
+            again.report.contains("does not overwrite"),
+            "{}",
+            again.report
+        );
+    }
+}

@@ -1,0 +1,492 @@
+//! `mab runners list | add | remove | check`: the runner registry for
+//! cluster admins.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use futures_util::future::join_all;
+use mab_config::{NetworkMode, NewRunner, Platform, Runner, RunnerHost, RunnersFile};
+use mab_plan::{Capabilities, Support};
+use serde::Serialize;
+
+use crate::cli::{Format, RunnersAddArgs};
+use crate::environment::Environment;
+use crate::failure::Failure;
+use crate::ops::connect::{connect, Connected, Unreachable};
+
+/// The runners file these commands use: `--runners`, else PRODUCT.md's
+/// lookup order (with `mab.toml` searched from the current directory).
+fn locate(flag: Option<&Path>, environment: &Environment) -> Option<PathBuf> {
+    let manifest_dir = mab_config::find_manifest(&environment.current_dir)
+        .and_then(|manifest| manifest.parent().map(Path::to_owned));
+    mab_config::locate_runners(
+        flag.map(|path| environment.current_dir.join(path))
+            .as_deref(),
+        environment.mab_runners.as_deref(),
+        manifest_dir.as_deref(),
+        environment.xdg_config_home.as_deref(),
+        &environment.home,
+    )
+}
+
+/// Where `mab runners add` creates the file when none exists.
+fn default_path(environment: &Environment) -> PathBuf {
+    let config_home = environment
+        .xdg_config_home
+        .clone()
+        .filter(|directory| directory.is_absolute())
+        .unwrap_or_else(|| environment.home.join(".config"));
+    config_home
+        .join("mab")
+        .join(mab_config::runners::RUNNERS_FILE_NAME)
+}
+
+fn load(flag: Option<&Path>, environment: &Environment) -> Result<Option<RunnersFile>, Failure> {
+    match locate(flag, environment) {
+        Some(path) => Ok(Some(mab_config::load_runners(&path)?)),
+        None => Ok(None),
+    }
+}
+
+fn host_text(runner: &Runner) -> &str {
+    match &runner.host {
+        RunnerHost::Local => "local",
+        RunnerHost::Ssh(spec) => spec,
+    }
+}
+
+fn platform_list(platforms: &[Platform]) -> Vec<String> {
+    platforms.iter().map(Platform::to_string).collect()
+}
+
+#[derive(Serialize)]
+struct ListJson {
+    file: Option<String>,
+    runners: Vec<ListedRunner>,
+}
+
+#[derive(Serialize)]
+struct ListedRunner {
+    name: String,
+    host: String,
+    platforms: Vec<String>,
+    engine: Option<String>,
+    jobs: u32,
+    network: String,
+}
+
+/// `mab runners list`
+pub fn list(
+    flag: Option<&Path>,
+    format: Format,
+    environment: &Environment,
+) -> Result<String, Failure> {
+    let file = load(flag, environment)?;
+    let json = ListJson {
+        file: file
+            .as_ref()
+            .and_then(|file| file.path.as_ref())
+            .map(|path| path.display().to_string()),
+        runners: file
+            .iter()
+            .flat_map(|file| &file.runners)
+            .map(|runner| ListedRunner {
+                name: runner.name.clone(),
+                host: host_text(runner).to_owned(),
+                platforms: platform_list(&runner.platforms),
+                engine: runner.engine.clone(),
+                jobs: runner.jobs,
+                network: runner.network.as_str().to_owned(),
+            })
+            .collect(),
+    };
+    if format == Format::Json {
+        return Ok(serde_json::to_string_pretty(&json).expect("a list always serialises") + "\n");
+    }
+    let Some(path) = &json.file else {
+        return Ok(format!(
+            "no runners file (looked for --runners, MAB_RUNNERS, runners.toml beside mab.toml, {});\n\
+             builds use the implicit `local` runner: this machine's engine, emulating foreign platforms\n",
+            default_path(environment).display()
+        ));
+    };
+    let mut rows = vec![[
+        "NAME".to_owned(),
+        "HOST".to_owned(),
+        "PLATFORMS".to_owned(),
+        "JOBS".to_owned(),
+    ]];
+    for runner in &json.runners {
+        rows.push([
+            runner.name.clone(),
+            runner.host.clone(),
+            runner.platforms.join(","),
+            runner.jobs.to_string(),
+        ]);
+    }
+    Ok(format!("{}\n{}", path, table(&rows)))
+}
+
+/// Columns padded to their widest cell.
+fn table<const N: usize>(rows: &[[String; N]]) -> String {
+    let widths: Vec<usize> = (0..N)
+        .map(|column| {
+            rows.iter()
+                .map(|row| row[column].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `mab runners add`
+pub fn add(args: &RunnersAddArgs, environment: &Environment) -> Result<String, Failure> {
+    let mut platforms = Vec::new();
+    for text in &args.platforms {
+        let parsed = Platform::parse(text.trim()).map_err(|error| {
+            Failure::usage(format!("--platform {text}: {error}"), Some(&error.hint()))
+        })?;
+        if !platforms.contains(&parsed.platform) {
+            platforms.push(parsed.platform);
+        }
+    }
+    if platforms.is_empty() {
+        return Err(Failure::usage(
+            format!("runner `{}` needs at least one platform", args.name),
+            Some("add --platform linux/arm64 (repeatable) for the platforms this host builds"),
+        ));
+    }
+    if args.jobs == Some(0) {
+        return Err(Failure::usage(
+            "--jobs must be at least 1",
+            Some("--jobs is how many builds run at once on this runner"),
+        ));
+    }
+    let network = match &args.network {
+        Some(text) => Some(text.parse::<NetworkMode>().map_err(|hint| {
+            Failure::usage(
+                format!("--network `{text}` is not a network mode"),
+                Some(&hint),
+            )
+        })?),
+        None => None,
+    };
+    let path =
+        locate(args.runners.as_deref(), environment).unwrap_or_else(|| default_path(environment));
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(error) => {
+            return Err(Failure::runtime(
+                format!("could not read {}: {error}", path.display()),
+                None,
+            ))
+        }
+    };
+    let runner = NewRunner {
+        name: args.name.clone(),
+        host: args.host.clone(),
+        platforms,
+        engine: args.engine.clone(),
+        jobs: args.jobs,
+        network,
+    };
+    let edited = mab_config::add_runner(&path, &text, &runner)?;
+    write(&path, &edited)?;
+    Ok(format!(
+        "added runner `{}` to {}\n",
+        runner.name,
+        path.display()
+    ))
+}
+
+/// `mab runners remove`
+pub fn remove(
+    name: &str,
+    flag: Option<&Path>,
+    environment: &Environment,
+) -> Result<String, Failure> {
+    let Some(path) = locate(flag, environment) else {
+        return Err(Failure::usage(
+            format!("there is no runner named `{name}`: no runners file exists"),
+            Some("add runners with `mab runners add`, or point --runners at the file"),
+        ));
+    };
+    let text = std::fs::read_to_string(&path).map_err(|error| {
+        Failure::usage(format!("could not read {}: {error}", path.display()), None)
+    })?;
+    let edited = mab_config::remove_runner(&path, &text, name)?;
+    write(&path, &edited)?;
+    Ok(format!("removed runner `{name}` from {}\n", path.display()))
+}
+
+fn write(path: &Path, text: &str) -> Result<(), Failure> {
+    let failed = |error: std::io::Error| {
+        Failure::runtime(format!("could not write {}: {error}", path.display()), None)
+    };
+    if let Some(directory) = path.parent() {
+        std::fs::create_dir_all(directory).map_err(failed)?;
+    }
+    // Write beside it and rename, so a failure never leaves half a file.
+    let temporary = path.with_extension("toml.new");
+    std::fs::write(&temporary, text).map_err(failed)?;
+    std::fs::rename(&temporary, path).map_err(failed)
+}
+
+/// What `mab runners check` reports per runner (PRODUCT.md's keys, plus a hint).
+#[derive(Serialize)]
+struct Report {
+    name: String,
+    ok: bool,
+    error: Option<String>,
+    error_kind: Option<&'static str>,
+    hint: Option<String>,
+    latency_ms: Option<f64>,
+    arch: Option<String>,
+    engine_version: Option<String>,
+    api_version: Option<String>,
+    disk_free_bytes: Option<u64>,
+    platforms: BTreeMap<String, &'static str>,
+}
+
+#[derive(Serialize)]
+struct CheckJson {
+    runners: Vec<Report>,
+}
+
+/// `mab runners check`: returns stdout, or a failure (exit 1) carrying the
+/// same report when any runner is unusable.
+pub async fn check(
+    names: &[String],
+    flag: Option<&Path>,
+    format: Format,
+    environment: &Environment,
+) -> Result<String, Failure> {
+    let file = load(flag, environment)?;
+    let runners: Vec<Runner> = match &file {
+        Some(file) => file.runners.clone(),
+        None => mab_config::implicit_runners(&[]).runners,
+    };
+    for name in names {
+        if !runners.iter().any(|runner| &runner.name == name) {
+            let known: Vec<&str> = runners.iter().map(|runner| runner.name.as_str()).collect();
+            return Err(Failure::usage(
+                format!("there is no runner named `{name}`"),
+                Some(&format!("the runners are {}", known.join(", "))),
+            ));
+        }
+    }
+    let chosen: Vec<&Runner> = runners
+        .iter()
+        .filter(|runner| names.is_empty() || names.contains(&runner.name))
+        .collect();
+    let reports = join_all(chosen.iter().map(|runner| check_one(runner, environment))).await;
+    let failed = reports.iter().filter(|report| !report.ok).count();
+    let total = reports.len();
+    let output = match format {
+        Format::Json => {
+            serde_json::to_string_pretty(&CheckJson { runners: reports })
+                .expect("reports serialise")
+                + "\n"
+        }
+        Format::Human => human_report(&reports),
+    };
+    if failed == 0 {
+        Ok(output)
+    } else {
+        Err(Failure::runtime_with_output(
+            output,
+            &format!("{failed} of {total} runner(s) cannot be used"),
+        ))
+    }
+}
+
+async fn check_one(runner: &Runner, environment: &Environment) -> Report {
+    let mut report = Report {
+        name: runner.name.clone(),
+        ok: false,
+        error: None,
+        error_kind: None,
+        hint: None,
+        latency_ms: None,
+        arch: None,
+        engine_version: None,
+        api_version: None,
+        disk_free_bytes: None,
+        platforms: BTreeMap::new(),
+    };
+    let connected = match connect(runner, environment).await {
+        Ok(connected) => connected,
+        Err(Unreachable {
+            kind,
+            message,
+            hint,
+        }) => {
+            report.error = Some(message);
+            report.error_kind = Some(kind);
+            report.hint = hint;
+            for platform in &runner.platforms {
+                report
+                    .platforms
+                    .insert(platform.to_string(), Support::Unavailable.as_str());
+            }
+            return report;
+        }
+    };
+    report.latency_ms = latency_ms(&connected).await;
+    report.arch = Platform::from_uname(&connected.info.os, &connected.info.architecture)
+        .map(|platform| platform.architecture)
+        .or_else(|| Some(connected.info.architecture.clone()));
+    report.engine_version = Some(connected.info.version.clone());
+    report.api_version = Some(connected.info.api_version.clone());
+    report.disk_free_bytes = disk_free(&connected).await;
+    let capabilities = Capabilities::detect(
+        &connected.info.os,
+        &connected.info.architecture,
+        &connected.binfmt,
+    );
+    // The implicit runner lists nothing: show what it can build.
+    let listed: Vec<Platform> = if runner.platforms.is_empty() {
+        capabilities
+            .native
+            .iter()
+            .chain(&capabilities.emulated)
+            .cloned()
+            .collect()
+    } else {
+        runner.platforms.clone()
+    };
+    let mut unavailable = Vec::new();
+    for platform in &listed {
+        let support = capabilities.support(platform);
+        if support == Support::Unavailable {
+            unavailable.push(platform.to_string());
+        }
+        report
+            .platforms
+            .insert(platform.to_string(), support.as_str());
+    }
+    if unavailable.is_empty() {
+        report.ok = true;
+    } else {
+        let native: Vec<String> = platform_list(&capabilities.native);
+        report.error = Some(format!(
+            "runner `{}` lists {} but can neither run {} natively (its engine is {}) nor emulate {} (no QEMU handler is registered on its host)",
+            runner.name,
+            unavailable.join(", "),
+            if unavailable.len() == 1 { "it" } else { "them" },
+            native.first().map_or("unknown", String::as_str),
+            if unavailable.len() == 1 { "it" } else { "them" },
+        ));
+        report.error_kind = Some("engine");
+        report.hint = Some(
+            "register QEMU handlers on that host (Debian: apt-get install qemu-user-static binfmt-support), or remove the platform from the runner"
+                .to_owned(),
+        );
+    }
+    report
+}
+
+/// Round trip of an engine ping through the runner's connection.
+async fn latency_ms(connected: &Connected) -> Option<f64> {
+    let started = Instant::now();
+    connected.engine.ping().await.ok()?;
+    Some((started.elapsed().as_secs_f64() * 1000.0 * 10.0).round() / 10.0)
+}
+
+/// Free bytes on the filesystem of the engine's data root, from `df`.
+async fn disk_free(connected: &Connected) -> Option<u64> {
+    let root = connected.info.root_dir.as_deref()?;
+    if !root.starts_with('/') || root.contains(['\'', '\n']) {
+        return None;
+    }
+    let output = connected.probe(&format!("df -Pk '{root}'")).await?;
+    parse_df_available(&output)
+}
+
+/// The `Available` column (KiB) of `df -Pk` output, in bytes.
+fn parse_df_available(output: &str) -> Option<u64> {
+    let line = output.lines().nth(1)?;
+    let kibibytes: u64 = line.split_whitespace().nth(3)?.parse().ok()?;
+    Some(kibibytes * 1024)
+}
+
+fn human_report(reports: &[Report]) -> String {
+    let mut rows = vec![[
+        "RUNNER".to_owned(),
+        "STATUS".to_owned(),
+        "LATENCY".to_owned(),
+        "ENGINE".to_owned(),
+        "ARCH".to_owned(),
+        "DISK FREE".to_owned(),
+        "PLATFORMS".to_owned(),
+    ]];
+    for report in reports {
+        let platforms: Vec<String> = report
+            .platforms
+            .iter()
+            .map(|(platform, support)| format!("{platform} {support}"))
+            .collect();
+        rows.push([
+            report.name.clone(),
+            if report.ok { "ok" } else { "FAILED" }.to_owned(),
+            report
+                .latency_ms
+                .map_or("-".to_owned(), |latency| format!("{latency:.1} ms")),
+            match (&report.engine_version, &report.api_version) {
+                (Some(version), Some(api)) => format!("{version} (API {api})"),
+                _ => "-".to_owned(),
+            },
+            report.arch.clone().unwrap_or_else(|| "-".to_owned()),
+            report.disk_free_bytes.map_or("-".to_owned(), gibibytes),
+            platforms.join(", "),
+        ]);
+    }
+    let mut out = table(&rows);
+    for report in reports.iter().filter(|report| !report.ok) {
+        if let Some(error) = &report.error {
+            out.push_str(&format!("\nerror: {}: {error}\n", report.name));
+        }
+        if let Some(hint) = &report.hint {
+            out.push_str(&format!("hint: {hint}\n"));
+        }
+    }
+    out
+}
+
+fn gibibytes(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / (1024.0 * 1024.0 * 1024.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_available_space_from_df() {
+        let output = "Filesystem     1024-blocks      Used Available Capacity Mounted on\n/dev/vda         263174212  11523400 251634428       5% /\n";
+        assert_eq!(parse_df_available(output), Some(251_634_428 * 1024));
+        assert_eq!(parse_df_available("garbage"), None);
+    }
+
+    #[test]
+    fn tables_pad_columns() {
+        let rows = [
+            ["NAME".to_owned(), "HOST".to_owned()],
+            ["power9-01".to_owned(), "p9".to_owned()],
+        ];
+        assert_eq!(table(&rows), "NAME       HOST\npower9-01  p9\n");
+    }
+}
