@@ -21,7 +21,9 @@ fn toml_blocks(text: &str) -> Vec<(usize, String)> {
     let mut current: Option<(usize, String)> = None;
     for (index, line) in text.lines().enumerate() {
         match &mut current {
-            None if line.trim_start().starts_with("```toml") => current = Some((index + 2, String::new())),
+            None if line.trim_start().starts_with("```toml") => {
+                current = Some((index + 2, String::new()))
+            }
             Some(_) if line.trim_start().starts_with("```") => blocks.push(current.take().unwrap()),
             Some((_, block)) => {
                 block.push_str(line);
@@ -42,11 +44,21 @@ fn every_toml_block_in_the_docs_parses() {
             let place = format!("{}:{line}", document.display());
             let path = Path::new("/docs/example.toml");
             if block.contains("[[runner]]") {
-                let runners = mab_config::parse_runners(path, &block).unwrap_or_else(|error| panic!("{place}:\n{error}"));
-                assert!(runners.warnings.is_empty(), "{place}: {:?}", runners.warnings);
+                let runners = mab_config::parse_runners(path, &block)
+                    .unwrap_or_else(|error| panic!("{place}:\n{error}"));
+                assert!(
+                    runners.warnings.is_empty(),
+                    "{place}: {:?}",
+                    runners.warnings
+                );
             } else if block.contains("[image]") {
-                let project = mab_config::parse_project(path, &block).unwrap_or_else(|error| panic!("{place}:\n{error}"));
-                assert!(project.warnings.is_empty(), "{place}: {:?}", project.warnings);
+                let project = mab_config::parse_project(path, &block)
+                    .unwrap_or_else(|error| panic!("{place}:\n{error}"));
+                assert!(
+                    project.warnings.is_empty(),
+                    "{place}: {:?}",
+                    project.warnings
+                );
             } else {
                 panic!("{place}: a toml block that is neither a mab.toml nor a runners.toml");
             }

@@ -8,4 +8,5 @@ mod docs;
 mod host_keys;
 mod interrupt;
 mod registry_auth;
+mod runners;
 mod support;

@@ -1,0 +1,299 @@
+//! `mab runners`, `mab plan` and `mab init`, as a cluster admin and a
+//! developer use them.
+
+use crate::support::{mab, require_lab, ssh_lock, Home, Project, Run};
+
+/// Replaces a temporary directory in stdout and stderr.
+fn filtered(mut run: Run, directory: &std::path::Path, placeholder: &str) -> Run {
+    let path = directory.to_str().unwrap();
+    run.stdout = run.stdout.replace(path, placeholder);
+    run.stderr = run.stderr.replace(path, placeholder);
+    run
+}
+
+#[test]
+fn add_list_and_remove_edit_the_file_in_place() {
+    let home = tempfile::tempdir().unwrap();
+    let here = Project::new();
+    let run = |arguments: &[&str]| {
+        filtered(
+            mab(home.path(), here.path(), arguments),
+            home.path(),
+            "[HOME]",
+        )
+    };
+
+    // No runners file anywhere: `add` creates ~/.config/mab/runners.toml.
+    let listed = run(&["runners", "list"]);
+    assert_eq!(listed.code, 0, "{listed:?}");
+    assert!(
+        listed.stdout.contains("implicit `local` runner"),
+        "{listed:?}"
+    );
+    let added = run(&[
+        "runners",
+        "add",
+        "power9-01",
+        "--host",
+        "builder@p9-01:2222",
+        "--platform",
+        "linux/ppc64le",
+    ]);
+    assert_eq!(added.code, 0, "{added:?}");
+    assert_eq!(
+        added.stdout,
+        "added runner `power9-01` to [HOME]/.config/mab/runners.toml\n"
+    );
+    let file = home.path().join(".config/mab/runners.toml");
+
+    // A comment the admin wrote survives the next edits.
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        format!("# Rack 3, managed by the build team.\n\n{text}"),
+    )
+    .unwrap();
+    let second = run(&[
+        "runners",
+        "add",
+        "arm-01",
+        "--host",
+        "arm-01",
+        "--platform",
+        "linux/arm64,linux/arm/v7",
+        "--jobs",
+        "2",
+        "--network",
+        "host",
+    ]);
+    assert_eq!(second.code, 0, "{second:?}");
+    insta::assert_snapshot!(
+        "runners_file_after_add",
+        std::fs::read_to_string(&file).unwrap()
+    );
+
+    let table = run(&["runners", "list"]);
+    assert_eq!(table.code, 0, "{table:?}");
+    insta::assert_snapshot!("runners_list", table.stdout);
+    let json: serde_json::Value =
+        serde_json::from_str(&run(&["runners", "list", "--format", "json"]).stdout).unwrap();
+    assert_eq!(json["runners"][1]["name"], "arm-01");
+    assert_eq!(json["runners"][1]["jobs"], 2);
+    assert_eq!(json["runners"][1]["network"], "host");
+    assert_eq!(
+        json["runners"][1]["platforms"],
+        serde_json::json!(["linux/arm64", "linux/arm/v7"])
+    );
+
+    // Mistakes change nothing and say why.
+    let before = std::fs::read_to_string(&file).unwrap();
+    let duplicate = run(&[
+        "runners",
+        "add",
+        "arm-01",
+        "--host",
+        "x",
+        "--platform",
+        "linux/arm64",
+    ]);
+    assert_eq!(duplicate.code, 2, "{duplicate:?}");
+    insta::assert_snapshot!("runners_add_duplicate", duplicate.stderr);
+    let bad_platform = run(&[
+        "runners",
+        "add",
+        "z",
+        "--host",
+        "z",
+        "--platform",
+        "linux/arm46",
+    ]);
+    assert_eq!(bad_platform.code, 2, "{bad_platform:?}");
+    insta::assert_snapshot!("runners_add_bad_platform", bad_platform.stderr);
+    let bad_jobs = run(&[
+        "runners",
+        "add",
+        "z",
+        "--host",
+        "z",
+        "--platform",
+        "linux/arm64",
+        "--jobs",
+        "0",
+    ]);
+    assert_eq!(bad_jobs.code, 2, "{bad_jobs:?}");
+    let unknown = run(&["runners", "remove", "arm-10"]);
+    assert_eq!(unknown.code, 2, "{unknown:?}");
+    insta::assert_snapshot!("runners_remove_unknown", unknown.stderr);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), before);
+
+    let removed = run(&["runners", "remove", "power9-01"]);
+    assert_eq!(removed.code, 0, "{removed:?}");
+    let after = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        after.starts_with("# Rack 3, managed by the build team.\n"),
+        "{after}"
+    );
+    assert!(
+        !after.contains("power9-01") && after.contains("arm-01"),
+        "{after}"
+    );
+}
+
+#[test]
+fn init_writes_a_manifest_once() {
+    let home = tempfile::tempdir().unwrap();
+    let project = Project::new();
+    let missing = filtered(
+        mab(home.path(), project.path(), &["init"]),
+        project.path(),
+        "[PROJECT]",
+    );
+    assert_eq!(missing.code, 2, "{missing:?}");
+    insta::assert_snapshot!("init_without_dockerfile", missing.stderr);
+    project.file("Dockerfile", "FROM scratch\n");
+    let written = mab(
+        home.path(),
+        project.path(),
+        &[
+            "init",
+            "--image",
+            "registry.example.com/team/app",
+            "--platform",
+            "linux/amd64,linux/s390x",
+        ],
+    );
+    assert_eq!(written.code, 0, "{written:?}");
+    insta::assert_snapshot!(
+        "init_manifest",
+        std::fs::read_to_string(project.path().join("mab.toml")).unwrap()
+    );
+    let again = filtered(
+        mab(home.path(), project.path(), &["init"]),
+        project.path(),
+        "[PROJECT]",
+    );
+    assert_eq!(again.code, 2, "{again:?}");
+    insta::assert_snapshot!("init_refuses_to_overwrite", again.stderr);
+}
+
+#[test]
+fn check_reports_what_each_runner_can_build() {
+    let lab = require_lab!();
+    let home = Home::new(lab);
+    let project = Project::new();
+    project.file(
+        "runners.toml",
+        &format!(
+            "[[runner]]\nname = \"arm\"\nhost = \"runner-a\"\nplatforms = [\"linux/arm64\", \"linux/s390x\"]\nengine = \"unix://{socket}\"\n\n\
+             [[runner]]\nname = \"here\"\nhost = \"local\"\nplatforms = [\"linux/amd64\", \"linux/386\"]\nengine = \"{local}\"\n\n\
+             [[runner]]\nname = \"gone\"\nhost = \"root@127.0.0.9:1\"\nplatforms = [\"linux/arm64\"]\n\n\
+             [[runner]]\nname = \"riscv\"\nhost = \"local\"\nplatforms = [\"linux/riscv64\"]\nengine = \"{local}\"\n",
+            socket = lab.get("RUNNER_A_ENGINE_SOCKET"),
+            local = lab.get("LOCAL_ENGINE"),
+        ),
+    );
+    let _ssh = ssh_lock();
+    let run = mab(
+        home.path(),
+        project.path(),
+        &[
+            "runners",
+            "check",
+            "--runners",
+            "runners.toml",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(run.code, 1, "two runners are unusable: {run:?}");
+    assert!(
+        run.stderr.contains("2 of 4 runner(s) cannot be used"),
+        "{run:?}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let runner = |name: &str| {
+        json["runners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|runner| runner["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {json}"))
+            .clone()
+    };
+    let arm = runner("arm");
+    assert_eq!(arm["ok"], true, "{arm}");
+    assert_eq!(arm["arch"], "amd64");
+    assert_eq!(arm["api_version"], "1.41");
+    assert!(
+        arm["engine_version"].as_str().unwrap().starts_with("20.10"),
+        "{arm}"
+    );
+    assert!(arm["latency_ms"].as_f64().unwrap() > 0.0);
+    assert!(arm["disk_free_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(
+        arm["platforms"],
+        serde_json::json!({"linux/arm64": "emulated", "linux/s390x": "emulated"})
+    );
+    assert_eq!(
+        runner("here")["platforms"],
+        serde_json::json!({"linux/amd64": "native", "linux/386": "native"})
+    );
+    let gone = runner("gone");
+    assert_eq!(
+        (gone["ok"].clone(), gone["error_kind"].clone()),
+        (false.into(), "refused".into()),
+        "{gone}"
+    );
+    assert!(
+        gone["error"].as_str().unwrap().contains("127.0.0.9:1"),
+        "{gone}"
+    );
+    let riscv = runner("riscv");
+    assert_eq!(
+        (riscv["ok"].clone(), riscv["error_kind"].clone()),
+        (false.into(), "engine".into()),
+        "{riscv}"
+    );
+    assert_eq!(riscv["platforms"]["linux/riscv64"], "unavailable");
+    assert!(riscv["hint"].as_str().unwrap().contains("QEMU"), "{riscv}");
+
+    let only = mab(
+        home.path(),
+        project.path(),
+        &["runners", "check", "here", "--runners", "runners.toml"],
+    );
+    assert_eq!(only.code, 0, "{only:?}");
+    assert!(
+        only.stdout.contains("linux/amd64 native") && !only.stdout.contains("arm"),
+        "{only:?}"
+    );
+}
+
+#[test]
+fn plan_says_which_runner_builds_what_and_why() {
+    let lab = require_lab!();
+    let home = Home::new(lab);
+    let project = Project::new();
+    project
+        .file("Dockerfile", "FROM scratch\n")
+        .file(
+            "mab.toml",
+            "[image]\nname = \"127.0.0.1:5000/tests/plan\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n",
+        )
+        .file(
+            "runners.toml",
+            &format!(
+                "[[runner]]\nname = \"arm\"\nhost = \"runner-a\"\nplatforms = [\"linux/arm64\"]\nengine = \"unix://{socket}\"\n\n\
+                 [[runner]]\nname = \"here\"\nhost = \"local\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\nengine = \"{local}\"\n",
+                socket = lab.get("RUNNER_A_ENGINE_SOCKET"),
+                local = lab.get("LOCAL_ENGINE"),
+            ),
+        );
+    let _ssh = ssh_lock();
+    let run = mab(home.path(), project.path(), &["plan", "--format", "json"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    insta::assert_snapshot!("plan_json", run.stdout);
+    let human = mab(home.path(), project.path(), &["plan"]);
+    assert_eq!(human.code, 0, "{human:?}");
+    insta::assert_snapshot!("plan_human", human.stdout);
+}
