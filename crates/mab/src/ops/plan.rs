@@ -71,13 +71,8 @@ pub async fn plan(
 fn human(plan: &PlanJson) -> String {
     let mut out = String::new();
     for platform in &plan.platforms {
-        let how = if platform.emulated {
-            "emulated"
-        } else {
-            "native"
-        };
         out.push_str(&format!(
-            "{:<16} -> {} ({how}): {}\n",
+            "{:<16} -> {}: {}\n",
             platform.platform, platform.runner, platform.reason
         ));
         for rejected in &platform.rejected {
