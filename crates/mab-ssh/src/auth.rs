@@ -11,7 +11,7 @@ use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey};
 use tracing::debug;
 
 use crate::destination::Destination;
-use crate::error::SshError;
+use crate::error::{HostRef, SshError};
 use crate::known_hosts::shown_path;
 
 /// The keys OpenSSH tries when the config names none, in its order.
@@ -92,10 +92,12 @@ fn configured_public_keys(dest: &Destination) -> Vec<KeyData> {
         .collect()
 }
 
-/// Authenticates `handle` as `dest.user`, trying every available key in order.
+/// Authenticates `handle` as `dest.user`, trying every available key in order;
+/// `host` is how errors name the host.
 pub(crate) async fn authenticate<H: client::Handler>(
     handle: &mut client::Handle<H>,
     dest: &Destination,
+    host: &HostRef,
     home: &Path,
 ) -> Result<(), SshError> {
     let mut attempts = Attempts::default();
@@ -104,7 +106,7 @@ pub(crate) async fn authenticate<H: client::Handler>(
     {
         return Ok(());
     }
-    let host = dest.host_ref().into();
+    let host = Box::new(host.clone());
     let user = dest.user.clone();
     Err(if attempts.tried.is_empty() {
         SshError::NoKeys {
@@ -270,6 +272,8 @@ mod tests {
             identities_only: false,
             known_hosts_files: vec![],
             connect_timeout: None,
+            strict_host_key_checking: Default::default(),
+            jumps: vec![],
         };
         let defaults: Vec<PathBuf> = DEFAULT_KEYS
             .iter()

@@ -1,13 +1,50 @@
-//! `[user@]host[:port]` specs and `~/.ssh/config` resolution.
+//! `[user@]host[:port]` specs and `~/.ssh/config` resolution, jump hosts included.
 
-use std::fs::File;
-use std::io::BufReader;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ssh2_config::{HostParams, ParseRule, SshConfig};
+use crate::config::{self, HostConfig, Proxy};
+use crate::error::{HostRef, Route, SshError};
 
-use crate::error::{HostRef, SshError};
+/// What `StrictHostKeyChecking` says to do with a host key that no
+/// known_hosts file records. A key that differs from the recorded one is
+/// refused whatever this says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StrictHostKeyChecking {
+    /// `yes`: refuse unknown keys.
+    Yes,
+    /// `ask`, OpenSSH's default: mab cannot ask, so unknown keys are refused.
+    #[default]
+    Ask,
+    /// `accept-new`: learn an unknown key by appending it to the first
+    /// known_hosts file.
+    AcceptNew,
+    /// `no` or `off`: OpenSSH would also accept a changed key; mab treats it
+    /// as `accept-new` and never accepts a changed key.
+    No,
+}
+
+impl StrictHostKeyChecking {
+    /// Reads the option's value as OpenSSH spells it (`true`/`false` too).
+    pub fn parse(text: &str) -> Option<StrictHostKeyChecking> {
+        match text.to_ascii_lowercase().as_str() {
+            "yes" | "true" => Some(StrictHostKeyChecking::Yes),
+            "ask" => Some(StrictHostKeyChecking::Ask),
+            "accept-new" => Some(StrictHostKeyChecking::AcceptNew),
+            "no" | "off" | "false" => Some(StrictHostKeyChecking::No),
+            _ => None,
+        }
+    }
+
+    /// Whether an unknown host key is learnt instead of refused.
+    pub fn learns_unknown_keys(self) -> bool {
+        matches!(
+            self,
+            StrictHostKeyChecking::AcceptNew | StrictHostKeyChecking::No
+        )
+    }
+}
 
 /// Where and how to reach a host, after applying `~/.ssh/config`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,15 +59,24 @@ pub struct Destination {
     pub identity_files: Vec<PathBuf>,
     /// `IdentitiesOnly yes`: offer only the keys named by `IdentityFile`.
     pub identities_only: bool,
-    /// `<home>/.ssh/known_hosts` followed by any `UserKnownHostsFile` entries.
+    /// The `UserKnownHostsFile` entries followed by `<home>/.ssh/known_hosts`.
+    /// The first one is where `StrictHostKeyChecking accept-new` records keys.
     pub known_hosts_files: Vec<PathBuf>,
     /// `ConnectTimeout`, if the config sets one.
     pub connect_timeout: Option<Duration>,
+    /// `StrictHostKeyChecking`.
+    pub strict_host_key_checking: StrictHostKeyChecking,
+    /// The `ProxyJump` hosts in the order they are dialled: the first is
+    /// reached directly, each next one through the one before it, and this
+    /// destination through the last. Each is resolved through the ssh config
+    /// like a destination of its own (the first one's own `ProxyJump` comes
+    /// before it in this list); their own `jumps` are empty.
+    pub jumps: Vec<Destination>,
 }
 
 /// The parts of a `[user@]host[:port]` spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Spec {
+pub(crate) struct Spec {
     user: Option<String>,
     host: String,
     port: Option<u16>,
@@ -45,26 +91,30 @@ fn invalid(spec: &str, reason: &str) -> SshError {
 
 /// Splits `[user@]host[:port]`; an IPv6 address with a port is written `[addr]:port`.
 fn parse_spec(spec: &str) -> Result<Spec, SshError> {
+    split_spec(spec).map_err(|reason| invalid(spec, reason))
+}
+
+fn split_spec(spec: &str) -> Result<Spec, &'static str> {
     if spec.is_empty() {
-        return Err(invalid(spec, "it is empty"));
+        return Err("it is empty");
     }
     if spec.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(invalid(spec, "it contains whitespace"));
+        return Err("it contains whitespace");
     }
     let (user, rest) = match spec.rsplit_once('@') {
-        Some(("", _)) => return Err(invalid(spec, "the user name before `@` is empty")),
+        Some(("", _)) => return Err("the user name before `@` is empty"),
         Some((user, rest)) => (Some(user.to_string()), rest),
         None => (None, spec),
     };
     let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
         let Some((host, after)) = bracketed.split_once(']') else {
-            return Err(invalid(spec, "`[` has no matching `]`"));
+            return Err("`[` has no matching `]`");
         };
         match after {
             "" => (host, None),
             _ => match after.strip_prefix(':') {
                 Some(port) => (host, Some(port)),
-                None => return Err(invalid(spec, "expected `:port` after `]`")),
+                None => return Err("expected `:port` after `]`"),
             },
         }
     } else {
@@ -76,16 +126,16 @@ fn parse_spec(spec: &str) -> Result<Spec, SshError> {
         }
     };
     if host.is_empty() {
-        return Err(invalid(spec, "the host is empty"));
+        return Err("the host is empty");
     }
     if host.starts_with('-') || host.contains('/') {
-        return Err(invalid(spec, "the host name is not valid"));
+        return Err("the host name is not valid");
     }
     let port = match port {
         None => None,
         Some(text) => match text.parse::<u16>() {
             Ok(port) if port > 0 => Some(port),
-            _ => return Err(invalid(spec, "the port must be a number from 1 to 65535")),
+            _ => return Err("the port must be a number from 1 to 65535"),
         },
     };
     Ok(Spec {
@@ -93,6 +143,14 @@ fn parse_spec(spec: &str) -> Result<Spec, SshError> {
         host: host.to_string(),
         port,
     })
+}
+
+/// One hop of `ProxyJump`: `[user@]host[:port]` or `ssh://[user@]host[:port]`.
+pub(crate) fn parse_jump(hop: &str) -> Result<Spec, &'static str> {
+    match hop.strip_prefix("ssh://") {
+        Some(rest) => split_spec(rest.strip_suffix('/').unwrap_or(rest)),
+        None => split_spec(hop),
+    }
 }
 
 /// Expands a leading `~` and the `%d` (home) and `%%` tokens of an ssh config path.
@@ -122,42 +180,6 @@ fn expand_path(raw: &str, home: &Path) -> PathBuf {
     }
 }
 
-/// Reads `<home>/.ssh/config`; `None` when there is no such file.
-fn load_config(path: &Path, home: &Path, host: &HostRef) -> Result<Option<SshConfig>, SshError> {
-    let config_error = |message: String| SshError::Config {
-        host: Box::new(host.clone()),
-        path: path.to_path_buf(),
-        message,
-    };
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(config_error(error.to_string())),
-    };
-    SshConfig::default()
-        .home_dir(home)
-        .parse(
-            &mut BufReader::new(file),
-            ParseRule::ALLOW_UNKNOWN_FIELDS | ParseRule::ALLOW_UNSUPPORTED_FIELDS,
-        )
-        .map(Some)
-        .map_err(|error| config_error(error.to_string()))
-}
-
-/// Arguments of an option that ssh2-config parses without interpreting.
-fn uninterpreted<'a>(params: &'a HostParams, name: &str) -> &'a [String] {
-    params
-        .unsupported_fields
-        .get(name)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-}
-
-fn is_yes(args: &[String]) -> bool {
-    args.first()
-        .is_some_and(|value| matches!(value.to_ascii_lowercase().as_str(), "yes" | "true"))
-}
-
 fn default_user() -> String {
     std::env::var("USER")
         .ok()
@@ -165,79 +187,166 @@ fn default_user() -> String {
         .unwrap_or_else(|| "root".to_string())
 }
 
+/// `a -> b -> c`, for a `ProxyJump` loop.
+fn chain_text(chain: &[String]) -> String {
+    chain.join(" -> ")
+}
+
 impl Destination {
     /// `spec` is `[user@]host[:port]` or a Host alias from `<home>/.ssh/config`.
     ///
     /// `home` is the user's home directory; the real `$HOME` is never read here.
     /// The user and port written in `spec` win over the config's `User` and `Port`.
+    /// When the config gives the host a `ProxyJump`, [`Destination::jumps`]
+    /// holds the resolved chain.
     pub fn resolve(spec: &str, home: &Path) -> Result<Destination, SshError> {
         let parsed = parse_spec(spec)?;
+        let mut resolving = Vec::new();
+        Self::resolve_chain(parsed, home, true, &mut resolving)
+    }
+
+    /// Resolves `spec`; with `follow_jumps`, also its `ProxyJump` chain.
+    /// `resolving` holds the hosts whose chains are being resolved (the
+    /// destination first), to catch a chain that leads back to itself.
+    fn resolve_chain(
+        spec: Spec,
+        home: &Path,
+        follow_jumps: bool,
+        resolving: &mut Vec<HostRef>,
+    ) -> Result<Destination, SshError> {
         let config_path = home.join(".ssh").join("config");
-        let host_ref = HostRef {
-            alias: parsed.host.clone(),
-            host_name: parsed.host.clone(),
-            port: parsed.port.unwrap_or(22),
-        };
-        let params =
-            load_config(&config_path, home, &host_ref)?.map(|config| config.query(&parsed.host));
+        let host_ref = HostRef::new(&spec.host, &spec.host, spec.port.unwrap_or(22));
+        let config =
+            config::read(&config_path, home, &spec.host).map_err(|error| SshError::Config {
+                host: Box::new(host_ref.clone()),
+                path: error.file,
+                message: error.message,
+            })?;
+        let proxy = config.proxy.clone();
+        let mut destination = Self::from_config(spec, config, home);
+        if !follow_jumps {
+            return Ok(destination);
+        }
+        match proxy {
+            None => {}
+            Some(located) => match located.value {
+                Proxy::Direct => {}
+                Proxy::Command(command) => {
+                    return Err(SshError::ProxyCommand {
+                        host: Box::new(destination.host_ref()),
+                        command,
+                        path: located.file,
+                        line: located.line,
+                    })
+                }
+                Proxy::Jump(hops) => {
+                    if resolving.iter().any(|host| host.alias == destination.alias) {
+                        let mut chain: Vec<String> =
+                            resolving.iter().map(|host| host.alias.clone()).collect();
+                        chain.push(destination.alias.clone());
+                        let target = resolving
+                            .first()
+                            .cloned()
+                            .unwrap_or_else(|| destination.host_ref());
+                        return Err(SshError::JumpLoop {
+                            host: Box::new(target),
+                            jump: destination.alias,
+                            chain: chain_text(&chain),
+                        });
+                    }
+                    resolving.push(destination.host_ref());
+                    let mut jumps = Vec::new();
+                    for (index, hop) in hops.iter().enumerate() {
+                        let hop_spec = parse_jump(hop).map_err(|reason| SshError::Config {
+                            host: Box::new(host_ref.clone()),
+                            path: located.file.clone(),
+                            message: format!(
+                                "line {}: the jump host `{hop}` is not valid: {reason}",
+                                located.line
+                            ),
+                        })?;
+                        // As with OpenSSH, only the first hop's own ProxyJump
+                        // is followed; the later hops are reached through the
+                        // earlier ones.
+                        let mut resolved =
+                            Self::resolve_chain(hop_spec, home, index == 0, resolving)?;
+                        jumps.append(&mut resolved.jumps);
+                        jumps.push(resolved);
+                    }
+                    resolving.pop();
+                    destination.jumps = jumps;
+                }
+            },
+        }
+        Ok(destination)
+    }
 
-        let host_name = params
-            .as_ref()
-            .and_then(|params| params.host_name.as_deref())
-            .map(|name| name.replace("%h", &parsed.host))
-            .unwrap_or_else(|| parsed.host.clone());
-        let port = parsed
-            .port
-            .or(params.as_ref().and_then(|params| params.port))
-            .unwrap_or(22);
-        let user = parsed
-            .user
-            .or_else(|| params.as_ref().and_then(|params| params.user.clone()))
-            .unwrap_or_else(default_user);
+    /// The destination `spec` names, with the config's options applied (no jumps yet).
+    fn from_config(spec: Spec, config: HostConfig, home: &Path) -> Destination {
+        let host_name = config
+            .host_name
+            .map(|name| name.replace("%h", &spec.host))
+            .unwrap_or_else(|| spec.host.clone());
+        let port = spec.port.or(config.port).unwrap_or(22);
+        let user = spec.user.or(config.user).unwrap_or_else(default_user);
 
-        let mut known_hosts_files = vec![home.join(".ssh").join("known_hosts")];
+        let mut known_hosts_files: Vec<PathBuf> = Vec::new();
+        for raw in config.user_known_hosts_files.iter().flatten() {
+            let path = expand_path(raw, home);
+            if !known_hosts_files.contains(&path) {
+                known_hosts_files.push(path);
+            }
+        }
+        let default_known_hosts = home.join(".ssh").join("known_hosts");
+        if !known_hosts_files.contains(&default_known_hosts) {
+            known_hosts_files.push(default_known_hosts);
+        }
         let mut identity_files = Vec::new();
-        let mut identities_only = false;
-        let mut connect_timeout = None;
-        if let Some(params) = &params {
-            for raw in uninterpreted(params, "userknownhostsfile") {
-                if raw.eq_ignore_ascii_case("none") {
-                    continue;
-                }
-                let path = expand_path(raw, home);
-                if !known_hosts_files.contains(&path) {
-                    known_hosts_files.push(path);
-                }
+        for raw in &config.identity_files {
+            let path = expand_path(raw, home);
+            if !identity_files.contains(&path) {
+                identity_files.push(path);
             }
-            for path in params.identity_file.iter().flatten() {
-                let path = expand_path(&path.to_string_lossy(), home);
-                if !identity_files.contains(&path) {
-                    identity_files.push(path);
-                }
-            }
-            identities_only = is_yes(uninterpreted(params, "identitiesonly"));
-            connect_timeout = params.connect_timeout.filter(|timeout| !timeout.is_zero());
         }
 
-        Ok(Destination {
-            alias: parsed.host,
+        Destination {
+            alias: spec.host,
             host_name,
             port,
             user,
             identity_files,
-            identities_only,
+            identities_only: config.identities_only.unwrap_or(false),
             known_hosts_files,
-            connect_timeout,
-        })
+            connect_timeout: config.connect_timeout.filter(|timeout| !timeout.is_zero()),
+            strict_host_key_checking: config.strict_host_key_checking.unwrap_or_default(),
+            jumps: Vec::new(),
+        }
     }
 
-    /// The host this destination names, for error messages.
+    /// The host this destination names, for error messages (with the last
+    /// jump host when it is reached through ProxyJump).
     pub fn host_ref(&self) -> HostRef {
-        HostRef {
-            alias: self.alias.clone(),
-            host_name: self.host_name.clone(),
-            port: self.port,
+        let mut host = HostRef::new(&self.alias, &self.host_name, self.port);
+        if let Some(last) = self.jumps.last() {
+            host.route = Route::Via {
+                jump: last.alias.clone(),
+            };
         }
+        host
+    }
+}
+
+/// `user@host:port`, followed by ` via hop1, hop2` when the host is reached
+/// through jump hosts.
+impl fmt::Display for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let address = HostRef::new(&self.alias, &self.host_name, self.port).address();
+        write!(f, "{}@{address}", self.user)?;
+        for (index, jump) in self.jumps.iter().enumerate() {
+            let separator = if index == 0 { " via " } else { ", " };
+            write!(f, "{separator}{}", jump.alias)?;
+        }
+        Ok(())
     }
 }
 
@@ -321,10 +430,13 @@ Host arm
     UserKnownHostsFile ~/.ssh/lab_known_hosts /etc/mab/known_hosts
     IdentitiesOnly yes
     ConnectTimeout 3
+    StrictHostKeyChecking accept-new
 
 Host power
     HostName p9-%h.example.com
     UserKnownHostsFile none
+    ConnectTimeout 0
+    StrictHostKeyChecking off
 
 Host *.example.com
     User=ci
@@ -355,6 +467,7 @@ Host *.example.com
             identities_only: bool,
             known_hosts_files: Vec<PathBuf>,
             connect_timeout: Option<Duration>,
+            strict: StrictHostKeyChecking,
         }
         let cases = vec![
             Case {
@@ -365,11 +478,12 @@ Host *.example.com
                 identity_files: vec![h.join(".ssh/lab_key"), h.join("keys/second")],
                 identities_only: true,
                 known_hosts_files: vec![
-                    default_kh.clone(),
                     h.join(".ssh/lab_known_hosts"),
                     PathBuf::from("/etc/mab/known_hosts"),
+                    default_kh.clone(),
                 ],
                 connect_timeout: Some(Duration::from_secs(3)),
+                strict: StrictHostKeyChecking::AcceptNew,
             },
             // The spec's user and port win over the config's.
             Case {
@@ -380,11 +494,12 @@ Host *.example.com
                 identity_files: vec![h.join(".ssh/lab_key"), h.join("keys/second")],
                 identities_only: true,
                 known_hosts_files: vec![
-                    default_kh.clone(),
                     h.join(".ssh/lab_known_hosts"),
                     PathBuf::from("/etc/mab/known_hosts"),
+                    default_kh.clone(),
                 ],
                 connect_timeout: Some(Duration::from_secs(3)),
+                strict: StrictHostKeyChecking::AcceptNew,
             },
             Case {
                 spec: "power",
@@ -395,6 +510,7 @@ Host *.example.com
                 identities_only: false,
                 known_hosts_files: vec![default_kh.clone()],
                 connect_timeout: None,
+                strict: StrictHostKeyChecking::No,
             },
             // A literal host still picks up pattern sections.
             Case {
@@ -406,6 +522,7 @@ Host *.example.com
                 identities_only: false,
                 known_hosts_files: vec![default_kh.clone()],
                 connect_timeout: None,
+                strict: StrictHostKeyChecking::Ask,
             },
             Case {
                 spec: "10.1.2.3",
@@ -416,6 +533,7 @@ Host *.example.com
                 identities_only: false,
                 known_hosts_files: vec![default_kh.clone()],
                 connect_timeout: None,
+                strict: StrictHostKeyChecking::Ask,
             },
         ];
         for case in cases {
@@ -437,11 +555,211 @@ Host *.example.com
                     identities_only: case.identities_only,
                     known_hosts_files: case.known_hosts_files,
                     connect_timeout: case.connect_timeout,
+                    strict_host_key_checking: case.strict,
+                    jumps: vec![],
                 },
                 "{}",
                 case.spec
             );
         }
+    }
+
+    const JUMPS: &str = "\
+Host bastion
+    HostName 127.0.0.20
+    Port 2300
+    User jumper
+    IdentityFile ~/.ssh/bastion_key
+    StrictHostKeyChecking accept-new
+    ProxyJump none
+Host inner
+    HostName 127.0.0.22
+    Port 2302
+    User builder
+    ProxyJump bastion,admin@second:2202
+Host second
+    HostName 127.0.0.21
+    User second-user
+    ProxyJump first-of-second
+Host first-of-second
+    ProxyJump none
+Host deep
+    ProxyJump inner
+Host uri
+    ProxyJump ssh://u@bastion:2999
+Host loop-a
+    ProxyJump loop-b
+Host loop-b
+    ProxyJump loop-a
+Host wrapped
+    ProxyCommand nc %h %p
+Host *.internal
+    User builder
+    ProxyJump bastion
+Host *
+    ProxyJump everywhere
+";
+
+    #[test]
+    fn resolves_jump_chains() {
+        let home = temp_home(Some(JUMPS));
+        let h = home.path();
+        let user = default_user();
+        let bastion = ("bastion", "127.0.0.20", 2300, "jumper");
+        let second = ("second", "127.0.0.21", 2202, "admin");
+        /// Alias, host name, port and user of a hop.
+        type Hop<'a> = (&'a str, &'a str, u16, &'a str);
+        let cases: Vec<(&str, Vec<Hop>, String)> = vec![
+            (
+                "inner",
+                vec![bastion, second],
+                "builder@127.0.0.22:2302 via bastion, second".into(),
+            ),
+            // The first hop's own ProxyJump comes before it.
+            (
+                "deep",
+                vec![bastion, second, ("inner", "127.0.0.22", 2302, "builder")],
+                format!("{user}@deep:22 via bastion, second, inner"),
+            ),
+            (
+                "uri",
+                vec![("bastion", "127.0.0.20", 2999, "u")],
+                format!("{user}@uri:22 via bastion"),
+            ),
+            (
+                "db.internal",
+                vec![bastion],
+                "builder@db.internal:22 via bastion".into(),
+            ),
+            // A later hop's own ProxyJump is not followed, but as a
+            // destination of its own it is.
+            (
+                "second",
+                vec![("first-of-second", "first-of-second", 22, user.as_str())],
+                "second-user@127.0.0.21:22 via first-of-second".into(),
+            ),
+            ("bastion", vec![], "jumper@127.0.0.20:2300".into()),
+        ];
+        for (spec, expected, shown) in cases {
+            let dest =
+                Destination::resolve(spec, h).unwrap_or_else(|error| panic!("{spec}: {error}"));
+            let jumps: Vec<(&str, &str, u16, &str)> = dest
+                .jumps
+                .iter()
+                .map(|jump| {
+                    (
+                        jump.alias.as_str(),
+                        jump.host_name.as_str(),
+                        jump.port,
+                        jump.user.as_str(),
+                    )
+                })
+                .collect();
+            assert_eq!(jumps, expected, "{spec}");
+            assert!(
+                dest.jumps.iter().all(|jump| jump.jumps.is_empty()),
+                "{spec}"
+            );
+            assert_eq!(dest.to_string(), shown, "{spec}");
+        }
+
+        // Each hop gets its own options from the config.
+        let inner = Destination::resolve("inner", h).expect("inner");
+        assert_eq!(
+            inner.jumps[0].identity_files,
+            vec![h.join(".ssh/bastion_key")]
+        );
+        assert_eq!(
+            inner.jumps[0].strict_host_key_checking,
+            StrictHostKeyChecking::AcceptNew
+        );
+        assert_eq!(inner.strict_host_key_checking, StrictHostKeyChecking::Ask);
+        assert_eq!(
+            inner.host_ref().to_string(),
+            "`inner` (127.0.0.22:2302 via `second`)"
+        );
+    }
+
+    #[test]
+    fn rejects_jump_loops_and_proxy_commands() {
+        let home = temp_home(Some(JUMPS));
+        let h = home.path();
+        let cases: &[(&str, &str)] = &[
+            (
+                "loop-a",
+                "the ProxyJump chain of `loop-a:22` leads back to `loop-a` (loop-a -> loop-b -> loop-a)",
+            ),
+            // `Host *` sends `everywhere` through itself, as OpenSSH would.
+            (
+                "other",
+                "the ProxyJump chain of `other:22` leads back to `everywhere` \
+                 (other -> everywhere -> everywhere)",
+            ),
+            (
+                "wrapped",
+                "`wrapped:22` is reached through `ProxyCommand nc %h %p`",
+            ),
+        ];
+        for (spec, message) in cases {
+            let error = Destination::resolve(spec, h).expect_err(spec);
+            let text = error.to_string();
+            assert!(text.starts_with(message), "{spec}: {text}");
+            assert!(error.hint().is_some(), "{spec}");
+        }
+        let error = Destination::resolve("wrapped", h).expect_err("wrapped");
+        assert!(
+            error
+                .to_string()
+                .contains(&format!("{} line 28", h.join(".ssh/config").display())),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn parses_jump_hops() {
+        let cases: &[(&str, Option<&str>, &str, Option<u16>)] = &[
+            ("bastion", None, "bastion", None),
+            ("u@bastion:2200", Some("u"), "bastion", Some(2200)),
+            ("ssh://u@bastion:2200", Some("u"), "bastion", Some(2200)),
+            ("ssh://bastion/", None, "bastion", None),
+            ("[::1]:2200", None, "::1", Some(2200)),
+        ];
+        for (hop, user, host, port) in cases {
+            let spec = parse_jump(hop).unwrap_or_else(|reason| panic!("{hop}: {reason}"));
+            assert_eq!(spec.user.as_deref(), *user, "{hop}");
+            assert_eq!(spec.host, *host, "{hop}");
+            assert_eq!(spec.port, *port, "{hop}");
+        }
+        for bad in ["", "u@", "bastion:0", "ssh://"] {
+            assert!(parse_jump(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn parses_strict_host_key_checking() {
+        let cases = [
+            ("yes", Some(StrictHostKeyChecking::Yes)),
+            ("TRUE", Some(StrictHostKeyChecking::Yes)),
+            ("ask", Some(StrictHostKeyChecking::Ask)),
+            ("accept-new", Some(StrictHostKeyChecking::AcceptNew)),
+            ("no", Some(StrictHostKeyChecking::No)),
+            ("off", Some(StrictHostKeyChecking::No)),
+            ("false", Some(StrictHostKeyChecking::No)),
+            ("maybe", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(StrictHostKeyChecking::parse(text), expected, "{text}");
+            let learns = matches!(
+                expected,
+                Some(StrictHostKeyChecking::AcceptNew | StrictHostKeyChecking::No)
+            );
+            assert_eq!(
+                expected.is_some_and(|value| value.learns_unknown_keys()),
+                learns,
+                "{text}"
+            );
+        }
+        assert!(!StrictHostKeyChecking::default().learns_unknown_keys());
     }
 
     #[test]

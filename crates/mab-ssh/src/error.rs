@@ -12,9 +12,37 @@ pub struct HostRef {
     /// The host actually contacted (the ssh config's `HostName`, or the alias).
     pub host_name: String,
     pub port: u16,
+    /// Where the host stands in a `ProxyJump` chain, if it is in one.
+    pub route: Route,
+}
+
+/// Where a host stands in a `ProxyJump` chain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Route {
+    /// Dialled directly.
+    #[default]
+    Direct,
+    /// Jump host `index` (from 1) of `count`, on the way to `target`.
+    Jump {
+        index: usize,
+        count: usize,
+        target: String,
+    },
+    /// Reached through the jump host `jump` (the last of its chain).
+    Via { jump: String },
 }
 
 impl HostRef {
+    /// A host dialled directly.
+    pub fn new(alias: &str, host_name: &str, port: u16) -> HostRef {
+        HostRef {
+            alias: alias.to_string(),
+            host_name: host_name.to_string(),
+            port,
+            route: Route::Direct,
+        }
+    }
+
     /// `host:port`, with an IPv6 address in brackets.
     pub fn address(&self) -> String {
         if self.host_name.contains(':') {
@@ -27,20 +55,38 @@ impl HostRef {
     /// How OpenSSH names this host in `known_hosts`: `host`, or `[host]:port`
     /// when the port is not 22.
     pub fn known_hosts_name(&self) -> String {
-        if self.port == 22 {
-            self.host_name.clone()
-        } else {
-            format!("[{}]:{}", self.host_name, self.port)
-        }
+        crate::known_hosts::known_hosts_name(&self.host_name, self.port)
     }
 }
 
+/// `` `alias` (host:port) ``, or `` `host:port` `` when they are the same,
+/// with the host's place in a ProxyJump chain inside the parentheses.
 impl fmt::Display for HostRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.alias == self.host_name {
-            write!(f, "`{}`", self.address())
-        } else {
-            write!(f, "`{}` ({})", self.alias, self.address())
+        let route = match &self.route {
+            Route::Direct => None,
+            Route::Jump {
+                count: 1, target, ..
+            } => Some(format!("the jump host for `{target}`")),
+            Route::Jump {
+                index,
+                count,
+                target,
+            } => Some(format!("jump host {index} of {count} for `{target}`")),
+            Route::Via { jump } => Some(format!("via `{jump}`")),
+        };
+        match (self.alias == self.host_name, route) {
+            (true, None) => write!(f, "`{}`", self.address()),
+            (true, Some(route)) => write!(f, "`{}` ({route})", self.address()),
+            (false, None) => write!(f, "`{}` ({})", self.alias, self.address()),
+            (false, Some(route)) => {
+                let separator = if matches!(self.route, Route::Via { .. }) {
+                    " "
+                } else {
+                    ", "
+                };
+                write!(f, "`{}` ({}{separator}{route})", self.alias, self.address())
+            }
         }
     }
 }
@@ -150,6 +196,20 @@ pub enum SshError {
         message: String,
     },
 
+    #[error(
+        "the host key of {host} is not known: it offered its {key_type} key {fingerprint}, \
+         but known_hosts records only its {recorded} key, so the new key is not learnt automatically"
+    )]
+    UnrecordedKeyType {
+        host: Box<HostRef>,
+        key_type: String,
+        fingerprint: String,
+        /// The algorithms recorded for the host, comma-separated.
+        recorded: String,
+        /// Where to suggest adding the key, as the user would type it (`~/...`).
+        known_hosts: String,
+    },
+
     #[error("{host} presented a host certificate, which is not supported; only plain host keys listed in known_hosts are accepted")]
     HostCertificate { host: Box<HostRef> },
 
@@ -185,6 +245,32 @@ pub enum SshError {
         reason: String,
     },
 
+    #[error("{host} is reached through `ProxyCommand {command}` ({} line {line}), which mab does not run", path.display())]
+    ProxyCommand {
+        host: Box<HostRef>,
+        command: String,
+        path: PathBuf,
+        line: usize,
+    },
+
+    #[error("the ProxyJump chain of {host} leads back to `{jump}` ({chain})")]
+    JumpLoop {
+        host: Box<HostRef>,
+        /// The alias met twice.
+        jump: String,
+        /// `a -> b -> a`.
+        chain: String,
+    },
+
+    #[error("the jump host {jump} could not connect to {host}: {reason}")]
+    JumpForward {
+        host: Box<HostRef>,
+        jump: Box<HostRef>,
+        reason: String,
+        /// The jump host refused to forward at all (its sshd forbids it).
+        prohibited: bool,
+    },
+
     #[error("running `{command}` on {host} failed: {reason}")]
     Exec {
         host: Box<HostRef>,
@@ -210,14 +296,21 @@ impl SshError {
             SshError::Timeout { .. } => ErrorKind::Timeout,
             SshError::UnknownHostKey { .. }
             | SshError::ChangedHostKey { .. }
+            | SshError::UnrecordedKeyType { .. }
             | SshError::KnownHosts { .. }
             | SshError::HostCertificate { .. } => ErrorKind::HostKey,
+            SshError::JumpForward {
+                prohibited: false, ..
+            } => ErrorKind::Refused,
             SshError::Auth { .. } | SshError::NoKeys { .. } => ErrorKind::Auth,
             SshError::InvalidDestination { .. }
             | SshError::Config { .. }
             | SshError::Connect { .. }
             | SshError::Handshake { .. }
             | SshError::UnixSocket { .. }
+            | SshError::ProxyCommand { .. }
+            | SshError::JumpLoop { .. }
+            | SshError::JumpForward { .. }
             | SshError::Exec { .. }
             | SshError::Connection { .. } => ErrorKind::Other,
         }
@@ -234,12 +327,16 @@ impl SshError {
             | SshError::Connect { host, .. }
             | SshError::UnknownHostKey { host, .. }
             | SshError::ChangedHostKey { host, .. }
+            | SshError::UnrecordedKeyType { host, .. }
             | SshError::KnownHosts { host, .. }
             | SshError::HostCertificate { host }
             | SshError::Auth { host, .. }
             | SshError::NoKeys { host, .. }
             | SshError::Handshake { host, .. }
             | SshError::UnixSocket { host, .. }
+            | SshError::ProxyCommand { host, .. }
+            | SshError::JumpLoop { host, .. }
+            | SshError::JumpForward { host, .. }
             | SshError::Exec { host, .. }
             | SshError::Connection { host, .. } => Some(host),
         }
@@ -272,17 +369,19 @@ impl SshError {
             }
             SshError::UnknownHostKey {
                 host, known_hosts, ..
-            } => {
-                let port = if host.port == 22 {
-                    String::new()
-                } else {
-                    format!("-p {} ", host.port)
-                };
-                Some(format!(
-                    "verify the fingerprint, then add the key with: ssh-keyscan {port}{} >> {known_hosts}",
-                    host.host_name
-                ))
-            }
+            } => Some(format!(
+                "verify the fingerprint, then add the key with: {}",
+                keyscan(host, None, known_hosts)
+            )),
+            SshError::UnrecordedKeyType {
+                host,
+                key_type,
+                known_hosts,
+                ..
+            } => Some(format!(
+                "verify the fingerprint, then add the key with: {}",
+                keyscan(host, Some(key_type), known_hosts)
+            )),
             SshError::ChangedHostKey {
                 host, file_shown, ..
             } => Some(format!(
@@ -312,6 +411,32 @@ impl SshError {
                 "check that `{socket_path}` exists on the host and that its sshd allows stream-local \
                  forwarding (AllowStreamLocalForwarding)"
             )),
+            SshError::ProxyCommand { .. } => Some(
+                "reach the host with ProxyJump instead, or set `ProxyCommand none` for it \
+                 in a Host block above this one"
+                    .to_string(),
+            ),
+            SshError::JumpLoop { jump, .. } => Some(format!(
+                "give `{jump}` its own Host block with `ProxyJump none` above the block \
+                 that sends it through a jump host"
+            )),
+            SshError::JumpForward {
+                jump,
+                prohibited: true,
+                ..
+            } => Some(format!(
+                "allow TCP forwarding on `{}` (AllowTcpForwarding and PermitOpen in its sshd_config)",
+                jump.host_name
+            )),
+            SshError::JumpForward {
+                host,
+                jump,
+                prohibited: false,
+                ..
+            } => Some(format!(
+                "check that `{}` resolves and accepts connections on port {} as seen from `{}`",
+                host.host_name, host.port, jump.host_name
+            )),
             SshError::Exec { .. } => None,
             SshError::Connection { .. } => {
                 Some("the host or the network dropped the connection; try again".to_string())
@@ -320,16 +445,56 @@ impl SshError {
     }
 }
 
+/// `ssh-keyscan [-t TYPE] [-p PORT] HOST >> FILE`.
+fn keyscan(host: &HostRef, key_type: Option<&str>, known_hosts: &str) -> String {
+    // ssh-keyscan names key types without their signature details.
+    let key_type = key_type
+        .map(|key_type| {
+            let short = if key_type.starts_with("ecdsa-") {
+                "ecdsa"
+            } else if key_type.starts_with("rsa-") || key_type == "ssh-rsa" {
+                "rsa"
+            } else {
+                key_type.strip_prefix("ssh-").unwrap_or(key_type)
+            };
+            format!("-t {short} ")
+        })
+        .unwrap_or_default();
+    let port = if host.port == 22 {
+        String::new()
+    } else {
+        format!("-p {} ", host.port)
+    };
+    format!(
+        "ssh-keyscan {key_type}{port}{} >> {known_hosts}",
+        host.host_name
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn host() -> Box<HostRef> {
-        Box::new(HostRef {
-            alias: "arm".into(),
-            host_name: "127.0.0.2".into(),
-            port: 2222,
-        })
+        Box::new(HostRef::new("arm", "127.0.0.2", 2222))
+    }
+
+    fn jump(index: usize, count: usize) -> Box<HostRef> {
+        let mut host = HostRef::new("bastion", "127.0.0.20", 2300);
+        host.route = Route::Jump {
+            index,
+            count,
+            target: "arm".into(),
+        };
+        Box::new(host)
+    }
+
+    fn behind_bastion() -> Box<HostRef> {
+        let mut host = HostRef::new("arm", "10.0.0.5", 22);
+        host.route = Route::Via {
+            jump: "bastion".into(),
+        };
+        Box::new(host)
     }
 
     #[test]
@@ -397,6 +562,109 @@ mod tests {
     }
 
     #[test]
+    fn jump_host_messages_name_the_hop() {
+        let cases: Vec<(SshError, &str, &str, &str)> = vec![
+            (
+                SshError::Refused { host: jump(1, 2) },
+                "refused",
+                "connection to `bastion` (127.0.0.20:2300, jump host 1 of 2 for `arm`) was refused",
+                "listens on port 2300",
+            ),
+            (
+                SshError::UnknownHostKey {
+                    host: jump(1, 1),
+                    key_type: "ssh-ed25519".into(),
+                    fingerprint: "SHA256:abc".into(),
+                    known_hosts: "~/.ssh/known_hosts".into(),
+                },
+                "host_key",
+                "the host key of `bastion` (127.0.0.20:2300, the jump host for `arm`) is not known: \
+                 its ssh-ed25519 key has fingerprint SHA256:abc",
+                "ssh-keyscan -p 2300 127.0.0.20 >> ~/.ssh/known_hosts",
+            ),
+            (
+                SshError::JumpForward {
+                    host: behind_bastion(),
+                    jump: jump(1, 1),
+                    reason: "the connection failed".into(),
+                    prohibited: false,
+                },
+                "refused",
+                "the jump host `bastion` (127.0.0.20:2300, the jump host for `arm`) could not connect to \
+                 `arm` (10.0.0.5:22 via `bastion`): the connection failed",
+                "accepts connections on port 22 as seen from `127.0.0.20`",
+            ),
+            (
+                SshError::JumpForward {
+                    host: behind_bastion(),
+                    jump: jump(2, 2),
+                    reason: "forwarding is administratively prohibited".into(),
+                    prohibited: true,
+                },
+                "other",
+                "the jump host `bastion` (127.0.0.20:2300, jump host 2 of 2 for `arm`) could not connect to \
+                 `arm` (10.0.0.5:22 via `bastion`): forwarding is administratively prohibited",
+                "AllowTcpForwarding",
+            ),
+            (
+                SshError::Auth {
+                    host: behind_bastion(),
+                    user: "builder".into(),
+                    tried: vec!["~/.ssh/id_ed25519".into()],
+                    skipped: vec![],
+                },
+                "auth",
+                "`arm` (10.0.0.5:22 via `bastion`) rejected every key for user `builder` \
+                 (tried: ~/.ssh/id_ed25519)",
+                "authorized_keys on 10.0.0.5",
+            ),
+            (
+                SshError::JumpLoop {
+                    host: host(),
+                    jump: "bastion".into(),
+                    chain: "arm -> bastion -> bastion".into(),
+                },
+                "other",
+                "the ProxyJump chain of `arm` (127.0.0.2:2222) leads back to `bastion` \
+                 (arm -> bastion -> bastion)",
+                "give `bastion` its own Host block with `ProxyJump none`",
+            ),
+            (
+                SshError::ProxyCommand {
+                    host: host(),
+                    command: "nc %h %p".into(),
+                    path: PathBuf::from("/h/.ssh/config"),
+                    line: 4,
+                },
+                "other",
+                "`arm` (127.0.0.2:2222) is reached through `ProxyCommand nc %h %p` \
+                 (/h/.ssh/config line 4), which mab does not run",
+                "ProxyJump",
+            ),
+            (
+                SshError::UnrecordedKeyType {
+                    host: host(),
+                    key_type: "ecdsa-sha2-nistp256".into(),
+                    fingerprint: "SHA256:xyz".into(),
+                    recorded: "ssh-ed25519".into(),
+                    known_hosts: "~/.ssh/known_hosts".into(),
+                },
+                "host_key",
+                "the host key of `arm` (127.0.0.2:2222) is not known: it offered its ecdsa-sha2-nistp256 key \
+                 SHA256:xyz, but known_hosts records only its ssh-ed25519 key, so the new key is not learnt \
+                 automatically",
+                "ssh-keyscan -t ecdsa -p 2222 127.0.0.2 >> ~/.ssh/known_hosts",
+            ),
+        ];
+        for (error, kind, message, hint) in cases {
+            assert_eq!(error.kind().as_str(), kind, "{error}");
+            assert_eq!(error.to_string(), message);
+            let shown_hint = error.hint().unwrap_or_default();
+            assert!(shown_hint.contains(hint), "{shown_hint}");
+        }
+    }
+
+    #[test]
     fn addresses() {
         let cases = [
             ("lab", "lab", 22, "`lab:22`", "lab"),
@@ -410,13 +678,39 @@ mod tests {
             ("::1", "::1", 2222, "`[::1]:2222`", "[::1]:2222"),
         ];
         for (alias, host_name, port, shown, known_hosts_name) in cases {
-            let host = HostRef {
-                alias: alias.into(),
-                host_name: host_name.into(),
-                port,
-            };
+            let host = HostRef::new(alias, host_name, port);
             assert_eq!(host.to_string(), shown);
             assert_eq!(host.known_hosts_name(), known_hosts_name);
+        }
+
+        let routes = [
+            (
+                Route::Jump {
+                    index: 2,
+                    count: 3,
+                    target: "arm".into(),
+                },
+                "`10.0.0.1:2222` (jump host 2 of 3 for `arm`)",
+            ),
+            (
+                Route::Jump {
+                    index: 1,
+                    count: 1,
+                    target: "arm".into(),
+                },
+                "`10.0.0.1:2222` (the jump host for `arm`)",
+            ),
+            (
+                Route::Via {
+                    jump: "bastion".into(),
+                },
+                "`10.0.0.1:2222` (via `bastion`)",
+            ),
+        ];
+        for (route, shown) in routes {
+            let mut host = HostRef::new("10.0.0.1", "10.0.0.1", 2222);
+            host.route = route;
+            assert_eq!(host.to_string(), shown);
         }
     }
 }

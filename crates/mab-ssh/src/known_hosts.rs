@@ -1,9 +1,15 @@
 //! Host key verification against the user's `known_hosts` files.
 
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use russh::keys::known_hosts::known_host_keys_path;
 use russh::keys::{Algorithm, HashAlg, PublicKey};
+
+/// Serialises [`learn`] within the process: several runners may be
+/// connected to at once, and one host must be recorded only once.
+static LEARNING: Mutex<()> = Mutex::new(());
 
 /// What the `known_hosts` files say about a server's key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +96,61 @@ pub(crate) fn prefer_recorded(preferred: &[Algorithm], recorded: &[Algorithm]) -
         .partition(|algorithm| is_recorded(algorithm));
     first.extend(rest);
     first
+}
+
+/// How a host is named in known_hosts: `host`, or `[host]:port` when the
+/// port is not 22.
+pub(crate) fn known_hosts_name(host: &str, port: u16) -> String {
+    if port == 22 {
+        host.to_string()
+    } else {
+        format!("[{host}]:{port}")
+    }
+}
+
+/// Appends `key` for `host`:`port` to `file` in OpenSSH's format, creating
+/// the file (mode 0600) and its directory (mode 0700) when missing.
+/// Returns `false` when the file already records the key.
+pub(crate) fn learn(file: &Path, host: &str, port: u16, key: &PublicKey) -> std::io::Result<bool> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+
+    let _guard = LEARNING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if verify(host, port, key, &[file.to_path_buf()]) == Verdict::Known {
+        return Ok(false);
+    }
+    if let Some(directory) = file.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(directory)?;
+    }
+    let mut handle = std::fs::OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(file)?;
+    // A last line without its newline must not swallow the new entry.
+    let mut last = [0u8; 1];
+    let length = handle.seek(SeekFrom::End(0))?;
+    let needs_newline = length > 0 && {
+        handle.seek(SeekFrom::End(-1))?;
+        handle.read_exact(&mut last)?;
+        last[0] != b'\n'
+    };
+    let public = PublicKey::new(key.key_data().clone(), "")
+        .to_openssh()
+        .map_err(std::io::Error::other)?;
+    let line = format!(
+        "{}{} {public}\n",
+        if needs_newline { "\n" } else { "" },
+        known_hosts_name(host, port)
+    );
+    handle.write_all(line.as_bytes())?;
+    handle.sync_all()?;
+    Ok(true)
 }
 
 /// `ssh-ed25519` and `SHA256:…`, as OpenSSH shows a key.
@@ -275,6 +336,54 @@ mod tests {
             .iter()
             .take(3)
             .all(|algorithm| algorithm.clone().is_rsa()));
+    }
+
+    #[test]
+    fn learns_keys_in_openssh_format() {
+        use std::os::unix::fs::PermissionsExt;
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let home = dir.path();
+        let mode = |path: &Path| {
+            std::fs::metadata(path)
+                .expect("metadata")
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        // A missing .ssh is created 0700 and the file 0600.
+        let file = home.join(".ssh/known_hosts");
+        assert!(learn(&file, "127.0.0.20", 2300, &key(ED_A)).expect("learn"));
+        assert_eq!(mode(&home.join(".ssh")), 0o700);
+        assert_eq!(mode(&file), 0o600);
+        assert!(learn(&file, "example.org", 22, &key(ED_B)).expect("learn"));
+        // Learning a key that is already there adds nothing.
+        assert!(!learn(&file, "example.org", 22, &key(ED_B)).expect("learn"));
+        assert_eq!(
+            std::fs::read_to_string(&file).expect("read"),
+            format!("[127.0.0.20]:2300 ssh-ed25519 {ED_A}\nexample.org ssh-ed25519 {ED_B}\n")
+        );
+        assert_eq!(
+            verify("127.0.0.20", 2300, &key(ED_A), std::slice::from_ref(&file)),
+            Verdict::Known
+        );
+
+        // A file whose last line has no newline keeps its line whole.
+        let other = home.join("elsewhere/known_hosts");
+        std::fs::create_dir_all(other.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&other, format!("old.org ssh-ed25519 {ED_B}")).expect("write");
+        assert!(learn(&other, "ecdsa.org", 2222, &key(ECDSA)).expect("learn"));
+        assert_eq!(
+            std::fs::read_to_string(&other).expect("read"),
+            format!("old.org ssh-ed25519 {ED_B}\n[ecdsa.org]:2222 ecdsa-sha2-nistp256 {ECDSA}\n")
+        );
+        for (host, port, server_key) in [("old.org", 22, ED_B), ("ecdsa.org", 2222, ECDSA)] {
+            assert_eq!(
+                verify(host, port, &key(server_key), std::slice::from_ref(&other)),
+                Verdict::Known,
+                "{host}"
+            );
+        }
     }
 
     #[test]

@@ -14,11 +14,12 @@
 //! This crate knows nothing about what runs over its streams.
 
 mod auth;
+mod config;
 mod destination;
 mod error;
 mod known_hosts;
 mod session;
 
-pub use destination::Destination;
-pub use error::{ErrorKind, HostRef, SshError};
+pub use destination::{Destination, StrictHostKeyChecking};
+pub use error::{ErrorKind, HostRef, Route, SshError};
 pub use session::{ExecOutput, Session, SshStream, DEFAULT_CONNECT_TIMEOUT, KEEPALIVE_INTERVAL};

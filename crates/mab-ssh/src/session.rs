@@ -4,21 +4,21 @@ use std::borrow::Cow;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use russh::client::{self, Handle};
-use russh::keys::PublicKeyOrCertificate;
+use russh::keys::{PublicKey, PublicKeyOrCertificate};
 use russh::{ChannelMsg, ChannelOpenFailure, ChannelStream, Preferred};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tracing::debug;
+use tracing::{debug, info, warn};
 
 use crate::auth;
-use crate::destination::Destination;
-use crate::error::{HostRef, SshError};
+use crate::destination::{Destination, StrictHostKeyChecking};
+use crate::error::{HostRef, Route, SshError};
 use crate::known_hosts::{self, Verdict};
 
 /// How long to wait for a host when the ssh config sets no `ConnectTimeout`.
@@ -35,6 +35,10 @@ struct HostKeyChecker {
     host: Box<HostRef>,
     known_hosts_files: Vec<PathBuf>,
     home: PathBuf,
+    policy: StrictHostKeyChecking,
+    /// An unknown key that the policy lets through, to be recorded once the
+    /// key exchange has completed.
+    learnt: Arc<Mutex<Option<PublicKey>>>,
 }
 
 /// Why the key exchange stopped: a host key problem, or the protocol.
@@ -74,15 +78,42 @@ impl HostKeyChecker {
                 );
                 Ok(())
             }
+            Verdict::Unknown if self.policy.learns_unknown_keys() => {
+                // Another algorithm's key on record means the host changed
+                // keys, not that it is new: that is for the user to confirm.
+                let recorded = known_hosts::recorded_algorithms(
+                    &self.host.host_name,
+                    self.host.port,
+                    &self.known_hosts_files,
+                );
+                if !recorded.is_empty() {
+                    return Err(SshError::UnrecordedKeyType {
+                        host: self.host.clone(),
+                        key_type,
+                        fingerprint,
+                        recorded: recorded
+                            .iter()
+                            .map(|algorithm| algorithm.as_str().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        known_hosts: self.known_hosts_shown(),
+                    });
+                }
+                debug!(
+                    "host key of {} is not known; StrictHostKeyChecking lets it be learnt: {key_type} {fingerprint}",
+                    self.host
+                );
+                *self
+                    .learnt
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(key.clone());
+                Ok(())
+            }
             Verdict::Unknown => Err(SshError::UnknownHostKey {
                 host: self.host.clone(),
                 key_type,
                 fingerprint,
-                known_hosts: self
-                    .known_hosts_files
-                    .first()
-                    .map(|file| known_hosts::shown_path(file, &self.home))
-                    .unwrap_or_else(|| "~/.ssh/known_hosts".to_string()),
+                known_hosts: self.known_hosts_shown(),
             }),
             Verdict::Changed { file, line } => Err(SshError::ChangedHostKey {
                 host: self.host.clone(),
@@ -98,6 +129,37 @@ impl HostKeyChecker {
                 message,
             }),
         }
+    }
+}
+
+impl HostKeyChecker {
+    /// The known_hosts file that new keys go to, as the user would type it.
+    fn known_hosts_shown(&self) -> String {
+        self.known_hosts_files
+            .first()
+            .map(|file| known_hosts::shown_path(file, &self.home))
+            .unwrap_or_else(|| "~/.ssh/known_hosts".to_string())
+    }
+}
+
+/// Records a key that `StrictHostKeyChecking accept-new` let through, in the
+/// first known_hosts file of `dest`.
+fn record_learnt_key(dest: &Destination, host: &HostRef, key: &PublicKey, home: &Path) {
+    let file = dest
+        .known_hosts_files
+        .first()
+        .cloned()
+        .unwrap_or_else(|| home.join(".ssh").join("known_hosts"));
+    let shown = known_hosts::shown_path(&file, home);
+    let (key_type, fingerprint) = known_hosts::describe(key);
+    match known_hosts::learn(&file, &host.host_name, host.port, key) {
+        Ok(true) => info!(
+            "permanently added the {key_type} host key {fingerprint} of {host} to {shown} \
+             (StrictHostKeyChecking accept-new)"
+        ),
+        Ok(false) => debug!("{shown} already records the host key of {host}"),
+        // As OpenSSH does, go on: the key was accepted for this connection.
+        Err(error) => warn!("cannot add the host key of {host} to {shown}: {error}"),
     }
 }
 
@@ -117,6 +179,9 @@ impl client::Handler for HostKeyChecker {
 struct Inner {
     handle: Handle<HostKeyChecker>,
     destination: Destination,
+    /// The sessions with the jump hosts, in chain order; the connection to
+    /// the destination runs through them, so they live as long as it does.
+    jumps: Vec<Handle<HostKeyChecker>>,
 }
 
 /// One authenticated SSH connection, cheap to clone; many channels may be open on it at once.
@@ -130,6 +195,7 @@ impl fmt::Debug for Session {
         f.debug_struct("Session")
             .field("destination", &self.inner.destination)
             .field("closed", &self.inner.handle.is_closed())
+            .field("jump_sessions", &self.inner.jumps.len())
             .finish()
     }
 }
@@ -224,51 +290,171 @@ fn open_failure_reason(failure: &ChannelOpenFailure) -> String {
     }
 }
 
+/// Runs the SSH handshake over `stream` (checking the host key the way
+/// `dest` says), then authenticates.
+async fn establish<S>(
+    dest: &Destination,
+    host: &HostRef,
+    stream: S,
+    home: &Path,
+    timeout: Duration,
+) -> Result<Handle<HostKeyChecker>, SshError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let boxed = || Box::new(host.clone());
+    let learnt = Arc::new(Mutex::new(None));
+    let checker = HostKeyChecker {
+        host: boxed(),
+        known_hosts_files: dest.known_hosts_files.clone(),
+        home: home.to_path_buf(),
+        policy: dest.strict_host_key_checking,
+        learnt: learnt.clone(),
+    };
+    let handshake = client::connect_stream(Arc::new(client_config(dest)), stream, checker);
+    let mut handle = match tokio::time::timeout(timeout, handshake).await {
+        Err(_) => {
+            return Err(SshError::Timeout {
+                host: boxed(),
+                after: timeout,
+                stage: "SSH handshake",
+            })
+        }
+        Ok(Err(HandshakeError::HostKey(error))) => return Err(*error),
+        Ok(Err(HandshakeError::Protocol(source))) => {
+            return Err(SshError::Handshake {
+                host: boxed(),
+                source,
+            })
+        }
+        Ok(Ok(handle)) => handle,
+    };
+    let learnt = learnt
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .take();
+    if let Some(key) = learnt {
+        record_learnt_key(dest, host, &key, home);
+    }
+    let auth_timeout = timeout.max(MIN_AUTH_TIMEOUT);
+    match tokio::time::timeout(
+        auth_timeout,
+        auth::authenticate(&mut handle, dest, host, home),
+    )
+    .await
+    {
+        Err(_) => {
+            return Err(SshError::Timeout {
+                host: boxed(),
+                after: auth_timeout,
+                stage: "authentication",
+            })
+        }
+        Ok(result) => result?,
+    }
+    debug!("authenticated to {host} as {}", dest.user);
+    Ok(handle)
+}
+
+/// A TCP connection to `host` opened by the jump host `jump` (a
+/// `direct-tcpip` channel), to run the next SSH session over.
+async fn forward(
+    jump_handle: &Handle<HostKeyChecker>,
+    jump: &HostRef,
+    host: &HostRef,
+    timeout: Duration,
+) -> Result<ChannelStream<client::Msg>, SshError> {
+    let open = jump_handle.channel_open_direct_tcpip(
+        host.host_name.clone(),
+        u32::from(host.port),
+        "127.0.0.1",
+        0,
+    );
+    match tokio::time::timeout(timeout, open).await {
+        Err(_) => Err(SshError::Timeout {
+            host: Box::new(host.clone()),
+            after: timeout,
+            stage: "connecting through the jump host",
+        }),
+        Ok(Ok(channel)) => Ok(channel.into_stream()),
+        Ok(Err(russh::Error::ChannelOpenFailure(failure))) => Err(SshError::JumpForward {
+            host: Box::new(host.clone()),
+            jump: Box::new(jump.clone()),
+            prohibited: matches!(failure, ChannelOpenFailure::AdministrativelyProhibited),
+            reason: forward_failure_reason(&failure),
+        }),
+        Ok(Err(source)) => Err(SshError::Connection {
+            host: Box::new(jump.clone()),
+            action: format!("opening a connection to {host}"),
+            source,
+        }),
+    }
+}
+
+fn forward_failure_reason(failure: &ChannelOpenFailure) -> String {
+    match failure {
+        ChannelOpenFailure::AdministrativelyProhibited => {
+            "forwarding is administratively prohibited".to_string()
+        }
+        ChannelOpenFailure::ConnectFailed => {
+            "the connection failed (refused, unreachable, or the name does not resolve there)"
+                .to_string()
+        }
+        ChannelOpenFailure::UnknownChannelType => {
+            "the server does not support TCP forwarding".to_string()
+        }
+        ChannelOpenFailure::ResourceShortage => "the server is short of resources".to_string(),
+        ChannelOpenFailure::Other { code, reason } => format!("{reason} (code {code})"),
+    }
+}
+
+/// Dials `dest` (directly, or through the last of `jumps`) and sets up an
+/// authenticated session with it.
+async fn dial(
+    dest: &Destination,
+    host: &HostRef,
+    jumps: &[(Handle<HostKeyChecker>, HostRef)],
+    home: &Path,
+) -> Result<Handle<HostKeyChecker>, SshError> {
+    let timeout = dest.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+    match jumps.last() {
+        None => {
+            let stream = open_tcp(host, timeout).await?;
+            establish(dest, host, stream, home, timeout).await
+        }
+        Some((jump_handle, jump)) => {
+            let stream = forward(jump_handle, jump, host, timeout).await?;
+            establish(dest, host, stream, home, timeout).await
+        }
+    }
+}
+
 impl Session {
     /// Connects to `dest`, checks its host key and authenticates.
     ///
+    /// With `dest.jumps`, connects to each jump host in turn (each one
+    /// through the previous one, each with its own host key check and
+    /// authentication) and reaches `dest` through the last.
     /// `home` is the user's home directory (default keys live in `<home>/.ssh`).
     pub async fn connect(dest: &Destination, home: &Path) -> Result<Session, SshError> {
-        let host = Box::new(dest.host_ref());
-        let timeout = dest.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-        let stream = open_tcp(&host, timeout).await?;
-        let checker = HostKeyChecker {
-            host: host.clone(),
-            known_hosts_files: dest.known_hosts_files.clone(),
-            home: home.to_path_buf(),
-        };
-        let handshake = client::connect_stream(Arc::new(client_config(dest)), stream, checker);
-        let mut handle = match tokio::time::timeout(timeout, handshake).await {
-            Err(_) => {
-                return Err(SshError::Timeout {
-                    host,
-                    after: timeout,
-                    stage: "SSH handshake",
-                })
-            }
-            Ok(Err(HandshakeError::HostKey(error))) => return Err(*error),
-            Ok(Err(HandshakeError::Protocol(source))) => {
-                return Err(SshError::Handshake { host, source })
-            }
-            Ok(Ok(handle)) => handle,
-        };
-        let auth_timeout = timeout.max(MIN_AUTH_TIMEOUT);
-        match tokio::time::timeout(auth_timeout, auth::authenticate(&mut handle, dest, home)).await
-        {
-            Err(_) => {
-                return Err(SshError::Timeout {
-                    host,
-                    after: auth_timeout,
-                    stage: "authentication",
-                })
-            }
-            Ok(result) => result?,
+        let count = dest.jumps.len();
+        let mut jumps: Vec<(Handle<HostKeyChecker>, HostRef)> = Vec::with_capacity(count);
+        for (index, hop) in dest.jumps.iter().enumerate() {
+            let mut host = hop.host_ref();
+            host.route = Route::Jump {
+                index: index + 1,
+                count,
+                target: dest.alias.clone(),
+            };
+            let handle = dial(hop, &host, &jumps, home).await?;
+            jumps.push((handle, host));
         }
-        debug!("authenticated to {host} as {}", dest.user);
+        let handle = dial(dest, &dest.host_ref(), &jumps, home).await?;
         Ok(Session {
             inner: Arc::new(Inner {
                 handle,
                 destination: dest.clone(),
+                jumps: jumps.into_iter().map(|(handle, _)| handle).collect(),
             }),
         })
     }
@@ -421,21 +607,13 @@ mod tests {
     }
 
     fn host() -> HostRef {
-        HostRef {
-            alias: "lab".into(),
-            host_name: "127.0.0.9".into(),
-            port: 2299,
-        }
+        HostRef::new("lab", "127.0.0.9", 2299)
     }
 
     #[tokio::test]
     async fn refused_and_unresolvable_hosts() {
         // Port 1 on a loopback address nothing listens on.
-        let refused = HostRef {
-            alias: "closed".into(),
-            host_name: "127.0.0.1".into(),
-            port: 1,
-        };
+        let refused = HostRef::new("closed", "127.0.0.1", 1);
         let error = open_tcp(&refused, Duration::from_secs(5))
             .await
             .expect_err("nothing listens on port 1");
@@ -445,11 +623,7 @@ mod tests {
             "connection to `closed` (127.0.0.1:1) was refused"
         );
 
-        let unresolvable = HostRef {
-            alias: "nowhere.invalid".into(),
-            host_name: "nowhere.invalid".into(),
-            port: 22,
-        };
+        let unresolvable = HostRef::new("nowhere.invalid", "nowhere.invalid", 22);
         let error = open_tcp(&unresolvable, Duration::from_secs(5))
             .await
             .expect_err(".invalid never resolves");
