@@ -26,15 +26,66 @@ LAB_SSH_PORT=2222
 LAB_HOST_RUN_DIR=/run/mab-host
 LAB_HOST_SOCKET=$LAB_HOST_RUN_DIR/docker.sock
 
-# The simulated runner hosts: name, loopback address, bridge, bridge address.
+# The simulated runner hosts reachable directly: name, loopback address,
+# bridge, bridge address, and optionally the engine (native, the default, or
+# arm64: Debian's arm64 dockerd under QEMU user emulation, see LAB_ARM_*).
 # Add a line here to add a host; `up` starts it (start_host NAME ADDR BRIDGE
-# BRIDGE_ADDRESS), `down` stops it, lab.env lists it. A host whose engine is
-# another binary (e.g. an arm64 dockerd under QEMU) sets LAB_HOST_DOCKERD and
-# that engine's environment around its start_host call; see host-main.
+# BRIDGE_ADDRESS), `down` stops it, lab.env lists it in HOSTS. A host whose
+# engine is another binary sets LAB_HOST_DOCKERD and that engine's environment
+# around its start_host call (see start_runner in `up`, and host-main).
 LAB_HOSTS=(
     "runner-a 127.0.0.2 mab-br-a 172.30.1.1/24"
     "runner-b 127.0.0.3 mab-br-b 172.30.2.1/24"
+    "runner-arm 127.0.0.4 mab-br-arm 172.30.3.1/24 arm64"
 )
+
+# How long `up` waits for a native engine to answer.
+LAB_HOST_START_SECONDS=60
+
+# The arm64 engine: Debian's arm64 packages unpacked (dpkg -x) into one
+# private root, whose usr/sbin/dockerd runs under QEMU with QEMU_LD_PREFIX set
+# to that root. These are dockerd's shared libraries and their own (`up`
+# checks that every DT_NEEDED entry resolves inside the root).
+LAB_ARM_ROOT=$LAB/arm-root
+LAB_ARM_PACKAGES=(
+    docker.io libsystemd0 libdevmapper1.02.1 liblzma5 libzstd1 liblz4-1 libcap2
+    libgcrypt20 libgpg-error0 libselinux1 libudev1 libpcre2-8-0 libseccomp2 libc6
+)
+# containerd, runc, docker-init and docker-proxy come from the host (amd64):
+# the arm64 runc fails under QEMU. So the arm root is NOT on this PATH.
+LAB_ARM_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# An emulated dockerd starts slowly; `up` waits this long, with progress lines.
+LAB_ARM_START_SECONDS=900
+
+# A runner host reachable only through a jump host. Two network namespaces:
+#
+#   root  mab-jump0 10.212.0.1/30 <-veth-> mab-jump1 10.212.0.2/30  [mab-jump]
+#   [mab-jump] mab-hid0 10.213.0.1/30 <-veth-> mab-hid1 10.213.0.2/30  [mab-hidden]
+#
+# mab-jump does not forward (ip_forward 0) and the root namespace has an
+# `unreachable` route for 10.213.0.0/30 (so that nothing for it leaves by the
+# default route either): the hidden host is reached only by SSH to the jump
+# host and a direct-tcpip channel from there (ProxyJump).
+LAB_JUMP_NAME=jump
+LAB_JUMP_NETNS=mab-jump
+LAB_JUMP_ADDR=10.212.0.2
+LAB_JUMP_ROOT_VETH=mab-jump0
+LAB_JUMP_ROOT_VETH_ADDRESS=10.212.0.1/30
+LAB_JUMP_VETH=mab-jump1
+LAB_JUMP_VETH_ADDRESS=10.212.0.2/30
+# sshd logs the direct-tcpip channels it opens at DEBUG1 only (VERBOSE logs
+# the logins but not the channels).
+LAB_JUMP_LOG_LEVEL=DEBUG1
+LAB_HIDDEN_NAME=runner-hidden
+LAB_HIDDEN_NETNS=mab-hidden
+LAB_HIDDEN_ADDR=10.213.0.2
+LAB_HIDDEN_NET=10.213.0.0/30
+LAB_HIDDEN_JUMP_VETH=mab-hid0
+LAB_HIDDEN_JUMP_VETH_ADDRESS=10.213.0.1/30
+LAB_HIDDEN_VETH=mab-hid1
+LAB_HIDDEN_VETH_ADDRESS=10.213.0.2/30
+LAB_HIDDEN_BRIDGE=mab-br-hid
+LAB_HIDDEN_BRIDGE_ADDRESS=172.30.5.1/24
 
 # QEMU handlers the lab registers (names as in /usr/lib/binfmt.d/qemu-NAME.conf).
 LAB_QEMU_HANDLERS=(aarch64 ppc64le s390x arm)
@@ -125,6 +176,28 @@ wait_for() {
     done
 }
 
+# wait_with_progress SECONDS WHAT COMMAND...: like wait_for, for something
+# slow: a progress line every 15 s, and how long it took at the end.
+wait_with_progress() {
+    local seconds=$1 what=$2
+    shift 2
+    local started=$SECONDS next=$((SECONDS + 15))
+    until "$@" >/dev/null 2>&1; do
+        if ((SECONDS - started >= seconds)); then
+            log "gave up after ${seconds}s waiting for $what"
+            return 1
+        fi
+        if ((SECONDS >= next)); then
+            log "still waiting for $what ($((SECONDS - started))s so far, at most ${seconds}s)"
+            next=$((SECONDS + 15))
+        fi
+        sleep 0.5
+    done
+    if ((SECONDS - started >= 2)); then
+        log "$what: ready after $((SECONDS - started))s"
+    fi
+}
+
 # stop_pid PID PATTERN SECONDS: SIGTERM, wait up to SECONDS, then SIGKILL.
 stop_pid() {
     local pid=$1 pattern=$2 seconds=$3
@@ -146,10 +219,45 @@ http_code() {
     curl -s -o /dev/null -m 3 -w '%{http_code}' "$1" 2>/dev/null || true
 }
 
-# tcp_answers ADDR PORT: something accepts connections there.
+# in_netns NETNS COMMAND...: run COMMAND in the named network namespace
+# (/run/netns/NETNS), or where we are when NETNS is empty.
+in_netns() {
+    local netns=$1
+    shift
+    if [[ -n $netns ]]; then
+        nsenter "--net=/run/netns/$netns" "$@"
+    else
+        "$@"
+    fi
+}
+
+# netns_exists NETNS: `ip netns add` made it (in this boot: /run is a tmpfs).
+netns_exists() {
+    [[ -e /run/netns/$1 ]] && ip netns list | grep -q "^$1\b"
+}
+
+# pid_in_netns PID NETNS: the process lives in that named network namespace
+# (not in an older one of the same name that something still holds).
+pid_in_netns() {
+    local want have
+    want=$(stat -L -c 'net:[%i]' "/run/netns/$2" 2>/dev/null) || return 1
+    have=$(readlink "/proc/$1/ns/net" 2>/dev/null) || return 1
+    [[ $want == "$have" ]]
+}
+
+# tcp_answers ADDR PORT [NETNS]: something accepts connections there.
 tcp_answers() {
     # shellcheck disable=SC2016 # expanded by the inner bash
-    timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$1" "$2" 2>/dev/null
+    in_netns "${3:-}" timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$1" "$2" 2>/dev/null
+}
+
+# sshd_answers ADDR PORT [NETNS]: an SSH server greets there.
+sshd_answers() {
+    local banner
+    # shellcheck disable=SC2016 # expanded by the inner bash
+    banner=$(in_netns "${3:-}" timeout 3 bash -c 'exec 3<>"/dev/tcp/$1/$2"; head -c 8 <&3' _ "$1" "$2" 2>/dev/null) ||
+        return 1
+    [[ $banner == SSH-2.0- ]]
 }
 
 # The mount namespace of a host is recorded with the boot it belongs to, so a
@@ -214,6 +322,15 @@ host_sshd_pid() {
     fi
 }
 
+# jump_sshd_pid: PID of the jump host's sshd listener, if alive.
+jump_sshd_pid() {
+    local pid
+    pid=$(read_pid "$LAB/$LAB_JUMP_NAME/sshd.pid")
+    if pid_matches "$pid" "$LAB/$LAB_JUMP_NAME/sshd_config"; then
+        printf '%s' "$pid"
+    fi
+}
+
 # local_engine_pid: PID of the local dockerd the lab started, if alive.
 local_engine_pid() {
     local pid
@@ -256,4 +373,48 @@ stop_host() {
         stop_pid "$pid" "$dir/sshd_config" 10
     fi
     rm -f "$dir/holder.pid" "$dir/mntns"
+}
+
+netns_unused() {
+    [[ -z $(ip netns pids "$1" 2>/dev/null) ]]
+}
+
+# stop_jump_network: stop the jump host's sshd and anything else left in the
+# two namespaces (e.g. an SSH session it forked), remove the veths, the
+# namespaces and the root namespace's unreachable route. The hidden host
+# must be stopped first (stop_host).
+stop_jump_network() {
+    local pid netns
+    pid=$(jump_sshd_pid)
+    if [[ -n $pid ]]; then
+        log "$LAB_JUMP_NAME: stopping sshd $pid"
+        stop_pid "$pid" "$LAB/$LAB_JUMP_NAME/sshd_config" 10
+    fi
+    rm -f "$LAB/$LAB_JUMP_NAME/sshd.pid"
+    for netns in "$LAB_HIDDEN_NETNS" "$LAB_JUMP_NETNS"; do
+        netns_exists "$netns" || continue
+        for pid in $(ip netns pids "$netns" 2>/dev/null); do
+            log "network: stopping leftover process $pid in $netns ($(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | cut -c1-60))"
+            kill -TERM "$pid" 2>/dev/null || true
+        done
+    done
+    if ip link show "$LAB_JUMP_ROOT_VETH" >/dev/null 2>&1; then
+        log "network: removing veth $LAB_JUMP_ROOT_VETH"
+        ip link del "$LAB_JUMP_ROOT_VETH"
+    fi
+    for netns in "$LAB_HIDDEN_NETNS" "$LAB_JUMP_NETNS"; do
+        if netns_exists "$netns"; then
+            if ! wait_for 10 "the processes in $netns to stop" netns_unused "$netns"; then
+                for pid in $(ip netns pids "$netns" 2>/dev/null); do
+                    kill -KILL "$pid" 2>/dev/null || true
+                done
+            fi
+            log "network: removing namespace $netns"
+            ip netns del "$netns"
+        fi
+    done
+    if [[ -n $(ip route show type unreachable "$LAB_HIDDEN_NET" 2>/dev/null) ]]; then
+        log "network: removing the unreachable route to $LAB_HIDDEN_NET"
+        ip route del unreachable "$LAB_HIDDEN_NET"
+    fi
 }
