@@ -43,6 +43,15 @@ impl HostRef {
         }
     }
 
+    /// The same host without its place in a ProxyJump chain, for a message
+    /// that names both ends of a hop.
+    pub fn without_route(&self) -> HostRef {
+        HostRef {
+            route: Route::Direct,
+            ..self.clone()
+        }
+    }
+
     /// `host:port`, with an IPv6 address in brackets.
     pub fn address(&self) -> String {
         if self.host_name.contains(':') {
@@ -262,7 +271,11 @@ pub enum SshError {
         chain: String,
     },
 
-    #[error("the jump host {jump} could not connect to {host}: {reason}")]
+    #[error(
+        "the jump host {} could not connect to {}: {reason}",
+        jump.without_route(),
+        host.without_route()
+    )]
     JumpForward {
         host: Box<HostRef>,
         jump: Box<HostRef>,
@@ -590,8 +603,8 @@ mod tests {
                     prohibited: false,
                 },
                 "refused",
-                "the jump host `bastion` (127.0.0.20:2300, the jump host for `arm`) could not connect to \
-                 `arm` (10.0.0.5:22 via `bastion`): the connection failed",
+                "the jump host `bastion` (127.0.0.20:2300) could not connect to \
+                 `arm` (10.0.0.5:22): the connection failed",
                 "accepts connections on port 22 as seen from `127.0.0.20`",
             ),
             (
@@ -602,8 +615,8 @@ mod tests {
                     prohibited: true,
                 },
                 "other",
-                "the jump host `bastion` (127.0.0.20:2300, jump host 2 of 2 for `arm`) could not connect to \
-                 `arm` (10.0.0.5:22 via `bastion`): forwarding is administratively prohibited",
+                "the jump host `bastion` (127.0.0.20:2300) could not connect to \
+                 `arm` (10.0.0.5:22): forwarding is administratively prohibited",
                 "AllowTcpForwarding",
             ),
             (

@@ -610,6 +610,70 @@ mod tests {
         HostRef::new("lab", "127.0.0.9", 2299)
     }
 
+    fn destination(alias: &str, port: u16, timeout: Option<Duration>) -> Destination {
+        Destination {
+            alias: alias.into(),
+            host_name: "127.0.0.1".into(),
+            port,
+            user: "nobody".into(),
+            identity_files: vec![],
+            identities_only: true,
+            known_hosts_files: vec![],
+            connect_timeout: timeout,
+            strict_host_key_checking: StrictHostKeyChecking::Yes,
+            jumps: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn connect_timeout_covers_a_silent_host_and_names_the_hop() {
+        // Accepts connections and never says a word, like a host whose sshd hangs.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let held = tokio::spawn(async move {
+            let mut connections = Vec::new();
+            while let Ok((connection, _)) = listener.accept().await {
+                connections.push(connection);
+            }
+        });
+        let one_second = Some(Duration::from_secs(1));
+        let behind = Destination {
+            jumps: vec![destination("bastion", port, one_second)],
+            ..destination("inner", 1, None)
+        };
+        let cases = [
+            (
+                destination("silent", port, one_second),
+                format!("`silent` (127.0.0.1:{port}) did not answer within 1 s (SSH handshake)"),
+            ),
+            // The jump host's own ConnectTimeout applies, and the message names the hop.
+            (
+                behind,
+                format!(
+                    "`bastion` (127.0.0.1:{port}, the jump host for `inner`) did not answer \
+                     within 1 s (SSH handshake)"
+                ),
+            ),
+        ];
+        let home = tempfile::tempdir().expect("temp dir");
+        for (dest, message) in cases {
+            let started = std::time::Instant::now();
+            let error = Session::connect(&dest, home.path())
+                .await
+                .expect_err("a silent host");
+            assert_eq!(error.kind(), crate::ErrorKind::Timeout, "{error}");
+            assert_eq!(error.to_string(), message);
+            let elapsed = started.elapsed();
+            assert!(
+                elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(5),
+                "{elapsed:?}"
+            );
+        }
+        held.abort();
+    }
+
     #[tokio::test]
     async fn refused_and_unresolvable_hosts() {
         // Port 1 on a loopback address nothing listens on.
