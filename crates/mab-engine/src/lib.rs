@@ -96,24 +96,6 @@ pub enum BuildEvent {
     Log(String),
 }
 
-/// Registry credentials handed to the engine for a push.
-#[derive(Clone)]
-pub struct Credentials {
-    pub server: String,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub identity_token: Option<String>,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("Credentials")
-            .field("server", &self.server)
-            .finish_non_exhaustive()
-    }
-}
-
 /// A connected engine.
 #[derive(Clone)]
 pub struct Engine {
@@ -255,7 +237,7 @@ impl Engine {
         &self,
         repository: &str,
         tag: &str,
-        credentials: Option<&Credentials>,
+        credentials: Option<&mab_registry::Credentials>,
     ) -> Result<String, EngineError> {
         let reference = format!("{repository}:{tag}");
         let failed = |message: String| EngineError::PushFailed {

@@ -109,12 +109,7 @@ pub async fn build(
             .collect(),
         connected: &connected,
         repository: repository.as_ref(),
-        credentials: credentials.map(|credentials| mab_engine::Credentials {
-            server: credentials.server,
-            username: credentials.username,
-            password: credentials.password,
-            identity_token: credentials.identity_token,
-        }),
+        credentials,
         network,
         reporter,
     };
@@ -247,7 +242,7 @@ struct LiveWorker<'a> {
     runners: HashMap<String, &'a Runner>,
     connected: &'a HashMap<String, Result<Connected, Unreachable>>,
     repository: Option<&'a Repository>,
-    credentials: Option<mab_engine::Credentials>,
+    credentials: Option<mab_registry::Credentials>,
     /// `--network`, over each runner's own `network`.
     network: Option<NetworkMode>,
     reporter: &'a dyn Reporter,
