@@ -9,4 +9,5 @@ mod host_keys;
 mod interrupt;
 mod registry_auth;
 mod runners;
+mod ssh_config;
 mod support;
