@@ -145,3 +145,61 @@ fn bad_build_arg_and_tag() {
         2,
     );
 }
+
+/// Every configuration mistake of either file: exit 2 before anything is
+/// contacted, with the message as a snapshot.
+#[test]
+fn configuration_mistakes() {
+    const RUNNER: &str =
+        "[[runner]]\nname = \"a\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\n";
+    let cases: [(&str, &str, &str); 14] = [
+        ("empty_platforms", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = []\n", RUNNER),
+        ("unknown_os", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linus/amd64\"]\n", RUNNER),
+        ("missing_name", "[image]\nplatforms = [\"linux/amd64\"]\n", RUNNER),
+        ("invalid_image_name", "[image]\nname = \"127.0.0.1:5000/Team/App\"\nplatforms = [\"linux/amd64\"]\n", RUNNER),
+        ("image_name_with_tag", "[image]\nname = \"127.0.0.1:5000/app:1.0\"\nplatforms = [\"linux/amd64\"]\n", RUNNER),
+        ("missing_context", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linux/amd64\"]\ncontext = \"nowhere\"\n", RUNNER),
+        ("wrong_type", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = \"linux/amd64\"\n", RUNNER),
+        ("duplicate_runner", GOOD_MANIFEST, &"[[runner]]\nname = \"a\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\n".repeat(2)),
+        ("runner_without_platforms", GOOD_MANIFEST, "[[runner]]\nname = \"a\"\nhost = \"local\"\nplatforms = []\n"),
+        ("zero_jobs", GOOD_MANIFEST, "[[runner]]\nname = \"a\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\njobs = 0\n"),
+        ("bad_network", GOOD_MANIFEST, "[[runner]]\nname = \"a\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\nnetwork = \"bridge\"\n"),
+        ("runner_without_host", GOOD_MANIFEST, "[[runner]]\nname = \"a\"\nplatforms = [\"linux/amd64\"]\n"),
+        ("bad_engine", GOOD_MANIFEST, "[[runner]]\nname = \"a\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\nengine = \"/var/run/docker.sock\"\n"),
+        ("runner_platform_typo", GOOD_MANIFEST, "[[runner]]\nname = \"a\"\nhost = \"local\"\nplatforms = [\"linux/amd46\"]\n"),
+    ];
+    for (name, manifest, runners) in cases {
+        let project = project(manifest);
+        project.file("runners.toml", runners);
+        let run = run(&project, &["build", "--no-push"]);
+        assert!(
+            run.stderr.contains(" --> [PROJECT]/"),
+            "{name}: names the file: {run:?}"
+        );
+        check(&format!("config_{name}"), &run, 2);
+    }
+}
+
+/// Unknown keys are warnings naming the key and the closest known one; the
+/// command still runs.
+#[test]
+fn unknown_keys_are_warnings() {
+    let project = project(
+        "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linux/amd64\"]\ndockerfiel = \"Dockerfile\"\n\n[tags]\nextras = [\"edge\"]\n",
+    );
+    project.file(
+        "runners.toml",
+        "[[runner]]\nname = \"a\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\njbos = 2\n",
+    );
+    let listed = run(&project, &["runners", "list"]);
+    assert_eq!(listed.code, 0, "{listed:?}");
+    insta::assert_snapshot!("unknown_runner_key_warning", listed.stderr.trim_end());
+    let planned = run(&project, &["plan", "--platform", "linux/s390x"]);
+    assert_eq!(planned.code, 2, "{planned:?}");
+    let warnings: Vec<&str> = planned
+        .stderr
+        .lines()
+        .filter(|line| line.starts_with("warning:"))
+        .collect();
+    insta::assert_snapshot!("unknown_manifest_key_warnings", warnings.join("\n"));
+}

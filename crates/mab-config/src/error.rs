@@ -189,12 +189,13 @@ pub(crate) fn from_toml(path: &Path, text: &str, error: &toml::de::Error) -> Con
         .message()
         .trim()
         .replace('\n', "; ")
-        .replace("expected i64", "expected an integer");
+        .replace("expected i64", "expected an integer")
+        .replace("expected a sequence", "expected a list");
     let hint = if message.contains("expected an integer") {
         Some("write a whole number without quotes".to_owned())
     } else if message.contains("expected a string") {
         Some("write the value in double quotes".to_owned())
-    } else if message.contains("expected a sequence") || message.contains("expected an array") {
+    } else if message.contains("expected a list") || message.contains("expected an array") {
         Some("write a list in square brackets, e.g. `[\"a\", \"b\"]`; declare runners with `[[runner]]`".to_owned())
     } else if message.contains("must be quoted") {
         Some("write the value in double quotes, e.g. `host = \"local\"`".to_owned())

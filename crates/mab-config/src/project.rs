@@ -573,7 +573,7 @@ extra = ["edge", "nightly", "edge"]
             ),
             (
                 "[image]\nname = \"app\"\nplatforms = \"linux/amd64\"\n",
-                "invalid type: string \"linux/amd64\", expected a sequence",
+                "invalid type: string \"linux/amd64\", expected a list",
                 ":3:13",
                 "platforms = \"linux/amd64\"",
                 "            ^^^^^^^^^^^^^",

@@ -666,7 +666,7 @@ platforms = ["linux/amd64", "linux/aarch64"]
             ),
             (
                 "[runner]\nname = \"a\"\n".to_owned(),
-                "invalid type: map, expected a sequence",
+                "invalid type: map, expected a list",
                 ":1:1",
                 "[runner]",
                 "^^^^^^^^",

@@ -14,6 +14,7 @@ use crate::cli::{Format, RunnersAddArgs};
 use crate::environment::Environment;
 use crate::failure::Failure;
 use crate::ops::connect::{connect, Connected, Unreachable};
+use crate::progress::{Event, Lines, Reporter};
 
 /// The runners file these commands use: `--runners`, else PRODUCT.md's
 /// lookup order (with `mab.toml` searched from the current directory).
@@ -43,10 +44,16 @@ fn default_path(environment: &Environment) -> PathBuf {
 }
 
 fn load(flag: Option<&Path>, environment: &Environment) -> Result<Option<RunnersFile>, Failure> {
-    match locate(flag, environment) {
-        Some(path) => Ok(Some(mab_config::load_runners(&path)?)),
-        None => Ok(None),
+    let Some(path) = locate(flag, environment) else {
+        return Ok(None);
+    };
+    let file = mab_config::load_runners(&path)?;
+    for warning in &file.warnings {
+        Lines.report(Event::Warning {
+            message: warning.clone(),
+        });
     }
+    Ok(Some(file))
 }
 
 fn host_text(runner: &Runner) -> &str {
