@@ -195,13 +195,14 @@ impl Engine {
         while let Some(item) = stream.next().await {
             let info = match item {
                 Ok(info) => info,
-                Err(error) => {
+                Err(bollard::errors::Error::DockerStreamError { error }) => {
                     return Err(EngineError::BuildFailed {
                         engine: self.label.clone(),
-                        message: error_message(error),
+                        message: error,
                         log_tail: log.into_lines(),
                     })
                 }
+                Err(error) => return self.after_broken_stream(&spec.image, error).await,
             };
             if let Some(text) = info.stream {
                 for line in text.lines().filter(|line| !line.trim().is_empty()) {
@@ -229,6 +230,30 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// The build's response stream broke (the connection dropped, or its
+    /// last line was cut short). The build may still have finished: the
+    /// image's name is unique to this build, so if the engine has it, it
+    /// was built; otherwise the build is lost.
+    async fn after_broken_stream(
+        &self,
+        image: &str,
+        error: bollard::errors::Error,
+    ) -> Result<(), EngineError> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => {
+                tracing::warn!(
+                    "the build response from {} ended early ({error}), but {image} was built",
+                    self.label
+                );
+                Ok(())
+            }
+            Err(_) => Err(EngineError::Api {
+                engine: self.label.clone(),
+                message: format!("the connection to the engine broke during the build: {error}"),
+            }),
+        }
     }
 
     /// Pushes `repository:tag` and returns the manifest digest the engine
