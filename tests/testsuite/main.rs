@@ -7,6 +7,7 @@ mod context_oracle;
 mod docs;
 mod host_keys;
 mod interrupt;
+mod jump;
 mod registry_auth;
 mod runners;
 mod ssh_config;
