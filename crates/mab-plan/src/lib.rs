@@ -300,11 +300,20 @@ pub fn plan(platforms: &[Platform], runners: &[RunnerState]) -> Result<Plan, Pla
                 why: lost_why(winner, loser),
             });
         }
+        for runner in runners
+            .iter()
+            .filter(|runner| !runner.platforms.contains(platform))
+        {
+            rejected.push(Rejection {
+                runner: runner.name.clone(),
+                why: format!("does not serve {platform}"),
+            });
+        }
         // Report rejections in runners.toml order.
         rejected.sort_by_key(|rejection| {
-            candidates
+            runners
                 .iter()
-                .position(|candidate| candidate.name == rejection.runner)
+                .position(|runner| runner.name == rejection.runner)
         });
 
         *assigned.entry(winner.runner.name.as_str()).or_default() += 1;
@@ -619,8 +628,8 @@ mod tests {
                     runner("power9", 1, &["linux/ppc64le"], "ppc64le", &[]),
                 ],
                 vec![
-                    ("power9", false, "native linux/ppc64le engine", &[]),
-                    ("laptop", false, "native linux/amd64 engine", &[]),
+                    ("power9", false, "native linux/ppc64le engine", &[("laptop", "does not serve linux/ppc64le")]),
+                    ("laptop", false, "native linux/amd64 engine", &[("power9", "does not serve linux/amd64")]),
                 ],
             ),
         ];
