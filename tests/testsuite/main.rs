@@ -8,6 +8,7 @@ mod docs;
 mod host_keys;
 mod interrupt;
 mod jump;
+mod native;
 mod registry_auth;
 mod runners;
 mod ssh_config;

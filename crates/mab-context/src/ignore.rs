@@ -16,7 +16,7 @@
 //! that was skipped for a directory because it could not change its outcome is
 //! not inherited by the directory's children.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::ContextError;
 use crate::pattern::{clean, Pattern};
@@ -53,25 +53,48 @@ impl DockerIgnore {
             if line.starts_with('#') {
                 continue;
             }
-            let trimmed = line.trim();
-            if trimmed.is_empty() {
-                continue;
-            }
-            let invalid = |reason: String| ContextError::InvalidPattern {
-                file: PathBuf::from(DOCKERIGNORE),
-                line: index + 1,
-                pattern: trimmed.to_string(),
-                reason,
-            };
-            let (exception, body) = split_exception(&normalize_line(trimmed));
-            if exception && body.is_empty() {
-                return Err(invalid("a `!` needs a pattern after it".to_string()));
-            }
-            let pattern = Pattern::compile(&body).map_err(|error| invalid(error.to_string()))?;
-            ignore.has_exceptions |= exception;
-            ignore.rules.push(Rule { pattern, exception });
+            ignore.push(line, Path::new(DOCKERIGNORE), index + 1)?;
         }
         Ok(ignore)
+    }
+
+    /// Builds a matcher from patterns that are already one per item, such as
+    /// the exclude or include patterns BuildKit sends with a file transfer:
+    /// no line is a comment, but each is trimmed and cleaned as in a file.
+    /// `origin` names where they came from in an error (its `file`, with the
+    /// pattern's position from 1 as the line).
+    pub fn from_patterns<I, S>(patterns: I, origin: &Path) -> Result<DockerIgnore, ContextError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut ignore = DockerIgnore::default();
+        for (index, pattern) in patterns.into_iter().enumerate() {
+            ignore.push(pattern.as_ref(), origin, index + 1)?;
+        }
+        Ok(ignore)
+    }
+
+    /// Adds one non-comment line; a blank one adds nothing.
+    fn push(&mut self, line: &str, file: &Path, number: usize) -> Result<(), ContextError> {
+        let trimmed = line.trim();
+        if trimmed.is_empty() {
+            return Ok(());
+        }
+        let invalid = |reason: String| ContextError::InvalidPattern {
+            file: file.to_path_buf(),
+            line: number,
+            pattern: trimmed.to_string(),
+            reason,
+        };
+        let (exception, body) = split_exception(&normalize_line(trimmed));
+        if exception && body.is_empty() {
+            return Err(invalid("a `!` needs a pattern after it".to_string()));
+        }
+        let pattern = Pattern::compile(&body).map_err(|error| invalid(error.to_string()))?;
+        self.has_exceptions |= exception;
+        self.rules.push(Rule { pattern, exception });
+        Ok(())
     }
 
     /// Reads `.dockerignore` at the root of `context_dir`; no file means no patterns.
@@ -205,6 +228,7 @@ fn split_exception(normalized: &str) -> (bool, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     /// (.dockerignore text, path, excluded)
     const CASES: &[(&str, &str, bool)] = &[
@@ -315,6 +339,33 @@ mod tests {
             message,
             ".dockerignore:2: invalid pattern `[b`: a `[` character class is not closed by `]`"
         );
+    }
+
+    #[test]
+    fn patterns_one_per_item_have_no_comments() {
+        // (patterns, path, excluded)
+        let cases: &[(&[&str], &str, bool)] = &[
+            (&["# not a comment"], "# not a comment", true),
+            (&["*.log", "!keep.log"], "keep.log", false),
+            (&["*.log", "!keep.log"], "app.log", true),
+            (&["  ./docs/  ", ""], "docs/a.md", true),
+            (&[], "anything", false),
+        ];
+        for &(patterns, path, expected) in cases {
+            let ignore =
+                DockerIgnore::from_patterns(patterns, Path::new("exclude-patterns")).unwrap();
+            assert_eq!(
+                ignore.is_excluded(path),
+                expected,
+                "{patterns:?}, path {path:?}"
+            );
+        }
+        match DockerIgnore::from_patterns(["ok", "[x"], Path::new("exclude-patterns")) {
+            Err(ContextError::InvalidPattern { file, line, .. }) => {
+                assert_eq!((file, line), (PathBuf::from("exclude-patterns"), 2));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

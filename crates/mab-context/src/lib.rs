@@ -24,4 +24,6 @@ mod walk;
 pub use error::ContextError;
 pub use ignore::{DockerIgnore, DOCKERIGNORE};
 pub use stream::{tar_stream, ContextStream, CHUNKS_IN_FLIGHT, CHUNK_SIZE};
-pub use walk::{context_entries, scan_context, ContextEntry, ContextListing, EntryKind};
+pub use walk::{
+    context_entries, dockerfile_in_context, scan_context, ContextEntry, ContextListing, EntryKind,
+};

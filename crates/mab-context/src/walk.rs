@@ -137,8 +137,9 @@ fn check_context_dir(context_dir: &Path) -> Result<(), ContextError> {
 }
 
 /// Checks that the Dockerfile exists inside the context and returns its path
-/// relative to the context.
-pub(crate) fn dockerfile_in_context(
+/// relative to the context, normalised (`./a/../Dockerfile` is `Dockerfile`;
+/// an absolute path inside the context is made relative).
+pub fn dockerfile_in_context(
     context_dir: &Path,
     dockerfile: &Path,
 ) -> Result<PathBuf, ContextError> {

@@ -1,25 +1,33 @@
 //! One job on one Docker engine: describe the engine, build an image for a
-//! platform with BuildKit from a streamed context, push it, and report the
-//! pushed digest.
+//! platform with BuildKit from a context directory on this machine, push it,
+//! and report the pushed digest.
 //!
 //! The engine is reached through a [`Connect`] function that opens a byte
 //! stream per request, so the same code drives a local socket and a socket
 //! on a remote host behind an SSH channel. This crate knows nothing of SSH
 //! or of other jobs.
+//!
+//! A build does what `docker build` does with BuildKit: it opens a BuildKit
+//! session in which mab serves the context and the Dockerfile (see
+//! `session` and `filesync`), then asks for the build with
+//! `remote=client-session`. No tar is uploaded: the engine fetches the files
+//! it needs, and on a warm cache only the ones that changed.
 
+mod filesync;
+mod session;
 mod transport;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
+use std::path::Path;
+use std::pin::pin;
 
 use bollard::auth::DockerCredentials;
-use bollard::models::BuildInfoAux;
-use bollard::query_parameters::{
-    BuildImageOptions, BuilderVersion, PushImageOptions, RemoveImageOptions,
-};
+use bollard::models::{BuildInfo, BuildInfoAux};
+use bollard::query_parameters::{PushImageOptions, RemoveImageOptions};
 use bollard::{ClientVersion, Docker};
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::StreamExt;
 use http_body_util::{BodyExt, Empty};
 
 pub use transport::{tcp_connector, unix_connector, Connect, ConnectFuture, Io};
@@ -57,6 +65,10 @@ pub enum EngineError {
         reference: String,
         message: String,
     },
+    /// The context directory cannot be served (no Dockerfile, a bad
+    /// `.dockerignore`).
+    #[error(transparent)]
+    Context(#[from] mab_context::ContextError),
 }
 
 /// What an engine says about itself.
@@ -100,6 +112,7 @@ pub enum BuildEvent {
 #[derive(Clone)]
 pub struct Engine {
     docker: Docker,
+    connect: Connect,
     label: String,
 }
 
@@ -120,7 +133,7 @@ impl Engine {
                 })?;
         let version = std::cmp::min(server_api, NEWEST_API);
         let docker = Docker::connect_with_custom_transport(
-            transport::bollard_transport(connect),
+            transport::bollard_transport(connect.clone()),
             Some("http://docker"),
             REQUEST_TIMEOUT_SECONDS,
             &ClientVersion {
@@ -129,7 +142,11 @@ impl Engine {
             },
         )
         .map_err(|error| api_error(&label, error))?;
-        Ok(Engine { docker, label })
+        Ok(Engine {
+            docker,
+            connect,
+            label,
+        })
     }
 
     pub fn label(&self) -> &str {
@@ -168,66 +185,123 @@ impl Engine {
             .map_err(|error| api_error(&self.label, error))
     }
 
-    /// Builds `spec` with BuildKit from a tar stream of the context.
+    /// Builds `spec` with BuildKit from `context_dir` on this machine (its
+    /// `.dockerignore` applies; `spec.dockerfile` is relative to it).
     /// `on_event` sees each step and output line as it arrives.
+    ///
+    /// The context is served through a BuildKit session for as long as the
+    /// build runs; the session is closed when this returns.
     pub async fn build(
         &self,
         spec: &BuildSpec,
-        context: impl Stream<Item = io::Result<Bytes>> + Send + 'static,
+        context_dir: &Path,
         mut on_event: impl FnMut(BuildEvent),
     ) -> Result<(), EngineError> {
-        let options = BuildImageOptions {
-            dockerfile: spec.dockerfile.clone(),
-            t: Some(spec.image.clone()),
-            platform: spec.platform.clone(),
-            target: spec.target.clone().unwrap_or_default(),
-            buildargs: Some(spec.args.clone().into_iter().collect::<HashMap<_, _>>()),
-            networkmode: Some(spec.network.clone()),
-            rm: true,
-            version: BuilderVersion::BuilderBuildKit,
-            session: Some(session_id(&spec.image)),
-            ..Default::default()
-        };
+        let dockerfile =
+            mab_context::dockerfile_in_context(context_dir, Path::new(&spec.dockerfile))?;
+        // A bad `.dockerignore` is reported here, plainly, rather than by the
+        // engine midway through the build.
+        mab_context::DockerIgnore::from_context(context_dir)?;
+        let sources = filesync::Sources::new(context_dir, &dockerfile);
+        let dockerfile_name = sources.dockerfile_name();
+        let identity = session::SessionIdentity::for_context(session_id(&spec.image), context_dir);
+        let serve = session::open(&self.connect, &identity, sources)
+            .await
+            .map_err(|error| EngineError::Api {
+                engine: self.label.clone(),
+                message: error.to_string(),
+            })?;
+
+        let mut serve = pin!(serve);
+        let mut build =
+            pin!(self.follow_build(spec, &identity.id, &dockerfile_name, &mut on_event));
+        let mut serving = true;
+        loop {
+            tokio::select! {
+                result = &mut build => return result,
+                () = &mut serve, if serving => {
+                    // The engine closed the session; the build's response
+                    // says how that went.
+                    serving = false;
+                }
+            }
+        }
+    }
+
+    /// Sends the build request and follows its response to the end.
+    async fn follow_build(
+        &self,
+        spec: &BuildSpec,
+        session: &str,
+        dockerfile_name: &str,
+        on_event: &mut impl FnMut(BuildEvent),
+    ) -> Result<(), EngineError> {
+        let uri = format!("/build?{}", build_query(spec, session, dockerfile_name));
+        let request = http::Request::post(uri)
+            .header(http::header::CONTENT_TYPE, "application/x-tar")
+            .body(Empty::<Bytes>::new())
+            .map_err(|error| EngineError::Api {
+                engine: self.label.clone(),
+                message: format!("cannot write the build request: {error}"),
+            })?;
+        let response = transport::send(&self.connect, request)
+            .await
+            .map_err(|error| api_error(&self.label, error))?;
+        let status = response.status();
+        let mut body = response.into_body();
+        if !status.is_success() {
+            let text = body
+                .collect()
+                .await
+                .map(|body| body.to_bytes())
+                .unwrap_or_default();
+            return Err(EngineError::Api {
+                engine: self.label.clone(),
+                message: format!("POST /build answered {status}: {}", response_message(&text)),
+            });
+        }
+
         let mut log = LogTail::default();
-        let mut stream =
-            self.docker
-                .build_image(options, None, Some(bollard::body_try_stream(context)));
-        while let Some(item) = stream.next().await {
-            let info = match item {
-                Ok(info) => info,
-                Err(bollard::errors::Error::DockerStreamError { error }) => {
+        let mut lines = JsonLines::default();
+        loop {
+            let chunk = match body.frame().await {
+                None => break,
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => data,
+                    Err(_) => continue,
+                },
+                Some(Err(error)) => {
+                    return self
+                        .after_broken_stream(&spec.image, error.to_string())
+                        .await
+                }
+            };
+            for line in lines.push(&chunk) {
+                let info = match serde_json::from_slice::<BuildInfo>(&line) {
+                    Ok(info) => info,
+                    Err(error) => {
+                        let message = format!(
+                            "the engine sent a line that is not a build message ({error}): {}",
+                            String::from_utf8_lossy(&line)
+                        );
+                        return self.after_broken_stream(&spec.image, message).await;
+                    }
+                };
+                if let Some(message) = follow_line(info, &mut log, on_event) {
                     return Err(EngineError::BuildFailed {
                         engine: self.label.clone(),
-                        message: error,
+                        message,
                         log_tail: log.into_lines(),
-                    })
-                }
-                Err(error) => return self.after_broken_stream(&spec.image, error).await,
-            };
-            if let Some(text) = info.stream {
-                for line in text.lines().filter(|line| !line.trim().is_empty()) {
-                    log.push(line);
-                    on_event(BuildEvent::Log(line.to_owned()));
+                    });
                 }
             }
-            if let Some(BuildInfoAux::BuildKit(status)) = info.aux {
-                for vertex in status.vertexes {
-                    if vertex.started.is_some() && vertex.completed.is_none() {
-                        on_event(BuildEvent::Step(vertex.name.clone()));
-                    }
-                    if !vertex.error.is_empty() {
-                        log.push(&format!("{}: {}", vertex.name, vertex.error));
-                    }
-                }
-                for entry in status.logs {
-                    for line in String::from_utf8_lossy(&entry.msg).lines() {
-                        if !line.trim().is_empty() {
-                            log.push(line);
-                            on_event(BuildEvent::Log(line.to_owned()));
-                        }
-                    }
-                }
-            }
+        }
+        if let Some(rest) = lines.rest() {
+            let message = format!(
+                "its last line was cut short: {}",
+                String::from_utf8_lossy(&rest)
+            );
+            return self.after_broken_stream(&spec.image, message).await;
         }
         Ok(())
     }
@@ -236,11 +310,7 @@ impl Engine {
     /// last line was cut short). The build may still have finished: the
     /// image's name is unique to this build, so if the engine has it, it
     /// was built; otherwise the build is lost.
-    async fn after_broken_stream(
-        &self,
-        image: &str,
-        error: bollard::errors::Error,
-    ) -> Result<(), EngineError> {
+    async fn after_broken_stream(&self, image: &str, error: String) -> Result<(), EngineError> {
         match self.docker.inspect_image(image).await {
             Ok(_) => {
                 tracing::warn!(
@@ -386,6 +456,116 @@ pub fn pushed_digest(status: &str) -> Option<&str> {
     (hex.len() == 64 && hex.bytes().all(|byte| byte.is_ascii_hexdigit())).then_some(digest)
 }
 
+/// The query of a BuildKit build whose context and Dockerfile come from the
+/// session.
+fn build_query(spec: &BuildSpec, session: &str, dockerfile_name: &str) -> String {
+    let buildargs = serde_json::to_string(&spec.args).unwrap_or_else(|_| "{}".to_owned());
+    let mut pairs = vec![
+        ("version", "2"),
+        ("session", session),
+        ("remote", "client-session"),
+        ("dockerfile", dockerfile_name),
+        ("t", spec.image.as_str()),
+        ("platform", spec.platform.as_str()),
+        ("buildargs", buildargs.as_str()),
+        ("networkmode", spec.network.as_str()),
+        ("rm", "1"),
+    ];
+    if let Some(target) = spec.target.as_deref().filter(|target| !target.is_empty()) {
+        pairs.push(("target", target));
+    }
+    pairs
+        .iter()
+        .map(|(name, value)| format!("{name}={}", percent_encode(value)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+fn percent_encode(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+/// Handles one message of a build's response: output lines and steps go to
+/// the log and to `on_event`. Returns the error message when the message
+/// reports that the build failed.
+fn follow_line(
+    info: BuildInfo,
+    log: &mut LogTail,
+    on_event: &mut impl FnMut(BuildEvent),
+) -> Option<String> {
+    if let Some(text) = info.stream {
+        for line in text.lines().filter(|line| !line.trim().is_empty()) {
+            log.push(line);
+            on_event(BuildEvent::Log(line.to_owned()));
+        }
+    }
+    if let Some(BuildInfoAux::BuildKit(status)) = info.aux {
+        for vertex in status.vertexes {
+            if vertex.started.is_some() && vertex.completed.is_none() {
+                on_event(BuildEvent::Step(vertex.name.clone()));
+            }
+            if !vertex.error.is_empty() {
+                log.push(&format!("{}: {}", vertex.name, vertex.error));
+            }
+        }
+        for entry in status.logs {
+            for line in String::from_utf8_lossy(&entry.msg).lines() {
+                if !line.trim().is_empty() {
+                    log.push(line);
+                    on_event(BuildEvent::Log(line.to_owned()));
+                }
+            }
+        }
+    }
+    info.error_detail
+        .and_then(|detail| detail.message)
+        .filter(|message| !message.is_empty())
+}
+
+/// The lines of a JSON-lines body as its chunks arrive.
+#[derive(Default)]
+struct JsonLines {
+    pending: Vec<u8>,
+}
+
+impl JsonLines {
+    /// Adds a chunk and returns the complete, non-blank lines it finished.
+    fn push(&mut self, chunk: &[u8]) -> Vec<Vec<u8>> {
+        self.pending.extend_from_slice(chunk);
+        let mut lines = Vec::new();
+        while let Some(end) = self.pending.iter().position(|&byte| byte == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=end).collect();
+            if !line.trim_ascii().is_empty() {
+                lines.push(line);
+            }
+        }
+        lines
+    }
+
+    /// What is left after the last newline: a whole message when the body
+    /// ends without one, or a line cut short.
+    fn rest(self) -> Option<Vec<u8>> {
+        (!self.pending.trim_ascii().is_empty()).then_some(self.pending)
+    }
+}
+
+/// The message of an engine's error body (`{"message": ...}`), or the body.
+pub(crate) fn response_message(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|value| value.get("message")?.as_str().map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned())
+}
+
 /// A BuildKit session id: unique per build, readable in engine logs.
 fn session_id(image: &str) -> String {
     use std::time::{SystemTime, UNIX_EPOCH};
@@ -466,6 +646,157 @@ mod tests {
         assert_eq!(parse_api_version("1.41"), Some((1, 41)));
         assert_eq!(parse_api_version("1.x"), None);
         assert_eq!(parse_api_version("141"), None);
+    }
+
+    fn spec() -> BuildSpec {
+        BuildSpec {
+            image: "127.0.0.1:5000/app:mab-1-linux-arm64".to_owned(),
+            platform: "linux/arm64".to_owned(),
+            dockerfile: "docker/Dockerfile".to_owned(),
+            target: None,
+            args: BTreeMap::from([("GREETING".to_owned(), "hello world".to_owned())]),
+            network: "host".to_owned(),
+        }
+    }
+
+    #[test]
+    fn the_build_query_names_the_session_and_its_dockerfile() {
+        let query = build_query(&spec(), "mab-s1", "Dockerfile");
+        assert_eq!(
+            query,
+            "version=2&session=mab-s1&remote=client-session&dockerfile=Dockerfile\
+             &t=127.0.0.1%3A5000%2Fapp%3Amab-1-linux-arm64&platform=linux%2Farm64\
+             &buildargs=%7B%22GREETING%22%3A%22hello%20world%22%7D&networkmode=host&rm=1"
+        );
+        // (target, query ends with)
+        let cases = [
+            (Some("runtime"), "&rm=1&target=runtime"),
+            (Some(""), "&rm=1"),
+            (None, "&rm=1"),
+        ];
+        for (target, end) in cases {
+            let spec = BuildSpec {
+                target: target.map(str::to_owned),
+                ..spec()
+            };
+            assert!(build_query(&spec, "s", "D").ends_with(end), "{target:?}");
+        }
+    }
+
+    #[test]
+    fn json_lines_are_split_across_chunks() {
+        // (chunks, lines, rest)
+        let cases: &[(&[&str], &[&str], Option<&str>)] = &[
+            (
+                &["{\"a\":1}\n{\"b\"", ":2}\n"],
+                &["{\"a\":1}\n", "{\"b\":2}\n"],
+                None,
+            ),
+            (&["{\"a\":1}\r\n\n  \n"], &["{\"a\":1}\r\n"], None),
+            (&["{\"a\":1}"], &[], Some("{\"a\":1}")),
+            (&["{\"a\":1}\n{\"cut"], &["{\"a\":1}\n"], Some("{\"cut")),
+        ];
+        for &(chunks, expected, rest) in cases {
+            let mut lines = JsonLines::default();
+            let mut found = Vec::new();
+            for chunk in chunks {
+                found.extend(lines.push(chunk.as_bytes()));
+            }
+            let found: Vec<String> = found
+                .into_iter()
+                .map(|line| String::from_utf8(line).unwrap())
+                .collect();
+            assert_eq!(found, expected, "{chunks:?}");
+            assert_eq!(
+                lines
+                    .rest()
+                    .map(|rest| String::from_utf8(rest).unwrap())
+                    .as_deref(),
+                rest
+            );
+        }
+    }
+
+    #[test]
+    fn build_messages_become_events_and_errors() {
+        use bollard_buildkit_proto::google::protobuf::Timestamp;
+        use bollard_buildkit_proto::moby::buildkit::v1::{StatusResponse, Vertex, VertexLog};
+        let status = StatusResponse {
+            vertexes: vec![
+                Vertex {
+                    name: "[1/2] COPY . /".to_owned(),
+                    started: Some(Timestamp::default()),
+                    ..Default::default()
+                },
+                Vertex {
+                    name: "[2/2] RUN false".to_owned(),
+                    error: "exit code: 1".to_owned(),
+                    ..Default::default()
+                },
+            ],
+            logs: vec![VertexLog {
+                msg: b"compiling\n\nlinking\n".to_vec(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let messages = [
+            BuildInfo {
+                stream: Some("Step 1\n\n".to_owned()),
+                ..Default::default()
+            },
+            BuildInfo {
+                aux: Some(BuildInfoAux::BuildKit(status)),
+                ..Default::default()
+            },
+        ];
+        let mut log = LogTail::default();
+        let mut events = Vec::new();
+        for message in messages {
+            assert_eq!(
+                follow_line(message, &mut log, &mut |event| events.push(event)),
+                None
+            );
+        }
+        assert_eq!(
+            events,
+            [
+                BuildEvent::Log("Step 1".to_owned()),
+                BuildEvent::Step("[1/2] COPY . /".to_owned()),
+                BuildEvent::Log("compiling".to_owned()),
+                BuildEvent::Log("linking".to_owned()),
+            ]
+        );
+        assert_eq!(
+            log.into_lines(),
+            [
+                "Step 1",
+                "[2/2] RUN false: exit code: 1",
+                "compiling",
+                "linking"
+            ]
+        );
+        let failed: BuildInfo = serde_json::from_str(
+            r#"{"errorDetail":{"message":"failed to solve: exit code: 1"},"error":"failed"}"#,
+        )
+        .unwrap();
+        let mut log = LogTail::default();
+        assert_eq!(
+            follow_line(failed, &mut log, &mut |_| {}).as_deref(),
+            Some("failed to solve: exit code: 1")
+        );
+    }
+
+    #[test]
+    fn error_bodies_give_their_message() {
+        assert_eq!(
+            response_message(br#"{"message":"no such image"}"#),
+            "no such image"
+        );
+        assert_eq!(
+            response_message(b"404 page not found\n"),
+            "404 page not found"
+        );
     }
 
     #[test]

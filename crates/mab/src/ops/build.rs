@@ -282,11 +282,9 @@ impl LiveWorker<'_> {
                 .as_str()
                 .to_owned(),
         };
-        let context = mab_context::tar_stream(&self.project.context, &self.project.dockerfile)
-            .map_err(|error| fail(Stage::Runner, error.to_string(), Vec::new()))?;
         let platform = job.platform.to_string();
         engine
-            .build(&spec, context, |event| {
+            .build(&spec, &self.project.context, |event| {
                 let (platform, runner) = (platform.clone(), job.runner.clone());
                 self.reporter.report(match event {
                     BuildEvent::Step(step) => Event::Step {

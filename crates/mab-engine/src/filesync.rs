@@ -1,0 +1,1086 @@
+//! The build context, served to BuildKit through the session's FileSync
+//! service as `docker build` serves it: the engine asks for a directory by
+//! name (`context` or `dockerfile`), mab lists it in fsutil's packet
+//! protocol, and the engine then requests the contents of only the files
+//! whose metadata differs from what it already holds.
+//!
+//! The protocol (fsutil's `send.go`/`receive.go`), sender's side:
+//!
+//! 1. one STAT packet per entry, depth first with each directory's entries
+//!    sorted by name (a directory before what it holds), then an empty STAT;
+//!    entry `n` (counting from 0, every kind) has the id `n`;
+//! 2. for each REQ packet naming the id of a regular file, DATA packets with
+//!    its bytes and then an empty DATA packet with that id;
+//! 3. when the receiver sends FIN, a FIN back, and the transfer is over.
+//!
+//! Either side may send ERR with a message instead. A STAT carries Go's
+//! `os.FileMode` bits in `mode` (not the Unix ones), the modification time in
+//! nanoseconds, and owner 0:0 as the docker CLI sends the context.
+//!
+//! The request's gRPC metadata narrows what is sent: `include-patterns`,
+//! `exclude-patterns` (`.dockerignore` patterns, matched with Docker's rules)
+//! and `followpaths` (paths whose symlinks are followed and whose targets are
+//! included). Known differences from fsutil: hard links are sent as separate
+//! files, extended attributes are not sent, a `followpaths` entry with a
+//! wildcard is used as a pattern without resolving the symlinks it matches,
+//! and a name that is not UTF-8 is sent with its invalid bytes replaced.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fs;
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bollard_buildkit_proto::fsutil::types::packet::PacketType;
+use bollard_buildkit_proto::fsutil::types::{Packet, Stat};
+use bollard_buildkit_proto::moby::filesync::v1::file_sync_server::FileSync;
+use futures_util::{stream, Stream, StreamExt};
+use mab_context::{ContextEntry, ContextError, DockerIgnore, EntryKind, DOCKERIGNORE};
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+use tonic::metadata::MetadataMap;
+use tonic::{Request, Response, Status, Streaming};
+
+/// The directory name BuildKit asks for to get the build context.
+pub(crate) const CONTEXT: &str = "context";
+/// The directory name BuildKit asks for to get the Dockerfile.
+pub(crate) const DOCKERFILE: &str = "dockerfile";
+
+/// The most bytes of a file in one DATA packet.
+const DATA_CHUNK: usize = 64 * 1024;
+/// Packets waiting for the connection before the sender waits too.
+const PACKETS_IN_FLIGHT: usize = 16;
+/// Symlinks followed in a row for one `followpaths` entry.
+const MAX_LINKS: usize = 40;
+
+// Go's os.FileMode bits (io/fs).
+const GO_MODE_DIR: u32 = 1 << 31;
+const GO_MODE_SYMLINK: u32 = 1 << 27;
+const GO_MODE_DEVICE: u32 = 1 << 26;
+const GO_MODE_NAMED_PIPE: u32 = 1 << 25;
+const GO_MODE_SETUID: u32 = 1 << 23;
+const GO_MODE_SETGID: u32 = 1 << 22;
+const GO_MODE_CHAR_DEVICE: u32 = 1 << 21;
+const GO_MODE_STICKY: u32 = 1 << 20;
+/// The type bits of a Go mode (`os.ModeType`); none of them is a regular file.
+const GO_MODE_TYPE: u32 = GO_MODE_DIR
+    | GO_MODE_SYMLINK
+    | (1 << 24) // socket
+    | GO_MODE_NAMED_PIPE
+    | GO_MODE_DEVICE
+    | GO_MODE_CHAR_DEVICE
+    | (1 << 19); // irregular
+
+/// Converts a Unix `st_mode` to Go's `os.FileMode` bits, as Go's `os.Lstat`
+/// reports them and fsutil sends them (sockets are sent without their type
+/// bit, as fsutil clears it).
+pub(crate) fn go_file_mode(unix_mode: u32) -> u32 {
+    const S_IFMT: u32 = 0o170000;
+    let mut mode = unix_mode & 0o777;
+    mode |= match unix_mode & S_IFMT {
+        0o060000 => GO_MODE_DEVICE,
+        0o020000 => GO_MODE_DEVICE | GO_MODE_CHAR_DEVICE,
+        0o040000 => GO_MODE_DIR,
+        0o010000 => GO_MODE_NAMED_PIPE,
+        0o120000 => GO_MODE_SYMLINK,
+        _ => 0,
+    };
+    if unix_mode & 0o4000 != 0 {
+        mode |= GO_MODE_SETUID;
+    }
+    if unix_mode & 0o2000 != 0 {
+        mode |= GO_MODE_SETGID;
+    }
+    if unix_mode & 0o1000 != 0 {
+        mode |= GO_MODE_STICKY;
+    }
+    mode
+}
+
+/// Why a directory could not be served; the message goes to the engine,
+/// which shows it in the build's error.
+#[derive(Debug, thiserror::Error)]
+enum ServeError {
+    #[error(
+        "mab shares no directory named `{0}` with the engine (only `context` and `dockerfile`)"
+    )]
+    UnknownDirectory(String),
+    #[error(transparent)]
+    Context(#[from] ContextError),
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the engine asked for the unknown file id {0}")]
+    UnknownId(u32),
+    #[error("the engine reported: {0}")]
+    Receiver(String),
+    #[error("the engine ended the transfer before it was finished")]
+    EndedEarly,
+    #[error("the connection to the engine closed during the transfer")]
+    Closed,
+    #[error("the transfer broke: {0}")]
+    Transport(String),
+}
+
+/// The directories a build shares with the engine.
+#[derive(Clone, Debug)]
+pub(crate) struct Sources {
+    context_dir: PathBuf,
+    /// The Dockerfile relative to the context, normalised.
+    dockerfile: PathBuf,
+}
+
+impl Sources {
+    pub(crate) fn new(context_dir: &Path, dockerfile: &Path) -> Sources {
+        Sources {
+            context_dir: context_dir.to_path_buf(),
+            dockerfile: dockerfile.to_path_buf(),
+        }
+    }
+
+    /// The Dockerfile's name, as the build request names it (BuildKit
+    /// looks for it in the `dockerfile` directory).
+    pub(crate) fn dockerfile_name(&self) -> String {
+        self.dockerfile
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "Dockerfile".to_owned())
+    }
+
+    fn dockerfile_dir(&self) -> PathBuf {
+        match self.dockerfile.parent() {
+            Some(parent) => self.context_dir.join(parent),
+            None => self.context_dir.clone(),
+        }
+    }
+
+    /// The root and the entries of a named directory, before the request's
+    /// patterns: for `context`, what `.dockerignore` lets through (the
+    /// Dockerfile and `.dockerignore` always); for `dockerfile`, the
+    /// Dockerfile and the ignore files that may sit beside it.
+    fn entries(&self, name: &str) -> Result<(PathBuf, Vec<ContextEntry>), ServeError> {
+        match name {
+            CONTEXT => {
+                let listing = mab_context::scan_context(&self.context_dir, &self.dockerfile)?;
+                Ok((self.context_dir.clone(), listing.entries))
+            }
+            DOCKERFILE => {
+                let dir = self.dockerfile_dir();
+                let name = self.dockerfile_name();
+                let candidates: BTreeSet<String> = [
+                    name.clone(),
+                    format!("{name}.dockerignore"),
+                    DOCKERIGNORE.to_owned(),
+                ]
+                .into();
+                let mut entries = Vec::new();
+                for candidate in candidates {
+                    let path = dir.join(&candidate);
+                    let metadata = match fs::symlink_metadata(&path) {
+                        Ok(metadata) => metadata,
+                        Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+                        Err(source) => return Err(ServeError::Read { path, source }),
+                    };
+                    let kind = if metadata.file_type().is_symlink() {
+                        EntryKind::Symlink
+                    } else if metadata.is_file() {
+                        EntryKind::File
+                    } else {
+                        continue;
+                    };
+                    entries.push(ContextEntry {
+                        path: PathBuf::from(candidate),
+                        kind,
+                        size: metadata.len(),
+                    });
+                }
+                Ok((dir, entries))
+            }
+            other => Err(ServeError::UnknownDirectory(other.to_owned())),
+        }
+    }
+}
+
+/// What one transfer asks for, from the request's gRPC metadata.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Wanted {
+    pub(crate) dir_name: String,
+    pub(crate) include: Vec<String>,
+    pub(crate) exclude: Vec<String>,
+    pub(crate) follow: Vec<String>,
+}
+
+impl Wanted {
+    pub(crate) fn from_metadata(metadata: &MetadataMap) -> Wanted {
+        Wanted {
+            dir_name: metadata_values(metadata, "dir-name")
+                .into_iter()
+                .next()
+                .unwrap_or_default(),
+            include: metadata_values(metadata, "include-patterns"),
+            exclude: metadata_values(metadata, "exclude-patterns"),
+            follow: metadata_values(metadata, "followpaths"),
+        }
+    }
+}
+
+/// All values of a metadata key; BuildKit marks values it percent-encoded
+/// (non-ASCII ones) with `KEY-encoded: 1`.
+fn metadata_values(metadata: &MetadataMap, key: &str) -> Vec<String> {
+    let encoded = metadata
+        .get(format!("{key}-encoded").as_str())
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| matches!(value, "1" | "t" | "T" | "true" | "TRUE" | "True"));
+    metadata
+        .get_all(key)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .map(|value| {
+            if encoded {
+                query_unescape(value)
+            } else {
+                value.to_owned()
+            }
+        })
+        .collect()
+}
+
+/// Go's `url.QueryUnescape`, keeping a malformed escape as it is.
+fn query_unescape(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes
+                    .get(index + 1..index + 3)
+                    .and_then(|pair| std::str::from_utf8(pair).ok())
+                    .and_then(|pair| u8::from_str_radix(pair, 16).ok());
+                if let Some(byte) = hex {
+                    out.push(byte);
+                    index += 3;
+                    continue;
+                }
+                out.push(b'%');
+            }
+            byte => out.push(byte),
+        }
+        index += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The include and exclude matchers of one transfer.
+#[derive(Debug, Default)]
+struct Filter {
+    include: Option<DockerIgnore>,
+    exclude: Option<DockerIgnore>,
+}
+
+impl Filter {
+    fn new(root: &Path, wanted: &Wanted) -> Result<Filter, ServeError> {
+        let mut include = wanted.include.clone();
+        if !wanted.follow.is_empty() {
+            include.extend(follow_links(root, &wanted.follow));
+        }
+        let matcher = |patterns: &[String], origin: &str| {
+            if patterns.is_empty() {
+                Ok(None)
+            } else {
+                DockerIgnore::from_patterns(patterns, Path::new(origin)).map(Some)
+            }
+        };
+        Ok(Filter {
+            include: matcher(&include, "include-patterns")?,
+            exclude: matcher(&wanted.exclude, "exclude-patterns")?,
+        })
+    }
+
+    /// Keeps the entries that match an include pattern (when there are any)
+    /// and no exclude pattern, and the directories that hold them, in the
+    /// order given.
+    fn select(&self, entries: Vec<ContextEntry>) -> Vec<ContextEntry> {
+        let chosen: Vec<bool> = entries
+            .iter()
+            .map(|entry| {
+                let path = slash_path(&entry.path);
+                self.include
+                    .as_ref()
+                    .is_none_or(|include| include.is_excluded(&path))
+                    && !self
+                        .exclude
+                        .as_ref()
+                        .is_some_and(|exclude| exclude.is_excluded(&path))
+            })
+            .collect();
+        let mut parents = HashSet::new();
+        for (entry, _) in entries.iter().zip(&chosen).filter(|(_, chosen)| **chosen) {
+            parents.extend(entry.path.ancestors().skip(1).map(Path::to_path_buf));
+        }
+        entries
+            .into_iter()
+            .zip(chosen)
+            .filter(|(entry, chosen)| *chosen || parents.contains(&entry.path))
+            .map(|(entry, _)| entry)
+            .collect()
+    }
+}
+
+fn slash_path(path: &Path) -> String {
+    path.to_string_lossy().replace('\\', "/")
+}
+
+/// fsutil's `FollowLinks`: each path, with every symlink on the way to it
+/// followed (inside `root`), and the symlinks themselves.
+fn follow_links(root: &Path, paths: &[String]) -> Vec<String> {
+    let mut found = BTreeSet::new();
+    for path in paths {
+        follow_one(root, path, &mut found, 0);
+    }
+    found.into_iter().collect()
+}
+
+fn follow_one(root: &Path, path: &str, found: &mut BTreeSet<String>, depth: usize) {
+    let clean = clean_relative(path);
+    let parts: Vec<&str> = clean.split('/').filter(|part| !part.is_empty()).collect();
+    let mut current = String::new();
+    for (index, part) in parts.iter().enumerate() {
+        if !current.is_empty() {
+            current.push('/');
+        }
+        current.push_str(part);
+        let rest = parts[index + 1..].join("/");
+        if part.contains(['*', '?', '[', '\\']) {
+            found.insert(join_slash(&current, &rest));
+            return;
+        }
+        let target = fs::symlink_metadata(root.join(&current))
+            .ok()
+            .filter(|metadata| metadata.file_type().is_symlink())
+            .and_then(|_| fs::read_link(root.join(&current)).ok());
+        if let Some(target) = target {
+            found.insert(current.clone());
+            if depth == MAX_LINKS {
+                return;
+            }
+            let target = target.to_string_lossy().into_owned();
+            let resolved = if target.starts_with('/') {
+                target
+            } else {
+                let parent = current.rsplit_once('/').map_or("", |(parent, _)| parent);
+                join_slash(parent, &target)
+            };
+            follow_one(root, &join_slash(&resolved, &rest), found, depth + 1);
+            return;
+        }
+    }
+    if !current.is_empty() {
+        found.insert(current);
+    }
+}
+
+fn join_slash(left: &str, right: &str) -> String {
+    match (left.is_empty(), right.is_empty()) {
+        (true, _) => right.to_owned(),
+        (_, true) => left.to_owned(),
+        _ => format!("{left}/{right}"),
+    }
+}
+
+/// `a/./b/../c` -> `a/c`, relative to a root that `..` cannot leave (as
+/// `filepath.Join("/", p)` treats it).
+fn clean_relative(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            part => parts.push(part),
+        }
+    }
+    parts.join("/")
+}
+
+/// What is sent for one transfer: the STATs in order, and which ids are
+/// regular files whose contents may be requested.
+#[derive(Debug, Default)]
+struct Listing {
+    stats: Vec<Stat>,
+    files: HashMap<u32, PathBuf>,
+}
+
+fn list(sources: &Sources, wanted: &Wanted) -> Result<Listing, ServeError> {
+    let (root, entries) = sources.entries(&wanted.dir_name)?;
+    let filter = Filter::new(&root, wanted)?;
+    let mut listing = Listing::default();
+    for entry in filter.select(entries) {
+        let absolute = root.join(&entry.path);
+        let metadata = match fs::symlink_metadata(&absolute) {
+            Ok(metadata) => metadata,
+            // Removed since it was listed.
+            Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+            Err(source) => {
+                return Err(ServeError::Read {
+                    path: absolute,
+                    source,
+                })
+            }
+        };
+        let stat = stat_for(slash_path(&entry.path), &absolute, &metadata)?;
+        if stat.mode & GO_MODE_TYPE == 0 {
+            listing
+                .files
+                .insert(listing.stats.len() as u32, absolute.clone());
+        }
+        listing.stats.push(stat);
+    }
+    Ok(listing)
+}
+
+/// The STAT of one entry: Go mode bits, owner 0:0, size (0 for a
+/// directory), modification time in nanoseconds, and a symlink's target.
+fn stat_for(path: String, absolute: &Path, metadata: &fs::Metadata) -> Result<Stat, ServeError> {
+    let mode = go_file_mode(metadata.permissions().mode());
+    let linkname = if mode & GO_MODE_SYMLINK != 0 {
+        fs::read_link(absolute)
+            .map_err(|source| ServeError::Read {
+                path: absolute.to_path_buf(),
+                source,
+            })?
+            .to_string_lossy()
+            .into_owned()
+    } else {
+        String::new()
+    };
+    Ok(Stat {
+        path,
+        mode,
+        uid: 0,
+        gid: 0,
+        size: if metadata.is_dir() {
+            0
+        } else {
+            metadata.len() as i64
+        },
+        mod_time: metadata
+            .mtime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(metadata.mtime_nsec()),
+        linkname,
+        devmajor: 0,
+        devminor: 0,
+        xattrs: HashMap::new(),
+    })
+}
+
+fn packet(kind: PacketType) -> Packet {
+    Packet {
+        r#type: kind as i32,
+        ..Default::default()
+    }
+}
+
+/// The packets mab sends for one transfer.
+pub(crate) type PacketStream = Pin<Box<dyn Stream<Item = Result<Packet, Status>> + Send>>;
+
+/// Serves one DiffCopy: `incoming` is what the engine sends. The returned
+/// stream does the work as it is polled, so dropping it (the session
+/// closing) stops the transfer.
+pub(crate) fn send<S>(sources: Arc<Sources>, wanted: Wanted, incoming: S) -> PacketStream
+where
+    S: Stream<Item = Result<Packet, Status>> + Send + Unpin + 'static,
+{
+    let (sender, mut receiver) = mpsc::channel(PACKETS_IN_FLIGHT);
+    let work = async move {
+        if let Err(error) = transfer(sources, wanted, incoming, &sender).await {
+            let message = error.to_string();
+            tracing::debug!("file transfer to the engine failed: {message}");
+            let mut report = packet(PacketType::PacketErr);
+            report.data = message.clone().into_bytes();
+            let _ = sender.send(Ok(report)).await;
+            let _ = sender.send(Err(Status::unknown(message))).await;
+        }
+    };
+    let packets = stream::poll_fn(move |context| receiver.poll_recv(context));
+    let work = stream::once(work).filter_map(|()| async { None });
+    Box::pin(stream::select(packets, work))
+}
+
+/// What the engine asked for after the listing.
+enum Asked {
+    Data(u32),
+    Fin,
+}
+
+async fn transfer<S>(
+    sources: Arc<Sources>,
+    wanted: Wanted,
+    incoming: S,
+    out: &mpsc::Sender<Result<Packet, Status>>,
+) -> Result<(), ServeError>
+where
+    S: Stream<Item = Result<Packet, Status>> + Send + Unpin + 'static,
+{
+    let mut listing = tokio::task::spawn_blocking(move || list(&sources, &wanted))
+        .await
+        .map_err(|error| ServeError::Transport(error.to_string()))??;
+
+    // The engine asks for files while the listing is still being sent, so
+    // its packets are read alongside.
+    let (asked_sender, mut asked) = mpsc::unbounded_channel();
+    let read = read_requests(incoming, asked_sender);
+    let write = async {
+        let send = |packet: Packet| async move {
+            out.send(Ok(packet)).await.map_err(|_| ServeError::Closed)
+        };
+        for stat in std::mem::take(&mut listing.stats) {
+            let mut entry = packet(PacketType::PacketStat);
+            entry.stat = Some(stat);
+            send(entry).await?;
+        }
+        send(packet(PacketType::PacketStat)).await?;
+        while let Some(request) = asked.recv().await {
+            match request {
+                Asked::Data(id) => {
+                    let path = listing.files.remove(&id).ok_or(ServeError::UnknownId(id))?;
+                    send_file(id, &path, out).await?;
+                }
+                Asked::Fin => return send(packet(PacketType::PacketFin)).await,
+            }
+        }
+        Err(ServeError::EndedEarly)
+    };
+    tokio::pin!(read, write);
+    let mut reading = true;
+    loop {
+        tokio::select! {
+            result = &mut write => return result,
+            result = &mut read, if reading => {
+                result?;
+                reading = false;
+            }
+        }
+    }
+}
+
+async fn read_requests<S>(
+    mut incoming: S,
+    asked: mpsc::UnboundedSender<Asked>,
+) -> Result<(), ServeError>
+where
+    S: Stream<Item = Result<Packet, Status>> + Unpin,
+{
+    while let Some(packet) = incoming.next().await {
+        let packet = packet.map_err(|status| ServeError::Transport(status.message().to_owned()))?;
+        match PacketType::try_from(packet.r#type) {
+            Ok(PacketType::PacketReq) => {
+                let _ = asked.send(Asked::Data(packet.id));
+            }
+            Ok(PacketType::PacketFin) => {
+                let _ = asked.send(Asked::Fin);
+            }
+            Ok(PacketType::PacketErr) => {
+                return Err(ServeError::Receiver(
+                    String::from_utf8_lossy(&packet.data).into_owned(),
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// DATA packets with the file's bytes, then an empty one. A file that can
+/// no longer be opened is sent empty, as fsutil does.
+async fn send_file(
+    id: u32,
+    path: &Path,
+    out: &mpsc::Sender<Result<Packet, Status>>,
+) -> Result<(), ServeError> {
+    let data = |bytes: Vec<u8>| Packet {
+        r#type: PacketType::PacketData as i32,
+        id,
+        data: bytes,
+        ..Default::default()
+    };
+    if let Ok(mut file) = tokio::fs::File::open(path).await {
+        loop {
+            let mut chunk = vec![0; DATA_CHUNK];
+            let read = file
+                .read(&mut chunk)
+                .await
+                .map_err(|source| ServeError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+            if read == 0 {
+                break;
+            }
+            chunk.truncate(read);
+            out.send(Ok(data(chunk)))
+                .await
+                .map_err(|_| ServeError::Closed)?;
+        }
+    }
+    out.send(Ok(data(Vec::new())))
+        .await
+        .map_err(|_| ServeError::Closed)
+}
+
+/// The FileSync service of a build's session.
+#[derive(Clone, Debug)]
+pub(crate) struct FileSyncService {
+    sources: Arc<Sources>,
+}
+
+impl FileSyncService {
+    pub(crate) fn new(sources: Sources) -> FileSyncService {
+        FileSyncService {
+            sources: Arc::new(sources),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl FileSync for FileSyncService {
+    type DiffCopyStream = PacketStream;
+
+    async fn diff_copy(
+        &self,
+        request: Request<Streaming<Packet>>,
+    ) -> Result<Response<PacketStream>, Status> {
+        let wanted = Wanted::from_metadata(request.metadata());
+        tracing::debug!("the engine asks for {wanted:?}");
+        Ok(Response::new(send(
+            Arc::clone(&self.sources),
+            wanted,
+            request.into_inner(),
+        )))
+    }
+
+    type TarStreamStream = PacketStream;
+
+    /// BuildKit's own senders refuse this older protocol too; mab does not
+    /// offer it in the session's method list.
+    async fn tar_stream(
+        &self,
+        _request: Request<Streaming<Packet>>,
+    ) -> Result<Response<PacketStream>, Status> {
+        Err(Status::unimplemented("mab sends files with DiffCopy only"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn unix_modes_become_go_file_modes() {
+        // (st_mode, Go os.FileMode)
+        let cases = [
+            (0o100644, 0o644),
+            (0o100755, 0o755),
+            (0o040755, GO_MODE_DIR | 0o755),
+            (0o120777, GO_MODE_SYMLINK | 0o777),
+            (0o010600, GO_MODE_NAMED_PIPE | 0o600),
+            (0o020620, GO_MODE_DEVICE | GO_MODE_CHAR_DEVICE | 0o620),
+            (0o060660, GO_MODE_DEVICE | 0o660),
+            // A socket's type bit is cleared, as fsutil does.
+            (0o140755, 0o755),
+            (0o104755, GO_MODE_SETUID | 0o755),
+            (0o102755, GO_MODE_SETGID | 0o755),
+            (0o041777, GO_MODE_DIR | GO_MODE_STICKY | 0o777),
+        ];
+        for (unix, go) in cases {
+            assert_eq!(go_file_mode(unix), go, "{unix:o}");
+        }
+        assert_eq!(GO_MODE_DIR, 0x8000_0000);
+        assert_eq!(GO_MODE_SYMLINK, 0x0800_0000);
+    }
+
+    fn entry(path: &str, kind: EntryKind) -> ContextEntry {
+        ContextEntry {
+            path: PathBuf::from(path),
+            kind,
+            size: 0,
+        }
+    }
+
+    fn strings(list: &[&str]) -> Vec<String> {
+        list.iter().map(|item| item.to_string()).collect()
+    }
+
+    #[test]
+    fn include_and_exclude_patterns_choose_entries_and_their_directories() {
+        use EntryKind::{Directory as D, File as F};
+        let base = [
+            (".dockerignore", F),
+            ("Dockerfile", F),
+            ("docs", D),
+            ("docs/a.md", F),
+            ("docs/b.txt", F),
+            ("src", D),
+            ("src/deep", D),
+            ("src/deep/x.rs", F),
+            ("src/main.rs", F),
+            ("top.md", F),
+        ];
+        // (include, exclude, expected)
+        let cases: &[(&[&str], &[&str], &[&str])] = &[
+            (
+                &[],
+                &[],
+                &[
+                    ".dockerignore",
+                    "Dockerfile",
+                    "docs",
+                    "docs/a.md",
+                    "docs/b.txt",
+                    "src",
+                    "src/deep",
+                    "src/deep/x.rs",
+                    "src/main.rs",
+                    "top.md",
+                ],
+            ),
+            (&[".dockerignore"], &[], &[".dockerignore"]),
+            (
+                &["src"],
+                &[],
+                &["src", "src/deep", "src/deep/x.rs", "src/main.rs"],
+            ),
+            (
+                &["**/*.rs"],
+                &[],
+                &["src", "src/deep", "src/deep/x.rs", "src/main.rs"],
+            ),
+            (&["*.md"], &[], &["top.md"]),
+            (&["**/*.md"], &[], &["docs", "docs/a.md", "top.md"]),
+            (
+                &[],
+                &["docs", "src/deep"],
+                &[
+                    ".dockerignore",
+                    "Dockerfile",
+                    "src",
+                    "src/main.rs",
+                    "top.md",
+                ],
+            ),
+            // The excluded directory comes back with what is re-included.
+            (
+                &[],
+                &["docs", "!docs/a.md", "src", "*.md", ".dockerignore"],
+                &["Dockerfile", "docs", "docs/a.md"],
+            ),
+            (
+                &["src", "docs"],
+                &["**/*.rs"],
+                &["docs", "docs/a.md", "docs/b.txt", "src", "src/deep"],
+            ),
+            (&["nothing-here"], &[], &[]),
+        ];
+        for &(include, exclude, expected) in cases {
+            let wanted = Wanted {
+                dir_name: CONTEXT.to_owned(),
+                include: strings(include),
+                exclude: strings(exclude),
+                follow: Vec::new(),
+            };
+            let filter = Filter::new(Path::new("/nonexistent"), &wanted).unwrap();
+            let entries = base.iter().map(|&(path, kind)| entry(path, kind)).collect();
+            let chosen: Vec<String> = filter
+                .select(entries)
+                .iter()
+                .map(|entry| slash_path(&entry.path))
+                .collect();
+            assert_eq!(chosen, expected, "include {include:?}, exclude {exclude:?}");
+        }
+    }
+
+    #[test]
+    fn followpaths_resolve_symlinks_inside_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir_all(root.join("real/sub")).unwrap();
+        fs::write(root.join("real/sub/Dockerfile"), "FROM scratch\n").unwrap();
+        symlink("real/sub/Dockerfile", root.join("Dockerfile")).unwrap();
+        symlink("real", root.join("linked")).unwrap();
+        symlink("/real/sub", root.join("absolute")).unwrap();
+        symlink("loop", root.join("loop")).unwrap();
+        // (followpaths, patterns they become)
+        let cases: &[(&[&str], &[&str])] = &[
+            (&["plain/file"], &["plain/file"]),
+            (&["Dockerfile"], &["Dockerfile", "real/sub/Dockerfile"]),
+            (&["./linked/sub/x"], &["linked", "real/sub/x"]),
+            (
+                &["absolute/Dockerfile"],
+                &["absolute", "real/sub/Dockerfile"],
+            ),
+            (&["../../linked"], &["linked", "real"]),
+            (&["loop"], &["loop"]),
+            (&["*.txt", "a/*/b"], &["*.txt", "a/*/b"]),
+            (
+                &["Dockerfile", "Dockerfile.dockerignore"],
+                &[
+                    "Dockerfile",
+                    "Dockerfile.dockerignore",
+                    "real/sub/Dockerfile",
+                ],
+            ),
+        ];
+        for &(follow, expected) in cases {
+            assert_eq!(
+                follow_links(root, &strings(follow)),
+                strings(expected),
+                "{follow:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn metadata_values_are_decoded_when_marked() {
+        let mut metadata = MetadataMap::new();
+        metadata.insert("dir-name", "context".parse().unwrap());
+        metadata.append("exclude-patterns", "*.log".parse().unwrap());
+        metadata.append("exclude-patterns", "!keep.log".parse().unwrap());
+        metadata.append("include-patterns", "caf%C3%A9+x%2".parse().unwrap());
+        metadata.insert("include-patterns-encoded", "1".parse().unwrap());
+        let wanted = Wanted::from_metadata(&metadata);
+        assert_eq!(
+            wanted,
+            Wanted {
+                dir_name: "context".to_owned(),
+                include: strings(&["café x%2"]),
+                exclude: strings(&["*.log", "!keep.log"]),
+                follow: Vec::new(),
+            }
+        );
+        assert_eq!(
+            Wanted::from_metadata(&MetadataMap::new()),
+            Wanted::default()
+        );
+    }
+
+    /// A context of a directory, a file of more than one DATA chunk, an
+    /// empty file and a symlink.
+    fn sample_context() -> (tempfile::TempDir, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let big: Vec<u8> = (0..DATA_CHUNK * 2 + 10).map(|n| (n % 251) as u8).collect();
+        fs::write(root.join("Dockerfile"), "FROM scratch\nCOPY . /\n").unwrap();
+        fs::create_dir(root.join("a")).unwrap();
+        fs::write(root.join("a/big"), &big).unwrap();
+        fs::write(root.join("a/empty"), "").unwrap();
+        fs::write(root.join("a.txt"), "after the directory a\n").unwrap();
+        symlink("a/big", root.join("link")).unwrap();
+        fs::write(root.join("skip.log"), "left out\n").unwrap();
+        fs::write(root.join(".dockerignore"), "*.log\n").unwrap();
+        (dir, big)
+    }
+
+    /// Runs a transfer, answering the listing with `requests` (file names)
+    /// and then FIN, and returns every packet sent.
+    async fn run_transfer(root: &Path, wanted: Wanted, requests: &[&str]) -> Vec<Packet> {
+        let sources = Arc::new(Sources::new(root, Path::new("Dockerfile")));
+        let (engine, incoming) = mpsc::unbounded_channel::<Result<Packet, Status>>();
+        let incoming = stream::poll_fn({
+            let mut incoming = incoming;
+            move |context| incoming.poll_recv(context)
+        });
+        let mut packets = send(sources, wanted, incoming);
+        let mut sent = Vec::new();
+        let mut ids = HashMap::new();
+        let mut next_id = 0u32;
+        // The listing, up to the empty STAT.
+        while let Some(packet) = packets.next().await {
+            let packet = packet.unwrap();
+            sent.push(packet.clone());
+            match &packet.stat {
+                Some(stat) => {
+                    ids.insert(stat.path.clone(), next_id);
+                    next_id += 1;
+                }
+                None => break,
+            }
+        }
+        for name in requests {
+            let request = Packet {
+                r#type: PacketType::PacketReq as i32,
+                id: ids[*name],
+                ..Default::default()
+            };
+            engine.send(Ok(request)).unwrap();
+        }
+        let _ = engine.send(Ok(packet(PacketType::PacketFin)));
+        // An error ends the stream after its ERR packet.
+        while let Some(Ok(packet)) = packets.next().await {
+            sent.push(packet);
+        }
+        sent
+    }
+
+    fn kind(packet: &Packet) -> PacketType {
+        PacketType::try_from(packet.r#type).unwrap()
+    }
+
+    #[tokio::test]
+    async fn stats_in_walk_order_then_requested_data_then_fin() {
+        let (dir, big) = sample_context();
+        let wanted = Wanted {
+            dir_name: CONTEXT.to_owned(),
+            ..Default::default()
+        };
+        let sent = run_transfer(dir.path(), wanted, &["a/big", "a.txt"]).await;
+
+        let stats: Vec<&Stat> = sent
+            .iter()
+            .filter_map(|packet| packet.stat.as_ref())
+            .collect();
+        let paths: Vec<&str> = stats.iter().map(|stat| stat.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                ".dockerignore",
+                "Dockerfile",
+                "a",
+                "a/big",
+                "a/empty",
+                "a.txt",
+                "link"
+            ]
+        );
+        let directory = stats[2];
+        assert_eq!(directory.mode & GO_MODE_DIR, GO_MODE_DIR);
+        assert_eq!(directory.size, 0);
+        let link = stats[6];
+        assert_eq!(link.mode & GO_MODE_SYMLINK, GO_MODE_SYMLINK);
+        assert_eq!(link.linkname, "a/big");
+        let file = stats[3];
+        assert_eq!((file.mode & GO_MODE_TYPE, file.size), (0, big.len() as i64));
+        assert_eq!((file.uid, file.gid), (0, 0));
+        let mtime = fs::metadata(dir.path().join("a/big"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        let nanos = mtime
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        assert_eq!(file.mod_time as u128, nanos);
+
+        // The empty STAT ends the listing; then the data of id 3 and id 5,
+        // each ending with an empty DATA; then FIN.
+        let after: Vec<(PacketType, u32, usize)> = sent[stats.len()..]
+            .iter()
+            .map(|packet| (kind(packet), packet.id, packet.data.len()))
+            .collect();
+        assert_eq!(after[0], (PacketType::PacketStat, 0, 0));
+        assert!(sent[stats.len()].stat.is_none());
+        assert_eq!(
+            after[1..],
+            [
+                (PacketType::PacketData, 3, DATA_CHUNK),
+                (PacketType::PacketData, 3, DATA_CHUNK),
+                (PacketType::PacketData, 3, 10),
+                (PacketType::PacketData, 3, 0),
+                (PacketType::PacketData, 5, 22),
+                (PacketType::PacketData, 5, 0),
+                (PacketType::PacketFin, 0, 0),
+            ]
+        );
+        let received: Vec<u8> = sent
+            .iter()
+            .filter(|packet| kind(packet) == PacketType::PacketData && packet.id == 3)
+            .flat_map(|packet| packet.data.clone())
+            .collect();
+        assert_eq!(received, big);
+    }
+
+    #[tokio::test]
+    async fn the_dockerfile_directory_holds_only_the_dockerfile_and_ignore_files() {
+        let (dir, _) = sample_context();
+        let root = dir.path();
+        fs::write(root.join("Dockerfile.dockerignore"), "x\n").unwrap();
+        let wanted = Wanted {
+            dir_name: DOCKERFILE.to_owned(),
+            follow: strings(&["Dockerfile", "Dockerfile.dockerignore"]),
+            ..Default::default()
+        };
+        let sent = run_transfer(root, wanted, &["Dockerfile"]).await;
+        let paths: Vec<&str> = sent
+            .iter()
+            .filter_map(|packet| packet.stat.as_ref().map(|stat| stat.path.as_str()))
+            .collect();
+        assert_eq!(paths, ["Dockerfile", "Dockerfile.dockerignore"]);
+        let data: Vec<u8> = sent.iter().flat_map(|packet| packet.data.clone()).collect();
+        assert_eq!(data, b"FROM scratch\nCOPY . /\n");
+
+        // Without patterns: the Dockerfile and both ignore files, nothing else.
+        let wanted = Wanted {
+            dir_name: DOCKERFILE.to_owned(),
+            ..Default::default()
+        };
+        let sent = run_transfer(root, wanted, &[]).await;
+        let paths: Vec<&str> = sent
+            .iter()
+            .filter_map(|packet| packet.stat.as_ref().map(|stat| stat.path.as_str()))
+            .collect();
+        assert_eq!(
+            paths,
+            [".dockerignore", "Dockerfile", "Dockerfile.dockerignore"]
+        );
+    }
+
+    #[tokio::test]
+    async fn errors_are_reported_to_the_engine() {
+        let (dir, _) = sample_context();
+        // (directory name, request patterns, message fragment)
+        let cases = [
+            ("secrets", Vec::new(), "no directory named `secrets`"),
+            (
+                CONTEXT,
+                strings(&["[unclosed"]),
+                "exclude-patterns:1: invalid pattern",
+            ),
+        ];
+        for (name, exclude, fragment) in cases {
+            let wanted = Wanted {
+                dir_name: name.to_owned(),
+                exclude,
+                ..Default::default()
+            };
+            let sources = Arc::new(Sources::new(dir.path(), Path::new("Dockerfile")));
+            let packets: Vec<Result<Packet, Status>> =
+                send(sources, wanted, stream::pending::<Result<Packet, Status>>())
+                    .collect()
+                    .await;
+            assert_eq!(packets.len(), 2, "{name}");
+            let report = packets[0].as_ref().unwrap();
+            assert_eq!(kind(report), PacketType::PacketErr);
+            let message = String::from_utf8_lossy(&report.data);
+            assert!(message.contains(fragment), "{message}");
+            assert!(packets[1].as_ref().is_err());
+        }
+
+        // A request for an id that is not a regular file.
+        let wanted = Wanted {
+            dir_name: CONTEXT.to_owned(),
+            ..Default::default()
+        };
+        let sent = run_transfer(dir.path(), wanted, &["a"]).await;
+        let last = sent.last().unwrap();
+        assert_eq!(kind(last), PacketType::PacketErr);
+        assert!(String::from_utf8_lossy(&last.data).contains("unknown file id 2"));
+    }
+}
