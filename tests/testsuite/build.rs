@@ -18,9 +18,10 @@ fn greeter(lab: &Lab, repository: &str, extra_run: &str) -> Project {
                 "FROM scratch AS build\n\
                  ARG TARGETPLATFORM\n\
                  ARG TARGETARCH\n\
+                 ARG GREETING\n\
                  COPY busybox/${{TARGETARCH}} /bin/busybox\n\
                  RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
-                 RUN echo \"$TARGETPLATFORM $TARGETARCH\" > /platform\n\
+                 RUN echo \"$GREETING $TARGETPLATFORM $TARGETARCH\" > /platform\n\
                  {extra_run}\n\
                  FROM scratch AS runtime\n\
                  COPY --from=build /bin/busybox /bin/busybox\n\
@@ -33,7 +34,7 @@ fn greeter(lab: &Lab, repository: &str, extra_run: &str) -> Project {
         .file(
             "mab.toml",
             &format!(
-                "[image]\nname = \"{repository}\"\nplatforms = [\"linux/amd64\", \"linux/arm64\", \"linux/ppc64le\"]\ntarget = \"runtime\"\n"
+                "[image]\nname = \"{repository}\"\nplatforms = [\"linux/amd64\", \"linux/arm64\", \"linux/ppc64le\"]\ntarget = \"runtime\"\n\n[image.args]\nGREETING = \"hello\"\n"
             ),
         )
         .file(
@@ -69,6 +70,8 @@ fn three_platforms_over_two_ssh_runners_and_the_local_engine() {
             "build",
             "--progress",
             "plain",
+            "--build-arg",
+            "GREETING=hi",
             "--metadata-file",
             metadata_path.to_str().unwrap(),
         ],
@@ -194,7 +197,7 @@ fn three_platforms_over_two_ssh_runners_and_the_local_engine() {
         );
         assert_eq!(
             String::from_utf8_lossy(&output.stdout).trim(),
-            format!("{platform} {architecture}")
+            format!("hi {platform} {architecture}")
         );
     }
     assert!(
