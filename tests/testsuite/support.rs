@@ -102,10 +102,28 @@ impl Lab {
 }
 
 /// Tests that count SSH logins in sshd logs, or that connect to the SSH
-/// runners, take this lock so that their connections can be told apart.
-pub fn ssh_lock() -> MutexGuard<'static, ()> {
+/// runners, hold this lock so that their connections can be told apart:
+/// a mutex within this process and a file lock across processes (two test
+/// runs at once on one lab).
+pub struct SshLock {
+    _thread: MutexGuard<'static, ()>,
+    _file: fs::File,
+}
+
+pub fn ssh_lock() -> SshLock {
     static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    let thread = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(std::env::temp_dir().join("mab-tests-ssh.lock"))
+        .unwrap();
+    file.lock().unwrap();
+    SshLock {
+        _thread: thread,
+        _file: file,
+    }
 }
 
 /// A home directory of the test's own: `.ssh/config` with the lab's hosts
