@@ -413,7 +413,8 @@ fn check_engine(engine: &str) -> Result<(), String> {
 }
 
 /// The implicit runner used when no runners file exists: `local`, this
-/// machine's engine, serving every requested platform.
+/// machine's engine, serving every requested platform, all at once (as
+/// buildx builds the platforms of one build in parallel).
 pub fn implicit_runners(platforms: &[Platform]) -> RunnersFile {
     RunnersFile {
         path: None,
@@ -422,7 +423,7 @@ pub fn implicit_runners(platforms: &[Platform]) -> RunnersFile {
             host: RunnerHost::Local,
             platforms: platforms.to_vec(),
             engine: None,
-            jobs: 1,
+            jobs: u32::try_from(platforms.len()).unwrap_or(u32::MAX).max(1),
             network: NetworkMode::Default,
         }],
         warnings: Vec::new(),
@@ -746,7 +747,8 @@ platforms = ["linux/amd64", "linux/aarch64"]
         assert_eq!(runner.host, RunnerHost::Local);
         assert_eq!(runner.platforms, wanted);
         assert_eq!(runner.engine, None);
-        assert_eq!(runner.jobs, 1);
+        assert_eq!(runner.jobs, 2, "every platform builds at once");
+        assert_eq!(implicit_runners(&[]).runners[0].jobs, 1);
     }
 
     #[test]
