@@ -251,3 +251,64 @@ fn a_platform_failing_publishes_nothing_and_names_runner_and_platform() {
         "the existing tag is unchanged"
     );
 }
+
+#[test]
+fn without_a_runners_file_the_local_engine_builds_everything() {
+    let lab = require_lab!();
+    let repository = lab.repository("implicit");
+    let project = Project::new();
+    project
+        .with_busybox(lab, &["amd64", "s390x"])
+        .file(
+            "Dockerfile",
+            "FROM scratch\nARG TARGETARCH\nCOPY busybox/${TARGETARCH} /bin/busybox\nRUN [\"/bin/busybox\", \"true\"]\n",
+        )
+        .file(
+            "mab.toml",
+            &format!("[image]\nname = \"{repository}\"\nplatforms = [\"linux/amd64\", \"linux/s390x\"]\n"),
+        );
+    let home = tempfile::tempdir().unwrap();
+    let metadata = project.path().join("metadata.json");
+    let run = mab(
+        home.path(),
+        project.path(),
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--metadata-file",
+            metadata.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("linux/s390x -> local: emulated with QEMU (qemu-s390x)"),
+        "{run:?}"
+    );
+    let metadata: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&metadata).unwrap()).unwrap();
+    let emulated: Vec<(String, bool)> = metadata["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|platform| {
+            (
+                platform["platform"].as_str().unwrap().to_owned(),
+                platform["emulated"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        emulated,
+        [
+            ("linux/amd64".to_owned(), false),
+            ("linux/s390x".to_owned(), true)
+        ]
+    );
+    let config = skopeo_config(&format!(
+        "{repository}@{}",
+        metadata["platforms"][1]["digest"].as_str().unwrap()
+    ));
+    assert_eq!(config["architecture"], "s390x");
+}
