@@ -39,13 +39,6 @@ pub enum ContextError {
         reason: String,
     },
 
-    #[error("cannot start packing the build context {}: {source}", path.display())]
-    Pack {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-
     #[error("cannot read {}: {source}", path.display())]
     Read {
         path: PathBuf,
@@ -77,7 +70,6 @@ impl ContextError {
                 "fix line {line} of .dockerignore: patterns use `*`, `?`, `[...]`, `**` and a leading `!`; \
                  escape a literal `*`, `?`, `[` or `\\` with `\\`"
             )),
-            ContextError::Pack { .. } => None,
             ContextError::Read { .. } => {
                 Some("check that the path exists and that mab may read it".to_string())
             }
@@ -91,7 +83,6 @@ impl ContextError {
             | ContextError::ContextNotDirectory { path }
             | ContextError::DockerfileMissing { path, .. }
             | ContextError::DockerfileNotFile { path }
-            | ContextError::Pack { path, .. }
             | ContextError::Read { path, .. } => path,
             ContextError::DockerfileOutsideContext { dockerfile, .. } => dockerfile,
             ContextError::InvalidPattern { file, .. } => file,

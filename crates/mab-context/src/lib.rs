@@ -1,5 +1,6 @@
 //! The build context: the context directory filtered by `.dockerignore` with
-//! Docker's own matching rules, streamed to the engine as a tar.
+//! Docker's own matching rules. (mab-engine serves it to the engine through
+//! the BuildKit session, file by file as the engine asks.)
 //!
 //! - [`DockerIgnore`] parses `.dockerignore` and decides paths the way moby's
 //!   `patternmatcher` does (which is not how gitignore does it: `*.log` only
@@ -7,8 +8,6 @@
 //!   re-includes below an excluded directory, the last matching line wins).
 //! - [`context_entries`] / [`scan_context`] list what is sent, always including
 //!   the Dockerfile and `.dockerignore`, with totals for progress output.
-//! - [`tar_stream`] writes the tar on a thread of its own and yields it in
-//!   bounded chunks, ready to be a request body.
 //!
 //! Known differences from Docker: a `\` before a letter is that letter (Go's
 //! regexp would read `\d` as a digit class), `*` and `?` inside `[...]` are
@@ -18,12 +17,10 @@
 mod error;
 mod ignore;
 mod pattern;
-mod stream;
 mod walk;
 
 pub use error::ContextError;
 pub use ignore::{DockerIgnore, DOCKERIGNORE};
-pub use stream::{tar_stream, ContextStream, CHUNKS_IN_FLIGHT, CHUNK_SIZE};
 pub use walk::{
     context_entries, dockerfile_in_context, scan_context, ContextEntry, ContextListing, EntryKind,
 };
