@@ -73,7 +73,7 @@ fn the_top_level_runners_file_and_the_example_parse_cleanly() {
     let top = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let runners = mab_config::load_runners(&top.join("runners.toml")).unwrap();
     assert!(runners.warnings.is_empty(), "{:?}", runners.warnings);
-    assert_eq!(runners.runners.len(), 3);
+    assert_eq!(runners.runners.len(), 4);
     let project = mab_config::load_project(&top.join("examples/greeter/mab.toml")).unwrap();
     assert!(project.warnings.is_empty(), "{:?}", project.warnings);
     assert_eq!(project.platforms.len(), 3);

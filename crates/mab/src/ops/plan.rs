@@ -75,10 +75,27 @@ fn human(plan: &PlanJson) -> String {
             "{:<16} -> {}: {}\n",
             platform.platform, platform.runner, platform.reason
         ));
-        for rejected in &platform.rejected {
+        // Runners that do not serve the platform share one line.
+        let not_serving = format!("does not serve {}", platform.platform);
+        let (others, considered): (Vec<&RejectedJson>, Vec<&RejectedJson>) = platform
+            .rejected
+            .iter()
+            .partition(|rejected| rejected.why == not_serving);
+        for rejected in considered {
             out.push_str(&format!(
                 "{:<16}    not {}: {}\n",
                 "", rejected.runner, rejected.why
+            ));
+        }
+        if !others.is_empty() {
+            let names: Vec<&str> = others
+                .iter()
+                .map(|rejected| rejected.runner.as_str())
+                .collect();
+            out.push_str(&format!(
+                "{:<16}    not serving it: {}\n",
+                "",
+                names.join(", ")
             ));
         }
     }
