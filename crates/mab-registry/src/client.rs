@@ -92,14 +92,16 @@ pub fn is_loopback(registry: &str) -> bool {
 /// The registry host an image name points at (`docker.io` names resolve to
 /// `index.docker.io`).
 pub fn registry_of(image: &str) -> Result<String, RegistryError> {
-    let reference: Reference =
-        image
-            .parse()
-            .map_err(|error: oci_client::ParseError| RegistryError::Reference {
-                image: image.to_owned(),
-                message: error.to_string(),
-            })?;
-    Ok(reference.resolve_registry().to_owned())
+    Ok(parse_reference(image)?.resolve_registry().to_owned())
+}
+
+fn parse_reference(image: &str) -> Result<Reference, RegistryError> {
+    image
+        .parse()
+        .map_err(|error: oci_client::ParseError| RegistryError::Reference {
+            image: image.to_owned(),
+            message: error.to_string(),
+        })
 }
 
 /// One image repository in one registry.
@@ -118,13 +120,7 @@ impl Repository {
         image: &str,
         credentials: Option<&Credentials>,
     ) -> Result<Repository, RegistryError> {
-        let reference: Reference =
-            image
-                .parse()
-                .map_err(|error: oci_client::ParseError| RegistryError::Reference {
-                    image: image.to_owned(),
-                    message: error.to_string(),
-                })?;
+        let reference = parse_reference(image)?;
         let registry = reference.resolve_registry().to_owned();
         let plain_http = is_loopback(&registry);
         let protocol = if plain_http {

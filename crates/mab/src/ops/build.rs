@@ -34,15 +34,7 @@ pub async fn build(
         )
     })?;
     let tags = release_tags(&project, args, environment, reporter)?;
-    let network = match &args.network {
-        Some(text) => Some(text.parse::<NetworkMode>().map_err(|hint| {
-            Failure::usage(
-                format!("--network `{text}` is not a network mode"),
-                Some(&hint),
-            )
-        })?),
-        None => None,
-    };
+    let network = super::network_flag(args.network.as_deref())?;
     let registry = mab_registry::registry_of(&project.image).map_err(|error| {
         Failure::usage(
             error.to_string(),

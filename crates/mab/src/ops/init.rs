@@ -2,8 +2,6 @@
 
 use std::path::Path;
 
-use mab_config::Platform;
-
 use crate::failure::Failure;
 
 /// Platforms of a new project when `--platform` is not given: the two most
@@ -38,20 +36,15 @@ pub fn init(
     };
     mab_config::project::check_repository(&image)
         .map_err(|(message, hint)| Failure::usage(format!("--image: {message}"), Some(&hint)))?;
-    let mut chosen: Vec<Platform> = Vec::new();
-    let written: Vec<&str> = if platforms.is_empty() {
-        DEFAULT_PLATFORMS.to_vec()
+    let written: Vec<String> = if platforms.is_empty() {
+        DEFAULT_PLATFORMS
+            .iter()
+            .map(|platform| platform.to_string())
+            .collect()
     } else {
-        platforms.iter().map(String::as_str).collect()
+        platforms.to_vec()
     };
-    for text in written {
-        let parsed = Platform::parse(text.trim()).map_err(|error| {
-            Failure::usage(format!("--platform {text}: {error}"), Some(&error.hint()))
-        })?;
-        if !chosen.contains(&parsed.platform) {
-            chosen.push(parsed.platform);
-        }
-    }
+    let chosen = super::platform_flags(&written, &mut Vec::new())?;
     let platforms: Vec<String> = chosen
         .iter()
         .map(|platform| format!("\"{platform}\""))

@@ -45,19 +45,7 @@ pub fn load(
     };
     let mut project = mab_config::load_project(&manifest)?;
     if !args.platforms.is_empty() {
-        let mut platforms = Vec::new();
-        for text in &args.platforms {
-            let parsed = Platform::parse(text.trim()).map_err(|error| {
-                Failure::usage(format!("--platform {text}: {error}"), Some(&error.hint()))
-            })?;
-            if let Some(note) = parsed.note {
-                project.warnings.push(note);
-            }
-            if !platforms.contains(&parsed.platform) {
-                platforms.push(parsed.platform);
-            }
-        }
-        project.platforms = platforms;
+        project.platforms = super::platform_flags(&args.platforms, &mut project.warnings)?;
     }
     let manifest_dir = manifest.parent().map(PathBuf::from);
     let runners_path = mab_config::locate_runners(

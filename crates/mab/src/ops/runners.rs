@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use futures_util::future::join_all;
-use mab_config::{NetworkMode, NewRunner, Platform, Runner, RunnerHost, RunnersFile};
+use mab_config::{NewRunner, Platform, Runner, RunnerHost, RunnersFile};
 use mab_plan::{Capabilities, Support};
 use serde::Serialize;
 
@@ -160,15 +160,7 @@ fn table<const N: usize>(rows: &[[String; N]]) -> String {
 
 /// `mab runners add`
 pub fn add(args: &RunnersAddArgs, environment: &Environment) -> Result<String, Failure> {
-    let mut platforms = Vec::new();
-    for text in &args.platforms {
-        let parsed = Platform::parse(text.trim()).map_err(|error| {
-            Failure::usage(format!("--platform {text}: {error}"), Some(&error.hint()))
-        })?;
-        if !platforms.contains(&parsed.platform) {
-            platforms.push(parsed.platform);
-        }
-    }
+    let platforms = super::platform_flags(&args.platforms, &mut Vec::new())?;
     if platforms.is_empty() {
         return Err(Failure::usage(
             format!("runner `{}` needs at least one platform", args.name),
@@ -181,15 +173,7 @@ pub fn add(args: &RunnersAddArgs, environment: &Environment) -> Result<String, F
             Some("--jobs is how many builds run at once on this runner"),
         ));
     }
-    let network = match &args.network {
-        Some(text) => Some(text.parse::<NetworkMode>().map_err(|hint| {
-            Failure::usage(
-                format!("--network `{text}` is not a network mode"),
-                Some(&hint),
-            )
-        })?),
-        None => None,
-    };
+    let network = super::network_flag(args.network.as_deref())?;
     let path =
         locate(args.runners.as_deref(), environment).unwrap_or_else(|| default_path(environment));
     let text = match std::fs::read_to_string(&path) {
