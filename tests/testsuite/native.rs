@@ -39,7 +39,11 @@ fn the_arm64_engine_is_native_and_chosen_over_emulation() {
     let home = Home::new(lab);
     let _ssh = ssh_lock();
 
-    let check = mab(home.path(), project.path(), &["runners", "check", "--format", "json"]);
+    let check = mab(
+        home.path(),
+        project.path(),
+        &["runners", "check", "--format", "json"],
+    );
     assert_eq!(check.code, 0, "{check:?}");
     let json: serde_json::Value = serde_json::from_str(&check.stdout).unwrap();
     let arm = &json["runners"][1];
@@ -52,29 +56,71 @@ fn the_arm64_engine_is_native_and_chosen_over_emulation() {
     assert_eq!(plan.code, 0, "{plan:?}");
     let plan: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
     let job = &plan["platforms"][0];
-    assert_eq!((job["runner"].as_str(), job["emulated"].as_bool()), (Some("arm"), Some(false)), "{job}");
+    assert_eq!(
+        (job["runner"].as_str(), job["emulated"].as_bool()),
+        (Some("arm"), Some(false)),
+        "{job}"
+    );
     assert_eq!(job["rejected"][0]["runner"], "x86", "{job}");
-    assert!(job["rejected"][0]["why"].as_str().unwrap().contains("emulat"), "{job}");
+    assert!(
+        job["rejected"][0]["why"]
+            .as_str()
+            .unwrap()
+            .contains("emulat"),
+        "{job}"
+    );
 
     let metadata = project.path().join("metadata.json");
     let build = mab(
         home.path(),
         project.path(),
-        &["build", "--progress", "plain", "--metadata-file", metadata.to_str().unwrap()],
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--metadata-file",
+            metadata.to_str().unwrap(),
+        ],
     );
     assert_eq!(build.code, 0, "{build:?}");
-    let metadata: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&metadata).unwrap()).unwrap();
+    let metadata: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&metadata).unwrap()).unwrap();
     let built = &metadata["platforms"][0];
-    assert_eq!((built["runner"].as_str(), built["emulated"].as_bool()), (Some("arm"), Some(false)), "{built}");
+    assert_eq!(
+        (built["runner"].as_str(), built["emulated"].as_bool()),
+        (Some("arm"), Some(false)),
+        "{built}"
+    );
     let digest = built["digest"].as_str().unwrap();
 
     // Built and pushed by the arm64 engine, not by the x86 runner's.
     let kept = format!("{repository}:mab-linux-arm64");
-    let on_arm = docker_on("runner-arm", &["image", "inspect", "--format", "{{json .RepoDigests}} {{.Architecture}}", &kept]);
-    assert!(on_arm.status.success(), "{}", String::from_utf8_lossy(&on_arm.stderr));
+    let on_arm = docker_on(
+        "runner-arm",
+        &[
+            "image",
+            "inspect",
+            "--format",
+            "{{json .RepoDigests}} {{.Architecture}}",
+            &kept,
+        ],
+    );
+    assert!(
+        on_arm.status.success(),
+        "{}",
+        String::from_utf8_lossy(&on_arm.stderr)
+    );
     let on_arm = String::from_utf8_lossy(&on_arm.stdout);
-    assert!(on_arm.contains(digest) && on_arm.contains("arm64"), "{on_arm}");
-    assert!(!docker_on("runner-a", &["image", "inspect", &kept]).status.success(), "runner-a did not build it");
+    assert!(
+        on_arm.contains(digest) && on_arm.contains("arm64"),
+        "{on_arm}"
+    );
+    assert!(
+        !docker_on("runner-a", &["image", "inspect", &kept])
+            .status
+            .success(),
+        "runner-a did not build it"
+    );
 }
 
 #[test]
@@ -86,12 +132,38 @@ fn build_network_overrides_the_runner_network() {
     let project = arm_project(lab, &repository, "default");
     let home = Home::new(lab);
     let _ssh = ssh_lock();
-    let bridged = mab(home.path(), project.path(), &["build", "--progress", "plain", "--no-push"]);
+    let bridged = mab(
+        home.path(),
+        project.path(),
+        &["build", "--progress", "plain", "--no-push"],
+    );
     assert_eq!(bridged.code, 1, "{bridged:?}");
-    assert!(bridged.stderr.contains("linux/arm64 (runner arm)"), "{bridged:?}");
-    let host = mab(home.path(), project.path(), &["build", "--progress", "plain", "--no-push", "--network", "host"]);
+    assert!(
+        bridged.stderr.contains("linux/arm64 (runner arm)"),
+        "{bridged:?}"
+    );
+    let host = mab(
+        home.path(),
+        project.path(),
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--no-push",
+            "--network",
+            "host",
+        ],
+    );
     assert_eq!(host.code, 0, "{host:?}");
-    let bad = mab(home.path(), project.path(), &["build", "--network", "bridge"]);
+    let bad = mab(
+        home.path(),
+        project.path(),
+        &["build", "--network", "bridge"],
+    );
     assert_eq!(bad.code, 2, "{bad:?}");
-    assert!(bad.stderr.contains("--network `bridge` is not a network mode"), "{bad:?}");
+    assert!(
+        bad.stderr
+            .contains("--network `bridge` is not a network mode"),
+        "{bad:?}"
+    );
 }
