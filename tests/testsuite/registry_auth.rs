@@ -101,4 +101,46 @@ fn credentials_reach_the_engines_and_are_never_shown() {
     );
     let list: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
     assert_eq!(list["manifests"].as_array().unwrap().len(), 2);
+
+    // A build whose base image is that private list pulls it with the same
+    // credentials, on each runner; without them the pull is refused.
+    let derived = Project::new();
+    derived
+        .file(
+            "Dockerfile",
+            &format!("FROM {repository}:1.0\nCOPY Dockerfile /derived\n"),
+        )
+        .file(
+            "mab.toml",
+            &format!(
+                "[image]\nname = \"{}\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n",
+                lab.repository("derived")
+            ),
+        );
+    std::fs::copy(
+        project.path().join("runners.toml"),
+        derived.path().join("runners.toml"),
+    )
+    .unwrap();
+    let pulled = mab(
+        home.path(),
+        derived.path(),
+        &["build", "--no-push", "--progress", "plain"],
+    );
+    assert_eq!(pulled.code, 0, "{pulled:?}");
+    for secret in [lab.get("AUTH_PASSWORD"), PASSWORD_BASE64] {
+        assert!(!pulled.stderr.contains(secret));
+    }
+    std::fs::remove_file(home.path().join(".docker/config.json")).unwrap();
+    let anonymous = mab(
+        home.path(),
+        derived.path(),
+        &["build", "--no-push", "--progress", "plain"],
+    );
+    assert_eq!(anonymous.code, 1, "{anonymous:?}");
+    assert!(
+        anonymous.stderr.to_lowercase().contains("unauthorized")
+            || anonymous.stderr.contains("401"),
+        "{anonymous:?}"
+    );
 }

@@ -19,7 +19,7 @@ mod transport;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::pin;
 
 use bollard::auth::DockerCredentials;
@@ -97,6 +97,9 @@ pub struct BuildSpec {
     pub args: BTreeMap<String, String>,
     /// Network mode of RUN steps: `default`, `host` or `none`.
     pub network: String,
+    /// The Docker `config.json` whose credentials the engine may ask for
+    /// while it pulls base images (through the session's Auth service).
+    pub registry_config: Option<PathBuf>,
 }
 
 /// Something that happened during a build, for progress output.
@@ -205,12 +208,17 @@ impl Engine {
         let sources = filesync::Sources::new(context_dir, &dockerfile);
         let dockerfile_name = sources.dockerfile_name();
         let identity = session::SessionIdentity::for_context(session_id(&spec.image), context_dir);
-        let serve = session::open(&self.connect, &identity, sources)
-            .await
-            .map_err(|error| EngineError::Api {
-                engine: self.label.clone(),
-                message: error.to_string(),
-            })?;
+        let serve = session::open(
+            &self.connect,
+            &identity,
+            sources,
+            spec.registry_config.clone(),
+        )
+        .await
+        .map_err(|error| EngineError::Api {
+            engine: self.label.clone(),
+            message: error.to_string(),
+        })?;
 
         let mut serve = pin!(serve);
         let mut build =
@@ -656,6 +664,7 @@ mod tests {
             target: None,
             args: BTreeMap::from([("GREETING".to_owned(), "hello world".to_owned())]),
             network: "host".to_owned(),
+            registry_config: None,
         }
     }
 

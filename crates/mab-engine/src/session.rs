@@ -6,19 +6,26 @@
 //! headers offer. mab offers the health check and FileSync's DiffCopy, over
 //! which the engine fetches the build context and the Dockerfile.
 //!
-//! The session does not offer the Auth service: BuildKit then pulls base
-//! images without credentials, as the tar-upload builds did before (a
-//! private base image needs credentials in the engine's own configuration).
+//! It also offers Auth's `Credentials`, so that BuildKit can pull a base
+//! image from a registry that needs a login, with the credentials of the
+//! coordinator's Docker configuration for that registry, as the docker CLI
+//! does.
 
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use bollard_buildkit_proto::health::health_check_response::ServingStatus;
 use bollard_buildkit_proto::health::health_server::{Health, HealthServer};
 use bollard_buildkit_proto::health::{
     HealthCheckRequest, HealthCheckResponse, HealthListRequest, HealthListResponse,
 };
+use bollard_buildkit_proto::moby::filesync::v1::auth_server::{Auth, AuthServer};
 use bollard_buildkit_proto::moby::filesync::v1::file_sync_server::FileSyncServer;
+use bollard_buildkit_proto::moby::filesync::v1::{
+    CredentialsRequest, CredentialsResponse, FetchTokenRequest, FetchTokenResponse,
+    GetTokenAuthorityRequest, GetTokenAuthorityResponse, VerifyTokenAuthorityRequest,
+    VerifyTokenAuthorityResponse,
+};
 use bytes::Bytes;
 use http::header::{CONNECTION, UPGRADE};
 use http::{HeaderValue, StatusCode};
@@ -100,6 +107,7 @@ pub(crate) fn offered_methods() -> Vec<String> {
     vec![
         format!("/{}/Check", HealthServer::<Healthy>::NAME),
         format!("/{}/DiffCopy", FileSyncServer::<FileSyncService>::NAME),
+        format!("/{}/Credentials", AuthServer::<Credentials>::NAME),
     ]
 }
 
@@ -110,6 +118,7 @@ pub(crate) async fn open(
     connect: &Connect,
     identity: &SessionIdentity,
     sources: Sources,
+    registry_config: Option<PathBuf>,
 ) -> Result<impl Future<Output = ()> + Send + 'static, SessionError> {
     let mut request = http::Request::post("/session")
         .header(UPGRADE, "h2c")
@@ -151,6 +160,7 @@ pub(crate) async fn open(
 
     let routes = Routes::new(HealthServer::new(Healthy))
         .add_service(FileSyncServer::new(FileSyncService::new(sources)))
+        .add_service(AuthServer::new(Credentials { registry_config }))
         .prepare();
     let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .serve_connection(upgraded, TowerToHyperService::new(routes));
@@ -160,6 +170,64 @@ pub(crate) async fn open(
             tracing::debug!("BuildKit session {label} ended: {error}");
         }
     })
+}
+
+/// The Auth service: registry credentials from a Docker `config.json`, for
+/// the registries the engine pulls base images from.
+#[derive(Clone, Debug)]
+pub(crate) struct Credentials {
+    registry_config: Option<PathBuf>,
+}
+
+#[tonic::async_trait]
+impl Auth for Credentials {
+    async fn credentials(
+        &self,
+        request: Request<CredentialsRequest>,
+    ) -> Result<Response<CredentialsResponse>, Status> {
+        let host = request.into_inner().host;
+        let found = match &self.registry_config {
+            Some(path) => mab_registry::load_credentials(path, &host)
+                .map_err(|error| Status::unavailable(error.to_string()))?,
+            None => None,
+        };
+        // No entry: empty credentials, and the pull goes on anonymously.
+        let response = match found {
+            Some(credentials) => match credentials.identity_token {
+                Some(token) => CredentialsResponse {
+                    username: String::new(),
+                    secret: token,
+                },
+                None => CredentialsResponse {
+                    username: credentials.username.unwrap_or_default(),
+                    secret: credentials.password.unwrap_or_default(),
+                },
+            },
+            None => CredentialsResponse::default(),
+        };
+        Ok(Response::new(response))
+    }
+
+    async fn fetch_token(
+        &self,
+        _request: Request<FetchTokenRequest>,
+    ) -> Result<Response<FetchTokenResponse>, Status> {
+        Err(Status::unimplemented("only Credentials is offered"))
+    }
+
+    async fn get_token_authority(
+        &self,
+        _request: Request<GetTokenAuthorityRequest>,
+    ) -> Result<Response<GetTokenAuthorityResponse>, Status> {
+        Err(Status::unimplemented("only Credentials is offered"))
+    }
+
+    async fn verify_token_authority(
+        &self,
+        _request: Request<VerifyTokenAuthorityRequest>,
+    ) -> Result<Response<VerifyTokenAuthorityResponse>, Status> {
+        Err(Status::unimplemented("only Credentials is offered"))
+    }
 }
 
 /// The health service: the engine checks the session is alive.
@@ -204,7 +272,8 @@ mod tests {
             offered_methods(),
             [
                 "/grpc.health.v1.Health/Check",
-                "/moby.filesync.v1.FileSync/DiffCopy"
+                "/moby.filesync.v1.FileSync/DiffCopy",
+                "/moby.filesync.v1.Auth/Credentials"
             ]
         );
     }

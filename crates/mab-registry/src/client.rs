@@ -47,7 +47,10 @@ pub fn load_credentials(
             })
         }
     };
-    let server = if registry == "docker.io" || registry == "index.docker.io" {
+    let server = if matches!(
+        registry,
+        "docker.io" | "index.docker.io" | "registry-1.docker.io"
+    ) {
         "https://index.docker.io/v1/"
     } else {
         registry

@@ -1,7 +1,7 @@
 //! `mab build`: plan, build every platform on its runner, verify, publish.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use mab_config::{NetworkMode, Platform, Project, Runner};
@@ -103,6 +103,7 @@ pub async fn build(
         repository: repository.as_ref(),
         credentials,
         network,
+        registry_config: environment.docker_config_dir().join("config.json"),
         reporter,
     };
     let results = run_all(&worker, &jobs, &slots).await;
@@ -237,6 +238,8 @@ struct LiveWorker<'a> {
     credentials: Option<mab_registry::Credentials>,
     /// `--network`, over each runner's own `network`.
     network: Option<NetworkMode>,
+    /// The Docker `config.json` with the registry credentials.
+    registry_config: PathBuf,
     reporter: &'a dyn Reporter,
 }
 
@@ -273,6 +276,7 @@ impl LiveWorker<'_> {
                 .unwrap_or(self.runners[&job.runner].network)
                 .as_str()
                 .to_owned(),
+            registry_config: Some(self.registry_config.clone()),
         };
         let platform = job.platform.to_string();
         engine
