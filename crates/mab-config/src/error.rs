@@ -19,7 +19,10 @@ pub struct Location {
 
 impl Location {
     /// The location of the byte range `span` of `text`. A span that runs
-    /// past its first line is underlined to the end of that line.
+    /// past its first line is underlined to the end of that line. Any span
+    /// is accepted: one past the end of `text` points at its end, and one
+    /// that starts on a line end (`\n`, or either byte of `\r\n`) points
+    /// just past the text of that line.
     pub fn from_span(text: &str, span: Range<usize>) -> Location {
         let mut start = span.start.min(text.len());
         while !text.is_char_boundary(start) {
@@ -30,7 +33,11 @@ impl Location {
             .find('\n')
             .map_or(text.len(), |newline| line_start + newline);
         let line_text = text[line_start..line_end].trim_end_matches('\r');
-        let end = span.end.clamp(start, line_start + line_text.len());
+        // The trimmed `\r` may lie at or before `start`; both ends stay
+        // within the line's visible text (it ends on a char boundary).
+        let text_end = line_start + line_text.len();
+        let start = start.min(text_end);
+        let end = span.end.max(start).min(text_end);
         let underlined = text.get(start..end).map_or(0, |part| part.chars().count());
         Location {
             line: text[..line_start].matches('\n').count() + 1,
@@ -264,6 +271,13 @@ mod tests {
             (20..24, (3, 1, "last", 4)),
             (24..24, (3, 5, "last", 1)),
             (99..120, (3, 5, "last", 1)),
+            // On the `\r` or `\n` of a CRLF line end: just past the line's text.
+            (18..19, (2, 13, "name = \"x y\"", 1)),
+            (19..20, (2, 13, "name = \"x y\"", 1)),
+            (19..19, (2, 13, "name = \"x y\"", 1)),
+            (18..30, (2, 13, "name = \"x y\"", 1)),
+            // An end before the start.
+            (13..2, (2, 8, "name = \"x y\"", 1)),
         ];
         for (span, (line, column, line_text, width)) in cases {
             let location = Location::from_span(text, span.clone());
@@ -276,6 +290,34 @@ mod tests {
                     width
                 },
                 "{span:?}"
+            );
+        }
+    }
+
+    /// Odd texts and spans never panic and stay on a line of the text.
+    #[test]
+    fn locations_of_any_span() {
+        let cases = [
+            ("", 0..0, (1, 1, "", 1)),
+            ("", 3..9, (1, 1, "", 1)),
+            ("\r\n", 1..2, (1, 1, "", 1)),
+            ("\r\n", 2..2, (2, 1, "", 1)),
+            ("a\r\n\r\nb", 4..5, (2, 1, "", 1)),
+            ("a\r\r\n", 3..4, (1, 2, "a", 1)),
+            ("\u{e9}t\u{e9}\r\n", 1..9, (1, 1, "\u{e9}t\u{e9}", 3)),
+            ("x = \"\u{e9}\r\n", 6..7, (1, 6, "x = \"\u{e9}", 1)),
+        ];
+        for (text, span, (line, column, line_text, width)) in cases {
+            let location = Location::from_span(text, span.clone());
+            assert_eq!(
+                location,
+                Location {
+                    line,
+                    column,
+                    line_text: line_text.to_owned(),
+                    width
+                },
+                "{text:?} {span:?}"
             );
         }
     }

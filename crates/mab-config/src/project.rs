@@ -595,6 +595,31 @@ extra = ["edge", "nightly", "edge"]
                 "                          ^",
                 "valid TOML",
             ),
+            // CRLF line ends: an unterminated string ends at the `\r\n`.
+            (
+                "[image]\r\nname = \"127.0.0.1:5000/x\r\nplatforms = []\r\n",
+                "invalid basic string, expected `\"`",
+                ":2:25",
+                "name = \"127.0.0.1:5000/x",
+                "                        ^",
+                "valid TOML",
+            ),
+            (
+                "[image]\r\nname = \"Team/App\"\r\nplatforms = [\"linux/amd64\"]\r\n",
+                "image name `Team/App` has upper-case letters",
+                ":2:8",
+                "name = \"Team/App\"",
+                "       ^^^^^^^^^^",
+                "repository names are lowercase: `team/app`",
+            ),
+            (
+                "[image]\r\nname = \"app\"\r\nplatforms = [\"linux/amd64\"\r\n",
+                "unclosed array, expected `]`",
+                ":3:27",
+                "platforms = [\"linux/amd64\"",
+                "                          ^",
+                "valid TOML",
+            ),
             (
                 "[image]\nplatforms = [\"linux/amd64\"]\n",
                 "[image] has no `name`",

@@ -665,6 +665,23 @@ platforms = ["linux/amd64", "linux/aarch64"]
                 "         ^^^^^^^^^^^^^^^^^^^^^^",
                 "write the engine's socket as `unix:///var/run/docker.sock`",
             ),
+            // CRLF line ends: an unterminated string ends at the `\r\n`.
+            (
+                "[[runner]]\r\nname = \"a\r\nhost = \"local\"\r\n".to_owned(),
+                "invalid basic string, expected `\"`",
+                ":2:10",
+                "name = \"a",
+                "         ^",
+                "valid TOML",
+            ),
+            (
+                "[[runner]]\r\nname = \"a\"\r\nhost = \"local\"\r\nplatforms = []\r\n".to_owned(),
+                "runner `a` lists no platforms",
+                ":4:13",
+                "platforms = []",
+                "            ^^",
+                "list the platforms this runner builds",
+            ),
             (
                 "[runner]\nname = \"a\"\n".to_owned(),
                 "invalid type: map, expected a list",
