@@ -277,7 +277,7 @@ mod tests {
             (19..19, (2, 13, "name = \"x y\"", 1)),
             (18..30, (2, 13, "name = \"x y\"", 1)),
             // An end before the start.
-            (13..2, (2, 8, "name = \"x y\"", 1)),
+            (Range { start: 13, end: 2 }, (2, 8, "name = \"x y\"", 1)),
         ];
         for (span, (line, column, line_text, width)) in cases {
             let location = Location::from_span(text, span.clone());

@@ -231,13 +231,13 @@ pub fn parse_runners(path: &Path, text: &str) -> Result<RunnersFile, ConfigError
         };
 
         let engine = match raw_runner.engine {
-            Some(engine) => match check_engine(engine.get_ref()) {
+            Some(engine) => match check_engine(engine.get_ref(), &host) {
                 Ok(()) => Some(engine.into_inner()),
-                Err(why) => {
+                Err((why, hint)) => {
                     return Err(invalid(
                         engine.span(),
                         format!("`engine` of runner `{runner_name}` {why}"),
-                        format!("write the engine's socket as `{DEFAULT_ENGINE_SOCKET}`, or `tcp://HOST:PORT`"),
+                        hint,
                     ));
                 }
             },
@@ -354,62 +354,120 @@ fn check_host(host: &str) -> Result<(), (String, String)> {
     if user.is_some_and(str::is_empty) {
         return Err(("has an empty user name".to_owned(), FORMS.to_owned()));
     }
-    let port = if let Some(bracketed) = address.strip_prefix('[') {
-        match bracketed.split_once(']') {
-            Some((inner, rest)) if !inner.is_empty() => match rest {
-                "" => None,
-                rest => match rest.strip_prefix(':') {
-                    Some(port) => Some(port),
-                    None => return Err(("is malformed".to_owned(), FORMS.to_owned())),
-                },
-            },
-            _ => return Err(("is malformed".to_owned(), FORMS.to_owned())),
-        }
-    } else {
-        match address.matches(':').count() {
-            0 => None,
-            1 => address.split_once(':').map(|(_, port)| port),
-            _ => {
-                return Err((
-                    "has an IPv6 address without brackets".to_owned(),
-                    "write IPv6 addresses in brackets, e.g. `builder@[2001:db8::1]:22`".to_owned(),
-                ))
-            }
+    let (name, port) = match split_port(address) {
+        Ok(split) => split,
+        Err(AddressError::Malformed) => return Err(("is malformed".to_owned(), FORMS.to_owned())),
+        Err(AddressError::UnbracketedIpv6) => {
+            return Err((
+                "has an IPv6 address without brackets".to_owned(),
+                "write IPv6 addresses in brackets, e.g. `builder@[2001:db8::1]:22`".to_owned(),
+            ))
         }
     };
-    if address.is_empty() || address.starts_with(':') {
+    if name.is_empty() {
         return Err(("names no host".to_owned(), FORMS.to_owned()));
     }
-    if let Some(port) = port {
-        if !port.parse::<u16>().is_ok_and(|port| port > 0) {
-            return Err((
-                format!("has an invalid port `{port}`"),
-                "a port is a number from 1 to 65535".to_owned(),
-            ));
-        }
+    if let Some(port) = port.filter(|port| !is_valid_port(port)) {
+        return Err((
+            format!("has an invalid port `{port}`"),
+            "a port is a number from 1 to 65535".to_owned(),
+        ));
     }
     Ok(())
 }
 
-/// Checks an engine address; the error completes "`engine` of runner `x` ...".
-fn check_engine(engine: &str) -> Result<(), String> {
-    if let Some(socket) = engine.strip_prefix("unix://") {
-        return if socket.starts_with('/') {
-            Ok(())
-        } else {
-            Err(format!("`{engine}` is not an absolute socket path"))
+/// Why `host[:port]` could not be split.
+#[derive(Debug, PartialEq, Eq)]
+enum AddressError {
+    /// A `[` without its `]`, an empty `[]`, or text after the `]`.
+    Malformed,
+    /// Two or more `:` outside brackets.
+    UnbracketedIpv6,
+}
+
+/// Splits `host[:port]` or `[ipv6][:port]` into the host (without brackets)
+/// and the port as written.
+fn split_port(address: &str) -> Result<(&str, Option<&str>), AddressError> {
+    if let Some(bracketed) = address.strip_prefix('[') {
+        return match bracketed.split_once(']') {
+            Some((inner, "")) if !inner.is_empty() => Ok((inner, None)),
+            Some((inner, rest)) if !inner.is_empty() => rest
+                .strip_prefix(':')
+                .map(|port| (inner, Some(port)))
+                .ok_or(AddressError::Malformed),
+            _ => Err(AddressError::Malformed),
         };
     }
-    for scheme in ["tcp://", "http://", "https://", "npipe://"] {
-        if let Some(rest) = engine.strip_prefix(scheme) {
-            return if rest.is_empty() {
-                Err(format!("`{engine}` names no address"))
-            } else {
-                Ok(())
-            };
-        }
+    match address.split_once(':') {
+        None => Ok((address, None)),
+        Some((_, port)) if port.contains(':') => Err(AddressError::UnbracketedIpv6),
+        Some((name, port)) => Ok((name, Some(port))),
     }
-    Err(format!("`{engine}` is not an engine address"))
+}
+
+fn is_valid_port(port: &str) -> bool {
+    port.parse::<u16>().is_ok_and(|port| port > 0)
+}
+
+/// Checks the engine address of a runner on `host`: a runner reached over
+/// SSH takes only `unix://ABSOLUTE_PATH` (the socket on that host, reached
+/// through a stream-local channel); a `local` runner also takes
+/// `tcp://HOST:PORT`. The error completes "`engine` of runner `x` ..." and
+/// comes with a hint naming the forms that kind of runner takes.
+fn check_engine(engine: &str, host: &RunnerHost) -> Result<(), (String, String)> {
+    let hint = match host {
+        RunnerHost::Local => format!(
+            "a `local` runner takes `unix:///ABSOLUTE/PATH` (e.g. `{DEFAULT_ENGINE_SOCKET}`) or `tcp://HOST:PORT`"
+        ),
+        RunnerHost::Ssh(_) => format!(
+            "a runner reached over SSH takes `unix:///ABSOLUTE/PATH`, the engine's socket on that host (e.g. `{DEFAULT_ENGINE_SOCKET}`)"
+        ),
+    };
+    let why = if let Some(socket) = engine.strip_prefix("unix://") {
+        match socket {
+            "" => format!("`{engine}` names no socket"),
+            socket if !socket.starts_with('/') => {
+                format!("`{engine}` is not an absolute socket path")
+            }
+            socket if socket.chars().any(char::is_control) => {
+                format!("`{engine}` contains a control character")
+            }
+            _ => return Ok(()),
+        }
+    } else if !engine.contains("://") {
+        format!("`{engine}` is not an engine address")
+    } else if let RunnerHost::Ssh(_) = host {
+        format!("`{engine}` is not a `unix://` socket")
+    } else if let Some(address) = engine.strip_prefix("tcp://") {
+        match check_tcp_address(address.trim_end_matches('/')) {
+            Ok(()) => return Ok(()),
+            Err(why) => format!("`{engine}` {why}"),
+        }
+    } else {
+        format!("`{engine}` is neither a `unix://` socket nor a `tcp://` address")
+    };
+    Err((why, hint))
+}
+
+/// Checks the `HOST:PORT` of a `tcp://` address; the error completes
+/// "`tcp://...` ...".
+fn check_tcp_address(address: &str) -> Result<(), &'static str> {
+    if address.is_empty() {
+        return Err("names no address");
+    }
+    if address.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("contains white space");
+    }
+    match split_port(address) {
+        Ok((name, _)) if name.is_empty() || name.contains(['/', '@']) => {
+            Err("is not `tcp://HOST:PORT`")
+        }
+        Ok((_, None)) => Err("has no port"),
+        Ok((_, Some(port))) if !is_valid_port(port) => Err("has an invalid port"),
+        Ok(_) => Ok(()),
+        Err(AddressError::UnbracketedIpv6) => Err("has an IPv6 address without brackets"),
+        Err(AddressError::Malformed) => Err("is not `tcp://HOST:PORT`"),
+    }
 }
 
 /// The implicit runner used when no runners file exists: `local`, this
@@ -663,7 +721,7 @@ platforms = ["linux/amd64", "linux/aarch64"]
                 ":5:10",
                 "engine = \"/var/run/docker.sock\"",
                 "         ^^^^^^^^^^^^^^^^^^^^^^",
-                "write the engine's socket as `unix:///var/run/docker.sock`",
+                "a `local` runner takes `unix:///ABSOLUTE/PATH` (e.g. `unix:///var/run/docker.sock`)",
             ),
             // CRLF line ends: an unterminated string ends at the `\r\n`.
             (
@@ -681,6 +739,38 @@ platforms = ["linux/amd64", "linux/aarch64"]
                 "platforms = []",
                 "            ^^",
                 "list the platforms this runner builds",
+            ),
+            (
+                "[[runner]]\nname = \"a\"\nhost = \"me@box\"\nplatforms = [\"linux/amd64\"]\nengine = \"tcp://127.0.0.1:2375\"\n".to_owned(),
+                "`engine` of runner `a` `tcp://127.0.0.1:2375` is not a `unix://` socket",
+                ":5:10",
+                "engine = \"tcp://127.0.0.1:2375\"",
+                "         ^^^^^^^^^^^^^^^^^^^^^^",
+                "a runner reached over SSH takes `unix:///ABSOLUTE/PATH`, the engine's socket on that host",
+            ),
+            (
+                "[[runner]]\nname = \"a\"\nhost = \"me@box\"\nplatforms = [\"linux/amd64\"]\nengine = \"https://box:2376\"\n".to_owned(),
+                "`engine` of runner `a` `https://box:2376` is not a `unix://` socket",
+                ":5:10",
+                "engine = \"https://box:2376\"",
+                "         ^^^^^^^^^^^^^^^^^^",
+                "a runner reached over SSH takes `unix:///ABSOLUTE/PATH`",
+            ),
+            (
+                with_a("engine = \"npipe:////./pipe/docker_engine\"\n"),
+                "`engine` of runner `a` `npipe:////./pipe/docker_engine` is neither a `unix://` socket nor a `tcp://` address",
+                ":5:10",
+                "engine = \"npipe:////./pipe/docker_engine\"",
+                "         ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^",
+                "a `local` runner takes `unix:///ABSOLUTE/PATH` (e.g. `unix:///var/run/docker.sock`) or `tcp://HOST:PORT`",
+            ),
+            (
+                with_a("engine = \"tcp://127.0.0.1\"\n"),
+                "`engine` of runner `a` `tcp://127.0.0.1` has no port",
+                ":5:10",
+                "engine = \"tcp://127.0.0.1\"",
+                "         ^^^^^^^^^^^^^^^^^",
+                "or `tcp://HOST:PORT`",
             ),
             (
                 "[runner]\nname = \"a\"\n".to_owned(),
@@ -737,19 +827,85 @@ platforms = ["linux/amd64", "linux/aarch64"]
         }
     }
 
+    /// (engine, what a `local` runner says, what an SSH runner says):
+    /// `None` accepts, `Some(part of the reason)` refuses.
     #[test]
     fn engines() {
+        const NOT_UNIX: Option<&str> = Some("is not a `unix://` socket");
+        const NOT_ENGINE: Option<&str> = Some("is not an engine address");
         let cases = [
-            ("unix:///var/run/docker.sock", true),
-            ("unix:///run/user/1000/podman/podman.sock", true),
-            ("tcp://127.0.0.1:2375", true),
-            ("unix://relative.sock", false),
-            ("tcp://", false),
-            ("/var/run/docker.sock", false),
-            ("docker.sock", false),
+            ("unix:///var/run/docker.sock", None, None),
+            ("unix:///run/user/1000/podman/podman.sock", None, None),
+            ("tcp://127.0.0.1:2375", None, NOT_UNIX),
+            ("tcp://127.0.0.1:2375/", None, NOT_UNIX),
+            ("tcp://[::1]:2375", None, NOT_UNIX),
+            ("tcp://docker.example.com:2376", None, NOT_UNIX),
+            ("tcp://", Some("names no address"), NOT_UNIX),
+            ("tcp://127.0.0.1", Some("has no port"), NOT_UNIX),
+            ("tcp://127.0.0.1:0", Some("invalid port"), NOT_UNIX),
+            ("tcp://127.0.0.1:docker", Some("invalid port"), NOT_UNIX),
+            ("tcp://host:2375/v1.41", Some("invalid port"), NOT_UNIX),
+            (
+                "tcp://::1:2375",
+                Some("IPv6 address without brackets"),
+                NOT_UNIX,
+            ),
+            ("tcp://:2375", Some("is not `tcp://HOST:PORT`"), NOT_UNIX),
+            (
+                "tcp://me@host:2375",
+                Some("is not `tcp://HOST:PORT`"),
+                NOT_UNIX,
+            ),
+            ("tcp://[::1", Some("is not `tcp://HOST:PORT`"), NOT_UNIX),
+            ("tcp://a b:2375", Some("white space"), NOT_UNIX),
+            (
+                "http://127.0.0.1:2375",
+                Some("is neither a `unix://` socket nor a `tcp://` address"),
+                NOT_UNIX,
+            ),
+            (
+                "https://docker.example.com:2376",
+                Some("is neither"),
+                NOT_UNIX,
+            ),
+            (
+                "npipe:////./pipe/docker_engine",
+                Some("is neither"),
+                NOT_UNIX,
+            ),
+            ("ssh://builder@host", Some("is neither"), NOT_UNIX),
+            (
+                "unix://relative.sock",
+                Some("is not an absolute socket path"),
+                Some("is not an absolute socket path"),
+            ),
+            ("unix://", Some("names no socket"), Some("names no socket")),
+            (
+                "unix:///run/a\nb.sock",
+                Some("control character"),
+                Some("control character"),
+            ),
+            ("/var/run/docker.sock", NOT_ENGINE, NOT_ENGINE),
+            ("docker.sock", NOT_ENGINE, NOT_ENGINE),
+            ("", NOT_ENGINE, NOT_ENGINE),
         ];
-        for (engine, ok) in cases {
-            assert_eq!(check_engine(engine).is_ok(), ok, "{engine}");
+        let ssh = RunnerHost::Ssh("builder@box".to_owned());
+        for (engine, on_local, on_ssh) in cases {
+            for (host, expected, forms) in [
+                (&RunnerHost::Local, on_local, "or `tcp://HOST:PORT`"),
+                (&ssh, on_ssh, "over SSH takes `unix:///ABSOLUTE/PATH`"),
+            ] {
+                match (check_engine(engine, host), expected) {
+                    (Ok(()), None) => {}
+                    (Err((message, hint)), Some(why)) => {
+                        let context = format!("{engine} on {host}: {message}; {hint}");
+                        assert!(message.starts_with(&format!("`{engine}` ")), "{context}");
+                        assert!(message.contains(why), "{context}");
+                        assert!(hint.contains(forms), "{context}");
+                    }
+                    (found, _) => panic!("{engine} on {host}: {found:?}, expected {expected:?}"),
+                }
+            }
         }
     }
 
