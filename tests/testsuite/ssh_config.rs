@@ -123,9 +123,9 @@ fn without_accept_new_an_unknown_key_is_not_learnt() {
         &["runners", "check", "--runners", "runners.toml"],
     );
     assert_eq!(run.code, 1, "{run:?}");
-    assert!(run.stdout.contains("is not known"), "{run:?}");
+    assert!(run.stderr.contains("is not known"), "{run:?}");
     assert!(
-        run.stdout.contains("hint: verify the fingerprint"),
+        run.stderr.contains("hint: verify the fingerprint"),
         "{run:?}"
     );
     assert_eq!(

@@ -152,10 +152,6 @@ impl Engine {
         })
     }
 
-    pub fn label(&self) -> &str {
-        &self.label
-    }
-
     pub async fn describe(&self) -> Result<EngineInfo, EngineError> {
         let version = self
             .docker

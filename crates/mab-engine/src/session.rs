@@ -186,9 +186,14 @@ impl Auth for Credentials {
         request: Request<CredentialsRequest>,
     ) -> Result<Response<CredentialsResponse>, Status> {
         let host = request.into_inner().host;
-        let found = match &self.registry_config {
-            Some(path) => mab_registry::load_credentials(path, &host)
-                .map_err(|error| Status::unavailable(error.to_string()))?,
+        let found = match self.registry_config.clone() {
+            // Reading them may run a credential helper: off the async threads.
+            Some(path) => {
+                tokio::task::spawn_blocking(move || mab_registry::load_credentials(&path, &host))
+                    .await
+                    .map_err(|error| Status::internal(error.to_string()))?
+                    .map_err(|error| Status::unavailable(error.to_string()))?
+            }
             None => None,
         };
         // No entry: empty credentials, and the pull goes on anonymously.

@@ -238,17 +238,34 @@ impl Repository {
         let digest = sha256_digest(bytes);
         let content_type = reqwest::header::HeaderValue::from_str(media_type)
             .map_err(|error| self.failed("pushing the manifest list", error))?;
+        let mut moved: Vec<&str> = Vec::new();
         for target in std::iter::once(&digest).chain(tags) {
-            self.client
+            let pushed = self
+                .client
                 .push_manifest_raw(
                     &self.reference(target),
                     bytes.to_vec(),
                     content_type.clone(),
                 )
-                .await
-                .map_err(|error| {
-                    self.failed(&format!("pushing the manifest list as {target}"), error)
-                })?;
+                .await;
+            if let Err(error) = pushed {
+                // Say exactly which tags already point at the new list.
+                let state = if moved.is_empty() {
+                    "no tag was moved".to_owned()
+                } else {
+                    format!(
+                        "tag(s) {} already point at the new list {digest}",
+                        moved.join(", ")
+                    )
+                };
+                return Err(self.failed(
+                    &format!("pushing the manifest list as {target}"),
+                    format!("{error}; {state}"),
+                ));
+            }
+            if target != &digest {
+                moved.push(target);
+            }
         }
         Ok(digest)
     }

@@ -16,6 +16,8 @@ pub struct Environment {
     pub github_sha: Option<String>,
     /// Whether stderr is a terminal (progress bars) and colour is welcome.
     pub stderr_is_terminal: bool,
+    /// `MAB_LOG`: how much of the libraries' logging to show.
+    pub log_level: Option<String>,
 }
 
 impl Environment {
@@ -35,6 +37,7 @@ impl Environment {
             github_ref: text("GITHUB_REF"),
             github_sha: text("GITHUB_SHA"),
             stderr_is_terminal: std::io::stderr().is_terminal(),
+            log_level: text("MAB_LOG"),
         }
     }
 

@@ -6,28 +6,33 @@ use std::process::Command;
 
 use mab_registry::tags::{pick_tag, Source};
 
-/// `None` when the context is not in a git repository (or git is missing).
+/// The ref comes from `GITHUB_REF` when set, the commit from `GITHUB_SHA`
+/// when set; whatever is not set comes from the git repository holding the
+/// context. `None` when neither the variables nor a repository say anything.
 pub fn source(
     context: &Path,
     github_ref: Option<&str>,
     github_sha: Option<&str>,
 ) -> Option<Source> {
-    if let Some(reference) = github_ref {
-        return Some(Source {
-            tag: reference.strip_prefix("refs/tags/").map(str::to_owned),
-            commit: github_sha.map(str::to_owned),
-        });
+    let tag = match github_ref {
+        Some(reference) => reference.strip_prefix("refs/tags/").map(str::to_owned),
+        None => {
+            let tags: Vec<String> = git(context, &["tag", "--points-at", "HEAD"])
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            pick_tag(&tags).map(str::to_owned)
+        }
+    };
+    let commit = match github_sha {
+        Some(sha) => Some(sha.to_owned()),
+        None => git(context, &["rev-parse", "--verify", "HEAD"]),
+    };
+    if github_ref.is_none() && commit.is_none() {
+        return None;
     }
-    let commit = git(context, &["rev-parse", "--verify", "HEAD"])?;
-    let tags: Vec<String> = git(context, &["tag", "--points-at", "HEAD"])
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    Some(Source {
-        tag: pick_tag(&tags).map(str::to_owned),
-        commit: Some(commit),
-    })
+    Some(Source { tag, commit })
 }
 
 fn git(directory: &Path, arguments: &[&str]) -> Option<String> {
@@ -50,11 +55,23 @@ mod tests {
     #[test]
     fn github_variables_win_over_the_repository() {
         let directory = tempfile::tempdir().unwrap();
+        let repository_commit = repository_tagged(directory.path(), &["v9.9.9"]);
         let source = source(directory.path(), Some("refs/tags/v1.2.3"), Some("abc")).unwrap();
         assert_eq!(source.tag.as_deref(), Some("v1.2.3"));
         assert_eq!(source.commit.as_deref(), Some("abc"));
-        let branch = super::source(directory.path(), Some("refs/heads/main"), Some("abc")).unwrap();
-        assert_eq!(branch.tag, None);
+        let branch = super::source(directory.path(), Some("refs/heads/main"), None).unwrap();
+        assert_eq!(
+            branch.tag, None,
+            "a branch ref is not a tag, whatever the repository says"
+        );
+        assert_eq!(
+            branch.commit,
+            Some(repository_commit.clone()),
+            "the commit still comes from git"
+        );
+        let sha_only = super::source(directory.path(), None, Some("def")).unwrap();
+        assert_eq!(sha_only.tag.as_deref(), Some("v9.9.9"));
+        assert_eq!(sha_only.commit.as_deref(), Some("def"));
     }
 
     #[test]
@@ -63,13 +80,12 @@ mod tests {
         assert_eq!(source(directory.path(), None, None), None);
     }
 
-    #[test]
-    fn reads_the_tags_at_head() {
-        let directory = tempfile::tempdir().unwrap();
+    /// A repository with one empty commit and these tags on it; its commit id.
+    fn repository_tagged(directory: &Path, tags: &[&str]) -> String {
         let run = |arguments: &[&str]| {
             let status = Command::new("git")
                 .arg("-C")
-                .arg(directory.path())
+                .arg(directory)
                 .args(arguments)
                 .env("GIT_AUTHOR_NAME", "t")
                 .env("GIT_AUTHOR_EMAIL", "t@example.com")
@@ -81,11 +97,18 @@ mod tests {
         };
         run(&["init", "-q"]);
         run(&["commit", "-q", "--allow-empty", "-m", "first"]);
-        run(&["tag", "v1.9.0"]);
-        run(&["tag", "v1.10.0"]);
-        run(&["tag", "nightly"]);
+        for tag in tags {
+            run(&["tag", tag]);
+        }
+        git(directory, &["rev-parse", "HEAD"]).unwrap()
+    }
+
+    #[test]
+    fn reads_the_tags_at_head() {
+        let directory = tempfile::tempdir().unwrap();
+        let commit = repository_tagged(directory.path(), &["v1.9.0", "v1.10.0", "nightly"]);
         let source = source(directory.path(), None, None).unwrap();
         assert_eq!(source.tag.as_deref(), Some("v1.10.0"));
-        assert_eq!(source.commit.as_ref().map(String::len), Some(40));
+        assert_eq!(source.commit, Some(commit));
     }
 }

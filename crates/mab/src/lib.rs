@@ -20,6 +20,7 @@ use clap::Parser;
 use crate::cli::{Cli, Command, Progress, RunnersCommand};
 use crate::environment::Environment;
 use crate::failure::Failure;
+use crate::progress::Reporter;
 
 /// Runs mab with the process's arguments and environment; returns the exit code.
 pub fn main() -> i32 {
@@ -35,6 +36,7 @@ pub fn main() -> i32 {
         }
     };
     let environment = Environment::from_process();
+    install_logging(environment.log_level.as_deref());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -47,9 +49,22 @@ pub fn main() -> i32 {
         }
     };
     let result = runtime.block_on(async {
-        tokio::select! {
-            result = run(cli, &environment) => result,
-            _ = tokio::signal::ctrl_c() => Err(Failure::interrupted()),
+        let command = run(cli, &environment);
+        tokio::pin!(command);
+        loop {
+            tokio::select! {
+                result = &mut command => break result,
+                _ = tokio::signal::ctrl_c() => {
+                    if !ops::build::publishing() {
+                        break Err(Failure::interrupted());
+                    }
+                    // Leave the registry consistent: the list and its tags
+                    // are being pushed; let that finish.
+                    progress::Lines.report(progress::Event::Warning {
+                        message: "interrupted while publishing; finishing the publish first".to_owned(),
+                    });
+                }
+            }
         }
     });
     // Dropping the runtime closes every connection, which makes the engines
@@ -70,6 +85,27 @@ pub fn main() -> i32 {
             failure.code as i32
         }
     }
+}
+
+/// Warnings from the library crates (a host key learnt with `accept-new`, a
+/// build response cut short) go to stderr as `warning: …` lines; `MAB_LOG`
+/// (`error`, `warn`, `info`, `debug`, `trace`) shows more or less.
+fn install_logging(level: Option<&str>) {
+    let level = level
+        .and_then(|level| {
+            level
+                .parse::<tracing_subscriber::filter::LevelFilter>()
+                .ok()
+        })
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::WARN);
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .with_level(true)
+        .compact()
+        .try_init();
 }
 
 async fn run(cli: Cli, environment: &Environment) -> Result<String, Failure> {

@@ -64,9 +64,9 @@ pub trait Reporter: Send + Sync {
 /// The reporter `--progress` asks for.
 pub fn reporter(mode: Progress, stderr_is_terminal: bool) -> Box<dyn Reporter> {
     match mode {
-        Progress::Tty => Box::new(Bars::new()),
-        Progress::Auto if stderr_is_terminal => Box::new(Bars::new()),
-        Progress::Auto | Progress::Plain => Box::new(Lines),
+        // indicatif draws nothing where stderr is not a terminal.
+        Progress::Tty | Progress::Auto if stderr_is_terminal => Box::new(Bars::new()),
+        Progress::Tty | Progress::Auto | Progress::Plain => Box::new(Lines),
         Progress::Json => Box::new(JsonLines),
     }
 }
@@ -75,8 +75,8 @@ pub fn reporter(mode: Progress, stderr_is_terminal: bool) -> Box<dyn Reporter> {
 pub struct Lines;
 
 impl Lines {
-    fn line(event: &Event) -> Option<String> {
-        Some(match event {
+    fn line(event: &Event) -> String {
+        match event {
             Event::Note { message } => message.clone(),
             Event::Warning { message } => format!("warning: {message}"),
             Event::Started {
@@ -116,16 +116,14 @@ impl Lines {
                 runner,
                 message,
             } => format!("[{platform} {runner}] FAILED: {message}"),
-        })
+        }
     }
 }
 
 impl Reporter for Lines {
     fn report(&self, event: Event) {
-        if let Some(line) = Lines::line(&event) {
-            let mut stderr = std::io::stderr().lock();
-            let _ = writeln!(stderr, "{line}");
-        }
+        let mut stderr = std::io::stderr().lock();
+        let _ = writeln!(stderr, "{}", Lines::line(&event));
     }
 }
 
@@ -181,9 +179,7 @@ impl Reporter for Bars {
     fn report(&self, event: Event) {
         match &event {
             Event::Note { .. } | Event::Warning { .. } => {
-                if let Some(line) = Lines::line(&event) {
-                    let _ = self.multi.println(line);
-                }
+                let _ = self.multi.println(Lines::line(&event));
             }
             Event::Started {
                 platform,
@@ -243,7 +239,7 @@ mod tests {
             emulated: true,
         };
         assert_eq!(
-            Lines::line(&started).unwrap(),
+            Lines::line(&started),
             "[linux/arm64 runner-a] started (emulated with QEMU)"
         );
         let failed = Event::Failed {
@@ -252,7 +248,7 @@ mod tests {
             message: "exit code 1".into(),
         };
         assert_eq!(
-            Lines::line(&failed).unwrap(),
+            Lines::line(&failed),
             "[linux/ppc64le runner-b] FAILED: exit code 1"
         );
     }

@@ -1,7 +1,7 @@
 //! `mab build`: plan, build every platform on its runner, verify, publish.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use mab_config::{NetworkMode, Platform, Project, Runner};
@@ -27,14 +27,15 @@ pub async fn build(
     let mut project = loaded.project;
     apply_overrides(&mut project, args)?;
     project.check_build_files()?;
-    let files = mab_context::context_entries(&project.context, &project.dockerfile).map_err(|error| {
+    let listing = mab_context::scan_context(&project.context, &project.dockerfile).map_err(|error| {
         Failure::usage(
             error.to_string(),
             Some("check `context` and `dockerfile` in mab.toml (the Dockerfile path is relative to the context)"),
         )
     })?;
-    let tags = release_tags(&project, args, environment, reporter)?;
+    let tags = release_tags(&project, args, environment, reporter);
     let network = super::network_flag(args.network.as_deref())?;
+    let metadata = MetadataFile::create(args, environment)?;
     let registry = mab_registry::registry_of(&project.image).map_err(|error| {
         Failure::usage(
             error.to_string(),
@@ -62,7 +63,7 @@ pub async fn build(
 
     let runners = prepare::runners_for(&loaded.runners, &project.platforms);
     let connected = prepare::connect_all(&runners, environment).await;
-    let plan = prepare::plan(&project.platforms, &runners, &connected)
+    let plan = prepare::plan(&project.platforms, &loaded.runners, &runners, &connected)
         .map_err(|error| prepare::plan_failure(error, &connected))?;
     for job in &plan.jobs {
         reporter.report(Event::Note {
@@ -74,7 +75,7 @@ pub async fn build(
             "building {} for {} platform(s) from {} file(s) in {}",
             project.image,
             plan.jobs.len(),
-            files.len(),
+            listing.files,
             project.context.display()
         ),
     });
@@ -111,13 +112,20 @@ pub async fn build(
         Ok(built) => built,
         Err(failures) => {
             if let Some(repository) = &repository {
+                // Every platform that got as far as pushing left a staging tag.
                 let staged: Vec<String> = jobs
                     .iter()
-                    .filter(|job| !failures.iter().any(|failure| &failure.job == *job))
+                    .filter(|job| {
+                        failures
+                            .iter()
+                            .find(|failure| &failure.job == *job)
+                            .is_none_or(|failure| failure.pushed)
+                    })
                     .map(|job| worker.staging_tag(&job.platform))
                     .collect();
-                remove_staging_tags(repository, &staged, reporter).await;
+                remove_staging_tags(repository, &staged, &[], reporter).await;
             }
+            metadata.discard();
             return Err(failure_report(&failures));
         }
     };
@@ -129,7 +137,7 @@ pub async fn build(
                 built.len()
             ),
         });
-        write_metadata(args.metadata_file.as_deref(), &project, None, &tags, &built)?;
+        metadata.write(&project, None, &tags, &built)?;
         return Ok(String::new());
     };
     let children: Vec<Child> = built
@@ -137,15 +145,16 @@ pub async fn build(
         .filter_map(|built| built.child.clone())
         .collect();
     let (media_type, bytes) = mab_registry::manifest_list(&children);
-    let digest = repository
-        .publish(media_type, &bytes, &tags)
-        .await
-        .map_err(|error| {
-            Failure::runtime(
-                error.to_string(),
-                Some("check that the registry accepts pushes"),
-            )
-        })?;
+    // From here on the registry changes: a Ctrl-C waits for the build to
+    // end rather than leave some tags moved and others not.
+    let _publishing = Publishing::start();
+    let digest = repository.publish(media_type, &bytes, &tags).await.map_err(|error| {
+        metadata.discard();
+        Failure::runtime(
+            error.to_string(),
+            Some("check that the registry accepts pushes of manifest lists, then run `mab build` again"),
+        )
+    })?;
     reporter.report(Event::Note {
         message: format!(
             "published {}@{digest} as {}",
@@ -157,15 +166,33 @@ pub async fn build(
         .iter()
         .map(|built| worker.staging_tag(&built.job.platform))
         .collect();
-    remove_staging_tags(repository, &staged, reporter).await;
-    write_metadata(
-        args.metadata_file.as_deref(),
-        &project,
-        Some((&digest, media_type)),
-        &tags,
-        &built,
-    )?;
+    remove_staging_tags(repository, &staged, &children, reporter).await;
+    metadata.write(&project, Some((&digest, media_type)), &tags, &built)?;
     Ok(format!("{}@{digest}\n", project.image))
+}
+
+/// Set while the manifest list and tags are being pushed; see [`publishing`].
+static PUBLISHING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the registry is being changed right now, so that an interrupt
+/// should wait for it.
+pub fn publishing() -> bool {
+    PUBLISHING.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+struct Publishing;
+
+impl Publishing {
+    fn start() -> Publishing {
+        PUBLISHING.store(true, std::sync::atomic::Ordering::SeqCst);
+        Publishing
+    }
+}
+
+impl Drop for Publishing {
+    fn drop(&mut self) {
+        PUBLISHING.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// `--build-arg`, `--target` and `--tag` over what mab.toml says.
@@ -198,7 +225,7 @@ fn release_tags(
     args: &BuildArgs,
     environment: &Environment,
     reporter: &dyn Reporter,
-) -> Result<Vec<String>, Failure> {
+) -> Vec<String> {
     let source = crate::git::source(
         &project.context,
         environment.github_ref.as_deref(),
@@ -208,7 +235,7 @@ fn release_tags(
     if let Some(warning) = tags.warning {
         reporter.report(Event::Warning { message: warning });
     }
-    Ok(tags.tags)
+    tags.tags
 }
 
 /// A build id: short, unique enough among concurrent builds of one image.
@@ -251,6 +278,7 @@ impl LiveWorker<'_> {
 
     async fn build_one(&self, job: &JobSpec) -> Result<Option<Child>, JobFailure> {
         let fail = |stage: Stage, message: String, log_tail: Vec<String>| JobFailure {
+            pushed: matches!(stage, Stage::Verify | Stage::ReadBack),
             hint: stage.hint(job, &message, &self.project.image),
             job: job.clone(),
             message,
@@ -331,21 +359,37 @@ impl LiveWorker<'_> {
                 let child = repository
                     .describe(&digest)
                     .await
-                    .map_err(|error| fail(Stage::Push, error.to_string(), Vec::new()))?;
+                    .map_err(|error| fail(Stage::ReadBack, error.to_string(), Vec::new()))?;
                 mab_registry::check_platform(&job.platform, &child.platform)
                     .map_err(|error| fail(Stage::Verify, error.to_string(), Vec::new()))?;
                 Some(child)
             }
         };
-        // The engine keeps the newest image per platform under a stable
-        // name, so that repeated builds do not pile up staging tags there.
+        Ok(child)
+    }
+
+    /// The engine keeps the newest image per platform under a stable name,
+    /// `<image>:mab-<platform>`, so that repeated builds do not pile up
+    /// staging tags there. Only tidying: a failure is a warning.
+    async fn keep_image(&self, job: &JobSpec) {
+        let Ok(connected) = &self.connected[&job.runner] else {
+            return;
+        };
+        let image = format!("{}:{}", self.project.image, self.staging_tag(&job.platform));
         let kept_tag = format!("mab-{}", platform_slug(&job.platform));
-        engine
+        match connected
+            .engine
             .tag(&image, &self.project.image, &kept_tag)
             .await
-            .map_err(|error| fail(Stage::Runner, error.to_string(), Vec::new()))?;
-        engine.remove_image(&image).await;
-        Ok(child)
+        {
+            Ok(()) => connected.engine.remove_image(&image).await,
+            Err(error) => self.reporter.report(Event::Warning {
+                message: format!(
+                    "could not keep {image} as {}:{kept_tag}: {error}",
+                    self.project.image
+                ),
+            }),
+        }
     }
 }
 
@@ -358,6 +402,8 @@ enum Stage {
     Build,
     /// Pushing to the registry or reading the image back.
     Push,
+    /// Reading the pushed image back from the registry.
+    ReadBack,
     /// The image is not for the platform asked for.
     Verify,
 }
@@ -378,6 +424,7 @@ impl Stage {
                 "mab hands the engines the credentials for {registry} from ~/.docker/config.json; log in with `docker login {registry}`"
             ),
             Stage::Push => format!("check that {registry} is reachable from runner `{}` and accepts pushes", job.runner),
+            Stage::ReadBack => format!("check that {registry} serves the image runner `{}` pushed", job.runner),
             Stage::Verify => format!(
                 "runner `{}` did not produce a {} image: check that its engine honours the platform and that the final stage's FROM is not pinned to another platform",
                 job.runner, job.platform
@@ -398,6 +445,7 @@ impl Worker for LiveWorker<'_> {
         match self.build_one(job).await {
             Ok(child) => {
                 let seconds = started.elapsed().as_secs_f64();
+                self.keep_image(job).await;
                 self.reporter.report(Event::Done {
                     platform,
                     runner,
@@ -422,11 +470,19 @@ impl Worker for LiveWorker<'_> {
 }
 
 /// Deletes staging tags where the registry allows it; says where they remain.
-async fn remove_staging_tags(repository: &Repository, tags: &[String], reporter: &dyn Reporter) {
+/// Some registries delete the manifest itself when asked to delete a tag:
+/// the published `children` are checked afterwards, loudly.
+async fn remove_staging_tags(
+    repository: &Repository,
+    tags: &[String],
+    children: &[Child],
+    reporter: &dyn Reporter,
+) {
     let mut kept = Vec::new();
+    let mut deleted = false;
     for tag in tags {
         match repository.delete_tag(tag).await {
-            Ok(true) => {}
+            Ok(true) => deleted = true,
             Ok(false) => kept.push(tag.clone()),
             Err(error) => {
                 reporter.report(Event::Warning {
@@ -444,6 +500,22 @@ async fn remove_staging_tags(repository: &Repository, tags: &[String], reporter:
                 kept.join(", ")
             ),
         });
+    }
+    if !deleted {
+        return;
+    }
+    for child in children {
+        if let Err(error) = repository.manifest(&child.digest).await {
+            reporter.report(Event::Warning {
+                message: format!(
+                    "after deleting the staging tags, {} no longer serves {} ({}): {error}; \
+                     the registry deleted the manifest along with the tag, so the published list is broken",
+                    repository.name(),
+                    child.digest,
+                    child.platform.normalized()
+                ),
+            });
+        }
     }
 }
 
@@ -495,40 +567,74 @@ struct PlatformMetadata {
     seconds: f64,
 }
 
-fn write_metadata(
-    path: Option<&Path>,
-    project: &Project,
-    list: Option<(&str, &str)>,
-    tags: &[String],
-    built: &[Built],
-) -> Result<(), Failure> {
-    let Some(path) = path else {
-        return Ok(());
-    };
-    let metadata = Metadata {
-        image: &project.image,
-        digest: list.map(|(digest, _)| digest),
-        media_type: list.map(|(_, media_type)| media_type),
-        tags,
-        platforms: built
-            .iter()
-            .map(|built| PlatformMetadata {
-                platform: built.job.platform.to_string(),
-                runner: built.job.runner.clone(),
-                digest: built.child.as_ref().map(|child| child.digest.clone()),
-                emulated: built.job.emulated,
-                seconds: built.seconds,
-            })
-            .collect(),
-    };
-    let json = serde_json::to_string_pretty(&metadata).expect("metadata always serialises");
-    std::fs::write(path, json + "\n").map_err(|error| {
-        Failure::runtime(
-            format!(
-                "could not write the metadata file {}: {error}",
-                path.display()
-            ),
-            None,
-        )
-    })
+/// `--metadata-file`, resolved against `-C` and created before anything
+/// is built, so that an unwritable path fails first (exit 2), not after
+/// publishing.
+struct MetadataFile {
+    path: Option<PathBuf>,
+}
+
+impl MetadataFile {
+    fn create(args: &BuildArgs, environment: &Environment) -> Result<MetadataFile, Failure> {
+        let Some(given) = &args.metadata_file else {
+            return Ok(MetadataFile { path: None });
+        };
+        let start = match &args.project.directory {
+            Some(directory) => environment.current_dir.join(directory),
+            None => environment.current_dir.clone(),
+        };
+        let path = start.join(given);
+        std::fs::File::create(&path).map_err(|error| {
+            Failure::usage(
+                format!("cannot write the metadata file {}: {error}", path.display()),
+                Some("point --metadata-file at a writable path"),
+            )
+        })?;
+        Ok(MetadataFile { path: Some(path) })
+    }
+
+    /// The build failed: no metadata file is left behind.
+    fn discard(&self) {
+        if let Some(path) = &self.path {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    fn write(
+        &self,
+        project: &Project,
+        list: Option<(&str, &str)>,
+        tags: &[String],
+        built: &[Built],
+    ) -> Result<(), Failure> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let metadata = Metadata {
+            image: &project.image,
+            digest: list.map(|(digest, _)| digest),
+            media_type: list.map(|(_, media_type)| media_type),
+            tags,
+            platforms: built
+                .iter()
+                .map(|built| PlatformMetadata {
+                    platform: built.job.platform.to_string(),
+                    runner: built.job.runner.clone(),
+                    digest: built.child.as_ref().map(|child| child.digest.clone()),
+                    emulated: built.job.emulated,
+                    seconds: built.seconds,
+                })
+                .collect(),
+        };
+        let json = serde_json::to_string_pretty(&metadata).expect("metadata always serialises");
+        std::fs::write(path, json + "\n").map_err(|error| {
+            Failure::runtime(
+                format!(
+                    "could not write the metadata file {}: {error}",
+                    path.display()
+                ),
+                None,
+            )
+        })
+    }
 }

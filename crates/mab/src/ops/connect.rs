@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use mab_config::{Runner, RunnerHost};
 use mab_engine::{Connect, Engine, EngineInfo, Io};
@@ -10,8 +11,36 @@ use mab_ssh::{Destination, Session};
 
 use crate::environment::Environment;
 
-/// Where QEMU handlers are registered.
-const BINFMT_DIR: &str = "/proc/sys/fs/binfmt_misc";
+/// Prints every QEMU handler registered in binfmt_misc, each after a
+/// `== NAME` line (a short read-only probe, run on the runner's host).
+const BINFMT_PROBE: &str = "for f in /proc/sys/fs/binfmt_misc/qemu-*; do \
+     [ -f \"$f\" ] || continue; echo \"== ${f##*/}\"; cat \"$f\"; done";
+
+/// How long connecting to a runner and asking its engine may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The handlers of [`BINFMT_PROBE`]'s output that can run a build's
+/// programs: enabled, and with the `F` flag (the interpreter is opened when
+/// registered, so it works inside containers that do not hold it).
+pub fn usable_handlers(probe_output: &str) -> Vec<String> {
+    let mut usable = Vec::new();
+    for block in probe_output.split("== ").skip(1) {
+        let mut lines = block.lines();
+        let Some(name) = lines.next().map(str::trim) else {
+            continue;
+        };
+        let lines: Vec<&str> = lines.map(str::trim).collect();
+        let enabled = lines.contains(&"enabled");
+        let fixed = lines.iter().any(|line| {
+            line.strip_prefix("flags:")
+                .is_some_and(|flags| flags.contains('F'))
+        });
+        if enabled && fixed {
+            usable.push(name.to_owned());
+        }
+    }
+    usable
+}
 
 /// A runner mab is connected to.
 #[derive(Clone)]
@@ -20,8 +49,6 @@ pub struct Connected {
     pub info: EngineInfo,
     /// Entries of the host's `/proc/sys/fs/binfmt_misc` (`qemu-aarch64`, …).
     pub binfmt: Vec<String>,
-    /// `ssh user@host:port` or `local engine unix:///…`, for messages.
-    pub address: String,
     /// Kept so the connection lives as long as the runner is used.
     pub session: Option<Session>,
 }
@@ -89,10 +116,25 @@ impl From<mab_engine::EngineError> for Unreachable {
 
 /// Connects to a runner's engine and asks what it can build.
 pub async fn connect(runner: &Runner, environment: &Environment) -> Result<Connected, Unreachable> {
-    match &runner.host {
-        RunnerHost::Local => connect_local(runner, environment).await,
-        RunnerHost::Ssh(spec) => connect_ssh(runner, spec, environment).await,
-    }
+    let connecting = async {
+        match &runner.host {
+            RunnerHost::Local => connect_local(runner, environment).await,
+            RunnerHost::Ssh(spec) => connect_ssh(runner, spec, environment).await,
+        }
+    };
+    tokio::time::timeout(PROBE_TIMEOUT, connecting)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Unreachable {
+                kind: "timeout",
+                message: format!(
+                    "runner `{}` did not answer within {} s (its engine accepted the connection but never replied)",
+                    runner.name,
+                    PROBE_TIMEOUT.as_secs()
+                ),
+                hint: Some("check that the runner's engine is healthy (`docker info` on that host)".to_owned()),
+            })
+        })
 }
 
 async fn connect_local(
@@ -103,19 +145,18 @@ async fn connect_local(
     let connector = local_connector(&address)?;
     let engine = Engine::connect(connector, runner.name.clone()).await?;
     let info = engine.describe().await?;
-    let binfmt = match std::fs::read_dir(BINFMT_DIR) {
-        Ok(entries) => entries
-            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    Ok(Connected {
+    let mut connected = Connected {
         engine,
         info,
-        binfmt,
-        address: format!("local engine {address}"),
+        binfmt: Vec::new(),
         session: None,
-    })
+    };
+    // This machine's handlers matter only when the engine runs here.
+    if address.starts_with("unix://") {
+        connected.binfmt =
+            usable_handlers(&connected.probe(BINFMT_PROBE).await.unwrap_or_default());
+    }
+    Ok(connected)
 }
 
 async fn connect_ssh(
@@ -153,19 +194,14 @@ async fn connect_ssh(
     });
     let engine = Engine::connect(connector, runner.name.clone()).await?;
     let info = engine.describe().await?;
-    let listing = session.exec(&format!("ls -1 {BINFMT_DIR}")).await?;
-    let binfmt = String::from_utf8_lossy(&listing.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    let dest = session.destination();
-    Ok(Connected {
+    let mut connected = Connected {
         engine,
         info,
-        binfmt,
-        address: format!("ssh {}@{}:{}", dest.user, dest.host_name, dest.port),
+        binfmt: Vec::new(),
         session: Some(session),
-    })
+    };
+    connected.binfmt = usable_handlers(&connected.probe(BINFMT_PROBE).await.unwrap_or_default());
+    Ok(connected)
 }
 
 /// The local engine (PRODUCT.md): the runner's `engine`, else `DOCKER_HOST`,
@@ -221,6 +257,16 @@ fn local_connector(address: &str) -> Result<Connect, Unreachable> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_enabled_handlers_with_the_fix_flag_are_usable() {
+        let output = "== qemu-aarch64\nenabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: POF\noffset 0\n\
+                      == qemu-ppc64le\ndisabled\ninterpreter /x\nflags: POF\n\
+                      == qemu-s390x\nenabled\ninterpreter /x\nflags: P\n\
+                      == qemu-riscv64\nenabled\nflags: F\n";
+        assert_eq!(usable_handlers(output), ["qemu-aarch64", "qemu-riscv64"]);
+        assert!(usable_handlers("").is_empty());
+    }
 
     #[test]
     fn local_engine_lookup_order() {

@@ -36,6 +36,8 @@ pub struct JobFailure {
     pub log_tail: Vec<String>,
     /// What to do about it.
     pub hint: String,
+    /// Whether the image had been pushed (under its staging tag) already.
+    pub pushed: bool,
 }
 
 pub trait Worker: Sync {
@@ -134,6 +136,7 @@ mod tests {
                     message: "RUN false: exit code 1".to_owned(),
                     log_tail: vec!["false".to_owned()],
                     hint: "fix the Dockerfile".to_owned(),
+                    pushed: false,
                 });
             }
             Ok(Built {

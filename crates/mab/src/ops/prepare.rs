@@ -138,24 +138,38 @@ pub async fn connect_all(
         .collect()
 }
 
-/// The plan over what the runners reported.
+/// The plan over what the runners reported. The implicit local runner
+/// (no runners file) emulates every platform its engine does not run
+/// natively, as PRODUCT.md promises, handlers or not: without one, only a
+/// `RUN` step fails, with the engine's own message.
 pub fn plan(
     platforms: &[Platform],
-    runners: &[&Runner],
+    runners: &RunnersFile,
+    chosen: &[&Runner],
     connected: &HashMap<String, Result<Connected, Unreachable>>,
 ) -> Result<Plan, mab_plan::PlanError> {
-    let states: Vec<RunnerState> = runners
+    let implicit = runners.path.is_none();
+    let states: Vec<RunnerState> = chosen
         .iter()
         .map(|runner| RunnerState {
             name: runner.name.clone(),
             jobs: runner.jobs,
             platforms: runner.platforms.clone(),
             probe: match &connected[&runner.name] {
-                Ok(connected) => Ok(Capabilities::detect(
-                    &connected.info.os,
-                    &connected.info.architecture,
-                    &connected.binfmt,
-                )),
+                Ok(connected) => {
+                    let mut capabilities = Capabilities::detect(
+                        &connected.info.os,
+                        &connected.info.architecture,
+                        &connected.binfmt,
+                    );
+                    if implicit {
+                        let foreign = platforms
+                            .iter()
+                            .filter(|platform| !capabilities.native.contains(platform));
+                        capabilities.emulated = foreign.cloned().collect();
+                    }
+                    Ok(capabilities)
+                }
                 Err(unreachable) => Err(unreachable.message.clone()),
             },
         })

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use futures_util::future::join_all;
-use mab_config::{NewRunner, Platform, Runner, RunnerHost, RunnersFile};
+use mab_config::{NewRunner, Platform, Runner, RunnersFile};
 use mab_plan::{Capabilities, Support};
 use serde::Serialize;
 
@@ -56,13 +56,6 @@ fn load(flag: Option<&Path>, environment: &Environment) -> Result<Option<Runners
     Ok(Some(file))
 }
 
-fn host_text(runner: &Runner) -> &str {
-    match &runner.host {
-        RunnerHost::Local => "local",
-        RunnerHost::Ssh(spec) => spec,
-    }
-}
-
 fn platform_list(platforms: &[Platform]) -> Vec<String> {
     platforms.iter().map(Platform::to_string).collect()
 }
@@ -100,7 +93,7 @@ pub fn list(
             .flat_map(|file| &file.runners)
             .map(|runner| ListedRunner {
                 name: runner.name.clone(),
-                host: host_text(runner).to_owned(),
+                host: runner.host.to_string(),
                 platforms: platform_list(&runner.platforms),
                 engine: runner.engine.clone(),
                 jobs: runner.jobs,
@@ -286,6 +279,7 @@ pub async fn check(
     let reports = join_all(chosen.iter().map(|runner| check_one(runner, environment))).await;
     let failed = reports.iter().filter(|report| !report.ok).count();
     let total = reports.len();
+    let problems = problems(&reports);
     let output = match format {
         Format::Json => {
             serde_json::to_string_pretty(&CheckJson { runners: reports })
@@ -297,10 +291,12 @@ pub async fn check(
     if failed == 0 {
         Ok(output)
     } else {
-        Err(Failure::runtime_with_output(
+        let mut failure = Failure::runtime_with_output(
             output,
             &format!("{failed} of {total} runner(s) cannot be used"),
-        ))
+        );
+        failure.report = format!("{problems}{}", failure.report);
+        Err(failure)
     }
 }
 
@@ -445,10 +441,15 @@ fn human_report(reports: &[Report]) -> String {
             platforms.join(", "),
         ]);
     }
-    let mut out = table(&rows);
+    table(&rows)
+}
+
+/// Each unusable runner's error and hint, for stderr.
+fn problems(reports: &[Report]) -> String {
+    let mut out = String::new();
     for report in reports.iter().filter(|report| !report.ok) {
         if let Some(error) = &report.error {
-            out.push_str(&format!("\nerror: {}: {error}\n", report.name));
+            out.push_str(&format!("error: {}: {error}\n", report.name));
         }
         if let Some(hint) = &report.hint {
             out.push_str(&format!("hint: {hint}\n"));
