@@ -260,50 +260,34 @@ pub(crate) fn assert_reported(
 mod tests {
     use super::*;
 
+    /// (text, span, (line, column, line text, carets)): any span of any
+    /// text is located on a line of that text, without a panic.
     #[test]
     fn locations() {
-        let text = "a = 1\nname = \"x y\"\r\nlast";
+        const TEXT: &str = "a = 1\nname = \"x y\"\r\nlast";
+        const NAME: &str = "name = \"x y\"";
         let cases = [
-            (0..1, (1, 1, "a = 1", 1)),
-            (6..10, (2, 1, "name = \"x y\"", 4)),
-            (13..18, (2, 8, "name = \"x y\"", 5)),
-            (13..40, (2, 8, "name = \"x y\"", 5)),
-            (20..24, (3, 1, "last", 4)),
-            (24..24, (3, 5, "last", 1)),
-            (99..120, (3, 5, "last", 1)),
+            (TEXT, 0..1, (1, 1, "a = 1", 1)),
+            (TEXT, 6..10, (2, 1, NAME, 4)),
+            (TEXT, 13..18, (2, 8, NAME, 5)),
+            (TEXT, 13..40, (2, 8, NAME, 5)),
+            (TEXT, 20..24, (3, 1, "last", 4)),
+            (TEXT, 24..24, (3, 5, "last", 1)),
+            (TEXT, 99..120, (3, 5, "last", 1)),
             // On the `\r` or `\n` of a CRLF line end: just past the line's text.
-            (18..19, (2, 13, "name = \"x y\"", 1)),
-            (19..20, (2, 13, "name = \"x y\"", 1)),
-            (19..19, (2, 13, "name = \"x y\"", 1)),
-            (18..30, (2, 13, "name = \"x y\"", 1)),
+            (TEXT, 18..19, (2, 13, NAME, 1)),
+            (TEXT, 19..20, (2, 13, NAME, 1)),
+            (TEXT, 19..19, (2, 13, NAME, 1)),
+            (TEXT, 18..30, (2, 13, NAME, 1)),
             // An end before the start.
-            (Range { start: 13, end: 2 }, (2, 8, "name = \"x y\"", 1)),
-        ];
-        for (span, (line, column, line_text, width)) in cases {
-            let location = Location::from_span(text, span.clone());
-            assert_eq!(
-                location,
-                Location {
-                    line,
-                    column,
-                    line_text: line_text.to_owned(),
-                    width
-                },
-                "{span:?}"
-            );
-        }
-    }
-
-    /// Odd texts and spans never panic and stay on a line of the text.
-    #[test]
-    fn locations_of_any_span() {
-        let cases = [
+            (TEXT, Range { start: 13, end: 2 }, (2, 8, NAME, 1)),
             ("", 0..0, (1, 1, "", 1)),
             ("", 3..9, (1, 1, "", 1)),
             ("\r\n", 1..2, (1, 1, "", 1)),
             ("\r\n", 2..2, (2, 1, "", 1)),
             ("a\r\n\r\nb", 4..5, (2, 1, "", 1)),
             ("a\r\r\n", 3..4, (1, 2, "a", 1)),
+            // Inside a multi-byte character, and a span counted in characters.
             ("\u{e9}t\u{e9}\r\n", 1..9, (1, 1, "\u{e9}t\u{e9}", 3)),
             ("x = \"\u{e9}\r\n", 6..7, (1, 6, "x = \"\u{e9}", 1)),
         ];
