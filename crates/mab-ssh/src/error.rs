@@ -100,7 +100,18 @@ impl fmt::Display for HostRef {
     }
 }
 
-/// The broad reason a connection failed, for exit codes and for tests.
+/// The broad reason a connection failed, for exit codes, for the
+/// `error_kind` of `mab runners check --format json` and for tests.
+///
+/// | kind | `as_str()` | what went wrong |
+/// |---|---|---|
+/// | [`Dns`](ErrorKind::Dns) | `dns` | the host name does not resolve |
+/// | [`Refused`](ErrorKind::Refused) | `refused` | the host was not reached or did not accept an SSH session: connection refused, no route to host, network unreachable, connection reset or closed (also during the handshake), a handshake that fails, a jump host that cannot or may not forward to the next host |
+/// | [`Timeout`](ErrorKind::Timeout) | `timeout` | no answer in time: resolving, connecting, the handshake, authentication, keepalives |
+/// | [`HostKey`](ErrorKind::HostKey) | `host_key` | the host key is unknown, changed, of an unrecorded type, a certificate, or known_hosts cannot be read |
+/// | [`Auth`](ErrorKind::Auth) | `auth` | no key was accepted, or there was no key to try |
+/// | [`Config`](ErrorKind::Config) | `config` | the destination or the user's ssh config is wrong (a bad value, an unreadable file, `ProxyCommand`, a `ProxyJump` loop); nothing was dialled, so this is a configuration error, not an unreachable host |
+/// | [`Other`](ErrorKind::Other) | `other` | the session is up but what it was asked for failed: the engine's unix socket could not be forwarded, or a remote command failed (mab reports this as `engine`) |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorKind {
     Dns,
@@ -108,11 +119,13 @@ pub enum ErrorKind {
     Timeout,
     HostKey,
     Auth,
+    Config,
     Other,
 }
 
 impl ErrorKind {
-    /// The snake_case name: `dns`, `refused`, `timeout`, `host_key`, `auth`, `other`.
+    /// The snake_case name: `dns`, `refused`, `timeout`, `host_key`, `auth`,
+    /// `config`, `other`.
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::Dns => "dns",
@@ -120,7 +133,30 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::HostKey => "host_key",
             ErrorKind::Auth => "auth",
+            ErrorKind::Config => "config",
             ErrorKind::Other => "other",
+        }
+    }
+
+    /// The kind of an I/O error on the way to a host: a timeout, else a
+    /// connection-level failure (refused, no route, unreachable, reset, EOF).
+    fn of_io(error: &std::io::Error) -> ErrorKind {
+        match error.kind() {
+            std::io::ErrorKind::TimedOut => ErrorKind::Timeout,
+            _ => ErrorKind::Refused,
+        }
+    }
+
+    /// The kind of an SSH protocol error on an open connection: a timeout,
+    /// else the connection failed or the host would not speak SSH with us.
+    fn of_russh(error: &russh::Error) -> ErrorKind {
+        match error {
+            russh::Error::ConnectionTimeout
+            | russh::Error::KeepaliveTimeout
+            | russh::Error::InactivityTimeout
+            | russh::Error::Elapsed(_) => ErrorKind::Timeout,
+            russh::Error::IO(source) => ErrorKind::of_io(source),
+            _ => ErrorKind::Refused,
         }
     }
 }
@@ -301,31 +337,27 @@ pub enum SshError {
 }
 
 impl SshError {
-    /// The broad reason, for exit codes and tests.
+    /// The broad reason, for exit codes and tests (see [`ErrorKind`]).
     pub fn kind(&self) -> ErrorKind {
         match self {
             SshError::Dns { .. } => ErrorKind::Dns,
-            SshError::Refused { .. } => ErrorKind::Refused,
+            SshError::Refused { .. } | SshError::JumpForward { .. } => ErrorKind::Refused,
+            SshError::Connect { source, .. } => ErrorKind::of_io(source),
+            SshError::Handshake { source, .. } | SshError::Connection { source, .. } => {
+                ErrorKind::of_russh(source)
+            }
             SshError::Timeout { .. } => ErrorKind::Timeout,
             SshError::UnknownHostKey { .. }
             | SshError::ChangedHostKey { .. }
             | SshError::UnrecordedKeyType { .. }
             | SshError::KnownHosts { .. }
             | SshError::HostCertificate { .. } => ErrorKind::HostKey,
-            SshError::JumpForward {
-                prohibited: false, ..
-            } => ErrorKind::Refused,
             SshError::Auth { .. } | SshError::NoKeys { .. } => ErrorKind::Auth,
             SshError::InvalidDestination { .. }
             | SshError::Config { .. }
-            | SshError::Connect { .. }
-            | SshError::Handshake { .. }
-            | SshError::UnixSocket { .. }
             | SshError::ProxyCommand { .. }
-            | SshError::JumpLoop { .. }
-            | SshError::JumpForward { .. }
-            | SshError::Exec { .. }
-            | SshError::Connection { .. } => ErrorKind::Other,
+            | SshError::JumpLoop { .. } => ErrorKind::Config,
+            SshError::UnixSocket { .. } | SshError::Exec { .. } => ErrorKind::Other,
         }
     }
 
@@ -614,7 +646,7 @@ mod tests {
                     reason: "forwarding is administratively prohibited".into(),
                     prohibited: true,
                 },
-                "other",
+                "refused",
                 "the jump host `bastion` (127.0.0.20:2300) could not connect to \
                  `arm` (10.0.0.5:22): forwarding is administratively prohibited",
                 "AllowTcpForwarding",
@@ -637,7 +669,7 @@ mod tests {
                     jump: "bastion".into(),
                     chain: "arm -> bastion -> bastion".into(),
                 },
-                "other",
+                "config",
                 "the ProxyJump chain of `arm` (127.0.0.2:2222) leads back to `bastion` \
                  (arm -> bastion -> bastion)",
                 "give `bastion` its own Host block with `ProxyJump none`",
@@ -649,7 +681,7 @@ mod tests {
                     path: PathBuf::from("/h/.ssh/config"),
                     line: 4,
                 },
-                "other",
+                "config",
                 "`arm` (127.0.0.2:2222) is reached through `ProxyCommand nc %h %p` \
                  (/h/.ssh/config line 4), which mab does not run",
                 "ProxyJump",
@@ -674,6 +706,193 @@ mod tests {
             assert_eq!(error.to_string(), message);
             let shown_hint = error.hint().unwrap_or_default();
             assert!(shown_hint.contains(hint), "{shown_hint}");
+        }
+    }
+
+    /// Every variant's kind: connection-level failures are `refused`,
+    /// problems in the user's ssh config are `config`.
+    #[test]
+    fn kinds() {
+        use std::io::{Error as IoError, ErrorKind as Io};
+        let connect = |kind: Io, text: &str| SshError::Connect {
+            host: host(),
+            source: IoError::new(kind, text),
+        };
+        let handshake = |source: russh::Error| SshError::Handshake {
+            host: host(),
+            source,
+        };
+        let connection = |source: russh::Error| SshError::Connection {
+            host: host(),
+            action: "opening a channel".into(),
+            source,
+        };
+        let cases: Vec<(SshError, ErrorKind)> = vec![
+            (
+                SshError::Dns {
+                    host: host(),
+                    source: IoError::new(Io::NotFound, "no such host"),
+                },
+                ErrorKind::Dns,
+            ),
+            (SshError::Refused { host: host() }, ErrorKind::Refused),
+            (
+                connect(Io::HostUnreachable, "No route to host"),
+                ErrorKind::Refused,
+            ),
+            (
+                connect(Io::NetworkUnreachable, "Network is unreachable"),
+                ErrorKind::Refused,
+            ),
+            (
+                connect(Io::ConnectionReset, "Connection reset by peer"),
+                ErrorKind::Refused,
+            ),
+            (
+                connect(Io::ConnectionAborted, "Software caused connection abort"),
+                ErrorKind::Refused,
+            ),
+            (
+                connect(Io::AddrNotAvailable, "Cannot assign requested address"),
+                ErrorKind::Refused,
+            ),
+            (
+                connect(Io::TimedOut, "Connection timed out"),
+                ErrorKind::Timeout,
+            ),
+            (
+                handshake(russh::Error::IO(IoError::new(
+                    Io::UnexpectedEof,
+                    "early eof",
+                ))),
+                ErrorKind::Refused,
+            ),
+            (
+                handshake(russh::Error::IO(IoError::new(Io::ConnectionReset, "reset"))),
+                ErrorKind::Refused,
+            ),
+            (handshake(russh::Error::HUP), ErrorKind::Refused),
+            (handshake(russh::Error::Disconnect), ErrorKind::Refused),
+            (handshake(russh::Error::Version), ErrorKind::Refused),
+            (
+                handshake(russh::Error::ConnectionTimeout),
+                ErrorKind::Timeout,
+            ),
+            (connection(russh::Error::SendError), ErrorKind::Refused),
+            (
+                connection(russh::Error::KeepaliveTimeout),
+                ErrorKind::Timeout,
+            ),
+            (
+                SshError::JumpForward {
+                    host: behind_bastion(),
+                    jump: jump(1, 1),
+                    reason: "the connection failed".into(),
+                    prohibited: false,
+                },
+                ErrorKind::Refused,
+            ),
+            (
+                SshError::JumpForward {
+                    host: behind_bastion(),
+                    jump: jump(1, 1),
+                    reason: "forwarding is administratively prohibited".into(),
+                    prohibited: true,
+                },
+                ErrorKind::Refused,
+            ),
+            (
+                SshError::Timeout {
+                    host: host(),
+                    after: Duration::from_secs(1),
+                    stage: "connecting",
+                },
+                ErrorKind::Timeout,
+            ),
+            (
+                SshError::HostCertificate { host: host() },
+                ErrorKind::HostKey,
+            ),
+            (
+                SshError::KnownHosts {
+                    host: host(),
+                    file: PathBuf::from("/h/.ssh/known_hosts"),
+                    message: "line 3 is malformed".into(),
+                },
+                ErrorKind::HostKey,
+            ),
+            (
+                SshError::NoKeys {
+                    host: host(),
+                    user: "builder".into(),
+                    skipped: vec![],
+                },
+                ErrorKind::Auth,
+            ),
+            (
+                SshError::InvalidDestination {
+                    spec: "a b".into(),
+                    reason: "it contains white space".into(),
+                },
+                ErrorKind::Config,
+            ),
+            (
+                SshError::Config {
+                    host: host(),
+                    path: PathBuf::from("/h/.ssh/config"),
+                    message: "line 2: bad Port `ssh`".into(),
+                },
+                ErrorKind::Config,
+            ),
+            (
+                SshError::ProxyCommand {
+                    host: host(),
+                    command: "nc %h %p".into(),
+                    path: PathBuf::from("/h/.ssh/config"),
+                    line: 4,
+                },
+                ErrorKind::Config,
+            ),
+            (
+                SshError::JumpLoop {
+                    host: host(),
+                    jump: "arm".into(),
+                    chain: "arm -> arm".into(),
+                },
+                ErrorKind::Config,
+            ),
+            (
+                SshError::UnixSocket {
+                    host: host(),
+                    socket_path: "/run/docker.sock".into(),
+                    reason: "the socket could not be connected".into(),
+                },
+                ErrorKind::Other,
+            ),
+            (
+                SshError::Exec {
+                    host: host(),
+                    command: "uname -m".into(),
+                    reason: "the channel closed".into(),
+                },
+                ErrorKind::Other,
+            ),
+        ];
+        for (error, kind) in cases {
+            assert_eq!(error.kind(), kind, "{error}");
+        }
+        let names = [
+            (ErrorKind::Dns, "dns"),
+            (ErrorKind::Refused, "refused"),
+            (ErrorKind::Timeout, "timeout"),
+            (ErrorKind::HostKey, "host_key"),
+            (ErrorKind::Auth, "auth"),
+            (ErrorKind::Config, "config"),
+            (ErrorKind::Other, "other"),
+        ];
+        for (kind, name) in names {
+            assert_eq!(kind.as_str(), name);
+            assert_eq!(kind.to_string(), name);
         }
     }
 

@@ -14,7 +14,7 @@ use russh::{ChannelMsg, ChannelOpenFailure, ChannelStream, Preferred};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::auth;
 use crate::destination::{Destination, StrictHostKeyChecking};
@@ -143,7 +143,9 @@ impl HostKeyChecker {
 }
 
 /// Records a key that `StrictHostKeyChecking accept-new` let through, in the
-/// first known_hosts file of `dest`.
+/// first known_hosts file of `dest`. Trusting a new key is never silent: a
+/// warning names the host, the key and the file, and so does a failure to
+/// write it.
 fn record_learnt_key(dest: &Destination, host: &HostRef, key: &PublicKey, home: &Path) {
     let file = dest
         .known_hosts_files
@@ -153,13 +155,17 @@ fn record_learnt_key(dest: &Destination, host: &HostRef, key: &PublicKey, home: 
     let shown = known_hosts::shown_path(&file, home);
     let (key_type, fingerprint) = known_hosts::describe(key);
     match known_hosts::learn(&file, &host.host_name, host.port, key) {
-        Ok(true) => info!(
-            "permanently added the {key_type} host key {fingerprint} of {host} to {shown} \
-             (StrictHostKeyChecking accept-new)"
+        Ok(true) => warn!(
+            "learnt the host key of {host} (StrictHostKeyChecking accept-new): \
+             added its {key_type} key {fingerprint} to {shown}; \
+             check that fingerprint against the host's own key"
         ),
         Ok(false) => debug!("{shown} already records the host key of {host}"),
         // As OpenSSH does, go on: the key was accepted for this connection.
-        Err(error) => warn!("cannot add the host key of {host} to {shown}: {error}"),
+        Err(error) => warn!(
+            "cannot add the {key_type} host key {fingerprint} of {host} to {shown}: {error}; \
+             the key is trusted for this connection only"
+        ),
     }
 }
 
@@ -698,6 +704,107 @@ mod tests {
                 .starts_with("cannot resolve the host name of `nowhere.invalid:22`"),
             "{error}"
         );
+    }
+
+    /// Collects what a test's tracing subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The warnings `action` logs, one per line.
+    fn warnings_of(action: impl FnOnce()) -> Vec<String> {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .without_time()
+            .finish();
+        tracing::subscriber::with_default(subscriber, action);
+        let bytes = captured
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Learning a key under `accept-new` is never silent: a warning names
+    /// the host, the key type, the fingerprint and the file; so does a
+    /// known_hosts file that cannot be written.
+    #[test]
+    fn learnt_keys_are_announced() {
+        const KEY: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIALhTKmvu8V3wV3hjue892lxPCF9OQwPDf2RA6JYoRLs";
+        const FINGERPRINT: &str = "SHA256:n/5Y4aiKvTa0vb7H59haJ0DE19Q4LE0BpmH/+km0eCM";
+        let key = russh::keys::parse_public_key_base64(KEY).expect("test key");
+        let home = tempfile::tempdir().expect("temp dir");
+        let home = home.path();
+        // A file where the known_hosts file's directory should be.
+        std::fs::write(home.join("blocker"), "").expect("write");
+        let learning = home.join(".ssh/known_hosts");
+        let unwritable = home.join("blocker/known_hosts");
+        // (known_hosts file, warnings, the parts each warning names)
+        let cases: [(&Path, usize, &[&str]); 3] = [
+            (
+                &learning,
+                1,
+                &[
+                    "WARN",
+                    "`lab` (127.0.0.9:2299)",
+                    "ssh-ed25519",
+                    FINGERPRINT,
+                    "~/.ssh/known_hosts",
+                    "accept-new",
+                ],
+            ),
+            // Already recorded: nothing new to say.
+            (&learning, 0, &[]),
+            (
+                &unwritable,
+                1,
+                &[
+                    "WARN",
+                    "cannot add",
+                    "`lab` (127.0.0.9:2299)",
+                    "ssh-ed25519",
+                    FINGERPRINT,
+                    "~/blocker/known_hosts",
+                    "this connection only",
+                ],
+            ),
+        ];
+        for (file, count, parts) in cases {
+            let dest = Destination {
+                known_hosts_files: vec![file.to_path_buf()],
+                ..destination("lab", 2299, None)
+            };
+            let warnings = warnings_of(|| record_learnt_key(&dest, &host(), &key, home));
+            assert_eq!(warnings.len(), count, "{file:?}: {warnings:?}");
+            for warning in &warnings {
+                for part in parts {
+                    assert!(warning.contains(part), "{part} missing in: {warning}");
+                }
+            }
+        }
+        let recorded = std::fs::read_to_string(&learning).expect("known_hosts was written");
+        assert_eq!(recorded, format!("[127.0.0.9]:2299 ssh-ed25519 {KEY}\n"));
     }
 
     #[test]
