@@ -203,3 +203,29 @@ fn unknown_keys_are_warnings() {
         .collect();
     insta::assert_snapshot!("unknown_manifest_key_warnings", warnings.join("\n"));
 }
+
+/// A mistake in the user's ssh config for a runner is a configuration error
+/// (exit 2), found before anything is built.
+#[test]
+fn ssh_config_mistake() {
+    let project = project("[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linux/arm64\"]\n");
+    project.file(
+        "runners.toml",
+        "[[runner]]\nname = \"arm\"\nhost = \"arm-01\"\nplatforms = [\"linux/arm64\"]\n",
+    );
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join(".ssh")).unwrap();
+    std::fs::write(
+        home.path().join(".ssh/config"),
+        "Host arm-01\n    HostName 127.0.0.9\n    ProxyCommand nc %h %p\n",
+    )
+    .unwrap();
+    let mut run = mab(
+        home.path(),
+        project.path(),
+        &["build", "--progress", "plain"],
+    );
+    run.stderr = run.stderr.replace(home.path().to_str().unwrap(), "[HOME]");
+    assert!(run.stderr.contains("ProxyCommand"), "{run:?}");
+    check("ssh_config_mistake", &run, 2);
+}

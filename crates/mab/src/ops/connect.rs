@@ -81,7 +81,8 @@ impl Connected {
 /// Why a runner could not be reached.
 #[derive(Clone, Debug)]
 pub struct Unreachable {
-    /// dns | refused | timeout | host_key | auth | engine
+    /// dns | refused | timeout | host_key | auth | engine, or config (a
+    /// mistake in the user's ssh config for that host)
     pub kind: &'static str,
     pub message: String,
     pub hint: Option<String>,
@@ -89,9 +90,12 @@ pub struct Unreachable {
 
 impl From<mab_ssh::SshError> for Unreachable {
     fn from(error: mab_ssh::SshError) -> Unreachable {
-        let kind = match error.kind().as_str() {
-            "other" => "engine",
-            kind => kind,
+        // The session is up but the engine socket or a probe failed: the
+        // engine's side. Everything else keeps the SSH kind (`config` for a
+        // mistake in the user's ssh config).
+        let kind = match error.kind() {
+            mab_ssh::ErrorKind::Other => "engine",
+            other => other.as_str(),
         };
         Unreachable {
             kind,

@@ -179,7 +179,8 @@ pub fn plan(
 
 /// A plan that cannot be made once runners were asked: a runtime failure
 /// when runners are unreachable (exit 1), a configuration error when the
-/// runners that list a platform cannot build it (exit 2).
+/// runners that list a platform cannot build it or the ssh config for one
+/// is wrong (exit 2).
 pub fn plan_failure(
     error: mab_plan::PlanError,
     connected: &HashMap<String, Result<Connected, Unreachable>>,
@@ -191,7 +192,12 @@ pub fn plan_failure(
         .collect();
     hints.push(error.hint());
     let hint = hints.join("\nhint: ");
-    if error.is_unreachable() {
+    let misconfigured = connected.values().any(|result| {
+        result
+            .as_ref()
+            .is_err_and(|unreachable| unreachable.kind == "config")
+    });
+    if error.is_unreachable() && !misconfigured {
         Failure::runtime(error.to_string(), Some(&hint))
     } else {
         Failure::usage(error.to_string(), Some(&hint))
