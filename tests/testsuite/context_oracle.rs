@@ -1,6 +1,8 @@
 //! The build context against Docker's own: for the same directory and
 //! `.dockerignore`, what Debian's docker CLI (20.10, BuildKit) sends must be
-//! exactly what `mab_context::context_entries` lists.
+//! exactly what `mab_context::context_entries` lists, and exactly what a
+//! `mab build` of that directory gets into its image (served through the
+//! BuildKit session).
 //!
 //! The CLI builds `FROM scratch` + `COPY . /ctx/` on the lab's local engine and
 //! exports the result with `--output type=local`, so the files that arrived can
@@ -11,7 +13,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::support::{require_lab, Lab};
+use crate::support::{docker_on, require_lab, Lab};
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
@@ -159,6 +161,67 @@ fn context_matches_what_docker_sends() {
     assert!(listed.contains(Path::new("docs/keep.md")));
     assert!(!listed.contains(Path::new("docs/other.md")));
     assert!(listed.len() > 25, "{listed:?}");
+
+    // What mab itself serves the engine (through the BuildKit session) for
+    // the same directory, read back from the image it built.
+    let sent_by_mab = built_by_mab(lab, work.path());
+    let only_docker: Vec<_> = sent_by_docker.difference(&sent_by_mab).collect();
+    let only_mab: Vec<_> = sent_by_mab.difference(&sent_by_docker).collect();
+    assert!(
+        only_docker.is_empty() && only_mab.is_empty(),
+        "Docker's build got but mab's did not: {only_docker:?}\nmab's build got but Docker's did not: {only_mab:?}"
+    );
+}
+
+/// Builds `work/context` with `mab build --no-push` on the lab's local
+/// engine and lists what its image holds under `/ctx`.
+fn built_by_mab(lab: &Lab, work: &Path) -> BTreeSet<PathBuf> {
+    let repository = lab.repository("oracle");
+    fs::write(
+        work.join("mab.toml"),
+        format!("[image]\nname = \"{repository}\"\nplatforms = [\"linux/amd64\"]\ncontext = \"context\"\n"),
+    )
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let run = crate::support::mab(
+        home.path(),
+        work,
+        &["build", "--no-push", "--progress", "plain"],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let image = format!("{repository}:mab-linux-amd64");
+    let created = docker_on("local", &["create", "--entrypoint", "/none", &image]);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let container = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+    let exported = work.join("exported.tar");
+    let export = docker_on(
+        "local",
+        &["export", "--output", exported.to_str().unwrap(), &container],
+    );
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    docker_on("local", &["rm", &container]);
+    let listing = Command::new("tar")
+        .arg("-tf")
+        .arg(&exported)
+        .output()
+        .unwrap();
+    assert!(listing.status.success());
+    String::from_utf8(listing.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|line| line.strip_prefix("ctx/"))
+        .map(|path| path.trim_end_matches('/'))
+        .filter(|path| !path.is_empty())
+        .map(PathBuf::from)
+        .collect()
 }
 
 #[test]
