@@ -210,7 +210,7 @@ fn apply_overrides(project: &mut Project, args: &BuildArgs) -> Result<(), Failur
         project.target = Some(target.clone());
     }
     for tag in &args.tags {
-        if !mab_registry::tags::is_valid_tag(tag) {
+        if !mab_config::project::is_valid_tag(tag) {
             return Err(Failure::usage(
                 format!("--tag `{tag}` is not a valid tag"),
                 Some("a tag is a bare name such as `1.0` or `edge`: letters, digits, `_`, `.` and `-`, at most 128, not starting with `.` or `-`"),

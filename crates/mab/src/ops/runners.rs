@@ -220,13 +220,24 @@ fn write(path: &Path, text: &str) -> Result<(), Failure> {
     let failed = |error: std::io::Error| {
         Failure::runtime(format!("could not write {}: {error}", path.display()), None)
     };
-    if let Some(directory) = path.parent() {
-        std::fs::create_dir_all(directory).map_err(failed)?;
+    // Edit the file a symlink points to, not the link.
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    let directory = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(directory).map_err(failed)?;
+    // Write a new file beside it and rename it over the old one, so that a
+    // failure never leaves half a file; keep the old file's permissions.
+    let mut temporary = tempfile::NamedTempFile::new_in(directory).map_err(failed)?;
+    std::io::Write::write_all(&mut temporary, text.as_bytes()).map_err(failed)?;
+    if let Ok(metadata) = std::fs::metadata(&path) {
+        temporary
+            .as_file()
+            .set_permissions(metadata.permissions())
+            .map_err(failed)?;
     }
-    // Write beside it and rename, so a failure never leaves half a file.
-    let temporary = path.with_extension("toml.new");
-    std::fs::write(&temporary, text).map_err(failed)?;
-    std::fs::rename(&temporary, path).map_err(failed)
+    temporary
+        .persist(&path)
+        .map_err(|error| failed(error.error))?;
+    Ok(())
 }
 
 /// What `mab runners check` reports per runner (PRODUCT.md's keys, plus a hint).
