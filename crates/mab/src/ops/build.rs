@@ -13,7 +13,7 @@ use crate::cli::BuildArgs;
 use crate::environment::Environment;
 use crate::failure::Failure;
 use crate::ops::connect::{Connected, Unreachable};
-use crate::ops::jobs::{all_or_failures, run_all, Built, JobFailure, JobSpec, Worker};
+use crate::ops::jobs::{all_or_failures, pushed_jobs, run_all, Built, JobFailure, JobSpec, Worker};
 use crate::ops::prepare;
 use crate::progress::{Event, Reporter};
 
@@ -113,14 +113,8 @@ pub async fn build(
         Err(failures) => {
             if let Some(repository) = &repository {
                 // Every platform that got as far as pushing left a staging tag.
-                let staged: Vec<String> = jobs
-                    .iter()
-                    .filter(|job| {
-                        failures
-                            .iter()
-                            .find(|failure| &failure.job == *job)
-                            .is_none_or(|failure| failure.pushed)
-                    })
+                let staged: Vec<String> = pushed_jobs(&jobs, &failures)
+                    .into_iter()
                     .map(|job| worker.staging_tag(&job.platform))
                     .collect();
                 remove_staging_tags(repository, &staged, &[], reporter).await;

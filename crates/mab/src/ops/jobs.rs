@@ -98,6 +98,19 @@ pub fn all_or_failures(
     }
 }
 
+/// The jobs whose image reached the registry (under its staging tag):
+/// every job that succeeded, and those that failed after pushing.
+pub fn pushed_jobs<'a>(jobs: &'a [JobSpec], failures: &[JobFailure]) -> Vec<&'a JobSpec> {
+    jobs.iter()
+        .filter(|job| {
+            failures
+                .iter()
+                .find(|failure| &failure.job == *job)
+                .is_none_or(|failure| failure.pushed)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +209,37 @@ mod tests {
                 expected_peak,
                 "jobs = {limit}"
             );
+        }
+    }
+
+    #[test]
+    fn staging_tags_to_remove_after_a_failure() {
+        let jobs = [
+            job("linux/amd64", "a"),
+            job("linux/arm64", "b"),
+            job("linux/s390x", "c"),
+        ];
+        let failure = |index: usize, pushed: bool| JobFailure {
+            job: jobs[index].clone(),
+            message: String::new(),
+            log_tail: Vec::new(),
+            hint: String::new(),
+            pushed,
+        };
+        let cases: [(Vec<JobFailure>, &[&str]); 3] = [
+            (vec![failure(1, false)], &["linux/amd64", "linux/s390x"]),
+            (
+                vec![failure(1, true)],
+                &["linux/amd64", "linux/arm64", "linux/s390x"],
+            ),
+            (vec![failure(0, false), failure(2, false)], &["linux/arm64"]),
+        ];
+        for (failures, expected) in cases {
+            let pushed: Vec<String> = pushed_jobs(&jobs, &failures)
+                .iter()
+                .map(|job| job.platform.to_string())
+                .collect();
+            assert_eq!(pushed, expected);
         }
     }
 
