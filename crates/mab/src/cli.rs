@@ -168,7 +168,7 @@ pub struct PlanArgs {
 pub enum Progress {
     /// Bars on a terminal, plain lines otherwise.
     Auto,
-    /// Bars (one per platform).
+    /// Bars (one per platform); plain lines when stderr is not a terminal, where bars cannot be drawn.
     Tty,
     /// One line per event.
     Plain,
