@@ -3,7 +3,8 @@
 //! are checked with skopeo, the docker CLI and the sshd logs, not with mab.
 
 use crate::support::{
-    docker_on, mab, require_lab, sha256, skopeo_config, skopeo_raw, ssh_lock, Home, Lab, Project,
+    build_with_metadata, docker_on, mab, require_lab, sha256, skopeo_config, skopeo_raw, ssh_lock,
+    Home, Lab, Project,
 };
 
 /// A multi-stage `FROM scratch` project whose image prints the platform it
@@ -62,22 +63,9 @@ fn three_platforms_over_two_ssh_runners_and_the_local_engine() {
 
     let _ssh = ssh_lock();
     let logins_before = (runner_a.logins(), runner_b.logins());
-    let metadata_path = project.path().join("metadata.json");
-    let run = mab(
-        home.path(),
-        project.path(),
-        &[
-            "build",
-            "--progress",
-            "plain",
-            "--build-arg",
-            "GREETING=hi",
-            "--metadata-file",
-            metadata_path.to_str().unwrap(),
-        ],
-    );
+    let (run, metadata) =
+        build_with_metadata(home.path(), project.path(), &["--build-arg", "GREETING=hi"]);
     let logins_after = (runner_a.logins(), runner_b.logins());
-    assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(
         (
             logins_after.0 - logins_before.0,
@@ -118,8 +106,6 @@ fn three_platforms_over_two_ssh_runners_and_the_local_engine() {
     assert_eq!(platforms, ["linux/amd64", "linux/arm64", "linux/ppc64le"]);
 
     // Each child: its config's architecture, where it was built, and what it prints.
-    let metadata: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&metadata_path).unwrap()).unwrap();
     assert_eq!(metadata["digest"], list_digest.as_str());
     assert_eq!(metadata["image"], repository.as_str());
     let mut tags: Vec<&str> = metadata["tags"]
@@ -268,26 +254,12 @@ fn without_a_runners_file_the_local_engine_builds_everything() {
             &format!("[image]\nname = \"{repository}\"\nplatforms = [\"linux/amd64\", \"linux/s390x\"]\n"),
         );
     let home = tempfile::tempdir().unwrap();
-    let metadata = project.path().join("metadata.json");
-    let run = mab(
-        home.path(),
-        project.path(),
-        &[
-            "build",
-            "--progress",
-            "plain",
-            "--metadata-file",
-            metadata.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(run.code, 0, "{run:?}");
+    let (run, metadata) = build_with_metadata(home.path(), project.path(), &[]);
     assert!(
         run.stderr
             .contains("linux/s390x -> local: emulated with QEMU (qemu-s390x)"),
         "{run:?}"
     );
-    let metadata: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&metadata).unwrap()).unwrap();
     let emulated: Vec<(String, bool)> = metadata["platforms"]
         .as_array()
         .unwrap()

@@ -49,7 +49,7 @@ fn a_runner_behind_a_jump_host() {
         &["runners", "check", "--format", "json"],
     );
     assert_eq!(check.code, 0, "{check:?}");
-    let json: serde_json::Value = serde_json::from_str(&check.stdout).unwrap();
+    let json = check.json();
     assert_eq!(
         json["runners"][0]["platforms"]["linux/amd64"], "native",
         "{json}"
@@ -89,6 +89,6 @@ fn a_runner_behind_a_jump_host() {
         &["runners", "check", "--format", "json"],
     );
     assert_eq!(unreachable.code, 1, "{unreachable:?}");
-    let json: serde_json::Value = serde_json::from_str(&unreachable.stdout).unwrap();
+    let json = unreachable.json();
     assert_eq!(json["runners"][0]["ok"], false, "{json}");
 }

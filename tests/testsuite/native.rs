@@ -2,7 +2,9 @@
 //! lab under QEMU user emulation): detected as native, and preferred over an
 //! x86-64 runner that would emulate arm64.
 
-use crate::support::{docker_on, mab, require_lab, ssh_lock, Home, Lab, Project};
+use crate::support::{
+    build_with_metadata, docker_on, mab, require_lab, ssh_lock, Home, Lab, Project,
+};
 
 /// An arm64-only project; `x86` (runner-a, emulating) is listed before
 /// `arm` (runner-arm, native) so that order alone would pick the wrong one.
@@ -45,7 +47,7 @@ fn the_arm64_engine_is_native_and_chosen_over_emulation() {
         &["runners", "check", "--format", "json"],
     );
     assert_eq!(check.code, 0, "{check:?}");
-    let json: serde_json::Value = serde_json::from_str(&check.stdout).unwrap();
+    let json = check.json();
     let arm = &json["runners"][1];
     assert_eq!(arm["name"], "arm");
     assert_eq!(arm["arch"], "arm64", "{arm}");
@@ -54,7 +56,7 @@ fn the_arm64_engine_is_native_and_chosen_over_emulation() {
 
     let plan = mab(home.path(), project.path(), &["plan", "--format", "json"]);
     assert_eq!(plan.code, 0, "{plan:?}");
-    let plan: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    let plan = plan.json();
     let job = &plan["platforms"][0];
     assert_eq!(
         (job["runner"].as_str(), job["emulated"].as_bool()),
@@ -70,21 +72,7 @@ fn the_arm64_engine_is_native_and_chosen_over_emulation() {
         "{job}"
     );
 
-    let metadata = project.path().join("metadata.json");
-    let build = mab(
-        home.path(),
-        project.path(),
-        &[
-            "build",
-            "--progress",
-            "plain",
-            "--metadata-file",
-            metadata.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(build.code, 0, "{build:?}");
-    let metadata: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&metadata).unwrap()).unwrap();
+    let (_, metadata) = build_with_metadata(home.path(), project.path(), &[]);
     let built = &metadata["platforms"][0];
     assert_eq!(
         (built["runner"].as_str(), built["emulated"].as_bool()),

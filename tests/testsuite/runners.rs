@@ -75,8 +75,7 @@ fn add_list_and_remove_edit_the_file_in_place() {
     let table = run(&["runners", "list"]);
     assert_eq!(table.code, 0, "{table:?}");
     insta::assert_snapshot!("runners_list", table.stdout);
-    let json: serde_json::Value =
-        serde_json::from_str(&run(&["runners", "list", "--format", "json"]).stdout).unwrap();
+    let json = run(&["runners", "list", "--format", "json"]).json();
     assert_eq!(json["runners"][1]["name"], "arm-01");
     assert_eq!(json["runners"][1]["jobs"], 2);
     assert_eq!(json["runners"][1]["network"], "host");
@@ -210,7 +209,7 @@ fn check_reports_what_each_runner_can_build() {
         run.stderr.contains("2 of 4 runner(s) cannot be used"),
         "{run:?}"
     );
-    let json: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let json = run.json();
     let runner = |name: &str| {
         json["runners"]
             .as_array()

@@ -58,7 +58,7 @@ fn include_patterns_and_accept_new() {
         ],
     );
     assert_eq!(run.code, 0, "{run:?}");
-    let json: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let json = run.json();
     assert_eq!(json["runners"][0]["ok"], true, "{json}");
     assert_eq!(
         json["runners"][0]["platforms"]["linux/ppc64le"], "emulated",
@@ -90,7 +90,7 @@ fn include_patterns_and_accept_new() {
         ],
     );
     assert_eq!(refused.code, 1, "{refused:?}");
-    let json: serde_json::Value = serde_json::from_str(&refused.stdout).unwrap();
+    let json = refused.json();
     assert_eq!(json["runners"][0]["error_kind"], "host_key", "{json}");
     assert_eq!(
         std::fs::read_to_string(ssh.join("known_hosts")).unwrap(),

@@ -258,6 +258,14 @@ pub struct Run {
     pub stderr: String,
 }
 
+impl Run {
+    /// stdout as JSON (for `--format json`).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|error| panic!("stdout is not JSON ({error}): {self:?}"))
+    }
+}
+
 impl std::fmt::Debug for Run {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -289,6 +297,28 @@ pub fn mab(home: &Path, directory: &Path, arguments: &[&str]) -> Run {
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
+}
+
+/// `mab build --progress plain --metadata-file … ARGS` in `directory`,
+/// which must succeed; returns the run and the metadata file's JSON.
+pub fn build_with_metadata(
+    home: &Path,
+    directory: &Path,
+    arguments: &[&str],
+) -> (Run, serde_json::Value) {
+    let metadata = directory.join("metadata.json");
+    let mut all = vec![
+        "build",
+        "--progress",
+        "plain",
+        "--metadata-file",
+        metadata.to_str().unwrap(),
+    ];
+    all.extend_from_slice(arguments);
+    let run = mab(home, directory, &all);
+    assert_eq!(run.code, 0, "{run:?}");
+    let json = serde_json::from_str(&fs::read_to_string(&metadata).unwrap()).unwrap();
+    (run, json)
 }
 
 /// The raw manifest (or list) at `reference`, read with skopeo.
