@@ -313,40 +313,34 @@ host_engine_answers() {
         version --format '{{.Server.Version}}' >/dev/null 2>&1
 }
 
-# host_sshd_pid NAME: PID of the host's sshd listener, if alive.
-host_sshd_pid() {
+# live_pid PIDFILE PATTERN: the PID in PIDFILE, if that process lives and its
+# command line contains PATTERN.
+live_pid() {
     local pid
-    pid=$(read_pid "$LAB/$1/sshd.pid")
-    if pid_matches "$pid" "$LAB/$1/sshd_config"; then
+    pid=$(read_pid "$1")
+    if pid_matches "$pid" "$2"; then
         printf '%s' "$pid"
     fi
+}
+
+# host_sshd_pid NAME: PID of the host's (or the jump host's) sshd listener, if alive.
+host_sshd_pid() {
+    live_pid "$LAB/$1/sshd.pid" "$LAB/$1/sshd_config"
 }
 
 # jump_sshd_pid: PID of the jump host's sshd listener, if alive.
 jump_sshd_pid() {
-    local pid
-    pid=$(read_pid "$LAB/$LAB_JUMP_NAME/sshd.pid")
-    if pid_matches "$pid" "$LAB/$LAB_JUMP_NAME/sshd_config"; then
-        printf '%s' "$pid"
-    fi
+    host_sshd_pid "$LAB_JUMP_NAME"
 }
 
 # local_engine_pid: PID of the local dockerd the lab started, if alive.
 local_engine_pid() {
-    local pid
-    pid=$(read_pid "$LAB_LOCAL_PIDFILE")
-    if pid_matches "$pid" "--data-root $LAB/local/docker"; then
-        printf '%s' "$pid"
-    fi
+    live_pid "$LAB_LOCAL_PIDFILE" "--data-root $LAB/local/docker"
 }
 
 # registry_pid NAME: PID of a lab registry (registry or registry-auth), if alive.
 registry_pid() {
-    local pid
-    pid=$(read_pid "$LAB/$1/registry.pid")
-    if pid_matches "$pid" "serve $LAB/$1/config.yml"; then
-        printf '%s' "$pid"
-    fi
+    live_pid "$LAB/$1/registry.pid" "serve $LAB/$1/config.yml"
 }
 
 # stop_host NAME: stop the host's namespace holder and anything left in its
