@@ -239,8 +239,32 @@ struct Contender<'a> {
     free_slots: i64,
 }
 
+/// Every platform must be listed by some runner; `offers` are the runners'
+/// names and the platforms each lists. Checked before any runner is
+/// contacted, and again by [`plan`].
+pub fn check_served(
+    platforms: &[Platform],
+    offers: &[(String, Vec<Platform>)],
+) -> Result<(), PlanError> {
+    match platforms
+        .iter()
+        .find(|platform| !offers.iter().any(|(_, listed)| listed.contains(platform)))
+    {
+        Some(platform) => Err(PlanError::NoRunner {
+            platform: platform.clone(),
+            offers: offers.to_vec(),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Assigns every platform to a runner; see the crate docs for the rules.
 pub fn plan(platforms: &[Platform], runners: &[RunnerState]) -> Result<Plan, PlanError> {
+    let offers: Vec<(String, Vec<Platform>)> = runners
+        .iter()
+        .map(|runner| (runner.name.clone(), runner.platforms.clone()))
+        .collect();
+    check_served(platforms, &offers)?;
     let mut assigned: HashMap<&str, u32> = HashMap::new();
     let mut jobs = Vec::with_capacity(platforms.len());
     for platform in platforms {
@@ -248,16 +272,6 @@ pub fn plan(platforms: &[Platform], runners: &[RunnerState]) -> Result<Plan, Pla
             .iter()
             .filter(|runner| runner.platforms.contains(platform))
             .collect();
-        if candidates.is_empty() {
-            return Err(PlanError::NoRunner {
-                platform: platform.clone(),
-                offers: runners
-                    .iter()
-                    .map(|runner| (runner.name.clone(), runner.platforms.clone()))
-                    .collect(),
-            });
-        }
-
         let mut rejected = Vec::new();
         let mut contenders = Vec::new();
         for runner in &candidates {

@@ -73,42 +73,21 @@ pub fn load(
 
 /// Every platform must be listed by some runner: found before connecting.
 fn check_served(platforms: &[Platform], runners: &RunnersFile) -> Result<(), Failure> {
-    let unserved: Vec<String> = platforms
-        .iter()
-        .filter(|platform| {
-            !runners
-                .runners
-                .iter()
-                .any(|runner| runner.platforms.contains(platform))
-        })
-        .map(Platform::to_string)
-        .collect();
-    if unserved.is_empty() {
-        return Ok(());
-    }
-    let file = runners.path.as_ref().map_or_else(
-        || "the implicit local runner".to_owned(),
-        |path| path.display().to_string(),
-    );
-    let offers: Vec<String> = runners
+    let offers: Vec<(String, Vec<Platform>)> = runners
         .runners
         .iter()
-        .map(|runner| {
-            let platforms: Vec<String> = runner.platforms.iter().map(Platform::to_string).collect();
-            format!("`{}` serves {}", runner.name, platforms.join(", "))
-        })
+        .map(|runner| (runner.name.clone(), runner.platforms.clone()))
         .collect();
-    Err(Failure::usage(
-        format!(
-            "no runner serves {} ({}: {})",
-            unserved.join(", "),
-            file,
-            offers.join("; ")
-        ),
-        Some(
-            "add a runner for it with `mab runners add`, or build fewer platforms with --platform",
-        ),
-    ))
+    mab_plan::check_served(platforms, &offers).map_err(|error| {
+        let file = runners.path.as_ref().map_or_else(
+            || "the implicit local runner".to_owned(),
+            |path| path.display().to_string(),
+        );
+        Failure::usage(
+            format!("{error} (runners from {file})"),
+            Some(&error.hint()),
+        )
+    })
 }
 
 /// The runners that list at least one of the platforms.
