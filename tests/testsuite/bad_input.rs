@@ -79,6 +79,41 @@ fn missing_dockerfile() {
 }
 
 #[test]
+fn build_files_the_engine_could_not_read() {
+    // A Dockerfile that is a symlink out of the directory it is sent from.
+    let linked = Project::new();
+    linked.file("Dockerfile.shared", DOCKERFILE).file(
+        "app/mab.toml",
+        &format!("{GOOD_MANIFEST}dockerfile = \"Dockerfile.link\"\n"),
+    );
+    std::os::unix::fs::symlink(
+        "../Dockerfile.shared",
+        linked.path().join("app/Dockerfile.link"),
+    )
+    .unwrap();
+    check(
+        "dockerfile_link_outside",
+        &run(&linked, &["build", "-C", "app", "--no-push"]),
+        2,
+    );
+
+    // A bad pattern in the Dockerfile's own ignore file names that file.
+    let ignoring = project(GOOD_MANIFEST);
+    ignoring.file("Dockerfile.dockerignore", "ok\n[unclosed\n");
+    check(
+        "dockerfile_ignore_bad_pattern",
+        &run(&ignoring, &["build", "--no-push"]),
+        2,
+    );
+
+    // A name BuildKit's transfer cannot carry.
+    let named = project(GOOD_MANIFEST);
+    let name = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"data-\xfe.bin");
+    std::fs::write(named.path().join(name), "x").unwrap();
+    check("name_not_utf8", &run(&named, &["build", "--no-push"]), 2);
+}
+
+#[test]
 fn no_manifest() {
     let project = Project::new();
     check("no_manifest", &run(&project, &["build"]), 2);

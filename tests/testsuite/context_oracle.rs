@@ -1,8 +1,11 @@
 //! The build context against Docker's own: for the same directory and
 //! `.dockerignore`, what Debian's docker CLI (20.10, BuildKit) sends must be
-//! exactly what `mab_context::context_entries` lists, and exactly what a
+//! exactly what `mab_context::BuildContext::scan` lists, and exactly what a
 //! `mab build` of that directory gets into its image (served through the
-//! BuildKit session).
+//! BuildKit session): names byte for byte, file types, modes, hard links,
+//! contents. The Dockerfile lookups (`dockerfile`, symlinks, a Dockerfile
+//! outside the context, `<Dockerfile>.dockerignore`) are compared the same
+//! way, image against image.
 //!
 //! The CLI builds `FROM scratch` + `COPY . /ctx/` on the lab's local engine and
 //! exports the result with `--output type=local`, so the files that arrived can
@@ -147,8 +150,11 @@ fn context_matches_what_docker_sends() {
     );
     let sent_by_docker = tree(&output.join("ctx"));
 
-    let listed: BTreeSet<PathBuf> = mab_context::context_entries(&context, Path::new("Dockerfile"))
+    let listed: BTreeSet<PathBuf> = mab_context::BuildContext::locate(&context, None)
         .unwrap()
+        .scan()
+        .unwrap()
+        .paths()
         .into_iter()
         .collect();
     let only_docker: Vec<_> = sent_by_docker.difference(&listed).collect();

@@ -4,6 +4,7 @@
 mod bad_input;
 mod build;
 mod context_oracle;
+mod dockerfile_lookup;
 mod docs;
 mod host_keys;
 mod interrupt;

@@ -26,8 +26,10 @@ pub struct Project {
     pub platforms: Vec<Platform>,
     /// Absolute; the directory holding `mab.toml` unless `context` says otherwise.
     pub context: PathBuf,
-    /// Relative to the context; `Dockerfile` by default.
-    pub dockerfile: PathBuf,
+    /// `[image] dockerfile` as written: relative to the context (it may lead
+    /// outside it), or absolute. `None` when not given: then the build looks
+    /// for `Dockerfile`, else `dockerfile`, in the context, as `docker build`.
+    pub dockerfile: Option<PathBuf>,
     pub target: Option<String>,
     /// `[image.args]`.
     pub args: BTreeMap<String, String>,
@@ -156,8 +158,8 @@ pub fn parse_project(path: &Path, text: &str) -> Result<Project, ConfigError> {
                 "leave it out to use `Dockerfile` in the context",
             ));
         }
-        Some(dockerfile) => PathBuf::from(dockerfile.get_ref()),
-        None => PathBuf::from("Dockerfile"),
+        Some(dockerfile) => Some(PathBuf::from(dockerfile.get_ref())),
+        None => None,
     };
     let target = match image.target {
         Some(target) if target.get_ref().trim().is_empty() => {
@@ -199,36 +201,10 @@ pub fn parse_project(path: &Path, text: &str) -> Result<Project, ConfigError> {
 }
 
 impl Project {
-    /// The Dockerfile's path: `dockerfile` resolved against the context.
-    pub fn dockerfile_path(&self) -> PathBuf {
-        normalise(&self.context.join(&self.dockerfile))
-    }
-
-    /// Checks that the context is a directory and the Dockerfile a file,
-    /// before anything is sent anywhere. Errors point at `context` or
-    /// `dockerfile` in mab.toml when the value is written there.
-    pub fn check_build_files(&self) -> Result<(), ConfigError> {
-        if !self.context.is_dir() {
-            return Err(self.error_at(
-                "context",
-                format!("the context directory {} does not exist", self.context.display()),
-                "create it, or set `context` in [image] to a directory; a relative path is read from the directory holding mab.toml",
-            ));
-        }
-        let dockerfile = self.dockerfile_path();
-        if !dockerfile.is_file() {
-            return Err(self.error_at(
-                "dockerfile",
-                format!("the Dockerfile {} does not exist", dockerfile.display()),
-                "write one, or set `dockerfile` in [image] to its path relative to the context",
-            ));
-        }
-        Ok(())
-    }
-
-    /// An error pointing at `[image] key` of the manifest when it is written
-    /// there, else at the file.
-    fn error_at(&self, key: &str, message: String, hint: &str) -> ConfigError {
+    /// An error about the value of `[image] key` (`context`, `dockerfile`),
+    /// pointing at it in the manifest (file, line, column and the line) when
+    /// it is written there, else naming the file.
+    pub fn error_at(&self, key: &str, message: String, hint: &str) -> ConfigError {
         #[derive(Deserialize)]
         struct Written {
             image: Option<BTreeMap<String, Spanned<toml::Value>>>,
@@ -452,7 +428,10 @@ extra = ["edge", "nightly", "edge"]
         let platforms: Vec<String> = project.platforms.iter().map(|p| p.to_string()).collect();
         assert_eq!(platforms, ["linux/amd64", "linux/arm64", "linux/ppc64le"]);
         assert_eq!(project.context, Path::new("/src/app"));
-        assert_eq!(project.dockerfile, Path::new("docker/Dockerfile.release"));
+        assert_eq!(
+            project.dockerfile.as_deref(),
+            Some(Path::new("docker/Dockerfile.release"))
+        );
         assert_eq!(project.target.as_deref(), Some("runtime"));
         assert_eq!(
             project.args,
@@ -472,7 +451,7 @@ extra = ["edge", "nightly", "edge"]
     fn defaults() {
         let project = parse("[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\n").unwrap();
         assert_eq!(project.context, Path::new("/src/app"));
-        assert_eq!(project.dockerfile, Path::new("Dockerfile"));
+        assert_eq!(project.dockerfile, None);
         assert_eq!(project.target, None);
         assert!(project.args.is_empty());
         assert!(project.extra_tags.is_empty());
@@ -704,7 +683,7 @@ extra = ["edge", "nightly", "edge"]
     }
 
     #[test]
-    fn build_files_are_checked() {
+    fn errors_about_a_key_point_at_it() {
         let root = tempfile::tempdir().unwrap();
         let manifest = root.path().join("mab.toml");
         let write = |extra: &str| {
@@ -718,49 +697,37 @@ extra = ["edge", "nightly", "edge"]
         let root_dir = root.path().display().to_string();
 
         let project = write("");
-        let error = project.check_build_files().unwrap_err();
+        assert_eq!(project.dockerfile, None);
+        let error = project.error_at(
+            "dockerfile",
+            "the Dockerfile is missing".to_owned(),
+            "write one",
+        );
         assert_eq!(
             error.to_string(),
-            format!(
-                "error: the Dockerfile {root_dir}/Dockerfile does not exist\n --> {root_dir}/mab.toml\n\
-                 hint: write one, or set `dockerfile` in [image] to its path relative to the context"
-            )
+            format!("error: the Dockerfile is missing\n --> {root_dir}/mab.toml\nhint: write one")
         );
 
-        let project = write("dockerfile = \"build/Dockerfile\"\n");
-        let error = project.check_build_files().unwrap_err();
-        assert_reported(
-            "",
-            &error,
-            &manifest.display().to_string(),
-            (
-                &format!("the Dockerfile {root_dir}/build/Dockerfile does not exist"),
-                ":4:14",
-                "dockerfile = \"build/Dockerfile\"",
-                "             ^^^^^^^^^^^^^^^^^^",
-                "write one",
-            ),
-        );
-        std::fs::create_dir(root.path().join("build")).unwrap();
-        std::fs::write(root.path().join("build/Dockerfile"), "FROM scratch\n").unwrap();
+        let project = write("dockerfile = \"../build/Dockerfile\"\n");
         assert_eq!(
-            project.dockerfile_path(),
-            root.path().join("build/Dockerfile")
+            project.dockerfile.as_deref(),
+            Some(Path::new("../build/Dockerfile"))
         );
-        project.check_build_files().unwrap();
-
-        let project = write("context = \"missing\"\n");
-        let error = project.check_build_files().unwrap_err();
+        let error = project.error_at(
+            "dockerfile",
+            "the Dockerfile is missing".to_owned(),
+            "write one",
+        );
         assert_reported(
             "",
             &error,
             &manifest.display().to_string(),
             (
-                &format!("the context directory {root_dir}/missing does not exist"),
-                ":4:11",
-                "context = \"missing\"",
-                "          ^^^^^^^^^",
-                "create it",
+                "the Dockerfile is missing",
+                ":4:14",
+                "dockerfile = \"../build/Dockerfile\"",
+                "             ^^^^^^^^^^^^^^^^^^^^^",
+                "write one",
             ),
         );
     }

@@ -21,15 +21,31 @@ pub enum ContextError {
     #[error("the Dockerfile {} is not a regular file", path.display())]
     DockerfileNotFile { path: PathBuf },
 
+    /// A symlinked Dockerfile whose target the engine cannot read: fsutil
+    /// follows it only inside the directory the Dockerfile is sent from.
     #[error(
-        "the Dockerfile {} is outside the build context {}",
+        "the Dockerfile {} is a symlink to {}, which the engine cannot read from {}",
         dockerfile.display(),
-        context.display()
+        target.display(),
+        dir.display()
     )]
-    DockerfileOutsideContext {
+    DockerfileLinkUnresolved {
         dockerfile: PathBuf,
-        context: PathBuf,
+        target: PathBuf,
+        dir: PathBuf,
     },
+
+    /// A name that would be sent is not UTF-8: BuildKit's file transfer
+    /// carries names as protobuf strings, which must be UTF-8.
+    #[error("the file name {} is not valid UTF-8", escaped(path))]
+    NameNotUtf8 { path: PathBuf },
+
+    /// A symlink that would be sent points at a name that is not UTF-8.
+    #[error(
+        "the symlink {} points at a name that is not valid UTF-8",
+        escaped(path)
+    )]
+    LinkTargetNotUtf8 { path: PathBuf },
 
     #[error("{}:{line}: invalid pattern `{pattern}`: {reason}", file.display())]
     InvalidPattern {
@@ -52,23 +68,29 @@ impl ContextError {
     pub fn hint(&self) -> Option<String> {
         match self {
             ContextError::ContextMissing { .. } | ContextError::ContextNotDirectory { .. } => Some(
-                "set `context` in mab.toml to an existing directory (relative to the directory holding mab.toml)"
+                "create it, or set `context` in [image] to a directory; a relative path is read from the directory holding mab.toml"
                     .to_string(),
             ),
             ContextError::DockerfileMissing { context, .. } => Some(format!(
-                "create the Dockerfile, or set `dockerfile` in mab.toml to its path relative to the context {}",
+                "write one, or set `dockerfile` in [image] to its path, relative to the context {} (it may lie outside it)",
                 context.display()
             )),
             ContextError::DockerfileNotFile { .. } => Some(
                 "set `dockerfile` in mab.toml to a file, relative to the context".to_string(),
             ),
-            ContextError::DockerfileOutsideContext { .. } => Some(
-                "move the Dockerfile into the context directory, or set `context` in mab.toml to a directory that holds it"
+            ContextError::DockerfileLinkUnresolved { dir, .. } => Some(format!(
+                "set `dockerfile` in mab.toml to the file the link points at, or make the link point at a file inside {}",
+                dir.display()
+            )),
+            ContextError::NameNotUtf8 { .. } | ContextError::LinkTargetNotUtf8 { .. } => Some(
+                "rename it, or leave it out of the build with a line in the ignore file \
+                 (BuildKit's file transfer carries names as UTF-8 strings, so mab cannot send it unchanged)"
                     .to_string(),
             ),
-            ContextError::InvalidPattern { line, .. } => Some(format!(
-                "fix line {line} of .dockerignore: patterns use `*`, `?`, `[...]`, `**` and a leading `!`; \
-                 escape a literal `*`, `?`, `[` or `\\` with `\\`"
+            ContextError::InvalidPattern { file, line, .. } => Some(format!(
+                "fix line {line} of {}: patterns use `*`, `?`, `[...]`, `**` and a leading `!`; \
+                 escape a literal `*`, `?`, `[` or `\\` with `\\`",
+                file.file_name().map_or_else(|| file.display().to_string(), |name| name.to_string_lossy().into_owned())
             )),
             ContextError::Read { .. } => {
                 Some("check that the path exists and that mab may read it".to_string())
@@ -83,9 +105,26 @@ impl ContextError {
             | ContextError::ContextNotDirectory { path }
             | ContextError::DockerfileMissing { path, .. }
             | ContextError::DockerfileNotFile { path }
+            | ContextError::NameNotUtf8 { path }
+            | ContextError::LinkTargetNotUtf8 { path }
             | ContextError::Read { path, .. } => path,
-            ContextError::DockerfileOutsideContext { dockerfile, .. } => dockerfile,
+            ContextError::DockerfileLinkUnresolved { dockerfile, .. } => dockerfile,
             ContextError::InvalidPattern { file, .. } => file,
         }
     }
+}
+
+/// A path as text, each byte that is not part of valid UTF-8 written as
+/// `\xNN`, so that a name that is not UTF-8 can be read and told apart in a
+/// message.
+fn escaped(path: &std::path::Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut text = String::new();
+    for chunk in path.as_os_str().as_bytes().utf8_chunks() {
+        text.push_str(chunk.valid());
+        for byte in chunk.invalid() {
+            text.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    text
 }

@@ -97,15 +97,22 @@ impl DockerIgnore {
         Ok(())
     }
 
-    /// Reads `.dockerignore` at the root of `context_dir`; no file means no patterns.
-    pub fn from_context(context_dir: &Path) -> Result<DockerIgnore, ContextError> {
-        let path = context_dir.join(DOCKERIGNORE);
-        let text = match std::fs::read(&path) {
+    /// Reads an ignore file (`.dockerignore`, or `<Dockerfile>.dockerignore`);
+    /// a file that does not exist means no patterns. A bad pattern is an
+    /// error naming `path` and its line. The bytes are read as UTF-8 with
+    /// invalid sequences replaced, as a pattern cannot name them anyway.
+    pub fn read(path: &Path) -> Result<DockerIgnore, ContextError> {
+        let text = match std::fs::read(path) {
             Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(DockerIgnore::default())
             }
-            Err(source) => return Err(ContextError::Read { path, source }),
+            Err(source) => {
+                return Err(ContextError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
         };
         DockerIgnore::parse(&text).map_err(|error| match error {
             ContextError::InvalidPattern {
@@ -114,7 +121,7 @@ impl DockerIgnore {
                 reason,
                 ..
             } => ContextError::InvalidPattern {
-                file: path,
+                file: path.to_path_buf(),
                 line,
                 pattern,
                 reason,
@@ -191,6 +198,16 @@ impl DockerIgnore {
         self.rules.iter().zip(&matches.0).all(|(rule, &matched)| {
             !rule.exception || (!matched && !rule.pattern.may_match_below(directory))
         })
+    }
+
+    /// For patterns used to include (fsutil's include patterns): whether a
+    /// path below `directory` could match one, so that a walk must enter a
+    /// directory that is not itself included. It may say `true` when nothing
+    /// could match, never `false` when something could.
+    pub(crate) fn may_match_below(&self, directory: &str) -> bool {
+        self.rules
+            .iter()
+            .any(|rule| !rule.exception && rule.pattern.may_match_below(directory))
     }
 
     fn matches_an_ancestor(&self, pattern: &Pattern, path: &str) -> bool {

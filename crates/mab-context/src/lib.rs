@@ -1,26 +1,32 @@
-//! The build context: the context directory filtered by `.dockerignore` with
-//! Docker's own matching rules. (mab-engine serves it to the engine through
-//! the BuildKit session, file by file as the engine asks.)
+//! The build context: which files a build sends, decided as `docker build`
+//! (BuildKit and fsutil) decides. (mab-engine serves them to the engine
+//! through the BuildKit session, file by file as the engine asks.)
 //!
-//! - [`DockerIgnore`] parses `.dockerignore` and decides paths the way moby's
+//! - [`BuildContext`] finds the Dockerfile (`Dockerfile`, else `dockerfile`;
+//!   inside the context or not) and the ignore file that applies
+//!   (`<Dockerfile>.dockerignore` before `.dockerignore`), and lists the
+//!   context as the engine receives it.
+//! - [`DockerIgnore`] parses an ignore file and decides paths the way moby's
 //!   `patternmatcher` does (which is not how gitignore does it: `*.log` only
 //!   matches at the root, `build/` also excludes a file named `build`, `!`
 //!   re-includes below an excluded directory, the last matching line wins).
-//! - [`context_entries`] / [`scan_context`] list what is sent, always including
-//!   the Dockerfile and `.dockerignore`, with totals for progress output.
+//! - [`walk`] lists a directory as fsutil's sender does, with exclude and
+//!   include patterns; [`follow_links`] follows the symlinks of `followpaths`.
 //!
-//! Known differences from Docker: a `\` before a letter is that letter (Go's
-//! regexp would read `\d` as a digit class), `*` and `?` inside `[...]` are
-//! plain characters, hard links are sent as separate copies, and sockets,
-//! FIFOs and devices are left out.
+//! Known differences from Docker are listed in `docs/docker-build.md`: a
+//! `\` before a letter is that letter (Go's regexp would read `\d` as a digit
+//! class), `*` and `?` inside `[...]` are plain characters, and a name that
+//! is not UTF-8 is refused instead of sent.
 
+mod build_context;
 mod error;
+mod follow;
 mod ignore;
 mod pattern;
 mod walk;
 
+pub use build_context::{BuildContext, DEFAULT_DOCKERFILE};
 pub use error::ContextError;
+pub use follow::{follow_links, resolve_links};
 pub use ignore::{DockerIgnore, DOCKERIGNORE};
-pub use walk::{
-    context_entries, dockerfile_in_context, scan_context, ContextEntry, ContextListing, EntryKind,
-};
+pub use walk::{walk, ContextEntry, ContextListing, EntryKind, Selection};

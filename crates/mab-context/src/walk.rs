@@ -1,12 +1,15 @@
-//! Listing what a build context sends.
+//! Walking a directory the way fsutil's sender walks it for a BuildKit file
+//! transfer: depth first, each directory's names sorted by their bytes, with
+//! exclude patterns (the ignore file's, or what the engine sends) and include
+//! patterns (what the engine asks for) applied as fsutil applies them.
 
-use std::collections::HashSet;
 use std::fs;
 use std::io;
-use std::path::{Component, Path, PathBuf};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
 use crate::error::ContextError;
-use crate::ignore::{DockerIgnore, ParentMatches, DOCKERIGNORE};
+use crate::ignore::{DockerIgnore, ParentMatches};
 
 /// What kind of filesystem object an entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,12 +18,17 @@ pub enum EntryKind {
     Directory,
     /// Sent as a link, never followed.
     Symlink,
+    /// A FIFO, socket or device node: sent as fsutil sends it (its type and
+    /// device numbers, no contents); what becomes of it is the engine's
+    /// choice (Docker 20.10 keeps devices and sockets as empty files and
+    /// drops FIFOs).
+    Special,
 }
 
-/// One path of the context.
+/// One path of a directory being sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContextEntry {
-    /// Relative to the context directory.
+    /// Relative to the directory, valid UTF-8 (see [`ContextError::NameNotUtf8`]).
     pub path: PathBuf,
     pub kind: EntryKind,
     /// The length of a regular file; 0 for the others.
@@ -32,13 +40,28 @@ pub struct ContextEntry {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContextListing {
     pub entries: Vec<ContextEntry>,
-    /// Regular files and symlinks.
+    /// Everything but directories.
     pub files: u64,
     /// The total length of the regular files.
     pub bytes: u64,
 }
 
 impl ContextListing {
+    fn new(entries: Vec<ContextEntry>) -> ContextListing {
+        let mut listing = ContextListing {
+            entries,
+            files: 0,
+            bytes: 0,
+        };
+        for entry in &listing.entries {
+            if entry.kind != EntryKind::Directory {
+                listing.files += 1;
+                listing.bytes += entry.size;
+            }
+        }
+        listing
+    }
+
     /// The relative paths, in order.
     pub fn paths(&self) -> Vec<PathBuf> {
         self.entries
@@ -46,172 +69,49 @@ impl ContextListing {
             .map(|entry| entry.path.clone())
             .collect()
     }
+
+    /// The relative paths as text, for tests to compare.
+    #[cfg(test)]
+    pub(crate) fn path_texts(&self) -> Vec<String> {
+        self.entries
+            .iter()
+            .map(|entry| entry.path.to_str().unwrap().to_owned())
+            .collect()
+    }
 }
 
-/// The files, directories and symlinks to send, relative to `context_dir`, sorted
-/// so that a directory comes before what it holds.
+/// Which paths of a walk are sent: those that no exclude pattern leaves out
+/// and, when there are include patterns, that one of them (or one of their
+/// parent directories) matches. A directory that is not sent for itself is
+/// sent when something below it is, so that its contents have a place.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Selection<'a> {
+    /// `.dockerignore` rules, or the `exclude-patterns` of a transfer.
+    pub exclude: Option<&'a DockerIgnore>,
+    /// The `include-patterns` of a transfer (with its `followpaths`).
+    pub include: Option<&'a DockerIgnore>,
+}
+
+/// The entries of `root` that `selection` lets through, depth first, each
+/// directory's entries sorted by name (a directory before what it holds), as
+/// fsutil sends them.
 ///
-/// The tree is filtered by `.dockerignore`; an excluded directory is entered
-/// only when a `!` exception could re-include something below it, and is sent
-/// when something below it is. The Dockerfile (relative to the context) and
-/// `.dockerignore` are always sent. Sockets, FIFOs and devices are left out.
-pub fn context_entries(
-    context_dir: &Path,
-    dockerfile: &Path,
-) -> Result<Vec<PathBuf>, ContextError> {
-    Ok(scan_context(context_dir, dockerfile)?.paths())
-}
-
-/// Like [`context_entries`], with the kind and size of each entry and the totals.
-pub fn scan_context(context_dir: &Path, dockerfile: &Path) -> Result<ContextListing, ContextError> {
-    check_context_dir(context_dir)?;
-    let dockerfile = dockerfile_in_context(context_dir, dockerfile)?;
-    let ignore = DockerIgnore::from_context(context_dir)?;
+/// A directory is entered only when something below it could be sent. Every
+/// name that is sent, and every symlink target, must be valid UTF-8: BuildKit's
+/// file transfer carries them as protobuf strings (`fsutil.types.Stat`), so
+/// another name is an error naming the file rather than a silent rename.
+pub fn walk(root: &Path, selection: Selection<'_>) -> Result<ContextListing, ContextError> {
     let mut walk = Walk {
-        ignore: &ignore,
+        selection,
         entries: Vec::new(),
     };
-    walk.directory(context_dir, Path::new(""), "", None)?;
+    walk.directory(root, Path::new(""), "", None)?;
     let mut entries = walk.entries;
-
-    let mut present: HashSet<PathBuf> = entries.iter().map(|entry| entry.path.clone()).collect();
-    for always in [dockerfile, PathBuf::from(DOCKERIGNORE)] {
-        let mut missing = Vec::new();
-        for ancestor in always.ancestors() {
-            if ancestor.as_os_str().is_empty() || present.contains(ancestor) {
-                break;
-            }
-            missing.push(ancestor.to_path_buf());
-        }
-        for path in missing {
-            let absolute = context_dir.join(&path);
-            let metadata = match fs::symlink_metadata(&absolute) {
-                Ok(metadata) => metadata,
-                // Only `.dockerignore` may be missing here.
-                Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
-                Err(source) => {
-                    return Err(ContextError::Read {
-                        path: absolute,
-                        source,
-                    })
-                }
-            };
-            if let Some(entry) = entry_for(path.clone(), &metadata) {
-                present.insert(path);
-                entries.push(entry);
-            }
-        }
-    }
-
     entries.sort_by(|left, right| left.path.cmp(&right.path));
-    let mut listing = ContextListing {
-        entries,
-        files: 0,
-        bytes: 0,
-    };
-    for entry in &listing.entries {
-        if entry.kind != EntryKind::Directory {
-            listing.files += 1;
-            listing.bytes += entry.size;
-        }
-    }
-    Ok(listing)
+    Ok(ContextListing::new(entries))
 }
 
-fn check_context_dir(context_dir: &Path) -> Result<(), ContextError> {
-    match fs::metadata(context_dir) {
-        Ok(metadata) if metadata.is_dir() => Ok(()),
-        Ok(_) => Err(ContextError::ContextNotDirectory {
-            path: context_dir.to_path_buf(),
-        }),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {
-            Err(ContextError::ContextMissing {
-                path: context_dir.to_path_buf(),
-            })
-        }
-        Err(source) => Err(ContextError::Read {
-            path: context_dir.to_path_buf(),
-            source,
-        }),
-    }
-}
-
-/// Checks that the Dockerfile exists inside the context and returns its path
-/// relative to the context, normalised (`./a/../Dockerfile` is `Dockerfile`;
-/// an absolute path inside the context is made relative).
-pub fn dockerfile_in_context(
-    context_dir: &Path,
-    dockerfile: &Path,
-) -> Result<PathBuf, ContextError> {
-    let absolute = context_dir.join(dockerfile);
-    match fs::metadata(&absolute) {
-        Ok(metadata) if metadata.is_file() => {}
-        Ok(_) => return Err(ContextError::DockerfileNotFile { path: absolute }),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {
-            return Err(ContextError::DockerfileMissing {
-                path: absolute,
-                context: context_dir.to_path_buf(),
-            })
-        }
-        Err(source) => {
-            return Err(ContextError::Read {
-                path: absolute,
-                source,
-            })
-        }
-    }
-    let outside = || ContextError::DockerfileOutsideContext {
-        dockerfile: absolute.clone(),
-        context: context_dir.to_path_buf(),
-    };
-    let relative = if dockerfile.is_absolute() {
-        match dockerfile.strip_prefix(context_dir) {
-            Ok(relative) => relative.to_path_buf(),
-            Err(_) => {
-                // The two may name the same directory differently (symlinks, `..`).
-                let real_context =
-                    fs::canonicalize(context_dir).map_err(|source| ContextError::Read {
-                        path: context_dir.to_path_buf(),
-                        source,
-                    })?;
-                let parent = absolute.parent().unwrap_or(Path::new("/"));
-                let real_parent =
-                    fs::canonicalize(parent).map_err(|source| ContextError::Read {
-                        path: parent.to_path_buf(),
-                        source,
-                    })?;
-                let name = absolute.file_name().ok_or_else(outside)?;
-                real_parent
-                    .strip_prefix(&real_context)
-                    .map_err(|_| outside())?
-                    .join(name)
-            }
-        }
-    } else {
-        dockerfile.to_path_buf()
-    };
-    normalize_relative(&relative).ok_or_else(outside)
-}
-
-/// `a/./b/../c` -> `a/c`; `None` when the path leaves its base.
-fn normalize_relative(path: &Path) -> Option<PathBuf> {
-    let mut normalized = PathBuf::new();
-    for component in path.components() {
-        match component {
-            Component::Normal(part) => normalized.push(part),
-            Component::CurDir => {}
-            Component::ParentDir => {
-                if !normalized.pop() {
-                    return None;
-                }
-            }
-            Component::RootDir | Component::Prefix(_) => return None,
-        }
-    }
-    (!normalized.as_os_str().is_empty()).then_some(normalized)
-}
-
-fn entry_for(path: PathBuf, metadata: &fs::Metadata) -> Option<ContextEntry> {
+fn entry_for(path: PathBuf, metadata: &fs::Metadata) -> ContextEntry {
     let file_type = metadata.file_type();
     let (kind, size) = if file_type.is_dir() {
         (EntryKind::Directory, 0)
@@ -220,13 +120,21 @@ fn entry_for(path: PathBuf, metadata: &fs::Metadata) -> Option<ContextEntry> {
     } else if file_type.is_file() {
         (EntryKind::File, metadata.len())
     } else {
-        return None;
+        (EntryKind::Special, 0)
     };
-    Some(ContextEntry { path, kind, size })
+    ContextEntry { path, kind, size }
+}
+
+/// What a directory's children inherit from the patterns that matched it.
+struct Inherited {
+    exclude: ParentMatches,
+    /// `Some(matches)` while include patterns apply.
+    include: Option<ParentMatches>,
+    included: bool,
 }
 
 struct Walk<'a> {
-    ignore: &'a DockerIgnore,
+    selection: Selection<'a>,
     entries: Vec<ContextEntry>,
 }
 
@@ -237,7 +145,7 @@ impl Walk<'_> {
         absolute: &Path,
         relative: &Path,
         relative_text: &str,
-        parent: Option<&ParentMatches>,
+        parent: Option<&Inherited>,
     ) -> Result<bool, ContextError> {
         let read_error = |source| ContextError::Read {
             path: absolute.to_path_buf(),
@@ -247,7 +155,7 @@ impl Walk<'_> {
         for child in fs::read_dir(absolute).map_err(read_error)? {
             names.push(child.map_err(read_error)?.file_name());
         }
-        names.sort();
+        names.sort_by(|left, right| left.as_bytes().cmp(right.as_bytes()));
 
         let mut added = false;
         for name in names {
@@ -270,30 +178,77 @@ impl Walk<'_> {
                     })
                 }
             };
-            let (excluded, matches) = self.ignore.evaluate(&child_text, parent);
-            let Some(entry) = entry_for(child_relative.clone(), &metadata) else {
-                continue;
+            let (excluded, exclude_matches) = match self.selection.exclude {
+                Some(exclude) => {
+                    exclude.evaluate(&child_text, parent.map(|parent| &parent.exclude))
+                }
+                None => (false, ParentMatches::default()),
             };
+            let (included, include_matches) = match self.selection.include {
+                Some(include) => {
+                    let inherited = parent.and_then(|parent| parent.include.as_ref());
+                    let (matched, matches) = include.evaluate(&child_text, inherited);
+                    let parent_included = parent.is_some_and(|parent| parent.included);
+                    (matched || parent_included, Some(matches))
+                }
+                None => (true, None),
+            };
+            let entry = entry_for(child_relative.clone(), &metadata);
             if entry.kind == EntryKind::Directory {
-                if excluded && self.ignore.nothing_below_can_return(&child_text, &matches) {
+                let exclude_prunes = excluded
+                    && self.selection.exclude.is_some_and(|exclude| {
+                        exclude.nothing_below_can_return(&child_text, &exclude_matches)
+                    });
+                let include_prunes = !included
+                    && self
+                        .selection
+                        .include
+                        .is_some_and(|include| !include.may_match_below(&child_text));
+                if exclude_prunes || include_prunes {
                     continue;
                 }
+                let inherited = Inherited {
+                    exclude: exclude_matches,
+                    include: include_matches,
+                    included,
+                };
                 let below = self.directory(
                     &child_absolute,
                     &child_relative,
                     &child_text,
-                    Some(&matches),
+                    Some(&inherited),
                 )?;
-                if !excluded || below {
-                    self.entries.push(entry);
+                if (included && !excluded) || below {
+                    self.add(entry, &child_absolute)?;
                     added = true;
                 }
-            } else if !excluded {
-                self.entries.push(entry);
+            } else if included && !excluded {
+                self.add(entry, &child_absolute)?;
                 added = true;
             }
         }
         Ok(added)
+    }
+
+    fn add(&mut self, entry: ContextEntry, absolute: &Path) -> Result<(), ContextError> {
+        if entry.path.to_str().is_none() {
+            return Err(ContextError::NameNotUtf8 {
+                path: absolute.to_path_buf(),
+            });
+        }
+        if entry.kind == EntryKind::Symlink {
+            let target = fs::read_link(absolute).map_err(|source| ContextError::Read {
+                path: absolute.to_path_buf(),
+                source,
+            })?;
+            if target.to_str().is_none() {
+                return Err(ContextError::LinkTargetNotUtf8 {
+                    path: absolute.to_path_buf(),
+                });
+            }
+        }
+        self.entries.push(entry);
+        Ok(())
     }
 }
 
@@ -314,12 +269,15 @@ mod tests {
         }
     }
 
-    fn listed(root: &Path, dockerfile: &str) -> Vec<String> {
-        context_entries(root, Path::new(dockerfile))
-            .unwrap()
-            .into_iter()
-            .map(|path| path.to_string_lossy().into_owned())
-            .collect()
+    fn walked(root: &Path, exclude: &[&str], include: &[&str]) -> Vec<String> {
+        let origin = Path::new("patterns");
+        let exclude = DockerIgnore::from_patterns(exclude, origin).unwrap();
+        let include = DockerIgnore::from_patterns(include, origin).unwrap();
+        let selection = Selection {
+            exclude: Some(&exclude),
+            include: (!include.is_empty()).then_some(&include),
+        };
+        walk(root, selection).unwrap().path_texts()
     }
 
     #[test]
@@ -342,19 +300,26 @@ mod tests {
                 "web/index.js",
                 "empty/",
                 "cache/f",
+                "a.txt",
+                "a/b",
             ],
         );
         symlink("missing-target", root.join("dangling")).unwrap();
-        fs::write(
-            root.join(".dockerignore"),
-            "# build output\n*.log\nbuild/\ndocs\n!docs/keep.md\n**/node_modules\ncache/**\n",
-        )
-        .unwrap();
+        let exclude = [
+            "*.log",
+            "build/",
+            "docs",
+            "!docs/keep.md",
+            "**/node_modules",
+            "cache/**",
+        ];
         assert_eq!(
-            listed(root, "Dockerfile"),
+            walked(root, &exclude, &[]),
             [
-                ".dockerignore",
                 "Dockerfile",
+                "a",
+                "a/b",
+                "a.txt",
                 "cache",
                 "dangling",
                 "docs",
@@ -372,72 +337,85 @@ mod tests {
     }
 
     #[test]
-    fn dockerfile_and_dockerignore_are_always_sent() {
-        let context = tempfile::tempdir().unwrap();
-        let root = context.path();
-        make_tree(
-            root,
-            &["docker/build/Dockerfile", "docker/build/other", "main.c"],
-        );
-        fs::write(root.join(".dockerignore"), "*\n").unwrap();
-        assert_eq!(
-            listed(root, "docker/build/Dockerfile"),
-            [
-                ".dockerignore",
-                "docker",
-                "docker/build",
-                "docker/build/Dockerfile"
-            ]
-        );
-        assert_eq!(
-            listed(root, "./docker/../docker/build/Dockerfile"),
-            [
-                ".dockerignore",
-                "docker",
-                "docker/build",
-                "docker/build/Dockerfile"
-            ]
-        );
-        let absolute = root.join("docker/build/Dockerfile");
-        assert_eq!(listed(root, absolute.to_str().unwrap()).len(), 4);
-    }
-
-    #[test]
-    fn exceptions_reach_into_excluded_directories() {
+    fn include_patterns_choose_entries_and_the_directories_that_hold_them() {
         let context = tempfile::tempdir().unwrap();
         let root = context.path();
         make_tree(
             root,
             &[
-                "Dockerfile",
-                "vendor/a/keep.txt",
-                "vendor/a/drop.txt",
-                "vendor/b/drop.txt",
-            ],
-        );
-        fs::write(root.join(".dockerignore"), "vendor\n!**/keep.txt\n").unwrap();
-        assert_eq!(
-            listed(root, "Dockerfile"),
-            [
                 ".dockerignore",
                 "Dockerfile",
-                "vendor",
-                "vendor/a",
-                "vendor/a/keep.txt"
-            ]
+                "docs/a.md",
+                "docs/b.txt",
+                "src/deep/x.rs",
+                "src/main.rs",
+                "top.md",
+            ],
         );
+        // (include, exclude, expected)
+        let cases: &[(&[&str], &[&str], &[&str])] = &[
+            (&[".dockerignore"], &[], &[".dockerignore"]),
+            (
+                &["src"],
+                &[],
+                &["src", "src/deep", "src/deep/x.rs", "src/main.rs"],
+            ),
+            (
+                &["**/*.rs"],
+                &[],
+                &["src", "src/deep", "src/deep/x.rs", "src/main.rs"],
+            ),
+            (&["*.md"], &[], &["top.md"]),
+            (&["**/*.md"], &[], &["docs", "docs/a.md", "top.md"]),
+            (
+                &["src/deep/x.rs"],
+                &[],
+                &["src", "src/deep", "src/deep/x.rs"],
+            ),
+            (
+                &[],
+                &["docs", "src/deep"],
+                &[
+                    ".dockerignore",
+                    "Dockerfile",
+                    "src",
+                    "src/main.rs",
+                    "top.md",
+                ],
+            ),
+            // The excluded directory comes back with what is re-included.
+            (
+                &[],
+                &["docs", "!docs/a.md", "src", "*.md", ".dockerignore"],
+                &["Dockerfile", "docs", "docs/a.md"],
+            ),
+            (
+                &["src", "docs"],
+                &["**/*.rs"],
+                &["docs", "docs/a.md", "docs/b.txt", "src", "src/deep"],
+            ),
+            (&["nothing-here"], &[], &[]),
+        ];
+        for &(include, exclude, expected) in cases {
+            assert_eq!(
+                walked(root, exclude, include),
+                expected,
+                "include {include:?}, exclude {exclude:?}"
+            );
+        }
     }
 
     #[test]
-    fn totals_count_files_and_bytes() {
+    fn special_files_are_listed_and_totals_count_them() {
         let context = tempfile::tempdir().unwrap();
         let root = context.path();
         fs::write(root.join("Dockerfile"), "FROM scratch\n").unwrap();
         fs::create_dir(root.join("dir")).unwrap();
         fs::write(root.join("dir/data"), vec![7u8; 1000]).unwrap();
         symlink("data", root.join("dir/link")).unwrap();
-        let listing = scan_context(root, Path::new("Dockerfile")).unwrap();
-        assert_eq!(listing.files, 3);
+        let _socket = std::os::unix::net::UnixListener::bind(root.join("socket")).unwrap();
+        let listing = walk(root, Selection::default()).unwrap();
+        assert_eq!(listing.files, 4);
         assert_eq!(listing.bytes, 13 + 1000);
         let kinds: Vec<EntryKind> = listing.entries.iter().map(|entry| entry.kind).collect();
         assert_eq!(
@@ -446,87 +424,57 @@ mod tests {
                 EntryKind::File,
                 EntryKind::Directory,
                 EntryKind::File,
-                EntryKind::Symlink
+                EntryKind::Symlink,
+                EntryKind::Special,
             ]
         );
     }
 
     #[test]
-    fn missing_paths_are_named_with_a_hint() {
+    fn names_travel_unchanged_and_names_that_are_not_utf8_are_refused() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
         let context = tempfile::tempdir().unwrap();
         let root = context.path();
-        let missing_context = root.join("nope");
-        let error = context_entries(&missing_context, Path::new("Dockerfile")).unwrap_err();
-        assert!(
-            matches!(error, ContextError::ContextMissing { .. }),
-            "{error:?}"
-        );
-        assert!(error
-            .to_string()
-            .contains(&*missing_context.to_string_lossy()));
-        assert!(error.hint().unwrap().contains("context"));
-
-        let error = context_entries(root, Path::new("Dockerfile")).unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            format!(
-                "the Dockerfile {} does not exist",
-                root.join("Dockerfile").display()
-            )
-        );
-        assert!(error.hint().unwrap().contains("`dockerfile` in mab.toml"));
-
-        fs::write(root.join("file"), "").unwrap();
-        let error = context_entries(&root.join("file"), Path::new("Dockerfile")).unwrap_err();
-        assert!(
-            matches!(error, ContextError::ContextNotDirectory { .. }),
-            "{error:?}"
-        );
-
-        let inner = root.join("inner");
-        fs::create_dir(&inner).unwrap();
-        fs::write(root.join("Dockerfile"), "FROM scratch\n").unwrap();
-        let error = context_entries(&inner, Path::new("../Dockerfile")).unwrap_err();
-        assert!(
-            matches!(error, ContextError::DockerfileOutsideContext { .. }),
-            "{error:?}"
-        );
-        let error = context_entries(&inner, &root.join("Dockerfile")).unwrap_err();
-        assert!(
-            matches!(error, ContextError::DockerfileOutsideContext { .. }),
-            "{error:?}"
-        );
-        let error = context_entries(root, Path::new("inner")).unwrap_err();
-        assert!(
-            matches!(error, ContextError::DockerfileNotFile { .. }),
-            "{error:?}"
-        );
-    }
-
-    #[test]
-    fn a_bad_dockerignore_names_the_file_and_line() {
-        let context = tempfile::tempdir().unwrap();
-        let root = context.path();
-        fs::write(root.join("Dockerfile"), "FROM scratch\n").unwrap();
-        fs::write(root.join(".dockerignore"), "ok\n\nsrc/[a-\n").unwrap();
-        let error = context_entries(root, Path::new("Dockerfile")).unwrap_err();
-        let expected_file = root.join(".dockerignore");
-        match &error {
-            ContextError::InvalidPattern {
-                file,
-                line,
-                pattern,
-                ..
-            } => {
-                assert_eq!(file, &expected_file);
-                assert_eq!(*line, 3);
-                assert_eq!(pattern, "src/[a-");
-            }
-            other => panic!("unexpected {other:?}"),
+        let names = [
+            "back\\slash",
+            "new\nline",
+            " lead",
+            "trail ",
+            "tab\tx",
+            "café",
+            "[x]",
+        ];
+        for name in names {
+            fs::write(root.join(name), name).unwrap();
         }
-        assert!(error
-            .hint()
-            .unwrap()
-            .starts_with("fix line 3 of .dockerignore"));
+        let mut expected: Vec<&str> = names.to_vec();
+        expected.sort();
+        assert_eq!(walked(root, &[], &[]), expected);
+
+        let bad = OsStr::from_bytes(b"bad\xffname");
+        fs::write(root.join(bad), "x").unwrap();
+        match walk(root, Selection::default()) {
+            Err(error @ ContextError::NameNotUtf8 { .. }) => {
+                assert!(
+                    error
+                        .to_string()
+                        .ends_with("bad\\xffname is not valid UTF-8"),
+                    "{error}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Left out by the rules, it is not refused.
+        assert_eq!(walked(root, &["bad*"], &[]), expected);
+        fs::remove_file(root.join(bad)).unwrap();
+
+        symlink(bad, root.join("link")).unwrap();
+        match walk(root, Selection::default()) {
+            Err(error @ ContextError::LinkTargetNotUtf8 { .. }) => {
+                assert!(error.to_string().contains("link points at"), "{error}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

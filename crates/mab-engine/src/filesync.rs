@@ -17,15 +17,22 @@
 //! `os.FileMode` bits in `mode` (not the Unix ones), the modification time in
 //! nanoseconds, and owner 0:0 as the docker CLI sends the context.
 //!
-//! The request's gRPC metadata narrows what is sent: `include-patterns`,
+//! The request's gRPC metadata says what is sent: `include-patterns`,
 //! `exclude-patterns` (`.dockerignore` patterns, matched with Docker's rules)
 //! and `followpaths` (paths whose symlinks are followed and whose targets are
-//! included). Known differences from fsutil: hard links are sent as separate
-//! files, extended attributes are not sent, a `followpaths` entry with a
-//! wildcard is used as a pattern without resolving the symlinks it matches,
-//! and a name that is not UTF-8 is sent with its invalid bytes replaced.
+//! included). mab applies exactly these, as fsutil does; the frontend sends
+//! the patterns of the ignore file that applies.
+//!
+//! Every kind of entry is sent as fsutil sends it: a file's second and later
+//! hard links as links to the first (`linkname`, size 0), devices with their
+//! numbers, sockets without their type bit, FIFOs as FIFOs. Names travel
+//! byte for byte; one that is not UTF-8 cannot (protobuf strings) and is
+//! refused before the build (see `mab_context::walk`). Known differences
+//! from fsutil: extended attributes are not sent, and a `followpaths` entry
+//! with a wildcard is used as a pattern without resolving the symlinks it
+//! matches.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -37,7 +44,7 @@ use bollard_buildkit_proto::fsutil::types::packet::PacketType;
 use bollard_buildkit_proto::fsutil::types::{Packet, Stat};
 use bollard_buildkit_proto::moby::filesync::v1::file_sync_server::FileSync;
 use futures_util::{stream, Stream, StreamExt};
-use mab_context::{ContextEntry, ContextError, DockerIgnore, EntryKind, DOCKERIGNORE};
+use mab_context::{BuildContext, ContextError, DockerIgnore, Selection};
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tonic::metadata::MetadataMap;
@@ -52,8 +59,6 @@ pub(crate) const DOCKERFILE: &str = "dockerfile";
 const DATA_CHUNK: usize = 64 * 1024;
 /// Packets waiting for the connection before the sender waits too.
 const PACKETS_IN_FLIGHT: usize = 16;
-/// Symlinks followed in a row for one `followpaths` entry.
-const MAX_LINKS: usize = 40;
 
 // Go's os.FileMode bits (io/fs).
 const GO_MODE_DIR: u32 = 1 << 31;
@@ -127,80 +132,25 @@ enum ServeError {
     Transport(String),
 }
 
-/// The directories a build shares with the engine.
+/// The directories a build shares with the engine: the context, and the
+/// directory holding the Dockerfile.
 #[derive(Clone, Debug)]
 pub(crate) struct Sources {
-    context_dir: PathBuf,
-    /// The Dockerfile relative to the context, normalised.
-    dockerfile: PathBuf,
+    context: BuildContext,
 }
 
 impl Sources {
-    pub(crate) fn new(context_dir: &Path, dockerfile: &Path) -> Sources {
+    pub(crate) fn new(context: &BuildContext) -> Sources {
         Sources {
-            context_dir: context_dir.to_path_buf(),
-            dockerfile: dockerfile.to_path_buf(),
+            context: context.clone(),
         }
     }
 
-    /// The Dockerfile's name, as the build request names it (BuildKit
-    /// looks for it in the `dockerfile` directory).
-    pub(crate) fn dockerfile_name(&self) -> String {
-        self.dockerfile
-            .file_name()
-            .map(|name| name.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "Dockerfile".to_owned())
-    }
-
-    fn dockerfile_dir(&self) -> PathBuf {
-        match self.dockerfile.parent() {
-            Some(parent) => self.context_dir.join(parent),
-            None => self.context_dir.clone(),
-        }
-    }
-
-    /// The root and the entries of a named directory, before the request's
-    /// patterns: for `context`, what `.dockerignore` lets through (the
-    /// Dockerfile and `.dockerignore` always); for `dockerfile`, the
-    /// Dockerfile and the ignore files that may sit beside it.
-    fn entries(&self, name: &str) -> Result<(PathBuf, Vec<ContextEntry>), ServeError> {
+    /// The directory the engine asks for by `name`.
+    fn root(&self, name: &str) -> Result<&Path, ServeError> {
         match name {
-            CONTEXT => {
-                let listing = mab_context::scan_context(&self.context_dir, &self.dockerfile)?;
-                Ok((self.context_dir.clone(), listing.entries))
-            }
-            DOCKERFILE => {
-                let dir = self.dockerfile_dir();
-                let name = self.dockerfile_name();
-                let candidates: BTreeSet<String> = [
-                    name.clone(),
-                    format!("{name}.dockerignore"),
-                    DOCKERIGNORE.to_owned(),
-                ]
-                .into();
-                let mut entries = Vec::new();
-                for candidate in candidates {
-                    let path = dir.join(&candidate);
-                    let metadata = match fs::symlink_metadata(&path) {
-                        Ok(metadata) => metadata,
-                        Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
-                        Err(source) => return Err(ServeError::Read { path, source }),
-                    };
-                    let kind = if metadata.file_type().is_symlink() {
-                        EntryKind::Symlink
-                    } else if metadata.is_file() {
-                        EntryKind::File
-                    } else {
-                        continue;
-                    };
-                    entries.push(ContextEntry {
-                        path: PathBuf::from(candidate),
-                        kind,
-                        size: metadata.len(),
-                    });
-                }
-                Ok((dir, entries))
-            }
+            CONTEXT => Ok(self.context.dir()),
+            DOCKERFILE => Ok(self.context.dockerfile_dir()),
             other => Err(ServeError::UnknownDirectory(other.to_owned())),
         }
     }
@@ -277,139 +227,6 @@ fn query_unescape(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The include and exclude matchers of one transfer.
-#[derive(Debug, Default)]
-struct Filter {
-    include: Option<DockerIgnore>,
-    exclude: Option<DockerIgnore>,
-}
-
-impl Filter {
-    fn new(root: &Path, wanted: &Wanted) -> Result<Filter, ServeError> {
-        let mut include = wanted.include.clone();
-        if !wanted.follow.is_empty() {
-            include.extend(follow_links(root, &wanted.follow));
-        }
-        let matcher = |patterns: &[String], origin: &str| {
-            if patterns.is_empty() {
-                Ok(None)
-            } else {
-                DockerIgnore::from_patterns(patterns, Path::new(origin)).map(Some)
-            }
-        };
-        Ok(Filter {
-            include: matcher(&include, "include-patterns")?,
-            exclude: matcher(&wanted.exclude, "exclude-patterns")?,
-        })
-    }
-
-    /// Keeps the entries that match an include pattern (when there are any)
-    /// and no exclude pattern, and the directories that hold them, in the
-    /// order given.
-    fn select(&self, entries: Vec<ContextEntry>) -> Vec<ContextEntry> {
-        let chosen: Vec<bool> = entries
-            .iter()
-            .map(|entry| {
-                let path = slash_path(&entry.path);
-                self.include
-                    .as_ref()
-                    .is_none_or(|include| include.is_excluded(&path))
-                    && !self
-                        .exclude
-                        .as_ref()
-                        .is_some_and(|exclude| exclude.is_excluded(&path))
-            })
-            .collect();
-        let mut parents = HashSet::new();
-        for (entry, _) in entries.iter().zip(&chosen).filter(|(_, chosen)| **chosen) {
-            parents.extend(entry.path.ancestors().skip(1).map(Path::to_path_buf));
-        }
-        entries
-            .into_iter()
-            .zip(chosen)
-            .filter(|(entry, chosen)| *chosen || parents.contains(&entry.path))
-            .map(|(entry, _)| entry)
-            .collect()
-    }
-}
-
-fn slash_path(path: &Path) -> String {
-    path.to_string_lossy().replace('\\', "/")
-}
-
-/// fsutil's `FollowLinks`: each path, with every symlink on the way to it
-/// followed (inside `root`), and the symlinks themselves.
-fn follow_links(root: &Path, paths: &[String]) -> Vec<String> {
-    let mut found = BTreeSet::new();
-    for path in paths {
-        follow_one(root, path, &mut found, 0);
-    }
-    found.into_iter().collect()
-}
-
-fn follow_one(root: &Path, path: &str, found: &mut BTreeSet<String>, depth: usize) {
-    let clean = clean_relative(path);
-    let parts: Vec<&str> = clean.split('/').filter(|part| !part.is_empty()).collect();
-    let mut current = String::new();
-    for (index, part) in parts.iter().enumerate() {
-        if !current.is_empty() {
-            current.push('/');
-        }
-        current.push_str(part);
-        let rest = parts[index + 1..].join("/");
-        if part.contains(['*', '?', '[', '\\']) {
-            found.insert(join_slash(&current, &rest));
-            return;
-        }
-        let target = fs::symlink_metadata(root.join(&current))
-            .ok()
-            .filter(|metadata| metadata.file_type().is_symlink())
-            .and_then(|_| fs::read_link(root.join(&current)).ok());
-        if let Some(target) = target {
-            found.insert(current.clone());
-            if depth == MAX_LINKS {
-                return;
-            }
-            let target = target.to_string_lossy().into_owned();
-            let resolved = if target.starts_with('/') {
-                target
-            } else {
-                let parent = current.rsplit_once('/').map_or("", |(parent, _)| parent);
-                join_slash(parent, &target)
-            };
-            follow_one(root, &join_slash(&resolved, &rest), found, depth + 1);
-            return;
-        }
-    }
-    if !current.is_empty() {
-        found.insert(current);
-    }
-}
-
-fn join_slash(left: &str, right: &str) -> String {
-    match (left.is_empty(), right.is_empty()) {
-        (true, _) => right.to_owned(),
-        (_, true) => left.to_owned(),
-        _ => format!("{left}/{right}"),
-    }
-}
-
-/// `a/./b/../c` -> `a/c`, relative to a root that `..` cannot leave (as
-/// `filepath.Join("/", p)` treats it).
-fn clean_relative(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            part => parts.push(part),
-        }
-    }
-    parts.join("/")
-}
-
 /// What is sent for one transfer: the STATs in order, and which ids are
 /// regular files whose contents may be requested.
 #[derive(Debug, Default)]
@@ -419,10 +236,28 @@ struct Listing {
 }
 
 fn list(sources: &Sources, wanted: &Wanted) -> Result<Listing, ServeError> {
-    let (root, entries) = sources.entries(&wanted.dir_name)?;
-    let filter = Filter::new(&root, wanted)?;
+    let root = sources.root(&wanted.dir_name)?;
+    let mut include = wanted.include.clone();
+    include.extend(mab_context::follow_links(root, &wanted.follow));
+    let matcher = |patterns: &[String], origin: &str| {
+        if patterns.is_empty() {
+            Ok(None)
+        } else {
+            DockerIgnore::from_patterns(patterns, Path::new(origin)).map(Some)
+        }
+    };
+    let include = matcher(&include, "include-patterns")?;
+    let exclude = matcher(&wanted.exclude, "exclude-patterns")?;
+    let selection = Selection {
+        exclude: exclude.as_ref(),
+        include: include.as_ref(),
+    };
+    let entries = mab_context::walk(root, selection)?.entries;
+
     let mut listing = Listing::default();
-    for entry in filter.select(entries) {
+    // The first path seen of each (device, inode) with more than one link.
+    let mut linked: HashMap<(u64, u64), String> = HashMap::new();
+    for entry in entries {
         let absolute = root.join(&entry.path);
         let metadata = match fs::symlink_metadata(&absolute) {
             Ok(metadata) => metadata,
@@ -435,8 +270,27 @@ fn list(sources: &Sources, wanted: &Wanted) -> Result<Listing, ServeError> {
                 })
             }
         };
-        let stat = stat_for(slash_path(&entry.path), &absolute, &metadata)?;
-        if stat.mode & GO_MODE_TYPE == 0 {
+        let path = entry
+            .path
+            .to_str()
+            .ok_or_else(|| ContextError::NameNotUtf8 {
+                path: absolute.clone(),
+            })?
+            .to_owned();
+        let mut stat = stat_for(path.clone(), &absolute, &metadata)?;
+        let kind = metadata.file_type();
+        if metadata.nlink() > 1 && !kind.is_dir() && !kind.is_symlink() {
+            match linked.entry((metadata.dev(), metadata.ino())) {
+                std::collections::hash_map::Entry::Occupied(first) => {
+                    stat.linkname = first.get().clone();
+                    stat.size = 0;
+                }
+                std::collections::hash_map::Entry::Vacant(vacant) => {
+                    vacant.insert(path);
+                }
+            }
+        }
+        if stat.mode & GO_MODE_TYPE == 0 && stat.linkname.is_empty() {
             listing
                 .files
                 .insert(listing.stats.len() as u32, absolute.clone());
@@ -451,15 +305,27 @@ fn list(sources: &Sources, wanted: &Wanted) -> Result<Listing, ServeError> {
 fn stat_for(path: String, absolute: &Path, metadata: &fs::Metadata) -> Result<Stat, ServeError> {
     let mode = go_file_mode(metadata.permissions().mode());
     let linkname = if mode & GO_MODE_SYMLINK != 0 {
-        fs::read_link(absolute)
-            .map_err(|source| ServeError::Read {
+        let target = fs::read_link(absolute).map_err(|source| ServeError::Read {
+            path: absolute.to_path_buf(),
+            source,
+        })?;
+        target
+            .into_os_string()
+            .into_string()
+            .map_err(|_| ContextError::LinkTargetNotUtf8 {
                 path: absolute.to_path_buf(),
-                source,
             })?
-            .to_string_lossy()
-            .into_owned()
     } else {
         String::new()
+    };
+    let (devmajor, devminor) = if mode & GO_MODE_DEVICE != 0 {
+        let device = metadata.rdev();
+        (
+            i64::from(libc::major(device)),
+            i64::from(libc::minor(device)),
+        )
+    } else {
+        (0, 0)
     };
     Ok(Stat {
         path,
@@ -476,8 +342,8 @@ fn stat_for(path: String, absolute: &Path, metadata: &fs::Metadata) -> Result<St
             .saturating_mul(1_000_000_000)
             .saturating_add(metadata.mtime_nsec()),
         linkname,
-        devmajor: 0,
-        devminor: 0,
+        devmajor,
+        devminor,
         xattrs: HashMap::new(),
     })
 }
@@ -708,144 +574,8 @@ mod tests {
         assert_eq!(GO_MODE_SYMLINK, 0x0800_0000);
     }
 
-    fn entry(path: &str, kind: EntryKind) -> ContextEntry {
-        ContextEntry {
-            path: PathBuf::from(path),
-            kind,
-            size: 0,
-        }
-    }
-
     fn strings(list: &[&str]) -> Vec<String> {
         list.iter().map(|item| item.to_string()).collect()
-    }
-
-    #[test]
-    fn include_and_exclude_patterns_choose_entries_and_their_directories() {
-        use EntryKind::{Directory as D, File as F};
-        let base = [
-            (".dockerignore", F),
-            ("Dockerfile", F),
-            ("docs", D),
-            ("docs/a.md", F),
-            ("docs/b.txt", F),
-            ("src", D),
-            ("src/deep", D),
-            ("src/deep/x.rs", F),
-            ("src/main.rs", F),
-            ("top.md", F),
-        ];
-        // (include, exclude, expected)
-        let cases: &[(&[&str], &[&str], &[&str])] = &[
-            (
-                &[],
-                &[],
-                &[
-                    ".dockerignore",
-                    "Dockerfile",
-                    "docs",
-                    "docs/a.md",
-                    "docs/b.txt",
-                    "src",
-                    "src/deep",
-                    "src/deep/x.rs",
-                    "src/main.rs",
-                    "top.md",
-                ],
-            ),
-            (&[".dockerignore"], &[], &[".dockerignore"]),
-            (
-                &["src"],
-                &[],
-                &["src", "src/deep", "src/deep/x.rs", "src/main.rs"],
-            ),
-            (
-                &["**/*.rs"],
-                &[],
-                &["src", "src/deep", "src/deep/x.rs", "src/main.rs"],
-            ),
-            (&["*.md"], &[], &["top.md"]),
-            (&["**/*.md"], &[], &["docs", "docs/a.md", "top.md"]),
-            (
-                &[],
-                &["docs", "src/deep"],
-                &[
-                    ".dockerignore",
-                    "Dockerfile",
-                    "src",
-                    "src/main.rs",
-                    "top.md",
-                ],
-            ),
-            // The excluded directory comes back with what is re-included.
-            (
-                &[],
-                &["docs", "!docs/a.md", "src", "*.md", ".dockerignore"],
-                &["Dockerfile", "docs", "docs/a.md"],
-            ),
-            (
-                &["src", "docs"],
-                &["**/*.rs"],
-                &["docs", "docs/a.md", "docs/b.txt", "src", "src/deep"],
-            ),
-            (&["nothing-here"], &[], &[]),
-        ];
-        for &(include, exclude, expected) in cases {
-            let wanted = Wanted {
-                dir_name: CONTEXT.to_owned(),
-                include: strings(include),
-                exclude: strings(exclude),
-                follow: Vec::new(),
-            };
-            let filter = Filter::new(Path::new("/nonexistent"), &wanted).unwrap();
-            let entries = base.iter().map(|&(path, kind)| entry(path, kind)).collect();
-            let chosen: Vec<String> = filter
-                .select(entries)
-                .iter()
-                .map(|entry| slash_path(&entry.path))
-                .collect();
-            assert_eq!(chosen, expected, "include {include:?}, exclude {exclude:?}");
-        }
-    }
-
-    #[test]
-    fn followpaths_resolve_symlinks_inside_the_directory() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        fs::create_dir_all(root.join("real/sub")).unwrap();
-        fs::write(root.join("real/sub/Dockerfile"), "FROM scratch\n").unwrap();
-        symlink("real/sub/Dockerfile", root.join("Dockerfile")).unwrap();
-        symlink("real", root.join("linked")).unwrap();
-        symlink("/real/sub", root.join("absolute")).unwrap();
-        symlink("loop", root.join("loop")).unwrap();
-        // (followpaths, patterns they become)
-        let cases: &[(&[&str], &[&str])] = &[
-            (&["plain/file"], &["plain/file"]),
-            (&["Dockerfile"], &["Dockerfile", "real/sub/Dockerfile"]),
-            (&["./linked/sub/x"], &["linked", "real/sub/x"]),
-            (
-                &["absolute/Dockerfile"],
-                &["absolute", "real/sub/Dockerfile"],
-            ),
-            (&["../../linked"], &["linked", "real"]),
-            (&["loop"], &["loop"]),
-            (&["*.txt", "a/*/b"], &["*.txt", "a/*/b"]),
-            (
-                &["Dockerfile", "Dockerfile.dockerignore"],
-                &[
-                    "Dockerfile",
-                    "Dockerfile.dockerignore",
-                    "real/sub/Dockerfile",
-                ],
-            ),
-        ];
-        for &(follow, expected) in cases {
-            assert_eq!(
-                follow_links(root, &strings(follow)),
-                strings(expected),
-                "{follow:?}"
-            );
-        }
     }
 
     #[test]
@@ -892,7 +622,8 @@ mod tests {
     /// Runs a transfer, answering the listing with `requests` (file names)
     /// and then FIN, and returns every packet sent.
     async fn run_transfer(root: &Path, wanted: Wanted, requests: &[&str]) -> Vec<Packet> {
-        let sources = Arc::new(Sources::new(root, Path::new("Dockerfile")));
+        let context = BuildContext::locate(root, None).unwrap();
+        let sources = Arc::new(Sources::new(&context));
         let (engine, incoming) = mpsc::unbounded_channel::<Result<Packet, Status>>();
         let incoming = stream::poll_fn({
             let mut incoming = incoming;
@@ -939,6 +670,7 @@ mod tests {
         let (dir, big) = sample_context();
         let wanted = Wanted {
             dir_name: CONTEXT.to_owned(),
+            exclude: strings(&["*.log"]),
             ..Default::default()
         };
         let sent = run_transfer(dir.path(), wanted, &["a/big", "a.txt"]).await;
@@ -1026,20 +758,55 @@ mod tests {
         let data: Vec<u8> = sent.iter().flat_map(|packet| packet.data.clone()).collect();
         assert_eq!(data, b"FROM scratch\nCOPY . /\n");
 
-        // Without patterns: the Dockerfile and both ignore files, nothing else.
+        // A symlinked Dockerfile comes with what it points at.
+        fs::remove_file(root.join("Dockerfile")).unwrap();
+        fs::create_dir(root.join("docker")).unwrap();
+        fs::write(root.join("docker/Dockerfile.prod"), "FROM scratch\n").unwrap();
+        symlink("docker/Dockerfile.prod", root.join("Dockerfile")).unwrap();
         let wanted = Wanted {
             dir_name: DOCKERFILE.to_owned(),
+            follow: strings(&["Dockerfile", "Dockerfile.dockerignore"]),
             ..Default::default()
         };
-        let sent = run_transfer(root, wanted, &[]).await;
+        let sent = run_transfer(root, wanted, &["docker/Dockerfile.prod"]).await;
         let paths: Vec<&str> = sent
             .iter()
             .filter_map(|packet| packet.stat.as_ref().map(|stat| stat.path.as_str()))
             .collect();
         assert_eq!(
             paths,
-            [".dockerignore", "Dockerfile", "Dockerfile.dockerignore"]
+            [
+                "Dockerfile",
+                "Dockerfile.dockerignore",
+                "docker",
+                "docker/Dockerfile.prod"
+            ]
         );
+        let data: Vec<u8> = sent.iter().flat_map(|packet| packet.data.clone()).collect();
+        assert_eq!(data, b"FROM scratch\n");
+    }
+
+    #[tokio::test]
+    async fn hard_links_after_the_first_are_sent_as_links() {
+        let (dir, _) = sample_context();
+        let root = dir.path();
+        fs::hard_link(root.join("a.txt"), root.join("b.txt")).unwrap();
+        let wanted = Wanted {
+            dir_name: CONTEXT.to_owned(),
+            include: strings(&["*.txt"]),
+            ..Default::default()
+        };
+        let sent = run_transfer(root, wanted, &["a.txt"]).await;
+        let stats: Vec<&Stat> = sent
+            .iter()
+            .filter_map(|packet| packet.stat.as_ref())
+            .collect();
+        let described: Vec<(&str, &str, i64)> = stats
+            .iter()
+            .map(|stat| (stat.path.as_str(), stat.linkname.as_str(), stat.size))
+            .collect();
+        assert_eq!(described, [("a.txt", "", 22), ("b.txt", "a.txt", 0)]);
+        assert_eq!(stats[1].mode & GO_MODE_TYPE, 0);
     }
 
     #[tokio::test]
@@ -1060,7 +827,8 @@ mod tests {
                 exclude,
                 ..Default::default()
             };
-            let sources = Arc::new(Sources::new(dir.path(), Path::new("Dockerfile")));
+            let context = BuildContext::locate(dir.path(), None).unwrap();
+            let sources = Arc::new(Sources::new(&context));
             let packets: Vec<Result<Packet, Status>> =
                 send(sources, wanted, stream::pending::<Result<Packet, Status>>())
                     .collect()

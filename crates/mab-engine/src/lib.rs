@@ -19,7 +19,7 @@ mod transport;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::pin;
 
 use bollard::auth::DockerCredentials;
@@ -29,6 +29,7 @@ use bollard::{ClientVersion, Docker};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, Empty};
+use mab_context::BuildContext;
 
 pub use transport::{tcp_connector, unix_connector, Connect, ConnectFuture, Io};
 
@@ -91,8 +92,6 @@ pub struct BuildSpec {
     pub image: String,
     /// Normalised platform string, such as `linux/arm64`.
     pub platform: String,
-    /// Dockerfile path inside the context, `/`-separated.
-    pub dockerfile: String,
     pub target: Option<String>,
     pub args: BTreeMap<String, String>,
     /// Network mode of RUN steps: `default`, `host` or `none`.
@@ -184,8 +183,8 @@ impl Engine {
             .map_err(|error| api_error(&self.label, error))
     }
 
-    /// Builds `spec` with BuildKit from `context_dir` on this machine (its
-    /// `.dockerignore` applies; `spec.dockerfile` is relative to it).
+    /// Builds `spec` with BuildKit from the files of `context` on this
+    /// machine (its context directory, Dockerfile and ignore file).
     /// `on_event` sees each step and output line as it arrives.
     ///
     /// The context is served through a BuildKit session for as long as the
@@ -193,17 +192,16 @@ impl Engine {
     pub async fn build(
         &self,
         spec: &BuildSpec,
-        context_dir: &Path,
+        context: &BuildContext,
         mut on_event: impl FnMut(BuildEvent),
     ) -> Result<(), EngineError> {
-        let dockerfile =
-            mab_context::dockerfile_in_context(context_dir, Path::new(&spec.dockerfile))?;
-        // A bad `.dockerignore` is reported here, plainly, rather than by the
+        // A bad ignore file is reported here, plainly, rather than by the
         // engine midway through the build.
-        mab_context::DockerIgnore::from_context(context_dir)?;
-        let sources = filesync::Sources::new(context_dir, &dockerfile);
-        let dockerfile_name = sources.dockerfile_name();
-        let identity = session::SessionIdentity::for_context(session_id(&spec.image), context_dir);
+        context.ignore()?;
+        let sources = filesync::Sources::new(context);
+        let dockerfile_name = context.dockerfile_name().to_owned();
+        let identity =
+            session::SessionIdentity::for_context(session_id(&spec.image), context.dir());
         let serve = session::open(
             &self.connect,
             &identity,
@@ -656,7 +654,6 @@ mod tests {
         BuildSpec {
             image: "127.0.0.1:5000/app:mab-1-linux-arm64".to_owned(),
             platform: "linux/arm64".to_owned(),
-            dockerfile: "docker/Dockerfile".to_owned(),
             target: None,
             args: BTreeMap::from([("GREETING".to_owned(), "hello world".to_owned())]),
             network: "host".to_owned(),

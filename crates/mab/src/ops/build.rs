@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use mab_config::{NetworkMode, Platform, Project, Runner};
+use mab_context::BuildContext;
 use mab_engine::{BuildEvent, BuildSpec};
 use mab_registry::{Child, Repository};
 use serde::Serialize;
@@ -26,13 +27,7 @@ pub async fn build(
     let loaded = prepare::load(&args.project, environment, reporter)?;
     let mut project = loaded.project;
     apply_overrides(&mut project, args)?;
-    project.check_build_files()?;
-    let listing = mab_context::scan_context(&project.context, &project.dockerfile).map_err(|error| {
-        Failure::usage(
-            error.to_string(),
-            Some("check `context` and `dockerfile` in mab.toml (the Dockerfile path is relative to the context)"),
-        )
-    })?;
+    let (context, listing) = prepare::build_context(&project)?;
     let tags = release_tags(&project, args, environment, reporter);
     let network = super::network_flag(args.network.as_deref())?;
     let metadata = MetadataFile::create(args, environment)?;
@@ -95,6 +90,7 @@ pub async fn build(
         .collect();
     let worker = LiveWorker {
         project: &project,
+        context: &context,
         build_id: build_id(),
         runners: runners
             .iter()
@@ -252,6 +248,8 @@ fn platform_slug(platform: &Platform) -> String {
 
 struct LiveWorker<'a> {
     project: &'a Project,
+    /// The context, Dockerfile and ignore file every job sends.
+    context: &'a BuildContext,
     build_id: String,
     runners: HashMap<String, &'a Runner>,
     connected: &'a HashMap<String, Result<Connected, Unreachable>>,
@@ -290,7 +288,6 @@ impl LiveWorker<'_> {
         let spec = BuildSpec {
             image: image.clone(),
             platform: job.platform.to_string(),
-            dockerfile: self.project.dockerfile.to_string_lossy().replace('\\', "/"),
             target: self.project.target.clone(),
             args: self.project.args.clone(),
             network: self
@@ -302,7 +299,7 @@ impl LiveWorker<'_> {
         };
         let platform = job.platform.to_string();
         engine
-            .build(&spec, &self.project.context, |event| {
+            .build(&spec, self.context, |event| {
                 let (platform, runner) = (platform.clone(), job.runner.clone());
                 self.reporter.report(match event {
                     BuildEvent::Step(step) => Event::Step {

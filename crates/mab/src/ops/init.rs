@@ -24,10 +24,17 @@ pub fn init(
             Some("edit it (docs/configuration.md lists every key), or remove it first"),
         ));
     }
-    if !directory.join("Dockerfile").is_file() {
+    // The Dockerfile a build will use: `Dockerfile`, else `dockerfile`.
+    if let Err(error) = mab_context::BuildContext::locate(directory, None) {
+        let message = match error {
+            mab_context::ContextError::DockerfileMissing { .. } => {
+                format!("there is no Dockerfile in {}", directory.display())
+            }
+            other => other.to_string(),
+        };
         return Err(Failure::usage(
-            format!("there is no Dockerfile in {}", directory.display()),
-            Some("mab init writes a mab.toml for the Dockerfile of a directory: run it where one is, or pass -C DIR"),
+            message,
+            Some("mab init writes a mab.toml for the Dockerfile of a directory (`Dockerfile`, or `dockerfile`): run it where one is, or pass -C DIR"),
         ));
     }
     let image = match image {

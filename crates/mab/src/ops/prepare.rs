@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use futures_util::future::join_all;
 use mab_config::{Platform, Project, Runner, RunnersFile};
+use mab_context::{BuildContext, ContextError, ContextListing};
 use mab_plan::{Capabilities, Plan, RunnerState};
 
 use crate::cli::ProjectArgs;
@@ -69,6 +70,35 @@ pub fn load(
     }
     check_served(&project.platforms, &runners)?;
     Ok(Loaded { project, runners })
+}
+
+/// The build's files (context, Dockerfile, ignore file) and the context as
+/// the engine will receive it, found before anything is contacted. A
+/// problem with `context` or `dockerfile` points at that key of mab.toml.
+pub fn build_context(project: &Project) -> Result<(BuildContext, ContextListing), Failure> {
+    let located = |error: ContextError| -> Failure {
+        let hint = error.hint().unwrap_or_default();
+        let key = match &error {
+            ContextError::ContextMissing { .. } | ContextError::ContextNotDirectory { .. } => {
+                Some("context")
+            }
+            ContextError::DockerfileMissing { .. }
+            | ContextError::DockerfileNotFile { .. }
+            | ContextError::DockerfileLinkUnresolved { .. } => Some("dockerfile"),
+            ContextError::InvalidPattern { .. }
+            | ContextError::NameNotUtf8 { .. }
+            | ContextError::LinkTargetNotUtf8 { .. }
+            | ContextError::Read { .. } => None,
+        };
+        match key {
+            Some(key) => project.error_at(key, error.to_string(), &hint).into(),
+            None => Failure::usage(error.to_string(), Some(&hint)),
+        }
+    };
+    let context =
+        BuildContext::locate(&project.context, project.dockerfile.as_deref()).map_err(located)?;
+    let listing = context.scan().map_err(located)?;
+    Ok((context, listing))
 }
 
 /// Every platform must be listed by some runner: found before connecting.
