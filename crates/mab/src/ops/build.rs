@@ -289,7 +289,7 @@ impl LiveWorker<'_> {
         let image = format!("{}:{staging_tag}", self.project.image);
         let spec = BuildSpec {
             image: image.clone(),
-            platform: job.platform.to_string(),
+            platform: job.platform.clone(),
             dockerfile: self.project.dockerfile.to_string_lossy().replace('\\', "/"),
             target: self.project.target.clone(),
             args: self.project.args.clone(),
@@ -327,15 +327,10 @@ impl LiveWorker<'_> {
 
         let child = match self.repository {
             None => {
-                let (os, architecture, variant) = engine
+                let found = engine
                     .image_platform(&image)
                     .await
                     .map_err(|error| fail(Stage::Runner, error.to_string(), Vec::new()))?;
-                let found = mab_registry::ConfigPlatform {
-                    os,
-                    architecture,
-                    variant,
-                };
                 mab_registry::check_platform(&job.platform, &found)
                     .map_err(|error| fail(Stage::Verify, error.to_string(), Vec::new()))?;
                 None
@@ -506,7 +501,7 @@ async fn remove_staging_tags(
                      the registry deleted the manifest along with the tag, so the published list is broken",
                     repository.name(),
                     child.digest,
-                    child.platform.normalized()
+                    child.platform
                 ),
             });
         }
@@ -554,7 +549,7 @@ struct Metadata<'a> {
 
 #[derive(Serialize)]
 struct PlatformMetadata {
-    platform: String,
+    platform: Platform,
     runner: String,
     digest: Option<String>,
     emulated: bool,
@@ -612,7 +607,7 @@ impl MetadataFile {
             platforms: built
                 .iter()
                 .map(|built| PlatformMetadata {
-                    platform: built.job.platform.to_string(),
+                    platform: built.job.platform.clone(),
                     runner: built.job.runner.clone(),
                     digest: built.child.as_ref().map(|child| child.digest.clone()),
                     emulated: built.job.emulated,
