@@ -9,6 +9,7 @@ mod host_keys;
 mod interrupt;
 mod jump;
 mod native;
+mod platforms;
 mod registry_auth;
 mod runners;
 mod ssh_config;
