@@ -68,6 +68,32 @@ fn unknown_platform_flag() {
 }
 
 #[test]
+fn unknown_variant_in_mab_toml() {
+    let project =
+        project("[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linux/riscv64/rva22u64\"]\n");
+    let run = run(&project, &["build"]);
+    assert!(run.stderr.contains("[PROJECT]/mab.toml:3:14"), "{run:?}");
+    check("unknown_variant_in_mab_toml", &run, 2);
+}
+
+/// A runner that lists a platform whose QEMU handler its host lacks (the
+/// lab registers no qemu-mips64el): refused before building, naming it.
+#[test]
+fn platform_without_its_handler() {
+    let lab = crate::support::require_lab!();
+    let project =
+        project("[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linux/mips64el\"]\n");
+    project.file(
+        "runners.toml",
+        &format!(
+            "[[runner]]\nname = \"here\"\nhost = \"local\"\nplatforms = [\"linux/mips64le\"]\nengine = \"{}\"\n",
+            lab.get("LOCAL_ENGINE")
+        ),
+    );
+    check("platform_without_its_handler", &run(&project, &["plan"]), 2);
+}
+
+#[test]
 fn missing_dockerfile() {
     let project = Project::new();
     project.file("mab.toml", GOOD_MANIFEST);

@@ -10,6 +10,7 @@ mod host_keys;
 mod interrupt;
 mod jump;
 mod native;
+mod platforms;
 mod registry_auth;
 mod runners;
 mod ssh_config;

@@ -1,5 +1,12 @@
 //! Platforms (`os/arch[/variant]`), normalised the way containerd does, so
 //! that `linux/arm64/v8`, `linux/aarch64` and `linux/arm64` are one platform.
+//!
+//! Everything mab knows about an architecture is in one table,
+//! [`ARCHITECTURES`]: its GOARCH name, its other spellings, the variants it
+//! accepts, which variants an engine of that architecture runs itself, and
+//! the QEMU handler that runs its programs on another architecture. Parsing,
+//! validation, the `uname -m` mapping, [`Platform::qemu_handler`] and
+//! [`Platform::runs_natively_on`] (and so the planner) all read that table.
 
 use std::fmt;
 use std::str::FromStr;
@@ -25,43 +32,237 @@ pub const KNOWN_OSES: &[&str] = &[
     "wasip1",
 ];
 
-/// Architectures mab accepts (GOARCH names, as OCI image configs spell them).
-pub const KNOWN_ARCHITECTURES: &[&str] = &[
-    "amd64", "386", "arm64", "arm", "ppc64le", "ppc64", "s390x", "riscv64", "mips64le", "mips64",
-    "mips", "mipsle", "loong64", "wasm",
+/// Which variants of its own architecture an engine runs without emulation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NativeVariants {
+    /// Every variant. BuildKit runs the processes of its own architecture
+    /// directly whatever the variant (`util/archutil`, and
+    /// `solver/llbsolver/ops/exec_binfmt.go`: it never emulates its own
+    /// architecture): an amd64 engine runs `linux/amd64/v3`, an arm64 engine
+    /// `linux/arm64/v8.2`. A level the CPU lacks fails in the `RUN` step
+    /// that needs it, with BuildKit's own message.
+    All,
+    /// The engine's own variant and the lower ones (an `arm/v7` engine runs
+    /// `arm/v6` and `arm/v5`), as containerd's platform matcher orders them
+    /// (`platforms.Only`).
+    UpToOwn,
+}
+
+/// An architecture mab accepts, and everything mab derives from it.
+#[derive(Debug)]
+pub struct Architecture {
+    /// The GOARCH name, as OCI image configs spell it (`arm64`).
+    pub name: &'static str,
+    /// Other spellings read as this architecture (`uname -m`, Debian and
+    /// GNU names), each with the variant it implies (`armhf` is `arm/v7`).
+    pub aliases: &'static [(&'static str, Option<&'static str>)],
+    /// Every variant accepted, lowest first; empty when the architecture
+    /// has none (then a variant is an error).
+    pub variants: &'static [&'static str],
+    /// The variant meant when none is written (containerd: `v7` for arm,
+    /// `v8` for arm64, `v1` for amd64).
+    pub default_variant: Option<&'static str>,
+    /// Whether a normalised platform spells the default variant out:
+    /// containerd writes `linux/arm/v7` but `linux/arm64` and `linux/amd64`.
+    pub shows_default: bool,
+    /// Which variants of this architecture its engines run natively.
+    pub native_variants: NativeVariants,
+    /// Other architectures an engine of this one runs natively (PRODUCT.md:
+    /// amd64 runs 386).
+    pub also_runs: &'static [&'static str],
+    /// The binfmt_misc entry under `/proc/sys/fs/binfmt_misc` that runs its
+    /// programs on another architecture, as Debian's qemu-user-static
+    /// registers it (`/usr/lib/binfmt.d/qemu-*.conf`); `None` when QEMU user
+    /// emulation has none.
+    pub qemu_handler: Option<&'static str>,
+}
+
+impl Architecture {
+    /// An architecture without variants whose engines run only itself.
+    const fn plain(
+        name: &'static str,
+        aliases: &'static [(&'static str, Option<&'static str>)],
+        qemu_handler: Option<&'static str>,
+    ) -> Architecture {
+        Architecture {
+            name,
+            aliases,
+            variants: &[],
+            default_variant: None,
+            shows_default: false,
+            native_variants: NativeVariants::All,
+            also_runs: &[],
+            qemu_handler,
+        }
+    }
+
+    /// The architecture called `name` or one of its aliases (any case),
+    /// with the variant the alias implies.
+    pub fn find(name: &str) -> Option<(&'static Architecture, Option<&'static str>)> {
+        let name = name.to_ascii_lowercase();
+        ARCHITECTURES.iter().find_map(|architecture| {
+            if architecture.name == name {
+                return Some((architecture, None));
+            }
+            architecture
+                .aliases
+                .iter()
+                .find(|(alias, _)| *alias == name)
+                .map(|(_, variant)| (architecture, *variant))
+        })
+    }
+
+    /// Every platform of this architecture on `os`, one per accepted variant
+    /// (normalised, so amd64's `v1` is `linux/amd64`).
+    pub fn platforms(&'static self, os: &str) -> Vec<Platform> {
+        if self.variants.is_empty() {
+            return vec![Platform::known(os, self, None)];
+        }
+        self.variants
+            .iter()
+            .map(|variant| Platform::known(os, self, Some(variant)))
+            .collect()
+    }
+
+    /// The platform on `os` at the default variant (`linux/arm/v7`, `linux/arm64`).
+    pub fn default_platform(&'static self, os: &str) -> Platform {
+        Platform::known(os, self, self.default_variant)
+    }
+
+    /// The variant as containerd normalises it: a missing `v` added when
+    /// that names a known variant (`7` is `v7`), a `.0` dropped (`v8.0` is
+    /// `v8`), the default filled in or left out as [`shows_default`] says.
+    /// Unknown variants are kept, lowercased, for the caller to refuse.
+    ///
+    /// [`shows_default`]: Architecture::shows_default
+    fn normalise_variant(&self, variant: Option<&str>) -> Option<String> {
+        let variant = variant
+            .map(str::to_ascii_lowercase)
+            .filter(|variant| !variant.is_empty())
+            .map(|variant| {
+                let short = variant.strip_suffix(".0").unwrap_or(&variant);
+                let spellings = [
+                    variant.clone(),
+                    format!("v{variant}"),
+                    short.to_owned(),
+                    format!("v{short}"),
+                ];
+                spellings
+                    .into_iter()
+                    .find(|spelling| self.variants.contains(&spelling.as_str()))
+                    .unwrap_or(variant)
+            });
+        match variant {
+            None if self.shows_default => self.default_variant.map(str::to_owned),
+            Some(variant)
+                if !self.shows_default && Some(variant.as_str()) == self.default_variant =>
+            {
+                None
+            }
+            other => other,
+        }
+    }
+}
+
+/// Every architecture mab accepts, in the order error messages list them.
+pub const ARCHITECTURES: &[Architecture] = &[
+    Architecture {
+        name: "amd64",
+        aliases: &[("x86_64", None), ("x86-64", None), ("x64", None)],
+        variants: &["v1", "v2", "v3", "v4"],
+        default_variant: Some("v1"),
+        shows_default: false,
+        native_variants: NativeVariants::All,
+        also_runs: &["386"],
+        qemu_handler: Some("qemu-x86_64"),
+    },
+    Architecture::plain(
+        "386",
+        &[
+            ("i386", None),
+            ("i486", None),
+            ("i586", None),
+            ("i686", None),
+            ("x86", None),
+        ],
+        Some("qemu-i386"),
+    ),
+    Architecture {
+        name: "arm64",
+        aliases: &[("aarch64", None)],
+        variants: &[
+            "v8", "v8.1", "v8.2", "v8.3", "v8.4", "v8.5", "v8.6", "v8.7", "v8.8", "v8.9", "v9",
+            "v9.1", "v9.2", "v9.3", "v9.4", "v9.5",
+        ],
+        default_variant: Some("v8"),
+        shows_default: false,
+        native_variants: NativeVariants::All,
+        also_runs: &[],
+        qemu_handler: Some("qemu-aarch64"),
+    },
+    Architecture {
+        name: "arm",
+        aliases: &[
+            ("armhf", Some("v7")),
+            ("armel", Some("v6")),
+            ("armv8l", Some("v8")),
+            ("armv7", Some("v7")),
+            ("armv7l", Some("v7")),
+            ("armv6", Some("v6")),
+            ("armv6l", Some("v6")),
+            ("armv5", Some("v5")),
+            ("armv5l", Some("v5")),
+            ("armv5tel", Some("v5")),
+            ("armv5tejl", Some("v5")),
+        ],
+        variants: &["v5", "v6", "v7", "v8"],
+        default_variant: Some("v7"),
+        shows_default: true,
+        native_variants: NativeVariants::UpToOwn,
+        also_runs: &[],
+        // Debian's qemu-arm matches every 32-bit little-endian ARM ELF file,
+        // whatever the variant.
+        qemu_handler: Some("qemu-arm"),
+    },
+    Architecture::plain("ppc64le", &[("ppc64el", None)], Some("qemu-ppc64le")),
+    Architecture::plain("ppc64", &[], Some("qemu-ppc64")),
+    Architecture::plain("s390x", &[], Some("qemu-s390x")),
+    Architecture::plain("riscv64", &[], Some("qemu-riscv64")),
+    Architecture::plain("mips64le", &[("mips64el", None)], Some("qemu-mips64el")),
+    Architecture::plain("mips64", &[], Some("qemu-mips64")),
+    Architecture::plain("mips", &[], Some("qemu-mips")),
+    Architecture::plain("mipsle", &[("mipsel", None)], Some("qemu-mipsel")),
+    Architecture::plain(
+        "loong64",
+        &[("loongarch64", None)],
+        Some("qemu-loongarch64"),
+    ),
+    Architecture::plain("wasm", &[], None),
 ];
 
-/// Other spellings of architectures (uname, Debian, GNU), with the
-/// architecture and default variant they stand for.
-const ARCHITECTURE_ALIASES: &[(&str, &str, Option<&str>)] = &[
-    ("aarch64", "arm64", None),
-    ("x86_64", "amd64", None),
-    ("x86-64", "amd64", None),
-    ("ppc64el", "ppc64le", None),
-    ("i386", "386", None),
-    ("i686", "386", None),
-    ("armhf", "arm", Some("v7")),
-    ("armel", "arm", Some("v6")),
-    ("armv7", "arm", Some("v7")),
-    ("armv7l", "arm", Some("v7")),
-    ("armv6", "arm", Some("v6")),
-    ("armv6l", "arm", Some("v6")),
-    ("loongarch64", "loong64", None),
-];
-
-const ARM_VARIANTS: &[&str] = &["v5", "v6", "v7", "v8"];
-const AMD64_VARIANTS: &[&str] = &["v2", "v3", "v4"];
-const ARM64_VARIANTS: &[&str] = &[
-    "v8.1", "v8.2", "v8.3", "v8.4", "v8.5", "v8.6", "v8.7", "v8.8", "v8.9", "v9", "v9.1", "v9.2",
-    "v9.3", "v9.4", "v9.5",
-];
+/// Every spelling of an architecture that [`Platform::parse`] accepts:
+/// the GOARCH names first, then the aliases.
+fn architecture_names() -> impl Iterator<Item = &'static str> {
+    let names = ARCHITECTURES.iter().map(|architecture| architecture.name);
+    let aliases = ARCHITECTURES
+        .iter()
+        .flat_map(|architecture| architecture.aliases.iter().map(|(alias, _)| *alias));
+    names.chain(aliases)
+}
 
 /// A target platform of an image: `linux/amd64`, `linux/arm/v7`.
+///
+/// Always normalised (containerd's rules, see [`Architecture`]): the only
+/// ways to make one are [`Platform::parse`] (text from `mab.toml` or a
+/// flag), [`Platform::from_parts`] (an image config's or engine's fields)
+/// and [`Platform::from_uname`] (an engine's machine name), so two values
+/// for the same platform are equal. `Display` writes `os/arch[/variant]`,
+/// the form Docker's `platform` parameters and mab's output use.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Platform {
-    pub os: String,
-    pub architecture: String,
-    pub variant: Option<String>,
+    os: String,
+    architecture: String,
+    variant: Option<String>,
 }
 
 /// The result of [`Platform::parse`]: the platform, and a note when the text
@@ -96,8 +297,11 @@ pub enum PlatformError {
     #[error("unknown variant `{variant}` of {architecture} in platform `{text}`")]
     UnknownVariant {
         text: String,
+        /// The platform without the variant (`linux/riscv64`).
+        without: String,
         architecture: String,
         variant: String,
+        /// The variants the architecture accepts; empty when it has none.
         known: &'static [&'static str],
     },
 }
@@ -126,10 +330,16 @@ impl PlatformError {
             } => format!("known operating systems: {}", KNOWN_OSES.join(", ")),
             PlatformError::UnknownArchitecture {
                 suggestion: None, ..
-            } => format!("known architectures: {}", KNOWN_ARCHITECTURES.join(", ")),
-            PlatformError::UnknownVariant { known: [], .. } => {
-                "a variant is written in lowercase letters, digits and dots".to_owned()
+            } => {
+                let names: Vec<&str> = ARCHITECTURES.iter().map(|known| known.name).collect();
+                format!("known architectures: {}", names.join(", "))
             }
+            PlatformError::UnknownVariant {
+                known: [],
+                architecture,
+                without,
+                ..
+            } => format!("{architecture} has no variants: write `{without}`"),
             PlatformError::UnknownVariant { known, .. } => {
                 format!("known variants: {}", known.join(", "))
             }
@@ -137,74 +347,21 @@ impl PlatformError {
     }
 }
 
-/// Architecture and variant after resolving aliases and default variants;
-/// `alias` says whether another name for the architecture was used.
-struct Normalised {
-    architecture: String,
-    variant: Option<String>,
-    alias: bool,
-}
-
-fn normalise_architecture(architecture: &str, variant: Option<&str>) -> Normalised {
-    let architecture = architecture.to_ascii_lowercase();
-    let variant = variant
-        .map(str::to_ascii_lowercase)
-        .filter(|variant| !variant.is_empty());
-    let (canonical, alias_variant, alias) = match ARCHITECTURE_ALIASES
-        .iter()
-        .find(|(alias, _, _)| *alias == architecture)
-    {
-        Some((_, canonical, default_variant)) => ((*canonical).to_owned(), *default_variant, true),
-        None => (architecture, None, false),
-    };
-    let variant = variant.or_else(|| alias_variant.map(str::to_owned));
-    let variant = match (canonical.as_str(), variant.as_deref()) {
-        ("amd64", Some("v1")) => None,
-        ("arm64", Some("8" | "v8" | "v8.0")) => None,
-        ("arm", None | Some("7")) => Some("v7".to_owned()),
-        ("arm", Some("5")) => Some("v5".to_owned()),
-        ("arm", Some("6")) => Some("v6".to_owned()),
-        ("arm", Some("8")) => Some("v8".to_owned()),
-        _ => variant,
-    };
-    Normalised {
-        architecture: canonical,
-        variant,
-        alias,
-    }
-}
-
-fn known_variants(architecture: &str) -> Option<&'static [&'static str]> {
-    match architecture {
-        "arm" => Some(ARM_VARIANTS),
-        "amd64" => Some(AMD64_VARIANTS),
-        "arm64" => Some(ARM64_VARIANTS),
-        _ => None,
-    }
-}
-
-/// Every spelling of an architecture that `parse` accepts.
-fn architecture_names() -> impl Iterator<Item = &'static str> {
-    KNOWN_ARCHITECTURES
-        .iter()
-        .copied()
-        .chain(ARCHITECTURE_ALIASES.iter().map(|(alias, _, _)| *alias))
-}
-
 impl Platform {
-    /// A platform from already-normalised parts.
-    pub fn new(os: &str, architecture: &str, variant: Option<&str>) -> Platform {
+    /// A platform of a known architecture, its variant normalised.
+    fn known(os: &str, architecture: &Architecture, variant: Option<&str>) -> Platform {
         Platform {
-            os: os.to_owned(),
-            architecture: architecture.to_owned(),
-            variant: variant.map(str::to_owned),
+            os: os.to_ascii_lowercase(),
+            architecture: architecture.name.to_owned(),
+            variant: architecture.normalise_variant(variant),
         }
     }
 
     /// Parse `os/arch[/variant]` and normalise it like containerd: `arm64/v8`
-    /// is `arm64`, `arm` is `arm/v7`, and the aliases `aarch64`, `x86_64`,
-    /// `x86-64`, `ppc64el`, `i386`, `i686`, `armhf`, `armel` are read as the
-    /// OCI names (with a note saying so).
+    /// is `arm64`, `arm` is `arm/v7`, `arm/7` is `arm/v7`, and the aliases
+    /// of [`ARCHITECTURES`] (`aarch64`, `x86_64`, `ppc64el`, `i686`, `armhf`,
+    /// `armv5tel` ...) are read as the GOARCH names, with a note saying so.
+    /// Only the variants the table lists are accepted.
     pub fn parse(text: &str) -> Result<Parsed, PlatformError> {
         let written = text.trim();
         if written.is_empty() {
@@ -217,21 +374,15 @@ impl Platform {
                 text: written.to_owned(),
             });
         }
-        if parts.len() == 1 {
-            let normalised = normalise_architecture(parts[0], None);
-            if KNOWN_ARCHITECTURES.contains(&normalised.architecture.as_str()) {
-                let suggestion = Platform {
-                    os: "linux".to_owned(),
-                    architecture: normalised.architecture,
-                    variant: normalised.variant,
-                };
-                return Err(PlatformError::MissingOs {
+        if let [architecture] = parts[..] {
+            return Err(match Architecture::find(architecture) {
+                Some((known, implied)) => PlatformError::MissingOs {
                     text: written.to_owned(),
-                    suggestion: suggestion.to_string(),
-                });
-            }
-            return Err(PlatformError::Malformed {
-                text: written.to_owned(),
+                    suggestion: Platform::known("linux", known, implied).to_string(),
+                },
+                None => PlatformError::Malformed {
+                    text: written.to_owned(),
+                },
             });
         }
         let (os, architecture, variant) = (parts[0], parts[1], parts.get(2).copied());
@@ -248,123 +399,142 @@ impl Platform {
             });
         }
 
-        let normalised = normalise_architecture(architecture, variant);
-        if !KNOWN_ARCHITECTURES.contains(&normalised.architecture.as_str()) {
-            let suggestion = closest(architecture, architecture_names()).map(|name| {
-                let fixed = normalise_architecture(name, variant);
-                Platform {
-                    os: os.to_owned(),
-                    architecture: fixed.architecture,
-                    variant: fixed.variant,
-                }
-                .to_string()
-            });
+        let Some((known, implied)) = Architecture::find(architecture) else {
+            let suggestion = closest(architecture, architecture_names())
+                .and_then(Architecture::find)
+                .map(|(known, implied)| {
+                    Platform::known(os, known, variant.or(implied)).to_string()
+                });
             return Err(PlatformError::UnknownArchitecture {
                 text: written.to_owned(),
                 architecture: architecture.to_owned(),
                 suggestion,
             });
-        }
+        };
 
-        if let Some(variant) = &normalised.variant {
-            let valid = match known_variants(&normalised.architecture) {
-                Some(known) => known.contains(&variant.as_str()),
-                None => variant
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.'),
-            };
-            if !valid {
+        let platform = Platform::known(os, known, variant.or(implied));
+        if let Some(variant) = &platform.variant {
+            if !known.variants.contains(&variant.as_str()) {
                 return Err(PlatformError::UnknownVariant {
                     text: written.to_owned(),
-                    architecture: normalised.architecture.clone(),
+                    without: format!("{os}/{}", known.name),
+                    architecture: known.name.to_owned(),
                     variant: variant.clone(),
-                    known: known_variants(&normalised.architecture).unwrap_or(&[]),
+                    known: known.variants,
                 });
             }
         }
-
-        let platform = Platform {
-            os: os.to_owned(),
-            architecture: normalised.architecture,
-            variant: normalised.variant,
-        };
-        let note = normalised
-            .alias
-            .then(|| format!("`{written}` read as `{platform}`"));
+        let note =
+            (architecture != known.name).then(|| format!("`{written}` read as `{platform}`"));
         Ok(Parsed { platform, note })
     }
 
     /// A platform from an image config's or engine's own fields, normalised
-    /// like [`Platform::parse`]; unknown names are kept (lowercased).
+    /// like [`Platform::parse`]; unknown names are kept (lowercased), so
+    /// that a config naming an architecture mab does not know still
+    /// compares unequal to every requested platform.
     pub fn from_parts(os: &str, architecture: &str, variant: Option<&str>) -> Platform {
-        let normalised = normalise_architecture(architecture, variant);
-        Platform {
-            os: os.to_ascii_lowercase(),
-            architecture: normalised.architecture,
-            variant: normalised.variant,
+        match Architecture::find(architecture) {
+            Some((known, implied)) => {
+                let variant = variant.filter(|variant| !variant.is_empty()).or(implied);
+                Platform::known(os, known, variant)
+            }
+            None => Platform {
+                os: os.to_ascii_lowercase(),
+                architecture: architecture.to_ascii_lowercase(),
+                variant: variant
+                    .filter(|variant| !variant.is_empty())
+                    .map(str::to_ascii_lowercase),
+            },
         }
     }
 
     /// The platform of an engine that reports `machine` the way `uname -m`
-    /// does (`x86_64`, `aarch64`, `armv7l`, `i686` ...) or as a GOARCH name.
+    /// does (`x86_64`, `aarch64`, `armv7l`, `i686` ...) or as a GOARCH name,
+    /// through the names and aliases of [`ARCHITECTURES`]; `os` empty means
+    /// linux. `None` for a machine the table does not know.
     pub fn from_uname(os: &str, machine: &str) -> Option<Platform> {
-        let machine = machine.trim().to_ascii_lowercase();
-        let (architecture, variant) = match machine.as_str() {
-            "x86_64" | "x86-64" | "amd64" | "x64" => ("amd64", None),
-            "i386" | "i486" | "i586" | "i686" | "x86" | "386" => ("386", None),
-            "aarch64" | "arm64" => ("arm64", None),
-            "armv7l" | "armv7" | "armhf" => ("arm", Some("v7")),
-            "armv6l" | "armv6" | "armel" => ("arm", Some("v6")),
-            "armv5tel" | "armv5tejl" | "armv5l" => ("arm", Some("v5")),
-            "ppc64le" | "ppc64el" => ("ppc64le", None),
-            "loongarch64" | "loong64" => ("loong64", None),
-            other if KNOWN_ARCHITECTURES.contains(&other) && other != "arm" => (other, None),
-            _ => return None,
-        };
+        let (known, implied) = Architecture::find(machine.trim())?;
         let os = match os.trim() {
-            "" => "linux".to_owned(),
-            os => os.to_ascii_lowercase(),
+            "" => "linux",
+            os => os,
         };
-        Some(Platform {
-            os,
-            architecture: architecture.to_owned(),
-            variant: variant.map(str::to_owned),
-        })
+        Some(Platform::known(os, known, implied))
+    }
+
+    /// The operating system (GOOS name): `linux`.
+    pub fn os(&self) -> &str {
+        &self.os
+    }
+
+    /// The architecture (GOARCH name): `arm64`.
+    pub fn architecture(&self) -> &str {
+        &self.architecture
+    }
+
+    /// The variant (`v7`), `None` when the normalised platform has none.
+    pub fn variant(&self) -> Option<&str> {
+        self.variant.as_deref()
+    }
+
+    /// The row of [`ARCHITECTURES`] for this platform's architecture;
+    /// `None` for an unknown one read by [`Platform::from_parts`].
+    pub fn architecture_entry(&self) -> Option<&'static Architecture> {
+        ARCHITECTURES
+            .iter()
+            .find(|known| known.name == self.architecture)
     }
 
     /// The name of the binfmt_misc QEMU handler that runs this platform's
-    /// binaries (`qemu-aarch64` for `linux/arm64`); `None` when QEMU user
-    /// emulation does not apply.
+    /// binaries (`qemu-aarch64` for `linux/arm64`, `qemu-arm` for every arm
+    /// variant), from [`ARCHITECTURES`]; `None` when QEMU user emulation
+    /// does not apply (not linux, or an architecture without a handler).
     pub fn qemu_handler(&self) -> Option<&'static str> {
         if self.os != "linux" {
             return None;
         }
-        Some(match self.architecture.as_str() {
-            "amd64" => "qemu-x86_64",
-            "386" => "qemu-i386",
-            "arm64" => "qemu-aarch64",
-            "arm" => "qemu-arm",
-            "ppc64le" => "qemu-ppc64le",
-            "ppc64" => "qemu-ppc64",
-            "s390x" => "qemu-s390x",
-            "riscv64" => "qemu-riscv64",
-            "mips64le" => "qemu-mips64el",
-            "mips64" => "qemu-mips64",
-            "mips" => "qemu-mips",
-            "mipsle" => "qemu-mipsel",
-            "loong64" => "qemu-loongarch64",
-            _ => return None,
-        })
+        self.architecture_entry()?.qemu_handler
+    }
+
+    /// Whether an engine whose own platform is `engine` runs this platform's
+    /// programs directly, without emulation (PRODUCT.md: its own platform,
+    /// and amd64 runs 386). Variants of the engine's own architecture follow
+    /// the table's [`NativeVariants`]: every variant for amd64 and arm64, the
+    /// engine's own and lower ones for arm.
+    pub fn runs_natively_on(&self, engine: &Platform) -> bool {
+        if self.os != engine.os {
+            return false;
+        }
+        let Some(own) = engine.architecture_entry() else {
+            return self == engine;
+        };
+        if self.architecture != engine.architecture {
+            return own.also_runs.contains(&self.architecture.as_str());
+        }
+        match own.native_variants {
+            NativeVariants::All => true,
+            NativeVariants::UpToOwn => {
+                let rank = |platform: &Platform| {
+                    let variant = platform.variant().or(own.default_variant)?;
+                    own.variants.iter().position(|known| *known == variant)
+                };
+                match (rank(self), rank(engine)) {
+                    (Some(mine), Some(engines)) => mine <= engines,
+                    _ => self == engine,
+                }
+            }
+        }
     }
 }
 
+/// `os/arch[/variant]`; width and alignment (`{:<16}`) apply to the whole.
 impl fmt::Display for Platform {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(formatter, "{}/{}", self.os, self.architecture)?;
-        if let Some(variant) = &self.variant {
-            write!(formatter, "/{variant}")?;
-        }
-        Ok(())
+        let text = match &self.variant {
+            Some(variant) => format!("{}/{}/{variant}", self.os, self.architecture),
+            None => format!("{}/{}", self.os, self.architecture),
+        };
+        formatter.pad(&text)
     }
 }
 
@@ -376,6 +546,8 @@ impl FromStr for Platform {
     }
 }
 
+/// Serialised as its `Display` string (`"linux/arm/v7"`), as mab writes
+/// platforms in JSON output and the metadata file.
 impl serde::Serialize for Platform {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
@@ -390,84 +562,100 @@ impl<'de> serde::Deserialize<'de> for Platform {
             .map_err(|error| serde::de::Error::custom(format!("{error}; {}", error.hint())))
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn platform(os: &str, architecture: &str, variant: Option<&str>) -> Platform {
-        Platform::new(os, architecture, variant)
+    fn platform(text: &str) -> Platform {
+        text.parse()
+            .unwrap_or_else(|error| panic!("{text}: {error}"))
     }
 
     #[test]
     fn parses_and_normalises() {
-        let cases: &[(&str, Platform, Option<&str>)] = &[
-            ("linux/amd64", platform("linux", "amd64", None), None),
-            ("linux/arm64", platform("linux", "arm64", None), None),
-            ("linux/arm64/v8", platform("linux", "arm64", None), None),
-            (
-                "linux/arm64/v9",
-                platform("linux", "arm64", Some("v9")),
-                None,
-            ),
-            ("linux/arm", platform("linux", "arm", Some("v7")), None),
-            ("linux/arm/7", platform("linux", "arm", Some("v7")), None),
-            ("linux/arm/v6", platform("linux", "arm", Some("v6")), None),
-            ("linux/amd64/v1", platform("linux", "amd64", None), None),
-            (
-                "linux/amd64/v3",
-                platform("linux", "amd64", Some("v3")),
-                None,
-            ),
-            ("  Linux/AMD64 ", platform("linux", "amd64", None), None),
-            ("linux/ppc64le", platform("linux", "ppc64le", None), None),
-            ("linux/s390x", platform("linux", "s390x", None), None),
-            ("linux/riscv64", platform("linux", "riscv64", None), None),
-            ("windows/amd64", platform("windows", "amd64", None), None),
+        // (written, normalised, note)
+        let cases: &[(&str, &str, Option<&str>)] = &[
+            ("linux/amd64", "linux/amd64", None),
+            ("linux/arm64", "linux/arm64", None),
+            ("linux/arm64/v8", "linux/arm64", None),
+            ("linux/arm64/8", "linux/arm64", None),
+            ("linux/arm64/v8.0", "linux/arm64", None),
+            ("linux/arm64/v8.2", "linux/arm64/v8.2", None),
+            ("linux/arm64/v9", "linux/arm64/v9", None),
+            ("linux/arm64/9.0", "linux/arm64/v9", None),
+            ("linux/arm", "linux/arm/v7", None),
+            ("linux/arm/7", "linux/arm/v7", None),
+            ("linux/arm/5", "linux/arm/v5", None),
+            ("linux/arm/v6", "linux/arm/v6", None),
+            ("linux/arm/v8", "linux/arm/v8", None),
+            ("linux/amd64/v1", "linux/amd64", None),
+            ("linux/amd64/v3", "linux/amd64/v3", None),
+            ("  Linux/AMD64 ", "linux/amd64", None),
+            ("linux/ppc64le", "linux/ppc64le", None),
+            ("linux/s390x", "linux/s390x", None),
+            ("linux/riscv64", "linux/riscv64", None),
+            ("linux/mips", "linux/mips", None),
+            ("linux/mipsle", "linux/mipsle", None),
+            ("windows/amd64", "windows/amd64", None),
             (
                 "linux/aarch64",
-                platform("linux", "arm64", None),
+                "linux/arm64",
                 Some("`linux/aarch64` read as `linux/arm64`"),
             ),
             (
                 "linux/x86_64",
-                platform("linux", "amd64", None),
+                "linux/amd64",
                 Some("`linux/x86_64` read as `linux/amd64`"),
             ),
             (
                 "linux/x86-64",
-                platform("linux", "amd64", None),
+                "linux/amd64",
                 Some("`linux/x86-64` read as `linux/amd64`"),
             ),
             (
                 "linux/ppc64el",
-                platform("linux", "ppc64le", None),
+                "linux/ppc64le",
                 Some("`linux/ppc64el` read as `linux/ppc64le`"),
             ),
             (
                 "linux/i386",
-                platform("linux", "386", None),
+                "linux/386",
                 Some("`linux/i386` read as `linux/386`"),
             ),
             (
                 "linux/i686",
-                platform("linux", "386", None),
+                "linux/386",
                 Some("`linux/i686` read as `linux/386`"),
             ),
             (
                 "linux/armhf",
-                platform("linux", "arm", Some("v7")),
+                "linux/arm/v7",
                 Some("`linux/armhf` read as `linux/arm/v7`"),
             ),
             (
                 "linux/armel",
-                platform("linux", "arm", Some("v6")),
+                "linux/arm/v6",
                 Some("`linux/armel` read as `linux/arm/v6`"),
+            ),
+            (
+                "linux/armv5tel",
+                "linux/arm/v5",
+                Some("`linux/armv5tel` read as `linux/arm/v5`"),
+            ),
+            (
+                "linux/mips64el",
+                "linux/mips64le",
+                Some("`linux/mips64el` read as `linux/mips64le`"),
+            ),
+            (
+                "linux/loongarch64",
+                "linux/loong64",
+                Some("`linux/loongarch64` read as `linux/loong64`"),
             ),
         ];
         for (text, expected, note) in cases {
             let parsed = Platform::parse(text).unwrap_or_else(|error| panic!("{text}: {error}"));
-            assert_eq!(&parsed.platform, expected, "{text}");
+            assert_eq!(parsed.platform.to_string(), *expected, "{text}");
             assert_eq!(parsed.note.as_deref(), *note, "{text}");
         }
     }
@@ -487,6 +675,11 @@ mod tests {
                 "arm64",
                 "platform `arm64` names no operating system",
                 "did you mean `linux/arm64`?",
+            ),
+            (
+                "armhf",
+                "platform `armhf` names no operating system",
+                "did you mean `linux/arm/v7`?",
             ),
             (
                 "linus/amd64",
@@ -521,7 +714,7 @@ mod tests {
             (
                 "linux/sparc",
                 "unknown architecture `sparc`",
-                "known architectures: amd64, 386, arm64",
+                "known architectures: amd64, 386, arm64, arm, ppc64le, ppc64, s390x, riscv64, mips64le, mips64, mips, mipsle, loong64, wasm",
             ),
             (
                 "linux/arm/v9",
@@ -531,12 +724,22 @@ mod tests {
             (
                 "linux/amd64/v5",
                 "unknown variant `v5` of amd64",
-                "known variants: v2, v3, v4",
+                "known variants: v1, v2, v3, v4",
             ),
             (
-                "linux/riscv64/rva+",
-                "unknown variant `rva+` of riscv64",
-                "lowercase letters",
+                "linux/arm64/v7",
+                "unknown variant `v7` of arm64",
+                "known variants: v8, v8.1",
+            ),
+            (
+                "linux/riscv64/rva22u64",
+                "unknown variant `rva22u64` of riscv64",
+                "riscv64 has no variants: write `linux/riscv64`",
+            ),
+            (
+                "linux/mips64le/v2",
+                "unknown variant `v2` of mips64le",
+                "mips64le has no variants: write `linux/mips64le`",
             ),
         ];
         for (text, message, hint) in cases {
@@ -561,9 +764,38 @@ mod tests {
             "linux/arm64/v9",
             "windows/amd64",
         ] {
-            let platform: Platform = text.parse().unwrap();
-            assert_eq!(platform.to_string(), text);
+            assert_eq!(platform(text).to_string(), text);
         }
+        assert_eq!(
+            format!("[{:<14}]", platform("linux/arm/v5")),
+            "[linux/arm/v5  ]"
+        );
+    }
+
+    #[test]
+    fn every_platform_of_the_table_parses_back_to_itself() {
+        let mut count = 0;
+        for architecture in ARCHITECTURES {
+            for expected in architecture.platforms("linux") {
+                let text = expected.to_string();
+                assert_eq!(platform(&text), expected, "{text}");
+                assert_eq!(
+                    expected.architecture_entry().unwrap().name,
+                    architecture.name
+                );
+                count += 1;
+            }
+        }
+        // amd64 4, 386 1, arm64 16, arm 4, and ten without variants.
+        assert_eq!(count, 35);
+        let defaults: Vec<String> = ARCHITECTURES
+            .iter()
+            .map(|architecture| architecture.default_platform("linux").to_string())
+            .collect();
+        assert_eq!(
+            defaults[..4],
+            ["linux/amd64", "linux/386", "linux/arm64", "linux/arm/v7"]
+        );
     }
 
     #[test]
@@ -572,9 +804,12 @@ mod tests {
             (("linux", "arm64", Some("v8")), "linux/arm64"),
             (("linux", "arm64", Some("")), "linux/arm64"),
             (("linux", "arm", None), "linux/arm/v7"),
+            (("linux", "arm", Some("v5")), "linux/arm/v5"),
             (("linux", "arm", Some("v6")), "linux/arm/v6"),
+            (("linux", "amd64", Some("v1")), "linux/amd64"),
             (("Linux", "x86_64", None), "linux/amd64"),
             (("linux", "sparc64", None), "linux/sparc64"),
+            (("linux", "sparc64", Some("V9")), "linux/sparc64/v9"),
         ];
         for ((os, architecture, variant), expected) in cases {
             assert_eq!(
@@ -582,6 +817,10 @@ mod tests {
                 expected
             );
         }
+        assert_eq!(
+            Platform::from_parts("linux", "arm", Some("v5")),
+            platform("linux/arm/v5")
+        );
     }
 
     #[test]
@@ -591,12 +830,16 @@ mod tests {
             ("amd64", Some("linux/amd64")),
             ("aarch64", Some("linux/arm64")),
             ("arm64", Some("linux/arm64")),
+            ("armv8l", Some("linux/arm/v8")),
             ("armv7l", Some("linux/arm/v7")),
             ("armv6l", Some("linux/arm/v6")),
+            ("armv5tel", Some("linux/arm/v5")),
             ("i686", Some("linux/386")),
             ("ppc64le", Some("linux/ppc64le")),
+            ("ppc64", Some("linux/ppc64")),
             ("s390x", Some("linux/s390x")),
             ("riscv64", Some("linux/riscv64")),
+            ("mips", Some("linux/mips")),
             ("loongarch64", Some("linux/loong64")),
             ("sparc64", None),
             ("", None),
@@ -614,20 +857,111 @@ mod tests {
 
     #[test]
     fn qemu_handlers() {
+        // Every platform of the table goes through its architecture's handler.
+        for architecture in ARCHITECTURES {
+            for platform in architecture.platforms("linux") {
+                assert_eq!(
+                    platform.qemu_handler(),
+                    architecture.qemu_handler,
+                    "{platform}"
+                );
+            }
+        }
         let cases = [
-            ("linux/arm64", Some("qemu-aarch64")),
-            ("linux/ppc64le", Some("qemu-ppc64le")),
-            ("linux/s390x", Some("qemu-s390x")),
-            ("linux/arm/v7", Some("qemu-arm")),
-            ("linux/arm/v6", Some("qemu-arm")),
-            ("linux/riscv64", Some("qemu-riscv64")),
-            ("linux/386", Some("qemu-i386")),
             ("linux/amd64", Some("qemu-x86_64")),
+            ("linux/amd64/v3", Some("qemu-x86_64")),
+            ("linux/386", Some("qemu-i386")),
+            ("linux/arm64", Some("qemu-aarch64")),
+            ("linux/arm64/v9", Some("qemu-aarch64")),
+            ("linux/arm/v5", Some("qemu-arm")),
+            ("linux/arm/v6", Some("qemu-arm")),
+            ("linux/arm/v7", Some("qemu-arm")),
+            ("linux/arm/v8", Some("qemu-arm")),
+            ("linux/ppc64le", Some("qemu-ppc64le")),
+            ("linux/ppc64", Some("qemu-ppc64")),
+            ("linux/s390x", Some("qemu-s390x")),
+            ("linux/riscv64", Some("qemu-riscv64")),
+            ("linux/mips64le", Some("qemu-mips64el")),
+            ("linux/mips64", Some("qemu-mips64")),
+            ("linux/mips", Some("qemu-mips")),
+            ("linux/mipsle", Some("qemu-mipsel")),
+            ("linux/loong64", Some("qemu-loongarch64")),
+            ("linux/wasm", None),
             ("windows/amd64", None),
+            ("windows/arm64", None),
         ];
         for (text, expected) in cases {
-            let platform: Platform = text.parse().unwrap();
-            assert_eq!(platform.qemu_handler(), expected, "{text}");
+            assert_eq!(platform(text).qemu_handler(), expected, "{text}");
         }
+    }
+
+    /// The handler names are the ones Debian's qemu-user-static registers:
+    /// the first field of each `/usr/lib/binfmt.d/qemu-*.conf`. That
+    /// package leaves out the machine's own architecture (and 386 on amd64).
+    #[test]
+    #[expect(clippy::print_stderr)]
+    fn handler_names_are_debians() {
+        let Ok(entries) = std::fs::read_dir("/usr/lib/binfmt.d") else {
+            eprintln!("no /usr/lib/binfmt.d: qemu-user-static is not installed here");
+            return;
+        };
+        let registered: Vec<String> = entries
+            .filter_map(|entry| std::fs::read_to_string(entry.ok()?.path()).ok())
+            .filter_map(|text| text.trim().split(':').nth(1).map(str::to_owned))
+            .collect();
+        if !registered.iter().any(|name| name.starts_with("qemu-")) {
+            eprintln!("no QEMU entries in /usr/lib/binfmt.d");
+            return;
+        }
+        let own = Platform::from_uname("linux", std::env::consts::ARCH).unwrap();
+        for architecture in ARCHITECTURES {
+            let platform = architecture.default_platform("linux");
+            let Some(handler) = architecture.qemu_handler else {
+                continue;
+            };
+            if platform.runs_natively_on(&own) {
+                continue;
+            }
+            assert!(
+                registered.iter().any(|name| name == handler),
+                "{handler} ({platform}) is not among {registered:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn what_an_engine_runs_natively() {
+        // (engine's own platform, platform, runs natively)
+        let cases = [
+            ("linux/amd64", "linux/amd64", true),
+            ("linux/amd64", "linux/amd64/v2", true),
+            ("linux/amd64", "linux/amd64/v4", true),
+            ("linux/amd64", "linux/386", true),
+            ("linux/amd64", "linux/arm64", false),
+            ("linux/amd64", "windows/amd64", false),
+            ("linux/386", "linux/amd64", false),
+            ("linux/arm64", "linux/arm64", true),
+            ("linux/arm64", "linux/arm64/v8.2", true),
+            ("linux/arm64", "linux/arm64/v9.5", true),
+            ("linux/arm64", "linux/arm/v7", false),
+            ("linux/arm/v7", "linux/arm/v7", true),
+            ("linux/arm/v7", "linux/arm/v6", true),
+            ("linux/arm/v7", "linux/arm/v5", true),
+            ("linux/arm/v7", "linux/arm/v8", false),
+            ("linux/arm/v5", "linux/arm/v6", false),
+            ("linux/ppc64le", "linux/ppc64le", true),
+            ("linux/ppc64le", "linux/ppc64", false),
+            ("linux/mips64le", "linux/mips64", false),
+        ];
+        for (engine, wanted, expected) in cases {
+            assert_eq!(
+                platform(wanted).runs_natively_on(&platform(engine)),
+                expected,
+                "{wanted} on {engine}"
+            );
+        }
+        let unknown = Platform::from_parts("linux", "sparc64", None);
+        assert!(unknown.runs_natively_on(&unknown));
+        assert!(!platform("linux/amd64").runs_natively_on(&unknown));
     }
 }

@@ -30,6 +30,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, Empty};
 use mab_context::BuildContext;
+use mab_config::Platform;
 
 pub use transport::{tcp_connector, unix_connector, Connect, ConnectFuture, Io};
 
@@ -90,8 +91,9 @@ pub struct EngineInfo {
 pub struct BuildSpec {
     /// `repository:tag` the built image gets in the engine.
     pub image: String,
-    /// Normalised platform string, such as `linux/arm64`.
-    pub platform: String,
+    /// The platform to build for; the build's `platform` parameter is its
+    /// `Display` form (`linux/arm/v7`), as `docker build --platform` sends it.
+    pub platform: Platform,
     pub target: Option<String>,
     pub args: BTreeMap<String, String>,
     /// Network mode of RUN steps: `default`, `host` or `none`.
@@ -366,21 +368,19 @@ impl Engine {
         digest.ok_or_else(|| failed("the engine did not report the pushed digest".to_owned()))
     }
 
-    /// The platform fields of an image in the engine's store:
-    /// (os, architecture, variant).
-    pub async fn image_platform(
-        &self,
-        reference: &str,
-    ) -> Result<(String, String, Option<String>), EngineError> {
+    /// The platform an image in the engine's store says it is (its
+    /// config's os, architecture and variant, as `docker image inspect`
+    /// shows them), normalised by [`Platform::from_parts`].
+    pub async fn image_platform(&self, reference: &str) -> Result<Platform, EngineError> {
         let image = self
             .docker
             .inspect_image(reference)
             .await
             .map_err(|error| api_error(&self.label, error))?;
-        Ok((
-            image.os.unwrap_or_default(),
-            image.architecture.unwrap_or_default(),
-            image.variant.filter(|variant| !variant.is_empty()),
+        Ok(Platform::from_parts(
+            image.os.as_deref().unwrap_or_default(),
+            image.architecture.as_deref().unwrap_or_default(),
+            image.variant.as_deref(),
         ))
     }
 
@@ -462,13 +462,14 @@ pub fn pushed_digest(status: &str) -> Option<&str> {
 /// session.
 fn build_query(spec: &BuildSpec, session: &str, dockerfile_name: &str) -> String {
     let buildargs = serde_json::to_string(&spec.args).unwrap_or_else(|_| "{}".to_owned());
+    let platform = spec.platform.to_string();
     let mut pairs = vec![
         ("version", "2"),
         ("session", session),
         ("remote", "client-session"),
         ("dockerfile", dockerfile_name),
         ("t", spec.image.as_str()),
-        ("platform", spec.platform.as_str()),
+        ("platform", platform.as_str()),
         ("buildargs", buildargs.as_str()),
         ("networkmode", spec.network.as_str()),
         ("rm", "1"),
@@ -653,7 +654,7 @@ mod tests {
     fn spec() -> BuildSpec {
         BuildSpec {
             image: "127.0.0.1:5000/app:mab-1-linux-arm64".to_owned(),
-            platform: "linux/arm64".to_owned(),
+            platform: "linux/arm64".parse().unwrap(),
             target: None,
             args: BTreeMap::from([("GREETING".to_owned(), "hello world".to_owned())]),
             network: "host".to_owned(),

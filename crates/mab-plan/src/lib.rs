@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use mab_config::Platform;
+use mab_config::platform::{Platform, ARCHITECTURES};
 
 /// What mab learnt about a runner before planning.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,13 +32,19 @@ pub struct RunnerState {
     pub probe: Result<Capabilities, String>,
 }
 
-/// The platforms an engine runs natively and under emulation.
+/// What a runner's engine can build: its own platform, and the QEMU
+/// handlers registered on its host.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Capabilities {
-    /// The engine's own platform, plus `linux/386` on amd64.
-    pub native: Vec<Platform>,
-    /// Platforms with a QEMU binfmt handler registered (and not native).
-    pub emulated: Vec<Platform>,
+    /// The engine's own platform, from the OS and machine it reports;
+    /// `None` when mab does not know its architecture.
+    pub own: Option<Platform>,
+    /// The names of the usable QEMU handlers under
+    /// `/proc/sys/fs/binfmt_misc` (`qemu-arm`).
+    pub handlers: Vec<String>,
+    /// Every platform the engine does not run natively counts as emulated,
+    /// handler or not: the implicit local runner (PRODUCT.md).
+    pub emulates_everything: bool,
 }
 
 /// How a runner would build a platform.
@@ -65,65 +71,69 @@ impl fmt::Display for Support {
     }
 }
 
-/// Platforms QEMU user emulation is looked for, each found through
-/// [`Platform::qemu_handler`].
-const EMULATION_CANDIDATES: &[(&str, Option<&str>)] = &[
-    ("amd64", None),
-    ("386", None),
-    ("arm64", None),
-    ("arm", Some("v7")),
-    ("arm", Some("v6")),
-    ("ppc64le", None),
-    ("ppc64", None),
-    ("s390x", None),
-    ("riscv64", None),
-    ("mips64le", None),
-    ("mips64", None),
-    ("loong64", None),
-];
-
 impl Capabilities {
     /// From the engine's reported OS and architecture (`uname -m` style such
     /// as `aarch64`, or GOARCH style such as `arm64`) and the entry names
-    /// under `/proc/sys/fs/binfmt_misc` (`qemu-aarch64`, `status`, ...).
+    /// under `/proc/sys/fs/binfmt_misc` (`qemu-aarch64`, or full paths).
     pub fn detect(os: &str, engine_arch: &str, binfmt_entries: &[String]) -> Capabilities {
-        let mut native = Vec::new();
-        if let Some(own) = Platform::from_uname(os, engine_arch) {
-            if own.os == "linux" && own.architecture == "amd64" {
-                native.push(own.clone());
-                native.push(Platform::new("linux", "386", None));
-            } else {
-                native.push(own);
-            }
+        Capabilities {
+            own: Platform::from_uname(os, engine_arch),
+            handlers: binfmt_entries
+                .iter()
+                .map(|entry| entry.rsplit('/').next().unwrap_or(entry).trim().to_owned())
+                .collect(),
+            emulates_everything: false,
         }
-        let registered = |handler: &str| {
-            binfmt_entries.iter().any(|entry| {
-                let name = entry.rsplit('/').next().unwrap_or(entry);
-                name.trim() == handler
-            })
-        };
-        let emulated = EMULATION_CANDIDATES
-            .iter()
-            .map(|(architecture, variant)| Platform::new("linux", architecture, *variant))
-            .filter(|platform| !native.contains(platform))
-            .filter(|platform| platform.qemu_handler().is_some_and(registered))
-            .collect();
-        Capabilities { native, emulated }
     }
 
+    /// How this engine would build `platform` (PRODUCT.md's rule): native
+    /// when its own architecture runs it ([`Platform::runs_natively_on`]),
+    /// emulated when the QEMU handler that runs it
+    /// ([`Platform::qemu_handler`]) is registered, unavailable otherwise.
     pub fn support(&self, platform: &Platform) -> Support {
-        if self.native.contains(platform) {
+        if self
+            .own
+            .as_ref()
+            .is_some_and(|own| platform.runs_natively_on(own))
+        {
             Support::Native
-        } else if self.emulated.contains(platform) {
+        } else if self.emulates_everything || self.handler_registered(platform) {
             Support::Emulated
         } else {
             Support::Unavailable
         }
     }
 
-    /// The engine's own platform, for messages ("its engine is linux/amd64").
-    fn own_platform(&self) -> Option<&Platform> {
-        self.native.first()
+    fn handler_registered(&self, platform: &Platform) -> bool {
+        platform
+            .qemu_handler()
+            .is_some_and(|handler| self.handlers.iter().any(|name| name == handler))
+    }
+
+    /// What the engine can build, for a runner that lists no platforms:
+    /// each known architecture's default platform (`linux/arm/v7`) that is
+    /// not unavailable, in the table's order.
+    pub fn buildable(&self) -> Vec<Platform> {
+        let os = self.own.as_ref().map_or("linux", Platform::os);
+        ARCHITECTURES
+            .iter()
+            .map(|architecture| architecture.default_platform(os))
+            .filter(|platform| self.support(platform) != Support::Unavailable)
+            .collect()
+    }
+
+    /// Why the engine cannot build `platform`, naming the handler that
+    /// would run it: "its engine is linux/amd64 and no QEMU handler
+    /// qemu-mips64el is registered".
+    pub fn why_unavailable(&self, platform: &Platform) -> String {
+        let engine = match &self.own {
+            Some(own) => format!("its engine is {own}"),
+            None => "its engine's architecture is unknown".to_owned(),
+        };
+        match platform.qemu_handler() {
+            Some(handler) => format!("{engine} and no QEMU handler {handler} is registered"),
+            None => format!("{engine} and QEMU cannot emulate {platform}"),
+        }
     }
 }
 
@@ -283,7 +293,10 @@ pub fn plan(platforms: &[Platform], runners: &[RunnerState]) -> Result<Plan, Pla
                 Ok(capabilities) => match capabilities.support(platform) {
                     Support::Unavailable => rejected.push(Rejection {
                         runner: runner.name.clone(),
-                        why: unavailable_why(platform, capabilities),
+                        why: format!(
+                            "lists {platform} but {}",
+                            capabilities.why_unavailable(platform)
+                        ),
                     }),
                     support => contenders.push(Contender {
                         runner,
@@ -343,19 +356,6 @@ pub fn plan(platforms: &[Platform], runners: &[RunnerState]) -> Result<Plan, Pla
     Ok(Plan { jobs })
 }
 
-fn unavailable_why(platform: &Platform, capabilities: &Capabilities) -> String {
-    let engine = match capabilities.own_platform() {
-        Some(own) => format!("its engine is {own}"),
-        None => "its engine's architecture is unknown".to_owned(),
-    };
-    match platform.qemu_handler() {
-        Some(handler) => {
-            format!("lists {platform} but {engine} and no QEMU handler {handler} is registered")
-        }
-        None => format!("lists {platform} but {engine} and QEMU cannot emulate {platform}"),
-    }
-}
-
 fn lost_why(winner: &Contender<'_>, loser: &Contender<'_>) -> String {
     let name = &winner.runner.name;
     if loser.support == Support::Emulated && winner.support == Support::Native {
@@ -373,7 +373,7 @@ fn lost_why(winner: &Contender<'_>, loser: &Contender<'_>) -> String {
 
 fn reason(platform: &Platform, winner: &Contender<'_>, candidates: &[&RunnerState]) -> String {
     let capabilities = winner.runner.probe.as_ref().ok();
-    let own = capabilities.and_then(Capabilities::own_platform);
+    let own = capabilities.and_then(|capabilities| capabilities.own.as_ref());
     match winner.support {
         Support::Native => match own {
             Some(own) if own != platform => format!("native {own} engine runs {platform}"),
@@ -429,75 +429,242 @@ mod tests {
 
     #[test]
     fn detects_capabilities() {
-        // (uname -m, binfmt_misc entries, native, emulated)
-        type Case<'a> = (&'a str, &'a [&'a str], &'a [&'a str], &'a [&'a str]);
+        // (uname -m, binfmt_misc entries, engine's own platform, handlers)
+        type Case<'a> = (&'a str, &'a [&'a str], Option<&'a str>, &'a [&'a str]);
         let cases: &[Case<'_>] = &[
-            ("x86_64", &[], &["linux/amd64", "linux/386"], &[]),
-            (
-                "amd64",
-                &["status", "register"],
-                &["linux/amd64", "linux/386"],
-                &[],
-            ),
-            (
-                "x86_64",
-                &[
-                    "qemu-aarch64",
-                    "qemu-ppc64le",
-                    "qemu-arm",
-                    "qemu-x86_64",
-                    "status",
-                ],
-                &["linux/amd64", "linux/386"],
-                &[
-                    "linux/arm64",
-                    "linux/arm/v7",
-                    "linux/arm/v6",
-                    "linux/ppc64le",
-                ],
-            ),
-            ("aarch64", &[], &["linux/arm64"], &[]),
+            ("x86_64", &[], Some("linux/amd64"), &[]),
+            ("amd64", &["qemu-arm"], Some("linux/amd64"), &["qemu-arm"]),
             (
                 "aarch64",
+                &["/proc/sys/fs/binfmt_misc/qemu-x86_64 "],
+                Some("linux/arm64"),
                 &["qemu-x86_64"],
-                &["linux/arm64"],
-                &["linux/amd64"],
             ),
-            (
-                "ppc64le",
-                &["/proc/sys/fs/binfmt_misc/qemu-s390x"],
-                &["linux/ppc64le"],
-                &["linux/s390x"],
-            ),
-            ("armv7l", &[], &["linux/arm/v7"], &[]),
-            ("sparc64", &["qemu-riscv64"], &[], &["linux/riscv64"]),
+            ("armv7l", &[], Some("linux/arm/v7"), &[]),
+            ("sparc64", &["qemu-riscv64"], None, &["qemu-riscv64"]),
         ];
-        for (arch, entries, native, emulated) in cases {
+        for (arch, entries, own, registered) in cases {
             let capabilities = Capabilities::detect("linux", arch, &handlers(entries));
-            assert_eq!(capabilities.native, platforms(native), "{arch} {entries:?}");
-            assert_eq!(
-                capabilities.emulated,
-                platforms(emulated),
-                "{arch} {entries:?}"
-            );
+            assert_eq!(capabilities.own, own.map(platform), "{arch}");
+            assert_eq!(capabilities.handlers, handlers(registered), "{arch}");
+            assert!(!capabilities.emulates_everything);
         }
     }
 
     #[test]
     fn support_levels() {
-        let capabilities = Capabilities::detect("linux", "x86_64", &handlers(&["qemu-aarch64"]));
+        // (uname -m, registered handlers, platform, support)
         let cases = [
-            ("linux/amd64", Support::Native),
-            ("linux/386", Support::Native),
-            ("linux/arm64", Support::Emulated),
-            ("linux/arm64/v8", Support::Emulated),
-            ("linux/ppc64le", Support::Unavailable),
-            ("linux/arm/v7", Support::Unavailable),
-            ("windows/amd64", Support::Unavailable),
+            (
+                "x86_64",
+                &["qemu-aarch64"][..],
+                "linux/amd64",
+                Support::Native,
+            ),
+            ("x86_64", &[], "linux/amd64/v2", Support::Native),
+            ("x86_64", &[], "linux/amd64/v4", Support::Native),
+            ("x86_64", &[], "linux/386", Support::Native),
+            (
+                "x86_64",
+                &["qemu-aarch64"],
+                "linux/arm64",
+                Support::Emulated,
+            ),
+            (
+                "x86_64",
+                &["qemu-aarch64"],
+                "linux/arm64/v8",
+                Support::Emulated,
+            ),
+            (
+                "x86_64",
+                &["qemu-aarch64"],
+                "linux/arm64/v8.2",
+                Support::Emulated,
+            ),
+            (
+                "x86_64",
+                &["qemu-aarch64"],
+                "linux/ppc64le",
+                Support::Unavailable,
+            ),
+            (
+                "x86_64",
+                &["qemu-aarch64"],
+                "linux/arm/v7",
+                Support::Unavailable,
+            ),
+            (
+                "x86_64",
+                &["qemu-x86_64"],
+                "windows/amd64",
+                Support::Unavailable,
+            ),
+            ("x86_64", &["qemu-arm"], "linux/arm/v5", Support::Emulated),
+            ("x86_64", &["qemu-arm"], "linux/arm/v8", Support::Emulated),
+            ("aarch64", &[], "linux/arm64/v8.2", Support::Native),
+            ("aarch64", &[], "linux/arm64/v9", Support::Native),
+            ("aarch64", &[], "linux/arm/v7", Support::Unavailable),
+            ("aarch64", &["qemu-arm"], "linux/arm/v7", Support::Emulated),
+            (
+                "aarch64",
+                &["qemu-x86_64"],
+                "linux/amd64/v3",
+                Support::Emulated,
+            ),
+            (
+                "aarch64",
+                &["qemu-x86_64"],
+                "linux/386",
+                Support::Unavailable,
+            ),
+            ("armv7l", &[], "linux/arm/v5", Support::Native),
+            ("armv7l", &[], "linux/arm/v8", Support::Unavailable),
+            (
+                "sparc64",
+                &["qemu-riscv64"],
+                "linux/riscv64",
+                Support::Emulated,
+            ),
+            ("sparc64", &[], "linux/s390x", Support::Unavailable),
         ];
-        for (text, expected) in cases {
-            assert_eq!(capabilities.support(&platform(text)), expected, "{text}");
+        for (arch, registered, text, expected) in cases {
+            let capabilities = Capabilities::detect("linux", arch, &handlers(registered));
+            assert_eq!(
+                capabilities.support(&platform(text)),
+                expected,
+                "{text} on {arch} with {registered:?}"
+            );
         }
+    }
+
+    /// Every architecture and variant mab accepts: emulated on an engine
+    /// that does not run it natively exactly when its own handler is
+    /// registered, unavailable (naming that handler) otherwise.
+    #[test]
+    fn every_platform_is_emulated_through_its_handler() {
+        let every_handler: Vec<&str> = ARCHITECTURES
+            .iter()
+            .filter_map(|architecture| architecture.qemu_handler)
+            .collect();
+        let mut checked = 0;
+        for architecture in ARCHITECTURES {
+            for wanted in architecture.platforms("linux") {
+                // An engine that does not run it natively.
+                let engine = if wanted.runs_natively_on(&platform("linux/amd64")) {
+                    "aarch64"
+                } else {
+                    "x86_64"
+                };
+                let others: Vec<&str> = every_handler
+                    .iter()
+                    .copied()
+                    .filter(|handler| Some(*handler) != architecture.qemu_handler)
+                    .collect();
+                let lists = [wanted.to_string()];
+                let lists: Vec<&str> = lists.iter().map(String::as_str).collect();
+                let without = runner("r", 1, &lists, engine, &others);
+                let error = plan(std::slice::from_ref(&wanted), &[without]).unwrap_err();
+                match architecture.qemu_handler {
+                    Some(handler) => {
+                        let mut all = others.clone();
+                        all.push(handler);
+                        let with = runner("r", 1, &lists, engine, &all);
+                        let job = &plan(std::slice::from_ref(&wanted), &[with])
+                            .unwrap_or_else(|error| panic!("{wanted}: {error}"))
+                            .jobs[0];
+                        assert!(job.emulated, "{wanted}");
+                        assert_eq!(
+                            job.reason,
+                            format!("emulated with QEMU ({handler}); no runner builds it natively"),
+                            "{wanted}"
+                        );
+                        assert!(
+                            error.to_string().ends_with(&format!(
+                                "r lists {wanted} but its engine is {} and no QEMU handler {handler} is registered",
+                                platform(&format!("linux/{engine}")),
+                            )),
+                            "{wanted}: {error}"
+                        );
+                        assert!(
+                            error.hint().starts_with(&format!(
+                                "register the QEMU handler {handler} on a runner"
+                            )),
+                            "{wanted}: {}",
+                            error.hint()
+                        );
+                    }
+                    None => {
+                        assert!(
+                            error
+                                .to_string()
+                                .ends_with(&format!("and QEMU cannot emulate {wanted}")),
+                            "{wanted}: {error}"
+                        );
+                        assert_eq!(
+                            error.hint(),
+                            format!("add a native {wanted} runner with `mab runners add`")
+                        );
+                    }
+                }
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 35);
+    }
+
+    #[test]
+    fn arm_variants_share_one_handler() {
+        let capabilities = Capabilities::detect("linux", "x86_64", &handlers(&["qemu-arm"]));
+        for text in [
+            "linux/arm/v5",
+            "linux/arm/v6",
+            "linux/arm/v7",
+            "linux/arm/v8",
+        ] {
+            assert_eq!(
+                capabilities.support(&platform(text)),
+                Support::Emulated,
+                "{text}"
+            );
+        }
+        let mips =
+            Capabilities::detect("linux", "x86_64", &handlers(&["qemu-mips", "qemu-mipsel"]));
+        assert_eq!(mips.support(&platform("linux/mips")), Support::Emulated);
+        assert_eq!(mips.support(&platform("linux/mipsle")), Support::Emulated);
+        assert_eq!(
+            mips.support(&platform("linux/mips64le")),
+            Support::Unavailable
+        );
+    }
+
+    #[test]
+    fn the_implicit_runner_emulates_every_foreign_platform() {
+        let capabilities = Capabilities {
+            emulates_everything: true,
+            ..Capabilities::detect("linux", "x86_64", &[])
+        };
+        assert_eq!(
+            capabilities.support(&platform("linux/386")),
+            Support::Native
+        );
+        assert_eq!(
+            capabilities.support(&platform("linux/mips64le")),
+            Support::Emulated
+        );
+    }
+
+    #[test]
+    fn buildable_lists_each_architecture_once() {
+        let capabilities = Capabilities::detect(
+            "linux",
+            "x86_64",
+            &handlers(&["qemu-arm", "qemu-s390x", "status"]),
+        );
+        assert_eq!(
+            capabilities.buildable(),
+            platforms(&["linux/amd64", "linux/386", "linux/arm/v7", "linux/s390x"])
+        );
     }
 
     /// What a job should look like: (runner, emulated, reason, [(rejected runner, why)]).

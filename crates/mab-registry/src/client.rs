@@ -8,7 +8,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 use sha2::{Digest, Sha256};
 
-use crate::list::{Child, ConfigPlatform, DOCKER_MANIFEST, OCI_MANIFEST};
+use crate::list::{config_platform, Child, DOCKER_MANIFEST, OCI_MANIFEST};
 use crate::RegistryError;
 
 /// Registry credentials from the Docker configuration.
@@ -216,7 +216,7 @@ impl Repository {
             .map_err(|error| {
                 self.failed(&format!("reading image config {config_digest}"), error)
             })?;
-        let platform: ConfigPlatform = serde_json::from_slice(&config).map_err(|error| {
+        let platform = config_platform(&config).map_err(|error| {
             self.failed(&format!("parsing image config {config_digest}"), error)
         })?;
         Ok(Child {

@@ -1,5 +1,7 @@
 //! Per-platform descriptors, the platform check, and the manifest list.
 
+use std::borrow::Cow;
+
 use mab_config::Platform;
 use serde::{Deserialize, Serialize};
 
@@ -8,20 +10,36 @@ pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.mani
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
-/// The platform fields of an image config, exactly as the config has them.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConfigPlatform {
-    pub architecture: String,
-    pub os: String,
+/// The platform fields of an OCI image config or descriptor (`os`,
+/// `architecture`, `variant`, as the image spec names them): the one place
+/// where a [`Platform`] is read from or written to those JSON documents.
+#[derive(Serialize, Deserialize)]
+struct OciPlatform<'a> {
+    architecture: Cow<'a, str>,
+    os: Cow<'a, str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
+    variant: Option<Cow<'a, str>>,
 }
 
-impl ConfigPlatform {
-    /// The normalised platform, for comparing with what was requested.
-    pub fn normalized(&self) -> Platform {
-        Platform::from_parts(&self.os, &self.architecture, self.variant.as_deref())
+impl<'a> From<&'a Platform> for OciPlatform<'a> {
+    fn from(platform: &'a Platform) -> OciPlatform<'a> {
+        OciPlatform {
+            architecture: platform.architecture().into(),
+            os: platform.os().into(),
+            variant: platform.variant().map(Cow::from),
+        }
     }
+}
+
+/// The platform an image config (the JSON blob a manifest's `config`
+/// points at) says it is, normalised by [`Platform::from_parts`].
+pub fn config_platform(config: &[u8]) -> Result<Platform, serde_json::Error> {
+    let fields: OciPlatform<'_> = serde_json::from_slice(config)?;
+    Ok(Platform::from_parts(
+        &fields.os,
+        &fields.architecture,
+        fields.variant.as_deref(),
+    ))
 }
 
 /// One platform's image as the registry holds it.
@@ -30,41 +48,29 @@ pub struct Child {
     pub media_type: String,
     pub digest: String,
     pub size: u64,
-    pub platform: ConfigPlatform,
+    /// What its image config says it is (normalised).
+    pub platform: Platform,
 }
 
 /// The image config's platform differs from the requested one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the image built for {requested} says it is {found} in its config (os {os}, architecture {architecture}{variant})")]
+#[error("the image built for {requested} says it is {found} in its config")]
 pub struct PlatformMismatch {
-    pub requested: String,
-    pub found: String,
-    pub os: String,
-    pub architecture: String,
-    pub variant: String,
+    pub requested: Platform,
+    pub found: Platform,
 }
 
-/// Checks that an image config's os/architecture/variant equal the
-/// requested platform (`linux/arm64` and `linux/arm64/v8` are the same).
-pub fn check_platform(
-    requested: &Platform,
-    config: &ConfigPlatform,
-) -> Result<(), PlatformMismatch> {
-    let found = config.normalized();
-    if &found == requested {
+/// Checks that the platform an image's config names (read with
+/// [`Platform::from_parts`], so `linux/arm64` and `linux/arm64/v8` are the
+/// same) is the requested one (PRODUCT.md: a mismatch fails the platform).
+pub fn check_platform(requested: &Platform, found: &Platform) -> Result<(), Box<PlatformMismatch>> {
+    if found == requested {
         return Ok(());
     }
-    Err(PlatformMismatch {
-        requested: requested.to_string(),
-        found: found.to_string(),
-        os: config.os.clone(),
-        architecture: config.architecture.clone(),
-        variant: config
-            .variant
-            .as_ref()
-            .map(|variant| format!(", variant {variant}"))
-            .unwrap_or_default(),
-    })
+    Err(Box::new(PlatformMismatch {
+        requested: requested.clone(),
+        found: found.clone(),
+    }))
 }
 
 #[derive(Serialize)]
@@ -81,7 +87,7 @@ struct EntryJson<'a> {
     media_type: &'a str,
     digest: &'a str,
     size: u64,
-    platform: &'a ConfigPlatform,
+    platform: OciPlatform<'a>,
 }
 
 /// The list's media type and bytes: a Docker manifest list when every
@@ -105,7 +111,7 @@ pub fn manifest_list(children: &[Child]) -> (&'static str, Vec<u8>) {
                 media_type: &child.media_type,
                 digest: &child.digest,
                 size: child.size,
-                platform: &child.platform,
+                platform: OciPlatform::from(&child.platform),
             })
             .collect(),
     };
@@ -117,12 +123,17 @@ pub fn manifest_list(children: &[Child]) -> (&'static str, Vec<u8>) {
 mod tests {
     use super::*;
 
-    fn config(os: &str, architecture: &str, variant: Option<&str>) -> ConfigPlatform {
-        ConfigPlatform {
-            os: os.to_owned(),
-            architecture: architecture.to_owned(),
-            variant: variant.map(str::to_owned),
+    /// An image config with these platform fields, read back.
+    fn config(os: &str, architecture: &str, variant: Option<&str>) -> Platform {
+        let mut json = serde_json::json!({
+            "os": os,
+            "architecture": architecture,
+            "rootfs": {"type": "layers", "diff_ids": []},
+        });
+        if let Some(variant) = variant {
+            json["variant"] = variant.into();
         }
+        config_platform(&serde_json::to_vec(&json).unwrap()).unwrap()
     }
 
     fn platform(text: &str) -> Platform {
@@ -138,6 +149,11 @@ mod tests {
             ("linux/amd64", config("linux", "amd64", None), true),
             ("linux/ppc64le", config("linux", "ppc64le", None), true),
             ("linux/arm/v7", config("linux", "arm", Some("v7")), true),
+            ("linux/arm/v7", config("linux", "arm", None), true),
+            ("linux/arm/v5", config("linux", "arm", Some("v5")), true),
+            ("linux/arm/v5", config("linux", "arm", Some("v7")), false),
+            ("linux/mips64le", config("linux", "mips64le", None), true),
+            ("linux/amd64", config("linux", "sparc64", None), false),
             ("linux/arm64", config("linux", "amd64", None), false),
             ("linux/arm/v7", config("linux", "arm", Some("v6")), false),
             ("linux/amd64", config("windows", "amd64", None), false),
@@ -154,7 +170,7 @@ mod tests {
             check_platform(&platform("linux/arm64"), &config("linux", "amd64", None)).unwrap_err();
         assert_eq!(
             error.to_string(),
-            "the image built for linux/arm64 says it is linux/amd64 in its config (os linux, architecture amd64)"
+            "the image built for linux/arm64 says it is linux/amd64 in its config"
         );
     }
 
@@ -163,7 +179,7 @@ mod tests {
             media_type: media_type.to_owned(),
             digest: format!("sha256:{}", digest_byte.repeat(64)),
             size: 528,
-            platform: config("linux", architecture, None),
+            platform: Platform::from_parts("linux", architecture, None),
         }
     }
 
@@ -182,6 +198,35 @@ mod tests {
         assert_eq!(json["manifests"][1]["digest"], children[1].digest);
         assert_eq!(json["manifests"][0]["size"], 528);
         assert!(json["manifests"][0]["platform"].get("variant").is_none());
+    }
+
+    #[test]
+    fn entries_carry_the_configs_platform_fields() {
+        let children = [
+            Child {
+                platform: config("linux", "arm", Some("v5")),
+                ..child(OCI_MANIFEST, "a", "arm")
+            },
+            Child {
+                platform: config("linux", "arm64", Some("v8")),
+                ..child(OCI_MANIFEST, "b", "arm64")
+            },
+        ];
+        let (_, bytes) = manifest_list(&children);
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            json["manifests"][0]["platform"],
+            serde_json::json!({"architecture": "arm", "os": "linux", "variant": "v5"})
+        );
+        assert_eq!(
+            json["manifests"][1]["platform"],
+            serde_json::json!({"architecture": "arm64", "os": "linux"})
+        );
+    }
+
+    #[test]
+    fn a_config_without_os_is_refused() {
+        assert!(config_platform(br#"{"architecture": "amd64"}"#).is_err());
     }
 
     #[test]

@@ -287,7 +287,7 @@ impl LiveWorker<'_> {
         let image = format!("{}:{staging_tag}", self.project.image);
         let spec = BuildSpec {
             image: image.clone(),
-            platform: job.platform.to_string(),
+            platform: job.platform.clone(),
             target: self.project.target.clone(),
             args: self.project.args.clone(),
             network: self
@@ -324,15 +324,10 @@ impl LiveWorker<'_> {
 
         let child = match self.repository {
             None => {
-                let (os, architecture, variant) = engine
+                let found = engine
                     .image_platform(&image)
                     .await
                     .map_err(|error| fail(Stage::Runner, error.to_string(), Vec::new()))?;
-                let found = mab_registry::ConfigPlatform {
-                    os,
-                    architecture,
-                    variant,
-                };
                 mab_registry::check_platform(&job.platform, &found)
                     .map_err(|error| fail(Stage::Verify, error.to_string(), Vec::new()))?;
                 None
@@ -503,7 +498,7 @@ async fn remove_staging_tags(
                      the registry deleted the manifest along with the tag, so the published list is broken",
                     repository.name(),
                     child.digest,
-                    child.platform.normalized()
+                    child.platform
                 ),
             });
         }
@@ -551,7 +546,7 @@ struct Metadata<'a> {
 
 #[derive(Serialize)]
 struct PlatformMetadata {
-    platform: String,
+    platform: Platform,
     runner: String,
     digest: Option<String>,
     emulated: bool,
@@ -609,7 +604,7 @@ impl MetadataFile {
             platforms: built
                 .iter()
                 .map(|built| PlatformMetadata {
-                    platform: built.job.platform.to_string(),
+                    platform: built.job.platform.clone(),
                     runner: built.job.runner.clone(),
                     digest: built.child.as_ref().map(|child| child.digest.clone()),
                     emulated: built.job.emulated,

@@ -1,5 +1,6 @@
 //! `mab plan`: which runner builds which platform, and why.
 
+use mab_config::Platform;
 use serde::Serialize;
 
 use crate::cli::{Format, PlanArgs};
@@ -15,7 +16,7 @@ struct PlanJson {
 
 #[derive(Serialize)]
 struct PlatformJson {
-    platform: String,
+    platform: Platform,
     runner: String,
     emulated: bool,
     reason: String,
@@ -45,7 +46,7 @@ pub async fn plan(
             .jobs
             .iter()
             .map(|job| PlatformJson {
-                platform: job.platform.to_string(),
+                platform: job.platform.clone(),
                 runner: job.runner.clone(),
                 emulated: job.emulated,
                 reason: job.reason.clone(),

@@ -147,6 +147,16 @@ pub async fn connect_all(
         .collect()
 }
 
+/// What a connected runner's engine can build: its own platform and the
+/// QEMU handlers its host reported.
+pub fn capabilities(connected: &Connected) -> Capabilities {
+    Capabilities::detect(
+        &connected.info.os,
+        &connected.info.architecture,
+        &connected.binfmt,
+    )
+}
+
 /// The plan over what the runners reported. The implicit local runner
 /// (no runners file) emulates every platform its engine does not run
 /// natively, as PRODUCT.md promises, handlers or not: without one, only a
@@ -165,20 +175,10 @@ pub fn plan(
             jobs: runner.jobs,
             platforms: runner.platforms.clone(),
             probe: match &connected[&runner.name] {
-                Ok(connected) => {
-                    let mut capabilities = Capabilities::detect(
-                        &connected.info.os,
-                        &connected.info.architecture,
-                        &connected.binfmt,
-                    );
-                    if implicit {
-                        let foreign = platforms
-                            .iter()
-                            .filter(|platform| !capabilities.native.contains(platform));
-                        capabilities.emulated = foreign.cloned().collect();
-                    }
-                    Ok(capabilities)
-                }
+                Ok(connected) => Ok(Capabilities {
+                    emulates_everything: implicit,
+                    ..capabilities(connected)
+                }),
                 Err(unreachable) => Err(unreachable.message.clone()),
             },
         })

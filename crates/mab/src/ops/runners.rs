@@ -7,13 +7,14 @@ use std::time::Instant;
 
 use futures_util::future::join_all;
 use mab_config::{NewRunner, Platform, Runner, RunnersFile};
-use mab_plan::{Capabilities, Support};
+use mab_plan::Support;
 use serde::Serialize;
 
 use crate::cli::{Format, RunnersAddArgs};
 use crate::environment::Environment;
 use crate::failure::Failure;
 use crate::ops::connect::{connect, Connected, Unreachable};
+use crate::ops::prepare;
 use crate::progress::{Event, Lines, Reporter};
 
 /// The runners file these commands use: `--runners`, else PRODUCT.md's
@@ -253,7 +254,7 @@ struct Report {
     engine_version: Option<String>,
     api_version: Option<String>,
     disk_free_bytes: Option<u64>,
-    platforms: BTreeMap<String, &'static str>,
+    platforms: BTreeMap<Platform, &'static str>,
 }
 
 #[derive(Serialize)]
@@ -338,31 +339,23 @@ async fn check_one(runner: &Runner, environment: &Environment) -> Report {
             for platform in &runner.platforms {
                 report
                     .platforms
-                    .insert(platform.to_string(), Support::Unavailable.as_str());
+                    .insert(platform.clone(), Support::Unavailable.as_str());
             }
             return report;
         }
     };
     report.latency_ms = latency_ms(&connected).await;
-    report.arch = Platform::from_uname(&connected.info.os, &connected.info.architecture)
-        .map(|platform| platform.architecture)
-        .or_else(|| Some(connected.info.architecture.clone()));
+    let capabilities = prepare::capabilities(&connected);
+    report.arch = Some(capabilities.own.as_ref().map_or_else(
+        || connected.info.architecture.clone(),
+        |own| own.architecture().to_owned(),
+    ));
     report.engine_version = Some(connected.info.version.clone());
     report.api_version = Some(connected.info.api_version.clone());
     report.disk_free_bytes = disk_free(&connected).await;
-    let capabilities = Capabilities::detect(
-        &connected.info.os,
-        &connected.info.architecture,
-        &connected.binfmt,
-    );
     // The implicit runner lists nothing: show what it can build.
     let listed: Vec<Platform> = if runner.platforms.is_empty() {
-        capabilities
-            .native
-            .iter()
-            .chain(&capabilities.emulated)
-            .cloned()
-            .collect()
+        capabilities.buildable()
     } else {
         runner.platforms.clone()
     };
@@ -370,29 +363,36 @@ async fn check_one(runner: &Runner, environment: &Environment) -> Report {
     for platform in &listed {
         let support = capabilities.support(platform);
         if support == Support::Unavailable {
-            unavailable.push(platform.to_string());
+            unavailable.push(platform);
         }
-        report
-            .platforms
-            .insert(platform.to_string(), support.as_str());
+        report.platforms.insert(platform.clone(), support.as_str());
     }
     if unavailable.is_empty() {
         report.ok = true;
     } else {
-        let native: Vec<String> = platform_list(&capabilities.native);
-        report.error = Some(format!(
-            "runner `{}` lists {} but can neither run {} natively (its engine is {}) nor emulate {} (no QEMU handler is registered on its host)",
-            runner.name,
-            unavailable.join(", "),
-            if unavailable.len() == 1 { "it" } else { "them" },
-            native.first().map_or("unknown", String::as_str),
-            if unavailable.len() == 1 { "it" } else { "them" },
-        ));
+        let reasons: Vec<String> = unavailable
+            .iter()
+            .map(|platform| {
+                format!(
+                    "lists {platform} but {}",
+                    capabilities.why_unavailable(platform)
+                )
+            })
+            .collect();
+        report.error = Some(format!("runner `{}` {}", runner.name, reasons.join("; ")));
         report.error_kind = Some("engine");
-        report.hint = Some(
-            "register QEMU handlers on that host (Debian: apt-get install qemu-user-static binfmt-support), or remove the platform from the runner"
-                .to_owned(),
-        );
+        let handlers: Vec<&str> = unavailable
+            .iter()
+            .filter_map(|platform| platform.qemu_handler())
+            .collect();
+        report.hint = Some(if handlers.is_empty() {
+            "add a native runner for it, or remove the platform from the runner".to_owned()
+        } else {
+            format!(
+                "register the QEMU handler(s) {} on that host (Debian: apt-get install qemu-user-static binfmt-support), or remove the platform from the runner",
+                handlers.join(", ")
+            )
+        });
     }
     report
 }
