@@ -29,8 +29,8 @@ use bollard::{ClientVersion, Docker};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, Empty};
-use mab_context::BuildContext;
 use mab_config::Platform;
+use mab_context::BuildContext;
 
 pub use transport::{tcp_connector, unix_connector, Connect, ConnectFuture, Io};
 
