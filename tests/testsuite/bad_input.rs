@@ -136,7 +136,7 @@ fn bad_build_arg_and_tag() {
     let project = project(GOOD_MANIFEST);
     check(
         "bad_build_arg",
-        &run(&project, &["build", "--build-arg", "NOVALUE"]),
+        &run(&project, &["build", "--build-arg", "=value"]),
         2,
     );
     check(

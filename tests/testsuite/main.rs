@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod build;
+mod build_args;
 mod context_oracle;
 mod docs;
 mod host_keys;

@@ -279,19 +279,42 @@ impl std::fmt::Debug for Run {
 /// Runs mab in `directory` with `home` as its HOME and none of the
 /// variables that would change what it does from outside the test.
 pub fn mab(home: &Path, directory: &Path, arguments: &[&str]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_mab"))
+    mab_with_env(home, directory, arguments, &[])
+}
+
+/// [`mab`] with these variables set (`Some`) or removed (`None`) on top.
+pub fn mab_with_env(
+    home: &Path,
+    directory: &Path,
+    arguments: &[&str],
+    variables: &[(&str, Option<&str>)],
+) -> Run {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mab"));
+    command
         .args(arguments)
         .current_dir(directory)
-        .env("HOME", home)
-        .env_remove("DOCKER_HOST")
-        .env_remove("DOCKER_CONFIG")
-        .env_remove("MAB_RUNNERS")
-        .env_remove("XDG_CONFIG_HOME")
-        .env_remove("GITHUB_REF")
-        .env_remove("GITHUB_SHA")
-        .env_remove("SSH_AUTH_SOCK")
-        .output()
-        .expect("mab runs");
+        .env("HOME", home);
+    for name in [
+        "DOCKER_HOST",
+        "DOCKER_CONFIG",
+        "MAB_RUNNERS",
+        "XDG_CONFIG_HOME",
+        "GITHUB_REF",
+        "GITHUB_SHA",
+        "CI_COMMIT_TAG",
+        "CI_COMMIT_SHA",
+        "CI_MERGE_REQUEST_IID",
+        "SSH_AUTH_SOCK",
+    ] {
+        command.env_remove(name);
+    }
+    for (name, value) in variables {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
+    let output = command.output().expect("mab runs");
     Run {
         code: output.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
