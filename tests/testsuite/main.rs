@@ -14,3 +14,4 @@ mod registry_auth;
 mod runners;
 mod ssh_config;
 mod support;
+mod tags;

@@ -409,3 +409,30 @@ pub fn docker_on(target: &str, arguments: &[&str]) -> Output {
         .output()
         .expect("tests/lab/docker-on runs")
 }
+
+/// The tags of `repository`, sorted, read with `skopeo list-tags`; none when
+/// the repository does not exist yet.
+pub fn skopeo_tags(repository: &str) -> Vec<String> {
+    let output = Command::new("skopeo")
+        .args(["list-tags", "--tls-verify=false"])
+        .arg(format!("docker://{repository}"))
+        .output()
+        .expect("skopeo runs");
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("404"),
+            "skopeo list-tags {repository}: {stderr}"
+        );
+        return Vec::new();
+    }
+    let listed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let mut tags: Vec<String> = listed["Tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|tag| tag.as_str().unwrap().to_owned())
+        .collect();
+    tags.sort();
+    tags
+}

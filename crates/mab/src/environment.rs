@@ -65,6 +65,17 @@ impl Environment {
             .map(OsString::as_os_str)
     }
 
+    /// The CI variables that name the ref and commit of the build.
+    pub fn ci_variables(&self) -> mab_registry::tags::CiVariables<'_> {
+        mab_registry::tags::CiVariables {
+            github_ref: self.github_ref.as_deref(),
+            github_sha: self.github_sha.as_deref(),
+            gitlab_commit_tag: self.ci_commit_tag.as_deref(),
+            gitlab_commit_sha: self.ci_commit_sha.as_deref(),
+            gitlab_merge_request_iid: self.ci_merge_request_iid.as_deref(),
+        }
+    }
+
     /// The Docker client configuration directory (`$DOCKER_CONFIG`, else `~/.docker`).
     pub fn docker_config_dir(&self) -> PathBuf {
         self.docker_config

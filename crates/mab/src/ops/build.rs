@@ -262,11 +262,8 @@ fn release_tags(
     environment: &Environment,
     reporter: &dyn Reporter,
 ) -> Vec<String> {
-    let source = crate::git::source(
-        &project.context,
-        environment.github_ref.as_deref(),
-        environment.github_sha.as_deref(),
-    );
+    let checkout = crate::git::checkout(&project.context);
+    let source = mab_registry::tags::source(&environment.ci_variables(), checkout.as_ref());
     let tags = mab_registry::tags::compute_tags(source.as_ref(), &project.extra_tags, &args.tags);
     if let Some(warning) = tags.warning {
         reporter.report(Event::Warning { message: warning });
