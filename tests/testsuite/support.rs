@@ -231,7 +231,8 @@ impl Project {
         String::from_utf8(output.stdout).unwrap().trim().to_owned()
     }
 
-    fn git(&self, arguments: &[&str]) -> Output {
+    /// Runs git in the project, with an identity for commits; it must succeed.
+    pub fn git(&self, arguments: &[&str]) -> Output {
         let output = Command::new("git")
             .arg("-C")
             .arg(self.path())
@@ -248,6 +249,67 @@ impl Project {
             String::from_utf8_lossy(&output.stderr)
         );
         output
+    }
+}
+
+/// A git repository holding the context that mab cannot read.
+#[derive(Clone, Copy, Debug)]
+pub enum GitProblem {
+    /// Owned by another user (`chown -R nobody`); git refuses it unless
+    /// `safe.directory` names it, and does not exempt root, as which the
+    /// tests run.
+    DubiousOwnership,
+    /// A `.git` directory with a garbage `HEAD`.
+    BrokenHead,
+    /// A good repository, with no git on mab's `PATH`.
+    GitMissing,
+    /// `git init` without a commit.
+    NoCommit,
+}
+
+impl GitProblem {
+    pub const ALL: [GitProblem; 4] = [
+        GitProblem::DubiousOwnership,
+        GitProblem::BrokenHead,
+        GitProblem::GitMissing,
+        GitProblem::NoCommit,
+    ];
+
+    /// `dubious-ownership`, …
+    pub fn name(self) -> &'static str {
+        match self {
+            GitProblem::DubiousOwnership => "dubious-ownership",
+            GitProblem::BrokenHead => "broken-head",
+            GitProblem::GitMissing => "git-missing",
+            GitProblem::NoCommit => "no-commit",
+        }
+    }
+
+    /// Makes the problem in `project` (after its files are written); returns
+    /// the variables to run mab with.
+    pub fn make(self, project: &Project) -> Vec<(&'static str, Option<&'static str>)> {
+        match self {
+            GitProblem::DubiousOwnership => {
+                project.commit_and_tag(&["v1.0.0"]);
+                let status = Command::new("chown")
+                    .args(["-R", "nobody"])
+                    .arg(project.path())
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "chown -R nobody");
+            }
+            GitProblem::BrokenHead => {
+                project.file(".git/HEAD", "garbage\n");
+            }
+            GitProblem::GitMissing => {
+                project.commit_and_tag(&["v1.0.0"]);
+                return vec![("PATH", Some("/nonexistent/mab-tests"))];
+            }
+            GitProblem::NoCommit => {
+                project.git(&["init", "-q"]);
+            }
+        }
+        Vec::new()
     }
 }
 

@@ -2,7 +2,7 @@
 //! with skopeo), for pull and merge requests, dirty trees and git failures.
 
 use crate::support::{
-    mab_with_env, require_lab, sha256, skopeo_raw, skopeo_tags, Lab, Project, Run,
+    mab_with_env, require_lab, sha256, skopeo_raw, skopeo_tags, GitProblem, Lab, Project, Run,
 };
 
 /// A one-platform `FROM scratch` project for the lab's local engine, whose
@@ -103,4 +103,38 @@ fn pull_and_merge_requests_get_pr_tags_and_never_latest() {
         sorted(&["pr-42", &first_commit[..8], "latest", "pr-43", &commit[..8]]),
         "neither the tag at HEAD (9.9.9) nor the extra tag were published"
     );
+}
+
+/// With `--tag`, a repository git cannot read is a warning naming it, and
+/// the build publishes exactly the `--tag`s (bad_input.rs has the messages
+/// without `--tag`).
+#[test]
+fn with_tag_flags_a_git_problem_is_a_warning() {
+    let lab: &Lab = require_lab!();
+    let repository = lab.repository("git-problems");
+    for problem in GitProblem::ALL {
+        let tag = problem.name();
+        let project = project(&repository, tag);
+        let variables = problem.make(&project);
+        let run = build(&project, &["--tag", tag], &variables);
+        let warning = run
+            .stderr
+            .lines()
+            .find(|line| line.starts_with("warning: ") && line.contains("--tag"))
+            .unwrap_or_else(|| panic!("{tag}: a warning: {run:?}"));
+        assert!(
+            warning.contains(project.path().to_str().unwrap()),
+            "{tag}: names the repository: {warning}"
+        );
+        assert!(
+            !run.stderr.contains("not in a git repository"),
+            "{tag}: {run:?}"
+        );
+    }
+    let mut expected: Vec<&str> = GitProblem::ALL
+        .iter()
+        .map(|problem| problem.name())
+        .collect();
+    expected.sort();
+    assert_eq!(published_tags(&repository), expected);
 }

@@ -1,79 +1,324 @@
 //! What the git repository holding the context says, for the tag rules
 //! (`mab_registry::tags`): the tags at HEAD and HEAD's commit.
+//!
+//! The repository is found as git finds it: the nearest directory, from the
+//! context up, holding a `.git` entry (a directory, or a file as in
+//! worktrees and submodules). Without one the context is outside git, and
+//! git itself is not needed. With one, the git CLI reads it, and every
+//! failure is a [`GitError`] naming the repository, never taken for
+//! "outside git": a repository git refuses to read (its ownership check,
+//! `safe.directory`), a `.git` git does not recognise, git missing, a
+//! repository without a commit.
 
-use std::path::Path;
-use std::process::Command;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use mab_registry::tags::Checkout;
 
-/// The checkout holding `context`; `None` when git says nothing.
-pub fn checkout(context: &Path) -> Option<Checkout> {
-    let head = git(context, &["rev-parse", "--verify", "HEAD"])?;
-    let tags_at_head = git(context, &["tag", "--points-at", "HEAD"])
-        .unwrap_or_default()
+/// Why the repository holding the context cannot be read. Each names the
+/// repository; [`GitError::hint`] says how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    /// The `git` command cannot be run (not installed, not on `PATH`).
+    #[error("the context is in the git repository {}, but the `git` command cannot be run: {source}", repository.display())]
+    GitMissing {
+        repository: PathBuf,
+        source: io::Error,
+    },
+    /// git's ownership check: the repository belongs to another user and
+    /// is not listed in `safe.directory` (git 2.35.2 and later).
+    #[error("git refuses to read the repository {}: it is owned by another user, and git reads such a repository only when `safe.directory` names it", repository.display())]
+    DubiousOwnership { repository: PathBuf },
+    /// git does not take the `.git` found for a repository (a garbage
+    /// `HEAD`, a missing `objects` directory, a `.git` file pointing
+    /// nowhere), or takes another repository than the one it is in.
+    #[error("the git repository {} is broken: {detail}", git_dir.display())]
+    Broken { git_dir: PathBuf, detail: String },
+    /// HEAD is unborn: `git init` without a commit.
+    #[error("the git repository {} has no commit yet, so there is no commit id to tag with", repository.display())]
+    NoCommit { repository: PathBuf },
+    /// Any other failure of a git command.
+    #[error("git failed on the repository {}: `git {command}`: {detail}", repository.display())]
+    Failed {
+        repository: PathBuf,
+        command: String,
+        detail: String,
+    },
+}
+
+impl GitError {
+    /// How to fix it; every fix also offers `--tag`, with which a git
+    /// problem is only a warning.
+    pub fn hint(&self) -> String {
+        let fix = match self {
+            GitError::GitMissing { .. } => {
+                "install git (mab reads the tags at HEAD, the commit and the changed files with it)"
+                    .to_owned()
+            }
+            GitError::DubiousOwnership { repository } => format!(
+                "if you trust the repository, run `git config --global --add safe.directory {}` as the user running mab (a CI job in a container often runs as another user than the checkout's owner)",
+                repository.display()
+            ),
+            GitError::Broken { git_dir, .. } => format!(
+                "repair or remove {} (`git status` there shows what git finds wrong)",
+                git_dir.display()
+            ),
+            GitError::NoCommit { .. } => "commit the project first".to_owned(),
+            GitError::Failed {
+                repository,
+                command,
+                ..
+            } => format!(
+                "run `git -C {} {command}` to see the problem",
+                repository.display()
+            ),
+        };
+        format!("{fix}, or give the tags with --tag")
+    }
+}
+
+/// The top of the git working tree holding `directory` (absolute): the
+/// nearest of it and its ancestors that holds a `.git` entry. `None`
+/// outside git.
+pub fn find_repository(directory: &Path) -> Option<PathBuf> {
+    directory
+        .ancestors()
+        .find(|ancestor| std::fs::symlink_metadata(ancestor.join(".git")).is_ok())
+        .map(Path::to_path_buf)
+}
+
+/// The checkout holding `context` (absolute): `Ok(None)` outside git, else
+/// what the git CLI reads from it, or why it cannot.
+pub fn checkout(context: &Path) -> Result<Option<Checkout>, GitError> {
+    let Some(repository) = find_repository(context) else {
+        return Ok(None);
+    };
+    let git = Git {
+        repository: &repository,
+    };
+    let toplevel = git.run(context, &["rev-parse", "--show-toplevel"])?;
+    if !same_directory(Path::new(toplevel.trim_end()), &repository) {
+        return Err(GitError::Broken {
+            git_dir: repository.join(".git"),
+            detail: format!(
+                "git passes it over and takes {} for the repository",
+                toplevel.trim_end()
+            ),
+        });
+    }
+    let head = git.output(
+        &repository,
+        &["rev-parse", "-q", "--verify", "HEAD^{commit}"],
+    )?;
+    if !head.status.success() {
+        return Err(match head.stderr.is_empty() {
+            true => GitError::NoCommit {
+                repository: repository.clone(),
+            },
+            false => git.failure("rev-parse -q --verify HEAD^{commit}", &head),
+        });
+    }
+    let tags_at_head = git
+        .run(&repository, &["tag", "--points-at", "HEAD"])?
         .lines()
         .map(str::to_owned)
         .collect();
-    Some(Checkout {
+    Ok(Some(Checkout {
         tags_at_head,
-        head,
+        head: String::from_utf8_lossy(&head.stdout).trim().to_owned(),
         changed: Vec::new(),
-    })
+    }))
 }
 
-fn git(directory: &Path, arguments: &[&str]) -> Option<String> {
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(directory)
-        .args(arguments)
-        .output()
-        .ok()?;
-    output
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+/// Whether two paths name one directory (symlinks resolved).
+fn same_directory(left: &Path, right: &Path) -> bool {
+    match (left.canonicalize(), right.canonicalize()) {
+        (Ok(left), Ok(right)) => left == right,
+        _ => left == right,
+    }
+}
+
+/// The git CLI on one repository.
+struct Git<'a> {
+    repository: &'a Path,
+}
+
+impl Git<'_> {
+    /// `git -C DIRECTORY ARGUMENTS`, whatever its exit status. Messages are
+    /// in English (`LC_ALL=C`) so that they can be told apart, and
+    /// `GIT_DIR`/`GIT_WORK_TREE` from mab's environment are left out so that
+    /// git finds the repository from the directory, as [`find_repository`]
+    /// does. `--no-optional-locks`: reading never writes the index.
+    fn output(&self, directory: &Path, arguments: &[&str]) -> Result<Output, GitError> {
+        Command::new("git")
+            .arg("--no-optional-locks")
+            .arg("-C")
+            .arg(directory)
+            .args(arguments)
+            .env("LC_ALL", "C")
+            .env_remove("GIT_DIR")
+            .env_remove("GIT_WORK_TREE")
+            .env_remove("GIT_INDEX_FILE")
+            .output()
+            .map_err(|source| GitError::GitMissing {
+                repository: self.repository.to_path_buf(),
+                source,
+            })
+    }
+
+    /// [`Git::output`]'s stdout when git succeeded, else the failure.
+    fn run(&self, directory: &Path, arguments: &[&str]) -> Result<String, GitError> {
+        let output = self.output(directory, arguments)?;
+        if !output.status.success() {
+            return Err(self.failure(&arguments.join(" "), &output));
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// What a failed git command's stderr says went wrong.
+    fn failure(&self, command: &str, output: &Output) -> GitError {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let repository = self.repository.to_path_buf();
+        if stderr.contains("detected dubious ownership") {
+            return GitError::DubiousOwnership { repository };
+        }
+        let detail = stderr
+            .lines()
+            .map(str::trim)
+            .find(|line| !line.is_empty())
+            .map(|line| line.strip_prefix("fatal: ").unwrap_or(line).to_owned())
+            .unwrap_or_else(|| format!("exit status {}", output.status));
+        if stderr.contains("not a git repository") {
+            return GitError::Broken {
+                git_dir: repository.join(".git"),
+                detail: format!("git says \"{detail}\""),
+            };
+        }
+        GitError::Failed {
+            repository,
+            command: command.to_owned(),
+            detail,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn outside_git_there_is_no_checkout() {
-        let directory = tempfile::tempdir().unwrap();
-        assert_eq!(checkout(directory.path()), None);
+    /// Runs git in `directory` as a person would, with an identity.
+    fn git(directory: &Path, arguments: &[&str]) -> String {
+        let output = Command::new("git")
+            .arg("-C")
+            .arg(directory)
+            .args(arguments)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "git {arguments:?}");
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
     }
 
     /// A repository with one empty commit and these tags on it; its commit id.
     fn repository_tagged(directory: &Path, tags: &[&str]) -> String {
-        let run = |arguments: &[&str]| {
-            let status = Command::new("git")
-                .arg("-C")
-                .arg(directory)
-                .args(arguments)
-                .env("GIT_AUTHOR_NAME", "t")
-                .env("GIT_AUTHOR_EMAIL", "t@example.com")
-                .env("GIT_COMMITTER_NAME", "t")
-                .env("GIT_COMMITTER_EMAIL", "t@example.com")
-                .status()
-                .unwrap();
-            assert!(status.success(), "git {arguments:?}");
-        };
-        run(&["init", "-q"]);
-        run(&["commit", "-q", "--allow-empty", "-m", "first"]);
+        git(directory, &["init", "-q"]);
+        git(directory, &["commit", "-q", "--allow-empty", "-m", "first"]);
         for tag in tags {
-            run(&["tag", tag]);
+            git(directory, &["tag", tag]);
         }
-        git(directory, &["rev-parse", "HEAD"]).unwrap()
+        git(directory, &["rev-parse", "HEAD"])
     }
 
     #[test]
-    fn reads_the_tags_at_head() {
+    fn outside_git_there_is_no_checkout() {
+        let directory = tempfile::tempdir().unwrap();
+        assert_eq!(find_repository(directory.path()), None);
+        assert_eq!(checkout(directory.path()).unwrap(), None);
+    }
+
+    #[test]
+    fn reads_the_tags_at_head_from_a_subdirectory() {
         let directory = tempfile::tempdir().unwrap();
         let commit = repository_tagged(directory.path(), &["v1.9.0", "v1.10.0", "nightly"]);
-        let mut checkout = checkout(directory.path()).unwrap();
+        let context = directory.path().join("deep/context");
+        std::fs::create_dir_all(&context).unwrap();
+        assert_eq!(find_repository(&context).as_deref(), Some(directory.path()));
+        let mut checkout = checkout(&context).unwrap().unwrap();
         checkout.tags_at_head.sort();
         assert_eq!(checkout.tags_at_head, ["nightly", "v1.10.0", "v1.9.0"]);
         assert_eq!(checkout.head, commit);
+    }
+
+    #[test]
+    fn a_repository_without_a_commit_is_an_error() {
+        let directory = tempfile::tempdir().unwrap();
+        git(directory.path(), &["init", "-q"]);
+        let error = checkout(directory.path()).unwrap_err();
+        assert!(matches!(error, GitError::NoCommit { .. }), "{error:?}");
+    }
+
+    #[test]
+    fn a_broken_git_directory_is_an_error_not_outside_git() {
+        let directory = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(directory.path().join(".git")).unwrap();
+        std::fs::write(directory.path().join(".git/HEAD"), "garbage\n").unwrap();
+        let error = checkout(directory.path()).unwrap_err();
+        let GitError::Broken { git_dir, detail } = &error else {
+            panic!("{error:?}");
+        };
+        assert_eq!(git_dir, &directory.path().join(".git"));
+        assert!(detail.contains("not a git repository"), "{detail}");
+    }
+
+    #[test]
+    fn a_broken_git_directory_inside_a_repository_is_not_passed_over() {
+        let outer = tempfile::tempdir().unwrap();
+        repository_tagged(outer.path(), &["v1.0.0"]);
+        let inner = outer.path().join("inner");
+        std::fs::create_dir_all(inner.join(".git")).unwrap();
+        std::fs::write(inner.join(".git/HEAD"), "garbage\n").unwrap();
+        let error = checkout(&inner).unwrap_err();
+        let GitError::Broken { git_dir, detail } = &error else {
+            panic!("{error:?}");
+        };
+        assert_eq!(git_dir, &inner.join(".git"));
+        assert!(detail.contains("takes"), "{detail}");
+    }
+
+    #[test]
+    fn every_hint_offers_the_tag_flag() {
+        let repository = PathBuf::from("/project");
+        let errors = [
+            GitError::GitMissing {
+                repository: repository.clone(),
+                source: io::Error::from(io::ErrorKind::NotFound),
+            },
+            GitError::DubiousOwnership {
+                repository: repository.clone(),
+            },
+            GitError::Broken {
+                git_dir: repository.join(".git"),
+                detail: "x".to_owned(),
+            },
+            GitError::NoCommit {
+                repository: repository.clone(),
+            },
+            GitError::Failed {
+                repository: repository.clone(),
+                command: "status".to_owned(),
+                detail: "x".to_owned(),
+            },
+        ];
+        for error in errors {
+            assert!(error.to_string().contains("/project"), "{error}");
+            assert!(
+                error.hint().ends_with("or give the tags with --tag"),
+                "{error:?}"
+            );
+        }
     }
 }

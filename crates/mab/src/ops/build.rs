@@ -33,7 +33,7 @@ pub async fn build(
             Some("check `context` and `dockerfile` in mab.toml (the Dockerfile path is relative to the context)"),
         )
     })?;
-    let tags = release_tags(&project, args, environment, reporter);
+    let tags = release_tags(&project, args, environment, reporter)?;
     let network = super::network_flag(args.network.as_deref())?;
     let metadata = MetadataFile::create(args, environment)?;
     let registry = mab_registry::registry_of(&project.image).map_err(|error| {
@@ -256,19 +256,31 @@ fn build_arg(
     }
 }
 
+/// The tags to publish under (docs/publishing.md). A repository that cannot
+/// be read stops the build (exit 2), unless `--tag` gives the tags, when it
+/// is a warning.
 fn release_tags(
     project: &Project,
     args: &BuildArgs,
     environment: &Environment,
     reporter: &dyn Reporter,
-) -> Vec<String> {
-    let checkout = crate::git::checkout(&project.context);
+) -> Result<Vec<String>, Failure> {
+    let checkout = match crate::git::checkout(&project.context) {
+        Ok(checkout) => checkout,
+        Err(error) if !args.tags.is_empty() => {
+            reporter.report(Event::Warning {
+                message: format!("{error}; the tags come from --tag, so the build goes on"),
+            });
+            None
+        }
+        Err(error) => return Err(Failure::usage(error.to_string(), Some(&error.hint()))),
+    };
     let source = mab_registry::tags::source(&environment.ci_variables(), checkout.as_ref());
     let tags = mab_registry::tags::compute_tags(source.as_ref(), &project.extra_tags, &args.tags);
     if let Some(warning) = tags.warning {
         reporter.report(Event::Warning { message: warning });
     }
-    tags.tags
+    Ok(tags.tags)
 }
 
 /// A build id: short, unique enough among concurrent builds of one image.
