@@ -138,3 +138,53 @@ fn with_tag_flags_a_git_problem_is_a_warning() {
     expected.sort();
     assert_eq!(published_tags(&repository), expected);
 }
+
+/// The warning that the tree is dirty, if `run` gave one.
+fn warned_dirty(run: &Run) -> Option<&str> {
+    run.stderr
+        .lines()
+        .find(|line| line.starts_with("warning: the working tree is dirty"))
+}
+
+#[test]
+fn a_dirty_tree_publishes_only_the_dirty_tag() {
+    let lab: &Lab = require_lab!();
+    let repository = lab.repository("changes");
+    let project = project(&repository, "committed\n");
+    let commit = project.commit_and_tag(&["v1.2.3"]);
+    let short_commit = &commit[..8];
+
+    // A change to a file .dockerignore leaves out is not sent: a release.
+    project.file("ignored.txt", "changed, not sent\n");
+    let run = build(&project, &[], &[]);
+    assert_eq!(warned_dirty(&run), None, "{run:?}");
+    let release_tags = sorted(&["1.2.3", short_commit, "latest", "edge"]);
+    assert_eq!(published_tags(&repository), release_tags);
+    let release = digest_of(&repository, "1.2.3");
+
+    // A change to a sent file: only SHA8-dirty, and a warning naming it.
+    project.file("content.txt", "changed\n");
+    let run = build(&project, &[], &[]);
+    let dirty_tag = format!("{short_commit}-dirty");
+    let warning = warned_dirty(&run).unwrap_or_else(|| panic!("a warning: {run:?}"));
+    assert!(warning.contains("(content.txt)"), "{warning}");
+    assert!(warning.contains(&format!("`{dirty_tag}`")), "{warning}");
+    let mut expected = release_tags.clone();
+    expected.push(dirty_tag.clone());
+    expected.sort();
+    assert_eq!(published_tags(&repository), expected);
+    assert_ne!(digest_of(&repository, &dirty_tag), release);
+    for tag in ["1.2.3", "latest", "edge", short_commit] {
+        assert_eq!(digest_of(&repository, tag), release, "{tag} did not move");
+    }
+
+    // An untracked file that is sent makes it dirty too; --tag still does
+    // exactly what it says.
+    project.file("content.txt", "committed\n");
+    project.file("untracked.txt", "new\n");
+    let run = build(&project, &["--tag", "explicit"], &[]);
+    assert_eq!(warned_dirty(&run), None, "{run:?}");
+    expected.push("explicit".to_owned());
+    expected.sort();
+    assert_eq!(published_tags(&repository), expected);
+}

@@ -1,5 +1,6 @@
 //! What the git repository holding the context says, for the tag rules
-//! (`mab_registry::tags`): the tags at HEAD and HEAD's commit.
+//! (`mab_registry::tags`): the tags at HEAD, HEAD's commit, and which of
+//! the files a build sends differ from HEAD (a dirty tree).
 //!
 //! The repository is found as git finds it: the nearest directory, from the
 //! context up, holding a `.git` entry (a directory, or a file as in
@@ -10,7 +11,10 @@
 //! `safe.directory`), a `.git` git does not recognise, git missing, a
 //! repository without a commit.
 
+use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -88,9 +92,29 @@ pub fn find_repository(directory: &Path) -> Option<PathBuf> {
         .map(Path::to_path_buf)
 }
 
-/// The checkout holding `context` (absolute): `Ok(None)` outside git, else
-/// what the git CLI reads from it, or why it cannot.
-pub fn checkout(context: &Path) -> Result<Option<Checkout>, GitError> {
+/// What a build sends, for the dirty check.
+pub struct Sent<'a> {
+    /// The context directory (absolute).
+    pub context: &'a Path,
+    /// The absolute path of every entry sent: the context's files,
+    /// directories and symlinks after the ignore rules, the Dockerfile and
+    /// the ignore file (which counts even where it does not exist, so that
+    /// deleting it is a change). Each path starts with the context's path
+    /// as given, not resolved, except the Dockerfile's and the ignore
+    /// file's when they lie outside it.
+    pub paths: HashSet<PathBuf>,
+    /// Whether a path relative to the context that does not exist would be
+    /// sent were it there (the ignore rules): a tracked file deleted from
+    /// the context is a change when it would.
+    pub would_send: &'a dyn Fn(&Path) -> bool,
+}
+
+/// The checkout holding the context (absolute): `Ok(None)` outside git,
+/// else what the git CLI reads from it (the tags at HEAD, HEAD, and the
+/// entries of `sent` that differ from HEAD or are untracked and not ignored
+/// by git), or why it cannot be read.
+pub fn checkout(sent: &Sent) -> Result<Option<Checkout>, GitError> {
+    let context = sent.context;
     let Some(repository) = find_repository(context) else {
         return Ok(None);
     };
@@ -98,12 +122,13 @@ pub fn checkout(context: &Path) -> Result<Option<Checkout>, GitError> {
         repository: &repository,
     };
     let toplevel = git.run(context, &["rev-parse", "--show-toplevel"])?;
-    if !same_directory(Path::new(toplevel.trim_end()), &repository) {
+    let toplevel = Path::new(OsStr::from_bytes(toplevel.trim_ascii_end()));
+    if !same_directory(toplevel, &repository) {
         return Err(GitError::Broken {
             git_dir: repository.join(".git"),
             detail: format!(
                 "git passes it over and takes {} for the repository",
-                toplevel.trim_end()
+                toplevel.display()
             ),
         });
     }
@@ -119,16 +144,85 @@ pub fn checkout(context: &Path) -> Result<Option<Checkout>, GitError> {
             false => git.failure("rev-parse -q --verify HEAD^{commit}", &head),
         });
     }
-    let tags_at_head = git
-        .run(&repository, &["tag", "--points-at", "HEAD"])?
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let tags_at_head =
+        String::from_utf8_lossy(&git.run(&repository, &["tag", "--points-at", "HEAD"])?)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+    let changed = changed_files(&git, sent)?;
     Ok(Some(Checkout {
         tags_at_head,
         head: String::from_utf8_lossy(&head.stdout).trim().to_owned(),
-        changed: Vec::new(),
+        changed,
     }))
+}
+
+/// The entries of `sent` that `git status` reports (changed, added,
+/// deleted, renamed, untracked and not ignored), as paths relative to the
+/// repository, in git's order. One `git status` for the context directory
+/// and whatever is sent from outside it, not a pathspec per file.
+fn changed_files(git: &Git, sent: &Sent) -> Result<Vec<String>, GitError> {
+    let repository = git.repository;
+    let mut arguments: Vec<OsString> = [
+        "status",
+        "--porcelain=v1",
+        "-z",
+        "--untracked-files=all",
+        "--",
+    ]
+    .into_iter()
+    .map(OsString::from)
+    .collect();
+    let mut pathspec = |path: &Path| {
+        if let Ok(relative) = path.strip_prefix(repository) {
+            arguments.push(match relative.as_os_str().is_empty() {
+                true => OsString::from("."),
+                false => relative.as_os_str().to_owned(),
+            });
+        }
+    };
+    pathspec(sent.context);
+    for path in &sent.paths {
+        if !path.starts_with(sent.context) {
+            pathspec(path);
+        }
+    }
+    let status = git.run(repository, &arguments)?;
+    let mut changed = Vec::new();
+    for reported in status_paths(&status) {
+        let absolute = repository.join(reported);
+        let is_sent = sent.paths.contains(&absolute)
+            || (std::fs::symlink_metadata(&absolute).is_err()
+                && absolute
+                    .strip_prefix(sent.context)
+                    .is_ok_and(|relative| (sent.would_send)(relative)));
+        if is_sent {
+            changed.push(reported.to_string_lossy().into_owned());
+        }
+    }
+    Ok(changed)
+}
+
+/// The paths of `git status --porcelain=v1 -z` output, relative to the
+/// repository: each entry is `XY PATH`, a rename or copy followed by its
+/// source path (which is reported too); a trailing `/` (an untracked
+/// repository inside) is dropped. Untracked files are `??`.
+fn status_paths(output: &[u8]) -> Vec<&Path> {
+    let mut paths = Vec::new();
+    let mut fields = output.split(|byte| *byte == 0);
+    while let Some(entry) = fields.next() {
+        let (Some(status), Some(path)) = (entry.get(..2), entry.get(3..)) else {
+            continue;
+        };
+        paths.push(path);
+        if status.iter().any(|code| matches!(code, b'R' | b'C')) {
+            paths.extend(fields.next());
+        }
+    }
+    paths
+        .into_iter()
+        .map(|path| Path::new(OsStr::from_bytes(path.strip_suffix(b"/").unwrap_or(path))))
+        .collect()
 }
 
 /// Whether two paths name one directory (symlinks resolved).
@@ -149,11 +243,15 @@ impl Git<'_> {
     /// in English (`LC_ALL=C`) so that they can be told apart, and
     /// `GIT_DIR`/`GIT_WORK_TREE` from mab's environment are left out so that
     /// git finds the repository from the directory, as [`find_repository`]
-    /// does. `--no-optional-locks`: reading never writes the index.
-    fn output(&self, directory: &Path, arguments: &[&str]) -> Result<Output, GitError> {
+    /// does. `--no-optional-locks`: reading never writes the index;
+    /// `--literal-pathspecs`: a file name is never a pattern.
+    fn output<S: AsRef<OsStr>>(
+        &self,
+        directory: &Path,
+        arguments: &[S],
+    ) -> Result<Output, GitError> {
         Command::new("git")
-            .arg("--no-optional-locks")
-            .arg("-C")
+            .args(["--no-optional-locks", "--literal-pathspecs", "-C"])
             .arg(directory)
             .args(arguments)
             .env("LC_ALL", "C")
@@ -168,12 +266,16 @@ impl Git<'_> {
     }
 
     /// [`Git::output`]'s stdout when git succeeded, else the failure.
-    fn run(&self, directory: &Path, arguments: &[&str]) -> Result<String, GitError> {
+    fn run<S: AsRef<OsStr>>(&self, directory: &Path, arguments: &[S]) -> Result<Vec<u8>, GitError> {
         let output = self.output(directory, arguments)?;
         if !output.status.success() {
-            return Err(self.failure(&arguments.join(" "), &output));
+            let command: Vec<_> = arguments
+                .iter()
+                .map(|argument| argument.as_ref().to_string_lossy())
+                .collect();
+            return Err(self.failure(&command.join(" "), &output));
         }
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        Ok(output.stdout)
     }
 
     /// What a failed git command's stderr says went wrong.
@@ -233,11 +335,98 @@ mod tests {
         git(directory, &["rev-parse", "HEAD"])
     }
 
+    /// `context` sending these files (relative to it); a deleted file would
+    /// be sent unless its name starts with `ignored`.
+    fn sending<'a>(context: &'a Path, files: &[&str]) -> Sent<'a> {
+        Sent {
+            context,
+            paths: files.iter().map(|file| context.join(file)).collect(),
+            would_send: &|relative| !relative.to_string_lossy().starts_with("ignored"),
+        }
+    }
+
+    /// Writes `text` to `directory/relative`.
+    fn write(directory: &Path, relative: &str, text: &str) {
+        let path = directory.join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn reads_git_status_paths() {
+        let output = b" M a.txt\0?? new dir/b c\0R  new.txt\0old.txt\0?? nested/\0 D gone\0";
+        let paths: Vec<&Path> = status_paths(output);
+        let expected: Vec<&Path> = [
+            "a.txt",
+            "new dir/b c",
+            "new.txt",
+            "old.txt",
+            "nested",
+            "gone",
+        ]
+        .into_iter()
+        .map(Path::new)
+        .collect();
+        assert_eq!(paths, expected);
+        assert!(status_paths(b"").is_empty());
+    }
+
+    #[test]
+    fn a_dirty_tree_is_one_whose_sent_files_changed() {
+        let directory = tempfile::tempdir().unwrap();
+        let root = directory.path();
+        for file in [
+            "Dockerfile",
+            "ctx/a.txt",
+            "ctx/ignored.txt",
+            "ctx/gone.txt",
+            "ctx/ignored-gone.txt",
+            "outside.txt",
+        ] {
+            write(root, file, "committed\n");
+        }
+        write(root, ".gitignore", "*.log\n");
+        repository_tagged(root, &[]);
+        git(root, &["add", "-A"]);
+        git(root, &["commit", "-q", "-m", "files"]);
+        let context = root.join("ctx");
+        let sent_files = [
+            "a.txt",
+            "new.txt",
+            "build.log",
+            "../Dockerfile",
+            ".dockerignore",
+        ];
+        let changed = |sent: &Sent| checkout(sent).unwrap().unwrap().changed;
+        let mut sent = sending(&context, &sent_files);
+        sent.paths.insert(root.join("Dockerfile"));
+        assert_eq!(changed(&sent), Vec::<String>::new(), "a clean tree");
+
+        // Changes that are not sent, or ignored by git, do not count.
+        write(root, "ctx/ignored.txt", "changed\n");
+        write(root, "outside.txt", "changed\n");
+        write(&context, "build.log", "untracked but ignored by git\n");
+        std::fs::remove_file(context.join("ignored-gone.txt")).unwrap();
+        assert_eq!(changed(&sent), Vec::<String>::new(), "nothing sent changed");
+
+        // Each of these does.
+        write(&context, "a.txt", "changed\n");
+        write(&context, "new.txt", "untracked\n");
+        write(root, "Dockerfile", "changed\n");
+        std::fs::remove_file(context.join("gone.txt")).unwrap();
+        let mut found = changed(&sent);
+        found.sort();
+        assert_eq!(
+            found,
+            ["Dockerfile", "ctx/a.txt", "ctx/gone.txt", "ctx/new.txt"]
+        );
+    }
+
     #[test]
     fn outside_git_there_is_no_checkout() {
         let directory = tempfile::tempdir().unwrap();
         assert_eq!(find_repository(directory.path()), None);
-        assert_eq!(checkout(directory.path()).unwrap(), None);
+        assert_eq!(checkout(&sending(directory.path(), &[])).unwrap(), None);
     }
 
     #[test]
@@ -247,7 +436,7 @@ mod tests {
         let context = directory.path().join("deep/context");
         std::fs::create_dir_all(&context).unwrap();
         assert_eq!(find_repository(&context).as_deref(), Some(directory.path()));
-        let mut checkout = checkout(&context).unwrap().unwrap();
+        let mut checkout = checkout(&sending(&context, &[])).unwrap().unwrap();
         checkout.tags_at_head.sort();
         assert_eq!(checkout.tags_at_head, ["nightly", "v1.10.0", "v1.9.0"]);
         assert_eq!(checkout.head, commit);
@@ -257,7 +446,7 @@ mod tests {
     fn a_repository_without_a_commit_is_an_error() {
         let directory = tempfile::tempdir().unwrap();
         git(directory.path(), &["init", "-q"]);
-        let error = checkout(directory.path()).unwrap_err();
+        let error = checkout(&sending(directory.path(), &[])).unwrap_err();
         assert!(matches!(error, GitError::NoCommit { .. }), "{error:?}");
     }
 
@@ -266,7 +455,7 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(directory.path().join(".git")).unwrap();
         std::fs::write(directory.path().join(".git/HEAD"), "garbage\n").unwrap();
-        let error = checkout(directory.path()).unwrap_err();
+        let error = checkout(&sending(directory.path(), &[])).unwrap_err();
         let GitError::Broken { git_dir, detail } = &error else {
             panic!("{error:?}");
         };
@@ -281,7 +470,7 @@ mod tests {
         let inner = outer.path().join("inner");
         std::fs::create_dir_all(inner.join(".git")).unwrap();
         std::fs::write(inner.join(".git/HEAD"), "garbage\n").unwrap();
-        let error = checkout(&inner).unwrap_err();
+        let error = checkout(&sending(&inner, &[])).unwrap_err();
         let GitError::Broken { git_dir, detail } = &error else {
             panic!("{error:?}");
         };

@@ -33,7 +33,7 @@ pub async fn build(
             Some("check `context` and `dockerfile` in mab.toml (the Dockerfile path is relative to the context)"),
         )
     })?;
-    let tags = release_tags(&project, args, environment, reporter)?;
+    let tags = release_tags(&project, &listing, args, environment, reporter)?;
     let network = super::network_flag(args.network.as_deref())?;
     let metadata = MetadataFile::create(args, environment)?;
     let registry = mab_registry::registry_of(&project.image).map_err(|error| {
@@ -256,16 +256,33 @@ fn build_arg(
     }
 }
 
-/// The tags to publish under (docs/publishing.md). A repository that cannot
-/// be read stops the build (exit 2), unless `--tag` gives the tags, when it
-/// is a warning.
+/// The tags to publish under (docs/publishing.md), from the CI variables and
+/// the repository holding the context; what `listing` sends (with the
+/// Dockerfile and the ignore file) decides whether the tree is dirty. A
+/// repository that cannot be read stops the build (exit 2), unless `--tag`
+/// gives the tags, when it is a warning.
 fn release_tags(
     project: &Project,
+    listing: &mab_context::ContextListing,
     args: &BuildArgs,
     environment: &Environment,
     reporter: &dyn Reporter,
 ) -> Result<Vec<String>, Failure> {
-    let checkout = match crate::git::checkout(&project.context) {
+    let ignore = mab_context::DockerIgnore::from_context(&project.context).unwrap_or_default();
+    let sent = crate::git::Sent {
+        context: &project.context,
+        paths: listing
+            .entries
+            .iter()
+            .map(|entry| project.context.join(&entry.path))
+            .chain([
+                project.dockerfile_path(),
+                project.context.join(mab_context::DOCKERIGNORE),
+            ])
+            .collect(),
+        would_send: &|relative| !ignore.is_excluded(&relative.to_string_lossy()),
+    };
+    let checkout = match crate::git::checkout(&sent) {
         Ok(checkout) => checkout,
         Err(error) if !args.tags.is_empty() => {
             reporter.report(Event::Warning {
