@@ -2,7 +2,7 @@
 //! a hint) and the exit code PRODUCT.md gives it, before anything is built.
 //! The messages are snapshots, so wording is reviewed like code.
 
-use crate::support::{mab, Project, Run};
+use crate::support::{mab, mab_with_env, GitProblem, Project, Run};
 
 const DOCKERFILE: &str = "FROM scratch\nCOPY Dockerfile /\n";
 
@@ -197,7 +197,7 @@ fn bad_build_arg_and_tag() {
     let project = project(GOOD_MANIFEST);
     check(
         "bad_build_arg",
-        &run(&project, &["build", "--build-arg", "NOVALUE"]),
+        &run(&project, &["build", "--build-arg", "=value"]),
         2,
     );
     check(
@@ -289,4 +289,35 @@ fn ssh_config_mistake() {
     run.stderr = run.stderr.replace(home.path().to_str().unwrap(), "[HOME]");
     assert!(run.stderr.contains("ProxyCommand"), "{run:?}");
     check("ssh_config_mistake", &run, 2);
+}
+
+/// A repository git cannot read stops the build (exit 2) with a message
+/// naming it, never taken for "outside git"; `tags.rs` checks that `--tag`
+/// makes each a warning.
+#[test]
+fn git_problems() {
+    for problem in GitProblem::ALL {
+        let name = problem.name().replace('-', "_");
+        let project = project(GOOD_MANIFEST);
+        let variables = problem.make(&project);
+        let home = tempfile::tempdir().unwrap();
+        let mut run = mab_with_env(
+            home.path(),
+            project.path(),
+            &["build", "--no-push"],
+            &variables,
+        );
+        run.stderr = run
+            .stderr
+            .replace(project.path().to_str().unwrap(), "[PROJECT]");
+        assert!(
+            run.stderr.contains("[PROJECT]"),
+            "{name}: names the repository: {run:?}"
+        );
+        assert!(
+            !run.stderr.contains("not in a git repository"),
+            "{name}: {run:?}"
+        );
+        check(&name, &run, 2);
+    }
 }

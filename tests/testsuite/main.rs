@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod build;
+mod build_args;
 mod context_oracle;
 mod dockerfile_lookup;
 mod docs;
@@ -15,3 +16,4 @@ mod registry_auth;
 mod runners;
 mod ssh_config;
 mod support;
+mod tags;

@@ -231,7 +231,8 @@ impl Project {
         String::from_utf8(output.stdout).unwrap().trim().to_owned()
     }
 
-    fn git(&self, arguments: &[&str]) -> Output {
+    /// Runs git in the project, with an identity for commits; it must succeed.
+    pub fn git(&self, arguments: &[&str]) -> Output {
         let output = Command::new("git")
             .arg("-C")
             .arg(self.path())
@@ -248,6 +249,67 @@ impl Project {
             String::from_utf8_lossy(&output.stderr)
         );
         output
+    }
+}
+
+/// A git repository holding the context that mab cannot read.
+#[derive(Clone, Copy, Debug)]
+pub enum GitProblem {
+    /// Owned by another user (`chown -R nobody`); git refuses it unless
+    /// `safe.directory` names it, and does not exempt root, as which the
+    /// tests run.
+    DubiousOwnership,
+    /// A `.git` directory with a garbage `HEAD`.
+    BrokenHead,
+    /// A good repository, with no git on mab's `PATH`.
+    GitMissing,
+    /// `git init` without a commit.
+    NoCommit,
+}
+
+impl GitProblem {
+    pub const ALL: [GitProblem; 4] = [
+        GitProblem::DubiousOwnership,
+        GitProblem::BrokenHead,
+        GitProblem::GitMissing,
+        GitProblem::NoCommit,
+    ];
+
+    /// `dubious-ownership`, …
+    pub fn name(self) -> &'static str {
+        match self {
+            GitProblem::DubiousOwnership => "dubious-ownership",
+            GitProblem::BrokenHead => "broken-head",
+            GitProblem::GitMissing => "git-missing",
+            GitProblem::NoCommit => "no-commit",
+        }
+    }
+
+    /// Makes the problem in `project` (after its files are written); returns
+    /// the variables to run mab with.
+    pub fn make(self, project: &Project) -> Vec<(&'static str, Option<&'static str>)> {
+        match self {
+            GitProblem::DubiousOwnership => {
+                project.commit_and_tag(&["v1.0.0"]);
+                let status = Command::new("chown")
+                    .args(["-R", "nobody"])
+                    .arg(project.path())
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "chown -R nobody");
+            }
+            GitProblem::BrokenHead => {
+                project.file(".git/HEAD", "garbage\n");
+            }
+            GitProblem::GitMissing => {
+                project.commit_and_tag(&["v1.0.0"]);
+                return vec![("PATH", Some("/nonexistent/mab-tests"))];
+            }
+            GitProblem::NoCommit => {
+                project.git(&["init", "-q"]);
+            }
+        }
+        Vec::new()
     }
 }
 
@@ -279,19 +341,42 @@ impl std::fmt::Debug for Run {
 /// Runs mab in `directory` with `home` as its HOME and none of the
 /// variables that would change what it does from outside the test.
 pub fn mab(home: &Path, directory: &Path, arguments: &[&str]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_mab"))
+    mab_with_env(home, directory, arguments, &[])
+}
+
+/// [`mab`] with these variables set (`Some`) or removed (`None`) on top.
+pub fn mab_with_env(
+    home: &Path,
+    directory: &Path,
+    arguments: &[&str],
+    variables: &[(&str, Option<&str>)],
+) -> Run {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mab"));
+    command
         .args(arguments)
         .current_dir(directory)
-        .env("HOME", home)
-        .env_remove("DOCKER_HOST")
-        .env_remove("DOCKER_CONFIG")
-        .env_remove("MAB_RUNNERS")
-        .env_remove("XDG_CONFIG_HOME")
-        .env_remove("GITHUB_REF")
-        .env_remove("GITHUB_SHA")
-        .env_remove("SSH_AUTH_SOCK")
-        .output()
-        .expect("mab runs");
+        .env("HOME", home);
+    for name in [
+        "DOCKER_HOST",
+        "DOCKER_CONFIG",
+        "MAB_RUNNERS",
+        "XDG_CONFIG_HOME",
+        "GITHUB_REF",
+        "GITHUB_SHA",
+        "CI_COMMIT_TAG",
+        "CI_COMMIT_SHA",
+        "CI_MERGE_REQUEST_IID",
+        "SSH_AUTH_SOCK",
+    ] {
+        command.env_remove(name);
+    }
+    for (name, value) in variables {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
+    let output = command.output().expect("mab runs");
     Run {
         code: output.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -385,4 +470,31 @@ pub fn docker_on(target: &str, arguments: &[&str]) -> Output {
         .args(arguments)
         .output()
         .expect("tests/lab/docker-on runs")
+}
+
+/// The tags of `repository`, sorted, read with `skopeo list-tags`; none when
+/// the repository does not exist yet.
+pub fn skopeo_tags(repository: &str) -> Vec<String> {
+    let output = Command::new("skopeo")
+        .args(["list-tags", "--tls-verify=false"])
+        .arg(format!("docker://{repository}"))
+        .output()
+        .expect("skopeo runs");
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("404"),
+            "skopeo list-tags {repository}: {stderr}"
+        );
+        return Vec::new();
+    }
+    let listed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let mut tags: Vec<String> = listed["Tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|tag| tag.as_str().unwrap().to_owned())
+        .collect();
+    tags.sort();
+    tags
 }

@@ -147,21 +147,28 @@ impl BuildContext {
         )
     }
 
-    /// Every file the engine receives from this build, as absolute paths:
-    /// the files (not directories) of `listing`, the Dockerfile and the
-    /// ignore file; each once.
-    pub fn sent_files(&self, listing: &ContextListing) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = listing
+    /// Every path whose contents decide what the engine receives, as
+    /// absolute paths, each once: the entries of `listing` (directories
+    /// included), the Dockerfile, and the ignore file, where it is or, where
+    /// none is, both places one would be read from (so that removing one is a
+    /// change too). For a dirty-tree check.
+    pub fn sent_paths(&self, listing: &ContextListing) -> Vec<PathBuf> {
+        let mut paths: Vec<PathBuf> = listing
             .entries
             .iter()
-            .filter(|entry| entry.kind != crate::EntryKind::Directory)
             .map(|entry| self.dir.join(&entry.path))
             .collect();
-        files.push(self.dockerfile.clone());
-        files.extend(self.ignore_file.clone());
-        files.sort();
-        files.dedup();
-        files
+        paths.push(self.dockerfile.clone());
+        let specific = self
+            .dockerfile_dir()
+            .join(format!("{}.dockerignore", self.dockerfile_name));
+        if self.ignore_file.as_ref() != Some(&specific) {
+            paths.push(self.dir.join(DOCKERIGNORE));
+        }
+        paths.push(specific);
+        paths.sort();
+        paths.dedup();
+        paths
     }
 }
 
@@ -324,9 +331,23 @@ mod tests {
         assert_eq!(scanned(&found), ["main.c"]);
         let listing = found.scan().unwrap();
         assert_eq!(
-            found.sent_files(&listing),
+            found.sent_paths(&listing),
             [
                 root.join("app/main.c"),
+                root.join("docker/Dockerfile"),
+                root.join("docker/Dockerfile.dockerignore"),
+            ]
+        );
+        fs::remove_file(root.join("docker/Dockerfile.dockerignore")).unwrap();
+        let found =
+            BuildContext::locate(&context, Some(Path::new("../docker/Dockerfile"))).unwrap();
+        let listing = found.scan().unwrap();
+        assert_eq!(
+            found.sent_paths(&listing),
+            [
+                root.join("app/.dockerignore"),
+                root.join("app/main.c"),
+                root.join("app/x.tmp"),
                 root.join("docker/Dockerfile"),
                 root.join("docker/Dockerfile.dockerignore"),
             ]

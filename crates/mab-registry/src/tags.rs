@@ -1,17 +1,132 @@
-//! The release tags of a build (PRODUCT.md, "Tags").
+//! The release tags of a build (PRODUCT.md, "Tags"; docs/publishing.md
+//! has the whole table).
 //!
-//! Pure: the caller finds the git ref and commit (from `GITHUB_REF` and
-//! `GITHUB_SHA`, or from the repository holding the context) and passes
-//! them in.
+//! Pure: the caller reads the CI variables ([`CiVariables`]) and the git
+//! repository holding the context, and passes in a [`Source`]. The rules
+//! follow the seed article's workflow for versions and
+//! docker/metadata-action for pull requests (`pr-N`, never `latest`).
+
+/// What kind of ref was built, as far as tags care.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reference {
+    /// A git tag, by its name (`v1.2.3`).
+    Tag(String),
+    /// A pull request (GitHub) or merge request (GitLab), by its number
+    /// (`42`).
+    PullRequest(String),
+    /// A branch, or any other ref.
+    Other,
+}
 
 /// Where the source came from, as far as tags care.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Source {
-    /// The git tag the ref names, if the ref is a tag.
-    pub tag: Option<String>,
-    /// The full commit id.
+    pub reference: Reference,
+    /// The full commit id (40 hex characters from git; whatever
+    /// `GITHUB_SHA`/`CI_COMMIT_SHA` say in CI).
     pub commit: Option<String>,
+    /// The sent files that differ from the commit or are untracked (not
+    /// ignored by git), as paths relative to the repository's top; any
+    /// makes the tree dirty.
+    pub changed: Vec<String>,
 }
+
+/// The CI variables that name the ref and commit, each `None` when unset
+/// or empty. GitHub Actions sets `GITHUB_REF` and `GITHUB_SHA`; GitLab CI
+/// sets `CI_COMMIT_SHA` in every pipeline, `CI_COMMIT_TAG` in tag pipelines
+/// and `CI_MERGE_REQUEST_IID` in merge request pipelines.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CiVariables<'a> {
+    pub github_ref: Option<&'a str>,
+    pub github_sha: Option<&'a str>,
+    pub gitlab_commit_tag: Option<&'a str>,
+    pub gitlab_commit_sha: Option<&'a str>,
+    pub gitlab_merge_request_iid: Option<&'a str>,
+}
+
+impl CiVariables<'_> {
+    /// The ref the CI names, `None` when no CI variable names one.
+    /// `GITHUB_REF` wins: `refs/tags/NAME` is a tag, `refs/pull/N/...` a
+    /// pull request, anything else neither. Else GitLab, when any of its
+    /// variables is set: `CI_MERGE_REQUEST_IID` is a merge request,
+    /// `CI_COMMIT_TAG` a tag, and a pipeline with neither (a branch
+    /// pipeline) is neither, even where a tag points at the commit.
+    pub fn reference(&self) -> Option<Reference> {
+        if let Some(github_ref) = self.github_ref {
+            return Some(reference_of_github_ref(github_ref));
+        }
+        if let Some(number) = self.gitlab_merge_request_iid {
+            return Some(Reference::PullRequest(number.to_owned()));
+        }
+        if let Some(tag) = self.gitlab_commit_tag {
+            return Some(Reference::Tag(tag.to_owned()));
+        }
+        self.gitlab_commit_sha.map(|_| Reference::Other)
+    }
+
+    /// The commit the CI names: `GITHUB_SHA`, else `CI_COMMIT_SHA`.
+    pub fn commit(&self) -> Option<&str> {
+        self.github_sha.or(self.gitlab_commit_sha)
+    }
+}
+
+/// What the git repository holding the context says.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Checkout {
+    /// The names of the tags pointing at HEAD.
+    pub tags_at_head: Vec<String>,
+    /// HEAD's full commit id.
+    pub head: String,
+    /// The sent files that differ from HEAD or are untracked (not ignored
+    /// by git), relative to the repository's top.
+    pub changed: Vec<String>,
+}
+
+/// The source of a build: the ref from the CI variables when they name one
+/// (see [`CiVariables::reference`]), else from the checkout (a tag at HEAD,
+/// with several the one [`pick_tag`] picks); the commit likewise
+/// ([`CiVariables::commit`], else HEAD); the changed files from the
+/// checkout. `None` when neither says anything (outside git, not in CI).
+pub fn source(ci: &CiVariables, checkout: Option<&Checkout>) -> Option<Source> {
+    let reference = ci.reference().or_else(|| {
+        checkout.map(|checkout| match pick_tag(&checkout.tags_at_head) {
+            Some(tag) => Reference::Tag(tag.to_owned()),
+            None => Reference::Other,
+        })
+    });
+    let commit = ci
+        .commit()
+        .or(checkout.map(|checkout| checkout.head.as_str()))
+        .map(str::to_owned);
+    if reference.is_none() && commit.is_none() {
+        return None;
+    }
+    Some(Source {
+        reference: reference.unwrap_or(Reference::Other),
+        commit,
+        changed: checkout
+            .map(|checkout| checkout.changed.clone())
+            .unwrap_or_default(),
+    })
+}
+
+/// What a `GITHUB_REF` names: `refs/tags/NAME` a tag, `refs/pull/N/merge`
+/// (and `refs/pull/N/head`) pull request N, anything else neither.
+pub fn reference_of_github_ref(github_ref: &str) -> Reference {
+    if let Some(name) = github_ref.strip_prefix("refs/tags/") {
+        return Reference::Tag(name.to_owned());
+    }
+    match github_ref
+        .strip_prefix("refs/pull/")
+        .and_then(|rest| rest.split('/').next())
+    {
+        Some(number) if !number.is_empty() => Reference::PullRequest(number.to_owned()),
+        _ => Reference::Other,
+    }
+}
+
+/// How many changed files a dirty-tree warning names.
+const CHANGED_FILES_NAMED: usize = 3;
 
 /// The computed tags and any warning worth showing.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,9 +135,21 @@ pub struct Tags {
     pub warning: Option<String>,
 }
 
-/// Tags for a build: `explicit` (from `--tag`) replaces everything;
-/// otherwise the version, the short commit, `latest` for a plain
-/// `X.Y.Z` version, then `extra`. `source` is `None` outside git.
+/// Tags for a build. `explicit` (from `--tag`) replaces everything.
+/// Otherwise, with `source` (`None` outside git and without CI variables:
+/// `latest` and `extra`, with a warning):
+///
+/// | source | tags |
+/// |---|---|
+/// | changed files (a dirty tree) | `SHA8-dirty` only |
+/// | pull or merge request N | `pr-N`, `SHA8` |
+/// | tag `v1.2.3` | `1.2.3`, `SHA8`, `latest`, then `extra` |
+/// | tag `v1.2.3-rc1` | `1.2.3-rc1`, `SHA8`, then `extra` |
+/// | branch or other ref | `latest`, `SHA8`, then `extra` |
+///
+/// `SHA8` is the commit's first 8 characters, left out when the commit is
+/// unknown. `extra` tags are release channels, so pull requests and dirty
+/// trees do not get them.
 pub fn compute_tags(source: Option<&Source>, extra: &[String], explicit: &[String]) -> Tags {
     if !explicit.is_empty() {
         return Tags {
@@ -39,15 +166,39 @@ pub fn compute_tags(source: Option<&Source>, extra: &[String], explicit: &[Strin
             ),
         };
     };
-    let version = source
-        .tag
+    let short_commit = source
+        .commit
         .as_deref()
-        .map(version_of_tag)
-        .unwrap_or_else(|| "latest".to_owned());
-    let mut tags = vec![version.clone()];
-    if let Some(commit) = &source.commit {
-        tags.push(commit.chars().take(8).collect());
+        .map(|commit| sanitize_tag(&commit.chars().take(8).collect::<String>()));
+    if !source.changed.is_empty() {
+        let tag = match &short_commit {
+            Some(short_commit) => format!("{short_commit}-dirty"),
+            None => "dirty".to_owned(),
+        };
+        let warning = format!(
+            "the working tree is dirty: files that are sent differ from the commit or are untracked \
+             ({}), so the only computed tag is `{tag}`; commit them for the release tags, or give \
+             the tags with --tag",
+            name_a_few(&source.changed)
+        );
+        return Tags {
+            tags: vec![tag],
+            warning: Some(warning),
+        };
     }
+    let version = match &source.reference {
+        Reference::PullRequest(number) => {
+            let tags = std::iter::once(sanitize_tag(&format!("pr-{number}"))).chain(short_commit);
+            return Tags {
+                tags: dedup(tags),
+                warning: None,
+            };
+        }
+        Reference::Tag(name) => version_of_tag(name),
+        Reference::Other => "latest".to_owned(),
+    };
+    let mut tags = vec![version.clone()];
+    tags.extend(short_commit);
     if is_plain_version(&version) {
         tags.push("latest".to_owned());
     }
@@ -55,6 +206,15 @@ pub fn compute_tags(source: Option<&Source>, extra: &[String], explicit: &[Strin
     Tags {
         tags: dedup(tags),
         warning: None,
+    }
+}
+
+/// `a, b, c and 2 more`.
+fn name_a_few(paths: &[String]) -> String {
+    let named = paths[..paths.len().min(CHANGED_FILES_NAMED)].join(", ");
+    match paths.len().saturating_sub(CHANGED_FILES_NAMED) {
+        0 => named,
+        more => format!("{named} and {more} more"),
     }
 }
 
@@ -140,10 +300,14 @@ mod tests {
 
     const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
-    fn source(tag: Option<&str>) -> Source {
+    fn tagged(tag: Option<&str>) -> Source {
         Source {
-            tag: tag.map(str::to_owned),
+            reference: match tag {
+                Some(tag) => Reference::Tag(tag.to_owned()),
+                None => Reference::Other,
+            },
             commit: Some(COMMIT.to_owned()),
+            changed: Vec::new(),
         }
     }
 
@@ -179,22 +343,161 @@ mod tests {
             ),
         ];
         for (name, tag, expected) in cases {
-            let tags = compute_tags(Some(&source(tag)), &[], &[]);
+            let tags = compute_tags(Some(&tagged(tag)), &[], &[]);
             assert_eq!(tags.tags, strings(expected), "{name}");
             assert_eq!(tags.warning, None, "{name}");
         }
     }
 
+    /// The whole table of docs/publishing.md: CI variables (GitHub, GitLab,
+    /// both) or the repository's own ref, through to the tags.
+    #[test]
+    fn the_whole_tag_table() {
+        struct Case {
+            name: &'static str,
+            ci: CiVariables<'static>,
+            /// What the repository says: the tag at HEAD, the commit, the changed files.
+            repository: Option<(Option<&'static str>, &'static str, &'static [&'static str])>,
+            explicit: &'static [&'static str],
+            expected: &'static [&'static str],
+        }
+        const GITHUB_SHA: &str = "1111111122222222333333334444444455555555";
+        const GITLAB_SHA: &str = "aaaaaaaabbbbbbbbccccccccddddddddeeeeeeee";
+        const HEAD: &str = "9999999988888888777777776666666655555555";
+        let github = |github_ref: &'static str| CiVariables {
+            github_ref: Some(github_ref),
+            github_sha: Some(GITHUB_SHA),
+            ..CiVariables::default()
+        };
+        let gitlab = |tag: Option<&'static str>, merge_request: Option<&'static str>| CiVariables {
+            gitlab_commit_tag: tag,
+            gitlab_commit_sha: Some(GITLAB_SHA),
+            gitlab_merge_request_iid: merge_request,
+            ..CiVariables::default()
+        };
+        let none = CiVariables::default();
+        #[rustfmt::skip]
+        let cases = [
+            Case { name: "GitHub tag", ci: github("refs/tags/v1.2.3"), repository: None, explicit: &[], expected: &["1.2.3", "11111111", "latest", "edge"] },
+            Case { name: "GitHub pre-release tag", ci: github("refs/tags/v2.0.0-rc1"), repository: None, explicit: &[], expected: &["2.0.0-rc1", "11111111", "edge"] },
+            Case { name: "GitHub branch", ci: github("refs/heads/main"), repository: None, explicit: &[], expected: &["latest", "11111111", "edge"] },
+            Case { name: "GitHub branch, a tag at HEAD does not count", ci: github("refs/heads/main"), repository: Some((Some("v9.9.9"), HEAD, &[])), explicit: &[], expected: &["latest", "11111111", "edge"] },
+            Case { name: "GitHub pull request (merge ref)", ci: github("refs/pull/42/merge"), repository: None, explicit: &[], expected: &["pr-42", "11111111"] },
+            Case { name: "GitHub pull request (head ref)", ci: github("refs/pull/7/head"), repository: None, explicit: &[], expected: &["pr-7", "11111111"] },
+            Case { name: "GitHub pull request, dirty tree", ci: github("refs/pull/42/merge"), repository: Some((None, HEAD, &["app.txt"])), explicit: &[], expected: &["11111111-dirty"] },
+            Case { name: "GITHUB_REF alone: the commit from git", ci: CiVariables { github_ref: Some("refs/tags/v1.0.0"), ..none }, repository: Some((None, HEAD, &[])), explicit: &[], expected: &["1.0.0", "99999999", "latest", "edge"] },
+            Case { name: "GITHUB_SHA alone: the ref from git", ci: CiVariables { github_sha: Some(GITHUB_SHA), ..none }, repository: Some((Some("v3.1.4"), HEAD, &[])), explicit: &[], expected: &["3.1.4", "11111111", "latest", "edge"] },
+            Case { name: "GitLab tag pipeline", ci: gitlab(Some("v1.2.3"), None), repository: None, explicit: &[], expected: &["1.2.3", "aaaaaaaa", "latest", "edge"] },
+            Case { name: "GitLab branch pipeline", ci: gitlab(None, None), repository: Some((Some("v9.9.9"), HEAD, &[])), explicit: &[], expected: &["latest", "aaaaaaaa", "edge"] },
+            Case { name: "GitLab merge request", ci: gitlab(None, Some("42")), repository: None, explicit: &[], expected: &["pr-42", "aaaaaaaa"] },
+            Case { name: "GitHub wins over GitLab", ci: CiVariables { github_ref: Some("refs/heads/main"), github_sha: Some(GITHUB_SHA), gitlab_commit_tag: Some("v1.2.3"), gitlab_commit_sha: Some(GITLAB_SHA), gitlab_merge_request_iid: None }, repository: None, explicit: &[], expected: &["latest", "11111111", "edge"] },
+            Case { name: "GitHub pull request wins over a GitLab tag", ci: CiVariables { github_ref: Some("refs/pull/5/merge"), gitlab_commit_tag: Some("v1.2.3"), gitlab_commit_sha: Some(GITLAB_SHA), ..none }, repository: None, explicit: &[], expected: &["pr-5", "aaaaaaaa"] },
+            Case { name: "local tag", ci: none, repository: Some((Some("v1.2.3"), HEAD, &[])), explicit: &[], expected: &["1.2.3", "99999999", "latest", "edge"] },
+            Case { name: "local branch", ci: none, repository: Some((None, HEAD, &[])), explicit: &[], expected: &["latest", "99999999", "edge"] },
+            Case { name: "local dirty tree on a tag", ci: none, repository: Some((Some("v1.2.3"), HEAD, &["Dockerfile", "src/a.c"])), explicit: &[], expected: &["99999999-dirty"] },
+            Case { name: "outside git", ci: none, repository: None, explicit: &[], expected: &["latest", "edge"] },
+            Case { name: "--tag on a pull request", ci: github("refs/pull/42/merge"), repository: None, explicit: &["1.0", "test"], expected: &["1.0", "test"] },
+            Case { name: "--tag on a dirty tree", ci: none, repository: Some((None, HEAD, &["a"])), explicit: &["1.0"], expected: &["1.0"] },
+        ];
+        for case in cases {
+            let checkout = case.repository.map(|(tag, head, changed)| Checkout {
+                tags_at_head: tag.into_iter().map(str::to_owned).collect(),
+                head: head.to_owned(),
+                changed: strings(changed),
+            });
+            let source = source(&case.ci, checkout.as_ref());
+            let tags = compute_tags(
+                source.as_ref(),
+                &strings(&["edge"]),
+                &strings(case.explicit),
+            );
+            assert_eq!(tags.tags, strings(case.expected), "{}", case.name);
+        }
+    }
+
+    #[test]
+    fn without_ci_variables_or_checkout_there_is_no_source() {
+        assert_eq!(source(&CiVariables::default(), None), None);
+        let only_sha = CiVariables {
+            github_sha: Some(COMMIT),
+            ..CiVariables::default()
+        };
+        assert_eq!(
+            source(&only_sha, None),
+            Some(Source {
+                reference: Reference::Other,
+                commit: Some(COMMIT.to_owned()),
+                changed: Vec::new()
+            })
+        );
+        let checkout = Checkout {
+            tags_at_head: strings(&["nightly", "v1.9.0", "v1.10.0"]),
+            head: COMMIT.to_owned(),
+            changed: Vec::new(),
+        };
+        assert_eq!(
+            source(&CiVariables::default(), Some(&checkout)).map(|source| source.reference),
+            Some(Reference::Tag("v1.10.0".to_owned()))
+        );
+    }
+
+    #[test]
+    fn reads_github_refs() {
+        let cases = [
+            ("refs/tags/v1.2.3", Reference::Tag("v1.2.3".to_owned())),
+            (
+                "refs/tags/release/3",
+                Reference::Tag("release/3".to_owned()),
+            ),
+            (
+                "refs/pull/42/merge",
+                Reference::PullRequest("42".to_owned()),
+            ),
+            ("refs/pull/42/head", Reference::PullRequest("42".to_owned())),
+            ("refs/pull/", Reference::Other),
+            ("refs/heads/main", Reference::Other),
+            ("refs/heads/refs/tags/x", Reference::Other),
+            ("main", Reference::Other),
+        ];
+        for (github_ref, expected) in cases {
+            assert_eq!(
+                reference_of_github_ref(github_ref),
+                expected,
+                "{github_ref}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_dirty_tree_names_a_few_files() {
+        let dirty = |changed: &[&str]| {
+            let source = Source {
+                changed: strings(changed),
+                ..tagged(Some("v1.2.3"))
+            };
+            compute_tags(Some(&source), &strings(&["edge"]), &[])
+        };
+        let tags = dirty(&["Dockerfile"]);
+        assert_eq!(tags.tags, strings(&["01234567-dirty"]));
+        let warning = tags.warning.unwrap();
+        assert!(warning.contains("(Dockerfile)"), "{warning}");
+        assert!(warning.contains("`01234567-dirty`"), "{warning}");
+        let warning = dirty(&["a", "b", "c", "d", "e"]).warning.unwrap();
+        assert!(warning.contains("(a, b, c and 2 more)"), "{warning}");
+        let warning = dirty(&["a", "b", "c"]).warning.unwrap();
+        assert!(warning.contains("(a, b, c)"), "{warning}");
+    }
+
     #[test]
     fn extra_tags_are_added_and_explicit_tags_replace() {
         let tags = compute_tags(
-            Some(&source(Some("v2.4.1"))),
+            Some(&tagged(Some("v2.4.1"))),
             &strings(&["edge", "latest"]),
             &[],
         );
         assert_eq!(tags.tags, strings(&["2.4.1", "01234567", "latest", "edge"]));
         let tags = compute_tags(
-            Some(&source(Some("v2.4.1"))),
+            Some(&tagged(Some("v2.4.1"))),
             &strings(&["edge"]),
             &strings(&["1.0"]),
         );

@@ -135,8 +135,8 @@ pub struct BuildArgs {
     /// Publish under exactly these tags (repeatable), instead of the computed ones.
     #[arg(long = "tag", value_name = "TAG")]
     pub tags: Vec<String>,
-    /// A build argument (repeatable); overrides [image.args].
-    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    /// A build argument (repeatable), over [image.args]: NAME=VALUE, or NAME alone to take the value of the variable NAME from the environment, as `docker build` does (no effect when NAME is unset).
+    #[arg(long = "build-arg", value_name = "NAME[=VALUE]")]
     pub build_args: Vec<String>,
     /// The build stage to build, overriding mab.toml.
     #[arg(long, value_name = "STAGE")]

@@ -1,6 +1,8 @@
 //! What mab reads from its environment, read once at start so that the
 //! rest of the code takes values (and tests can give mab a home of its own).
 
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 
 #[derive(Clone, Debug, Default)]
@@ -12,8 +14,18 @@ pub struct Environment {
     pub mab_runners: Option<PathBuf>,
     pub docker_host: Option<String>,
     pub docker_config: Option<PathBuf>,
+    /// GitHub Actions: `GITHUB_REF` (`refs/heads/main`, `refs/tags/v1.2.3`,
+    /// `refs/pull/42/merge`) and `GITHUB_SHA`, the full commit id.
     pub github_ref: Option<String>,
     pub github_sha: Option<String>,
+    /// GitLab CI: `CI_COMMIT_TAG` (set in tag pipelines), `CI_COMMIT_SHA`,
+    /// and `CI_MERGE_REQUEST_IID` (set in merge request pipelines).
+    pub ci_commit_tag: Option<String>,
+    pub ci_commit_sha: Option<String>,
+    pub ci_merge_request_iid: Option<String>,
+    /// Every variable as it was at start, empty ones included, for
+    /// `--build-arg NAME` (which takes `NAME`'s value from here).
+    pub variables: BTreeMap<OsString, OsString>,
     /// Whether stderr is a terminal (progress bars) and colour is welcome.
     pub stderr_is_terminal: bool,
     /// `MAB_LOG`: how much of the libraries' logging to show.
@@ -36,8 +48,31 @@ impl Environment {
             docker_config: variable("DOCKER_CONFIG").map(PathBuf::from),
             github_ref: text("GITHUB_REF"),
             github_sha: text("GITHUB_SHA"),
+            ci_commit_tag: text("CI_COMMIT_TAG"),
+            ci_commit_sha: text("CI_COMMIT_SHA"),
+            ci_merge_request_iid: text("CI_MERGE_REQUEST_IID"),
+            variables: std::env::vars_os().collect(),
             stderr_is_terminal: std::io::stderr().is_terminal(),
             log_level: text("MAB_LOG"),
+        }
+    }
+
+    /// The value of the variable `name` at start; `Some("")` when it is set
+    /// but empty (as Go's `os.LookupEnv`, which the docker CLI uses).
+    pub fn variable(&self, name: &str) -> Option<&OsStr> {
+        self.variables
+            .get(OsStr::new(name))
+            .map(OsString::as_os_str)
+    }
+
+    /// The CI variables that name the ref and commit of the build.
+    pub fn ci_variables(&self) -> mab_registry::tags::CiVariables<'_> {
+        mab_registry::tags::CiVariables {
+            github_ref: self.github_ref.as_deref(),
+            github_sha: self.github_sha.as_deref(),
+            gitlab_commit_tag: self.ci_commit_tag.as_deref(),
+            gitlab_commit_sha: self.ci_commit_sha.as_deref(),
+            gitlab_merge_request_iid: self.ci_merge_request_iid.as_deref(),
         }
     }
 

@@ -1,114 +1,513 @@
-//! Where the source came from, for the tag rules: `GITHUB_REF`/`GITHUB_SHA`
-//! when set, else the git repository holding the context.
+//! What the git repository holding the context says, for the tag rules
+//! (`mab_registry::tags`): the tags at HEAD, HEAD's commit, and which of
+//! the files a build sends differ from HEAD (a dirty tree).
+//!
+//! The repository is found as git finds it: the nearest directory, from the
+//! context up, holding a `.git` entry (a directory, or a file as in
+//! worktrees and submodules). Without one the context is outside git, and
+//! git itself is not needed. With one, the git CLI reads it, and every
+//! failure is a [`GitError`] naming the repository, never taken for
+//! "outside git": a repository git refuses to read (its ownership check,
+//! `safe.directory`), a `.git` git does not recognise, git missing, a
+//! repository without a commit.
 
-use std::path::Path;
-use std::process::Command;
+use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
-use mab_registry::tags::{pick_tag, Source};
+use mab_registry::tags::Checkout;
 
-/// The ref comes from `GITHUB_REF` when set, the commit from `GITHUB_SHA`
-/// when set; whatever is not set comes from the git repository holding the
-/// context. `None` when neither the variables nor a repository say anything.
-pub fn source(
-    context: &Path,
-    github_ref: Option<&str>,
-    github_sha: Option<&str>,
-) -> Option<Source> {
-    let tag = match github_ref {
-        Some(reference) => reference.strip_prefix("refs/tags/").map(str::to_owned),
-        None => {
-            let tags: Vec<String> = git(context, &["tag", "--points-at", "HEAD"])
-                .unwrap_or_default()
-                .lines()
-                .map(str::to_owned)
-                .collect();
-            pick_tag(&tags).map(str::to_owned)
-        }
-    };
-    let commit = match github_sha {
-        Some(sha) => Some(sha.to_owned()),
-        None => git(context, &["rev-parse", "--verify", "HEAD"]),
-    };
-    if github_ref.is_none() && commit.is_none() {
-        return None;
-    }
-    Some(Source { tag, commit })
+/// Why the repository holding the context cannot be read. Each names the
+/// repository; [`GitError::hint`] says how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    /// The `git` command cannot be run (not installed, not on `PATH`).
+    #[error("the context is in the git repository {}, but the `git` command cannot be run: {source}", repository.display())]
+    GitMissing {
+        repository: PathBuf,
+        source: io::Error,
+    },
+    /// git's ownership check: the repository belongs to another user and
+    /// is not listed in `safe.directory` (git 2.35.2 and later).
+    #[error("git refuses to read the repository {}: it is owned by another user, and git reads such a repository only when `safe.directory` names it", repository.display())]
+    DubiousOwnership { repository: PathBuf },
+    /// git does not take the `.git` found for a repository (a garbage
+    /// `HEAD`, a missing `objects` directory, a `.git` file pointing
+    /// nowhere), or takes another repository than the one it is in.
+    #[error("the git repository {} is broken: {detail}", git_dir.display())]
+    Broken { git_dir: PathBuf, detail: String },
+    /// HEAD is unborn: `git init` without a commit.
+    #[error("the git repository {} has no commit yet, so there is no commit id to tag with", repository.display())]
+    NoCommit { repository: PathBuf },
+    /// Any other failure of a git command.
+    #[error("git failed on the repository {}: `git {command}`: {detail}", repository.display())]
+    Failed {
+        repository: PathBuf,
+        command: String,
+        detail: String,
+    },
 }
 
-fn git(directory: &Path, arguments: &[&str]) -> Option<String> {
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(directory)
-        .args(arguments)
-        .output()
-        .ok()?;
-    output
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+impl GitError {
+    /// How to fix it; every fix also offers `--tag`, with which a git
+    /// problem is only a warning.
+    pub fn hint(&self) -> String {
+        let fix = match self {
+            GitError::GitMissing { .. } => {
+                "install git (mab reads the tags at HEAD, the commit and the changed files with it)"
+                    .to_owned()
+            }
+            GitError::DubiousOwnership { repository } => format!(
+                "if you trust the repository, run `git config --global --add safe.directory {}` as the user running mab (a CI job in a container often runs as another user than the checkout's owner)",
+                repository.display()
+            ),
+            GitError::Broken { git_dir, .. } => format!(
+                "repair or remove {} (`git status` there shows what git finds wrong)",
+                git_dir.display()
+            ),
+            GitError::NoCommit { .. } => "commit the project first".to_owned(),
+            GitError::Failed {
+                repository,
+                command,
+                ..
+            } => format!(
+                "run `git -C {} {command}` to see the problem",
+                repository.display()
+            ),
+        };
+        format!("{fix}, or give the tags with --tag")
+    }
+}
+
+/// The top of the git working tree holding `directory` (absolute): the
+/// nearest of it and its ancestors that holds a `.git` entry. `None`
+/// outside git.
+pub fn find_repository(directory: &Path) -> Option<PathBuf> {
+    directory
+        .ancestors()
+        .find(|ancestor| std::fs::symlink_metadata(ancestor.join(".git")).is_ok())
+        .map(Path::to_path_buf)
+}
+
+/// What a build sends, for the dirty check.
+pub struct Sent<'a> {
+    /// The context directory (absolute).
+    pub context: &'a Path,
+    /// The absolute path of every entry sent: the context's files,
+    /// directories and symlinks after the ignore rules, the Dockerfile and
+    /// the ignore file (which counts even where it does not exist, so that
+    /// deleting it is a change). Each path starts with the context's path
+    /// as given, not resolved, except the Dockerfile's and the ignore
+    /// file's when they lie outside it.
+    pub paths: HashSet<PathBuf>,
+    /// Whether a path relative to the context that does not exist would be
+    /// sent were it there (the ignore rules): a tracked file deleted from
+    /// the context is a change when it would.
+    pub would_send: &'a dyn Fn(&Path) -> bool,
+}
+
+/// The checkout holding the context (absolute): `Ok(None)` outside git,
+/// else what the git CLI reads from it (the tags at HEAD, HEAD, and the
+/// entries of `sent` that differ from HEAD or are untracked and not ignored
+/// by git), or why it cannot be read.
+pub fn checkout(sent: &Sent) -> Result<Option<Checkout>, GitError> {
+    let context = sent.context;
+    let Some(repository) = find_repository(context) else {
+        return Ok(None);
+    };
+    let git = Git {
+        repository: &repository,
+    };
+    let toplevel = git.run(context, &["rev-parse", "--show-toplevel"])?;
+    let toplevel = Path::new(OsStr::from_bytes(toplevel.trim_ascii_end()));
+    if !same_directory(toplevel, &repository) {
+        return Err(GitError::Broken {
+            git_dir: repository.join(".git"),
+            detail: format!(
+                "git passes it over and takes {} for the repository",
+                toplevel.display()
+            ),
+        });
+    }
+    let head = git.output(
+        &repository,
+        &["rev-parse", "-q", "--verify", "HEAD^{commit}"],
+    )?;
+    if !head.status.success() {
+        return Err(match head.stderr.is_empty() {
+            true => GitError::NoCommit {
+                repository: repository.clone(),
+            },
+            false => git.failure("rev-parse -q --verify HEAD^{commit}", &head),
+        });
+    }
+    let tags_at_head =
+        String::from_utf8_lossy(&git.run(&repository, &["tag", "--points-at", "HEAD"])?)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+    let changed = changed_files(&git, sent)?;
+    Ok(Some(Checkout {
+        tags_at_head,
+        head: String::from_utf8_lossy(&head.stdout).trim().to_owned(),
+        changed,
+    }))
+}
+
+/// The entries of `sent` that `git status` reports (changed, added,
+/// deleted, renamed, untracked and not ignored), as paths relative to the
+/// repository, in git's order. One `git status` for the context directory
+/// and whatever is sent from outside it, not a pathspec per file.
+fn changed_files(git: &Git, sent: &Sent) -> Result<Vec<String>, GitError> {
+    let repository = git.repository;
+    let mut arguments: Vec<OsString> = [
+        "status",
+        "--porcelain=v1",
+        "-z",
+        "--untracked-files=all",
+        "--",
+    ]
+    .into_iter()
+    .map(OsString::from)
+    .collect();
+    let mut pathspec = |path: &Path| {
+        if let Ok(relative) = path.strip_prefix(repository) {
+            arguments.push(match relative.as_os_str().is_empty() {
+                true => OsString::from("."),
+                false => relative.as_os_str().to_owned(),
+            });
+        }
+    };
+    pathspec(sent.context);
+    for path in &sent.paths {
+        if !path.starts_with(sent.context) {
+            pathspec(path);
+        }
+    }
+    let status = git.run(repository, &arguments)?;
+    let mut changed = Vec::new();
+    for reported in status_paths(&status) {
+        let absolute = repository.join(reported);
+        let is_sent = sent.paths.contains(&absolute)
+            || (std::fs::symlink_metadata(&absolute).is_err()
+                && absolute
+                    .strip_prefix(sent.context)
+                    .is_ok_and(|relative| (sent.would_send)(relative)));
+        if is_sent {
+            changed.push(reported.to_string_lossy().into_owned());
+        }
+    }
+    Ok(changed)
+}
+
+/// The paths of `git status --porcelain=v1 -z` output, relative to the
+/// repository: each entry is `XY PATH`, a rename or copy followed by its
+/// source path (which is reported too); a trailing `/` (an untracked
+/// repository inside) is dropped. Untracked files are `??`.
+fn status_paths(output: &[u8]) -> Vec<&Path> {
+    let mut paths = Vec::new();
+    let mut fields = output.split(|byte| *byte == 0);
+    while let Some(entry) = fields.next() {
+        let (Some(status), Some(path)) = (entry.get(..2), entry.get(3..)) else {
+            continue;
+        };
+        paths.push(path);
+        if status.iter().any(|code| matches!(code, b'R' | b'C')) {
+            paths.extend(fields.next());
+        }
+    }
+    paths
+        .into_iter()
+        .map(|path| Path::new(OsStr::from_bytes(path.strip_suffix(b"/").unwrap_or(path))))
+        .collect()
+}
+
+/// Whether two paths name one directory (symlinks resolved).
+fn same_directory(left: &Path, right: &Path) -> bool {
+    match (left.canonicalize(), right.canonicalize()) {
+        (Ok(left), Ok(right)) => left == right,
+        _ => left == right,
+    }
+}
+
+/// The git CLI on one repository.
+struct Git<'a> {
+    repository: &'a Path,
+}
+
+impl Git<'_> {
+    /// `git -C DIRECTORY ARGUMENTS`, whatever its exit status. Messages are
+    /// in English (`LC_ALL=C`) so that they can be told apart, and
+    /// `GIT_DIR`/`GIT_WORK_TREE` from mab's environment are left out so that
+    /// git finds the repository from the directory, as [`find_repository`]
+    /// does. `--no-optional-locks`: reading never writes the index;
+    /// `--literal-pathspecs`: a file name is never a pattern.
+    fn output<S: AsRef<OsStr>>(
+        &self,
+        directory: &Path,
+        arguments: &[S],
+    ) -> Result<Output, GitError> {
+        Command::new("git")
+            .args(["--no-optional-locks", "--literal-pathspecs", "-C"])
+            .arg(directory)
+            .args(arguments)
+            .env("LC_ALL", "C")
+            .env_remove("GIT_DIR")
+            .env_remove("GIT_WORK_TREE")
+            .env_remove("GIT_INDEX_FILE")
+            .output()
+            .map_err(|source| GitError::GitMissing {
+                repository: self.repository.to_path_buf(),
+                source,
+            })
+    }
+
+    /// [`Git::output`]'s stdout when git succeeded, else the failure.
+    fn run<S: AsRef<OsStr>>(&self, directory: &Path, arguments: &[S]) -> Result<Vec<u8>, GitError> {
+        let output = self.output(directory, arguments)?;
+        if !output.status.success() {
+            let command: Vec<_> = arguments
+                .iter()
+                .map(|argument| argument.as_ref().to_string_lossy())
+                .collect();
+            return Err(self.failure(&command.join(" "), &output));
+        }
+        Ok(output.stdout)
+    }
+
+    /// What a failed git command's stderr says went wrong.
+    fn failure(&self, command: &str, output: &Output) -> GitError {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let repository = self.repository.to_path_buf();
+        if stderr.contains("detected dubious ownership") {
+            return GitError::DubiousOwnership { repository };
+        }
+        let detail = stderr
+            .lines()
+            .map(str::trim)
+            .find(|line| !line.is_empty())
+            .map(|line| line.strip_prefix("fatal: ").unwrap_or(line).to_owned())
+            .unwrap_or_else(|| format!("exit status {}", output.status));
+        if stderr.contains("not a git repository") {
+            return GitError::Broken {
+                git_dir: repository.join(".git"),
+                detail: format!("git says \"{detail}\""),
+            };
+        }
+        GitError::Failed {
+            repository,
+            command: command.to_owned(),
+            detail,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn github_variables_win_over_the_repository() {
-        let directory = tempfile::tempdir().unwrap();
-        let repository_commit = repository_tagged(directory.path(), &["v9.9.9"]);
-        let source = source(directory.path(), Some("refs/tags/v1.2.3"), Some("abc")).unwrap();
-        assert_eq!(source.tag.as_deref(), Some("v1.2.3"));
-        assert_eq!(source.commit.as_deref(), Some("abc"));
-        let branch = super::source(directory.path(), Some("refs/heads/main"), None).unwrap();
-        assert_eq!(
-            branch.tag, None,
-            "a branch ref is not a tag, whatever the repository says"
-        );
-        assert_eq!(
-            branch.commit,
-            Some(repository_commit.clone()),
-            "the commit still comes from git"
-        );
-        let sha_only = super::source(directory.path(), None, Some("def")).unwrap();
-        assert_eq!(sha_only.tag.as_deref(), Some("v9.9.9"));
-        assert_eq!(sha_only.commit.as_deref(), Some("def"));
-    }
-
-    #[test]
-    fn outside_git_there_is_no_source() {
-        let directory = tempfile::tempdir().unwrap();
-        assert_eq!(source(directory.path(), None, None), None);
+    /// Runs git in `directory` as a person would, with an identity.
+    fn git(directory: &Path, arguments: &[&str]) -> String {
+        let output = Command::new("git")
+            .arg("-C")
+            .arg(directory)
+            .args(arguments)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "git {arguments:?}");
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
     }
 
     /// A repository with one empty commit and these tags on it; its commit id.
     fn repository_tagged(directory: &Path, tags: &[&str]) -> String {
-        let run = |arguments: &[&str]| {
-            let status = Command::new("git")
-                .arg("-C")
-                .arg(directory)
-                .args(arguments)
-                .env("GIT_AUTHOR_NAME", "t")
-                .env("GIT_AUTHOR_EMAIL", "t@example.com")
-                .env("GIT_COMMITTER_NAME", "t")
-                .env("GIT_COMMITTER_EMAIL", "t@example.com")
-                .status()
-                .unwrap();
-            assert!(status.success(), "git {arguments:?}");
-        };
-        run(&["init", "-q"]);
-        run(&["commit", "-q", "--allow-empty", "-m", "first"]);
+        git(directory, &["init", "-q"]);
+        git(directory, &["commit", "-q", "--allow-empty", "-m", "first"]);
         for tag in tags {
-            run(&["tag", tag]);
+            git(directory, &["tag", tag]);
         }
-        git(directory, &["rev-parse", "HEAD"]).unwrap()
+        git(directory, &["rev-parse", "HEAD"])
+    }
+
+    /// `context` sending these files (relative to it); a deleted file would
+    /// be sent unless its name starts with `ignored`.
+    fn sending<'a>(context: &'a Path, files: &[&str]) -> Sent<'a> {
+        Sent {
+            context,
+            paths: files.iter().map(|file| context.join(file)).collect(),
+            would_send: &|relative| !relative.to_string_lossy().starts_with("ignored"),
+        }
+    }
+
+    /// Writes `text` to `directory/relative`.
+    fn write(directory: &Path, relative: &str, text: &str) {
+        let path = directory.join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
     }
 
     #[test]
-    fn reads_the_tags_at_head() {
+    fn reads_git_status_paths() {
+        let output = b" M a.txt\0?? new dir/b c\0R  new.txt\0old.txt\0?? nested/\0 D gone\0";
+        let paths: Vec<&Path> = status_paths(output);
+        let expected: Vec<&Path> = [
+            "a.txt",
+            "new dir/b c",
+            "new.txt",
+            "old.txt",
+            "nested",
+            "gone",
+        ]
+        .into_iter()
+        .map(Path::new)
+        .collect();
+        assert_eq!(paths, expected);
+        assert!(status_paths(b"").is_empty());
+    }
+
+    #[test]
+    fn a_dirty_tree_is_one_whose_sent_files_changed() {
+        let directory = tempfile::tempdir().unwrap();
+        let root = directory.path();
+        for file in [
+            "Dockerfile",
+            "ctx/a.txt",
+            "ctx/ignored.txt",
+            "ctx/gone.txt",
+            "ctx/ignored-gone.txt",
+            "outside.txt",
+        ] {
+            write(root, file, "committed\n");
+        }
+        write(root, ".gitignore", "*.log\n");
+        repository_tagged(root, &[]);
+        git(root, &["add", "-A"]);
+        git(root, &["commit", "-q", "-m", "files"]);
+        let context = root.join("ctx");
+        let sent_files = [
+            "a.txt",
+            "new.txt",
+            "build.log",
+            "../Dockerfile",
+            ".dockerignore",
+        ];
+        let changed = |sent: &Sent| checkout(sent).unwrap().unwrap().changed;
+        let mut sent = sending(&context, &sent_files);
+        sent.paths.insert(root.join("Dockerfile"));
+        assert_eq!(changed(&sent), Vec::<String>::new(), "a clean tree");
+
+        // Changes that are not sent, or ignored by git, do not count.
+        write(root, "ctx/ignored.txt", "changed\n");
+        write(root, "outside.txt", "changed\n");
+        write(&context, "build.log", "untracked but ignored by git\n");
+        std::fs::remove_file(context.join("ignored-gone.txt")).unwrap();
+        assert_eq!(changed(&sent), Vec::<String>::new(), "nothing sent changed");
+
+        // Each of these does.
+        write(&context, "a.txt", "changed\n");
+        write(&context, "new.txt", "untracked\n");
+        write(root, "Dockerfile", "changed\n");
+        std::fs::remove_file(context.join("gone.txt")).unwrap();
+        let mut found = changed(&sent);
+        found.sort();
+        assert_eq!(
+            found,
+            ["Dockerfile", "ctx/a.txt", "ctx/gone.txt", "ctx/new.txt"]
+        );
+    }
+
+    #[test]
+    fn outside_git_there_is_no_checkout() {
+        let directory = tempfile::tempdir().unwrap();
+        assert_eq!(find_repository(directory.path()), None);
+        assert_eq!(checkout(&sending(directory.path(), &[])).unwrap(), None);
+    }
+
+    #[test]
+    fn reads_the_tags_at_head_from_a_subdirectory() {
         let directory = tempfile::tempdir().unwrap();
         let commit = repository_tagged(directory.path(), &["v1.9.0", "v1.10.0", "nightly"]);
-        let source = source(directory.path(), None, None).unwrap();
-        assert_eq!(source.tag.as_deref(), Some("v1.10.0"));
-        assert_eq!(source.commit, Some(commit));
+        let context = directory.path().join("deep/context");
+        std::fs::create_dir_all(&context).unwrap();
+        assert_eq!(find_repository(&context).as_deref(), Some(directory.path()));
+        let mut checkout = checkout(&sending(&context, &[])).unwrap().unwrap();
+        checkout.tags_at_head.sort();
+        assert_eq!(checkout.tags_at_head, ["nightly", "v1.10.0", "v1.9.0"]);
+        assert_eq!(checkout.head, commit);
+    }
+
+    #[test]
+    fn a_repository_without_a_commit_is_an_error() {
+        let directory = tempfile::tempdir().unwrap();
+        git(directory.path(), &["init", "-q"]);
+        let error = checkout(&sending(directory.path(), &[])).unwrap_err();
+        assert!(matches!(error, GitError::NoCommit { .. }), "{error:?}");
+    }
+
+    #[test]
+    fn a_broken_git_directory_is_an_error_not_outside_git() {
+        let directory = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(directory.path().join(".git")).unwrap();
+        std::fs::write(directory.path().join(".git/HEAD"), "garbage\n").unwrap();
+        let error = checkout(&sending(directory.path(), &[])).unwrap_err();
+        let GitError::Broken { git_dir, detail } = &error else {
+            panic!("{error:?}");
+        };
+        assert_eq!(git_dir, &directory.path().join(".git"));
+        assert!(detail.contains("not a git repository"), "{detail}");
+    }
+
+    #[test]
+    fn a_broken_git_directory_inside_a_repository_is_not_passed_over() {
+        let outer = tempfile::tempdir().unwrap();
+        repository_tagged(outer.path(), &["v1.0.0"]);
+        let inner = outer.path().join("inner");
+        std::fs::create_dir_all(inner.join(".git")).unwrap();
+        std::fs::write(inner.join(".git/HEAD"), "garbage\n").unwrap();
+        let error = checkout(&sending(&inner, &[])).unwrap_err();
+        let GitError::Broken { git_dir, detail } = &error else {
+            panic!("{error:?}");
+        };
+        assert_eq!(git_dir, &inner.join(".git"));
+        assert!(detail.contains("takes"), "{detail}");
+    }
+
+    #[test]
+    fn every_hint_offers_the_tag_flag() {
+        let repository = PathBuf::from("/project");
+        let errors = [
+            GitError::GitMissing {
+                repository: repository.clone(),
+                source: io::Error::from(io::ErrorKind::NotFound),
+            },
+            GitError::DubiousOwnership {
+                repository: repository.clone(),
+            },
+            GitError::Broken {
+                git_dir: repository.join(".git"),
+                detail: "x".to_owned(),
+            },
+            GitError::NoCommit {
+                repository: repository.clone(),
+            },
+            GitError::Failed {
+                repository: repository.clone(),
+                command: "status".to_owned(),
+                detail: "x".to_owned(),
+            },
+        ];
+        for error in errors {
+            assert!(error.to_string().contains("/project"), "{error}");
+            assert!(
+                error.hint().ends_with("or give the tags with --tag"),
+                "{error:?}"
+            );
+        }
     }
 }

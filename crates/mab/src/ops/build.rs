@@ -26,9 +26,9 @@ pub async fn build(
 ) -> Result<String, Failure> {
     let loaded = prepare::load(&args.project, environment, reporter)?;
     let mut project = loaded.project;
-    apply_overrides(&mut project, args)?;
+    apply_overrides(&mut project, args, environment)?;
     let (context, listing) = prepare::build_context(&project)?;
-    let tags = release_tags(&project, args, environment, reporter);
+    let tags = release_tags(&project, &context, &listing, args, environment, reporter)?;
     let network = super::network_flag(args.network.as_deref())?;
     let metadata = MetadataFile::create(args, environment)?;
     let registry = mab_registry::registry_of(&project.image).map_err(|error| {
@@ -186,15 +186,22 @@ impl Drop for Publishing {
 }
 
 /// `--build-arg`, `--target` and `--tag` over what mab.toml says.
-fn apply_overrides(project: &mut Project, args: &BuildArgs) -> Result<(), Failure> {
+fn apply_overrides(
+    project: &mut Project,
+    args: &BuildArgs,
+    environment: &Environment,
+) -> Result<(), Failure> {
+    // As in docker's CLI, the last flag for a name wins, even a bare one
+    // whose variable is unset; only the values then go over [image.args].
+    let mut build_args = std::collections::BTreeMap::new();
     for argument in &args.build_args {
-        let Some((key, value)) = argument.split_once('=') else {
-            return Err(Failure::usage(
-                format!("--build-arg `{argument}` has no value"),
-                Some("write it as --build-arg KEY=VALUE"),
-            ));
-        };
-        project.args.insert(key.to_owned(), value.to_owned());
+        let (name, value) = build_arg(argument, environment)?;
+        build_args.insert(name, value);
+    }
+    for (name, value) in build_args {
+        if let Some(value) = value {
+            project.args.insert(name, value);
+        }
     }
     if let Some(target) = &args.target {
         project.target = Some(target.clone());
@@ -210,22 +217,77 @@ fn apply_overrides(project: &mut Project, args: &BuildArgs) -> Result<(), Failur
     Ok(())
 }
 
+/// One `--build-arg`, read as the docker CLI reads it (docker/cli
+/// `opts.ValidateEnv`): `NAME=VALUE` is that value (`NAME=` an empty one);
+/// a bare `NAME` takes the value of the variable `NAME` from mab's
+/// environment, an empty one included, and has no value (`None`) when the
+/// variable is unset, so that `[image.args]` or the Dockerfile's default
+/// applies. Errors (exit 2): an empty name, or a variable that is not UTF-8.
+fn build_arg(
+    argument: &str,
+    environment: &Environment,
+) -> Result<(String, Option<String>), Failure> {
+    let (name, value) = match argument.split_once('=') {
+        Some((name, value)) => (name, Some(value.to_owned())),
+        None => (argument, None),
+    };
+    if name.trim().is_empty() {
+        return Err(Failure::usage(
+            format!("--build-arg `{argument}` has no name"),
+            Some("write it as --build-arg NAME=VALUE, or --build-arg NAME to take the value of the variable NAME"),
+        ));
+    }
+    if value.is_some() {
+        return Ok((name.to_owned(), value));
+    }
+    let Some(value) = environment.variable(name) else {
+        return Ok((name.to_owned(), None));
+    };
+    match value.to_str() {
+        Some(value) => Ok((name.to_owned(), Some(value.to_owned()))),
+        None => Err(Failure::usage(
+            format!("--build-arg `{name}`: the variable {name} in the environment is not UTF-8"),
+            Some("give the value on the command line: --build-arg NAME=VALUE"),
+        )),
+    }
+}
+
+/// The tags to publish under (docs/publishing.md), from the CI variables and
+/// the repository holding the context; what `listing` sends (with the
+/// Dockerfile and the ignore file) decides whether the tree is dirty. A
+/// repository that cannot be read stops the build (exit 2), unless `--tag`
+/// gives the tags, when it is a warning.
 fn release_tags(
     project: &Project,
+    context: &BuildContext,
+    listing: &mab_context::ContextListing,
     args: &BuildArgs,
     environment: &Environment,
     reporter: &dyn Reporter,
-) -> Vec<String> {
-    let source = crate::git::source(
-        &project.context,
-        environment.github_ref.as_deref(),
-        environment.github_sha.as_deref(),
-    );
+) -> Result<Vec<String>, Failure> {
+    // Already read without error by the scan that made `listing`.
+    let ignore = context.ignore().unwrap_or_default();
+    let sent = crate::git::Sent {
+        context: context.dir(),
+        paths: context.sent_paths(listing).into_iter().collect(),
+        would_send: &|relative| !ignore.is_excluded(&relative.to_string_lossy()),
+    };
+    let checkout = match crate::git::checkout(&sent) {
+        Ok(checkout) => checkout,
+        Err(error) if !args.tags.is_empty() => {
+            reporter.report(Event::Warning {
+                message: format!("{error}; the tags come from --tag, so the build goes on"),
+            });
+            None
+        }
+        Err(error) => return Err(Failure::usage(error.to_string(), Some(&error.hint()))),
+    };
+    let source = mab_registry::tags::source(&environment.ci_variables(), checkout.as_ref());
     let tags = mab_registry::tags::compute_tags(source.as_ref(), &project.extra_tags, &args.tags);
     if let Some(warning) = tags.warning {
         reporter.report(Event::Warning { message: warning });
     }
-    tags.tags
+    Ok(tags.tags)
 }
 
 /// A build id: short, unique enough among concurrent builds of one image.
@@ -622,5 +684,98 @@ impl MetadataFile {
                 None,
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_args_read_as_the_docker_cli_reads_them() {
+        let environment = Environment {
+            variables: [("SET", "from env"), ("EMPTY", "")]
+                .into_iter()
+                .map(|(name, value)| (name.into(), value.into()))
+                .collect(),
+            ..Environment::default()
+        };
+        let cases = [
+            ("NAME=value", "NAME", Some("value")),
+            ("NAME=", "NAME", Some("")),
+            ("NAME=a=b", "NAME", Some("a=b")),
+            ("SET=given", "SET", Some("given")),
+            ("SET", "SET", Some("from env")),
+            ("EMPTY", "EMPTY", Some("")),
+            ("UNSET", "UNSET", None),
+        ];
+        for (argument, name, value) in cases {
+            assert_eq!(
+                build_arg(argument, &environment).unwrap(),
+                (name.to_owned(), value.map(str::to_owned)),
+                "{argument}"
+            );
+        }
+        for argument in ["=value", " =value", ""] {
+            let failure = build_arg(argument, &environment).unwrap_err();
+            assert_eq!(failure.code, crate::failure::EXIT_USAGE, "{argument}");
+        }
+    }
+
+    #[test]
+    fn build_arg_flags_go_over_the_manifest_the_last_one_winning() {
+        let environment = Environment {
+            variables: [("SET".into(), "from env".into())].into_iter().collect(),
+            ..Environment::default()
+        };
+        let cli = <crate::cli::Cli as clap::Parser>::try_parse_from([
+            "mab",
+            "build",
+            "--build-arg",
+            "KEPT",
+            "--build-arg",
+            "SET",
+            "--build-arg",
+            "DROPPED=x",
+            "--build-arg",
+            "DROPPED",
+            "--build-arg",
+            "NEW=1",
+        ])
+        .unwrap();
+        let crate::cli::Command::Build(args) = cli.command else {
+            panic!("a build command");
+        };
+        let mut project = Project {
+            manifest_path: PathBuf::from("/project/mab.toml"),
+            image: "127.0.0.1:5000/app".to_owned(),
+            platforms: Vec::new(),
+            context: PathBuf::from("/project"),
+            dockerfile: None,
+            target: None,
+            args: [
+                ("KEPT", "manifest"),
+                ("SET", "manifest"),
+                ("DROPPED", "manifest"),
+            ]
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect(),
+            extra_tags: Vec::new(),
+            warnings: Vec::new(),
+        };
+        apply_overrides(&mut project, &args, &environment).unwrap();
+        let expected: Vec<(&str, &str)> = vec![
+            ("DROPPED", "manifest"),
+            ("KEPT", "manifest"),
+            ("NEW", "1"),
+            ("SET", "from env"),
+        ];
+        let found: Vec<(&str, &str)> = project
+            .args
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        assert_eq!(found, expected);
     }
 }

@@ -1,0 +1,190 @@
+//! The computed tags on the lab: what a build publishes under (read back
+//! with skopeo), for pull and merge requests, dirty trees and git failures.
+
+use crate::support::{
+    mab_with_env, require_lab, sha256, skopeo_raw, skopeo_tags, GitProblem, Lab, Project, Run,
+};
+
+/// A one-platform `FROM scratch` project for the lab's local engine, whose
+/// image holds `content.txt`; `ignored.txt` is left out by `.dockerignore`.
+fn project(repository: &str, content: &str) -> Project {
+    let project = Project::new();
+    project
+        .file("Dockerfile", "FROM scratch\nCOPY content.txt /\n")
+        .file(".dockerignore", "ignored.txt\n")
+        .file("content.txt", content)
+        .file("ignored.txt", "not sent\n")
+        .file(
+            "mab.toml",
+            &format!("[image]\nname = \"{repository}\"\nplatforms = [\"linux/amd64\"]\n\n[tags]\nextra = [\"edge\"]\n"),
+        );
+    project
+}
+
+/// `mab build --progress plain` with these variables; it must succeed.
+fn build(project: &Project, arguments: &[&str], variables: &[(&str, Option<&str>)]) -> Run {
+    let home = tempfile::tempdir().unwrap();
+    let mut all = vec!["build", "--progress", "plain"];
+    all.extend_from_slice(arguments);
+    let run = mab_with_env(home.path(), project.path(), &all, variables);
+    assert_eq!(run.code, 0, "{run:?}");
+    run
+}
+
+/// The tags of `repository` that are not mab's staging tags.
+fn published_tags(repository: &str) -> Vec<String> {
+    skopeo_tags(repository)
+        .into_iter()
+        .filter(|tag| !tag.starts_with("mab-"))
+        .collect()
+}
+
+/// The digest of the list `repository:tag` points at, read with skopeo.
+fn digest_of(repository: &str, tag: &str) -> String {
+    sha256(&skopeo_raw(&format!("{repository}:{tag}")))
+}
+
+fn sorted(tags: &[&str]) -> Vec<String> {
+    let mut tags: Vec<String> = tags.iter().map(|tag| tag.to_string()).collect();
+    tags.sort();
+    tags
+}
+
+#[test]
+fn pull_and_merge_requests_get_pr_tags_and_never_latest() {
+    let lab: &Lab = require_lab!();
+    let repository = lab.repository("pull-request");
+
+    let first = project(&repository, "pull request 42\n");
+    let first_commit = first.commit_and_tag(&[]);
+    let run = build(
+        &first,
+        &[],
+        &[
+            ("GITHUB_REF", Some("refs/pull/42/merge")),
+            ("GITHUB_SHA", Some(&first_commit)),
+        ],
+    );
+    assert_eq!(
+        published_tags(&repository),
+        sorted(&["pr-42", &first_commit[..8]]),
+        "no latest, no extra tag: {run:?}"
+    );
+    let pull_request = digest_of(&repository, "pr-42");
+    assert_eq!(digest_of(&repository, &first_commit[..8]), pull_request);
+    assert_eq!(run.stdout.trim(), format!("{repository}@{pull_request}"));
+
+    // A release moves latest; a merge request after it does not.
+    let release = project(&repository, "release\n");
+    build(&release, &["--tag", "latest"], &[]);
+    let latest = digest_of(&repository, "latest");
+    assert_ne!(latest, pull_request);
+
+    let merge_request = project(&repository, "merge request 43\n");
+    let commit = merge_request.commit_and_tag(&["v9.9.9"]);
+    build(
+        &merge_request,
+        &[],
+        &[
+            ("CI_MERGE_REQUEST_IID", Some("43")),
+            ("CI_COMMIT_SHA", Some(&commit)),
+        ],
+    );
+    let published = digest_of(&repository, "pr-43");
+    assert_ne!(published, latest);
+    assert_eq!(digest_of(&repository, &commit[..8]), published);
+    assert_eq!(
+        digest_of(&repository, "latest"),
+        latest,
+        "the merge request left latest where it was"
+    );
+    assert_eq!(
+        published_tags(&repository),
+        sorted(&["pr-42", &first_commit[..8], "latest", "pr-43", &commit[..8]]),
+        "neither the tag at HEAD (9.9.9) nor the extra tag were published"
+    );
+}
+
+/// With `--tag`, a repository git cannot read is a warning naming it, and
+/// the build publishes exactly the `--tag`s (bad_input.rs has the messages
+/// without `--tag`).
+#[test]
+fn with_tag_flags_a_git_problem_is_a_warning() {
+    let lab: &Lab = require_lab!();
+    let repository = lab.repository("git-problems");
+    for problem in GitProblem::ALL {
+        let tag = problem.name();
+        let project = project(&repository, tag);
+        let variables = problem.make(&project);
+        let run = build(&project, &["--tag", tag], &variables);
+        let warning = run
+            .stderr
+            .lines()
+            .find(|line| line.starts_with("warning: ") && line.contains("--tag"))
+            .unwrap_or_else(|| panic!("{tag}: a warning: {run:?}"));
+        assert!(
+            warning.contains(project.path().to_str().unwrap()),
+            "{tag}: names the repository: {warning}"
+        );
+        assert!(
+            !run.stderr.contains("not in a git repository"),
+            "{tag}: {run:?}"
+        );
+    }
+    let mut expected: Vec<&str> = GitProblem::ALL
+        .iter()
+        .map(|problem| problem.name())
+        .collect();
+    expected.sort();
+    assert_eq!(published_tags(&repository), expected);
+}
+
+/// The warning that the tree is dirty, if `run` gave one.
+fn warned_dirty(run: &Run) -> Option<&str> {
+    run.stderr
+        .lines()
+        .find(|line| line.starts_with("warning: the working tree is dirty"))
+}
+
+#[test]
+fn a_dirty_tree_publishes_only_the_dirty_tag() {
+    let lab: &Lab = require_lab!();
+    let repository = lab.repository("changes");
+    let project = project(&repository, "committed\n");
+    let commit = project.commit_and_tag(&["v1.2.3"]);
+    let short_commit = &commit[..8];
+
+    // A change to a file .dockerignore leaves out is not sent: a release.
+    project.file("ignored.txt", "changed, not sent\n");
+    let run = build(&project, &[], &[]);
+    assert_eq!(warned_dirty(&run), None, "{run:?}");
+    let release_tags = sorted(&["1.2.3", short_commit, "latest", "edge"]);
+    assert_eq!(published_tags(&repository), release_tags);
+    let release = digest_of(&repository, "1.2.3");
+
+    // A change to a sent file: only SHA8-dirty, and a warning naming it.
+    project.file("content.txt", "changed\n");
+    let run = build(&project, &[], &[]);
+    let dirty_tag = format!("{short_commit}-dirty");
+    let warning = warned_dirty(&run).unwrap_or_else(|| panic!("a warning: {run:?}"));
+    assert!(warning.contains("(content.txt)"), "{warning}");
+    assert!(warning.contains(&format!("`{dirty_tag}`")), "{warning}");
+    let mut expected = release_tags.clone();
+    expected.push(dirty_tag.clone());
+    expected.sort();
+    assert_eq!(published_tags(&repository), expected);
+    assert_ne!(digest_of(&repository, &dirty_tag), release);
+    for tag in ["1.2.3", "latest", "edge", short_commit] {
+        assert_eq!(digest_of(&repository, tag), release, "{tag} did not move");
+    }
+
+    // An untracked file that is sent makes it dirty too; --tag still does
+    // exactly what it says.
+    project.file("content.txt", "committed\n");
+    project.file("untracked.txt", "new\n");
+    let run = build(&project, &["--tag", "explicit"], &[]);
+    assert_eq!(warned_dirty(&run), None, "{run:?}");
+    expected.push("explicit".to_owned());
+    expected.sort();
+    assert_eq!(published_tags(&repository), expected);
+}
