@@ -79,6 +79,7 @@ fn unknown_variant_in_mab_toml() {
 /// A runner that lists a platform whose QEMU handler its host lacks (the
 /// lab registers no qemu-mips64el): refused before building, naming it.
 #[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn platform_without_its_handler() {
     let lab = crate::support::require_lab!();
     let project =

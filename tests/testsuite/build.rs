@@ -53,6 +53,7 @@ fn greeter(lab: &Lab, repository: &str, extra_run: &str) -> Project {
 }
 
 #[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn three_platforms_over_two_ssh_runners_and_the_local_engine() {
     let lab = require_lab!();
     let repository = lab.repository("e2e");
@@ -194,6 +195,7 @@ fn three_platforms_over_two_ssh_runners_and_the_local_engine() {
 }
 
 #[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn a_platform_failing_publishes_nothing_and_names_runner_and_platform() {
     let lab = require_lab!();
     let repository = lab.repository("fails");
@@ -239,6 +241,7 @@ fn a_platform_failing_publishes_nothing_and_names_runner_and_platform() {
 }
 
 #[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn without_a_runners_file_the_local_engine_builds_everything() {
     let lab = require_lab!();
     let repository = lab.repository("implicit");

@@ -70,6 +70,7 @@ struct Case {
 }
 
 #[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn build_args_match_the_docker_cli() {
     let lab = require_lab!();
     let repository = lab.repository("build-args");

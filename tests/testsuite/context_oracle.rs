@@ -125,6 +125,7 @@ const FILES: &[&str] = &[
 ];
 
 #[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn context_matches_what_docker_sends() {
     let lab = require_lab!();
     let work = tempfile::tempdir().unwrap();
@@ -231,6 +232,7 @@ fn built_by_mab(lab: &Lab, work: &Path) -> BTreeSet<PathBuf> {
 }
 
 #[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn rejected_patterns_are_the_ones_docker_rejects() {
     let lab = require_lab!();
     // (.dockerignore, whether Docker accepts it)

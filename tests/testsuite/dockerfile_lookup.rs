@@ -165,6 +165,7 @@ fn paths(files: &BTreeSet<ImageFile>) -> Vec<&str> {
 /// matched by `.dockerignore` patterns by their real names; hard links, an
 /// empty directory, modes, and every special file type.
 #[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn every_name_and_kind_of_file_arrives_as_docker_sends_it() {
     let lab = require_lab!();
     let work = tempfile::tempdir().unwrap();
@@ -253,6 +254,7 @@ fn every_name_and_kind_of_file_arrives_as_docker_sends_it() {
 /// cannot carry it (protobuf strings), so mab refuses it before building,
 /// naming the file, unless the ignore file leaves it out.
 #[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn a_name_that_is_not_utf8_is_refused_before_building() {
     let lab = require_lab!();
     let work = tempfile::tempdir().unwrap();
@@ -295,6 +297,7 @@ fn a_name_that_is_not_utf8_is_refused_before_building() {
 /// BuildKit reads `<Dockerfile>.dockerignore` beside the Dockerfile instead
 /// of the context's `.dockerignore`.
 #[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn a_dockerfile_specific_ignore_file_replaces_the_root_one() {
     let lab = require_lab!();
     let work = tempfile::tempdir().unwrap();
@@ -324,6 +327,7 @@ fn a_dockerfile_specific_ignore_file_replaces_the_root_one() {
 /// A Dockerfile that is a symlink, to a file beside it or in a directory
 /// below: the engine gets the link and what it points at.
 #[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn a_symlinked_dockerfile_is_followed() {
     let lab = require_lab!();
     for target in ["Dockerfile.release", "docker/Dockerfile.prod"] {
@@ -340,6 +344,7 @@ fn a_symlinked_dockerfile_is_followed() {
 /// With no name given, `Dockerfile`, else `dockerfile`; `mab init` finds the
 /// same one.
 #[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn a_lowercase_dockerfile_is_found_when_no_name_is_given() {
     let lab = require_lab!();
     let work = tempfile::tempdir().unwrap();
@@ -373,6 +378,7 @@ fn a_lowercase_dockerfile_is_found_when_no_name_is_given() {
 /// `dockerfile = "../docker/Dockerfile"`: the Dockerfile travels on its own,
 /// as with `docker build -f`, and its ignore file beside it applies.
 #[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn a_dockerfile_outside_the_context_is_used() {
     let lab = require_lab!();
     let work = tempfile::tempdir().unwrap();

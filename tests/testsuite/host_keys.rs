@@ -42,6 +42,7 @@ fn build_with_known_hosts(lab: &Lab, test: &str, known_hosts: &str) -> Run {
 }
 
 #[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn an_unknown_host_key_is_refused() {
     let lab = require_lab!();
     let run = build_with_known_hosts(lab, "unknown-key", "");
@@ -57,6 +58,7 @@ fn an_unknown_host_key_is_refused() {
 }
 
 #[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn a_changed_host_key_is_refused() {
     let lab = require_lab!();
     // runner-b's key recorded for runner-a: to mab, runner-a's key changed.

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::support::{require_lab, skopeo_exists, Home, Project};
 
 #[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn an_interrupted_build_stops_and_publishes_nothing() {
     let lab = require_lab!();
     let repository = lab.repository("interrupt");

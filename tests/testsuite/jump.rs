@@ -4,6 +4,7 @@
 use crate::support::{mab, require_lab, ssh_lock, Home, Project};
 
 #[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn a_runner_behind_a_jump_host() {
     let lab = require_lab!();
     let (jump, hidden) = (lab.host("jump"), lab.host("runner-hidden"));

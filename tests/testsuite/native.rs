@@ -34,6 +34,7 @@ fn arm_project(lab: &Lab, repository: &str, arm_network: &str) -> Project {
 }
 
 #[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn the_arm64_engine_is_native_and_chosen_over_emulation() {
     let lab = require_lab!();
     let repository = lab.repository("native");
@@ -112,6 +113,7 @@ fn the_arm64_engine_is_native_and_chosen_over_emulation() {
 }
 
 #[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn build_network_overrides_the_runner_network() {
     let lab = require_lab!();
     let repository = lab.repository("network");

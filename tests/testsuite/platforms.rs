@@ -59,6 +59,7 @@ fn docker_cli(lab: &Lab, arguments: &[&str]) -> String {
 }
 
 #[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn plan_and_check_agree_that_qemu_arm_runs_every_arm_variant() {
     let lab = require_lab!();
     assert!(
@@ -164,6 +165,7 @@ fn plan_and_check_agree_that_qemu_arm_runs_every_arm_variant() {
 }
 
 #[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn an_arm_v5_image_is_what_docker_builds_for_arm_v5() {
     let lab = require_lab!();
     let repository = lab.repository("platforms-armv5");

@@ -26,6 +26,7 @@ fn project(repository: &str, socket: &str) -> Project {
 }
 
 #[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn credentials_reach_the_engines_and_are_never_shown() {
     let lab = require_lab!();
     let repository = format!(

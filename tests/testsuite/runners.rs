@@ -176,6 +176,7 @@ fn init_writes_a_manifest_once() {
 }
 
 #[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn check_reports_what_each_runner_can_build() {
     let lab = require_lab!();
     let home = Home::new(lab);
@@ -269,6 +270,7 @@ fn check_reports_what_each_runner_can_build() {
 }
 
 #[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn plan_says_which_runner_builds_what_and_why() {
     let lab = require_lab!();
     let home = Home::new(lab);

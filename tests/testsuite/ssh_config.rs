@@ -15,6 +15,7 @@ fn runners_on_runner_b(socket: &str) -> Project {
 }
 
 #[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn include_patterns_and_accept_new() {
     let lab = require_lab!();
     let runner_b = lab.host("runner-b");
@@ -99,6 +100,7 @@ fn include_patterns_and_accept_new() {
 }
 
 #[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn without_accept_new_an_unknown_key_is_not_learnt() {
     let lab = require_lab!();
     let runner_b = lab.host("runner-b");

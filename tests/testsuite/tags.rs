@@ -51,6 +51,7 @@ fn sorted(tags: &[&str]) -> Vec<String> {
 }
 
 #[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn pull_and_merge_requests_get_pr_tags_and_never_latest() {
     let lab: &Lab = require_lab!();
     let repository = lab.repository("pull-request");
@@ -109,6 +110,7 @@ fn pull_and_merge_requests_get_pr_tags_and_never_latest() {
 /// the build publishes exactly the `--tag`s (bad_input.rs has the messages
 /// without `--tag`).
 #[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn with_tag_flags_a_git_problem_is_a_warning() {
     let lab: &Lab = require_lab!();
     let repository = lab.repository("git-problems");
@@ -147,6 +149,7 @@ fn warned_dirty(run: &Run) -> Option<&str> {
 }
 
 #[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn a_dirty_tree_publishes_only_the_dirty_tag() {
     let lab: &Lab = require_lab!();
     let repository = lab.repository("changes");
