@@ -5,7 +5,7 @@ mod bad_input;
 mod build;
 mod build_args;
 mod context_oracle;
-mod dockerfile_lookup;
+mod docker_build;
 mod docs;
 mod host_keys;
 mod interrupt;
