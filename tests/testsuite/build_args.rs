@@ -3,8 +3,6 @@
 //! lab's local engine with the same flags and environment, and the label
 //! that records the argument's value must be the same in both images.
 
-use std::process::Command;
-
 use crate::support::{docker_on, mab_with_env, require_lab, Lab, Project};
 
 const DOCKERFILE: &str = "FROM scratch\nARG NAME=default\nLABEL name=$NAME\n";
@@ -35,11 +33,10 @@ fn label(image: &str) -> String {
 /// `DOCKER_BUILDKIT=1 docker build FLAGS -t IMAGE .` with `NAME` set to
 /// `name` or unset.
 fn docker_build(lab: &Lab, project: &Project, flags: &[&str], name: Option<&str>, image: &str) {
-    let mut command = Command::new(lab.get("DOCKER_CLI"));
+    let mut command = lab.docker_cli();
     command
         .current_dir(project.path())
-        .env("DOCKER_BUILDKIT", "1")
-        .args(["-H", lab.get("LOCAL_ENGINE"), "build", "--quiet"])
+        .args(["build", "--quiet"])
         .args(flags)
         .args(["-t", image, "."]);
     match name {

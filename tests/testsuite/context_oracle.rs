@@ -25,15 +25,12 @@ use std::process::{Command, Output};
 /// Runs `docker build` with BuildKit on the lab's local engine, exporting the
 /// image's files to `output`.
 fn docker_build(lab: &Lab, context: &Path, output: &Path) -> Output {
-    let cli = lab.get("DOCKER_CLI");
-    let engine = lab.get("LOCAL_ENGINE");
-    Command::new(cli)
-        .env("DOCKER_BUILDKIT", "1")
-        .args(["-H", engine, "build", "--quiet", "--output"])
+    lab.docker_cli()
+        .args(["build", "--quiet", "--output"])
         .arg(format!("type=local,dest={}", output.display()))
         .arg(context)
         .output()
-        .unwrap_or_else(|error| panic!("cannot run {cli}: {error}"))
+        .expect("the docker CLI runs")
 }
 
 /// Every path below `root`, relative to it, symlinks not followed.

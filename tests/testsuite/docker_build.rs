@@ -97,10 +97,9 @@ fn both_builds(
     let repository = lab.repository("lookup");
     let context_dir = work.join(context);
     let docker_image = format!("{repository}:docker-cli");
-    let mut command = Command::new(lab.get("DOCKER_CLI"));
+    let mut command = lab.docker_cli();
     command
-        .env("DOCKER_BUILDKIT", "1")
-        .args(["-H", lab.get("LOCAL_ENGINE"), "build", "--quiet"])
+        .args(["build", "--quiet"])
         .args(["--platform", "linux/amd64", "-t", &docker_image]);
     if let Some(dockerfile) = dockerfile {
         command.arg("-f").arg(context_dir.join(dockerfile));

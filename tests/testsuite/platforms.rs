@@ -7,7 +7,6 @@
 //! qemu-ppc64le, qemu-s390x) and not qemu-mips64el.
 
 use std::path::Path;
-use std::process::Command;
 
 use crate::support::{
     build_with_metadata, mab, require_lab, skopeo_config, skopeo_raw, ssh_lock, Home, Lab, Project,
@@ -44,9 +43,8 @@ fn registered(handler: &str) -> bool {
 
 /// `docker build` with BuildKit (Debian's CLI) on the lab's local engine.
 fn docker_cli(lab: &Lab, arguments: &[&str]) -> String {
-    let output = Command::new(lab.get("DOCKER_CLI"))
-        .env("DOCKER_BUILDKIT", "1")
-        .args(["-H", lab.get("LOCAL_ENGINE")])
+    let output = lab
+        .docker_cli()
         .args(arguments)
         .output()
         .expect("the docker CLI runs");

@@ -77,6 +77,16 @@ impl Lab {
         }
     }
 
+    /// Debian's docker CLI (20.10, with BuildKit) talking to the lab's local
+    /// engine, the oracle for what `docker build` does; add the subcommand.
+    pub fn docker_cli(&self) -> Command {
+        let mut command = Command::new(self.get("DOCKER_CLI"));
+        command
+            .env("DOCKER_BUILDKIT", "1")
+            .args(["-H", self.get("LOCAL_ENGINE")]);
+        command
+    }
+
     pub fn busybox(&self, architecture: &str) -> PathBuf {
         Path::new(self.get("BUSYBOX_DIR")).join(architecture)
     }
