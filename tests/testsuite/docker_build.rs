@@ -84,23 +84,21 @@ fn image_files(image: &str, under: &str) -> BTreeSet<ImageFile> {
 }
 
 /// Builds `work/<context>` for linux/amd64 with the docker CLI (with
-/// `-f <context>/<dockerfile>` when a Dockerfile is named) and with
-/// `mab build --no-push` (`dockerfile` in mab.toml when named), and
-/// returns the files each image holds below `under`.
-fn both_builds(
+/// `-f <context>/<dockerfile>` when a Dockerfile is named) and returns the
+/// files its image holds below `under`.
+fn docker_image(
     lab: &Lab,
     work: &Path,
     context: &str,
     dockerfile: Option<&str>,
     under: &str,
-) -> (BTreeSet<ImageFile>, BTreeSet<ImageFile>) {
-    let repository = lab.repository("lookup");
+) -> BTreeSet<ImageFile> {
     let context_dir = work.join(context);
-    let docker_image = format!("{repository}:docker-cli");
+    let image = format!("{}:docker-cli", lab.repository("docker-cli"));
     let mut command = lab.docker_cli();
     command
         .args(["build", "--quiet"])
-        .args(["--platform", "linux/amd64", "-t", &docker_image]);
+        .args(["--platform", "linux/amd64", "-t", &image]);
     if let Some(dockerfile) = dockerfile {
         command.arg("-f").arg(context_dir.join(dockerfile));
     }
@@ -110,7 +108,19 @@ fn both_builds(
         "docker build of {context} failed:\n{}",
         String::from_utf8_lossy(&built.stderr)
     );
+    image_files(&image, under)
+}
 
+/// Builds the same with `mab build --no-push` (`dockerfile` in mab.toml
+/// when named) as `repository` and returns the files its image holds below
+/// `under`.
+fn mab_image(
+    repository: &str,
+    work: &Path,
+    context: &str,
+    dockerfile: Option<&str>,
+    under: &str,
+) -> BTreeSet<ImageFile> {
     let mut manifest = format!(
         "[image]\nname = \"{repository}\"\nplatforms = [\"linux/amd64\"]\ncontext = \"{context}\"\n"
     );
@@ -125,10 +135,17 @@ fn both_builds(
         &["build", "--no-push", "--progress", "plain"],
     );
     assert_eq!(run.code, 0, "{run:?}");
-    (
-        image_files(&docker_image, under),
-        image_files(&format!("{repository}:mab-linux-amd64"), under),
-    )
+    image_files(&format!("{repository}:mab-linux-amd64"), under)
+}
+
+/// Asserts that two images hold the same files.
+fn assert_same(docker: &BTreeSet<ImageFile>, built_by_mab: &BTreeSet<ImageFile>) {
+    let only_docker: Vec<_> = docker.difference(built_by_mab).collect();
+    let only_mab: Vec<_> = built_by_mab.difference(docker).collect();
+    assert!(
+        only_docker.is_empty() && only_mab.is_empty(),
+        "docker's image only: {only_docker:#?}\nmab's image only: {only_mab:#?}"
+    );
 }
 
 /// Builds with both and asserts the images hold the same files below
@@ -140,12 +157,11 @@ fn same_as_docker(
     dockerfile: Option<&str>,
     under: &str,
 ) -> BTreeSet<ImageFile> {
-    let (docker, built_by_mab) = both_builds(lab, work, context, dockerfile, under);
-    let only_docker: Vec<_> = docker.difference(&built_by_mab).collect();
-    let only_mab: Vec<_> = built_by_mab.difference(&docker).collect();
-    assert!(
-        only_docker.is_empty() && only_mab.is_empty(),
-        "docker's image only: {only_docker:#?}\nmab's image only: {only_mab:#?}"
+    let docker = docker_image(lab, work, context, dockerfile, under);
+    let repository = lab.repository("mab");
+    assert_same(
+        &docker,
+        &mab_image(&repository, work, context, dockerfile, under),
     );
     docker
 }
@@ -247,6 +263,42 @@ fn every_name_and_kind_of_file_arrives_as_docker_sends_it() {
         files.iter().any(|file| file.kind == '1'),
         "no hard link in {files:#?}"
     );
+}
+
+/// A rebuild after a change sends only what changed: the engine keeps its
+/// copy of the context, and hard links in it must stay what they are (no
+/// stray `.tmp.*` name left by the engine re-linking an unchanged path).
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_rebuild_after_a_change_keeps_the_hard_links() {
+    let lab = require_lab!();
+    let work = tempfile::tempdir().unwrap();
+    let context = work.path().join("context");
+    write(&context, "Dockerfile", "FROM scratch\nCOPY . /ctx/\n");
+    // These sizes reproduced the engine re-linking an unchanged path when
+    // mab sent a hard link's size as 0.
+    write(&context, "orig", "data\n");
+    fs::hard_link(context.join("orig"), context.join("hardlink")).unwrap();
+    // The same image name both times, as a project's rebuilds have.
+    let repository = lab.repository("rebuild");
+    let first = mab_image(&repository, work.path(), "context", None, "ctx");
+    write(&context, "added", "new\n");
+    let second = mab_image(&repository, work.path(), "context", None, "ctx");
+    assert_same(
+        &docker_image(lab, work.path(), "context", None, "ctx"),
+        &second,
+    );
+    assert_eq!(
+        paths(&second),
+        ["ctx/Dockerfile", "ctx/added", "ctx/hardlink", "ctx/orig"]
+    );
+    let links: Vec<(&str, Option<&str>)> = second
+        .iter()
+        .filter(|file| file.kind == '1')
+        .map(|file| (file.path.as_str(), file.link.as_deref()))
+        .collect();
+    assert_eq!(links, [("ctx/orig", Some("ctx/hardlink"))], "{second:#?}");
+    assert_eq!(first.len() + 1, second.len());
 }
 
 /// Docker 20.10 sends a name that is not UTF-8; BuildKit's message types

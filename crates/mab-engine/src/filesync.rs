@@ -24,7 +24,7 @@
 //! the patterns of the ignore file that applies.
 //!
 //! Every kind of entry is sent as fsutil sends it: a file's second and later
-//! hard links as links to the first (`linkname`, size 0), devices with their
+//! hard links as links to the first (`linkname`, with the file's size), devices with their
 //! numbers, sockets without their type bit, FIFOs as FIFOs. Names travel
 //! byte for byte; one that is not UTF-8 cannot (protobuf strings) and is
 //! refused before the build (see `mab_context::walk`). Known differences
@@ -281,9 +281,12 @@ fn list(sources: &Sources, wanted: &Wanted) -> Result<Listing, ServeError> {
         let kind = metadata.file_type();
         if metadata.nlink() > 1 && !kind.is_dir() && !kind.is_symlink() {
             match linked.entry((metadata.dev(), metadata.ino())) {
+                // The size stays the file's: fsutil's `mkstat` sets it after
+                // marking the link, and the receiver compares sizes to find
+                // what changed (a size of 0 makes it re-link the path on
+                // every later transfer, leaving a `.tmp.*` name behind).
                 std::collections::hash_map::Entry::Occupied(first) => {
                     stat.linkname = first.get().clone();
-                    stat.size = 0;
                 }
                 std::collections::hash_map::Entry::Vacant(vacant) => {
                     vacant.insert(path);
@@ -418,6 +421,7 @@ where
             match request {
                 Asked::Data(id) => {
                     let path = listing.files.remove(&id).ok_or(ServeError::UnknownId(id))?;
+                    tracing::debug!("the engine asks for the contents of {}", path.display());
                     send_file(id, &path, out).await?;
                 }
                 Asked::Fin => return send(packet(PacketType::PacketFin)).await,
@@ -805,7 +809,7 @@ mod tests {
             .iter()
             .map(|stat| (stat.path.as_str(), stat.linkname.as_str(), stat.size))
             .collect();
-        assert_eq!(described, [("a.txt", "", 22), ("b.txt", "a.txt", 0)]);
+        assert_eq!(described, [("a.txt", "", 22), ("b.txt", "a.txt", 22)]);
         assert_eq!(stats[1].mode & GO_MODE_TYPE, 0);
     }
 
