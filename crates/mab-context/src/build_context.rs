@@ -81,6 +81,7 @@ impl BuildContext {
         if !readable && is_link {
             return Err(ContextError::DockerfileLinkUnresolved {
                 target: fs::read_link(&dockerfile).unwrap_or_default(),
+                read_as: target,
                 dir: parent.to_path_buf(),
                 dockerfile,
             });

@@ -24,14 +24,17 @@ pub enum ContextError {
     /// A symlinked Dockerfile whose target the engine cannot read: fsutil
     /// follows it only inside the directory the Dockerfile is sent from.
     #[error(
-        "the Dockerfile {} is a symlink to {}, which the engine cannot read from {}",
+        "the Dockerfile {} is a symlink to {}, which the engine reads as {}, where there is no file",
         dockerfile.display(),
         target.display(),
-        dir.display()
+        read_as.display()
     )]
     DockerfileLinkUnresolved {
         dockerfile: PathBuf,
         target: PathBuf,
+        /// Where the link leads when followed inside `dir`, as fsutil does.
+        read_as: PathBuf,
+        /// The directory the Dockerfile is sent from.
         dir: PathBuf,
     },
 
@@ -42,10 +45,11 @@ pub enum ContextError {
 
     /// A symlink that would be sent points at a name that is not UTF-8.
     #[error(
-        "the symlink {} points at a name that is not valid UTF-8",
-        escaped(path)
+        "the symlink {} points at {}, a name that is not valid UTF-8",
+        escaped(path),
+        escaped(target)
     )]
-    LinkTargetNotUtf8 { path: PathBuf },
+    LinkTargetNotUtf8 { path: PathBuf, target: PathBuf },
 
     #[error("{}:{line}: invalid pattern `{pattern}`: {reason}", file.display())]
     InvalidPattern {
@@ -79,8 +83,9 @@ impl ContextError {
                 "set `dockerfile` in mab.toml to a file, relative to the context".to_string(),
             ),
             ContextError::DockerfileLinkUnresolved { dir, .. } => Some(format!(
-                "set `dockerfile` in mab.toml to the file the link points at, or make the link point at a file inside {}",
-                dir.display()
+                "the engine follows the link only inside {dir} (an absolute target is read from inside it too, as fsutil does): \
+                 set `dockerfile` in [image] to the file the link points at, or make the link relative, to a file inside {dir}",
+                dir = dir.display()
             )),
             ContextError::NameNotUtf8 { .. } | ContextError::LinkTargetNotUtf8 { .. } => Some(
                 "rename it, or leave it out of the build with a line in the ignore file \
@@ -106,7 +111,7 @@ impl ContextError {
             | ContextError::DockerfileMissing { path, .. }
             | ContextError::DockerfileNotFile { path }
             | ContextError::NameNotUtf8 { path }
-            | ContextError::LinkTargetNotUtf8 { path }
+            | ContextError::LinkTargetNotUtf8 { path, .. }
             | ContextError::Read { path, .. } => path,
             ContextError::DockerfileLinkUnresolved { dockerfile, .. } => dockerfile,
             ContextError::InvalidPattern { file, .. } => file,

@@ -244,6 +244,7 @@ impl Walk<'_> {
             if target.to_str().is_none() {
                 return Err(ContextError::LinkTargetNotUtf8 {
                     path: absolute.to_path_buf(),
+                    target,
                 });
             }
         }
@@ -472,7 +473,12 @@ mod tests {
         symlink(bad, root.join("link")).unwrap();
         match walk(root, Selection::default()) {
             Err(error @ ContextError::LinkTargetNotUtf8 { .. }) => {
-                assert!(error.to_string().contains("link points at"), "{error}");
+                assert!(
+                    error
+                        .to_string()
+                        .ends_with("link points at bad\\xffname, a name that is not valid UTF-8"),
+                    "{error}"
+                );
             }
             other => panic!("{other:?}"),
         }

@@ -315,8 +315,9 @@ fn stat_for(path: String, absolute: &Path, metadata: &fs::Metadata) -> Result<St
         target
             .into_os_string()
             .into_string()
-            .map_err(|_| ContextError::LinkTargetNotUtf8 {
+            .map_err(|target| ContextError::LinkTargetNotUtf8 {
                 path: absolute.to_path_buf(),
+                target: target.into(),
             })?
     } else {
         String::new()

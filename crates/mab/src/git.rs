@@ -159,7 +159,7 @@ pub fn checkout(sent: &Sent) -> Result<Option<Checkout>, GitError> {
 
 /// The entries of `sent` that `git status` reports (changed, added,
 /// deleted, renamed, untracked and not ignored), as paths relative to the
-/// repository, in git's order. One `git status` for the context directory
+/// repository, in git's order, each once. One `git status` for the context directory
 /// and whatever is sent from outside it, not a pathspec per file.
 fn changed_files(git: &Git, sent: &Sent) -> Result<Vec<String>, GitError> {
     let repository = git.repository;
@@ -196,8 +196,11 @@ fn changed_files(git: &Git, sent: &Sent) -> Result<Vec<String>, GitError> {
                 && absolute
                     .strip_prefix(sent.context)
                     .is_ok_and(|relative| (sent.would_send)(relative)));
-        if is_sent {
-            changed.push(reported.to_string_lossy().into_owned());
+        let name = reported.to_string_lossy().into_owned();
+        // A path can be reported twice (`git rm --cached`: deleted in the
+        // index, untracked in the tree).
+        if is_sent && !changed.contains(&name) {
+            changed.push(name);
         }
     }
     Ok(changed)
@@ -420,6 +423,12 @@ mod tests {
             found,
             ["Dockerfile", "ctx/a.txt", "ctx/gone.txt", "ctx/new.txt"]
         );
+
+        // Deleted in the index and untracked in the tree: named once.
+        git(root, &["rm", "-q", "--cached", "ctx/a.txt"]);
+        let found = changed(&sent);
+        let named: Vec<&String> = found.iter().filter(|path| *path == "ctx/a.txt").collect();
+        assert_eq!(named.len(), 1, "{found:?}");
     }
 
     #[test]
