@@ -410,6 +410,18 @@ fn a_lowercase_dockerfile_is_found_when_no_name_is_given() {
     let files = same_as_docker(lab, work.path(), "context", None, "found");
     assert_eq!(paths(&files), ["found/lower.txt"]);
 
+    // The frontend asked for `Dockerfile`, so `Dockerfile.dockerignore` is
+    // the ignore file that applies, not `dockerfile.dockerignore`.
+    write(&context, "dockerfile", "FROM scratch\nCOPY . /found/\n");
+    write(&context, "Dockerfile.dockerignore", "lower.txt\n");
+    write(&context, "dockerfile.dockerignore", "upper.txt\n");
+    let files = same_as_docker(lab, work.path(), "context", None, "found");
+    let listed = paths(&files);
+    assert!(listed.contains(&"found/upper.txt"), "{listed:?}");
+    assert!(!listed.contains(&"found/lower.txt"), "{listed:?}");
+    fs::remove_file(context.join("Dockerfile.dockerignore")).unwrap();
+    fs::remove_file(context.join("dockerfile.dockerignore")).unwrap();
+
     write(
         &context,
         "Dockerfile",

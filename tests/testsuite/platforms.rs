@@ -6,6 +6,7 @@
 //! runner-a is an x86-64 engine; the lab registers qemu-arm (with qemu-aarch64,
 //! qemu-ppc64le, qemu-s390x) and not qemu-mips64el.
 
+use std::fs;
 use std::path::Path;
 
 use crate::support::{
@@ -33,6 +34,15 @@ fn project(lab: &Lab, repository: &str) -> Project {
                 socket = lab.get("RUNNER_A_ENGINE_SOCKET"),
             ),
         );
+    // A fixed modification time, so that the layer holding hello.txt is the
+    // same bytes in every run: an engine that has built it before answers
+    // from its cache, whose layer keeps the time of that first build.
+    fs::File::options()
+        .write(true)
+        .open(project.path().join("hello.txt"))
+        .unwrap()
+        .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000))
+        .unwrap();
     project
 }
 

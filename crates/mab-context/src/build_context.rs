@@ -5,7 +5,7 @@ use std::io;
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::ContextError;
-use crate::follow::resolve_links;
+use crate::follow::{follow_links, resolve_links};
 use crate::ignore::{DockerIgnore, DOCKERIGNORE};
 use crate::walk::{walk, ContextListing, Selection};
 
@@ -22,10 +22,15 @@ const LOWERCASE_DOCKERFILE: &str = "dockerfile";
 ///   `Dockerfile` in the context, else `dockerfile`; it may lie outside the
 ///   context, as with `docker build -f`, since it travels separately (the
 ///   engine asks for the directory holding it under the name `dockerfile`);
-/// - the ignore file is `<Dockerfile>.dockerignore` beside the Dockerfile
-///   when that exists, *instead of* the context's `.dockerignore`
-///   (BuildKit's rule; the name is the Dockerfile's as given, a symlink's own
-///   name and not its target's).
+/// - the ignore file is `<name>.dockerignore` beside the Dockerfile when
+///   that exists, *instead of* the context's `.dockerignore` (BuildKit's
+///   rule). `<name>` is the name the build request gives: the Dockerfile's
+///   own (a symlink's, not its target's), or `Dockerfile` when the lowercase
+///   `dockerfile` was found, since the frontend asks for `Dockerfile` and
+///   falls back to `dockerfile` itself;
+/// - every symlink on the way to the Dockerfile or an ignore file is
+///   followed inside the directory it is sent from, as fsutil follows the
+///   frontend's `followpaths`.
 ///
 /// Both the listing made before anything is sent ([`BuildContext::scan`])
 /// and what is served to the engine use this one value.
@@ -33,7 +38,8 @@ const LOWERCASE_DOCKERFILE: &str = "dockerfile";
 pub struct BuildContext {
     dir: PathBuf,
     dockerfile: PathBuf,
-    dockerfile_name: String,
+    request_name: String,
+    /// The ignore file as named (it may be a symlink), when one exists.
     ignore_file: Option<PathBuf>,
 }
 
@@ -45,9 +51,10 @@ impl BuildContext {
     /// Errors: the context is missing or not a directory; the Dockerfile is
     /// missing, not a regular file, a symlink whose target the engine could
     /// not read (fsutil follows it only inside the Dockerfile's directory),
-    /// or has a name that is not UTF-8; the ignore file cannot be read.
+    /// or has a name that is not UTF-8.
     pub fn locate(dir: &Path, dockerfile: Option<&Path>) -> Result<BuildContext, ContextError> {
         check_context_dir(dir)?;
+        let named = dockerfile.is_some();
         let dockerfile = match dockerfile {
             Some(given) => normalize(&dir.join(given)),
             None => default_dockerfile(dir),
@@ -74,9 +81,7 @@ impl BuildContext {
         let Some(name) = name.to_str().map(str::to_owned) else {
             return Err(ContextError::NameNotUtf8 { path: dockerfile });
         };
-        // What the engine will read: the Dockerfile with its symlinks
-        // followed inside the directory it is sent from, as fsutil does.
-        let target = parent.join(resolve_links(parent, &name));
+        let target = resolved(parent, &name);
         let readable = fs::symlink_metadata(&target).is_ok_and(|metadata| metadata.is_file());
         if !readable && is_link {
             return Err(ContextError::DockerfileLinkUnresolved {
@@ -89,15 +94,28 @@ impl BuildContext {
         if !readable {
             return Err(ContextError::DockerfileNotFile { path: dockerfile });
         }
-        let specific = parent.join(format!("{name}.dockerignore"));
-        let root = dir.join(DOCKERIGNORE);
-        let ignore_file = [specific, root].into_iter().find(|path| path.is_file());
-        Ok(BuildContext {
+        let request_name = if !named && name == LOWERCASE_DOCKERFILE {
+            DEFAULT_DOCKERFILE.to_owned()
+        } else {
+            name
+        };
+        let mut context = BuildContext {
             dir: dir.to_path_buf(),
-            dockerfile_name: name,
             dockerfile,
-            ignore_file,
-        })
+            request_name,
+            ignore_file: None,
+        };
+        context.ignore_file = [
+            (
+                context.dockerfile_dir().to_path_buf(),
+                context.specific_ignore_name(),
+            ),
+            (context.dir.clone(), DOCKERIGNORE.to_owned()),
+        ]
+        .into_iter()
+        .find(|(base, name)| resolved(base, name).is_file())
+        .map(|(base, name)| base.join(name));
+        Ok(context)
     }
 
     /// The context directory.
@@ -105,8 +123,8 @@ impl BuildContext {
         &self.dir
     }
 
-    /// The Dockerfile: the context joined with the name given, normalised
-    /// (`.` and `..` removed without following symlinks).
+    /// The Dockerfile: the context joined with the name given (or found),
+    /// normalised (`.` and `..` removed without following symlinks).
     pub fn dockerfile(&self) -> &Path {
         &self.dockerfile
     }
@@ -116,21 +134,38 @@ impl BuildContext {
         self.dockerfile.parent().unwrap_or(Path::new("/"))
     }
 
-    /// The Dockerfile's file name, as the build request names it.
+    /// The Dockerfile's name as the build request gives it: its file name,
+    /// or `Dockerfile` when the lowercase `dockerfile` was found without a
+    /// name given (the frontend then reads `dockerfile` itself).
     pub fn dockerfile_name(&self) -> &str {
-        &self.dockerfile_name
+        &self.request_name
     }
 
-    /// The ignore file that applies, when one exists.
+    /// `<name>.dockerignore`, the ignore file the frontend looks for beside
+    /// the Dockerfile.
+    fn specific_ignore_name(&self) -> String {
+        format!("{}.dockerignore", self.request_name)
+    }
+
+    /// The ignore file that applies, as named (it may be a symlink), when
+    /// one exists.
     pub fn ignore_file(&self) -> Option<&Path> {
         self.ignore_file.as_deref()
     }
 
-    /// The rules of the ignore file that applies (none without one).
+    /// The rules of the ignore file that applies (none without one), read
+    /// where the engine reads it: with its symlinks followed inside its
+    /// directory.
     pub fn ignore(&self) -> Result<DockerIgnore, ContextError> {
-        match &self.ignore_file {
-            Some(path) => DockerIgnore::read(path),
-            None => Ok(DockerIgnore::default()),
+        let Some(file) = &self.ignore_file else {
+            return Ok(DockerIgnore::default());
+        };
+        match (
+            file.parent(),
+            file.file_name().and_then(|name| name.to_str()),
+        ) {
+            (Some(base), Some(name)) => DockerIgnore::read(&resolved(base, name)),
+            _ => Ok(DockerIgnore::default()),
         }
     }
 
@@ -149,28 +184,44 @@ impl BuildContext {
     }
 
     /// Every path whose contents decide what the engine receives, as
-    /// absolute paths, each once: the entries of `listing` (directories
-    /// included), the Dockerfile, and the ignore file, where it is or, where
-    /// none is, both places one would be read from (so that removing one is a
-    /// change too). For a dirty-tree check.
+    /// absolute paths, each once, for a dirty-tree check: the entries of
+    /// `listing` (directories included), and what the frontend fetches
+    /// besides the context (the Dockerfile and `<name>.dockerignore` from the
+    /// Dockerfile's directory, `dockerfile` too when the name is
+    /// `Dockerfile`, and the context's `.dockerignore`), each with the
+    /// symlinks on the way and their targets. A path that does not exist
+    /// counts too, so that removing one is a change.
     pub fn sent_paths(&self, listing: &ContextListing) -> Vec<PathBuf> {
         let mut paths: Vec<PathBuf> = listing
             .entries
             .iter()
             .map(|entry| self.dir.join(&entry.path))
             .collect();
-        paths.push(self.dockerfile.clone());
-        let specific = self
-            .dockerfile_dir()
-            .join(format!("{}.dockerignore", self.dockerfile_name));
-        if self.ignore_file.as_ref() != Some(&specific) {
-            paths.push(self.dir.join(DOCKERIGNORE));
+        let mut beside_dockerfile = vec![self.request_name.clone(), self.specific_ignore_name()];
+        if self.request_name == DEFAULT_DOCKERFILE {
+            beside_dockerfile.push(LOWERCASE_DOCKERFILE.to_owned());
         }
-        paths.push(specific);
+        let fetched = [
+            (self.dockerfile_dir(), beside_dockerfile),
+            (self.dir.as_path(), vec![DOCKERIGNORE.to_owned()]),
+        ];
+        for (base, names) in fetched {
+            paths.extend(
+                follow_links(base, &names)
+                    .iter()
+                    .map(|relative| base.join(relative)),
+            );
+        }
         paths.sort();
         paths.dedup();
         paths
     }
+}
+
+/// Where the engine reads `name` in `base`: with every symlink on the way
+/// followed inside `base`, as fsutil follows `followpaths`.
+fn resolved(base: &Path, name: &str) -> PathBuf {
+    base.join(resolve_links(base, name))
 }
 
 /// `Dockerfile`, else `dockerfile` when only that exists (the docker CLI's
@@ -210,11 +261,15 @@ fn normalize(path: &Path) -> PathBuf {
     for component in path.components() {
         match component {
             Component::CurDir => {}
-            Component::ParentDir => {
-                if !normalized.pop() {
-                    normalized.push("..");
+            Component::ParentDir => match normalized.components().next_back() {
+                Some(Component::Normal(_)) => {
+                    normalized.pop();
                 }
-            }
+                // `/..` is `/`.
+                Some(Component::RootDir | Component::Prefix(_)) => {}
+                // Nothing yet, or only `..`s: keep climbing.
+                Some(Component::ParentDir | Component::CurDir) | None => normalized.push(".."),
+            },
             other => normalized.push(other),
         }
     }
@@ -292,7 +347,26 @@ mod tests {
         write(root, "dockerfile", "FROM scratch\n");
         let found = BuildContext::locate(root, None).unwrap();
         assert_eq!(found.dockerfile(), root.join("dockerfile"));
-        assert_eq!(found.dockerfile_name(), "dockerfile");
+        // The request names `Dockerfile`; the frontend falls back itself,
+        // and reads `Dockerfile.dockerignore`, not `dockerfile.dockerignore`.
+        assert_eq!(found.dockerfile_name(), "Dockerfile");
+        write(root, "dockerfile.dockerignore", "b\n");
+        assert_eq!(
+            BuildContext::locate(root, None).unwrap().ignore_file(),
+            None
+        );
+        write(root, "Dockerfile.dockerignore", "a\n");
+        assert_eq!(
+            BuildContext::locate(root, None).unwrap().ignore_file(),
+            Some(root.join("Dockerfile.dockerignore").as_path())
+        );
+        // Named, the lowercase file is taken as it is.
+        let named = BuildContext::locate(root, Some(Path::new("dockerfile"))).unwrap();
+        assert_eq!(named.dockerfile_name(), "dockerfile");
+        assert_eq!(
+            named.ignore_file(),
+            Some(root.join("dockerfile.dockerignore").as_path())
+        );
 
         write(root, "Dockerfile", "FROM scratch\n");
         let found = BuildContext::locate(root, None).unwrap();
@@ -334,9 +408,11 @@ mod tests {
         assert_eq!(
             found.sent_paths(&listing),
             [
+                root.join("app/.dockerignore"),
                 root.join("app/main.c"),
                 root.join("docker/Dockerfile"),
                 root.join("docker/Dockerfile.dockerignore"),
+                root.join("docker/dockerfile"),
             ]
         );
         fs::remove_file(root.join("docker/Dockerfile.dockerignore")).unwrap();
@@ -351,6 +427,7 @@ mod tests {
                 root.join("app/x.tmp"),
                 root.join("docker/Dockerfile"),
                 root.join("docker/Dockerfile.dockerignore"),
+                root.join("docker/dockerfile"),
             ]
         );
         let absolute = root.join("docker/Dockerfile");
@@ -372,6 +449,12 @@ mod tests {
 
         let found = BuildContext::locate(root, None).unwrap();
         assert_eq!(found.dockerfile_name(), "Dockerfile");
+        // What the link leads to is sent, so it counts for a dirty tree.
+        let sent = found.sent_paths(&found.scan().unwrap());
+        assert!(
+            sent.contains(&root.join("docker/Dockerfile.prod")),
+            "{sent:?}"
+        );
         assert!(BuildContext::locate(root, Some(Path::new("Dockerfile.alias"))).is_ok());
         for name in ["Dockerfile.escaping", "Dockerfile.dangling"] {
             let error = BuildContext::locate(root, Some(Path::new(name))).unwrap_err();
@@ -389,6 +472,61 @@ mod tests {
             matches!(error, ContextError::DockerfileNotFile { .. }),
             "{error:?}"
         );
+    }
+
+    #[test]
+    fn an_ignore_file_is_read_where_the_engine_reads_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "app/Dockerfile", "FROM scratch\n");
+        write(root, "app/a.txt", "");
+        write(root, "app/rules/context.ignore", "a.txt\n");
+        write(root, "common.ignore", "*\n");
+        let context = root.join("app");
+        // A link inside the directory is followed; one out of it is read
+        // inside it, as the engine does, and leads nowhere here.
+        symlink("rules/context.ignore", context.join(".dockerignore")).unwrap();
+        let found = BuildContext::locate(&context, None).unwrap();
+        assert_eq!(
+            found.ignore_file(),
+            Some(context.join(".dockerignore").as_path())
+        );
+        assert!(!found
+            .scan()
+            .unwrap()
+            .path_texts()
+            .contains(&"a.txt".to_owned()));
+        let sent = found.sent_paths(&found.scan().unwrap());
+        assert!(
+            sent.contains(&context.join("rules/context.ignore")),
+            "{sent:?}"
+        );
+
+        fs::remove_file(context.join(".dockerignore")).unwrap();
+        symlink("../common.ignore", context.join(".dockerignore")).unwrap();
+        let found = BuildContext::locate(&context, None).unwrap();
+        assert_eq!(found.ignore_file(), None);
+        assert!(found
+            .scan()
+            .unwrap()
+            .path_texts()
+            .contains(&"a.txt".to_owned()));
+    }
+
+    #[test]
+    fn paths_are_normalised_as_go_cleans_them() {
+        // (input, normalised)
+        let cases = [
+            ("/a/./b/../c", "/a/c"),
+            ("/..", "/"),
+            ("/a/../../b", "/b"),
+            ("./../../x", "../../x"),
+            ("a/../../x", "../x"),
+            ("a/b/..", "a"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(normalize(Path::new(input)), Path::new(expected), "{input}");
+        }
     }
 
     #[test]

@@ -131,6 +131,9 @@ struct Inherited {
     /// `Some(matches)` while include patterns apply.
     include: Option<ParentMatches>,
     included: bool,
+    /// The directory itself is not sent for its own sake (excluded, or not
+    /// included): it is entered only for what may be let through below.
+    left_out: bool,
 }
 
 struct Walk<'a> {
@@ -139,7 +142,10 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
-    /// Adds what `absolute` holds; returns whether anything was added.
+    /// Adds what `absolute` holds; returns whether anything was added. A
+    /// directory left out by the patterns, entered only because something
+    /// below it might be let through, counts as empty when it cannot be
+    /// read (as newer fsutil skips permission errors on excluded entries).
     fn directory(
         &mut self,
         absolute: &Path,
@@ -147,12 +153,20 @@ impl Walk<'_> {
         relative_text: &str,
         parent: Option<&Inherited>,
     ) -> Result<bool, ContextError> {
+        let left_out = parent.is_some_and(|parent| parent.left_out);
         let read_error = |source| ContextError::Read {
             path: absolute.to_path_buf(),
             source,
         };
+        let children = match fs::read_dir(absolute) {
+            Ok(children) => children,
+            Err(error) if left_out && error.kind() == io::ErrorKind::PermissionDenied => {
+                return Ok(false)
+            }
+            Err(error) => return Err(read_error(error)),
+        };
         let mut names = Vec::new();
-        for child in fs::read_dir(absolute).map_err(read_error)? {
+        for child in children {
             names.push(child.map_err(read_error)?.file_name());
         }
         names.sort_by(|left, right| left.as_bytes().cmp(right.as_bytes()));
@@ -211,6 +225,7 @@ impl Walk<'_> {
                     exclude: exclude_matches,
                     include: include_matches,
                     included,
+                    left_out: excluded || !included,
                 };
                 let below = self.directory(
                     &child_absolute,
