@@ -2,10 +2,9 @@
 //! `.dockerignore`, what Debian's docker CLI (20.10, BuildKit) sends must be
 //! exactly what `mab_context::BuildContext::scan` lists, and exactly what a
 //! `mab build` of that directory gets into its image (served through the
-//! BuildKit session): names byte for byte, file types, modes, hard links,
-//! contents. The Dockerfile lookups (`dockerfile`, symlinks, a Dockerfile
-//! outside the context, `<Dockerfile>.dockerignore`) are compared the same
-//! way, image against image.
+//! BuildKit session). `docker_build.rs` compares whole images the same way:
+//! names byte for byte, file types, modes, hard links, contents, and the
+//! Dockerfile lookups.
 //!
 //! The CLI builds `FROM scratch` + `COPY . /ctx/` on the lab's local engine and
 //! exports the result with `--output type=local`, so the files that arrived can

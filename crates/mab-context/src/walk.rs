@@ -14,7 +14,9 @@ use crate::ignore::{DockerIgnore, ParentMatches};
 /// What kind of filesystem object an entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryKind {
+    /// A regular file (its contents are sent when the engine asks).
     File,
+    /// A directory, sent before what it holds.
     Directory,
     /// Sent as a link, never followed.
     Symlink,
@@ -30,6 +32,7 @@ pub enum EntryKind {
 pub struct ContextEntry {
     /// Relative to the directory, valid UTF-8 (see [`ContextError::NameNotUtf8`]).
     pub path: PathBuf,
+    /// What kind of object it is (not following a symlink).
     pub kind: EntryKind,
     /// The length of a regular file; 0 for the others.
     pub size: u64,

@@ -63,6 +63,10 @@ const PACKETS_IN_FLIGHT: usize = 16;
 // Go's os.FileMode bits (io/fs).
 const GO_MODE_DIR: u32 = 1 << 31;
 const GO_MODE_SYMLINK: u32 = 1 << 27;
+/// Never sent: fsutil clears it (see [`go_file_mode`]); part of the type mask.
+const GO_MODE_SOCKET: u32 = 1 << 24;
+/// Go's `ModeIrregular`, for files of no known type; part of the type mask.
+const GO_MODE_IRREGULAR: u32 = 1 << 19;
 const GO_MODE_DEVICE: u32 = 1 << 26;
 const GO_MODE_NAMED_PIPE: u32 = 1 << 25;
 const GO_MODE_SETUID: u32 = 1 << 23;
@@ -72,11 +76,11 @@ const GO_MODE_STICKY: u32 = 1 << 20;
 /// The type bits of a Go mode (`os.ModeType`); none of them is a regular file.
 const GO_MODE_TYPE: u32 = GO_MODE_DIR
     | GO_MODE_SYMLINK
-    | (1 << 24) // socket
+    | GO_MODE_SOCKET
     | GO_MODE_NAMED_PIPE
     | GO_MODE_DEVICE
     | GO_MODE_CHAR_DEVICE
-    | (1 << 19); // irregular
+    | GO_MODE_IRREGULAR;
 
 /// Converts a Unix `st_mode` to Go's `os.FileMode` bits, as Go's `os.Lstat`
 /// reports them and fsutil sends them (sockets are sent without their type

@@ -26,16 +26,13 @@ pub fn init(
     }
     // The Dockerfile a build will use: `Dockerfile`, else `dockerfile`.
     if let Err(error) = mab_context::BuildContext::locate(directory, None) {
-        let message = match error {
-            mab_context::ContextError::DockerfileMissing { .. } => {
-                format!("there is no Dockerfile in {}", directory.display())
-            }
-            other => other.to_string(),
-        };
-        return Err(Failure::usage(
-            message,
-            Some("mab init writes a mab.toml for the Dockerfile of a directory (`Dockerfile`, or `dockerfile`): run it where one is, or pass -C DIR"),
-        ));
+        return Err(match error {
+            mab_context::ContextError::DockerfileMissing { .. } => Failure::usage(
+                format!("there is no Dockerfile in {}", directory.display()),
+                Some("mab init writes a mab.toml for the Dockerfile of a directory (`Dockerfile`, or `dockerfile`): run it where one is, or pass -C DIR"),
+            ),
+            other => Failure::usage(other.to_string(), other.hint().as_deref()),
+        });
     }
     let image = match image {
         Some(image) => image.to_owned(),
