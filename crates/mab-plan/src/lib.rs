@@ -380,14 +380,25 @@ fn reason(platform: &Platform, winner: &Contender<'_>, candidates: &[&RunnerStat
             _ => format!("native {platform} engine"),
         },
         _ => {
-            let handler = platform.qemu_handler().unwrap_or("qemu");
             let any_unreachable = candidates.iter().any(|runner| runner.probe.is_err());
             let why = if any_unreachable {
                 "no native runner is reachable"
             } else {
                 "no runner builds it natively"
             };
-            format!("emulated with QEMU ({handler}); {why}")
+            let registered =
+                capabilities.is_some_and(|capabilities| capabilities.handler_registered(platform));
+            match platform.qemu_handler() {
+                Some(handler) if registered => format!("emulated with QEMU ({handler}); {why}"),
+                // The implicit local runner counts every foreign platform as
+                // emulated; say when its host cannot run one.
+                Some(handler) => format!(
+                    "emulated, but no QEMU handler {handler} is registered on this host, so RUN steps will fail; {why}"
+                ),
+                None => format!(
+                    "emulated, but QEMU cannot run {platform}, so RUN steps will fail; {why}"
+                ),
+            }
         }
     }
 }
@@ -651,6 +662,18 @@ mod tests {
         assert_eq!(
             capabilities.support(&platform("linux/mips64le")),
             Support::Emulated
+        );
+        let state = RunnerState {
+            name: "local".to_owned(),
+            jobs: 1,
+            platforms: vec![platform("linux/mips64le")],
+            probe: Ok(capabilities.clone()),
+        };
+        let job = &plan(&[platform("linux/mips64le")], &[state]).unwrap().jobs[0];
+        assert!(job.emulated);
+        assert_eq!(
+            job.reason,
+            "emulated, but no QEMU handler qemu-mips64el is registered on this host, so RUN steps will fail; no runner builds it natively"
         );
     }
 
