@@ -186,7 +186,7 @@ impl Repository {
     }
 
     /// The manifest `digest` as the registry holds it: its media type, size
-    /// and the platform its image config names.
+    /// and the platform fields its image config holds.
     pub async fn describe(&self, digest: &str) -> Result<Child, RegistryError> {
         let reference = self.reference(digest);
         let (bytes, found_digest) = self

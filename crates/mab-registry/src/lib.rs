@@ -10,8 +10,8 @@ pub use client::{
     is_loopback, load_credentials, registry_of, sha256_digest, Credentials, Repository,
 };
 pub use list::{
-    check_platform, config_platform, manifest_list, Child, PlatformMismatch, DOCKER_MANIFEST,
-    DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST,
+    check_platform, config_platform, manifest_list, Child, ConfigPlatform, PlatformMismatch,
+    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST,
 };
 
 #[derive(Debug, thiserror::Error)]
