@@ -120,6 +120,10 @@ pub struct PlatformMismatch {
 /// Checks that the platform an image's config names (normalised with
 /// [`Platform::from_parts`], so `linux/arm64` and `linux/arm64/v8` are the
 /// same) is the requested one (PRODUCT.md: a mismatch fails the platform).
+///
+/// The error is boxed, unlike the crate's other errors, because clippy's
+/// `result_large_err` refuses it unboxed: it holds a [`Platform`] and a
+/// [`ConfigPlatform`], six strings, 144 bytes against the lint's limit of 128.
 pub fn check_platform(
     requested: &Platform,
     found: &ConfigPlatform,
