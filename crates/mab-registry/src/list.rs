@@ -5,9 +5,15 @@ use std::fmt;
 use mab_config::Platform;
 use serde::{Deserialize, Serialize};
 
+/// Media type of a Docker image manifest, schema 2 (what Docker engines push).
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Media type of a Docker manifest list, the list published over
+/// [`DOCKER_MANIFEST`] children.
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// Media type of an OCI image manifest (image spec v1).
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// Media type of an OCI image index, the list published over
+/// [`OCI_MANIFEST`] children (or mixed ones).
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 /// The platform fields as an image config writes them (`os`,
