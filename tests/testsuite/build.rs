@@ -3,8 +3,8 @@
 //! are checked with skopeo, the docker CLI and the sshd logs, not with mab.
 
 use crate::support::{
-    build_with_metadata, docker_on, mab, require_lab, sha256, skopeo_config, skopeo_raw, ssh_lock,
-    Home, Lab, Project,
+    build_with_metadata, config_platform_fields, docker_on, mab, require_lab, sha256,
+    skopeo_config, skopeo_raw, ssh_lock, Home, Lab, Project,
 };
 
 /// A multi-stage `FROM scratch` project whose image prints the platform it
@@ -131,6 +131,12 @@ fn three_platforms_over_two_ssh_runners_and_the_local_engine() {
         let config = skopeo_config(&child);
         assert_eq!(config["architecture"], architecture, "{platform}");
         assert_eq!(config["os"], "linux");
+        // The entry's platform is the config's own fields, nothing added or dropped.
+        assert_eq!(
+            entry["platform"],
+            config_platform_fields(&config),
+            "{platform}"
+        );
 
         let recorded = metadata["platforms"]
             .as_array()

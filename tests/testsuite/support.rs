@@ -451,6 +451,20 @@ pub fn skopeo_config(reference: &str) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
+/// The platform fields of an image `config` (as [`skopeo_config`] reads
+/// it) as a list entry holds them when copied verbatim: `architecture`,
+/// `os`, and `variant` only when the config has one.
+pub fn config_platform_fields(config: &serde_json::Value) -> serde_json::Value {
+    let mut fields = serde_json::json!({
+        "architecture": config["architecture"],
+        "os": config["os"],
+    });
+    if let Some(variant) = config.get("variant") {
+        fields["variant"] = variant.clone();
+    }
+    fields
+}
+
 /// `sha256:<hex>` of some bytes, computed with the sha256sum tool.
 pub fn sha256(bytes: &[u8]) -> String {
     use std::io::Write;

@@ -269,37 +269,66 @@ pub struct Platform {
 /// used another name for it (`linux/aarch64` read as `linux/arm64`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Parsed {
+    /// The platform, normalised (containerd's rules, see [`Architecture`]).
     pub platform: Platform,
+    /// `` `linux/aarch64` read as `linux/arm64` `` when the text named the
+    /// architecture by one of its aliases (`uname -m`, Debian or GNU
+    /// names), for the caller to show; `None` when it used the GOARCH name.
     pub note: Option<String>,
 }
 
-/// Why a platform string was refused.
+/// Why a platform string was refused. Each case's [`PlatformError::hint`]
+/// says what to write instead.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PlatformError {
+    /// Nothing but blanks was written.
     #[error("a platform is empty")]
     Empty,
+    /// Not `os/arch[/variant]`: an empty part, more than three parts, or a
+    /// single word that names no architecture.
     #[error("`{text}` is not a platform")]
-    Malformed { text: String },
+    Malformed {
+        /// The text as written (trimmed).
+        text: String,
+    },
+    /// A known architecture alone (`arm64`), without its `os/`.
     #[error("platform `{text}` names no operating system")]
-    MissingOs { text: String, suggestion: String },
+    MissingOs {
+        /// The text as written (trimmed).
+        text: String,
+        /// The platform on linux (`linux/arm64`), for `did you mean`.
+        suggestion: String,
+    },
+    /// An operating system not in [`KNOWN_OSES`].
     #[error("unknown operating system `{os}` in platform `{text}`")]
     UnknownOs {
+        /// The text as written (trimmed).
         text: String,
+        /// The operating system part, lowercased.
         os: String,
+        /// The text with the closest known operating system, when one is close.
         suggestion: Option<String>,
     },
+    /// An architecture that is no name or alias in [`ARCHITECTURES`].
     #[error("unknown architecture `{architecture}` in platform `{text}`")]
     UnknownArchitecture {
+        /// The text as written (trimmed).
         text: String,
+        /// The architecture part, lowercased.
         architecture: String,
+        /// The platform with the closest known architecture, when one is close.
         suggestion: Option<String>,
     },
+    /// A variant the architecture's row of [`ARCHITECTURES`] does not list.
     #[error("unknown variant `{variant}` of {architecture} in platform `{text}`")]
     UnknownVariant {
+        /// The text as written (trimmed).
         text: String,
         /// The platform without the variant (`linux/riscv64`).
         without: String,
+        /// The architecture's GOARCH name.
         architecture: String,
+        /// The variant, lowercased and normalised as far as it could be.
         variant: String,
         /// The variants the architecture accepts; empty when it has none.
         known: &'static [&'static str],

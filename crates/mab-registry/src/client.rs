@@ -16,8 +16,12 @@ use crate::RegistryError;
 pub struct Credentials {
     /// The registry they are for, as written in the configuration.
     pub server: String,
+    /// The user name of a username/password entry; `None` with a token.
     pub username: Option<String>,
+    /// The password of a username/password entry; `None` with a token.
     pub password: Option<String>,
+    /// The identity (refresh) token of a token entry, as `docker login`
+    /// stores it; `None` with a username/password.
     pub identity_token: Option<String>,
 }
 
@@ -186,7 +190,7 @@ impl Repository {
     }
 
     /// The manifest `digest` as the registry holds it: its media type, size
-    /// and the platform its image config names.
+    /// and the platform fields its image config holds.
     pub async fn describe(&self, digest: &str) -> Result<Child, RegistryError> {
         let reference = self.reference(digest);
         let (bytes, found_digest) = self

@@ -10,20 +10,41 @@ pub use client::{
     is_loopback, load_credentials, registry_of, sha256_digest, Credentials, Repository,
 };
 pub use list::{
-    check_platform, config_platform, manifest_list, Child, PlatformMismatch, DOCKER_MANIFEST,
-    DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST,
+    check_platform, config_platform, manifest_list, Child, ConfigPlatform, PlatformMismatch,
+    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST,
 };
 
+/// A failure talking to a registry or reading what it needs for that; each
+/// names the image or registry involved.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
+    /// An image name that is not a reference Docker accepts
+    /// (`[registry/]repository`).
     #[error("`{image}` is not a valid image reference: {message}")]
-    Reference { image: String, message: String },
-    #[error("{action} failed at {registry}: {message}")]
-    Request {
-        registry: String,
-        action: String,
+    Reference {
+        /// The image name as given.
+        image: String,
+        /// Why the reference parser refused it.
         message: String,
     },
+    /// A registry request failed or returned something unusable.
+    #[error("{action} failed at {registry}: {message}")]
+    Request {
+        /// The registry host (`127.0.0.1:5000`).
+        registry: String,
+        /// What was being done, naming the repository (`reading manifest
+        /// sha256:… in team/app`).
+        action: String,
+        /// The registry's or client's error.
+        message: String,
+    },
+    /// The Docker configuration or its credential helper could not give
+    /// credentials.
     #[error("cannot get credentials for {registry}: {message}")]
-    Credentials { registry: String, message: String },
+    Credentials {
+        /// The registry host the credentials were for.
+        registry: String,
+        /// The cause, naming the configuration file.
+        message: String,
+    },
 }

@@ -1,70 +1,140 @@
 //! Per-platform descriptors, the platform check, and the manifest list.
 
-use std::borrow::Cow;
+use std::fmt;
 
 use mab_config::Platform;
 use serde::{Deserialize, Serialize};
 
+/// Media type of a Docker image manifest, schema 2 (what Docker engines push).
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Media type of a Docker manifest list, the list published over
+/// [`DOCKER_MANIFEST`] children.
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// Media type of an OCI image manifest (image spec v1).
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// Media type of an OCI image index, the list published over
+/// [`OCI_MANIFEST`] children (or mixed ones).
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
-/// The platform fields of an OCI image config or descriptor (`os`,
-/// `architecture`, `variant`, as the image spec names them): the one place
-/// where a [`Platform`] is read from or written to those JSON documents.
-#[derive(Serialize, Deserialize)]
-struct OciPlatform<'a> {
-    architecture: Cow<'a, str>,
-    os: Cow<'a, str>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    variant: Option<Cow<'a, str>>,
+/// The platform fields as an image config writes them (`os`,
+/// `architecture`, `variant`, as the OCI image spec names them), kept
+/// verbatim: the one place where those JSON fields are read (from a config)
+/// and written (into a list entry's `platform`). PRODUCT.md: a list entry's
+/// platform is the image config's own, with nothing invented, so an arm
+/// config without a variant stays without one and an arm64 config's `v8`
+/// stays. [`ConfigPlatform::platform`] gives the normalised [`Platform`]
+/// for comparing with a requested one.
+///
+/// An empty `variant` is read as none, as the image spec's Go types
+/// (`omitempty`) write and read it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigPlatform {
+    /// The image spec's `architecture` (a GOARCH name such as `arm64`, as
+    /// the builder wrote it).
+    pub architecture: String,
+    /// The image spec's `os` (a GOOS name such as `linux`).
+    pub os: String,
+    /// The image spec's `variant` (`v7`); `None` when the config has none.
+    #[serde(
+        default,
+        deserialize_with = "non_empty",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub variant: Option<String>,
 }
 
-impl<'a> From<&'a Platform> for OciPlatform<'a> {
-    fn from(platform: &'a Platform) -> OciPlatform<'a> {
-        OciPlatform {
-            architecture: platform.architecture().into(),
-            os: platform.os().into(),
-            variant: platform.variant().map(Cow::from),
+/// An optional string, `""` read as absent.
+fn non_empty<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    let text = Option::<String>::deserialize(deserializer)?;
+    Ok(text.filter(|text| !text.is_empty()))
+}
+
+impl ConfigPlatform {
+    /// These fields normalised by [`Platform::from_parts`] (containerd's
+    /// rules: arm without a variant is `linux/arm/v7`, arm64's `v8` is
+    /// left out), for comparing with a requested platform.
+    pub fn platform(&self) -> Platform {
+        Platform::from_parts(&self.os, &self.architecture, self.variant.as_deref())
+    }
+}
+
+/// The fields a normalised platform writes out (`linux/arm/v7` as os
+/// `linux`, architecture `arm`, variant `v7`), for where only a [`Platform`]
+/// is at hand.
+impl From<&Platform> for ConfigPlatform {
+    fn from(platform: &Platform) -> ConfigPlatform {
+        ConfigPlatform {
+            architecture: platform.architecture().to_owned(),
+            os: platform.os().to_owned(),
+            variant: platform.variant().map(str::to_owned),
         }
     }
 }
 
-/// The platform an image config (the JSON blob a manifest's `config`
-/// points at) says it is, normalised by [`Platform::from_parts`].
-pub fn config_platform(config: &[u8]) -> Result<Platform, serde_json::Error> {
-    let fields: OciPlatform<'_> = serde_json::from_slice(config)?;
-    Ok(Platform::from_parts(
-        &fields.os,
-        &fields.architecture,
-        fields.variant.as_deref(),
-    ))
+/// `os/architecture[/variant]` joined as written, then each field named:
+/// `linux/arm (os linux, architecture arm, no variant)`.
+impl fmt::Display for ConfigPlatform {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (os, architecture) = (&self.os, &self.architecture);
+        match &self.variant {
+            Some(variant) => write!(
+                formatter,
+                "{os}/{architecture}/{variant} (os {os}, architecture {architecture}, variant {variant})"
+            ),
+            None => write!(
+                formatter,
+                "{os}/{architecture} (os {os}, architecture {architecture}, no variant)"
+            ),
+        }
+    }
+}
+
+/// The platform fields of an image config (the JSON blob a manifest's
+/// `config` points at), verbatim; an error when `os` or `architecture` is
+/// missing or not a string.
+pub fn config_platform(config: &[u8]) -> Result<ConfigPlatform, serde_json::Error> {
+    serde_json::from_slice(config)
 }
 
 /// One platform's image as the registry holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Child {
+    /// The manifest's media type ([`DOCKER_MANIFEST`] or [`OCI_MANIFEST`]),
+    /// as the manifest's own `mediaType` says.
     pub media_type: String,
+    /// The manifest's digest in the registry (`sha256:` and 64 hex
+    /// digits), checked against the bytes read back.
     pub digest: String,
+    /// The manifest's size in bytes, as the registry served it.
     pub size: u64,
-    /// What its image config says it is (normalised).
-    pub platform: Platform,
+    /// What its image config says it is, verbatim.
+    pub platform: ConfigPlatform,
 }
 
 /// The image config's platform differs from the requested one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the image built for {requested} says it is {found} in its config")]
 pub struct PlatformMismatch {
+    /// The platform the job built for.
     pub requested: Platform,
-    pub found: Platform,
+    /// The image config's own fields.
+    pub found: ConfigPlatform,
 }
 
-/// Checks that the platform an image's config names (read with
+/// Checks that the platform an image's config names (normalised with
 /// [`Platform::from_parts`], so `linux/arm64` and `linux/arm64/v8` are the
 /// same) is the requested one (PRODUCT.md: a mismatch fails the platform).
-pub fn check_platform(requested: &Platform, found: &Platform) -> Result<(), Box<PlatformMismatch>> {
-    if found == requested {
+///
+/// The error is boxed, unlike the crate's other errors, because clippy's
+/// `result_large_err` refuses it unboxed: it holds a [`Platform`] and a
+/// [`ConfigPlatform`], six strings, 144 bytes against the lint's limit of 128.
+pub fn check_platform(
+    requested: &Platform,
+    found: &ConfigPlatform,
+) -> Result<(), Box<PlatformMismatch>> {
+    if found.platform() == *requested {
         return Ok(());
     }
     Err(Box::new(PlatformMismatch {
@@ -87,7 +157,7 @@ struct EntryJson<'a> {
     media_type: &'a str,
     digest: &'a str,
     size: u64,
-    platform: OciPlatform<'a>,
+    platform: &'a ConfigPlatform,
 }
 
 /// The list's media type and bytes: a Docker manifest list when every
@@ -111,7 +181,7 @@ pub fn manifest_list(children: &[Child]) -> (&'static str, Vec<u8>) {
                 media_type: &child.media_type,
                 digest: &child.digest,
                 size: child.size,
-                platform: OciPlatform::from(&child.platform),
+                platform: &child.platform,
             })
             .collect(),
     };
@@ -124,7 +194,7 @@ mod tests {
     use super::*;
 
     /// An image config with these platform fields, read back.
-    fn config(os: &str, architecture: &str, variant: Option<&str>) -> Platform {
+    fn config(os: &str, architecture: &str, variant: Option<&str>) -> ConfigPlatform {
         let mut json = serde_json::json!({
             "os": os,
             "architecture": architecture,
@@ -165,12 +235,51 @@ mod tests {
     }
 
     #[test]
-    fn a_mismatch_names_both_platforms() {
-        let error =
-            check_platform(&platform("linux/arm64"), &config("linux", "amd64", None)).unwrap_err();
+    fn a_mismatch_names_the_configs_own_fields() {
+        let cases = [
+            (
+                "linux/arm64",
+                config("linux", "amd64", None),
+                "the image built for linux/arm64 says it is linux/amd64 \
+                 (os linux, architecture amd64, no variant) in its config",
+            ),
+            (
+                "linux/arm/v6",
+                config("linux", "arm", None),
+                "the image built for linux/arm/v6 says it is linux/arm \
+                 (os linux, architecture arm, no variant) in its config",
+            ),
+            (
+                "linux/amd64",
+                config("linux", "arm64", Some("v8")),
+                "the image built for linux/amd64 says it is linux/arm64/v8 \
+                 (os linux, architecture arm64, variant v8) in its config",
+            ),
+        ];
+        for (requested, config, message) in cases {
+            let error = check_platform(&platform(requested), &config).unwrap_err();
+            assert_eq!(error.to_string(), message);
+        }
+    }
+
+    #[test]
+    fn config_fields_are_read_verbatim() {
         assert_eq!(
-            error.to_string(),
-            "the image built for linux/arm64 says it is linux/amd64 in its config"
+            config("linux", "arm", None),
+            ConfigPlatform {
+                os: "linux".to_owned(),
+                architecture: "arm".to_owned(),
+                variant: None,
+            }
+        );
+        assert_eq!(
+            config("linux", "arm64", Some("v8")).variant.as_deref(),
+            Some("v8")
+        );
+        assert_eq!(config("linux", "amd64", Some("")).variant, None);
+        assert_eq!(
+            config("linux", "arm", None).platform(),
+            platform("linux/arm/v7")
         );
     }
 
@@ -179,7 +288,7 @@ mod tests {
             media_type: media_type.to_owned(),
             digest: format!("sha256:{}", digest_byte.repeat(64)),
             size: 528,
-            platform: Platform::from_parts("linux", architecture, None),
+            platform: config("linux", architecture, None),
         }
     }
 
@@ -202,26 +311,38 @@ mod tests {
 
     #[test]
     fn entries_carry_the_configs_platform_fields() {
-        let children = [
-            Child {
-                platform: config("linux", "arm", Some("v5")),
-                ..child(OCI_MANIFEST, "a", "arm")
-            },
-            Child {
-                platform: config("linux", "arm64", Some("v8")),
-                ..child(OCI_MANIFEST, "b", "arm64")
-            },
+        let cases = [
+            (
+                config("linux", "arm", Some("v5")),
+                serde_json::json!({"architecture": "arm", "os": "linux", "variant": "v5"}),
+            ),
+            // Kept, although `linux/arm64` and `linux/arm64/v8` are one platform.
+            (
+                config("linux", "arm64", Some("v8")),
+                serde_json::json!({"architecture": "arm64", "os": "linux", "variant": "v8"}),
+            ),
+            // Not given the `v7` that `linux/arm` means.
+            (
+                config("linux", "arm", None),
+                serde_json::json!({"architecture": "arm", "os": "linux"}),
+            ),
+            (
+                config("linux", "arm64", None),
+                serde_json::json!({"architecture": "arm64", "os": "linux"}),
+            ),
         ];
+        let children: Vec<Child> = cases
+            .iter()
+            .map(|(platform, _)| Child {
+                platform: platform.clone(),
+                ..child(OCI_MANIFEST, "a", "amd64")
+            })
+            .collect();
         let (_, bytes) = manifest_list(&children);
         let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-        assert_eq!(
-            json["manifests"][0]["platform"],
-            serde_json::json!({"architecture": "arm", "os": "linux", "variant": "v5"})
-        );
-        assert_eq!(
-            json["manifests"][1]["platform"],
-            serde_json::json!({"architecture": "arm64", "os": "linux"})
-        );
+        for (index, (_, expected)) in cases.iter().enumerate() {
+            assert_eq!(&json["manifests"][index]["platform"], expected, "{json}");
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `mab runners list | add | remove | check`: the runner registry for
 //! cluster admins.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -381,20 +381,27 @@ async fn check_one(runner: &Runner, environment: &Environment) -> Report {
             .collect();
         report.error = Some(format!("runner `{}` {}", runner.name, reasons.join("; ")));
         report.error_kind = Some("engine");
-        let handlers: Vec<&str> = unavailable
-            .iter()
-            .filter_map(|platform| platform.qemu_handler())
-            .collect();
-        report.hint = Some(if handlers.is_empty() {
-            "add a native runner for it, or remove the platform from the runner".to_owned()
-        } else {
-            format!(
-                "register the QEMU handler(s) {} on that host (Debian: apt-get install qemu-user-static binfmt-support), or remove the platform from the runner",
-                handlers.join(", ")
-            )
-        });
+        report.hint = Some(unavailable_hint(&unavailable));
     }
     report
+}
+
+/// The `hint:` for platforms a runner lists but cannot build: the QEMU
+/// handlers they need, each named once and sorted (every arm variant needs
+/// the same `qemu-arm`), or a native runner when no handler would do.
+fn unavailable_hint(unavailable: &[&Platform]) -> String {
+    let handlers: BTreeSet<&str> = unavailable
+        .iter()
+        .filter_map(|platform| platform.qemu_handler())
+        .collect();
+    if handlers.is_empty() {
+        return "add a native runner for it, or remove the platform from the runner".to_owned();
+    }
+    let handlers: Vec<&str> = handlers.into_iter().collect();
+    format!(
+        "register the QEMU handler(s) {} on that host (Debian: apt-get install qemu-user-static binfmt-support), or remove the platform from the runner",
+        handlers.join(", ")
+    )
 }
 
 /// Round trip of an engine ping through the runner's connection.
@@ -482,6 +489,32 @@ mod tests {
         let output = "Filesystem     1024-blocks      Used Available Capacity Mounted on\n/dev/vda         263174212  11523400 251634428       5% /\n";
         assert_eq!(parse_df_available(output), Some(251_634_428 * 1024));
         assert_eq!(parse_df_available("garbage"), None);
+    }
+
+    #[test]
+    fn the_hint_names_each_missing_handler_once_in_order() {
+        let platforms: Vec<Platform> = [
+            "linux/s390x",
+            "linux/arm/v7",
+            "linux/arm/v6",
+            "linux/arm64",
+            "linux/arm/v5",
+        ]
+        .iter()
+        .map(|text| text.parse().unwrap())
+        .collect();
+        let unavailable: Vec<&Platform> = platforms.iter().collect();
+        assert_eq!(
+            unavailable_hint(&unavailable),
+            "register the QEMU handler(s) qemu-aarch64, qemu-arm, qemu-s390x on that host \
+             (Debian: apt-get install qemu-user-static binfmt-support), \
+             or remove the platform from the runner"
+        );
+        let wasm: Platform = "linux/wasm".parse().unwrap();
+        assert_eq!(
+            unavailable_hint(&[&wasm]),
+            "add a native runner for it, or remove the platform from the runner"
+        );
     }
 
     #[test]
