@@ -368,20 +368,23 @@ impl Engine {
         digest.ok_or_else(|| failed("the engine did not report the pushed digest".to_owned()))
     }
 
-    /// The platform an image in the engine's store says it is (its
-    /// config's os, architecture and variant, as `docker image inspect`
-    /// shows them), normalised by [`Platform::from_parts`].
-    pub async fn image_platform(&self, reference: &str) -> Result<Platform, EngineError> {
+    /// The platform an image in the engine's store says it is: its
+    /// config's os, architecture and variant as `docker image inspect`
+    /// shows them, as written (an empty variant is none).
+    pub async fn image_platform(
+        &self,
+        reference: &str,
+    ) -> Result<mab_registry::ConfigPlatform, EngineError> {
         let image = self
             .docker
             .inspect_image(reference)
             .await
             .map_err(|error| api_error(&self.label, error))?;
-        Ok(Platform::from_parts(
-            image.os.as_deref().unwrap_or_default(),
-            image.architecture.as_deref().unwrap_or_default(),
-            image.variant.as_deref(),
-        ))
+        Ok(mab_registry::ConfigPlatform {
+            os: image.os.unwrap_or_default(),
+            architecture: image.architecture.unwrap_or_default(),
+            variant: image.variant.filter(|variant| !variant.is_empty()),
+        })
     }
 
     /// Gives the image `source` the name `repository:tag` too.

@@ -7,7 +7,7 @@ use std::time::Instant;
 use mab_config::{NetworkMode, Platform, Project, Runner};
 use mab_context::BuildContext;
 use mab_engine::{BuildEvent, BuildSpec};
-use mab_registry::{Child, ConfigPlatform, Repository};
+use mab_registry::{Child, Repository};
 use serde::Serialize;
 
 use crate::cli::BuildArgs;
@@ -390,9 +390,7 @@ impl LiveWorker<'_> {
                     .image_platform(&image)
                     .await
                     .map_err(|error| fail(Stage::Runner, error.to_string(), Vec::new()))?;
-                // The engine reports the image's platform normalised, so
-                // the message shows the normalised fields here.
-                mab_registry::check_platform(&job.platform, &ConfigPlatform::from(&found))
+                mab_registry::check_platform(&job.platform, &found)
                     .map_err(|error| fail(Stage::Verify, error.to_string(), Vec::new()))?;
                 None
             }
