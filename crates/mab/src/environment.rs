@@ -24,12 +24,35 @@ pub struct Environment {
     pub ci_commit_sha: Option<String>,
     pub ci_merge_request_iid: Option<String>,
     /// Every variable as it was at start, empty ones included, for
-    /// `--build-arg NAME` (which takes `NAME`'s value from here).
-    pub variables: BTreeMap<OsString, OsString>,
+    /// `--build-arg NAME` (which takes `NAME`'s value from here). Its
+    /// `Debug` shows the names only: values hold tokens and passwords in CI.
+    pub variables: Variables,
     /// Whether stderr is a terminal (progress bars) and colour is welcome.
     pub stderr_is_terminal: bool,
     /// `MAB_LOG`: how much of the libraries' logging to show.
     pub log_level: Option<String>,
+}
+
+/// Environment variables by name. `Debug` prints the names, never the
+/// values, so that printing an [`Environment`] cannot leak a secret.
+#[derive(Clone, Default)]
+pub struct Variables(BTreeMap<OsString, OsString>);
+
+impl<Name: Into<OsString>, Value: Into<OsString>> FromIterator<(Name, Value)> for Variables {
+    fn from_iter<I: IntoIterator<Item = (Name, Value)>>(variables: I) -> Variables {
+        Variables(
+            variables
+                .into_iter()
+                .map(|(name, value)| (name.into(), value.into()))
+                .collect(),
+        )
+    }
+}
+
+impl std::fmt::Debug for Variables {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_set().entries(self.0.keys()).finish()
+    }
 }
 
 impl Environment {
@@ -61,6 +84,7 @@ impl Environment {
     /// but empty (as Go's `os.LookupEnv`, which the docker CLI uses).
     pub fn variable(&self, name: &str) -> Option<&OsStr> {
         self.variables
+            .0
             .get(OsStr::new(name))
             .map(OsString::as_os_str)
     }
@@ -81,5 +105,30 @@ impl Environment {
         self.docker_config
             .clone()
             .unwrap_or_else(|| self.home.join(".docker"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_names_the_variables_without_their_values() {
+        let environment = Environment {
+            variables: [("GITHUB_TOKEN", "ghp_secret-value"), ("EMPTY", "")]
+                .into_iter()
+                .collect(),
+            github_ref: Some("refs/heads/main".to_owned()),
+            ..Environment::default()
+        };
+        assert_eq!(
+            environment.variable("GITHUB_TOKEN"),
+            Some(OsStr::new("ghp_secret-value"))
+        );
+        for debug in [format!("{environment:?}"), format!("{environment:#?}")] {
+            assert!(!debug.contains("ghp_secret-value"), "{debug}");
+            assert!(debug.contains("\"GITHUB_TOKEN\""), "{debug}");
+            assert!(debug.contains("refs/heads/main"), "{debug}");
+        }
     }
 }

@@ -694,10 +694,7 @@ mod tests {
     #[test]
     fn build_args_read_as_the_docker_cli_reads_them() {
         let environment = Environment {
-            variables: [("SET", "from env"), ("EMPTY", "")]
-                .into_iter()
-                .map(|(name, value)| (name.into(), value.into()))
-                .collect(),
+            variables: [("SET", "from env"), ("EMPTY", "")].into_iter().collect(),
             ..Environment::default()
         };
         let cases = [
@@ -725,7 +722,7 @@ mod tests {
     #[test]
     fn build_arg_flags_go_over_the_manifest_the_last_one_winning() {
         let environment = Environment {
-            variables: [("SET".into(), "from env".into())].into_iter().collect(),
+            variables: [("SET", "from env")].into_iter().collect(),
             ..Environment::default()
         };
         let cli = <crate::cli::Cli as clap::Parser>::try_parse_from([
