@@ -181,10 +181,32 @@ fn a_dirty_tree_publishes_only_the_dirty_tag() {
         assert_eq!(digest_of(&repository, tag), release, "{tag} did not move");
     }
 
-    // An untracked file that is sent makes it dirty too; --tag still does
-    // exactly what it says.
+    // An untracked file that is sent makes it dirty too: only SHA8-dirty,
+    // moved to this build, and the release tags stay where they were.
+    let changed = digest_of(&repository, &dirty_tag);
     project.file("content.txt", "committed\n");
     project.file("untracked.txt", "new\n");
+    let outside = tempfile::tempdir().unwrap();
+    let metadata_file = outside.path().join("metadata.json");
+    let run = build(
+        &project,
+        &["--metadata-file", metadata_file.to_str().unwrap()],
+        &[],
+    );
+    let warning = warned_dirty(&run).unwrap_or_else(|| panic!("a warning: {run:?}"));
+    assert!(warning.contains("(untracked.txt)"), "{warning}");
+    let metadata: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&metadata_file).unwrap()).unwrap();
+    assert_eq!(metadata["tags"], serde_json::json!([dirty_tag]), "{run:?}");
+    assert_eq!(published_tags(&repository), expected, "no other tag");
+    let untracked = digest_of(&repository, &dirty_tag);
+    assert_ne!(untracked, changed, "{dirty_tag} moved");
+    assert_eq!(run.stdout.trim(), format!("{repository}@{untracked}"));
+    for tag in ["1.2.3", "latest", "edge", short_commit] {
+        assert_eq!(digest_of(&repository, tag), release, "{tag} did not move");
+    }
+
+    // --tag still does exactly what it says.
     let run = build(&project, &["--tag", "explicit"], &[]);
     assert_eq!(warned_dirty(&run), None, "{run:?}");
     expected.push("explicit".to_owned());
