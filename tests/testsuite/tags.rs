@@ -31,6 +31,23 @@ fn build(project: &Project, arguments: &[&str], variables: &[(&str, Option<&str>
     run
 }
 
+/// [`build`] with `--metadata-file` outside the project (so that the file
+/// is never sent); returns the run and the metadata file's JSON.
+fn build_recorded(
+    project: &Project,
+    arguments: &[&str],
+    variables: &[(&str, Option<&str>)],
+) -> (Run, serde_json::Value) {
+    let outside = tempfile::tempdir().unwrap();
+    let metadata_file = outside.path().join("metadata.json");
+    let mut all = vec!["--metadata-file", metadata_file.to_str().unwrap()];
+    all.extend_from_slice(arguments);
+    let run = build(project, &all, variables);
+    let metadata = serde_json::from_str(&std::fs::read_to_string(&metadata_file).unwrap())
+        .unwrap_or_else(|error| panic!("the metadata file is JSON ({error}): {run:?}"));
+    (run, metadata)
+}
+
 /// The tags of `repository` that are not mab's staging tags.
 fn published_tags(repository: &str) -> Vec<String> {
     skopeo_tags(repository)
@@ -106,6 +123,23 @@ fn pull_and_merge_requests_get_pr_tags_and_never_latest() {
     );
 }
 
+/// The warning of `run` about the repository git cannot read, which says
+/// that `flag` lets the build go on: it names the project's repository,
+/// and the repository is not taken for "outside git".
+fn git_warning<'a>(run: &'a Run, flag: &str, project: &Project) -> &'a str {
+    let warning = run
+        .stderr
+        .lines()
+        .find(|line| line.starts_with("warning: ") && line.contains(flag))
+        .unwrap_or_else(|| panic!("a warning mentioning {flag}: {run:?}"));
+    assert!(
+        warning.contains(project.path().to_str().unwrap()),
+        "names the repository: {warning}"
+    );
+    assert!(!run.stderr.contains("not in a git repository"), "{run:?}");
+    warning
+}
+
 /// With `--tag`, a repository git cannot read is a warning naming it, and
 /// the build publishes exactly the `--tag`s (bad_input.rs has the messages
 /// without `--tag`).
@@ -119,19 +153,7 @@ fn with_tag_flags_a_git_problem_is_a_warning() {
         let project = project(&repository, tag);
         let variables = problem.make(&project);
         let run = build(&project, &["--tag", tag], &variables);
-        let warning = run
-            .stderr
-            .lines()
-            .find(|line| line.starts_with("warning: ") && line.contains("--tag"))
-            .unwrap_or_else(|| panic!("{tag}: a warning: {run:?}"));
-        assert!(
-            warning.contains(project.path().to_str().unwrap()),
-            "{tag}: names the repository: {warning}"
-        );
-        assert!(
-            !run.stderr.contains("not in a git repository"),
-            "{tag}: {run:?}"
-        );
+        git_warning(&run, "--tag", &project);
     }
     let mut expected: Vec<&str> = GitProblem::ALL
         .iter()
@@ -139,6 +161,30 @@ fn with_tag_flags_a_git_problem_is_a_warning() {
         .collect();
     expected.sort();
     assert_eq!(published_tags(&repository), expected);
+}
+
+/// With `--no-push` nothing is published, so a repository git cannot read
+/// is a warning naming it, and the build goes on recording no tags rather
+/// than invented ones (bad_input.rs has the errors without either flag).
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn with_no_push_a_git_problem_is_a_warning_and_no_tags_are_recorded() {
+    let lab: &Lab = require_lab!();
+    let repository = lab.repository("git-problems-no-push");
+    for problem in GitProblem::ALL {
+        let name = problem.name();
+        let project = project(&repository, name);
+        let variables = problem.make(&project);
+        let (run, metadata) = build_recorded(&project, &["--no-push"], &variables);
+        let warning = git_warning(&run, "--no-push", &project);
+        assert!(warning.contains("records none"), "{name}: {warning}");
+        assert_eq!(metadata["tags"], serde_json::json!([]), "{name}: {run:?}");
+        assert_eq!(
+            metadata["platforms"][0]["platform"], "linux/amd64",
+            "{name}: built: {run:?}"
+        );
+    }
+    assert_eq!(published_tags(&repository), Vec::<String>::new());
 }
 
 /// The warning that the tree is dirty, if `run` gave one.
@@ -186,17 +232,9 @@ fn a_dirty_tree_publishes_only_the_dirty_tag() {
     let changed = digest_of(&repository, &dirty_tag);
     project.file("content.txt", "committed\n");
     project.file("untracked.txt", "new\n");
-    let outside = tempfile::tempdir().unwrap();
-    let metadata_file = outside.path().join("metadata.json");
-    let run = build(
-        &project,
-        &["--metadata-file", metadata_file.to_str().unwrap()],
-        &[],
-    );
+    let (run, metadata) = build_recorded(&project, &[], &[]);
     let warning = warned_dirty(&run).unwrap_or_else(|| panic!("a warning: {run:?}"));
     assert!(warning.contains("(untracked.txt)"), "{warning}");
-    let metadata: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&metadata_file).unwrap()).unwrap();
     assert_eq!(metadata["tags"], serde_json::json!([dirty_tag]), "{run:?}");
     assert_eq!(published_tags(&repository), expected, "no other tag");
     let untracked = digest_of(&repository, &dirty_tag);

@@ -43,7 +43,8 @@ pub enum GitError {
     /// HEAD is unborn: `git init` without a commit.
     #[error("the git repository {} has no commit yet, so there is no commit id to tag with", repository.display())]
     NoCommit { repository: PathBuf },
-    /// Any other failure of a git command.
+    /// Any other failure of a git command (a corrupt index, an I/O error):
+    /// a runtime failure, not a configuration one.
     #[error("git failed on the repository {}: `git {command}`: {detail}", repository.display())]
     Failed {
         repository: PathBuf,
@@ -53,6 +54,14 @@ pub enum GitError {
 }
 
 impl GitError {
+    /// Whether the repository or the machine is set up wrong (git missing,
+    /// its ownership check, a broken `.git`, no commit): bad configuration,
+    /// exit 2. A git command failing otherwise ([`GitError::Failed`]: a
+    /// corrupt index, an I/O error) is a runtime failure, exit 1.
+    pub fn is_configuration(&self) -> bool {
+        !matches!(self, GitError::Failed { .. })
+    }
+
     /// How to fix it; every fix also offers `--tag`, with which a git
     /// problem is only a warning.
     pub fn hint(&self) -> String {
@@ -569,6 +578,11 @@ mod tests {
             },
         ];
         for error in errors {
+            assert_eq!(
+                error.is_configuration(),
+                !matches!(error, GitError::Failed { .. }),
+                "only an unexpected git failure is a runtime one: {error:?}"
+            );
             assert!(error.to_string().contains("/project"), "{error}");
             assert!(
                 error.hint().ends_with("or give the tags with --tag"),

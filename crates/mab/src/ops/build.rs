@@ -255,8 +255,10 @@ fn build_arg(
 /// The tags to publish under (docs/publishing.md), from the CI variables and
 /// the repository holding the context; what `listing` sends (with the
 /// Dockerfile and the ignore file) decides whether the tree is dirty. A
-/// repository that cannot be read stops the build (exit 2), unless `--tag`
-/// gives the tags, when it is a warning.
+/// repository that cannot be read stops the build (exit 2, or 1 when a git
+/// command failed unexpectedly), unless `--tag` gives the tags or
+/// `--no-push` publishes nothing: then it is a warning, and with
+/// `--no-push` alone no tags are recorded.
 fn release_tags(
     project: &Project,
     context: &BuildContext,
@@ -280,7 +282,21 @@ fn release_tags(
             });
             None
         }
-        Err(error) => return Err(Failure::usage(error.to_string(), Some(&error.hint()))),
+        Err(error) if args.no_push => {
+            reporter.report(Event::Warning {
+                message: format!(
+                    "{error}; nothing is pushed (--no-push), so the build goes on without tags (the metadata file records none)"
+                ),
+            });
+            return Ok(Vec::new());
+        }
+        Err(error) => {
+            let hint = error.hint();
+            return Err(match error.is_configuration() {
+                true => Failure::usage(error.to_string(), Some(&hint)),
+                false => Failure::runtime(error.to_string(), Some(&hint)),
+            });
+        }
     };
     let source = mab_registry::tags::source(&environment.ci_variables(), checkout.as_ref());
     let tags = mab_registry::tags::compute_tags(source.as_ref(), &project.extra_tags, &args.tags);
