@@ -385,6 +385,8 @@ pub fn mab_with_env(
         "XDG_CONFIG_HOME",
         "GITHUB_REF",
         "GITHUB_SHA",
+        "GITHUB_EVENT_NAME",
+        "GITHUB_EVENT_PATH",
         "CI_COMMIT_TAG",
         "CI_COMMIT_SHA",
         "CI_MERGE_REQUEST_IID",

@@ -1,6 +1,8 @@
 //! The computed tags on the lab: what a build publishes under (read back
 //! with skopeo), for pull and merge requests, dirty trees and git failures.
 
+use std::path::Path;
+
 use crate::support::{
     mab_with_env, require_lab, sha256, skopeo_raw, skopeo_tags, GitProblem, Lab, Project, Run,
 };
@@ -123,6 +125,63 @@ fn pull_and_merge_requests_get_pr_tags_and_never_latest() {
     );
 }
 
+/// A `pull_request_target` run names the base branch and its commit in
+/// `GITHUB_REF`/`GITHUB_SHA` while the pull request's code is checked out:
+/// the tags are `pr-N` (from the event payload) and HEAD's commit, never
+/// `latest`, and a warning names both commits.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_pull_request_target_run_tags_the_checked_out_commit() {
+    let lab: &Lab = require_lab!();
+    let repository = lab.repository("pull-request-target");
+    let project = project(&repository, "base\n");
+    let base = project.commit_and_tag(&["v5.0.0"]);
+    project.file("content.txt", "pull request 77\n");
+    project.git(&["commit", "-q", "-am", "the pull request"]);
+    let head = String::from_utf8(project.git(&["rev-parse", "HEAD"]).stdout).unwrap();
+    let head = head.trim();
+    let outside = tempfile::tempdir().unwrap();
+    let payload = outside.path().join("event.json");
+    std::fs::write(&payload, r#"{"action": "synchronize", "number": 77}"#).unwrap();
+    fn target<'a>(payload: &'a Path, base: &'a str) -> [(&'static str, Option<&'a str>); 4] {
+        [
+            ("GITHUB_EVENT_NAME", Some("pull_request_target")),
+            ("GITHUB_EVENT_PATH", payload.to_str()),
+            ("GITHUB_REF", Some("refs/heads/main")),
+            ("GITHUB_SHA", Some(base)),
+        ]
+    }
+
+    let run = build(&project, &[], &target(&payload, &base));
+    let warning = warning_starting(&run, "GITHUB_SHA names the commit")
+        .unwrap_or_else(|| panic!("a warning: {run:?}"));
+    assert!(
+        warning.contains(&base) && warning.contains(head),
+        "{warning}"
+    );
+    assert_eq!(
+        published_tags(&repository),
+        sorted(&["pr-77", &head[..8]]),
+        "{run:?}"
+    );
+    let pull_request = digest_of(&repository, "pr-77");
+    assert_eq!(run.stdout.trim(), format!("{repository}@{pull_request}"));
+    assert_eq!(digest_of(&repository, &head[..8]), pull_request);
+
+    // Without the payload the number is unknown: the commit tag alone.
+    let missing = outside.path().join("missing.json");
+    let (run, metadata) = build_recorded(&project, &[], &target(&missing, &base));
+    let warning = warning_starting(&run, "GITHUB_EVENT_NAME is pull_request_target")
+        .unwrap_or_else(|| panic!("a warning: {run:?}"));
+    assert!(warning.contains("missing.json"), "{warning}");
+    assert_eq!(metadata["tags"], serde_json::json!([&head[..8]]), "{run:?}");
+    assert_eq!(
+        published_tags(&repository),
+        sorted(&["pr-77", &head[..8]]),
+        "no latest, no release tag: {run:?}"
+    );
+}
+
 /// The warning of `run` about the repository git cannot read, which says
 /// that `flag` lets the build go on: it names the project's repository,
 /// and the repository is not taken for "outside git".
@@ -187,11 +246,17 @@ fn with_no_push_a_git_problem_is_a_warning_and_no_tags_are_recorded() {
     assert_eq!(published_tags(&repository), Vec::<String>::new());
 }
 
+/// The first warning of `run` that starts with `start` (after `warning: `).
+fn warning_starting<'a>(run: &'a Run, start: &str) -> Option<&'a str> {
+    run.stderr.lines().find(|line| {
+        line.strip_prefix("warning: ")
+            .is_some_and(|warning| warning.starts_with(start))
+    })
+}
+
 /// The warning that the tree is dirty, if `run` gave one.
 fn warned_dirty(run: &Run) -> Option<&str> {
-    run.stderr
-        .lines()
-        .find(|line| line.starts_with("warning: the working tree is dirty"))
+    warning_starting(run, "the working tree is dirty")
 }
 
 #[test]

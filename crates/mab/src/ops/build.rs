@@ -298,9 +298,23 @@ fn release_tags(
             });
         }
     };
-    let source = mab_registry::tags::source(&environment.ci_variables(), checkout.as_ref());
+    let pull_request_number = match environment.pull_request_target_number() {
+        Ok(number) => number,
+        Err(error) => {
+            if args.tags.is_empty() {
+                reporter.report(Event::Warning {
+                    message: format!(
+                        "GITHUB_EVENT_NAME is pull_request_target, but {error}; without the pull request's number the only computed tag is the commit's (never `latest` or a release tag)"
+                    ),
+                });
+            }
+            None
+        }
+    };
+    let ci = environment.ci_variables(pull_request_number.as_deref());
+    let source = mab_registry::tags::source(&ci, checkout.as_ref());
     let tags = mab_registry::tags::compute_tags(source.as_ref(), &project.extra_tags, &args.tags);
-    if let Some(warning) = tags.warning {
+    for warning in tags.warnings {
         reporter.report(Event::Warning { message: warning });
     }
     Ok(tags.tags)
