@@ -269,14 +269,18 @@ pub enum GitProblem {
     GitMissing,
     /// `git init` without a commit.
     NoCommit,
+    /// A committed repository whose `.git/index` is garbage: `git status`
+    /// fails unexpectedly, a runtime failure rather than a configuration one.
+    CorruptIndex,
 }
 
 impl GitProblem {
-    pub const ALL: [GitProblem; 4] = [
+    pub const ALL: [GitProblem; 5] = [
         GitProblem::DubiousOwnership,
         GitProblem::BrokenHead,
         GitProblem::GitMissing,
         GitProblem::NoCommit,
+        GitProblem::CorruptIndex,
     ];
 
     /// `dubious-ownership`, …
@@ -286,6 +290,16 @@ impl GitProblem {
             GitProblem::BrokenHead => "broken-head",
             GitProblem::GitMissing => "git-missing",
             GitProblem::NoCommit => "no-commit",
+            GitProblem::CorruptIndex => "corrupt-index",
+        }
+    }
+
+    /// The exit code of `mab build` without `--tag` or `--no-push`: 2 for a
+    /// repository or machine set up wrong, 1 for git failing unexpectedly.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            GitProblem::CorruptIndex => 1,
+            _ => 2,
         }
     }
 
@@ -311,6 +325,10 @@ impl GitProblem {
             }
             GitProblem::NoCommit => {
                 project.git(&["init", "-q"]);
+            }
+            GitProblem::CorruptIndex => {
+                project.commit_and_tag(&["v1.0.0"]);
+                project.file(".git/index", "garbage\n");
             }
         }
         Vec::new()
@@ -367,6 +385,8 @@ pub fn mab_with_env(
         "XDG_CONFIG_HOME",
         "GITHUB_REF",
         "GITHUB_SHA",
+        "GITHUB_EVENT_NAME",
+        "GITHUB_EVENT_PATH",
         "CI_COMMIT_TAG",
         "CI_COMMIT_SHA",
         "CI_MERGE_REQUEST_IID",

@@ -1,6 +1,8 @@
 //! The computed tags on the lab: what a build publishes under (read back
 //! with skopeo), for pull and merge requests, dirty trees and git failures.
 
+use std::path::Path;
+
 use crate::support::{
     mab_with_env, require_lab, sha256, skopeo_raw, skopeo_tags, GitProblem, Lab, Project, Run,
 };
@@ -29,6 +31,23 @@ fn build(project: &Project, arguments: &[&str], variables: &[(&str, Option<&str>
     let run = mab_with_env(home.path(), project.path(), &all, variables);
     assert_eq!(run.code, 0, "{run:?}");
     run
+}
+
+/// [`build`] with `--metadata-file` outside the project (so that the file
+/// is never sent); returns the run and the metadata file's JSON.
+fn build_recorded(
+    project: &Project,
+    arguments: &[&str],
+    variables: &[(&str, Option<&str>)],
+) -> (Run, serde_json::Value) {
+    let outside = tempfile::tempdir().unwrap();
+    let metadata_file = outside.path().join("metadata.json");
+    let mut all = vec!["--metadata-file", metadata_file.to_str().unwrap()];
+    all.extend_from_slice(arguments);
+    let run = build(project, &all, variables);
+    let metadata = serde_json::from_str(&std::fs::read_to_string(&metadata_file).unwrap())
+        .unwrap_or_else(|error| panic!("the metadata file is JSON ({error}): {run:?}"));
+    (run, metadata)
 }
 
 /// The tags of `repository` that are not mab's staging tags.
@@ -106,6 +125,80 @@ fn pull_and_merge_requests_get_pr_tags_and_never_latest() {
     );
 }
 
+/// A `pull_request_target` run names the base branch and its commit in
+/// `GITHUB_REF`/`GITHUB_SHA` while the pull request's code is checked out:
+/// the tags are `pr-N` (from the event payload) and HEAD's commit, never
+/// `latest`, and a warning names both commits.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_pull_request_target_run_tags_the_checked_out_commit() {
+    let lab: &Lab = require_lab!();
+    let repository = lab.repository("pull-request-target");
+    let project = project(&repository, "base\n");
+    let base = project.commit_and_tag(&["v5.0.0"]);
+    project.file("content.txt", "pull request 77\n");
+    project.git(&["commit", "-q", "-am", "the pull request"]);
+    let head = String::from_utf8(project.git(&["rev-parse", "HEAD"]).stdout).unwrap();
+    let head = head.trim();
+    let outside = tempfile::tempdir().unwrap();
+    let payload = outside.path().join("event.json");
+    std::fs::write(&payload, r#"{"action": "synchronize", "number": 77}"#).unwrap();
+    fn target<'a>(payload: &'a Path, base: &'a str) -> [(&'static str, Option<&'a str>); 4] {
+        [
+            ("GITHUB_EVENT_NAME", Some("pull_request_target")),
+            ("GITHUB_EVENT_PATH", payload.to_str()),
+            ("GITHUB_REF", Some("refs/heads/main")),
+            ("GITHUB_SHA", Some(base)),
+        ]
+    }
+
+    let run = build(&project, &[], &target(&payload, &base));
+    let warning = warning_starting(&run, "GITHUB_SHA names the commit")
+        .unwrap_or_else(|| panic!("a warning: {run:?}"));
+    assert!(
+        warning.contains(&base) && warning.contains(head),
+        "{warning}"
+    );
+    assert_eq!(
+        published_tags(&repository),
+        sorted(&["pr-77", &head[..8]]),
+        "{run:?}"
+    );
+    let pull_request = digest_of(&repository, "pr-77");
+    assert_eq!(run.stdout.trim(), format!("{repository}@{pull_request}"));
+    assert_eq!(digest_of(&repository, &head[..8]), pull_request);
+
+    // Without the payload the number is unknown: the commit tag alone.
+    let missing = outside.path().join("missing.json");
+    let (run, metadata) = build_recorded(&project, &[], &target(&missing, &base));
+    let warning = warning_starting(&run, "GITHUB_EVENT_NAME is pull_request_target")
+        .unwrap_or_else(|| panic!("a warning: {run:?}"));
+    assert!(warning.contains("missing.json"), "{warning}");
+    assert_eq!(metadata["tags"], serde_json::json!([&head[..8]]), "{run:?}");
+    assert_eq!(
+        published_tags(&repository),
+        sorted(&["pr-77", &head[..8]]),
+        "no latest, no release tag: {run:?}"
+    );
+}
+
+/// The warning of `run` about the repository git cannot read, which says
+/// that `flag` lets the build go on: it names the project's repository,
+/// and the repository is not taken for "outside git".
+fn git_warning<'a>(run: &'a Run, flag: &str, project: &Project) -> &'a str {
+    let warning = run
+        .stderr
+        .lines()
+        .find(|line| line.starts_with("warning: ") && line.contains(flag))
+        .unwrap_or_else(|| panic!("a warning mentioning {flag}: {run:?}"));
+    assert!(
+        warning.contains(project.path().to_str().unwrap()),
+        "names the repository: {warning}"
+    );
+    assert!(!run.stderr.contains("not in a git repository"), "{run:?}");
+    warning
+}
+
 /// With `--tag`, a repository git cannot read is a warning naming it, and
 /// the build publishes exactly the `--tag`s (bad_input.rs has the messages
 /// without `--tag`).
@@ -119,19 +212,7 @@ fn with_tag_flags_a_git_problem_is_a_warning() {
         let project = project(&repository, tag);
         let variables = problem.make(&project);
         let run = build(&project, &["--tag", tag], &variables);
-        let warning = run
-            .stderr
-            .lines()
-            .find(|line| line.starts_with("warning: ") && line.contains("--tag"))
-            .unwrap_or_else(|| panic!("{tag}: a warning: {run:?}"));
-        assert!(
-            warning.contains(project.path().to_str().unwrap()),
-            "{tag}: names the repository: {warning}"
-        );
-        assert!(
-            !run.stderr.contains("not in a git repository"),
-            "{tag}: {run:?}"
-        );
+        git_warning(&run, "--tag", &project);
     }
     let mut expected: Vec<&str> = GitProblem::ALL
         .iter()
@@ -141,11 +222,41 @@ fn with_tag_flags_a_git_problem_is_a_warning() {
     assert_eq!(published_tags(&repository), expected);
 }
 
+/// With `--no-push` nothing is published, so a repository git cannot read
+/// is a warning naming it, and the build goes on recording no tags rather
+/// than invented ones (bad_input.rs has the errors without either flag).
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn with_no_push_a_git_problem_is_a_warning_and_no_tags_are_recorded() {
+    let lab: &Lab = require_lab!();
+    let repository = lab.repository("git-problems-no-push");
+    for problem in GitProblem::ALL {
+        let name = problem.name();
+        let project = project(&repository, name);
+        let variables = problem.make(&project);
+        let (run, metadata) = build_recorded(&project, &["--no-push"], &variables);
+        let warning = git_warning(&run, "--no-push", &project);
+        assert!(warning.contains("records none"), "{name}: {warning}");
+        assert_eq!(metadata["tags"], serde_json::json!([]), "{name}: {run:?}");
+        assert_eq!(
+            metadata["platforms"][0]["platform"], "linux/amd64",
+            "{name}: built: {run:?}"
+        );
+    }
+    assert_eq!(published_tags(&repository), Vec::<String>::new());
+}
+
+/// The first warning of `run` that starts with `start` (after `warning: `).
+fn warning_starting<'a>(run: &'a Run, start: &str) -> Option<&'a str> {
+    run.stderr.lines().find(|line| {
+        line.strip_prefix("warning: ")
+            .is_some_and(|warning| warning.starts_with(start))
+    })
+}
+
 /// The warning that the tree is dirty, if `run` gave one.
 fn warned_dirty(run: &Run) -> Option<&str> {
-    run.stderr
-        .lines()
-        .find(|line| line.starts_with("warning: the working tree is dirty"))
+    warning_starting(run, "the working tree is dirty")
 }
 
 #[test]
@@ -181,10 +292,24 @@ fn a_dirty_tree_publishes_only_the_dirty_tag() {
         assert_eq!(digest_of(&repository, tag), release, "{tag} did not move");
     }
 
-    // An untracked file that is sent makes it dirty too; --tag still does
-    // exactly what it says.
+    // An untracked file that is sent makes it dirty too: only SHA8-dirty,
+    // moved to this build, and the release tags stay where they were.
+    let changed = digest_of(&repository, &dirty_tag);
     project.file("content.txt", "committed\n");
     project.file("untracked.txt", "new\n");
+    let (run, metadata) = build_recorded(&project, &[], &[]);
+    let warning = warned_dirty(&run).unwrap_or_else(|| panic!("a warning: {run:?}"));
+    assert!(warning.contains("(untracked.txt)"), "{warning}");
+    assert_eq!(metadata["tags"], serde_json::json!([dirty_tag]), "{run:?}");
+    assert_eq!(published_tags(&repository), expected, "no other tag");
+    let untracked = digest_of(&repository, &dirty_tag);
+    assert_ne!(untracked, changed, "{dirty_tag} moved");
+    assert_eq!(run.stdout.trim(), format!("{repository}@{untracked}"));
+    for tag in ["1.2.3", "latest", "edge", short_commit] {
+        assert_eq!(digest_of(&repository, tag), release, "{tag} did not move");
+    }
+
+    // --tag still does exactly what it says.
     let run = build(&project, &["--tag", "explicit"], &[]);
     assert_eq!(warned_dirty(&run), None, "{run:?}");
     expected.push("explicit".to_owned());

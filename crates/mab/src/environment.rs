@@ -18,18 +18,78 @@ pub struct Environment {
     /// `refs/pull/42/merge`) and `GITHUB_SHA`, the full commit id.
     pub github_ref: Option<String>,
     pub github_sha: Option<String>,
+    /// GitHub Actions: `GITHUB_EVENT_NAME` (`push`, `pull_request_target`,
+    /// …) and `GITHUB_EVENT_PATH`, the file holding the event's payload.
+    pub github_event_name: Option<String>,
+    pub github_event_path: Option<PathBuf>,
     /// GitLab CI: `CI_COMMIT_TAG` (set in tag pipelines), `CI_COMMIT_SHA`,
     /// and `CI_MERGE_REQUEST_IID` (set in merge request pipelines).
     pub ci_commit_tag: Option<String>,
     pub ci_commit_sha: Option<String>,
     pub ci_merge_request_iid: Option<String>,
     /// Every variable as it was at start, empty ones included, for
-    /// `--build-arg NAME` (which takes `NAME`'s value from here).
-    pub variables: BTreeMap<OsString, OsString>,
+    /// `--build-arg NAME` (which takes `NAME`'s value from here). Its
+    /// `Debug` shows the names only: values hold tokens and passwords in CI.
+    pub variables: Variables,
     /// Whether stderr is a terminal (progress bars) and colour is welcome.
     pub stderr_is_terminal: bool,
     /// `MAB_LOG`: how much of the libraries' logging to show.
     pub log_level: Option<String>,
+}
+
+/// Why the number of a `pull_request_target` run's pull request is not
+/// known; the tags then leave it out (docs/publishing.md).
+#[derive(Debug, thiserror::Error)]
+pub enum EventPayloadError {
+    #[error("GITHUB_EVENT_PATH is not set, so the event payload cannot be read")]
+    Unset,
+    #[error("cannot read the event payload {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the event payload {} is not the JSON of a pull request event: {source}", path.display())]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("the event payload {} has neither `number` nor `pull_request.number`", path.display())]
+    NoNumber { path: PathBuf },
+}
+
+/// What a pull request event's payload says about its number (GitHub's
+/// webhook payload: `number`, and `pull_request.number`).
+#[derive(serde::Deserialize)]
+struct PullRequestPayload {
+    number: Option<u64>,
+    pull_request: Option<PullRequestOfPayload>,
+}
+
+#[derive(serde::Deserialize)]
+struct PullRequestOfPayload {
+    number: Option<u64>,
+}
+
+/// Environment variables by name. `Debug` prints the names, never the
+/// values, so that printing an [`Environment`] cannot leak a secret.
+#[derive(Clone, Default)]
+pub struct Variables(BTreeMap<OsString, OsString>);
+
+impl<Name: Into<OsString>, Value: Into<OsString>> FromIterator<(Name, Value)> for Variables {
+    fn from_iter<I: IntoIterator<Item = (Name, Value)>>(variables: I) -> Variables {
+        Variables(
+            variables
+                .into_iter()
+                .map(|(name, value)| (name.into(), value.into()))
+                .collect(),
+        )
+    }
+}
+
+impl std::fmt::Debug for Variables {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_set().entries(self.0.keys()).finish()
+    }
 }
 
 impl Environment {
@@ -48,6 +108,8 @@ impl Environment {
             docker_config: variable("DOCKER_CONFIG").map(PathBuf::from),
             github_ref: text("GITHUB_REF"),
             github_sha: text("GITHUB_SHA"),
+            github_event_name: text("GITHUB_EVENT_NAME"),
+            github_event_path: variable("GITHUB_EVENT_PATH").map(PathBuf::from),
             ci_commit_tag: text("CI_COMMIT_TAG"),
             ci_commit_sha: text("CI_COMMIT_SHA"),
             ci_merge_request_iid: text("CI_MERGE_REQUEST_IID"),
@@ -61,19 +123,61 @@ impl Environment {
     /// but empty (as Go's `os.LookupEnv`, which the docker CLI uses).
     pub fn variable(&self, name: &str) -> Option<&OsStr> {
         self.variables
+            .0
             .get(OsStr::new(name))
             .map(OsString::as_os_str)
     }
 
-    /// The CI variables that name the ref and commit of the build.
-    pub fn ci_variables(&self) -> mab_registry::tags::CiVariables<'_> {
+    /// The CI variables that name the ref and commit of the build, with
+    /// the pull request's number read from the event payload
+    /// ([`Environment::pull_request_target_number`]).
+    pub fn ci_variables<'a>(
+        &'a self,
+        github_pull_request_number: Option<&'a str>,
+    ) -> mab_registry::tags::CiVariables<'a> {
         mab_registry::tags::CiVariables {
             github_ref: self.github_ref.as_deref(),
             github_sha: self.github_sha.as_deref(),
+            github_event_name: self.github_event_name.as_deref(),
+            github_pull_request_number,
             gitlab_commit_tag: self.ci_commit_tag.as_deref(),
             gitlab_commit_sha: self.ci_commit_sha.as_deref(),
             gitlab_merge_request_iid: self.ci_merge_request_iid.as_deref(),
         }
+    }
+
+    /// For a GitHub Actions `pull_request_target` run, the pull request's
+    /// number from the event payload (the JSON file `GITHUB_EVENT_PATH`):
+    /// its `number`, else `pull_request.number`, as docker/metadata-action
+    /// reads it. `Ok(None)` for any other event (where `GITHUB_REF` names the
+    /// pull request if there is one); an error when the payload cannot be
+    /// read or has no number.
+    pub fn pull_request_target_number(&self) -> Result<Option<String>, EventPayloadError> {
+        if self.github_event_name.as_deref() != Some(mab_registry::tags::PULL_REQUEST_TARGET) {
+            return Ok(None);
+        }
+        let path = self
+            .github_event_path
+            .as_deref()
+            .ok_or(EventPayloadError::Unset)?;
+        let text = std::fs::read(path).map_err(|source| EventPayloadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let payload: PullRequestPayload =
+            serde_json::from_slice(&text).map_err(|source| EventPayloadError::Parse {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        payload
+            .number
+            .or(payload
+                .pull_request
+                .and_then(|pull_request| pull_request.number))
+            .map(|number| Some(number.to_string()))
+            .ok_or_else(|| EventPayloadError::NoNumber {
+                path: path.to_path_buf(),
+            })
     }
 
     /// The Docker client configuration directory (`$DOCKER_CONFIG`, else `~/.docker`).
@@ -81,5 +185,90 @@ impl Environment {
         self.docker_config
             .clone()
             .unwrap_or_else(|| self.home.join(".docker"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_number_of_a_pull_request_target_from_its_payload() {
+        let directory = tempfile::tempdir().unwrap();
+        let payload = |name: &str, text: &str| {
+            let path = directory.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            Some(path)
+        };
+        let run = |event: &str, path: Option<PathBuf>| {
+            Environment {
+                github_event_name: Some(event.to_owned()),
+                github_event_path: path,
+                ..Environment::default()
+            }
+            .pull_request_target_number()
+        };
+        let number = payload(
+            "number.json",
+            r#"{"action": "opened", "number": 42, "pull_request": {"number": 42, "head": {"sha": "x"}}}"#,
+        );
+        assert_eq!(
+            run("pull_request_target", number.clone())
+                .unwrap()
+                .as_deref(),
+            Some("42")
+        );
+        assert_eq!(
+            run("push", number).unwrap(),
+            None,
+            "only pull_request_target"
+        );
+        let nested = payload("nested.json", r#"{"pull_request": {"number": 7}}"#);
+        assert_eq!(
+            run("pull_request_target", nested).unwrap().as_deref(),
+            Some("7")
+        );
+
+        let error = |path| run("pull_request_target", path).unwrap_err();
+        assert!(matches!(error(None), EventPayloadError::Unset));
+        let missing = directory.path().join("missing.json");
+        assert!(matches!(
+            error(Some(missing)),
+            EventPayloadError::Read { .. }
+        ));
+        let garbage = payload("garbage.json", "not json");
+        assert!(matches!(error(garbage), EventPayloadError::Parse { .. }));
+        let string = payload("string.json", r#"{"number": "42"}"#);
+        assert!(matches!(error(string), EventPayloadError::Parse { .. }));
+        let without = payload("without.json", r#"{"action": "opened"}"#);
+        let without_number = error(without);
+        assert!(
+            matches!(without_number, EventPayloadError::NoNumber { .. }),
+            "{without_number:?}"
+        );
+        assert!(
+            without_number.to_string().contains("without.json"),
+            "{without_number}"
+        );
+    }
+
+    #[test]
+    fn debug_names_the_variables_without_their_values() {
+        let environment = Environment {
+            variables: [("GITHUB_TOKEN", "ghp_secret-value"), ("EMPTY", "")]
+                .into_iter()
+                .collect(),
+            github_ref: Some("refs/heads/main".to_owned()),
+            ..Environment::default()
+        };
+        assert_eq!(
+            environment.variable("GITHUB_TOKEN"),
+            Some(OsStr::new("ghp_secret-value"))
+        );
+        for debug in [format!("{environment:?}"), format!("{environment:#?}")] {
+            assert!(!debug.contains("ghp_secret-value"), "{debug}");
+            assert!(debug.contains("\"GITHUB_TOKEN\""), "{debug}");
+            assert!(debug.contains("refs/heads/main"), "{debug}");
+        }
     }
 }

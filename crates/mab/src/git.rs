@@ -3,7 +3,8 @@
 //! the files a build sends differ from HEAD (a dirty tree).
 //!
 //! The repository is found as git finds it: the nearest directory, from the
-//! context up, holding a `.git` entry (a directory, or a file as in
+//! context's real path (symlinks resolved, as git resolves the directory it
+//! runs in) up, holding a `.git` entry (a directory, or a file as in
 //! worktrees and submodules). Without one the context is outside git, and
 //! git itself is not needed. With one, the git CLI reads it, and every
 //! failure is a [`GitError`] naming the repository, never taken for
@@ -42,7 +43,8 @@ pub enum GitError {
     /// HEAD is unborn: `git init` without a commit.
     #[error("the git repository {} has no commit yet, so there is no commit id to tag with", repository.display())]
     NoCommit { repository: PathBuf },
-    /// Any other failure of a git command.
+    /// Any other failure of a git command (a corrupt index, an I/O error):
+    /// a runtime failure, not a configuration one.
     #[error("git failed on the repository {}: `git {command}`: {detail}", repository.display())]
     Failed {
         repository: PathBuf,
@@ -52,6 +54,14 @@ pub enum GitError {
 }
 
 impl GitError {
+    /// Whether the repository or the machine is set up wrong (git missing,
+    /// its ownership check, a broken `.git`, no commit): bad configuration,
+    /// exit 2. A git command failing otherwise ([`GitError::Failed`]: a
+    /// corrupt index, an I/O error) is a runtime failure, exit 1.
+    pub fn is_configuration(&self) -> bool {
+        !matches!(self, GitError::Failed { .. })
+    }
+
     /// How to fix it; every fix also offers `--tag`, with which a git
     /// problem is only a warning.
     pub fn hint(&self) -> String {
@@ -112,9 +122,16 @@ pub struct Sent<'a> {
 /// The checkout holding the context (absolute): `Ok(None)` outside git,
 /// else what the git CLI reads from it (the tags at HEAD, HEAD, and the
 /// entries of `sent` that differ from HEAD or are untracked and not ignored
-/// by git), or why it cannot be read.
+/// by git), or why it cannot be read. A context reached through a symlink
+/// (`vendor/app` linking into another repository) belongs to the
+/// repository holding its real path, as for git.
 pub fn checkout(sent: &Sent) -> Result<Option<Checkout>, GitError> {
-    let context = sent.context;
+    let context = &real_path(sent.context);
+    let sent = &Sent {
+        context,
+        paths: real_paths(sent, context),
+        would_send: sent.would_send,
+    };
     let Some(repository) = find_repository(context) else {
         return Ok(None);
     };
@@ -155,6 +172,30 @@ pub fn checkout(sent: &Sent) -> Result<Option<Checkout>, GitError> {
         head: String::from_utf8_lossy(&head.stdout).trim().to_owned(),
         changed,
     }))
+}
+
+/// `path` with every symlink resolved, as given when it cannot be (it
+/// does not exist).
+fn real_path(path: &Path) -> PathBuf {
+    path.canonicalize().unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// The paths of `sent` as git names them once the context is `context`
+/// (its real path): an entry under the context moves along with it; an
+/// entry outside it (the Dockerfile, the ignore file) is its directory's
+/// real path and its own name (a symlinked Dockerfile is the link, which is
+/// what git tracks).
+fn real_paths(sent: &Sent, context: &Path) -> HashSet<PathBuf> {
+    sent.paths
+        .iter()
+        .map(|path| match path.strip_prefix(sent.context) {
+            Ok(relative) => context.join(relative),
+            Err(_) => match (path.parent(), path.file_name()) {
+                (Some(parent), Some(name)) => real_path(parent).join(name),
+                _ => path.clone(),
+            },
+        })
+        .collect()
 }
 
 /// The entries of `sent` that `git status` reports (changed, added,
@@ -393,13 +434,7 @@ mod tests {
         git(root, &["add", "-A"]);
         git(root, &["commit", "-q", "-m", "files"]);
         let context = root.join("ctx");
-        let sent_files = [
-            "a.txt",
-            "new.txt",
-            "build.log",
-            "../Dockerfile",
-            ".dockerignore",
-        ];
+        let sent_files = ["a.txt", "new.txt", "build.log", ".dockerignore"];
         let changed = |sent: &Sent| checkout(sent).unwrap().unwrap().changed;
         let mut sent = sending(&context, &sent_files);
         sent.paths.insert(root.join("Dockerfile"));
@@ -449,6 +484,37 @@ mod tests {
         checkout.tags_at_head.sort();
         assert_eq!(checkout.tags_at_head, ["nightly", "v1.10.0", "v1.9.0"]);
         assert_eq!(checkout.head, commit);
+    }
+
+    #[test]
+    fn a_context_linked_into_another_repository_belongs_to_that_repository() {
+        let directory = tempfile::tempdir().unwrap();
+        let outer = directory.path().join("outer");
+        let other = directory.path().join("other");
+        write(&outer, "README", "outer\n");
+        write(&other, "app/a.txt", "committed\n");
+        write(&other, "app/Dockerfile", "FROM scratch\n");
+        repository_tagged(&outer, &["v1.0.0"]);
+        git(&other, &["init", "-q"]);
+        git(&other, &["add", "-A"]);
+        git(&other, &["commit", "-q", "-m", "app"]);
+        git(&other, &["tag", "v2.0.0"]);
+        let other_head = git(&other, &["rev-parse", "HEAD"]);
+        std::fs::create_dir_all(outer.join("vendor")).unwrap();
+        std::os::unix::fs::symlink(other.join("app"), outer.join("vendor/app")).unwrap();
+
+        let context = outer.join("vendor/app");
+        let sent = sending(&context, &["a.txt", "new.txt", "Dockerfile"]);
+        let found = checkout(&sent).unwrap().unwrap();
+        assert_eq!(found.head, other_head);
+        assert_eq!(found.tags_at_head, ["v2.0.0"]);
+        assert_eq!(found.changed, Vec::<String>::new());
+
+        write(&context, "a.txt", "changed through the link\n");
+        write(&context, "new.txt", "untracked\n");
+        let mut changed = checkout(&sent).unwrap().unwrap().changed;
+        changed.sort();
+        assert_eq!(changed, ["app/a.txt", "app/new.txt"]);
     }
 
     #[test]
@@ -512,6 +578,11 @@ mod tests {
             },
         ];
         for error in errors {
+            assert_eq!(
+                error.is_configuration(),
+                !matches!(error, GitError::Failed { .. }),
+                "only an unexpected git failure is a runtime one: {error:?}"
+            );
             assert!(error.to_string().contains("/project"), "{error}");
             assert!(
                 error.hint().ends_with("or give the tags with --tag"),

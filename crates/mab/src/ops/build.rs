@@ -255,8 +255,10 @@ fn build_arg(
 /// The tags to publish under (docs/publishing.md), from the CI variables and
 /// the repository holding the context; what `listing` sends (with the
 /// Dockerfile and the ignore file) decides whether the tree is dirty. A
-/// repository that cannot be read stops the build (exit 2), unless `--tag`
-/// gives the tags, when it is a warning.
+/// repository that cannot be read stops the build (exit 2, or 1 when a git
+/// command failed unexpectedly), unless `--tag` gives the tags or
+/// `--no-push` publishes nothing: then it is a warning, and with
+/// `--no-push` alone no tags are recorded.
 fn release_tags(
     project: &Project,
     context: &BuildContext,
@@ -280,11 +282,39 @@ fn release_tags(
             });
             None
         }
-        Err(error) => return Err(Failure::usage(error.to_string(), Some(&error.hint()))),
+        Err(error) if args.no_push => {
+            reporter.report(Event::Warning {
+                message: format!(
+                    "{error}; nothing is pushed (--no-push), so the build goes on without tags (the metadata file records none)"
+                ),
+            });
+            return Ok(Vec::new());
+        }
+        Err(error) => {
+            let hint = error.hint();
+            return Err(match error.is_configuration() {
+                true => Failure::usage(error.to_string(), Some(&hint)),
+                false => Failure::runtime(error.to_string(), Some(&hint)),
+            });
+        }
     };
-    let source = mab_registry::tags::source(&environment.ci_variables(), checkout.as_ref());
+    let pull_request_number = match environment.pull_request_target_number() {
+        Ok(number) => number,
+        Err(error) => {
+            if args.tags.is_empty() {
+                reporter.report(Event::Warning {
+                    message: format!(
+                        "GITHUB_EVENT_NAME is pull_request_target, but {error}; without the pull request's number the only computed tag is the commit's (never `latest` or a release tag)"
+                    ),
+                });
+            }
+            None
+        }
+    };
+    let ci = environment.ci_variables(pull_request_number.as_deref());
+    let source = mab_registry::tags::source(&ci, checkout.as_ref());
     let tags = mab_registry::tags::compute_tags(source.as_ref(), &project.extra_tags, &args.tags);
-    if let Some(warning) = tags.warning {
+    for warning in tags.warnings {
         reporter.report(Event::Warning { message: warning });
     }
     Ok(tags.tags)
@@ -694,10 +724,7 @@ mod tests {
     #[test]
     fn build_args_read_as_the_docker_cli_reads_them() {
         let environment = Environment {
-            variables: [("SET", "from env"), ("EMPTY", "")]
-                .into_iter()
-                .map(|(name, value)| (name.into(), value.into()))
-                .collect(),
+            variables: [("SET", "from env"), ("EMPTY", "")].into_iter().collect(),
             ..Environment::default()
         };
         let cases = [
@@ -725,7 +752,7 @@ mod tests {
     #[test]
     fn build_arg_flags_go_over_the_manifest_the_last_one_winning() {
         let environment = Environment {
-            variables: [("SET".into(), "from env".into())].into_iter().collect(),
+            variables: [("SET", "from env")].into_iter().collect(),
             ..Environment::default()
         };
         let cli = <crate::cli::Cli as clap::Parser>::try_parse_from([
