@@ -62,10 +62,16 @@ impl BuildContext {
         let is_link = match fs::symlink_metadata(&dockerfile) {
             Ok(metadata) => metadata.file_type().is_symlink(),
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                let lowercase = dockerfile
+                    .file_name()
+                    .filter(|name| *name == DEFAULT_DOCKERFILE)
+                    .map(|_| dockerfile.with_file_name(LOWERCASE_DOCKERFILE))
+                    .filter(|lowercase| lowercase.is_file());
                 return Err(ContextError::DockerfileMissing {
                     path: dockerfile,
                     context: dir.to_path_buf(),
-                })
+                    lowercase,
+                });
             }
             Err(source) => {
                 return Err(ContextError::Read {
@@ -83,7 +89,15 @@ impl BuildContext {
         };
         let target = resolved(parent, &name);
         let readable = fs::symlink_metadata(&target).is_ok_and(|metadata| metadata.is_file());
-        if !readable && is_link {
+        // A link that leads nowhere even on this host, or to a directory.
+        let on_host = fs::metadata(&dockerfile);
+        if !readable && is_link && on_host.is_err() {
+            return Err(ContextError::DockerfileLinkDangling {
+                target: fs::read_link(&dockerfile).unwrap_or_default(),
+                dockerfile,
+            });
+        }
+        if !readable && is_link && on_host.is_ok_and(|metadata| metadata.is_file()) {
             return Err(ContextError::DockerfileLinkUnresolved {
                 target: fs::read_link(&dockerfile).unwrap_or_default(),
                 read_as: target,
@@ -438,13 +452,16 @@ mod tests {
     #[test]
     fn a_symlinked_dockerfile_must_lead_to_a_file_the_engine_can_read() {
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
+        let root = dir.path().join("app");
+        let root = root.as_path();
         write(root, "docker/Dockerfile.prod", "FROM scratch\n");
         write(root, "Dockerfile.release", "FROM scratch\n");
+        write(dir.path(), "shared/Dockerfile", "FROM scratch\n");
         symlink("docker/Dockerfile.prod", root.join("Dockerfile")).unwrap();
         symlink("Dockerfile.release", root.join("Dockerfile.alias")).unwrap();
-        symlink("../elsewhere/Dockerfile", root.join("Dockerfile.escaping")).unwrap();
+        symlink("../shared/Dockerfile", root.join("Dockerfile.escaping")).unwrap();
         symlink("nowhere", root.join("Dockerfile.dangling")).unwrap();
+        symlink("docker", root.join("Dockerfile.to-dir")).unwrap();
         fs::create_dir(root.join("Dockerfile.dir")).unwrap();
 
         let found = BuildContext::locate(root, None).unwrap();
@@ -456,22 +473,51 @@ mod tests {
             "{sent:?}"
         );
         assert!(BuildContext::locate(root, Some(Path::new("Dockerfile.alias"))).is_ok());
-        for name in ["Dockerfile.escaping", "Dockerfile.dangling"] {
-            let error = BuildContext::locate(root, Some(Path::new(name))).unwrap_err();
-            assert!(
-                matches!(error, ContextError::DockerfileLinkUnresolved { .. }),
-                "{name}: {error:?}"
-            );
-            assert!(error
-                .hint()
-                .unwrap()
-                .contains("the file the link points at"));
-        }
-        let error = BuildContext::locate(root, Some(Path::new("Dockerfile.dir"))).unwrap_err();
+
+        // A file on this host that the engine cannot reach.
+        let error = BuildContext::locate(root, Some(Path::new("Dockerfile.escaping"))).unwrap_err();
         assert!(
-            matches!(error, ContextError::DockerfileNotFile { .. }),
+            matches!(error, ContextError::DockerfileLinkUnresolved { .. }),
             "{error:?}"
         );
+        assert!(error
+            .hint()
+            .unwrap()
+            .contains("the file the link points at"));
+        // A link to nothing at all.
+        let error = BuildContext::locate(root, Some(Path::new("Dockerfile.dangling"))).unwrap_err();
+        assert!(
+            matches!(error, ContextError::DockerfileLinkDangling { .. }),
+            "{error:?}"
+        );
+        assert!(error
+            .to_string()
+            .ends_with("is a symlink to nowhere, which does not exist"));
+        // A directory, by a link or not.
+        for name in ["Dockerfile.dir", "Dockerfile.to-dir"] {
+            let error = BuildContext::locate(root, Some(Path::new(name))).unwrap_err();
+            assert!(
+                matches!(error, ContextError::DockerfileNotFile { .. }),
+                "{name}: {error:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_named_dockerfile_missing_beside_a_lowercase_one_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "sub/dockerfile", "FROM scratch\n");
+        let error = BuildContext::locate(root, Some(Path::new("sub/Dockerfile"))).unwrap_err();
+        assert!(
+            error.hint().unwrap().starts_with(&format!(
+                "there is {}",
+                root.join("sub/dockerfile").display()
+            )),
+            "{error:?}"
+        );
+        let error = BuildContext::locate(root, Some(Path::new("other/Dockerfile"))).unwrap_err();
+        assert!(error.hint().unwrap().starts_with("write one"), "{error:?}");
     }
 
     #[test]

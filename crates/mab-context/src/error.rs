@@ -16,7 +16,24 @@ pub enum ContextError {
     ContextNotDirectory { path: PathBuf },
 
     #[error("the Dockerfile {} does not exist", path.display())]
-    DockerfileMissing { path: PathBuf, context: PathBuf },
+    DockerfileMissing {
+        path: PathBuf,
+        context: PathBuf,
+        /// A file of the same name in lowercase beside it (`dockerfile`
+        /// for a named `Dockerfile`), which docker's frontend would read.
+        lowercase: Option<PathBuf>,
+    },
+
+    /// A symlinked Dockerfile whose target does not exist at all.
+    #[error(
+        "the Dockerfile {} is a symlink to {}, which does not exist",
+        dockerfile.display(),
+        target.display()
+    )]
+    DockerfileLinkDangling {
+        dockerfile: PathBuf,
+        target: PathBuf,
+    },
 
     #[error("the Dockerfile {} is not a regular file", path.display())]
     DockerfileNotFile { path: PathBuf },
@@ -75,10 +92,22 @@ impl ContextError {
                 "create it, or set `context` in [image] to a directory; a relative path is read from the directory holding mab.toml"
                     .to_string(),
             ),
+            ContextError::DockerfileMissing {
+                lowercase: Some(lowercase),
+                ..
+            } => Some(format!(
+                "there is {}: name it in `dockerfile` in [image] (a name given is taken as written; \
+                 only without one does mab fall back to `dockerfile`)",
+                lowercase.display()
+            )),
             ContextError::DockerfileMissing { context, .. } => Some(format!(
                 "write one, or set `dockerfile` in [image] to its path, relative to the context {} (it may lie outside it)",
                 context.display()
             )),
+            ContextError::DockerfileLinkDangling { .. } => Some(
+                "create the file the link points at, or fix the link, or set `dockerfile` in [image] to the Dockerfile itself"
+                    .to_string(),
+            ),
             ContextError::DockerfileNotFile { .. } => Some(
                 "set `dockerfile` in mab.toml to a file, relative to the context".to_string(),
             ),
@@ -113,7 +142,8 @@ impl ContextError {
             | ContextError::NameNotUtf8 { path }
             | ContextError::LinkTargetNotUtf8 { path, .. }
             | ContextError::Read { path, .. } => path,
-            ContextError::DockerfileLinkUnresolved { dockerfile, .. } => dockerfile,
+            ContextError::DockerfileLinkUnresolved { dockerfile, .. }
+            | ContextError::DockerfileLinkDangling { dockerfile, .. } => dockerfile,
             ContextError::InvalidPattern { file, .. } => file,
         }
     }

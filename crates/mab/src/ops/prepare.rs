@@ -84,7 +84,8 @@ pub fn build_context(project: &Project) -> Result<(BuildContext, ContextListing)
             }
             ContextError::DockerfileMissing { .. }
             | ContextError::DockerfileNotFile { .. }
-            | ContextError::DockerfileLinkUnresolved { .. } => Some("dockerfile"),
+            | ContextError::DockerfileLinkUnresolved { .. }
+            | ContextError::DockerfileLinkDangling { .. } => Some("dockerfile"),
             ContextError::InvalidPattern { .. }
             | ContextError::NameNotUtf8 { .. }
             | ContextError::LinkTargetNotUtf8 { .. }
