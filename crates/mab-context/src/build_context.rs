@@ -41,6 +41,8 @@ pub struct BuildContext {
     request_name: String,
     /// The ignore file as named (it may be a symlink), when one exists.
     ignore_file: Option<PathBuf>,
+    /// Ignore files that are symlinks the engine cannot follow.
+    warnings: Vec<String>,
 }
 
 impl BuildContext {
@@ -118,17 +120,33 @@ impl BuildContext {
             dockerfile,
             request_name,
             ignore_file: None,
+            warnings: Vec::new(),
         };
-        context.ignore_file = [
+        let candidates = [
             (
                 context.dockerfile_dir().to_path_buf(),
                 context.specific_ignore_name(),
             ),
             (context.dir.clone(), DOCKERIGNORE.to_owned()),
-        ]
-        .into_iter()
-        .find(|(base, name)| resolved(base, name).is_file())
-        .map(|(base, name)| base.join(name));
+        ];
+        for (base, name) in &candidates {
+            let named = base.join(name);
+            let is_link = fs::symlink_metadata(&named).is_ok_and(|metadata| metadata.is_symlink());
+            let read_as = resolved(base, name);
+            if is_link && !read_as.is_file() {
+                context.warnings.push(format!(
+                    "the ignore file {} is a symlink the engine reads as {}, where there is no file, \
+                     so it leaves nothing out (a symlink is followed only inside {}, as fsutil does)",
+                    named.display(),
+                    read_as.display(),
+                    base.display()
+                ));
+            }
+        }
+        context.ignore_file = candidates
+            .into_iter()
+            .find(|(base, name)| resolved(base, name).is_file())
+            .map(|(base, name)| base.join(name));
         Ok(context)
     }
 
@@ -159,6 +177,13 @@ impl BuildContext {
     /// the Dockerfile.
     fn specific_ignore_name(&self) -> String {
         format!("{}.dockerignore", self.request_name)
+    }
+
+    /// What a user should know about these files that is not an error: an
+    /// ignore file that is a symlink the engine cannot follow (it then
+    /// leaves nothing out, for the engine as for mab). One sentence each.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// The ignore file that applies, as named (it may be a symlink), when
@@ -537,6 +562,7 @@ mod tests {
             found.ignore_file(),
             Some(context.join(".dockerignore").as_path())
         );
+        assert!(found.warnings().is_empty(), "{:?}", found.warnings());
         assert!(!found
             .scan()
             .unwrap()
@@ -552,6 +578,8 @@ mod tests {
         symlink("../common.ignore", context.join(".dockerignore")).unwrap();
         let found = BuildContext::locate(&context, None).unwrap();
         assert_eq!(found.ignore_file(), None);
+        assert_eq!(found.warnings().len(), 1, "{:?}", found.warnings());
+        assert!(found.warnings()[0].contains("leaves nothing out"));
         assert!(found
             .scan()
             .unwrap()

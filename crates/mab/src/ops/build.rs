@@ -28,6 +28,11 @@ pub async fn build(
     let mut project = loaded.project;
     apply_overrides(&mut project, args, environment)?;
     let (context, listing) = prepare::build_context(&project)?;
+    for warning in context.warnings() {
+        reporter.report(Event::Warning {
+            message: warning.clone(),
+        });
+    }
     let tags = release_tags(&project, &context, &listing, args, environment, reporter)?;
     let network = super::network_flag(args.network.as_deref())?;
     let metadata = MetadataFile::create(args, environment)?;
