@@ -7,7 +7,6 @@
 //! qemu-ppc64le, qemu-s390x) and not qemu-mips64el.
 
 use std::fs;
-use std::path::Path;
 
 use crate::support::{
     build_with_metadata, mab, require_lab, skopeo_config, skopeo_raw, ssh_lock, Home, Lab, Project,
@@ -46,11 +45,6 @@ fn project(lab: &Lab, repository: &str) -> Project {
     project
 }
 
-/// The lab's handlers are the host's: runner-a shares this kernel.
-fn registered(handler: &str) -> bool {
-    Path::new("/proc/sys/fs/binfmt_misc").join(handler).exists()
-}
-
 /// `docker build` with BuildKit (Debian's CLI) on the lab's local engine.
 fn docker_cli(lab: &Lab, arguments: &[&str]) -> String {
     let output = lab
@@ -70,10 +64,9 @@ fn docker_cli(lab: &Lab, arguments: &[&str]) -> String {
 #[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn plan_and_check_agree_that_qemu_arm_runs_every_arm_variant() {
     let lab = require_lab!();
-    assert!(
-        registered("qemu-arm") && !registered("qemu-mips64el"),
-        "the lab registers qemu-arm and not qemu-mips64el"
-    );
+    // runner-a lists only the lab's QEMU handlers (its own view of
+    // binfmt_misc, set up by tests/lab/host-main), whatever this machine
+    // registers: qemu-arm, and not qemu-mips64el.
     let project = project(lab, "127.0.0.1:5000/tests/platforms-plan");
     let home = Home::new(lab);
     let _ssh = ssh_lock();
