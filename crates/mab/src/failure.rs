@@ -1,17 +1,37 @@
-//! How a command fails: the report the user reads and the exit code
-//! (PRODUCT.md): 1 a runtime failure, 2 bad usage or configuration found
-//! before anything is built, 130 interrupted.
+//! How a command fails: the report the user reads, and the kind of failure,
+//! whose exit code PRODUCT.md gives ([`FailureKind::exit_code`], the one
+//! place where an exit code is chosen).
 
 use std::fmt::Write as _;
 
-pub const EXIT_RUNTIME: u8 = 1;
-pub const EXIT_USAGE: u8 = 2;
-pub const EXIT_INTERRUPTED: u8 = 130;
+/// What kind of failure a command ended in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Bad usage or configuration, found before anything was built.
+    Usage,
+    /// Something failed while running: a host, an engine, a build, a push,
+    /// a publish.
+    Runtime,
+    /// Interrupted (Ctrl-C).
+    Interrupted,
+}
 
-/// A failed command: the whole report for stderr and its exit code.
+impl FailureKind {
+    /// The process exit code (PRODUCT.md): 2 usage, 1 runtime, 130
+    /// interrupted.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            FailureKind::Usage => 2,
+            FailureKind::Runtime => 1,
+            FailureKind::Interrupted => 130,
+        }
+    }
+}
+
+/// A failed command: the whole report for stderr and its kind.
 #[derive(Debug)]
 pub struct Failure {
-    pub code: u8,
+    pub kind: FailureKind,
     /// For stderr.
     pub report: String,
     /// Data for stdout that the failed command still produced (such as
@@ -23,7 +43,7 @@ impl Failure {
     /// Bad usage or configuration, found before anything was built.
     pub fn usage(message: impl AsRef<str>, hint: Option<&str>) -> Failure {
         Failure {
-            code: EXIT_USAGE,
+            kind: FailureKind::Usage,
             report: render(message.as_ref(), hint, &[]),
             stdout: String::new(),
         }
@@ -32,7 +52,7 @@ impl Failure {
     /// Something failed while running: a host, an engine, a build, a push.
     pub fn runtime(message: impl AsRef<str>, hint: Option<&str>) -> Failure {
         Failure {
-            code: EXIT_RUNTIME,
+            kind: FailureKind::Runtime,
             report: render(message.as_ref(), hint, &[]),
             stdout: String::new(),
         }
@@ -45,7 +65,7 @@ impl Failure {
         details: &[String],
     ) -> Failure {
         Failure {
-            code: EXIT_RUNTIME,
+            kind: FailureKind::Runtime,
             report: render(message.as_ref(), hint, details),
             stdout: String::new(),
         }
@@ -55,7 +75,7 @@ impl Failure {
     /// summary on stderr.
     pub fn runtime_with_output(stdout: String, summary: &str) -> Failure {
         Failure {
-            code: EXIT_RUNTIME,
+            kind: FailureKind::Runtime,
             report: render(summary, None, &[]),
             stdout,
         }
@@ -63,7 +83,7 @@ impl Failure {
 
     pub fn interrupted() -> Failure {
         Failure {
-            code: EXIT_INTERRUPTED,
+            kind: FailureKind::Interrupted,
             report: "error: interrupted; nothing was published".to_owned(),
             stdout: String::new(),
         }
@@ -73,7 +93,7 @@ impl Failure {
 impl From<mab_config::ConfigError> for Failure {
     fn from(error: mab_config::ConfigError) -> Failure {
         Failure {
-            code: EXIT_USAGE,
+            kind: FailureKind::Usage,
             report: error.to_string(),
             stdout: String::new(),
         }
@@ -103,12 +123,21 @@ mod tests {
             Some("fix the Dockerfile"),
             &["step 2".to_owned(), "exit code 1".to_owned()],
         );
-        assert_eq!(failure.code, EXIT_RUNTIME);
+        assert_eq!(failure.kind, FailureKind::Runtime);
         assert_eq!(
             failure.report,
             "error: linux/arm64 failed on runner-a\n  | step 2\n  | exit code 1\nhint: fix the Dockerfile"
         );
-        assert_eq!(Failure::usage("bad", None).code, EXIT_USAGE);
-        assert_eq!(Failure::interrupted().code, EXIT_INTERRUPTED);
+        assert_eq!(Failure::usage("bad", None).kind, FailureKind::Usage);
+        assert_eq!(Failure::interrupted().kind, FailureKind::Interrupted);
+        // PRODUCT.md's exit codes.
+        let codes = [
+            (FailureKind::Usage, 2),
+            (FailureKind::Runtime, 1),
+            (FailureKind::Interrupted, 130),
+        ];
+        for (kind, code) in codes {
+            assert_eq!(kind.exit_code(), code, "{kind:?}");
+        }
     }
 }

@@ -29,7 +29,7 @@ pub fn main() -> i32 {
         Err(error) => {
             let _ = error.print();
             return if error.use_stderr() {
-                failure::EXIT_USAGE as i32
+                i32::from(failure::FailureKind::Usage.exit_code())
             } else {
                 0
             };
@@ -45,7 +45,7 @@ pub fn main() -> i32 {
         Err(error) => {
             let mut stderr = std::io::stderr().lock();
             let _ = writeln!(stderr, "error: cannot start the async runtime: {error}");
-            return failure::EXIT_RUNTIME as i32;
+            return i32::from(failure::FailureKind::Runtime.exit_code());
         }
     };
     let result = runtime.block_on(async {
@@ -82,7 +82,7 @@ pub fn main() -> i32 {
             let _ = stdout.flush();
             let mut stderr = std::io::stderr().lock();
             let _ = writeln!(stderr, "{}", failure.report);
-            failure.code as i32
+            i32::from(failure.kind.exit_code())
         }
     }
 }

@@ -750,7 +750,11 @@ mod tests {
         }
         for argument in ["=value", " =value", ""] {
             let failure = build_arg(argument, &environment).unwrap_err();
-            assert_eq!(failure.code, crate::failure::EXIT_USAGE, "{argument}");
+            assert_eq!(
+                failure.kind,
+                crate::failure::FailureKind::Usage,
+                "{argument}"
+            );
         }
     }
 

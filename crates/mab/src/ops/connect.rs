@@ -81,22 +81,62 @@ impl Connected {
 /// Why a runner could not be reached.
 #[derive(Clone, Debug)]
 pub struct Unreachable {
-    /// dns | refused | timeout | host_key | auth | engine, or config (a
-    /// mistake in the user's ssh config for that host)
-    pub kind: &'static str,
+    pub kind: UnreachableKind,
     pub message: String,
     pub hint: Option<String>,
 }
 
+/// Why a runner could not be used, as `mab runners check --format json`
+/// names it in `error_kind` (PRODUCT.md), plus `config` for a mistake in the
+/// user's ssh config for that host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnreachableKind {
+    Dns,
+    Refused,
+    Timeout,
+    HostKey,
+    Auth,
+    /// The user's ssh configuration for the host is wrong: a usage error.
+    Config,
+    /// The host answered, but its engine (or a probe) did not.
+    Engine,
+}
+
+impl UnreachableKind {
+    /// The name in JSON output: `dns`, `refused`, `timeout`, `host_key`,
+    /// `auth`, `config`, `engine`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnreachableKind::Dns => "dns",
+            UnreachableKind::Refused => "refused",
+            UnreachableKind::Timeout => "timeout",
+            UnreachableKind::HostKey => "host_key",
+            UnreachableKind::Auth => "auth",
+            UnreachableKind::Config => "config",
+            UnreachableKind::Engine => "engine",
+        }
+    }
+}
+
+impl From<mab_ssh::ErrorKind> for UnreachableKind {
+    /// The SSH side's kind; `Other` (the session is up but the engine
+    /// socket or a probe failed) is the engine's side.
+    fn from(kind: mab_ssh::ErrorKind) -> UnreachableKind {
+        match kind {
+            mab_ssh::ErrorKind::Dns => UnreachableKind::Dns,
+            mab_ssh::ErrorKind::Refused => UnreachableKind::Refused,
+            mab_ssh::ErrorKind::Timeout => UnreachableKind::Timeout,
+            mab_ssh::ErrorKind::HostKey => UnreachableKind::HostKey,
+            mab_ssh::ErrorKind::Auth => UnreachableKind::Auth,
+            mab_ssh::ErrorKind::Config => UnreachableKind::Config,
+            mab_ssh::ErrorKind::Other => UnreachableKind::Engine,
+        }
+    }
+}
+
 impl From<mab_ssh::SshError> for Unreachable {
     fn from(error: mab_ssh::SshError) -> Unreachable {
-        // The session is up but the engine socket or a probe failed: the
-        // engine's side. Everything else keeps the SSH kind (`config` for a
-        // mistake in the user's ssh config).
-        let kind = match error.kind() {
-            mab_ssh::ErrorKind::Other => "engine",
-            other => other.as_str(),
-        };
+        let kind = UnreachableKind::from(error.kind());
         Unreachable {
             kind,
             hint: error.hint(),
@@ -108,7 +148,7 @@ impl From<mab_ssh::SshError> for Unreachable {
 impl From<mab_engine::EngineError> for Unreachable {
     fn from(error: mab_engine::EngineError) -> Unreachable {
         Unreachable {
-            kind: "engine",
+            kind: UnreachableKind::Engine,
             message: error.to_string(),
             hint: Some(
                 "check that the engine runs and that its socket is the runner's `engine`"
@@ -130,7 +170,7 @@ pub async fn connect(runner: &Runner, environment: &Environment) -> Result<Conne
         .await
         .unwrap_or_else(|_| {
             Err(Unreachable {
-                kind: "timeout",
+                kind: UnreachableKind::Timeout,
                 message: format!(
                     "runner `{}` did not answer within {} s (its engine accepted the connection but never replied)",
                     runner.name,
@@ -176,7 +216,7 @@ async fn connect_ssh(
         .unwrap_or_else(|| mab_config::DEFAULT_ENGINE_SOCKET.to_owned());
     let Some(socket) = engine_address.strip_prefix("unix://").map(str::to_owned) else {
         return Err(Unreachable {
-            kind: "engine",
+            kind: UnreachableKind::Engine,
             message: format!(
                 "runner `{}` names engine `{engine_address}`, but over SSH only unix sockets are supported",
                 runner.name
@@ -252,7 +292,7 @@ fn local_connector(address: &str) -> Result<Connect, Unreachable> {
         return Ok(mab_engine::tcp_connector(host.trim_end_matches('/')));
     }
     Err(Unreachable {
-        kind: "engine",
+        kind: UnreachableKind::Engine,
         message: format!("the local engine address `{address}` is not supported"),
         hint: Some("use unix:///path/to/docker.sock or tcp://host:port".to_owned()),
     })

@@ -140,7 +140,7 @@ mod tests {
         assert_eq!(project.image, "registry.example.com/team/app");
         assert_eq!(project.platforms.len(), 2);
         let again = init(directory.path(), None, &[]).unwrap_err();
-        assert_eq!(again.code, crate::failure::EXIT_USAGE);
+        assert_eq!(again.kind, crate::failure::FailureKind::Usage);
         assert!(
             again.report.contains("does not overwrite"),
             "{}",

@@ -12,7 +12,7 @@ use mab_plan::{Capabilities, Plan, RunnerState};
 use crate::cli::ProjectArgs;
 use crate::environment::Environment;
 use crate::failure::Failure;
-use crate::ops::connect::{connect, Connected, Unreachable};
+use crate::ops::connect::{connect, Connected, Unreachable, UnreachableKind};
 use crate::progress::{Event, Reporter};
 
 /// The project and runners, loaded and checked against each other.
@@ -205,7 +205,7 @@ pub fn plan_failure(
     let misconfigured = connected.values().any(|result| {
         result
             .as_ref()
-            .is_err_and(|unreachable| unreachable.kind == "config")
+            .is_err_and(|unreachable| unreachable.kind == UnreachableKind::Config)
     });
     if error.is_unreachable() && !misconfigured {
         Failure::runtime(error.to_string(), Some(&hint))

@@ -334,7 +334,7 @@ async fn check_one(runner: &Runner, environment: &Environment) -> Report {
             hint,
         }) => {
             report.error = Some(message);
-            report.error_kind = Some(kind);
+            report.error_kind = Some(kind.as_str());
             report.hint = hint;
             for platform in &runner.platforms {
                 report
