@@ -87,32 +87,22 @@ pub struct Unreachable {
 }
 
 /// Why a runner could not be used, as `mab runners check --format json`
-/// names it in `error_kind` (PRODUCT.md), plus `config` for a mistake in the
-/// user's ssh config for that host.
+/// names it in `error_kind` (PRODUCT.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UnreachableKind {
-    Dns,
-    Refused,
-    Timeout,
-    HostKey,
-    Auth,
-    /// The user's ssh configuration for the host is wrong: a usage error.
-    Config,
+    /// The SSH side: `dns`, `refused`, `timeout`, `host_key`, `auth`, or
+    /// `config` (a mistake in the user's ssh config for the host, a usage
+    /// error). Never `Other`, which is the engine's side.
+    Ssh(mab_ssh::ErrorKind),
     /// The host answered, but its engine (or a probe) did not.
     Engine,
 }
 
 impl UnreachableKind {
-    /// The name in JSON output: `dns`, `refused`, `timeout`, `host_key`,
-    /// `auth`, `config`, `engine`.
+    /// The name in JSON output.
     pub fn as_str(self) -> &'static str {
         match self {
-            UnreachableKind::Dns => "dns",
-            UnreachableKind::Refused => "refused",
-            UnreachableKind::Timeout => "timeout",
-            UnreachableKind::HostKey => "host_key",
-            UnreachableKind::Auth => "auth",
-            UnreachableKind::Config => "config",
+            UnreachableKind::Ssh(kind) => kind.as_str(),
             UnreachableKind::Engine => "engine",
         }
     }
@@ -123,13 +113,8 @@ impl From<mab_ssh::ErrorKind> for UnreachableKind {
     /// socket or a probe failed) is the engine's side.
     fn from(kind: mab_ssh::ErrorKind) -> UnreachableKind {
         match kind {
-            mab_ssh::ErrorKind::Dns => UnreachableKind::Dns,
-            mab_ssh::ErrorKind::Refused => UnreachableKind::Refused,
-            mab_ssh::ErrorKind::Timeout => UnreachableKind::Timeout,
-            mab_ssh::ErrorKind::HostKey => UnreachableKind::HostKey,
-            mab_ssh::ErrorKind::Auth => UnreachableKind::Auth,
-            mab_ssh::ErrorKind::Config => UnreachableKind::Config,
             mab_ssh::ErrorKind::Other => UnreachableKind::Engine,
+            kind => UnreachableKind::Ssh(kind),
         }
     }
 }
@@ -170,7 +155,7 @@ pub async fn connect(runner: &Runner, environment: &Environment) -> Result<Conne
         .await
         .unwrap_or_else(|_| {
             Err(Unreachable {
-                kind: UnreachableKind::Timeout,
+                kind: UnreachableKind::Ssh(mab_ssh::ErrorKind::Timeout),
                 message: format!(
                     "runner `{}` did not answer within {} s (its engine accepted the connection but never replied)",
                     runner.name,

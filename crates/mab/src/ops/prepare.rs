@@ -203,9 +203,9 @@ pub fn plan_failure(
     hints.push(error.hint());
     let hint = hints.join("\nhint: ");
     let misconfigured = connected.values().any(|result| {
-        result
-            .as_ref()
-            .is_err_and(|unreachable| unreachable.kind == UnreachableKind::Config)
+        result.as_ref().is_err_and(|unreachable| {
+            unreachable.kind == UnreachableKind::Ssh(mab_ssh::ErrorKind::Config)
+        })
     });
     if error.is_unreachable() && !misconfigured {
         Failure::runtime(error.to_string(), Some(&hint))
