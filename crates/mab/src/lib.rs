@@ -48,14 +48,15 @@ pub fn main() -> i32 {
             return i32::from(failure::FailureKind::Runtime.exit_code());
         }
     };
+    let publishing = ops::publishing::Publishing::default();
     let result = runtime.block_on(async {
-        let command = run(cli, &environment);
+        let command = run(cli, &environment, &publishing);
         tokio::pin!(command);
         loop {
             tokio::select! {
                 result = &mut command => break result,
                 _ = tokio::signal::ctrl_c() => {
-                    if !ops::build::publishing() {
+                    if !publishing.in_progress() {
                         break Err(Failure::interrupted());
                     }
                     // Leave the registry consistent: the list and its tags
@@ -108,11 +109,15 @@ fn install_logging(level: Option<&str>) {
         .try_init();
 }
 
-async fn run(cli: Cli, environment: &Environment) -> Result<String, Failure> {
+async fn run(
+    cli: Cli,
+    environment: &Environment,
+    publishing: &ops::publishing::Publishing,
+) -> Result<String, Failure> {
     match cli.command {
         Command::Build(args) => {
             let reporter = progress::reporter(args.progress, environment.stderr_is_terminal);
-            ops::build::build(&args, environment, reporter.as_ref()).await
+            ops::build::build(&args, environment, reporter.as_ref(), publishing).await
         }
         Command::Plan(args) => {
             let reporter = progress::reporter(Progress::Plain, false);

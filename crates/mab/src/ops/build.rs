@@ -16,13 +16,17 @@ use crate::failure::Failure;
 use crate::ops::connect::{Connected, Unreachable};
 use crate::ops::jobs::{all_or_failures, pushed_jobs, run_all, Built, JobFailure, JobSpec, Worker};
 use crate::ops::prepare;
+use crate::ops::publishing::Publishing;
 use crate::progress::{Event, Reporter};
 
 /// Runs the build; returns what goes to stdout.
+/// `publishing` is set while the list and its tags are pushed, for the
+/// interrupt handler.
 pub async fn build(
     args: &BuildArgs,
     environment: &Environment,
     reporter: &dyn Reporter,
+    publishing: &Publishing,
 ) -> Result<String, Failure> {
     let loaded = prepare::load(&args.project, environment, reporter)?;
     let mut project = loaded.project;
@@ -142,7 +146,7 @@ pub async fn build(
     let (media_type, bytes) = mab_registry::manifest_list(&children);
     // From here on the registry changes: a Ctrl-C waits for the build to
     // end rather than leave some tags moved and others not.
-    let _publishing = Publishing::start();
+    let _publishing = publishing.start();
     let digest = repository.publish(media_type, &bytes, &tags).await.map_err(|error| {
         metadata.discard();
         Failure::runtime(
@@ -164,30 +168,6 @@ pub async fn build(
     remove_staging_tags(repository, &staged, &children, reporter).await;
     metadata.write(&project, Some((&digest, media_type)), &tags, &built)?;
     Ok(format!("{}@{digest}\n", project.image))
-}
-
-/// Set while the manifest list and tags are being pushed; see [`publishing`].
-static PUBLISHING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Whether the registry is being changed right now, so that an interrupt
-/// should wait for it.
-pub fn publishing() -> bool {
-    PUBLISHING.load(std::sync::atomic::Ordering::SeqCst)
-}
-
-struct Publishing;
-
-impl Publishing {
-    fn start() -> Publishing {
-        PUBLISHING.store(true, std::sync::atomic::Ordering::SeqCst);
-        Publishing
-    }
-}
-
-impl Drop for Publishing {
-    fn drop(&mut self) {
-        PUBLISHING.store(false, std::sync::atomic::Ordering::SeqCst);
-    }
 }
 
 /// `--build-arg`, `--target` and `--tag` over what mab.toml says.

@@ -8,6 +8,7 @@ pub mod inspect;
 pub mod jobs;
 pub mod plan;
 pub mod prepare;
+pub mod publishing;
 pub mod runners;
 
 use mab_config::{NetworkMode, Platform};
