@@ -208,6 +208,22 @@ fn bad_build_arg_and_tag() {
     );
 }
 
+/// A build of fewer platforms than mab.toml lists would narrow the release
+/// under the computed tags: refused before anything is contacted (the
+/// registry named here has nothing listening), naming what is left out.
+#[test]
+fn partial_build_without_tags() {
+    let project = project(
+        "[image]\nname = \"127.0.0.1:5999/x\"\nplatforms = [\"linux/amd64\", \"linux/arm64/v8\", \"linux/ppc64le\"]\n",
+    );
+    let run = run(&project, &["build", "--platform", "linux/arm64"]);
+    assert!(
+        run.stderr.contains("leaves out linux/amd64, linux/ppc64le"),
+        "{run:?}"
+    );
+    check("partial_build_without_tags", &run, 2);
+}
+
 /// Every configuration mistake of either file: exit 2 before anything is
 /// contacted, with the message as a snapshot.
 #[test]

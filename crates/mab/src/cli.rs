@@ -123,7 +123,7 @@ pub struct ProjectArgs {
     /// The runners file (default: MAB_RUNNERS, runners.toml beside mab.toml, ~/.config/mab/runners.toml).
     #[arg(long, value_name = "FILE")]
     pub runners: Option<PathBuf>,
-    /// Build these platforms instead of those in mab.toml (comma-separated or repeated).
+    /// Build these platforms instead of those in mab.toml (comma-separated or repeated); `mab build` of fewer platforms than mab.toml lists needs --tag or --no-push.
     #[arg(long = "platform", value_name = "P[,P]", value_delimiter = ',')]
     pub platforms: Vec<String>,
 }

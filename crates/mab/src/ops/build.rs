@@ -27,6 +27,7 @@ pub async fn build(
     let loaded = prepare::load(&args.project, environment, reporter)?;
     let mut project = loaded.project;
     apply_overrides(&mut project, args, environment)?;
+    check_not_narrowing(&project, &loaded.manifest_platforms, args)?;
     let (context, listing) = prepare::build_context(&project)?;
     for warning in context.warnings() {
         reporter.report(Event::Warning {
@@ -220,6 +221,39 @@ fn apply_overrides(
         }
     }
     Ok(())
+}
+
+/// A build of fewer platforms than `mab.toml` lists never publishes under
+/// the computed tags (PRODUCT.md): they would replace the release's list
+/// with a narrower one. Such a build needs `--tag` or `--no-push`; refused
+/// (exit 2) before anything is contacted. `linux/arm64` and
+/// `linux/arm64/v8` count as one platform.
+fn check_not_narrowing(
+    project: &Project,
+    manifest_platforms: &[Platform],
+    args: &BuildArgs,
+) -> Result<(), Failure> {
+    if !args.tags.is_empty() || args.no_push {
+        return Ok(());
+    }
+    let missing: Vec<String> = manifest_platforms
+        .iter()
+        .filter(|platform| !project.platforms.contains(platform))
+        .map(Platform::to_string)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let building: Vec<String> = project.platforms.iter().map(Platform::to_string).collect();
+    Err(Failure::usage(
+        format!(
+            "--platform {} leaves out {}, which {} lists: a partial build is not published under the computed tags, where it would replace the full release",
+            building.join(","),
+            missing.join(", "),
+            project.manifest_path.display()
+        ),
+        Some("pass --tag TAG to publish under tags of your own, or --no-push to build without publishing"),
+    ))
 }
 
 /// One `--build-arg`, read as the docker CLI reads it (docker/cli

@@ -19,6 +19,8 @@ use crate::progress::{Event, Reporter};
 pub struct Loaded {
     pub project: Project,
     pub runners: RunnersFile,
+    /// The platforms `mab.toml` lists, before `--platform` replaced them.
+    pub manifest_platforms: Vec<Platform>,
 }
 
 /// Finds and loads `mab.toml` and the runners file; applies `--platform`.
@@ -45,6 +47,7 @@ pub fn load(
         })?,
     };
     let mut project = mab_config::load_project(&manifest)?;
+    let manifest_platforms = project.platforms.clone();
     if !args.platforms.is_empty() {
         project.platforms = super::platform_flags(&args.platforms, &mut project.warnings)?;
     }
@@ -69,7 +72,11 @@ pub fn load(
         });
     }
     check_served(&project.platforms, &runners)?;
-    Ok(Loaded { project, runners })
+    Ok(Loaded {
+        project,
+        runners,
+        manifest_platforms,
+    })
 }
 
 /// The build's files (context, Dockerfile, ignore file) and the context as

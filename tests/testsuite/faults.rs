@@ -1,0 +1,109 @@
+//! Faults found before anything is built, on the real lab: each refused
+//! run checks its exit code, its message, and that the registry's tags
+//! (read with skopeo) did not change and no runner was asked to build.
+
+use crate::support::{mab, require_lab, sha256, skopeo_raw, skopeo_tags, Lab, Project, Run};
+
+/// A `FROM scratch` project for the lab's local engine (the implicit
+/// local runner, which emulates arm64 for a build without RUN steps).
+fn project(repository: &str, platforms: &[&str]) -> Project {
+    let project = Project::new();
+    let platforms: Vec<String> = platforms.iter().map(|p| format!("\"{p}\"")).collect();
+    project
+        .file(
+            "Dockerfile",
+            "FROM scratch AS base\nCOPY content.txt /\n\nFROM base AS runtime\n",
+        )
+        .file("content.txt", "release\n")
+        .file(
+            "mab.toml",
+            &format!(
+                "[image]\nname = \"{repository}\"\nplatforms = [{}]\n",
+                platforms.join(", ")
+            ),
+        );
+    project
+}
+
+/// `mab build --progress json ARGS` with a home of its own.
+fn build(project: &Project, arguments: &[&str]) -> Run {
+    let home = tempfile::tempdir().unwrap();
+    let mut all = vec!["build", "--progress", "json"];
+    all.extend_from_slice(arguments);
+    mab(home.path(), project.path(), &all)
+}
+
+/// Each tag of `repository` with the digest it points at, read with skopeo.
+fn registry_state(repository: &str) -> Vec<(String, String)> {
+    skopeo_tags(repository)
+        .into_iter()
+        .map(|tag| {
+            let digest = sha256(&skopeo_raw(&format!("{repository}:{tag}")));
+            (tag, digest)
+        })
+        .collect()
+}
+
+/// A refused run: the exit code, the words of its message and a hint, and
+/// no job started (the progress events on stderr hold no `started`).
+fn assert_refused(run: &Run, code: i32, words: &[&str]) {
+    assert_eq!(run.code, code, "{run:?}");
+    for word in words {
+        assert!(run.stderr.contains(word), "`{word}` in {run:?}");
+    }
+    assert!(run.stderr.contains("hint: "), "{run:?}");
+    assert!(
+        !run.stderr.contains("\"started\""),
+        "no job started: {run:?}"
+    );
+}
+
+/// On a commit tagged `v1.0.0`, a one-platform build would have replaced
+/// the two-platform release under `1.0.0`, the short sha and `latest`:
+/// refused, every tag still on the release's list; with `--tag` it goes on.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn one_platform_build_on_a_tagged_commit_is_refused() {
+    let lab: &Lab = require_lab!();
+    let repository = lab.repository("partial-release");
+    let project = project(&repository, &["linux/amd64", "linux/arm64"]);
+    let commit = project.commit_and_tag(&["v1.0.0"]);
+
+    let release = build(&project, &[]);
+    assert_eq!(release.code, 0, "{release:?}");
+    let published = registry_state(&repository);
+    let tags: Vec<&str> = published.iter().map(|(tag, _)| tag.as_str()).collect();
+    for tag in ["1.0.0", "latest", &commit[..8]] {
+        assert!(tags.contains(&tag), "{tag} in {tags:?}");
+    }
+    let list: serde_json::Value =
+        serde_json::from_slice(&skopeo_raw(&format!("{repository}:1.0.0"))).unwrap();
+    assert_eq!(list["manifests"].as_array().unwrap().len(), 2, "{list}");
+
+    let refused = build(&project, &["--platform", "linux/arm64"]);
+    assert_refused(
+        &refused,
+        2,
+        &[
+            "--platform linux/arm64 leaves out linux/amd64",
+            "mab.toml",
+            "--tag",
+            "--no-push",
+        ],
+    );
+    assert_eq!(registry_state(&repository), published);
+
+    let tagged = build(
+        &project,
+        &["--platform", "linux/arm64", "--tag", "arm-only"],
+    );
+    assert_eq!(tagged.code, 0, "{tagged:?}");
+    let after = registry_state(&repository);
+    for (tag, digest) in &published {
+        assert!(
+            after.contains(&(tag.clone(), digest.clone())),
+            "{tag} kept: {after:?}"
+        );
+    }
+    assert!(after.iter().any(|(tag, _)| tag == "arm-only"), "{after:?}");
+}
