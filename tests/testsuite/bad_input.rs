@@ -94,6 +94,22 @@ fn platform_without_its_handler() {
     check("platform_without_its_handler", &run(&project, &["plan"]), 2);
 }
 
+/// `--native-only` on the implicit local runner (amd64, emulating the
+/// rest): the arm64 platform is refused, naming the runner and the way out.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn native_only_without_a_native_runner() {
+    let _lab = crate::support::require_lab!();
+    let project = project(
+        "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n",
+    );
+    check(
+        "native_only_without_a_native_runner",
+        &run(&project, &["plan", "--native-only"]),
+        2,
+    );
+}
+
 #[test]
 fn missing_dockerfile() {
     let project = Project::new();
@@ -230,7 +246,7 @@ fn partial_build_without_tags() {
 fn configuration_mistakes() {
     const RUNNER: &str =
         "[[runner]]\nname = \"a\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\n";
-    let cases: [(&str, &str, &str); 14] = [
+    let cases: [(&str, &str, &str); 15] = [
         ("empty_platforms", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = []\n", RUNNER),
         ("unknown_os", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linus/amd64\"]\n", RUNNER),
         ("missing_name", "[image]\nplatforms = [\"linux/amd64\"]\n", RUNNER),
@@ -238,6 +254,7 @@ fn configuration_mistakes() {
         ("image_name_with_tag", "[image]\nname = \"127.0.0.1:5000/app:1.0\"\nplatforms = [\"linux/amd64\"]\n", RUNNER),
         ("missing_context", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linux/amd64\"]\ncontext = \"nowhere\"\n", RUNNER),
         ("wrong_type", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = \"linux/amd64\"\n", RUNNER),
+        ("emulation_not_a_boolean", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linux/amd64\"]\nemulation = \"no\"\n", RUNNER),
         ("duplicate_runner", GOOD_MANIFEST, &"[[runner]]\nname = \"a\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\n".repeat(2)),
         ("runner_without_platforms", GOOD_MANIFEST, "[[runner]]\nname = \"a\"\nhost = \"local\"\nplatforms = []\n"),
         ("zero_jobs", GOOD_MANIFEST, "[[runner]]\nname = \"a\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\njobs = 0\n"),

@@ -107,3 +107,61 @@ fn one_platform_build_on_a_tagged_commit_is_refused() {
     }
     assert!(after.iter().any(|(tag, _)| tag == "arm-only"), "{after:?}");
 }
+
+/// The lab's local engine is amd64 and emulates arm64: with `--native-only`
+/// (or `emulation = false`) the arm64 platform is refused before anything
+/// is built (exit 2); with a runner listed for arm64 that is unreachable,
+/// which may be the native one, it is a runtime failure (exit 1). Nothing
+/// reaches the registry; without the flag the same plan emulates arm64.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn native_only_refuses_an_emulated_plan() {
+    let lab: &Lab = require_lab!();
+    let repository = lab.repository("native-only");
+    let project = project(&repository, &["linux/amd64", "linux/arm64"]);
+    let local = format!(
+        "[[runner]]\nname = \"here\"\nhost = \"local\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\nengine = \"{}\"\n",
+        lab.get("LOCAL_ENGINE")
+    );
+    project.file("runners.toml", &local);
+    project.commit_and_tag(&[]);
+    let refusal = "no runner builds linux/arm64 natively, and emulation is off: here can only emulate linux/arm64";
+
+    let refused = build(&project, &["--native-only"]);
+    assert_refused(&refused, 2, &[refusal, "add a native linux/arm64 runner"]);
+    assert_eq!(registry_state(&repository), Vec::new());
+
+    let home = tempfile::tempdir().unwrap();
+    let planned = mab(home.path(), project.path(), &["plan", "--format", "json"]);
+    assert_eq!(planned.code, 0, "{planned:?}");
+    assert_eq!(
+        planned.json()["platforms"][1]["emulated"],
+        true,
+        "{planned:?}"
+    );
+    let planned = mab(home.path(), project.path(), &["plan", "--native-only"]);
+    assert_refused(&planned, 2, &[refusal]);
+
+    let manifest = std::fs::read_to_string(project.path().join("mab.toml")).unwrap();
+    project.file("mab.toml", &format!("{manifest}emulation = false\n"));
+    let refused = build(&project, &[]);
+    assert_refused(&refused, 2, &[refusal]);
+    assert_eq!(registry_state(&repository), Vec::new());
+
+    // Nothing listens on this loopback port: the runner is unreachable.
+    project.file(
+        "runners.toml",
+        &format!("[[runner]]\nname = \"arm-down\"\nhost = \"root@127.0.0.1:1\"\nplatforms = [\"linux/arm64\"]\n\n{local}"),
+    );
+    let refused = build(&project, &["--no-push"]);
+    assert_refused(
+        &refused,
+        1,
+        &[
+            "no runner builds linux/arm64 natively",
+            "arm-down is unreachable",
+            "mab runners check` (arm-down)",
+        ],
+    );
+    assert_eq!(registry_state(&repository), Vec::new());
+}

@@ -126,6 +126,9 @@ pub struct ProjectArgs {
     /// Build these platforms instead of those in mab.toml (comma-separated or repeated); `mab build` of fewer platforms than mab.toml lists needs --tag or --no-push.
     #[arg(long = "platform", value_name = "P[,P]", value_delimiter = ',')]
     pub platforms: Vec<String>,
+    /// Build every platform natively or not at all: a platform that only QEMU emulation could build is refused (exit 2; exit 1 when a runner listed for it is unreachable). As `emulation = false` under [image].
+    #[arg(long)]
+    pub native_only: bool,
 }
 
 #[derive(Debug, Args)]

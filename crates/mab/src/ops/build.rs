@@ -64,8 +64,14 @@ pub async fn build(
 
     let runners = prepare::runners_for(&loaded.runners, &project.platforms);
     let connected = prepare::connect_all(&runners, environment).await;
-    let plan = prepare::plan(&project.platforms, &loaded.runners, &runners, &connected)
-        .map_err(|error| prepare::plan_failure(error, &connected))?;
+    let plan = prepare::plan(
+        &project.platforms,
+        loaded.emulation,
+        &loaded.runners,
+        &runners,
+        &connected,
+    )
+    .map_err(|error| prepare::plan_failure(error, &connected))?;
     for job in &plan.jobs {
         reporter.report(Event::Note {
             message: format!("{} -> {}: {}", job.platform, job.runner, job.reason),
@@ -819,6 +825,7 @@ mod tests {
             context: PathBuf::from("/project"),
             dockerfile: None,
             target: None,
+            emulation: true,
             args: [
                 ("KEPT", "manifest"),
                 ("SET", "manifest"),

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use futures_util::future::join_all;
 use mab_config::{Platform, Project, Runner, RunnersFile};
 use mab_context::{BuildContext, ContextError, ContextListing};
-use mab_plan::{Capabilities, Plan, RunnerState};
+use mab_plan::{Capabilities, Emulation, Plan, RunnerState};
 
 use crate::cli::ProjectArgs;
 use crate::environment::Environment;
@@ -21,6 +21,8 @@ pub struct Loaded {
     pub runners: RunnersFile,
     /// The platforms `mab.toml` lists, before `--platform` replaced them.
     pub manifest_platforms: Vec<Platform>,
+    /// Refused by `--native-only` or `emulation = false` under `[image]`.
+    pub emulation: Emulation,
 }
 
 /// Finds and loads `mab.toml` and the runners file; applies `--platform`.
@@ -72,10 +74,16 @@ pub fn load(
         });
     }
     check_served(&project.platforms, &runners)?;
+    let emulation = if args.native_only || !project.emulation {
+        Emulation::Refused
+    } else {
+        Emulation::Allowed
+    };
     Ok(Loaded {
         project,
         runners,
         manifest_platforms,
+        emulation,
     })
 }
 
@@ -165,12 +173,14 @@ pub fn capabilities(connected: &Connected) -> Capabilities {
     )
 }
 
-/// The plan over what the runners reported. The implicit local runner
+/// The plan over what the runners reported, emulating a platform only
+/// when `emulation` allows it. The implicit local runner
 /// (no runners file) emulates every platform its engine does not run
 /// natively, as PRODUCT.md promises, handlers or not: without one, only a
 /// `RUN` step fails, with the engine's own message.
 pub fn plan(
     platforms: &[Platform],
+    emulation: Emulation,
     runners: &RunnersFile,
     chosen: &[&Runner],
     connected: &HashMap<String, Result<Connected, Unreachable>>,
@@ -191,7 +201,7 @@ pub fn plan(
             },
         })
         .collect();
-    mab_plan::plan(platforms, &states)
+    mab_plan::plan(platforms, &states, emulation)
 }
 
 /// A plan that cannot be made once runners were asked: a runtime failure
