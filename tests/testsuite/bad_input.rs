@@ -240,6 +240,28 @@ fn partial_build_without_tags() {
     check("partial_build_without_tags", &run, 2);
 }
 
+/// A target the Dockerfile does not name: from mab.toml it points at the
+/// key, from `--target` it names the flag; both list the stages there are.
+#[test]
+fn target_not_in_the_dockerfile() {
+    let project = project(&format!("{GOOD_MANIFEST}target = \"runtime\"\n"));
+    project.file(
+        "Dockerfile",
+        "FROM scratch AS Build\nCOPY Dockerfile /\n\nFROM build AS release\n",
+    );
+    let run_manifest = run(&project, &["build", "--no-push"]);
+    assert!(
+        run_manifest.stderr.contains("[PROJECT]/mab.toml:4:10"),
+        "{run_manifest:?}"
+    );
+    check("target_not_in_the_dockerfile", &run_manifest, 2);
+    check(
+        "target_flag_not_in_the_dockerfile",
+        &run(&project, &["build", "--no-push", "--target", "1"]),
+        2,
+    );
+}
+
 /// Every configuration mistake of either file: exit 2 before anything is
 /// contacted, with the message as a snapshot.
 #[test]

@@ -165,3 +165,58 @@ fn native_only_refuses_an_emulated_plan() {
     );
     assert_eq!(registry_state(&repository), Vec::new());
 }
+
+/// `docker build --target TARGET -q .` on the lab's local engine: whether
+/// it succeeded, and its stderr.
+fn docker_build_target(lab: &Lab, project: &Project, target: &str) -> (bool, String) {
+    let output = lab
+        .docker_cli()
+        .args(["build", "-q", "--target", target, "."])
+        .current_dir(project.path())
+        .output()
+        .expect("the docker CLI runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A `target` the Dockerfile does not name is refused before anything is
+/// built, as the docker CLI (the oracle) refuses it once the build is sent;
+/// the stage names compare case-insensitively, as there, and a stage's
+/// number is no name. The registry is not touched.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn wrong_target_is_refused_before_building() {
+    let lab: &Lab = require_lab!();
+    let repository = lab.repository("wrong-target");
+    let project = project(&repository, &["linux/amd64"]);
+    project.commit_and_tag(&[]);
+
+    for target in ["runtim", "0", "1"] {
+        let (built, stderr) = docker_build_target(lab, &project, target);
+        assert!(!built, "docker refuses --target {target}");
+        assert!(
+            stderr.contains(&format!("target stage {target} could not be found")),
+            "{stderr}"
+        );
+        let refused = build(&project, &["--target", target]);
+        assert_refused(
+            &refused,
+            2,
+            &[&format!("--target {target}: the Dockerfile {}/Dockerfile has no stage `{target}`; its stages are base, runtime", project.path().display())],
+        );
+    }
+    let manifest = std::fs::read_to_string(project.path().join("mab.toml")).unwrap();
+    project.file("mab.toml", &format!("{manifest}target = \"release\"\n"));
+    let refused = build(&project, &["--no-push"]);
+    assert_refused(&refused, 2, &["has no stage `release`", "mab.toml:4:10"]);
+    assert_eq!(registry_state(&repository), Vec::new());
+
+    // Docker accepts a stage name in another case: so does mab.
+    let (built, stderr) = docker_build_target(lab, &project, "RunTime");
+    assert!(built, "{stderr}");
+    project.file("mab.toml", &manifest);
+    let accepted = build(&project, &["--no-push", "--target", "RunTime"]);
+    assert_eq!(accepted.code, 0, "{accepted:?}");
+}

@@ -141,7 +141,7 @@ pub struct BuildArgs {
     /// A build argument (repeatable), over [image.args]: NAME=VALUE, or NAME alone to take the value of the variable NAME from the environment, as `docker build` does (no effect when NAME is unset).
     #[arg(long = "build-arg", value_name = "NAME[=VALUE]")]
     pub build_args: Vec<String>,
-    /// The build stage to build, overriding mab.toml.
+    /// The build stage to build (a name from `FROM IMAGE AS NAME`, checked before building), overriding mab.toml.
     #[arg(long, value_name = "STAGE")]
     pub target: Option<String>,
     /// Network mode of RUN steps for this build (default, host or none), over each runner's `network`.

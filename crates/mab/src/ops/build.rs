@@ -29,6 +29,7 @@ pub async fn build(
     apply_overrides(&mut project, args, environment)?;
     check_not_narrowing(&project, &loaded.manifest_platforms, args)?;
     let (context, listing) = prepare::build_context(&project)?;
+    prepare::check_target(&project, &context, args.target.is_some())?;
     for warning in context.warnings() {
         reporter.report(Event::Warning {
             message: warning.clone(),

@@ -91,30 +91,55 @@ pub fn load(
 /// the engine will receive it, found before anything is contacted. A
 /// problem with `context` or `dockerfile` points at that key of mab.toml.
 pub fn build_context(project: &Project) -> Result<(BuildContext, ContextListing), Failure> {
-    let located = |error: ContextError| -> Failure {
-        let hint = error.hint().unwrap_or_default();
-        let key = match &error {
-            ContextError::ContextMissing { .. } | ContextError::ContextNotDirectory { .. } => {
-                Some("context")
-            }
-            ContextError::DockerfileMissing { .. }
-            | ContextError::DockerfileNotFile { .. }
-            | ContextError::DockerfileLinkUnresolved { .. }
-            | ContextError::DockerfileLinkDangling { .. } => Some("dockerfile"),
-            ContextError::InvalidPattern { .. }
-            | ContextError::NameNotUtf8 { .. }
-            | ContextError::LinkTargetNotUtf8 { .. }
-            | ContextError::Read { .. } => None,
-        };
-        match key {
-            Some(key) => project.error_at(key, error.to_string(), &hint).into(),
-            None => Failure::usage(error.to_string(), Some(&hint)),
-        }
-    };
+    let located = |error: ContextError| context_failure(project, error);
     let context =
         BuildContext::locate(&project.context, project.dockerfile.as_deref()).map_err(located)?;
     let listing = context.scan().map_err(located)?;
     Ok((context, listing))
+}
+
+/// A problem with the build's files, pointing at the key of mab.toml it
+/// comes from (`context`, `dockerfile`, `target`) when there is one.
+fn context_failure(project: &Project, error: ContextError) -> Failure {
+    let hint = error.hint().unwrap_or_default();
+    let key = match &error {
+        ContextError::ContextMissing { .. } | ContextError::ContextNotDirectory { .. } => {
+            Some("context")
+        }
+        ContextError::DockerfileMissing { .. }
+        | ContextError::DockerfileNotFile { .. }
+        | ContextError::DockerfileLinkUnresolved { .. }
+        | ContextError::DockerfileLinkDangling { .. } => Some("dockerfile"),
+        ContextError::TargetMissing { .. } => Some("target"),
+        ContextError::InvalidPattern { .. }
+        | ContextError::NameNotUtf8 { .. }
+        | ContextError::LinkTargetNotUtf8 { .. }
+        | ContextError::Read { .. } => None,
+    };
+    match key {
+        Some(key) => project.error_at(key, error.to_string(), &hint).into(),
+        None => Failure::usage(error.to_string(), Some(&hint)),
+    }
+}
+
+/// The stage to build (`--target` when `from_flag`, else `target` of
+/// mab.toml) must be one the Dockerfile names: refused before anything is
+/// contacted (exit 2), rather than by every engine once the build is sent.
+pub fn check_target(
+    project: &Project,
+    context: &BuildContext,
+    from_flag: bool,
+) -> Result<(), Failure> {
+    let Some(target) = &project.target else {
+        return Ok(());
+    };
+    context.check_target(target).map_err(|error| match error {
+        ContextError::TargetMissing { .. } if from_flag => Failure::usage(
+            format!("--target {target}: {error}"),
+            error.hint().as_deref(),
+        ),
+        error => context_failure(project, error),
+    })
 }
 
 /// Every platform must be listed by some runner: found before connecting.
