@@ -220,3 +220,121 @@ fn wrong_target_is_refused_before_building() {
     let accepted = build(&project, &["--no-push", "--target", "RunTime"]);
     assert_eq!(accepted.code, 0, "{accepted:?}");
 }
+
+/// The images of `repository` on the lab's local engine, by the docker CLI.
+fn local_images(lab: &Lab, repository: &str) -> String {
+    let output = lab
+        .docker_cli()
+        .args(["image", "ls", "--quiet", repository])
+        .output()
+        .expect("the docker CLI runs");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A registry that does not answer (nothing listens on that loopback
+/// port; the shared lab registry stays up) stops the build before any job
+/// starts: exit 1, naming the registry, and the local engine never built
+/// an image for the repository.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn stopped_registry_is_found_before_building() {
+    let lab: &Lab = require_lab!();
+    let repository = format!(
+        "127.0.0.1:5999/{}",
+        lab.repository("registry-stopped")
+            .split_once('/')
+            .unwrap()
+            .1
+    );
+    let project = project(&repository, &["linux/amd64"]);
+    project.commit_and_tag(&["v1.0.0"]);
+
+    let refused = build(&project, &[]);
+    assert_refused(
+        &refused,
+        1,
+        &[
+            "cannot reach the registry 127.0.0.1:5999",
+            "Connection refused",
+            "nothing was built",
+        ],
+    );
+    assert_eq!(local_images(lab, &repository), "", "nothing was built");
+
+    // --no-push needs no registry: the same build goes on.
+    let built = build(&project, &["--no-push"]);
+    assert_eq!(built.code, 0, "{built:?}");
+    assert_ne!(
+        local_images(lab, &repository),
+        "",
+        "built without the registry"
+    );
+}
+
+/// Credentials that may not push to the repository (a wrong password for
+/// the lab's registry with htpasswd auth, or none) are a configuration
+/// error found before anything is built: exit 2, naming the registry and
+/// the user; nothing is published. The check itself leaves nothing in an
+/// open registry: a build that then fails publishes no tag.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn credentials_that_may_not_push_are_refused_before_building() {
+    let lab: &Lab = require_lab!();
+    let registry = lab.get("AUTH_REGISTRY");
+    let repository = format!(
+        "{registry}/{}",
+        lab.repository("push-denied").split_once('/').unwrap().1
+    );
+    let project = project(&repository, &["linux/amd64"]);
+    project.commit_and_tag(&["v1.0.0"]);
+    let home = tempfile::tempdir().unwrap();
+    let run = |arguments: &[&str]| {
+        let mut all = vec!["build", "--progress", "json"];
+        all.extend_from_slice(arguments);
+        mab(home.path(), project.path(), &all)
+    };
+
+    let refused = run(&[]);
+    assert_refused(
+        &refused,
+        2,
+        &[
+            &format!("{registry} does not allow anonymous users to push to {repository}"),
+            "docker login",
+        ],
+    );
+    // base64("mab:wrong")
+    std::fs::create_dir_all(home.path().join(".docker")).unwrap();
+    std::fs::write(
+        home.path().join(".docker/config.json"),
+        format!("{{\"auths\":{{\"{registry}\":{{\"auth\":\"bWFiOndyb25n\"}}}}}}"),
+    )
+    .unwrap();
+    let refused = run(&[]);
+    assert_refused(
+        &refused,
+        2,
+        &[&format!("{registry} does not allow `mab` (from the Docker configuration) to push to {repository}"), "401"],
+    );
+    assert!(
+        !refused.stderr.contains("wrong"),
+        "no password shown: {refused:?}"
+    );
+    assert_eq!(local_images(lab, &repository), "", "nothing was built");
+
+    let open = lab.repository("push-check");
+    let failing = Project::new();
+    failing.file("Dockerfile", "FROM scratch\nRUN true\n").file(
+        "mab.toml",
+        &format!("[image]\nname = \"{open}\"\nplatforms = [\"linux/amd64\"]\n"),
+    );
+    failing.commit_and_tag(&[]);
+    let failed = build(&failing, &[]);
+    assert_eq!(
+        failed.code, 1,
+        "the build fails after the check: {failed:?}"
+    );
+    assert!(failed.stderr.contains("\"started\""), "{failed:?}");
+    assert_eq!(registry_state(&open), Vec::new());
+}

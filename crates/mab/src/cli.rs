@@ -147,7 +147,7 @@ pub struct BuildArgs {
     /// Network mode of RUN steps for this build (default, host or none), over each runner's `network`.
     #[arg(long, value_name = "MODE")]
     pub network: Option<String>,
-    /// Build and verify each platform on its runner; write nothing to the registry.
+    /// Build and verify each platform on its runner; write nothing to the registry (which then need not answer: without --no-push, mab first checks that it answers and accepts a push).
     #[arg(long)]
     pub no_push: bool,
     /// How progress is shown on stderr.

@@ -63,6 +63,10 @@ pub async fn build(
         )
     };
 
+    if let Some(repository) = &repository {
+        check_push(repository, &registry).await?;
+    }
+
     let runners = prepare::runners_for(&loaded.runners, &project.platforms);
     let connected = prepare::connect_all(&runners, environment).await;
     let plan = prepare::plan(
@@ -172,6 +176,35 @@ pub async fn build(
     remove_staging_tags(repository, &staged, &children, reporter).await;
     metadata.write(&project, Some((&digest, media_type)), &tags, &built)?;
     Ok(format!("{}@{digest}\n", project.image))
+}
+
+/// Before any runner is contacted: the registry answers and the
+/// credentials allow a push to the repository, so that a long build does
+/// not fail at its push (docs/publishing.md). An unreachable registry is a
+/// runtime failure (exit 1); credentials that may not push are a
+/// configuration error (exit 2), found before anything is built.
+async fn check_push(repository: &Repository, registry: &str) -> Result<(), Failure> {
+    let hint_unreachable = format!(
+        "check that {registry} is up and that this machine reaches it (the runners push there too); nothing was built"
+    );
+    let hint_denied = format!(
+        "log in with `docker login {registry}` as a user that may push to {}; mab reads the credentials from ~/.docker/config.json",
+        repository.name()
+    );
+    repository.check_push().await.map_err(|error| match error {
+        mab_registry::RegistryError::PushDenied { .. } => {
+            Failure::usage(error.to_string(), Some(&hint_denied))
+        }
+        mab_registry::RegistryError::Unreachable { .. } => {
+            Failure::runtime(error.to_string(), Some(&hint_unreachable))
+        }
+        error => Failure::runtime(
+            error.to_string(),
+            Some(&format!(
+                "check that {registry} accepts pushes; nothing was built"
+            )),
+        ),
+    })
 }
 
 /// Set while the manifest list and tags are being pushed; see [`publishing`].
