@@ -885,4 +885,75 @@ mod tests {
             .collect();
         assert_eq!(found, expected);
     }
+
+    #[test]
+    fn a_partial_build_needs_tags_or_no_push() {
+        let platforms = |texts: &[&str]| -> Vec<Platform> {
+            texts.iter().map(|text| text.parse().unwrap()).collect()
+        };
+        // (manifest's platforms, --platform, extra flags, refused)
+        type Case<'a> = (&'a [&'a str], &'a [&'a str], &'a [&'a str], bool);
+        let cases: &[Case<'_>] = &[
+            (&["linux/amd64", "linux/arm64"], &["linux/arm64"], &[], true),
+            (
+                &["linux/amd64", "linux/arm64"],
+                &["linux/arm64"],
+                &["--tag", "arm"],
+                false,
+            ),
+            (
+                &["linux/amd64", "linux/arm64"],
+                &["linux/arm64"],
+                &["--no-push"],
+                false,
+            ),
+            (
+                &["linux/amd64", "linux/arm64"],
+                &["linux/arm64/v8", "linux/amd64"],
+                &[],
+                false,
+            ),
+            (
+                &["linux/amd64"],
+                &["linux/amd64", "linux/ppc64le"],
+                &[],
+                false,
+            ),
+            (
+                &["linux/amd64", "linux/arm/v7"],
+                &["linux/amd64", "linux/arm/v6"],
+                &[],
+                true,
+            ),
+        ];
+        for (manifest, building, flags, refused) in cases {
+            let mut arguments = vec!["mab", "build"];
+            arguments.extend_from_slice(flags);
+            let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(arguments).unwrap();
+            let crate::cli::Command::Build(args) = cli.command else {
+                panic!("a build command");
+            };
+            let project = Project {
+                manifest_path: PathBuf::from("/project/mab.toml"),
+                image: "127.0.0.1:5000/app".to_owned(),
+                platforms: platforms(building),
+                context: PathBuf::from("/project"),
+                dockerfile: None,
+                target: None,
+                emulation: true,
+                args: Default::default(),
+                extra_tags: Vec::new(),
+                warnings: Vec::new(),
+            };
+            let result = check_not_narrowing(&project, &platforms(manifest), &args);
+            assert_eq!(
+                result.is_err(),
+                *refused,
+                "{manifest:?} {building:?} {flags:?}"
+            );
+            if let Err(failure) = result {
+                assert_eq!(failure.code, crate::failure::EXIT_USAGE);
+            }
+        }
+    }
 }
