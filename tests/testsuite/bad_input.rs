@@ -101,6 +101,22 @@ fn platform_without_its_handler() {
     check("platform_without_its_handler", &planned, 2);
 }
 
+/// `--native-only` on the implicit local runner (amd64, emulating the
+/// rest): the arm64 platform is refused, naming the runner and the way out.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn native_only_without_a_native_runner() {
+    let _lab = crate::support::require_lab!();
+    let project = project(
+        "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n",
+    );
+    check(
+        "native_only_without_a_native_runner",
+        &run(&project, &["plan", "--native-only"]),
+        2,
+    );
+}
+
 #[test]
 fn missing_dockerfile() {
     let project = Project::new();
@@ -215,13 +231,51 @@ fn bad_build_arg_and_tag() {
     );
 }
 
+/// A build of fewer platforms than mab.toml lists would narrow the release
+/// under the computed tags: refused before anything is contacted (the
+/// registry named here has nothing listening), naming what is left out.
+#[test]
+fn partial_build_without_tags() {
+    let project = project(
+        "[image]\nname = \"127.0.0.1:5999/x\"\nplatforms = [\"linux/amd64\", \"linux/arm64/v8\", \"linux/ppc64le\"]\n",
+    );
+    let run = run(&project, &["build", "--platform", "linux/arm64"]);
+    assert!(
+        run.stderr.contains("leaves out linux/amd64, linux/ppc64le"),
+        "{run:?}"
+    );
+    check("partial_build_without_tags", &run, 2);
+}
+
+/// A target the Dockerfile does not name: from mab.toml it points at the
+/// key, from `--target` it names the flag; both list the stages there are.
+#[test]
+fn target_not_in_the_dockerfile() {
+    let project = project(&format!("{GOOD_MANIFEST}target = \"runtime\"\n"));
+    project.file(
+        "Dockerfile",
+        "FROM scratch AS Build\nCOPY Dockerfile /\n\nFROM build AS release\n",
+    );
+    let run_manifest = run(&project, &["build", "--no-push"]);
+    assert!(
+        run_manifest.stderr.contains("[PROJECT]/mab.toml:4:10"),
+        "{run_manifest:?}"
+    );
+    check("target_not_in_the_dockerfile", &run_manifest, 2);
+    check(
+        "target_flag_not_in_the_dockerfile",
+        &run(&project, &["build", "--no-push", "--target", "1"]),
+        2,
+    );
+}
+
 /// Every configuration mistake of either file: exit 2 before anything is
 /// contacted, with the message as a snapshot.
 #[test]
 fn configuration_mistakes() {
     const RUNNER: &str =
         "[[runner]]\nname = \"a\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\n";
-    let cases: [(&str, &str, &str); 14] = [
+    let cases: [(&str, &str, &str); 15] = [
         ("empty_platforms", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = []\n", RUNNER),
         ("unknown_os", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linus/amd64\"]\n", RUNNER),
         ("missing_name", "[image]\nplatforms = [\"linux/amd64\"]\n", RUNNER),
@@ -229,6 +283,7 @@ fn configuration_mistakes() {
         ("image_name_with_tag", "[image]\nname = \"127.0.0.1:5000/app:1.0\"\nplatforms = [\"linux/amd64\"]\n", RUNNER),
         ("missing_context", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linux/amd64\"]\ncontext = \"nowhere\"\n", RUNNER),
         ("wrong_type", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = \"linux/amd64\"\n", RUNNER),
+        ("emulation_not_a_boolean", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linux/amd64\"]\nemulation = \"no\"\n", RUNNER),
         ("duplicate_runner", GOOD_MANIFEST, &"[[runner]]\nname = \"a\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\n".repeat(2)),
         ("runner_without_platforms", GOOD_MANIFEST, "[[runner]]\nname = \"a\"\nhost = \"local\"\nplatforms = []\n"),
         ("zero_jobs", GOOD_MANIFEST, "[[runner]]\nname = \"a\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\njobs = 0\n"),

@@ -38,15 +38,17 @@ fn credentials_reach_the_engines_and_are_never_shown() {
     let home = Home::new(lab);
     let _ssh = ssh_lock();
 
-    // Without credentials the push is refused, and nothing is published.
+    // Without credentials the push is refused before anything is built.
     let refused = mab(
         home.path(),
         project.path(),
         &["build", "--progress", "plain"],
     );
-    assert_eq!(refused.code, 1, "{refused:?}");
+    assert_eq!(refused.code, 2, "{refused:?}");
     assert!(
-        refused.stderr.contains("nothing was published"),
+        refused
+            .stderr
+            .contains("does not allow anonymous users to push"),
         "{refused:?}"
     );
 

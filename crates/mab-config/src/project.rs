@@ -31,6 +31,10 @@ pub struct Project {
     /// for `Dockerfile`, else `dockerfile`, in the context, as `docker build`.
     pub dockerfile: Option<PathBuf>,
     pub target: Option<String>,
+    /// `[image] emulation`: whether a platform may be built under QEMU
+    /// emulation when no runner builds it natively (default `true`);
+    /// `false` acts as `mab build --native-only`.
+    pub emulation: bool,
     /// `[image.args]`.
     pub args: BTreeMap<String, String>,
     /// `[tags] extra`.
@@ -52,6 +56,7 @@ struct RawImage {
     context: Option<Spanned<String>>,
     dockerfile: Option<Spanned<String>>,
     target: Option<Spanned<String>>,
+    emulation: Option<bool>,
     args: Option<BTreeMap<String, String>>,
 }
 
@@ -67,6 +72,7 @@ const IMAGE_KEYS: &[&str] = &[
     "context",
     "dockerfile",
     "target",
+    "emulation",
     "args",
 ];
 const TAGS_KEYS: &[&str] = &["extra"];
@@ -194,6 +200,7 @@ pub fn parse_project(path: &Path, text: &str) -> Result<Project, ConfigError> {
         context,
         dockerfile,
         target,
+        emulation: image.emulation.unwrap_or(true),
         args: image.args.unwrap_or_default(),
         extra_tags,
         warnings,
@@ -414,6 +421,7 @@ platforms = ["linux/amd64", "linux/aarch64", "linux/ppc64le", "linux/arm64/v8"]
 context = "./src/.."
 dockerfile = "docker/Dockerfile.release"
 target = "runtime"
+emulation = false
 
 [image.args]
 GREETING = "hello"
@@ -433,6 +441,7 @@ extra = ["edge", "nightly", "edge"]
             Some(Path::new("docker/Dockerfile.release"))
         );
         assert_eq!(project.target.as_deref(), Some("runtime"));
+        assert!(!project.emulation);
         assert_eq!(
             project.args,
             BTreeMap::from([("GREETING".to_owned(), "hello".to_owned())])
@@ -453,6 +462,7 @@ extra = ["edge", "nightly", "edge"]
         assert_eq!(project.context, Path::new("/src/app"));
         assert_eq!(project.dockerfile, None);
         assert_eq!(project.target, None);
+        assert!(project.emulation);
         assert!(project.args.is_empty());
         assert!(project.extra_tags.is_empty());
         assert!(project.warnings.is_empty());
@@ -557,6 +567,14 @@ extra = ["edge", "nightly", "edge"]
                 "platforms = \"linux/amd64\"",
                 "            ^^^^^^^^^^^^^",
                 "write a list in square brackets",
+            ),
+            (
+                "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\nemulation = \"no\"\n",
+                "invalid type: string \"no\", expected a boolean",
+                ":4:13",
+                "emulation = \"no\"",
+                "            ^^^^",
+                "`true` or `false`",
             ),
             (
                 "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\n[image.args]\nN = 3\n",

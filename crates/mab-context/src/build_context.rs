@@ -161,6 +161,27 @@ impl BuildContext {
         &self.dockerfile
     }
 
+    /// Checks that the Dockerfile names the stage `target`, compared as
+    /// BuildKit compares `--target` (case-insensitively, by name only; see
+    /// [`stage_names`](crate::stage_names)). Errors: the Dockerfile cannot
+    /// be read ([`ContextError::Read`]), or it has no such stage
+    /// ([`ContextError::TargetMissing`], listing those it has).
+    pub fn check_target(&self, target: &str) -> Result<(), ContextError> {
+        let bytes = std::fs::read(&self.dockerfile).map_err(|source| ContextError::Read {
+            path: self.dockerfile.clone(),
+            source,
+        })?;
+        let stages = crate::stage_names(&String::from_utf8_lossy(&bytes));
+        if stages.contains(&target.to_lowercase()) {
+            return Ok(());
+        }
+        Err(ContextError::TargetMissing {
+            dockerfile: self.dockerfile.clone(),
+            target: target.to_owned(),
+            stages,
+        })
+    }
+
     /// The directory the engine receives the Dockerfile from.
     pub fn dockerfile_dir(&self) -> &Path {
         self.dockerfile.parent().unwrap_or(Path::new("/"))

@@ -76,6 +76,20 @@ pub enum ContextError {
         reason: String,
     },
 
+    /// The stage to build is not one the Dockerfile names (BuildKit would
+    /// fail with "target stage … could not be found").
+    #[error(
+        "the Dockerfile {} has no stage `{target}`{}",
+        dockerfile.display(),
+        describe_stages(stages)
+    )]
+    TargetMissing {
+        dockerfile: PathBuf,
+        target: String,
+        /// The stage names it has, lowercased, in order.
+        stages: Vec<String>,
+    },
+
     #[error("cannot read {}: {source}", path.display())]
     Read {
         path: PathBuf,
@@ -126,6 +140,14 @@ impl ContextError {
                  escape a literal `*`, `?`, `[` or `\\` with `\\`",
                 file.file_name().map_or_else(|| file.display().to_string(), |name| name.to_string_lossy().into_owned())
             )),
+            ContextError::TargetMissing { stages, .. } if stages.is_empty() => Some(
+                "name a stage in the Dockerfile (`FROM IMAGE AS NAME`), or leave the target out to build the last stage"
+                    .to_string(),
+            ),
+            ContextError::TargetMissing { .. } => Some(
+                "give one of its stage names (a stage is chosen by name, not by number), or leave the target out to build the last stage"
+                    .to_string(),
+            ),
             ContextError::Read { .. } => {
                 Some("check that the path exists and that mab may read it".to_string())
             }
@@ -143,9 +165,19 @@ impl ContextError {
             | ContextError::LinkTargetNotUtf8 { path, .. }
             | ContextError::Read { path, .. } => path,
             ContextError::DockerfileLinkUnresolved { dockerfile, .. }
-            | ContextError::DockerfileLinkDangling { dockerfile, .. } => dockerfile,
+            | ContextError::DockerfileLinkDangling { dockerfile, .. }
+            | ContextError::TargetMissing { dockerfile, .. } => dockerfile,
             ContextError::InvalidPattern { file, .. } => file,
         }
+    }
+}
+
+/// `; its stages are a, b` or `; it names no stage`.
+fn describe_stages(stages: &[String]) -> String {
+    if stages.is_empty() {
+        "; it names no stage (`FROM IMAGE AS NAME`)".to_owned()
+    } else {
+        format!("; its stages are {}", stages.join(", "))
     }
 }
 

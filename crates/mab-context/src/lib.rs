@@ -10,6 +10,8 @@
 //!   `patternmatcher` does (which is not how gitignore does it: `*.log` only
 //!   matches at the root, `build/` also excludes a file named `build`, `!`
 //!   re-includes below an excluded directory, the last matching line wins).
+//! - [`stage_names`] reads the build stages a Dockerfile names, to check
+//!   `target` before building.
 //! - [`walk`] lists a directory as fsutil's sender does, with exclude and
 //!   include patterns; [`follow_links`] follows the symlinks of `followpaths`.
 //!
@@ -23,10 +25,12 @@ mod error;
 mod follow;
 mod ignore;
 mod pattern;
+mod stages;
 mod walk;
 
 pub use build_context::{BuildContext, DEFAULT_DOCKERFILE};
 pub use error::ContextError;
 pub use follow::{follow_links, resolve_links};
 pub use ignore::{DockerIgnore, DOCKERIGNORE};
+pub use stages::stage_names;
 pub use walk::{walk, ContextEntry, ContextListing, EntryKind, Selection};

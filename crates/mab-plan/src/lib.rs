@@ -12,7 +12,10 @@
 //!    registered QEMU handler is rejected as unavailable;
 //! 3. native beats emulated; among equals the runner with the most free job
 //!    slots wins, then the one listed first (so a platform keeps landing on
-//!    the same runner and its warm cache).
+//!    the same runner and its warm cache);
+//! 4. with [`Emulation::Refused`] (`--native-only`, `emulation = false`) a
+//!    candidate that would emulate the platform is rejected too, so the
+//!    platform is built natively or not at all ([`PlanError::NoNativeRunner`]).
 //!
 //! Every losing candidate comes back as a [`Rejection`] saying why.
 
@@ -137,6 +140,19 @@ impl Capabilities {
     }
 }
 
+/// Whether a platform may be built under QEMU emulation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Emulation {
+    /// Emulated when no reachable runner builds the platform natively
+    /// (PRODUCT.md's default).
+    #[default]
+    Allowed,
+    /// Native only (`mab build --native-only`, `emulation = false` under
+    /// `[image]` in mab.toml): a platform no runner builds natively is not
+    /// planned at all.
+    Refused,
+}
+
 /// One job per requested platform, in the requested order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
@@ -178,6 +194,17 @@ pub enum PlanError {
         platform: Platform,
         rejected: Vec<Rejection>,
     },
+    /// Emulation is refused ([`Emulation::Refused`]) and no runner that
+    /// lists the platform builds it natively now: each would emulate it,
+    /// cannot build it, or was unreachable.
+    #[error(
+        "no runner builds {platform} natively, and emulation is off: {}",
+        describe_rejections(rejected)
+    )]
+    NoNativeRunner {
+        platform: Platform,
+        rejected: Vec<Rejection>,
+    },
 }
 
 impl PlanError {
@@ -200,15 +227,34 @@ impl PlanError {
                 ),
                 None => format!("add a native {platform} runner with `mab runners add`"),
             },
+            PlanError::NoNativeRunner { platform, rejected } => {
+                let allow = "or allow emulation: leave out --native-only (and `emulation = false` under [image] in mab.toml)";
+                let unreachable: Vec<&str> = rejected
+                    .iter()
+                    .filter(|rejection| rejection.why.starts_with(UNREACHABLE))
+                    .map(|rejection| rejection.runner.as_str())
+                    .collect();
+                if unreachable.is_empty() {
+                    format!("add a native {platform} runner with `mab runners add`, {allow}")
+                } else {
+                    format!(
+                        "check the runners with `mab runners check` ({}), {allow}",
+                        unreachable.join(", ")
+                    )
+                }
+            }
         }
     }
 
     /// Whether some runner that could have built the platform was
     /// unreachable: a runtime failure rather than a configuration one.
+    /// Under [`Emulation::Refused`] an unreachable runner counts as the
+    /// native one (its engine's architecture is not known without a probe).
     pub fn is_unreachable(&self) -> bool {
         match self {
             PlanError::NoRunner { .. } => false,
-            PlanError::NoUsableRunner { rejected, .. } => rejected
+            PlanError::NoUsableRunner { rejected, .. }
+            | PlanError::NoNativeRunner { rejected, .. } => rejected
                 .iter()
                 .any(|rejection| rejection.why.starts_with(UNREACHABLE)),
         }
@@ -269,7 +315,11 @@ pub fn check_served(
 }
 
 /// Assigns every platform to a runner; see the crate docs for the rules.
-pub fn plan(platforms: &[Platform], runners: &[RunnerState]) -> Result<Plan, PlanError> {
+pub fn plan(
+    platforms: &[Platform],
+    runners: &[RunnerState],
+    emulation: Emulation,
+) -> Result<Plan, PlanError> {
     let offers: Vec<(String, Vec<Platform>)> = runners
         .iter()
         .map(|runner| (runner.name.clone(), runner.platforms.clone()))
@@ -298,6 +348,12 @@ pub fn plan(platforms: &[Platform], runners: &[RunnerState]) -> Result<Plan, Pla
                             capabilities.why_unavailable(platform)
                         ),
                     }),
+                    Support::Emulated if emulation == Emulation::Refused => {
+                        rejected.push(Rejection {
+                            runner: runner.name.clone(),
+                            why: format!("can only emulate {platform}"),
+                        })
+                    }
                     support => contenders.push(Contender {
                         runner,
                         support,
@@ -316,9 +372,10 @@ pub fn plan(platforms: &[Platform], runners: &[RunnerState]) -> Result<Plan, Pla
             )
         });
         let Some((winner, losers)) = contenders.split_first() else {
-            return Err(PlanError::NoUsableRunner {
-                platform: platform.clone(),
-                rejected,
+            let platform = platform.clone();
+            return Err(match emulation {
+                Emulation::Allowed => PlanError::NoUsableRunner { platform, rejected },
+                Emulation::Refused => PlanError::NoNativeRunner { platform, rejected },
             });
         };
         for loser in losers {
@@ -575,13 +632,18 @@ mod tests {
                 let lists = [wanted.to_string()];
                 let lists: Vec<&str> = lists.iter().map(String::as_str).collect();
                 let without = runner("r", 1, &lists, engine, &others);
-                let error = plan(std::slice::from_ref(&wanted), &[without]).unwrap_err();
+                let error = plan(
+                    std::slice::from_ref(&wanted),
+                    &[without],
+                    Emulation::Allowed,
+                )
+                .unwrap_err();
                 match architecture.qemu_handler {
                     Some(handler) => {
                         let mut all = others.clone();
                         all.push(handler);
                         let with = runner("r", 1, &lists, engine, &all);
-                        let job = &plan(std::slice::from_ref(&wanted), &[with])
+                        let job = &plan(std::slice::from_ref(&wanted), &[with], Emulation::Allowed)
                             .unwrap_or_else(|error| panic!("{wanted}: {error}"))
                             .jobs[0];
                         assert!(job.emulated, "{wanted}");
@@ -669,7 +731,9 @@ mod tests {
             platforms: vec![platform("linux/mips64le")],
             probe: Ok(capabilities.clone()),
         };
-        let job = &plan(&[platform("linux/mips64le")], &[state]).unwrap().jobs[0];
+        let job = &plan(&[platform("linux/mips64le")], &[state], Emulation::Allowed)
+            .unwrap()
+            .jobs[0];
         assert!(job.emulated);
         assert_eq!(
             job.reason,
@@ -838,7 +902,7 @@ mod tests {
             ),
         ];
         for (name, wanted, runners, expected) in cases {
-            let plan = plan(&platforms(&wanted), &runners)
+            let plan = plan(&platforms(&wanted), &runners, Emulation::Allowed)
                 .unwrap_or_else(|error| panic!("{name}: {error}"));
             assert_eq!(plan.jobs.len(), expected.len(), "{name}");
             for ((job, wanted), (runner, emulated, reason, rejected)) in
@@ -866,7 +930,12 @@ mod tests {
             runner("laptop", 1, &["linux/amd64", "linux/arm64"], "x86_64", &[]),
             runner("power9", 1, &["linux/ppc64le"], "ppc64le", &[]),
         ];
-        let error = plan(&platforms(&["linux/amd64", "linux/s390x"]), &runners).unwrap_err();
+        let error = plan(
+            &platforms(&["linux/amd64", "linux/s390x"]),
+            &runners,
+            Emulation::Allowed,
+        )
+        .unwrap_err();
         assert_eq!(
             error.to_string(),
             "no runner serves linux/s390x; laptop offers linux/amd64, linux/arm64; power9 offers linux/ppc64le"
@@ -880,7 +949,7 @@ mod tests {
             matches!(error, PlanError::NoRunner { ref platform, .. } if platform.to_string() == "linux/s390x")
         );
 
-        let error = plan(&platforms(&["linux/amd64"]), &[]).unwrap_err();
+        let error = plan(&platforms(&["linux/amd64"]), &[], Emulation::Allowed).unwrap_err();
         assert_eq!(
             error.to_string(),
             "no runner serves linux/amd64; no runners are configured"
@@ -904,10 +973,96 @@ mod tests {
             ),
         ];
         for (runners, message, hint, is_unreachable) in cases {
-            let error = plan(&platforms(&["linux/arm64"]), &runners).unwrap_err();
+            let error =
+                plan(&platforms(&["linux/arm64"]), &runners, Emulation::Allowed).unwrap_err();
             assert_eq!(error.to_string(), message);
             assert!(error.hint().starts_with(hint), "{}", error.hint());
             assert_eq!(error.is_unreachable(), is_unreachable);
+        }
+    }
+
+    /// `Emulation::Refused`: a native runner still wins; an emulated plan is
+    /// refused, as a runtime failure only when a listed runner was
+    /// unreachable (it may be the native one).
+    #[test]
+    fn native_only() {
+        let laptop = || {
+            runner(
+                "laptop",
+                1,
+                &["linux/amd64", "linux/arm64"],
+                "x86_64",
+                &["qemu-aarch64"],
+            )
+        };
+        let arm = || runner("arm-01", 1, &["linux/arm64"], "aarch64", &[]);
+        let arm_down = || unreachable("arm-01", &["linux/arm64"], "connection refused");
+        let plain = || runner("plain", 1, &["linux/arm64"], "x86_64", &[]);
+        let implicit = || RunnerState {
+            probe: Ok(Capabilities {
+                emulates_everything: true,
+                ..Capabilities::detect("linux", "x86_64", &[])
+            }),
+            ..runner("local", 1, &["linux/amd64", "linux/arm64"], "x86_64", &[])
+        };
+        // (what the case shows, runners, the plan's runner or the error's message, hint's start, is_unreachable)
+        type Case<'a> = (
+            &'a str,
+            Vec<RunnerState>,
+            Result<&'a str, &'a str>,
+            &'a str,
+            bool,
+        );
+        let cases: Vec<Case<'_>> = vec![
+            ("native runner wins", vec![laptop(), arm()], Ok("arm-01"), "", false),
+            (
+                "only an emulating runner",
+                vec![laptop()],
+                Err("no runner builds linux/arm64 natively, and emulation is off: laptop can only emulate linux/arm64"),
+                "add a native linux/arm64 runner with `mab runners add`, or allow emulation",
+                false,
+            ),
+            (
+                "the implicit local runner",
+                vec![implicit()],
+                Err("no runner builds linux/arm64 natively, and emulation is off: local can only emulate linux/arm64"),
+                "add a native linux/arm64 runner",
+                false,
+            ),
+            (
+                "emulating runner and one that cannot build it",
+                vec![laptop(), plain()],
+                Err("no runner builds linux/arm64 natively, and emulation is off: laptop can only emulate linux/arm64; plain lists linux/arm64 but its engine is linux/amd64 and no QEMU handler qemu-aarch64 is registered"),
+                "add a native linux/arm64 runner",
+                false,
+            ),
+            (
+                "the native runner is down",
+                vec![arm_down(), laptop()],
+                Err("no runner builds linux/arm64 natively, and emulation is off: arm-01 is unreachable (connection refused); laptop can only emulate linux/arm64"),
+                "check the runners with `mab runners check` (arm-01), or allow emulation",
+                true,
+            ),
+        ];
+        for (name, runners, expected, hint, is_unreachable) in cases {
+            let result = plan(&platforms(&["linux/arm64"]), &runners, Emulation::Refused);
+            match (result, expected) {
+                (Ok(plan), Ok(runner)) => {
+                    assert_eq!(plan.jobs[0].runner, runner, "{name}");
+                    assert!(!plan.jobs[0].emulated, "{name}");
+                }
+                (Err(error), Err(message)) => {
+                    assert_eq!(error.to_string(), message, "{name}");
+                    assert!(error.hint().starts_with(hint), "{name}: {}", error.hint());
+                    assert_eq!(error.is_unreachable(), is_unreachable, "{name}");
+                }
+                (result, expected) => panic!("{name}: {result:?}, expected {expected:?}"),
+            }
+            // Allowed, every case plans.
+            assert!(
+                plan(&platforms(&["linux/arm64"]), &runners, Emulation::Allowed).is_ok(),
+                "{name}"
+            );
         }
     }
 }

@@ -274,6 +274,104 @@ impl Repository {
         Ok(digest)
     }
 
+    /// Checks, before anything is built, that the registry answers and
+    /// that the credentials allow a push to the repository: it asks for a
+    /// token with the push scope where the registry uses tokens, starts a
+    /// blob upload (OCI distribution spec: `POST /v2/<name>/blobs/uploads/`,
+    /// answered `202 Accepted` with the upload's `Location`) and cancels it
+    /// (`DELETE <location>`), so that nothing stays in the registry. Each
+    /// request gives up after [`CHECK_TIMEOUT`].
+    ///
+    /// Errors: [`RegistryError::Unreachable`] when the registry does not
+    /// answer; [`RegistryError::PushDenied`] on 401 or 403, or when the
+    /// token service refuses the credentials; [`RegistryError::Request`]
+    /// for any other answer.
+    pub async fn check_push(&self) -> Result<(), RegistryError> {
+        let base = format!("{}://{}/v2/", self.scheme, self.registry);
+        if let Err(error) = self.http.get(&base).timeout(CHECK_TIMEOUT).send().await {
+            return Err(RegistryError::Unreachable {
+                registry: self.registry.clone(),
+                message: with_causes(&error),
+            });
+        }
+        let action = "starting a push";
+        let token = self
+            .client
+            .auth(
+                &self.reference("latest"),
+                &self.auth,
+                RegistryOperation::Push,
+            )
+            .await
+            .map_err(|error| match error {
+                oci_client::errors::OciDistributionError::AuthenticationFailure(message) => {
+                    self.push_denied(message)
+                }
+                error => self.failed(action, with_causes(&error)),
+            })?;
+        let url = format!("{base}{}/blobs/uploads/", self.repository);
+        let response = self
+            .authorized(self.http.post(&url), token.as_deref())
+            .timeout(CHECK_TIMEOUT)
+            .send()
+            .await
+            .map_err(|error| self.failed(action, with_causes(&error)))?;
+        let status = response.status();
+        if matches!(status.as_u16(), 401 | 403) {
+            return Err(self.push_denied(format!("the registry answered {status}")));
+        }
+        if status != reqwest::StatusCode::ACCEPTED {
+            return Err(self.failed(action, format!("the registry answered {status}")));
+        }
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|location| location.to_str().ok())
+            .and_then(|location| response.url().join(location).ok());
+        // Only tidying: an upload left open expires in the registry.
+        if let Some(location) = location {
+            let cancelled = self
+                .authorized(self.http.delete(location), token.as_deref())
+                .timeout(CHECK_TIMEOUT)
+                .send()
+                .await;
+            tracing::debug!("cancelling the upload in {}: {cancelled:?}", self.name());
+        }
+        Ok(())
+    }
+
+    fn push_denied(&self, message: impl std::fmt::Display) -> RegistryError {
+        RegistryError::PushDenied {
+            registry: self.registry.clone(),
+            repository: self.name(),
+            whom: match &self.auth {
+                RegistryAuth::Basic(username, _) => {
+                    format!("`{username}` (from the Docker configuration)")
+                }
+                RegistryAuth::Bearer(_) => {
+                    "the identity token from the Docker configuration".to_owned()
+                }
+                RegistryAuth::Anonymous => "anonymous users".to_owned(),
+            },
+            message: message.to_string(),
+        }
+    }
+
+    /// `request` with the bearer token, else the basic credentials, if any.
+    fn authorized(
+        &self,
+        request: reqwest::RequestBuilder,
+        token: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        match (token, &self.auth) {
+            (Some(token), _) => request.bearer_auth(token),
+            (None, RegistryAuth::Basic(username, password)) => {
+                request.basic_auth(username, Some(password))
+            }
+            (None, _) => request,
+        }
+    }
+
     /// The raw manifest or list at `tag_or_digest`, and its digest.
     pub async fn manifest(&self, tag_or_digest: &str) -> Result<(Vec<u8>, String), RegistryError> {
         let accepted = [
@@ -304,15 +402,8 @@ impl Repository {
             "{}://{}/v2/{}/manifests/{}",
             self.scheme, self.registry, self.repository, tag
         );
-        let mut request = self.http.delete(&url);
-        request = match (&token, &self.auth) {
-            (Some(token), _) => request.bearer_auth(token),
-            (None, RegistryAuth::Basic(username, password)) => {
-                request.basic_auth(username, Some(password))
-            }
-            (None, _) => request,
-        };
-        let response = request
+        let response = self
+            .authorized(self.http.delete(&url), token.as_deref())
             .send()
             .await
             .map_err(|error| self.failed(&format!("deleting tag {tag}"), error))?;
@@ -329,6 +420,21 @@ impl Repository {
             format!("the registry answered {status}"),
         ))
     }
+}
+
+/// How long each request of [`Repository::check_push`] may take.
+pub const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// An error and its causes, `outer: inner: innermost` (reqwest's own
+/// message names only the URL, its cause says what went wrong).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    message
 }
 
 /// `sha256:<hex>` of some bytes.

@@ -38,6 +38,29 @@ pub enum RegistryError {
         /// The registry's or client's error.
         message: String,
     },
+    /// The registry did not answer (connection refused, no such host, a
+    /// timeout): nothing reached it.
+    #[error("cannot reach the registry {registry}: {message}")]
+    Unreachable {
+        /// The registry host (`127.0.0.1:5000`).
+        registry: String,
+        /// The connection error, with its causes.
+        message: String,
+    },
+    /// The registry answered, but refused to start a push to the
+    /// repository with the credentials mab has (HTTP 401 or 403, or a
+    /// token service that refused them).
+    #[error("{registry} does not allow {whom} to push to {repository}: {message}")]
+    PushDenied {
+        /// The registry host (`127.0.0.1:5001`).
+        registry: String,
+        /// `registry/repository`.
+        repository: String,
+        /// `mab (from the Docker configuration)` or `anonymous users`.
+        whom: String,
+        /// The registry's answer.
+        message: String,
+    },
     /// The Docker configuration or its credential helper could not give
     /// credentials.
     #[error("cannot get credentials for {registry}: {message}")]

@@ -123,9 +123,12 @@ pub struct ProjectArgs {
     /// The runners file (default: MAB_RUNNERS, runners.toml beside mab.toml, ~/.config/mab/runners.toml).
     #[arg(long, value_name = "FILE")]
     pub runners: Option<PathBuf>,
-    /// Build these platforms instead of those in mab.toml (comma-separated or repeated).
+    /// Build these platforms instead of those in mab.toml (comma-separated or repeated); `mab build` of fewer platforms than mab.toml lists needs --tag or --no-push.
     #[arg(long = "platform", value_name = "P[,P]", value_delimiter = ',')]
     pub platforms: Vec<String>,
+    /// Build every platform natively or not at all: a platform that only QEMU emulation could build is refused (exit 2; exit 1 when a runner listed for it is unreachable). As `emulation = false` under [image].
+    #[arg(long)]
+    pub native_only: bool,
 }
 
 #[derive(Debug, Args)]
@@ -138,13 +141,13 @@ pub struct BuildArgs {
     /// A build argument (repeatable), over [image.args]: NAME=VALUE, or NAME alone to take the value of the variable NAME from the environment, as `docker build` does (no effect when NAME is unset).
     #[arg(long = "build-arg", value_name = "NAME[=VALUE]")]
     pub build_args: Vec<String>,
-    /// The build stage to build, overriding mab.toml.
+    /// The build stage to build (a name from `FROM IMAGE AS NAME`, checked before building), overriding mab.toml.
     #[arg(long, value_name = "STAGE")]
     pub target: Option<String>,
     /// Network mode of RUN steps for this build (default, host or none), over each runner's `network`.
     #[arg(long, value_name = "MODE")]
     pub network: Option<String>,
-    /// Build and verify each platform on its runner; write nothing to the registry.
+    /// Build and verify each platform on its runner; write nothing to the registry (which then need not answer: without --no-push, mab first checks that it answers and accepts a push).
     #[arg(long)]
     pub no_push: bool,
     /// How progress is shown on stderr.

@@ -31,7 +31,9 @@ pub async fn build(
     let loaded = prepare::load(&args.project, environment, reporter)?;
     let mut project = loaded.project;
     apply_overrides(&mut project, args, environment)?;
+    check_not_narrowing(&project, &loaded.manifest_platforms, args)?;
     let (context, listing) = prepare::build_context(&project)?;
+    prepare::check_target(&project, &context, args.target.is_some())?;
     for warning in context.warnings() {
         reporter.report(Event::Warning {
             message: warning.clone(),
@@ -65,10 +67,20 @@ pub async fn build(
         )
     };
 
+    if let Some(repository) = &repository {
+        check_push(repository, &registry).await?;
+    }
+
     let runners = prepare::runners_for(&loaded.runners, &project.platforms);
     let connected = prepare::connect_all(&runners, environment).await;
-    let plan = prepare::plan(&project.platforms, &loaded.runners, &runners, &connected)
-        .map_err(|error| prepare::plan_failure(error, &connected))?;
+    let plan = prepare::plan(
+        &project.platforms,
+        loaded.emulation,
+        &loaded.runners,
+        &runners,
+        &connected,
+    )
+    .map_err(|error| prepare::plan_failure(error, &connected))?;
     for job in &plan.jobs {
         reporter.report(Event::Note {
             message: format!("{} -> {}: {}", job.platform, job.runner, job.reason),
@@ -170,6 +182,35 @@ pub async fn build(
     Ok(format!("{}@{digest}\n", project.image))
 }
 
+/// Before any runner is contacted: the registry answers and the
+/// credentials allow a push to the repository, so that a long build does
+/// not fail at its push (docs/publishing.md). An unreachable registry is a
+/// runtime failure (exit 1); credentials that may not push are a
+/// configuration error (exit 2), found before anything is built.
+async fn check_push(repository: &Repository, registry: &str) -> Result<(), Failure> {
+    let hint_unreachable = format!(
+        "check that {registry} is up and that this machine reaches it (the runners push there too); nothing was built"
+    );
+    let hint_denied = format!(
+        "log in with `docker login {registry}` as a user that may push to {}; mab reads the credentials from ~/.docker/config.json",
+        repository.name()
+    );
+    repository.check_push().await.map_err(|error| match error {
+        mab_registry::RegistryError::PushDenied { .. } => {
+            Failure::usage(error.to_string(), Some(&hint_denied))
+        }
+        mab_registry::RegistryError::Unreachable { .. } => {
+            Failure::runtime(error.to_string(), Some(&hint_unreachable))
+        }
+        error => Failure::runtime(
+            error.to_string(),
+            Some(&format!(
+                "check that {registry} accepts pushes; nothing was built"
+            )),
+        ),
+    })
+}
+
 /// `--build-arg`, `--target` and `--tag` over what mab.toml says.
 fn apply_overrides(
     project: &mut Project,
@@ -200,6 +241,39 @@ fn apply_overrides(
         }
     }
     Ok(())
+}
+
+/// A build of fewer platforms than `mab.toml` lists never publishes under
+/// the computed tags (PRODUCT.md): they would replace the release's list
+/// with a narrower one. Such a build needs `--tag` or `--no-push`; refused
+/// (exit 2) before anything is contacted. `linux/arm64` and
+/// `linux/arm64/v8` count as one platform.
+fn check_not_narrowing(
+    project: &Project,
+    manifest_platforms: &[Platform],
+    args: &BuildArgs,
+) -> Result<(), Failure> {
+    if !args.tags.is_empty() || args.no_push {
+        return Ok(());
+    }
+    let missing: Vec<String> = manifest_platforms
+        .iter()
+        .filter(|platform| !project.platforms.contains(platform))
+        .map(Platform::to_string)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let building: Vec<String> = project.platforms.iter().map(Platform::to_string).collect();
+    Err(Failure::usage(
+        format!(
+            "--platform {} leaves out {}, which {} lists: a partial build is not published under the computed tags, where it would replace the full release",
+            building.join(","),
+            missing.join(", "),
+            project.manifest_path.display()
+        ),
+        Some("pass --tag TAG to publish under tags of your own, or --no-push to build without publishing"),
+    ))
 }
 
 /// One `--build-arg`, read as the docker CLI reads it (docker/cli
@@ -769,6 +843,7 @@ mod tests {
             context: PathBuf::from("/project"),
             dockerfile: None,
             target: None,
+            emulation: true,
             args: [
                 ("KEPT", "manifest"),
                 ("SET", "manifest"),
@@ -793,5 +868,76 @@ mod tests {
             .map(|(name, value)| (name.as_str(), value.as_str()))
             .collect();
         assert_eq!(found, expected);
+    }
+
+    #[test]
+    fn a_partial_build_needs_tags_or_no_push() {
+        let platforms = |texts: &[&str]| -> Vec<Platform> {
+            texts.iter().map(|text| text.parse().unwrap()).collect()
+        };
+        // (manifest's platforms, --platform, extra flags, refused)
+        type Case<'a> = (&'a [&'a str], &'a [&'a str], &'a [&'a str], bool);
+        let cases: &[Case<'_>] = &[
+            (&["linux/amd64", "linux/arm64"], &["linux/arm64"], &[], true),
+            (
+                &["linux/amd64", "linux/arm64"],
+                &["linux/arm64"],
+                &["--tag", "arm"],
+                false,
+            ),
+            (
+                &["linux/amd64", "linux/arm64"],
+                &["linux/arm64"],
+                &["--no-push"],
+                false,
+            ),
+            (
+                &["linux/amd64", "linux/arm64"],
+                &["linux/arm64/v8", "linux/amd64"],
+                &[],
+                false,
+            ),
+            (
+                &["linux/amd64"],
+                &["linux/amd64", "linux/ppc64le"],
+                &[],
+                false,
+            ),
+            (
+                &["linux/amd64", "linux/arm/v7"],
+                &["linux/amd64", "linux/arm/v6"],
+                &[],
+                true,
+            ),
+        ];
+        for (manifest, building, flags, refused) in cases {
+            let mut arguments = vec!["mab", "build"];
+            arguments.extend_from_slice(flags);
+            let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(arguments).unwrap();
+            let crate::cli::Command::Build(args) = cli.command else {
+                panic!("a build command");
+            };
+            let project = Project {
+                manifest_path: PathBuf::from("/project/mab.toml"),
+                image: "127.0.0.1:5000/app".to_owned(),
+                platforms: platforms(building),
+                context: PathBuf::from("/project"),
+                dockerfile: None,
+                target: None,
+                emulation: true,
+                args: Default::default(),
+                extra_tags: Vec::new(),
+                warnings: Vec::new(),
+            };
+            let result = check_not_narrowing(&project, &platforms(manifest), &args);
+            assert_eq!(
+                result.is_err(),
+                *refused,
+                "{manifest:?} {building:?} {flags:?}"
+            );
+            if let Err(failure) = result {
+                assert_eq!(failure.kind, crate::failure::FailureKind::Usage);
+            }
+        }
     }
 }

@@ -39,8 +39,14 @@ pub async fn plan(
     let platforms = &loaded.project.platforms;
     let runners = prepare::runners_for(&loaded.runners, platforms);
     let connected = prepare::connect_all(&runners, environment).await;
-    let plan = prepare::plan(platforms, &loaded.runners, &runners, &connected)
-        .map_err(|error| prepare::plan_failure(error, &connected))?;
+    let plan = prepare::plan(
+        platforms,
+        loaded.emulation,
+        &loaded.runners,
+        &runners,
+        &connected,
+    )
+    .map_err(|error| prepare::plan_failure(error, &connected))?;
     let json = PlanJson {
         platforms: plan
             .jobs

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use futures_util::future::join_all;
 use mab_config::{Platform, Project, Runner, RunnersFile};
 use mab_context::{BuildContext, ContextError, ContextListing};
-use mab_plan::{Capabilities, Plan, RunnerState};
+use mab_plan::{Capabilities, Emulation, Plan, RunnerState};
 
 use crate::cli::ProjectArgs;
 use crate::environment::Environment;
@@ -19,6 +19,10 @@ use crate::progress::{Event, Reporter};
 pub struct Loaded {
     pub project: Project,
     pub runners: RunnersFile,
+    /// The platforms `mab.toml` lists, before `--platform` replaced them.
+    pub manifest_platforms: Vec<Platform>,
+    /// Refused by `--native-only` or `emulation = false` under `[image]`.
+    pub emulation: Emulation,
 }
 
 /// Finds and loads `mab.toml` and the runners file; applies `--platform`.
@@ -45,6 +49,7 @@ pub fn load(
         })?,
     };
     let mut project = mab_config::load_project(&manifest)?;
+    let manifest_platforms = project.platforms.clone();
     if !args.platforms.is_empty() {
         project.platforms = super::platform_flags(&args.platforms, &mut project.warnings)?;
     }
@@ -69,37 +74,72 @@ pub fn load(
         });
     }
     check_served(&project.platforms, &runners)?;
-    Ok(Loaded { project, runners })
+    let emulation = if args.native_only || !project.emulation {
+        Emulation::Refused
+    } else {
+        Emulation::Allowed
+    };
+    Ok(Loaded {
+        project,
+        runners,
+        manifest_platforms,
+        emulation,
+    })
 }
 
 /// The build's files (context, Dockerfile, ignore file) and the context as
 /// the engine will receive it, found before anything is contacted. A
 /// problem with `context` or `dockerfile` points at that key of mab.toml.
 pub fn build_context(project: &Project) -> Result<(BuildContext, ContextListing), Failure> {
-    let located = |error: ContextError| -> Failure {
-        let hint = error.hint().unwrap_or_default();
-        let key = match &error {
-            ContextError::ContextMissing { .. } | ContextError::ContextNotDirectory { .. } => {
-                Some("context")
-            }
-            ContextError::DockerfileMissing { .. }
-            | ContextError::DockerfileNotFile { .. }
-            | ContextError::DockerfileLinkUnresolved { .. }
-            | ContextError::DockerfileLinkDangling { .. } => Some("dockerfile"),
-            ContextError::InvalidPattern { .. }
-            | ContextError::NameNotUtf8 { .. }
-            | ContextError::LinkTargetNotUtf8 { .. }
-            | ContextError::Read { .. } => None,
-        };
-        match key {
-            Some(key) => project.error_at(key, error.to_string(), &hint).into(),
-            None => Failure::usage(error.to_string(), Some(&hint)),
-        }
-    };
+    let located = |error: ContextError| context_failure(project, error);
     let context =
         BuildContext::locate(&project.context, project.dockerfile.as_deref()).map_err(located)?;
     let listing = context.scan().map_err(located)?;
     Ok((context, listing))
+}
+
+/// A problem with the build's files, pointing at the key of mab.toml it
+/// comes from (`context`, `dockerfile`, `target`) when there is one.
+fn context_failure(project: &Project, error: ContextError) -> Failure {
+    let hint = error.hint().unwrap_or_default();
+    let key = match &error {
+        ContextError::ContextMissing { .. } | ContextError::ContextNotDirectory { .. } => {
+            Some("context")
+        }
+        ContextError::DockerfileMissing { .. }
+        | ContextError::DockerfileNotFile { .. }
+        | ContextError::DockerfileLinkUnresolved { .. }
+        | ContextError::DockerfileLinkDangling { .. } => Some("dockerfile"),
+        ContextError::TargetMissing { .. } => Some("target"),
+        ContextError::InvalidPattern { .. }
+        | ContextError::NameNotUtf8 { .. }
+        | ContextError::LinkTargetNotUtf8 { .. }
+        | ContextError::Read { .. } => None,
+    };
+    match key {
+        Some(key) => project.error_at(key, error.to_string(), &hint).into(),
+        None => Failure::usage(error.to_string(), Some(&hint)),
+    }
+}
+
+/// The stage to build (`--target` when `from_flag`, else `target` of
+/// mab.toml) must be one the Dockerfile names: refused before anything is
+/// contacted (exit 2), rather than by every engine once the build is sent.
+pub fn check_target(
+    project: &Project,
+    context: &BuildContext,
+    from_flag: bool,
+) -> Result<(), Failure> {
+    let Some(target) = &project.target else {
+        return Ok(());
+    };
+    context.check_target(target).map_err(|error| match error {
+        ContextError::TargetMissing { .. } if from_flag => Failure::usage(
+            format!("--target {target}: {error}"),
+            error.hint().as_deref(),
+        ),
+        error => context_failure(project, error),
+    })
 }
 
 /// Every platform must be listed by some runner: found before connecting.
@@ -158,12 +198,14 @@ pub fn capabilities(connected: &Connected) -> Capabilities {
     )
 }
 
-/// The plan over what the runners reported. The implicit local runner
+/// The plan over what the runners reported, emulating a platform only
+/// when `emulation` allows it. The implicit local runner
 /// (no runners file) emulates every platform its engine does not run
 /// natively, as PRODUCT.md promises, handlers or not: without one, only a
 /// `RUN` step fails, with the engine's own message.
 pub fn plan(
     platforms: &[Platform],
+    emulation: Emulation,
     runners: &RunnersFile,
     chosen: &[&Runner],
     connected: &HashMap<String, Result<Connected, Unreachable>>,
@@ -184,7 +226,7 @@ pub fn plan(
             },
         })
         .collect();
-    mab_plan::plan(platforms, &states)
+    mab_plan::plan(platforms, &states, emulation)
 }
 
 /// A plan that cannot be made once runners were asked: a runtime failure
