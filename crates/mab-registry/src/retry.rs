@@ -404,6 +404,46 @@ mod tests {
         }
     }
 
+    /// What the HTTP client's own errors are classified as: a port nothing
+    /// listens on, a server that closes the connection without answering,
+    /// and one that answers too late.
+    #[tokio::test]
+    async fn client_errors_are_connect_interrupted_or_timeout() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let refused = format!("http://{}/v2/", closed.local_addr().unwrap());
+        drop(closed);
+        let hanging_up = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let hang_up = format!("http://{}/v2/", hanging_up.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((connection, _)) = hanging_up.accept().await {
+                drop(connection);
+            }
+        });
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let slow = format!("http://{}/v2/", silent.local_addr().unwrap());
+        let client = reqwest::Client::new();
+        let cases = [
+            (refused, NoAnswer::Connect),
+            (hang_up, NoAnswer::Interrupted),
+            (slow, NoAnswer::Timeout),
+        ];
+        for (url, expected) in cases {
+            let error = client
+                .get(&url)
+                .timeout(Duration::from_millis(300))
+                .send()
+                .await
+                .unwrap_err();
+            let fault = Fault::transport(&error);
+            assert!(
+                matches!(&fault, Fault::NoAnswer { kind, .. } if *kind == expected),
+                "{url}: {fault:?}"
+            );
+            assert_eq!(classify(&fault), Verdict::Transient { retry_after: None });
+        }
+        drop(silent);
+    }
+
     /// Retries a request that always fails with `fault`: how many times
     /// it was tried, and the error.
     async fn always_failing(fault: Fault) -> (usize, Failed) {
