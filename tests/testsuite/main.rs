@@ -14,6 +14,7 @@ mod jump;
 mod native;
 mod platforms;
 mod registry_auth;
+mod registry_faults;
 mod runners;
 mod ssh_config;
 mod support;

@@ -9,6 +9,7 @@ use oci_client::{Client, Reference, RegistryOperation};
 use sha2::{Digest, Sha256};
 
 use crate::list::{config_platform, Child, DOCKER_MANIFEST, OCI_MANIFEST};
+use crate::retry::{self, Fault};
 use crate::RegistryError;
 
 /// Registry credentials from the Docker configuration.
@@ -189,21 +190,99 @@ impl Repository {
         }
     }
 
-    /// The manifest `digest` as the registry holds it: its media type, size
-    /// and the platform fields its image config holds.
-    pub async fn describe(&self, digest: &str) -> Result<Child, RegistryError> {
-        let reference = self.reference(digest);
-        let (bytes, found_digest) = self
+    /// `<scheme>://<registry>/v2/<repository>/<path>` (OCI distribution
+    /// spec endpoints: `manifests/<reference>`, `blobs/<digest>`,
+    /// `blobs/uploads/`).
+    fn url(&self, path: &str) -> String {
+        format!(
+            "{}://{}/v2/{}/{path}",
+            self.scheme, self.registry, self.repository
+        )
+    }
+
+    /// One try of a request: the token for `operation` (where the registry
+    /// uses tokens), then `request` with it, each within
+    /// [`REQUEST_TIMEOUT`]. An answer whose status is not a success is a
+    /// [`Fault::Answered`].
+    async fn send(
+        &self,
+        operation: RegistryOperation,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, Fault> {
+        let token = self
             .client
-            .pull_manifest_raw(&reference, &self.auth, &[DOCKER_MANIFEST, OCI_MANIFEST])
+            .auth(&self.reference("latest"), &self.auth, operation)
             .await
-            .map_err(|error| self.failed(&format!("reading manifest {digest}"), error))?;
-        if found_digest != digest || sha256_digest(&bytes) != digest {
-            return Err(self.failed(
-                &format!("reading manifest {digest}"),
-                format!("the registry returned content with digest {found_digest}"),
-            ));
+            .map_err(Fault::oci)?;
+        let response = self
+            .authorized(request, token.as_deref())
+            .timeout(REQUEST_TIMEOUT)
+            .send()
+            .await
+            .map_err(|error| Fault::transport(&error))?;
+        if !response.status().is_success() {
+            return Err(Fault::answered(response).await);
         }
+        Ok(response)
+    }
+
+    /// One try of a `GET` of content addressed by `digest` (when it is
+    /// one): its bytes, checked against the digest.
+    async fn get(
+        &self,
+        path: &str,
+        accept: &[&str],
+        digest: Option<&str>,
+    ) -> Result<Vec<u8>, Fault> {
+        let request = self
+            .http
+            .get(self.url(path))
+            .header(reqwest::header::ACCEPT, accept.join(", "));
+        let response = self.send(RegistryOperation::Pull, request).await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|error| Fault::transport(&error))?;
+        match digest {
+            Some(digest) if sha256_digest(&bytes) != digest => Err(Fault::Unusable {
+                message: format!(
+                    "the registry returned content with digest {}",
+                    sha256_digest(&bytes)
+                ),
+            }),
+            _ => Ok(bytes.to_vec()),
+        }
+    }
+
+    /// [`retry::retry`] for this registry, the error naming `action`.
+    async fn retrying<T, Fut>(
+        &self,
+        action: &str,
+        attempt: impl FnMut() -> Fut,
+    ) -> Result<T, RegistryError>
+    where
+        Fut: std::future::Future<Output = Result<T, Fault>>,
+    {
+        retry::retry(
+            &self.registry,
+            &format!("{action} in {}", self.name()),
+            attempt,
+        )
+        .await
+        .map_err(|failed| self.failed(action, failed))
+    }
+
+    /// The manifest `digest` as the registry holds it: its media type, size
+    /// and the platform fields its image config holds. Each request is
+    /// retried on transient faults (see [`retry`]).
+    pub async fn describe(&self, digest: &str) -> Result<Child, RegistryError> {
+        let reading = format!("reading manifest {digest}");
+        let path = format!("manifests/{digest}");
+        let bytes = self
+            .retrying(&reading, || {
+                self.get(&path, &[DOCKER_MANIFEST, OCI_MANIFEST], Some(digest))
+            })
+            .await?;
         let manifest: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|error| self.failed(&format!("parsing manifest {digest}"), error))?;
         let media_type = manifest["mediaType"]
@@ -213,13 +292,12 @@ impl Repository {
         let config_digest = manifest["config"]["digest"].as_str().ok_or_else(|| {
             self.failed(&format!("parsing manifest {digest}"), "it names no config")
         })?;
-        let mut config = Vec::new();
-        self.client
-            .pull_blob(&reference, config_digest, &mut config)
-            .await
-            .map_err(|error| {
-                self.failed(&format!("reading image config {config_digest}"), error)
-            })?;
+        let path = format!("blobs/{config_digest}");
+        let config = self
+            .retrying(&format!("reading image config {config_digest}"), || {
+                self.get(&path, &["*/*"], Some(config_digest))
+            })
+            .await?;
         let platform = config_platform(&config).map_err(|error| {
             self.failed(&format!("parsing image config {config_digest}"), error)
         })?;
@@ -231,8 +309,9 @@ impl Repository {
         })
     }
 
-    /// Pushes the list once by its digest, then points every tag at it.
-    /// Returns the list's digest.
+    /// Pushes the list once by its digest, then points every tag at it,
+    /// each push retried on transient faults (see [`retry`]). Returns the
+    /// list's digest.
     pub async fn publish(
         &self,
         media_type: &str,
@@ -240,19 +319,22 @@ impl Repository {
         tags: &[String],
     ) -> Result<String, RegistryError> {
         let digest = sha256_digest(bytes);
-        let content_type = reqwest::header::HeaderValue::from_str(media_type)
-            .map_err(|error| self.failed("pushing the manifest list", error))?;
         let mut moved: Vec<&str> = Vec::new();
         for target in std::iter::once(&digest).chain(tags) {
-            let pushed = self
-                .client
-                .push_manifest_raw(
-                    &self.reference(target),
-                    bytes.to_vec(),
-                    content_type.clone(),
-                )
-                .await;
-            if let Err(error) = pushed {
+            let pushed = retry::retry(
+                &self.registry,
+                &format!("pushing the manifest list as {target} to {}", self.name()),
+                || {
+                    let request = self
+                        .http
+                        .put(self.url(&format!("manifests/{target}")))
+                        .header(reqwest::header::CONTENT_TYPE, media_type)
+                        .body(bytes.to_vec());
+                    self.send(RegistryOperation::Push, request)
+                },
+            )
+            .await;
+            if let Err(failed) = pushed {
                 // Say exactly which tags already point at the new list.
                 let state = if moved.is_empty() {
                     "no tag was moved".to_owned()
@@ -264,7 +346,7 @@ impl Repository {
                 };
                 return Err(self.failed(
                     &format!("pushing the manifest list as {target}"),
-                    format!("{error}; {state}"),
+                    format!("{failed}; {state}"),
                 ));
             }
             if target != &digest {
@@ -280,7 +362,8 @@ impl Repository {
     /// blob upload (OCI distribution spec: `POST /v2/<name>/blobs/uploads/`,
     /// answered `202 Accepted` with the upload's `Location`) and cancels it
     /// (`DELETE <location>`), so that nothing stays in the registry. Each
-    /// request gives up after [`CHECK_TIMEOUT`].
+    /// request gives up after [`CHECK_TIMEOUT`] and is retried on
+    /// transient faults (see [`retry`]).
     ///
     /// Errors: [`RegistryError::Unreachable`] when the registry does not
     /// answer; [`RegistryError::PushDenied`] on 401 or 403, or when the
@@ -288,47 +371,57 @@ impl Repository {
     /// for any other answer.
     pub async fn check_push(&self) -> Result<(), RegistryError> {
         let base = format!("{}://{}/v2/", self.scheme, self.registry);
-        if let Err(error) = self.http.get(&base).timeout(CHECK_TIMEOUT).send().await {
+        let answered = retry::retry(&self.registry, "reaching the registry", || async {
+            match self.http.get(&base).timeout(CHECK_TIMEOUT).send().await {
+                Ok(_) => Ok(()),
+                Err(error) => Err(Fault::transport(&error)),
+            }
+        })
+        .await;
+        if let Err(failed) = answered {
             return Err(RegistryError::Unreachable {
                 registry: self.registry.clone(),
-                message: with_causes(&error),
+                message: failed.to_string(),
             });
         }
         let action = "starting a push";
-        let token = self
-            .client
-            .auth(
-                &self.reference("latest"),
-                &self.auth,
-                RegistryOperation::Push,
-            )
-            .await
-            .map_err(|error| match error {
-                oci_client::errors::OciDistributionError::AuthenticationFailure(message) => {
-                    self.push_denied(message)
+        let (response, token) = retry::retry(
+            &self.registry,
+            &format!("{action} in {}", self.name()),
+            || async {
+                let token = self
+                    .client
+                    .auth(
+                        &self.reference("latest"),
+                        &self.auth,
+                        RegistryOperation::Push,
+                    )
+                    .await
+                    .map_err(Fault::oci)?;
+                let response = self
+                    .authorized(self.http.post(self.url("blobs/uploads/")), token.as_deref())
+                    .timeout(CHECK_TIMEOUT)
+                    .send()
+                    .await
+                    .map_err(|error| Fault::transport(&error))?;
+                if response.status() != reqwest::StatusCode::ACCEPTED {
+                    return Err(Fault::answered(response).await);
                 }
-                error => self.failed(action, with_causes(&error)),
-            })?;
-        let url = format!("{base}{}/blobs/uploads/", self.repository);
-        let response = self
-            .authorized(self.http.post(&url), token.as_deref())
-            .timeout(CHECK_TIMEOUT)
-            .send()
-            .await
-            .map_err(|error| self.failed(action, with_causes(&error)))?;
-        let status = response.status();
-        if matches!(status.as_u16(), 401 | 403) {
-            return Err(self.push_denied(format!("the registry answered {status}")));
-        }
-        if status != reqwest::StatusCode::ACCEPTED {
-            return Err(self.failed(action, format!("the registry answered {status}")));
-        }
+                Ok((response, token))
+            },
+        )
+        .await
+        .map_err(|failed| match failed.fault.status() {
+            Some(401 | 403) => self.push_denied(failed),
+            _ => self.failed(action, failed),
+        })?;
         let location = response
             .headers()
             .get(reqwest::header::LOCATION)
             .and_then(|location| location.to_str().ok())
             .and_then(|location| response.url().join(location).ok());
-        // Only tidying: an upload left open expires in the registry.
+        // Only tidying, not retried: an upload left open expires in the
+        // registry.
         if let Some(location) = location {
             let cancelled = self
                 .authorized(self.http.delete(location), token.as_deref())
@@ -372,7 +465,9 @@ impl Repository {
         }
     }
 
-    /// The raw manifest or list at `tag_or_digest`, and its digest.
+    /// The raw manifest or list at `tag_or_digest`, and its digest (the
+    /// sha256 of the bytes, checked against `tag_or_digest` when that is
+    /// a digest). Retried on transient faults (see [`retry`]).
     pub async fn manifest(&self, tag_or_digest: &str) -> Result<(Vec<u8>, String), RegistryError> {
         let accepted = [
             crate::list::DOCKER_MANIFEST_LIST,
@@ -380,62 +475,47 @@ impl Repository {
             DOCKER_MANIFEST,
             OCI_MANIFEST,
         ];
-        let (bytes, digest) = self
-            .client
-            .pull_manifest_raw(&self.reference(tag_or_digest), &self.auth, &accepted)
-            .await
-            .map_err(|error| self.failed(&format!("reading {tag_or_digest}"), error))?;
-        Ok((bytes.to_vec(), digest))
+        let digest = tag_or_digest
+            .starts_with("sha256:")
+            .then_some(tag_or_digest);
+        let path = format!("manifests/{tag_or_digest}");
+        let bytes = self
+            .retrying(&format!("reading {tag_or_digest}"), || {
+                self.get(&path, &accepted, digest)
+            })
+            .await?;
+        let digest = sha256_digest(&bytes);
+        Ok((bytes, digest))
     }
 
     /// Deletes a tag where the registry supports deleting tags (OCI
     /// distribution 1.1). Returns `false` when the registry refuses to
     /// delete by tag, which many do (the Docker registry among them).
+    /// Retried on transient faults (see [`retry`]).
     pub async fn delete_tag(&self, tag: &str) -> Result<bool, RegistryError> {
-        let reference = self.reference(tag);
-        let token = self
-            .client
-            .auth(&reference, &self.auth, RegistryOperation::Push)
-            .await
-            .map_err(|error| self.failed(&format!("authenticating to delete tag {tag}"), error))?;
-        let url = format!(
-            "{}://{}/v2/{}/manifests/{}",
-            self.scheme, self.registry, self.repository, tag
-        );
-        let response = self
-            .authorized(self.http.delete(&url), token.as_deref())
-            .send()
-            .await
-            .map_err(|error| self.failed(&format!("deleting tag {tag}"), error))?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(true);
-        }
-        if matches!(status.as_u16(), 400 | 405 | 404) {
-            tracing::debug!("{} did not delete tag {tag}: {status}", self.name());
-            return Ok(false);
-        }
-        Err(self.failed(
-            &format!("deleting tag {tag}"),
-            format!("the registry answered {status}"),
-        ))
+        let deleted = self
+            .retrying(&format!("deleting tag {tag}"), || async {
+                let request = self.http.delete(self.url(&format!("manifests/{tag}")));
+                match self.send(RegistryOperation::Push, request).await {
+                    Ok(_) => Ok(true),
+                    Err(fault) if matches!(fault.status(), Some(400 | 404 | 405)) => {
+                        tracing::debug!("{} did not delete tag {tag}: {fault}", self.name());
+                        Ok(false)
+                    }
+                    Err(fault) => Err(fault),
+                }
+            })
+            .await?;
+        Ok(deleted)
     }
 }
 
 /// How long each request of [`Repository::check_push`] may take.
 pub const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// An error and its causes, `outer: inner: innermost` (reqwest's own
-/// message names only the URL, its cause says what went wrong).
-fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    message
-}
+/// How long each other request of a [`Repository`] may take (one try,
+/// token included); a timeout is retried.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// `sha256:<hex>` of some bytes.
 pub fn sha256_digest(bytes: &[u8]) -> String {

@@ -4,6 +4,7 @@
 
 mod client;
 mod list;
+pub mod retry;
 pub mod tags;
 
 pub use client::{

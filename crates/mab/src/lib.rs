@@ -89,8 +89,9 @@ pub fn main() -> i32 {
 }
 
 /// Warnings from the library crates (a host key learnt with `accept-new`, a
-/// build response cut short) go to stderr as `warning: …` lines; `MAB_LOG`
-/// (`error`, `warn`, `info`, `debug`, `trace`) shows more or less.
+/// build response cut short, a registry request retried) go to stderr as
+/// `warning: …` lines; `MAB_LOG` (`error`, `warn`, `info`, `debug`,
+/// `trace`) shows more or less.
 fn install_logging(level: Option<&str>) {
     let level = level
         .and_then(|level| {
@@ -102,11 +103,37 @@ fn install_logging(level: Option<&str>) {
     let _ = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
-        .without_time()
-        .with_target(false)
-        .with_level(true)
-        .compact()
+        .event_format(LevelLines)
         .try_init();
+}
+
+/// A log event as one `level: message` line (`warning: …`, `error: …`,
+/// `debug: …`), the way mab's own messages are written.
+struct LevelLines;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for LevelLines
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        context: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        use tracing_subscriber::fmt::FormatFields as _;
+        let level = match *event.metadata().level() {
+            tracing::Level::ERROR => "error",
+            tracing::Level::WARN => "warning",
+            tracing::Level::INFO => "info",
+            tracing::Level::DEBUG => "debug",
+            tracing::Level::TRACE => "trace",
+        };
+        write!(writer, "{level}: ")?;
+        context.format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
 }
 
 async fn run(

@@ -1,0 +1,245 @@
+//! Transient registry faults on the real lab: a small proxy in front of
+//! the lab's registry answers `503 Service Unavailable` to the first PUTs
+//! of a manifest list (the coordinator's own request; the local engine's
+//! pushes of layers and manifests pass through untouched), and mab must
+//! retry the push and publish, or give up after its three tries. What was
+//! published is read with skopeo from the real registry, not through the
+//! proxy.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::support::{mab, require_lab, sha256, skopeo_exists, skopeo_raw, Lab, Project, Run};
+
+/// A proxy on a loopback port, forwarding to the lab's registry. Every
+/// connection carries one request: the proxy asks the registry to close it
+/// after its answer (`Connection: close`), so that each request of a
+/// kept-alive client comes on a new connection and is looked at. A
+/// manifest list PUT (by its Content-Type, a Docker manifest list or an
+/// OCI index) is answered `503` while fewer than `failures` were answered
+/// so; everything else is forwarded byte for byte.
+struct FaultyProxy {
+    port: u16,
+    /// Manifest list PUTs received, answered `503` or forwarded.
+    list_puts: Arc<AtomicUsize>,
+}
+
+const LIST_TYPES: [&str; 2] = [
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.index.v1+json",
+];
+
+impl FaultyProxy {
+    fn start(upstream: &str, failures: usize) -> FaultyProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let list_puts = Arc::new(AtomicUsize::new(0));
+        let counter = list_puts.clone();
+        let upstream = upstream.to_owned();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let counter = counter.clone();
+                let upstream = upstream.clone();
+                std::thread::spawn(move || {
+                    // A client that went away is no fault of the proxy.
+                    let _ = serve(client, &upstream, &counter, failures);
+                });
+            }
+        });
+        FaultyProxy { port, list_puts }
+    }
+
+    fn list_puts(&self) -> usize {
+        self.list_puts.load(Ordering::SeqCst)
+    }
+}
+
+/// One connection: read the request head, then answer `503` or forward.
+fn serve(
+    mut client: TcpStream,
+    upstream: &str,
+    list_puts: &AtomicUsize,
+    failures: usize,
+) -> std::io::Result<()> {
+    let mut buffer = Vec::new();
+    let head_end = loop {
+        if let Some(end) = buffer.windows(4).position(|window| window == b"\r\n\r\n") {
+            break end + 4;
+        }
+        let mut chunk = [0; 8192];
+        let read = client.read(&mut chunk)?;
+        if read == 0 {
+            return Ok(());
+        }
+        buffer.extend_from_slice(&chunk[..read]);
+    };
+    let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
+    let header = |name: &str| {
+        head.lines().skip(1).find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.eq_ignore_ascii_case(name)
+                .then(|| value.trim().to_owned())
+        })
+    };
+    let is_list_put = head.starts_with("PUT ")
+        && head.lines().next().unwrap_or("").contains("/manifests/")
+        && header("content-type").is_some_and(|value| LIST_TYPES.contains(&value.as_str()));
+    if is_list_put && list_puts.fetch_add(1, Ordering::SeqCst) < failures {
+        // Read the whole body first, so that closing does not reset the
+        // connection before the client reads the answer.
+        let length: usize = header("content-length")
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0);
+        let mut body = buffer.len() - head_end;
+        while body < length {
+            let mut chunk = [0; 8192];
+            let read = client.read(&mut chunk)?;
+            if read == 0 {
+                break;
+            }
+            body += read;
+        }
+        let message = r#"{"errors":[{"code":"UNAVAILABLE","message":"injected fault"}]}"#;
+        write!(
+            client,
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{message}",
+            message.len()
+        )?;
+        return client.shutdown(Shutdown::Write);
+    }
+    // Forward, asking the registry to close the connection after its
+    // answer: the head with its Connection header replaced, then the rest
+    // byte for byte, both ways.
+    let mut server = TcpStream::connect(upstream)?;
+    let mut forwarded = String::new();
+    for line in head[..head.len() - 2].split_inclusive("\r\n") {
+        if !line.to_ascii_lowercase().starts_with("connection:") {
+            forwarded.push_str(line);
+        }
+    }
+    forwarded.push_str("Connection: close\r\n\r\n");
+    server.write_all(forwarded.as_bytes())?;
+    server.write_all(&buffer[head_end..])?;
+    let (mut client_reader, mut server_writer) = (client.try_clone()?, server.try_clone()?);
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut client_reader, &mut server_writer);
+        let _ = server_writer.shutdown(Shutdown::Write);
+    });
+    std::io::copy(&mut server, &mut client)?;
+    client.shutdown(Shutdown::Both)
+}
+
+/// A two-platform `FROM scratch` project (amd64 native, arm64 emulated,
+/// no RUN steps) for the implicit local runner, whose engine shares this
+/// machine's network and so pushes through the proxy too.
+fn project(image: &str) -> Project {
+    let project = Project::new();
+    project
+        .file("Dockerfile", "FROM scratch\nCOPY content.txt /\n")
+        .file("content.txt", "retried\n")
+        .file(
+            "mab.toml",
+            &format!(
+                "[image]\nname = \"{image}\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n"
+            ),
+        );
+    project
+}
+
+/// The lab repository `name` and the same repository through `proxy`.
+fn names(lab: &Lab, name: &str, proxy: &FaultyProxy) -> (String, String) {
+    let repository = lab.repository(name);
+    let path = repository.split_once('/').unwrap().1;
+    (
+        repository.clone(),
+        format!("127.0.0.1:{}/{path}", proxy.port),
+    )
+}
+
+fn build(project: &Project, tags: &[&str]) -> Run {
+    let home = tempfile::tempdir().unwrap();
+    let mut arguments = vec!["build", "--progress", "plain"];
+    for tag in tags {
+        arguments.extend(["--tag", tag]);
+    }
+    mab(home.path(), project.path(), &arguments)
+}
+
+/// Two `503`s to the list's first PUT: the third try succeeds, each retry
+/// is a warning naming the registry and the try, and the list and both
+/// tags are in the registry.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_registry_failing_twice_is_retried_and_the_list_published() {
+    let lab = require_lab!();
+    let proxy = FaultyProxy::start(lab.registry(), 2);
+    let (repository, image) = names(lab, "retried", &proxy);
+    let project = project(&image);
+
+    let run = build(&project, &["1.0.0", "stable"]);
+
+    assert_eq!(run.code, 0, "{run:?}");
+    let registry = format!("127.0.0.1:{}", proxy.port);
+    for try_number in [1, 2] {
+        let warning = format!("warning: {registry}: pushing the manifest list as sha256:");
+        let line = run
+            .stderr
+            .lines()
+            .find(|line| line.contains(&format!("(try {try_number} of 3)")))
+            .unwrap_or_else(|| panic!("a warning for try {try_number}: {run:?}"));
+        assert!(line.starts_with(&warning), "{line}");
+        assert!(line.contains("503 Service Unavailable"), "{line}");
+        assert!(line.contains("injected fault"), "{line}");
+    }
+    assert!(!run.stderr.contains("(try 3 of 3)"), "{run:?}");
+    // Two refused, the third by digest, then one per tag.
+    assert_eq!(proxy.list_puts(), 2 + 1 + 2);
+
+    let digest = run.stdout.trim().rsplit_once('@').unwrap().1.to_owned();
+    let list = skopeo_raw(&format!("{repository}:1.0.0"));
+    assert_eq!(sha256(&list), digest);
+    assert_eq!(skopeo_raw(&format!("{repository}:stable")), list);
+    let list: serde_json::Value = serde_json::from_slice(&list).unwrap();
+    let architectures: Vec<&str> = list["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(architectures, ["amd64", "arm64"]);
+}
+
+/// A registry answering `503` to every list PUT: three tries, then exit 1
+/// with a message naming the registry, and no tag published.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_registry_that_keeps_failing_is_given_up_after_three_tries() {
+    let lab = require_lab!();
+    let proxy = FaultyProxy::start(lab.registry(), usize::MAX);
+    let (repository, image) = names(lab, "given-up", &proxy);
+    let project = project(&image);
+
+    let run = build(&project, &["1.0.0", "stable"]);
+
+    assert_eq!(run.code, 1, "{run:?}");
+    let registry = format!("127.0.0.1:{}", proxy.port);
+    let error = run
+        .stderr
+        .lines()
+        .find(|line| line.starts_with("error: "))
+        .unwrap_or_else(|| panic!("an error line: {run:?}"));
+    assert!(error.contains(&format!("failed at {registry}:")), "{error}");
+    assert!(error.contains("gave up after 3 tries"), "{error}");
+    assert!(error.contains("no tag was moved"), "{error}");
+    assert!(run.stderr.contains("hint: "), "{run:?}");
+    assert!(run.stderr.contains("(try 2 of 3)"), "{run:?}");
+    assert_eq!(proxy.list_puts(), 3);
+    for tag in ["1.0.0", "stable"] {
+        assert!(
+            !skopeo_exists(&format!("{repository}:{tag}")),
+            "{repository}:{tag} was published"
+        );
+    }
+}
