@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use mab_config::{Platform, Project};
+use mab_config::Platform;
 use serde::Serialize;
 
 use crate::cli::BuildArgs;
@@ -32,7 +32,8 @@ struct PlatformMetadata {
 /// is built, so that an unwritable path fails first (exit 2), not after
 /// publishing.
 pub(super) struct MetadataFile {
-    path: Option<PathBuf>,
+    /// Where to write; `None` without `--metadata-file`.
+    pub(super) path: Option<PathBuf>,
 }
 
 impl MetadataFile {
@@ -66,7 +67,7 @@ impl MetadataFile {
 
     pub(super) fn write(
         &self,
-        project: &Project,
+        image: &str,
         list: Option<(&str, &str)>,
         tags: &[String],
         built: &[Built],
@@ -75,7 +76,7 @@ impl MetadataFile {
             return Ok(());
         };
         let metadata = Metadata {
-            image: &project.image,
+            image,
             digest: list.map(|(digest, _)| digest),
             media_type: list.map(|(_, media_type)| media_type),
             tags,

@@ -20,16 +20,16 @@ use mab_registry::{Child, Repository};
 use crate::cli::BuildArgs;
 use crate::environment::Environment;
 use crate::failure::Failure;
-use crate::ops::jobs::{all_or_failures, pushed_jobs, run_all, JobFailure, JobSpec};
+use crate::ops::jobs::{all_or_failures, pushed_jobs, run_all, JobFailure, JobSpec, Worker};
 use crate::ops::prepare;
 use crate::ops::publishing::Publishing;
 use crate::progress::{Event, Reporter};
 
 use metadata::MetadataFile;
 use overrides::apply_overrides;
-use publish::{check_push, remove_staging_tags};
+use publish::{check_push, remove_staging_tags, Registry};
 use tags::{check_not_narrowing, release_tags};
-use worker::{build_id, LiveWorker};
+use worker::{build_id, staging_tag, LiveWorker};
 
 /// Runs the build; returns what goes to stdout.
 /// `publishing` is set while the list and its tags are pushed, for the
@@ -121,10 +121,11 @@ pub async fn build(
         .iter()
         .map(|runner| (runner.name.clone(), runner.jobs))
         .collect();
+    let build_id = build_id();
     let worker = LiveWorker {
         project: &project,
         context: &context,
-        build_id: build_id(),
+        build_id: build_id.clone(),
         runners: runners
             .iter()
             .map(|runner| (runner.name.clone(), *runner))
@@ -136,15 +137,65 @@ pub async fn build(
         registry_config: environment.docker_config_dir().join("config.json"),
         reporter,
     };
-    let results = run_all(&worker, &jobs, &slots).await;
+    let planned = Planned {
+        image: &project.image,
+        jobs: &jobs,
+        slots: &slots,
+        build_id: &build_id,
+        tags: &tags,
+    };
+    run_and_publish(
+        &planned,
+        &worker,
+        repository.as_ref(),
+        &metadata,
+        publishing,
+        reporter,
+    )
+    .await
+}
+
+/// A planned build, as [`run_and_publish`] takes it.
+struct Planned<'a> {
+    /// `[image] name` (`registry/namespace/name`).
+    image: &'a str,
+    /// One per platform, in the order of `mab.toml`.
+    jobs: &'a [JobSpec],
+    /// How many jobs each runner (by name) runs at once.
+    slots: &'a HashMap<String, u32>,
+    /// Names this build's staging tags ([`worker::staging_tag`]).
+    build_id: &'a str,
+    /// The tags to publish the list under.
+    tags: &'a [String],
+}
+
+/// The decisions after planning: runs every job through `worker`; when any
+/// platform failed, removes the staging tags of those that were pushed,
+/// discards the metadata file and fails (exit 1) naming each platform and
+/// runner with its log tail, publishing nothing. With `repository` `None`
+/// (`--no-push`) writes the metadata with no digests and returns nothing
+/// for stdout. Otherwise publishes the list of the children in job order
+/// under `planned.tags` (with `publishing` set, so that an interrupt waits
+/// for it; a failure is exit 1 naming the registry, the staging tags then
+/// stay), removes the staging tags, writes the metadata and returns
+/// `image@digest` and a newline for stdout.
+async fn run_and_publish<W: Worker, R: Registry>(
+    planned: &Planned<'_>,
+    worker: &W,
+    repository: Option<&R>,
+    metadata: &MetadataFile,
+    publishing: &Publishing,
+    reporter: &dyn Reporter,
+) -> Result<String, Failure> {
+    let results = run_all(worker, planned.jobs, planned.slots).await;
     let built = match all_or_failures(results) {
         Ok(built) => built,
         Err(failures) => {
-            if let Some(repository) = &repository {
+            if let Some(repository) = repository {
                 // Every platform that got as far as pushing left a staging tag.
-                let staged: Vec<String> = pushed_jobs(&jobs, &failures)
+                let staged: Vec<String> = pushed_jobs(planned.jobs, &failures)
                     .into_iter()
-                    .map(|job| worker.staging_tag(&job.platform))
+                    .map(|job| staging_tag(planned.build_id, &job.platform))
                     .collect();
                 remove_staging_tags(repository, &staged, &[], reporter).await;
             }
@@ -153,14 +204,14 @@ pub async fn build(
         }
     };
 
-    let Some(repository) = &repository else {
+    let Some(repository) = repository else {
         reporter.report(Event::Note {
             message: format!(
                 "built and verified {} platform(s); nothing was pushed (--no-push)",
                 built.len()
             ),
         });
-        metadata.write(&project, None, &tags, &built)?;
+        metadata.write(planned.image, None, planned.tags, &built)?;
         return Ok(String::new());
     };
     let children: Vec<Child> = built
@@ -171,7 +222,7 @@ pub async fn build(
     // From here on the registry changes: a Ctrl-C waits for the build to
     // end rather than leave some tags moved and others not.
     let _publishing = publishing.start();
-    let digest = repository.publish(media_type, &bytes, &tags).await.map_err(|error| {
+    let digest = repository.publish(media_type, &bytes, planned.tags).await.map_err(|error| {
         metadata.discard();
         Failure::runtime(
             error.to_string(),
@@ -181,17 +232,22 @@ pub async fn build(
     reporter.report(Event::Note {
         message: format!(
             "published {}@{digest} as {}",
-            project.image,
-            tags.join(", ")
+            planned.image,
+            planned.tags.join(", ")
         ),
     });
     let staged: Vec<String> = built
         .iter()
-        .map(|built| worker.staging_tag(&built.job.platform))
+        .map(|built| staging_tag(planned.build_id, &built.job.platform))
         .collect();
     remove_staging_tags(repository, &staged, &children, reporter).await;
-    metadata.write(&project, Some((&digest, media_type)), &tags, &built)?;
-    Ok(format!("{}@{digest}\n", project.image))
+    metadata.write(
+        planned.image,
+        Some((&digest, media_type)),
+        planned.tags,
+        &built,
+    )?;
+    Ok(format!("{}@{digest}\n", planned.image))
 }
 
 /// The report for failed platforms: each with its runner and log tail.
@@ -223,3 +279,4 @@ fn failure_report(failures: &[JobFailure]) -> Failure {
         &details,
     )
 }
+

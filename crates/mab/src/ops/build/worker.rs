@@ -8,7 +8,9 @@ use std::time::Instant;
 use mab_config::{NetworkMode, Platform, Project, Runner};
 use mab_context::BuildContext;
 use mab_engine::{BuildEvent, BuildSpec};
-use mab_registry::{Child, Repository};
+use mab_registry::Child;
+
+use super::publish::Registry;
 
 use crate::ops::connect::{Connected, Unreachable};
 use crate::ops::jobs::{Built, JobFailure, JobSpec, Worker};
@@ -27,19 +29,28 @@ pub(super) fn build_id() -> String {
         .collect()
 }
 
+/// The tag each platform's image is pushed under before the list exists:
+/// `mab-<build id>-<platform slug>`, unique to this build.
+pub(super) fn staging_tag(build_id: &str, platform: &Platform) -> String {
+    format!("mab-{build_id}-{}", platform_slug(platform))
+}
+
 /// `linux/arm/v7` -> `linux-arm-v7`
 fn platform_slug(platform: &Platform) -> String {
     platform.to_string().replace('/', "-")
 }
 
-pub(super) struct LiveWorker<'a> {
+/// The [`Worker`] of a real build: each job on its runner's engine, read
+/// back through the [`Registry`] `R` it was pushed to (none with
+/// `--no-push`).
+pub(super) struct LiveWorker<'a, R> {
     pub(super) project: &'a Project,
     /// The context, Dockerfile and ignore file every job sends.
     pub(super) context: &'a BuildContext,
     pub(super) build_id: String,
     pub(super) runners: HashMap<String, &'a Runner>,
     pub(super) connected: &'a HashMap<String, Result<Connected, Unreachable>>,
-    pub(super) repository: Option<&'a Repository>,
+    pub(super) repository: Option<&'a R>,
     pub(super) credentials: Option<mab_registry::Credentials>,
     /// `--network`, over each runner's own `network`.
     pub(super) network: Option<NetworkMode>,
@@ -48,10 +59,9 @@ pub(super) struct LiveWorker<'a> {
     pub(super) reporter: &'a dyn Reporter,
 }
 
-impl LiveWorker<'_> {
-    /// The tag each platform's image is pushed under before the list exists.
-    pub(super) fn staging_tag(&self, platform: &Platform) -> String {
-        format!("mab-{}-{}", self.build_id, platform_slug(platform))
+impl<R: Registry> LiveWorker<'_, R> {
+    fn staging_tag(&self, platform: &Platform) -> String {
+        staging_tag(&self.build_id, platform)
     }
 
     async fn build_one(&self, job: &JobSpec) -> Result<Option<Child>, JobFailure> {
@@ -205,7 +215,7 @@ impl Stage {
     }
 }
 
-impl Worker for LiveWorker<'_> {
+impl<R: Registry> Worker for LiveWorker<'_, R> {
     async fn run(&self, job: &JobSpec) -> Result<Built, JobFailure> {
         let started = Instant::now();
         let (platform, runner) = (job.platform.to_string(), job.runner.clone());
