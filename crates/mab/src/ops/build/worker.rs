@@ -65,12 +65,8 @@ impl<R: Registry> LiveWorker<'_, R> {
     }
 
     async fn build_one(&self, job: &JobSpec) -> Result<Option<Child>, JobFailure> {
-        let fail = |stage: Stage, message: String, log_tail: Vec<String>| JobFailure {
-            pushed: matches!(stage, Stage::Verify | Stage::ReadBack),
-            hint: stage.hint(job, &message, &self.project.image),
-            job: job.clone(),
-            message,
-            log_tail,
+        let fail = |stage: Stage, message: String, log_tail: Vec<String>| {
+            stage.failure(job, message, log_tail, &self.project.image)
         };
         let connected = match &self.connected[&job.runner] {
             Ok(connected) => connected,
@@ -191,6 +187,25 @@ enum Stage {
 }
 
 impl Stage {
+    /// `job` failed at this stage with `message` (and the build log's
+    /// `log_tail`): the image was pushed under its staging tag when the
+    /// failure came after the push (reading it back or verifying it).
+    fn failure(
+        self,
+        job: &JobSpec,
+        message: String,
+        log_tail: Vec<String>,
+        image: &str,
+    ) -> JobFailure {
+        JobFailure {
+            pushed: matches!(self, Stage::Verify | Stage::ReadBack),
+            hint: self.hint(job, &message, image),
+            job: job.clone(),
+            message,
+            log_tail,
+        }
+    }
+
     fn hint(self, job: &JobSpec, message: &str, image: &str) -> String {
         let registry = image.split('/').next().unwrap_or(image);
         match self {
@@ -247,6 +262,72 @@ impl<R: Registry> Worker for LiveWorker<'_, R> {
                 });
                 Err(failure)
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn where_a_job_fails_decides_its_staging_tag_and_hint() {
+        let job = JobSpec {
+            platform: "linux/arm64".parse().unwrap(),
+            runner: "pi".to_owned(),
+            emulated: false,
+        };
+        // (stage, message, pushed under its staging tag, phrase of the hint)
+        let cases = [
+            (
+                Stage::Runner,
+                "connection refused",
+                false,
+                "check runner `pi`",
+            ),
+            (
+                Stage::Build,
+                "RUN false: exit code 1",
+                false,
+                "fix the Dockerfile",
+            ),
+            (
+                Stage::Push,
+                "unauthorized: authentication required",
+                false,
+                "log in with `docker login 127.0.0.1:5000`",
+            ),
+            (
+                Stage::Push,
+                "connection reset",
+                false,
+                "check that 127.0.0.1:5000 is reachable from runner `pi`",
+            ),
+            (
+                Stage::ReadBack,
+                "manifest unknown",
+                true,
+                "check that 127.0.0.1:5000 serves the image runner `pi` pushed",
+            ),
+            (
+                Stage::Verify,
+                "the image is for linux/amd64",
+                true,
+                "runner `pi` did not produce a linux/arm64 image",
+            ),
+        ];
+        for (stage, message, pushed, hint) in cases {
+            let failure = stage.failure(
+                &job,
+                message.to_owned(),
+                vec!["#5 RUN false".to_owned()],
+                "127.0.0.1:5000/team/app",
+            );
+            assert_eq!(failure.pushed, pushed, "{message}");
+            assert!(failure.hint.contains(hint), "{message}: {}", failure.hint);
+            assert_eq!(failure.message, message);
+            assert_eq!(failure.log_tail, ["#5 RUN false"]);
+            assert_eq!(failure.job, job);
         }
     }
 }
