@@ -1,0 +1,189 @@
+//! What the build publishes under: the computed tags, and the rule that a
+//! partial build never takes them.
+
+use mab_config::{Platform, Project};
+use mab_context::BuildContext;
+
+use crate::cli::BuildArgs;
+use crate::environment::Environment;
+use crate::failure::Failure;
+use crate::progress::{Event, Reporter};
+
+/// A build of fewer platforms than `mab.toml` lists never publishes under
+/// the computed tags (PRODUCT.md): they would replace the release's list
+/// with a narrower one. Such a build needs `--tag` or `--no-push`; refused
+/// (exit 2) before anything is contacted. `linux/arm64` and
+/// `linux/arm64/v8` count as one platform.
+pub(super) fn check_not_narrowing(
+    project: &Project,
+    manifest_platforms: &[Platform],
+    args: &BuildArgs,
+) -> Result<(), Failure> {
+    if !args.tags.is_empty() || args.no_push {
+        return Ok(());
+    }
+    let missing: Vec<String> = manifest_platforms
+        .iter()
+        .filter(|platform| !project.platforms.contains(platform))
+        .map(Platform::to_string)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let building: Vec<String> = project.platforms.iter().map(Platform::to_string).collect();
+    Err(Failure::usage(
+        format!(
+            "--platform {} leaves out {}, which {} lists: a partial build is not published under the computed tags, where it would replace the full release",
+            building.join(","),
+            missing.join(", "),
+            project.manifest_path.display()
+        ),
+        Some("pass --tag TAG to publish under tags of your own, or --no-push to build without publishing"),
+    ))
+}
+
+/// The tags to publish under (docs/publishing.md), from the CI variables and
+/// the repository holding the context; what `listing` sends (with the
+/// Dockerfile and the ignore file) decides whether the tree is dirty. A
+/// repository that cannot be read stops the build (exit 2, or 1 when a git
+/// command failed unexpectedly), unless `--tag` gives the tags or
+/// `--no-push` publishes nothing: then it is a warning, and with
+/// `--no-push` alone no tags are recorded.
+pub(super) fn release_tags(
+    project: &Project,
+    context: &BuildContext,
+    listing: &mab_context::ContextListing,
+    args: &BuildArgs,
+    environment: &Environment,
+    reporter: &dyn Reporter,
+) -> Result<Vec<String>, Failure> {
+    // Already read without error by the scan that made `listing`.
+    let ignore = context.ignore().unwrap_or_default();
+    let sent = crate::git::Sent {
+        context: context.dir(),
+        paths: context.sent_paths(listing).into_iter().collect(),
+        would_send: &|relative| !ignore.is_excluded(&relative.to_string_lossy()),
+    };
+    let checkout = match crate::git::checkout(&sent) {
+        Ok(checkout) => checkout,
+        Err(error) if !args.tags.is_empty() => {
+            reporter.report(Event::Warning {
+                message: format!("{error}; the tags come from --tag, so the build goes on"),
+            });
+            None
+        }
+        Err(error) if args.no_push => {
+            reporter.report(Event::Warning {
+                message: format!(
+                    "{error}; nothing is pushed (--no-push), so the build goes on without tags (the metadata file records none)"
+                ),
+            });
+            return Ok(Vec::new());
+        }
+        Err(error) => {
+            let hint = error.hint();
+            return Err(match error.is_configuration() {
+                true => Failure::usage(error.to_string(), Some(&hint)),
+                false => Failure::runtime(error.to_string(), Some(&hint)),
+            });
+        }
+    };
+    let pull_request_number = match environment.pull_request_target_number() {
+        Ok(number) => number,
+        Err(error) => {
+            if args.tags.is_empty() {
+                reporter.report(Event::Warning {
+                    message: format!(
+                        "GITHUB_EVENT_NAME is pull_request_target, but {error}; without the pull request's number the only computed tag is the commit's (never `latest` or a release tag)"
+                    ),
+                });
+            }
+            None
+        }
+    };
+    let ci = environment.ci_variables(pull_request_number.as_deref());
+    let source = mab_registry::tags::source(&ci, checkout.as_ref());
+    let tags = mab_registry::tags::compute_tags(source.as_ref(), &project.extra_tags, &args.tags);
+    for warning in tags.warnings {
+        reporter.report(Event::Warning { message: warning });
+    }
+    Ok(tags.tags)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    #[test]
+    fn a_partial_build_needs_tags_or_no_push() {
+        let platforms = |texts: &[&str]| -> Vec<Platform> {
+            texts.iter().map(|text| text.parse().unwrap()).collect()
+        };
+        // (manifest's platforms, --platform, extra flags, refused)
+        type Case<'a> = (&'a [&'a str], &'a [&'a str], &'a [&'a str], bool);
+        let cases: &[Case<'_>] = &[
+            (&["linux/amd64", "linux/arm64"], &["linux/arm64"], &[], true),
+            (
+                &["linux/amd64", "linux/arm64"],
+                &["linux/arm64"],
+                &["--tag", "arm"],
+                false,
+            ),
+            (
+                &["linux/amd64", "linux/arm64"],
+                &["linux/arm64"],
+                &["--no-push"],
+                false,
+            ),
+            (
+                &["linux/amd64", "linux/arm64"],
+                &["linux/arm64/v8", "linux/amd64"],
+                &[],
+                false,
+            ),
+            (
+                &["linux/amd64"],
+                &["linux/amd64", "linux/ppc64le"],
+                &[],
+                false,
+            ),
+            (
+                &["linux/amd64", "linux/arm/v7"],
+                &["linux/amd64", "linux/arm/v6"],
+                &[],
+                true,
+            ),
+        ];
+        for (manifest, building, flags, refused) in cases {
+            let mut arguments = vec!["mab", "build"];
+            arguments.extend_from_slice(flags);
+            let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(arguments).unwrap();
+            let crate::cli::Command::Build(args) = cli.command else {
+                panic!("a build command");
+            };
+            let project = Project {
+                manifest_path: PathBuf::from("/project/mab.toml"),
+                image: "127.0.0.1:5000/app".to_owned(),
+                platforms: platforms(building),
+                context: PathBuf::from("/project"),
+                dockerfile: None,
+                target: None,
+                emulation: true,
+                args: Default::default(),
+                extra_tags: Vec::new(),
+                warnings: Vec::new(),
+            };
+            let result = check_not_narrowing(&project, &platforms(manifest), &args);
+            assert_eq!(
+                result.is_err(),
+                *refused,
+                "{manifest:?} {building:?} {flags:?}"
+            );
+            if let Err(failure) = result {
+                assert_eq!(failure.kind, crate::failure::FailureKind::Usage);
+            }
+        }
+    }
+}

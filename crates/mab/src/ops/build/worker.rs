@@ -1,0 +1,333 @@
+//! The live worker: one platform's job on its runner's engine (build,
+//! push under a staging tag, read back and verify, keep the image).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use mab_config::{NetworkMode, Platform, Project, Runner};
+use mab_context::BuildContext;
+use mab_engine::{BuildEvent, BuildSpec};
+use mab_registry::Child;
+
+use super::publish::Registry;
+
+use crate::ops::connect::{Connected, Unreachable};
+use crate::ops::jobs::{Built, JobFailure, JobSpec, Worker};
+use crate::progress::{Event, Reporter};
+
+/// A build id: short, unique enough among concurrent builds of one image.
+pub(super) fn build_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos())
+        .unwrap_or_default();
+    let seed = format!("{nanos}-{}", std::process::id());
+    mab_registry::sha256_digest(seed.as_bytes())["sha256:".len()..]
+        .chars()
+        .take(12)
+        .collect()
+}
+
+/// The tag each platform's image is pushed under before the list exists:
+/// `mab-<build id>-<platform slug>`, unique to this build.
+pub(super) fn staging_tag(build_id: &str, platform: &Platform) -> String {
+    format!("mab-{build_id}-{}", platform_slug(platform))
+}
+
+/// `linux/arm/v7` -> `linux-arm-v7`
+fn platform_slug(platform: &Platform) -> String {
+    platform.to_string().replace('/', "-")
+}
+
+/// The [`Worker`] of a real build: each job on its runner's engine, read
+/// back through the [`Registry`] `R` it was pushed to (none with
+/// `--no-push`).
+pub(super) struct LiveWorker<'a, R> {
+    pub(super) project: &'a Project,
+    /// The context, Dockerfile and ignore file every job sends.
+    pub(super) context: &'a BuildContext,
+    pub(super) build_id: String,
+    pub(super) runners: HashMap<String, &'a Runner>,
+    pub(super) connected: &'a HashMap<String, Result<Connected, Unreachable>>,
+    pub(super) repository: Option<&'a R>,
+    pub(super) credentials: Option<mab_registry::Credentials>,
+    /// `--network`, over each runner's own `network`.
+    pub(super) network: Option<NetworkMode>,
+    /// The Docker `config.json` with the registry credentials.
+    pub(super) registry_config: PathBuf,
+    pub(super) reporter: &'a dyn Reporter,
+}
+
+impl<R: Registry> LiveWorker<'_, R> {
+    fn staging_tag(&self, platform: &Platform) -> String {
+        staging_tag(&self.build_id, platform)
+    }
+
+    async fn build_one(&self, job: &JobSpec) -> Result<Option<Child>, JobFailure> {
+        let fail = |stage: Stage, message: String, log_tail: Vec<String>| {
+            stage.failure(job, message, log_tail, &self.project.image)
+        };
+        let connected = match &self.connected[&job.runner] {
+            Ok(connected) => connected,
+            Err(unreachable) => {
+                return Err(fail(Stage::Runner, unreachable.message.clone(), Vec::new()))
+            }
+        };
+        let engine = &connected.engine;
+        let staging_tag = self.staging_tag(&job.platform);
+        let image = format!("{}:{staging_tag}", self.project.image);
+        let spec = BuildSpec {
+            image: image.clone(),
+            platform: job.platform.clone(),
+            target: self.project.target.clone(),
+            args: self.project.args.clone(),
+            network: self
+                .network
+                .unwrap_or(self.runners[&job.runner].network)
+                .as_str()
+                .to_owned(),
+            registry_config: Some(self.registry_config.clone()),
+        };
+        let platform = job.platform.to_string();
+        engine
+            .build(&spec, self.context, |event| {
+                let (platform, runner) = (platform.clone(), job.runner.clone());
+                self.reporter.report(match event {
+                    BuildEvent::Step(step) => Event::Step {
+                        platform,
+                        runner,
+                        step,
+                    },
+                    BuildEvent::Log(line) => Event::Log {
+                        platform,
+                        runner,
+                        line,
+                    },
+                })
+            })
+            .await
+            .map_err(|error| match error {
+                mab_engine::EngineError::BuildFailed {
+                    message, log_tail, ..
+                } => fail(Stage::Build, message, log_tail),
+                other => fail(Stage::Runner, other.to_string(), Vec::new()),
+            })?;
+
+        let child = match self.repository {
+            None => {
+                let found = engine
+                    .image_platform(&image)
+                    .await
+                    .map_err(|error| fail(Stage::Runner, error.to_string(), Vec::new()))?;
+                mab_registry::check_platform(&job.platform, &found)
+                    .map_err(|error| fail(Stage::Verify, error.to_string(), Vec::new()))?;
+                None
+            }
+            Some(repository) => {
+                let digest = engine
+                    .push(&self.project.image, &staging_tag, self.credentials.as_ref())
+                    .await
+                    .map_err(|error| fail(Stage::Push, error.to_string(), Vec::new()))?;
+                self.reporter.report(Event::Pushed {
+                    platform: platform.clone(),
+                    runner: job.runner.clone(),
+                    digest: digest.clone(),
+                });
+                let child = repository
+                    .describe(&digest)
+                    .await
+                    .map_err(|error| fail(Stage::ReadBack, error.to_string(), Vec::new()))?;
+                mab_registry::check_platform(&job.platform, &child.platform)
+                    .map_err(|error| fail(Stage::Verify, error.to_string(), Vec::new()))?;
+                Some(child)
+            }
+        };
+        Ok(child)
+    }
+
+    /// The engine keeps the newest image per platform under a stable name,
+    /// `<image>:mab-<platform>`, so that repeated builds do not pile up
+    /// staging tags there. Only tidying: a failure is a warning.
+    async fn keep_image(&self, job: &JobSpec) {
+        let Ok(connected) = &self.connected[&job.runner] else {
+            return;
+        };
+        let image = format!("{}:{}", self.project.image, self.staging_tag(&job.platform));
+        let kept_tag = format!("mab-{}", platform_slug(&job.platform));
+        match connected
+            .engine
+            .tag(&image, &self.project.image, &kept_tag)
+            .await
+        {
+            Ok(()) => connected.engine.remove_image(&image).await,
+            Err(error) => self.reporter.report(Event::Warning {
+                message: format!(
+                    "could not keep {image} as {}:{kept_tag}: {error}",
+                    self.project.image
+                ),
+            }),
+        }
+    }
+}
+
+/// Where a platform's job failed, for the hint that goes with it.
+#[derive(Clone, Copy)]
+enum Stage {
+    /// Reaching the runner or its engine.
+    Runner,
+    /// The Dockerfile's steps.
+    Build,
+    /// Pushing to the registry or reading the image back.
+    Push,
+    /// Reading the pushed image back from the registry.
+    ReadBack,
+    /// The image is not for the platform asked for.
+    Verify,
+}
+
+impl Stage {
+    /// `job` failed at this stage with `message` (and the build log's
+    /// `log_tail`): the image was pushed under its staging tag when the
+    /// failure came after the push (reading it back or verifying it).
+    fn failure(
+        self,
+        job: &JobSpec,
+        message: String,
+        log_tail: Vec<String>,
+        image: &str,
+    ) -> JobFailure {
+        JobFailure {
+            pushed: matches!(self, Stage::Verify | Stage::ReadBack),
+            hint: self.hint(job, &message, image),
+            job: job.clone(),
+            message,
+            log_tail,
+        }
+    }
+
+    fn hint(self, job: &JobSpec, message: &str, image: &str) -> String {
+        let registry = image.split('/').next().unwrap_or(image);
+        match self {
+            Stage::Runner => format!(
+                "check runner `{}` (its host and engine) and run `mab build` again",
+                job.runner
+            ),
+            Stage::Build => {
+                "the indented lines above end the failed build's log; fix the Dockerfile and run `mab build` again"
+                    .to_owned()
+            }
+            Stage::Push if ["auth", "denied", "unauthorized"].iter().any(|word| message.contains(word)) => format!(
+                "mab hands the engines the credentials for {registry} from ~/.docker/config.json; log in with `docker login {registry}`"
+            ),
+            Stage::Push => format!("check that {registry} is reachable from runner `{}` and accepts pushes", job.runner),
+            Stage::ReadBack => format!("check that {registry} serves the image runner `{}` pushed", job.runner),
+            Stage::Verify => format!(
+                "runner `{}` did not produce a {} image: check that its engine honours the platform and that the final stage's FROM is not pinned to another platform",
+                job.runner, job.platform
+            ),
+        }
+    }
+}
+
+impl<R: Registry> Worker for LiveWorker<'_, R> {
+    async fn run(&self, job: &JobSpec) -> Result<Built, JobFailure> {
+        let started = Instant::now();
+        let (platform, runner) = (job.platform.to_string(), job.runner.clone());
+        self.reporter.report(Event::Started {
+            platform: platform.clone(),
+            runner: runner.clone(),
+            emulated: job.emulated,
+        });
+        match self.build_one(job).await {
+            Ok(child) => {
+                let seconds = started.elapsed().as_secs_f64();
+                self.keep_image(job).await;
+                self.reporter.report(Event::Done {
+                    platform,
+                    runner,
+                    seconds,
+                });
+                Ok(Built {
+                    job: job.clone(),
+                    child,
+                    seconds,
+                })
+            }
+            Err(failure) => {
+                self.reporter.report(Event::Failed {
+                    platform,
+                    runner,
+                    message: failure.message.clone(),
+                });
+                Err(failure)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn where_a_job_fails_decides_its_staging_tag_and_hint() {
+        let job = JobSpec {
+            platform: "linux/arm64".parse().unwrap(),
+            runner: "pi".to_owned(),
+            emulated: false,
+        };
+        // (stage, message, pushed under its staging tag, phrase of the hint)
+        let cases = [
+            (
+                Stage::Runner,
+                "connection refused",
+                false,
+                "check runner `pi`",
+            ),
+            (
+                Stage::Build,
+                "RUN false: exit code 1",
+                false,
+                "fix the Dockerfile",
+            ),
+            (
+                Stage::Push,
+                "unauthorized: authentication required",
+                false,
+                "log in with `docker login 127.0.0.1:5000`",
+            ),
+            (
+                Stage::Push,
+                "connection reset",
+                false,
+                "check that 127.0.0.1:5000 is reachable from runner `pi`",
+            ),
+            (
+                Stage::ReadBack,
+                "manifest unknown",
+                true,
+                "check that 127.0.0.1:5000 serves the image runner `pi` pushed",
+            ),
+            (
+                Stage::Verify,
+                "the image is for linux/amd64",
+                true,
+                "runner `pi` did not produce a linux/arm64 image",
+            ),
+        ];
+        for (stage, message, pushed, hint) in cases {
+            let failure = stage.failure(
+                &job,
+                message.to_owned(),
+                vec!["#5 RUN false".to_owned()],
+                "127.0.0.1:5000/team/app",
+            );
+            assert_eq!(failure.pushed, pushed, "{message}");
+            assert!(failure.hint.contains(hint), "{message}: {}", failure.hint);
+            assert_eq!(failure.message, message);
+            assert_eq!(failure.log_tail, ["#5 RUN false"]);
+            assert_eq!(failure.job, job);
+        }
+    }
+}
