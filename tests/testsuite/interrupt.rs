@@ -1,5 +1,6 @@
-//! Ctrl-C during a build: exit code 130, the engine stops the running step
-//! once mab's connection is gone, and nothing is published.
+//! Ctrl-C (SIGINT) or SIGTERM during a build: exit code 130 or 143, the
+//! engine stops the running step once mab's connection is gone, and nothing
+//! is published.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -10,12 +11,26 @@ use crate::support::{require_lab, skopeo_exists, Home, Project};
 #[test]
 #[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn an_interrupted_build_stops_and_publishes_nothing() {
+    stopped_by("INT", 130, 347);
+}
+
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_terminated_build_stops_and_publishes_nothing() {
+    stopped_by("TERM", 143, 348);
+}
+
+/// Builds a step that sleeps `seconds` (a number no other test sleeps, so
+/// that pgrep finds this build's step), sends mab `signal` once it runs,
+/// and checks the exit code, that the step stops, and that nothing is
+/// published.
+fn stopped_by(signal: &str, expected: i32, seconds: u32) {
     let lab = require_lab!();
     let repository = lab.repository("interrupt");
     let project = Project::new();
     project.with_busybox(lab, &["amd64"]).file(
         "Dockerfile",
-        "FROM scratch\nCOPY busybox/amd64 /bin/busybox\nRUN [\"/bin/busybox\", \"sleep\", \"347\"]\n",
+        &format!("FROM scratch\nCOPY busybox/amd64 /bin/busybox\nRUN [\"/bin/busybox\", \"sleep\", \"{seconds}\"]\n"),
     );
     project.file(
         "mab.toml",
@@ -45,7 +60,7 @@ fn an_interrupted_build_stops_and_publishes_nothing() {
     }
     assert!(seen.contains("sleep"), "the RUN step started:\n{seen}");
     let started = Instant::now();
-    while !sleep_running() {
+    while !sleep_running(seconds) {
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "the RUN step never showed up as a process"
@@ -53,13 +68,13 @@ fn an_interrupted_build_stops_and_publishes_nothing() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
     let interrupted = Instant::now();
     let code = child.wait().unwrap().code();
-    assert_eq!(code, Some(130));
+    assert_eq!(code, Some(expected), "after SIG{signal}");
     assert!(
         interrupted.elapsed() < Duration::from_secs(10),
         "mab stops promptly"
@@ -67,7 +82,7 @@ fn an_interrupted_build_stops_and_publishes_nothing() {
 
     // The engine stops the step once the connection is gone (LAB.md: about 2 s).
     let deadline = Instant::now() + Duration::from_secs(20);
-    while sleep_running() {
+    while sleep_running(seconds) {
         assert!(
             Instant::now() < deadline,
             "the RUN step still runs after mab was interrupted"
@@ -81,9 +96,9 @@ fn an_interrupted_build_stops_and_publishes_nothing() {
 }
 
 /// Whether the build's `RUN` step runs on this machine, seen with pgrep.
-fn sleep_running() -> bool {
+fn sleep_running(seconds: u32) -> bool {
     Command::new("pgrep")
-        .args(["-f", "busybox sleep 347"])
+        .args(["-f", &format!("busybox sleep {seconds}")])
         .output()
         .unwrap()
         .status

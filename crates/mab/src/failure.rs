@@ -12,18 +12,22 @@ pub enum FailureKind {
     /// Something failed while running: a host, an engine, a build, a push,
     /// a publish.
     Runtime,
-    /// Interrupted (Ctrl-C).
+    /// Interrupted (Ctrl-C, SIGINT).
     Interrupted,
+    /// Asked to stop (SIGTERM, as `kill` and CI runners send it).
+    Terminated,
 }
 
 impl FailureKind {
     /// The process exit code (PRODUCT.md): 2 usage, 1 runtime, 130
-    /// interrupted.
+    /// interrupted, 143 on SIGTERM (128 + the signal's number, as shells
+    /// report them).
     pub fn exit_code(self) -> u8 {
         match self {
             FailureKind::Usage => 2,
             FailureKind::Runtime => 1,
             FailureKind::Interrupted => 130,
+            FailureKind::Terminated => 143,
         }
     }
 }
@@ -81,10 +85,16 @@ impl Failure {
         }
     }
 
-    pub fn interrupted() -> Failure {
+    /// Stopped by a signal before publishing: `kind` is
+    /// [`FailureKind::Interrupted`] or [`FailureKind::Terminated`].
+    pub fn stopped(kind: FailureKind) -> Failure {
+        let how = match kind {
+            FailureKind::Terminated => "terminated",
+            _ => "interrupted",
+        };
         Failure {
-            kind: FailureKind::Interrupted,
-            report: "error: interrupted; nothing was published".to_owned(),
+            kind,
+            report: format!("error: {how}; nothing was published"),
             stdout: String::new(),
         }
     }
@@ -129,12 +139,20 @@ mod tests {
             "error: linux/arm64 failed on runner-a\n  | step 2\n  | exit code 1\nhint: fix the Dockerfile"
         );
         assert_eq!(Failure::usage("bad", None).kind, FailureKind::Usage);
-        assert_eq!(Failure::interrupted().kind, FailureKind::Interrupted);
+        assert_eq!(
+            Failure::stopped(FailureKind::Interrupted).kind,
+            FailureKind::Interrupted
+        );
+        assert_eq!(
+            Failure::stopped(FailureKind::Terminated).report,
+            "error: terminated; nothing was published"
+        );
         // PRODUCT.md's exit codes.
         let codes = [
             (FailureKind::Usage, 2),
             (FailureKind::Runtime, 1),
             (FailureKind::Interrupted, 130),
+            (FailureKind::Terminated, 143),
         ];
         for (kind, code) in codes {
             assert_eq!(kind.exit_code(), code, "{kind:?}");

@@ -19,7 +19,7 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command, Progress, RunnersCommand};
 use crate::environment::Environment;
-use crate::failure::Failure;
+use crate::failure::{Failure, FailureKind};
 use crate::progress::Reporter;
 
 /// Runs mab with the process's arguments and environment; returns the exit code.
@@ -52,20 +52,27 @@ pub fn main() -> i32 {
     let result = runtime.block_on(async {
         let command = run(cli, &environment, &publishing);
         tokio::pin!(command);
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         loop {
-            tokio::select! {
+            let signal = tokio::select! {
                 result = &mut command => break result,
-                _ = tokio::signal::ctrl_c() => {
-                    if !publishing.in_progress() {
-                        break Err(Failure::interrupted());
+                _ = tokio::signal::ctrl_c() => FailureKind::Interrupted,
+                Some(()) = async {
+                    match terminate.as_mut() {
+                        Some(terminate) => terminate.recv().await,
+                        None => std::future::pending().await,
                     }
-                    // Leave the registry consistent: the list and its tags
-                    // are being pushed; let that finish.
-                    progress::Lines.report(progress::Event::Warning {
-                        message: "interrupted while publishing; finishing the publish first".to_owned(),
-                    });
-                }
+                } => FailureKind::Terminated,
+            };
+            if !publishing.in_progress() {
+                break Err(Failure::stopped(signal));
             }
+            // Leave the registry consistent: the list and its tags are
+            // being pushed; let that finish.
+            progress::Lines.report(progress::Event::Warning {
+                message: "interrupted while publishing; finishing the publish first".to_owned(),
+            });
         }
     });
     // Dropping the runtime closes every connection, which makes the engines
