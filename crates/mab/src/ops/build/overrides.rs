@@ -27,6 +27,9 @@ pub(super) fn apply_overrides(
     if let Some(target) = &args.target {
         project.target = Some(target.clone());
     }
+    if let Some(timeout) = &args.timeout {
+        project.timeout = Some(time_limit("--timeout", timeout)?);
+    }
     for tag in &args.tags {
         if !mab_config::project::is_valid_tag(tag) {
             return Err(Failure::usage(
@@ -36,6 +39,18 @@ pub(super) fn apply_overrides(
         }
     }
     Ok(())
+}
+
+/// The value of a time limit flag (`--timeout`, `--deadline`), read by
+/// [`mab_config::project::parse_time_limit`]; a bad one is exit 2 naming
+/// the flag.
+pub(super) fn time_limit(flag: &str, value: &str) -> Result<std::time::Duration, Failure> {
+    mab_config::project::parse_time_limit(value).map_err(|message| {
+        Failure::usage(
+            format!("{flag}: {message}"),
+            Some(mab_config::project::TIME_LIMIT_HINT),
+        )
+    })
 }
 
 /// One `--build-arg`, read as the docker CLI reads it (docker/cli
@@ -143,6 +158,7 @@ mod tests {
             dockerfile: None,
             target: None,
             emulation: true,
+            timeout: None,
             args: [
                 ("KEPT", "manifest"),
                 ("SET", "manifest"),
