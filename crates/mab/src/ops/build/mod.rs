@@ -909,6 +909,36 @@ mod tests {
         }
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_stops_connecting_and_planning() {
+        let limit = std::time::Duration::from_secs(7200);
+        let deadline = Some((tokio::time::Instant::now() + limit, limit));
+        let slow = tokio::time::sleep(limit * 2);
+        let failure = before_deadline(deadline, "connecting to the runners", slow)
+            .await
+            .unwrap_err();
+        assert_eq!(failure.kind, FailureKind::Runtime);
+        assert!(
+            failure.report.contains(
+                "the build's deadline (--deadline 2h) came while connecting to the runners; nothing was built"
+            ),
+            "{}",
+            failure.report
+        );
+        assert!(failure.report.contains("hint: pass a later --deadline"));
+        let quick = async { 5 };
+        assert_eq!(
+            before_deadline(deadline, "planning", quick).await.unwrap(),
+            5
+        );
+        assert_eq!(
+            before_deadline(None, "planning", async { 6 })
+                .await
+                .unwrap(),
+            6
+        );
+    }
+
     #[tokio::test]
     async fn push_rights_are_checked_before_building() {
         // (the registry's answer, the exit it makes, phrases of the report)

@@ -127,7 +127,7 @@ mod tests {
     }
 
     #[test]
-    fn build_arg_flags_go_over_the_manifest_the_last_one_winning() {
+    fn flags_go_over_the_manifest_the_last_build_arg_winning() {
         let environment = Environment {
             variables: [("SET", "from env")].into_iter().collect(),
             ..Environment::default()
@@ -145,6 +145,8 @@ mod tests {
             "DROPPED",
             "--build-arg",
             "NEW=1",
+            "--timeout",
+            "2h",
         ])
         .unwrap();
         let crate::cli::Command::Build(args) = cli.command else {
@@ -158,7 +160,7 @@ mod tests {
             dockerfile: None,
             target: None,
             emulation: true,
-            timeout: None,
+            timeout: Some(std::time::Duration::from_secs(90 * 60)),
             args: [
                 ("KEPT", "manifest"),
                 ("SET", "manifest"),
@@ -183,5 +185,10 @@ mod tests {
             .map(|(name, value)| (name.as_str(), value.as_str()))
             .collect();
         assert_eq!(found, expected);
+        assert_eq!(
+            project.timeout,
+            Some(std::time::Duration::from_secs(2 * 3600)),
+            "--timeout over `timeout`"
+        );
     }
 }
