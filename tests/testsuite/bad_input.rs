@@ -231,6 +231,23 @@ fn bad_build_arg_and_tag() {
     );
 }
 
+/// A bad `--timeout` or `--deadline` names the flag; the flag's value goes
+/// over a good `timeout` in mab.toml.
+#[test]
+fn bad_time_limits() {
+    let project = project(&format!("{GOOD_MANIFEST}timeout = \"1h\"\n"));
+    check(
+        "bad_timeout_flag",
+        &run(&project, &["build", "--no-push", "--timeout", "90"]),
+        2,
+    );
+    check(
+        "bad_deadline_flag",
+        &run(&project, &["build", "--no-push", "--deadline", "0s"]),
+        2,
+    );
+}
+
 /// A build of fewer platforms than mab.toml lists would narrow the release
 /// under the computed tags: refused before anything is contacted (the
 /// registry named here has nothing listening), naming what is left out.
@@ -275,7 +292,7 @@ fn target_not_in_the_dockerfile() {
 fn configuration_mistakes() {
     const RUNNER: &str =
         "[[runner]]\nname = \"a\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\n";
-    let cases: [(&str, &str, &str); 15] = [
+    let cases: [(&str, &str, &str); 16] = [
         ("empty_platforms", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = []\n", RUNNER),
         ("unknown_os", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linus/amd64\"]\n", RUNNER),
         ("missing_name", "[image]\nplatforms = [\"linux/amd64\"]\n", RUNNER),
@@ -284,6 +301,7 @@ fn configuration_mistakes() {
         ("missing_context", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linux/amd64\"]\ncontext = \"nowhere\"\n", RUNNER),
         ("wrong_type", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = \"linux/amd64\"\n", RUNNER),
         ("emulation_not_a_boolean", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linux/amd64\"]\nemulation = \"no\"\n", RUNNER),
+        ("bad_timeout", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linux/amd64\"]\ntimeout = \"90 minuets\"\n", RUNNER),
         ("duplicate_runner", GOOD_MANIFEST, &"[[runner]]\nname = \"a\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\n".repeat(2)),
         ("runner_without_platforms", GOOD_MANIFEST, "[[runner]]\nname = \"a\"\nhost = \"local\"\nplatforms = []\n"),
         ("zero_jobs", GOOD_MANIFEST, "[[runner]]\nname = \"a\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\njobs = 0\n"),

@@ -2,7 +2,9 @@
 //! run checks its exit code, its message, and that the registry's tags
 //! (read with skopeo) did not change and no runner was asked to build.
 
-use crate::support::{mab, require_lab, sha256, skopeo_raw, skopeo_tags, Lab, Project, Run};
+use crate::support::{
+    mab, require_lab, runners_check_json, sha256, skopeo_raw, skopeo_tags, Lab, Project, Run,
+};
 
 /// A `FROM scratch` project for the lab's local engine (the implicit
 /// local runner, which emulates arm64 for a build without RUN steps).
@@ -337,4 +339,55 @@ fn credentials_that_may_not_push_are_refused_before_building() {
     );
     assert!(failed.stderr.contains("\"started\""), "{failed:?}");
     assert_eq!(registry_state(&open), Vec::new());
+}
+
+/// A local runner whose engine socket accepts connections and never
+/// answers (as a hung dockerd does): `mab runners check` gives up on it
+/// after the 30 s engine request limit, naming the runner and the request,
+/// rather than hanging or waiting for the probe's 60 s backstop.
+#[test]
+fn an_engine_that_never_answers_is_reported_within_its_request_limit() {
+    let directory = tempfile::tempdir().unwrap();
+    let socket = directory.path().join("hung.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    // Accepts every connection and keeps it open, reading nothing.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    let project = Project::new();
+    project.file(
+        "runners.toml",
+        &format!(
+            "[[runner]]\nname = \"hung\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\nengine = \"unix://{}\"\n",
+            socket.display()
+        ),
+    );
+    let home = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let run = runners_check_json(home.path(), project.path());
+    let seconds = started.elapsed().as_secs_f64();
+    assert!((29.0..40.0).contains(&seconds), "took {seconds} s: {run:?}");
+    assert_eq!(run.code, 1, "{run:?}");
+    let json = run.json();
+    let hung = &json["runners"][0];
+    assert_eq!(hung["name"], "hung", "{json}");
+    assert_eq!(
+        (hung["ok"].clone(), hung["error_kind"].clone()),
+        (false.into(), "engine".into()),
+        "{hung}"
+    );
+    assert_eq!(
+        hung["error"], "the Docker engine of hung did not answer GET /version within 30 s",
+        "{hung}"
+    );
+    assert!(
+        hung["hint"]
+            .as_str()
+            .unwrap()
+            .contains("accepted the connection but did not answer"),
+        "{hung}"
+    );
 }

@@ -1,32 +1,17 @@
 //! Ctrl-C (SIGINT) or SIGTERM during a build: exit code 130 or 143, the
 //! engine stops the running step once mab's connection is gone, and nothing
-//! is published.
+//! is published. A job over its time limit is stopped the same way.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{require_lab, skopeo_exists, Home, Project};
+use crate::support::{require_lab, skopeo_exists, Home, Lab, Project};
 
-#[test]
-#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
-fn an_interrupted_build_stops_and_publishes_nothing() {
-    stopped_by("INT", 130, 347);
-}
-
-#[test]
-#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
-fn a_terminated_build_stops_and_publishes_nothing() {
-    stopped_by("TERM", 143, 348);
-}
-
-/// Builds a step that sleeps `seconds` (a number no other test sleeps, so
-/// that pgrep finds this build's step), sends mab `signal` once it runs,
-/// and checks the exit code, that the step stops, and that nothing is
-/// published.
-fn stopped_by(signal: &str, expected: i32, seconds: u32) {
-    let lab = require_lab!();
-    let repository = lab.repository("interrupt");
+/// A project whose one `RUN` step sleeps `seconds` (a number no other test
+/// sleeps, so that [`sleep_running`] sees only this build), built on the
+/// lab's local engine as runner `here`, published to `repository`.
+fn sleeping_project(lab: &Lab, repository: &str, seconds: &str) -> Project {
     let project = Project::new();
     project.with_busybox(lab, &["amd64"]).file(
         "Dockerfile",
@@ -40,6 +25,41 @@ fn stopped_by(signal: &str, expected: i32, seconds: u32) {
         "runners.toml",
         &format!("[[runner]]\nname = \"here\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\nengine = \"{}\"\n", lab.get("LOCAL_ENGINE")),
     );
+    project
+}
+
+/// Waits up to 20 s for the engine to stop the `RUN` step that sleeps
+/// `seconds` (LAB.md: about 2 s after the connection is gone).
+fn assert_step_stops(seconds: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sleep_running(seconds) {
+        assert!(
+            Instant::now() < deadline,
+            "the RUN step still runs after mab dropped its connection"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn an_interrupted_build_stops_and_publishes_nothing() {
+    stopped_by("INT", 130, "347");
+}
+
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_terminated_build_stops_and_publishes_nothing() {
+    stopped_by("TERM", 143, "349");
+}
+
+/// Sends mab `signal` once the build's step (sleeping `seconds`) runs, and
+/// checks the exit code, that the step stops, and that nothing is
+/// published.
+fn stopped_by(signal: &str, expected: i32, seconds: &str) {
+    let lab = require_lab!();
+    let repository = lab.repository("interrupt");
+    let project = sleeping_project(lab, &repository, seconds);
     let home = Home::new(lab);
     let mut child = Command::new(env!("CARGO_BIN_EXE_mab"))
         .args(["build", "--progress", "plain"])
@@ -80,23 +100,62 @@ fn stopped_by(signal: &str, expected: i32, seconds: u32) {
         "mab stops promptly"
     );
 
-    // The engine stops the step once the connection is gone (LAB.md: about 2 s).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while sleep_running(seconds) {
-        assert!(
-            Instant::now() < deadline,
-            "the RUN step still runs after mab was interrupted"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    assert_step_stops(seconds);
     assert!(
         !skopeo_exists(&format!("{repository}:latest")),
         "nothing was published"
     );
 }
 
-/// Whether the build's `RUN` step runs on this machine, seen with pgrep.
-fn sleep_running(seconds: u32) -> bool {
+/// `--timeout 5s` and a step that sleeps for minutes: the job is stopped
+/// after its limit, the engine stops the step, the build fails naming the
+/// platform, the runner and the limit, and nothing is published.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_job_over_its_time_limit_is_stopped_and_publishes_nothing() {
+    let lab = require_lab!();
+    let repository = lab.repository("time-limit");
+    let project = sleeping_project(lab, &repository, "348");
+    let home = Home::new(lab);
+    let started = Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_mab"))
+        .args(["build", "--progress", "plain", "--timeout", "5s"])
+        .current_dir(project.path())
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    let elapsed = started.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("sleep"), "the RUN step started:\n{stderr}");
+    assert!(
+        stderr.contains("build failed for linux/amd64 (runner here); nothing was published"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "linux/amd64 on here: stopped after running for 5s on runner `here`, its time limit"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: find out why the build is slow on runner `here`"),
+        "{stderr}"
+    );
+    assert!(
+        (Duration::from_secs(5)..Duration::from_secs(60)).contains(&elapsed),
+        "stopped after its limit, long before the step's end: {elapsed:?}"
+    );
+    assert_step_stops("348");
+    assert!(
+        !skopeo_exists(&format!("{repository}:latest")),
+        "nothing was published"
+    );
+}
+
+/// Whether the build's `RUN` step that sleeps `seconds` runs on this
+/// machine, seen with pgrep.
+fn sleep_running(seconds: &str) -> bool {
     Command::new("pgrep")
         .args(["-f", &format!("busybox sleep {seconds}")])
         .output()

@@ -1,7 +1,7 @@
 //! `mab runners`, `mab plan` and `mab init`, as a cluster admin and a
 //! developer use them.
 
-use crate::support::{mab, require_lab, ssh_lock, Home, Project, Run};
+use crate::support::{mab, require_lab, runners_check_json, ssh_lock, Home, Project, Run};
 
 /// Replaces a temporary directory in stdout and stderr.
 fn filtered(mut run: Run, directory: &std::path::Path, placeholder: &str) -> Run {
@@ -197,18 +197,7 @@ fn check_reports_what_each_runner_can_build() {
     // binfmt_misc, set up by tests/lab/host-main), whatever this machine
     // registers: qemu-riscv64 is not among them.
     let _ssh = ssh_lock();
-    let run = mab(
-        home.path(),
-        project.path(),
-        &[
-            "runners",
-            "check",
-            "--runners",
-            "runners.toml",
-            "--format",
-            "json",
-        ],
-    );
+    let run = runners_check_json(home.path(), project.path());
     assert_eq!(run.code, 1, "two runners are unusable: {run:?}");
     assert!(
         run.stderr.contains("2 of 4 runner(s) cannot be used"),

@@ -2,7 +2,7 @@
 //! wildcards and negation, `StrictHostKeyChecking accept-new` learning a new
 //! key (and only a new one).
 
-use crate::support::{mab, require_lab, ssh_lock, Home, Project};
+use crate::support::{mab, require_lab, runners_check_json, ssh_lock, Home, Project};
 
 /// A runners file with runner-b under the alias `build-b`.
 fn runners_on_runner_b(socket: &str) -> Project {
@@ -46,18 +46,7 @@ fn include_patterns_and_accept_new() {
     let project = runners_on_runner_b(lab.get("RUNNER_B_ENGINE_SOCKET"));
 
     let _ssh = ssh_lock();
-    let run = mab(
-        home.path(),
-        project.path(),
-        &[
-            "runners",
-            "check",
-            "--runners",
-            "runners.toml",
-            "--format",
-            "json",
-        ],
-    );
+    let run = runners_check_json(home.path(), project.path());
     assert_eq!(run.code, 0, "{run:?}");
     let json = run.json();
     assert_eq!(json["runners"][0]["ok"], true, "{json}");
@@ -78,18 +67,7 @@ fn include_patterns_and_accept_new() {
         .known_hosts_line()
         .replace("[127.0.0.2]", &format!("[{}]", runner_b.address));
     home.write_known_hosts(&wrong);
-    let refused = mab(
-        home.path(),
-        project.path(),
-        &[
-            "runners",
-            "check",
-            "--runners",
-            "runners.toml",
-            "--format",
-            "json",
-        ],
-    );
+    let refused = runners_check_json(home.path(), project.path());
     assert_eq!(refused.code, 1, "{refused:?}");
     let json = refused.json();
     assert_eq!(json["runners"][0]["error_kind"], "host_key", "{json}");

@@ -366,6 +366,22 @@ pub fn mab(home: &Path, directory: &Path, arguments: &[&str]) -> Run {
     mab_with_env(home, directory, arguments, &[])
 }
 
+/// `mab runners check --runners runners.toml --format json` in `directory`.
+pub fn runners_check_json(home: &Path, directory: &Path) -> Run {
+    mab(
+        home,
+        directory,
+        &[
+            "runners",
+            "check",
+            "--runners",
+            "runners.toml",
+            "--format",
+            "json",
+        ],
+    )
+}
+
 /// [`mab`] with these variables set (`Some`) or removed (`None`) on top.
 pub fn mab_with_env(
     home: &Path,

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -35,6 +36,10 @@ pub struct Project {
     /// emulation when no runner builds it natively (default `true`);
     /// `false` acts as `mab build --native-only`.
     pub emulation: bool,
+    /// `[image] timeout`: how long one platform's job may run once it has
+    /// its runner slot (see [`parse_time_limit`]); `None` (the default)
+    /// for no limit.
+    pub timeout: Option<Duration>,
     /// `[image.args]`.
     pub args: BTreeMap<String, String>,
     /// `[tags] extra`.
@@ -57,6 +62,7 @@ struct RawImage {
     dockerfile: Option<Spanned<String>>,
     target: Option<Spanned<String>>,
     emulation: Option<bool>,
+    timeout: Option<Spanned<String>>,
     args: Option<BTreeMap<String, String>>,
 }
 
@@ -73,6 +79,7 @@ const IMAGE_KEYS: &[&str] = &[
     "dockerfile",
     "target",
     "emulation",
+    "timeout",
     "args",
 ];
 const TAGS_KEYS: &[&str] = &["extra"];
@@ -179,6 +186,17 @@ pub fn parse_project(path: &Path, text: &str) -> Result<Project, ConfigError> {
         None => None,
     };
 
+    let timeout = match &image.timeout {
+        Some(timeout) => Some(parse_time_limit(timeout.get_ref()).map_err(|message| {
+            invalid(
+                Some(timeout.span()),
+                format!("`timeout`: {message}"),
+                TIME_LIMIT_HINT,
+            )
+        })?),
+        None => None,
+    };
+
     let mut extra_tags = Vec::new();
     for tag in raw.tags.and_then(|tags| tags.extra).unwrap_or_default() {
         if !is_valid_tag(tag.get_ref()) {
@@ -201,6 +219,7 @@ pub fn parse_project(path: &Path, text: &str) -> Result<Project, ConfigError> {
         dockerfile,
         target,
         emulation: image.emulation.unwrap_or(true),
+        timeout,
         args: image.args.unwrap_or_default(),
         extra_tags,
         warnings,
@@ -230,6 +249,25 @@ impl Project {
             Some(hint.to_owned()),
         )
     }
+}
+
+/// What to write for a time limit, for the hint of a bad one.
+pub const TIME_LIMIT_HINT: &str =
+    "write a duration such as `90m`, `2h`, `1h 30m` or `45s` (units: s, m, h, d)";
+
+/// A time limit as written in `[image] timeout` or `--timeout`/`--deadline`:
+/// a human-readable duration in the syntax of the `humantime` crate, one or
+/// more `NUMBER UNIT` parts (`90m`, `1h 30m`, `45s`; units `ms`, `s`, `m`,
+/// `h`, `d`, `w`, `M`, `y` and their long names), at least one second.
+/// Errors: the parser's message (`unknown time unit "x"`, ...), or that the
+/// limit is zero.
+pub fn parse_time_limit(text: &str) -> Result<Duration, String> {
+    let limit = humantime::parse_duration(text.trim())
+        .map_err(|error| format!("`{text}` is not a duration: {error}"))?;
+    if limit < Duration::from_secs(1) {
+        return Err(format!("`{text}` is less than a second"));
+    }
+    Ok(limit)
 }
 
 fn unknown_key_warning(path: &Path, segments: &[Segment]) -> String {
@@ -422,6 +460,7 @@ context = "./src/.."
 dockerfile = "docker/Dockerfile.release"
 target = "runtime"
 emulation = false
+timeout = "1h 30m"
 
 [image.args]
 GREETING = "hello"
@@ -442,6 +481,7 @@ extra = ["edge", "nightly", "edge"]
         );
         assert_eq!(project.target.as_deref(), Some("runtime"));
         assert!(!project.emulation);
+        assert_eq!(project.timeout, Some(Duration::from_secs(90 * 60)));
         assert_eq!(
             project.args,
             BTreeMap::from([("GREETING".to_owned(), "hello".to_owned())])
@@ -463,6 +503,7 @@ extra = ["edge", "nightly", "edge"]
         assert_eq!(project.dockerfile, None);
         assert_eq!(project.target, None);
         assert!(project.emulation);
+        assert_eq!(project.timeout, None);
         assert!(project.args.is_empty());
         assert!(project.extra_tags.is_empty());
         assert!(project.warnings.is_empty());
@@ -575,6 +616,30 @@ extra = ["edge", "nightly", "edge"]
                 "emulation = \"no\"",
                 "            ^^^^",
                 "`true` or `false`",
+            ),
+            (
+                "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\ntimeout = \"90 minuets\"\n",
+                "`timeout`: `90 minuets` is not a duration: unknown time unit \"minuets\", supported units: ns, us/µs, ms, sec, min, hours, days, weeks, months, years (and few variations)",
+                ":4:11",
+                "timeout = \"90 minuets\"",
+                "          ^^^^^^^^^^^^",
+                "such as `90m`",
+            ),
+            (
+                "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\ntimeout = \"0s\"\n",
+                "`timeout`: `0s` is less than a second",
+                ":4:11",
+                "timeout = \"0s\"",
+                "          ^^^^",
+                "such as `90m`",
+            ),
+            (
+                "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\ntimeout = 90\n",
+                "invalid type: integer `90`, expected a string",
+                ":4:11",
+                "timeout = 90",
+                "          ^^",
+                "double quotes",
             ),
             (
                 "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\n[image.args]\nN = 3\n",

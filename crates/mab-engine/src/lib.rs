@@ -44,6 +44,13 @@ const NEWEST_API: (usize, usize) = (1, 53);
 /// then streams; this only bounds a hung engine).
 const REQUEST_TIMEOUT_SECONDS: u64 = 3600;
 
+/// How long a request that does not stream (`/version`, `/info`,
+/// `/_ping`, image inspect, tag, remove) may take, answer included, before
+/// it fails as [`EngineError::Timeout`]: an engine that accepts the
+/// connection but never answers must not hang mab. The docker CLI has no
+/// such limit; 30 s is far above what a healthy engine needs.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("cannot reach the Docker engine of {engine}: {source}")]
@@ -54,6 +61,15 @@ pub enum EngineError {
     },
     #[error("the Docker engine of {engine} answered with an error: {message}")]
     Api { engine: String, message: String },
+    /// A request that does not stream got no answer within
+    /// [`REQUEST_TIMEOUT`].
+    #[error("the Docker engine of {engine} did not answer {request} within {} s", .limit.as_secs())]
+    Timeout {
+        engine: String,
+        /// The request, as `GET /version`.
+        request: String,
+        limit: std::time::Duration,
+    },
     #[error("the build failed on {engine}: {message}")]
     BuildFailed {
         engine: String,
@@ -128,13 +144,12 @@ impl Engine {
         label: impl Into<String>,
     ) -> Result<Engine, EngineError> {
         let label = label.into();
-        let server_api =
-            server_api_version(&connect)
-                .await
-                .map_err(|source| EngineError::Connect {
-                    engine: label.clone(),
-                    source,
-                })?;
+        let server_api = answered(&label, "GET /version", server_api_version(&connect))
+            .await?
+            .map_err(|source| EngineError::Connect {
+                engine: label.clone(),
+                source,
+            })?;
         let version = std::cmp::min(server_api, NEWEST_API);
         let docker = Docker::connect_with_custom_transport(
             transport::bollard_transport(connect.clone()),
@@ -154,15 +169,11 @@ impl Engine {
     }
 
     pub async fn describe(&self) -> Result<EngineInfo, EngineError> {
-        let version = self
-            .docker
-            .version()
-            .await
+        let version = answered(&self.label, "GET /version", self.docker.version())
+            .await?
             .map_err(|error| api_error(&self.label, error))?;
-        let info = self
-            .docker
-            .info()
-            .await
+        let info = answered(&self.label, "GET /info", self.docker.info())
+            .await?
             .map_err(|error| api_error(&self.label, error))?;
         Ok(EngineInfo {
             os: info
@@ -178,9 +189,8 @@ impl Engine {
 
     /// Asks the engine whether it is there, for measuring a round trip.
     pub async fn ping(&self) -> Result<(), EngineError> {
-        self.docker
-            .ping()
-            .await
+        answered(&self.label, "GET /_ping", self.docker.ping())
+            .await?
             .map(drop)
             .map_err(|error| api_error(&self.label, error))
     }
@@ -375,11 +385,13 @@ impl Engine {
         &self,
         reference: &str,
     ) -> Result<mab_registry::ConfigPlatform, EngineError> {
-        let image = self
-            .docker
-            .inspect_image(reference)
-            .await
-            .map_err(|error| api_error(&self.label, error))?;
+        let image = answered(
+            &self.label,
+            "an image inspect",
+            self.docker.inspect_image(reference),
+        )
+        .await?
+        .map_err(|error| api_error(&self.label, error))?;
         Ok(mab_registry::ConfigPlatform {
             os: image.os.unwrap_or_default(),
             architecture: image.architecture.unwrap_or_default(),
@@ -393,10 +405,13 @@ impl Engine {
             repo: Some(repository.to_owned()),
             tag: Some(tag.to_owned()),
         };
-        self.docker
-            .tag_image(source, Some(options))
-            .await
-            .map_err(|error| api_error(&self.label, error))
+        answered(
+            &self.label,
+            "an image tag",
+            self.docker.tag_image(source, Some(options)),
+        )
+        .await?
+        .map_err(|error| api_error(&self.label, error))
     }
 
     /// Removes an image from the engine; failures are only logged, since
@@ -407,14 +422,34 @@ impl Engine {
             force: false,
             ..Default::default()
         };
-        if let Err(error) = self
-            .docker
-            .remove_image(reference, Some(options), None)
-            .await
+        let removed = answered(
+            &self.label,
+            "an image removal",
+            self.docker.remove_image(reference, Some(options), None),
+        )
+        .await;
+        if let Err(error) =
+            removed.and_then(|removed| removed.map_err(|error| api_error(&self.label, error)))
         {
             tracing::debug!("could not remove {reference} from {}: {error}", self.label);
         }
     }
+}
+
+/// `request`'s output, or [`EngineError::Timeout`] naming the engine
+/// `label` and `what` when it takes longer than [`REQUEST_TIMEOUT`].
+async fn answered<T>(
+    label: &str,
+    what: &str,
+    request: impl std::future::Future<Output = T>,
+) -> Result<T, EngineError> {
+    tokio::time::timeout(REQUEST_TIMEOUT, request)
+        .await
+        .map_err(|_| EngineError::Timeout {
+            engine: label.to_owned(),
+            request: what.to_owned(),
+            limit: REQUEST_TIMEOUT,
+        })
 }
 
 /// Asks the engine which API version it speaks, without a version prefix,

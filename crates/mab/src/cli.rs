@@ -147,6 +147,12 @@ pub struct BuildArgs {
     /// Network mode of RUN steps for this build (default, host or none), over each runner's `network`.
     #[arg(long, value_name = "MODE")]
     pub network: Option<String>,
+    /// How long one platform's job may run once it has its runner slot, such as `90m` or `1h 30m` (over `timeout` under [image]; default no limit); a job over it is stopped and fails the build.
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// How long the whole build may take, such as `2h`: connecting, planning and the jobs; when it passes, running jobs are stopped and nothing is published (a publish already started finishes).
+    #[arg(long, value_name = "DURATION")]
+    pub deadline: Option<String>,
     /// Build and verify each platform on its runner; write nothing to the registry (which then need not answer: without --no-push, mab first checks that it answers and accepts a push).
     #[arg(long)]
     pub no_push: bool,

@@ -132,13 +132,17 @@ impl From<mab_ssh::SshError> for Unreachable {
 
 impl From<mab_engine::EngineError> for Unreachable {
     fn from(error: mab_engine::EngineError) -> Unreachable {
+        let hint = match error {
+            // It took the connection, so the socket is right.
+            mab_engine::EngineError::Timeout { .. } => {
+                "the engine accepted the connection but did not answer: check that it is healthy (`docker info` on that host) and restart it if it hangs"
+            }
+            _ => "check that the engine runs and that its socket is the runner's `engine`",
+        };
         Unreachable {
             kind: UnreachableKind::Engine,
             message: error.to_string(),
-            hint: Some(
-                "check that the engine runs and that its socket is the runner's `engine`"
-                    .to_owned(),
-            ),
+            hint: Some(hint.to_owned()),
         }
     }
 }

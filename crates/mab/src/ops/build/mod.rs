@@ -20,13 +20,15 @@ use mab_registry::{Child, Repository};
 use crate::cli::BuildArgs;
 use crate::environment::Environment;
 use crate::failure::Failure;
-use crate::ops::jobs::{all_or_failures, pushed_jobs, run_all, JobFailure, JobSpec, Worker};
+use crate::ops::jobs::{
+    all_or_failures, pushed_jobs, run_all, JobFailure, JobSpec, Limits, Worker,
+};
 use crate::ops::prepare;
 use crate::ops::publishing::Publishing;
 use crate::progress::{Event, Reporter};
 
 use metadata::MetadataFile;
-use overrides::apply_overrides;
+use overrides::{apply_overrides, time_limit};
 use publish::{check_push, remove_staging_tags, Registry};
 use tags::{check_not_narrowing, release_tags};
 use worker::{build_id, staging_tag, LiveWorker};
@@ -40,9 +42,17 @@ pub async fn build(
     reporter: &dyn Reporter,
     publishing: &Publishing,
 ) -> Result<String, Failure> {
+    let started = tokio::time::Instant::now();
     let loaded = prepare::load(&args.project, environment, reporter)?;
     let mut project = loaded.project;
     apply_overrides(&mut project, args, environment)?;
+    let deadline = match &args.deadline {
+        Some(deadline) => {
+            let limit = time_limit("--deadline", deadline)?;
+            Some((started + limit, limit))
+        }
+        None => None,
+    };
     check_not_narrowing(&project, &loaded.manifest_platforms, args)?;
     let (context, listing) = prepare::build_context(&project)?;
     prepare::check_target(&project, &context, args.target.is_some())?;
@@ -80,11 +90,21 @@ pub async fn build(
     };
 
     if let Some(repository) = &repository {
-        check_push(repository, &registry).await?;
+        before_deadline(
+            deadline,
+            "checking push rights",
+            check_push(repository, &registry),
+        )
+        .await??;
     }
 
     let runners = prepare::runners_for(&loaded.runners, &project.platforms);
-    let connected = prepare::connect_all(&runners, environment).await;
+    let connected = before_deadline(
+        deadline,
+        "connecting to the runners",
+        prepare::connect_all(&runners, environment),
+    )
+    .await?;
     let plan = prepare::plan(
         &project.platforms,
         loaded.emulation,
@@ -143,6 +163,10 @@ pub async fn build(
         slots: &slots,
         build_id: &build_id,
         tags: &tags,
+        limits: Limits {
+            timeout: project.timeout,
+            deadline,
+        },
     };
     run_and_publish(
         &planned,
@@ -153,6 +177,30 @@ pub async fn build(
         reporter,
     )
     .await
+}
+
+/// `future`'s output, or a runtime failure when `deadline` (`--deadline`:
+/// when, and the limit as given) comes first, saying that it came while
+/// `doing` and that nothing was built.
+async fn before_deadline<T>(
+    deadline: Option<(tokio::time::Instant, std::time::Duration)>,
+    doing: &str,
+    future: impl std::future::Future<Output = T>,
+) -> Result<T, Failure> {
+    let Some((at, limit)) = deadline else {
+        return Ok(future.await);
+    };
+    tokio::time::timeout_at(at, future).await.map_err(|_| {
+        Failure::runtime(
+            format!(
+                "the build's deadline (--deadline {}) came while {doing}; nothing was built",
+                humantime::format_duration(limit)
+            ),
+            Some(
+                "pass a later --deadline, or check why the runners and the registry answer slowly",
+            ),
+        )
+    })
 }
 
 /// A planned build, as [`run_and_publish`] takes it.
@@ -167,6 +215,8 @@ struct Planned<'a> {
     build_id: &'a str,
     /// The tags to publish the list under.
     tags: &'a [String],
+    /// The jobs' time limits.
+    limits: Limits,
 }
 
 /// The decisions after planning: runs every job through `worker`; when any
@@ -187,7 +237,7 @@ async fn run_and_publish<W: Worker, R: Registry>(
     publishing: &Publishing,
     reporter: &dyn Reporter,
 ) -> Result<String, Failure> {
-    let results = run_all(worker, planned.jobs, planned.slots).await;
+    let results = run_all(worker, planned.jobs, planned.slots, planned.limits).await;
     let built = match all_or_failures(results) {
         Ok(built) => built,
         Err(failures) => {
@@ -798,6 +848,7 @@ mod tests {
                 slots: &slots,
                 build_id: "b1",
                 tags: &tags,
+                limits: Limits::default(),
             };
             let worker = FakeWorker {
                 outcomes: case.outcomes.clone(),
@@ -856,6 +907,36 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_stops_connecting_and_planning() {
+        let limit = std::time::Duration::from_secs(7200);
+        let deadline = Some((tokio::time::Instant::now() + limit, limit));
+        let slow = tokio::time::sleep(limit * 2);
+        let failure = before_deadline(deadline, "connecting to the runners", slow)
+            .await
+            .unwrap_err();
+        assert_eq!(failure.kind, FailureKind::Runtime);
+        assert!(
+            failure.report.contains(
+                "the build's deadline (--deadline 2h) came while connecting to the runners; nothing was built"
+            ),
+            "{}",
+            failure.report
+        );
+        assert!(failure.report.contains("hint: pass a later --deadline"));
+        let quick = async { 5 };
+        assert_eq!(
+            before_deadline(deadline, "planning", quick).await.unwrap(),
+            5
+        );
+        assert_eq!(
+            before_deadline(None, "planning", async { 6 })
+                .await
+                .unwrap(),
+            6
+        );
     }
 
     #[tokio::test]

@@ -27,6 +27,9 @@ pub(super) fn apply_overrides(
     if let Some(target) = &args.target {
         project.target = Some(target.clone());
     }
+    if let Some(timeout) = &args.timeout {
+        project.timeout = Some(time_limit("--timeout", timeout)?);
+    }
     for tag in &args.tags {
         if !mab_config::project::is_valid_tag(tag) {
             return Err(Failure::usage(
@@ -36,6 +39,18 @@ pub(super) fn apply_overrides(
         }
     }
     Ok(())
+}
+
+/// The value of a time limit flag (`--timeout`, `--deadline`), read by
+/// [`mab_config::project::parse_time_limit`]; a bad one is exit 2 naming
+/// the flag.
+pub(super) fn time_limit(flag: &str, value: &str) -> Result<std::time::Duration, Failure> {
+    mab_config::project::parse_time_limit(value).map_err(|message| {
+        Failure::usage(
+            format!("{flag}: {message}"),
+            Some(mab_config::project::TIME_LIMIT_HINT),
+        )
+    })
 }
 
 /// One `--build-arg`, read as the docker CLI reads it (docker/cli
@@ -112,7 +127,7 @@ mod tests {
     }
 
     #[test]
-    fn build_arg_flags_go_over_the_manifest_the_last_one_winning() {
+    fn flags_go_over_the_manifest_the_last_build_arg_winning() {
         let environment = Environment {
             variables: [("SET", "from env")].into_iter().collect(),
             ..Environment::default()
@@ -130,6 +145,8 @@ mod tests {
             "DROPPED",
             "--build-arg",
             "NEW=1",
+            "--timeout",
+            "2h",
         ])
         .unwrap();
         let crate::cli::Command::Build(args) = cli.command else {
@@ -143,6 +160,7 @@ mod tests {
             dockerfile: None,
             target: None,
             emulation: true,
+            timeout: Some(std::time::Duration::from_secs(90 * 60)),
             args: [
                 ("KEPT", "manifest"),
                 ("SET", "manifest"),
@@ -167,5 +185,10 @@ mod tests {
             .map(|(name, value)| (name.as_str(), value.as_str()))
             .collect();
         assert_eq!(found, expected);
+        assert_eq!(
+            project.timeout,
+            Some(std::time::Duration::from_secs(2 * 3600)),
+            "--timeout over `timeout`"
+        );
     }
 }

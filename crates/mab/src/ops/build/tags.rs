@@ -171,6 +171,7 @@ mod tests {
                 dockerfile: None,
                 target: None,
                 emulation: true,
+                timeout: None,
                 args: Default::default(),
                 extra_tags: Vec::new(),
                 warnings: Vec::new(),
