@@ -181,10 +181,15 @@ pub struct Rejection {
 /// Why no plan could be made.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
-    /// No runner lists the platform: a configuration problem.
-    #[error("no runner serves {platform}{}", describe_offers(offers))]
+    /// No runner lists these platforms (each one, in the requested order):
+    /// a configuration problem.
+    #[error(
+        "no runner serves {}{}",
+        list_platforms(platforms),
+        describe_offers(offers)
+    )]
     NoRunner {
-        platform: Platform,
+        platforms: Vec<Platform>,
         /// Each runner and the platforms it lists.
         offers: Vec<(String, Vec<Platform>)>,
     },
@@ -211,8 +216,10 @@ impl PlanError {
     /// What to do about it, for a `hint:` line.
     pub fn hint(&self) -> String {
         match self {
-            PlanError::NoRunner { platform, .. } => format!(
-                "add a runner for {platform} with `mab runners add`, or leave it out with `--platform`"
+            PlanError::NoRunner { platforms, .. } => format!(
+                "add a runner for {} with `mab runners add`, or leave {} out with `--platform`",
+                list_platforms(platforms),
+                if platforms.len() == 1 { "it" } else { "them" }
             ),
             PlanError::NoUsableRunner { rejected, .. } if self.is_unreachable() => {
                 let names: Vec<&str> = rejected.iter().map(|r| r.runner.as_str()).collect();
@@ -263,6 +270,11 @@ impl PlanError {
 
 const UNREACHABLE: &str = "unreachable: ";
 
+fn list_platforms(platforms: &[Platform]) -> String {
+    let names: Vec<String> = platforms.iter().map(Platform::to_string).collect();
+    names.join(", ")
+}
+
 fn describe_offers(offers: &[(String, Vec<Platform>)]) -> String {
     if offers.is_empty() {
         return "; no runners are configured".to_owned();
@@ -302,16 +314,18 @@ pub fn check_served(
     platforms: &[Platform],
     offers: &[(String, Vec<Platform>)],
 ) -> Result<(), PlanError> {
-    match platforms
+    let unserved: Vec<Platform> = platforms
         .iter()
-        .find(|platform| !offers.iter().any(|(_, listed)| listed.contains(platform)))
-    {
-        Some(platform) => Err(PlanError::NoRunner {
-            platform: platform.clone(),
-            offers: offers.to_vec(),
-        }),
-        None => Ok(()),
+        .filter(|platform| !offers.iter().any(|(_, listed)| listed.contains(platform)))
+        .cloned()
+        .collect();
+    if unserved.is_empty() {
+        return Ok(());
     }
+    Err(PlanError::NoRunner {
+        platforms: unserved,
+        offers: offers.to_vec(),
+    })
 }
 
 /// Assigns every platform to a runner; see the crate docs for the rules.
@@ -946,7 +960,25 @@ mod tests {
         );
         assert!(!error.is_unreachable());
         assert!(
-            matches!(error, PlanError::NoRunner { ref platform, .. } if platform.to_string() == "linux/s390x")
+            matches!(error, PlanError::NoRunner { ref platforms, .. } if platforms == &[platform("linux/s390x")])
+        );
+
+        // Every platform no runner lists is named at once.
+        let error = plan(
+            &platforms(&["linux/riscv64", "linux/amd64", "linux/s390x"]),
+            &runners,
+            Emulation::Allowed,
+        )
+        .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("no runner serves linux/riscv64, linux/s390x; laptop offers"),
+            "{error}"
+        );
+        assert_eq!(
+            error.hint(),
+            "add a runner for linux/riscv64, linux/s390x with `mab runners add`, or leave them out with `--platform`"
         );
 
         let error = plan(&platforms(&["linux/amd64"]), &[], Emulation::Allowed).unwrap_err();
