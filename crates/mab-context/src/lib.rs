@@ -33,4 +33,4 @@ pub use error::ContextError;
 pub use follow::{follow_links, resolve_links};
 pub use ignore::{DockerIgnore, DOCKERIGNORE};
 pub use stages::stage_names;
-pub use walk::{walk, ContextEntry, ContextListing, EntryKind, Selection};
+pub use walk::{walk, walk_with_metadata, ContextEntry, ContextListing, EntryKind, Selection};

@@ -104,14 +104,27 @@ pub struct Selection<'a> {
 /// file transfer carries them as protobuf strings (`fsutil.types.Stat`), so
 /// another name is an error naming the file rather than a silent rename.
 pub fn walk(root: &Path, selection: Selection<'_>) -> Result<ContextListing, ContextError> {
+    let entries = walk_with_metadata(root, selection)?
+        .into_iter()
+        .map(|(entry, _)| entry)
+        .collect();
+    Ok(ContextListing::new(entries))
+}
+
+/// Like [`walk`], with each entry's `lstat` metadata as the walk read it, so
+/// that a sender need not read it again.
+pub fn walk_with_metadata(
+    root: &Path,
+    selection: Selection<'_>,
+) -> Result<Vec<(ContextEntry, fs::Metadata)>, ContextError> {
     let mut walk = Walk {
         selection,
         entries: Vec::new(),
     };
     walk.directory(root, Path::new(""), "", None)?;
     let mut entries = walk.entries;
-    entries.sort_by(|left, right| left.path.cmp(&right.path));
-    Ok(ContextListing::new(entries))
+    entries.sort_by(|(left, _), (right, _)| left.path.cmp(&right.path));
+    Ok(entries)
 }
 
 fn entry_for(path: PathBuf, metadata: &fs::Metadata) -> ContextEntry {
@@ -141,7 +154,7 @@ struct Inherited {
 
 struct Walk<'a> {
     selection: Selection<'a>,
-    entries: Vec<ContextEntry>,
+    entries: Vec<(ContextEntry, fs::Metadata)>,
 }
 
 impl Walk<'_> {
@@ -237,18 +250,23 @@ impl Walk<'_> {
                     Some(&inherited),
                 )?;
                 if (included && !excluded) || below {
-                    self.add(entry, &child_absolute)?;
+                    self.add(entry, &child_absolute, &metadata)?;
                     added = true;
                 }
             } else if included && !excluded {
-                self.add(entry, &child_absolute)?;
+                self.add(entry, &child_absolute, &metadata)?;
                 added = true;
             }
         }
         Ok(added)
     }
 
-    fn add(&mut self, entry: ContextEntry, absolute: &Path) -> Result<(), ContextError> {
+    fn add(
+        &mut self,
+        entry: ContextEntry,
+        absolute: &Path,
+        metadata: &fs::Metadata,
+    ) -> Result<(), ContextError> {
         if entry.path.to_str().is_none() {
             return Err(ContextError::NameNotUtf8 {
                 path: absolute.to_path_buf(),
@@ -266,7 +284,7 @@ impl Walk<'_> {
                 });
             }
         }
-        self.entries.push(entry);
+        self.entries.push((entry, metadata.clone()));
         Ok(())
     }
 }

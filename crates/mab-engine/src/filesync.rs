@@ -256,24 +256,13 @@ fn list(sources: &Sources, wanted: &Wanted) -> Result<Listing, ServeError> {
         exclude: exclude.as_ref(),
         include: include.as_ref(),
     };
-    let entries = mab_context::walk(root, selection)?.entries;
+    let entries = mab_context::walk_with_metadata(root, selection)?;
 
     let mut listing = Listing::default();
     // The first path seen of each (device, inode) with more than one link.
     let mut linked: HashMap<(u64, u64), String> = HashMap::new();
-    for entry in entries {
+    for (entry, metadata) in entries {
         let absolute = root.join(&entry.path);
-        let metadata = match fs::symlink_metadata(&absolute) {
-            Ok(metadata) => metadata,
-            // Removed since it was listed.
-            Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
-            Err(source) => {
-                return Err(ServeError::Read {
-                    path: absolute,
-                    source,
-                })
-            }
-        };
         let path = entry
             .path
             .to_str()
