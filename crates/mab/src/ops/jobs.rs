@@ -45,6 +45,13 @@ pub struct JobFailure {
 pub trait Worker: Sync {
     /// Builds, pushes and verifies one platform.
     fn run(&self, job: &JobSpec) -> impl Future<Output = Result<Built, JobFailure>> + Send;
+
+    /// Whether `job` began to push its image (so that a staging tag may
+    /// exist), also when its run was stopped midway by a time limit and so
+    /// returned nothing.
+    fn push_started(&self, _job: &JobSpec) -> bool {
+        false
+    }
 }
 
 /// The time limits of a build's jobs.
@@ -201,13 +208,17 @@ pub fn all_or_failures(
 
 /// The jobs whose image reached the registry (under its staging tag):
 /// every job that succeeded, and those that failed after pushing.
-pub fn pushed_jobs<'a>(jobs: &'a [JobSpec], failures: &[JobFailure]) -> Vec<&'a JobSpec> {
+pub fn pushed_jobs<'a, W: Worker>(
+    jobs: &'a [JobSpec],
+    failures: &[JobFailure],
+    worker: &W,
+) -> Vec<&'a JobSpec> {
     jobs.iter()
         .filter(|job| {
             failures
                 .iter()
                 .find(|failure| &failure.job == *job)
-                .is_none_or(|failure| failure.pushed)
+                .is_none_or(|failure| failure.pushed || worker.push_started(job))
         })
         .collect()
 }
@@ -344,16 +355,42 @@ mod tests {
             hint: String::new(),
             pushed,
         };
-        let cases: [(Vec<JobFailure>, &[&str]); 3] = [
-            (vec![failure(1, false)], &["linux/amd64", "linux/s390x"]),
+        /// A worker that began pushing the platforms it lists.
+        struct Pushing(&'static [&'static str]);
+        impl Worker for Pushing {
+            async fn run(&self, job: &JobSpec) -> Result<Built, JobFailure> {
+                unreachable!("only asked whether {} pushed", job.platform)
+            }
+            fn push_started(&self, job: &JobSpec) -> bool {
+                self.0.contains(&job.platform.to_string().as_str())
+            }
+        }
+        // (failures, pushes started, staging tags to remove)
+        let cases: [(Vec<JobFailure>, &[&str], &[&str]); 4] = [
+            (
+                vec![failure(1, false)],
+                &[],
+                &["linux/amd64", "linux/s390x"],
+            ),
             (
                 vec![failure(1, true)],
+                &[],
                 &["linux/amd64", "linux/arm64", "linux/s390x"],
             ),
-            (vec![failure(0, false), failure(2, false)], &["linux/arm64"]),
+            (
+                vec![failure(0, false), failure(2, false)],
+                &[],
+                &["linux/arm64"],
+            ),
+            // Stopped by a time limit while pushing: its tag may exist.
+            (
+                vec![failure(0, false), failure(2, false)],
+                &["linux/s390x"],
+                &["linux/arm64", "linux/s390x"],
+            ),
         ];
-        for (failures, expected) in cases {
-            let pushed: Vec<String> = pushed_jobs(&jobs, &failures)
+        for (failures, started, expected) in cases {
+            let pushed: Vec<String> = pushed_jobs(&jobs, &failures, &Pushing(started))
                 .iter()
                 .map(|job| job.platform.to_string())
                 .collect();

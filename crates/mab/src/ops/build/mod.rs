@@ -156,6 +156,7 @@ pub async fn build(
         network,
         registry_config: environment.docker_config_dir().join("config.json"),
         reporter,
+        pushes_started: std::sync::Mutex::new(Vec::new()),
     };
     let planned = Planned {
         image: &project.image,
@@ -242,8 +243,9 @@ async fn run_and_publish<W: Worker, R: Registry>(
         Ok(built) => built,
         Err(failures) => {
             if let Some(repository) = repository {
-                // Every platform that got as far as pushing left a staging tag.
-                let staged: Vec<String> = pushed_jobs(planned.jobs, &failures)
+                // Every platform that got as far as pushing left a staging
+                // tag, also one stopped by a time limit during its push.
+                let staged: Vec<String> = pushed_jobs(planned.jobs, &failures, worker)
                     .into_iter()
                     .map(|job| staging_tag(planned.build_id, &job.platform))
                     .collect();

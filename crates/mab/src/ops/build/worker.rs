@@ -57,6 +57,9 @@ pub(super) struct LiveWorker<'a, R> {
     /// The Docker `config.json` with the registry credentials.
     pub(super) registry_config: PathBuf,
     pub(super) reporter: &'a dyn Reporter,
+    /// The platforms whose push began, for the staging tags to remove when
+    /// a job is stopped midway.
+    pub(super) pushes_started: std::sync::Mutex<Vec<Platform>>,
 }
 
 impl<R: Registry> LiveWorker<'_, R> {
@@ -125,6 +128,10 @@ impl<R: Registry> LiveWorker<'_, R> {
                 None
             }
             Some(repository) => {
+                self.pushes_started
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .push(job.platform.clone());
                 let digest = engine
                     .push(&self.project.image, &staging_tag, self.credentials.as_ref())
                     .await
@@ -263,6 +270,13 @@ impl<R: Registry> Worker for LiveWorker<'_, R> {
                 Err(failure)
             }
         }
+    }
+
+    fn push_started(&self, job: &JobSpec) -> bool {
+        self.pushes_started
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(&job.platform)
     }
 }
 
