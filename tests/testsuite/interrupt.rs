@@ -107,7 +107,7 @@ fn stopped_by(signal: &str, expected: i32, seconds: &str) {
     );
 }
 
-/// `--timeout 5s` and a step that sleeps for minutes: the job is stopped
+/// `--timeout 15s` and a step that sleeps for minutes: the job is stopped
 /// after its limit, the engine stops the step, the build fails naming the
 /// platform, the runner and the limit, and nothing is published.
 #[test]
@@ -118,12 +118,22 @@ fn a_job_over_its_time_limit_is_stopped_and_publishes_nothing() {
     let project = sleeping_project(lab, &repository, "348");
     let home = Home::new(lab);
     let started = Instant::now();
-    let output = Command::new(env!("CARGO_BIN_EXE_mab"))
-        .args(["build", "--progress", "plain", "--timeout", "5s"])
+    let child = Command::new(env!("CARGO_BIN_EXE_mab"))
+        .args(["build", "--progress", "plain", "--timeout", "15s"])
         .current_dir(project.path())
         .env("HOME", home.path())
-        .output()
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    // The step must really run before the limit stops it.
+    while !sleep_running("348") {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the RUN step never showed up as a process before the time limit"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let output = child.wait_with_output().unwrap();
     let elapsed = started.elapsed();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
@@ -134,7 +144,7 @@ fn a_job_over_its_time_limit_is_stopped_and_publishes_nothing() {
     );
     assert!(
         stderr.contains(
-            "linux/amd64 on here: stopped after running for 5s on runner `here`, its time limit"
+            "linux/amd64 on here: stopped after running for 15s on runner `here`, its time limit"
         ),
         "{stderr}"
     );
@@ -143,7 +153,7 @@ fn a_job_over_its_time_limit_is_stopped_and_publishes_nothing() {
         "{stderr}"
     );
     assert!(
-        (Duration::from_secs(5)..Duration::from_secs(60)).contains(&elapsed),
+        (Duration::from_secs(15)..Duration::from_secs(70)).contains(&elapsed),
         "stopped after its limit, long before the step's end: {elapsed:?}"
     );
     assert_step_stops("348");
