@@ -34,7 +34,7 @@ const LOWERCASE_DOCKERFILE: &str = "dockerfile";
 ///
 /// Both the listing made before anything is sent ([`BuildContext::scan`])
 /// and what is served to the engine use this one value.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct BuildContext {
     dir: PathBuf,
     dockerfile: PathBuf,
@@ -43,6 +43,8 @@ pub struct BuildContext {
     ignore_file: Option<PathBuf>,
     /// Ignore files that are symlinks the engine cannot follow.
     warnings: Vec<String>,
+    /// The rules of `ignore_file`, parsed once.
+    ignore: DockerIgnore,
 }
 
 impl BuildContext {
@@ -53,7 +55,8 @@ impl BuildContext {
     /// Errors: the context is missing or not a directory; the Dockerfile is
     /// missing, not a regular file, a symlink whose target the engine could
     /// not read (fsutil follows it only inside the Dockerfile's directory),
-    /// or has a name that is not UTF-8.
+    /// or has a name that is not UTF-8; the ignore file cannot be read or
+    /// has a pattern Docker refuses.
     pub fn locate(dir: &Path, dockerfile: Option<&Path>) -> Result<BuildContext, ContextError> {
         check_context_dir(dir)?;
         let named = dockerfile.is_some();
@@ -121,6 +124,7 @@ impl BuildContext {
             request_name,
             ignore_file: None,
             warnings: Vec::new(),
+            ignore: DockerIgnore::default(),
         };
         let candidates = [
             (
@@ -143,10 +147,15 @@ impl BuildContext {
                 ));
             }
         }
-        context.ignore_file = candidates
+        if let Some((base, name)) = candidates
             .into_iter()
             .find(|(base, name)| resolved(base, name).is_file())
-            .map(|(base, name)| base.join(name));
+        {
+            // Read where the engine reads it: its symlinks followed inside
+            // its directory.
+            context.ignore = DockerIgnore::read(&resolved(&base, &name))?;
+            context.ignore_file = Some(base.join(name));
+        }
         Ok(context)
     }
 
@@ -213,31 +222,20 @@ impl BuildContext {
         self.ignore_file.as_deref()
     }
 
-    /// The rules of the ignore file that applies (none without one), read
-    /// where the engine reads it: with its symlinks followed inside its
-    /// directory.
-    pub fn ignore(&self) -> Result<DockerIgnore, ContextError> {
-        let Some(file) = &self.ignore_file else {
-            return Ok(DockerIgnore::default());
-        };
-        match (
-            file.parent(),
-            file.file_name().and_then(|name| name.to_str()),
-        ) {
-            (Some(base), Some(name)) => DockerIgnore::read(&resolved(base, name)),
-            _ => Ok(DockerIgnore::default()),
-        }
+    /// The rules of the ignore file that applies (none without one), as
+    /// [`BuildContext::locate`] read them.
+    pub fn ignore(&self) -> &DockerIgnore {
+        &self.ignore
     }
 
     /// The context as the engine receives it: every entry the ignore rules
     /// let through, in the order sent. (The Dockerfile and the ignore file
     /// travel separately and are here only when the rules keep them.)
     pub fn scan(&self) -> Result<ContextListing, ContextError> {
-        let ignore = self.ignore()?;
         walk(
             &self.dir,
             Selection {
-                exclude: Some(&ignore),
+                exclude: Some(&self.ignore),
                 include: None,
             },
         )
@@ -654,8 +652,7 @@ mod tests {
         let root = dir.path();
         write(root, "Dockerfile", "FROM scratch\n");
         write(root, "Dockerfile.dockerignore", "ok\n\nsrc/[a-\n");
-        let context = BuildContext::locate(root, None).unwrap();
-        let error = context.scan().unwrap_err();
+        let error = BuildContext::locate(root, None).unwrap_err();
         match &error {
             ContextError::InvalidPattern {
                 file,

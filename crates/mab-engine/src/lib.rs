@@ -207,9 +207,6 @@ impl Engine {
         context: &BuildContext,
         mut on_event: impl FnMut(BuildEvent),
     ) -> Result<(), EngineError> {
-        // A bad ignore file is reported here, plainly, rather than by the
-        // engine midway through the build.
-        context.ignore()?;
         let sources = filesync::Sources::new(context);
         let dockerfile_name = context.dockerfile_name().to_owned();
         let identity =

@@ -57,8 +57,7 @@ pub(super) fn release_tags(
     environment: &Environment,
     reporter: &dyn Reporter,
 ) -> Result<Vec<String>, Failure> {
-    // Already read without error by the scan that made `listing`.
-    let ignore = context.ignore().unwrap_or_default();
+    let ignore = context.ignore();
     let sent = crate::git::Sent {
         context: context.dir(),
         paths: context.sent_paths(listing).into_iter().collect(),
