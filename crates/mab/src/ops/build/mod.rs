@@ -144,6 +144,7 @@ pub async fn build(
     let build_id = build_id();
     let worker = LiveWorker {
         project: &project,
+        registry: &registry,
         context: &context,
         build_id: build_id.clone(),
         runners: runners

@@ -45,6 +45,8 @@ fn platform_slug(platform: &Platform) -> String {
 /// `--no-push`).
 pub(super) struct LiveWorker<'a, R> {
     pub(super) project: &'a Project,
+    /// The registry of the image (`mab_registry::registry_of`), for hints.
+    pub(super) registry: &'a str,
     /// The context, Dockerfile and ignore file every job sends.
     pub(super) context: &'a BuildContext,
     pub(super) build_id: String,
@@ -69,7 +71,7 @@ impl<R: Registry> LiveWorker<'_, R> {
 
     async fn build_one(&self, job: &JobSpec) -> Result<Option<Child>, JobFailure> {
         let fail = |stage: Stage, message: String, log_tail: Vec<String>| {
-            stage.failure(job, message, log_tail, &self.project.image)
+            stage.failure(job, message, log_tail, self.registry)
         };
         let connected = match &self.connected[&job.runner] {
             Ok(connected) => connected,
@@ -185,7 +187,7 @@ enum Stage {
     Runner,
     /// The Dockerfile's steps.
     Build,
-    /// Pushing to the registry or reading the image back.
+    /// Pushing to the registry.
     Push,
     /// Reading the pushed image back from the registry.
     ReadBack,
@@ -202,19 +204,18 @@ impl Stage {
         job: &JobSpec,
         message: String,
         log_tail: Vec<String>,
-        image: &str,
+        registry: &str,
     ) -> JobFailure {
         JobFailure {
             pushed: matches!(self, Stage::Verify | Stage::ReadBack),
-            hint: self.hint(job, &message, image),
+            hint: self.hint(job, &message, registry),
             job: job.clone(),
             message,
             log_tail,
         }
     }
 
-    fn hint(self, job: &JobSpec, message: &str, image: &str) -> String {
-        let registry = image.split('/').next().unwrap_or(image);
+    fn hint(self, job: &JobSpec, message: &str, registry: &str) -> String {
         match self {
             Stage::Runner => format!(
                 "check runner `{}` (its host and engine) and run `mab build` again",
@@ -335,7 +336,7 @@ mod tests {
                 &job,
                 message.to_owned(),
                 vec!["#5 RUN false".to_owned()],
-                "127.0.0.1:5000/team/app",
+                "127.0.0.1:5000",
             );
             assert_eq!(failure.pushed, pushed, "{message}");
             assert!(failure.hint.contains(hint), "{message}: {}", failure.hint);
