@@ -161,11 +161,11 @@ pub async fn connect(runner: &Runner, environment: &Environment) -> Result<Conne
             Err(Unreachable {
                 kind: UnreachableKind::Ssh(mab_ssh::ErrorKind::Timeout),
                 message: format!(
-                    "runner `{}` did not answer within {} s (its engine accepted the connection but never replied)",
+                    "connecting to runner `{}` and asking its engine what it runs took more than {} s",
                     runner.name,
                     PROBE_TIMEOUT.as_secs()
                 ),
-                hint: Some("check that the runner's engine is healthy (`docker info` on that host)".to_owned()),
+                hint: Some("check the runner with `mab runners check` and its engine with `docker info` on that host".to_owned()),
             })
         })
 }
