@@ -230,6 +230,7 @@ fn changed_files(git: &Git, sent: &Sent) -> Result<Vec<String>, GitError> {
     }
     let status = git.run(repository, &arguments)?;
     let mut changed = Vec::new();
+    let mut named = HashSet::new();
     for reported in status_paths(&status) {
         let absolute = repository.join(reported);
         let is_sent = sent.paths.contains(&absolute)
@@ -240,7 +241,7 @@ fn changed_files(git: &Git, sent: &Sent) -> Result<Vec<String>, GitError> {
         let name = reported.to_string_lossy().into_owned();
         // A path can be reported twice (`git rm --cached`: deleted in the
         // index, untracked in the tree).
-        if is_sent && !changed.contains(&name) {
+        if is_sent && named.insert(name.clone()) {
             changed.push(name);
         }
     }
