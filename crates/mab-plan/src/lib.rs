@@ -175,7 +175,11 @@ pub struct Job {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rejection {
     pub runner: String,
+    /// A sentence: "unreachable: connection refused", "emulation only; …".
     pub why: String,
+    /// Whether the runner could not be reached (its probe failed), which
+    /// makes a plan that fails for want of it a runtime failure.
+    pub unreachable: bool,
 }
 
 /// Why no plan could be made.
@@ -238,7 +242,7 @@ impl PlanError {
                 let allow = "or allow emulation: leave out --native-only (and `emulation = false` under [image] in mab.toml)";
                 let unreachable: Vec<&str> = rejected
                     .iter()
-                    .filter(|rejection| rejection.why.starts_with(UNREACHABLE))
+                    .filter(|rejection| rejection.unreachable)
                     .map(|rejection| rejection.runner.as_str())
                     .collect();
                 if unreachable.is_empty() {
@@ -261,9 +265,9 @@ impl PlanError {
         match self {
             PlanError::NoRunner { .. } => false,
             PlanError::NoUsableRunner { rejected, .. }
-            | PlanError::NoNativeRunner { rejected, .. } => rejected
-                .iter()
-                .any(|rejection| rejection.why.starts_with(UNREACHABLE)),
+            | PlanError::NoNativeRunner { rejected, .. } => {
+                rejected.iter().any(|rejection| rejection.unreachable)
+            }
         }
     }
 }
@@ -353,6 +357,7 @@ pub fn plan(
                 Err(why) => rejected.push(Rejection {
                     runner: runner.name.clone(),
                     why: format!("{UNREACHABLE}{why}"),
+                    unreachable: true,
                 }),
                 Ok(capabilities) => match capabilities.support(platform) {
                     Support::Unavailable => rejected.push(Rejection {
@@ -361,11 +366,13 @@ pub fn plan(
                             "lists {platform} but {}",
                             capabilities.why_unavailable(platform)
                         ),
+                        unreachable: false,
                     }),
                     Support::Emulated if emulation == Emulation::Refused => {
                         rejected.push(Rejection {
                             runner: runner.name.clone(),
                             why: format!("can only emulate {platform}"),
+                            unreachable: false,
                         })
                     }
                     support => contenders.push(Contender {
@@ -396,6 +403,7 @@ pub fn plan(
             rejected.push(Rejection {
                 runner: loser.runner.name.clone(),
                 why: lost_why(winner, loser),
+                unreachable: false,
             });
         }
         for runner in runners
@@ -405,6 +413,7 @@ pub fn plan(
             rejected.push(Rejection {
                 runner: runner.name.clone(),
                 why: format!("does not serve {platform}"),
+                unreachable: false,
             });
         }
         // Report rejections in runners.toml order.
@@ -931,6 +940,7 @@ mod tests {
                     .map(|(runner, why)| Rejection {
                         runner: (*runner).to_owned(),
                         why: (*why).to_owned(),
+                        unreachable: why.starts_with(UNREACHABLE),
                     })
                     .collect();
                 assert_eq!(job.rejected, rejected, "{name}: {wanted}");
