@@ -1,0 +1,301 @@
+//! What a build reports while it runs, as typed events.
+//!
+//! The library crates emit [`Event`]s through a [`Reporter`] (a registry
+//! request retried, an SSH handshake retried, a build step, a platform
+//! moved to another runner); the `mab` binary only renders them: bars on a
+//! terminal, one line per event in CI logs, or one JSON object per line
+//! with `--progress json` ([`json_line`], schema [`SCHEMA`]).
+//!
+//! Facts travel as fields, never inside free text: a renderer or a script
+//! reading the JSON never has to parse a sentence. Only [`Event::Warning`]
+//! and [`Event::Diagnostic`] carry a message meant for people alone.
+
+use mab_config::Platform;
+use serde::Serialize;
+
+/// The version of the JSON form of the events (`"schema": 1` on each
+/// line). It changes when a field is removed or changes meaning; new
+/// events and new fields do not change it.
+pub const SCHEMA: u32 = 1;
+
+/// Receives events. Implementations must not block for long: events come
+/// from the tasks that do the work.
+pub trait Reporter: Send + Sync {
+    fn report(&self, event: Event);
+}
+
+/// A reporter that drops every event (for library calls made where nobody
+/// watches, and for tests).
+pub struct Silent;
+
+impl Reporter for Silent {
+    fn report(&self, _event: Event) {}
+}
+
+/// Something worth telling while a build runs.
+///
+/// In JSON each event is an object whose `event` field names the variant
+/// in snake case (`"event": "phase_finished"`) beside the variant's fields.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// Which runner builds each platform, before any job starts.
+    Plan {
+        /// `[image] name`, `registry/namespace/name`.
+        image: String,
+        /// The files the build context sends (after `.dockerignore`).
+        context_files: u64,
+        /// One per platform, in the order of `mab.toml`.
+        jobs: Vec<PlannedJob>,
+    },
+    /// A platform's job got its runner slot and starts.
+    JobStarted {
+        platform: Platform,
+        runner: String,
+        emulated: bool,
+    },
+    /// A phase of a platform's job began.
+    PhaseStarted {
+        platform: Platform,
+        runner: String,
+        phase: Phase,
+    },
+    /// A phase of a platform's job ended well.
+    PhaseFinished {
+        platform: Platform,
+        runner: String,
+        phase: Phase,
+        /// How long the phase took, in seconds.
+        seconds: f64,
+        /// Bytes the phase moved where it knows them: the context files
+        /// served to the engine ([`Phase::Build`]), the image's compressed
+        /// size in the registry ([`Phase::Verify`]).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        bytes: Option<u64>,
+    },
+    /// A build step started, as BuildKit names it (`[2/3] RUN make`).
+    Step {
+        platform: Platform,
+        runner: String,
+        step: String,
+    },
+    /// A line of a build step's output.
+    Log {
+        platform: Platform,
+        runner: String,
+        line: String,
+    },
+    /// A platform's image was pushed under its staging tag.
+    Pushed {
+        platform: Platform,
+        runner: String,
+        /// The image manifest's digest, `sha256:…`.
+        digest: String,
+    },
+    /// A platform's job ended well: built, pushed (unless `--no-push`) and
+    /// verified.
+    JobFinished {
+        platform: Platform,
+        runner: String,
+        /// From the job's start, in seconds.
+        seconds: f64,
+    },
+    /// A platform's job failed on its runner (it may still move to another).
+    JobFailed {
+        platform: Platform,
+        runner: String,
+        kind: ErrorKind,
+        message: String,
+    },
+    /// A request that failed for a reason that may pass is tried again.
+    Retry {
+        /// What was asked.
+        target: RetryTarget,
+        /// The request, as `PUT /v2/app/manifests/latest` or `GET /_ping`
+        /// or `SSH handshake`.
+        request: String,
+        /// The try that failed, counted from 1.
+        attempt: u32,
+        /// How many tries are made at most.
+        tries: u32,
+        /// The wait before the next try, in milliseconds.
+        delay_ms: u64,
+        /// Why the try failed.
+        error: String,
+    },
+    /// A platform's job left its runner for another (failover).
+    Moved {
+        platform: Platform,
+        /// The runner that could not build it.
+        from: String,
+        /// The runner that builds it now.
+        to: String,
+        /// Whether `to` builds it under QEMU emulation.
+        emulated: bool,
+        /// Why `from` lost it: the runner's or engine's failure.
+        reason: String,
+    },
+    /// The manifest list was pushed under its tags.
+    Published {
+        image: String,
+        /// The list's digest, `sha256:…`.
+        digest: String,
+        tags: Vec<String>,
+    },
+    /// Staging tags this build pushed that stay in the registry (one that
+    /// cannot delete tags, or a deletion that failed).
+    StagingTagsLeft { image: String, tags: Vec<String> },
+    /// Something the user should know that does not stop the build.
+    Warning { message: String },
+    /// A log line of a library (`MAB_LOG`), at its level: `debug`, `info`.
+    Diagnostic { level: String, message: String },
+    /// How the command ended: always the last event.
+    Result(Outcome),
+}
+
+/// One platform of [`Event::Plan`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PlannedJob {
+    pub platform: Platform,
+    pub runner: String,
+    pub emulated: bool,
+    /// Why this runner: "native linux/arm64 engine".
+    pub reason: String,
+}
+
+/// The phases of a platform's job, in the order they run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Running the Dockerfile's steps on the engine, the context served
+    /// through the BuildKit session.
+    Build,
+    /// The engine pushing the image under its staging tag.
+    Push,
+    /// Reading the image back from the registry (or the engine with
+    /// `--no-push`) and checking its platform.
+    Verify,
+}
+
+/// What a retried request was sent to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RetryTarget {
+    /// A registry, by its host (`127.0.0.1:5000`).
+    Registry { registry: String },
+    /// A runner's sshd (a handshake), by the runner's name.
+    Ssh { runner: String },
+    /// A runner's engine, by the runner's name.
+    Engine { runner: String },
+}
+
+/// The cause a failure is put down to, which decides its hint
+/// (`"error": {"kind": …}` in the metadata file and in events).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// A Dockerfile step failed: the input's problem.
+    Build,
+    /// The runner, its sshd or its engine.
+    Runner,
+    /// The registry.
+    Registry,
+    /// Bad usage or configuration.
+    Usage,
+}
+
+/// How a command ended ([`Event::Result`]).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Outcome {
+    /// The process exit code (PRODUCT.md): 0, 1, 2, 130 or 143.
+    pub exit_code: u8,
+    /// The published list's digest; `None` when nothing was published.
+    pub digest: Option<String>,
+    /// Why it failed, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<OutcomeError>,
+}
+
+/// The failure of [`Outcome`]: the report's first line and its hints.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct OutcomeError {
+    pub message: String,
+    pub hints: Vec<String>,
+}
+
+/// One line of `--progress json`: `"schema"` first, then the event's fields.
+#[derive(Serialize)]
+struct JsonLine<'a> {
+    schema: u32,
+    #[serde(flatten)]
+    event: &'a Event,
+}
+
+/// `event` as one line of `--progress json`: the event's object with
+/// `"schema": 1` first, no newline.
+pub fn json_line(event: &Event) -> String {
+    serde_json::to_string(&JsonLine {
+        schema: SCHEMA,
+        event,
+    })
+    .expect("events always serialise: their fields are strings, numbers and lists")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn platform(text: &str) -> Platform {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn json_lines_carry_the_schema_the_event_and_its_fields() {
+        let cases = [
+            (
+                Event::PhaseFinished {
+                    platform: platform("linux/arm64"),
+                    runner: "pi".to_owned(),
+                    phase: Phase::Build,
+                    seconds: 1.5,
+                    bytes: Some(2048),
+                },
+                r#"{"schema":1,"event":"phase_finished","platform":"linux/arm64","runner":"pi","phase":"build","seconds":1.5,"bytes":2048}"#,
+            ),
+            (
+                Event::Retry {
+                    target: RetryTarget::Registry {
+                        registry: "127.0.0.1:5000".to_owned(),
+                    },
+                    request: "PUT /v2/app/manifests/latest".to_owned(),
+                    attempt: 1,
+                    tries: 3,
+                    delay_ms: 250,
+                    error: "503 Service Unavailable".to_owned(),
+                },
+                r#"{"schema":1,"event":"retry","target":{"kind":"registry","registry":"127.0.0.1:5000"},"request":"PUT /v2/app/manifests/latest","attempt":1,"tries":3,"delay_ms":250,"error":"503 Service Unavailable"}"#,
+            ),
+            (
+                Event::Moved {
+                    platform: platform("linux/arm/v7"),
+                    from: "a".to_owned(),
+                    to: "b".to_owned(),
+                    emulated: true,
+                    reason: "connection refused".to_owned(),
+                },
+                r#"{"schema":1,"event":"moved","platform":"linux/arm/v7","from":"a","to":"b","emulated":true,"reason":"connection refused"}"#,
+            ),
+            (
+                Event::Result(Outcome {
+                    exit_code: 0,
+                    digest: Some("sha256:ab".to_owned()),
+                    error: None,
+                }),
+                r#"{"schema":1,"event":"result","exit_code":0,"digest":"sha256:ab"}"#,
+            ),
+        ];
+        for (event, expected) in cases {
+            assert_eq!(json_line(&event), expected);
+        }
+    }
+}
