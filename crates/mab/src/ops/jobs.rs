@@ -1,5 +1,6 @@
 //! Running the planned jobs: every platform at once, at most `jobs` builds
-//! per runner, and a publish only when every platform succeeded.
+//! per runner, a platform whose runner fails before its build starts moved
+//! to its next fallback, and a publish only when every platform succeeded.
 //!
 //! The work itself is behind [`Worker`], so this logic is tested here
 //! against a fake; the integration tests drive the real engines.
@@ -10,8 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
+use mab_events::ErrorKind;
+use mab_plan::{Candidate, Fallback, Move};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
+
+use crate::progress::{Event, Reporter};
 
 /// One platform to build on one runner.
 #[derive(Clone, Debug, PartialEq)]
@@ -19,6 +24,25 @@ pub struct JobSpec {
     pub platform: mab_config::Platform,
     pub runner: String,
     pub emulated: bool,
+    /// The runners the platform moves to, in order, when `runner` fails
+    /// before its build starts ([`mab_plan::Job::fallbacks`]).
+    pub fallbacks: Vec<Candidate>,
+    /// The runner that lost the platform first (at planning, or on a
+    /// failure that moved it), and why; `None` when it was never moved.
+    pub moved_from: Option<Move>,
+}
+
+impl JobSpec {
+    /// `platform` on `runner`, natively, with no fallbacks.
+    pub fn on(platform: mab_config::Platform, runner: &str) -> JobSpec {
+        JobSpec {
+            platform,
+            runner: runner.to_owned(),
+            emulated: false,
+            fallbacks: Vec::new(),
+            moved_from: None,
+        }
+    }
 }
 
 /// A platform built, pushed and verified.
@@ -33,13 +57,53 @@ pub struct Built {
 /// A platform that failed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct JobFailure {
+    /// The job as it last ran: `runner` is the last runner tried.
     pub job: JobSpec,
     pub message: String,
     pub log_tail: Vec<String>,
     /// What to do about it.
     pub hint: String,
+    /// The cause it is put down to, which decides the hint.
+    pub kind: ErrorKind,
+    /// Whether the runner failed before the build started (its connection
+    /// or engine), or its build stream broke and its engine then failed a
+    /// ping: the platform may move to another runner. Never set for a
+    /// failed Dockerfile step or a job stopped by a time limit.
+    pub movable: bool,
     /// Whether the image had been pushed (under its staging tag) already.
     pub pushed: bool,
+    /// Set when a time limit stopped the job rather than a failure.
+    pub stopped: Option<Stop>,
+    /// The runners tried before `job.runner`, each with its failure
+    /// message, in order.
+    pub earlier: Vec<(String, String)>,
+}
+
+impl JobFailure {
+    /// A failure of `job` on its runner, of `kind`: not movable, not
+    /// pushed, not stopped, no earlier runners.
+    pub fn new(job: &JobSpec, kind: ErrorKind, message: String, hint: String) -> JobFailure {
+        JobFailure {
+            job: job.clone(),
+            message,
+            log_tail: Vec::new(),
+            hint,
+            kind,
+            movable: false,
+            pushed: false,
+            stopped: None,
+            earlier: Vec::new(),
+        }
+    }
+}
+
+/// How a time limit stopped a job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// While it ran: the metadata's `"cancelled"`.
+    Running,
+    /// Before it ever got a runner slot: `"not_started"`.
+    BeforeSlot,
 }
 
 pub trait Worker: Sync {
@@ -74,11 +138,19 @@ pub struct Limits {
 /// so the engine cancels the build) and fails naming the limit. Such a
 /// failure is counted as not pushed: a job stopped during its push may
 /// leave its staging tag behind.
+///
+/// A [`JobFailure::movable`] failure moves the job to its next fallback
+/// not yet tried (waiting for a slot there; the time limit counts afresh
+/// on each runner), reported as a move; when none is left, or `fallback`
+/// is [`Fallback::Refused`], the job fails with its last failure and the
+/// runners tried before.
 pub async fn run_all<W: Worker>(
     worker: &W,
     jobs: &[JobSpec],
     slots: &HashMap<String, u32>,
     limits: Limits,
+    fallback: Fallback,
+    reporter: &dyn Reporter,
 ) -> Vec<Result<Built, JobFailure>> {
     let semaphores: HashMap<&str, Arc<Semaphore>> = slots
         .iter()
@@ -89,43 +161,114 @@ pub async fn run_all<W: Worker>(
             )
         })
         .collect();
-    join_all(jobs.iter().map(|job| {
-        let semaphore = semaphores.get(job.runner.as_str()).cloned();
-        async move {
-            let deadline = limits.deadline.map(|(at, _)| at);
-            let acquire = async {
-                match &semaphore {
-                    Some(semaphore) => Some(
-                        semaphore
-                            .acquire()
-                            .await
-                            .expect("the semaphore is never closed"),
-                    ),
-                    None => None,
+    let semaphores = &semaphores;
+    join_all(jobs.iter().map(|job| async move {
+        let mut attempt = job.clone();
+        let mut next = job
+            .fallbacks
+            .iter()
+            .filter(|candidate| candidate.runner != job.runner);
+        let mut earlier: Vec<(String, String)> = Vec::new();
+        loop {
+            let result = run_once(worker, &attempt, semaphores, limits, !earlier.is_empty()).await;
+            let failure = match result {
+                Ok(built) => return Ok(built),
+                Err(failure) => failure,
+            };
+            let candidate = match fallback {
+                Fallback::Allowed if failure.movable => next.next(),
+                _ => None,
+            };
+            let Some(candidate) = candidate else {
+                let mut failure = failure;
+                if failure.movable && fallback == Fallback::Refused && !job.fallbacks.is_empty() {
+                    failure.hint = mab_plan::fallback_hint(&[failure.job.runner.as_str()]);
                 }
+                failure.earlier = earlier;
+                return Err(failure);
             };
-            // A slot freed by a job the deadline stopped is no start.
-            let permit = before(deadline, acquire)
-                .await
-                .filter(|_| deadline.is_none_or(|deadline| Instant::now() < deadline));
-            let Some(_permit) = permit else {
-                return Err(stopped(job, Stopped::DeadlineBeforeSlot, limits));
+            reporter.report(moved(
+                &attempt.platform,
+                &attempt.runner,
+                candidate,
+                &failure.message,
+            ));
+            earlier.push((attempt.runner.clone(), failure.message.clone()));
+            attempt = JobSpec {
+                runner: candidate.runner.clone(),
+                emulated: candidate.emulated,
+                moved_from: attempt.moved_from.clone().or(Some(Move {
+                    runner: attempt.runner.clone(),
+                    reason: failure.message,
+                })),
+                ..attempt
             };
-            let timeout_at = limits.timeout.map(|timeout| Instant::now() + timeout);
-            let (end, reason) = match (timeout_at, deadline) {
-                (Some(timeout_at), Some(deadline)) if deadline < timeout_at => {
-                    (Some(deadline), Stopped::Deadline)
-                }
-                (Some(timeout_at), _) => (Some(timeout_at), Stopped::Timeout),
-                (None, deadline) => (deadline, Stopped::Deadline),
-            };
-            match before(end, worker.run(job)).await {
-                Some(result) => result,
-                None => Err(stopped(job, reason, limits)),
-            }
         }
     }))
     .await
+}
+
+/// The event of `platform` moving from runner `from` to `to` because of
+/// `reason`: "linux/arm64 moved from runner `a` to runner `b` (native):
+/// connection refused".
+pub fn moved(platform: &mab_config::Platform, from: &str, to: &Candidate, reason: &str) -> Event {
+    let how = if to.emulated { "emulated" } else { "native" };
+    Event::Warning {
+        message: format!(
+            "{platform} moved from runner `{from}` to runner `{}` ({how}): {reason}",
+            to.runner
+        ),
+    }
+}
+
+/// One try of `job` on its runner: waits for a slot there, then runs it
+/// under `limits`. `moved` says whether it ran elsewhere before (a
+/// deadline that comes while it waits then cancels it rather than leaving
+/// it unstarted).
+async fn run_once<W: Worker>(
+    worker: &W,
+    job: &JobSpec,
+    semaphores: &HashMap<&str, Arc<Semaphore>>,
+    limits: Limits,
+    moved: bool,
+) -> Result<Built, JobFailure> {
+    let semaphore = semaphores.get(job.runner.as_str()).cloned();
+    let deadline = limits.deadline.map(|(at, _)| at);
+    let acquire = async {
+        match &semaphore {
+            Some(semaphore) => Some(
+                semaphore
+                    .acquire()
+                    .await
+                    .expect("the semaphore is never closed"),
+            ),
+            None => None,
+        }
+    };
+    // A slot freed by a job the deadline stopped is no start.
+    let permit = before(deadline, acquire)
+        .await
+        .filter(|_| deadline.is_none_or(|deadline| Instant::now() < deadline));
+    let Some(_permit) = permit else {
+        let reason = if moved {
+            Stopped::Deadline
+        } else {
+            Stopped::DeadlineBeforeSlot
+        };
+        return Err(stopped(job, reason, limits));
+    };
+    let timeout_at = limits.timeout.map(|timeout| Instant::now() + timeout);
+    let (end, reason) = match (timeout_at, deadline) {
+        (Some(timeout_at), Some(deadline)) if deadline < timeout_at => {
+            (Some(deadline), Stopped::Deadline)
+        }
+        (Some(timeout_at), _) => (Some(timeout_at), Stopped::Timeout),
+        (None, deadline) => (deadline, Stopped::Deadline),
+    };
+    match before(end, worker.run(job)).await {
+        Some(result) => result,
+        None => Err(stopped(job, reason, limits)),
+    }
 }
 
 /// `future`'s output, or `None` when `end` comes first.
@@ -179,11 +322,11 @@ fn stopped(job: &JobSpec, reason: Stopped, limits: Limits) -> JobFailure {
         ),
     };
     JobFailure {
-        job: job.clone(),
-        message,
-        log_tail: Vec::new(),
-        hint,
-        pushed: false,
+        stopped: Some(match reason {
+            Stopped::DeadlineBeforeSlot => Stop::BeforeSlot,
+            Stopped::Timeout | Stopped::Deadline => Stop::Running,
+        }),
+        ..JobFailure::new(job, ErrorKind::Runner, message, hint)
     }
 }
 
@@ -207,7 +350,8 @@ pub fn all_or_failures(
 }
 
 /// The jobs whose image reached the registry (under its staging tag):
-/// every job that succeeded, and those that failed after pushing.
+/// every job that succeeded, and those that failed after pushing (on
+/// whichever runner they last ran: a job moves only before its push).
 pub fn pushed_jobs<'a, W: Worker>(
     jobs: &'a [JobSpec],
     failures: &[JobFailure],
@@ -217,8 +361,8 @@ pub fn pushed_jobs<'a, W: Worker>(
         .filter(|job| {
             failures
                 .iter()
-                .find(|failure| &failure.job == *job)
-                .is_none_or(|failure| failure.pushed || worker.push_started(job))
+                .find(|failure| failure.job.platform == job.platform)
+                .is_none_or(|failure| failure.pushed || worker.push_started(&failure.job))
         })
         .collect()
 }
@@ -229,6 +373,13 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
     use std::time::Duration;
+
+    /// Drops every event.
+    struct Silent;
+
+    impl Reporter for Silent {
+        fn report(&self, _event: Event) {}
+    }
 
     /// Records how many jobs ran at once per runner; fails the platforms it
     /// is told to; takes 30 ms a job unless `durations` says otherwise.
@@ -268,11 +419,13 @@ mod tests {
             self.total_running.fetch_sub(1, Ordering::SeqCst);
             if self.failing.contains(&job.platform.to_string()) {
                 return Err(JobFailure {
-                    job: job.clone(),
-                    message: "RUN false: exit code 1".to_owned(),
                     log_tail: vec!["false".to_owned()],
-                    hint: "fix the Dockerfile".to_owned(),
-                    pushed: false,
+                    ..JobFailure::new(
+                        job,
+                        ErrorKind::Build,
+                        "RUN false: exit code 1".to_owned(),
+                        "fix the Dockerfile".to_owned(),
+                    )
                 });
             }
             Ok(Built {
@@ -284,11 +437,7 @@ mod tests {
     }
 
     fn job(platform: &str, runner: &str) -> JobSpec {
-        JobSpec {
-            platform: platform.parse().unwrap(),
-            runner: runner.to_owned(),
-            emulated: false,
-        }
+        JobSpec::on(platform.parse().unwrap(), runner)
     }
 
     fn slots(pairs: &[(&str, u32)]) -> HashMap<String, u32> {
@@ -311,6 +460,8 @@ mod tests {
             &jobs,
             &slots(&[("a", 1), ("b", 1), ("c", 1)]),
             Limits::default(),
+            Fallback::Allowed,
+            &Silent,
         )
         .await;
         assert_eq!(worker.total_peak.load(Ordering::SeqCst), 3);
@@ -332,7 +483,15 @@ mod tests {
                 job("linux/arm64", "a"),
                 job("linux/s390x", "a"),
             ];
-            run_all(&worker, &jobs, &slots(&[("a", limit)]), Limits::default()).await;
+            run_all(
+                &worker,
+                &jobs,
+                &slots(&[("a", limit)]),
+                Limits::default(),
+                Fallback::Allowed,
+                &Silent,
+            )
+            .await;
             assert_eq!(
                 worker.peak.lock().unwrap()["a"],
                 expected_peak,
@@ -349,11 +508,8 @@ mod tests {
             job("linux/s390x", "c"),
         ];
         let failure = |index: usize, pushed: bool| JobFailure {
-            job: jobs[index].clone(),
-            message: String::new(),
-            log_tail: Vec::new(),
-            hint: String::new(),
             pushed,
+            ..JobFailure::new(&jobs[index], ErrorKind::Build, String::new(), String::new())
         };
         /// A worker that began pushing the platforms it lists.
         struct Pushing(&'static [&'static str]);
@@ -429,7 +585,15 @@ mod tests {
                 (start + limit, limit)
             }),
         };
-        let results = run_all(&worker, &specs, &slots(&runners), limits).await;
+        let results = run_all(
+            &worker,
+            &specs,
+            &slots(&runners),
+            limits,
+            Fallback::Allowed,
+            &Silent,
+        )
+        .await;
         let outcomes = results
             .into_iter()
             .map(|result| match result {
@@ -518,6 +682,8 @@ mod tests {
             &jobs,
             &slots(&[("a", 1), ("b", 1)]),
             Limits::default(),
+            Fallback::Allowed,
+            &Silent,
         )
         .await;
         assert!(results[0].is_ok(), "the other platform still finishes");

@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use mab_config::{NetworkMode, Platform, Project, Runner};
 use mab_context::BuildContext;
-use mab_engine::{BuildEvent, BuildSpec};
+use mab_engine::{BuildEvent, BuildSpec, EngineError};
+use mab_events::ErrorKind;
 use mab_registry::Child;
 
 use super::publish::Registry;
@@ -76,7 +77,11 @@ impl<R: Registry> LiveWorker<'_, R> {
         let connected = match &self.connected[&job.runner] {
             Ok(connected) => connected,
             Err(unreachable) => {
-                return Err(fail(Stage::Runner, unreachable.message.clone(), Vec::new()))
+                return Err(movable(fail(
+                    Stage::Runner,
+                    unreachable.message.clone(),
+                    Vec::new(),
+                )))
             }
         };
         let engine = &connected.engine;
@@ -95,7 +100,7 @@ impl<R: Registry> LiveWorker<'_, R> {
             registry_config: Some(self.registry_config.clone()),
         };
         let platform = job.platform.to_string();
-        engine
+        let built = engine
             .build(&spec, self.context, |event| {
                 let (platform, runner) = (platform.clone(), job.runner.clone());
                 self.reporter.report(match event {
@@ -111,13 +116,38 @@ impl<R: Registry> LiveWorker<'_, R> {
                     },
                 })
             })
-            .await
-            .map_err(|error| match error {
-                mab_engine::EngineError::BuildFailed {
-                    message, log_tail, ..
-                } => fail(Stage::Build, message, log_tail),
-                other => fail(Stage::Runner, other.to_string(), Vec::new()),
-            })?;
+            .await;
+        match built {
+            Ok(()) => {}
+            Err(EngineError::BuildFailed {
+                message, log_tail, ..
+            }) => return Err(fail(Stage::Build, message, log_tail)),
+            // The build never started: another runner may take it.
+            Err(
+                error @ (EngineError::NoAnswer { .. }
+                | EngineError::Connect { .. }
+                | EngineError::Timeout { .. }),
+            ) => return Err(movable(fail(Stage::Runner, error.to_string(), Vec::new()))),
+            // Lost midway: another runner may take it only when this
+            // engine is gone too (a reset connection, a killed engine).
+            Err(error @ EngineError::StreamBroken { .. }) => {
+                let failure = fail(Stage::Runner, error.to_string(), Vec::new());
+                return Err(match engine.ping().await {
+                    Ok(()) => failure,
+                    Err(ping) => movable(JobFailure {
+                        message: format!("{}; then {ping}", failure.message),
+                        ..failure
+                    }),
+                });
+            }
+            Err(error @ EngineError::Context(_)) => {
+                return Err(JobFailure {
+                    kind: ErrorKind::Usage,
+                    ..fail(Stage::Runner, error.to_string(), Vec::new())
+                })
+            }
+            Err(error) => return Err(fail(Stage::Runner, error.to_string(), Vec::new())),
+        }
 
         let child = match self.repository {
             None => {
@@ -180,9 +210,40 @@ impl<R: Registry> LiveWorker<'_, R> {
     }
 }
 
+/// `failure`, marked as one another runner may retry.
+pub(super) fn movable(failure: JobFailure) -> JobFailure {
+    JobFailure {
+        movable: true,
+        ..failure
+    }
+}
+
+/// Phrases of BuildKit's errors when it cannot give a `RUN` step its own
+/// network (the bridge, a veth pair, a network namespace): an engine that
+/// cannot set up its bridge for build containers, such as a
+/// foreign-architecture `dockerd` under QEMU user emulation.
+const NETWORK_SETUP: &[&str] = &[
+    "veth",
+    "netns",
+    "network namespace",
+    "create network",
+    "creating network",
+    "set up network",
+    "setting up network",
+    "setup network",
+    "bridge",
+];
+
+/// Whether a failed build's message says that its engine could not set up
+/// networking for a `RUN` step (case-insensitive, [`NETWORK_SETUP`]).
+fn network_setup_failed(message: &str) -> bool {
+    let message = message.to_lowercase();
+    NETWORK_SETUP.iter().any(|phrase| message.contains(phrase))
+}
+
 /// Where a platform's job failed, for the hint that goes with it.
 #[derive(Clone, Copy)]
-enum Stage {
+pub(super) enum Stage {
     /// Reaching the runner or its engine.
     Runner,
     /// The Dockerfile's steps.
@@ -199,19 +260,35 @@ impl Stage {
     /// `job` failed at this stage with `message` (and the build log's
     /// `log_tail`): the image was pushed under its staging tag when the
     /// failure came after the push (reading it back or verifying it).
-    fn failure(
+    pub(super) fn failure(
         self,
         job: &JobSpec,
         message: String,
         log_tail: Vec<String>,
         registry: &str,
     ) -> JobFailure {
+        let kind = self.kind(&message);
         JobFailure {
             pushed: matches!(self, Stage::Verify | Stage::ReadBack),
-            hint: self.hint(job, &message, registry),
-            job: job.clone(),
-            message,
             log_tail,
+            ..JobFailure::new(
+                job,
+                kind,
+                message.clone(),
+                self.hint(job, &message, registry),
+            )
+        }
+    }
+
+    /// The cause a failure at this stage is put down to: a Dockerfile step
+    /// (unless its engine could not set up a step's network), the runner,
+    /// or the registry.
+    fn kind(self, message: &str) -> ErrorKind {
+        match self {
+            Stage::Build if network_setup_failed(message) => ErrorKind::Runner,
+            Stage::Build => ErrorKind::Build,
+            Stage::Runner | Stage::Verify => ErrorKind::Runner,
+            Stage::Push | Stage::ReadBack => ErrorKind::Registry,
         }
     }
 
@@ -219,6 +296,10 @@ impl Stage {
         match self {
             Stage::Runner => format!(
                 "check runner `{}` (its host and engine) and run `mab build` again",
+                job.runner
+            ),
+            Stage::Build if network_setup_failed(message) => format!(
+                "the engine of runner `{}` could not set up networking for a RUN step: set `network = \"host\"` on that runner in runners.toml (or pass --network host)",
                 job.runner
             ),
             Stage::Build => {
@@ -287,51 +368,67 @@ mod tests {
 
     #[test]
     fn where_a_job_fails_decides_its_staging_tag_and_hint() {
-        let job = JobSpec {
-            platform: "linux/arm64".parse().unwrap(),
-            runner: "pi".to_owned(),
-            emulated: false,
-        };
-        // (stage, message, pushed under its staging tag, phrase of the hint)
+        let job = JobSpec::on("linux/arm64".parse().unwrap(), "pi");
+        // (stage, message, pushed under its staging tag, kind, phrase of the hint)
         let cases = [
             (
                 Stage::Runner,
                 "connection refused",
                 false,
+                ErrorKind::Runner,
                 "check runner `pi`",
             ),
             (
                 Stage::Build,
                 "RUN false: exit code 1",
                 false,
+                ErrorKind::Build,
                 "fix the Dockerfile",
+            ),
+            (
+                Stage::Build,
+                "process \"/bin/sh -c true\" did not complete successfully: failed to create network abc: could not add veth pair",
+                false,
+                ErrorKind::Runner,
+                "set `network = \"host\"` on that runner",
+            ),
+            (
+                Stage::Build,
+                "failed to set up network namespace: operation not permitted",
+                false,
+                ErrorKind::Runner,
+                "the engine of runner `pi` could not set up networking for a RUN step",
             ),
             (
                 Stage::Push,
                 "unauthorized: authentication required",
                 false,
+                ErrorKind::Registry,
                 "log in with `docker login 127.0.0.1:5000`",
             ),
             (
                 Stage::Push,
                 "connection reset",
                 false,
+                ErrorKind::Registry,
                 "check that 127.0.0.1:5000 is reachable from runner `pi`",
             ),
             (
                 Stage::ReadBack,
                 "manifest unknown",
                 true,
+                ErrorKind::Registry,
                 "check that 127.0.0.1:5000 serves the image runner `pi` pushed",
             ),
             (
                 Stage::Verify,
                 "the image is for linux/amd64",
                 true,
+                ErrorKind::Runner,
                 "runner `pi` did not produce a linux/arm64 image",
             ),
         ];
-        for (stage, message, pushed, hint) in cases {
+        for (stage, message, pushed, kind, hint) in cases {
             let failure = stage.failure(
                 &job,
                 message.to_owned(),
@@ -339,6 +436,8 @@ mod tests {
                 "127.0.0.1:5000",
             );
             assert_eq!(failure.pushed, pushed, "{message}");
+            assert_eq!(failure.kind, kind, "{message}");
+            assert!(!failure.movable, "{message}");
             assert!(failure.hint.contains(hint), "{message}: {}", failure.hint);
             assert_eq!(failure.message, message);
             assert_eq!(failure.log_tail, ["#5 RUN false"]);
