@@ -209,15 +209,14 @@ pub async fn run_all<W: Worker>(
 }
 
 /// The event of `platform` moving from runner `from` to `to` because of
-/// `reason`: "linux/arm64 moved from runner `a` to runner `b` (native):
-/// connection refused".
+/// `reason` (the failure on `from`).
 pub fn moved(platform: &mab_config::Platform, from: &str, to: &Candidate, reason: &str) -> Event {
-    let how = if to.emulated { "emulated" } else { "native" };
-    Event::Warning {
-        message: format!(
-            "{platform} moved from runner `{from}` to runner `{}` ({how}): {reason}",
-            to.runner
-        ),
+    Event::Moved {
+        platform: platform.clone(),
+        from: from.to_owned(),
+        to: to.runner.clone(),
+        emulated: to.emulated,
+        reason: reason.to_owned(),
     }
 }
 
@@ -374,12 +373,7 @@ mod tests {
     use std::sync::Mutex;
     use std::time::Duration;
 
-    /// Drops every event.
-    struct Silent;
-
-    impl Reporter for Silent {
-        fn report(&self, _event: Event) {}
-    }
+    use mab_events::Silent;
 
     /// Records how many jobs ran at once per runner; fails the platforms it
     /// is told to; takes 30 ms a job unless `durations` says otherwise.

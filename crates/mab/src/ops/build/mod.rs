@@ -133,10 +133,21 @@ pub async fn build(
         }
         Err(error) => return Err(prepare::plan_failure(error, &connected)),
     };
+    reporter.report(Event::Plan {
+        image: project.image.clone(),
+        context_files: listing.files,
+        jobs: plan
+            .jobs
+            .iter()
+            .map(|job| mab_events::PlannedJob {
+                platform: job.platform.clone(),
+                runner: job.runner.clone(),
+                emulated: job.emulated,
+                reason: job.reason.clone(),
+            })
+            .collect(),
+    });
     for job in &plan.jobs {
-        reporter.report(Event::Note {
-            message: format!("{} -> {}: {}", job.platform, job.runner, job.reason),
-        });
         if let Some(from) = &job.moved_from {
             let to = mab_plan::Candidate {
                 runner: job.runner.clone(),
@@ -145,15 +156,6 @@ pub async fn build(
             reporter.report(moved(&job.platform, &from.runner, &to, &from.reason));
         }
     }
-    reporter.report(Event::Note {
-        message: format!(
-            "building {} for {} platform(s) from {} file(s) in {}",
-            project.image,
-            plan.jobs.len(),
-            listing.files,
-            project.context.display()
-        ),
-    });
 
     let jobs: Vec<JobSpec> = plan
         .jobs
@@ -364,12 +366,6 @@ async fn run_and_publish<W: Worker, R: Registry>(
     };
 
     let Some(repository) = repository else {
-        reporter.report(Event::Note {
-            message: format!(
-                "built and verified {} platform(s); nothing was pushed (--no-push)",
-                built.len()
-            ),
-        });
         metadata.write(planned.image, None, planned.tags, &states)?;
         return Ok(String::new());
     };
@@ -388,12 +384,10 @@ async fn run_and_publish<W: Worker, R: Registry>(
             Some("check that the registry accepts pushes of manifest lists, then run `mab build` again"),
         )
     })?;
-    reporter.report(Event::Note {
-        message: format!(
-            "published {}@{digest} as {}",
-            planned.image,
-            planned.tags.join(", ")
-        ),
+    reporter.report(Event::Published {
+        image: planned.image.to_owned(),
+        digest: digest.clone(),
+        tags: planned.tags.to_vec(),
     });
     let staged: Vec<String> = built
         .iter()
@@ -751,7 +745,28 @@ mod tests {
                 .unwrap()
                 .iter()
                 .filter_map(|event| match event {
-                    Event::Note { message } => Some(format!("note: {message}")),
+                    Event::Published {
+                        image,
+                        digest,
+                        tags,
+                    } => Some(format!(
+                        "note: published {image}@{digest} as {}",
+                        tags.join(", ")
+                    )),
+                    Event::StagingTagsLeft { image, tags } => Some(format!(
+                        "note: {image} does not delete tags; staging tag(s) {} remain",
+                        tags.join(", ")
+                    )),
+                    Event::Moved {
+                        platform,
+                        from,
+                        to,
+                        emulated,
+                        reason,
+                    } => Some(format!(
+                        "warning: {platform} moved from runner `{from}` to runner `{to}` ({}): {reason}",
+                        if *emulated { "emulated" } else { "native" }
+                    )),
                     Event::Warning { message } => Some(format!("warning: {message}")),
                     _ => None,
                 })
@@ -1095,7 +1110,6 @@ mod tests {
                     &[],
                     vec![entry("linux/amd64", "built"), entry("linux/arm64", "built")],
                 ),
-                said: vec!["note: built and verified 2 platform(s); nothing was pushed (--no-push)"],
                 ..base()
             },
             Case {

@@ -99,10 +99,9 @@ impl<R: Registry> LiveWorker<'_, R> {
                 .to_owned(),
             registry_config: Some(self.registry_config.clone()),
         };
-        let platform = job.platform.to_string();
         let built = engine
             .build(&spec, self.context, |event| {
-                let (platform, runner) = (platform.clone(), job.runner.clone());
+                let (platform, runner) = (job.platform.clone(), job.runner.clone());
                 self.reporter.report(match event {
                     BuildEvent::Step(step) => Event::Step {
                         platform,
@@ -169,7 +168,7 @@ impl<R: Registry> LiveWorker<'_, R> {
                     .await
                     .map_err(|error| fail(Stage::Push, error.to_string(), Vec::new()))?;
                 self.reporter.report(Event::Pushed {
-                    platform: platform.clone(),
+                    platform: job.platform.clone(),
                     runner: job.runner.clone(),
                     digest: digest.clone(),
                 });
@@ -322,8 +321,8 @@ impl Stage {
 impl<R: Registry> Worker for LiveWorker<'_, R> {
     async fn run(&self, job: &JobSpec) -> Result<Built, JobFailure> {
         let started = Instant::now();
-        let (platform, runner) = (job.platform.to_string(), job.runner.clone());
-        self.reporter.report(Event::Started {
+        let (platform, runner) = (job.platform.clone(), job.runner.clone());
+        self.reporter.report(Event::JobStarted {
             platform: platform.clone(),
             runner: runner.clone(),
             emulated: job.emulated,
@@ -332,7 +331,7 @@ impl<R: Registry> Worker for LiveWorker<'_, R> {
             Ok(child) => {
                 let seconds = started.elapsed().as_secs_f64();
                 self.keep_image(job).await;
-                self.reporter.report(Event::Done {
+                self.reporter.report(Event::JobFinished {
                     platform,
                     runner,
                     seconds,
@@ -344,9 +343,10 @@ impl<R: Registry> Worker for LiveWorker<'_, R> {
                 })
             }
             Err(failure) => {
-                self.reporter.report(Event::Failed {
+                self.reporter.report(Event::JobFailed {
                     platform,
                     runner,
+                    kind: failure.kind,
                     message: failure.message.clone(),
                 });
                 Err(failure)
