@@ -539,13 +539,14 @@ extra = ["edge", "nightly", "edge"]
     #[test]
     fn unknown_keys_are_warnings() {
         let project = parse(
-            "colour = 1\n[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\nplatfroms = []\n[tags]\nextras = []\n",
+            "colour = 1\n[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\nplatfroms = []\nfallbak = false\n[tags]\nextras = []\n",
         )
         .unwrap();
         assert_eq!(
             project.warnings,
             [
                 "unknown key `colour` in /src/app/mab.toml is ignored",
+                "unknown key `image.fallbak` in /src/app/mab.toml is ignored; did you mean `fallback`?",
                 "unknown key `image.platfroms` in /src/app/mab.toml is ignored; did you mean `platforms`?",
                 "unknown key `tags.extras` in /src/app/mab.toml is ignored; did you mean `extra`?",
             ]
