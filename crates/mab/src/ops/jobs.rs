@@ -380,6 +380,11 @@ mod tests {
     #[derive(Default)]
     struct FakeWorker {
         failing: Vec<String>,
+        /// Runners whose engine cannot be reached: a job there fails at
+        /// once, movable.
+        down: Vec<&'static str>,
+        /// Each run, `platform on runner at minute`, in start order.
+        starts: Mutex<Vec<String>>,
         durations: Vec<(&'static str, Duration)>,
         /// The platforms whose job ran to its end.
         finished: Mutex<Vec<String>>,
@@ -391,6 +396,23 @@ mod tests {
 
     impl Worker for FakeWorker {
         async fn run(&self, job: &JobSpec) -> Result<Built, JobFailure> {
+            self.starts.lock().unwrap().push(format!(
+                "{} on {} at {}",
+                job.platform,
+                job.runner,
+                (Instant::now() - *EPOCH.get().unwrap_or(&Instant::now())).as_secs() / 60
+            ));
+            if self.down.contains(&job.runner.as_str()) {
+                return Err(JobFailure {
+                    movable: true,
+                    ..JobFailure::new(
+                        job,
+                        ErrorKind::Runner,
+                        format!("cannot reach the Docker engine of {}", job.runner),
+                        format!("check runner `{}`", job.runner),
+                    )
+                });
+            }
             {
                 let mut running = self.running.lock().unwrap();
                 let count = running.entry(job.runner.clone()).or_default();
@@ -549,6 +571,178 @@ mod tests {
     }
 
     const MINUTE: Duration = Duration::from_secs(60);
+
+    /// When the test's clock started, for the minutes in `starts`.
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+    /// `platform` on `runner`, moving to `fallbacks` (native) in order.
+    fn moving(platform: &str, runner: &str, fallbacks: &[&str]) -> JobSpec {
+        JobSpec {
+            fallbacks: fallbacks
+                .iter()
+                .map(|runner| Candidate {
+                    runner: (*runner).to_owned(),
+                    emulated: false,
+                })
+                .collect(),
+            ..job(platform, runner)
+        }
+    }
+
+    /// Moves in [`run_all`]: a moved job waits for a slot of its fallback,
+    /// its time limit counts afresh there, the deadline cancels it while it
+    /// waits, and with fallback refused it stays and fails.
+    #[tokio::test(start_paused = true)]
+    async fn moved_jobs_wait_for_their_fallbacks_slot() {
+        // (what the row shows, jobs, runners down, timeout and deadline in
+        // minutes, fallback, each outcome, the starts)
+        type Row<'a> = (
+            &'a str,
+            Vec<JobSpec>,
+            Vec<&'static str>,
+            (Option<u32>, Option<u32>),
+            Fallback,
+            Vec<&'a str>,
+            Vec<&'a str>,
+        );
+        let rows: Vec<Row<'_>> = vec![
+            (
+                "the fallback's one slot is taken: the moved job starts when it frees",
+                vec![job("linux/amd64", "b"), moving("linux/arm64", "a", &["b"])],
+                vec!["a"],
+                (None, None),
+                Fallback::Allowed,
+                vec!["ok on b", "ok on b, moved from a: cannot reach the Docker engine of a"],
+                vec!["linux/amd64 on b at 0", "linux/arm64 on a at 0", "linux/arm64 on b at 30"],
+            ),
+            (
+                "the time limit counts afresh on the fallback, after its wait",
+                vec![job("linux/amd64", "b"), moving("linux/arm64", "a", &["b"])],
+                vec!["a"],
+                (Some(40), None),
+                Fallback::Allowed,
+                vec!["ok on b", "ok on b, moved from a: cannot reach the Docker engine of a"],
+                vec!["linux/amd64 on b at 0", "linux/arm64 on a at 0", "linux/arm64 on b at 30"],
+            ),
+            (
+                "the deadline comes while the moved job waits: cancelled, not unstarted",
+                vec![job("linux/amd64", "b"), moving("linux/arm64", "a", &["b"])],
+                vec!["a"],
+                (None, Some(20)),
+                Fallback::Allowed,
+                vec![
+                    "Running: stopped on runner `b`: the build's deadline (--deadline 20m) came",
+                    "Running: stopped on runner `b`: the build's deadline (--deadline 20m) came",
+                ],
+                vec!["linux/amd64 on b at 0", "linux/arm64 on a at 0"],
+            ),
+            (
+                "fallback refused: the job stays on its runner and fails, hinting --no-fallback",
+                vec![job("linux/amd64", "b"), moving("linux/arm64", "a", &["b"])],
+                vec!["a"],
+                (None, None),
+                Fallback::Refused,
+                vec![
+                    "ok on b",
+                    "failed on a after []: cannot reach the Docker engine of a / check runner `a` with `mab runners check`, or leave out --no-fallback",
+                ],
+                vec!["linux/amd64 on b", "linux/arm64 on a"],
+            ),
+            (
+                "two fallbacks down, the third builds; the failures are kept in order",
+                vec![moving("linux/arm64", "a", &["b", "c", "d"])],
+                vec!["a", "b", "c"],
+                (None, None),
+                Fallback::Allowed,
+                vec!["ok on d, moved from a: cannot reach the Docker engine of a"],
+                vec!["linux/arm64 on a at 0", "linux/arm64 on b at 0", "linux/arm64 on c at 0", "linux/arm64 on d at 0"],
+            ),
+            (
+                "every fallback down: the last failure, with the runners tried before",
+                vec![moving("linux/arm64", "a", &["b"])],
+                vec!["a", "b"],
+                (None, None),
+                Fallback::Allowed,
+                vec!["failed on b after [a]: cannot reach the Docker engine of b / check runner `b`"],
+                vec!["linux/arm64 on a at 0", "linux/arm64 on b at 0"],
+            ),
+        ];
+        for (name, jobs, down, (timeout, deadline), fallback, outcomes, starts) in rows {
+            let start = Instant::now();
+            let _ = EPOCH.set(start);
+            let epoch = *EPOCH.get().unwrap();
+            let worker = FakeWorker {
+                down,
+                durations: vec![("linux/amd64", MINUTE * 30), ("linux/arm64", MINUTE * 30)],
+                ..FakeWorker::default()
+            };
+            let limits = Limits {
+                timeout: timeout.map(|minutes| MINUTE * minutes),
+                deadline: deadline.map(|minutes| (start + MINUTE * minutes, MINUTE * minutes)),
+            };
+            let slots = slots(&[("a", 1), ("b", 1), ("c", 1), ("d", 1)]);
+            let results = run_all(&worker, &jobs, &slots, limits, fallback, &Silent).await;
+            let got: Vec<String> = results
+                .iter()
+                .map(|result| match result {
+                    Ok(built) => match &built.job.moved_from {
+                        None => format!("ok on {}", built.job.runner),
+                        Some(moved) => format!(
+                            "ok on {}, moved from {}: {}",
+                            built.job.runner, moved.runner, moved.reason
+                        ),
+                    },
+                    Err(failure) if failure.stopped.is_some() => {
+                        format!("{:?}: {}", failure.stopped.unwrap(), failure.message)
+                    }
+                    Err(failure) => {
+                        let earlier: Vec<&str> = failure
+                            .earlier
+                            .iter()
+                            .map(|(runner, _)| runner.as_str())
+                            .collect();
+                        format!(
+                            "failed on {} after [{}]: {} / {}",
+                            failure.job.runner,
+                            earlier.join(", "),
+                            failure.message,
+                            failure.hint
+                        )
+                    }
+                })
+                .collect();
+            for (got, expected) in got.iter().zip(&outcomes) {
+                assert!(
+                    got.starts_with(expected),
+                    "{name}: {got:?} does not start with {expected:?}"
+                );
+            }
+            assert_eq!(got.len(), outcomes.len(), "{name}");
+            // Minutes from this row's start.
+            let offset = (start - epoch).as_secs() / 60;
+            let mut recorded: Vec<String> = worker
+                .starts
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|line| {
+                    let (what, at) = line.rsplit_once(" at ").unwrap();
+                    format!("{what} at {}", at.parse::<u64>().unwrap() - offset)
+                })
+                .collect();
+            recorded.sort();
+            let mut expected: Vec<String> =
+                starts.iter().map(|start| (*start).to_owned()).collect();
+            if expected.iter().all(|start| !start.contains(" at ")) {
+                recorded = recorded
+                    .into_iter()
+                    .map(|line| line.rsplit_once(" at ").unwrap().0.to_owned())
+                    .collect();
+            }
+            expected.sort();
+            assert_eq!(recorded, expected, "{name}");
+        }
+    }
 
     /// Runs `jobs` (platform, runner, minutes it takes) on runners of one
     /// slot each under `limits` (the deadline in minutes from now); returns
