@@ -217,27 +217,31 @@ pub(super) fn movable(failure: JobFailure) -> JobFailure {
     }
 }
 
-/// Phrases of BuildKit's errors when it cannot give a `RUN` step its own
-/// network (the bridge, a veth pair, a network namespace): an engine that
-/// cannot set up its bridge for build containers, such as a
-/// foreign-architecture `dockerd` under QEMU user emulation.
+/// Phrases of the errors BuildKit and runc give when a `RUN` step cannot
+/// get its own network: creating the network, a veth pair or the network
+/// namespace fails, or the OCI prestart hook fails that dockerd's BuildKit
+/// adds to set up the bridge network of a step (`libnetwork-setkey`; runc
+/// reports "error running hook #0"), as it does for a foreign-architecture
+/// `dockerd` under QEMU user emulation.
 const NETWORK_SETUP: &[&str] = &[
+    "error running hook",
     "veth",
     "netns",
     "network namespace",
-    "create network",
-    "creating network",
-    "set up network",
-    "setting up network",
-    "setup network",
-    "bridge",
+    "failed to create network",
+    "failed to set up network",
+    "failed to setup network",
+    "error setting up network",
 ];
 
-/// Whether a failed build's message says that its engine could not set up
+/// Whether a failed build's message, or the build log's tail that BuildKit
+/// ends with its own error lines, says that the engine could not set up
 /// networking for a `RUN` step (case-insensitive, [`NETWORK_SETUP`]).
-fn network_setup_failed(message: &str) -> bool {
-    let message = message.to_lowercase();
-    NETWORK_SETUP.iter().any(|phrase| message.contains(phrase))
+fn network_setup_failed(message: &str, log_tail: &[String]) -> bool {
+    std::iter::once(message)
+        .chain(log_tail.iter().map(String::as_str))
+        .map(str::to_lowercase)
+        .any(|text| NETWORK_SETUP.iter().any(|phrase| text.contains(phrase)))
 }
 
 /// Where a platform's job failed, for the hint that goes with it.
@@ -266,38 +270,34 @@ impl Stage {
         log_tail: Vec<String>,
         registry: &str,
     ) -> JobFailure {
-        let kind = self.kind(&message);
+        let network = matches!(self, Stage::Build) && network_setup_failed(&message, &log_tail);
+        let hint = self.hint(job, &message, registry, network);
         JobFailure {
             pushed: matches!(self, Stage::Verify | Stage::ReadBack),
             log_tail,
-            ..JobFailure::new(
-                job,
-                kind,
-                message.clone(),
-                self.hint(job, &message, registry),
-            )
+            ..JobFailure::new(job, self.kind(network), message, hint)
         }
     }
 
     /// The cause a failure at this stage is put down to: a Dockerfile step
-    /// (unless its engine could not set up a step's network), the runner,
-    /// or the registry.
-    fn kind(self, message: &str) -> ErrorKind {
+    /// (unless the engine could not set up a step's `network`), the
+    /// runner, or the registry.
+    fn kind(self, network: bool) -> ErrorKind {
         match self {
-            Stage::Build if network_setup_failed(message) => ErrorKind::Runner,
+            Stage::Build if network => ErrorKind::Runner,
             Stage::Build => ErrorKind::Build,
             Stage::Runner | Stage::Verify => ErrorKind::Runner,
             Stage::Push | Stage::ReadBack => ErrorKind::Registry,
         }
     }
 
-    fn hint(self, job: &JobSpec, message: &str, registry: &str) -> String {
+    fn hint(self, job: &JobSpec, message: &str, registry: &str, network: bool) -> String {
         match self {
             Stage::Runner => format!(
                 "check runner `{}` (its host and engine) and run `mab build` again",
                 job.runner
             ),
-            Stage::Build if network_setup_failed(message) => format!(
+            Stage::Build if network => format!(
                 "the engine of runner `{}` could not set up networking for a RUN step: set `network = \"host\"` on that runner in runners.toml (or pass --network host)",
                 job.runner
             ),
@@ -394,6 +394,13 @@ mod tests {
             ),
             (
                 Stage::Build,
+                "executor failed running [/bin/busybox true]: exit code: 1",
+                false,
+                ErrorKind::Build,
+                "fix the Dockerfile",
+            ),
+            (
+                Stage::Build,
                 "failed to set up network namespace: operation not permitted",
                 false,
                 ErrorKind::Runner,
@@ -442,6 +449,39 @@ mod tests {
             assert_eq!(failure.message, message);
             assert_eq!(failure.log_tail, ["#5 RUN false"]);
             assert_eq!(failure.job, job);
+        }
+    }
+
+    /// A step whose network hook failed is told by the log's tail, as the
+    /// lab's arm64 engine under QEMU reports it; a step's own output that
+    /// merely mentions networks is not.
+    #[test]
+    fn a_network_hook_that_fails_is_the_runners_problem() {
+        let job = JobSpec::on("linux/arm64".parse().unwrap(), "arm");
+        let message = "executor failed running [/bin/busybox true]: exit code: 1";
+        // (log tail, kind, phrase of the hint)
+        let cases = [
+            (
+                vec![
+                    "runc run failed: unable to start container process: error during container init: error running hook #0: error running hook: exit status 1, stdout: , stderr: qemu: unknown option 'exec-root=/run/mab-host/exec'",
+                    "[2/2] RUN [\"/bin/busybox\", \"true\"]: executor failed running [/bin/busybox true]: exit code: 1",
+                ],
+                ErrorKind::Runner,
+                "the engine of runner `arm` could not set up networking for a RUN step: set `network = \"host\"` on that runner in runners.toml (or pass --network host)",
+            ),
+            (
+                vec!["bridge br0 is down", "exit code: 1"],
+                ErrorKind::Build,
+                "fix the Dockerfile",
+            ),
+        ];
+        for (tail, kind, hint) in cases {
+            let tail: Vec<String> = tail.into_iter().map(str::to_owned).collect();
+            let failure =
+                Stage::Build.failure(&job, message.to_owned(), tail.clone(), "127.0.0.1:5000");
+            assert_eq!(failure.kind, kind, "{tail:?}");
+            assert!(failure.hint.contains(hint), "{tail:?}: {}", failure.hint);
+            assert!(!failure.movable);
         }
     }
 }
