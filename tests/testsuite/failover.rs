@@ -4,7 +4,9 @@
 //! metadata records it, the registry holds the list, read with skopeo);
 //! with `--no-fallback` the build fails naming the runner, writes the
 //! metadata with each platform's state and error, and leaves the
-//! registry's tags as they were.
+//! registry's tags as they were. A second test moves a platform at run
+//! time, off a runner whose engine drops the build request (a proxy in
+//! front of the local engine).
 
 use std::fs;
 
@@ -43,18 +45,19 @@ fn project(lab: &Lab, repository: &str, port: u16) -> Project {
     project
 }
 
-/// `mab build --progress plain --metadata-file metadata.json ARGS`: the
-/// run and the metadata file's JSON (written whether it failed or not).
+/// `mab build --progress PROGRESS --metadata-file metadata.json ARGS`:
+/// the run and the metadata file's JSON (written whether it failed or not).
 fn build(
     home: &Home,
     project: &Project,
+    progress: &str,
     arguments: &[&str],
 ) -> (crate::support::Run, serde_json::Value) {
     let metadata = project.path().join("metadata.json");
     let mut all = vec![
         "build",
         "--progress",
-        "plain",
+        progress,
         "--metadata-file",
         metadata.to_str().unwrap(),
     ];
@@ -75,7 +78,7 @@ fn platforms_move_off_an_unreachable_runner_unless_fallback_is_off() {
     let home = Home::new(lab);
     let _ssh = ssh_lock();
 
-    let (run, metadata) = build(&home, &project, &["--tag", "moved"]);
+    let (run, metadata) = build(&home, &project, "plain", &["--tag", "moved"]);
     assert_eq!(run.code, 0, "{run:?}");
     let platforms = metadata["platforms"].as_array().unwrap();
     assert_eq!(platforms.len(), 2, "{metadata:#}");
@@ -151,7 +154,7 @@ fn platforms_move_off_an_unreachable_runner_unless_fallback_is_off() {
         ("fallback = false", vec!["--tag", "stranded"], &keyed),
     ] {
         project.file("mab.toml", toml);
-        let (run, metadata) = build(&home, &project, &arguments);
+        let (run, metadata) = build(&home, &project, "plain", &arguments);
         assert_eq!(run.code, 1, "{how}: {run:?}");
         let error = run
             .stderr
@@ -218,4 +221,179 @@ fn platforms_move_off_an_unreachable_runner_unless_fallback_is_off() {
             "{how}: the list unchanged"
         );
     }
+}
+
+/// A runner's engine that answers every request but the ones that start a
+/// build: a TCP proxy in front of the local engine's socket that closes
+/// the connection of `POST /session` and `POST /build` without an answer,
+/// as an engine does that refuses or resets them. Returns its port.
+fn engine_refusing_builds(socket: &str) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let socket = socket.to_owned();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { continue };
+            let socket = socket.clone();
+            std::thread::spawn(move || {
+                // The request's head, to see what it asks for.
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match client.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let line = String::from_utf8_lossy(&head)
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                let path = line
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_owned();
+                let path = path.split('?').next().unwrap_or_default();
+                if line.starts_with("POST ")
+                    && (path.ends_with("/session") || path.ends_with("/build"))
+                {
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                    return;
+                }
+                let Ok(mut engine) = std::os::unix::net::UnixStream::connect(&socket) else {
+                    return;
+                };
+                if engine.write_all(&head).is_err() {
+                    return;
+                }
+                let (mut client_back, mut engine_back) =
+                    (client.try_clone().unwrap(), engine.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut engine_back, &mut client_back);
+                    let _ = client_back.shutdown(std::net::Shutdown::Both);
+                });
+                let _ = std::io::copy(&mut client, &mut engine);
+                let _ = engine.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    port
+}
+
+/// A runner that passes the probes but whose engine drops every build
+/// request before answering: the platform moves at run time to the next
+/// runner (the job's failure on the first is a `job_failed` event, the move
+/// a `moved` one); with `--no-fallback` the build fails naming it.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_runner_that_drops_the_build_request_loses_its_platform() {
+    let lab = require_lab!();
+    let repository = lab.repository("failover-runtime");
+    let socket = lab
+        .get("LOCAL_ENGINE")
+        .trim_start_matches("unix://")
+        .to_owned();
+    let port = engine_refusing_builds(&socket);
+    let project = Project::new();
+    project
+        .file("Dockerfile", "FROM scratch\nCOPY content.txt /\n")
+        .file("content.txt", "moved at run time\n")
+        .file(
+            "mab.toml",
+            &format!("[image]\nname = \"{repository}\"\nplatforms = [\"linux/amd64\"]\n"),
+        )
+        .file(
+            "runners.toml",
+            &format!(
+                "[[runner]]\nname = \"flaky\"\nhost = \"local\"\nengine = \"tcp://127.0.0.1:{port}\"\nplatforms = [\"linux/amd64\"]\n\n\
+                 [[runner]]\nname = \"steady\"\nhost = \"local\"\nengine = \"unix://{socket}\"\nplatforms = [\"linux/amd64\"]\n"
+            ),
+        );
+    let home = Home::new(lab);
+
+    let (run, metadata) = build(&home, &project, "json", &["--tag", "moved"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let events: Vec<serde_json::Value> = run
+        .stderr
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let plan = events
+        .iter()
+        .find(|event| event["event"] == "plan")
+        .unwrap();
+    assert_eq!(plan["jobs"][0]["runner"], "flaky", "{run:?}");
+    let failed = events
+        .iter()
+        .find(|event| event["event"] == "job_failed")
+        .unwrap_or_else(|| panic!("a job_failed event: {run:?}"));
+    assert_eq!(failed["runner"], "flaky");
+    assert_eq!(failed["kind"], "runner");
+    let reason = failed["message"].as_str().unwrap().to_owned();
+    assert!(
+        reason.starts_with("the Docker engine of flaky did not answer POST /session"),
+        "{reason}"
+    );
+    let moved: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|event| event["event"] == "moved")
+        .collect();
+    assert_eq!(
+        moved,
+        [&serde_json::json!({
+            "schema": 1,
+            "event": "moved",
+            "platform": "linux/amd64",
+            "from": "flaky",
+            "to": "steady",
+            "emulated": false,
+            "reason": reason,
+        })]
+    );
+    let entry = &metadata["platforms"][0];
+    assert_eq!(entry["runner"], "steady", "{metadata:#}");
+    assert_eq!(entry["state"], "published", "{metadata:#}");
+    assert_eq!(entry["moved_from"], "flaky", "{metadata:#}");
+    assert_eq!(entry["reason"], reason.as_str(), "{metadata:#}");
+    let raw = skopeo_raw(&format!("{repository}:moved"));
+    assert_eq!(metadata["digest"], sha256(&raw), "{metadata:#}");
+    let list: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(list["manifests"][0]["digest"], entry["digest"], "{list:#}");
+    let tags_before = skopeo_tags(&repository);
+
+    let (run, metadata) = build(
+        &home,
+        &project,
+        "plain",
+        &["--tag", "stranded", "--no-fallback"],
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains("error: build failed for linux/amd64 (runner flaky); nothing was published\n  | linux/amd64 on flaky: the Docker engine of flaky did not answer POST /session"),
+        "{run:?}"
+    );
+    assert!(
+        run.stderr.contains(
+            "hint: check runner `flaky` with `mab runners check`, or leave out --no-fallback"
+        ),
+        "{run:?}"
+    );
+    assert!(!run.stderr.contains(" moved from runner "), "{run:?}");
+    assert_eq!(metadata["digest"], serde_json::Value::Null, "{metadata:#}");
+    assert_eq!(metadata["missing"], serde_json::json!(["linux/amd64"]));
+    let entry = &metadata["platforms"][0];
+    assert_eq!(entry["runner"], "flaky", "{metadata:#}");
+    assert_eq!(entry["state"], "failed", "{metadata:#}");
+    assert_eq!(entry["error"]["kind"], "runner", "{metadata:#}");
+    assert!(
+        entry["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("the Docker engine of flaky did not answer POST /session"),
+        "{metadata:#}"
+    );
+    assert_eq!(skopeo_tags(&repository), tags_before, "tags unchanged");
 }
