@@ -122,14 +122,23 @@ pub async fn build(
     ) {
         Ok(plan) => plan,
         Err(PlanError::PreferredUnreachable { unreachable }) => {
+            // What each unreachable runner's own failure says to do.
+            let runner_hints: HashMap<String, String> = connected
+                .iter()
+                .filter_map(|(name, result)| {
+                    let hint = result.as_ref().err()?.hint.clone()?;
+                    Some((name.clone(), hint))
+                })
+                .collect();
             return Err(stranded(
                 &project.image,
                 &project.platforms,
                 &unreachable,
+                &runner_hints,
                 &tags,
                 &metadata,
                 reporter,
-            ))
+            ));
         }
         Err(error) => return Err(prepare::plan_failure(error, &connected)),
     };
@@ -258,11 +267,14 @@ struct Planned<'a> {
 /// The failure of a build whose platforms `unreachable` stay on their
 /// unreachable runners because fallback is off (exit 1): reported as
 /// those platforms' jobs failing on their runners, with the metadata file
-/// saying so (the other platforms `not_started`).
+/// saying so (the other platforms `not_started`). `runner_hints` holds the
+/// hint of each runner's own failure (by runner name), given after the
+/// one about fallback.
 fn stranded(
     image: &str,
     platforms: &[mab_config::Platform],
     unreachable: &[(mab_config::Platform, mab_plan::Move)],
+    runner_hints: &HashMap<String, String>,
     tags: &[String],
     metadata: &MetadataFile,
     reporter: &dyn Reporter,
@@ -275,7 +287,13 @@ fn stranded(
                 &JobSpec::on(platform.clone(), &moved.runner),
                 ErrorKind::Runner,
                 moved.reason.clone(),
-                mab_plan::fallback_hint(&[moved.runner.as_str()]),
+                match runner_hints.get(&moved.runner) {
+                    Some(hint) => format!(
+                        "{}\nhint: {hint}",
+                        mab_plan::fallback_hint(&[moved.runner.as_str()])
+                    ),
+                    None => mab_plan::fallback_hint(&[moved.runner.as_str()]),
+                },
             )
         })
         .collect();
@@ -1638,13 +1656,26 @@ mod tests {
         )];
         let tags = ["1.0".to_owned(), "latest".to_owned()];
         let reporter = Recorded::default();
-        let failure = stranded(IMAGE, &platforms, &stranded_by, &tags, &metadata, &reporter);
+        let hints = HashMap::from([(
+            "pi".to_owned(),
+            "check that the engine runs and that its socket is the runner's `engine`".to_owned(),
+        )]);
+        let failure = stranded(
+            IMAGE,
+            &platforms,
+            &stranded_by,
+            &hints,
+            &tags,
+            &metadata,
+            &reporter,
+        );
         assert_eq!(failure.kind, FailureKind::Runtime);
         assert_eq!(
             failure.report,
             "error: build failed for linux/arm64 (runner pi); nothing was published\n  \
              | linux/arm64 on pi: cannot reach the Docker engine of pi: connection refused\n\
-             hint: check runner `pi` with `mab runners check`, or leave out --no-fallback (and `fallback = false` under [image] in mab.toml) so that another runner builds it"
+             hint: check runner `pi` with `mab runners check`, or leave out --no-fallback (and `fallback = false` under [image] in mab.toml) so that another runner builds it\n\
+             hint: check that the engine runs and that its socket is the runner's `engine`"
         );
         let written: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
