@@ -38,6 +38,7 @@ use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bollard_buildkit_proto::fsutil::types::packet::PacketType;
@@ -141,13 +142,24 @@ enum ServeError {
 #[derive(Clone, Debug)]
 pub(crate) struct Sources {
     context: BuildContext,
+    /// Bytes of file contents sent from the context directory so far
+    /// (shared by every transfer of the session).
+    context_bytes: Arc<AtomicU64>,
 }
 
 impl Sources {
     pub(crate) fn new(context: &BuildContext) -> Sources {
         Sources {
             context: context.clone(),
+            context_bytes: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// The counter of the bytes of file contents sent from the context
+    /// directory (the `context` source; not the Dockerfile's), in DATA
+    /// packets, over every transfer of the session.
+    pub(crate) fn context_bytes(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.context_bytes)
     }
 
     /// The directory the engine asks for by `name`.
@@ -393,6 +405,7 @@ async fn transfer<S>(
 where
     S: Stream<Item = Result<Packet, Status>> + Send + Unpin + 'static,
 {
+    let counted = (wanted.dir_name == CONTEXT).then(|| sources.context_bytes());
     let mut listing = tokio::task::spawn_blocking(move || list(&sources, &wanted))
         .await
         .map_err(|error| ServeError::Transport(error.to_string()))??;
@@ -416,7 +429,10 @@ where
                 Asked::Data(id) => {
                     let path = listing.files.remove(&id).ok_or(ServeError::UnknownId(id))?;
                     tracing::debug!("the engine asks for the contents of {}", path.display());
-                    send_file(id, &path, out).await?;
+                    let sent = send_file(id, &path, out).await?;
+                    if let Some(counted) = &counted {
+                        counted.fetch_add(sent, Ordering::Relaxed);
+                    }
                 }
                 Asked::Fin => return send(packet(PacketType::PacketFin)).await,
             }
@@ -464,18 +480,20 @@ where
 }
 
 /// DATA packets with the file's bytes, then an empty one. A file that can
-/// no longer be opened is sent empty, as fsutil does.
+/// no longer be opened is sent empty, as fsutil does. Returns how many
+/// bytes of the file were sent.
 async fn send_file(
     id: u32,
     path: &Path,
     out: &mpsc::Sender<Result<Packet, Status>>,
-) -> Result<(), ServeError> {
+) -> Result<u64, ServeError> {
     let data = |bytes: Vec<u8>| Packet {
         r#type: PacketType::PacketData as i32,
         id,
         data: bytes,
         ..Default::default()
     };
+    let mut sent = 0;
     if let Ok(mut file) = tokio::fs::File::open(path).await {
         loop {
             let mut chunk = vec![0; DATA_CHUNK];
@@ -493,11 +511,13 @@ async fn send_file(
             out.send(Ok(data(chunk)))
                 .await
                 .map_err(|_| ServeError::Closed)?;
+            sent += read as u64;
         }
     }
     out.send(Ok(data(Vec::new())))
         .await
-        .map_err(|_| ServeError::Closed)
+        .map_err(|_| ServeError::Closed)?;
+    Ok(sent)
 }
 
 /// The FileSync service of a build's session.

@@ -4,11 +4,16 @@
 //! `mab-events`) through the [`Reporter`] trait; this module only renders
 //! them: indicatif bars on a terminal, one plain line per event in CI logs
 //! (`--progress plain`), or one JSON object per line (`--progress json`,
-//! [`mab_events::json_line`]).
+//! [`mab_events::json_line`]; docs/progress.md).
+//!
+//! While a command runs, its [`Renderer`] is the active one ([`activate`]):
+//! library log lines ([`crate::logging`]) and the interrupt warning go
+//! through it too ([`report`]), so that nothing else writes to stderr
+//! around the bars or between the JSON lines.
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use crate::cli::Progress;
@@ -16,13 +21,69 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 pub use mab_events::{Event, Reporter};
 
-/// The reporter `--progress` asks for.
-pub fn reporter(mode: Progress, stderr_is_terminal: bool) -> Box<dyn Reporter> {
-    match mode {
+/// The renderer `--progress` asks for.
+pub fn renderer(mode: Progress, stderr_is_terminal: bool) -> Arc<Renderer> {
+    Arc::new(match mode {
         // indicatif draws nothing where stderr is not a terminal.
-        Progress::Tty | Progress::Auto if stderr_is_terminal => Box::new(Bars::new()),
-        Progress::Tty | Progress::Auto | Progress::Plain => Box::new(Lines),
-        Progress::Json => Box::new(JsonLines),
+        Progress::Tty | Progress::Auto if stderr_is_terminal => Renderer::Bars(Bars::new()),
+        Progress::Tty | Progress::Auto | Progress::Plain => Renderer::Lines(Lines),
+        Progress::Json => Renderer::Json(JsonLines),
+    })
+}
+
+/// One of the three ways of showing events.
+pub enum Renderer {
+    Bars(Bars),
+    Lines(Lines),
+    Json(JsonLines),
+}
+
+impl Renderer {
+    /// Whether a failed command's report is printed as text after the
+    /// last event. With `--progress json` it is not: the `result` event
+    /// holds its message, hints and details, and stderr holds only JSON.
+    pub fn prints_reports(&self) -> bool {
+        !matches!(self, Renderer::Json(_))
+    }
+}
+
+impl Reporter for Renderer {
+    fn report(&self, event: Event) {
+        match self {
+            Renderer::Bars(bars) => bars.report(event),
+            Renderer::Lines(lines) => lines.report(event),
+            Renderer::Json(json) => json.report(event),
+        }
+    }
+}
+
+/// The renderer of the command that runs, if it has one.
+static ACTIVE: RwLock<Option<Arc<Renderer>>> = RwLock::new(None);
+
+/// Makes `renderer` the one [`report`] goes to until [`deactivate`].
+pub fn activate(renderer: Arc<Renderer>) {
+    *ACTIVE
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(renderer);
+}
+
+/// Ends [`activate`]: [`report`] writes plain lines again.
+pub fn deactivate() {
+    *ACTIVE
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+}
+
+/// Reports `event` to the active renderer; where none is active (commands
+/// without progress, such as `mab runners check`), as a plain line.
+pub fn report(event: Event) {
+    let active = ACTIVE
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone();
+    match active {
+        Some(renderer) => renderer.report(event),
+        None => Lines.report(event),
     }
 }
 
@@ -143,12 +204,11 @@ impl Lines {
             ),
             Event::Warning { message } => format!("warning: {message}"),
             Event::Diagnostic { level, message } => format!("{level}: {message}"),
-            Event::Result(outcome) => match (&outcome.digest, &outcome.error) {
-                (None, None) => "built and verified every platform; nothing was pushed (--no-push)"
-                    .to_owned(),
-                // The digest is on stdout; a failure's report follows.
-                _ => return None,
-            },
+            // The digest is on stdout; a failure's report follows as text.
+            Event::Result(outcome) if outcome.error.is_none() && outcome.no_push => {
+                "built and verified every platform; nothing was pushed (--no-push)".to_owned()
+            }
+            Event::Result(_) => return None,
         })
     }
 }
@@ -258,7 +318,24 @@ impl Reporter for Bars {
                 if let Some(line) = Lines::line(&event) {
                     let _ = self.multi.println(line);
                 }
+                if matches!(event, Event::Result(_)) {
+                    self.finish();
+                }
             }
+        }
+    }
+}
+
+impl Bars {
+    /// After the last event: every bar still running stops where it is,
+    /// so that nothing redraws over the failure report printed next.
+    fn finish(&self) {
+        let bars = self
+            .bars
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for bar in bars.values().filter(|bar| !bar.is_finished()) {
+            bar.abandon();
         }
     }
 }

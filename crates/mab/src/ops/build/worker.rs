@@ -8,6 +8,7 @@ use std::time::Instant;
 use mab_config::{NetworkMode, Platform, Project, Runner};
 use mab_context::BuildContext;
 use mab_engine::{BuildEvent, BuildSpec};
+use mab_events::Phase;
 use mab_registry::Child;
 
 use super::publish::Registry;
@@ -94,7 +95,8 @@ impl<R: Registry> LiveWorker<'_, R> {
                 .to_owned(),
             registry_config: Some(self.registry_config.clone()),
         };
-        engine
+        let phase = self.start_phase(job, Phase::Build);
+        let stats = engine
             .build(&spec, self.context, |event| {
                 let (platform, runner) = (job.platform.clone(), job.runner.clone());
                 self.reporter.report(match event {
@@ -117,15 +119,18 @@ impl<R: Registry> LiveWorker<'_, R> {
                 } => fail(Stage::Build, message, log_tail),
                 other => fail(Stage::Runner, other.to_string(), Vec::new()),
             })?;
+        phase.finished(Some(stats.context_bytes));
 
         let child = match self.repository {
             None => {
+                let phase = self.start_phase(job, Phase::Verify);
                 let found = engine
                     .image_platform(&image)
                     .await
                     .map_err(|error| fail(Stage::Runner, error.to_string(), Vec::new()))?;
                 mab_registry::check_platform(&job.platform, &found)
                     .map_err(|error| fail(Stage::Verify, error.to_string(), Vec::new()))?;
+                phase.finished(None);
                 None
             }
             Some(repository) => {
@@ -133,25 +138,45 @@ impl<R: Registry> LiveWorker<'_, R> {
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner())
                     .push(job.platform.clone());
+                let phase = self.start_phase(job, Phase::Push);
                 let digest = engine
                     .push(&self.project.image, &staging_tag, self.credentials.as_ref())
                     .await
                     .map_err(|error| fail(Stage::Push, error.to_string(), Vec::new()))?;
+                phase.finished(None);
                 self.reporter.report(Event::Pushed {
                     platform: job.platform.clone(),
                     runner: job.runner.clone(),
                     digest: digest.clone(),
                 });
+                let phase = self.start_phase(job, Phase::Verify);
                 let child = repository
                     .describe(&digest)
                     .await
                     .map_err(|error| fail(Stage::ReadBack, error.to_string(), Vec::new()))?;
                 mab_registry::check_platform(&job.platform, &child.platform)
                     .map_err(|error| fail(Stage::Verify, error.to_string(), Vec::new()))?;
+                phase.finished(Some(child.image_size));
                 Some(child)
             }
         };
         Ok(child)
+    }
+
+    /// Reports [`Event::PhaseStarted`] for `phase` of `job`; the
+    /// [`RunningPhase`] reports its end.
+    fn start_phase<'a>(&'a self, job: &'a JobSpec, phase: Phase) -> RunningPhase<'a> {
+        self.reporter.report(Event::PhaseStarted {
+            platform: job.platform.clone(),
+            runner: job.runner.clone(),
+            phase,
+        });
+        RunningPhase {
+            reporter: self.reporter,
+            job,
+            phase,
+            started: Instant::now(),
+        }
     }
 
     /// The engine keeps the newest image per platform under a stable name,
@@ -176,6 +201,29 @@ impl<R: Registry> LiveWorker<'_, R> {
                 ),
             }),
         }
+    }
+}
+
+/// A phase of a job that started ([`LiveWorker::start_phase`]). A phase
+/// that fails is not reported as finished: the job's failure says it.
+struct RunningPhase<'a> {
+    reporter: &'a dyn Reporter,
+    job: &'a JobSpec,
+    phase: Phase,
+    started: Instant,
+}
+
+impl RunningPhase<'_> {
+    /// Reports [`Event::PhaseFinished`] with the seconds since the phase
+    /// started and the `bytes` it moved, where they are known.
+    fn finished(self, bytes: Option<u64>) {
+        self.reporter.report(Event::PhaseFinished {
+            platform: self.job.platform.clone(),
+            runner: self.job.runner.clone(),
+            phase: self.phase,
+            seconds: self.started.elapsed().as_secs_f64(),
+            bytes,
+        });
     }
 }
 
