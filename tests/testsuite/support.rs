@@ -350,6 +350,42 @@ impl Run {
     }
 }
 
+impl Run {
+    /// The `--progress json` events on stderr. Every line must be one JSON
+    /// object with `"schema": 1` (docs/progress.md): nothing else may be
+    /// written there.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        self.stderr
+            .lines()
+            .map(|line| {
+                let event: serde_json::Value = serde_json::from_str(line)
+                    .unwrap_or_else(|error| panic!("not JSON ({error}): {line:?} in {self:?}"));
+                assert_eq!(event["schema"], 1, "{line}");
+                event
+            })
+            .collect()
+    }
+
+    /// The `result` event, which must be the last of [`Run::events`].
+    pub fn result_event(&self) -> serde_json::Value {
+        let last = self
+            .events()
+            .pop()
+            .unwrap_or_else(|| panic!("no events: {self:?}"));
+        assert_eq!(last["event"], "result", "the last event: {self:?}");
+        assert_eq!(last["exit_code"], self.code, "{self:?}");
+        last
+    }
+
+    /// The events of [`Run::events`] named `name` (`"phase_finished"`).
+    pub fn events_named(&self, name: &str) -> Vec<serde_json::Value> {
+        self.events()
+            .into_iter()
+            .filter(|event| event["event"] == name)
+            .collect()
+    }
+}
+
 impl std::fmt::Debug for Run {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
