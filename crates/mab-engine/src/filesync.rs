@@ -640,8 +640,18 @@ mod tests {
     /// Runs a transfer, answering the listing with `requests` (file names)
     /// and then FIN, and returns every packet sent.
     async fn run_transfer(root: &Path, wanted: Wanted, requests: &[&str]) -> Vec<Packet> {
+        run_transfer_counted(root, wanted, requests).await.0
+    }
+
+    /// [`run_transfer`], and the context bytes the sources counted.
+    async fn run_transfer_counted(
+        root: &Path,
+        wanted: Wanted,
+        requests: &[&str],
+    ) -> (Vec<Packet>, u64) {
         let context = BuildContext::locate(root, None).unwrap();
         let sources = Arc::new(Sources::new(&context));
+        let counted = sources.context_bytes();
         let (engine, incoming) = mpsc::unbounded_channel::<Result<Packet, Status>>();
         let incoming = stream::poll_fn({
             let mut incoming = incoming;
@@ -676,7 +686,38 @@ mod tests {
         while let Some(Ok(packet)) = packets.next().await {
             sent.push(packet);
         }
-        sent
+        (sent, counted.load(Ordering::Relaxed))
+    }
+
+    #[tokio::test]
+    async fn the_bytes_of_the_context_files_sent_are_counted() {
+        let (dir, big) = sample_context();
+        let context = || Wanted {
+            dir_name: CONTEXT.to_owned(),
+            exclude: strings(&["*.log"]),
+            ..Default::default()
+        };
+        let a_txt = "after the directory a\n".len() as u64;
+        // (files asked for, bytes counted)
+        let cases = [
+            (vec!["a/big", "a.txt"], big.len() as u64 + a_txt),
+            (vec!["a.txt", "a/empty"], a_txt),
+            (vec![], 0),
+        ];
+        for (requests, expected) in cases {
+            let (sent, counted) = run_transfer_counted(dir.path(), context(), &requests).await;
+            let data: usize = sent.iter().map(|packet| packet.data.len()).sum();
+            assert_eq!((counted, data as u64), (expected, expected), "{requests:?}");
+        }
+        // The Dockerfile's directory is not the context: not counted.
+        let dockerfile = Wanted {
+            dir_name: DOCKERFILE.to_owned(),
+            follow: strings(&["Dockerfile"]),
+            ..Default::default()
+        };
+        let (sent, counted) = run_transfer_counted(dir.path(), dockerfile, &["Dockerfile"]).await;
+        assert!(sent.iter().any(|packet| !packet.data.is_empty()));
+        assert_eq!(counted, 0);
     }
 
     fn kind(packet: &Packet) -> PacketType {
