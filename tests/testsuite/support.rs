@@ -335,6 +335,15 @@ impl GitProblem {
     }
 }
 
+/// `runners.toml` with one runner, `arm`, building linux/arm64 on
+/// runner-a's engine.
+pub fn runner_a_for_arm64(lab: &Lab) -> String {
+    format!(
+        "[[runner]]\nname = \"arm\"\nhost = \"runner-a\"\nplatforms = [\"linux/arm64\"]\nengine = \"unix://{}\"\n",
+        lab.get("RUNNER_A_ENGINE_SOCKET")
+    )
+}
+
 /// The result of running mab.
 pub struct Run {
     pub code: i32,

@@ -132,11 +132,14 @@ pub enum BuildEvent {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BuildStats {
     /// Bytes of file contents served from the context directory to the
-    /// engine through the session (the files the build asked for after
-    /// `.dockerignore`, each counted once per time it was sent; the
-    /// Dockerfile and ignore file the frontend reads are not counted).
-    /// BuildKit asks only for files it does not hold already, so a
-    /// repeated build of an unchanged context may send none.
+    /// engine through the session: the files the build asked for after
+    /// `.dockerignore`, each counted each time it was sent, and so the
+    /// ignore file twice when it is in the context (the Dockerfile
+    /// frontend reads it from the context on its own first, "[internal]
+    /// load .dockerignore"). The Dockerfile read through the `dockerfile`
+    /// source is not counted. BuildKit asks only for files it does not
+    /// hold already for the same context directory, so a repeated build
+    /// of an unchanged context may send none.
     pub context_bytes: u64,
 }
 
