@@ -288,7 +288,21 @@ impl Reporter for Bars {
                 runner,
                 step,
             } => self.bar(platform, runner).set_message(step.clone()),
-            Event::Log { .. } | Event::PhaseStarted { .. } | Event::PhaseFinished { .. } => {}
+            // A build's steps name themselves; pushing and verifying do not.
+            Event::PhaseStarted {
+                platform,
+                runner,
+                phase,
+            } => match phase {
+                mab_events::Phase::Build => {}
+                mab_events::Phase::Push => self
+                    .bar(platform, runner)
+                    .set_message("pushing under its staging tag"),
+                mab_events::Phase::Verify => self
+                    .bar(platform, runner)
+                    .set_message("verifying the image's platform"),
+            },
+            Event::Log { .. } | Event::PhaseFinished { .. } => {}
             Event::Pushed {
                 platform,
                 runner,
@@ -328,7 +342,8 @@ impl Reporter for Bars {
 
 impl Bars {
     /// After the last event: every bar still running stops where it is,
-    /// so that nothing redraws over the failure report printed next.
+    /// nothing draws any more, and the last bar's line is ended, so that
+    /// the failure report printed next starts on a line of its own.
     fn finish(&self) {
         let bars = self
             .bars
@@ -336,6 +351,12 @@ impl Bars {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         for bar in bars.values().filter(|bar| !bar.is_finished()) {
             bar.abandon();
+        }
+        self.multi
+            .set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        if !bars.is_empty() {
+            // indicatif leaves the cursor at the end of the last bar.
+            let _ = writeln!(std::io::stderr().lock());
         }
     }
 }
