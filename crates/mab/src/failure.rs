@@ -196,4 +196,25 @@ mod tests {
             assert_eq!(kind.exit_code(), code, "{kind:?}");
         }
     }
+
+    #[test]
+    fn a_configuration_error_keeps_its_rendering_and_names_its_place() {
+        let error = mab_config::parse_project(
+            std::path::Path::new("/src/mab.toml"),
+            "[image]\nname = \"App\"\n",
+        )
+        .unwrap_err();
+        let rendered = error.to_string();
+        let failure = Failure::from(error);
+        assert_eq!(failure.kind, FailureKind::Usage);
+        assert_eq!(failure.report, rendered);
+        assert!(
+            failure.report.contains("/src/mab.toml:2:8"),
+            "{}",
+            failure.report
+        );
+        assert_eq!(failure.error.details, ["/src/mab.toml:2:8"]);
+        assert!(!failure.error.message.starts_with("error:"));
+        assert_eq!(failure.error.hints.len(), 1, "{:?}", failure.error);
+    }
 }

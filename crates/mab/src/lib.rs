@@ -128,7 +128,33 @@ fn finish(
     no_push: bool,
     result: Result<Done, Failure>,
 ) -> i32 {
-    let (stdout, outcome, report) = match result {
+    let (stdout, outcome, report) = ending(no_push, result);
+    let exit_code = i32::from(outcome.exit_code);
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(stdout.as_bytes());
+    let _ = out.flush();
+    let prints_report = match renderer {
+        Some(renderer) => {
+            renderer.report(progress::Event::Result(outcome));
+            progress::deactivate();
+            renderer.prints_reports()
+        }
+        None => true,
+    };
+    if let Some(report) = report.filter(|_| prints_report) {
+        let mut stderr = std::io::stderr().lock();
+        let _ = writeln!(stderr, "{report}");
+    }
+    exit_code
+}
+
+/// What a command's `result` leaves: its stdout, the outcome of the
+/// `result` event, and a failure's report as text.
+fn ending(
+    no_push: bool,
+    result: Result<Done, Failure>,
+) -> (String, mab_events::Outcome, Option<String>) {
+    match result {
         Ok(done) => (
             done.stdout,
             mab_events::Outcome {
@@ -149,24 +175,7 @@ fn finish(
             },
             Some(failure.report),
         ),
-    };
-    let exit_code = i32::from(outcome.exit_code);
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(stdout.as_bytes());
-    let _ = out.flush();
-    let prints_report = match renderer {
-        Some(renderer) => {
-            renderer.report(progress::Event::Result(outcome));
-            progress::deactivate();
-            renderer.prints_reports()
-        }
-        None => true,
-    };
-    if let Some(report) = report.filter(|_| prints_report) {
-        let mut stderr = std::io::stderr().lock();
-        let _ = writeln!(stderr, "{report}");
     }
-    exit_code
 }
 
 async fn run(
@@ -214,4 +223,62 @@ async fn run(
         }
     };
     done.map(Done::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_result_event_holds_the_exit_code_the_digest_and_the_report() {
+        let published = Done {
+            stdout: "127.0.0.1:5000/app@sha256:ab\n".to_owned(),
+            digest: Some("sha256:ab".to_owned()),
+        };
+        let (stdout, outcome, report) = ending(false, Ok(published));
+        assert_eq!(stdout, "127.0.0.1:5000/app@sha256:ab\n");
+        assert_eq!(
+            outcome,
+            mab_events::Outcome {
+                exit_code: 0,
+                digest: Some("sha256:ab".to_owned()),
+                no_push: false,
+                error: None,
+            }
+        );
+        assert_eq!(report, None);
+
+        let failed = Failure::runtime_with_details(
+            "build failed for linux/arm64 (runner pi); nothing was published",
+            &["fix the Dockerfile"],
+            &["linux/arm64 on pi: exit code 1".to_owned()],
+        );
+        let (stdout, outcome, report) = ending(true, Err(failed));
+        assert_eq!(stdout, "");
+        assert_eq!(
+            outcome,
+            mab_events::Outcome {
+                exit_code: 1,
+                digest: None,
+                no_push: true,
+                error: Some(mab_events::OutcomeError {
+                    message: "build failed for linux/arm64 (runner pi); nothing was published"
+                        .to_owned(),
+                    hints: vec!["fix the Dockerfile".to_owned()],
+                    details: vec!["linux/arm64 on pi: exit code 1".to_owned()],
+                }),
+            }
+        );
+        assert_eq!(
+            report.as_deref(),
+            Some("error: build failed for linux/arm64 (runner pi); nothing was published\n  | linux/arm64 on pi: exit code 1\nhint: fix the Dockerfile")
+        );
+
+        let (_, outcome, _) = ending(false, Err(Failure::stopped(FailureKind::Terminated)));
+        assert_eq!(outcome.exit_code, 143);
+        assert_eq!(
+            outcome.error.unwrap().message,
+            "terminated; nothing was published"
+        );
+    }
 }
