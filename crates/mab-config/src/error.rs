@@ -198,8 +198,18 @@ pub(crate) fn from_toml(path: &Path, text: &str, error: &toml::de::Error) -> Con
         .replace('\n', "; ")
         .replace("expected i64", "expected an integer")
         .replace("expected a sequence", "expected a list");
+    // The key on the line of the error, for hints that fit it.
+    let key = error
+        .span()
+        .and_then(|span| text.get(..span.start))
+        .and_then(|before| before.rsplit('\n').next())
+        .and_then(|line| line.split('=').next())
+        .map(str::trim)
+        .unwrap_or_default();
     let hint = if message.contains("expected an integer") {
         Some("write a whole number without quotes".to_owned())
+    } else if message.contains("expected a string") && key == "timeout" {
+        Some("write a duration with its unit in double quotes, e.g. `timeout = \"90m\"`".to_owned())
     } else if message.contains("expected a string") {
         Some("write the value in double quotes".to_owned())
     } else if message.contains("expected a boolean") {

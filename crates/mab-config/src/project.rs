@@ -270,8 +270,14 @@ pub const TIME_LIMIT_HINT: &str =
 /// Errors: the parser's message (`unknown time unit "x"`, ...), or that the
 /// limit is zero.
 pub fn parse_time_limit(text: &str) -> Result<Duration, String> {
-    let limit = humantime::parse_duration(text.trim())
-        .map_err(|error| format!("`{text}` is not a duration: {error}"))?;
+    let limit = humantime::parse_duration(text.trim()).map_err(|error| match error {
+        // humantime's own message suggests `90sec or 90ms`, which a
+        // limit of at least a second would then refuse.
+        humantime::DurationError::UnknownUnit { unit, .. } if unit.is_empty() => {
+            format!("`{text}` is not a duration: a unit is needed after the number")
+        }
+        error => format!("`{text}` is not a duration: {error}"),
+    })?;
     if limit < Duration::from_secs(1) {
         return Err(format!("`{text}` is less than a second"));
     }
@@ -646,6 +652,14 @@ extra = ["edge", "nightly", "edge"]
                 "such as `90m`",
             ),
             (
+                "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\ntimeout = \"90\"\n",
+                "`timeout`: `90` is not a duration: a unit is needed after the number",
+                ":4:11",
+                "timeout = \"90\"",
+                "          ^^^^",
+                "such as `90m`",
+            ),
+            (
                 "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\ntimeout = \"0s\"\n",
                 "`timeout`: `0s` is less than a second",
                 ":4:11",
@@ -659,7 +673,7 @@ extra = ["edge", "nightly", "edge"]
                 ":4:11",
                 "timeout = 90",
                 "          ^^",
-                "double quotes",
+                "with its unit in double quotes, e.g. `timeout = \"90m\"`",
             ),
             (
                 "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\n[image.args]\nN = 3\n",

@@ -51,12 +51,20 @@ pub struct Failure {
 
 impl Failure {
     /// A failure of `kind` with these parts, its report rendered from them.
+    /// A hint that holds several `hint:` lines (a job's own hint after the
+    /// one about fallback) becomes one hint per line, so that the `result`
+    /// event lists each on its own.
     pub fn new(
         kind: FailureKind,
         message: &str,
         hints: Vec<String>,
         details: &[String],
     ) -> Failure {
+        let hints = hints
+            .iter()
+            .flat_map(|hint| hint.split("\nhint: "))
+            .map(str::to_owned)
+            .collect();
         let error = Box::new(OutcomeError {
             message: message.to_owned(),
             hints,
@@ -177,6 +185,19 @@ mod tests {
             "error: linux/arm64 failed on runner-a\n  | step 2\n  | exit code 1\nhint: fix the Dockerfile"
         );
         assert_eq!(Failure::usage("bad", None).kind, FailureKind::Usage);
+        let joined = Failure::runtime(
+            "stranded",
+            Some("leave out --no-fallback\nhint: start sshd"),
+        );
+        assert_eq!(
+            joined.error.hints,
+            ["leave out --no-fallback", "start sshd"],
+            "one hint per `hint:` line"
+        );
+        assert_eq!(
+            joined.report,
+            "error: stranded\nhint: leave out --no-fallback\nhint: start sshd"
+        );
         assert_eq!(
             Failure::stopped(FailureKind::Interrupted).kind,
             FailureKind::Interrupted

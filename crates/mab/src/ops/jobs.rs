@@ -124,6 +124,9 @@ pub struct Limits {
     /// How long one job may run, counted from when it gets its runner slot
     /// (`[image] timeout`, `--timeout`); `None` for no limit.
     pub timeout: Option<Duration>,
+    /// Whether `timeout` was given as `--timeout` (else it is `timeout`
+    /// under `[image]`), for the message of a job it stops.
+    pub timeout_from_flag: bool,
     /// When the whole build must be over (`--deadline`, counted from the
     /// start of `mab build`); `None` for none.
     pub deadline: Option<(Instant, Duration)>,
@@ -292,15 +295,25 @@ fn stopped(job: &JobSpec, reason: Stopped, limits: Limits) -> JobFailure {
     let shown = |limit: Duration| humantime::format_duration(limit).to_string();
     let runner = &job.runner;
     let (message, hint) = match (reason, limits.timeout, limits.deadline) {
-        (Stopped::Timeout, Some(timeout), _) => (
-            format!(
-                "stopped after running for {} on runner `{runner}`, its time limit (`timeout` under [image], or --timeout)",
-                shown(timeout)
-            ),
-            format!(
-                "find out why the build is slow on runner `{runner}` (its log above), or raise `timeout` under [image] in mab.toml or pass a longer --timeout"
-            ),
-        ),
+        (Stopped::Timeout, Some(timeout), _) => {
+            let (limit, raise) = if limits.timeout_from_flag {
+                ("--timeout", "pass a longer --timeout")
+            } else {
+                (
+                    "`timeout` under [image]",
+                    "raise `timeout` under [image] in mab.toml",
+                )
+            };
+            (
+                format!(
+                    "stopped after running for {} on runner `{runner}`, its time limit ({limit})",
+                    shown(timeout)
+                ),
+                format!(
+                    "find out why the build is slow on runner `{runner}` (its log above), or {raise}"
+                ),
+            )
+        }
         (Stopped::DeadlineBeforeSlot, _, Some((_, deadline))) => (
             format!(
                 "not started: the build's deadline (--deadline {}) came while it waited for a slot on runner `{runner}`",
@@ -678,6 +691,7 @@ mod tests {
             };
             let limits = Limits {
                 timeout: timeout.map(|minutes| MINUTE * minutes),
+                timeout_from_flag: false,
                 deadline: deadline.map(|minutes| (start + MINUTE * minutes, MINUTE * minutes)),
             };
             let slots = slots(&[("a", 1), ("b", 1), ("c", 1), ("d", 1)]);
@@ -768,6 +782,7 @@ mod tests {
         let start = Instant::now();
         let limits = Limits {
             timeout: timeout.map(|minutes| MINUTE * minutes as u32),
+            timeout_from_flag: false,
             deadline: deadline.map(|minutes| {
                 let limit = MINUTE * minutes as u32;
                 (start + limit, limit)
@@ -807,11 +822,29 @@ mod tests {
         assert_eq!(outcomes[0], "ok");
         assert_eq!(
             outcomes[1],
-            "stopped after running for 1h on runner `b`, its time limit (`timeout` under [image], or --timeout) \
-             / hint: find out why the build is slow on runner `b` (its log above), or raise `timeout` under [image] in mab.toml or pass a longer --timeout"
+            "stopped after running for 1h on runner `b`, its time limit (`timeout` under [image]) \
+             / hint: find out why the build is slow on runner `b` (its log above), or raise `timeout` under [image] in mab.toml"
         );
         assert_eq!(finished, ["linux/amd64"], "the slow job is dropped");
         assert_eq!(minutes, 60, "stopped at its limit, not at its end");
+    }
+
+    #[test]
+    fn a_time_limit_from_the_flag_is_named_as_the_flag() {
+        let limits = Limits {
+            timeout: Some(MINUTE),
+            timeout_from_flag: true,
+            deadline: None,
+        };
+        let failure = stopped(&job("linux/arm64", "b"), Stopped::Timeout, limits);
+        assert_eq!(
+            failure.message,
+            "stopped after running for 1m on runner `b`, its time limit (--timeout)"
+        );
+        assert_eq!(
+            failure.hint,
+            "find out why the build is slow on runner `b` (its log above), or pass a longer --timeout"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -231,6 +231,7 @@ pub async fn build(
         tags: &tags,
         limits: Limits {
             timeout: project.timeout,
+            timeout_from_flag: args.timeout.is_some(),
             deadline,
         },
         fallback,
@@ -1403,7 +1404,7 @@ mod tests {
                     &["linux/amd64", "linux/arm64"],
                     vec![
                         entry("linux/amd64", "pushed"),
-                        failed("linux/arm64", "cancelled", "runner", "stopped after running for 1h on runner `pi`, its time limit (`timeout` under [image], or --timeout)"),
+                        failed("linux/arm64", "cancelled", "runner", "stopped after running for 1h on runner `pi`, its time limit (`timeout` under [image])"),
                     ],
                 ),
                 ..base()
@@ -1573,6 +1574,7 @@ mod tests {
                 tags: &tags,
                 limits: Limits {
                     timeout: case.timeout.map(minutes),
+                    timeout_from_flag: false,
                     deadline: case.deadline.map(|deadline| {
                         (
                             tokio::time::Instant::now() + minutes(deadline),
