@@ -446,7 +446,12 @@ fn human_report(reports: &[Report]) -> String {
             .collect();
         rows.push([
             report.name.clone(),
-            if report.ok { "ok" } else { "FAILED" }.to_owned(),
+            match (report.ok, report.error_kind) {
+                (true, _) => "ok".to_owned(),
+                // The cause, as `--format json` names it in `error_kind`.
+                (false, Some(kind)) => format!("FAILED ({kind})"),
+                (false, None) => "FAILED".to_owned(),
+            },
             report
                 .latency_ms
                 .map_or("-".to_owned(), |latency| format!("{latency:.1} ms")),
