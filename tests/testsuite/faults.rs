@@ -183,7 +183,7 @@ fn native_only_refuses_an_emulated_plan() {
         &refused,
         1,
         &[
-            "no runner builds linux/arm64 natively",
+            "no reachable runner builds linux/arm64 natively",
             "arm-down is unreachable",
             "mab runners check` (arm-down)",
         ],

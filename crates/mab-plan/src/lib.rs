@@ -255,7 +255,8 @@ pub enum PlanError {
     /// lists the platform builds it natively now: each would emulate it,
     /// cannot build it, or was unreachable.
     #[error(
-        "no runner builds {platform} natively, and emulation is off: {}",
+        "no {}runner builds {platform} natively, and emulation is off: {}",
+        if rejected.iter().any(|rejection| rejection.unreachable) { "reachable " } else { "" },
         describe_rejections(rejected)
     )]
     NoNativeRunner {
@@ -1255,7 +1256,7 @@ mod tests {
             (
                 "the native runner is down",
                 vec![arm_down(), laptop()],
-                Err("no runner builds linux/arm64 natively, and emulation is off: arm-01 is unreachable (connection refused); laptop can only emulate linux/arm64"),
+                Err("no reachable runner builds linux/arm64 natively, and emulation is off: arm-01 is unreachable (connection refused); laptop can only emulate linux/arm64"),
                 "check the runners with `mab runners check` (arm-01), or allow emulation",
                 true,
             ),
