@@ -171,6 +171,26 @@ fn a_json_build_reports_its_plan_phases_publish_and_result_as_schema_1_events() 
                 .collect()
         };
         assert_eq!(of_platform("job_started")[0]["runner"], runner);
+        // Each step once, though BuildKit repeats a running one.
+        let steps: Vec<(String, bool)> = of_platform("step")
+            .iter()
+            .map(|step| {
+                (
+                    step["step"].as_str().unwrap().to_owned(),
+                    step["cached"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        let copy = ("[1/1] COPY . /".to_owned(), false);
+        assert_eq!(
+            steps.iter().filter(|step| **step == copy).count(),
+            1,
+            "{platform}: {steps:?}"
+        );
+        let mut unique = steps.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), steps.len(), "{platform}: {steps:?}");
         let finished = of_platform("phase_finished");
         for phase in &finished {
             assert_eq!(phase["runner"], runner, "{phase}");
@@ -223,6 +243,24 @@ fn a_json_build_reports_its_plan_phases_publish_and_result_as_schema_1_events() 
             "no_push": false,
         })
     );
+
+    // Built again from the same files, the step comes from the cache and
+    // is told once, as cached.
+    let again = mab(
+        home.path(),
+        project.path(),
+        &["build", "--progress", "json", "--tag", "t2"],
+    );
+    assert_eq!(again.code, 0, "{again:?}");
+    for platform in ["linux/amd64", "linux/arm64"] {
+        let copies: Vec<bool> = again
+            .events_named("step")
+            .iter()
+            .filter(|step| step["platform"] == platform && step["step"] == "[1/1] COPY . /")
+            .map(|step| step["cached"].as_bool().unwrap())
+            .collect();
+        assert_eq!(copies, [true], "{platform}: {again:?}");
+    }
 }
 
 /// A failing build: the `result` event holds the report (message, hints,

@@ -17,7 +17,7 @@ mod filesync;
 mod session;
 mod transport;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::io;
 use std::path::PathBuf;
 use std::pin::pin;
@@ -138,8 +138,9 @@ pub struct BuildSpec {
 /// Something that happened during a build, for progress output.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BuildEvent {
-    /// A build step started (`[2/3] RUN make`).
-    Step(String),
+    /// A build step started (`[2/3] RUN make`), or was found in the build
+    /// cache (`cached`: it does not run). Each step is told once.
+    Step { name: String, cached: bool },
     /// A line of a step's output.
     Log(String),
 }
@@ -321,7 +322,7 @@ impl Engine {
             });
         }
 
-        let mut log = LogTail::default();
+        let mut followed = Followed::default();
         let mut lines = JsonLines::default();
         loop {
             let chunk = match body.frame().await {
@@ -347,11 +348,11 @@ impl Engine {
                         return self.after_broken_stream(&spec.image, message).await;
                     }
                 };
-                if let Some(message) = follow_line(info, &mut log, on_event) {
+                if let Some(message) = follow_line(info, &mut followed, on_event) {
                     return Err(EngineError::BuildFailed {
                         engine: self.label.clone(),
                         message,
-                        log_tail: log.into_lines(),
+                        log_tail: followed.log.into_lines(),
                     });
                 }
             }
@@ -581,14 +582,25 @@ fn percent_encode(text: &str) -> String {
     encoded
 }
 
+/// What a build's response told so far: the tail of its log, and the
+/// steps already announced (by vertex digest: BuildKit repeats a vertex in
+/// every status update while it runs).
+#[derive(Default)]
+struct Followed {
+    log: LogTail,
+    announced: HashSet<String>,
+}
+
 /// Handles one message of a build's response: output lines and steps go to
-/// the log and to `on_event`. Returns the error message when the message
-/// reports that the build failed.
+/// the log and to `on_event`, each step once (when it starts, or when it is
+/// found cached). Returns the error message when the message reports that
+/// the build failed.
 fn follow_line(
     info: BuildInfo,
-    log: &mut LogTail,
+    followed: &mut Followed,
     on_event: &mut impl FnMut(BuildEvent),
 ) -> Option<String> {
+    let log = &mut followed.log;
     if let Some(text) = info.stream {
         for line in text.lines().filter(|line| !line.trim().is_empty()) {
             log.push(line);
@@ -597,8 +609,12 @@ fn follow_line(
     }
     if let Some(BuildInfoAux::BuildKit(status)) = info.aux {
         for vertex in status.vertexes {
-            if vertex.started.is_some() && vertex.completed.is_none() {
-                on_event(BuildEvent::Step(vertex.name.clone()));
+            let telling = vertex.cached || (vertex.started.is_some() && vertex.completed.is_none());
+            if telling && followed.announced.insert(vertex.digest.clone()) {
+                on_event(BuildEvent::Step {
+                    name: vertex.name.clone(),
+                    cached: vertex.cached,
+                });
             }
             if !vertex.error.is_empty() {
                 log.push(&format!("{}: {}", vertex.name, vertex.error));
@@ -808,15 +824,24 @@ mod tests {
     fn build_messages_become_events_and_errors() {
         use bollard_buildkit_proto::google::protobuf::Timestamp;
         use bollard_buildkit_proto::moby::buildkit::v1::{StatusResponse, Vertex, VertexLog};
+        let copy = Vertex {
+            digest: "sha256:copy".to_owned(),
+            name: "[1/3] COPY . /".to_owned(),
+            started: Some(Timestamp::default()),
+            ..Default::default()
+        };
         let status = StatusResponse {
             vertexes: vec![
                 Vertex {
-                    name: "[1/2] COPY . /".to_owned(),
-                    started: Some(Timestamp::default()),
+                    digest: "sha256:base".to_owned(),
+                    name: "[internal] load metadata".to_owned(),
+                    cached: true,
                     ..Default::default()
                 },
+                copy.clone(),
                 Vertex {
-                    name: "[2/2] RUN false".to_owned(),
+                    digest: "sha256:run".to_owned(),
+                    name: "[2/3] RUN false".to_owned(),
                     error: "exit code: 1".to_owned(),
                     ..Default::default()
                 },
@@ -825,6 +850,11 @@ mod tests {
                 msg: b"compiling\n\nlinking\n".to_vec(),
                 ..Default::default()
             }],
+            ..Default::default()
+        };
+        // BuildKit repeats a running vertex in the next update.
+        let again = StatusResponse {
+            vertexes: vec![copy],
             ..Default::default()
         };
         let messages = [
@@ -836,29 +866,38 @@ mod tests {
                 aux: Some(BuildInfoAux::BuildKit(status)),
                 ..Default::default()
             },
+            BuildInfo {
+                aux: Some(BuildInfoAux::BuildKit(again)),
+                ..Default::default()
+            },
         ];
-        let mut log = LogTail::default();
+        let mut followed = Followed::default();
         let mut events = Vec::new();
         for message in messages {
             assert_eq!(
-                follow_line(message, &mut log, &mut |event| events.push(event)),
+                follow_line(message, &mut followed, &mut |event| events.push(event)),
                 None
             );
         }
+        let step = |name: &str, cached: bool| BuildEvent::Step {
+            name: name.to_owned(),
+            cached,
+        };
         assert_eq!(
             events,
             [
                 BuildEvent::Log("Step 1".to_owned()),
-                BuildEvent::Step("[1/2] COPY . /".to_owned()),
+                step("[internal] load metadata", true),
+                step("[1/3] COPY . /", false),
                 BuildEvent::Log("compiling".to_owned()),
                 BuildEvent::Log("linking".to_owned()),
             ]
         );
         assert_eq!(
-            log.into_lines(),
+            followed.log.into_lines(),
             [
                 "Step 1",
-                "[2/2] RUN false: exit code: 1",
+                "[2/3] RUN false: exit code: 1",
                 "compiling",
                 "linking"
             ]
@@ -867,9 +906,9 @@ mod tests {
             r#"{"errorDetail":{"message":"failed to solve: exit code: 1"},"error":"failed"}"#,
         )
         .unwrap();
-        let mut log = LogTail::default();
+        let mut followed = Followed::default();
         assert_eq!(
-            follow_line(failed, &mut log, &mut |_| {}).as_deref(),
+            follow_line(failed, &mut followed, &mut |_| {}).as_deref(),
             Some("failed to solve: exit code: 1")
         );
     }

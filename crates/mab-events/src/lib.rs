@@ -73,11 +73,14 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         bytes: Option<u64>,
     },
-    /// A build step started, as BuildKit names it (`[2/3] RUN make`).
+    /// A build step started, as BuildKit names it (`[2/3] RUN make`), or
+    /// was found in the build cache (`cached`: it does not run). Each step
+    /// is told once.
     Step {
         platform: Platform,
         runner: String,
         step: String,
+        cached: bool,
     },
     /// A line of a build step's output.
     Log {

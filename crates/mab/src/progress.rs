@@ -142,7 +142,11 @@ impl Lines {
                 platform,
                 runner,
                 step,
-            } => format!("{} {step}", at(platform, runner)),
+                cached,
+            } => {
+                let cached = if *cached { " (cached)" } else { "" };
+                format!("{} {step}{cached}", at(platform, runner))
+            }
             Event::Log {
                 platform,
                 runner,
@@ -287,6 +291,7 @@ impl Reporter for Bars {
                 platform,
                 runner,
                 step,
+                ..
             } => self.bar(platform, runner).set_message(step.clone()),
             // A build's steps name themselves; pushing and verifying do not.
             Event::PhaseStarted {
@@ -458,9 +463,20 @@ mod tests {
                     platform: arm(),
                     runner: pi(),
                     step: "[2/3] RUN make".into(),
+                    cached: false,
                 },
                 Some("[linux/arm64 pi] [2/3] RUN make"),
-                r#"{"schema":1,"event":"step","platform":"linux/arm64","runner":"pi","step":"[2/3] RUN make"}"#,
+                r#"{"schema":1,"event":"step","platform":"linux/arm64","runner":"pi","step":"[2/3] RUN make","cached":false}"#,
+            ),
+            (
+                Event::Step {
+                    platform: arm(),
+                    runner: pi(),
+                    step: "[1/3] COPY . /".into(),
+                    cached: true,
+                },
+                Some("[linux/arm64 pi] [1/3] COPY . / (cached)"),
+                r#"{"schema":1,"event":"step","platform":"linux/arm64","runner":"pi","step":"[1/3] COPY . /","cached":true}"#,
             ),
             (
                 Event::Log {

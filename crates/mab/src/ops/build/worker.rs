@@ -104,10 +104,11 @@ impl<R: Registry> LiveWorker<'_, R> {
             .build(&spec, self.context, |event| {
                 let (platform, runner) = (job.platform.clone(), job.runner.clone());
                 self.reporter.report(match event {
-                    BuildEvent::Step(step) => Event::Step {
+                    BuildEvent::Step { name, cached } => Event::Step {
                         platform,
                         runner,
-                        step,
+                        step: name,
+                        cached,
                     },
                     BuildEvent::Log(line) => Event::Log {
                         platform,
