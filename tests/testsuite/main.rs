@@ -8,6 +8,7 @@ mod context_oracle;
 mod docker_build;
 mod docs;
 mod failover;
+mod failure_metadata;
 mod faults;
 mod host_keys;
 mod interrupt;

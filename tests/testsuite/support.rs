@@ -431,6 +431,18 @@ pub fn build_with_metadata(
     directory: &Path,
     arguments: &[&str],
 ) -> (Run, serde_json::Value) {
+    let (run, json) = build_and_metadata(home, directory, arguments);
+    assert_eq!(run.code, 0, "{run:?}");
+    (run, json)
+}
+
+/// [`build_with_metadata`], failed or not: the metadata file must be there
+/// and hold JSON.
+pub fn build_and_metadata(
+    home: &Path,
+    directory: &Path,
+    arguments: &[&str],
+) -> (Run, serde_json::Value) {
     let metadata = directory.join("metadata.json");
     let mut all = vec![
         "build",
@@ -441,8 +453,9 @@ pub fn build_with_metadata(
     ];
     all.extend_from_slice(arguments);
     let run = mab(home, directory, &all);
-    assert_eq!(run.code, 0, "{run:?}");
-    let json = serde_json::from_str(&fs::read_to_string(&metadata).unwrap()).unwrap();
+    let text = fs::read_to_string(&metadata).unwrap();
+    let json = serde_json::from_str(&text)
+        .unwrap_or_else(|error| panic!("the metadata file is JSON ({error}): {text:?} {run:?}"));
     (run, json)
 }
 

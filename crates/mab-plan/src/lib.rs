@@ -319,6 +319,19 @@ impl PlanError {
         }
     }
 
+    /// The platforms the error is about, in the requested order.
+    pub fn platforms(&self) -> Vec<Platform> {
+        match self {
+            PlanError::NoRunner { platforms, .. } => platforms.clone(),
+            PlanError::NoUsableRunner { platform, .. }
+            | PlanError::NoNativeRunner { platform, .. } => vec![platform.clone()],
+            PlanError::PreferredUnreachable { unreachable } => unreachable
+                .iter()
+                .map(|(platform, _)| platform.clone())
+                .collect(),
+        }
+    }
+
     /// Whether some runner that could have built the platform was
     /// unreachable: a runtime failure rather than a configuration one.
     /// Under [`Emulation::Refused`] an unreachable runner counts as the

@@ -21,7 +21,8 @@ use mab_registry::{Child, Repository};
 
 use crate::cli::BuildArgs;
 use crate::environment::Environment;
-use crate::failure::Failure;
+use crate::failure::{Failure, FailureKind};
+use crate::ops::connect::{Connected, Unreachable};
 use crate::ops::jobs::{
     all_or_failures, moved, pushed_jobs, run_all, JobFailure, JobSpec, Limits, Worker,
 };
@@ -29,7 +30,7 @@ use crate::ops::prepare;
 use crate::ops::publishing::Publishing;
 use crate::progress::{Event, Reporter};
 
-use metadata::{MetadataFile, PlatformMetadata};
+use metadata::{BeforeJobs, MetadataFile, PlatformMetadata};
 use overrides::{apply_overrides, time_limit};
 use publish::{check_push, remove_staging_tags, Registry};
 use tags::{check_not_narrowing, release_tags};
@@ -66,39 +67,43 @@ pub async fn build(
     let tags = release_tags(&project, &context, &listing, args, environment, reporter)?;
     let network = super::network_flag(args.network.as_deref())?;
     let metadata = MetadataFile::create(args, environment)?;
+    // From here on every failure writes the metadata file.
+    let unstarted = BeforeJobs {
+        file: &metadata,
+        image: &project.image,
+        platforms: &project.platforms,
+        tags: &tags,
+        reporter,
+    };
     let registry = mab_registry::registry_of(&project.image).map_err(|error| {
-        Failure::usage(
+        let failure = Failure::usage(
             error.to_string(),
             Some("set [image] name to registry/namespace/name"),
-        )
+        );
+        unstarted.fail(failure, ErrorKind::Usage, None)
     })?;
     let credentials = mab_registry::load_credentials(
         &environment.docker_config_dir().join("config.json"),
         &registry,
     )
     .map_err(|error| {
-        Failure::runtime(
+        let failure = Failure::runtime(
             error.to_string(),
             Some("check ~/.docker/config.json and its credential helper"),
-        )
+        );
+        unstarted.fail(failure, ErrorKind::Registry, None)
     })?;
     let repository = if args.no_push {
         None
     } else {
         Some(
-            Repository::new(&project.image, credentials.as_ref())
-                .map_err(|error| Failure::usage(error.to_string(), None))?,
+            Repository::new(&project.image, credentials.as_ref()).map_err(|error| {
+                let failure = Failure::usage(error.to_string(), None);
+                unstarted.fail(failure, ErrorKind::Usage, None)
+            })?,
         )
     };
-
-    if let Some(repository) = &repository {
-        before_deadline(
-            deadline,
-            "checking push rights",
-            check_push(repository, &registry),
-        )
-        .await??;
-    }
+    check_registry(repository.as_ref(), &registry, deadline, &unstarted).await?;
 
     let runners = prepare::runners_for(&loaded.runners, &project.platforms);
     let connected = before_deadline(
@@ -106,42 +111,22 @@ pub async fn build(
         "connecting to the runners",
         prepare::connect_all(&runners, environment),
     )
-    .await?;
+    .await
+    .map_err(|failure| unstarted.fail(failure, ErrorKind::Runner, None))?;
     let fallback = if args.no_fallback || !project.fallback {
         Fallback::Refused
     } else {
         Fallback::Allowed
     };
-    let plan = match prepare::plan(
+    let plan = prepare::plan(
         &project.platforms,
         loaded.emulation,
         fallback,
         &loaded.runners,
         &runners,
         &connected,
-    ) {
-        Ok(plan) => plan,
-        Err(PlanError::PreferredUnreachable { unreachable }) => {
-            // What each unreachable runner's own failure says to do.
-            let runner_hints: HashMap<String, String> = connected
-                .iter()
-                .filter_map(|(name, result)| {
-                    let hint = result.as_ref().err()?.hint.clone()?;
-                    Some((name.clone(), hint))
-                })
-                .collect();
-            return Err(stranded(
-                &project.image,
-                &project.platforms,
-                &unreachable,
-                &runner_hints,
-                &tags,
-                &metadata,
-                reporter,
-            ));
-        }
-        Err(error) => return Err(prepare::plan_failure(error, &connected)),
-    };
+    )
+    .map_err(|error| plan_failed(error, &connected, &unstarted))?;
     reporter.report(Event::Plan {
         image: project.image.clone(),
         context_files: listing.files,
@@ -264,6 +249,60 @@ struct Planned<'a> {
     fallback: Fallback,
 }
 
+/// Push rights, before anything is built ([`check_push`]), unless
+/// `--no-push` (`repository` `None`). A failure, or the deadline coming
+/// first, writes the metadata file with the registry as the cause on
+/// every platform.
+async fn check_registry<R: Registry>(
+    repository: Option<&R>,
+    registry: &str,
+    deadline: Option<(tokio::time::Instant, std::time::Duration)>,
+    unstarted: &BeforeJobs<'_>,
+) -> Result<(), Failure> {
+    let Some(repository) = repository else {
+        return Ok(());
+    };
+    before_deadline(
+        deadline,
+        "checking push rights",
+        check_push(repository, registry),
+    )
+    .await
+    .and_then(|checked| checked)
+    .map_err(|failure| unstarted.fail(failure, ErrorKind::Registry, None))
+}
+
+/// The failure of a plan that could not be made, with the metadata file
+/// written. Platforms stranded on unreachable runners by `--no-fallback`
+/// fail as their jobs ([`stranded`]); otherwise the platforms the
+/// [`PlanError`] names carry its message, as a runner problem when the
+/// failure is a runtime one (exit 1, runners unreachable) and as usage
+/// when it is a configuration one (exit 2).
+fn plan_failed(
+    error: PlanError,
+    connected: &HashMap<String, Result<Connected, Unreachable>>,
+    unstarted: &BeforeJobs<'_>,
+) -> Failure {
+    if let PlanError::PreferredUnreachable { unreachable } = &error {
+        // What each unreachable runner's own failure says to do.
+        let runner_hints: HashMap<String, String> = connected
+            .iter()
+            .filter_map(|(name, result)| {
+                let hint = result.as_ref().err()?.hint.clone()?;
+                Some((name.clone(), hint))
+            })
+            .collect();
+        return stranded(unreachable, &runner_hints, unstarted);
+    }
+    let concerned = error.platforms();
+    let failure = prepare::plan_failure(error, connected);
+    let kind = match failure.kind {
+        FailureKind::Usage => ErrorKind::Usage,
+        _ => ErrorKind::Runner,
+    };
+    unstarted.fail(failure, kind, Some(&concerned))
+}
+
 /// The failure of a build whose platforms `unreachable` stay on their
 /// unreachable runners because fallback is off (exit 1): reported as
 /// those platforms' jobs failing on their runners, with the metadata file
@@ -271,13 +310,9 @@ struct Planned<'a> {
 /// hint of each runner's own failure (by runner name), given after the
 /// one about fallback.
 fn stranded(
-    image: &str,
-    platforms: &[mab_config::Platform],
     unreachable: &[(mab_config::Platform, mab_plan::Move)],
     runner_hints: &HashMap<String, String>,
-    tags: &[String],
-    metadata: &MetadataFile,
-    reporter: &dyn Reporter,
+    unstarted: &BeforeJobs<'_>,
 ) -> Failure {
     let failures: Vec<JobFailure> = unreachable
         .iter()
@@ -297,7 +332,8 @@ fn stranded(
             )
         })
         .collect();
-    let states: Vec<PlatformMetadata> = platforms
+    let states: Vec<PlatformMetadata> = unstarted
+        .platforms
         .iter()
         .map(|platform| {
             match failures
@@ -305,11 +341,11 @@ fn stranded(
                 .find(|failure| &failure.job.platform == platform)
             {
                 Some(failure) => PlatformMetadata::failed(failure),
-                None => PlatformMetadata::not_planned(platform),
+                None => PlatformMetadata::not_planned(platform, None),
             }
         })
         .collect();
-    write_or_warn(metadata, image, tags, &states, reporter);
+    unstarted.write(&states);
     failure_report(&failures)
 }
 
@@ -488,7 +524,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::failure::FailureKind;
+    use crate::ops::connect::UnreachableKind;
     use crate::ops::jobs::Built;
     use worker::{movable, Stage};
 
@@ -625,6 +661,8 @@ mod tests {
         Denied,
         Unreachable,
         OtherAnswer,
+        /// Answers after ten hours.
+        Hangs,
     }
 
     /// How the fake registry behaves.
@@ -691,6 +729,10 @@ mod tests {
                     message,
                 }),
                 PushRights::OtherAnswer => Err(self.refused("starting a push")),
+                PushRights::Hangs => {
+                    tokio::time::sleep(std::time::Duration::from_secs(36_000)).await;
+                    Ok(())
+                }
             }
         }
 
@@ -917,6 +959,34 @@ mod tests {
                 .map(|platform| entry(platform, "published"))
                 .collect(),
         )
+    }
+
+    /// `metadata.json` in a new directory (kept while the first value
+    /// lives), as `MetadataFile::create` leaves it: created, empty.
+    fn empty_metadata_file() -> (tempfile::TempDir, std::path::PathBuf, MetadataFile) {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("metadata.json");
+        std::fs::write(&path, "").unwrap();
+        let metadata = MetadataFile {
+            path: Some(path.clone()),
+        };
+        (directory, path, metadata)
+    }
+
+    /// A build of [`IMAGE`] that fails before any job ran.
+    fn before_jobs<'a>(
+        file: &'a MetadataFile,
+        platforms: &'a [mab_config::Platform],
+        tags: &'a [String],
+        reporter: &'a Recorded,
+    ) -> BeforeJobs<'a> {
+        BeforeJobs {
+            file,
+            image: IMAGE,
+            platforms,
+            tags,
+            reporter,
+        }
     }
 
     const UNREACHABLE_PI: &str = "cannot reach the Docker engine of pi: connection refused";
@@ -1559,13 +1629,7 @@ mod tests {
             };
             let publishing = Publishing::default();
             let registry = FakeRegistry::new(case.answers, &publishing);
-            let directory = tempfile::tempdir().unwrap();
-            let path = directory.path().join("metadata.json");
-            // As `MetadataFile::create` leaves it: created, empty.
-            std::fs::write(&path, "").unwrap();
-            let metadata = MetadataFile {
-                path: Some(path.clone()),
-            };
+            let (_directory, path, metadata) = empty_metadata_file();
             let reporter = Recorded::default();
 
             let result = run_and_publish(
@@ -1638,11 +1702,7 @@ mod tests {
     /// and the metadata says so; the other platforms never started.
     #[test]
     fn a_platform_stranded_by_no_fallback_fails_as_its_job() {
-        let directory = tempfile::tempdir().unwrap();
-        let path = directory.path().join("metadata.json");
-        let metadata = MetadataFile {
-            path: Some(path.clone()),
-        };
+        let (_directory, path, metadata) = empty_metadata_file();
         let platforms: Vec<mab_config::Platform> = ["linux/amd64", "linux/arm64"]
             .iter()
             .map(|platform| platform.parse().unwrap())
@@ -1660,15 +1720,8 @@ mod tests {
             "pi".to_owned(),
             "check that the engine runs and that its socket is the runner's `engine`".to_owned(),
         )]);
-        let failure = stranded(
-            IMAGE,
-            &platforms,
-            &stranded_by,
-            &hints,
-            &tags,
-            &metadata,
-            &reporter,
-        );
+        let unstarted = before_jobs(&metadata, &platforms, &tags, &reporter);
+        let failure = stranded(&stranded_by, &hints, &unstarted);
         assert_eq!(failure.kind, FailureKind::Runtime);
         assert_eq!(
             failure.report,
@@ -1773,6 +1826,197 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// Where a build fails before any job ran, in the order `build` goes.
+    enum Before {
+        /// The registry's check answers so (with `--deadline 2h`).
+        CheckPush(PushRights),
+        /// `--no-push`: no check at all.
+        NoPush,
+        /// `--deadline 2h` came while connecting to the runners.
+        DeadlineConnecting,
+        /// The plan failed so, with these runners unreachable.
+        Plan(PlanError, Vec<(&'static str, UnreachableKind)>),
+        /// A usage error found after the file was created (`[image] name`).
+        BadImage,
+    }
+
+    fn rejected(runner: &str, why: &str, unreachable: bool) -> mab_plan::Rejection {
+        mab_plan::Rejection {
+            runner: runner.to_owned(),
+            why: why.to_owned(),
+            unreachable,
+        }
+    }
+
+    /// Every failure after `--metadata-file` was created and before any job
+    /// ran writes the whole file: no digest, every platform missing and
+    /// `not_started`, the error on the platforms it concerns.
+    #[tokio::test(start_paused = true)]
+    async fn a_build_that_fails_before_any_job_still_writes_the_metadata() {
+        let arm64: mab_config::Platform = "linux/arm64".parse().unwrap();
+        let refused = UnreachableKind::Ssh(mab_ssh::ErrorKind::Refused);
+        let ssh_config = UnreachableKind::Ssh(mab_ssh::ErrorKind::Config);
+        let pi_down = || PlanError::NoUsableRunner {
+            platform: arm64.clone(),
+            rejected: vec![rejected("pi", "unreachable: connection refused", true)],
+        };
+        let unreachable_registry = "cannot reach the registry 127.0.0.1:5000: refused";
+        let no_runner_for_arm =
+            "no runner can build linux/arm64: pi is unreachable (connection refused)";
+        // (name, where it fails, exit kind, the error's kind and message on
+        // each platform; `None`: no error there; no rows: nothing written)
+        type Row = (
+            &'static str,
+            Before,
+            Option<FailureKind>,
+            Vec<Option<(&'static str, &'static str)>>,
+        );
+        let cases: Vec<Row> = vec![
+            (
+                "registry unreachable: the registry on every platform",
+                Before::CheckPush(PushRights::Unreachable),
+                Some(FailureKind::Runtime),
+                vec![Some(("registry", unreachable_registry)); 2],
+            ),
+            (
+                "push refused: exit 2, still the registry on every platform",
+                Before::CheckPush(PushRights::Denied),
+                Some(FailureKind::Usage),
+                vec![Some(("registry", "127.0.0.1:5000 does not allow anonymous users to push to 127.0.0.1:5000/app: refused")); 2],
+            ),
+            (
+                "another answer to the check: the registry on every platform",
+                Before::CheckPush(PushRights::OtherAnswer),
+                Some(FailureKind::Runtime),
+                vec![Some(("registry", "starting a push in 127.0.0.1:5000/app failed at 127.0.0.1:5000: the registry answered 500 Internal Server Error")); 2],
+            ),
+            (
+                "the deadline while checking push rights",
+                Before::CheckPush(PushRights::Hangs),
+                Some(FailureKind::Runtime),
+                vec![Some(("registry", "the build's deadline (--deadline 2h) came while checking push rights; nothing was built")); 2],
+            ),
+            ("push allowed: nothing written yet", Before::CheckPush(PushRights::Allowed), None, vec![]),
+            ("--no-push: no check, nothing written yet", Before::NoPush, None, vec![]),
+            (
+                "the deadline while connecting: the runners on every platform",
+                Before::DeadlineConnecting,
+                Some(FailureKind::Runtime),
+                vec![Some(("runner", "the build's deadline (--deadline 2h) came while connecting to the runners; nothing was built")); 2],
+            ),
+            (
+                "every runner of a platform unreachable: the runner on that platform only",
+                Before::Plan(pi_down(), vec![("pi", refused)]),
+                Some(FailureKind::Runtime),
+                vec![None, Some(("runner", no_runner_for_arm))],
+            ),
+            (
+                "unreachable through a mistake in the ssh config: usage on that platform",
+                Before::Plan(pi_down(), vec![("pi", ssh_config)]),
+                Some(FailureKind::Usage),
+                vec![None, Some(("usage", no_runner_for_arm))],
+            ),
+            (
+                "--native-only and only an emulating runner: usage on that platform",
+                Before::Plan(
+                    PlanError::NoNativeRunner {
+                        platform: arm64.clone(),
+                        rejected: vec![rejected("local", "can only emulate linux/arm64", false)],
+                    },
+                    vec![],
+                ),
+                Some(FailureKind::Usage),
+                vec![None, Some(("usage", "no runner builds linux/arm64 natively, and emulation is off: local can only emulate linux/arm64"))],
+            ),
+            (
+                "a bad image name: usage on every platform",
+                Before::BadImage,
+                Some(FailureKind::Usage),
+                vec![Some(("usage", "not a repository")); 2],
+            ),
+        ];
+        let platforms: Vec<mab_config::Platform> = ["linux/amd64", "linux/arm64"]
+            .iter()
+            .map(|platform| platform.parse().unwrap())
+            .collect();
+        let tags = ["1.0".to_owned(), "latest".to_owned()];
+        let limit = std::time::Duration::from_secs(7200);
+        for (name, before, kind, errors) in cases {
+            let (_directory, path, metadata) = empty_metadata_file();
+            let reporter = Recorded::default();
+            let unstarted = before_jobs(&metadata, &platforms, &tags, &reporter);
+            let deadline = Some((tokio::time::Instant::now() + limit, limit));
+            let result: Result<(), Failure> = match before {
+                Before::CheckPush(push_rights) => {
+                    let answers = Answers {
+                        push_rights,
+                        ..Answers::default()
+                    };
+                    let registry = FakeRegistry::new(answers, &Publishing::default());
+                    check_registry(Some(&registry), REGISTRY, deadline, &unstarted).await
+                }
+                Before::NoPush => {
+                    check_registry(None::<&FakeRegistry>, REGISTRY, deadline, &unstarted).await
+                }
+                Before::DeadlineConnecting => before_deadline(
+                    deadline,
+                    "connecting to the runners",
+                    tokio::time::sleep(limit * 2),
+                )
+                .await
+                .map_err(|failure| unstarted.fail(failure, ErrorKind::Runner, None)),
+                Before::Plan(error, down) => {
+                    let connected: HashMap<String, Result<Connected, Unreachable>> = down
+                        .into_iter()
+                        .map(|(runner, kind)| {
+                            let unreachable = Unreachable {
+                                kind,
+                                message: "connection refused".to_owned(),
+                                hint: None,
+                            };
+                            (runner.to_owned(), Err(unreachable))
+                        })
+                        .collect();
+                    Err(plan_failed(error, &connected, &unstarted))
+                }
+                Before::BadImage => Err(unstarted.fail(
+                    Failure::usage("not a repository", None),
+                    ErrorKind::Usage,
+                    None,
+                )),
+            };
+            assert_eq!(
+                result.as_ref().err().map(|failure| failure.kind),
+                kind,
+                "{name}"
+            );
+            let written = std::fs::read_to_string(&path).unwrap();
+            if errors.is_empty() {
+                assert_eq!(written, "", "{name}");
+                continue;
+            }
+            let entries: Vec<serde_json::Value> = platforms
+                .iter()
+                .zip(&errors)
+                .map(|(platform, error_on)| {
+                    with(
+                        entry(&platform.to_string(), "not_started"),
+                        json!({
+                            "runner": null,
+                            "error": error_on.map(|(kind, message)| error(kind, message)),
+                        }),
+                    )
+                })
+                .collect();
+            let written: serde_json::Value = serde_json::from_str(&written).unwrap();
+            assert_eq!(
+                written,
+                document(false, &["linux/amd64", "linux/arm64"], entries),
+                "{name}"
+            );
         }
     }
 }
