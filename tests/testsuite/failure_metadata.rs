@@ -5,13 +5,9 @@
 //! document each time: no digest, every platform missing and
 //! `not_started`, the error on the platforms it concerns.
 
-use crate::support::{build_and_metadata, require_lab, ssh_lock, Home, Lab, Project, Run};
-
-/// A port on 127.0.0.1 where nothing listens: bound, then let go.
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
+use crate::support::{
+    build_and_metadata, free_port, require_lab, ssh_lock, Home, Lab, Project, Run,
+};
 
 /// A `FROM scratch` project of `image` for linux/amd64 and linux/386;
 /// `b` (runner-b) lists linux/amd64 and, unless `only_down_for_386`, also

@@ -14,6 +14,7 @@ mod host_keys;
 mod interrupt;
 mod jump;
 mod native;
+mod plan_fallbacks;
 mod platforms;
 mod registry_auth;
 mod registry_faults;

@@ -459,6 +459,12 @@ pub fn build_and_metadata(
     (run, json)
 }
 
+/// A port on 127.0.0.1 where nothing listens: bound, then let go.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
 /// The raw manifest (or list) at `reference`, read with skopeo.
 pub fn skopeo_raw(reference: &str) -> Vec<u8> {
     let output = Command::new("skopeo")

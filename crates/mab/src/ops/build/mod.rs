@@ -24,7 +24,8 @@ use crate::environment::Environment;
 use crate::failure::{Failure, FailureKind};
 use crate::ops::connect::{Connected, Unreachable};
 use crate::ops::jobs::{
-    all_or_failures, moved, pushed_jobs, run_all, JobFailure, JobSpec, Limits, Worker,
+    all_or_failures, pushed_jobs, report_planned_moves, run_all, JobFailure, JobSpec, Limits,
+    Worker,
 };
 use crate::ops::prepare;
 use crate::ops::publishing::Publishing;
@@ -141,15 +142,7 @@ pub async fn build(
             })
             .collect(),
     });
-    for job in &plan.jobs {
-        if let Some(from) = &job.moved_from {
-            let to = mab_plan::Candidate {
-                runner: job.runner.clone(),
-                emulated: job.emulated,
-            };
-            reporter.report(moved(&job.platform, &from.runner, &to, &from.reason));
-        }
-    }
+    report_planned_moves(&plan, reporter);
 
     let jobs: Vec<JobSpec> = plan
         .jobs
@@ -272,9 +265,25 @@ async fn check_registry<R: Registry>(
     .map_err(|failure| unstarted.fail(failure, ErrorKind::Registry, None))
 }
 
-/// The failure of a plan that could not be made, with the metadata file
-/// written. Platforms stranded on unreachable runners by `--no-fallback`
-/// fail as their jobs ([`stranded`]); otherwise the platforms the
+/// Why a plan could not be made, as `mab build` and `mab plan` report it:
+/// platforms stranded on unreachable runners by fallback being off fail as
+/// their jobs on those runners ([`stranded`], exit 1); any other
+/// [`PlanError`] as [`prepare::plan_failure`] reports it.
+pub(crate) fn plan_error_report(
+    error: PlanError,
+    connected: &HashMap<String, Result<Connected, Unreachable>>,
+) -> Failure {
+    match error {
+        PlanError::PreferredUnreachable { unreachable } => {
+            failure_report(&stranded(&unreachable, connected))
+        }
+        error => prepare::plan_failure(error, connected),
+    }
+}
+
+/// The failure of a plan that could not be made ([`plan_error_report`]),
+/// with the metadata file written. Stranded platforms are `failed` on
+/// their runners, the others `not_started`; otherwise the platforms the
 /// [`PlanError`] names carry its message, as a runner problem when the
 /// failure is a runtime one (exit 1, runners unreachable) and as usage
 /// when it is a configuration one (exit 2).
@@ -284,15 +293,22 @@ fn plan_failed(
     unstarted: &BeforeJobs<'_>,
 ) -> Failure {
     if let PlanError::PreferredUnreachable { unreachable } = &error {
-        // What each unreachable runner's own failure says to do.
-        let runner_hints: HashMap<String, String> = connected
+        let failures = stranded(unreachable, connected);
+        let states: Vec<PlatformMetadata> = unstarted
+            .platforms
             .iter()
-            .filter_map(|(name, result)| {
-                let hint = result.as_ref().err()?.hint.clone()?;
-                Some((name.clone(), hint))
+            .map(|platform| {
+                match failures
+                    .iter()
+                    .find(|failure| &failure.job.platform == platform)
+                {
+                    Some(failure) => PlatformMetadata::failed(failure),
+                    None => PlatformMetadata::not_planned(platform, None),
+                }
             })
             .collect();
-        return stranded(unreachable, &runner_hints, unstarted);
+        unstarted.write(&states);
+        return failure_report(&failures);
     }
     let concerned = error.platforms();
     let failure = prepare::plan_failure(error, connected);
@@ -303,50 +319,35 @@ fn plan_failed(
     unstarted.fail(failure, kind, Some(&concerned))
 }
 
-/// The failure of a build whose platforms `unreachable` stay on their
-/// unreachable runners because fallback is off (exit 1): reported as
-/// those platforms' jobs failing on their runners, with the metadata file
-/// saying so (the other platforms `not_started`). `runner_hints` holds the
-/// hint of each runner's own failure (by runner name), given after the
-/// one about fallback.
+/// The platforms `unreachable` that stay on their unreachable runners
+/// because fallback is off, as their jobs' failures on those runners
+/// (kind runner): the hint about fallback, then the hint of the runner's
+/// own failure in `connected`, when it has one.
 fn stranded(
     unreachable: &[(mab_config::Platform, mab_plan::Move)],
-    runner_hints: &HashMap<String, String>,
-    unstarted: &BeforeJobs<'_>,
-) -> Failure {
-    let failures: Vec<JobFailure> = unreachable
+    connected: &HashMap<String, Result<Connected, Unreachable>>,
+) -> Vec<JobFailure> {
+    unreachable
         .iter()
-        .map(|(platform, moved)| JobFailure {
-            movable: true,
-            ..JobFailure::new(
-                &JobSpec::on(platform.clone(), &moved.runner),
-                ErrorKind::Runner,
-                moved.reason.clone(),
-                match runner_hints.get(&moved.runner) {
-                    Some(hint) => format!(
-                        "{}\nhint: {hint}",
-                        mab_plan::fallback_hint(&[moved.runner.as_str()])
-                    ),
-                    None => mab_plan::fallback_hint(&[moved.runner.as_str()]),
-                },
-            )
-        })
-        .collect();
-    let states: Vec<PlatformMetadata> = unstarted
-        .platforms
-        .iter()
-        .map(|platform| {
-            match failures
-                .iter()
-                .find(|failure| &failure.job.platform == platform)
-            {
-                Some(failure) => PlatformMetadata::failed(failure),
-                None => PlatformMetadata::not_planned(platform, None),
+        .map(|(platform, moved)| {
+            let fallback_hint = mab_plan::fallback_hint(&[moved.runner.as_str()]);
+            let runner_hint = connected
+                .get(&moved.runner)
+                .and_then(|result| result.as_ref().err()?.hint.as_ref());
+            JobFailure {
+                movable: true,
+                ..JobFailure::new(
+                    &JobSpec::on(platform.clone(), &moved.runner),
+                    ErrorKind::Runner,
+                    moved.reason.clone(),
+                    match runner_hint {
+                        Some(hint) => format!("{fallback_hint}\nhint: {hint}"),
+                        None => fallback_hint,
+                    },
+                )
             }
         })
-        .collect();
-    unstarted.write(&states);
-    failure_report(&failures)
+        .collect()
 }
 
 /// Writes the metadata file of a failed build; a failure to write it is a
@@ -1716,12 +1717,27 @@ mod tests {
         )];
         let tags = ["1.0".to_owned(), "latest".to_owned()];
         let reporter = Recorded::default();
-        let hints = HashMap::from([(
+        let connected: HashMap<String, Result<Connected, Unreachable>> = HashMap::from([(
             "pi".to_owned(),
-            "check that the engine runs and that its socket is the runner's `engine`".to_owned(),
+            Err(Unreachable {
+                kind: UnreachableKind::Engine,
+                message: UNREACHABLE_PI.to_owned(),
+                hint: Some(
+                    "check that the engine runs and that its socket is the runner's `engine`"
+                        .to_owned(),
+                ),
+            }),
         )]);
         let unstarted = before_jobs(&metadata, &platforms, &tags, &reporter);
-        let failure = stranded(&stranded_by, &hints, &unstarted);
+        let error = PlanError::PreferredUnreachable {
+            unreachable: stranded_by,
+        };
+        let failure = plan_failed(error.clone(), &connected, &unstarted);
+        assert_eq!(
+            plan_error_report(error, &connected).report,
+            failure.report,
+            "`mab plan` reports what the build does"
+        );
         assert_eq!(failure.kind, FailureKind::Runtime);
         assert_eq!(
             failure.report,
