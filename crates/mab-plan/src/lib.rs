@@ -265,8 +265,13 @@ pub enum PlanError {
     /// Fallback is refused ([`Fallback::Refused`]) and the runner each of
     /// these platforms would have been built on is unreachable (each
     /// platform with that runner's [`Move`], in the requested order).
+    /// `planned` holds the jobs of the other platforms, as they were
+    /// planned (what a build would have run).
     #[error("{}", describe_unreachable(unreachable))]
-    PreferredUnreachable { unreachable: Vec<(Platform, Move)> },
+    PreferredUnreachable {
+        unreachable: Vec<(Platform, Move)>,
+        planned: Vec<Job>,
+    },
 }
 
 impl PlanError {
@@ -307,7 +312,7 @@ impl PlanError {
                     )
                 }
             }
-            PlanError::PreferredUnreachable { unreachable } => {
+            PlanError::PreferredUnreachable { unreachable, .. } => {
                 let mut names: Vec<&str> = Vec::new();
                 for (_, moved) in unreachable {
                     if !names.contains(&moved.runner.as_str()) {
@@ -325,7 +330,7 @@ impl PlanError {
             PlanError::NoRunner { platforms, .. } => platforms.clone(),
             PlanError::NoUsableRunner { platform, .. }
             | PlanError::NoNativeRunner { platform, .. } => vec![platform.clone()],
-            PlanError::PreferredUnreachable { unreachable } => unreachable
+            PlanError::PreferredUnreachable { unreachable, .. } => unreachable
                 .iter()
                 .map(|(platform, _)| platform.clone())
                 .collect(),
@@ -544,6 +549,7 @@ pub fn plan(
     if !stranded.is_empty() {
         return Err(PlanError::PreferredUnreachable {
             unreachable: stranded,
+            planned: jobs,
         });
     }
     Ok(Plan { jobs })
@@ -1441,12 +1447,22 @@ mod tests {
                 },
             )
         };
+        let PlanError::PreferredUnreachable {
+            unreachable,
+            planned,
+        } = &error
+        else {
+            panic!("{error:?}");
+        };
         assert_eq!(
-            error,
-            PlanError::PreferredUnreachable {
-                unreachable: vec![stranded("linux/arm64"), stranded("linux/arm/v7")],
-            }
+            *unreachable,
+            [stranded("linux/arm64"), stranded("linux/arm/v7")]
         );
+        let planned: Vec<(String, &str)> = planned
+            .iter()
+            .map(|job| (job.platform.to_string(), job.runner.as_str()))
+            .collect();
+        assert_eq!(planned, [("linux/amd64".to_owned(), "laptop")]);
         assert_eq!(
             error.hint(),
             "check runner `pi` with `mab runners check`, or leave out --no-fallback (and `fallback = false` under [image] in mab.toml) so that another runner builds it"

@@ -119,6 +119,12 @@ impl PlatformMetadata {
         }
     }
 
+    /// A platform planned as `job` that never ran: the plan failed for
+    /// another platform.
+    pub(super) fn not_started(job: &JobSpec) -> PlatformMetadata {
+        PlatformMetadata::of(job, State::NotStarted)
+    }
+
     /// A platform that was not planned: the build failed before any job
     /// ran (at the registry's check, while connecting, at planning), with
     /// `error` (its cause, the failure's message) when the failure

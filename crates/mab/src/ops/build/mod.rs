@@ -144,17 +144,7 @@ pub async fn build(
     });
     report_planned_moves(&plan, reporter);
 
-    let jobs: Vec<JobSpec> = plan
-        .jobs
-        .iter()
-        .map(|job| JobSpec {
-            platform: job.platform.clone(),
-            runner: job.runner.clone(),
-            emulated: job.emulated,
-            fallbacks: job.fallbacks.clone(),
-            moved_from: job.moved_from.clone(),
-        })
-        .collect();
+    let jobs: Vec<JobSpec> = plan.jobs.iter().map(job_spec).collect();
     let slots: HashMap<String, u32> = runners
         .iter()
         .map(|runner| (runner.name.clone(), runner.jobs))
@@ -198,6 +188,17 @@ pub async fn build(
         reporter,
     )
     .await
+}
+
+/// The job to run for a planned platform.
+fn job_spec(job: &mab_plan::Job) -> JobSpec {
+    JobSpec {
+        platform: job.platform.clone(),
+        runner: job.runner.clone(),
+        emulated: job.emulated,
+        fallbacks: job.fallbacks.clone(),
+        moved_from: job.moved_from.clone(),
+    }
 }
 
 /// `future`'s output, or a runtime failure when `deadline` (`--deadline`:
@@ -274,7 +275,7 @@ pub(crate) fn plan_error_report(
     connected: &HashMap<String, Result<Connected, Unreachable>>,
 ) -> Failure {
     match error {
-        PlanError::PreferredUnreachable { unreachable } => {
+        PlanError::PreferredUnreachable { unreachable, .. } => {
             failure_report(&stranded(&unreachable, connected))
         }
         error => prepare::plan_failure(error, connected),
@@ -292,18 +293,24 @@ fn plan_failed(
     connected: &HashMap<String, Result<Connected, Unreachable>>,
     unstarted: &BeforeJobs<'_>,
 ) -> Failure {
-    if let PlanError::PreferredUnreachable { unreachable } = &error {
+    if let PlanError::PreferredUnreachable {
+        unreachable,
+        planned,
+    } = &error
+    {
         let failures = stranded(unreachable, connected);
         let states: Vec<PlatformMetadata> = unstarted
             .platforms
             .iter()
             .map(|platform| {
-                match failures
+                let failure = failures
                     .iter()
-                    .find(|failure| &failure.job.platform == platform)
-                {
-                    Some(failure) => PlatformMetadata::failed(failure),
-                    None => PlatformMetadata::not_planned(platform, None),
+                    .find(|failure| &failure.job.platform == platform);
+                let job = planned.iter().find(|job| &job.platform == platform);
+                match (failure, job) {
+                    (Some(failure), _) => PlatformMetadata::failed(failure),
+                    (None, Some(job)) => PlatformMetadata::not_started(&job_spec(job)),
+                    (None, None) => PlatformMetadata::not_planned(platform, None),
                 }
             })
             .collect();
@@ -1700,7 +1707,8 @@ mod tests {
 
     /// `--no-fallback` and a platform whose preferred runner was
     /// unreachable at planning: the job's failure on that runner, exit 1,
-    /// and the metadata says so; the other platforms never started.
+    /// and the metadata says so; the other platforms never started, on
+    /// the runners they were planned on.
     #[test]
     fn a_platform_stranded_by_no_fallback_fails_as_its_job() {
         let (_directory, path, metadata) = empty_metadata_file();
@@ -1731,6 +1739,15 @@ mod tests {
         let unstarted = before_jobs(&metadata, &platforms, &tags, &reporter);
         let error = PlanError::PreferredUnreachable {
             unreachable: stranded_by,
+            planned: vec![mab_plan::Job {
+                platform: platforms[0].clone(),
+                runner: "local".to_owned(),
+                emulated: false,
+                reason: "native linux/amd64 engine".to_owned(),
+                rejected: Vec::new(),
+                moved_from: None,
+                fallbacks: Vec::new(),
+            }],
         };
         let failure = plan_failed(error.clone(), &connected, &unstarted);
         assert_eq!(
@@ -1754,10 +1771,7 @@ mod tests {
                 false,
                 &["linux/amd64", "linux/arm64"],
                 vec![
-                    with(
-                        entry("linux/amd64", "not_started"),
-                        json!({ "runner": null })
-                    ),
+                    entry("linux/amd64", "not_started"),
                     failed("linux/arm64", "failed", "runner", UNREACHABLE_PI),
                 ],
             )
