@@ -1,8 +1,8 @@
 //! `mab plan` on the real lab with an unreachable runner listed first:
 //! each platform moved off it, as `mab build` says (the same warning
 //! lines, compared with a `mab build --no-push` of the same project), and
-//! its fallbacks in order; with `--no-fallback` the same error as `mab
-//! build --no-fallback`.
+//! its fallbacks in order; with `--no-fallback` (and `fallback = false`)
+//! the same error as `mab build --no-fallback`.
 
 use crate::support::{free_port, mab, require_lab, ssh_lock, Home, Project, Run};
 
@@ -147,4 +147,12 @@ fn plan_shows_the_moves_and_fallbacks_the_build_makes() {
         ),
         "{refused:?}"
     );
+
+    // `fallback = false` under [image] plans as --no-fallback does.
+    let manifest = std::fs::read_to_string(project.path().join("mab.toml")).unwrap();
+    project.file("mab.toml", &format!("{manifest}fallback = false\n"));
+    let keyed = plan(&[]);
+    assert_eq!(keyed.code, 1, "{keyed:?}");
+    assert_eq!(keyed.stdout, "", "{keyed:?}");
+    assert_eq!(report(&keyed), report(&refused));
 }
