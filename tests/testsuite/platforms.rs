@@ -114,6 +114,8 @@ fn plan_and_check_agree_that_qemu_arm_runs_every_arm_variant() {
                 "runner": "x86",
                 "emulated": true,
                 "reason": "emulated with QEMU (qemu-arm); no runner builds it natively",
+                "moved_from": null,
+                "fallbacks": [],
                 "rejected": [],
             })
         );

@@ -476,6 +476,18 @@ pub fn build_with_metadata(
     directory: &Path,
     arguments: &[&str],
 ) -> (Run, serde_json::Value) {
+    let (run, json) = build_and_metadata(home, directory, arguments);
+    assert_eq!(run.code, 0, "{run:?}");
+    (run, json)
+}
+
+/// [`build_with_metadata`], failed or not: the metadata file must be there
+/// and hold JSON.
+pub fn build_and_metadata(
+    home: &Path,
+    directory: &Path,
+    arguments: &[&str],
+) -> (Run, serde_json::Value) {
     let metadata = directory.join("metadata.json");
     let mut all = vec![
         "build",
@@ -486,9 +498,16 @@ pub fn build_with_metadata(
     ];
     all.extend_from_slice(arguments);
     let run = mab(home, directory, &all);
-    assert_eq!(run.code, 0, "{run:?}");
-    let json = serde_json::from_str(&fs::read_to_string(&metadata).unwrap()).unwrap();
+    let text = fs::read_to_string(&metadata).unwrap();
+    let json = serde_json::from_str(&text)
+        .unwrap_or_else(|error| panic!("the metadata file is JSON ({error}): {text:?} {run:?}"));
     (run, json)
+}
+
+/// A port on 127.0.0.1 where nothing listens: bound, then let go.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
 }
 
 /// The raw manifest (or list) at `reference`, read with skopeo.

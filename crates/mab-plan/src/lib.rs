@@ -266,8 +266,13 @@ pub enum PlanError {
     /// Fallback is refused ([`Fallback::Refused`]) and the runner each of
     /// these platforms would have been built on is unreachable (each
     /// platform with that runner's [`Move`], in the requested order).
+    /// `planned` holds the jobs of the other platforms, as they were
+    /// planned (what a build would have run).
     #[error("{}", describe_unreachable(unreachable))]
-    PreferredUnreachable { unreachable: Vec<(Platform, Move)> },
+    PreferredUnreachable {
+        unreachable: Vec<(Platform, Move)>,
+        planned: Vec<Job>,
+    },
 }
 
 impl PlanError {
@@ -308,7 +313,7 @@ impl PlanError {
                     )
                 }
             }
-            PlanError::PreferredUnreachable { unreachable } => {
+            PlanError::PreferredUnreachable { unreachable, .. } => {
                 let mut names: Vec<&str> = Vec::new();
                 for (_, moved) in unreachable {
                     if !names.contains(&moved.runner.as_str()) {
@@ -317,6 +322,19 @@ impl PlanError {
                 }
                 fallback_hint(&names)
             }
+        }
+    }
+
+    /// The platforms the error is about, in the requested order.
+    pub fn platforms(&self) -> Vec<Platform> {
+        match self {
+            PlanError::NoRunner { platforms, .. } => platforms.clone(),
+            PlanError::NoUsableRunner { platform, .. }
+            | PlanError::NoNativeRunner { platform, .. } => vec![platform.clone()],
+            PlanError::PreferredUnreachable { unreachable, .. } => unreachable
+                .iter()
+                .map(|(platform, _)| platform.clone())
+                .collect(),
         }
     }
 
@@ -532,6 +550,7 @@ pub fn plan(
     if !stranded.is_empty() {
         return Err(PlanError::PreferredUnreachable {
             unreachable: stranded,
+            planned: jobs,
         });
     }
     Ok(Plan { jobs })
@@ -1429,12 +1448,22 @@ mod tests {
                 },
             )
         };
+        let PlanError::PreferredUnreachable {
+            unreachable,
+            planned,
+        } = &error
+        else {
+            panic!("{error:?}");
+        };
         assert_eq!(
-            error,
-            PlanError::PreferredUnreachable {
-                unreachable: vec![stranded("linux/arm64"), stranded("linux/arm/v7")],
-            }
+            *unreachable,
+            [stranded("linux/arm64"), stranded("linux/arm/v7")]
         );
+        let planned: Vec<(String, &str)> = planned
+            .iter()
+            .map(|job| (job.platform.to_string(), job.runner.as_str()))
+            .collect();
+        assert_eq!(planned, [("linux/amd64".to_owned(), "laptop")]);
         assert_eq!(
             error.hint(),
             "check runner `pi` with `mab runners check`, or leave out --no-fallback (and `fallback = false` under [image] in mab.toml) so that another runner builds it"

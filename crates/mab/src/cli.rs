@@ -23,7 +23,7 @@ pub struct Cli {
 pub enum Command {
     /// Plan, build every platform, verify, publish one manifest list.
     Build(BuildArgs),
-    /// Show which runner builds which platform, and why; nothing is built.
+    /// Show which runner builds which platform and why, its fallbacks, and the platforms moved off an unreachable runner; nothing is built.
     Plan(PlanArgs),
     /// Manage and probe the runner hosts.
     Runners {
@@ -171,6 +171,9 @@ pub struct BuildArgs {
 pub struct PlanArgs {
     #[command(flatten)]
     pub project: ProjectArgs,
+    /// Plan as `mab build --no-fallback` would: no fallbacks, and a platform whose preferred runner is unreachable fails the plan (exit 1) with the error the build would give. As `fallback = false` under [image].
+    #[arg(long)]
+    pub no_fallback: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,

@@ -211,6 +211,21 @@ pub async fn run_all<W: Worker>(
     .await
 }
 
+/// Reports every platform of `plan` that the plan moved off its
+/// unreachable preferred runner, as [`moved`] events in job order (what
+/// `mab build` and `mab plan` print as warnings).
+pub fn report_planned_moves(plan: &mab_plan::Plan, reporter: &dyn Reporter) {
+    for job in &plan.jobs {
+        if let Some(from) = &job.moved_from {
+            let to = Candidate {
+                runner: job.runner.clone(),
+                emulated: job.emulated,
+            };
+            reporter.report(moved(&job.platform, &from.runner, &to, &from.reason));
+        }
+    }
+}
+
 /// The event of `platform` moving from runner `from` to `to` because of
 /// `reason` (the failure on `from`).
 pub fn moved(platform: &mab_config::Platform, from: &str, to: &Candidate, reason: &str) -> Event {

@@ -1,16 +1,24 @@
-//! `mab plan`: which runner builds which platform, and why.
+//! `mab plan`: which runner builds which platform, and why; where it goes
+//! when that runner fails (its fallbacks), and which platforms the plan
+//! moved off an unreachable runner, as `mab build` would.
 
 use mab_config::Platform;
+use mab_plan::Fallback;
 use serde::Serialize;
 
 use crate::cli::{Format, PlanArgs};
 use crate::environment::Environment;
 use crate::failure::Failure;
+use crate::ops::jobs::report_planned_moves;
 use crate::ops::prepare;
 use crate::progress::Reporter;
 
+/// `mab plan --format json`.
 #[derive(Serialize)]
 struct PlanJson {
+    /// Whether platforms may move to their fallbacks (`false` with
+    /// `--no-fallback` or `fallback = false` under `[image]`).
+    fallback: bool,
     platforms: Vec<PlatformJson>,
 }
 
@@ -20,7 +28,27 @@ struct PlatformJson {
     runner: String,
     emulated: bool,
     reason: String,
+    /// The unreachable runner that would have built the platform, when
+    /// the plan passed it over; `null` otherwise.
+    moved_from: Option<MovedJson>,
+    /// Where the platform goes when `runner` fails before its build
+    /// starts, in order (native first, then emulated); empty when
+    /// `fallback` is `false`.
+    fallbacks: Vec<FallbackJson>,
     rejected: Vec<RejectedJson>,
+}
+
+#[derive(Serialize)]
+struct MovedJson {
+    runner: String,
+    /// That runner's failure, as the connection or its engine reported it.
+    reason: String,
+}
+
+#[derive(Serialize)]
+struct FallbackJson {
+    runner: String,
+    emulated: bool,
 }
 
 #[derive(Serialize)]
@@ -29,7 +57,10 @@ struct RejectedJson {
     why: String,
 }
 
-/// Returns what goes to stdout.
+/// Returns what goes to stdout. Each platform the plan moved is also
+/// reported as the warning `mab build` prints for it. With fallback off a
+/// platform whose preferred runner is unreachable fails the plan with the
+/// error `mab build` would give (exit 1).
 pub async fn plan(
     args: &PlanArgs,
     environment: &Environment,
@@ -39,16 +70,22 @@ pub async fn plan(
     let platforms = &loaded.project.platforms;
     let runners = prepare::runners_for(&loaded.runners, platforms);
     let connected = prepare::connect_all(&runners, environment).await;
+    let fallback = if args.no_fallback || !loaded.project.fallback {
+        Fallback::Refused
+    } else {
+        Fallback::Allowed
+    };
     let plan = prepare::plan(
         platforms,
         loaded.emulation,
-        mab_plan::Fallback::Allowed,
+        fallback,
         &loaded.runners,
         &runners,
         &connected,
     )
-    .map_err(|error| prepare::plan_failure(error, &connected))?;
+    .map_err(|error| super::build::plan_error_report(error, &connected))?;
     let json = PlanJson {
+        fallback: fallback == Fallback::Allowed,
         platforms: plan
             .jobs
             .iter()
@@ -57,6 +94,21 @@ pub async fn plan(
                 runner: job.runner.clone(),
                 emulated: job.emulated,
                 reason: job.reason.clone(),
+                moved_from: job.moved_from.as_ref().map(|from| MovedJson {
+                    runner: from.runner.clone(),
+                    reason: from.reason.clone(),
+                }),
+                fallbacks: match fallback {
+                    Fallback::Allowed => job
+                        .fallbacks
+                        .iter()
+                        .map(|to| FallbackJson {
+                            runner: to.runner.clone(),
+                            emulated: to.emulated,
+                        })
+                        .collect(),
+                    Fallback::Refused => Vec::new(),
+                },
                 rejected: job
                     .rejected
                     .iter()
@@ -68,6 +120,7 @@ pub async fn plan(
             })
             .collect(),
     };
+    report_planned_moves(&plan, reporter);
     Ok(match args.format {
         Format::Json => {
             serde_json::to_string_pretty(&json).expect("a plan always serialises") + "\n"
@@ -76,6 +129,10 @@ pub async fn plan(
     })
 }
 
+/// The plan for people: per platform `PLATFORM -> RUNNER: REASON`, then,
+/// indented, the runner it moved from and why, its fallbacks in order
+/// (`none` when it has none, `off` when fallback is off), and the runners
+/// not chosen with why (those that do not list it on one line).
 fn human(plan: &PlanJson) -> String {
     let mut out = String::new();
     for platform in &plan.platforms {
@@ -83,6 +140,26 @@ fn human(plan: &PlanJson) -> String {
             "{:<16} -> {}: {}\n",
             platform.platform, platform.runner, platform.reason
         ));
+        let mut line = |text: String| out.push_str(&format!("{:<16}    {text}\n", ""));
+        if let Some(from) = &platform.moved_from {
+            line(format!(
+                "moved from runner `{}`, which is unreachable: {}",
+                from.runner, from.reason
+            ));
+        }
+        let fallbacks: Vec<String> = platform
+            .fallbacks
+            .iter()
+            .map(|to| {
+                let how = if to.emulated { "emulated" } else { "native" };
+                format!("{} ({how})", to.runner)
+            })
+            .collect();
+        line(match (plan.fallback, fallbacks.is_empty()) {
+            (false, _) => "fallbacks: off (--no-fallback, or fallback = false)".to_owned(),
+            (true, true) => "fallbacks: none".to_owned(),
+            (true, false) => format!("fallbacks: {}", fallbacks.join(", ")),
+        });
         // Runners that do not serve the platform share one line.
         let not_serving = format!("does not serve {}", platform.platform);
         let (others, considered): (Vec<&RejectedJson>, Vec<&RejectedJson>) = platform
@@ -90,22 +167,138 @@ fn human(plan: &PlanJson) -> String {
             .iter()
             .partition(|rejected| rejected.why == not_serving);
         for rejected in considered {
-            out.push_str(&format!(
-                "{:<16}    not {}: {}\n",
-                "", rejected.runner, rejected.why
-            ));
+            line(format!("not {}: {}", rejected.runner, rejected.why));
         }
         if !others.is_empty() {
             let names: Vec<&str> = others
                 .iter()
                 .map(|rejected| rejected.runner.as_str())
                 .collect();
-            out.push_str(&format!(
-                "{:<16}    not serving it: {}\n",
-                "",
-                names.join(", ")
-            ));
+            line(format!("not serving it: {}", names.join(", ")));
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn platform(
+        name: &str,
+        runner: &str,
+        moved_from: Option<(&str, &str)>,
+        fallbacks: &[(&str, bool)],
+        rejected: &[(&str, &str)],
+    ) -> PlatformJson {
+        PlatformJson {
+            platform: name.parse().unwrap(),
+            runner: runner.to_owned(),
+            emulated: false,
+            reason: format!("native {name} engine"),
+            moved_from: moved_from.map(|(runner, reason)| MovedJson {
+                runner: runner.to_owned(),
+                reason: reason.to_owned(),
+            }),
+            fallbacks: fallbacks
+                .iter()
+                .map(|(runner, emulated)| FallbackJson {
+                    runner: (*runner).to_owned(),
+                    emulated: *emulated,
+                })
+                .collect(),
+            rejected: rejected
+                .iter()
+                .map(|(runner, why)| RejectedJson {
+                    runner: (*runner).to_owned(),
+                    why: (*why).to_owned(),
+                })
+                .collect(),
+        }
+    }
+
+    const REFUSED: &str = "connection to `127.0.0.1:2201` was refused";
+
+    #[test]
+    fn the_plan_shows_moves_and_fallbacks_in_order() {
+        // (name, fallback on, the platforms, the rendering)
+        let cases = [
+            (
+                "moved off an unreachable runner, native fallback before emulated",
+                true,
+                vec![
+                    platform(
+                        "linux/amd64",
+                        "b",
+                        Some(("down", REFUSED)),
+                        &[("c", false), ("local", true)],
+                        &[
+                            ("down", &format!("unreachable: {REFUSED}")),
+                            ("c", "as able as b, which is listed first"),
+                            ("local", "emulation only; b builds it natively"),
+                            ("arm", "does not serve linux/amd64"),
+                        ],
+                    ),
+                    platform("linux/arm64", "arm", None, &[], &[("b", "does not serve linux/arm64"), ("c", "does not serve linux/arm64")]),
+                ],
+                "linux/amd64      -> b: native linux/amd64 engine\n\
+                 \x20                   moved from runner `down`, which is unreachable: connection to `127.0.0.1:2201` was refused\n\
+                 \x20                   fallbacks: c (native), local (emulated)\n\
+                 \x20                   not down: unreachable: connection to `127.0.0.1:2201` was refused\n\
+                 \x20                   not c: as able as b, which is listed first\n\
+                 \x20                   not local: emulation only; b builds it natively\n\
+                 \x20                   not serving it: arm\n\
+                 linux/arm64      -> arm: native linux/arm64 engine\n\
+                 \x20                   fallbacks: none\n\
+                 \x20                   not serving it: b, c\n",
+            ),
+            (
+                "fallback off: no fallbacks, said so",
+                false,
+                vec![platform("linux/amd64", "b", None, &[], &[("c", "as able as b, which is listed first")])],
+                "linux/amd64      -> b: native linux/amd64 engine\n\
+                 \x20                   fallbacks: off (--no-fallback, or fallback = false)\n\
+                 \x20                   not c: as able as b, which is listed first\n",
+            ),
+        ];
+        for (name, fallback, platforms, expected) in cases {
+            let plan = PlanJson {
+                fallback,
+                platforms,
+            };
+            assert_eq!(human(&plan), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_json_plan_names_the_move_and_the_fallbacks() {
+        let plan = PlanJson {
+            fallback: true,
+            platforms: vec![platform(
+                "linux/amd64",
+                "b",
+                Some(("down", REFUSED)),
+                &[("c", false), ("local", true)],
+                &[],
+            )],
+        };
+        assert_eq!(
+            serde_json::to_value(&plan).unwrap(),
+            serde_json::json!({
+                "fallback": true,
+                "platforms": [{
+                    "platform": "linux/amd64",
+                    "runner": "b",
+                    "emulated": false,
+                    "reason": "native linux/amd64 engine",
+                    "moved_from": { "runner": "down", "reason": REFUSED },
+                    "fallbacks": [
+                        { "runner": "c", "emulated": false },
+                        { "runner": "local", "emulated": true },
+                    ],
+                    "rejected": [],
+                }],
+            })
+        );
+    }
 }

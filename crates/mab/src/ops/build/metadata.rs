@@ -11,6 +11,7 @@ use crate::cli::BuildArgs;
 use crate::environment::Environment;
 use crate::failure::Failure;
 use crate::ops::jobs::{Built, JobFailure, JobSpec, Stop};
+use crate::progress::{Event, Reporter};
 
 #[derive(Serialize)]
 struct Metadata<'a> {
@@ -118,11 +119,77 @@ impl PlatformMetadata {
         }
     }
 
-    /// A platform that was not planned, because another one could not be.
-    pub(super) fn not_planned(platform: &Platform) -> PlatformMetadata {
+    /// A platform planned as `job` that never ran: the plan failed for
+    /// another platform.
+    pub(super) fn not_started(job: &JobSpec) -> PlatformMetadata {
+        PlatformMetadata::of(job, State::NotStarted)
+    }
+
+    /// A platform that was not planned: the build failed before any job
+    /// ran (at the registry's check, while connecting, at planning), with
+    /// `error` (its cause, the failure's message) when the failure
+    /// concerns this platform.
+    pub(super) fn not_planned(
+        platform: &Platform,
+        error: Option<(ErrorKind, &str)>,
+    ) -> PlatformMetadata {
         PlatformMetadata {
             runner: None,
+            error: error.map(|(kind, message)| ErrorMetadata {
+                kind,
+                message: message.to_owned(),
+            }),
             ..PlatformMetadata::of(&JobSpec::on(platform.clone(), ""), State::NotStarted)
+        }
+    }
+}
+
+/// What the metadata file of a build that fails before any job ran needs:
+/// the file, the image, the platforms asked for and the tags.
+pub(super) struct BeforeJobs<'a> {
+    pub(super) file: &'a MetadataFile,
+    pub(super) image: &'a str,
+    /// In the order of `mab.toml` (after `--platform`).
+    pub(super) platforms: &'a [Platform],
+    pub(super) tags: &'a [String],
+    pub(super) reporter: &'a dyn Reporter,
+}
+
+impl BeforeJobs<'_> {
+    /// Writes the metadata file for `failure`, which stopped the build
+    /// before any job ran, and returns it: every platform `not_started`
+    /// without a runner, `"digest": null`, every platform `missing`; the
+    /// platforms `on` (every one when `None`) carry `"error"` with `kind`
+    /// and the failure's message (its first line, without `error: `).
+    /// A file that cannot be written is a warning.
+    pub(super) fn fail(
+        &self,
+        failure: Failure,
+        kind: ErrorKind,
+        on: Option<&[Platform]>,
+    ) -> Failure {
+        let message = failure.report.lines().next().unwrap_or_default();
+        let message = message.strip_prefix("error: ").unwrap_or(message);
+        let states: Vec<PlatformMetadata> = self
+            .platforms
+            .iter()
+            .map(|platform| {
+                let concerned = on.is_none_or(|on| on.contains(platform));
+                PlatformMetadata::not_planned(platform, concerned.then_some((kind, message)))
+            })
+            .collect();
+        self.write(&states);
+        failure
+    }
+
+    /// Writes the file with `platforms` as they are and no list; a failure
+    /// to write it is a warning, as the build's own failure is the one
+    /// reported.
+    pub(super) fn write(&self, platforms: &[PlatformMetadata]) {
+        if let Err(failure) = self.file.write(self.image, None, self.tags, platforms) {
+            self.reporter.report(Event::Warning {
+                message: failure.report.trim_start_matches("error: ").to_owned(),
+            });
         }
     }
 }

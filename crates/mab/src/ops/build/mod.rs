@@ -22,15 +22,17 @@ use mab_registry::{Child, Repository};
 
 use crate::cli::BuildArgs;
 use crate::environment::Environment;
-use crate::failure::Failure;
+use crate::failure::{Failure, FailureKind};
+use crate::ops::connect::{Connected, Unreachable};
 use crate::ops::jobs::{
-    all_or_failures, moved, pushed_jobs, run_all, JobFailure, JobSpec, Limits, Worker,
+    all_or_failures, pushed_jobs, report_planned_moves, run_all, JobFailure, JobSpec, Limits,
+    Worker,
 };
 use crate::ops::prepare;
 use crate::ops::publishing::Publishing;
 use crate::progress::{Event, Reporter};
 
-use metadata::{MetadataFile, PlatformMetadata};
+use metadata::{BeforeJobs, MetadataFile, PlatformMetadata};
 use overrides::{apply_overrides, time_limit};
 use publish::{check_push, remove_staging_tags, Registry};
 use tags::{check_not_narrowing, release_tags};
@@ -89,40 +91,45 @@ pub async fn build(
     let tags = release_tags(&project, &context, &listing, args, environment, reporter)?;
     let network = super::network_flag(args.network.as_deref())?;
     let metadata = MetadataFile::create(args, environment)?;
+    // From here on every failure writes the metadata file.
+    let unstarted = BeforeJobs {
+        file: &metadata,
+        image: &project.image,
+        platforms: &project.platforms,
+        tags: &tags,
+        reporter,
+    };
     let registry = mab_registry::registry_of(&project.image).map_err(|error| {
-        Failure::usage(
+        let failure = Failure::usage(
             error.to_string(),
             Some("set [image] name to registry/namespace/name"),
-        )
+        );
+        unstarted.fail(failure, ErrorKind::Usage, None)
     })?;
     let credentials = mab_registry::load_credentials(
         &environment.docker_config_dir().join("config.json"),
         &registry,
     )
     .map_err(|error| {
-        Failure::runtime(
+        let failure = Failure::runtime(
             error.to_string(),
             Some("check ~/.docker/config.json and its credential helper"),
-        )
+        );
+        unstarted.fail(failure, ErrorKind::Registry, None)
     })?;
     let repository = if args.no_push {
         None
     } else {
         Some(
             Repository::new(&project.image, credentials.as_ref())
-                .map_err(|error| Failure::usage(error.to_string(), None))?
+                .map_err(|error| {
+                    let failure = Failure::usage(error.to_string(), None);
+                    unstarted.fail(failure, ErrorKind::Usage, None)
+                })?
                 .reporting_to(reporter_handle),
         )
     };
-
-    if let Some(repository) = &repository {
-        before_deadline(
-            deadline,
-            "checking push rights",
-            check_push(repository, &registry),
-        )
-        .await??;
-    }
+    check_registry(repository.as_ref(), &registry, deadline, &unstarted).await?;
 
     let runners = prepare::runners_for(&loaded.runners, &project.platforms);
     let connected = before_deadline(
@@ -130,42 +137,22 @@ pub async fn build(
         "connecting to the runners",
         prepare::connect_all(&runners, environment),
     )
-    .await?;
+    .await
+    .map_err(|failure| unstarted.fail(failure, ErrorKind::Runner, None))?;
     let fallback = if args.no_fallback || !project.fallback {
         Fallback::Refused
     } else {
         Fallback::Allowed
     };
-    let plan = match prepare::plan(
+    let plan = prepare::plan(
         &project.platforms,
         loaded.emulation,
         fallback,
         &loaded.runners,
         &runners,
         &connected,
-    ) {
-        Ok(plan) => plan,
-        Err(PlanError::PreferredUnreachable { unreachable }) => {
-            // What each unreachable runner's own failure says to do.
-            let runner_hints: HashMap<String, String> = connected
-                .iter()
-                .filter_map(|(name, result)| {
-                    let hint = result.as_ref().err()?.hint.clone()?;
-                    Some((name.clone(), hint))
-                })
-                .collect();
-            return Err(stranded(
-                &project.image,
-                &project.platforms,
-                &unreachable,
-                &runner_hints,
-                &tags,
-                &metadata,
-                reporter,
-            ));
-        }
-        Err(error) => return Err(prepare::plan_failure(error, &connected)),
-    };
+    )
+    .map_err(|error| plan_failed(error, &connected, &unstarted))?;
     reporter.report(Event::Plan {
         image: project.image.clone(),
         context_files: listing.files,
@@ -180,27 +167,9 @@ pub async fn build(
             })
             .collect(),
     });
-    for job in &plan.jobs {
-        if let Some(from) = &job.moved_from {
-            let to = mab_plan::Candidate {
-                runner: job.runner.clone(),
-                emulated: job.emulated,
-            };
-            reporter.report(moved(&job.platform, &from.runner, &to, &from.reason));
-        }
-    }
+    report_planned_moves(&plan, reporter);
 
-    let jobs: Vec<JobSpec> = plan
-        .jobs
-        .iter()
-        .map(|job| JobSpec {
-            platform: job.platform.clone(),
-            runner: job.runner.clone(),
-            emulated: job.emulated,
-            fallbacks: job.fallbacks.clone(),
-            moved_from: job.moved_from.clone(),
-        })
-        .collect();
+    let jobs: Vec<JobSpec> = plan.jobs.iter().map(job_spec).collect();
     let slots: HashMap<String, u32> = runners
         .iter()
         .map(|runner| (runner.name.clone(), runner.jobs))
@@ -247,6 +216,17 @@ pub async fn build(
     .await
 }
 
+/// The job to run for a planned platform.
+fn job_spec(job: &mab_plan::Job) -> JobSpec {
+    JobSpec {
+        platform: job.platform.clone(),
+        runner: job.runner.clone(),
+        emulated: job.emulated,
+        fallbacks: job.fallbacks.clone(),
+        moved_from: job.moved_from.clone(),
+    }
+}
+
 /// `future`'s output, or a runtime failure when `deadline` (`--deadline`:
 /// when, and the limit as given) comes first, saying that it came while
 /// `doing` and that nothing was built.
@@ -289,53 +269,118 @@ struct Planned<'a> {
     fallback: Fallback,
 }
 
-/// The failure of a build whose platforms `unreachable` stay on their
-/// unreachable runners because fallback is off (exit 1): reported as
-/// those platforms' jobs failing on their runners, with the metadata file
-/// saying so (the other platforms `not_started`). `runner_hints` holds the
-/// hint of each runner's own failure (by runner name), given after the
-/// one about fallback.
-fn stranded(
-    image: &str,
-    platforms: &[mab_config::Platform],
-    unreachable: &[(mab_config::Platform, mab_plan::Move)],
-    runner_hints: &HashMap<String, String>,
-    tags: &[String],
-    metadata: &MetadataFile,
-    reporter: &dyn Reporter,
+/// Push rights, before anything is built ([`check_push`]), unless
+/// `--no-push` (`repository` `None`). A failure, or the deadline coming
+/// first, writes the metadata file with the registry as the cause on
+/// every platform.
+async fn check_registry<R: Registry>(
+    repository: Option<&R>,
+    registry: &str,
+    deadline: Option<(tokio::time::Instant, std::time::Duration)>,
+    unstarted: &BeforeJobs<'_>,
+) -> Result<(), Failure> {
+    let Some(repository) = repository else {
+        return Ok(());
+    };
+    before_deadline(
+        deadline,
+        "checking push rights",
+        check_push(repository, registry),
+    )
+    .await
+    .and_then(|checked| checked)
+    .map_err(|failure| unstarted.fail(failure, ErrorKind::Registry, None))
+}
+
+/// Why a plan could not be made, as `mab build` and `mab plan` report it:
+/// platforms stranded on unreachable runners by fallback being off fail as
+/// their jobs on those runners ([`stranded`], exit 1); any other
+/// [`PlanError`] as [`prepare::plan_failure`] reports it.
+pub(crate) fn plan_error_report(
+    error: PlanError,
+    connected: &HashMap<String, Result<Connected, Unreachable>>,
 ) -> Failure {
-    let failures: Vec<JobFailure> = unreachable
+    match error {
+        PlanError::PreferredUnreachable { unreachable, .. } => {
+            failure_report(&stranded(&unreachable, connected))
+        }
+        error => prepare::plan_failure(error, connected),
+    }
+}
+
+/// The failure of a plan that could not be made ([`plan_error_report`]),
+/// with the metadata file written. Stranded platforms are `failed` on
+/// their runners, the others `not_started`; otherwise the platforms the
+/// [`PlanError`] names carry its message, as a runner problem when the
+/// failure is a runtime one (exit 1, runners unreachable) and as usage
+/// when it is a configuration one (exit 2).
+fn plan_failed(
+    error: PlanError,
+    connected: &HashMap<String, Result<Connected, Unreachable>>,
+    unstarted: &BeforeJobs<'_>,
+) -> Failure {
+    if let PlanError::PreferredUnreachable {
+        unreachable,
+        planned,
+    } = &error
+    {
+        let failures = stranded(unreachable, connected);
+        let states: Vec<PlatformMetadata> = unstarted
+            .platforms
+            .iter()
+            .map(|platform| {
+                let failure = failures
+                    .iter()
+                    .find(|failure| &failure.job.platform == platform);
+                let job = planned.iter().find(|job| &job.platform == platform);
+                match (failure, job) {
+                    (Some(failure), _) => PlatformMetadata::failed(failure),
+                    (None, Some(job)) => PlatformMetadata::not_started(&job_spec(job)),
+                    (None, None) => PlatformMetadata::not_planned(platform, None),
+                }
+            })
+            .collect();
+        unstarted.write(&states);
+        return failure_report(&failures);
+    }
+    let concerned = error.platforms();
+    let failure = prepare::plan_failure(error, connected);
+    let kind = match failure.kind {
+        FailureKind::Usage => ErrorKind::Usage,
+        _ => ErrorKind::Runner,
+    };
+    unstarted.fail(failure, kind, Some(&concerned))
+}
+
+/// The platforms `unreachable` that stay on their unreachable runners
+/// because fallback is off, as their jobs' failures on those runners
+/// (kind runner): the hint about fallback, then the hint of the runner's
+/// own failure in `connected`, when it has one.
+fn stranded(
+    unreachable: &[(mab_config::Platform, mab_plan::Move)],
+    connected: &HashMap<String, Result<Connected, Unreachable>>,
+) -> Vec<JobFailure> {
+    unreachable
         .iter()
-        .map(|(platform, moved)| JobFailure {
-            movable: true,
-            ..JobFailure::new(
-                &JobSpec::on(platform.clone(), &moved.runner),
-                ErrorKind::Runner,
-                moved.reason.clone(),
-                match runner_hints.get(&moved.runner) {
-                    Some(hint) => format!(
-                        "{}\nhint: {hint}",
-                        mab_plan::fallback_hint(&[moved.runner.as_str()])
-                    ),
-                    None => mab_plan::fallback_hint(&[moved.runner.as_str()]),
-                },
-            )
-        })
-        .collect();
-    let states: Vec<PlatformMetadata> = platforms
-        .iter()
-        .map(|platform| {
-            match failures
-                .iter()
-                .find(|failure| &failure.job.platform == platform)
-            {
-                Some(failure) => PlatformMetadata::failed(failure),
-                None => PlatformMetadata::not_planned(platform),
+        .map(|(platform, moved)| {
+            let fallback_hint = mab_plan::fallback_hint(&[moved.runner.as_str()]);
+            let runner_hint = connected
+                .get(&moved.runner)
+                .and_then(|result| result.as_ref().err()?.hint.as_ref());
+            JobFailure {
+                movable: true,
+                ..JobFailure::new(
+                    &JobSpec::on(platform.clone(), &moved.runner),
+                    ErrorKind::Runner,
+                    moved.reason.clone(),
+                    match runner_hint {
+                        Some(hint) => format!("{fallback_hint}\nhint: {hint}"),
+                        None => fallback_hint,
+                    },
+                )
             }
         })
-        .collect();
-    write_or_warn(metadata, image, tags, &states, reporter);
-    failure_report(&failures)
+        .collect()
 }
 
 /// Writes the metadata file of a failed build; a failure to write it is a
@@ -519,7 +564,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::failure::FailureKind;
+    use crate::ops::connect::UnreachableKind;
     use crate::ops::jobs::Built;
     use worker::{movable, Stage};
 
@@ -657,6 +702,8 @@ mod tests {
         Denied,
         Unreachable,
         OtherAnswer,
+        /// Answers after ten hours.
+        Hangs,
     }
 
     /// How the fake registry behaves.
@@ -723,6 +770,10 @@ mod tests {
                     message,
                 }),
                 PushRights::OtherAnswer => Err(self.refused("starting a push")),
+                PushRights::Hangs => {
+                    tokio::time::sleep(std::time::Duration::from_secs(36_000)).await;
+                    Ok(())
+                }
             }
         }
 
@@ -949,6 +1000,34 @@ mod tests {
                 .map(|platform| entry(platform, "published"))
                 .collect(),
         )
+    }
+
+    /// `metadata.json` in a new directory (kept while the first value
+    /// lives), as `MetadataFile::create` leaves it: created, empty.
+    fn empty_metadata_file() -> (tempfile::TempDir, std::path::PathBuf, MetadataFile) {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("metadata.json");
+        std::fs::write(&path, "").unwrap();
+        let metadata = MetadataFile {
+            path: Some(path.clone()),
+        };
+        (directory, path, metadata)
+    }
+
+    /// A build of [`IMAGE`] that fails before any job ran.
+    fn before_jobs<'a>(
+        file: &'a MetadataFile,
+        platforms: &'a [mab_config::Platform],
+        tags: &'a [String],
+        reporter: &'a Recorded,
+    ) -> BeforeJobs<'a> {
+        BeforeJobs {
+            file,
+            image: IMAGE,
+            platforms,
+            tags,
+            reporter,
+        }
     }
 
     const UNREACHABLE_PI: &str = "cannot reach the Docker engine of pi: connection refused";
@@ -1592,13 +1671,7 @@ mod tests {
             };
             let publishing = Publishing::default();
             let registry = FakeRegistry::new(case.answers, &publishing);
-            let directory = tempfile::tempdir().unwrap();
-            let path = directory.path().join("metadata.json");
-            // As `MetadataFile::create` leaves it: created, empty.
-            std::fs::write(&path, "").unwrap();
-            let metadata = MetadataFile {
-                path: Some(path.clone()),
-            };
+            let (_directory, path, metadata) = empty_metadata_file();
             let reporter = Recorded::default();
 
             let result = run_and_publish(
@@ -1668,14 +1741,11 @@ mod tests {
 
     /// `--no-fallback` and a platform whose preferred runner was
     /// unreachable at planning: the job's failure on that runner, exit 1,
-    /// and the metadata says so; the other platforms never started.
+    /// and the metadata says so; the other platforms never started, on
+    /// the runners they were planned on.
     #[test]
     fn a_platform_stranded_by_no_fallback_fails_as_its_job() {
-        let directory = tempfile::tempdir().unwrap();
-        let path = directory.path().join("metadata.json");
-        let metadata = MetadataFile {
-            path: Some(path.clone()),
-        };
+        let (_directory, path, metadata) = empty_metadata_file();
         let platforms: Vec<mab_config::Platform> = ["linux/amd64", "linux/arm64"]
             .iter()
             .map(|platform| platform.parse().unwrap())
@@ -1689,18 +1759,35 @@ mod tests {
         )];
         let tags = ["1.0".to_owned(), "latest".to_owned()];
         let reporter = Recorded::default();
-        let hints = HashMap::from([(
+        let connected: HashMap<String, Result<Connected, Unreachable>> = HashMap::from([(
             "pi".to_owned(),
-            "check that the engine runs and that its socket is the runner's `engine`".to_owned(),
+            Err(Unreachable {
+                kind: UnreachableKind::Engine,
+                message: UNREACHABLE_PI.to_owned(),
+                hint: Some(
+                    "check that the engine runs and that its socket is the runner's `engine`"
+                        .to_owned(),
+                ),
+            }),
         )]);
-        let failure = stranded(
-            IMAGE,
-            &platforms,
-            &stranded_by,
-            &hints,
-            &tags,
-            &metadata,
-            &reporter,
+        let unstarted = before_jobs(&metadata, &platforms, &tags, &reporter);
+        let error = PlanError::PreferredUnreachable {
+            unreachable: stranded_by,
+            planned: vec![mab_plan::Job {
+                platform: platforms[0].clone(),
+                runner: "local".to_owned(),
+                emulated: false,
+                reason: "native linux/amd64 engine".to_owned(),
+                rejected: Vec::new(),
+                moved_from: None,
+                fallbacks: Vec::new(),
+            }],
+        };
+        let failure = plan_failed(error.clone(), &connected, &unstarted);
+        assert_eq!(
+            plan_error_report(error, &connected).report,
+            failure.report,
+            "`mab plan` reports what the build does"
         );
         assert_eq!(failure.kind, FailureKind::Runtime);
         assert_eq!(
@@ -1718,10 +1805,7 @@ mod tests {
                 false,
                 &["linux/amd64", "linux/arm64"],
                 vec![
-                    with(
-                        entry("linux/amd64", "not_started"),
-                        json!({ "runner": null })
-                    ),
+                    entry("linux/amd64", "not_started"),
                     failed("linux/arm64", "failed", "runner", UNREACHABLE_PI),
                 ],
             )
@@ -1806,6 +1890,197 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// Where a build fails before any job ran, in the order `build` goes.
+    enum Before {
+        /// The registry's check answers so (with `--deadline 2h`).
+        CheckPush(PushRights),
+        /// `--no-push`: no check at all.
+        NoPush,
+        /// `--deadline 2h` came while connecting to the runners.
+        DeadlineConnecting,
+        /// The plan failed so, with these runners unreachable.
+        Plan(PlanError, Vec<(&'static str, UnreachableKind)>),
+        /// A usage error found after the file was created (`[image] name`).
+        BadImage,
+    }
+
+    fn rejected(runner: &str, why: &str, unreachable: bool) -> mab_plan::Rejection {
+        mab_plan::Rejection {
+            runner: runner.to_owned(),
+            why: why.to_owned(),
+            unreachable,
+        }
+    }
+
+    /// Every failure after `--metadata-file` was created and before any job
+    /// ran writes the whole file: no digest, every platform missing and
+    /// `not_started`, the error on the platforms it concerns.
+    #[tokio::test(start_paused = true)]
+    async fn a_build_that_fails_before_any_job_still_writes_the_metadata() {
+        let arm64: mab_config::Platform = "linux/arm64".parse().unwrap();
+        let refused = UnreachableKind::Ssh(mab_ssh::ErrorKind::Refused);
+        let ssh_config = UnreachableKind::Ssh(mab_ssh::ErrorKind::Config);
+        let pi_down = || PlanError::NoUsableRunner {
+            platform: arm64.clone(),
+            rejected: vec![rejected("pi", "unreachable: connection refused", true)],
+        };
+        let unreachable_registry = "cannot reach the registry 127.0.0.1:5000: refused";
+        let no_runner_for_arm =
+            "no runner can build linux/arm64: pi is unreachable (connection refused)";
+        // (name, where it fails, exit kind, the error's kind and message on
+        // each platform; `None`: no error there; no rows: nothing written)
+        type Row = (
+            &'static str,
+            Before,
+            Option<FailureKind>,
+            Vec<Option<(&'static str, &'static str)>>,
+        );
+        let cases: Vec<Row> = vec![
+            (
+                "registry unreachable: the registry on every platform",
+                Before::CheckPush(PushRights::Unreachable),
+                Some(FailureKind::Runtime),
+                vec![Some(("registry", unreachable_registry)); 2],
+            ),
+            (
+                "push refused: exit 2, still the registry on every platform",
+                Before::CheckPush(PushRights::Denied),
+                Some(FailureKind::Usage),
+                vec![Some(("registry", "127.0.0.1:5000 does not allow anonymous users to push to 127.0.0.1:5000/app: refused")); 2],
+            ),
+            (
+                "another answer to the check: the registry on every platform",
+                Before::CheckPush(PushRights::OtherAnswer),
+                Some(FailureKind::Runtime),
+                vec![Some(("registry", "starting a push in 127.0.0.1:5000/app failed at 127.0.0.1:5000: the registry answered 500 Internal Server Error")); 2],
+            ),
+            (
+                "the deadline while checking push rights",
+                Before::CheckPush(PushRights::Hangs),
+                Some(FailureKind::Runtime),
+                vec![Some(("registry", "the build's deadline (--deadline 2h) came while checking push rights; nothing was built")); 2],
+            ),
+            ("push allowed: nothing written yet", Before::CheckPush(PushRights::Allowed), None, vec![]),
+            ("--no-push: no check, nothing written yet", Before::NoPush, None, vec![]),
+            (
+                "the deadline while connecting: the runners on every platform",
+                Before::DeadlineConnecting,
+                Some(FailureKind::Runtime),
+                vec![Some(("runner", "the build's deadline (--deadline 2h) came while connecting to the runners; nothing was built")); 2],
+            ),
+            (
+                "every runner of a platform unreachable: the runner on that platform only",
+                Before::Plan(pi_down(), vec![("pi", refused)]),
+                Some(FailureKind::Runtime),
+                vec![None, Some(("runner", no_runner_for_arm))],
+            ),
+            (
+                "unreachable through a mistake in the ssh config: usage on that platform",
+                Before::Plan(pi_down(), vec![("pi", ssh_config)]),
+                Some(FailureKind::Usage),
+                vec![None, Some(("usage", no_runner_for_arm))],
+            ),
+            (
+                "--native-only and only an emulating runner: usage on that platform",
+                Before::Plan(
+                    PlanError::NoNativeRunner {
+                        platform: arm64.clone(),
+                        rejected: vec![rejected("local", "can only emulate linux/arm64", false)],
+                    },
+                    vec![],
+                ),
+                Some(FailureKind::Usage),
+                vec![None, Some(("usage", "no runner builds linux/arm64 natively, and emulation is off: local can only emulate linux/arm64"))],
+            ),
+            (
+                "a bad image name: usage on every platform",
+                Before::BadImage,
+                Some(FailureKind::Usage),
+                vec![Some(("usage", "not a repository")); 2],
+            ),
+        ];
+        let platforms: Vec<mab_config::Platform> = ["linux/amd64", "linux/arm64"]
+            .iter()
+            .map(|platform| platform.parse().unwrap())
+            .collect();
+        let tags = ["1.0".to_owned(), "latest".to_owned()];
+        let limit = std::time::Duration::from_secs(7200);
+        for (name, before, kind, errors) in cases {
+            let (_directory, path, metadata) = empty_metadata_file();
+            let reporter = Recorded::default();
+            let unstarted = before_jobs(&metadata, &platforms, &tags, &reporter);
+            let deadline = Some((tokio::time::Instant::now() + limit, limit));
+            let result: Result<(), Failure> = match before {
+                Before::CheckPush(push_rights) => {
+                    let answers = Answers {
+                        push_rights,
+                        ..Answers::default()
+                    };
+                    let registry = FakeRegistry::new(answers, &Publishing::default());
+                    check_registry(Some(&registry), REGISTRY, deadline, &unstarted).await
+                }
+                Before::NoPush => {
+                    check_registry(None::<&FakeRegistry>, REGISTRY, deadline, &unstarted).await
+                }
+                Before::DeadlineConnecting => before_deadline(
+                    deadline,
+                    "connecting to the runners",
+                    tokio::time::sleep(limit * 2),
+                )
+                .await
+                .map_err(|failure| unstarted.fail(failure, ErrorKind::Runner, None)),
+                Before::Plan(error, down) => {
+                    let connected: HashMap<String, Result<Connected, Unreachable>> = down
+                        .into_iter()
+                        .map(|(runner, kind)| {
+                            let unreachable = Unreachable {
+                                kind,
+                                message: "connection refused".to_owned(),
+                                hint: None,
+                            };
+                            (runner.to_owned(), Err(unreachable))
+                        })
+                        .collect();
+                    Err(plan_failed(error, &connected, &unstarted))
+                }
+                Before::BadImage => Err(unstarted.fail(
+                    Failure::usage("not a repository", None),
+                    ErrorKind::Usage,
+                    None,
+                )),
+            };
+            assert_eq!(
+                result.as_ref().err().map(|failure| failure.kind),
+                kind,
+                "{name}"
+            );
+            let written = std::fs::read_to_string(&path).unwrap();
+            if errors.is_empty() {
+                assert_eq!(written, "", "{name}");
+                continue;
+            }
+            let entries: Vec<serde_json::Value> = platforms
+                .iter()
+                .zip(&errors)
+                .map(|(platform, error_on)| {
+                    with(
+                        entry(&platform.to_string(), "not_started"),
+                        json!({
+                            "runner": null,
+                            "error": error_on.map(|(kind, message)| error(kind, message)),
+                        }),
+                    )
+                })
+                .collect();
+            let written: serde_json::Value = serde_json::from_str(&written).unwrap();
+            assert_eq!(
+                written,
+                document(false, &["linux/amd64", "linux/arm64"], entries),
+                "{name}"
+            );
         }
     }
 }
