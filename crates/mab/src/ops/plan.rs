@@ -69,7 +69,8 @@ pub async fn plan(
     let loaded = prepare::load(&args.project, environment, reporter)?;
     let platforms = &loaded.project.platforms;
     let runners = prepare::runners_for(&loaded.runners, platforms);
-    let connected = prepare::connect_all(&runners, environment).await;
+    let connected =
+        prepare::connect_all(&runners, environment, &prepare::Connecting::default()).await;
     let fallback = if args.no_fallback || !loaded.project.fallback {
         Fallback::Refused
     } else {

@@ -175,12 +175,49 @@ pub fn runners_for<'a>(runners: &'a RunnersFile, platforms: &[Platform]) -> Vec<
         .collect()
 }
 
-/// Connects to the runners concurrently, one connection each.
+/// The runners [`connect_all`] has not heard back from yet, by name, so
+/// that a deadline that comes first can name them.
+#[derive(Default)]
+pub struct Connecting(std::sync::Mutex<Vec<String>>);
+
+impl Connecting {
+    /// The runners still being connected to, in `runners.toml` order.
+    pub fn pending(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn set(&self, names: Vec<String>) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = names;
+    }
+
+    fn answered(&self, name: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .retain(|pending| pending != name);
+    }
+}
+
+/// Connects to the runners concurrently, one connection each, keeping
+/// `connecting` up to date with those that have not answered yet.
 pub async fn connect_all(
     runners: &[&Runner],
     environment: &Environment,
+    connecting: &Connecting,
 ) -> HashMap<String, Result<Connected, Unreachable>> {
-    let results = join_all(runners.iter().map(|runner| connect(runner, environment))).await;
+    connecting.set(runners.iter().map(|runner| runner.name.clone()).collect());
+    let results = join_all(runners.iter().map(|runner| async move {
+        let result = connect(runner, environment).await;
+        connecting.answered(&runner.name);
+        result
+    }))
+    .await;
     runners
         .iter()
         .map(|runner| runner.name.clone())

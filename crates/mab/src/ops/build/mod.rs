@@ -132,10 +132,24 @@ pub async fn build(
     check_registry(repository.as_ref(), &registry, deadline, &unstarted).await?;
 
     let runners = prepare::runners_for(&loaded.runners, &project.platforms);
+    let connecting = prepare::Connecting::default();
     let connected = before_deadline(
         deadline,
-        "connecting to the runners",
-        prepare::connect_all(&runners, environment),
+        || {
+            let pending = connecting.pending();
+            let names: Vec<String> = pending.iter().map(|name| format!("`{name}`")).collect();
+            (
+                format!(
+                    "connecting to the runners ({} had not answered)",
+                    names.join(", ")
+                ),
+                format!(
+                    "pass a later --deadline, or check why they answer slowly: `mab runners check {}`",
+                    pending.join(" ")
+                ),
+            )
+        },
+        prepare::connect_all(&runners, environment, &connecting),
     )
     .await
     .map_err(|failure| unstarted.fail(failure, ErrorKind::Runner, None))?;
@@ -229,24 +243,25 @@ fn job_spec(job: &mab_plan::Job) -> JobSpec {
 
 /// `future`'s output, or a runtime failure when `deadline` (`--deadline`:
 /// when, and the limit as given) comes first, saying that it came while
-/// `doing` and that nothing was built.
+/// doing what `doing` describes then (the message's part, naming the
+/// runners or the registry waited for, and the hint) and that nothing was
+/// built.
 async fn before_deadline<T>(
     deadline: Option<(tokio::time::Instant, std::time::Duration)>,
-    doing: &str,
+    doing: impl FnOnce() -> (String, String),
     future: impl std::future::Future<Output = T>,
 ) -> Result<T, Failure> {
     let Some((at, limit)) = deadline else {
         return Ok(future.await);
     };
     tokio::time::timeout_at(at, future).await.map_err(|_| {
+        let (doing, hint) = doing();
         Failure::runtime(
             format!(
                 "the build's deadline (--deadline {}) came while {doing}; nothing was built",
                 humantime::format_duration(limit)
             ),
-            Some(
-                "pass a later --deadline, or check why the runners and the registry answer slowly",
-            ),
+            Some(&hint),
         )
     })
 }
@@ -284,7 +299,12 @@ async fn check_registry<R: Registry>(
     };
     before_deadline(
         deadline,
-        "checking push rights",
+        || {
+            (
+                format!("checking push rights at {registry}"),
+                format!("pass a later --deadline, or check why {registry} answers slowly"),
+            )
+        },
         check_push(repository, registry),
     )
     .await
@@ -1817,29 +1837,16 @@ mod tests {
         let limit = std::time::Duration::from_secs(7200);
         let deadline = Some((tokio::time::Instant::now() + limit, limit));
         let slow = tokio::time::sleep(limit * 2);
-        let failure = before_deadline(deadline, "connecting to the runners", slow)
-            .await
-            .unwrap_err();
+        let doing = || ("connecting".to_owned(), "wait less".to_owned());
+        let failure = before_deadline(deadline, doing, slow).await.unwrap_err();
         assert_eq!(failure.kind, FailureKind::Runtime);
-        assert!(
-            failure.report.contains(
-                "the build's deadline (--deadline 2h) came while connecting to the runners; nothing was built"
-            ),
-            "{}",
-            failure.report
+        assert_eq!(
+            failure.report,
+            "error: the build's deadline (--deadline 2h) came while connecting; nothing was built\nhint: wait less"
         );
-        assert!(failure.report.contains("hint: pass a later --deadline"));
         let quick = async { 5 };
-        assert_eq!(
-            before_deadline(deadline, "planning", quick).await.unwrap(),
-            5
-        );
-        assert_eq!(
-            before_deadline(None, "planning", async { 6 })
-                .await
-                .unwrap(),
-            6
-        );
+        assert_eq!(before_deadline(deadline, doing, quick).await.unwrap(), 5);
+        assert_eq!(before_deadline(None, doing, async { 6 }).await.unwrap(), 6);
     }
 
     #[tokio::test]
@@ -1961,7 +1968,7 @@ mod tests {
                 "the deadline while checking push rights",
                 Before::CheckPush(PushRights::Hangs),
                 Some(FailureKind::Runtime),
-                vec![Some(("registry", "the build's deadline (--deadline 2h) came while checking push rights; nothing was built")); 2],
+                vec![Some(("registry", "the build's deadline (--deadline 2h) came while checking push rights at 127.0.0.1:5000; nothing was built")); 2],
             ),
             ("push allowed: nothing written yet", Before::CheckPush(PushRights::Allowed), None, vec![]),
             ("--no-push: no check, nothing written yet", Before::NoPush, None, vec![]),
@@ -1969,7 +1976,7 @@ mod tests {
                 "the deadline while connecting: the runners on every platform",
                 Before::DeadlineConnecting,
                 Some(FailureKind::Runtime),
-                vec![Some(("runner", "the build's deadline (--deadline 2h) came while connecting to the runners; nothing was built")); 2],
+                vec![Some(("runner", "the build's deadline (--deadline 2h) came while connecting to the runners (`pi` had not answered); nothing was built")); 2],
             ),
             (
                 "every runner of a platform unreachable: the runner on that platform only",
@@ -2027,7 +2034,12 @@ mod tests {
                 }
                 Before::DeadlineConnecting => before_deadline(
                     deadline,
-                    "connecting to the runners",
+                    || {
+                        (
+                            "connecting to the runners (`pi` had not answered)".to_owned(),
+                            "pass a later --deadline".to_owned(),
+                        )
+                    },
                     tokio::time::sleep(limit * 2),
                 )
                 .await
