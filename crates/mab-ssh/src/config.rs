@@ -65,6 +65,10 @@ pub(crate) struct HostConfig {
     pub connect_timeout: Option<Duration>,
     pub proxy: Option<Located<Proxy>>,
     pub strict_host_key_checking: Option<StrictHostKeyChecking>,
+    /// `ServerAliveInterval`; zero turns keepalives off.
+    pub server_alive_interval: Option<Duration>,
+    /// `ServerAliveCountMax`.
+    pub server_alive_count_max: Option<u32>,
 }
 
 /// A problem in one file of the ssh config.
@@ -245,6 +249,22 @@ impl Reader<'_> {
                     )
                 })?;
                 set_first(&mut config.connect_timeout, active, timeout);
+            }
+            "serveraliveinterval" => {
+                let text = single(keyword, args)?;
+                let interval = parse_time(&text).ok_or_else(|| {
+                    format!(
+                        "`ServerAliveInterval {text}` is not a time (write seconds, or for instance `1m30s`)"
+                    )
+                })?;
+                set_first(&mut config.server_alive_interval, active, interval);
+            }
+            "serveralivecountmax" => {
+                let text = single(keyword, args)?;
+                let count = text.parse::<u32>().map_err(|_| {
+                    format!("`ServerAliveCountMax {text}`: expected a number of keepalives")
+                })?;
+                set_first(&mut config.server_alive_count_max, active, count);
             }
             "proxyjump" => {
                 let text = single(keyword, args)?;

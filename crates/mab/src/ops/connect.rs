@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use mab_config::{Runner, RunnerHost};
 use mab_engine::{Connect, Engine, EngineInfo, Io};
-use mab_ssh::{Destination, Session};
+use mab_events::{Event, RetryTarget};
+use mab_ssh::{Destination, Retries, Session};
 
 use crate::environment::Environment;
 
@@ -15,6 +16,36 @@ use crate::environment::Environment;
 /// `== NAME` line (a short read-only probe, run on the runner's host).
 const BINFMT_PROBE: &str = "for f in /proc/sys/fs/binfmt_misc/qemu-*; do \
      [ -f \"$f\" ] || continue; echo \"== ${f##*/}\"; cat \"$f\"; done";
+
+/// Shows the retries that the SSH and engine libraries report as warnings
+/// (`warning: runner `a`: SSH handshake failed (try 1 of 3): …; retrying
+/// in 230 ms`), the way the registry's retries are shown.
+struct RetryWarnings;
+
+impl mab_events::Reporter for RetryWarnings {
+    fn report(&self, event: Event) {
+        let Event::Retry {
+            target,
+            request,
+            attempt,
+            tries,
+            delay_ms,
+            error,
+        } = event
+        else {
+            return;
+        };
+        let target = match target {
+            RetryTarget::Ssh { runner } | RetryTarget::Engine { runner } => {
+                format!("runner `{runner}`")
+            }
+            RetryTarget::Registry { registry } => registry,
+        };
+        tracing::warn!(
+            "{target}: {request} failed (try {attempt} of {tries}): {error}; retrying in {delay_ms} ms"
+        );
+    }
+}
 
 /// How long connecting to a runner and asking its engine may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -176,7 +207,7 @@ async fn connect_local(
 ) -> Result<Connected, Unreachable> {
     let address = local_engine_address(runner.engine.as_deref(), environment);
     let connector = local_connector(&address)?;
-    let engine = Engine::connect(connector, runner.name.clone()).await?;
+    let engine = Engine::connect(connector, runner.name.clone(), Arc::new(RetryWarnings)).await?;
     let info = engine.describe().await?;
     let mut connected = Connected {
         engine,
@@ -198,7 +229,11 @@ async fn connect_ssh(
     environment: &Environment,
 ) -> Result<Connected, Unreachable> {
     let destination = Destination::resolve(spec, &environment.home)?;
-    let session = Session::connect(&destination, &environment.home).await?;
+    let retries = Retries {
+        runner: &runner.name,
+        reporter: &RetryWarnings,
+    };
+    let session = Session::connect(&destination, &environment.home, retries).await?;
     let engine_address = runner
         .engine
         .clone()
@@ -225,7 +260,7 @@ async fn connect_ssh(
             Ok(Box::new(stream) as Box<dyn Io>)
         })
     });
-    let engine = Engine::connect(connector, runner.name.clone()).await?;
+    let engine = Engine::connect(connector, runner.name.clone(), Arc::new(RetryWarnings)).await?;
     let info = engine.describe().await?;
     let mut connected = Connected {
         engine,
