@@ -655,14 +655,18 @@ fn error_text(error: &bollard::errors::Error) -> String {
     }
 }
 
-/// [`error_message`] of an error that is kept, with its causes (hyper's own
-/// message does not say why a connection ended).
+/// [`error_message`] of an error that is kept, with the causes it does not
+/// already quote (hyper's own message does not say why a connection ended).
 pub(crate) fn error_message_of(error: &bollard::errors::Error) -> String {
     use std::error::Error as _;
     let mut message = error_text(error);
     let mut source = error.source();
     while let Some(cause) = source {
-        message.push_str(&format!(": {cause}"));
+        // A cause that an outer message already quotes is not repeated.
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(&format!(": {text}"));
+        }
         source = cause.source();
     }
     message
