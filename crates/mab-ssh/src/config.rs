@@ -633,6 +633,7 @@ Host arm arm-*
     IdentityFile ~/.ssh/arm
     StrictHostKeyChecking accept-new
     StrictHostKeyChecking yes
+    ServerAliveInterval 1m
 
 Host *.lab !db.lab
     HostName %h.internal
@@ -644,6 +645,8 @@ Host *
     IdentityFile ~/.ssh/common
     ConnectTimeout 30
     StrictHostKeyChecking no
+    ServerAliveInterval 5
+    ServerAliveCountMax 9
 ",
         )]);
         let h = home.path();
@@ -695,6 +698,14 @@ Host *
             let config = read_for(h, case.host);
             assert_eq!(config.user.as_deref(), Some("everyone"), "{}", case.host);
             assert_eq!(config.connect_timeout, Some(Duration::from_secs(7)));
+            let interval = if case.host.starts_with("arm") { 60 } else { 5 };
+            assert_eq!(
+                config.server_alive_interval,
+                Some(Duration::from_secs(interval)),
+                "{}",
+                case.host
+            );
+            assert_eq!(config.server_alive_count_max, Some(9), "{}", case.host);
             assert_eq!(config.host_name.as_deref(), case.host_name, "{}", case.host);
             assert_eq!(config.port, case.port, "{}", case.host);
             assert_eq!(config.identity_files, case.identity_files, "{}", case.host);
@@ -880,6 +891,16 @@ Host *
                 &[("config", "ConnectTimeout soon\n")],
                 "config",
                 "line 1: `ConnectTimeout soon` is not a time",
+            ),
+            (
+                &[("config", "Host *\n  ServerAliveInterval often\n")],
+                "config",
+                "line 2: `ServerAliveInterval often` is not a time",
+            ),
+            (
+                &[("config", "ServerAliveCountMax -1\n")],
+                "config",
+                "line 1: `ServerAliveCountMax -1`: expected a number of keepalives",
             ),
             (
                 &[("config", "Host\n")],
