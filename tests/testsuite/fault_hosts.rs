@@ -110,6 +110,8 @@ struct Failover {
     project: Project,
     repository: String,
     sleep: Option<&'static str>,
+    /// The PIDs of the `RUN` step on the spare host when the fault struck.
+    on_spare: std::cell::RefCell<Vec<String>>,
 }
 
 /// The tag the failover builds publish.
@@ -119,6 +121,20 @@ impl Failover {
     /// `name`: the spare host's and the repository's; `ssh_options`: extra
     /// lines of the spare host's ssh config entry.
     fn new(lab: &Lab, name: &str, sleep: Option<&'static str>, ssh_options: &str) -> Failover {
+        let failover = Failover::alone(lab, name, sleep, ssh_options);
+        failover.project.file(
+            "runners.toml",
+            &format!(
+                "{}{}",
+                runner_entry(lab, "spare", "spare", &["linux/amd64"]),
+                runner_entry(lab, "backup", "runner-a", &["linux/amd64"])
+            ),
+        );
+        failover
+    }
+
+    /// The same build with the spare host as its only runner.
+    fn alone(lab: &Lab, name: &str, sleep: Option<&'static str>, ssh_options: &str) -> Failover {
         let spare = SpareHost::start(name, SpareOptions::default());
         let home = Home::new(lab);
         spare.add_to(&home, "spare", ssh_options);
@@ -140,11 +156,7 @@ impl Failover {
         );
         project.file(
             "runners.toml",
-            &format!(
-                "{}{}",
-                runner_entry(lab, "spare", "spare", &["linux/amd64"]),
-                runner_entry(lab, "backup", "runner-a", &["linux/amd64"])
-            ),
+            &runner_entry(lab, "spare", "spare", &["linux/amd64"]),
         );
         Failover {
             spare,
@@ -152,6 +164,7 @@ impl Failover {
             project,
             repository,
             sleep,
+            on_spare: Default::default(),
         }
     }
 
@@ -203,6 +216,7 @@ impl Failover {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+        *self.on_spare.borrow_mut() = pids_of(&format!("busybox sleep {seconds}"));
         fault(&self.spare);
         Run::of(child.wait_with_output().unwrap())
     }
@@ -247,8 +261,9 @@ impl Failover {
         self.assert_nothing_left();
     }
 
-    /// No mab of this test runs, and no `RUN` step of its build runs
-    /// anywhere but on the spare host (whose engine the guard stops).
+    /// No mab of this test runs, and no `RUN` step of its build runs but
+    /// the one that ran on the spare host when the fault struck (the guard
+    /// stops that host's engine, and with it the step).
     fn assert_nothing_left(&self) {
         let metadata = self.metadata_path();
         assert!(
@@ -256,14 +271,11 @@ impl Failover {
             "a mab process of this test still runs"
         );
         if let Some(seconds) = self.sleep {
-            let spare_namespace =
-                std::fs::read_link(format!("/proc/{}/ns/mnt", self.spare.get("HOLDER_PID")))
-                    .unwrap();
+            let on_spare = self.on_spare.borrow();
             for pid in pids_of(&format!("busybox sleep {seconds}")) {
-                let namespace = std::fs::read_link(format!("/proc/{pid}/ns/mnt"));
                 assert!(
-                    namespace.is_err() || namespace.unwrap() == spare_namespace,
-                    "the RUN step still runs outside the spare host (pid {pid})"
+                    on_spare.contains(&pid),
+                    "a RUN step still runs that was not on the spare host (pid {pid})"
                 );
             }
         }
@@ -374,6 +386,44 @@ fn a_runner_whose_link_is_cut_mid_build_loses_its_platform() {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// The link to the only runner is cut while the `RUN` step runs: the
+/// keepalives (`ServerAliveInterval 1`, `ServerAliveCountMax 2`) find the
+/// connection dead within seconds, and the build fails naming the
+/// platform and the runner instead of hanging; nothing is published.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_build_whose_only_runner_is_cut_off_fails_within_seconds() {
+    let lab = require_lab!();
+    let failover = Failover::alone(
+        lab,
+        "link-cut-alone",
+        Some("40.41"),
+        "    ServerAliveInterval 1\n    ServerAliveCountMax 2\n",
+    );
+    let mut cut_at = None;
+
+    let run = failover.run_with_fault_mid_build(|spare| {
+        spare.cut();
+        cut_at = Some(Instant::now());
+    });
+
+    let after_cut = cut_at.unwrap().elapsed();
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("error: build failed for linux/amd64 (runner spare); nothing was published"),
+        "{run:?}"
+    );
+    assert!(run.stderr.contains("hint: "), "{run:?}");
+    // 1 s keepalives, 2 unanswered: the step's 40 s never ran out.
+    assert!(after_cut < Duration::from_secs(15), "{after_cut:?}");
+    assert!(
+        !skopeo_exists(&format!("{}:{TAG}", failover.repository)),
+        "published"
+    );
+    failover.assert_nothing_left();
 }
 
 /// The spare runner's engine is frozen (SIGSTOP): its sshd lets mab in and
