@@ -47,7 +47,7 @@ fn registry_state(repository: &str) -> Vec<(String, String)> {
 }
 
 /// A refused run: the exit code, the words of its message and a hint, and
-/// no job started (the progress events on stderr hold no `started`).
+/// no job started (the progress events on stderr hold no `job_started`).
 fn assert_refused(run: &Run, code: i32, words: &[&str]) {
     assert_eq!(run.code, code, "{run:?}");
     for word in words {
@@ -55,7 +55,7 @@ fn assert_refused(run: &Run, code: i32, words: &[&str]) {
     }
     assert!(run.stderr.contains("hint: "), "{run:?}");
     assert!(
-        !run.stderr.contains("\"started\""),
+        !run.stderr.contains("\"job_started\""),
         "no job started: {run:?}"
     );
 }
@@ -337,7 +337,7 @@ fn credentials_that_may_not_push_are_refused_before_building() {
         failed.code, 1,
         "the build fails after the check: {failed:?}"
     );
-    assert!(failed.stderr.contains("\"started\""), "{failed:?}");
+    assert!(failed.stderr.contains("\"job_started\""), "{failed:?}");
     assert_eq!(registry_state(&open), Vec::new());
 }
 

@@ -90,19 +90,10 @@ fn join_slash(left: &str, right: &str) -> String {
 }
 
 /// `a/./b/../c` -> `a/c`, relative to a root that `..` cannot leave (as
-/// `filepath.Join("/", p)` treats it).
+/// `filepath.Join("/", p)` treats it): Go's `path.Clean` of `/p`, without
+/// the leading `/`.
 fn clean_relative(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            part => parts.push(part),
-        }
-    }
-    parts.join("/")
+    crate::pattern::clean(&format!("/{path}"))[1..].to_owned()
 }
 
 #[cfg(test)]

@@ -1,65 +1,20 @@
 //! Progress on stderr: what the build is doing, per platform.
 //!
-//! The orchestration reports [`Event`]s through the [`Reporter`] trait;
-//! this module renders them as indicatif bars on a terminal, one plain line
-//! per event in CI logs (`--progress plain`), or one JSON object per event.
+//! The orchestration and the libraries report typed [`Event`]s (crate
+//! `mab-events`) through the [`Reporter`] trait; this module only renders
+//! them: indicatif bars on a terminal, one plain line per event in CI logs
+//! (`--progress plain`), or one JSON object per line (`--progress json`,
+//! [`mab_events::json_line`]).
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use serde::Serialize;
-
 use crate::cli::Progress;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-/// Something worth telling the user while a build runs.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum Event {
-    /// A line about the build as a whole.
-    Note {
-        message: String,
-    },
-    Warning {
-        message: String,
-    },
-    Started {
-        platform: String,
-        runner: String,
-        emulated: bool,
-    },
-    Step {
-        platform: String,
-        runner: String,
-        step: String,
-    },
-    Log {
-        platform: String,
-        runner: String,
-        line: String,
-    },
-    Pushed {
-        platform: String,
-        runner: String,
-        digest: String,
-    },
-    Done {
-        platform: String,
-        runner: String,
-        seconds: f64,
-    },
-    Failed {
-        platform: String,
-        runner: String,
-        message: String,
-    },
-}
-
-pub trait Reporter: Send + Sync {
-    fn report(&self, event: Event);
-}
+pub use mab_events::{Event, Reporter};
 
 /// The reporter `--progress` asks for.
 pub fn reporter(mode: Progress, stderr_is_terminal: bool) -> Box<dyn Reporter> {
@@ -75,11 +30,26 @@ pub fn reporter(mode: Progress, stderr_is_terminal: bool) -> Box<dyn Reporter> {
 pub struct Lines;
 
 impl Lines {
-    fn line(event: &Event) -> String {
-        match event {
-            Event::Note { message } => message.clone(),
-            Event::Warning { message } => format!("warning: {message}"),
-            Event::Started {
+    /// The line for `event`; `None` for events a plain log leaves out.
+    fn line(event: &Event) -> Option<String> {
+        let at = |platform: &mab_config::Platform, runner: &str| format!("[{platform} {runner}]");
+        Some(match event {
+            Event::Plan {
+                image,
+                context_files,
+                jobs,
+            } => {
+                let mut lines: Vec<String> = jobs
+                    .iter()
+                    .map(|job| format!("{} -> {}: {}", job.platform, job.runner, job.reason))
+                    .collect();
+                lines.push(format!(
+                    "building {image} for {} platform(s) from {context_files} file(s)",
+                    jobs.len()
+                ));
+                lines.join("\n")
+            }
+            Event::JobStarted {
                 platform,
                 runner,
                 emulated,
@@ -89,53 +59,116 @@ impl Lines {
                 } else {
                     "native"
                 };
-                format!("[{platform} {runner}] started ({how})")
+                format!("{} started ({how})", at(platform, runner))
+            }
+            Event::PhaseStarted { .. } => return None,
+            Event::PhaseFinished {
+                platform,
+                runner,
+                phase,
+                seconds,
+                bytes,
+            } => {
+                let phase = match phase {
+                    mab_events::Phase::Build => "build",
+                    mab_events::Phase::Push => "push",
+                    mab_events::Phase::Verify => "verify",
+                };
+                let bytes = bytes.map_or_else(String::new, |bytes| format!(", {bytes} bytes"));
+                format!("{} {phase} done in {seconds:.1}s{bytes}", at(platform, runner))
             }
             Event::Step {
                 platform,
                 runner,
                 step,
-            } => format!("[{platform} {runner}] {step}"),
+            } => format!("{} {step}", at(platform, runner)),
             Event::Log {
                 platform,
                 runner,
                 line,
-            } => format!("[{platform} {runner}] | {line}"),
+            } => format!("{} | {line}", at(platform, runner)),
             Event::Pushed {
                 platform,
                 runner,
                 digest,
-            } => format!("[{platform} {runner}] pushed {digest}"),
-            Event::Done {
+            } => format!("{} pushed {digest}", at(platform, runner)),
+            Event::JobFinished {
                 platform,
                 runner,
                 seconds,
-            } => format!("[{platform} {runner}] done in {seconds:.1}s"),
-            Event::Failed {
+            } => format!("{} done in {seconds:.1}s", at(platform, runner)),
+            Event::JobFailed {
                 platform,
                 runner,
                 message,
-            } => format!("[{platform} {runner}] FAILED: {message}"),
-        }
+                ..
+            } => format!("{} FAILED: {message}", at(platform, runner)),
+            Event::Retry {
+                target,
+                request,
+                attempt,
+                tries,
+                delay_ms,
+                error,
+            } => {
+                let target = match target {
+                    mab_events::RetryTarget::Registry { registry } => registry.clone(),
+                    mab_events::RetryTarget::Ssh { runner } => format!("sshd of runner `{runner}`"),
+                    mab_events::RetryTarget::Engine { runner } => {
+                        format!("engine of runner `{runner}`")
+                    }
+                };
+                format!(
+                    "warning: {target}: {request} failed (try {attempt} of {tries}): {error}; retrying in {delay_ms} ms"
+                )
+            }
+            Event::Moved {
+                platform,
+                from,
+                to,
+                emulated,
+                reason,
+            } => {
+                let how = if *emulated { "emulated" } else { "native" };
+                format!("warning: {platform} moved from runner `{from}` to runner `{to}` ({how}): {reason}")
+            }
+            Event::Published {
+                image,
+                digest,
+                tags,
+            } => format!("published {image}@{digest} as {}", tags.join(", ")),
+            Event::StagingTagsLeft { image, tags } => format!(
+                "staging tag(s) {} remain in {image}: the registry did not delete them (see docs/publishing.md)",
+                tags.join(", ")
+            ),
+            Event::Warning { message } => format!("warning: {message}"),
+            Event::Diagnostic { level, message } => format!("{level}: {message}"),
+            Event::Result(outcome) => match (&outcome.digest, &outcome.error) {
+                (None, None) => "built and verified every platform; nothing was pushed (--no-push)"
+                    .to_owned(),
+                // The digest is on stdout; a failure's report follows.
+                _ => return None,
+            },
+        })
     }
 }
 
 impl Reporter for Lines {
     fn report(&self, event: Event) {
-        let mut stderr = std::io::stderr().lock();
-        let _ = writeln!(stderr, "{}", Lines::line(&event));
+        if let Some(line) = Lines::line(&event) {
+            let mut stderr = std::io::stderr().lock();
+            let _ = writeln!(stderr, "{line}");
+        }
     }
 }
 
-/// One JSON object per line.
+/// One JSON object per line, with `"schema": 1`.
 pub struct JsonLines;
 
 impl Reporter for JsonLines {
     fn report(&self, event: Event) {
-        if let Ok(line) = serde_json::to_string(&event) {
-            let mut stderr = std::io::stderr().lock();
-            let _ = writeln!(stderr, "{line}");
-        }
+        let mut stderr = std::io::stderr().lock();
+        let _ = writeln!(stderr, "{}", mab_events::json_line(&event));
     }
 }
 
@@ -153,12 +186,12 @@ impl Bars {
         }
     }
 
-    fn bar(&self, platform: &str, runner: &str) -> ProgressBar {
+    fn bar(&self, platform: &mab_config::Platform, runner: &str) -> ProgressBar {
         let mut bars = self
             .bars
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        bars.entry(platform.to_owned())
+        bars.entry(platform.to_string())
             .or_insert_with(|| {
                 let bar = self.multi.add(ProgressBar::new_spinner());
                 bar.set_style(
@@ -178,10 +211,7 @@ impl Bars {
 impl Reporter for Bars {
     fn report(&self, event: Event) {
         match &event {
-            Event::Note { .. } | Event::Warning { .. } => {
-                let _ = self.multi.println(Lines::line(&event));
-            }
-            Event::Started {
+            Event::JobStarted {
                 platform,
                 runner,
                 emulated,
@@ -198,7 +228,7 @@ impl Reporter for Bars {
                 runner,
                 step,
             } => self.bar(platform, runner).set_message(step.clone()),
-            Event::Log { .. } => {}
+            Event::Log { .. } | Event::PhaseStarted { .. } | Event::PhaseFinished { .. } => {}
             Event::Pushed {
                 platform,
                 runner,
@@ -207,7 +237,7 @@ impl Reporter for Bars {
                 self.bar(platform, runner)
                     .set_message(format!("pushed {digest}"));
             }
-            Event::Done {
+            Event::JobFinished {
                 platform,
                 runner,
                 seconds,
@@ -215,13 +245,19 @@ impl Reporter for Bars {
                 self.bar(platform, runner)
                     .finish_with_message(format!("done in {seconds:.1}s"));
             }
-            Event::Failed {
+            Event::JobFailed {
                 platform,
                 runner,
                 message,
+                ..
             } => {
                 self.bar(platform, runner)
                     .abandon_with_message(format!("FAILED: {message}"));
+            }
+            _ => {
+                if let Some(line) = Lines::line(&event) {
+                    let _ = self.multi.println(line);
+                }
             }
         }
     }
@@ -233,35 +269,46 @@ mod tests {
 
     #[test]
     fn plain_lines_name_platform_and_runner() {
-        let started = Event::Started {
-            platform: "linux/arm64".into(),
-            runner: "runner-a".into(),
-            emulated: true,
-        };
-        assert_eq!(
-            Lines::line(&started),
-            "[linux/arm64 runner-a] started (emulated with QEMU)"
-        );
-        let failed = Event::Failed {
-            platform: "linux/ppc64le".into(),
-            runner: "runner-b".into(),
-            message: "exit code 1".into(),
-        };
-        assert_eq!(
-            Lines::line(&failed),
-            "[linux/ppc64le runner-b] FAILED: exit code 1"
-        );
-    }
-
-    #[test]
-    fn json_events_carry_their_kind() {
-        let event = Event::Done {
-            platform: "linux/amd64".into(),
-            runner: "local".into(),
-            seconds: 1.5,
-        };
-        let json = serde_json::to_value(&event).unwrap();
-        assert_eq!(json["event"], "done");
-        assert_eq!(json["seconds"], 1.5);
+        let platform = |text: &str| text.parse::<mab_config::Platform>().unwrap();
+        let cases = [
+            (
+                Event::JobStarted {
+                    platform: platform("linux/arm64"),
+                    runner: "runner-a".into(),
+                    emulated: true,
+                },
+                Some("[linux/arm64 runner-a] started (emulated with QEMU)"),
+            ),
+            (
+                Event::JobFailed {
+                    platform: platform("linux/ppc64le"),
+                    runner: "runner-b".into(),
+                    kind: mab_events::ErrorKind::Build,
+                    message: "exit code 1".into(),
+                },
+                Some("[linux/ppc64le runner-b] FAILED: exit code 1"),
+            ),
+            (
+                Event::Moved {
+                    platform: platform("linux/arm64"),
+                    from: "a".into(),
+                    to: "b".into(),
+                    emulated: false,
+                    reason: "connection refused".into(),
+                },
+                Some("warning: linux/arm64 moved from runner `a` to runner `b` (native): connection refused"),
+            ),
+            (
+                Event::PhaseStarted {
+                    platform: platform("linux/amd64"),
+                    runner: "local".into(),
+                    phase: mab_events::Phase::Push,
+                },
+                None,
+            ),
+        ];
+        for (event, expected) in cases {
+            assert_eq!(Lines::line(&event).as_deref(), expected, "{event:?}");
+        }
     }
 }

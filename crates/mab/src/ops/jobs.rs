@@ -34,6 +34,8 @@ pub struct Built {
 #[derive(Clone, Debug, PartialEq)]
 pub struct JobFailure {
     pub job: JobSpec,
+    /// The cause it is put down to, which decides its hint.
+    pub kind: mab_events::ErrorKind,
     pub message: String,
     pub log_tail: Vec<String>,
     /// What to do about it.
@@ -180,6 +182,7 @@ fn stopped(job: &JobSpec, reason: Stopped, limits: Limits) -> JobFailure {
     };
     JobFailure {
         job: job.clone(),
+        kind: mab_events::ErrorKind::Runner,
         message,
         log_tail: Vec::new(),
         hint,
@@ -269,6 +272,7 @@ mod tests {
             if self.failing.contains(&job.platform.to_string()) {
                 return Err(JobFailure {
                     job: job.clone(),
+                    kind: mab_events::ErrorKind::Build,
                     message: "RUN false: exit code 1".to_owned(),
                     log_tail: vec!["false".to_owned()],
                     hint: "fix the Dockerfile".to_owned(),
@@ -350,6 +354,7 @@ mod tests {
         ];
         let failure = |index: usize, pushed: bool| JobFailure {
             job: jobs[index].clone(),
+            kind: mab_events::ErrorKind::Build,
             message: String::new(),
             log_tail: Vec::new(),
             hint: String::new(),

@@ -113,19 +113,19 @@ pub async fn build(
         &connected,
     )
     .map_err(|error| prepare::plan_failure(error, &connected))?;
-    for job in &plan.jobs {
-        reporter.report(Event::Note {
-            message: format!("{} -> {}: {}", job.platform, job.runner, job.reason),
-        });
-    }
-    reporter.report(Event::Note {
-        message: format!(
-            "building {} for {} platform(s) from {} file(s) in {}",
-            project.image,
-            plan.jobs.len(),
-            listing.files,
-            project.context.display()
-        ),
+    reporter.report(Event::Plan {
+        image: project.image.clone(),
+        context_files: listing.files,
+        jobs: plan
+            .jobs
+            .iter()
+            .map(|job| mab_events::PlannedJob {
+                platform: job.platform.clone(),
+                runner: job.runner.clone(),
+                emulated: job.emulated,
+                reason: job.reason.clone(),
+            })
+            .collect(),
     });
 
     let jobs: Vec<JobSpec> = plan
@@ -258,12 +258,6 @@ async fn run_and_publish<W: Worker, R: Registry>(
     };
 
     let Some(repository) = repository else {
-        reporter.report(Event::Note {
-            message: format!(
-                "built and verified {} platform(s); nothing was pushed (--no-push)",
-                built.len()
-            ),
-        });
         metadata.write(planned.image, None, planned.tags, &built)?;
         return Ok(String::new());
     };
@@ -282,12 +276,10 @@ async fn run_and_publish<W: Worker, R: Registry>(
             Some("check that the registry accepts pushes of manifest lists, then run `mab build` again"),
         )
     })?;
-    reporter.report(Event::Note {
-        message: format!(
-            "published {}@{digest} as {}",
-            planned.image,
-            planned.tags.join(", ")
-        ),
+    reporter.report(Event::Published {
+        image: planned.image.to_owned(),
+        digest: digest.clone(),
+        tags: planned.tags.to_vec(),
     });
     let staged: Vec<String> = built
         .iter()
@@ -388,6 +380,11 @@ mod tests {
                 .expect("every job has a row");
             let failure = |pushed: bool, message: &str, hint: &str| JobFailure {
                 job: job.clone(),
+                kind: if pushed {
+                    mab_events::ErrorKind::Runner
+                } else {
+                    mab_events::ErrorKind::Build
+                },
                 message: message.to_owned(),
                 log_tail: vec![format!("#5 RUN false ({platform})")],
                 hint: hint.to_owned(),
@@ -559,7 +556,18 @@ mod tests {
                 .unwrap()
                 .iter()
                 .filter_map(|event| match event {
-                    Event::Note { message } => Some(format!("note: {message}")),
+                    Event::Published {
+                        image,
+                        digest,
+                        tags,
+                    } => Some(format!(
+                        "note: published {image}@{digest} as {}",
+                        tags.join(", ")
+                    )),
+                    Event::StagingTagsLeft { image, tags } => Some(format!(
+                        "note: {image} does not delete tags; staging tag(s) {} remain",
+                        tags.join(", ")
+                    )),
                     Event::Warning { message } => Some(format!("warning: {message}")),
                     _ => None,
                 })
@@ -792,7 +800,7 @@ mod tests {
                         platform_metadata("linux/arm64", false),
                     ],
                 })),
-                said: vec!["note: built and verified 2 platform(s); nothing was pushed (--no-push)"],
+                said: vec![],
             },
             Case {
                 name: "--no-push and a failed platform: a runtime failure, no metadata file",

@@ -133,12 +133,9 @@ pub(super) async fn remove_staging_tags(
         }
     }
     if !kept.is_empty() {
-        reporter.report(Event::Note {
-            message: format!(
-                "{} does not delete tags; staging tag(s) {} remain (see docs/publishing.md)",
-                repository.name(),
-                kept.join(", ")
-            ),
+        reporter.report(Event::StagingTagsLeft {
+            image: repository.name().to_owned(),
+            tags: kept,
         });
     }
     if !deleted {

@@ -94,10 +94,9 @@ impl<R: Registry> LiveWorker<'_, R> {
                 .to_owned(),
             registry_config: Some(self.registry_config.clone()),
         };
-        let platform = job.platform.to_string();
         engine
             .build(&spec, self.context, |event| {
-                let (platform, runner) = (platform.clone(), job.runner.clone());
+                let (platform, runner) = (job.platform.clone(), job.runner.clone());
                 self.reporter.report(match event {
                     BuildEvent::Step(step) => Event::Step {
                         platform,
@@ -139,7 +138,7 @@ impl<R: Registry> LiveWorker<'_, R> {
                     .await
                     .map_err(|error| fail(Stage::Push, error.to_string(), Vec::new()))?;
                 self.reporter.report(Event::Pushed {
-                    platform: platform.clone(),
+                    platform: job.platform.clone(),
                     runner: job.runner.clone(),
                     digest: digest.clone(),
                 });
@@ -208,10 +207,20 @@ impl Stage {
     ) -> JobFailure {
         JobFailure {
             pushed: matches!(self, Stage::Verify | Stage::ReadBack),
+            kind: self.kind(),
             hint: self.hint(job, &message, registry),
             job: job.clone(),
             message,
             log_tail,
+        }
+    }
+
+    /// The cause a failure at this stage is put down to.
+    fn kind(self) -> mab_events::ErrorKind {
+        match self {
+            Stage::Build => mab_events::ErrorKind::Build,
+            Stage::Runner | Stage::Verify => mab_events::ErrorKind::Runner,
+            Stage::Push | Stage::ReadBack => mab_events::ErrorKind::Registry,
         }
     }
 
@@ -241,8 +250,8 @@ impl Stage {
 impl<R: Registry> Worker for LiveWorker<'_, R> {
     async fn run(&self, job: &JobSpec) -> Result<Built, JobFailure> {
         let started = Instant::now();
-        let (platform, runner) = (job.platform.to_string(), job.runner.clone());
-        self.reporter.report(Event::Started {
+        let (platform, runner) = (job.platform.clone(), job.runner.clone());
+        self.reporter.report(Event::JobStarted {
             platform: platform.clone(),
             runner: runner.clone(),
             emulated: job.emulated,
@@ -251,7 +260,7 @@ impl<R: Registry> Worker for LiveWorker<'_, R> {
             Ok(child) => {
                 let seconds = started.elapsed().as_secs_f64();
                 self.keep_image(job).await;
-                self.reporter.report(Event::Done {
+                self.reporter.report(Event::JobFinished {
                     platform,
                     runner,
                     seconds,
@@ -263,9 +272,10 @@ impl<R: Registry> Worker for LiveWorker<'_, R> {
                 })
             }
             Err(failure) => {
-                self.reporter.report(Event::Failed {
+                self.reporter.report(Event::JobFailed {
                     platform,
                     runner,
+                    kind: failure.kind,
                     message: failure.message.clone(),
                 });
                 Err(failure)
