@@ -35,8 +35,8 @@ fn log_lines_since(path: &std::path::Path, from: usize) -> Vec<String> {
         .collect()
 }
 
-/// Eight runners on one spare sshd that lets only two logins be in
-/// progress at once (`MaxStartups 2`): `mab runners check` connects to all
+/// Six runners on one spare sshd that lets only three logins be in
+/// progress at once (`MaxStartups 3`): `mab runners check` connects to all
 /// at once, sshd drops the connections over its limit (its log says so),
 /// mab retries them (a warning per retry, naming the runner and the try)
 /// and every runner is reachable; sshd accepted one login per runner.
@@ -47,13 +47,13 @@ fn a_burst_of_logins_that_sshd_throttles_is_retried() {
     let spare = SpareHost::start(
         "throttled",
         SpareOptions {
-            max_startups: Some("2"),
+            max_startups: Some("3"),
             ..SpareOptions::default()
         },
     );
     let home = Home::new(lab);
     let project = Project::new();
-    let names: Vec<String> = (1..=8).map(|number| format!("burst-{number}")).collect();
+    let names: Vec<String> = (1..=6).map(|number| format!("burst-{number}")).collect();
     let mut runners = String::new();
     for name in &names {
         spare.add_to(&home, name, "");
@@ -78,7 +78,10 @@ fn a_burst_of_logins_that_sshd_throttles_is_retried() {
         .collect();
     assert!(!retries.is_empty(), "no retry reported: {run:?}");
     for line in &retries {
-        assert!(line.starts_with("warning: runner `burst-"), "{line}");
+        assert!(
+            line.starts_with("warning: sshd of runner `burst-"),
+            "{line}"
+        );
         assert!(line.contains(" of 3): "), "{line}");
         assert!(line.contains("; retrying in "), "{line}");
     }
@@ -340,7 +343,7 @@ fn a_runner_whose_sshd_was_killed_loses_its_platform() {
     assert!(
         moved
             .stderr
-            .contains("runner `spare`: SSH handshake failed (try 1 of 3)"),
+            .contains("warning: sshd of runner `spare`: SSH handshake failed (try 1 of 3)"),
         "the refused connection is retried: {moved:?}"
     );
 }

@@ -151,11 +151,11 @@ async fn run(
     match cli.command {
         Command::Build(args) => {
             let reporter = progress::reporter(args.progress, environment.stderr_is_terminal);
-            ops::build::build(&args, environment, reporter.as_ref(), publishing).await
+            ops::build::build(&args, environment, &reporter, publishing).await
         }
         Command::Plan(args) => {
             let reporter = progress::reporter(Progress::Plain, false);
-            ops::plan::plan(&args, environment, reporter.as_ref()).await
+            ops::plan::plan(&args, environment, &reporter).await
         }
         Command::Runners { command } => match command {
             RunnersCommand::List { runners, format } => {

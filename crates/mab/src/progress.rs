@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::cli::Progress;
@@ -16,13 +16,14 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 pub use mab_events::{Event, Reporter};
 
-/// The reporter `--progress` asks for.
-pub fn reporter(mode: Progress, stderr_is_terminal: bool) -> Box<dyn Reporter> {
+/// The reporter `--progress` asks for, shared with the engines, which
+/// report their retries for as long as they live.
+pub fn reporter(mode: Progress, stderr_is_terminal: bool) -> Arc<dyn Reporter> {
     match mode {
         // indicatif draws nothing where stderr is not a terminal.
-        Progress::Tty | Progress::Auto if stderr_is_terminal => Box::new(Bars::new()),
-        Progress::Tty | Progress::Auto | Progress::Plain => Box::new(Lines),
-        Progress::Json => Box::new(JsonLines),
+        Progress::Tty | Progress::Auto if stderr_is_terminal => Arc::new(Bars::new()),
+        Progress::Tty | Progress::Auto | Progress::Plain => Arc::new(Lines),
+        Progress::Json => Arc::new(JsonLines),
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use mab_config::{Runner, RunnerHost};
 use mab_engine::{Connect, Engine, EngineInfo, Io};
-use mab_events::{Event, RetryTarget};
+use mab_events::Reporter;
 use mab_ssh::{Destination, Retries, Session};
 
 use crate::environment::Environment;
@@ -16,36 +16,6 @@ use crate::environment::Environment;
 /// `== NAME` line (a short read-only probe, run on the runner's host).
 const BINFMT_PROBE: &str = "for f in /proc/sys/fs/binfmt_misc/qemu-*; do \
      [ -f \"$f\" ] || continue; echo \"== ${f##*/}\"; cat \"$f\"; done";
-
-/// Shows the retries that the SSH and engine libraries report as warnings
-/// (`warning: runner `a`: SSH handshake failed (try 1 of 3): …; retrying
-/// in 230 ms`), the way the registry's retries are shown.
-struct RetryWarnings;
-
-impl mab_events::Reporter for RetryWarnings {
-    fn report(&self, event: Event) {
-        let Event::Retry {
-            target,
-            request,
-            attempt,
-            tries,
-            delay_ms,
-            error,
-        } = event
-        else {
-            return;
-        };
-        let target = match target {
-            RetryTarget::Ssh { runner } | RetryTarget::Engine { runner } => {
-                format!("runner `{runner}`")
-            }
-            RetryTarget::Registry { registry } => registry,
-        };
-        tracing::warn!(
-            "{target}: {request} failed (try {attempt} of {tries}): {error}; retrying in {delay_ms} ms"
-        );
-    }
-}
 
 /// How long connecting to a runner and asking its engine may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -178,12 +148,18 @@ impl From<mab_engine::EngineError> for Unreachable {
     }
 }
 
-/// Connects to a runner's engine and asks what it can build.
-pub async fn connect(runner: &Runner, environment: &Environment) -> Result<Connected, Unreachable> {
+/// Connects to a runner's engine and asks what it can build. Retried
+/// handshakes and engine requests (now and for as long as the engine is
+/// used) are reported to `reporter`.
+pub async fn connect(
+    runner: &Runner,
+    environment: &Environment,
+    reporter: &Arc<dyn Reporter>,
+) -> Result<Connected, Unreachable> {
     let connecting = async {
         match &runner.host {
-            RunnerHost::Local => connect_local(runner, environment).await,
-            RunnerHost::Ssh(spec) => connect_ssh(runner, spec, environment).await,
+            RunnerHost::Local => connect_local(runner, environment, reporter).await,
+            RunnerHost::Ssh(spec) => connect_ssh(runner, spec, environment, reporter).await,
         }
     };
     tokio::time::timeout(PROBE_TIMEOUT, connecting)
@@ -204,10 +180,11 @@ pub async fn connect(runner: &Runner, environment: &Environment) -> Result<Conne
 async fn connect_local(
     runner: &Runner,
     environment: &Environment,
+    reporter: &Arc<dyn Reporter>,
 ) -> Result<Connected, Unreachable> {
     let address = local_engine_address(runner.engine.as_deref(), environment);
     let connector = local_connector(&address)?;
-    let engine = Engine::connect(connector, runner.name.clone(), Arc::new(RetryWarnings)).await?;
+    let engine = Engine::connect(connector, runner.name.clone(), reporter.clone()).await?;
     let info = engine.describe().await?;
     let mut connected = Connected {
         engine,
@@ -227,11 +204,12 @@ async fn connect_ssh(
     runner: &Runner,
     spec: &str,
     environment: &Environment,
+    reporter: &Arc<dyn Reporter>,
 ) -> Result<Connected, Unreachable> {
     let destination = Destination::resolve(spec, &environment.home)?;
     let retries = Retries {
         runner: &runner.name,
-        reporter: &RetryWarnings,
+        reporter: reporter.as_ref(),
     };
     let session = Session::connect(&destination, &environment.home, retries).await?;
     let engine_address = runner
@@ -260,7 +238,7 @@ async fn connect_ssh(
             Ok(Box::new(stream) as Box<dyn Io>)
         })
     });
-    let engine = Engine::connect(connector, runner.name.clone(), Arc::new(RetryWarnings)).await?;
+    let engine = Engine::connect(connector, runner.name.clone(), reporter.clone()).await?;
     let info = engine.describe().await?;
     let mut connected = Connected {
         engine,

@@ -175,12 +175,19 @@ pub fn runners_for<'a>(runners: &'a RunnersFile, platforms: &[Platform]) -> Vec<
         .collect()
 }
 
-/// Connects to the runners concurrently, one connection each.
+/// Connects to the runners concurrently, one connection each; retries go
+/// to `reporter`.
 pub async fn connect_all(
     runners: &[&Runner],
     environment: &Environment,
+    reporter: &std::sync::Arc<dyn Reporter>,
 ) -> HashMap<String, Result<Connected, Unreachable>> {
-    let results = join_all(runners.iter().map(|runner| connect(runner, environment))).await;
+    let results = join_all(
+        runners
+            .iter()
+            .map(|runner| connect(runner, environment, reporter)),
+    )
+    .await;
     runners
         .iter()
         .map(|runner| runner.name.clone())

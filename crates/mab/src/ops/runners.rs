@@ -288,7 +288,15 @@ pub async fn check(
         .iter()
         .filter(|runner| names.is_empty() || names.contains(&runner.name))
         .collect();
-    let reports = join_all(chosen.iter().map(|runner| check_one(runner, environment))).await;
+    // Only retries are reported while the runners are checked.
+    let reporter: std::sync::Arc<dyn crate::progress::Reporter> =
+        std::sync::Arc::new(crate::progress::Lines);
+    let reports = join_all(
+        chosen
+            .iter()
+            .map(|runner| check_one(runner, environment, &reporter)),
+    )
+    .await;
     let failed = reports.iter().filter(|report| !report.ok).count();
     let total = reports.len();
     let problems = problems(&reports);
@@ -312,7 +320,11 @@ pub async fn check(
     }
 }
 
-async fn check_one(runner: &Runner, environment: &Environment) -> Report {
+async fn check_one(
+    runner: &Runner,
+    environment: &Environment,
+    reporter: &std::sync::Arc<dyn crate::progress::Reporter>,
+) -> Report {
     let mut report = Report {
         name: runner.name.clone(),
         ok: false,
@@ -326,7 +338,7 @@ async fn check_one(runner: &Runner, environment: &Environment) -> Report {
         disk_free_bytes: None,
         platforms: BTreeMap::new(),
     };
-    let connected = match connect(runner, environment).await {
+    let connected = match connect(runner, environment, reporter).await {
         Ok(connected) => connected,
         Err(Unreachable {
             kind,

@@ -39,9 +39,10 @@ use worker::{build_id, staging_tag, LiveWorker};
 pub async fn build(
     args: &BuildArgs,
     environment: &Environment,
-    reporter: &dyn Reporter,
+    shared: &std::sync::Arc<dyn Reporter>,
     publishing: &Publishing,
 ) -> Result<String, Failure> {
+    let reporter = shared.as_ref();
     let started = tokio::time::Instant::now();
     let loaded = prepare::load(&args.project, environment, reporter)?;
     let mut project = loaded.project;
@@ -102,7 +103,7 @@ pub async fn build(
     let connected = before_deadline(
         deadline,
         "connecting to the runners",
-        prepare::connect_all(&runners, environment),
+        prepare::connect_all(&runners, environment, shared),
     )
     .await?;
     let plan = prepare::plan(
