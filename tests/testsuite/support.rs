@@ -601,9 +601,11 @@ pub struct SpareOptions<'a> {
 }
 
 impl SpareHost {
-    /// Starts `spare-NAME` (NAME unique to the test).
+    /// Starts `spare-NAME-PID` (NAME unique to the test, PID this test
+    /// process's, so that two test runs at once do not share a host).
     pub fn start(name: &str, options: SpareOptions<'_>) -> SpareHost {
-        let mut arguments = vec!["start", name];
+        let name = format!("{name}-{}", std::process::id());
+        let mut arguments = vec!["start", name.as_str()];
         if options.no_engine {
             arguments.push("--no-engine");
         }
@@ -616,10 +618,7 @@ impl SpareHost {
             .filter_map(|line| line.split_once('='))
             .map(|(key, value)| (key.to_owned(), value.to_owned()))
             .collect();
-        SpareHost {
-            name: name.to_owned(),
-            settings,
-        }
+        SpareHost { name, settings }
     }
 
     /// A setting printed by `spare-host start` (`PORT`, `DOCKERD_PID`, …).

@@ -37,13 +37,15 @@ enum Failure {
 /// Whether a failed request failed at the connection, so that another try
 /// may get through: the stream could not be opened (every error of the
 /// [`Connect`](crate::Connect) function arrives as an I/O error), or it was
-/// reset or closed before the whole answer came. An answer of the engine
-/// (`404 No such image`), an answer that does not parse, or a request
-/// that could not be written are not.
+/// reset or closed before the whole answer came. Not retried: a
+/// [`Connect`](crate::Connect) error of kind `NotConnected` (what carries
+/// the streams has ended for good, as an SSH connection that closed), an
+/// answer of the engine (`404 No such image`), an answer that does not
+/// parse, or a request that could not be written.
 pub(crate) fn connection_level(error: &bollard::errors::Error) -> bool {
     use bollard::errors::Error;
     match error {
-        Error::IOError { .. } => true,
+        Error::IOError { err } => err.kind() != Io::NotConnected,
         Error::HyperResponseError { err } => {
             err.is_incomplete_message()
                 || err.is_closed()
@@ -169,6 +171,7 @@ mod tests {
         let cases = [
             (io(Io::ConnectionRefused), true),
             (io(Io::Other), true),
+            (io(Io::NotConnected), false),
             (
                 Error::DockerResponseServerError {
                     status_code: 404,

@@ -231,10 +231,15 @@ async fn connect_ssh(
         let session = channel_session.clone();
         let socket = socket.clone();
         Box::pin(async move {
-            let stream = session
-                .open_unix_stream(&socket)
-                .await
-                .map_err(std::io::Error::other)?;
+            // A closed session opens no more channels: no retry helps.
+            let stream = session.open_unix_stream(&socket).await.map_err(|error| {
+                let kind = if session.is_closed() {
+                    std::io::ErrorKind::NotConnected
+                } else {
+                    std::io::ErrorKind::Other
+                };
+                std::io::Error::new(kind, error)
+            })?;
             Ok(Box::new(stream) as Box<dyn Io>)
         })
     });
