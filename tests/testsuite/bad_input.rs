@@ -301,7 +301,7 @@ fn target_not_in_the_dockerfile() {
 fn configuration_mistakes() {
     const RUNNER: &str =
         "[[runner]]\nname = \"a\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\n";
-    let cases: [(&str, &str, &str); 16] = [
+    let cases: [(&str, &str, &str); 17] = [
         ("empty_platforms", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = []\n", RUNNER),
         ("unknown_os", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linus/amd64\"]\n", RUNNER),
         ("missing_name", "[image]\nplatforms = [\"linux/amd64\"]\n", RUNNER),
@@ -310,6 +310,7 @@ fn configuration_mistakes() {
         ("missing_context", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linux/amd64\"]\ncontext = \"nowhere\"\n", RUNNER),
         ("wrong_type", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = \"linux/amd64\"\n", RUNNER),
         ("emulation_not_a_boolean", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linux/amd64\"]\nemulation = \"no\"\n", RUNNER),
+        ("fallback_not_a_boolean", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linux/amd64\"]\nfallback = \"off\"\n", RUNNER),
         ("bad_timeout", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linux/amd64\"]\ntimeout = \"90 minuets\"\n", RUNNER),
         ("duplicate_runner", GOOD_MANIFEST, &"[[runner]]\nname = \"a\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\n".repeat(2)),
         ("runner_without_platforms", GOOD_MANIFEST, "[[runner]]\nname = \"a\"\nhost = \"local\"\nplatforms = []\n"),

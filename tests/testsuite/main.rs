@@ -7,6 +7,7 @@ mod build_args;
 mod context_oracle;
 mod docker_build;
 mod docs;
+mod failover;
 mod fault_hosts;
 mod faults;
 mod host_keys;

@@ -132,6 +132,17 @@ fn build_network_overrides_the_runner_network() {
         bridged.stderr.contains("linux/arm64 (runner arm)"),
         "{bridged:?}"
     );
+    // A runner problem, not the Dockerfile's: the hint says what to set.
+    assert!(
+        bridged.stderr.contains(
+            "hint: the engine of runner `arm` could not set up networking for a RUN step: set `network = \"host\"` on that runner"
+        ),
+        "{bridged:?}"
+    );
+    assert!(
+        !bridged.stderr.contains("fix the Dockerfile"),
+        "{bridged:?}"
+    );
     let host = mab(
         home.path(),
         project.path(),

@@ -36,6 +36,11 @@ pub struct Project {
     /// emulation when no runner builds it natively (default `true`);
     /// `false` acts as `mab build --native-only`.
     pub emulation: bool,
+    /// `[image] fallback`: whether a platform whose runner cannot be
+    /// reached, or fails before its build starts, moves to another runner
+    /// that lists it (default `true`); `false` acts as
+    /// `mab build --no-fallback`.
+    pub fallback: bool,
     /// `[image] timeout`: how long one platform's job may run once it has
     /// its runner slot (see [`parse_time_limit`]); `None` (the default)
     /// for no limit.
@@ -62,6 +67,7 @@ struct RawImage {
     dockerfile: Option<Spanned<String>>,
     target: Option<Spanned<String>>,
     emulation: Option<bool>,
+    fallback: Option<bool>,
     timeout: Option<Spanned<String>>,
     args: Option<BTreeMap<String, String>>,
 }
@@ -79,6 +85,7 @@ const IMAGE_KEYS: &[&str] = &[
     "dockerfile",
     "target",
     "emulation",
+    "fallback",
     "timeout",
     "args",
 ];
@@ -219,6 +226,7 @@ pub fn parse_project(path: &Path, text: &str) -> Result<Project, ConfigError> {
         dockerfile,
         target,
         emulation: image.emulation.unwrap_or(true),
+        fallback: image.fallback.unwrap_or(true),
         timeout,
         args: image.args.unwrap_or_default(),
         extra_tags,
@@ -460,6 +468,7 @@ context = "./src/.."
 dockerfile = "docker/Dockerfile.release"
 target = "runtime"
 emulation = false
+fallback = false
 timeout = "1h 30m"
 
 [image.args]
@@ -481,6 +490,7 @@ extra = ["edge", "nightly", "edge"]
         );
         assert_eq!(project.target.as_deref(), Some("runtime"));
         assert!(!project.emulation);
+        assert!(!project.fallback);
         assert_eq!(project.timeout, Some(Duration::from_secs(90 * 60)));
         assert_eq!(
             project.args,
@@ -503,6 +513,7 @@ extra = ["edge", "nightly", "edge"]
         assert_eq!(project.dockerfile, None);
         assert_eq!(project.target, None);
         assert!(project.emulation);
+        assert!(project.fallback);
         assert_eq!(project.timeout, None);
         assert!(project.args.is_empty());
         assert!(project.extra_tags.is_empty());
@@ -528,13 +539,14 @@ extra = ["edge", "nightly", "edge"]
     #[test]
     fn unknown_keys_are_warnings() {
         let project = parse(
-            "colour = 1\n[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\nplatfroms = []\n[tags]\nextras = []\n",
+            "colour = 1\n[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\nplatfroms = []\nfallbak = false\n[tags]\nextras = []\n",
         )
         .unwrap();
         assert_eq!(
             project.warnings,
             [
                 "unknown key `colour` in /src/app/mab.toml is ignored",
+                "unknown key `image.fallbak` in /src/app/mab.toml is ignored; did you mean `fallback`?",
                 "unknown key `image.platfroms` in /src/app/mab.toml is ignored; did you mean `platforms`?",
                 "unknown key `tags.extras` in /src/app/mab.toml is ignored; did you mean `extra`?",
             ]
@@ -615,6 +627,14 @@ extra = ["edge", "nightly", "edge"]
                 ":4:13",
                 "emulation = \"no\"",
                 "            ^^^^",
+                "`true` or `false`",
+            ),
+            (
+                "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\nfallback = 0\n",
+                "invalid type: integer `0`, expected a boolean",
+                ":4:12",
+                "fallback = 0",
+                "           ^",
                 "`true` or `false`",
             ),
             (

@@ -93,6 +93,22 @@ pub enum EngineError {
     /// `.dockerignore`).
     #[error(transparent)]
     Context(#[from] mab_context::ContextError),
+    /// A build's request got no answer at all: the stream to the engine
+    /// (an SSH channel to its socket, or the socket) could not be opened,
+    /// or the engine refused or reset it before answering. Nothing was
+    /// built.
+    #[error("the Docker engine of {engine} did not answer {request}: {message}")]
+    NoAnswer {
+        engine: String,
+        /// The request, as `POST /build`.
+        request: String,
+        message: String,
+    },
+    /// A build's response stream ended without the build's result (the
+    /// connection dropped or a line came cut short) and the engine does not
+    /// hold the image: the build is lost.
+    #[error("the connection to the Docker engine of {engine} broke during the build: {message}")]
+    StreamBroken { engine: String, message: String },
 }
 
 /// What an engine says about itself.
@@ -245,9 +261,17 @@ impl Engine {
             spec.registry_config.clone(),
         )
         .await
-        .map_err(|error| EngineError::Api {
-            engine: self.label.clone(),
-            message: error.to_string(),
+        .map_err(|error| match error {
+            // It answered, with an error status.
+            session::SessionError::Refused { .. } => EngineError::Api {
+                engine: self.label.clone(),
+                message: error.to_string(),
+            },
+            session::SessionError::Request(_) => EngineError::NoAnswer {
+                engine: self.label.clone(),
+                request: "POST /session".to_owned(),
+                message: error.to_string(),
+            },
         })?;
 
         let mut serve = pin!(serve);
@@ -284,7 +308,11 @@ impl Engine {
             })?;
         let response = transport::send(&self.connect, request)
             .await
-            .map_err(|error| api_error(&self.label, error))?;
+            .map_err(|error| EngineError::NoAnswer {
+                engine: self.label.clone(),
+                request: "POST /build".to_owned(),
+                message: error_message(error),
+            })?;
         let status = response.status();
         let mut body = response.into_body();
         if !status.is_success() {
@@ -360,9 +388,9 @@ impl Engine {
                 );
                 Ok(())
             }
-            Err(_) => Err(EngineError::Api {
+            Err(_) => Err(EngineError::StreamBroken {
                 engine: self.label.clone(),
-                message: format!("the connection to the engine broke during the build: {error}"),
+                message: error,
             }),
         }
     }

@@ -17,7 +17,16 @@
 //!    candidate that would emulate the platform is rejected too, so the
 //!    platform is built natively or not at all ([`PlanError::NoNativeRunner`]).
 //!
-//! Every losing candidate comes back as a [`Rejection`] saying why.
+//! 5. a runner that lists the platform but could not be reached, and that
+//!    would have been preferred (listed before the chosen runner, or the
+//!    chosen runner only emulates the platform), means the platform
+//!    *moved*: [`Job::moved_from`] names it and why. With
+//!    [`Fallback::Refused`] (`--no-fallback`, `fallback = false`) such a
+//!    platform is not planned at all ([`PlanError::PreferredUnreachable`]).
+//!
+//! Every losing candidate comes back as a [`Rejection`] saying why, and each
+//! job carries its [`Job::fallbacks`]: where it goes if its runner fails
+//! before its build starts.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -153,6 +162,19 @@ pub enum Emulation {
     Refused,
 }
 
+/// Whether a platform may leave the runner it would have been built on
+/// when that runner cannot be used.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Fallback {
+    /// Another runner that lists the platform builds it (PRODUCT.md's
+    /// default).
+    #[default]
+    Allowed,
+    /// `mab build --no-fallback`, `fallback = false` under `[image]`: a
+    /// platform whose preferred runner is unreachable fails instead.
+    Refused,
+}
+
 /// One job per requested platform, in the requested order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
@@ -169,6 +191,32 @@ pub struct Job {
     pub reason: String,
     /// The other runners that list the platform, and why they lost.
     pub rejected: Vec<Rejection>,
+    /// The unreachable runner that would have built the platform, when the
+    /// plan had to pass it over; `None` when the preferred runner builds it.
+    pub moved_from: Option<Move>,
+    /// Where the job goes when `runner` fails before its build starts, in
+    /// order: the other reachable runners that list the platform and can
+    /// build it, native ones first, then (when emulation is allowed)
+    /// emulating ones, each group in runners.toml order.
+    pub fallbacks: Vec<Candidate>,
+}
+
+/// A runner that lost a platform it would have built.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Move {
+    /// The runner's name.
+    pub runner: String,
+    /// Its failure, as the connection or the engine reported it
+    /// ("connection refused").
+    pub reason: String,
+}
+
+/// A runner that can take a platform over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    pub runner: String,
+    /// Whether it builds the platform under QEMU emulation.
+    pub emulated: bool,
 }
 
 /// A runner that lists a platform but was not chosen for it.
@@ -214,6 +262,11 @@ pub enum PlanError {
         platform: Platform,
         rejected: Vec<Rejection>,
     },
+    /// Fallback is refused ([`Fallback::Refused`]) and the runner each of
+    /// these platforms would have been built on is unreachable (each
+    /// platform with that runner's [`Move`], in the requested order).
+    #[error("{}", describe_unreachable(unreachable))]
+    PreferredUnreachable { unreachable: Vec<(Platform, Move)> },
 }
 
 impl PlanError {
@@ -254,6 +307,15 @@ impl PlanError {
                     )
                 }
             }
+            PlanError::PreferredUnreachable { unreachable } => {
+                let mut names: Vec<&str> = Vec::new();
+                for (_, moved) in unreachable {
+                    if !names.contains(&moved.runner.as_str()) {
+                        names.push(&moved.runner);
+                    }
+                }
+                fallback_hint(&names)
+            }
         }
     }
 
@@ -264,6 +326,7 @@ impl PlanError {
     pub fn is_unreachable(&self) -> bool {
         match self {
             PlanError::NoRunner { .. } => false,
+            PlanError::PreferredUnreachable { .. } => true,
             PlanError::NoUsableRunner { rejected, .. }
             | PlanError::NoNativeRunner { rejected, .. } => {
                 rejected.iter().any(|rejection| rejection.unreachable)
@@ -273,6 +336,29 @@ impl PlanError {
 }
 
 const UNREACHABLE: &str = "unreachable: ";
+
+/// The hint for a platform that stayed on its failed `runners` because
+/// fallback is off: check them, or let another runner build it.
+pub fn fallback_hint(runners: &[&str]) -> String {
+    let named: Vec<String> = runners.iter().map(|name| format!("`{name}`")).collect();
+    format!(
+        "check runner {} with `mab runners check`, or leave out --no-fallback (and `fallback = false` under [image] in mab.toml) so that another runner builds it",
+        named.join(", ")
+    )
+}
+
+fn describe_unreachable(unreachable: &[(Platform, Move)]) -> String {
+    let described: Vec<String> = unreachable
+        .iter()
+        .map(|(platform, moved)| {
+            format!(
+                "{platform} stays on runner `{}`, which is unreachable ({}), as fallback is off",
+                moved.runner, moved.reason
+            )
+        })
+        .collect();
+    described.join("; ")
+}
 
 fn list_platforms(platforms: &[Platform]) -> String {
     let names: Vec<String> = platforms.iter().map(Platform::to_string).collect();
@@ -337,6 +423,7 @@ pub fn plan(
     platforms: &[Platform],
     runners: &[RunnerState],
     emulation: Emulation,
+    fallback: Fallback,
 ) -> Result<Plan, PlanError> {
     let offers: Vec<(String, Vec<Platform>)> = runners
         .iter()
@@ -345,6 +432,7 @@ pub fn plan(
     check_served(platforms, &offers)?;
     let mut assigned: HashMap<&str, u32> = HashMap::new();
     let mut jobs = Vec::with_capacity(platforms.len());
+    let mut stranded = Vec::new();
     for platform in platforms {
         let candidates: Vec<&RunnerState> = runners
             .iter()
@@ -423,17 +511,71 @@ pub fn plan(
                 .position(|runner| runner.name == rejection.runner)
         });
 
-        *assigned.entry(winner.runner.name.as_str()).or_default() += 1;
         let emulated = winner.support == Support::Emulated;
+        let moved_from = passed_over(&candidates, winner);
+        if let (Some(moved), Fallback::Refused) = (&moved_from, fallback) {
+            stranded.push((platform.clone(), moved.clone()));
+            continue;
+        }
+        *assigned.entry(winner.runner.name.as_str()).or_default() += 1;
         jobs.push(Job {
             platform: platform.clone(),
             runner: winner.runner.name.clone(),
             emulated,
             reason: reason(platform, winner, &candidates),
             rejected,
+            moved_from,
+            fallbacks: fallbacks(&candidates, losers),
+        });
+    }
+    if !stranded.is_empty() {
+        return Err(PlanError::PreferredUnreachable {
+            unreachable: stranded,
         });
     }
     Ok(Plan { jobs })
+}
+
+/// The first unreachable candidate (in runners.toml order) that would have
+/// been preferred to `winner`: listed before it, or any one when `winner`
+/// only emulates the platform (an unreachable runner's architecture is
+/// unknown, so it may have been native).
+fn passed_over(candidates: &[&RunnerState], winner: &Contender<'_>) -> Option<Move> {
+    let winner_at = candidates
+        .iter()
+        .position(|runner| runner.name == winner.runner.name)
+        .unwrap_or(candidates.len());
+    candidates
+        .iter()
+        .enumerate()
+        .find_map(|(at, runner)| match &runner.probe {
+            Err(why) if at < winner_at || winner.support == Support::Emulated => Some(Move {
+                runner: runner.name.clone(),
+                reason: why.clone(),
+            }),
+            _ => None,
+        })
+}
+
+/// The losing contenders as fallbacks: native ones, then emulated ones,
+/// each group in runners.toml order (`candidates` is in that order).
+fn fallbacks(candidates: &[&RunnerState], losers: &[Contender<'_>]) -> Vec<Candidate> {
+    let mut ordered: Vec<&Contender<'_>> = losers.iter().collect();
+    ordered.sort_by_key(|loser| {
+        (
+            loser.support != Support::Native,
+            candidates
+                .iter()
+                .position(|runner| runner.name == loser.runner.name),
+        )
+    });
+    ordered
+        .into_iter()
+        .map(|loser| Candidate {
+            runner: loser.runner.name.clone(),
+            emulated: loser.support == Support::Emulated,
+        })
+        .collect()
 }
 
 fn lost_why(winner: &Contender<'_>, loser: &Contender<'_>) -> String {
@@ -507,6 +649,17 @@ mod tests {
             platforms: platforms(lists),
             probe: Ok(Capabilities::detect("linux", arch, &handlers(qemu))),
         }
+    }
+
+    /// An amd64 runner with `jobs` slots that emulates linux/arm64.
+    fn laptop(jobs: u32) -> RunnerState {
+        runner(
+            "laptop",
+            jobs,
+            &["linux/amd64", "linux/arm64"],
+            "x86_64",
+            &["qemu-aarch64"],
+        )
     }
 
     fn unreachable(name: &str, lists: &[&str], why: &str) -> RunnerState {
@@ -659,6 +812,7 @@ mod tests {
                     std::slice::from_ref(&wanted),
                     &[without],
                     Emulation::Allowed,
+                    Fallback::Allowed,
                 )
                 .unwrap_err();
                 match architecture.qemu_handler {
@@ -666,9 +820,14 @@ mod tests {
                         let mut all = others.clone();
                         all.push(handler);
                         let with = runner("r", 1, &lists, engine, &all);
-                        let job = &plan(std::slice::from_ref(&wanted), &[with], Emulation::Allowed)
-                            .unwrap_or_else(|error| panic!("{wanted}: {error}"))
-                            .jobs[0];
+                        let job = &plan(
+                            std::slice::from_ref(&wanted),
+                            &[with],
+                            Emulation::Allowed,
+                            Fallback::Allowed,
+                        )
+                        .unwrap_or_else(|error| panic!("{wanted}: {error}"))
+                        .jobs[0];
                         assert!(job.emulated, "{wanted}");
                         assert_eq!(
                             job.reason,
@@ -754,9 +913,14 @@ mod tests {
             platforms: vec![platform("linux/mips64le")],
             probe: Ok(capabilities.clone()),
         };
-        let job = &plan(&[platform("linux/mips64le")], &[state], Emulation::Allowed)
-            .unwrap()
-            .jobs[0];
+        let job = &plan(
+            &[platform("linux/mips64le")],
+            &[state],
+            Emulation::Allowed,
+            Fallback::Allowed,
+        )
+        .unwrap()
+        .jobs[0];
         assert!(job.emulated);
         assert_eq!(
             job.reason,
@@ -925,8 +1089,13 @@ mod tests {
             ),
         ];
         for (name, wanted, runners, expected) in cases {
-            let plan = plan(&platforms(&wanted), &runners, Emulation::Allowed)
-                .unwrap_or_else(|error| panic!("{name}: {error}"));
+            let plan = plan(
+                &platforms(&wanted),
+                &runners,
+                Emulation::Allowed,
+                Fallback::Allowed,
+            )
+            .unwrap_or_else(|error| panic!("{name}: {error}"));
             assert_eq!(plan.jobs.len(), expected.len(), "{name}");
             for ((job, wanted), (runner, emulated, reason, rejected)) in
                 plan.jobs.iter().zip(&wanted).zip(expected)
@@ -958,6 +1127,7 @@ mod tests {
             &platforms(&["linux/amd64", "linux/s390x"]),
             &runners,
             Emulation::Allowed,
+            Fallback::Allowed,
         )
         .unwrap_err();
         assert_eq!(
@@ -978,6 +1148,7 @@ mod tests {
             &platforms(&["linux/riscv64", "linux/amd64", "linux/s390x"]),
             &runners,
             Emulation::Allowed,
+            Fallback::Allowed,
         )
         .unwrap_err();
         assert!(
@@ -991,7 +1162,13 @@ mod tests {
             "add a runner for linux/riscv64, linux/s390x with `mab runners add`, or leave them out with `--platform`"
         );
 
-        let error = plan(&platforms(&["linux/amd64"]), &[], Emulation::Allowed).unwrap_err();
+        let error = plan(
+            &platforms(&["linux/amd64"]),
+            &[],
+            Emulation::Allowed,
+            Fallback::Allowed,
+        )
+        .unwrap_err();
         assert_eq!(
             error.to_string(),
             "no runner serves linux/amd64; no runners are configured"
@@ -1015,8 +1192,13 @@ mod tests {
             ),
         ];
         for (runners, message, hint, is_unreachable) in cases {
-            let error =
-                plan(&platforms(&["linux/arm64"]), &runners, Emulation::Allowed).unwrap_err();
+            let error = plan(
+                &platforms(&["linux/arm64"]),
+                &runners,
+                Emulation::Allowed,
+                Fallback::Allowed,
+            )
+            .unwrap_err();
             assert_eq!(error.to_string(), message);
             assert!(error.hint().starts_with(hint), "{}", error.hint());
             assert_eq!(error.is_unreachable(), is_unreachable);
@@ -1028,15 +1210,7 @@ mod tests {
     /// unreachable (it may be the native one).
     #[test]
     fn native_only() {
-        let laptop = || {
-            runner(
-                "laptop",
-                1,
-                &["linux/amd64", "linux/arm64"],
-                "x86_64",
-                &["qemu-aarch64"],
-            )
-        };
+        let laptop = || laptop(1);
         let arm = || runner("arm-01", 1, &["linux/arm64"], "aarch64", &[]);
         let arm_down = || unreachable("arm-01", &["linux/arm64"], "connection refused");
         let plain = || runner("plain", 1, &["linux/arm64"], "x86_64", &[]);
@@ -1087,7 +1261,12 @@ mod tests {
             ),
         ];
         for (name, runners, expected, hint, is_unreachable) in cases {
-            let result = plan(&platforms(&["linux/arm64"]), &runners, Emulation::Refused);
+            let result = plan(
+                &platforms(&["linux/arm64"]),
+                &runners,
+                Emulation::Refused,
+                Fallback::Allowed,
+            );
             match (result, expected) {
                 (Ok(plan), Ok(runner)) => {
                     assert_eq!(plan.jobs[0].runner, runner, "{name}");
@@ -1102,9 +1281,162 @@ mod tests {
             }
             // Allowed, every case plans.
             assert!(
-                plan(&platforms(&["linux/arm64"]), &runners, Emulation::Allowed).is_ok(),
+                plan(
+                    &platforms(&["linux/arm64"]),
+                    &runners,
+                    Emulation::Allowed,
+                    Fallback::Allowed
+                )
+                .is_ok(),
                 "{name}"
             );
         }
+    }
+
+    /// Plan-time failover: which unreachable runner a platform moved from,
+    /// its fallbacks in order, and `Fallback::Refused` failing instead.
+    #[test]
+    fn failover() {
+        let laptop = || laptop(4);
+        let arm = |name: &str| runner(name, 1, &["linux/arm64"], "aarch64", &[]);
+        let down = |name: &str| unreachable(name, &["linux/arm64"], "connection refused");
+        /// (runner, emulated, moved from, fallbacks as (runner, emulated))
+        type Planned<'a> = (&'a str, bool, Option<&'a str>, Vec<(&'a str, bool)>);
+        // (what the case shows, runners, emulation, the job or the error's message and hint)
+        type Case<'a> = (
+            &'a str,
+            Vec<RunnerState>,
+            Emulation,
+            Result<Planned<'a>, (&'a str, &'a str)>,
+        );
+        let cases: Vec<Case<'_>> = vec![
+            (
+                "all reachable: no move, the others are fallbacks, native first",
+                vec![laptop(), arm("arm-a"), arm("arm-b")],
+                Emulation::Allowed,
+                Ok((
+                    "arm-a",
+                    false,
+                    None,
+                    vec![("arm-b", false), ("laptop", true)],
+                )),
+            ),
+            (
+                "the first native runner is down: moved to the next native one",
+                vec![down("arm-a"), arm("arm-b"), laptop()],
+                Emulation::Allowed,
+                Ok(("arm-b", false, Some("arm-a"), vec![("laptop", true)])),
+            ),
+            (
+                "the only native runner is down: moved to an emulating one",
+                vec![laptop(), down("arm-a")],
+                Emulation::Allowed,
+                Ok(("laptop", true, Some("arm-a"), vec![])),
+            ),
+            (
+                "a down runner listed after a native winner is no move",
+                vec![arm("arm-a"), down("arm-b")],
+                Emulation::Allowed,
+                Ok(("arm-a", false, None, vec![])),
+            ),
+            (
+                "native only: emulating runners are no fallbacks",
+                vec![down("arm-a"), laptop(), arm("arm-b")],
+                Emulation::Refused,
+                Ok(("arm-b", false, Some("arm-a"), vec![])),
+            ),
+            (
+                "the first of two down runners is named",
+                vec![down("arm-a"), down("arm-b"), arm("arm-c")],
+                Emulation::Allowed,
+                Ok(("arm-c", false, Some("arm-a"), vec![])),
+            ),
+        ];
+        for (name, runners, emulation, expected) in cases {
+            let wanted = platforms(&["linux/arm64"]);
+            let allowed = plan(&wanted, &runners, emulation, Fallback::Allowed);
+            let refused = plan(&wanted, &runners, emulation, Fallback::Refused);
+            let (runner, emulated, moved, fallbacks) = expected.unwrap();
+            let job = &allowed
+                .unwrap_or_else(|error| panic!("{name}: {error}"))
+                .jobs[0];
+            assert_eq!(job.runner, runner, "{name}");
+            assert_eq!(job.emulated, emulated, "{name}");
+            assert_eq!(
+                job.moved_from,
+                moved.map(|from| Move {
+                    runner: from.to_owned(),
+                    reason: "connection refused".to_owned(),
+                }),
+                "{name}"
+            );
+            let fallbacks: Vec<Candidate> = fallbacks
+                .into_iter()
+                .map(|(runner, emulated)| Candidate {
+                    runner: runner.to_owned(),
+                    emulated,
+                })
+                .collect();
+            assert_eq!(job.fallbacks, fallbacks, "{name}");
+            match (moved, refused) {
+                (None, Ok(plan)) => assert_eq!(&plan.jobs[0], job, "{name}"),
+                (Some(from), Err(error)) => {
+                    assert_eq!(
+                        error.to_string(),
+                        format!("linux/arm64 stays on runner `{from}`, which is unreachable (connection refused), as fallback is off"),
+                        "{name}"
+                    );
+                    assert_eq!(
+                        error.hint(),
+                        format!("check runner `{from}` with `mab runners check`, or leave out --no-fallback (and `fallback = false` under [image] in mab.toml) so that another runner builds it"),
+                        "{name}"
+                    );
+                    assert!(error.is_unreachable(), "{name}");
+                }
+                (_, refused) => panic!("{name}: with fallback refused: {refused:?}"),
+            }
+        }
+    }
+
+    /// With fallback refused, every stranded platform is named at once and
+    /// the others are not planned.
+    #[test]
+    fn no_fallback_names_every_stranded_platform() {
+        let runners = [
+            unreachable("pi", &["linux/arm64", "linux/arm/v7"], "no route to host"),
+            runner(
+                "laptop",
+                2,
+                &["linux/amd64", "linux/arm64", "linux/arm/v7"],
+                "x86_64",
+                &["qemu-aarch64", "qemu-arm"],
+            ),
+        ];
+        let error = plan(
+            &platforms(&["linux/amd64", "linux/arm64", "linux/arm/v7"]),
+            &runners,
+            Emulation::Allowed,
+            Fallback::Refused,
+        )
+        .unwrap_err();
+        let stranded = |text: &str| {
+            (
+                platform(text),
+                Move {
+                    runner: "pi".to_owned(),
+                    reason: "no route to host".to_owned(),
+                },
+            )
+        };
+        assert_eq!(
+            error,
+            PlanError::PreferredUnreachable {
+                unreachable: vec![stranded("linux/arm64"), stranded("linux/arm/v7")],
+            }
+        );
+        assert_eq!(
+            error.hint(),
+            "check runner `pi` with `mab runners check`, or leave out --no-fallback (and `fallback = false` under [image] in mab.toml) so that another runner builds it"
+        );
     }
 }

@@ -153,13 +153,16 @@ pub struct BuildArgs {
     /// How long the whole build may take, such as `2h`: connecting, planning and the jobs; when it passes, running jobs are stopped and nothing is published (a publish already started finishes).
     #[arg(long, value_name = "DURATION")]
     pub deadline: Option<String>,
+    /// Keep every platform on the runner the plan prefers: when that runner is unreachable, or fails before its build starts, the build fails (exit 1) naming it, instead of moving the platform to the next runner that lists it. As `fallback = false` under [image].
+    #[arg(long)]
+    pub no_fallback: bool,
     /// Build and verify each platform on its runner; write nothing to the registry (which then need not answer: without --no-push, mab first checks that it answers and accepts a push).
     #[arg(long)]
     pub no_push: bool,
     /// How progress is shown on stderr.
     #[arg(long, value_enum, default_value_t = Progress::Auto)]
     pub progress: Progress,
-    /// Write the build's result as JSON to FILE.
+    /// Write the build's result as JSON to FILE, also when the build fails (each platform's state and error).
     #[arg(long, value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,
 }

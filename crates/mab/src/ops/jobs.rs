@@ -1,5 +1,6 @@
 //! Running the planned jobs: every platform at once, at most `jobs` builds
-//! per runner, and a publish only when every platform succeeded.
+//! per runner, a platform whose runner fails before its build starts moved
+//! to its next fallback, and a publish only when every platform succeeded.
 //!
 //! The work itself is behind [`Worker`], so this logic is tested here
 //! against a fake; the integration tests drive the real engines.
@@ -10,8 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
+use mab_events::ErrorKind;
+use mab_plan::{Candidate, Fallback, Move};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
+
+use crate::progress::{Event, Reporter};
 
 /// One platform to build on one runner.
 #[derive(Clone, Debug, PartialEq)]
@@ -19,6 +24,25 @@ pub struct JobSpec {
     pub platform: mab_config::Platform,
     pub runner: String,
     pub emulated: bool,
+    /// The runners the platform moves to, in order, when `runner` fails
+    /// before its build starts ([`mab_plan::Job::fallbacks`]).
+    pub fallbacks: Vec<Candidate>,
+    /// The runner that lost the platform first (at planning, or on a
+    /// failure that moved it), and why; `None` when it was never moved.
+    pub moved_from: Option<Move>,
+}
+
+impl JobSpec {
+    /// `platform` on `runner`, natively, with no fallbacks.
+    pub fn on(platform: mab_config::Platform, runner: &str) -> JobSpec {
+        JobSpec {
+            platform,
+            runner: runner.to_owned(),
+            emulated: false,
+            fallbacks: Vec::new(),
+            moved_from: None,
+        }
+    }
 }
 
 /// A platform built, pushed and verified.
@@ -33,15 +57,53 @@ pub struct Built {
 /// A platform that failed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct JobFailure {
+    /// The job as it last ran: `runner` is the last runner tried.
     pub job: JobSpec,
-    /// The cause it is put down to, which decides its hint.
-    pub kind: mab_events::ErrorKind,
     pub message: String,
     pub log_tail: Vec<String>,
     /// What to do about it.
     pub hint: String,
+    /// The cause it is put down to, which decides the hint.
+    pub kind: ErrorKind,
+    /// Whether the runner failed before the build started (its connection
+    /// or engine), or its build stream broke and its engine then failed a
+    /// ping: the platform may move to another runner. Never set for a
+    /// failed Dockerfile step or a job stopped by a time limit.
+    pub movable: bool,
     /// Whether the image had been pushed (under its staging tag) already.
     pub pushed: bool,
+    /// Set when a time limit stopped the job rather than a failure.
+    pub stopped: Option<Stop>,
+    /// The runners tried before `job.runner`, each with its failure
+    /// message, in order.
+    pub earlier: Vec<(String, String)>,
+}
+
+impl JobFailure {
+    /// A failure of `job` on its runner, of `kind`: not movable, not
+    /// pushed, not stopped, no earlier runners.
+    pub fn new(job: &JobSpec, kind: ErrorKind, message: String, hint: String) -> JobFailure {
+        JobFailure {
+            job: job.clone(),
+            message,
+            log_tail: Vec::new(),
+            hint,
+            kind,
+            movable: false,
+            pushed: false,
+            stopped: None,
+            earlier: Vec::new(),
+        }
+    }
+}
+
+/// How a time limit stopped a job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// While it ran: the metadata's `"cancelled"`.
+    Running,
+    /// Before it ever got a runner slot: `"not_started"`.
+    BeforeSlot,
 }
 
 pub trait Worker: Sync {
@@ -76,11 +138,19 @@ pub struct Limits {
 /// so the engine cancels the build) and fails naming the limit. Such a
 /// failure is counted as not pushed: a job stopped during its push may
 /// leave its staging tag behind.
+///
+/// A [`JobFailure::movable`] failure moves the job to its next fallback
+/// not yet tried (waiting for a slot there; the time limit counts afresh
+/// on each runner), reported as a move; when none is left, or `fallback`
+/// is [`Fallback::Refused`], the job fails with its last failure and the
+/// runners tried before.
 pub async fn run_all<W: Worker>(
     worker: &W,
     jobs: &[JobSpec],
     slots: &HashMap<String, u32>,
     limits: Limits,
+    fallback: Fallback,
+    reporter: &dyn Reporter,
 ) -> Vec<Result<Built, JobFailure>> {
     let semaphores: HashMap<&str, Arc<Semaphore>> = slots
         .iter()
@@ -91,43 +161,113 @@ pub async fn run_all<W: Worker>(
             )
         })
         .collect();
-    join_all(jobs.iter().map(|job| {
-        let semaphore = semaphores.get(job.runner.as_str()).cloned();
-        async move {
-            let deadline = limits.deadline.map(|(at, _)| at);
-            let acquire = async {
-                match &semaphore {
-                    Some(semaphore) => Some(
-                        semaphore
-                            .acquire()
-                            .await
-                            .expect("the semaphore is never closed"),
-                    ),
-                    None => None,
+    let semaphores = &semaphores;
+    join_all(jobs.iter().map(|job| async move {
+        let mut attempt = job.clone();
+        let mut next = job
+            .fallbacks
+            .iter()
+            .filter(|candidate| candidate.runner != job.runner);
+        let mut earlier: Vec<(String, String)> = Vec::new();
+        loop {
+            let result = run_once(worker, &attempt, semaphores, limits, !earlier.is_empty()).await;
+            let failure = match result {
+                Ok(built) => return Ok(built),
+                Err(failure) => failure,
+            };
+            let candidate = match fallback {
+                Fallback::Allowed if failure.movable => next.next(),
+                _ => None,
+            };
+            let Some(candidate) = candidate else {
+                let mut failure = failure;
+                if failure.movable && fallback == Fallback::Refused && !job.fallbacks.is_empty() {
+                    failure.hint = mab_plan::fallback_hint(&[failure.job.runner.as_str()]);
                 }
+                failure.earlier = earlier;
+                return Err(failure);
             };
-            // A slot freed by a job the deadline stopped is no start.
-            let permit = before(deadline, acquire)
-                .await
-                .filter(|_| deadline.is_none_or(|deadline| Instant::now() < deadline));
-            let Some(_permit) = permit else {
-                return Err(stopped(job, Stopped::DeadlineBeforeSlot, limits));
+            reporter.report(moved(
+                &attempt.platform,
+                &attempt.runner,
+                candidate,
+                &failure.message,
+            ));
+            earlier.push((attempt.runner.clone(), failure.message.clone()));
+            attempt = JobSpec {
+                runner: candidate.runner.clone(),
+                emulated: candidate.emulated,
+                moved_from: attempt.moved_from.clone().or(Some(Move {
+                    runner: attempt.runner.clone(),
+                    reason: failure.message,
+                })),
+                ..attempt
             };
-            let timeout_at = limits.timeout.map(|timeout| Instant::now() + timeout);
-            let (end, reason) = match (timeout_at, deadline) {
-                (Some(timeout_at), Some(deadline)) if deadline < timeout_at => {
-                    (Some(deadline), Stopped::Deadline)
-                }
-                (Some(timeout_at), _) => (Some(timeout_at), Stopped::Timeout),
-                (None, deadline) => (deadline, Stopped::Deadline),
-            };
-            match before(end, worker.run(job)).await {
-                Some(result) => result,
-                None => Err(stopped(job, reason, limits)),
-            }
         }
     }))
     .await
+}
+
+/// The event of `platform` moving from runner `from` to `to` because of
+/// `reason` (the failure on `from`).
+pub fn moved(platform: &mab_config::Platform, from: &str, to: &Candidate, reason: &str) -> Event {
+    Event::Moved {
+        platform: platform.clone(),
+        from: from.to_owned(),
+        to: to.runner.clone(),
+        emulated: to.emulated,
+        reason: reason.to_owned(),
+    }
+}
+
+/// One try of `job` on its runner: waits for a slot there, then runs it
+/// under `limits`. `moved` says whether it ran elsewhere before (a
+/// deadline that comes while it waits then cancels it rather than leaving
+/// it unstarted).
+async fn run_once<W: Worker>(
+    worker: &W,
+    job: &JobSpec,
+    semaphores: &HashMap<&str, Arc<Semaphore>>,
+    limits: Limits,
+    moved: bool,
+) -> Result<Built, JobFailure> {
+    let semaphore = semaphores.get(job.runner.as_str()).cloned();
+    let deadline = limits.deadline.map(|(at, _)| at);
+    let acquire = async {
+        match &semaphore {
+            Some(semaphore) => Some(
+                semaphore
+                    .acquire()
+                    .await
+                    .expect("the semaphore is never closed"),
+            ),
+            None => None,
+        }
+    };
+    // A slot freed by a job the deadline stopped is no start.
+    let permit = before(deadline, acquire)
+        .await
+        .filter(|_| deadline.is_none_or(|deadline| Instant::now() < deadline));
+    let Some(_permit) = permit else {
+        let reason = if moved {
+            Stopped::Deadline
+        } else {
+            Stopped::DeadlineBeforeSlot
+        };
+        return Err(stopped(job, reason, limits));
+    };
+    let timeout_at = limits.timeout.map(|timeout| Instant::now() + timeout);
+    let (end, reason) = match (timeout_at, deadline) {
+        (Some(timeout_at), Some(deadline)) if deadline < timeout_at => {
+            (Some(deadline), Stopped::Deadline)
+        }
+        (Some(timeout_at), _) => (Some(timeout_at), Stopped::Timeout),
+        (None, deadline) => (deadline, Stopped::Deadline),
+    };
+    match before(end, worker.run(job)).await {
+        Some(result) => result,
+        None => Err(stopped(job, reason, limits)),
+    }
 }
 
 /// `future`'s output, or `None` when `end` comes first.
@@ -181,12 +321,11 @@ fn stopped(job: &JobSpec, reason: Stopped, limits: Limits) -> JobFailure {
         ),
     };
     JobFailure {
-        job: job.clone(),
-        kind: mab_events::ErrorKind::Runner,
-        message,
-        log_tail: Vec::new(),
-        hint,
-        pushed: false,
+        stopped: Some(match reason {
+            Stopped::DeadlineBeforeSlot => Stop::BeforeSlot,
+            Stopped::Timeout | Stopped::Deadline => Stop::Running,
+        }),
+        ..JobFailure::new(job, ErrorKind::Runner, message, hint)
     }
 }
 
@@ -210,7 +349,8 @@ pub fn all_or_failures(
 }
 
 /// The jobs whose image reached the registry (under its staging tag):
-/// every job that succeeded, and those that failed after pushing.
+/// every job that succeeded, and those that failed after pushing (on
+/// whichever runner they last ran: a job moves only before its push).
 pub fn pushed_jobs<'a, W: Worker>(
     jobs: &'a [JobSpec],
     failures: &[JobFailure],
@@ -220,8 +360,8 @@ pub fn pushed_jobs<'a, W: Worker>(
         .filter(|job| {
             failures
                 .iter()
-                .find(|failure| &failure.job == *job)
-                .is_none_or(|failure| failure.pushed || worker.push_started(job))
+                .find(|failure| failure.job.platform == job.platform)
+                .is_none_or(|failure| failure.pushed || worker.push_started(&failure.job))
         })
         .collect()
 }
@@ -233,11 +373,18 @@ mod tests {
     use std::sync::Mutex;
     use std::time::Duration;
 
+    use mab_events::Silent;
+
     /// Records how many jobs ran at once per runner; fails the platforms it
     /// is told to; takes 30 ms a job unless `durations` says otherwise.
     #[derive(Default)]
     struct FakeWorker {
         failing: Vec<String>,
+        /// Runners whose engine cannot be reached: a job there fails at
+        /// once, movable.
+        down: Vec<&'static str>,
+        /// Each run, `platform on runner at minute`, in start order.
+        starts: Mutex<Vec<String>>,
         durations: Vec<(&'static str, Duration)>,
         /// The platforms whose job ran to its end.
         finished: Mutex<Vec<String>>,
@@ -249,6 +396,23 @@ mod tests {
 
     impl Worker for FakeWorker {
         async fn run(&self, job: &JobSpec) -> Result<Built, JobFailure> {
+            self.starts.lock().unwrap().push(format!(
+                "{} on {} at {}",
+                job.platform,
+                job.runner,
+                (Instant::now() - *EPOCH.get().unwrap_or(&Instant::now())).as_secs() / 60
+            ));
+            if self.down.contains(&job.runner.as_str()) {
+                return Err(JobFailure {
+                    movable: true,
+                    ..JobFailure::new(
+                        job,
+                        ErrorKind::Runner,
+                        format!("cannot reach the Docker engine of {}", job.runner),
+                        format!("check runner `{}`", job.runner),
+                    )
+                });
+            }
             {
                 let mut running = self.running.lock().unwrap();
                 let count = running.entry(job.runner.clone()).or_default();
@@ -271,12 +435,13 @@ mod tests {
             self.total_running.fetch_sub(1, Ordering::SeqCst);
             if self.failing.contains(&job.platform.to_string()) {
                 return Err(JobFailure {
-                    job: job.clone(),
-                    kind: mab_events::ErrorKind::Build,
-                    message: "RUN false: exit code 1".to_owned(),
                     log_tail: vec!["false".to_owned()],
-                    hint: "fix the Dockerfile".to_owned(),
-                    pushed: false,
+                    ..JobFailure::new(
+                        job,
+                        ErrorKind::Build,
+                        "RUN false: exit code 1".to_owned(),
+                        "fix the Dockerfile".to_owned(),
+                    )
                 });
             }
             Ok(Built {
@@ -288,11 +453,7 @@ mod tests {
     }
 
     fn job(platform: &str, runner: &str) -> JobSpec {
-        JobSpec {
-            platform: platform.parse().unwrap(),
-            runner: runner.to_owned(),
-            emulated: false,
-        }
+        JobSpec::on(platform.parse().unwrap(), runner)
     }
 
     fn slots(pairs: &[(&str, u32)]) -> HashMap<String, u32> {
@@ -315,6 +476,8 @@ mod tests {
             &jobs,
             &slots(&[("a", 1), ("b", 1), ("c", 1)]),
             Limits::default(),
+            Fallback::Allowed,
+            &Silent,
         )
         .await;
         assert_eq!(worker.total_peak.load(Ordering::SeqCst), 3);
@@ -336,7 +499,15 @@ mod tests {
                 job("linux/arm64", "a"),
                 job("linux/s390x", "a"),
             ];
-            run_all(&worker, &jobs, &slots(&[("a", limit)]), Limits::default()).await;
+            run_all(
+                &worker,
+                &jobs,
+                &slots(&[("a", limit)]),
+                Limits::default(),
+                Fallback::Allowed,
+                &Silent,
+            )
+            .await;
             assert_eq!(
                 worker.peak.lock().unwrap()["a"],
                 expected_peak,
@@ -353,12 +524,8 @@ mod tests {
             job("linux/s390x", "c"),
         ];
         let failure = |index: usize, pushed: bool| JobFailure {
-            job: jobs[index].clone(),
-            kind: mab_events::ErrorKind::Build,
-            message: String::new(),
-            log_tail: Vec::new(),
-            hint: String::new(),
             pushed,
+            ..JobFailure::new(&jobs[index], ErrorKind::Build, String::new(), String::new())
         };
         /// A worker that began pushing the platforms it lists.
         struct Pushing(&'static [&'static str]);
@@ -405,6 +572,178 @@ mod tests {
 
     const MINUTE: Duration = Duration::from_secs(60);
 
+    /// When the test's clock started, for the minutes in `starts`.
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+    /// `platform` on `runner`, moving to `fallbacks` (native) in order.
+    fn moving(platform: &str, runner: &str, fallbacks: &[&str]) -> JobSpec {
+        JobSpec {
+            fallbacks: fallbacks
+                .iter()
+                .map(|runner| Candidate {
+                    runner: (*runner).to_owned(),
+                    emulated: false,
+                })
+                .collect(),
+            ..job(platform, runner)
+        }
+    }
+
+    /// Moves in [`run_all`]: a moved job waits for a slot of its fallback,
+    /// its time limit counts afresh there, the deadline cancels it while it
+    /// waits, and with fallback refused it stays and fails.
+    #[tokio::test(start_paused = true)]
+    async fn moved_jobs_wait_for_their_fallbacks_slot() {
+        // (what the row shows, jobs, runners down, timeout and deadline in
+        // minutes, fallback, each outcome, the starts)
+        type Row<'a> = (
+            &'a str,
+            Vec<JobSpec>,
+            Vec<&'static str>,
+            (Option<u32>, Option<u32>),
+            Fallback,
+            Vec<&'a str>,
+            Vec<&'a str>,
+        );
+        let rows: Vec<Row<'_>> = vec![
+            (
+                "the fallback's one slot is taken: the moved job starts when it frees",
+                vec![job("linux/amd64", "b"), moving("linux/arm64", "a", &["b"])],
+                vec!["a"],
+                (None, None),
+                Fallback::Allowed,
+                vec!["ok on b", "ok on b, moved from a: cannot reach the Docker engine of a"],
+                vec!["linux/amd64 on b at 0", "linux/arm64 on a at 0", "linux/arm64 on b at 30"],
+            ),
+            (
+                "the time limit counts afresh on the fallback, after its wait",
+                vec![job("linux/amd64", "b"), moving("linux/arm64", "a", &["b"])],
+                vec!["a"],
+                (Some(40), None),
+                Fallback::Allowed,
+                vec!["ok on b", "ok on b, moved from a: cannot reach the Docker engine of a"],
+                vec!["linux/amd64 on b at 0", "linux/arm64 on a at 0", "linux/arm64 on b at 30"],
+            ),
+            (
+                "the deadline comes while the moved job waits: cancelled, not unstarted",
+                vec![job("linux/amd64", "b"), moving("linux/arm64", "a", &["b"])],
+                vec!["a"],
+                (None, Some(20)),
+                Fallback::Allowed,
+                vec![
+                    "Running: stopped on runner `b`: the build's deadline (--deadline 20m) came",
+                    "Running: stopped on runner `b`: the build's deadline (--deadline 20m) came",
+                ],
+                vec!["linux/amd64 on b at 0", "linux/arm64 on a at 0"],
+            ),
+            (
+                "fallback refused: the job stays on its runner and fails, hinting --no-fallback",
+                vec![job("linux/amd64", "b"), moving("linux/arm64", "a", &["b"])],
+                vec!["a"],
+                (None, None),
+                Fallback::Refused,
+                vec![
+                    "ok on b",
+                    "failed on a after []: cannot reach the Docker engine of a / check runner `a` with `mab runners check`, or leave out --no-fallback",
+                ],
+                vec!["linux/amd64 on b", "linux/arm64 on a"],
+            ),
+            (
+                "two fallbacks down, the third builds; the failures are kept in order",
+                vec![moving("linux/arm64", "a", &["b", "c", "d"])],
+                vec!["a", "b", "c"],
+                (None, None),
+                Fallback::Allowed,
+                vec!["ok on d, moved from a: cannot reach the Docker engine of a"],
+                vec!["linux/arm64 on a at 0", "linux/arm64 on b at 0", "linux/arm64 on c at 0", "linux/arm64 on d at 0"],
+            ),
+            (
+                "every fallback down: the last failure, with the runners tried before",
+                vec![moving("linux/arm64", "a", &["b"])],
+                vec!["a", "b"],
+                (None, None),
+                Fallback::Allowed,
+                vec!["failed on b after [a]: cannot reach the Docker engine of b / check runner `b`"],
+                vec!["linux/arm64 on a at 0", "linux/arm64 on b at 0"],
+            ),
+        ];
+        for (name, jobs, down, (timeout, deadline), fallback, outcomes, starts) in rows {
+            let start = Instant::now();
+            let _ = EPOCH.set(start);
+            let epoch = *EPOCH.get().unwrap();
+            let worker = FakeWorker {
+                down,
+                durations: vec![("linux/amd64", MINUTE * 30), ("linux/arm64", MINUTE * 30)],
+                ..FakeWorker::default()
+            };
+            let limits = Limits {
+                timeout: timeout.map(|minutes| MINUTE * minutes),
+                deadline: deadline.map(|minutes| (start + MINUTE * minutes, MINUTE * minutes)),
+            };
+            let slots = slots(&[("a", 1), ("b", 1), ("c", 1), ("d", 1)]);
+            let results = run_all(&worker, &jobs, &slots, limits, fallback, &Silent).await;
+            let got: Vec<String> = results
+                .iter()
+                .map(|result| match result {
+                    Ok(built) => match &built.job.moved_from {
+                        None => format!("ok on {}", built.job.runner),
+                        Some(moved) => format!(
+                            "ok on {}, moved from {}: {}",
+                            built.job.runner, moved.runner, moved.reason
+                        ),
+                    },
+                    Err(failure) if failure.stopped.is_some() => {
+                        format!("{:?}: {}", failure.stopped.unwrap(), failure.message)
+                    }
+                    Err(failure) => {
+                        let earlier: Vec<&str> = failure
+                            .earlier
+                            .iter()
+                            .map(|(runner, _)| runner.as_str())
+                            .collect();
+                        format!(
+                            "failed on {} after [{}]: {} / {}",
+                            failure.job.runner,
+                            earlier.join(", "),
+                            failure.message,
+                            failure.hint
+                        )
+                    }
+                })
+                .collect();
+            for (got, expected) in got.iter().zip(&outcomes) {
+                assert!(
+                    got.starts_with(expected),
+                    "{name}: {got:?} does not start with {expected:?}"
+                );
+            }
+            assert_eq!(got.len(), outcomes.len(), "{name}");
+            // Minutes from this row's start.
+            let offset = (start - epoch).as_secs() / 60;
+            let mut recorded: Vec<String> = worker
+                .starts
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|line| {
+                    let (what, at) = line.rsplit_once(" at ").unwrap();
+                    format!("{what} at {}", at.parse::<u64>().unwrap() - offset)
+                })
+                .collect();
+            recorded.sort();
+            let mut expected: Vec<String> =
+                starts.iter().map(|start| (*start).to_owned()).collect();
+            if expected.iter().all(|start| !start.contains(" at ")) {
+                recorded = recorded
+                    .into_iter()
+                    .map(|line| line.rsplit_once(" at ").unwrap().0.to_owned())
+                    .collect();
+            }
+            expected.sort();
+            assert_eq!(recorded, expected, "{name}");
+        }
+    }
+
     /// Runs `jobs` (platform, runner, minutes it takes) on runners of one
     /// slot each under `limits` (the deadline in minutes from now); returns
     /// each platform's outcome (`ok`, or the failure's message and hint),
@@ -434,7 +773,15 @@ mod tests {
                 (start + limit, limit)
             }),
         };
-        let results = run_all(&worker, &specs, &slots(&runners), limits).await;
+        let results = run_all(
+            &worker,
+            &specs,
+            &slots(&runners),
+            limits,
+            Fallback::Allowed,
+            &Silent,
+        )
+        .await;
         let outcomes = results
             .into_iter()
             .map(|result| match result {
@@ -523,6 +870,8 @@ mod tests {
             &jobs,
             &slots(&[("a", 1), ("b", 1)]),
             Limits::default(),
+            Fallback::Allowed,
+            &Silent,
         )
         .await;
         assert!(results[0].is_ok(), "the other platform still finishes");

@@ -43,6 +43,7 @@ pub async fn plan(
     let plan = prepare::plan(
         platforms,
         loaded.emulation,
+        mab_plan::Fallback::Allowed,
         &loaded.runners,
         &runners,
         &connected,

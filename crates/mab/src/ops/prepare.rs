@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use futures_util::future::join_all;
 use mab_config::{Platform, Project, Runner, RunnersFile};
 use mab_context::{BuildContext, ContextError, ContextListing};
-use mab_plan::{Capabilities, Emulation, Plan, RunnerState};
+use mab_plan::{Capabilities, Emulation, Fallback, Plan, RunnerState};
 
 use crate::cli::ProjectArgs;
 use crate::environment::Environment;
@@ -206,13 +206,15 @@ pub fn capabilities(connected: &Connected) -> Capabilities {
 }
 
 /// The plan over what the runners reported, emulating a platform only
-/// when `emulation` allows it. The implicit local runner
+/// when `emulation` allows it, and passing over an unreachable preferred
+/// runner only when `fallback` allows it. The implicit local runner
 /// (no runners file) emulates every platform its engine does not run
 /// natively, as PRODUCT.md promises, handlers or not: without one, only a
 /// `RUN` step fails, with the engine's own message.
 pub fn plan(
     platforms: &[Platform],
     emulation: Emulation,
+    fallback: Fallback,
     runners: &RunnersFile,
     chosen: &[&Runner],
     connected: &HashMap<String, Result<Connected, Unreachable>>,
@@ -233,7 +235,7 @@ pub fn plan(
             },
         })
         .collect();
-    mab_plan::plan(platforms, &states, emulation)
+    mab_plan::plan(platforms, &states, emulation, fallback)
 }
 
 /// A plan that cannot be made once runners were asked: a runtime failure

@@ -1,31 +1,130 @@
-//! `--metadata-file`: what was published, as JSON.
+//! `--metadata-file`: what the build published, or how far each platform
+//! got when it failed, as JSON.
 
 use std::path::PathBuf;
 
 use mab_config::Platform;
+use mab_events::ErrorKind;
 use serde::Serialize;
 
 use crate::cli::BuildArgs;
 use crate::environment::Environment;
 use crate::failure::Failure;
-use crate::ops::jobs::Built;
+use crate::ops::jobs::{Built, JobFailure, JobSpec, Stop};
 
 #[derive(Serialize)]
 struct Metadata<'a> {
     image: &'a str,
+    /// The published list's digest; `null` when nothing was published.
     digest: Option<&'a str>,
     media_type: Option<&'a str>,
     tags: &'a [String],
-    platforms: Vec<PlatformMetadata>,
+    /// The platforms asked for that are not in the result: not published
+    /// (not built, with `--no-push`); empty when the build succeeded.
+    missing: Vec<Platform>,
+    platforms: &'a [PlatformMetadata],
 }
 
-#[derive(Serialize)]
-struct PlatformMetadata {
+/// How far a platform got (`"state"` in the metadata file).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum State {
+    /// In the published list.
+    Published,
+    /// Pushed under its staging tag, verified, but no list was published
+    /// (another platform failed, or the publish did).
+    Pushed,
+    /// Built and verified with `--no-push`.
+    Built,
+    /// Failed on its (last) runner.
+    Failed,
+    /// Stopped by `timeout` or `--deadline` while it ran.
+    Cancelled,
+    /// Never got a runner slot (the deadline came first), or was not
+    /// planned because another platform could not be.
+    NotStarted,
+}
+
+/// `"error"` of a platform: the cause and the failure's message.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(super) struct ErrorMetadata {
+    kind: ErrorKind,
+    message: String,
+}
+
+/// One platform of the metadata file.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(super) struct PlatformMetadata {
     platform: Platform,
-    runner: String,
+    /// The runner it was built on (last tried, when it failed); `null`
+    /// when it was not planned.
+    runner: Option<String>,
+    /// The image manifest's digest in the registry, once pushed.
     digest: Option<String>,
     emulated: bool,
-    seconds: f64,
+    /// How long its job took on `runner`; `null` when it did not finish.
+    seconds: Option<f64>,
+    state: State,
+    error: Option<ErrorMetadata>,
+    /// The runner that lost the platform first, and why ([`JobSpec::moved_from`]).
+    moved_from: Option<String>,
+    reason: Option<String>,
+}
+
+impl PlatformMetadata {
+    fn of(job: &JobSpec, state: State) -> PlatformMetadata {
+        let moved = job.moved_from.as_ref();
+        PlatformMetadata {
+            platform: job.platform.clone(),
+            runner: Some(job.runner.clone()),
+            digest: None,
+            emulated: job.emulated,
+            seconds: None,
+            state,
+            error: None,
+            moved_from: moved.map(|moved| moved.runner.clone()),
+            reason: moved.map(|moved| moved.reason.clone()),
+        }
+    }
+
+    /// A platform whose job ended well: `published` says whether its list
+    /// went up; without a pushed image (`--no-push`) it is `built`.
+    pub(super) fn built(built: &Built, published: bool) -> PlatformMetadata {
+        let state = match (&built.child, published) {
+            (None, _) => State::Built,
+            (Some(_), true) => State::Published,
+            (Some(_), false) => State::Pushed,
+        };
+        PlatformMetadata {
+            digest: built.child.as_ref().map(|child| child.digest.clone()),
+            seconds: Some(built.seconds),
+            ..PlatformMetadata::of(&built.job, state)
+        }
+    }
+
+    /// A platform whose job failed or was stopped.
+    pub(super) fn failed(failure: &JobFailure) -> PlatformMetadata {
+        let state = match failure.stopped {
+            None => State::Failed,
+            Some(Stop::Running) => State::Cancelled,
+            Some(Stop::BeforeSlot) => State::NotStarted,
+        };
+        PlatformMetadata {
+            error: Some(ErrorMetadata {
+                kind: failure.kind,
+                message: failure.message.clone(),
+            }),
+            ..PlatformMetadata::of(&failure.job, state)
+        }
+    }
+
+    /// A platform that was not planned, because another one could not be.
+    pub(super) fn not_planned(platform: &Platform) -> PlatformMetadata {
+        PlatformMetadata {
+            runner: None,
+            ..PlatformMetadata::of(&JobSpec::on(platform.clone(), ""), State::NotStarted)
+        }
+    }
 }
 
 /// `--metadata-file`, resolved against `-C` and created before anything
@@ -58,19 +157,15 @@ impl MetadataFile {
         Ok(MetadataFile { path: Some(path) })
     }
 
-    /// The build failed: no metadata file is left behind.
-    pub(super) fn discard(&self) {
-        if let Some(path) = &self.path {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-
+    /// Writes the file: the list (`digest`, media type) when one was
+    /// published, and each platform in job order; `"missing"` holds those
+    /// not `published` (not `built`, with `--no-push`).
     pub(super) fn write(
         &self,
         image: &str,
         list: Option<(&str, &str)>,
         tags: &[String],
-        built: &[Built],
+        platforms: &[PlatformMetadata],
     ) -> Result<(), Failure> {
         let Some(path) = &self.path else {
             return Ok(());
@@ -80,16 +175,12 @@ impl MetadataFile {
             digest: list.map(|(digest, _)| digest),
             media_type: list.map(|(_, media_type)| media_type),
             tags,
-            platforms: built
+            missing: platforms
                 .iter()
-                .map(|built| PlatformMetadata {
-                    platform: built.job.platform.clone(),
-                    runner: built.job.runner.clone(),
-                    digest: built.child.as_ref().map(|child| child.digest.clone()),
-                    emulated: built.job.emulated,
-                    seconds: built.seconds,
-                })
+                .filter(|platform| !matches!(platform.state, State::Published | State::Built))
+                .map(|platform| platform.platform.clone())
                 .collect(),
+            platforms,
         };
         let json = serde_json::to_string_pretty(&metadata).expect("metadata always serialises");
         std::fs::write(path, json + "\n").map_err(|error| {

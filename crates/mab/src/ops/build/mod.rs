@@ -15,19 +15,21 @@ mod worker;
 
 use std::collections::HashMap;
 
+use mab_events::ErrorKind;
+use mab_plan::{Fallback, PlanError};
 use mab_registry::{Child, Repository};
 
 use crate::cli::BuildArgs;
 use crate::environment::Environment;
 use crate::failure::Failure;
 use crate::ops::jobs::{
-    all_or_failures, pushed_jobs, run_all, JobFailure, JobSpec, Limits, Worker,
+    all_or_failures, moved, pushed_jobs, run_all, JobFailure, JobSpec, Limits, Worker,
 };
 use crate::ops::prepare;
 use crate::ops::publishing::Publishing;
 use crate::progress::{Event, Reporter};
 
-use metadata::MetadataFile;
+use metadata::{MetadataFile, PlatformMetadata};
 use overrides::{apply_overrides, time_limit};
 use publish::{check_push, remove_staging_tags, Registry};
 use tags::{check_not_narrowing, release_tags};
@@ -106,14 +108,41 @@ pub async fn build(
         prepare::connect_all(&runners, environment, shared),
     )
     .await?;
-    let plan = prepare::plan(
+    let fallback = if args.no_fallback || !project.fallback {
+        Fallback::Refused
+    } else {
+        Fallback::Allowed
+    };
+    let plan = match prepare::plan(
         &project.platforms,
         loaded.emulation,
+        fallback,
         &loaded.runners,
         &runners,
         &connected,
-    )
-    .map_err(|error| prepare::plan_failure(error, &connected))?;
+    ) {
+        Ok(plan) => plan,
+        Err(PlanError::PreferredUnreachable { unreachable }) => {
+            // What each unreachable runner's own failure says to do.
+            let runner_hints: HashMap<String, String> = connected
+                .iter()
+                .filter_map(|(name, result)| {
+                    let hint = result.as_ref().err()?.hint.clone()?;
+                    Some((name.clone(), hint))
+                })
+                .collect();
+            return Err(stranded(
+                &project.image,
+                &project.platforms,
+                &unreachable,
+                &runner_hints,
+                &tags,
+                &metadata,
+                reporter,
+            ));
+        }
+        Err(error) => return Err(prepare::plan_failure(error, &connected)),
+    };
     reporter.report(Event::Plan {
         image: project.image.clone(),
         context_files: listing.files,
@@ -128,6 +157,15 @@ pub async fn build(
             })
             .collect(),
     });
+    for job in &plan.jobs {
+        if let Some(from) = &job.moved_from {
+            let to = mab_plan::Candidate {
+                runner: job.runner.clone(),
+                emulated: job.emulated,
+            };
+            reporter.report(moved(&job.platform, &from.runner, &to, &from.reason));
+        }
+    }
 
     let jobs: Vec<JobSpec> = plan
         .jobs
@@ -136,6 +174,8 @@ pub async fn build(
             platform: job.platform.clone(),
             runner: job.runner.clone(),
             emulated: job.emulated,
+            fallbacks: job.fallbacks.clone(),
+            moved_from: job.moved_from.clone(),
         })
         .collect();
     let slots: HashMap<String, u32> = runners
@@ -170,6 +210,7 @@ pub async fn build(
             timeout: project.timeout,
             deadline,
         },
+        fallback,
     };
     run_and_publish(
         &planned,
@@ -220,12 +261,82 @@ struct Planned<'a> {
     tags: &'a [String],
     /// The jobs' time limits.
     limits: Limits,
+    /// Whether a job whose runner fails before its build starts moves on.
+    fallback: Fallback,
 }
 
-/// The decisions after planning: runs every job through `worker`; when any
-/// platform failed, removes the staging tags of those that were pushed,
-/// discards the metadata file and fails (exit 1) naming each platform and
-/// runner with its log tail, publishing nothing. With `repository` `None`
+/// The failure of a build whose platforms `unreachable` stay on their
+/// unreachable runners because fallback is off (exit 1): reported as
+/// those platforms' jobs failing on their runners, with the metadata file
+/// saying so (the other platforms `not_started`). `runner_hints` holds the
+/// hint of each runner's own failure (by runner name), given after the
+/// one about fallback.
+fn stranded(
+    image: &str,
+    platforms: &[mab_config::Platform],
+    unreachable: &[(mab_config::Platform, mab_plan::Move)],
+    runner_hints: &HashMap<String, String>,
+    tags: &[String],
+    metadata: &MetadataFile,
+    reporter: &dyn Reporter,
+) -> Failure {
+    let failures: Vec<JobFailure> = unreachable
+        .iter()
+        .map(|(platform, moved)| JobFailure {
+            movable: true,
+            ..JobFailure::new(
+                &JobSpec::on(platform.clone(), &moved.runner),
+                ErrorKind::Runner,
+                moved.reason.clone(),
+                match runner_hints.get(&moved.runner) {
+                    Some(hint) => format!(
+                        "{}\nhint: {hint}",
+                        mab_plan::fallback_hint(&[moved.runner.as_str()])
+                    ),
+                    None => mab_plan::fallback_hint(&[moved.runner.as_str()]),
+                },
+            )
+        })
+        .collect();
+    let states: Vec<PlatformMetadata> = platforms
+        .iter()
+        .map(|platform| {
+            match failures
+                .iter()
+                .find(|failure| &failure.job.platform == platform)
+            {
+                Some(failure) => PlatformMetadata::failed(failure),
+                None => PlatformMetadata::not_planned(platform),
+            }
+        })
+        .collect();
+    write_or_warn(metadata, image, tags, &states, reporter);
+    failure_report(&failures)
+}
+
+/// Writes the metadata file of a failed build; a failure to write it is a
+/// warning, as the build's own failure is the one reported.
+fn write_or_warn(
+    metadata: &MetadataFile,
+    image: &str,
+    tags: &[String],
+    platforms: &[PlatformMetadata],
+    reporter: &dyn Reporter,
+) {
+    if let Err(failure) = metadata.write(image, None, tags, platforms) {
+        reporter.report(Event::Warning {
+            message: failure.report.trim_start_matches("error: ").to_owned(),
+        });
+    }
+}
+
+/// The decisions after planning: runs every job through `worker` (moving
+/// a job whose runner fails before its build starts, unless
+/// `planned.fallback` refuses it); when any platform failed, removes the
+/// staging tags of those that were pushed, writes the metadata (each
+/// platform's state and error, no digest) and fails (exit 1) naming each
+/// platform and the runners it was tried on with its log tail, publishing
+/// nothing. With `repository` `None`
 /// (`--no-push`) writes the metadata with no digests and returns nothing
 /// for stdout. Otherwise publishes the list of the children in job order
 /// under `planned.tags` (with `publishing` set, so that an interrupt waits
@@ -240,7 +351,22 @@ async fn run_and_publish<W: Worker, R: Registry>(
     publishing: &Publishing,
     reporter: &dyn Reporter,
 ) -> Result<String, Failure> {
-    let results = run_all(worker, planned.jobs, planned.slots, planned.limits).await;
+    let results = run_all(
+        worker,
+        planned.jobs,
+        planned.slots,
+        planned.limits,
+        planned.fallback,
+        reporter,
+    )
+    .await;
+    let states: Vec<PlatformMetadata> = results
+        .iter()
+        .map(|result| match result {
+            Ok(built) => PlatformMetadata::built(built, false),
+            Err(failure) => PlatformMetadata::failed(failure),
+        })
+        .collect();
     let built = match all_or_failures(results) {
         Ok(built) => built,
         Err(failures) => {
@@ -253,13 +379,13 @@ async fn run_and_publish<W: Worker, R: Registry>(
                     .collect();
                 remove_staging_tags(repository, &staged, &[], reporter).await;
             }
-            metadata.discard();
+            write_or_warn(metadata, planned.image, planned.tags, &states, reporter);
             return Err(failure_report(&failures));
         }
     };
 
     let Some(repository) = repository else {
-        metadata.write(planned.image, None, planned.tags, &built)?;
+        metadata.write(planned.image, None, planned.tags, &states)?;
         return Ok(String::new());
     };
     let children: Vec<Child> = built
@@ -271,7 +397,7 @@ async fn run_and_publish<W: Worker, R: Registry>(
     // end rather than leave some tags moved and others not.
     let _publishing = publishing.start();
     let digest = repository.publish(media_type, &bytes, planned.tags).await.map_err(|error| {
-        metadata.discard();
+        write_or_warn(metadata, planned.image, planned.tags, &states, reporter);
         Failure::runtime(
             error.to_string(),
             Some("check that the registry accepts pushes of manifest lists, then run `mab build` again"),
@@ -287,19 +413,28 @@ async fn run_and_publish<W: Worker, R: Registry>(
         .map(|built| staging_tag(planned.build_id, &built.job.platform))
         .collect();
     remove_staging_tags(repository, &staged, &children, reporter).await;
+    let published: Vec<PlatformMetadata> = built
+        .iter()
+        .map(|built| PlatformMetadata::built(built, true))
+        .collect();
     metadata.write(
         planned.image,
         Some((&digest, media_type)),
         planned.tags,
-        &built,
+        &published,
     )?;
     Ok(format!("{}@{digest}\n", planned.image))
 }
 
-/// The report for failed platforms: each with its runner and log tail.
+/// The report for failed platforms: each with the runners it was tried
+/// on, its log tail, and the hints grouped by cause (a Dockerfile step,
+/// the runner, the registry, usage), each hint once.
 fn failure_report(failures: &[JobFailure]) -> Failure {
     let mut details = Vec::new();
     for failure in failures {
+        for (runner, message) in &failure.earlier {
+            details.push(format!("{} on {runner}: {message}", failure.job.platform));
+        }
         details.push(format!(
             "{} on {}: {}",
             failure.job.platform, failure.job.runner, failure.message
@@ -307,14 +442,34 @@ fn failure_report(failures: &[JobFailure]) -> Failure {
         details.extend(failure.log_tail.iter().map(|line| format!("    {line}")));
     }
     let mut hints: Vec<&str> = Vec::new();
-    for failure in failures {
-        if !hints.contains(&failure.hint.as_str()) {
-            hints.push(&failure.hint);
+    for kind in [
+        ErrorKind::Build,
+        ErrorKind::Runner,
+        ErrorKind::Registry,
+        ErrorKind::Usage,
+    ] {
+        for failure in failures.iter().filter(|failure| failure.kind == kind) {
+            if !hints.contains(&failure.hint.as_str()) {
+                hints.push(&failure.hint);
+            }
         }
     }
     let names: Vec<String> = failures
         .iter()
-        .map(|failure| format!("{} (runner {})", failure.job.platform, failure.job.runner))
+        .map(|failure| {
+            let mut runners: Vec<&str> = failure
+                .earlier
+                .iter()
+                .map(|(runner, _)| runner.as_str())
+                .collect();
+            runners.push(&failure.job.runner);
+            let label = if runners.len() == 1 {
+                "runner"
+            } else {
+                "runners"
+            };
+            format!("{} ({label} {})", failure.job.platform, runners.join(", "))
+        })
         .collect();
     Failure::runtime_with_details(
         format!(
@@ -336,11 +491,12 @@ mod tests {
     use super::*;
     use crate::failure::FailureKind;
     use crate::ops::jobs::Built;
+    use worker::{movable, Stage};
 
     const REGISTRY: &str = "127.0.0.1:5000";
     const IMAGE: &str = "127.0.0.1:5000/app";
 
-    /// How the fake worker ends a platform's job.
+    /// How the fake worker ends a platform's job on a runner.
     #[derive(Clone, Copy)]
     enum Outcome {
         Built,
@@ -348,12 +504,28 @@ mod tests {
         FailsBeforePush,
         /// Pushed under its staging tag, then the image is not the platform's.
         FailsAfterPush,
+        /// The engine could not be reached before the build started.
+        Unreachable,
+        /// The build stream broke and the engine then failed a ping.
+        EngineLost,
+        /// The build stream broke, but the engine still answers.
+        StreamBroken,
+        /// A `RUN` step could not get its network on this engine.
+        NetworkSetup,
+        /// The registry refused the push.
+        PushRefused,
+        /// Runs for ten hours, then builds.
+        Hangs,
     }
 
-    /// Ends each platform's job as its table row says; pushes unless `--no-push`.
+    /// Ends each platform's job on its planned runner as `outcomes` says,
+    /// on another runner as `elsewhere` says (built when not listed);
+    /// pushes unless `--no-push`; records each run as `platform on runner`.
     struct FakeWorker {
         outcomes: Vec<(&'static str, Outcome)>,
+        elsewhere: Vec<(&'static str, &'static str, Outcome)>,
         pushes: bool,
+        runs: Mutex<Vec<String>>,
     }
 
     /// A pushed image with a digest that names its platform, for readable tables.
@@ -374,39 +546,74 @@ mod tests {
     impl Worker for FakeWorker {
         async fn run(&self, job: &JobSpec) -> Result<Built, JobFailure> {
             let platform = job.platform.to_string();
-            let (_, outcome) = self
-                .outcomes
+            let runner = job.runner.as_str();
+            self.runs
+                .lock()
+                .unwrap()
+                .push(format!("{platform} on {runner}"));
+            let outcome = match self
+                .elsewhere
                 .iter()
-                .find(|(name, _)| *name == platform)
-                .expect("every job has a row");
-            let failure = |pushed: bool, message: &str, hint: &str| JobFailure {
-                job: job.clone(),
-                kind: if pushed {
-                    mab_events::ErrorKind::Runner
-                } else {
-                    mab_events::ErrorKind::Build
-                },
-                message: message.to_owned(),
-                log_tail: vec![format!("#5 RUN false ({platform})")],
-                hint: hint.to_owned(),
-                pushed,
+                .find(|(name, on, _)| *name == platform && *on == runner)
+            {
+                Some((_, _, outcome)) => *outcome,
+                None if runner == runner_of(&platform) => {
+                    self.outcomes
+                        .iter()
+                        .find(|(name, _)| *name == platform)
+                        .expect("every job has a row")
+                        .1
+                }
+                None => Outcome::Built,
             };
+            let fail = |stage: Stage, message: String| {
+                let log = match stage {
+                    Stage::Build => vec![format!("#5 RUN false ({platform})")],
+                    _ => Vec::new(),
+                };
+                stage.failure(job, message, log, REGISTRY)
+            };
+            let broke = format!(
+                "the connection to the Docker engine of {runner} broke during the build: connection reset"
+            );
             match outcome {
                 Outcome::Built => Ok(Built {
                     job: job.clone(),
                     child: self.pushes.then(|| child(&platform)),
                     seconds: 2.5,
                 }),
-                Outcome::FailsBeforePush => Err(failure(
-                    false,
-                    "RUN false: exit code 1",
-                    "fix the Dockerfile",
+                Outcome::Hangs => {
+                    tokio::time::sleep(std::time::Duration::from_secs(36_000)).await;
+                    Ok(Built {
+                        job: job.clone(),
+                        child: self.pushes.then(|| child(&platform)),
+                        seconds: 36_000.0,
+                    })
+                }
+                Outcome::FailsBeforePush => {
+                    Err(fail(Stage::Build, "RUN false: exit code 1".to_owned()))
+                }
+                Outcome::NetworkSetup => Err(fail(
+                    Stage::Build,
+                    "failed to create network mab0: could not add veth pair".to_owned(),
                 )),
-                Outcome::FailsAfterPush => Err(failure(
-                    true,
-                    "the image is not for the platform",
-                    "check the runner's engine",
+                Outcome::FailsAfterPush => Err(fail(
+                    Stage::Verify,
+                    "the image is for linux/amd64".to_owned(),
                 )),
+                Outcome::PushRefused => Err(fail(
+                    Stage::Push,
+                    "unauthorized: authentication required".to_owned(),
+                )),
+                Outcome::StreamBroken => Err(fail(Stage::Runner, broke)),
+                Outcome::Unreachable => Err(movable(fail(
+                    Stage::Runner,
+                    format!("cannot reach the Docker engine of {runner}: connection refused"),
+                ))),
+                Outcome::EngineLost => Err(movable(fail(
+                    Stage::Runner,
+                    format!("{broke}; then the Docker engine of {runner} did not answer GET /_ping: connection refused"),
+                ))),
             }
         }
     }
@@ -569,6 +776,16 @@ mod tests {
                         "note: {image} does not delete tags; staging tag(s) {} remain",
                         tags.join(", ")
                     )),
+                    Event::Moved {
+                        platform,
+                        from,
+                        to,
+                        emulated,
+                        reason,
+                    } => Some(format!(
+                        "warning: {platform} moved from runner `{from}` to runner `{to}` ({}): {reason}",
+                        if *emulated { "emulated" } else { "native" }
+                    )),
                     Event::Warning { message } => Some(format!("warning: {message}")),
                     _ => None,
                 })
@@ -588,7 +805,18 @@ mod tests {
     /// the registry was asked, the result and the metadata file.
     struct Case {
         name: &'static str,
+        /// Each platform (planned on [`runner_of`] it) and how its job ends there.
         outcomes: Vec<(&'static str, Outcome)>,
+        /// How a platform's job ends on another runner (built when not listed).
+        elsewhere: Vec<(&'static str, &'static str, Outcome)>,
+        /// A platform's fallbacks: (runner, emulated), in order.
+        fallbacks: Vec<(&'static str, Vec<(&'static str, bool)>)>,
+        /// A platform the plan moved: (platform, from runner, reason).
+        planned_move: Option<(&'static str, &'static str, &'static str)>,
+        fallback: Fallback,
+        /// `timeout` and `--deadline`, in minutes.
+        timeout: Option<u64>,
+        deadline: Option<u64>,
         /// `false`: `--no-push`, no registry at all.
         push: bool,
         answers: Answers,
@@ -596,35 +824,110 @@ mod tests {
         calls: Vec<&'static str>,
         /// stdout, or the failure's kind and phrases its report holds once each.
         result: Result<&'static str, (FailureKind, Vec<&'static str>)>,
-        /// The metadata file's JSON; `None` when no file is left.
-        metadata: Option<serde_json::Value>,
+        /// The metadata file's JSON.
+        metadata: serde_json::Value,
         /// Phrases of notes and warnings.
         said: Vec<&'static str>,
+        /// Each run, `platform on runner`, sorted; `None`: one per platform
+        /// on its planned runner.
+        runs: Option<Vec<&'static str>>,
     }
 
-    fn platform_metadata(platform: &str, pushed: bool) -> serde_json::Value {
+    /// A case with no moves, no limits and an answering registry.
+    fn base() -> Case {
+        Case {
+            name: "",
+            outcomes: Vec::new(),
+            elsewhere: Vec::new(),
+            fallbacks: Vec::new(),
+            planned_move: None,
+            fallback: Fallback::Allowed,
+            timeout: None,
+            deadline: None,
+            push: true,
+            answers: Answers::default(),
+            calls: Vec::new(),
+            result: Ok(""),
+            metadata: serde_json::Value::Null,
+            said: Vec::new(),
+            runs: None,
+        }
+    }
+
+    /// A platform's entry in the metadata file in `state`, on its planned
+    /// runner, not moved, without error.
+    fn entry(platform: &str, state: &str) -> serde_json::Value {
+        let done = matches!(state, "published" | "pushed" | "built");
         json!({
             "platform": platform,
             "runner": runner_of(platform),
-            "digest": pushed.then(|| child(platform).digest),
+            "digest": matches!(state, "published" | "pushed").then(|| child(platform).digest),
             "emulated": false,
-            "seconds": 2.5,
+            "seconds": done.then_some(2.5),
+            "state": state,
+            "error": null,
+            "moved_from": null,
+            "reason": null,
+        })
+    }
+
+    /// `value` with the fields of `changes` replaced.
+    fn with(mut value: serde_json::Value, changes: serde_json::Value) -> serde_json::Value {
+        for (key, changed) in changes.as_object().unwrap() {
+            value[key] = changed.clone();
+        }
+        value
+    }
+
+    fn error(kind: &str, message: &str) -> serde_json::Value {
+        json!({ "kind": kind, "message": message })
+    }
+
+    /// The entry of a platform that ended in `state` on its planned runner
+    /// with an error of `kind`.
+    fn failed(platform: &str, state: &str, kind: &str, message: &str) -> serde_json::Value {
+        with(
+            entry(platform, state),
+            json!({ "error": error(kind, message) }),
+        )
+    }
+
+    /// The metadata file: the list when `published`, the platforms missing
+    /// from the result, and each platform's entry.
+    fn document(
+        published: bool,
+        missing: &[&str],
+        platforms: Vec<serde_json::Value>,
+    ) -> serde_json::Value {
+        json!({
+            "image": IMAGE,
+            "digest": published.then_some("sha256:list"),
+            "media_type": published.then_some(mab_registry::DOCKER_MANIFEST_LIST),
+            "tags": ["1.0", "latest"],
+            "missing": missing,
+            "platforms": platforms,
         })
     }
 
     fn published_metadata(platforms: &[&str]) -> serde_json::Value {
-        json!({
-            "image": IMAGE,
-            "digest": "sha256:list",
-            "media_type": mab_registry::DOCKER_MANIFEST_LIST,
-            "tags": ["1.0", "latest"],
-            "platforms": platforms.iter().map(|platform| platform_metadata(platform, true)).collect::<Vec<_>>(),
-        })
+        document(
+            true,
+            &[],
+            platforms
+                .iter()
+                .map(|platform| entry(platform, "published"))
+                .collect(),
+        )
     }
+
+    const UNREACHABLE_PI: &str = "cannot reach the Docker engine of pi: connection refused";
+    const BUILD_HINT: &str = "hint: the indented lines above end the failed build's log; fix the Dockerfile and run `mab build` again";
 
     fn cases() -> Vec<Case> {
         use Outcome::*;
         let both_built = vec![("linux/amd64", Built), ("linux/arm64", Built)];
+        let arm_down = vec![("linux/amd64", Built), ("linux/arm64", Unreachable)];
+        let arm_fallbacks = || vec![("linux/arm64", vec![("pi-2", false), ("laptop", true)])];
         let deleting = Answers {
             deletes_tags: true,
             ..Answers::default()
@@ -639,32 +942,37 @@ mod tests {
             "read sha256:linux-arm64",
         ];
         let stdout = "127.0.0.1:5000/app@sha256:list\n";
-        let both_published = || Some(published_metadata(&["linux/amd64", "linux/arm64"]));
+        let both_published = || published_metadata(&["linux/amd64", "linux/arm64"]);
+        let lost_pi = "the connection to the Docker engine of pi broke during the build: connection reset; then the Docker engine of pi did not answer GET /_ping: connection refused";
+        let moved_to = |to: &str, emulated: bool, reason: &str| {
+            with(
+                entry("linux/arm64", "published"),
+                json!({ "runner": to, "emulated": emulated, "moved_from": "pi", "reason": reason }),
+            )
+        };
         vec![
             Case {
                 name: "every platform built: the list goes up under the tags, the staging tags go",
                 outcomes: both_built.clone(),
-                push: true,
                 answers: deleting,
                 calls: deleted_then_read.clone(),
                 result: Ok(stdout),
                 metadata: both_published(),
                 said: vec!["note: published 127.0.0.1:5000/app@sha256:list as 1.0, latest"],
+                ..base()
             },
             Case {
                 name: "a registry that does not delete tags: the staging tags are said to remain",
                 outcomes: both_built.clone(),
-                push: true,
-                answers: Answers::default(),
                 calls: deleted_then_read[..3].to_vec(),
                 result: Ok(stdout),
                 metadata: both_published(),
                 said: vec!["note: 127.0.0.1:5000/app does not delete tags; staging tag(s) mab-b1-linux-amd64, mab-b1-linux-arm64 remain"],
+                ..base()
             },
             Case {
                 name: "a tag deletion that fails is a warning and the tag remains; the build still succeeds",
                 outcomes: both_built.clone(),
-                push: true,
                 answers: Answers {
                     delete_fails: true,
                     ..Answers::default()
@@ -676,11 +984,11 @@ mod tests {
                     "warning: deleting tag mab-b1-linux-amd64 in 127.0.0.1:5000/app failed at 127.0.0.1:5000",
                     "staging tag(s) mab-b1-linux-amd64, mab-b1-linux-arm64 remain",
                 ],
+                ..base()
             },
             Case {
                 name: "a registry that deletes the manifest with its tag: the broken list is reported",
                 outcomes: both_built.clone(),
-                push: true,
                 answers: Answers {
                     loses_manifests: true,
                     ..deleting
@@ -692,11 +1000,11 @@ mod tests {
                     "warning: after deleting the staging tags, 127.0.0.1:5000/app no longer serves sha256:linux-arm64 (linux/arm64 ",
                     "the published list is broken",
                 ],
+                ..base()
             },
             Case {
                 name: "a platform fails before its push: nothing is published, only the others' staging tags go",
                 outcomes: vec![("linux/amd64", Built), ("linux/arm64", FailsBeforePush)],
-                push: true,
                 answers: deleting,
                 calls: vec!["delete mab-b1-linux-amd64"],
                 result: Err((
@@ -705,70 +1013,93 @@ mod tests {
                         "build failed for linux/arm64 (runner pi); nothing was published",
                         "linux/arm64 on pi: RUN false: exit code 1",
                         "    #5 RUN false (linux/arm64)",
-                        "hint: fix the Dockerfile",
+                        BUILD_HINT,
                     ],
                 )),
-                metadata: None,
-                said: vec![],
+                metadata: document(
+                    false,
+                    &["linux/amd64", "linux/arm64"],
+                    vec![
+                        entry("linux/amd64", "pushed"),
+                        failed("linux/arm64", "failed", "build", "RUN false: exit code 1"),
+                    ],
+                ),
+                ..base()
             },
             Case {
                 name: "a platform fails after its push: its staging tag goes too",
                 outcomes: vec![("linux/amd64", Built), ("linux/arm64", FailsAfterPush)],
-                push: true,
                 answers: deleting,
                 calls: vec!["delete mab-b1-linux-amd64", "delete mab-b1-linux-arm64"],
                 result: Err((
                     FailureKind::Runtime,
                     vec![
                         "build failed for linux/arm64 (runner pi); nothing was published",
-                        "hint: check the runner's engine",
+                        "hint: runner `pi` did not produce a linux/arm64 image",
                     ],
                 )),
-                metadata: None,
-                said: vec![],
+                metadata: document(
+                    false,
+                    &["linux/amd64", "linux/arm64"],
+                    vec![
+                        entry("linux/amd64", "pushed"),
+                        failed("linux/arm64", "failed", "runner", "the image is for linux/amd64"),
+                    ],
+                ),
+                ..base()
             },
             Case {
-                name: "one platform fails before and one after its push: the pushed ones lose their staging tags, both are named",
+                name: "one platform fails before and one after its push: the pushed ones lose their staging tags, both are named, the hints grouped by cause",
                 outcomes: vec![
                     ("linux/amd64", Built),
                     ("linux/arm64", FailsAfterPush),
                     ("linux/s390x", FailsBeforePush),
                 ],
-                push: true,
-                answers: Answers::default(),
                 calls: vec!["delete mab-b1-linux-amd64", "delete mab-b1-linux-arm64"],
                 result: Err((
                     FailureKind::Runtime,
                     vec![
                         "build failed for linux/arm64 (runner pi), linux/s390x (runner mainframe); nothing was published",
-                        "hint: check the runner's engine\nhint: fix the Dockerfile",
+                        "fix the Dockerfile and run `mab build` again\nhint: runner `pi` did not produce a linux/arm64 image",
                     ],
                 )),
-                metadata: None,
+                metadata: document(
+                    false,
+                    &["linux/amd64", "linux/arm64", "linux/s390x"],
+                    vec![
+                        entry("linux/amd64", "pushed"),
+                        failed("linux/arm64", "failed", "runner", "the image is for linux/amd64"),
+                        failed("linux/s390x", "failed", "build", "RUN false: exit code 1"),
+                    ],
+                ),
                 said: vec!["staging tag(s) mab-b1-linux-amd64, mab-b1-linux-arm64 remain"],
+                ..base()
             },
             Case {
                 name: "every platform fails before pushing: the registry is not touched, the hint is given once",
                 outcomes: vec![("linux/amd64", FailsBeforePush), ("linux/arm64", FailsBeforePush)],
-                push: true,
                 answers: deleting,
-                calls: vec![],
                 result: Err((
                     FailureKind::Runtime,
                     vec![
                         "build failed for linux/amd64 (runner local), linux/arm64 (runner pi); nothing was published",
                         "    #5 RUN false (linux/amd64)",
                         "    #5 RUN false (linux/arm64)",
-                        "hint: fix the Dockerfile",
+                        BUILD_HINT,
                     ],
                 )),
-                metadata: None,
-                said: vec![],
+                metadata: document(
+                    false,
+                    &["linux/amd64", "linux/arm64"],
+                    ["linux/amd64", "linux/arm64"]
+                        .map(|platform| failed(platform, "failed", "build", "RUN false: exit code 1"))
+                        .to_vec(),
+                ),
+                ..base()
             },
             Case {
-                name: "the publish fails: a runtime failure naming the registry; the staging tags stay",
+                name: "the publish fails: a runtime failure naming the registry; the staging tags stay; every platform is pushed, none published",
                 outcomes: both_built.clone(),
-                push: true,
                 answers: Answers {
                     publish_fails: true,
                     ..deleting
@@ -781,40 +1112,42 @@ mod tests {
                         "hint: check that the registry accepts pushes of manifest lists",
                     ],
                 )),
-                metadata: None,
-                said: vec![],
+                metadata: document(
+                    false,
+                    &["linux/amd64", "linux/arm64"],
+                    vec![entry("linux/amd64", "pushed"), entry("linux/arm64", "pushed")],
+                ),
+                ..base()
             },
             Case {
-                name: "--no-push: no registry, nothing on stdout, metadata without digests",
+                name: "--no-push: no registry, nothing on stdout, every platform built, none missing",
                 outcomes: both_built.clone(),
                 push: false,
-                answers: Answers::default(),
-                calls: vec![],
                 result: Ok(""),
-                metadata: Some(json!({
-                    "image": IMAGE,
-                    "digest": null,
-                    "media_type": null,
-                    "tags": ["1.0", "latest"],
-                    "platforms": [
-                        platform_metadata("linux/amd64", false),
-                        platform_metadata("linux/arm64", false),
-                    ],
-                })),
-                said: vec![],
+                metadata: document(
+                    false,
+                    &[],
+                    vec![entry("linux/amd64", "built"), entry("linux/arm64", "built")],
+                ),
+                ..base()
             },
             Case {
-                name: "--no-push and a failed platform: a runtime failure, no metadata file",
+                name: "--no-push and a failed platform: a runtime failure, the failed one missing",
                 outcomes: vec![("linux/amd64", FailsBeforePush), ("linux/arm64", Built)],
                 push: false,
-                answers: Answers::default(),
-                calls: vec![],
                 result: Err((
                     FailureKind::Runtime,
                     vec!["build failed for linux/amd64 (runner local); nothing was published"],
                 )),
-                metadata: None,
-                said: vec![],
+                metadata: document(
+                    false,
+                    &["linux/amd64"],
+                    vec![
+                        failed("linux/amd64", "failed", "build", "RUN false: exit code 1"),
+                        entry("linux/arm64", "built"),
+                    ],
+                ),
+                ..base()
             },
             Case {
                 name: "the list holds the children in the order of the jobs",
@@ -823,8 +1156,6 @@ mod tests {
                     ("linux/amd64", Built),
                     ("linux/arm64", Built),
                 ],
-                push: true,
-                answers: Answers::default(),
                 calls: vec![
                     "publish sha256:linux-s390x, sha256:linux-amd64, sha256:linux-arm64 as 1.0, latest while publishing",
                     "delete mab-b1-linux-s390x",
@@ -832,39 +1163,400 @@ mod tests {
                     "delete mab-b1-linux-arm64",
                 ],
                 result: Ok("127.0.0.1:5000/app@sha256:list\n"),
-                metadata: Some(published_metadata(&["linux/s390x", "linux/amd64", "linux/arm64"])),
-                said: vec![],
+                metadata: published_metadata(&["linux/s390x", "linux/amd64", "linux/arm64"]),
+                ..base()
+            },
+            Case {
+                name: "unreachable before its build: the platform moves to its first native fallback and is published from there",
+                outcomes: arm_down.clone(),
+                fallbacks: arm_fallbacks(),
+                calls: deleted_then_read[..3].to_vec(),
+                result: Ok(stdout),
+                metadata: document(
+                    true,
+                    &[],
+                    vec![entry("linux/amd64", "published"), moved_to("pi-2", false, UNREACHABLE_PI)],
+                ),
+                said: vec!["warning: linux/arm64 moved from runner `pi` to runner `pi-2` (native): cannot reach the Docker engine of pi: connection refused"],
+                runs: Some(vec!["linux/amd64 on local", "linux/arm64 on pi", "linux/arm64 on pi-2"]),
+                ..base()
+            },
+            Case {
+                name: "the build stream broke and the engine fails a ping: the platform moves",
+                outcomes: vec![("linux/amd64", Built), ("linux/arm64", EngineLost)],
+                fallbacks: arm_fallbacks(),
+                calls: deleted_then_read[..3].to_vec(),
+                result: Ok(stdout),
+                metadata: document(
+                    true,
+                    &[],
+                    vec![entry("linux/amd64", "published"), moved_to("pi-2", false, lost_pi)],
+                ),
+                said: vec!["warning: linux/arm64 moved from runner `pi` to runner `pi-2` (native): the connection to the Docker engine of pi broke during the build"],
+                runs: Some(vec!["linux/amd64 on local", "linux/arm64 on pi", "linux/arm64 on pi-2"]),
+                ..base()
+            },
+            Case {
+                name: "the build stream broke but the engine still answers: not moved, a runner failure",
+                outcomes: vec![("linux/amd64", Built), ("linux/arm64", StreamBroken)],
+                fallbacks: arm_fallbacks(),
+                calls: vec!["delete mab-b1-linux-amd64"],
+                result: Err((
+                    FailureKind::Runtime,
+                    vec![
+                        "build failed for linux/arm64 (runner pi); nothing was published",
+                        "hint: check runner `pi` (its host and engine) and run `mab build` again",
+                    ],
+                )),
+                metadata: document(
+                    false,
+                    &["linux/amd64", "linux/arm64"],
+                    vec![
+                        entry("linux/amd64", "pushed"),
+                        failed("linux/arm64", "failed", "runner", "the connection to the Docker engine of pi broke during the build: connection reset"),
+                    ],
+                ),
+                ..base()
+            },
+            Case {
+                name: "native fallbacks first, then emulated ones: both native runners down, the emulating one builds it",
+                outcomes: arm_down.clone(),
+                elsewhere: vec![("linux/arm64", "pi-2", Unreachable)],
+                fallbacks: arm_fallbacks(),
+                calls: deleted_then_read[..3].to_vec(),
+                result: Ok(stdout),
+                metadata: document(
+                    true,
+                    &[],
+                    vec![entry("linux/amd64", "published"), moved_to("laptop", true, UNREACHABLE_PI)],
+                ),
+                said: vec![
+                    "warning: linux/arm64 moved from runner `pi` to runner `pi-2` (native): cannot reach the Docker engine of pi: connection refused",
+                    "warning: linux/arm64 moved from runner `pi-2` to runner `laptop` (emulated): cannot reach the Docker engine of pi-2: connection refused",
+                ],
+                runs: Some(vec![
+                    "linux/amd64 on local",
+                    "linux/arm64 on laptop",
+                    "linux/arm64 on pi",
+                    "linux/arm64 on pi-2",
+                ]),
+                ..base()
+            },
+            Case {
+                name: "every fallback fails too: the last failure, naming every runner tried",
+                outcomes: arm_down.clone(),
+                elsewhere: vec![
+                    ("linux/arm64", "pi-2", Unreachable),
+                    ("linux/arm64", "laptop", EngineLost),
+                ],
+                fallbacks: arm_fallbacks(),
+                calls: vec!["delete mab-b1-linux-amd64"],
+                result: Err((
+                    FailureKind::Runtime,
+                    vec![
+                        "build failed for linux/arm64 (runners pi, pi-2, laptop); nothing was published",
+                        "linux/arm64 on pi: cannot reach the Docker engine of pi: connection refused",
+                        "linux/arm64 on pi-2: cannot reach the Docker engine of pi-2: connection refused",
+                        "linux/arm64 on laptop: the connection to the Docker engine of laptop broke",
+                        "hint: check runner `laptop` (its host and engine)",
+                    ],
+                )),
+                metadata: document(
+                    false,
+                    &["linux/amd64", "linux/arm64"],
+                    vec![
+                        entry("linux/amd64", "pushed"),
+                        with(
+                            entry("linux/arm64", "failed"),
+                            json!({
+                                "runner": "laptop",
+                                "emulated": true,
+                                "error": error("runner", "the connection to the Docker engine of laptop broke during the build: connection reset; then the Docker engine of laptop did not answer GET /_ping: connection refused"),
+                                "moved_from": "pi",
+                                "reason": UNREACHABLE_PI,
+                            }),
+                        ),
+                    ],
+                ),
+                said: vec![
+                    "warning: linux/arm64 moved from runner `pi` to runner `pi-2` (native): cannot reach the Docker engine of pi: connection refused",
+                    "warning: linux/arm64 moved from runner `pi-2` to runner `laptop` (emulated): cannot reach the Docker engine of pi-2: connection refused",
+                ],
+                runs: Some(vec![
+                    "linux/amd64 on local",
+                    "linux/arm64 on laptop",
+                    "linux/arm64 on pi",
+                    "linux/arm64 on pi-2",
+                ]),
+                ..base()
+            },
+            Case {
+                name: "no fallback configured: the runner's failure, with the runner's hint",
+                outcomes: arm_down.clone(),
+                calls: vec!["delete mab-b1-linux-amd64"],
+                result: Err((
+                    FailureKind::Runtime,
+                    vec![
+                        "build failed for linux/arm64 (runner pi); nothing was published",
+                        "linux/arm64 on pi: cannot reach the Docker engine of pi: connection refused",
+                        "hint: check runner `pi` (its host and engine) and run `mab build` again",
+                    ],
+                )),
+                metadata: document(
+                    false,
+                    &["linux/amd64", "linux/arm64"],
+                    vec![
+                        entry("linux/amd64", "pushed"),
+                        failed("linux/arm64", "failed", "runner", UNREACHABLE_PI),
+                    ],
+                ),
+                ..base()
+            },
+            Case {
+                name: "--no-fallback: no move; the build fails naming the runner, the hint names --no-fallback",
+                outcomes: arm_down.clone(),
+                fallbacks: arm_fallbacks(),
+                fallback: Fallback::Refused,
+                calls: vec!["delete mab-b1-linux-amd64"],
+                result: Err((
+                    FailureKind::Runtime,
+                    vec![
+                        "error: build failed for linux/arm64 (runner pi); nothing was published",
+                        "linux/arm64 on pi: cannot reach the Docker engine of pi: connection refused",
+                        "hint: check runner `pi` with `mab runners check`, or leave out --no-fallback",
+                    ],
+                )),
+                metadata: document(
+                    false,
+                    &["linux/amd64", "linux/arm64"],
+                    vec![
+                        entry("linux/amd64", "pushed"),
+                        failed("linux/arm64", "failed", "runner", UNREACHABLE_PI),
+                    ],
+                ),
+                ..base()
+            },
+            Case {
+                name: "a Dockerfile step failed: never moved, though fallbacks exist",
+                outcomes: vec![("linux/amd64", Built), ("linux/arm64", FailsBeforePush)],
+                fallbacks: arm_fallbacks(),
+                calls: vec!["delete mab-b1-linux-amd64"],
+                result: Err((
+                    FailureKind::Runtime,
+                    vec!["build failed for linux/arm64 (runner pi); nothing was published", BUILD_HINT],
+                )),
+                metadata: document(
+                    false,
+                    &["linux/amd64", "linux/arm64"],
+                    vec![
+                        entry("linux/amd64", "pushed"),
+                        failed("linux/arm64", "failed", "build", "RUN false: exit code 1"),
+                    ],
+                ),
+                ..base()
+            },
+            Case {
+                name: "stopped by its own time limit: never moved, cancelled",
+                outcomes: vec![("linux/amd64", Built), ("linux/arm64", Hangs)],
+                fallbacks: arm_fallbacks(),
+                timeout: Some(60),
+                calls: vec!["delete mab-b1-linux-amd64"],
+                result: Err((
+                    FailureKind::Runtime,
+                    vec![
+                        "build failed for linux/arm64 (runner pi); nothing was published",
+                        "linux/arm64 on pi: stopped after running for 1h on runner `pi`",
+                    ],
+                )),
+                metadata: document(
+                    false,
+                    &["linux/amd64", "linux/arm64"],
+                    vec![
+                        entry("linux/amd64", "pushed"),
+                        failed("linux/arm64", "cancelled", "runner", "stopped after running for 1h on runner `pi`, its time limit (`timeout` under [image], or --timeout)"),
+                    ],
+                ),
+                ..base()
+            },
+            Case {
+                name: "the deadline: the running job is cancelled, the one waiting for the runner's slot never started",
+                outcomes: vec![("linux/s390x", Hangs), ("linux/ppc64le", Built)],
+                deadline: Some(60),
+                result: Err((
+                    FailureKind::Runtime,
+                    vec!["build failed for linux/s390x (runner mainframe), linux/ppc64le (runner mainframe); nothing was published"],
+                )),
+                metadata: document(
+                    false,
+                    &["linux/s390x", "linux/ppc64le"],
+                    vec![
+                        failed("linux/s390x", "cancelled", "runner", "stopped on runner `mainframe`: the build's deadline (--deadline 1h) came"),
+                        failed("linux/ppc64le", "not_started", "runner", "not started: the build's deadline (--deadline 1h) came while it waited for a slot on runner `mainframe`"),
+                    ],
+                ),
+                runs: Some(vec!["linux/s390x on mainframe"]),
+                ..base()
+            },
+            Case {
+                name: "a platform the plan moved: published, the move in its metadata",
+                outcomes: vec![("linux/amd64", Built), ("linux/arm64", Built)],
+                planned_move: Some(("linux/arm64", "arm-0", "ssh: connect to 127.0.0.1 port 1: connection refused")),
+                calls: deleted_then_read[..3].to_vec(),
+                result: Ok(stdout),
+                metadata: document(
+                    true,
+                    &[],
+                    vec![
+                        entry("linux/amd64", "published"),
+                        with(
+                            entry("linux/arm64", "published"),
+                            json!({ "moved_from": "arm-0", "reason": "ssh: connect to 127.0.0.1 port 1: connection refused" }),
+                        ),
+                    ],
+                ),
+                ..base()
+            },
+            Case {
+                name: "an engine that cannot set up a RUN step's network: a runner failure, hint network = host, not moved",
+                outcomes: vec![("linux/amd64", Built), ("linux/arm64", NetworkSetup)],
+                fallbacks: arm_fallbacks(),
+                calls: vec!["delete mab-b1-linux-amd64"],
+                result: Err((
+                    FailureKind::Runtime,
+                    vec![
+                        "build failed for linux/arm64 (runner pi); nothing was published",
+                        "hint: the engine of runner `pi` could not set up networking for a RUN step: set `network = \"host\"` on that runner",
+                    ],
+                )),
+                metadata: document(
+                    false,
+                    &["linux/amd64", "linux/arm64"],
+                    vec![
+                        entry("linux/amd64", "pushed"),
+                        failed("linux/arm64", "failed", "runner", "failed to create network mab0: could not add veth pair"),
+                    ],
+                ),
+                ..base()
+            },
+            Case {
+                name: "a push the registry refuses and a failed step: a registry and a build failure, hints grouped by cause",
+                outcomes: vec![("linux/amd64", PushRefused), ("linux/arm64", FailsBeforePush)],
+                fallbacks: arm_fallbacks(),
+                result: Err((
+                    FailureKind::Runtime,
+                    vec![
+                        "build failed for linux/amd64 (runner local), linux/arm64 (runner pi); nothing was published",
+                        "fix the Dockerfile and run `mab build` again\nhint: mab hands the engines the credentials for 127.0.0.1:5000",
+                    ],
+                )),
+                metadata: document(
+                    false,
+                    &["linux/amd64", "linux/arm64"],
+                    vec![
+                        failed("linux/amd64", "failed", "registry", "unauthorized: authentication required"),
+                        failed("linux/arm64", "failed", "build", "RUN false: exit code 1"),
+                    ],
+                ),
+                ..base()
+            },
+            Case {
+                name: "a moved platform that fails after its push on its fallback: its staging tag goes",
+                outcomes: arm_down.clone(),
+                elsewhere: vec![("linux/arm64", "pi-2", FailsAfterPush)],
+                fallbacks: arm_fallbacks(),
+                calls: vec!["delete mab-b1-linux-amd64", "delete mab-b1-linux-arm64"],
+                result: Err((
+                    FailureKind::Runtime,
+                    vec![
+                        "build failed for linux/arm64 (runners pi, pi-2); nothing was published",
+                        "hint: runner `pi-2` did not produce a linux/arm64 image",
+                    ],
+                )),
+                metadata: document(
+                    false,
+                    &["linux/amd64", "linux/arm64"],
+                    vec![
+                        entry("linux/amd64", "pushed"),
+                        with(
+                            entry("linux/arm64", "failed"),
+                            json!({
+                                "runner": "pi-2",
+                                "error": error("runner", "the image is for linux/amd64"),
+                                "moved_from": "pi",
+                                "reason": UNREACHABLE_PI,
+                            }),
+                        ),
+                    ],
+                ),
+                said: vec!["warning: linux/arm64 moved from runner `pi` to runner `pi-2` (native): cannot reach the Docker engine of pi: connection refused"],
+                runs: Some(vec!["linux/amd64 on local", "linux/arm64 on pi", "linux/arm64 on pi-2"]),
+                ..base()
             },
         ]
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn the_orchestration_decides_what_is_published_removed_and_reported() {
-        for case in cases() {
+        let cases = cases();
+        assert!(cases.len() >= 25, "{} scenarios", cases.len());
+        for case in cases {
             let name = case.name;
             let jobs: Vec<JobSpec> = case
                 .outcomes
                 .iter()
                 .map(|(platform, _)| JobSpec {
-                    platform: platform.parse().unwrap(),
-                    runner: runner_of(platform).to_owned(),
-                    emulated: false,
+                    fallbacks: case
+                        .fallbacks
+                        .iter()
+                        .filter(|(name, _)| name == platform)
+                        .flat_map(|(_, runners)| runners)
+                        .map(|(runner, emulated)| mab_plan::Candidate {
+                            runner: (*runner).to_owned(),
+                            emulated: *emulated,
+                        })
+                        .collect(),
+                    moved_from: case
+                        .planned_move
+                        .filter(|(moved, _, _)| moved == platform)
+                        .map(|(_, runner, reason)| mab_plan::Move {
+                            runner: runner.to_owned(),
+                            reason: reason.to_owned(),
+                        }),
+                    ..JobSpec::on(platform.parse().unwrap(), runner_of(platform))
                 })
                 .collect();
-            let slots: HashMap<String, u32> =
-                jobs.iter().map(|job| (job.runner.clone(), 1)).collect();
+            let slots: HashMap<String, u32> = jobs
+                .iter()
+                .flat_map(|job| {
+                    std::iter::once(job.runner.clone())
+                        .chain(job.fallbacks.iter().map(|to| to.runner.clone()))
+                })
+                .map(|runner| (runner, 1))
+                .collect();
             let tags = ["1.0".to_owned(), "latest".to_owned()];
+            let minutes = |minutes: u64| std::time::Duration::from_secs(60 * minutes);
             let planned = Planned {
                 image: IMAGE,
                 jobs: &jobs,
                 slots: &slots,
                 build_id: "b1",
                 tags: &tags,
-                limits: Limits::default(),
+                limits: Limits {
+                    timeout: case.timeout.map(minutes),
+                    deadline: case.deadline.map(|deadline| {
+                        (
+                            tokio::time::Instant::now() + minutes(deadline),
+                            minutes(deadline),
+                        )
+                    }),
+                },
+                fallback: case.fallback,
             };
             let worker = FakeWorker {
                 outcomes: case.outcomes.clone(),
+                elsewhere: case.elsewhere.clone(),
                 pushes: case.push,
+                runs: Mutex::new(Vec::new()),
             };
             let publishing = Publishing::default();
             let registry = FakeRegistry::new(case.answers, &publishing);
@@ -893,6 +1585,7 @@ mod tests {
                 (Ok(stdout), Ok(expected)) => assert_eq!(stdout, expected, "{name}"),
                 (Err(failure), Err((kind, phrases))) => {
                     assert_eq!(failure.kind, *kind, "{name}");
+                    assert_eq!(failure.kind.exit_code(), 1, "{name}");
                     for phrase in phrases {
                         assert!(
                             failure.report.matches(phrase).count() == 1,
@@ -903,14 +1596,9 @@ mod tests {
                 }
                 (result, _) => panic!("{name}: unexpected {result:?}"),
             }
-            match &case.metadata {
-                Some(expected) => {
-                    let written: serde_json::Value =
-                        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-                    assert_eq!(&written, expected, "{name}");
-                }
-                None => assert!(!path.exists(), "{name}: the metadata file is removed"),
-            }
+            let written: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            assert_eq!(written, case.metadata, "{name}");
             let said = reporter.said();
             for phrase in &case.said {
                 assert!(
@@ -918,7 +1606,94 @@ mod tests {
                     "{name}: {phrase:?} not in {said:#?}"
                 );
             }
+            let moves = said
+                .iter()
+                .filter(|line| line.contains(" moved from runner "))
+                .count();
+            let expected_moves = case
+                .said
+                .iter()
+                .filter(|line| line.contains(" moved from runner "))
+                .count();
+            assert_eq!(moves, expected_moves, "{name}: {said:#?}");
+            let mut runs = worker.runs.lock().unwrap().clone();
+            runs.sort();
+            let expected_runs: Vec<String> = match &case.runs {
+                Some(runs) => runs.iter().map(|run| (*run).to_owned()).collect(),
+                None => {
+                    let mut runs: Vec<String> = case
+                        .outcomes
+                        .iter()
+                        .map(|(platform, _)| format!("{platform} on {}", runner_of(platform)))
+                        .collect();
+                    runs.sort();
+                    runs
+                }
+            };
+            assert_eq!(runs, expected_runs, "{name}");
         }
+    }
+
+    /// `--no-fallback` and a platform whose preferred runner was
+    /// unreachable at planning: the job's failure on that runner, exit 1,
+    /// and the metadata says so; the other platforms never started.
+    #[test]
+    fn a_platform_stranded_by_no_fallback_fails_as_its_job() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("metadata.json");
+        let metadata = MetadataFile {
+            path: Some(path.clone()),
+        };
+        let platforms: Vec<mab_config::Platform> = ["linux/amd64", "linux/arm64"]
+            .iter()
+            .map(|platform| platform.parse().unwrap())
+            .collect();
+        let stranded_by = vec![(
+            platforms[1].clone(),
+            mab_plan::Move {
+                runner: "pi".to_owned(),
+                reason: UNREACHABLE_PI.to_owned(),
+            },
+        )];
+        let tags = ["1.0".to_owned(), "latest".to_owned()];
+        let reporter = Recorded::default();
+        let hints = HashMap::from([(
+            "pi".to_owned(),
+            "check that the engine runs and that its socket is the runner's `engine`".to_owned(),
+        )]);
+        let failure = stranded(
+            IMAGE,
+            &platforms,
+            &stranded_by,
+            &hints,
+            &tags,
+            &metadata,
+            &reporter,
+        );
+        assert_eq!(failure.kind, FailureKind::Runtime);
+        assert_eq!(
+            failure.report,
+            "error: build failed for linux/arm64 (runner pi); nothing was published\n  \
+             | linux/arm64 on pi: cannot reach the Docker engine of pi: connection refused\n\
+             hint: check runner `pi` with `mab runners check`, or leave out --no-fallback (and `fallback = false` under [image] in mab.toml) so that another runner builds it\n\
+             hint: check that the engine runs and that its socket is the runner's `engine`"
+        );
+        let written: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(
+            written,
+            document(
+                false,
+                &["linux/amd64", "linux/arm64"],
+                vec![
+                    with(
+                        entry("linux/amd64", "not_started"),
+                        json!({ "runner": null })
+                    ),
+                    failed("linux/arm64", "failed", "runner", UNREACHABLE_PI),
+                ],
+            )
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -160,6 +160,7 @@ mod tests {
             dockerfile: None,
             target: None,
             emulation: true,
+            fallback: true,
             timeout: Some(std::time::Duration::from_secs(90 * 60)),
             args: [
                 ("KEPT", "manifest"),

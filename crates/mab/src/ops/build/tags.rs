@@ -170,6 +170,7 @@ mod tests {
                 dockerfile: None,
                 target: None,
                 emulation: true,
+                fallback: true,
                 timeout: None,
                 args: Default::default(),
                 extra_tags: Vec::new(),

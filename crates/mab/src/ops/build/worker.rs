@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use mab_config::{NetworkMode, Platform, Project, Runner};
 use mab_context::BuildContext;
-use mab_engine::{BuildEvent, BuildSpec};
+use mab_engine::{BuildEvent, BuildSpec, EngineError};
+use mab_events::ErrorKind;
 use mab_registry::Child;
 
 use super::publish::Registry;
@@ -76,7 +77,11 @@ impl<R: Registry> LiveWorker<'_, R> {
         let connected = match &self.connected[&job.runner] {
             Ok(connected) => connected,
             Err(unreachable) => {
-                return Err(fail(Stage::Runner, unreachable.message.clone(), Vec::new()))
+                return Err(movable(fail(
+                    Stage::Runner,
+                    unreachable.message.clone(),
+                    Vec::new(),
+                )))
             }
         };
         let engine = &connected.engine;
@@ -94,7 +99,7 @@ impl<R: Registry> LiveWorker<'_, R> {
                 .to_owned(),
             registry_config: Some(self.registry_config.clone()),
         };
-        engine
+        let built = engine
             .build(&spec, self.context, |event| {
                 let (platform, runner) = (job.platform.clone(), job.runner.clone());
                 self.reporter.report(match event {
@@ -110,13 +115,38 @@ impl<R: Registry> LiveWorker<'_, R> {
                     },
                 })
             })
-            .await
-            .map_err(|error| match error {
-                mab_engine::EngineError::BuildFailed {
-                    message, log_tail, ..
-                } => fail(Stage::Build, message, log_tail),
-                other => fail(Stage::Runner, other.to_string(), Vec::new()),
-            })?;
+            .await;
+        match built {
+            Ok(()) => {}
+            Err(EngineError::BuildFailed {
+                message, log_tail, ..
+            }) => return Err(fail(Stage::Build, message, log_tail)),
+            // The build never started: another runner may take it.
+            Err(
+                error @ (EngineError::NoAnswer { .. }
+                | EngineError::Connect { .. }
+                | EngineError::Timeout { .. }),
+            ) => return Err(movable(fail(Stage::Runner, error.to_string(), Vec::new()))),
+            // Lost midway: another runner may take it only when this
+            // engine is gone too (a reset connection, a killed engine).
+            Err(error @ EngineError::StreamBroken { .. }) => {
+                let failure = fail(Stage::Runner, error.to_string(), Vec::new());
+                return Err(match engine.ping().await {
+                    Ok(()) => failure,
+                    Err(ping) => movable(JobFailure {
+                        message: format!("{}; then {ping}", failure.message),
+                        ..failure
+                    }),
+                });
+            }
+            Err(error @ EngineError::Context(_)) => {
+                return Err(JobFailure {
+                    kind: ErrorKind::Usage,
+                    ..fail(Stage::Runner, error.to_string(), Vec::new())
+                })
+            }
+            Err(error) => return Err(fail(Stage::Runner, error.to_string(), Vec::new())),
+        }
 
         let child = match self.repository {
             None => {
@@ -179,9 +209,44 @@ impl<R: Registry> LiveWorker<'_, R> {
     }
 }
 
+/// `failure`, marked as one another runner may retry.
+pub(super) fn movable(failure: JobFailure) -> JobFailure {
+    JobFailure {
+        movable: true,
+        ..failure
+    }
+}
+
+/// Phrases of the errors BuildKit and runc give when a `RUN` step cannot
+/// get its own network: creating the network, a veth pair or the network
+/// namespace fails, or the OCI prestart hook fails that dockerd's BuildKit
+/// adds to set up the bridge network of a step (`libnetwork-setkey`; runc
+/// reports "error running hook #0"), as it does for a foreign-architecture
+/// `dockerd` under QEMU user emulation.
+const NETWORK_SETUP: &[&str] = &[
+    "error running hook",
+    "veth",
+    "netns",
+    "network namespace",
+    "failed to create network",
+    "failed to set up network",
+    "failed to setup network",
+    "error setting up network",
+];
+
+/// Whether a failed build's message, or the build log's tail that BuildKit
+/// ends with its own error lines, says that the engine could not set up
+/// networking for a `RUN` step (case-insensitive, [`NETWORK_SETUP`]).
+fn network_setup_failed(message: &str, log_tail: &[String]) -> bool {
+    std::iter::once(message)
+        .chain(log_tail.iter().map(String::as_str))
+        .map(str::to_lowercase)
+        .any(|text| NETWORK_SETUP.iter().any(|phrase| text.contains(phrase)))
+}
+
 /// Where a platform's job failed, for the hint that goes with it.
 #[derive(Clone, Copy)]
-enum Stage {
+pub(super) enum Stage {
     /// Reaching the runner or its engine.
     Runner,
     /// The Dockerfile's steps.
@@ -198,36 +263,42 @@ impl Stage {
     /// `job` failed at this stage with `message` (and the build log's
     /// `log_tail`): the image was pushed under its staging tag when the
     /// failure came after the push (reading it back or verifying it).
-    fn failure(
+    pub(super) fn failure(
         self,
         job: &JobSpec,
         message: String,
         log_tail: Vec<String>,
         registry: &str,
     ) -> JobFailure {
+        let network = matches!(self, Stage::Build) && network_setup_failed(&message, &log_tail);
+        let hint = self.hint(job, &message, registry, network);
         JobFailure {
             pushed: matches!(self, Stage::Verify | Stage::ReadBack),
-            kind: self.kind(),
-            hint: self.hint(job, &message, registry),
-            job: job.clone(),
-            message,
             log_tail,
+            ..JobFailure::new(job, self.kind(network), message, hint)
         }
     }
 
-    /// The cause a failure at this stage is put down to.
-    fn kind(self) -> mab_events::ErrorKind {
+    /// The cause a failure at this stage is put down to: a Dockerfile step
+    /// (unless the engine could not set up a step's `network`), the
+    /// runner, or the registry.
+    fn kind(self, network: bool) -> ErrorKind {
         match self {
-            Stage::Build => mab_events::ErrorKind::Build,
-            Stage::Runner | Stage::Verify => mab_events::ErrorKind::Runner,
-            Stage::Push | Stage::ReadBack => mab_events::ErrorKind::Registry,
+            Stage::Build if network => ErrorKind::Runner,
+            Stage::Build => ErrorKind::Build,
+            Stage::Runner | Stage::Verify => ErrorKind::Runner,
+            Stage::Push | Stage::ReadBack => ErrorKind::Registry,
         }
     }
 
-    fn hint(self, job: &JobSpec, message: &str, registry: &str) -> String {
+    fn hint(self, job: &JobSpec, message: &str, registry: &str, network: bool) -> String {
         match self {
             Stage::Runner => format!(
                 "check runner `{}` (its host and engine) and run `mab build` again",
+                job.runner
+            ),
+            Stage::Build if network => format!(
+                "the engine of runner `{}` could not set up networking for a RUN step: set `network = \"host\"` on that runner in runners.toml (or pass --network host)",
                 job.runner
             ),
             Stage::Build => {
@@ -297,51 +368,74 @@ mod tests {
 
     #[test]
     fn where_a_job_fails_decides_its_staging_tag_and_hint() {
-        let job = JobSpec {
-            platform: "linux/arm64".parse().unwrap(),
-            runner: "pi".to_owned(),
-            emulated: false,
-        };
-        // (stage, message, pushed under its staging tag, phrase of the hint)
+        let job = JobSpec::on("linux/arm64".parse().unwrap(), "pi");
+        // (stage, message, pushed under its staging tag, kind, phrase of the hint)
         let cases = [
             (
                 Stage::Runner,
                 "connection refused",
                 false,
+                ErrorKind::Runner,
                 "check runner `pi`",
             ),
             (
                 Stage::Build,
                 "RUN false: exit code 1",
                 false,
+                ErrorKind::Build,
                 "fix the Dockerfile",
+            ),
+            (
+                Stage::Build,
+                "process \"/bin/sh -c true\" did not complete successfully: failed to create network abc: could not add veth pair",
+                false,
+                ErrorKind::Runner,
+                "set `network = \"host\"` on that runner",
+            ),
+            (
+                Stage::Build,
+                "executor failed running [/bin/busybox true]: exit code: 1",
+                false,
+                ErrorKind::Build,
+                "fix the Dockerfile",
+            ),
+            (
+                Stage::Build,
+                "failed to set up network namespace: operation not permitted",
+                false,
+                ErrorKind::Runner,
+                "the engine of runner `pi` could not set up networking for a RUN step",
             ),
             (
                 Stage::Push,
                 "unauthorized: authentication required",
                 false,
+                ErrorKind::Registry,
                 "log in with `docker login 127.0.0.1:5000`",
             ),
             (
                 Stage::Push,
                 "connection reset",
                 false,
+                ErrorKind::Registry,
                 "check that 127.0.0.1:5000 is reachable from runner `pi`",
             ),
             (
                 Stage::ReadBack,
                 "manifest unknown",
                 true,
+                ErrorKind::Registry,
                 "check that 127.0.0.1:5000 serves the image runner `pi` pushed",
             ),
             (
                 Stage::Verify,
                 "the image is for linux/amd64",
                 true,
+                ErrorKind::Runner,
                 "runner `pi` did not produce a linux/arm64 image",
             ),
         ];
-        for (stage, message, pushed, hint) in cases {
+        for (stage, message, pushed, kind, hint) in cases {
             let failure = stage.failure(
                 &job,
                 message.to_owned(),
@@ -349,10 +443,45 @@ mod tests {
                 "127.0.0.1:5000",
             );
             assert_eq!(failure.pushed, pushed, "{message}");
+            assert_eq!(failure.kind, kind, "{message}");
+            assert!(!failure.movable, "{message}");
             assert!(failure.hint.contains(hint), "{message}: {}", failure.hint);
             assert_eq!(failure.message, message);
             assert_eq!(failure.log_tail, ["#5 RUN false"]);
             assert_eq!(failure.job, job);
+        }
+    }
+
+    /// A step whose network hook failed is told by the log's tail, as the
+    /// lab's arm64 engine under QEMU reports it; a step's own output that
+    /// merely mentions networks is not.
+    #[test]
+    fn a_network_hook_that_fails_is_the_runners_problem() {
+        let job = JobSpec::on("linux/arm64".parse().unwrap(), "arm");
+        let message = "executor failed running [/bin/busybox true]: exit code: 1";
+        // (log tail, kind, phrase of the hint)
+        let cases = [
+            (
+                vec![
+                    "runc run failed: unable to start container process: error during container init: error running hook #0: error running hook: exit status 1, stdout: , stderr: qemu: unknown option 'exec-root=/run/mab-host/exec'",
+                    "[2/2] RUN [\"/bin/busybox\", \"true\"]: executor failed running [/bin/busybox true]: exit code: 1",
+                ],
+                ErrorKind::Runner,
+                "the engine of runner `arm` could not set up networking for a RUN step: set `network = \"host\"` on that runner in runners.toml (or pass --network host)",
+            ),
+            (
+                vec!["bridge br0 is down", "exit code: 1"],
+                ErrorKind::Build,
+                "fix the Dockerfile",
+            ),
+        ];
+        for (tail, kind, hint) in cases {
+            let tail: Vec<String> = tail.into_iter().map(str::to_owned).collect();
+            let failure =
+                Stage::Build.failure(&job, message.to_owned(), tail.clone(), "127.0.0.1:5000");
+            assert_eq!(failure.kind, kind, "{tail:?}");
+            assert!(failure.hint.contains(hint), "{tail:?}: {}", failure.hint);
+            assert!(!failure.movable);
         }
     }
 }
