@@ -359,7 +359,14 @@ fn a_runner_whose_engine_is_killed_mid_build_loses_its_platform() {
 
     let run = failover.run_with_fault_mid_build(|spare| spare.signal("DOCKERD_PID", "KILL"));
 
-    failover.assert_moved(&run, "");
+    failover.assert_moved(&run, "broke during the build");
+    // The engine's socket is gone while its host's sshd still answers: the
+    // ping is retried before the platform moves.
+    assert!(
+        run.stderr
+            .contains("warning: engine of runner `spare`: GET /_ping failed (try 1 of 3)"),
+        "{run:?}"
+    );
 }
 
 /// The link to the spare runner is cut (its sshd port drops every packet)
@@ -381,7 +388,12 @@ fn a_runner_whose_link_is_cut_mid_build_loses_its_platform() {
 
     let run = failover.run_with_fault_mid_build(SpareHost::cut);
 
-    failover.assert_moved(&run, "");
+    failover.assert_moved(&run, "broke during the build");
+    // Once the keepalives closed the connection, no request is retried on it.
+    assert!(
+        !run.stderr.contains("warning: engine of runner `spare`"),
+        "{run:?}"
+    );
     // The cut is found by keepalives in seconds; the step then runs again
     // on `backup`: about twice its 12 s, far from a hang.
     assert!(
