@@ -198,9 +198,18 @@ fn names(lab: &Lab, name: &str, proxy: &FaultyProxy) -> (String, String) {
     )
 }
 
+/// `mab build --progress plain --tag …`, with the metadata file in the
+/// project's `metadata.json`.
 fn build(project: &Project, tags: &[&str]) -> Run {
     let home = tempfile::tempdir().unwrap();
-    let mut arguments = vec!["build", "--progress", "plain"];
+    let metadata = project.path().join("metadata.json");
+    let mut arguments = vec![
+        "build",
+        "--progress",
+        "plain",
+        "--metadata-file",
+        metadata.to_str().unwrap(),
+    ];
     for tag in tags {
         arguments.extend(["--tag", tag]);
     }
@@ -281,8 +290,9 @@ fn a_registry_that_keeps_failing_is_given_up_after_three_tries() {
 /// went through, then the manifest list's PUT is cut off and every later
 /// connection refused. The list push is tried three times (each retry a
 /// warning), the build fails (exit 1) naming the registry, and nothing is
-/// published: neither tag exists in the real registry, and no tag of the
-/// repository holds a manifest list.
+/// published: neither tag exists in the real registry, no tag of the
+/// repository holds a manifest list, and the metadata says so (no digest,
+/// both platforms pushed and missing from a list).
 #[test]
 #[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn a_registry_stopped_during_the_push_fails_the_build_and_publishes_nothing() {
@@ -328,5 +338,18 @@ fn a_registry_stopped_during_the_push_fails_the_build_and_publishes_nothing() {
             manifest.get("manifests").is_none(),
             "{tag} holds a list: {manifest}"
         );
+    }
+    let metadata: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(project.path().join("metadata.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(metadata["digest"], serde_json::Value::Null, "{metadata}");
+    assert_eq!(
+        metadata["missing"],
+        serde_json::json!(["linux/amd64", "linux/arm64"]),
+        "{metadata}"
+    );
+    for platform in metadata["platforms"].as_array().unwrap() {
+        assert_eq!(platform["state"], "pushed", "{metadata}");
     }
 }
