@@ -179,11 +179,16 @@ impl Failover {
     /// (the spare host's engine has no bridge), the runners file and
     /// `--tag fault`, plus `arguments`.
     fn command(&self, arguments: &[&str]) -> Command {
+        self.command_with("plain", arguments)
+    }
+
+    /// [`command`](Self::command) with `--progress PROGRESS`.
+    fn command_with(&self, progress: &str, arguments: &[&str]) -> Command {
         let metadata = self.metadata_path();
         let mut all = vec![
             "build",
             "--progress",
-            "plain",
+            progress,
             "--metadata-file",
             metadata.to_str().unwrap(),
             "--runners",
@@ -345,6 +350,43 @@ fn a_runner_whose_sshd_was_killed_loses_its_platform() {
             .stderr
             .contains("warning: sshd of runner `spare`: SSH handshake failed (try 1 of 3)"),
         "the refused connection is retried: {moved:?}"
+    );
+
+    // The same retries and move as typed events with `--progress json`.
+    let json = Run::of(failover.command_with("json", &[]).output().unwrap());
+    assert_eq!(json.code, 0, "{json:?}");
+    let events: Vec<serde_json::Value> = json
+        .stderr
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let retries: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|event| event["event"] == "retry")
+        .collect();
+    assert_eq!(retries.len(), 2, "{json:?}");
+    for (index, retry) in retries.iter().enumerate() {
+        assert_eq!(retry["schema"], 1, "{retry}");
+        assert_eq!(
+            retry["target"],
+            serde_json::json!({"kind": "ssh", "runner": "spare"}),
+            "{retry}"
+        );
+        assert_eq!(retry["request"], "SSH handshake", "{retry}");
+        assert_eq!(
+            (retry["attempt"].as_u64(), retry["tries"].as_u64()),
+            (Some(index as u64 + 1), Some(3))
+        );
+        assert!(
+            retry["error"].as_str().unwrap().contains("refused"),
+            "{retry}"
+        );
+    }
+    assert!(
+        events.iter().any(|event| event["event"] == "moved"
+            && event["from"] == "spare"
+            && event["to"] == "backup"),
+        "{json:?}"
     );
 }
 
