@@ -2,9 +2,7 @@
 //! pushed, pushing the list, pointing tags at it, removing staging tags.
 
 use std::path::Path;
-use std::sync::Arc;
 
-use mab_events::Reporter;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
@@ -116,8 +114,6 @@ fn parse_reference(image: &str) -> Result<Reference, RegistryError> {
 
 /// One image repository in one registry.
 pub struct Repository {
-    /// Hears of the requests that are retried.
-    reporter: Arc<dyn Reporter>,
     client: Client,
     auth: RegistryAuth,
     http: reqwest::Client,
@@ -127,12 +123,10 @@ pub struct Repository {
 }
 
 impl Repository {
-    /// `image` is the image name of `mab.toml` (`registry/namespace/name`);
-    /// retried requests are reported to `reporter` as `Event::Retry`.
+    /// `image` is the image name of `mab.toml` (`registry/namespace/name`).
     pub fn new(
         image: &str,
         credentials: Option<&Credentials>,
-        reporter: Arc<dyn Reporter>,
     ) -> Result<Repository, RegistryError> {
         let reference = parse_reference(image)?;
         let registry = reference.resolve_registry().to_owned();
@@ -155,7 +149,6 @@ impl Repository {
             _ => RegistryAuth::Anonymous,
         };
         Ok(Repository {
-            reporter,
             client: Client::new(ClientConfig {
                 protocol,
                 ..Default::default()
@@ -271,7 +264,6 @@ impl Repository {
         Fut: std::future::Future<Output = Result<T, Fault>>,
     {
         retry::retry(
-            &*self.reporter,
             &self.registry,
             &format!("{action} in {}", self.name()),
             attempt,
@@ -330,7 +322,6 @@ impl Repository {
         let mut moved: Vec<&str> = Vec::new();
         for target in std::iter::once(&digest).chain(tags) {
             let pushed = retry::retry(
-                &*self.reporter,
                 &self.registry,
                 &format!("pushing the manifest list as {target} to {}", self.name()),
                 || {
@@ -380,17 +371,12 @@ impl Repository {
     /// for any other answer.
     pub async fn check_push(&self) -> Result<(), RegistryError> {
         let base = format!("{}://{}/v2/", self.scheme, self.registry);
-        let answered = retry::retry(
-            &*self.reporter,
-            &self.registry,
-            "reaching the registry",
-            || async {
-                match self.http.get(&base).timeout(CHECK_TIMEOUT).send().await {
-                    Ok(_) => Ok(()),
-                    Err(error) => Err(Fault::transport(&error)),
-                }
-            },
-        )
+        let answered = retry::retry(&self.registry, "reaching the registry", || async {
+            match self.http.get(&base).timeout(CHECK_TIMEOUT).send().await {
+                Ok(_) => Ok(()),
+                Err(error) => Err(Fault::transport(&error)),
+            }
+        })
         .await;
         if let Err(failed) = answered {
             return Err(RegistryError::Unreachable {
@@ -400,7 +386,6 @@ impl Repository {
         }
         let action = "starting a push";
         let (response, token) = retry::retry(
-            &*self.reporter,
             &self.registry,
             &format!("{action} in {}", self.name()),
             || async {

@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use backon::{ExponentialBuilder, Retryable};
-use mab_events::{Event, Reporter, RetryTarget};
 
 /// How many times a request is tried, the first try included.
 pub const TRIES: usize = 3;
@@ -238,12 +237,10 @@ impl fmt::Display for Failed {
 }
 
 /// Runs `attempt` until it succeeds, fails permanently, or [`TRIES`]
-/// tries have failed. Each retry is reported to `reporter` as an
-/// [`Event::Retry`] naming the registry, the request, the try that failed
-/// and why, and the delay: a `Retry-After` (up to [`RETRY_AFTER_LIMIT`])
-/// when it is longer than the backoff's.
+/// tries have failed. Before each retry a warning names the registry, the
+/// request, the try that failed and why, and the delay: a `Retry-After`
+/// (up to [`RETRY_AFTER_LIMIT`]) when it is longer than the backoff's.
 pub(crate) async fn retry<T, Attempt, Fut>(
-    reporter: &dyn Reporter,
     registry: &str,
     request: &str,
     attempt: Attempt,
@@ -268,16 +265,10 @@ where
         })
         .notify(|fault, delay| {
             let failed = failed_tries.fetch_add(1, Ordering::Relaxed) + 1;
-            reporter.report(Event::Retry {
-                target: RetryTarget::Registry {
-                    registry: registry.to_owned(),
-                },
-                request: request.to_owned(),
-                attempt: u32::try_from(failed).unwrap_or(u32::MAX),
-                tries: TRIES as u32,
-                delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                error: fault.to_string(),
-            });
+            tracing::warn!(
+                "{registry}: {request} failed (try {failed} of {TRIES}): {fault}; retrying in {} ms",
+                delay.as_millis()
+            );
         })
         .await
         .map_err(|fault| Failed {
@@ -457,12 +448,11 @@ mod tests {
     /// it was tried, and the error.
     async fn always_failing(fault: Fault) -> (usize, Failed) {
         let tries = AtomicUsize::new(0);
-        let result: Result<(), Failed> =
-            retry(&mab_events::Silent, "registry", "pushing", || async {
-                tries.fetch_add(1, Ordering::Relaxed);
-                Err(fault.clone())
-            })
-            .await;
+        let result: Result<(), Failed> = retry("registry", "pushing", || async {
+            tries.fetch_add(1, Ordering::Relaxed);
+            Err(fault.clone())
+        })
+        .await;
         (tries.load(Ordering::Relaxed), result.unwrap_err())
     }
 
@@ -484,7 +474,7 @@ mod tests {
     async fn a_retry_after_longer_than_the_backoff_is_waited_for() {
         let start = std::time::Instant::now();
         let tries = std::cell::Cell::new(0);
-        let result = retry(&mab_events::Silent, "registry", "pushing", || async {
+        let result = retry("registry", "pushing", || async {
             tries.set(tries.get() + 1);
             if tries.get() == 1 {
                 Err(answered(429, Some("1")))

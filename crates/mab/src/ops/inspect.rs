@@ -20,13 +20,8 @@ pub async fn inspect(reference: &str, environment: &Environment) -> Result<Strin
         &registry,
     )
     .map_err(|error| Failure::runtime(error.to_string(), None))?;
-    // Retries of its requests are shown as plain lines on stderr.
-    let repository = Repository::new(
-        image,
-        credentials.as_ref(),
-        std::sync::Arc::new(crate::progress::Lines),
-    )
-    .map_err(|error| Failure::usage(error.to_string(), None))?;
+    let repository = Repository::new(image, credentials.as_ref())
+        .map_err(|error| Failure::usage(error.to_string(), None))?;
     let (bytes, digest) = repository.manifest(tag_or_digest).await.map_err(|error| {
         Failure::runtime(
             error.to_string(),

@@ -87,7 +87,7 @@ pub async fn build(
         None
     } else {
         Some(
-            Repository::new(&project.image, credentials.as_ref(), shared.clone())
+            Repository::new(&project.image, credentials.as_ref())
                 .map_err(|error| Failure::usage(error.to_string(), None))?,
         )
     };
