@@ -48,12 +48,35 @@ fn registry_state(repository: &str) -> Vec<(String, String)> {
 
 /// A refused run: the exit code, the words of its message and a hint, and
 /// no job started (the progress events on stderr hold no `job_started`).
+/// With `--progress json` the report is in the `result` event, stderr
+/// holding only JSON; `mab plan` prints it as text.
 fn assert_refused(run: &Run, code: i32, words: &[&str]) {
     assert_eq!(run.code, code, "{run:?}");
+    let report = if run.stderr.starts_with('{') {
+        let error = &run.result_event()["error"];
+        let text = |field: &str| -> Vec<String> {
+            error[field]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|line| line.as_str().unwrap().to_owned())
+                .collect()
+        };
+        let hints = text("hints");
+        assert!(!hints.is_empty(), "a hint: {run:?}");
+        format!(
+            "{}\n{}\n{}",
+            error["message"].as_str().unwrap(),
+            text("details").join("\n"),
+            hints.join("\n")
+        )
+    } else {
+        assert!(run.stderr.contains("hint: "), "{run:?}");
+        run.stderr.clone()
+    };
     for word in words {
-        assert!(run.stderr.contains(word), "`{word}` in {run:?}");
+        assert!(report.contains(word), "`{word}` in {run:?}");
     }
-    assert!(run.stderr.contains("hint: "), "{run:?}");
     assert!(
         !run.stderr.contains("\"job_started\""),
         "no job started: {run:?}"

@@ -1,7 +1,7 @@
 //! Host keys: an unknown or changed key is refused with a message that says
 //! how to fix it, no login happens, and known_hosts is left as it was.
 
-use crate::support::{mab, require_lab, ssh_lock, Home, Lab, Project, Run};
+use crate::support::{mab, require_lab, runner_a_for_arm64, ssh_lock, Home, Lab, Project, Run};
 
 /// Builds for linux/arm64 on runner-a with `known_hosts` as the home's
 /// known_hosts; checks the refusal left no trace, and returns the run.
@@ -11,15 +11,12 @@ fn build_with_known_hosts(lab: &Lab, test: &str, known_hosts: &str) -> Run {
         .file("Dockerfile", "FROM scratch\nCOPY Dockerfile /\n")
         .file(
             "mab.toml",
-            &format!("[image]\nname = \"{}\"\nplatforms = [\"linux/arm64\"]\n", lab.repository(test)),
-        )
-        .file(
-            "runners.toml",
             &format!(
-                "[[runner]]\nname = \"arm\"\nhost = \"runner-a\"\nplatforms = [\"linux/arm64\"]\nengine = \"unix://{}\"\n",
-                lab.get("RUNNER_A_ENGINE_SOCKET")
+                "[image]\nname = \"{}\"\nplatforms = [\"linux/arm64\"]\n",
+                lab.repository(test)
             ),
-        );
+        )
+        .file("runners.toml", &runner_a_for_arm64(lab));
     let home = Home::new(lab);
     home.write_known_hosts(known_hosts);
     let _ssh = ssh_lock();

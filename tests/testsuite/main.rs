@@ -15,6 +15,7 @@ mod interrupt;
 mod jump;
 mod native;
 mod platforms;
+mod progress;
 mod registry_auth;
 mod registry_faults;
 mod runners;

@@ -198,15 +198,15 @@ fn names(lab: &Lab, name: &str, proxy: &FaultyProxy) -> (String, String) {
     )
 }
 
-/// `mab build --progress plain --tag …`, with the metadata file in the
-/// project's `metadata.json`.
-fn build(project: &Project, tags: &[&str]) -> Run {
+/// `mab build --progress PROGRESS --tag …` with a home of its own and
+/// the metadata file in the project's `metadata.json`.
+fn build(project: &Project, progress: &str, tags: &[&str]) -> Run {
     let home = tempfile::tempdir().unwrap();
     let metadata = project.path().join("metadata.json");
     let mut arguments = vec![
         "build",
         "--progress",
-        "plain",
+        progress,
         "--metadata-file",
         metadata.to_str().unwrap(),
     ];
@@ -217,8 +217,8 @@ fn build(project: &Project, tags: &[&str]) -> Run {
 }
 
 /// Two `503`s to the list's first PUT: the third try succeeds, each retry
-/// is a warning naming the registry and the try, and the list and both
-/// tags are in the registry.
+/// is a `retry` event naming the registry, the request and the try, and
+/// the list and both tags are in the registry.
 #[test]
 #[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn a_registry_failing_twice_is_retried_and_the_list_published() {
@@ -227,26 +227,38 @@ fn a_registry_failing_twice_is_retried_and_the_list_published() {
     let (repository, image) = names(lab, "retried", &proxy);
     let project = project(&image);
 
-    let run = build(&project, &["1.0.0", "stable"]);
+    let run = build(&project, "json", &["1.0.0", "stable"]);
 
     assert_eq!(run.code, 0, "{run:?}");
     let registry = format!("127.0.0.1:{}", proxy.port);
-    for try_number in [1, 2] {
-        let warning = format!("warning: {registry}: pushing the manifest list as sha256:");
-        let line = run
-            .stderr
-            .lines()
-            .find(|line| line.contains(&format!("(try {try_number} of 3)")))
-            .unwrap_or_else(|| panic!("a warning for try {try_number}: {run:?}"));
-        assert!(line.starts_with(&warning), "{line}");
-        assert!(line.contains("503 Service Unavailable"), "{line}");
-        assert!(line.contains("injected fault"), "{line}");
+    let path = image.split_once('/').unwrap().1;
+    let retries = run.events_named("retry");
+    assert_eq!(retries.len(), 2, "{run:?}");
+    for (retry, attempt) in retries.iter().zip([1, 2]) {
+        assert_eq!(
+            retry["target"],
+            serde_json::json!({"kind": "registry", "registry": registry}),
+            "{retry}"
+        );
+        let request = retry["request"].as_str().unwrap();
+        assert!(
+            request.starts_with(&format!("PUT /v2/{path}/manifests/sha256:")),
+            "{retry}"
+        );
+        assert_eq!(retry["attempt"], attempt, "{retry}");
+        assert_eq!(retry["tries"], 3, "{retry}");
+        // The backoff starts at 200 ms (with jitter) and stays under 2 s.
+        let delay = retry["delay_ms"].as_u64().unwrap();
+        assert!((200..=4000).contains(&delay), "{retry}");
+        let error = retry["error"].as_str().unwrap();
+        assert!(error.contains("503 Service Unavailable"), "{retry}");
+        assert!(error.contains("injected fault"), "{retry}");
     }
-    assert!(!run.stderr.contains("(try 3 of 3)"), "{run:?}");
     // Two refused, the third by digest, then one per tag.
     assert_eq!(proxy.list_puts(), 2 + 1 + 2);
 
     let digest = run.stdout.trim().rsplit_once('@').unwrap().1.to_owned();
+    assert_eq!(run.result_event()["digest"], digest.as_str(), "{run:?}");
     let list = skopeo_raw(&format!("{repository}:1.0.0"));
     assert_eq!(sha256(&list), digest);
     assert_eq!(skopeo_raw(&format!("{repository}:stable")), list);
@@ -263,7 +275,7 @@ fn a_registry_that_keeps_failing_is_given_up_after_three_tries() {
     let (repository, image) = names(lab, "given-up", &proxy);
     let project = project(&image);
 
-    let run = build(&project, &["1.0.0", "stable"]);
+    let run = build(&project, "plain", &["1.0.0", "stable"]);
 
     assert_eq!(run.code, 1, "{run:?}");
     let registry = format!("127.0.0.1:{}", proxy.port);
@@ -276,7 +288,16 @@ fn a_registry_that_keeps_failing_is_given_up_after_three_tries() {
     assert!(error.contains("gave up after 3 tries"), "{error}");
     assert!(error.contains("no tag was moved"), "{error}");
     assert!(run.stderr.contains("hint: "), "{run:?}");
-    assert!(run.stderr.contains("(try 2 of 3)"), "{run:?}");
+    // Each retry as a plain warning line naming the registry and the request.
+    let path = image.split_once('/').unwrap().1;
+    for try_number in [1, 2] {
+        let warning = format!("warning: {registry}: PUT /v2/{path}/manifests/sha256:");
+        assert!(
+            run.stderr.lines().any(|line| line.starts_with(&warning)
+                && line.contains(&format!("failed (try {try_number} of 3)"))),
+            "{run:?}"
+        );
+    }
     assert_eq!(proxy.list_puts(), 3);
     for tag in ["1.0.0", "stable"] {
         assert!(
@@ -301,11 +322,12 @@ fn a_registry_stopped_during_the_push_fails_the_build_and_publishes_nothing() {
     let (repository, image) = names(lab, "stopped", &proxy);
     let project = project(&image);
 
-    let run = build(&project, &["1.0.0", "stable"]);
+    let run = build(&project, "plain", &["1.0.0", "stable"]);
 
     assert_eq!(run.code, 1, "{run:?}");
     assert_eq!(proxy.list_puts(), 1, "{run:?}");
     let registry = format!("127.0.0.1:{}", proxy.port);
+    let path = image.split_once('/').unwrap().1;
     for try_number in [1, 2] {
         let line = run
             .stderr
@@ -313,7 +335,9 @@ fn a_registry_stopped_during_the_push_fails_the_build_and_publishes_nothing() {
             .find(|line| line.contains(&format!("(try {try_number} of 3)")))
             .unwrap_or_else(|| panic!("a warning for try {try_number}: {run:?}"));
         assert!(
-            line.starts_with(&format!("warning: {registry}: pushing the manifest list")),
+            line.starts_with(&format!(
+                "warning: {registry}: PUT /v2/{path}/manifests/sha256:"
+            )),
             "{line}"
         );
     }

@@ -335,6 +335,15 @@ impl GitProblem {
     }
 }
 
+/// `runners.toml` with one runner, `arm`, building linux/arm64 on
+/// runner-a's engine.
+pub fn runner_a_for_arm64(lab: &Lab) -> String {
+    format!(
+        "[[runner]]\nname = \"arm\"\nhost = \"runner-a\"\nplatforms = [\"linux/arm64\"]\nengine = \"unix://{}\"\n",
+        lab.get("RUNNER_A_ENGINE_SOCKET")
+    )
+}
+
 /// The result of running mab.
 pub struct Run {
     pub code: i32,
@@ -356,6 +365,42 @@ impl Run {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|error| panic!("stdout is not JSON ({error}): {self:?}"))
+    }
+}
+
+impl Run {
+    /// The `--progress json` events on stderr. Every line must be one JSON
+    /// object with `"schema": 1` (docs/progress.md): nothing else may be
+    /// written there.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        self.stderr
+            .lines()
+            .map(|line| {
+                let event: serde_json::Value = serde_json::from_str(line)
+                    .unwrap_or_else(|error| panic!("not JSON ({error}): {line:?} in {self:?}"));
+                assert_eq!(event["schema"], 1, "{line}");
+                event
+            })
+            .collect()
+    }
+
+    /// The `result` event, which must be the last of [`Run::events`].
+    pub fn result_event(&self) -> serde_json::Value {
+        let last = self
+            .events()
+            .pop()
+            .unwrap_or_else(|| panic!("no events: {self:?}"));
+        assert_eq!(last["event"], "result", "the last event: {self:?}");
+        assert_eq!(last["exit_code"], self.code, "{self:?}");
+        last
+    }
+
+    /// The events of [`Run::events`] named `name` (`"phase_finished"`).
+    pub fn events_named(&self, name: &str) -> Vec<serde_json::Value> {
+        self.events()
+            .into_iter()
+            .filter(|event| event["event"] == name)
+            .collect()
     }
 }
 

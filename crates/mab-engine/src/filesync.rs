@@ -38,6 +38,7 @@ use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bollard_buildkit_proto::fsutil::types::packet::PacketType;
@@ -141,13 +142,24 @@ enum ServeError {
 #[derive(Clone, Debug)]
 pub(crate) struct Sources {
     context: BuildContext,
+    /// Bytes of file contents sent from the context directory so far
+    /// (shared by every transfer of the session).
+    context_bytes: Arc<AtomicU64>,
 }
 
 impl Sources {
     pub(crate) fn new(context: &BuildContext) -> Sources {
         Sources {
             context: context.clone(),
+            context_bytes: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// The counter of the bytes of file contents sent from the context
+    /// directory (the `context` source; not the Dockerfile's), in DATA
+    /// packets, over every transfer of the session.
+    pub(crate) fn context_bytes(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.context_bytes)
     }
 
     /// The directory the engine asks for by `name`.
@@ -393,6 +405,7 @@ async fn transfer<S>(
 where
     S: Stream<Item = Result<Packet, Status>> + Send + Unpin + 'static,
 {
+    let counted = (wanted.dir_name == CONTEXT).then(|| sources.context_bytes());
     let mut listing = tokio::task::spawn_blocking(move || list(&sources, &wanted))
         .await
         .map_err(|error| ServeError::Transport(error.to_string()))??;
@@ -416,7 +429,10 @@ where
                 Asked::Data(id) => {
                     let path = listing.files.remove(&id).ok_or(ServeError::UnknownId(id))?;
                     tracing::debug!("the engine asks for the contents of {}", path.display());
-                    send_file(id, &path, out).await?;
+                    let sent = send_file(id, &path, out).await?;
+                    if let Some(counted) = &counted {
+                        counted.fetch_add(sent, Ordering::Relaxed);
+                    }
                 }
                 Asked::Fin => return send(packet(PacketType::PacketFin)).await,
             }
@@ -464,18 +480,20 @@ where
 }
 
 /// DATA packets with the file's bytes, then an empty one. A file that can
-/// no longer be opened is sent empty, as fsutil does.
+/// no longer be opened is sent empty, as fsutil does. Returns how many
+/// bytes of the file were sent.
 async fn send_file(
     id: u32,
     path: &Path,
     out: &mpsc::Sender<Result<Packet, Status>>,
-) -> Result<(), ServeError> {
+) -> Result<u64, ServeError> {
     let data = |bytes: Vec<u8>| Packet {
         r#type: PacketType::PacketData as i32,
         id,
         data: bytes,
         ..Default::default()
     };
+    let mut sent = 0;
     if let Ok(mut file) = tokio::fs::File::open(path).await {
         loop {
             let mut chunk = vec![0; DATA_CHUNK];
@@ -493,11 +511,13 @@ async fn send_file(
             out.send(Ok(data(chunk)))
                 .await
                 .map_err(|_| ServeError::Closed)?;
+            sent += read as u64;
         }
     }
     out.send(Ok(data(Vec::new())))
         .await
-        .map_err(|_| ServeError::Closed)
+        .map_err(|_| ServeError::Closed)?;
+    Ok(sent)
 }
 
 /// The FileSync service of a build's session.
@@ -620,8 +640,18 @@ mod tests {
     /// Runs a transfer, answering the listing with `requests` (file names)
     /// and then FIN, and returns every packet sent.
     async fn run_transfer(root: &Path, wanted: Wanted, requests: &[&str]) -> Vec<Packet> {
+        run_transfer_counted(root, wanted, requests).await.0
+    }
+
+    /// [`run_transfer`], and the context bytes the sources counted.
+    async fn run_transfer_counted(
+        root: &Path,
+        wanted: Wanted,
+        requests: &[&str],
+    ) -> (Vec<Packet>, u64) {
         let context = BuildContext::locate(root, None).unwrap();
         let sources = Arc::new(Sources::new(&context));
+        let counted = sources.context_bytes();
         let (engine, incoming) = mpsc::unbounded_channel::<Result<Packet, Status>>();
         let incoming = stream::poll_fn({
             let mut incoming = incoming;
@@ -656,7 +686,38 @@ mod tests {
         while let Some(Ok(packet)) = packets.next().await {
             sent.push(packet);
         }
-        sent
+        (sent, counted.load(Ordering::Relaxed))
+    }
+
+    #[tokio::test]
+    async fn the_bytes_of_the_context_files_sent_are_counted() {
+        let (dir, big) = sample_context();
+        let context = || Wanted {
+            dir_name: CONTEXT.to_owned(),
+            exclude: strings(&["*.log"]),
+            ..Default::default()
+        };
+        let a_txt = "after the directory a\n".len() as u64;
+        // (files asked for, bytes counted)
+        let cases = [
+            (vec!["a/big", "a.txt"], big.len() as u64 + a_txt),
+            (vec!["a.txt", "a/empty"], a_txt),
+            (vec![], 0),
+        ];
+        for (requests, expected) in cases {
+            let (sent, counted) = run_transfer_counted(dir.path(), context(), &requests).await;
+            let data: usize = sent.iter().map(|packet| packet.data.len()).sum();
+            assert_eq!((counted, data as u64), (expected, expected), "{requests:?}");
+        }
+        // The Dockerfile's directory is not the context: not counted.
+        let dockerfile = Wanted {
+            dir_name: DOCKERFILE.to_owned(),
+            follow: strings(&["Dockerfile"]),
+            ..Default::default()
+        };
+        let (sent, counted) = run_transfer_counted(dir.path(), dockerfile, &["Dockerfile"]).await;
+        assert!(sent.iter().any(|packet| !packet.data.is_empty()));
+        assert_eq!(counted, 0);
     }
 
     fn kind(packet: &Packet) -> PacketType {

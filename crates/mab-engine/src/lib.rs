@@ -150,6 +150,21 @@ pub enum BuildEvent {
     Log(String),
 }
 
+/// What a build that ended well moved.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BuildStats {
+    /// Bytes of file contents served from the context directory to the
+    /// engine through the session: the files the build asked for after
+    /// `.dockerignore`, each counted each time it was sent, and so the
+    /// ignore file twice when it is in the context (the Dockerfile
+    /// frontend reads it from the context on its own first, "[internal]
+    /// load .dockerignore"). The Dockerfile read through the `dockerfile`
+    /// source is not counted. BuildKit asks only for files it does not
+    /// hold already for the same context directory, so a repeated build
+    /// of an unchanged context may send none.
+    pub context_bytes: u64,
+}
+
 /// A connected engine.
 #[derive(Clone)]
 pub struct Engine {
@@ -243,14 +258,16 @@ impl Engine {
     /// `on_event` sees each step and output line as it arrives.
     ///
     /// The context is served through a BuildKit session for as long as the
-    /// build runs; the session is closed when this returns.
+    /// build runs; the session is closed when this returns. Returns how
+    /// many bytes of the context were served ([`BuildStats`]).
     pub async fn build(
         &self,
         spec: &BuildSpec,
         context: &BuildContext,
         mut on_event: impl FnMut(BuildEvent),
-    ) -> Result<(), EngineError> {
+    ) -> Result<BuildStats, EngineError> {
         let sources = filesync::Sources::new(context);
+        let context_bytes = sources.context_bytes();
         let dockerfile_name = context.dockerfile_name().to_owned();
         let identity =
             session::SessionIdentity::for_context(session_id(&spec.image), context.dir());
@@ -280,7 +297,11 @@ impl Engine {
         let mut serving = true;
         loop {
             tokio::select! {
-                result = &mut build => return result,
+                result = &mut build => {
+                    return result.map(|()| BuildStats {
+                        context_bytes: context_bytes.load(std::sync::atomic::Ordering::Relaxed),
+                    })
+                }
                 () = &mut serve, if serving => {
                     // The engine closed the session; the build's response
                     // says how that went.

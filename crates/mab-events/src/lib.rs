@@ -211,16 +211,26 @@ pub struct Outcome {
     pub exit_code: u8,
     /// The published list's digest; `None` when nothing was published.
     pub digest: Option<String>,
+    /// Whether the build ran with `--no-push`: nothing was written to the
+    /// registry (so a success has no digest).
+    pub no_push: bool,
     /// Why it failed, when it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<OutcomeError>,
 }
 
-/// The failure of [`Outcome`]: the report's first line and its hints.
+/// The failure of [`Outcome`]: the report's parts, as the plain renderer
+/// prints them (`error: <message>`, the details, `hint: <hint>` each).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct OutcomeError {
+    /// What failed, one sentence naming the file, host, platform or
+    /// registry involved.
     pub message: String,
+    /// What to do about it, one per hint.
     pub hints: Vec<String>,
+    /// More about it, one line each: a failed platform with its runner and
+    /// its build log's tail, or where in a file a bad value is.
+    pub details: Vec<String>,
 }
 
 /// One line of `--progress json`: `"schema"` first, then the event's fields.
@@ -289,9 +299,10 @@ mod tests {
                 Event::Result(Outcome {
                     exit_code: 0,
                     digest: Some("sha256:ab".to_owned()),
+                    no_push: false,
                     error: None,
                 }),
-                r#"{"schema":1,"event":"result","exit_code":0,"digest":"sha256:ab"}"#,
+                r#"{"schema":1,"event":"result","exit_code":0,"digest":"sha256:ab","no_push":false}"#,
             ),
         ];
         for (event, expected) in cases {

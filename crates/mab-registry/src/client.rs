@@ -2,6 +2,9 @@
 //! pushed, pushing the list, pointing tags at it, removing staging tags.
 
 use std::path::Path;
+use std::sync::Arc;
+
+use mab_events::Reporter;
 
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
@@ -120,6 +123,8 @@ pub struct Repository {
     registry: String,
     repository: String,
     scheme: &'static str,
+    /// Gets an [`mab_events::Event::Retry`] before each retried request.
+    reporter: Arc<dyn Reporter>,
 }
 
 impl Repository {
@@ -158,7 +163,23 @@ impl Repository {
             registry,
             repository: reference.repository().to_owned(),
             scheme: if plain_http { "http" } else { "https" },
+            reporter: Arc::new(mab_events::Silent),
         })
+    }
+
+    /// This repository, reporting each retried request to `reporter` (as
+    /// [`mab_events::Event::Retry`] with a
+    /// [`mab_events::RetryTarget::Registry`] target); without it retries
+    /// are not reported.
+    pub fn reporting_to(mut self, reporter: Arc<dyn Reporter>) -> Repository {
+        self.reporter = reporter;
+        self
+    }
+
+    /// `METHOD /v2/<repository>/<path>`, the request as a [retry
+    /// event](mab_events::Event::Retry) names it.
+    fn request_line(&self, method: &str, path: &str) -> String {
+        format!("{method} /v2/{}/{path}", self.repository)
     }
 
     /// `registry/repository`, for messages.
@@ -254,22 +275,20 @@ impl Repository {
         }
     }
 
-    /// [`retry::retry`] for this registry, the error naming `action`.
+    /// [`retry::retry`] for this registry and its reporter: `request` as
+    /// [`Repository::request_line`] gives it, the error naming `action`.
     async fn retrying<T, Fut>(
         &self,
         action: &str,
+        request: &str,
         attempt: impl FnMut() -> Fut,
     ) -> Result<T, RegistryError>
     where
         Fut: std::future::Future<Output = Result<T, Fault>>,
     {
-        retry::retry(
-            &self.registry,
-            &format!("{action} in {}", self.name()),
-            attempt,
-        )
-        .await
-        .map_err(|failed| self.failed(action, failed))
+        retry::retry(&self.registry, request, self.reporter.as_ref(), attempt)
+            .await
+            .map_err(|failed| self.failed(action, failed))
     }
 
     /// The manifest `digest` as the registry holds it: its media type, size
@@ -279,7 +298,7 @@ impl Repository {
         let reading = format!("reading manifest {digest}");
         let path = format!("manifests/{digest}");
         let bytes = self
-            .retrying(&reading, || {
+            .retrying(&reading, &self.request_line("GET", &path), || {
                 self.get(&path, &[DOCKER_MANIFEST, OCI_MANIFEST], Some(digest))
             })
             .await?;
@@ -294,18 +313,25 @@ impl Repository {
         })?;
         let path = format!("blobs/{config_digest}");
         let config = self
-            .retrying(&format!("reading image config {config_digest}"), || {
-                self.get(&path, &["*/*"], Some(config_digest))
-            })
+            .retrying(
+                &format!("reading image config {config_digest}"),
+                &self.request_line("GET", &path),
+                || self.get(&path, &["*/*"], Some(config_digest)),
+            )
             .await?;
         let platform = config_platform(&config).map_err(|error| {
             self.failed(&format!("parsing image config {config_digest}"), error)
         })?;
+        let image_size = std::iter::once(&manifest["config"])
+            .chain(manifest["layers"].as_array().into_iter().flatten())
+            .filter_map(|descriptor| descriptor["size"].as_u64())
+            .sum();
         Ok(Child {
             media_type,
             digest: digest.to_owned(),
             size: bytes.len() as u64,
             platform,
+            image_size,
         })
     }
 
@@ -323,7 +349,8 @@ impl Repository {
         for target in std::iter::once(&digest).chain(tags) {
             let pushed = retry::retry(
                 &self.registry,
-                &format!("pushing the manifest list as {target} to {}", self.name()),
+                &self.request_line("PUT", &format!("manifests/{target}")),
+                self.reporter.as_ref(),
                 || {
                     let request = self
                         .http
@@ -371,12 +398,17 @@ impl Repository {
     /// for any other answer.
     pub async fn check_push(&self) -> Result<(), RegistryError> {
         let base = format!("{}://{}/v2/", self.scheme, self.registry);
-        let answered = retry::retry(&self.registry, "reaching the registry", || async {
-            match self.http.get(&base).timeout(CHECK_TIMEOUT).send().await {
-                Ok(_) => Ok(()),
-                Err(error) => Err(Fault::transport(&error)),
-            }
-        })
+        let answered = retry::retry(
+            &self.registry,
+            "GET /v2/",
+            self.reporter.as_ref(),
+            || async {
+                match self.http.get(&base).timeout(CHECK_TIMEOUT).send().await {
+                    Ok(_) => Ok(()),
+                    Err(error) => Err(Fault::transport(&error)),
+                }
+            },
+        )
         .await;
         if let Err(failed) = answered {
             return Err(RegistryError::Unreachable {
@@ -387,7 +419,8 @@ impl Repository {
         let action = "starting a push";
         let (response, token) = retry::retry(
             &self.registry,
-            &format!("{action} in {}", self.name()),
+            &self.request_line("POST", "blobs/uploads/"),
+            self.reporter.as_ref(),
             || async {
                 let token = self
                     .client
@@ -480,9 +513,11 @@ impl Repository {
             .then_some(tag_or_digest);
         let path = format!("manifests/{tag_or_digest}");
         let bytes = self
-            .retrying(&format!("reading {tag_or_digest}"), || {
-                self.get(&path, &accepted, digest)
-            })
+            .retrying(
+                &format!("reading {tag_or_digest}"),
+                &self.request_line("GET", &path),
+                || self.get(&path, &accepted, digest),
+            )
             .await?;
         let digest = sha256_digest(&bytes);
         Ok((bytes, digest))
@@ -494,17 +529,21 @@ impl Repository {
     /// Retried on transient faults (see [`retry`]).
     pub async fn delete_tag(&self, tag: &str) -> Result<bool, RegistryError> {
         let deleted = self
-            .retrying(&format!("deleting tag {tag}"), || async {
-                let request = self.http.delete(self.url(&format!("manifests/{tag}")));
-                match self.send(RegistryOperation::Push, request).await {
-                    Ok(_) => Ok(true),
-                    Err(fault) if matches!(fault.status(), Some(400 | 404 | 405)) => {
-                        tracing::debug!("{} did not delete tag {tag}: {fault}", self.name());
-                        Ok(false)
+            .retrying(
+                &format!("deleting tag {tag}"),
+                &self.request_line("DELETE", &format!("manifests/{tag}")),
+                || async {
+                    let request = self.http.delete(self.url(&format!("manifests/{tag}")));
+                    match self.send(RegistryOperation::Push, request).await {
+                        Ok(_) => Ok(true),
+                        Err(fault) if matches!(fault.status(), Some(400 | 404 | 405)) => {
+                            tracing::debug!("{} did not delete tag {tag}: {fault}", self.name());
+                            Ok(false)
+                        }
+                        Err(fault) => Err(fault),
                     }
-                    Err(fault) => Err(fault),
-                }
-            })
+                },
+            )
             .await?;
         Ok(deleted)
     }

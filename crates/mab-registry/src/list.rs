@@ -111,6 +111,10 @@ pub struct Child {
     pub size: u64,
     /// What its image config says it is, verbatim.
     pub platform: ConfigPlatform,
+    /// The image's compressed size in bytes: its config's and layers'
+    /// `size` as the manifest lists them (OCI image manifest, `config` and
+    /// `layers` descriptors), the manifest itself not included.
+    pub image_size: u64,
 }
 
 /// The image config's platform differs from the requested one.
@@ -289,6 +293,7 @@ mod tests {
             digest: format!("sha256:{}", digest_byte.repeat(64)),
             size: 528,
             platform: config("linux", architecture, None),
+            image_size: 4096,
         }
     }
 

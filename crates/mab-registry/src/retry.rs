@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use backon::{ExponentialBuilder, Retryable};
+use mab_events::{Event, Reporter, RetryTarget};
 
 /// How many times a request is tried, the first try included.
 pub const TRIES: usize = 3;
@@ -237,12 +238,15 @@ impl fmt::Display for Failed {
 }
 
 /// Runs `attempt` until it succeeds, fails permanently, or [`TRIES`]
-/// tries have failed. Before each retry a warning names the registry, the
-/// request, the try that failed and why, and the delay: a `Retry-After`
-/// (up to [`RETRY_AFTER_LIMIT`]) when it is longer than the backoff's.
+/// tries have failed. Before each retry `reporter` gets an
+/// [`Event::Retry`] naming the registry (its host), the `request`
+/// (`GET /v2/app/manifests/sha256:…`), the try that failed and why, and the
+/// delay: a `Retry-After` (up to [`RETRY_AFTER_LIMIT`]) when it is longer
+/// than the backoff's.
 pub(crate) async fn retry<T, Attempt, Fut>(
     registry: &str,
     request: &str,
+    reporter: &dyn Reporter,
     attempt: Attempt,
 ) -> Result<T, Failed>
 where
@@ -265,10 +269,16 @@ where
         })
         .notify(|fault, delay| {
             let failed = failed_tries.fetch_add(1, Ordering::Relaxed) + 1;
-            tracing::warn!(
-                "{registry}: {request} failed (try {failed} of {TRIES}): {fault}; retrying in {} ms",
-                delay.as_millis()
-            );
+            reporter.report(Event::Retry {
+                target: RetryTarget::Registry {
+                    registry: registry.to_owned(),
+                },
+                request: request.to_owned(),
+                attempt: u32::try_from(failed).unwrap_or(u32::MAX),
+                tries: TRIES as u32,
+                delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                error: fault.to_string(),
+            });
         })
         .await
         .map_err(|fault| Failed {
@@ -448,10 +458,15 @@ mod tests {
     /// it was tried, and the error.
     async fn always_failing(fault: Fault) -> (usize, Failed) {
         let tries = AtomicUsize::new(0);
-        let result: Result<(), Failed> = retry("registry", "pushing", || async {
-            tries.fetch_add(1, Ordering::Relaxed);
-            Err(fault.clone())
-        })
+        let result: Result<(), Failed> = retry(
+            "registry",
+            "PUT /v2/app/manifests/latest",
+            &mab_events::Silent,
+            || async {
+                tries.fetch_add(1, Ordering::Relaxed);
+                Err(fault.clone())
+            },
+        )
         .await;
         (tries.load(Ordering::Relaxed), result.unwrap_err())
     }
@@ -461,6 +476,75 @@ mod tests {
         let (tries, failed) = always_failing(answered(503, None)).await;
         assert_eq!((tries, failed.tries), (TRIES, TRIES));
         assert!(failed.to_string().ends_with("(gave up after 3 tries)"));
+    }
+
+    /// Keeps every event it gets.
+    #[derive(Default)]
+    struct Recorded(std::sync::Mutex<Vec<Event>>);
+
+    impl Reporter for Recorded {
+        fn report(&self, event: Event) {
+            self.0.lock().unwrap().push(event);
+        }
+    }
+
+    #[tokio::test]
+    async fn each_retry_is_reported_as_a_typed_event() {
+        let reporter = Recorded::default();
+        let tries = AtomicUsize::new(0);
+        let result = retry(
+            "127.0.0.1:5000",
+            "PUT /v2/app/manifests/latest",
+            &reporter,
+            || async {
+                match tries.fetch_add(1, Ordering::Relaxed) {
+                    0 => Err(Fault::Answered {
+                        status: 503,
+                        retry_after: None,
+                        message: "the registry answered 503 Service Unavailable".to_owned(),
+                    }),
+                    1 => Err(no_answer(NoAnswer::Interrupted)),
+                    _ => Ok(()),
+                }
+            },
+        )
+        .await;
+        assert!(result.is_ok());
+        let events = reporter.0.into_inner().unwrap();
+        let summary: Vec<(u32, u32, String)> = events
+            .iter()
+            .map(|event| match event {
+                Event::Retry {
+                    target: RetryTarget::Registry { registry },
+                    request,
+                    attempt,
+                    tries,
+                    delay_ms,
+                    error,
+                } => {
+                    assert_eq!(registry, "127.0.0.1:5000");
+                    assert_eq!(request, "PUT /v2/app/manifests/latest");
+                    assert!(
+                        (MIN_DELAY.as_millis() as u64 / 2..=MAX_DELAY.as_millis() as u64 * 2)
+                            .contains(delay_ms),
+                        "{delay_ms}"
+                    );
+                    (*attempt, *tries, error.clone())
+                }
+                other => panic!("not a registry retry: {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (
+                    1,
+                    3,
+                    "the registry answered 503 Service Unavailable".to_owned()
+                ),
+                (2, 3, String::new()),
+            ]
+        );
     }
 
     #[tokio::test]
@@ -474,14 +558,19 @@ mod tests {
     async fn a_retry_after_longer_than_the_backoff_is_waited_for() {
         let start = std::time::Instant::now();
         let tries = std::cell::Cell::new(0);
-        let result = retry("registry", "pushing", || async {
-            tries.set(tries.get() + 1);
-            if tries.get() == 1 {
-                Err(answered(429, Some("1")))
-            } else {
-                Ok(tries.get())
-            }
-        })
+        let result = retry(
+            "registry",
+            "PUT /v2/app/manifests/latest",
+            &mab_events::Silent,
+            || async {
+                tries.set(tries.get() + 1);
+                if tries.get() == 1 {
+                    Err(answered(429, Some("1")))
+                } else {
+                    Ok(tries.get())
+                }
+            },
+        )
         .await;
         assert_eq!(result.unwrap(), 2);
         assert!(

@@ -159,7 +159,7 @@ pub struct BuildArgs {
     /// Build and verify each platform on its runner; write nothing to the registry (which then need not answer: without --no-push, mab first checks that it answers and accepts a push).
     #[arg(long)]
     pub no_push: bool,
-    /// How progress is shown on stderr.
+    /// How progress is shown on stderr; `json` writes one event per line, each with `"schema": 1`, the last one `result` holding the exit code, the digest and a failure's report (docs/progress.md).
     #[arg(long, value_enum, default_value_t = Progress::Auto)]
     pub progress: Progress,
     /// Write the build's result as JSON to FILE, also when the build fails (each platform's state and error).
@@ -184,7 +184,7 @@ pub enum Progress {
     Tty,
     /// One line per event.
     Plain,
-    /// One JSON object per event.
+    /// One JSON object per line and event, with `"schema": 1`; nothing else on stderr.
     Json,
 }
 

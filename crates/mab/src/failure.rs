@@ -4,6 +4,8 @@
 
 use std::fmt::Write as _;
 
+use mab_events::OutcomeError;
+
 /// What kind of failure a command ended in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FailureKind {
@@ -32,56 +34,69 @@ impl FailureKind {
     }
 }
 
-/// A failed command: the whole report for stderr and its kind.
+/// A failed command: the whole report for stderr, its parts and its kind.
 #[derive(Debug)]
 pub struct Failure {
     pub kind: FailureKind,
-    /// For stderr.
+    /// For stderr: `error: …`, details, `hint: …` ([`render`]).
     pub report: String,
+    /// The report's parts (message, hints, details), for the `result`
+    /// event of `--progress json` (boxed: a `Failure` travels in every
+    /// `Result` of the binary).
+    pub error: Box<OutcomeError>,
     /// Data for stdout that the failed command still produced (such as
     /// `mab runners check`'s report).
     pub stdout: String,
 }
 
 impl Failure {
-    /// Bad usage or configuration, found before anything was built.
-    pub fn usage(message: impl AsRef<str>, hint: Option<&str>) -> Failure {
+    /// A failure of `kind` with these parts, its report rendered from them.
+    pub fn new(
+        kind: FailureKind,
+        message: &str,
+        hints: Vec<String>,
+        details: &[String],
+    ) -> Failure {
+        let error = Box::new(OutcomeError {
+            message: message.to_owned(),
+            hints,
+            details: details.to_vec(),
+        });
         Failure {
-            kind: FailureKind::Usage,
-            report: render(message.as_ref(), hint, &[]),
+            kind,
+            report: render(&error),
+            error,
             stdout: String::new(),
         }
+    }
+
+    /// Bad usage or configuration, found before anything was built.
+    pub fn usage(message: impl AsRef<str>, hint: Option<&str>) -> Failure {
+        Failure::new(FailureKind::Usage, message.as_ref(), hints(hint), &[])
     }
 
     /// Something failed while running: a host, an engine, a build, a push.
     pub fn runtime(message: impl AsRef<str>, hint: Option<&str>) -> Failure {
-        Failure {
-            kind: FailureKind::Runtime,
-            report: render(message.as_ref(), hint, &[]),
-            stdout: String::new(),
-        }
+        Failure::new(FailureKind::Runtime, message.as_ref(), hints(hint), &[])
     }
 
-    /// A runtime failure with a section of detail (such as a build log's tail).
+    /// A runtime failure with a section of detail (such as a build log's
+    /// tail) and any number of hints.
     pub fn runtime_with_details(
         message: impl AsRef<str>,
-        hint: Option<&str>,
+        hints: &[&str],
         details: &[String],
     ) -> Failure {
-        Failure {
-            kind: FailureKind::Runtime,
-            report: render(message.as_ref(), hint, details),
-            stdout: String::new(),
-        }
+        let hints = hints.iter().map(|hint| (*hint).to_owned()).collect();
+        Failure::new(FailureKind::Runtime, message.as_ref(), hints, details)
     }
 
     /// A runtime failure whose report is data on stdout, with a one-line
     /// summary on stderr.
     pub fn runtime_with_output(stdout: String, summary: &str) -> Failure {
         Failure {
-            kind: FailureKind::Runtime,
-            report: render(summary, None, &[]),
             stdout,
+            ..Failure::new(FailureKind::Runtime, summary, Vec::new(), &[])
         }
     }
 
@@ -92,31 +107,54 @@ impl Failure {
             FailureKind::Terminated => "terminated",
             _ => "interrupted",
         };
-        Failure {
+        Failure::new(
             kind,
-            report: format!("error: {how}; nothing was published"),
-            stdout: String::new(),
-        }
+            &format!("{how}; nothing was published"),
+            Vec::new(),
+            &[],
+        )
     }
+}
+
+/// `hint` as a list of hints.
+fn hints(hint: Option<&str>) -> Vec<String> {
+    hint.map(str::to_owned).into_iter().collect()
 }
 
 impl From<mab_config::ConfigError> for Failure {
+    /// The report is the error's own rendering, with the file and the
+    /// snippet under the value; the details name the file and place
+    /// (`path:line:column`).
     fn from(error: mab_config::ConfigError) -> Failure {
+        let place = match error.location() {
+            Some(location) => format!(
+                "{}:{}:{}",
+                error.path().display(),
+                location.line,
+                location.column
+            ),
+            None => error.path().display().to_string(),
+        };
         Failure {
             kind: FailureKind::Usage,
             report: error.to_string(),
+            error: Box::new(OutcomeError {
+                message: error.message(),
+                hints: hints(error.hint()),
+                details: vec![place],
+            }),
             stdout: String::new(),
         }
     }
 }
 
-/// `error: …`, then indented details, then `hint: …`.
-pub fn render(message: &str, hint: Option<&str>, details: &[String]) -> String {
-    let mut report = format!("error: {message}");
-    for line in details {
+/// `error: …`, then indented details, then `hint: …` for each hint.
+pub fn render(error: &OutcomeError) -> String {
+    let mut report = format!("error: {}", error.message);
+    for line in &error.details {
         let _ = write!(report, "\n  | {line}");
     }
-    if let Some(hint) = hint {
+    for hint in &error.hints {
         let _ = write!(report, "\nhint: {hint}");
     }
     report
@@ -130,7 +168,7 @@ mod tests {
     fn renders_message_details_and_hint() {
         let failure = Failure::runtime_with_details(
             "linux/arm64 failed on runner-a",
-            Some("fix the Dockerfile"),
+            &["fix the Dockerfile"],
             &["step 2".to_owned(), "exit code 1".to_owned()],
         );
         assert_eq!(failure.kind, FailureKind::Runtime);
@@ -157,5 +195,26 @@ mod tests {
         for (kind, code) in codes {
             assert_eq!(kind.exit_code(), code, "{kind:?}");
         }
+    }
+
+    #[test]
+    fn a_configuration_error_keeps_its_rendering_and_names_its_place() {
+        let error = mab_config::parse_project(
+            std::path::Path::new("/src/mab.toml"),
+            "[image]\nname = \"App\"\n",
+        )
+        .unwrap_err();
+        let rendered = error.to_string();
+        let failure = Failure::from(error);
+        assert_eq!(failure.kind, FailureKind::Usage);
+        assert_eq!(failure.report, rendered);
+        assert!(
+            failure.report.contains("/src/mab.toml:2:8"),
+            "{}",
+            failure.report
+        );
+        assert_eq!(failure.error.details, ["/src/mab.toml:2:8"]);
+        assert!(!failure.error.message.starts_with("error:"));
+        assert_eq!(failure.error.hints.len(), 1, "{:?}", failure.error);
     }
 }

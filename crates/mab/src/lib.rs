@@ -2,7 +2,8 @@
 //!
 //! - [`cli`]: the flags; [`ops`]: what each command does;
 //! - [`progress`]: rendering what the build reports on stderr;
-//! - [`failure`]: the error report and exit code of a failed command.
+//! - [`failure`]: the error report and exit code of a failed command;
+//! - [`logging`]: the libraries' log lines, as progress events.
 //!
 //! Data goes to stdout, progress and logs to stderr.
 
@@ -10,10 +11,12 @@ pub mod cli;
 pub mod environment;
 pub mod failure;
 pub mod git;
+pub mod logging;
 pub mod ops;
 pub mod progress;
 
 use std::io::Write;
+use std::sync::Arc;
 
 use clap::Parser;
 
@@ -36,21 +39,39 @@ pub fn main() -> i32 {
         }
     };
     let environment = Environment::from_process();
-    install_logging(environment.log_level.as_deref());
+    logging::install(environment.log_level.as_deref());
+    // The commands that report progress; the others print their report
+    // (and library warnings) as plain lines.
+    let renderer = match &cli.command {
+        Command::Build(args) => Some(progress::renderer(
+            args.progress,
+            environment.stderr_is_terminal,
+        )),
+        Command::Plan(_) => Some(progress::renderer(Progress::Plain, false)),
+        _ => None,
+    };
+    if let Some(renderer) = &renderer {
+        progress::activate(renderer.clone());
+    }
+    let no_push = matches!(&cli.command, Command::Build(args) if args.no_push);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            let mut stderr = std::io::stderr().lock();
-            let _ = writeln!(stderr, "error: cannot start the async runtime: {error}");
-            return i32::from(failure::FailureKind::Runtime.exit_code());
+            let failure = Failure::new(
+                FailureKind::Runtime,
+                &format!("cannot start the async runtime: {error}"),
+                Vec::new(),
+                &[],
+            );
+            return finish(renderer.as_deref(), no_push, Err(failure));
         }
     };
     let publishing = ops::publishing::Publishing::default();
     let result = runtime.block_on(async {
-        let command = run(cli, &environment, &publishing);
+        let command = run(cli, &environment, renderer.clone(), &publishing);
         tokio::pin!(command);
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -70,7 +91,7 @@ pub fn main() -> i32 {
             }
             // Leave the registry consistent: the list and its tags are
             // being pushed; let that finish.
-            progress::Lines.report(progress::Event::Warning {
+            progress::report(progress::Event::Warning {
                 message: "interrupted while publishing; finishing the publish first".to_owned(),
             });
         }
@@ -78,85 +99,104 @@ pub fn main() -> i32 {
     // Dropping the runtime closes every connection, which makes the engines
     // stop any build still running.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
-    match result {
-        Ok(output) => {
-            let mut stdout = std::io::stdout().lock();
-            let _ = stdout.write_all(output.as_bytes());
-            0
-        }
-        Err(failure) => {
-            let mut stdout = std::io::stdout().lock();
-            let _ = stdout.write_all(failure.stdout.as_bytes());
-            let _ = stdout.flush();
-            let mut stderr = std::io::stderr().lock();
-            let _ = writeln!(stderr, "{}", failure.report);
-            i32::from(failure.kind.exit_code())
+    finish(renderer.as_deref(), no_push, result)
+}
+/// What a command that ended well produced.
+#[derive(Debug, Default)]
+pub struct Done {
+    /// For stdout.
+    pub stdout: String,
+    /// The digest of the manifest list `mab build` published.
+    pub digest: Option<String>,
+}
+
+impl From<String> for Done {
+    fn from(stdout: String) -> Done {
+        Done {
+            stdout,
+            ..Done::default()
         }
     }
 }
 
-/// Warnings from the library crates (a host key learnt with `accept-new`, a
-/// build response cut short, a registry request retried) go to stderr as
-/// `warning: …` lines; `MAB_LOG` (`error`, `warn`, `info`, `debug`,
-/// `trace`) shows more or less.
-fn install_logging(level: Option<&str>) {
-    let level = level
-        .and_then(|level| {
-            level
-                .parse::<tracing_subscriber::filter::LevelFilter>()
-                .ok()
-        })
-        .unwrap_or(tracing_subscriber::filter::LevelFilter::WARN);
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .event_format(LevelLines)
-        .try_init();
+/// Ends the command: its stdout, then (with a renderer) the `result`
+/// event, the last one, then a failure's report as text unless the
+/// renderer holds it (`--progress json`); returns the exit code.
+/// `no_push`: the command is `mab build --no-push`.
+fn finish(
+    renderer: Option<&progress::Renderer>,
+    no_push: bool,
+    result: Result<Done, Failure>,
+) -> i32 {
+    let (stdout, outcome, report) = ending(no_push, result);
+    let exit_code = i32::from(outcome.exit_code);
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(stdout.as_bytes());
+    let _ = out.flush();
+    let prints_report = match renderer {
+        Some(renderer) => {
+            renderer.report(progress::Event::Result(outcome));
+            progress::deactivate();
+            renderer.prints_reports()
+        }
+        None => true,
+    };
+    if let Some(report) = report.filter(|_| prints_report) {
+        let mut stderr = std::io::stderr().lock();
+        let _ = writeln!(stderr, "{report}");
+    }
+    exit_code
 }
 
-/// A log event as one `level: message` line (`warning: …`, `error: …`,
-/// `debug: …`), the way mab's own messages are written.
-struct LevelLines;
-
-impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for LevelLines
-where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
-{
-    fn format_event(
-        &self,
-        context: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
-        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
-        event: &tracing::Event<'_>,
-    ) -> std::fmt::Result {
-        use tracing_subscriber::fmt::FormatFields as _;
-        let level = match *event.metadata().level() {
-            tracing::Level::ERROR => "error",
-            tracing::Level::WARN => "warning",
-            tracing::Level::INFO => "info",
-            tracing::Level::DEBUG => "debug",
-            tracing::Level::TRACE => "trace",
-        };
-        write!(writer, "{level}: ")?;
-        context.format_fields(writer.by_ref(), event)?;
-        writeln!(writer)
+/// What a command's `result` leaves: its stdout, the outcome of the
+/// `result` event, and a failure's report as text.
+fn ending(
+    no_push: bool,
+    result: Result<Done, Failure>,
+) -> (String, mab_events::Outcome, Option<String>) {
+    match result {
+        Ok(done) => (
+            done.stdout,
+            mab_events::Outcome {
+                exit_code: 0,
+                digest: done.digest,
+                no_push,
+                error: None,
+            },
+            None,
+        ),
+        Err(failure) => (
+            failure.stdout,
+            mab_events::Outcome {
+                exit_code: failure.kind.exit_code(),
+                digest: None,
+                no_push,
+                error: Some(*failure.error),
+            },
+            Some(failure.report),
+        ),
     }
 }
 
 async fn run(
     cli: Cli,
     environment: &Environment,
+    renderer: Option<Arc<progress::Renderer>>,
     publishing: &ops::publishing::Publishing,
-) -> Result<String, Failure> {
-    match cli.command {
+) -> Result<Done, Failure> {
+    let reporter: Arc<dyn Reporter> = match renderer {
+        Some(renderer) => renderer,
+        None => Arc::new(progress::Lines),
+    };
+    let done = match cli.command {
         Command::Build(args) => {
-            let reporter = progress::reporter(args.progress, environment.stderr_is_terminal);
-            ops::build::build(&args, environment, &reporter, publishing).await
+            let built = ops::build::build(&args, environment, &reporter, publishing).await?;
+            return Ok(Done {
+                stdout: built.stdout(),
+                digest: built.digest,
+            });
         }
-        Command::Plan(args) => {
-            let reporter = progress::reporter(Progress::Plain, false);
-            ops::plan::plan(&args, environment, &reporter).await
-        }
+        Command::Plan(args) => ops::plan::plan(&args, environment, &reporter).await,
         Command::Runners { command } => match command {
             RunnersCommand::List { runners, format } => {
                 ops::runners::list(runners.as_deref(), format, environment)
@@ -169,7 +209,10 @@ async fn run(
                 names,
                 runners,
                 format,
-            } => ops::runners::check(&names, runners.as_deref(), format, environment).await,
+            } => {
+                ops::runners::check(&names, runners.as_deref(), format, environment, &reporter)
+                    .await
+            }
         },
         Command::Init(args) => {
             let directory = match &args.directory {
@@ -178,6 +221,67 @@ async fn run(
             };
             ops::init::init(&directory, args.image.as_deref(), &args.platforms)
         }
-        Command::Inspect { reference } => ops::inspect::inspect(&reference, environment).await,
+        Command::Inspect { reference } => {
+            ops::inspect::inspect(&reference, environment, &reporter).await
+        }
+    };
+    done.map(Done::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_result_event_holds_the_exit_code_the_digest_and_the_report() {
+        let published = Done {
+            stdout: "127.0.0.1:5000/app@sha256:ab\n".to_owned(),
+            digest: Some("sha256:ab".to_owned()),
+        };
+        let (stdout, outcome, report) = ending(false, Ok(published));
+        assert_eq!(stdout, "127.0.0.1:5000/app@sha256:ab\n");
+        assert_eq!(
+            outcome,
+            mab_events::Outcome {
+                exit_code: 0,
+                digest: Some("sha256:ab".to_owned()),
+                no_push: false,
+                error: None,
+            }
+        );
+        assert_eq!(report, None);
+
+        let failed = Failure::runtime_with_details(
+            "build failed for linux/arm64 (runner pi); nothing was published",
+            &["fix the Dockerfile"],
+            &["linux/arm64 on pi: exit code 1".to_owned()],
+        );
+        let (stdout, outcome, report) = ending(true, Err(failed));
+        assert_eq!(stdout, "");
+        assert_eq!(
+            outcome,
+            mab_events::Outcome {
+                exit_code: 1,
+                digest: None,
+                no_push: true,
+                error: Some(mab_events::OutcomeError {
+                    message: "build failed for linux/arm64 (runner pi); nothing was published"
+                        .to_owned(),
+                    hints: vec!["fix the Dockerfile".to_owned()],
+                    details: vec!["linux/arm64 on pi: exit code 1".to_owned()],
+                }),
+            }
+        );
+        assert_eq!(
+            report.as_deref(),
+            Some("error: build failed for linux/arm64 (runner pi); nothing was published\n  | linux/arm64 on pi: exit code 1\nhint: fix the Dockerfile")
+        );
+
+        let (_, outcome, _) = ending(false, Err(Failure::stopped(FailureKind::Terminated)));
+        assert_eq!(outcome.exit_code, 143);
+        assert_eq!(
+            outcome.error.unwrap().message,
+            "terminated; nothing was published"
+        );
     }
 }

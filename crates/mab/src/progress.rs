@@ -4,11 +4,16 @@
 //! `mab-events`) through the [`Reporter`] trait; this module only renders
 //! them: indicatif bars on a terminal, one plain line per event in CI logs
 //! (`--progress plain`), or one JSON object per line (`--progress json`,
-//! [`mab_events::json_line`]).
+//! [`mab_events::json_line`]; docs/progress.md).
+//!
+//! While a command runs, its [`Renderer`] is the active one ([`activate`]):
+//! library log lines ([`crate::logging`]) and the interrupt warning go
+//! through it too ([`report`]), so that nothing else writes to stderr
+//! around the bars or between the JSON lines.
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use crate::cli::Progress;
@@ -16,14 +21,69 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 pub use mab_events::{Event, Reporter};
 
-/// The reporter `--progress` asks for, shared with the engines, which
-/// report their retries for as long as they live.
-pub fn reporter(mode: Progress, stderr_is_terminal: bool) -> Arc<dyn Reporter> {
-    match mode {
+/// The renderer `--progress` asks for.
+pub fn renderer(mode: Progress, stderr_is_terminal: bool) -> Arc<Renderer> {
+    Arc::new(match mode {
         // indicatif draws nothing where stderr is not a terminal.
-        Progress::Tty | Progress::Auto if stderr_is_terminal => Arc::new(Bars::new()),
-        Progress::Tty | Progress::Auto | Progress::Plain => Arc::new(Lines),
-        Progress::Json => Arc::new(JsonLines),
+        Progress::Tty | Progress::Auto if stderr_is_terminal => Renderer::Bars(Bars::new()),
+        Progress::Tty | Progress::Auto | Progress::Plain => Renderer::Lines(Lines),
+        Progress::Json => Renderer::Json(JsonLines),
+    })
+}
+
+/// One of the three ways of showing events.
+pub enum Renderer {
+    Bars(Bars),
+    Lines(Lines),
+    Json(JsonLines),
+}
+
+impl Renderer {
+    /// Whether a failed command's report is printed as text after the
+    /// last event. With `--progress json` it is not: the `result` event
+    /// holds its message, hints and details, and stderr holds only JSON.
+    pub fn prints_reports(&self) -> bool {
+        !matches!(self, Renderer::Json(_))
+    }
+}
+
+impl Reporter for Renderer {
+    fn report(&self, event: Event) {
+        match self {
+            Renderer::Bars(bars) => bars.report(event),
+            Renderer::Lines(lines) => lines.report(event),
+            Renderer::Json(json) => json.report(event),
+        }
+    }
+}
+
+/// The renderer of the command that runs, if it has one.
+static ACTIVE: RwLock<Option<Arc<Renderer>>> = RwLock::new(None);
+
+/// Makes `renderer` the one [`report`] goes to until [`deactivate`].
+pub fn activate(renderer: Arc<Renderer>) {
+    *ACTIVE
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(renderer);
+}
+
+/// Ends [`activate`]: [`report`] writes plain lines again.
+pub fn deactivate() {
+    *ACTIVE
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+}
+
+/// Reports `event` to the active renderer; where none is active (commands
+/// without progress, such as `mab runners check`), as a plain line.
+pub fn report(event: Event) {
+    let active = ACTIVE
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone();
+    match active {
+        Some(renderer) => renderer.report(event),
+        None => Lines.report(event),
     }
 }
 
@@ -144,12 +204,11 @@ impl Lines {
             ),
             Event::Warning { message } => format!("warning: {message}"),
             Event::Diagnostic { level, message } => format!("{level}: {message}"),
-            Event::Result(outcome) => match (&outcome.digest, &outcome.error) {
-                (None, None) => "built and verified every platform; nothing was pushed (--no-push)"
-                    .to_owned(),
-                // The digest is on stdout; a failure's report follows.
-                _ => return None,
-            },
+            // The digest is on stdout; a failure's report follows as text.
+            Event::Result(outcome) if outcome.error.is_none() && outcome.no_push => {
+                "built and verified every platform; nothing was pushed (--no-push)".to_owned()
+            }
+            Event::Result(_) => return None,
         })
     }
 }
@@ -229,7 +288,21 @@ impl Reporter for Bars {
                 runner,
                 step,
             } => self.bar(platform, runner).set_message(step.clone()),
-            Event::Log { .. } | Event::PhaseStarted { .. } | Event::PhaseFinished { .. } => {}
+            // A build's steps name themselves; pushing and verifying do not.
+            Event::PhaseStarted {
+                platform,
+                runner,
+                phase,
+            } => match phase {
+                mab_events::Phase::Build => {}
+                mab_events::Phase::Push => self
+                    .bar(platform, runner)
+                    .set_message("pushing under its staging tag"),
+                mab_events::Phase::Verify => self
+                    .bar(platform, runner)
+                    .set_message("verifying the image's platform"),
+            },
+            Event::Log { .. } | Event::PhaseFinished { .. } => {}
             Event::Pushed {
                 platform,
                 runner,
@@ -259,7 +332,31 @@ impl Reporter for Bars {
                 if let Some(line) = Lines::line(&event) {
                     let _ = self.multi.println(line);
                 }
+                if matches!(event, Event::Result(_)) {
+                    self.finish();
+                }
             }
+        }
+    }
+}
+
+impl Bars {
+    /// After the last event: every bar still running stops where it is,
+    /// nothing draws any more, and the last bar's line is ended, so that
+    /// the failure report printed next starts on a line of its own.
+    fn finish(&self) {
+        let bars = self
+            .bars
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for bar in bars.values().filter(|bar| !bar.is_finished()) {
+            bar.abandon();
+        }
+        self.multi
+            .set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        if !bars.is_empty() {
+            // indicatif leaves the cursor at the end of the last bar.
+            let _ = writeln!(std::io::stderr().lock());
         }
     }
 }
@@ -267,49 +364,299 @@ impl Reporter for Bars {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mab_events::{ErrorKind, Outcome, OutcomeError, Phase, PlannedJob, RetryTarget};
 
-    #[test]
-    fn plain_lines_name_platform_and_runner() {
-        let platform = |text: &str| text.parse::<mab_config::Platform>().unwrap();
-        let cases = [
+    fn platform(text: &str) -> mab_config::Platform {
+        text.parse().unwrap()
+    }
+
+    /// The variant's name; exhaustive, so that a new variant must be added
+    /// to [`every_event`] too.
+    fn variant(event: &Event) -> &'static str {
+        match event {
+            Event::Plan { .. } => "plan",
+            Event::JobStarted { .. } => "job_started",
+            Event::PhaseStarted { .. } => "phase_started",
+            Event::PhaseFinished { .. } => "phase_finished",
+            Event::Step { .. } => "step",
+            Event::Log { .. } => "log",
+            Event::Pushed { .. } => "pushed",
+            Event::JobFinished { .. } => "job_finished",
+            Event::JobFailed { .. } => "job_failed",
+            Event::Retry { .. } => "retry",
+            Event::Moved { .. } => "moved",
+            Event::Published { .. } => "published",
+            Event::StagingTagsLeft { .. } => "staging_tags_left",
+            Event::Warning { .. } => "warning",
+            Event::Diagnostic { .. } => "diagnostic",
+            Event::Result(_) => "result",
+        }
+    }
+
+    /// Every event, with its plain line (`None`: left out of plain logs)
+    /// and its JSON line.
+    fn every_event() -> Vec<(Event, Option<&'static str>, &'static str)> {
+        let arm = || platform("linux/arm64");
+        let pi = || "pi".to_owned();
+        vec![
+            (
+                Event::Plan {
+                    image: "127.0.0.1:5000/app".into(),
+                    context_files: 3,
+                    jobs: vec![PlannedJob {
+                        platform: arm(),
+                        runner: pi(),
+                        emulated: false,
+                        reason: "native linux/arm64 engine".into(),
+                    }],
+                },
+                Some("linux/arm64 -> pi: native linux/arm64 engine\nbuilding 127.0.0.1:5000/app for 1 platform(s) from 3 file(s)"),
+                r#"{"schema":1,"event":"plan","image":"127.0.0.1:5000/app","context_files":3,"jobs":[{"platform":"linux/arm64","runner":"pi","emulated":false,"reason":"native linux/arm64 engine"}]}"#,
+            ),
             (
                 Event::JobStarted {
-                    platform: platform("linux/arm64"),
-                    runner: "runner-a".into(),
+                    platform: arm(),
+                    runner: pi(),
                     emulated: true,
                 },
-                Some("[linux/arm64 runner-a] started (emulated with QEMU)"),
+                Some("[linux/arm64 pi] started (emulated with QEMU)"),
+                r#"{"schema":1,"event":"job_started","platform":"linux/arm64","runner":"pi","emulated":true}"#,
+            ),
+            (
+                Event::PhaseStarted {
+                    platform: arm(),
+                    runner: pi(),
+                    phase: Phase::Push,
+                },
+                None,
+                r#"{"schema":1,"event":"phase_started","platform":"linux/arm64","runner":"pi","phase":"push"}"#,
+            ),
+            (
+                Event::PhaseFinished {
+                    platform: arm(),
+                    runner: pi(),
+                    phase: Phase::Build,
+                    seconds: 12.34,
+                    bytes: Some(2048),
+                },
+                Some("[linux/arm64 pi] build done in 12.3s, 2048 bytes"),
+                r#"{"schema":1,"event":"phase_finished","platform":"linux/arm64","runner":"pi","phase":"build","seconds":12.34,"bytes":2048}"#,
+            ),
+            (
+                Event::PhaseFinished {
+                    platform: arm(),
+                    runner: pi(),
+                    phase: Phase::Push,
+                    seconds: 0.5,
+                    bytes: None,
+                },
+                Some("[linux/arm64 pi] push done in 0.5s"),
+                r#"{"schema":1,"event":"phase_finished","platform":"linux/arm64","runner":"pi","phase":"push","seconds":0.5}"#,
+            ),
+            (
+                Event::Step {
+                    platform: arm(),
+                    runner: pi(),
+                    step: "[2/3] RUN make".into(),
+                },
+                Some("[linux/arm64 pi] [2/3] RUN make"),
+                r#"{"schema":1,"event":"step","platform":"linux/arm64","runner":"pi","step":"[2/3] RUN make"}"#,
+            ),
+            (
+                Event::Log {
+                    platform: arm(),
+                    runner: pi(),
+                    line: "cc -O2 main.c".into(),
+                },
+                Some("[linux/arm64 pi] | cc -O2 main.c"),
+                r#"{"schema":1,"event":"log","platform":"linux/arm64","runner":"pi","line":"cc -O2 main.c"}"#,
+            ),
+            (
+                Event::Pushed {
+                    platform: arm(),
+                    runner: pi(),
+                    digest: "sha256:ab".into(),
+                },
+                Some("[linux/arm64 pi] pushed sha256:ab"),
+                r#"{"schema":1,"event":"pushed","platform":"linux/arm64","runner":"pi","digest":"sha256:ab"}"#,
+            ),
+            (
+                Event::JobFinished {
+                    platform: arm(),
+                    runner: pi(),
+                    seconds: 61.06,
+                },
+                Some("[linux/arm64 pi] done in 61.1s"),
+                r#"{"schema":1,"event":"job_finished","platform":"linux/arm64","runner":"pi","seconds":61.06}"#,
             ),
             (
                 Event::JobFailed {
                     platform: platform("linux/ppc64le"),
                     runner: "runner-b".into(),
-                    kind: mab_events::ErrorKind::Build,
+                    kind: ErrorKind::Build,
                     message: "exit code 1".into(),
                 },
                 Some("[linux/ppc64le runner-b] FAILED: exit code 1"),
+                r#"{"schema":1,"event":"job_failed","platform":"linux/ppc64le","runner":"runner-b","kind":"build","message":"exit code 1"}"#,
+            ),
+            (
+                Event::Retry {
+                    target: RetryTarget::Registry {
+                        registry: "127.0.0.1:5000".into(),
+                    },
+                    request: "PUT /v2/app/manifests/latest".into(),
+                    attempt: 1,
+                    tries: 3,
+                    delay_ms: 250,
+                    error: "the registry answered 503 Service Unavailable".into(),
+                },
+                Some("warning: 127.0.0.1:5000: PUT /v2/app/manifests/latest failed (try 1 of 3): the registry answered 503 Service Unavailable; retrying in 250 ms"),
+                r#"{"schema":1,"event":"retry","target":{"kind":"registry","registry":"127.0.0.1:5000"},"request":"PUT /v2/app/manifests/latest","attempt":1,"tries":3,"delay_ms":250,"error":"the registry answered 503 Service Unavailable"}"#,
+            ),
+            (
+                Event::Retry {
+                    target: RetryTarget::Ssh { runner: pi() },
+                    request: "SSH handshake".into(),
+                    attempt: 2,
+                    tries: 3,
+                    delay_ms: 400,
+                    error: "connection reset".into(),
+                },
+                Some("warning: sshd of runner `pi`: SSH handshake failed (try 2 of 3): connection reset; retrying in 400 ms"),
+                r#"{"schema":1,"event":"retry","target":{"kind":"ssh","runner":"pi"},"request":"SSH handshake","attempt":2,"tries":3,"delay_ms":400,"error":"connection reset"}"#,
+            ),
+            (
+                Event::Retry {
+                    target: RetryTarget::Engine { runner: pi() },
+                    request: "GET /_ping".into(),
+                    attempt: 1,
+                    tries: 3,
+                    delay_ms: 200,
+                    error: "connection refused".into(),
+                },
+                Some("warning: engine of runner `pi`: GET /_ping failed (try 1 of 3): connection refused; retrying in 200 ms"),
+                r#"{"schema":1,"event":"retry","target":{"kind":"engine","runner":"pi"},"request":"GET /_ping","attempt":1,"tries":3,"delay_ms":200,"error":"connection refused"}"#,
             ),
             (
                 Event::Moved {
-                    platform: platform("linux/arm64"),
+                    platform: arm(),
                     from: "a".into(),
                     to: "b".into(),
                     emulated: false,
                     reason: "connection refused".into(),
                 },
                 Some("warning: linux/arm64 moved from runner `a` to runner `b` (native): connection refused"),
+                r#"{"schema":1,"event":"moved","platform":"linux/arm64","from":"a","to":"b","emulated":false,"reason":"connection refused"}"#,
             ),
             (
-                Event::PhaseStarted {
-                    platform: platform("linux/amd64"),
-                    runner: "local".into(),
-                    phase: mab_events::Phase::Push,
+                Event::Published {
+                    image: "127.0.0.1:5000/app".into(),
+                    digest: "sha256:cd".into(),
+                    tags: vec!["1.0".into(), "latest".into()],
                 },
-                None,
+                Some("published 127.0.0.1:5000/app@sha256:cd as 1.0, latest"),
+                r#"{"schema":1,"event":"published","image":"127.0.0.1:5000/app","digest":"sha256:cd","tags":["1.0","latest"]}"#,
             ),
-        ];
-        for (event, expected) in cases {
-            assert_eq!(Lines::line(&event).as_deref(), expected, "{event:?}");
+            (
+                Event::StagingTagsLeft {
+                    image: "127.0.0.1:5000/app".into(),
+                    tags: vec!["mab-b1-linux-arm64".into()],
+                },
+                Some("staging tag(s) mab-b1-linux-arm64 remain in 127.0.0.1:5000/app: the registry did not delete them (see docs/publishing.md)"),
+                r#"{"schema":1,"event":"staging_tags_left","image":"127.0.0.1:5000/app","tags":["mab-b1-linux-arm64"]}"#,
+            ),
+            (
+                Event::Warning {
+                    message: "learnt the host key of pi".into(),
+                },
+                Some("warning: learnt the host key of pi"),
+                r#"{"schema":1,"event":"warning","message":"learnt the host key of pi"}"#,
+            ),
+            (
+                Event::Diagnostic {
+                    level: "debug".into(),
+                    message: "the engine asks for context".into(),
+                },
+                Some("debug: the engine asks for context"),
+                r#"{"schema":1,"event":"diagnostic","level":"debug","message":"the engine asks for context"}"#,
+            ),
+            (
+                Event::Result(Outcome {
+                    exit_code: 0,
+                    digest: Some("sha256:cd".into()),
+                    no_push: false,
+                    error: None,
+                }),
+                // The digest is on stdout.
+                None,
+                r#"{"schema":1,"event":"result","exit_code":0,"digest":"sha256:cd","no_push":false}"#,
+            ),
+            (
+                Event::Result(Outcome {
+                    exit_code: 0,
+                    digest: None,
+                    no_push: true,
+                    error: None,
+                }),
+                Some("built and verified every platform; nothing was pushed (--no-push)"),
+                r#"{"schema":1,"event":"result","exit_code":0,"digest":null,"no_push":true}"#,
+            ),
+            (
+                Event::Result(Outcome {
+                    exit_code: 1,
+                    digest: None,
+                    no_push: true,
+                    error: Some(OutcomeError {
+                        message: "build failed for linux/arm64 (runner pi); nothing was published".into(),
+                        hints: vec!["fix the Dockerfile".into()],
+                        details: vec!["linux/arm64 on pi: exit code 1".into()],
+                    }),
+                }),
+                // The report follows as text.
+                None,
+                r#"{"schema":1,"event":"result","exit_code":1,"digest":null,"no_push":true,"error":{"message":"build failed for linux/arm64 (runner pi); nothing was published","hints":["fix the Dockerfile"],"details":["linux/arm64 on pi: exit code 1"]}}"#,
+            ),
+        ]
+    }
+
+    #[test]
+    fn every_event_has_its_plain_line_and_its_json_line() {
+        let events = every_event();
+        let mut covered: Vec<&str> = events.iter().map(|(event, ..)| variant(event)).collect();
+        covered.dedup();
+        assert_eq!(
+            covered,
+            [
+                "plan",
+                "job_started",
+                "phase_started",
+                "phase_finished",
+                "step",
+                "log",
+                "pushed",
+                "job_finished",
+                "job_failed",
+                "retry",
+                "moved",
+                "published",
+                "staging_tags_left",
+                "warning",
+                "diagnostic",
+                "result"
+            ]
+        );
+        for (event, plain, json) in events {
+            assert_eq!(Lines::line(&event).as_deref(), plain, "{event:?}");
+            assert_eq!(mab_events::json_line(&event), json, "{event:?}");
+            let parsed: serde_json::Value = serde_json::from_str(json).unwrap();
+            assert_eq!(parsed["event"], variant(&event));
         }
+    }
+
+    #[test]
+    fn only_the_json_renderer_keeps_the_failure_report_out_of_stderr() {
+        assert!(renderer(Progress::Plain, false).prints_reports());
+        assert!(renderer(Progress::Auto, false).prints_reports());
+        assert!(!renderer(Progress::Json, true).prints_reports());
     }
 }

@@ -1,13 +1,21 @@
 //! `mab inspect REF`: the published list, one line per platform.
 
+use std::sync::Arc;
+
 use mab_registry::{Repository, DOCKER_MANIFEST_LIST, OCI_INDEX};
 
 use crate::environment::Environment;
 use crate::failure::Failure;
+use crate::progress::Reporter;
 
 /// Returns what goes to stdout: the list's digest, then platform, digest
-/// and size of each entry.
-pub async fn inspect(reference: &str, environment: &Environment) -> Result<String, Failure> {
+/// and size of each entry. Retried registry requests are reported to
+/// `reporter`.
+pub async fn inspect(
+    reference: &str,
+    environment: &Environment,
+    reporter: &Arc<dyn Reporter>,
+) -> Result<String, Failure> {
     let (image, tag_or_digest) = split_reference(reference);
     let registry = mab_registry::registry_of(image).map_err(|error| {
         Failure::usage(
@@ -21,7 +29,8 @@ pub async fn inspect(reference: &str, environment: &Environment) -> Result<Strin
     )
     .map_err(|error| Failure::runtime(error.to_string(), None))?;
     let repository = Repository::new(image, credentials.as_ref())
-        .map_err(|error| Failure::usage(error.to_string(), None))?;
+        .map_err(|error| Failure::usage(error.to_string(), None))?
+        .reporting_to(Arc::clone(reporter));
     let (bytes, digest) = repository.manifest(tag_or_digest).await.map_err(|error| {
         Failure::runtime(
             error.to_string(),

@@ -11,7 +11,7 @@ use mab_plan::{Capabilities, Emulation, Fallback, Plan, RunnerState};
 
 use crate::cli::ProjectArgs;
 use crate::environment::Environment;
-use crate::failure::Failure;
+use crate::failure::{Failure, FailureKind};
 use crate::ops::connect::{connect, Connected, Unreachable, UnreachableKind};
 use crate::progress::{Event, Reporter};
 
@@ -252,15 +252,15 @@ pub fn plan_failure(
         .filter_map(|unreachable| unreachable.hint.clone())
         .collect();
     hints.push(error.hint());
-    let hint = hints.join("\nhint: ");
     let misconfigured = connected.values().any(|result| {
         result.as_ref().is_err_and(|unreachable| {
             unreachable.kind == UnreachableKind::Ssh(mab_ssh::ErrorKind::Config)
         })
     });
-    if error.is_unreachable() && !misconfigured {
-        Failure::runtime(error.to_string(), Some(&hint))
+    let kind = if error.is_unreachable() && !misconfigured {
+        FailureKind::Runtime
     } else {
-        Failure::usage(error.to_string(), Some(&hint))
-    }
+        FailureKind::Usage
+    };
+    Failure::new(kind, &error.to_string(), hints, &[])
 }

@@ -264,11 +264,14 @@ struct CheckJson {
 
 /// `mab runners check`: returns stdout, or a failure (exit 1) carrying the
 /// same report when any runner is unusable.
+/// Checks the runners; retried handshakes and engine requests go to
+/// `reporter` (plain lines on stderr).
 pub async fn check(
     names: &[String],
     flag: Option<&Path>,
     format: Format,
     environment: &Environment,
+    reporter: &std::sync::Arc<dyn crate::progress::Reporter>,
 ) -> Result<String, Failure> {
     let file = load(flag, environment)?;
     let runners: Vec<Runner> = match &file {
@@ -288,13 +291,10 @@ pub async fn check(
         .iter()
         .filter(|runner| names.is_empty() || names.contains(&runner.name))
         .collect();
-    // Only retries are reported while the runners are checked.
-    let reporter: std::sync::Arc<dyn crate::progress::Reporter> =
-        std::sync::Arc::new(crate::progress::Lines);
     let reports = join_all(
         chosen
             .iter()
-            .map(|runner| check_one(runner, environment, &reporter)),
+            .map(|runner| check_one(runner, environment, reporter)),
     )
     .await;
     let failed = reports.iter().filter(|report| !report.ok).count();

@@ -14,6 +14,7 @@ mod tags;
 mod worker;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use mab_events::ErrorKind;
 use mab_plan::{Fallback, PlanError};
@@ -35,16 +36,37 @@ use publish::{check_push, remove_staging_tags, Registry};
 use tags::{check_not_narrowing, release_tags};
 use worker::{build_id, staging_tag, LiveWorker};
 
-/// Runs the build; returns what goes to stdout.
-/// `publishing` is set while the list and its tags are pushed, for the
-/// interrupt handler.
+/// How a build that ended well ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildOutcome {
+    /// `[image] name` (`registry/namespace/name`).
+    pub image: String,
+    /// The published list's digest (`sha256:…`); `None` with `--no-push`.
+    pub digest: Option<String>,
+}
+
+impl BuildOutcome {
+    /// What goes to stdout: `image@digest` and a newline, nothing with
+    /// `--no-push`.
+    pub fn stdout(&self) -> String {
+        match &self.digest {
+            Some(digest) => format!("{}@{digest}\n", self.image),
+            None => String::new(),
+        }
+    }
+}
+
+/// Runs the build, reporting its progress and the registry's retried
+/// requests to `reporter`. `publishing` is set while the list and its tags
+/// are pushed, for the interrupt handler.
 pub async fn build(
     args: &BuildArgs,
     environment: &Environment,
-    shared: &std::sync::Arc<dyn Reporter>,
+    reporter: &Arc<dyn Reporter>,
     publishing: &Publishing,
-) -> Result<String, Failure> {
-    let reporter = shared.as_ref();
+) -> Result<BuildOutcome, Failure> {
+    let reporter_handle = Arc::clone(reporter);
+    let reporter = reporter.as_ref();
     let started = tokio::time::Instant::now();
     let loaded = prepare::load(&args.project, environment, reporter)?;
     let mut project = loaded.project;
@@ -88,7 +110,8 @@ pub async fn build(
     } else {
         Some(
             Repository::new(&project.image, credentials.as_ref())
-                .map_err(|error| Failure::usage(error.to_string(), None))?,
+                .map_err(|error| Failure::usage(error.to_string(), None))?
+                .reporting_to(Arc::clone(&reporter_handle)),
         )
     };
 
@@ -105,7 +128,7 @@ pub async fn build(
     let connected = before_deadline(
         deadline,
         "connecting to the runners",
-        prepare::connect_all(&runners, environment, shared),
+        prepare::connect_all(&runners, environment, &reporter_handle),
     )
     .await?;
     let fallback = if args.no_fallback || !project.fallback {
@@ -350,7 +373,7 @@ async fn run_and_publish<W: Worker, R: Registry>(
     metadata: &MetadataFile,
     publishing: &Publishing,
     reporter: &dyn Reporter,
-) -> Result<String, Failure> {
+) -> Result<BuildOutcome, Failure> {
     let results = run_all(
         worker,
         planned.jobs,
@@ -386,7 +409,10 @@ async fn run_and_publish<W: Worker, R: Registry>(
 
     let Some(repository) = repository else {
         metadata.write(planned.image, None, planned.tags, &states)?;
-        return Ok(String::new());
+        return Ok(BuildOutcome {
+            image: planned.image.to_owned(),
+            digest: None,
+        });
     };
     let children: Vec<Child> = built
         .iter()
@@ -423,7 +449,10 @@ async fn run_and_publish<W: Worker, R: Registry>(
         planned.tags,
         &published,
     )?;
-    Ok(format!("{}@{digest}\n", planned.image))
+    Ok(BuildOutcome {
+        image: planned.image.to_owned(),
+        digest: Some(digest),
+    })
 }
 
 /// The report for failed platforms: each with the runners it was tried
@@ -476,7 +505,7 @@ fn failure_report(failures: &[JobFailure]) -> Failure {
             "build failed for {}; nothing was published",
             names.join(", ")
         ),
-        Some(&hints.join("\nhint: ")),
+        &hints,
         &details,
     )
 }
@@ -540,6 +569,7 @@ mod tests {
                 architecture: parts.next().unwrap(),
                 variant: parts.next(),
             },
+            image_size: 4096,
         }
     }
 
@@ -1582,7 +1612,7 @@ mod tests {
             assert_eq!(*registry.calls.lock().unwrap(), case.calls, "{name}");
             assert!(!publishing.in_progress(), "{name}: publishing ends");
             match (&result, &case.result) {
-                (Ok(stdout), Ok(expected)) => assert_eq!(stdout, expected, "{name}"),
+                (Ok(outcome), Ok(expected)) => assert_eq!(outcome.stdout(), *expected, "{name}"),
                 (Err(failure), Err((kind, phrases))) => {
                     assert_eq!(failure.kind, *kind, "{name}");
                     assert_eq!(failure.kind.exit_code(), 1, "{name}");

@@ -8,7 +8,7 @@ use std::time::Instant;
 use mab_config::{NetworkMode, Platform, Project, Runner};
 use mab_context::BuildContext;
 use mab_engine::{BuildEvent, BuildSpec, EngineError};
-use mab_events::ErrorKind;
+use mab_events::{ErrorKind, Phase};
 use mab_registry::Child;
 
 use super::publish::Registry;
@@ -99,6 +99,7 @@ impl<R: Registry> LiveWorker<'_, R> {
                 .to_owned(),
             registry_config: Some(self.registry_config.clone()),
         };
+        let phase = self.start_phase(job, Phase::Build);
         let built = engine
             .build(&spec, self.context, |event| {
                 let (platform, runner) = (job.platform.clone(), job.runner.clone());
@@ -117,7 +118,7 @@ impl<R: Registry> LiveWorker<'_, R> {
             })
             .await;
         match built {
-            Ok(()) => {}
+            Ok(stats) => phase.finished(Some(stats.context_bytes)),
             Err(EngineError::BuildFailed {
                 message, log_tail, ..
             }) => return Err(fail(Stage::Build, message, log_tail)),
@@ -150,12 +151,14 @@ impl<R: Registry> LiveWorker<'_, R> {
 
         let child = match self.repository {
             None => {
+                let phase = self.start_phase(job, Phase::Verify);
                 let found = engine
                     .image_platform(&image)
                     .await
                     .map_err(|error| fail(Stage::Runner, error.to_string(), Vec::new()))?;
                 mab_registry::check_platform(&job.platform, &found)
                     .map_err(|error| fail(Stage::Verify, error.to_string(), Vec::new()))?;
+                phase.finished(None);
                 None
             }
             Some(repository) => {
@@ -163,25 +166,45 @@ impl<R: Registry> LiveWorker<'_, R> {
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner())
                     .push(job.platform.clone());
+                let phase = self.start_phase(job, Phase::Push);
                 let digest = engine
                     .push(&self.project.image, &staging_tag, self.credentials.as_ref())
                     .await
                     .map_err(|error| fail(Stage::Push, error.to_string(), Vec::new()))?;
+                phase.finished(None);
                 self.reporter.report(Event::Pushed {
                     platform: job.platform.clone(),
                     runner: job.runner.clone(),
                     digest: digest.clone(),
                 });
+                let phase = self.start_phase(job, Phase::Verify);
                 let child = repository
                     .describe(&digest)
                     .await
                     .map_err(|error| fail(Stage::ReadBack, error.to_string(), Vec::new()))?;
                 mab_registry::check_platform(&job.platform, &child.platform)
                     .map_err(|error| fail(Stage::Verify, error.to_string(), Vec::new()))?;
+                phase.finished(Some(child.image_size));
                 Some(child)
             }
         };
         Ok(child)
+    }
+
+    /// Reports [`Event::PhaseStarted`] for `phase` of `job`; the
+    /// [`RunningPhase`] reports its end.
+    fn start_phase<'a>(&'a self, job: &'a JobSpec, phase: Phase) -> RunningPhase<'a> {
+        self.reporter.report(Event::PhaseStarted {
+            platform: job.platform.clone(),
+            runner: job.runner.clone(),
+            phase,
+        });
+        RunningPhase {
+            reporter: self.reporter,
+            job,
+            phase,
+            started: Instant::now(),
+        }
     }
 
     /// The engine keeps the newest image per platform under a stable name,
@@ -242,6 +265,29 @@ fn network_setup_failed(message: &str, log_tail: &[String]) -> bool {
         .chain(log_tail.iter().map(String::as_str))
         .map(str::to_lowercase)
         .any(|text| NETWORK_SETUP.iter().any(|phrase| text.contains(phrase)))
+}
+
+/// A phase of a job that started ([`LiveWorker::start_phase`]). A phase
+/// that fails is not reported as finished: the job's failure says it.
+struct RunningPhase<'a> {
+    reporter: &'a dyn Reporter,
+    job: &'a JobSpec,
+    phase: Phase,
+    started: Instant,
+}
+
+impl RunningPhase<'_> {
+    /// Reports [`Event::PhaseFinished`] with the seconds since the phase
+    /// started and the `bytes` it moved, where they are known.
+    fn finished(self, bytes: Option<u64>) {
+        self.reporter.report(Event::PhaseFinished {
+            platform: self.job.platform.clone(),
+            runner: self.job.runner.clone(),
+            phase: self.phase,
+            seconds: self.started.elapsed().as_secs_f64(),
+            bytes,
+        });
+    }
 }
 
 /// Where a platform's job failed, for the hint that goes with it.
