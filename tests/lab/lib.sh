@@ -307,6 +307,35 @@ host_running() {
     [[ -n $(host_holder "$1") ]]
 }
 
+# write_sshd_config NAME ADDR [LOG_LEVEL] [PORT] [MAX_STARTUPS]: the sshd
+# config of a host in $LAB/NAME. The lab's hosts use the defaults: VERBOSE,
+# port $LAB_SSH_PORT, and MaxStartups 100:30:200 (tests run at once and each
+# opens several connections); a spare host (tests/lab/spare-host) has a port
+# of its own and may set a low MaxStartups to throttle logins.
+write_sshd_config() {
+    local name=$1 addr=$2 log_level=${3:-VERBOSE} port=${4:-$LAB_SSH_PORT} max_startups=${5:-100:30:200}
+    local dir=$LAB/$1
+    cat >"$dir/sshd_config" <<EOF
+# sshd of the simulated runner host $name, written by the lab scripts.
+ListenAddress $addr
+Port $port
+HostKey $dir/ssh_host_ed25519_key
+AuthorizedKeysFile $dir/authorized_keys
+PidFile $dir/sshd.pid
+StrictModes no
+LogLevel $log_level
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+PrintMotd no
+AllowTcpForwarding yes
+AllowStreamLocalForwarding yes
+MaxStartups $max_startups
+MaxSessions 100
+EOF
+}
+
 # host_engine_answers NAME PID: the host's engine answers inside its namespace.
 host_engine_answers() {
     timeout 10 nsenter -t "$2" -m "$LAB_DOCKER_CLI" -H "unix://$LAB_HOST_SOCKET" \

@@ -9,6 +9,7 @@ mod docker_build;
 mod docs;
 mod failover;
 mod failure_metadata;
+mod fault_hosts;
 mod faults;
 mod host_keys;
 mod interrupt;

@@ -11,7 +11,10 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::support::{mab, require_lab, sha256, skopeo_exists, skopeo_raw, Lab, Project, Run};
+use crate::support::{
+    list_architectures, mab, require_lab, sha256, skopeo_exists, skopeo_raw, skopeo_tags, Lab,
+    Project, Run,
+};
 
 /// A proxy on a loopback port, forwarding to the lab's registry. Every
 /// connection carries one request: the proxy asks the registry to close it
@@ -19,11 +22,23 @@ use crate::support::{mab, require_lab, sha256, skopeo_exists, skopeo_raw, Lab, P
 /// kept-alive client comes on a new connection and is looked at. A
 /// manifest list PUT (by its Content-Type, a Docker manifest list or an
 /// OCI index) is answered `503` while fewer than `failures` were answered
-/// so; everything else is forwarded byte for byte.
+/// so; everything else is forwarded byte for byte. A stopping proxy
+/// ([`FaultyProxy::stopping`]) instead closes the first list PUT's
+/// connection without an answer and stops listening, as a registry
+/// stopped in the middle of the push: every later connection is refused.
 struct FaultyProxy {
     port: u16,
     /// Manifest list PUTs received, answered `503` or forwarded.
     list_puts: Arc<AtomicUsize>,
+}
+
+/// What a [`FaultyProxy`] does to manifest list PUTs.
+#[derive(Clone, Copy)]
+enum ListFault {
+    /// Answer `503` to the first ones, this many.
+    Unavailable(usize),
+    /// Stop at the first one.
+    Stop,
 }
 
 const LIST_TYPES: [&str; 2] = [
@@ -33,6 +48,15 @@ const LIST_TYPES: [&str; 2] = [
 
 impl FaultyProxy {
     fn start(upstream: &str, failures: usize) -> FaultyProxy {
+        FaultyProxy::with(upstream, ListFault::Unavailable(failures))
+    }
+
+    /// A proxy that stops at the first manifest list PUT.
+    fn stopping(upstream: &str) -> FaultyProxy {
+        FaultyProxy::with(upstream, ListFault::Stop)
+    }
+
+    fn with(upstream: &str, fault: ListFault) -> FaultyProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let list_puts = Arc::new(AtomicUsize::new(0));
@@ -40,11 +64,15 @@ impl FaultyProxy {
         let upstream = upstream.to_owned();
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
+                if matches!(fault, ListFault::Stop) && counter.load(Ordering::SeqCst) > 0 {
+                    // Stopped: dropping the listener refuses what comes next.
+                    break;
+                }
                 let counter = counter.clone();
                 let upstream = upstream.clone();
                 std::thread::spawn(move || {
                     // A client that went away is no fault of the proxy.
-                    let _ = serve(client, &upstream, &counter, failures);
+                    let _ = serve(client, &upstream, &counter, fault, port);
                 });
             }
         });
@@ -61,7 +89,8 @@ fn serve(
     mut client: TcpStream,
     upstream: &str,
     list_puts: &AtomicUsize,
-    failures: usize,
+    fault: ListFault,
+    port: u16,
 ) -> std::io::Result<()> {
     let mut buffer = Vec::new();
     let head_end = loop {
@@ -86,6 +115,17 @@ fn serve(
     let is_list_put = head.starts_with("PUT ")
         && head.lines().next().unwrap_or("").contains("/manifests/")
         && header("content-type").is_some_and(|value| LIST_TYPES.contains(&value.as_str()));
+    if is_list_put && matches!(fault, ListFault::Stop) {
+        list_puts.fetch_add(1, Ordering::SeqCst);
+        // Wake the accept loop so that it sees the stop and drops the
+        // listener; this connection closes unanswered.
+        let _ = TcpStream::connect(("127.0.0.1", port));
+        return client.shutdown(Shutdown::Both);
+    }
+    let failures = match fault {
+        ListFault::Unavailable(failures) => failures,
+        ListFault::Stop => 0,
+    };
     if is_list_put && list_puts.fetch_add(1, Ordering::SeqCst) < failures {
         // Read the whole body first, so that closing does not reset the
         // connection before the client reads the answer.
@@ -158,10 +198,18 @@ fn names(lab: &Lab, name: &str, proxy: &FaultyProxy) -> (String, String) {
     )
 }
 
-/// `mab build --progress PROGRESS --tag …` with a home of its own.
+/// `mab build --progress PROGRESS --tag …` with a home of its own and
+/// the metadata file in the project's `metadata.json`.
 fn build(project: &Project, progress: &str, tags: &[&str]) -> Run {
     let home = tempfile::tempdir().unwrap();
-    let mut arguments = vec!["build", "--progress", progress];
+    let metadata = project.path().join("metadata.json");
+    let mut arguments = vec![
+        "build",
+        "--progress",
+        progress,
+        "--metadata-file",
+        metadata.to_str().unwrap(),
+    ];
     for tag in tags {
         arguments.extend(["--tag", tag]);
     }
@@ -214,14 +262,7 @@ fn a_registry_failing_twice_is_retried_and_the_list_published() {
     let list = skopeo_raw(&format!("{repository}:1.0.0"));
     assert_eq!(sha256(&list), digest);
     assert_eq!(skopeo_raw(&format!("{repository}:stable")), list);
-    let list: serde_json::Value = serde_json::from_slice(&list).unwrap();
-    let architectures: Vec<&str> = list["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|entry| entry["platform"]["architecture"].as_str().unwrap())
-        .collect();
-    assert_eq!(architectures, ["amd64", "arm64"]);
+    assert_eq!(list_architectures(&list), ["amd64", "arm64"]);
 }
 
 /// A registry answering `503` to every list PUT: three tries, then exit 1
@@ -263,5 +304,76 @@ fn a_registry_that_keeps_failing_is_given_up_after_three_tries() {
             !skopeo_exists(&format!("{repository}:{tag}")),
             "{repository}:{tag} was published"
         );
+    }
+}
+
+/// The registry stops in the middle of the push: the platforms' images
+/// went through, then the manifest list's PUT is cut off and every later
+/// connection refused. The list push is tried three times (each retry a
+/// warning), the build fails (exit 1) naming the registry, and nothing is
+/// published: neither tag exists in the real registry, no tag of the
+/// repository holds a manifest list, and the metadata says so (no digest,
+/// both platforms pushed and missing from a list).
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_registry_stopped_during_the_push_fails_the_build_and_publishes_nothing() {
+    let lab = require_lab!();
+    let proxy = FaultyProxy::stopping(lab.registry());
+    let (repository, image) = names(lab, "stopped", &proxy);
+    let project = project(&image);
+
+    let run = build(&project, "plain", &["1.0.0", "stable"]);
+
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(proxy.list_puts(), 1, "{run:?}");
+    let registry = format!("127.0.0.1:{}", proxy.port);
+    let path = image.split_once('/').unwrap().1;
+    for try_number in [1, 2] {
+        let line = run
+            .stderr
+            .lines()
+            .find(|line| line.contains(&format!("(try {try_number} of 3)")))
+            .unwrap_or_else(|| panic!("a warning for try {try_number}: {run:?}"));
+        assert!(
+            line.starts_with(&format!(
+                "warning: {registry}: PUT /v2/{path}/manifests/sha256:"
+            )),
+            "{line}"
+        );
+    }
+    let error = run
+        .stderr
+        .lines()
+        .find(|line| line.starts_with("error: "))
+        .unwrap_or_else(|| panic!("an error line: {run:?}"));
+    assert!(error.contains(&registry), "{error}");
+    assert!(error.contains("gave up after 3 tries"), "{error}");
+    assert!(run.stderr.contains("hint: "), "{run:?}");
+    for tag in ["1.0.0", "stable"] {
+        assert!(
+            !skopeo_exists(&format!("{repository}:{tag}")),
+            "{repository}:{tag} was published"
+        );
+    }
+    for tag in skopeo_tags(&repository) {
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&skopeo_raw(&format!("{repository}:{tag}"))).unwrap();
+        assert!(
+            manifest.get("manifests").is_none(),
+            "{tag} holds a list: {manifest}"
+        );
+    }
+    let metadata: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(project.path().join("metadata.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(metadata["digest"], serde_json::Value::Null, "{metadata}");
+    assert_eq!(
+        metadata["missing"],
+        serde_json::json!(["linux/amd64", "linux/arm64"]),
+        "{metadata}"
+    );
+    for platform in metadata["platforms"].as_array().unwrap() {
+        assert_eq!(platform["state"], "pushed", "{metadata}");
     }
 }

@@ -352,6 +352,15 @@ pub struct Run {
 }
 
 impl Run {
+    /// The run that ended with `output`.
+    pub fn of(output: Output) -> Run {
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
     /// stdout as JSON (for `--format json`).
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout)
@@ -434,6 +443,19 @@ pub fn mab_with_env(
     arguments: &[&str],
     variables: &[(&str, Option<&str>)],
 ) -> Run {
+    let mut command = mab_command(home, directory, arguments);
+    for (name, value) in variables {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
+    Run::of(command.output().expect("mab runs"))
+}
+
+/// The command [`mab`] runs, for a test that starts mab and acts while it
+/// runs (`spawn`, then `wait_with_output`).
+pub fn mab_command(home: &Path, directory: &Path, arguments: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_mab"));
     command
         .args(arguments)
@@ -455,18 +477,7 @@ pub fn mab_with_env(
     ] {
         command.env_remove(name);
     }
-    for (name, value) in variables {
-        match value {
-            Some(value) => command.env(name, value),
-            None => command.env_remove(name),
-        };
-    }
-    let output = command.output().expect("mab runs");
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    command
 }
 
 /// `mab build --progress plain --metadata-file … ARGS` in `directory`,
@@ -523,6 +534,23 @@ pub fn skopeo_raw(reference: &str) -> Vec<u8> {
         String::from_utf8_lossy(&output.stderr)
     );
     output.stdout
+}
+
+/// The architectures of a manifest list's entries (its raw bytes, as
+/// [`skopeo_raw`] reads them), in order.
+pub fn list_architectures(list: &[u8]) -> Vec<String> {
+    let list: serde_json::Value = serde_json::from_slice(list).unwrap();
+    list["manifests"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .iter()
+        .map(|entry| {
+            entry["platform"]["architecture"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
 }
 
 /// Whether `reference` exists in the registry, asked with skopeo.
@@ -615,4 +643,122 @@ pub fn skopeo_tags(repository: &str) -> Vec<String> {
         .collect();
     tags.sort();
     tags
+}
+
+/// A disposable runner host of one test (`tests/lab/spare-host`): its own
+/// sshd on a port of its own and, unless started without one, its own
+/// engine, so that a test may kill, freeze or cut it off without touching
+/// the shared hosts. Dropping it (also when the test panics) stops it,
+/// removes its firewall rules and its data.
+pub struct SpareHost {
+    name: String,
+    settings: HashMap<String, String>,
+}
+
+/// How a [`SpareHost`] is started.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SpareOptions<'a> {
+    /// No engine, only sshd (for handshake tests).
+    pub no_engine: bool,
+    /// sshd's `MaxStartups` (`start:rate:full`, or a number).
+    pub max_startups: Option<&'a str>,
+}
+
+impl SpareHost {
+    /// Starts `spare-NAME-PID` (NAME unique to the test, PID this test
+    /// process's, so that two test runs at once do not share a host).
+    pub fn start(name: &str, options: SpareOptions<'_>) -> SpareHost {
+        let name = format!("{name}-{}", std::process::id());
+        let mut arguments = vec!["start", name.as_str()];
+        if options.no_engine {
+            arguments.push("--no-engine");
+        }
+        if let Some(spec) = options.max_startups {
+            arguments.extend(["--max-startups", spec]);
+        }
+        let output = spare_host(&arguments);
+        let settings = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .map(|(key, value)| (key.to_owned(), value.to_owned()))
+            .collect();
+        SpareHost { name, settings }
+    }
+
+    /// A setting printed by `spare-host start` (`PORT`, `DOCKERD_PID`, …).
+    pub fn get(&self, key: &str) -> &str {
+        self.settings
+            .get(key)
+            .unwrap_or_else(|| panic!("spare host {} has no {key}", self.name))
+    }
+
+    /// The host as the lab's [`Host`] describes its shared ones.
+    pub fn host(&self) -> Host {
+        Host {
+            address: self.get("ADDR").to_owned(),
+            port: self.get("PORT").to_owned(),
+            sshd_log: self.get("SSHD_LOG").into(),
+            host_key: self.get("HOST_KEY").into(),
+        }
+    }
+
+    /// Adds this host to `home`'s ssh config as `alias` (the lab's client
+    /// key, and `extra` option lines such as `    ServerAliveInterval 1\n`)
+    /// and its key to `home`'s known_hosts.
+    pub fn add_to(&self, home: &Home, alias: &str, extra: &str) {
+        use std::io::Write;
+        let ssh = home.path().join(".ssh");
+        let entry = format!(
+            "Host {alias}\n    HostName {}\n    Port {}\n    User root\n    IdentityFile {}\n{extra}\n",
+            self.get("ADDR"),
+            self.get("PORT"),
+            ssh.join("id_ed25519").display()
+        );
+        let append = |file: &str, text: &str| {
+            fs::OpenOptions::new()
+                .append(true)
+                .open(ssh.join(file))
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+        };
+        append("config", &entry);
+        append("known_hosts", &self.host().known_hosts_line());
+    }
+
+    /// Sends `signal` (`KILL`, `STOP`) to the process whose PID is the
+    /// setting `key` (`SSHD_PID`, `DOCKERD_PID`).
+    pub fn signal(&self, key: &str, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.get(key))
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {key} of {}", self.name);
+    }
+
+    /// Drops every packet to and from its sshd port; dropping the guard
+    /// removes the rules.
+    pub fn cut(&self) {
+        spare_host(&["cut", &self.name]);
+    }
+}
+
+impl Drop for SpareHost {
+    fn drop(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/lab/spare-host");
+        let _ = Command::new(script).args(["stop", &self.name]).output();
+    }
+}
+
+/// Runs `tests/lab/spare-host ARGUMENTS`, which must succeed.
+fn spare_host(arguments: &[&str]) -> Output {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/lab/spare-host");
+    let output = Command::new(script).args(arguments).output().unwrap();
+    assert!(
+        output.status.success(),
+        "tests/lab/spare-host {arguments:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
 }

@@ -14,6 +14,7 @@
 //! it needs, and on a warm cache only the ones that changed.
 
 mod filesync;
+mod retry;
 mod session;
 mod transport;
 
@@ -31,7 +32,10 @@ use futures_util::StreamExt;
 use http_body_util::{BodyExt, Empty};
 use mab_config::Platform;
 use mab_context::BuildContext;
+use mab_events::Reporter;
+use std::sync::Arc;
 
+pub use retry::{MAX_DELAY, MIN_DELAY, TRIES};
 pub use transport::{tcp_connector, unix_connector, Connect, ConnectFuture, Io};
 
 /// How many lines of build output are kept to show when a build fails.
@@ -48,7 +52,9 @@ const REQUEST_TIMEOUT_SECONDS: u64 = 3600;
 /// `/_ping`, image inspect, tag, remove) may take, answer included, before
 /// it fails as [`EngineError::Timeout`]: an engine that accepts the
 /// connection but never answers must not hang mab. The docker CLI has no
-/// such limit; 30 s is far above what a healthy engine needs.
+/// such limit; 30 s is far above what a healthy engine needs. A request
+/// that timed out is not tried again (a hung engine stays hung); one that
+/// failed at the connection is (see [`TRIES`]).
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
@@ -166,22 +172,32 @@ pub struct Engine {
     docker: Docker,
     connect: Connect,
     label: String,
+    reporter: Arc<dyn Reporter>,
 }
 
 impl Engine {
     /// Connects and agrees on an API version with the engine. `label`
-    /// names the engine in messages (the runner's name).
+    /// names the engine in messages and in the retries reported to
+    /// `reporter` (the runner's name): every request that does not stream
+    /// is tried again when it fails at the connection (see [`TRIES`]).
     pub async fn connect(
         connect: Connect,
         label: impl Into<String>,
+        reporter: Arc<dyn Reporter>,
     ) -> Result<Engine, EngineError> {
         let label = label.into();
-        let server_api = answered(&label, "GET /version", server_api_version(&connect))
-            .await?
-            .map_err(|source| EngineError::Connect {
-                engine: label.clone(),
-                source,
-            })?;
+        let server_api = retry::request(&label, &*reporter, "GET /version", || {
+            server_api_version(&connect)
+        })
+        .await?
+        .map_err(|error| EngineError::Connect {
+            engine: label.clone(),
+            source: io::Error::other(error),
+        })?
+        .map_err(|source| EngineError::Connect {
+            engine: label.clone(),
+            source,
+        })?;
         let version = std::cmp::min(server_api, NEWEST_API);
         let docker = Docker::connect_with_custom_transport(
             transport::bollard_transport(connect.clone()),
@@ -197,16 +213,28 @@ impl Engine {
             docker,
             connect,
             label,
+            reporter,
         })
     }
 
+    /// A request that does not stream, with its time limit and retries
+    /// ([`retry::request`]); the engine's own errors become
+    /// [`EngineError::Api`].
+    async fn request<T, Attempt, Fut>(&self, what: &str, attempt: Attempt) -> Result<T, EngineError>
+    where
+        Attempt: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, bollard::errors::Error>>,
+    {
+        retry::request(&self.label, &*self.reporter, what, attempt)
+            .await?
+            .map_err(|error| api_error(&self.label, error))
+    }
+
     pub async fn describe(&self) -> Result<EngineInfo, EngineError> {
-        let version = answered(&self.label, "GET /version", self.docker.version())
-            .await?
-            .map_err(|error| api_error(&self.label, error))?;
-        let info = answered(&self.label, "GET /info", self.docker.info())
-            .await?
-            .map_err(|error| api_error(&self.label, error))?;
+        let version = self
+            .request("GET /version", || self.docker.version())
+            .await?;
+        let info = self.request("GET /info", || self.docker.info()).await?;
         Ok(EngineInfo {
             os: info
                 .os_type
@@ -221,10 +249,9 @@ impl Engine {
 
     /// Asks the engine whether it is there, for measuring a round trip.
     pub async fn ping(&self) -> Result<(), EngineError> {
-        answered(&self.label, "GET /_ping", self.docker.ping())
-            .await?
+        self.request("GET /_ping", || self.docker.ping())
+            .await
             .map(drop)
-            .map_err(|error| api_error(&self.label, error))
     }
 
     /// Builds `spec` with BuildKit from the files of `context` on this
@@ -372,7 +399,10 @@ impl Engine {
     /// image's name is unique to this build, so if the engine has it, it
     /// was built; otherwise the build is lost.
     async fn after_broken_stream(&self, image: &str, error: String) -> Result<(), EngineError> {
-        match self.docker.inspect_image(image).await {
+        match self
+            .request("an image inspect", || self.docker.inspect_image(image))
+            .await
+        {
             Ok(_) => {
                 tracing::warn!(
                     "the build response from {} ended early ({error}), but {image} was built",
@@ -432,13 +462,9 @@ impl Engine {
         &self,
         reference: &str,
     ) -> Result<mab_registry::ConfigPlatform, EngineError> {
-        let image = answered(
-            &self.label,
-            "an image inspect",
-            self.docker.inspect_image(reference),
-        )
-        .await?
-        .map_err(|error| api_error(&self.label, error))?;
+        let image = self
+            .request("an image inspect", || self.docker.inspect_image(reference))
+            .await?;
         Ok(mab_registry::ConfigPlatform {
             os: image.os.unwrap_or_default(),
             architecture: image.architecture.unwrap_or_default(),
@@ -452,13 +478,10 @@ impl Engine {
             repo: Some(repository.to_owned()),
             tag: Some(tag.to_owned()),
         };
-        answered(
-            &self.label,
-            "an image tag",
-            self.docker.tag_image(source, Some(options)),
-        )
-        .await?
-        .map_err(|error| api_error(&self.label, error))
+        self.request("an image tag", || {
+            self.docker.tag_image(source, Some(options.clone()))
+        })
+        .await
     }
 
     /// Removes an image from the engine; failures are only logged, since
@@ -469,59 +492,46 @@ impl Engine {
             force: false,
             ..Default::default()
         };
-        let removed = answered(
-            &self.label,
-            "an image removal",
-            self.docker.remove_image(reference, Some(options), None),
-        )
-        .await;
-        if let Err(error) =
-            removed.and_then(|removed| removed.map_err(|error| api_error(&self.label, error)))
-        {
+        let removed = self
+            .request("an image removal", || {
+                self.docker
+                    .remove_image(reference, Some(options.clone()), None)
+            })
+            .await;
+        if let Err(error) = removed {
             tracing::debug!("could not remove {reference} from {}: {error}", self.label);
         }
     }
 }
 
-/// `request`'s output, or [`EngineError::Timeout`] naming the engine
-/// `label` and `what` when it takes longer than [`REQUEST_TIMEOUT`].
-async fn answered<T>(
-    label: &str,
-    what: &str,
-    request: impl std::future::Future<Output = T>,
-) -> Result<T, EngineError> {
-    tokio::time::timeout(REQUEST_TIMEOUT, request)
-        .await
-        .map_err(|_| EngineError::Timeout {
-            engine: label.to_owned(),
-            request: what.to_owned(),
-            limit: REQUEST_TIMEOUT,
-        })
-}
-
 /// Asks the engine which API version it speaks, without a version prefix,
-/// so that engines older and newer than this client both answer.
-async fn server_api_version(connect: &Connect) -> io::Result<(usize, usize)> {
-    let request = http::Request::get("/version")
-        .body(Empty::<Bytes>::new())
-        .map_err(io::Error::other)?;
-    let response = transport::send(connect, request)
-        .await
-        .map_err(io::Error::other)?;
+/// so that engines older and newer than this client both answer. The
+/// outer error is the request's (to retry or not), the inner one an
+/// answer that says no version.
+async fn server_api_version(
+    connect: &Connect,
+) -> Result<io::Result<(usize, usize)>, bollard::errors::Error> {
+    let request = http::Request::get("/version").body(Empty::<Bytes>::new())?;
+    let response = transport::send(connect, request).await?;
     let status = response.status();
     let body = response
         .into_body()
         .collect()
         .await
-        .map_err(io::Error::other)?
+        .map_err(|err| bollard::errors::Error::HyperResponseError { err })?
         .to_bytes();
+    Ok(api_version_of(status, &body))
+}
+
+/// The API version a `GET /version` answer gives.
+fn api_version_of(status: http::StatusCode, body: &[u8]) -> io::Result<(usize, usize)> {
     if !status.is_success() {
         return Err(io::Error::other(format!(
             "GET /version answered {status}: {}",
-            String::from_utf8_lossy(&body).trim()
+            String::from_utf8_lossy(body).trim()
         )));
     }
-    let value: serde_json::Value = serde_json::from_slice(&body).map_err(io::Error::other)?;
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(io::Error::other)?;
     value
         .get("ApiVersion")
         .and_then(|version| version.as_str())
@@ -697,11 +707,34 @@ fn api_error(label: &str, error: bollard::errors::Error) -> EngineError {
 }
 
 fn error_message(error: bollard::errors::Error) -> String {
+    error_text(&error)
+}
+
+/// What the engine said (a stream's or an answer's message), else the
+/// error's own message.
+fn error_text(error: &bollard::errors::Error) -> String {
     match error {
-        bollard::errors::Error::DockerStreamError { error } => error,
-        bollard::errors::Error::DockerResponseServerError { message, .. } => message,
+        bollard::errors::Error::DockerStreamError { error } => error.clone(),
+        bollard::errors::Error::DockerResponseServerError { message, .. } => message.clone(),
         other => other.to_string(),
     }
+}
+
+/// [`error_message`] of an error that is kept, with the causes it does not
+/// already quote (hyper's own message does not say why a connection ended).
+pub(crate) fn error_message_of(error: &bollard::errors::Error) -> String {
+    use std::error::Error as _;
+    let mut message = error_text(error);
+    let mut source = error.source();
+    while let Some(cause) = source {
+        // A cause that an outer message already quotes is not repeated.
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(&format!(": {text}"));
+        }
+        source = cause.source();
+    }
+    message
 }
 
 /// The last lines of build output.

@@ -24,7 +24,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 /// The future a [`Connect`] returns.
 pub type ConnectFuture = Pin<Box<dyn Future<Output = io::Result<Box<dyn Io>>> + Send>>;
 
-/// Opens a new stream to the engine; called once per HTTP request.
+/// Opens a new stream to the engine; called once per HTTP request. An
+/// error of kind `NotConnected` says that no later call can succeed either
+/// (what carries the streams has ended), so the request is not retried.
 pub type Connect = Arc<dyn Fn() -> ConnectFuture + Send + Sync>;
 
 /// Connects to a unix socket on this machine.

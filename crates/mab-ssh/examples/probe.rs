@@ -66,7 +66,11 @@ async fn run(spec: &str, home: &Path, socket: Option<&str>) -> Result<(), String
     let destination = Destination::resolve(spec, home).map_err(explain)?;
     report(&format!("destination: {destination:?}"));
     let started = Instant::now();
-    let session = Session::connect(&destination, home)
+    let retries = mab_ssh::Retries {
+        runner: spec,
+        reporter: &mab_events::Silent,
+    };
+    let session = Session::connect(&destination, home, retries)
         .await
         .map_err(explain)?;
     report(&format!("connected in {:?}", started.elapsed()));

@@ -273,6 +273,7 @@ mod tests {
             known_hosts_files: vec![],
             connect_timeout: None,
             strict_host_key_checking: Default::default(),
+            server_alive: Default::default(),
             jumps: vec![],
         };
         let defaults: Vec<PathBuf> = DEFAULT_KEYS

@@ -65,6 +65,10 @@ pub(crate) struct HostConfig {
     pub connect_timeout: Option<Duration>,
     pub proxy: Option<Located<Proxy>>,
     pub strict_host_key_checking: Option<StrictHostKeyChecking>,
+    /// `ServerAliveInterval`; zero turns keepalives off.
+    pub server_alive_interval: Option<Duration>,
+    /// `ServerAliveCountMax`.
+    pub server_alive_count_max: Option<u32>,
 }
 
 /// A problem in one file of the ssh config.
@@ -245,6 +249,22 @@ impl Reader<'_> {
                     )
                 })?;
                 set_first(&mut config.connect_timeout, active, timeout);
+            }
+            "serveraliveinterval" => {
+                let text = single(keyword, args)?;
+                let interval = parse_time(&text).ok_or_else(|| {
+                    format!(
+                        "`ServerAliveInterval {text}` is not a time (write seconds, or for instance `1m30s`)"
+                    )
+                })?;
+                set_first(&mut config.server_alive_interval, active, interval);
+            }
+            "serveralivecountmax" => {
+                let text = single(keyword, args)?;
+                let count = text.parse::<u32>().map_err(|_| {
+                    format!("`ServerAliveCountMax {text}`: expected a number of keepalives")
+                })?;
+                set_first(&mut config.server_alive_count_max, active, count);
             }
             "proxyjump" => {
                 let text = single(keyword, args)?;
@@ -613,6 +633,7 @@ Host arm arm-*
     IdentityFile ~/.ssh/arm
     StrictHostKeyChecking accept-new
     StrictHostKeyChecking yes
+    ServerAliveInterval 1m
 
 Host *.lab !db.lab
     HostName %h.internal
@@ -624,6 +645,8 @@ Host *
     IdentityFile ~/.ssh/common
     ConnectTimeout 30
     StrictHostKeyChecking no
+    ServerAliveInterval 5
+    ServerAliveCountMax 9
 ",
         )]);
         let h = home.path();
@@ -675,6 +698,14 @@ Host *
             let config = read_for(h, case.host);
             assert_eq!(config.user.as_deref(), Some("everyone"), "{}", case.host);
             assert_eq!(config.connect_timeout, Some(Duration::from_secs(7)));
+            let interval = if case.host.starts_with("arm") { 60 } else { 5 };
+            assert_eq!(
+                config.server_alive_interval,
+                Some(Duration::from_secs(interval)),
+                "{}",
+                case.host
+            );
+            assert_eq!(config.server_alive_count_max, Some(9), "{}", case.host);
             assert_eq!(config.host_name.as_deref(), case.host_name, "{}", case.host);
             assert_eq!(config.port, case.port, "{}", case.host);
             assert_eq!(config.identity_files, case.identity_files, "{}", case.host);
@@ -860,6 +891,16 @@ Host *
                 &[("config", "ConnectTimeout soon\n")],
                 "config",
                 "line 1: `ConnectTimeout soon` is not a time",
+            ),
+            (
+                &[("config", "Host *\n  ServerAliveInterval often\n")],
+                "config",
+                "line 2: `ServerAliveInterval often` is not a time",
+            ),
+            (
+                &[("config", "ServerAliveCountMax -1\n")],
+                "config",
+                "line 1: `ServerAliveCountMax -1`: expected a number of keepalives",
             ),
             (
                 &[("config", "Host\n")],

@@ -46,6 +46,49 @@ impl StrictHostKeyChecking {
     }
 }
 
+/// The keepalives of a session: `ServerAliveInterval` and
+/// `ServerAliveCountMax` of ssh_config(5), `None` when the config does not
+/// set them.
+///
+/// Unlike OpenSSH, whose keepalives are off unless `ServerAliveInterval` is
+/// set, mab sends them by default ([`DEFAULT_SERVER_ALIVE_INTERVAL`], up to
+/// [`DEFAULT_SERVER_ALIVE_COUNT_MAX`] unanswered), so that a link that dies
+/// during a long build is noticed within about a minute instead of hanging
+/// the build's stream; `ServerAliveInterval 0` turns them off.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerAlive {
+    /// `ServerAliveInterval`: how long the server may be silent before a
+    /// keepalive is sent; zero turns keepalives off.
+    pub interval: Option<Duration>,
+    /// `ServerAliveCountMax`: keepalives left unanswered before the
+    /// connection counts as dead.
+    pub count_max: Option<u32>,
+}
+
+/// The keepalive interval when the ssh config sets no `ServerAliveInterval`.
+pub const DEFAULT_SERVER_ALIVE_INTERVAL: Duration = Duration::from_secs(15);
+/// Unanswered keepalives when the ssh config sets no `ServerAliveCountMax`
+/// (OpenSSH's default, 3).
+pub const DEFAULT_SERVER_ALIVE_COUNT_MAX: u32 = 3;
+
+impl ServerAlive {
+    /// The interval and count to use: the config's, else the defaults;
+    /// `None` when keepalives are off (`ServerAliveInterval 0`). A count of
+    /// 0 is taken as 1 (the connection is dropped at the first keepalive
+    /// left unanswered).
+    pub fn effective(self) -> Option<(Duration, u32)> {
+        let interval = self.interval.unwrap_or(DEFAULT_SERVER_ALIVE_INTERVAL);
+        if interval.is_zero() {
+            return None;
+        }
+        let count = self
+            .count_max
+            .unwrap_or(DEFAULT_SERVER_ALIVE_COUNT_MAX)
+            .max(1);
+        Some((interval, count))
+    }
+}
+
 /// Where and how to reach a host, after applying `~/.ssh/config`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Destination {
@@ -66,6 +109,8 @@ pub struct Destination {
     pub connect_timeout: Option<Duration>,
     /// `StrictHostKeyChecking`.
     pub strict_host_key_checking: StrictHostKeyChecking,
+    /// `ServerAliveInterval` and `ServerAliveCountMax`, as the config sets them.
+    pub server_alive: ServerAlive,
     /// The `ProxyJump` hosts in the order they are dialled: the first is
     /// reached directly, each next one through the one before it, and this
     /// destination through the last. Each is resolved through the ssh config
@@ -319,6 +364,10 @@ impl Destination {
             known_hosts_files,
             connect_timeout: config.connect_timeout.filter(|timeout| !timeout.is_zero()),
             strict_host_key_checking: config.strict_host_key_checking.unwrap_or_default(),
+            server_alive: ServerAlive {
+                interval: config.server_alive_interval,
+                count_max: config.server_alive_count_max,
+            },
             jumps: Vec::new(),
         }
     }
@@ -437,6 +486,7 @@ Host power
     UserKnownHostsFile none
     ConnectTimeout 0
     StrictHostKeyChecking off
+    ServerAliveCountMax 5
 
 Host *.example.com
     User=ci
@@ -556,11 +606,35 @@ Host *.example.com
                     known_hosts_files: case.known_hosts_files,
                     connect_timeout: case.connect_timeout,
                     strict_host_key_checking: case.strict,
+                    // The interval from the top of the file, the count from `power`'s block.
+                    server_alive: ServerAlive {
+                        interval: Some(Duration::from_secs(30)),
+                        count_max: (case.spec == "power").then_some(5),
+                    },
                     jumps: vec![],
                 },
                 "{}",
                 case.spec
             );
+        }
+    }
+
+    #[test]
+    fn keepalives_default_to_about_a_minute_and_zero_turns_them_off() {
+        let seconds = |s| Some(Duration::from_secs(s));
+        let cases = [
+            (None, None, Some((Duration::from_secs(15), 3))),
+            (seconds(1), Some(2), Some((Duration::from_secs(1), 2))),
+            (seconds(5), None, Some((Duration::from_secs(5), 3))),
+            (None, Some(0), Some((Duration::from_secs(15), 1))),
+            (seconds(0), Some(4), None),
+        ];
+        for (interval, count_max, expected) in cases {
+            let alive = ServerAlive {
+                interval,
+                count_max,
+            };
+            assert_eq!(alive.effective(), expected, "{alive:?}");
         }
     }
 

@@ -5,13 +5,17 @@
 //!   patterns, `Include`, first value wins; `Match` blocks other than
 //!   `Match all` are skipped) for HostName, User, Port, IdentityFile,
 //!   UserKnownHostsFile, IdentitiesOnly, ConnectTimeout,
-//!   StrictHostKeyChecking and ProxyJump. A `ProxyJump` chain is resolved
+//!   StrictHostKeyChecking, ServerAliveInterval, ServerAliveCountMax and
+//!   ProxyJump (keepalives are on by default, see [`ServerAlive`]). A `ProxyJump` chain is resolved
 //!   into [`Destination::jumps`], each hop with its own options.
 //! - [`Session::connect`] dials it (through each jump host in turn, over
 //!   `direct-tcpip` channels), checks every host key against the known_hosts
 //!   files (a changed key is always refused; an unknown one only learnt with
 //!   `StrictHostKeyChecking accept-new`), and authenticates with ssh-agent,
-//!   the configured keys, then the default keys.
+//!   the configured keys, then the default keys. A connect refused, or a
+//!   handshake reset or closed before authentication (sshd's
+//!   `MaxStartups`), is retried with backoff, each retry reported as an
+//!   `Event::Retry` of mab-events.
 //! - A [`Session`] is shared by cloning; each [`Session::open_unix_stream`]
 //!   is one channel to a remote unix socket, and [`Session::exec`] runs a short
 //!   command.
@@ -24,8 +28,13 @@ mod config;
 mod destination;
 mod error;
 mod known_hosts;
+mod retry;
 mod session;
 
-pub use destination::{Destination, StrictHostKeyChecking};
+pub use destination::{
+    Destination, ServerAlive, StrictHostKeyChecking, DEFAULT_SERVER_ALIVE_COUNT_MAX,
+    DEFAULT_SERVER_ALIVE_INTERVAL,
+};
 pub use error::{ErrorKind, HostRef, Route, SshError};
-pub use session::{ExecOutput, Session, SshStream, DEFAULT_CONNECT_TIMEOUT, KEEPALIVE_INTERVAL};
+pub use retry::{Retries, MAX_DELAY, MIN_DELAY, TRIES};
+pub use session::{ExecOutput, Session, SshStream, DEFAULT_CONNECT_TIMEOUT};

@@ -20,13 +20,10 @@ use crate::auth;
 use crate::destination::{Destination, StrictHostKeyChecking};
 use crate::error::{HostRef, Route, SshError};
 use crate::known_hosts::{self, Verdict};
+use crate::retry::{self, Retries};
 
 /// How long to wait for a host when the ssh config sets no `ConnectTimeout`.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often to probe an idle connection, so a long build's session is not dropped.
-pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
-/// Unanswered probes after which the connection counts as dead.
-const KEEPALIVE_MAX: usize = 4;
 /// Authentication may involve an agent and several keys; give it more time.
 const MIN_AUTH_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -269,10 +266,13 @@ fn client_config(dest: &Destination) -> client::Config {
         known_hosts::recorded_algorithms(&dest.host_name, dest.port, &dest.known_hosts_files);
     let mut preferred = Preferred::default();
     preferred.key = Cow::Owned(known_hosts::prefer_recorded(&preferred.key, &recorded));
+    // russh drops the connection when more than `keepalive_max` keepalives
+    // went unanswered (ServerAliveCountMax, see `ServerAlive`).
+    let keepalive = dest.server_alive.effective();
     client::Config {
         preferred,
-        keepalive_interval: Some(KEEPALIVE_INTERVAL),
-        keepalive_max: KEEPALIVE_MAX,
+        keepalive_interval: keepalive.map(|(interval, _)| interval),
+        keepalive_max: keepalive.map_or(0, |(_, count)| count as usize),
         inactivity_timeout: None,
         nodelay: true,
         ..client::Config::default()
@@ -442,7 +442,17 @@ impl Session {
     /// through the previous one, each with its own host key check and
     /// authentication) and reaches `dest` through the last.
     /// `home` is the user's home directory (default keys live in `<home>/.ssh`).
-    pub async fn connect(dest: &Destination, home: &Path) -> Result<Session, SshError> {
+    ///
+    /// A connection refused, or reset or closed before authentication (an
+    /// sshd over its `MaxStartups`), is tried again, up to
+    /// [`TRIES`](crate::TRIES) times with backoff, each retry reported to
+    /// `retries` as an `Event::Retry` (see [`Retries`]); every other
+    /// failure is returned at once.
+    pub async fn connect(
+        dest: &Destination,
+        home: &Path,
+        retries: Retries<'_>,
+    ) -> Result<Session, SshError> {
         let count = dest.jumps.len();
         let mut jumps: Vec<(Handle<HostKeyChecker>, HostRef)> = Vec::with_capacity(count);
         for (index, hop) in dest.jumps.iter().enumerate() {
@@ -452,10 +462,13 @@ impl Session {
                 count,
                 target: dest.alias.clone(),
             };
-            let handle = dial(hop, &host, &jumps, home).await?;
+            let request = format!("SSH handshake with {host}");
+            let handle = retry::retry(retries, &request, || dial(hop, &host, &jumps, home)).await?;
             jumps.push((handle, host));
         }
-        let handle = dial(dest, &dest.host_ref(), &jumps, home).await?;
+        let host = dest.host_ref();
+        let handle =
+            retry::retry(retries, "SSH handshake", || dial(dest, &host, &jumps, home)).await?;
         Ok(Session {
             inner: Arc::new(Inner {
                 handle,
@@ -627,7 +640,15 @@ mod tests {
             known_hosts_files: vec![],
             connect_timeout: timeout,
             strict_host_key_checking: StrictHostKeyChecking::Yes,
+            server_alive: Default::default(),
             jumps: vec![],
+        }
+    }
+
+    fn silent() -> Retries<'static> {
+        Retries {
+            runner: "lab",
+            reporter: &mab_events::Silent,
         }
     }
 
@@ -666,7 +687,7 @@ mod tests {
         let home = tempfile::tempdir().expect("temp dir");
         for (dest, message) in cases {
             let started = std::time::Instant::now();
-            let error = Session::connect(&dest, home.path())
+            let error = Session::connect(&dest, home.path(), silent())
                 .await
                 .expect_err("a silent host");
             assert_eq!(error.kind(), crate::ErrorKind::Timeout, "{error}");
@@ -678,6 +699,66 @@ mod tests {
             );
         }
         held.abort();
+    }
+
+    /// What sshd does to a connection over its `MaxStartups`: closed
+    /// before its banner, reset, or closed after the banner. Each is
+    /// retried: three connections, then the last error; a refused connect
+    /// too.
+    #[tokio::test]
+    async fn dropped_handshakes_are_tried_three_times() {
+        #[derive(Clone, Copy, Debug)]
+        enum Drop {
+            BeforeBanner,
+            Reset,
+            AfterBanner,
+        }
+        for how in [Drop::BeforeBanner, Drop::Reset, Drop::AfterBanner] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let port = listener.local_addr().expect("address").port();
+            let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let counter = accepted.clone();
+            let server = tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                while let Ok((mut connection, _)) = listener.accept().await {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    match how {
+                        Drop::BeforeBanner => {}
+                        // SO_LINGER 0: closing sends a reset (and cannot block).
+                        #[allow(deprecated)]
+                        Drop::Reset => connection.set_linger(Some(Duration::ZERO)).expect("linger"),
+                        Drop::AfterBanner => {
+                            let _ = connection.write_all(b"SSH-2.0-OpenSSH_9.2\r\n").await;
+                        }
+                    }
+                }
+            });
+            let home = tempfile::tempdir().expect("temp dir");
+            let dest = destination("throttled", port, Some(Duration::from_secs(5)));
+            let error = Session::connect(&dest, home.path(), silent())
+                .await
+                .expect_err("every connection is dropped");
+            assert!(retry::transient(&error), "{how:?}: {error:?}");
+            assert_eq!(
+                accepted.load(std::sync::atomic::Ordering::SeqCst),
+                retry::TRIES as usize,
+                "{how:?}"
+            );
+            server.abort();
+        }
+        let heard = retry::tests::Heard::default();
+        let retries = Retries {
+            runner: "closed",
+            reporter: &heard,
+        };
+        let home = tempfile::tempdir().expect("temp dir");
+        let error = Session::connect(&destination("closed", 1, None), home.path(), retries)
+            .await
+            .expect_err("nothing listens on port 1");
+        assert_eq!(error.kind(), crate::ErrorKind::Refused, "{error}");
+        assert_eq!(heard.0.lock().unwrap().len(), 2);
     }
 
     #[tokio::test]

@@ -196,7 +196,7 @@ async fn run(
                 digest: built.digest,
             });
         }
-        Command::Plan(args) => ops::plan::plan(&args, environment, reporter.as_ref()).await,
+        Command::Plan(args) => ops::plan::plan(&args, environment, &reporter).await,
         Command::Runners { command } => match command {
             RunnersCommand::List { runners, format } => {
                 ops::runners::list(runners.as_deref(), format, environment)
@@ -209,7 +209,10 @@ async fn run(
                 names,
                 runners,
                 format,
-            } => ops::runners::check(&names, runners.as_deref(), format, environment).await,
+            } => {
+                ops::runners::check(&names, runners.as_deref(), format, environment, &reporter)
+                    .await
+            }
         },
         Command::Init(args) => {
             let directory = match &args.directory {

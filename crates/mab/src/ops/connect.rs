@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use mab_config::{Runner, RunnerHost};
 use mab_engine::{Connect, Engine, EngineInfo, Io};
-use mab_ssh::{Destination, Session};
+use mab_events::Reporter;
+use mab_ssh::{Destination, Retries, Session};
 
 use crate::environment::Environment;
 
@@ -147,12 +148,18 @@ impl From<mab_engine::EngineError> for Unreachable {
     }
 }
 
-/// Connects to a runner's engine and asks what it can build.
-pub async fn connect(runner: &Runner, environment: &Environment) -> Result<Connected, Unreachable> {
+/// Connects to a runner's engine and asks what it can build. Retried
+/// handshakes and engine requests (now and for as long as the engine is
+/// used) are reported to `reporter`.
+pub async fn connect(
+    runner: &Runner,
+    environment: &Environment,
+    reporter: &Arc<dyn Reporter>,
+) -> Result<Connected, Unreachable> {
     let connecting = async {
         match &runner.host {
-            RunnerHost::Local => connect_local(runner, environment).await,
-            RunnerHost::Ssh(spec) => connect_ssh(runner, spec, environment).await,
+            RunnerHost::Local => connect_local(runner, environment, reporter).await,
+            RunnerHost::Ssh(spec) => connect_ssh(runner, spec, environment, reporter).await,
         }
     };
     tokio::time::timeout(PROBE_TIMEOUT, connecting)
@@ -173,10 +180,11 @@ pub async fn connect(runner: &Runner, environment: &Environment) -> Result<Conne
 async fn connect_local(
     runner: &Runner,
     environment: &Environment,
+    reporter: &Arc<dyn Reporter>,
 ) -> Result<Connected, Unreachable> {
     let address = local_engine_address(runner.engine.as_deref(), environment);
     let connector = local_connector(&address)?;
-    let engine = Engine::connect(connector, runner.name.clone()).await?;
+    let engine = Engine::connect(connector, runner.name.clone(), reporter.clone()).await?;
     let info = engine.describe().await?;
     let mut connected = Connected {
         engine,
@@ -196,9 +204,14 @@ async fn connect_ssh(
     runner: &Runner,
     spec: &str,
     environment: &Environment,
+    reporter: &Arc<dyn Reporter>,
 ) -> Result<Connected, Unreachable> {
     let destination = Destination::resolve(spec, &environment.home)?;
-    let session = Session::connect(&destination, &environment.home).await?;
+    let retries = Retries {
+        runner: &runner.name,
+        reporter: reporter.as_ref(),
+    };
+    let session = Session::connect(&destination, &environment.home, retries).await?;
     let engine_address = runner
         .engine
         .clone()
@@ -218,14 +231,19 @@ async fn connect_ssh(
         let session = channel_session.clone();
         let socket = socket.clone();
         Box::pin(async move {
-            let stream = session
-                .open_unix_stream(&socket)
-                .await
-                .map_err(std::io::Error::other)?;
+            // A closed session opens no more channels: no retry helps.
+            let stream = session.open_unix_stream(&socket).await.map_err(|error| {
+                let kind = if session.is_closed() {
+                    std::io::ErrorKind::NotConnected
+                } else {
+                    std::io::ErrorKind::Other
+                };
+                std::io::Error::new(kind, error)
+            })?;
             Ok(Box::new(stream) as Box<dyn Io>)
         })
     });
-    let engine = Engine::connect(connector, runner.name.clone()).await?;
+    let engine = Engine::connect(connector, runner.name.clone(), reporter.clone()).await?;
     let info = engine.describe().await?;
     let mut connected = Connected {
         engine,

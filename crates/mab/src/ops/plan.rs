@@ -64,13 +64,19 @@ struct RejectedJson {
 pub async fn plan(
     args: &PlanArgs,
     environment: &Environment,
-    reporter: &dyn Reporter,
+    shared: &std::sync::Arc<dyn Reporter>,
 ) -> Result<String, Failure> {
+    let reporter = shared.as_ref();
     let loaded = prepare::load(&args.project, environment, reporter)?;
     let platforms = &loaded.project.platforms;
     let runners = prepare::runners_for(&loaded.runners, platforms);
-    let connected =
-        prepare::connect_all(&runners, environment, &prepare::Connecting::default()).await;
+    let connected = prepare::connect_all(
+        &runners,
+        environment,
+        shared,
+        &prepare::Connecting::default(),
+    )
+    .await;
     let fallback = if args.no_fallback || !loaded.project.fallback {
         Fallback::Refused
     } else {

@@ -205,15 +205,17 @@ impl Connecting {
 }
 
 /// Connects to the runners concurrently, one connection each, keeping
-/// `connecting` up to date with those that have not answered yet.
+/// `connecting` up to date with those that have not answered yet; retries
+/// go to `reporter`.
 pub async fn connect_all(
     runners: &[&Runner],
     environment: &Environment,
+    reporter: &std::sync::Arc<dyn Reporter>,
     connecting: &Connecting,
 ) -> HashMap<String, Result<Connected, Unreachable>> {
     connecting.set(runners.iter().map(|runner| runner.name.clone()).collect());
     let results = join_all(runners.iter().map(|runner| async move {
-        let result = connect(runner, environment).await;
+        let result = connect(runner, environment, reporter).await;
         connecting.answered(&runner.name);
         result
     }))

@@ -264,11 +264,14 @@ struct CheckJson {
 
 /// `mab runners check`: returns stdout, or a failure (exit 1) carrying the
 /// same report when any runner is unusable.
+/// Checks the runners; retried handshakes and engine requests go to
+/// `reporter` (plain lines on stderr).
 pub async fn check(
     names: &[String],
     flag: Option<&Path>,
     format: Format,
     environment: &Environment,
+    reporter: &std::sync::Arc<dyn crate::progress::Reporter>,
 ) -> Result<String, Failure> {
     let file = load(flag, environment)?;
     let runners: Vec<Runner> = match &file {
@@ -288,7 +291,12 @@ pub async fn check(
         .iter()
         .filter(|runner| names.is_empty() || names.contains(&runner.name))
         .collect();
-    let reports = join_all(chosen.iter().map(|runner| check_one(runner, environment))).await;
+    let reports = join_all(
+        chosen
+            .iter()
+            .map(|runner| check_one(runner, environment, reporter)),
+    )
+    .await;
     let failed = reports.iter().filter(|report| !report.ok).count();
     let total = reports.len();
     let problems = problems(&reports);
@@ -312,7 +320,11 @@ pub async fn check(
     }
 }
 
-async fn check_one(runner: &Runner, environment: &Environment) -> Report {
+async fn check_one(
+    runner: &Runner,
+    environment: &Environment,
+    reporter: &std::sync::Arc<dyn crate::progress::Reporter>,
+) -> Report {
     let mut report = Report {
         name: runner.name.clone(),
         ok: false,
@@ -326,7 +338,7 @@ async fn check_one(runner: &Runner, environment: &Environment) -> Report {
         disk_free_bytes: None,
         platforms: BTreeMap::new(),
     };
-    let connected = match connect(runner, environment).await {
+    let connected = match connect(runner, environment, reporter).await {
         Ok(connected) => connected,
         Err(Unreachable {
             kind,

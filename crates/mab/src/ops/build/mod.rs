@@ -126,7 +126,7 @@ pub async fn build(
                     let failure = Failure::usage(error.to_string(), None);
                     unstarted.fail(failure, ErrorKind::Usage, None)
                 })?
-                .reporting_to(reporter_handle),
+                .reporting_to(Arc::clone(&reporter_handle)),
         )
     };
     check_registry(repository.as_ref(), &registry, deadline, &unstarted).await?;
@@ -149,7 +149,7 @@ pub async fn build(
                 ),
             )
         },
-        prepare::connect_all(&runners, environment, &connecting),
+        prepare::connect_all(&runners, environment, &reporter_handle, &connecting),
     )
     .await
     .map_err(|failure| unstarted.fail(failure, ErrorKind::Runner, None))?;

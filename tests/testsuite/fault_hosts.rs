@@ -1,0 +1,510 @@
+//! Faults of runner hosts on the real lab, each on a spare host of the
+//! test's own (`tests/lab/spare-host`), so that killing, freezing or
+//! cutting it off never touches the shared runners: a burst of logins
+//! that sshd throttles, an sshd killed before the build, an engine killed
+//! mid-build, a link cut mid-build, an engine that never answers. Each
+//! checks the exit code, the message, the metadata, the registry (read
+//! with skopeo) and that nothing is left running.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{
+    list_architectures, mab_command, require_lab, runners_check_json, sha256, skopeo_exists,
+    skopeo_raw, Home, Lab, Project, Run, SpareHost, SpareOptions,
+};
+
+/// The runners file entry of runner `name` on ssh alias `host` for
+/// `platforms`, on the lab hosts' engine socket.
+fn runner_entry(lab: &Lab, name: &str, host: &str, platforms: &[&str]) -> String {
+    let platforms: Vec<String> = platforms.iter().map(|p| format!("\"{p}\"")).collect();
+    format!(
+        "[[runner]]\nname = \"{name}\"\nhost = \"{host}\"\nplatforms = [{}]\nengine = \"unix://{}\"\n\n",
+        platforms.join(", "),
+        lab.get("RUNNER_A_ENGINE_SOCKET")
+    )
+}
+
+/// The lines of an sshd log from line `from` on.
+fn log_lines_since(path: &std::path::Path, from: usize) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .skip(from)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Six runners on one spare sshd that lets only three logins be in
+/// progress at once (`MaxStartups 3`): `mab runners check` connects to all
+/// at once, sshd drops the connections over its limit (its log says so),
+/// mab retries them (a warning per retry, naming the runner and the try)
+/// and every runner is reachable; sshd accepted one login per runner.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_burst_of_logins_that_sshd_throttles_is_retried() {
+    let lab = require_lab!();
+    let spare = SpareHost::start(
+        "throttled",
+        SpareOptions {
+            max_startups: Some("3"),
+            ..SpareOptions::default()
+        },
+    );
+    let home = Home::new(lab);
+    let project = Project::new();
+    let names: Vec<String> = (1..=6).map(|number| format!("burst-{number}")).collect();
+    let mut runners = String::new();
+    for name in &names {
+        spare.add_to(&home, name, "");
+        runners.push_str(&runner_entry(lab, name, name, &["linux/amd64"]));
+    }
+    project.file("runners.toml", &runners);
+    let host = spare.host();
+
+    let run = runners_check_json(home.path(), project.path());
+
+    assert_eq!(run.code, 0, "{run:?}");
+    let json = run.json();
+    let checked = json["runners"].as_array().unwrap();
+    assert_eq!(checked.len(), names.len(), "{json}");
+    for runner in checked {
+        assert_eq!(runner["ok"], true, "{runner}");
+    }
+    let retries: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|line| line.contains(": SSH handshake failed (try "))
+        .collect();
+    assert!(!retries.is_empty(), "no retry reported: {run:?}");
+    for line in &retries {
+        assert!(
+            line.starts_with("warning: sshd of runner `burst-"),
+            "{line}"
+        );
+        assert!(line.contains(" of 3): "), "{line}");
+        assert!(line.contains("; retrying in "), "{line}");
+    }
+    assert!(
+        !run.stderr.contains("(try 3 of 3)"),
+        "a third try failed: {run:?}"
+    );
+    let log = log_lines_since(&host.sshd_log, 0);
+    let drops = log
+        .iter()
+        .filter(|line| line.contains("past MaxStartups"))
+        .count();
+    assert!(
+        drops >= retries.len(),
+        "{drops} drops in the log, {} retries",
+        retries.len()
+    );
+    assert_eq!(host.logins(), names.len(), "{log:#?}");
+}
+
+/// A one-platform build (`linux/amd64`) whose runners are a spare host of
+/// the test's own, `spare` (listed first, so planned first), and the
+/// shared `runner-a` as `backup`. The Dockerfile's `RUN` step sleeps
+/// `sleep` seconds (a number no other test sleeps, so that
+/// [`sleeping`] sees only this build), or there is no `RUN` step.
+struct Failover {
+    spare: SpareHost,
+    home: Home,
+    project: Project,
+    repository: String,
+    sleep: Option<&'static str>,
+    /// The PIDs of the `RUN` step on the spare host when the fault struck.
+    on_spare: std::cell::RefCell<Vec<String>>,
+}
+
+/// The tag the failover builds publish.
+const TAG: &str = "fault";
+
+impl Failover {
+    /// `name`: the spare host's and the repository's; `ssh_options`: extra
+    /// lines of the spare host's ssh config entry.
+    fn new(lab: &Lab, name: &str, sleep: Option<&'static str>, ssh_options: &str) -> Failover {
+        let failover = Failover::alone(lab, name, sleep, ssh_options);
+        failover.project.file(
+            "runners.toml",
+            &format!(
+                "{}{}",
+                runner_entry(lab, "spare", "spare", &["linux/amd64"]),
+                runner_entry(lab, "backup", "runner-a", &["linux/amd64"])
+            ),
+        );
+        failover
+    }
+
+    /// The same build with the spare host as its only runner.
+    fn alone(lab: &Lab, name: &str, sleep: Option<&'static str>, ssh_options: &str) -> Failover {
+        let spare = SpareHost::start(name, SpareOptions::default());
+        let home = Home::new(lab);
+        spare.add_to(&home, "spare", ssh_options);
+        let repository = lab.repository(name);
+        let project = Project::new();
+        let run_step = sleep
+            .map(|seconds| format!("RUN [\"/bin/busybox\", \"sleep\", \"{seconds}\"]\n"))
+            .unwrap_or_default();
+        project.with_busybox(lab, &["amd64"]).file(
+            "Dockerfile",
+            &format!(
+                "FROM scratch\nCOPY busybox/amd64 /bin/busybox\n{run_step}COPY content.txt /\n"
+            ),
+        );
+        project.file("content.txt", &format!("{name}\n"));
+        project.file(
+            "mab.toml",
+            &format!("[image]\nname = \"{repository}\"\nplatforms = [\"linux/amd64\"]\n"),
+        );
+        project.file(
+            "runners.toml",
+            &runner_entry(lab, "spare", "spare", &["linux/amd64"]),
+        );
+        Failover {
+            spare,
+            home,
+            project,
+            repository,
+            sleep,
+            on_spare: Default::default(),
+        }
+    }
+
+    fn metadata_path(&self) -> std::path::PathBuf {
+        self.project.path().join("metadata.json")
+    }
+
+    /// `mab build` with plain progress, the metadata file, host networking
+    /// (the spare host's engine has no bridge), the runners file and
+    /// `--tag fault`, plus `arguments`.
+    fn command(&self, arguments: &[&str]) -> Command {
+        self.command_with("plain", arguments)
+    }
+
+    /// [`command`](Self::command) with `--progress PROGRESS`.
+    fn command_with(&self, progress: &str, arguments: &[&str]) -> Command {
+        let metadata = self.metadata_path();
+        let mut all = vec![
+            "build",
+            "--progress",
+            progress,
+            "--metadata-file",
+            metadata.to_str().unwrap(),
+            "--runners",
+            "runners.toml",
+            "--network",
+            "host",
+            "--tag",
+            TAG,
+        ];
+        all.extend_from_slice(arguments);
+        mab_command(self.home.path(), self.project.path(), &all)
+    }
+
+    fn run(&self, arguments: &[&str]) -> Run {
+        Run::of(self.command(arguments).output().unwrap())
+    }
+
+    /// Starts the build, waits until its `RUN` step runs on the spare host,
+    /// does `fault`, and waits for mab to end.
+    fn run_with_fault_mid_build(&self, fault: impl FnOnce(&SpareHost)) -> Run {
+        let seconds = self.sleep.expect("a RUN step to interrupt");
+        let child = self
+            .command(&[])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !sleeping(seconds) {
+            assert!(
+                Instant::now() < deadline,
+                "the RUN step did not start on the spare host within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        *self.on_spare.borrow_mut() = pids_of(&format!("busybox sleep {seconds}"));
+        fault(&self.spare);
+        Run::of(child.wait_with_output().unwrap())
+    }
+
+    fn metadata(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.metadata_path()).expect("the metadata file");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// The build succeeded on `backup` after the platform moved away from
+    /// `spare`: the warning (with a reason holding `reason`), the metadata
+    /// (`moved_from`, `reason`, `state`), a one-platform list under the
+    /// tag in the registry, and nothing left running.
+    fn assert_moved(&self, run: &Run, reason: &str) {
+        assert_eq!(run.code, 0, "{run:?}");
+        let prefix = "warning: linux/amd64 moved from runner `spare` to runner `backup` (native): ";
+        let line = run
+            .stderr
+            .lines()
+            .find(|line| line.starts_with(prefix))
+            .unwrap_or_else(|| panic!("a move warning: {run:?}"));
+        assert!(line.to_lowercase().contains(reason), "`{reason}` in {line}");
+
+        let metadata = self.metadata();
+        let platform = &metadata["platforms"][0];
+        assert_eq!(platform["platform"], "linux/amd64", "{metadata}");
+        assert_eq!(platform["runner"], "backup", "{metadata}");
+        assert_eq!(platform["state"], "published", "{metadata}");
+        assert_eq!(platform["moved_from"], "spare", "{metadata}");
+        assert!(
+            platform["reason"]
+                .as_str()
+                .unwrap_or("")
+                .to_lowercase()
+                .contains(reason),
+            "{metadata}"
+        );
+
+        let list = skopeo_raw(&format!("{}:{TAG}", self.repository));
+        assert_eq!(metadata["digest"], sha256(&list).as_str(), "{metadata}");
+        assert_eq!(list_architectures(&list), ["amd64"]);
+        self.assert_nothing_left();
+    }
+
+    /// No mab of this test runs, and no `RUN` step of its build runs but
+    /// the one that ran on the spare host when the fault struck (the guard
+    /// stops that host's engine, and with it the step).
+    fn assert_nothing_left(&self) {
+        let metadata = self.metadata_path();
+        assert!(
+            !process_running(metadata.to_str().unwrap()),
+            "a mab process of this test still runs"
+        );
+        if let Some(seconds) = self.sleep {
+            let on_spare = self.on_spare.borrow();
+            for pid in pids_of(&format!("busybox sleep {seconds}")) {
+                assert!(
+                    on_spare.contains(&pid),
+                    "a RUN step still runs that was not on the spare host (pid {pid})"
+                );
+            }
+        }
+    }
+}
+
+/// The PIDs of the processes whose command line matches `pattern`.
+fn pids_of(pattern: &str) -> Vec<String> {
+    let output = Command::new("pgrep")
+        .args(["-f", pattern])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn process_running(pattern: &str) -> bool {
+    !pids_of(pattern).is_empty()
+}
+
+/// Whether the `RUN` step that sleeps `seconds` runs (anywhere).
+fn sleeping(seconds: &str) -> bool {
+    process_running(&format!("busybox sleep {seconds}"))
+}
+
+/// The spare runner's sshd is dead before the build: its connection is
+/// refused (and retried), and the platform moves to `backup`, which says
+/// so and builds it. With `--no-fallback` the build fails naming the
+/// runner, and nothing is published.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_runner_whose_sshd_was_killed_loses_its_platform() {
+    let lab = require_lab!();
+    let failover = Failover::new(lab, "sshd-killed", None, "");
+    failover.spare.signal("SSHD_PID", "KILL");
+
+    let refused = failover.run(&["--no-fallback"]);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(
+        refused
+            .stderr
+            .contains("error: build failed for linux/amd64 (runner spare); nothing was published"),
+        "{refused:?}"
+    );
+    assert!(refused.stderr.contains("hint: "), "{refused:?}");
+    assert!(
+        !skopeo_exists(&format!("{}:{TAG}", failover.repository)),
+        "published with --no-fallback"
+    );
+    let metadata = failover.metadata();
+    assert_eq!(metadata["digest"], serde_json::Value::Null, "{metadata}");
+    assert_eq!(metadata["platforms"][0]["state"], "failed", "{metadata}");
+    assert_eq!(
+        metadata["platforms"][0]["error"]["kind"], "runner",
+        "{metadata}"
+    );
+
+    let moved = failover.run(&[]);
+    failover.assert_moved(&moved, "refused");
+    assert!(
+        moved
+            .stderr
+            .contains("warning: sshd of runner `spare`: SSH handshake failed (try 1 of 3)"),
+        "the refused connection is retried: {moved:?}"
+    );
+
+    // The same retries and move as typed events with `--progress json`.
+    let json = Run::of(failover.command_with("json", &[]).output().unwrap());
+    assert_eq!(json.code, 0, "{json:?}");
+    let events: Vec<serde_json::Value> = json
+        .stderr
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let retries: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|event| event["event"] == "retry")
+        .collect();
+    assert_eq!(retries.len(), 2, "{json:?}");
+    for (index, retry) in retries.iter().enumerate() {
+        assert_eq!(retry["schema"], 1, "{retry}");
+        assert_eq!(
+            retry["target"],
+            serde_json::json!({"kind": "ssh", "runner": "spare"}),
+            "{retry}"
+        );
+        assert_eq!(retry["request"], "SSH handshake", "{retry}");
+        assert_eq!(
+            (retry["attempt"].as_u64(), retry["tries"].as_u64()),
+            (Some(index as u64 + 1), Some(3))
+        );
+        assert!(
+            retry["error"].as_str().unwrap().contains("refused"),
+            "{retry}"
+        );
+    }
+    assert!(
+        events.iter().any(|event| event["event"] == "moved"
+            && event["from"] == "spare"
+            && event["to"] == "backup"),
+        "{json:?}"
+    );
+}
+
+/// The spare runner's engine is killed while the build's `RUN` step runs:
+/// the build stream breaks, the engine does not answer a ping, and the
+/// platform moves to `backup` and is built there.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_runner_whose_engine_is_killed_mid_build_loses_its_platform() {
+    let lab = require_lab!();
+    let failover = Failover::new(lab, "engine-killed", Some("6.37"), "");
+
+    let run = failover.run_with_fault_mid_build(|spare| spare.signal("DOCKERD_PID", "KILL"));
+
+    failover.assert_moved(&run, "broke during the build");
+    // The engine's socket is gone while its host's sshd still answers: the
+    // ping is retried before the platform moves.
+    assert!(
+        run.stderr
+            .contains("warning: engine of runner `spare`: GET /_ping failed (try 1 of 3)"),
+        "{run:?}"
+    );
+}
+
+/// The link to the spare runner is cut (its sshd port drops every packet)
+/// while the `RUN` step runs; with `ServerAliveInterval 1` and
+/// `ServerAliveCountMax 2` the connection is found dead within seconds,
+/// the build stream ends with an error instead of hanging, and the
+/// platform moves to `backup`.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_runner_whose_link_is_cut_mid_build_loses_its_platform() {
+    let lab = require_lab!();
+    let failover = Failover::new(
+        lab,
+        "link-cut",
+        Some("12.39"),
+        "    ServerAliveInterval 1\n    ServerAliveCountMax 2\n",
+    );
+    let started = Instant::now();
+
+    let run = failover.run_with_fault_mid_build(SpareHost::cut);
+
+    failover.assert_moved(&run, "broke during the build");
+    // Once the keepalives closed the connection, no request is retried on it.
+    assert!(
+        !run.stderr.contains("warning: engine of runner `spare`"),
+        "{run:?}"
+    );
+    // The cut is found by keepalives in seconds; the step then runs again
+    // on `backup`: about twice its 12 s, far from a hang.
+    assert!(
+        started.elapsed() < Duration::from_secs(50),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// The link to the only runner is cut while the `RUN` step runs: the
+/// keepalives (`ServerAliveInterval 1`, `ServerAliveCountMax 2`) find the
+/// connection dead within seconds, and the build fails naming the
+/// platform and the runner instead of hanging; nothing is published.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_build_whose_only_runner_is_cut_off_fails_within_seconds() {
+    let lab = require_lab!();
+    let failover = Failover::alone(
+        lab,
+        "link-cut-alone",
+        Some("40.41"),
+        "    ServerAliveInterval 1\n    ServerAliveCountMax 2\n",
+    );
+    let mut cut_at = None;
+
+    let run = failover.run_with_fault_mid_build(|spare| {
+        spare.cut();
+        cut_at = Some(Instant::now());
+    });
+
+    let after_cut = cut_at.unwrap().elapsed();
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("error: build failed for linux/amd64 (runner spare); nothing was published"),
+        "{run:?}"
+    );
+    assert!(run.stderr.contains("hint: "), "{run:?}");
+    // 1 s keepalives, 2 unanswered: the step's 40 s never ran out.
+    assert!(after_cut < Duration::from_secs(15), "{after_cut:?}");
+    assert!(
+        !skopeo_exists(&format!("{}:{TAG}", failover.repository)),
+        "published"
+    );
+    failover.assert_nothing_left();
+}
+
+/// The spare runner's engine is frozen (SIGSTOP): its sshd lets mab in and
+/// forwards to the engine's socket, but the engine never answers. The
+/// request gives up after its 30 s limit (once, not retried), and the
+/// platform moves to `backup`.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_runner_whose_engine_never_answers_loses_its_platform() {
+    let lab = require_lab!();
+    let failover = Failover::new(lab, "engine-frozen", None, "");
+    failover.spare.signal("DOCKERD_PID", "STOP");
+    let started = Instant::now();
+
+    let run = failover.run(&[]);
+
+    let elapsed = started.elapsed();
+    failover.assert_moved(&run, "did not answer");
+    assert!(
+        elapsed >= Duration::from_secs(29) && elapsed < Duration::from_secs(55),
+        "one request limit, not three: {elapsed:?}"
+    );
+    assert!(
+        !run.stderr.contains("(try 1 of 3)"),
+        "a request that timed out is not retried: {run:?}"
+    );
+}
