@@ -441,3 +441,30 @@ stop_jump_network() {
         ip route del unreachable "$LAB_HIDDEN_NET"
     fi
 }
+
+# ip_in NETNS ARGS...: `ip` in that network namespace, or in ours when empty.
+ip_in() {
+    local netns=$1
+    shift
+    ip ${netns:+-n "$netns"} "$@"
+}
+
+# ensure_address NETNS DEVICE ADDRESS: DEVICE has ADDRESS and is up.
+ensure_address() {
+    local netns=$1 device=$2 address=$3 addresses
+    addresses=$(ip_in "$netns" -o addr show dev "$device")
+    if [[ " $addresses " != *" $address "* ]]; then
+        ip_in "$netns" addr add "$address" dev "$device"
+    fi
+    ip_in "$netns" link set "$device" up
+}
+
+# ensure_bridge NAME ADDRESS [NETNS]: a bridge with that address, up.
+ensure_bridge() {
+    local bridge=$1 address=$2 netns=${3:-}
+    if ! ip_in "$netns" link show "$bridge" >/dev/null 2>&1; then
+        log "network: creating bridge $bridge ($address${netns:+ in $netns})"
+        ip_in "$netns" link add "$bridge" type bridge
+    fi
+    ensure_address "$netns" "$bridge" "$address"
+}
