@@ -238,6 +238,12 @@ fn a_platform_failing_publishes_nothing_and_names_runner_and_platform() {
         run.stderr.contains("no ppc64le support here"),
         "the failed build's log tail is shown: {run:?}"
     );
+    // The failed step, where the Dockerfile has it (line 8, the stage's
+    // fourth step).
+    assert!(
+        run.stderr.contains("/Dockerfile:8: [build 4/4] RUN if [ "),
+        "the failed step is named with its file and line: {run:?}"
+    );
     assert!(run.stdout.is_empty(), "{run:?}");
     assert_eq!(
         sha256(&skopeo_raw(&format!("{repository}:stable"))),

@@ -32,5 +32,5 @@ pub use build_context::{BuildContext, DEFAULT_DOCKERFILE};
 pub use error::ContextError;
 pub use follow::{follow_links, resolve_links};
 pub use ignore::{DockerIgnore, DOCKERIGNORE};
-pub use stages::stage_names;
+pub use stages::{stage_names, step_line};
 pub use walk::{walk, walk_with_metadata, ContextEntry, ContextListing, EntryKind, Selection};

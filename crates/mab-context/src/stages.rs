@@ -2,39 +2,131 @@
 //! parser reads them, so that a wrong `target` is refused before any
 //! engine is asked.
 
-/// The names of the stages `text` declares (`FROM [--flag...] IMAGE AS
-/// NAME`), lowercased, in order; unnamed stages are left out.
-///
-/// Read as BuildKit's parser (moby/buildkit `frontend/dockerfile/parser`)
-/// reads a Dockerfile: instructions and `AS` are case-insensitive, stage
-/// names too (`--target Build` selects `FROM x AS build`); a line whose
+/// One instruction of a Dockerfile, its continuation lines joined.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Instruction {
+    /// The line it starts on, counted from 1.
+    line: usize,
+    /// The instruction as written, continuation lines joined by a space.
+    text: String,
+}
+
+impl Instruction {
+    /// Its keyword, uppercased (`RUN`).
+    fn keyword(&self) -> String {
+        self.text
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_uppercase()
+    }
+}
+
+/// The instructions of `text`, read as BuildKit's Dockerfile parser
+/// (moby/buildkit `frontend/dockerfile/parser`) reads them: a line whose
 /// first non-blank character is `#` is a comment, also inside a
 /// continuation; a line ending in the escape character (`\`, or `` ` ``
 /// after an `# escape=`` ` `` parser directive at the top) continues on the
-/// next line; blank lines inside a continuation are skipped. A stage is
-/// selected by name only: `--target 0` is no stage (BuildKit's `--target`
-/// takes no index).
-pub fn stage_names(text: &str) -> Vec<String> {
+/// next line; blank lines inside a continuation are skipped.
+fn instructions(text: &str) -> Vec<Instruction> {
     let escape = escape_character(text);
-    let mut names = Vec::new();
-    let mut instruction = String::new();
-    for line in text.lines() {
+    let mut found = Vec::new();
+    let mut current: Option<Instruction> = None;
+    for (index, line) in text.lines().enumerate() {
         let trimmed = line.trim();
-        if trimmed.starts_with('#') || (trimmed.is_empty() && !instruction.is_empty()) {
+        if trimmed.starts_with('#') || trimmed.is_empty() {
             continue;
         }
         let line = line.trim_end();
-        if let Some(continued) = line.strip_suffix(escape) {
-            instruction.push_str(continued);
-            instruction.push(' ');
-            continue;
+        let (part, continues) = match line.strip_suffix(escape) {
+            Some(continued) => (continued, true),
+            None => (line, false),
+        };
+        let instruction = current.get_or_insert_with(|| Instruction {
+            line: index + 1,
+            text: String::new(),
+        });
+        if !instruction.text.is_empty() {
+            instruction.text.push(' ');
         }
-        instruction.push_str(line);
-        names.extend(stage_name(&instruction));
-        instruction.clear();
+        instruction.text.push_str(part);
+        if !continues {
+            found.extend(current.take());
+        }
     }
-    names.extend(stage_name(&instruction));
-    names
+    found.extend(current);
+    found
+}
+
+/// The names of the stages `text` declares (`FROM [--flag...] IMAGE AS
+/// NAME`), lowercased, in order; unnamed stages are left out.
+///
+/// Read as BuildKit reads a Dockerfile ([`instructions`]): instructions
+/// and `AS` are case-insensitive, stage names too (`--target Build`
+/// selects `FROM x AS build`). A stage is selected by name only:
+/// `--target 0` is no stage (BuildKit's `--target` takes no index).
+pub fn stage_names(text: &str) -> Vec<String> {
+    instructions(text)
+        .iter()
+        .filter_map(|instruction| stage_name(&instruction.text))
+        .collect()
+}
+
+/// The line (from 1) of the Dockerfile `text` where the build step that
+/// BuildKit named `step` is written, when that can be told for sure.
+///
+/// BuildKit names a step `[STAGE I/N] INSTRUCTION` (`[build 2/3] RUN make`;
+/// no `STAGE ` in an unnamed stage): the I-th of the N steps of that stage,
+/// which are its `RUN`, `COPY`, `ADD` and `WORKDIR` instructions, after
+/// its `FROM` when that pulls an image (not `scratch` or an earlier stage).
+/// The instruction is shown with its variables expanded, so it is matched
+/// by position and keyword, not by its text. `None` when the name is not
+/// of that form, or no stage or more than one fits.
+pub fn step_line(text: &str, step: &str) -> Option<usize> {
+    let (label, instruction) = step.strip_prefix('[')?.split_once("] ")?;
+    let (stage, position) = match label.rsplit_once(' ') {
+        Some((stage, position)) => (Some(stage.to_lowercase()), position),
+        None => (None, label),
+    };
+    let (index, total) = position.split_once('/')?;
+    let (index, total): (usize, usize) = (index.parse().ok()?, total.parse().ok()?);
+    let keyword = instruction.split_whitespace().next()?.to_uppercase();
+
+    // Each stage's name, and its steps' lines and keywords.
+    type Steps = Vec<(usize, String)>;
+    let mut stages: Vec<(Option<String>, Steps)> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    for instruction in instructions(text) {
+        let word = instruction.keyword();
+        if word == "FROM" {
+            let name = stage_name(&instruction.text);
+            let image = instruction
+                .text
+                .split_whitespace()
+                .skip(1)
+                .find(|word| !word.starts_with("--"))
+                .unwrap_or_default()
+                .to_lowercase();
+            let mut steps = Vec::new();
+            if image != "scratch" && !names.contains(&image) {
+                steps.push((instruction.line, word));
+            }
+            names.extend(name.clone());
+            stages.push((name, steps));
+        } else if ["RUN", "COPY", "ADD", "WORKDIR"].contains(&word.as_str()) {
+            if let Some((_, steps)) = stages.last_mut() {
+                steps.push((instruction.line, word));
+            }
+        }
+    }
+    let mut fitting = stages
+        .iter()
+        .filter(|(name, steps)| *name == stage && steps.len() == total)
+        .filter_map(|(_, steps)| steps.get(index.checked_sub(1)?))
+        .filter(|(_, word)| *word == keyword)
+        .map(|(line, _)| *line);
+    let line = fitting.next()?;
+    fitting.next().is_none().then_some(line)
 }
 
 /// The stage name a `FROM` instruction gives, if it is one and names one.
@@ -135,5 +227,40 @@ mod tests {
         for (name, text, expected) in cases {
             assert_eq!(stage_names(text), *expected, "{name}");
         }
+    }
+
+    #[test]
+    fn finds_the_line_of_a_step_as_buildkit_numbers_them() {
+        // Steps as Docker 20.10's BuildKit names them for this file.
+        let dockerfile = "FROM scratch AS base\nCOPY busybox /bin/sh\nENV GREETING=hi\n\n\
+                          FROM base AS build\n# a comment\nRUN echo $GREETING && \\\n    echo two\n\
+                          RUN [\"/bin/sh\", \"-c\", \"false\"]\n\
+                          FROM alpine\nWORKDIR /src\nRUN make\n\
+                          FROM alpine\nRUN make\n";
+        // (step, line)
+        let cases = [
+            ("[base 1/1] COPY busybox /bin/sh", Some(2)),
+            ("[build 1/2] RUN echo hi &&     echo two", Some(7)),
+            ("[build 2/2] RUN [\"/bin/sh\", \"-c\", \"false\"]", Some(9)),
+            // Unnamed stages that pull an image: the FROM is step 1.
+            ("[3/3] RUN make", Some(12)),
+            ("[2/2] RUN make", Some(14)),
+            // Two unnamed stages fit `[1/2]`... only one has 2 steps.
+            ("[1/2] FROM docker.io/library/alpine", Some(13)),
+            ("[2/3] WORKDIR /src", Some(11)),
+            // Not a step of this file, or not of the form.
+            ("[build 3/3] RUN x", None),
+            ("[base 1/1] RUN x", None),
+            ("[internal] load build definition from Dockerfile", None),
+            ("RUN make", None),
+        ];
+        for (step, line) in cases {
+            assert_eq!(step_line(dockerfile, step), line, "{step}");
+        }
+        // Two unnamed stages alike: no single line.
+        assert_eq!(
+            step_line("FROM alpine\nRUN a\nFROM alpine\nRUN b\n", "[2/2] RUN b"),
+            None
+        );
     }
 }

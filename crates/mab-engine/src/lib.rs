@@ -82,6 +82,9 @@ pub enum EngineError {
         message: String,
         /// The last lines of the build output.
         log_tail: Vec<String>,
+        /// The step that failed, as BuildKit names it (`[build 2/3] RUN
+        /// make`), when the engine said which.
+        step: Option<String>,
     },
     #[error("pushing {reference} from {engine} failed: {message}")]
     PushFailed {
@@ -380,6 +383,7 @@ impl Engine {
                         engine: self.label.clone(),
                         message,
                         log_tail: followed.log.into_lines(),
+                        step: followed.failed_step,
                     });
                 }
             }
@@ -599,11 +603,13 @@ fn percent_encode(text: &str) -> String {
 struct Followed {
     log: LogTail,
     announced: HashSet<String>,
+    /// The last step that ended in an error.
+    failed_step: Option<String>,
 }
 
 /// Handles one message of a build's response: output lines and steps go to
-/// the log and to `on_event`, each step once (when it starts, or when it is
-/// found cached). Returns the error message when the message reports that
+/// the log and to `on_event`, each step once (when it is first seen started,
+/// or found cached). Returns the error message when the message reports that
 /// the build failed.
 fn follow_line(
     info: BuildInfo,
@@ -619,7 +625,8 @@ fn follow_line(
     }
     if let Some(BuildInfoAux::BuildKit(status)) = info.aux {
         for vertex in status.vertexes {
-            let telling = vertex.cached || (vertex.started.is_some() && vertex.completed.is_none());
+            // A quick step may start and complete within one update.
+            let telling = vertex.cached || vertex.started.is_some();
             if telling && followed.announced.insert(vertex.digest.clone()) {
                 on_event(BuildEvent::Step {
                     name: vertex.name.clone(),
@@ -628,6 +635,7 @@ fn follow_line(
             }
             if !vertex.error.is_empty() {
                 log.push(&format!("{}: {}", vertex.name, vertex.error));
+                followed.failed_step = Some(vertex.name.clone());
             }
         }
         for entry in status.logs {
@@ -885,9 +893,13 @@ mod tests {
             }],
             ..Default::default()
         };
-        // BuildKit repeats a running vertex in the next update.
+        // BuildKit repeats a running vertex in the next update, here
+        // completed.
         let again = StatusResponse {
-            vertexes: vec![copy],
+            vertexes: vec![Vertex {
+                completed: Some(Timestamp::default()),
+                ..copy
+            }],
             ..Default::default()
         };
         let messages = [
@@ -926,6 +938,7 @@ mod tests {
                 BuildEvent::Log("linking".to_owned()),
             ]
         );
+        assert_eq!(followed.failed_step.as_deref(), Some("[2/3] RUN false"));
         assert_eq!(
             followed.log.into_lines(),
             [

@@ -402,7 +402,7 @@ impl SshError {
                 host.host_name
             )),
             SshError::Refused { host } => Some(format!(
-                "check that sshd is running on {} and listens on port {} (Port in ~/.ssh/config)",
+                "check that sshd is running on {} and listens on port {} (the port in the runner's `host`, or Port in ~/.ssh/config)",
                 host.host_name, host.port
             )),
             SshError::Timeout { .. } => Some(

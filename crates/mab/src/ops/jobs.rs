@@ -672,7 +672,7 @@ mod tests {
                 Fallback::Refused,
                 vec![
                     "ok on b",
-                    "failed on a after []: cannot reach the Docker engine of a / check runner `a` with `mab runners check`, or leave out --no-fallback",
+                    "failed on a after []: cannot reach the Docker engine of a / check runner `a` with `mab runners check`, or let another runner build it: drop --no-fallback",
                 ],
                 vec!["linux/amd64 on b", "linux/arm64 on a"],
             ),

@@ -1051,7 +1051,7 @@ mod tests {
     }
 
     const UNREACHABLE_PI: &str = "cannot reach the Docker engine of pi: connection refused";
-    const BUILD_HINT: &str = "hint: the indented lines above end the failed build's log; fix the Dockerfile and run `mab build` again";
+    const BUILD_HINT: &str = "hint: fix the Dockerfile step the error names (the end of its log is shown with it) and run `mab build` again";
 
     fn cases() -> Vec<Case> {
         use Outcome::*;
@@ -1190,7 +1190,7 @@ mod tests {
                     FailureKind::Runtime,
                     vec![
                         "build failed for linux/arm64 (runner pi), linux/s390x (runner mainframe); nothing was published",
-                        "fix the Dockerfile and run `mab build` again\nhint: runner `pi` did not produce a linux/arm64 image",
+                        "(the end of its log is shown with it) and run `mab build` again\nhint: runner `pi` did not produce a linux/arm64 image",
                     ],
                 )),
                 metadata: document(
@@ -1453,7 +1453,7 @@ mod tests {
                     vec![
                         "error: build failed for linux/arm64 (runner pi); nothing was published",
                         "linux/arm64 on pi: cannot reach the Docker engine of pi: connection refused",
-                        "hint: check runner `pi` with `mab runners check`, or leave out --no-fallback",
+                        "hint: check runner `pi` with `mab runners check`, or let another runner build it: drop --no-fallback",
                     ],
                 )),
                 metadata: document(
@@ -1576,7 +1576,7 @@ mod tests {
                     FailureKind::Runtime,
                     vec![
                         "build failed for linux/amd64 (runner local), linux/arm64 (runner pi); nothing was published",
-                        "fix the Dockerfile and run `mab build` again\nhint: mab hands the engines the credentials for 127.0.0.1:5000",
+                        "(the end of its log is shown with it) and run `mab build` again\nhint: mab hands the engines the credentials for 127.0.0.1:5000",
                     ],
                 )),
                 metadata: document(
@@ -1814,7 +1814,7 @@ mod tests {
             failure.report,
             "error: build failed for linux/arm64 (runner pi); nothing was published\n  \
              | linux/arm64 on pi: cannot reach the Docker engine of pi: connection refused\n\
-             hint: check runner `pi` with `mab runners check`, or leave out --no-fallback (and `fallback = false` under [image] in mab.toml) so that another runner builds it\n\
+             hint: check runner `pi` with `mab runners check`, or let another runner build it: drop --no-fallback, or `fallback = false` under [image] in mab.toml, whichever is set\n\
              hint: check that the engine runs and that its socket is the runner's `engine`"
         );
         let written: serde_json::Value =

@@ -121,8 +121,17 @@ impl<R: Registry> LiveWorker<'_, R> {
         match built {
             Ok(stats) => phase.finished(Some(stats.context_bytes)),
             Err(EngineError::BuildFailed {
-                message, log_tail, ..
-            }) => return Err(fail(Stage::Build, message, log_tail)),
+                message,
+                log_tail,
+                step,
+                ..
+            }) => {
+                let message = match step.and_then(|step| self.locate_step(&step)) {
+                    Some(located) => format!("{located}: {message}"),
+                    None => message,
+                };
+                return Err(fail(Stage::Build, message, log_tail));
+            }
             // The build never started: another runner may take it.
             Err(
                 error @ (EngineError::NoAnswer { .. }
@@ -206,6 +215,16 @@ impl<R: Registry> LiveWorker<'_, R> {
             phase,
             started: Instant::now(),
         }
+    }
+
+    /// `FILE:LINE: STEP` for the build step BuildKit named `step`, where
+    /// the Dockerfile holds it ([`mab_context::step_line`]); `None` when
+    /// that cannot be told for sure.
+    fn locate_step(&self, step: &str) -> Option<String> {
+        let dockerfile = self.context.dockerfile();
+        let text = std::fs::read_to_string(dockerfile).ok()?;
+        let line = mab_context::step_line(&text, step)?;
+        Some(format!("{}:{line}: {step}", dockerfile.display()))
     }
 
     /// The engine keeps the newest image per platform under a stable name,
@@ -349,7 +368,7 @@ impl Stage {
                 job.runner
             ),
             Stage::Build => {
-                "the indented lines above end the failed build's log; fix the Dockerfile and run `mab build` again"
+                "fix the Dockerfile step the error names (the end of its log is shown with it) and run `mab build` again"
                     .to_owned()
             }
             Stage::Push if ["auth", "denied", "unauthorized"].iter().any(|word| message.contains(word)) => format!(
