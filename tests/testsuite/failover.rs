@@ -175,7 +175,7 @@ fn platforms_move_off_an_unreachable_runner_unless_fallback_is_off() {
         }
         assert!(
             run.stderr.contains(
-                "hint: check runner `down` with `mab runners check`, or let another runner build it: drop --no-fallback"
+                "hint: check runner `down` with `mab runners check`, or let another runner build it: take --no-fallback off the command line"
             ),
             "{how}: {run:?}"
         );
@@ -377,7 +377,7 @@ fn a_runner_that_drops_the_build_request_loses_its_platform() {
     );
     assert!(
         run.stderr.contains(
-            "hint: check runner `flaky` with `mab runners check`, or let another runner build it: drop --no-fallback"
+            "hint: check runner `flaky` with `mab runners check`, or let another runner build it: take --no-fallback off the command line"
         ),
         "{run:?}"
     );

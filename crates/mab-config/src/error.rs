@@ -224,6 +224,14 @@ pub(crate) fn from_toml(path: &Path, text: &str, error: &toml::de::Error) -> Con
                 .to_owned(),
         )
     };
+    // A value of the wrong type: say which key it is for, as mab's own
+    // checks of a value do (`timeout`: …).
+    let message = if message.starts_with("invalid type") && !key.is_empty() && !key.starts_with('[')
+    {
+        format!("`{key}`: {message}")
+    } else {
+        message
+    };
     ConfigError::invalid(path, text, error.span(), message, hint)
 }
 

@@ -621,7 +621,7 @@ extra = ["edge", "nightly", "edge"]
             ),
             (
                 "[image]\nname = \"app\"\nplatforms = \"linux/amd64\"\n",
-                "invalid type: string \"linux/amd64\", expected a list",
+                "`platforms`: invalid type: string \"linux/amd64\", expected a list",
                 ":3:13",
                 "platforms = \"linux/amd64\"",
                 "            ^^^^^^^^^^^^^",
@@ -629,7 +629,7 @@ extra = ["edge", "nightly", "edge"]
             ),
             (
                 "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\nemulation = \"no\"\n",
-                "invalid type: string \"no\", expected a boolean",
+                "`emulation`: invalid type: string \"no\", expected a boolean",
                 ":4:13",
                 "emulation = \"no\"",
                 "            ^^^^",
@@ -637,7 +637,7 @@ extra = ["edge", "nightly", "edge"]
             ),
             (
                 "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\nfallback = 0\n",
-                "invalid type: integer `0`, expected a boolean",
+                "`fallback`: invalid type: integer `0`, expected a boolean",
                 ":4:12",
                 "fallback = 0",
                 "           ^",
@@ -669,7 +669,7 @@ extra = ["edge", "nightly", "edge"]
             ),
             (
                 "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\ntimeout = 90\n",
-                "invalid type: integer `90`, expected a string",
+                "`timeout`: invalid type: integer `90`, expected a string",
                 ":4:11",
                 "timeout = 90",
                 "          ^^",
@@ -677,7 +677,7 @@ extra = ["edge", "nightly", "edge"]
             ),
             (
                 "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\n[image.args]\nN = 3\n",
-                "invalid type: integer `3`, expected a string",
+                "`N`: invalid type: integer `3`, expected a string",
                 ":5:5",
                 "N = 3",
                 "    ^",

@@ -782,7 +782,7 @@ platforms = ["linux/amd64", "linux/aarch64"]
             ),
             (
                 with_a("jobs = \"2\"\n"),
-                "invalid type: string \"2\", expected an integer",
+                "`jobs`: invalid type: string \"2\", expected an integer",
                 ":5:8",
                 "jobs = \"2\"",
                 "       ^^^",

@@ -21,6 +21,9 @@ pub const SCHEMA: u32 = 1;
 /// Receives events. Implementations must not block for long: events come
 /// from the tasks that do the work.
 pub trait Reporter: Send + Sync {
+    /// Takes one event, on whichever task or thread produced it (a job's,
+    /// a connection's); events of one job arrive in the order they
+    /// happened. Must return quickly: the work waits for it.
     fn report(&self, event: Event);
 }
 

@@ -361,7 +361,7 @@ const UNREACHABLE: &str = "unreachable: ";
 pub fn fallback_hint(runners: &[&str]) -> String {
     let named: Vec<String> = runners.iter().map(|name| format!("`{name}`")).collect();
     format!(
-        "check runner {} with `mab runners check`, or let another runner build it: drop --no-fallback, or `fallback = false` under [image] in mab.toml, whichever is set",
+        "check runner {} with `mab runners check`, or let another runner build it: take --no-fallback off the command line, or `fallback = false` out of [image] in mab.toml, whichever is there",
         named.join(", ")
     )
 }
@@ -1408,7 +1408,7 @@ mod tests {
                     );
                     assert_eq!(
                         error.hint(),
-                        format!("check runner `{from}` with `mab runners check`, or let another runner build it: drop --no-fallback, or `fallback = false` under [image] in mab.toml, whichever is set"),
+                        format!("check runner `{from}` with `mab runners check`, or let another runner build it: take --no-fallback off the command line, or `fallback = false` out of [image] in mab.toml, whichever is there"),
                         "{name}"
                     );
                     assert!(error.is_unreachable(), "{name}");
@@ -1466,7 +1466,7 @@ mod tests {
         assert_eq!(planned, [("linux/amd64".to_owned(), "laptop")]);
         assert_eq!(
             error.hint(),
-            "check runner `pi` with `mab runners check`, or let another runner build it: drop --no-fallback, or `fallback = false` under [image] in mab.toml, whichever is set"
+            "check runner `pi` with `mab runners check`, or let another runner build it: take --no-fallback off the command line, or `fallback = false` out of [image] in mab.toml, whichever is there"
         );
     }
 }

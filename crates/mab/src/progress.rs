@@ -255,7 +255,9 @@ impl Bars {
             .bars
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        bars.entry(platform.to_string())
+        // One bar per platform and runner: a platform moved to another
+        // runner gets a new bar below its failed one.
+        bars.entry(format!("{platform} {runner}"))
             .or_insert_with(|| {
                 let bar = self.multi.add(ProgressBar::new_spinner());
                 bar.set_style(

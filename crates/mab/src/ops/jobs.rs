@@ -5,9 +5,9 @@
 //! The work itself is behind [`Worker`], so this logic is tested here
 //! against a fake; the integration tests drive the real engines.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -21,8 +21,11 @@ use crate::progress::{Event, Reporter};
 /// One platform to build on one runner.
 #[derive(Clone, Debug, PartialEq)]
 pub struct JobSpec {
+    /// The platform to build.
     pub platform: mab_config::Platform,
+    /// The runner that builds it, by its name in `runners.toml`.
     pub runner: String,
+    /// Whether `runner` builds it under QEMU emulation.
     pub emulated: bool,
     /// The runners the platform moves to, in order, when `runner` fails
     /// before its build starts ([`mab_plan::Job::fallbacks`]).
@@ -72,6 +75,9 @@ pub struct JobFailure {
     pub movable: bool,
     /// Whether the image had been pushed (under its staging tag) already.
     pub pushed: bool,
+    /// The pushed image's manifest digest, when the job failed after its
+    /// push (reading the image back or checking it).
+    pub digest: Option<String>,
     /// Set when a time limit stopped the job rather than a failure.
     pub stopped: Option<Stop>,
     /// The runners tried before `job.runner`, each with its failure
@@ -91,6 +97,7 @@ impl JobFailure {
             kind,
             movable: false,
             pushed: false,
+            digest: None,
             stopped: None,
             earlier: Vec::new(),
         }
@@ -106,6 +113,8 @@ pub enum Stop {
     BeforeSlot,
 }
 
+/// Does one platform's job on its runner: the seam between the decisions
+/// here and the engines (the live worker in `ops::build`, fakes in tests).
 pub trait Worker: Sync {
     /// Builds, pushes and verifies one platform.
     fn run(&self, job: &JobSpec) -> impl Future<Output = Result<Built, JobFailure>> + Send;
@@ -143,7 +152,7 @@ pub struct Limits {
 /// leave its staging tag behind.
 ///
 /// A [`JobFailure::movable`] failure moves the job to its next fallback
-/// not yet tried (waiting for a slot there; the time limit counts afresh
+/// not yet tried (passing over runners that failed so for another job) (waiting for a slot there; the time limit counts afresh
 /// on each runner), reported as a move; when none is left, or `fallback`
 /// is [`Fallback::Refused`], the job fails with its last failure and the
 /// runners tried before.
@@ -165,6 +174,16 @@ pub async fn run_all<W: Worker>(
         })
         .collect();
     let semaphores = &semaphores;
+    // Runners that failed a job in a way that moves it: no other job moves
+    // to them.
+    let failed_runners: Mutex<HashSet<String>> = Mutex::new(HashSet::new());
+    let failed_runners = &failed_runners;
+    let has_failed = |runner: &str| {
+        failed_runners
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(runner)
+    };
     join_all(jobs.iter().map(|job| async move {
         let mut attempt = job.clone();
         let mut next = job
@@ -178,14 +197,37 @@ pub async fn run_all<W: Worker>(
                 Ok(built) => return Ok(built),
                 Err(failure) => failure,
             };
+            // A job a time limit stopped was dropped midway: it could not
+            // say so itself.
+            if failure.stopped == Some(Stop::Running) {
+                reporter.report(Event::JobFailed {
+                    platform: attempt.platform.clone(),
+                    runner: attempt.runner.clone(),
+                    kind: failure.kind,
+                    message: failure.message.clone(),
+                });
+            }
+            if failure.movable {
+                failed_runners
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .insert(attempt.runner.clone());
+            }
             let candidate = match fallback {
-                Fallback::Allowed if failure.movable => next.next(),
+                Fallback::Allowed if failure.movable => {
+                    next.find(|candidate| !has_failed(&candidate.runner))
+                }
                 _ => None,
             };
             let Some(candidate) = candidate else {
                 let mut failure = failure;
                 if failure.movable && fallback == Fallback::Refused && !job.fallbacks.is_empty() {
-                    failure.hint = mab_plan::fallback_hint(&[failure.job.runner.as_str()]);
+                    // The fallback hint first, then the runner's own.
+                    failure.hint = format!(
+                        "{}\nhint: {}",
+                        mab_plan::fallback_hint(&[failure.job.runner.as_str()]),
+                        failure.hint
+                    );
                 }
                 failure.earlier = earlier;
                 return Err(failure);
@@ -325,7 +367,7 @@ fn stopped(job: &JobSpec, reason: Stopped, limits: Limits) -> JobFailure {
                     shown(timeout)
                 ),
                 format!(
-                    "find out why the build is slow on runner `{runner}` (its log above), or {raise}"
+                    "find out why the build is slow on runner `{runner}` (its log in the progress output), or {raise}"
                 ),
             )
         }
@@ -344,7 +386,7 @@ fn stopped(job: &JobSpec, reason: Stopped, limits: Limits) -> JobFailure {
                 deadline.map_or_else(String::new, |(_, deadline)| shown(deadline))
             ),
             format!(
-                "find out why the build is slow on runner `{runner}` (its log above), or pass a later --deadline"
+                "find out why the build is slow on runner `{runner}` (its log in the progress output), or pass a later --deadline"
             ),
         ),
     };
@@ -672,7 +714,7 @@ mod tests {
                 Fallback::Refused,
                 vec![
                     "ok on b",
-                    "failed on a after []: cannot reach the Docker engine of a / check runner `a` with `mab runners check`, or let another runner build it: drop --no-fallback",
+                    "failed on a after []: cannot reach the Docker engine of a / check runner `a` with `mab runners check`, or let another runner build it: take --no-fallback off the command line, or `fallback = false` out of [image] in mab.toml, whichever is there\nhint: check runner `a`",
                 ],
                 vec!["linux/amd64 on b", "linux/arm64 on a"],
             ),
@@ -684,6 +726,26 @@ mod tests {
                 Fallback::Allowed,
                 vec!["ok on d, moved from a: cannot reach the Docker engine of a"],
                 vec!["linux/arm64 on a at 0", "linux/arm64 on b at 0", "linux/arm64 on c at 0", "linux/arm64 on d at 0"],
+            ),
+            (
+                "a runner that failed one platform is passed over by the others' moves",
+                vec![
+                    moving("linux/arm64", "a", &["c"]),
+                    moving("linux/s390x", "b", &["a", "c"]),
+                ],
+                vec!["a", "b"],
+                (None, None),
+                Fallback::Allowed,
+                vec![
+                    "ok on c, moved from a: cannot reach the Docker engine of a",
+                    "ok on c, moved from b: cannot reach the Docker engine of b",
+                ],
+                vec![
+                    "linux/arm64 on a at 0",
+                    "linux/arm64 on c at 0",
+                    "linux/s390x on b at 0",
+                    "linux/s390x on c at 30",
+                ],
             ),
             (
                 "every fallback down: the last failure, with the runners tried before",
@@ -838,10 +900,51 @@ mod tests {
         assert_eq!(
             outcomes[1],
             "stopped after running for 1h on runner `b`, its time limit (`timeout` under [image]) \
-             / hint: find out why the build is slow on runner `b` (its log above), or raise `timeout` under [image] in mab.toml"
+             / hint: find out why the build is slow on runner `b` (its log in the progress output), or raise `timeout` under [image] in mab.toml"
         );
         assert_eq!(finished, ["linux/amd64"], "the slow job is dropped");
         assert_eq!(minutes, 60, "stopped at its limit, not at its end");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_job_a_time_limit_stops_is_reported_as_failed() {
+        /// Keeps every event.
+        #[derive(Default)]
+        struct Heard(Mutex<Vec<Event>>);
+        impl Reporter for Heard {
+            fn report(&self, event: Event) {
+                self.0.lock().unwrap().push(event);
+            }
+        }
+        let worker = FakeWorker {
+            durations: vec![("linux/arm64", MINUTE * 120)],
+            ..FakeWorker::default()
+        };
+        let heard = Heard::default();
+        let limits = Limits {
+            timeout: Some(MINUTE),
+            ..Limits::default()
+        };
+        let jobs = [job("linux/arm64", "b")];
+        let results = run_all(
+            &worker,
+            &jobs,
+            &slots(&[("b", 1)]),
+            limits,
+            Fallback::Allowed,
+            &heard,
+        )
+        .await;
+        let failure = results[0].as_ref().unwrap_err();
+        assert_eq!(
+            *heard.0.lock().unwrap(),
+            [Event::JobFailed {
+                platform: "linux/arm64".parse().unwrap(),
+                runner: "b".to_owned(),
+                kind: ErrorKind::Runner,
+                message: failure.message.clone(),
+            }]
+        );
     }
 
     #[test]
@@ -858,7 +961,7 @@ mod tests {
         );
         assert_eq!(
             failure.hint,
-            "find out why the build is slow on runner `b` (its log above), or pass a longer --timeout"
+            "find out why the build is slow on runner `b` (its log in the progress output), or pass a longer --timeout"
         );
     }
 
@@ -894,7 +997,7 @@ mod tests {
         .await;
         assert_eq!(outcomes[0], "ok");
         let stopped = "stopped on runner `a`: the build's deadline (--deadline 1h) came \
-             / hint: find out why the build is slow on runner `a` (its log above), or pass a later --deadline";
+             / hint: find out why the build is slow on runner `a` (its log in the progress output), or pass a later --deadline";
         assert_eq!(outcomes[1], stopped);
         assert_eq!(
             outcomes[2],

@@ -111,6 +111,7 @@ impl PlatformMetadata {
             Some(Stop::BeforeSlot) => State::NotStarted,
         };
         PlatformMetadata {
+            digest: failure.digest.clone(),
             error: Some(ErrorMetadata {
                 kind: failure.kind,
                 message: failure.message.clone(),
@@ -186,11 +187,8 @@ impl BeforeJobs<'_> {
     /// to write it is a warning, as the build's own failure is the one
     /// reported.
     pub(super) fn write(&self, platforms: &[PlatformMetadata]) {
-        if let Err(failure) = self.file.write(self.image, None, self.tags, platforms) {
-            self.reporter.report(Event::Warning {
-                message: failure.report.trim_start_matches("error: ").to_owned(),
-            });
-        }
+        self.file
+            .write_failed(self.image, self.tags, platforms, self.reporter);
     }
 }
 
@@ -222,6 +220,23 @@ impl MetadataFile {
             )
         })?;
         Ok(MetadataFile { path: Some(path) })
+    }
+
+    /// Writes the file of a build that failed: no list, `platforms` as
+    /// they are. A failure to write it is a warning through `reporter`, as
+    /// the build's own failure is the one reported.
+    pub(super) fn write_failed(
+        &self,
+        image: &str,
+        tags: &[String],
+        platforms: &[PlatformMetadata],
+        reporter: &dyn Reporter,
+    ) {
+        if let Err(failure) = self.write(image, None, tags, platforms) {
+            reporter.report(Event::Warning {
+                message: failure.report.trim_start_matches("error: ").to_owned(),
+            });
+        }
     }
 
     /// Writes the file: the list (`digest`, media type) when one was

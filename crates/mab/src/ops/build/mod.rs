@@ -403,22 +403,6 @@ fn stranded(
         .collect()
 }
 
-/// Writes the metadata file of a failed build; a failure to write it is a
-/// warning, as the build's own failure is the one reported.
-fn write_or_warn(
-    metadata: &MetadataFile,
-    image: &str,
-    tags: &[String],
-    platforms: &[PlatformMetadata],
-    reporter: &dyn Reporter,
-) {
-    if let Err(failure) = metadata.write(image, None, tags, platforms) {
-        reporter.report(Event::Warning {
-            message: failure.report.trim_start_matches("error: ").to_owned(),
-        });
-    }
-}
-
 /// The decisions after planning: runs every job through `worker` (moving
 /// a job whose runner fails before its build starts, unless
 /// `planned.fallback` refuses it); when any platform failed, removes the
@@ -468,7 +452,7 @@ async fn run_and_publish<W: Worker, R: Registry>(
                     .collect();
                 remove_staging_tags(repository, &staged, &[], reporter).await;
             }
-            write_or_warn(metadata, planned.image, planned.tags, &states, reporter);
+            metadata.write_failed(planned.image, planned.tags, &states, reporter);
             return Err(failure_report(&failures));
         }
     };
@@ -488,8 +472,19 @@ async fn run_and_publish<W: Worker, R: Registry>(
     // From here on the registry changes: a Ctrl-C waits for the build to
     // end rather than leave some tags moved and others not.
     let _publishing = publishing.start();
+    let staged: Vec<String> = built
+        .iter()
+        .map(|built| staging_tag(planned.build_id, &built.job.platform))
+        .collect();
     let digest = repository.publish(media_type, &bytes, planned.tags).await.map_err(|error| {
-        write_or_warn(metadata, planned.image, planned.tags, &states, reporter);
+        // The images stay under their staging tags: a list that reached
+        // some tags refers to them, and deleting a tag may delete its
+        // manifest on some registries.
+        reporter.report(Event::StagingTagsLeft {
+            image: planned.image.to_owned(),
+            tags: staged.clone(),
+        });
+        metadata.write_failed(planned.image, planned.tags, &states, reporter);
         Failure::runtime(
             error.to_string(),
             Some("check that the registry accepts pushes of manifest lists, then run `mab build` again"),
@@ -500,10 +495,6 @@ async fn run_and_publish<W: Worker, R: Registry>(
         digest: digest.clone(),
         tags: planned.tags.to_vec(),
     });
-    let staged: Vec<String> = built
-        .iter()
-        .map(|built| staging_tag(planned.build_id, &built.job.platform))
-        .collect();
     remove_staging_tags(repository, &staged, &children, reporter).await;
     let published: Vec<PlatformMetadata> = built
         .iter()
@@ -693,10 +684,10 @@ mod tests {
                     Stage::Build,
                     "failed to create network mab0: could not add veth pair".to_owned(),
                 )),
-                Outcome::FailsAfterPush => Err(fail(
-                    Stage::Verify,
-                    "the image is for linux/amd64".to_owned(),
-                )),
+                Outcome::FailsAfterPush => Err(JobFailure {
+                    digest: Some(child(&platform).digest),
+                    ..fail(Stage::Verify, "the image is for linux/amd64".to_owned())
+                }),
                 Outcome::PushRefused => Err(fail(
                     Stage::Push,
                     "unauthorized: authentication required".to_owned(),
@@ -1173,7 +1164,10 @@ mod tests {
                     &["linux/amd64", "linux/arm64"],
                     vec![
                         entry("linux/amd64", "pushed"),
-                        failed("linux/arm64", "failed", "runner", "the image is for linux/amd64"),
+                        with(
+                            failed("linux/arm64", "failed", "runner", "the image is for linux/amd64"),
+                            json!({ "digest": "sha256:linux-arm64" }),
+                        ),
                     ],
                 ),
                 ..base()
@@ -1198,7 +1192,10 @@ mod tests {
                     &["linux/amd64", "linux/arm64", "linux/s390x"],
                     vec![
                         entry("linux/amd64", "pushed"),
-                        failed("linux/arm64", "failed", "runner", "the image is for linux/amd64"),
+                        with(
+                            failed("linux/arm64", "failed", "runner", "the image is for linux/amd64"),
+                            json!({ "digest": "sha256:linux-arm64" }),
+                        ),
                         failed("linux/s390x", "failed", "build", "RUN false: exit code 1"),
                     ],
                 ),
@@ -1247,6 +1244,7 @@ mod tests {
                     &["linux/amd64", "linux/arm64"],
                     vec![entry("linux/amd64", "pushed"), entry("linux/arm64", "pushed")],
                 ),
+                said: vec!["staging tag(s) mab-b1-linux-amd64, mab-b1-linux-arm64 remain"],
                 ..base()
             },
             Case {
@@ -1453,7 +1451,7 @@ mod tests {
                     vec![
                         "error: build failed for linux/arm64 (runner pi); nothing was published",
                         "linux/arm64 on pi: cannot reach the Docker engine of pi: connection refused",
-                        "hint: check runner `pi` with `mab runners check`, or let another runner build it: drop --no-fallback",
+                        "hint: check runner `pi` with `mab runners check`, or let another runner build it: take --no-fallback off the command line",
                     ],
                 )),
                 metadata: document(
@@ -1611,6 +1609,7 @@ mod tests {
                             entry("linux/arm64", "failed"),
                             json!({
                                 "runner": "pi-2",
+                                "digest": "sha256:linux-arm64",
                                 "error": error("runner", "the image is for linux/amd64"),
                                 "moved_from": "pi",
                                 "reason": UNREACHABLE_PI,
@@ -1814,7 +1813,7 @@ mod tests {
             failure.report,
             "error: build failed for linux/arm64 (runner pi); nothing was published\n  \
              | linux/arm64 on pi: cannot reach the Docker engine of pi: connection refused\n\
-             hint: check runner `pi` with `mab runners check`, or let another runner build it: drop --no-fallback, or `fallback = false` under [image] in mab.toml, whichever is set\n\
+             hint: check runner `pi` with `mab runners check`, or let another runner build it: take --no-fallback off the command line, or `fallback = false` out of [image] in mab.toml, whichever is there\n\
              hint: check that the engine runs and that its socket is the runner's `engine`"
         );
         let written: serde_json::Value =

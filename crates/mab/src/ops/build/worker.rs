@@ -145,7 +145,10 @@ impl<R: Registry> LiveWorker<'_, R> {
                 return Err(match engine.ping().await {
                     Ok(()) => failure,
                     Err(ping) => movable(JobFailure {
-                        message: format!("{}; then {ping}", failure.message),
+                        message: format!(
+                            "{}; then a ping of its engine failed too: {ping}",
+                            failure.message
+                        ),
                         ..failure
                     }),
                 });
@@ -188,12 +191,17 @@ impl<R: Registry> LiveWorker<'_, R> {
                     digest: digest.clone(),
                 });
                 let phase = self.start_phase(job, Phase::Verify);
+                // Failing from here on, the image is in the registry.
+                let pushed = |stage: Stage, message: String| JobFailure {
+                    digest: Some(digest.clone()),
+                    ..fail(stage, message, Vec::new())
+                };
                 let child = repository
                     .describe(&digest)
                     .await
-                    .map_err(|error| fail(Stage::ReadBack, error.to_string(), Vec::new()))?;
+                    .map_err(|error| pushed(Stage::ReadBack, error.to_string()))?;
                 mab_registry::check_platform(&job.platform, &child.platform)
-                    .map_err(|error| fail(Stage::Verify, error.to_string(), Vec::new()))?;
+                    .map_err(|error| pushed(Stage::Verify, error.to_string()))?;
                 phase.finished(Some(child.image_size));
                 Some(child)
             }
