@@ -438,11 +438,21 @@ impl SshError {
                 Some("fix or remove the malformed line in the known_hosts file".to_string())
             }
             SshError::HostCertificate { .. } => None,
-            SshError::Auth { host, user, .. } => Some(format!(
-                "add your public key (for instance ~/.ssh/id_ed25519.pub) to ~{user}/.ssh/authorized_keys on {}, \
-                 or name the right key with IdentityFile in ~/.ssh/config",
-                host.host_name
-            )),
+            SshError::Auth {
+                host, user, tried, ..
+            } => {
+                // The public half of the first key file tried, else the
+                // usual one.
+                let key = tried
+                    .iter()
+                    .find(|tried| !tried.starts_with("ssh-agent"))
+                    .map_or_else(|| "~/.ssh/id_ed25519".to_owned(), Clone::clone);
+                Some(format!(
+                    "add your public key ({key}.pub) to ~{user}/.ssh/authorized_keys on {}, \
+                     or name the right key with IdentityFile in ~/.ssh/config",
+                    host.host_name
+                ))
+            }
             SshError::NoKeys { host, user, .. } => Some(format!(
                 "create a key with `ssh-keygen -t ed25519` and add the .pub file to \
                  ~{user}/.ssh/authorized_keys on {}, or load a key into ssh-agent",

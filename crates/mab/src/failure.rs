@@ -53,18 +53,21 @@ impl Failure {
     /// A failure of `kind` with these parts, its report rendered from them.
     /// A hint that holds several `hint:` lines (a job's own hint after the
     /// one about fallback) becomes one hint per line, so that the `result`
-    /// event lists each on its own.
+    /// event lists each on its own; a hint given twice is kept once.
     pub fn new(
         kind: FailureKind,
         message: &str,
         hints: Vec<String>,
         details: &[String],
     ) -> Failure {
-        let hints = hints
-            .iter()
-            .flat_map(|hint| hint.split("\nhint: "))
-            .map(str::to_owned)
-            .collect();
+        let mut listed: Vec<String> = Vec::new();
+        for hint in hints.iter().flat_map(|hint| hint.split("\nhint: ")) {
+            // Runners that failed alike give the same hint: once is enough.
+            if !listed.iter().any(|seen| seen == hint) {
+                listed.push(hint.to_owned());
+            }
+        }
+        let hints = listed;
         let error = Box::new(OutcomeError {
             message: message.to_owned(),
             hints,
@@ -198,6 +201,8 @@ mod tests {
             joined.report,
             "error: stranded\nhint: leave out --no-fallback\nhint: start sshd"
         );
+        let twice = Failure::runtime("two runners", Some("fix the config\nhint: fix the config"));
+        assert_eq!(twice.error.hints, ["fix the config"], "each hint once");
         assert_eq!(
             Failure::stopped(FailureKind::Interrupted).kind,
             FailureKind::Interrupted
