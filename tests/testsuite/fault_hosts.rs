@@ -559,3 +559,61 @@ fn keepalives_spare_a_long_silent_build() {
     );
     failover.assert_nothing_left();
 }
+
+/// A runner whose sshd lets mab in but refuses every channel to the
+/// engine's socket (`AllowStreamLocalForwarding no`). OpenSSH answers such
+/// a channel with `connect failed`, as for a missing socket, not with
+/// `administratively prohibited` (which mab would not retry): the engine
+/// request is tried 3 times, each refusal in sshd's log, and the runner is
+/// then unusable, its engine named as the cause and forwarding as a
+/// possible reason.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_runner_whose_sshd_refuses_stream_forwarding_is_unusable() {
+    let lab = require_lab!();
+    let spare = SpareHost::start(
+        "no-forwarding",
+        SpareOptions {
+            no_engine: true,
+            no_stream_forwarding: true,
+            ..SpareOptions::default()
+        },
+    );
+    let home = Home::new(lab);
+    let project = Project::new();
+    spare.add_to(&home, "spare", "");
+    project.file(
+        "runners.toml",
+        &runner_entry(lab, "spare", "spare", &["linux/amd64"]),
+    );
+
+    let run = runners_check_json(home.path(), project.path());
+
+    let json = run.json();
+    let runner = &json["runners"][0];
+    assert_eq!(
+        (runner["ok"].clone(), runner["error_kind"].clone()),
+        (serde_json::json!(false), serde_json::json!("engine")),
+        "{json}"
+    );
+    let error = runner["error"].as_str().unwrap();
+    assert!(
+        error.contains("refused to forward to the unix socket")
+            && error.contains("sshd does not allow stream-local forwarding"),
+        "{json}"
+    );
+    let retries: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|line| {
+            line.starts_with("warning: engine of runner `spare`: GET /version failed (try ")
+        })
+        .collect();
+    assert_eq!(retries.len(), 2, "{run:?}");
+    let refusals = log_lines_since(&spare.host().sshd_log, 0)
+        .iter()
+        .filter(|line| line.contains("refused streamlocal port forward"))
+        .count();
+    assert_eq!(refusals, 3, "{run:?}");
+    assert_eq!(spare.host().logins(), 1);
+}

@@ -174,7 +174,8 @@ fn open_failure_reason(failure: &russh::ChannelOpenFailure) -> String {
             "forwarding is administratively prohibited".to_string()
         }
         russh::ChannelOpenFailure::ConnectFailed => {
-            "the socket could not be connected (it may be missing, or not accessible to the SSH user)"
+            "the socket could not be connected (it may be missing or not accessible to the SSH user, \
+             or sshd does not allow stream-local forwarding, which OpenSSH reports so)"
                 .to_string()
         }
         russh::ChannelOpenFailure::UnknownChannelType => {
@@ -391,9 +392,13 @@ impl SshError {
     /// section 5.1): `connect failed` (the socket refused or is missing
     /// now, as while an engine restarts) and `resource shortage` are
     /// `ConnectionRefused`, which may pass; `administratively prohibited`
-    /// (`AllowStreamLocalForwarding no`, or a `restrict`ed key) is
+    /// (a server whose policy refuses the forwarding) is
     /// `PermissionDenied` and `unknown channel type` (a server without
-    /// stream-local forwarding) is `Unsupported`, which do not. A
+    /// stream-local forwarding) is `Unsupported`, which do not. OpenSSH's
+    /// sshd sends `connect failed` for a forwarding its
+    /// `AllowStreamLocalForwarding` refuses too (its log says "refused
+    /// streamlocal port forward"), so that refusal is tried again like a
+    /// missing socket. A
     /// connection that failed keeps its I/O error's kind (`NotConnected`
     /// when it was closed); anything else is `Other`.
     ///
