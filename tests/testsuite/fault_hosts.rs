@@ -77,17 +77,35 @@ fn a_burst_of_logins_that_sshd_throttles_is_retried() {
         .filter(|line| line.contains(": SSH handshake failed (try "))
         .collect();
     assert!(!retries.is_empty(), "no retry reported: {run:?}");
+    // Per runner, the tries that failed, in the order told: 1, then 2.
+    let mut failed_tries: std::collections::BTreeMap<&str, Vec<u32>> = Default::default();
     for line in &retries {
-        assert!(
-            line.starts_with("warning: sshd of runner `burst-"),
-            "{line}"
-        );
-        assert!(line.contains(" of 3): "), "{line}");
+        let runner = line
+            .strip_prefix("warning: sshd of runner `")
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(runner, _)| runner)
+            .unwrap_or_else(|| panic!("not a runner's retry: {line}"));
+        assert!(names.iter().any(|name| name == runner), "{line}");
+        let attempt = line
+            .split_once("(try ")
+            .and_then(|(_, rest)| rest.split_once(" of 3): "))
+            .and_then(|(attempt, _)| attempt.parse::<u32>().ok())
+            .unwrap_or_else(|| panic!("no `(try N of 3): ` in {line}"));
         assert!(line.contains("; retrying in "), "{line}");
+        failed_tries.entry(runner).or_default().push(attempt);
     }
+    for (runner, tries) in &failed_tries {
+        assert!(
+            *tries == [1] || *tries == [1, 2],
+            "runner {runner} retried after tries {tries:?}: {run:?}"
+        );
+    }
+    // No runner was given up: no error, nothing unreachable.
     assert!(
-        !run.stderr.contains("(try 3 of 3)"),
-        "a third try failed: {run:?}"
+        !run.stderr
+            .lines()
+            .any(|line| line.starts_with("error") || line.to_lowercase().contains("unreachable")),
+        "{run:?}"
     );
     let log = log_lines_since(&host.sshd_log, 0);
     let drops = log
@@ -119,6 +137,10 @@ struct Failover {
 
 /// The tag the failover builds publish.
 const TAG: &str = "fault";
+
+/// The ssh config lines that find a dead link within seconds: a keepalive
+/// after 1 s of silence, the connection dropped when 2 go unanswered.
+const FAST_KEEPALIVES: &str = "    ServerAliveInterval 1\n    ServerAliveCountMax 2\n";
 
 impl Failover {
     /// `name`: the spare host's and the repository's; `ssh_options`: extra
@@ -248,11 +270,8 @@ impl Failover {
             .unwrap_or_else(|| panic!("a move warning: {run:?}"));
         assert!(line.to_lowercase().contains(reason), "`{reason}` in {line}");
 
-        let metadata = self.metadata();
+        let metadata = self.assert_published_on("backup");
         let platform = &metadata["platforms"][0];
-        assert_eq!(platform["platform"], "linux/amd64", "{metadata}");
-        assert_eq!(platform["runner"], "backup", "{metadata}");
-        assert_eq!(platform["state"], "published", "{metadata}");
         assert_eq!(platform["moved_from"], "spare", "{metadata}");
         assert!(
             platform["reason"]
@@ -262,11 +281,22 @@ impl Failover {
                 .contains(reason),
             "{metadata}"
         );
+        self.assert_nothing_left();
+    }
 
+    /// The metadata says `linux/amd64` was built on `runner` and published,
+    /// and the registry holds the one-platform list under the tag with the
+    /// digest the metadata gives; the metadata, for further checks.
+    fn assert_published_on(&self, runner: &str) -> serde_json::Value {
+        let metadata = self.metadata();
+        let platform = &metadata["platforms"][0];
+        assert_eq!(platform["platform"], "linux/amd64", "{metadata}");
+        assert_eq!(platform["runner"], runner, "{metadata}");
+        assert_eq!(platform["state"], "published", "{metadata}");
         let list = skopeo_raw(&format!("{}:{TAG}", self.repository));
         assert_eq!(metadata["digest"], sha256(&list).as_str(), "{metadata}");
         assert_eq!(list_architectures(&list), ["amd64"]);
-        self.assert_nothing_left();
+        metadata
     }
 
     /// No mab of this test runs, and no `RUN` step of its build runs but
@@ -420,12 +450,7 @@ fn a_runner_whose_engine_is_killed_mid_build_loses_its_platform() {
 #[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn a_runner_whose_link_is_cut_mid_build_loses_its_platform() {
     let lab = require_lab!();
-    let failover = Failover::new(
-        lab,
-        "link-cut",
-        Some("12.39"),
-        "    ServerAliveInterval 1\n    ServerAliveCountMax 2\n",
-    );
+    let failover = Failover::new(lab, "link-cut", Some("12.39"), FAST_KEEPALIVES);
     let started = Instant::now();
 
     let run = failover.run_with_fault_mid_build(SpareHost::cut);
@@ -453,12 +478,7 @@ fn a_runner_whose_link_is_cut_mid_build_loses_its_platform() {
 #[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn a_build_whose_only_runner_is_cut_off_fails_within_seconds() {
     let lab = require_lab!();
-    let failover = Failover::alone(
-        lab,
-        "link-cut-alone",
-        Some("40.41"),
-        "    ServerAliveInterval 1\n    ServerAliveCountMax 2\n",
-    );
+    let failover = Failover::alone(lab, "link-cut-alone", Some("40.41"), FAST_KEEPALIVES);
     let mut cut_at = None;
 
     let run = failover.run_with_fault_mid_build(|spare| {
@@ -507,4 +527,93 @@ fn a_runner_whose_engine_never_answers_loses_its_platform() {
         !run.stderr.contains("(try 1 of 3)"),
         "a request that timed out is not retried: {run:?}"
     );
+}
+
+/// Keepalives (`ServerAliveInterval 1`, `ServerAliveCountMax 2`) spare a
+/// healthy build whose `RUN` step is silent for longer than they allow
+/// without an answer (8 s against 2 s): sshd answers them while the step
+/// runs, so the build stays on `spare`, nothing is retried or moved, and
+/// the list is published.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn keepalives_spare_a_long_silent_build() {
+    let lab = require_lab!();
+    let failover = Failover::new(lab, "keepalive-long", Some("8.47"), FAST_KEEPALIVES);
+    let started = Instant::now();
+
+    let run = failover.run(&[]);
+
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(8),
+        "the RUN step did not run: {:?}",
+        started.elapsed()
+    );
+    assert!(!run.stderr.contains(" moved from "), "{run:?}");
+    assert!(!run.stderr.contains("failed (try "), "{run:?}");
+    let metadata = failover.assert_published_on("spare");
+    assert_eq!(
+        metadata["platforms"][0]["moved_from"],
+        serde_json::Value::Null,
+        "{metadata}"
+    );
+    failover.assert_nothing_left();
+}
+
+/// A runner whose sshd lets mab in but refuses every channel to the
+/// engine's socket (`AllowStreamLocalForwarding no`). OpenSSH answers such
+/// a channel with `connect failed`, as for a missing socket, not with
+/// `administratively prohibited` (which mab would not retry): the engine
+/// request is tried 3 times, each refusal in sshd's log, and the runner is
+/// then unusable, its engine named as the cause and forwarding as a
+/// possible reason.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_runner_whose_sshd_refuses_stream_forwarding_is_unusable() {
+    let lab = require_lab!();
+    let spare = SpareHost::start(
+        "no-forwarding",
+        SpareOptions {
+            no_engine: true,
+            no_stream_forwarding: true,
+            ..SpareOptions::default()
+        },
+    );
+    let home = Home::new(lab);
+    let project = Project::new();
+    spare.add_to(&home, "spare", "");
+    project.file(
+        "runners.toml",
+        &runner_entry(lab, "spare", "spare", &["linux/amd64"]),
+    );
+
+    let run = runners_check_json(home.path(), project.path());
+
+    let json = run.json();
+    let runner = &json["runners"][0];
+    assert_eq!(
+        (runner["ok"].clone(), runner["error_kind"].clone()),
+        (serde_json::json!(false), serde_json::json!("engine")),
+        "{json}"
+    );
+    let error = runner["error"].as_str().unwrap();
+    assert!(
+        error.contains("refused to forward to the unix socket")
+            && error.contains("sshd does not allow stream-local forwarding"),
+        "{json}"
+    );
+    let retries: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|line| {
+            line.starts_with("warning: engine of runner `spare`: GET /version failed (try ")
+        })
+        .collect();
+    assert_eq!(retries.len(), 2, "{run:?}");
+    let refusals = log_lines_since(&spare.host().sshd_log, 0)
+        .iter()
+        .filter(|line| line.contains("refused streamlocal port forward"))
+        .count();
+    assert_eq!(refusals, 3, "{run:?}");
+    assert_eq!(spare.host().logins(), 1);
 }

@@ -662,6 +662,8 @@ pub struct SpareOptions<'a> {
     pub no_engine: bool,
     /// sshd's `MaxStartups` (`start:rate:full`, or a number).
     pub max_startups: Option<&'a str>,
+    /// sshd's `AllowStreamLocalForwarding no`: no channel to the engine.
+    pub no_stream_forwarding: bool,
 }
 
 impl SpareHost {
@@ -675,6 +677,9 @@ impl SpareHost {
         }
         if let Some(spec) = options.max_startups {
             arguments.extend(["--max-startups", spec]);
+        }
+        if options.no_stream_forwarding {
+            arguments.push("--no-stream-forwarding");
         }
         let output = spare_host(&arguments);
         let settings = String::from_utf8_lossy(&output.stdout)

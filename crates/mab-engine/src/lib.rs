@@ -49,7 +49,8 @@ const NEWEST_API: (usize, usize) = (1, 53);
 const REQUEST_TIMEOUT_SECONDS: u64 = 3600;
 
 /// How long a request that does not stream (`/version`, `/info`,
-/// `/_ping`, image inspect, tag, remove) may take, answer included, before
+/// `/_ping`, `GET /images/<ref>/json`, `POST /images/<ref>/tag`,
+/// `DELETE /images/<ref>`) may take, answer included, before
 /// it fails as [`EngineError::Timeout`]: an engine that accepts the
 /// connection but never answers must not hang mab. The docker CLI has no
 /// such limit; 30 s is far above what a healthy engine needs. A request
@@ -404,7 +405,9 @@ impl Engine {
     /// was built; otherwise the build is lost.
     async fn after_broken_stream(&self, image: &str, error: String) -> Result<(), EngineError> {
         match self
-            .request("an image inspect", || self.docker.inspect_image(image))
+            .request(&format!("GET /images/{image}/json"), || {
+                self.docker.inspect_image(image)
+            })
             .await
         {
             Ok(_) => {
@@ -467,7 +470,9 @@ impl Engine {
         reference: &str,
     ) -> Result<mab_registry::ConfigPlatform, EngineError> {
         let image = self
-            .request("an image inspect", || self.docker.inspect_image(reference))
+            .request(&format!("GET /images/{reference}/json"), || {
+                self.docker.inspect_image(reference)
+            })
             .await?;
         Ok(mab_registry::ConfigPlatform {
             os: image.os.unwrap_or_default(),
@@ -482,7 +487,7 @@ impl Engine {
             repo: Some(repository.to_owned()),
             tag: Some(tag.to_owned()),
         };
-        self.request("an image tag", || {
+        self.request(&format!("POST /images/{source}/tag"), || {
             self.docker.tag_image(source, Some(options.clone()))
         })
         .await
@@ -497,7 +502,7 @@ impl Engine {
             ..Default::default()
         };
         let removed = self
-            .request("an image removal", || {
+            .request(&format!("DELETE /images/{reference}"), || {
                 self.docker
                     .remove_image(reference, Some(options.clone()), None)
             })
@@ -783,6 +788,86 @@ mod tests {
         for (line, expected) in &cases {
             assert_eq!(pushed_digest(line), *expected, "{line}");
         }
+    }
+
+    /// A retried request that does not stream is named by its HTTP
+    /// method and path, as the engine gets it without the API version and
+    /// the query (docs/progress.md): an engine that answers `GET /version`
+    /// and closes every other connection unanswered.
+    #[tokio::test]
+    async fn retries_name_the_http_request() {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let directory = tempfile::tempdir().unwrap();
+        let socket = directory.path().join("engine.sock");
+        let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let log = seen.clone();
+        let server = tokio::spawn(async move {
+            while let Ok((connection, _)) = listener.accept().await {
+                let mut reader = BufReader::new(connection);
+                let mut line = String::new();
+                if reader.read_line(&mut line).await.is_err() {
+                    continue;
+                }
+                if !line.starts_with("GET /version ") {
+                    log.lock().unwrap().push(line.trim_end().to_owned());
+                    continue;
+                }
+                let mut header = String::new();
+                while reader.read_line(&mut header).await.unwrap_or(0) > 2 {
+                    header.clear();
+                }
+                let body = r#"{"ApiVersion":"1.43"}"#;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = reader.get_mut().write_all(answer.as_bytes()).await;
+            }
+        });
+        let recorder = Arc::new(mab_events::Recorder::default());
+        let engine = Engine::connect(unix_connector(&socket), "pi", recorder.clone())
+            .await
+            .unwrap();
+        let error = engine.image_platform("app:1").await.unwrap_err();
+        assert!(
+            error.to_string().starts_with("the Docker engine of pi"),
+            "{error}"
+        );
+        assert!(engine.tag("app:1", "registry/app", "v1").await.is_err());
+        engine.remove_image("app:1").await;
+        server.abort();
+
+        let retried: Vec<String> = recorder
+            .events()
+            .into_iter()
+            .map(|event| match event {
+                mab_events::Event::Retry { request, .. } => request,
+                other => panic!("not a retry: {other:?}"),
+            })
+            .collect();
+        let expected = [
+            "GET /images/app:1/json",
+            "POST /images/app:1/tag",
+            "DELETE /images/app:1",
+        ];
+        let twice: Vec<&str> = expected.iter().flat_map(|request| [*request; 2]).collect();
+        assert_eq!(retried, twice);
+        // What the engine got: each request three times, under /v1.43.
+        let received: Vec<String> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|line| {
+                let mut parts = line.split(' ');
+                let method = parts.next().unwrap();
+                let target = parts.next().unwrap();
+                let path = target.split('?').next().unwrap();
+                format!("{method} {}", path.strip_prefix("/v1.43").unwrap_or(path))
+            })
+            .collect();
+        let thrice: Vec<&str> = expected.iter().flat_map(|request| [*request; 3]).collect();
+        assert_eq!(received, thrice);
     }
 
     #[test]

@@ -1,30 +1,24 @@
 //! Retries of the engine requests that do not stream (`GET /version`,
-//! `/info`, `/_ping`, image inspect, tag, remove) when they fail at the
-//! connection: the stream to the engine could not be opened (an SSH
-//! channel refused, a socket that refuses connections) or broke before
-//! the answer (reset, closed). The policy is the registry's
-//! (docs/publishing.md): bounded exponential backoff with jitter,
-//! [`TRIES`] tries. A request that got no answer within
-//! [`REQUEST_TIMEOUT`] is not retried: a hung engine stays hung, and three
-//! waits would triple the time before the platform moves to another
-//! runner (docs/what-happens-when.md).
+//! `/info`, `/_ping`, `GET /images/<ref>/json`, `POST /images/<ref>/tag`,
+//! `DELETE /images/<ref>`) when they fail at the connection in a way that
+//! may pass: the stream to the engine was refused (a socket nothing
+//! listens on, an SSH channel the server could not connect or was short
+//! of resources for) or broke before the answer (reset, closed). The
+//! policy is mab's one ([`mab_events::retry`]): bounded exponential
+//! backoff with jitter, [`TRIES`] tries. A request that got no answer
+//! within [`REQUEST_TIMEOUT`] is not retried: a hung engine stays hung,
+//! and three waits would triple the time before the platform moves to
+//! another runner (docs/what-happens-when.md).
 
 use std::future::Future;
-use std::io::ErrorKind as Io;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
-use mab_events::{Event, Reporter, RetryTarget};
+use backon::Retryable;
+use mab_events::retry::{dropped, policy, Notifier};
+use mab_events::{Reporter, RetryTarget};
+
+pub use mab_events::retry::{MAX_DELAY, MIN_DELAY, TRIES};
 
 use crate::{EngineError, REQUEST_TIMEOUT};
-
-/// How many times a request is tried, the first try included.
-pub const TRIES: u32 = 3;
-/// The delay before the first retry; each next one doubles, with jitter.
-pub const MIN_DELAY: Duration = Duration::from_millis(200);
-/// The longest delay between two tries.
-pub const MAX_DELAY: Duration = Duration::from_secs(2);
 
 /// How one try ended badly.
 enum Failure {
@@ -34,39 +28,32 @@ enum Failure {
     Failed(bollard::errors::Error),
 }
 
-/// Whether a failed request failed at the connection, so that another try
-/// may get through: the stream could not be opened (every error of the
-/// [`Connect`](crate::Connect) function arrives as an I/O error), or it was
-/// reset or closed before the whole answer came. Not retried: a
-/// [`Connect`](crate::Connect) error of kind `NotConnected` (what carries
-/// the streams has ended for good, as an SSH connection that closed), an
-/// answer of the engine (`404 No such image`), an answer that does not
-/// parse, or a request that could not be written.
+/// Whether a failed request failed at the connection in a way another try
+/// may get past ([`dropped`]; a [`Connect`](crate::Connect) function
+/// gives `ConnectionRefused` for an SSH channel sshd could not connect to
+/// the socket or was short of resources for, `PermissionDenied` for one
+/// it refuses to open): every error of the
+/// [`Connect`](crate::Connect) function arrives as an I/O error, and a
+/// stream that broke before the whole answer as hyper's error with an I/O
+/// cause, or as a message that was cut short. Not retried: an answer of
+/// the engine (`404 No such image`), an answer that does not parse, a
+/// request that could not be written, and every other I/O error kind.
 pub(crate) fn connection_level(error: &bollard::errors::Error) -> bool {
     use bollard::errors::Error;
     match error {
-        Error::IOError { err } => err.kind() != Io::NotConnected,
+        Error::IOError { err } => dropped(err.kind()),
         Error::HyperResponseError { err } => {
             err.is_incomplete_message()
                 || err.is_closed()
                 || err.is_canceled()
-                || io_source(err).is_some_and(|kind| {
-                    matches!(
-                        kind,
-                        Io::ConnectionRefused
-                            | Io::ConnectionReset
-                            | Io::ConnectionAborted
-                            | Io::BrokenPipe
-                            | Io::UnexpectedEof
-                    )
-                })
+                || io_source(err).is_some_and(dropped)
         }
         _ => false,
     }
 }
 
 /// The kind of the I/O error among `error`'s causes, if there is one.
-fn io_source(error: &(dyn std::error::Error + 'static)) -> Option<Io> {
+fn io_source(error: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
     let mut source = error.source();
     while let Some(cause) = source {
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
@@ -75,16 +62,6 @@ fn io_source(error: &(dyn std::error::Error + 'static)) -> Option<Io> {
         source = cause.source();
     }
     None
-}
-
-/// The backoff between tries: exponential from [`MIN_DELAY`] to
-/// [`MAX_DELAY`] with jitter, [`TRIES`] tries in all.
-fn policy() -> ExponentialBuilder {
-    ExponentialBuilder::default()
-        .with_min_delay(MIN_DELAY)
-        .with_max_delay(MAX_DELAY)
-        .with_max_times(TRIES as usize - 1)
-        .with_jitter()
 }
 
 /// Runs the request `attempt` makes, each try within [`REQUEST_TIMEOUT`],
@@ -103,7 +80,10 @@ where
     Attempt: FnMut() -> Fut,
     Fut: Future<Output = Result<T, bollard::errors::Error>>,
 {
-    let failed = AtomicU32::new(0);
+    let target = RetryTarget::Engine {
+        runner: label.to_owned(),
+    };
+    let notifier = Notifier::new(reporter, target, what);
     let result = (|| {
         let request = attempt();
         async move {
@@ -117,20 +97,9 @@ where
     .retry(policy())
     .when(|failure| matches!(failure, Failure::Failed(error) if connection_level(error)))
     .notify(|failure, delay| {
-        let Failure::Failed(error) = failure else {
-            return;
-        };
-        let attempt = failed.fetch_add(1, Ordering::Relaxed) + 1;
-        reporter.report(Event::Retry {
-            target: RetryTarget::Engine {
-                runner: label.to_owned(),
-            },
-            request: what.to_owned(),
-            attempt,
-            tries: TRIES,
-            delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-            error: crate::error_message_of(error),
-        });
+        if let Failure::Failed(error) = failure {
+            notifier.retrying(delay, crate::error_message_of(error));
+        }
     })
     .await;
     match result {
@@ -147,17 +116,9 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
-    use std::sync::Mutex;
-
-    #[derive(Default)]
-    struct Heard(Mutex<Vec<Event>>);
-
-    impl Reporter for Heard {
-        fn report(&self, event: Event) {
-            self.0.lock().unwrap().push(event);
-        }
-    }
+    use mab_events::{Event, Recorder};
+    use std::io::ErrorKind as Io;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn io(kind: Io) -> bollard::errors::Error {
         bollard::errors::Error::IOError {
@@ -170,8 +131,16 @@ mod tests {
         use bollard::errors::Error;
         let cases = [
             (io(Io::ConnectionRefused), true),
-            (io(Io::Other), true),
+            (io(Io::ConnectionReset), true),
+            (io(Io::ConnectionAborted), true),
+            (io(Io::UnexpectedEof), true),
+            (io(Io::BrokenPipe), true),
             (io(Io::NotConnected), false),
+            (io(Io::PermissionDenied), false),
+            (io(Io::NotFound), false),
+            (io(Io::Unsupported), false),
+            (io(Io::TimedOut), false),
+            (io(Io::Other), false),
             (
                 Error::DockerResponseServerError {
                     status_code: 404,
@@ -200,13 +169,16 @@ mod tests {
         }
     }
 
-    /// Real HTTP failures of the engine transport: a socket nothing
-    /// listens on (the connect fails), and an engine that closes the
-    /// connection without an answer.
+    /// Real HTTP failures of the engine transport: a socket that refuses
+    /// connections (its listener is gone) and an engine that closes the
+    /// connection without an answer are tried three times; a path with no
+    /// socket is a wrong path, tried once.
     #[tokio::test]
     async fn a_refused_or_dropped_engine_is_tried_three_times() {
         let directory = tempfile::tempdir().unwrap();
         let missing = directory.path().join("missing.sock");
+        let refusing = directory.path().join("refusing.sock");
+        drop(std::os::unix::net::UnixListener::bind(&refusing).unwrap());
         let dropping = directory.path().join("dropping.sock");
         let listener = tokio::net::UnixListener::bind(&dropping).unwrap();
         let accepted = std::sync::Arc::new(AtomicUsize::new(0));
@@ -217,10 +189,15 @@ mod tests {
                 drop(connection);
             }
         });
-        for (socket, connections) in [(missing, 0), (dropping, TRIES as usize)] {
+        let cases = [
+            (missing, Some(Io::NotFound), 1, 0),
+            (refusing, Some(Io::ConnectionRefused), TRIES as usize, 0),
+            (dropping, None, TRIES as usize, TRIES as usize),
+        ];
+        for (socket, kind, expected_tries, connections) in cases {
             accepted.store(0, Ordering::SeqCst);
             let connect = crate::unix_connector(&socket);
-            let heard = Heard::default();
+            let heard = Recorder::default();
             let tries = AtomicUsize::new(0);
             let result = request("pi", &heard, "GET /_ping", || {
                 tries.fetch_add(1, Ordering::SeqCst);
@@ -232,27 +209,35 @@ mod tests {
             })
             .await;
             let error = result.expect("no timeout").expect_err("no engine");
-            assert!(connection_level(&error), "{socket:?}: {error:?}");
-            assert_eq!(tries.load(Ordering::SeqCst), TRIES as usize);
-            assert_eq!(accepted.load(Ordering::SeqCst), connections);
-            let events = heard.0.lock().unwrap();
-            assert_eq!(events.len(), 2, "{events:?}");
-            let Event::Retry {
-                target,
-                request,
-                attempt,
-                ..
-            } = &events[1]
-            else {
-                panic!("{events:?}")
+            if let Some(kind) = kind {
+                assert!(
+                    matches!(&error, bollard::errors::Error::IOError { err } if err.kind() == kind),
+                    "{socket:?}: {error:?}"
+                );
+            }
+            assert_eq!(tries.load(Ordering::SeqCst), expected_tries, "{socket:?}");
+            assert_eq!(accepted.load(Ordering::SeqCst), connections, "{socket:?}");
+            let events = heard.events();
+            let summary: Vec<(RetryTarget, String, u32, u32)> = events
+                .iter()
+                .map(|event| match event {
+                    Event::Retry {
+                        target,
+                        request,
+                        attempt,
+                        tries,
+                        ..
+                    } => (target.clone(), request.clone(), *attempt, *tries),
+                    other => panic!("not a retry: {other:?}"),
+                })
+                .collect();
+            let engine = RetryTarget::Engine {
+                runner: "pi".into(),
             };
-            assert_eq!(
-                target,
-                &RetryTarget::Engine {
-                    runner: "pi".into()
-                }
-            );
-            assert_eq!((request.as_str(), *attempt), ("GET /_ping", 2));
+            let expected: Vec<(RetryTarget, String, u32, u32)> = (1..expected_tries as u32)
+                .map(|attempt| (engine.clone(), "GET /_ping".to_owned(), attempt, TRIES))
+                .collect();
+            assert_eq!(summary, expected, "{socket:?}");
         }
         server.abort();
     }
@@ -260,7 +245,7 @@ mod tests {
     /// A request without an answer in time is given up at once.
     #[tokio::test(start_paused = true)]
     async fn a_timeout_is_not_retried() {
-        let heard = Heard::default();
+        let heard = Recorder::default();
         let tries = AtomicUsize::new(0);
         let result: Result<Result<(), _>, _> = request("pi", &heard, "GET /info", || {
             tries.fetch_add(1, Ordering::SeqCst);
@@ -274,6 +259,6 @@ mod tests {
             "the Docker engine of pi did not answer GET /info within 30 s"
         );
         assert_eq!(tries.load(Ordering::SeqCst), 1);
-        assert!(heard.0.lock().unwrap().is_empty());
+        assert!(heard.events().is_empty());
     }
 }

@@ -10,8 +10,12 @@
 //! reading the JSON never has to parse a sentence. Only [`Event::Warning`]
 //! and [`Event::Diagnostic`] carry a message meant for people alone.
 
+use std::sync::Mutex;
+
 use mab_config::Platform;
 use serde::Serialize;
+
+pub mod retry;
 
 /// The version of the JSON form of the events (`"schema": 1` on each
 /// line). It changes when a field is removed or changes meaning; new
@@ -33,6 +37,29 @@ pub struct Silent;
 
 impl Reporter for Silent {
     fn report(&self, _event: Event) {}
+}
+
+/// A reporter that keeps every event, in the order heard (for tests).
+#[derive(Default)]
+pub struct Recorder(Mutex<Vec<Event>>);
+
+impl Recorder {
+    /// The events heard so far.
+    pub fn events(&self) -> Vec<Event> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+}
+
+impl Reporter for Recorder {
+    fn report(&self, event: Event) {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(event);
+    }
 }
 
 /// Something worth telling while a build runs.

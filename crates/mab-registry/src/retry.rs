@@ -6,18 +6,13 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
-use backon::{ExponentialBuilder, Retryable};
-use mab_events::{Event, Reporter, RetryTarget};
+use backon::Retryable;
+use mab_events::retry::{policy, Notifier};
+use mab_events::{Reporter, RetryTarget};
 
-/// How many times a request is tried, the first try included.
-pub const TRIES: usize = 3;
-/// The delay before the first retry; each next one doubles, with jitter.
-pub const MIN_DELAY: Duration = Duration::from_millis(200);
-/// The longest delay between two tries the backoff gives.
-pub const MAX_DELAY: Duration = Duration::from_secs(2);
+pub use mab_events::retry::{MAX_DELAY, MIN_DELAY, TRIES};
 /// The longest `Retry-After` (RFC 9110, section 10.2.3) that is waited
 /// for; a registry asking for more is retried after this long.
 pub const RETRY_AFTER_LIMIT: Duration = Duration::from_secs(10);
@@ -209,22 +204,12 @@ fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(date.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-/// The backoff between tries: exponential from [`MIN_DELAY`] to
-/// [`MAX_DELAY`] with jitter, [`TRIES`] tries in all.
-fn policy() -> ExponentialBuilder {
-    ExponentialBuilder::default()
-        .with_min_delay(MIN_DELAY)
-        .with_max_delay(MAX_DELAY)
-        .with_max_times(TRIES - 1)
-        .with_jitter()
-}
-
 /// A request that failed for good: its last fault and how many tries were
 /// made.
 #[derive(Debug)]
 pub(crate) struct Failed {
     pub(crate) fault: Fault,
-    pub(crate) tries: usize,
+    pub(crate) tries: u32,
 }
 
 impl fmt::Display for Failed {
@@ -253,8 +238,10 @@ where
     Attempt: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Fault>>,
 {
-    // An atomic rather than a `Cell`, so that the future stays `Send`.
-    let failed_tries = AtomicUsize::new(0);
+    let target = RetryTarget::Registry {
+        registry: registry.to_owned(),
+    };
+    let notifier = Notifier::new(reporter, target, request);
     attempt
         .retry(policy())
         .when(|fault| classify(fault) != Verdict::Permanent)
@@ -267,23 +254,11 @@ where
                 _ => delay,
             })
         })
-        .notify(|fault, delay| {
-            let failed = failed_tries.fetch_add(1, Ordering::Relaxed) + 1;
-            reporter.report(Event::Retry {
-                target: RetryTarget::Registry {
-                    registry: registry.to_owned(),
-                },
-                request: request.to_owned(),
-                attempt: u32::try_from(failed).unwrap_or(u32::MAX),
-                tries: TRIES as u32,
-                delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                error: fault.to_string(),
-            });
-        })
+        .notify(|fault, delay| notifier.retrying(delay, fault.to_string()))
         .await
         .map_err(|fault| Failed {
             fault,
-            tries: failed_tries.load(Ordering::Relaxed) + 1,
+            tries: notifier.retried() + 1,
         })
 }
 
@@ -302,6 +277,8 @@ pub(crate) fn with_causes(error: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mab_events::{Event, Recorder};
+    use std::sync::atomic::{AtomicU32, Ordering};
 
     fn answered(status: u16, retry_after: Option<&str>) -> Fault {
         Fault::Answered {
@@ -456,8 +433,8 @@ mod tests {
 
     /// Retries a request that always fails with `fault`: how many times
     /// it was tried, and the error.
-    async fn always_failing(fault: Fault) -> (usize, Failed) {
-        let tries = AtomicUsize::new(0);
+    async fn always_failing(fault: Fault) -> (u32, Failed) {
+        let tries = AtomicU32::new(0);
         let result: Result<(), Failed> = retry(
             "registry",
             "PUT /v2/app/manifests/latest",
@@ -478,20 +455,10 @@ mod tests {
         assert!(failed.to_string().ends_with("(gave up after 3 tries)"));
     }
 
-    /// Keeps every event it gets.
-    #[derive(Default)]
-    struct Recorded(std::sync::Mutex<Vec<Event>>);
-
-    impl Reporter for Recorded {
-        fn report(&self, event: Event) {
-            self.0.lock().unwrap().push(event);
-        }
-    }
-
     #[tokio::test]
     async fn each_retry_is_reported_as_a_typed_event() {
-        let reporter = Recorded::default();
-        let tries = AtomicUsize::new(0);
+        let reporter = Recorder::default();
+        let tries = AtomicU32::new(0);
         let result = retry(
             "127.0.0.1:5000",
             "PUT /v2/app/manifests/latest",
@@ -510,7 +477,7 @@ mod tests {
         )
         .await;
         assert!(result.is_ok());
-        let events = reporter.0.into_inner().unwrap();
+        let events = reporter.events();
         let summary: Vec<(u32, u32, String)> = events
             .iter()
             .map(|event| match event {

@@ -167,6 +167,25 @@ impl fmt::Display for ErrorKind {
     }
 }
 
+/// What sshd's channel-open failure code says, in words.
+fn open_failure_reason(failure: &russh::ChannelOpenFailure) -> String {
+    match failure {
+        russh::ChannelOpenFailure::AdministrativelyProhibited => {
+            "forwarding is administratively prohibited".to_string()
+        }
+        russh::ChannelOpenFailure::ConnectFailed => {
+            "the socket could not be connected (it may be missing or not accessible to the SSH user, \
+             or sshd does not allow stream-local forwarding, which OpenSSH reports so)"
+                .to_string()
+        }
+        russh::ChannelOpenFailure::UnknownChannelType => {
+            "the server does not support stream-local forwarding".to_string()
+        }
+        russh::ChannelOpenFailure::ResourceShortage => "the server is short of resources".to_string(),
+        russh::ChannelOpenFailure::Other { code, reason } => format!("{reason} (code {code})"),
+    }
+}
+
 /// Everything that can go wrong while resolving, connecting to or using an SSH host.
 ///
 /// The message is one sentence naming the host; [`SshError::hint`] gives the
@@ -283,11 +302,16 @@ pub enum SshError {
         source: russh::Error,
     },
 
-    #[error("{host} refused to forward to the unix socket `{socket_path}`: {reason}")]
+    #[error(
+        "{host} refused to forward to the unix socket `{socket_path}`: {}",
+        open_failure_reason(failure)
+    )]
     UnixSocket {
         host: Box<HostRef>,
         socket_path: String,
-        reason: String,
+        /// The reason code of sshd's `SSH_MSG_CHANNEL_OPEN_FAILURE`
+        /// (RFC 4254, section 5.1).
+        failure: russh::ChannelOpenFailure,
     },
 
     #[error("{host} is reached through `ProxyCommand {command}` ({} line {line}), which mab does not run", path.display())]
@@ -358,6 +382,45 @@ impl SshError {
             | SshError::ProxyCommand { .. }
             | SshError::JumpLoop { .. } => ErrorKind::Config,
             SshError::UnixSocket { .. } | SshError::Exec { .. } => ErrorKind::Other,
+        }
+    }
+
+    /// The I/O error kind this error stands for when it came from opening
+    /// a stream to a socket on the host ([`Session::open_unix_stream`]),
+    /// which decides whether the engine request is tried again
+    /// (docs/what-happens-when.md). sshd's channel-open failures (RFC 4254,
+    /// section 5.1): `connect failed` (the socket refused or is missing
+    /// now, as while an engine restarts) and `resource shortage` are
+    /// `ConnectionRefused`, which may pass; `administratively prohibited`
+    /// (a server whose policy refuses the forwarding) is
+    /// `PermissionDenied` and `unknown channel type` (a server without
+    /// stream-local forwarding) is `Unsupported`, which do not. OpenSSH's
+    /// sshd sends `connect failed` for a forwarding its
+    /// `AllowStreamLocalForwarding` refuses too (its log says "refused
+    /// streamlocal port forward"), so that refusal is tried again like a
+    /// missing socket. A
+    /// connection that failed keeps its I/O error's kind (`NotConnected`
+    /// when it was closed); anything else is `Other`.
+    ///
+    /// [`Session::open_unix_stream`]: crate::Session::open_unix_stream
+    pub fn io_kind(&self) -> std::io::ErrorKind {
+        use russh::ChannelOpenFailure as Failure;
+        use std::io::ErrorKind as Io;
+        match self {
+            SshError::UnixSocket { failure, .. } => match failure {
+                Failure::ConnectFailed | Failure::ResourceShortage => Io::ConnectionRefused,
+                Failure::AdministrativelyProhibited => Io::PermissionDenied,
+                Failure::UnknownChannelType => Io::Unsupported,
+                Failure::Other { .. } => Io::Other,
+            },
+            SshError::Connection { source, .. } => match source {
+                russh::Error::IO(error) => error.kind(),
+                russh::Error::HUP | russh::Error::Disconnect | russh::Error::SendError => {
+                    Io::NotConnected
+                }
+                _ => Io::Other,
+            },
+            _ => Io::Other,
         }
     }
 
@@ -544,6 +607,56 @@ mod tests {
         Box::new(host)
     }
 
+    /// The I/O kinds a failed stream open stands for; mab-engine retries
+    /// `ConnectionRefused` and the other kinds of a dropped connection,
+    /// never `PermissionDenied`, `Unsupported`, `NotConnected` or `Other`.
+    #[test]
+    fn stream_open_failures_as_io_kinds() {
+        use russh::ChannelOpenFailure as Failure;
+        use std::io::ErrorKind as Io;
+        let socket = |failure| SshError::UnixSocket {
+            host: host(),
+            socket_path: "/run/docker.sock".into(),
+            failure,
+        };
+        let connection = |source| SshError::Connection {
+            host: host(),
+            action: "opening a stream to `/run/docker.sock`".into(),
+            source,
+        };
+        let cases = [
+            (socket(Failure::ConnectFailed), Io::ConnectionRefused),
+            (socket(Failure::ResourceShortage), Io::ConnectionRefused),
+            (
+                socket(Failure::AdministrativelyProhibited),
+                Io::PermissionDenied,
+            ),
+            (socket(Failure::UnknownChannelType), Io::Unsupported),
+            (
+                socket(Failure::Other {
+                    code: 9,
+                    reason: "no".into(),
+                }),
+                Io::Other,
+            ),
+            (
+                connection(russh::Error::IO(std::io::Error::new(
+                    Io::ConnectionReset,
+                    "reset",
+                ))),
+                Io::ConnectionReset,
+            ),
+            (connection(russh::Error::HUP), Io::NotConnected),
+            (connection(russh::Error::Disconnect), Io::NotConnected),
+            (connection(russh::Error::SendError), Io::NotConnected),
+            (connection(russh::Error::Inconsistent), Io::Other),
+            (SshError::Refused { host: host() }, Io::Other),
+        ];
+        for (error, kind) in cases {
+            assert_eq!(error.io_kind(), kind, "{error:?}");
+        }
+    }
+
     fn behind_bastion() -> Box<HostRef> {
         let mut host = HostRef::new("arm", "10.0.0.5", 22);
         host.route = Route::Via {
@@ -599,7 +712,7 @@ mod tests {
                 SshError::UnixSocket {
                     host: host(),
                     socket_path: "/run/docker.sock".into(),
-                    reason: "forwarding is administratively prohibited".into(),
+                    failure: russh::ChannelOpenFailure::AdministrativelyProhibited,
                 },
                 "other",
                 "`arm` (127.0.0.2:2222) refused to forward to the unix socket `/run/docker.sock`: \
@@ -875,7 +988,7 @@ mod tests {
                 SshError::UnixSocket {
                     host: host(),
                     socket_path: "/run/docker.sock".into(),
-                    reason: "the socket could not be connected".into(),
+                    failure: russh::ChannelOpenFailure::ConnectFailed,
                 },
                 ErrorKind::Other,
             ),

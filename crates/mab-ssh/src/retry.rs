@@ -2,24 +2,15 @@
 //! refused TCP connect, or a handshake reset or closed before
 //! authentication, which is what sshd does to the connections over its
 //! `MaxStartups` limit (sshd_config(5)) while a burst of logins is in
-//! progress. The policy is the registry's (docs/publishing.md): bounded
+//! progress. The policy is mab's one ([`mab_events::retry`]): bounded
 //! exponential backoff with jitter, [`TRIES`] tries.
 
-use std::io::ErrorKind as Io;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use mab_events::retry::{dropped, policy, Notifier};
+use mab_events::{Reporter, RetryTarget};
 
-use backon::ExponentialBuilder;
-use mab_events::{Event, Reporter, RetryTarget};
+pub use mab_events::retry::{MAX_DELAY, MIN_DELAY, TRIES};
 
 use crate::error::SshError;
-
-/// How many times a connection is tried, the first try included.
-pub const TRIES: u32 = 3;
-/// The delay before the first retry; each next one doubles, with jitter.
-pub const MIN_DELAY: Duration = Duration::from_millis(200);
-/// The longest delay between two tries.
-pub const MAX_DELAY: Duration = Duration::from_secs(2);
 
 /// Whether a failed connection is worth another try: the host was reached
 /// but dropped us before authentication (a refused connect, a connection
@@ -39,28 +30,6 @@ pub(crate) fn transient(error: &SshError) -> bool {
         },
         _ => false,
     }
-}
-
-/// An I/O error of a connection the other side refused or dropped.
-fn dropped(kind: Io) -> bool {
-    matches!(
-        kind,
-        Io::ConnectionRefused
-            | Io::ConnectionReset
-            | Io::ConnectionAborted
-            | Io::UnexpectedEof
-            | Io::BrokenPipe
-    )
-}
-
-/// The backoff between tries: exponential from [`MIN_DELAY`] to
-/// [`MAX_DELAY`] with jitter, [`TRIES`] tries in all.
-fn policy() -> ExponentialBuilder {
-    ExponentialBuilder::default()
-        .with_min_delay(MIN_DELAY)
-        .with_max_delay(MAX_DELAY)
-        .with_max_times(TRIES as usize - 1)
-        .with_jitter()
 }
 
 /// Who hears of retries, and as which runner.
@@ -84,32 +53,26 @@ where
     Fut: std::future::Future<Output = Result<T, SshError>>,
 {
     use backon::Retryable;
-    let failed = AtomicU32::new(0);
+    let target = RetryTarget::Ssh {
+        runner: retries.runner.to_owned(),
+    };
+    let notifier = Notifier::new(retries.reporter, target, request);
     attempt
         .retry(policy())
         .when(transient)
-        .notify(|error, delay| {
-            let attempt = failed.fetch_add(1, Ordering::Relaxed) + 1;
-            retries.reporter.report(Event::Retry {
-                target: RetryTarget::Ssh {
-                    runner: retries.runner.to_owned(),
-                },
-                request: request.to_owned(),
-                attempt,
-                tries: TRIES,
-                delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                error: error.to_string(),
-            });
-        })
+        .notify(|error, delay| notifier.retrying(delay, error.to_string()))
         .await
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use crate::error::HostRef;
+    use mab_events::{Event, Recorder};
     use std::io::Error as IoError;
-    use std::sync::Mutex;
+    use std::io::ErrorKind as Io;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
 
     fn host() -> Box<HostRef> {
         Box::new(HostRef::new("lab", "127.0.0.9", 2299))
@@ -221,20 +184,10 @@ pub(crate) mod tests {
         }
     }
 
-    /// Keeps the events it hears.
-    #[derive(Default)]
-    pub(crate) struct Heard(pub(crate) Mutex<Vec<Event>>);
-
-    impl Reporter for Heard {
-        fn report(&self, event: Event) {
-            self.0.lock().unwrap().push(event);
-        }
-    }
-
     /// Retries a connection that always fails with what `error` makes:
     /// how many tries were made, the last error and the events heard.
     async fn always_failing(error: fn() -> SshError) -> (u32, SshError, Vec<Event>) {
-        let heard = Heard::default();
+        let heard = Recorder::default();
         let tries = AtomicU32::new(0);
         let retries = Retries {
             runner: "pi",
@@ -245,7 +198,7 @@ pub(crate) mod tests {
             Err(error())
         })
         .await;
-        let events = heard.0.into_inner().unwrap();
+        let events = heard.events();
         (tries.into_inner(), result.unwrap_err(), events)
     }
 

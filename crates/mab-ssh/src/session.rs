@@ -279,23 +279,6 @@ fn client_config(dest: &Destination) -> client::Config {
     }
 }
 
-fn open_failure_reason(failure: &ChannelOpenFailure) -> String {
-    match failure {
-        ChannelOpenFailure::AdministrativelyProhibited => {
-            "forwarding is administratively prohibited".to_string()
-        }
-        ChannelOpenFailure::ConnectFailed => {
-            "the socket could not be connected (it may be missing, or not accessible to the SSH user)"
-                .to_string()
-        }
-        ChannelOpenFailure::UnknownChannelType => {
-            "the server does not support stream-local forwarding".to_string()
-        }
-        ChannelOpenFailure::ResourceShortage => "the server is short of resources".to_string(),
-        ChannelOpenFailure::Other { code, reason } => format!("{reason} (code {code})"),
-    }
-}
-
 /// Runs the SSH handshake over `stream` (checking the host key the way
 /// `dest` says), then authenticates.
 async fn establish<S>(
@@ -510,7 +493,7 @@ impl Session {
             Err(russh::Error::ChannelOpenFailure(failure)) => Err(SshError::UnixSocket {
                 host: self.inner.destination.host_ref().into(),
                 socket_path: socket_path.to_string(),
-                reason: open_failure_reason(&failure),
+                failure,
             }),
             Err(source) => {
                 Err(self.connection_error(format!("opening a stream to `{socket_path}`"), source))
@@ -748,7 +731,7 @@ mod tests {
             );
             server.abort();
         }
-        let heard = retry::tests::Heard::default();
+        let heard = mab_events::Recorder::default();
         let retries = Retries {
             runner: "closed",
             reporter: &heard,
@@ -758,7 +741,7 @@ mod tests {
             .await
             .expect_err("nothing listens on port 1");
         assert_eq!(error.kind(), crate::ErrorKind::Refused, "{error}");
-        assert_eq!(heard.0.lock().unwrap().len(), 2);
+        assert_eq!(heard.events().len(), 2);
     }
 
     #[tokio::test]

@@ -231,12 +231,14 @@ async fn connect_ssh(
         let session = channel_session.clone();
         let socket = socket.clone();
         Box::pin(async move {
-            // A closed session opens no more channels: no retry helps.
+            // The kind decides whether the engine request is tried again
+            // (`mab_events::retry::dropped`); a closed session opens no more
+            // channels, so no retry helps.
             let stream = session.open_unix_stream(&socket).await.map_err(|error| {
                 let kind = if session.is_closed() {
                     std::io::ErrorKind::NotConnected
                 } else {
-                    std::io::ErrorKind::Other
+                    error.io_kind()
                 };
                 std::io::Error::new(kind, error)
             })?;
