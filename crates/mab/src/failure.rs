@@ -125,6 +125,17 @@ impl Failure {
             &[],
         )
     }
+
+    /// Stopped by a second Ctrl-C while the list and its tags were being
+    /// pushed (exit 130): some tags may point at the new list already.
+    pub fn stopped_while_publishing() -> Failure {
+        Failure::new(
+            FailureKind::Interrupted,
+            "interrupted twice while publishing; the publish was cut short, so some tags may already point at the new list and others not",
+            vec!["run `mab build` again with the same tags to publish them all".to_owned()],
+            &[],
+        )
+    }
 }
 
 /// `hint` as a list of hints.
@@ -210,6 +221,18 @@ mod tests {
         assert_eq!(
             Failure::stopped(FailureKind::Terminated).report,
             "error: terminated; nothing was published"
+        );
+        let cut_short = Failure::stopped_while_publishing();
+        assert_eq!(cut_short.kind.exit_code(), 130);
+        assert!(
+            cut_short
+                .report
+                .contains("some tags may already point at the new list")
+                && cut_short
+                    .report
+                    .contains("\nhint: run `mab build` again with the same tags"),
+            "{}",
+            cut_short.report
         );
         // PRODUCT.md's exit codes.
         let codes = [

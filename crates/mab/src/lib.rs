@@ -75,6 +75,8 @@ pub fn main() -> i32 {
         tokio::pin!(command);
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        // Whether a signal already asked to stop during the publish.
+        let mut asked = false;
         loop {
             let signal = tokio::select! {
                 result = &mut command => break result,
@@ -89,10 +91,15 @@ pub fn main() -> i32 {
             if !publishing.in_progress() {
                 break Err(Failure::stopped(signal));
             }
+            // A second Ctrl-C is the user insisting: stop at once.
+            if asked && signal == FailureKind::Interrupted {
+                break Err(Failure::stopped_while_publishing());
+            }
+            asked = true;
             // Leave the registry consistent: the list and its tags are
             // being pushed; let that finish.
             progress::report(progress::Event::Warning {
-                message: "interrupted while publishing; finishing the publish first".to_owned(),
+                message: "interrupted while publishing; finishing the publish first (Ctrl-C again stops at once)".to_owned(),
             });
         }
     });
