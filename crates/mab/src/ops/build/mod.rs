@@ -2162,6 +2162,143 @@ mod tests {
         }
     }
 
+    /// `--allow-partial` when planning fails for want of a reachable
+    /// runner: the platforms the error names fail on that runner and the
+    /// others are planned again; when none is left, or on a configuration
+    /// error, the build fails as without the flag, the metadata written.
+    #[test]
+    fn allow_partial_plans_the_platforms_whose_runners_answer() {
+        let platform = |text: &str| -> mab_config::Platform { text.parse().unwrap() };
+        let down = |name: &str| PlanError::NoUsableRunner {
+            platform: platform(name),
+            rejected: vec![rejected(
+                runner_of(name),
+                "unreachable: connection refused",
+                true,
+            )],
+        };
+        let job = |name: &str| mab_plan::Job {
+            platform: platform(name),
+            runner: runner_of(name).to_owned(),
+            emulated: false,
+            reason: "native".to_owned(),
+            rejected: Vec::new(),
+            moved_from: None,
+            fallbacks: Vec::new(),
+        };
+        let all = [
+            platform("linux/amd64"),
+            platform("linux/arm64"),
+            platform("linux/s390x"),
+        ];
+        let connected = HashMap::new();
+        let reporter = Recorded::default();
+        let tags = ["t1".to_owned()];
+        // (name, the first error, which platforms each later plan fails
+        // for, the platforms failed, the planned ones; or the exit kind)
+        type Row = (
+            &'static str,
+            PlanError,
+            &'static [&'static str],
+            Result<(Vec<&'static str>, Vec<&'static str>), FailureKind>,
+        );
+        let rows: Vec<Row> = vec![
+            (
+                "one platform's only runner is down: the others are planned",
+                down("linux/arm64"),
+                &[],
+                Ok((
+                    vec!["linux/arm64 on pi"],
+                    vec!["linux/amd64", "linux/s390x"],
+                )),
+            ),
+            (
+                "a second platform fails when planned again: both fail, the third is planned",
+                down("linux/arm64"),
+                &["linux/s390x"],
+                Ok((
+                    vec!["linux/arm64 on pi", "linux/s390x on mainframe"],
+                    vec!["linux/amd64"],
+                )),
+            ),
+            (
+                "every platform's runner is down: nothing to publish",
+                down("linux/amd64"),
+                &["linux/arm64", "linux/s390x"],
+                Err(FailureKind::Runtime),
+            ),
+            (
+                "a configuration error stays exit 2",
+                PlanError::NoRunner {
+                    platforms: vec![platform("linux/arm64")],
+                    offers: Vec::new(),
+                },
+                &[],
+                Err(FailureKind::Usage),
+            ),
+        ];
+        for (name, error, later, expected) in rows {
+            let (_directory, path, file) = empty_metadata_file();
+            let unstarted = before_jobs(&file, &all, &tags, &reporter);
+            let planning = |platforms: &[mab_config::Platform]| match platforms
+                .iter()
+                .find(|platform| later.contains(&platform.to_string().as_str()))
+            {
+                Some(failing) => Err(down(&failing.to_string())),
+                None => Ok(mab_plan::Plan {
+                    jobs: platforms
+                        .iter()
+                        .map(|platform| job(&platform.to_string()))
+                        .collect(),
+                }),
+            };
+            let result = plan_partially(error, &planning, &connected, &unstarted);
+            match (result, expected) {
+                (Ok((plan, failures)), Ok((failed, planned))) => {
+                    let got: Vec<String> = failures
+                        .iter()
+                        .map(|failure| {
+                            format!("{} on {}", failure.job.platform, failure.job.runner)
+                        })
+                        .collect();
+                    assert_eq!(got, failed, "{name}");
+                    assert!(
+                        failures
+                            .iter()
+                            .all(|failure| failure.kind == ErrorKind::Runner),
+                        "{name}"
+                    );
+                    let jobs: Vec<String> = plan
+                        .jobs
+                        .iter()
+                        .map(|job| job.platform.to_string())
+                        .collect();
+                    assert_eq!(jobs, planned, "{name}");
+                    assert_eq!(std::fs::read_to_string(&path).unwrap(), "", "{name}");
+                }
+                (Err(failure), Err(kind)) => {
+                    assert_eq!(failure.kind, kind, "{name}");
+                    let written: serde_json::Value =
+                        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+                    assert_eq!(written["digest"], serde_json::Value::Null, "{name}");
+                    assert_eq!(
+                        written["missing"],
+                        json!(["linux/amd64", "linux/arm64", "linux/s390x"]),
+                        "{name}"
+                    );
+                    if kind == FailureKind::Runtime {
+                        assert!(
+                            failure.report.starts_with("error: build failed for linux/amd64 (runner local), linux/arm64 (runner pi), linux/s390x (runner mainframe); nothing was published"),
+                            "{name}: {}",
+                            failure.report
+                        );
+                    }
+                }
+                (result, _) => panic!("{name}: unexpected {result:?}"),
+            }
+        }
+    }
+
     /// Every failure after `--metadata-file` was created and before any job
     /// ran writes the whole file: no digest, every platform missing and
     /// `not_started`, the error on the platforms it concerns.
