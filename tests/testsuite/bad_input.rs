@@ -273,6 +273,17 @@ fn partial_build_without_tags() {
     check("partial_build_without_tags", &run, 2);
 }
 
+/// `--allow-partial` narrows the list, so it needs `--tag`: refused
+/// before anything is contacted (nothing listens at the registry named).
+#[test]
+fn allow_partial_without_tags() {
+    let project = project(
+        "[image]\nname = \"127.0.0.1:5999/x\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n",
+    );
+    let run = run(&project, &["build", "--allow-partial"]);
+    check("allow_partial_without_tags", &run, 2);
+}
+
 /// A target the Dockerfile does not name: from mab.toml it points at the
 /// key, from `--target` it names the flag; both list the stages there are.
 #[test]

@@ -15,6 +15,7 @@ mod host_keys;
 mod interrupt;
 mod jump;
 mod native;
+mod partial;
 mod plan_fallbacks;
 mod platforms;
 mod progress;

@@ -230,6 +230,7 @@ fn a_json_build_reports_its_plan_phases_publish_and_result_as_schema_1_events() 
             "image": repository,
             "digest": list_digest,
             "tags": ["t1"],
+            "missing": [],
         })
     );
     // The result, last.

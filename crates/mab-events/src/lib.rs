@@ -174,6 +174,9 @@ pub enum Event {
         /// The list's digest, `sha256:…`.
         digest: String,
         tags: Vec<String>,
+        /// The platforms asked for that the list leaves out: empty, but for
+        /// a partial list published with `--allow-partial`.
+        missing: Vec<Platform>,
     },
     /// Staging tags this build pushed that stay in the registry (one that
     /// cannot delete tags, or a deletion that failed).

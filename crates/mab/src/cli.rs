@@ -156,6 +156,9 @@ pub struct BuildArgs {
     /// Keep every platform on the runner the plan prefers: when that runner is unreachable, or fails before its build starts, the build fails (exit 1) naming it, instead of moving the platform to the next runner that lists it. As `fallback = false` under [image].
     #[arg(long)]
     pub no_fallback: bool,
+    /// When some platforms fail and at least one succeeds, publish the list of those that succeeded under the --tag tags (required), warn naming each missing platform, record them in the metadata (`missing`) and exit 1; nothing is published when every platform fails.
+    #[arg(long)]
+    pub allow_partial: bool,
     /// Build and verify each platform on its runner; write nothing to the registry (which then need not answer: without --no-push, mab first checks that it answers and accepts a push).
     #[arg(long)]
     pub no_push: bool,

@@ -47,6 +47,9 @@ pub struct Failure {
     /// Data for stdout that the failed command still produced (such as
     /// `mab runners check`'s report).
     pub stdout: String,
+    /// The digest of a list the failed command still published (a partial
+    /// list of `mab build --allow-partial`), for the `result` event.
+    pub digest: Option<String>,
 }
 
 impl Failure {
@@ -78,6 +81,7 @@ impl Failure {
             report: render(&error),
             error,
             stdout: String::new(),
+            digest: None,
         }
     }
 
@@ -166,6 +170,7 @@ impl From<mab_config::ConfigError> for Failure {
                 details: vec![place],
             }),
             stdout: String::new(),
+            digest: None,
         }
     }
 }

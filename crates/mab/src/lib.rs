@@ -176,7 +176,7 @@ fn ending(
             failure.stdout,
             mab_events::Outcome {
                 exit_code: failure.kind.exit_code(),
-                digest: None,
+                digest: failure.digest,
                 no_push,
                 error: Some(*failure.error),
             },

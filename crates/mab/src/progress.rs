@@ -201,7 +201,23 @@ impl Lines {
                 image,
                 digest,
                 tags,
-            } => format!("published {image}@{digest} as {}", tags.join(", ")),
+                missing,
+            } if missing.is_empty() => {
+                format!("published {image}@{digest} as {}", tags.join(", "))
+            }
+            Event::Published {
+                image,
+                digest,
+                tags,
+                missing,
+            } => {
+                let missing: Vec<String> = missing.iter().map(ToString::to_string).collect();
+                format!(
+                    "published a partial list {image}@{digest} as {}, without {}",
+                    tags.join(", "),
+                    missing.join(", ")
+                )
+            }
             Event::StagingTagsLeft { image, tags } => format!(
                 "staging tag(s) {} remain in {image}: the registry did not delete them (see docs/publishing.md)",
                 tags.join(", ")
@@ -571,9 +587,20 @@ mod tests {
                     image: "127.0.0.1:5000/app".into(),
                     digest: "sha256:cd".into(),
                     tags: vec!["1.0".into(), "latest".into()],
+                    missing: Vec::new(),
                 },
                 Some("published 127.0.0.1:5000/app@sha256:cd as 1.0, latest"),
-                r#"{"schema":1,"event":"published","image":"127.0.0.1:5000/app","digest":"sha256:cd","tags":["1.0","latest"]}"#,
+                r#"{"schema":1,"event":"published","image":"127.0.0.1:5000/app","digest":"sha256:cd","tags":["1.0","latest"],"missing":[]}"#,
+            ),
+            (
+                Event::Published {
+                    image: "127.0.0.1:5000/app".into(),
+                    digest: "sha256:cd".into(),
+                    tags: vec!["t1".into()],
+                    missing: vec![arm()],
+                },
+                Some("published a partial list 127.0.0.1:5000/app@sha256:cd as t1, without linux/arm64"),
+                r#"{"schema":1,"event":"published","image":"127.0.0.1:5000/app","digest":"sha256:cd","tags":["t1"],"missing":["linux/arm64"]}"#,
             ),
             (
                 Event::StagingTagsLeft {

@@ -25,8 +25,8 @@ use crate::environment::Environment;
 use crate::failure::{Failure, FailureKind};
 use crate::ops::connect::{Connected, Unreachable};
 use crate::ops::jobs::{
-    all_or_failures, pushed_jobs, report_planned_moves, run_all, JobFailure, JobSpec, Limits,
-    Worker,
+    all_or_failures, pushed_jobs, report_planned_moves, run_all, Built, JobFailure, JobSpec,
+    Limits, Worker,
 };
 use crate::ops::prepare;
 use crate::ops::publishing::Publishing;
@@ -35,7 +35,7 @@ use crate::progress::{Event, Reporter};
 use metadata::{BeforeJobs, MetadataFile, PlatformMetadata};
 use overrides::{apply_overrides, time_limit};
 use publish::{check_push, remove_staging_tags, Registry};
-use tags::{check_not_narrowing, release_tags};
+use tags::{check_not_narrowing, check_partial_has_tags, release_tags};
 use worker::{build_id, staging_tag, LiveWorker};
 
 /// How a build that ended well ended.
@@ -81,6 +81,7 @@ pub async fn build(
         None => None,
     };
     check_not_narrowing(&project, &loaded.manifest_platforms, args)?;
+    check_partial_has_tags(args)?;
     let (context, listing) = prepare::build_context(&project)?;
     prepare::check_target(&project, &context, args.target.is_some())?;
     for warning in context.warnings() {
@@ -158,15 +159,23 @@ pub async fn build(
     } else {
         Fallback::Allowed
     };
-    let plan = prepare::plan(
-        &project.platforms,
-        loaded.emulation,
-        fallback,
-        &loaded.runners,
-        &runners,
-        &connected,
-    )
-    .map_err(|error| plan_failed(error, &connected, &unstarted))?;
+    let planning = |platforms: &[mab_config::Platform]| {
+        prepare::plan(
+            platforms,
+            loaded.emulation,
+            fallback,
+            &loaded.runners,
+            &runners,
+            &connected,
+        )
+    };
+    let (plan, unplanned) = match planning(&project.platforms) {
+        Ok(plan) => (plan, Vec::new()),
+        Err(error) if args.allow_partial && !args.no_push => {
+            plan_partially(error, &planning, &connected, &unstarted)?
+        }
+        Err(error) => return Err(plan_failed(error, &connected, &unstarted)),
+    };
     reporter.report(Event::Plan {
         image: project.image.clone(),
         context_files: listing.files,
@@ -218,6 +227,8 @@ pub async fn build(
             deadline,
         },
         fallback,
+        allow_partial: args.allow_partial,
+        unplanned: &unplanned,
     };
     run_and_publish(
         &planned,
@@ -282,6 +293,13 @@ struct Planned<'a> {
     limits: Limits,
     /// Whether a job whose runner fails before its build starts moves on.
     fallback: Fallback,
+    /// `--allow-partial`: when some platforms fail and others succeed,
+    /// publish the list of those that succeeded (exit 1).
+    allow_partial: bool,
+    /// Under `--allow-partial`, the platforms that could not be planned
+    /// because their runners were unreachable ([`plan_partially`]), as
+    /// failed jobs; they come after `jobs` in the metadata.
+    unplanned: &'a [JobFailure],
 }
 
 /// Push rights, before anything is built ([`check_push`]), unless
@@ -372,6 +390,78 @@ fn plan_failed(
     unstarted.fail(failure, kind, Some(&concerned))
 }
 
+/// The plan under `--allow-partial` when `error` stopped the plan of
+/// every platform: the platforms it names fail as their jobs
+/// ([`unplanned_failures`]) and `planning` plans the others, again until
+/// a plan is made. A configuration error (exit 2), or one that leaves no
+/// platform to build, fails as [`plan_failed`] and
+/// [`failure_report`] say, publishing nothing.
+fn plan_partially(
+    mut error: PlanError,
+    planning: &dyn Fn(&[mab_config::Platform]) -> Result<mab_plan::Plan, PlanError>,
+    connected: &HashMap<String, Result<Connected, Unreachable>>,
+    unstarted: &BeforeJobs<'_>,
+) -> Result<(mab_plan::Plan, Vec<JobFailure>), Failure> {
+    let mut failures: Vec<JobFailure> = Vec::new();
+    loop {
+        let before = failures.len();
+        failures.extend(unplanned_failures(&error, connected));
+        if failures.len() == before {
+            return Err(plan_failed(error, connected, unstarted));
+        }
+        let remaining: Vec<mab_config::Platform> = unstarted
+            .platforms
+            .iter()
+            .filter(|platform| {
+                !failures
+                    .iter()
+                    .any(|failure| &failure.job.platform == *platform)
+            })
+            .cloned()
+            .collect();
+        if remaining.is_empty() {
+            let states: Vec<PlatformMetadata> =
+                failures.iter().map(PlatformMetadata::failed).collect();
+            unstarted.write(&states);
+            return Err(failure_report(&failures));
+        }
+        match planning(&remaining) {
+            Ok(plan) => return Ok((plan, failures)),
+            Err(next) => error = next,
+        }
+    }
+}
+
+/// The platforms a [`PlanError`] names as failed jobs (kind runner) on the
+/// unreachable runner that kept them from being planned: those stranded by
+/// fallback being off ([`stranded`]), or a platform whose only runners
+/// were unreachable. Empty for a configuration error.
+fn unplanned_failures(
+    error: &PlanError,
+    connected: &HashMap<String, Result<Connected, Unreachable>>,
+) -> Vec<JobFailure> {
+    if !error.is_unreachable() {
+        return Vec::new();
+    }
+    match error {
+        PlanError::PreferredUnreachable { unreachable, .. } => stranded(unreachable, connected),
+        PlanError::NoUsableRunner { platform, rejected }
+        | PlanError::NoNativeRunner { platform, rejected } => {
+            let runner = rejected
+                .iter()
+                .find(|rejection| rejection.unreachable)
+                .map_or("", |rejection| rejection.runner.as_str());
+            vec![JobFailure::new(
+                &JobSpec::on(platform.clone(), runner),
+                ErrorKind::Runner,
+                error.to_string(),
+                error.hint(),
+            )]
+        }
+        PlanError::NoRunner { .. } => Vec::new(),
+    }
+}
+
 /// The platforms `unreachable` that stay on their unreachable runners
 /// because fallback is off, as their jobs' failures on those runners
 /// (kind runner): the hint about fallback, then the hint of the runner's
@@ -424,7 +514,7 @@ async fn run_and_publish<W: Worker, R: Registry>(
     publishing: &Publishing,
     reporter: &dyn Reporter,
 ) -> Result<BuildOutcome, Failure> {
-    let results = run_all(
+    let mut results = run_all(
         worker,
         planned.jobs,
         planned.slots,
@@ -433,6 +523,7 @@ async fn run_and_publish<W: Worker, R: Registry>(
         reporter,
     )
     .await;
+    results.extend(planned.unplanned.iter().cloned().map(Err));
     let states: Vec<PlatformMetadata> = results
         .iter()
         .map(|result| match result {
@@ -440,20 +531,39 @@ async fn run_and_publish<W: Worker, R: Registry>(
             Err(failure) => PlatformMetadata::failed(failure),
         })
         .collect();
-    let built = match all_or_failures(results) {
-        Ok(built) => built,
+    let (built, left_out) = match all_or_failures(results.clone()) {
+        Ok(built) => (built, Vec::new()),
         Err(failures) => {
+            // `--allow-partial` publishes those that succeeded, if any.
+            let partial =
+                planned.allow_partial && repository.is_some() && results.iter().any(Result::is_ok);
             if let Some(repository) = repository {
                 // Every platform that got as far as pushing left a staging
-                // tag, also one stopped by a time limit during its push.
+                // tag, also one stopped by a time limit during its push; a
+                // partial list keeps those of its own platforms until it
+                // is published.
                 let staged: Vec<String> = pushed_jobs(planned.jobs, &failures, worker)
                     .into_iter()
+                    .filter(|job| {
+                        !partial
+                            || failures
+                                .iter()
+                                .any(|failure| failure.job.platform == job.platform)
+                    })
                     .map(|job| staging_tag(planned.build_id, &job.platform))
                     .collect();
                 remove_staging_tags(repository, &staged, &[], reporter).await;
             }
-            metadata.write_failed(planned.image, planned.tags, &states, reporter);
-            return Err(failure_report(&failures));
+            if !partial {
+                metadata.write_failed(planned.image, planned.tags, &states, reporter);
+                return Err(failure_report(&failures));
+            }
+            let built: Vec<Built> = results
+                .iter()
+                .filter_map(|result| result.as_ref().ok())
+                .cloned()
+                .collect();
+            (built, failures)
         }
     };
 
@@ -494,11 +604,29 @@ async fn run_and_publish<W: Worker, R: Registry>(
         image: planned.image.to_owned(),
         digest: digest.clone(),
         tags: planned.tags.to_vec(),
+        missing: left_out
+            .iter()
+            .map(|failure| failure.job.platform.clone())
+            .collect(),
     });
+    for failure in &left_out {
+        reporter.report(Event::Warning {
+            message: format!(
+                "{} is missing from the partial list published as {} (--allow-partial): it failed on runner `{}`: {}",
+                failure.job.platform,
+                planned.tags.join(", "),
+                failure.job.runner,
+                failure.message
+            ),
+        });
+    }
     remove_staging_tags(repository, &staged, &children, reporter).await;
-    let published: Vec<PlatformMetadata> = built
+    let published: Vec<PlatformMetadata> = results
         .iter()
-        .map(|built| PlatformMetadata::built(built, true))
+        .map(|result| match result {
+            Ok(built) => PlatformMetadata::built(built, true),
+            Err(failure) => PlatformMetadata::failed(failure),
+        })
         .collect();
     metadata.write(
         planned.image,
@@ -506,9 +634,22 @@ async fn run_and_publish<W: Worker, R: Registry>(
         planned.tags,
         &published,
     )?;
-    Ok(BuildOutcome {
+    let outcome = BuildOutcome {
         image: planned.image.to_owned(),
         digest: Some(digest),
+    };
+    if left_out.is_empty() {
+        return Ok(outcome);
+    }
+    let ending = format!(
+        "published a partial list without {} as {} (--allow-partial)",
+        if left_out.len() == 1 { "it" } else { "them" },
+        planned.tags.join(", ")
+    );
+    Err(Failure {
+        stdout: outcome.stdout(),
+        digest: outcome.digest,
+        ..failure_report_ending(&left_out, &ending)
     })
 }
 
@@ -516,6 +657,12 @@ async fn run_and_publish<W: Worker, R: Registry>(
 /// on, its log tail, and the hints grouped by cause (a Dockerfile step,
 /// the runner, the registry, usage), each hint once.
 fn failure_report(failures: &[JobFailure]) -> Failure {
+    failure_report_ending(failures, "nothing was published")
+}
+
+/// [`failure_report`], its message ending in `ending` (what was published)
+/// rather than "nothing was published".
+fn failure_report_ending(failures: &[JobFailure], ending: &str) -> Failure {
     let mut details = Vec::new();
     for failure in failures {
         for (runner, message) in &failure.earlier {
@@ -558,10 +705,7 @@ fn failure_report(failures: &[JobFailure]) -> Failure {
         })
         .collect();
     Failure::runtime_with_details(
-        format!(
-            "build failed for {}; nothing was published",
-            names.join(", ")
-        ),
+        format!("build failed for {}; {ending}", names.join(", ")),
         &hints,
         &details,
     )
@@ -861,9 +1005,14 @@ mod tests {
                         image,
                         digest,
                         tags,
+                        missing,
                     } => Some(format!(
-                        "note: published {image}@{digest} as {}",
-                        tags.join(", ")
+                        "note: published {image}@{digest} as {}{}",
+                        tags.join(", "),
+                        missing
+                            .iter()
+                            .map(|platform| format!(", without {platform}"))
+                            .collect::<String>()
                     )),
                     Event::StagingTagsLeft { image, tags } => Some(format!(
                         "note: {image} does not delete tags; staging tag(s) {} remain",
@@ -907,6 +1056,8 @@ mod tests {
         /// A platform the plan moved: (platform, from runner, reason).
         planned_move: Option<(&'static str, &'static str, &'static str)>,
         fallback: Fallback,
+        /// `--allow-partial`.
+        allow_partial: bool,
         /// `timeout` and `--deadline`, in minutes.
         timeout: Option<u64>,
         deadline: Option<u64>,
@@ -935,6 +1086,7 @@ mod tests {
             fallbacks: Vec::new(),
             planned_move: None,
             fallback: Fallback::Allowed,
+            allow_partial: false,
             timeout: None,
             deadline: None,
             push: true,
@@ -1588,6 +1740,88 @@ mod tests {
                 ..base()
             },
             Case {
+                name: "--allow-partial, one platform fails after its push: its staging tag goes, the others' list goes up under the tags, exit 1 naming it, the metadata has the list and the missing platform",
+                outcomes: vec![("linux/amd64", Built), ("linux/arm64", FailsAfterPush)],
+                allow_partial: true,
+                answers: deleting,
+                calls: vec![
+                    "delete mab-b1-linux-arm64",
+                    "publish sha256:linux-amd64 as 1.0, latest while publishing",
+                    "delete mab-b1-linux-amd64",
+                    "read sha256:linux-amd64",
+                ],
+                result: Err((
+                    FailureKind::Runtime,
+                    vec![
+                        "build failed for linux/arm64 (runner pi); published a partial list without it as 1.0, latest (--allow-partial)",
+                        "hint: runner `pi` did not produce a linux/arm64 image",
+                    ],
+                )),
+                metadata: document(
+                    true,
+                    &["linux/arm64"],
+                    vec![
+                        entry("linux/amd64", "published"),
+                        with(
+                            failed("linux/arm64", "failed", "runner", "the image is for linux/amd64"),
+                            json!({ "digest": "sha256:linux-arm64" }),
+                        ),
+                    ],
+                ),
+                said: vec![
+                    "note: published 127.0.0.1:5000/app@sha256:list as 1.0, latest, without linux/arm64",
+                    "warning: linux/arm64 is missing from the partial list published as 1.0, latest (--allow-partial): it failed on runner `pi`: the image is for linux/amd64",
+                ],
+                ..base()
+            },
+            Case {
+                name: "--allow-partial and every platform failed: nothing is published, the pushed staging tags go",
+                outcomes: vec![("linux/amd64", FailsAfterPush), ("linux/arm64", FailsBeforePush)],
+                allow_partial: true,
+                answers: deleting,
+                calls: vec!["delete mab-b1-linux-amd64"],
+                result: Err((
+                    FailureKind::Runtime,
+                    vec!["build failed for linux/amd64 (runner local), linux/arm64 (runner pi); nothing was published"],
+                )),
+                metadata: document(
+                    false,
+                    &["linux/amd64", "linux/arm64"],
+                    vec![
+                        with(
+                            failed("linux/amd64", "failed", "runner", "the image is for linux/amd64"),
+                            json!({ "digest": "sha256:linux-amd64" }),
+                        ),
+                        failed("linux/arm64", "failed", "build", "RUN false: exit code 1"),
+                    ],
+                ),
+                ..base()
+            },
+            Case {
+                name: "--allow-partial and the partial list's publish fails: a runtime failure naming the registry, nothing published",
+                outcomes: vec![("linux/amd64", Built), ("linux/arm64", FailsBeforePush)],
+                allow_partial: true,
+                answers: Answers {
+                    publish_fails: true,
+                    ..Answers::default()
+                },
+                calls: vec!["publish sha256:linux-amd64 as 1.0, latest while publishing"],
+                result: Err((
+                    FailureKind::Runtime,
+                    vec!["pushing the manifest list as latest"],
+                )),
+                metadata: document(
+                    false,
+                    &["linux/amd64", "linux/arm64"],
+                    vec![
+                        entry("linux/amd64", "pushed"),
+                        failed("linux/arm64", "failed", "build", "RUN false: exit code 1"),
+                    ],
+                ),
+                said: vec!["staging tag(s) mab-b1-linux-amd64 remain"],
+                ..base()
+            },
+            Case {
                 name: "a moved platform that fails after its push on its fallback: its staging tag goes",
                 outcomes: arm_down.clone(),
                 elsewhere: vec![("linux/arm64", "pi-2", FailsAfterPush)],
@@ -1681,6 +1915,8 @@ mod tests {
                     }),
                 },
                 fallback: case.fallback,
+                allow_partial: case.allow_partial,
+                unplanned: &[],
             };
             let worker = FakeWorker {
                 outcomes: case.outcomes.clone(),
@@ -1709,6 +1945,11 @@ mod tests {
                 (Ok(outcome), Ok(expected)) => assert_eq!(outcome.stdout(), *expected, "{name}"),
                 (Err(failure), Err((kind, phrases))) => {
                     assert_eq!(failure.kind, *kind, "{name}");
+                    // Only a partial list is published by a failed build.
+                    let digest = case.metadata["digest"].as_str();
+                    assert_eq!(failure.digest.as_deref(), digest, "{name}");
+                    let stdout = digest.map(|digest| format!("{IMAGE}@{digest}\n"));
+                    assert_eq!(failure.stdout, stdout.unwrap_or_default(), "{name}");
                     assert_eq!(failure.kind.exit_code(), 1, "{name}");
                     for phrase in phrases {
                         assert!(
@@ -1918,6 +2159,143 @@ mod tests {
             runner: runner.to_owned(),
             why: why.to_owned(),
             unreachable,
+        }
+    }
+
+    /// `--allow-partial` when planning fails for want of a reachable
+    /// runner: the platforms the error names fail on that runner and the
+    /// others are planned again; when none is left, or on a configuration
+    /// error, the build fails as without the flag, the metadata written.
+    #[test]
+    fn allow_partial_plans_the_platforms_whose_runners_answer() {
+        let platform = |text: &str| -> mab_config::Platform { text.parse().unwrap() };
+        let down = |name: &str| PlanError::NoUsableRunner {
+            platform: platform(name),
+            rejected: vec![rejected(
+                runner_of(name),
+                "unreachable: connection refused",
+                true,
+            )],
+        };
+        let job = |name: &str| mab_plan::Job {
+            platform: platform(name),
+            runner: runner_of(name).to_owned(),
+            emulated: false,
+            reason: "native".to_owned(),
+            rejected: Vec::new(),
+            moved_from: None,
+            fallbacks: Vec::new(),
+        };
+        let all = [
+            platform("linux/amd64"),
+            platform("linux/arm64"),
+            platform("linux/s390x"),
+        ];
+        let connected = HashMap::new();
+        let reporter = Recorded::default();
+        let tags = ["t1".to_owned()];
+        // (name, the first error, which platforms each later plan fails
+        // for, the platforms failed, the planned ones; or the exit kind)
+        type Row = (
+            &'static str,
+            PlanError,
+            &'static [&'static str],
+            Result<(Vec<&'static str>, Vec<&'static str>), FailureKind>,
+        );
+        let rows: Vec<Row> = vec![
+            (
+                "one platform's only runner is down: the others are planned",
+                down("linux/arm64"),
+                &[],
+                Ok((
+                    vec!["linux/arm64 on pi"],
+                    vec!["linux/amd64", "linux/s390x"],
+                )),
+            ),
+            (
+                "a second platform fails when planned again: both fail, the third is planned",
+                down("linux/arm64"),
+                &["linux/s390x"],
+                Ok((
+                    vec!["linux/arm64 on pi", "linux/s390x on mainframe"],
+                    vec!["linux/amd64"],
+                )),
+            ),
+            (
+                "every platform's runner is down: nothing to publish",
+                down("linux/amd64"),
+                &["linux/arm64", "linux/s390x"],
+                Err(FailureKind::Runtime),
+            ),
+            (
+                "a configuration error stays exit 2",
+                PlanError::NoRunner {
+                    platforms: vec![platform("linux/arm64")],
+                    offers: Vec::new(),
+                },
+                &[],
+                Err(FailureKind::Usage),
+            ),
+        ];
+        for (name, error, later, expected) in rows {
+            let (_directory, path, file) = empty_metadata_file();
+            let unstarted = before_jobs(&file, &all, &tags, &reporter);
+            let planning = |platforms: &[mab_config::Platform]| match platforms
+                .iter()
+                .find(|platform| later.contains(&platform.to_string().as_str()))
+            {
+                Some(failing) => Err(down(&failing.to_string())),
+                None => Ok(mab_plan::Plan {
+                    jobs: platforms
+                        .iter()
+                        .map(|platform| job(&platform.to_string()))
+                        .collect(),
+                }),
+            };
+            let result = plan_partially(error, &planning, &connected, &unstarted);
+            match (result, expected) {
+                (Ok((plan, failures)), Ok((failed, planned))) => {
+                    let got: Vec<String> = failures
+                        .iter()
+                        .map(|failure| {
+                            format!("{} on {}", failure.job.platform, failure.job.runner)
+                        })
+                        .collect();
+                    assert_eq!(got, failed, "{name}");
+                    assert!(
+                        failures
+                            .iter()
+                            .all(|failure| failure.kind == ErrorKind::Runner),
+                        "{name}"
+                    );
+                    let jobs: Vec<String> = plan
+                        .jobs
+                        .iter()
+                        .map(|job| job.platform.to_string())
+                        .collect();
+                    assert_eq!(jobs, planned, "{name}");
+                    assert_eq!(std::fs::read_to_string(&path).unwrap(), "", "{name}");
+                }
+                (Err(failure), Err(kind)) => {
+                    assert_eq!(failure.kind, kind, "{name}");
+                    let written: serde_json::Value =
+                        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+                    assert_eq!(written["digest"], serde_json::Value::Null, "{name}");
+                    assert_eq!(
+                        written["missing"],
+                        json!(["linux/amd64", "linux/arm64", "linux/s390x"]),
+                        "{name}"
+                    );
+                    if kind == FailureKind::Runtime {
+                        assert!(
+                            failure.report.starts_with("error: build failed for linux/amd64 (runner local), linux/arm64 (runner pi), linux/s390x (runner mainframe); nothing was published"),
+                            "{name}: {}",
+                            failure.report
+                        );
+                    }
+                }
+                (result, _) => panic!("{name}: unexpected {result:?}"),
+            }
         }
     }
 

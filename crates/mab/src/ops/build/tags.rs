@@ -42,6 +42,20 @@ pub(super) fn check_not_narrowing(
     ))
 }
 
+/// `--allow-partial` narrows the list to the platforms that succeeded, so
+/// it needs `--tag` (issue 8, docs/publishing.md): the computed release
+/// tags never point at a partial list. Refused (exit 2) before anything is
+/// contacted or built.
+pub(super) fn check_partial_has_tags(args: &BuildArgs) -> Result<(), Failure> {
+    if !args.allow_partial || !args.tags.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::usage(
+        "--allow-partial needs --tag: a partial list is never published under the computed tags, where it would replace the full release",
+        Some("pass --tag TAG (repeatable) to name the tags the partial list goes under"),
+    ))
+}
+
 /// The tags to publish under (docs/publishing.md), from the CI variables and
 /// the repository holding the context; what `listing` sends (with the
 /// Dockerfile and the ignore file) decides whether the tree is dirty. A
@@ -115,6 +129,43 @@ mod tests {
 
     use super::*;
 
+    /// The parsed `mab build ARGUMENTS`.
+    fn build_args(arguments: &[&str]) -> BuildArgs {
+        let mut all = vec!["mab", "build"];
+        all.extend_from_slice(arguments);
+        let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(all).unwrap();
+        let crate::cli::Command::Build(args) = cli.command else {
+            panic!("a build command");
+        };
+        args
+    }
+
+    #[test]
+    fn allow_partial_needs_tags() {
+        // (flags, refused)
+        let cases: &[(&[&str], bool)] = &[
+            (&["--allow-partial"], true),
+            (&["--allow-partial", "--no-push"], true),
+            (&["--allow-partial", "--tag", "t1"], false),
+            (&["--allow-partial", "--tag", "t1", "--tag", "t2"], false),
+            (&[], false),
+            (&["--tag", "t1"], false),
+        ];
+        for (flags, refused) in cases {
+            let result = check_partial_has_tags(&build_args(flags));
+            assert_eq!(result.is_err(), *refused, "{flags:?}");
+            if let Err(failure) = result {
+                assert_eq!(failure.kind, crate::failure::FailureKind::Usage);
+                assert_eq!(failure.kind.exit_code(), 2);
+                assert!(
+                    failure.report.contains("\nhint: pass --tag"),
+                    "{}",
+                    failure.report
+                );
+            }
+        }
+    }
+
     #[test]
     fn a_partial_build_needs_tags_or_no_push() {
         let platforms = |texts: &[&str]| -> Vec<Platform> {
@@ -156,12 +207,7 @@ mod tests {
             ),
         ];
         for (manifest, building, flags, refused) in cases {
-            let mut arguments = vec!["mab", "build"];
-            arguments.extend_from_slice(flags);
-            let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(arguments).unwrap();
-            let crate::cli::Command::Build(args) = cli.command else {
-                panic!("a build command");
-            };
+            let args = build_args(flags);
             let project = Project {
                 manifest_path: PathBuf::from("/project/mab.toml"),
                 image: "127.0.0.1:5000/app".to_owned(),
