@@ -25,8 +25,7 @@ use crate::environment::Environment;
 use crate::failure::{Failure, FailureKind};
 use crate::ops::connect::{Connected, Unreachable};
 use crate::ops::jobs::{
-    all_or_failures, pushed_jobs, report_planned_moves, run_all, JobFailure, JobSpec, Limits,
-    Worker,
+    all_or_failures, report_planned_moves, run_all, JobFailure, JobSpec, Limits, Worker,
 };
 use crate::ops::prepare;
 use crate::ops::publishing::Publishing;
@@ -34,9 +33,9 @@ use crate::progress::{Event, Reporter};
 
 use metadata::{BeforeJobs, MetadataFile, PlatformMetadata};
 use overrides::{apply_overrides, time_limit};
-use publish::{check_push, remove_staging_tags, Registry};
+use publish::{check_push, remove_staging_tags, staged, Registry};
 use tags::{check_not_narrowing, release_tags};
-use worker::{build_id, staging_tag, LiveWorker};
+use worker::{build_id, LiveWorker};
 
 /// How a build that ended well ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -188,12 +187,11 @@ pub async fn build(
         .iter()
         .map(|runner| (runner.name.clone(), runner.jobs))
         .collect();
-    let build_id = build_id();
     let worker = LiveWorker {
         project: &project,
         registry: &registry,
         context: &context,
-        build_id: build_id.clone(),
+        build_id: build_id(),
         runners: runners
             .iter()
             .map(|runner| (runner.name.clone(), *runner))
@@ -204,13 +202,11 @@ pub async fn build(
         network,
         registry_config: environment.docker_config_dir().join("config.json"),
         reporter,
-        pushes_started: std::sync::Mutex::new(Vec::new()),
     };
     let planned = Planned {
         image: &project.image,
         jobs: &jobs,
         slots: &slots,
-        build_id: &build_id,
         tags: &tags,
         limits: Limits {
             timeout: project.timeout,
@@ -274,8 +270,6 @@ struct Planned<'a> {
     jobs: &'a [JobSpec],
     /// How many jobs each runner (by name) runs at once.
     slots: &'a HashMap<String, u32>,
-    /// Names this build's staging tags ([`worker::staging_tag`]).
-    build_id: &'a str,
     /// The tags to publish the list under.
     tags: &'a [String],
     /// The jobs' time limits.
@@ -440,16 +434,12 @@ async fn run_and_publish<W: Worker, R: Registry>(
             Err(failure) => PlatformMetadata::failed(failure),
         })
         .collect();
+    // Every image pushed, by the digest its push gave.
+    let staged = staged(&results);
     let built = match all_or_failures(results) {
         Ok(built) => built,
         Err(failures) => {
             if let Some(repository) = repository {
-                // Every platform that got as far as pushing left a staging
-                // tag, also one stopped by a time limit during its push.
-                let staged: Vec<String> = pushed_jobs(planned.jobs, &failures, worker)
-                    .into_iter()
-                    .map(|job| staging_tag(planned.build_id, &job.platform))
-                    .collect();
                 remove_staging_tags(repository, &staged, &[], reporter).await;
             }
             metadata.write_failed(planned.image, planned.tags, &states, reporter);
@@ -472,17 +462,13 @@ async fn run_and_publish<W: Worker, R: Registry>(
     // From here on the registry changes: a Ctrl-C waits for the build to
     // end rather than leave some tags moved and others not.
     let _publishing = publishing.start();
-    let staged: Vec<String> = built
-        .iter()
-        .map(|built| staging_tag(planned.build_id, &built.job.platform))
-        .collect();
     let digest = repository.publish(media_type, &bytes, planned.tags).await.map_err(|error| {
         // The images stay under their staging tags: a list that reached
         // some tags refers to them, and deleting a tag may delete its
         // manifest on some registries.
         reporter.report(Event::StagingTagsLeft {
             image: planned.image.to_owned(),
-            tags: staged.clone(),
+            tags: staged.iter().map(|staged| staged.tag.clone()).collect(),
         });
         metadata.write_failed(planned.image, planned.tags, &states, reporter);
         Failure::runtime(
@@ -728,6 +714,9 @@ mod tests {
         delete_fails: bool,
         /// The manifest went along with its tag.
         loses_manifests: bool,
+        /// The platform whose staging tag another build overwrote since
+        /// this build pushed: it points at `sha256:other-build`.
+        overwritten: Option<&'static str>,
     }
 
     /// Records every call, naming the tags and digests involved.
@@ -827,6 +816,17 @@ mod tests {
             match self.answers.loses_manifests {
                 true => Err(self.refused(&format!("reading {tag_or_digest}"))),
                 false => Ok((Vec::new(), tag_or_digest.to_owned())),
+            }
+        }
+
+        async fn tag_digest(&self, tag: &str) -> Result<Option<String>, RegistryError> {
+            self.record(format!("read tag {tag}"));
+            let slug = tag.strip_prefix("mab-staging-").expect("a staging tag");
+            match self.answers.overwritten {
+                Some(platform) if platform.replace('/', "-") == slug => {
+                    Ok(Some("sha256:other-build".to_owned()))
+                }
+                _ => Ok(Some(format!("sha256:{slug}"))),
             }
         }
 
@@ -1057,12 +1057,33 @@ mod tests {
             "publish sha256:linux-amd64, sha256:linux-arm64 as 1.0, latest while publishing";
         let deleted_then_read = vec![
             published,
-            "delete mab-b1-linux-amd64",
-            "delete mab-b1-linux-arm64",
+            "read tag mab-staging-linux-amd64",
+            "delete mab-staging-linux-amd64",
+            "read tag mab-staging-linux-arm64",
+            "delete mab-staging-linux-arm64",
             "read sha256:linux-amd64",
             "read sha256:linux-arm64",
         ];
         let stdout = "127.0.0.1:5000/app@sha256:list\n";
+        // amd64 pushed, arm64 failed its check after its push.
+        let arm_failed_after_push = || {
+            document(
+                false,
+                &["linux/amd64", "linux/arm64"],
+                vec![
+                    entry("linux/amd64", "pushed"),
+                    with(
+                        failed(
+                            "linux/arm64",
+                            "failed",
+                            "runner",
+                            "the image is for linux/amd64",
+                        ),
+                        json!({ "digest": "sha256:linux-arm64" }),
+                    ),
+                ],
+            )
+        };
         let both_published = || published_metadata(&["linux/amd64", "linux/arm64"]);
         let lost_pi = "the connection to the Docker engine of pi broke during the build: connection reset; then the Docker engine of pi did not answer GET /_ping: connection refused";
         let moved_to = |to: &str, emulated: bool, reason: &str| {
@@ -1083,12 +1104,69 @@ mod tests {
                 ..base()
             },
             Case {
+                name: "a staging tag another build overwrote since our push is left alone, without a word; ours is deleted by its digest",
+                outcomes: both_built.clone(),
+                answers: Answers {
+                    overwritten: Some("linux/arm64"),
+                    ..deleting
+                },
+                calls: vec![
+                    published,
+                    "read tag mab-staging-linux-amd64",
+                    "delete mab-staging-linux-amd64",
+                    "read tag mab-staging-linux-arm64",
+                    "read sha256:linux-amd64",
+                    "read sha256:linux-arm64",
+                ],
+                result: Ok(stdout),
+                metadata: both_published(),
+                said: vec!["note: published 127.0.0.1:5000/app@sha256:list as 1.0, latest"],
+                ..base()
+            },
+            Case {
+                name: "a failed build leaves a staging tag another build overwrote alone and deletes its own",
+                outcomes: vec![("linux/amd64", Built), ("linux/arm64", FailsAfterPush)],
+                answers: Answers {
+                    overwritten: Some("linux/amd64"),
+                    ..deleting
+                },
+                calls: vec![
+                    "read tag mab-staging-linux-amd64",
+                    "read tag mab-staging-linux-arm64",
+                    "delete mab-staging-linux-arm64",
+                ],
+                result: Err((
+                    FailureKind::Runtime,
+                    vec!["build failed for linux/arm64 (runner pi); nothing was published"],
+                )),
+                metadata: arm_failed_after_push(),
+                ..base()
+            },
+            Case {
+                name: "a registry that does not delete tags, one staging tag overwritten: the first refusal ends the reading, the platform's one tag is said to remain",
+                outcomes: both_built.clone(),
+                answers: Answers {
+                    overwritten: Some("linux/amd64"),
+                    ..Answers::default()
+                },
+                calls: vec![
+                    published,
+                    "read tag mab-staging-linux-amd64",
+                    "read tag mab-staging-linux-arm64",
+                    "delete mab-staging-linux-arm64",
+                ],
+                result: Ok(stdout),
+                metadata: both_published(),
+                said: vec!["note: 127.0.0.1:5000/app does not delete tags; staging tag(s) mab-staging-linux-arm64 remain"],
+                ..base()
+            },
+            Case {
                 name: "a registry that does not delete tags: the staging tags are said to remain",
                 outcomes: both_built.clone(),
                 calls: deleted_then_read[..3].to_vec(),
                 result: Ok(stdout),
                 metadata: both_published(),
-                said: vec!["note: 127.0.0.1:5000/app does not delete tags; staging tag(s) mab-b1-linux-amd64, mab-b1-linux-arm64 remain"],
+                said: vec!["note: 127.0.0.1:5000/app does not delete tags; staging tag(s) mab-staging-linux-amd64, mab-staging-linux-arm64 remain"],
                 ..base()
             },
             Case {
@@ -1098,12 +1176,13 @@ mod tests {
                     delete_fails: true,
                     ..Answers::default()
                 },
-                calls: deleted_then_read[..3].to_vec(),
+                calls: deleted_then_read[..5].to_vec(),
                 result: Ok(stdout),
                 metadata: both_published(),
                 said: vec![
-                    "warning: deleting tag mab-b1-linux-amd64 in 127.0.0.1:5000/app failed at 127.0.0.1:5000",
-                    "staging tag(s) mab-b1-linux-amd64, mab-b1-linux-arm64 remain",
+                    "warning: deleting tag mab-staging-linux-amd64 in 127.0.0.1:5000/app failed at 127.0.0.1:5000",
+                    "warning: deleting tag mab-staging-linux-arm64 in 127.0.0.1:5000/app failed at 127.0.0.1:5000",
+                    "staging tag(s) mab-staging-linux-amd64, mab-staging-linux-arm64 remain",
                 ],
                 ..base()
             },
@@ -1127,7 +1206,7 @@ mod tests {
                 name: "a platform fails before its push: nothing is published, only the others' staging tags go",
                 outcomes: vec![("linux/amd64", Built), ("linux/arm64", FailsBeforePush)],
                 answers: deleting,
-                calls: vec!["delete mab-b1-linux-amd64"],
+                calls: vec!["read tag mab-staging-linux-amd64", "delete mab-staging-linux-amd64"],
                 result: Err((
                     FailureKind::Runtime,
                     vec![
@@ -1151,7 +1230,7 @@ mod tests {
                 name: "a platform fails after its push: its staging tag goes too",
                 outcomes: vec![("linux/amd64", Built), ("linux/arm64", FailsAfterPush)],
                 answers: deleting,
-                calls: vec!["delete mab-b1-linux-amd64", "delete mab-b1-linux-arm64"],
+                calls: vec!["read tag mab-staging-linux-amd64", "delete mab-staging-linux-amd64", "read tag mab-staging-linux-arm64", "delete mab-staging-linux-arm64"],
                 result: Err((
                     FailureKind::Runtime,
                     vec![
@@ -1159,27 +1238,17 @@ mod tests {
                         "hint: runner `pi` did not produce a linux/arm64 image",
                     ],
                 )),
-                metadata: document(
-                    false,
-                    &["linux/amd64", "linux/arm64"],
-                    vec![
-                        entry("linux/amd64", "pushed"),
-                        with(
-                            failed("linux/arm64", "failed", "runner", "the image is for linux/amd64"),
-                            json!({ "digest": "sha256:linux-arm64" }),
-                        ),
-                    ],
-                ),
+                metadata: arm_failed_after_push(),
                 ..base()
             },
             Case {
-                name: "one platform fails before and one after its push: the pushed ones lose their staging tags, both are named, the hints grouped by cause",
+                name: "one platform fails before and one after its push, on a registry that does not delete tags: the pushed ones' staging tags are said to remain, both platforms are named, the hints grouped by cause",
                 outcomes: vec![
                     ("linux/amd64", Built),
                     ("linux/arm64", FailsAfterPush),
                     ("linux/s390x", FailsBeforePush),
                 ],
-                calls: vec!["delete mab-b1-linux-amd64", "delete mab-b1-linux-arm64"],
+                calls: vec!["read tag mab-staging-linux-amd64", "delete mab-staging-linux-amd64"],
                 result: Err((
                     FailureKind::Runtime,
                     vec![
@@ -1199,7 +1268,7 @@ mod tests {
                         failed("linux/s390x", "failed", "build", "RUN false: exit code 1"),
                     ],
                 ),
-                said: vec!["staging tag(s) mab-b1-linux-amd64, mab-b1-linux-arm64 remain"],
+                said: vec!["staging tag(s) mab-staging-linux-amd64, mab-staging-linux-arm64 remain"],
                 ..base()
             },
             Case {
@@ -1244,7 +1313,7 @@ mod tests {
                     &["linux/amd64", "linux/arm64"],
                     vec![entry("linux/amd64", "pushed"), entry("linux/arm64", "pushed")],
                 ),
-                said: vec!["staging tag(s) mab-b1-linux-amd64, mab-b1-linux-arm64 remain"],
+                said: vec!["staging tag(s) mab-staging-linux-amd64, mab-staging-linux-arm64 remain"],
                 ..base()
             },
             Case {
@@ -1286,10 +1355,14 @@ mod tests {
                 ],
                 calls: vec![
                     "publish sha256:linux-s390x, sha256:linux-amd64, sha256:linux-arm64 as 1.0, latest while publishing",
-                    "delete mab-b1-linux-s390x",
-                    "delete mab-b1-linux-amd64",
-                    "delete mab-b1-linux-arm64",
+                    "read tag mab-staging-linux-s390x", "delete mab-staging-linux-s390x",
+                    "read tag mab-staging-linux-amd64", "delete mab-staging-linux-amd64",
+                    "read tag mab-staging-linux-arm64", "delete mab-staging-linux-arm64",
+                    "read sha256:linux-s390x",
+                    "read sha256:linux-amd64",
+                    "read sha256:linux-arm64",
                 ],
+                answers: deleting,
                 result: Ok("127.0.0.1:5000/app@sha256:list\n"),
                 metadata: published_metadata(&["linux/s390x", "linux/amd64", "linux/arm64"]),
                 ..base()
@@ -1328,7 +1401,7 @@ mod tests {
                 name: "the build stream broke but the engine still answers: not moved, a runner failure",
                 outcomes: vec![("linux/amd64", Built), ("linux/arm64", StreamBroken)],
                 fallbacks: arm_fallbacks(),
-                calls: vec!["delete mab-b1-linux-amd64"],
+                calls: vec!["read tag mab-staging-linux-amd64", "delete mab-staging-linux-amd64"],
                 result: Err((
                     FailureKind::Runtime,
                     vec![
@@ -1378,7 +1451,7 @@ mod tests {
                     ("linux/arm64", "laptop", EngineLost),
                 ],
                 fallbacks: arm_fallbacks(),
-                calls: vec!["delete mab-b1-linux-amd64"],
+                calls: vec!["read tag mab-staging-linux-amd64", "delete mab-staging-linux-amd64"],
                 result: Err((
                     FailureKind::Runtime,
                     vec![
@@ -1421,7 +1494,7 @@ mod tests {
             Case {
                 name: "no fallback configured: the runner's failure, with the runner's hint",
                 outcomes: arm_down.clone(),
-                calls: vec!["delete mab-b1-linux-amd64"],
+                calls: vec!["read tag mab-staging-linux-amd64", "delete mab-staging-linux-amd64"],
                 result: Err((
                     FailureKind::Runtime,
                     vec![
@@ -1445,7 +1518,7 @@ mod tests {
                 outcomes: arm_down.clone(),
                 fallbacks: arm_fallbacks(),
                 fallback: Fallback::Refused,
-                calls: vec!["delete mab-b1-linux-amd64"],
+                calls: vec!["read tag mab-staging-linux-amd64", "delete mab-staging-linux-amd64"],
                 result: Err((
                     FailureKind::Runtime,
                     vec![
@@ -1468,7 +1541,7 @@ mod tests {
                 name: "a Dockerfile step failed: never moved, though fallbacks exist",
                 outcomes: vec![("linux/amd64", Built), ("linux/arm64", FailsBeforePush)],
                 fallbacks: arm_fallbacks(),
-                calls: vec!["delete mab-b1-linux-amd64"],
+                calls: vec!["read tag mab-staging-linux-amd64", "delete mab-staging-linux-amd64"],
                 result: Err((
                     FailureKind::Runtime,
                     vec!["build failed for linux/arm64 (runner pi); nothing was published", BUILD_HINT],
@@ -1488,7 +1561,7 @@ mod tests {
                 outcomes: vec![("linux/amd64", Built), ("linux/arm64", Hangs)],
                 fallbacks: arm_fallbacks(),
                 timeout: Some(60),
-                calls: vec!["delete mab-b1-linux-amd64"],
+                calls: vec!["read tag mab-staging-linux-amd64", "delete mab-staging-linux-amd64"],
                 result: Err((
                     FailureKind::Runtime,
                     vec![
@@ -1548,7 +1621,7 @@ mod tests {
                 name: "an engine that cannot set up a RUN step's network: a runner failure, hint network = host, not moved",
                 outcomes: vec![("linux/amd64", Built), ("linux/arm64", NetworkSetup)],
                 fallbacks: arm_fallbacks(),
-                calls: vec!["delete mab-b1-linux-amd64"],
+                calls: vec!["read tag mab-staging-linux-amd64", "delete mab-staging-linux-amd64"],
                 result: Err((
                     FailureKind::Runtime,
                     vec![
@@ -1592,7 +1665,8 @@ mod tests {
                 outcomes: arm_down.clone(),
                 elsewhere: vec![("linux/arm64", "pi-2", FailsAfterPush)],
                 fallbacks: arm_fallbacks(),
-                calls: vec!["delete mab-b1-linux-amd64", "delete mab-b1-linux-arm64"],
+                calls: vec!["read tag mab-staging-linux-amd64", "delete mab-staging-linux-amd64", "read tag mab-staging-linux-arm64", "delete mab-staging-linux-arm64"],
+                answers: deleting,
                 result: Err((
                     FailureKind::Runtime,
                     vec![
@@ -1668,7 +1742,6 @@ mod tests {
                 image: IMAGE,
                 jobs: &jobs,
                 slots: &slots,
-                build_id: "b1",
                 tags: &tags,
                 limits: Limits {
                     timeout: case.timeout.map(minutes),
@@ -1728,6 +1801,18 @@ mod tests {
                 assert!(
                     said.iter().any(|line| line.contains(phrase)),
                     "{name}: {phrase:?} not in {said:#?}"
+                );
+            }
+            // A tag left to another build is no news: nothing is said of
+            // staging tags beyond what the case expects.
+            let overwritten = case.answers.overwritten.is_some();
+            for line in said
+                .iter()
+                .filter(|line| overwritten && line.contains("staging"))
+            {
+                assert!(
+                    case.said.iter().any(|phrase| line.contains(phrase)),
+                    "{name}: unexpected {line:?}"
                 );
             }
             let moves = said
