@@ -23,5 +23,6 @@ mod registry_auth;
 mod registry_faults;
 mod runners;
 mod ssh_config;
+mod staging;
 mod support;
 mod tags;

@@ -27,21 +27,7 @@ fn copying_project(lab: &Lab, repository: &str) -> Project {
         .file("skip.tmp", "not sent\n")
         .file("data.bin", &data.concat())
         .file("sub/note.txt", "a file in a directory\n")
-        .file(
-            "mab.toml",
-            &format!(
-                "[image]\nname = \"{repository}\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n"
-            ),
-        )
-        .file(
-            "runners.toml",
-            &format!(
-                "[[runner]]\nname = \"here\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\nengine = \"{local}\"\n\n\
-                 [[runner]]\nname = \"arm\"\nhost = \"runner-a\"\nplatforms = [\"linux/arm64\"]\nengine = \"unix://{a}\"\n",
-                local = lab.get("LOCAL_ENGINE"),
-                a = lab.get("RUNNER_A_ENGINE_SOCKET"),
-            ),
-        );
+        .two_platforms(lab, repository);
     project
 }
 

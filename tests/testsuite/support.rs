@@ -213,6 +213,27 @@ impl Project {
         self
     }
 
+    /// `mab.toml` for `repository` on linux/amd64 and linux/arm64, and
+    /// `runners.toml` building linux/amd64 on the local engine (runner
+    /// `here`) and linux/arm64 on runner-a's engine (runner `arm`).
+    pub fn two_platforms(&self, lab: &Lab, repository: &str) -> &Project {
+        self.file(
+            "mab.toml",
+            &format!(
+                "[image]\nname = \"{repository}\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n"
+            ),
+        )
+        .file(
+            "runners.toml",
+            &format!(
+                "[[runner]]\nname = \"here\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\nengine = \"{local}\"\n\n\
+                 [[runner]]\nname = \"arm\"\nhost = \"runner-a\"\nplatforms = [\"linux/arm64\"]\nengine = \"unix://{a}\"\n",
+                local = lab.get("LOCAL_ENGINE"),
+                a = lab.get("RUNNER_A_ENGINE_SOCKET"),
+            ),
+        )
+    }
+
     /// Copies the lab's static busybox for each architecture into `busybox/`.
     pub fn with_busybox(&self, lab: &Lab, architectures: &[&str]) -> &Project {
         let directory = self.path().join("busybox");

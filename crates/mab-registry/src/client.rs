@@ -502,12 +502,6 @@ impl Repository {
     /// sha256 of the bytes, checked against `tag_or_digest` when that is
     /// a digest). Retried on transient faults (see [`retry`]).
     pub async fn manifest(&self, tag_or_digest: &str) -> Result<(Vec<u8>, String), RegistryError> {
-        let accepted = [
-            crate::list::DOCKER_MANIFEST_LIST,
-            crate::list::OCI_INDEX,
-            DOCKER_MANIFEST,
-            OCI_MANIFEST,
-        ];
         let digest = tag_or_digest
             .starts_with("sha256:")
             .then_some(tag_or_digest);
@@ -516,11 +510,33 @@ impl Repository {
             .retrying(
                 &format!("reading {tag_or_digest}"),
                 &self.request_line("GET", &path),
-                || self.get(&path, &accepted, digest),
+                || self.get(&path, &MANIFEST_TYPES, digest),
             )
             .await?;
         let digest = sha256_digest(&bytes);
         Ok((bytes, digest))
+    }
+
+    /// The digest of the manifest `tag` points at now (`sha256:` and 64 hex
+    /// digits, of the bytes the registry serves), or `None` when the
+    /// repository has no such tag (404, as the OCI distribution spec
+    /// answers an unknown tag). For deciding by digest whether a tag that
+    /// other builds may move is still ours. Retried on transient faults
+    /// (see [`retry`]).
+    pub async fn tag_digest(&self, tag: &str) -> Result<Option<String>, RegistryError> {
+        let path = format!("manifests/{tag}");
+        self.retrying(
+            &format!("reading tag {tag}"),
+            &self.request_line("GET", &path),
+            || async {
+                match self.get(&path, &MANIFEST_TYPES, None).await {
+                    Ok(bytes) => Ok(Some(sha256_digest(&bytes))),
+                    Err(fault) if fault.status() == Some(404) => Ok(None),
+                    Err(fault) => Err(fault),
+                }
+            },
+        )
+        .await
     }
 
     /// Deletes a tag where the registry supports deleting tags (OCI
@@ -548,6 +564,15 @@ impl Repository {
         Ok(deleted)
     }
 }
+
+/// The media types asked for when reading a manifest by tag or digest: a
+/// list or index and an image manifest, Docker's and OCI's.
+const MANIFEST_TYPES: [&str; 4] = [
+    crate::list::DOCKER_MANIFEST_LIST,
+    crate::list::OCI_INDEX,
+    DOCKER_MANIFEST,
+    OCI_MANIFEST,
+];
 
 /// How long each request of [`Repository::check_push`] may take.
 pub const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);

@@ -605,10 +605,10 @@ mod tests {
             (
                 Event::StagingTagsLeft {
                     image: "127.0.0.1:5000/app".into(),
-                    tags: vec!["mab-b1-linux-arm64".into()],
+                    tags: vec!["mab-staging-linux-arm64".into()],
                 },
-                Some("staging tag(s) mab-b1-linux-arm64 remain in 127.0.0.1:5000/app: the registry did not delete them (see docs/publishing.md)"),
-                r#"{"schema":1,"event":"staging_tags_left","image":"127.0.0.1:5000/app","tags":["mab-b1-linux-arm64"]}"#,
+                Some("staging tag(s) mab-staging-linux-arm64 remain in 127.0.0.1:5000/app: the registry did not delete them (see docs/publishing.md)"),
+                r#"{"schema":1,"event":"staging_tags_left","image":"127.0.0.1:5000/app","tags":["mab-staging-linux-arm64"]}"#,
             ),
             (
                 Event::Warning {

@@ -118,13 +118,6 @@ pub enum Stop {
 pub trait Worker: Sync {
     /// Builds, pushes and verifies one platform.
     fn run(&self, job: &JobSpec) -> impl Future<Output = Result<Built, JobFailure>> + Send;
-
-    /// Whether `job` began to push its image (so that a staging tag may
-    /// exist), also when its run was stopped midway by a time limit and so
-    /// returned nothing.
-    fn push_started(&self, _job: &JobSpec) -> bool {
-        false
-    }
 }
 
 /// The time limits of a build's jobs.
@@ -418,24 +411,6 @@ pub fn all_or_failures(
     }
 }
 
-/// The jobs whose image reached the registry (under its staging tag):
-/// every job that succeeded, and those that failed after pushing (on
-/// whichever runner they last ran: a job moves only before its push).
-pub fn pushed_jobs<'a, W: Worker>(
-    jobs: &'a [JobSpec],
-    failures: &[JobFailure],
-    worker: &W,
-) -> Vec<&'a JobSpec> {
-    jobs.iter()
-        .filter(|job| {
-            failures
-                .iter()
-                .find(|failure| failure.job.platform == job.platform)
-                .is_none_or(|failure| failure.pushed || worker.push_started(&failure.job))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -583,60 +558,6 @@ mod tests {
                 expected_peak,
                 "jobs = {limit}"
             );
-        }
-    }
-
-    #[test]
-    fn staging_tags_to_remove_after_a_failure() {
-        let jobs = [
-            job("linux/amd64", "a"),
-            job("linux/arm64", "b"),
-            job("linux/s390x", "c"),
-        ];
-        let failure = |index: usize, pushed: bool| JobFailure {
-            pushed,
-            ..JobFailure::new(&jobs[index], ErrorKind::Build, String::new(), String::new())
-        };
-        /// A worker that began pushing the platforms it lists.
-        struct Pushing(&'static [&'static str]);
-        impl Worker for Pushing {
-            async fn run(&self, job: &JobSpec) -> Result<Built, JobFailure> {
-                unreachable!("only asked whether {} pushed", job.platform)
-            }
-            fn push_started(&self, job: &JobSpec) -> bool {
-                self.0.contains(&job.platform.to_string().as_str())
-            }
-        }
-        // (failures, pushes started, staging tags to remove)
-        let cases: [(Vec<JobFailure>, &[&str], &[&str]); 4] = [
-            (
-                vec![failure(1, false)],
-                &[],
-                &["linux/amd64", "linux/s390x"],
-            ),
-            (
-                vec![failure(1, true)],
-                &[],
-                &["linux/amd64", "linux/arm64", "linux/s390x"],
-            ),
-            (
-                vec![failure(0, false), failure(2, false)],
-                &[],
-                &["linux/arm64"],
-            ),
-            // Stopped by a time limit while pushing: its tag may exist.
-            (
-                vec![failure(0, false), failure(2, false)],
-                &["linux/s390x"],
-                &["linux/arm64", "linux/s390x"],
-            ),
-        ];
-        for (failures, started, expected) in cases {
-            let pushed: Vec<String> = pushed_jobs(&jobs, &failures, &Pushing(started))
-                .iter()
-                .map(|job| job.platform.to_string())
-                .collect();
-            assert_eq!(pushed, expected);
         }
     }
 

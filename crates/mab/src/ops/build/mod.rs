@@ -25,8 +25,7 @@ use crate::environment::Environment;
 use crate::failure::{Failure, FailureKind};
 use crate::ops::connect::{Connected, Unreachable};
 use crate::ops::jobs::{
-    all_or_failures, pushed_jobs, report_planned_moves, run_all, Built, JobFailure, JobSpec,
-    Limits, Worker,
+    all_or_failures, report_planned_moves, run_all, Built, JobFailure, JobSpec, Limits, Worker,
 };
 use crate::ops::prepare;
 use crate::ops::publishing::Publishing;
@@ -34,9 +33,9 @@ use crate::progress::{Event, Reporter};
 
 use metadata::{BeforeJobs, MetadataFile, PlatformMetadata};
 use overrides::{apply_overrides, time_limit};
-use publish::{check_push, remove_staging_tags, Registry};
+use publish::{check_push, remove_staging_tags, staged, Registry, Staged};
 use tags::{check_not_narrowing, check_partial_has_tags, release_tags};
-use worker::{build_id, staging_tag, LiveWorker};
+use worker::{build_id, LiveWorker};
 
 /// How a build that ended well ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -197,12 +196,11 @@ pub async fn build(
         .iter()
         .map(|runner| (runner.name.clone(), runner.jobs))
         .collect();
-    let build_id = build_id();
     let worker = LiveWorker {
         project: &project,
         registry: &registry,
         context: &context,
-        build_id: build_id.clone(),
+        build_id: build_id(),
         runners: runners
             .iter()
             .map(|runner| (runner.name.clone(), *runner))
@@ -213,13 +211,11 @@ pub async fn build(
         network,
         registry_config: environment.docker_config_dir().join("config.json"),
         reporter,
-        pushes_started: std::sync::Mutex::new(Vec::new()),
     };
     let planned = Planned {
         image: &project.image,
         jobs: &jobs,
         slots: &slots,
-        build_id: &build_id,
         tags: &tags,
         limits: Limits {
             timeout: project.timeout,
@@ -285,8 +281,6 @@ struct Planned<'a> {
     jobs: &'a [JobSpec],
     /// How many jobs each runner (by name) runs at once.
     slots: &'a HashMap<String, u32>,
-    /// Names this build's staging tags ([`worker::staging_tag`]).
-    build_id: &'a str,
     /// The tags to publish the list under.
     tags: &'a [String],
     /// The jobs' time limits.
@@ -531,6 +525,10 @@ async fn run_and_publish<W: Worker, R: Registry>(
             Err(failure) => PlatformMetadata::failed(failure),
         })
         .collect();
+    // Every image pushed, by the digest its push gave: those of the
+    // platforms that succeeded, and those that failed after their push.
+    let pushed_ok = staged_of(&results, true);
+    let pushed_failed = staged_of(&results, false);
     let (built, left_out) = match all_or_failures(results.clone()) {
         Ok(built) => (built, Vec::new()),
         Err(failures) => {
@@ -538,21 +536,14 @@ async fn run_and_publish<W: Worker, R: Registry>(
             let partial =
                 planned.allow_partial && repository.is_some() && results.iter().any(Result::is_ok);
             if let Some(repository) = repository {
-                // Every platform that got as far as pushing left a staging
-                // tag, also one stopped by a time limit during its push; a
-                // partial list keeps those of its own platforms until it
-                // is published.
-                let staged: Vec<String> = pushed_jobs(planned.jobs, &failures, worker)
-                    .into_iter()
-                    .filter(|job| {
-                        !partial
-                            || failures
-                                .iter()
-                                .any(|failure| failure.job.platform == job.platform)
-                    })
-                    .map(|job| staging_tag(planned.build_id, &job.platform))
-                    .collect();
-                remove_staging_tags(repository, &staged, &[], reporter).await;
+                // A partial list keeps the staging tags of its own
+                // platforms until it is published.
+                let dropped = if partial {
+                    pushed_failed.clone()
+                } else {
+                    staged(&results)
+                };
+                remove_staging_tags(repository, &dropped, &[], reporter).await;
             }
             if !partial {
                 metadata.write_failed(planned.image, planned.tags, &states, reporter);
@@ -582,17 +573,13 @@ async fn run_and_publish<W: Worker, R: Registry>(
     // From here on the registry changes: a Ctrl-C waits for the build to
     // end rather than leave some tags moved and others not.
     let _publishing = publishing.start();
-    let staged: Vec<String> = built
-        .iter()
-        .map(|built| staging_tag(planned.build_id, &built.job.platform))
-        .collect();
     let digest = repository.publish(media_type, &bytes, planned.tags).await.map_err(|error| {
         // The images stay under their staging tags: a list that reached
         // some tags refers to them, and deleting a tag may delete its
         // manifest on some registries.
         reporter.report(Event::StagingTagsLeft {
             image: planned.image.to_owned(),
-            tags: staged.clone(),
+            tags: pushed_ok.iter().map(|staged| staged.tag.clone()).collect(),
         });
         metadata.write_failed(planned.image, planned.tags, &states, reporter);
         Failure::runtime(
@@ -620,7 +607,7 @@ async fn run_and_publish<W: Worker, R: Registry>(
             ),
         });
     }
-    remove_staging_tags(repository, &staged, &children, reporter).await;
+    remove_staging_tags(repository, &pushed_ok, &children, reporter).await;
     let published: Vec<PlatformMetadata> = results
         .iter()
         .map(|result| match result {
@@ -651,6 +638,17 @@ async fn run_and_publish<W: Worker, R: Registry>(
         digest: outcome.digest,
         ..failure_report_ending(&left_out, &ending)
     })
+}
+
+/// The images of the `results` that succeeded (`ok`) or failed, that were
+/// pushed, with their staging tags ([`staged`]).
+fn staged_of(results: &[Result<Built, JobFailure>], ok: bool) -> Vec<Staged> {
+    let chosen: Vec<Result<Built, JobFailure>> = results
+        .iter()
+        .filter(|result| result.is_ok() == ok)
+        .cloned()
+        .collect();
+    staged(&chosen)
 }
 
 /// The report for failed platforms: each with the runners it was tried
@@ -872,6 +870,9 @@ mod tests {
         delete_fails: bool,
         /// The manifest went along with its tag.
         loses_manifests: bool,
+        /// The platform whose staging tag another build overwrote since
+        /// this build pushed: it points at `sha256:other-build`.
+        overwritten: Option<&'static str>,
     }
 
     /// Records every call, naming the tags and digests involved.
@@ -971,6 +972,17 @@ mod tests {
             match self.answers.loses_manifests {
                 true => Err(self.refused(&format!("reading {tag_or_digest}"))),
                 false => Ok((Vec::new(), tag_or_digest.to_owned())),
+            }
+        }
+
+        async fn tag_digest(&self, tag: &str) -> Result<Option<String>, RegistryError> {
+            self.record(format!("read tag {tag}"));
+            let slug = tag.strip_prefix("mab-staging-").expect("a staging tag");
+            match self.answers.overwritten {
+                Some(platform) if platform.replace('/', "-") == slug => {
+                    Ok(Some("sha256:other-build".to_owned()))
+                }
+                _ => Ok(Some(format!("sha256:{slug}"))),
             }
         }
 
@@ -1209,12 +1221,33 @@ mod tests {
             "publish sha256:linux-amd64, sha256:linux-arm64 as 1.0, latest while publishing";
         let deleted_then_read = vec![
             published,
-            "delete mab-b1-linux-amd64",
-            "delete mab-b1-linux-arm64",
+            "read tag mab-staging-linux-amd64",
+            "delete mab-staging-linux-amd64",
+            "read tag mab-staging-linux-arm64",
+            "delete mab-staging-linux-arm64",
             "read sha256:linux-amd64",
             "read sha256:linux-arm64",
         ];
         let stdout = "127.0.0.1:5000/app@sha256:list\n";
+        // amd64 pushed, arm64 failed its check after its push.
+        let arm_failed_after_push = || {
+            document(
+                false,
+                &["linux/amd64", "linux/arm64"],
+                vec![
+                    entry("linux/amd64", "pushed"),
+                    with(
+                        failed(
+                            "linux/arm64",
+                            "failed",
+                            "runner",
+                            "the image is for linux/amd64",
+                        ),
+                        json!({ "digest": "sha256:linux-arm64" }),
+                    ),
+                ],
+            )
+        };
         let both_published = || published_metadata(&["linux/amd64", "linux/arm64"]);
         let lost_pi = "the connection to the Docker engine of pi broke during the build: connection reset; then the Docker engine of pi did not answer GET /_ping: connection refused";
         let moved_to = |to: &str, emulated: bool, reason: &str| {
@@ -1235,12 +1268,69 @@ mod tests {
                 ..base()
             },
             Case {
+                name: "a staging tag another build overwrote since our push is left alone, without a word; ours is deleted by its digest",
+                outcomes: both_built.clone(),
+                answers: Answers {
+                    overwritten: Some("linux/arm64"),
+                    ..deleting
+                },
+                calls: vec![
+                    published,
+                    "read tag mab-staging-linux-amd64",
+                    "delete mab-staging-linux-amd64",
+                    "read tag mab-staging-linux-arm64",
+                    "read sha256:linux-amd64",
+                    "read sha256:linux-arm64",
+                ],
+                result: Ok(stdout),
+                metadata: both_published(),
+                said: vec!["note: published 127.0.0.1:5000/app@sha256:list as 1.0, latest"],
+                ..base()
+            },
+            Case {
+                name: "a failed build leaves a staging tag another build overwrote alone and deletes its own",
+                outcomes: vec![("linux/amd64", Built), ("linux/arm64", FailsAfterPush)],
+                answers: Answers {
+                    overwritten: Some("linux/amd64"),
+                    ..deleting
+                },
+                calls: vec![
+                    "read tag mab-staging-linux-amd64",
+                    "read tag mab-staging-linux-arm64",
+                    "delete mab-staging-linux-arm64",
+                ],
+                result: Err((
+                    FailureKind::Runtime,
+                    vec!["build failed for linux/arm64 (runner pi); nothing was published"],
+                )),
+                metadata: arm_failed_after_push(),
+                ..base()
+            },
+            Case {
+                name: "a registry that does not delete tags, one staging tag overwritten: the first refusal ends the reading, the platform's one tag is said to remain",
+                outcomes: both_built.clone(),
+                answers: Answers {
+                    overwritten: Some("linux/amd64"),
+                    ..Answers::default()
+                },
+                calls: vec![
+                    published,
+                    "read tag mab-staging-linux-amd64",
+                    "read tag mab-staging-linux-arm64",
+                    "delete mab-staging-linux-arm64",
+                ],
+                result: Ok(stdout),
+                metadata: both_published(),
+                said: vec!["note: 127.0.0.1:5000/app does not delete tags; staging tag(s) mab-staging-linux-arm64 remain"],
+                ..base()
+            },
+            Case {
                 name: "a registry that does not delete tags: the staging tags are said to remain",
                 outcomes: both_built.clone(),
                 calls: deleted_then_read[..3].to_vec(),
                 result: Ok(stdout),
                 metadata: both_published(),
-                said: vec!["note: 127.0.0.1:5000/app does not delete tags; staging tag(s) mab-b1-linux-amd64, mab-b1-linux-arm64 remain"],
+                said: vec!["note: 127.0.0.1:5000/app does not delete tags; staging tag(s) mab-staging-linux-amd64, mab-staging-linux-arm64 remain"],
                 ..base()
             },
             Case {
@@ -1250,12 +1340,13 @@ mod tests {
                     delete_fails: true,
                     ..Answers::default()
                 },
-                calls: deleted_then_read[..3].to_vec(),
+                calls: deleted_then_read[..5].to_vec(),
                 result: Ok(stdout),
                 metadata: both_published(),
                 said: vec![
-                    "warning: deleting tag mab-b1-linux-amd64 in 127.0.0.1:5000/app failed at 127.0.0.1:5000",
-                    "staging tag(s) mab-b1-linux-amd64, mab-b1-linux-arm64 remain",
+                    "warning: deleting tag mab-staging-linux-amd64 in 127.0.0.1:5000/app failed at 127.0.0.1:5000",
+                    "warning: deleting tag mab-staging-linux-arm64 in 127.0.0.1:5000/app failed at 127.0.0.1:5000",
+                    "staging tag(s) mab-staging-linux-amd64, mab-staging-linux-arm64 remain",
                 ],
                 ..base()
             },
@@ -1279,7 +1370,7 @@ mod tests {
                 name: "a platform fails before its push: nothing is published, only the others' staging tags go",
                 outcomes: vec![("linux/amd64", Built), ("linux/arm64", FailsBeforePush)],
                 answers: deleting,
-                calls: vec!["delete mab-b1-linux-amd64"],
+                calls: vec!["read tag mab-staging-linux-amd64", "delete mab-staging-linux-amd64"],
                 result: Err((
                     FailureKind::Runtime,
                     vec![
@@ -1303,7 +1394,7 @@ mod tests {
                 name: "a platform fails after its push: its staging tag goes too",
                 outcomes: vec![("linux/amd64", Built), ("linux/arm64", FailsAfterPush)],
                 answers: deleting,
-                calls: vec!["delete mab-b1-linux-amd64", "delete mab-b1-linux-arm64"],
+                calls: vec!["read tag mab-staging-linux-amd64", "delete mab-staging-linux-amd64", "read tag mab-staging-linux-arm64", "delete mab-staging-linux-arm64"],
                 result: Err((
                     FailureKind::Runtime,
                     vec![
@@ -1311,27 +1402,17 @@ mod tests {
                         "hint: runner `pi` did not produce a linux/arm64 image",
                     ],
                 )),
-                metadata: document(
-                    false,
-                    &["linux/amd64", "linux/arm64"],
-                    vec![
-                        entry("linux/amd64", "pushed"),
-                        with(
-                            failed("linux/arm64", "failed", "runner", "the image is for linux/amd64"),
-                            json!({ "digest": "sha256:linux-arm64" }),
-                        ),
-                    ],
-                ),
+                metadata: arm_failed_after_push(),
                 ..base()
             },
             Case {
-                name: "one platform fails before and one after its push: the pushed ones lose their staging tags, both are named, the hints grouped by cause",
+                name: "one platform fails before and one after its push, on a registry that does not delete tags: the pushed ones' staging tags are said to remain, both platforms are named, the hints grouped by cause",
                 outcomes: vec![
                     ("linux/amd64", Built),
                     ("linux/arm64", FailsAfterPush),
                     ("linux/s390x", FailsBeforePush),
                 ],
-                calls: vec!["delete mab-b1-linux-amd64", "delete mab-b1-linux-arm64"],
+                calls: vec!["read tag mab-staging-linux-amd64", "delete mab-staging-linux-amd64"],
                 result: Err((
                     FailureKind::Runtime,
                     vec![
@@ -1351,7 +1432,7 @@ mod tests {
                         failed("linux/s390x", "failed", "build", "RUN false: exit code 1"),
                     ],
                 ),
-                said: vec!["staging tag(s) mab-b1-linux-amd64, mab-b1-linux-arm64 remain"],
+                said: vec!["staging tag(s) mab-staging-linux-amd64, mab-staging-linux-arm64 remain"],
                 ..base()
             },
             Case {
@@ -1396,7 +1477,7 @@ mod tests {
                     &["linux/amd64", "linux/arm64"],
                     vec![entry("linux/amd64", "pushed"), entry("linux/arm64", "pushed")],
                 ),
-                said: vec!["staging tag(s) mab-b1-linux-amd64, mab-b1-linux-arm64 remain"],
+                said: vec!["staging tag(s) mab-staging-linux-amd64, mab-staging-linux-arm64 remain"],
                 ..base()
             },
             Case {
@@ -1438,10 +1519,14 @@ mod tests {
                 ],
                 calls: vec![
                     "publish sha256:linux-s390x, sha256:linux-amd64, sha256:linux-arm64 as 1.0, latest while publishing",
-                    "delete mab-b1-linux-s390x",
-                    "delete mab-b1-linux-amd64",
-                    "delete mab-b1-linux-arm64",
+                    "read tag mab-staging-linux-s390x", "delete mab-staging-linux-s390x",
+                    "read tag mab-staging-linux-amd64", "delete mab-staging-linux-amd64",
+                    "read tag mab-staging-linux-arm64", "delete mab-staging-linux-arm64",
+                    "read sha256:linux-s390x",
+                    "read sha256:linux-amd64",
+                    "read sha256:linux-arm64",
                 ],
+                answers: deleting,
                 result: Ok("127.0.0.1:5000/app@sha256:list\n"),
                 metadata: published_metadata(&["linux/s390x", "linux/amd64", "linux/arm64"]),
                 ..base()
@@ -1480,7 +1565,7 @@ mod tests {
                 name: "the build stream broke but the engine still answers: not moved, a runner failure",
                 outcomes: vec![("linux/amd64", Built), ("linux/arm64", StreamBroken)],
                 fallbacks: arm_fallbacks(),
-                calls: vec!["delete mab-b1-linux-amd64"],
+                calls: vec!["read tag mab-staging-linux-amd64", "delete mab-staging-linux-amd64"],
                 result: Err((
                     FailureKind::Runtime,
                     vec![
@@ -1530,7 +1615,7 @@ mod tests {
                     ("linux/arm64", "laptop", EngineLost),
                 ],
                 fallbacks: arm_fallbacks(),
-                calls: vec!["delete mab-b1-linux-amd64"],
+                calls: vec!["read tag mab-staging-linux-amd64", "delete mab-staging-linux-amd64"],
                 result: Err((
                     FailureKind::Runtime,
                     vec![
@@ -1573,7 +1658,7 @@ mod tests {
             Case {
                 name: "no fallback configured: the runner's failure, with the runner's hint",
                 outcomes: arm_down.clone(),
-                calls: vec!["delete mab-b1-linux-amd64"],
+                calls: vec!["read tag mab-staging-linux-amd64", "delete mab-staging-linux-amd64"],
                 result: Err((
                     FailureKind::Runtime,
                     vec![
@@ -1597,7 +1682,7 @@ mod tests {
                 outcomes: arm_down.clone(),
                 fallbacks: arm_fallbacks(),
                 fallback: Fallback::Refused,
-                calls: vec!["delete mab-b1-linux-amd64"],
+                calls: vec!["read tag mab-staging-linux-amd64", "delete mab-staging-linux-amd64"],
                 result: Err((
                     FailureKind::Runtime,
                     vec![
@@ -1620,7 +1705,7 @@ mod tests {
                 name: "a Dockerfile step failed: never moved, though fallbacks exist",
                 outcomes: vec![("linux/amd64", Built), ("linux/arm64", FailsBeforePush)],
                 fallbacks: arm_fallbacks(),
-                calls: vec!["delete mab-b1-linux-amd64"],
+                calls: vec!["read tag mab-staging-linux-amd64", "delete mab-staging-linux-amd64"],
                 result: Err((
                     FailureKind::Runtime,
                     vec!["build failed for linux/arm64 (runner pi); nothing was published", BUILD_HINT],
@@ -1640,7 +1725,7 @@ mod tests {
                 outcomes: vec![("linux/amd64", Built), ("linux/arm64", Hangs)],
                 fallbacks: arm_fallbacks(),
                 timeout: Some(60),
-                calls: vec!["delete mab-b1-linux-amd64"],
+                calls: vec!["read tag mab-staging-linux-amd64", "delete mab-staging-linux-amd64"],
                 result: Err((
                     FailureKind::Runtime,
                     vec![
@@ -1700,7 +1785,7 @@ mod tests {
                 name: "an engine that cannot set up a RUN step's network: a runner failure, hint network = host, not moved",
                 outcomes: vec![("linux/amd64", Built), ("linux/arm64", NetworkSetup)],
                 fallbacks: arm_fallbacks(),
-                calls: vec!["delete mab-b1-linux-amd64"],
+                calls: vec!["read tag mab-staging-linux-amd64", "delete mab-staging-linux-amd64"],
                 result: Err((
                     FailureKind::Runtime,
                     vec![
@@ -1745,9 +1830,11 @@ mod tests {
                 allow_partial: true,
                 answers: deleting,
                 calls: vec![
-                    "delete mab-b1-linux-arm64",
+                    "read tag mab-staging-linux-arm64",
+                    "delete mab-staging-linux-arm64",
                     "publish sha256:linux-amd64 as 1.0, latest while publishing",
-                    "delete mab-b1-linux-amd64",
+                    "read tag mab-staging-linux-amd64",
+                    "delete mab-staging-linux-amd64",
                     "read sha256:linux-amd64",
                 ],
                 result: Err((
@@ -1779,7 +1866,10 @@ mod tests {
                 outcomes: vec![("linux/amd64", FailsAfterPush), ("linux/arm64", FailsBeforePush)],
                 allow_partial: true,
                 answers: deleting,
-                calls: vec!["delete mab-b1-linux-amd64"],
+                calls: vec![
+                    "read tag mab-staging-linux-amd64",
+                    "delete mab-staging-linux-amd64",
+                ],
                 result: Err((
                     FailureKind::Runtime,
                     vec!["build failed for linux/amd64 (runner local), linux/arm64 (runner pi); nothing was published"],
@@ -1818,7 +1908,7 @@ mod tests {
                         failed("linux/arm64", "failed", "build", "RUN false: exit code 1"),
                     ],
                 ),
-                said: vec!["staging tag(s) mab-b1-linux-amd64 remain"],
+                said: vec!["staging tag(s) mab-staging-linux-amd64 remain"],
                 ..base()
             },
             Case {
@@ -1826,7 +1916,8 @@ mod tests {
                 outcomes: arm_down.clone(),
                 elsewhere: vec![("linux/arm64", "pi-2", FailsAfterPush)],
                 fallbacks: arm_fallbacks(),
-                calls: vec!["delete mab-b1-linux-amd64", "delete mab-b1-linux-arm64"],
+                calls: vec!["read tag mab-staging-linux-amd64", "delete mab-staging-linux-amd64", "read tag mab-staging-linux-arm64", "delete mab-staging-linux-arm64"],
+                answers: deleting,
                 result: Err((
                     FailureKind::Runtime,
                     vec![
@@ -1902,7 +1993,6 @@ mod tests {
                 image: IMAGE,
                 jobs: &jobs,
                 slots: &slots,
-                build_id: "b1",
                 tags: &tags,
                 limits: Limits {
                     timeout: case.timeout.map(minutes),
@@ -1969,6 +2059,18 @@ mod tests {
                 assert!(
                     said.iter().any(|line| line.contains(phrase)),
                     "{name}: {phrase:?} not in {said:#?}"
+                );
+            }
+            // A tag left to another build is no news: nothing is said of
+            // staging tags beyond what the case expects.
+            let overwritten = case.answers.overwritten.is_some();
+            for line in said
+                .iter()
+                .filter(|line| overwritten && line.contains("staging"))
+            {
+                assert!(
+                    case.said.iter().any(|phrase| line.contains(phrase)),
+                    "{name}: unexpected {line:?}"
                 );
             }
             let moves = said

@@ -1,5 +1,6 @@
 //! The registry side of a build: push rights checked before building, and
-//! the staging tags removed after publishing (or after a failure).
+//! the staging tags removed after publishing (or after a failure), each
+//! only while it still points at this build's image.
 //!
 //! The orchestration and the worker reach the registry only through
 //! [`Registry`], which [`Repository`] implements; the unit tests of
@@ -7,9 +8,11 @@
 
 use std::future::Future;
 
+use mab_config::Platform;
 use mab_registry::{Child, RegistryError, Repository};
 
 use crate::failure::Failure;
+use crate::ops::jobs::{Built, JobFailure};
 use crate::progress::{Event, Reporter};
 
 /// The calls a build makes to the repository it publishes to; the methods
@@ -44,6 +47,13 @@ pub trait Registry: Sync {
         tag_or_digest: &str,
     ) -> impl Future<Output = Result<(Vec<u8>, String), RegistryError>> + Send;
 
+    /// The digest `tag` points at now; `None` when there is no such tag
+    /// ([`Repository::tag_digest`]).
+    fn tag_digest(
+        &self,
+        tag: &str,
+    ) -> impl Future<Output = Result<Option<String>, RegistryError>> + Send;
+
     /// Deletes `tag`; `Ok(false)` when the registry does not delete tags
     /// (OCI distribution 1.1 makes it optional).
     fn delete_tag(&self, tag: &str) -> impl Future<Output = Result<bool, RegistryError>> + Send;
@@ -75,9 +85,54 @@ impl Registry for Repository {
         Repository::manifest(self, tag_or_digest).await
     }
 
+    async fn tag_digest(&self, tag: &str) -> Result<Option<String>, RegistryError> {
+        Repository::tag_digest(self, tag).await
+    }
+
     async fn delete_tag(&self, tag: &str) -> Result<bool, RegistryError> {
         Repository::delete_tag(self, tag).await
     }
+}
+
+/// The tag each platform's image is pushed under before the list exists:
+/// `mab-staging-<platform slug>` (`mab-staging-linux-arm64`), one per
+/// platform in the repository, overwritten by every build of it
+/// (docs/publishing.md). Nothing reads it by name after the push: the
+/// image is read back, verified and listed by the digest its push gave.
+pub(super) fn staging_tag(platform: &Platform) -> String {
+    format!("mab-staging-{}", platform_slug(platform))
+}
+
+/// `linux/arm/v7` -> `linux-arm-v7`
+pub(super) fn platform_slug(platform: &Platform) -> String {
+    platform.to_string().replace('/', "-")
+}
+
+/// An image this build pushed: its staging tag and the manifest digest
+/// the engine reported for the push.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct Staged {
+    pub(super) tag: String,
+    pub(super) digest: String,
+}
+
+/// The images the jobs pushed, in job order: every job that built and
+/// pushed, and every job that failed after its push (reading back or
+/// verifying). A job stopped during its push has no digest and is left
+/// out: its staging tag, if the push got that far, stays until the next
+/// build of the platform overwrites it.
+pub(super) fn staged(results: &[Result<Built, JobFailure>]) -> Vec<Staged> {
+    results
+        .iter()
+        .filter_map(|result| match result {
+            Ok(built) => Some((&built.job.platform, built.child.as_ref()?.digest.clone())),
+            Err(failure) => Some((&failure.job.platform, failure.digest.clone()?)),
+        })
+        .map(|(platform, digest)| Staged {
+            tag: staging_tag(platform),
+            digest,
+        })
+        .collect()
 }
 
 /// Before any runner is contacted: the registry answers and the
@@ -109,21 +164,41 @@ pub(super) async fn check_push(repository: &impl Registry, registry: &str) -> Re
     })
 }
 
-/// Deletes staging tags where the registry allows it; says where they remain.
+/// Deletes the `staged` tags where the registry allows it, each only while
+/// it still points at the digest this build pushed: another build of the
+/// image may have overwritten it since (or removed it), and then it is
+/// left alone without a word. The first tag the registry refuses to delete
+/// (Docker's registry answers 405) shows that it deletes no tags: the rest
+/// are not read, and one [`Event::StagingTagsLeft`] names them all. A
+/// failed read or deletion is a warning and the tag stays.
 /// Some registries delete the manifest itself when asked to delete a tag:
 /// the published `children` are checked afterwards, loudly.
 pub(super) async fn remove_staging_tags(
     repository: &impl Registry,
-    tags: &[String],
+    staged: &[Staged],
     children: &[Child],
     reporter: &dyn Reporter,
 ) {
     let mut kept = Vec::new();
     let mut deleted = false;
-    for tag in tags {
-        match repository.delete_tag(tag).await {
+    let mut deletes_tags = true;
+    for Staged { tag, digest } in staged {
+        if !deletes_tags {
+            kept.push(tag.clone());
+            continue;
+        }
+        let outcome = match repository.tag_digest(tag).await {
+            Ok(Some(current)) if current == *digest => repository.delete_tag(tag).await,
+            // Overwritten or removed by another build: not ours to delete.
+            Ok(_) => continue,
+            Err(error) => Err(error),
+        };
+        match outcome {
             Ok(true) => deleted = true,
-            Ok(false) => kept.push(tag.clone()),
+            Ok(false) => {
+                deletes_tags = false;
+                kept.push(tag.clone());
+            }
             Err(error) => {
                 reporter.report(Event::Warning {
                     message: error.to_string(),
@@ -152,6 +227,27 @@ pub(super) async fn remove_staging_tags(
                     child.platform
                 ),
             });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staging_tags_are_one_per_platform() {
+        let cases = [
+            ("linux/arm64", "mab-staging-linux-arm64"),
+            ("linux/amd64", "mab-staging-linux-amd64"),
+            ("linux/arm/v7", "mab-staging-linux-arm-v7"),
+        ];
+        for (platform, expected) in cases {
+            assert_eq!(
+                staging_tag(&platform.parse().unwrap()),
+                expected,
+                "{platform}"
+            );
         }
     }
 }

@@ -11,7 +11,7 @@ use mab_engine::{BuildEvent, BuildSpec, EngineError};
 use mab_events::{ErrorKind, Phase};
 use mab_registry::Child;
 
-use super::publish::Registry;
+use super::publish::{platform_slug, staging_tag, Registry};
 
 use crate::ops::connect::{Connected, Unreachable};
 use crate::ops::jobs::{Built, JobFailure, JobSpec, Worker};
@@ -30,15 +30,12 @@ pub(super) fn build_id() -> String {
         .collect()
 }
 
-/// The tag each platform's image is pushed under before the list exists:
-/// `mab-<build id>-<platform slug>`, unique to this build.
-pub(super) fn staging_tag(build_id: &str, platform: &Platform) -> String {
-    format!("mab-{build_id}-{}", platform_slug(platform))
-}
-
-/// `linux/arm/v7` -> `linux-arm-v7`
-fn platform_slug(platform: &Platform) -> String {
-    platform.to_string().replace('/', "-")
+/// The name a platform's image has in its engine from its build to its
+/// push: `<image>:mab-<build id>-<platform slug>`, unique to this build, so
+/// that another build of the image on the same engine cannot take its
+/// place while it builds.
+fn build_name(image: &str, build_id: &str, platform: &Platform) -> String {
+    format!("{image}:mab-{build_id}-{}", platform_slug(platform))
 }
 
 /// The [`Worker`] of a real build: each job on its runner's engine, read
@@ -60,14 +57,11 @@ pub(super) struct LiveWorker<'a, R> {
     /// The Docker `config.json` with the registry credentials.
     pub(super) registry_config: PathBuf,
     pub(super) reporter: &'a dyn Reporter,
-    /// The platforms whose push began, for the staging tags to remove when
-    /// a job is stopped midway.
-    pub(super) pushes_started: std::sync::Mutex<Vec<Platform>>,
 }
 
 impl<R: Registry> LiveWorker<'_, R> {
-    fn staging_tag(&self, platform: &Platform) -> String {
-        staging_tag(&self.build_id, platform)
+    fn build_name(&self, platform: &Platform) -> String {
+        build_name(&self.project.image, &self.build_id, platform)
     }
 
     async fn build_one(&self, job: &JobSpec) -> Result<Option<Child>, JobFailure> {
@@ -85,8 +79,7 @@ impl<R: Registry> LiveWorker<'_, R> {
             }
         };
         let engine = &connected.engine;
-        let staging_tag = self.staging_tag(&job.platform);
-        let image = format!("{}:{staging_tag}", self.project.image);
+        let image = self.build_name(&job.platform);
         let spec = BuildSpec {
             image: image.clone(),
             platform: job.platform.clone(),
@@ -175,11 +168,15 @@ impl<R: Registry> LiveWorker<'_, R> {
                 None
             }
             Some(repository) => {
-                self.pushes_started
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .push(job.platform.clone());
                 let phase = self.start_phase(job, Phase::Push);
+                // The staging tag is shared by every build of the platform:
+                // given to this image only now, and every later step goes
+                // by the digest the push reports.
+                let staging_tag = staging_tag(&job.platform);
+                engine
+                    .tag(&image, &self.project.image, &staging_tag)
+                    .await
+                    .map_err(|error| fail(Stage::Push, error.to_string(), Vec::new()))?;
                 let digest = engine
                     .push(&self.project.image, &staging_tag, self.credentials.as_ref())
                     .await
@@ -236,20 +233,27 @@ impl<R: Registry> LiveWorker<'_, R> {
     }
 
     /// The engine keeps the newest image per platform under a stable name,
-    /// `<image>:mab-<platform>`, so that repeated builds do not pile up
-    /// staging tags there. Only tidying: a failure is a warning.
+    /// `<image>:mab-<platform slug>`, so that repeated builds do not pile up
+    /// names there: the build's own name goes, and so does the staging tag
+    /// (which only the push needed). Only tidying: a failure is a warning.
     async fn keep_image(&self, job: &JobSpec) {
         let Ok(connected) = &self.connected[&job.runner] else {
             return;
         };
-        let image = format!("{}:{}", self.project.image, self.staging_tag(&job.platform));
+        let image = self.build_name(&job.platform);
         let kept_tag = format!("mab-{}", platform_slug(&job.platform));
         match connected
             .engine
             .tag(&image, &self.project.image, &kept_tag)
             .await
         {
-            Ok(()) => connected.engine.remove_image(&image).await,
+            Ok(()) => {
+                connected.engine.remove_image(&image).await;
+                if self.repository.is_some() {
+                    let staged = format!("{}:{}", self.project.image, staging_tag(&job.platform));
+                    connected.engine.remove_image(&staged).await;
+                }
+            }
             Err(error) => self.reporter.report(Event::Warning {
                 message: format!(
                     "could not keep {image} as {}:{kept_tag}: {error}",
@@ -426,13 +430,6 @@ impl<R: Registry> Worker for LiveWorker<'_, R> {
                 Err(failure)
             }
         }
-    }
-
-    fn push_started(&self, job: &JobSpec) -> bool {
-        self.pushes_started
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .contains(&job.platform)
     }
 }
 
