@@ -858,7 +858,7 @@ Host *
         assert!(matches!(error, SshError::Config { .. }), "{error:?}");
         let message = error.to_string();
         assert!(message.contains(".ssh/config"), "{message}");
-        assert!(message.contains("`arm:22`"), "{message}");
+        assert!(message.contains("for host `arm`:"), "{message}");
     }
 
     #[test]

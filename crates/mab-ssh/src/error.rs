@@ -195,7 +195,8 @@ pub enum SshError {
     #[error("invalid SSH destination `{spec}`: {reason}")]
     InvalidDestination { spec: String, reason: String },
 
-    #[error("cannot read the ssh config {} for host {host}: {message}", path.display())]
+    // The host by its alias alone: the port and name are the config's to say.
+    #[error("cannot read the ssh config {} for host `{}`: {message}", path.display(), host.alias)]
     Config {
         host: Box<HostRef>,
         path: PathBuf,
