@@ -2,7 +2,8 @@
 //! test's own (`tests/lab/spare-host`), so that killing, freezing or
 //! cutting it off never touches the shared runners: a burst of logins
 //! that sshd throttles, an sshd killed before the build, an engine killed
-//! mid-build, a link cut mid-build, an engine that never answers. Each
+//! mid-build, a link cut mid-build, an engine that never answers, a build
+//! cancelled by SIGINT or SIGTERM while its step runs there. Each
 //! checks the exit code, the message, the metadata, the registry (read
 //! with skopeo) and that nothing is left running.
 
@@ -25,10 +26,10 @@ fn runner_entry(lab: &Lab, name: &str, host: &str, platforms: &[&str]) -> String
     )
 }
 
-/// The lines of an sshd log from line `from` on.
+/// The lines of an sshd log from line `from` on. Read lossily: sshd logs
+/// what a client sent verbatim at times, which need not be UTF-8.
 fn log_lines_since(path: &std::path::Path, from: usize) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
+    String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default())
         .lines()
         .skip(from)
         .map(str::to_owned)
@@ -232,12 +233,7 @@ impl Failover {
     /// does `fault`, and waits for mab to end.
     fn run_with_fault_mid_build(&self, fault: impl FnOnce(&SpareHost)) -> Run {
         let seconds = self.sleep.expect("a RUN step to interrupt");
-        let child = self
-            .command(&[])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = self.spawn();
         let deadline = Instant::now() + Duration::from_secs(30);
         while !sleeping(seconds) {
             assert!(
@@ -249,6 +245,15 @@ impl Failover {
         *self.on_spare.borrow_mut() = pids_of(&format!("busybox sleep {seconds}"));
         fault(&self.spare);
         Run::of(child.wait_with_output().unwrap())
+    }
+
+    /// Starts [`command`](Self::command) with its output piped.
+    fn spawn(&self) -> std::process::Child {
+        self.command(&[])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
     }
 
     fn metadata(&self) -> serde_json::Value {
@@ -322,10 +327,12 @@ impl Failover {
 
 /// The PIDs of the processes whose command line matches `pattern`.
 fn pids_of(pattern: &str) -> Vec<String> {
-    let output = Command::new("pgrep")
-        .args(["-f", pattern])
-        .output()
-        .unwrap();
+    pgrep(&["-f", pattern])
+}
+
+/// The PIDs `pgrep ARGUMENTS` finds.
+fn pgrep(arguments: &[&str]) -> Vec<String> {
+    let output = Command::new("pgrep").args(arguments).output().unwrap();
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .map(str::to_owned)
@@ -616,4 +623,228 @@ fn a_runner_whose_sshd_refuses_stream_forwarding_is_unusable() {
         .count();
     assert_eq!(refusals, 3, "{run:?}");
     assert_eq!(spare.host().logins(), 1);
+}
+
+/// The PIDs of the processes in a cgroup whose path starts with `parent`
+/// (any hierarchy), as `tests/lab/spare-host` finds its host's leftovers.
+fn pids_under_cgroup(parent: &str) -> Vec<String> {
+    let needle = format!(":{parent}/");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter(|entry| {
+            std::fs::read_to_string(entry.path().join("cgroup"))
+                .is_ok_and(|cgroup| cgroup.contains(&needle))
+        })
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// The client ports of the logins sshd accepted so far, from its log
+/// (`Accepted publickey for root from 127.0.0.1 port 35940 ssh2: …`).
+fn accepted_ports(sshd_log: &std::path::Path) -> Vec<String> {
+    log_lines_since(sshd_log, 0)
+        .iter()
+        .filter(|line| line.starts_with("Accepted publickey"))
+        .filter_map(|line| line.split(" port ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The PIDs of the children of process `parent`.
+fn pids_of_children(parent: &str) -> Vec<String> {
+    pgrep(&["-P", parent])
+}
+
+/// Waits up to `limit` for `done`; whether it came true.
+fn within(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    true
+}
+
+/// The entries named `*mab*` in the SSH user's runtime and temporary
+/// directories on the spare host, listed over SSH as that user, but the
+/// test suite's own (`mab-tests-*`, such as its SSH lock file; the spare
+/// host shares this machine's `/tmp`).
+fn mab_files_on(failover: &Failover) -> Vec<String> {
+    let output = failover
+        .ssh(&[
+            "for d in \"${XDG_RUNTIME_DIR:-/run/user/$(id -u)}\" \"${TMPDIR:-/tmp}\" /var/tmp; do \
+             [ -d \"$d\" ] && ls -a \"$d\" | sed \"s|^|$d/|\"; done | grep -i mab | grep -v /mab-tests- || true",
+        ]);
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+impl Failover {
+    /// Runs `command` on the spare host over SSH, as mab logs in there.
+    fn ssh(&self, command: &[&str]) -> std::process::Output {
+        Command::new("ssh")
+            .arg("-F")
+            .arg(self.home.path().join(".ssh/config"))
+            .arg("-o")
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                self.home.path().join(".ssh/known_hosts").display()
+            ))
+            .args(["-o", "BatchMode=yes", "spare"])
+            .args(command)
+            .output()
+            .unwrap()
+    }
+
+    /// The containers of the spare host's engine (`docker ps -a`), asked
+    /// on the host itself.
+    fn containers(&self) -> Vec<String> {
+        let socket = format!("unix://{}", self.spare.get("ENGINE_SOCKET"));
+        let output = self.ssh(&["docker", "-H", &socket, "ps", "-aq"]);
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// SIGINT to mab while the only platform's `RUN` step runs on a runner
+/// over SSH: exit 130, nothing published, and nothing of mab's left on the
+/// runner (see [`cancelled_by`]).
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn an_interrupted_remote_build_leaves_nothing_on_the_runner() {
+    cancelled_by("INT", 130, "21.53");
+}
+
+/// As [`an_interrupted_remote_build_leaves_nothing_on_the_runner`], with
+/// SIGTERM: exit 143.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_terminated_remote_build_leaves_nothing_on_the_runner() {
+    cancelled_by("TERM", 143, "22.57");
+}
+
+/// Builds on a spare runner of its own whose `RUN` step sleeps `seconds`,
+/// sends mab `signal` once the step runs under the host's cgroup parent,
+/// and checks: exit code `expected`, the report says nothing was
+/// published; within 10 s no process is left under the host's cgroup
+/// parent, sshd logged every login of mab's as ended and none of its
+/// per-connection processes is left (one ran before the signal); the engine holds
+/// no container; the tag is absent from the registry; no mab of this test
+/// runs; no new `*mab*` entry in the SSH user's runtime or temporary
+/// directories.
+fn cancelled_by(signal: &str, expected: i32, seconds: &'static str) {
+    let lab = require_lab!();
+    let failover = Failover::alone(
+        lab,
+        &format!("cancel-{}", signal.to_lowercase()),
+        Some(seconds),
+        "",
+    );
+    let files_before = mab_files_on(&failover);
+    let host = failover.spare.host();
+    let logins_before = accepted_ports(&host.sshd_log);
+    let cgroup = failover.spare.cgroup_parent();
+    let step = format!("busybox sleep {seconds}");
+    let step_on_host = || {
+        pids_under_cgroup(&cgroup)
+            .iter()
+            .any(|pid| pids_of(&step).contains(pid))
+    };
+
+    let child = failover.spawn();
+    assert!(
+        within(Duration::from_secs(30), step_on_host),
+        "the RUN step did not run under {cgroup} within 30 s"
+    );
+    assert!(
+        !pids_of_children(failover.spare.get("SSHD_PID")).is_empty(),
+        "mab's SSH connection has no sshd process on the host"
+    );
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let signalled = Instant::now();
+    let run = Run::of(child.wait_with_output().unwrap());
+
+    assert_eq!(run.code, expected, "after SIG{signal}: {run:?}");
+    let how = if signal == "INT" {
+        "interrupted"
+    } else {
+        "terminated"
+    };
+    assert!(
+        run.stderr
+            .contains(&format!("error: {how}; nothing was published")),
+        "{run:?}"
+    );
+    assert!(
+        within(Duration::from_secs(10), || pids_under_cgroup(&cgroup)
+            .is_empty()),
+        "processes left under {cgroup} 10 s after SIG{signal}: {:?}",
+        pids_under_cgroup(&cgroup)
+    );
+    // Every connection mab opened (sshd logs `Accepted publickey … port P`)
+    // ended: sshd logs how (`Connection closed by … port P`, `Disconnected
+    // from user root … port P`, `Read error from remote host … port P:
+    // Connection reset by peer`), and none of its per-connection processes
+    // (children of the listening sshd) is left.
+    let connections_ended = || {
+        let log = log_lines_since(&host.sshd_log, 0);
+        let ports: Vec<String> = accepted_ports(&host.sshd_log)
+            .into_iter()
+            .filter(|port| !logins_before.contains(port))
+            .collect();
+        !ports.is_empty()
+            && ports.iter().all(|port| {
+                let (at_end, before_reason) = (format!(" port {port}"), format!(" port {port}:"));
+                log.iter().any(|line| {
+                    [
+                        "Connection closed by",
+                        "Connection reset by",
+                        "Disconnected from",
+                        "Read error from remote host",
+                    ]
+                    .iter()
+                    .any(|ending| line.starts_with(ending))
+                        && (line.ends_with(&at_end) || line.contains(&before_reason))
+                })
+            })
+            && pids_of_children(failover.spare.get("SSHD_PID")).is_empty()
+    };
+    assert!(
+        within(
+            Duration::from_secs(10).saturating_sub(signalled.elapsed()),
+            connections_ended
+        ),
+        "mab's SSH connections did not end (logins before: {logins_before:?}; sshd's children: {:?}): {:#?}",
+        pids_of_children(failover.spare.get("SSHD_PID")),
+        log_lines_since(&host.sshd_log, 0)
+    );
+    assert_eq!(
+        failover.containers(),
+        Vec::<String>::new(),
+        "containers left"
+    );
+    assert!(
+        !skopeo_exists(&format!("{}:{TAG}", failover.repository)),
+        "published after SIG{signal}"
+    );
+    assert!(
+        !process_running(failover.metadata_path().to_str().unwrap()),
+        "a mab process of this test still runs"
+    );
+    assert_eq!(mab_files_on(&failover), files_before, "files of mab's left");
 }

@@ -763,6 +763,12 @@ impl SpareHost {
         assert!(status.success(), "kill -{signal} {key} of {}", self.name);
     }
 
+    /// The cgroup parent its engine runs containers and build steps under
+    /// (`/mab-spare-NAME`, as `tests/lab/spare-host` sets it).
+    pub fn cgroup_parent(&self) -> String {
+        format!("/mab-spare-{}", self.name)
+    }
+
     /// Drops every packet to and from its sshd port; dropping the guard
     /// removes the rules.
     pub fn cut(&self) {
