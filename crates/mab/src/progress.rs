@@ -92,7 +92,7 @@ pub struct Lines;
 
 impl Lines {
     /// The line for `event`; `None` for events a plain log leaves out.
-    fn line(event: &Event) -> Option<String> {
+    pub(crate) fn line(event: &Event) -> Option<String> {
         let at = |platform: &mab_config::Platform, runner: &str| format!("[{platform} {runner}]");
         Some(match event {
             Event::Plan {

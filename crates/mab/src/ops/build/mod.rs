@@ -1006,43 +1006,23 @@ mod tests {
     }
 
     impl Recorded {
-        /// The notes and warnings, prefixed `note: ` or `warning: `.
+        /// What the plain renderer prints of the publish, the staging
+        /// tags left, the moves and the warnings.
         fn said(&self) -> Vec<String> {
             self.0
                 .lock()
                 .unwrap()
                 .iter()
-                .filter_map(|event| match event {
-                    Event::Published {
-                        image,
-                        digest,
-                        tags,
-                        missing,
-                    } => Some(format!(
-                        "note: published {image}@{digest} as {}{}",
-                        tags.join(", "),
-                        missing
-                            .iter()
-                            .map(|platform| format!(", without {platform}"))
-                            .collect::<String>()
-                    )),
-                    Event::StagingTagsLeft { image, tags } => Some(format!(
-                        "note: {image} does not delete tags; staging tag(s) {} remain",
-                        tags.join(", ")
-                    )),
-                    Event::Moved {
-                        platform,
-                        from,
-                        to,
-                        emulated,
-                        reason,
-                    } => Some(format!(
-                        "warning: {platform} moved from runner `{from}` to runner `{to}` ({}): {reason}",
-                        if *emulated { "emulated" } else { "native" }
-                    )),
-                    Event::Warning { message } => Some(format!("warning: {message}")),
-                    _ => None,
+                .filter(|event| {
+                    matches!(
+                        event,
+                        Event::Published { .. }
+                            | Event::StagingTagsLeft { .. }
+                            | Event::Moved { .. }
+                            | Event::Warning { .. }
+                    )
                 })
+                .filter_map(crate::progress::Lines::line)
                 .collect()
         }
     }
@@ -1264,7 +1244,7 @@ mod tests {
                 calls: deleted_then_read.clone(),
                 result: Ok(stdout),
                 metadata: both_published(),
-                said: vec!["note: published 127.0.0.1:5000/app@sha256:list as 1.0, latest"],
+                said: vec!["published 127.0.0.1:5000/app@sha256:list as 1.0, latest"],
                 ..base()
             },
             Case {
@@ -1284,7 +1264,7 @@ mod tests {
                 ],
                 result: Ok(stdout),
                 metadata: both_published(),
-                said: vec!["note: published 127.0.0.1:5000/app@sha256:list as 1.0, latest"],
+                said: vec!["published 127.0.0.1:5000/app@sha256:list as 1.0, latest"],
                 ..base()
             },
             Case {
@@ -1321,7 +1301,7 @@ mod tests {
                 ],
                 result: Ok(stdout),
                 metadata: both_published(),
-                said: vec!["note: 127.0.0.1:5000/app does not delete tags; staging tag(s) mab-staging-linux-arm64 remain"],
+                said: vec!["staging tag(s) mab-staging-linux-arm64 remain in 127.0.0.1:5000/app"],
                 ..base()
             },
             Case {
@@ -1330,7 +1310,7 @@ mod tests {
                 calls: deleted_then_read[..3].to_vec(),
                 result: Ok(stdout),
                 metadata: both_published(),
-                said: vec!["note: 127.0.0.1:5000/app does not delete tags; staging tag(s) mab-staging-linux-amd64, mab-staging-linux-arm64 remain"],
+                said: vec!["staging tag(s) mab-staging-linux-amd64, mab-staging-linux-arm64 remain in 127.0.0.1:5000/app"],
                 ..base()
             },
             Case {
@@ -1856,7 +1836,7 @@ mod tests {
                     ],
                 ),
                 said: vec![
-                    "note: published 127.0.0.1:5000/app@sha256:list as 1.0, latest, without linux/arm64",
+                    "published a partial list 127.0.0.1:5000/app@sha256:list as 1.0, latest, without linux/arm64",
                     "warning: linux/arm64 is missing from the partial list published as 1.0, latest (--allow-partial): it failed on runner `pi`: the image is for linux/amd64",
                 ],
                 ..base()
