@@ -487,6 +487,7 @@ pub fn mab_command(home: &Path, directory: &Path, arguments: &[&str]) -> Command
         "DOCKER_CONFIG",
         "MAB_RUNNERS",
         "XDG_CONFIG_HOME",
+        "XDG_STATE_HOME",
         "GITHUB_REF",
         "GITHUB_SHA",
         "GITHUB_EVENT_NAME",

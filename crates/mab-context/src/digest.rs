@@ -101,9 +101,12 @@ mod tests {
         assert_eq!(digest, digest_of(two.path()));
     }
 
+    /// A change made to a copy of [`tree`].
+    type Change = fn(&Path);
+
     #[test]
     fn each_kind_of_change_changes_the_digest() {
-        let changes: [(&str, fn(&Path)); 6] = [
+        let changes: [(&str, Change); 6] = [
             ("content", |root| {
                 fs::write(root.join("src/run.sh"), "echo ho\n").unwrap()
             }),

@@ -11,6 +11,9 @@ pub struct Environment {
     /// `$HOME`: where `~/.ssh`, `~/.docker` and `~/.config` are.
     pub home: PathBuf,
     pub xdg_config_home: Option<PathBuf>,
+    /// `$XDG_STATE_HOME` when set to an absolute path (the XDG Base
+    /// Directory spec says a relative one is invalid and to be ignored).
+    pub xdg_state_home: Option<PathBuf>,
     pub mab_runners: Option<PathBuf>,
     pub docker_host: Option<String>,
     pub docker_config: Option<PathBuf>,
@@ -103,6 +106,9 @@ impl Environment {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("/")),
             xdg_config_home: variable("XDG_CONFIG_HOME").map(PathBuf::from),
+            xdg_state_home: variable("XDG_STATE_HOME")
+                .map(PathBuf::from)
+                .filter(|path| path.is_absolute()),
             mab_runners: variable("MAB_RUNNERS").map(PathBuf::from),
             docker_host: text("DOCKER_HOST"),
             docker_config: variable("DOCKER_CONFIG").map(PathBuf::from),
@@ -178,6 +184,16 @@ impl Environment {
             .ok_or_else(|| EventPayloadError::NoNumber {
                 path: path.to_path_buf(),
             })
+    }
+
+    /// Where mab keeps what it remembers between runs (the state of the
+    /// last build of each project, for `--resume`): `$XDG_STATE_HOME/mab`,
+    /// else `~/.local/state/mab`, as the XDG Base Directory spec says.
+    pub fn state_dir(&self) -> PathBuf {
+        self.xdg_state_home
+            .clone()
+            .unwrap_or_else(|| self.home.join(".local/state"))
+            .join("mab")
     }
 
     /// The Docker client configuration directory (`$DOCKER_CONFIG`, else `~/.docker`).

@@ -5,11 +5,13 @@
 //! `overrides` (flags over `mab.toml`), `tags` (the tags to publish under
 //! and the partial-build rule), `worker` (one platform's job on its
 //! runner's engine), `publish` (the registry side: push rights, staging
-//! tags) and `metadata` (`--metadata-file`).
+//! tags), `metadata` (`--metadata-file`, and the state a resume reads)
+//! and `resume` (`--resume`: what an earlier build left that is reused).
 
 mod metadata;
 mod overrides;
 mod publish;
+mod resume;
 mod tags;
 mod worker;
 
@@ -31,7 +33,7 @@ use crate::ops::prepare;
 use crate::ops::publishing::Publishing;
 use crate::progress::{Event, Reporter};
 
-use metadata::{BeforeJobs, MetadataFile, PlatformMetadata};
+use metadata::{BeforeJobs, Inputs, MetadataFile, PlatformMetadata};
 use overrides::{apply_overrides, time_limit};
 use publish::{check_push, remove_staging_tags, staged, Registry, Staged};
 use tags::{check_not_narrowing, check_partial_has_tags, release_tags};
@@ -81,8 +83,19 @@ pub async fn build(
     };
     check_not_narrowing(&project, &loaded.manifest_platforms, args)?;
     check_partial_has_tags(args)?;
+    resume::check_resume_pushes(args)?;
     let (context, listing) = prepare::build_context(&project)?;
     prepare::check_target(&project, &context, args.target.is_some())?;
+    let inputs = Inputs::of(&project, &context, &listing)?;
+    // Read before the metadata file is created: it may be the same file.
+    let earlier = match &args.resume {
+        Some(file) => {
+            let earlier = resume::load(file.as_deref(), args, environment, &project.manifest_path)?;
+            resume::check_inputs(&earlier, &inputs)?;
+            Some(earlier)
+        }
+        None => None,
+    };
     for warning in context.warnings() {
         reporter.report(Event::Warning {
             message: warning.clone(),
@@ -90,12 +103,13 @@ pub async fn build(
     }
     let tags = release_tags(&project, &context, &listing, args, environment, reporter)?;
     let network = super::network_flag(args.network.as_deref())?;
-    let metadata = MetadataFile::create(args, environment)?;
+    let metadata = MetadataFile::create(args, environment, &project, inputs)?;
     // From here on every failure writes the metadata file.
     let unstarted = BeforeJobs {
         file: &metadata,
         image: &project.image,
         platforms: &project.platforms,
+        reused: &[],
         tags: &tags,
         reporter,
     };
@@ -131,7 +145,24 @@ pub async fn build(
     };
     check_registry(repository.as_ref(), &registry, deadline, &unstarted).await?;
 
-    let runners = prepare::runners_for(&loaded.runners, &project.platforms);
+    // A resume builds only what it cannot reuse, and contacts only the
+    // runners of those platforms (none when everything is reused).
+    let reuse = match (&earlier, repository.as_ref()) {
+        (Some(earlier), Some(repository)) => {
+            resume::reuse(repository, earlier, &project.platforms, reporter).await
+        }
+        _ => resume::Reuse {
+            reused: Vec::new(),
+            to_build: project.platforms.clone(),
+        },
+    };
+    let reused_entries = reuse.entries();
+    let unstarted = BeforeJobs {
+        platforms: &reuse.to_build,
+        reused: &reused_entries,
+        ..unstarted
+    };
+    let runners = prepare::runners_for(&loaded.runners, &reuse.to_build);
     let connecting = prepare::Connecting::default();
     let connected = before_deadline(
         deadline,
@@ -168,7 +199,7 @@ pub async fn build(
             &connected,
         )
     };
-    let (plan, unplanned) = match planning(&project.platforms) {
+    let (plan, unplanned) = match planning(&reuse.to_build) {
         Ok(plan) => (plan, Vec::new()),
         Err(error) if args.allow_partial && !args.no_push => {
             plan_partially(error, &planning, &connected, &unstarted)?
@@ -225,6 +256,7 @@ pub async fn build(
         fallback,
         allow_partial: args.allow_partial,
         unplanned: &unplanned,
+        reused: &reuse.reused,
     };
     run_and_publish(
         &planned,
@@ -294,6 +326,10 @@ struct Planned<'a> {
     /// because their runners were unreachable ([`plan_partially`]), as
     /// failed jobs; they come after `jobs` in the metadata.
     unplanned: &'a [JobFailure],
+    /// `--resume`: the earlier build's platforms taken over by digest
+    /// (their entries, and their images as the registry serves them);
+    /// they join the list in the order of `mab.toml`.
+    reused: &'a [(PlatformMetadata, Child)],
 }
 
 /// Push rights, before anything is built ([`check_push`]), unless
@@ -518,6 +554,13 @@ async fn run_and_publish<W: Worker, R: Registry>(
     )
     .await;
     results.extend(planned.unplanned.iter().cloned().map(Err));
+    let reused = |published: bool| -> Vec<PlatformMetadata> {
+        planned
+            .reused
+            .iter()
+            .map(|(entry, _)| PlatformMetadata::reused(entry, published))
+            .collect()
+    };
     let states: Vec<PlatformMetadata> = results
         .iter()
         .map(|result| match result {
@@ -525,6 +568,7 @@ async fn run_and_publish<W: Worker, R: Registry>(
             Err(failure) => PlatformMetadata::failed(failure),
         })
         .collect();
+    let states = metadata.in_order(&states, &reused(false));
     // Every image pushed, by the digest its push gave: those of the
     // platforms that succeeded, and those that failed after their push.
     let pushed_ok = staged_of(&results, true);
@@ -533,8 +577,9 @@ async fn run_and_publish<W: Worker, R: Registry>(
         Ok(built) => (built, Vec::new()),
         Err(failures) => {
             // `--allow-partial` publishes those that succeeded, if any.
-            let partial =
-                planned.allow_partial && repository.is_some() && results.iter().any(Result::is_ok);
+            let partial = planned.allow_partial
+                && repository.is_some()
+                && (results.iter().any(Result::is_ok) || !planned.reused.is_empty());
             if let Some(repository) = repository {
                 // A partial list keeps the staging tags of its own
                 // platforms until it is published.
@@ -559,16 +604,27 @@ async fn run_and_publish<W: Worker, R: Registry>(
     };
 
     let Some(repository) = repository else {
-        metadata.write(planned.image, None, planned.tags, &states)?;
+        metadata.write(planned.image, None, planned.tags, &states, reporter)?;
         return Ok(BuildOutcome {
             image: planned.image.to_owned(),
             digest: None,
         });
     };
-    let children: Vec<Child> = built
+    // In the order of mab.toml, the reused images among the built ones.
+    let mut children: Vec<(&mab_config::Platform, Child)> = built
         .iter()
-        .filter_map(|built| built.child.clone())
+        .filter_map(|built| Some((&built.job.platform, built.child.clone()?)))
+        .chain(
+            planned
+                .reused
+                .iter()
+                .map(|(entry, child)| (&entry.platform, child.clone())),
+        )
         .collect();
+    if !planned.reused.is_empty() {
+        children.sort_by_key(|(platform, _)| metadata.position(platform));
+    }
+    let children: Vec<Child> = children.into_iter().map(|(_, child)| child).collect();
     let (media_type, bytes) = mab_registry::manifest_list(&children);
     // From here on the registry changes: a Ctrl-C waits for the build to
     // end rather than leave some tags moved and others not.
@@ -619,7 +675,8 @@ async fn run_and_publish<W: Worker, R: Registry>(
         planned.image,
         Some((&digest, media_type)),
         planned.tags,
-        &published,
+        &metadata.in_order(&published, &reused(true)),
+        reporter,
     )?;
     let outcome = BuildOutcome {
         image: planned.image.to_owned(),
@@ -1105,6 +1162,7 @@ mod tests {
             "error": null,
             "moved_from": null,
             "reason": null,
+            "reused": false,
         })
     }
 
@@ -1143,7 +1201,28 @@ mod tests {
             "tags": ["1.0", "latest"],
             "missing": missing,
             "platforms": platforms,
+            "project": PROJECT,
+            "inputs": serde_json::to_value(inputs()).unwrap(),
         })
+    }
+
+    const PROJECT: &str = "/project/mab.toml";
+
+    /// The inputs of the builds of these tests.
+    fn inputs() -> Inputs {
+        Inputs {
+            context: "sha256:context".to_owned(),
+            dockerfile: metadata::DockerfileInput {
+                path: "Dockerfile".into(),
+                digest: "sha256:dockerfile".to_owned(),
+            },
+            build_args: [("VERSION".to_owned(), "1".to_owned())].into(),
+            target: None,
+            platforms: vec![
+                "linux/amd64".parse().unwrap(),
+                "linux/arm64".parse().unwrap(),
+            ],
+        }
     }
 
     fn published_metadata(platforms: &[&str]) -> serde_json::Value {
@@ -1165,6 +1244,13 @@ mod tests {
         std::fs::write(&path, "").unwrap();
         let metadata = MetadataFile {
             path: Some(path.clone()),
+            state: Some(directory.path().join("state/builds/0123456789abcdef.json")),
+            project: PROJECT.into(),
+            inputs: inputs(),
+            order: ["linux/amd64", "linux/arm64", "linux/s390x"]
+                .iter()
+                .map(|platform| platform.parse().unwrap())
+                .collect(),
         };
         (directory, path, metadata)
     }
@@ -1180,6 +1266,7 @@ mod tests {
             file,
             image: IMAGE,
             platforms,
+            reused: &[],
             tags,
             reporter,
         }
@@ -1987,6 +2074,7 @@ mod tests {
                 fallback: case.fallback,
                 allow_partial: case.allow_partial,
                 unplanned: &[],
+                reused: &[],
             };
             let worker = FakeWorker {
                 outcomes: case.outcomes.clone(),
