@@ -930,6 +930,8 @@ mod tests {
         /// The platform whose staging tag another build overwrote since
         /// this build pushed: it points at `sha256:other-build`.
         overwritten: Option<&'static str>,
+        /// The image of this platform (`linux-amd64`) is no longer served.
+        gone: Option<&'static str>,
     }
 
     /// Records every call, naming the tags and digests involved.
@@ -990,9 +992,18 @@ mod tests {
             }
         }
 
+        /// The image [`child`] names by `digest`, unless it is `gone`.
         async fn describe(&self, digest: &str) -> Result<Child, RegistryError> {
             self.record(format!("describe {digest}"));
-            Err(self.refused("reading"))
+            let platform = digest.strip_prefix("sha256:").unwrap_or(digest);
+            match self.answers.gone {
+                Some(gone) if gone == platform => Err(RegistryError::Request {
+                    registry: REGISTRY.to_owned(),
+                    action: format!("reading manifest {digest} in {}", self.name()),
+                    message: "the registry answered 404 Not Found".to_owned(),
+                }),
+                _ => Ok(child(&platform.replace('-', "/"))),
+            }
         }
 
         async fn publish(
@@ -1074,6 +1085,7 @@ mod tests {
                     matches!(
                         event,
                         Event::Published { .. }
+                            | Event::Reused { .. }
                             | Event::StagingTagsLeft { .. }
                             | Event::Moved { .. }
                             | Event::Warning { .. }
@@ -2641,5 +2653,371 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    /// An earlier build's document: each platform in `state` (with its
+    /// digest when `pushed` or `published`), the inputs of these tests.
+    fn earlier(states: &[(&str, &str)]) -> metadata::Metadata {
+        let entries: Vec<serde_json::Value> = states
+            .iter()
+            .map(|(platform, state)| entry(platform, state))
+            .collect();
+        let missing: Vec<&str> = states
+            .iter()
+            .filter(|(_, state)| *state != "published")
+            .map(|(platform, _)| *platform)
+            .collect();
+        let published = missing.is_empty();
+        serde_json::from_value(document(published, &missing, entries)).unwrap()
+    }
+
+    /// A resume's decisions against the fakes: which platforms are reused
+    /// (one read each, by digest), which are built (and on which runners:
+    /// only theirs are contacted), what is published, said and recorded.
+    #[tokio::test(start_paused = true)]
+    async fn a_resume_reuses_what_the_registry_still_serves_and_builds_the_rest() {
+        use Outcome::*;
+        struct ResumeCase {
+            name: &'static str,
+            earlier: Vec<(&'static str, &'static str)>,
+            gone: Option<&'static str>,
+            allow_partial: bool,
+            /// How the jobs of the platforms built now end.
+            outcomes: Vec<(&'static str, Outcome)>,
+            /// The platforms built, whose runners alone are connected to.
+            built: Vec<&'static str>,
+            calls: Vec<&'static str>,
+            metadata: serde_json::Value,
+            said: Vec<&'static str>,
+            failed: bool,
+        }
+        let reused = |platform: &str, state: &str| {
+            with(
+                entry(platform, state),
+                json!({ "seconds": null, "reused": true }),
+            )
+        };
+        let describe_both = ["describe sha256:linux-amd64", "describe sha256:linux-arm64"];
+        let cases = vec![
+            ResumeCase {
+                name: "amd64 pushed and still served, arm64 failed: only arm64 is built, the list holds both in mab.toml order",
+                earlier: vec![("linux/amd64", "pushed"), ("linux/arm64", "failed")],
+                gone: None,
+                allow_partial: false,
+                outcomes: vec![("linux/arm64", Built)],
+                built: vec!["linux/arm64"],
+                calls: vec![
+                    "describe sha256:linux-amd64",
+                    "publish sha256:linux-amd64, sha256:linux-arm64 as 1.0, latest while publishing",
+                    "read tag mab-staging-linux-arm64",
+                    "delete mab-staging-linux-arm64",
+                ],
+                metadata: document(
+                    true,
+                    &[],
+                    vec![reused("linux/amd64", "published"), entry("linux/arm64", "published")],
+                ),
+                said: vec![
+                    "linux/amd64 reused from the earlier build (runner `local`): sha256:linux-amd64",
+                    "published 127.0.0.1:5000/app@sha256:list as 1.0, latest",
+                ],
+                failed: false,
+            },
+            ResumeCase {
+                name: "amd64's image gone from the registry: it is rebuilt with a warning",
+                earlier: vec![("linux/amd64", "pushed"), ("linux/arm64", "failed")],
+                gone: Some("linux-amd64"),
+                allow_partial: false,
+                outcomes: vec![("linux/amd64", Built), ("linux/arm64", Built)],
+                built: vec!["linux/amd64", "linux/arm64"],
+                calls: vec![
+                    "describe sha256:linux-amd64",
+                    "publish sha256:linux-amd64, sha256:linux-arm64 as 1.0, latest while publishing",
+                    "read tag mab-staging-linux-amd64",
+                    "delete mab-staging-linux-amd64",
+                ],
+                metadata: published_metadata(&["linux/amd64", "linux/arm64"]),
+                said: vec!["warning: linux/amd64 is rebuilt: the earlier build's image sha256:linux-amd64 cannot be reused from 127.0.0.1:5000/app: reading manifest sha256:linux-amd64 in 127.0.0.1:5000/app failed at 127.0.0.1:5000: the registry answered 404 Not Found"],
+                failed: false,
+            },
+            ResumeCase {
+                name: "platforms cancelled or never started have no digest: both are built, nothing is read",
+                earlier: vec![("linux/amd64", "cancelled"), ("linux/arm64", "not_started")],
+                gone: None,
+                allow_partial: false,
+                outcomes: vec![("linux/amd64", Built), ("linux/arm64", Built)],
+                built: vec!["linux/amd64", "linux/arm64"],
+                calls: vec![
+                    "publish sha256:linux-amd64, sha256:linux-arm64 as 1.0, latest while publishing",
+                    "read tag mab-staging-linux-amd64",
+                ],
+                metadata: published_metadata(&["linux/amd64", "linux/arm64"]),
+                said: Vec::new(),
+                failed: false,
+            },
+            ResumeCase {
+                name: "an earlier build that succeeded: everything reused, no job, no runner, the list published under this run's tags",
+                earlier: vec![("linux/amd64", "published"), ("linux/arm64", "published")],
+                gone: None,
+                allow_partial: false,
+                outcomes: Vec::new(),
+                built: Vec::new(),
+                calls: vec![
+                    describe_both[0],
+                    describe_both[1],
+                    "publish sha256:linux-amd64, sha256:linux-arm64 as 1.0, latest while publishing",
+                ],
+                metadata: document(
+                    true,
+                    &[],
+                    vec![reused("linux/amd64", "published"), reused("linux/arm64", "published")],
+                ),
+                said: vec![
+                    "linux/amd64 reused from the earlier build (runner `local`)",
+                    "linux/arm64 reused from the earlier build (runner `pi`)",
+                ],
+                failed: false,
+            },
+            ResumeCase {
+                name: "arm64 fails again: nothing published, amd64 stays pushed and reused, so that the next resume reuses it too",
+                earlier: vec![("linux/amd64", "pushed"), ("linux/arm64", "failed")],
+                gone: None,
+                allow_partial: false,
+                outcomes: vec![("linux/arm64", FailsBeforePush)],
+                built: vec!["linux/arm64"],
+                calls: vec!["describe sha256:linux-amd64"],
+                metadata: document(
+                    false,
+                    &["linux/amd64", "linux/arm64"],
+                    vec![
+                        reused("linux/amd64", "pushed"),
+                        failed("linux/arm64", "failed", "build", "RUN false: exit code 1"),
+                    ],
+                ),
+                said: Vec::new(),
+                failed: true,
+            },
+            ResumeCase {
+                name: "--allow-partial: arm64 fails again, the list of the reused amd64 alone is published",
+                earlier: vec![("linux/amd64", "pushed"), ("linux/arm64", "failed")],
+                gone: None,
+                allow_partial: true,
+                outcomes: vec![("linux/arm64", FailsBeforePush)],
+                built: vec!["linux/arm64"],
+                calls: vec![
+                    "describe sha256:linux-amd64",
+                    "publish sha256:linux-amd64 as 1.0, latest while publishing",
+                ],
+                metadata: document(
+                    true,
+                    &["linux/arm64"],
+                    vec![
+                        reused("linux/amd64", "published"),
+                        failed("linux/arm64", "failed", "build", "RUN false: exit code 1"),
+                    ],
+                ),
+                said: vec!["warning: linux/arm64 is missing from the partial list published as 1.0, latest"],
+                failed: true,
+            },
+        ];
+        let runners_directory = tempfile::tempdir().unwrap();
+        let runners_path = runners_directory.path().join("runners.toml");
+        std::fs::write(
+            &runners_path,
+            "[[runner]]\nname = \"local\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\n\n\
+             [[runner]]\nname = \"pi\"\nhost = \"pi.lan\"\nplatforms = [\"linux/arm64\"]\n",
+        )
+        .unwrap();
+        let runners = mab_config::load_runners(&runners_path).unwrap();
+        for case in cases {
+            let name = case.name;
+            let publishing = Publishing::default();
+            let registry = FakeRegistry::new(
+                Answers {
+                    gone: case.gone,
+                    deletes_tags: true,
+                    ..Answers::default()
+                },
+                &publishing,
+            );
+            let (_directory, path, metadata) = empty_metadata_file();
+            let reporter = Recorded::default();
+            let earlier = earlier(&case.earlier);
+            let platforms = inputs().platforms;
+
+            let reuse = resume::reuse(&registry, &earlier, &platforms, &reporter).await;
+
+            let built: Vec<String> = case.built.iter().map(|p| (*p).to_owned()).collect();
+            let to_build: Vec<String> = reuse.to_build.iter().map(ToString::to_string).collect();
+            assert_eq!(to_build, built, "{name}");
+            let contacted: Vec<&str> = prepare::runners_for(&runners, &reuse.to_build)
+                .iter()
+                .map(|runner| runner.name.as_str())
+                .collect();
+            let expected: Vec<&str> = case.built.iter().map(|p| runner_of(p)).collect();
+            assert_eq!(
+                contacted, expected,
+                "{name}: only these runners are contacted"
+            );
+            let jobs: Vec<JobSpec> = reuse
+                .to_build
+                .iter()
+                .map(|platform| JobSpec::on(platform.clone(), runner_of(&platform.to_string())))
+                .collect();
+            let slots: HashMap<String, u32> =
+                jobs.iter().map(|job| (job.runner.clone(), 1)).collect();
+            let tags = ["1.0".to_owned(), "latest".to_owned()];
+            let planned = Planned {
+                image: IMAGE,
+                jobs: &jobs,
+                slots: &slots,
+                tags: &tags,
+                limits: Limits {
+                    timeout: None,
+                    timeout_from_flag: false,
+                    deadline: None,
+                },
+                fallback: Fallback::Allowed,
+                allow_partial: case.allow_partial,
+                unplanned: &[],
+                reused: &reuse.reused,
+            };
+            let worker = FakeWorker {
+                outcomes: case.outcomes.clone(),
+                elsewhere: Vec::new(),
+                pushes: true,
+                runs: Mutex::new(Vec::new()),
+            };
+            let result = run_and_publish(
+                &planned,
+                &worker,
+                Some(&registry),
+                &metadata,
+                &publishing,
+                &reporter,
+            )
+            .await;
+
+            let runs = worker.runs.lock().unwrap().clone();
+            let expected_runs: Vec<String> = case
+                .built
+                .iter()
+                .map(|platform| format!("{platform} on {}", runner_of(platform)))
+                .collect();
+            assert_eq!(
+                runs, expected_runs,
+                "{name}: a job for the built platforms alone"
+            );
+            let calls = registry.calls.lock().unwrap().clone();
+            assert_eq!(calls[..case.calls.len()], case.calls, "{name}: {calls:#?}");
+            assert_eq!(result.is_err(), case.failed, "{name}: {result:?}");
+            let written: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            assert_eq!(written, case.metadata, "{name}");
+            // The state file holds the same document.
+            let state = std::fs::read_to_string(metadata.state.as_ref().unwrap()).unwrap();
+            assert_eq!(
+                serde_json::from_str::<serde_json::Value>(&state).unwrap(),
+                written,
+                "{name}"
+            );
+            let said = reporter.said();
+            for phrase in &case.said {
+                assert!(
+                    said.iter().any(|line| line.contains(phrase)),
+                    "{name}: {phrase:?} not in {said:#?}"
+                );
+            }
+            let reused_said = said
+                .iter()
+                .filter(|line| line.contains(" reused from the earlier build"))
+                .count();
+            assert_eq!(reused_said, reuse.reused.len(), "{name}: {said:#?}");
+        }
+    }
+
+    /// A resume whose inputs changed is refused (exit 2), naming each
+    /// change; tags are no input.
+    #[test]
+    fn a_resume_names_each_input_that_changed() {
+        let earlier: metadata::Metadata =
+            serde_json::from_value(document(false, &[], Vec::new())).unwrap();
+        assert!(resume::check_inputs(&earlier, &inputs()).is_ok());
+        type Change = fn(&mut Inputs);
+        let cases: Vec<(&str, Change, &str)> = vec![
+            (
+                "files",
+                |inputs| inputs.context = "sha256:other".into(),
+                "the files sent changed",
+            ),
+            (
+                "dockerfile",
+                |inputs| inputs.dockerfile.digest = "sha256:other".into(),
+                "the Dockerfile changed (Dockerfile)",
+            ),
+            (
+                "dockerfile path",
+                |inputs| inputs.dockerfile.path = "build/Dockerfile".into(),
+                "the Dockerfile changed: Dockerfile -> build/Dockerfile",
+            ),
+            (
+                "build arg changed",
+                |inputs| {
+                    inputs.build_args.insert("VERSION".into(), "2".into());
+                },
+                "build arg VERSION changed: 1 -> 2",
+            ),
+            (
+                "build arg added",
+                |inputs| {
+                    inputs.build_args.insert("DEBUG".into(), "".into());
+                },
+                "build arg DEBUG added: ",
+            ),
+            (
+                "build arg removed",
+                |inputs| inputs.build_args.clear(),
+                "build arg VERSION removed (was 1)",
+            ),
+            (
+                "target",
+                |inputs| inputs.target = Some("test".into()),
+                "target changed: (the last stage) -> test",
+            ),
+            (
+                "platforms",
+                |inputs| inputs.platforms.truncate(1),
+                "platforms changed: linux/amd64, linux/arm64 -> linux/amd64",
+            ),
+        ];
+        for (name, change, phrase) in cases {
+            let mut now = inputs();
+            change(&mut now);
+            let failure = resume::check_inputs(&earlier, &now).unwrap_err();
+            assert_eq!(failure.kind, FailureKind::Usage, "{name}");
+            assert!(
+                failure.report.starts_with(&format!(
+                    "error: cannot resume the earlier build of {PROJECT}: {phrase}"
+                )),
+                "{name}: {}",
+                failure.report
+            );
+            assert!(
+                failure
+                    .report
+                    .contains("hint: run `mab build` without --resume to rebuild every platform"),
+                "{name}: {}",
+                failure.report
+            );
+        }
+        // Several changes are named together.
+        let mut now = inputs();
+        now.context = "sha256:other".into();
+        now.target = Some("test".into());
+        let report = resume::check_inputs(&earlier, &now).unwrap_err().report;
+        assert!(
+            report.contains("the files sent changed; target changed: (the last stage) -> test"),
+            "{report}"
+        );
     }
 }
