@@ -28,7 +28,9 @@ pub(super) struct Metadata {
     /// (not built, with `--no-push`); empty when the build succeeded.
     pub(super) missing: Vec<Platform>,
     pub(super) platforms: Vec<PlatformMetadata>,
-    /// The absolute path of the project's `mab.toml`.
+    /// The absolute path of the project's `mab.toml` (what a state file
+    /// is the state of).
+    #[serde(default)]
     pub(super) project: PathBuf,
     /// What the build was built from.
     pub(super) inputs: Inputs,
