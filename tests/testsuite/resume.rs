@@ -261,18 +261,20 @@ fn a_resume_builds_only_what_failed_and_reuses_the_rest_by_digest() {
     );
 
     // --resume FILE in a fresh copy of the project, with a home (and so a
-    // state directory) of its own: the same.
+    // state directory) of its own: the same. As in CI, the file resumed
+    // from is the one the resume writes its own metadata to.
     let copy = Project::new();
     write_project(&copy, lab, &repository);
     let fresh_home = Home::new(lab);
     spare.add_to(&fresh_home, "spare", FAST_KEEPALIVES);
     let copied_metadata = outside.path().join("copy.json");
+    std::fs::copy(&failed_metadata, &copied_metadata).unwrap();
     let run = mab(
         fresh_home.path(),
         copy.path(),
         &arguments(
             &copied_metadata,
-            &["--resume", failed_metadata.to_str().unwrap(), "--tag", "t2"],
+            &["--resume", copied_metadata.to_str().unwrap(), "--tag", "t2"],
         ),
     );
     let metadata = read_json(&copied_metadata);
