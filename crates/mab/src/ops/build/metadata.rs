@@ -474,3 +474,77 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     file.persist(path).map_err(|error| error.error)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The state file is keyed by the project's canonical `mab.toml` path:
+    /// the same project (also through a symlink) gives the same file,
+    /// another project another.
+    #[test]
+    fn the_state_file_is_keyed_by_the_canonical_path_of_mab_toml() {
+        let directory = tempfile::tempdir().unwrap();
+        let root = directory.path().canonicalize().unwrap();
+        for project in ["one", "two"] {
+            std::fs::create_dir(root.join(project)).unwrap();
+            std::fs::write(root.join(project).join("mab.toml"), "").unwrap();
+        }
+        std::os::unix::fs::symlink(root.join("one"), root.join("link")).unwrap();
+        let environment = Environment {
+            xdg_state_home: Some("/state".into()),
+            ..Environment::default()
+        };
+        let state = |project: &str| state_path(&environment, &root.join(project).join("mab.toml"));
+        let one = state("one");
+        let name = one.file_name().unwrap().to_str().unwrap();
+        assert_eq!(one.parent().unwrap(), Path::new("/state/mab/builds"));
+        assert!(
+            name.len() == "0123456789abcdef.json".len()
+                && name.ends_with(".json")
+                && name[..16].chars().all(|c| c.is_ascii_hexdigit()),
+            "{name}"
+        );
+        assert_eq!(state("link"), one);
+        assert_ne!(state("two"), one);
+    }
+
+    /// The document reads back as it was written: one type for both.
+    #[test]
+    fn the_document_reads_back() {
+        let directory = tempfile::tempdir().unwrap();
+        let file = MetadataFile {
+            path: Some(directory.path().join("metadata.json")),
+            state: Some(directory.path().join("state/builds/key.json")),
+            project: "/project/mab.toml".into(),
+            inputs: Inputs {
+                context: "sha256:c".to_owned(),
+                dockerfile: DockerfileInput {
+                    path: "Dockerfile".into(),
+                    digest: "sha256:d".to_owned(),
+                },
+                build_args: BTreeMap::new(),
+                target: Some("release".to_owned()),
+                platforms: vec!["linux/arm64".parse().unwrap()],
+            },
+            order: vec!["linux/arm64".parse().unwrap()],
+        };
+        let job = JobSpec::on("linux/arm64".parse().unwrap(), "pi");
+        let entry = PlatformMetadata::not_started(&job);
+        file.write(
+            "127.0.0.1:5000/app",
+            None,
+            &[],
+            std::slice::from_ref(&entry),
+            &mab_events::Silent,
+        )
+        .unwrap();
+        for path in [file.path.as_ref().unwrap(), file.state.as_ref().unwrap()] {
+            let read: Metadata =
+                serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+            assert_eq!(read.inputs, file.inputs);
+            assert_eq!(read.platforms, std::slice::from_ref(&entry));
+            assert_eq!(read.project, file.project);
+        }
+    }
+}
