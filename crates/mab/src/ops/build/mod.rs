@@ -104,12 +104,23 @@ pub async fn build(
     let tags = release_tags(&project, &context, &listing, args, environment, reporter)?;
     let network = super::network_flag(args.network.as_deref())?;
     let metadata = MetadataFile::create(args, environment, &project, inputs)?;
-    // From here on every failure writes the metadata file.
+    // From here on every failure writes the metadata file. A resume that
+    // stops before the registry is read keeps what it would reuse.
+    let carried = earlier
+        .as_ref()
+        .map(|earlier| resume::carried(earlier, &project.platforms))
+        .unwrap_or_default();
+    let rest: Vec<mab_config::Platform> = project
+        .platforms
+        .iter()
+        .filter(|platform| !carried.iter().any(|entry| entry.platform == **platform))
+        .cloned()
+        .collect();
     let unstarted = BeforeJobs {
         file: &metadata,
         image: &project.image,
-        platforms: &project.platforms,
-        reused: &[],
+        platforms: &rest,
+        reused: &carried,
         tags: &tags,
         reporter,
     };
@@ -532,7 +543,9 @@ fn stranded(
 /// nothing. With `repository` `None`
 /// (`--no-push`) writes the metadata with no digests and returns nothing
 /// for stdout. Otherwise publishes the list of the children in job order
-/// under `planned.tags` (with `publishing` set, so that an interrupt waits
+/// (with `--resume`, the reused images of `planned.reused` among them, all
+/// in the order of `mab.toml`; a failure keeps those `pushed` in the
+/// metadata) under `planned.tags` (with `publishing` set, so that an interrupt waits
 /// for it; a failure is exit 1 naming the registry, the staging tags then
 /// stay), removes the staging tags, writes the metadata and returns
 /// `image@digest` and a newline for stdout.
@@ -3018,6 +3031,65 @@ mod tests {
         assert!(
             report.contains("the files sent changed; target changed: (the last stage) -> test"),
             "{report}"
+        );
+    }
+
+    /// A resume that stops before the registry is read (here at the check
+    /// of push rights) keeps the platforms it would reuse `pushed` with
+    /// their digests, so that the next resume still finds them; the
+    /// others carry the failure.
+    #[tokio::test]
+    async fn a_resume_that_stops_early_keeps_what_it_would_reuse() {
+        let (_directory, path, metadata) = empty_metadata_file();
+        let reporter = Recorded::default();
+        let earlier = earlier(&[("linux/amd64", "pushed"), ("linux/arm64", "failed")]);
+        let platforms = inputs().platforms;
+        let carried = resume::carried(&earlier, &platforms);
+        let rest = vec![platforms[1].clone()];
+        let tags = ["1.0".to_owned(), "latest".to_owned()];
+        let unstarted = BeforeJobs {
+            reused: &carried,
+            ..before_jobs(&metadata, &rest, &tags, &reporter)
+        };
+        let publishing = Publishing::default();
+        let registry = FakeRegistry::new(
+            Answers {
+                push_rights: PushRights::Unreachable,
+                ..Answers::default()
+            },
+            &publishing,
+        );
+
+        let failure = check_registry(Some(&registry), REGISTRY, None, &unstarted)
+            .await
+            .unwrap_err();
+
+        let message = "cannot reach the registry 127.0.0.1:5000: refused";
+        assert!(
+            failure.report.starts_with(&format!("error: {message}")),
+            "{}",
+            failure.report
+        );
+        let written: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let not_started = json!({
+            "platform": "linux/arm64", "runner": null, "digest": null, "emulated": false,
+            "seconds": null, "state": "not_started", "error": error("registry", message),
+            "moved_from": null, "reason": null, "reused": false,
+        });
+        assert_eq!(
+            written,
+            document(
+                false,
+                &["linux/amd64", "linux/arm64"],
+                vec![
+                    with(
+                        entry("linux/amd64", "pushed"),
+                        json!({ "seconds": null, "reused": true })
+                    ),
+                    not_started,
+                ],
+            )
         );
     }
 }

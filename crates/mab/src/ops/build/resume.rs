@@ -195,6 +195,31 @@ impl Reuse {
     }
 }
 
+/// The entries of the earlier build's platforms among `platforms` that a
+/// resume may reuse, as their entries stand until the registry is read
+/// (`pushed`, marked `reused`): those it left `pushed` or `published`
+/// with a digest. A resume that stops before reading the registry keeps
+/// them so in its metadata, so that the next resume still finds them.
+pub(super) fn carried(earlier: &Metadata, platforms: &[Platform]) -> Vec<PlatformMetadata> {
+    platforms
+        .iter()
+        .filter_map(|platform| candidate(earlier, platform))
+        .map(|(entry, _)| PlatformMetadata::reused(entry, false))
+        .collect()
+}
+
+/// The earlier build's entry of `platform` and its digest, when it left
+/// the platform `pushed` or `published` with one.
+fn candidate<'a>(
+    earlier: &'a Metadata,
+    platform: &Platform,
+) -> Option<(&'a PlatformMetadata, &'a str)> {
+    let entry = earlier.platforms.iter().find(|entry| {
+        entry.platform == *platform && matches!(entry.state, State::Pushed | State::Published)
+    })?;
+    Some((entry, entry.digest.as_deref()?))
+}
+
 /// Which of `platforms` the earlier build already pushed and verified
 /// (`pushed` or `published`, with a digest) and the registry still
 /// serves by that digest for that platform: one read of each
@@ -210,11 +235,7 @@ pub(super) async fn reuse(
 ) -> Reuse {
     let mut reuse = Reuse::default();
     for platform in platforms {
-        let entry = earlier.platforms.iter().find(|entry| {
-            entry.platform == *platform && matches!(entry.state, State::Pushed | State::Published)
-        });
-        let Some((entry, digest)) = entry.and_then(|entry| Some((entry, entry.digest.as_deref()?)))
-        else {
+        let Some((entry, digest)) = candidate(earlier, platform) else {
             reuse.to_build.push(platform.clone());
             continue;
         };
