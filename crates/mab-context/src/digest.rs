@@ -16,11 +16,20 @@ use crate::walk::{ContextListing, EntryKind};
 /// kind, the owner's executable bit of a regular file (the one bit git
 /// keeps of a mode), a symlink's target and a regular file's content
 /// sha256. Times, owners and other mode bits do not count, so that a fresh
-/// clone of the same commit gives the same digest. Errors: a file or link
-/// that cannot be read ([`ContextError::Read`], naming it).
+/// clone of the same commit gives the same digest; for the same reason a
+/// `.git` directory or file at the root of the context is left out, though
+/// it is sent when no ignore rule excludes it: git rewrites it without the
+/// sources changing (`git status` refreshes its index), and a clone's is
+/// never the same. Errors: a file or link that cannot be read
+/// ([`ContextError::Read`], naming it).
 pub fn content_digest(root: &Path, listing: &ContextListing) -> Result<String, ContextError> {
     let mut hasher = Sha256::new();
-    for entry in &listing.entries {
+    let git = Path::new(".git");
+    for entry in listing
+        .entries
+        .iter()
+        .filter(|entry| !entry.path.starts_with(git))
+    {
         let absolute = root.join(&entry.path);
         let read_error = |source: io::Error| ContextError::Read {
             path: absolute.clone(),
@@ -135,6 +144,18 @@ mod tests {
             change(changed.path());
             assert_ne!(digest_of(changed.path()), unchanged, "{name}");
         }
+    }
+
+    #[test]
+    fn the_git_directory_does_not_count() {
+        let (plain, cloned) = (tree(), tree());
+        fs::create_dir_all(cloned.path().join(".git/objects")).unwrap();
+        fs::write(cloned.path().join(".git/index"), "DIRC").unwrap();
+        assert_eq!(digest_of(plain.path()), digest_of(cloned.path()));
+        // Only the `.git` entry itself: a name that merely starts with
+        // `.git` counts.
+        fs::write(cloned.path().join(".gitignore"), "target\n").unwrap();
+        assert_ne!(digest_of(plain.path()), digest_of(cloned.path()));
     }
 
     #[test]
