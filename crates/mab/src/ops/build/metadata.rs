@@ -332,16 +332,30 @@ pub(super) fn state_path(environment: &Environment, manifest: &Path) -> PathBuf 
 }
 
 impl MetadataFile {
-    /// Creates (empties) the `--metadata-file` if one is given. Errors: a
+    /// Creates (empties) the `--metadata-file` if one is given. A state
+    /// file that would be inside the build context (where it would be sent
+    /// and change the context) is not written, with a warning. Errors: a
     /// path that cannot be written (exit 2).
     pub(super) fn create(
         args: &BuildArgs,
         environment: &Environment,
         project: &mab_config::Project,
         inputs: Inputs,
+        reporter: &dyn Reporter,
     ) -> Result<MetadataFile, Failure> {
-        let state = Some(state_path(environment, &project.manifest_path))
-            .filter(|state| !state.starts_with(&project.context));
+        let state = state_path(environment, &project.manifest_path);
+        let state = if state.starts_with(&project.context) {
+            reporter.report(Event::Warning {
+                message: format!(
+                    "the state of this build is not kept: {} is inside the build context {} (set XDG_STATE_HOME elsewhere); `mab build --resume FILE` still resumes from a --metadata-file",
+                    state.display(),
+                    project.context.display()
+                ),
+            });
+            None
+        } else {
+            Some(state)
+        };
         let mut file = MetadataFile {
             path: None,
             state,

@@ -103,7 +103,7 @@ pub async fn build(
     }
     let tags = release_tags(&project, &context, &listing, args, environment, reporter)?;
     let network = super::network_flag(args.network.as_deref())?;
-    let metadata = MetadataFile::create(args, environment, &project, inputs)?;
+    let metadata = MetadataFile::create(args, environment, &project, inputs, reporter)?;
     // From here on every failure writes the metadata file. A resume that
     // stops before the registry is read keeps what it would reuse.
     let carried = earlier
@@ -159,9 +159,13 @@ pub async fn build(
     // A resume builds only what it cannot reuse, and contacts only the
     // runners of those platforms (none when everything is reused).
     let reuse = match (&earlier, repository.as_ref()) {
-        (Some(earlier), Some(repository)) => {
-            resume::reuse(repository, earlier, &project.platforms, reporter).await
-        }
+        (Some(earlier), Some(repository)) => before_deadline(
+            deadline,
+            || slow_registry(&registry, "reading the earlier build's images"),
+            resume::reuse(repository, earlier, &project.platforms, reporter),
+        )
+        .await
+        .map_err(|failure| unstarted.fail(failure, ErrorKind::Registry, None))?,
         _ => resume::Reuse {
             reused: Vec::new(),
             to_build: project.platforms.clone(),
@@ -358,17 +362,21 @@ async fn check_registry<R: Registry>(
     };
     before_deadline(
         deadline,
-        || {
-            (
-                format!("checking push rights at {registry}"),
-                format!("pass a later --deadline, or check why {registry} answers slowly"),
-            )
-        },
+        || slow_registry(registry, "checking push rights"),
         check_push(repository, registry),
     )
     .await
     .and_then(|checked| checked)
     .map_err(|failure| unstarted.fail(failure, ErrorKind::Registry, None))
+}
+
+/// What [`before_deadline`] says when the deadline came while `doing`
+/// something at `registry`, and its hint.
+fn slow_registry(registry: &str, doing: &str) -> (String, String) {
+    (
+        format!("{doing} at {registry}"),
+        format!("pass a later --deadline, or check why {registry} answers slowly"),
+    )
 }
 
 /// Why a plan could not be made, as `mab build` and `mab plan` report it:
