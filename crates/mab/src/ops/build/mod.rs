@@ -2703,14 +2703,27 @@ mod tests {
             earlier: Vec<(&'static str, &'static str)>,
             gone: Option<&'static str>,
             allow_partial: bool,
-            /// How the jobs of the platforms built now end.
+            /// The platforms built now (whose runners alone are connected
+            /// to), and how their jobs end.
             outcomes: Vec<(&'static str, Outcome)>,
-            /// The platforms built, whose runners alone are connected to.
-            built: Vec<&'static str>,
             calls: Vec<&'static str>,
             metadata: serde_json::Value,
             said: Vec<&'static str>,
             failed: bool,
+        }
+        /// amd64 pushed and arm64 failed earlier; arm64 builds now.
+        fn resume_case() -> ResumeCase {
+            ResumeCase {
+                name: "",
+                earlier: vec![("linux/amd64", "pushed"), ("linux/arm64", "failed")],
+                gone: None,
+                allow_partial: false,
+                outcomes: vec![("linux/arm64", Outcome::Built)],
+                calls: Vec::new(),
+                metadata: serde_json::Value::Null,
+                said: Vec::new(),
+                failed: false,
+            }
         }
         let reused = |platform: &str, state: &str| {
             with(
@@ -2718,15 +2731,9 @@ mod tests {
                 json!({ "seconds": null, "reused": true }),
             )
         };
-        let describe_both = ["describe sha256:linux-amd64", "describe sha256:linux-arm64"];
         let cases = vec![
             ResumeCase {
                 name: "amd64 pushed and still served, arm64 failed: only arm64 is built, the list holds both in mab.toml order",
-                earlier: vec![("linux/amd64", "pushed"), ("linux/arm64", "failed")],
-                gone: None,
-                allow_partial: false,
-                outcomes: vec![("linux/arm64", Built)],
-                built: vec!["linux/arm64"],
                 calls: vec![
                     "describe sha256:linux-amd64",
                     "publish sha256:linux-amd64, sha256:linux-arm64 as 1.0, latest while publishing",
@@ -2742,15 +2749,12 @@ mod tests {
                     "linux/amd64 reused from the earlier build (runner `local`): sha256:linux-amd64",
                     "published 127.0.0.1:5000/app@sha256:list as 1.0, latest",
                 ],
-                failed: false,
+                ..resume_case()
             },
             ResumeCase {
                 name: "amd64's image gone from the registry: it is rebuilt with a warning",
-                earlier: vec![("linux/amd64", "pushed"), ("linux/arm64", "failed")],
                 gone: Some("linux-amd64"),
-                allow_partial: false,
                 outcomes: vec![("linux/amd64", Built), ("linux/arm64", Built)],
-                built: vec!["linux/amd64", "linux/arm64"],
                 calls: vec![
                     "describe sha256:linux-amd64",
                     "publish sha256:linux-amd64, sha256:linux-arm64 as 1.0, latest while publishing",
@@ -2759,33 +2763,26 @@ mod tests {
                 ],
                 metadata: published_metadata(&["linux/amd64", "linux/arm64"]),
                 said: vec!["warning: linux/amd64 is rebuilt: the earlier build's image sha256:linux-amd64 cannot be reused from 127.0.0.1:5000/app: reading manifest sha256:linux-amd64 in 127.0.0.1:5000/app failed at 127.0.0.1:5000: the registry answered 404 Not Found"],
-                failed: false,
+                ..resume_case()
             },
             ResumeCase {
                 name: "platforms cancelled or never started have no digest: both are built, nothing is read",
                 earlier: vec![("linux/amd64", "cancelled"), ("linux/arm64", "not_started")],
-                gone: None,
-                allow_partial: false,
                 outcomes: vec![("linux/amd64", Built), ("linux/arm64", Built)],
-                built: vec!["linux/amd64", "linux/arm64"],
                 calls: vec![
                     "publish sha256:linux-amd64, sha256:linux-arm64 as 1.0, latest while publishing",
                     "read tag mab-staging-linux-amd64",
                 ],
                 metadata: published_metadata(&["linux/amd64", "linux/arm64"]),
-                said: Vec::new(),
-                failed: false,
+                ..resume_case()
             },
             ResumeCase {
                 name: "an earlier build that succeeded: everything reused, no job, no runner, the list published under this run's tags",
                 earlier: vec![("linux/amd64", "published"), ("linux/arm64", "published")],
-                gone: None,
-                allow_partial: false,
                 outcomes: Vec::new(),
-                built: Vec::new(),
                 calls: vec![
-                    describe_both[0],
-                    describe_both[1],
+                    "describe sha256:linux-amd64",
+                    "describe sha256:linux-arm64",
                     "publish sha256:linux-amd64, sha256:linux-arm64 as 1.0, latest while publishing",
                 ],
                 metadata: document(
@@ -2797,15 +2794,11 @@ mod tests {
                     "linux/amd64 reused from the earlier build (runner `local`)",
                     "linux/arm64 reused from the earlier build (runner `pi`)",
                 ],
-                failed: false,
+                ..resume_case()
             },
             ResumeCase {
                 name: "arm64 fails again: nothing published, amd64 stays pushed and reused, so that the next resume reuses it too",
-                earlier: vec![("linux/amd64", "pushed"), ("linux/arm64", "failed")],
-                gone: None,
-                allow_partial: false,
                 outcomes: vec![("linux/arm64", FailsBeforePush)],
-                built: vec!["linux/arm64"],
                 calls: vec!["describe sha256:linux-amd64"],
                 metadata: document(
                     false,
@@ -2815,16 +2808,13 @@ mod tests {
                         failed("linux/arm64", "failed", "build", "RUN false: exit code 1"),
                     ],
                 ),
-                said: Vec::new(),
                 failed: true,
+                ..resume_case()
             },
             ResumeCase {
                 name: "--allow-partial: arm64 fails again, the list of the reused amd64 alone is published",
-                earlier: vec![("linux/amd64", "pushed"), ("linux/arm64", "failed")],
-                gone: None,
                 allow_partial: true,
                 outcomes: vec![("linux/arm64", FailsBeforePush)],
-                built: vec!["linux/arm64"],
                 calls: vec![
                     "describe sha256:linux-amd64",
                     "publish sha256:linux-amd64 as 1.0, latest while publishing",
@@ -2839,6 +2829,7 @@ mod tests {
                 ),
                 said: vec!["warning: linux/arm64 is missing from the partial list published as 1.0, latest"],
                 failed: true,
+                ..resume_case()
             },
         ];
         let runners_directory = tempfile::tempdir().unwrap();
@@ -2868,14 +2859,18 @@ mod tests {
 
             let reuse = resume::reuse(&registry, &earlier, &platforms, &reporter).await;
 
-            let built: Vec<String> = case.built.iter().map(|p| (*p).to_owned()).collect();
+            let built: Vec<&str> = case
+                .outcomes
+                .iter()
+                .map(|(platform, _)| *platform)
+                .collect();
             let to_build: Vec<String> = reuse.to_build.iter().map(ToString::to_string).collect();
             assert_eq!(to_build, built, "{name}");
             let contacted: Vec<&str> = prepare::runners_for(&runners, &reuse.to_build)
                 .iter()
                 .map(|runner| runner.name.as_str())
                 .collect();
-            let expected: Vec<&str> = case.built.iter().map(|p| runner_of(p)).collect();
+            let expected: Vec<&str> = built.iter().map(|p| runner_of(p)).collect();
             assert_eq!(
                 contacted, expected,
                 "{name}: only these runners are contacted"
@@ -2920,8 +2915,7 @@ mod tests {
             .await;
 
             let runs = worker.runs.lock().unwrap().clone();
-            let expected_runs: Vec<String> = case
-                .built
+            let expected_runs: Vec<String> = built
                 .iter()
                 .map(|platform| format!("{platform} on {}", runner_of(platform)))
                 .collect();
