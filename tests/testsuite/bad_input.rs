@@ -419,3 +419,89 @@ fn git_problems() {
         check(&name, &run, problem.exit_code());
     }
 }
+
+/// [`run`] with `home` as HOME, shown as `[HOME]`.
+fn run_at_home(project: &Project, home: &std::path::Path, arguments: &[&str]) -> Run {
+    let mut run = mab(home, project.path(), arguments);
+    for (path, shown) in [(project.path(), "[PROJECT]"), (home, "[HOME]")] {
+        run.stderr = run.stderr.replace(path.to_str().unwrap(), shown);
+    }
+    run
+}
+
+/// `--resume` with no earlier build of the project: nothing to resume,
+/// naming mab.toml and where its state would be (nothing listens at the
+/// registry named: refused before it is contacted).
+#[test]
+fn resume_without_an_earlier_build() {
+    let project = project(&GOOD_MANIFEST.replace("5000", "5999"));
+    let home = tempfile::tempdir().unwrap();
+    let run = run_at_home(&project, home.path(), &["build", "--resume"]);
+    assert!(
+        run.stderr.contains("[HOME]/.local/state/mab/builds/"),
+        "{run:?}"
+    );
+    let key = run
+        .stderr
+        .split("builds/")
+        .nth(1)
+        .and_then(|rest| rest.get(..16))
+        .unwrap()
+        .to_owned();
+    assert!(key.chars().all(|c| c.is_ascii_hexdigit()), "{key}");
+    let mut run = run;
+    run.stderr = run.stderr.replace(&key, "[KEY]");
+    check("resume_without_an_earlier_build", &run, 2);
+}
+
+/// `--resume FILE` naming a file that is not there, or one that is not
+/// the metadata of a build: the file and what is wrong with it.
+#[test]
+fn resume_from_a_bad_file() {
+    let project = project(&GOOD_MANIFEST.replace("5000", "5999"));
+    let missing = run(&project, &["build", "--resume", "missing.json"]);
+    check("resume_from_a_missing_file", &missing, 2);
+    // As a mab that did not record the inputs wrote it.
+    project.file(
+        "metadata.json",
+        r#"{"image": "127.0.0.1:5999/x", "digest": null, "media_type": null, "tags": [], "missing": [], "platforms": []}"#,
+    );
+    let invalid = run(&project, &["build", "--resume", "metadata.json"]);
+    check("resume_from_an_invalid_file", &invalid, 2);
+}
+
+/// A resume publishes: `--resume --no-push` is refused.
+#[test]
+fn resume_with_no_push() {
+    let project = project(GOOD_MANIFEST);
+    let run = run(&project, &["build", "--resume", "--no-push"]);
+    check("resume_with_no_push", &run, 2);
+}
+
+/// A resume whose inputs changed since the earlier build is refused,
+/// naming each change, before the registry is contacted.
+#[test]
+fn resume_after_the_inputs_changed() {
+    let project = project(&GOOD_MANIFEST.replace("5000", "5999"));
+    let earlier = serde_json::json!({
+        "image": "127.0.0.1:5999/x",
+        "digest": null,
+        "media_type": null,
+        "tags": ["t1"],
+        "missing": ["linux/amd64"],
+        "platforms": [],
+        "project": "/elsewhere/mab.toml",
+        "inputs": {
+            "context": "sha256:0",
+            "dockerfile": {"path": "Dockerfile", "digest": "sha256:0"},
+            "build_args": {"VERSION": "1"},
+            "target": null,
+            "platforms": ["linux/amd64", "linux/arm64"],
+        },
+    });
+    let directory = tempfile::tempdir().unwrap();
+    let file = directory.path().join("metadata.json");
+    std::fs::write(&file, earlier.to_string()).unwrap();
+    let run = run(&project, &["build", "--resume", file.to_str().unwrap()]);
+    check("resume_after_the_inputs_changed", &run, 2);
+}

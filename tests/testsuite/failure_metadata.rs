@@ -6,7 +6,7 @@
 //! `not_started`, the error on the platforms it concerns.
 
 use crate::support::{
-    build_and_metadata, free_port, require_lab, ssh_lock, Home, Lab, Project, Run,
+    build_and_metadata, free_port, require_lab, sha256, ssh_lock, Home, Lab, Project, Run,
 };
 
 /// A `FROM scratch` project of `image` for linux/amd64 and linux/386;
@@ -46,12 +46,30 @@ fn error_line(run: &Run) -> &str {
 }
 
 /// The metadata file of a build of `image` under the tag `t` that
-/// published nothing, with these entries for linux/amd64 and linux/386.
-fn unpublished(image: &str, entries: [serde_json::Value; 2]) -> serde_json::Value {
+/// published nothing, with these entries for linux/amd64 and linux/386,
+/// of `project`: the inputs are its own (the context's digest as the
+/// file says, a `sha256:` one).
+fn unpublished(
+    project: &Project,
+    metadata: &serde_json::Value,
+    image: &str,
+    entries: [serde_json::Value; 2],
+) -> serde_json::Value {
+    let context = metadata["inputs"]["context"].as_str().unwrap_or_default();
+    assert!(context.starts_with("sha256:"), "{metadata:#}");
+    let dockerfile = std::fs::read(project.path().join("Dockerfile")).unwrap();
     serde_json::json!({
         "image": image, "digest": null, "media_type": null, "tags": ["t"],
         "missing": ["linux/amd64", "linux/386"],
         "platforms": entries,
+        "project": project.path().join("mab.toml"),
+        "inputs": {
+            "context": context,
+            "dockerfile": { "path": "Dockerfile", "digest": sha256(&dockerfile) },
+            "build_args": {},
+            "target": null,
+            "platforms": ["linux/amd64", "linux/386"],
+        },
     })
 }
 
@@ -80,13 +98,15 @@ fn a_build_that_fails_before_any_job_writes_the_metadata() {
         serde_json::json!({
             "platform": platform, "runner": null, "digest": null, "emulated": false,
             "seconds": null, "state": "not_started", "error": error,
-            "moved_from": null, "reason": null,
+            "moved_from": null, "reason": null, "reused": false,
         })
     };
     let registry_error = serde_json::json!({ "kind": "registry", "message": message });
     assert_eq!(
         metadata,
         unpublished(
+            &project,
+            &metadata,
             &image,
             [
                 expected_entry("linux/amd64", registry_error.clone()),
@@ -110,6 +130,8 @@ fn a_build_that_fails_before_any_job_writes_the_metadata() {
     assert_eq!(
         metadata,
         unpublished(
+            &project,
+            &metadata,
             &image,
             [
                 expected_entry("linux/amd64", serde_json::Value::Null),

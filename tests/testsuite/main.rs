@@ -21,6 +21,7 @@ mod platforms;
 mod progress;
 mod registry_auth;
 mod registry_faults;
+mod resume;
 mod runners;
 mod ssh_config;
 mod staging;

@@ -217,19 +217,23 @@ impl Project {
     /// `runners.toml` building linux/amd64 on the local engine (runner
     /// `here`) and linux/arm64 on runner-a's engine (runner `arm`).
     pub fn two_platforms(&self, lab: &Lab, repository: &str) -> &Project {
-        self.file(
-            "mab.toml",
-            &format!(
-                "[image]\nname = \"{repository}\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n"
-            ),
-        )
-        .file(
+        self.two_platform_manifest(repository).file(
             "runners.toml",
             &format!(
                 "[[runner]]\nname = \"here\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\nengine = \"{local}\"\n\n\
                  [[runner]]\nname = \"arm\"\nhost = \"runner-a\"\nplatforms = [\"linux/arm64\"]\nengine = \"unix://{a}\"\n",
                 local = lab.get("LOCAL_ENGINE"),
                 a = lab.get("RUNNER_A_ENGINE_SOCKET"),
+            ),
+        )
+    }
+
+    /// `mab.toml` for `repository` on linux/amd64 and linux/arm64.
+    pub fn two_platform_manifest(&self, repository: &str) -> &Project {
+        self.file(
+            "mab.toml",
+            &format!(
+                "[image]\nname = \"{repository}\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n"
             ),
         )
     }
@@ -487,6 +491,7 @@ pub fn mab_command(home: &Path, directory: &Path, arguments: &[&str]) -> Command
         "DOCKER_CONFIG",
         "MAB_RUNNERS",
         "XDG_CONFIG_HOME",
+        "XDG_STATE_HOME",
         "GITHUB_REF",
         "GITHUB_SHA",
         "GITHUB_EVENT_NAME",
@@ -773,6 +778,11 @@ impl SpareHost {
     /// removes the rules.
     pub fn cut(&self) {
         spare_host(&["cut", &self.name]);
+    }
+
+    /// Lets its sshd port's packets through again after [`cut`](Self::cut).
+    pub fn mend(&self) {
+        spare_host(&["mend", &self.name]);
     }
 }
 

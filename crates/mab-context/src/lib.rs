@@ -14,6 +14,8 @@
 //!   `target` before building.
 //! - [`walk`] lists a directory as fsutil's sender does, with exclude and
 //!   include patterns; [`follow_links`] follows the symlinks of `followpaths`.
+//! - [`content_digest`] digests what a listing sends (paths, kinds, the
+//!   executable bit, link targets, contents), to tell two builds' files apart.
 //!
 //! Known differences from Docker are listed in `docs/docker-build.md`: a
 //! `\` before a letter is that letter (Go's regexp would read `\d` as a digit
@@ -21,6 +23,7 @@
 //! is not UTF-8 is refused instead of sent.
 
 mod build_context;
+mod digest;
 mod error;
 mod follow;
 mod ignore;
@@ -29,6 +32,7 @@ mod stages;
 mod walk;
 
 pub use build_context::{BuildContext, DEFAULT_DOCKERFILE};
+pub use digest::{content_digest, sha256_digest};
 pub use error::ContextError;
 pub use follow::{follow_links, resolve_links};
 pub use ignore::{DockerIgnore, DOCKERIGNORE};

@@ -168,6 +168,16 @@ pub enum Event {
         /// Why `from` lost it: the runner's or engine's failure.
         reason: String,
     },
+    /// `--resume`: a platform the earlier build pushed and verified is
+    /// reused by its digest (found in the registry again); no job runs
+    /// for it and its runner is not contacted.
+    Reused {
+        platform: Platform,
+        /// The runner that built it in the earlier build.
+        runner: String,
+        /// The image manifest's digest, `sha256:…`.
+        digest: String,
+    },
     /// The manifest list was pushed under its tags.
     Published {
         image: String,
@@ -227,7 +237,7 @@ pub enum RetryTarget {
 
 /// The cause a failure is put down to, which decides its hint
 /// (`"error": {"kind": …}` in the metadata file and in events).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// A Dockerfile step failed: the input's problem.

@@ -11,6 +11,9 @@ pub struct Environment {
     /// `$HOME`: where `~/.ssh`, `~/.docker` and `~/.config` are.
     pub home: PathBuf,
     pub xdg_config_home: Option<PathBuf>,
+    /// `$XDG_STATE_HOME` when set to an absolute path (the XDG Base
+    /// Directory spec says a relative one is invalid and to be ignored).
+    pub xdg_state_home: Option<PathBuf>,
     pub mab_runners: Option<PathBuf>,
     pub docker_host: Option<String>,
     pub docker_config: Option<PathBuf>,
@@ -92,6 +95,13 @@ impl std::fmt::Debug for Variables {
     }
 }
 
+/// An XDG base directory variable's value, when it is an absolute path:
+/// the XDG Base Directory spec says a relative one is invalid and to be
+/// ignored.
+fn absolute_only(value: Option<OsString>) -> Option<PathBuf> {
+    value.map(PathBuf::from).filter(|path| path.is_absolute())
+}
+
 impl Environment {
     pub fn from_process() -> Environment {
         use std::io::IsTerminal;
@@ -103,6 +113,7 @@ impl Environment {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("/")),
             xdg_config_home: variable("XDG_CONFIG_HOME").map(PathBuf::from),
+            xdg_state_home: absolute_only(variable("XDG_STATE_HOME")),
             mab_runners: variable("MAB_RUNNERS").map(PathBuf::from),
             docker_host: text("DOCKER_HOST"),
             docker_config: variable("DOCKER_CONFIG").map(PathBuf::from),
@@ -180,6 +191,16 @@ impl Environment {
             })
     }
 
+    /// Where mab keeps what it remembers between runs (the state of the
+    /// last build of each project, for `--resume`): `$XDG_STATE_HOME/mab`,
+    /// else `~/.local/state/mab`, as the XDG Base Directory spec says.
+    pub fn state_dir(&self) -> PathBuf {
+        self.xdg_state_home
+            .clone()
+            .unwrap_or_else(|| self.home.join(".local/state"))
+            .join("mab")
+    }
+
     /// The Docker client configuration directory (`$DOCKER_CONFIG`, else `~/.docker`).
     pub fn docker_config_dir(&self) -> PathBuf {
         self.docker_config
@@ -191,6 +212,27 @@ impl Environment {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_state_directory_follows_xdg_state_home_when_it_is_absolute() {
+        let cases = [
+            (Some("/var/state"), "/var/state/mab"),
+            (Some("relative/state"), "/home/me/.local/state/mab"),
+            (None, "/home/me/.local/state/mab"),
+        ];
+        for (variable, expected) in cases {
+            let environment = Environment {
+                home: "/home/me".into(),
+                xdg_state_home: absolute_only(variable.map(OsString::from)),
+                ..Environment::default()
+            };
+            assert_eq!(
+                environment.state_dir(),
+                std::path::Path::new(expected),
+                "{variable:?}"
+            );
+        }
+    }
 
     #[test]
     fn reads_the_number_of_a_pull_request_target_from_its_payload() {

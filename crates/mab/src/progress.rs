@@ -197,6 +197,13 @@ impl Lines {
                 let how = if *emulated { "emulated" } else { "native" };
                 format!("warning: {platform} moved from runner `{from}` to runner `{to}` ({how}): {reason}")
             }
+            Event::Reused {
+                platform,
+                runner,
+                digest,
+            } => format!(
+                "{platform} reused from the earlier build (runner `{runner}`): {digest}, still in the registry"
+            ),
             Event::Published {
                 image,
                 digest,
@@ -408,6 +415,7 @@ mod tests {
             Event::JobFailed { .. } => "job_failed",
             Event::Retry { .. } => "retry",
             Event::Moved { .. } => "moved",
+            Event::Reused { .. } => "reused",
             Event::Published { .. } => "published",
             Event::StagingTagsLeft { .. } => "staging_tags_left",
             Event::Warning { .. } => "warning",
@@ -583,6 +591,15 @@ mod tests {
                 r#"{"schema":1,"event":"moved","platform":"linux/arm64","from":"a","to":"b","emulated":false,"reason":"connection refused"}"#,
             ),
             (
+                Event::Reused {
+                    platform: arm(),
+                    runner: "pi".into(),
+                    digest: "sha256:ab".into(),
+                },
+                Some("linux/arm64 reused from the earlier build (runner `pi`): sha256:ab, still in the registry"),
+                r#"{"schema":1,"event":"reused","platform":"linux/arm64","runner":"pi","digest":"sha256:ab"}"#,
+            ),
+            (
                 Event::Published {
                     image: "127.0.0.1:5000/app".into(),
                     digest: "sha256:cd".into(),
@@ -683,6 +700,7 @@ mod tests {
                 "job_failed",
                 "retry",
                 "moved",
+                "reused",
                 "published",
                 "staging_tags_left",
                 "warning",

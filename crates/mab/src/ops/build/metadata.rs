@@ -1,11 +1,12 @@
 //! `--metadata-file`: what the build published, or how far each platform
 //! got when it failed, as JSON.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use mab_config::Platform;
 use mab_events::ErrorKind;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cli::BuildArgs;
 use crate::environment::Environment;
@@ -13,21 +14,98 @@ use crate::failure::Failure;
 use crate::ops::jobs::{Built, JobFailure, JobSpec, Stop};
 use crate::progress::{Event, Reporter};
 
-#[derive(Serialize)]
-struct Metadata<'a> {
-    image: &'a str,
+/// The whole document: the `--metadata-file`, and the state of the last
+/// build of a project that `--resume` reads (docs/publishing.md). Both are
+/// written and read with this one type.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(super) struct Metadata {
+    pub(super) image: String,
     /// The published list's digest; `null` when nothing was published.
-    digest: Option<&'a str>,
-    media_type: Option<&'a str>,
-    tags: &'a [String],
+    pub(super) digest: Option<String>,
+    pub(super) media_type: Option<String>,
+    pub(super) tags: Vec<String>,
     /// The platforms asked for that are not in the result: not published
     /// (not built, with `--no-push`); empty when the build succeeded.
-    missing: Vec<Platform>,
-    platforms: &'a [PlatformMetadata],
+    pub(super) missing: Vec<Platform>,
+    pub(super) platforms: Vec<PlatformMetadata>,
+    /// The absolute path of the project's `mab.toml` (what a state file
+    /// is the state of).
+    #[serde(default)]
+    pub(super) project: PathBuf,
+    /// What the build was built from.
+    pub(super) inputs: Inputs,
+}
+
+/// What a build is built from (`"inputs"`): what a `--resume` must find
+/// unchanged. Tags are not inputs: a resume may publish under others.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Inputs {
+    /// [`mab_context::content_digest`] of the files the context sends.
+    pub(super) context: String,
+    pub(super) dockerfile: DockerfileInput,
+    /// The build arguments passed to every engine: `[image.args]` with
+    /// `--build-arg` over them.
+    pub(super) build_args: BTreeMap<String, String>,
+    /// The stage built; `null` for the last one.
+    pub(super) target: Option<String>,
+    /// The platforms asked for, in `mab.toml` order (after `--platform`).
+    pub(super) platforms: Vec<Platform>,
+}
+
+/// `"dockerfile"` of [`Inputs`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DockerfileInput {
+    /// Relative to the context directory when it is inside it, else to
+    /// the directory of `mab.toml` (else absolute), so that the same
+    /// project in another directory gives the same path.
+    pub(super) path: PathBuf,
+    /// `sha256:…` of its bytes.
+    pub(super) digest: String,
+}
+
+impl Inputs {
+    /// The inputs of a build of `project` (after the flags) whose context
+    /// `context` sends `listing`. Errors: a file that cannot be read
+    /// (exit 2, naming it).
+    pub(super) fn of(
+        project: &mab_config::Project,
+        context: &mab_context::BuildContext,
+        listing: &mab_context::ContextListing,
+    ) -> Result<Inputs, Failure> {
+        let read_failure = |error: mab_context::ContextError| {
+            Failure::usage(error.to_string(), error.hint().as_deref())
+        };
+        let digest = mab_context::content_digest(context.dir(), listing).map_err(read_failure)?;
+        let dockerfile = context.dockerfile();
+        let bytes = std::fs::read(dockerfile).map_err(|source| {
+            read_failure(mab_context::ContextError::Read {
+                path: dockerfile.to_path_buf(),
+                source,
+            })
+        })?;
+        let manifest_dir = project.manifest_path.parent().unwrap_or(Path::new("/"));
+        let path = dockerfile
+            .strip_prefix(context.dir())
+            .or_else(|_| dockerfile.strip_prefix(manifest_dir))
+            .unwrap_or(dockerfile)
+            .to_path_buf();
+        Ok(Inputs {
+            context: digest,
+            dockerfile: DockerfileInput {
+                path,
+                digest: mab_context::sha256_digest(&bytes),
+            },
+            build_args: project.args.clone(),
+            target: project.target.clone(),
+            platforms: project.platforms.clone(),
+        })
+    }
 }
 
 /// How far a platform got (`"state"` in the metadata file).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(super) enum State {
     /// In the published list.
@@ -47,29 +125,35 @@ pub(super) enum State {
 }
 
 /// `"error"` of a platform: the cause and the failure's message.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(super) struct ErrorMetadata {
     kind: ErrorKind,
     message: String,
 }
 
 /// One platform of the metadata file.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(super) struct PlatformMetadata {
-    platform: Platform,
+    pub(super) platform: Platform,
     /// The runner it was built on (last tried, when it failed); `null`
     /// when it was not planned.
-    runner: Option<String>,
+    pub(super) runner: Option<String>,
     /// The image manifest's digest in the registry, once pushed.
-    digest: Option<String>,
-    emulated: bool,
-    /// How long its job took on `runner`; `null` when it did not finish.
-    seconds: Option<f64>,
-    state: State,
+    pub(super) digest: Option<String>,
+    pub(super) emulated: bool,
+    /// How long its job took on `runner`; `null` when it did not finish
+    /// (or did not run in this build: `reused`).
+    pub(super) seconds: Option<f64>,
+    pub(super) state: State,
     error: Option<ErrorMetadata>,
     /// The runner that lost the platform first, and why ([`JobSpec::moved_from`]).
     moved_from: Option<String>,
     reason: Option<String>,
+    /// `--resume`: taken by its digest from the earlier build, not built
+    /// by this one (`runner`, `emulated` and `moved_from` are the earlier
+    /// build's).
+    #[serde(default)]
+    pub(super) reused: bool,
 }
 
 impl PlatformMetadata {
@@ -85,6 +169,24 @@ impl PlatformMetadata {
             error: None,
             moved_from: moved.map(|moved| moved.runner.clone()),
             reason: moved.map(|moved| moved.reason.clone()),
+            reused: false,
+        }
+    }
+
+    /// An entry of an earlier build's platform taken over by `--resume`:
+    /// `pushed` until the list is `published`, without `seconds`, marked
+    /// `reused`.
+    pub(super) fn reused(earlier: &PlatformMetadata, published: bool) -> PlatformMetadata {
+        PlatformMetadata {
+            seconds: None,
+            state: if published {
+                State::Published
+            } else {
+                State::Pushed
+            },
+            error: None,
+            reused: true,
+            ..earlier.clone()
         }
     }
 
@@ -150,8 +252,12 @@ impl PlatformMetadata {
 pub(super) struct BeforeJobs<'a> {
     pub(super) file: &'a MetadataFile,
     pub(super) image: &'a str,
-    /// In the order of `mab.toml` (after `--platform`).
+    /// The platforms to build, in the order of `mab.toml` (after
+    /// `--platform`); with `--resume`, without those `reused`.
     pub(super) platforms: &'a [Platform],
+    /// `--resume`: the earlier build's entries of the platforms reused,
+    /// kept as they are (`pushed`) so that a later resume reuses them too.
+    pub(super) reused: &'a [PlatformMetadata],
     pub(super) tags: &'a [String],
     pub(super) reporter: &'a dyn Reporter,
 }
@@ -183,30 +289,82 @@ impl BeforeJobs<'_> {
         failure
     }
 
-    /// Writes the file with `platforms` as they are and no list; a failure
-    /// to write it is a warning, as the build's own failure is the one
-    /// reported.
+    /// Writes the file with `platforms` as they are (and the reused ones,
+    /// in the order of `mab.toml`) and no list; a failure to write it is a
+    /// warning, as the build's own failure is the one reported.
     pub(super) fn write(&self, platforms: &[PlatformMetadata]) {
+        let platforms = self.file.in_order(platforms, self.reused);
         self.file
-            .write_failed(self.image, self.tags, platforms, self.reporter);
+            .write_failed(self.image, self.tags, &platforms, self.reporter);
     }
 }
 
 /// `--metadata-file`, resolved against `-C` and created before anything
 /// is built, so that an unwritable path fails first (exit 2), not after
-/// publishing.
+/// publishing; and the project's state file for `--resume`, written with
+/// the same document.
 pub(super) struct MetadataFile {
     /// Where to write; `None` without `--metadata-file`.
     pub(super) path: Option<PathBuf>,
+    /// The state file ([`state_path`]); `None` when it would be inside the
+    /// build context.
+    pub(super) state: Option<PathBuf>,
+    /// The absolute path of `mab.toml`.
+    pub(super) project: PathBuf,
+    pub(super) inputs: Inputs,
+    /// The platforms in the order of `mab.toml` (after `--platform`).
+    pub(super) order: Vec<Platform>,
+}
+
+/// Where the state of the last build of the project whose `mab.toml` is
+/// `manifest` is kept: `<state dir>/builds/<key>.json`, the key the first
+/// 16 hex digits of the sha256 of the canonical path of `mab.toml`
+/// ([`Environment::state_dir`]: `$XDG_STATE_HOME/mab`, else
+/// `~/.local/state/mab`).
+pub(super) fn state_path(environment: &Environment, manifest: &Path) -> PathBuf {
+    let canonical = std::fs::canonicalize(manifest).unwrap_or_else(|_| manifest.to_path_buf());
+    let digest = mab_context::sha256_digest(canonical.as_os_str().as_encoded_bytes());
+    let key = &digest["sha256:".len().."sha256:".len() + 16];
+    environment
+        .state_dir()
+        .join("builds")
+        .join(format!("{key}.json"))
 }
 
 impl MetadataFile {
+    /// Creates (empties) the `--metadata-file` if one is given. A state
+    /// file that would be inside the build context (where it would be sent
+    /// and change the context) is not written, with a warning. Errors: a
+    /// path that cannot be written (exit 2).
     pub(super) fn create(
         args: &BuildArgs,
         environment: &Environment,
+        project: &mab_config::Project,
+        inputs: Inputs,
+        reporter: &dyn Reporter,
     ) -> Result<MetadataFile, Failure> {
+        let state = state_path(environment, &project.manifest_path);
+        let state = if state.starts_with(&project.context) {
+            reporter.report(Event::Warning {
+                message: format!(
+                    "the state of this build is not kept: {} is inside the build context {} (set XDG_STATE_HOME elsewhere); `mab build --resume FILE` still resumes from a --metadata-file",
+                    state.display(),
+                    project.context.display()
+                ),
+            });
+            None
+        } else {
+            Some(state)
+        };
+        let mut file = MetadataFile {
+            path: None,
+            state,
+            project: project.manifest_path.clone(),
+            inputs,
+            order: project.platforms.clone(),
+        };
         let Some(given) = &args.metadata_file else {
-            return Ok(MetadataFile { path: None });
+            return Ok(file);
         };
         let start = match &args.project.directory {
             Some(directory) => environment.current_dir.join(directory),
@@ -219,7 +377,31 @@ impl MetadataFile {
                 Some("point --metadata-file at a writable path"),
             )
         })?;
-        Ok(MetadataFile { path: Some(path) })
+        file.path = Some(path);
+        Ok(file)
+    }
+
+    /// `platforms` with `reused` among them, in the order of `mab.toml`;
+    /// a platform not in that order (none is) goes last.
+    pub(super) fn in_order(
+        &self,
+        platforms: &[PlatformMetadata],
+        reused: &[PlatformMetadata],
+    ) -> Vec<PlatformMetadata> {
+        let mut all: Vec<PlatformMetadata> = platforms.iter().chain(reused).cloned().collect();
+        if !reused.is_empty() {
+            all.sort_by_key(|entry| self.position(&entry.platform));
+        }
+        all
+    }
+
+    /// Where `platform` comes in the order of `mab.toml`; last when it
+    /// is not there.
+    pub(super) fn position(&self, platform: &Platform) -> usize {
+        self.order
+            .iter()
+            .position(|listed| listed == platform)
+            .unwrap_or(usize::MAX)
     }
 
     /// Writes the file of a build that failed: no list, `platforms` as
@@ -232,7 +414,7 @@ impl MetadataFile {
         platforms: &[PlatformMetadata],
         reporter: &dyn Reporter,
     ) {
-        if let Err(failure) = self.write(image, None, tags, platforms) {
+        if let Err(failure) = self.write(image, None, tags, platforms, reporter) {
             reporter.report(Event::Warning {
                 message: failure.report.trim_start_matches("error: ").to_owned(),
             });
@@ -241,31 +423,48 @@ impl MetadataFile {
 
     /// Writes the file: the list (`digest`, media type) when one was
     /// published, and each platform in job order; `"missing"` holds those
-    /// not `published` (not `built`, with `--no-push`).
+    /// not `published` (not `built`, with `--no-push`). The same document
+    /// goes to the state file (atomically: a temporary file renamed over
+    /// it); a failure there is a warning through `reporter`, as only a
+    /// later `--resume` needs it.
     pub(super) fn write(
         &self,
         image: &str,
         list: Option<(&str, &str)>,
         tags: &[String],
         platforms: &[PlatformMetadata],
+        reporter: &dyn Reporter,
     ) -> Result<(), Failure> {
-        let Some(path) = &self.path else {
-            return Ok(());
-        };
         let metadata = Metadata {
-            image,
-            digest: list.map(|(digest, _)| digest),
-            media_type: list.map(|(_, media_type)| media_type),
-            tags,
+            image: image.to_owned(),
+            digest: list.map(|(digest, _)| digest.to_owned()),
+            media_type: list.map(|(_, media_type)| media_type.to_owned()),
+            tags: tags.to_vec(),
             missing: platforms
                 .iter()
                 .filter(|platform| !matches!(platform.state, State::Published | State::Built))
                 .map(|platform| platform.platform.clone())
                 .collect(),
-            platforms,
+            platforms: platforms.to_vec(),
+            project: self.project.clone(),
+            inputs: self.inputs.clone(),
         };
-        let json = serde_json::to_string_pretty(&metadata).expect("metadata always serialises");
-        std::fs::write(path, json + "\n").map_err(|error| {
+        let json =
+            serde_json::to_string_pretty(&metadata).expect("metadata always serialises") + "\n";
+        if let Some(state) = &self.state {
+            if let Err(error) = write_atomically(state, &json) {
+                reporter.report(Event::Warning {
+                    message: format!(
+                        "could not write the state of this build to {} (a later `mab build --resume` needs it): {error}",
+                        state.display()
+                    ),
+                });
+            }
+        }
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        std::fs::write(path, json).map_err(|error| {
             Failure::runtime(
                 format!(
                     "could not write the metadata file {}: {error}",
@@ -274,5 +473,92 @@ impl MetadataFile {
                 None,
             )
         })
+    }
+}
+
+/// Writes `text` to `path` through a temporary file in the same directory
+/// (created with its parents) renamed over it, so that a reader never sees
+/// half a document.
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let directory = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(directory)?;
+    let mut file = tempfile::NamedTempFile::new_in(directory)?;
+    file.write_all(text.as_bytes())?;
+    file.persist(path).map_err(|error| error.error)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The state file is keyed by the project's canonical `mab.toml` path:
+    /// the same project (also through a symlink) gives the same file,
+    /// another project another.
+    #[test]
+    fn the_state_file_is_keyed_by_the_canonical_path_of_mab_toml() {
+        let directory = tempfile::tempdir().unwrap();
+        let root = directory.path().canonicalize().unwrap();
+        for project in ["one", "two"] {
+            std::fs::create_dir(root.join(project)).unwrap();
+            std::fs::write(root.join(project).join("mab.toml"), "").unwrap();
+        }
+        std::os::unix::fs::symlink(root.join("one"), root.join("link")).unwrap();
+        let environment = Environment {
+            xdg_state_home: Some("/state".into()),
+            ..Environment::default()
+        };
+        let state = |project: &str| state_path(&environment, &root.join(project).join("mab.toml"));
+        let one = state("one");
+        let name = one.file_name().unwrap().to_str().unwrap();
+        assert_eq!(one.parent().unwrap(), Path::new("/state/mab/builds"));
+        assert!(
+            name.len() == "0123456789abcdef.json".len()
+                && name.ends_with(".json")
+                && name[..16].chars().all(|c| c.is_ascii_hexdigit()),
+            "{name}"
+        );
+        assert_eq!(state("link"), one);
+        assert_ne!(state("two"), one);
+    }
+
+    /// The document reads back as it was written: one type for both.
+    #[test]
+    fn the_document_reads_back() {
+        let directory = tempfile::tempdir().unwrap();
+        let file = MetadataFile {
+            path: Some(directory.path().join("metadata.json")),
+            state: Some(directory.path().join("state/builds/key.json")),
+            project: "/project/mab.toml".into(),
+            inputs: Inputs {
+                context: "sha256:c".to_owned(),
+                dockerfile: DockerfileInput {
+                    path: "Dockerfile".into(),
+                    digest: "sha256:d".to_owned(),
+                },
+                build_args: BTreeMap::new(),
+                target: Some("release".to_owned()),
+                platforms: vec!["linux/arm64".parse().unwrap()],
+            },
+            order: vec!["linux/arm64".parse().unwrap()],
+        };
+        let job = JobSpec::on("linux/arm64".parse().unwrap(), "pi");
+        let entry = PlatformMetadata::not_started(&job);
+        file.write(
+            "127.0.0.1:5000/app",
+            None,
+            &[],
+            std::slice::from_ref(&entry),
+            &mab_events::Silent,
+        )
+        .unwrap();
+        for path in [file.path.as_ref().unwrap(), file.state.as_ref().unwrap()] {
+            let read: Metadata =
+                serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+            assert_eq!(read.inputs, file.inputs);
+            assert_eq!(read.platforms, std::slice::from_ref(&entry));
+            assert_eq!(read.project, file.project);
+        }
     }
 }

@@ -5,11 +5,13 @@
 //! `overrides` (flags over `mab.toml`), `tags` (the tags to publish under
 //! and the partial-build rule), `worker` (one platform's job on its
 //! runner's engine), `publish` (the registry side: push rights, staging
-//! tags) and `metadata` (`--metadata-file`).
+//! tags), `metadata` (`--metadata-file`, and the state a resume reads)
+//! and `resume` (`--resume`: what an earlier build left that is reused).
 
 mod metadata;
 mod overrides;
 mod publish;
+mod resume;
 mod tags;
 mod worker;
 
@@ -31,7 +33,7 @@ use crate::ops::prepare;
 use crate::ops::publishing::Publishing;
 use crate::progress::{Event, Reporter};
 
-use metadata::{BeforeJobs, MetadataFile, PlatformMetadata};
+use metadata::{BeforeJobs, Inputs, MetadataFile, PlatformMetadata};
 use overrides::{apply_overrides, time_limit};
 use publish::{check_push, remove_staging_tags, staged, Registry, Staged};
 use tags::{check_not_narrowing, check_partial_has_tags, release_tags};
@@ -81,8 +83,19 @@ pub async fn build(
     };
     check_not_narrowing(&project, &loaded.manifest_platforms, args)?;
     check_partial_has_tags(args)?;
+    resume::check_resume_pushes(args)?;
     let (context, listing) = prepare::build_context(&project)?;
     prepare::check_target(&project, &context, args.target.is_some())?;
+    let inputs = Inputs::of(&project, &context, &listing)?;
+    // Read before the metadata file is created: it may be the same file.
+    let earlier = match &args.resume {
+        Some(file) => {
+            let earlier = resume::load(file.as_deref(), args, environment, &project.manifest_path)?;
+            resume::check_inputs(&earlier, &inputs)?;
+            Some(earlier)
+        }
+        None => None,
+    };
     for warning in context.warnings() {
         reporter.report(Event::Warning {
             message: warning.clone(),
@@ -90,12 +103,24 @@ pub async fn build(
     }
     let tags = release_tags(&project, &context, &listing, args, environment, reporter)?;
     let network = super::network_flag(args.network.as_deref())?;
-    let metadata = MetadataFile::create(args, environment)?;
-    // From here on every failure writes the metadata file.
+    let metadata = MetadataFile::create(args, environment, &project, inputs, reporter)?;
+    // From here on every failure writes the metadata file. A resume that
+    // stops before the registry is read keeps what it would reuse.
+    let carried = earlier
+        .as_ref()
+        .map(|earlier| resume::carried(earlier, &project.platforms))
+        .unwrap_or_default();
+    let rest: Vec<mab_config::Platform> = project
+        .platforms
+        .iter()
+        .filter(|platform| !carried.iter().any(|entry| entry.platform == **platform))
+        .cloned()
+        .collect();
     let unstarted = BeforeJobs {
         file: &metadata,
         image: &project.image,
-        platforms: &project.platforms,
+        platforms: &rest,
+        reused: &carried,
         tags: &tags,
         reporter,
     };
@@ -131,7 +156,28 @@ pub async fn build(
     };
     check_registry(repository.as_ref(), &registry, deadline, &unstarted).await?;
 
-    let runners = prepare::runners_for(&loaded.runners, &project.platforms);
+    // A resume builds only what it cannot reuse, and contacts only the
+    // runners of those platforms (none when everything is reused).
+    let reuse = match (&earlier, repository.as_ref()) {
+        (Some(earlier), Some(repository)) => before_deadline(
+            deadline,
+            || slow_registry(&registry, "reading the earlier build's images"),
+            resume::reuse(repository, earlier, &project.platforms, reporter),
+        )
+        .await
+        .map_err(|failure| unstarted.fail(failure, ErrorKind::Registry, None))?,
+        _ => resume::Reuse {
+            reused: Vec::new(),
+            to_build: project.platforms.clone(),
+        },
+    };
+    let reused_entries = reuse.entries();
+    let unstarted = BeforeJobs {
+        platforms: &reuse.to_build,
+        reused: &reused_entries,
+        ..unstarted
+    };
+    let runners = prepare::runners_for(&loaded.runners, &reuse.to_build);
     let connecting = prepare::Connecting::default();
     let connected = before_deadline(
         deadline,
@@ -168,7 +214,7 @@ pub async fn build(
             &connected,
         )
     };
-    let (plan, unplanned) = match planning(&project.platforms) {
+    let (plan, unplanned) = match planning(&reuse.to_build) {
         Ok(plan) => (plan, Vec::new()),
         Err(error) if args.allow_partial && !args.no_push => {
             plan_partially(error, &planning, &connected, &unstarted)?
@@ -225,6 +271,7 @@ pub async fn build(
         fallback,
         allow_partial: args.allow_partial,
         unplanned: &unplanned,
+        reused: &reuse.reused,
     };
     run_and_publish(
         &planned,
@@ -294,6 +341,10 @@ struct Planned<'a> {
     /// because their runners were unreachable ([`plan_partially`]), as
     /// failed jobs; they come after `jobs` in the metadata.
     unplanned: &'a [JobFailure],
+    /// `--resume`: the earlier build's platforms taken over by digest
+    /// (their entries, and their images as the registry serves them);
+    /// they join the list in the order of `mab.toml`.
+    reused: &'a [(PlatformMetadata, Child)],
 }
 
 /// Push rights, before anything is built ([`check_push`]), unless
@@ -311,17 +362,21 @@ async fn check_registry<R: Registry>(
     };
     before_deadline(
         deadline,
-        || {
-            (
-                format!("checking push rights at {registry}"),
-                format!("pass a later --deadline, or check why {registry} answers slowly"),
-            )
-        },
+        || slow_registry(registry, "checking push rights"),
         check_push(repository, registry),
     )
     .await
     .and_then(|checked| checked)
     .map_err(|failure| unstarted.fail(failure, ErrorKind::Registry, None))
+}
+
+/// What [`before_deadline`] says when the deadline came while `doing`
+/// something at `registry`, and its hint.
+fn slow_registry(registry: &str, doing: &str) -> (String, String) {
+    (
+        format!("{doing} at {registry}"),
+        format!("pass a later --deadline, or check why {registry} answers slowly"),
+    )
 }
 
 /// Why a plan could not be made, as `mab build` and `mab plan` report it:
@@ -496,7 +551,9 @@ fn stranded(
 /// nothing. With `repository` `None`
 /// (`--no-push`) writes the metadata with no digests and returns nothing
 /// for stdout. Otherwise publishes the list of the children in job order
-/// under `planned.tags` (with `publishing` set, so that an interrupt waits
+/// (with `--resume`, the reused images of `planned.reused` among them, all
+/// in the order of `mab.toml`; a failure keeps those `pushed` in the
+/// metadata) under `planned.tags` (with `publishing` set, so that an interrupt waits
 /// for it; a failure is exit 1 naming the registry, the staging tags then
 /// stay), removes the staging tags, writes the metadata and returns
 /// `image@digest` and a newline for stdout.
@@ -518,6 +575,13 @@ async fn run_and_publish<W: Worker, R: Registry>(
     )
     .await;
     results.extend(planned.unplanned.iter().cloned().map(Err));
+    let reused = |published: bool| -> Vec<PlatformMetadata> {
+        planned
+            .reused
+            .iter()
+            .map(|(entry, _)| PlatformMetadata::reused(entry, published))
+            .collect()
+    };
     let states: Vec<PlatformMetadata> = results
         .iter()
         .map(|result| match result {
@@ -525,6 +589,7 @@ async fn run_and_publish<W: Worker, R: Registry>(
             Err(failure) => PlatformMetadata::failed(failure),
         })
         .collect();
+    let states = metadata.in_order(&states, &reused(false));
     // Every image pushed, by the digest its push gave: those of the
     // platforms that succeeded, and those that failed after their push.
     let pushed_ok = staged_of(&results, true);
@@ -533,8 +598,9 @@ async fn run_and_publish<W: Worker, R: Registry>(
         Ok(built) => (built, Vec::new()),
         Err(failures) => {
             // `--allow-partial` publishes those that succeeded, if any.
-            let partial =
-                planned.allow_partial && repository.is_some() && results.iter().any(Result::is_ok);
+            let partial = planned.allow_partial
+                && repository.is_some()
+                && (results.iter().any(Result::is_ok) || !planned.reused.is_empty());
             if let Some(repository) = repository {
                 // A partial list keeps the staging tags of its own
                 // platforms until it is published.
@@ -559,16 +625,27 @@ async fn run_and_publish<W: Worker, R: Registry>(
     };
 
     let Some(repository) = repository else {
-        metadata.write(planned.image, None, planned.tags, &states)?;
+        metadata.write(planned.image, None, planned.tags, &states, reporter)?;
         return Ok(BuildOutcome {
             image: planned.image.to_owned(),
             digest: None,
         });
     };
-    let children: Vec<Child> = built
+    // In the order of mab.toml, the reused images among the built ones.
+    let mut children: Vec<(&mab_config::Platform, Child)> = built
         .iter()
-        .filter_map(|built| built.child.clone())
+        .filter_map(|built| Some((&built.job.platform, built.child.clone()?)))
+        .chain(
+            planned
+                .reused
+                .iter()
+                .map(|(entry, child)| (&entry.platform, child.clone())),
+        )
         .collect();
+    if !planned.reused.is_empty() {
+        children.sort_by_key(|(platform, _)| metadata.position(platform));
+    }
+    let children: Vec<Child> = children.into_iter().map(|(_, child)| child).collect();
     let (media_type, bytes) = mab_registry::manifest_list(&children);
     // From here on the registry changes: a Ctrl-C waits for the build to
     // end rather than leave some tags moved and others not.
@@ -619,7 +696,8 @@ async fn run_and_publish<W: Worker, R: Registry>(
         planned.image,
         Some((&digest, media_type)),
         planned.tags,
-        &published,
+        &metadata.in_order(&published, &reused(true)),
+        reporter,
     )?;
     let outcome = BuildOutcome {
         image: planned.image.to_owned(),
@@ -873,6 +951,8 @@ mod tests {
         /// The platform whose staging tag another build overwrote since
         /// this build pushed: it points at `sha256:other-build`.
         overwritten: Option<&'static str>,
+        /// The image of this platform (`linux-amd64`) is no longer served.
+        gone: Option<&'static str>,
     }
 
     /// Records every call, naming the tags and digests involved.
@@ -933,9 +1013,18 @@ mod tests {
             }
         }
 
+        /// The image [`child`] names by `digest`, unless it is `gone`.
         async fn describe(&self, digest: &str) -> Result<Child, RegistryError> {
             self.record(format!("describe {digest}"));
-            Err(self.refused("reading"))
+            let platform = digest.strip_prefix("sha256:").unwrap_or(digest);
+            match self.answers.gone {
+                Some(gone) if gone == platform => Err(RegistryError::Request {
+                    registry: REGISTRY.to_owned(),
+                    action: format!("reading manifest {digest} in {}", self.name()),
+                    message: "the registry answered 404 Not Found".to_owned(),
+                }),
+                _ => Ok(child(&platform.replace('-', "/"))),
+            }
         }
 
         async fn publish(
@@ -1017,6 +1106,7 @@ mod tests {
                     matches!(
                         event,
                         Event::Published { .. }
+                            | Event::Reused { .. }
                             | Event::StagingTagsLeft { .. }
                             | Event::Moved { .. }
                             | Event::Warning { .. }
@@ -1105,6 +1195,7 @@ mod tests {
             "error": null,
             "moved_from": null,
             "reason": null,
+            "reused": false,
         })
     }
 
@@ -1143,7 +1234,28 @@ mod tests {
             "tags": ["1.0", "latest"],
             "missing": missing,
             "platforms": platforms,
+            "project": PROJECT,
+            "inputs": serde_json::to_value(inputs()).unwrap(),
         })
+    }
+
+    const PROJECT: &str = "/project/mab.toml";
+
+    /// The inputs of the builds of these tests.
+    fn inputs() -> Inputs {
+        Inputs {
+            context: "sha256:context".to_owned(),
+            dockerfile: metadata::DockerfileInput {
+                path: "Dockerfile".into(),
+                digest: "sha256:dockerfile".to_owned(),
+            },
+            build_args: [("VERSION".to_owned(), "1".to_owned())].into(),
+            target: None,
+            platforms: vec![
+                "linux/amd64".parse().unwrap(),
+                "linux/arm64".parse().unwrap(),
+            ],
+        }
     }
 
     fn published_metadata(platforms: &[&str]) -> serde_json::Value {
@@ -1165,6 +1277,13 @@ mod tests {
         std::fs::write(&path, "").unwrap();
         let metadata = MetadataFile {
             path: Some(path.clone()),
+            state: Some(directory.path().join("state/builds/0123456789abcdef.json")),
+            project: PROJECT.into(),
+            inputs: inputs(),
+            order: ["linux/amd64", "linux/arm64", "linux/s390x"]
+                .iter()
+                .map(|platform| platform.parse().unwrap())
+                .collect(),
         };
         (directory, path, metadata)
     }
@@ -1180,6 +1299,7 @@ mod tests {
             file,
             image: IMAGE,
             platforms,
+            reused: &[],
             tags,
             reporter,
         }
@@ -1987,6 +2107,7 @@ mod tests {
                 fallback: case.fallback,
                 allow_partial: case.allow_partial,
                 unplanned: &[],
+                reused: &[],
             };
             let worker = FakeWorker {
                 outcomes: case.outcomes.clone(),
@@ -2553,5 +2674,424 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    /// An earlier build's document: each platform in `state` (with its
+    /// digest when `pushed` or `published`), the inputs of these tests.
+    fn earlier(states: &[(&str, &str)]) -> metadata::Metadata {
+        let entries: Vec<serde_json::Value> = states
+            .iter()
+            .map(|(platform, state)| entry(platform, state))
+            .collect();
+        let missing: Vec<&str> = states
+            .iter()
+            .filter(|(_, state)| *state != "published")
+            .map(|(platform, _)| *platform)
+            .collect();
+        let published = missing.is_empty();
+        serde_json::from_value(document(published, &missing, entries)).unwrap()
+    }
+
+    /// A resume's decisions against the fakes: which platforms are reused
+    /// (one read each, by digest), which are built (and on which runners:
+    /// only theirs are contacted), what is published, said and recorded.
+    #[tokio::test(start_paused = true)]
+    async fn a_resume_reuses_what_the_registry_still_serves_and_builds_the_rest() {
+        use Outcome::*;
+        struct ResumeCase {
+            name: &'static str,
+            earlier: Vec<(&'static str, &'static str)>,
+            gone: Option<&'static str>,
+            allow_partial: bool,
+            /// The platforms built now (whose runners alone are connected
+            /// to), and how their jobs end.
+            outcomes: Vec<(&'static str, Outcome)>,
+            calls: Vec<&'static str>,
+            metadata: serde_json::Value,
+            said: Vec<&'static str>,
+            failed: bool,
+        }
+        /// amd64 pushed and arm64 failed earlier; arm64 builds now.
+        fn resume_case() -> ResumeCase {
+            ResumeCase {
+                name: "",
+                earlier: vec![("linux/amd64", "pushed"), ("linux/arm64", "failed")],
+                gone: None,
+                allow_partial: false,
+                outcomes: vec![("linux/arm64", Outcome::Built)],
+                calls: Vec::new(),
+                metadata: serde_json::Value::Null,
+                said: Vec::new(),
+                failed: false,
+            }
+        }
+        let reused = |platform: &str, state: &str| {
+            with(
+                entry(platform, state),
+                json!({ "seconds": null, "reused": true }),
+            )
+        };
+        let cases = vec![
+            ResumeCase {
+                name: "amd64 pushed and still served, arm64 failed: only arm64 is built, the list holds both in mab.toml order",
+                calls: vec![
+                    "describe sha256:linux-amd64",
+                    "publish sha256:linux-amd64, sha256:linux-arm64 as 1.0, latest while publishing",
+                    "read tag mab-staging-linux-arm64",
+                    "delete mab-staging-linux-arm64",
+                ],
+                metadata: document(
+                    true,
+                    &[],
+                    vec![reused("linux/amd64", "published"), entry("linux/arm64", "published")],
+                ),
+                said: vec![
+                    "linux/amd64 reused from the earlier build (runner `local`): sha256:linux-amd64",
+                    "published 127.0.0.1:5000/app@sha256:list as 1.0, latest",
+                ],
+                ..resume_case()
+            },
+            ResumeCase {
+                name: "amd64's image gone from the registry: it is rebuilt with a warning",
+                gone: Some("linux-amd64"),
+                outcomes: vec![("linux/amd64", Built), ("linux/arm64", Built)],
+                calls: vec![
+                    "describe sha256:linux-amd64",
+                    "publish sha256:linux-amd64, sha256:linux-arm64 as 1.0, latest while publishing",
+                    "read tag mab-staging-linux-amd64",
+                    "delete mab-staging-linux-amd64",
+                ],
+                metadata: published_metadata(&["linux/amd64", "linux/arm64"]),
+                said: vec!["warning: linux/amd64 is rebuilt: the earlier build's image sha256:linux-amd64 cannot be reused from 127.0.0.1:5000/app: reading manifest sha256:linux-amd64 in 127.0.0.1:5000/app failed at 127.0.0.1:5000: the registry answered 404 Not Found"],
+                ..resume_case()
+            },
+            ResumeCase {
+                name: "platforms cancelled or never started have no digest: both are built, nothing is read",
+                earlier: vec![("linux/amd64", "cancelled"), ("linux/arm64", "not_started")],
+                outcomes: vec![("linux/amd64", Built), ("linux/arm64", Built)],
+                calls: vec![
+                    "publish sha256:linux-amd64, sha256:linux-arm64 as 1.0, latest while publishing",
+                    "read tag mab-staging-linux-amd64",
+                ],
+                metadata: published_metadata(&["linux/amd64", "linux/arm64"]),
+                ..resume_case()
+            },
+            ResumeCase {
+                name: "an earlier build that succeeded: everything reused, no job, no runner, the list published under this run's tags",
+                earlier: vec![("linux/amd64", "published"), ("linux/arm64", "published")],
+                outcomes: Vec::new(),
+                calls: vec![
+                    "describe sha256:linux-amd64",
+                    "describe sha256:linux-arm64",
+                    "publish sha256:linux-amd64, sha256:linux-arm64 as 1.0, latest while publishing",
+                ],
+                metadata: document(
+                    true,
+                    &[],
+                    vec![reused("linux/amd64", "published"), reused("linux/arm64", "published")],
+                ),
+                said: vec![
+                    "linux/amd64 reused from the earlier build (runner `local`)",
+                    "linux/arm64 reused from the earlier build (runner `pi`)",
+                ],
+                ..resume_case()
+            },
+            ResumeCase {
+                name: "arm64 fails again: nothing published, amd64 stays pushed and reused, so that the next resume reuses it too",
+                outcomes: vec![("linux/arm64", FailsBeforePush)],
+                calls: vec!["describe sha256:linux-amd64"],
+                metadata: document(
+                    false,
+                    &["linux/amd64", "linux/arm64"],
+                    vec![
+                        reused("linux/amd64", "pushed"),
+                        failed("linux/arm64", "failed", "build", "RUN false: exit code 1"),
+                    ],
+                ),
+                failed: true,
+                ..resume_case()
+            },
+            ResumeCase {
+                name: "--allow-partial: arm64 fails again, the list of the reused amd64 alone is published",
+                allow_partial: true,
+                outcomes: vec![("linux/arm64", FailsBeforePush)],
+                calls: vec![
+                    "describe sha256:linux-amd64",
+                    "publish sha256:linux-amd64 as 1.0, latest while publishing",
+                ],
+                metadata: document(
+                    true,
+                    &["linux/arm64"],
+                    vec![
+                        reused("linux/amd64", "published"),
+                        failed("linux/arm64", "failed", "build", "RUN false: exit code 1"),
+                    ],
+                ),
+                said: vec!["warning: linux/arm64 is missing from the partial list published as 1.0, latest"],
+                failed: true,
+                ..resume_case()
+            },
+        ];
+        let runners_directory = tempfile::tempdir().unwrap();
+        let runners_path = runners_directory.path().join("runners.toml");
+        std::fs::write(
+            &runners_path,
+            "[[runner]]\nname = \"local\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\n\n\
+             [[runner]]\nname = \"pi\"\nhost = \"pi.lan\"\nplatforms = [\"linux/arm64\"]\n",
+        )
+        .unwrap();
+        let runners = mab_config::load_runners(&runners_path).unwrap();
+        for case in cases {
+            let name = case.name;
+            let publishing = Publishing::default();
+            let registry = FakeRegistry::new(
+                Answers {
+                    gone: case.gone,
+                    deletes_tags: true,
+                    ..Answers::default()
+                },
+                &publishing,
+            );
+            let (_directory, path, metadata) = empty_metadata_file();
+            let reporter = Recorded::default();
+            let earlier = earlier(&case.earlier);
+            let platforms = inputs().platforms;
+
+            let reuse = resume::reuse(&registry, &earlier, &platforms, &reporter).await;
+
+            let built: Vec<&str> = case
+                .outcomes
+                .iter()
+                .map(|(platform, _)| *platform)
+                .collect();
+            let to_build: Vec<String> = reuse.to_build.iter().map(ToString::to_string).collect();
+            assert_eq!(to_build, built, "{name}");
+            let contacted: Vec<&str> = prepare::runners_for(&runners, &reuse.to_build)
+                .iter()
+                .map(|runner| runner.name.as_str())
+                .collect();
+            let expected: Vec<&str> = built.iter().map(|p| runner_of(p)).collect();
+            assert_eq!(
+                contacted, expected,
+                "{name}: only these runners are contacted"
+            );
+            let jobs: Vec<JobSpec> = reuse
+                .to_build
+                .iter()
+                .map(|platform| JobSpec::on(platform.clone(), runner_of(&platform.to_string())))
+                .collect();
+            let slots: HashMap<String, u32> =
+                jobs.iter().map(|job| (job.runner.clone(), 1)).collect();
+            let tags = ["1.0".to_owned(), "latest".to_owned()];
+            let planned = Planned {
+                image: IMAGE,
+                jobs: &jobs,
+                slots: &slots,
+                tags: &tags,
+                limits: Limits {
+                    timeout: None,
+                    timeout_from_flag: false,
+                    deadline: None,
+                },
+                fallback: Fallback::Allowed,
+                allow_partial: case.allow_partial,
+                unplanned: &[],
+                reused: &reuse.reused,
+            };
+            let worker = FakeWorker {
+                outcomes: case.outcomes.clone(),
+                elsewhere: Vec::new(),
+                pushes: true,
+                runs: Mutex::new(Vec::new()),
+            };
+            let result = run_and_publish(
+                &planned,
+                &worker,
+                Some(&registry),
+                &metadata,
+                &publishing,
+                &reporter,
+            )
+            .await;
+
+            let runs = worker.runs.lock().unwrap().clone();
+            let expected_runs: Vec<String> = built
+                .iter()
+                .map(|platform| format!("{platform} on {}", runner_of(platform)))
+                .collect();
+            assert_eq!(
+                runs, expected_runs,
+                "{name}: a job for the built platforms alone"
+            );
+            let calls = registry.calls.lock().unwrap().clone();
+            assert_eq!(calls[..case.calls.len()], case.calls, "{name}: {calls:#?}");
+            assert_eq!(result.is_err(), case.failed, "{name}: {result:?}");
+            let written: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            assert_eq!(written, case.metadata, "{name}");
+            // The state file holds the same document.
+            let state = std::fs::read_to_string(metadata.state.as_ref().unwrap()).unwrap();
+            assert_eq!(
+                serde_json::from_str::<serde_json::Value>(&state).unwrap(),
+                written,
+                "{name}"
+            );
+            let said = reporter.said();
+            for phrase in &case.said {
+                assert!(
+                    said.iter().any(|line| line.contains(phrase)),
+                    "{name}: {phrase:?} not in {said:#?}"
+                );
+            }
+            let reused_said = said
+                .iter()
+                .filter(|line| line.contains(" reused from the earlier build"))
+                .count();
+            assert_eq!(reused_said, reuse.reused.len(), "{name}: {said:#?}");
+        }
+    }
+
+    /// A resume whose inputs changed is refused (exit 2), naming each
+    /// change; tags are no input.
+    #[test]
+    fn a_resume_names_each_input_that_changed() {
+        let earlier: metadata::Metadata =
+            serde_json::from_value(document(false, &[], Vec::new())).unwrap();
+        assert!(resume::check_inputs(&earlier, &inputs()).is_ok());
+        type Change = fn(&mut Inputs);
+        let cases: Vec<(&str, Change, &str)> = vec![
+            (
+                "files",
+                |inputs| inputs.context = "sha256:other".into(),
+                "the files sent changed",
+            ),
+            (
+                "dockerfile",
+                |inputs| inputs.dockerfile.digest = "sha256:other".into(),
+                "the Dockerfile changed (Dockerfile)",
+            ),
+            (
+                "dockerfile path",
+                |inputs| inputs.dockerfile.path = "build/Dockerfile".into(),
+                "the Dockerfile changed: Dockerfile -> build/Dockerfile",
+            ),
+            (
+                "build arg changed",
+                |inputs| {
+                    inputs.build_args.insert("VERSION".into(), "2".into());
+                },
+                "build arg VERSION changed: 1 -> 2",
+            ),
+            (
+                "build arg added",
+                |inputs| {
+                    inputs.build_args.insert("DEBUG".into(), "".into());
+                },
+                "build arg DEBUG added: ",
+            ),
+            (
+                "build arg removed",
+                |inputs| inputs.build_args.clear(),
+                "build arg VERSION removed (was 1)",
+            ),
+            (
+                "target",
+                |inputs| inputs.target = Some("test".into()),
+                "target changed: (the last stage) -> test",
+            ),
+            (
+                "platforms",
+                |inputs| inputs.platforms.truncate(1),
+                "platforms changed: linux/amd64, linux/arm64 -> linux/amd64",
+            ),
+        ];
+        for (name, change, phrase) in cases {
+            let mut now = inputs();
+            change(&mut now);
+            let failure = resume::check_inputs(&earlier, &now).unwrap_err();
+            assert_eq!(failure.kind, FailureKind::Usage, "{name}");
+            assert!(
+                failure.report.starts_with(&format!(
+                    "error: cannot resume the earlier build of {PROJECT}: {phrase}"
+                )),
+                "{name}: {}",
+                failure.report
+            );
+            assert!(
+                failure
+                    .report
+                    .contains("hint: run `mab build` without --resume to rebuild every platform"),
+                "{name}: {}",
+                failure.report
+            );
+        }
+        // Several changes are named together.
+        let mut now = inputs();
+        now.context = "sha256:other".into();
+        now.target = Some("test".into());
+        let report = resume::check_inputs(&earlier, &now).unwrap_err().report;
+        assert!(
+            report.contains("the files sent changed; target changed: (the last stage) -> test"),
+            "{report}"
+        );
+    }
+
+    /// A resume that stops before the registry is read (here at the check
+    /// of push rights) keeps the platforms it would reuse `pushed` with
+    /// their digests, so that the next resume still finds them; the
+    /// others carry the failure.
+    #[tokio::test]
+    async fn a_resume_that_stops_early_keeps_what_it_would_reuse() {
+        let (_directory, path, metadata) = empty_metadata_file();
+        let reporter = Recorded::default();
+        let earlier = earlier(&[("linux/amd64", "pushed"), ("linux/arm64", "failed")]);
+        let platforms = inputs().platforms;
+        let carried = resume::carried(&earlier, &platforms);
+        let rest = vec![platforms[1].clone()];
+        let tags = ["1.0".to_owned(), "latest".to_owned()];
+        let unstarted = BeforeJobs {
+            reused: &carried,
+            ..before_jobs(&metadata, &rest, &tags, &reporter)
+        };
+        let publishing = Publishing::default();
+        let registry = FakeRegistry::new(
+            Answers {
+                push_rights: PushRights::Unreachable,
+                ..Answers::default()
+            },
+            &publishing,
+        );
+
+        let failure = check_registry(Some(&registry), REGISTRY, None, &unstarted)
+            .await
+            .unwrap_err();
+
+        let message = "cannot reach the registry 127.0.0.1:5000: refused";
+        assert!(
+            failure.report.starts_with(&format!("error: {message}")),
+            "{}",
+            failure.report
+        );
+        let written: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let not_started = json!({
+            "platform": "linux/arm64", "runner": null, "digest": null, "emulated": false,
+            "seconds": null, "state": "not_started", "error": error("registry", message),
+            "moved_from": null, "reason": null, "reused": false,
+        });
+        assert_eq!(
+            written,
+            document(
+                false,
+                &["linux/amd64", "linux/arm64"],
+                vec![
+                    with(
+                        entry("linux/amd64", "pushed"),
+                        json!({ "seconds": null, "reused": true })
+                    ),
+                    not_started,
+                ],
+            )
+        );
     }
 }

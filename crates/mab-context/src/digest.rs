@@ -1,0 +1,168 @@
+//! A digest of what a context sends, to tell whether two builds were built
+//! from the same files (`mab build --resume` compares it).
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::ContextError;
+use crate::walk::{ContextListing, EntryKind};
+
+/// `sha256:` and 64 hex digits over the entries of `listing` (as
+/// [`crate::walk`] lists `root`, sorted by path): for each, its path, its
+/// kind, the owner's executable bit of a regular file (the one bit git
+/// keeps of a mode), a symlink's target and a regular file's content
+/// sha256. Times, owners and other mode bits do not count, so that a fresh
+/// clone of the same commit gives the same digest; for the same reason a
+/// `.git` directory or file at the root of the context is left out, though
+/// it is sent when no ignore rule excludes it: git rewrites it without the
+/// sources changing (`git status` refreshes its index), and a clone's is
+/// never the same. Errors: a file or link that cannot be read
+/// ([`ContextError::Read`], naming it).
+pub fn content_digest(root: &Path, listing: &ContextListing) -> Result<String, ContextError> {
+    let mut hasher = Sha256::new();
+    let git = Path::new(".git");
+    for entry in listing
+        .entries
+        .iter()
+        .filter(|entry| !entry.path.starts_with(git))
+    {
+        let absolute = root.join(&entry.path);
+        let read_error = |source: io::Error| ContextError::Read {
+            path: absolute.clone(),
+            source,
+        };
+        let (kind, executable, target, content) = match entry.kind {
+            EntryKind::Directory => ("directory", false, String::new(), String::new()),
+            EntryKind::Special => ("special", false, String::new(), String::new()),
+            EntryKind::Symlink => {
+                let target = fs::read_link(&absolute).map_err(read_error)?;
+                let target = target.to_string_lossy().into_owned();
+                ("symlink", false, target, String::new())
+            }
+            EntryKind::File => {
+                let mut file = fs::File::open(&absolute).map_err(read_error)?;
+                let mode = file.metadata().map_err(read_error)?.permissions().mode();
+                let mut content = Sha256::new();
+                io::copy(&mut file, &mut content).map_err(read_error)?;
+                let content = hex(&content.finalize());
+                ("file", mode & 0o100 != 0, String::new(), content)
+            }
+        };
+        // NUL cannot occur in a path or a link target: the fields stay apart.
+        let line = format!(
+            "{}\0{kind}\0{}\0{target}\0{content}\n",
+            entry.path.to_string_lossy(),
+            u8::from(executable)
+        );
+        hasher.update(line.as_bytes());
+    }
+    Ok(format!("sha256:{}", hex(&hasher.finalize())))
+}
+
+/// `sha256:` and 64 hex digits of `bytes`.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex(&Sha256::digest(bytes)))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::walk::{walk, Selection};
+    use std::os::unix::fs::symlink;
+
+    fn digest_of(root: &Path) -> String {
+        let listing = walk(root, Selection::default()).unwrap();
+        content_digest(root, &listing).unwrap()
+    }
+
+    fn tree() -> tempfile::TempDir {
+        let directory = tempfile::tempdir().unwrap();
+        let root = directory.path();
+        fs::create_dir(root.join("src")).unwrap();
+        fs::write(root.join("Dockerfile"), "FROM scratch\n").unwrap();
+        fs::write(root.join("src/run.sh"), "echo hi\n").unwrap();
+        symlink("run.sh", root.join("src/start")).unwrap();
+        directory
+    }
+
+    #[test]
+    fn the_same_files_elsewhere_give_the_same_digest() {
+        let (one, two) = (tree(), tree());
+        // Times and the other mode bits do not count.
+        fs::set_permissions(
+            two.path().join("Dockerfile"),
+            fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        let digest = digest_of(one.path());
+        assert!(
+            digest.starts_with("sha256:") && digest.len() == 71,
+            "{digest}"
+        );
+        assert_eq!(digest, digest_of(two.path()));
+    }
+
+    /// A change made to a copy of [`tree`].
+    type Change = fn(&Path);
+
+    #[test]
+    fn each_kind_of_change_changes_the_digest() {
+        let changes: [(&str, Change); 6] = [
+            ("content", |root| {
+                fs::write(root.join("src/run.sh"), "echo ho\n").unwrap()
+            }),
+            ("executable bit", |root| {
+                fs::set_permissions(root.join("src/run.sh"), fs::Permissions::from_mode(0o755))
+                    .unwrap()
+            }),
+            ("link target", |root| {
+                fs::remove_file(root.join("src/start")).unwrap();
+                symlink("other.sh", root.join("src/start")).unwrap();
+            }),
+            ("new empty directory", |root| {
+                fs::create_dir(root.join("empty")).unwrap()
+            }),
+            ("renamed file", |root| {
+                fs::rename(root.join("src/run.sh"), root.join("src/go.sh")).unwrap()
+            }),
+            ("file become a directory", |root| {
+                fs::remove_file(root.join("Dockerfile")).unwrap();
+                fs::create_dir(root.join("Dockerfile")).unwrap();
+            }),
+        ];
+        let unchanged = digest_of(tree().path());
+        for (name, change) in changes {
+            let changed = tree();
+            change(changed.path());
+            assert_ne!(digest_of(changed.path()), unchanged, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_git_directory_does_not_count() {
+        let (plain, cloned) = (tree(), tree());
+        fs::create_dir_all(cloned.path().join(".git/objects")).unwrap();
+        fs::write(cloned.path().join(".git/index"), "DIRC").unwrap();
+        assert_eq!(digest_of(plain.path()), digest_of(cloned.path()));
+        // Only the `.git` entry itself: a name that merely starts with
+        // `.git` counts.
+        fs::write(cloned.path().join(".gitignore"), "target\n").unwrap();
+        assert_ne!(digest_of(plain.path()), digest_of(cloned.path()));
+    }
+
+    #[test]
+    fn sha256_digest_of_bytes() {
+        assert_eq!(
+            sha256_digest(b""),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}

@@ -1,0 +1,266 @@
+//! `mab build --resume [FILE]`: finish an earlier build that failed by
+//! rebuilding only what it did not push and verify (docs/publishing.md).
+//!
+//! The earlier build is read from the project's state file or from a
+//! `--metadata-file` ([`load`]), its inputs must equal this build's
+//! ([`check_inputs`]), and each platform it pushed is reused when the
+//! registry still serves its digest ([`reuse`]).
+
+use std::path::Path;
+
+use mab_config::Platform;
+use mab_registry::Child;
+
+use crate::cli::BuildArgs;
+use crate::environment::Environment;
+use crate::failure::{Failure, FailureKind};
+use crate::progress::{Event, Reporter};
+
+use super::metadata::{state_path, Inputs, Metadata, PlatformMetadata, State};
+use super::publish::Registry;
+
+const REBUILD_HINT: &str = "run `mab build` without --resume to rebuild every platform";
+
+/// `--resume` publishes, so `--no-push` cannot go with it (exit 2).
+pub(super) fn check_resume_pushes(args: &BuildArgs) -> Result<(), Failure> {
+    if args.resume.is_some() && args.no_push {
+        return Err(Failure::usage(
+            "--resume cannot go with --no-push: a resume publishes the full list",
+            Some("drop --no-push to publish, or run `mab build --no-push` without --resume to only build"),
+        ));
+    }
+    Ok(())
+}
+
+/// The earlier build `--resume` names: the metadata file `file` (relative
+/// to `-C`), else the state of the last build of the project whose
+/// `mab.toml` is `manifest` ([`state_path`]). Errors (exit 2): no state
+/// for the project, a file that cannot be read, or one that is not a
+/// metadata document with `inputs`, each naming the file.
+pub(super) fn load(
+    file: Option<&Path>,
+    args: &BuildArgs,
+    environment: &Environment,
+    manifest: &Path,
+) -> Result<Metadata, Failure> {
+    let (path, given) = match file {
+        Some(file) => {
+            let start = match &args.project.directory {
+                Some(directory) => environment.current_dir.join(directory),
+                None => environment.current_dir.clone(),
+            };
+            (start.join(file), true)
+        }
+        None => (state_path(environment, manifest), false),
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if !given && error.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Failure::usage(
+                format!(
+                    "nothing to resume: no earlier build of {} (no state at {})",
+                    manifest.display(),
+                    path.display()
+                ),
+                Some("run `mab build`; --resume FILE resumes from the --metadata-file of a build run elsewhere"),
+            ));
+        }
+        Err(error) => {
+            return Err(Failure::usage(
+                format!("cannot resume from {}: {error}", path.display()),
+                Some(if given {
+                    "pass the --metadata-file that the failed build wrote"
+                } else {
+                    "run `mab build` without --resume"
+                }),
+            ));
+        }
+    };
+    serde_json::from_str(&text).map_err(|error| {
+        Failure::usage(
+            format!(
+                "cannot resume from {}: it is not the metadata of a mab build: {error}",
+                path.display()
+            ),
+            Some("pass the --metadata-file that the failed build wrote (one written by a mab that records `inputs`), or run `mab build` without --resume"),
+        )
+    })
+}
+
+/// What changed from `earlier` to `now`, one phrase each, in the order
+/// of the fields: the files sent, the Dockerfile, each build argument,
+/// the target, the platforms. Empty when nothing did.
+pub(super) fn changes(earlier: &Inputs, now: &Inputs) -> Vec<String> {
+    let mut changes = Vec::new();
+    if earlier.context != now.context {
+        changes.push("the files sent changed".to_owned());
+    }
+    if earlier.dockerfile.path != now.dockerfile.path {
+        changes.push(format!(
+            "the Dockerfile changed: {} -> {}",
+            earlier.dockerfile.path.display(),
+            now.dockerfile.path.display()
+        ));
+    } else if earlier.dockerfile.digest != now.dockerfile.digest {
+        changes.push(format!(
+            "the Dockerfile changed ({})",
+            now.dockerfile.path.display()
+        ));
+    }
+    let names: std::collections::BTreeSet<&String> = earlier
+        .build_args
+        .keys()
+        .chain(now.build_args.keys())
+        .collect();
+    for name in names {
+        match (earlier.build_args.get(name), now.build_args.get(name)) {
+            (Some(before), Some(after)) if before != after => {
+                changes.push(format!("build arg {name} changed: {before} -> {after}"));
+            }
+            (Some(before), None) => {
+                changes.push(format!("build arg {name} removed (was {before})"));
+            }
+            (None, Some(after)) => changes.push(format!("build arg {name} added: {after}")),
+            _ => {}
+        }
+    }
+    if earlier.target != now.target {
+        let show = |target: &Option<String>| {
+            target
+                .clone()
+                .unwrap_or_else(|| "(the last stage)".to_owned())
+        };
+        changes.push(format!(
+            "target changed: {} -> {}",
+            show(&earlier.target),
+            show(&now.target)
+        ));
+    }
+    if earlier.platforms != now.platforms {
+        let show = |platforms: &[Platform]| {
+            platforms
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        changes.push(format!(
+            "platforms changed: {} -> {}",
+            show(&earlier.platforms),
+            show(&now.platforms)
+        ));
+    }
+    changes
+}
+
+/// Refuses (exit 2) a resume whose inputs changed since the earlier build
+/// (of the project `earlier.project`), naming each change: a list must
+/// not mix images built from different sources.
+pub(super) fn check_inputs(earlier: &Metadata, now: &Inputs) -> Result<(), Failure> {
+    let changes = changes(&earlier.inputs, now);
+    if changes.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::new(
+        FailureKind::Usage,
+        &format!(
+            "cannot resume the earlier build of {}: {}",
+            earlier.project.display(),
+            changes.join("; ")
+        ),
+        vec![format!(
+            "{REBUILD_HINT}; a list must not mix images built from different sources"
+        )],
+        &[],
+    ))
+}
+
+/// What a resume takes over and what it builds.
+#[derive(Debug, Default)]
+pub(super) struct Reuse {
+    /// The earlier build's entries of the platforms reused, with their
+    /// images as the registry describes them now.
+    pub(super) reused: Vec<(PlatformMetadata, Child)>,
+    /// The platforms to build, in the order of `platforms`.
+    pub(super) to_build: Vec<Platform>,
+}
+
+impl Reuse {
+    /// The entries of the reused platforms, `pushed` (not yet published).
+    pub(super) fn entries(&self) -> Vec<PlatformMetadata> {
+        self.reused
+            .iter()
+            .map(|(entry, _)| PlatformMetadata::reused(entry, false))
+            .collect()
+    }
+}
+
+/// The entries of the earlier build's platforms among `platforms` that a
+/// resume may reuse, as their entries stand until the registry is read
+/// (`pushed`, marked `reused`): those it left `pushed` or `published`
+/// with a digest. A resume that stops before reading the registry keeps
+/// them so in its metadata, so that the next resume still finds them.
+pub(super) fn carried(earlier: &Metadata, platforms: &[Platform]) -> Vec<PlatformMetadata> {
+    platforms
+        .iter()
+        .filter_map(|platform| candidate(earlier, platform))
+        .map(|(entry, _)| PlatformMetadata::reused(entry, false))
+        .collect()
+}
+
+/// The earlier build's entry of `platform` and its digest, when it left
+/// the platform `pushed` or `published` with one.
+fn candidate<'a>(
+    earlier: &'a Metadata,
+    platform: &Platform,
+) -> Option<(&'a PlatformMetadata, &'a str)> {
+    let entry = earlier.platforms.iter().find(|entry| {
+        entry.platform == *platform && matches!(entry.state, State::Pushed | State::Published)
+    })?;
+    Some((entry, entry.digest.as_deref()?))
+}
+
+/// Which of `platforms` the earlier build already pushed and verified
+/// (`pushed` or `published`, with a digest) and the registry still
+/// serves by that digest for that platform: one read of each
+/// ([`Registry::describe`]), each reported as [`Event::Reused`]. A digest
+/// the registry no longer serves (or that cannot be read, or whose image
+/// is not the platform's) is rebuilt, with a warning saying why; so is
+/// every other platform (failed, cancelled, not started).
+pub(super) async fn reuse(
+    repository: &impl Registry,
+    earlier: &Metadata,
+    platforms: &[Platform],
+    reporter: &dyn Reporter,
+) -> Reuse {
+    let mut reuse = Reuse::default();
+    for platform in platforms {
+        let Some((entry, digest)) = candidate(earlier, platform) else {
+            reuse.to_build.push(platform.clone());
+            continue;
+        };
+        let why = match repository.describe(digest).await {
+            Ok(child) => match mab_registry::check_platform(platform, &child.platform) {
+                Ok(()) => {
+                    reporter.report(Event::Reused {
+                        platform: platform.clone(),
+                        runner: entry.runner.clone().unwrap_or_default(),
+                        digest: digest.to_owned(),
+                    });
+                    reuse.reused.push((entry.clone(), child));
+                    continue;
+                }
+                Err(error) => error.to_string(),
+            },
+            Err(error) => error.to_string(),
+        };
+        reporter.report(Event::Warning {
+            message: format!(
+                "{platform} is rebuilt: the earlier build's image {digest} cannot be reused from {}: {why}",
+                repository.name()
+            ),
+        });
+        reuse.to_build.push(platform.clone());
+    }
+    reuse
+}

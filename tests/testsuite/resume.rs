@@ -1,0 +1,317 @@
+//! `mab build --resume` on the real lab: linux/amd64 on runner-b,
+//! linux/arm64 (emulated) on a spare host of the test's own, whose link
+//! is cut while its `RUN` step runs, so that the build fails with amd64
+//! pushed and nothing published. Once the link is mended, `--resume`
+//! builds only arm64: runner-b's sshd logs no new login, and the list
+//! (read with skopeo) holds the failed build's amd64 digest and the new
+//! arm64 image. `--resume FILE` from the failed build's metadata does the
+//! same in a fresh copy of the project with a home of its own; a resume
+//! after the Dockerfile changed is refused (exit 2) and publishes nothing.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::support::{
+    list_architectures, mab, mab_command, require_lab, skopeo_config, skopeo_exists, skopeo_raw,
+    ssh_lock, Home, Lab, Project, Run, SpareHost, SpareOptions,
+};
+
+/// The arm64 `RUN` step sleeps this long (a number no other test uses, so
+/// that the step can be found among the processes); amd64 skips it.
+const SLEEP: &str = "12.37";
+
+/// Keepalives that find the cut link within seconds.
+const FAST_KEEPALIVES: &str = "    ServerAliveInterval 1\n    ServerAliveCountMax 2\n";
+
+/// The project: busybox for both architectures, a `RUN` step that sleeps
+/// on arm64 only, and runners.toml with amd64 on runner-b and arm64 on
+/// the ssh alias `spare`.
+fn write_project(project: &Project, lab: &Lab, repository: &str) {
+    project
+        .with_busybox(lab, &["amd64", "arm64"])
+        .file(
+            "Dockerfile",
+            &format!(
+                "FROM scratch\nARG TARGETARCH\nCOPY busybox/${{TARGETARCH}} /bin/busybox\n\
+                 COPY busybox/${{TARGETARCH}} /bin/sh\n\
+                 RUN if [ \"$TARGETARCH\" = arm64 ]; then /bin/busybox sleep {SLEEP}; fi\n\
+                 COPY content.txt /\n"
+            ),
+        )
+        .file("content.txt", "resume\n")
+        .two_platform_manifest(repository)
+        .file(
+            "runners.toml",
+            &format!(
+                "[[runner]]\nname = \"b\"\nhost = \"runner-b\"\nplatforms = [\"linux/amd64\"]\nengine = \"unix://{b}\"\n\n\
+                 [[runner]]\nname = \"spare\"\nhost = \"spare\"\nplatforms = [\"linux/arm64\"]\nengine = \"unix://{a}\"\n",
+                b = lab.get("RUNNER_B_ENGINE_SOCKET"),
+                a = lab.get("RUNNER_A_ENGINE_SOCKET"),
+            ),
+        );
+}
+
+/// `mab build --progress json --runners runners.toml --network host`
+/// (the spare host's engine has no bridge) `--metadata-file METADATA`
+/// plus `arguments`.
+fn arguments<'a>(metadata: &'a Path, arguments: &[&'a str]) -> Vec<&'a str> {
+    let mut all = vec![
+        "build",
+        "--progress",
+        "json",
+        "--runners",
+        "runners.toml",
+        "--network",
+        "host",
+        "--metadata-file",
+        metadata.to_str().unwrap(),
+    ];
+    all.extend_from_slice(arguments);
+    all
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Whether the arm64 `RUN` step runs.
+fn sleeping() -> bool {
+    let output = std::process::Command::new("pgrep")
+        .args(["-f", &format!("busybox sleep {SLEEP}")])
+        .output()
+        .unwrap();
+    !output.stdout.is_empty()
+}
+
+/// The build whose arm64 link is cut mid-step: started, amd64 finished
+/// and arm64's step running, the link cut; returns how mab ended.
+fn build_cut_mid_arm64(home: &Home, project: &Project, spare: &SpareHost, metadata: &Path) -> Run {
+    let mut child = mab_command(
+        home.path(),
+        project.path(),
+        &arguments(metadata, &["--tag", "t1"]),
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let lines = Arc::clone(&lines);
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                lines.lock().unwrap().push(line.unwrap());
+            }
+        })
+    };
+    let amd64_done =
+        || {
+            lines.lock().unwrap().iter().any(|line| {
+                line.contains("\"event\":\"job_finished\"") && line.contains("linux/amd64")
+            })
+        };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(amd64_done() && sleeping()) {
+        assert!(
+            Instant::now() < deadline,
+            "amd64 did not finish, or arm64's step did not start, within 60 s: {:#?}",
+            lines.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    spare.cut();
+    let output = child.wait_with_output().unwrap();
+    reader.join().unwrap();
+    let stderr = lines.lock().unwrap().join("\n");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr,
+    }
+}
+
+/// The list under `tag`: each entry's architecture and digest.
+fn list_entries(repository: &str, tag: &str) -> Vec<(String, String)> {
+    let raw = skopeo_raw(&format!("{repository}:{tag}"));
+    let list: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    let digests = list["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["digest"].as_str().unwrap().to_owned());
+    list_architectures(&raw).into_iter().zip(digests).collect()
+}
+
+/// Checks a successful resume: exit 0; amd64 reused by the failed build's
+/// digest (a `reused` event, no job, runner-b not logged into); arm64
+/// built on the spare host; the list under `tag` holds both, amd64 with
+/// that digest and arm64 with the one the metadata names, its config
+/// arm64; the metadata has both `published`, amd64 `reused`.
+fn assert_resumed(
+    lab: &Lab,
+    run: &Run,
+    runner_b_logins: usize,
+    repository: &str,
+    tag: &str,
+    amd64_digest: &str,
+    metadata: &serde_json::Value,
+) {
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        lab.host("runner-b").logins(),
+        runner_b_logins,
+        "runner-b was not contacted: {run:?}"
+    );
+    let reused = run.events_named("reused");
+    assert_eq!(reused.len(), 1, "{run:?}");
+    assert_eq!(reused[0]["platform"], "linux/amd64");
+    assert_eq!(reused[0]["runner"], "b");
+    assert_eq!(reused[0]["digest"], amd64_digest);
+    let started: Vec<String> = run
+        .events_named("job_started")
+        .iter()
+        .map(|event| format!("{} on {}", event["platform"], event["runner"]).replace('"', ""))
+        .collect();
+    assert_eq!(started, ["linux/arm64 on spare"], "{run:?}");
+    let platforms = metadata["platforms"].as_array().unwrap();
+    assert_eq!(metadata["missing"], serde_json::json!([]), "{metadata:#}");
+    assert_eq!(platforms[0]["platform"], "linux/amd64");
+    assert_eq!(platforms[0]["state"], "published");
+    assert_eq!(platforms[0]["reused"], true);
+    assert_eq!(platforms[0]["digest"], amd64_digest);
+    assert_eq!(platforms[0]["runner"], "b");
+    assert_eq!(platforms[1]["platform"], "linux/arm64");
+    assert_eq!(platforms[1]["state"], "published");
+    assert_eq!(platforms[1]["reused"], false);
+    let arm64_digest = platforms[1]["digest"].as_str().unwrap();
+    assert_eq!(
+        list_entries(repository, tag),
+        [
+            ("amd64".to_owned(), amd64_digest.to_owned()),
+            ("arm64".to_owned(), arm64_digest.to_owned()),
+        ],
+        "{run:?}"
+    );
+    let config = skopeo_config(&format!("{repository}@{arm64_digest}"));
+    assert_eq!(config["architecture"], "arm64");
+    assert_eq!(
+        run.stdout.trim(),
+        format!("{repository}@{}", metadata["digest"].as_str().unwrap())
+    );
+}
+
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_resume_builds_only_what_failed_and_reuses_the_rest_by_digest() {
+    let lab = require_lab!();
+    let spare = SpareHost::start("resume", SpareOptions::default());
+    let repository = lab.repository("resume");
+    let project = Project::new();
+    write_project(&project, lab, &repository);
+    let home = Home::new(lab);
+    spare.add_to(&home, "spare", FAST_KEEPALIVES);
+    let outside = tempfile::tempdir().unwrap();
+    let failed_metadata = outside.path().join("failed.json");
+    let _ssh = ssh_lock();
+
+    // arm64's only runner is cut off mid-build: nothing is published.
+    let run = build_cut_mid_arm64(&home, &project, &spare, &failed_metadata);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(!skopeo_exists(&format!("{repository}:t1")), "{run:?}");
+    let failed = read_json(&failed_metadata);
+    let platforms = failed["platforms"].as_array().unwrap();
+    assert_eq!(platforms[0]["state"], "pushed", "{failed:#}");
+    assert_eq!(platforms[1]["state"], "failed", "{failed:#}");
+    assert_eq!(platforms[1]["runner"], "spare", "{failed:#}");
+    let amd64_digest = platforms[0]["digest"].as_str().unwrap().to_owned();
+    // The image the failed build pushed is the amd64 one.
+    let config = skopeo_config(&format!("{repository}@{amd64_digest}"));
+    assert_eq!(config["architecture"], "amd64");
+    let inputs = &failed["inputs"];
+    assert!(inputs["context"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(inputs["dockerfile"]["path"], "Dockerfile");
+
+    // The runner is back: --resume builds arm64 alone.
+    spare.mend();
+    let runner_b_logins = lab.host("runner-b").logins();
+    let spare_logins = spare.host().logins();
+    let resumed_metadata = outside.path().join("resumed.json");
+    let run = mab(
+        home.path(),
+        project.path(),
+        &arguments(&resumed_metadata, &["--resume", "--tag", "t1"]),
+    );
+    let metadata = read_json(&resumed_metadata);
+    assert_resumed(
+        lab,
+        &run,
+        runner_b_logins,
+        &repository,
+        "t1",
+        &amd64_digest,
+        &metadata,
+    );
+    assert!(
+        spare.host().logins() > spare_logins,
+        "arm64 was built there"
+    );
+
+    // --resume FILE in a fresh copy of the project, with a home (and so a
+    // state directory) of its own: the same. As in CI, the file resumed
+    // from is the one the resume writes its own metadata to.
+    let copy = Project::new();
+    write_project(&copy, lab, &repository);
+    let fresh_home = Home::new(lab);
+    spare.add_to(&fresh_home, "spare", FAST_KEEPALIVES);
+    let copied_metadata = outside.path().join("copy.json");
+    std::fs::copy(&failed_metadata, &copied_metadata).unwrap();
+    let run = mab(
+        fresh_home.path(),
+        copy.path(),
+        &arguments(
+            &copied_metadata,
+            &["--resume", copied_metadata.to_str().unwrap(), "--tag", "t2"],
+        ),
+    );
+    let metadata = read_json(&copied_metadata);
+    assert_resumed(
+        lab,
+        &run,
+        runner_b_logins,
+        &repository,
+        "t2",
+        &amd64_digest,
+        &metadata,
+    );
+
+    // The Dockerfile changed since: refused before anything is contacted.
+    let dockerfile = std::fs::read_to_string(project.path().join("Dockerfile")).unwrap();
+    project.file(
+        "Dockerfile",
+        &format!("{dockerfile}COPY content.txt /again\n"),
+    );
+    let spare_logins = spare.host().logins();
+    let refused_metadata = outside.path().join("refused.json");
+    let run = mab(
+        home.path(),
+        project.path(),
+        &arguments(&refused_metadata, &["--resume", "--tag", "t3"]),
+    );
+    assert_eq!(run.code, 2, "{run:?}");
+    let message = run.result_event()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.ends_with("the Dockerfile changed (Dockerfile)"),
+        "{message}"
+    );
+    assert!(!skopeo_exists(&format!("{repository}:t3")), "{run:?}");
+    assert!(!refused_metadata.exists(), "no metadata file: {run:?}");
+    assert_eq!(lab.host("runner-b").logins(), runner_b_logins);
+    assert_eq!(spare.host().logins(), spare_logins);
+}
