@@ -22,6 +22,7 @@ mod progress;
 mod registry_auth;
 mod registry_faults;
 mod runners;
+mod slots;
 mod ssh_config;
 mod staging;
 mod support;
