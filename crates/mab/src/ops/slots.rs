@@ -294,6 +294,28 @@ mod tests {
         assert!(take_command(0).contains("-lt 1 ]"), "at least one slot");
     }
 
+    /// docs/runners.md quotes every command mab runs on a runner host
+    /// verbatim, line by line.
+    #[test]
+    fn the_docs_quote_every_command_run_on_a_host() {
+        let docs = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/runners.md"),
+        )
+        .unwrap();
+        let quoted: Vec<&str> = docs.lines().map(str::trim).collect();
+        for script in [TAKE_SCRIPT, PROBE_SCRIPT, crate::ops::connect::BINFMT_PROBE] {
+            let lines: Vec<&str> = script.lines().map(str::trim).collect();
+            let first = format!("sh -c '{}", lines[0]);
+            let last = format!("{}'", lines[lines.len() - 1]);
+            for (index, line) in lines.iter().enumerate() {
+                let found = quoted.contains(line)
+                    || (index == 0 && quoted.contains(&first.as_str()))
+                    || (index == lines.len() - 1 && quoted.contains(&last.as_str()));
+                assert!(found, "docs/runners.md does not quote: {line}");
+            }
+        }
+    }
+
     /// Runs the real script here with `XDG_RUNTIME_DIR` set to a fresh
     /// directory: two slots of `jobs = 2` are taken, a third take waits
     /// (saying so) until one is dropped, and the probe counts the holders.
