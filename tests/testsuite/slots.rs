@@ -10,8 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    free_slot_files, holders_under, image_file, mab_command, require_lab, runners_check_json, Home,
-    Lab, Project, Run, SpareHost, SpareOptions,
+    free_slot_files, holders_under, image_file, mab_command, mab_with_env, require_lab,
+    runners_check_json, Home, Lab, Project, Run, SpareHost, SpareOptions, RUNNERS_CHECK_JSON,
 };
 
 /// The tag each coordinator publishes.
@@ -214,4 +214,83 @@ fn a_killed_coordinator_does_not_keep_its_slot() {
     assert!(end - start >= 1.4, "{start}..{end}");
     assert_eq!(next.slots(), serde_json::json!({"jobs": 1, "in_use": 0}));
     assert_slots_free(&spare);
+}
+
+/// A runner whose host cannot hold a slot (here: a local runner whose
+/// XDG_RUNTIME_DIR is a file, so its slot directory cannot be made) is a
+/// runner failure: `mab runners check` reports it unusable (`slots`),
+/// naming the runner and the directory, with a hint; `mab build` moves its
+/// platform to the next runner, saying why, and publishes from there.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_host_that_cannot_hold_a_slot_loses_its_platform() {
+    let lab = require_lab!();
+    let home = Home::new(lab);
+    let repository = lab.repository("slots-refused");
+    let project = Project::new();
+    project
+        .with_busybox(lab, &["amd64"])
+        .file(
+            "Dockerfile",
+            "FROM scratch\nCOPY busybox/amd64 /bin/busybox\nCOPY content.txt /\n",
+        )
+        .amd64_image("slots-refused", &repository);
+    project.file(
+        "runners.toml",
+        &format!(
+            "[[runner]]\nname = \"here\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\nengine = \"{}\"\n\n\
+             [[runner]]\nname = \"a\"\nhost = \"runner-a\"\nplatforms = [\"linux/amd64\"]\nengine = \"unix://{}\"\n",
+            lab.get("LOCAL_ENGINE"),
+            lab.get("RUNNER_A_ENGINE_SOCKET")
+        ),
+    );
+    let file = project.path().join("not-a-directory");
+    std::fs::write(&file, "").unwrap();
+    let directory = format!("{}/mab-0", file.display());
+    let runtime = [("XDG_RUNTIME_DIR", Some(file.to_str().unwrap()))];
+    let message = format!(
+        "runner `here` cannot hold a build slot: the directory {directory} cannot be made or written on its host"
+    );
+
+    let check = mab_with_env(home.path(), project.path(), RUNNERS_CHECK_JSON, &runtime);
+    assert_eq!(check.code, 1, "{check:?}");
+    let here = &check.json()["runners"][0];
+    assert_eq!(here["name"], "here");
+    assert_eq!(here["ok"], false);
+    assert_eq!(here["error_kind"], "slots");
+    assert_eq!(here["error"], message.as_str());
+    assert!(
+        here["hint"]
+            .as_str()
+            .unwrap()
+            .starts_with("let the user that builds on the host of runner `here`"),
+        "{here}"
+    );
+    assert_eq!(check.json()["runners"][1]["ok"], true, "{check:?}");
+
+    let build = mab_with_env(
+        home.path(),
+        project.path(),
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--runners",
+            "runners.toml",
+            "--tag",
+            TAG,
+        ],
+        &runtime,
+    );
+    assert_eq!(build.code, 0, "{build:?}");
+    assert!(
+        build.stderr.contains(&format!(
+            "warning: linux/amd64 moved from runner `here` to runner `a` (native): {message}"
+        )),
+        "{build:?}"
+    );
+    assert_eq!(
+        image_file(&format!("{repository}:{TAG}"), "content.txt"),
+        "slots-refused\n"
+    );
 }

@@ -452,20 +452,19 @@ pub fn mab(home: &Path, directory: &Path, arguments: &[&str]) -> Run {
     mab_with_env(home, directory, arguments, &[])
 }
 
+/// The arguments of `mab runners check --runners runners.toml --format json`.
+pub const RUNNERS_CHECK_JSON: &[&str] = &[
+    "runners",
+    "check",
+    "--runners",
+    "runners.toml",
+    "--format",
+    "json",
+];
+
 /// `mab runners check --runners runners.toml --format json` in `directory`.
 pub fn runners_check_json(home: &Path, directory: &Path) -> Run {
-    mab(
-        home,
-        directory,
-        &[
-            "runners",
-            "check",
-            "--runners",
-            "runners.toml",
-            "--format",
-            "json",
-        ],
-    )
+    mab(home, directory, RUNNERS_CHECK_JSON)
 }
 
 /// [`mab`] with these variables set (`Some`) or removed (`None`) on top.
@@ -489,10 +488,14 @@ pub fn mab_with_env(
 /// runs (`spawn`, then `wait_with_output`).
 pub fn mab_command(home: &Path, directory: &Path, arguments: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_mab"));
+    // A local runner's slots (docs/runners.md) in the home's own runtime
+    // directory, as if each home were a machine of its own: builds of
+    // other tests on this machine's engine do not take them.
     command
         .args(arguments)
         .current_dir(directory)
-        .env("HOME", home);
+        .env("HOME", home)
+        .env("XDG_RUNTIME_DIR", home.join("run"));
     for name in [
         "DOCKER_HOST",
         "DOCKER_CONFIG",

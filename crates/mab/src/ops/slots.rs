@@ -44,12 +44,13 @@ done"#;
 
 /// The short read-only probe `mab runners check` runs (POSIX `sh`): prints
 /// `no-flock` without `flock`, `no-directory DIR` when the slot directory
-/// could not be made, and `in-use N`, the slot files of the directory
+/// cannot be made or written (it is missing and its parent is not a
+/// writable directory), and `in-use N`, the slot files of the directory
 /// (every `slot-*`, whatever its number) that a build holds now, each
 /// tried with `flock -n FILE true`.
-pub const PROBE_SCRIPT: &str = r#"d="${XDG_RUNTIME_DIR:-/tmp}/mab-$(id -u)"
+pub const PROBE_SCRIPT: &str = r#"p="${XDG_RUNTIME_DIR:-/tmp}"; d="$p/mab-$(id -u)"
 command -v flock >/dev/null 2>&1 || { echo no-flock; exit 0; }
-if [ -d "$d" ]; then [ -w "$d" ] || echo "no-directory $d"; else [ -w "${XDG_RUNTIME_DIR:-/tmp}" ] || echo "no-directory $d"; fi
+if [ -d "$d" ]; then [ -w "$d" ] || echo "no-directory $d"; elif [ -e "$p" ]; then { [ -d "$p" ] && [ -w "$p" ]; } || echo "no-directory $d"; fi
 n=0
 for f in "$d"/slot-*; do [ -f "$f" ] || continue; flock -n "$f" true || n=$((n + 1)); done
 echo "in-use $n""#;
@@ -90,7 +91,7 @@ impl SlotError {
                 "install util-linux on the host of runner `{runner}` (it provides `flock`; Debian and Ubuntu have it, Alpine: apk add util-linux), or build elsewhere"
             ),
             SlotError::NoDirectory { runner, .. } => format!(
-                "let the SSH user of runner `{runner}` write to its $XDG_RUNTIME_DIR, or to /tmp when that is unset (see docs/runners.md)"
+                "let the user that builds on the host of runner `{runner}` (its SSH user; for a local runner, yours) write to its $XDG_RUNTIME_DIR, or to /tmp when that is unset (see docs/runners.md)"
             ),
             SlotError::Lost { runner, .. } => format!(
                 "check runner `{runner}` with `mab runners check` and run `mab build` again"
@@ -152,18 +153,17 @@ impl Holder {
 }
 
 /// Runs `script` here under `sh`, stdin and stdout piped, killed when
-/// dropped; with `runtime_dir` as its `XDG_RUNTIME_DIR` when given.
-fn local_holder(script: &str, runtime_dir: Option<&std::path::Path>) -> std::io::Result<Holder> {
+/// dropped; with the environment variables `environment` on top of this
+/// process's.
+fn local_holder(script: &str, environment: &[(&str, &std::ffi::OsStr)]) -> std::io::Result<Holder> {
     let mut command = tokio::process::Command::new("sh");
     command
         .args(["-c", script])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .kill_on_drop(true);
-    if let Some(directory) = runtime_dir {
-        command.env("XDG_RUNTIME_DIR", directory);
-    }
+        .kill_on_drop(true)
+        .envs(environment.iter().copied());
     let mut child = command.spawn()?;
     let stdout = child.stdout.take().expect("stdout is piped");
     Ok(Holder::Local {
@@ -223,7 +223,7 @@ impl Connected {
                     .await
                     .map_err(|error| lost(error.to_string()))?,
             ),
-            None => local_holder(&take_script(jobs), None)
+            None => local_holder(&take_script(jobs), &[])
                 .map_err(|error| lost(format!("cannot run sh here: {error}")))?,
         };
         hold(holder, runner, busy).await
@@ -316,6 +316,64 @@ mod tests {
         }
     }
 
+    /// A host without `flock` (a PATH that has the rest), or whose slot
+    /// directory cannot be made (XDG_RUNTIME_DIR is a file), refuses, naming
+    /// the runner and what is missing.
+    #[tokio::test]
+    async fn a_host_without_what_slots_need_is_refused() {
+        let scratch = tempfile::tempdir().unwrap();
+        let bin = scratch.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        for tool in ["sh", "id", "mkdir", "chmod", "cat", "sleep"] {
+            let found = ["/bin", "/usr/bin"]
+                .iter()
+                .map(|directory| std::path::Path::new(directory).join(tool))
+                .find(|path| path.exists())
+                .unwrap();
+            std::os::unix::fs::symlink(found, bin.join(tool)).unwrap();
+        }
+        let file = scratch.path().join("a-file");
+        std::fs::write(&file, "").unwrap();
+        let never = || panic!("nothing to wait for");
+        let cases: [(&[(&str, &std::ffi::OsStr)], SlotError); 2] = [
+            (
+                &[
+                    ("PATH", bin.as_os_str()),
+                    ("XDG_RUNTIME_DIR", scratch.path().as_os_str()),
+                ],
+                SlotError::NoFlock {
+                    runner: "power".into(),
+                },
+            ),
+            (
+                &[("XDG_RUNTIME_DIR", file.as_os_str())],
+                SlotError::NoDirectory {
+                    runner: "power".into(),
+                    directory: format!("{}/mab-{}", file.display(), nix_uid()),
+                },
+            ),
+        ];
+        for (environment, expected) in cases {
+            let holder = local_holder(&take_script(1), environment).unwrap();
+            let error = hold(holder, "power", &never).await.unwrap_err();
+            assert_eq!(error, expected);
+        }
+        assert_eq!(
+            SlotError::NoFlock { runner: "power".into() }.to_string(),
+            "runner `power` cannot hold a build slot: its host has no `flock` command (util-linux), which mab uses to share the runner's `jobs` with other builds"
+        );
+        assert!(SlotError::NoFlock {
+            runner: "power".into()
+        }
+        .hint()
+        .starts_with("install util-linux on the host of runner `power`"));
+    }
+
+    fn nix_uid() -> String {
+        let output = std::process::Command::new("id").arg("-u").output().unwrap();
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
     /// Runs the real script here with `XDG_RUNTIME_DIR` set to a fresh
     /// directory: two slots of `jobs = 2` are taken, a third take waits
     /// (saying so) until one is dropped, and the probe counts the holders.
@@ -325,7 +383,8 @@ mod tests {
         use std::time::Duration;
         let runtime = tempfile::tempdir().unwrap();
         let take = |busy: &'static (dyn Fn() + Sync)| {
-            let holder = local_holder(&take_script(2), Some(runtime.path())).unwrap();
+            let runtime = ("XDG_RUNTIME_DIR", runtime.path().as_os_str());
+            let holder = local_holder(&take_script(2), &[runtime]).unwrap();
             hold(holder, "here", busy)
         };
         let in_use = || {
