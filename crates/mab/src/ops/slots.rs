@@ -152,11 +152,20 @@ impl Holder {
     }
 }
 
-/// Runs `script` here under `sh`, stdin and stdout piped, killed when
+/// The `PATH` of a local runner's slot script: this process's, then
+/// `/usr/bin` and `/bin`, where `flock` and the rest are found even when
+/// mab runs with a `PATH` that leaves them out.
+fn local_path() -> std::ffi::OsString {
+    let mut path = std::env::var_os("PATH").unwrap_or_default();
+    path.push(":/usr/bin:/bin");
+    path
+}
+
+/// Runs `script` here under `/bin/sh`, stdin and stdout piped, killed when
 /// dropped; with the environment variables `environment` on top of this
 /// process's.
 fn local_holder(script: &str, environment: &[(&str, &std::ffi::OsStr)]) -> std::io::Result<Holder> {
-    let mut command = tokio::process::Command::new("sh");
+    let mut command = tokio::process::Command::new("/bin/sh");
     command
         .args(["-c", script])
         .stdin(Stdio::piped())
@@ -223,7 +232,7 @@ impl Connected {
                     .await
                     .map_err(|error| lost(error.to_string()))?,
             ),
-            None => local_holder(&take_script(jobs), &[])
+            None => local_holder(&take_script(jobs), &[("PATH", &local_path())])
                 .map_err(|error| lost(format!("cannot run sh here: {error}")))?,
         };
         hold(holder, runner, busy).await
