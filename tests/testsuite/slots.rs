@@ -183,21 +183,56 @@ fn two_coordinators_never_share_a_one_job_runner() {
     assert_slots_free(&spare);
 }
 
-/// A coordinator SIGKILLed while its build holds the slot: the host's
-/// kernel frees the slot once sshd sees the connection gone, so the next
-/// coordinator's build starts within seconds (it never says it waited 10
-/// s) and publishes; nothing of mab's holds the slot afterwards.
+/// Whether `spare` runs a slot script that waits (its process still the
+/// script's `sh`: one that holds a slot has become `cat`).
+fn script_waits(spare: &SpareHost) -> bool {
+    spare
+        .session_processes()
+        .iter()
+        .any(|process| process.contains("echo waiting"))
+}
+
+/// A coordinator SIGKILLed while its job waits for the slot leaves no
+/// script behind on the host (within 5 s). One SIGKILLed while its build
+/// holds the slot: the host's kernel frees the slot once sshd sees the
+/// connection gone, so the next coordinator's build starts within seconds
+/// (it never says it waited 10 s) and publishes; nothing of mab's holds
+/// the slot afterwards.
 #[test]
 #[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn a_killed_coordinator_does_not_keep_its_slot() {
     let lab = require_lab!();
     let spare = SpareHost::start("slots-kill", SpareOptions::default());
     let killed = Coordinator::new(lab, &spare, "slots-killed", "300.43");
+    let waiter = Coordinator::new(lab, &spare, "slots-waiter", "1.45");
     let next = Coordinator::new(lab, &spare, "slots-next", "1.44");
 
     let mut killed_build = killed.spawn();
     killed.wait_for_step();
     assert_eq!(killed.slots(), serde_json::json!({"jobs": 1, "in_use": 1}));
+
+    let mut waiting_build = waiter.spawn();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !script_waits(&spare) {
+        assert!(
+            Instant::now() < deadline,
+            "no slot script waits on the host"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    waiting_build.kill().unwrap();
+    waiting_build.wait().unwrap();
+    let killed_at = Instant::now();
+    while script_waits(&spare) {
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(5),
+            "the slot script of a killed coordinator still waits: {:?}",
+            spare.session_processes()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!waiter.step_runs());
+
     killed_build.kill().unwrap();
     killed_build.wait().unwrap();
 
