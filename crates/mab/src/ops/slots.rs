@@ -6,7 +6,9 @@
 //! connection ([`mab_ssh::Session::exec_held`]), or here with a piped stdin
 //! for a local runner, so that the host's kernel frees it when that command
 //! ends: when mab closes the channel, or when the connection dies (a
-//! SIGKILLed coordinator, a cut network).
+//! SIGKILLed coordinator, a cut network). The slot files are
+//! `slot-0`, `slot-1`, … in `${XDG_RUNTIME_DIR:-/tmp}/mab-$(id -u)` on the
+//! host: the SSH user's runtime directory, else `/tmp`, one per user id.
 
 use std::process::Stdio;
 
@@ -14,10 +16,6 @@ use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout};
 
 use crate::ops::connect::Connected;
-
-/// The directory of the slot files on a runner host, as `sh` expands it:
-/// the SSH user's runtime directory, else `/tmp`, one per user id.
-pub const SLOT_DIRECTORY: &str = "${XDG_RUNTIME_DIR:-/tmp}/mab-$(id -u)";
 
 /// The script that takes a slot (POSIX `sh`; `JOBS` is replaced by the
 /// runner's `jobs`). It prints `no-flock` or `no-directory DIR` and exits 1
