@@ -311,10 +311,15 @@ host_running() {
 # config of a host in $LAB/NAME. The lab's hosts use the defaults: VERBOSE,
 # port $LAB_SSH_PORT, and MaxStartups 100:30:200 (tests run at once and each
 # opens several connections); a spare host (tests/lab/spare-host) has a port
-# of its own and may set a low MaxStartups to throttle logins.
+# of its own and may set a low MaxStartups to throttle logins. Each host's
+# sessions get a runtime directory of their own, $LAB/NAME/run, as
+# XDG_RUNTIME_DIR (a real host's login gets /run/user/UID): the simulated
+# hosts share this machine's /tmp, and mab keeps its runner slots under
+# ${XDG_RUNTIME_DIR:-/tmp} (docs/runners.md), which must be one per host.
 write_sshd_config() {
     local name=$1 addr=$2 log_level=${3:-VERBOSE} port=${4:-$LAB_SSH_PORT} max_startups=${5:-100:30:200}
     local dir=$LAB/$1
+    install -d -m 700 "$dir/run"
     cat >"$dir/sshd_config" <<EOF
 # sshd of the simulated runner host $name, written by the lab scripts.
 ListenAddress $addr
@@ -333,6 +338,7 @@ AllowTcpForwarding yes
 AllowStreamLocalForwarding yes
 MaxStartups $max_startups
 MaxSessions 100
+SetEnv XDG_RUNTIME_DIR=$dir/run
 EOF
 }
 

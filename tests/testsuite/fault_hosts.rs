@@ -11,8 +11,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    list_architectures, mab_command, require_lab, runners_check_json, sha256, skopeo_exists,
-    skopeo_raw, Home, Lab, Project, Run, SpareHost, SpareOptions,
+    free_slot_files, holders_under, list_architectures, mab_command, require_lab,
+    runners_check_json, sha256, skopeo_exists, skopeo_raw, Home, Lab, Project, Run, SpareHost,
+    SpareOptions,
 };
 
 /// The runners file entry of runner `name` on ssh alias `host` for
@@ -175,11 +176,7 @@ impl Failover {
                 "FROM scratch\nCOPY busybox/amd64 /bin/busybox\n{run_step}COPY content.txt /\n"
             ),
         );
-        project.file("content.txt", &format!("{name}\n"));
-        project.file(
-            "mab.toml",
-            &format!("[image]\nname = \"{repository}\"\nplatforms = [\"linux/amd64\"]\n"),
-        );
+        project.amd64_image(name, &repository);
         project.file(
             "runners.toml",
             &runner_entry(lab, "spare", "spare", &["linux/amd64"]),
@@ -741,8 +738,10 @@ fn a_terminated_remote_build_leaves_nothing_on_the_runner() {
 /// parent, sshd logged every login of mab's as ended and none of its
 /// per-connection processes is left (one ran before the signal); the engine holds
 /// no container; the tag is absent from the registry; no mab of this test
-/// runs; no new `*mab*` entry in the SSH user's runtime or temporary
-/// directories.
+/// runs; the runner's slot is free (no process holds its file, none of an
+/// SSH session there runs, `flock -n` takes it, `mab runners check` counts
+/// none in use); no new `*mab*` entry in the SSH user's runtime or
+/// temporary directories but the slot directory.
 fn cancelled_by(signal: &str, expected: i32, seconds: &'static str) {
     let lab = require_lab!();
     let failover = Failover::alone(
@@ -846,5 +845,26 @@ fn cancelled_by(signal: &str, expected: i32, seconds: &'static str) {
         !process_running(failover.metadata_path().to_str().unwrap()),
         "a mab process of this test still runs"
     );
-    assert_eq!(mab_files_on(&failover), files_before, "files of mab's left");
+    // The slot is free, and nothing of mab's holds it or runs there.
+    let slots = failover.spare.slot_directory();
+    assert!(
+        within(Duration::from_secs(10), || holders_under(&slots).is_empty()
+            && failover.spare.session_processes().is_empty()),
+        "the slot is still held, or a process of mab's session runs: {:?} {:?}",
+        holders_under(&slots),
+        failover.spare.session_processes()
+    );
+    assert_eq!(free_slot_files(&slots), ["slot-0"]);
+    let check = runners_check_json(failover.home.path(), failover.project.path());
+    assert_eq!(
+        check.json()["runners"][0]["slots"],
+        serde_json::json!({"jobs": 1, "in_use": 0}),
+        "{check:?}"
+    );
+    // Only the slot directory is new there (its files stay, empty).
+    let files_after: Vec<String> = mab_files_on(&failover)
+        .into_iter()
+        .filter(|file| std::path::Path::new(file) != slots)
+        .collect();
+    assert_eq!(files_after, files_before, "files of mab's left");
 }

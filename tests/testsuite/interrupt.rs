@@ -1,12 +1,15 @@
 //! Ctrl-C (SIGINT) or SIGTERM during a build: exit code 130 or 143, the
-//! engine stops the running step once mab's connection is gone, and nothing
-//! is published. A job over its time limit is stopped the same way.
+//! engine stops the running step once mab's connection is gone, the
+//! runner's slot is free, and nothing is published. A job over its time
+//! limit is stopped the same way.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{require_lab, skopeo_exists, Home, Lab, Project};
+use crate::support::{
+    free_slot_files, holders_under, processes_with, require_lab, skopeo_exists, Home, Lab, Project,
+};
 
 /// A project whose one `RUN` step sleeps `seconds` (a number no other test
 /// sleeps, so that [`sleep_running`] sees only this build), built on the
@@ -61,10 +64,13 @@ fn stopped_by(signal: &str, expected: i32, seconds: &str) {
     let repository = lab.repository("interrupt");
     let project = sleeping_project(lab, &repository, seconds);
     let home = Home::new(lab);
+    // The local runner's slots, in a directory of this test's own.
+    let runtime = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_mab"))
         .args(["build", "--progress", "plain"])
         .current_dir(project.path())
         .env("HOME", home.path())
+        .env("XDG_RUNTIME_DIR", runtime.path())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -105,6 +111,20 @@ fn stopped_by(signal: &str, expected: i32, seconds: &str) {
         !skopeo_exists(&format!("{repository}:latest")),
         "nothing was published"
     );
+    // The slot was held, and is free: its file is there, no process holds
+    // it or runs with this runtime directory (the slot script), and
+    // `flock -n` takes it.
+    let slots = runtime.path().join(format!("mab-{}", user_id()));
+    assert_eq!(holders_under(&slots), Vec::<String>::new());
+    let marker = format!("XDG_RUNTIME_DIR={}", runtime.path().display());
+    assert_eq!(processes_with(&marker), Vec::<String>::new());
+    assert_eq!(free_slot_files(&slots), ["slot-0"]);
+}
+
+/// This process's user id, as `id -u` prints it.
+fn user_id() -> String {
+    let output = Command::new("id").arg("-u").output().unwrap();
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
 /// `--timeout 15s` and a step that sleeps for minutes: the job is stopped

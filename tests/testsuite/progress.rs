@@ -80,7 +80,9 @@ fn sequence(run: &Run, platform: &str) -> Vec<String> {
     run.events()
         .iter()
         .filter(|event| event["platform"] == platform)
-        .filter(|event| !matches!(event["event"].as_str(), Some("step" | "log")))
+        // A job may wait for its runner host's slot while another test
+        // builds there: `waiting` events come and go with the lab's load.
+        .filter(|event| !matches!(event["event"].as_str(), Some("step" | "log" | "waiting")))
         .map(|event| match event["phase"].as_str() {
             Some(phase) => format!("{}:{phase}", event["event"].as_str().unwrap()),
             None => event["event"].as_str().unwrap().to_owned(),

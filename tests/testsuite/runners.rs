@@ -231,6 +231,14 @@ fn check_reports_what_each_runner_can_build() {
         runner("here")["platforms"],
         serde_json::json!({"linux/amd64": "native", "linux/386": "native"})
     );
+    // The slots on each host (runner-a's may be in use by other tests).
+    assert_eq!(
+        runner("here")["slots"],
+        serde_json::json!({"jobs": 1, "in_use": 0})
+    );
+    assert_eq!(arm["slots"]["jobs"], 1, "{arm}");
+    assert!(arm["slots"]["in_use"].is_u64(), "{arm}");
+    assert_eq!(runner("gone")["slots"], serde_json::Value::Null);
     let gone = runner("gone");
     assert_eq!(
         (gone["ok"].clone(), gone["error_kind"].clone()),
@@ -260,6 +268,7 @@ fn check_reports_what_each_runner_can_build() {
         only.stdout.contains("linux/amd64 native") && !only.stdout.contains("arm"),
         "{only:?}"
     );
+    assert!(only.stdout.contains("  0 of 1 in use  "), "{only:?}");
 }
 
 #[test]

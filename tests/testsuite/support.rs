@@ -239,6 +239,17 @@ impl Project {
     }
 
     /// Copies the lab's static busybox for each architecture into `busybox/`.
+    /// `mab.toml` for a `linux/amd64` image published to `repository`,
+    /// and `content.txt` holding `name` (a file of the test's own, so that
+    /// no other build's cache holds its steps).
+    pub fn amd64_image(&self, name: &str, repository: &str) -> &Project {
+        self.file("content.txt", &format!("{name}\n"));
+        self.file(
+            "mab.toml",
+            &format!("[image]\nname = \"{repository}\"\nplatforms = [\"linux/amd64\"]\n"),
+        )
+    }
+
     pub fn with_busybox(&self, lab: &Lab, architectures: &[&str]) -> &Project {
         let directory = self.path().join("busybox");
         fs::create_dir_all(&directory).unwrap();
@@ -445,20 +456,19 @@ pub fn mab(home: &Path, directory: &Path, arguments: &[&str]) -> Run {
     mab_with_env(home, directory, arguments, &[])
 }
 
+/// The arguments of `mab runners check --runners runners.toml --format json`.
+pub const RUNNERS_CHECK_JSON: &[&str] = &[
+    "runners",
+    "check",
+    "--runners",
+    "runners.toml",
+    "--format",
+    "json",
+];
+
 /// `mab runners check --runners runners.toml --format json` in `directory`.
 pub fn runners_check_json(home: &Path, directory: &Path) -> Run {
-    mab(
-        home,
-        directory,
-        &[
-            "runners",
-            "check",
-            "--runners",
-            "runners.toml",
-            "--format",
-            "json",
-        ],
-    )
+    mab(home, directory, RUNNERS_CHECK_JSON)
 }
 
 /// [`mab`] with these variables set (`Some`) or removed (`None`) on top.
@@ -482,10 +492,14 @@ pub fn mab_with_env(
 /// runs (`spawn`, then `wait_with_output`).
 pub fn mab_command(home: &Path, directory: &Path, arguments: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_mab"));
+    // A local runner's slots (docs/runners.md) in the home's own runtime
+    // directory, as if each home were a machine of its own: builds of
+    // other tests on this machine's engine do not take them.
     command
         .args(arguments)
         .current_dir(directory)
-        .env("HOME", home);
+        .env("HOME", home)
+        .env("XDG_RUNTIME_DIR", home.join("run"));
     for name in [
         "DOCKER_HOST",
         "DOCKER_CONFIG",
@@ -774,6 +788,26 @@ impl SpareHost {
         format!("/mab-spare-{}", self.name)
     }
 
+    /// The directory where mab keeps its runner slots on this host, for
+    /// the lab's user root: `$XDG_RUNTIME_DIR/mab-0`, where the lab's sshd
+    /// sets XDG_RUNTIME_DIR to the host's own `run` directory
+    /// (`tests/lab/lib.sh`, `write_sshd_config`).
+    pub fn slot_directory(&self) -> PathBuf {
+        Path::new(self.get("SSHD_LOG"))
+            .with_file_name("run")
+            .join("mab-0")
+    }
+
+    /// The processes (PID and command line) that its sshd's sessions
+    /// started and that still run: those whose environment holds the
+    /// XDG_RUNTIME_DIR sshd sets for this host alone.
+    pub fn session_processes(&self) -> Vec<String> {
+        processes_with(&format!(
+            "XDG_RUNTIME_DIR={}",
+            self.slot_directory().parent().unwrap().display()
+        ))
+    }
+
     /// Drops every packet to and from its sshd port; dropping the guard
     /// removes the rules.
     pub fn cut(&self) {
@@ -803,4 +837,112 @@ fn spare_host(arguments: &[&str]) -> Output {
         String::from_utf8_lossy(&output.stderr)
     );
     output
+}
+
+/// The processes (PID and command line) that hold a file under
+/// `directory` open, seen in `/proc/*/fd`: a slot's holder keeps its slot
+/// file open for as long as it holds the lock.
+pub fn holders_under(directory: &Path) -> Vec<String> {
+    processes_where(|process| {
+        fs::read_dir(process.join("fd")).is_ok_and(|fds| {
+            fds.filter_map(Result::ok)
+                .filter_map(|fd| fs::read_link(fd.path()).ok())
+                .any(|target| target.starts_with(directory))
+        })
+    })
+}
+
+/// The processes (PID and command line) whose `/proc/PID` directory
+/// passes `test`.
+fn processes_where(test: impl Fn(&Path) -> bool) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if pid.parse::<u32>().is_err() || !test(&entry.path()) {
+            continue;
+        }
+        let command = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let command = String::from_utf8_lossy(&command).replace('\0', " ");
+        found.push(format!("{pid} {}", command.trim()));
+    }
+    found
+}
+
+/// The entries of the slot directory `directory` (none when it does not
+/// exist), each checked to be an empty `slot-N` file that `flock -n`
+/// can lock now (no build holds it).
+pub fn free_slot_files(directory: &Path) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(directory) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for name in &names {
+        let number = name.strip_prefix("slot-").unwrap_or_default();
+        assert!(
+            !number.is_empty() && number.chars().all(|c| c.is_ascii_digit()),
+            "{name} in {}",
+            directory.display()
+        );
+        let path = directory.join(name);
+        assert_eq!(fs::metadata(&path).unwrap().len(), 0, "{name} is empty");
+        let status = Command::new("flock")
+            .args(["-n"])
+            .arg(&path)
+            .arg("true")
+            .status()
+            .unwrap();
+        assert!(status.success(), "{} is locked", path.display());
+    }
+    names
+}
+
+/// The file the image `reference` holds at `path` (its last layer that
+/// has it), read from the registry with skopeo and tar, independently of
+/// mab.
+pub fn image_file(reference: &str, path: &str) -> String {
+    let directory = tempfile::tempdir().unwrap();
+    let output = Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false"])
+        .arg(format!("docker://{reference}"))
+        .arg(format!("dir:{}", directory.path().display()))
+        .output()
+        .expect("skopeo runs");
+    assert!(
+        output.status.success(),
+        "skopeo copy {reference}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(directory.path().join("manifest.json")).unwrap()).unwrap();
+    let layers = manifest["layers"].as_array().expect("an image manifest");
+    for layer in layers.iter().rev() {
+        let digest = layer["digest"].as_str().unwrap();
+        let blob = directory.path().join(digest.trim_start_matches("sha256:"));
+        let output = Command::new("tar")
+            .arg("-xzOf")
+            .arg(&blob)
+            .arg(path)
+            .output()
+            .unwrap();
+        if output.status.success() {
+            return String::from_utf8_lossy(&output.stdout).into_owned();
+        }
+    }
+    panic!("no layer of {reference} holds {path}");
+}
+
+/// The processes (PID and command line) whose environment holds
+/// `variable` (`NAME=VALUE`), read from `/proc/*/environ`.
+pub fn processes_with(variable: &str) -> Vec<String> {
+    processes_where(|process| {
+        fs::read(process.join("environ")).is_ok_and(|environment| {
+            environment
+                .split(|byte| *byte == 0)
+                .any(|held| held == variable.as_bytes())
+        })
+    })
 }

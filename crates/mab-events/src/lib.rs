@@ -78,6 +78,18 @@ pub enum Event {
         /// One per platform, in the order of `mab.toml`.
         jobs: Vec<PlannedJob>,
     },
+    /// A platform's job waits for a slot on its runner's host: every one of
+    /// the runner's `jobs` slots there is held by another build (another
+    /// `mab build`, possibly from another machine). Told when the wait
+    /// begins (`seconds` 0), then about every 10 s while it lasts.
+    Waiting {
+        platform: Platform,
+        runner: String,
+        /// The runner's `jobs` in the runners file of this build.
+        jobs: u32,
+        /// How long it has waited so far, in whole seconds.
+        seconds: u64,
+    },
     /// A platform's job got its runner slot and starts.
     JobStarted {
         platform: Platform,

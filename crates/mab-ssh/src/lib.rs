@@ -17,8 +17,9 @@
 //!   `MaxStartups`), is retried with backoff, each retry reported as an
 //!   `Event::Retry` of mab-events.
 //! - A [`Session`] is shared by cloning; each [`Session::open_unix_stream`]
-//!   is one channel to a remote unix socket, and [`Session::exec`] runs a short
-//!   command.
+//!   is one channel to a remote unix socket, [`Session::exec`] runs a short
+//!   command, and [`Session::exec_held`] keeps one running until its
+//!   [`HeldCommand`] is dropped.
 //!
 //! Every failure is an [`SshError`] that names the host and carries a hint.
 //! This crate knows nothing about what runs over its streams.
@@ -37,4 +38,4 @@ pub use destination::{
 };
 pub use error::{ErrorKind, HostRef, Route, SshError};
 pub use retry::{Retries, MAX_DELAY, MIN_DELAY, TRIES};
-pub use session::{ExecOutput, Session, SshStream, DEFAULT_CONNECT_TIMEOUT};
+pub use session::{ExecOutput, HeldCommand, Session, SshStream, DEFAULT_CONNECT_TIMEOUT};

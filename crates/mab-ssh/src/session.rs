@@ -501,14 +501,9 @@ impl Session {
         }
     }
 
-    /// Runs a short command and collects its exit status and output.
-    pub async fn exec(&self, command: &str) -> Result<ExecOutput, SshError> {
-        let exec_error = |reason: String| SshError::Exec {
-            host: self.inner.destination.host_ref().into(),
-            command: command.to_string(),
-            reason,
-        };
-        let mut channel = self
+    /// A new session channel running `command`.
+    async fn start(&self, command: &str) -> Result<russh::Channel<client::Msg>, SshError> {
+        let channel = self
             .inner
             .handle
             .channel_open_session()
@@ -520,6 +515,17 @@ impl Session {
             .exec(true, command)
             .await
             .map_err(|source| self.connection_error(format!("running `{command}`"), source))?;
+        Ok(channel)
+    }
+
+    /// Runs a short command and collects its exit status and output.
+    pub async fn exec(&self, command: &str) -> Result<ExecOutput, SshError> {
+        let exec_error = |reason: String| SshError::Exec {
+            host: self.inner.destination.host_ref().into(),
+            command: command.to_string(),
+            reason,
+        };
+        let mut channel = self.start(command).await?;
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();
         let mut status = None;
@@ -549,6 +555,149 @@ impl Session {
             (None, None) => Err(exec_error(
                 "the host closed the channel without an exit status".to_string(),
             )),
+        }
+    }
+}
+
+impl Session {
+    /// Starts `command` on the host and keeps it running for as long as
+    /// the returned [`HeldCommand`] lives: its stdin stays open and idle,
+    /// its stdout comes back line by line ([`HeldCommand::next_line`]).
+    ///
+    /// Dropping the [`HeldCommand`] (or [`HeldCommand::release`]) closes
+    /// the channel; sshd then closes the command's stdin (RFC 4254,
+    /// section 5.3), so a command that reads its stdin to its end (`cat`)
+    /// ends too. When the connection itself dies, sshd ends the session
+    /// the same way. No task or thread is kept per held command: the
+    /// channel is served by the session's own connection task.
+    ///
+    /// Errors: [`SshError::Connection`] when the channel cannot be opened
+    /// or the command cannot be started; [`SshError::Exec`] when the host
+    /// refuses to run it.
+    pub async fn exec_held(&self, command: &str) -> Result<HeldCommand, SshError> {
+        let channel = self.start(command).await?;
+        Ok(HeldCommand {
+            channel: Some(channel),
+            host: self.inner.destination.host_ref(),
+            command: command.to_owned(),
+            pending: Vec::new(),
+            stderr: Vec::new(),
+            session: self.clone(),
+        })
+    }
+}
+
+/// A command started by [`Session::exec_held`], held running until this is
+/// dropped or [released](HeldCommand::release).
+pub struct HeldCommand {
+    /// `None` once released.
+    channel: Option<russh::Channel<client::Msg>>,
+    host: HostRef,
+    command: String,
+    /// Bytes of stdout after its last complete line.
+    pending: Vec<u8>,
+    /// What the command wrote to stderr so far.
+    stderr: Vec<u8>,
+    /// Kept so that the connection lives as long as the command is held.
+    session: Session,
+}
+
+impl fmt::Debug for HeldCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeldCommand")
+            .field("host", &self.host)
+            .field("command", &self.command)
+            .field("released", &self.channel.is_none())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HeldCommand {
+    /// The next line the command printed on stdout, without its `\n`
+    /// (lossily decoded as UTF-8).
+    ///
+    /// Errors: [`SshError::Exec`] when the command ended (its exit status
+    /// or signal, and its stderr, in the reason), the host closed the
+    /// channel, or the connection ended, before another whole line came.
+    pub async fn next_line(&mut self) -> Result<String, SshError> {
+        let mut status = None;
+        loop {
+            if let Some(end) = self.pending.iter().position(|byte| *byte == b'\n') {
+                let line: Vec<u8> = self.pending.drain(..=end).collect();
+                return Ok(String::from_utf8_lossy(&line[..end]).into_owned());
+            }
+            let Some(channel) = self.channel.as_mut() else {
+                return Err(self.ended("it was released".to_owned()));
+            };
+            match channel.wait().await {
+                Some(ChannelMsg::Data { data }) => self.pending.extend_from_slice(&data),
+                Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
+                    self.stderr.extend_from_slice(&data)
+                }
+                Some(ChannelMsg::ExitStatus { exit_status }) => {
+                    status = Some(format!("it exited with status {exit_status}"))
+                }
+                Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
+                    status = Some(format!("it was killed by signal {signal_name:?}"))
+                }
+                Some(ChannelMsg::Failure) => {
+                    return Err(self.ended("the host refused to run it".to_owned()))
+                }
+                Some(_) => {}
+                None => {
+                    let reason = match status.take() {
+                        Some(status) => status,
+                        None if self.session.is_closed() => {
+                            "the connection closed while it ran".to_owned()
+                        }
+                        None => "the host closed the channel".to_owned(),
+                    };
+                    return Err(self.ended(reason));
+                }
+            }
+        }
+    }
+
+    /// What the command wrote to stderr so far (lossily decoded).
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+
+    fn ended(&self, reason: String) -> SshError {
+        let stderr = self.stderr();
+        let stderr = stderr.trim();
+        SshError::Exec {
+            host: Box::new(self.host.clone()),
+            command: self.command.clone(),
+            reason: if stderr.is_empty() {
+                reason
+            } else {
+                format!("{reason}; it said: {stderr}")
+            },
+        }
+    }
+
+    /// Ends the command now: sends EOF on its stdin and closes the channel,
+    /// waiting until both are sent (not for the command to exit).
+    pub async fn release(mut self) {
+        if let Some(channel) = self.channel.take() {
+            let _ = channel.eof().await;
+            let _ = channel.close().await;
+        }
+    }
+}
+
+impl Drop for HeldCommand {
+    /// Closes the channel from a task of the current tokio runtime (a drop
+    /// cannot wait); without a runtime the connection's end does it.
+    fn drop(&mut self) {
+        if let Some(channel) = self.channel.take() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let _ = channel.eof().await;
+                    let _ = channel.close().await;
+                });
+            }
         }
     }
 }
@@ -605,6 +754,8 @@ mod tests {
     #[test]
     fn types_fit_their_users() {
         assert_stream::<SshStream>();
+        fn assert_send<T: Send + Sync + 'static>() {}
+        assert_send::<HeldCommand>();
         assert_shared::<Session>();
     }
 

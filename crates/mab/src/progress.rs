@@ -110,6 +110,12 @@ impl Lines {
                 ));
                 lines.join("\n")
             }
+            Event::Waiting {
+                platform,
+                runner,
+                jobs,
+                seconds,
+            } => waiting_line(platform, runner, *jobs, *seconds),
             Event::JobStarted {
                 platform,
                 runner,
@@ -249,6 +255,22 @@ impl Reporter for Lines {
     }
 }
 
+/// The line of an [`Event::Waiting`]: `linux/ppc64le waits for a slot on
+/// runner `power` (jobs = 1, held by another build), 20 s so far`.
+fn waiting_line(platform: &mab_config::Platform, runner: &str, jobs: u32, seconds: u64) -> String {
+    let holders = if jobs == 1 {
+        "held by another build"
+    } else {
+        "held by other builds"
+    };
+    let so_far = if seconds == 0 {
+        String::new()
+    } else {
+        format!(", {seconds} s so far")
+    };
+    format!("{platform} waits for a slot on runner `{runner}` (jobs = {jobs}, {holders}){so_far}")
+}
+
 /// One JSON object per line, with `"schema": 1`.
 pub struct JsonLines;
 
@@ -300,6 +322,14 @@ impl Bars {
 impl Reporter for Bars {
     fn report(&self, event: Event) {
         match &event {
+            Event::Waiting {
+                platform,
+                runner,
+                jobs,
+                seconds,
+            } => self
+                .bar(platform, runner)
+                .set_message(waiting_line(platform, runner, *jobs, *seconds)),
             Event::JobStarted {
                 platform,
                 runner,
@@ -405,6 +435,7 @@ mod tests {
     fn variant(event: &Event) -> &'static str {
         match event {
             Event::Plan { .. } => "plan",
+            Event::Waiting { .. } => "waiting",
             Event::JobStarted { .. } => "job_started",
             Event::PhaseStarted { .. } => "phase_started",
             Event::PhaseFinished { .. } => "phase_finished",
@@ -443,6 +474,26 @@ mod tests {
                 },
                 Some("linux/arm64 -> pi: native linux/arm64 engine\nbuilding 127.0.0.1:5000/app for 1 platform(s) from 3 file(s)"),
                 r#"{"schema":1,"event":"plan","image":"127.0.0.1:5000/app","context_files":3,"jobs":[{"platform":"linux/arm64","runner":"pi","emulated":false,"reason":"native linux/arm64 engine"}]}"#,
+            ),
+            (
+                Event::Waiting {
+                    platform: arm(),
+                    runner: pi(),
+                    jobs: 1,
+                    seconds: 0,
+                },
+                Some("linux/arm64 waits for a slot on runner `pi` (jobs = 1, held by another build)"),
+                r#"{"schema":1,"event":"waiting","platform":"linux/arm64","runner":"pi","jobs":1,"seconds":0}"#,
+            ),
+            (
+                Event::Waiting {
+                    platform: arm(),
+                    runner: pi(),
+                    jobs: 2,
+                    seconds: 20,
+                },
+                Some("linux/arm64 waits for a slot on runner `pi` (jobs = 2, held by other builds), 20 s so far"),
+                r#"{"schema":1,"event":"waiting","platform":"linux/arm64","runner":"pi","jobs":2,"seconds":20}"#,
             ),
             (
                 Event::JobStarted {
@@ -690,6 +741,7 @@ mod tests {
             covered,
             [
                 "plan",
+                "waiting",
                 "job_started",
                 "phase_started",
                 "phase_finished",

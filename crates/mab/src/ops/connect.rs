@@ -14,7 +14,7 @@ use crate::environment::Environment;
 
 /// Prints every QEMU handler registered in binfmt_misc, each after a
 /// `== NAME` line (a short read-only probe, run on the runner's host).
-const BINFMT_PROBE: &str = "for f in /proc/sys/fs/binfmt_misc/qemu-*; do \
+pub(crate) const BINFMT_PROBE: &str = "for f in /proc/sys/fs/binfmt_misc/qemu-*; do \
      [ -f \"$f\" ] || continue; echo \"== ${f##*/}\"; cat \"$f\"; done";
 
 /// How long connecting to a runner and asking its engine may take.

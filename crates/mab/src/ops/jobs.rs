@@ -113,9 +113,49 @@ pub enum Stop {
     BeforeSlot,
 }
 
+/// A slot on a runner's host held for one job ([`Worker::slot`]):
+/// dropping it frees the slot.
+pub struct SlotGuard(Option<Box<dyn Send>>);
+
+impl SlotGuard {
+    /// No slot on the host to hold (a runner mab cannot reach, whose job
+    /// fails on its own; fakes).
+    pub fn none() -> SlotGuard {
+        SlotGuard(None)
+    }
+
+    /// Holds `held` (whose drop frees the slot) until the guard is dropped.
+    pub fn holding(held: impl Send + 'static) -> SlotGuard {
+        SlotGuard(Some(Box::new(held)))
+    }
+}
+
+impl std::fmt::Debug for SlotGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("SlotGuard")
+            .field(&self.0.as_ref().map(|_| "held"))
+            .finish()
+    }
+}
+
 /// Does one platform's job on its runner: the seam between the decisions
 /// here and the engines (the live worker in `ops::build`, fakes in tests).
 pub trait Worker: Sync {
+    /// Takes one of the runner's slots on its host, shared with every other
+    /// `mab build` that uses that host (docs/runners.md, "Slots"), waiting
+    /// while all are taken; calls `busy` each time the host says they are
+    /// (about once a second). A failure here (the host lacks `flock`, its
+    /// connection failed while waiting) should be movable. By default there
+    /// is nothing to hold.
+    fn slot(
+        &self,
+        job: &JobSpec,
+        busy: &(dyn Fn() + Sync),
+    ) -> impl Future<Output = Result<SlotGuard, JobFailure>> + Send {
+        let _ = (job, busy);
+        async { Ok(SlotGuard::none()) }
+    }
+
     /// Builds, pushes and verifies one platform.
     fn run(&self, job: &JobSpec) -> impl Future<Output = Result<Built, JobFailure>> + Send;
 }
@@ -135,10 +175,14 @@ pub struct Limits {
 }
 
 /// Runs every job concurrently, holding one of its runner's `slots` while
-/// it runs. Results come back in the order of `jobs`.
+/// it runs: first one of this build's own (so that a build never waits on
+/// its host for itself), then one on the runner's host
+/// ([`Worker::slot`]), shared with other builds; while the host has none
+/// free, an [`Event::Waiting`] is reported when the wait begins and every
+/// [`WAITING_EVERY`]. Results come back in the order of `jobs`.
 ///
-/// A job still running `limits.timeout` after it got its slot, or when
-/// `limits.deadline` comes (waiting for its slot included), is stopped by
+/// A job still running `limits.timeout` after it got its host slot, or when
+/// `limits.deadline` comes (waiting for its slots included), is stopped by
 /// dropping its future (which drops its engine connection, as Ctrl-C does,
 /// so the engine cancels the build) and fails naming the limit. Such a
 /// failure is counted as not pushed: a job stopped during its push may
@@ -157,12 +201,12 @@ pub async fn run_all<W: Worker>(
     fallback: Fallback,
     reporter: &dyn Reporter,
 ) -> Vec<Result<Built, JobFailure>> {
-    let semaphores: HashMap<&str, Arc<Semaphore>> = slots
+    let semaphores: HashMap<&str, (Arc<Semaphore>, u32)> = slots
         .iter()
         .map(|(runner, count)| {
             (
                 runner.as_str(),
-                Arc::new(Semaphore::new((*count).max(1) as usize)),
+                (Arc::new(Semaphore::new((*count).max(1) as usize)), *count),
             )
         })
         .collect();
@@ -185,7 +229,15 @@ pub async fn run_all<W: Worker>(
             .filter(|candidate| candidate.runner != job.runner);
         let mut earlier: Vec<(String, String)> = Vec::new();
         loop {
-            let result = run_once(worker, &attempt, semaphores, limits, !earlier.is_empty()).await;
+            let result = run_once(
+                worker,
+                &attempt,
+                semaphores,
+                limits,
+                !earlier.is_empty(),
+                reporter,
+            )
+            .await;
             let failure = match result {
                 Ok(built) => return Ok(built),
                 Err(failure) => failure,
@@ -273,19 +325,37 @@ pub fn moved(platform: &mab_config::Platform, from: &str, to: &Candidate, reason
     }
 }
 
-/// One try of `job` on its runner: waits for a slot there, then runs it
-/// under `limits`. `moved` says whether it ran elsewhere before (a
-/// deadline that comes while it waits then cancels it rather than leaving
-/// it unstarted).
+/// How often a job that waits for a slot on its runner's host says so
+/// again.
+pub const WAITING_EVERY: Duration = Duration::from_secs(10);
+
+/// One try of `job` on its runner: waits for a slot of this build there,
+/// then for one on the runner's host (reporting the wait), then runs it
+/// under `limits`, the time limit counted from when it holds the host
+/// slot. `moved` says whether it ran elsewhere before (a deadline that
+/// comes while it waits then cancels it rather than leaving it unstarted).
+/// The host slot is dropped when this returns or is dropped.
 async fn run_once<W: Worker>(
     worker: &W,
     job: &JobSpec,
-    semaphores: &HashMap<&str, Arc<Semaphore>>,
+    semaphores: &HashMap<&str, (Arc<Semaphore>, u32)>,
     limits: Limits,
     moved: bool,
+    reporter: &dyn Reporter,
 ) -> Result<Built, JobFailure> {
-    let semaphore = semaphores.get(job.runner.as_str()).cloned();
+    let (semaphore, jobs) = match semaphores.get(job.runner.as_str()) {
+        Some((semaphore, jobs)) => (Some(semaphore.clone()), *jobs),
+        None => (None, 1),
+    };
     let deadline = limits.deadline.map(|(at, _)| at);
+    let not_started = || {
+        let reason = if moved {
+            Stopped::Deadline
+        } else {
+            Stopped::DeadlineBeforeSlot
+        };
+        stopped(job, reason, limits)
+    };
     let acquire = async {
         match &semaphore {
             Some(semaphore) => Some(
@@ -302,13 +372,12 @@ async fn run_once<W: Worker>(
         .await
         .filter(|_| deadline.is_none_or(|deadline| Instant::now() < deadline));
     let Some(_permit) = permit else {
-        let reason = if moved {
-            Stopped::Deadline
-        } else {
-            Stopped::DeadlineBeforeSlot
-        };
-        return Err(stopped(job, reason, limits));
+        return Err(not_started());
     };
+    let Some(host_slot) = before(deadline, host_slot(worker, job, jobs, reporter)).await else {
+        return Err(not_started());
+    };
+    let _host_slot = host_slot?;
     let timeout_at = limits.timeout.map(|timeout| Instant::now() + timeout);
     let (end, reason) = match (timeout_at, deadline) {
         (Some(timeout_at), Some(deadline)) if deadline < timeout_at => {
@@ -320,6 +389,45 @@ async fn run_once<W: Worker>(
     match before(end, worker.run(job)).await {
         Some(result) => result,
         None => Err(stopped(job, reason, limits)),
+    }
+}
+
+/// Takes `job`'s slot on its runner's host ([`Worker::slot`]); while the
+/// host says every one of its `jobs` is taken, reports [`Event::Waiting`]
+/// at once and then every [`WAITING_EVERY`].
+async fn host_slot<W: Worker>(
+    worker: &W,
+    job: &JobSpec,
+    jobs: u32,
+    reporter: &dyn Reporter,
+) -> Result<SlotGuard, JobFailure> {
+    let busy = tokio::sync::Notify::new();
+    let said_busy = || busy.notify_one();
+    let slot = worker.slot(job, &said_busy);
+    tokio::pin!(slot);
+    let mut since: Option<Instant> = None;
+    let mut next = Instant::now();
+    let waiting = |seconds: u64| Event::Waiting {
+        platform: job.platform.clone(),
+        runner: job.runner.clone(),
+        jobs,
+        seconds,
+    };
+    loop {
+        tokio::select! {
+            result = &mut slot => return result,
+            () = busy.notified(), if since.is_none() => {
+                let now = Instant::now();
+                since = Some(now);
+                next = now + WAITING_EVERY;
+                reporter.report(waiting(0));
+            }
+            () = tokio::time::sleep_until(next), if since.is_some() => {
+                let waited = since.map_or(Duration::ZERO, |since| since.elapsed());
+                next += WAITING_EVERY;
+                reporter.report(waiting(waited.as_secs_f64().round() as u64));
+            }
+        }
     }
 }
 
@@ -437,9 +545,49 @@ mod tests {
         peak: Mutex<HashMap<String, usize>>,
         total_peak: AtomicUsize,
         total_running: AtomicUsize,
+        /// Runners whose host has no slot free for this long after a job
+        /// asks for one (held by another build): the job waits.
+        host_busy: Vec<(&'static str, Duration)>,
+        /// Each host slot dropped, `platform on runner`, in order.
+        released: Arc<Mutex<Vec<String>>>,
+    }
+
+    /// A fake host slot: records its release when dropped.
+    struct FakeSlot {
+        released: Arc<Mutex<Vec<String>>>,
+        name: String,
+    }
+
+    impl Drop for FakeSlot {
+        fn drop(&mut self) {
+            self.released.lock().unwrap().push(self.name.clone());
+        }
     }
 
     impl Worker for FakeWorker {
+        async fn slot(
+            &self,
+            job: &JobSpec,
+            busy: &(dyn Fn() + Sync),
+        ) -> Result<SlotGuard, JobFailure> {
+            if let Some((_, wait)) = self
+                .host_busy
+                .iter()
+                .find(|(runner, _)| *runner == job.runner)
+            {
+                // The host says so about once a second, as the script does.
+                let free_at = Instant::now() + *wait;
+                while Instant::now() < free_at {
+                    busy();
+                    tokio::time::sleep(Duration::from_secs(1).min(free_at - Instant::now())).await;
+                }
+            }
+            Ok(SlotGuard::holding(FakeSlot {
+                released: self.released.clone(),
+                name: format!("{} on {}", job.platform, job.runner),
+            }))
+        }
+
         async fn run(&self, job: &JobSpec) -> Result<Built, JobFailure> {
             self.starts.lock().unwrap().push(format!(
                 "{} on {} at {}",
@@ -829,14 +977,6 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_job_a_time_limit_stops_is_reported_as_failed() {
-        /// Keeps every event.
-        #[derive(Default)]
-        struct Heard(Mutex<Vec<Event>>);
-        impl Reporter for Heard {
-            fn report(&self, event: Event) {
-                self.0.lock().unwrap().push(event);
-            }
-        }
         let worker = FakeWorker {
             durations: vec![("linux/arm64", MINUTE * 120)],
             ..FakeWorker::default()
@@ -950,5 +1090,163 @@ mod tests {
         let failures = all_or_failures(results).unwrap_err();
         assert_eq!(failures.len(), 1);
         assert_eq!(failures[0].job.runner, "b");
+    }
+
+    /// Keeps every event.
+    #[derive(Default)]
+    struct Heard(Mutex<Vec<Event>>);
+
+    impl Reporter for Heard {
+        fn report(&self, event: Event) {
+            self.0.lock().unwrap().push(event);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_job_waits_for_its_host_slot_and_its_time_limit_counts_from_it() {
+        // Another build holds the host's slot for 30 minutes; the job
+        // takes 40 under a 60-minute limit: it is not stopped at 60.
+        let worker = FakeWorker {
+            durations: vec![("linux/amd64", MINUTE * 40)],
+            host_busy: vec![("a", MINUTE * 30 + Duration::from_secs(5))],
+            ..FakeWorker::default()
+        };
+        let heard = Heard::default();
+        let start = Instant::now();
+        let limits = Limits {
+            timeout: Some(MINUTE * 60),
+            ..Limits::default()
+        };
+        let results = run_all(
+            &worker,
+            &[job("linux/amd64", "a")],
+            &slots(&[("a", 1)]),
+            limits,
+            Fallback::Allowed,
+            &heard,
+        )
+        .await;
+        assert!(results[0].is_ok(), "{results:?}");
+        assert_eq!(start.elapsed().as_secs() / 60, 70);
+        assert_eq!(*worker.released.lock().unwrap(), ["linux/amd64 on a"]);
+        // Told at once, then every 10 s: 30 minutes and 5 s of waiting.
+        let waits: Vec<u64> = heard
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|event| match event {
+                Event::Waiting {
+                    platform,
+                    runner,
+                    jobs,
+                    seconds,
+                } => {
+                    assert_eq!(
+                        (platform.to_string().as_str(), runner.as_str(), *jobs),
+                        ("linux/amd64", "a", 1)
+                    );
+                    Some(*seconds)
+                }
+                _ => None,
+            })
+            .collect();
+        let expected: Vec<u64> = (0..=180).map(|tick| tick * 10).collect();
+        assert_eq!(waits, expected);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_free_host_slot_is_taken_without_a_word() {
+        let worker = FakeWorker::default();
+        let heard = Heard::default();
+        run_all(
+            &worker,
+            &[job("linux/amd64", "a")],
+            &slots(&[("a", 1)]),
+            Limits::default(),
+            Fallback::Allowed,
+            &heard,
+        )
+        .await;
+        assert_eq!(*heard.0.lock().unwrap(), []);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_stops_a_job_that_waits_for_its_host_slot() {
+        let worker = FakeWorker {
+            host_busy: vec![("power", MINUTE * 120)],
+            ..FakeWorker::default()
+        };
+        let start = Instant::now();
+        let limits = Limits {
+            deadline: Some((start + MINUTE * 60, MINUTE * 60)),
+            ..Limits::default()
+        };
+        let results = run_all(
+            &worker,
+            &[job("linux/ppc64le", "power")],
+            &slots(&[("power", 1)]),
+            limits,
+            Fallback::Allowed,
+            &Silent,
+        )
+        .await;
+        let failure = results[0].as_ref().unwrap_err();
+        assert_eq!(
+            failure.message,
+            "not started: the build's deadline (--deadline 1h) came while it waited for a slot on runner `power`"
+        );
+        assert_eq!(failure.stopped, Some(Stop::BeforeSlot));
+        assert_eq!(start.elapsed().as_secs() / 60, 60);
+        assert!(worker.starts.lock().unwrap().is_empty(), "it never ran");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_host_slot_is_released_however_the_job_ends() {
+        let worker = FakeWorker {
+            failing: vec!["linux/arm64".to_owned()],
+            down: vec!["c"],
+            durations: vec![("linux/ppc64le", MINUTE * 120)],
+            ..FakeWorker::default()
+        };
+        let jobs = [
+            job("linux/amd64", "a"),
+            job("linux/arm64", "b"),
+            JobSpec {
+                fallbacks: vec![Candidate {
+                    runner: "d".to_owned(),
+                    emulated: false,
+                }],
+                ..job("linux/s390x", "c")
+            },
+            job("linux/ppc64le", "e"),
+        ];
+        let limits = Limits {
+            timeout: Some(MINUTE * 60),
+            ..Limits::default()
+        };
+        let results = run_all(
+            &worker,
+            &jobs,
+            &slots(&[("a", 1), ("b", 1), ("c", 1), ("d", 1), ("e", 1)]),
+            limits,
+            Fallback::Allowed,
+            &Silent,
+        )
+        .await;
+        let outcomes: Vec<bool> = results.iter().map(Result::is_ok).collect();
+        assert_eq!(outcomes, [true, false, true, false]);
+        let mut released = worker.released.lock().unwrap().clone();
+        released.sort();
+        assert_eq!(
+            released,
+            [
+                "linux/amd64 on a",   // succeeded
+                "linux/arm64 on b",   // failed
+                "linux/ppc64le on e", // stopped by its time limit
+                "linux/s390x on c",   // moved away
+                "linux/s390x on d",   // built after the move
+            ]
+        );
     }
 }

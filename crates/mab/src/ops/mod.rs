@@ -10,6 +10,7 @@ pub mod plan;
 pub mod prepare;
 pub mod publishing;
 pub mod runners;
+pub mod slots;
 
 use mab_config::{NetworkMode, Platform};
 

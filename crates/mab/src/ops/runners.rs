@@ -255,6 +255,19 @@ struct Report {
     api_version: Option<String>,
     disk_free_bytes: Option<u64>,
     platforms: BTreeMap<Platform, &'static str>,
+    /// The runner's build slots on its host (docs/runners.md, "Slots");
+    /// `None` when the host could not be asked.
+    slots: Option<SlotsJson>,
+}
+
+/// `"slots": {"jobs": N, "in_use": M}`: the runner's `jobs` in this
+/// runners file, and the slot files on its host that builds hold now
+/// (every one, also those numbered beyond this file's `jobs`, which
+/// another coordinator's runners file may allow).
+#[derive(Serialize)]
+struct SlotsJson {
+    jobs: u32,
+    in_use: u32,
 }
 
 #[derive(Serialize)]
@@ -337,6 +350,7 @@ async fn check_one(
         api_version: None,
         disk_free_bytes: None,
         platforms: BTreeMap::new(),
+        slots: None,
     };
     let connected = match connect(runner, environment, reporter).await {
         Ok(connected) => connected,
@@ -379,7 +393,18 @@ async fn check_one(
         }
         report.platforms.insert(platform.clone(), support.as_str());
     }
-    if unavailable.is_empty() {
+    let slots = connected.slots_in_use(&runner.name).await;
+    if let Ok(in_use) = slots {
+        report.slots = Some(SlotsJson {
+            jobs: runner.jobs,
+            in_use,
+        });
+    }
+    if let Err(error) = slots {
+        report.error = Some(error.to_string());
+        report.error_kind = Some("slots");
+        report.hint = Some(error.hint());
+    } else if unavailable.is_empty() {
         report.ok = true;
     } else {
         let reasons: Vec<String> = unavailable
@@ -448,6 +473,7 @@ fn human_report(reports: &[Report]) -> String {
         "ENGINE".to_owned(),
         "ARCH".to_owned(),
         "DISK FREE".to_owned(),
+        "SLOTS".to_owned(),
         "PLATFORMS".to_owned(),
     ]];
     for report in reports {
@@ -473,6 +499,9 @@ fn human_report(reports: &[Report]) -> String {
             },
             report.arch.clone().unwrap_or_else(|| "-".to_owned()),
             report.disk_free_bytes.map_or("-".to_owned(), gibibytes),
+            report.slots.as_ref().map_or("-".to_owned(), |slots| {
+                format!("{} of {} in use", slots.in_use, slots.jobs)
+            }),
             platforms.join(", "),
         ]);
     }

@@ -14,7 +14,7 @@ use mab_registry::Child;
 use super::publish::{platform_slug, staging_tag, Registry};
 
 use crate::ops::connect::{Connected, Unreachable};
-use crate::ops::jobs::{Built, JobFailure, JobSpec, Worker};
+use crate::ops::jobs::{Built, JobFailure, JobSpec, SlotGuard, Worker};
 use crate::progress::{Event, Reporter};
 
 /// A build id: short, unique enough among concurrent builds of one image.
@@ -397,6 +397,38 @@ impl Stage {
 }
 
 impl<R: Registry> Worker for LiveWorker<'_, R> {
+    /// Holds one of the runner's `jobs` slots on its host
+    /// ([`Connected::hold_slot`]). A runner mab could not reach holds
+    /// none: its job fails in [`Worker::run`], as before slots. A host that
+    /// cannot hold a slot (no `flock`, no writable directory) or whose
+    /// connection fails while the job waits fails the job on that runner,
+    /// movable.
+    async fn slot(&self, job: &JobSpec, busy: &(dyn Fn() + Sync)) -> Result<SlotGuard, JobFailure> {
+        let Ok(connected) = &self.connected[&job.runner] else {
+            return Ok(SlotGuard::none());
+        };
+        let jobs = self
+            .runners
+            .get(&job.runner)
+            .map_or(1, |runner| runner.jobs);
+        match connected.hold_slot(&job.runner, jobs, busy).await {
+            Ok(held) => Ok(SlotGuard::holding(held)),
+            Err(error) => {
+                let failure = JobFailure {
+                    hint: error.hint(),
+                    ..Stage::Runner.failure(job, error.to_string(), Vec::new(), self.registry)
+                };
+                self.reporter.report(Event::JobFailed {
+                    platform: job.platform.clone(),
+                    runner: job.runner.clone(),
+                    kind: failure.kind,
+                    message: failure.message.clone(),
+                });
+                Err(movable(failure))
+            }
+        }
+    }
+
     async fn run(&self, job: &JobSpec) -> Result<Built, JobFailure> {
         let started = Instant::now();
         let (platform, runner) = (job.platform.clone(), job.runner.clone());

@@ -1,0 +1,446 @@
+//! Runner slots shared across coordinators: a build holds one of its
+//! runner's `jobs` slots on the runner host itself, as a `flock` on a file
+//! there, for as long as it builds (docs/runners.md, "Slots").
+//!
+//! The lock is held by a command that runs over the runner's own SSH
+//! connection ([`mab_ssh::Session::exec_held`]), or here with a piped stdin
+//! for a local runner, so that the host's kernel frees it when that command
+//! ends: when mab closes the channel, or when the connection dies (a
+//! SIGKILLed coordinator, a cut network). The slot files are
+//! `slot-0`, `slot-1`, … in `${XDG_RUNTIME_DIR:-/tmp}/mab-$(id -u)` on the
+//! host: the SSH user's runtime directory, else `/tmp`, one per user id.
+
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout};
+
+use crate::ops::connect::Connected;
+
+/// The script that takes a slot (POSIX `sh`; `JOBS` is replaced by the
+/// runner's `jobs`). It prints `no-flock` or `no-directory DIR` and exits 1
+/// when the host lacks what it needs; else it tries slots `0` to `JOBS - 1`
+/// with `flock -n`, prints `slot N` for the first it locks and becomes
+/// `cat`, holding the lock (fd 9) until its stdin closes; while every slot
+/// is taken it prints `waiting` and tries again each second (a print to a
+/// closed channel ends it, so a waiting script outlives its coordinator by
+/// a second at most).
+pub const TAKE_SCRIPT: &str = r#"d="${XDG_RUNTIME_DIR:-/tmp}/mab-$(id -u)"
+command -v flock >/dev/null 2>&1 || { echo no-flock; exit 1; }
+{ mkdir -p "$d" && chmod 700 "$d" && [ -w "$d" ]; } 2>/dev/null || { echo "no-directory $d"; exit 1; }
+while :; do
+  i=0
+  while [ "$i" -lt JOBS ]; do
+    exec 9>>"$d/slot-$i"
+    if flock -n 9; then echo "slot $i"; exec cat >/dev/null; fi
+    exec 9>&-
+    i=$((i + 1))
+  done
+  echo waiting
+  sleep 1
+done"#;
+
+/// The short read-only probe `mab runners check` runs (POSIX `sh`): prints
+/// `no-flock` without `flock`, `no-directory DIR` when the slot directory
+/// cannot be made or written (it is missing and its parent is not a
+/// writable directory), and `in-use N`, the slot files of the directory
+/// (every `slot-*`, whatever its number) that a build holds now, each
+/// tried with `flock -n FILE true`.
+pub const PROBE_SCRIPT: &str = r#"p="${XDG_RUNTIME_DIR:-/tmp}"; d="$p/mab-$(id -u)"
+command -v flock >/dev/null 2>&1 || { echo no-flock; exit 0; }
+if [ -d "$d" ]; then [ -w "$d" ] || echo "no-directory $d"; elif [ -e "$p" ]; then { [ -d "$p" ] && [ -w "$p" ]; } || echo "no-directory $d"; fi
+n=0
+for f in "$d"/slot-*; do [ -f "$f" ] || continue; flock -n "$f" true || n=$((n + 1)); done
+echo "in-use $n""#;
+
+/// [`TAKE_SCRIPT`] for a runner of `jobs` slots, as one `sh -c '…'`
+/// command line (the script holds no single quote), so that the SSH user's
+/// login shell need not be POSIX.
+pub fn take_command(jobs: u32) -> String {
+    shell_command(&take_script(jobs))
+}
+
+fn take_script(jobs: u32) -> String {
+    TAKE_SCRIPT.replace("JOBS", &jobs.max(1).to_string())
+}
+
+/// `script` as one `sh -c '…'` command line.
+fn shell_command(script: &str) -> String {
+    debug_assert!(!script.contains('\''));
+    format!("sh -c '{script}'")
+}
+
+/// Why a runner cannot hold a slot.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SlotError {
+    #[error("runner `{runner}` cannot hold a build slot: its host has no `flock` command (util-linux), which mab uses to share the runner's `jobs` with other builds")]
+    NoFlock { runner: String },
+    #[error("runner `{runner}` cannot hold a build slot: the directory {directory} cannot be made or written on its host")]
+    NoDirectory { runner: String, directory: String },
+    #[error("runner `{runner}` lost its build slot: {reason}")]
+    Lost { runner: String, reason: String },
+}
+
+impl SlotError {
+    /// What to do about it.
+    pub fn hint(&self) -> String {
+        match self {
+            SlotError::NoFlock { runner } => format!(
+                "install util-linux on the host of runner `{runner}` (it provides `flock`; Debian and Ubuntu have it, Alpine: apk add util-linux), or build elsewhere"
+            ),
+            SlotError::NoDirectory { runner, .. } => format!(
+                "let the user that builds on the host of runner `{runner}` (its SSH user; for a local runner, yours) write to its $XDG_RUNTIME_DIR, or to /tmp when that is unset (see docs/runners.md)"
+            ),
+            SlotError::Lost { runner, .. } => format!(
+                "check runner `{runner}` with `mab runners check` and run `mab build` again"
+            ),
+        }
+    }
+
+    /// The error of a protocol line the scripts print for a missing need
+    /// (`no-flock`, `no-directory DIR`); `None` for other lines.
+    fn of_line(runner: &str, line: &str) -> Option<SlotError> {
+        if line == "no-flock" {
+            return Some(SlotError::NoFlock {
+                runner: runner.to_owned(),
+            });
+        }
+        line.strip_prefix("no-directory ")
+            .map(|directory| SlotError::NoDirectory {
+                runner: runner.to_owned(),
+                directory: directory.to_owned(),
+            })
+    }
+}
+
+/// A slot held on a runner host; dropping it frees the slot (the channel
+/// closes, or the local command is killed).
+#[derive(Debug)]
+pub struct HeldSlot {
+    /// The slot's number, `0` to `jobs - 1`.
+    pub number: u32,
+    _holder: Holder,
+}
+
+/// The command that holds a slot, and reads its lines.
+#[derive(Debug)]
+enum Holder {
+    Remote(mab_ssh::HeldCommand),
+    Local {
+        /// Killed when dropped (`kill_on_drop`).
+        child: Child,
+        lines: Lines<BufReader<ChildStdout>>,
+    },
+}
+
+impl Holder {
+    /// The script's next line; `Err` with the reason when it ended first.
+    async fn next_line(&mut self) -> Result<String, String> {
+        match self {
+            Holder::Remote(held) => held.next_line().await.map_err(|error| error.to_string()),
+            Holder::Local { child, lines } => match lines.next_line().await {
+                Ok(Some(line)) => Ok(line),
+                Ok(None) => Err(match child.wait().await {
+                    Ok(status) => format!("the slot command ended ({status})"),
+                    Err(error) => format!("the slot command ended: {error}"),
+                }),
+                Err(error) => Err(format!("reading the slot command's output failed: {error}")),
+            },
+        }
+    }
+}
+
+/// The `PATH` of a local runner's slot script: this process's, then
+/// `/usr/bin` and `/bin`, where `flock` and the rest are found even when
+/// mab runs with a `PATH` that leaves them out.
+fn local_path() -> std::ffi::OsString {
+    let mut path = std::env::var_os("PATH").unwrap_or_default();
+    path.push(":/usr/bin:/bin");
+    path
+}
+
+/// Runs `script` here under `/bin/sh`, stdin and stdout piped, killed when
+/// dropped; with the environment variables `environment` on top of this
+/// process's.
+fn local_holder(script: &str, environment: &[(&str, &std::ffi::OsStr)]) -> std::io::Result<Holder> {
+    let mut command = tokio::process::Command::new("/bin/sh");
+    command
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .envs(environment.iter().copied());
+    let mut child = command.spawn()?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    Ok(Holder::Local {
+        child,
+        lines: BufReader::new(stdout).lines(),
+    })
+}
+
+/// Reads `holder`'s lines until it holds a slot (calling `busy` on each
+/// `waiting`), or fails.
+async fn hold(
+    mut holder: Holder,
+    runner: &str,
+    busy: &(dyn Fn() + Sync),
+) -> Result<HeldSlot, SlotError> {
+    loop {
+        let line = holder.next_line().await.map_err(|reason| SlotError::Lost {
+            runner: runner.to_owned(),
+            reason,
+        })?;
+        if line == "waiting" {
+            busy();
+        } else if let Some(number) = line
+            .strip_prefix("slot ")
+            .and_then(|number| number.parse().ok())
+        {
+            return Ok(HeldSlot {
+                number,
+                _holder: holder,
+            });
+        } else if let Some(error) = SlotError::of_line(runner, &line) {
+            return Err(error);
+        }
+    }
+}
+
+impl Connected {
+    /// Takes one of the `jobs` slots of runner `runner` on its host (over
+    /// its SSH connection, or here for a local runner), waiting while all
+    /// are taken; `busy` is called each time the host says so (about once
+    /// a second). Dropping the future ends the script, and dropping the
+    /// [`HeldSlot`] frees the slot.
+    pub async fn hold_slot(
+        &self,
+        runner: &str,
+        jobs: u32,
+        busy: &(dyn Fn() + Sync),
+    ) -> Result<HeldSlot, SlotError> {
+        let lost = |reason: String| SlotError::Lost {
+            runner: runner.to_owned(),
+            reason,
+        };
+        let holder = match &self.session {
+            Some(session) => Holder::Remote(
+                session
+                    .exec_held(&take_command(jobs))
+                    .await
+                    .map_err(|error| lost(error.to_string()))?,
+            ),
+            None => local_holder(&take_script(jobs), &[("PATH", &local_path())])
+                .map_err(|error| lost(format!("cannot run sh here: {error}")))?,
+        };
+        hold(holder, runner, busy).await
+    }
+
+    /// The slots of this runner's host that builds hold now (every
+    /// `slot-*` file of the directory that is locked), by [`PROBE_SCRIPT`].
+    pub async fn slots_in_use(&self, runner: &str) -> Result<u32, SlotError> {
+        let output = self
+            .probe(&shell_command(PROBE_SCRIPT))
+            .await
+            .ok_or_else(|| SlotError::Lost {
+                runner: runner.to_owned(),
+                reason: "the probe of its slots failed".to_owned(),
+            })?;
+        parse_probe(runner, &output)
+    }
+}
+
+/// The count of [`PROBE_SCRIPT`]'s output, or the need it found missing.
+fn parse_probe(runner: &str, output: &str) -> Result<u32, SlotError> {
+    let mut in_use = None;
+    for line in output.lines().map(str::trim) {
+        if let Some(error) = SlotError::of_line(runner, line) {
+            return Err(error);
+        }
+        if let Some(count) = line.strip_prefix("in-use ") {
+            in_use = count.parse().ok();
+        }
+    }
+    in_use.ok_or_else(|| SlotError::Lost {
+        runner: runner.to_owned(),
+        reason: format!("the probe of its slots printed {output:?}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_probe_counts_or_names_what_is_missing() {
+        assert_eq!(parse_probe("p", "in-use 2\n"), Ok(2));
+        assert_eq!(
+            parse_probe("p", "no-flock\n"),
+            Err(SlotError::NoFlock { runner: "p".into() })
+        );
+        assert_eq!(
+            parse_probe("p", "no-directory /tmp/mab-0\nin-use 0\n"),
+            Err(SlotError::NoDirectory {
+                runner: "p".into(),
+                directory: "/tmp/mab-0".into()
+            })
+        );
+        assert!(matches!(
+            parse_probe("p", "garbage"),
+            Err(SlotError::Lost { .. })
+        ));
+    }
+
+    #[test]
+    fn the_scripts_are_one_quoted_posix_command() {
+        let command = take_command(3);
+        assert!(command.starts_with("sh -c '") && command.ends_with('\''));
+        assert_eq!(command.matches('\'').count(), 2);
+        assert!(command.contains("[ \"$i\" -lt 3 ]"));
+        assert!(!PROBE_SCRIPT.contains('\''));
+        assert!(take_command(0).contains("-lt 1 ]"), "at least one slot");
+    }
+
+    /// docs/runners.md quotes every command mab runs on a runner host
+    /// verbatim, line by line.
+    #[test]
+    fn the_docs_quote_every_command_run_on_a_host() {
+        let docs = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/runners.md"),
+        )
+        .unwrap();
+        let quoted: Vec<&str> = docs.lines().map(str::trim).collect();
+        for script in [TAKE_SCRIPT, PROBE_SCRIPT, crate::ops::connect::BINFMT_PROBE] {
+            let lines: Vec<&str> = script.lines().map(str::trim).collect();
+            let first = format!("sh -c '{}", lines[0]);
+            let last = format!("{}'", lines[lines.len() - 1]);
+            for (index, line) in lines.iter().enumerate() {
+                let found = quoted.contains(line)
+                    || (index == 0 && quoted.contains(&first.as_str()))
+                    || (index == lines.len() - 1 && quoted.contains(&last.as_str()));
+                assert!(found, "docs/runners.md does not quote: {line}");
+            }
+        }
+    }
+
+    /// A host without `flock` (a PATH that has the rest), or whose slot
+    /// directory cannot be made (XDG_RUNTIME_DIR is a file), refuses, naming
+    /// the runner and what is missing.
+    #[tokio::test]
+    async fn a_host_without_what_slots_need_is_refused() {
+        let scratch = tempfile::tempdir().unwrap();
+        let bin = scratch.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        for tool in ["sh", "id", "mkdir", "chmod", "cat", "sleep"] {
+            let found = ["/bin", "/usr/bin"]
+                .iter()
+                .map(|directory| std::path::Path::new(directory).join(tool))
+                .find(|path| path.exists())
+                .unwrap();
+            std::os::unix::fs::symlink(found, bin.join(tool)).unwrap();
+        }
+        let file = scratch.path().join("a-file");
+        std::fs::write(&file, "").unwrap();
+        let never = || panic!("nothing to wait for");
+        let cases: [(&[(&str, &std::ffi::OsStr)], SlotError); 2] = [
+            (
+                &[
+                    ("PATH", bin.as_os_str()),
+                    ("XDG_RUNTIME_DIR", scratch.path().as_os_str()),
+                ],
+                SlotError::NoFlock {
+                    runner: "power".into(),
+                },
+            ),
+            (
+                &[("XDG_RUNTIME_DIR", file.as_os_str())],
+                SlotError::NoDirectory {
+                    runner: "power".into(),
+                    directory: format!("{}/mab-{}", file.display(), nix_uid()),
+                },
+            ),
+        ];
+        for (environment, expected) in cases {
+            let holder = local_holder(&take_script(1), environment).unwrap();
+            let error = hold(holder, "power", &never).await.unwrap_err();
+            assert_eq!(error, expected);
+        }
+        assert_eq!(
+            SlotError::NoFlock { runner: "power".into() }.to_string(),
+            "runner `power` cannot hold a build slot: its host has no `flock` command (util-linux), which mab uses to share the runner's `jobs` with other builds"
+        );
+        assert!(SlotError::NoFlock {
+            runner: "power".into()
+        }
+        .hint()
+        .starts_with("install util-linux on the host of runner `power`"));
+    }
+
+    fn nix_uid() -> String {
+        let output = std::process::Command::new("id").arg("-u").output().unwrap();
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    /// Runs the real script here with `XDG_RUNTIME_DIR` set to a fresh
+    /// directory: two slots of `jobs = 2` are taken, a third take waits
+    /// (saying so) until one is dropped, and the probe counts the holders.
+    #[tokio::test]
+    async fn local_slots_are_taken_waited_for_and_freed() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::time::Duration;
+        let runtime = tempfile::tempdir().unwrap();
+        let take = |busy: &'static (dyn Fn() + Sync)| {
+            let runtime = ("XDG_RUNTIME_DIR", runtime.path().as_os_str());
+            let holder = local_holder(&take_script(2), &[runtime]).unwrap();
+            hold(holder, "here", busy)
+        };
+        let in_use = || {
+            let output = std::process::Command::new("sh")
+                .args(["-c", PROBE_SCRIPT])
+                .env("XDG_RUNTIME_DIR", runtime.path())
+                .output()
+                .unwrap();
+            parse_probe("here", &String::from_utf8_lossy(&output.stdout))
+        };
+        static NEVER: fn() = || panic!("a free slot is not waited for");
+        static WAITS: AtomicUsize = AtomicUsize::new(0);
+        static COUNT: fn() = || {
+            WAITS.fetch_add(1, Ordering::SeqCst);
+        };
+        let first = take(&NEVER).await.unwrap();
+        let second = take(&NEVER).await.unwrap();
+        let mut numbers = [first.number, second.number];
+        numbers.sort();
+        assert_eq!(numbers, [0, 1]);
+        assert_eq!(in_use(), Ok(2));
+
+        let third = take(&COUNT);
+        tokio::pin!(third);
+        let early = tokio::time::timeout(Duration::from_millis(1500), &mut third).await;
+        assert!(early.is_err(), "no slot is free");
+        assert!(WAITS.load(Ordering::SeqCst) >= 1, "the wait is told");
+        let freed = first.number;
+        drop(first);
+        let third = tokio::time::timeout(Duration::from_secs(5), third)
+            .await
+            .expect("a freed slot is taken within seconds")
+            .unwrap();
+        assert_eq!(third.number, freed);
+        drop(second);
+        drop(third);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(in_use(), Ok(0));
+        let directory = std::fs::read_dir(runtime.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        assert!(directory.file_name().to_string_lossy().starts_with("mab-"));
+        let mut files: Vec<String> = std::fs::read_dir(directory.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        assert_eq!(files, ["slot-0", "slot-1"], "the slot files stay");
+    }
+}
