@@ -390,18 +390,20 @@ impl MetadataFile {
     ) -> Vec<PlatformMetadata> {
         let mut all: Vec<PlatformMetadata> = platforms.iter().chain(reused).cloned().collect();
         if !reused.is_empty() {
-            all.sort_by_key(|entry| self.position(&entry.platform));
+            self.sort_in_order(&mut all, |entry| &entry.platform);
         }
         all
     }
 
-    /// Where `platform` comes in the order of `mab.toml`; last when it
-    /// is not there.
-    pub(super) fn position(&self, platform: &Platform) -> usize {
-        self.order
-            .iter()
-            .position(|listed| listed == platform)
-            .unwrap_or(usize::MAX)
+    /// Sorts `items` by the position of their `platform` in the order of
+    /// `mab.toml` (stable; a platform not in it goes last).
+    pub(super) fn sort_in_order<T>(&self, items: &mut [T], platform: impl Fn(&T) -> &Platform) {
+        items.sort_by_key(|item| {
+            self.order
+                .iter()
+                .position(|listed| listed == platform(item))
+                .unwrap_or(usize::MAX)
+        });
     }
 
     /// Writes the file of a build that failed: no list, `platforms` as

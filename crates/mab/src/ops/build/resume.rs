@@ -18,6 +18,7 @@ use crate::progress::{Event, Reporter};
 
 use super::metadata::{state_path, Inputs, Metadata, PlatformMetadata, State};
 use super::publish::Registry;
+use super::{before_deadline, slow_registry};
 
 const REBUILD_HINT: &str = "run `mab build` without --resume to rebuild every platform";
 
@@ -263,4 +264,31 @@ pub(super) async fn reuse(
         reuse.to_build.push(platform.clone());
     }
     reuse
+}
+
+/// What a build reuses and builds: with an `earlier` build to resume and
+/// a `repository` (at `registry`, the host) to read, [`reuse`] within
+/// `deadline` (`--deadline`: when, and the limit as given; a runtime
+/// failure naming the registry when it comes first); otherwise every one
+/// of `platforms` is built.
+pub(super) async fn decide(
+    earlier: Option<&Metadata>,
+    repository: Option<&impl Registry>,
+    registry: &str,
+    platforms: &[Platform],
+    deadline: Option<(tokio::time::Instant, std::time::Duration)>,
+    reporter: &dyn Reporter,
+) -> Result<Reuse, Failure> {
+    let (Some(earlier), Some(repository)) = (earlier, repository) else {
+        return Ok(Reuse {
+            reused: Vec::new(),
+            to_build: platforms.to_vec(),
+        });
+    };
+    before_deadline(
+        deadline,
+        || slow_registry(registry, "reading the earlier build's images"),
+        reuse(repository, earlier, platforms, reporter),
+    )
+    .await
 }
