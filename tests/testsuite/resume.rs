@@ -315,3 +315,82 @@ fn a_resume_builds_only_what_failed_and_reuses_the_rest_by_digest() {
     assert_eq!(lab.host("runner-b").logins(), runner_b_logins);
     assert_eq!(spare.host().logins(), spare_logins);
 }
+
+/// The metadata file inside the project, as a CI job may write it: the
+/// failed build writes it there, and the resume that reads it (and writes
+/// its own there) is not refused for it: neither `--metadata-file` nor
+/// `--resume FILE` counts among the files sent. Each run warns once that
+/// the file is sent to the runners. On the local engine, linux/amd64's
+/// `RUN` step outlasts `--timeout` (not an input) so that the build fails
+/// with linux/arm64 pushed; the resume, without the limit, reuses arm64
+/// by digest (read back with skopeo) and builds amd64.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_metadata_file_inside_the_project_does_not_stop_its_resume() {
+    let lab = require_lab!();
+    let repository = lab.repository("resume-inside");
+    let project = Project::new();
+    project
+        .with_busybox(lab, &["amd64"])
+        .file(
+            "Dockerfile",
+            "FROM scratch AS build-amd64\nCOPY busybox/amd64 /bin/busybox\nCOPY busybox/amd64 /bin/sh\n\
+             COPY content.txt /\nRUN /bin/busybox sleep 8\n\n\
+             FROM scratch AS build-arm64\n\n\
+             FROM build-${TARGETARCH}\nCOPY content.txt /\n",
+        )
+        // Its own content, so that no cached step outlasts the limit.
+        .file("content.txt", &format!("{repository}\n"))
+        .two_platform_manifest(&repository);
+    let home = Home::new(lab);
+    let build = |arguments: &[&str]| {
+        let mut all = vec![
+            "build",
+            "--progress",
+            "json",
+            "--metadata-file",
+            "build.json",
+        ];
+        all.extend_from_slice(arguments);
+        mab(home.path(), project.path(), &all)
+    };
+    let warned = |run: &Run| {
+        run.events_named("warning")
+            .iter()
+            .filter(|event| {
+                let message = event["message"].as_str().unwrap();
+                message.starts_with("the metadata file build.json is inside the build context")
+                    && message.contains("hint: write it outside the context")
+            })
+            .count()
+    };
+
+    let run = build(&["--timeout", "4s", "--tag", "t1"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(warned(&run), 1, "{run:?}");
+    let failed = read_json(&project.path().join("build.json"));
+    let platforms = failed["platforms"].as_array().unwrap();
+    assert_eq!(platforms[0]["state"], "cancelled", "{failed:#}");
+    assert_eq!(platforms[1]["state"], "pushed", "{failed:#}");
+    let arm64_digest = platforms[1]["digest"].as_str().unwrap().to_owned();
+    assert!(!skopeo_exists(&format!("{repository}:t1")), "{run:?}");
+
+    let run = build(&["--resume", "build.json", "--tag", "t1"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(warned(&run), 1, "{run:?}");
+    let reused = run.events_named("reused");
+    assert_eq!(reused.len(), 1, "{run:?}");
+    assert_eq!(reused[0]["digest"], arm64_digest.as_str());
+    let resumed = read_json(&project.path().join("build.json"));
+    let amd64_digest = resumed["platforms"][0]["digest"].as_str().unwrap();
+    assert_eq!(
+        list_entries(&repository, "t1"),
+        [
+            ("amd64".to_owned(), amd64_digest.to_owned()),
+            ("arm64".to_owned(), arm64_digest),
+        ],
+        "{run:?}"
+    );
+    let config = skopeo_config(&format!("{repository}@{amd64_digest}"));
+    assert_eq!(config["architecture"], "amd64");
+}

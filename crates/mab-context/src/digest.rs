@@ -4,7 +4,7 @@
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
@@ -20,15 +20,21 @@ use crate::walk::{ContextListing, EntryKind};
 /// `.git` directory or file at the root of the context is left out, though
 /// it is sent when no ignore rule excludes it: git rewrites it without the
 /// sources changing (`git status` refreshes its index), and a clone's is
-/// never the same. Errors: a file or link that cannot be read
+/// never the same. The paths `leave_out` (relative to `root`: files the
+/// build itself writes there, such as its metadata file) do not count
+/// either. Errors: a file or link that cannot be read
 /// ([`ContextError::Read`], naming it).
-pub fn content_digest(root: &Path, listing: &ContextListing) -> Result<String, ContextError> {
+pub fn content_digest(
+    root: &Path,
+    listing: &ContextListing,
+    leave_out: &[PathBuf],
+) -> Result<String, ContextError> {
     let mut hasher = Sha256::new();
     let git = Path::new(".git");
     for entry in listing
         .entries
         .iter()
-        .filter(|entry| !entry.path.starts_with(git))
+        .filter(|entry| !entry.path.starts_with(git) && !leave_out.contains(&entry.path))
     {
         let absolute = root.join(&entry.path);
         let read_error = |source: io::Error| ContextError::Read {
@@ -80,7 +86,7 @@ mod tests {
 
     fn digest_of(root: &Path) -> String {
         let listing = walk(root, Selection::default()).unwrap();
-        content_digest(root, &listing).unwrap()
+        content_digest(root, &listing, &[]).unwrap()
     }
 
     fn tree() -> tempfile::TempDir {
@@ -156,6 +162,19 @@ mod tests {
         // `.git` counts.
         fs::write(cloned.path().join(".gitignore"), "target\n").unwrap();
         assert_ne!(digest_of(plain.path()), digest_of(cloned.path()));
+    }
+
+    #[test]
+    fn the_paths_left_out_do_not_count() {
+        let (plain, written) = (tree(), tree());
+        fs::write(written.path().join("build.json"), "{}").unwrap();
+        let listing = walk(written.path(), Selection::default()).unwrap();
+        let leave_out = [PathBuf::from("build.json")];
+        assert_eq!(
+            content_digest(written.path(), &listing, &leave_out).unwrap(),
+            digest_of(plain.path())
+        );
+        assert_ne!(digest_of(written.path()), digest_of(plain.path()));
     }
 
     #[test]

@@ -32,10 +32,7 @@ pub fn load(
     environment: &Environment,
     reporter: &dyn Reporter,
 ) -> Result<Loaded, Failure> {
-    let start = match &args.directory {
-        Some(directory) => environment.current_dir.join(directory),
-        None => environment.current_dir.clone(),
-    };
+    let start = environment.start_dir(args.directory.as_deref());
     let manifest: PathBuf = match &args.manifest_path {
         Some(path) => start.join(path),
         None => mab_config::find_manifest(&start).ok_or_else(|| {

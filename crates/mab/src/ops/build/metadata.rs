@@ -67,17 +67,20 @@ pub(super) struct DockerfileInput {
 
 impl Inputs {
     /// The inputs of a build of `project` (after the flags) whose context
-    /// `context` sends `listing`. Errors: a file that cannot be read
+    /// `context` sends `listing`, without the paths `leave_out` (relative
+    /// to the context: [`OwnFiles`]). Errors: a file that cannot be read
     /// (exit 2, naming it).
     pub(super) fn of(
         project: &mab_config::Project,
         context: &mab_context::BuildContext,
         listing: &mab_context::ContextListing,
+        leave_out: &[PathBuf],
     ) -> Result<Inputs, Failure> {
         let read_failure = |error: mab_context::ContextError| {
             Failure::usage(error.to_string(), error.hint().as_deref())
         };
-        let digest = mab_context::content_digest(context.dir(), listing).map_err(read_failure)?;
+        let digest =
+            mab_context::content_digest(context.dir(), listing, leave_out).map_err(read_failure)?;
         let dockerfile = context.dockerfile();
         let bytes = std::fs::read(dockerfile).map_err(|source| {
             read_failure(mab_context::ContextError::Read {
@@ -331,6 +334,69 @@ pub(super) fn state_path(environment: &Environment, manifest: &Path) -> PathBuf 
         .join(format!("{key}.json"))
 }
 
+/// A path given on `mab build`'s command line (`--metadata-file`,
+/// `--resume FILE`), resolved against `-C` as every such path is.
+pub(super) fn given_path(args: &BuildArgs, environment: &Environment, path: &Path) -> PathBuf {
+    environment
+        .start_dir(args.project.directory.as_deref())
+        .join(path)
+}
+
+/// `path` with its nearest existing ancestor canonicalized (symlinks
+/// resolved) and the rest, which does not exist yet, appended as it is;
+/// `path` itself when not even `/` can be read.
+pub(super) fn canonical(path: &Path) -> PathBuf {
+    let mut existing = path;
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(canonical) = std::fs::canonicalize(existing) {
+            return rest
+                .iter()
+                .rev()
+                .fold(canonical, |path, part| path.join(part));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                existing = parent;
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
+}
+
+/// The files a build names on its command line that are inside its
+/// context directory, relative to it, both sides canonicalized
+/// ([`canonical`]): they are not inputs ([`Inputs::of`] leaves them out),
+/// as the build writes the metadata file itself and reads the other.
+#[derive(Debug, Default)]
+pub(super) struct OwnFiles {
+    /// `--metadata-file`, when it is inside the context.
+    pub(super) metadata: Option<PathBuf>,
+    /// `--resume FILE`, when it is inside the context.
+    pub(super) resume: Option<PathBuf>,
+}
+
+impl OwnFiles {
+    /// Those of `args` inside the context directory `context`.
+    pub(super) fn of(args: &BuildArgs, environment: &Environment, context: &Path) -> OwnFiles {
+        let context = canonical(context);
+        let inside = |given: Option<&Path>| {
+            let path = canonical(&given_path(args, environment, given?));
+            Some(path.strip_prefix(&context).ok()?.to_path_buf())
+        };
+        OwnFiles {
+            metadata: inside(args.metadata_file.as_deref()),
+            resume: inside(args.resume.as_ref().and_then(Option::as_deref)),
+        }
+    }
+
+    /// Both, as [`mab_context::content_digest`] leaves them out.
+    pub(super) fn paths(&self) -> Vec<PathBuf> {
+        self.metadata.iter().chain(&self.resume).cloned().collect()
+    }
+}
+
 impl MetadataFile {
     /// Creates (empties) the `--metadata-file` if one is given. A state
     /// file that would be inside the build context (where it would be sent
@@ -366,11 +432,7 @@ impl MetadataFile {
         let Some(given) = &args.metadata_file else {
             return Ok(file);
         };
-        let start = match &args.project.directory {
-            Some(directory) => environment.current_dir.join(directory),
-            None => environment.current_dir.clone(),
-        };
-        let path = start.join(given);
+        let path = given_path(args, environment, given);
         std::fs::File::create(&path).map_err(|error| {
             Failure::usage(
                 format!("cannot write the metadata file {}: {error}", path.display()),

@@ -16,6 +16,7 @@ mod tags;
 mod worker;
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use mab_events::ErrorKind;
@@ -33,7 +34,7 @@ use crate::ops::prepare;
 use crate::ops::publishing::Publishing;
 use crate::progress::{Event, Reporter};
 
-use metadata::{BeforeJobs, Inputs, MetadataFile, PlatformMetadata};
+use metadata::{BeforeJobs, Inputs, MetadataFile, OwnFiles, PlatformMetadata};
 use overrides::{apply_overrides, time_limit};
 use publish::{check_push, remove_staging_tags, staged, Registry, Staged};
 use tags::{check_not_narrowing, check_partial_has_tags, release_tags};
@@ -86,7 +87,8 @@ pub async fn build(
     resume::check_resume_pushes(args)?;
     let (context, listing) = prepare::build_context(&project)?;
     prepare::check_target(&project, &context, args.target.is_some())?;
-    let inputs = Inputs::of(&project, &context, &listing)?;
+    let own_files = OwnFiles::of(args, environment, context.dir());
+    let inputs = Inputs::of(&project, &context, &listing, &own_files.paths())?;
     // Read before the metadata file is created: it may be the same file.
     let earlier = match &args.resume {
         Some(file) => {
@@ -101,6 +103,7 @@ pub async fn build(
             message: warning.clone(),
         });
     }
+    warn_metadata_file_sent(&context, &own_files, reporter);
     let tags = release_tags(&project, &context, &listing, args, environment, reporter)?;
     let network = super::network_flag(args.network.as_deref())?;
     let metadata = MetadataFile::create(args, environment, &project, inputs, reporter)?;
@@ -279,6 +282,34 @@ pub async fn build(
         reporter,
     )
     .await
+}
+
+/// Warns once when the `--metadata-file` is inside the build context and
+/// no ignore rule leaves it out: it is sent to every runner, and as each
+/// build rewrites it, a `COPY .` step never finds its cache.
+fn warn_metadata_file_sent(
+    context: &mab_context::BuildContext,
+    own_files: &OwnFiles,
+    reporter: &dyn Reporter,
+) {
+    let Some(relative) = &own_files.metadata else {
+        return;
+    };
+    if context.ignore().is_excluded(&relative.to_string_lossy()) {
+        return;
+    }
+    let ignore_file = context
+        .ignore_file()
+        .map_or_else(|| context.dir().join(".dockerignore"), Path::to_path_buf);
+    reporter.report(Event::Warning {
+        message: format!(
+            "the metadata file {} is inside the build context {}: it is sent to every runner, and as every build rewrites it, a `COPY .` step is never cached; hint: write it outside the context (`--metadata-file \"$RUNNER_TEMP/build.json\"` in CI) or add `{}` to {}",
+            relative.display(),
+            context.dir().display(),
+            relative.display(),
+            ignore_file.display()
+        ),
+    });
 }
 
 /// The job to run for a planned platform.

@@ -16,7 +16,7 @@ use crate::environment::Environment;
 use crate::failure::{Failure, FailureKind};
 use crate::progress::{Event, Reporter};
 
-use super::metadata::{state_path, Inputs, Metadata, PlatformMetadata, State};
+use super::metadata::{given_path, state_path, Inputs, Metadata, PlatformMetadata, State};
 use super::publish::Registry;
 use super::{before_deadline, slow_registry};
 
@@ -45,13 +45,7 @@ pub(super) fn load(
     manifest: &Path,
 ) -> Result<Metadata, Failure> {
     let (path, given) = match file {
-        Some(file) => {
-            let start = match &args.project.directory {
-                Some(directory) => environment.current_dir.join(directory),
-                None => environment.current_dir.clone(),
-            };
-            (start.join(file), true)
-        }
+        Some(file) => (given_path(args, environment, file), true),
         None => (state_path(environment, manifest), false),
     };
     let text = match std::fs::read_to_string(&path) {
