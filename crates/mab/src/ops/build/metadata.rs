@@ -44,8 +44,10 @@ pub(super) struct Inputs {
     /// [`mab_context::content_digest`] of the files the context sends.
     pub(super) context: String,
     pub(super) dockerfile: DockerfileInput,
-    /// The build arguments passed to every engine: `[image.args]` with
-    /// `--build-arg` over them.
+    /// The build arguments passed to every engine (`[image.args]` with
+    /// `--build-arg` over them), each name to the `sha256:…` of its value
+    /// (the value itself may be a secret, and the document is kept and
+    /// uploaded).
     pub(super) build_args: BTreeMap<String, String>,
     /// The stage built; `null` for the last one.
     pub(super) target: Option<String>,
@@ -100,11 +102,19 @@ impl Inputs {
                 path,
                 digest: mab_context::sha256_digest(&bytes),
             },
-            build_args: project.args.clone(),
+            build_args: build_arg_digests(&project.args),
             target: project.target.clone(),
             platforms: project.platforms.clone(),
         })
     }
+}
+
+/// Each build arg's name to the `sha256:…` of its value's bytes
+/// ([`Inputs::build_args`]).
+fn build_arg_digests(args: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    args.iter()
+        .map(|(name, value)| (name.clone(), mab_context::sha256_digest(value.as_bytes())))
+        .collect()
 }
 
 /// How far a platform got (`"state"` in the metadata file).
@@ -585,6 +595,23 @@ mod tests {
         );
         assert_eq!(state("link"), one);
         assert_ne!(state("two"), one);
+    }
+
+    /// Build args are kept as digests of their values, never the values.
+    #[test]
+    fn build_args_are_kept_as_digests() {
+        let args: BTreeMap<String, String> = [
+            ("NPM_TOKEN".to_owned(), "s3cret".to_owned()),
+            ("EMPTY".to_owned(), String::new()),
+        ]
+        .into();
+        let digests = build_arg_digests(&args);
+        assert_eq!(
+            digests["EMPTY"],
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(digests["NPM_TOKEN"], mab_context::sha256_digest(b"s3cret"));
+        assert!(!serde_json::to_string(&digests).unwrap().contains("s3cret"));
     }
 
     /// The document reads back as it was written: one type for both.

@@ -107,15 +107,14 @@ pub(super) fn changes(earlier: &Inputs, now: &Inputs) -> Vec<String> {
         .keys()
         .chain(now.build_args.keys())
         .collect();
+    // Only names: the document holds the values' digests, never a value.
     for name in names {
         match (earlier.build_args.get(name), now.build_args.get(name)) {
             (Some(before), Some(after)) if before != after => {
-                changes.push(format!("build arg {name} changed: {before} -> {after}"));
+                changes.push(format!("build arg {name} changed"));
             }
-            (Some(before), None) => {
-                changes.push(format!("build arg {name} removed (was {before})"));
-            }
-            (None, Some(after)) => changes.push(format!("build arg {name} added: {after}")),
+            (Some(_), None) => changes.push(format!("build arg {name} removed")),
+            (None, Some(_)) => changes.push(format!("build arg {name} added")),
             _ => {}
         }
     }
