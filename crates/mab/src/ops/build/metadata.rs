@@ -43,6 +43,11 @@ pub(super) struct Metadata {
 pub(super) struct Inputs {
     /// [`mab_context::content_digest`] of the files the context sends.
     pub(super) context: String,
+    /// The digest of each top-level entry of the context, to name what
+    /// changed ([`mab_context::ContentDigest::top_level`]); empty in a
+    /// document of an older mab, or for a context with too many entries.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(super) context_entries: BTreeMap<String, String>,
     pub(super) dockerfile: DockerfileInput,
     /// The build arguments passed to every engine (`[image.args]` with
     /// `--build-arg` over them), each name to the `sha256:…` of its value
@@ -81,9 +86,10 @@ impl Inputs {
         let read_failure = |error: mab_context::ContextError| {
             Failure::usage(error.to_string(), error.hint().as_deref())
         };
-        let digest =
-            mab_context::content_digest(context.dir(), listing, leave_out).map_err(read_failure)?;
         let dockerfile = context.dockerfile();
+        let inside = dockerfile.strip_prefix(context.dir()).ok();
+        let digest = mab_context::content_digest(context.dir(), listing, leave_out, inside)
+            .map_err(read_failure)?;
         let bytes = std::fs::read(dockerfile).map_err(|source| {
             read_failure(mab_context::ContextError::Read {
                 path: dockerfile.to_path_buf(),
@@ -97,7 +103,8 @@ impl Inputs {
             .unwrap_or(dockerfile)
             .to_path_buf();
         Ok(Inputs {
-            context: digest,
+            context: digest.digest,
+            context_entries: digest.top_level,
             dockerfile: DockerfileInput {
                 path,
                 digest: mab_context::sha256_digest(&bytes),
@@ -624,6 +631,7 @@ mod tests {
             project: "/project/mab.toml".into(),
             inputs: Inputs {
                 context: "sha256:c".to_owned(),
+                context_entries: BTreeMap::new(),
                 dockerfile: DockerfileInput {
                     path: "Dockerfile".into(),
                     digest: "sha256:d".to_owned(),

@@ -1305,6 +1305,11 @@ mod tests {
     fn inputs() -> Inputs {
         Inputs {
             context: "sha256:context".to_owned(),
+            context_entries: [
+                ("Dockerfile".to_owned(), "sha256:empty".to_owned()),
+                ("src/".to_owned(), "sha256:src".to_owned()),
+            ]
+            .into(),
             dockerfile: metadata::DockerfileInput {
                 path: "Dockerfile".into(),
                 digest: "sha256:dockerfile".to_owned(),
@@ -3062,9 +3067,41 @@ mod tests {
         type Change = fn(&mut Inputs);
         let cases: Vec<(&str, Change, &str)> = vec![
             (
-                "files",
-                |inputs| inputs.context = "sha256:other".into(),
+                "files, no entries recorded (an older document)",
+                |inputs| {
+                    inputs.context = "sha256:other".into();
+                    inputs.context_entries.clear();
+                },
                 "the files sent changed",
+            ),
+            (
+                "files, entries named",
+                |inputs| {
+                    inputs.context = "sha256:other".into();
+                    let entries = &mut inputs.context_entries;
+                    entries.insert("src/".into(), "sha256:src2".into());
+                    entries.insert("README.md".into(), "sha256:readme".into());
+                    entries.remove("Dockerfile");
+                },
+                "the files sent changed: Dockerfile (removed), README.md (added), src/",
+            ),
+            (
+                "files, five entries named and the rest counted",
+                |inputs| {
+                    inputs.context = "sha256:other".into();
+                    for name in ["a", "b", "c", "d", "e", "f", "g"] {
+                        inputs.context_entries.insert(name.into(), "sha256:new".into());
+                    }
+                },
+                "the files sent changed: a (added), b (added), c (added), d (added), e (added) and 2 more",
+            ),
+            (
+                "the Dockerfile inside the context: named once",
+                |inputs| {
+                    inputs.context = "sha256:other".into();
+                    inputs.dockerfile.digest = "sha256:other".into();
+                },
+                "the Dockerfile changed (Dockerfile)",
             ),
             (
                 "dockerfile",
@@ -3113,7 +3150,7 @@ mod tests {
             assert_eq!(failure.kind, FailureKind::Usage, "{name}");
             assert!(
                 failure.report.starts_with(&format!(
-                    "error: cannot resume the earlier build of {PROJECT}: {phrase}"
+                    "error: cannot resume the earlier build of {PROJECT}: {phrase}\n"
                 )),
                 "{name}: {}",
                 failure.report

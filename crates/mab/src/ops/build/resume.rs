@@ -87,8 +87,16 @@ pub(super) fn load(
 /// the target, the platforms. Empty when nothing did.
 pub(super) fn changes(earlier: &Inputs, now: &Inputs) -> Vec<String> {
     let mut changes = Vec::new();
+    let dockerfile_changed = earlier.dockerfile != now.dockerfile;
     if earlier.context != now.context {
-        changes.push("the files sent changed".to_owned());
+        let named = changed_entries(&earlier.context_entries, &now.context_entries);
+        match named {
+            Some(named) if named.is_empty() && dockerfile_changed => {}
+            Some(named) if !named.is_empty() => {
+                changes.push(format!("the files sent changed: {}", named_list(&named)));
+            }
+            _ => changes.push("the files sent changed".to_owned()),
+        }
     }
     if earlier.dockerfile.path != now.dockerfile.path {
         changes.push(format!(
@@ -145,6 +153,45 @@ pub(super) fn changes(earlier: &Inputs, now: &Inputs) -> Vec<String> {
         ));
     }
     changes
+}
+
+/// How many changed entries of the context a refusal names; the others
+/// are counted.
+const NAMED_ENTRIES: usize = 5;
+
+/// The top-level entries of the context that differ from `earlier` to
+/// `now`, by name, an added one as `README.md (added)`, a removed one as
+/// `old/ (removed)`; `None` when either side has none recorded (too many
+/// entries, or a document of an older mab), when nothing can be named.
+fn changed_entries(
+    earlier: &std::collections::BTreeMap<String, String>,
+    now: &std::collections::BTreeMap<String, String>,
+) -> Option<Vec<String>> {
+    if earlier.is_empty() || now.is_empty() {
+        return None;
+    }
+    let names: std::collections::BTreeSet<&String> = earlier.keys().chain(now.keys()).collect();
+    Some(
+        names
+            .into_iter()
+            .filter_map(|name| match (earlier.get(name), now.get(name)) {
+                (Some(before), Some(after)) if before != after => Some(name.clone()),
+                (Some(_), None) => Some(format!("{name} (removed)")),
+                (None, Some(_)) => Some(format!("{name} (added)")),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+/// `names` joined with commas, the first [`NAMED_ENTRIES`] of them, then
+/// `and N more`.
+fn named_list(names: &[String]) -> String {
+    let shown = names[..names.len().min(NAMED_ENTRIES)].join(", ");
+    match names.len().saturating_sub(NAMED_ENTRIES) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
+    }
 }
 
 /// Refuses (exit 2) a resume whose inputs changed since the earlier build
