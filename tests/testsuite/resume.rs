@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    list_architectures, mab, mab_command, require_lab, skopeo_config, skopeo_exists, skopeo_raw,
-    ssh_lock, Home, Lab, Project, Run, SpareHost, SpareOptions,
+    free_port, list_architectures, mab, mab_command, require_lab, skopeo_config, skopeo_exists,
+    skopeo_raw, ssh_lock, Home, Lab, Project, Run, SpareHost, SpareOptions,
 };
 
 /// The arm64 `RUN` step sleeps this long (a number no other test uses, so
@@ -393,4 +393,77 @@ fn a_metadata_file_inside_the_project_does_not_stop_its_resume() {
     );
     let config = skopeo_config(&format!("{repository}@{amd64_digest}"));
     assert_eq!(config["architecture"], "amd64");
+}
+
+/// `--resume FILE --metadata-file FILE`, as in CI, stopped while it
+/// waits for the registry (one that accepts the connection and never
+/// answers) by SIGTERM, so that it writes nothing more: FILE, read at the
+/// start and checked for writing without being emptied, is still the
+/// whole document it was. Then the same resume refused at the registry
+/// (nothing listens) writes it whole again, the platform it would reuse
+/// still `pushed` with its digest.
+#[test]
+fn a_resume_stopped_at_the_registry_leaves_its_file_whole() {
+    let port = free_port();
+    let project = Project::new();
+    project
+        .file("Dockerfile", "FROM scratch\nCOPY content.txt /\n")
+        .file("content.txt", "stopped\n")
+        .file(
+            "mab.toml",
+            &format!(
+                "[image]\nname = \"127.0.0.1:{port}/stopped\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n"
+            ),
+        );
+    let home = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let file = outside.path().join("build.json");
+    let file_text = file.to_str().unwrap();
+    let resume = ["build", "--resume", file_text, "--metadata-file", file_text];
+
+    let run = mab(
+        home.path(),
+        project.path(),
+        &["build", "--metadata-file", file_text],
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    // As if amd64 had been pushed and verified.
+    let mut earlier = read_json(&file);
+    let digest = format!("sha256:{}", "a".repeat(64));
+    earlier["platforms"][0]["state"] = "pushed".into();
+    earlier["platforms"][0]["digest"] = digest.as_str().into();
+    let earlier_text = earlier.to_string();
+    std::fs::write(&file, &earlier_text).unwrap();
+
+    // A registry that takes the connection and never answers.
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let mut child = mab_command(home.path(), project.path(), &resume)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (_connection, _) = listener.accept().unwrap();
+    let terminated = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+    assert_eq!(child.wait().unwrap().code(), Some(143));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), earlier_text);
+    drop(listener);
+
+    let run = mab(home.path(), project.path(), &resume);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .contains(&format!("cannot reach the registry 127.0.0.1:{port}")),
+        "{run:?}"
+    );
+    let written = read_json(&file);
+    let platforms = written["platforms"].as_array().unwrap();
+    assert_eq!(platforms[0]["platform"], "linux/amd64", "{written:#}");
+    assert_eq!(platforms[0]["state"], "pushed", "{written:#}");
+    assert_eq!(platforms[0]["digest"], digest.as_str(), "{written:#}");
+    assert_eq!(platforms[1]["state"], "not_started", "{written:#}");
+    assert_eq!(written["inputs"], earlier["inputs"], "{written:#}");
 }

@@ -415,7 +415,9 @@ impl OwnFiles {
 }
 
 impl MetadataFile {
-    /// Creates (empties) the `--metadata-file` if one is given. A state
+    /// Checks that the `--metadata-file`, if one is given, can be written
+    /// ([`check_writable`]: a file that is there is left as it is, as it
+    /// may be the `--resume FILE` this build reads). A state
     /// file that would be inside the build context (where it would be sent
     /// and change the context) is not written, with a warning. Errors: a
     /// path that cannot be written (exit 2).
@@ -450,7 +452,7 @@ impl MetadataFile {
             return Ok(file);
         };
         let path = given_path(args, environment, given);
-        std::fs::File::create(&path).map_err(|error| {
+        check_writable(&path).map_err(|error| {
             Failure::usage(
                 format!("cannot write the metadata file {}: {error}", path.display()),
                 Some("point --metadata-file at a writable path"),
@@ -545,7 +547,7 @@ impl MetadataFile {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        std::fs::write(path, json).map_err(|error| {
+        write_atomically(path, &json).map_err(|error| {
             Failure::runtime(
                 format!(
                     "could not write the metadata file {}: {error}",
@@ -558,16 +560,33 @@ impl MetadataFile {
 }
 
 /// Writes `text` to `path` through a temporary file in the same directory
-/// (created with its parents) renamed over it, so that a reader never sees
-/// half a document.
+/// (created with its parents), flushed to disk and renamed over it, so
+/// that a reader never sees half a document, nor an empty one after a
+/// crash. The metadata file and the state file are both written so.
 fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     let directory = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(directory)?;
     let mut file = tempfile::NamedTempFile::new_in(directory)?;
     file.write_all(text.as_bytes())?;
+    file.as_file().sync_all()?;
     file.persist(path).map_err(|error| error.error)?;
     Ok(())
+}
+
+/// Whether [`write_atomically`] can write `path`, without touching it: a
+/// temporary file can be created in its directory (then removed), and
+/// `path` is not a directory. Errors: the directory's (missing, not
+/// writable), or `path` being a directory.
+fn check_writable(path: &Path) -> std::io::Result<()> {
+    if path.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::IsADirectory,
+            "it is a directory",
+        ));
+    }
+    let directory = path.parent().unwrap_or(Path::new("."));
+    tempfile::NamedTempFile::new_in(directory)?.close()
 }
 
 #[cfg(test)]
@@ -602,6 +621,28 @@ mod tests {
         );
         assert_eq!(state("link"), one);
         assert_ne!(state("two"), one);
+    }
+
+    /// The check of the metadata file's path leaves a file that is there
+    /// as it is (it may be the `--resume FILE` being read), and creates
+    /// none; a missing directory, or a directory at the path, is refused.
+    #[test]
+    fn checking_the_metadata_file_touches_nothing() {
+        let directory = tempfile::tempdir().unwrap();
+        let existing = directory.path().join("build.json");
+        std::fs::write(&existing, "{\"kept\": true}").unwrap();
+        check_writable(&existing).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&existing).unwrap(),
+            "{\"kept\": true}"
+        );
+        let new = directory.path().join("new.json");
+        check_writable(&new).unwrap();
+        assert!(!new.exists());
+        let names: Vec<_> = std::fs::read_dir(directory.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "no temporary file left: {names:?}");
+        assert!(check_writable(&directory.path().join("missing/build.json")).is_err());
+        assert!(check_writable(directory.path()).is_err());
     }
 
     /// Build args are kept as digests of their values, never the values.

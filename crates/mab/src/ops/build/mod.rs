@@ -1335,7 +1335,7 @@ mod tests {
     }
 
     /// `metadata.json` in a new directory (kept while the first value
-    /// lives), as `MetadataFile::create` leaves it: created, empty.
+    /// lives), there and empty.
     fn empty_metadata_file() -> (tempfile::TempDir, std::path::PathBuf, MetadataFile) {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("metadata.json");
