@@ -467,3 +467,49 @@ fn a_resume_stopped_at_the_registry_leaves_its_file_whole() {
     assert_eq!(platforms[1]["state"], "not_started", "{written:#}");
     assert_eq!(written["inputs"], earlier["inputs"], "{written:#}");
 }
+
+/// A `--no-push` build keeps no state, as it can never be resumed: the
+/// state the last pushing build left stays byte for byte, and without
+/// one `--resume` finds nothing to resume (exit 2). On the local engine.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_no_push_build_keeps_no_state() {
+    let lab = require_lab!();
+    let repository = lab.repository("resume-no-push");
+    let project = Project::new();
+    project
+        .file("Dockerfile", "FROM scratch\nCOPY content.txt /\n")
+        .file("content.txt", "no push\n")
+        .file(
+            "mab.toml",
+            &format!("[image]\nname = \"{repository}\"\nplatforms = [\"linux/amd64\"]\n"),
+        );
+    let home = Home::new(lab);
+    let states = home.path().join(".local/state/mab/builds");
+    let state_files = || -> Vec<std::path::PathBuf> {
+        match std::fs::read_dir(&states) {
+            Ok(entries) => entries.map(|entry| entry.unwrap().path()).collect(),
+            Err(_) => Vec::new(),
+        }
+    };
+
+    let run = mab(home.path(), project.path(), &["build", "--no-push"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(state_files(), Vec::<std::path::PathBuf>::new());
+    let run = mab(home.path(), project.path(), &["build", "--resume"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("nothing to resume: no earlier build of"),
+        "{run:?}"
+    );
+
+    let run = mab(home.path(), project.path(), &["build", "--tag", "t1"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let files = state_files();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let pushed = std::fs::read(&files[0]).unwrap();
+    let run = mab(home.path(), project.path(), &["build", "--no-push"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(std::fs::read(&files[0]).unwrap(), pushed);
+}

@@ -326,8 +326,8 @@ impl BeforeJobs<'_> {
 pub(super) struct MetadataFile {
     /// Where to write; `None` without `--metadata-file`.
     pub(super) path: Option<PathBuf>,
-    /// The state file ([`state_path`]); `None` when it would be inside the
-    /// build context.
+    /// The state file ([`state_path`]); `None` with `--no-push`, and when
+    /// it would be inside the build context.
     pub(super) state: Option<PathBuf>,
     /// The absolute path of `mab.toml`.
     pub(super) project: PathBuf,
@@ -429,7 +429,11 @@ impl MetadataFile {
         reporter: &dyn Reporter,
     ) -> Result<MetadataFile, Failure> {
         let state = state_path(environment, &project.manifest_path);
-        let state = if state.starts_with(&project.context) {
+        // A `--no-push` build can never be resumed: it keeps no state (and
+        // leaves the last pushing build's in place).
+        let state = if args.no_push {
+            None
+        } else if state.starts_with(&project.context) {
             reporter.report(Event::Warning {
                 message: format!(
                     "the state of this build is not kept: {} is inside the build context {} (set XDG_STATE_HOME elsewhere); `mab build --resume FILE` still resumes from a --metadata-file",

@@ -2904,11 +2904,12 @@ mod tests {
                 ..resume_case()
             },
             ResumeCase {
-                name: "platforms cancelled or never started have no digest: both are built, nothing is read",
+                name: "platforms cancelled or never started have no digest: both are built, nothing is read, and that is said",
                 earlier: vec![("linux/amd64", "cancelled"), ("linux/arm64", "not_started")],
                 outcomes: vec![("linux/amd64", Built), ("linux/arm64", Built)],
                 calls: published_both_after(&[]),
                 metadata: published_metadata(&["linux/amd64", "linux/arm64"]),
+                said: vec!["warning: nothing to reuse: the earlier build pushed nothing; every platform is built"],
                 ..resume_case()
             },
             ResumeCase {

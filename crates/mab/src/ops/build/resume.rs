@@ -267,7 +267,8 @@ fn candidate<'a>(
 /// ([`Registry::describe`]), each reported as [`Event::Reused`]. A digest
 /// the registry no longer serves (or that cannot be read, or whose image
 /// is not the platform's) is rebuilt, with a warning saying why; so is
-/// every other platform (failed, cancelled, not started).
+/// every other platform (failed, cancelled, not started). When the earlier
+/// build pushed nothing, one warning says so and nothing is read.
 pub(super) async fn reuse(
     repository: &impl Registry,
     earlier: &Metadata,
@@ -275,6 +276,17 @@ pub(super) async fn reuse(
     reporter: &dyn Reporter,
 ) -> Reuse {
     let mut reuse = Reuse::default();
+    if platforms
+        .iter()
+        .all(|platform| candidate(earlier, platform).is_none())
+    {
+        reporter.report(Event::Warning {
+            message: "nothing to reuse: the earlier build pushed nothing; every platform is built"
+                .to_owned(),
+        });
+        reuse.to_build = platforms.to_vec();
+        return reuse;
+    }
     for platform in platforms {
         let Some((entry, digest)) = candidate(earlier, platform) else {
             reuse.to_build.push(platform.clone());
