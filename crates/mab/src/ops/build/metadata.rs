@@ -73,6 +73,22 @@ pub(super) struct DockerfileInput {
 }
 
 impl Inputs {
+    /// [`Inputs::of`] on a thread for blocking work: reading every file the
+    /// context sends may take long, and meanwhile the task that runs the
+    /// build must still see Ctrl-C or SIGTERM (which drop the build; the
+    /// thread's work is then abandoned with the runtime).
+    pub(super) async fn in_background(
+        project: &mab_config::Project,
+        context: &mab_context::BuildContext,
+        listing: &mab_context::ContextListing,
+        leave_out: Vec<PathBuf>,
+    ) -> Result<Inputs, Failure> {
+        let (project, context, listing) = (project.clone(), context.clone(), listing.clone());
+        tokio::task::spawn_blocking(move || Inputs::of(&project, &context, &listing, &leave_out))
+            .await
+            .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))
+    }
+
     /// The inputs of a build of `project` (after the flags) whose context
     /// `context` sends `listing`, without the paths `leave_out` (relative
     /// to the context: [`OwnFiles`]). Errors: a file that cannot be read

@@ -88,7 +88,7 @@ pub async fn build(
     let (context, listing) = prepare::build_context(&project)?;
     prepare::check_target(&project, &context, args.target.is_some())?;
     let own_files = OwnFiles::of(args, environment, context.dir());
-    let inputs = Inputs::of(&project, &context, &listing, &own_files.paths())?;
+    let inputs = Inputs::in_background(&project, &context, &listing, own_files.paths()).await?;
     // Read before the metadata file is created: it may be the same file.
     let earlier = match &args.resume {
         Some(file) => {
