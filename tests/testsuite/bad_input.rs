@@ -422,10 +422,35 @@ fn git_problems() {
 
 /// [`run`] with `home` as HOME, shown as `[HOME]`.
 fn run_at_home(project: &Project, home: &std::path::Path, arguments: &[&str]) -> Run {
-    let mut run = mab(home, project.path(), arguments);
+    run_at_home_with(project, home, arguments, &[])
+}
+
+/// [`run_at_home`] with the environment `variables` set.
+fn run_at_home_with(
+    project: &Project,
+    home: &std::path::Path,
+    arguments: &[&str],
+    variables: &[(&str, Option<&str>)],
+) -> Run {
+    let mut run = mab_with_env(home, project.path(), arguments, variables);
     for (path, shown) in [(project.path(), "[PROJECT]"), (home, "[HOME]")] {
         run.stderr = run.stderr.replace(path.to_str().unwrap(), shown);
     }
+    run
+}
+
+/// `run` with the key of the state file it names (16 hex digits after
+/// `builds/`) shown as `[KEY]`.
+fn hide_state_key(mut run: Run) -> Run {
+    let key = run
+        .stderr
+        .split("builds/")
+        .nth(1)
+        .and_then(|rest| rest.get(..16))
+        .unwrap()
+        .to_owned();
+    assert!(key.chars().all(|c| c.is_ascii_hexdigit()), "{key}");
+    run.stderr = run.stderr.replace(&key, "[KEY]");
     run
 }
 
@@ -441,17 +466,7 @@ fn resume_without_an_earlier_build() {
         run.stderr.contains("[HOME]/.local/state/mab/builds/"),
         "{run:?}"
     );
-    let key = run
-        .stderr
-        .split("builds/")
-        .nth(1)
-        .and_then(|rest| rest.get(..16))
-        .unwrap()
-        .to_owned();
-    assert!(key.chars().all(|c| c.is_ascii_hexdigit()), "{key}");
-    let mut run = run;
-    run.stderr = run.stderr.replace(&key, "[KEY]");
-    check("resume_without_an_earlier_build", &run, 2);
+    check("resume_without_an_earlier_build", &hide_state_key(run), 2);
 }
 
 /// `--resume FILE` naming a file that is not there, or one that is not
@@ -504,4 +519,27 @@ fn resume_after_the_inputs_changed() {
     std::fs::write(&file, earlier.to_string()).unwrap();
     let run = run(&project, &["build", "--resume", file.to_str().unwrap()]);
     check("resume_after_the_inputs_changed", &run, 2);
+}
+
+/// `--resume` when the state directory is inside the build context, here
+/// through a symlink to the project (`XDG_STATE_HOME=[HOME]/link/state`):
+/// no state is kept there, and the resume says so rather than that there
+/// is none.
+#[test]
+fn resume_with_the_state_inside_the_context() {
+    let project = project(&GOOD_MANIFEST.replace("5000", "5999"));
+    let home = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(project.path(), home.path().join("link")).unwrap();
+    let state_home = home.path().join("link/state");
+    let run = run_at_home_with(
+        &project,
+        home.path(),
+        &["build", "--resume"],
+        &[("XDG_STATE_HOME", Some(state_home.to_str().unwrap()))],
+    );
+    check(
+        "resume_with_the_state_inside_the_context",
+        &hide_state_key(run),
+        2,
+    );
 }

@@ -367,6 +367,15 @@ pub(super) fn state_path(environment: &Environment, manifest: &Path) -> PathBuf 
         .join(format!("{key}.json"))
 }
 
+/// Whether the state file `state` is inside the build context `context`
+/// (where it would be sent to every runner and change the context), both
+/// compared canonicalized ([`canonical`]: symlinks and `..` resolved, for
+/// the part that exists), so that neither a symlinked home nor a `..` in
+/// a path hides it.
+pub(super) fn state_inside_context(state: &Path, context: &Path) -> bool {
+    canonical(state).starts_with(canonical(context))
+}
+
 /// A path given on `mab build`'s command line (`--metadata-file`,
 /// `--resume FILE`), resolved against `-C` as every such path is.
 pub(super) fn given_path(args: &BuildArgs, environment: &Environment, path: &Path) -> PathBuf {
@@ -449,7 +458,7 @@ impl MetadataFile {
         // leaves the last pushing build's in place).
         let state = if args.no_push {
             None
-        } else if state.starts_with(&project.context) {
+        } else if state_inside_context(&state, &project.context) {
             reporter.report(Event::Warning {
                 message: format!(
                     "the state of this build is not kept: {} is inside the build context {} (set XDG_STATE_HOME elsewhere); `mab build --resume FILE` still resumes from a --metadata-file",
@@ -680,6 +689,31 @@ mod tests {
         );
         assert_eq!(digests["NPM_TOKEN"], mab_context::sha256_digest(b"s3cret"));
         assert!(!serde_json::to_string(&digests).unwrap().contains("s3cret"));
+    }
+
+    /// The state directory inside the context is found through a symlink
+    /// or a `..`, also when it does not exist yet.
+    #[test]
+    fn a_state_directory_inside_the_context_is_found_canonically() {
+        let directory = tempfile::tempdir().unwrap();
+        let root = directory.path().canonicalize().unwrap();
+        std::fs::create_dir(root.join("project")).unwrap();
+        std::os::unix::fs::symlink(root.join("project"), root.join("link")).unwrap();
+        let state = root.join("link/state/mab/builds/0123456789abcdef.json");
+        assert!(state_inside_context(&state, &root.join("project")));
+        assert!(state_inside_context(
+            &root.join("project/state/x.json"),
+            &root.join("project/../link")
+        ));
+        assert!(!state_inside_context(
+            &root.join("state/x.json"),
+            &root.join("project")
+        ));
+        // `project-2` is not inside `project`.
+        assert!(!state_inside_context(
+            &root.join("project-2/x.json"),
+            &root.join("project")
+        ));
     }
 
     /// The document reads back as it was written: one type for both.

@@ -92,7 +92,13 @@ pub async fn build(
     // Read before the metadata file is created: it may be the same file.
     let earlier = match &args.resume {
         Some(file) => {
-            let earlier = resume::load(file.as_deref(), args, environment, &project.manifest_path)?;
+            let earlier = resume::load(
+                file.as_deref(),
+                args,
+                environment,
+                &project.manifest_path,
+                &project.context,
+            )?;
             resume::check_inputs(&earlier, &inputs)?;
             Some(earlier)
         }

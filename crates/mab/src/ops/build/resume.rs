@@ -16,7 +16,9 @@ use crate::environment::Environment;
 use crate::failure::{Failure, FailureKind};
 use crate::progress::{Event, Reporter};
 
-use super::metadata::{given_path, state_path, Inputs, Metadata, PlatformMetadata, State};
+use super::metadata::{
+    given_path, state_inside_context, state_path, Inputs, Metadata, PlatformMetadata, State,
+};
 use super::publish::Registry;
 use super::{before_deadline, slow_registry};
 
@@ -36,18 +38,31 @@ pub(super) fn check_resume_pushes(args: &BuildArgs) -> Result<(), Failure> {
 /// The earlier build `--resume` names: the metadata file `file` (relative
 /// to `-C`), else the state of the last build of the project whose
 /// `mab.toml` is `manifest` ([`state_path`]). Errors (exit 2): no state
-/// for the project, a file that cannot be read, or one that is not a
+/// for the project (also when none is kept, its state file being inside
+/// the build context `context`), a file that cannot be read, or one that is not a
 /// metadata document with `inputs`, each naming the file.
 pub(super) fn load(
     file: Option<&Path>,
     args: &BuildArgs,
     environment: &Environment,
     manifest: &Path,
+    context: &Path,
 ) -> Result<Metadata, Failure> {
     let (path, given) = match file {
         Some(file) => (given_path(args, environment, file), true),
         None => (state_path(environment, manifest), false),
     };
+    if !given && state_inside_context(&path, context) {
+        return Err(Failure::usage(
+            format!(
+                "nothing to resume: no state is kept for {}, as its state file {} would be inside the build context {}",
+                manifest.display(),
+                path.display(),
+                context.display()
+            ),
+            Some("set XDG_STATE_HOME to a directory outside the build context, or resume from a --metadata-file with --resume FILE"),
+        ));
+    }
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(error) if !given && error.kind() == std::io::ErrorKind::NotFound => {
