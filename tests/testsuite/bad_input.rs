@@ -493,31 +493,49 @@ fn resume_with_no_push() {
     check("resume_with_no_push", &run, 2);
 }
 
-/// A resume whose inputs changed since the earlier build is refused,
-/// naming each change, before the registry is contacted.
-#[test]
-fn resume_after_the_inputs_changed() {
-    let project = project(&GOOD_MANIFEST.replace("5000", "5999"));
-    let earlier = serde_json::json!({
+/// The document of an earlier build of another project (of the image
+/// `127.0.0.1:5999/x`) that published nothing: its `platforms` entries,
+/// and its inputs with these `build_args` and `input_platforms`.
+fn earlier_build(
+    platforms: serde_json::Value,
+    build_args: serde_json::Value,
+    input_platforms: &[&str],
+) -> serde_json::Value {
+    serde_json::json!({
         "image": "127.0.0.1:5999/x",
         "digest": null,
         "media_type": null,
         "tags": ["t1"],
         "missing": ["linux/amd64"],
-        "platforms": [],
+        "platforms": platforms,
         "project": "/elsewhere/mab.toml",
         "inputs": {
             "context": "sha256:0",
             "dockerfile": {"path": "Dockerfile", "digest": "sha256:0"},
-            "build_args": {"VERSION": "1"},
+            "build_args": build_args,
             "target": null,
-            "platforms": ["linux/amd64", "linux/arm64"],
+            "platforms": input_platforms,
         },
-    });
+    })
+}
+
+/// A resume whose inputs changed since the earlier build is refused,
+/// naming each change, before the registry is contacted.
+#[test]
+fn resume_after_the_inputs_changed() {
+    let project = project(&GOOD_MANIFEST.replace("5000", "5999"));
+    let earlier = earlier_build(
+        serde_json::json!([]),
+        serde_json::json!({"VERSION": "1"}),
+        &["linux/amd64", "linux/arm64"],
+    );
     let directory = tempfile::tempdir().unwrap();
     let file = directory.path().join("metadata.json");
     std::fs::write(&file, earlier.to_string()).unwrap();
-    let run = run(&project, &["build", "--resume", file.to_str().unwrap()]);
+    let mut run = run(&project, &["build", "--resume", file.to_str().unwrap()]);
+    run.stderr = run
+        .stderr
+        .replace(directory.path().to_str().unwrap(), "[DIR]");
     check("resume_after_the_inputs_changed", &run, 2);
 }
 
@@ -542,4 +560,20 @@ fn resume_with_the_state_inside_the_context() {
         &hide_state_key(run),
         2,
     );
+}
+
+/// `--resume FILE` whose platform digest is not a sha256 digest: refused
+/// at load, naming the file and the platform.
+#[test]
+fn resume_from_a_file_with_a_bad_digest() {
+    let project = project(&GOOD_MANIFEST.replace("5000", "5999"));
+    let platforms = serde_json::json!([{
+        "platform": "linux/amd64", "runner": "b", "digest": "sha256:ABC",
+        "emulated": false, "seconds": 1.0, "state": "pushed", "error": null,
+        "moved_from": null, "reason": null,
+    }]);
+    let earlier = earlier_build(platforms, serde_json::json!({}), &["linux/amd64"]);
+    project.file("earlier.json", &earlier.to_string());
+    let run = run(&project, &["build", "--resume", "earlier.json"]);
+    check("resume_from_a_file_with_a_bad_digest", &run, 2);
 }

@@ -116,6 +116,17 @@ fn entry_line(root: &Path, path: &Path, kind: EntryKind) -> Result<String, Conte
     ))
 }
 
+/// Whether `text` is a sha256 digest as OCI writes it: `sha256:` and 64
+/// lowercase hex digits (the OCI image spec's "Digests").
+pub fn is_sha256_digest(text: &str) -> bool {
+    text.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
+    })
+}
+
 /// `sha256:` and 64 hex digits of `bytes`.
 pub fn sha256_digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex(&Sha256::digest(bytes)))
@@ -300,6 +311,20 @@ mod tests {
         let digest = content_digest(root.path(), &listing, &[], None).unwrap();
         assert!(digest.top_level.is_empty());
         assert!(digest.digest.starts_with("sha256:"));
+    }
+
+    #[test]
+    fn sha256_digests_are_recognised() {
+        assert!(is_sha256_digest(&sha256_digest(b"x")));
+        for bad in [
+            "sha256:0",
+            "sha512:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85g",
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        ] {
+            assert!(!is_sha256_digest(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -567,8 +567,9 @@ impl MetadataFile {
             if let Err(error) = write_atomically(state, &json) {
                 reporter.report(Event::Warning {
                     message: format!(
-                        "could not write the state of this build to {} (a later `mab build --resume` needs it): {error}",
-                        state.display()
+                        "could not write the state of this build to {} (a later `mab build --resume` needs it): {error}; hint: make {} writable (or set XDG_STATE_HOME to a writable directory), or pass --metadata-file and resume with `--resume FILE`",
+                        state.display(),
+                        state.parent().unwrap_or(state).display()
                     ),
                 });
             }

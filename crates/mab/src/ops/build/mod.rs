@@ -92,14 +92,14 @@ pub async fn build(
     // Read before the metadata file is created: it may be the same file.
     let earlier = match &args.resume {
         Some(file) => {
-            let earlier = resume::load(
+            let (earlier, read_from) = resume::load(
                 file.as_deref(),
                 args,
                 environment,
                 &project.manifest_path,
                 &project.context,
             )?;
-            resume::check_inputs(&earlier, &inputs)?;
+            resume::check_inputs(&earlier, &read_from, &project.manifest_path, &inputs)?;
             Some(earlier)
         }
         None => None,
@@ -3070,7 +3070,10 @@ mod tests {
     fn a_resume_names_each_input_that_changed() {
         let earlier: metadata::Metadata =
             serde_json::from_value(document(false, &[], Vec::new())).unwrap();
-        assert!(resume::check_inputs(&earlier, &inputs()).is_ok());
+        let read_from = Path::new("/state/builds/key.json");
+        let check =
+            |now: &Inputs| resume::check_inputs(&earlier, read_from, Path::new(PROJECT), now);
+        assert!(check(&inputs()).is_ok());
         type Change = fn(&mut Inputs);
         let cases: Vec<(&str, Change, &str)> = vec![
             (
@@ -3153,11 +3156,11 @@ mod tests {
         for (name, change, phrase) in cases {
             let mut now = inputs();
             change(&mut now);
-            let failure = resume::check_inputs(&earlier, &now).unwrap_err();
+            let failure = check(&now).unwrap_err();
             assert_eq!(failure.kind, FailureKind::Usage, "{name}");
             assert!(
                 failure.report.starts_with(&format!(
-                    "error: cannot resume the earlier build of {PROJECT}: {phrase}\n"
+                    "error: cannot resume the earlier build of {PROJECT} (read from /state/builds/key.json): {phrase}\n"
                 )),
                 "{name}: {}",
                 failure.report
@@ -3174,9 +3177,17 @@ mod tests {
         let mut now = inputs();
         now.context = "sha256:other".into();
         now.target = Some("test".into());
-        let report = resume::check_inputs(&earlier, &now).unwrap_err().report;
+        let report = check(&now).unwrap_err().report;
         assert!(
             report.contains("the files sent changed; target changed: (the last stage) -> test"),
+            "{report}"
+        );
+        // The earlier build was another project's.
+        let report = resume::check_inputs(&earlier, read_from, Path::new("/other/mab.toml"), &now)
+            .unwrap_err()
+            .report;
+        assert!(
+            report.starts_with("error: cannot resume the earlier build read from /state/builds/key.json, a build of another project (/project/mab.toml, not /other/mab.toml): the files sent changed;"),
             "{report}"
         );
     }

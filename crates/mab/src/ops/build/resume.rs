@@ -6,7 +6,7 @@
 //! ([`check_inputs`]), and each platform it pushed is reused when the
 //! registry still serves its digest ([`reuse`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use mab_config::Platform;
 use mab_registry::Child;
@@ -40,14 +40,16 @@ pub(super) fn check_resume_pushes(args: &BuildArgs) -> Result<(), Failure> {
 /// `mab.toml` is `manifest` ([`state_path`]). Errors (exit 2): no state
 /// for the project (also when none is kept, its state file being inside
 /// the build context `context`), a file that cannot be read, or one that is not a
-/// metadata document with `inputs`, each naming the file.
+/// metadata document with `inputs`, or one with a platform's digest that
+/// is not `sha256:` and 64 lowercase hex digits, each naming the file.
+/// Returns the document and the path it was read from.
 pub(super) fn load(
     file: Option<&Path>,
     args: &BuildArgs,
     environment: &Environment,
     manifest: &Path,
     context: &Path,
-) -> Result<Metadata, Failure> {
+) -> Result<(Metadata, PathBuf), Failure> {
     let (path, given) = match file {
         Some(file) => (given_path(args, environment, file), true),
         None => (state_path(environment, manifest), false),
@@ -86,7 +88,7 @@ pub(super) fn load(
             ));
         }
     };
-    serde_json::from_str(&text).map_err(|error| {
+    let earlier: Metadata = serde_json::from_str(&text).map_err(|error| {
         Failure::usage(
             format!(
                 "cannot resume from {}: it is not the metadata of a mab build: {error}",
@@ -94,7 +96,24 @@ pub(super) fn load(
             ),
             Some("pass the --metadata-file that the failed build wrote (one written by a mab that records `inputs`), or run `mab build` without --resume"),
         )
-    })
+    })?;
+    // Each digest goes into a registry request: only a well-formed one.
+    for entry in &earlier.platforms {
+        let Some(digest) = &entry.digest else {
+            continue;
+        };
+        if !mab_context::is_sha256_digest(digest) {
+            return Err(Failure::usage(
+                format!(
+                    "cannot resume from {}: the digest of {} is not `sha256:` and 64 lowercase hex digits: {digest}",
+                    path.display(),
+                    entry.platform
+                ),
+                Some("pass the --metadata-file that the failed build wrote, unchanged, or run `mab build` without --resume"),
+            ));
+        }
+    }
+    Ok((earlier, path))
 }
 
 /// What changed from `earlier` to `now`, one phrase each, in the order
@@ -210,20 +229,44 @@ fn named_list(names: &[String]) -> String {
 }
 
 /// Refuses (exit 2) a resume whose inputs changed since the earlier build
-/// (of the project `earlier.project`), naming each change: a list must
-/// not mix images built from different sources.
-pub(super) fn check_inputs(earlier: &Metadata, now: &Inputs) -> Result<(), Failure> {
+/// (read from `read_from`), naming each change: a list must not mix images
+/// built from different sources. The message names the file, and says so
+/// when the earlier build was of another project than `manifest` (this
+/// build's `mab.toml`).
+pub(super) fn check_inputs(
+    earlier: &Metadata,
+    read_from: &Path,
+    manifest: &Path,
+    now: &Inputs,
+) -> Result<(), Failure> {
     let changes = changes(&earlier.inputs, now);
     if changes.is_empty() {
         return Ok(());
     }
+    let same = |one: &Path, other: &Path| {
+        std::fs::canonicalize(one)
+            .ok()
+            .zip(std::fs::canonicalize(other).ok())
+            .is_some_and(|(one, other)| one == other)
+            || one == other
+    };
+    let which = if same(&earlier.project, manifest) {
+        format!(
+            "the earlier build of {} (read from {})",
+            manifest.display(),
+            read_from.display()
+        )
+    } else {
+        format!(
+            "the earlier build read from {}, a build of another project ({}, not {})",
+            read_from.display(),
+            earlier.project.display(),
+            manifest.display()
+        )
+    };
     Err(Failure::new(
         FailureKind::Usage,
-        &format!(
-            "cannot resume the earlier build of {}: {}",
-            earlier.project.display(),
-            changes.join("; ")
-        ),
+        &format!("cannot resume {which}: {}", changes.join("; ")),
         vec![format!(
             "{REBUILD_HINT}; a list must not mix images built from different sources"
         )],
@@ -312,7 +355,7 @@ pub(super) async fn reuse(
                 Ok(()) => {
                     reporter.report(Event::Reused {
                         platform: platform.clone(),
-                        runner: entry.runner.clone().unwrap_or_default(),
+                        runner: entry.runner.clone(),
                         digest: digest.to_owned(),
                     });
                     reuse.reused.push((entry.clone(), child));
