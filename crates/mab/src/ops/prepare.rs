@@ -97,7 +97,7 @@ pub fn build_context(project: &Project) -> Result<(BuildContext, ContextListing)
 
 /// A problem with the build's files, pointing at the key of mab.toml it
 /// comes from (`context`, `dockerfile`, `target`) when there is one.
-fn context_failure(project: &Project, error: ContextError) -> Failure {
+pub(crate) fn context_failure(project: &Project, error: ContextError) -> Failure {
     let hint = error.hint().unwrap_or_default();
     let key = match &error {
         ContextError::ContextMissing { .. } | ContextError::ContextNotDirectory { .. } => {

@@ -99,9 +99,8 @@ impl Inputs {
         listing: &mab_context::ContextListing,
         leave_out: &[PathBuf],
     ) -> Result<Inputs, Failure> {
-        let read_failure = |error: mab_context::ContextError| {
-            Failure::usage(error.to_string(), error.hint().as_deref())
-        };
+        let read_failure =
+            |error: mab_context::ContextError| crate::ops::prepare::context_failure(project, error);
         let dockerfile = context.dockerfile();
         let inside = dockerfile.strip_prefix(context.dir()).ok();
         let digest = mab_context::content_digest(context.dir(), listing, leave_out, inside)

@@ -89,21 +89,7 @@ pub async fn build(
     prepare::check_target(&project, &context, args.target.is_some())?;
     let own_files = OwnFiles::of(args, environment, context.dir());
     let inputs = Inputs::in_background(&project, &context, &listing, own_files.paths()).await?;
-    // Read before the metadata file is created: it may be the same file.
-    let earlier = match &args.resume {
-        Some(file) => {
-            let (earlier, read_from) = resume::load(
-                file.as_deref(),
-                args,
-                environment,
-                &project.manifest_path,
-                &project.context,
-            )?;
-            resume::check_inputs(&earlier, &read_from, &project.manifest_path, &inputs)?;
-            Some(earlier)
-        }
-        None => None,
-    };
+    let resume = resume::Resume::start(args, environment, &project, &inputs)?;
     for warning in context.warnings() {
         reporter.report(Event::Warning {
             message: warning.clone(),
@@ -115,21 +101,11 @@ pub async fn build(
     let metadata = MetadataFile::create(args, environment, &project, inputs, reporter)?;
     // From here on every failure writes the metadata file. A resume that
     // stops before the registry is read keeps what it would reuse.
-    let carried = earlier
-        .as_ref()
-        .map(|earlier| resume::carried(earlier, &project.platforms))
-        .unwrap_or_default();
-    let rest: Vec<mab_config::Platform> = project
-        .platforms
-        .iter()
-        .filter(|platform| !carried.iter().any(|entry| entry.platform == **platform))
-        .cloned()
-        .collect();
     let unstarted = BeforeJobs {
         file: &metadata,
         image: &project.image,
-        platforms: &rest,
-        reused: &carried,
+        platforms: &resume.rest,
+        reused: &resume.carried,
         tags: &tags,
         reporter,
     };
@@ -167,18 +143,19 @@ pub async fn build(
 
     // A resume builds only what it cannot reuse, and contacts only the
     // runners of those platforms (none when everything is reused).
-    let reuse = resume::decide(
-        earlier.as_ref(),
-        repository.as_ref(),
-        &registry,
-        &project.platforms,
-        deadline,
-        reporter,
-    )
-    .await
-    .map_err(|failure| unstarted.fail(failure, ErrorKind::Registry, None))?;
+    let reuse = resume
+        .decide(
+            repository.as_ref(),
+            &registry,
+            &project.platforms,
+            deadline,
+            reporter,
+        )
+        .await
+        .map_err(|failure| unstarted.fail(failure, ErrorKind::Registry, None))?;
     let reused_entries = reuse.entries();
-    let unstarted = BeforeJobs {
+    // Now only the platforms to build are left to fail before their jobs.
+    let unbuilt = BeforeJobs {
         platforms: &reuse.to_build,
         reused: &reused_entries,
         ..unstarted
@@ -204,7 +181,7 @@ pub async fn build(
         prepare::connect_all(&runners, environment, &reporter_handle, &connecting),
     )
     .await
-    .map_err(|failure| unstarted.fail(failure, ErrorKind::Runner, None))?;
+    .map_err(|failure| unbuilt.fail(failure, ErrorKind::Runner, None))?;
     let fallback = if args.no_fallback || !project.fallback {
         Fallback::Refused
     } else {
@@ -223,9 +200,9 @@ pub async fn build(
     let (plan, unplanned) = match planning(&reuse.to_build) {
         Ok(plan) => (plan, Vec::new()),
         Err(error) if args.allow_partial && !args.no_push => {
-            plan_partially(error, &planning, &connected, &unstarted)?
+            plan_partially(error, &planning, &connected, &unbuilt)?
         }
-        Err(error) => return Err(plan_failed(error, &connected, &unstarted)),
+        Err(error) => return Err(plan_failed(error, &connected, &unbuilt)),
     };
     reporter.report(Event::Plan {
         image: project.image.clone(),
@@ -611,13 +588,7 @@ async fn run_and_publish<W: Worker, R: Registry>(
     )
     .await;
     results.extend(planned.unplanned.iter().cloned().map(Err));
-    let reused = |published: bool| -> Vec<PlatformMetadata> {
-        planned
-            .reused
-            .iter()
-            .map(|(entry, _)| PlatformMetadata::reused(entry, published))
-            .collect()
-    };
+    let reused = |published: bool| resume::reused_entries(planned.reused, published);
     let states: Vec<PlatformMetadata> = results
         .iter()
         .map(|result| match result {
@@ -2760,16 +2731,10 @@ mod tests {
         reporter: &Recorded,
     ) -> resume::Reuse {
         let platforms = inputs().platforms;
-        resume::decide(
-            Some(earlier),
-            Some(registry),
-            REGISTRY,
-            &platforms,
-            None,
-            reporter,
-        )
-        .await
-        .unwrap()
+        resume::Resume::of(Some(earlier.clone()), &platforms)
+            .decide(Some(registry), REGISTRY, &platforms, None, reporter)
+            .await
+            .unwrap()
     }
 
     /// One job per platform on its planned runner ([`runner_of`]), one
@@ -3202,12 +3167,12 @@ mod tests {
         let reporter = Recorded::default();
         let earlier = earlier(&[("linux/amd64", "pushed"), ("linux/arm64", "failed")]);
         let platforms = inputs().platforms;
-        let carried = resume::carried(&earlier, &platforms);
-        let rest = vec![platforms[1].clone()];
+        let resume = resume::Resume::of(Some(earlier), &platforms);
+        assert_eq!(resume.rest, platforms[1..]);
         let tags = ["1.0".to_owned(), "latest".to_owned()];
         let unstarted = BeforeJobs {
-            reused: &carried,
-            ..before_jobs(&metadata, &rest, &tags, &reporter)
+            reused: &resume.carried,
+            ..before_jobs(&metadata, &resume.rest, &tags, &reporter)
         };
         let publishing = Publishing::default();
         let registry = FakeRegistry::new(

@@ -43,7 +43,7 @@ pub(super) fn check_resume_pushes(args: &BuildArgs) -> Result<(), Failure> {
 /// metadata document with `inputs`, or one with a platform's digest that
 /// is not `sha256:` and 64 lowercase hex digits, each naming the file.
 /// Returns the document and the path it was read from.
-pub(super) fn load(
+fn load(
     file: Option<&Path>,
     args: &BuildArgs,
     environment: &Environment,
@@ -287,11 +287,20 @@ pub(super) struct Reuse {
 impl Reuse {
     /// The entries of the reused platforms, `pushed` (not yet published).
     pub(super) fn entries(&self) -> Vec<PlatformMetadata> {
-        self.reused
-            .iter()
-            .map(|(entry, _)| PlatformMetadata::reused(entry, false))
-            .collect()
+        reused_entries(&self.reused, false)
     }
+}
+
+/// The entries of the `reused` platforms ([`PlatformMetadata::reused`]):
+/// `published` once their list is, else `pushed`.
+pub(super) fn reused_entries(
+    reused: &[(PlatformMetadata, Child)],
+    published: bool,
+) -> Vec<PlatformMetadata> {
+    reused
+        .iter()
+        .map(|(entry, _)| PlatformMetadata::reused(entry, published))
+        .collect()
 }
 
 /// The entries of the earlier build's platforms among `platforms` that a
@@ -299,7 +308,7 @@ impl Reuse {
 /// (`pushed`, marked `reused`): those it left `pushed` or `published`
 /// with a digest. A resume that stops before reading the registry keeps
 /// them so in its metadata, so that the next resume still finds them.
-pub(super) fn carried(earlier: &Metadata, platforms: &[Platform]) -> Vec<PlatformMetadata> {
+fn carried(earlier: &Metadata, platforms: &[Platform]) -> Vec<PlatformMetadata> {
     platforms
         .iter()
         .filter_map(|platform| candidate(earlier, platform))
@@ -327,7 +336,7 @@ fn candidate<'a>(
 /// is not the platform's) is rebuilt, with a warning saying why; so is
 /// every other platform (failed, cancelled, not started). When the earlier
 /// build pushed nothing, one warning says so and nothing is read.
-pub(super) async fn reuse(
+async fn reuse(
     repository: &impl Registry,
     earlier: &Metadata,
     platforms: &[Platform],
@@ -376,29 +385,87 @@ pub(super) async fn reuse(
     reuse
 }
 
-/// What a build reuses and builds: with an `earlier` build to resume and
-/// a `repository` (at `registry`, the host) to read, [`reuse`] within
-/// `deadline` (`--deadline`: when, and the limit as given; a runtime
-/// failure naming the registry when it comes first); otherwise every one
-/// of `platforms` is built.
-pub(super) async fn decide(
-    earlier: Option<&Metadata>,
-    repository: Option<&impl Registry>,
-    registry: &str,
-    platforms: &[Platform],
-    deadline: Option<(tokio::time::Instant, std::time::Duration)>,
-    reporter: &dyn Reporter,
-) -> Result<Reuse, Failure> {
-    let (Some(earlier), Some(repository)) = (earlier, repository) else {
-        return Ok(Reuse {
-            reused: Vec::new(),
-            to_build: platforms.to_vec(),
-        });
-    };
-    before_deadline(
-        deadline,
-        || slow_registry(registry, "reading the earlier build's images"),
-        reuse(repository, earlier, platforms, reporter),
-    )
-    .await
+/// A build's resume, wired in one place for `mab build` and its tests:
+/// the earlier build (none without `--resume`), what the metadata keeps
+/// when the build stops before the registry is read, and what is reused.
+pub(super) struct Resume {
+    earlier: Option<Metadata>,
+    /// The earlier build's entries that a resume may reuse ([`carried`]).
+    pub(super) carried: Vec<PlatformMetadata>,
+    /// The other platforms, in the order of `mab.toml`.
+    pub(super) rest: Vec<Platform>,
+}
+
+impl Resume {
+    /// With `--resume`: the earlier build ([`load`]), refused (exit 2)
+    /// when its inputs differ from `inputs` ([`check_inputs`]). Read
+    /// before the metadata file is written: it may be the same file.
+    pub(super) fn start(
+        args: &BuildArgs,
+        environment: &Environment,
+        project: &mab_config::Project,
+        inputs: &Inputs,
+    ) -> Result<Resume, Failure> {
+        let earlier = match &args.resume {
+            Some(file) => {
+                let manifest = &project.manifest_path;
+                let (earlier, read_from) = load(
+                    file.as_deref(),
+                    args,
+                    environment,
+                    manifest,
+                    &project.context,
+                )?;
+                check_inputs(&earlier, &read_from, manifest, inputs)?;
+                Some(earlier)
+            }
+            None => None,
+        };
+        Ok(Resume::of(earlier, &project.platforms))
+    }
+
+    /// The resume of `earlier` (none: a plain build) for `platforms`.
+    pub(super) fn of(earlier: Option<Metadata>, platforms: &[Platform]) -> Resume {
+        let carried = earlier
+            .as_ref()
+            .map(|earlier| carried(earlier, platforms))
+            .unwrap_or_default();
+        let rest = platforms
+            .iter()
+            .filter(|platform| !carried.iter().any(|entry| entry.platform == **platform))
+            .cloned()
+            .collect();
+        Resume {
+            earlier,
+            carried,
+            rest,
+        }
+    }
+
+    /// What the build reuses and builds: with an earlier build and a
+    /// `repository` (at `registry`, the host) to read, [`reuse`] within
+    /// `deadline` (`--deadline`: when, and the limit as given; a runtime
+    /// failure naming the registry when it comes first); otherwise every
+    /// one of `platforms` is built.
+    pub(super) async fn decide(
+        &self,
+        repository: Option<&impl Registry>,
+        registry: &str,
+        platforms: &[Platform],
+        deadline: Option<(tokio::time::Instant, std::time::Duration)>,
+        reporter: &dyn Reporter,
+    ) -> Result<Reuse, Failure> {
+        let (Some(earlier), Some(repository)) = (&self.earlier, repository) else {
+            return Ok(Reuse {
+                reused: Vec::new(),
+                to_build: platforms.to_vec(),
+            });
+        };
+        before_deadline(
+            deadline,
+            || slow_registry(registry, "reading the earlier build's images"),
+            reuse(repository, earlier, platforms, reporter),
+        )
+        .await
+    }
 }
