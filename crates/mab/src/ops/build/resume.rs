@@ -4,7 +4,8 @@
 //! The earlier build is read from the project's state file or from a
 //! `--metadata-file` ([`load`]), its inputs must equal this build's
 //! ([`check_inputs`]), and each platform it pushed is reused when the
-//! registry still serves its digest ([`reuse`]).
+//! registry still serves its digest ([`reuse`]). [`Resume`] wires these
+//! steps for `build()` and its unit tests alike.
 
 use std::path::{Path, PathBuf};
 
