@@ -422,10 +422,35 @@ fn git_problems() {
 
 /// [`run`] with `home` as HOME, shown as `[HOME]`.
 fn run_at_home(project: &Project, home: &std::path::Path, arguments: &[&str]) -> Run {
-    let mut run = mab(home, project.path(), arguments);
+    run_at_home_with(project, home, arguments, &[])
+}
+
+/// [`run_at_home`] with the environment `variables` set.
+fn run_at_home_with(
+    project: &Project,
+    home: &std::path::Path,
+    arguments: &[&str],
+    variables: &[(&str, Option<&str>)],
+) -> Run {
+    let mut run = mab_with_env(home, project.path(), arguments, variables);
     for (path, shown) in [(project.path(), "[PROJECT]"), (home, "[HOME]")] {
         run.stderr = run.stderr.replace(path.to_str().unwrap(), shown);
     }
+    run
+}
+
+/// `run` with the key of the state file it names (16 hex digits after
+/// `builds/`) shown as `[KEY]`.
+fn hide_state_key(mut run: Run) -> Run {
+    let key = run
+        .stderr
+        .split("builds/")
+        .nth(1)
+        .and_then(|rest| rest.get(..16))
+        .unwrap()
+        .to_owned();
+    assert!(key.chars().all(|c| c.is_ascii_hexdigit()), "{key}");
+    run.stderr = run.stderr.replace(&key, "[KEY]");
     run
 }
 
@@ -441,17 +466,7 @@ fn resume_without_an_earlier_build() {
         run.stderr.contains("[HOME]/.local/state/mab/builds/"),
         "{run:?}"
     );
-    let key = run
-        .stderr
-        .split("builds/")
-        .nth(1)
-        .and_then(|rest| rest.get(..16))
-        .unwrap()
-        .to_owned();
-    assert!(key.chars().all(|c| c.is_ascii_hexdigit()), "{key}");
-    let mut run = run;
-    run.stderr = run.stderr.replace(&key, "[KEY]");
-    check("resume_without_an_earlier_build", &run, 2);
+    check("resume_without_an_earlier_build", &hide_state_key(run), 2);
 }
 
 /// `--resume FILE` naming a file that is not there, or one that is not
@@ -478,30 +493,87 @@ fn resume_with_no_push() {
     check("resume_with_no_push", &run, 2);
 }
 
-/// A resume whose inputs changed since the earlier build is refused,
-/// naming each change, before the registry is contacted.
-#[test]
-fn resume_after_the_inputs_changed() {
-    let project = project(&GOOD_MANIFEST.replace("5000", "5999"));
-    let earlier = serde_json::json!({
+/// The document of an earlier build of another project (of the image
+/// `127.0.0.1:5999/x`) that published nothing: its `platforms` entries,
+/// and its inputs with these `build_args` and `input_platforms`.
+fn earlier_build(
+    platforms: serde_json::Value,
+    build_args: serde_json::Value,
+    input_platforms: &[&str],
+) -> serde_json::Value {
+    serde_json::json!({
         "image": "127.0.0.1:5999/x",
         "digest": null,
         "media_type": null,
         "tags": ["t1"],
         "missing": ["linux/amd64"],
-        "platforms": [],
+        "platforms": platforms,
         "project": "/elsewhere/mab.toml",
         "inputs": {
             "context": "sha256:0",
             "dockerfile": {"path": "Dockerfile", "digest": "sha256:0"},
-            "build_args": {"VERSION": "1"},
+            "build_args": build_args,
             "target": null,
-            "platforms": ["linux/amd64", "linux/arm64"],
+            "platforms": input_platforms,
         },
-    });
+    })
+}
+
+/// A resume whose inputs changed since the earlier build is refused,
+/// naming each change, before the registry is contacted.
+#[test]
+fn resume_after_the_inputs_changed() {
+    let project = project(&GOOD_MANIFEST.replace("5000", "5999"));
+    let earlier = earlier_build(
+        serde_json::json!([]),
+        serde_json::json!({"VERSION": "1"}),
+        &["linux/amd64", "linux/arm64"],
+    );
     let directory = tempfile::tempdir().unwrap();
     let file = directory.path().join("metadata.json");
     std::fs::write(&file, earlier.to_string()).unwrap();
-    let run = run(&project, &["build", "--resume", file.to_str().unwrap()]);
+    let mut run = run(&project, &["build", "--resume", file.to_str().unwrap()]);
+    run.stderr = run
+        .stderr
+        .replace(directory.path().to_str().unwrap(), "[DIR]");
     check("resume_after_the_inputs_changed", &run, 2);
+}
+
+/// `--resume` when the state directory is inside the build context, here
+/// through a symlink to the project (`XDG_STATE_HOME=[HOME]/link/state`):
+/// no state is kept there, and the resume says so rather than that there
+/// is none.
+#[test]
+fn resume_with_the_state_inside_the_context() {
+    let project = project(&GOOD_MANIFEST.replace("5000", "5999"));
+    let home = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(project.path(), home.path().join("link")).unwrap();
+    let state_home = home.path().join("link/state");
+    let run = run_at_home_with(
+        &project,
+        home.path(),
+        &["build", "--resume"],
+        &[("XDG_STATE_HOME", Some(state_home.to_str().unwrap()))],
+    );
+    check(
+        "resume_with_the_state_inside_the_context",
+        &hide_state_key(run),
+        2,
+    );
+}
+
+/// `--resume FILE` whose platform digest is not a sha256 digest: refused
+/// at load, naming the file and the platform.
+#[test]
+fn resume_from_a_file_with_a_bad_digest() {
+    let project = project(&GOOD_MANIFEST.replace("5000", "5999"));
+    let platforms = serde_json::json!([{
+        "platform": "linux/amd64", "runner": "b", "digest": "sha256:ABC",
+        "emulated": false, "seconds": 1.0, "state": "pushed", "error": null,
+        "moved_from": null, "reason": null,
+    }]);
+    let earlier = earlier_build(platforms, serde_json::json!({}), &["linux/amd64"]);
+    project.file("earlier.json", &earlier.to_string());
+    let run = run(&project, &["build", "--resume", "earlier.json"]);
+    check("resume_from_a_file_with_a_bad_digest", &run, 2);
 }

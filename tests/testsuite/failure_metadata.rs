@@ -58,6 +58,14 @@ fn unpublished(
     let context = metadata["inputs"]["context"].as_str().unwrap_or_default();
     assert!(context.starts_with("sha256:"), "{metadata:#}");
     let dockerfile = std::fs::read(project.path().join("Dockerfile")).unwrap();
+    // Each top-level file's line as docs/publishing.md gives it (path,
+    // kind, executable bit, no link target, content sha256), the
+    // Dockerfile's own left out; the metadata file is not an input.
+    let entry = |name: &str| {
+        let content = std::fs::read(project.path().join(name)).unwrap();
+        let hex = sha256(&content)["sha256:".len()..].to_owned();
+        sha256(format!("{name}\0file\00\0\0{hex}\n").as_bytes())
+    };
     serde_json::json!({
         "image": image, "digest": null, "media_type": null, "tags": ["t"],
         "missing": ["linux/amd64", "linux/386"],
@@ -65,6 +73,12 @@ fn unpublished(
         "project": project.path().join("mab.toml"),
         "inputs": {
             "context": context,
+            "context_entries": {
+                "Dockerfile": sha256(b""),
+                "content.txt": entry("content.txt"),
+                "mab.toml": entry("mab.toml"),
+                "runners.toml": entry("runners.toml"),
+            },
             "dockerfile": { "path": "Dockerfile", "digest": sha256(&dockerfile) },
             "build_args": {},
             "target": null,

@@ -8,7 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    free_slot_files, holders_under, processes_with, require_lab, skopeo_exists, Home, Lab, Project,
+    free_slot_files, holders_under, mab_command, processes_with, require_lab, skopeo_exists, Home,
+    Lab, Project,
 };
 
 /// A project whose one `RUN` step sleeps `seconds` (a number no other test
@@ -192,4 +193,52 @@ fn sleep_running(seconds: &str) -> bool {
         .unwrap()
         .status
         .success()
+}
+
+/// SIGTERM while mab digests a large context (a 1 GiB sparse file, read
+/// in full for the digest a resume compares) ends mab within seconds with
+/// 143: the digest runs off the task that watches for signals. The signal
+/// is sent once mab has read 64 MiB (its `rchar` in /proc), before
+/// anything is contacted.
+#[test]
+fn a_signal_during_the_context_digest_is_honoured() {
+    let project = Project::new();
+    project
+        .file("Dockerfile", "FROM scratch\nCOPY big /\n")
+        .file(
+        "mab.toml",
+        "[image]\nname = \"127.0.0.1:5000/tests/digest-signal\"\nplatforms = [\"linux/amd64\"]\n",
+    );
+    std::fs::File::create(project.path().join("big"))
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let mut child = mab_command(home.path(), project.path(), &["build", "--no-push"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let read = || -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/io", child.id()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|line| line.strip_prefix("rchar: ")?.parse().ok())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while read() < 64 << 20 {
+        assert!(Instant::now() < deadline, "mab did not start reading");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let signalled = Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let code = child.wait().unwrap().code();
+    let took = signalled.elapsed();
+    assert_eq!(code, Some(143));
+    assert!(took < Duration::from_secs(5), "took {took:?}");
 }

@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    list_architectures, mab, mab_command, require_lab, skopeo_config, skopeo_exists, skopeo_raw,
-    ssh_lock, Home, Lab, Project, Run, SpareHost, SpareOptions,
+    free_port, list_architectures, mab, mab_command, require_lab, skopeo_config, skopeo_exists,
+    skopeo_raw, ssh_lock, Home, Lab, Project, Run, SpareHost, SpareOptions,
 };
 
 /// The arm64 `RUN` step sleeps this long (a number no other test uses, so
@@ -314,4 +314,202 @@ fn a_resume_builds_only_what_failed_and_reuses_the_rest_by_digest() {
     assert!(!refused_metadata.exists(), "no metadata file: {run:?}");
     assert_eq!(lab.host("runner-b").logins(), runner_b_logins);
     assert_eq!(spare.host().logins(), spare_logins);
+}
+
+/// The metadata file inside the project, as a CI job may write it: the
+/// failed build writes it there, and the resume that reads it (and writes
+/// its own there) is not refused for it: neither `--metadata-file` nor
+/// `--resume FILE` counts among the files sent. Each run warns once that
+/// the file is sent to the runners. On the local engine, linux/amd64's
+/// `RUN` step outlasts `--timeout` (not an input) so that the build fails
+/// with linux/arm64 pushed; the resume, without the limit, reuses arm64
+/// by digest (read back with skopeo) and builds amd64.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_metadata_file_inside_the_project_does_not_stop_its_resume() {
+    let lab = require_lab!();
+    let repository = lab.repository("resume-inside");
+    let project = Project::new();
+    project
+        .with_busybox(lab, &["amd64"])
+        .file(
+            "Dockerfile",
+            "FROM scratch AS build-amd64\nCOPY busybox/amd64 /bin/busybox\nCOPY busybox/amd64 /bin/sh\n\
+             COPY content.txt /\nRUN /bin/busybox sleep 8\n\n\
+             FROM scratch AS build-arm64\n\n\
+             FROM build-${TARGETARCH}\nCOPY content.txt /\n",
+        )
+        // Its own content, so that no cached step outlasts the limit.
+        .file("content.txt", &format!("{repository}\n"))
+        .two_platform_manifest(&repository);
+    let home = Home::new(lab);
+    let build = |arguments: &[&str]| {
+        let mut all = vec![
+            "build",
+            "--progress",
+            "json",
+            "--metadata-file",
+            "build.json",
+        ];
+        all.extend_from_slice(arguments);
+        mab(home.path(), project.path(), &all)
+    };
+    let warned = |run: &Run| {
+        run.events_named("warning")
+            .iter()
+            .filter(|event| {
+                let message = event["message"].as_str().unwrap();
+                message.starts_with("the metadata file build.json is inside the build context")
+                    && message.contains("hint: write it outside the context")
+            })
+            .count()
+    };
+
+    let run = build(&["--timeout", "4s", "--tag", "t1"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(warned(&run), 1, "{run:?}");
+    let failed = read_json(&project.path().join("build.json"));
+    let platforms = failed["platforms"].as_array().unwrap();
+    assert_eq!(platforms[0]["state"], "cancelled", "{failed:#}");
+    assert_eq!(platforms[1]["state"], "pushed", "{failed:#}");
+    let arm64_digest = platforms[1]["digest"].as_str().unwrap().to_owned();
+    assert!(!skopeo_exists(&format!("{repository}:t1")), "{run:?}");
+
+    let run = build(&["--resume", "build.json", "--tag", "t1"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(warned(&run), 1, "{run:?}");
+    let reused = run.events_named("reused");
+    assert_eq!(reused.len(), 1, "{run:?}");
+    assert_eq!(reused[0]["digest"], arm64_digest.as_str());
+    let resumed = read_json(&project.path().join("build.json"));
+    let amd64_digest = resumed["platforms"][0]["digest"].as_str().unwrap();
+    assert_eq!(
+        list_entries(&repository, "t1"),
+        [
+            ("amd64".to_owned(), amd64_digest.to_owned()),
+            ("arm64".to_owned(), arm64_digest),
+        ],
+        "{run:?}"
+    );
+    let config = skopeo_config(&format!("{repository}@{amd64_digest}"));
+    assert_eq!(config["architecture"], "amd64");
+}
+
+/// `--resume FILE --metadata-file FILE`, as in CI, stopped while it
+/// waits for the registry (one that accepts the connection and never
+/// answers) by SIGTERM, so that it writes nothing more: FILE, read at the
+/// start and checked for writing without being emptied, is still the
+/// whole document it was. Then the same resume refused at the registry
+/// (nothing listens) writes it whole again, the platform it would reuse
+/// still `pushed` with its digest.
+#[test]
+fn a_resume_stopped_at_the_registry_leaves_its_file_whole() {
+    let port = free_port();
+    let project = Project::new();
+    project
+        .file("Dockerfile", "FROM scratch\nCOPY content.txt /\n")
+        .file("content.txt", "stopped\n")
+        .file(
+            "mab.toml",
+            &format!(
+                "[image]\nname = \"127.0.0.1:{port}/stopped\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n"
+            ),
+        );
+    let home = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let file = outside.path().join("build.json");
+    let file_text = file.to_str().unwrap();
+    let resume = ["build", "--resume", file_text, "--metadata-file", file_text];
+
+    let run = mab(
+        home.path(),
+        project.path(),
+        &["build", "--metadata-file", file_text],
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    // As if amd64 had been pushed and verified.
+    let mut earlier = read_json(&file);
+    let digest = format!("sha256:{}", "a".repeat(64));
+    earlier["platforms"][0]["state"] = "pushed".into();
+    earlier["platforms"][0]["digest"] = digest.as_str().into();
+    let earlier_text = earlier.to_string();
+    std::fs::write(&file, &earlier_text).unwrap();
+
+    // A registry that takes the connection and never answers.
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let mut child = mab_command(home.path(), project.path(), &resume)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (_connection, _) = listener.accept().unwrap();
+    let terminated = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+    assert_eq!(child.wait().unwrap().code(), Some(143));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), earlier_text);
+    drop(listener);
+
+    let run = mab(home.path(), project.path(), &resume);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .contains(&format!("cannot reach the registry 127.0.0.1:{port}")),
+        "{run:?}"
+    );
+    let written = read_json(&file);
+    let platforms = written["platforms"].as_array().unwrap();
+    assert_eq!(platforms[0]["platform"], "linux/amd64", "{written:#}");
+    assert_eq!(platforms[0]["state"], "pushed", "{written:#}");
+    assert_eq!(platforms[0]["digest"], digest.as_str(), "{written:#}");
+    assert_eq!(platforms[1]["state"], "not_started", "{written:#}");
+    assert_eq!(written["inputs"], earlier["inputs"], "{written:#}");
+}
+
+/// A `--no-push` build keeps no state, as it can never be resumed: the
+/// state the last pushing build left stays byte for byte, and without
+/// one `--resume` finds nothing to resume (exit 2). On the local engine.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_no_push_build_keeps_no_state() {
+    let lab = require_lab!();
+    let repository = lab.repository("resume-no-push");
+    let project = Project::new();
+    project
+        .file("Dockerfile", "FROM scratch\nCOPY content.txt /\n")
+        .file("content.txt", "no push\n")
+        .file(
+            "mab.toml",
+            &format!("[image]\nname = \"{repository}\"\nplatforms = [\"linux/amd64\"]\n"),
+        );
+    let home = Home::new(lab);
+    let states = home.path().join(".local/state/mab/builds");
+    let state_files = || -> Vec<std::path::PathBuf> {
+        match std::fs::read_dir(&states) {
+            Ok(entries) => entries.map(|entry| entry.unwrap().path()).collect(),
+            Err(_) => Vec::new(),
+        }
+    };
+
+    let run = mab(home.path(), project.path(), &["build", "--no-push"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(state_files(), Vec::<std::path::PathBuf>::new());
+    let run = mab(home.path(), project.path(), &["build", "--resume"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("nothing to resume: no earlier build of"),
+        "{run:?}"
+    );
+
+    let run = mab(home.path(), project.path(), &["build", "--tag", "t1"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let files = state_files();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let pushed = std::fs::read(&files[0]).unwrap();
+    let run = mab(home.path(), project.path(), &["build", "--no-push"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(std::fs::read(&files[0]).unwrap(), pushed);
 }

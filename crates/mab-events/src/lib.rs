@@ -185,8 +185,9 @@ pub enum Event {
     /// for it and its runner is not contacted.
     Reused {
         platform: Platform,
-        /// The runner that built it in the earlier build.
-        runner: String,
+        /// The runner that built it in the earlier build; `None` (`null`)
+        /// when the earlier build's document names none.
+        runner: Option<String>,
         /// The image manifest's digest, `sha256:…`.
         digest: String,
     },

@@ -9,7 +9,6 @@ use mab_events::Reporter;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
-use sha2::{Digest, Sha256};
 
 use crate::list::{config_platform, Child, DOCKER_MANIFEST, OCI_MANIFEST};
 use crate::retry::{self, Fault};
@@ -581,12 +580,9 @@ pub const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30
 /// token included); a timeout is retried.
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// `sha256:<hex>` of some bytes.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    let hash = Sha256::digest(bytes);
-    let hex: String = hash.iter().map(|byte| format!("{byte:02x}")).collect();
-    format!("sha256:{hex}")
-}
+/// `sha256:<hex>` of some bytes: the one helper, kept with the context's
+/// digests.
+pub use mab_context::sha256_digest;
 
 #[cfg(test)]
 mod tests {

@@ -168,7 +168,7 @@ pub struct BuildArgs {
     /// How progress is shown on stderr; `json` writes one event per line, each with `"schema": 1`, the last one `result` holding the exit code, the digest and a failure's report (docs/progress.md).
     #[arg(long, value_enum, default_value_t = Progress::Auto)]
     pub progress: Progress,
-    /// Write the build's result as JSON to FILE, also when the build fails after FILE was created (each platform's state and error; a bad flag or mab.toml stops the build before that).
+    /// Write the build's result as JSON to FILE, also when the build fails after FILE's path was checked (each platform's state and error; a bad flag or mab.toml stops the build before that). Written atomically (a temporary file renamed over FILE), which stays as it was until then.
     #[arg(long, value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,
 }

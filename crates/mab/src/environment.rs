@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug, Default)]
 pub struct Environment {
@@ -189,6 +189,16 @@ impl Environment {
             .ok_or_else(|| EventPayloadError::NoNumber {
                 path: path.to_path_buf(),
             })
+    }
+
+    /// The directory `-C DIR` names (relative to the current directory),
+    /// else the current directory: where the paths given on the command
+    /// line (`--metadata-file`, `--resume FILE`, `--manifest-path`) start.
+    pub fn start_dir(&self, directory: Option<&Path>) -> PathBuf {
+        match directory {
+            Some(directory) => self.current_dir.join(directory),
+            None => self.current_dir.clone(),
+        }
     }
 
     /// Where mab keeps what it remembers between runs (the state of the

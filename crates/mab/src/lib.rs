@@ -222,10 +222,7 @@ async fn run(
             }
         },
         Command::Init(args) => {
-            let directory = match &args.directory {
-                Some(directory) => environment.current_dir.join(directory),
-                None => environment.current_dir.clone(),
-            };
+            let directory = environment.start_dir(args.directory.as_deref());
             ops::init::init(&directory, args.image.as_deref(), &args.platforms)
         }
         Command::Inspect { reference } => {

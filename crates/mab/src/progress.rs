@@ -207,9 +207,15 @@ impl Lines {
                 platform,
                 runner,
                 digest,
-            } => format!(
-                "{platform} reused from the earlier build (runner `{runner}`): {digest}, still in the registry"
-            ),
+            } => {
+                let runner = runner
+                    .as_ref()
+                    .map(|runner| format!(" (runner `{runner}`)"))
+                    .unwrap_or_default();
+                format!(
+                    "{platform} reused from the earlier build{runner}: {digest}, still in the registry"
+                )
+            }
             Event::Published {
                 image,
                 digest,
@@ -644,11 +650,20 @@ mod tests {
             (
                 Event::Reused {
                     platform: arm(),
-                    runner: "pi".into(),
+                    runner: Some("pi".into()),
                     digest: "sha256:ab".into(),
                 },
                 Some("linux/arm64 reused from the earlier build (runner `pi`): sha256:ab, still in the registry"),
                 r#"{"schema":1,"event":"reused","platform":"linux/arm64","runner":"pi","digest":"sha256:ab"}"#,
+            ),
+            (
+                Event::Reused {
+                    platform: arm(),
+                    runner: None,
+                    digest: "sha256:ab".into(),
+                },
+                Some("linux/arm64 reused from the earlier build: sha256:ab, still in the registry"),
+                r#"{"schema":1,"event":"reused","platform":"linux/arm64","runner":null,"digest":"sha256:ab"}"#,
             ),
             (
                 Event::Published {

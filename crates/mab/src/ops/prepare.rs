@@ -32,10 +32,7 @@ pub fn load(
     environment: &Environment,
     reporter: &dyn Reporter,
 ) -> Result<Loaded, Failure> {
-    let start = match &args.directory {
-        Some(directory) => environment.current_dir.join(directory),
-        None => environment.current_dir.clone(),
-    };
+    let start = environment.start_dir(args.directory.as_deref());
     let manifest: PathBuf = match &args.manifest_path {
         Some(path) => start.join(path),
         None => mab_config::find_manifest(&start).ok_or_else(|| {
@@ -100,7 +97,7 @@ pub fn build_context(project: &Project) -> Result<(BuildContext, ContextListing)
 
 /// A problem with the build's files, pointing at the key of mab.toml it
 /// comes from (`context`, `dockerfile`, `target`) when there is one.
-fn context_failure(project: &Project, error: ContextError) -> Failure {
+pub(crate) fn context_failure(project: &Project, error: ContextError) -> Failure {
     let hint = error.hint().unwrap_or_default();
     let key = match &error {
         ContextError::ContextMissing { .. } | ContextError::ContextNotDirectory { .. } => {

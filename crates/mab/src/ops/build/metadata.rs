@@ -43,9 +43,16 @@ pub(super) struct Metadata {
 pub(super) struct Inputs {
     /// [`mab_context::content_digest`] of the files the context sends.
     pub(super) context: String,
+    /// The digest of each top-level entry of the context, to name what
+    /// changed ([`mab_context::ContentDigest::top_level`]); empty in a
+    /// document of an older mab, or for a context with too many entries.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(super) context_entries: BTreeMap<String, String>,
     pub(super) dockerfile: DockerfileInput,
-    /// The build arguments passed to every engine: `[image.args]` with
-    /// `--build-arg` over them.
+    /// The build arguments passed to every engine (`[image.args]` with
+    /// `--build-arg` over them), each name to the `sha256:…` of its value
+    /// (the value itself may be a secret, and the document is kept and
+    /// uploaded).
     pub(super) build_args: BTreeMap<String, String>,
     /// The stage built; `null` for the last one.
     pub(super) target: Option<String>,
@@ -66,19 +73,38 @@ pub(super) struct DockerfileInput {
 }
 
 impl Inputs {
+    /// [`Inputs::of`] on a thread for blocking work: reading every file the
+    /// context sends may take long, and meanwhile the task that runs the
+    /// build must still see Ctrl-C or SIGTERM (which drop the build; the
+    /// thread's work is then abandoned with the runtime).
+    pub(super) async fn in_background(
+        project: &mab_config::Project,
+        context: &mab_context::BuildContext,
+        listing: &mab_context::ContextListing,
+        leave_out: Vec<PathBuf>,
+    ) -> Result<Inputs, Failure> {
+        let (project, context, listing) = (project.clone(), context.clone(), listing.clone());
+        tokio::task::spawn_blocking(move || Inputs::of(&project, &context, &listing, &leave_out))
+            .await
+            .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))
+    }
+
     /// The inputs of a build of `project` (after the flags) whose context
-    /// `context` sends `listing`. Errors: a file that cannot be read
+    /// `context` sends `listing`, without the paths `leave_out` (relative
+    /// to the context: [`OwnFiles`]). Errors: a file that cannot be read
     /// (exit 2, naming it).
     pub(super) fn of(
         project: &mab_config::Project,
         context: &mab_context::BuildContext,
         listing: &mab_context::ContextListing,
+        leave_out: &[PathBuf],
     ) -> Result<Inputs, Failure> {
-        let read_failure = |error: mab_context::ContextError| {
-            Failure::usage(error.to_string(), error.hint().as_deref())
-        };
-        let digest = mab_context::content_digest(context.dir(), listing).map_err(read_failure)?;
+        let read_failure =
+            |error: mab_context::ContextError| crate::ops::prepare::context_failure(project, error);
         let dockerfile = context.dockerfile();
+        let inside = dockerfile.strip_prefix(context.dir()).ok();
+        let digest = mab_context::content_digest(context.dir(), listing, leave_out, inside)
+            .map_err(read_failure)?;
         let bytes = std::fs::read(dockerfile).map_err(|source| {
             read_failure(mab_context::ContextError::Read {
                 path: dockerfile.to_path_buf(),
@@ -92,16 +118,25 @@ impl Inputs {
             .unwrap_or(dockerfile)
             .to_path_buf();
         Ok(Inputs {
-            context: digest,
+            context: digest.digest,
+            context_entries: digest.top_level,
             dockerfile: DockerfileInput {
                 path,
                 digest: mab_context::sha256_digest(&bytes),
             },
-            build_args: project.args.clone(),
+            build_args: build_arg_digests(&project.args),
             target: project.target.clone(),
             platforms: project.platforms.clone(),
         })
     }
+}
+
+/// Each build arg's name to the `sha256:…` of its value's bytes
+/// ([`Inputs::build_args`]).
+fn build_arg_digests(args: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    args.iter()
+        .map(|(name, value)| (name.clone(), mab_context::sha256_digest(value.as_bytes())))
+        .collect()
 }
 
 /// How far a platform got (`"state"` in the metadata file).
@@ -306,8 +341,8 @@ impl BeforeJobs<'_> {
 pub(super) struct MetadataFile {
     /// Where to write; `None` without `--metadata-file`.
     pub(super) path: Option<PathBuf>,
-    /// The state file ([`state_path`]); `None` when it would be inside the
-    /// build context.
+    /// The state file ([`state_path`]); `None` with `--no-push`, and when
+    /// it would be inside the build context.
     pub(super) state: Option<PathBuf>,
     /// The absolute path of `mab.toml`.
     pub(super) project: PathBuf,
@@ -331,8 +366,82 @@ pub(super) fn state_path(environment: &Environment, manifest: &Path) -> PathBuf 
         .join(format!("{key}.json"))
 }
 
+/// Whether the state file `state` is inside the build context `context`
+/// (where it would be sent to every runner and change the context), both
+/// compared canonicalized ([`canonical`]: symlinks and `..` resolved, for
+/// the part that exists), so that neither a symlinked home nor a `..` in
+/// a path hides it.
+pub(super) fn state_inside_context(state: &Path, context: &Path) -> bool {
+    canonical(state).starts_with(canonical(context))
+}
+
+/// A path given on `mab build`'s command line (`--metadata-file`,
+/// `--resume FILE`), resolved against `-C` as every such path is.
+pub(super) fn given_path(args: &BuildArgs, environment: &Environment, path: &Path) -> PathBuf {
+    environment
+        .start_dir(args.project.directory.as_deref())
+        .join(path)
+}
+
+/// `path` with its nearest existing ancestor canonicalized (symlinks
+/// resolved) and the rest, which does not exist yet, appended as it is;
+/// `path` itself when not even `/` can be read.
+pub(super) fn canonical(path: &Path) -> PathBuf {
+    let mut existing = path;
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(canonical) = std::fs::canonicalize(existing) {
+            return rest
+                .iter()
+                .rev()
+                .fold(canonical, |path, part| path.join(part));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                existing = parent;
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
+}
+
+/// The files a build names on its command line that are inside its
+/// context directory, relative to it, both sides canonicalized
+/// ([`canonical`]): they are not inputs ([`Inputs::of`] leaves them out),
+/// as the build writes the metadata file itself and reads the other.
+#[derive(Debug, Default)]
+pub(super) struct OwnFiles {
+    /// `--metadata-file`, when it is inside the context.
+    pub(super) metadata: Option<PathBuf>,
+    /// `--resume FILE`, when it is inside the context.
+    pub(super) resume: Option<PathBuf>,
+}
+
+impl OwnFiles {
+    /// Those of `args` inside the context directory `context`.
+    pub(super) fn of(args: &BuildArgs, environment: &Environment, context: &Path) -> OwnFiles {
+        let context = canonical(context);
+        let inside = |given: Option<&Path>| {
+            let path = canonical(&given_path(args, environment, given?));
+            Some(path.strip_prefix(&context).ok()?.to_path_buf())
+        };
+        OwnFiles {
+            metadata: inside(args.metadata_file.as_deref()),
+            resume: inside(args.resume.as_ref().and_then(Option::as_deref)),
+        }
+    }
+
+    /// Both, as [`mab_context::content_digest`] leaves them out.
+    pub(super) fn paths(&self) -> Vec<PathBuf> {
+        self.metadata.iter().chain(&self.resume).cloned().collect()
+    }
+}
+
 impl MetadataFile {
-    /// Creates (empties) the `--metadata-file` if one is given. A state
+    /// Checks that the `--metadata-file`, if one is given, can be written
+    /// ([`check_writable`]: a file that is there is left as it is, as it
+    /// may be the `--resume FILE` this build reads). A state
     /// file that would be inside the build context (where it would be sent
     /// and change the context) is not written, with a warning. Errors: a
     /// path that cannot be written (exit 2).
@@ -344,7 +453,11 @@ impl MetadataFile {
         reporter: &dyn Reporter,
     ) -> Result<MetadataFile, Failure> {
         let state = state_path(environment, &project.manifest_path);
-        let state = if state.starts_with(&project.context) {
+        // A `--no-push` build can never be resumed: it keeps no state (and
+        // leaves the last pushing build's in place).
+        let state = if args.no_push {
+            None
+        } else if state_inside_context(&state, &project.context) {
             reporter.report(Event::Warning {
                 message: format!(
                     "the state of this build is not kept: {} is inside the build context {} (set XDG_STATE_HOME elsewhere); `mab build --resume FILE` still resumes from a --metadata-file",
@@ -366,12 +479,8 @@ impl MetadataFile {
         let Some(given) = &args.metadata_file else {
             return Ok(file);
         };
-        let start = match &args.project.directory {
-            Some(directory) => environment.current_dir.join(directory),
-            None => environment.current_dir.clone(),
-        };
-        let path = start.join(given);
-        std::fs::File::create(&path).map_err(|error| {
+        let path = given_path(args, environment, given);
+        check_writable(&path).map_err(|error| {
             Failure::usage(
                 format!("cannot write the metadata file {}: {error}", path.display()),
                 Some("point --metadata-file at a writable path"),
@@ -390,18 +499,20 @@ impl MetadataFile {
     ) -> Vec<PlatformMetadata> {
         let mut all: Vec<PlatformMetadata> = platforms.iter().chain(reused).cloned().collect();
         if !reused.is_empty() {
-            all.sort_by_key(|entry| self.position(&entry.platform));
+            self.sort_in_order(&mut all, |entry| &entry.platform);
         }
         all
     }
 
-    /// Where `platform` comes in the order of `mab.toml`; last when it
-    /// is not there.
-    pub(super) fn position(&self, platform: &Platform) -> usize {
-        self.order
-            .iter()
-            .position(|listed| listed == platform)
-            .unwrap_or(usize::MAX)
+    /// Sorts `items` by the position of their `platform` in the order of
+    /// `mab.toml` (stable; a platform not in it goes last).
+    pub(super) fn sort_in_order<T>(&self, items: &mut [T], platform: impl Fn(&T) -> &Platform) {
+        items.sort_by_key(|item| {
+            self.order
+                .iter()
+                .position(|listed| listed == platform(item))
+                .unwrap_or(usize::MAX)
+        });
     }
 
     /// Writes the file of a build that failed: no list, `platforms` as
@@ -455,8 +566,9 @@ impl MetadataFile {
             if let Err(error) = write_atomically(state, &json) {
                 reporter.report(Event::Warning {
                     message: format!(
-                        "could not write the state of this build to {} (a later `mab build --resume` needs it): {error}",
-                        state.display()
+                        "could not write the state of this build to {} (a later `mab build --resume` needs it): {error}; hint: make {} writable (or set XDG_STATE_HOME to a writable directory), or pass --metadata-file and resume with `--resume FILE`",
+                        state.display(),
+                        state.parent().unwrap_or(state).display()
                     ),
                 });
             }
@@ -464,7 +576,7 @@ impl MetadataFile {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        std::fs::write(path, json).map_err(|error| {
+        write_atomically(path, &json).map_err(|error| {
             Failure::runtime(
                 format!(
                     "could not write the metadata file {}: {error}",
@@ -477,16 +589,33 @@ impl MetadataFile {
 }
 
 /// Writes `text` to `path` through a temporary file in the same directory
-/// (created with its parents) renamed over it, so that a reader never sees
-/// half a document.
+/// (created with its parents), flushed to disk and renamed over it, so
+/// that a reader never sees half a document, nor an empty one after a
+/// crash. The metadata file and the state file are both written so.
 fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     let directory = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(directory)?;
     let mut file = tempfile::NamedTempFile::new_in(directory)?;
     file.write_all(text.as_bytes())?;
+    file.as_file().sync_all()?;
     file.persist(path).map_err(|error| error.error)?;
     Ok(())
+}
+
+/// Whether [`write_atomically`] can write `path`, without touching it: a
+/// temporary file can be created in its directory (then removed), and
+/// `path` is not a directory. Errors: the directory's (missing, not
+/// writable), or `path` being a directory.
+fn check_writable(path: &Path) -> std::io::Result<()> {
+    if path.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::IsADirectory,
+            "it is a directory",
+        ));
+    }
+    let directory = path.parent().unwrap_or(Path::new("."));
+    tempfile::NamedTempFile::new_in(directory)?.close()
 }
 
 #[cfg(test)]
@@ -523,6 +652,70 @@ mod tests {
         assert_ne!(state("two"), one);
     }
 
+    /// The check of the metadata file's path leaves a file that is there
+    /// as it is (it may be the `--resume FILE` being read), and creates
+    /// none; a missing directory, or a directory at the path, is refused.
+    #[test]
+    fn checking_the_metadata_file_touches_nothing() {
+        let directory = tempfile::tempdir().unwrap();
+        let existing = directory.path().join("build.json");
+        std::fs::write(&existing, "{\"kept\": true}").unwrap();
+        check_writable(&existing).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&existing).unwrap(),
+            "{\"kept\": true}"
+        );
+        let new = directory.path().join("new.json");
+        check_writable(&new).unwrap();
+        assert!(!new.exists());
+        let names: Vec<_> = std::fs::read_dir(directory.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "no temporary file left: {names:?}");
+        assert!(check_writable(&directory.path().join("missing/build.json")).is_err());
+        assert!(check_writable(directory.path()).is_err());
+    }
+
+    /// Build args are kept as digests of their values, never the values.
+    #[test]
+    fn build_args_are_kept_as_digests() {
+        let args: BTreeMap<String, String> = [
+            ("NPM_TOKEN".to_owned(), "s3cret".to_owned()),
+            ("EMPTY".to_owned(), String::new()),
+        ]
+        .into();
+        let digests = build_arg_digests(&args);
+        assert_eq!(
+            digests["EMPTY"],
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(digests["NPM_TOKEN"], mab_context::sha256_digest(b"s3cret"));
+        assert!(!serde_json::to_string(&digests).unwrap().contains("s3cret"));
+    }
+
+    /// The state directory inside the context is found through a symlink
+    /// or a `..`, also when it does not exist yet.
+    #[test]
+    fn a_state_directory_inside_the_context_is_found_canonically() {
+        let directory = tempfile::tempdir().unwrap();
+        let root = directory.path().canonicalize().unwrap();
+        std::fs::create_dir(root.join("project")).unwrap();
+        std::os::unix::fs::symlink(root.join("project"), root.join("link")).unwrap();
+        let state = root.join("link/state/mab/builds/0123456789abcdef.json");
+        assert!(state_inside_context(&state, &root.join("project")));
+        assert!(state_inside_context(
+            &root.join("project/state/x.json"),
+            &root.join("project/../link")
+        ));
+        assert!(!state_inside_context(
+            &root.join("state/x.json"),
+            &root.join("project")
+        ));
+        // `project-2` is not inside `project`.
+        assert!(!state_inside_context(
+            &root.join("project-2/x.json"),
+            &root.join("project")
+        ));
+    }
+
     /// The document reads back as it was written: one type for both.
     #[test]
     fn the_document_reads_back() {
@@ -533,6 +726,7 @@ mod tests {
             project: "/project/mab.toml".into(),
             inputs: Inputs {
                 context: "sha256:c".to_owned(),
+                context_entries: BTreeMap::new(),
                 dockerfile: DockerfileInput {
                     path: "Dockerfile".into(),
                     digest: "sha256:d".to_owned(),

@@ -16,6 +16,7 @@ mod tags;
 mod worker;
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use mab_events::ErrorKind;
@@ -33,7 +34,7 @@ use crate::ops::prepare;
 use crate::ops::publishing::Publishing;
 use crate::progress::{Event, Reporter};
 
-use metadata::{BeforeJobs, Inputs, MetadataFile, PlatformMetadata};
+use metadata::{BeforeJobs, Inputs, MetadataFile, OwnFiles, PlatformMetadata};
 use overrides::{apply_overrides, time_limit};
 use publish::{check_push, remove_staging_tags, staged, Registry, Staged};
 use tags::{check_not_narrowing, check_partial_has_tags, release_tags};
@@ -86,41 +87,25 @@ pub async fn build(
     resume::check_resume_pushes(args)?;
     let (context, listing) = prepare::build_context(&project)?;
     prepare::check_target(&project, &context, args.target.is_some())?;
-    let inputs = Inputs::of(&project, &context, &listing)?;
-    // Read before the metadata file is created: it may be the same file.
-    let earlier = match &args.resume {
-        Some(file) => {
-            let earlier = resume::load(file.as_deref(), args, environment, &project.manifest_path)?;
-            resume::check_inputs(&earlier, &inputs)?;
-            Some(earlier)
-        }
-        None => None,
-    };
+    let own_files = OwnFiles::of(args, environment, context.dir());
+    let inputs = Inputs::in_background(&project, &context, &listing, own_files.paths()).await?;
+    let resume = resume::Resume::start(args, environment, &project, &inputs)?;
     for warning in context.warnings() {
         reporter.report(Event::Warning {
             message: warning.clone(),
         });
     }
+    warn_metadata_file_sent(&context, &own_files, reporter);
     let tags = release_tags(&project, &context, &listing, args, environment, reporter)?;
     let network = super::network_flag(args.network.as_deref())?;
     let metadata = MetadataFile::create(args, environment, &project, inputs, reporter)?;
     // From here on every failure writes the metadata file. A resume that
     // stops before the registry is read keeps what it would reuse.
-    let carried = earlier
-        .as_ref()
-        .map(|earlier| resume::carried(earlier, &project.platforms))
-        .unwrap_or_default();
-    let rest: Vec<mab_config::Platform> = project
-        .platforms
-        .iter()
-        .filter(|platform| !carried.iter().any(|entry| entry.platform == **platform))
-        .cloned()
-        .collect();
     let unstarted = BeforeJobs {
         file: &metadata,
         image: &project.image,
-        platforms: &rest,
-        reused: &carried,
+        platforms: &resume.rest,
+        reused: &resume.carried,
         tags: &tags,
         reporter,
     };
@@ -158,21 +143,19 @@ pub async fn build(
 
     // A resume builds only what it cannot reuse, and contacts only the
     // runners of those platforms (none when everything is reused).
-    let reuse = match (&earlier, repository.as_ref()) {
-        (Some(earlier), Some(repository)) => before_deadline(
+    let reuse = resume
+        .decide(
+            repository.as_ref(),
+            &registry,
+            &project.platforms,
             deadline,
-            || slow_registry(&registry, "reading the earlier build's images"),
-            resume::reuse(repository, earlier, &project.platforms, reporter),
+            reporter,
         )
         .await
-        .map_err(|failure| unstarted.fail(failure, ErrorKind::Registry, None))?,
-        _ => resume::Reuse {
-            reused: Vec::new(),
-            to_build: project.platforms.clone(),
-        },
-    };
+        .map_err(|failure| unstarted.fail(failure, ErrorKind::Registry, None))?;
     let reused_entries = reuse.entries();
-    let unstarted = BeforeJobs {
+    // Now only the platforms to build are left to fail before their jobs.
+    let unbuilt = BeforeJobs {
         platforms: &reuse.to_build,
         reused: &reused_entries,
         ..unstarted
@@ -198,7 +181,7 @@ pub async fn build(
         prepare::connect_all(&runners, environment, &reporter_handle, &connecting),
     )
     .await
-    .map_err(|failure| unstarted.fail(failure, ErrorKind::Runner, None))?;
+    .map_err(|failure| unbuilt.fail(failure, ErrorKind::Runner, None))?;
     let fallback = if args.no_fallback || !project.fallback {
         Fallback::Refused
     } else {
@@ -217,9 +200,9 @@ pub async fn build(
     let (plan, unplanned) = match planning(&reuse.to_build) {
         Ok(plan) => (plan, Vec::new()),
         Err(error) if args.allow_partial && !args.no_push => {
-            plan_partially(error, &planning, &connected, &unstarted)?
+            plan_partially(error, &planning, &connected, &unbuilt)?
         }
-        Err(error) => return Err(plan_failed(error, &connected, &unstarted)),
+        Err(error) => return Err(plan_failed(error, &connected, &unbuilt)),
     };
     reporter.report(Event::Plan {
         image: project.image.clone(),
@@ -284,6 +267,34 @@ pub async fn build(
     .await
 }
 
+/// Warns once when the `--metadata-file` is inside the build context and
+/// no ignore rule leaves it out: it is sent to every runner, and as each
+/// build rewrites it, a `COPY .` step never finds its cache.
+fn warn_metadata_file_sent(
+    context: &mab_context::BuildContext,
+    own_files: &OwnFiles,
+    reporter: &dyn Reporter,
+) {
+    let Some(relative) = &own_files.metadata else {
+        return;
+    };
+    if context.ignore().is_excluded(&relative.to_string_lossy()) {
+        return;
+    }
+    let ignore_file = context
+        .ignore_file()
+        .map_or_else(|| context.dir().join(".dockerignore"), Path::to_path_buf);
+    reporter.report(Event::Warning {
+        message: format!(
+            "the metadata file {} is inside the build context {}: it is sent to every runner, and as every build rewrites it, a `COPY .` step is never cached; hint: write it outside the context (`--metadata-file \"$RUNNER_TEMP/build.json\"` in CI) or add `{}` to {}",
+            relative.display(),
+            context.dir().display(),
+            relative.display(),
+            ignore_file.display()
+        ),
+    });
+}
+
 /// The job to run for a planned platform.
 fn job_spec(job: &mab_plan::Job) -> JobSpec {
     JobSpec {
@@ -300,7 +311,7 @@ fn job_spec(job: &mab_plan::Job) -> JobSpec {
 /// doing what `doing` describes then (the message's part, naming the
 /// runners or the registry waited for, and the hint) and that nothing was
 /// built.
-async fn before_deadline<T>(
+pub(super) async fn before_deadline<T>(
     deadline: Option<(tokio::time::Instant, std::time::Duration)>,
     doing: impl FnOnce() -> (String, String),
     future: impl std::future::Future<Output = T>,
@@ -372,7 +383,7 @@ async fn check_registry<R: Registry>(
 
 /// What [`before_deadline`] says when the deadline came while `doing`
 /// something at `registry`, and its hint.
-fn slow_registry(registry: &str, doing: &str) -> (String, String) {
+pub(super) fn slow_registry(registry: &str, doing: &str) -> (String, String) {
     (
         format!("{doing} at {registry}"),
         format!("pass a later --deadline, or check why {registry} answers slowly"),
@@ -545,7 +556,8 @@ fn stranded(
 /// The decisions after planning: runs every job through `worker` (moving
 /// a job whose runner fails before its build starts, unless
 /// `planned.fallback` refuses it); when any platform failed, removes the
-/// staging tags of those that were pushed, writes the metadata (each
+/// staging tags of the failed platforms that were pushed (those of the
+/// verified ones stay for a resume), writes the metadata (each
 /// platform's state and error, no digest) and fails (exit 1) naming each
 /// platform and the runners it was tried on with its log tail, publishing
 /// nothing. With `repository` `None`
@@ -555,7 +567,8 @@ fn stranded(
 /// in the order of `mab.toml`; a failure keeps those `pushed` in the
 /// metadata) under `planned.tags` (with `publishing` set, so that an interrupt waits
 /// for it; a failure is exit 1 naming the registry, the staging tags then
-/// stay), removes the staging tags, writes the metadata and returns
+/// stay), removes the staging tags (a resume's reused ones too), writes
+/// the metadata and returns
 /// `image@digest` and a newline for stdout.
 async fn run_and_publish<W: Worker, R: Registry>(
     planned: &Planned<'_>,
@@ -575,13 +588,7 @@ async fn run_and_publish<W: Worker, R: Registry>(
     )
     .await;
     results.extend(planned.unplanned.iter().cloned().map(Err));
-    let reused = |published: bool| -> Vec<PlatformMetadata> {
-        planned
-            .reused
-            .iter()
-            .map(|(entry, _)| PlatformMetadata::reused(entry, published))
-            .collect()
-    };
+    let reused = |published: bool| resume::reused_entries(planned.reused, published);
     let states: Vec<PlatformMetadata> = results
         .iter()
         .map(|result| match result {
@@ -602,14 +609,11 @@ async fn run_and_publish<W: Worker, R: Registry>(
                 && repository.is_some()
                 && (results.iter().any(Result::is_ok) || !planned.reused.is_empty());
             if let Some(repository) = repository {
-                // A partial list keeps the staging tags of its own
-                // platforms until it is published.
-                let dropped = if partial {
-                    pushed_failed.clone()
-                } else {
-                    staged(&results)
-                };
-                remove_staging_tags(repository, &dropped, &[], reporter).await;
+                // The images of the platforms that succeeded keep their
+                // staging tags: a registry that deletes an image with its
+                // last tag would lose what a resume (or the partial list)
+                // reuses. Those of the failed platforms go.
+                remove_staging_tags(repository, &pushed_failed, &[], reporter).await;
             }
             if !partial {
                 metadata.write_failed(planned.image, planned.tags, &states, reporter);
@@ -643,7 +647,7 @@ async fn run_and_publish<W: Worker, R: Registry>(
         )
         .collect();
     if !planned.reused.is_empty() {
-        children.sort_by_key(|(platform, _)| metadata.position(platform));
+        metadata.sort_in_order(&mut children, |(platform, _)| platform);
     }
     let children: Vec<Child> = children.into_iter().map(|(_, child)| child).collect();
     let (media_type, bytes) = mab_registry::manifest_list(&children);
@@ -684,7 +688,24 @@ async fn run_and_publish<W: Worker, R: Registry>(
             ),
         });
     }
-    remove_staging_tags(repository, &pushed_ok, &children, reporter).await;
+    // A resume's reused images keep their staging tags until now; each
+    // goes while it still points at the reused digest, as the built ones.
+    let mut done: Vec<(&mab_config::Platform, Staged)> = built
+        .iter()
+        .filter_map(|built| {
+            let digest = built.child.as_ref()?.digest.clone();
+            Some((&built.job.platform, Staged::of(&built.job.platform, digest)))
+        })
+        .chain(planned.reused.iter().filter_map(|(entry, _)| {
+            let digest = entry.digest.clone()?;
+            Some((&entry.platform, Staged::of(&entry.platform, digest)))
+        }))
+        .collect();
+    if !planned.reused.is_empty() {
+        metadata.sort_in_order(&mut done, |(platform, _)| platform);
+    }
+    let done: Vec<Staged> = done.into_iter().map(|(_, staged)| staged).collect();
+    remove_staging_tags(repository, &done, &children, reporter).await;
     let published: Vec<PlatformMetadata> = results
         .iter()
         .map(|result| match result {
@@ -946,7 +967,8 @@ mod tests {
         /// deleted here (the Docker registry).
         deletes_tags: bool,
         delete_fails: bool,
-        /// The manifest went along with its tag.
+        /// The manifest goes along with its tag: once a staging tag is
+        /// deleted, its image is no longer served.
         loses_manifests: bool,
         /// The platform whose staging tag another build overwrote since
         /// this build pushed: it points at `sha256:other-build`.
@@ -961,6 +983,8 @@ mod tests {
         /// To record whether a publish ran with the publishing state set.
         publishing: Publishing,
         calls: Mutex<Vec<String>>,
+        /// The digests deleted along with their tags (`loses_manifests`).
+        lost: Mutex<Vec<String>>,
     }
 
     impl FakeRegistry {
@@ -969,6 +993,7 @@ mod tests {
                 answers,
                 publishing: publishing.clone(),
                 calls: Mutex::new(Vec::new()),
+                lost: Mutex::new(Vec::new()),
             }
         }
 
@@ -1013,17 +1038,19 @@ mod tests {
             }
         }
 
-        /// The image [`child`] names by `digest`, unless it is `gone`.
+        /// The image [`child`] names by `digest`, unless it is `gone` or
+        /// was lost with its tag.
         async fn describe(&self, digest: &str) -> Result<Child, RegistryError> {
             self.record(format!("describe {digest}"));
             let platform = digest.strip_prefix("sha256:").unwrap_or(digest);
-            match self.answers.gone {
-                Some(gone) if gone == platform => Err(RegistryError::Request {
+            let lost = self.lost.lock().unwrap().iter().any(|lost| lost == digest);
+            match lost || self.answers.gone == Some(platform) {
+                true => Err(RegistryError::Request {
                     registry: REGISTRY.to_owned(),
                     action: format!("reading manifest {digest} in {}", self.name()),
                     message: "the registry answered 404 Not Found".to_owned(),
                 }),
-                _ => Ok(child(&platform.replace('-', "/"))),
+                false => Ok(child(&platform.replace('-', "/"))),
             }
         }
 
@@ -1058,7 +1085,13 @@ mod tests {
 
         async fn manifest(&self, tag_or_digest: &str) -> Result<(Vec<u8>, String), RegistryError> {
             self.record(format!("read {tag_or_digest}"));
-            match self.answers.loses_manifests {
+            let lost = self
+                .lost
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|lost| lost == tag_or_digest);
+            match lost {
                 true => Err(self.refused(&format!("reading {tag_or_digest}"))),
                 false => Ok((Vec::new(), tag_or_digest.to_owned())),
             }
@@ -1077,10 +1110,14 @@ mod tests {
 
         async fn delete_tag(&self, tag: &str) -> Result<bool, RegistryError> {
             self.record(format!("delete {tag}"));
-            match self.answers.delete_fails {
-                true => Err(self.refused(&format!("deleting tag {tag}"))),
-                false => Ok(self.answers.deletes_tags),
+            if self.answers.delete_fails {
+                return Err(self.refused(&format!("deleting tag {tag}")));
             }
+            if self.answers.deletes_tags && self.answers.loses_manifests {
+                let slug = tag.strip_prefix("mab-staging-").expect("a staging tag");
+                self.lost.lock().unwrap().push(format!("sha256:{slug}"));
+            }
+            Ok(self.answers.deletes_tags)
         }
     }
 
@@ -1245,6 +1282,11 @@ mod tests {
     fn inputs() -> Inputs {
         Inputs {
             context: "sha256:context".to_owned(),
+            context_entries: [
+                ("Dockerfile".to_owned(), "sha256:empty".to_owned()),
+                ("src/".to_owned(), "sha256:src".to_owned()),
+            ]
+            .into(),
             dockerfile: metadata::DockerfileInput {
                 path: "Dockerfile".into(),
                 digest: "sha256:dockerfile".to_owned(),
@@ -1270,7 +1312,7 @@ mod tests {
     }
 
     /// `metadata.json` in a new directory (kept while the first value
-    /// lives), as `MetadataFile::create` leaves it: created, empty.
+    /// lives), there and empty.
     fn empty_metadata_file() -> (tempfile::TempDir, std::path::PathBuf, MetadataFile) {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("metadata.json");
@@ -1319,15 +1361,7 @@ mod tests {
         };
         let published =
             "publish sha256:linux-amd64, sha256:linux-arm64 as 1.0, latest while publishing";
-        let deleted_then_read = vec![
-            published,
-            "read tag mab-staging-linux-amd64",
-            "delete mab-staging-linux-amd64",
-            "read tag mab-staging-linux-arm64",
-            "delete mab-staging-linux-arm64",
-            "read sha256:linux-amd64",
-            "read sha256:linux-arm64",
-        ];
+        let deleted_then_read = published_both_after(&[]);
         let stdout = "127.0.0.1:5000/app@sha256:list\n";
         // amd64 pushed, arm64 failed its check after its push.
         let arm_failed_after_push = || {
@@ -1388,17 +1422,13 @@ mod tests {
                 ..base()
             },
             Case {
-                name: "a failed build leaves a staging tag another build overwrote alone and deletes its own",
+                name: "a failed build keeps the verified platform's staging tag, and leaves the failed one's alone when another build overwrote it",
                 outcomes: vec![("linux/amd64", Built), ("linux/arm64", FailsAfterPush)],
                 answers: Answers {
-                    overwritten: Some("linux/amd64"),
+                    overwritten: Some("linux/arm64"),
                     ..deleting
                 },
-                calls: vec![
-                    "read tag mab-staging-linux-amd64",
-                    "read tag mab-staging-linux-arm64",
-                    "delete mab-staging-linux-arm64",
-                ],
+                calls: vec!["read tag mab-staging-linux-arm64"],
                 result: Err((
                     FailureKind::Runtime,
                     vec!["build failed for linux/arm64 (runner pi); nothing was published"],
@@ -1467,10 +1497,10 @@ mod tests {
                 ..base()
             },
             Case {
-                name: "a platform fails before its push: nothing is published, only the others' staging tags go",
+                name: "a platform fails before its push: nothing is published, the others keep their staging tags for a resume",
                 outcomes: vec![("linux/amd64", Built), ("linux/arm64", FailsBeforePush)],
                 answers: deleting,
-                calls: vec!["read tag mab-staging-linux-amd64", "delete mab-staging-linux-amd64"],
+                calls: Vec::new(),
                 result: Err((
                     FailureKind::Runtime,
                     vec![
@@ -1491,10 +1521,10 @@ mod tests {
                 ..base()
             },
             Case {
-                name: "a platform fails after its push: its staging tag goes too",
+                name: "a platform fails after its push: its staging tag goes, the verified platform keeps its own",
                 outcomes: vec![("linux/amd64", Built), ("linux/arm64", FailsAfterPush)],
                 answers: deleting,
-                calls: vec!["read tag mab-staging-linux-amd64", "delete mab-staging-linux-amd64", "read tag mab-staging-linux-arm64", "delete mab-staging-linux-arm64"],
+                calls: vec!["read tag mab-staging-linux-arm64", "delete mab-staging-linux-arm64"],
                 result: Err((
                     FailureKind::Runtime,
                     vec![
@@ -1506,13 +1536,13 @@ mod tests {
                 ..base()
             },
             Case {
-                name: "one platform fails before and one after its push, on a registry that does not delete tags: the pushed ones' staging tags are said to remain, both platforms are named, the hints grouped by cause",
+                name: "one platform fails before and one after its push, on a registry that does not delete tags: the failed one's staging tag is said to remain, both platforms are named, the hints grouped by cause",
                 outcomes: vec![
                     ("linux/amd64", Built),
                     ("linux/arm64", FailsAfterPush),
                     ("linux/s390x", FailsBeforePush),
                 ],
-                calls: vec!["read tag mab-staging-linux-amd64", "delete mab-staging-linux-amd64"],
+                calls: vec!["read tag mab-staging-linux-arm64", "delete mab-staging-linux-arm64"],
                 result: Err((
                     FailureKind::Runtime,
                     vec![
@@ -1532,7 +1562,7 @@ mod tests {
                         failed("linux/s390x", "failed", "build", "RUN false: exit code 1"),
                     ],
                 ),
-                said: vec!["staging tag(s) mab-staging-linux-amd64, mab-staging-linux-arm64 remain"],
+                said: vec!["staging tag(s) mab-staging-linux-arm64 remain"],
                 ..base()
             },
             Case {
@@ -1665,7 +1695,7 @@ mod tests {
                 name: "the build stream broke but the engine still answers: not moved, a runner failure",
                 outcomes: vec![("linux/amd64", Built), ("linux/arm64", StreamBroken)],
                 fallbacks: arm_fallbacks(),
-                calls: vec!["read tag mab-staging-linux-amd64", "delete mab-staging-linux-amd64"],
+                calls: Vec::new(),
                 result: Err((
                     FailureKind::Runtime,
                     vec![
@@ -1715,7 +1745,7 @@ mod tests {
                     ("linux/arm64", "laptop", EngineLost),
                 ],
                 fallbacks: arm_fallbacks(),
-                calls: vec!["read tag mab-staging-linux-amd64", "delete mab-staging-linux-amd64"],
+                calls: Vec::new(),
                 result: Err((
                     FailureKind::Runtime,
                     vec![
@@ -1758,7 +1788,7 @@ mod tests {
             Case {
                 name: "no fallback configured: the runner's failure, with the runner's hint",
                 outcomes: arm_down.clone(),
-                calls: vec!["read tag mab-staging-linux-amd64", "delete mab-staging-linux-amd64"],
+                calls: Vec::new(),
                 result: Err((
                     FailureKind::Runtime,
                     vec![
@@ -1782,7 +1812,7 @@ mod tests {
                 outcomes: arm_down.clone(),
                 fallbacks: arm_fallbacks(),
                 fallback: Fallback::Refused,
-                calls: vec!["read tag mab-staging-linux-amd64", "delete mab-staging-linux-amd64"],
+                calls: Vec::new(),
                 result: Err((
                     FailureKind::Runtime,
                     vec![
@@ -1805,7 +1835,7 @@ mod tests {
                 name: "a Dockerfile step failed: never moved, though fallbacks exist",
                 outcomes: vec![("linux/amd64", Built), ("linux/arm64", FailsBeforePush)],
                 fallbacks: arm_fallbacks(),
-                calls: vec!["read tag mab-staging-linux-amd64", "delete mab-staging-linux-amd64"],
+                calls: Vec::new(),
                 result: Err((
                     FailureKind::Runtime,
                     vec!["build failed for linux/arm64 (runner pi); nothing was published", BUILD_HINT],
@@ -1825,7 +1855,7 @@ mod tests {
                 outcomes: vec![("linux/amd64", Built), ("linux/arm64", Hangs)],
                 fallbacks: arm_fallbacks(),
                 timeout: Some(60),
-                calls: vec!["read tag mab-staging-linux-amd64", "delete mab-staging-linux-amd64"],
+                calls: Vec::new(),
                 result: Err((
                     FailureKind::Runtime,
                     vec![
@@ -1885,7 +1915,7 @@ mod tests {
                 name: "an engine that cannot set up a RUN step's network: a runner failure, hint network = host, not moved",
                 outcomes: vec![("linux/amd64", Built), ("linux/arm64", NetworkSetup)],
                 fallbacks: arm_fallbacks(),
-                calls: vec!["read tag mab-staging-linux-amd64", "delete mab-staging-linux-amd64"],
+                calls: Vec::new(),
                 result: Err((
                     FailureKind::Runtime,
                     vec![
@@ -2016,7 +2046,7 @@ mod tests {
                 outcomes: arm_down.clone(),
                 elsewhere: vec![("linux/arm64", "pi-2", FailsAfterPush)],
                 fallbacks: arm_fallbacks(),
-                calls: vec!["read tag mab-staging-linux-amd64", "delete mab-staging-linux-amd64", "read tag mab-staging-linux-arm64", "delete mab-staging-linux-arm64"],
+                calls: vec!["read tag mab-staging-linux-arm64", "delete mab-staging-linux-arm64"],
                 answers: deleting,
                 result: Err((
                     FailureKind::Runtime,
@@ -2676,6 +2706,95 @@ mod tests {
         }
     }
 
+    /// The registry calls of a build that publishes amd64 and arm64 on a
+    /// registry that deletes tags, after the calls `before`: the publish,
+    /// each staging tag read and deleted, each image read again.
+    fn published_both_after(before: &[&'static str]) -> Vec<&'static str> {
+        let mut calls = before.to_vec();
+        calls.extend([
+            "publish sha256:linux-amd64, sha256:linux-arm64 as 1.0, latest while publishing",
+            "read tag mab-staging-linux-amd64",
+            "delete mab-staging-linux-amd64",
+            "read tag mab-staging-linux-arm64",
+            "delete mab-staging-linux-arm64",
+            "read sha256:linux-amd64",
+            "read sha256:linux-arm64",
+        ]);
+        calls
+    }
+
+    /// What a resume of `earlier` in `registry` decides, for the platforms
+    /// of [`inputs`] without a deadline.
+    async fn resumed(
+        earlier: &metadata::Metadata,
+        registry: &FakeRegistry,
+        reporter: &Recorded,
+    ) -> resume::Reuse {
+        let platforms = inputs().platforms;
+        resume::Resume::of(Some(earlier.clone()), &platforms)
+            .decide(Some(registry), REGISTRY, &platforms, None, reporter)
+            .await
+            .unwrap()
+    }
+
+    /// One job per platform on its planned runner ([`runner_of`]), one
+    /// slot each, for the tags `1.0, latest`.
+    struct Jobs {
+        jobs: Vec<JobSpec>,
+        slots: HashMap<String, u32>,
+        tags: [String; 2],
+    }
+
+    impl Jobs {
+        fn on_planned_runners(platforms: &[mab_config::Platform]) -> Jobs {
+            let jobs: Vec<JobSpec> = platforms
+                .iter()
+                .map(|platform| JobSpec::on(platform.clone(), runner_of(&platform.to_string())))
+                .collect();
+            let slots = jobs.iter().map(|job| (job.runner.clone(), 1)).collect();
+            Jobs {
+                jobs,
+                slots,
+                tags: ["1.0".to_owned(), "latest".to_owned()],
+            }
+        }
+
+        /// The jobs planned without limits, with `reused` images beside them.
+        fn planned<'a>(
+            &'a self,
+            allow_partial: bool,
+            reused: &'a [(PlatformMetadata, Child)],
+        ) -> Planned<'a> {
+            Planned {
+                image: IMAGE,
+                jobs: &self.jobs,
+                slots: &self.slots,
+                tags: &self.tags,
+                limits: Limits {
+                    timeout: None,
+                    timeout_from_flag: false,
+                    deadline: None,
+                },
+                fallback: Fallback::Allowed,
+                allow_partial,
+                unplanned: &[],
+                reused,
+            }
+        }
+    }
+
+    impl FakeWorker {
+        /// Pushes, and ends each job on its planned runner as `outcomes` says.
+        fn pushing(outcomes: Vec<(&'static str, Outcome)>) -> FakeWorker {
+            FakeWorker {
+                outcomes,
+                elsewhere: Vec::new(),
+                pushes: true,
+                runs: Mutex::new(Vec::new()),
+            }
+        }
+    }
+
     /// An earlier build's document: each platform in `state` (with its
     /// digest when `pushed` or `published`), the inputs of these tests.
     fn earlier(states: &[(&str, &str)]) -> metadata::Metadata {
@@ -2734,12 +2853,7 @@ mod tests {
         let cases = vec![
             ResumeCase {
                 name: "amd64 pushed and still served, arm64 failed: only arm64 is built, the list holds both in mab.toml order",
-                calls: vec![
-                    "describe sha256:linux-amd64",
-                    "publish sha256:linux-amd64, sha256:linux-arm64 as 1.0, latest while publishing",
-                    "read tag mab-staging-linux-arm64",
-                    "delete mab-staging-linux-arm64",
-                ],
+                calls: published_both_after(&["describe sha256:linux-amd64"]),
                 metadata: document(
                     true,
                     &[],
@@ -2755,36 +2869,25 @@ mod tests {
                 name: "amd64's image gone from the registry: it is rebuilt with a warning",
                 gone: Some("linux-amd64"),
                 outcomes: vec![("linux/amd64", Built), ("linux/arm64", Built)],
-                calls: vec![
-                    "describe sha256:linux-amd64",
-                    "publish sha256:linux-amd64, sha256:linux-arm64 as 1.0, latest while publishing",
-                    "read tag mab-staging-linux-amd64",
-                    "delete mab-staging-linux-amd64",
-                ],
+                calls: published_both_after(&["describe sha256:linux-amd64"]),
                 metadata: published_metadata(&["linux/amd64", "linux/arm64"]),
                 said: vec!["warning: linux/amd64 is rebuilt: the earlier build's image sha256:linux-amd64 cannot be reused from 127.0.0.1:5000/app: reading manifest sha256:linux-amd64 in 127.0.0.1:5000/app failed at 127.0.0.1:5000: the registry answered 404 Not Found"],
                 ..resume_case()
             },
             ResumeCase {
-                name: "platforms cancelled or never started have no digest: both are built, nothing is read",
+                name: "platforms cancelled or never started have no digest: both are built, nothing is read, and that is said",
                 earlier: vec![("linux/amd64", "cancelled"), ("linux/arm64", "not_started")],
                 outcomes: vec![("linux/amd64", Built), ("linux/arm64", Built)],
-                calls: vec![
-                    "publish sha256:linux-amd64, sha256:linux-arm64 as 1.0, latest while publishing",
-                    "read tag mab-staging-linux-amd64",
-                ],
+                calls: published_both_after(&[]),
                 metadata: published_metadata(&["linux/amd64", "linux/arm64"]),
+                said: vec!["warning: nothing to reuse: the earlier build pushed nothing; every platform is built"],
                 ..resume_case()
             },
             ResumeCase {
                 name: "an earlier build that succeeded: everything reused, no job, no runner, the list published under this run's tags",
                 earlier: vec![("linux/amd64", "published"), ("linux/arm64", "published")],
                 outcomes: Vec::new(),
-                calls: vec![
-                    "describe sha256:linux-amd64",
-                    "describe sha256:linux-arm64",
-                    "publish sha256:linux-amd64, sha256:linux-arm64 as 1.0, latest while publishing",
-                ],
+                calls: published_both_after(&["describe sha256:linux-amd64", "describe sha256:linux-arm64"]),
                 metadata: document(
                     true,
                     &[],
@@ -2816,9 +2919,12 @@ mod tests {
                 allow_partial: true,
                 outcomes: vec![("linux/arm64", FailsBeforePush)],
                 calls: vec![
-                    "describe sha256:linux-amd64",
-                    "publish sha256:linux-amd64 as 1.0, latest while publishing",
-                ],
+                        "describe sha256:linux-amd64",
+                        "publish sha256:linux-amd64 as 1.0, latest while publishing",
+                        "read tag mab-staging-linux-amd64",
+                        "delete mab-staging-linux-amd64",
+                        "read sha256:linux-amd64",
+                    ],
                 metadata: document(
                     true,
                     &["linux/arm64"],
@@ -2855,9 +2961,8 @@ mod tests {
             let (_directory, path, metadata) = empty_metadata_file();
             let reporter = Recorded::default();
             let earlier = earlier(&case.earlier);
-            let platforms = inputs().platforms;
 
-            let reuse = resume::reuse(&registry, &earlier, &platforms, &reporter).await;
+            let reuse = resumed(&earlier, &registry, &reporter).await;
 
             let built: Vec<&str> = case
                 .outcomes
@@ -2875,37 +2980,10 @@ mod tests {
                 contacted, expected,
                 "{name}: only these runners are contacted"
             );
-            let jobs: Vec<JobSpec> = reuse
-                .to_build
-                .iter()
-                .map(|platform| JobSpec::on(platform.clone(), runner_of(&platform.to_string())))
-                .collect();
-            let slots: HashMap<String, u32> =
-                jobs.iter().map(|job| (job.runner.clone(), 1)).collect();
-            let tags = ["1.0".to_owned(), "latest".to_owned()];
-            let planned = Planned {
-                image: IMAGE,
-                jobs: &jobs,
-                slots: &slots,
-                tags: &tags,
-                limits: Limits {
-                    timeout: None,
-                    timeout_from_flag: false,
-                    deadline: None,
-                },
-                fallback: Fallback::Allowed,
-                allow_partial: case.allow_partial,
-                unplanned: &[],
-                reused: &reuse.reused,
-            };
-            let worker = FakeWorker {
-                outcomes: case.outcomes.clone(),
-                elsewhere: Vec::new(),
-                pushes: true,
-                runs: Mutex::new(Vec::new()),
-            };
+            let jobs = Jobs::on_planned_runners(&reuse.to_build);
+            let worker = FakeWorker::pushing(case.outcomes.clone());
             let result = run_and_publish(
-                &planned,
+                &jobs.planned(case.allow_partial, &reuse.reused),
                 &worker,
                 Some(&registry),
                 &metadata,
@@ -2924,7 +3002,7 @@ mod tests {
                 "{name}: a job for the built platforms alone"
             );
             let calls = registry.calls.lock().unwrap().clone();
-            assert_eq!(calls[..case.calls.len()], case.calls, "{name}: {calls:#?}");
+            assert_eq!(calls, case.calls, "{name}");
             assert_eq!(result.is_err(), case.failed, "{name}: {result:?}");
             let written: serde_json::Value =
                 serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
@@ -2957,13 +3035,48 @@ mod tests {
     fn a_resume_names_each_input_that_changed() {
         let earlier: metadata::Metadata =
             serde_json::from_value(document(false, &[], Vec::new())).unwrap();
-        assert!(resume::check_inputs(&earlier, &inputs()).is_ok());
+        let read_from = Path::new("/state/builds/key.json");
+        let check =
+            |now: &Inputs| resume::check_inputs(&earlier, read_from, Path::new(PROJECT), now);
+        assert!(check(&inputs()).is_ok());
         type Change = fn(&mut Inputs);
         let cases: Vec<(&str, Change, &str)> = vec![
             (
-                "files",
-                |inputs| inputs.context = "sha256:other".into(),
+                "files, no entries recorded (an older document)",
+                |inputs| {
+                    inputs.context = "sha256:other".into();
+                    inputs.context_entries.clear();
+                },
                 "the files sent changed",
+            ),
+            (
+                "files, entries named",
+                |inputs| {
+                    inputs.context = "sha256:other".into();
+                    let entries = &mut inputs.context_entries;
+                    entries.insert("src/".into(), "sha256:src2".into());
+                    entries.insert("README.md".into(), "sha256:readme".into());
+                    entries.remove("Dockerfile");
+                },
+                "the files sent changed: Dockerfile (removed), README.md (added), src/",
+            ),
+            (
+                "files, five entries named and the rest counted",
+                |inputs| {
+                    inputs.context = "sha256:other".into();
+                    for name in ["a", "b", "c", "d", "e", "f", "g"] {
+                        inputs.context_entries.insert(name.into(), "sha256:new".into());
+                    }
+                },
+                "the files sent changed: a (added), b (added), c (added), d (added), e (added) and 2 more",
+            ),
+            (
+                "the Dockerfile inside the context: named once",
+                |inputs| {
+                    inputs.context = "sha256:other".into();
+                    inputs.dockerfile.digest = "sha256:other".into();
+                },
+                "the Dockerfile changed (Dockerfile)",
             ),
             (
                 "dockerfile",
@@ -2980,19 +3093,19 @@ mod tests {
                 |inputs| {
                     inputs.build_args.insert("VERSION".into(), "2".into());
                 },
-                "build arg VERSION changed: 1 -> 2",
+                "build arg VERSION changed",
             ),
             (
                 "build arg added",
                 |inputs| {
                     inputs.build_args.insert("DEBUG".into(), "".into());
                 },
-                "build arg DEBUG added: ",
+                "build arg DEBUG added",
             ),
             (
                 "build arg removed",
                 |inputs| inputs.build_args.clear(),
-                "build arg VERSION removed (was 1)",
+                "build arg VERSION removed",
             ),
             (
                 "target",
@@ -3008,11 +3121,11 @@ mod tests {
         for (name, change, phrase) in cases {
             let mut now = inputs();
             change(&mut now);
-            let failure = resume::check_inputs(&earlier, &now).unwrap_err();
+            let failure = check(&now).unwrap_err();
             assert_eq!(failure.kind, FailureKind::Usage, "{name}");
             assert!(
                 failure.report.starts_with(&format!(
-                    "error: cannot resume the earlier build of {PROJECT}: {phrase}"
+                    "error: cannot resume the earlier build of {PROJECT} (read from /state/builds/key.json): {phrase}\n"
                 )),
                 "{name}: {}",
                 failure.report
@@ -3029,9 +3142,17 @@ mod tests {
         let mut now = inputs();
         now.context = "sha256:other".into();
         now.target = Some("test".into());
-        let report = resume::check_inputs(&earlier, &now).unwrap_err().report;
+        let report = check(&now).unwrap_err().report;
         assert!(
             report.contains("the files sent changed; target changed: (the last stage) -> test"),
+            "{report}"
+        );
+        // The earlier build was another project's.
+        let report = resume::check_inputs(&earlier, read_from, Path::new("/other/mab.toml"), &now)
+            .unwrap_err()
+            .report;
+        assert!(
+            report.starts_with("error: cannot resume the earlier build read from /state/builds/key.json, a build of another project (/project/mab.toml, not /other/mab.toml): the files sent changed;"),
             "{report}"
         );
     }
@@ -3046,12 +3167,12 @@ mod tests {
         let reporter = Recorded::default();
         let earlier = earlier(&[("linux/amd64", "pushed"), ("linux/arm64", "failed")]);
         let platforms = inputs().platforms;
-        let carried = resume::carried(&earlier, &platforms);
-        let rest = vec![platforms[1].clone()];
+        let resume = resume::Resume::of(Some(earlier), &platforms);
+        assert_eq!(resume.rest, platforms[1..]);
         let tags = ["1.0".to_owned(), "latest".to_owned()];
         let unstarted = BeforeJobs {
-            reused: &carried,
-            ..before_jobs(&metadata, &rest, &tags, &reporter)
+            reused: &resume.carried,
+            ..before_jobs(&metadata, &resume.rest, &tags, &reporter)
         };
         let publishing = Publishing::default();
         let registry = FakeRegistry::new(
@@ -3092,6 +3213,75 @@ mod tests {
                     not_started,
                 ],
             )
+        );
+    }
+
+    /// A failed build on a registry that deletes an image with its last
+    /// tag keeps the staging tag of the platform it verified, so that the
+    /// resume chained to it finds that image and reuses it; the resume
+    /// then removes the reused platform's staging tag with its own.
+    #[tokio::test]
+    async fn a_failed_build_keeps_what_its_resume_reuses_on_a_registry_that_loses_manifests() {
+        use Outcome::*;
+        let publishing = Publishing::default();
+        let registry = FakeRegistry::new(
+            Answers {
+                deletes_tags: true,
+                loses_manifests: true,
+                ..Answers::default()
+            },
+            &publishing,
+        );
+        let (_directory, path, metadata) = empty_metadata_file();
+        let platforms = inputs().platforms;
+
+        // The build: amd64 pushed and verified, arm64 pushed and rejected.
+        let failed = run_and_publish(
+            &Jobs::on_planned_runners(&platforms).planned(false, &[]),
+            &FakeWorker::pushing(vec![
+                ("linux/amd64", Built),
+                ("linux/arm64", FailsAfterPush),
+            ]),
+            Some(&registry),
+            &metadata,
+            &publishing,
+            &Recorded::default(),
+        )
+        .await;
+        assert!(failed.is_err());
+        assert_eq!(
+            std::mem::take(&mut *registry.calls.lock().unwrap()),
+            [
+                "read tag mab-staging-linux-arm64",
+                "delete mab-staging-linux-arm64"
+            ]
+        );
+
+        // The resume, from the metadata file the build wrote.
+        let earlier: metadata::Metadata =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let reporter = Recorded::default();
+        let reuse = resumed(&earlier, &registry, &reporter).await;
+        assert_eq!(reuse.to_build, platforms[1..]);
+        let result = run_and_publish(
+            &Jobs::on_planned_runners(&reuse.to_build).planned(false, &reuse.reused),
+            &FakeWorker::pushing(vec![("linux/arm64", Built)]),
+            Some(&registry),
+            &metadata,
+            &publishing,
+            &reporter,
+        )
+        .await;
+        assert_eq!(result.unwrap().stdout(), "127.0.0.1:5000/app@sha256:list\n");
+        assert_eq!(
+            *registry.calls.lock().unwrap(),
+            published_both_after(&["describe sha256:linux-amd64"])
+        );
+        let said = reporter.said();
+        assert!(
+            said.iter()
+                .any(|line| line.starts_with("linux/amd64 reused from the earlier build")),
+            "{said:#?}"
         );
     }
 }

@@ -128,11 +128,18 @@ pub(super) fn staged(results: &[Result<Built, JobFailure>]) -> Vec<Staged> {
             Ok(built) => Some((&built.job.platform, built.child.as_ref()?.digest.clone())),
             Err(failure) => Some((&failure.job.platform, failure.digest.clone()?)),
         })
-        .map(|(platform, digest)| Staged {
+        .map(|(platform, digest)| Staged::of(platform, digest))
+        .collect()
+}
+
+impl Staged {
+    /// The image `digest` of `platform` under its [`staging_tag`].
+    pub(super) fn of(platform: &Platform, digest: String) -> Staged {
+        Staged {
             tag: staging_tag(platform),
             digest,
-        })
-        .collect()
+        }
+    }
 }
 
 /// Before any runner is contacted: the registry answers and the

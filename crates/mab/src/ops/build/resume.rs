@@ -4,9 +4,10 @@
 //! The earlier build is read from the project's state file or from a
 //! `--metadata-file` ([`load`]), its inputs must equal this build's
 //! ([`check_inputs`]), and each platform it pushed is reused when the
-//! registry still serves its digest ([`reuse`]).
+//! registry still serves its digest ([`reuse`]). [`Resume`] wires these
+//! steps for `build()` and its unit tests alike.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use mab_config::Platform;
 use mab_registry::Child;
@@ -16,8 +17,11 @@ use crate::environment::Environment;
 use crate::failure::{Failure, FailureKind};
 use crate::progress::{Event, Reporter};
 
-use super::metadata::{state_path, Inputs, Metadata, PlatformMetadata, State};
+use super::metadata::{
+    given_path, state_inside_context, state_path, Inputs, Metadata, PlatformMetadata, State,
+};
 use super::publish::Registry;
+use super::{before_deadline, slow_registry};
 
 const REBUILD_HINT: &str = "run `mab build` without --resume to rebuild every platform";
 
@@ -35,24 +39,33 @@ pub(super) fn check_resume_pushes(args: &BuildArgs) -> Result<(), Failure> {
 /// The earlier build `--resume` names: the metadata file `file` (relative
 /// to `-C`), else the state of the last build of the project whose
 /// `mab.toml` is `manifest` ([`state_path`]). Errors (exit 2): no state
-/// for the project, a file that cannot be read, or one that is not a
-/// metadata document with `inputs`, each naming the file.
-pub(super) fn load(
+/// for the project (also when none is kept, its state file being inside
+/// the build context `context`), a file that cannot be read, or one that is not a
+/// metadata document with `inputs`, or one with a platform's digest that
+/// is not `sha256:` and 64 lowercase hex digits, each naming the file.
+/// Returns the document and the path it was read from.
+fn load(
     file: Option<&Path>,
     args: &BuildArgs,
     environment: &Environment,
     manifest: &Path,
-) -> Result<Metadata, Failure> {
+    context: &Path,
+) -> Result<(Metadata, PathBuf), Failure> {
     let (path, given) = match file {
-        Some(file) => {
-            let start = match &args.project.directory {
-                Some(directory) => environment.current_dir.join(directory),
-                None => environment.current_dir.clone(),
-            };
-            (start.join(file), true)
-        }
+        Some(file) => (given_path(args, environment, file), true),
         None => (state_path(environment, manifest), false),
     };
+    if !given && state_inside_context(&path, context) {
+        return Err(Failure::usage(
+            format!(
+                "nothing to resume: no state is kept for {}, as its state file {} would be inside the build context {}",
+                manifest.display(),
+                path.display(),
+                context.display()
+            ),
+            Some("set XDG_STATE_HOME to a directory outside the build context, or resume from a --metadata-file with --resume FILE"),
+        ));
+    }
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(error) if !given && error.kind() == std::io::ErrorKind::NotFound => {
@@ -76,7 +89,7 @@ pub(super) fn load(
             ));
         }
     };
-    serde_json::from_str(&text).map_err(|error| {
+    let earlier: Metadata = serde_json::from_str(&text).map_err(|error| {
         Failure::usage(
             format!(
                 "cannot resume from {}: it is not the metadata of a mab build: {error}",
@@ -84,7 +97,24 @@ pub(super) fn load(
             ),
             Some("pass the --metadata-file that the failed build wrote (one written by a mab that records `inputs`), or run `mab build` without --resume"),
         )
-    })
+    })?;
+    // Each digest goes into a registry request: only a well-formed one.
+    for entry in &earlier.platforms {
+        let Some(digest) = &entry.digest else {
+            continue;
+        };
+        if !mab_context::is_sha256_digest(digest) {
+            return Err(Failure::usage(
+                format!(
+                    "cannot resume from {}: the digest of {} is not `sha256:` and 64 lowercase hex digits: {digest}",
+                    path.display(),
+                    entry.platform
+                ),
+                Some("pass the --metadata-file that the failed build wrote, unchanged, or run `mab build` without --resume"),
+            ));
+        }
+    }
+    Ok((earlier, path))
 }
 
 /// What changed from `earlier` to `now`, one phrase each, in the order
@@ -92,8 +122,16 @@ pub(super) fn load(
 /// the target, the platforms. Empty when nothing did.
 pub(super) fn changes(earlier: &Inputs, now: &Inputs) -> Vec<String> {
     let mut changes = Vec::new();
+    let dockerfile_changed = earlier.dockerfile != now.dockerfile;
     if earlier.context != now.context {
-        changes.push("the files sent changed".to_owned());
+        let named = changed_entries(&earlier.context_entries, &now.context_entries);
+        match named {
+            Some(named) if named.is_empty() && dockerfile_changed => {}
+            Some(named) if !named.is_empty() => {
+                changes.push(format!("the files sent changed: {}", named_list(&named)));
+            }
+            _ => changes.push("the files sent changed".to_owned()),
+        }
     }
     if earlier.dockerfile.path != now.dockerfile.path {
         changes.push(format!(
@@ -112,15 +150,14 @@ pub(super) fn changes(earlier: &Inputs, now: &Inputs) -> Vec<String> {
         .keys()
         .chain(now.build_args.keys())
         .collect();
+    // Only names: the document holds the values' digests, never a value.
     for name in names {
         match (earlier.build_args.get(name), now.build_args.get(name)) {
             (Some(before), Some(after)) if before != after => {
-                changes.push(format!("build arg {name} changed: {before} -> {after}"));
+                changes.push(format!("build arg {name} changed"));
             }
-            (Some(before), None) => {
-                changes.push(format!("build arg {name} removed (was {before})"));
-            }
-            (None, Some(after)) => changes.push(format!("build arg {name} added: {after}")),
+            (Some(_), None) => changes.push(format!("build arg {name} removed")),
+            (None, Some(_)) => changes.push(format!("build arg {name} added")),
             _ => {}
         }
     }
@@ -153,21 +190,84 @@ pub(super) fn changes(earlier: &Inputs, now: &Inputs) -> Vec<String> {
     changes
 }
 
+/// How many changed entries of the context a refusal names; the others
+/// are counted.
+const NAMED_ENTRIES: usize = 5;
+
+/// The top-level entries of the context that differ from `earlier` to
+/// `now`, by name, an added one as `README.md (added)`, a removed one as
+/// `old/ (removed)`; `None` when either side has none recorded (too many
+/// entries, or a document of an older mab), when nothing can be named.
+fn changed_entries(
+    earlier: &std::collections::BTreeMap<String, String>,
+    now: &std::collections::BTreeMap<String, String>,
+) -> Option<Vec<String>> {
+    if earlier.is_empty() || now.is_empty() {
+        return None;
+    }
+    let names: std::collections::BTreeSet<&String> = earlier.keys().chain(now.keys()).collect();
+    Some(
+        names
+            .into_iter()
+            .filter_map(|name| match (earlier.get(name), now.get(name)) {
+                (Some(before), Some(after)) if before != after => Some(name.clone()),
+                (Some(_), None) => Some(format!("{name} (removed)")),
+                (None, Some(_)) => Some(format!("{name} (added)")),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+/// `names` joined with commas, the first [`NAMED_ENTRIES`] of them, then
+/// `and N more`.
+fn named_list(names: &[String]) -> String {
+    let shown = names[..names.len().min(NAMED_ENTRIES)].join(", ");
+    match names.len().saturating_sub(NAMED_ENTRIES) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
+    }
+}
+
 /// Refuses (exit 2) a resume whose inputs changed since the earlier build
-/// (of the project `earlier.project`), naming each change: a list must
-/// not mix images built from different sources.
-pub(super) fn check_inputs(earlier: &Metadata, now: &Inputs) -> Result<(), Failure> {
+/// (read from `read_from`), naming each change: a list must not mix images
+/// built from different sources. The message names the file, and says so
+/// when the earlier build was of another project than `manifest` (this
+/// build's `mab.toml`).
+pub(super) fn check_inputs(
+    earlier: &Metadata,
+    read_from: &Path,
+    manifest: &Path,
+    now: &Inputs,
+) -> Result<(), Failure> {
     let changes = changes(&earlier.inputs, now);
     if changes.is_empty() {
         return Ok(());
     }
+    let same = |one: &Path, other: &Path| {
+        std::fs::canonicalize(one)
+            .ok()
+            .zip(std::fs::canonicalize(other).ok())
+            .is_some_and(|(one, other)| one == other)
+            || one == other
+    };
+    let which = if same(&earlier.project, manifest) {
+        format!(
+            "the earlier build of {} (read from {})",
+            manifest.display(),
+            read_from.display()
+        )
+    } else {
+        format!(
+            "the earlier build read from {}, a build of another project ({}, not {})",
+            read_from.display(),
+            earlier.project.display(),
+            manifest.display()
+        )
+    };
     Err(Failure::new(
         FailureKind::Usage,
-        &format!(
-            "cannot resume the earlier build of {}: {}",
-            earlier.project.display(),
-            changes.join("; ")
-        ),
+        &format!("cannot resume {which}: {}", changes.join("; ")),
         vec![format!(
             "{REBUILD_HINT}; a list must not mix images built from different sources"
         )],
@@ -188,11 +288,20 @@ pub(super) struct Reuse {
 impl Reuse {
     /// The entries of the reused platforms, `pushed` (not yet published).
     pub(super) fn entries(&self) -> Vec<PlatformMetadata> {
-        self.reused
-            .iter()
-            .map(|(entry, _)| PlatformMetadata::reused(entry, false))
-            .collect()
+        reused_entries(&self.reused, false)
     }
+}
+
+/// The entries of the `reused` platforms ([`PlatformMetadata::reused`]):
+/// `published` once their list is, else `pushed`.
+pub(super) fn reused_entries(
+    reused: &[(PlatformMetadata, Child)],
+    published: bool,
+) -> Vec<PlatformMetadata> {
+    reused
+        .iter()
+        .map(|(entry, _)| PlatformMetadata::reused(entry, published))
+        .collect()
 }
 
 /// The entries of the earlier build's platforms among `platforms` that a
@@ -200,7 +309,7 @@ impl Reuse {
 /// (`pushed`, marked `reused`): those it left `pushed` or `published`
 /// with a digest. A resume that stops before reading the registry keeps
 /// them so in its metadata, so that the next resume still finds them.
-pub(super) fn carried(earlier: &Metadata, platforms: &[Platform]) -> Vec<PlatformMetadata> {
+fn carried(earlier: &Metadata, platforms: &[Platform]) -> Vec<PlatformMetadata> {
     platforms
         .iter()
         .filter_map(|platform| candidate(earlier, platform))
@@ -226,14 +335,26 @@ fn candidate<'a>(
 /// ([`Registry::describe`]), each reported as [`Event::Reused`]. A digest
 /// the registry no longer serves (or that cannot be read, or whose image
 /// is not the platform's) is rebuilt, with a warning saying why; so is
-/// every other platform (failed, cancelled, not started).
-pub(super) async fn reuse(
+/// every other platform (failed, cancelled, not started). When the earlier
+/// build pushed nothing, one warning says so and nothing is read.
+async fn reuse(
     repository: &impl Registry,
     earlier: &Metadata,
     platforms: &[Platform],
     reporter: &dyn Reporter,
 ) -> Reuse {
     let mut reuse = Reuse::default();
+    if platforms
+        .iter()
+        .all(|platform| candidate(earlier, platform).is_none())
+    {
+        reporter.report(Event::Warning {
+            message: "nothing to reuse: the earlier build pushed nothing; every platform is built"
+                .to_owned(),
+        });
+        reuse.to_build = platforms.to_vec();
+        return reuse;
+    }
     for platform in platforms {
         let Some((entry, digest)) = candidate(earlier, platform) else {
             reuse.to_build.push(platform.clone());
@@ -244,7 +365,7 @@ pub(super) async fn reuse(
                 Ok(()) => {
                     reporter.report(Event::Reused {
                         platform: platform.clone(),
-                        runner: entry.runner.clone().unwrap_or_default(),
+                        runner: entry.runner.clone(),
                         digest: digest.to_owned(),
                     });
                     reuse.reused.push((entry.clone(), child));
@@ -263,4 +384,89 @@ pub(super) async fn reuse(
         reuse.to_build.push(platform.clone());
     }
     reuse
+}
+
+/// A build's resume, wired in one place for `mab build` and its tests:
+/// the earlier build (none without `--resume`), what the metadata keeps
+/// when the build stops before the registry is read, and what is reused.
+pub(super) struct Resume {
+    earlier: Option<Metadata>,
+    /// The earlier build's entries that a resume may reuse ([`carried`]).
+    pub(super) carried: Vec<PlatformMetadata>,
+    /// The other platforms, in the order of `mab.toml`.
+    pub(super) rest: Vec<Platform>,
+}
+
+impl Resume {
+    /// With `--resume`: the earlier build ([`load`]), refused (exit 2)
+    /// when its inputs differ from `inputs` ([`check_inputs`]). Read
+    /// before the metadata file is written: it may be the same file.
+    pub(super) fn start(
+        args: &BuildArgs,
+        environment: &Environment,
+        project: &mab_config::Project,
+        inputs: &Inputs,
+    ) -> Result<Resume, Failure> {
+        let earlier = match &args.resume {
+            Some(file) => {
+                let manifest = &project.manifest_path;
+                let (earlier, read_from) = load(
+                    file.as_deref(),
+                    args,
+                    environment,
+                    manifest,
+                    &project.context,
+                )?;
+                check_inputs(&earlier, &read_from, manifest, inputs)?;
+                Some(earlier)
+            }
+            None => None,
+        };
+        Ok(Resume::of(earlier, &project.platforms))
+    }
+
+    /// The resume of `earlier` (none: a plain build) for `platforms`.
+    pub(super) fn of(earlier: Option<Metadata>, platforms: &[Platform]) -> Resume {
+        let carried = earlier
+            .as_ref()
+            .map(|earlier| carried(earlier, platforms))
+            .unwrap_or_default();
+        let rest = platforms
+            .iter()
+            .filter(|platform| !carried.iter().any(|entry| entry.platform == **platform))
+            .cloned()
+            .collect();
+        Resume {
+            earlier,
+            carried,
+            rest,
+        }
+    }
+
+    /// What the build reuses and builds: with an earlier build and a
+    /// `repository` (at `registry`, the host) to read, [`reuse`] within
+    /// `deadline` (`--deadline`: when, and the limit as given; a runtime
+    /// failure naming the registry when it comes first); otherwise every
+    /// one of `platforms` is built.
+    pub(super) async fn decide(
+        &self,
+        repository: Option<&impl Registry>,
+        registry: &str,
+        platforms: &[Platform],
+        deadline: Option<(tokio::time::Instant, std::time::Duration)>,
+        reporter: &dyn Reporter,
+    ) -> Result<Reuse, Failure> {
+        let (Some(earlier), Some(repository)) = (&self.earlier, repository) else {
+            return Ok(Reuse {
+                reused: Vec::new(),
+                to_build: platforms.to_vec(),
+            });
+        };
+        before_deadline(
+            deadline,
+            || slow_registry(registry, "reading the earlier build's images"),
+            reuse(repository, earlier, platforms, reporter),
+        )
+        .await
+    }
 }
