@@ -104,10 +104,15 @@ impl Lines {
                     .iter()
                     .map(|job| format!("{} -> {}: {}", job.platform, job.runner, job.reason))
                     .collect();
-                lines.push(format!(
-                    "building {image} for {} platform(s) from {context_files} file(s)",
-                    jobs.len()
-                ));
+                lines.push(if jobs.is_empty() {
+                    // A resume that reuses every platform.
+                    format!("nothing to build for {image}: every platform is reused")
+                } else {
+                    format!(
+                        "building {image} for {} platform(s) from {context_files} file(s)",
+                        jobs.len()
+                    )
+                });
                 lines.join("\n")
             }
             Event::Waiting {
@@ -136,12 +141,14 @@ impl Lines {
                 seconds,
                 bytes,
             } => {
-                let phase = match phase {
-                    mab_events::Phase::Build => "build",
-                    mab_events::Phase::Push => "push",
-                    mab_events::Phase::Verify => "verify",
+                // What the bytes are depends on the phase (docs/progress.md).
+                let (phase, what) = match phase {
+                    mab_events::Phase::Build => ("build", " of context sent"),
+                    mab_events::Phase::Push => ("push", ""),
+                    mab_events::Phase::Verify => ("verify", " in the registry"),
                 };
-                let bytes = bytes.map_or_else(String::new, |bytes| format!(", {bytes} bytes"));
+                let bytes =
+                    bytes.map_or_else(String::new, |bytes| format!(", {bytes} bytes{what}"));
                 format!("{} {phase} done in {seconds:.1}s{bytes}", at(platform, runner))
             }
             Event::Step {
@@ -527,7 +534,7 @@ mod tests {
                     seconds: 12.34,
                     bytes: Some(2048),
                 },
-                Some("[linux/arm64 pi] build done in 12.3s, 2048 bytes"),
+                Some("[linux/arm64 pi] build done in 12.3s, 2048 bytes of context sent"),
                 r#"{"schema":1,"event":"phase_finished","platform":"linux/arm64","runner":"pi","phase":"build","seconds":12.34,"bytes":2048}"#,
             ),
             (

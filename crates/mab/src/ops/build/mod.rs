@@ -769,7 +769,15 @@ fn failure_report_ending(failures: &[JobFailure], ending: &str) -> Failure {
             "{} on {}: {}",
             failure.job.platform, failure.job.runner, failure.message
         ));
-        details.extend(failure.log_tail.iter().map(|line| format!("    {line}")));
+        // The log's last line is often the step's failure, which the
+        // message already says (all there is when the step printed nothing).
+        let mut tail = failure.log_tail.as_slice();
+        if let Some((last, rest)) = tail.split_last() {
+            if !last.trim().is_empty() && failure.message.ends_with(last.trim()) {
+                tail = rest;
+            }
+        }
+        details.extend(tail.iter().map(|line| format!("    {line}")));
     }
     let mut hints: Vec<&str> = Vec::new();
     for kind in [
@@ -3138,6 +3146,26 @@ mod tests {
                 failure.report
             );
         }
+        // A change to mab's own files sent with the context says how to
+        // keep them out of it; no other change says so.
+        let mut now = inputs();
+        now.context = "sha256:other".into();
+        now.context_entries
+            .insert("mab.toml".into(), "sha256:settings".into());
+        let report = check(&now).unwrap_err().report;
+        assert!(
+            report.contains(": the files sent changed: mab.toml (added)\n"),
+            "{report}"
+        );
+        assert!(
+            report.contains("hint: mab.toml is sent with the context like any file not in .dockerignore; list mab.toml and runners.toml in .dockerignore"),
+            "{report}"
+        );
+        now.context_entries.remove("mab.toml");
+        now.context_entries
+            .insert("src/".into(), "sha256:src2".into());
+        let report = check(&now).unwrap_err().report;
+        assert!(!report.contains(".dockerignore"), "{report}");
         // Several changes are named together.
         let mut now = inputs();
         now.context = "sha256:other".into();

@@ -219,6 +219,24 @@ fn changed_entries(
     )
 }
 
+/// mab's own files among the context's top-level entries that changed
+/// from `earlier` to `now` (`mab.toml`, the runners file next to it), as
+/// `mab.toml and runners.toml`; `None` when neither changed.
+fn own_files_changed(earlier: &Inputs, now: &Inputs) -> Option<String> {
+    let own = [
+        mab_config::project::MANIFEST_NAME,
+        mab_config::runners::RUNNERS_FILE_NAME,
+    ];
+    if earlier.context_entries.is_empty() || now.context_entries.is_empty() {
+        return None;
+    }
+    let changed: Vec<&str> = own
+        .into_iter()
+        .filter(|name| earlier.context_entries.get(*name) != now.context_entries.get(*name))
+        .collect();
+    (!changed.is_empty()).then(|| changed.join(" and "))
+}
+
 /// `names` joined with commas, the first [`NAMED_ENTRIES`] of them, then
 /// `and N more`.
 fn named_list(names: &[String]) -> String {
@@ -265,12 +283,19 @@ pub(super) fn check_inputs(
             manifest.display()
         )
     };
+    let mut hints = vec![format!(
+        "{REBUILD_HINT}; a list must not mix images built from different sources"
+    )];
+    if let Some(own) = own_files_changed(&earlier.inputs, now) {
+        hints.push(format!(
+            "{own} is sent with the context like any file not in .dockerignore; list mab.toml and {} in .dockerignore so that changing mab's own settings (a runner, a time limit) does not stop a resume",
+            mab_config::runners::RUNNERS_FILE_NAME
+        ));
+    }
     Err(Failure::new(
         FailureKind::Usage,
         &format!("cannot resume {which}: {}", changes.join("; ")),
-        vec![format!(
-            "{REBUILD_HINT}; a list must not mix images built from different sources"
-        )],
+        hints,
         &[],
     ))
 }
