@@ -132,7 +132,14 @@ fn build_network_overrides_the_runner_network() {
         bridged.stderr.contains("linux/arm64 (runner arm)"),
         "{bridged:?}"
     );
-    // A runner problem, not the Dockerfile's: the hint says what to set.
+    // A runner problem, not the Dockerfile's: the failure says so first,
+    // and the hint says what to set.
+    assert!(
+        bridged
+            .stderr
+            .contains("linux/arm64 on arm: runner `arm` could not give a RUN step its network: "),
+        "{bridged:?}"
+    );
     assert!(
         bridged.stderr.contains(
             "hint: the engine of runner `arm` could not set up networking for a RUN step: set `network = \"host\"` on that runner"

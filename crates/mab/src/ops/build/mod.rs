@@ -1936,7 +1936,7 @@ mod tests {
                     &["linux/amd64", "linux/arm64"],
                     vec![
                         entry("linux/amd64", "pushed"),
-                        failed("linux/arm64", "failed", "runner", "failed to create network mab0: could not add veth pair"),
+                        failed("linux/arm64", "failed", "runner", "runner `pi` could not give a RUN step its network: failed to create network mab0: could not add veth pair"),
                     ],
                 ),
                 ..base()

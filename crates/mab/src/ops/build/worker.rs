@@ -350,6 +350,16 @@ impl Stage {
     ) -> JobFailure {
         let network = matches!(self, Stage::Build) && network_setup_failed(&message, &log_tail);
         let hint = self.hint(job, &message, registry, network);
+        // The step's line names the Dockerfile, but the cause is the
+        // runner's: say that first.
+        let message = if network {
+            format!(
+                "runner `{}` could not give a RUN step its network: {message}",
+                job.runner
+            )
+        } else {
+            message
+        };
         JobFailure {
             pushed: matches!(self, Stage::Verify | Stage::ReadBack),
             log_tail,
@@ -549,7 +559,15 @@ mod tests {
             assert_eq!(failure.kind, kind, "{message}");
             assert!(!failure.movable, "{message}");
             assert!(failure.hint.contains(hint), "{message}: {}", failure.hint);
-            assert_eq!(failure.message, message);
+            // A network failure is the runner's, and its message says so first.
+            if kind == ErrorKind::Runner && matches!(stage, Stage::Build) {
+                assert_eq!(
+                    failure.message,
+                    format!("runner `pi` could not give a RUN step its network: {message}")
+                );
+            } else {
+                assert_eq!(failure.message, message);
+            }
             assert_eq!(failure.log_tail, ["#5 RUN false"]);
             assert_eq!(failure.job, job);
         }
