@@ -10,12 +10,13 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::future::join_all;
+use futures_util::future::{join_all, BoxFuture};
 use mab_events::ErrorKind;
 use mab_plan::{Candidate, Fallback, Move};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use crate::ops::slots::SlotError;
 use crate::progress::{Event, Reporter};
 
 /// One platform to build on one runner.
@@ -113,9 +114,18 @@ pub enum Stop {
     BeforeSlot,
 }
 
+/// A slot held on a runner's host ([`crate::ops::slots::HeldSlot`], fakes
+/// in tests); dropping it frees the slot.
+pub trait HostSlot: Send {
+    /// Resolves when the slot is lost while held (the command holding it
+    /// ended, its connection closed), with the error naming runner and
+    /// host; pending for as long as it is held.
+    fn lost(&mut self) -> BoxFuture<'_, SlotError>;
+}
+
 /// A slot on a runner's host held for one job ([`Worker::slot`]):
 /// dropping it frees the slot.
-pub struct SlotGuard(Option<Box<dyn Send>>);
+pub struct SlotGuard(Option<Box<dyn HostSlot>>);
 
 impl SlotGuard {
     /// No slot on the host to hold (a runner mab cannot reach, whose job
@@ -125,8 +135,16 @@ impl SlotGuard {
     }
 
     /// Holds `held` (whose drop frees the slot) until the guard is dropped.
-    pub fn holding(held: impl Send + 'static) -> SlotGuard {
+    pub fn holding(held: impl HostSlot + 'static) -> SlotGuard {
         SlotGuard(Some(Box::new(held)))
+    }
+
+    /// [`HostSlot::lost`] of the slot held; never resolves when none is.
+    async fn lost(&mut self) -> SlotError {
+        match &mut self.0 {
+            Some(held) => held.lost().await,
+            None => std::future::pending().await,
+        }
     }
 }
 
@@ -377,7 +395,7 @@ async fn run_once<W: Worker>(
     let Some(host_slot) = before(deadline, host_slot(worker, job, jobs, reporter)).await else {
         return Err(not_started());
     };
-    let _host_slot = host_slot?;
+    let mut host_slot = host_slot?;
     let timeout_at = limits.timeout.map(|timeout| Instant::now() + timeout);
     let (end, reason) = match (timeout_at, deadline) {
         (Some(timeout_at), Some(deadline)) if deadline < timeout_at => {
@@ -386,10 +404,33 @@ async fn run_once<W: Worker>(
         (Some(timeout_at), _) => (Some(timeout_at), Stopped::Timeout),
         (None, deadline) => (deadline, Stopped::Deadline),
     };
-    match before(end, worker.run(job)).await {
+    // A slot lost mid-build no longer keeps other builds off the host:
+    // the job stops at once.
+    let run = async {
+        tokio::select! {
+            biased;
+            result = worker.run(job) => result,
+            error = host_slot.lost() => Err(slot_lost(job, &error, reporter)),
+        }
+    };
+    match before(end, run).await {
         Some(result) => result,
         None => Err(stopped(job, reason, limits)),
     }
+}
+
+/// The failure of `job` whose host slot was lost while it ran (reported
+/// as such, the job itself being stopped): a runner failure, not movable
+/// (its build may have pushed already).
+fn slot_lost(job: &JobSpec, error: &SlotError, reporter: &dyn Reporter) -> JobFailure {
+    let failure = JobFailure::new(job, ErrorKind::Runner, error.to_string(), error.hint());
+    reporter.report(Event::JobFailed {
+        platform: job.platform.clone(),
+        runner: job.runner.clone(),
+        kind: failure.kind,
+        message: failure.message.clone(),
+    });
+    failure
 }
 
 /// Takes `job`'s slot on its runner's host ([`Worker::slot`]); while the
@@ -550,12 +591,33 @@ mod tests {
         host_busy: Vec<(&'static str, Duration)>,
         /// Each host slot dropped, `platform on runner`, in order.
         released: Arc<Mutex<Vec<String>>>,
+        /// Runners whose host slot is lost this long after it is taken.
+        slot_lost: Vec<(&'static str, Duration)>,
     }
 
-    /// A fake host slot: records its release when dropped.
+    /// A fake host slot: records its release when dropped; lost after
+    /// `lost_after` when set.
     struct FakeSlot {
         released: Arc<Mutex<Vec<String>>>,
         name: String,
+        runner: String,
+        lost_after: Option<Duration>,
+    }
+
+    impl HostSlot for FakeSlot {
+        fn lost(&mut self) -> BoxFuture<'_, SlotError> {
+            Box::pin(async {
+                match self.lost_after {
+                    Some(after) => tokio::time::sleep(after).await,
+                    None => std::future::pending().await,
+                }
+                SlotError::Lost {
+                    runner: self.runner.clone(),
+                    host: format!("`{}-host`", self.runner),
+                    reason: "the connection closed while it ran".to_owned(),
+                }
+            })
+        }
     }
 
     impl Drop for FakeSlot {
@@ -585,6 +647,12 @@ mod tests {
             Ok(SlotGuard::holding(FakeSlot {
                 released: self.released.clone(),
                 name: format!("{} on {}", job.platform, job.runner),
+                runner: job.runner.clone(),
+                lost_after: self
+                    .slot_lost
+                    .iter()
+                    .find(|(runner, _)| *runner == job.runner)
+                    .map(|(_, after)| *after),
             }))
         }
 
@@ -647,6 +715,24 @@ mod tests {
 
     fn job(platform: &str, runner: &str) -> JobSpec {
         JobSpec::on(platform.parse().unwrap(), runner)
+    }
+
+    /// [`run_all`] of `jobs` with the `jobs` of `runners`, no limits,
+    /// fallbacks allowed, nothing reported.
+    async fn run_plainly(
+        worker: &FakeWorker,
+        jobs: &[JobSpec],
+        runners: &[(&str, u32)],
+    ) -> Vec<Result<Built, JobFailure>> {
+        run_all(
+            worker,
+            jobs,
+            &slots(runners),
+            Limits::default(),
+            Fallback::Allowed,
+            &Silent,
+        )
+        .await
     }
 
     fn slots(pairs: &[(&str, u32)]) -> HashMap<String, u32> {
@@ -1077,15 +1163,7 @@ mod tests {
             ..FakeWorker::default()
         };
         let jobs = [job("linux/amd64", "a"), job("linux/arm64", "b")];
-        let results = run_all(
-            &worker,
-            &jobs,
-            &slots(&[("a", 1), ("b", 1)]),
-            Limits::default(),
-            Fallback::Allowed,
-            &Silent,
-        )
-        .await;
+        let results = run_plainly(&worker, &jobs, &[("a", 1), ("b", 1)]).await;
         assert!(results[0].is_ok(), "the other platform still finishes");
         let failures = all_or_failures(results).unwrap_err();
         assert_eq!(failures.len(), 1);
@@ -1248,5 +1326,54 @@ mod tests {
                 "linux/s390x on d",   // built after the move
             ]
         );
+    }
+
+    /// A host slot lost mid-build (its holding command ended, its
+    /// connection closed) stops the job at once: a runner failure naming
+    /// runner and host, with a hint, not moved (it may have pushed), its
+    /// slot released; the other runner's job is not touched.
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_lost_mid_build_fails_its_job() {
+        let worker = FakeWorker {
+            durations: vec![("linux/arm64", MINUTE * 30)],
+            slot_lost: vec![("b", MINUTE * 5)],
+            ..FakeWorker::default()
+        };
+        let jobs = [
+            job("linux/amd64", "a"),
+            JobSpec {
+                fallbacks: vec![Candidate {
+                    runner: "a".to_owned(),
+                    emulated: false,
+                }],
+                ..job("linux/arm64", "b")
+            },
+        ];
+        let start = Instant::now();
+        let results = run_plainly(&worker, &jobs, &[("a", 1), ("b", 1)]).await;
+        assert_eq!(start.elapsed().as_secs() / 60, 5, "stopped when lost");
+        assert!(results[0].is_ok());
+        let failure = results[1].as_ref().unwrap_err();
+        assert_eq!(failure.kind, ErrorKind::Runner);
+        assert_eq!(
+            failure.message,
+            "runner `b` lost its build slot on host `b-host`: the connection closed while it ran"
+        );
+        assert!(
+            failure.hint.contains("`mab runners check`"),
+            "{}",
+            failure.hint
+        );
+        assert!(!failure.movable);
+        assert_eq!(failure.stopped, None);
+        assert_eq!(failure.job.runner, "b", "not moved");
+        assert!(!worker
+            .finished
+            .lock()
+            .unwrap()
+            .contains(&"linux/arm64".to_owned()));
+        let mut released = worker.released.lock().unwrap().clone();
+        released.sort();
+        assert_eq!(released, ["linux/amd64 on a", "linux/arm64 on b"]);
     }
 }

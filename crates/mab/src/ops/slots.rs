@@ -20,8 +20,12 @@ use crate::ops::connect::Connected;
 /// The script that takes a slot (POSIX `sh`; `JOBS` is replaced by the
 /// runner's `jobs`). It prints `no-flock` or `no-directory DIR` and exits 1
 /// when the host lacks what it needs; else it tries slots `0` to `JOBS - 1`
-/// with `flock -n`, prints `slot N` for the first it locks and becomes
-/// `cat`, holding the lock (fd 9) until its stdin closes; while every slot
+/// with `flock -n`; for the first it locks, it touches the file (so that a
+/// cleaner of old files in `/tmp` keeps it) and checks that the file it
+/// locked is still the one at that path (`-ef` against `/proc/$$/fd/9`;
+/// another build may have locked a file made anew after this one was
+/// removed), else it drops the lock and goes on; then it prints `slot N`
+/// and becomes `cat`, holding the lock (fd 9) until its stdin closes; while every slot
 /// is taken it prints `waiting` and tries again each second (a print to a
 /// closed channel ends it, so a waiting script outlives its coordinator by
 /// a second at most).
@@ -32,7 +36,7 @@ while :; do
   i=0
   while [ "$i" -lt JOBS ]; do
     exec 9>>"$d/slot-$i"
-    if flock -n 9; then echo "slot $i"; exec cat >/dev/null; fi
+    if flock -n 9 && touch "$d/slot-$i" && [ "$d/slot-$i" -ef /proc/$$/fd/9 ]; then echo "slot $i"; exec cat >/dev/null; fi
     exec 9>&-
     i=$((i + 1))
   done
@@ -64,6 +68,9 @@ fn take_script(jobs: u32) -> String {
     TAKE_SCRIPT.replace("JOBS", &jobs.max(1).to_string())
 }
 
+/// How slot errors name the host of a local runner.
+const LOCAL_HOST: &str = "this machine";
+
 /// `script` as one `sh -c '…'` command line.
 fn shell_command(script: &str) -> String {
     debug_assert!(!script.contains('\''));
@@ -77,8 +84,13 @@ pub enum SlotError {
     NoFlock { runner: String },
     #[error("runner `{runner}` cannot hold a build slot: the directory {directory} cannot be made or written on its host")]
     NoDirectory { runner: String, directory: String },
-    #[error("runner `{runner}` lost its build slot: {reason}")]
-    Lost { runner: String, reason: String },
+    #[error("runner `{runner}` lost its build slot on host {host}: {reason}")]
+    Lost {
+        runner: String,
+        /// The host, as [`mab_ssh::HostRef`] shows it, or `this machine`.
+        host: String,
+        reason: String,
+    },
 }
 
 impl SlotError {
@@ -92,7 +104,7 @@ impl SlotError {
                 "let the user that builds on the host of runner `{runner}` (its SSH user; for a local runner, yours) write to its $XDG_RUNTIME_DIR, or to /tmp when that is unset (see docs/runners.md)"
             ),
             SlotError::Lost { runner, .. } => format!(
-                "check runner `{runner}` with `mab runners check` and run `mab build` again"
+                "the command that holds the slot on the host ended, or the SSH connection to it closed; check runner `{runner}` with `mab runners check` (and the host's sshd log) and run `mab build` again"
             ),
         }
     }
@@ -119,7 +131,34 @@ impl SlotError {
 pub struct HeldSlot {
     /// The slot's number, `0` to `jobs - 1`.
     pub number: u32,
-    _holder: Holder,
+    runner: String,
+    /// The host, as [`SlotError::Lost`] names it.
+    host: String,
+    holder: Holder,
+}
+
+impl HeldSlot {
+    /// Resolves when the slot is lost while held: the command holding it
+    /// ended (killed on the host) or its channel or connection closed. It
+    /// never resolves while the slot is held (the holding `cat` prints
+    /// nothing).
+    pub async fn lost(&mut self) -> SlotError {
+        loop {
+            if let Err(reason) = self.holder.next_line().await {
+                return SlotError::Lost {
+                    runner: self.runner.clone(),
+                    host: self.host.clone(),
+                    reason,
+                };
+            }
+        }
+    }
+}
+
+impl crate::ops::jobs::HostSlot for HeldSlot {
+    fn lost(&mut self) -> futures_util::future::BoxFuture<'_, SlotError> {
+        Box::pin(HeldSlot::lost(self))
+    }
 }
 
 /// The command that holds a slot, and reads its lines.
@@ -137,7 +176,10 @@ impl Holder {
     /// The script's next line; `Err` with the reason when it ended first.
     async fn next_line(&mut self) -> Result<String, String> {
         match self {
-            Holder::Remote(held) => held.next_line().await.map_err(|error| error.to_string()),
+            Holder::Remote(held) => held.next_line().await.map_err(|error| match error {
+                mab_ssh::SshError::Exec { reason, .. } => reason,
+                error => error.to_string(),
+            }),
             Holder::Local { child, lines } => match lines.next_line().await {
                 Ok(Some(line)) => Ok(line),
                 Ok(None) => Err(match child.wait().await {
@@ -184,11 +226,13 @@ fn local_holder(script: &str, environment: &[(&str, &std::ffi::OsStr)]) -> std::
 async fn hold(
     mut holder: Holder,
     runner: &str,
+    host: &str,
     busy: &(dyn Fn() + Sync),
 ) -> Result<HeldSlot, SlotError> {
     loop {
         let line = holder.next_line().await.map_err(|reason| SlotError::Lost {
             runner: runner.to_owned(),
+            host: host.to_owned(),
             reason,
         })?;
         if line == "waiting" {
@@ -199,7 +243,9 @@ async fn hold(
         {
             return Ok(HeldSlot {
                 number,
-                _holder: holder,
+                runner: runner.to_owned(),
+                host: host.to_owned(),
+                holder,
             });
         } else if let Some(error) = SlotError::of_line(runner, &line) {
             return Err(error);
@@ -219,8 +265,10 @@ impl Connected {
         jobs: u32,
         busy: &(dyn Fn() + Sync),
     ) -> Result<HeldSlot, SlotError> {
+        let host = self.host();
         let lost = |reason: String| SlotError::Lost {
             runner: runner.to_owned(),
+            host: host.clone(),
             reason,
         };
         let holder = match &self.session {
@@ -233,7 +281,16 @@ impl Connected {
             None => local_holder(&take_script(jobs), &[("PATH", &local_path())])
                 .map_err(|error| lost(format!("cannot run sh here: {error}")))?,
         };
-        hold(holder, runner, busy).await
+        hold(holder, runner, &host, busy).await
+    }
+
+    /// The runner's host as slot errors name it: its SSH destination, or
+    /// `this machine` for a local runner.
+    fn host(&self) -> String {
+        match &self.session {
+            Some(session) => session.destination().host_ref().to_string(),
+            None => LOCAL_HOST.to_owned(),
+        }
     }
 
     /// The slots of this runner's host that builds hold now (every
@@ -244,14 +301,15 @@ impl Connected {
             .await
             .ok_or_else(|| SlotError::Lost {
                 runner: runner.to_owned(),
+                host: self.host(),
                 reason: "the probe of its slots failed".to_owned(),
             })?;
-        parse_probe(runner, &output)
+        parse_probe(runner, &self.host(), &output)
     }
 }
 
 /// The count of [`PROBE_SCRIPT`]'s output, or the need it found missing.
-fn parse_probe(runner: &str, output: &str) -> Result<u32, SlotError> {
+fn parse_probe(runner: &str, host: &str, output: &str) -> Result<u32, SlotError> {
     let mut in_use = None;
     for line in output.lines().map(str::trim) {
         if let Some(error) = SlotError::of_line(runner, line) {
@@ -263,6 +321,7 @@ fn parse_probe(runner: &str, output: &str) -> Result<u32, SlotError> {
     }
     in_use.ok_or_else(|| SlotError::Lost {
         runner: runner.to_owned(),
+        host: host.to_owned(),
         reason: format!("the probe of its slots printed {output:?}"),
     })
 }
@@ -273,20 +332,20 @@ mod tests {
 
     #[test]
     fn the_probe_counts_or_names_what_is_missing() {
-        assert_eq!(parse_probe("p", "in-use 2\n"), Ok(2));
+        assert_eq!(parse_probe("p", "h", "in-use 2\n"), Ok(2));
         assert_eq!(
-            parse_probe("p", "no-flock\n"),
+            parse_probe("p", "h", "no-flock\n"),
             Err(SlotError::NoFlock { runner: "p".into() })
         );
         assert_eq!(
-            parse_probe("p", "no-directory /tmp/mab-0\nin-use 0\n"),
+            parse_probe("p", "h", "no-directory /tmp/mab-0\nin-use 0\n"),
             Err(SlotError::NoDirectory {
                 runner: "p".into(),
                 directory: "/tmp/mab-0".into()
             })
         );
         assert!(matches!(
-            parse_probe("p", "garbage"),
+            parse_probe("p", "h", "garbage"),
             Err(SlotError::Lost { .. })
         ));
     }
@@ -362,7 +421,7 @@ mod tests {
         ];
         for (environment, expected) in cases {
             let holder = local_holder(&take_script(1), environment).unwrap();
-            let error = hold(holder, "power", &never).await.unwrap_err();
+            let error = hold(holder, "power", LOCAL_HOST, &never).await.unwrap_err();
             assert_eq!(error, expected);
         }
         assert_eq!(
@@ -392,7 +451,7 @@ mod tests {
         let take = |busy: &'static (dyn Fn() + Sync)| {
             let runtime = ("XDG_RUNTIME_DIR", runtime.path().as_os_str());
             let holder = local_holder(&take_script(2), &[runtime]).unwrap();
-            hold(holder, "here", busy)
+            hold(holder, "here", LOCAL_HOST, busy)
         };
         let in_use = || {
             let output = std::process::Command::new("sh")
@@ -400,7 +459,7 @@ mod tests {
                 .env("XDG_RUNTIME_DIR", runtime.path())
                 .output()
                 .unwrap();
-            parse_probe("here", &String::from_utf8_lossy(&output.stdout))
+            parse_probe("here", LOCAL_HOST, &String::from_utf8_lossy(&output.stdout))
         };
         static NEVER: fn() = || panic!("a free slot is not waited for");
         static WAITS: AtomicUsize = AtomicUsize::new(0);
@@ -442,5 +501,53 @@ mod tests {
             .collect();
         files.sort();
         assert_eq!(files, ["slot-0", "slot-1"], "the slot files stay");
+    }
+
+    /// A slot file replaced between the script's open and its lock (a
+    /// cleaner of `/tmp` removed it and another build made it anew) is
+    /// not a slot: the lock on the removed file is dropped and the take
+    /// goes on waiting. Here a `flock` first on `PATH` replaces the file
+    /// just before it locks, every time.
+    #[tokio::test]
+    async fn a_replaced_slot_file_is_not_held() {
+        use std::os::unix::fs::PermissionsExt;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::time::Duration;
+        let runtime = tempfile::tempdir().unwrap();
+        let bin = tempfile::tempdir().unwrap();
+        let file = runtime.path().join(format!("mab-{}/slot-0", nix_uid()));
+        let real = ["/usr/bin/flock", "/bin/flock"]
+            .into_iter()
+            .find(|path| std::path::Path::new(path).exists())
+            .unwrap();
+        let wrapper = bin.path().join("flock");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\nrm -f '{0}'; : > '{0}'; exec {real} \"$@\"\n",
+                file.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut path = bin.path().as_os_str().to_owned();
+        path.push(":");
+        path.push(local_path());
+        static WAITS: AtomicUsize = AtomicUsize::new(0);
+        static COUNT: fn() = || {
+            WAITS.fetch_add(1, Ordering::SeqCst);
+        };
+        let runtime_dir = ("XDG_RUNTIME_DIR", runtime.path().as_os_str());
+        let holder = local_holder(&take_script(1), &[runtime_dir, ("PATH", &path)]).unwrap();
+        let take = hold(holder, "here", LOCAL_HOST, &COUNT);
+        let early = tokio::time::timeout(Duration::from_millis(2500), take).await;
+        assert!(early.is_err(), "a lock on a removed file is no slot");
+        assert!(WAITS.load(Ordering::SeqCst) >= 1, "it waits");
+        // With the real `flock`, the file now there is locked.
+        let holder = local_holder(&take_script(1), &[runtime_dir]).unwrap();
+        let held = hold(holder, "here", LOCAL_HOST, &|| panic!("free"))
+            .await
+            .unwrap();
+        assert_eq!(held.number, 0);
     }
 }
