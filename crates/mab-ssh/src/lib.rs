@@ -38,4 +38,6 @@ pub use destination::{
 };
 pub use error::{ErrorKind, HostRef, Route, SshError};
 pub use retry::{Retries, MAX_DELAY, MIN_DELAY, TRIES};
-pub use session::{ExecOutput, HeldCommand, Session, SshStream, DEFAULT_CONNECT_TIMEOUT};
+pub use session::{
+    ExecOutput, HeldCommand, Session, SshStream, DEFAULT_CONNECT_TIMEOUT, RELEASE_WAIT,
+};

@@ -121,6 +121,12 @@ pub trait HostSlot: Send {
     /// ended, its connection closed), with the error naming runner and
     /// host; pending for as long as it is held.
     fn lost(&mut self) -> BoxFuture<'_, SlotError>;
+
+    /// Frees the slot and waits (a few seconds at most) until the host
+    /// has freed it, so that the next job of this build on the runner does
+    /// not find it still taken. Dropping the slot instead frees it in the
+    /// background (a cancelled build).
+    fn release(self: Box<Self>) -> BoxFuture<'static, ()>;
 }
 
 /// A slot on a runner's host held for one job ([`Worker::slot`]):
@@ -137,6 +143,13 @@ impl SlotGuard {
     /// Holds `held` (whose drop frees the slot) until the guard is dropped.
     pub fn holding(held: impl HostSlot + 'static) -> SlotGuard {
         SlotGuard(Some(Box::new(held)))
+    }
+
+    /// [`HostSlot::release`] of the slot held, if any.
+    async fn release(self) {
+        if let Some(held) = self.0 {
+            held.release().await;
+        }
     }
 
     /// [`HostSlot::lost`] of the slot held; never resolves when none is.
@@ -352,7 +365,8 @@ pub const WAITING_EVERY: Duration = Duration::from_secs(10);
 /// under `limits`, the time limit counted from when it holds the host
 /// slot. `moved` says whether it ran elsewhere before (a deadline that
 /// comes while it waits then cancels it rather than leaving it unstarted).
-/// The host slot is dropped when this returns or is dropped.
+/// The host slot is released (awaited) before this returns, and dropped
+/// when this is dropped.
 async fn run_once<W: Worker>(
     worker: &W,
     job: &JobSpec,
@@ -413,10 +427,14 @@ async fn run_once<W: Worker>(
             error = host_slot.lost() => Err(slot_lost(job, &error, reporter)),
         }
     };
-    match before(end, run).await {
+    let result = match before(end, run).await {
         Some(result) => result,
         None => Err(stopped(job, reason, limits)),
-    }
+    };
+    // Freed before this build's own slot (`_permit`), which the next job
+    // on the runner waits for.
+    host_slot.release().await;
+    result
 }
 
 /// The failure of `job` whose host slot was lost while it ran (reported
@@ -591,17 +609,39 @@ mod tests {
         host_busy: Vec<(&'static str, Duration)>,
         /// Each host slot dropped, `platform on runner`, in order.
         released: Arc<Mutex<Vec<String>>>,
+        /// `start PLATFORM` when a job starts, `free PLATFORM` when its
+        /// host slot is freed, in order.
+        sequence: Arc<Mutex<Vec<String>>>,
         /// Runners whose host slot is lost this long after it is taken.
         slot_lost: Vec<(&'static str, Duration)>,
     }
 
-    /// A fake host slot: records its release when dropped; lost after
-    /// `lost_after` when set.
+    /// A fake host slot, lost after `lost_after` when set. Like a real
+    /// one, the host frees it a second after it is released or dropped:
+    /// `release` waits for that, a drop does not. Records `name` in
+    /// `released`, and `free PLATFORM` in `sequence`, when freed.
     struct FakeSlot {
         released: Arc<Mutex<Vec<String>>>,
+        sequence: Arc<Mutex<Vec<String>>>,
         name: String,
+        platform: String,
         runner: String,
         lost_after: Option<Duration>,
+        freed: bool,
+    }
+
+    impl FakeSlot {
+        /// Frees the slot on the fake host, a second from now.
+        fn free(&mut self) -> impl Future<Output = ()> + Send + 'static {
+            self.freed = true;
+            let (released, sequence) = (self.released.clone(), self.sequence.clone());
+            let (name, platform) = (self.name.clone(), self.platform.clone());
+            async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                released.lock().unwrap().push(name);
+                sequence.lock().unwrap().push(format!("free {platform}"));
+            }
+        }
     }
 
     impl HostSlot for FakeSlot {
@@ -618,11 +658,17 @@ mod tests {
                 }
             })
         }
+
+        fn release(mut self: Box<Self>) -> BoxFuture<'static, ()> {
+            Box::pin(self.free())
+        }
     }
 
     impl Drop for FakeSlot {
         fn drop(&mut self) {
-            self.released.lock().unwrap().push(self.name.clone());
+            if !self.freed {
+                tokio::spawn(self.free());
+            }
         }
     }
 
@@ -646,7 +692,10 @@ mod tests {
             }
             Ok(SlotGuard::holding(FakeSlot {
                 released: self.released.clone(),
+                sequence: self.sequence.clone(),
                 name: format!("{} on {}", job.platform, job.runner),
+                platform: job.platform.to_string(),
+                freed: false,
                 runner: job.runner.clone(),
                 lost_after: self
                     .slot_lost
@@ -657,6 +706,10 @@ mod tests {
         }
 
         async fn run(&self, job: &JobSpec) -> Result<Built, JobFailure> {
+            self.sequence
+                .lock()
+                .unwrap()
+                .push(format!("start {}", job.platform));
             self.starts.lock().unwrap().push(format!(
                 "{} on {} at {}",
                 job.platform,
@@ -1375,5 +1428,38 @@ mod tests {
         let mut released = worker.released.lock().unwrap().clone();
         released.sort();
         assert_eq!(released, ["linux/amd64 on a", "linux/arm64 on b"]);
+    }
+
+    /// A job's host slot is free on the host before this build's next job
+    /// on that runner starts (which would otherwise find it taken and
+    /// report a wait), and a slot held when the build's future is dropped
+    /// (Ctrl-C) is freed all the same.
+    #[tokio::test(start_paused = true)]
+    async fn a_host_slot_is_free_before_the_next_job_on_its_runner_starts() {
+        let worker = FakeWorker::default();
+        let jobs = [job("linux/amd64", "a"), job("linux/arm64", "a")];
+        let results = run_plainly(&worker, &jobs, &[("a", 1)]).await;
+        assert!(results.iter().all(Result::is_ok));
+        assert_eq!(
+            *worker.sequence.lock().unwrap(),
+            [
+                "start linux/amd64",
+                "free linux/amd64",
+                "start linux/arm64",
+                "free linux/arm64"
+            ]
+        );
+
+        let worker = FakeWorker {
+            durations: vec![("linux/amd64", MINUTE * 30)],
+            ..FakeWorker::default()
+        };
+        let build = run_plainly(&worker, &jobs[..1], &[("a", 1)]);
+        assert!(tokio::time::timeout(MINUTE, build).await.is_err());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            *worker.sequence.lock().unwrap(),
+            ["start linux/amd64", "free linux/amd64"]
+        );
     }
 }

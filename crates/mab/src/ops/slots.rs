@@ -12,6 +12,7 @@
 
 use std::process::Stdio;
 
+use futures_util::future::BoxFuture;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout};
 
@@ -155,9 +156,29 @@ impl HeldSlot {
     }
 }
 
+impl HeldSlot {
+    /// Frees the slot and waits until the host has freed it: over SSH,
+    /// until the holding command has exited after its stdin closed
+    /// ([`mab_ssh::HeldCommand::release`]); here, until the killed command
+    /// is reaped. At most [`mab_ssh::RELEASE_WAIT`] either way; a slot
+    /// not freed by then is freed when its channel closes.
+    pub async fn release(self) {
+        match self.holder {
+            Holder::Remote(held) => held.release().await,
+            Holder::Local { mut child, .. } => {
+                let _ = tokio::time::timeout(mab_ssh::RELEASE_WAIT, child.kill()).await;
+            }
+        }
+    }
+}
+
 impl crate::ops::jobs::HostSlot for HeldSlot {
-    fn lost(&mut self) -> futures_util::future::BoxFuture<'_, SlotError> {
+    fn lost(&mut self) -> BoxFuture<'_, SlotError> {
         Box::pin(HeldSlot::lost(self))
+    }
+
+    fn release(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(HeldSlot::release(*self))
     }
 }
 
