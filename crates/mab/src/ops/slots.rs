@@ -20,29 +20,37 @@ use crate::ops::connect::Connected;
 
 /// The script that takes a slot (POSIX `sh`; `JOBS` is replaced by the
 /// runner's `jobs`). It prints `no-flock` or `no-directory DIR` and exits 1
-/// when the host lacks what it needs; else it tries slots `0` to `JOBS - 1`
-/// with `flock -n`; for the first it locks, it touches the file (so that a
-/// cleaner of old files in `/tmp` keeps it) and checks that the file it
-/// locked is still the one at that path (`-ef` against `/proc/$$/fd/9`;
-/// another build may have locked a file made anew after this one was
-/// removed), else it drops the lock and goes on; then it prints `slot N`
-/// and becomes `cat`, holding the lock (fd 9) until its stdin closes; while every slot
-/// is taken it prints `waiting` and tries again each second (a print to a
-/// closed channel ends it, so a waiting script outlives its coordinator by
-/// a second at most).
+/// when the host lacks what it needs. Else `t N FLAGS` tries slot `N` with
+/// `flock FLAGS`: a slot it locks it touches (so that a cleaner of old
+/// files in `/tmp` keeps it) and checks that the file it locked is still
+/// the one at that path (`-ef` against `/proc/$$/fd/9`; another build may
+/// have locked a file made anew after this one was removed), else it drops
+/// the lock; then it prints `slot N` and becomes `cat`, holding the lock
+/// (fd 9) until its stdin closes. A `flock` that fails otherwise than on a
+/// taken lock (status 1; for instance `ENOLCK`) makes it print
+/// `flock-failed STATUS FILE` and exit 1. Each round tries slots `0` to
+/// `JOBS - 1` with `flock -n`, prints `waiting` when all are taken, and
+/// then waits in the kernel for one of them, in turn, for a second (`flock
+/// -w 1`), so that a freed slot goes to a waiting build before a new take
+/// (a print to a closed channel ends the script, so a waiting script
+/// outlives its coordinator by a second at most).
 pub const TAKE_SCRIPT: &str = r#"d="${XDG_RUNTIME_DIR:-/tmp}/mab-$(id -u)"
 command -v flock >/dev/null 2>&1 || { echo no-flock; exit 1; }
 { mkdir -p "$d" && chmod 700 "$d" && [ -w "$d" ]; } 2>/dev/null || { echo "no-directory $d"; exit 1; }
+t() {
+  exec 9>>"$d/slot-$1"
+  flock $2 9; s=$?
+  if [ "$s" -eq 0 ] && touch "$d/slot-$1" && [ "$d/slot-$1" -ef /proc/$$/fd/9 ]; then echo "slot $1"; exec cat >/dev/null; fi
+  [ "$s" -le 1 ] || { echo "flock-failed $s $d/slot-$1"; exit 1; }
+  exec 9>&-
+}
+k=0
 while :; do
   i=0
-  while [ "$i" -lt JOBS ]; do
-    exec 9>>"$d/slot-$i"
-    if flock -n 9 && touch "$d/slot-$i" && [ "$d/slot-$i" -ef /proc/$$/fd/9 ]; then echo "slot $i"; exec cat >/dev/null; fi
-    exec 9>&-
-    i=$((i + 1))
-  done
+  while [ "$i" -lt JOBS ]; do t "$i" -n; i=$((i + 1)); done
   echo waiting
-  sleep 1
+  t "$k" "-w 1"
+  k=$(((k + 1) % JOBS))
 done"#;
 
 /// The short read-only probe `mab runners check` runs (POSIX `sh`): prints
@@ -85,6 +93,12 @@ pub enum SlotError {
     NoFlock { runner: String },
     #[error("runner `{runner}` cannot hold a build slot: the directory {directory} cannot be made or written on its host")]
     NoDirectory { runner: String, directory: String },
+    #[error("runner `{runner}` cannot hold a build slot: `flock` failed on {file} on its host (exit status {status})")]
+    FlockFailed {
+        runner: String,
+        file: String,
+        status: String,
+    },
     #[error("runner `{runner}` lost its build slot on host {host}: {reason}")]
     Lost {
         runner: String,
@@ -104,6 +118,9 @@ impl SlotError {
             SlotError::NoDirectory { runner, .. } => format!(
                 "let the user that builds on the host of runner `{runner}` (its SSH user; for a local runner, yours) write to its $XDG_RUNTIME_DIR, or to /tmp when that is unset (see docs/runners.md)"
             ),
+            SlotError::FlockFailed { runner, .. } => format!(
+                "the file system of the slot directory on the host of runner `{runner}` may not support locks (an NFS mount without a lock daemon gives ENOLCK): set XDG_RUNTIME_DIR for its user to a local directory, or build elsewhere"
+            ),
             SlotError::Lost { runner, .. } => format!(
                 "the command that holds the slot on the host ended, or the SSH connection to it closed; check runner `{runner}` with `mab runners check` (and the host's sshd log) and run `mab build` again"
             ),
@@ -111,11 +128,22 @@ impl SlotError {
     }
 
     /// The error of a protocol line the scripts print for a missing need
-    /// (`no-flock`, `no-directory DIR`); `None` for other lines.
+    /// or a failed lock (`no-flock`, `no-directory DIR`, `flock-failed
+    /// STATUS FILE`); `None` for other lines.
     fn of_line(runner: &str, line: &str) -> Option<SlotError> {
         if line == "no-flock" {
             return Some(SlotError::NoFlock {
                 runner: runner.to_owned(),
+            });
+        }
+        if let Some((status, file)) = line
+            .strip_prefix("flock-failed ")
+            .and_then(|rest| rest.split_once(' '))
+        {
+            return Some(SlotError::FlockFailed {
+                runner: runner.to_owned(),
+                file: file.to_owned(),
+                status: status.to_owned(),
             });
         }
         line.strip_prefix("no-directory ")
@@ -377,6 +405,7 @@ mod tests {
         assert!(command.starts_with("sh -c '") && command.ends_with('\''));
         assert_eq!(command.matches('\'').count(), 2);
         assert!(command.contains("[ \"$i\" -lt 3 ]"));
+        assert!(command.contains("% 3))"));
         assert!(!PROBE_SCRIPT.contains('\''));
         assert!(take_command(0).contains("-lt 1 ]"), "at least one slot");
     }
@@ -461,6 +490,17 @@ mod tests {
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
 
+    /// Takes one of `jobs` slots here, in `runtime` as `XDG_RUNTIME_DIR`.
+    fn take_here(
+        runtime: &std::path::Path,
+        jobs: u32,
+        busy: &'static (dyn Fn() + Sync),
+    ) -> impl std::future::Future<Output = Result<HeldSlot, SlotError>> + 'static {
+        let runtime = ("XDG_RUNTIME_DIR", runtime.as_os_str());
+        let holder = local_holder(&take_script(jobs), &[runtime]).unwrap();
+        hold(holder, "here", LOCAL_HOST, busy)
+    }
+
     /// Runs the real script here with `XDG_RUNTIME_DIR` set to a fresh
     /// directory: two slots of `jobs = 2` are taken, a third take waits
     /// (saying so) until one is dropped, and the probe counts the holders.
@@ -469,11 +509,7 @@ mod tests {
         use std::sync::atomic::{AtomicUsize, Ordering};
         use std::time::Duration;
         let runtime = tempfile::tempdir().unwrap();
-        let take = |busy: &'static (dyn Fn() + Sync)| {
-            let runtime = ("XDG_RUNTIME_DIR", runtime.path().as_os_str());
-            let holder = local_holder(&take_script(2), &[runtime]).unwrap();
-            hold(holder, "here", LOCAL_HOST, busy)
-        };
+        let take = |busy| take_here(runtime.path(), 2, busy);
         let in_use = || {
             let output = std::process::Command::new("sh")
                 .args(["-c", PROBE_SCRIPT])
@@ -524,6 +560,25 @@ mod tests {
         assert_eq!(files, ["slot-0", "slot-1"], "the slot files stay");
     }
 
+    /// A `PATH` whose first directory (the returned one, kept while it
+    /// lives) has a `flock` that runs `body` (POSIX `sh`; `$REAL` is the
+    /// real `flock`), then the directories of [`local_path`].
+    fn fake_flock(body: &str) -> (tempfile::TempDir, std::ffi::OsString) {
+        use std::os::unix::fs::PermissionsExt;
+        let bin = tempfile::tempdir().unwrap();
+        let real = ["/usr/bin/flock", "/bin/flock"]
+            .into_iter()
+            .find(|path| std::path::Path::new(path).exists())
+            .unwrap();
+        let wrapper = bin.path().join("flock");
+        std::fs::write(&wrapper, format!("#!/bin/sh\nREAL={real}\n{body}\n")).unwrap();
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut path = bin.path().as_os_str().to_owned();
+        path.push(":");
+        path.push(local_path());
+        (bin, path)
+    }
+
     /// A slot file replaced between the script's open and its lock (a
     /// cleaner of `/tmp` removed it and another build made it anew) is
     /// not a slot: the lock on the removed file is dropped and the take
@@ -531,29 +586,14 @@ mod tests {
     /// just before it locks, every time.
     #[tokio::test]
     async fn a_replaced_slot_file_is_not_held() {
-        use std::os::unix::fs::PermissionsExt;
         use std::sync::atomic::{AtomicUsize, Ordering};
         use std::time::Duration;
         let runtime = tempfile::tempdir().unwrap();
-        let bin = tempfile::tempdir().unwrap();
         let file = runtime.path().join(format!("mab-{}/slot-0", nix_uid()));
-        let real = ["/usr/bin/flock", "/bin/flock"]
-            .into_iter()
-            .find(|path| std::path::Path::new(path).exists())
-            .unwrap();
-        let wrapper = bin.path().join("flock");
-        std::fs::write(
-            &wrapper,
-            format!(
-                "#!/bin/sh\nrm -f '{0}'; : > '{0}'; exec {real} \"$@\"\n",
-                file.display()
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let mut path = bin.path().as_os_str().to_owned();
-        path.push(":");
-        path.push(local_path());
+        let (_bin, path) = fake_flock(&format!(
+            "rm -f '{0}'; : > '{0}'; exec $REAL \"$@\"",
+            file.display()
+        ));
         static WAITS: AtomicUsize = AtomicUsize::new(0);
         static COUNT: fn() = || {
             WAITS.fetch_add(1, Ordering::SeqCst);
@@ -570,5 +610,57 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(held.number, 0);
+    }
+
+    /// A `flock` that fails otherwise than on a taken lock (here exit
+    /// status 71, as util-linux's `flock` exits on ENOLCK) is an error
+    /// naming the file and status, not a wait.
+    #[tokio::test]
+    async fn a_failing_flock_is_an_error_not_a_wait() {
+        let runtime = tempfile::tempdir().unwrap();
+        let (_bin, path) = fake_flock("exit 71");
+        let runtime_dir = ("XDG_RUNTIME_DIR", runtime.path().as_os_str());
+        let holder = local_holder(&take_script(2), &[runtime_dir, ("PATH", &path)]).unwrap();
+        let error = hold(holder, "power", LOCAL_HOST, &|| panic!("no wait"))
+            .await
+            .unwrap_err();
+        let file = format!("{}/mab-{}/slot-0", runtime.path().display(), nix_uid());
+        assert_eq!(
+            error,
+            SlotError::FlockFailed {
+                runner: "power".into(),
+                file: file.clone(),
+                status: "71".into()
+            }
+        );
+        assert_eq!(
+            error.to_string(),
+            format!("runner `power` cannot hold a build slot: `flock` failed on {file} on its host (exit status 71)")
+        );
+        assert!(error.hint().contains("ENOLCK"));
+    }
+
+    /// A build that waits gets a freed slot before a take that starts just
+    /// after the slot is freed (a coordinator freeing and taking again at
+    /// once): the waiter waits in the kernel.
+    #[tokio::test]
+    async fn a_freed_slot_goes_to_the_build_that_waits() {
+        use std::time::Duration;
+        let runtime = tempfile::tempdir().unwrap();
+        let take = |busy| take_here(runtime.path(), 1, busy);
+        static QUIET: fn() = || {};
+        let first = take(&QUIET).await.unwrap();
+        let waiter = take(&QUIET);
+        tokio::pin!(waiter);
+        let early = tokio::time::timeout(Duration::from_millis(1500), &mut waiter).await;
+        assert!(early.is_err(), "the slot is taken");
+        first.release().await;
+        let again = take(&QUIET);
+        tokio::pin!(again);
+        tokio::select! {
+            held = &mut waiter => assert_eq!(held.unwrap().number, 0),
+            _ = &mut again => panic!("the new take got the slot before the build that waits"),
+            () = tokio::time::sleep(Duration::from_secs(3)) => panic!("the freed slot was not taken"),
+        }
     }
 }
