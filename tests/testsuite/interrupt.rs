@@ -8,7 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    free_slot_files, holders_under, processes_with, require_lab, skopeo_exists, Home, Lab, Project,
+    free_slot_files, holders_under, processes_with, require_lab, skopeo_exists, slot_file, Home,
+    Lab, Project,
 };
 
 /// A project whose one `RUN` step sleeps `seconds` (a number no other test
@@ -118,7 +119,9 @@ fn stopped_by(signal: &str, expected: i32, seconds: &str) {
     assert_eq!(holders_under(&slots), Vec::<String>::new());
     let marker = format!("XDG_RUNTIME_DIR={}", runtime.path().display());
     assert_eq!(processes_with(&marker), Vec::<String>::new());
-    assert_eq!(free_slot_files(&slots), ["slot-0"]);
+    let engine =
+        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_owned());
+    assert_eq!(free_slot_files(&slots), [slot_file(&engine, 0)]);
 }
 
 /// This process's user id, as `id -u` prints it.

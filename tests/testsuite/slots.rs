@@ -134,12 +134,12 @@ impl Coordinator {
 }
 
 /// The slot directory of `spare` holds only free, empty slot files
-/// (`slot-0`, the only one `jobs = 1` uses), no process holds one, and no
+/// (slot `0` of its engine, the only one `jobs = 1` uses), no process holds one, and no
 /// process of an SSH session there runs (a slot script left behind).
 fn assert_slots_free(spare: &SpareHost) {
     let directory = spare.slot_directory();
     assert_eq!(holders_under(&directory), Vec::<String>::new());
-    assert_eq!(free_slot_files(&directory), ["slot-0"]);
+    assert_eq!(free_slot_files(&directory), [spare.slot_file(0)]);
     assert_eq!(spare.session_processes(), Vec::<String>::new());
 }
 
@@ -167,7 +167,7 @@ fn two_coordinators_never_share_a_one_job_runner() {
     assert_eq!(first_run.code, 0, "{first_run:?}");
     assert_eq!(second_run.code, 0, "{second_run:?}");
 
-    let waits = "linux/amd64 waits for a slot on runner `spare` (jobs = 1, held by another build)";
+    let waits = "linux/amd64 waits for a slot on runner `spare` (jobs = 1, its one slot is taken)";
     assert!(second_run.stderr.contains(waits), "{second_run:?}");
     assert!(
         !first_run.stderr.contains("waits for a slot"),

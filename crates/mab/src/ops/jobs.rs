@@ -232,16 +232,7 @@ pub async fn run_all<W: Worker>(
     fallback: Fallback,
     reporter: &dyn Reporter,
 ) -> Vec<Result<Built, JobFailure>> {
-    let semaphores: HashMap<&str, (Arc<Semaphore>, u32)> = slots
-        .iter()
-        .map(|(runner, count)| {
-            (
-                runner.as_str(),
-                (Arc::new(Semaphore::new((*count).max(1) as usize)), *count),
-            )
-        })
-        .collect();
-    let semaphores = &semaphores;
+    let own = &OwnSlots::new(slots);
     // Runners that failed a job in a way that moves it: no other job moves
     // to them.
     let failed_runners: Mutex<HashSet<String>> = Mutex::new(HashSet::new());
@@ -260,15 +251,8 @@ pub async fn run_all<W: Worker>(
             .filter(|candidate| candidate.runner != job.runner);
         let mut earlier: Vec<(String, String)> = Vec::new();
         loop {
-            let result = run_once(
-                worker,
-                &attempt,
-                semaphores,
-                limits,
-                !earlier.is_empty(),
-                reporter,
-            )
-            .await;
+            let result =
+                run_once(worker, &attempt, own, limits, !earlier.is_empty(), reporter).await;
             let failure = match result {
                 Ok(built) => return Ok(built),
                 Err(failure) => failure,
@@ -360,6 +344,67 @@ pub fn moved(platform: &mab_config::Platform, from: &str, to: &Candidate, reason
 /// again.
 pub const WAITING_EVERY: Duration = Duration::from_secs(10);
 
+/// This build's own slots: per runner, its `jobs` (a semaphore of as many
+/// permits) and the platforms whose jobs hold a slot on its host now.
+struct OwnSlots<'a> {
+    runners: HashMap<&'a str, (Arc<Semaphore>, u32)>,
+    holding: Mutex<HashMap<String, Vec<mab_config::Platform>>>,
+}
+
+impl<'a> OwnSlots<'a> {
+    /// The slots of `slots` (runner name to `jobs`, at least 1 each).
+    fn new(slots: &'a HashMap<String, u32>) -> OwnSlots<'a> {
+        OwnSlots {
+            runners: slots
+                .iter()
+                .map(|(runner, count)| {
+                    let permits = Arc::new(Semaphore::new((*count).max(1) as usize));
+                    (runner.as_str(), (permits, *count))
+                })
+                .collect(),
+            holding: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn holding(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<mab_config::Platform>>> {
+        self.holding
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// This build's platforms that hold a slot on `runner`'s host now.
+    fn holding_on(&self, runner: &str) -> Vec<mab_config::Platform> {
+        self.holding().get(runner).cloned().unwrap_or_default()
+    }
+
+    /// Notes that `job` holds a slot on its runner's host until the
+    /// returned guard is dropped.
+    fn hold<'b>(&'b self, job: &'b JobSpec) -> Holding<'b> {
+        self.holding()
+            .entry(job.runner.clone())
+            .or_default()
+            .push(job.platform.clone());
+        Holding { own: self, job }
+    }
+}
+
+/// A job noted as holding a slot on its runner's host ([`OwnSlots::hold`]).
+struct Holding<'b> {
+    own: &'b OwnSlots<'b>,
+    job: &'b JobSpec,
+}
+
+impl Drop for Holding<'_> {
+    fn drop(&mut self) {
+        let mut holding = self.own.holding();
+        if let Some(platforms) = holding.get_mut(&self.job.runner) {
+            if let Some(index) = platforms.iter().position(|p| *p == self.job.platform) {
+                platforms.remove(index);
+            }
+        }
+    }
+}
+
 /// One try of `job` on its runner: waits for a slot of this build there,
 /// then for one on the runner's host (reporting the wait), then runs it
 /// under `limits`, the time limit counted from when it holds the host
@@ -370,12 +415,12 @@ pub const WAITING_EVERY: Duration = Duration::from_secs(10);
 async fn run_once<W: Worker>(
     worker: &W,
     job: &JobSpec,
-    semaphores: &HashMap<&str, (Arc<Semaphore>, u32)>,
+    own: &OwnSlots<'_>,
     limits: Limits,
     moved: bool,
     reporter: &dyn Reporter,
 ) -> Result<Built, JobFailure> {
-    let (semaphore, jobs) = match semaphores.get(job.runner.as_str()) {
+    let (semaphore, jobs) = match own.runners.get(job.runner.as_str()) {
         Some((semaphore, jobs)) => (Some(semaphore.clone()), *jobs),
         None => (None, 1),
     };
@@ -406,10 +451,13 @@ async fn run_once<W: Worker>(
     let Some(_permit) = permit else {
         return Err(not_started());
     };
-    let Some(host_slot) = before(deadline, host_slot(worker, job, jobs, reporter)).await else {
+    let holding = || own.holding_on(&job.runner);
+    let Some(host_slot) = before(deadline, host_slot(worker, job, jobs, &holding, reporter)).await
+    else {
         return Err(not_started());
     };
     let mut host_slot = host_slot?;
+    let _holding = own.hold(job);
     let timeout_at = limits.timeout.map(|timeout| Instant::now() + timeout);
     let (end, reason) = match (timeout_at, deadline) {
         (Some(timeout_at), Some(deadline)) if deadline < timeout_at => {
@@ -453,11 +501,13 @@ fn slot_lost(job: &JobSpec, error: &SlotError, reporter: &dyn Reporter) -> JobFa
 
 /// Takes `job`'s slot on its runner's host ([`Worker::slot`]); while the
 /// host says every one of its `jobs` is taken, reports [`Event::Waiting`]
-/// at once and then every [`WAITING_EVERY`].
+/// at once and then every [`WAITING_EVERY`], with `holding()`, this
+/// build's platforms that hold a slot there.
 async fn host_slot<W: Worker>(
     worker: &W,
     job: &JobSpec,
     jobs: u32,
+    holding: &dyn Fn() -> Vec<mab_config::Platform>,
     reporter: &dyn Reporter,
 ) -> Result<SlotGuard, JobFailure> {
     let busy = tokio::sync::Notify::new();
@@ -471,6 +521,7 @@ async fn host_slot<W: Worker>(
         runner: job.runner.clone(),
         jobs,
         seconds,
+        holding: holding(),
     };
     loop {
         tokio::select! {
@@ -604,8 +655,9 @@ mod tests {
         peak: Mutex<HashMap<String, usize>>,
         total_peak: AtomicUsize,
         total_running: AtomicUsize,
-        /// Runners whose host has no slot free for this long after a job
-        /// asks for one (held by another build): the job waits.
+        /// Runners (or platforms) whose host has no slot free for this
+        /// long after a job (of that platform) asks for one (held by
+        /// another build): the job waits.
         host_busy: Vec<(&'static str, Duration)>,
         /// Each host slot dropped, `platform on runner`, in order.
         released: Arc<Mutex<Vec<String>>>,
@@ -681,7 +733,7 @@ mod tests {
             if let Some((_, wait)) = self
                 .host_busy
                 .iter()
-                .find(|(runner, _)| *runner == job.runner)
+                .find(|(name, _)| *name == job.runner || *name == job.platform.to_string())
             {
                 // The host says so about once a second, as the script does.
                 let free_at = Instant::now() + *wait;
@@ -1272,11 +1324,13 @@ mod tests {
                     runner,
                     jobs,
                     seconds,
+                    holding,
                 } => {
                     assert_eq!(
                         (platform.to_string().as_str(), runner.as_str(), *jobs),
                         ("linux/amd64", "a", 1)
                     );
+                    assert!(holding.is_empty());
                     Some(*seconds)
                 }
                 _ => None,
@@ -1460,6 +1514,50 @@ mod tests {
         assert_eq!(
             *worker.sequence.lock().unwrap(),
             ["start linux/amd64", "free linux/amd64"]
+        );
+    }
+
+    /// A job that waits on its host while this build's other job on the
+    /// runner holds a slot there names that job in its waiting events; a
+    /// wait with none of this build's jobs there names none.
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_names_this_builds_jobs_that_hold_a_slot_there() {
+        let worker = FakeWorker {
+            durations: vec![("linux/amd64", MINUTE * 10)],
+            host_busy: vec![("linux/arm64", MINUTE)],
+            ..FakeWorker::default()
+        };
+        let heard = Heard::default();
+        let jobs = [job("linux/amd64", "a"), job("linux/arm64", "a")];
+        let results = run_all(
+            &worker,
+            &jobs,
+            &slots(&[("a", 2)]),
+            Limits::default(),
+            Fallback::Allowed,
+            &heard,
+        )
+        .await;
+        assert!(results.iter().all(Result::is_ok));
+        let holding: Vec<Vec<String>> = heard
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|event| match event {
+                Event::Waiting { holding, jobs, .. } => {
+                    assert_eq!(*jobs, 2);
+                    Some(holding.iter().map(ToString::to_string).collect())
+                }
+                _ => None,
+            })
+            .collect();
+        assert!(!holding.is_empty());
+        assert!(
+            holding
+                .iter()
+                .all(|platforms| platforms == &["linux/amd64"]),
+            "{holding:?}"
         );
     }
 }

@@ -7,7 +7,8 @@
 //! for a local runner, so that the host's kernel frees it when that command
 //! ends: when mab closes the channel, or when the connection dies (a
 //! SIGKILLed coordinator, a cut network). The slot files are
-//! `slot-0`, `slot-1`, … in `${XDG_RUNTIME_DIR:-/tmp}/mab-$(id -u)` on the
+//! `slot-KEY-0`, `slot-KEY-1`, … (KEY the engine's, [`engine_key`]) in
+//! `${XDG_RUNTIME_DIR:-/tmp}/mab-$(id -u)` on the
 //! host: the SSH user's runtime directory, else `/tmp`, one per user id.
 
 use std::process::Stdio;
@@ -34,14 +35,16 @@ use crate::ops::connect::Connected;
 /// -w 1`), so that a freed slot goes to a waiting build before a new take
 /// (a print to a closed channel ends the script, so a waiting script
 /// outlives its coordinator by a second at most).
+/// `KEY` is replaced by the runner's [`engine_key`]: the slot files are
+/// `slot-KEY-0` to `slot-KEY-(JOBS - 1)`.
 pub const TAKE_SCRIPT: &str = r#"d="${XDG_RUNTIME_DIR:-/tmp}/mab-$(id -u)"
 command -v flock >/dev/null 2>&1 || { echo no-flock; exit 1; }
 { mkdir -p "$d" && chmod 700 "$d" && [ -w "$d" ]; } 2>/dev/null || { echo "no-directory $d"; exit 1; }
 t() {
-  exec 9>>"$d/slot-$1"
+  exec 9>>"$d/slot-KEY-$1"
   flock $2 9; s=$?
-  if [ "$s" -eq 0 ] && touch "$d/slot-$1" && [ "$d/slot-$1" -ef /proc/$$/fd/9 ]; then echo "slot $1"; exec cat >/dev/null; fi
-  [ "$s" -le 1 ] || { echo "flock-failed $s $d/slot-$1"; exit 1; }
+  if [ "$s" -eq 0 ] && touch "$d/slot-KEY-$1" && [ "$d/slot-KEY-$1" -ef /proc/$$/fd/9 ]; then echo "slot $1"; exec cat >/dev/null; fi
+  [ "$s" -le 1 ] || { echo "flock-failed $s $d/slot-KEY-$1"; exit 1; }
   exec 9>&-
 }
 k=0
@@ -57,28 +60,56 @@ done"#;
 /// `no-flock` without `flock`, `no-directory DIR` when the slot directory
 /// cannot be made or written (it is missing and its parent is not a
 /// writable directory), and `in-use N`, the slot files of the directory
-/// (every `slot-*`, whatever its number) that a build holds now, each
+/// of the engine `KEY` (every `slot-KEY-*`, whatever its number; `KEY` is
+/// replaced by the runner's [`engine_key`]) that a build holds now, each
 /// tried with `flock -n FILE true`.
 pub const PROBE_SCRIPT: &str = r#"p="${XDG_RUNTIME_DIR:-/tmp}"; d="$p/mab-$(id -u)"
 command -v flock >/dev/null 2>&1 || { echo no-flock; exit 0; }
 if [ -d "$d" ]; then [ -w "$d" ] || echo "no-directory $d"; elif [ -e "$p" ]; then { [ -d "$p" ] && [ -w "$p" ]; } || echo "no-directory $d"; fi
 n=0
-for f in "$d"/slot-*; do [ -f "$f" ] || continue; flock -n "$f" true || n=$((n + 1)); done
+for f in "$d"/slot-KEY-*; do [ -f "$f" ] || continue; flock -n "$f" true || n=$((n + 1)); done
 echo "in-use $n""#;
 
-/// [`TAKE_SCRIPT`] for a runner of `jobs` slots, as one `sh -c '…'`
-/// command line (the script holds no single quote), so that the SSH user's
-/// login shell need not be POSIX.
-pub fn take_command(jobs: u32) -> String {
-    shell_command(&take_script(jobs))
+/// The part of a slot file's name that stands for the engine the slots
+/// are for: `engine`'s address without its scheme, every character but
+/// ASCII letters, digits, `.` and `-` made `_` (`unix:///var/run/docker.sock`
+/// gives `_var_run_docker.sock`). So runners of one host and SSH user share
+/// slots when they name the same engine, and do not when they name two
+/// (a rootful and a rootless engine).
+pub fn engine_key(engine: &str) -> String {
+    let endpoint = engine.split_once("://").map_or(engine, |(_, rest)| rest);
+    endpoint
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
-fn take_script(jobs: u32) -> String {
-    TAKE_SCRIPT.replace("JOBS", &jobs.max(1).to_string())
+/// [`TAKE_SCRIPT`] for a runner of `jobs` slots of the engine `key`
+/// ([`engine_key`]), as one `sh -c '…'` command line (the script holds no
+/// single quote), so that the SSH user's login shell need not be POSIX.
+pub fn take_command(jobs: u32, key: &str) -> String {
+    shell_command(&take_script(jobs, key))
+}
+
+fn take_script(jobs: u32, key: &str) -> String {
+    TAKE_SCRIPT
+        .replace("JOBS", &jobs.max(1).to_string())
+        .replace("KEY", key)
+}
+
+/// [`PROBE_SCRIPT`] for the slots of the engine `key`.
+fn probe_script(key: &str) -> String {
+    PROBE_SCRIPT.replace("KEY", key)
 }
 
 /// How slot errors name the host of a local runner.
-const LOCAL_HOST: &str = "this machine";
+const LOCAL_HOST: &str = "`local` (this machine)";
 
 /// `script` as one `sh -c '…'` command line.
 fn shell_command(script: &str) -> String {
@@ -102,7 +133,7 @@ pub enum SlotError {
     #[error("runner `{runner}` lost its build slot on host {host}: {reason}")]
     Lost {
         runner: String,
-        /// The host, as [`mab_ssh::HostRef`] shows it, or `this machine`.
+        /// The host, as [`mab_ssh::HostRef`] shows it, or `` `local` (this machine) ``.
         host: String,
         reason: String,
     },
@@ -217,6 +248,9 @@ enum Holder {
     Local {
         /// Killed when dropped (`kill_on_drop`).
         child: Child,
+        /// Its stdin, kept open here (not in `child`, whose `wait` would
+        /// close it and so end the holding `cat`).
+        _stdin: Option<tokio::process::ChildStdin>,
         lines: Lines<BufReader<ChildStdout>>,
     },
 }
@@ -229,7 +263,9 @@ impl Holder {
                 mab_ssh::SshError::Exec { reason, .. } => reason,
                 error => error.to_string(),
             }),
-            Holder::Local { child, lines } => match lines.next_line().await {
+            // The holding `cat` writes to /dev/null: the end of stdout is
+            // no end of the command, which is waited for.
+            Holder::Local { child, lines, .. } => match lines.next_line().await {
                 Ok(Some(line)) => Ok(line),
                 Ok(None) => Err(match child.wait().await {
                     Ok(status) => format!("the slot command ended ({status})"),
@@ -265,6 +301,7 @@ fn local_holder(script: &str, environment: &[(&str, &std::ffi::OsStr)]) -> std::
     let mut child = command.spawn()?;
     let stdout = child.stdout.take().expect("stdout is piped");
     Ok(Holder::Local {
+        _stdin: child.stdin.take(),
         child,
         lines: BufReader::new(stdout).lines(),
     })
@@ -315,6 +352,7 @@ impl Connected {
         busy: &(dyn Fn() + Sync),
     ) -> Result<HeldSlot, SlotError> {
         let host = self.host();
+        let key = engine_key(&self.engine_address);
         let lost = |reason: String| SlotError::Lost {
             runner: runner.to_owned(),
             host: host.clone(),
@@ -323,18 +361,18 @@ impl Connected {
         let holder = match &self.session {
             Some(session) => Holder::Remote(
                 session
-                    .exec_held(&take_command(jobs))
+                    .exec_held(&take_command(jobs, &key))
                     .await
                     .map_err(|error| lost(error.to_string()))?,
             ),
-            None => local_holder(&take_script(jobs), &[("PATH", &local_path())])
+            None => local_holder(&take_script(jobs, &key), &[("PATH", &local_path())])
                 .map_err(|error| lost(format!("cannot run sh here: {error}")))?,
         };
         hold(holder, runner, &host, busy).await
     }
 
     /// The runner's host as slot errors name it: its SSH destination, or
-    /// `this machine` for a local runner.
+    /// `` `local` (this machine) `` for a local runner.
     fn host(&self) -> String {
         match &self.session {
             Some(session) => session.destination().host_ref().to_string(),
@@ -343,10 +381,12 @@ impl Connected {
     }
 
     /// The slots of this runner's host that builds hold now (every
-    /// `slot-*` file of the directory that is locked), by [`PROBE_SCRIPT`].
+    /// `slot-KEY-*` file of its engine that is locked), by [`PROBE_SCRIPT`].
     pub async fn slots_in_use(&self, runner: &str) -> Result<u32, SlotError> {
         let output = self
-            .probe(&shell_command(PROBE_SCRIPT))
+            .probe(&shell_command(&probe_script(&engine_key(
+                &self.engine_address,
+            ))))
             .await
             .ok_or_else(|| SlotError::Lost {
                 runner: runner.to_owned(),
@@ -401,13 +441,16 @@ mod tests {
 
     #[test]
     fn the_scripts_are_one_quoted_posix_command() {
-        let command = take_command(3);
+        let command = take_command(3, "e");
         assert!(command.starts_with("sh -c '") && command.ends_with('\''));
         assert_eq!(command.matches('\'').count(), 2);
         assert!(command.contains("[ \"$i\" -lt 3 ]"));
         assert!(command.contains("% 3))"));
         assert!(!PROBE_SCRIPT.contains('\''));
-        assert!(take_command(0).contains("-lt 1 ]"), "at least one slot");
+        assert!(
+            take_command(0, "e").contains("-lt 1 ]"),
+            "at least one slot"
+        );
     }
 
     /// docs/runners.md quotes every command mab runs on a runner host
@@ -470,7 +513,7 @@ mod tests {
             ),
         ];
         for (environment, expected) in cases {
-            let holder = local_holder(&take_script(1), environment).unwrap();
+            let holder = local_holder(&take_script(1, "e"), environment).unwrap();
             let error = hold(holder, "power", LOCAL_HOST, &never).await.unwrap_err();
             assert_eq!(error, expected);
         }
@@ -490,14 +533,16 @@ mod tests {
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
 
-    /// Takes one of `jobs` slots here, in `runtime` as `XDG_RUNTIME_DIR`.
+    /// Takes one of `jobs` slots of engine `key` here, in `runtime` as
+    /// `XDG_RUNTIME_DIR`.
     fn take_here(
         runtime: &std::path::Path,
         jobs: u32,
+        key: &str,
         busy: &'static (dyn Fn() + Sync),
     ) -> impl std::future::Future<Output = Result<HeldSlot, SlotError>> + 'static {
         let runtime = ("XDG_RUNTIME_DIR", runtime.as_os_str());
-        let holder = local_holder(&take_script(jobs), &[runtime]).unwrap();
+        let holder = local_holder(&take_script(jobs, key), &[runtime]).unwrap();
         hold(holder, "here", LOCAL_HOST, busy)
     }
 
@@ -509,10 +554,10 @@ mod tests {
         use std::sync::atomic::{AtomicUsize, Ordering};
         use std::time::Duration;
         let runtime = tempfile::tempdir().unwrap();
-        let take = |busy| take_here(runtime.path(), 2, busy);
+        let take = |busy| take_here(runtime.path(), 2, "e", busy);
         let in_use = || {
             let output = std::process::Command::new("sh")
-                .args(["-c", PROBE_SCRIPT])
+                .args(["-c", &probe_script("e")])
                 .env("XDG_RUNTIME_DIR", runtime.path())
                 .output()
                 .unwrap();
@@ -557,7 +602,7 @@ mod tests {
             .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         files.sort();
-        assert_eq!(files, ["slot-0", "slot-1"], "the slot files stay");
+        assert_eq!(files, ["slot-e-0", "slot-e-1"], "the slot files stay");
     }
 
     /// A `PATH` whose first directory (the returned one, kept while it
@@ -589,7 +634,7 @@ mod tests {
         use std::sync::atomic::{AtomicUsize, Ordering};
         use std::time::Duration;
         let runtime = tempfile::tempdir().unwrap();
-        let file = runtime.path().join(format!("mab-{}/slot-0", nix_uid()));
+        let file = runtime.path().join(format!("mab-{}/slot-e-0", nix_uid()));
         let (_bin, path) = fake_flock(&format!(
             "rm -f '{0}'; : > '{0}'; exec $REAL \"$@\"",
             file.display()
@@ -599,13 +644,13 @@ mod tests {
             WAITS.fetch_add(1, Ordering::SeqCst);
         };
         let runtime_dir = ("XDG_RUNTIME_DIR", runtime.path().as_os_str());
-        let holder = local_holder(&take_script(1), &[runtime_dir, ("PATH", &path)]).unwrap();
+        let holder = local_holder(&take_script(1, "e"), &[runtime_dir, ("PATH", &path)]).unwrap();
         let take = hold(holder, "here", LOCAL_HOST, &COUNT);
         let early = tokio::time::timeout(Duration::from_millis(2500), take).await;
         assert!(early.is_err(), "a lock on a removed file is no slot");
         assert!(WAITS.load(Ordering::SeqCst) >= 1, "it waits");
         // With the real `flock`, the file now there is locked.
-        let holder = local_holder(&take_script(1), &[runtime_dir]).unwrap();
+        let holder = local_holder(&take_script(1, "e"), &[runtime_dir]).unwrap();
         let held = hold(holder, "here", LOCAL_HOST, &|| panic!("free"))
             .await
             .unwrap();
@@ -620,11 +665,11 @@ mod tests {
         let runtime = tempfile::tempdir().unwrap();
         let (_bin, path) = fake_flock("exit 71");
         let runtime_dir = ("XDG_RUNTIME_DIR", runtime.path().as_os_str());
-        let holder = local_holder(&take_script(2), &[runtime_dir, ("PATH", &path)]).unwrap();
+        let holder = local_holder(&take_script(2, "e"), &[runtime_dir, ("PATH", &path)]).unwrap();
         let error = hold(holder, "power", LOCAL_HOST, &|| panic!("no wait"))
             .await
             .unwrap_err();
-        let file = format!("{}/mab-{}/slot-0", runtime.path().display(), nix_uid());
+        let file = format!("{}/mab-{}/slot-e-0", runtime.path().display(), nix_uid());
         assert_eq!(
             error,
             SlotError::FlockFailed {
@@ -647,7 +692,7 @@ mod tests {
     async fn a_freed_slot_goes_to_the_build_that_waits() {
         use std::time::Duration;
         let runtime = tempfile::tempdir().unwrap();
-        let take = |busy| take_here(runtime.path(), 1, busy);
+        let take = |busy| take_here(runtime.path(), 1, "e", busy);
         static QUIET: fn() = || {};
         let first = take(&QUIET).await.unwrap();
         let waiter = take(&QUIET);
@@ -662,5 +707,73 @@ mod tests {
             _ = &mut again => panic!("the new take got the slot before the build that waits"),
             () = tokio::time::sleep(Duration::from_secs(3)) => panic!("the freed slot was not taken"),
         }
+    }
+
+    /// The slot files are per engine: the key keeps letters, digits, `.`
+    /// and `-` of the address without its scheme.
+    #[test]
+    fn engine_keys_name_the_engine() {
+        assert_eq!(
+            engine_key("unix:///var/run/docker.sock"),
+            "_var_run_docker.sock"
+        );
+        assert_eq!(
+            engine_key("unix:///run/user/1000/docker.sock"),
+            "_run_user_1000_docker.sock"
+        );
+        assert_eq!(engine_key("tcp://10.0.0.5:2376"), "10.0.0.5_2376");
+        assert!(take_command(2, "_var_run_docker.sock").contains("slot-_var_run_docker.sock-$1"));
+    }
+
+    /// Two runners of one host and user share slots when they name the
+    /// same engine and do not when they name two: with `jobs = 1` each,
+    /// a take for the other engine gets its slot at once, a second take
+    /// for the same engine waits.
+    #[tokio::test]
+    async fn slots_are_shared_per_engine() {
+        use std::time::Duration;
+        let runtime = tempfile::tempdir().unwrap();
+        static NEVER: fn() = || panic!("a free slot is not waited for");
+        static QUIET: fn() = || {};
+        let rootful = take_here(runtime.path(), 1, "_var_run_docker.sock", &NEVER)
+            .await
+            .unwrap();
+        let rootless = take_here(runtime.path(), 1, "_run_user_1000_docker.sock", &NEVER)
+            .await
+            .unwrap();
+        assert_eq!((rootful.number, rootless.number), (0, 0));
+        let same = take_here(runtime.path(), 1, "_var_run_docker.sock", &QUIET);
+        let early = tokio::time::timeout(Duration::from_millis(1500), same).await;
+        assert!(early.is_err(), "the same engine's one slot is taken");
+    }
+
+    /// A slot held here is not lost while its `cat` runs (whose stdout,
+    /// /dev/null, ends at once), and is lost, naming runner and host,
+    /// when the `cat` is killed.
+    #[tokio::test]
+    async fn a_local_slot_is_lost_only_when_its_holder_ends() {
+        use std::time::Duration;
+        let runtime = tempfile::tempdir().unwrap();
+        let mut held = take_here(runtime.path(), 1, "e", &|| panic!("free"))
+            .await
+            .unwrap();
+        let early = tokio::time::timeout(Duration::from_millis(1500), held.lost()).await;
+        assert!(early.is_err(), "held, not lost");
+        let Holder::Local { child, .. } = &held.holder else {
+            panic!("a local holder")
+        };
+        let pid = child.id().unwrap().to_string();
+        let killed = std::process::Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let lost = tokio::time::timeout(Duration::from_secs(5), held.lost())
+            .await
+            .expect("lost within seconds");
+        assert_eq!(
+            lost.to_string(),
+            "runner `here` lost its build slot on host `local` (this machine): the slot command ended (signal: 9 (SIGKILL))"
+        );
     }
 }
