@@ -19,27 +19,41 @@ use tokio::process::{Child, ChildStdout};
 
 use crate::ops::connect::Connected;
 
-/// The script that takes a slot (POSIX `sh`; `JOBS` is replaced by the
-/// runner's `jobs`). It prints `no-flock` or `no-directory DIR` and exits 1
-/// when the host lacks what it needs. Else `t N FLAGS` tries slot `N` with
-/// `flock FLAGS`: a slot it locks it touches (so that a cleaner of old
-/// files in `/tmp` keeps it) and checks that the file it locked is still
-/// the one at that path (`-ef` against `/proc/$$/fd/9`; another build may
-/// have locked a file made anew after this one was removed), else it drops
-/// the lock; then it prints `slot N` and becomes `cat`, holding the lock
-/// (fd 9) until its stdin closes. A `flock` that fails otherwise than on a
-/// taken lock (status 1; for instance `ENOLCK`) makes it print
-/// `flock-failed STATUS FILE` and exit 1. Each round tries slots `0` to
-/// `JOBS - 1` with `flock -n`, prints `waiting` when all are taken, and
-/// then waits in the kernel for one of them, in turn, for a second (`flock
-/// -w 1`), so that a freed slot goes to a waiting build before a new take
-/// (a print to a closed channel ends the script, so a waiting script
-/// outlives its coordinator by a second at most).
-/// `KEY` is replaced by the runner's [`engine_key`]: the slot files are
-/// `slot-KEY-0` to `slot-KEY-(JOBS - 1)`.
-pub const TAKE_SCRIPT: &str = r#"d="${XDG_RUNTIME_DIR:-/tmp}/mab-$(id -u)"
+/// The start of both slot scripts ([`TAKE_SCRIPT`], [`PROBE_SCRIPT`]), so
+/// that they agree on what a host needs: sets `d`, the slot directory;
+/// prints `no-flock` without `flock`, or `no-directory DIR` when the slot
+/// directory is not a writable directory and cannot be made as one (its
+/// parent is not a writable directory), and exits 1. It writes nothing.
+macro_rules! slot_preamble {
+    () => {
+        r#"p="${XDG_RUNTIME_DIR:-/tmp}"; d="$p/mab-$(id -u)"
 command -v flock >/dev/null 2>&1 || { echo no-flock; exit 1; }
-{ mkdir -p "$d" && chmod 700 "$d" && [ -w "$d" ]; } 2>/dev/null || { echo "no-directory $d"; exit 1; }
+if [ -d "$d" ]; then [ -w "$d" ]; else [ -d "$p" ] && [ -w "$p" ]; fi || { echo "no-directory $d"; exit 1; }
+"#
+    };
+}
+
+/// The script that takes a slot (POSIX `sh`; `JOBS` is replaced by the
+/// runner's `jobs`, `KEY` by its [`engine_key`]: the slot files are
+/// `slot-KEY-0` to `slot-KEY-(JOBS - 1)`). After the checks of what the
+/// host needs (the shared preamble), it makes the slot directory (mode
+/// 700). Then `t N FLAGS` tries slot `N` with `flock FLAGS`: a slot it
+/// locks it touches (so that a cleaner of old files in `/tmp` keeps it)
+/// and checks that the file it locked is still the one at that path (`-ef`
+/// against `/proc/$$/fd/9`; another build may have locked a file made anew
+/// after this one was removed), else it drops the lock; then it prints
+/// `slot N` and becomes `cat`, holding the lock (fd 9) until its stdin
+/// closes. A `flock` that fails otherwise than on a taken lock (status 1;
+/// for instance `ENOLCK`) makes it print `flock-failed STATUS FILE` and
+/// exit 1. Each round tries slots `0` to `JOBS - 1` with `flock -n`,
+/// prints `waiting` when all are taken, and then waits in the kernel for
+/// one of them, in turn, for a second (`flock -w 1`), so that a freed slot
+/// goes to a waiting build before a new take (a print to a closed channel
+/// ends the script, so a waiting script outlives its coordinator by a
+/// second at most).
+pub const TAKE_SCRIPT: &str = concat!(
+    slot_preamble!(),
+    r#"{ mkdir -p "$d" && chmod 700 "$d"; } 2>/dev/null || { echo "no-directory $d"; exit 1; }
 t() {
   exec 9>>"$d/slot-KEY-$1"
   flock $2 9; s=$?
@@ -54,21 +68,24 @@ while :; do
   echo waiting
   t "$k" "-w 1"
   k=$(((k + 1) % JOBS))
-done"#;
+done"#
+);
 
-/// The short read-only probe `mab runners check` runs (POSIX `sh`): prints
-/// `no-flock` without `flock`, `no-directory DIR` when the slot directory
-/// cannot be made or written (it is missing and its parent is not a
-/// writable directory), and `in-use N`, the slot files of the directory
-/// of the engine `KEY` (every `slot-KEY-*`, whatever its number; `KEY` is
-/// replaced by the runner's [`engine_key`]) that a build holds now, each
-/// tried with `flock -n FILE true`.
-pub const PROBE_SCRIPT: &str = r#"p="${XDG_RUNTIME_DIR:-/tmp}"; d="$p/mab-$(id -u)"
-command -v flock >/dev/null 2>&1 || { echo no-flock; exit 0; }
-if [ -d "$d" ]; then [ -w "$d" ] || echo "no-directory $d"; elif [ -e "$p" ]; then { [ -d "$p" ] && [ -w "$p" ]; } || echo "no-directory $d"; fi
-n=0
-for f in "$d"/slot-KEY-*; do [ -f "$f" ] || continue; flock -n "$f" true || n=$((n + 1)); done
-echo "in-use $n""#;
+/// The read-only probe `mab runners check` runs (POSIX `sh`; `KEY` is
+/// replaced by the runner's [`engine_key`]): after the shared preamble's
+/// checks, prints `in-use N`, the slot files of the engine (every
+/// `slot-KEY-*`, whatever its number) that a build holds now. A file is
+/// held when the kernel's table of locks, `/proc/locks`, has a granted
+/// `FLOCK` (not a waiter's `->` line) on its device and inode, which it
+/// shows as `MAJOR:MINOR:INODE`, the device numbers in hex (`fs/locks.c`);
+/// the probe takes no lock itself, so it neither holds a slot a build is
+/// about to take nor counts another probe.
+pub const PROBE_SCRIPT: &str = concat!(
+    slot_preamble!(),
+    r#"n=0
+for f in "$d"/slot-KEY-*; do [ -f "$f" ] || continue; set -- $(stat -c "%d %i" "$f"); l=$(printf "%02x:%02x:%s" $((($1 >> 8) & 4095)) $((($1 & 255) | (($1 >> 12) & 1048320))) "$2"); grep -v -e "->" /proc/locks | grep -q " FLOCK .* $l " && n=$((n + 1)); done
+echo "in-use $n""#
+);
 
 /// The part of a slot file's name that stands for the engine the slots
 /// are for: `engine`'s address without its scheme, every character but
@@ -130,6 +147,13 @@ pub enum SlotError {
         file: String,
         status: String,
     },
+    #[error("runner `{runner}`: the probe of its build slots failed on host {host}: {reason}")]
+    Probe {
+        runner: String,
+        /// The host, as [`SlotError::Lost`] names it.
+        host: String,
+        reason: String,
+    },
     #[error("runner `{runner}` lost its build slot on host {host}: {reason}")]
     Lost {
         runner: String,
@@ -151,6 +175,9 @@ impl SlotError {
             ),
             SlotError::FlockFailed { runner, .. } => format!(
                 "the file system of the slot directory on the host of runner `{runner}` may not support locks (an NFS mount without a lock daemon gives ENOLCK): set XDG_RUNTIME_DIR for its user to a local directory, or build elsewhere"
+            ),
+            SlotError::Probe { runner, .. } => format!(
+                "the probe (docs/runners.md, \"What runs and what stays on the host\") needs `sh`, `id`, `stat`, `grep` and `/proc/locks` on the host of runner `{runner}`; run it there by hand as the SSH user to see what fails"
             ),
             SlotError::Lost { runner, .. } => format!(
                 "the command that holds the slot on the host ended, or the SSH connection to it closed; check runner `{runner}` with `mab runners check` (and the host's sshd log) and run `mab build` again"
@@ -286,19 +313,27 @@ fn local_path() -> std::ffi::OsString {
     path
 }
 
-/// Runs `script` here under `/bin/sh`, stdin and stdout piped, killed when
-/// dropped; with the environment variables `environment` on top of this
-/// process's.
-fn local_holder(script: &str, environment: &[(&str, &std::ffi::OsStr)]) -> std::io::Result<Holder> {
+/// `script` to run here under `/bin/sh`, with the `PATH` of
+/// [`local_path`] and then the environment variables `environment` on top
+/// of this process's: how both slot scripts run for a local runner.
+fn local_sh(script: &str, environment: &[(&str, &std::ffi::OsStr)]) -> tokio::process::Command {
     let mut command = tokio::process::Command::new("/bin/sh");
     command
         .args(["-c", script])
+        .env("PATH", local_path())
+        .envs(environment.iter().copied());
+    command
+}
+
+/// Runs `script` here ([`local_sh`]), stdin and stdout piped, killed when
+/// dropped.
+fn local_holder(script: &str, environment: &[(&str, &std::ffi::OsStr)]) -> std::io::Result<Holder> {
+    let mut child = local_sh(script, environment)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
-        .envs(environment.iter().copied());
-    let mut child = command.spawn()?;
+        .spawn()?;
     let stdout = child.stdout.take().expect("stdout is piped");
     Ok(Holder::Local {
         _stdin: child.stdin.take(),
@@ -365,7 +400,7 @@ impl Connected {
                     .await
                     .map_err(|error| lost(error.to_string()))?,
             ),
-            None => local_holder(&take_script(jobs, &key), &[("PATH", &local_path())])
+            None => local_holder(&take_script(jobs, &key), &[])
                 .map_err(|error| lost(format!("cannot run sh here: {error}")))?,
         };
         hold(holder, runner, &host, busy).await
@@ -380,39 +415,69 @@ impl Connected {
         }
     }
 
-    /// The slots of this runner's host that builds hold now (every
-    /// `slot-KEY-*` file of its engine that is locked), by [`PROBE_SCRIPT`].
+    /// The slots of this runner's engine on its host that builds hold now
+    /// (every `slot-KEY-*` file of its engine that is locked), by
+    /// [`PROBE_SCRIPT`], run over its SSH connection or here as the slot
+    /// script is.
     pub async fn slots_in_use(&self, runner: &str) -> Result<u32, SlotError> {
-        let output = self
-            .probe(&shell_command(&probe_script(&engine_key(
-                &self.engine_address,
-            ))))
-            .await
-            .ok_or_else(|| SlotError::Lost {
-                runner: runner.to_owned(),
-                host: self.host(),
-                reason: "the probe of its slots failed".to_owned(),
-            })?;
-        parse_probe(runner, &self.host(), &output)
+        let script = probe_script(&engine_key(&self.engine_address));
+        let failed = |reason: String| SlotError::Probe {
+            runner: runner.to_owned(),
+            host: self.host(),
+            reason,
+        };
+        let (status, stdout, stderr) = match &self.session {
+            Some(session) => {
+                let output = session
+                    .exec(&shell_command(&script))
+                    .await
+                    .map_err(|error| failed(error.to_string()))?;
+                (Some(output.status as i32), output.stdout, output.stderr)
+            }
+            None => {
+                let output = local_sh(&script, &[])
+                    .output()
+                    .await
+                    .map_err(|error| failed(format!("cannot run /bin/sh here: {error}")))?;
+                (output.status.code(), output.stdout, output.stderr)
+            }
+        };
+        let stdout = String::from_utf8_lossy(&stdout);
+        let stderr = String::from_utf8_lossy(&stderr);
+        parse_probe(runner, status, &stdout).map_err(|reason| {
+            let stderr = stderr.trim();
+            failed(if stderr.is_empty() {
+                reason
+            } else {
+                format!("{reason}; it said: {stderr}")
+            })
+        })?
     }
 }
 
-/// The count of [`PROBE_SCRIPT`]'s output, or the need it found missing.
-fn parse_probe(runner: &str, host: &str, output: &str) -> Result<u32, SlotError> {
-    let mut in_use = None;
+/// The count of [`PROBE_SCRIPT`]'s output, or the need it found missing;
+/// the outer `Err` is why the output is not the probe's (`status`, its
+/// exit status, `None` for a signal).
+fn parse_probe(
+    runner: &str,
+    status: Option<i32>,
+    output: &str,
+) -> Result<Result<u32, SlotError>, String> {
     for line in output.lines().map(str::trim) {
         if let Some(error) = SlotError::of_line(runner, line) {
-            return Err(error);
-        }
-        if let Some(count) = line.strip_prefix("in-use ") {
-            in_use = count.parse().ok();
+            return Ok(Err(error));
         }
     }
-    in_use.ok_or_else(|| SlotError::Lost {
-        runner: runner.to_owned(),
-        host: host.to_owned(),
-        reason: format!("the probe of its slots printed {output:?}"),
-    })
+    let count = output
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("in-use "))
+        .and_then(|count| count.parse().ok());
+    match (status, count) {
+        (Some(0), Some(count)) => Ok(Ok(count)),
+        (Some(0), None) => Err(format!("it printed {output:?}")),
+        (Some(status), _) => Err(format!("it exited with status {status}")),
+        (None, _) => Err("it was killed by a signal".to_owned()),
+    }
 }
 
 #[cfg(test)]
@@ -421,22 +486,26 @@ mod tests {
 
     #[test]
     fn the_probe_counts_or_names_what_is_missing() {
-        assert_eq!(parse_probe("p", "h", "in-use 2\n"), Ok(2));
+        assert_eq!(parse_probe("p", Some(0), "in-use 2\n"), Ok(Ok(2)));
         assert_eq!(
-            parse_probe("p", "h", "no-flock\n"),
-            Err(SlotError::NoFlock { runner: "p".into() })
+            parse_probe("p", Some(1), "no-flock\n"),
+            Ok(Err(SlotError::NoFlock { runner: "p".into() }))
         );
         assert_eq!(
-            parse_probe("p", "h", "no-directory /tmp/mab-0\nin-use 0\n"),
-            Err(SlotError::NoDirectory {
+            parse_probe("p", Some(1), "no-directory /tmp/mab-0\n"),
+            Ok(Err(SlotError::NoDirectory {
                 runner: "p".into(),
                 directory: "/tmp/mab-0".into()
-            })
+            }))
         );
-        assert!(matches!(
-            parse_probe("p", "h", "garbage"),
-            Err(SlotError::Lost { .. })
-        ));
+        assert_eq!(
+            parse_probe("p", Some(0), "garbage"),
+            Err("it printed \"garbage\"".to_owned())
+        );
+        assert_eq!(
+            parse_probe("p", Some(2), "in-use 1\n"),
+            Err("it exited with status 2".to_owned())
+        );
     }
 
     #[test]
@@ -561,7 +630,8 @@ mod tests {
                 .env("XDG_RUNTIME_DIR", runtime.path())
                 .output()
                 .unwrap();
-            parse_probe("here", LOCAL_HOST, &String::from_utf8_lossy(&output.stdout))
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            parse_probe("here", output.status.code(), &stdout)
         };
         static NEVER: fn() = || panic!("a free slot is not waited for");
         static WAITS: AtomicUsize = AtomicUsize::new(0);
@@ -573,13 +643,14 @@ mod tests {
         let mut numbers = [first.number, second.number];
         numbers.sort();
         assert_eq!(numbers, [0, 1]);
-        assert_eq!(in_use(), Ok(2));
+        assert_eq!(in_use(), Ok(Ok(2)));
 
         let third = take(&COUNT);
         tokio::pin!(third);
         let early = tokio::time::timeout(Duration::from_millis(1500), &mut third).await;
         assert!(early.is_err(), "no slot is free");
         assert!(WAITS.load(Ordering::SeqCst) >= 1, "the wait is told");
+        assert_eq!(in_use(), Ok(Ok(2)), "a waiting take is not counted");
         let freed = first.number;
         drop(first);
         let third = tokio::time::timeout(Duration::from_secs(5), third)
@@ -590,7 +661,7 @@ mod tests {
         drop(second);
         drop(third);
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(in_use(), Ok(0));
+        assert_eq!(in_use(), Ok(Ok(0)));
         let directory = std::fs::read_dir(runtime.path())
             .unwrap()
             .next()
