@@ -6,7 +6,9 @@
 //! connection ([`mab_ssh::Session::exec_held`]), or here with a piped stdin
 //! for a local runner, so that the host's kernel frees it when that command
 //! ends: when mab closes the channel, or when the connection dies (a
-//! SIGKILLed coordinator, a cut network). The slot files are
+//! SIGKILLed coordinator, a crashed machine; a connection cut off without
+//! a word only once sshd notices it is dead, by its `ClientAliveInterval`
+//! or TCP's timeouts, docs/runners.md). The slot files are
 //! `slot-KEY-0`, `slot-KEY-1`, … (KEY the engine's, [`engine_key`]) in
 //! `${XDG_RUNTIME_DIR:-/tmp}/mab-$(id -u)` on the
 //! host: the SSH user's runtime directory, else `/tmp`, one per user id.
@@ -22,13 +24,14 @@ use crate::ops::connect::Connected;
 /// The start of both slot scripts ([`TAKE_SCRIPT`], [`PROBE_SCRIPT`]), so
 /// that they agree on what a host needs: sets `d`, the slot directory;
 /// prints `no-flock` without `flock`, or `no-directory DIR` when the slot
-/// directory is not a writable directory and cannot be made as one (its
-/// parent is not a writable directory), and exits 1. It writes nothing.
+/// directory is not a writable directory and cannot be made as one by
+/// `mkdir -p` (the nearest of it and its parents that exists is not a
+/// writable directory), and exits 1. It writes nothing.
 macro_rules! slot_preamble {
     () => {
         r#"p="${XDG_RUNTIME_DIR:-/tmp}"; d="$p/mab-$(id -u)"
 command -v flock >/dev/null 2>&1 || { echo no-flock; exit 1; }
-if [ -d "$d" ]; then [ -w "$d" ]; else [ -d "$p" ] && [ -w "$p" ]; fi || { echo "no-directory $d"; exit 1; }
+a="$d"; while [ ! -e "$a" ]; do a=$(dirname "$a"); done; { [ -d "$a" ] && [ -w "$a" ]; } || { echo "no-directory $d"; exit 1; }
 "#
     };
 }
@@ -108,21 +111,47 @@ pub fn engine_key(engine: &str) -> String {
 }
 
 /// [`TAKE_SCRIPT`] for a runner of `jobs` slots of the engine `key`
-/// ([`engine_key`]), as one `sh -c '…'` command line (the script holds no
-/// single quote), so that the SSH user's login shell need not be POSIX.
+/// ([`engine_key`]), as one `sh -c '…'` command line on one line (the
+/// script holds no single quote), so that the SSH user's login shell need
+/// not be POSIX: csh and fish take it as well.
 pub fn take_command(jobs: u32, key: &str) -> String {
     shell_command(&take_script(jobs, key))
 }
 
 fn take_script(jobs: u32, key: &str) -> String {
-    TAKE_SCRIPT
-        .replace("JOBS", &jobs.max(1).to_string())
-        .replace("KEY", key)
+    one_line(
+        &TAKE_SCRIPT
+            .replace("JOBS", &jobs.max(1).to_string())
+            .replace("KEY", key),
+    )
 }
 
-/// [`PROBE_SCRIPT`] for the slots of the engine `key`.
+/// [`PROBE_SCRIPT`] for the slots of the engine `key`, on one line.
 fn probe_script(key: &str) -> String {
-    PROBE_SCRIPT.replace("KEY", key)
+    one_line(&PROBE_SCRIPT.replace("KEY", key))
+}
+
+/// `script` on one line, as every shell takes it inside quotes (csh and
+/// tcsh, a login shell mab may meet, reject a quoted newline): its lines,
+/// trimmed, joined with `; `, or with a space after a line that opens a
+/// block (ends with `{`, `do` or `then`), where `;` would be a syntax
+/// error.
+fn one_line(script: &str) -> String {
+    let mut joined = String::new();
+    for line in script
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+    {
+        if !joined.is_empty() {
+            let opens = ["{", " do", " then"]
+                .iter()
+                .any(|end| joined.ends_with(end));
+            joined.push_str(if opens { " " } else { "; " });
+        }
+        joined.push_str(line);
+    }
+    joined
 }
 
 /// How slot errors name the host of a local runner.
@@ -513,6 +542,13 @@ mod tests {
         let command = take_command(3, "e");
         assert!(command.starts_with("sh -c '") && command.ends_with('\''));
         assert_eq!(command.matches('\'').count(), 2);
+        assert!(!command.contains('\n'), "one line, for csh");
+        assert!(!probe_script("e").contains('\n'));
+        assert!(
+            command.contains("t() { exec 9>>"),
+            "no `;` after an opening brace"
+        );
+        assert!(command.contains("while :; do i=0;"));
         assert!(command.contains("[ \"$i\" -lt 3 ]"));
         assert!(command.contains("% 3))"));
         assert!(!PROBE_SCRIPT.contains('\''));
@@ -846,5 +882,37 @@ mod tests {
             lost.to_string(),
             "runner `here` lost its build slot on host `local` (this machine): the slot command ended (signal: 9 (SIGKILL))"
         );
+    }
+
+    /// The probe and the take agree on the slot directory: one that is
+    /// missing with its parent (`mkdir -p` makes both) is usable to both;
+    /// one under a file is refused by both.
+    #[tokio::test]
+    async fn the_probe_and_the_take_agree_on_the_directory() {
+        let scratch = tempfile::tempdir().unwrap();
+        let file = scratch.path().join("a-file");
+        std::fs::write(&file, "").unwrap();
+        let missing = scratch.path().join("missing/run");
+        let probe = |runtime: &std::path::Path| {
+            let output = std::process::Command::new("sh")
+                .args(["-c", &probe_script("e")])
+                .env("XDG_RUNTIME_DIR", runtime)
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            parse_probe("here", output.status.code(), &stdout)
+        };
+        assert_eq!(probe(&missing), Ok(Ok(0)));
+        let held = take_here(&missing, 1, "e", &|| panic!("free")).await;
+        assert_eq!(held.unwrap().number, 0);
+        let refused = SlotError::NoDirectory {
+            runner: "here".into(),
+            directory: format!("{}/mab-{}", file.display(), nix_uid()),
+        };
+        assert_eq!(probe(&file), Ok(Err(refused.clone())));
+        let error = take_here(&file, 1, "e", &|| panic!("refused"))
+            .await
+            .unwrap_err();
+        assert_eq!(error, refused);
     }
 }
