@@ -788,19 +788,20 @@ impl SpareHost {
         format!("/mab-spare-{}", self.name)
     }
 
-    /// The directory where mab keeps its runner slots on this host, for
-    /// the lab's user root: `$XDG_RUNTIME_DIR/mab-0`, where the lab's sshd
-    /// sets XDG_RUNTIME_DIR to the host's own `run` directory
-    /// (`tests/lab/lib.sh`, `write_sshd_config`).
     /// The name of its engine's slot `number` in [`Self::slot_directory`].
     pub fn slot_file(&self, number: u32) -> String {
         slot_file(&format!("unix://{}", self.get("ENGINE_SOCKET")), number)
     }
 
+    /// The directory where mab keeps its runner slots on this host:
+    /// `$XDG_RUNTIME_DIR/mab-UID`, where the lab's sshd sets
+    /// XDG_RUNTIME_DIR to the host's own `run` directory (`tests/lab/lib.sh`,
+    /// `write_sshd_config`) and the lab's SSH user is the user running the
+    /// tests ([`user_id`]).
     pub fn slot_directory(&self) -> PathBuf {
         Path::new(self.get("SSHD_LOG"))
             .with_file_name("run")
-            .join("mab-0")
+            .join(format!("mab-{}", user_id()))
     }
 
     /// The processes (PID and command line) that its sshd's sessions
@@ -871,6 +872,12 @@ fn processes_where(test: impl Fn(&Path) -> bool) -> Vec<String> {
         found.push(format!("{pid} {}", command.trim()));
     }
     found
+}
+
+/// This process's user id, as `id -u` prints it.
+pub fn user_id() -> String {
+    let output = Command::new("id").arg("-u").output().unwrap();
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
 /// The name of slot `number` of the engine at `engine` in a slot

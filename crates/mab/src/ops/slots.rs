@@ -915,4 +915,31 @@ mod tests {
             .unwrap_err();
         assert_eq!(error, refused);
     }
+
+    /// Two coordinators that give one host different `jobs` (1 and 3), as
+    /// docs/runners.md says: each takes slot numbers below its own `jobs`,
+    /// so the one with `jobs = 1` waits while slot `0` is held even though
+    /// slots `1` and `2` are free, and the one with `jobs = 3` takes the
+    /// next free one.
+    #[tokio::test]
+    async fn different_jobs_for_one_host_take_their_own_slot_numbers() {
+        use std::time::Duration;
+        let runtime = tempfile::tempdir().unwrap();
+        static NEVER: fn() = || panic!("a free slot is not waited for");
+        static QUIET: fn() = || {};
+        let three = take_here(runtime.path(), 3, "e", &NEVER).await.unwrap();
+        assert_eq!(three.number, 0);
+        let one = take_here(runtime.path(), 1, "e", &QUIET);
+        tokio::pin!(one);
+        let early = tokio::time::timeout(Duration::from_millis(1500), &mut one).await;
+        assert!(early.is_err(), "jobs = 1 uses slot 0 only");
+        let another = take_here(runtime.path(), 3, "e", &NEVER).await.unwrap();
+        assert_eq!(another.number, 1);
+        drop(three);
+        let one = tokio::time::timeout(Duration::from_secs(3), one)
+            .await
+            .expect("slot 0 freed is taken")
+            .unwrap();
+        assert_eq!(one.number, 0);
+    }
 }
