@@ -172,7 +172,8 @@ impl std::fmt::Debug for SlotGuard {
 /// Does one platform's job on its runner: the seam between the decisions
 /// here and the engines (the live worker in `ops::build`, fakes in tests).
 pub trait Worker: Sync {
-    /// Takes one of the runner's slots on its host, shared with every other
+    /// Takes one of the runner's `jobs` slots on its host (`jobs` as this
+    /// build's runners file gives it), shared with every other
     /// `mab build` that uses that host (docs/runners.md, "Slots"), waiting
     /// while all are taken; calls `busy` each time the host says they are
     /// (about once a second). A failure here (the host lacks `flock`, its
@@ -181,9 +182,10 @@ pub trait Worker: Sync {
     fn slot(
         &self,
         job: &JobSpec,
+        jobs: u32,
         busy: &(dyn Fn() + Sync),
     ) -> impl Future<Output = Result<SlotGuard, JobFailure>> + Send {
-        let _ = (job, busy);
+        let _ = (job, jobs, busy);
         async { Ok(SlotGuard::none()) }
     }
 
@@ -237,80 +239,90 @@ pub async fn run_all<W: Worker>(
     // to them.
     let failed_runners: Mutex<HashSet<String>> = Mutex::new(HashSet::new());
     let failed_runners = &failed_runners;
-    let has_failed = |runner: &str| {
+    join_all(jobs.iter().map(|job| {
+        run_with_fallbacks(worker, job, own, limits, fallback, failed_runners, reporter)
+    }))
+    .await
+}
+
+/// [`run_all`] for one job: runs it on its runner, then on each fallback
+/// not yet tried that no job's failure ruled out (`failed_runners`, to
+/// which a runner is added when it fails a job in a way that moves it),
+/// while it fails so and `fallback` allows.
+async fn run_with_fallbacks<W: Worker>(
+    worker: &W,
+    job: &JobSpec,
+    own: &OwnSlots<'_>,
+    limits: Limits,
+    fallback: Fallback,
+    failed_runners: &Mutex<HashSet<String>>,
+    reporter: &dyn Reporter,
+) -> Result<Built, JobFailure> {
+    let failed = || {
         failed_runners
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .contains(runner)
     };
-    join_all(jobs.iter().map(|job| async move {
-        let mut attempt = job.clone();
-        let mut next = job
-            .fallbacks
-            .iter()
-            .filter(|candidate| candidate.runner != job.runner);
-        let mut earlier: Vec<(String, String)> = Vec::new();
-        loop {
-            let result =
-                run_once(worker, &attempt, own, limits, !earlier.is_empty(), reporter).await;
-            let failure = match result {
-                Ok(built) => return Ok(built),
-                Err(failure) => failure,
-            };
-            // A job a time limit stopped was dropped midway: it could not
-            // say so itself.
-            if failure.stopped == Some(Stop::Running) {
-                reporter.report(Event::JobFailed {
-                    platform: attempt.platform.clone(),
-                    runner: attempt.runner.clone(),
-                    kind: failure.kind,
-                    message: failure.message.clone(),
-                });
-            }
-            if failure.movable {
-                failed_runners
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .insert(attempt.runner.clone());
-            }
-            let candidate = match fallback {
-                Fallback::Allowed if failure.movable => {
-                    next.find(|candidate| !has_failed(&candidate.runner))
-                }
-                _ => None,
-            };
-            let Some(candidate) = candidate else {
-                let mut failure = failure;
-                if failure.movable && fallback == Fallback::Refused && !job.fallbacks.is_empty() {
-                    // The fallback hint first, then the runner's own.
-                    failure.hint = format!(
-                        "{}\nhint: {}",
-                        mab_plan::fallback_hint(&[failure.job.runner.as_str()]),
-                        failure.hint
-                    );
-                }
-                failure.earlier = earlier;
-                return Err(failure);
-            };
-            reporter.report(moved(
-                &attempt.platform,
-                &attempt.runner,
-                candidate,
-                &failure.message,
-            ));
-            earlier.push((attempt.runner.clone(), failure.message.clone()));
-            attempt = JobSpec {
-                runner: candidate.runner.clone(),
-                emulated: candidate.emulated,
-                moved_from: attempt.moved_from.clone().or(Some(Move {
-                    runner: attempt.runner.clone(),
-                    reason: failure.message,
-                })),
-                ..attempt
-            };
+    let mut attempt = job.clone();
+    let mut next = job
+        .fallbacks
+        .iter()
+        .filter(|candidate| candidate.runner != job.runner);
+    let mut earlier: Vec<(String, String)> = Vec::new();
+    loop {
+        let result = run_once(worker, &attempt, own, limits, !earlier.is_empty(), reporter).await;
+        let mut failure = match result {
+            Ok(built) => return Ok(built),
+            Err(failure) => failure,
+        };
+        // A job a time limit stopped was dropped midway: it could not say
+        // so itself.
+        if failure.stopped == Some(Stop::Running) {
+            reporter.report(Event::JobFailed {
+                platform: attempt.platform.clone(),
+                runner: attempt.runner.clone(),
+                kind: failure.kind,
+                message: failure.message.clone(),
+            });
         }
-    }))
-    .await
+        if failure.movable {
+            failed().insert(attempt.runner.clone());
+        }
+        let candidate = match fallback {
+            Fallback::Allowed if failure.movable => {
+                next.find(|candidate| !failed().contains(&candidate.runner))
+            }
+            _ => None,
+        };
+        let Some(candidate) = candidate else {
+            if failure.movable && fallback == Fallback::Refused && !job.fallbacks.is_empty() {
+                // The fallback hint first, then the runner's own.
+                failure.hint = format!(
+                    "{}\nhint: {}",
+                    mab_plan::fallback_hint(&[failure.job.runner.as_str()]),
+                    failure.hint
+                );
+            }
+            failure.earlier = earlier;
+            return Err(failure);
+        };
+        reporter.report(moved(
+            &attempt.platform,
+            &attempt.runner,
+            candidate,
+            &failure.message,
+        ));
+        earlier.push((attempt.runner.clone(), failure.message.clone()));
+        attempt = JobSpec {
+            runner: candidate.runner.clone(),
+            emulated: candidate.emulated,
+            moved_from: attempt.moved_from.clone().or(Some(Move {
+                runner: attempt.runner.clone(),
+                reason: failure.message,
+            })),
+            ..attempt
+        };
+    }
 }
 
 /// Reports every platform of `plan` that the plan moved off its
@@ -512,7 +524,7 @@ async fn host_slot<W: Worker>(
 ) -> Result<SlotGuard, JobFailure> {
     let busy = tokio::sync::Notify::new();
     let said_busy = || busy.notify_one();
-    let slot = worker.slot(job, &said_busy);
+    let slot = worker.slot(job, jobs, &said_busy);
     tokio::pin!(slot);
     let mut since: Option<Instant> = None;
     let mut next = Instant::now();
@@ -728,6 +740,7 @@ mod tests {
         async fn slot(
             &self,
             job: &JobSpec,
+            _jobs: u32,
             busy: &(dyn Fn() + Sync),
         ) -> Result<SlotGuard, JobFailure> {
             if let Some((_, wait)) = self
