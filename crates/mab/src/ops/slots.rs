@@ -206,7 +206,7 @@ impl SlotError {
                 "the file system of the slot directory on the host of runner `{runner}` may not support locks (an NFS mount without a lock daemon gives ENOLCK): set XDG_RUNTIME_DIR for its user to a local directory, or build elsewhere"
             ),
             SlotError::Probe { runner, .. } => format!(
-                "the probe (docs/runners.md, \"What runs and what stays on the host\") needs `sh`, `id`, `stat`, `grep` and `/proc/locks` on the host of runner `{runner}`; run it there by hand as the SSH user to see what fails"
+                "the probe (docs/runners.md, \"What runs and what stays on the host\") needs `sh`, `id`, `dirname`, `stat`, `grep` and `/proc/locks` on the host of runner `{runner}`; run it there by hand as the SSH user to see what fails"
             ),
             SlotError::Lost { runner, .. } => format!(
                 "the command that holds the slot on the host ended, or the SSH connection to it closed; check runner `{runner}` with `mab runners check` (and the host's sshd log) and run `mab build` again"
