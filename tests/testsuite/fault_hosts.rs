@@ -854,7 +854,7 @@ fn cancelled_by(signal: &str, expected: i32, seconds: &'static str) {
         holders_under(&slots),
         failover.spare.session_processes()
     );
-    assert_eq!(free_slot_files(&slots), ["slot-0"]);
+    assert_eq!(free_slot_files(&slots), [failover.spare.slot_file(0)]);
     let check = runners_check_json(failover.home.path(), failover.project.path());
     assert_eq!(
         check.json()["runners"][0]["slots"],

@@ -8,8 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    free_slot_files, holders_under, mab_command, processes_with, require_lab, skopeo_exists, Home,
-    Lab, Project,
+    free_slot_files, holders_under, mab_command, processes_with, require_lab, skopeo_exists,
+    slot_file, user_id, Home, Lab, Project,
 };
 
 /// A project whose one `RUN` step sleeps `seconds` (a number no other test
@@ -119,13 +119,9 @@ fn stopped_by(signal: &str, expected: i32, seconds: &str) {
     assert_eq!(holders_under(&slots), Vec::<String>::new());
     let marker = format!("XDG_RUNTIME_DIR={}", runtime.path().display());
     assert_eq!(processes_with(&marker), Vec::<String>::new());
-    assert_eq!(free_slot_files(&slots), ["slot-0"]);
-}
-
-/// This process's user id, as `id -u` prints it.
-fn user_id() -> String {
-    let output = Command::new("id").arg("-u").output().unwrap();
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    let engine =
+        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_owned());
+    assert_eq!(free_slot_files(&slots), [slot_file(&engine, 0)]);
 }
 
 /// `--timeout 15s` and a step that sleeps for minutes: the job is stopped
@@ -139,10 +135,8 @@ fn a_job_over_its_time_limit_is_stopped_and_publishes_nothing() {
     let project = sleeping_project(lab, &repository, "348");
     let home = Home::new(lab);
     let started = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_mab"))
-        .args(["build", "--progress", "plain", "--timeout", "15s"])
-        .current_dir(project.path())
-        .env("HOME", home.path())
+    let arguments = ["build", "--progress", "plain", "--timeout", "15s"];
+    let child = mab_command(home.path(), project.path(), &arguments)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::{
     free_slot_files, holders_under, image_file, mab_command, mab_with_env, require_lab,
-    runners_check_json, Home, Lab, Project, Run, SpareHost, SpareOptions, RUNNERS_CHECK_JSON,
+    runners_check_json, user_id, Home, Lab, Project, Run, SpareHost, SpareOptions,
+    RUNNERS_CHECK_JSON,
 };
 
 /// The tag each coordinator publishes.
@@ -21,6 +22,8 @@ const TAG: &str = "slots";
 /// `RUN` step sleeps `sleep` seconds between two readings of
 /// `/proc/uptime` (the one clock every lab host shares) kept in `/times`.
 struct Coordinator {
+    /// The name of the spare host's runner in its runners file.
+    runner: String,
     home: Home,
     project: Project,
     repository: String,
@@ -29,6 +32,18 @@ struct Coordinator {
 
 impl Coordinator {
     fn new(lab: &Lab, spare: &SpareHost, name: &str, sleep: &'static str) -> Coordinator {
+        Coordinator::with_runner(lab, spare, name, sleep, "spare")
+    }
+
+    /// [`Coordinator::new`] whose runners file names the spare host's
+    /// runner `runner`.
+    fn with_runner(
+        lab: &Lab,
+        spare: &SpareHost,
+        name: &str,
+        sleep: &'static str,
+        runner: &str,
+    ) -> Coordinator {
         let home = Home::new(lab);
         spare.add_to(&home, "spare", "");
         let repository = lab.repository(name);
@@ -45,11 +60,12 @@ impl Coordinator {
         project.file(
             "runners.toml",
             &format!(
-                "[[runner]]\nname = \"spare\"\nhost = \"spare\"\nplatforms = [\"linux/amd64\"]\nengine = \"unix://{}\"\njobs = 1\n",
+                "[[runner]]\nname = \"{runner}\"\nhost = \"spare\"\nplatforms = [\"linux/amd64\"]\nengine = \"unix://{}\"\njobs = 1\n",
                 spare.get("ENGINE_SOCKET")
             ),
         );
         Coordinator {
+            runner: runner.to_owned(),
             home,
             project,
             repository,
@@ -61,6 +77,11 @@ impl Coordinator {
     /// given 2 minutes (`--deadline`: a slot never freed fails the build
     /// rather than the test's patience).
     fn command(&self) -> Command {
+        self.command_within("2m")
+    }
+
+    /// [`Coordinator::command`] with `--deadline deadline`.
+    fn command_within(&self, deadline: &str) -> Command {
         mab_command(
             self.home.path(),
             self.project.path(),
@@ -75,7 +96,7 @@ impl Coordinator {
                 "--tag",
                 TAG,
                 "--deadline",
-                "2m",
+                deadline,
             ],
         )
     }
@@ -134,12 +155,12 @@ impl Coordinator {
 }
 
 /// The slot directory of `spare` holds only free, empty slot files
-/// (`slot-0`, the only one `jobs = 1` uses), no process holds one, and no
+/// (slot `0` of its engine, the only one `jobs = 1` uses), no process holds one, and no
 /// process of an SSH session there runs (a slot script left behind).
 fn assert_slots_free(spare: &SpareHost) {
     let directory = spare.slot_directory();
     assert_eq!(holders_under(&directory), Vec::<String>::new());
-    assert_eq!(free_slot_files(&directory), ["slot-0"]);
+    assert_eq!(free_slot_files(&directory), [spare.slot_file(0)]);
     assert_eq!(spare.session_processes(), Vec::<String>::new());
 }
 
@@ -155,20 +176,46 @@ fn two_coordinators_never_share_a_one_job_runner() {
     let spare = SpareHost::start("slots-two", SpareOptions::default());
     let first = Coordinator::new(lab, &spare, "slots-first", "8.41");
     let second = Coordinator::new(lab, &spare, "slots-second", "8.42");
-    assert_eq!(first.slots(), serde_json::json!({"jobs": 1, "in_use": 0}));
+    take_turns(&spare, &first, &second);
+}
 
+/// Two runner entries for one host and engine under different names
+/// (`spare` and `spare-twin`) share its slots: with `jobs = 1`, the
+/// second waits for the first, as in
+/// [`two_coordinators_never_share_a_one_job_runner`].
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn two_runner_entries_for_one_engine_share_its_slots() {
+    let lab = require_lab!();
+    let spare = SpareHost::start("slots-twin", SpareOptions::default());
+    let first = Coordinator::new(lab, &spare, "slots-twin-first", "8.51");
+    let second = Coordinator::with_runner(lab, &spare, "slots-twin-second", "8.52", "spare-twin");
+    take_turns(&spare, &first, &second);
+}
+
+/// `first` builds and, once its step runs, `second` (whose runner names
+/// `runner`): the second's slot script waits on the host while the first
+/// holds the slot, the steps never overlap, both publish, the second says
+/// it waited, and afterwards the slot is free.
+fn take_turns(spare: &SpareHost, first: &Coordinator, second: &Coordinator) {
+    assert_eq!(first.slots(), serde_json::json!({"jobs": 1, "in_use": 0}));
     let first_build = first.spawn();
     first.wait_for_step();
     let second_build = second.spawn();
+    wait_for_a_waiting_script(spare);
     assert_eq!(first.slots(), serde_json::json!({"jobs": 1, "in_use": 1}));
+    assert_eq!(second.slots(), serde_json::json!({"jobs": 1, "in_use": 1}));
     assert!(!second.step_runs(), "both RUN steps run at once");
     let first_run = Run::of(first_build.wait_with_output().unwrap());
     let second_run = Run::of(second_build.wait_with_output().unwrap());
     assert_eq!(first_run.code, 0, "{first_run:?}");
     assert_eq!(second_run.code, 0, "{second_run:?}");
 
-    let waits = "linux/amd64 waits for a slot on runner `spare` (jobs = 1, held by another build)";
-    assert!(second_run.stderr.contains(waits), "{second_run:?}");
+    let waits = format!(
+        "linux/amd64 waits for a slot on runner `{}` (jobs = 1, its one slot is taken)",
+        second.runner
+    );
+    assert!(second_run.stderr.contains(&waits), "{second_run:?}");
     assert!(
         !first_run.stderr.contains("waits for a slot"),
         "{first_run:?}"
@@ -180,6 +227,33 @@ fn two_coordinators_never_share_a_one_job_runner() {
         "the steps overlap: {first_start}..{first_end} and {second_start}..{second_end}"
     );
     assert_eq!(first.slots(), serde_json::json!({"jobs": 1, "in_use": 0}));
+    assert_slots_free(spare);
+}
+
+/// A build whose `--deadline` comes while its job waits for the slot
+/// fails saying so and leaves no slot script waiting on the host (within
+/// 5 s); the holder's build is not disturbed.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_deadline_while_waiting_leaves_no_script_on_the_host() {
+    let lab = require_lab!();
+    let spare = SpareHost::start("slots-deadline", SpareOptions::default());
+    let holder = Coordinator::new(lab, &spare, "slots-deadline-holder", "20.61");
+    let late = Coordinator::new(lab, &spare, "slots-deadline-late", "1.62");
+    let holder_build = holder.spawn();
+    holder.wait_for_step();
+    let late_run = Run::of(late.command_within("8s").output().unwrap());
+    assert_eq!(late_run.code, 1, "{late_run:?}");
+    assert!(
+        late_run.stderr.contains(
+            "not started: the build's deadline (--deadline 8s) came while it waited for a slot on runner `spare`"
+        ),
+        "{late_run:?}"
+    );
+    assert_no_script_waits_soon(&spare, "of a build past its deadline");
+    assert!(!late.step_runs());
+    let holder_run = Run::of(holder_build.wait_with_output().unwrap());
+    assert_eq!(holder_run.code, 0, "{holder_run:?}");
     assert_slots_free(&spare);
 }
 
@@ -190,6 +264,32 @@ fn script_waits(spare: &SpareHost) -> bool {
         .session_processes()
         .iter()
         .any(|process| process.contains("echo waiting"))
+}
+
+/// Waits up to 30 s until a slot script waits on `spare`.
+fn wait_for_a_waiting_script(spare: &SpareHost) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !script_waits(spare) {
+        assert!(
+            Instant::now() < deadline,
+            "no slot script waits on the host"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Asserts that no slot script waits on `spare` within 5 s (`whose`, for
+/// the message).
+fn assert_no_script_waits_soon(spare: &SpareHost, whose: &str) {
+    let since = Instant::now();
+    while script_waits(spare) {
+        assert!(
+            since.elapsed() < Duration::from_secs(5),
+            "the slot script {whose} still waits: {:?}",
+            spare.session_processes()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// A coordinator SIGKILLed while its job waits for the slot leaves no
@@ -212,25 +312,10 @@ fn a_killed_coordinator_does_not_keep_its_slot() {
     assert_eq!(killed.slots(), serde_json::json!({"jobs": 1, "in_use": 1}));
 
     let mut waiting_build = waiter.spawn();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !script_waits(&spare) {
-        assert!(
-            Instant::now() < deadline,
-            "no slot script waits on the host"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_a_waiting_script(&spare);
     waiting_build.kill().unwrap();
     waiting_build.wait().unwrap();
-    let killed_at = Instant::now();
-    while script_waits(&spare) {
-        assert!(
-            killed_at.elapsed() < Duration::from_secs(5),
-            "the slot script of a killed coordinator still waits: {:?}",
-            spare.session_processes()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    assert_no_script_waits_soon(&spare, "of a killed coordinator");
     assert!(!waiter.step_runs());
 
     killed_build.kill().unwrap();
@@ -281,7 +366,7 @@ fn a_host_that_cannot_hold_a_slot_loses_its_platform() {
     );
     let file = project.path().join("not-a-directory");
     std::fs::write(&file, "").unwrap();
-    let directory = format!("{}/mab-0", file.display());
+    let directory = format!("{}/mab-{}", file.display(), user_id());
     let runtime = [("XDG_RUNTIME_DIR", Some(file.to_str().unwrap()))];
     let message = format!(
         "runner `here` cannot hold a build slot: the directory {directory} cannot be made or written on its host"

@@ -788,14 +788,20 @@ impl SpareHost {
         format!("/mab-spare-{}", self.name)
     }
 
-    /// The directory where mab keeps its runner slots on this host, for
-    /// the lab's user root: `$XDG_RUNTIME_DIR/mab-0`, where the lab's sshd
-    /// sets XDG_RUNTIME_DIR to the host's own `run` directory
-    /// (`tests/lab/lib.sh`, `write_sshd_config`).
+    /// The name of its engine's slot `number` in [`Self::slot_directory`].
+    pub fn slot_file(&self, number: u32) -> String {
+        slot_file(&format!("unix://{}", self.get("ENGINE_SOCKET")), number)
+    }
+
+    /// The directory where mab keeps its runner slots on this host:
+    /// `$XDG_RUNTIME_DIR/mab-UID`, where the lab's sshd sets
+    /// XDG_RUNTIME_DIR to the host's own `run` directory (`tests/lab/lib.sh`,
+    /// `write_sshd_config`) and the lab's SSH user is the user running the
+    /// tests ([`user_id`]).
     pub fn slot_directory(&self) -> PathBuf {
         Path::new(self.get("SSHD_LOG"))
             .with_file_name("run")
-            .join("mab-0")
+            .join(format!("mab-{}", user_id()))
     }
 
     /// The processes (PID and command line) that its sshd's sessions
@@ -868,8 +874,30 @@ fn processes_where(test: impl Fn(&Path) -> bool) -> Vec<String> {
     found
 }
 
+/// This process's user id, as `id -u` prints it.
+pub fn user_id() -> String {
+    let output = Command::new("id").arg("-u").output().unwrap();
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// The name of slot `number` of the engine at `engine` in a slot
+/// directory, by the rule docs/runners.md gives: `slot-KEY-N`, KEY the
+/// address without its scheme, every character but ASCII letters, digits,
+/// `.` and `-` made `_`.
+pub fn slot_file(engine: &str, number: u32) -> String {
+    let endpoint = engine.split_once("://").map_or(engine, |(_, rest)| rest);
+    let key: String = endpoint
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '-' => c,
+            _ => '_',
+        })
+        .collect();
+    format!("slot-{key}-{number}")
+}
+
 /// The entries of the slot directory `directory` (none when it does not
-/// exist), each checked to be an empty `slot-N` file that `flock -n`
+/// exist), each checked to be an empty `slot-KEY-N` file that `flock -n`
 /// can lock now (no build holds it).
 pub fn free_slot_files(directory: &Path) -> Vec<String> {
     let Ok(entries) = fs::read_dir(directory) else {
@@ -881,7 +909,10 @@ pub fn free_slot_files(directory: &Path) -> Vec<String> {
         .collect();
     names.sort();
     for name in &names {
-        let number = name.strip_prefix("slot-").unwrap_or_default();
+        let number = name
+            .strip_prefix("slot-")
+            .and_then(|rest| rest.rsplit_once('-'))
+            .map_or("", |(_, number)| number);
         assert!(
             !number.is_empty() && number.chars().all(|c| c.is_ascii_digit()),
             "{name} in {}",

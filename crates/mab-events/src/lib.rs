@@ -79,9 +79,10 @@ pub enum Event {
         jobs: Vec<PlannedJob>,
     },
     /// A platform's job waits for a slot on its runner's host: every one of
-    /// the runner's `jobs` slots there is held by another build (another
-    /// `mab build`, possibly from another machine). Told when the wait
-    /// begins (`seconds` 0), then about every 10 s while it lasts.
+    /// the runner's `jobs` slots there is taken, by other builds (another
+    /// `mab build`, possibly from another machine) or by this build's
+    /// other jobs on the runner. Told when the wait begins (`seconds` 0),
+    /// then about every 10 s while it lasts.
     Waiting {
         platform: Platform,
         runner: String,
@@ -89,6 +90,9 @@ pub enum Event {
         jobs: u32,
         /// How long it has waited so far, in whole seconds.
         seconds: u64,
+        /// This build's platforms whose jobs hold a slot on the runner's
+        /// host now (fewer than `jobs`; the others are other builds').
+        holding: Vec<Platform>,
     },
     /// A platform's job got its runner slot and starts.
     JobStarted {

@@ -19,7 +19,8 @@
 //! - A [`Session`] is shared by cloning; each [`Session::open_unix_stream`]
 //!   is one channel to a remote unix socket, [`Session::exec`] runs a short
 //!   command, and [`Session::exec_held`] keeps one running until its
-//!   [`HeldCommand`] is dropped.
+//!   [`HeldCommand`] is released (waiting, [`RELEASE_WAIT`] at most, for
+//!   it to end) or dropped.
 //!
 //! Every failure is an [`SshError`] that names the host and carries a hint.
 //! This crate knows nothing about what runs over its streams.
@@ -38,4 +39,6 @@ pub use destination::{
 };
 pub use error::{ErrorKind, HostRef, Route, SshError};
 pub use retry::{Retries, MAX_DELAY, MIN_DELAY, TRIES};
-pub use session::{ExecOutput, HeldCommand, Session, SshStream, DEFAULT_CONNECT_TIMEOUT};
+pub use session::{
+    ExecOutput, HeldCommand, Session, SshStream, DEFAULT_CONNECT_TIMEOUT, RELEASE_WAIT,
+};

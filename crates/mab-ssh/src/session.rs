@@ -587,6 +587,9 @@ impl Session {
     }
 }
 
+/// How long [`HeldCommand::release`] waits for the command to end.
+pub const RELEASE_WAIT: Duration = Duration::from_secs(2);
+
 /// A command started by [`Session::exec_held`], held running until this is
 /// dropped or [released](HeldCommand::release).
 pub struct HeldCommand {
@@ -677,11 +680,25 @@ impl HeldCommand {
         }
     }
 
-    /// Ends the command now: sends EOF on its stdin and closes the channel,
-    /// waiting until both are sent (not for the command to exit).
+    /// Ends the command and waits until it has: sends EOF on its stdin,
+    /// waits for its exit status (or signal) or for the host to close the
+    /// channel, at most [`RELEASE_WAIT`], then closes the channel. A
+    /// command that exits on EOF (`cat`) has ended when this returns, so
+    /// whatever it held on the host (a `flock`) is free; one that does not
+    /// is left to the channel's close.
     pub async fn release(mut self) {
-        if let Some(channel) = self.channel.take() {
+        if let Some(mut channel) = self.channel.take() {
             let _ = channel.eof().await;
+            let ended = async {
+                loop {
+                    match channel.wait().await {
+                        Some(ChannelMsg::ExitStatus { .. } | ChannelMsg::ExitSignal { .. })
+                        | None => break,
+                        Some(_) => {}
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(RELEASE_WAIT, ended).await;
             let _ = channel.close().await;
         }
     }

@@ -120,7 +120,8 @@ impl Lines {
                 runner,
                 jobs,
                 seconds,
-            } => waiting_line(platform, runner, *jobs, *seconds),
+                holding,
+            } => waiting_line(platform, runner, *jobs, *seconds, holding),
             Event::JobStarted {
                 platform,
                 runner,
@@ -269,19 +270,38 @@ impl Reporter for Lines {
 }
 
 /// The line of an [`Event::Waiting`]: `linux/ppc64le waits for a slot on
-/// runner `power` (jobs = 1, held by another build), 20 s so far`.
-fn waiting_line(platform: &mab_config::Platform, runner: &str, jobs: u32, seconds: u64) -> String {
-    let holders = if jobs == 1 {
-        "held by another build"
+/// runner `power` (jobs = 1, its one slot is taken), 20 s so far`; with
+/// `jobs = 2` and this build's `linux/amd64` on one of them, `(jobs = 2,
+/// all 2 slots are taken, one by this build's linux/amd64)`.
+fn waiting_line(
+    platform: &mab_config::Platform,
+    runner: &str,
+    jobs: u32,
+    seconds: u64,
+    holding: &[mab_config::Platform],
+) -> String {
+    let mut taken = if jobs == 1 {
+        "its one slot is taken".to_owned()
     } else {
-        "held by other builds"
+        format!("all {jobs} slots are taken")
     };
+    if !holding.is_empty() {
+        let platforms: Vec<String> = holding.iter().map(ToString::to_string).collect();
+        let count = match holding.len() {
+            1 => "one".to_owned(),
+            count => count.to_string(),
+        };
+        taken.push_str(&format!(
+            ", {count} by this build's {}",
+            platforms.join(", ")
+        ));
+    }
     let so_far = if seconds == 0 {
         String::new()
     } else {
         format!(", {seconds} s so far")
     };
-    format!("{platform} waits for a slot on runner `{runner}` (jobs = {jobs}, {holders}){so_far}")
+    format!("{platform} waits for a slot on runner `{runner}` (jobs = {jobs}, {taken}){so_far}")
 }
 
 /// One JSON object per line, with `"schema": 1`.
@@ -340,9 +360,10 @@ impl Reporter for Bars {
                 runner,
                 jobs,
                 seconds,
+                holding,
             } => self
                 .bar(platform, runner)
-                .set_message(waiting_line(platform, runner, *jobs, *seconds)),
+                .set_message(waiting_line(platform, runner, *jobs, *seconds, holding)),
             Event::JobStarted {
                 platform,
                 runner,
@@ -494,9 +515,10 @@ mod tests {
                     runner: pi(),
                     jobs: 1,
                     seconds: 0,
+                    holding: vec![],
                 },
-                Some("linux/arm64 waits for a slot on runner `pi` (jobs = 1, held by another build)"),
-                r#"{"schema":1,"event":"waiting","platform":"linux/arm64","runner":"pi","jobs":1,"seconds":0}"#,
+                Some("linux/arm64 waits for a slot on runner `pi` (jobs = 1, its one slot is taken)"),
+                r#"{"schema":1,"event":"waiting","platform":"linux/arm64","runner":"pi","jobs":1,"seconds":0,"holding":[]}"#,
             ),
             (
                 Event::Waiting {
@@ -504,9 +526,21 @@ mod tests {
                     runner: pi(),
                     jobs: 2,
                     seconds: 20,
+                    holding: vec![],
                 },
-                Some("linux/arm64 waits for a slot on runner `pi` (jobs = 2, held by other builds), 20 s so far"),
-                r#"{"schema":1,"event":"waiting","platform":"linux/arm64","runner":"pi","jobs":2,"seconds":20}"#,
+                Some("linux/arm64 waits for a slot on runner `pi` (jobs = 2, all 2 slots are taken), 20 s so far"),
+                r#"{"schema":1,"event":"waiting","platform":"linux/arm64","runner":"pi","jobs":2,"seconds":20,"holding":[]}"#,
+            ),
+            (
+                Event::Waiting {
+                    platform: arm(),
+                    runner: pi(),
+                    jobs: 2,
+                    seconds: 0,
+                    holding: vec!["linux/amd64".parse().unwrap()],
+                },
+                Some("linux/arm64 waits for a slot on runner `pi` (jobs = 2, all 2 slots are taken, one by this build's linux/amd64)"),
+                r#"{"schema":1,"event":"waiting","platform":"linux/arm64","runner":"pi","jobs":2,"seconds":0,"holding":["linux/amd64"]}"#,
             ),
             (
                 Event::JobStarted {

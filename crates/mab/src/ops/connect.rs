@@ -47,6 +47,10 @@ pub fn usable_handlers(probe_output: &str) -> Vec<String> {
 #[derive(Clone)]
 pub struct Connected {
     pub engine: Engine,
+    /// The engine's address as mab reaches it (`unix:///var/run/docker.sock`,
+    /// a socket on the runner's host for an SSH runner; `tcp://…` for a
+    /// local one too), which keys the runner's slots on its host.
+    pub engine_address: String,
     pub info: EngineInfo,
     /// Entries of the host's `/proc/sys/fs/binfmt_misc` (`qemu-aarch64`, …).
     pub binfmt: Vec<String>,
@@ -188,6 +192,7 @@ async fn connect_local(
     let info = engine.describe().await?;
     let mut connected = Connected {
         engine,
+        engine_address: address.clone(),
         info,
         binfmt: Vec::new(),
         session: None,
@@ -249,6 +254,7 @@ async fn connect_ssh(
     let info = engine.describe().await?;
     let mut connected = Connected {
         engine,
+        engine_address,
         info,
         binfmt: Vec::new(),
         session: Some(session),

@@ -10,12 +10,13 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::future::join_all;
+use futures_util::future::{join_all, BoxFuture};
 use mab_events::ErrorKind;
 use mab_plan::{Candidate, Fallback, Move};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use crate::ops::slots::SlotError;
 use crate::progress::{Event, Reporter};
 
 /// One platform to build on one runner.
@@ -113,9 +114,24 @@ pub enum Stop {
     BeforeSlot,
 }
 
+/// A slot held on a runner's host ([`crate::ops::slots::HeldSlot`], fakes
+/// in tests); dropping it frees the slot.
+pub trait HostSlot: Send {
+    /// Resolves when the slot is lost while held (the command holding it
+    /// ended, its connection closed), with the error naming runner and
+    /// host; pending for as long as it is held.
+    fn lost(&mut self) -> BoxFuture<'_, SlotError>;
+
+    /// Frees the slot and waits (a few seconds at most) until the host
+    /// has freed it, so that the next job of this build on the runner does
+    /// not find it still taken. Dropping the slot instead frees it in the
+    /// background (a cancelled build).
+    fn release(self: Box<Self>) -> BoxFuture<'static, ()>;
+}
+
 /// A slot on a runner's host held for one job ([`Worker::slot`]):
 /// dropping it frees the slot.
-pub struct SlotGuard(Option<Box<dyn Send>>);
+pub struct SlotGuard(Option<Box<dyn HostSlot>>);
 
 impl SlotGuard {
     /// No slot on the host to hold (a runner mab cannot reach, whose job
@@ -125,8 +141,23 @@ impl SlotGuard {
     }
 
     /// Holds `held` (whose drop frees the slot) until the guard is dropped.
-    pub fn holding(held: impl Send + 'static) -> SlotGuard {
+    pub fn holding(held: impl HostSlot + 'static) -> SlotGuard {
         SlotGuard(Some(Box::new(held)))
+    }
+
+    /// [`HostSlot::release`] of the slot held, if any.
+    async fn release(self) {
+        if let Some(held) = self.0 {
+            held.release().await;
+        }
+    }
+
+    /// [`HostSlot::lost`] of the slot held; never resolves when none is.
+    async fn lost(&mut self) -> SlotError {
+        match &mut self.0 {
+            Some(held) => held.lost().await,
+            None => std::future::pending().await,
+        }
     }
 }
 
@@ -141,7 +172,8 @@ impl std::fmt::Debug for SlotGuard {
 /// Does one platform's job on its runner: the seam between the decisions
 /// here and the engines (the live worker in `ops::build`, fakes in tests).
 pub trait Worker: Sync {
-    /// Takes one of the runner's slots on its host, shared with every other
+    /// Takes one of the runner's `jobs` slots on its host (`jobs` as this
+    /// build's runners file gives it), shared with every other
     /// `mab build` that uses that host (docs/runners.md, "Slots"), waiting
     /// while all are taken; calls `busy` each time the host says they are
     /// (about once a second). A failure here (the host lacks `flock`, its
@@ -150,9 +182,10 @@ pub trait Worker: Sync {
     fn slot(
         &self,
         job: &JobSpec,
+        jobs: u32,
         busy: &(dyn Fn() + Sync),
     ) -> impl Future<Output = Result<SlotGuard, JobFailure>> + Send {
-        let _ = (job, busy);
+        let _ = (job, jobs, busy);
         async { Ok(SlotGuard::none()) }
     }
 
@@ -201,101 +234,95 @@ pub async fn run_all<W: Worker>(
     fallback: Fallback,
     reporter: &dyn Reporter,
 ) -> Vec<Result<Built, JobFailure>> {
-    let semaphores: HashMap<&str, (Arc<Semaphore>, u32)> = slots
-        .iter()
-        .map(|(runner, count)| {
-            (
-                runner.as_str(),
-                (Arc::new(Semaphore::new((*count).max(1) as usize)), *count),
-            )
-        })
-        .collect();
-    let semaphores = &semaphores;
+    let own = &OwnSlots::new(slots);
     // Runners that failed a job in a way that moves it: no other job moves
     // to them.
     let failed_runners: Mutex<HashSet<String>> = Mutex::new(HashSet::new());
     let failed_runners = &failed_runners;
-    let has_failed = |runner: &str| {
+    join_all(jobs.iter().map(|job| {
+        run_with_fallbacks(worker, job, own, limits, fallback, failed_runners, reporter)
+    }))
+    .await
+}
+
+/// [`run_all`] for one job: runs it on its runner, then on each fallback
+/// not yet tried that no job's failure ruled out (`failed_runners`, to
+/// which a runner is added when it fails a job in a way that moves it),
+/// while it fails so and `fallback` allows.
+async fn run_with_fallbacks<W: Worker>(
+    worker: &W,
+    job: &JobSpec,
+    own: &OwnSlots<'_>,
+    limits: Limits,
+    fallback: Fallback,
+    failed_runners: &Mutex<HashSet<String>>,
+    reporter: &dyn Reporter,
+) -> Result<Built, JobFailure> {
+    let failed = || {
         failed_runners
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .contains(runner)
     };
-    join_all(jobs.iter().map(|job| async move {
-        let mut attempt = job.clone();
-        let mut next = job
-            .fallbacks
-            .iter()
-            .filter(|candidate| candidate.runner != job.runner);
-        let mut earlier: Vec<(String, String)> = Vec::new();
-        loop {
-            let result = run_once(
-                worker,
-                &attempt,
-                semaphores,
-                limits,
-                !earlier.is_empty(),
-                reporter,
-            )
-            .await;
-            let failure = match result {
-                Ok(built) => return Ok(built),
-                Err(failure) => failure,
-            };
-            // A job a time limit stopped was dropped midway: it could not
-            // say so itself.
-            if failure.stopped == Some(Stop::Running) {
-                reporter.report(Event::JobFailed {
-                    platform: attempt.platform.clone(),
-                    runner: attempt.runner.clone(),
-                    kind: failure.kind,
-                    message: failure.message.clone(),
-                });
-            }
-            if failure.movable {
-                failed_runners
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .insert(attempt.runner.clone());
-            }
-            let candidate = match fallback {
-                Fallback::Allowed if failure.movable => {
-                    next.find(|candidate| !has_failed(&candidate.runner))
-                }
-                _ => None,
-            };
-            let Some(candidate) = candidate else {
-                let mut failure = failure;
-                if failure.movable && fallback == Fallback::Refused && !job.fallbacks.is_empty() {
-                    // The fallback hint first, then the runner's own.
-                    failure.hint = format!(
-                        "{}\nhint: {}",
-                        mab_plan::fallback_hint(&[failure.job.runner.as_str()]),
-                        failure.hint
-                    );
-                }
-                failure.earlier = earlier;
-                return Err(failure);
-            };
-            reporter.report(moved(
-                &attempt.platform,
-                &attempt.runner,
-                candidate,
-                &failure.message,
-            ));
-            earlier.push((attempt.runner.clone(), failure.message.clone()));
-            attempt = JobSpec {
-                runner: candidate.runner.clone(),
-                emulated: candidate.emulated,
-                moved_from: attempt.moved_from.clone().or(Some(Move {
-                    runner: attempt.runner.clone(),
-                    reason: failure.message,
-                })),
-                ..attempt
-            };
+    let mut attempt = job.clone();
+    let mut next = job
+        .fallbacks
+        .iter()
+        .filter(|candidate| candidate.runner != job.runner);
+    let mut earlier: Vec<(String, String)> = Vec::new();
+    loop {
+        let result = run_once(worker, &attempt, own, limits, !earlier.is_empty(), reporter).await;
+        let mut failure = match result {
+            Ok(built) => return Ok(built),
+            Err(failure) => failure,
+        };
+        // A job a time limit stopped was dropped midway: it could not say
+        // so itself.
+        if failure.stopped == Some(Stop::Running) {
+            reporter.report(Event::JobFailed {
+                platform: attempt.platform.clone(),
+                runner: attempt.runner.clone(),
+                kind: failure.kind,
+                message: failure.message.clone(),
+            });
         }
-    }))
-    .await
+        if failure.movable {
+            failed().insert(attempt.runner.clone());
+        }
+        let candidate = match fallback {
+            Fallback::Allowed if failure.movable => {
+                next.find(|candidate| !failed().contains(&candidate.runner))
+            }
+            _ => None,
+        };
+        let Some(candidate) = candidate else {
+            if failure.movable && fallback == Fallback::Refused && !job.fallbacks.is_empty() {
+                // The fallback hint first, then the runner's own.
+                failure.hint = format!(
+                    "{}\nhint: {}",
+                    mab_plan::fallback_hint(&[failure.job.runner.as_str()]),
+                    failure.hint
+                );
+            }
+            failure.earlier = earlier;
+            return Err(failure);
+        };
+        reporter.report(moved(
+            &attempt.platform,
+            &attempt.runner,
+            candidate,
+            &failure.message,
+        ));
+        earlier.push((attempt.runner.clone(), failure.message.clone()));
+        attempt = JobSpec {
+            runner: candidate.runner.clone(),
+            emulated: candidate.emulated,
+            moved_from: attempt.moved_from.clone().or(Some(Move {
+                runner: attempt.runner.clone(),
+                reason: failure.message,
+            })),
+            ..attempt
+        };
+    }
 }
 
 /// Reports every platform of `plan` that the plan moved off its
@@ -329,21 +356,83 @@ pub fn moved(platform: &mab_config::Platform, from: &str, to: &Candidate, reason
 /// again.
 pub const WAITING_EVERY: Duration = Duration::from_secs(10);
 
+/// This build's own slots: per runner, its `jobs` (a semaphore of as many
+/// permits) and the platforms whose jobs hold a slot on its host now.
+struct OwnSlots<'a> {
+    runners: HashMap<&'a str, (Arc<Semaphore>, u32)>,
+    holding: Mutex<HashMap<String, Vec<mab_config::Platform>>>,
+}
+
+impl<'a> OwnSlots<'a> {
+    /// The slots of `slots` (runner name to `jobs`, at least 1 each).
+    fn new(slots: &'a HashMap<String, u32>) -> OwnSlots<'a> {
+        OwnSlots {
+            runners: slots
+                .iter()
+                .map(|(runner, count)| {
+                    let permits = Arc::new(Semaphore::new((*count).max(1) as usize));
+                    (runner.as_str(), (permits, *count))
+                })
+                .collect(),
+            holding: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn holding(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<mab_config::Platform>>> {
+        self.holding
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// This build's platforms that hold a slot on `runner`'s host now.
+    fn holding_on(&self, runner: &str) -> Vec<mab_config::Platform> {
+        self.holding().get(runner).cloned().unwrap_or_default()
+    }
+
+    /// Notes that `job` holds a slot on its runner's host until the
+    /// returned guard is dropped.
+    fn hold<'b>(&'b self, job: &'b JobSpec) -> Holding<'b> {
+        self.holding()
+            .entry(job.runner.clone())
+            .or_default()
+            .push(job.platform.clone());
+        Holding { own: self, job }
+    }
+}
+
+/// A job noted as holding a slot on its runner's host ([`OwnSlots::hold`]).
+struct Holding<'b> {
+    own: &'b OwnSlots<'b>,
+    job: &'b JobSpec,
+}
+
+impl Drop for Holding<'_> {
+    fn drop(&mut self) {
+        let mut holding = self.own.holding();
+        if let Some(platforms) = holding.get_mut(&self.job.runner) {
+            if let Some(index) = platforms.iter().position(|p| *p == self.job.platform) {
+                platforms.remove(index);
+            }
+        }
+    }
+}
+
 /// One try of `job` on its runner: waits for a slot of this build there,
 /// then for one on the runner's host (reporting the wait), then runs it
 /// under `limits`, the time limit counted from when it holds the host
 /// slot. `moved` says whether it ran elsewhere before (a deadline that
 /// comes while it waits then cancels it rather than leaving it unstarted).
-/// The host slot is dropped when this returns or is dropped.
+/// The host slot is released (awaited) before this returns, and dropped
+/// when this is dropped.
 async fn run_once<W: Worker>(
     worker: &W,
     job: &JobSpec,
-    semaphores: &HashMap<&str, (Arc<Semaphore>, u32)>,
+    own: &OwnSlots<'_>,
     limits: Limits,
     moved: bool,
     reporter: &dyn Reporter,
 ) -> Result<Built, JobFailure> {
-    let (semaphore, jobs) = match semaphores.get(job.runner.as_str()) {
+    let (semaphore, jobs) = match own.runners.get(job.runner.as_str()) {
         Some((semaphore, jobs)) => (Some(semaphore.clone()), *jobs),
         None => (None, 1),
     };
@@ -374,10 +463,13 @@ async fn run_once<W: Worker>(
     let Some(_permit) = permit else {
         return Err(not_started());
     };
-    let Some(host_slot) = before(deadline, host_slot(worker, job, jobs, reporter)).await else {
+    let holding = || own.holding_on(&job.runner);
+    let Some(host_slot) = before(deadline, host_slot(worker, job, jobs, &holding, reporter)).await
+    else {
         return Err(not_started());
     };
-    let _host_slot = host_slot?;
+    let mut host_slot = host_slot?;
+    let _holding = own.hold(job);
     let timeout_at = limits.timeout.map(|timeout| Instant::now() + timeout);
     let (end, reason) = match (timeout_at, deadline) {
         (Some(timeout_at), Some(deadline)) if deadline < timeout_at => {
@@ -386,24 +478,53 @@ async fn run_once<W: Worker>(
         (Some(timeout_at), _) => (Some(timeout_at), Stopped::Timeout),
         (None, deadline) => (deadline, Stopped::Deadline),
     };
-    match before(end, worker.run(job)).await {
+    // A slot lost mid-build no longer keeps other builds off the host:
+    // the job stops at once.
+    let run = async {
+        tokio::select! {
+            biased;
+            result = worker.run(job) => result,
+            error = host_slot.lost() => Err(slot_lost(job, &error, reporter)),
+        }
+    };
+    let result = match before(end, run).await {
         Some(result) => result,
         None => Err(stopped(job, reason, limits)),
-    }
+    };
+    // Freed before this build's own slot (`_permit`), which the next job
+    // on the runner waits for.
+    host_slot.release().await;
+    result
+}
+
+/// The failure of `job` whose host slot was lost while it ran (reported
+/// as such, the job itself being stopped): a runner failure, not movable
+/// (its build may have pushed already).
+fn slot_lost(job: &JobSpec, error: &SlotError, reporter: &dyn Reporter) -> JobFailure {
+    let failure = JobFailure::new(job, ErrorKind::Runner, error.to_string(), error.hint());
+    reporter.report(Event::JobFailed {
+        platform: job.platform.clone(),
+        runner: job.runner.clone(),
+        kind: failure.kind,
+        message: failure.message.clone(),
+    });
+    failure
 }
 
 /// Takes `job`'s slot on its runner's host ([`Worker::slot`]); while the
 /// host says every one of its `jobs` is taken, reports [`Event::Waiting`]
-/// at once and then every [`WAITING_EVERY`].
+/// at once and then every [`WAITING_EVERY`], with `holding()`, this
+/// build's platforms that hold a slot there.
 async fn host_slot<W: Worker>(
     worker: &W,
     job: &JobSpec,
     jobs: u32,
+    holding: &dyn Fn() -> Vec<mab_config::Platform>,
     reporter: &dyn Reporter,
 ) -> Result<SlotGuard, JobFailure> {
     let busy = tokio::sync::Notify::new();
     let said_busy = || busy.notify_one();
-    let slot = worker.slot(job, &said_busy);
+    let slot = worker.slot(job, jobs, &said_busy);
     tokio::pin!(slot);
     let mut since: Option<Instant> = None;
     let mut next = Instant::now();
@@ -412,6 +533,7 @@ async fn host_slot<W: Worker>(
         runner: job.runner.clone(),
         jobs,
         seconds,
+        holding: holding(),
     };
     loop {
         tokio::select! {
@@ -545,22 +667,72 @@ mod tests {
         peak: Mutex<HashMap<String, usize>>,
         total_peak: AtomicUsize,
         total_running: AtomicUsize,
-        /// Runners whose host has no slot free for this long after a job
-        /// asks for one (held by another build): the job waits.
+        /// Runners (or platforms) whose host has no slot free for this
+        /// long after a job (of that platform) asks for one (held by
+        /// another build): the job waits.
         host_busy: Vec<(&'static str, Duration)>,
         /// Each host slot dropped, `platform on runner`, in order.
         released: Arc<Mutex<Vec<String>>>,
+        /// `start PLATFORM` when a job starts, `free PLATFORM` when its
+        /// host slot is freed, in order.
+        sequence: Arc<Mutex<Vec<String>>>,
+        /// Runners whose host slot is lost this long after it is taken.
+        slot_lost: Vec<(&'static str, Duration)>,
     }
 
-    /// A fake host slot: records its release when dropped.
+    /// A fake host slot, lost after `lost_after` when set. Like a real
+    /// one, the host frees it a second after it is released or dropped:
+    /// `release` waits for that, a drop does not. Records `name` in
+    /// `released`, and `free PLATFORM` in `sequence`, when freed.
     struct FakeSlot {
         released: Arc<Mutex<Vec<String>>>,
+        sequence: Arc<Mutex<Vec<String>>>,
         name: String,
+        platform: String,
+        runner: String,
+        lost_after: Option<Duration>,
+        freed: bool,
+    }
+
+    impl FakeSlot {
+        /// Frees the slot on the fake host, a second from now.
+        fn free(&mut self) -> impl Future<Output = ()> + Send + 'static {
+            self.freed = true;
+            let (released, sequence) = (self.released.clone(), self.sequence.clone());
+            let (name, platform) = (self.name.clone(), self.platform.clone());
+            async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                released.lock().unwrap().push(name);
+                sequence.lock().unwrap().push(format!("free {platform}"));
+            }
+        }
+    }
+
+    impl HostSlot for FakeSlot {
+        fn lost(&mut self) -> BoxFuture<'_, SlotError> {
+            Box::pin(async {
+                match self.lost_after {
+                    Some(after) => tokio::time::sleep(after).await,
+                    None => std::future::pending().await,
+                }
+                SlotError::Lost {
+                    runner: self.runner.clone(),
+                    host: format!("`{}-host`", self.runner),
+                    reason: "the connection closed while it ran".to_owned(),
+                }
+            })
+        }
+
+        fn release(mut self: Box<Self>) -> BoxFuture<'static, ()> {
+            Box::pin(self.free())
+        }
     }
 
     impl Drop for FakeSlot {
         fn drop(&mut self) {
-            self.released.lock().unwrap().push(self.name.clone());
+            if !self.freed {
+                tokio::spawn(self.free());
+            }
         }
     }
 
@@ -568,12 +740,13 @@ mod tests {
         async fn slot(
             &self,
             job: &JobSpec,
+            _jobs: u32,
             busy: &(dyn Fn() + Sync),
         ) -> Result<SlotGuard, JobFailure> {
             if let Some((_, wait)) = self
                 .host_busy
                 .iter()
-                .find(|(runner, _)| *runner == job.runner)
+                .find(|(name, _)| *name == job.runner || *name == job.platform.to_string())
             {
                 // The host says so about once a second, as the script does.
                 let free_at = Instant::now() + *wait;
@@ -584,11 +757,24 @@ mod tests {
             }
             Ok(SlotGuard::holding(FakeSlot {
                 released: self.released.clone(),
+                sequence: self.sequence.clone(),
                 name: format!("{} on {}", job.platform, job.runner),
+                platform: job.platform.to_string(),
+                freed: false,
+                runner: job.runner.clone(),
+                lost_after: self
+                    .slot_lost
+                    .iter()
+                    .find(|(runner, _)| *runner == job.runner)
+                    .map(|(_, after)| *after),
             }))
         }
 
         async fn run(&self, job: &JobSpec) -> Result<Built, JobFailure> {
+            self.sequence
+                .lock()
+                .unwrap()
+                .push(format!("start {}", job.platform));
             self.starts.lock().unwrap().push(format!(
                 "{} on {} at {}",
                 job.platform,
@@ -647,6 +833,24 @@ mod tests {
 
     fn job(platform: &str, runner: &str) -> JobSpec {
         JobSpec::on(platform.parse().unwrap(), runner)
+    }
+
+    /// [`run_all`] of `jobs` with the `jobs` of `runners`, no limits,
+    /// fallbacks allowed, nothing reported.
+    async fn run_plainly(
+        worker: &FakeWorker,
+        jobs: &[JobSpec],
+        runners: &[(&str, u32)],
+    ) -> Vec<Result<Built, JobFailure>> {
+        run_all(
+            worker,
+            jobs,
+            &slots(runners),
+            Limits::default(),
+            Fallback::Allowed,
+            &Silent,
+        )
+        .await
     }
 
     fn slots(pairs: &[(&str, u32)]) -> HashMap<String, u32> {
@@ -1077,15 +1281,7 @@ mod tests {
             ..FakeWorker::default()
         };
         let jobs = [job("linux/amd64", "a"), job("linux/arm64", "b")];
-        let results = run_all(
-            &worker,
-            &jobs,
-            &slots(&[("a", 1), ("b", 1)]),
-            Limits::default(),
-            Fallback::Allowed,
-            &Silent,
-        )
-        .await;
+        let results = run_plainly(&worker, &jobs, &[("a", 1), ("b", 1)]).await;
         assert!(results[0].is_ok(), "the other platform still finishes");
         let failures = all_or_failures(results).unwrap_err();
         assert_eq!(failures.len(), 1);
@@ -1141,11 +1337,13 @@ mod tests {
                     runner,
                     jobs,
                     seconds,
+                    holding,
                 } => {
                     assert_eq!(
                         (platform.to_string().as_str(), runner.as_str(), *jobs),
                         ("linux/amd64", "a", 1)
                     );
+                    assert!(holding.is_empty());
                     Some(*seconds)
                 }
                 _ => None,
@@ -1247,6 +1445,132 @@ mod tests {
                 "linux/s390x on c",   // moved away
                 "linux/s390x on d",   // built after the move
             ]
+        );
+    }
+
+    /// A host slot lost mid-build (its holding command ended, its
+    /// connection closed) stops the job at once: a runner failure naming
+    /// runner and host, with a hint, not moved (it may have pushed), its
+    /// slot released; the other runner's job is not touched.
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_lost_mid_build_fails_its_job() {
+        let worker = FakeWorker {
+            durations: vec![("linux/arm64", MINUTE * 30)],
+            slot_lost: vec![("b", MINUTE * 5)],
+            ..FakeWorker::default()
+        };
+        let jobs = [
+            job("linux/amd64", "a"),
+            JobSpec {
+                fallbacks: vec![Candidate {
+                    runner: "a".to_owned(),
+                    emulated: false,
+                }],
+                ..job("linux/arm64", "b")
+            },
+        ];
+        let start = Instant::now();
+        let results = run_plainly(&worker, &jobs, &[("a", 1), ("b", 1)]).await;
+        assert_eq!(start.elapsed().as_secs() / 60, 5, "stopped when lost");
+        assert!(results[0].is_ok());
+        let failure = results[1].as_ref().unwrap_err();
+        assert_eq!(failure.kind, ErrorKind::Runner);
+        assert_eq!(
+            failure.message,
+            "runner `b` lost its build slot on host `b-host`: the connection closed while it ran"
+        );
+        assert!(
+            failure.hint.contains("`mab runners check`"),
+            "{}",
+            failure.hint
+        );
+        assert!(!failure.movable);
+        assert_eq!(failure.stopped, None);
+        assert_eq!(failure.job.runner, "b", "not moved");
+        assert!(!worker
+            .finished
+            .lock()
+            .unwrap()
+            .contains(&"linux/arm64".to_owned()));
+        let mut released = worker.released.lock().unwrap().clone();
+        released.sort();
+        assert_eq!(released, ["linux/amd64 on a", "linux/arm64 on b"]);
+    }
+
+    /// A job's host slot is free on the host before this build's next job
+    /// on that runner starts (which would otherwise find it taken and
+    /// report a wait), and a slot held when the build's future is dropped
+    /// (Ctrl-C) is freed all the same.
+    #[tokio::test(start_paused = true)]
+    async fn a_host_slot_is_free_before_the_next_job_on_its_runner_starts() {
+        let worker = FakeWorker::default();
+        let jobs = [job("linux/amd64", "a"), job("linux/arm64", "a")];
+        let results = run_plainly(&worker, &jobs, &[("a", 1)]).await;
+        assert!(results.iter().all(Result::is_ok));
+        assert_eq!(
+            *worker.sequence.lock().unwrap(),
+            [
+                "start linux/amd64",
+                "free linux/amd64",
+                "start linux/arm64",
+                "free linux/arm64"
+            ]
+        );
+
+        let worker = FakeWorker {
+            durations: vec![("linux/amd64", MINUTE * 30)],
+            ..FakeWorker::default()
+        };
+        let build = run_plainly(&worker, &jobs[..1], &[("a", 1)]);
+        assert!(tokio::time::timeout(MINUTE, build).await.is_err());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            *worker.sequence.lock().unwrap(),
+            ["start linux/amd64", "free linux/amd64"]
+        );
+    }
+
+    /// A job that waits on its host while this build's other job on the
+    /// runner holds a slot there names that job in its waiting events; a
+    /// wait with none of this build's jobs there names none.
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_names_this_builds_jobs_that_hold_a_slot_there() {
+        let worker = FakeWorker {
+            durations: vec![("linux/amd64", MINUTE * 10)],
+            host_busy: vec![("linux/arm64", MINUTE)],
+            ..FakeWorker::default()
+        };
+        let heard = Heard::default();
+        let jobs = [job("linux/amd64", "a"), job("linux/arm64", "a")];
+        let results = run_all(
+            &worker,
+            &jobs,
+            &slots(&[("a", 2)]),
+            Limits::default(),
+            Fallback::Allowed,
+            &heard,
+        )
+        .await;
+        assert!(results.iter().all(Result::is_ok));
+        let holding: Vec<Vec<String>> = heard
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|event| match event {
+                Event::Waiting { holding, jobs, .. } => {
+                    assert_eq!(*jobs, 2);
+                    Some(holding.iter().map(ToString::to_string).collect())
+                }
+                _ => None,
+            })
+            .collect();
+        assert!(!holding.is_empty());
+        assert!(
+            holding
+                .iter()
+                .all(|platforms| platforms == &["linux/amd64"]),
+            "{holding:?}"
         );
     }
 }

@@ -393,20 +393,7 @@ async fn check_one(
         }
         report.platforms.insert(platform.clone(), support.as_str());
     }
-    let slots = connected.slots_in_use(&runner.name).await;
-    if let Ok(in_use) = slots {
-        report.slots = Some(SlotsJson {
-            jobs: runner.jobs,
-            in_use,
-        });
-    }
-    if let Err(error) = slots {
-        report.error = Some(error.to_string());
-        report.error_kind = Some("slots");
-        report.hint = Some(error.hint());
-    } else if unavailable.is_empty() {
-        report.ok = true;
-    } else {
+    if !unavailable.is_empty() {
         let reasons: Vec<String> = unavailable
             .iter()
             .map(|platform| {
@@ -420,7 +407,35 @@ async fn check_one(
         report.error_kind = Some("engine");
         report.hint = Some(unavailable_hint(&unavailable));
     }
+    check_slots(&connected, runner, &mut report).await;
+    report.ok = report.error.is_none();
     report
+}
+
+/// Fills in `report`'s `slots` from the slot probe of the runner's host
+/// ([`Connected::slots_in_use`]); when the probe finds a need missing or
+/// fails, that is the runner's error (kind `slots`), unless it has one
+/// already, to which it is added.
+async fn check_slots(connected: &Connected, runner: &Runner, report: &mut Report) {
+    match connected.slots_in_use(&runner.name).await {
+        Ok(in_use) => {
+            report.slots = Some(SlotsJson {
+                jobs: runner.jobs,
+                in_use,
+            })
+        }
+        Err(error) => match (&mut report.error, &mut report.hint) {
+            (Some(message), Some(hint)) => {
+                message.push_str(&format!("; {error}"));
+                hint.push_str(&format!("\nhint: {}", error.hint()));
+            }
+            _ => {
+                report.error = Some(error.to_string());
+                report.error_kind = Some("slots");
+                report.hint = Some(error.hint());
+            }
+        },
+    }
 }
 
 /// The `hint:` for platforms a runner lists but cannot build: the QEMU

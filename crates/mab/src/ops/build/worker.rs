@@ -413,14 +413,15 @@ impl<R: Registry> Worker for LiveWorker<'_, R> {
     /// cannot hold a slot (no `flock`, no writable directory) or whose
     /// connection fails while the job waits fails the job on that runner,
     /// movable.
-    async fn slot(&self, job: &JobSpec, busy: &(dyn Fn() + Sync)) -> Result<SlotGuard, JobFailure> {
+    async fn slot(
+        &self,
+        job: &JobSpec,
+        jobs: u32,
+        busy: &(dyn Fn() + Sync),
+    ) -> Result<SlotGuard, JobFailure> {
         let Ok(connected) = &self.connected[&job.runner] else {
             return Ok(SlotGuard::none());
         };
-        let jobs = self
-            .runners
-            .get(&job.runner)
-            .map_or(1, |runner| runner.jobs);
         match connected.hold_slot(&job.runner, jobs, busy).await {
             Ok(held) => Ok(SlotGuard::holding(held)),
             Err(error) => {
