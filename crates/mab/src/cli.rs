@@ -46,6 +46,7 @@ pub enum RunnersCommand {
         /// The runners file (default: MAB_RUNNERS, runners.toml beside mab.toml, ~/.config/mab/runners.toml).
         #[arg(long, value_name = "FILE")]
         runners: Option<PathBuf>,
+        /// Output format: a table, or JSON on stdout (warnings stay text on stderr).
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
@@ -55,6 +56,7 @@ pub enum RunnersCommand {
     Remove {
         /// The runner's name.
         name: String,
+        /// The runners file (default: MAB_RUNNERS, runners.toml beside mab.toml, ~/.config/mab/runners.toml).
         #[arg(long, value_name = "FILE")]
         runners: Option<PathBuf>,
     },
@@ -62,8 +64,10 @@ pub enum RunnersCommand {
     Check {
         /// Check only these runners (default: all).
         names: Vec<String>,
+        /// The runners file (default: MAB_RUNNERS, runners.toml beside mab.toml, ~/.config/mab/runners.toml).
         #[arg(long, value_name = "FILE")]
         runners: Option<PathBuf>,
+        /// Output format: a table, or one JSON document on stdout with each runner's status, engine, platforms and slots (docs/runners.md); warnings, errors and hints stay text on stderr.
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
@@ -199,6 +203,8 @@ pub enum Progress {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
+    /// A table for people.
     Human,
+    /// JSON on stdout, for programs.
     Json,
 }
