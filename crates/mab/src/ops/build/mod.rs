@@ -31,7 +31,7 @@ use crate::ops::jobs::{
     all_or_failures, report_planned_moves, run_all, Built, JobFailure, JobSpec, Limits, Worker,
 };
 use crate::ops::prepare;
-use crate::ops::publishing::Publishing;
+use crate::ops::publishing::BuildControl;
 use crate::progress::{Event, Reporter};
 
 use metadata::{BeforeJobs, Inputs, MetadataFile, OwnFiles, PlatformMetadata};
@@ -61,13 +61,16 @@ impl BuildOutcome {
 }
 
 /// Runs the build, reporting its progress and the registry's retried
-/// requests to `reporter`. `publishing` is set while the list and its tags
-/// are pushed, for the interrupt handler.
+/// requests to `reporter`. `control` is marked while the list and its tags
+/// are pushed, for the interrupt handler, which sets a stop on it
+/// otherwise: the build then ends at once through its failure path
+/// (metadata and state written, nothing published) with
+/// [`Failure::stopped`] (130, 143).
 pub async fn build(
     args: &BuildArgs,
     environment: &Environment,
     reporter: &Arc<dyn Reporter>,
-    publishing: &Publishing,
+    control: &BuildControl,
 ) -> Result<BuildOutcome, Failure> {
     let reporter_handle = Arc::clone(reporter);
     let reporter = reporter.as_ref();
@@ -88,7 +91,11 @@ pub async fn build(
     let (context, listing) = prepare::build_context(&project)?;
     prepare::check_target(&project, &context, args.target.is_some())?;
     let own_files = OwnFiles::of(args, environment, context.dir());
-    let inputs = Inputs::in_background(&project, &context, &listing, own_files.paths()).await?;
+    let inputs = tokio::select! {
+        biased;
+        kind = control.stopped() => return Err(Failure::stopped(kind)),
+        inputs = Inputs::in_background(&project, &context, &listing, own_files.paths()) => inputs?,
+    };
     let resume = resume::Resume::start(args, environment, &project, &inputs)?;
     for warning in context.warnings() {
         reporter.report(Event::Warning {
@@ -139,20 +146,28 @@ pub async fn build(
                 .reporting_to(Arc::clone(&reporter_handle)),
         )
     };
-    check_registry(repository.as_ref(), &registry, deadline, &unstarted).await?;
+    unless_stopped(
+        control,
+        &unstarted,
+        check_registry(repository.as_ref(), &registry, deadline, &unstarted),
+    )
+    .await?;
 
     // A resume builds only what it cannot reuse, and contacts only the
     // runners of those platforms (none when everything is reused).
-    let reuse = resume
-        .decide(
-            repository.as_ref(),
-            &registry,
-            &project.platforms,
-            deadline,
-            reporter,
-        )
-        .await
-        .map_err(|failure| unstarted.fail(failure, ErrorKind::Registry, None))?;
+    let deciding = async {
+        resume
+            .decide(
+                repository.as_ref(),
+                &registry,
+                &project.platforms,
+                deadline,
+                reporter,
+            )
+            .await
+            .map_err(|failure| unstarted.fail(failure, ErrorKind::Registry, None))
+    };
+    let reuse = unless_stopped(control, &unstarted, deciding).await?;
     let reused_entries = reuse.entries();
     // Now only the platforms to build are left to fail before their jobs.
     let unbuilt = BeforeJobs {
@@ -162,7 +177,7 @@ pub async fn build(
     };
     let runners = prepare::runners_for(&loaded.runners, &reuse.to_build);
     let connecting = prepare::Connecting::default();
-    let connected = before_deadline(
+    let connecting_all = before_deadline(
         deadline,
         || {
             let pending = connecting.pending();
@@ -179,9 +194,13 @@ pub async fn build(
             )
         },
         prepare::connect_all(&runners, environment, &reporter_handle, &connecting),
-    )
-    .await
-    .map_err(|failure| unbuilt.fail(failure, ErrorKind::Runner, None))?;
+    );
+    let connecting_all = async {
+        connecting_all
+            .await
+            .map_err(|failure| unbuilt.fail(failure, ErrorKind::Runner, None))
+    };
+    let connected = unless_stopped(control, &unbuilt, connecting_all).await?;
     let fallback = if args.no_fallback || !project.fallback {
         Fallback::Refused
     } else {
@@ -240,6 +259,7 @@ pub async fn build(
         network,
         registry_config: environment.docker_config_dir().join("config.json"),
         reporter,
+        control,
     };
     let planned = Planned {
         image: &project.image,
@@ -261,7 +281,7 @@ pub async fn build(
         &worker,
         repository.as_ref(),
         &metadata,
-        publishing,
+        control,
         reporter,
     )
     .await
@@ -329,6 +349,23 @@ pub(super) async fn before_deadline<T>(
             Some(&hint),
         )
     })
+}
+
+/// `future`'s result, or, when a signal asks the build to stop first
+/// (`control`), [`Failure::stopped`] with the metadata file written as
+/// `unstarted` says, every platform `not_started` without an error.
+async fn unless_stopped<T>(
+    control: &BuildControl,
+    unstarted: &BeforeJobs<'_>,
+    future: impl std::future::Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
+    tokio::select! {
+        biased;
+        kind = control.stopped() => {
+            Err(unstarted.fail(Failure::stopped(kind), ErrorKind::Runner, Some(&[])))
+        }
+        result = future => result,
+    }
 }
 
 /// A planned build, as [`run_and_publish`] takes it.
@@ -565,17 +602,20 @@ fn stranded(
 /// for stdout. Otherwise publishes the list of the children in job order
 /// (with `--resume`, the reused images of `planned.reused` among them, all
 /// in the order of `mab.toml`; a failure keeps those `pushed` in the
-/// metadata) under `planned.tags` (with `publishing` set, so that an interrupt waits
+/// metadata) under `planned.tags` (with `control` marked as publishing, so that an interrupt waits
 /// for it; a failure is exit 1 naming the registry, the staging tags then
 /// stay), removes the staging tags (a resume's reused ones too), writes
 /// the metadata and returns
-/// `image@digest` and a newline for stdout.
+/// `image@digest` and a newline for stdout. When `control` was asked to
+/// stop (Ctrl-C, SIGTERM) before the publish starts, the jobs still running
+/// are dropped (`cancelled`), those that finished keep their results, and
+/// the build fails as above with [`Failure::stopped`], publishing nothing.
 async fn run_and_publish<W: Worker, R: Registry>(
     planned: &Planned<'_>,
     worker: &W,
     repository: Option<&R>,
     metadata: &MetadataFile,
-    publishing: &Publishing,
+    control: &BuildControl,
     reporter: &dyn Reporter,
 ) -> Result<BuildOutcome, Failure> {
     let mut results = run_all(
@@ -601,11 +641,19 @@ async fn run_and_publish<W: Worker, R: Registry>(
     // platforms that succeeded, and those that failed after their push.
     let pushed_ok = staged_of(&results, true);
     let pushed_failed = staged_of(&results, false);
-    let (built, left_out) = match all_or_failures(results.clone()) {
+    // A signal asked to stop: the build fails as it stands, publishing
+    // nothing, even when every job had finished.
+    let stop = control.stop_requested();
+    let checked = match (all_or_failures(results.clone()), stop) {
+        (Ok(_), Some(_)) => Err(Vec::new()),
+        (checked, _) => checked,
+    };
+    let (built, left_out) = match checked {
         Ok(built) => (built, Vec::new()),
         Err(failures) => {
             // `--allow-partial` publishes those that succeeded, if any.
-            let partial = planned.allow_partial
+            let partial = stop.is_none()
+                && planned.allow_partial
                 && repository.is_some()
                 && (results.iter().any(Result::is_ok) || !planned.reused.is_empty());
             if let Some(repository) = repository {
@@ -617,7 +665,10 @@ async fn run_and_publish<W: Worker, R: Registry>(
             }
             if !partial {
                 metadata.write_failed(planned.image, planned.tags, &states, reporter);
-                return Err(failure_report(&failures));
+                return Err(match stop {
+                    Some(kind) => Failure::stopped(kind),
+                    None => failure_report(&failures),
+                });
             }
             let built: Vec<Built> = results
                 .iter()
@@ -653,7 +704,10 @@ async fn run_and_publish<W: Worker, R: Registry>(
     let (media_type, bytes) = mab_registry::manifest_list(&children);
     // From here on the registry changes: a Ctrl-C waits for the build to
     // end rather than leave some tags moved and others not.
-    let _publishing = publishing.start();
+    let _publishing = control.start_publish().map_err(|kind| {
+        metadata.write_failed(planned.image, planned.tags, &states, reporter);
+        Failure::stopped(kind)
+    })?;
     let digest = repository.publish(media_type, &bytes, planned.tags).await.map_err(|error| {
         // The images stay under their staging tags: a list that reached
         // some tags refers to them, and deleting a tag may delete its
@@ -981,17 +1035,17 @@ mod tests {
     struct FakeRegistry {
         answers: Answers,
         /// To record whether a publish ran with the publishing state set.
-        publishing: Publishing,
+        control: BuildControl,
         calls: Mutex<Vec<String>>,
         /// The digests deleted along with their tags (`loses_manifests`).
         lost: Mutex<Vec<String>>,
     }
 
     impl FakeRegistry {
-        fn new(answers: Answers, publishing: &Publishing) -> FakeRegistry {
+        fn new(answers: Answers, control: &BuildControl) -> FakeRegistry {
             FakeRegistry {
                 answers,
-                publishing: publishing.clone(),
+                control: control.clone(),
                 calls: Mutex::new(Vec::new()),
                 lost: Mutex::new(Vec::new()),
             }
@@ -1068,7 +1122,7 @@ mod tests {
                 .iter()
                 .map(|child| child["digest"].as_str().unwrap())
                 .collect();
-            let state = match self.publishing.in_progress() {
+            let state = match self.control.publishing() {
                 true => "while publishing",
                 false => "NOT marked as publishing",
             };
@@ -2145,8 +2199,8 @@ mod tests {
                 pushes: case.push,
                 runs: Mutex::new(Vec::new()),
             };
-            let publishing = Publishing::default();
-            let registry = FakeRegistry::new(case.answers, &publishing);
+            let control = BuildControl::default();
+            let registry = FakeRegistry::new(case.answers, &control);
             let (_directory, path, metadata) = empty_metadata_file();
             let reporter = Recorded::default();
 
@@ -2155,13 +2209,13 @@ mod tests {
                 &worker,
                 case.push.then_some(&registry),
                 &metadata,
-                &publishing,
+                &control,
                 &reporter,
             )
             .await;
 
             assert_eq!(*registry.calls.lock().unwrap(), case.calls, "{name}");
-            assert!(!publishing.in_progress(), "{name}: publishing ends");
+            assert!(!control.publishing(), "{name}: publishing ends");
             match (&result, &case.result) {
                 (Ok(outcome), Ok(expected)) => assert_eq!(outcome.stdout(), *expected, "{name}"),
                 (Err(failure), Err((kind, phrases))) => {
@@ -2357,7 +2411,7 @@ mod tests {
                 push_rights,
                 ..Answers::default()
             };
-            let registry = FakeRegistry::new(answers, &Publishing::default());
+            let registry = FakeRegistry::new(answers, &BuildControl::default());
             let result = check_push(&registry, REGISTRY).await;
             assert_eq!(*registry.calls.lock().unwrap(), ["check push"]);
             assert_eq!(result.as_ref().err().map(|failure| failure.kind), kind);
@@ -2636,7 +2690,7 @@ mod tests {
                         push_rights,
                         ..Answers::default()
                     };
-                    let registry = FakeRegistry::new(answers, &Publishing::default());
+                    let registry = FakeRegistry::new(answers, &BuildControl::default());
                     check_registry(Some(&registry), REGISTRY, deadline, &unstarted).await
                 }
                 Before::NoPush => {
@@ -2949,14 +3003,14 @@ mod tests {
         let runners = mab_config::load_runners(&runners_path).unwrap();
         for case in cases {
             let name = case.name;
-            let publishing = Publishing::default();
+            let control = BuildControl::default();
             let registry = FakeRegistry::new(
                 Answers {
                     gone: case.gone,
                     deletes_tags: true,
                     ..Answers::default()
                 },
-                &publishing,
+                &control,
             );
             let (_directory, path, metadata) = empty_metadata_file();
             let reporter = Recorded::default();
@@ -2987,7 +3041,7 @@ mod tests {
                 &worker,
                 Some(&registry),
                 &metadata,
-                &publishing,
+                &control,
                 &reporter,
             )
             .await;
@@ -3174,13 +3228,13 @@ mod tests {
             reused: &resume.carried,
             ..before_jobs(&metadata, &resume.rest, &tags, &reporter)
         };
-        let publishing = Publishing::default();
+        let control = BuildControl::default();
         let registry = FakeRegistry::new(
             Answers {
                 push_rights: PushRights::Unreachable,
                 ..Answers::default()
             },
-            &publishing,
+            &control,
         );
 
         let failure = check_registry(Some(&registry), REGISTRY, None, &unstarted)
@@ -3223,14 +3277,14 @@ mod tests {
     #[tokio::test]
     async fn a_failed_build_keeps_what_its_resume_reuses_on_a_registry_that_loses_manifests() {
         use Outcome::*;
-        let publishing = Publishing::default();
+        let control = BuildControl::default();
         let registry = FakeRegistry::new(
             Answers {
                 deletes_tags: true,
                 loses_manifests: true,
                 ..Answers::default()
             },
-            &publishing,
+            &control,
         );
         let (_directory, path, metadata) = empty_metadata_file();
         let platforms = inputs().platforms;
@@ -3244,7 +3298,7 @@ mod tests {
             ]),
             Some(&registry),
             &metadata,
-            &publishing,
+            &control,
             &Recorded::default(),
         )
         .await;
@@ -3268,7 +3322,7 @@ mod tests {
             &FakeWorker::pushing(vec![("linux/arm64", Built)]),
             Some(&registry),
             &metadata,
-            &publishing,
+            &control,
             &reporter,
         )
         .await;
