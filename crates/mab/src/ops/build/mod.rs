@@ -907,6 +907,8 @@ mod tests {
         elsewhere: Vec<(&'static str, &'static str, Outcome)>,
         pushes: bool,
         runs: Mutex<Vec<String>>,
+        /// What a signal sets to stop the build; `None`: nothing stops it.
+        control: Option<BuildControl>,
     }
 
     /// A pushed image with a digest that names its platform, for readable tables.
@@ -926,6 +928,10 @@ mod tests {
     }
 
     impl Worker for FakeWorker {
+        fn control(&self) -> Option<&BuildControl> {
+            self.control.as_ref()
+        }
+
         async fn run(&self, job: &JobSpec) -> Result<Built, JobFailure> {
             let platform = job.platform.to_string();
             let runner = job.runner.as_str();
@@ -1029,6 +1035,9 @@ mod tests {
         overwritten: Option<&'static str>,
         /// The image of this platform (`linux-amd64`) is no longer served.
         gone: Option<&'static str>,
+        /// A Ctrl-C comes while the list is published: the publish
+        /// records whether the stop it asks for was accepted.
+        interrupted_while_publishing: bool,
     }
 
     /// Records every call, naming the tags and digests involved.
@@ -1126,6 +1135,10 @@ mod tests {
                 true => "while publishing",
                 false => "NOT marked as publishing",
             };
+            if self.answers.interrupted_while_publishing {
+                let accepted = self.control.request_stop(FailureKind::Interrupted);
+                self.record(format!("Ctrl-C: stop accepted {accepted}"));
+            }
             self.record(format!(
                 "publish {} as {} {state}",
                 children.join(", "),
@@ -2198,6 +2211,7 @@ mod tests {
                 elsewhere: case.elsewhere.clone(),
                 pushes: case.push,
                 runs: Mutex::new(Vec::new()),
+                control: None,
             };
             let control = BuildControl::default();
             let registry = FakeRegistry::new(case.answers, &control);
@@ -2845,6 +2859,7 @@ mod tests {
                 elsewhere: Vec::new(),
                 pushes: true,
                 runs: Mutex::new(Vec::new()),
+                control: None,
             }
         }
     }
@@ -3337,5 +3352,185 @@ mod tests {
                 .any(|line| line.starts_with("linux/amd64 reused from the earlier build")),
             "{said:#?}"
         );
+    }
+
+    /// A build of the platforms of [`inputs`] that a signal may stop.
+    struct Signalled {
+        control: BuildControl,
+        registry: FakeRegistry,
+        worker: FakeWorker,
+        jobs: Jobs,
+        _directory: tempfile::TempDir,
+        path: std::path::PathBuf,
+        metadata: MetadataFile,
+    }
+
+    impl Signalled {
+        /// The jobs and the publish ([`run_and_publish`]), planned without
+        /// limits.
+        async fn run(&self) -> Result<BuildOutcome, Failure> {
+            run_and_publish(
+                &self.jobs.planned(false, &[]),
+                &self.worker,
+                Some(&self.registry),
+                &self.metadata,
+                &self.control,
+                &Recorded::default(),
+            )
+            .await
+        }
+    }
+
+    /// A registry answering `answers` and a worker that pushes and ends
+    /// each job on its planned runner as `outcomes` says, sharing the
+    /// control a signal sets; an empty metadata file.
+    fn signalled(answers: Answers, outcomes: Vec<(&'static str, Outcome)>) -> Signalled {
+        let control = BuildControl::default();
+        let registry = FakeRegistry::new(answers, &control);
+        let worker = FakeWorker {
+            control: Some(control.clone()),
+            ..FakeWorker::pushing(outcomes)
+        };
+        let (_directory, path, metadata) = empty_metadata_file();
+        Signalled {
+            control,
+            registry,
+            worker,
+            jobs: Jobs::on_planned_runners(&inputs().platforms),
+            _directory,
+            path,
+            metadata,
+        }
+    }
+
+    /// A signal while amd64 is pushed and verified and arm64 still runs:
+    /// arm64's job is dropped (`cancelled`), amd64 keeps its result
+    /// (`pushed` with its digest) and its staging tag (nothing deleted),
+    /// the metadata is written, nothing is published, and the build fails
+    /// as the signal says (130, 143).
+    #[tokio::test(start_paused = true)]
+    async fn a_signal_stops_the_running_jobs_and_keeps_what_was_pushed() {
+        use Outcome::*;
+        for kind in [FailureKind::Interrupted, FailureKind::Terminated] {
+            let answers = Answers {
+                deletes_tags: true,
+                ..Answers::default()
+            };
+            let build = signalled(
+                answers,
+                vec![("linux/amd64", Built), ("linux/arm64", Hangs)],
+            );
+            let signal = async {
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                assert!(build.control.request_stop(kind));
+            };
+            let (result, ()) = tokio::join!(build.run(), signal);
+            let failure = result.unwrap_err();
+            assert_eq!(failure.kind, kind);
+            assert_eq!(
+                failure.report,
+                Failure::stopped(kind).report,
+                "the report of a signal"
+            );
+            assert_eq!(
+                *build.registry.calls.lock().unwrap(),
+                Vec::<String>::new(),
+                "no publish, and amd64's staging tag is kept"
+            );
+            let signal = match kind {
+                FailureKind::Terminated => "terminated (SIGTERM)",
+                _ => "interrupted (Ctrl-C)",
+            };
+            let written: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&build.path).unwrap()).unwrap();
+            assert_eq!(
+                written,
+                document(
+                    false,
+                    &["linux/amd64", "linux/arm64"],
+                    vec![
+                        entry("linux/amd64", "pushed"),
+                        failed(
+                            "linux/arm64",
+                            "cancelled",
+                            "runner",
+                            &format!("stopped on runner `pi`: {signal}")
+                        ),
+                    ],
+                )
+            );
+        }
+    }
+
+    /// A signal before the jobs (here while the registry is asked for
+    /// push rights) ends that phase at once: the metadata has every
+    /// platform `not_started` without an error, and the build fails as the
+    /// signal says.
+    #[tokio::test(start_paused = true)]
+    async fn a_signal_before_the_jobs_ends_the_build_at_once() {
+        let control = BuildControl::default();
+        let registry = FakeRegistry::new(
+            Answers {
+                push_rights: PushRights::Hangs,
+                ..Answers::default()
+            },
+            &control,
+        );
+        let (_directory, path, metadata) = empty_metadata_file();
+        let platforms = inputs().platforms;
+        let tags = ["1.0".to_owned(), "latest".to_owned()];
+        let reporter = Recorded::default();
+        let unstarted = before_jobs(&metadata, &platforms, &tags, &reporter);
+        let started = tokio::time::Instant::now();
+        let checking = check_registry(Some(&registry), REGISTRY, None, &unstarted);
+        let signal = async {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            control.request_stop(FailureKind::Terminated);
+        };
+        let (result, ()) = tokio::join!(unless_stopped(&control, &unstarted, checking), signal);
+        assert_eq!(result.unwrap_err().kind, FailureKind::Terminated);
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        let written: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let not_started = |platform: &str| {
+            with(
+                entry(platform, "not_started"),
+                json!({ "runner": null, "seconds": null }),
+            )
+        };
+        assert_eq!(
+            written,
+            document(
+                false,
+                &["linux/amd64", "linux/arm64"],
+                vec![not_started("linux/amd64"), not_started("linux/arm64")],
+            )
+        );
+    }
+
+    /// A Ctrl-C during the publish of the list is refused as a stop: the
+    /// jobs' results stand and the publish finishes.
+    #[tokio::test]
+    async fn a_signal_during_the_publish_does_not_stop_the_build() {
+        use Outcome::*;
+        let answers = Answers {
+            interrupted_while_publishing: true,
+            ..Answers::default()
+        };
+        let build = signalled(
+            answers,
+            vec![("linux/amd64", Built), ("linux/arm64", Built)],
+        );
+        let result = build.run().await;
+        assert_eq!(result.unwrap().stdout(), "127.0.0.1:5000/app@sha256:list\n");
+        let calls = build.registry.calls.lock().unwrap();
+        assert_eq!(
+            calls[..2],
+            [
+                "Ctrl-C: stop accepted false",
+                "publish sha256:linux-amd64, sha256:linux-arm64 as 1.0, latest while publishing"
+            ]
+        );
+        assert_eq!(build.control.stop_requested(), None);
     }
 }
