@@ -487,24 +487,15 @@ fn a_metadata_file_inside_the_project_does_not_stop_its_resume() {
 
 /// `--resume FILE --metadata-file FILE`, as in CI, stopped while it
 /// waits for the registry (one that accepts the connection and never
-/// answers) by SIGTERM, so that it writes nothing more: FILE, read at the
-/// start and checked for writing without being emptied, is still the
-/// whole document it was. Then the same resume refused at the registry
-/// (nothing listens) writes it whole again, the platform it would reuse
-/// still `pushed` with its digest.
+/// answers) by SIGTERM: FILE, read at the start and checked for writing
+/// without being emptied, is written whole again by the stopped build
+/// (exit 143), the platform it would reuse still `pushed` with its digest.
+/// Then the same resume refused at the registry (nothing listens) writes
+/// it whole again, the same way.
 #[test]
 fn a_resume_stopped_at_the_registry_leaves_its_file_whole() {
     let port = free_port();
-    let project = Project::new();
-    project
-        .file("Dockerfile", "FROM scratch\nCOPY content.txt /\n")
-        .file("content.txt", "stopped\n")
-        .file(
-            "mab.toml",
-            &format!(
-                "[image]\nname = \"127.0.0.1:{port}/stopped\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n"
-            ),
-        );
+    let project = project_on_port(port);
     let home = tempfile::tempdir().unwrap();
     let outside = tempfile::tempdir().unwrap();
     let file = outside.path().join("build.json");
@@ -525,21 +516,20 @@ fn a_resume_stopped_at_the_registry_leaves_its_file_whole() {
     let earlier_text = earlier.to_string();
     std::fs::write(&file, &earlier_text).unwrap();
 
-    // A registry that takes the connection and never answers.
     let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
-    let mut child = mab_command(home.path(), project.path(), &resume)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (_connection, _) = listener.accept().unwrap();
-    let terminated = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(terminated.success());
-    assert_eq!(child.wait().unwrap().code(), Some(143));
-    assert_eq!(std::fs::read_to_string(&file).unwrap(), earlier_text);
+    assert_eq!(
+        signalled_at_the_registry(&listener, home.path(), &project, &resume, "TERM"),
+        Some(143)
+    );
+    let still_resumable = |written: &serde_json::Value| {
+        let platforms = written["platforms"].as_array().unwrap();
+        assert_eq!(platforms[0]["platform"], "linux/amd64", "{written:#}");
+        assert_eq!(platforms[0]["state"], "pushed", "{written:#}");
+        assert_eq!(platforms[0]["digest"], digest.as_str(), "{written:#}");
+        assert_eq!(platforms[1]["state"], "not_started", "{written:#}");
+        assert_eq!(written["inputs"], earlier["inputs"], "{written:#}");
+    };
+    still_resumable(&read_json(&file));
     drop(listener);
 
     let run = mab(home.path(), project.path(), &resume);
@@ -549,13 +539,81 @@ fn a_resume_stopped_at_the_registry_leaves_its_file_whole() {
             .contains(&format!("cannot reach the registry 127.0.0.1:{port}")),
         "{run:?}"
     );
-    let written = read_json(&file);
-    let platforms = written["platforms"].as_array().unwrap();
-    assert_eq!(platforms[0]["platform"], "linux/amd64", "{written:#}");
-    assert_eq!(platforms[0]["state"], "pushed", "{written:#}");
-    assert_eq!(platforms[0]["digest"], digest.as_str(), "{written:#}");
-    assert_eq!(platforms[1]["state"], "not_started", "{written:#}");
-    assert_eq!(written["inputs"], earlier["inputs"], "{written:#}");
+    still_resumable(&read_json(&file));
+}
+
+/// A two-platform project whose image is on 127.0.0.1:`port`.
+fn project_on_port(port: u16) -> Project {
+    let project = Project::new();
+    project
+        .file("Dockerfile", "FROM scratch\nCOPY content.txt /\n")
+        .file("content.txt", "stopped\n")
+        .file(
+            "mab.toml",
+            &format!(
+                "[image]\nname = \"127.0.0.1:{port}/stopped\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n"
+            ),
+        );
+    project
+}
+
+/// Runs mab with `arguments` in `project`, its registry `listener` taking
+/// the connection and never answering, and sends it `signal` once it
+/// connected; returns its exit code (`None` when a signal ended it).
+fn signalled_at_the_registry(
+    listener: &std::net::TcpListener,
+    home: &Path,
+    project: &Project,
+    arguments: &[&str],
+    signal: &str,
+) -> Option<i32> {
+    let mut child = mab_command(home, project.path(), arguments)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (_connection, _) = listener.accept().unwrap();
+    let sent = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    child.wait().unwrap().code()
+}
+
+/// A build killed with SIGKILL (while it waits for a registry that never
+/// answers) leaves its `--metadata-file` empty, never an older build's
+/// document; a resume from it says that the file is empty (exit 2).
+#[test]
+fn a_killed_build_leaves_its_metadata_file_empty() {
+    let port = free_port();
+    let project = project_on_port(port);
+    let home = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let file = outside.path().join("build.json");
+    let file_text = file.to_str().unwrap();
+    std::fs::write(&file, "{\"written by\": \"an older build\"}\n").unwrap();
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let build = ["build", "--metadata-file", file_text];
+    assert_eq!(
+        signalled_at_the_registry(&listener, home.path(), &project, &build, "KILL"),
+        None
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "");
+    drop(listener);
+
+    let run = mab(
+        home.path(),
+        project.path(),
+        &["build", "--resume", file_text],
+    );
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains(&format!(
+            "error: cannot resume from {file_text}: the file is empty"
+        )),
+        "{run:?}"
+    );
 }
 
 /// A `--no-push` build keeps no state, as it can never be resumed: the
