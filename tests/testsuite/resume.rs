@@ -494,11 +494,8 @@ fn a_metadata_file_inside_the_project_does_not_stop_its_resume() {
 /// it whole again, the same way.
 #[test]
 fn a_resume_stopped_at_the_registry_leaves_its_file_whole() {
-    let port = free_port();
-    let project = project_on_port(port);
-    let home = tempfile::tempdir().unwrap();
-    let outside = tempfile::tempdir().unwrap();
-    let file = outside.path().join("build.json");
+    let on = on_free_port();
+    let (port, project, home, file) = (on.port, &on.project, &on.home, &on.file);
     let file_text = file.to_str().unwrap();
     let resume = ["build", "--resume", file_text, "--metadata-file", file_text];
 
@@ -509,16 +506,16 @@ fn a_resume_stopped_at_the_registry_leaves_its_file_whole() {
     );
     assert_eq!(run.code, 1, "{run:?}");
     // As if amd64 had been pushed and verified.
-    let mut earlier = read_json(&file);
+    let mut earlier = read_json(file);
     let digest = format!("sha256:{}", "a".repeat(64));
     earlier["platforms"][0]["state"] = "pushed".into();
     earlier["platforms"][0]["digest"] = digest.as_str().into();
     let earlier_text = earlier.to_string();
-    std::fs::write(&file, &earlier_text).unwrap();
+    std::fs::write(file, &earlier_text).unwrap();
 
     let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     assert_eq!(
-        signalled_at_the_registry(&listener, home.path(), &project, &resume, "TERM"),
+        signalled_at_the_registry(&listener, home.path(), project, &resume, "TERM"),
         Some(143)
     );
     let still_resumable = |written: &serde_json::Value| {
@@ -529,7 +526,7 @@ fn a_resume_stopped_at_the_registry_leaves_its_file_whole() {
         assert_eq!(platforms[1]["state"], "not_started", "{written:#}");
         assert_eq!(written["inputs"], earlier["inputs"], "{written:#}");
     };
-    still_resumable(&read_json(&file));
+    still_resumable(&read_json(file));
     drop(listener);
 
     let run = mab(home.path(), project.path(), &resume);
@@ -539,7 +536,31 @@ fn a_resume_stopped_at_the_registry_leaves_its_file_whole() {
             .contains(&format!("cannot reach the registry 127.0.0.1:{port}")),
         "{run:?}"
     );
-    still_resumable(&read_json(&file));
+    still_resumable(&read_json(file));
+}
+
+/// A project whose registry is a free port on 127.0.0.1, a home, and a
+/// metadata file's path outside the project.
+struct OnPort {
+    port: u16,
+    project: Project,
+    home: tempfile::TempDir,
+    _outside: tempfile::TempDir,
+    /// `build.json`, not there yet.
+    file: std::path::PathBuf,
+}
+
+/// [`OnPort`] on a port where nothing listens yet.
+fn on_free_port() -> OnPort {
+    let port = free_port();
+    let outside = tempfile::tempdir().unwrap();
+    OnPort {
+        port,
+        project: project_on_port(port),
+        home: tempfile::tempdir().unwrap(),
+        file: outside.path().join("build.json"),
+        _outside: outside,
+    }
 }
 
 /// A two-platform project whose image is on 127.0.0.1:`port`.
@@ -586,20 +607,17 @@ fn signalled_at_the_registry(
 /// document; a resume from it says that the file is empty (exit 2).
 #[test]
 fn a_killed_build_leaves_its_metadata_file_empty() {
-    let port = free_port();
-    let project = project_on_port(port);
-    let home = tempfile::tempdir().unwrap();
-    let outside = tempfile::tempdir().unwrap();
-    let file = outside.path().join("build.json");
+    let on = on_free_port();
+    let (port, project, home, file) = (on.port, &on.project, &on.home, &on.file);
     let file_text = file.to_str().unwrap();
-    std::fs::write(&file, "{\"written by\": \"an older build\"}\n").unwrap();
+    std::fs::write(file, "{\"written by\": \"an older build\"}\n").unwrap();
     let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     let build = ["build", "--metadata-file", file_text];
     assert_eq!(
-        signalled_at_the_registry(&listener, home.path(), &project, &build, "KILL"),
+        signalled_at_the_registry(&listener, home.path(), project, &build, "KILL"),
         None
     );
-    assert_eq!(std::fs::read_to_string(&file).unwrap(), "");
+    assert_eq!(std::fs::read_to_string(file).unwrap(), "");
     drop(listener);
 
     let run = mab(
