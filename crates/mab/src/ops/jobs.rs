@@ -452,7 +452,8 @@ async fn host_slot<W: Worker>(
 }
 
 /// `future`'s output, or `None` when `end` comes first or `stop` is asked
-/// to stop (an output ready at once wins over the stop).
+/// to stop (before `future` starts: `None` at once; an output ready when
+/// the stop comes wins over it).
 async fn before<T>(
     end: Option<Instant>,
     stop: Option<&BuildControl>,
@@ -467,6 +468,10 @@ async fn before<T>(
     let Some(stop) = stop else {
         return limited.await;
     };
+    // Nothing starts after a stop (a slot freed by a job it dropped).
+    if stop.stop_requested().is_some() {
+        return None;
+    }
     tokio::select! {
         biased;
         output = limited => output,
@@ -1307,6 +1312,76 @@ mod tests {
                 "linux/ppc64le on e", // stopped by its time limit
                 "linux/s390x on c",   // moved away
                 "linux/s390x on d",   // built after the move
+            ]
+        );
+    }
+
+    /// Every job runs for an hour; `control` stops them.
+    struct Stoppable {
+        control: BuildControl,
+    }
+
+    impl Worker for Stoppable {
+        fn control(&self) -> Option<&BuildControl> {
+            Some(&self.control)
+        }
+
+        async fn run(&self, job: &JobSpec) -> Result<Built, JobFailure> {
+            tokio::time::sleep(MINUTE * 60).await;
+            Ok(Built {
+                job: job.clone(),
+                child: None,
+                seconds: 3600.0,
+            })
+        }
+    }
+
+    /// A stop (SIGTERM) drops the running job (`cancelled`) and the one
+    /// waiting for the runner's only slot (`not_started`) at once, each
+    /// failure naming the signal and the runner.
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_drops_the_running_and_the_waiting_jobs() {
+        let worker = Stoppable {
+            control: BuildControl::default(),
+        };
+        let jobs = [job("linux/amd64", "a"), job("linux/386", "a")];
+        let started = Instant::now();
+        let signal = async {
+            tokio::time::sleep(MINUTE).await;
+            assert!(worker.control.request_stop(FailureKind::Terminated));
+        };
+        let one_slot = slots(&[("a", 1)]);
+        let (results, ()) = tokio::join!(
+            run_all(
+                &worker,
+                &jobs,
+                &one_slot,
+                Limits::default(),
+                Fallback::Allowed,
+                &Silent,
+            ),
+            signal
+        );
+        assert_eq!(started.elapsed(), MINUTE);
+        let ended: Vec<(Option<Stop>, String)> = results
+            .into_iter()
+            .map(|result| {
+                let failure = result.unwrap_err();
+                (failure.stopped, failure.message)
+            })
+            .collect();
+        assert_eq!(
+            ended,
+            [
+                (
+                    Some(Stop::Running),
+                    "stopped on runner `a`: terminated (SIGTERM)".to_owned()
+                ),
+                (
+                    Some(Stop::BeforeSlot),
+                    "not started: terminated (SIGTERM) while it waited for a slot on runner `a`"
+                        .to_owned()
+                ),
             ]
         );
     }
