@@ -469,8 +469,9 @@ fn resume_without_an_earlier_build() {
     check("resume_without_an_earlier_build", &hide_state_key(run), 2);
 }
 
-/// `--resume FILE` naming a file that is not there, or one that is not
-/// the metadata of a build: the file and what is wrong with it.
+/// `--resume FILE` naming a file that is not there, one that is not the
+/// metadata of a build, or an empty one (its build was killed): the file
+/// and what is wrong with it.
 #[test]
 fn resume_from_a_bad_file() {
     let project = project(&GOOD_MANIFEST.replace("5000", "5999"));
@@ -483,6 +484,10 @@ fn resume_from_a_bad_file() {
     );
     let invalid = run(&project, &["build", "--resume", "metadata.json"]);
     check("resume_from_an_invalid_file", &invalid, 2);
+    // As a build killed (SIGKILL) after emptying its --metadata-file left it.
+    project.file("metadata.json", "");
+    let empty = run(&project, &["build", "--resume", "metadata.json"]);
+    check("resume_from_an_empty_file", &empty, 2);
 }
 
 /// A resume publishes: `--resume --no-push` is refused.

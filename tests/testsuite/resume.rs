@@ -23,13 +23,17 @@ use crate::support::{
 /// that the step can be found among the processes); amd64 skips it.
 const SLEEP: &str = "12.37";
 
+/// The arm64 step of the build stopped by SIGTERM: long enough that its
+/// end within seconds of the signal is the engine stopping it.
+const STOPPED_SLEEP: &str = "31.73";
+
 /// Keepalives that find the cut link within seconds.
 const FAST_KEEPALIVES: &str = "    ServerAliveInterval 1\n    ServerAliveCountMax 2\n";
 
 /// The project: busybox for both architectures, a `RUN` step that sleeps
-/// on arm64 only, and runners.toml with amd64 on runner-b and arm64 on
-/// the ssh alias `spare`.
-fn write_project(project: &Project, lab: &Lab, repository: &str) {
+/// `sleep` seconds on arm64 only, and runners.toml with amd64 on runner-b
+/// and arm64 on the ssh alias `spare`.
+fn write_project(project: &Project, lab: &Lab, repository: &str, sleep: &str) {
     project
         .with_busybox(lab, &["amd64", "arm64"])
         .file(
@@ -37,7 +41,7 @@ fn write_project(project: &Project, lab: &Lab, repository: &str) {
             &format!(
                 "FROM scratch\nARG TARGETARCH\nCOPY busybox/${{TARGETARCH}} /bin/busybox\n\
                  COPY busybox/${{TARGETARCH}} /bin/sh\n\
-                 RUN if [ \"$TARGETARCH\" = arm64 ]; then /bin/busybox sleep {SLEEP}; fi\n\
+                 RUN if [ \"$TARGETARCH\" = arm64 ]; then /bin/busybox sleep {sleep}; fi\n\
                  COPY content.txt /\n"
             ),
         )
@@ -77,18 +81,26 @@ fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-/// Whether the arm64 `RUN` step runs.
-fn sleeping() -> bool {
+/// Whether the arm64 `RUN` step that sleeps `sleep` seconds runs.
+fn sleeping(sleep: &str) -> bool {
     let output = std::process::Command::new("pgrep")
-        .args(["-f", &format!("busybox sleep {SLEEP}")])
+        .args(["-f", &format!("busybox sleep {sleep}")])
         .output()
         .unwrap();
     !output.stdout.is_empty()
 }
 
-/// The build whose arm64 link is cut mid-step: started, amd64 finished
-/// and arm64's step running, the link cut; returns how mab ended.
-fn build_cut_mid_arm64(home: &Home, project: &Project, spare: &SpareHost, metadata: &Path) -> Run {
+/// The build whose arm64 step (sleeping `sleep` seconds) is interfered
+/// with once amd64 finished and that step runs: `then` is called with
+/// mab's process id (to cut the link, to signal mab); returns how mab
+/// ended.
+fn build_and_then_mid_arm64(
+    home: &Home,
+    project: &Project,
+    metadata: &Path,
+    sleep: &str,
+    then: impl FnOnce(u32),
+) -> Run {
     let mut child = mab_command(
         home.path(),
         project.path(),
@@ -115,7 +127,7 @@ fn build_cut_mid_arm64(home: &Home, project: &Project, spare: &SpareHost, metada
             })
         };
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !(amd64_done() && sleeping()) {
+    while !(amd64_done() && sleeping(sleep)) {
         assert!(
             Instant::now() < deadline,
             "amd64 did not finish, or arm64's step did not start, within 60 s: {:#?}",
@@ -123,7 +135,7 @@ fn build_cut_mid_arm64(home: &Home, project: &Project, spare: &SpareHost, metada
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    spare.cut();
+    then(child.id());
     let output = child.wait_with_output().unwrap();
     reader.join().unwrap();
     let stderr = lines.lock().unwrap().join("\n");
@@ -211,7 +223,7 @@ fn a_resume_builds_only_what_failed_and_reuses_the_rest_by_digest() {
     let spare = SpareHost::start("resume", SpareOptions::default());
     let repository = lab.repository("resume");
     let project = Project::new();
-    write_project(&project, lab, &repository);
+    write_project(&project, lab, &repository, SLEEP);
     let home = Home::new(lab);
     spare.add_to(&home, "spare", FAST_KEEPALIVES);
     let outside = tempfile::tempdir().unwrap();
@@ -219,7 +231,7 @@ fn a_resume_builds_only_what_failed_and_reuses_the_rest_by_digest() {
     let _ssh = ssh_lock();
 
     // arm64's only runner is cut off mid-build: nothing is published.
-    let run = build_cut_mid_arm64(&home, &project, &spare, &failed_metadata);
+    let run = build_and_then_mid_arm64(&home, &project, &failed_metadata, SLEEP, |_| spare.cut());
     assert_eq!(run.code, 1, "{run:?}");
     assert!(!skopeo_exists(&format!("{repository}:t1")), "{run:?}");
     let failed = read_json(&failed_metadata);
@@ -264,7 +276,7 @@ fn a_resume_builds_only_what_failed_and_reuses_the_rest_by_digest() {
     // state directory) of its own: the same. As in CI, the file resumed
     // from is the one the resume writes its own metadata to.
     let copy = Project::new();
-    write_project(&copy, lab, &repository);
+    write_project(&copy, lab, &repository, SLEEP);
     let fresh_home = Home::new(lab);
     spare.add_to(&fresh_home, "spare", FAST_KEEPALIVES);
     let copied_metadata = outside.path().join("copy.json");
@@ -314,6 +326,84 @@ fn a_resume_builds_only_what_failed_and_reuses_the_rest_by_digest() {
     assert!(!refused_metadata.exists(), "no metadata file: {run:?}");
     assert_eq!(lab.host("runner-b").logins(), runner_b_logins);
     assert_eq!(spare.host().logins(), spare_logins);
+}
+
+/// SIGTERM (a CI job's time limit) once amd64 is pushed and verified while
+/// arm64's step runs: exit 143, the metadata has amd64 `pushed` with its
+/// digest (its image, read back with skopeo, is amd64) and arm64
+/// `cancelled`, nothing is published, the arm64 step is gone within 10 s.
+/// `--resume` (from the state the stopped build wrote) then reuses amd64
+/// by that digest without contacting runner-b and builds arm64.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_build_stopped_by_sigterm_is_resumed() {
+    let lab = require_lab!();
+    let spare = SpareHost::start("stop", SpareOptions::default());
+    let repository = lab.repository("stopped-resume");
+    let project = Project::new();
+    write_project(&project, lab, &repository, STOPPED_SLEEP);
+    let home = Home::new(lab);
+    spare.add_to(&home, "spare", FAST_KEEPALIVES);
+    let outside = tempfile::tempdir().unwrap();
+    let stopped_metadata = outside.path().join("stopped.json");
+    let _ssh = ssh_lock();
+
+    let mut signalled = None;
+    let run = build_and_then_mid_arm64(&home, &project, &stopped_metadata, STOPPED_SLEEP, |pid| {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        signalled = Some(Instant::now());
+    });
+    let signalled = signalled.unwrap();
+    assert_eq!(run.code, 143, "{run:?}");
+    assert_eq!(
+        run.result_event()["error"]["message"],
+        "terminated; nothing was published"
+    );
+    while sleeping(STOPPED_SLEEP) {
+        assert!(
+            signalled.elapsed() < Duration::from_secs(10),
+            "the arm64 step still runs 10 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!skopeo_exists(&format!("{repository}:t1")), "{run:?}");
+    let stopped = read_json(&stopped_metadata);
+    let platforms = stopped["platforms"].as_array().unwrap();
+    assert_eq!(stopped["digest"], serde_json::Value::Null, "{stopped:#}");
+    assert_eq!(platforms[0]["platform"], "linux/amd64", "{stopped:#}");
+    assert_eq!(platforms[0]["state"], "pushed", "{stopped:#}");
+    assert_eq!(platforms[1]["platform"], "linux/arm64", "{stopped:#}");
+    assert_eq!(platforms[1]["state"], "cancelled", "{stopped:#}");
+    assert_eq!(platforms[1]["runner"], "spare", "{stopped:#}");
+    assert_eq!(
+        platforms[1]["error"]["message"], "stopped on runner `spare`: terminated (SIGTERM)",
+        "{stopped:#}"
+    );
+    let amd64_digest = platforms[0]["digest"].as_str().unwrap().to_owned();
+    let config = skopeo_config(&format!("{repository}@{amd64_digest}"));
+    assert_eq!(config["architecture"], "amd64");
+
+    let runner_b_logins = lab.host("runner-b").logins();
+    let resumed_metadata = outside.path().join("resumed.json");
+    let run = mab(
+        home.path(),
+        project.path(),
+        &arguments(&resumed_metadata, &["--resume", "--tag", "t1"]),
+    );
+    let metadata = read_json(&resumed_metadata);
+    assert_resumed(
+        lab,
+        &run,
+        runner_b_logins,
+        &repository,
+        "t1",
+        &amd64_digest,
+        &metadata,
+    );
 }
 
 /// The metadata file inside the project, as a CI job may write it: the
@@ -397,27 +487,15 @@ fn a_metadata_file_inside_the_project_does_not_stop_its_resume() {
 
 /// `--resume FILE --metadata-file FILE`, as in CI, stopped while it
 /// waits for the registry (one that accepts the connection and never
-/// answers) by SIGTERM, so that it writes nothing more: FILE, read at the
-/// start and checked for writing without being emptied, is still the
-/// whole document it was. Then the same resume refused at the registry
-/// (nothing listens) writes it whole again, the platform it would reuse
-/// still `pushed` with its digest.
+/// answers) by SIGTERM: FILE, read at the start and checked for writing
+/// without being emptied, is written whole again by the stopped build
+/// (exit 143), the platform it would reuse still `pushed` with its digest.
+/// Then the same resume refused at the registry (nothing listens) writes
+/// it whole again, the same way.
 #[test]
 fn a_resume_stopped_at_the_registry_leaves_its_file_whole() {
-    let port = free_port();
-    let project = Project::new();
-    project
-        .file("Dockerfile", "FROM scratch\nCOPY content.txt /\n")
-        .file("content.txt", "stopped\n")
-        .file(
-            "mab.toml",
-            &format!(
-                "[image]\nname = \"127.0.0.1:{port}/stopped\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n"
-            ),
-        );
-    let home = tempfile::tempdir().unwrap();
-    let outside = tempfile::tempdir().unwrap();
-    let file = outside.path().join("build.json");
+    let on = on_free_port();
+    let (port, project, home, file) = (on.port, &on.project, &on.home, &on.file);
     let file_text = file.to_str().unwrap();
     let resume = ["build", "--resume", file_text, "--metadata-file", file_text];
 
@@ -428,28 +506,27 @@ fn a_resume_stopped_at_the_registry_leaves_its_file_whole() {
     );
     assert_eq!(run.code, 1, "{run:?}");
     // As if amd64 had been pushed and verified.
-    let mut earlier = read_json(&file);
+    let mut earlier = read_json(file);
     let digest = format!("sha256:{}", "a".repeat(64));
     earlier["platforms"][0]["state"] = "pushed".into();
     earlier["platforms"][0]["digest"] = digest.as_str().into();
     let earlier_text = earlier.to_string();
-    std::fs::write(&file, &earlier_text).unwrap();
+    std::fs::write(file, &earlier_text).unwrap();
 
-    // A registry that takes the connection and never answers.
     let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
-    let mut child = mab_command(home.path(), project.path(), &resume)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (_connection, _) = listener.accept().unwrap();
-    let terminated = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(terminated.success());
-    assert_eq!(child.wait().unwrap().code(), Some(143));
-    assert_eq!(std::fs::read_to_string(&file).unwrap(), earlier_text);
+    assert_eq!(
+        signalled_at_the_registry(&listener, home.path(), project, &resume, "TERM"),
+        Some(143)
+    );
+    let still_resumable = |written: &serde_json::Value| {
+        let platforms = written["platforms"].as_array().unwrap();
+        assert_eq!(platforms[0]["platform"], "linux/amd64", "{written:#}");
+        assert_eq!(platforms[0]["state"], "pushed", "{written:#}");
+        assert_eq!(platforms[0]["digest"], digest.as_str(), "{written:#}");
+        assert_eq!(platforms[1]["state"], "not_started", "{written:#}");
+        assert_eq!(written["inputs"], earlier["inputs"], "{written:#}");
+    };
+    still_resumable(&read_json(file));
     drop(listener);
 
     let run = mab(home.path(), project.path(), &resume);
@@ -459,13 +536,102 @@ fn a_resume_stopped_at_the_registry_leaves_its_file_whole() {
             .contains(&format!("cannot reach the registry 127.0.0.1:{port}")),
         "{run:?}"
     );
-    let written = read_json(&file);
-    let platforms = written["platforms"].as_array().unwrap();
-    assert_eq!(platforms[0]["platform"], "linux/amd64", "{written:#}");
-    assert_eq!(platforms[0]["state"], "pushed", "{written:#}");
-    assert_eq!(platforms[0]["digest"], digest.as_str(), "{written:#}");
-    assert_eq!(platforms[1]["state"], "not_started", "{written:#}");
-    assert_eq!(written["inputs"], earlier["inputs"], "{written:#}");
+    still_resumable(&read_json(file));
+}
+
+/// A project whose registry is a free port on 127.0.0.1, a home, and a
+/// metadata file's path outside the project.
+struct OnPort {
+    port: u16,
+    project: Project,
+    home: tempfile::TempDir,
+    _outside: tempfile::TempDir,
+    /// `build.json`, not there yet.
+    file: std::path::PathBuf,
+}
+
+/// [`OnPort`] on a port where nothing listens yet.
+fn on_free_port() -> OnPort {
+    let port = free_port();
+    let outside = tempfile::tempdir().unwrap();
+    OnPort {
+        port,
+        project: project_on_port(port),
+        home: tempfile::tempdir().unwrap(),
+        file: outside.path().join("build.json"),
+        _outside: outside,
+    }
+}
+
+/// A two-platform project whose image is on 127.0.0.1:`port`.
+fn project_on_port(port: u16) -> Project {
+    let project = Project::new();
+    project
+        .file("Dockerfile", "FROM scratch\nCOPY content.txt /\n")
+        .file("content.txt", "stopped\n")
+        .file(
+            "mab.toml",
+            &format!(
+                "[image]\nname = \"127.0.0.1:{port}/stopped\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n"
+            ),
+        );
+    project
+}
+
+/// Runs mab with `arguments` in `project`, its registry `listener` taking
+/// the connection and never answering, and sends it `signal` once it
+/// connected; returns its exit code (`None` when a signal ended it).
+fn signalled_at_the_registry(
+    listener: &std::net::TcpListener,
+    home: &Path,
+    project: &Project,
+    arguments: &[&str],
+    signal: &str,
+) -> Option<i32> {
+    let mut child = mab_command(home, project.path(), arguments)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (_connection, _) = listener.accept().unwrap();
+    let sent = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    child.wait().unwrap().code()
+}
+
+/// A build killed with SIGKILL (while it waits for a registry that never
+/// answers) leaves its `--metadata-file` empty, never an older build's
+/// document; a resume from it says that the file is empty (exit 2).
+#[test]
+fn a_killed_build_leaves_its_metadata_file_empty() {
+    let on = on_free_port();
+    let (port, project, home, file) = (on.port, &on.project, &on.home, &on.file);
+    let file_text = file.to_str().unwrap();
+    std::fs::write(file, "{\"written by\": \"an older build\"}\n").unwrap();
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let build = ["build", "--metadata-file", file_text];
+    assert_eq!(
+        signalled_at_the_registry(&listener, home.path(), project, &build, "KILL"),
+        None
+    );
+    assert_eq!(std::fs::read_to_string(file).unwrap(), "");
+    drop(listener);
+
+    let run = mab(
+        home.path(),
+        project.path(),
+        &["build", "--resume", file_text],
+    );
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains(&format!(
+            "error: cannot resume from {file_text}: the file is empty"
+        )),
+        "{run:?}"
+    );
 }
 
 /// A `--no-push` build keeps no state, as it can never be resumed: the

@@ -163,7 +163,7 @@ pub struct BuildArgs {
     /// When some platforms fail and at least one succeeds, publish the list of those that succeeded under the --tag tags (required), warn naming each missing platform, record them in the metadata (`missing`) and exit 1; nothing is published when every platform fails.
     #[arg(long)]
     pub allow_partial: bool,
-    /// Finish an earlier build that failed: rebuild only its platforms that were not pushed and verified, reuse the others by digest (checked in the registry first; one that is gone is rebuilt, their runners are not contacted), and publish the full list under this run's tags. Alone it resumes this project's last build (state in $XDG_STATE_HOME/mab, default ~/.local/state/mab); with FILE, the build whose --metadata-file that is (a CI re-run in a fresh clone). Refused (exit 2) when the files sent, the Dockerfile, build args, target or platforms changed since, and with --no-push, as a resume publishes (docs/publishing.md#resuming-a-failed-build).
+    /// Finish an earlier build that failed or was stopped (Ctrl-C, SIGTERM): rebuild only its platforms that were not pushed and verified, reuse the others by digest (checked in the registry first; one that is gone is rebuilt, their runners are not contacted), and publish the full list under this run's tags. Alone it resumes this project's last build (state in $XDG_STATE_HOME/mab, default ~/.local/state/mab); with FILE, the build whose --metadata-file that is (a CI re-run in a fresh clone). Refused (exit 2) when the files sent, the Dockerfile, build args, target or platforms changed since, and with --no-push, as a resume publishes (docs/publishing.md#resuming-a-failed-build).
     #[arg(long, value_name = "FILE", num_args = 0..=1)]
     pub resume: Option<Option<PathBuf>>,
     /// Build and verify each platform on its runner; write nothing to the registry (which then need not answer: without --no-push, mab first checks that it answers and accepts a push).
@@ -172,7 +172,7 @@ pub struct BuildArgs {
     /// How progress is shown on stderr; `json` writes one event per line, each with `"schema": 1`, the last one `result` holding the exit code, the digest and a failure's report (docs/progress.md).
     #[arg(long, value_enum, default_value_t = Progress::Auto)]
     pub progress: Progress,
-    /// Write the build's result as JSON to FILE, also when the build fails after FILE's path was checked (each platform's state and error; a bad flag or mab.toml stops the build before that). Written atomically (a temporary file renamed over FILE), which stays as it was until then.
+    /// Write the build's result as JSON to FILE, also when the build fails or is stopped by Ctrl-C or SIGTERM after FILE's path was checked (each platform's state and error; a bad flag or mab.toml stops the build before that). FILE is emptied when its path is checked (left as it is when it is the --resume FILE), so that a killed build never leaves an older build's document there; the result is written atomically (a temporary file renamed over FILE).
     #[arg(long, value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,
 }

@@ -69,17 +69,32 @@ pub fn main() -> i32 {
             return finish(renderer.as_deref(), no_push, Err(failure));
         }
     };
-    let publishing = ops::publishing::Publishing::default();
+    // Only `mab build` ends through its failure path on a signal
+    // (writing its metadata); the other commands stop at once.
+    let stops_gracefully = matches!(&cli.command, Command::Build(_));
+    let control = ops::publishing::BuildControl::default();
     let result = runtime.block_on(async {
-        let command = run(cli, &environment, renderer.clone(), &publishing);
+        let command = run(cli, &environment, renderer.clone(), &control);
         tokio::pin!(command);
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         // Whether a signal already asked to stop during the publish.
         let mut asked = false;
+        // The stop the build was asked for, and until when it may take.
+        let mut stopping: Option<(FailureKind, tokio::time::Instant)> = None;
         loop {
+            let grace = async {
+                match stopping {
+                    Some((_, until)) => tokio::time::sleep_until(until).await,
+                    None => std::future::pending().await,
+                }
+            };
             let signal = tokio::select! {
                 result = &mut command => break result,
+                () = grace => {
+                    let kind = stopping.map_or(FailureKind::Interrupted, |(kind, _)| kind);
+                    break Err(Failure::stopped(kind));
+                }
                 _ = tokio::signal::ctrl_c() => FailureKind::Interrupted,
                 Some(()) = async {
                     match terminate.as_mut() {
@@ -88,8 +103,21 @@ pub fn main() -> i32 {
                     }
                 } => FailureKind::Terminated,
             };
-            if !publishing.in_progress() {
+            if stopping.is_some() {
+                // A second Ctrl-C while the build stops: stop at once.
+                if signal == FailureKind::Interrupted {
+                    break Err(Failure::stopped(signal));
+                }
+                continue;
+            }
+            if !stops_gracefully {
                 break Err(Failure::stopped(signal));
+            }
+            // Ask the build to stop, so that it writes what it pushed for
+            // a resume; refused while the list is published.
+            if control.request_stop(signal) {
+                stopping = Some((signal, tokio::time::Instant::now() + STOP_GRACE));
+                continue;
             }
             // A second Ctrl-C is the user insisting: stop at once.
             if asked && signal == FailureKind::Interrupted {
@@ -108,6 +136,10 @@ pub fn main() -> i32 {
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     finish(renderer.as_deref(), no_push, result)
 }
+/// How long a build asked to stop by a signal may take to end (its jobs
+/// dropped, its metadata written) before it is dropped as it is.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What a command that ended well produced.
 #[derive(Debug, Default)]
 pub struct Done {
@@ -189,7 +221,7 @@ async fn run(
     cli: Cli,
     environment: &Environment,
     renderer: Option<Arc<progress::Renderer>>,
-    publishing: &ops::publishing::Publishing,
+    control: &ops::publishing::BuildControl,
 ) -> Result<Done, Failure> {
     let reporter: Arc<dyn Reporter> = match renderer {
         Some(renderer) => renderer,
@@ -197,7 +229,7 @@ async fn run(
     };
     let done = match cli.command {
         Command::Build(args) => {
-            let built = ops::build::build(&args, environment, &reporter, publishing).await?;
+            let built = ops::build::build(&args, environment, &reporter, control).await?;
             return Ok(Done {
                 stdout: built.stdout(),
                 digest: built.digest,

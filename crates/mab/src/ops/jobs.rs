@@ -16,6 +16,8 @@ use mab_plan::{Candidate, Fallback, Move};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use crate::failure::FailureKind;
+use crate::ops::publishing::BuildControl;
 use crate::ops::slots::SlotError;
 use crate::progress::{Event, Reporter};
 
@@ -79,7 +81,8 @@ pub struct JobFailure {
     /// The pushed image's manifest digest, when the job failed after its
     /// push (reading the image back or checking it).
     pub digest: Option<String>,
-    /// Set when a time limit stopped the job rather than a failure.
+    /// Set when a time limit or a signal stopped the job rather than a
+    /// failure.
     pub stopped: Option<Stop>,
     /// The runners tried before `job.runner`, each with its failure
     /// message, in order.
@@ -105,7 +108,7 @@ impl JobFailure {
     }
 }
 
-/// How a time limit stopped a job.
+/// How a time limit, or a signal ([`Worker::control`]), stopped a job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {
     /// While it ran: the metadata's `"cancelled"`.
@@ -191,6 +194,13 @@ pub trait Worker: Sync {
 
     /// Builds, pushes and verifies one platform.
     fn run(&self, job: &JobSpec) -> impl Future<Output = Result<Built, JobFailure>> + Send;
+
+    /// What a signal sets to stop the build ([`BuildControl`]): a job
+    /// still waiting for a slot or running then is dropped, as a time
+    /// limit drops it. By default nothing stops the jobs.
+    fn control(&self) -> Option<&BuildControl> {
+        None
+    }
 }
 
 /// The time limits of a build's jobs.
@@ -219,7 +229,9 @@ pub struct Limits {
 /// dropping its future (which drops its engine connection, as Ctrl-C does,
 /// so the engine cancels the build) and fails naming the limit. Such a
 /// failure is counted as not pushed: a job stopped during its push may
-/// leave its staging tag behind.
+/// leave its staging tag behind. A stop asked for through
+/// [`Worker::control`] (Ctrl-C, SIGTERM) drops the jobs still waiting or
+/// running the same way; those that finished keep their results.
 ///
 /// A [`JobFailure::movable`] failure moves the job to its next fallback
 /// not yet tried (passing over runners that failed so for another job) (waiting for a slot there; the time limit counts afresh
@@ -437,7 +449,11 @@ async fn run_once<W: Worker>(
         None => (None, 1),
     };
     let deadline = limits.deadline.map(|(at, _)| at);
+    let stop = worker.control();
     let not_started = || {
+        if let Some(kind) = stop.and_then(BuildControl::stop_requested) {
+            return by_signal(job, kind, Stop::BeforeSlot);
+        }
         let reason = if moved {
             Stopped::Deadline
         } else {
@@ -457,14 +473,19 @@ async fn run_once<W: Worker>(
         }
     };
     // A slot freed by a job the deadline stopped is no start.
-    let permit = before(deadline, acquire)
+    let permit = before(deadline, stop, acquire)
         .await
         .filter(|_| deadline.is_none_or(|deadline| Instant::now() < deadline));
     let Some(_permit) = permit else {
         return Err(not_started());
     };
     let holding = || own.holding_on(&job.runner);
-    let Some(host_slot) = before(deadline, host_slot(worker, job, jobs, &holding, reporter)).await
+    let Some(host_slot) = before(
+        deadline,
+        stop,
+        host_slot(worker, job, jobs, &holding, reporter),
+    )
+    .await
     else {
         return Err(not_started());
     };
@@ -487,9 +508,12 @@ async fn run_once<W: Worker>(
             error = host_slot.lost() => Err(slot_lost(job, &error, reporter)),
         }
     };
-    let result = match before(end, run).await {
+    let result = match before(end, stop, run).await {
         Some(result) => result,
-        None => Err(stopped(job, reason, limits)),
+        None => Err(match stop.and_then(BuildControl::stop_requested) {
+            Some(kind) => by_signal(job, kind, Stop::Running),
+            None => stopped(job, reason, limits),
+        }),
     };
     // Freed before this build's own slot (`_permit`), which the next job
     // on the runner waits for.
@@ -553,11 +577,57 @@ async fn host_slot<W: Worker>(
     }
 }
 
-/// `future`'s output, or `None` when `end` comes first.
-async fn before<T>(end: Option<Instant>, future: impl Future<Output = T>) -> Option<T> {
-    match end {
-        Some(end) => tokio::time::timeout_at(end, future).await.ok(),
-        None => Some(future.await),
+/// `future`'s output, or `None` when `end` comes first or `stop` is asked
+/// to stop (before `future` starts: `None` at once; an output ready when
+/// the stop comes wins over it).
+async fn before<T>(
+    end: Option<Instant>,
+    stop: Option<&BuildControl>,
+    future: impl Future<Output = T>,
+) -> Option<T> {
+    let limited = async {
+        match end {
+            Some(end) => tokio::time::timeout_at(end, future).await.ok(),
+            None => Some(future.await),
+        }
+    };
+    let Some(stop) = stop else {
+        return limited.await;
+    };
+    // Nothing starts after a stop (a slot freed by a job it dropped).
+    if stop.stop_requested().is_some() {
+        return None;
+    }
+    tokio::select! {
+        biased;
+        output = limited => output,
+        _ = stop.stopped() => None,
+    }
+}
+
+/// The failure of a job that a signal (`kind`: Ctrl-C, SIGTERM) stopped
+/// while it ran (`Stop::Running`, "cancelled") or waited for its slot
+/// (`Stop::BeforeSlot`, "not_started").
+fn by_signal(job: &JobSpec, kind: FailureKind, when: Stop) -> JobFailure {
+    let signal = match kind {
+        FailureKind::Terminated => "terminated (SIGTERM)",
+        _ => "interrupted (Ctrl-C)",
+    };
+    let runner = &job.runner;
+    let message = match when {
+        Stop::Running => format!("stopped on runner `{runner}`: {signal}"),
+        Stop::BeforeSlot => {
+            format!("not started: {signal} while it waited for a slot on runner `{runner}`")
+        }
+    };
+    JobFailure {
+        stopped: Some(when),
+        ..JobFailure::new(
+            job,
+            ErrorKind::Runner,
+            message,
+            "run `mab build --resume` to build the platforms that were not pushed".to_owned(),
+        )
     }
 }
 
@@ -1571,6 +1641,76 @@ mod tests {
                 .iter()
                 .all(|platforms| platforms == &["linux/amd64"]),
             "{holding:?}"
+        );
+    }
+
+    /// Every job runs for an hour; `control` stops them.
+    struct Stoppable {
+        control: BuildControl,
+    }
+
+    impl Worker for Stoppable {
+        fn control(&self) -> Option<&BuildControl> {
+            Some(&self.control)
+        }
+
+        async fn run(&self, job: &JobSpec) -> Result<Built, JobFailure> {
+            tokio::time::sleep(MINUTE * 60).await;
+            Ok(Built {
+                job: job.clone(),
+                child: None,
+                seconds: 3600.0,
+            })
+        }
+    }
+
+    /// A stop (SIGTERM) drops the running job (`cancelled`) and the one
+    /// waiting for the runner's only slot (`not_started`) at once, each
+    /// failure naming the signal and the runner.
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_drops_the_running_and_the_waiting_jobs() {
+        let worker = Stoppable {
+            control: BuildControl::default(),
+        };
+        let jobs = [job("linux/amd64", "a"), job("linux/386", "a")];
+        let started = Instant::now();
+        let signal = async {
+            tokio::time::sleep(MINUTE).await;
+            assert!(worker.control.request_stop(FailureKind::Terminated));
+        };
+        let one_slot = slots(&[("a", 1)]);
+        let (results, ()) = tokio::join!(
+            run_all(
+                &worker,
+                &jobs,
+                &one_slot,
+                Limits::default(),
+                Fallback::Allowed,
+                &Silent,
+            ),
+            signal
+        );
+        assert_eq!(started.elapsed(), MINUTE);
+        let ended: Vec<(Option<Stop>, String)> = results
+            .into_iter()
+            .map(|result| {
+                let failure = result.unwrap_err();
+                (failure.stopped, failure.message)
+            })
+            .collect();
+        assert_eq!(
+            ended,
+            [
+                (
+                    Some(Stop::Running),
+                    "stopped on runner `a`: terminated (SIGTERM)".to_owned()
+                ),
+                (
+                    Some(Stop::BeforeSlot),
+                    "not started: terminated (SIGTERM) while it waited for a slot on runner `a`"
+                        .to_owned()
+                ),
+            ]
         );
     }
 }

@@ -439,9 +439,11 @@ impl OwnFiles {
 }
 
 impl MetadataFile {
-    /// Checks that the `--metadata-file`, if one is given, can be written
-    /// ([`check_writable`]: a file that is there is left as it is, as it
-    /// may be the `--resume FILE` this build reads). A state
+    /// Checks that the `--metadata-file`, if one is given, can be written,
+    /// and empties it (creating it), so that a build killed before it ends
+    /// (SIGKILL) never leaves an older build's document there; when it is
+    /// the `--resume FILE` this build reads (the same file, canonically),
+    /// it is only checked ([`check_writable`]) and left as it is. A state
     /// file that would be inside the build context (where it would be sent
     /// and change the context) is not written, with a warning. Errors: a
     /// path that cannot be written (exit 2).
@@ -480,7 +482,17 @@ impl MetadataFile {
             return Ok(file);
         };
         let path = given_path(args, environment, given);
-        check_writable(&path).map_err(|error| {
+        let resumed_from = args
+            .resume
+            .as_ref()
+            .and_then(Option::as_deref)
+            .map(|file| canonical(&given_path(args, environment, file)));
+        let checked = if resumed_from == Some(canonical(&path)) {
+            check_writable(&path)
+        } else {
+            check_writable(&path).and_then(|()| std::fs::File::create(&path).map(drop))
+        };
+        checked.map_err(|error| {
             Failure::usage(
                 format!("cannot write the metadata file {}: {error}", path.display()),
                 Some("point --metadata-file at a writable path"),

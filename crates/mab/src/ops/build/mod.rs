@@ -31,7 +31,7 @@ use crate::ops::jobs::{
     all_or_failures, report_planned_moves, run_all, Built, JobFailure, JobSpec, Limits, Worker,
 };
 use crate::ops::prepare;
-use crate::ops::publishing::Publishing;
+use crate::ops::publishing::BuildControl;
 use crate::progress::{Event, Reporter};
 
 use metadata::{BeforeJobs, Inputs, MetadataFile, OwnFiles, PlatformMetadata};
@@ -61,13 +61,16 @@ impl BuildOutcome {
 }
 
 /// Runs the build, reporting its progress and the registry's retried
-/// requests to `reporter`. `publishing` is set while the list and its tags
-/// are pushed, for the interrupt handler.
+/// requests to `reporter`. `control` is marked while the list and its tags
+/// are pushed, for the interrupt handler, which sets a stop on it
+/// otherwise: the build then ends at once through its failure path
+/// (metadata and state written, nothing published) with
+/// [`Failure::stopped`] (130, 143).
 pub async fn build(
     args: &BuildArgs,
     environment: &Environment,
     reporter: &Arc<dyn Reporter>,
-    publishing: &Publishing,
+    control: &BuildControl,
 ) -> Result<BuildOutcome, Failure> {
     let reporter_handle = Arc::clone(reporter);
     let reporter = reporter.as_ref();
@@ -88,7 +91,11 @@ pub async fn build(
     let (context, listing) = prepare::build_context(&project)?;
     prepare::check_target(&project, &context, args.target.is_some())?;
     let own_files = OwnFiles::of(args, environment, context.dir());
-    let inputs = Inputs::in_background(&project, &context, &listing, own_files.paths()).await?;
+    let inputs = tokio::select! {
+        biased;
+        kind = control.stopped() => return Err(Failure::stopped(kind)),
+        inputs = Inputs::in_background(&project, &context, &listing, own_files.paths()) => inputs?,
+    };
     let resume = resume::Resume::start(args, environment, &project, &inputs)?;
     for warning in context.warnings() {
         reporter.report(Event::Warning {
@@ -139,20 +146,28 @@ pub async fn build(
                 .reporting_to(Arc::clone(&reporter_handle)),
         )
     };
-    check_registry(repository.as_ref(), &registry, deadline, &unstarted).await?;
+    unless_stopped(
+        control,
+        &unstarted,
+        check_registry(repository.as_ref(), &registry, deadline, &unstarted),
+    )
+    .await?;
 
     // A resume builds only what it cannot reuse, and contacts only the
     // runners of those platforms (none when everything is reused).
-    let reuse = resume
-        .decide(
-            repository.as_ref(),
-            &registry,
-            &project.platforms,
-            deadline,
-            reporter,
-        )
-        .await
-        .map_err(|failure| unstarted.fail(failure, ErrorKind::Registry, None))?;
+    let deciding = async {
+        resume
+            .decide(
+                repository.as_ref(),
+                &registry,
+                &project.platforms,
+                deadline,
+                reporter,
+            )
+            .await
+            .map_err(|failure| unstarted.fail(failure, ErrorKind::Registry, None))
+    };
+    let reuse = unless_stopped(control, &unstarted, deciding).await?;
     let reused_entries = reuse.entries();
     // Now only the platforms to build are left to fail before their jobs.
     let unbuilt = BeforeJobs {
@@ -162,7 +177,7 @@ pub async fn build(
     };
     let runners = prepare::runners_for(&loaded.runners, &reuse.to_build);
     let connecting = prepare::Connecting::default();
-    let connected = before_deadline(
+    let connecting_all = before_deadline(
         deadline,
         || {
             let pending = connecting.pending();
@@ -179,9 +194,13 @@ pub async fn build(
             )
         },
         prepare::connect_all(&runners, environment, &reporter_handle, &connecting),
-    )
-    .await
-    .map_err(|failure| unbuilt.fail(failure, ErrorKind::Runner, None))?;
+    );
+    let connecting_all = async {
+        connecting_all
+            .await
+            .map_err(|failure| unbuilt.fail(failure, ErrorKind::Runner, None))
+    };
+    let connected = unless_stopped(control, &unbuilt, connecting_all).await?;
     let fallback = if args.no_fallback || !project.fallback {
         Fallback::Refused
     } else {
@@ -240,6 +259,7 @@ pub async fn build(
         network,
         registry_config: environment.docker_config_dir().join("config.json"),
         reporter,
+        control,
     };
     let planned = Planned {
         image: &project.image,
@@ -261,7 +281,7 @@ pub async fn build(
         &worker,
         repository.as_ref(),
         &metadata,
-        publishing,
+        control,
         reporter,
     )
     .await
@@ -329,6 +349,23 @@ pub(super) async fn before_deadline<T>(
             Some(&hint),
         )
     })
+}
+
+/// `future`'s result, or, when a signal asks the build to stop first
+/// (`control`), [`Failure::stopped`] with the metadata file written as
+/// `unstarted` says, every platform `not_started` without an error.
+async fn unless_stopped<T>(
+    control: &BuildControl,
+    unstarted: &BeforeJobs<'_>,
+    future: impl std::future::Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
+    tokio::select! {
+        biased;
+        kind = control.stopped() => {
+            Err(unstarted.fail(Failure::stopped(kind), ErrorKind::Runner, Some(&[])))
+        }
+        result = future => result,
+    }
 }
 
 /// A planned build, as [`run_and_publish`] takes it.
@@ -565,17 +602,20 @@ fn stranded(
 /// for stdout. Otherwise publishes the list of the children in job order
 /// (with `--resume`, the reused images of `planned.reused` among them, all
 /// in the order of `mab.toml`; a failure keeps those `pushed` in the
-/// metadata) under `planned.tags` (with `publishing` set, so that an interrupt waits
+/// metadata) under `planned.tags` (with `control` marked as publishing, so that an interrupt waits
 /// for it; a failure is exit 1 naming the registry, the staging tags then
 /// stay), removes the staging tags (a resume's reused ones too), writes
 /// the metadata and returns
-/// `image@digest` and a newline for stdout.
+/// `image@digest` and a newline for stdout. When `control` was asked to
+/// stop (Ctrl-C, SIGTERM) before the publish starts, the jobs still running
+/// are dropped (`cancelled`), those that finished keep their results, and
+/// the build fails as above with [`Failure::stopped`], publishing nothing.
 async fn run_and_publish<W: Worker, R: Registry>(
     planned: &Planned<'_>,
     worker: &W,
     repository: Option<&R>,
     metadata: &MetadataFile,
-    publishing: &Publishing,
+    control: &BuildControl,
     reporter: &dyn Reporter,
 ) -> Result<BuildOutcome, Failure> {
     let mut results = run_all(
@@ -601,11 +641,19 @@ async fn run_and_publish<W: Worker, R: Registry>(
     // platforms that succeeded, and those that failed after their push.
     let pushed_ok = staged_of(&results, true);
     let pushed_failed = staged_of(&results, false);
-    let (built, left_out) = match all_or_failures(results.clone()) {
+    // A signal asked to stop: the build fails as it stands, publishing
+    // nothing, even when every job had finished.
+    let stop = control.stop_requested();
+    let checked = match (all_or_failures(results.clone()), stop) {
+        (Ok(_), Some(_)) => Err(Vec::new()),
+        (checked, _) => checked,
+    };
+    let (built, left_out) = match checked {
         Ok(built) => (built, Vec::new()),
         Err(failures) => {
             // `--allow-partial` publishes those that succeeded, if any.
-            let partial = planned.allow_partial
+            let partial = stop.is_none()
+                && planned.allow_partial
                 && repository.is_some()
                 && (results.iter().any(Result::is_ok) || !planned.reused.is_empty());
             if let Some(repository) = repository {
@@ -617,7 +665,10 @@ async fn run_and_publish<W: Worker, R: Registry>(
             }
             if !partial {
                 metadata.write_failed(planned.image, planned.tags, &states, reporter);
-                return Err(failure_report(&failures));
+                return Err(match stop {
+                    Some(kind) => Failure::stopped(kind),
+                    None => failure_report(&failures),
+                });
             }
             let built: Vec<Built> = results
                 .iter()
@@ -653,7 +704,10 @@ async fn run_and_publish<W: Worker, R: Registry>(
     let (media_type, bytes) = mab_registry::manifest_list(&children);
     // From here on the registry changes: a Ctrl-C waits for the build to
     // end rather than leave some tags moved and others not.
-    let _publishing = publishing.start();
+    let _publishing = control.start_publish().map_err(|kind| {
+        metadata.write_failed(planned.image, planned.tags, &states, reporter);
+        Failure::stopped(kind)
+    })?;
     let digest = repository.publish(media_type, &bytes, planned.tags).await.map_err(|error| {
         // The images stay under their staging tags: a list that reached
         // some tags refers to them, and deleting a tag may delete its
@@ -861,6 +915,8 @@ mod tests {
         elsewhere: Vec<(&'static str, &'static str, Outcome)>,
         pushes: bool,
         runs: Mutex<Vec<String>>,
+        /// What a signal sets to stop the build; `None`: nothing stops it.
+        control: Option<BuildControl>,
     }
 
     /// A pushed image with a digest that names its platform, for readable tables.
@@ -880,6 +936,10 @@ mod tests {
     }
 
     impl Worker for FakeWorker {
+        fn control(&self) -> Option<&BuildControl> {
+            self.control.as_ref()
+        }
+
         async fn run(&self, job: &JobSpec) -> Result<Built, JobFailure> {
             let platform = job.platform.to_string();
             let runner = job.runner.as_str();
@@ -983,23 +1043,26 @@ mod tests {
         overwritten: Option<&'static str>,
         /// The image of this platform (`linux-amd64`) is no longer served.
         gone: Option<&'static str>,
+        /// A Ctrl-C comes while the list is published: the publish
+        /// records whether the stop it asks for was accepted.
+        interrupted_while_publishing: bool,
     }
 
     /// Records every call, naming the tags and digests involved.
     struct FakeRegistry {
         answers: Answers,
         /// To record whether a publish ran with the publishing state set.
-        publishing: Publishing,
+        control: BuildControl,
         calls: Mutex<Vec<String>>,
         /// The digests deleted along with their tags (`loses_manifests`).
         lost: Mutex<Vec<String>>,
     }
 
     impl FakeRegistry {
-        fn new(answers: Answers, publishing: &Publishing) -> FakeRegistry {
+        fn new(answers: Answers, control: &BuildControl) -> FakeRegistry {
             FakeRegistry {
                 answers,
-                publishing: publishing.clone(),
+                control: control.clone(),
                 calls: Mutex::new(Vec::new()),
                 lost: Mutex::new(Vec::new()),
             }
@@ -1076,10 +1139,14 @@ mod tests {
                 .iter()
                 .map(|child| child["digest"].as_str().unwrap())
                 .collect();
-            let state = match self.publishing.in_progress() {
+            let state = match self.control.publishing() {
                 true => "while publishing",
                 false => "NOT marked as publishing",
             };
+            if self.answers.interrupted_while_publishing {
+                let accepted = self.control.request_stop(FailureKind::Interrupted);
+                self.record(format!("Ctrl-C: stop accepted {accepted}"));
+            }
             self.record(format!(
                 "publish {} as {} {state}",
                 children.join(", "),
@@ -2152,9 +2219,10 @@ mod tests {
                 elsewhere: case.elsewhere.clone(),
                 pushes: case.push,
                 runs: Mutex::new(Vec::new()),
+                control: None,
             };
-            let publishing = Publishing::default();
-            let registry = FakeRegistry::new(case.answers, &publishing);
+            let control = BuildControl::default();
+            let registry = FakeRegistry::new(case.answers, &control);
             let (_directory, path, metadata) = empty_metadata_file();
             let reporter = Recorded::default();
 
@@ -2163,13 +2231,13 @@ mod tests {
                 &worker,
                 case.push.then_some(&registry),
                 &metadata,
-                &publishing,
+                &control,
                 &reporter,
             )
             .await;
 
             assert_eq!(*registry.calls.lock().unwrap(), case.calls, "{name}");
-            assert!(!publishing.in_progress(), "{name}: publishing ends");
+            assert!(!control.publishing(), "{name}: publishing ends");
             match (&result, &case.result) {
                 (Ok(outcome), Ok(expected)) => assert_eq!(outcome.stdout(), *expected, "{name}"),
                 (Err(failure), Err((kind, phrases))) => {
@@ -2365,7 +2433,7 @@ mod tests {
                 push_rights,
                 ..Answers::default()
             };
-            let registry = FakeRegistry::new(answers, &Publishing::default());
+            let registry = FakeRegistry::new(answers, &BuildControl::default());
             let result = check_push(&registry, REGISTRY).await;
             assert_eq!(*registry.calls.lock().unwrap(), ["check push"]);
             assert_eq!(result.as_ref().err().map(|failure| failure.kind), kind);
@@ -2644,7 +2712,7 @@ mod tests {
                         push_rights,
                         ..Answers::default()
                     };
-                    let registry = FakeRegistry::new(answers, &Publishing::default());
+                    let registry = FakeRegistry::new(answers, &BuildControl::default());
                     check_registry(Some(&registry), REGISTRY, deadline, &unstarted).await
                 }
                 Before::NoPush => {
@@ -2799,6 +2867,7 @@ mod tests {
                 elsewhere: Vec::new(),
                 pushes: true,
                 runs: Mutex::new(Vec::new()),
+                control: None,
             }
         }
     }
@@ -2957,14 +3026,14 @@ mod tests {
         let runners = mab_config::load_runners(&runners_path).unwrap();
         for case in cases {
             let name = case.name;
-            let publishing = Publishing::default();
+            let control = BuildControl::default();
             let registry = FakeRegistry::new(
                 Answers {
                     gone: case.gone,
                     deletes_tags: true,
                     ..Answers::default()
                 },
-                &publishing,
+                &control,
             );
             let (_directory, path, metadata) = empty_metadata_file();
             let reporter = Recorded::default();
@@ -2995,7 +3064,7 @@ mod tests {
                 &worker,
                 Some(&registry),
                 &metadata,
-                &publishing,
+                &control,
                 &reporter,
             )
             .await;
@@ -3202,13 +3271,13 @@ mod tests {
             reused: &resume.carried,
             ..before_jobs(&metadata, &resume.rest, &tags, &reporter)
         };
-        let publishing = Publishing::default();
+        let control = BuildControl::default();
         let registry = FakeRegistry::new(
             Answers {
                 push_rights: PushRights::Unreachable,
                 ..Answers::default()
             },
-            &publishing,
+            &control,
         );
 
         let failure = check_registry(Some(&registry), REGISTRY, None, &unstarted)
@@ -3251,14 +3320,14 @@ mod tests {
     #[tokio::test]
     async fn a_failed_build_keeps_what_its_resume_reuses_on_a_registry_that_loses_manifests() {
         use Outcome::*;
-        let publishing = Publishing::default();
+        let control = BuildControl::default();
         let registry = FakeRegistry::new(
             Answers {
                 deletes_tags: true,
                 loses_manifests: true,
                 ..Answers::default()
             },
-            &publishing,
+            &control,
         );
         let (_directory, path, metadata) = empty_metadata_file();
         let platforms = inputs().platforms;
@@ -3272,7 +3341,7 @@ mod tests {
             ]),
             Some(&registry),
             &metadata,
-            &publishing,
+            &control,
             &Recorded::default(),
         )
         .await;
@@ -3296,7 +3365,7 @@ mod tests {
             &FakeWorker::pushing(vec![("linux/arm64", Built)]),
             Some(&registry),
             &metadata,
-            &publishing,
+            &control,
             &reporter,
         )
         .await;
@@ -3311,5 +3380,185 @@ mod tests {
                 .any(|line| line.starts_with("linux/amd64 reused from the earlier build")),
             "{said:#?}"
         );
+    }
+
+    /// A build of the platforms of [`inputs`] that a signal may stop.
+    struct Signalled {
+        control: BuildControl,
+        registry: FakeRegistry,
+        worker: FakeWorker,
+        jobs: Jobs,
+        _directory: tempfile::TempDir,
+        path: std::path::PathBuf,
+        metadata: MetadataFile,
+    }
+
+    impl Signalled {
+        /// The jobs and the publish ([`run_and_publish`]), planned without
+        /// limits.
+        async fn run(&self) -> Result<BuildOutcome, Failure> {
+            run_and_publish(
+                &self.jobs.planned(false, &[]),
+                &self.worker,
+                Some(&self.registry),
+                &self.metadata,
+                &self.control,
+                &Recorded::default(),
+            )
+            .await
+        }
+    }
+
+    /// A registry answering `answers` and a worker that pushes and ends
+    /// each job on its planned runner as `outcomes` says, sharing the
+    /// control a signal sets; an empty metadata file.
+    fn signalled(answers: Answers, outcomes: Vec<(&'static str, Outcome)>) -> Signalled {
+        let control = BuildControl::default();
+        let registry = FakeRegistry::new(answers, &control);
+        let worker = FakeWorker {
+            control: Some(control.clone()),
+            ..FakeWorker::pushing(outcomes)
+        };
+        let (_directory, path, metadata) = empty_metadata_file();
+        Signalled {
+            control,
+            registry,
+            worker,
+            jobs: Jobs::on_planned_runners(&inputs().platforms),
+            _directory,
+            path,
+            metadata,
+        }
+    }
+
+    /// A signal while amd64 is pushed and verified and arm64 still runs:
+    /// arm64's job is dropped (`cancelled`), amd64 keeps its result
+    /// (`pushed` with its digest) and its staging tag (nothing deleted),
+    /// the metadata is written, nothing is published, and the build fails
+    /// as the signal says (130, 143).
+    #[tokio::test(start_paused = true)]
+    async fn a_signal_stops_the_running_jobs_and_keeps_what_was_pushed() {
+        use Outcome::*;
+        for kind in [FailureKind::Interrupted, FailureKind::Terminated] {
+            let answers = Answers {
+                deletes_tags: true,
+                ..Answers::default()
+            };
+            let build = signalled(
+                answers,
+                vec![("linux/amd64", Built), ("linux/arm64", Hangs)],
+            );
+            let signal = async {
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                assert!(build.control.request_stop(kind));
+            };
+            let (result, ()) = tokio::join!(build.run(), signal);
+            let failure = result.unwrap_err();
+            assert_eq!(failure.kind, kind);
+            assert_eq!(
+                failure.report,
+                Failure::stopped(kind).report,
+                "the report of a signal"
+            );
+            assert_eq!(
+                *build.registry.calls.lock().unwrap(),
+                Vec::<String>::new(),
+                "no publish, and amd64's staging tag is kept"
+            );
+            let signal = match kind {
+                FailureKind::Terminated => "terminated (SIGTERM)",
+                _ => "interrupted (Ctrl-C)",
+            };
+            let written: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&build.path).unwrap()).unwrap();
+            assert_eq!(
+                written,
+                document(
+                    false,
+                    &["linux/amd64", "linux/arm64"],
+                    vec![
+                        entry("linux/amd64", "pushed"),
+                        failed(
+                            "linux/arm64",
+                            "cancelled",
+                            "runner",
+                            &format!("stopped on runner `pi`: {signal}")
+                        ),
+                    ],
+                )
+            );
+        }
+    }
+
+    /// A signal before the jobs (here while the registry is asked for
+    /// push rights) ends that phase at once: the metadata has every
+    /// platform `not_started` without an error, and the build fails as the
+    /// signal says.
+    #[tokio::test(start_paused = true)]
+    async fn a_signal_before_the_jobs_ends_the_build_at_once() {
+        let control = BuildControl::default();
+        let registry = FakeRegistry::new(
+            Answers {
+                push_rights: PushRights::Hangs,
+                ..Answers::default()
+            },
+            &control,
+        );
+        let (_directory, path, metadata) = empty_metadata_file();
+        let platforms = inputs().platforms;
+        let tags = ["1.0".to_owned(), "latest".to_owned()];
+        let reporter = Recorded::default();
+        let unstarted = before_jobs(&metadata, &platforms, &tags, &reporter);
+        let started = tokio::time::Instant::now();
+        let checking = check_registry(Some(&registry), REGISTRY, None, &unstarted);
+        let signal = async {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            control.request_stop(FailureKind::Terminated);
+        };
+        let (result, ()) = tokio::join!(unless_stopped(&control, &unstarted, checking), signal);
+        assert_eq!(result.unwrap_err().kind, FailureKind::Terminated);
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        let written: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let not_started = |platform: &str| {
+            with(
+                entry(platform, "not_started"),
+                json!({ "runner": null, "seconds": null }),
+            )
+        };
+        assert_eq!(
+            written,
+            document(
+                false,
+                &["linux/amd64", "linux/arm64"],
+                vec![not_started("linux/amd64"), not_started("linux/arm64")],
+            )
+        );
+    }
+
+    /// A Ctrl-C during the publish of the list is refused as a stop: the
+    /// jobs' results stand and the publish finishes.
+    #[tokio::test]
+    async fn a_signal_during_the_publish_does_not_stop_the_build() {
+        use Outcome::*;
+        let answers = Answers {
+            interrupted_while_publishing: true,
+            ..Answers::default()
+        };
+        let build = signalled(
+            answers,
+            vec![("linux/amd64", Built), ("linux/arm64", Built)],
+        );
+        let result = build.run().await;
+        assert_eq!(result.unwrap().stdout(), "127.0.0.1:5000/app@sha256:list\n");
+        let calls = build.registry.calls.lock().unwrap();
+        assert_eq!(
+            calls[..2],
+            [
+                "Ctrl-C: stop accepted false",
+                "publish sha256:linux-amd64, sha256:linux-arm64 as 1.0, latest while publishing"
+            ]
+        );
+        assert_eq!(build.control.stop_requested(), None);
     }
 }

@@ -40,7 +40,8 @@ pub(super) fn check_resume_pushes(args: &BuildArgs) -> Result<(), Failure> {
 /// to `-C`), else the state of the last build of the project whose
 /// `mab.toml` is `manifest` ([`state_path`]). Errors (exit 2): no state
 /// for the project (also when none is kept, its state file being inside
-/// the build context `context`), a file that cannot be read, or one that is not a
+/// the build context `context`), a file that cannot be read, an empty one
+/// (its build was killed before it ended), or one that is not a
 /// metadata document with `inputs`, or one with a platform's digest that
 /// is not `sha256:` and 64 lowercase hex digits, each naming the file.
 /// Returns the document and the path it was read from.
@@ -89,6 +90,19 @@ fn load(
             ));
         }
     };
+    if text.trim().is_empty() {
+        return Err(Failure::usage(
+            format!(
+                "cannot resume from {}: the file is empty: the build that was to write it was killed before it ended (SIGKILL, or its machine stopped)",
+                path.display()
+            ),
+            Some(if given {
+                "run `mab build` without --resume; pass --resume FILE only with the --metadata-file of a build that ended, even by failing or by Ctrl-C/SIGTERM"
+            } else {
+                "run `mab build` without --resume"
+            }),
+        ));
+    }
     let earlier: Metadata = serde_json::from_str(&text).map_err(|error| {
         Failure::usage(
             format!(

@@ -15,6 +15,7 @@ use super::publish::{platform_slug, staging_tag, Registry};
 
 use crate::ops::connect::{Connected, Unreachable};
 use crate::ops::jobs::{Built, JobFailure, JobSpec, SlotGuard, Worker};
+use crate::ops::publishing::BuildControl;
 use crate::progress::{Event, Reporter};
 
 /// A build id: short, unique enough among concurrent builds of one image.
@@ -57,6 +58,8 @@ pub(super) struct LiveWorker<'a, R> {
     /// The Docker `config.json` with the registry credentials.
     pub(super) registry_config: PathBuf,
     pub(super) reporter: &'a dyn Reporter,
+    /// Set by a signal to stop the build: its jobs are dropped.
+    pub(super) control: &'a BuildControl,
 }
 
 impl<R: Registry> LiveWorker<'_, R> {
@@ -438,6 +441,10 @@ impl<R: Registry> Worker for LiveWorker<'_, R> {
                 Err(movable(failure))
             }
         }
+    }
+
+    fn control(&self) -> Option<&BuildControl> {
+        Some(self.control)
     }
 
     async fn run(&self, job: &JobSpec) -> Result<Built, JobFailure> {
