@@ -76,7 +76,7 @@ fn a_burst_of_logins_that_sshd_throttles_is_retried() {
     let retries: Vec<&str> = run
         .stderr
         .lines()
-        .filter(|line| line.contains(": SSH handshake failed (try "))
+        .filter(|line| line.contains(": SSH connection failed (try "))
         .collect();
     assert!(!retries.is_empty(), "no retry reported: {run:?}");
     // Per runner, the tries that failed, in the order told: 1, then 2.
@@ -382,7 +382,7 @@ fn a_runner_whose_sshd_was_killed_loses_its_platform() {
     assert!(
         moved
             .stderr
-            .contains("warning: sshd of runner `spare`: SSH handshake failed (try 1 of 3)"),
+            .contains("warning: sshd of runner `spare`: SSH connection failed (try 1 of 3)"),
         "the refused connection is retried: {moved:?}"
     );
 
@@ -406,7 +406,7 @@ fn a_runner_whose_sshd_was_killed_loses_its_platform() {
             serde_json::json!({"kind": "ssh", "runner": "spare"}),
             "{retry}"
         );
-        assert_eq!(retry["request"], "SSH handshake", "{retry}");
+        assert_eq!(retry["request"], "SSH connection", "{retry}");
         assert_eq!(
             (retry["attempt"].as_u64(), retry["tries"].as_u64()),
             (Some(index as u64 + 1), Some(3))

@@ -42,7 +42,7 @@ pub struct Retries<'a> {
 
 /// Runs `attempt` until it succeeds, fails for good ([`transient`] says
 /// no) or [`TRIES`] tries have failed; each retry is reported as an
-/// [`Event::Retry`] for `request` (`SSH handshake`).
+/// [`Event::Retry`] for `request` (`SSH connection`: the TCP connect and the handshake).
 pub(crate) async fn retry<T, Attempt, Fut>(
     retries: Retries<'_>,
     request: &str,
@@ -193,7 +193,7 @@ mod tests {
             runner: "pi",
             reporter: &heard,
         };
-        let result: Result<(), SshError> = retry(retries, "SSH handshake", || async {
+        let result: Result<(), SshError> = retry(retries, "SSH connection", || async {
             tries.fetch_add(1, Ordering::Relaxed);
             Err(error())
         })
@@ -226,7 +226,7 @@ mod tests {
                     runner: "pi".into()
                 }
             );
-            assert_eq!(request, "SSH handshake");
+            assert_eq!(request, "SSH connection");
             assert_eq!((*attempt, *tries), (index as u32 + 1, TRIES));
             assert!(*delay_ms <= MAX_DELAY.as_millis() as u64, "{delay_ms}");
             assert_eq!(error, "connection to `lab` (127.0.0.9:2299) was refused");

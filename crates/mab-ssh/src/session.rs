@@ -450,8 +450,10 @@ impl Session {
             jumps.push((handle, host));
         }
         let host = dest.host_ref();
-        let handle =
-            retry::retry(retries, "SSH handshake", || dial(dest, &host, &jumps, home)).await?;
+        let handle = retry::retry(retries, "SSH connection", || {
+            dial(dest, &host, &jumps, home)
+        })
+        .await?;
         Ok(Session {
             inner: Arc::new(Inner {
                 handle,

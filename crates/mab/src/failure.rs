@@ -130,6 +130,28 @@ impl Failure {
         )
     }
 
+    /// [`Failure::stopped`] of a build whose jobs ran, with its metadata
+    /// and state written: when `pushed` platforms were pushed and verified
+    /// (or reused), the hint says that `mab build --resume` builds only the
+    /// others (docs/publishing.md).
+    pub fn stopped_after_jobs(kind: FailureKind, pushed: usize) -> Failure {
+        if pushed == 0 {
+            return Failure::stopped(kind);
+        }
+        let how = match kind {
+            FailureKind::Terminated => "terminated",
+            _ => "interrupted",
+        };
+        Failure::new(
+            kind,
+            &format!("{how}; nothing was published"),
+            vec![format!(
+                "{pushed} platform(s) were pushed and verified before the stop: `mab build --resume` builds only the others and publishes the list"
+            )],
+            &[],
+        )
+    }
+
     /// Stopped by a second Ctrl-C while the list and its tags were being
     /// pushed (exit 130): some tags may point at the new list already.
     pub fn stopped_while_publishing() -> Failure {

@@ -656,14 +656,14 @@ mod tests {
             (
                 Event::Retry {
                     target: RetryTarget::Ssh { runner: pi() },
-                    request: "SSH handshake".into(),
+                    request: "SSH connection".into(),
                     attempt: 2,
                     tries: 3,
                     delay_ms: 400,
                     error: "connection reset".into(),
                 },
-                Some("warning: sshd of runner `pi`: SSH handshake failed (try 2 of 3): connection reset; retrying in 400 ms"),
-                r#"{"schema":1,"event":"retry","target":{"kind":"ssh","runner":"pi"},"request":"SSH handshake","attempt":2,"tries":3,"delay_ms":400,"error":"connection reset"}"#,
+                Some("warning: sshd of runner `pi`: SSH connection failed (try 2 of 3): connection reset; retrying in 400 ms"),
+                r#"{"schema":1,"event":"retry","target":{"kind":"ssh","runner":"pi"},"request":"SSH connection","attempt":2,"tries":3,"delay_ms":400,"error":"connection reset"}"#,
             ),
             (
                 Event::Retry {

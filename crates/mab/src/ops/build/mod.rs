@@ -3227,7 +3227,27 @@ mod tests {
             "{report}"
         );
         assert!(
-            report.contains("hint: mab.toml is sent with the context like any file not in .dockerignore; list mab.toml and runners.toml in .dockerignore"),
+            report.contains("hint: mab.toml is sent with the context like any file not in .dockerignore. To resume now, undo the change and give a fixed runners file elsewhere with --runners FILE; for later builds, list mab.toml and runners.toml in .dockerignore"),
+            "{report}"
+        );
+        // Now left out by .dockerignore: only a build without --resume helps.
+        let mut ignored = inputs();
+        ignored.context = "sha256:other".into();
+        let mut earlier_with_own = earlier.clone();
+        earlier_with_own
+            .inputs
+            .context_entries
+            .insert("mab.toml".into(), "sha256:settings".into());
+        let report =
+            resume::check_inputs(&earlier_with_own, read_from, Path::new(PROJECT), &ignored)
+                .unwrap_err()
+                .report;
+        assert!(
+            report.contains(": the files sent changed: mab.toml (removed)\n"),
+            "{report}"
+        );
+        assert!(
+            report.contains("hint: mab.toml left the context, so the earlier build's context differs from this one: run `mab build` once without --resume"),
             "{report}"
         );
         now.context_entries.remove("mab.toml");

@@ -93,7 +93,7 @@ fn load(
     if text.trim().is_empty() {
         return Err(Failure::usage(
             format!(
-                "cannot resume from {}: the file is empty: the build that was to write it was killed before it ended (SIGKILL, or its machine stopped)",
+                "cannot resume from {}: the file is empty: the build that was to write it did not end normally (killed with SIGKILL, stopped by a second Ctrl-C, or its machine stopped)",
                 path.display()
             ),
             Some(if given {
@@ -233,22 +233,44 @@ fn changed_entries(
     )
 }
 
-/// mab's own files among the context's top-level entries that changed
-/// from `earlier` to `now` (`mab.toml`, the runners file next to it), as
-/// `mab.toml and runners.toml`; `None` when neither changed.
-fn own_files_changed(earlier: &Inputs, now: &Inputs) -> Option<String> {
+/// What to do when mab's own files (`mab.toml`, the runners file next to
+/// it) are among the context's top-level entries that changed from
+/// `earlier` to `now`: list them in `.dockerignore`, or, when they are
+/// gone from the context (now ignored), that only a build without
+/// `--resume` records that. `None` when neither changed, or when either
+/// side recorded no entries.
+fn own_files_hint(earlier: &Inputs, now: &Inputs) -> Option<String> {
+    if earlier.context_entries.is_empty() || now.context_entries.is_empty() {
+        return None;
+    }
     let own = [
         mab_config::project::MANIFEST_NAME,
         mab_config::runners::RUNNERS_FILE_NAME,
     ];
-    if earlier.context_entries.is_empty() || now.context_entries.is_empty() {
-        return None;
-    }
     let changed: Vec<&str> = own
         .into_iter()
         .filter(|name| earlier.context_entries.get(*name) != now.context_entries.get(*name))
         .collect();
-    (!changed.is_empty()).then(|| changed.join(" and "))
+    if changed.is_empty() {
+        return None;
+    }
+    let runners = mab_config::runners::RUNNERS_FILE_NAME;
+    if changed
+        .iter()
+        .all(|name| !now.context_entries.contains_key(*name))
+    {
+        return Some(format!(
+            "{} left the context, so the earlier build's context differs from this one: run `mab build` once without --resume; resumes after it are no longer stopped by changes to mab's own settings",
+            changed.join(" and ")
+        ));
+    }
+    let (names, verb) = match changed.as_slice() {
+        [one] => (*one, "is"),
+        _ => ("mab.toml and runners.toml", "are"),
+    };
+    Some(format!(
+        "{names} {verb} sent with the context like any file not in .dockerignore. To resume now, undo the change and give a fixed runners file elsewhere with --runners FILE; for later builds, list mab.toml and {runners} in .dockerignore so that mab's own settings (a runner, a time limit) are not part of what is built"
+    ))
 }
 
 /// `names` joined with commas, the first [`NAMED_ENTRIES`] of them, then
@@ -300,12 +322,7 @@ pub(super) fn check_inputs(
     let mut hints = vec![format!(
         "{REBUILD_HINT}; a list must not mix images built from different sources"
     )];
-    if let Some(own) = own_files_changed(&earlier.inputs, now) {
-        hints.push(format!(
-            "{own} is sent with the context like any file not in .dockerignore; list mab.toml and {} in .dockerignore so that changing mab's own settings (a runner, a time limit) does not stop a resume",
-            mab_config::runners::RUNNERS_FILE_NAME
-        ));
-    }
+    hints.extend(own_files_hint(&earlier.inputs, now));
     Err(Failure::new(
         FailureKind::Usage,
         &format!("cannot resume {which}: {}", changes.join("; ")),
