@@ -66,14 +66,134 @@ impl BuildOutcome {
 /// otherwise: the build then ends at once through its failure path
 /// (metadata and state written, nothing published) with
 /// [`Failure::stopped`] (130, 143).
+///
+/// The steps, in the order docs/architecture.md tells them: [`prepare`]
+/// (everything checked before the registry or a runner is asked),
+/// [`open_registry`], [`connect_and_plan`], then [`run_and_publish`].
 pub async fn build(
     args: &BuildArgs,
     environment: &Environment,
     reporter: &Arc<dyn Reporter>,
     control: &BuildControl,
 ) -> Result<BuildOutcome, Failure> {
-    let reporter_handle = Arc::clone(reporter);
-    let reporter = reporter.as_ref();
+    let prepared = prepare(args, environment, reporter.as_ref(), control).await?;
+    // From here on every failure writes the metadata file. A resume that
+    // stops before the registry is read keeps what it would reuse.
+    let unstarted = BeforeJobs {
+        file: &prepared.metadata,
+        image: &prepared.project.image,
+        platforms: &prepared.resume.rest,
+        reused: &prepared.resume.carried,
+        tags: &prepared.tags,
+        reporter: reporter.as_ref(),
+    };
+    let access = open_registry(args, environment, &prepared, &unstarted, reporter, control).await?;
+    let ready = connect_and_plan(
+        args,
+        environment,
+        &prepared,
+        &access,
+        &unstarted,
+        reporter,
+        control,
+    )
+    .await?;
+
+    let project = &prepared.project;
+    let jobs: Vec<JobSpec> = ready.plan.jobs.iter().map(job_spec).collect();
+    let slots: HashMap<String, u32> = ready
+        .runners
+        .iter()
+        .map(|runner| (runner.name.clone(), runner.jobs))
+        .collect();
+    let worker = LiveWorker {
+        project,
+        registry: &access.registry,
+        context: &prepared.context,
+        build_id: build_id(),
+        runners: ready
+            .runners
+            .iter()
+            .map(|runner| (runner.name.clone(), *runner))
+            .collect(),
+        connected: &ready.connected,
+        repository: access.repository.as_ref(),
+        credentials: access.credentials,
+        network: prepared.network,
+        registry_config: environment.docker_config_dir().join("config.json"),
+        reporter: reporter.as_ref(),
+        control,
+    };
+    let planned = Planned {
+        image: &project.image,
+        jobs: &jobs,
+        slots: &slots,
+        tags: &prepared.tags,
+        limits: Limits {
+            timeout: project.timeout,
+            timeout_from_flag: args.timeout.is_some(),
+            deadline: prepared.deadline,
+        },
+        fallback: ready.fallback,
+        allow_partial: args.allow_partial,
+        unplanned: &ready.unplanned,
+        reused: &ready.reuse.reused,
+    };
+    run_and_publish(
+        &planned,
+        &worker,
+        access.repository.as_ref(),
+        &prepared.metadata,
+        control,
+        reporter.as_ref(),
+    )
+    .await
+}
+
+/// A build checked before the registry or any runner is asked
+/// ([`prepare`]).
+struct Prepared {
+    /// `mab.toml` with the flags over it (`overrides`).
+    project: mab_config::Project,
+    /// The runners file (or the implicit local runner).
+    runners: mab_config::RunnersFile,
+    /// Whether platforms may be emulated (`--native-only`, `emulation`).
+    emulation: mab_plan::Emulation,
+    /// `--deadline`: when, and the limit as given.
+    deadline: Option<(tokio::time::Instant, std::time::Duration)>,
+    context: mab_context::BuildContext,
+    listing: mab_context::ContextListing,
+    /// `--resume`: the earlier build, checked against this one's inputs.
+    resume: resume::Resume,
+    /// The tags to publish the list under (`tags::release_tags`).
+    tags: Vec<String>,
+    /// `--network`.
+    network: Option<mab_config::NetworkMode>,
+    /// `--metadata-file` and the state a resume reads, not yet written.
+    metadata: MetadataFile,
+}
+
+/// Everything checked before the registry or a runner is asked: loads
+/// `mab.toml` and the runners file ([`prepare::load`]), applies the flags
+/// over them (`overrides`) and `--deadline` (counted from now), refuses a
+/// `--platform` that narrows a build published under computed tags and an
+/// `--allow-partial` without tags ([`tags`]), `--resume` with `--no-push`,
+/// reads the build context and checks the `--target` is one of its
+/// Dockerfile's stages, digests the inputs on a blocking thread, loads the
+/// earlier build with `--resume` (refused when its inputs differ), warns
+/// of the context's warnings and of a metadata file sent with the context,
+/// computes the release tags, parses `--network` and creates the metadata
+/// file. Any failure here is returned as it is, the metadata file not yet
+/// written: usage and configuration errors are exit 2
+/// ([`Failure::usage`]), a context that cannot be read exit 1; a stop
+/// asked on `control` while the inputs are digested is
+/// [`Failure::stopped`].
+async fn prepare(
+    args: &BuildArgs,
+    environment: &Environment,
+    reporter: &dyn Reporter,
+    control: &BuildControl,
+) -> Result<Prepared, Failure> {
     let started = tokio::time::Instant::now();
     let loaded = prepare::load(&args.project, environment, reporter)?;
     let mut project = loaded.project;
@@ -106,17 +226,49 @@ pub async fn build(
     let tags = release_tags(&project, &context, &listing, args, environment, reporter)?;
     let network = super::network_flag(args.network.as_deref())?;
     let metadata = MetadataFile::create(args, environment, &project, inputs, reporter)?;
-    // From here on every failure writes the metadata file. A resume that
-    // stops before the registry is read keeps what it would reuse.
-    let unstarted = BeforeJobs {
-        file: &metadata,
-        image: &project.image,
-        platforms: &resume.rest,
-        reused: &resume.carried,
-        tags: &tags,
-        reporter,
-    };
-    let registry = mab_registry::registry_of(&project.image).map_err(|error| {
+    Ok(Prepared {
+        project,
+        runners: loaded.runners,
+        emulation: loaded.emulation,
+        deadline,
+        context,
+        listing,
+        resume,
+        tags,
+        network,
+        metadata,
+    })
+}
+
+/// The registry as the build speaks to it ([`open_registry`]).
+struct RegistryAccess {
+    /// The registry's host (`mab_registry::registry_of`), for messages.
+    registry: String,
+    /// Its credentials from the Docker `config.json`, if any.
+    credentials: Option<mab_registry::Credentials>,
+    /// The image's repository; `None` with `--no-push`.
+    repository: Option<Repository>,
+}
+
+/// The registry of `[image] name`, its credentials from the Docker
+/// `config.json` (its credential helper asked), and, unless `--no-push`,
+/// the image's repository (its retries reported to `reporter`) with push
+/// rights checked before anything is built ([`check_registry`], within
+/// `prepared.deadline`). Every failure writes the metadata file as
+/// `unstarted` says: an image name without a registry or a repository
+/// name the registry refuses is usage (exit 2), credentials that cannot
+/// be read, no push rights or the deadline coming first are a registry
+/// failure (exit 1); a stop asked on `control` is [`Failure::stopped`].
+async fn open_registry(
+    args: &BuildArgs,
+    environment: &Environment,
+    prepared: &Prepared,
+    unstarted: &BeforeJobs<'_>,
+    reporter: &Arc<dyn Reporter>,
+    control: &BuildControl,
+) -> Result<RegistryAccess, Failure> {
+    let image = &prepared.project.image;
+    let registry = mab_registry::registry_of(image).map_err(|error| {
         let failure = Failure::usage(
             error.to_string(),
             Some("set [image] name to registry/namespace/name"),
@@ -138,44 +290,97 @@ pub async fn build(
         None
     } else {
         Some(
-            Repository::new(&project.image, credentials.as_ref())
+            Repository::new(image, credentials.as_ref())
                 .map_err(|error| {
                     let failure = Failure::usage(error.to_string(), None);
                     unstarted.fail(failure, ErrorKind::Usage, None)
                 })?
-                .reporting_to(Arc::clone(&reporter_handle)),
+                .reporting_to(Arc::clone(reporter)),
         )
     };
     unless_stopped(
         control,
-        &unstarted,
-        check_registry(repository.as_ref(), &registry, deadline, &unstarted),
+        unstarted,
+        check_registry(
+            repository.as_ref(),
+            &registry,
+            prepared.deadline,
+            unstarted,
+        ),
     )
     .await?;
+    Ok(RegistryAccess {
+        registry,
+        credentials,
+        repository,
+    })
+}
 
+/// What [`run_and_publish`] needs from [`connect_and_plan`].
+struct Ready<'a> {
+    /// What a resume reuses, and the platforms built.
+    reuse: resume::Reuse,
+    /// The runners of the platforms built, as the runners file lists them.
+    runners: Vec<&'a mab_config::Runner>,
+    /// Each of `runners` (by name), connected or why not.
+    connected: HashMap<String, Result<Connected, Unreachable>>,
+    /// One job per platform planned.
+    plan: mab_plan::Plan,
+    /// Under `--allow-partial`, the platforms that could not be planned,
+    /// as failed jobs ([`plan_partially`]).
+    unplanned: Vec<JobFailure>,
+    /// Whether a job moves to its fallbacks (`--no-fallback`, `fallback`).
+    fallback: Fallback,
+}
+
+/// With `--resume`, what the earlier build left that is reused (its
+/// images read back by digest from `access`'s repository within the
+/// deadline); then connects at once to the runners of the platforms left
+/// to build (none when everything is reused) within the deadline, plans
+/// one job per platform (under `--allow-partial`, the platforms that
+/// cannot be planned fail as their jobs and the others are planned,
+/// [`plan_partially`]), and reports the plan and the moves it made. Every
+/// failure writes the metadata file (the reused platforms kept `pushed`):
+/// the registry or the deadline while reading the earlier images (exit
+/// 1), the deadline while connecting (naming the runners that had not
+/// answered, exit 1), a plan that cannot be made ([`plan_failed`]: exit 1
+/// for unreachable runners, 2 for configuration); a stop asked on
+/// `control` is [`Failure::stopped`].
+async fn connect_and_plan<'a>(
+    args: &BuildArgs,
+    environment: &Environment,
+    prepared: &'a Prepared,
+    access: &RegistryAccess,
+    unstarted: &BeforeJobs<'_>,
+    reporter: &Arc<dyn Reporter>,
+    control: &BuildControl,
+) -> Result<Ready<'a>, Failure> {
+    let project = &prepared.project;
+    let deadline = prepared.deadline;
     // A resume builds only what it cannot reuse, and contacts only the
     // runners of those platforms (none when everything is reused).
     let deciding = async {
-        resume
+        prepared
+            .resume
             .decide(
-                repository.as_ref(),
-                &registry,
+                access.repository.as_ref(),
+                &access.registry,
                 &project.platforms,
                 deadline,
-                reporter,
+                reporter.as_ref(),
             )
             .await
             .map_err(|failure| unstarted.fail(failure, ErrorKind::Registry, None))
     };
-    let reuse = unless_stopped(control, &unstarted, deciding).await?;
+    let reuse = unless_stopped(control, unstarted, deciding).await?;
     let reused_entries = reuse.entries();
     // Now only the platforms to build are left to fail before their jobs.
     let unbuilt = BeforeJobs {
         platforms: &reuse.to_build,
         reused: &reused_entries,
-        ..unstarted
+        ..*unstarted
     };
-    let runners = prepare::runners_for(&loaded.runners, &reuse.to_build);
+    let runners = prepare::runners_for(&prepared.runners, &reuse.to_build);
     let connecting = prepare::Connecting::default();
     let connecting_all = before_deadline(
         deadline,
@@ -193,7 +398,7 @@ pub async fn build(
                 ),
             )
         },
-        prepare::connect_all(&runners, environment, &reporter_handle, &connecting),
+        prepare::connect_all(&runners, environment, reporter, &connecting),
     );
     let connecting_all = async {
         connecting_all
@@ -209,9 +414,9 @@ pub async fn build(
     let planning = |platforms: &[mab_config::Platform]| {
         prepare::plan(
             platforms,
-            loaded.emulation,
+            prepared.emulation,
             fallback,
-            &loaded.runners,
+            &prepared.runners,
             &runners,
             &connected,
         )
@@ -225,7 +430,7 @@ pub async fn build(
     };
     reporter.report(Event::Plan {
         image: project.image.clone(),
-        context_files: listing.files,
+        context_files: prepared.listing.files,
         jobs: plan
             .jobs
             .iter()
@@ -237,54 +442,15 @@ pub async fn build(
             })
             .collect(),
     });
-    report_planned_moves(&plan, reporter);
-
-    let jobs: Vec<JobSpec> = plan.jobs.iter().map(job_spec).collect();
-    let slots: HashMap<String, u32> = runners
-        .iter()
-        .map(|runner| (runner.name.clone(), runner.jobs))
-        .collect();
-    let worker = LiveWorker {
-        project: &project,
-        registry: &registry,
-        context: &context,
-        build_id: build_id(),
-        runners: runners
-            .iter()
-            .map(|runner| (runner.name.clone(), *runner))
-            .collect(),
-        connected: &connected,
-        repository: repository.as_ref(),
-        credentials,
-        network,
-        registry_config: environment.docker_config_dir().join("config.json"),
-        reporter,
-        control,
-    };
-    let planned = Planned {
-        image: &project.image,
-        jobs: &jobs,
-        slots: &slots,
-        tags: &tags,
-        limits: Limits {
-            timeout: project.timeout,
-            timeout_from_flag: args.timeout.is_some(),
-            deadline,
-        },
+    report_planned_moves(&plan, reporter.as_ref());
+    Ok(Ready {
+        reuse,
+        runners,
+        connected,
+        plan,
+        unplanned,
         fallback,
-        allow_partial: args.allow_partial,
-        unplanned: &unplanned,
-        reused: &reuse.reused,
-    };
-    run_and_publish(
-        &planned,
-        &worker,
-        repository.as_ref(),
-        &metadata,
-        control,
-        reporter,
-    )
-    .await
+    })
 }
 
 /// Warns once when the `--metadata-file` is inside the build context and
