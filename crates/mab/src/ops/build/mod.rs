@@ -301,12 +301,7 @@ async fn open_registry(
     unless_stopped(
         control,
         unstarted,
-        check_registry(
-            repository.as_ref(),
-            &registry,
-            prepared.deadline,
-            unstarted,
-        ),
+        check_registry(repository.as_ref(), &registry, prepared.deadline, unstarted),
     )
     .await?;
     Ok(RegistryAccess {
@@ -758,24 +753,14 @@ fn stranded(
 
 /// The decisions after planning: runs every job through `worker` (moving
 /// a job whose runner fails before its build starts, unless
-/// `planned.fallback` refuses it); when any platform failed, removes the
-/// staging tags of the failed platforms that were pushed (those of the
-/// verified ones stay for a resume), writes the metadata (each
-/// platform's state and error, no digest) and fails (exit 1) naming each
-/// platform and the runners it was tried on with its log tail, publishing
-/// nothing. With `repository` `None`
+/// `planned.fallback` refuses it); when any platform failed, or `control`
+/// was asked to stop (Ctrl-C, SIGTERM) before the publish starts, goes
+/// through [`drop_failed`], which fails publishing nothing unless
+/// `--allow-partial` keeps those that succeeded. With `repository` `None`
 /// (`--no-push`) writes the metadata with no digests and returns nothing
-/// for stdout. Otherwise publishes the list of the children in job order
-/// (with `--resume`, the reused images of `planned.reused` among them, all
-/// in the order of `mab.toml`; a failure keeps those `pushed` in the
-/// metadata) under `planned.tags` (with `control` marked as publishing, so that an interrupt waits
-/// for it; a failure is exit 1 naming the registry, the staging tags then
-/// stay), removes the staging tags (a resume's reused ones too), writes
-/// the metadata and returns
-/// `image@digest` and a newline for stdout. When `control` was asked to
-/// stop (Ctrl-C, SIGTERM) before the publish starts, the jobs still running
-/// are dropped (`cancelled`), those that finished keep their results, and
-/// the build fails as above with [`Failure::stopped`], publishing nothing.
+/// for stdout. Otherwise [`publish_list`] publishes the list and
+/// [`outcome`] says how the build ended: `image@digest` and a newline for
+/// stdout, exit 1 when the list is partial.
 async fn run_and_publish<W: Worker, R: Registry>(
     planned: &Planned<'_>,
     worker: &W,
@@ -794,19 +779,7 @@ async fn run_and_publish<W: Worker, R: Registry>(
     )
     .await;
     results.extend(planned.unplanned.iter().cloned().map(Err));
-    let reused = |published: bool| resume::reused_entries(planned.reused, published);
-    let states: Vec<PlatformMetadata> = results
-        .iter()
-        .map(|result| match result {
-            Ok(built) => PlatformMetadata::built(built, false),
-            Err(failure) => PlatformMetadata::failed(failure),
-        })
-        .collect();
-    let states = metadata.in_order(&states, &reused(false));
-    // Every image pushed, by the digest its push gave: those of the
-    // platforms that succeeded, and those that failed after their push.
-    let pushed_ok = staged_of(&results, true);
-    let pushed_failed = staged_of(&results, false);
+    let states = platform_states(planned, &results, metadata, false);
     // A signal asked to stop: the build fails as it stands, publishing
     // nothing, even when every job had finished.
     let stop = control.stop_requested();
@@ -814,37 +787,17 @@ async fn run_and_publish<W: Worker, R: Registry>(
         (Ok(_), Some(_)) => Err(Vec::new()),
         (checked, _) => checked,
     };
+    let ended = Ended {
+        planned,
+        results: &results,
+        states: &states,
+        metadata,
+        reporter,
+    };
     let (built, left_out) = match checked {
         Ok(built) => (built, Vec::new()),
-        Err(failures) => {
-            // `--allow-partial` publishes those that succeeded, if any.
-            let partial = stop.is_none()
-                && planned.allow_partial
-                && repository.is_some()
-                && (results.iter().any(Result::is_ok) || !planned.reused.is_empty());
-            if let Some(repository) = repository {
-                // The images of the platforms that succeeded keep their
-                // staging tags: a registry that deletes an image with its
-                // last tag would lose what a resume (or the partial list)
-                // reuses. Those of the failed platforms go.
-                remove_staging_tags(repository, &pushed_failed, &[], reporter).await;
-            }
-            if !partial {
-                metadata.write_failed(planned.image, planned.tags, &states, reporter);
-                return Err(match stop {
-                    Some(kind) => Failure::stopped(kind),
-                    None => failure_report(&failures),
-                });
-            }
-            let built: Vec<Built> = results
-                .iter()
-                .filter_map(|result| result.as_ref().ok())
-                .cloned()
-                .collect();
-            (built, failures)
-        }
+        Err(failures) => drop_failed(&ended, repository, failures, stop).await?,
     };
-
     let Some(repository) = repository else {
         metadata.write(planned.image, None, planned.tags, &states, reporter)?;
         return Ok(BuildOutcome {
@@ -852,7 +805,165 @@ async fn run_and_publish<W: Worker, R: Registry>(
             digest: None,
         });
     };
-    // In the order of mab.toml, the reused images among the built ones.
+    let digest = publish_list(&ended, repository, &built, &left_out, control).await?;
+    outcome(planned, digest, &left_out)
+}
+
+/// Each platform's metadata entry, in the order of `mab.toml`: those of
+/// the `results` built or failed, with `--resume` the reused ones among
+/// them; the built and reused ones `published` once the list is, else
+/// `pushed`.
+fn platform_states(
+    planned: &Planned<'_>,
+    results: &[Result<Built, JobFailure>],
+    metadata: &MetadataFile,
+    published: bool,
+) -> Vec<PlatformMetadata> {
+    let states: Vec<PlatformMetadata> = results
+        .iter()
+        .map(|result| match result {
+            Ok(built) => PlatformMetadata::built(built, published),
+            Err(failure) => PlatformMetadata::failed(failure),
+        })
+        .collect();
+    metadata.in_order(&states, &resume::reused_entries(planned.reused, published))
+}
+
+/// Where [`run_and_publish`] stands once every job has ended, for the
+/// steps after it.
+struct Ended<'a> {
+    planned: &'a Planned<'a>,
+    /// Each job's result, in job order, then the unplanned platforms.
+    results: &'a [Result<Built, JobFailure>],
+    /// Each platform's metadata entry before publishing, in the order of
+    /// `mab.toml` (the reused ones `pushed`).
+    states: &'a [PlatformMetadata],
+    metadata: &'a MetadataFile,
+    reporter: &'a dyn Reporter,
+}
+
+impl Ended<'_> {
+    /// Writes the metadata file of a build that published nothing: each
+    /// platform's state and error as `states` holds them, no digest
+    /// ([`MetadataFile::write_failed`]).
+    fn write_failed(&self) {
+        self.metadata.write_failed(
+            self.planned.image,
+            self.planned.tags,
+            self.states,
+            self.reporter,
+        );
+    }
+}
+
+/// When platforms failed (`failures`) or a signal asked to stop (`stop`):
+/// removes the staging tags of the failed platforms that were pushed
+/// (those of the verified ones stay for a resume or the partial list).
+/// Under `--allow-partial`, with a `repository`, no stop and something to
+/// publish (a platform built or reused), returns the built platforms and
+/// the `failures` left out of the list. Otherwise writes the metadata
+/// (each platform's state and error, no digest) and fails, publishing
+/// nothing: with [`Failure::stopped`] (130, 143) after a stop, else
+/// exit 1 naming each platform and the runners it was tried on with its
+/// log tail ([`failure_report`]).
+async fn drop_failed<R: Registry>(
+    ended: &Ended<'_>,
+    repository: Option<&R>,
+    failures: Vec<JobFailure>,
+    stop: Option<FailureKind>,
+) -> Result<(Vec<Built>, Vec<JobFailure>), Failure> {
+    let (planned, results, reporter) = (ended.planned, ended.results, ended.reporter);
+    // `--allow-partial` publishes those that succeeded, if any.
+    let partial = stop.is_none()
+        && planned.allow_partial
+        && repository.is_some()
+        && (results.iter().any(Result::is_ok) || !planned.reused.is_empty());
+    if let Some(repository) = repository {
+        // The images of the platforms that succeeded keep their
+        // staging tags: a registry that deletes an image with its
+        // last tag would lose what a resume (or the partial list)
+        // reuses. Those of the failed platforms go.
+        let pushed_failed = staged_of(results, false);
+        remove_staging_tags(repository, &pushed_failed, &[], reporter).await;
+    }
+    if !partial {
+        ended.write_failed();
+        return Err(match stop {
+            Some(kind) => Failure::stopped(kind),
+            None => failure_report(&failures),
+        });
+    }
+    let built: Vec<Built> = results
+        .iter()
+        .filter_map(|result| result.as_ref().ok())
+        .cloned()
+        .collect();
+    Ok((built, failures))
+}
+
+/// Publishes the list of the `built` children in job order (with
+/// `--resume`, the reused images among them, all in the order of
+/// `mab.toml`) under the tags, with `control` marked as publishing so
+/// that an interrupt waits for it; reports it published (the platforms
+/// `left_out` by `--allow-partial` named missing, each with a warning);
+/// removes the staging tags (a resume's reused ones too) and writes the
+/// metadata with the list's digest, which it returns. A stop asked before
+/// the publish starts is [`Failure::stopped`]; a publish the registry
+/// refuses is exit 1 naming it, the staging tags then stay (reported).
+/// Either writes the metadata as a failed build, those pushed kept
+/// `pushed`.
+async fn publish_list<R: Registry>(
+    ended: &Ended<'_>,
+    repository: &R,
+    built: &[Built],
+    left_out: &[JobFailure],
+    control: &BuildControl,
+) -> Result<String, Failure> {
+    let (planned, results, metadata, reporter) =
+        (ended.planned, ended.results, ended.metadata, ended.reporter);
+    let children = children_in_order(planned, built, metadata);
+    let (media_type, bytes) = mab_registry::manifest_list(&children);
+    // From here on the registry changes: a Ctrl-C waits for the build to
+    // end rather than leave some tags moved and others not.
+    let _publishing = control.start_publish().map_err(|kind| {
+        ended.write_failed();
+        Failure::stopped(kind)
+    })?;
+    let digest = repository.publish(media_type, &bytes, planned.tags).await.map_err(|error| {
+        // The images stay under their staging tags: a list that reached
+        // some tags refers to them, and deleting a tag may delete its
+        // manifest on some registries.
+        reporter.report(Event::StagingTagsLeft {
+            image: planned.image.to_owned(),
+            tags: staged_of(results, true).iter().map(|staged| staged.tag.clone()).collect(),
+        });
+        ended.write_failed();
+        Failure::runtime(
+            error.to_string(),
+            Some("check that the registry accepts pushes of manifest lists, then run `mab build` again"),
+        )
+    })?;
+    report_published(planned, &digest, left_out, reporter);
+    let done = staged_in_order(planned, built, metadata);
+    remove_staging_tags(repository, &done, &children, reporter).await;
+    metadata.write(
+        planned.image,
+        Some((&digest, media_type)),
+        planned.tags,
+        &platform_states(planned, results, metadata, true),
+        reporter,
+    )?;
+    Ok(digest)
+}
+
+/// The children of the list: those of the `built` platforms in job
+/// order, with `--resume` the reused images among them, all in the
+/// order of `mab.toml`.
+fn children_in_order(
+    planned: &Planned<'_>,
+    built: &[Built],
+    metadata: &MetadataFile,
+) -> Vec<Child> {
     let mut children: Vec<(&mab_config::Platform, Child)> = built
         .iter()
         .filter_map(|built| Some((&built.job.platform, built.child.clone()?)))
@@ -866,38 +977,27 @@ async fn run_and_publish<W: Worker, R: Registry>(
     if !planned.reused.is_empty() {
         metadata.sort_in_order(&mut children, |(platform, _)| platform);
     }
-    let children: Vec<Child> = children.into_iter().map(|(_, child)| child).collect();
-    let (media_type, bytes) = mab_registry::manifest_list(&children);
-    // From here on the registry changes: a Ctrl-C waits for the build to
-    // end rather than leave some tags moved and others not.
-    let _publishing = control.start_publish().map_err(|kind| {
-        metadata.write_failed(planned.image, planned.tags, &states, reporter);
-        Failure::stopped(kind)
-    })?;
-    let digest = repository.publish(media_type, &bytes, planned.tags).await.map_err(|error| {
-        // The images stay under their staging tags: a list that reached
-        // some tags refers to them, and deleting a tag may delete its
-        // manifest on some registries.
-        reporter.report(Event::StagingTagsLeft {
-            image: planned.image.to_owned(),
-            tags: pushed_ok.iter().map(|staged| staged.tag.clone()).collect(),
-        });
-        metadata.write_failed(planned.image, planned.tags, &states, reporter);
-        Failure::runtime(
-            error.to_string(),
-            Some("check that the registry accepts pushes of manifest lists, then run `mab build` again"),
-        )
-    })?;
+    children.into_iter().map(|(_, child)| child).collect()
+}
+
+/// Reports the list published under the tags, the platforms `left_out`
+/// by `--allow-partial` named missing, each with a warning.
+fn report_published(
+    planned: &Planned<'_>,
+    digest: &str,
+    left_out: &[JobFailure],
+    reporter: &dyn Reporter,
+) {
     reporter.report(Event::Published {
         image: planned.image.to_owned(),
-        digest: digest.clone(),
+        digest: digest.to_owned(),
         tags: planned.tags.to_vec(),
         missing: left_out
             .iter()
             .map(|failure| failure.job.platform.clone())
             .collect(),
     });
-    for failure in &left_out {
+    for failure in left_out {
         reporter.report(Event::Warning {
             message: format!(
                 "{} is missing from the partial list published as {} (--allow-partial): it failed on runner `{}`: {}",
@@ -908,8 +1008,13 @@ async fn run_and_publish<W: Worker, R: Registry>(
             ),
         });
     }
-    // A resume's reused images keep their staging tags until now; each
-    // goes while it still points at the reused digest, as the built ones.
+}
+
+/// The staging tags to remove once the list is published, in the order
+/// of [`children_in_order`]: those of the `built` platforms and, with
+/// `--resume`, those of the reused images, which keep them until now.
+/// Each goes while it still points at its digest ([`remove_staging_tags`]).
+fn staged_in_order(planned: &Planned<'_>, built: &[Built], metadata: &MetadataFile) -> Vec<Staged> {
     let mut done: Vec<(&mab_config::Platform, Staged)> = built
         .iter()
         .filter_map(|built| {
@@ -924,22 +1029,18 @@ async fn run_and_publish<W: Worker, R: Registry>(
     if !planned.reused.is_empty() {
         metadata.sort_in_order(&mut done, |(platform, _)| platform);
     }
-    let done: Vec<Staged> = done.into_iter().map(|(_, staged)| staged).collect();
-    remove_staging_tags(repository, &done, &children, reporter).await;
-    let published: Vec<PlatformMetadata> = results
-        .iter()
-        .map(|result| match result {
-            Ok(built) => PlatformMetadata::built(built, true),
-            Err(failure) => PlatformMetadata::failed(failure),
-        })
-        .collect();
-    metadata.write(
-        planned.image,
-        Some((&digest, media_type)),
-        planned.tags,
-        &metadata.in_order(&published, &reused(true)),
-        reporter,
-    )?;
+    done.into_iter().map(|(_, staged)| staged).collect()
+}
+
+/// How a published build ended: `image@digest` for stdout, and, when
+/// platforms were `left_out` of a partial list (`--allow-partial`), a
+/// failure (exit 1) that names them as [`failure_report`] does, saying
+/// the list was published under the tags, with the same stdout and digest.
+fn outcome(
+    planned: &Planned<'_>,
+    digest: String,
+    left_out: &[JobFailure],
+) -> Result<BuildOutcome, Failure> {
     let outcome = BuildOutcome {
         image: planned.image.to_owned(),
         digest: Some(digest),
@@ -955,7 +1056,7 @@ async fn run_and_publish<W: Worker, R: Registry>(
     Err(Failure {
         stdout: outcome.stdout(),
         digest: outcome.digest,
-        ..failure_report_ending(&left_out, &ending)
+        ..failure_report_ending(left_out, &ending)
     })
 }
 
