@@ -67,9 +67,9 @@ impl BuildOutcome {
 /// (metadata and state written, nothing published) with
 /// [`Failure::stopped`] (130, 143).
 ///
-/// The steps, in the order docs/architecture.md tells them: [`prepare`]
+/// The steps, in the order docs/architecture.md tells them: `prepare`
 /// (everything checked before the registry or a runner is asked),
-/// [`open_registry`], [`connect_and_plan`], then [`run_and_publish`].
+/// `open_registry`, `connect_and_plan`, then `run_and_publish`.
 pub async fn build(
     args: &BuildArgs,
     environment: &Environment,
