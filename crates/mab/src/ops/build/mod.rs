@@ -184,9 +184,10 @@ struct Prepared {
 /// of the context's warnings and of a metadata file sent with the context,
 /// computes the release tags, parses `--network` and creates the metadata
 /// file. Any failure here is returned as it is, the metadata file not yet
-/// written: usage and configuration errors are exit 2
-/// ([`Failure::usage`]), a context that cannot be read exit 1; a stop
-/// asked on `control` while the inputs are digested is
+/// written: bad usage or configuration, a build file that cannot be read
+/// or a metadata file that cannot be written are exit 2
+/// ([`Failure::usage`]); tags that git cannot compute for another reason
+/// exit 1; a stop asked on `control` while the inputs are digested is
 /// [`Failure::stopped`].
 async fn prepare(
     args: &BuildArgs,
