@@ -965,20 +965,13 @@ fn children_in_order(
     built: &[Built],
     metadata: &MetadataFile,
 ) -> Vec<Child> {
-    let mut children: Vec<(&mab_config::Platform, Child)> = built
-        .iter()
-        .filter_map(|built| Some((&built.job.platform, built.child.clone()?)))
-        .chain(
-            planned
-                .reused
-                .iter()
-                .map(|(entry, child)| (&entry.platform, child.clone())),
-        )
-        .collect();
-    if !planned.reused.is_empty() {
-        metadata.sort_in_order(&mut children, |(platform, _)| platform);
-    }
-    children.into_iter().map(|(_, child)| child).collect()
+    in_list_order(
+        planned,
+        built,
+        metadata,
+        |built| Some((&built.job.platform, built.child.clone()?)),
+        |(entry, child)| Some((&entry.platform, child.clone())),
+    )
 }
 
 /// Reports the list published under the tags, the platforms `left_out`
@@ -1016,21 +1009,41 @@ fn report_published(
 /// `--resume`, those of the reused images, which keep them until now.
 /// Each goes while it still points at its digest ([`remove_staging_tags`]).
 fn staged_in_order(planned: &Planned<'_>, built: &[Built], metadata: &MetadataFile) -> Vec<Staged> {
-    let mut done: Vec<(&mab_config::Platform, Staged)> = built
-        .iter()
-        .filter_map(|built| {
+    in_list_order(
+        planned,
+        built,
+        metadata,
+        |built| {
             let digest = built.child.as_ref()?.digest.clone();
             Some((&built.job.platform, Staged::of(&built.job.platform, digest)))
-        })
-        .chain(planned.reused.iter().filter_map(|(entry, _)| {
+        },
+        |(entry, _)| {
             let digest = entry.digest.clone()?;
             Some((&entry.platform, Staged::of(&entry.platform, digest)))
-        }))
+        },
+    )
+}
+
+/// What `of_built` takes from each of the `built` platforms and
+/// `of_reused` from each image a resume reuses (`planned.reused`), with
+/// the platform it is of (`None`: nothing of it), in job order, or with
+/// reused images in the order of `mab.toml`.
+fn in_list_order<'a, T>(
+    planned: &'a Planned<'_>,
+    built: &'a [Built],
+    metadata: &MetadataFile,
+    of_built: impl Fn(&'a Built) -> Option<(&'a mab_config::Platform, T)>,
+    of_reused: impl Fn(&'a (PlatformMetadata, Child)) -> Option<(&'a mab_config::Platform, T)>,
+) -> Vec<T> {
+    let mut items: Vec<(&mab_config::Platform, T)> = built
+        .iter()
+        .filter_map(of_built)
+        .chain(planned.reused.iter().filter_map(of_reused))
         .collect();
     if !planned.reused.is_empty() {
-        metadata.sort_in_order(&mut done, |(platform, _)| platform);
+        metadata.sort_in_order(&mut items, |(platform, _)| platform);
     }
-    done.into_iter().map(|(_, staged)| staged).collect()
+    items.into_iter().map(|(_, item)| item).collect()
 }
 
 /// How a published build ended: `image@digest` for stdout, and, when
