@@ -66,14 +66,135 @@ impl BuildOutcome {
 /// otherwise: the build then ends at once through its failure path
 /// (metadata and state written, nothing published) with
 /// [`Failure::stopped`] (130, 143).
+///
+/// The steps, in the order docs/architecture.md tells them: `prepare`
+/// (everything checked before the registry or a runner is asked),
+/// `open_registry`, `connect_and_plan`, then `run_and_publish`.
 pub async fn build(
     args: &BuildArgs,
     environment: &Environment,
     reporter: &Arc<dyn Reporter>,
     control: &BuildControl,
 ) -> Result<BuildOutcome, Failure> {
-    let reporter_handle = Arc::clone(reporter);
-    let reporter = reporter.as_ref();
+    let prepared = prepare(args, environment, reporter.as_ref(), control).await?;
+    // From here on every failure writes the metadata file. A resume that
+    // stops before the registry is read keeps what it would reuse.
+    let unstarted = BeforeJobs {
+        file: &prepared.metadata,
+        image: &prepared.project.image,
+        platforms: &prepared.resume.rest,
+        reused: &prepared.resume.carried,
+        tags: &prepared.tags,
+        reporter: reporter.as_ref(),
+    };
+    let access = open_registry(args, environment, &prepared, &unstarted, reporter, control).await?;
+    let ready = connect_and_plan(
+        args,
+        environment,
+        &prepared,
+        &access,
+        &unstarted,
+        reporter,
+        control,
+    )
+    .await?;
+
+    let project = &prepared.project;
+    let jobs: Vec<JobSpec> = ready.plan.jobs.iter().map(job_spec).collect();
+    let slots: HashMap<String, u32> = ready
+        .runners
+        .iter()
+        .map(|runner| (runner.name.clone(), runner.jobs))
+        .collect();
+    let worker = LiveWorker {
+        project,
+        registry: &access.registry,
+        context: &prepared.context,
+        build_id: build_id(),
+        runners: ready
+            .runners
+            .iter()
+            .map(|runner| (runner.name.clone(), *runner))
+            .collect(),
+        connected: &ready.connected,
+        repository: access.repository.as_ref(),
+        credentials: access.credentials,
+        network: prepared.network,
+        registry_config: environment.docker_config_dir().join("config.json"),
+        reporter: reporter.as_ref(),
+        control,
+    };
+    let planned = Planned {
+        image: &project.image,
+        jobs: &jobs,
+        slots: &slots,
+        tags: &prepared.tags,
+        limits: Limits {
+            timeout: project.timeout,
+            timeout_from_flag: args.timeout.is_some(),
+            deadline: prepared.deadline,
+        },
+        fallback: ready.fallback,
+        allow_partial: args.allow_partial,
+        unplanned: &ready.unplanned,
+        reused: &ready.reuse.reused,
+    };
+    run_and_publish(
+        &planned,
+        &worker,
+        access.repository.as_ref(),
+        &prepared.metadata,
+        control,
+        reporter.as_ref(),
+    )
+    .await
+}
+
+/// A build checked before the registry or any runner is asked
+/// ([`prepare`]).
+struct Prepared {
+    /// `mab.toml` with the flags over it (`overrides`).
+    project: mab_config::Project,
+    /// The runners file (or the implicit local runner).
+    runners: mab_config::RunnersFile,
+    /// Whether platforms may be emulated (`--native-only`, `emulation`).
+    emulation: mab_plan::Emulation,
+    /// `--deadline`: when, and the limit as given.
+    deadline: Option<(tokio::time::Instant, std::time::Duration)>,
+    context: mab_context::BuildContext,
+    listing: mab_context::ContextListing,
+    /// `--resume`: the earlier build, checked against this one's inputs.
+    resume: resume::Resume,
+    /// The tags to publish the list under (`tags::release_tags`).
+    tags: Vec<String>,
+    /// `--network`.
+    network: Option<mab_config::NetworkMode>,
+    /// `--metadata-file` and the state a resume reads, not yet written.
+    metadata: MetadataFile,
+}
+
+/// Everything checked before the registry or a runner is asked: loads
+/// `mab.toml` and the runners file ([`prepare::load`]), applies the flags
+/// over them (`overrides`) and `--deadline` (counted from now), refuses a
+/// `--platform` that narrows a build published under computed tags and an
+/// `--allow-partial` without tags ([`tags`]), `--resume` with `--no-push`,
+/// reads the build context and checks the `--target` is one of its
+/// Dockerfile's stages, digests the inputs on a blocking thread, loads the
+/// earlier build with `--resume` (refused when its inputs differ), warns
+/// of the context's warnings and of a metadata file sent with the context,
+/// computes the release tags, parses `--network` and creates the metadata
+/// file. Any failure here is returned as it is, the metadata file not yet
+/// written: bad usage or configuration, a build file that cannot be read
+/// or a metadata file that cannot be written are exit 2
+/// ([`Failure::usage`]); tags that git cannot compute for another reason
+/// exit 1; a stop asked on `control` while the inputs are digested is
+/// [`Failure::stopped`].
+async fn prepare(
+    args: &BuildArgs,
+    environment: &Environment,
+    reporter: &dyn Reporter,
+    control: &BuildControl,
+) -> Result<Prepared, Failure> {
     let started = tokio::time::Instant::now();
     let loaded = prepare::load(&args.project, environment, reporter)?;
     let mut project = loaded.project;
@@ -106,17 +227,49 @@ pub async fn build(
     let tags = release_tags(&project, &context, &listing, args, environment, reporter)?;
     let network = super::network_flag(args.network.as_deref())?;
     let metadata = MetadataFile::create(args, environment, &project, inputs, reporter)?;
-    // From here on every failure writes the metadata file. A resume that
-    // stops before the registry is read keeps what it would reuse.
-    let unstarted = BeforeJobs {
-        file: &metadata,
-        image: &project.image,
-        platforms: &resume.rest,
-        reused: &resume.carried,
-        tags: &tags,
-        reporter,
-    };
-    let registry = mab_registry::registry_of(&project.image).map_err(|error| {
+    Ok(Prepared {
+        project,
+        runners: loaded.runners,
+        emulation: loaded.emulation,
+        deadline,
+        context,
+        listing,
+        resume,
+        tags,
+        network,
+        metadata,
+    })
+}
+
+/// The registry as the build speaks to it ([`open_registry`]).
+struct RegistryAccess {
+    /// The registry's host (`mab_registry::registry_of`), for messages.
+    registry: String,
+    /// Its credentials from the Docker `config.json`, if any.
+    credentials: Option<mab_registry::Credentials>,
+    /// The image's repository; `None` with `--no-push`.
+    repository: Option<Repository>,
+}
+
+/// The registry of `[image] name`, its credentials from the Docker
+/// `config.json` (its credential helper asked), and, unless `--no-push`,
+/// the image's repository (its retries reported to `reporter`) with push
+/// rights checked before anything is built ([`check_registry`], within
+/// `prepared.deadline`). Every failure writes the metadata file as
+/// `unstarted` says: an image name without a registry or a repository
+/// name the registry refuses is usage (exit 2), credentials that cannot
+/// be read, no push rights or the deadline coming first are a registry
+/// failure (exit 1); a stop asked on `control` is [`Failure::stopped`].
+async fn open_registry(
+    args: &BuildArgs,
+    environment: &Environment,
+    prepared: &Prepared,
+    unstarted: &BeforeJobs<'_>,
+    reporter: &Arc<dyn Reporter>,
+    control: &BuildControl,
+) -> Result<RegistryAccess, Failure> {
+    let image = &prepared.project.image;
+    let registry = mab_registry::registry_of(image).map_err(|error| {
         let failure = Failure::usage(
             error.to_string(),
             Some("set [image] name to registry/namespace/name"),
@@ -138,44 +291,92 @@ pub async fn build(
         None
     } else {
         Some(
-            Repository::new(&project.image, credentials.as_ref())
+            Repository::new(image, credentials.as_ref())
                 .map_err(|error| {
                     let failure = Failure::usage(error.to_string(), None);
                     unstarted.fail(failure, ErrorKind::Usage, None)
                 })?
-                .reporting_to(Arc::clone(&reporter_handle)),
+                .reporting_to(Arc::clone(reporter)),
         )
     };
     unless_stopped(
         control,
-        &unstarted,
-        check_registry(repository.as_ref(), &registry, deadline, &unstarted),
+        unstarted,
+        check_registry(repository.as_ref(), &registry, prepared.deadline, unstarted),
     )
     .await?;
+    Ok(RegistryAccess {
+        registry,
+        credentials,
+        repository,
+    })
+}
 
+/// What [`run_and_publish`] needs from [`connect_and_plan`].
+struct Ready<'a> {
+    /// What a resume reuses, and the platforms built.
+    reuse: resume::Reuse,
+    /// The runners of the platforms built, as the runners file lists them.
+    runners: Vec<&'a mab_config::Runner>,
+    /// Each of `runners` (by name), connected or why not.
+    connected: HashMap<String, Result<Connected, Unreachable>>,
+    /// One job per platform planned.
+    plan: mab_plan::Plan,
+    /// Under `--allow-partial`, the platforms that could not be planned,
+    /// as failed jobs ([`plan_partially`]).
+    unplanned: Vec<JobFailure>,
+    /// Whether a job moves to its fallbacks (`--no-fallback`, `fallback`).
+    fallback: Fallback,
+}
+
+/// With `--resume`, what the earlier build left that is reused (its
+/// images read back by digest from `access`'s repository within the
+/// deadline); then connects at once to the runners of the platforms left
+/// to build (none when everything is reused) within the deadline, plans
+/// one job per platform (under `--allow-partial`, the platforms that
+/// cannot be planned fail as their jobs and the others are planned,
+/// [`plan_partially`]), and reports the plan and the moves it made. Every
+/// failure writes the metadata file (the reused platforms kept `pushed`):
+/// the registry or the deadline while reading the earlier images (exit
+/// 1), the deadline while connecting (naming the runners that had not
+/// answered, exit 1), a plan that cannot be made ([`plan_failed`]: exit 1
+/// for unreachable runners, 2 for configuration); a stop asked on
+/// `control` is [`Failure::stopped`].
+async fn connect_and_plan<'a>(
+    args: &BuildArgs,
+    environment: &Environment,
+    prepared: &'a Prepared,
+    access: &RegistryAccess,
+    unstarted: &BeforeJobs<'_>,
+    reporter: &Arc<dyn Reporter>,
+    control: &BuildControl,
+) -> Result<Ready<'a>, Failure> {
+    let project = &prepared.project;
+    let deadline = prepared.deadline;
     // A resume builds only what it cannot reuse, and contacts only the
     // runners of those platforms (none when everything is reused).
     let deciding = async {
-        resume
+        prepared
+            .resume
             .decide(
-                repository.as_ref(),
-                &registry,
+                access.repository.as_ref(),
+                &access.registry,
                 &project.platforms,
                 deadline,
-                reporter,
+                reporter.as_ref(),
             )
             .await
             .map_err(|failure| unstarted.fail(failure, ErrorKind::Registry, None))
     };
-    let reuse = unless_stopped(control, &unstarted, deciding).await?;
+    let reuse = unless_stopped(control, unstarted, deciding).await?;
     let reused_entries = reuse.entries();
     // Now only the platforms to build are left to fail before their jobs.
     let unbuilt = BeforeJobs {
         platforms: &reuse.to_build,
         reused: &reused_entries,
-        ..unstarted
+        ..*unstarted
     };
-    let runners = prepare::runners_for(&loaded.runners, &reuse.to_build);
+    let runners = prepare::runners_for(&prepared.runners, &reuse.to_build);
     let connecting = prepare::Connecting::default();
     let connecting_all = before_deadline(
         deadline,
@@ -193,7 +394,7 @@ pub async fn build(
                 ),
             )
         },
-        prepare::connect_all(&runners, environment, &reporter_handle, &connecting),
+        prepare::connect_all(&runners, environment, reporter, &connecting),
     );
     let connecting_all = async {
         connecting_all
@@ -209,9 +410,9 @@ pub async fn build(
     let planning = |platforms: &[mab_config::Platform]| {
         prepare::plan(
             platforms,
-            loaded.emulation,
+            prepared.emulation,
             fallback,
-            &loaded.runners,
+            &prepared.runners,
             &runners,
             &connected,
         )
@@ -225,7 +426,7 @@ pub async fn build(
     };
     reporter.report(Event::Plan {
         image: project.image.clone(),
-        context_files: listing.files,
+        context_files: prepared.listing.files,
         jobs: plan
             .jobs
             .iter()
@@ -237,54 +438,15 @@ pub async fn build(
             })
             .collect(),
     });
-    report_planned_moves(&plan, reporter);
-
-    let jobs: Vec<JobSpec> = plan.jobs.iter().map(job_spec).collect();
-    let slots: HashMap<String, u32> = runners
-        .iter()
-        .map(|runner| (runner.name.clone(), runner.jobs))
-        .collect();
-    let worker = LiveWorker {
-        project: &project,
-        registry: &registry,
-        context: &context,
-        build_id: build_id(),
-        runners: runners
-            .iter()
-            .map(|runner| (runner.name.clone(), *runner))
-            .collect(),
-        connected: &connected,
-        repository: repository.as_ref(),
-        credentials,
-        network,
-        registry_config: environment.docker_config_dir().join("config.json"),
-        reporter,
-        control,
-    };
-    let planned = Planned {
-        image: &project.image,
-        jobs: &jobs,
-        slots: &slots,
-        tags: &tags,
-        limits: Limits {
-            timeout: project.timeout,
-            timeout_from_flag: args.timeout.is_some(),
-            deadline,
-        },
+    report_planned_moves(&plan, reporter.as_ref());
+    Ok(Ready {
+        reuse,
+        runners,
+        connected,
+        plan,
+        unplanned,
         fallback,
-        allow_partial: args.allow_partial,
-        unplanned: &unplanned,
-        reused: &reuse.reused,
-    };
-    run_and_publish(
-        &planned,
-        &worker,
-        repository.as_ref(),
-        &metadata,
-        control,
-        reporter,
-    )
-    .await
+    })
 }
 
 /// Warns once when the `--metadata-file` is inside the build context and
@@ -592,24 +754,14 @@ fn stranded(
 
 /// The decisions after planning: runs every job through `worker` (moving
 /// a job whose runner fails before its build starts, unless
-/// `planned.fallback` refuses it); when any platform failed, removes the
-/// staging tags of the failed platforms that were pushed (those of the
-/// verified ones stay for a resume), writes the metadata (each
-/// platform's state and error, no digest) and fails (exit 1) naming each
-/// platform and the runners it was tried on with its log tail, publishing
-/// nothing. With `repository` `None`
+/// `planned.fallback` refuses it); when any platform failed, or `control`
+/// was asked to stop (Ctrl-C, SIGTERM) before the publish starts, goes
+/// through [`drop_failed`], which fails publishing nothing unless
+/// `--allow-partial` keeps those that succeeded. With `repository` `None`
 /// (`--no-push`) writes the metadata with no digests and returns nothing
-/// for stdout. Otherwise publishes the list of the children in job order
-/// (with `--resume`, the reused images of `planned.reused` among them, all
-/// in the order of `mab.toml`; a failure keeps those `pushed` in the
-/// metadata) under `planned.tags` (with `control` marked as publishing, so that an interrupt waits
-/// for it; a failure is exit 1 naming the registry, the staging tags then
-/// stay), removes the staging tags (a resume's reused ones too), writes
-/// the metadata and returns
-/// `image@digest` and a newline for stdout. When `control` was asked to
-/// stop (Ctrl-C, SIGTERM) before the publish starts, the jobs still running
-/// are dropped (`cancelled`), those that finished keep their results, and
-/// the build fails as above with [`Failure::stopped`], publishing nothing.
+/// for stdout. Otherwise [`publish_list`] publishes the list and
+/// [`outcome`] says how the build ended: `image@digest` and a newline for
+/// stdout, exit 1 when the list is partial.
 async fn run_and_publish<W: Worker, R: Registry>(
     planned: &Planned<'_>,
     worker: &W,
@@ -628,19 +780,7 @@ async fn run_and_publish<W: Worker, R: Registry>(
     )
     .await;
     results.extend(planned.unplanned.iter().cloned().map(Err));
-    let reused = |published: bool| resume::reused_entries(planned.reused, published);
-    let states: Vec<PlatformMetadata> = results
-        .iter()
-        .map(|result| match result {
-            Ok(built) => PlatformMetadata::built(built, false),
-            Err(failure) => PlatformMetadata::failed(failure),
-        })
-        .collect();
-    let states = metadata.in_order(&states, &reused(false));
-    // Every image pushed, by the digest its push gave: those of the
-    // platforms that succeeded, and those that failed after their push.
-    let pushed_ok = staged_of(&results, true);
-    let pushed_failed = staged_of(&results, false);
+    let states = platform_states(planned, &results, metadata, false);
     // A signal asked to stop: the build fails as it stands, publishing
     // nothing, even when every job had finished.
     let stop = control.stop_requested();
@@ -648,37 +788,17 @@ async fn run_and_publish<W: Worker, R: Registry>(
         (Ok(_), Some(_)) => Err(Vec::new()),
         (checked, _) => checked,
     };
+    let ended = Ended {
+        planned,
+        results: &results,
+        states: &states,
+        metadata,
+        reporter,
+    };
     let (built, left_out) = match checked {
         Ok(built) => (built, Vec::new()),
-        Err(failures) => {
-            // `--allow-partial` publishes those that succeeded, if any.
-            let partial = stop.is_none()
-                && planned.allow_partial
-                && repository.is_some()
-                && (results.iter().any(Result::is_ok) || !planned.reused.is_empty());
-            if let Some(repository) = repository {
-                // The images of the platforms that succeeded keep their
-                // staging tags: a registry that deletes an image with its
-                // last tag would lose what a resume (or the partial list)
-                // reuses. Those of the failed platforms go.
-                remove_staging_tags(repository, &pushed_failed, &[], reporter).await;
-            }
-            if !partial {
-                metadata.write_failed(planned.image, planned.tags, &states, reporter);
-                return Err(match stop {
-                    Some(kind) => Failure::stopped(kind),
-                    None => failure_report(&failures),
-                });
-            }
-            let built: Vec<Built> = results
-                .iter()
-                .filter_map(|result| result.as_ref().ok())
-                .cloned()
-                .collect();
-            (built, failures)
-        }
+        Err(failures) => drop_failed(&ended, repository, failures, stop).await?,
     };
-
     let Some(repository) = repository else {
         metadata.write(planned.image, None, planned.tags, &states, reporter)?;
         return Ok(BuildOutcome {
@@ -686,26 +806,128 @@ async fn run_and_publish<W: Worker, R: Registry>(
             digest: None,
         });
     };
-    // In the order of mab.toml, the reused images among the built ones.
-    let mut children: Vec<(&mab_config::Platform, Child)> = built
+    let digest = publish_list(&ended, repository, &built, &left_out, control).await?;
+    outcome(planned, digest, &left_out)
+}
+
+/// Each platform's metadata entry, in the order of `mab.toml`: those of
+/// the `results` built or failed, with `--resume` the reused ones among
+/// them; the built and reused ones `published` once the list is, else
+/// `pushed`.
+fn platform_states(
+    planned: &Planned<'_>,
+    results: &[Result<Built, JobFailure>],
+    metadata: &MetadataFile,
+    published: bool,
+) -> Vec<PlatformMetadata> {
+    let states: Vec<PlatformMetadata> = results
         .iter()
-        .filter_map(|built| Some((&built.job.platform, built.child.clone()?)))
-        .chain(
-            planned
-                .reused
-                .iter()
-                .map(|(entry, child)| (&entry.platform, child.clone())),
-        )
+        .map(|result| match result {
+            Ok(built) => PlatformMetadata::built(built, published),
+            Err(failure) => PlatformMetadata::failed(failure),
+        })
         .collect();
-    if !planned.reused.is_empty() {
-        metadata.sort_in_order(&mut children, |(platform, _)| platform);
+    metadata.in_order(&states, &resume::reused_entries(planned.reused, published))
+}
+
+/// Where [`run_and_publish`] stands once every job has ended, for the
+/// steps after it.
+struct Ended<'a> {
+    planned: &'a Planned<'a>,
+    /// Each job's result, in job order, then the unplanned platforms.
+    results: &'a [Result<Built, JobFailure>],
+    /// Each platform's metadata entry before publishing, in the order of
+    /// `mab.toml` (the reused ones `pushed`).
+    states: &'a [PlatformMetadata],
+    metadata: &'a MetadataFile,
+    reporter: &'a dyn Reporter,
+}
+
+impl Ended<'_> {
+    /// Writes the metadata file of a build that published nothing: each
+    /// platform's state and error as `states` holds them, no digest
+    /// ([`MetadataFile::write_failed`]).
+    fn write_failed(&self) {
+        self.metadata.write_failed(
+            self.planned.image,
+            self.planned.tags,
+            self.states,
+            self.reporter,
+        );
     }
-    let children: Vec<Child> = children.into_iter().map(|(_, child)| child).collect();
+}
+
+/// When platforms failed (`failures`) or a signal asked to stop (`stop`):
+/// removes the staging tags of the failed platforms that were pushed
+/// (those of the verified ones stay for a resume or the partial list).
+/// Under `--allow-partial`, with a `repository`, no stop and something to
+/// publish (a platform built or reused), returns the built platforms and
+/// the `failures` left out of the list. Otherwise writes the metadata
+/// (each platform's state and error, no digest) and fails, publishing
+/// nothing: with [`Failure::stopped`] (130, 143) after a stop, else
+/// exit 1 naming each platform and the runners it was tried on with its
+/// log tail ([`failure_report`]).
+async fn drop_failed<R: Registry>(
+    ended: &Ended<'_>,
+    repository: Option<&R>,
+    failures: Vec<JobFailure>,
+    stop: Option<FailureKind>,
+) -> Result<(Vec<Built>, Vec<JobFailure>), Failure> {
+    let (planned, results, reporter) = (ended.planned, ended.results, ended.reporter);
+    // `--allow-partial` publishes those that succeeded, if any.
+    let partial = stop.is_none()
+        && planned.allow_partial
+        && repository.is_some()
+        && (results.iter().any(Result::is_ok) || !planned.reused.is_empty());
+    if let Some(repository) = repository {
+        // The images of the platforms that succeeded keep their
+        // staging tags: a registry that deletes an image with its
+        // last tag would lose what a resume (or the partial list)
+        // reuses. Those of the failed platforms go.
+        let pushed_failed = staged_of(results, false);
+        remove_staging_tags(repository, &pushed_failed, &[], reporter).await;
+    }
+    if !partial {
+        ended.write_failed();
+        return Err(match stop {
+            Some(kind) => Failure::stopped(kind),
+            None => failure_report(&failures),
+        });
+    }
+    let built: Vec<Built> = results
+        .iter()
+        .filter_map(|result| result.as_ref().ok())
+        .cloned()
+        .collect();
+    Ok((built, failures))
+}
+
+/// Publishes the list of the `built` children in job order (with
+/// `--resume`, the reused images among them, all in the order of
+/// `mab.toml`) under the tags, with `control` marked as publishing so
+/// that an interrupt waits for it; reports it published (the platforms
+/// `left_out` by `--allow-partial` named missing, each with a warning);
+/// removes the staging tags (a resume's reused ones too) and writes the
+/// metadata with the list's digest, which it returns. A stop asked before
+/// the publish starts is [`Failure::stopped`]; a publish the registry
+/// refuses is exit 1 naming it, the staging tags then stay (reported).
+/// Either writes the metadata as a failed build, those pushed kept
+/// `pushed`.
+async fn publish_list<R: Registry>(
+    ended: &Ended<'_>,
+    repository: &R,
+    built: &[Built],
+    left_out: &[JobFailure],
+    control: &BuildControl,
+) -> Result<String, Failure> {
+    let (planned, results, metadata, reporter) =
+        (ended.planned, ended.results, ended.metadata, ended.reporter);
+    let children = children_in_order(planned, built, metadata);
     let (media_type, bytes) = mab_registry::manifest_list(&children);
     // From here on the registry changes: a Ctrl-C waits for the build to
     // end rather than leave some tags moved and others not.
     let _publishing = control.start_publish().map_err(|kind| {
-        metadata.write_failed(planned.image, planned.tags, &states, reporter);
+        ended.write_failed();
         Failure::stopped(kind)
     })?;
     let digest = repository.publish(media_type, &bytes, planned.tags).await.map_err(|error| {
@@ -714,24 +936,62 @@ async fn run_and_publish<W: Worker, R: Registry>(
         // manifest on some registries.
         reporter.report(Event::StagingTagsLeft {
             image: planned.image.to_owned(),
-            tags: pushed_ok.iter().map(|staged| staged.tag.clone()).collect(),
+            tags: staged_of(results, true).iter().map(|staged| staged.tag.clone()).collect(),
         });
-        metadata.write_failed(planned.image, planned.tags, &states, reporter);
+        ended.write_failed();
         Failure::runtime(
             error.to_string(),
             Some("check that the registry accepts pushes of manifest lists, then run `mab build` again"),
         )
     })?;
+    report_published(planned, &digest, left_out, reporter);
+    let done = staged_in_order(planned, built, metadata);
+    remove_staging_tags(repository, &done, &children, reporter).await;
+    metadata.write(
+        planned.image,
+        Some((&digest, media_type)),
+        planned.tags,
+        &platform_states(planned, results, metadata, true),
+        reporter,
+    )?;
+    Ok(digest)
+}
+
+/// The children of the list: those of the `built` platforms in job
+/// order, with `--resume` the reused images among them, all in the
+/// order of `mab.toml`.
+fn children_in_order(
+    planned: &Planned<'_>,
+    built: &[Built],
+    metadata: &MetadataFile,
+) -> Vec<Child> {
+    in_list_order(
+        planned,
+        built,
+        metadata,
+        |built| Some((&built.job.platform, built.child.clone()?)),
+        |(entry, child)| Some((&entry.platform, child.clone())),
+    )
+}
+
+/// Reports the list published under the tags, the platforms `left_out`
+/// by `--allow-partial` named missing, each with a warning.
+fn report_published(
+    planned: &Planned<'_>,
+    digest: &str,
+    left_out: &[JobFailure],
+    reporter: &dyn Reporter,
+) {
     reporter.report(Event::Published {
         image: planned.image.to_owned(),
-        digest: digest.clone(),
+        digest: digest.to_owned(),
         tags: planned.tags.to_vec(),
         missing: left_out
             .iter()
             .map(|failure| failure.job.platform.clone())
             .collect(),
     });
-    for failure in &left_out {
+    for failure in left_out {
         reporter.report(Event::Warning {
             message: format!(
                 "{} is missing from the partial list published as {} (--allow-partial): it failed on runner `{}`: {}",
@@ -742,38 +1002,59 @@ async fn run_and_publish<W: Worker, R: Registry>(
             ),
         });
     }
-    // A resume's reused images keep their staging tags until now; each
-    // goes while it still points at the reused digest, as the built ones.
-    let mut done: Vec<(&mab_config::Platform, Staged)> = built
-        .iter()
-        .filter_map(|built| {
+}
+
+/// The staging tags to remove once the list is published, in the order
+/// of [`children_in_order`]: those of the `built` platforms and, with
+/// `--resume`, those of the reused images, which keep them until now.
+/// Each goes while it still points at its digest ([`remove_staging_tags`]).
+fn staged_in_order(planned: &Planned<'_>, built: &[Built], metadata: &MetadataFile) -> Vec<Staged> {
+    in_list_order(
+        planned,
+        built,
+        metadata,
+        |built| {
             let digest = built.child.as_ref()?.digest.clone();
             Some((&built.job.platform, Staged::of(&built.job.platform, digest)))
-        })
-        .chain(planned.reused.iter().filter_map(|(entry, _)| {
+        },
+        |(entry, _)| {
             let digest = entry.digest.clone()?;
             Some((&entry.platform, Staged::of(&entry.platform, digest)))
-        }))
+        },
+    )
+}
+
+/// What `of_built` takes from each of the `built` platforms and
+/// `of_reused` from each image a resume reuses (`planned.reused`), with
+/// the platform it is of (`None`: nothing of it), in job order, or with
+/// reused images in the order of `mab.toml`.
+fn in_list_order<'a, T>(
+    planned: &'a Planned<'_>,
+    built: &'a [Built],
+    metadata: &MetadataFile,
+    of_built: impl Fn(&'a Built) -> Option<(&'a mab_config::Platform, T)>,
+    of_reused: impl Fn(&'a (PlatformMetadata, Child)) -> Option<(&'a mab_config::Platform, T)>,
+) -> Vec<T> {
+    let mut items: Vec<(&mab_config::Platform, T)> = built
+        .iter()
+        .filter_map(of_built)
+        .chain(planned.reused.iter().filter_map(of_reused))
         .collect();
     if !planned.reused.is_empty() {
-        metadata.sort_in_order(&mut done, |(platform, _)| platform);
+        metadata.sort_in_order(&mut items, |(platform, _)| platform);
     }
-    let done: Vec<Staged> = done.into_iter().map(|(_, staged)| staged).collect();
-    remove_staging_tags(repository, &done, &children, reporter).await;
-    let published: Vec<PlatformMetadata> = results
-        .iter()
-        .map(|result| match result {
-            Ok(built) => PlatformMetadata::built(built, true),
-            Err(failure) => PlatformMetadata::failed(failure),
-        })
-        .collect();
-    metadata.write(
-        planned.image,
-        Some((&digest, media_type)),
-        planned.tags,
-        &metadata.in_order(&published, &reused(true)),
-        reporter,
-    )?;
+    items.into_iter().map(|(_, item)| item).collect()
+}
+
+/// How a published build ended: `image@digest` for stdout, and, when
+/// platforms were `left_out` of a partial list (`--allow-partial`), a
+/// failure (exit 1) that names them as [`failure_report`] does, saying
+/// the list was published under the tags, with the same stdout and digest.
+fn outcome(
+    planned: &Planned<'_>,
+    digest: String,
+    left_out: &[JobFailure],
+) -> Result<BuildOutcome, Failure> {
     let outcome = BuildOutcome {
         image: planned.image.to_owned(),
         digest: Some(digest),
@@ -789,7 +1070,7 @@ async fn run_and_publish<W: Worker, R: Registry>(
     Err(Failure {
         stdout: outcome.stdout(),
         digest: outcome.digest,
-        ..failure_report_ending(&left_out, &ending)
+        ..failure_report_ending(left_out, &ending)
     })
 }
 
