@@ -67,7 +67,7 @@ impl BuildOutcome {
 /// (metadata and state written, nothing published) with
 /// [`Failure::stopped`] (130, 143).
 ///
-/// The steps, in the order docs/architecture.md tells them: `prepare`
+/// The steps, in the order docs/architecture.md tells them: `load_and_check`
 /// (everything checked before the registry or a runner is asked),
 /// `open_registry`, `connect_and_plan`, then `run_and_publish`.
 pub async fn build(
@@ -76,7 +76,7 @@ pub async fn build(
     reporter: &Arc<dyn Reporter>,
     control: &BuildControl,
 ) -> Result<BuildOutcome, Failure> {
-    let prepared = prepare(args, environment, reporter.as_ref(), control).await?;
+    let prepared = load_and_check(args, environment, reporter.as_ref(), control).await?;
     // From here on every failure writes the metadata file. A resume that
     // stops before the registry is read keeps what it would reuse.
     let unstarted = BeforeJobs {
@@ -151,7 +151,7 @@ pub async fn build(
 }
 
 /// A build checked before the registry or any runner is asked
-/// ([`prepare`]).
+/// ([`load_and_check`]).
 struct Prepared {
     /// `mab.toml` with the flags over it (`overrides`).
     project: mab_config::Project,
@@ -189,7 +189,7 @@ struct Prepared {
 /// ([`Failure::usage`]); tags that git cannot compute for another reason
 /// exit 1; a stop asked on `control` while the inputs are digested is
 /// [`Failure::stopped`].
-async fn prepare(
+async fn load_and_check(
     args: &BuildArgs,
     environment: &Environment,
     reporter: &dyn Reporter,
@@ -890,7 +890,7 @@ async fn drop_failed<R: Registry>(
     if !partial {
         ended.write_failed();
         return Err(match stop {
-            Some(kind) => Failure::stopped(kind),
+            Some(kind) => Failure::stopped_after_jobs(kind, resumable(ended, repository.is_some())),
             None => failure_report(&failures),
         });
     }
@@ -900,6 +900,21 @@ async fn drop_failed<R: Registry>(
         .cloned()
         .collect();
     Ok((built, failures))
+}
+
+/// How many platforms a `--resume` after this build would reuse: those
+/// pushed and verified, and those it reused itself; none with `--no-push`
+/// (`pushed` false), which keeps no state.
+fn resumable(ended: &Ended<'_>, pushed: bool) -> usize {
+    if !pushed {
+        return 0;
+    }
+    let verified = ended
+        .results
+        .iter()
+        .filter(|result| result.as_ref().is_ok_and(|built| built.child.is_some()))
+        .count();
+    verified + ended.planned.reused.len()
 }
 
 /// Publishes the list of the `built` children in job order (with
@@ -928,7 +943,7 @@ async fn publish_list<R: Registry>(
     // end rather than leave some tags moved and others not.
     let _publishing = control.start_publish().map_err(|kind| {
         ended.write_failed();
-        Failure::stopped(kind)
+        Failure::stopped_after_jobs(kind, resumable(ended, true))
     })?;
     let digest = repository.publish(media_type, &bytes, planned.tags).await.map_err(|error| {
         // The images stay under their staging tags: a list that reached
@@ -3758,8 +3773,15 @@ mod tests {
             assert_eq!(failure.kind, kind);
             assert_eq!(
                 failure.report,
-                Failure::stopped(kind).report,
+                Failure::stopped_after_jobs(kind, 1).report,
                 "the report of a signal"
+            );
+            assert!(
+                failure.report.contains(
+                    "hint: 1 platform(s) were pushed and verified before the stop: `mab build --resume` builds only the others"
+                ),
+                "{}",
+                failure.report
             );
             assert_eq!(
                 *build.registry.calls.lock().unwrap(),
