@@ -118,16 +118,7 @@ impl Failure {
     /// Stopped by a signal before publishing: `kind` is
     /// [`FailureKind::Interrupted`] or [`FailureKind::Terminated`].
     pub fn stopped(kind: FailureKind) -> Failure {
-        let how = match kind {
-            FailureKind::Terminated => "terminated",
-            _ => "interrupted",
-        };
-        Failure::new(
-            kind,
-            &format!("{how}; nothing was published"),
-            Vec::new(),
-            &[],
-        )
+        Failure::stopped_with(kind, Vec::new())
     }
 
     /// [`Failure::stopped`] of a build whose jobs ran, with its metadata
@@ -135,21 +126,18 @@ impl Failure {
     /// (or reused), the hint says that `mab build --resume` builds only the
     /// others (docs/publishing.md).
     pub fn stopped_after_jobs(kind: FailureKind, pushed: usize) -> Failure {
-        if pushed == 0 {
-            return Failure::stopped(kind);
-        }
+        let hints = (pushed > 0).then(|| format!(
+            "{pushed} platform(s) were pushed and verified before the stop: `mab build --resume` builds only the others and publishes the list"
+        ));
+        Failure::stopped_with(kind, hints.into_iter().collect())
+    }
+
+    fn stopped_with(kind: FailureKind, hints: Vec<String>) -> Failure {
         let how = match kind {
             FailureKind::Terminated => "terminated",
             _ => "interrupted",
         };
-        Failure::new(
-            kind,
-            &format!("{how}; nothing was published"),
-            vec![format!(
-                "{pushed} platform(s) were pushed and verified before the stop: `mab build --resume` builds only the others and publishes the list"
-            )],
-            &[],
-        )
+        Failure::new(kind, &format!("{how}; nothing was published"), hints, &[])
     }
 
     /// Stopped by a second Ctrl-C while the list and its tags were being
