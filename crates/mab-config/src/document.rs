@@ -1,5 +1,6 @@
 //! Pieces shared by the two file formats: deserializing with unknown keys
-//! collected, spans of values, and paths.
+//! collected and located, telling a typo of a known key (an error) from an
+//! unknown key (a warning), spans of values, and paths.
 
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
@@ -92,6 +93,7 @@ pub(crate) struct Table<'a> {
     /// How messages name the table after "under"/"of": `[image]`,
     /// "runner `a`"; empty for the top level of the file.
     pub(crate) name: String,
+    /// Every key the table may hold.
     pub(crate) known: &'a [&'a str],
     /// The known keys the file must have in this table.
     pub(crate) required: &'a [&'a str],
