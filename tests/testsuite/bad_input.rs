@@ -343,16 +343,16 @@ fn configuration_mistakes() {
     }
 }
 
-/// Unknown keys are warnings naming the key and the closest known one; the
-/// command still runs.
+/// Unknown keys that are not close to a known one are warnings naming the
+/// key; the command still runs.
 #[test]
 fn unknown_keys_are_warnings() {
     let project = project(
-        "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linux/amd64\"]\ndockerfiel = \"Dockerfile\"\n\n[tags]\nextras = [\"edge\"]\n",
+        "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linux/amd64\"]\nlabels = { team = \"x\" }\n\n[tags]\nlatest = true\n",
     );
     project.file(
         "runners.toml",
-        "[[runner]]\nname = \"a\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\njbos = 2\n",
+        "[[runner]]\nname = \"a\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\ncolour = \"blue\"\n",
     );
     let listed = run(&project, &["runners", "list"]);
     assert_eq!(listed.code, 0, "{listed:?}");
@@ -365,6 +365,73 @@ fn unknown_keys_are_warnings() {
         .filter(|line| line.starts_with("warning:"))
         .collect();
     insta::assert_snapshot!("unknown_manifest_key_warnings", warnings.join("\n"));
+}
+
+/// A key or table close to a known one (a typo) stops `mab build` with
+/// exit 2 before any runner is contacted: the only runner is an address
+/// nothing answers on, which a contacted runner would name (exit 1).
+#[test]
+fn typos_stop_the_build() {
+    const RUNNER: &str =
+        "[[runner]]\nname = \"arm\"\nhost = \"root@127.0.0.9:1\"\nplatforms = [\"linux/amd64\"]\n";
+    let cases: [(&str, &str, String, &str); 7] = [
+        (
+            "target",
+            "mab.toml:4:1",
+            format!("{GOOD_MANIFEST}taget = \"runtime\"\n"),
+            RUNNER,
+        ),
+        (
+            "args_table",
+            "mab.toml:4:8",
+            format!("{GOOD_MANIFEST}[image.arg]\nGREETING = \"hello\"\n"),
+            RUNNER,
+        ),
+        (
+            "tags_table",
+            "mab.toml:4:2",
+            format!("{GOOD_MANIFEST}[tag]\nextra = [\"edge\"]\n"),
+            RUNNER,
+        ),
+        (
+            "missing_platforms",
+            "mab.toml:3:1",
+            "[image]\nname = \"127.0.0.1:5000/x\"\nplatfroms = [\"linux/amd64\"]\n".to_owned(),
+            RUNNER,
+        ),
+        (
+            "missing_image",
+            "mab.toml:1:2",
+            GOOD_MANIFEST.replace("[image]", "[imgae]"),
+            RUNNER,
+        ),
+        (
+            "runner_key",
+            "runners.toml:5:1",
+            GOOD_MANIFEST.to_owned(),
+            &format!("{RUNNER}netwrok = \"host\"\n"),
+        ),
+        (
+            "runner_name",
+            "runners.toml:2:1",
+            GOOD_MANIFEST.to_owned(),
+            &RUNNER.replace("name =", "nme ="),
+        ),
+    ];
+    for (name, position, manifest, runners) in cases {
+        let project = project(&manifest);
+        project.file("runners.toml", runners);
+        let run = run(&project, &["build"]);
+        assert!(
+            run.stderr.contains(&format!(" --> [PROJECT]/{position}\n")),
+            "{name}: points at the key: {run:?}"
+        );
+        assert!(
+            !run.stderr.contains("127.0.0.9"),
+            "{name}: no runner contacted: {run:?}"
+        );
+        check(&format!("typo_{name}"), &run, 2);
+    }
 }
 
 /// A mistake in the user's ssh config for a runner is a configuration error

@@ -1,10 +1,12 @@
 //! Pieces shared by the two file formats: deserializing with unknown keys
-//! collected, spans of values, and paths.
+//! collected and located, telling a typo of a known key (an error) from an
+//! unknown key (a warning), spans of values, and paths.
 
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 
 use serde::de::DeserializeOwned;
+use toml::de::{DeArray, DeTable};
 use toml::Spanned;
 
 use crate::error::{from_toml, ConfigError};
@@ -18,22 +20,157 @@ pub(crate) enum Segment {
     Index(usize),
 }
 
-/// Deserializes `text`, returning the value and the path of every key that
-/// no field took.
+/// A key that no field of the file's shape took.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct UnknownKey {
+    /// Its path from the top of the file.
+    pub(crate) segments: Vec<Segment>,
+    /// Where its last key is written (in a table header for `[image.arg]`).
+    pub(crate) span: Option<Range<usize>>,
+    /// The keys written beside it, in its table.
+    pub(crate) siblings: Vec<String>,
+}
+
+/// Deserializes `text`, returning the value and every key that no field
+/// took, in the order they are written.
 pub(crate) fn deserialize<T: DeserializeOwned>(
     path: &Path,
     text: &str,
-) -> Result<(T, Vec<Vec<Segment>>), ConfigError> {
-    let deserializer =
-        toml::Deserializer::parse(text).map_err(|error| from_toml(path, text, &error))?;
+) -> Result<(T, Vec<UnknownKey>), ConfigError> {
+    let document = DeTable::parse(text).map_err(|error| from_toml(path, text, &error))?;
     let mut ignored = Vec::new();
-    let value = serde_ignored::deserialize(deserializer, |key_path| {
-        let mut segments = Vec::new();
-        collect_segments(&key_path, &mut segments);
-        ignored.push(segments);
-    })
-    .map_err(|error| from_toml(path, text, &error))?;
-    Ok((value, ignored))
+    let value =
+        serde_ignored::deserialize(toml::Deserializer::from(document.clone()), |key_path| {
+            let mut segments = Vec::new();
+            collect_segments(&key_path, &mut segments);
+            ignored.push(segments);
+        })
+        .map_err(|error| from_toml(path, text, &error))?;
+    let mut unknown: Vec<UnknownKey> = ignored
+        .into_iter()
+        .map(|segments| locate(document.get_ref(), segments))
+        .collect();
+    unknown.sort_by_key(|key| key.span.as_ref().map_or(usize::MAX, |span| span.start));
+    Ok((value, unknown))
+}
+
+/// Finds where the key at `segments` is written in `document`.
+fn locate(document: &DeTable<'_>, segments: Vec<Segment>) -> UnknownKey {
+    let mut table = Some(document);
+    let mut array = None;
+    let mut span = None;
+    let mut siblings = Vec::new();
+    for segment in &segments {
+        let value = match segment {
+            Segment::Key(key) => table.and_then(|table| {
+                siblings = table
+                    .keys()
+                    .map(|known| known.get_ref().to_string())
+                    .collect();
+                table
+                    .iter()
+                    .find(|(written, _)| written.get_ref() == key)
+                    .map(|(written, value)| {
+                        span = Some(written.span());
+                        value
+                    })
+            }),
+            Segment::Index(index) => array.and_then(|array: &DeArray<'_>| array.get(*index)),
+        };
+        table = value.and_then(|value| value.get_ref().as_table());
+        array = value.and_then(|value| value.get_ref().as_array());
+    }
+    UnknownKey {
+        segments,
+        span,
+        siblings,
+    }
+}
+
+/// What one table of a file may hold, to tell a misspelt key (an error)
+/// from one mab does not know (a warning).
+pub(crate) struct Table<'a> {
+    /// How messages name the table after "under"/"of": `[image]`,
+    /// "runner `a`"; empty for the top level of the file.
+    pub(crate) name: String,
+    /// Every key the table may hold.
+    pub(crate) known: &'a [&'a str],
+    /// The known keys the file must have in this table.
+    pub(crate) required: &'a [&'a str],
+}
+
+/// The error for `unknown` when it is a near miss of a key of `table` (the
+/// distance of [`closest`]): "unknown key `taget` under [image]; did you
+/// mean `target`?", or, when the key it looks like is required and not
+/// written, "missing required key `platforms` under [image]; `platfroms`
+/// (5:1) looks like it". A key written as a table header is named as one
+/// (`[image.arg]`). `Ok` when it is not close to any known key.
+pub(crate) fn check_near_miss(
+    path: &Path,
+    text: &str,
+    unknown: &UnknownKey,
+    table: &Table<'_>,
+) -> Result<(), ConfigError> {
+    let Some(Segment::Key(key)) = unknown.segments.last() else {
+        return Ok(());
+    };
+    let Some(known) = closest(key, table.known.iter().copied()) else {
+        return Ok(());
+    };
+    let span = unknown.span.clone();
+    let location = span
+        .clone()
+        .map(|span| crate::error::Location::from_span(text, span));
+    // `[image.arg]` and `[[runners]]` are tables; `arg = {}` is a key.
+    let header = location.as_ref().and_then(|location| {
+        let line = location.line_text.trim_start();
+        match (line.starts_with("[["), line.starts_with('[')) {
+            (true, _) => Some(("[[", "]]")),
+            (false, true) => Some(("[", "]")),
+            _ => None,
+        }
+    });
+    let parent = dotted_key(&unknown.segments[..unknown.segments.len() - 1]);
+    let name = |written: &str| match header {
+        Some((open, close)) if parent.is_empty() => format!("`{open}{written}{close}`"),
+        Some((open, close)) => format!("`{open}{parent}.{written}{close}`"),
+        None => format!("`{written}`"),
+    };
+    let what = if header.is_some() { "table" } else { "key" };
+    let place = if table.name.is_empty() || header.is_some() {
+        String::new()
+    } else if table.name.starts_with('[') {
+        format!(" under {}", table.name)
+    } else {
+        format!(" of {}", table.name)
+    };
+    let missing = table.required.contains(&known) && !unknown.siblings.iter().any(|s| s == known);
+    let (message, hint) = if missing {
+        let at = location
+            .map(|location| format!(" ({location})"))
+            .unwrap_or_default();
+        (
+            format!(
+                "missing required {what} {}{place}; {}{at} looks like it",
+                name(known),
+                name(key)
+            ),
+            format!("rename {} to {}", name(key), name(known)),
+        )
+    } else {
+        (
+            format!(
+                "unknown {what} {}{place}; did you mean {}?",
+                name(key),
+                name(known)
+            ),
+            format!(
+                "rename it to {}, or remove it; docs/configuration.md lists every key",
+                name(known)
+            ),
+        )
+    };
+    Err(ConfigError::invalid(path, text, span, message, Some(hint)))
 }
 
 fn collect_segments(path: &serde_ignored::Path<'_>, segments: &mut Vec<Segment>) {

@@ -6,8 +6,10 @@
 //! - [`ConfigError`]: every error names the file, line and column, shows the
 //!   offending line and ends with a hint, the way cargo reports TOML errors.
 //!
-//! Unknown keys are not errors: they come back as warnings (with the closest
-//! known key when one is near), so a newer file still loads.
+//! An unknown key close to a known one of its table (a likely typo, such as
+//! `taget` or `[image.arg]`) is an error, so that a build never runs without
+//! the setting meant; other unknown keys come back as warnings, so a newer
+//! file still loads.
 //!
 //! Nothing here does I/O beyond reading the file it is handed and checking
 //! whether a candidate path exists while looking files up.

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::document::{
-    absolute, deserialize, did_you_mean, dotted_key, normalise, parse_platforms, Segment,
+    absolute, check_near_miss, deserialize, dotted_key, normalise, parse_platforms, Segment, Table,
 };
 use crate::error::{read_file, ConfigError};
 use crate::platform::Platform;
@@ -112,10 +112,15 @@ pub fn load_project(path: &Path) -> Result<Project, ConfigError> {
 /// Validates the text of a manifest that lives at `path` (absolute).
 pub fn parse_project(path: &Path, text: &str) -> Result<Project, ConfigError> {
     let (raw, ignored): (RawManifest, _) = deserialize(path, text)?;
-    let mut warnings: Vec<String> = ignored
-        .iter()
-        .map(|segments| unknown_key_warning(path, segments))
-        .collect();
+    let mut warnings = Vec::new();
+    for unknown in &ignored {
+        check_near_miss(path, text, unknown, &table_of(&unknown.segments))?;
+        warnings.push(format!(
+            "unknown key `{}` in {} is ignored",
+            dotted_key(&unknown.segments),
+            path.display()
+        ));
+    }
 
     let invalid = |span, message: String, hint: &str| {
         ConfigError::invalid(path, text, span, message, Some(hint.to_owned()))
@@ -284,20 +289,24 @@ pub fn parse_time_limit(text: &str) -> Result<Duration, String> {
     Ok(limit)
 }
 
-fn unknown_key_warning(path: &Path, segments: &[Segment]) -> String {
-    let key = dotted_key(segments);
-    let (parent, last) = key.rsplit_once('.').unwrap_or(("", key.as_str()));
-    let known: &[&str] = match parent {
-        "" => TOP_KEYS,
-        "image" => IMAGE_KEYS,
-        "tags" => TAGS_KEYS,
-        _ => &[],
+/// The table holding the unknown key at `segments`, with the keys it may hold.
+fn table_of(segments: &[Segment]) -> Table<'static> {
+    let parent = dotted_key(&segments[..segments.len().saturating_sub(1)]);
+    let (known, required): (&[&str], &[&str]) = match parent.as_str() {
+        "" => (TOP_KEYS, &["image"]),
+        "image" => (IMAGE_KEYS, &["name", "platforms"]),
+        "tags" => (TAGS_KEYS, &[]),
+        _ => (&[], &[]),
     };
-    format!(
-        "unknown key `{key}` in {} is ignored{}",
-        path.display(),
-        did_you_mean(last, known)
-    )
+    let name = match parent.as_str() {
+        "" => String::new(),
+        parent => format!("[{parent}]"),
+    };
+    Table {
+        name,
+        known,
+        required,
+    }
 }
 
 /// Whether `tag` is a valid image tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
@@ -542,21 +551,118 @@ extra = ["edge", "nightly", "edge"]
         }
     }
 
+    /// Keys not close to a known one of their table (the distance of
+    /// `closest`) are warnings.
     #[test]
     fn unknown_keys_are_warnings() {
         let project = parse(
-            "colour = 1\n[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\nplatfroms = []\nfallbak = false\n[tags]\nextras = []\n",
+            "colour = 1\n[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\nlabels = {}\n[tags]\nlatest = true\n",
         )
         .unwrap();
         assert_eq!(
             project.warnings,
             [
                 "unknown key `colour` in /src/app/mab.toml is ignored",
-                "unknown key `image.fallbak` in /src/app/mab.toml is ignored; did you mean `fallback`?",
-                "unknown key `image.platfroms` in /src/app/mab.toml is ignored; did you mean `platforms`?",
-                "unknown key `tags.extras` in /src/app/mab.toml is ignored; did you mean `extra`?",
+                "unknown key `image.labels` in /src/app/mab.toml is ignored",
+                "unknown key `tags.latest` in /src/app/mab.toml is ignored",
             ]
         );
+    }
+
+    /// (manifest, message, `FILE:LINE:COL`, offending line, carets, hint):
+    /// a key or table close to a known one is an error pointing at it; a
+    /// missing required one names its near miss.
+    #[test]
+    fn near_misses_are_errors() {
+        const NAME: &str = "[image]\nname = \"app\"\n";
+        const GOOD: &str = "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\n";
+        let cases = [
+            (
+                format!("{GOOD}taget = \"runtime\"\n"),
+                "unknown key `taget` under [image]; did you mean `target`?",
+                ":4:1",
+                "taget = \"runtime\"",
+                "^^^^^",
+                "rename it to `target`, or remove it",
+            ),
+            (
+                format!("{GOOD}Dockerfile = \"Dockerfile\"\n"),
+                "unknown key `Dockerfile` under [image]; did you mean `dockerfile`?",
+                ":4:1",
+                "Dockerfile = \"Dockerfile\"",
+                "^^^^^^^^^^",
+                "rename it to `dockerfile`",
+            ),
+            (
+                format!("{GOOD}arg = {{ A = \"1\" }}\n"),
+                "unknown key `arg` under [image]; did you mean `args`?",
+                ":4:1",
+                "arg = { A = \"1\" }",
+                "^^^",
+                "rename it to `args`",
+            ),
+            (
+                format!("{GOOD}[image.arg]\nA = \"1\"\n"),
+                "unknown table `[image.arg]`; did you mean `[image.args]`?",
+                ":4:8",
+                "[image.arg]",
+                "       ^^^",
+                "rename it to `[image.args]`",
+            ),
+            (
+                format!("{GOOD}[tag]\nextra = [\"edge\"]\n"),
+                "unknown table `[tag]`; did you mean `[tags]`?",
+                ":4:2",
+                "[tag]",
+                " ^^^",
+                "rename it to `[tags]`",
+            ),
+            (
+                format!("{GOOD}[tags]\nextras = [\"edge\"]\n"),
+                "unknown key `extras` under [tags]; did you mean `extra`?",
+                ":5:1",
+                "extras = [\"edge\"]",
+                "^^^^^^",
+                "rename it to `extra`",
+            ),
+            // Both written: the misspelt one is still an error.
+            (
+                format!("{GOOD}platfroms = []\n"),
+                "unknown key `platfroms` under [image]; did you mean `platforms`?",
+                ":4:1",
+                "platfroms = []",
+                "^^^^^^^^^",
+                "rename it to `platforms`",
+            ),
+            (
+                format!("{NAME}platfroms = [\"linux/amd64\"]\n"),
+                "missing required key `platforms` under [image]; `platfroms` (3:1) looks like it",
+                ":3:1",
+                "platfroms = [\"linux/amd64\"]",
+                "^^^^^^^^^",
+                "rename `platfroms` to `platforms`",
+            ),
+            (
+                "[image]\nnmae = \"app\"\nplatforms = [\"linux/amd64\"]\n".to_owned(),
+                "missing required key `name` under [image]; `nmae` (2:1) looks like it",
+                ":2:1",
+                "nmae = \"app\"",
+                "^^^^",
+                "rename `nmae` to `name`",
+            ),
+            (
+                "[imgae]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\n".to_owned(),
+                "missing required table `[image]`; `[imgae]` (1:2) looks like it",
+                ":1:2",
+                "[imgae]",
+                " ^^^^^",
+                "rename `[imgae]` to `[image]`",
+            ),
+        ];
+        for (text, message, position, line, carets, hint) in cases {
+            let error = parse(&text).expect_err(&text);
+            assert_reported(&text, &error, PATH, (message, position, line, carets, hint));
+        }
     }
 
     /// (manifest, message, `FILE:LINE:COL`, offending line, carets, hint)

@@ -7,7 +7,9 @@ use std::str::FromStr;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::document::{absolute, deserialize, did_you_mean, parse_platforms, position, Segment};
+use crate::document::{
+    absolute, check_near_miss, deserialize, did_you_mean, parse_platforms, position, Segment, Table,
+};
 use crate::error::{read_file, ConfigError};
 use crate::platform::Platform;
 use crate::suggest::closest;
@@ -146,6 +148,34 @@ pub fn load_runners(path: &Path) -> Result<RunnersFile, ConfigError> {
 /// Validates the text of a runners file that lives at `path`.
 pub fn parse_runners(path: &Path, text: &str) -> Result<RunnersFile, ConfigError> {
     let (raw, ignored): (RawRunnersFile, _) = deserialize(path, text)?;
+    for unknown in &ignored {
+        let table = match unknown.segments.as_slice() {
+            [Segment::Key(_)] => Table {
+                name: String::new(),
+                known: TOP_KEYS,
+                required: &[],
+            },
+            [Segment::Key(runner), Segment::Index(index), Segment::Key(_)]
+                if runner == "runner" =>
+            {
+                let name = raw
+                    .runner
+                    .as_ref()
+                    .and_then(|runners| runners.get(*index))
+                    .and_then(|written| written.get_ref().name.as_ref());
+                Table {
+                    name: match name {
+                        Some(name) => format!("runner `{}`", name.get_ref()),
+                        None => format!("runner #{}", index + 1),
+                    },
+                    known: RUNNER_KEYS,
+                    required: &["name", "host", "platforms"],
+                }
+            }
+            _ => continue,
+        };
+        check_near_miss(path, text, unknown, &table)?;
+    }
     let mut warnings = Vec::new();
     let mut runners: Vec<Runner> = Vec::new();
     // Where each accepted runner's name was written, to point at the first of two.
@@ -290,7 +320,7 @@ pub fn parse_runners(path: &Path, text: &str) -> Result<RunnersFile, ConfigError
     warnings.extend(
         ignored
             .iter()
-            .map(|segments| unknown_key_warning(path, segments, &runners)),
+            .map(|unknown| unknown_key_warning(path, &unknown.segments, &runners)),
     );
     Ok(RunnersFile {
         path: Some(path.to_owned()),
@@ -309,16 +339,14 @@ fn unknown_key_warning(path: &Path, segments: &[Segment], runners: &[Runner]) ->
                 Some(runner) => format!("runner `{}`", runner.name),
                 None => format!("runner #{}", index + 1),
             };
-            format!(
-                "unknown key `{key}` of {which} in {file} is ignored{}",
-                did_you_mean(key, RUNNER_KEYS)
-            )
+            format!("unknown key `{key}` of {which} in {file} is ignored")
         }
         [Segment::Key(key)] => {
-            let mut hint = did_you_mean(key, TOP_KEYS);
-            if hint.is_empty() && closest(key, RUNNER_KEYS.iter().copied()).is_some() {
-                hint = "; runner settings go under `[[runner]]`".to_owned();
-            }
+            // A near miss of `runner` is an error (check_near_miss).
+            let hint = match closest(key, RUNNER_KEYS.iter().copied()) {
+                Some(_) => "; runner settings go under `[[runner]]`",
+                None => "",
+            };
             format!("unknown key `{key}` in {file} is ignored{hint}")
         }
         _ => format!(
@@ -594,21 +622,83 @@ platforms = ["linux/amd64", "linux/aarch64"]
         );
     }
 
+    /// Keys not close to a known one of their table (the distance of
+    /// `closest`) are warnings.
     #[test]
     fn unknown_keys_are_warnings() {
         let file = parse(
-            "jobs = 3\nrunners = []\n[[runner]]\nname = \"a\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\nnme = \"x\"\n[[runner]]\nname = \"b\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\nnetwrok = \"host\"\n",
+            "jobs = 3\nlabels = []\n[[runner]]\nname = \"a\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\ncolour = \"x\"\n",
         )
         .unwrap();
         assert_eq!(
             file.warnings,
             [
                 "unknown key `jobs` in /etc/mab/runners.toml is ignored; runner settings go under `[[runner]]`",
-                "unknown key `nme` of runner `a` in /etc/mab/runners.toml is ignored; did you mean `name`?",
-                "unknown key `netwrok` of runner `b` in /etc/mab/runners.toml is ignored; did you mean `network`?",
-                "unknown key `runners` in /etc/mab/runners.toml is ignored; did you mean `runner`?",
+                "unknown key `labels` in /etc/mab/runners.toml is ignored",
+                "unknown key `colour` of runner `a` in /etc/mab/runners.toml is ignored",
             ]
         );
+    }
+
+    /// (file, message, `FILE:LINE:COL`, offending line, carets, hint): a
+    /// key or table close to a known one is an error pointing at it; a
+    /// missing required one names its near miss.
+    #[test]
+    fn near_misses_are_errors() {
+        let cases = [
+            (
+                format!("{RUNNER_A}netwrok = \"host\"\n"),
+                "unknown key `netwrok` of runner `a`; did you mean `network`?",
+                ":5:1",
+                "netwrok = \"host\"",
+                "^^^^^^^",
+                "rename it to `network`, or remove it",
+            ),
+            (
+                format!("{RUNNER_A}jbos = 2\n"),
+                "unknown key `jbos` of runner `a`; did you mean `jobs`?",
+                ":5:1",
+                "jbos = 2",
+                "^^^^",
+                "rename it to `jobs`",
+            ),
+            (
+                format!("{RUNNER_A}[[runner]]\nnme = \"b\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\n"),
+                "missing required key `name` of runner #2; `nme` (6:1) looks like it",
+                ":6:1",
+                "nme = \"b\"",
+                "^^^",
+                "rename `nme` to `name`",
+            ),
+            (
+                "[[runner]]\nname = \"a\"\nhots = \"local\"\nplatforms = [\"linux/amd64\"]\n".to_owned(),
+                "missing required key `host` of runner `a`; `hots` (3:1) looks like it",
+                ":3:1",
+                "hots = \"local\"",
+                "^^^^",
+                "rename `hots` to `host`",
+            ),
+            (
+                "runners = []\n".to_owned(),
+                "unknown key `runners`; did you mean `runner`?",
+                ":1:1",
+                "runners = []",
+                "^^^^^^^",
+                "rename it to `runner`",
+            ),
+            (
+                "[[runners]]\nname = \"a\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\n".to_owned(),
+                "unknown table `[[runners]]`; did you mean `[[runner]]`?",
+                ":1:3",
+                "[[runners]]",
+                "  ^^^^^^^",
+                "rename it to `[[runner]]`",
+            ),
+        ];
+        for (text, message, position, line, carets, hint) in cases {
+            let error = parse(&text).expect_err(&text);
+            assert_reported(&text, &error, PATH, (message, position, line, carets, hint));
+        }
     }
 
     const RUNNER_A: &str =
