@@ -93,9 +93,14 @@ pub enum HostError {
         /// The first refused character.
         character: char,
     },
-    /// A `[` without its `]`, a stray `[` or `]`, or text after `]` that is
-    /// not `:port`.
-    #[error("has misplaced brackets")]
+    /// A `[` without its `]`.
+    #[error("has a `[` without its `]`")]
+    UnclosedBracket,
+    /// A `[` or `]` elsewhere than around the host, or text after `]` that
+    /// is not `:port`.
+    #[error(
+        "has a `[` or `]` out of place (brackets go around the host: `[addr]` or `[addr]:port`)"
+    )]
     Brackets,
     /// More than one `:` without brackets, and not an IPv6 address.
     #[error("names `{host}`, which has more than one `:` but is not an IPv6 address")]
@@ -127,7 +132,7 @@ impl HostError {
                 "a host name has none of white space, `/` and `' ` \" $ \\ ; & < > | ( ) {{ }}` \
                  (OpenSSH refuses them too); {FORMS}"
             ),
-            HostError::Brackets | HostError::NotIpv6 { .. } => {
+            HostError::UnclosedBracket | HostError::Brackets | HostError::NotIpv6 { .. } => {
                 "write an IPv6 address alone (`fe80::1`) or in brackets with a port \
                  (`builder@[2001:db8::1]:22`)"
                     .to_owned()
@@ -194,7 +199,9 @@ impl HostSpec {
 /// the host (without brackets) and the port as written.
 fn split_port(address: &str) -> Result<(&str, Option<&str>), HostError> {
     if let Some(bracketed) = address.strip_prefix('[') {
-        let (inner, rest) = bracketed.split_once(']').ok_or(HostError::Brackets)?;
+        let (inner, rest) = bracketed
+            .split_once(']')
+            .ok_or(HostError::UnclosedBracket)?;
         if inner.contains('[') {
             return Err(HostError::Brackets);
         }
@@ -383,7 +390,8 @@ mod tests {
                     character: '$',
                 },
             ),
-            ("[::1", HostError::Brackets),
+            ("[::1", HostError::UnclosedBracket),
+            ("me@[2001:db8::1:22", HostError::UnclosedBracket),
             ("[::1]22", HostError::Brackets),
             ("[::1]:", HostError::Port { port: "".into() }),
             ("::1]", HostError::Brackets),
