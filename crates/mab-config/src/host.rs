@@ -9,8 +9,8 @@
 //! It lives in mab-config rather than in mab-ssh because dependencies point
 //! one way: mab-ssh already depends on mab-config (through mab-events, and
 //! directly for this), so the loader here cannot call into mab-ssh without a
-//! cycle, and this module needs nothing of SSH itself (no I/O, no crates
-//! beyond std).
+//! cycle, and this module needs nothing of SSH itself (it does no I/O and
+//! resolves nothing).
 //!
 //! The grammar follows ssh(1)'s destination, with mab's `:port` suffix:
 //!
