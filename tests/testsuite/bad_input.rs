@@ -460,6 +460,56 @@ fn ssh_config_mistake() {
     check("ssh_config_mistake", &run, 2);
 }
 
+/// A runner `host` that ssh would read as an option, or whose brackets do
+/// not close, is refused where runners.toml is read (file:line:col, exit 2)
+/// by the parser that connects, and `mab runners add --host` refuses it the
+/// same way without touching the file. A bare IPv6 address is accepted.
+#[test]
+fn runner_host_mistakes() {
+    let runners = |host: &str| {
+        format!("[[runner]]\nname = \"a\"\nhost = \"{host}\"\nplatforms = [\"linux/amd64\"]\n")
+    };
+    for (name, host) in [
+        ("runner_host_option", "-oProxyCommand=x"),
+        ("runner_host_bracket", "builder@[2001:db8::1:22"),
+    ] {
+        let project = project(GOOD_MANIFEST);
+        project.file("runners.toml", &runners(host));
+        let built = run(&project, &["build", "--no-push"]);
+        assert!(
+            built.stderr.contains(" --> [PROJECT]/runners.toml:3:8"),
+            "{name}: {built:?}"
+        );
+        check(name, &built, 2);
+
+        let added = run(
+            &project,
+            &[
+                "runners",
+                "add",
+                "b",
+                "--host",
+                host,
+                "--platform",
+                "linux/amd64",
+            ],
+        );
+        check(&format!("{name}_flag"), &added, 2);
+        assert_eq!(
+            std::fs::read_to_string(project.path().join("runners.toml")).unwrap(),
+            runners(host),
+            "{name}: the file is unchanged"
+        );
+    }
+
+    let project = project(GOOD_MANIFEST);
+    project.file("runners.toml", &runners("builder@fe80::1"));
+    let listed = run(&project, &["runners", "list", "--format", "json"]);
+    assert_eq!(listed.code, 0, "{listed:?}");
+    let json: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    assert_eq!(json["runners"][0]["host"], "builder@fe80::1", "{listed:?}");
+}
+
 /// A repository git cannot read stops the build before anything is built,
 /// with a message naming it, never taken for "outside git": exit 2, or 1
 /// when git fails unexpectedly (a corrupt index); `tags.rs` checks that

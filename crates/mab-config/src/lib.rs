@@ -1,5 +1,7 @@
 //! mab-config: the files mab reads, as values.
 //!
+//! - [`host`]: the runner `host`, `local` or `[user@]host[:port]`, the one
+//!   parser of it (runners.toml and mab-ssh both use it).
 //! - [`platform`]: `os/arch[/variant]` parsing and containerd-style normalisation.
 //! - [`project`]: `mab.toml`, the project manifest, and where to find it.
 //! - [`runners`]: `runners.toml`, the runner registry, and where to find it.
@@ -17,6 +19,7 @@
 mod document;
 mod edit;
 mod error;
+pub mod host;
 pub mod platform;
 pub mod project;
 pub mod runners;
@@ -24,6 +27,7 @@ mod suggest;
 
 pub use edit::{add_runner, remove_runner, NewRunner};
 pub use error::{ConfigError, Location};
+pub use host::{HostError, HostSpec};
 pub use platform::{Parsed, Platform, PlatformError};
 pub use project::{find_manifest, load_project, parse_project, Project};
 pub use runners::{

@@ -43,7 +43,8 @@ pub struct Runner {
 pub enum RunnerHost {
     /// `host = "local"`: this machine's engine.
     Local,
-    /// `[user@]host[:port]` or a `Host` alias of the ssh config, as written.
+    /// `[user@]host[:port]` or a `Host` alias of the ssh config, as written
+    /// and checked by [`HostSpec::parse`](crate::host::HostSpec::parse).
     Ssh(String),
 }
 
@@ -228,14 +229,13 @@ pub fn parse_runners(path: &Path, text: &str) -> Result<RunnersFile, ConfigError
                 "write `host = \"local\"` for this machine's engine, or `host = \"[user@]host[:port]\"`".to_owned(),
             ));
         };
-        let host = match check_host(host.get_ref()) {
-            Ok(()) if host.get_ref() == "local" => RunnerHost::Local,
-            Ok(()) => RunnerHost::Ssh(host.get_ref().clone()),
-            Err((why, hint)) => {
+        let host = match RunnerHost::parse(host.get_ref()) {
+            Ok(parsed) => parsed,
+            Err(error) => {
                 return Err(invalid(
                     host.span(),
-                    format!("`host` of runner `{runner_name}` {why}"),
-                    hint,
+                    format!("`host` of runner `{runner_name}` {error}"),
+                    error.hint(),
                 ));
             }
         };
@@ -363,45 +363,6 @@ fn is_valid_runner_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-}
-
-/// Checks `local`, `[user@]host[:port]` or an ssh config alias. The error
-/// completes "`host` of runner `x` ..." and comes with a hint.
-fn check_host(host: &str) -> Result<(), (String, String)> {
-    const FORMS: &str = "write `local`, `[user@]host[:port]` or a Host alias from ~/.ssh/config";
-    if host.trim().is_empty() {
-        return Err(("is empty".to_owned(), FORMS.to_owned()));
-    }
-    if host.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(("contains white space".to_owned(), FORMS.to_owned()));
-    }
-    let (user, address) = match host.rsplit_once('@') {
-        Some((user, address)) => (Some(user), address),
-        None => (None, host),
-    };
-    if user.is_some_and(str::is_empty) {
-        return Err(("has an empty user name".to_owned(), FORMS.to_owned()));
-    }
-    let (name, port) = match split_port(address) {
-        Ok(split) => split,
-        Err(AddressError::Malformed) => return Err(("is malformed".to_owned(), FORMS.to_owned())),
-        Err(AddressError::UnbracketedIpv6) => {
-            return Err((
-                "has an IPv6 address without brackets".to_owned(),
-                "write IPv6 addresses in brackets, e.g. `builder@[2001:db8::1]:22`".to_owned(),
-            ))
-        }
-    };
-    if name.is_empty() {
-        return Err(("names no host".to_owned(), FORMS.to_owned()));
-    }
-    if let Some(port) = port.filter(|port| !is_valid_port(port)) {
-        return Err((
-            format!("has an invalid port `{port}`"),
-            "a port is a number from 1 to 65535".to_owned(),
-        ));
-    }
-    Ok(())
 }
 
 /// Why `host[:port]` could not be split.
@@ -882,38 +843,6 @@ platforms = ["linux/amd64", "linux/aarch64"]
         for (text, message, position, line, carets, hint) in cases {
             let error = parse(&text).expect_err(&text);
             assert_reported(&text, &error, PATH, (message, position, line, carets, hint));
-        }
-    }
-
-    #[test]
-    fn hosts() {
-        let valid = [
-            "local",
-            "box",
-            "builder@p9-01.example.com",
-            "builder@p9-01.example.com:22",
-            "[::1]:2222",
-            "me@[2001:db8::1]",
-            "ssh-alias",
-        ];
-        for host in valid {
-            assert_eq!(check_host(host), Ok(()), "{host}");
-        }
-        let invalid = [
-            ("", "is empty"),
-            ("a b", "white space"),
-            ("@box", "empty user name"),
-            ("me@", "names no host"),
-            (":22", "names no host"),
-            ("box:0", "invalid port `0`"),
-            ("box:ssh", "invalid port `ssh`"),
-            ("2001:db8::1", "IPv6 address without brackets"),
-            ("[::1", "malformed"),
-            ("[::1]22", "malformed"),
-        ];
-        for (host, why) in invalid {
-            let (message, _hint) = check_host(host).expect_err(host);
-            assert!(message.contains(why), "{host}: {message}");
         }
     }
 

@@ -274,9 +274,7 @@ impl Reader<'_> {
                     let hops: Vec<String> = text.split(',').map(str::to_string).collect();
                     for hop in &hops {
                         parse_jump(hop).map_err(|reason| {
-                            format!(
-                                "`ProxyJump {text}`: the jump host `{hop}` is not valid: {reason}"
-                            )
+                            format!("`ProxyJump {text}`: the jump host `{hop}` {reason}")
                         })?;
                     }
                     Proxy::Jump(hops)
@@ -885,7 +883,7 @@ Host *
             (
                 &[("config", "ProxyJump bastion,:22\n")],
                 "config",
-                "line 1: `ProxyJump bastion,:22`: the jump host `:22` is not valid: the host is empty",
+                "line 1: `ProxyJump bastion,:22`: the jump host `:22` names no host",
             ),
             (
                 &[("config", "ConnectTimeout soon\n")],

@@ -4,6 +4,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use mab_config::host::{HostError, HostSpec};
+
 use crate::config::{self, HostConfig, Proxy};
 use crate::error::{HostRef, Route, SshError};
 
@@ -119,82 +121,21 @@ pub struct Destination {
     pub jumps: Vec<Destination>,
 }
 
-/// The parts of a `[user@]host[:port]` spec.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Spec {
-    user: Option<String>,
-    host: String,
-    port: Option<u16>,
-}
-
-fn invalid(spec: &str, reason: &str) -> SshError {
-    SshError::InvalidDestination {
+/// Parses `[user@]host[:port]` with the one parser of it, which the
+/// runners.toml loader also uses ([`HostSpec::parse`], grammar in
+/// [`mab_config::host`]).
+fn parse_spec(spec: &str) -> Result<HostSpec, SshError> {
+    HostSpec::parse(spec).map_err(|source| SshError::InvalidDestination {
         spec: spec.to_string(),
-        reason: reason.to_string(),
-    }
-}
-
-/// Splits `[user@]host[:port]`; an IPv6 address with a port is written `[addr]:port`.
-fn parse_spec(spec: &str) -> Result<Spec, SshError> {
-    split_spec(spec).map_err(|reason| invalid(spec, reason))
-}
-
-fn split_spec(spec: &str) -> Result<Spec, &'static str> {
-    if spec.is_empty() {
-        return Err("it is empty");
-    }
-    if spec.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("it contains whitespace");
-    }
-    let (user, rest) = match spec.rsplit_once('@') {
-        Some(("", _)) => return Err("the user name before `@` is empty"),
-        Some((user, rest)) => (Some(user.to_string()), rest),
-        None => (None, spec),
-    };
-    let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
-        let Some((host, after)) = bracketed.split_once(']') else {
-            return Err("`[` has no matching `]`");
-        };
-        match after {
-            "" => (host, None),
-            _ => match after.strip_prefix(':') {
-                Some(port) => (host, Some(port)),
-                None => return Err("expected `:port` after `]`"),
-            },
-        }
-    } else {
-        match rest.split_once(':') {
-            // More than one colon: a bare IPv6 address without a port.
-            Some((_, after)) if after.contains(':') => (rest, None),
-            Some((host, port)) => (host, Some(port)),
-            None => (rest, None),
-        }
-    };
-    if host.is_empty() {
-        return Err("the host is empty");
-    }
-    if host.starts_with('-') || host.contains('/') {
-        return Err("the host name is not valid");
-    }
-    let port = match port {
-        None => None,
-        Some(text) => match text.parse::<u16>() {
-            Ok(port) if port > 0 => Some(port),
-            _ => return Err("the port must be a number from 1 to 65535"),
-        },
-    };
-    Ok(Spec {
-        user,
-        host: host.to_string(),
-        port,
+        source,
     })
 }
 
 /// One hop of `ProxyJump`: `[user@]host[:port]` or `ssh://[user@]host[:port]`.
-pub(crate) fn parse_jump(hop: &str) -> Result<Spec, &'static str> {
+pub(crate) fn parse_jump(hop: &str) -> Result<HostSpec, HostError> {
     match hop.strip_prefix("ssh://") {
-        Some(rest) => split_spec(rest.strip_suffix('/').unwrap_or(rest)),
-        None => split_spec(hop),
+        Some(rest) => HostSpec::parse(rest.strip_suffix('/').unwrap_or(rest)),
+        None => HostSpec::parse(hop),
     }
 }
 
@@ -254,7 +195,7 @@ impl Destination {
     /// `resolving` holds the hosts whose chains are being resolved (the
     /// destination first), to catch a chain that leads back to itself.
     fn resolve_chain(
-        spec: Spec,
+        spec: HostSpec,
         home: &Path,
         follow_jumps: bool,
         resolving: &mut Vec<HostRef>,
@@ -306,7 +247,7 @@ impl Destination {
                             host: Box::new(host_ref.clone()),
                             path: located.file.clone(),
                             message: format!(
-                                "line {}: the jump host `{hop}` is not valid: {reason}",
+                                "line {}: the jump host `{hop}` {reason}",
                                 located.line
                             ),
                         })?;
@@ -327,7 +268,7 @@ impl Destination {
     }
 
     /// The destination `spec` names, with the config's options applied (no jumps yet).
-    fn from_config(spec: Spec, config: HostConfig, home: &Path) -> Destination {
+    fn from_config(spec: HostSpec, config: HostConfig, home: &Path) -> Destination {
         let host_name = config
             .host_name
             .map(|name| name.replace("%h", &spec.host))
@@ -403,55 +344,52 @@ impl fmt::Display for Destination {
 mod tests {
     use super::*;
 
+    /// The connecting side reads a destination as the runners.toml loader
+    /// does (the full table is in mab_config::host): IPv6 bare or bracketed.
     #[test]
     fn parses_specs() {
-        let cases: &[(&str, Option<&str>, &str, Option<u16>)] = &[
-            ("host", None, "host", None),
-            ("p9-01.example.com", None, "p9-01.example.com", None),
-            (
-                "builder@p9-01.example.com:22",
-                Some("builder"),
-                "p9-01.example.com",
-                Some(22),
-            ),
-            ("127.0.0.2:2222", None, "127.0.0.2", Some(2222)),
-            ("root@127.0.0.2", Some("root"), "127.0.0.2", None),
-            ("me@corp@host:7", Some("me@corp"), "host", Some(7)),
-            ("[::1]:2222", None, "::1", Some(2222)),
-            ("[::1]", None, "::1", None),
-            ("u@[fe80::1]:22", Some("u"), "fe80::1", Some(22)),
-            ("::1", None, "::1", None),
-            ("arm-box", None, "arm-box", None),
+        let home = temp_home(None);
+        let cases: &[(&str, &str, u16, Option<&str>)] = &[
+            ("::1", "::1", 22, None),
+            ("fe80::1", "fe80::1", 22, None),
+            ("[::1]:2222", "::1", 2222, None),
+            ("u@[fe80::1]:2200", "fe80::1", 2200, Some("u")),
+            ("me@corp@host:7", "host", 7, Some("me@corp")),
         ];
-        for (spec, user, host, port) in cases {
-            let parsed = parse_spec(spec).unwrap_or_else(|error| panic!("{spec}: {error}"));
+        for (spec, host, port, user) in cases {
+            let dest = Destination::resolve(spec, home.path())
+                .unwrap_or_else(|error| panic!("{spec}: {error}"));
             assert_eq!(
-                parsed,
-                Spec {
-                    user: user.map(str::to_string),
-                    host: host.to_string(),
-                    port: *port
-                },
+                (dest.alias.as_str(), dest.host_name.as_str(), dest.port),
+                (*host, *host, *port),
                 "{spec}"
             );
+            if let Some(user) = user {
+                assert_eq!(dest.user, *user, "{spec}");
+            }
         }
     }
 
+    /// The connecting side refuses what the runners.toml loader refuses,
+    /// with the same reason and hint (the full table is in mab_config::host).
     #[test]
     fn rejects_bad_specs() {
         let cases: &[(&str, &str)] = &[
-            ("", "empty"),
-            ("host:", "port"),
-            ("host:0", "port"),
-            ("host:70000", "port"),
-            ("host:ssh", "port"),
-            ("@host", "user"),
-            ("user@", "host is empty"),
-            (":22", "host is empty"),
-            ("[::1", "`]`"),
-            ("[::1]22", "`:port`"),
-            ("a host", "whitespace"),
-            ("-oProxyCommand=x", "not valid"),
+            ("", "is empty"),
+            ("host:", "invalid port"),
+            ("host:0", "invalid port"),
+            ("host:70000", "invalid port"),
+            ("host:ssh", "invalid port"),
+            ("@host", "empty user name"),
+            ("user@", "names no host"),
+            (":22", "names no host"),
+            ("[::1", "without its `]`"),
+            ("[::1]22", "out of place"),
+            ("a host", "white space"),
+            ("box:1:2", "not an IPv6 address"),
+            ("-oProxyCommand=x", "begins with `-`"),
+            ("u@-oProxyCommand=x", "begins with `-`"),
+            ("a/b", "contains `/`"),
         ];
         for (spec, reason) in cases {
             match parse_spec(spec) {
@@ -459,11 +397,18 @@ mod tests {
                     let message = error.to_string();
                     assert!(message.contains(reason), "{spec}: {message}");
                     assert!(message.contains(&format!("`{spec}`")), "{message}");
-                    assert!(error.hint().is_some());
+                    let refused = HostSpec::parse(spec).expect_err(spec);
+                    assert_eq!(error.hint(), Some(refused.hint()), "{spec}");
                 }
                 other => panic!("{spec}: expected an invalid destination, got {other:?}"),
             }
         }
+        let error = Destination::resolve("-oProxyCommand=x", Path::new("/nonexistent"))
+            .expect_err("an option is no host");
+        assert!(
+            matches!(error, SshError::InvalidDestination { .. }),
+            "{error:?}"
+        );
     }
 
     const CONFIG: &str = "\
@@ -804,7 +749,14 @@ Host *
             assert_eq!(spec.host, *host, "{hop}");
             assert_eq!(spec.port, *port, "{hop}");
         }
-        for bad in ["", "u@", "bastion:0", "ssh://"] {
+        for bad in [
+            "",
+            "u@",
+            "bastion:0",
+            "ssh://",
+            "-oProxyCommand=x",
+            "ssh://-x",
+        ] {
             assert!(parse_jump(bad).is_err(), "{bad}");
         }
     }

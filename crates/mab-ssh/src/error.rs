@@ -192,8 +192,13 @@ fn open_failure_reason(failure: &russh::ChannelOpenFailure) -> String {
 /// suggestion to print on a `hint:` line below it.
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
-    #[error("invalid SSH destination `{spec}`: {reason}")]
-    InvalidDestination { spec: String, reason: String },
+    /// The destination as written and why [`mab_config::HostSpec::parse`]
+    /// refused it.
+    #[error("SSH destination `{spec}` {source}")]
+    InvalidDestination {
+        spec: String,
+        source: mab_config::HostError,
+    },
 
     // The host by its alias alone: the port and name are the config's to say.
     #[error("cannot read the ssh config {} for host `{}`: {message}", path.display(), host.alias)]
@@ -454,10 +459,7 @@ impl SshError {
     /// A suggestion for the user, to be printed after `hint: `.
     pub fn hint(&self) -> Option<String> {
         match self {
-            SshError::InvalidDestination { .. } => Some(
-                "write the host as `[user@]host[:port]` or as a Host alias from ~/.ssh/config"
-                    .to_string(),
-            ),
+            SshError::InvalidDestination { source, .. } => Some(source.hint()),
             SshError::Config { .. } => {
                 Some("fix the ssh config file (`ssh -G HOST` shows how OpenSSH reads it)".into())
             }
@@ -956,7 +958,7 @@ mod tests {
             (
                 SshError::InvalidDestination {
                     spec: "a b".into(),
-                    reason: "it contains white space".into(),
+                    source: mab_config::HostError::WhiteSpace,
                 },
                 ErrorKind::Config,
             ),

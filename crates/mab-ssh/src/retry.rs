@@ -174,7 +174,7 @@ mod tests {
             (
                 SshError::InvalidDestination {
                     spec: "a b".into(),
-                    reason: "whitespace".into(),
+                    source: mab_config::HostError::WhiteSpace,
                 },
                 false,
             ),

@@ -77,8 +77,10 @@ pub enum RunnersCommand {
 pub struct RunnersAddArgs {
     /// A unique name for the runner.
     pub name: String,
-    /// `local`, `[user@]host[:port]`, or a Host alias from ~/.ssh/config.
-    #[arg(long)]
+    /// `local`, `[user@]host[:port]`, or a Host alias from ~/.ssh/config; an
+    /// IPv6 address alone (`fe80::1`) or in brackets with a port
+    /// (`[fe80::1]:22`).
+    #[arg(long, allow_hyphen_values = true)]
     pub host: String,
     /// A platform the runner serves (repeatable or comma-separated).
     #[arg(

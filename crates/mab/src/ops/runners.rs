@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use futures_util::future::join_all;
-use mab_config::{NewRunner, Platform, Runner, RunnersFile};
+use mab_config::{NewRunner, Platform, Runner, RunnerHost, RunnersFile};
 use mab_plan::Support;
 use serde::Serialize;
 
@@ -168,6 +168,14 @@ pub fn add(args: &RunnersAddArgs, environment: &Environment) -> Result<String, F
         ));
     }
     let network = super::network_flag(args.network.as_deref())?;
+    // The loader checks the edited file with the same parser; checking the
+    // flag first names the flag instead of a line not yet written.
+    RunnerHost::parse(&args.host).map_err(|error| {
+        Failure::usage(
+            format!("--host `{}` {error}", args.host),
+            Some(&error.hint()),
+        )
+    })?;
     let path =
         locate(args.runners.as_deref(), environment).unwrap_or_else(|| default_path(environment));
     let text = match std::fs::read_to_string(&path) {
