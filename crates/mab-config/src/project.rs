@@ -320,10 +320,28 @@ pub fn is_valid_tag(tag: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
+/// Parses an image reference, `[registry[:port]/]path[:tag][@sha256:digest]`,
+/// as Docker does: `oci_client::Reference` (distribution/reference's
+/// grammar; no registry means Docker Hub, one-component names under
+/// `library/`; no tag leaves `latest`), and, as `docker pull Team/app`
+/// does, a first component with upper-case letters and no `.` or `:` is
+/// refused instead of read as a registry host. The one parser of image
+/// references: `[image] name`, `mab init --image`, `mab inspect REF` and
+/// the registry client use it. The error is the parser's reason.
+pub fn parse_image_reference(text: &str) -> Result<oci_client::Reference, String> {
+    let upper_case_first = text.split_once('/').is_some_and(|(first, _)| {
+        !first.contains(['.', ':']) && first.chars().any(|c| c.is_ascii_uppercase())
+    });
+    if upper_case_first {
+        return Err("invalid reference format: repository name must be lowercase".to_owned());
+    }
+    text.parse()
+        .map_err(|error: oci_client::ParseError| error.to_string())
+}
+
 /// Checks an image name (`[registry[:port]/]path`, what `[image] name` and
 /// `mab init --image` take) with the image reference parser the registry
-/// client uses (`oci_client::Reference`, which follows Docker's
-/// distribution/reference grammar), and refuses a tag or digest: the name
+/// client uses ([`parse_image_reference`]), and refuses a tag or digest: the name
 /// is a repository. The error is a message and a hint.
 pub fn check_repository(name: &str) -> Result<(), (String, String)> {
     const EXAMPLE: &str = "e.g. `registry.example.com/team/app` or `localhost:5000/app`";
@@ -340,21 +358,7 @@ pub fn check_repository(name: &str) -> Result<(), (String, String)> {
             "name the repository only; mab publishes the image list and its tags".to_owned(),
         );
     }
-    // Docker reads an upper-case first component without `.` or `:`
-    // (`Team/app`) as a registry host; mab refuses it as the typo it is.
-    let single_word_host = name
-        .split_once('/')
-        .is_some_and(|(first, _)| !first.contains(['.', ':']) && first != "localhost");
-    if single_word_host && name.chars().any(|c| c.is_ascii_uppercase()) {
-        return bad(
-            "has upper-case letters",
-            format!(
-                "repository names are lowercase: `{}`",
-                name.to_ascii_lowercase()
-            ),
-        );
-    }
-    let reference = match name.parse::<oci_client::Reference>() {
+    let reference = match parse_image_reference(name) {
         Ok(reference) => reference,
         Err(error) => {
             // Only the hint is chosen here; the parser decided.

@@ -106,18 +106,16 @@ pub fn registry_of(image: &str) -> Result<String, RegistryError> {
 }
 
 fn parse_reference(image: &str) -> Result<Reference, RegistryError> {
-    image
-        .parse()
-        .map_err(|error: oci_client::ParseError| RegistryError::Reference {
-            image: image.to_owned(),
-            message: error.to_string(),
-        })
+    mab_config::project::parse_image_reference(image).map_err(|message| RegistryError::Reference {
+        image: image.to_owned(),
+        message,
+    })
 }
 
 /// An image reference split by Docker's reference grammar
 /// (distribution/reference, as `docker pull` reads it):
 /// `[registry[:port]/]path[:tag][@sha256:digest]`, path components
-/// lowercase. A name without a registry is on Docker Hub (`docker.io`), a
+/// lowercase (read by [`mab_config::project::parse_image_reference`]). A name without a registry is on Docker Hub (`docker.io`), a
 /// single-component one under `library/`, as docker resolves it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageReference {
@@ -730,6 +728,7 @@ mod tests {
         let refused = [
             "",
             "Team/App",
+            "Team/app",
             "registry.example.com/Team/app",
             "team//app",
             "team/app/",
