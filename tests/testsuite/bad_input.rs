@@ -699,3 +699,17 @@ fn resume_from_a_file_with_a_bad_digest() {
     let run = run(&project, &["build", "--resume", "earlier.json"]);
     check("resume_from_a_file_with_a_bad_digest", &run, 2);
 }
+
+#[test]
+fn bad_inspect_reference() {
+    let project = Project::new();
+    for (name, reference) in [
+        (
+            "inspect_upper_case_reference",
+            "127.0.0.1:5000/Team/App:1.0",
+        ),
+        ("inspect_bad_tag", "127.0.0.1:5000/team/app:-bad"),
+    ] {
+        check(name, &run(&project, &["inspect", reference]), 2);
+    }
+}

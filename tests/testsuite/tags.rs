@@ -316,3 +316,30 @@ fn a_dirty_tree_publishes_only_the_dirty_tag() {
     expected.sort();
     assert_eq!(published_tags(&repository), expected);
 }
+
+/// `mab inspect` reads the published list by tag, by digest and by tag and
+/// digest together; each names the list skopeo reads under the tag.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn inspect_reads_a_tag_or_a_digest() {
+    let lab = require_lab!();
+    let repository = lab.repository("inspect-forms");
+    let project = project(&repository, "inspect forms\n");
+    build(&project, &["--tag", "1.0"], &[]);
+    let digest = digest_of(&repository, "1.0");
+    let home = tempfile::tempdir().unwrap();
+    for reference in [
+        format!("{repository}:1.0"),
+        format!("{repository}@{digest}"),
+        format!("{repository}:1.0@{digest}"),
+    ] {
+        let run = mab_with_env(home.path(), project.path(), &["inspect", &reference], &[]);
+        assert_eq!(run.code, 0, "{reference}: {run:?}");
+        assert_eq!(
+            run.stdout.lines().next(),
+            Some(format!("{repository}@{digest}").as_str()),
+            "{reference}: {run:?}"
+        );
+        assert!(run.stdout.contains("linux/amd64"), "{reference}: {run:?}");
+    }
+}

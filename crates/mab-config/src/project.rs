@@ -320,8 +320,29 @@ pub fn is_valid_tag(tag: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
-/// Checks a repository name as docker's reference grammar does, refusing a
-/// tag or digest. The error is a message and a hint.
+/// Parses an image reference, `[registry[:port]/]path[:tag][@sha256:digest]`,
+/// as Docker does: `oci_client::Reference` (distribution/reference's
+/// grammar; no registry means Docker Hub, one-component names under
+/// `library/`; no tag leaves `latest`), and, as `docker pull Team/app`
+/// does, a first component with upper-case letters and no `.` or `:` is
+/// refused instead of read as a registry host. The one parser of image
+/// references: `[image] name`, `mab init --image`, `mab inspect REF` and
+/// the registry client use it. The error is the parser's reason.
+pub fn parse_image_reference(text: &str) -> Result<oci_client::Reference, String> {
+    let upper_case_first = text.split_once('/').is_some_and(|(first, _)| {
+        !first.contains(['.', ':']) && first.chars().any(|c| c.is_ascii_uppercase())
+    });
+    if upper_case_first {
+        return Err("invalid reference format: repository name must be lowercase".to_owned());
+    }
+    text.parse()
+        .map_err(|error: oci_client::ParseError| error.to_string())
+}
+
+/// Checks an image name (`[registry[:port]/]path`, what `[image] name` and
+/// `mab init --image` take) with the image reference parser the registry
+/// client uses ([`parse_image_reference`]), and refuses a tag or digest: the name
+/// is a repository. The error is a message and a hint.
 pub fn check_repository(name: &str) -> Result<(), (String, String)> {
     const EXAMPLE: &str = "e.g. `registry.example.com/team/app` or `localhost:5000/app`";
     if name.trim().is_empty() {
@@ -337,27 +358,39 @@ pub fn check_repository(name: &str) -> Result<(), (String, String)> {
             "name the repository only; mab publishes the image list and its tags".to_owned(),
         );
     }
-    if name.len() > 255 {
-        return bad(
-            "is longer than 255 characters",
-            "shorten the repository name".to_owned(),
-        );
-    }
-    let components: Vec<&str> = name.split('/').collect();
-    let has_domain = components.len() > 1
-        && (components[0].contains(['.', ':']) || components[0] == "localhost");
-    let path_components = if has_domain {
-        &components[1..]
-    } else {
-        &components[..]
+    let reference = match parse_image_reference(name) {
+        Ok(reference) => reference,
+        Err(error) => {
+            // Only the hint is chosen here; the parser decided.
+            let (registry, path) = match name.split_once('/') {
+                Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
+                    (Some(first), rest)
+                }
+                _ => (None, name),
+            };
+            if path.chars().any(|c| c.is_ascii_uppercase()) {
+                let lower = path.to_ascii_lowercase();
+                let lower =
+                    registry.map_or(lower.clone(), |registry| format!("{registry}/{lower}"));
+                return bad(
+                    "has upper-case letters",
+                    format!("repository names are lowercase: `{lower}`"),
+                );
+            }
+            return bad(
+                &format!("is not a valid image reference ({error})"),
+                format!(
+                    "write it as [registry[:port]/]path, path components of lowercase letters and digits joined by `.`, `_`, `__` or dashes, {EXAMPLE}"
+                ),
+            );
+        }
     };
-    if path_components
-        .last()
-        .is_some_and(|last| last.contains(':'))
-    {
-        let repository = name
-            .rsplit_once(':')
-            .map_or(name, |(repository, _)| repository);
+    // The parser fills in `latest` for a name without a tag: a tag was
+    // written only when the name ends with it.
+    let written_tag = reference
+        .tag()
+        .and_then(|tag| name.strip_suffix(tag)?.strip_suffix(':'));
+    if let Some(repository) = written_tag {
         return bad(
             "carries a tag",
             format!(
@@ -365,100 +398,7 @@ pub fn check_repository(name: &str) -> Result<(), (String, String)> {
             ),
         );
     }
-    if has_domain && !is_valid_domain(components[0]) {
-        return bad(
-            &format!("has an invalid registry host `{}`", components[0]),
-            format!("write the registry as host[:port], {EXAMPLE}"),
-        );
-    }
-    if path_components
-        .iter()
-        .any(|component| component.chars().any(|c| c.is_ascii_uppercase()))
-    {
-        let lower = match has_domain {
-            true => format!(
-                "{}/{}",
-                components[0],
-                path_components.join("/").to_ascii_lowercase()
-            ),
-            false => name.to_ascii_lowercase(),
-        };
-        return bad(
-            "has upper-case letters",
-            format!("repository names are lowercase: `{lower}`"),
-        );
-    }
-    if let Some(component) = path_components
-        .iter()
-        .find(|component| !is_valid_path_component(component))
-    {
-        let why = if component.is_empty() {
-            "has an empty path component".to_owned()
-        } else {
-            format!("has an invalid path component `{component}`")
-        };
-        return bad(
-            &why,
-            format!(
-                "path components are lowercase letters and digits, joined by `.`, `_`, `__` or dashes; {EXAMPLE}"
-            ),
-        );
-    }
     Ok(())
-}
-
-/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
-fn is_valid_path_component(component: &str) -> bool {
-    let bytes = component.as_bytes();
-    let alphanumeric = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    let mut index = 0;
-    loop {
-        let start = index;
-        while index < bytes.len() && alphanumeric(bytes[index]) {
-            index += 1;
-        }
-        if index == start {
-            return false;
-        }
-        if index == bytes.len() {
-            return true;
-        }
-        let separator_start = index;
-        while index < bytes.len() && !alphanumeric(bytes[index]) {
-            index += 1;
-        }
-        let separator = &component[separator_start..index];
-        let valid_separator =
-            matches!(separator, "." | "_" | "__") || separator.bytes().all(|b| b == b'-');
-        if !valid_separator {
-            return false;
-        }
-    }
-}
-
-/// `host[:port]` where host is dot-separated DNS labels or a bracketed IPv6 address.
-fn is_valid_domain(domain: &str) -> bool {
-    let (host, port) = match domain.rsplit_once(':') {
-        Some((host, port)) if !host.starts_with('[') || host.ends_with(']') => (host, Some(port)),
-        _ => (domain, None),
-    };
-    let port_ok =
-        port.is_none_or(|port| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
-    let host_ok = match host
-        .strip_prefix('[')
-        .and_then(|host| host.strip_suffix(']'))
-    {
-        Some(address) => {
-            !address.is_empty() && address.chars().all(|c| c.is_ascii_hexdigit() || c == ':')
-        }
-        None => host.split('.').all(|label| {
-            !label.is_empty()
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        }),
-    };
-    port_ok && host_ok
 }
 
 #[cfg(test)]
@@ -862,7 +802,6 @@ extra = ["edge", "nightly", "edge"]
             "registry.example.com/team/app",
             "localhost:5000/app",
             "127.0.0.1:5000/a/b/c",
-            "[::1]:5000/app",
             "Registry.Example.com/app",
             "team/a.b_c__d--e/f",
         ];
@@ -875,13 +814,15 @@ extra = ["edge", "nightly", "edge"]
             ("localhost:5000/app:1.0", "carries a tag"),
             ("app@sha256:abc", "carries a digest"),
             ("Team/app", "upper-case"),
-            ("team//app", "empty path component"),
-            ("team/app/", "empty path component"),
-            ("team/-app", "invalid path component `-app`"),
-            ("team/a..b", "invalid path component `a..b`"),
-            ("team/a___b", "invalid path component `a___b`"),
-            ("bad_host.com:5000/app", "invalid registry host"),
-            ("host.com:/app", "invalid registry host"),
+            ("team//app", "is not a valid image reference"),
+            ("team/app/", "is not a valid image reference"),
+            ("team/-app", "is not a valid image reference"),
+            ("team/a..b", "is not a valid image reference"),
+            ("team/a___b", "is not a valid image reference"),
+            ("bad_host.com:5000/app", "is not a valid image reference"),
+            ("host.com:/app", "is not a valid image reference"),
+            ("team app", "is not a valid image reference"),
+            ("[::1]:5000/app", "is not a valid image reference"),
         ];
         for (name, why) in invalid {
             let (message, _hint) = check_repository(name).expect_err(name);

@@ -106,12 +106,59 @@ pub fn registry_of(image: &str) -> Result<String, RegistryError> {
 }
 
 fn parse_reference(image: &str) -> Result<Reference, RegistryError> {
-    image
-        .parse()
-        .map_err(|error: oci_client::ParseError| RegistryError::Reference {
-            image: image.to_owned(),
-            message: error.to_string(),
+    mab_config::project::parse_image_reference(image).map_err(|message| RegistryError::Reference {
+        image: image.to_owned(),
+        message,
+    })
+}
+
+/// An image reference split by Docker's reference grammar
+/// (distribution/reference, as `docker pull` reads it):
+/// `[registry[:port]/]path[:tag][@sha256:digest]`, path components
+/// lowercase (read by [`mab_config::project::parse_image_reference`]). A name without a registry is on Docker Hub (`docker.io`), a
+/// single-component one under `library/`, as docker resolves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageReference {
+    /// The image name without tag or digest, as written
+    /// (`127.0.0.1:5000/team/app`); what [`Repository::new`] takes.
+    pub name: String,
+    /// The registry host\[:port\] the name resolves to (`index.docker.io`
+    /// for Docker Hub names).
+    pub registry: String,
+    /// The repository path in that registry (`team/app`, `library/alpine`).
+    pub repository: String,
+    /// The tag or digest to read: the digest when one is written, else the
+    /// tag, else `latest`.
+    pub tag_or_digest: String,
+}
+
+impl ImageReference {
+    /// Parses `text`; a reference Docker refuses is
+    /// [`RegistryError::Reference`].
+    pub fn parse(text: &str) -> Result<ImageReference, RegistryError> {
+        let reference = parse_reference(text)?;
+        let suffix = match (reference.tag(), reference.digest()) {
+            (_, Some(digest)) => format!("@{digest}"),
+            (Some(tag), None) => format!(":{tag}"),
+            (None, None) => String::new(),
+        };
+        let name = match (reference.tag(), reference.digest()) {
+            (Some(tag), Some(digest)) => text.strip_suffix(&format!(":{tag}@{digest}")),
+            _ => text.strip_suffix(&suffix),
+        }
+        .unwrap_or(text)
+        .to_owned();
+        Ok(ImageReference {
+            name,
+            registry: reference.resolve_registry().to_owned(),
+            repository: reference.repository().to_owned(),
+            tag_or_digest: reference
+                .digest()
+                .or(reference.tag())
+                .unwrap_or("latest")
+                .to_owned(),
         })
+    }
 }
 
 /// One image repository in one registry.
@@ -587,6 +634,122 @@ pub use mab_context::sha256_digest;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn image_references_follow_dockers_grammar() {
+        let digest_ref = format!("127.0.0.1:5000/team/app@{DIGEST}");
+        let tag_digest_ref = format!("127.0.0.1:5000/team/app:1.0@{DIGEST}");
+        let accepted = [
+            (
+                "127.0.0.1:5000/team/app:1.0",
+                "127.0.0.1:5000/team/app",
+                "127.0.0.1:5000",
+                "team/app",
+                "1.0",
+            ),
+            (
+                "127.0.0.1:5000/team/app",
+                "127.0.0.1:5000/team/app",
+                "127.0.0.1:5000",
+                "team/app",
+                "latest",
+            ),
+            (
+                "localhost:5000/app:v1",
+                "localhost:5000/app",
+                "localhost:5000",
+                "app",
+                "v1",
+            ),
+            (
+                "registry.example.com/a/b/c",
+                "registry.example.com/a/b/c",
+                "registry.example.com",
+                "a/b/c",
+                "latest",
+            ),
+            (
+                "alpine:3.19",
+                "alpine",
+                "index.docker.io",
+                "library/alpine",
+                "3.19",
+            ),
+            (
+                "team/app",
+                "team/app",
+                "index.docker.io",
+                "team/app",
+                "latest",
+            ),
+            (
+                "docker.io/team/app",
+                "docker.io/team/app",
+                "index.docker.io",
+                "team/app",
+                "latest",
+            ),
+            (
+                "a.b/x_y__z.w-v--u:T_a.g-1",
+                "a.b/x_y__z.w-v--u",
+                "a.b",
+                "x_y__z.w-v--u",
+                "T_a.g-1",
+            ),
+            (
+                digest_ref.as_str(),
+                "127.0.0.1:5000/team/app",
+                "127.0.0.1:5000",
+                "team/app",
+                DIGEST,
+            ),
+            (
+                tag_digest_ref.as_str(),
+                "127.0.0.1:5000/team/app",
+                "127.0.0.1:5000",
+                "team/app",
+                DIGEST,
+            ),
+        ];
+        for (text, name, registry, repository, tag_or_digest) in accepted {
+            assert_eq!(
+                ImageReference::parse(text).expect(text),
+                ImageReference {
+                    name: name.to_owned(),
+                    registry: registry.to_owned(),
+                    repository: repository.to_owned(),
+                    tag_or_digest: tag_or_digest.to_owned(),
+                },
+                "{text}"
+            );
+        }
+        let refused = [
+            "",
+            "Team/App",
+            "Team/app",
+            "registry.example.com/Team/app",
+            "team//app",
+            "team/app/",
+            "-team/app",
+            "team/app:",
+            "team/app:-bad",
+            "team/app:has/slash",
+            "team/app@sha256:short",
+            "team/app@md5:0123",
+            "team app",
+        ];
+        for text in refused {
+            assert!(
+                matches!(
+                    ImageReference::parse(text),
+                    Err(RegistryError::Reference { .. })
+                ),
+                "{text} was accepted"
+            );
+        }
+    }
 
     #[test]
     fn loopback_registries_are_recognised() {

@@ -8,7 +8,8 @@ pub mod retry;
 pub mod tags;
 
 pub use client::{
-    is_loopback, load_credentials, registry_of, sha256_digest, Credentials, Repository,
+    is_loopback, load_credentials, registry_of, sha256_digest, Credentials, ImageReference,
+    Repository,
 };
 pub use list::{
     check_platform, config_platform, manifest_list, Child, ConfigPlatform, PlatformMismatch,

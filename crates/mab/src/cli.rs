@@ -34,7 +34,9 @@ pub enum Command {
     Init(InitArgs),
     /// Show a published list: platform, digest and size of each entry.
     Inspect {
-        /// The image reference, such as registry.example.com/team/app:1.0.
+        /// The image reference, such as registry.example.com/team/app:1.0:
+        /// [registry[:port]/]path[:tag] or path@sha256:DIGEST, read by Docker's
+        /// reference grammar (no tag means latest).
         reference: String,
     },
 }
