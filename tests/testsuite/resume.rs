@@ -251,21 +251,13 @@ fn a_resume_builds_only_what_failed_and_reuses_the_rest_by_digest() {
     spare.mend();
     let runner_b_logins = lab.host("runner-b").logins();
     let spare_logins = spare.host().logins();
-    let resumed_metadata = outside.path().join("resumed.json");
-    let run = mab(
-        home.path(),
-        project.path(),
-        &arguments(&resumed_metadata, &["--resume", "--tag", "t1"]),
-    );
-    let metadata = read_json(&resumed_metadata);
-    assert_resumed(
+    resume_under_t1(
         lab,
-        &run,
-        runner_b_logins,
+        &home,
+        &project,
+        outside.path(),
         &repository,
-        "t1",
         &amd64_digest,
-        &metadata,
     );
     assert!(
         spare.host().logins() > spare_logins,
@@ -387,8 +379,29 @@ fn a_build_stopped_by_sigterm_is_resumed() {
     let config = skopeo_config(&format!("{repository}@{amd64_digest}"));
     assert_eq!(config["architecture"], "amd64");
 
+    resume_under_t1(
+        lab,
+        &home,
+        &project,
+        outside.path(),
+        &repository,
+        &amd64_digest,
+    );
+}
+
+/// `mab build --resume --tag t1` in `project`, its metadata file in
+/// `outside`, checked by [`assert_resumed`] (runner-b's logins counted
+/// from just before it).
+fn resume_under_t1(
+    lab: &Lab,
+    home: &Home,
+    project: &Project,
+    outside: &Path,
+    repository: &str,
+    amd64_digest: &str,
+) {
     let runner_b_logins = lab.host("runner-b").logins();
-    let resumed_metadata = outside.path().join("resumed.json");
+    let resumed_metadata = outside.join("resumed.json");
     let run = mab(
         home.path(),
         project.path(),
@@ -399,9 +412,9 @@ fn a_build_stopped_by_sigterm_is_resumed() {
         lab,
         &run,
         runner_b_logins,
-        &repository,
+        repository,
         "t1",
-        &amd64_digest,
+        amd64_digest,
         &metadata,
     );
 }
