@@ -500,12 +500,22 @@ async fn run_once<W: Worker>(
         (None, deadline) => (deadline, Stopped::Deadline),
     };
     // A slot lost mid-build no longer keeps other builds off the host:
-    // the job stops at once.
+    // the job stops, after at most [`SLOT_LOST_GRACE`] in which the build
+    // may end by itself. Its requests most often share the connection
+    // that closed, and their own failure says more (it may let the
+    // platform move).
     let run = async {
+        let run = worker.run(job);
+        tokio::pin!(run);
         tokio::select! {
             biased;
-            result = worker.run(job) => result,
-            error = host_slot.lost() => Err(slot_lost(job, &error, reporter)),
+            result = &mut run => result,
+            error = host_slot.lost() => {
+                match tokio::time::timeout(SLOT_LOST_GRACE, &mut run).await {
+                    Ok(result) => result,
+                    Err(_) => Err(slot_lost(job, &error, reporter)),
+                }
+            }
         }
     };
     let result = match before(end, stop, run).await {
@@ -521,9 +531,16 @@ async fn run_once<W: Worker>(
     result
 }
 
-/// The failure of `job` whose host slot was lost while it ran (reported
-/// as such, the job itself being stopped): a runner failure, not movable
-/// (its build may have pushed already).
+/// How long a job whose host slot was lost may still end by itself
+/// before it is stopped: the keepalives that found the slot's connection
+/// dead find the build's own requests on it dead within the same second
+/// or so.
+const SLOT_LOST_GRACE: Duration = Duration::from_secs(5);
+
+/// The failure of `job` whose host slot was lost while it ran and which
+/// did not end within [`SLOT_LOST_GRACE`] (reported as such, the job
+/// itself being stopped): a runner failure, not movable (its build may
+/// have pushed already).
 fn slot_lost(job: &JobSpec, error: &SlotError, reporter: &dyn Reporter) -> JobFailure {
     let failure = JobFailure::new(job, ErrorKind::Runner, error.to_string(), error.hint());
     reporter.report(Event::JobFailed {
@@ -748,6 +765,9 @@ mod tests {
         sequence: Arc<Mutex<Vec<String>>>,
         /// Runners whose host slot is lost this long after it is taken.
         slot_lost: Vec<(&'static str, Duration)>,
+        /// Runners whose connection breaks this long after a job starts:
+        /// the job fails then, movable.
+        breaks: Vec<(&'static str, Duration)>,
     }
 
     /// A fake host slot, lost after `lost_after` when set. Like a real
@@ -871,6 +891,18 @@ mod tests {
                 *best = (*best).max(*count);
                 let total = self.total_running.fetch_add(1, Ordering::SeqCst) + 1;
                 self.total_peak.fetch_max(total, Ordering::SeqCst);
+            }
+            if let Some((_, after)) = self.breaks.iter().find(|(name, _)| *name == job.runner) {
+                tokio::time::sleep(*after).await;
+                return Err(JobFailure {
+                    movable: true,
+                    ..JobFailure::new(
+                        job,
+                        ErrorKind::Runner,
+                        format!("the connection to {} broke during the build", job.runner),
+                        format!("check runner `{}`", job.runner),
+                    )
+                });
             }
             let platform = job.platform.to_string();
             let duration = self
@@ -1518,8 +1550,34 @@ mod tests {
         );
     }
 
+    /// A job whose connection breaks ends by itself a moment after its
+    /// host slot is lost (on that same connection): its own failure
+    /// decides, and the platform moves.
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_lost_with_its_connection_lets_the_build_failure_decide() {
+        let worker = FakeWorker {
+            slot_lost: vec![("b", MINUTE * 5)],
+            breaks: vec![("b", MINUTE * 5 + Duration::from_secs(1))],
+            ..FakeWorker::default()
+        };
+        let jobs = [JobSpec {
+            fallbacks: vec![Candidate {
+                runner: "a".to_owned(),
+                emulated: false,
+            }],
+            ..job("linux/arm64", "b")
+        }];
+        let start = Instant::now();
+        let results = run_plainly(&worker, &jobs, &[("a", 1), ("b", 1)]).await;
+        let built = results[0].as_ref().expect("moved to `a` and built");
+        assert_eq!(built.job.runner, "a");
+        assert_eq!(worker.starts.lock().unwrap().len(), 2);
+        let elapsed = start.elapsed();
+        assert!(elapsed > MINUTE * 5 && elapsed < MINUTE * 5 + SLOT_LOST_GRACE);
+    }
+
     /// A host slot lost mid-build (its holding command ended, its
-    /// connection closed) stops the job at once: a runner failure naming
+    /// connection closed) stops the job within seconds: a runner failure naming
     /// runner and host, with a hint, not moved (it may have pushed), its
     /// slot released; the other runner's job is not touched.
     #[tokio::test(start_paused = true)]
