@@ -27,13 +27,18 @@ fn run(project: &Project, arguments: &[&str]) -> Run {
     run
 }
 
-/// The message, with warnings (which name temporary paths) kept.
+/// The exit code and the message, with warnings (which name temporary
+/// paths) kept. docs/errors.md shows each of these snapshots in a row
+/// (`docs::every_bad_input_snapshot_is_a_row_of_docs_errors`).
 fn check(name: &str, run: &Run, code: i32) {
     assert_eq!(run.code, code, "{name}: {run:?}");
     assert!(run.stdout.is_empty(), "{name}: nothing on stdout: {run:?}");
     assert!(!run.stderr.contains("panicked"), "{name}: {run:?}");
     assert!(run.stderr.contains("hint: "), "{name}: a hint: {run:?}");
-    insta::assert_snapshot!(name, run.stderr.trim_end());
+    insta::assert_snapshot!(
+        name,
+        format!("exit code: {code}\n{}", run.stderr.trim_end())
+    );
 }
 
 #[test]
