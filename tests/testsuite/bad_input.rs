@@ -213,12 +213,16 @@ fn unreachable_host() {
         "runners.toml",
         "[[runner]]\nname = \"arm\"\nhost = \"root@127.0.0.9:1\"\nplatforms = [\"linux/arm64\"]\n",
     );
-    let mut run = run(&project, &["build"]);
+    let run = without_delays(run(&project, &["build"]));
     assert!(
         run.stderr.contains("127.0.0.9:1"),
         "names the host: {run:?}"
     );
-    // A refused connection is retried after a jittered delay.
+    check("unreachable_host", &run, 1);
+}
+
+/// `run` with the jittered delays of its retry warnings as `[DELAY]`.
+fn without_delays(mut run: Run) -> Run {
     run.stderr = run
         .stderr
         .lines()
@@ -227,7 +231,32 @@ fn unreachable_host() {
             None => format!("{line}\n"),
         })
         .collect();
-    check("unreachable_host", &run, 1);
+    run
+}
+
+/// A registry that does not answer, and one that refuses an anonymous
+/// push: each stops the build before anything is built (exit 1 for the
+/// first, a runtime failure; exit 2 for the second, as credentials that
+/// may not push are a configuration mistake).
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn registry_problems() {
+    let lab = crate::support::require_lab!();
+    let runners = "[[runner]]\nname = \"here\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\n";
+    let down = project("[image]\nname = \"127.0.0.1:5999/x\"\nplatforms = [\"linux/amd64\"]\n");
+    down.file("runners.toml", runners);
+    let refused = without_delays(run(&down, &["build", "--tag", "t"]));
+    assert!(refused.stderr.contains("nothing was built"), "{refused:?}");
+    check("registry_down", &refused, 1);
+
+    let registry = lab.get("AUTH_REGISTRY");
+    let anonymous = project(&format!(
+        "[image]\nname = \"{registry}/x\"\nplatforms = [\"linux/amd64\"]\n"
+    ));
+    anonymous.file("runners.toml", runners);
+    let mut refused = run(&anonymous, &["build", "--tag", "t"]);
+    refused.stderr = refused.stderr.replace(registry, "[AUTH_REGISTRY]");
+    check("registry_anonymous_push", &refused, 2);
 }
 
 #[test]

@@ -71,6 +71,29 @@ pub(crate) enum Verdict {
     Permanent,
 }
 
+/// The body of an error answer in the registry's own words: `CODE:
+/// message` for each error of an OCI error envelope (distribution-spec,
+/// "Error Codes"; `{"errors":[{"code","message","detail"}]}`), joined by
+/// `; `; any other body, its first 200 characters.
+fn error_body(body: &str) -> String {
+    let body = body.trim();
+    match serde_json::from_str::<oci_client::errors::OciEnvelope>(body) {
+        Ok(envelope) if !envelope.errors.is_empty() => envelope
+            .errors
+            .iter()
+            .map(|error| {
+                let code = serde_json::to_value(&error.code)
+                    .ok()
+                    .and_then(|code| code.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                format!("{code}: {}", error.message)
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        _ => body.chars().take(200).collect(),
+    }
+}
+
 impl Fault {
     /// A failure of the HTTP client to get an answer.
     pub(crate) fn transport(error: &reqwest::Error) -> Fault {
@@ -98,8 +121,7 @@ impl Fault {
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned);
         let reason = response.status().to_string();
-        let body = response.text().await.unwrap_or_default();
-        let body: String = body.trim().chars().take(200).collect();
+        let body = error_body(&response.text().await.unwrap_or_default());
         let message = if body.is_empty() {
             format!("the registry answered {reason}")
         } else {
@@ -286,6 +308,21 @@ mod tests {
             retry_after: retry_after.map(str::to_owned),
             message: String::new(),
         }
+    }
+
+    #[test]
+    fn an_error_body_is_read_as_the_registry_words() {
+        let envelope = r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":[{"Type":"repository","Name":"x","Action":"push"}]},{"code":"DENIED","message":"no"}]}"#;
+        assert_eq!(
+            error_body(envelope),
+            "UNAUTHORIZED: authentication required; DENIED: no"
+        );
+        assert_eq!(
+            error_body("  <html>bad gateway</html>\n"),
+            "<html>bad gateway</html>"
+        );
+        assert_eq!(error_body(&"x".repeat(300)).len(), 200);
+        assert_eq!(error_body(r#"{"errors":[]}"#), r#"{"errors":[]}"#);
     }
 
     fn no_answer(kind: NoAnswer) -> Fault {
