@@ -183,7 +183,7 @@ impl Source {
                 serde_json::error::Category::Data => {
                     "is not a Docker configuration (a value of the wrong type"
                 }
-                _ => "is not JSON (",
+                _ => "is not JSON (an error",
             };
             RegistryError::CredentialsConfig {
                 origin: origin.to_owned(),
