@@ -413,8 +413,38 @@ fn bearer_token_flow() {
             Vec::new()
         },
     );
-    let grants = grants(lab, &repository);
     let name = repository.split_once('/').unwrap().1;
+    // The same layers published to a second repository: the engines mount
+    // them from the first, with the token for both scopes.
+    let registry = lab.get("TOKEN_REGISTRY");
+    let second = format!(
+        "{registry}/{}",
+        lab.repository("creds-bearer-mount")
+            .split_once('/')
+            .unwrap()
+            .1
+    );
+    let project = project(&second, lab.get("RUNNER_A_ENGINE_SOCKET"));
+    let home = Home::new(lab);
+    let login = Login {
+        registry,
+        user: lab.get("AUTH_USER"),
+        secret: lab.get("AUTH_PASSWORD"),
+    };
+    docker_config(home.path(), &login.auths(""));
+    let mounted = {
+        let _ssh = ssh_lock();
+        mab(
+            home.path(),
+            project.path(),
+            &["build", "--progress", "plain"],
+        )
+    };
+    assert_eq!(mounted.code, 0, "{mounted:?}");
+
+    let grants = grants(lab, &repository);
+    // mab's own check and publish ask `pull,push` (the engines ask
+    // `push,pull`).
     let push = format!("scope=repository:{name}:pull,push granted={name}:pull,push");
     assert!(
         grants
@@ -427,6 +457,14 @@ fn bearer_token_flow() {
             .iter()
             .any(|line| line.contains("grant=password") && line.contains("refused=")),
         "the wrong password was refused by the token service: {grants:#?}"
+    );
+    let second_name = second.split_once('/').unwrap().1;
+    let mount = format!(
+        "scope=repository:{second_name}:push,pull repository:{name}:pull granted={second_name}:push,pull {name}:pull"
+    );
+    assert!(
+        grants.iter().any(|line| line.contains(&mount)),
+        "{mount}: {grants:#?}"
     );
 }
 
