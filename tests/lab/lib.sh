@@ -20,6 +20,15 @@ LAB_AUTH_REGISTRY_PORT=5001
 LAB_AUTH_USER=mab
 LAB_AUTH_PASSWORD=mab-secret
 
+# A third registry that wants a token from the lab's token service
+# (tests/lab/token-server), which takes the user above by Basic auth, and the
+# identity (refresh) token below with the refresh-token grant.
+LAB_TOKEN_REGISTRY_PORT=5002
+LAB_TOKEN_SERVER_PORT=5003
+LAB_TOKEN_SERVICE=mab-lab-registry
+LAB_TOKEN_ISSUER=mab-lab-token-server
+LAB_REFRESH_TOKEN=mab-refresh-7f3c9e
+
 # Every runner host runs sshd on this port of its own loopback address, and its
 # engine socket lives in a directory that only its own mount namespace sees.
 LAB_SSH_PORT=2222
@@ -373,9 +382,15 @@ local_engine_pid() {
     live_pid "$LAB_LOCAL_PIDFILE" "--data-root $LAB/local/docker"
 }
 
-# registry_pid NAME: PID of a lab registry (registry or registry-auth), if alive.
+# registry_pid NAME: PID of a lab registry (registry, registry-auth or
+# registry-token), if alive.
 registry_pid() {
     live_pid "$LAB/$1/registry.pid" "serve $LAB/$1/config.yml"
+}
+
+# token_server_pid: PID of the lab's token service, if alive.
+token_server_pid() {
+    live_pid "$LAB/token-server/token-server.pid" "token-server 127.0.0.1 $LAB_TOKEN_SERVER_PORT"
 }
 
 # stop_host NAME: stop the host's namespace holder and anything left in its

@@ -747,3 +747,53 @@ fn bad_inspect_reference() {
         check(name, &run(&project, &["inspect", reference]), 2);
     }
 }
+
+/// Credentials that cannot be had, found before anything is built (exit 2):
+/// a credential helper that is not on PATH, `DOCKER_AUTH_CONFIG` that is not
+/// JSON (its text never shown: it holds secrets), and a helper that fails.
+/// The registry named does not answer: the credentials come first.
+#[test]
+fn credentials_that_cannot_be_read() {
+    let project = project(&GOOD_MANIFEST.replace("5000", "5999"));
+    project.file(
+        "runners.toml",
+        "[[runner]]\nname = \"here\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\n",
+    );
+    let home = tempfile::tempdir().unwrap();
+    let bin = home.path().join("bin");
+    std::fs::create_dir_all(home.path().join(".docker")).unwrap();
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-mabfails");
+    std::fs::write(
+        &helper,
+        "#!/bin/sh\necho 'error getting credentials - err: exit status 1, out: `keychain locked`' >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let config =
+        |text: &str| std::fs::write(home.path().join(".docker/config.json"), text).unwrap();
+    config(r#"{"credHelpers": {"127.0.0.1:5999": "mabmissing"}}"#);
+    let missing = run_at_home(&project, home.path(), &["build"]);
+    check("credential_helper_missing", &missing, 2);
+
+    config(r#"{"credsStore": "mabfails"}"#);
+    let failing = run_at_home_with(&project, home.path(), &["build"], &[("PATH", Some(&path))]);
+    check("credential_helper_fails", &failing, 2);
+
+    let not_json = run_at_home_with(
+        &project,
+        home.path(),
+        &["build"],
+        &[(
+            "DOCKER_AUTH_CONFIG",
+            Some("{\"auths\": {\"127.0.0.1:5999\": s3cret"),
+        )],
+    );
+    assert!(!not_json.stderr.contains("s3cret"), "{not_json:?}");
+    check("docker_auth_config_not_json", &not_json, 2);
+}

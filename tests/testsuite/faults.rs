@@ -340,7 +340,13 @@ fn credentials_that_may_not_push_are_refused_before_building() {
     assert_refused(
         &refused,
         2,
-        &[&format!("{registry} does not allow `mab` (from the Docker configuration) to push to {repository}"), "401"],
+        &[
+            &format!(
+                "{registry} does not allow `mab` (from {}/.docker/config.json) to push to {repository}",
+                home.path().display()
+            ),
+            "401",
+        ],
     );
     assert!(
         !refused.stderr.contains("wrong"),

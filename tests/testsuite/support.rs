@@ -503,6 +503,7 @@ pub fn mab_command(home: &Path, directory: &Path, arguments: &[&str]) -> Command
     for name in [
         "DOCKER_HOST",
         "DOCKER_CONFIG",
+        "DOCKER_AUTH_CONFIG",
         "MAB_RUNNERS",
         "XDG_CONFIG_HOME",
         "XDG_STATE_HOME",

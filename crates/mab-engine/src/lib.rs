@@ -20,7 +20,6 @@ mod transport;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::io;
-use std::path::PathBuf;
 use std::pin::pin;
 
 use bollard::auth::DockerCredentials;
@@ -140,9 +139,9 @@ pub struct BuildSpec {
     pub args: BTreeMap<String, String>,
     /// Network mode of RUN steps: `default`, `host` or `none`.
     pub network: String,
-    /// The Docker `config.json` whose credentials the engine may ask for
-    /// while it pulls base images (through the session's Auth service).
-    pub registry_config: Option<PathBuf>,
+    /// Where the credentials the engine may ask for while it pulls base
+    /// images come from (through the session's Auth service).
+    pub credential_sources: Option<mab_registry::CredentialSources>,
 }
 
 /// Something that happened during a build, for progress output.
@@ -280,7 +279,7 @@ impl Engine {
             &self.connect,
             &identity,
             sources,
-            spec.registry_config.clone(),
+            spec.credential_sources.clone(),
         )
         .await
         .map_err(|error| match error {
@@ -884,7 +883,7 @@ mod tests {
             target: None,
             args: BTreeMap::from([("GREETING".to_owned(), "hello world".to_owned())]),
             network: "host".to_owned(),
-            registry_config: None,
+            credential_sources: None,
         }
     }
 

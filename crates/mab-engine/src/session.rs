@@ -12,7 +12,7 @@
 //! does.
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bollard_buildkit_proto::health::health_check_response::ServingStatus;
 use bollard_buildkit_proto::health::health_server::{Health, HealthServer};
@@ -118,7 +118,7 @@ pub(crate) async fn open(
     connect: &Connect,
     identity: &SessionIdentity,
     sources: Sources,
-    registry_config: Option<PathBuf>,
+    credential_sources: Option<mab_registry::CredentialSources>,
 ) -> Result<impl Future<Output = ()> + Send + 'static, SessionError> {
     let mut request = http::Request::post("/session")
         .header(UPGRADE, "h2c")
@@ -160,7 +160,7 @@ pub(crate) async fn open(
 
     let routes = Routes::new(HealthServer::new(Healthy))
         .add_service(FileSyncServer::new(FileSyncService::new(sources)))
-        .add_service(AuthServer::new(Credentials { registry_config }))
+        .add_service(AuthServer::new(Credentials { credential_sources }))
         .prepare();
     let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .serve_connection(upgraded, TowerToHyperService::new(routes));
@@ -172,11 +172,12 @@ pub(crate) async fn open(
     })
 }
 
-/// The Auth service: registry credentials from a Docker `config.json`, for
-/// the registries the engine pulls base images from.
-#[derive(Clone, Debug)]
+/// The Auth service: registry credentials from the coordinator's sources
+/// ([`mab_registry::CredentialSources`]), for the registries the engine
+/// pulls base images from.
+#[derive(Clone)]
 pub(crate) struct Credentials {
-    registry_config: Option<PathBuf>,
+    credential_sources: Option<mab_registry::CredentialSources>,
 }
 
 #[tonic::async_trait]
@@ -186,14 +187,12 @@ impl Auth for Credentials {
         request: Request<CredentialsRequest>,
     ) -> Result<Response<CredentialsResponse>, Status> {
         let host = request.into_inner().host;
-        let found = match self.registry_config.clone() {
+        let found = match self.credential_sources.clone() {
             // Reading them may run a credential helper: off the async threads.
-            Some(path) => {
-                tokio::task::spawn_blocking(move || mab_registry::load_credentials(&path, &host))
-                    .await
-                    .map_err(|error| Status::internal(error.to_string()))?
-                    .map_err(|error| Status::unavailable(error.to_string()))?
-            }
+            Some(sources) => tokio::task::spawn_blocking(move || sources.lookup(&host))
+                .await
+                .map_err(|error| Status::internal(error.to_string()))?
+                .map_err(|error| Status::unavailable(error.to_string()))?,
             None => None,
         };
         // No entry: empty credentials, and the pull goes on anonymously.

@@ -1,8 +1,9 @@
 //! Talking to the registry that holds the image: reading what the engines
 //! pushed, pushing the list, pointing tags at it, removing staging tags.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use mab_events::Reporter;
 
@@ -10,79 +11,10 @@ use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 
+use crate::credentials::Credentials;
 use crate::list::{config_platform, Child, DOCKER_MANIFEST, OCI_MANIFEST};
 use crate::retry::{self, Fault};
 use crate::RegistryError;
-
-/// Registry credentials from the Docker configuration.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
-    /// The registry they are for, as written in the configuration.
-    pub server: String,
-    /// The user name of a username/password entry; `None` with a token.
-    pub username: Option<String>,
-    /// The password of a username/password entry; `None` with a token.
-    pub password: Option<String>,
-    /// The identity (refresh) token of a token entry, as `docker login`
-    /// stores it; `None` with a username/password.
-    pub identity_token: Option<String>,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("Credentials")
-            .field("server", &self.server)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Reads the credentials for `registry` from a Docker `config.json`
-/// (running its credential helper when it names one). No file, or no
-/// entry for the registry, is `Ok(None)`.
-pub fn load_credentials(
-    config_json: &Path,
-    registry: &str,
-) -> Result<Option<Credentials>, RegistryError> {
-    let file = match std::fs::File::open(config_json) {
-        Ok(file) => file,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => {
-            return Err(RegistryError::Credentials {
-                registry: registry.to_owned(),
-                message: format!("cannot read {}: {error}", config_json.display()),
-            })
-        }
-    };
-    let server = if matches!(
-        registry,
-        "docker.io" | "index.docker.io" | "registry-1.docker.io"
-    ) {
-        "https://index.docker.io/v1/"
-    } else {
-        registry
-    };
-    use docker_credential::{CredentialRetrievalError, DockerCredential};
-    match docker_credential::get_credential_from_reader(std::io::BufReader::new(file), server) {
-        Ok(DockerCredential::UsernamePassword(username, password)) => Ok(Some(Credentials {
-            server: server.to_owned(),
-            username: Some(username),
-            password: Some(password),
-            identity_token: None,
-        })),
-        Ok(DockerCredential::IdentityToken(token)) => Ok(Some(Credentials {
-            server: server.to_owned(),
-            username: None,
-            password: None,
-            identity_token: Some(token),
-        })),
-        Err(CredentialRetrievalError::NoCredentialConfigured) => Ok(None),
-        Err(error) => Err(RegistryError::Credentials {
-            registry: registry.to_owned(),
-            message: format!("{error} (from {})", config_json.display()),
-        }),
-    }
-}
 
 /// Whether a registry host is on loopback, where Docker speaks plain HTTP.
 pub fn is_loopback(registry: &str) -> bool {
@@ -165,6 +97,14 @@ impl ImageReference {
 pub struct Repository {
     client: Client,
     auth: RegistryAuth,
+    /// The identity token of the credentials, exchanged for access tokens
+    /// by [`Repository::refreshed_token`] instead of oci-client's flow.
+    identity_token: Option<String>,
+    /// Access tokens got with the identity token, by scope, with when they
+    /// expire.
+    access_tokens: Mutex<HashMap<String, (String, Instant)>>,
+    /// Where the credentials came from ([`Credentials::origin`]).
+    origin: String,
     http: reqwest::Client,
     registry: String,
     repository: String,
@@ -193,10 +133,6 @@ impl Repository {
                 password: Some(password),
                 ..
             }) => RegistryAuth::Basic(username.clone(), password.clone()),
-            Some(Credentials {
-                identity_token: Some(token),
-                ..
-            }) => RegistryAuth::Bearer(token.clone()),
             _ => RegistryAuth::Anonymous,
         };
         Ok(Repository {
@@ -205,6 +141,9 @@ impl Repository {
                 ..Default::default()
             }),
             auth,
+            identity_token: credentials.and_then(|credentials| credentials.identity_token.clone()),
+            access_tokens: Mutex::new(HashMap::new()),
+            origin: credentials.map_or_else(String::new, |credentials| credentials.origin.clone()),
             http: reqwest::Client::new(),
             registry,
             repository: reference.repository().to_owned(),
@@ -276,21 +215,8 @@ impl Repository {
         operation: RegistryOperation,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, Fault> {
-        let token = self
-            .client
-            .auth(&self.reference("latest"), &self.auth, operation)
-            .await
-            .map_err(Fault::oci)?;
-        let response = self
-            .authorized(request, token.as_deref())
-            .timeout(REQUEST_TIMEOUT)
-            .send()
-            .await
-            .map_err(|error| Fault::transport(&error))?;
-        if !response.status().is_success() {
-            return Err(Fault::answered(response).await);
-        }
-        Ok(response)
+        let token = self.token(operation).await?;
+        succeeded(self.authorized(request, token.as_deref())).await
     }
 
     /// One try of a `GET` of content addressed by `digest` (when it is
@@ -468,15 +394,7 @@ impl Repository {
             &self.request_line("POST", "blobs/uploads/"),
             self.reporter.as_ref(),
             || async {
-                let token = self
-                    .client
-                    .auth(
-                        &self.reference("latest"),
-                        &self.auth,
-                        RegistryOperation::Push,
-                    )
-                    .await
-                    .map_err(Fault::oci)?;
+                let token = self.token(RegistryOperation::Push).await?;
                 let response = self
                     .authorized(self.http.post(self.url("blobs/uploads/")), token.as_deref())
                     .timeout(CHECK_TIMEOUT)
@@ -518,15 +436,129 @@ impl Repository {
             repository: self.name(),
             whom: match &self.auth {
                 RegistryAuth::Basic(username, _) => {
-                    format!("`{username}` (from the Docker configuration)")
+                    format!("`{username}` (from {})", self.origin)
                 }
-                RegistryAuth::Bearer(_) => {
-                    "the identity token from the Docker configuration".to_owned()
+                _ if self.identity_token.is_some() => {
+                    format!("the identity token from {}", self.origin)
                 }
-                RegistryAuth::Anonymous => "anonymous users".to_owned(),
+                _ => "anonymous users".to_owned(),
             },
             message: message.to_string(),
         }
+    }
+
+    /// The bearer token for `operation` on this repository, or `None` where
+    /// the registry takes basic credentials or none. With an identity token,
+    /// [`Repository::refreshed_token`]; else oci-client's token flow (the
+    /// realm of the registry's Bearer challenge asked with
+    /// `repository:NAME:pull` or `repository:NAME:pull,push`, with basic
+    /// credentials when there are any, as docker/distribution's client).
+    async fn token(&self, operation: RegistryOperation) -> Result<Option<String>, Fault> {
+        match &self.identity_token {
+            Some(refresh_token) => self
+                .refreshed_token(refresh_token, operation)
+                .await
+                .map(Some),
+            None => self
+                .client
+                .auth(&self.reference("latest"), &self.auth, operation)
+                .await
+                .map_err(Fault::oci),
+        }
+    }
+
+    /// An access token for `operation` got with an identity token, as
+    /// docker/distribution's client does for `identitytoken` credentials
+    /// (`registry/client/auth/session.go`, `fetchTokenWithOAuth`): the realm
+    /// and service of the registry's `WWW-Authenticate: Bearer` challenge
+    /// (on `GET /v2/`), then `POST realm` with the form `grant_type=
+    /// refresh_token`, `refresh_token`, `service`, `scope` and
+    /// `client_id=mab`; the answer's `access_token` is kept for its
+    /// `expires_in` seconds (60 when not given, the OAuth2 default there).
+    ///
+    /// Errors: a registry without a Bearer challenge or a token service
+    /// refusing the token is [`Fault::Answered`] with its status (401 for
+    /// the first), an unusable answer [`Fault::Unusable`].
+    async fn refreshed_token(
+        &self,
+        refresh_token: &str,
+        operation: RegistryOperation,
+    ) -> Result<String, Fault> {
+        let scope = match operation {
+            RegistryOperation::Pull => format!("repository:{}:pull", self.repository),
+            RegistryOperation::Push => format!("repository:{}:pull,push", self.repository),
+        };
+        if let Some((token, expires)) = self.lock_tokens().get(&scope) {
+            if *expires > Instant::now() {
+                return Ok(token.clone());
+            }
+        }
+        let base = format!("{}://{}/v2/", self.scheme, self.registry);
+        let answer = self
+            .http
+            .get(&base)
+            .timeout(REQUEST_TIMEOUT)
+            .send()
+            .await
+            .map_err(|error| Fault::transport(&error))?;
+        let challenge = answer
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(BearerChallenge::parse);
+        let Some(challenge) = challenge else {
+            return Err(Fault::Unusable {
+                message: format!(
+                    "an identity token needs a registry that answers with a Bearer challenge; {base} answered {}",
+                    answer.status()
+                ),
+            });
+        };
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "refresh_token")
+            .append_pair("refresh_token", refresh_token)
+            .append_pair("service", &challenge.service)
+            .append_pair("scope", &scope)
+            .append_pair("client_id", "mab")
+            .finish();
+        let response = succeeded(
+            self.http
+                .post(&challenge.realm)
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(form),
+        )
+        .await?;
+        #[derive(serde::Deserialize)]
+        struct TokenAnswer {
+            access_token: String,
+            expires_in: Option<u64>,
+        }
+        let unusable = || Fault::Unusable {
+            message: format!("the token service {} gave no access_token", challenge.realm),
+        };
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|error| Fault::transport(&error))?;
+        let answer: TokenAnswer = serde_json::from_slice(&bytes).map_err(|_| unusable())?;
+        if answer.access_token.is_empty() {
+            return Err(unusable());
+        }
+        let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(60).max(1));
+        self.lock_tokens().insert(
+            scope,
+            (answer.access_token.clone(), Instant::now() + lifetime),
+        );
+        Ok(answer.access_token)
+    }
+
+    fn lock_tokens(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, Instant)>> {
+        self.access_tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// `request` with the bearer token, else the basic credentials, if any.
@@ -608,6 +640,72 @@ impl Repository {
             )
             .await?;
         Ok(deleted)
+    }
+}
+
+/// `request` sent within [`REQUEST_TIMEOUT`]; an answer whose status is
+/// not a success is a [`Fault::Answered`].
+async fn succeeded(request: reqwest::RequestBuilder) -> Result<reqwest::Response, Fault> {
+    let response = request
+        .timeout(REQUEST_TIMEOUT)
+        .send()
+        .await
+        .map_err(|error| Fault::transport(&error))?;
+    if !response.status().is_success() {
+        return Err(Fault::answered(response).await);
+    }
+    Ok(response)
+}
+
+/// The `realm` and `service` of a `WWW-Authenticate: Bearer` challenge
+/// (RFC 6750 section 3, as the Docker registry token specification uses it).
+#[derive(Debug, PartialEq, Eq)]
+struct BearerChallenge {
+    realm: String,
+    service: String,
+}
+
+impl BearerChallenge {
+    /// `Bearer realm="…",service="…"[,scope="…"]`; `None` for another
+    /// scheme or without a realm. Parameter values are quoted strings
+    /// (backslash escapes) or tokens.
+    fn parse(header: &str) -> Option<BearerChallenge> {
+        let (scheme, mut rest) = header.trim().split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        let mut parameters = HashMap::new();
+        loop {
+            rest = rest.trim_start_matches([' ', ',']);
+            let Some((name, after)) = rest.split_once('=') else {
+                break;
+            };
+            let (value, after) = if let Some(quoted) = after.strip_prefix('"') {
+                let mut value = String::new();
+                let mut characters = quoted.char_indices();
+                let mut end = quoted.len();
+                while let Some((index, character)) = characters.next() {
+                    match character {
+                        '\\' => value.extend(characters.next().map(|(_, next)| next)),
+                        '"' => {
+                            end = index + 1;
+                            break;
+                        }
+                        other => value.push(other),
+                    }
+                }
+                (value, &quoted[end..])
+            } else {
+                let end = after.find(',').unwrap_or(after.len());
+                (after[..end].trim().to_owned(), &after[end..])
+            };
+            parameters.insert(name.trim().to_ascii_lowercase(), value);
+            rest = after;
+        }
+        Some(BearerChallenge {
+            realm: parameters.remove("realm")?,
+            service: parameters.remove("service").unwrap_or_default(),
+        })
     }
 }
 
@@ -777,23 +875,24 @@ mod tests {
     }
 
     #[test]
-    fn reads_credentials_from_a_docker_config() {
-        let directory = tempfile::tempdir().unwrap();
-        let path = directory.path().join("config.json");
-        // base64("mab:mab-secret")
-        std::fs::write(
-            &path,
-            r#"{"auths":{"127.0.0.1:5001":{"auth":"bWFiOm1hYi1zZWNyZXQ="}}}"#,
-        )
-        .unwrap();
-        let credentials = load_credentials(&path, "127.0.0.1:5001").unwrap().unwrap();
-        assert_eq!(credentials.username.as_deref(), Some("mab"));
-        assert_eq!(credentials.password.as_deref(), Some("mab-secret"));
-        assert!(!format!("{credentials:?}").contains("mab-secret"));
-        assert_eq!(load_credentials(&path, "127.0.0.1:5000").unwrap(), None);
+    fn bearer_challenges_are_read() {
         assert_eq!(
-            load_credentials(&directory.path().join("missing.json"), "x").unwrap(),
-            None
+            BearerChallenge::parse(
+                r#"Bearer realm="http://127.0.0.1:5003/token",service="mab \"lab\"",scope="repository:a:pull""#
+            ),
+            Some(BearerChallenge {
+                realm: "http://127.0.0.1:5003/token".into(),
+                service: "mab \"lab\"".into(),
+            })
         );
+        assert_eq!(
+            BearerChallenge::parse("bearer realm=https://auth.example/token"),
+            Some(BearerChallenge {
+                realm: "https://auth.example/token".into(),
+                service: String::new(),
+            })
+        );
+        assert_eq!(BearerChallenge::parse(r#"Basic realm="Registry""#), None);
+        assert_eq!(BearerChallenge::parse(r#"Bearer service="x""#), None);
     }
 }

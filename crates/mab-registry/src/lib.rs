@@ -3,14 +3,13 @@
 //! release tags. Knows nothing of SSH or engines.
 
 mod client;
+mod credentials;
 mod list;
 pub mod retry;
 pub mod tags;
 
-pub use client::{
-    is_loopback, load_credentials, registry_of, sha256_digest, Credentials, ImageReference,
-    Repository,
-};
+pub use client::{is_loopback, registry_of, sha256_digest, ImageReference, Repository};
+pub use credentials::{CredentialSources, Credentials, DOCKER_HUB_SERVER};
 pub use list::{
     check_platform, config_platform, manifest_list, Child, ConfigPlatform, PlatformMismatch,
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST,
@@ -58,7 +57,8 @@ pub enum RegistryError {
         registry: String,
         /// `registry/repository`.
         repository: String,
-        /// `mab (from the Docker configuration)` or `anonymous users`.
+        /// `` `mab` (from ORIGIN) ``, `the identity token from ORIGIN` or
+        /// `anonymous users`, ORIGIN as [`Credentials::origin`].
         whom: String,
         /// The registry's answer.
         message: String,
@@ -67,9 +67,36 @@ pub enum RegistryError {
     /// credentials.
     #[error("cannot get credentials for {registry}: {message}")]
     Credentials {
-        /// The registry host the credentials were for.
+        /// The registry the credentials were for, as the configuration
+        /// keys it.
         registry: String,
-        /// The cause, naming the configuration file.
+        /// The cause, naming the configuration (file, variable or helper).
+        message: String,
+        /// What to do about it.
+        hint: &'static str,
+    },
+    /// `DOCKER_AUTH_CONFIG` or a Docker `config.json` that cannot be read as
+    /// a Docker configuration.
+    #[error("{origin} {message}")]
+    CredentialsConfig {
+        /// `DOCKER_AUTH_CONFIG` or the file's path.
+        origin: String,
+        /// Why, with line and column; never the text itself.
         message: String,
     },
+}
+
+impl RegistryError {
+    /// What the user can do about a credentials error
+    /// ([`RegistryError::Credentials`], [`RegistryError::CredentialsConfig`]);
+    /// `None` for the others.
+    pub fn credentials_hint(&self) -> Option<&'static str> {
+        match self {
+            RegistryError::Credentials { hint, .. } => Some(hint),
+            RegistryError::CredentialsConfig { .. } => Some(
+                "write it as docker writes config.json: {\"auths\": {\"REGISTRY\": {\"auth\": \"BASE64(user:password)\"}}}",
+            ),
+            _ => None,
+        }
+    }
 }

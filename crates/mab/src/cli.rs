@@ -22,6 +22,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Plan, build every platform, verify, publish one manifest list.
+    ///
+    /// Registry credentials come from DOCKER_AUTH_CONFIG, then $DOCKER_CONFIG/config.json
+    /// (default ~/.docker/config.json), in every form docker writes: auth,
+    /// username/password, identitytoken, credsStore, credHelpers (docs/publishing.md).
     Build(BuildArgs),
     /// Show which runner builds which platform and why, its fallbacks, and the platforms moved off an unreachable runner; nothing is built.
     Plan(PlanArgs),
@@ -33,6 +37,9 @@ pub enum Command {
     /// Write a starting mab.toml for the Dockerfile in this directory.
     Init(InitArgs),
     /// Show a published list: platform, digest and size of each entry.
+    ///
+    /// Registry credentials are read as for `mab build` (DOCKER_AUTH_CONFIG, then
+    /// $DOCKER_CONFIG/config.json; docs/publishing.md).
     Inspect {
         /// The image reference, such as registry.example.com/team/app:1.0:
         /// [registry[:port]/]path[:tag] or path@sha256:DIGEST, read by Docker's

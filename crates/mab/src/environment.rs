@@ -211,6 +211,24 @@ impl Environment {
             .join("mab")
     }
 
+    /// Where registry credentials are read from, in this order:
+    /// `DOCKER_AUTH_CONFIG` when set and not empty (GitLab's way), then
+    /// `config.json` in [`Environment::docker_config_dir`]; see
+    /// [`mab_registry::CredentialSources`]. Errors: either is not a Docker
+    /// configuration ([`mab_registry::RegistryError::CredentialsConfig`]).
+    pub fn credential_sources(
+        &self,
+    ) -> Result<mab_registry::CredentialSources, mab_registry::RegistryError> {
+        let auth_config = self
+            .variable("DOCKER_AUTH_CONFIG")
+            .filter(|value| !value.is_empty())
+            .map(|value| value.to_string_lossy());
+        mab_registry::CredentialSources::load(
+            auth_config.as_deref(),
+            &self.docker_config_dir().join("config.json"),
+        )
+    }
+
     /// The Docker client configuration directory (`$DOCKER_CONFIG`, else `~/.docker`).
     pub fn docker_config_dir(&self) -> PathBuf {
         self.docker_config

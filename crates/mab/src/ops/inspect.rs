@@ -23,11 +23,7 @@ pub async fn inspect(
         )
     })?;
     let image = parsed.name.as_str();
-    let credentials = mab_registry::load_credentials(
-        &environment.docker_config_dir().join("config.json"),
-        &parsed.registry,
-    )
-    .map_err(|error| Failure::runtime(error.to_string(), None))?;
+    let (_, credentials) = super::registry_credentials(environment, &parsed.registry).await?;
     let repository = Repository::new(image, credentials.as_ref())
         .map_err(|error| Failure::usage(error.to_string(), None))?
         .reporting_to(Arc::clone(reporter));

@@ -44,3 +44,30 @@ pub fn network_flag(text: Option<&str>) -> Result<Option<NetworkMode>, Failure> 
     })
     .transpose()
 }
+
+/// The credential sources of `environment` ([`Environment::credential_sources`])
+/// and the credentials they give for `registry` (a credential helper runs
+/// off the async threads). A source or helper that cannot give them is
+/// usage (exit 2), found before anything is built, with its hint.
+pub async fn registry_credentials(
+    environment: &crate::environment::Environment,
+    registry: &str,
+) -> Result<
+    (
+        mab_registry::CredentialSources,
+        Option<mab_registry::Credentials>,
+    ),
+    Failure,
+> {
+    let usage = |error: mab_registry::RegistryError| {
+        Failure::usage(error.to_string(), error.credentials_hint())
+    };
+    let sources = environment.credential_sources().map_err(usage)?;
+    let lookup = sources.clone();
+    let owned = registry.to_owned();
+    let credentials = tokio::task::spawn_blocking(move || lookup.lookup(&owned))
+        .await
+        .map_err(|error| Failure::runtime(error.to_string(), None))?
+        .map_err(usage)?;
+    Ok((sources, credentials))
+}

@@ -120,7 +120,7 @@ pub async fn build(
         repository: access.repository.as_ref(),
         credentials: access.credentials,
         network: prepared.network,
-        registry_config: environment.docker_config_dir().join("config.json"),
+        credential_sources: access.credential_sources,
         reporter: reporter.as_ref(),
         control,
     };
@@ -245,20 +245,23 @@ async fn load_and_check(
 struct RegistryAccess {
     /// The registry's host (`mab_registry::registry_of`), for messages.
     registry: String,
-    /// Its credentials from the Docker `config.json`, if any.
+    /// Its credentials, if any ([`crate::ops::registry_credentials`]).
     credentials: Option<mab_registry::Credentials>,
+    /// Where they came from, for the engines' pulls of base images.
+    credential_sources: mab_registry::CredentialSources,
     /// The image's repository; `None` with `--no-push`.
     repository: Option<Repository>,
 }
 
-/// The registry of `[image] name`, its credentials from the Docker
-/// `config.json` (its credential helper asked), and, unless `--no-push`,
+/// The registry of `[image] name`, its credentials
+/// ([`crate::ops::registry_credentials`]: `DOCKER_AUTH_CONFIG`, then the
+/// Docker `config.json`, a credential helper asked), and, unless `--no-push`,
 /// the image's repository (its retries reported to `reporter`) with push
 /// rights checked before anything is built ([`check_registry`], within
 /// `prepared.deadline`). Every failure writes the metadata file as
 /// `unstarted` says: an image name without a registry or a repository
-/// name the registry refuses is usage (exit 2), credentials that cannot
-/// be read, no push rights or the deadline coming first are a registry
+/// name the registry refuses, or credentials that cannot be read, is usage
+/// (exit 2), no push rights or the deadline coming first are a registry
 /// failure (exit 1); a stop asked on `control` is [`Failure::stopped`].
 async fn open_registry(
     args: &BuildArgs,
@@ -276,17 +279,10 @@ async fn open_registry(
         );
         unstarted.fail(failure, ErrorKind::Usage, None)
     })?;
-    let credentials = mab_registry::load_credentials(
-        &environment.docker_config_dir().join("config.json"),
-        &registry,
-    )
-    .map_err(|error| {
-        let failure = Failure::runtime(
-            error.to_string(),
-            Some("check ~/.docker/config.json and its credential helper"),
-        );
-        unstarted.fail(failure, ErrorKind::Registry, None)
-    })?;
+    let (credential_sources, credentials) =
+        crate::ops::registry_credentials(environment, &registry)
+            .await
+            .map_err(|failure| unstarted.fail(failure, ErrorKind::Usage, None))?;
     let repository = if args.no_push {
         None
     } else {
@@ -308,6 +304,7 @@ async fn open_registry(
     Ok(RegistryAccess {
         registry,
         credentials,
+        credential_sources,
         repository,
     })
 }

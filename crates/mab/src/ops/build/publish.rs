@@ -152,7 +152,7 @@ pub(super) async fn check_push(repository: &impl Registry, registry: &str) -> Re
         "check that {registry} is up and that this machine reaches it (the runners push there too); nothing was built"
     );
     let hint_denied = format!(
-        "log in with `docker login {registry}` as a user that may push to {}; mab reads the credentials from ~/.docker/config.json",
+        "log in with `docker login {registry}` as a user that may push to {}; mab reads the credentials from DOCKER_AUTH_CONFIG, then the Docker configuration (~/.docker/config.json or $DOCKER_CONFIG)",
         repository.name()
     );
     repository.check_push().await.map_err(|error| match error {

@@ -2,7 +2,6 @@
 //! push under a staging tag, read back and verify, keep the image).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use mab_config::{NetworkMode, Platform, Project, Runner};
@@ -55,8 +54,8 @@ pub(super) struct LiveWorker<'a, R> {
     pub(super) credentials: Option<mab_registry::Credentials>,
     /// `--network`, over each runner's own `network`.
     pub(super) network: Option<NetworkMode>,
-    /// The Docker `config.json` with the registry credentials.
-    pub(super) registry_config: PathBuf,
+    /// Where registry credentials come from, for the engines' pulls.
+    pub(super) credential_sources: mab_registry::CredentialSources,
     pub(super) reporter: &'a dyn Reporter,
     /// Set by a signal to stop the build: its jobs are dropped.
     pub(super) control: &'a BuildControl,
@@ -93,7 +92,7 @@ impl<R: Registry> LiveWorker<'_, R> {
                 .unwrap_or(self.runners[&job.runner].network)
                 .as_str()
                 .to_owned(),
-            registry_config: Some(self.registry_config.clone()),
+            credential_sources: Some(self.credential_sources.clone()),
         };
         let phase = self.start_phase(job, Phase::Build);
         let built = engine
@@ -397,7 +396,7 @@ impl Stage {
                     .to_owned()
             }
             Stage::Push if ["auth", "denied", "unauthorized"].iter().any(|word| message.contains(word)) => format!(
-                "mab hands the engines the credentials for {registry} from ~/.docker/config.json; log in with `docker login {registry}`"
+                "mab hands the engines the credentials for {registry} from DOCKER_AUTH_CONFIG or the Docker configuration (docs/publishing.md); log in with `docker login {registry}`"
             ),
             Stage::Push => format!("check that {registry} is reachable from runner `{}` and accepts pushes", job.runner),
             Stage::ReadBack => format!("check that {registry} serves the image runner `{}` pushed", job.runner),

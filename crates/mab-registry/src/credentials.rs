@@ -1,0 +1,459 @@
+//! Registry credentials in every form the docker CLI writes, looked up the
+//! way docker and the GitLab runner look them up.
+//!
+//! Sources, in order (the GitLab runner's order): the `DOCKER_AUTH_CONFIG`
+//! variable (the JSON of a `config.json` in a variable), then the Docker
+//! configuration file (`$DOCKER_CONFIG/config.json`, else
+//! `~/.docker/config.json`). The first source that has credentials for a
+//! registry gives them; a source without an entry for it passes to the next.
+//!
+//! Within one source, as the docker CLI (`cli/config/configfile`): the
+//! registry's `credHelpers` entry, else `credsStore`, else the `auths`
+//! entry (`identitytoken`, else `auth`, else `username`/`password`).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use base64::Engine;
+use serde::Deserialize;
+
+use crate::RegistryError;
+
+/// The key docker uses for Docker Hub in `auths`, `credHelpers` and on a
+/// credential helper's stdin (`registry.IndexServer` in docker).
+pub const DOCKER_HUB_SERVER: &str = "https://index.docker.io/v1/";
+
+/// What a credential helper prints on stdout, exiting 1, when it has no
+/// credentials for the registry (docker-credential-helpers'
+/// `credentials.errCredentialsNotFound`); docker then goes on anonymously.
+const HELPER_NOT_FOUND: &str = "credentials not found in native keychain";
+
+/// Registry credentials from a Docker configuration.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The registry they are for, as the configuration keys it
+    /// (`127.0.0.1:5001`, [`DOCKER_HUB_SERVER`]).
+    pub server: String,
+    /// The user name; with an identity token, the one stored beside it, if
+    /// any.
+    pub username: Option<String>,
+    /// The password of a username/password entry; `None` with a token.
+    pub password: Option<String>,
+    /// The identity (OAuth2 refresh) token, as `docker login` stores it for
+    /// registries such as ACR; `None` with a username/password.
+    pub identity_token: Option<String>,
+    /// Where they came from, for messages: `DOCKER_AUTH_CONFIG`, the
+    /// configuration file's path, or `docker-credential-NAME (credsStore in
+    /// …)`.
+    pub origin: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Credentials")
+            .field("server", &self.server)
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The places credentials are read from, each already parsed, in the order
+/// they are asked (see the module documentation). Cheap to clone; the
+/// credential helpers they name run at each [`CredentialSources::lookup`].
+#[derive(Clone, Default)]
+pub struct CredentialSources {
+    sources: Vec<Source>,
+}
+
+/// Shows where the sources are, never what they hold.
+impl std::fmt::Debug for CredentialSources {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_list()
+            .entries(self.sources.iter().map(|source| &source.origin))
+            .finish()
+    }
+}
+
+#[derive(Clone)]
+struct Source {
+    /// `DOCKER_AUTH_CONFIG` or the file's path.
+    origin: String,
+    config: ConfigFile,
+}
+
+/// The credential part of a Docker `config.json` (docker's
+/// `configfile.ConfigFile`); other keys are ignored.
+#[derive(Clone, Default, Deserialize)]
+struct ConfigFile {
+    #[serde(default)]
+    auths: Option<BTreeMap<String, AuthEntry>>,
+    #[serde(rename = "credsStore", default)]
+    creds_store: Option<String>,
+    #[serde(rename = "credHelpers", default)]
+    cred_helpers: Option<BTreeMap<String, String>>,
+}
+
+/// One `auths` entry (docker's `types.AuthConfig` as stored).
+#[derive(Clone, Default, Deserialize)]
+struct AuthEntry {
+    /// base64 of `username:password`.
+    #[serde(default)]
+    auth: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    identitytoken: Option<String>,
+}
+
+/// What a credential helper prints for `get` (docker-credential-helpers'
+/// `credentials.Credentials`).
+#[derive(Deserialize)]
+struct HelperAnswer {
+    #[serde(rename = "Username", default)]
+    username: String,
+    #[serde(rename = "Secret", default)]
+    secret: String,
+}
+
+impl CredentialSources {
+    /// Reads the sources: `auth_config`, the value of `DOCKER_AUTH_CONFIG`
+    /// when set, then the file `config_json` when it exists.
+    ///
+    /// Errors ([`RegistryError::CredentialsConfig`]): `DOCKER_AUTH_CONFIG`
+    /// or the file is not JSON or not shaped as a Docker configuration,
+    /// or the file cannot be read. The message gives the line and column,
+    /// never the text, which may hold secrets.
+    pub fn load(
+        auth_config: Option<&str>,
+        config_json: &Path,
+    ) -> Result<CredentialSources, RegistryError> {
+        let mut sources = Vec::new();
+        if let Some(text) = auth_config {
+            sources.push(Source::parse("DOCKER_AUTH_CONFIG", text.as_bytes())?);
+        }
+        let origin = config_json.display().to_string();
+        match std::fs::read(config_json) {
+            Ok(bytes) => sources.push(Source::parse(&origin, &bytes)?),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                return Err(RegistryError::CredentialsConfig {
+                    origin,
+                    message: format!("cannot be read: {error}"),
+                })
+            }
+        }
+        Ok(CredentialSources { sources })
+    }
+
+    /// The credentials for `registry` (a host\[:port\] as
+    /// [`crate::registry_of`] gives it; Docker Hub's names are looked up as
+    /// [`DOCKER_HUB_SERVER`]), or `None` when no source has any: the
+    /// registry is then used anonymously, as docker does. May run a
+    /// credential helper (`docker-credential-NAME get`, the server on
+    /// stdin): call it off the async threads.
+    ///
+    /// Errors ([`RegistryError::Credentials`]): the helper is not on
+    /// `PATH`, fails, or prints something that is not its JSON answer; an
+    /// `auth` value that is not base64 of `user:password`.
+    pub fn lookup(&self, registry: &str) -> Result<Option<Credentials>, RegistryError> {
+        let server = if hostname(registry) == "index.docker.io" {
+            DOCKER_HUB_SERVER
+        } else {
+            registry
+        };
+        for source in &self.sources {
+            if let Some(credentials) = source.lookup(server)? {
+                return Ok(Some(credentials));
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl Source {
+    fn parse(origin: &str, bytes: &[u8]) -> Result<Source, RegistryError> {
+        let config = serde_json::from_slice::<ConfigFile>(bytes).map_err(|error| {
+            let what = match error.classify() {
+                serde_json::error::Category::Data => {
+                    "is not a Docker configuration (a value of the wrong type"
+                }
+                _ => "is not JSON (an error",
+            };
+            RegistryError::CredentialsConfig {
+                origin: origin.to_owned(),
+                message: format!(
+                    "{what} at line {}, column {})",
+                    error.line(),
+                    error.column()
+                ),
+            }
+        })?;
+        Ok(Source {
+            origin: origin.to_owned(),
+            config,
+        })
+    }
+
+    fn lookup(&self, server: &str) -> Result<Option<Credentials>, RegistryError> {
+        let helper = entry(self.config.cred_helpers.as_ref(), server)
+            .map(|name| (name, "credHelpers"))
+            .or(self
+                .config
+                .creds_store
+                .as_ref()
+                .map(|name| (name, "credsStore")))
+            .filter(|(name, _)| !name.is_empty());
+        if let Some((name, key)) = helper {
+            let origin = format!("docker-credential-{name} ({key} in {})", self.origin);
+            return run_helper(name, server, &origin);
+        }
+        let Some(stored) = entry(self.config.auths.as_ref(), server) else {
+            return Ok(None);
+        };
+        let non_empty = |value: &Option<String>| value.clone().filter(|value| !value.is_empty());
+        let credentials = |username, password, identity_token| Credentials {
+            server: server.to_owned(),
+            username,
+            password,
+            identity_token,
+            origin: self.origin.clone(),
+        };
+        let decoded = match non_empty(&stored.auth) {
+            Some(auth) => Some(decode_auth(&auth).ok_or_else(|| RegistryError::Credentials {
+                registry: server.to_owned(),
+                message: format!(
+                    "the `auth` of its entry in {} is not base64 of user:password",
+                    self.origin
+                ),
+                hint: "write `auth` as base64 of user:password, or log in again with `docker login`",
+            })?),
+            None => None,
+        };
+        if let Some(token) = non_empty(&stored.identitytoken) {
+            let username = decoded
+                .map(|(username, _)| username)
+                .or(non_empty(&stored.username));
+            return Ok(Some(credentials(username, None, Some(token))));
+        }
+        let pair = decoded.or(non_empty(&stored.username).zip(non_empty(&stored.password)));
+        Ok(pair.map(|(username, password)| credentials(Some(username), Some(password), None)))
+    }
+}
+
+/// The value of `map` for `server`: its own key, else the first key with
+/// the same host (docker's `ConvertToHostname`: `https://` and any path
+/// dropped), Docker Hub's names counting as one.
+fn entry<'a, T>(map: Option<&'a BTreeMap<String, T>>, server: &str) -> Option<&'a T> {
+    let map = map?;
+    map.get(server).or_else(|| {
+        map.iter()
+            .find(|(key, _)| hostname(key) == hostname(server))
+            .map(|(_, value)| value)
+    })
+}
+
+/// A registry key as a host\[:port\], as docker's `ConvertToHostname`, with
+/// Docker Hub's names as `index.docker.io`.
+fn hostname(key: &str) -> &str {
+    let host = key
+        .strip_prefix("https://")
+        .or_else(|| key.strip_prefix("http://"))
+        .unwrap_or(key);
+    let host = host.split('/').next().unwrap_or(host);
+    match host {
+        "docker.io" | "registry-1.docker.io" => "index.docker.io",
+        _ => host,
+    }
+}
+
+/// `user:password` from an `auth` value (base64, padding optional, as
+/// docker's `decodeAuth`); `None` when it is not that.
+fn decode_auth(auth: &str) -> Option<(String, String)> {
+    let engine = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    let decoded = String::from_utf8(engine.decode(auth.trim()).ok()?).ok()?;
+    let (username, password) = decoded.split_once(':')?;
+    Some((username.to_owned(), password.to_owned()))
+}
+
+/// Runs `docker-credential-NAME get` with `server` on stdin, as docker's
+/// credential-helper client does: JSON `{"Username","Secret"}` on stdout, a
+/// `<token>` user name meaning an identity token; exit 1 printing
+/// [`HELPER_NOT_FOUND`] means no credentials.
+fn run_helper(
+    name: &str,
+    server: &str,
+    origin: &str,
+) -> Result<Option<Credentials>, RegistryError> {
+    let program = format!("docker-credential-{name}");
+    let failed = |message: String| {
+        RegistryError::Credentials {
+        registry: server.to_owned(),
+        message: format!("the credential helper {origin} {message}"),
+        hint: "check that the helper is installed and logged in (`docker login` with it), or remove it from the Docker configuration",
+    }
+    };
+    let mut child = Command::new(&program)
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|error| match error.kind() {
+            std::io::ErrorKind::NotFound => {
+                failed(format!("is not on PATH (no `{program}` found)"))
+            }
+            _ => failed(format!("could not be started: {error}")),
+        })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A helper that exits without reading is judged by its answer.
+        let _ = stdin.write_all(server.as_bytes());
+    }
+    let output = child
+        .wait_with_output()
+        .map_err(|error| failed(format!("could not be waited for: {error}")))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        if stdout.trim() == HELPER_NOT_FOUND {
+            return Ok(None);
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let said = [stderr.trim(), stdout.trim()]
+            .into_iter()
+            .find(|text| !text.is_empty())
+            .and_then(|text| text.lines().next())
+            .map(|line| format!(": {}", line.chars().take(200).collect::<String>()))
+            .unwrap_or_default();
+        return Err(failed(format!("failed ({}){said}", output.status)));
+    }
+    let answer: HelperAnswer = serde_json::from_slice(&output.stdout).map_err(|_| {
+        failed("did not print its JSON answer ({\"Username\": …, \"Secret\": …})".to_owned())
+    })?;
+    let (username, password, identity_token) = if answer.username == "<token>" {
+        (None, None, Some(answer.secret))
+    } else {
+        (Some(answer.username), Some(answer.secret), None)
+    };
+    Ok(Some(Credentials {
+        server: server.to_owned(),
+        username,
+        password,
+        identity_token,
+        origin: origin.to_owned(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sources(auth_config: Option<&str>, file: Option<&str>) -> CredentialSources {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("config.json");
+        if let Some(file) = file {
+            std::fs::write(&path, file).unwrap();
+        }
+        CredentialSources::load(auth_config, &path).unwrap()
+    }
+
+    fn pair(credentials: Option<Credentials>) -> (Option<String>, Option<String>, Option<String>) {
+        let credentials = credentials.expect("credentials");
+        (
+            credentials.username,
+            credentials.password,
+            credentials.identity_token,
+        )
+    }
+
+    fn some(username: &str, password: &str) -> (Option<String>, Option<String>, Option<String>) {
+        (Some(username.into()), Some(password.into()), None)
+    }
+
+    #[test]
+    fn reads_each_auths_form() {
+        // base64("mab:mab-secret")
+        let file = r#"{"auths":{
+            "127.0.0.1:5001":{"auth":"bWFiOm1hYi1zZWNyZXQ="},
+            "127.0.0.1:5002":{"username":"u","password":"p"},
+            "https://127.0.0.1:5003/v2/":{"auth":"bWFiOm1hYi1zZWNyZXQ"},
+            "127.0.0.1:5004":{"auth":"","identitytoken":"refresh"},
+            "https://index.docker.io/v1/":{"auth":"aHViOmh1Yg=="},
+            "127.0.0.1:5005":{}
+        }}"#;
+        let sources = sources(None, Some(file));
+        let found = |registry| sources.lookup(registry).unwrap();
+        assert_eq!(pair(found("127.0.0.1:5001")), some("mab", "mab-secret"));
+        assert_eq!(pair(found("127.0.0.1:5002")), some("u", "p"));
+        assert_eq!(pair(found("127.0.0.1:5003")), some("mab", "mab-secret"));
+        assert_eq!(
+            pair(found("127.0.0.1:5004")),
+            (None, None, Some("refresh".into()))
+        );
+        for hub in ["index.docker.io", "docker.io", "registry-1.docker.io"] {
+            let credentials = found(hub).unwrap();
+            assert_eq!(credentials.server, DOCKER_HUB_SERVER);
+            assert_eq!(credentials.password.as_deref(), Some("hub"));
+        }
+        assert!(found("127.0.0.1:5005").is_none());
+        assert!(found("127.0.0.1:5000").is_none());
+        assert!(!format!("{:?}", found("127.0.0.1:5001")).contains("mab-secret"));
+    }
+
+    #[test]
+    fn docker_auth_config_comes_first_and_falls_through() {
+        let variable = r#"{"auths":{"127.0.0.1:5001":{"username":"ci","password":"from-ci"}}}"#;
+        let file = r#"{"auths":{"127.0.0.1:5001":{"username":"me","password":"mine"},
+                                 "127.0.0.1:5002":{"username":"me","password":"mine"}}}"#;
+        let sources = sources(Some(variable), Some(file));
+        let first = sources.lookup("127.0.0.1:5001").unwrap().unwrap();
+        assert_eq!(first.password.as_deref(), Some("from-ci"));
+        assert_eq!(first.origin, "DOCKER_AUTH_CONFIG");
+        let second = sources.lookup("127.0.0.1:5002").unwrap().unwrap();
+        assert_eq!(second.password.as_deref(), Some("mine"));
+        assert!(second.origin.ends_with("config.json"));
+    }
+
+    #[test]
+    fn unreadable_configurations_never_echo_their_text() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("config.json");
+        for text in ["not json s3cret", r#"{"auths":"s3cret"}"#] {
+            let error = CredentialSources::load(Some(text), &path)
+                .expect_err(text)
+                .to_string();
+            assert!(error.contains("DOCKER_AUTH_CONFIG"), "{error}");
+            assert!(!error.contains("s3cret"), "{error}");
+        }
+        let sources = sources(None, Some(r#"{"auths":{"r":{"auth":"!!s3cret"}}}"#));
+        let error = sources.lookup("r").unwrap_err().to_string();
+        assert!(
+            error.contains("not base64") && !error.contains("s3cret"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_missing_helper_is_named() {
+        let file = r#"{"auths":{"r":{"auth":"bWFiOm1hYi1zZWNyZXQ="}},
+                       "credHelpers":{"r":"mab-no-such-helper"}}"#;
+        let error = sources(None, Some(file))
+            .lookup("r")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("docker-credential-mab-no-such-helper (credHelpers in")
+                && error.contains("is not on PATH")
+                && error.contains("for r"),
+            "{error}"
+        );
+    }
+}
