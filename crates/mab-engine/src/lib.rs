@@ -11,10 +11,12 @@
 //! session in which mab serves the context and the Dockerfile (see
 //! `session` and `filesync`), then asks for the build with
 //! `remote=client-session`. No tar is uploaded: the engine fetches the files
-//! it needs, and on a warm cache only the ones that changed.
+//! it needs, and on a warm cache only the ones that changed. The same
+//! session serves the build's secrets (see `secrets`).
 
 mod filesync;
 mod retry;
+mod secrets;
 mod session;
 mod transport;
 
@@ -36,6 +38,7 @@ use mab_events::Reporter;
 use std::sync::Arc;
 
 pub use retry::{MAX_DELAY, MIN_DELAY, TRIES};
+pub use secrets::{SecretValue, Secrets};
 pub use transport::{tcp_connector, unix_connector, Connect, ConnectFuture, Io};
 
 /// How many lines of build output are kept to show when a build fails.
@@ -143,6 +146,9 @@ pub struct BuildSpec {
     /// The Docker `config.json` whose credentials the engine may ask for
     /// while it pulls base images (through the session's Auth service).
     pub registry_config: Option<PathBuf>,
+    /// The build's secrets, served through the session for `RUN
+    /// --mount=type=secret` steps (never written into the request).
+    pub secrets: Secrets,
 }
 
 /// Something that happened during a build, for progress output.
@@ -281,6 +287,7 @@ impl Engine {
             &identity,
             sources,
             spec.registry_config.clone(),
+            spec.secrets.clone(),
         )
         .await
         .map_err(|error| match error {
@@ -885,6 +892,7 @@ mod tests {
             args: BTreeMap::from([("GREETING".to_owned(), "hello world".to_owned())]),
             network: "host".to_owned(),
             registry_config: None,
+            secrets: Secrets::default(),
         }
     }
 

@@ -10,6 +10,9 @@
 //! image from a registry that needs a login, with the credentials of the
 //! coordinator's Docker configuration for that registry, as the docker CLI
 //! does.
+//!
+//! And it offers the Secrets service's `GetSecret` (see `secrets`), which
+//! a `RUN --mount=type=secret` step asks for its secret's value.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -19,6 +22,7 @@ use bollard_buildkit_proto::health::health_server::{Health, HealthServer};
 use bollard_buildkit_proto::health::{
     HealthCheckRequest, HealthCheckResponse, HealthListRequest, HealthListResponse,
 };
+use bollard_buildkit_proto::moby::buildkit::secrets::v1::secrets_server::SecretsServer;
 use bollard_buildkit_proto::moby::filesync::v1::auth_server::{Auth, AuthServer};
 use bollard_buildkit_proto::moby::filesync::v1::file_sync_server::FileSyncServer;
 use bollard_buildkit_proto::moby::filesync::v1::{
@@ -37,6 +41,7 @@ use tonic::service::Routes;
 use tonic::{Request, Response, Status};
 
 use crate::filesync::{FileSyncService, Sources};
+use crate::secrets::{Secrets, SecretsService};
 use crate::transport::{self, Connect};
 
 const HEADER_UUID: &str = "X-Docker-Expose-Session-Uuid";
@@ -108,6 +113,7 @@ pub(crate) fn offered_methods() -> Vec<String> {
         format!("/{}/Check", HealthServer::<Healthy>::NAME),
         format!("/{}/DiffCopy", FileSyncServer::<FileSyncService>::NAME),
         format!("/{}/Credentials", AuthServer::<Credentials>::NAME),
+        format!("/{}/GetSecret", SecretsServer::<SecretsService>::NAME),
     ]
 }
 
@@ -119,6 +125,7 @@ pub(crate) async fn open(
     identity: &SessionIdentity,
     sources: Sources,
     registry_config: Option<PathBuf>,
+    secrets: Secrets,
 ) -> Result<impl Future<Output = ()> + Send + 'static, SessionError> {
     let mut request = http::Request::post("/session")
         .header(UPGRADE, "h2c")
@@ -161,6 +168,7 @@ pub(crate) async fn open(
     let routes = Routes::new(HealthServer::new(Healthy))
         .add_service(FileSyncServer::new(FileSyncService::new(sources)))
         .add_service(AuthServer::new(Credentials { registry_config }))
+        .add_service(SecretsServer::new(SecretsService { secrets }))
         .prepare();
     let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .serve_connection(upgraded, TowerToHyperService::new(routes));
@@ -272,13 +280,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn offers_the_health_check_and_diffcopy() {
+    fn offers_the_health_check_diffcopy_credentials_and_secrets() {
         assert_eq!(
             offered_methods(),
             [
                 "/grpc.health.v1.Health/Check",
                 "/moby.filesync.v1.FileSync/DiffCopy",
-                "/moby.filesync.v1.Auth/Credentials"
+                "/moby.filesync.v1.Auth/Credentials",
+                "/moby.buildkit.secrets.v1.Secrets/GetSecret",
             ]
         );
     }

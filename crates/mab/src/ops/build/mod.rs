@@ -12,6 +12,7 @@ mod metadata;
 mod overrides;
 mod publish;
 mod resume;
+mod secrets;
 mod tags;
 mod worker;
 
@@ -121,6 +122,7 @@ pub async fn build(
         credentials: access.credentials,
         network: prepared.network,
         registry_config: environment.docker_config_dir().join("config.json"),
+        secrets: prepared.secrets.clone(),
         reporter: reporter.as_ref(),
         control,
     };
@@ -169,13 +171,17 @@ struct Prepared {
     tags: Vec<String>,
     /// `--network`.
     network: Option<mab_config::NetworkMode>,
+    /// `--secret` and `[image.secrets]`, read.
+    secrets: mab_engine::Secrets,
     /// `--metadata-file` and the state a resume reads, not yet written.
     metadata: MetadataFile,
 }
 
 /// Everything checked before the registry or a runner is asked: loads
 /// `mab.toml` and the runners file ([`prepare::load`]), applies the flags
-/// over them (`overrides`) and `--deadline` (counted from now), refuses a
+/// over them (`overrides`), reads the build's secrets (`secrets`: a
+/// missing file or unset variable is exit 2) and `--deadline` (counted
+/// from now), refuses a
 /// `--platform` that narrows a build published under computed tags and an
 /// `--allow-partial` without tags ([`tags`]), `--resume` with `--no-push`,
 /// reads the build context and checks the `--target` is one of its
@@ -199,6 +205,7 @@ async fn load_and_check(
     let loaded = prepare::load(&args.project, environment, reporter)?;
     let mut project = loaded.project;
     apply_overrides(&mut project, args, environment)?;
+    let secrets = secrets::read_secrets(&project, &args.secrets, environment)?;
     let deadline = match &args.deadline {
         Some(deadline) => {
             let limit = time_limit("--deadline", deadline)?;
@@ -237,6 +244,7 @@ async fn load_and_check(
         resume,
         tags,
         network,
+        secrets,
         metadata,
     })
 }

@@ -57,6 +57,8 @@ pub(super) struct LiveWorker<'a, R> {
     pub(super) network: Option<NetworkMode>,
     /// The Docker `config.json` with the registry credentials.
     pub(super) registry_config: PathBuf,
+    /// `--secret` and `[image.secrets]`, read before anything was built.
+    pub(super) secrets: mab_engine::Secrets,
     pub(super) reporter: &'a dyn Reporter,
     /// Set by a signal to stop the build: its jobs are dropped.
     pub(super) control: &'a BuildControl,
@@ -94,6 +96,7 @@ impl<R: Registry> LiveWorker<'_, R> {
                 .as_str()
                 .to_owned(),
             registry_config: Some(self.registry_config.clone()),
+            secrets: self.secrets.clone(),
         };
         let phase = self.start_phase(job, Phase::Build);
         let built = engine
