@@ -23,6 +23,7 @@ mod registry_auth;
 mod registry_faults;
 mod resume;
 mod runners;
+mod secrets;
 mod slots;
 mod ssh_config;
 mod staging;
