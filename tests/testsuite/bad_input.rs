@@ -299,6 +299,35 @@ fn bad_secrets() {
     }
 }
 
+/// `--ssh` that cannot be served stops the build (exit 2) before any
+/// runner is contacted: no agent for `default`, a missing key file, an
+/// encrypted key.
+#[test]
+fn bad_ssh_flags() {
+    let project = project_with_runner(
+        "[[runner]]\nname = \"arm\"\nhost = \"root@127.0.0.9:1\"\nplatforms = [\"linux/amd64\"]\n",
+    );
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "secret", "-f"])
+        .arg(project.path().join("locked"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let cases: [(&str, &[&str]); 3] = [
+        ("ssh_default_without_agent", &["build", "--ssh", "default"]),
+        (
+            "ssh_missing_key_file",
+            &["build", "--ssh", "git=missing_key"],
+        ),
+        ("ssh_encrypted_key", &["build", "--ssh", "git=locked"]),
+    ];
+    for (name, arguments) in cases {
+        let run = run(&project, arguments);
+        assert!(!run.stderr.contains("127.0.0.9"), "{name}: {run:?}");
+        check(name, &run, 2);
+    }
+}
+
 /// The good manifest with `runners` as its runners file.
 fn project_with_runner(runners: &str) -> Project {
     let project = project(GOOD_MANIFEST);

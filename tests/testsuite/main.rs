@@ -26,6 +26,7 @@ mod runners;
 mod secrets;
 mod slots;
 mod ssh_config;
+mod ssh_forward;
 mod staging;
 mod support;
 mod tags;

@@ -12,12 +12,14 @@
 //! `session` and `filesync`), then asks for the build with
 //! `remote=client-session`. No tar is uploaded: the engine fetches the files
 //! it needs, and on a warm cache only the ones that changed. The same
-//! session serves the build's secrets (see `secrets`).
+//! session serves the build's secrets (see `secrets`) and SSH agents (see
+//! `sshforward`).
 
 mod filesync;
 mod retry;
 mod secrets;
 mod session;
+mod sshforward;
 mod transport;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
@@ -39,6 +41,7 @@ use std::sync::Arc;
 
 pub use retry::{MAX_DELAY, MIN_DELAY, TRIES};
 pub use secrets::{SecretValue, Secrets};
+pub use sshforward::SshAgents;
 pub use transport::{tcp_connector, unix_connector, Connect, ConnectFuture, Io};
 
 /// How many lines of build output are kept to show when a build fails.
@@ -149,6 +152,9 @@ pub struct BuildSpec {
     /// The build's secrets, served through the session for `RUN
     /// --mount=type=secret` steps (never written into the request).
     pub secrets: Secrets,
+    /// The build's SSH agents, forwarded through the session for `RUN
+    /// --mount=type=ssh` steps.
+    pub ssh_agents: SshAgents,
 }
 
 /// Something that happened during a build, for progress output.
@@ -288,6 +294,7 @@ impl Engine {
             sources,
             spec.registry_config.clone(),
             spec.secrets.clone(),
+            spec.ssh_agents.clone(),
         )
         .await
         .map_err(|error| match error {
@@ -893,6 +900,7 @@ mod tests {
             network: "host".to_owned(),
             registry_config: None,
             secrets: Secrets::default(),
+            ssh_agents: SshAgents::default(),
         }
     }
 

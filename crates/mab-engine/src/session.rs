@@ -12,7 +12,9 @@
 //! does.
 //!
 //! And it offers the Secrets service's `GetSecret` (see `secrets`), which
-//! a `RUN --mount=type=secret` step asks for its secret's value.
+//! a `RUN --mount=type=secret` step asks for its secret's value, and the
+//! SSH service's `CheckAgent` and `ForwardAgent` (see `sshforward`), over
+//! which a `RUN --mount=type=ssh` step talks to an SSH agent.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -30,6 +32,7 @@ use bollard_buildkit_proto::moby::filesync::v1::{
     GetTokenAuthorityRequest, GetTokenAuthorityResponse, VerifyTokenAuthorityRequest,
     VerifyTokenAuthorityResponse,
 };
+use bollard_buildkit_proto::moby::sshforward::v1::ssh_server::SshServer;
 use bytes::Bytes;
 use http::header::{CONNECTION, UPGRADE};
 use http::{HeaderValue, StatusCode};
@@ -42,6 +45,7 @@ use tonic::{Request, Response, Status};
 
 use crate::filesync::{FileSyncService, Sources};
 use crate::secrets::{Secrets, SecretsService};
+use crate::sshforward::{SshAgents, SshService};
 use crate::transport::{self, Connect};
 
 const HEADER_UUID: &str = "X-Docker-Expose-Session-Uuid";
@@ -114,6 +118,8 @@ pub(crate) fn offered_methods() -> Vec<String> {
         format!("/{}/DiffCopy", FileSyncServer::<FileSyncService>::NAME),
         format!("/{}/Credentials", AuthServer::<Credentials>::NAME),
         format!("/{}/GetSecret", SecretsServer::<SecretsService>::NAME),
+        format!("/{}/CheckAgent", SshServer::<SshService>::NAME),
+        format!("/{}/ForwardAgent", SshServer::<SshService>::NAME),
     ]
 }
 
@@ -126,6 +132,7 @@ pub(crate) async fn open(
     sources: Sources,
     registry_config: Option<PathBuf>,
     secrets: Secrets,
+    agents: SshAgents,
 ) -> Result<impl Future<Output = ()> + Send + 'static, SessionError> {
     let mut request = http::Request::post("/session")
         .header(UPGRADE, "h2c")
@@ -169,6 +176,7 @@ pub(crate) async fn open(
         .add_service(FileSyncServer::new(FileSyncService::new(sources)))
         .add_service(AuthServer::new(Credentials { registry_config }))
         .add_service(SecretsServer::new(SecretsService { secrets }))
+        .add_service(SshServer::new(SshService { agents }))
         .prepare();
     let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .serve_connection(upgraded, TowerToHyperService::new(routes));
@@ -280,7 +288,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn offers_the_health_check_diffcopy_credentials_and_secrets() {
+    fn offers_health_diffcopy_credentials_secrets_and_ssh() {
         assert_eq!(
             offered_methods(),
             [
@@ -288,6 +296,8 @@ mod tests {
                 "/moby.filesync.v1.FileSync/DiffCopy",
                 "/moby.filesync.v1.Auth/Credentials",
                 "/moby.buildkit.secrets.v1.Secrets/GetSecret",
+                "/moby.sshforward.v1.SSH/CheckAgent",
+                "/moby.sshforward.v1.SSH/ForwardAgent",
             ]
         );
     }

@@ -13,6 +13,7 @@ mod overrides;
 mod publish;
 mod resume;
 mod secrets;
+mod ssh;
 mod tags;
 mod worker;
 
@@ -123,6 +124,7 @@ pub async fn build(
         network: prepared.network,
         registry_config: environment.docker_config_dir().join("config.json"),
         secrets: prepared.secrets.clone(),
+        ssh_agents: prepared.ssh.agents.clone(),
         reporter: reporter.as_ref(),
         control,
     };
@@ -173,6 +175,8 @@ struct Prepared {
     network: Option<mab_config::NetworkMode>,
     /// `--secret` and `[image.secrets]`, read.
     secrets: mab_engine::Secrets,
+    /// `--ssh`: the agents, and those mab serves for key files.
+    ssh: ssh::SshForwarding,
     /// `--metadata-file` and the state a resume reads, not yet written.
     metadata: MetadataFile,
 }
@@ -180,8 +184,8 @@ struct Prepared {
 /// Everything checked before the registry or a runner is asked: loads
 /// `mab.toml` and the runners file ([`prepare::load`]), applies the flags
 /// over them (`overrides`), reads the build's secrets (`secrets`: a
-/// missing file or unset variable is exit 2) and `--deadline` (counted
-/// from now), refuses a
+/// missing file or unset variable is exit 2), starts the `--ssh` agents
+/// (`ssh`) and `--deadline` (counted from now), refuses a
 /// `--platform` that narrows a build published under computed tags and an
 /// `--allow-partial` without tags ([`tags`]), `--resume` with `--no-push`,
 /// reads the build context and checks the `--target` is one of its
@@ -206,6 +210,7 @@ async fn load_and_check(
     let mut project = loaded.project;
     apply_overrides(&mut project, args, environment)?;
     let secrets = secrets::read_secrets(&project, &args.secrets, environment)?;
+    let ssh = ssh::start_agents(&args.ssh, environment).await?;
     let deadline = match &args.deadline {
         Some(deadline) => {
             let limit = time_limit("--deadline", deadline)?;
@@ -245,6 +250,7 @@ async fn load_and_check(
         tags,
         network,
         secrets,
+        ssh,
         metadata,
     })
 }

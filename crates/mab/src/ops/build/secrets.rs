@@ -114,7 +114,7 @@ fn read_one(
 }
 
 /// `written` with `~/` as the home and a relative path under `base`.
-fn resolve(written: &Path, base: &Path, home: &Path) -> PathBuf {
+pub(super) fn resolve(written: &Path, base: &Path, home: &Path) -> PathBuf {
     match written.strip_prefix("~") {
         Ok(rest) => home.join(rest),
         Err(_) => base.join(written),

@@ -59,6 +59,8 @@ pub(super) struct LiveWorker<'a, R> {
     pub(super) registry_config: PathBuf,
     /// `--secret` and `[image.secrets]`, read before anything was built.
     pub(super) secrets: mab_engine::Secrets,
+    /// `--ssh`: the agents' sockets.
+    pub(super) ssh_agents: mab_engine::SshAgents,
     pub(super) reporter: &'a dyn Reporter,
     /// Set by a signal to stop the build: its jobs are dropped.
     pub(super) control: &'a BuildControl,
@@ -97,6 +99,7 @@ impl<R: Registry> LiveWorker<'_, R> {
                 .to_owned(),
             registry_config: Some(self.registry_config.clone()),
             secrets: self.secrets.clone(),
+            ssh_agents: self.ssh_agents.clone(),
         };
         let phase = self.start_phase(job, Phase::Build);
         let built = engine
