@@ -58,23 +58,31 @@ pub(super) fn read_secrets(
     let manifest_dir = project.manifest_path.parent().unwrap_or(Path::new("/"));
     let mut values = BTreeMap::new();
     for (id, (source, origin)) in asked {
-        let base = match origin {
-            Origin::Manifest(..) => manifest_dir,
-            Origin::Flag(_) => environment.current_dir.as_path(),
+        let (base, base_name) = match origin {
+            Origin::Manifest(..) => (manifest_dir, "mab.toml's directory"),
+            Origin::Flag(_) => (environment.current_dir.as_path(), "the current directory"),
         };
-        let value = read_one(&source, base, environment)
-            .map_err(|(problem, hint)| fail(&id, &origin, &problem, hint))?;
+        let value = read_one(&source, base, environment).map_err(|(problem, hint)| {
+            let hint = match hint {
+                Some(hint) => hint.to_owned(),
+                None => format!(
+                    "create the file, or name the secret's file (a relative path is relative to {base_name}, `~/` is the home)"
+                ),
+            };
+            fail(&id, &origin, &problem, &hint)
+        })?;
         values.insert(id, SecretValue::new(value));
     }
     Ok(Secrets::new(values))
 }
 
-/// The value of one source, or what is wrong and a hint.
+/// The value of one source, or what is wrong and a hint (`None` for a
+/// file that cannot be read: the hint then says what the path is relative to).
 fn read_one(
     source: &SecretSource,
     base: &Path,
     environment: &Environment,
-) -> Result<Vec<u8>, (String, &'static str)> {
+) -> Result<Vec<u8>, (String, Option<&'static str>)> {
     match source {
         SecretSource::Env(variable) => match environment.variable(variable) {
             Some(value) => {
@@ -83,7 +91,7 @@ fn read_one(
             }
             None => Err((
                 format!("the variable {variable} is not set"),
-                "set the variable in mab's environment, or name another source",
+                Some("set the variable in mab's environment, or name another source"),
             )),
         },
         SecretSource::File(written) => {
@@ -93,10 +101,7 @@ fn read_one(
                     std::io::ErrorKind::NotFound => "does not exist".to_owned(),
                     _ => format!("cannot be read: {error}"),
                 };
-                (
-                    format!("the file {} {why}", path.display()),
-                    "create the file or point `src` at the secret's file (relative to mab.toml's directory in mab.toml, to the current directory on the command line)",
-                )
+                (format!("the file {} {why}", path.display()), None)
             };
             let size = std::fs::metadata(&path).map_err(unreadable)?.len();
             if size > MAX_SECRET_SIZE {
@@ -105,7 +110,7 @@ fn read_one(
                         "the file {} has {size} bytes, over BuildKit's limit of {MAX_SECRET_SIZE}",
                         path.display()
                     ),
-                    "BuildKit takes secrets of at most 500 KiB; pass a smaller file",
+                    Some("BuildKit takes secrets of at most 500 KiB; pass a smaller file"),
                 ));
             }
             std::fs::read(&path).map_err(unreadable)
