@@ -274,6 +274,101 @@ fn bad_build_arg_and_tag() {
     );
 }
 
+/// A secret that cannot be read, or a bad `--secret`, stops the build
+/// (exit 2) before any runner is contacted (the only one is an address
+/// nothing answers on), naming the secret, its source and, for
+/// `[image.secrets]`, the entry's file:line:col.
+#[test]
+fn bad_secrets() {
+    const RUNNER: &str =
+        "[[runner]]\nname = \"arm\"\nhost = \"root@127.0.0.9:1\"\nplatforms = [\"linux/amd64\"]\n";
+    let project = project(&format!(
+        "{GOOD_MANIFEST}\n[image.secrets]\nnetrc = {{ src = \"missing.netrc\" }}\n"
+    ));
+    project.file("runners.toml", RUNNER);
+    let cases: [(&str, &[&str]); 2] = [
+        ("secret_missing_file", &["build"]),
+        (
+            "secret_unset_variable",
+            &[
+                "build",
+                "--secret",
+                "id=netrc,src=x",
+                "--secret",
+                "id=tok,env=MAB_UNSET_TOKEN",
+            ],
+        ),
+    ];
+    std::fs::write(project.path().join("x"), "value").unwrap();
+    for (name, arguments) in cases {
+        let run = run(&project, arguments);
+        assert!(!run.stderr.contains("127.0.0.9"), "{name}: {run:?}");
+        check(name, &run, 2);
+    }
+    let located = run(&project, &["build"]);
+    assert!(
+        located.stderr.contains(" --> [PROJECT]/mab.toml:6:9\n"),
+        "{located:?}"
+    );
+    let project = project_with_runner(RUNNER);
+    let flags: [(&str, &[&str]); 3] = [
+        (
+            "secret_flag_unknown_key",
+            &["build", "--secret", "id=tok,path=x"],
+        ),
+        ("secret_flag_without_id", &["build", "--secret", "src=x"]),
+        (
+            "secret_flag_twice",
+            &[
+                "build",
+                "--secret",
+                "id=tok,env=A",
+                "--secret",
+                "id=tok,src=x",
+            ],
+        ),
+    ];
+    for (name, arguments) in flags {
+        check(name, &run(&project, arguments), 2);
+    }
+}
+
+/// `--ssh` that cannot be served stops the build (exit 2) before any
+/// runner is contacted: no agent for `default`, a missing key file, an
+/// encrypted key.
+#[test]
+fn bad_ssh_flags() {
+    let project = project_with_runner(
+        "[[runner]]\nname = \"arm\"\nhost = \"root@127.0.0.9:1\"\nplatforms = [\"linux/amd64\"]\n",
+    );
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "secret", "-f"])
+        .arg(project.path().join("locked"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let cases: [(&str, &[&str]); 3] = [
+        ("ssh_default_without_agent", &["build", "--ssh", "default"]),
+        (
+            "ssh_missing_key_file",
+            &["build", "--ssh", "git=missing_key"],
+        ),
+        ("ssh_encrypted_key", &["build", "--ssh", "git=locked"]),
+    ];
+    for (name, arguments) in cases {
+        let run = run(&project, arguments);
+        assert!(!run.stderr.contains("127.0.0.9"), "{name}: {run:?}");
+        check(name, &run, 2);
+    }
+}
+
+/// The good manifest with `runners` as its runners file.
+fn project_with_runner(runners: &str) -> Project {
+    let project = project(GOOD_MANIFEST);
+    project.file("runners.toml", runners);
+    project
+}
+
 /// A bad `--timeout` or `--deadline` names the flag; the flag's value goes
 /// over a good `timeout` in mab.toml.
 #[test]

@@ -932,10 +932,10 @@ pub fn free_slot_files(directory: &Path) -> Vec<String> {
     names
 }
 
-/// The file the image `reference` holds at `path` (its last layer that
-/// has it), read from the registry with skopeo and tar, independently of
-/// mab.
-pub fn image_file(reference: &str, path: &str) -> String {
+/// The image `reference` copied from the registry with skopeo into a
+/// temporary directory (`dir:` layout: `manifest.json`, `version` and a
+/// file per blob named by its hex digest).
+pub fn image_dir(reference: &str) -> tempfile::TempDir {
     let directory = tempfile::tempdir().unwrap();
     let output = Command::new("skopeo")
         .args(["copy", "--src-tls-verify=false"])
@@ -948,6 +948,14 @@ pub fn image_file(reference: &str, path: &str) -> String {
         "skopeo copy {reference}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
+    directory
+}
+
+/// The file the image `reference` holds at `path` (its last layer that
+/// has it), read from the registry with skopeo and tar, independently of
+/// mab.
+pub fn image_file(reference: &str, path: &str) -> String {
+    let directory = image_dir(reference);
     let manifest: serde_json::Value =
         serde_json::from_slice(&fs::read(directory.path().join("manifest.json")).unwrap()).unwrap();
     let layers = manifest["layers"].as_array().expect("an image manifest");

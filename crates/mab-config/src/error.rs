@@ -114,6 +114,22 @@ impl ConfigError {
         }
     }
 
+    /// An error about a value at `location` of the file `path` (one that
+    /// the file names, found wrong later, such as a secret's missing file).
+    pub fn at(
+        path: &Path,
+        location: Location,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::Invalid {
+            path: path.to_owned(),
+            message: message.into(),
+            location: Some(location),
+            hint: Some(hint.into()),
+        }
+    }
+
     pub(crate) fn invalid(
         path: &Path,
         text: &str,

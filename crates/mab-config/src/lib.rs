@@ -5,6 +5,8 @@
 //! - [`platform`]: `os/arch[/variant]` parsing and containerd-style normalisation.
 //! - [`project`]: `mab.toml`, the project manifest, and where to find it.
 //! - [`runners`]: `runners.toml`, the runner registry, and where to find it.
+//! - [`secret`]: build secrets and SSH agents: `--secret`, `--ssh` and
+//!   `[image.secrets]` sources (never their values).
 //! - [`ConfigError`]: every error names the file, line and column, shows the
 //!   offending line and ends with a hint, the way cargo reports TOML errors.
 //!
@@ -23,6 +25,7 @@ pub mod host;
 pub mod platform;
 pub mod project;
 pub mod runners;
+pub mod secret;
 mod suggest;
 
 pub use edit::{add_runner, remove_runner, NewRunner};

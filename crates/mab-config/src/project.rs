@@ -12,6 +12,8 @@ use crate::document::{
 };
 use crate::error::{read_file, ConfigError};
 use crate::platform::Platform;
+use crate::secret::{ManifestSecret, SecretSource};
+use crate::Location;
 
 /// The manifest's file name.
 pub const MANIFEST_NAME: &str = "mab.toml";
@@ -47,6 +49,8 @@ pub struct Project {
     pub timeout: Option<Duration>,
     /// `[image.args]`.
     pub args: BTreeMap<String, String>,
+    /// `[image.secrets]`: each secret's id and source (never a value).
+    pub secrets: BTreeMap<String, ManifestSecret>,
     /// `[tags] extra`.
     pub extra_tags: Vec<String>,
     /// Unknown keys and platform alias notes, one sentence each.
@@ -70,6 +74,13 @@ struct RawImage {
     fallback: Option<bool>,
     timeout: Option<Spanned<String>>,
     args: Option<BTreeMap<String, String>>,
+    secrets: Option<BTreeMap<String, Spanned<RawSecret>>>,
+}
+
+#[derive(Deserialize)]
+struct RawSecret {
+    env: Option<Spanned<String>>,
+    src: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -88,7 +99,9 @@ const IMAGE_KEYS: &[&str] = &[
     "fallback",
     "timeout",
     "args",
+    "secrets",
 ];
+const SECRET_KEYS: &[&str] = &["env", "src"];
 const TAGS_KEYS: &[&str] = &["extra"];
 
 /// `mab.toml` in `start_dir` or its nearest parent that has one.
@@ -223,6 +236,29 @@ pub fn parse_project(path: &Path, text: &str) -> Result<Project, ConfigError> {
         }
     }
 
+    let mut secrets = BTreeMap::new();
+    for (id, secret) in image.secrets.unwrap_or_default() {
+        let span = secret.span();
+        let secret = secret.into_inner();
+        let source = match (secret.src, secret.env) {
+            (Some(file), None) if !file.get_ref().is_empty() => {
+                SecretSource::File(PathBuf::from(file.into_inner()))
+            }
+            (None, Some(variable)) if !variable.get_ref().is_empty() => {
+                SecretSource::Env(variable.into_inner())
+            }
+            _ => {
+                return Err(invalid(
+                    Some(span),
+                    format!("secret `{id}` needs one source: `src` or `env`"),
+                    "write `ID = { src = \"FILE\" }` or `ID = { env = \"VARIABLE\" }`: mab.toml names where a secret is, never its value",
+                ))
+            }
+        };
+        let location = Location::from_span(text, span);
+        secrets.insert(id, ManifestSecret { source, location });
+    }
+
     Ok(Project {
         manifest_path: path.to_owned(),
         image: name.into_inner(),
@@ -234,6 +270,7 @@ pub fn parse_project(path: &Path, text: &str) -> Result<Project, ConfigError> {
         fallback: image.fallback.unwrap_or(true),
         timeout,
         args: image.args.unwrap_or_default(),
+        secrets,
         extra_tags,
         warnings,
     })
@@ -296,6 +333,7 @@ fn table_of(segments: &[Segment]) -> Table<'static> {
         "" => (TOP_KEYS, &["image"]),
         "image" => (IMAGE_KEYS, &["name", "platforms"]),
         "tags" => (TAGS_KEYS, &[]),
+        secret if secret.starts_with("image.secrets.") => (SECRET_KEYS, &[]),
         _ => (&[], &[]),
     };
     let name = match parent.as_str() {
@@ -459,6 +497,40 @@ extra = ["edge", "nightly", "edge"]
                 "/src/app/mab.toml:4:63: platform `linux/arm64` is listed twice; building it once",
             ]
         );
+    }
+
+    #[test]
+    fn secrets_name_sources_and_where_they_are_written() {
+        let text = "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\n\n[image.secrets]\nnpm = { env = \"NPM_TOKEN\" }\nnetrc = { src = \"~/.netrc\" }\n";
+        let project = parse(text).unwrap();
+        let npm = &project.secrets["npm"];
+        assert_eq!(npm.source, SecretSource::Env("NPM_TOKEN".to_owned()));
+        assert_eq!((npm.location.line, npm.location.column), (6, 7));
+        let netrc = &project.secrets["netrc"];
+        assert_eq!(netrc.source, SecretSource::File(PathBuf::from("~/.netrc")));
+        assert_eq!((netrc.location.line, netrc.location.column), (7, 9));
+        // (entry, message)
+        let bad = [
+            ("tok = { }", "secret `tok` needs one source: `src` or `env`"),
+            (
+                "tok = { src = \"a\", env = \"B\" }",
+                "secret `tok` needs one source: `src` or `env`",
+            ),
+            (
+                "tok = { env = \"\" }",
+                "secret `tok` needs one source: `src` or `env`",
+            ),
+        ];
+        for (entry, message) in bad {
+            let text = format!("[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\n[image.secrets]\n{entry}\n");
+            let error = parse(&text).unwrap_err();
+            assert_eq!(error.message(), message, "{entry}");
+            assert_eq!(error.location().unwrap().line, 5, "{entry}");
+        }
+        // A typo of `src` is an error, as other typos are.
+        let text = "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\n[image.secrets]\ntok = { sr = \"f\" }\n";
+        let error = parse(text).unwrap_err();
+        assert!(error.to_string().contains("did you mean `src`"), "{error}");
     }
 
     #[test]

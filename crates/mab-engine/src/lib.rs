@@ -11,11 +11,15 @@
 //! session in which mab serves the context and the Dockerfile (see
 //! `session` and `filesync`), then asks for the build with
 //! `remote=client-session`. No tar is uploaded: the engine fetches the files
-//! it needs, and on a warm cache only the ones that changed.
+//! it needs, and on a warm cache only the ones that changed. The same
+//! session serves the build's secrets (see `secrets`) and SSH agents (see
+//! `sshforward`).
 
 mod filesync;
 mod retry;
+mod secrets;
 mod session;
+mod sshforward;
 mod transport;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
@@ -35,6 +39,8 @@ use mab_events::Reporter;
 use std::sync::Arc;
 
 pub use retry::{MAX_DELAY, MIN_DELAY, TRIES};
+pub use secrets::{SecretValue, Secrets};
+pub use sshforward::SshAgents;
 pub use transport::{tcp_connector, unix_connector, Connect, ConnectFuture, Io};
 
 /// How many lines of build output are kept to show when a build fails.
@@ -142,6 +148,12 @@ pub struct BuildSpec {
     /// Where the credentials the engine may ask for while it pulls base
     /// images come from (through the session's Auth service).
     pub credential_sources: Option<mab_registry::CredentialSources>,
+    /// The build's secrets, served through the session for `RUN
+    /// --mount=type=secret` steps (never written into the request).
+    pub secrets: Secrets,
+    /// The build's SSH agents, forwarded through the session for `RUN
+    /// --mount=type=ssh` steps.
+    pub ssh_agents: SshAgents,
 }
 
 /// Something that happened during a build, for progress output.
@@ -280,6 +292,8 @@ impl Engine {
             &identity,
             sources,
             spec.credential_sources.clone(),
+            spec.secrets.clone(),
+            spec.ssh_agents.clone(),
         )
         .await
         .map_err(|error| match error {
@@ -884,6 +898,8 @@ mod tests {
             args: BTreeMap::from([("GREETING".to_owned(), "hello world".to_owned())]),
             network: "host".to_owned(),
             credential_sources: None,
+            secrets: Secrets::default(),
+            ssh_agents: SshAgents::default(),
         }
     }
 

@@ -10,6 +10,11 @@
 //! image from a registry that needs a login, with the credentials of the
 //! coordinator's Docker configuration for that registry, as the docker CLI
 //! does.
+//!
+//! And it offers the Secrets service's `GetSecret` (see `secrets`), which
+//! a `RUN --mount=type=secret` step asks for its secret's value, and the
+//! SSH service's `CheckAgent` and `ForwardAgent` (see `sshforward`), over
+//! which a `RUN --mount=type=ssh` step talks to an SSH agent.
 
 use std::future::Future;
 use std::path::Path;
@@ -19,6 +24,7 @@ use bollard_buildkit_proto::health::health_server::{Health, HealthServer};
 use bollard_buildkit_proto::health::{
     HealthCheckRequest, HealthCheckResponse, HealthListRequest, HealthListResponse,
 };
+use bollard_buildkit_proto::moby::buildkit::secrets::v1::secrets_server::SecretsServer;
 use bollard_buildkit_proto::moby::filesync::v1::auth_server::{Auth, AuthServer};
 use bollard_buildkit_proto::moby::filesync::v1::file_sync_server::FileSyncServer;
 use bollard_buildkit_proto::moby::filesync::v1::{
@@ -26,6 +32,7 @@ use bollard_buildkit_proto::moby::filesync::v1::{
     GetTokenAuthorityRequest, GetTokenAuthorityResponse, VerifyTokenAuthorityRequest,
     VerifyTokenAuthorityResponse,
 };
+use bollard_buildkit_proto::moby::sshforward::v1::ssh_server::SshServer;
 use bytes::Bytes;
 use http::header::{CONNECTION, UPGRADE};
 use http::{HeaderValue, StatusCode};
@@ -37,6 +44,8 @@ use tonic::service::Routes;
 use tonic::{Request, Response, Status};
 
 use crate::filesync::{FileSyncService, Sources};
+use crate::secrets::{Secrets, SecretsService};
+use crate::sshforward::{SshAgents, SshService};
 use crate::transport::{self, Connect};
 
 const HEADER_UUID: &str = "X-Docker-Expose-Session-Uuid";
@@ -108,6 +117,9 @@ pub(crate) fn offered_methods() -> Vec<String> {
         format!("/{}/Check", HealthServer::<Healthy>::NAME),
         format!("/{}/DiffCopy", FileSyncServer::<FileSyncService>::NAME),
         format!("/{}/Credentials", AuthServer::<Credentials>::NAME),
+        format!("/{}/GetSecret", SecretsServer::<SecretsService>::NAME),
+        format!("/{}/CheckAgent", SshServer::<SshService>::NAME),
+        format!("/{}/ForwardAgent", SshServer::<SshService>::NAME),
     ]
 }
 
@@ -119,6 +131,8 @@ pub(crate) async fn open(
     identity: &SessionIdentity,
     sources: Sources,
     credential_sources: Option<mab_registry::CredentialSources>,
+    secrets: Secrets,
+    agents: SshAgents,
 ) -> Result<impl Future<Output = ()> + Send + 'static, SessionError> {
     let mut request = http::Request::post("/session")
         .header(UPGRADE, "h2c")
@@ -161,6 +175,8 @@ pub(crate) async fn open(
     let routes = Routes::new(HealthServer::new(Healthy))
         .add_service(FileSyncServer::new(FileSyncService::new(sources)))
         .add_service(AuthServer::new(Credentials { credential_sources }))
+        .add_service(SecretsServer::new(SecretsService { secrets }))
+        .add_service(SshServer::new(SshService { agents }))
         .prepare();
     let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .serve_connection(upgraded, TowerToHyperService::new(routes));
@@ -271,13 +287,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn offers_the_health_check_and_diffcopy() {
+    fn offers_health_diffcopy_credentials_secrets_and_ssh() {
         assert_eq!(
             offered_methods(),
             [
                 "/grpc.health.v1.Health/Check",
                 "/moby.filesync.v1.FileSync/DiffCopy",
-                "/moby.filesync.v1.Auth/Credentials"
+                "/moby.filesync.v1.Auth/Credentials",
+                "/moby.buildkit.secrets.v1.Secrets/GetSecret",
+                "/moby.sshforward.v1.SSH/CheckAgent",
+                "/moby.sshforward.v1.SSH/ForwardAgent",
             ]
         );
     }

@@ -12,6 +12,8 @@ mod metadata;
 mod overrides;
 mod publish;
 mod resume;
+mod secrets;
+mod ssh;
 mod tags;
 mod worker;
 
@@ -121,6 +123,8 @@ pub async fn build(
         credentials: access.credentials,
         network: prepared.network,
         credential_sources: access.credential_sources,
+        secrets: prepared.secrets.clone(),
+        ssh_agents: prepared.ssh.agents.clone(),
         reporter: reporter.as_ref(),
         control,
     };
@@ -169,13 +173,19 @@ struct Prepared {
     tags: Vec<String>,
     /// `--network`.
     network: Option<mab_config::NetworkMode>,
+    /// `--secret` and `[image.secrets]`, read.
+    secrets: mab_engine::Secrets,
+    /// `--ssh`: the agents, and those mab serves for key files.
+    ssh: ssh::SshForwarding,
     /// `--metadata-file` and the state a resume reads, not yet written.
     metadata: MetadataFile,
 }
 
 /// Everything checked before the registry or a runner is asked: loads
 /// `mab.toml` and the runners file ([`prepare::load`]), applies the flags
-/// over them (`overrides`) and `--deadline` (counted from now), refuses a
+/// over them (`overrides`), reads the build's secrets (`secrets`: a
+/// missing file or unset variable is exit 2), starts the `--ssh` agents
+/// (`ssh`) and `--deadline` (counted from now), refuses a
 /// `--platform` that narrows a build published under computed tags and an
 /// `--allow-partial` without tags ([`tags`]), `--resume` with `--no-push`,
 /// reads the build context and checks the `--target` is one of its
@@ -199,6 +209,8 @@ async fn load_and_check(
     let loaded = prepare::load(&args.project, environment, reporter)?;
     let mut project = loaded.project;
     apply_overrides(&mut project, args, environment)?;
+    let secrets = secrets::read_secrets(&project, &args.secrets, environment)?;
+    let ssh = ssh::start_agents(&args.ssh, environment).await?;
     let deadline = match &args.deadline {
         Some(deadline) => {
             let limit = time_limit("--deadline", deadline)?;
@@ -237,6 +249,8 @@ async fn load_and_check(
         resume,
         tags,
         network,
+        secrets,
+        ssh,
         metadata,
     })
 }

@@ -170,6 +170,7 @@ mod tests {
             .into_iter()
             .map(|(name, value)| (name.to_owned(), value.to_owned()))
             .collect(),
+            secrets: std::collections::BTreeMap::new(),
             extra_tags: Vec::new(),
             warnings: Vec::new(),
         };

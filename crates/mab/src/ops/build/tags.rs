@@ -219,6 +219,7 @@ mod tests {
                 fallback: true,
                 timeout: None,
                 args: Default::default(),
+                secrets: std::collections::BTreeMap::new(),
                 extra_tags: Vec::new(),
                 warnings: Vec::new(),
             };

@@ -56,6 +56,10 @@ pub(super) struct LiveWorker<'a, R> {
     pub(super) network: Option<NetworkMode>,
     /// Where registry credentials come from, for the engines' pulls.
     pub(super) credential_sources: mab_registry::CredentialSources,
+    /// `--secret` and `[image.secrets]`, read before anything was built.
+    pub(super) secrets: mab_engine::Secrets,
+    /// `--ssh`: the agents' sockets.
+    pub(super) ssh_agents: mab_engine::SshAgents,
     pub(super) reporter: &'a dyn Reporter,
     /// Set by a signal to stop the build: its jobs are dropped.
     pub(super) control: &'a BuildControl,
@@ -93,6 +97,8 @@ impl<R: Registry> LiveWorker<'_, R> {
                 .as_str()
                 .to_owned(),
             credential_sources: Some(self.credential_sources.clone()),
+            secrets: self.secrets.clone(),
+            ssh_agents: self.ssh_agents.clone(),
         };
         let phase = self.start_phase(job, Phase::Build);
         let built = engine

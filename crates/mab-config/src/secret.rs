@@ -1,0 +1,216 @@
+//! Build secrets and SSH agents a build may use: where each comes from, as
+//! `--secret`, `--ssh` and `[image.secrets]` name it. Only the sources are
+//! read here (flag text, the manifest); reading the values is the caller's.
+
+use std::path::PathBuf;
+
+/// The largest secret BuildKit accepts from a client (`MaxSecretSize` of
+/// BuildKit's secrets provider): 500 KiB.
+pub const MAX_SECRET_SIZE: u64 = 500 * 1024;
+
+/// Where a secret's value comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretSource {
+    /// A file's contents. As written: it may start with `~/` (the home)
+    /// or be relative (to the directory of `mab.toml` for
+    /// `[image.secrets]`, to the current directory for `--secret`).
+    File(PathBuf),
+    /// The value of an environment variable of mab's.
+    Env(String),
+}
+
+/// A secret of `[image.secrets]`: its source and where the manifest
+/// names it, for errors about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestSecret {
+    pub source: SecretSource,
+    /// The secret's entry in `mab.toml` (`npm = { env = "NPM_TOKEN" }`).
+    pub location: crate::Location,
+}
+
+/// One `--secret`: an id and its source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretSpec {
+    /// The id `RUN --mount=type=secret,id=ID` names.
+    pub id: String,
+    pub source: SecretSource,
+}
+
+/// What to write for `--secret`, for the hint of a bad one.
+pub const SECRET_FLAG_HINT: &str =
+    "write it as --secret id=NAME,src=FILE or --secret id=NAME,env=VARIABLE";
+
+/// Parses the value of one `--secret`, by the grammar of `docker buildx
+/// build --secret` (buildx `util/buildflags/secrets.go`): comma-separated
+/// `key=value` fields (keys case-insensitive), `id=NAME`, `src=FILE` (or
+/// `source=FILE`), `env=VARIABLE`, and `type=file|env` (`type=env,src=X`
+/// reads the variable `X`). `id` is required, as BuildKit's secrets store
+/// requires it ("secret missing ID"); a field without `=`, an unknown key,
+/// an unknown type, or both a file and a variable are errors. `id=NAME`
+/// alone reads the variable `NAME` when the environment has it, else the
+/// file `NAME`, as BuildKit's store does: `env_has` tells whether a
+/// variable is set. The error is one sentence, without the flag's name.
+pub fn parse_secret_flag(text: &str, env_has: impl Fn(&str) -> bool) -> Result<SecretSpec, String> {
+    let mut id = None;
+    let mut file = None;
+    let mut variable = None;
+    let mut kind = None;
+    for field in text.split(',') {
+        let Some((key, value)) = field.split_once('=') else {
+            return Err(format!("the field `{field}` is not a key=value pair"));
+        };
+        match key.to_ascii_lowercase().as_str() {
+            "id" => id = Some(value),
+            "src" | "source" => file = Some(value),
+            "env" => variable = Some(value),
+            "type" => match value {
+                "file" | "env" => kind = Some(value),
+                _ => return Err(format!("unknown secret type `{value}` (file or env)")),
+            },
+            _ => return Err(format!("unknown key `{key}` (id, src, env or type)")),
+        }
+    }
+    let id = match id {
+        Some(id) if !id.trim().is_empty() => id.to_owned(),
+        _ => return Err("no `id`".to_owned()),
+    };
+    if kind == Some("env") && variable.is_none() {
+        variable = file.take();
+    }
+    let source = match (file, variable) {
+        (Some(_), Some(_)) => {
+            return Err("both a file (`src`) and a variable (`env`): give one".to_owned())
+        }
+        (Some(""), None) | (None, Some("")) => return Err("an empty source".to_owned()),
+        (Some(file), None) => SecretSource::File(PathBuf::from(file)),
+        (None, Some(variable)) => SecretSource::Env(variable.to_owned()),
+        (None, None) if kind != Some("file") && env_has(&id) => SecretSource::Env(id.clone()),
+        (None, None) => SecretSource::File(PathBuf::from(&id)),
+    };
+    Ok(SecretSpec { id, source })
+}
+
+/// BuildKit's id for the agent of a `RUN --mount=type=ssh` that names
+/// none (`DefaultID` in BuildKit's `session/sshforward`).
+pub const DEFAULT_SSH_ID: &str = "default";
+
+/// One `--ssh`: an agent id and what serves it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SshSpec {
+    /// The id `RUN --mount=type=ssh,id=ID` names (`default` when it names
+    /// none).
+    pub id: String,
+    /// Key files (or one agent socket) as written; empty for the agent of
+    /// `SSH_AUTH_SOCK`.
+    pub paths: Vec<PathBuf>,
+}
+
+/// What to write for `--ssh`, for the hint of a bad one.
+pub const SSH_FLAG_HINT: &str =
+    "write it as --ssh default (the agent of SSH_AUTH_SOCK) or --ssh ID=KEYFILE[,KEYFILE...]";
+
+/// Parses the value of one `--ssh`, by the grammar of `docker buildx build
+/// --ssh` (buildx `util/buildflags/ssh.go`): `ID` or `ID=PATH[,PATH...]`;
+/// an empty id is `default`, as BuildKit's agent provider reads it. Errors:
+/// an empty path in the list.
+pub fn parse_ssh_flag(text: &str) -> Result<SshSpec, String> {
+    let (id, paths) = match text.split_once('=') {
+        Some((id, paths)) => (id, Some(paths)),
+        None => (text, None),
+    };
+    let id = if id.is_empty() { DEFAULT_SSH_ID } else { id };
+    let paths = match paths {
+        None => Vec::new(),
+        Some(paths) => paths
+            .split(',')
+            .map(|path| {
+                if path.is_empty() {
+                    Err("an empty path in the list".to_owned())
+                } else {
+                    Ok(PathBuf::from(path))
+                }
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(SshSpec {
+        id: id.to_owned(),
+        paths,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(id: &str, path: &str) -> SecretSpec {
+        SecretSpec {
+            id: id.to_owned(),
+            source: SecretSource::File(PathBuf::from(path)),
+        }
+    }
+
+    fn env(id: &str, variable: &str) -> SecretSpec {
+        SecretSpec {
+            id: id.to_owned(),
+            source: SecretSource::Env(variable.to_owned()),
+        }
+    }
+
+    #[test]
+    fn secret_flags_read_as_buildx_reads_them() {
+        let env_has = |name: &str| name == "SET";
+        let cases = [
+            ("id=npm,src=.npmrc", file("npm", ".npmrc")),
+            ("id=npm,source=~/.npmrc", file("npm", "~/.npmrc")),
+            ("ID=npm,SRC=a=b", file("npm", "a=b")),
+            ("id=tok,env=TOKEN", env("tok", "TOKEN")),
+            ("type=env,id=tok,src=TOKEN", env("tok", "TOKEN")),
+            ("type=file,id=tok,src=f", file("tok", "f")),
+            ("id=SET", env("SET", "SET")),
+            ("id=UNSET", file("UNSET", "UNSET")),
+            ("type=file,id=SET", file("SET", "SET")),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_secret_flag(text, env_has), Ok(expected), "{text}");
+        }
+        let bad = [
+            ("src=.npmrc", "no `id`"),
+            ("id=,src=x", "no `id`"),
+            ("id=a,src", "the field `src` is not a key=value pair"),
+            ("id=a,path=x", "unknown key `path` (id, src, env or type)"),
+            ("id=a,type=ssh", "unknown secret type `ssh` (file or env)"),
+            (
+                "id=a,src=x,env=Y",
+                "both a file (`src`) and a variable (`env`): give one",
+            ),
+            ("id=a,src=", "an empty source"),
+        ];
+        for (text, message) in bad {
+            assert_eq!(
+                parse_secret_flag(text, env_has),
+                Err(message.to_owned()),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn ssh_flags_read_as_buildx_reads_them() {
+        let cases: [(&str, &str, &[&str]); 4] = [
+            ("default", "default", &[]),
+            ("", "default", &[]),
+            ("git=~/.ssh/id", "git", &["~/.ssh/id"]),
+            ("git=a,b", "git", &["a", "b"]),
+        ];
+        for (text, id, paths) in cases {
+            let parsed = parse_ssh_flag(text).unwrap();
+            assert_eq!(parsed.id, id, "{text}");
+            assert_eq!(
+                parsed.paths,
+                paths.iter().map(PathBuf::from).collect::<Vec<_>>()
+            );
+        }
+        assert!(parse_ssh_flag("git=a,,b").is_err());
+        assert!(parse_ssh_flag("git=").is_err());
+    }
+}

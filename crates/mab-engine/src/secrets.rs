@@ -1,0 +1,101 @@
+//! Build secrets, served to BuildKit through the build's session: the
+//! `moby.buildkit.secrets.v1.Secrets/GetSecret` method, which a `RUN
+//! --mount=type=secret,id=ID` step calls on the client, as with the docker
+//! CLI and buildx.
+//!
+//! The values are read once by the caller and kept in memory; nothing here
+//! logs or prints them (their `Debug` is `[redacted]`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use bollard_buildkit_proto::moby::buildkit::secrets::v1::secrets_server::Secrets as SecretsApi;
+use bollard_buildkit_proto::moby::buildkit::secrets::v1::{GetSecretRequest, GetSecretResponse};
+use tonic::{Request, Response, Status};
+
+/// A secret's value: bytes that never appear in output (`Debug` prints
+/// `[redacted]`; there is no `Display`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretValue(Vec<u8>);
+
+impl SecretValue {
+    pub fn new(bytes: Vec<u8>) -> SecretValue {
+        SecretValue(bytes)
+    }
+}
+
+impl fmt::Debug for SecretValue {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("[redacted]")
+    }
+}
+
+/// The secrets of a build, by id; cheap to clone (shared by every job).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Secrets(Arc<BTreeMap<String, SecretValue>>);
+
+impl Secrets {
+    pub fn new(values: BTreeMap<String, SecretValue>) -> Secrets {
+        Secrets(Arc::new(values))
+    }
+
+    /// The ids, in order.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+}
+
+/// The session's Secrets service.
+#[derive(Clone, Debug)]
+pub(crate) struct SecretsService {
+    pub(crate) secrets: Secrets,
+}
+
+#[tonic::async_trait]
+impl SecretsApi for SecretsService {
+    /// The value of the secret the request names. An id the build was not
+    /// given answers `NotFound`, as BuildKit's own store does, so that a
+    /// mount with `required=false` is left out and a required one fails
+    /// naming the id.
+    async fn get_secret(
+        &self,
+        request: Request<GetSecretRequest>,
+    ) -> Result<Response<GetSecretResponse>, Status> {
+        let id = request.into_inner().id;
+        match self.secrets.0.get(&id) {
+            Some(value) => Ok(Response::new(GetSecretResponse {
+                data: value.0.clone(),
+            })),
+            None => Err(Status::not_found(format!("secret {id} not found"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn answers_the_value_or_not_found() {
+        let service = SecretsService {
+            secrets: Secrets::new(BTreeMap::from([(
+                "tok".to_owned(),
+                SecretValue::new(b"s3cret".to_vec()),
+            )])),
+        };
+        let ask = |id: &str| {
+            Request::new(GetSecretRequest {
+                id: id.to_owned(),
+                ..Default::default()
+            })
+        };
+        let found = service.get_secret(ask("tok")).await.unwrap();
+        assert_eq!(found.into_inner().data, b"s3cret");
+        let missing = service.get_secret(ask("other")).await.unwrap_err();
+        assert_eq!(missing.code(), tonic::Code::NotFound);
+        let shown = format!("{:?}", service.secrets);
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("[redacted]"), "{shown}");
+    }
+}

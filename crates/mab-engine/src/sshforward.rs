@@ -1,0 +1,219 @@
+//! SSH agents, forwarded to BuildKit through the build's session: the
+//! `moby.sshforward.v1.SSH` service's `CheckAgent` and `ForwardAgent`,
+//! which a `RUN --mount=type=ssh[,id=ID]` step calls, as with the docker
+//! CLI and buildx.
+//!
+//! Each agent is a Unix socket on this machine (the user's `SSH_AUTH_SOCK`,
+//! or an agent mab serves for key files). A forwarded connection is read
+//! one agent message at a time, and the messages that would change the
+//! agent (add or remove keys, lock, extensions) are answered with a failure
+//! without reaching it, as BuildKit's own provider makes the agent read-only.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bollard_buildkit_proto::moby::sshforward::v1::ssh_server::Ssh;
+use bollard_buildkit_proto::moby::sshforward::v1::{
+    BytesMessage, CheckAgentRequest, CheckAgentResponse,
+};
+use futures_util::{Stream, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::{Request, Response, Status, Streaming};
+
+/// BuildKit's id of the agent a mount that names none gets.
+const DEFAULT_ID: &str = "default";
+
+/// The gRPC metadata key naming the agent of a `ForwardAgent` call
+/// (`KeySSHID` in BuildKit's `session/sshforward`).
+const ID_KEY: &str = "buildkit.ssh.id";
+
+/// The largest agent message passed on: 256 KiB, as OpenSSH's agent.
+const MAX_MESSAGE: usize = 256 * 1024;
+
+/// `SSH_AGENT_FAILURE`, the answer to a refused request.
+const AGENT_FAILURE: u8 = 5;
+
+/// The agent requests a build may not send (draft-miller-ssh-agent):
+/// add, remove and remove-all identities, add and remove smartcard keys,
+/// lock, unlock, add constrained identity and smartcard key, extensions.
+const REFUSED: [u8; 10] = [17, 18, 19, 20, 21, 22, 23, 25, 26, 27];
+
+/// The agents of a build, by id (`default` for `--ssh default`), each a
+/// Unix socket; cheap to clone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SshAgents(Arc<BTreeMap<String, PathBuf>>);
+
+impl SshAgents {
+    pub fn new(sockets: BTreeMap<String, PathBuf>) -> SshAgents {
+        SshAgents(Arc::new(sockets))
+    }
+
+    fn socket(&self, id: &str) -> Result<&PathBuf, Status> {
+        let id = if id.is_empty() { DEFAULT_ID } else { id };
+        self.0
+            .get(id)
+            .ok_or_else(|| Status::not_found(format!("no SSH agent with the id {id} was given")))
+    }
+}
+
+/// The session's SSH service.
+#[derive(Clone, Debug)]
+pub(crate) struct SshService {
+    pub(crate) agents: SshAgents,
+}
+
+type Outgoing = Pin<Box<dyn Stream<Item = Result<BytesMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Ssh for SshService {
+    /// Whether the agent the request names was given: `NotFound` otherwise.
+    async fn check_agent(
+        &self,
+        request: Request<CheckAgentRequest>,
+    ) -> Result<Response<CheckAgentResponse>, Status> {
+        self.agents.socket(&request.into_inner().id)?;
+        Ok(Response::new(CheckAgentResponse {}))
+    }
+
+    type ForwardAgentStream = Outgoing;
+
+    /// One connection to the agent the metadata names, for as long as the
+    /// engine keeps the stream open.
+    async fn forward_agent(
+        &self,
+        request: Request<Streaming<BytesMessage>>,
+    ) -> Result<Response<Outgoing>, Status> {
+        let id = request
+            .metadata()
+            .get(ID_KEY)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or(DEFAULT_ID)
+            .to_owned();
+        let socket = self.agents.socket(&id)?.clone();
+        let agent = tokio::net::UnixStream::connect(&socket)
+            .await
+            .map_err(|error| {
+                Status::unavailable(format!(
+                    "cannot reach the SSH agent {id} at {}: {error}",
+                    socket.display()
+                ))
+            })?;
+        let (sender, receiver) = tokio::sync::mpsc::channel(4);
+        let incoming = request.into_inner();
+        tokio::spawn(async move {
+            if let Err(error) = relay(incoming, agent, &sender).await {
+                tracing::debug!("SSH agent {id}: the forwarded connection ended: {error}");
+            }
+        });
+        let outgoing = futures_util::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|message| (Ok(message), receiver))
+        });
+        Ok(Response::new(Box::pin(outgoing)))
+    }
+}
+
+/// Passes the engine's requests to the agent one message at a time (a
+/// 4-byte big-endian length, then the message), answering a refused one
+/// itself, and each answer back.
+async fn relay(
+    mut incoming: Streaming<BytesMessage>,
+    mut agent: tokio::net::UnixStream,
+    sender: &tokio::sync::mpsc::Sender<BytesMessage>,
+) -> Result<(), String> {
+    let mut pending: Vec<u8> = Vec::new();
+    loop {
+        while let Some(request) = take_message(&mut pending)? {
+            let answer = if request.get(4).is_some_and(|kind| REFUSED.contains(kind)) {
+                vec![0, 0, 0, 1, AGENT_FAILURE]
+            } else {
+                agent
+                    .write_all(&request)
+                    .await
+                    .map_err(|error| error.to_string())?;
+                read_message(&mut agent).await?
+            };
+            sender
+                .send(BytesMessage { data: answer })
+                .await
+                .map_err(|_| "the engine closed the stream".to_owned())?;
+        }
+        match incoming.next().await {
+            Some(Ok(message)) => pending.extend_from_slice(&message.data),
+            Some(Err(status)) => return Err(status.to_string()),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// The first whole message of `pending` (length prefix included), taken
+/// out of it; `None` until one is whole.
+fn take_message(pending: &mut Vec<u8>) -> Result<Option<Vec<u8>>, String> {
+    let Some(length) = pending.get(..4) else {
+        return Ok(None);
+    };
+    let length = u32::from_be_bytes([length[0], length[1], length[2], length[3]]) as usize;
+    if length > MAX_MESSAGE {
+        return Err(format!("an agent message of {length} bytes"));
+    }
+    if pending.len() < 4 + length {
+        return Ok(None);
+    }
+    Ok(Some(pending.drain(..4 + length).collect()))
+}
+
+/// One whole message from the agent, length prefix included.
+async fn read_message(agent: &mut tokio::net::UnixStream) -> Result<Vec<u8>, String> {
+    let mut length = [0u8; 4];
+    agent
+        .read_exact(&mut length)
+        .await
+        .map_err(|error| error.to_string())?;
+    let size = u32::from_be_bytes(length) as usize;
+    if size > MAX_MESSAGE {
+        return Err(format!("an agent message of {size} bytes"));
+    }
+    let mut message = vec![0u8; 4 + size];
+    message[..4].copy_from_slice(&length);
+    agent
+        .read_exact(&mut message[4..])
+        .await
+        .map_err(|error| error.to_string())?;
+    Ok(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_taken_whole() {
+        let mut pending = vec![0, 0, 0, 1, 11, 0, 0];
+        assert_eq!(take_message(&mut pending), Ok(Some(vec![0, 0, 0, 1, 11])));
+        assert_eq!(take_message(&mut pending), Ok(None));
+        pending.extend_from_slice(&[0, 2, 17, 1]);
+        assert_eq!(
+            take_message(&mut pending),
+            Ok(Some(vec![0, 0, 0, 2, 17, 1]))
+        );
+        assert!(pending.is_empty());
+        let mut huge = vec![0x7f, 0, 0, 0];
+        assert!(take_message(&mut huge).is_err());
+    }
+
+    #[tokio::test]
+    async fn check_agent_knows_the_ids_given() {
+        let service = SshService {
+            agents: SshAgents::new(BTreeMap::from([(
+                "default".to_owned(),
+                PathBuf::from("/agent.sock"),
+            )])),
+        };
+        let ask = |id: &str| Request::new(CheckAgentRequest { id: id.to_owned() });
+        assert!(service.check_agent(ask("")).await.is_ok());
+        assert!(service.check_agent(ask("default")).await.is_ok());
+        let missing = service.check_agent(ask("git")).await.unwrap_err();
+        assert_eq!(missing.code(), tonic::Code::NotFound);
+    }
+}

@@ -1,0 +1,150 @@
+//! An SSH agent of mab's own, for `mab build --ssh ID=KEYFILE[,KEYFILE...]`:
+//! it holds the given private keys in memory and answers on a Unix socket
+//! in a private temporary directory (mode 0700) for as long as it lives,
+//! as BuildKit's agent provider serves key files.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use russh::keys::agent::client::AgentClient;
+use russh::keys::PrivateKey;
+
+/// Why a key file cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    #[error("the key file {} cannot be read: {}", .path.display(), without_os_code(.error))]
+    Unreadable { path: PathBuf, error: io::Error },
+    #[error("the key file {} is encrypted, and mab cannot ask for its passphrase", .path.display())]
+    Encrypted { path: PathBuf },
+    #[error("the file {} is not an SSH private key: {message}", .path.display())]
+    NotAKey { path: PathBuf, message: String },
+}
+
+/// An io error's text without Rust's "(os error N)".
+fn without_os_code(error: &io::Error) -> String {
+    let text = error.to_string();
+    match text.find(" (os error ") {
+        Some(index) => text[..index].to_owned(),
+        None => text,
+    }
+}
+
+impl KeyFileError {
+    /// What to do about it.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            KeyFileError::Unreadable { .. } => "name an existing private key file, such as ~/.ssh/id_ed25519",
+            KeyFileError::Encrypted { .. } => {
+                "add the key to ssh-agent (ssh-add KEYFILE) and use --ssh default, or name an unencrypted key"
+            }
+            KeyFileError::NotAKey { .. } => "name a private key in OpenSSH or PEM format",
+        }
+    }
+}
+
+/// Loads an unencrypted private key file (OpenSSH or PEM format).
+pub fn load_key_file(path: &Path) -> Result<PrivateKey, KeyFileError> {
+    match russh::keys::load_secret_key(path, None) {
+        Ok(key) => Ok(key),
+        Err(russh::keys::Error::IO(error)) => Err(KeyFileError::Unreadable {
+            path: path.to_owned(),
+            error,
+        }),
+        Err(russh::keys::Error::KeyIsEncrypted) => Err(KeyFileError::Encrypted {
+            path: path.to_owned(),
+        }),
+        Err(error) => Err(KeyFileError::NotAKey {
+            path: path.to_owned(),
+            message: error.to_string(),
+        }),
+    }
+}
+
+/// A running agent holding some keys; it stops (and its socket goes) when
+/// dropped.
+pub struct KeyAgent {
+    directory: tempfile::TempDir,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl KeyAgent {
+    /// Starts an agent holding `keys` (loaded with [`load_key_file`]).
+    /// Errors: the socket cannot be made, or the agent does not take a key.
+    pub async fn start(keys: Vec<PrivateKey>) -> io::Result<KeyAgent> {
+        let directory = tempfile::Builder::new().prefix("mab-agent-").tempdir()?;
+        let socket = directory.path().join("agent.sock");
+        let listener = tokio::net::UnixListener::bind(&socket)?;
+        let connections = futures_util::stream::unfold(listener, |listener| async move {
+            let accepted = listener.accept().await.map(|(stream, _)| stream);
+            Some((accepted, listener))
+        });
+        let task = tokio::spawn(async move {
+            let _ = russh::keys::agent::server::serve(Box::pin(connections), ()).await;
+        });
+        let agent = KeyAgent { directory, task };
+        let mut client = AgentClient::connect_uds(agent.socket())
+            .await
+            .map_err(io::Error::other)?;
+        for key in keys {
+            client
+                .add_identity(&key, &[])
+                .await
+                .map_err(io::Error::other)?;
+        }
+        Ok(agent)
+    }
+
+    /// The agent's socket.
+    pub fn socket(&self) -> PathBuf {
+        self.directory.path().join("agent.sock")
+    }
+}
+
+impl Drop for KeyAgent {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A key made by ssh-keygen with `passphrase`, at `directory/name`.
+    fn keygen(directory: &Path, name: &str, passphrase: &str) -> PathBuf {
+        let path = directory.join(name);
+        let status = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-C", name, "-N", passphrase, "-f"])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        path
+    }
+
+    #[tokio::test]
+    async fn serves_the_keys_it_was_given() {
+        let directory = tempfile::tempdir().unwrap();
+        let key = load_key_file(&keygen(directory.path(), "plain", "")).unwrap();
+        let public = key.public_key().clone();
+        let agent = KeyAgent::start(vec![key]).await.unwrap();
+        let mut client = AgentClient::connect_uds(agent.socket()).await.unwrap();
+        let identities = client.request_identities().await.unwrap();
+        assert_eq!(identities.len(), 1);
+        assert_eq!(identities[0].public_key().key_data(), public.key_data());
+
+        let encrypted = load_key_file(&keygen(directory.path(), "locked", "pass")).unwrap_err();
+        assert!(
+            matches!(encrypted, KeyFileError::Encrypted { .. }),
+            "{encrypted}"
+        );
+        let missing = load_key_file(&directory.path().join("none")).unwrap_err();
+        assert!(
+            matches!(missing, KeyFileError::Unreadable { .. }),
+            "{missing}"
+        );
+        std::fs::write(directory.path().join("text"), "not a key").unwrap();
+        let text = load_key_file(&directory.path().join("text")).unwrap_err();
+        assert!(matches!(text, KeyFileError::NotAKey { .. }), "{text}");
+    }
+}

@@ -1,0 +1,230 @@
+//! `--secret` and `[image.secrets]`: the build's secrets, read once before
+//! anything is contacted.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use mab_config::secret::{parse_secret_flag, SecretSource, MAX_SECRET_SIZE, SECRET_FLAG_HINT};
+use mab_config::{ConfigError, Project};
+use mab_engine::{SecretValue, Secrets};
+
+use crate::environment::Environment;
+use crate::failure::Failure;
+
+/// Where a secret was asked for, for its errors.
+enum Origin<'a> {
+    /// `[image.secrets]` of this manifest, at this place.
+    Manifest(&'a Path, &'a mab_config::Location),
+    /// `--secret` with this value.
+    Flag(&'a str),
+}
+
+/// Reads the secrets of `[image.secrets]` and of each `--secret` (a flag
+/// replaces the manifest's secret of the same id). A relative file is
+/// relative to the directory of `mab.toml` for the manifest and to the
+/// current directory for a flag; `~/` is the home. Every error is exit 2
+/// naming the secret's id and source: a bad flag, an id given twice by
+/// flags, a file that cannot be read or is over BuildKit's 500 KiB, an
+/// unset variable (the manifest's point at the entry's file:line:col).
+pub(super) fn read_secrets(
+    project: &Project,
+    flags: &[String],
+    environment: &Environment,
+) -> Result<Secrets, Failure> {
+    let mut asked: BTreeMap<String, (SecretSource, Origin<'_>)> = BTreeMap::new();
+    for (id, secret) in &project.secrets {
+        let origin = Origin::Manifest(&project.manifest_path, &secret.location);
+        asked.insert(id.clone(), (secret.source.clone(), origin));
+    }
+    let mut from_flags = Vec::new();
+    for flag in flags {
+        let spec = parse_secret_flag(flag, |name| environment.variable(name).is_some()).map_err(
+            |message| {
+                Failure::usage(
+                    format!("--secret `{flag}`: {message}"),
+                    Some(SECRET_FLAG_HINT),
+                )
+            },
+        )?;
+        if from_flags.contains(&spec.id) {
+            return Err(Failure::usage(
+                format!("--secret: the id `{}` is given twice", spec.id),
+                Some("give each secret one --secret; ids name the secrets RUN --mount=type=secret,id=ID reads"),
+            ));
+        }
+        from_flags.push(spec.id.clone());
+        asked.insert(spec.id, (spec.source, Origin::Flag(flag)));
+    }
+    let manifest_dir = project.manifest_path.parent().unwrap_or(Path::new("/"));
+    let mut values = BTreeMap::new();
+    for (id, (source, origin)) in asked {
+        let (base, base_name) = match origin {
+            Origin::Manifest(..) => (manifest_dir, "mab.toml's directory"),
+            Origin::Flag(_) => (environment.current_dir.as_path(), "the current directory"),
+        };
+        let value = read_one(&source, base, environment).map_err(|(problem, hint)| {
+            let hint = match hint {
+                Some(hint) => hint.to_owned(),
+                None => format!(
+                    "create the file, or name the secret's file (a relative path is relative to {base_name}, `~/` is the home)"
+                ),
+            };
+            fail(&id, &origin, &problem, &hint)
+        })?;
+        values.insert(id, SecretValue::new(value));
+    }
+    Ok(Secrets::new(values))
+}
+
+/// The value of one source, or what is wrong and a hint (`None` for a
+/// file that cannot be read: the hint then says what the path is relative to).
+fn read_one(
+    source: &SecretSource,
+    base: &Path,
+    environment: &Environment,
+) -> Result<Vec<u8>, (String, Option<&'static str>)> {
+    match source {
+        SecretSource::Env(variable) => match environment.variable(variable) {
+            Some(value) => {
+                use std::os::unix::ffi::OsStrExt;
+                Ok(value.as_bytes().to_vec())
+            }
+            None => Err((
+                format!("the variable {variable} is not set"),
+                Some("set the variable in mab's environment, or name another source"),
+            )),
+        },
+        SecretSource::File(written) => {
+            let path = resolve(written, base, &environment.home);
+            let unreadable = |error: std::io::Error| {
+                let why = match error.kind() {
+                    std::io::ErrorKind::NotFound => "does not exist".to_owned(),
+                    _ => format!("cannot be read: {error}"),
+                };
+                (format!("the file {} {why}", path.display()), None)
+            };
+            let size = std::fs::metadata(&path).map_err(unreadable)?.len();
+            if size > MAX_SECRET_SIZE {
+                return Err((
+                    format!(
+                        "the file {} has {size} bytes, over BuildKit's limit of {MAX_SECRET_SIZE}",
+                        path.display()
+                    ),
+                    Some("BuildKit takes secrets of at most 500 KiB; pass a smaller file"),
+                ));
+            }
+            std::fs::read(&path).map_err(unreadable)
+        }
+    }
+}
+
+/// `written` with `~/` as the home and a relative path under `base`.
+pub(super) fn resolve(written: &Path, base: &Path, home: &Path) -> PathBuf {
+    match written.strip_prefix("~") {
+        Ok(rest) => home.join(rest),
+        Err(_) => base.join(written),
+    }
+}
+
+/// The exit-2 failure for secret `id` asked for at `origin`.
+fn fail(id: &str, origin: &Origin<'_>, problem: &str, hint: &str) -> Failure {
+    let message = format!("secret `{id}`: {problem}");
+    match origin {
+        Origin::Manifest(path, location) => {
+            ConfigError::at(path, (*location).clone(), message, hint).into()
+        }
+        Origin::Flag(flag) => Failure::usage(format!("--secret `{flag}`: {message}"), Some(hint)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::failure::FailureKind;
+
+    fn project(directory: &Path, manifest_secrets: &str) -> Project {
+        let text = format!(
+            "[image]\nname = \"127.0.0.1:5000/app\"\nplatforms = [\"linux/amd64\"]\n[image.secrets]\n{manifest_secrets}"
+        );
+        mab_config::parse_project(&directory.join("mab.toml"), &text).unwrap()
+    }
+
+    #[test]
+    fn flags_go_over_the_manifest_and_paths_resolve() {
+        let root = tempfile::tempdir().unwrap();
+        let (manifest_dir, current, home) = (
+            root.path().join("project"),
+            root.path().join("here"),
+            root.path().join("home"),
+        );
+        for (directory, content) in [(&manifest_dir, "m"), (&current, "c"), (&home, "h")] {
+            std::fs::create_dir_all(directory).unwrap();
+            std::fs::write(directory.join("tok"), content).unwrap();
+        }
+        let environment = Environment {
+            current_dir: current.clone(),
+            home: home.clone(),
+            variables: [("TOKEN", "from env")].into_iter().collect(),
+            ..Environment::default()
+        };
+        let project = project(
+            &manifest_dir,
+            "rel = { src = \"tok\" }\nhome = { src = \"~/tok\" }\nenv = { env = \"TOKEN\" }\nover = { src = \"tok\" }\n",
+        );
+        let flags = ["id=over,src=tok".to_owned(), "id=TOKEN".to_owned()];
+        let secrets = read_secrets(&project, &flags, &environment).unwrap();
+        let expected = Secrets::new(
+            [
+                ("TOKEN", "from env"),
+                ("env", "from env"),
+                ("home", "h"),
+                ("over", "c"),
+                ("rel", "m"),
+            ]
+            .into_iter()
+            .map(|(id, value)| (id.to_owned(), SecretValue::new(value.as_bytes().to_vec())))
+            .collect(),
+        );
+        assert_eq!(secrets, expected);
+    }
+
+    #[test]
+    fn missing_sources_and_bad_flags_are_usage_errors() {
+        let root = tempfile::tempdir().unwrap();
+        let environment = Environment {
+            current_dir: root.path().to_owned(),
+            home: root.path().to_owned(),
+            ..Environment::default()
+        };
+        let cases: [(&str, &[&str], &str); 5] = [
+            (
+                "gone = { src = \"nope\" }\n",
+                &[],
+                "secret `gone`: the file",
+            ),
+            (
+                "tok = { env = \"UNSET\" }\n",
+                &[],
+                "secret `tok`: the variable UNSET is not set",
+            ),
+            (
+                "",
+                &["id=a,env=UNSET"],
+                "--secret `id=a,env=UNSET`: secret `a`: the variable UNSET",
+            ),
+            ("", &["src=x"], "--secret `src=x`: no `id`"),
+            (
+                "",
+                &["id=a,env=A", "id=a,env=B"],
+                "the id `a` is given twice",
+            ),
+        ];
+        for (manifest, flags, message) in cases {
+            let project = project(root.path(), manifest);
+            let flags: Vec<String> = flags.iter().map(|flag| (*flag).to_owned()).collect();
+            let failure = read_secrets(&project, &flags, &environment).unwrap_err();
+            assert_eq!(failure.kind, FailureKind::Usage, "{manifest} {flags:?}");
+            assert!(failure.report.contains(message), "{}", failure.report);
+        }
+    }
+}

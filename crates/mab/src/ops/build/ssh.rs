@@ -1,0 +1,105 @@
+//! `--ssh`: the SSH agents a build forwards to `RUN --mount=type=ssh`
+//! steps, checked and started before anything is contacted.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::FileTypeExt;
+use std::path::PathBuf;
+
+use mab_config::secret::{parse_ssh_flag, SSH_FLAG_HINT};
+use mab_engine::SshAgents;
+use mab_ssh::agent::{load_key_file, KeyAgent};
+
+use super::secrets::resolve;
+use crate::environment::Environment;
+use crate::failure::Failure;
+
+/// The agents of a build: their sockets, and the agents mab serves for key
+/// files, which stop when this is dropped.
+#[derive(Default)]
+pub(super) struct SshForwarding {
+    pub(super) agents: SshAgents,
+    _serving: Vec<KeyAgent>,
+}
+
+/// Reads each `--ssh` as buildx does (`ID` or `ID=PATH[,PATH...]`, see
+/// [`parse_ssh_flag`]): without paths, the agent of `SSH_AUTH_SOCK`; with
+/// one path that is a Unix socket, that agent; else the key files, served
+/// by an agent of mab's own ([`KeyAgent`]). A relative path is relative to
+/// the current directory, `~/` is the home. Errors (exit 2, naming the
+/// flag): a bad flag, an id given twice, `SSH_AUTH_SOCK` unset or not a
+/// socket, a key file that is missing, unreadable, encrypted or not a key.
+pub(super) async fn start_agents(
+    flags: &[String],
+    environment: &Environment,
+) -> Result<SshForwarding, Failure> {
+    let mut sockets = BTreeMap::new();
+    let mut serving = Vec::new();
+    for flag in flags {
+        let bad = |message: String, hint: &str| {
+            Failure::usage(format!("--ssh `{flag}`: {message}"), Some(hint))
+        };
+        let spec = parse_ssh_flag(flag).map_err(|message| bad(message, SSH_FLAG_HINT))?;
+        if sockets.contains_key(&spec.id) {
+            return Err(bad(
+                format!("the id `{}` is given twice", spec.id),
+                "give each agent one --ssh; ids name the agents RUN --mount=type=ssh,id=ID uses",
+            ));
+        }
+        let paths: Vec<PathBuf> = spec
+            .paths
+            .iter()
+            .map(|path| resolve(path, &environment.current_dir, &environment.home))
+            .collect();
+        let socket = match paths.as_slice() {
+            [] => {
+                let Some(socket) = environment
+                    .variable("SSH_AUTH_SOCK")
+                    .filter(|value| !value.is_empty())
+                else {
+                    return Err(bad(
+                        "SSH_AUTH_SOCK is not set: there is no agent to forward".to_owned(),
+                        "start ssh-agent and add your key (ssh-add), or name key files: --ssh ID=KEYFILE",
+                    ));
+                };
+                let socket = PathBuf::from(socket);
+                if !is_socket(&socket) {
+                    return Err(bad(
+                        format!(
+                            "SSH_AUTH_SOCK names {}, which is not a socket",
+                            socket.display()
+                        ),
+                        "start ssh-agent and set SSH_AUTH_SOCK to its socket, or name key files: --ssh ID=KEYFILE",
+                    ));
+                }
+                socket
+            }
+            [socket] if is_socket(socket) => socket.clone(),
+            keys => {
+                let mut loaded = Vec::new();
+                for path in keys {
+                    let key = load_key_file(path)
+                        .map_err(|error| bad(error.to_string(), error.hint()))?;
+                    loaded.push(key);
+                }
+                let agent = KeyAgent::start(loaded).await.map_err(|error| {
+                    bad(
+                        format!("cannot start an SSH agent for its keys: {error}"),
+                        "check that the temporary directory is writable",
+                    )
+                })?;
+                let socket = agent.socket();
+                serving.push(agent);
+                socket
+            }
+        };
+        sockets.insert(spec.id, socket);
+    }
+    Ok(SshForwarding {
+        agents: SshAgents::new(sockets),
+        _serving: serving,
+    })
+}
+
+fn is_socket(path: &std::path::Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|metadata| metadata.file_type().is_socket())
+}

@@ -1,0 +1,212 @@
+//! Build secrets on the lab: `--secret id=tok,env=VAR` and an
+//! `[image.secrets]` file reach `RUN --mount=type=secret` on every platform
+//! (the local engine, runner-a and runner-b over SSH), and their values are
+//! nowhere else: not in any layer or config (history included) of the
+//! published images, read with skopeo, nor in mab's output (plain and
+//! JSON), its metadata file or its state directory.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::{
+    image_dir, mab_with_env, require_lab, sha256, skopeo_raw, ssh_lock, Home, Project,
+};
+
+/// `text` in base64, by the coreutils tool.
+fn base64(text: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new("base64")
+        .arg("-w0")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
+}
+
+/// Every blob of the image `reference` (manifest, config, layers with the
+/// gzip layers decompressed), named, read with skopeo into a directory.
+fn image_blobs(reference: &str) -> Vec<(String, Vec<u8>)> {
+    let directory = image_dir(reference);
+    let mut blobs = Vec::new();
+    for entry in fs::read_dir(directory.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = fs::read(&path).unwrap();
+        let bytes = if bytes.starts_with(&[0x1f, 0x8b]) {
+            let output = Command::new("gzip").arg("-dc").arg(&path).output().unwrap();
+            assert!(output.status.success(), "gunzip {}", path.display());
+            output.stdout
+        } else {
+            bytes
+        };
+        blobs.push((path.display().to_string(), bytes));
+    }
+    // The config and three layers at least (busybox, the RUN's /proof).
+    assert!(
+        blobs.len() >= 4,
+        "{reference}: {blobs:?}",
+        blobs = blobs.len()
+    );
+    blobs
+}
+
+/// Every file under `directory`, named, with its bytes.
+fn files_under(directory: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    let Ok(entries) = fs::read_dir(directory) else {
+        return files;
+    };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push((path.display().to_string(), fs::read(&path).unwrap()));
+        }
+    }
+    files
+}
+
+/// Panics when any of `places` holds any of `needles`.
+fn assert_absent(places: &[(String, Vec<u8>)], needles: &[String]) {
+    for (name, bytes) in places {
+        for needle in needles {
+            let found = bytes
+                .windows(needle.len())
+                .any(|window| window == needle.as_bytes());
+            assert!(!found, "{name} holds a secret value ({needle:?})");
+        }
+    }
+}
+
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn secrets_reach_run_steps_on_every_platform_and_nothing_else() {
+    let lab = require_lab!();
+    let repository = lab.repository("secrets");
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let token = format!("tok-value-{nanos:x}-from-env");
+    let netrc = format!("machine example.com password netrc-{nanos:x}-from-file\n");
+    let digest = |value: &str| sha256(value.as_bytes())["sha256:".len()..].to_owned();
+    let (token_digest, netrc_digest) = (digest(&token), digest(&netrc));
+
+    // The context is app/; the [image.secrets] file lies beside mab.toml,
+    // outside it, named relative to mab.toml's directory.
+    let project = Project::new();
+    for architecture in ["amd64", "arm64", "ppc64le"] {
+        project.file(&format!("app/busybox/{architecture}"), "");
+        fs::copy(
+            lab.busybox(architecture),
+            project.path().join("app/busybox").join(architecture),
+        )
+        .unwrap();
+    }
+    // The RUN step fails unless both values are what this run gave (the
+    // digests in the Dockerfile also make the step new to every cache),
+    // and an optional secret the build was not given is left out (mab
+    // answers NotFound, as BuildKit's own store does).
+    let check = format!(
+        "cd /run/secrets && /bin/busybox sha256sum tok netrc > /proof && \
+         test ! -e absent && \
+         test \\\"$(/bin/busybox sha256sum < tok)\\\" = \\\"{token_digest}  -\\\" && \
+         test \\\"$(/bin/busybox sha256sum < netrc)\\\" = \\\"{netrc_digest}  -\\\""
+    );
+    project
+        .file(
+            "app/Dockerfile",
+            &format!(
+                "FROM scratch\nARG TARGETARCH\nCOPY busybox/${{TARGETARCH}} /bin/busybox\n\
+                 RUN --mount=type=secret,id=tok --mount=type=secret,id=netrc --mount=type=secret,id=absent,required=false [\"/bin/busybox\", \"sh\", \"-c\", \"{check}\"]\n"
+            ),
+        )
+        .file("netrc.txt", &netrc)
+        .file(
+            "mab.toml",
+            &format!(
+                "[image]\nname = \"{repository}\"\nplatforms = [\"linux/amd64\", \"linux/arm64\", \"linux/ppc64le\"]\ncontext = \"app\"\n\n\
+                 [image.secrets]\nnetrc = {{ src = \"netrc.txt\" }}\n"
+            ),
+        )
+        .file(
+            "runners.toml",
+            &format!(
+                "[[runner]]\nname = \"here\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\nengine = \"{local}\"\n\n\
+                 [[runner]]\nname = \"arm\"\nhost = \"runner-a\"\nplatforms = [\"linux/arm64\"]\nengine = \"unix://{a}\"\n\n\
+                 [[runner]]\nname = \"power\"\nhost = \"runner-b\"\nplatforms = [\"linux/ppc64le\"]\nengine = \"unix://{b}\"\n",
+                local = lab.get("LOCAL_ENGINE"),
+                a = lab.get("RUNNER_A_ENGINE_SOCKET"),
+                b = lab.get("RUNNER_B_ENGINE_SOCKET"),
+            ),
+        );
+    let home = Home::new(lab);
+    let _ssh = ssh_lock();
+    let metadata = project.path().join("metadata.json");
+    let variables = [("MAB_TEST_TOKEN", Some(token.as_str()))];
+    let mut outputs = Vec::new();
+    for progress in ["plain", "json"] {
+        let run = mab_with_env(
+            home.path(),
+            project.path(),
+            &[
+                "build",
+                "--tag",
+                "secrets",
+                "--progress",
+                progress,
+                "--metadata-file",
+                metadata.to_str().unwrap(),
+                "--secret",
+                "id=tok,env=MAB_TEST_TOKEN",
+            ],
+            &variables,
+        );
+        assert_eq!(run.code, 0, "{progress}: {run:?}");
+        outputs.push((format!("stdout ({progress})"), run.stdout.into_bytes()));
+        outputs.push((format!("stderr ({progress})"), run.stderr.into_bytes()));
+        outputs.push((
+            format!("metadata ({progress})"),
+            fs::read(&metadata).unwrap(),
+        ));
+    }
+
+    // Each platform's RUN read both values: /proof holds their digests.
+    let list: serde_json::Value =
+        serde_json::from_slice(&skopeo_raw(&format!("{repository}:secrets"))).unwrap();
+    let entries = list["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 3, "{list}");
+    let mut places = outputs;
+    for entry in entries {
+        let reference = format!("{repository}@{}", entry["digest"].as_str().unwrap());
+        let proof = crate::support::image_file(&reference, "proof");
+        assert_eq!(
+            proof,
+            format!("{token_digest}  tok\n{netrc_digest}  netrc\n"),
+            "{}",
+            entry["platform"]
+        );
+        places.extend(image_blobs(&reference));
+    }
+    places.extend(files_under(&home.path().join(".local/state/mab")));
+    assert!(
+        places
+            .iter()
+            .any(|(name, _)| name.contains(".local/state/mab")),
+        "the state directory was written"
+    );
+    let netrc_part = format!("netrc-{nanos:x}-from-file");
+    let needles: Vec<String> = [token.as_str(), netrc.trim_end(), &netrc_part]
+        .into_iter()
+        .flat_map(|value| [value.to_owned(), base64(value)])
+        .collect();
+    assert_absent(&places, &needles);
+}
