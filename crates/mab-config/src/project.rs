@@ -309,7 +309,7 @@ pub const TIME_LIMIT_HINT: &str =
 /// a human-readable duration in the syntax of the `humantime` crate, one or
 /// more `NUMBER UNIT` parts (`90m`, `1h 30m`, `45s`; units `ms`, `s`, `m`,
 /// `h`, `d`, `w`, `M`, `y` and their long names), at least one second.
-/// Errors: the parser's message (`unknown time unit "x"`, ...), or that the
+/// Errors: the parser's message (`` `x` is not a unit ``, ...), or that the
 /// limit is zero.
 pub fn parse_time_limit(text: &str) -> Result<Duration, String> {
     let limit = humantime::parse_duration(text.trim()).map_err(|error| match error {
@@ -317,6 +317,10 @@ pub fn parse_time_limit(text: &str) -> Result<Duration, String> {
         // limit of at least a second would then refuse.
         humantime::DurationError::UnknownUnit { unit, .. } if unit.is_empty() => {
             format!("`{text}` is not a duration: a unit is needed after the number")
+        }
+        // Its list of units is longer than the hint's, and less clear.
+        humantime::DurationError::UnknownUnit { unit, .. } => {
+            format!("`{text}` is not a duration: `{unit}` is not a unit")
         }
         error => format!("`{text}` is not a duration: {error}"),
     })?;
@@ -370,11 +374,23 @@ pub fn parse_image_reference(text: &str) -> Result<oci_client::Reference, String
     let upper_case_first = text.split_once('/').is_some_and(|(first, _)| {
         !first.contains(['.', ':']) && first.chars().any(|c| c.is_ascii_uppercase())
     });
+    const NOT_LOWERCASE: &str = "invalid reference format: repository name must be lowercase";
     if upper_case_first {
-        return Err("invalid reference format: repository name must be lowercase".to_owned());
+        return Err(NOT_LOWERCASE.to_owned());
     }
-    text.parse()
-        .map_err(|error: oci_client::ParseError| error.to_string())
+    text.parse().map_err(|error: oci_client::ParseError| {
+        // Docker names this cause; the parser does not.
+        let path = match text.split_once('/') {
+            Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => rest,
+            _ => text,
+        };
+        let repository = path.split([':', '@']).next().unwrap_or(path);
+        if repository.chars().any(|c| c.is_ascii_uppercase()) {
+            NOT_LOWERCASE.to_owned()
+        } else {
+            error.to_string()
+        }
+    })
 }
 
 /// Checks an image name (`[registry[:port]/]path`, what `[image] name` and
@@ -763,7 +779,7 @@ extra = ["edge", "nightly", "edge"]
             ),
             (
                 "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\ntimeout = \"90 minuets\"\n",
-                "`timeout`: `90 minuets` is not a duration: unknown time unit \"minuets\", supported units: ns, us/µs, ms, sec, min, hours, days, weeks, months, years (and few variations)",
+                "`timeout`: `90 minuets` is not a duration: `minuets` is not a unit",
                 ":4:11",
                 "timeout = \"90 minuets\"",
                 "          ^^^^^^^^^^^^",
@@ -965,6 +981,29 @@ extra = ["edge", "nightly", "edge"]
                 "             ^^^^^^^^^^^^^^^^^^^^^",
                 "write one",
             ),
+        );
+    }
+
+    /// A repository name with upper-case letters is refused with Docker's
+    /// reason, wherever they are; a tag may have them.
+    #[test]
+    fn an_upper_case_repository_is_refused_with_dockers_reason() {
+        for text in [
+            "Team/app",
+            "127.0.0.1:5000/Team/App:1.0",
+            "localhost/App",
+            "app/Web@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        ] {
+            assert_eq!(
+                parse_image_reference(text).unwrap_err(),
+                "invalid reference format: repository name must be lowercase",
+                "{text}"
+            );
+        }
+        assert!(parse_image_reference("127.0.0.1:5000/team/app:Release-1").is_ok());
+        assert_eq!(
+            parse_image_reference("127.0.0.1:5000/team/app:-bad").unwrap_err(),
+            "invalid reference format"
         );
     }
 }

@@ -280,7 +280,7 @@ impl PlanError {
     pub fn hint(&self) -> String {
         match self {
             PlanError::NoRunner { platforms, .. } => format!(
-                "add a runner for {} with `mab runners add`, or leave {} out with `--platform`",
+                "add a runner for {} with `mab runners add`, or leave {} out with `--platform` (a build of fewer platforms than mab.toml lists is published only under `--tag`, or not at all with `--no-push`)",
                 list_platforms(platforms),
                 if platforms.len() == 1 { "it" } else { "them" }
             ),
@@ -1156,7 +1156,7 @@ mod tests {
         );
         assert_eq!(
             error.hint(),
-            "add a runner for linux/s390x with `mab runners add`, or leave it out with `--platform`"
+            "add a runner for linux/s390x with `mab runners add`, or leave it out with `--platform` (a build of fewer platforms than mab.toml lists is published only under `--tag`, or not at all with `--no-push`)"
         );
         assert!(!error.is_unreachable());
         assert!(
@@ -1179,7 +1179,7 @@ mod tests {
         );
         assert_eq!(
             error.hint(),
-            "add a runner for linux/riscv64, linux/s390x with `mab runners add`, or leave them out with `--platform`"
+            "add a runner for linux/riscv64, linux/s390x with `mab runners add`, or leave them out with `--platform` (a build of fewer platforms than mab.toml lists is published only under `--tag`, or not at all with `--no-push`)"
         );
 
         let error = plan(
