@@ -1,0 +1,39 @@
+//! The `.dockerignore` matcher: the input is the file's text, then a NUL,
+//! then paths (one a line) to match. Parsing and matching never panic;
+//! with no pattern nothing is excluded, with only `!` exceptions nothing
+//! is excluded either, and the context root is never excluded.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use mab_context::DockerIgnore;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(input) = std::str::from_utf8(data) else {
+        return;
+    };
+    let (patterns, paths) = input.split_once('\0').unwrap_or((input, ""));
+    let Ok(ignore) = DockerIgnore::parse(patterns) else {
+        return;
+    };
+    // Whether every pattern is an exception (`!...`): such a file can only
+    // re-include, and nothing was excluded before it.
+    let only_exceptions = patterns
+        .strip_prefix('\u{feff}')
+        .unwrap_or(patterns)
+        .split('\n')
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .all(|line| line.starts_with('!'));
+    for path in paths.split('\n') {
+        let excluded = ignore.is_excluded(path);
+        if ignore.is_empty() || only_exceptions {
+            assert!(!excluded, "{path:?} excluded by {patterns:?}");
+        }
+    }
+    for root in ["", ".", "/", "./"] {
+        assert!(
+            !ignore.is_excluded(root),
+            "the root excluded by {patterns:?}"
+        );
+    }
+});
