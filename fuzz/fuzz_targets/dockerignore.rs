@@ -27,8 +27,10 @@ fuzz_target!(|data: &[u8]| {
             .strip_prefix('\u{feff}')
             .unwrap_or(patterns)
             .split('\n')
+            // As in Docker, only a `#` in the first column starts a comment.
+            .filter(|line| !line.starts_with('#'))
             .map(str::trim)
-            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .filter(|line| !line.is_empty())
             .all(|line| line.starts_with('!'));
     for path in paths.split('\n') {
         let excluded = ignore.is_excluded(path);
