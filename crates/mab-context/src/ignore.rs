@@ -332,6 +332,22 @@ mod tests {
         }
     }
 
+    /// Found by fuzzing (fuzz/regressions/dockerignore): Docker cleans a
+    /// pattern twice, the second time with its `!` (moby's `ignorefile`,
+    /// then `patternmatcher.New`), so a `..` that reaches back past the
+    /// first name eats the `!`: `!k../../../../c` is cleaned to
+    /// `!../../c` and then to the exclusion `c`, while `!a/../../b`
+    /// (`!../b`) stays an exception that matches nothing. The docker CLI
+    /// 20.10 with BuildKit left out `c` and sent `b` for this file.
+    #[test]
+    fn an_exception_cleaned_past_its_bang_is_an_exclusion() {
+        let ignore = DockerIgnore::parse("!a/../../b\n!k../../../../c\n").unwrap();
+        assert!(!ignore.is_excluded("b"));
+        assert!(ignore.is_excluded("c"));
+        assert!(ignore.is_excluded("c/inside"));
+        assert!(!ignore.is_excluded("k/x"));
+    }
+
     #[test]
     fn bad_patterns_name_their_line() {
         // (text, line, reason fragment)

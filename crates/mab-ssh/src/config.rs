@@ -93,12 +93,23 @@ pub(crate) fn read(path: &Path, home: &Path, host: &str) -> Result<HostConfig, C
             })
         }
     };
+    parse(path, &text, home, host)
+}
+
+/// Reads `text`, the ssh config at `path`, for `host`, as [`read`] does
+/// with the file's contents (`Include` still reads the files it names).
+pub(crate) fn parse(
+    path: &Path,
+    text: &str,
+    home: &Path,
+    host: &str,
+) -> Result<HostConfig, ConfigError> {
     let mut reader = Reader {
         host,
         home,
         config: HostConfig::default(),
     };
-    reader.read_text(path, &text, true, 0)?;
+    reader.read_text(path, text, true, 0)?;
     Ok(reader.config)
 }
 

@@ -4,8 +4,11 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use russh::keys::known_hosts::known_host_keys_path;
-use russh::keys::{Algorithm, HashAlg, PublicKey};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use hmac::{Hmac, KeyInit, Mac};
+use russh::keys::{parse_public_key_base64, Algorithm, HashAlg, PublicKey};
+use sha1::Sha1;
 
 /// Serialises [`learn`] within the process: several runners may be
 /// connected to at once, and one host must be recorded only once.
@@ -30,12 +33,12 @@ pub(crate) enum Verdict {
 pub(crate) fn verify(host: &str, port: u16, key: &PublicKey, files: &[PathBuf]) -> Verdict {
     let mut changed = None;
     for file in files {
-        let recorded = match known_host_keys_path(host, port, file) {
+        let recorded = match read_file(file, host, port) {
             Ok(recorded) => recorded,
-            Err(error) => {
+            Err(message) => {
                 return Verdict::Unreadable {
                     file: file.clone(),
-                    message: error.to_string(),
+                    message,
                 }
             }
         };
@@ -46,7 +49,7 @@ pub(crate) fn verify(host: &str, port: u16, key: &PublicKey, files: &[PathBuf]) 
             if changed.is_none() && recorded_key.algorithm() == key.algorithm() {
                 changed = Some(Verdict::Changed {
                     file: file.clone(),
-                    line: file_line(file, line),
+                    line,
                 });
             }
         }
@@ -54,17 +57,87 @@ pub(crate) fn verify(host: &str, port: u16, key: &PublicKey, files: &[PathBuf]) 
     changed.unwrap_or(Verdict::Unknown)
 }
 
-/// russh numbers the lines of a known_hosts file without counting comment
-/// lines; turn its number back into the line an editor shows.
-fn file_line(file: &Path, counted: usize) -> usize {
-    let Ok(text) = std::fs::read(file) else {
-        return counted;
+/// [`recorded_keys`] of the known_hosts file at `file`; a file that does
+/// not exist records nothing. Errors: the file cannot be read (or is not
+/// UTF-8), or [`recorded_keys`]'s.
+fn read_file(file: &Path, host: &str, port: u16) -> Result<Vec<(usize, PublicKey)>, String> {
+    match std::fs::read_to_string(file) {
+        Ok(text) => recorded_keys(&text, host, port),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+/// The keys the text of a known_hosts file records for `host`:`port`, each
+/// with its line (from 1, comment and blank lines counted, as an editor
+/// shows them), in file order.
+///
+/// OpenSSH's format (sshd(8), "SSH_KNOWN_HOSTS FILE FORMAT"): one entry a
+/// line, `NAMES KEYTYPE BASE64-KEY [COMMENT]`, fields separated by spaces or
+/// tabs; `#` starts a comment line. `NAMES` is a comma-separated list of
+/// names as ssh writes them, `host` or `[host]:port` when the port is not 22
+/// ([`known_hosts_name`]), or hashed names `|1|SALT|HASH` (HMAC-SHA1 of
+/// that name keyed by the salt, both base64, as `ssh-keygen -H` writes).
+/// The key is read from its base64 (the `KEYTYPE` field is not compared).
+/// Not interpreted, so never matching: wildcard and `!` patterns, and
+/// lines with a marker (`@cert-authority`, `@revoked`); mab checks plain
+/// host keys only.
+///
+/// Errors: a line that names the host but whose key is not a valid SSH
+/// public key, as `line N: ...`; lines for other hosts are not checked.
+pub(crate) fn recorded_keys(
+    text: &str,
+    host: &str,
+    port: u16,
+) -> Result<Vec<(usize, PublicKey)>, String> {
+    let name = known_hosts_name(host, port);
+    let mut keys = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let mut fields = line.split_whitespace();
+        let (Some(names), Some(_key_type), Some(base64)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        if names.starts_with('#') || !names_match(names, &name) {
+            continue;
+        }
+        let key = parse_public_key_base64(base64).map_err(|error| {
+            format!(
+                "line {}: the key recorded for {names} is not an SSH public key ({error})",
+                index + 1
+            )
+        })?;
+        keys.push((index + 1, key));
+    }
+    Ok(keys)
+}
+
+/// Whether the `NAMES` field of a known_hosts line lists `name`, plainly or
+/// hashed.
+fn names_match(names: &str, name: &str) -> bool {
+    names
+        .split(',')
+        .any(|entry| match entry.strip_prefix("|1|") {
+            Some(hashed) => hashed_name_matches(hashed, name),
+            None => entry == name,
+        })
+}
+
+/// `SALT|HASH` of a hashed name: whether HMAC-SHA1(SALT, `name`) is HASH.
+/// A malformed one matches nothing, as in OpenSSH.
+fn hashed_name_matches(hashed: &str, name: &str) -> bool {
+    let Some((salt, hash)) = hashed.split_once('|') else {
+        return false;
     };
-    text.split(|byte| *byte == b'\n')
-        .enumerate()
-        .filter(|(_, line)| line.first() != Some(&b'#'))
-        .nth(counted.saturating_sub(1))
-        .map_or(counted, |(index, _)| index + 1)
+    let (Ok(salt), Ok(hash)) = (BASE64.decode(salt), BASE64.decode(hash)) else {
+        return false;
+    };
+    Hmac::<Sha1>::new_from_slice(&salt).is_ok_and(|mac| {
+        mac.chain_update(name.as_bytes())
+            .verify_slice(&hash)
+            .is_ok()
+    })
 }
 
 /// The algorithms of the keys recorded for `host`:`port`, so that the key
@@ -72,7 +145,7 @@ fn file_line(file: &Path, counted: usize) -> usize {
 pub(crate) fn recorded_algorithms(host: &str, port: u16, files: &[PathBuf]) -> Vec<Algorithm> {
     let mut algorithms = Vec::new();
     for file in files {
-        for (_, key) in known_host_keys_path(host, port, file).unwrap_or_default() {
+        for (_, key) in read_file(file, host, port).unwrap_or_default() {
             let algorithm = key.algorithm();
             if !algorithms.contains(&algorithm) {
                 algorithms.push(algorithm);
@@ -172,7 +245,6 @@ pub(crate) fn shown_path(path: &Path, home: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use russh::keys::parse_public_key_base64;
 
     // Keys made with `ssh-keygen -t ed25519` / `-t ecdsa` for these tests only.
     const ED_A: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIALhTKmvu8V3wV3hjue892lxPCF9OQwPDf2RA6JYoRLs";
@@ -318,6 +390,37 @@ mod tests {
         }
         // Lines for other hosts are not looked at.
         assert_eq!(verify("other.org", 22, &key(ED_A), &[file]), Verdict::Known);
+    }
+
+    #[test]
+    fn reads_known_hosts_text_as_openssh_writes_it() {
+        let text = format!(
+            "# comment\n\
+             \n\
+             example.org\tssh-ed25519\t{ED_A} tabs are separators\n\
+             @revoked example.org ssh-ed25519 {ED_B}\n\
+             *.org ssh-ed25519 {ED_B}\n\
+             |1|not-base64|x,example.org ssh-ed25519 {ED_B}\n\
+             |1|only-salt example.org\n\
+             {HASHED_LAB2} ssh-ed25519 {ED_A}\n"
+        );
+        let lines = |host: &str, port: u16| -> Vec<usize> {
+            recorded_keys(&text, host, port)
+                .expect("readable")
+                .into_iter()
+                .map(|(line, _)| line)
+                .collect()
+        };
+        // Markers and wildcards are not interpreted; a malformed hashed
+        // name does not hide the plain name beside it.
+        assert_eq!(lines("example.org", 22), [3, 6]);
+        assert_eq!(lines("127.0.0.2", 2222), [8]);
+        assert!(lines("other.org", 22).is_empty());
+        let error = recorded_keys("a,b ssh-ed25519 AAAA!\n", "b", 22).expect_err("bad key");
+        assert!(
+            error.starts_with("line 1: the key recorded for a,b is not an SSH public key"),
+            "{error}"
+        );
     }
 
     #[test]

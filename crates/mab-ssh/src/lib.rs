@@ -33,6 +33,8 @@ mod auth;
 mod config;
 mod destination;
 mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod known_hosts;
 mod retry;
 mod session;
