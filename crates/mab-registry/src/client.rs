@@ -196,6 +196,12 @@ impl Repository {
         }
     }
 
+    /// `<scheme>://<registry>/v2/`, the API's base (OCI distribution spec,
+    /// `end-1`), where a registry says whether and how to log in.
+    fn base(&self) -> String {
+        format!("{}://{}/v2/", self.scheme, self.registry)
+    }
+
     /// `<scheme>://<registry>/v2/<repository>/<path>` (OCI distribution
     /// spec endpoints: `manifests/<reference>`, `blobs/<digest>`,
     /// `blobs/uploads/`).
@@ -365,11 +371,12 @@ impl Repository {
     /// transient faults (see [`retry`]).
     ///
     /// Errors: [`RegistryError::Unreachable`] when the registry does not
-    /// answer; [`RegistryError::PushDenied`] on 401 or 403, or when the
-    /// token service refuses the credentials; [`RegistryError::Request`]
+    /// answer; [`RegistryError::PushDenied`] on 401 or 403, when the
+    /// token service refuses the credentials, or when an identity token
+    /// cannot be used there (no Bearer challenge); [`RegistryError::Request`]
     /// for any other answer.
     pub async fn check_push(&self) -> Result<(), RegistryError> {
-        let base = format!("{}://{}/v2/", self.scheme, self.registry);
+        let base = self.base();
         let answered = retry::retry(
             &self.registry,
             "GET /v2/",
@@ -408,8 +415,12 @@ impl Repository {
             },
         )
         .await
-        .map_err(|failed| match failed.fault.status() {
-            Some(401 | 403) => self.push_denied(failed),
+        .map_err(|failed| match (&failed.fault, failed.fault.status()) {
+            (_, Some(401 | 403)) => self.push_denied(failed),
+            // The identity token cannot be used with this registry.
+            (Fault::Unusable { .. }, _) if self.identity_token.is_some() => {
+                self.push_denied(failed)
+            }
             _ => self.failed(action, failed),
         })?;
         let location = response
@@ -455,10 +466,7 @@ impl Repository {
     /// credentials when there are any, as docker/distribution's client).
     async fn token(&self, operation: RegistryOperation) -> Result<Option<String>, Fault> {
         match &self.identity_token {
-            Some(refresh_token) => self
-                .refreshed_token(refresh_token, operation)
-                .await
-                .map(Some),
+            Some(refresh_token) => self.refreshed_token(refresh_token, operation).await,
             None => self
                 .client
                 .auth(&self.reference("latest"), &self.auth, operation)
@@ -475,25 +483,31 @@ impl Repository {
     /// refresh_token`, `refresh_token`, `service`, `scope` and
     /// `client_id=mab`; the answer's `access_token` is kept for its
     /// `expires_in` seconds (60 when not given, the OAuth2 default there).
+    /// `None` when `GET /v2/` succeeds: the registry needs no login, and
+    /// requests go without a token (as docker's client when the ping asks
+    /// for no challenge).
     ///
-    /// Errors: a registry without a Bearer challenge or a token service
-    /// refusing the token is [`Fault::Answered`] with its status (401 for
-    /// the first), an unusable answer [`Fault::Unusable`].
+    /// Errors: `GET /v2/` answering anything but a success or `401` is
+    /// [`Fault::Answered`] with its status (so a 5xx or 429 is retried); a
+    /// `401` without a Bearer challenge (a registry that takes only basic
+    /// credentials) is [`Fault::Unusable`]; a token service refusing the
+    /// token is [`Fault::Answered`] with its status; an answer without an
+    /// access token is [`Fault::Unusable`].
     async fn refreshed_token(
         &self,
         refresh_token: &str,
         operation: RegistryOperation,
-    ) -> Result<String, Fault> {
+    ) -> Result<Option<String>, Fault> {
         let scope = match operation {
             RegistryOperation::Pull => format!("repository:{}:pull", self.repository),
             RegistryOperation::Push => format!("repository:{}:pull,push", self.repository),
         };
         if let Some((token, expires)) = self.lock_tokens().get(&scope) {
             if *expires > Instant::now() {
-                return Ok(token.clone());
+                return Ok(Some(token.clone()));
             }
         }
-        let base = format!("{}://{}/v2/", self.scheme, self.registry);
+        let base = self.base();
         let answer = self
             .http
             .get(&base)
@@ -501,6 +515,12 @@ impl Repository {
             .send()
             .await
             .map_err(|error| Fault::transport(&error))?;
+        if answer.status().is_success() {
+            return Ok(None);
+        }
+        if answer.status() != reqwest::StatusCode::UNAUTHORIZED {
+            return Err(Fault::answered(answer).await);
+        }
         let challenge = answer
             .headers()
             .get(reqwest::header::WWW_AUTHENTICATE)
@@ -509,7 +529,7 @@ impl Repository {
         let Some(challenge) = challenge else {
             return Err(Fault::Unusable {
                 message: format!(
-                    "an identity token needs a registry that answers with a Bearer challenge; {base} answered {}",
+                    "an identity token needs a registry that answers with a Bearer challenge; {base} answered {} without one",
                     answer.status()
                 ),
             });
@@ -552,7 +572,7 @@ impl Repository {
             scope,
             (answer.access_token.clone(), Instant::now() + lifetime),
         );
-        Ok(answer.access_token)
+        Ok(Some(answer.access_token))
     }
 
     fn lock_tokens(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, Instant)>> {
@@ -871,6 +891,96 @@ mod tests {
         assert_eq!(
             sha256_digest(b""),
             "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    /// A registry on loopback that answers each connection with the next
+    /// of `answers` (the last one again when they run out), each a status
+    /// line and headers; returns its `host:port` and the request lines it
+    /// got.
+    async fn canned_registry(answers: &[&str]) -> (String, Arc<Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        let answers: Vec<String> = answers.iter().map(|answer| answer.to_string()).collect();
+        tokio::spawn(async move {
+            let mut index = 0;
+            while let Ok((mut connection, _)) = listener.accept().await {
+                let mut request = vec![0; 8192];
+                let read = connection.read(&mut request).await.unwrap_or(0);
+                let text = String::from_utf8_lossy(&request[..read]).into_owned();
+                seen.lock()
+                    .unwrap()
+                    .push(text.lines().next().unwrap_or_default().to_owned());
+                let answer = &answers[index.min(answers.len() - 1)];
+                index += 1;
+                let _ = connection
+                    .write_all(
+                        format!("{answer}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                            .as_bytes(),
+                    )
+                    .await;
+            }
+        });
+        (address, requests)
+    }
+
+    fn with_identity_token(registry: &str) -> Repository {
+        let credentials = Credentials {
+            server: registry.to_owned(),
+            username: None,
+            password: None,
+            identity_token: Some("refresh".to_owned()),
+            origin: "config.json".to_owned(),
+        };
+        Repository::new(&format!("{registry}/team/app"), Some(&credentials)).unwrap()
+    }
+
+    /// The identity-token flow by what `GET /v2/` answers: a success needs
+    /// no token; 503 and 429 are faults that are retried; a 401 with only a
+    /// Basic challenge cannot take the token, and the push check says the
+    /// token is refused.
+    #[tokio::test]
+    async fn identity_tokens_follow_the_registrys_answer() {
+        let (open, _) = canned_registry(&["HTTP/1.1 200 OK"]).await;
+        let repository = with_identity_token(&open);
+        assert_eq!(
+            repository
+                .refreshed_token("refresh", RegistryOperation::Pull)
+                .await,
+            Ok(None)
+        );
+        for status in ["503 Service Unavailable", "429 Too Many Requests"] {
+            let (busy, _) = canned_registry(&[&format!("HTTP/1.1 {status}")]).await;
+            let fault = with_identity_token(&busy)
+                .refreshed_token("refresh", RegistryOperation::Pull)
+                .await
+                .unwrap_err();
+            assert_eq!(fault.status(), Some(status[..3].parse().unwrap()));
+            assert!(
+                matches!(retry::classify(&fault), retry::Verdict::Transient { .. }),
+                "{fault:?}"
+            );
+        }
+        let (basic, _) = canned_registry(&[
+            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"Registry\"",
+        ])
+        .await;
+        let repository = with_identity_token(&basic);
+        let fault = repository
+            .refreshed_token("refresh", RegistryOperation::Push)
+            .await
+            .unwrap_err();
+        assert!(matches!(fault, Fault::Unusable { .. }), "{fault:?}");
+        assert!(
+            matches!(
+                repository.check_push().await,
+                Err(RegistryError::PushDenied { ref whom, .. })
+                    if whom == "the identity token from config.json"
+            ),
+            "a registry without a Bearer challenge refuses the token"
         );
     }
 
