@@ -861,7 +861,7 @@ fn credentials_that_cannot_be_read() {
     let helper = bin.join("docker-credential-mabfails");
     std::fs::write(
         &helper,
-        "#!/bin/sh\necho 'error getting credentials - err: exit status 1, out: `keychain locked`' >&2\nexit 1\n",
+        "#!/bin/sh\necho 'the keychain is locked'\nexit 1\n",
     )
     .unwrap();
     std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();

@@ -211,7 +211,7 @@ impl Source {
             .filter(|(name, _)| !name.is_empty());
         if let Some((name, key)) = helper {
             let origin = format!("docker-credential-{name} ({key} in {})", self.origin);
-            return run_helper(name, server, &origin);
+            return run_helper(&format!("docker-credential-{name}"), server, &origin);
         }
         let Some(stored) = entry(self.config.auths.as_ref(), server) else {
             return Ok(None);
@@ -285,16 +285,24 @@ fn decode_auth(auth: &str) -> Option<(String, String)> {
     Some((username.to_owned(), password.to_owned()))
 }
 
-/// Runs `docker-credential-NAME get` with `server` on stdin, as docker's
-/// credential-helper client does: JSON `{"Username","Secret"}` on stdout, a
-/// `<token>` user name meaning an identity token; exit 1 printing
-/// [`HELPER_NOT_FOUND`] means no credentials.
+/// Whether a failed helper's output may be shown: not when it parses as
+/// JSON or names a `Secret` (an answer printed before failing), which may
+/// hold the secret.
+fn quotable(text: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(text).is_err()
+        && !text.to_ascii_lowercase().contains("secret")
+}
+
+/// Runs `program get` (`docker-credential-NAME`, looked up on `PATH`) with
+/// `server` on stdin, as docker's credential-helper client does: JSON
+/// `{"Username","Secret"}` on stdout, a `<token>` user name meaning an
+/// identity token; exit 1 printing [`HELPER_NOT_FOUND`] means no
+/// credentials.
 fn run_helper(
-    name: &str,
+    program: &str,
     server: &str,
     origin: &str,
 ) -> Result<Option<Credentials>, RegistryError> {
-    let program = format!("docker-credential-{name}");
     let failed = |message: String| {
         RegistryError::Credentials {
         registry: server.to_owned(),
@@ -302,7 +310,7 @@ fn run_helper(
         hint: "check that the helper is installed and logged in (`docker login` with it), or remove it from the Docker configuration",
     }
     };
-    let mut child = Command::new(&program)
+    let mut child = Command::new(program)
         .arg("get")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -327,9 +335,12 @@ fn run_helper(
             return Ok(None);
         }
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let said = [stderr.trim(), stdout.trim()]
+        // Helpers print their errors on stdout (docker-credential-helpers'
+        // `credentials.Get`), some on stderr; a line is quoted only when it
+        // cannot be an answer holding the secret.
+        let said = [stdout.trim(), stderr.trim()]
             .into_iter()
-            .find(|text| !text.is_empty())
+            .find(|text| !text.is_empty() && quotable(text))
             .and_then(|text| text.lines().next())
             .map(|line| format!(": {}", line.chars().take(200).collect::<String>()))
             .unwrap_or_default();
@@ -455,5 +466,49 @@ mod tests {
                 && error.contains("for r"),
             "{error}"
         );
+    }
+
+    /// `run_helper` with a helper script whose body is `script`.
+    fn helper(script: &str) -> Result<Option<Credentials>, RegistryError> {
+        let directory = tempfile::tempdir().unwrap();
+        let program = directory.path().join("docker-credential-test");
+        std::fs::write(&program, format!("#!/bin/sh\nread -r server\n{script}\n")).unwrap();
+        std::fs::set_permissions(
+            &program,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        run_helper(program.to_str().unwrap(), "r", "docker-credential-test")
+    }
+
+    /// The helper protocol's answers: credentials, an identity token
+    /// (`<token>`), none (`credentials not found`), and failures, whose
+    /// plain error text is quoted but never an answer holding a secret.
+    #[test]
+    fn helpers_answer_as_docker_credential_helpers() {
+        let found = helper(r#"echo '{"ServerURL":"r","Username":"u","Secret":"p"}'"#);
+        assert_eq!(pair(found.unwrap()), some("u", "p"));
+        let token = helper(r#"echo '{"ServerURL":"r","Username":"<token>","Secret":"t"}'"#);
+        assert_eq!(pair(token.unwrap()), (None, None, Some("t".into())));
+        let none = helper("echo 'credentials not found in native keychain'; exit 1");
+        assert!(none.unwrap().is_none());
+        let locked = helper("echo 'the keychain is locked'; exit 1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            locked.ends_with("failed (exit status: 1): the keychain is locked"),
+            "{locked}"
+        );
+        for leaking in [
+            r#"echo '{"Username":"u","Secret":"s3cret"}'; exit 1"#,
+            r#"echo 'Secret: s3cret'; exit 1"#,
+            r#"echo '{"Username":"u","Secret":"s3cret"}' >&2; exit 1"#,
+        ] {
+            let error = helper(leaking).unwrap_err().to_string();
+            assert!(
+                error.ends_with("failed (exit status: 1)") && !error.contains("s3cret"),
+                "{error}"
+            );
+        }
     }
 }
