@@ -521,12 +521,7 @@ impl Repository {
         if answer.status() != reqwest::StatusCode::UNAUTHORIZED {
             return Err(Fault::answered(answer).await);
         }
-        let challenge = answer
-            .headers()
-            .get(reqwest::header::WWW_AUTHENTICATE)
-            .and_then(|value| value.to_str().ok())
-            .and_then(BearerChallenge::parse);
-        let Some(challenge) = challenge else {
+        let Some(challenge) = BearerChallenge::find(answer.headers()) else {
             return Err(Fault::Unusable {
                 message: format!(
                     "an identity token needs a registry that answers with a Bearer challenge; {base} answered {} without one",
@@ -686,46 +681,31 @@ struct BearerChallenge {
 }
 
 impl BearerChallenge {
-    /// `Bearer realm="…",service="…"[,scope="…"]`; `None` for another
-    /// scheme or without a realm. Parameter values are quoted strings
-    /// (backslash escapes) or tokens.
-    fn parse(header: &str) -> Option<BearerChallenge> {
-        let (scheme, mut rest) = header.trim().split_once(' ')?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return None;
-        }
-        let mut parameters = HashMap::new();
-        loop {
-            rest = rest.trim_start_matches([' ', ',']);
-            let Some((name, after)) = rest.split_once('=') else {
-                break;
-            };
-            let (value, after) = if let Some(quoted) = after.strip_prefix('"') {
-                let mut value = String::new();
-                let mut characters = quoted.char_indices();
-                let mut end = quoted.len();
-                while let Some((index, character)) = characters.next() {
-                    match character {
-                        '\\' => value.extend(characters.next().map(|(_, next)| next)),
-                        '"' => {
-                            end = index + 1;
-                            break;
-                        }
-                        other => value.push(other),
-                    }
-                }
-                (value, &quoted[end..])
-            } else {
-                let end = after.find(',').unwrap_or(after.len());
-                (after[..end].trim().to_owned(), &after[end..])
-            };
-            parameters.insert(name.trim().to_ascii_lowercase(), value);
-            rest = after;
-        }
-        Some(BearerChallenge {
-            realm: parameters.remove("realm")?,
-            service: parameters.remove("service").unwrap_or_default(),
-        })
+    /// The first `Bearer` challenge with a `realm` among `headers`' every
+    /// `WWW-Authenticate` value (a registry may send Basic and Bearer
+    /// challenges in separate headers or in one, RFC 9110 section 11.6.1),
+    /// read by http-auth's challenge parser; `None` when there is none. A
+    /// missing `service` is empty.
+    fn find(headers: &reqwest::header::HeaderMap) -> Option<BearerChallenge> {
+        headers
+            .get_all(reqwest::header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| http_auth::ChallengeParser::new(value).map_while(Result::ok))
+            .filter(|challenge| challenge.scheme.eq_ignore_ascii_case("bearer"))
+            .find_map(|challenge| {
+                let parameter = |name: &str| {
+                    challenge
+                        .params
+                        .iter()
+                        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+                        .map(|(_, value)| value.to_unescaped())
+                };
+                Some(BearerChallenge {
+                    realm: parameter("realm")?,
+                    service: parameter("service").unwrap_or_default(),
+                })
+            })
     }
 }
 
@@ -986,23 +966,44 @@ mod tests {
 
     #[test]
     fn bearer_challenges_are_read() {
+        let find = |values: &[&str]| {
+            let mut headers = reqwest::header::HeaderMap::new();
+            for value in values {
+                headers.append(reqwest::header::WWW_AUTHENTICATE, value.parse().unwrap());
+            }
+            BearerChallenge::find(&headers)
+        };
         assert_eq!(
-            BearerChallenge::parse(
+            find(&[
                 r#"Bearer realm="http://127.0.0.1:5003/token",service="mab \"lab\"",scope="repository:a:pull""#
-            ),
+            ]),
             Some(BearerChallenge {
                 realm: "http://127.0.0.1:5003/token".into(),
                 service: "mab \"lab\"".into(),
             })
         );
+        let auth_example = Some(BearerChallenge {
+            realm: "https://auth.example/token".into(),
+            service: String::new(),
+        });
         assert_eq!(
-            BearerChallenge::parse("bearer realm=https://auth.example/token"),
-            Some(BearerChallenge {
-                realm: "https://auth.example/token".into(),
-                service: String::new(),
-            })
+            find(&[r#"bearer realm="https://auth.example/token""#]),
+            auth_example
         );
-        assert_eq!(BearerChallenge::parse(r#"Basic realm="Registry""#), None);
-        assert_eq!(BearerChallenge::parse(r#"Bearer service="x""#), None);
+        // Separate Basic and Bearer headers, and both in one.
+        assert_eq!(
+            find(&[
+                r#"Basic realm="Registry""#,
+                r#"Bearer realm="https://auth.example/token""#
+            ]),
+            auth_example
+        );
+        assert_eq!(
+            find(&[r#"Basic realm="Registry", Bearer realm="https://auth.example/token""#]),
+            auth_example
+        );
+        assert_eq!(find(&[r#"Basic realm="Registry""#]), None);
+        assert_eq!(find(&[r#"Bearer service="x""#]), None);
+        assert_eq!(find(&[]), None);
     }
 }
