@@ -505,6 +505,16 @@ fn identity_token() {
             "{asked}: {grants:#?}"
         );
     }
+    // Each mab run exchanged the token once per scope and kept the access
+    // token: the build's check and publish share one `pull,push` grant,
+    // the build's reads and `mab inspect` one `pull` grant each.
+    for (actions, runs) in [("pull,push", 1), ("pull", 2)] {
+        let granted = format!(
+            "POST grant=refresh_token user=mab client_id=mab scope=repository:{name}:{actions} granted="
+        );
+        let count = grants.iter().filter(|line| line.contains(&granted)).count();
+        assert_eq!(count, runs, "{granted}: {grants:#?}");
+    }
     assert!(
         grants.iter().any(
             |line| line.contains("POST grant=refresh_token user=- client_id=mab")

@@ -99,7 +99,9 @@ pub struct Repository {
     auth: RegistryAuth,
     /// The identity token of the credentials, exchanged for access tokens
     /// by [`Repository::refreshed_token`] instead of oci-client's flow.
-    identity_token: Option<String>,
+    /// It is replaced by a new one when a token service's answer gives
+    /// one (`refresh_token`), as OAuth2 refresh-token rotation asks.
+    identity_token: Option<Mutex<String>>,
     /// Access tokens got with the identity token, by scope, with when they
     /// expire.
     access_tokens: Mutex<HashMap<String, (String, Instant)>>,
@@ -141,7 +143,9 @@ impl Repository {
                 ..Default::default()
             }),
             auth,
-            identity_token: credentials.and_then(|credentials| credentials.identity_token.clone()),
+            identity_token: credentials
+                .and_then(|credentials| credentials.identity_token.clone())
+                .map(Mutex::new),
             access_tokens: Mutex::new(HashMap::new()),
             origin: credentials.map_or_else(String::new, |credentials| credentials.origin.clone()),
             http: reqwest::Client::new(),
@@ -466,7 +470,7 @@ impl Repository {
     /// credentials when there are any, as docker/distribution's client).
     async fn token(&self, operation: RegistryOperation) -> Result<Option<String>, Fault> {
         match &self.identity_token {
-            Some(refresh_token) => self.refreshed_token(refresh_token, operation).await,
+            Some(_) => self.refreshed_token(operation).await,
             None => self
                 .client
                 .auth(&self.reference("latest"), &self.auth, operation)
@@ -482,7 +486,8 @@ impl Repository {
     /// (on `GET /v2/`), then `POST realm` with the form `grant_type=
     /// refresh_token`, `refresh_token`, `service`, `scope` and
     /// `client_id=mab`; the answer's `access_token` is kept for its
-    /// `expires_in` seconds (60 when not given, the OAuth2 default there).
+    /// `expires_in` seconds, at least [`MINIMUM_TOKEN_LIFETIME`], and a
+    /// `refresh_token` in it replaces the identity token.
     /// `None` when `GET /v2/` succeeds: the registry needs no login, and
     /// requests go without a token (as docker's client when the ping asks
     /// for no challenge).
@@ -493,11 +498,7 @@ impl Repository {
     /// credentials) is [`Fault::Unusable`]; a token service refusing the
     /// token is [`Fault::Answered`] with its status; an answer without an
     /// access token is [`Fault::Unusable`].
-    async fn refreshed_token(
-        &self,
-        refresh_token: &str,
-        operation: RegistryOperation,
-    ) -> Result<Option<String>, Fault> {
+    async fn refreshed_token(&self, operation: RegistryOperation) -> Result<Option<String>, Fault> {
         let scope = match operation {
             RegistryOperation::Pull => format!("repository:{}:pull", self.repository),
             RegistryOperation::Push => format!("repository:{}:pull,push", self.repository),
@@ -529,28 +530,15 @@ impl Repository {
                 ),
             });
         };
-        let form = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("grant_type", "refresh_token")
-            .append_pair("refresh_token", refresh_token)
-            .append_pair("service", &challenge.service)
-            .append_pair("scope", &scope)
-            .append_pair("client_id", "mab")
-            .finish();
-        let response = succeeded(
-            self.http
-                .post(&challenge.realm)
-                .header(
-                    reqwest::header::CONTENT_TYPE,
-                    "application/x-www-form-urlencoded",
-                )
-                .body(form),
-        )
-        .await?;
-        #[derive(serde::Deserialize)]
-        struct TokenAnswer {
-            access_token: String,
-            expires_in: Option<u64>,
-        }
+        let refresh_token = self.refresh_token();
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token.as_str()),
+            ("service", &challenge.service),
+            ("scope", &scope),
+            ("client_id", "mab"),
+        ];
+        let response = succeeded(self.http.post(&challenge.realm).form(&form)).await?;
         let unusable = || Fault::Unusable {
             message: format!("the token service {} gave no access_token", challenge.realm),
         };
@@ -562,12 +550,38 @@ impl Repository {
         if answer.access_token.is_empty() {
             return Err(unusable());
         }
-        let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(60).max(1));
+        if let Some(rotated) = answer
+            .refresh_token
+            .clone()
+            .filter(|token| !token.is_empty())
+        {
+            if let Some(current) = &self.identity_token {
+                *current
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = rotated;
+            }
+        }
         self.lock_tokens().insert(
             scope,
-            (answer.access_token.clone(), Instant::now() + lifetime),
+            (
+                answer.access_token.clone(),
+                Instant::now() + answer.lifetime(),
+            ),
         );
         Ok(Some(answer.access_token))
+    }
+
+    /// The identity token as it is now (empty without one).
+    fn refresh_token(&self) -> String {
+        self.identity_token
+            .as_ref()
+            .map(|token| {
+                token
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone()
+            })
+            .unwrap_or_default()
     }
 
     fn lock_tokens(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, Instant)>> {
@@ -670,6 +684,45 @@ async fn succeeded(request: reqwest::RequestBuilder) -> Result<reqwest::Response
         return Err(Fault::answered(response).await);
     }
     Ok(response)
+}
+
+/// The answer of a token service to the refresh-token grant (the Docker
+/// registry token specification, "Using the OAuth2 Token Endpoint"):
+/// other members are ignored.
+#[derive(serde::Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    /// Seconds; read leniently: a number in any JSON form, anything else
+    /// counts as not given.
+    #[serde(default)]
+    expires_in: Option<serde_json::Value>,
+    /// A new refresh token, which replaces the one used.
+    #[serde(default)]
+    refresh_token: Option<String>,
+}
+
+/// The shortest lifetime an access token is kept for, and the one of a
+/// token whose answer gives none: 60 seconds, as docker/distribution's
+/// client raises any shorter `expires_in` (`minimumTokenLifetimeSeconds`).
+const MINIMUM_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+
+impl TokenAnswer {
+    /// How long the access token is kept: `expires_in`, at least
+    /// [`MINIMUM_TOKEN_LIFETIME`].
+    fn lifetime(&self) -> Duration {
+        let seconds = self.expires_in.as_ref().and_then(|value| {
+            value.as_u64().or_else(|| {
+                value
+                    .as_f64()
+                    .filter(|seconds| *seconds >= 0.0)
+                    .map(|seconds| seconds as u64)
+            })
+        });
+        seconds
+            .map(Duration::from_secs)
+            .unwrap_or(MINIMUM_TOKEN_LIFETIME)
+            .max(MINIMUM_TOKEN_LIFETIME)
+    }
 }
 
 /// The `realm` and `service` of a `WWW-Authenticate: Bearer` challenge
@@ -876,35 +929,60 @@ mod tests {
 
     /// A registry on loopback that answers each connection with the next
     /// of `answers` (the last one again when they run out), each a status
-    /// line and headers; returns its `host:port` and the request lines it
+    /// line and headers, then `\r\n\r\n` and a body if any, `{address}`
+    /// standing for its own `host:port`; returns that and the requests it
     /// got.
     async fn canned_registry(answers: &[&str]) -> (String, Arc<Mutex<Vec<String>>>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap().to_string();
+        let own = address.clone();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = requests.clone();
         let answers: Vec<String> = answers.iter().map(|answer| answer.to_string()).collect();
         tokio::spawn(async move {
             let mut index = 0;
             while let Ok((mut connection, _)) = listener.accept().await {
-                let mut request = vec![0; 8192];
-                let read = connection.read(&mut request).await.unwrap_or(0);
-                let text = String::from_utf8_lossy(&request[..read]).into_owned();
-                seen.lock()
-                    .unwrap()
-                    .push(text.lines().next().unwrap_or_default().to_owned());
-                let answer = &answers[index.min(answers.len() - 1)];
+                // The head, then as many bytes as its Content-Length says.
+                let mut request = Vec::new();
+                let mut buffer = [0; 4096];
+                loop {
+                    let text = String::from_utf8_lossy(&request).into_owned();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let length = head
+                            .lines()
+                            .find_map(|line| {
+                                line.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|value| value.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= length {
+                            break;
+                        }
+                    }
+                    match connection.read(&mut buffer).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(read) => request.extend_from_slice(&buffer[..read]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&request).into_owned();
+                seen.lock().unwrap().push(text);
+                let answer = answers[index.min(answers.len() - 1)].replace("{address}", &address);
                 index += 1;
+                let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+                let length = body.len();
                 let _ = connection
                     .write_all(
-                        format!("{answer}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                            .as_bytes(),
+                        format!(
+                            "{head}\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n{body}"
+                        )
+                        .as_bytes(),
                     )
                     .await;
             }
         });
-        (address, requests)
+        (own, requests)
     }
 
     fn with_identity_token(registry: &str) -> Repository {
@@ -927,15 +1005,13 @@ mod tests {
         let (open, _) = canned_registry(&["HTTP/1.1 200 OK"]).await;
         let repository = with_identity_token(&open);
         assert_eq!(
-            repository
-                .refreshed_token("refresh", RegistryOperation::Pull)
-                .await,
+            repository.refreshed_token(RegistryOperation::Pull).await,
             Ok(None)
         );
         for status in ["503 Service Unavailable", "429 Too Many Requests"] {
             let (busy, _) = canned_registry(&[&format!("HTTP/1.1 {status}")]).await;
             let fault = with_identity_token(&busy)
-                .refreshed_token("refresh", RegistryOperation::Pull)
+                .refreshed_token(RegistryOperation::Pull)
                 .await
                 .unwrap_err();
             assert_eq!(fault.status(), Some(status[..3].parse().unwrap()));
@@ -950,7 +1026,7 @@ mod tests {
         .await;
         let repository = with_identity_token(&basic);
         let fault = repository
-            .refreshed_token("refresh", RegistryOperation::Push)
+            .refreshed_token(RegistryOperation::Push)
             .await
             .unwrap_err();
         assert!(matches!(fault, Fault::Unusable { .. }), "{fault:?}");
@@ -961,6 +1037,63 @@ mod tests {
                     if whom == "the identity token from config.json"
             ),
             "a registry without a Bearer challenge refuses the token"
+        );
+    }
+
+    /// Token lifetimes as docker/distribution's client keeps them: at least
+    /// 60 seconds, 60 when not given or not a number.
+    #[test]
+    fn access_tokens_live_at_least_a_minute() {
+        let lifetime = |json: &str| {
+            serde_json::from_str::<TokenAnswer>(json)
+                .unwrap()
+                .lifetime()
+                .as_secs()
+        };
+        assert_eq!(lifetime(r#"{"access_token":"a","expires_in":300}"#), 300);
+        assert_eq!(lifetime(r#"{"access_token":"a","expires_in":300.0}"#), 300);
+        assert_eq!(lifetime(r#"{"access_token":"a","expires_in":5}"#), 60);
+        assert_eq!(lifetime(r#"{"access_token":"a"}"#), 60);
+        assert_eq!(lifetime(r#"{"access_token":"a","expires_in":"300"}"#), 60);
+        assert_eq!(lifetime(r#"{"access_token":"a","expires_in":null}"#), 60);
+    }
+
+    /// A refresh token in the token service's answer replaces the identity
+    /// token for the next exchange; the access token is kept by scope.
+    #[tokio::test]
+    async fn rotated_refresh_tokens_are_used() {
+        let challenge = "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://{address}/token\",service=\"lab\"";
+        let granted = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{\"access_token\":\"a\",\"expires_in\":\"soon\",\"refresh_token\":\"rotated\"}";
+        let (address, requests) = canned_registry(&[challenge, granted, challenge, granted]).await;
+        let repository = with_identity_token(&address);
+        for operation in [
+            RegistryOperation::Pull,
+            RegistryOperation::Pull,
+            RegistryOperation::Push,
+        ] {
+            assert_eq!(
+                repository.refreshed_token(operation).await,
+                Ok(Some("a".to_owned()))
+            );
+        }
+        let requests = requests.lock().unwrap();
+        let posts: Vec<&String> = requests
+            .iter()
+            .filter(|request| request.starts_with("POST /token"))
+            .collect();
+        assert_eq!(posts.len(), 2, "the pull token was kept: {requests:#?}");
+        assert!(
+            posts[0].ends_with(
+                "grant_type=refresh_token&refresh_token=refresh&service=lab&scope=repository%3Ateam%2Fapp%3Apull&client_id=mab"
+            ),
+            "{}",
+            posts[0]
+        );
+        assert!(
+            posts[1].contains("refresh_token=rotated&")
+                && posts[1].contains("scope=repository%3Ateam%2Fapp%3Apull%2Cpush"),
+            "{}",
+            posts[1]
         );
     }
 
