@@ -8,8 +8,9 @@
 //! registry gives them; a source without an entry for it passes to the next.
 //!
 //! Within one source, as the docker CLI (`cli/config/configfile`): the
-//! registry's `credHelpers` entry, else `credsStore`, else the `auths`
-//! entry (`identitytoken`, else `auth`, else `username`/`password`).
+//! registry's `credHelpers` entry (its exact key), else `credsStore`, else
+//! the `auths` entry (its exact key, else a key whose host is the
+//! registry: `identitytoken`, else `auth`, else `username`/`password`).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -33,8 +34,10 @@ const HELPER_NOT_FOUND: &str = "credentials not found in native keychain";
 /// Registry credentials from a Docker configuration.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
-    /// The registry they are for, as the configuration keys it
-    /// (`127.0.0.1:5001`, [`DOCKER_HUB_SERVER`]).
+    /// The registry they were looked up for: its host\[:port\]
+    /// (`127.0.0.1:5001`), or [`DOCKER_HUB_SERVER`] for Docker Hub; what
+    /// docker sends as the `serveraddress` (not the configuration's key,
+    /// which may be a URL).
     pub server: String,
     /// The user name; with an identity token, the one stored beside it, if
     /// any.
@@ -48,6 +51,24 @@ pub struct Credentials {
     /// configuration file's path, or `docker-credential-NAME (credsStore in
     /// …)`.
     pub origin: String,
+}
+
+impl Credentials {
+    fn found(
+        server: &str,
+        origin: &str,
+        username: Option<String>,
+        password: Option<String>,
+        identity_token: Option<String>,
+    ) -> Credentials {
+        Credentials {
+            server: server.to_owned(),
+            username,
+            password,
+            identity_token,
+            origin: origin.to_owned(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Credentials {
@@ -162,10 +183,11 @@ impl CredentialSources {
     /// `PATH`, fails, or prints something that is not its JSON answer; an
     /// `auth` value that is not base64 of `user:password`.
     pub fn lookup(&self, registry: &str) -> Result<Option<Credentials>, RegistryError> {
-        let server = if hostname(registry) == "index.docker.io" {
-            DOCKER_HUB_SERVER
-        } else {
-            registry
+        // The names BuildKit and image references give Docker Hub, looked
+        // up as docker does (`registry.IndexServer`).
+        let server = match registry {
+            "index.docker.io" | "docker.io" | "registry-1.docker.io" => DOCKER_HUB_SERVER,
+            _ => registry,
         };
         for source in &self.sources {
             if let Some(credentials) = source.lookup(server)? {
@@ -201,7 +223,8 @@ impl Source {
     }
 
     fn lookup(&self, server: &str) -> Result<Option<Credentials>, RegistryError> {
-        let helper = entry(self.config.cred_helpers.as_ref(), server)
+        let helper = (self.config.cred_helpers.as_ref())
+            .and_then(|helpers| helpers.get(server))
             .map(|name| (name, "credHelpers"))
             .or(self
                 .config
@@ -217,18 +240,14 @@ impl Source {
             return Ok(None);
         };
         let non_empty = |value: &Option<String>| value.clone().filter(|value| !value.is_empty());
-        let credentials = |username, password, identity_token| Credentials {
-            server: server.to_owned(),
-            username,
-            password,
-            identity_token,
-            origin: self.origin.clone(),
+        let credentials = |username, password, identity_token| {
+            Credentials::found(server, &self.origin, username, password, identity_token)
         };
         let decoded = match non_empty(&stored.auth) {
             Some(auth) => Some(decode_auth(&auth).ok_or_else(|| RegistryError::Credentials {
                 registry: server.to_owned(),
                 message: format!(
-                    "the `auth` of its entry in {} is not base64 of user:password",
+                    "the `auth` of its entry in {} is not base64 (padded) of user:password with a user name",
                     self.origin
                 ),
                 hint: "write `auth` as base64 of user:password, or log in again with `docker login`",
@@ -246,43 +265,41 @@ impl Source {
     }
 }
 
-/// The value of `map` for `server`: its own key, else the first key with
-/// the same host (docker's `ConvertToHostname`: `https://` and any path
-/// dropped), Docker Hub's names counting as one.
+/// The `auths` entry for `server`: its own key, else the first key whose
+/// host is `server`, as docker's file store (`credentials/file_store.go`:
+/// `serverAddress == ConvertToHostname(key)`). Docker Hub's
+/// [`DOCKER_HUB_SERVER`] is not a host, so it matches only its own key.
 fn entry<'a, T>(map: Option<&'a BTreeMap<String, T>>, server: &str) -> Option<&'a T> {
     let map = map?;
     map.get(server).or_else(|| {
         map.iter()
-            .find(|(key, _)| hostname(key) == hostname(server))
+            .find(|(key, _)| convert_to_hostname(key) == server)
             .map(|(_, value)| value)
     })
 }
 
-/// A registry key as a host\[:port\], as docker's `ConvertToHostname`, with
-/// Docker Hub's names as `index.docker.io`.
-fn hostname(key: &str) -> &str {
-    let host = key
-        .strip_prefix("https://")
-        .or_else(|| key.strip_prefix("http://"))
-        .unwrap_or(key);
-    let host = host.split('/').next().unwrap_or(host);
-    match host {
-        "docker.io" | "registry-1.docker.io" => "index.docker.io",
-        _ => host,
-    }
+/// A registry key as a host\[:port\], as docker's `ConvertToHostname`:
+/// the scheme (`https://`, `http://`) and any path dropped.
+fn convert_to_hostname(key: &str) -> &str {
+    let host = key.split_once("://").map_or(key, |(_, rest)| rest);
+    host.split('/').next().unwrap_or(host)
 }
 
-/// `user:password` from an `auth` value (base64, padding optional, as
-/// docker's `decodeAuth`); `None` when it is not that.
+/// `user:password` from an `auth` value, as docker's `decodeAuth`: base64
+/// with the standard alphabet and its padding, a non-empty user name, NUL
+/// bytes trimmed from the password's ends; `None` when it is not that.
 fn decode_auth(auth: &str) -> Option<(String, String)> {
-    let engine = base64::engine::GeneralPurpose::new(
-        &base64::alphabet::STANDARD,
-        base64::engine::GeneralPurposeConfig::new()
-            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
-    );
-    let decoded = String::from_utf8(engine.decode(auth.trim()).ok()?).ok()?;
+    let decoded = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(auth)
+            .ok()?,
+    )
+    .ok()?;
     let (username, password) = decoded.split_once(':')?;
-    Some((username.to_owned(), password.to_owned()))
+    if username.is_empty() {
+        return None;
+    }
+    Some((username.to_owned(), password.trim_matches('\0').to_owned()))
 }
 
 /// Whether a failed helper's output may be shown: not when it parses as
@@ -354,13 +371,13 @@ fn run_helper(
     } else {
         (Some(answer.username), Some(answer.secret), None)
     };
-    Ok(Some(Credentials {
-        server: server.to_owned(),
+    Ok(Some(Credentials::found(
+        server,
+        origin,
         username,
         password,
         identity_token,
-        origin: origin.to_owned(),
-    }))
+    )))
 }
 
 #[cfg(test)]
@@ -391,11 +408,11 @@ mod tests {
 
     #[test]
     fn reads_each_auths_form() {
-        // base64("mab:mab-secret")
+        // base64("mab:mab-secret"), base64("mab:mab-secret\0\0")
         let file = r#"{"auths":{
             "127.0.0.1:5001":{"auth":"bWFiOm1hYi1zZWNyZXQ="},
             "127.0.0.1:5002":{"username":"u","password":"p"},
-            "https://127.0.0.1:5003/v2/":{"auth":"bWFiOm1hYi1zZWNyZXQ"},
+            "https://127.0.0.1:5003/v2/":{"auth":"bWFiOm1hYi1zZWNyZXQAAA=="},
             "127.0.0.1:5004":{"auth":"","identitytoken":"refresh"},
             "https://index.docker.io/v1/":{"auth":"aHViOmh1Yg=="},
             "127.0.0.1:5005":{}
@@ -415,6 +432,14 @@ mod tests {
             assert_eq!(credentials.password.as_deref(), Some("hub"));
         }
         assert!(found("127.0.0.1:5005").is_none());
+        // Docker Hub's other names are not keys docker reads.
+        let aliases = super::tests::sources(
+            None,
+            Some(
+                r#"{"auths":{"docker.io":{"auth":"aHViOmh1Yg=="},"https://registry-1.docker.io/v2/":{"auth":"aHViOmh1Yg=="}}}"#,
+            ),
+        );
+        assert!(aliases.lookup("docker.io").unwrap().is_none());
         assert!(found("127.0.0.1:5000").is_none());
         assert!(!format!("{:?}", found("127.0.0.1:5001")).contains("mab-secret"));
     }
@@ -510,5 +535,50 @@ mod tests {
                 "{error}"
             );
         }
+    }
+
+    /// `auth` as docker's `decodeAuth` reads it: padding required, a user
+    /// name required.
+    #[test]
+    fn auth_values_are_decoded_as_docker_does() {
+        // base64("mab:mab-secret") unpadded, base64(":secret")
+        for auth in ["bWFiOm1hYi1zZWNyZXQ", "OnNlY3JldA=="] {
+            let file = format!(r#"{{"auths":{{"r":{{"auth":"{auth}"}}}}}}"#);
+            let error = sources(None, Some(&file)).lookup("r").unwrap_err();
+            assert!(
+                error.to_string().contains("is not base64"),
+                "{auth}: {error}"
+            );
+        }
+    }
+
+    /// Which helper is asked: the registry's `credHelpers` entry (its exact
+    /// key only) before `credsStore`; none for a key that is only the same
+    /// host, where the `auths` entry is used.
+    #[test]
+    fn cred_helpers_match_their_exact_key_and_win_over_creds_store() {
+        let file = r#"{"credHelpers":{"r":"mab-helper-a"},"credsStore":"mab-store-b"}"#;
+        let error = sources(None, Some(file))
+            .lookup("r")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("docker-credential-mab-helper-a (credHelpers in"),
+            "{error}"
+        );
+        let error = sources(None, Some(file))
+            .lookup("s")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("docker-credential-mab-store-b (credsStore in"),
+            "{error}"
+        );
+        let by_url = r#"{"credHelpers":{"https://r/v2/":"mab-helper-a"},
+                         "auths":{"https://r/v2/":{"username":"u","password":"p"}}}"#;
+        assert_eq!(
+            pair(sources(None, Some(by_url)).lookup("r").unwrap()),
+            some("u", "p")
+        );
     }
 }

@@ -67,8 +67,9 @@ pub enum RegistryError {
     /// credentials.
     #[error("cannot get credentials for {registry}: {message}")]
     Credentials {
-        /// The registry the credentials were for, as the configuration
-        /// keys it.
+        /// The registry the credentials were looked up for, as
+        /// [`Credentials::server`] holds it (`127.0.0.1:5001`, or
+        /// [`DOCKER_HUB_SERVER`] for Docker Hub).
         registry: String,
         /// The cause, naming the configuration (file, variable or helper).
         message: String,
