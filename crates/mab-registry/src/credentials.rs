@@ -13,9 +13,10 @@
 //! registry: `identitytoken`, else `auth`, else `username`/`password`).
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde::Deserialize;
@@ -25,6 +26,14 @@ use crate::RegistryError;
 /// The key docker uses for Docker Hub in `auths`, `credHelpers` and on a
 /// credential helper's stdin (`registry.IndexServer` in docker).
 pub const DOCKER_HUB_SERVER: &str = "https://index.docker.io/v1/";
+
+/// How long a credential helper may take to answer before it is killed
+/// and the lookup fails ([`RegistryError::CredentialHelper`]).
+pub const HELPER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The hint of a configuration that is not JSON or not a Docker
+/// configuration.
+const CONFIG_HINT: &str = "write it as docker writes config.json: {\"auths\": {\"REGISTRY\": {\"auth\": \"BASE64(user:password)\"}}}";
 
 /// What a credential helper prints on stdout, exiting 1, when it has no
 /// credentials for the registry (docker-credential-helpers'
@@ -166,6 +175,7 @@ impl CredentialSources {
                 return Err(RegistryError::CredentialsConfig {
                     origin,
                     message: format!("cannot be read: {error}"),
+                    hint: "make the file readable by the user mab runs as, or point DOCKER_CONFIG at a directory whose config.json is",
                 })
             }
         }
@@ -179,9 +189,11 @@ impl CredentialSources {
     /// credential helper (`docker-credential-NAME get`, the server on
     /// stdin): call it off the async threads.
     ///
-    /// Errors ([`RegistryError::Credentials`]): the helper is not on
-    /// `PATH`, fails, or prints something that is not its JSON answer; an
-    /// `auth` value that is not base64 of `user:password`.
+    /// Errors: [`RegistryError::Credentials`] when the helper is not on
+    /// `PATH` or prints something that is not its JSON answer, or an
+    /// `auth` value is not base64 of `user:password`;
+    /// [`RegistryError::CredentialHelper`] when the helper fails or does
+    /// not answer within [`HELPER_TIMEOUT`] (it is killed).
     pub fn lookup(&self, registry: &str) -> Result<Option<Credentials>, RegistryError> {
         // The names BuildKit and image references give Docker Hub, looked
         // up as docker does (`registry.IndexServer`).
@@ -214,6 +226,7 @@ impl Source {
                     error.line(),
                     error.column()
                 ),
+                hint: CONFIG_HINT,
             }
         })?;
         Ok(Source {
@@ -234,7 +247,12 @@ impl Source {
             .filter(|(name, _)| !name.is_empty());
         if let Some((name, key)) = helper {
             let origin = format!("docker-credential-{name} ({key} in {})", self.origin);
-            return run_helper(&format!("docker-credential-{name}"), server, &origin);
+            return run_helper(
+                &format!("docker-credential-{name}"),
+                server,
+                &origin,
+                HELPER_TIMEOUT,
+            );
         }
         let Some(stored) = entry(self.config.auths.as_ref(), server) else {
             return Ok(None);
@@ -314,11 +332,12 @@ fn quotable(text: &str) -> bool {
 /// `server` on stdin, as docker's credential-helper client does: JSON
 /// `{"Username","Secret"}` on stdout, a `<token>` user name meaning an
 /// identity token; exit 1 printing [`HELPER_NOT_FOUND`] means no
-/// credentials.
+/// credentials. A helper still running after `timeout` is killed.
 fn run_helper(
     program: &str,
     server: &str,
     origin: &str,
+    timeout: Duration,
 ) -> Result<Option<Credentials>, RegistryError> {
     let failed = |message: String| {
         RegistryError::Credentials {
@@ -326,6 +345,11 @@ fn run_helper(
         message: format!("the credential helper {origin} {message}"),
         hint: "check that the helper is installed and logged in (`docker login` with it), or remove it from the Docker configuration",
     }
+    };
+    let gave_up = |message: String, hint: String| RegistryError::CredentialHelper {
+        registry: server.to_owned(),
+        message: format!("the credential helper {origin} {message}"),
+        hint,
     };
     let mut child = Command::new(program)
         .arg("get")
@@ -343,9 +367,47 @@ fn run_helper(
         // A helper that exits without reading is judged by its answer.
         let _ = stdin.write_all(server.as_bytes());
     }
-    let output = child
-        .wait_with_output()
-        .map_err(|error| failed(format!("could not be waited for: {error}")))?;
+    // Read on threads, so that a helper filling a pipe is not stuck, and
+    // the wait can give up.
+    let read = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = read(child.stdout.take().map(|pipe| Box::new(pipe) as _));
+    let stderr = read(child.stderr.take().map(|pipe| Box::new(pipe) as _));
+    let started = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if started.elapsed() >= timeout => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(gave_up(
+                    format!(
+                        "gave no answer within {} s and was stopped",
+                        timeout.as_secs_f32()
+                    ),
+                    format!(
+                        "check that `echo {server} | {program} get` answers at once (a keychain waiting to be unlocked, a secret service that is not running), then build again"
+                    ),
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(error) => return Err(failed(format!("could not be waited for: {error}"))),
+        }
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    let output = std::process::Output {
+        status,
+        stdout,
+        stderr,
+    };
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         if stdout.trim() == HELPER_NOT_FOUND {
@@ -361,7 +423,12 @@ fn run_helper(
             .and_then(|text| text.lines().next())
             .map(|line| format!(": {}", line.chars().take(200).collect::<String>()))
             .unwrap_or_default();
-        return Err(failed(format!("failed ({}){said}", output.status)));
+        return Err(gave_up(
+            format!("failed ({}){said}", output.status),
+            format!(
+                "check that `echo {server} | {program} get` answers (the helper installed, logged in with `docker login`, its keychain unlocked), or remove it from the Docker configuration"
+            ),
+        ));
     }
     let answer: HelperAnswer = serde_json::from_slice(&output.stdout).map_err(|_| {
         failed("did not print its JSON answer ({\"Username\": …, \"Secret\": …})".to_owned())
@@ -503,7 +570,12 @@ mod tests {
             std::os::unix::fs::PermissionsExt::from_mode(0o755),
         )
         .unwrap();
-        run_helper(program.to_str().unwrap(), "r", "docker-credential-test")
+        run_helper(
+            program.to_str().unwrap(),
+            "r",
+            "docker-credential-test",
+            Duration::from_millis(500),
+        )
     }
 
     /// The helper protocol's answers: credentials, an identity token
@@ -535,6 +607,16 @@ mod tests {
                 "{error}"
             );
         }
+        let started = Instant::now();
+        let hung = helper("sleep 20").unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5), "{hung}");
+        assert!(
+            matches!(&hung, RegistryError::CredentialHelper { hint, .. } if hint.contains("docker-credential-test get"))
+                && hung
+                    .to_string()
+                    .ends_with("gave no answer within 0.5 s and was stopped"),
+            "{hung}"
+        );
     }
 
     /// `auth` as docker's `decodeAuth` reads it: padding required, a user
