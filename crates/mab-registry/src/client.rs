@@ -140,6 +140,9 @@ impl Repository {
         Ok(Repository {
             client: Client::new(ClientConfig {
                 protocol,
+                // Its token request, bounded as the others are.
+                connect_timeout: Some(REQUEST_TIMEOUT),
+                read_timeout: Some(REQUEST_TIMEOUT),
                 ..Default::default()
             }),
             auth,
@@ -771,11 +774,17 @@ const MANIFEST_TYPES: [&str; 4] = [
     OCI_MANIFEST,
 ];
 
-/// How long each request of [`Repository::check_push`] may take.
+/// How long each of [`Repository::check_push`]'s own requests may take
+/// (`GET /v2/`, the upload's `POST` and `DELETE`). The token requests made
+/// before the `POST` are each limited by [`REQUEST_TIMEOUT`] instead.
 pub const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// How long each other request of a [`Repository`] may take (one try,
-/// token included); a timeout is retried.
+/// How long each other HTTP request of a [`Repository`] may take, each on
+/// its own: one try of a request with an identity token makes up to three
+/// (`GET /v2/` for the challenge, `POST` to the token service, then the
+/// request), each within this limit; oci-client's token request (basic
+/// credentials) gets it as its connect and read timeouts (each read, not
+/// the whole answer). A timeout is retried.
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// `sha256:<hex>` of some bytes: the one helper, kept with the context's
