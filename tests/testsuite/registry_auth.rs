@@ -502,4 +502,50 @@ fn identity_token() {
         ),
         "the wrong identity token was refused: {grants:#?}"
     );
+
+    // A build on that private list: the engines' BuildKit asks the
+    // session's Auth service, which answers with the identity token; the
+    // token service sees BuildKit's refresh-token grant for the pull.
+    let registry = lab.get("TOKEN_REGISTRY");
+    let derived = project(
+        &format!(
+            "{registry}/{}",
+            lab.repository("creds-identity-derived")
+                .split_once('/')
+                .unwrap()
+                .1
+        ),
+        lab.get("RUNNER_A_ENGINE_SOCKET"),
+    );
+    derived.file(
+        "Dockerfile",
+        &format!("FROM {repository}:1.0\nCOPY Dockerfile /derived\n"),
+    );
+    let home = Home::new(lab);
+    docker_config(
+        home.path(),
+        &format!(
+            r#"{{"auths":{{"{registry}":{{"auth":"","identitytoken":"{}"}}}}}}"#,
+            lab.get("REFRESH_TOKEN")
+        ),
+    );
+    let pulled = {
+        let _ssh = ssh_lock();
+        mab(
+            home.path(),
+            derived.path(),
+            &["build", "--no-push", "--progress", "plain"],
+        )
+    };
+    assert_eq!(pulled.code, 0, "{pulled:?}");
+    assert!(
+        !pulled.stderr.contains(lab.get("REFRESH_TOKEN")),
+        "{pulled:?}"
+    );
+    let pulls = self::grants(lab, &repository);
+    let pull = format!("grant=refresh_token user=mab client_id=buildkit-client scope=repository:{name}:pull granted={name}:pull");
+    assert!(
+        pulls.iter().any(|line| line.contains(&pull)),
+        "{pull}: {pulls:#?}"
+    );
 }
