@@ -2,7 +2,7 @@
 //! a hint) and the exit code PRODUCT.md gives it, before anything is built.
 //! The messages are snapshots, so wording is reviewed like code.
 
-use crate::support::{mab, mab_with_env, GitProblem, Project, Run};
+use crate::support::{credential_helper_script, mab, mab_with_env, GitProblem, Project, Run};
 
 const DOCKERFILE: &str = "FROM scratch\nCOPY Dockerfile /\n";
 
@@ -843,10 +843,12 @@ fn bad_inspect_reference() {
     }
 }
 
-/// Credentials that cannot be had, found before anything is built (exit 2):
-/// a credential helper that is not on PATH, `DOCKER_AUTH_CONFIG` that is not
-/// JSON (its text never shown: it holds secrets), and a helper that fails.
-/// The registry named does not answer: the credentials come first.
+/// Credentials that cannot be had, found before anything is built: a
+/// credential helper that is not on PATH and `DOCKER_AUTH_CONFIG` that is
+/// not JSON (its text never shown: it holds secrets) are usage (exit 2); a
+/// helper that fails, or hangs past `--deadline`, is a registry failure
+/// (exit 1). The registry named does not answer: the credentials come
+/// first.
 #[test]
 fn credentials_that_cannot_be_read() {
     let project = project(&GOOD_MANIFEST.replace("5000", "5999"));
@@ -855,21 +857,14 @@ fn credentials_that_cannot_be_read() {
         "[[runner]]\nname = \"here\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\n",
     );
     let home = tempfile::tempdir().unwrap();
-    let bin = home.path().join("bin");
     std::fs::create_dir_all(home.path().join(".docker")).unwrap();
-    std::fs::create_dir_all(&bin).unwrap();
-    let helper = bin.join("docker-credential-mabfails");
-    std::fs::write(
-        &helper,
-        "#!/bin/sh\necho 'error getting credentials - err: exit status 1, out: `keychain locked`' >&2\nexit 1\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
+    // As docker-credential-helpers do, the error is on stdout.
+    credential_helper_script(
+        home.path(),
+        "mabfails",
+        "echo 'the keychain is locked'\nexit 1\n",
     );
+    let path = credential_helper_script(home.path(), "mabhangs", "sleep 60\n");
     let config =
         |text: &str| std::fs::write(home.path().join(".docker/config.json"), text).unwrap();
     config(r#"{"credHelpers": {"127.0.0.1:5999": "mabmissing"}}"#);
@@ -878,7 +873,22 @@ fn credentials_that_cannot_be_read() {
 
     config(r#"{"credsStore": "mabfails"}"#);
     let failing = run_at_home_with(&project, home.path(), &["build"], &[("PATH", Some(&path))]);
-    check("credential_helper_fails", &failing, 2);
+    check("credential_helper_fails", &failing, 1);
+
+    // A helper that does not answer gives way to --deadline.
+    config(r#"{"credsStore": "mabhangs"}"#);
+    let started = std::time::Instant::now();
+    let hanging = run_at_home_with(
+        &project,
+        home.path(),
+        &["build", "--deadline", "2s"],
+        &[("PATH", Some(&path))],
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{hanging:?}"
+    );
+    check("credential_helper_hangs", &hanging, 1);
 
     let not_json = run_at_home_with(
         &project,

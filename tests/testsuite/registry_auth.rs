@@ -8,8 +8,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use base64::Engine as _;
+
 use crate::support::{
-    list_architectures, mab, mab_with_env, require_lab, sha256, ssh_lock, Home, Project,
+    credential_helper_script, list_architectures, mab, mab_with_env, require_lab, sha256, ssh_lock,
+    Home, Project,
 };
 
 fn project(repository: &str, socket: &str) -> Project {
@@ -90,24 +93,7 @@ fn credentials_reach_the_engines_and_are_never_shown() {
 
 /// base64 of `text`, as docker writes `auth` (standard alphabet, padded).
 fn base64(text: &str) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut encoded = String::new();
-    for chunk in text.as_bytes().chunks(3) {
-        let bytes = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let number = u32::from_be_bytes([0, bytes[0], bytes[1], bytes[2]]);
-        for index in 0..4 {
-            if index <= chunk.len() {
-                encoded.push(ALPHABET[(number >> (18 - 6 * index) & 63) as usize] as char);
-            } else {
-                encoded.push('=');
-            }
-        }
-    }
-    encoded
+    base64::engine::general_purpose::STANDARD.encode(text)
 }
 
 /// Every file under `directory`, read as text (lossily), for grepping.
@@ -274,22 +260,17 @@ fn credential_helper(home: &Path, log: &Path, login: &Login) -> String {
         user,
         secret,
     } = login;
-    let bin = home.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let helper = bin.join("docker-credential-mabtest");
-    std::fs::write(
-        &helper,
-        format!(
-            "#!/bin/sh\n[ \"$1\" = get ] || exit 2\nread -r server\necho \"$server\" >>'{log}'\n\
+    credential_helper_script(
+        home,
+        "mabtest",
+        &format!(
+            "[ \"$1\" = get ] || exit 2\nread -r server\necho \"$server\" >>'{log}'\n\
              if [ \"$server\" = '{registry}' ]; then\n\
              printf '{{\"ServerURL\":\"%s\",\"Username\":\"{user}\",\"Secret\":\"{secret}\"}}\\n' \"$server\"\n\
              else\necho 'credentials not found in native keychain'\nexit 1\nfi\n",
             log = log.display()
         ),
     )
-    .unwrap();
-    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap())
 }
 
 #[test]
@@ -327,14 +308,13 @@ fn creds_store() {
         "creds-store",
         "AUTH_PASSWORD",
         &|home, login| {
-            // The store wins over the (empty) entry docker login leaves.
-            docker_config(
-                home,
-                &format!(
-                    r#"{{"auths":{{"{}":{{}}}},"credsStore":"mabtest"}}"#,
-                    login.registry
-                ),
-            );
+            // The store wins over the registry's auths entry, which is
+            // wrong.
+            let wrong = Login {
+                secret: &format!("wrong-{}", login.secret),
+                ..*login
+            };
+            docker_config(home, &wrong.auths(r#","credsStore":"mabtest""#));
             vec![("PATH", credential_helper(home, &log, login))]
         },
     );
@@ -505,11 +485,67 @@ fn identity_token() {
             "{asked}: {grants:#?}"
         );
     }
+    // Each mab run exchanged the token once per scope and kept the access
+    // token: the build's check and publish share one `pull,push` grant,
+    // the build's reads and `mab inspect` one `pull` grant each.
+    for (actions, runs) in [("pull,push", 1), ("pull", 2)] {
+        let granted = format!(
+            "POST grant=refresh_token user=mab client_id=mab scope=repository:{name}:{actions} granted="
+        );
+        let count = grants.iter().filter(|line| line.contains(&granted)).count();
+        assert_eq!(count, runs, "{granted}: {grants:#?}");
+    }
     assert!(
         grants.iter().any(
             |line| line.contains("POST grant=refresh_token user=- client_id=mab")
                 && line.contains("refused=")
         ),
         "the wrong identity token was refused: {grants:#?}"
+    );
+
+    // A build on that private list: the engines' BuildKit asks the
+    // session's Auth service, which answers with the identity token; the
+    // token service sees BuildKit's refresh-token grant for the pull.
+    let registry = lab.get("TOKEN_REGISTRY");
+    let derived = project(
+        &format!(
+            "{registry}/{}",
+            lab.repository("creds-identity-derived")
+                .split_once('/')
+                .unwrap()
+                .1
+        ),
+        lab.get("RUNNER_A_ENGINE_SOCKET"),
+    );
+    derived.file(
+        "Dockerfile",
+        &format!("FROM {repository}:1.0\nCOPY Dockerfile /derived\n"),
+    );
+    let home = Home::new(lab);
+    docker_config(
+        home.path(),
+        &format!(
+            r#"{{"auths":{{"{registry}":{{"auth":"","identitytoken":"{}"}}}}}}"#,
+            lab.get("REFRESH_TOKEN")
+        ),
+    );
+    let pulled = {
+        let _ssh = ssh_lock();
+        mab(
+            home.path(),
+            derived.path(),
+            &["build", "--no-push", "--progress", "plain"],
+        )
+    };
+    assert_eq!(pulled.code, 0, "{pulled:?}");
+    assert!(
+        !pulled.stderr.contains(lab.get("REFRESH_TOKEN")),
+        "{pulled:?}"
+    );
+    let pulls = self::grants(lab, &repository);
+    let pull = format!("grant=refresh_token user=mab client_id=buildkit-client scope=repository:{name}:pull granted={name}:pull");
+    assert!(
+        pulls.iter().any(|line| line.contains(&pull)),
+        "{pull}: {pulls:#?}"
     );
 }

@@ -986,3 +986,19 @@ pub fn processes_with(variable: &str) -> Vec<String> {
         })
     })
 }
+
+/// Writes the credential helper `docker-credential-NAME` (a shell script
+/// with `script` after `#!/bin/sh`) into `home`'s `bin`, and returns a
+/// `PATH` with that directory first.
+pub fn credential_helper_script(home: &Path, name: &str, script: &str) -> String {
+    let bin = home.join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join(format!("docker-credential-{name}"));
+    fs::write(&helper, format!("#!/bin/sh\n{script}")).unwrap();
+    fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}

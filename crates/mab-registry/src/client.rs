@@ -99,7 +99,9 @@ pub struct Repository {
     auth: RegistryAuth,
     /// The identity token of the credentials, exchanged for access tokens
     /// by [`Repository::refreshed_token`] instead of oci-client's flow.
-    identity_token: Option<String>,
+    /// It is replaced by a new one when a token service's answer gives
+    /// one (`refresh_token`), as OAuth2 refresh-token rotation asks.
+    identity_token: Option<Mutex<String>>,
     /// Access tokens got with the identity token, by scope, with when they
     /// expire.
     access_tokens: Mutex<HashMap<String, (String, Instant)>>,
@@ -138,10 +140,15 @@ impl Repository {
         Ok(Repository {
             client: Client::new(ClientConfig {
                 protocol,
+                // Its token request, bounded as the others are.
+                connect_timeout: Some(REQUEST_TIMEOUT),
+                read_timeout: Some(REQUEST_TIMEOUT),
                 ..Default::default()
             }),
             auth,
-            identity_token: credentials.and_then(|credentials| credentials.identity_token.clone()),
+            identity_token: credentials
+                .and_then(|credentials| credentials.identity_token.clone())
+                .map(Mutex::new),
             access_tokens: Mutex::new(HashMap::new()),
             origin: credentials.map_or_else(String::new, |credentials| credentials.origin.clone()),
             http: reqwest::Client::new(),
@@ -194,6 +201,12 @@ impl Repository {
             action: format!("{action} in {}", self.name()),
             message: error.to_string(),
         }
+    }
+
+    /// `<scheme>://<registry>/v2/`, the API's base (OCI distribution spec,
+    /// `end-1`), where a registry says whether and how to log in.
+    fn base(&self) -> String {
+        format!("{}://{}/v2/", self.scheme, self.registry)
     }
 
     /// `<scheme>://<registry>/v2/<repository>/<path>` (OCI distribution
@@ -365,11 +378,12 @@ impl Repository {
     /// transient faults (see [`retry`]).
     ///
     /// Errors: [`RegistryError::Unreachable`] when the registry does not
-    /// answer; [`RegistryError::PushDenied`] on 401 or 403, or when the
-    /// token service refuses the credentials; [`RegistryError::Request`]
+    /// answer; [`RegistryError::PushDenied`] on 401 or 403, when the
+    /// token service refuses the credentials, or when an identity token
+    /// cannot be used there (no Bearer challenge); [`RegistryError::Request`]
     /// for any other answer.
     pub async fn check_push(&self) -> Result<(), RegistryError> {
-        let base = format!("{}://{}/v2/", self.scheme, self.registry);
+        let base = self.base();
         let answered = retry::retry(
             &self.registry,
             "GET /v2/",
@@ -408,8 +422,12 @@ impl Repository {
             },
         )
         .await
-        .map_err(|failed| match failed.fault.status() {
-            Some(401 | 403) => self.push_denied(failed),
+        .map_err(|failed| match (&failed.fault, failed.fault.status()) {
+            (_, Some(401 | 403)) => self.push_denied(failed),
+            // The identity token cannot be used with this registry.
+            (Fault::Unusable { .. }, _) if self.identity_token.is_some() => {
+                self.push_denied(failed)
+            }
             _ => self.failed(action, failed),
         })?;
         let location = response
@@ -455,10 +473,7 @@ impl Repository {
     /// credentials when there are any, as docker/distribution's client).
     async fn token(&self, operation: RegistryOperation) -> Result<Option<String>, Fault> {
         match &self.identity_token {
-            Some(refresh_token) => self
-                .refreshed_token(refresh_token, operation)
-                .await
-                .map(Some),
+            Some(_) => self.refreshed_token(operation).await,
             None => self
                 .client
                 .auth(&self.reference("latest"), &self.auth, operation)
@@ -474,26 +489,29 @@ impl Repository {
     /// (on `GET /v2/`), then `POST realm` with the form `grant_type=
     /// refresh_token`, `refresh_token`, `service`, `scope` and
     /// `client_id=mab`; the answer's `access_token` is kept for its
-    /// `expires_in` seconds (60 when not given, the OAuth2 default there).
+    /// `expires_in` seconds, at least [`MINIMUM_TOKEN_LIFETIME`], and a
+    /// `refresh_token` in it replaces the identity token.
+    /// `None` when `GET /v2/` succeeds: the registry needs no login, and
+    /// requests go without a token (as docker's client when the ping asks
+    /// for no challenge).
     ///
-    /// Errors: a registry without a Bearer challenge or a token service
-    /// refusing the token is [`Fault::Answered`] with its status (401 for
-    /// the first), an unusable answer [`Fault::Unusable`].
-    async fn refreshed_token(
-        &self,
-        refresh_token: &str,
-        operation: RegistryOperation,
-    ) -> Result<String, Fault> {
+    /// Errors: `GET /v2/` answering anything but a success or `401` is
+    /// [`Fault::Answered`] with its status (so a 5xx or 429 is retried); a
+    /// `401` without a Bearer challenge (a registry that takes only basic
+    /// credentials) is [`Fault::Unusable`]; a token service refusing the
+    /// token is [`Fault::Answered`] with its status; an answer without an
+    /// access token is [`Fault::Unusable`].
+    async fn refreshed_token(&self, operation: RegistryOperation) -> Result<Option<String>, Fault> {
         let scope = match operation {
             RegistryOperation::Pull => format!("repository:{}:pull", self.repository),
             RegistryOperation::Push => format!("repository:{}:pull,push", self.repository),
         };
         if let Some((token, expires)) = self.lock_tokens().get(&scope) {
             if *expires > Instant::now() {
-                return Ok(token.clone());
+                return Ok(Some(token.clone()));
             }
         }
-        let base = format!("{}://{}/v2/", self.scheme, self.registry);
+        let base = self.base();
         let answer = self
             .http
             .get(&base)
@@ -501,41 +519,29 @@ impl Repository {
             .send()
             .await
             .map_err(|error| Fault::transport(&error))?;
-        let challenge = answer
-            .headers()
-            .get(reqwest::header::WWW_AUTHENTICATE)
-            .and_then(|value| value.to_str().ok())
-            .and_then(BearerChallenge::parse);
-        let Some(challenge) = challenge else {
+        if answer.status().is_success() {
+            return Ok(None);
+        }
+        if answer.status() != reqwest::StatusCode::UNAUTHORIZED {
+            return Err(Fault::answered(answer).await);
+        }
+        let Some(challenge) = BearerChallenge::find(answer.headers()) else {
             return Err(Fault::Unusable {
                 message: format!(
-                    "an identity token needs a registry that answers with a Bearer challenge; {base} answered {}",
+                    "an identity token needs a registry that answers with a Bearer challenge; {base} answered {} without one",
                     answer.status()
                 ),
             });
         };
-        let form = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("grant_type", "refresh_token")
-            .append_pair("refresh_token", refresh_token)
-            .append_pair("service", &challenge.service)
-            .append_pair("scope", &scope)
-            .append_pair("client_id", "mab")
-            .finish();
-        let response = succeeded(
-            self.http
-                .post(&challenge.realm)
-                .header(
-                    reqwest::header::CONTENT_TYPE,
-                    "application/x-www-form-urlencoded",
-                )
-                .body(form),
-        )
-        .await?;
-        #[derive(serde::Deserialize)]
-        struct TokenAnswer {
-            access_token: String,
-            expires_in: Option<u64>,
-        }
+        let refresh_token = self.refresh_token();
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token.as_str()),
+            ("service", &challenge.service),
+            ("scope", &scope),
+            ("client_id", "mab"),
+        ];
+        let response = succeeded(self.http.post(&challenge.realm).form(&form)).await?;
         let unusable = || Fault::Unusable {
             message: format!("the token service {} gave no access_token", challenge.realm),
         };
@@ -547,12 +553,38 @@ impl Repository {
         if answer.access_token.is_empty() {
             return Err(unusable());
         }
-        let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(60).max(1));
+        if let Some(rotated) = answer
+            .refresh_token
+            .clone()
+            .filter(|token| !token.is_empty())
+        {
+            if let Some(current) = &self.identity_token {
+                *current
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = rotated;
+            }
+        }
         self.lock_tokens().insert(
             scope,
-            (answer.access_token.clone(), Instant::now() + lifetime),
+            (
+                answer.access_token.clone(),
+                Instant::now() + answer.lifetime(),
+            ),
         );
-        Ok(answer.access_token)
+        Ok(Some(answer.access_token))
+    }
+
+    /// The identity token as it is now (empty without one).
+    fn refresh_token(&self) -> String {
+        self.identity_token
+            .as_ref()
+            .map(|token| {
+                token
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone()
+            })
+            .unwrap_or_default()
     }
 
     fn lock_tokens(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, Instant)>> {
@@ -657,6 +689,45 @@ async fn succeeded(request: reqwest::RequestBuilder) -> Result<reqwest::Response
     Ok(response)
 }
 
+/// The answer of a token service to the refresh-token grant (the Docker
+/// registry token specification, "Using the OAuth2 Token Endpoint"):
+/// other members are ignored.
+#[derive(serde::Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    /// Seconds; read leniently: a number in any JSON form, anything else
+    /// counts as not given.
+    #[serde(default)]
+    expires_in: Option<serde_json::Value>,
+    /// A new refresh token, which replaces the one used.
+    #[serde(default)]
+    refresh_token: Option<String>,
+}
+
+/// The shortest lifetime an access token is kept for, and the one of a
+/// token whose answer gives none: 60 seconds, as docker/distribution's
+/// client raises any shorter `expires_in` (`minimumTokenLifetimeSeconds`).
+const MINIMUM_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+
+impl TokenAnswer {
+    /// How long the access token is kept: `expires_in`, at least
+    /// [`MINIMUM_TOKEN_LIFETIME`].
+    fn lifetime(&self) -> Duration {
+        let seconds = self.expires_in.as_ref().and_then(|value| {
+            value.as_u64().or_else(|| {
+                value
+                    .as_f64()
+                    .filter(|seconds| *seconds >= 0.0)
+                    .map(|seconds| seconds as u64)
+            })
+        });
+        seconds
+            .map(Duration::from_secs)
+            .unwrap_or(MINIMUM_TOKEN_LIFETIME)
+            .max(MINIMUM_TOKEN_LIFETIME)
+    }
+}
+
 /// The `realm` and `service` of a `WWW-Authenticate: Bearer` challenge
 /// (RFC 6750 section 3, as the Docker registry token specification uses it).
 #[derive(Debug, PartialEq, Eq)]
@@ -666,46 +737,31 @@ struct BearerChallenge {
 }
 
 impl BearerChallenge {
-    /// `Bearer realm="…",service="…"[,scope="…"]`; `None` for another
-    /// scheme or without a realm. Parameter values are quoted strings
-    /// (backslash escapes) or tokens.
-    fn parse(header: &str) -> Option<BearerChallenge> {
-        let (scheme, mut rest) = header.trim().split_once(' ')?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return None;
-        }
-        let mut parameters = HashMap::new();
-        loop {
-            rest = rest.trim_start_matches([' ', ',']);
-            let Some((name, after)) = rest.split_once('=') else {
-                break;
-            };
-            let (value, after) = if let Some(quoted) = after.strip_prefix('"') {
-                let mut value = String::new();
-                let mut characters = quoted.char_indices();
-                let mut end = quoted.len();
-                while let Some((index, character)) = characters.next() {
-                    match character {
-                        '\\' => value.extend(characters.next().map(|(_, next)| next)),
-                        '"' => {
-                            end = index + 1;
-                            break;
-                        }
-                        other => value.push(other),
-                    }
-                }
-                (value, &quoted[end..])
-            } else {
-                let end = after.find(',').unwrap_or(after.len());
-                (after[..end].trim().to_owned(), &after[end..])
-            };
-            parameters.insert(name.trim().to_ascii_lowercase(), value);
-            rest = after;
-        }
-        Some(BearerChallenge {
-            realm: parameters.remove("realm")?,
-            service: parameters.remove("service").unwrap_or_default(),
-        })
+    /// The first `Bearer` challenge with a `realm` among `headers`' every
+    /// `WWW-Authenticate` value (a registry may send Basic and Bearer
+    /// challenges in separate headers or in one, RFC 9110 section 11.6.1),
+    /// read by http-auth's challenge parser; `None` when there is none. A
+    /// missing `service` is empty.
+    fn find(headers: &reqwest::header::HeaderMap) -> Option<BearerChallenge> {
+        headers
+            .get_all(reqwest::header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| http_auth::ChallengeParser::new(value).map_while(Result::ok))
+            .filter(|challenge| challenge.scheme.eq_ignore_ascii_case("bearer"))
+            .find_map(|challenge| {
+                let parameter = |name: &str| {
+                    challenge
+                        .params
+                        .iter()
+                        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+                        .map(|(_, value)| value.to_unescaped())
+                };
+                Some(BearerChallenge {
+                    realm: parameter("realm")?,
+                    service: parameter("service").unwrap_or_default(),
+                })
+            })
     }
 }
 
@@ -718,11 +774,17 @@ const MANIFEST_TYPES: [&str; 4] = [
     OCI_MANIFEST,
 ];
 
-/// How long each request of [`Repository::check_push`] may take.
+/// How long each of [`Repository::check_push`]'s own requests may take
+/// (`GET /v2/`, the upload's `POST` and `DELETE`). The token requests made
+/// before the `POST` are each limited by [`REQUEST_TIMEOUT`] instead.
 pub const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// How long each other request of a [`Repository`] may take (one try,
-/// token included); a timeout is retried.
+/// How long each other HTTP request of a [`Repository`] may take, each on
+/// its own: one try of a request with an identity token makes up to three
+/// (`GET /v2/` for the challenge, `POST` to the token service, then the
+/// request), each within this limit; oci-client's token request (basic
+/// credentials) gets it as its connect and read timeouts (each read, not
+/// the whole answer). A timeout is retried.
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// `sha256:<hex>` of some bytes: the one helper, kept with the context's
@@ -874,25 +936,216 @@ mod tests {
         );
     }
 
+    /// A registry on loopback that answers each connection with the next
+    /// of `answers` (the last one again when they run out), each a status
+    /// line and headers, then `\r\n\r\n` and a body if any, `{address}`
+    /// standing for its own `host:port`; returns that and the requests it
+    /// got.
+    async fn canned_registry(answers: &[&str]) -> (String, Arc<Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let own = address.clone();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        let answers: Vec<String> = answers.iter().map(|answer| answer.to_string()).collect();
+        tokio::spawn(async move {
+            let mut index = 0;
+            while let Ok((mut connection, _)) = listener.accept().await {
+                // The head, then as many bytes as its Content-Length says.
+                let mut request = Vec::new();
+                let mut buffer = [0; 4096];
+                loop {
+                    let text = String::from_utf8_lossy(&request).into_owned();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let length = head
+                            .lines()
+                            .find_map(|line| {
+                                line.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|value| value.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= length {
+                            break;
+                        }
+                    }
+                    match connection.read(&mut buffer).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(read) => request.extend_from_slice(&buffer[..read]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&request).into_owned();
+                seen.lock().unwrap().push(text);
+                let answer = answers[index.min(answers.len() - 1)].replace("{address}", &address);
+                index += 1;
+                let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+                let length = body.len();
+                let _ = connection
+                    .write_all(
+                        format!(
+                            "{head}\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n{body}"
+                        )
+                        .as_bytes(),
+                    )
+                    .await;
+            }
+        });
+        (own, requests)
+    }
+
+    fn with_identity_token(registry: &str) -> Repository {
+        let credentials = Credentials {
+            server: registry.to_owned(),
+            username: None,
+            password: None,
+            identity_token: Some("refresh".to_owned()),
+            origin: "config.json".to_owned(),
+        };
+        Repository::new(&format!("{registry}/team/app"), Some(&credentials)).unwrap()
+    }
+
+    /// The identity-token flow by what `GET /v2/` answers: a success needs
+    /// no token; 503 and 429 are faults that are retried; a 401 with only a
+    /// Basic challenge cannot take the token, and the push check says the
+    /// token is refused.
+    #[tokio::test]
+    async fn identity_tokens_follow_the_registrys_answer() {
+        let (open, _) = canned_registry(&["HTTP/1.1 200 OK"]).await;
+        let repository = with_identity_token(&open);
+        assert_eq!(
+            repository.refreshed_token(RegistryOperation::Pull).await,
+            Ok(None)
+        );
+        for status in ["503 Service Unavailable", "429 Too Many Requests"] {
+            let (busy, _) = canned_registry(&[&format!("HTTP/1.1 {status}")]).await;
+            let fault = with_identity_token(&busy)
+                .refreshed_token(RegistryOperation::Pull)
+                .await
+                .unwrap_err();
+            assert_eq!(fault.status(), Some(status[..3].parse().unwrap()));
+            assert!(
+                matches!(retry::classify(&fault), retry::Verdict::Transient { .. }),
+                "{fault:?}"
+            );
+        }
+        let (basic, _) = canned_registry(&[
+            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"Registry\"",
+        ])
+        .await;
+        let repository = with_identity_token(&basic);
+        let fault = repository
+            .refreshed_token(RegistryOperation::Push)
+            .await
+            .unwrap_err();
+        assert!(matches!(fault, Fault::Unusable { .. }), "{fault:?}");
+        assert!(
+            matches!(
+                repository.check_push().await,
+                Err(RegistryError::PushDenied { ref whom, .. })
+                    if whom == "the identity token from config.json"
+            ),
+            "a registry without a Bearer challenge refuses the token"
+        );
+    }
+
+    /// Token lifetimes as docker/distribution's client keeps them: at least
+    /// 60 seconds, 60 when not given or not a number.
+    #[test]
+    fn access_tokens_live_at_least_a_minute() {
+        let lifetime = |json: &str| {
+            serde_json::from_str::<TokenAnswer>(json)
+                .unwrap()
+                .lifetime()
+                .as_secs()
+        };
+        assert_eq!(lifetime(r#"{"access_token":"a","expires_in":300}"#), 300);
+        assert_eq!(lifetime(r#"{"access_token":"a","expires_in":300.0}"#), 300);
+        assert_eq!(lifetime(r#"{"access_token":"a","expires_in":5}"#), 60);
+        assert_eq!(lifetime(r#"{"access_token":"a"}"#), 60);
+        assert_eq!(lifetime(r#"{"access_token":"a","expires_in":"300"}"#), 60);
+        assert_eq!(lifetime(r#"{"access_token":"a","expires_in":null}"#), 60);
+    }
+
+    /// A refresh token in the token service's answer replaces the identity
+    /// token for the next exchange; the access token is kept by scope.
+    #[tokio::test]
+    async fn rotated_refresh_tokens_are_used() {
+        let challenge = "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://{address}/token\",service=\"lab\"";
+        let granted = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{\"access_token\":\"a\",\"expires_in\":\"soon\",\"refresh_token\":\"rotated\"}";
+        let (address, requests) = canned_registry(&[challenge, granted, challenge, granted]).await;
+        let repository = with_identity_token(&address);
+        for operation in [
+            RegistryOperation::Pull,
+            RegistryOperation::Pull,
+            RegistryOperation::Push,
+        ] {
+            assert_eq!(
+                repository.refreshed_token(operation).await,
+                Ok(Some("a".to_owned()))
+            );
+        }
+        let requests = requests.lock().unwrap();
+        let posts: Vec<&String> = requests
+            .iter()
+            .filter(|request| request.starts_with("POST /token"))
+            .collect();
+        assert_eq!(posts.len(), 2, "the pull token was kept: {requests:#?}");
+        assert!(
+            posts[0].ends_with(
+                "grant_type=refresh_token&refresh_token=refresh&service=lab&scope=repository%3Ateam%2Fapp%3Apull&client_id=mab"
+            ),
+            "{}",
+            posts[0]
+        );
+        assert!(
+            posts[1].contains("refresh_token=rotated&")
+                && posts[1].contains("scope=repository%3Ateam%2Fapp%3Apull%2Cpush"),
+            "{}",
+            posts[1]
+        );
+    }
+
     #[test]
     fn bearer_challenges_are_read() {
+        let find = |values: &[&str]| {
+            let mut headers = reqwest::header::HeaderMap::new();
+            for value in values {
+                headers.append(reqwest::header::WWW_AUTHENTICATE, value.parse().unwrap());
+            }
+            BearerChallenge::find(&headers)
+        };
         assert_eq!(
-            BearerChallenge::parse(
+            find(&[
                 r#"Bearer realm="http://127.0.0.1:5003/token",service="mab \"lab\"",scope="repository:a:pull""#
-            ),
+            ]),
             Some(BearerChallenge {
                 realm: "http://127.0.0.1:5003/token".into(),
                 service: "mab \"lab\"".into(),
             })
         );
+        let auth_example = Some(BearerChallenge {
+            realm: "https://auth.example/token".into(),
+            service: String::new(),
+        });
         assert_eq!(
-            BearerChallenge::parse("bearer realm=https://auth.example/token"),
-            Some(BearerChallenge {
-                realm: "https://auth.example/token".into(),
-                service: String::new(),
-            })
+            find(&[r#"bearer realm="https://auth.example/token""#]),
+            auth_example
         );
-        assert_eq!(BearerChallenge::parse(r#"Basic realm="Registry""#), None);
-        assert_eq!(BearerChallenge::parse(r#"Bearer service="x""#), None);
+        // Separate Basic and Bearer headers, and both in one.
+        assert_eq!(
+            find(&[
+                r#"Basic realm="Registry""#,
+                r#"Bearer realm="https://auth.example/token""#
+            ]),
+            auth_example
+        );
+        assert_eq!(
+            find(&[r#"Basic realm="Registry", Bearer realm="https://auth.example/token""#]),
+            auth_example
+        );
+        assert_eq!(find(&[r#"Basic realm="Registry""#]), None);
+        assert_eq!(find(&[r#"Bearer service="x""#]), None);
+        assert_eq!(find(&[]), None);
     }
 }

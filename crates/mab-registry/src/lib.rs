@@ -9,7 +9,7 @@ pub mod retry;
 pub mod tags;
 
 pub use client::{is_loopback, registry_of, sha256_digest, ImageReference, Repository};
-pub use credentials::{CredentialSources, Credentials, DOCKER_HUB_SERVER};
+pub use credentials::{CredentialSources, Credentials, DOCKER_HUB_SERVER, HELPER_TIMEOUT};
 pub use list::{
     check_platform, config_platform, manifest_list, Child, ConfigPlatform, PlatformMismatch,
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST,
@@ -67,13 +67,27 @@ pub enum RegistryError {
     /// credentials.
     #[error("cannot get credentials for {registry}: {message}")]
     Credentials {
-        /// The registry the credentials were for, as the configuration
-        /// keys it.
+        /// The registry the credentials were looked up for, as
+        /// [`Credentials::server`] holds it (`127.0.0.1:5001`, or
+        /// [`DOCKER_HUB_SERVER`] for Docker Hub).
         registry: String,
         /// The cause, naming the configuration (file, variable or helper).
         message: String,
         /// What to do about it.
         hint: &'static str,
+    },
+    /// A credential helper that failed (exited non-zero, not saying it
+    /// has no credentials) or gave no answer within
+    /// [`credentials::HELPER_TIMEOUT`]: not a mistake in the configuration,
+    /// as the cause may pass (a locked keychain, a slow secret service).
+    #[error("cannot get credentials for {registry}: {message}")]
+    CredentialHelper {
+        /// The registry, as [`Credentials::server`] holds it.
+        registry: String,
+        /// What the helper did, naming it and where it is configured.
+        message: String,
+        /// What to do about it, naming the helper.
+        hint: String,
     },
     /// `DOCKER_AUTH_CONFIG` or a Docker `config.json` that cannot be read as
     /// a Docker configuration.
@@ -83,19 +97,20 @@ pub enum RegistryError {
         origin: String,
         /// Why, with line and column; never the text itself.
         message: String,
+        /// What to do about it: fix the JSON, or make the file readable.
+        hint: &'static str,
     },
 }
 
 impl RegistryError {
     /// What the user can do about a credentials error
-    /// ([`RegistryError::Credentials`], [`RegistryError::CredentialsConfig`]);
-    /// `None` for the others.
-    pub fn credentials_hint(&self) -> Option<&'static str> {
+    /// ([`RegistryError::Credentials`], [`RegistryError::CredentialHelper`],
+    /// [`RegistryError::CredentialsConfig`]); `None` for the others.
+    pub fn credentials_hint(&self) -> Option<&str> {
         match self {
-            RegistryError::Credentials { hint, .. } => Some(hint),
-            RegistryError::CredentialsConfig { .. } => Some(
-                "write it as docker writes config.json: {\"auths\": {\"REGISTRY\": {\"auth\": \"BASE64(user:password)\"}}}",
-            ),
+            RegistryError::Credentials { hint, .. }
+            | RegistryError::CredentialsConfig { hint, .. } => Some(hint),
+            RegistryError::CredentialHelper { hint, .. } => Some(hint),
             _ => None,
         }
     }

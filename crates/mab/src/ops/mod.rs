@@ -47,8 +47,12 @@ pub fn network_flag(text: Option<&str>) -> Result<Option<NetworkMode>, Failure> 
 
 /// The credential sources of `environment` ([`Environment::credential_sources`])
 /// and the credentials they give for `registry` (a credential helper runs
-/// off the async threads). A source or helper that cannot give them is
-/// usage (exit 2), found before anything is built, with its hint.
+/// off the async threads, for at most [`mab_registry::HELPER_TIMEOUT`]).
+/// A source that cannot be read, a helper that is not on `PATH` or does
+/// not answer in its JSON, or an `auth` that is not base64 is usage (exit
+/// 2), found before anything is built; a helper that fails or does not
+/// answer in time is a runtime failure (exit 1): its cause may pass. Each
+/// with its hint.
 pub async fn registry_credentials(
     environment: &crate::environment::Environment,
     registry: &str,
@@ -59,15 +63,23 @@ pub async fn registry_credentials(
     ),
     Failure,
 > {
-    let usage = |error: mab_registry::RegistryError| {
-        Failure::usage(error.to_string(), error.credentials_hint())
+    let usage = |error: mab_registry::RegistryError| match error {
+        mab_registry::RegistryError::CredentialHelper { .. } => {
+            Failure::runtime(error.to_string(), error.credentials_hint())
+        }
+        _ => Failure::usage(error.to_string(), error.credentials_hint()),
     };
     let sources = environment.credential_sources().map_err(usage)?;
     let lookup = sources.clone();
     let owned = registry.to_owned();
     let credentials = tokio::task::spawn_blocking(move || lookup.lookup(&owned))
         .await
-        .map_err(|error| Failure::runtime(error.to_string(), None))?
+        .map_err(|error| {
+            Failure::runtime(
+                format!("looking up the credentials for {registry} failed: {error}"),
+                Some("this is a fault in mab; run again, and report it with the output of MAB_LOG=debug"),
+            )
+        })?
         .map_err(usage)?;
     Ok((sources, credentials))
 }

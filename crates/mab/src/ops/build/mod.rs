@@ -275,8 +275,10 @@ struct RegistryAccess {
 /// `prepared.deadline`). Every failure writes the metadata file as
 /// `unstarted` says: an image name without a registry or a repository
 /// name the registry refuses, or credentials that cannot be read, is usage
-/// (exit 2), no push rights or the deadline coming first are a registry
-/// failure (exit 1); a stop asked on `control` is [`Failure::stopped`].
+/// (exit 2); a credential helper that fails or does not answer in time, no
+/// push rights, or the deadline coming first are a registry failure (exit
+/// 1); a stop asked on `control` (also while a helper runs) is
+/// [`Failure::stopped`].
 async fn open_registry(
     args: &BuildArgs,
     environment: &Environment,
@@ -293,10 +295,32 @@ async fn open_registry(
         );
         unstarted.fail(failure, ErrorKind::Usage, None)
     })?;
-    let (credential_sources, credentials) =
-        crate::ops::registry_credentials(environment, &registry)
-            .await
-            .map_err(|failure| unstarted.fail(failure, ErrorKind::Usage, None))?;
+    // A credential helper may hang: the lookup gives way to a stop and to
+    // the deadline, as the check of push rights does.
+    let (credential_sources, credentials) = unless_stopped(control, unstarted, async {
+        let slow = || {
+            (
+                format!("asking for the credentials of {registry}"),
+                "pass a later --deadline, or check why the credential helper answers slowly"
+                    .to_owned(),
+            )
+        };
+        before_deadline(
+            prepared.deadline,
+            slow,
+            crate::ops::registry_credentials(environment, &registry),
+        )
+        .await
+        .and_then(|looked_up| looked_up)
+        .map_err(|failure| {
+            let kind = match failure.kind {
+                FailureKind::Usage => ErrorKind::Usage,
+                _ => ErrorKind::Registry,
+            };
+            unstarted.fail(failure, kind, None)
+        })
+    })
+    .await?;
     let repository = if args.no_push {
         None
     } else {
