@@ -342,10 +342,11 @@ fn credentials_that_may_not_push_are_refused_before_building() {
         2,
         &[
             &format!(
-                "{registry} does not allow `mab` (from {}/.docker/config.json) to push to {repository}",
+                "{registry} does not allow `mab` (from {}/.docker/config.json) to push to {repository} (a bad password, an expired token, or a user that may not push there)",
                 home.path().display()
             ),
             "401",
+            "check the password or token: log in again with `docker login",
         ],
     );
     assert!(

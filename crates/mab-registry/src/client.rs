@@ -450,6 +450,8 @@ impl Repository {
 
     fn push_denied(&self, message: impl std::fmt::Display) -> RegistryError {
         RegistryError::PushDenied {
+            anonymous: matches!(self.auth, RegistryAuth::Anonymous)
+                && self.identity_token.is_none(),
             registry: self.registry.clone(),
             repository: self.name(),
             whom: match &self.auth {

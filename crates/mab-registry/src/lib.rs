@@ -50,9 +50,16 @@ pub enum RegistryError {
     },
     /// The registry answered, but refused to start a push to the
     /// repository with the credentials mab has (HTTP 401 or 403, or a
-    /// token service that refused them).
-    #[error("{registry} does not allow {whom} to push to {repository}: {message}")]
+    /// token service that refused them). With credentials, a 401 is most
+    /// often a wrong password or an expired token, and a 403 a user that
+    /// may not push: the message says both, as registries differ.
+    #[error(
+        "{registry} does not allow {whom} to push to {repository}{}: {message}",
+        if *.anonymous { "" } else { " (a bad password, an expired token, or a user that may not push there)" }
+    )]
     PushDenied {
+        /// No credentials were sent.
+        anonymous: bool,
         /// The registry host (`127.0.0.1:5001`).
         registry: String,
         /// `registry/repository`.

@@ -1423,6 +1423,7 @@ mod tests {
             match self.answers.push_rights {
                 PushRights::Allowed => Ok(()),
                 PushRights::Denied => Err(RegistryError::PushDenied {
+                    anonymous: true,
                     registry: REGISTRY.to_owned(),
                     repository: self.name(),
                     whom: "anonymous users".to_owned(),

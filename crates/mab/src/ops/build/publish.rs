@@ -151,13 +151,16 @@ pub(super) async fn check_push(repository: &impl Registry, registry: &str) -> Re
     let hint_unreachable = format!(
         "check that {registry} is up and that this machine reaches it (the runners push there too); nothing was built"
     );
-    let hint_denied = format!(
-        "log in with `docker login {registry}` as a user that may push to {}; mab reads the credentials from DOCKER_AUTH_CONFIG, then the Docker configuration (~/.docker/config.json or $DOCKER_CONFIG)",
-        repository.name()
-    );
+    let hint_denied = |anonymous: bool| {
+        format!(
+            "{} with `docker login {registry}` as a user that may push to {}; mab reads the credentials from DOCKER_AUTH_CONFIG, then the Docker configuration (~/.docker/config.json or $DOCKER_CONFIG)",
+            if anonymous { "log in" } else { "check the password or token: log in again" },
+            repository.name()
+        )
+    };
     repository.check_push().await.map_err(|error| match error {
-        mab_registry::RegistryError::PushDenied { .. } => {
-            Failure::usage(error.to_string(), Some(&hint_denied))
+        mab_registry::RegistryError::PushDenied { anonymous, .. } => {
+            Failure::usage(error.to_string(), Some(&hint_denied(anonymous)))
         }
         mab_registry::RegistryError::Unreachable { .. } => {
             Failure::runtime(error.to_string(), Some(&hint_unreachable))
