@@ -3,13 +3,15 @@
 //! which a `RUN --mount=type=ssh[,id=ID]` step calls, as with the docker
 //! CLI and buildx.
 //!
-//! Each agent is a Unix socket on this machine (the user's `SSH_AUTH_SOCK`,
-//! or an agent mab serves for key files). A forwarded connection is read
+//! Each agent is a Unix socket on this machine (the user's `SSH_AUTH_SOCK`)
+//! or an agent mab serves inside the process for key files, reached over
+//! an in-memory pipe. A forwarded connection is read
 //! one agent message at a time, and the messages that would change the
 //! agent (add or remove keys, lock, extensions) are answered with a failure
 //! without reaching it, as BuildKit's own provider makes the agent read-only.
 
 use std::collections::BTreeMap;
+use std::io;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,11 +21,9 @@ use bollard_buildkit_proto::moby::sshforward::v1::{
     BytesMessage, CheckAgentRequest, CheckAgentResponse,
 };
 use futures_util::{Stream, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use mab_config::secret::DEFAULT_SSH_ID;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
 use tonic::{Request, Response, Status, Streaming};
-
-/// BuildKit's id of the agent a mount that names none gets.
-const DEFAULT_ID: &str = "default";
 
 /// The gRPC metadata key naming the agent of a `ForwardAgent` call
 /// (`KeySSHID` in BuildKit's `session/sshforward`).
@@ -40,21 +40,75 @@ const AGENT_FAILURE: u8 = 5;
 /// lock, unlock, add constrained identity and smartcard key, extensions.
 const REFUSED: [u8; 10] = [17, 18, 19, 20, 21, 22, 23, 25, 26, 27];
 
-/// The agents of a build, by id (`default` for `--ssh default`), each a
-/// Unix socket; cheap to clone.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SshAgents(Arc<BTreeMap<String, PathBuf>>);
+/// Opens a new connection to an agent served inside this process: one end
+/// of an in-memory pipe speaking the SSH agent protocol (mab's own agent
+/// for key files). Errors: the agent has stopped.
+pub type ConnectAgent = Arc<dyn Fn() -> io::Result<DuplexStream> + Send + Sync>;
+
+/// Where one agent of a build answers.
+#[derive(Clone)]
+pub enum SshAgent {
+    /// A Unix socket on this machine: the user's `SSH_AUTH_SOCK`, or the
+    /// socket of `--ssh ID=SOCKET`.
+    Socket(PathBuf),
+    /// An agent inside this process, reached without any socket, as
+    /// BuildKit's provider serves key files over an in-memory pipe.
+    InProcess(ConnectAgent),
+}
+
+impl std::fmt::Debug for SshAgent {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SshAgent::Socket(path) => formatter.debug_tuple("Socket").field(path).finish(),
+            SshAgent::InProcess(_) => formatter.write_str("InProcess"),
+        }
+    }
+}
+
+/// A connection to an agent, whichever kind.
+trait AgentStream: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> AgentStream for T {}
+
+/// The agents of a build, by id (`default` for `--ssh default`); cheap to
+/// clone.
+#[derive(Clone, Debug, Default)]
+pub struct SshAgents(Arc<BTreeMap<String, SshAgent>>);
 
 impl SshAgents {
-    pub fn new(sockets: BTreeMap<String, PathBuf>) -> SshAgents {
-        SshAgents(Arc::new(sockets))
+    /// The agents `RUN --mount=type=ssh,id=ID` steps may use, by id; a
+    /// mount without `id=` uses [`DEFAULT_SSH_ID`].
+    pub fn new(agents: BTreeMap<String, SshAgent>) -> SshAgents {
+        SshAgents(Arc::new(agents))
     }
 
-    fn socket(&self, id: &str) -> Result<&PathBuf, Status> {
-        let id = if id.is_empty() { DEFAULT_ID } else { id };
+    fn agent(&self, id: &str) -> Result<&SshAgent, Status> {
+        let id = if id.is_empty() { DEFAULT_SSH_ID } else { id };
         self.0
             .get(id)
             .ok_or_else(|| Status::not_found(format!("no SSH agent with the id {id} was given")))
+    }
+
+    /// A new connection to the agent `id`. Errors: `NotFound` for an id
+    /// not given, `Unavailable` when the agent cannot be reached.
+    async fn connect(&self, id: &str) -> Result<Box<dyn AgentStream>, Status> {
+        let unreachable = |error: io::Error| {
+            Status::unavailable(format!("cannot reach the SSH agent {id}: {error}"))
+        };
+        match self.agent(id)? {
+            SshAgent::Socket(socket) => {
+                let stream = tokio::net::UnixStream::connect(socket)
+                    .await
+                    .map_err(|error| {
+                        Status::unavailable(format!(
+                            "cannot reach the SSH agent {id} at {}: {error}",
+                            socket.display()
+                        ))
+                    })?;
+                Ok(Box::new(stream))
+            }
+            SshAgent::InProcess(connect) => Ok(Box::new(connect().map_err(unreachable)?)),
+        }
     }
 }
 
@@ -73,7 +127,7 @@ impl Ssh for SshService {
         &self,
         request: Request<CheckAgentRequest>,
     ) -> Result<Response<CheckAgentResponse>, Status> {
-        self.agents.socket(&request.into_inner().id)?;
+        self.agents.agent(&request.into_inner().id)?;
         Ok(Response::new(CheckAgentResponse {}))
     }
 
@@ -89,17 +143,9 @@ impl Ssh for SshService {
             .metadata()
             .get(ID_KEY)
             .and_then(|value| value.to_str().ok())
-            .unwrap_or(DEFAULT_ID)
+            .unwrap_or(DEFAULT_SSH_ID)
             .to_owned();
-        let socket = self.agents.socket(&id)?.clone();
-        let agent = tokio::net::UnixStream::connect(&socket)
-            .await
-            .map_err(|error| {
-                Status::unavailable(format!(
-                    "cannot reach the SSH agent {id} at {}: {error}",
-                    socket.display()
-                ))
-            })?;
+        let agent = self.agents.connect(&id).await?;
         let (sender, receiver) = tokio::sync::mpsc::channel(4);
         let incoming = request.into_inner();
         tokio::spawn(async move {
@@ -119,7 +165,7 @@ impl Ssh for SshService {
 /// itself, and each answer back.
 async fn relay(
     mut incoming: Streaming<BytesMessage>,
-    mut agent: tokio::net::UnixStream,
+    mut agent: Box<dyn AgentStream>,
     sender: &tokio::sync::mpsc::Sender<BytesMessage>,
 ) -> Result<(), String> {
     let mut pending: Vec<u8> = Vec::new();
@@ -164,7 +210,7 @@ fn take_message(pending: &mut Vec<u8>) -> Result<Option<Vec<u8>>, String> {
 }
 
 /// One whole message from the agent, length prefix included.
-async fn read_message(agent: &mut tokio::net::UnixStream) -> Result<Vec<u8>, String> {
+async fn read_message(agent: &mut Box<dyn AgentStream>) -> Result<Vec<u8>, String> {
     let mut length = [0u8; 4];
     agent
         .read_exact(&mut length)
@@ -207,7 +253,7 @@ mod tests {
         let service = SshService {
             agents: SshAgents::new(BTreeMap::from([(
                 "default".to_owned(),
-                PathBuf::from("/agent.sock"),
+                SshAgent::Socket(PathBuf::from("/agent.sock")),
             )])),
         };
         let ask = |id: &str| Request::new(CheckAgentRequest { id: id.to_owned() });

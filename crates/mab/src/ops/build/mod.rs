@@ -124,7 +124,7 @@ pub async fn build(
         network: prepared.network,
         credential_sources: access.credential_sources,
         secrets: prepared.secrets.clone(),
-        ssh_agents: prepared.ssh.agents.clone(),
+        ssh_agents: prepared.ssh.clone(),
         reporter: reporter.as_ref(),
         control,
     };
@@ -176,7 +176,7 @@ struct Prepared {
     /// `--secret` and `[image.secrets]`, read.
     secrets: mab_engine::Secrets,
     /// `--ssh`: the agents, and those mab serves for key files.
-    ssh: ssh::SshForwarding,
+    ssh: mab_engine::SshAgents,
     /// `--metadata-file` and the state a resume reads, not yet written.
     metadata: MetadataFile,
 }
