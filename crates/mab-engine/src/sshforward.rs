@@ -6,9 +6,9 @@
 //! Each agent is a Unix socket on this machine (the user's `SSH_AUTH_SOCK`)
 //! or an agent mab serves inside the process for key files, reached over
 //! an in-memory pipe. A forwarded connection is read
-//! one agent message at a time, and the messages that would change the
-//! agent (add or remove keys, lock, extensions) are answered with a failure
-//! without reaching it, as BuildKit's own provider makes the agent read-only.
+//! one agent message at a time, and only requests to list identities and
+//! to sign reach the agent; any other is answered with a failure, as
+//! BuildKit's own provider makes the agent read-only.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -35,10 +35,12 @@ const MAX_MESSAGE: usize = 256 * 1024;
 /// `SSH_AGENT_FAILURE`, the answer to a refused request.
 const AGENT_FAILURE: u8 = 5;
 
-/// The agent requests a build may not send (draft-miller-ssh-agent):
-/// add, remove and remove-all identities, add and remove smartcard keys,
-/// lock, unlock, add constrained identity and smartcard key, extensions.
-const REFUSED: [u8; 10] = [17, 18, 19, 20, 21, 22, 23, 25, 26, 27];
+/// The only agent requests a build may send (draft-miller-ssh-agent):
+/// `SSH_AGENTC_REQUEST_IDENTITIES` (11) and `SSH_AGENTC_SIGN_REQUEST` (13),
+/// as BuildKit's `readOnlyAgent` allows only listing and signing. Every
+/// other request, an empty one included, is answered with
+/// `SSH_AGENT_FAILURE` without reaching the agent.
+const ALLOWED: [u8; 2] = [11, 13];
 
 /// Opens a new connection to an agent served inside this process: one end
 /// of an in-memory pipe speaking the SSH agent protocol (mab's own agent
@@ -161,17 +163,17 @@ impl Ssh for SshService {
 }
 
 /// Passes the engine's requests to the agent one message at a time (a
-/// 4-byte big-endian length, then the message), answering a refused one
-/// itself, and each answer back.
+/// 4-byte big-endian length, then the message), answering one not in
+/// [`ALLOWED`] itself, and each answer back.
 async fn relay(
-    mut incoming: Streaming<BytesMessage>,
+    mut incoming: impl Stream<Item = Result<BytesMessage, Status>> + Unpin,
     mut agent: Box<dyn AgentStream>,
     sender: &tokio::sync::mpsc::Sender<BytesMessage>,
 ) -> Result<(), String> {
     let mut pending: Vec<u8> = Vec::new();
     loop {
         while let Some(request) = take_message(&mut pending)? {
-            let answer = if request.get(4).is_some_and(|kind| REFUSED.contains(kind)) {
+            let answer = if !request.get(4).is_some_and(|kind| ALLOWED.contains(kind)) {
                 vec![0, 0, 0, 1, AGENT_FAILURE]
             } else {
                 agent
@@ -246,6 +248,57 @@ mod tests {
         assert!(pending.is_empty());
         let mut huge = vec![0x7f, 0, 0, 0];
         assert!(take_message(&mut huge).is_err());
+    }
+
+    /// The request types a fake agent saw (`None` for an empty request).
+    type Seen = Arc<std::sync::Mutex<Vec<Option<u8>>>>;
+
+    /// A fake agent on an in-memory pipe that records the type of each
+    /// request reaching it and answers each with `SSH_AGENT_SUCCESS` (6).
+    fn recording_agent() -> (Box<dyn AgentStream>, Seen) {
+        let (ours, mut theirs) = tokio::io::duplex(1024);
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let mut length = [0u8; 4];
+                if theirs.read_exact(&mut length).await.is_err() {
+                    return;
+                }
+                let mut body = vec![0u8; u32::from_be_bytes(length) as usize];
+                theirs.read_exact(&mut body).await.unwrap();
+                record.lock().unwrap().push(body.first().copied());
+                theirs.write_all(&[0, 0, 0, 1, 6]).await.unwrap();
+            }
+        });
+        (Box::new(ours), seen)
+    }
+
+    #[tokio::test]
+    async fn only_listing_and_signing_reach_the_agent() {
+        let (agent, seen) = recording_agent();
+        // Identities, an empty frame, sign, add, remove all, lock,
+        // extension, an unknown type; the last two in one chunk.
+        let requests: Vec<Vec<u8>> = vec![
+            vec![0, 0, 0, 1, 11],
+            vec![0, 0, 0, 0],
+            vec![0, 0, 0, 2, 13, 9],
+            vec![0, 0, 0, 1, 17],
+            vec![0, 0, 0, 1, 19],
+            vec![0, 0, 0, 1, 22],
+            vec![0, 0, 0, 1, 27, 0, 0, 0, 1, 200],
+        ];
+        let incoming =
+            futures_util::stream::iter(requests.into_iter().map(|data| Ok(BytesMessage { data })));
+        let (sender, mut receiver) = tokio::sync::mpsc::channel(16);
+        relay(incoming, agent, &sender).await.unwrap();
+        drop(sender);
+        let mut answers = Vec::new();
+        while let Some(answer) = receiver.recv().await {
+            answers.push(answer.data[4]);
+        }
+        assert_eq!(answers, [6, 5, 6, 5, 5, 5, 5, 5]);
+        assert_eq!(*seen.lock().unwrap(), [Some(11), Some(13)]);
     }
 
     #[tokio::test]
