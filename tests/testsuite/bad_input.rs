@@ -299,7 +299,9 @@ fn bad_secrets() {
             ],
         ),
     ];
+    // `x` is inside the context: only an ignore rule lets it be a secret.
     std::fs::write(project.path().join("x"), "value").unwrap();
+    std::fs::write(project.path().join(".dockerignore"), "x\n").unwrap();
     for (name, arguments) in cases {
         let run = run(&project, arguments);
         assert!(!run.stderr.contains("127.0.0.9"), "{name}: {run:?}");
@@ -310,6 +312,24 @@ fn bad_secrets() {
         located.stderr.contains(" --> [PROJECT]/mab.toml:6:9\n"),
         "{located:?}"
     );
+    // A secret file beside mab.toml, in the default context, that no
+    // ignore rule leaves out.
+    let in_context = project_with_runner(RUNNER);
+    in_context.file(
+        "mab.toml",
+        &format!("{GOOD_MANIFEST}\n[image.secrets]\nnpm = {{ src = \".npmrc\" }}\n"),
+    );
+    in_context.file(".npmrc", "//registry.npmjs.org/:_authToken=secret");
+    let run_in_context = run(&in_context, &["build"]);
+    assert!(
+        !run_in_context.stderr.contains("127.0.0.9"),
+        "{run_in_context:?}"
+    );
+    assert!(
+        !run_in_context.stderr.contains("_authToken"),
+        "{run_in_context:?}"
+    );
+    check("secret_file_in_context", &run_in_context, 2);
     let project = project_with_runner(RUNNER);
     let flags: [(&str, &[&str]); 3] = [
         (

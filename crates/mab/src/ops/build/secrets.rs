@@ -8,6 +8,9 @@ use mab_config::secret::{parse_secret_flag, SecretSource, MAX_SECRET_SIZE, SECRE
 use mab_config::{ConfigError, Project};
 use mab_engine::{SecretValue, Secrets};
 
+use mab_context::BuildContext;
+
+use super::metadata::canonical;
 use crate::environment::Environment;
 use crate::failure::Failure;
 
@@ -25,11 +28,15 @@ enum Origin<'a> {
 /// current directory for a flag; `~/` is the home. Every error is exit 2
 /// naming the secret's id and source: a bad flag, an id given twice by
 /// flags, a file that cannot be read or is over BuildKit's 500 KiB, an
-/// unset variable (the manifest's point at the entry's file:line:col).
+/// unset variable, a file inside the build `context` that its ignore file
+/// does not leave out (it would be sent to every runner, counted in the
+/// digest a resume compares, and a `COPY` could put it in the image); the
+/// manifest's point at the entry's file:line:col.
 pub(super) fn read_secrets(
     project: &Project,
     flags: &[String],
     environment: &Environment,
+    context: &BuildContext,
 ) -> Result<Secrets, Failure> {
     let mut asked: BTreeMap<String, (SecretSource, Origin<'_>)> = BTreeMap::new();
     for (id, secret) in &project.secrets {
@@ -62,9 +69,9 @@ pub(super) fn read_secrets(
             Origin::Manifest(..) => (manifest_dir, "mab.toml's directory"),
             Origin::Flag(_) => (environment.current_dir.as_path(), "the current directory"),
         };
-        let value = read_one(&source, base, environment).map_err(|(problem, hint)| {
+        let value = read_one(&source, base, environment, context).map_err(|(problem, hint)| {
             let hint = match hint {
-                Some(hint) => hint.to_owned(),
+                Some(hint) => hint,
                 None => format!(
                     "create the file, or name the secret's file (a relative path is relative to {base_name}, `~/` is the home)"
                 ),
@@ -82,7 +89,8 @@ fn read_one(
     source: &SecretSource,
     base: &Path,
     environment: &Environment,
-) -> Result<Vec<u8>, (String, Option<&'static str>)> {
+    context: &BuildContext,
+) -> Result<Vec<u8>, (String, Option<String>)> {
     match source {
         SecretSource::Env(variable) => match environment.variable(variable) {
             Some(value) => {
@@ -91,7 +99,7 @@ fn read_one(
             }
             None => Err((
                 format!("the variable {variable} is not set"),
-                Some("set the variable in mab's environment, or name another source"),
+                Some("set the variable in mab's environment, or name another source".to_owned()),
             )),
         },
         SecretSource::File(written) => {
@@ -104,18 +112,50 @@ fn read_one(
                 (format!("the file {} {why}", path.display()), None)
             };
             let size = std::fs::metadata(&path).map_err(unreadable)?.len();
+            check_left_out(&path, context)?;
             if size > MAX_SECRET_SIZE {
                 return Err((
                     format!(
                         "the file {} has {size} bytes, over BuildKit's limit of {MAX_SECRET_SIZE}",
                         path.display()
                     ),
-                    Some("BuildKit takes secrets of at most 500 KiB; pass a smaller file"),
+                    Some(
+                        "BuildKit takes secrets of at most 500 KiB; pass a smaller file".to_owned(),
+                    ),
                 ));
             }
             std::fs::read(&path).map_err(unreadable)
         }
     }
+}
+
+/// Checks that the secret file at `path`, when it is inside the build
+/// context, is left out of it by the context's ignore file: else it would
+/// be sent to every runner (which a `COPY` could put into the image) and
+/// hashed into the digest a resume compares.
+fn check_left_out(path: &Path, context: &BuildContext) -> Result<(), (String, Option<String>)> {
+    let path = canonical(path);
+    let Ok(relative) = path.strip_prefix(canonical(context.dir())) else {
+        return Ok(());
+    };
+    let relative = relative.to_string_lossy();
+    if context.ignore().is_excluded(&relative) {
+        return Ok(());
+    }
+    let ignore_file = context
+        .ignore_file()
+        .map_or_else(|| context.dir().join(".dockerignore"), Path::to_path_buf);
+    Err((
+        format!(
+            "the file {} is inside the build context {}, and no ignore rule leaves it out: it would be sent to every runner, and a `COPY` step could put it into the image",
+            path.display(),
+            context.dir().display()
+        ),
+        Some(format!(
+            "add `{relative}` to {}, or keep the secret outside the context",
+            ignore_file.display()
+        )),
+    ))
 }
 
 /// `written` with `~/` as the home and a relative path under `base`.
@@ -141,6 +181,24 @@ fn fail(id: &str, origin: &Origin<'_>, problem: &str, hint: &str) -> Failure {
 mod tests {
     use super::*;
     use crate::failure::FailureKind;
+
+    /// A build context at `directory` with a Dockerfile and `ignore` as its
+    /// .dockerignore.
+    fn context(directory: &Path, ignore: &str) -> BuildContext {
+        std::fs::create_dir_all(directory).unwrap();
+        std::fs::write(directory.join("Dockerfile"), "FROM scratch\n").unwrap();
+        std::fs::write(directory.join(".dockerignore"), ignore).unwrap();
+        BuildContext::locate(directory, None).unwrap()
+    }
+
+    /// An environment whose current directory and home are `directory`.
+    fn at_home(directory: &Path) -> Environment {
+        Environment {
+            current_dir: directory.to_owned(),
+            home: directory.to_owned(),
+            ..Environment::default()
+        }
+    }
 
     fn project(directory: &Path, manifest_secrets: &str) -> Project {
         let text = format!(
@@ -172,7 +230,8 @@ mod tests {
             "rel = { src = \"tok\" }\nhome = { src = \"~/tok\" }\nenv = { env = \"TOKEN\" }\nover = { src = \"tok\" }\n",
         );
         let flags = ["id=over,src=tok".to_owned(), "id=TOKEN".to_owned()];
-        let secrets = read_secrets(&project, &flags, &environment).unwrap();
+        let context = context(&root.path().join("context"), "");
+        let secrets = read_secrets(&project, &flags, &environment, &context).unwrap();
         let expected = Secrets::new(
             [
                 ("TOKEN", "from env"),
@@ -191,11 +250,7 @@ mod tests {
     #[test]
     fn missing_sources_and_bad_flags_are_usage_errors() {
         let root = tempfile::tempdir().unwrap();
-        let environment = Environment {
-            current_dir: root.path().to_owned(),
-            home: root.path().to_owned(),
-            ..Environment::default()
-        };
+        let environment = at_home(root.path());
         let cases: [(&str, &[&str], &str); 5] = [
             (
                 "gone = { src = \"nope\" }\n",
@@ -219,12 +274,41 @@ mod tests {
                 "the id `a` is given twice",
             ),
         ];
+        let context = context(&root.path().join("context"), "");
         for (manifest, flags, message) in cases {
             let project = project(root.path(), manifest);
             let flags: Vec<String> = flags.iter().map(|flag| (*flag).to_owned()).collect();
-            let failure = read_secrets(&project, &flags, &environment).unwrap_err();
+            let failure = read_secrets(&project, &flags, &environment, &context).unwrap_err();
             assert_eq!(failure.kind, FailureKind::Usage, "{manifest} {flags:?}");
             assert!(failure.report.contains(message), "{}", failure.report);
         }
+    }
+
+    #[test]
+    fn a_file_in_the_context_must_be_left_out_of_it() {
+        let root = tempfile::tempdir().unwrap();
+        let environment = at_home(root.path());
+        let project = project(root.path(), "npm = { src = \".npmrc\" }\n");
+        std::fs::write(root.path().join(".npmrc"), "token").unwrap();
+        let sent = context(root.path(), "");
+        let failure = read_secrets(&project, &[], &environment, &sent).unwrap_err();
+        assert_eq!(failure.kind, FailureKind::Usage);
+        assert!(
+            failure.report.contains("is inside the build context")
+                && failure.report.contains("add `.npmrc` to"),
+            "{}",
+            failure.report
+        );
+        let left_out = context(root.path(), ".npmrc\n");
+        let secrets = read_secrets(&project, &[], &environment, &left_out).unwrap();
+        let expected = BTreeMap::from([("npm".to_owned(), SecretValue::new(b"token".to_vec()))]);
+        assert_eq!(secrets, Secrets::new(expected));
+        // A secret in an excluded directory is left out with it.
+        std::fs::create_dir(root.path().join("private")).unwrap();
+        std::fs::write(root.path().join("private/tok"), "t").unwrap();
+        let flags = ["id=tok,src=private/tok".to_owned()];
+        let excluded_dir = context(root.path(), ".npmrc\nprivate\n");
+        assert!(read_secrets(&project, &flags, &environment, &excluded_dir).is_ok());
+        assert!(read_secrets(&project, &flags, &environment, &left_out).is_err());
     }
 }
