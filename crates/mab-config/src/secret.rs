@@ -49,15 +49,20 @@ pub const SECRET_FLAG_HINT: &str =
 /// an unknown type, or both a file and a variable are errors. `id=NAME`
 /// alone reads the variable `NAME` when the environment has it, else the
 /// file `NAME`, as BuildKit's store does: `env_has` tells whether a
-/// variable is set. The error is one sentence, without the flag's name.
+/// variable is set. The error is one sentence, without the flag's name;
+/// it names fields by key or position and never holds a field's value
+/// (the flag may carry a token: `--secret id=tok,env=$TOKEN` by mistake).
 pub fn parse_secret_flag(text: &str, env_has: impl Fn(&str) -> bool) -> Result<SecretSpec, String> {
     let mut id = None;
     let mut file = None;
     let mut variable = None;
     let mut kind = None;
-    for field in text.split(',') {
+    for (index, field) in text.split(',').enumerate() {
         let Some((key, value)) = field.split_once('=') else {
-            return Err(format!("the field `{field}` is not a key=value pair"));
+            return Err(format!(
+                "its {} field is not a key=value pair",
+                ordinal(index + 1)
+            ));
         };
         match key.to_ascii_lowercase().as_str() {
             "id" => id = Some(value),
@@ -65,7 +70,7 @@ pub fn parse_secret_flag(text: &str, env_has: impl Fn(&str) -> bool) -> Result<S
             "env" => variable = Some(value),
             "type" => match value {
                 "file" | "env" => kind = Some(value),
-                _ => return Err(format!("unknown secret type `{value}` (file or env)")),
+                _ => return Err("its `type` is neither file nor env".to_owned()),
             },
             _ => return Err(format!("unknown key `{key}` (id, src, env or type)")),
         }
@@ -88,6 +93,19 @@ pub fn parse_secret_flag(text: &str, env_has: impl Fn(&str) -> bool) -> Result<S
         (None, None) => SecretSource::File(PathBuf::from(&id)),
     };
     Ok(SecretSpec { id, source })
+}
+
+/// `n` as an English ordinal: `1st`, `2nd`, `3rd`, `4th`, `11th`, `21st`;
+/// for naming a repeated flag or a field by its position.
+pub fn ordinal(n: usize) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
 }
 
 /// BuildKit's id for the agent of a `RUN --mount=type=ssh` that names
@@ -176,9 +194,10 @@ mod tests {
         let bad = [
             ("src=.npmrc", "no `id`"),
             ("id=,src=x", "no `id`"),
-            ("id=a,src", "the field `src` is not a key=value pair"),
+            ("id=a,src", "its 2nd field is not a key=value pair"),
+            ("id=a,s3cr3t", "its 2nd field is not a key=value pair"),
             ("id=a,path=x", "unknown key `path` (id, src, env or type)"),
-            ("id=a,type=ssh", "unknown secret type `ssh` (file or env)"),
+            ("id=a,type=ssh", "its `type` is neither file nor env"),
             (
                 "id=a,src=x,env=Y",
                 "both a file (`src`) and a variable (`env`): give one",
@@ -192,6 +211,21 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn ordinals() {
+        let written: Vec<String> = [1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111]
+            .into_iter()
+            .map(ordinal)
+            .collect();
+        assert_eq!(
+            written,
+            [
+                "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st",
+                "111th"
+            ]
+        );
     }
 
     #[test]

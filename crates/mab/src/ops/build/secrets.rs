@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use mab_config::secret::{parse_secret_flag, SecretSource, MAX_SECRET_SIZE, SECRET_FLAG_HINT};
+use mab_config::secret::{
+    ordinal, parse_secret_flag, SecretSource, MAX_SECRET_SIZE, SECRET_FLAG_HINT,
+};
 use mab_config::{ConfigError, Project};
 use mab_engine::{SecretValue, Secrets};
 
@@ -18,15 +20,17 @@ use crate::failure::Failure;
 enum Origin<'a> {
     /// `[image.secrets]` of this manifest, at this place.
     Manifest(&'a Path, &'a mab_config::Location),
-    /// `--secret` with this value.
-    Flag(&'a str),
+    /// A `--secret`, by its position among them (1 for the first): its
+    /// text is never shown, as it may hold a value.
+    Flag(usize),
 }
 
 /// Reads the secrets of `[image.secrets]` and of each `--secret` (a flag
 /// replaces the manifest's secret of the same id). A relative file is
 /// relative to the directory of `mab.toml` for the manifest and to the
 /// current directory for a flag; `~/` is the home. Every error is exit 2
-/// naming the secret's id and source: a bad flag, an id given twice by
+/// naming the secret's id and source (a flag by its position, never its
+/// text, which may hold a value): a bad flag, an id given twice by
 /// flags, a file that cannot be read or is over BuildKit's 500 KiB, an
 /// unset variable, a file inside the build `context` that its ignore file
 /// does not leave out (it would be sent to every runner, counted in the
@@ -44,11 +48,12 @@ pub(super) fn read_secrets(
         asked.insert(id.clone(), (secret.source.clone(), origin));
     }
     let mut from_flags = Vec::new();
-    for flag in flags {
+    for (index, flag) in flags.iter().enumerate() {
+        let position = index + 1;
         let spec = parse_secret_flag(flag, |name| environment.variable(name).is_some()).map_err(
             |message| {
                 Failure::usage(
-                    format!("--secret `{flag}`: {message}"),
+                    format!("the {} --secret: {message}", ordinal(position)),
                     Some(SECRET_FLAG_HINT),
                 )
             },
@@ -60,7 +65,7 @@ pub(super) fn read_secrets(
             ));
         }
         from_flags.push(spec.id.clone());
-        asked.insert(spec.id, (spec.source, Origin::Flag(flag)));
+        asked.insert(spec.id, (spec.source, Origin::Flag(position)));
     }
     let manifest_dir = project.manifest_path.parent().unwrap_or(Path::new("/"));
     let mut values = BTreeMap::new();
@@ -173,7 +178,10 @@ fn fail(id: &str, origin: &Origin<'_>, problem: &str, hint: &str) -> Failure {
         Origin::Manifest(path, location) => {
             ConfigError::at(path, (*location).clone(), message, hint).into()
         }
-        Origin::Flag(flag) => Failure::usage(format!("--secret `{flag}`: {message}"), Some(hint)),
+        Origin::Flag(position) => Failure::usage(
+            format!("the {} --secret: {message}", ordinal(*position)),
+            Some(hint),
+        ),
     }
 }
 
@@ -251,7 +259,7 @@ mod tests {
     fn missing_sources_and_bad_flags_are_usage_errors() {
         let root = tempfile::tempdir().unwrap();
         let environment = at_home(root.path());
-        let cases: [(&str, &[&str], &str); 5] = [
+        let cases: [(&str, &[&str], &str); 6] = [
             (
                 "gone = { src = \"nope\" }\n",
                 &[],
@@ -265,9 +273,14 @@ mod tests {
             (
                 "",
                 &["id=a,env=UNSET"],
-                "--secret `id=a,env=UNSET`: secret `a`: the variable UNSET",
+                "the 1st --secret: secret `a`: the variable UNSET",
             ),
-            ("", &["src=x"], "--secret `src=x`: no `id`"),
+            ("", &["src=x"], "the 1st --secret: no `id`"),
+            (
+                "",
+                &["id=a,env=A", "id=b,value=s3cr3t"],
+                "the 2nd --secret: unknown key `value`",
+            ),
             (
                 "",
                 &["id=a,env=A", "id=a,env=B"],
@@ -281,6 +294,7 @@ mod tests {
             let failure = read_secrets(&project, &flags, &environment, &context).unwrap_err();
             assert_eq!(failure.kind, FailureKind::Usage, "{manifest} {flags:?}");
             assert!(failure.report.contains(message), "{}", failure.report);
+            assert!(!failure.report.contains("s3cr3t"), "{}", failure.report);
         }
     }
 
