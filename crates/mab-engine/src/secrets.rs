@@ -64,10 +64,18 @@ impl SecretsApi for SecretsService {
     ) -> Result<Response<GetSecretResponse>, Status> {
         let id = request.into_inner().id;
         match self.secrets.0.get(&id) {
-            Some(value) => Ok(Response::new(GetSecretResponse {
-                data: value.0.clone(),
-            })),
-            None => Err(Status::not_found(format!("secret {id} not found"))),
+            Some(value) => {
+                tracing::trace!("the engine read the secret {id}");
+                Ok(Response::new(GetSecretResponse {
+                    data: value.0.clone(),
+                }))
+            }
+            None => {
+                tracing::trace!(
+                    "the engine asked for the secret {id}, which the build was not given"
+                );
+                Err(Status::not_found(format!("secret {id} not found")))
+            }
         }
     }
 }
