@@ -114,10 +114,43 @@ impl SshAgents {
     }
 }
 
-/// The session's SSH service.
+/// The session's SSH service. Its forwarded connections are tasks it
+/// owns: when the session ends and the service is dropped, they are
+/// aborted, and their connections to the agents close.
 #[derive(Clone, Debug)]
 pub(crate) struct SshService {
-    pub(crate) agents: SshAgents,
+    agents: SshAgents,
+    relays: Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
+}
+
+impl SshService {
+    /// The service of one session, forwarding `agents`.
+    pub(crate) fn new(agents: SshAgents) -> SshService {
+        SshService {
+            agents,
+            relays: Arc::default(),
+        }
+    }
+
+    /// Runs [`relay`] as a task of this service (the finished ones reaped).
+    fn spawn_relay(
+        &self,
+        id: String,
+        incoming: impl Stream<Item = Result<BytesMessage, Status>> + Unpin + Send + 'static,
+        agent: Box<dyn AgentStream>,
+        sender: tokio::sync::mpsc::Sender<BytesMessage>,
+    ) {
+        let mut relays = self
+            .relays
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        while relays.try_join_next().is_some() {}
+        relays.spawn(async move {
+            if let Err(error) = relay(incoming, agent, &sender).await {
+                tracing::debug!("SSH agent {id}: the forwarded connection ended: {error}");
+            }
+        });
+    }
 }
 
 type Outgoing = Pin<Box<dyn Stream<Item = Result<BytesMessage, Status>> + Send>>;
@@ -150,11 +183,7 @@ impl Ssh for SshService {
         let agent = self.agents.connect(&id).await?;
         let (sender, receiver) = tokio::sync::mpsc::channel(4);
         let incoming = request.into_inner();
-        tokio::spawn(async move {
-            if let Err(error) = relay(incoming, agent, &sender).await {
-                tracing::debug!("SSH agent {id}: the forwarded connection ended: {error}");
-            }
-        });
+        self.spawn_relay(id, incoming, agent, sender);
         let outgoing = futures_util::stream::unfold(receiver, |mut receiver| async move {
             receiver.recv().await.map(|message| (Ok(message), receiver))
         });
@@ -302,13 +331,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn connections_end_with_the_session() {
+        let service = SshService::new(SshAgents::default());
+        let (ours, mut theirs) = tokio::io::duplex(64);
+        let (sender, _receiver) = tokio::sync::mpsc::channel(1);
+        // The engine keeps its stream open, sending nothing.
+        service.spawn_relay(
+            "default".to_owned(),
+            futures_util::stream::pending(),
+            Box::new(ours),
+            sender,
+        );
+        tokio::task::yield_now().await;
+        drop(service);
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(std::time::Duration::from_secs(5), theirs.read(&mut byte))
+            .await
+            .expect("the agent's connection closes when the session ends");
+        assert_eq!(read.unwrap(), 0);
+    }
+
+    #[tokio::test]
     async fn check_agent_knows_the_ids_given() {
-        let service = SshService {
-            agents: SshAgents::new(BTreeMap::from([(
-                "default".to_owned(),
-                SshAgent::Socket(PathBuf::from("/agent.sock")),
-            )])),
-        };
+        let service = SshService::new(SshAgents::new(BTreeMap::from([(
+            "default".to_owned(),
+            SshAgent::Socket(PathBuf::from("/agent.sock")),
+        )])));
         let ask = |id: &str| Request::new(CheckAgentRequest { id: id.to_owned() });
         assert!(service.check_agent(ask("")).await.is_ok());
         assert!(service.check_agent(ask("default")).await.is_ok());
