@@ -358,7 +358,7 @@ fn bad_secrets() {
 
 /// `--ssh` that cannot be served stops the build (exit 2) before any
 /// runner is contacted: no agent for `default`, a missing key file, an
-/// encrypted key.
+/// encrypted key, a socket among key files.
 #[test]
 fn bad_ssh_flags() {
     let project = project_with_runner(
@@ -370,14 +370,20 @@ fn bad_ssh_flags() {
         .status()
         .unwrap();
     assert!(status.success());
-    let cases: [(&str, &[&str]); 3] = [
+    let cases: [(&str, &[&str]); 4] = [
         ("ssh_default_without_agent", &["build", "--ssh", "default"]),
         (
             "ssh_missing_key_file",
             &["build", "--ssh", "git=missing_key"],
         ),
         ("ssh_encrypted_key", &["build", "--ssh", "git=locked"]),
+        (
+            "ssh_socket_and_key_file",
+            &["build", "--ssh", "git=agent.sock,locked"],
+        ),
     ];
+    let _socket =
+        std::os::unix::net::UnixListener::bind(project.path().join("agent.sock")).unwrap();
     for (name, arguments) in cases {
         let run = run(&project, arguments);
         assert!(!run.stderr.contains("127.0.0.9"), "{name}: {run:?}");

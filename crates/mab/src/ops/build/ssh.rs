@@ -20,7 +20,9 @@ use crate::failure::Failure;
 /// which stops when the last clone of the returned agents is dropped. A relative path is relative to
 /// the current directory, `~/` is the home. Errors (exit 2, naming the
 /// flag): a bad flag, an id given twice, `SSH_AUTH_SOCK` unset or not a
-/// socket, a key file that is missing, unreadable, encrypted or not a key.
+/// socket, a socket among key files (BuildKit's "invalid combination of
+/// keys and sockets"), a key file that is missing, unreadable, encrypted or
+/// not a key.
 pub(super) async fn start_agents(
     flags: &[String],
     environment: &Environment,
@@ -67,6 +69,15 @@ pub(super) async fn start_agents(
             }
             [socket] if is_socket(socket) => SshAgent::Socket(socket.clone()),
             keys => {
+                if let Some(socket) = keys.iter().find(|path| is_socket(path)) {
+                    return Err(bad(
+                        format!(
+                            "{} is an agent's socket, given with key files: one --ssh is either one agent or key files",
+                            socket.display()
+                        ),
+                        "give the socket and the key files each their own --ssh ID=..., as BuildKit refuses a combination of keys and sockets",
+                    ));
+                }
                 let mut loaded = Vec::new();
                 for path in keys {
                     let key = load_key_file(path)
