@@ -31,7 +31,8 @@ enum Origin<'a> {
 /// current directory for a flag; `~/` is the home. Every error is exit 2
 /// naming the secret's id and source (a flag by its position, never its
 /// text, which may hold a value): a bad flag, an id given twice by
-/// flags, a file that cannot be read or is over BuildKit's 500 KiB, an
+/// flags, a file that cannot be read, a file or variable over BuildKit's 500 KiB
+/// (read at most one byte past it), an
 /// unset variable, a file inside the build `context` that its ignore file
 /// does not leave out (it would be sent to every runner, counted in the
 /// digest a resume compares, and a `COPY` could put it in the image); the
@@ -100,7 +101,9 @@ fn read_one(
         SecretSource::Env(variable) => match environment.variable(variable) {
             Some(value) => {
                 use std::os::unix::ffi::OsStrExt;
-                Ok(value.as_bytes().to_vec())
+                let value = value.as_bytes().to_vec();
+                check_size(&value, &format!("the variable {variable}"))?;
+                Ok(value)
             }
             None => Err((
                 format!("the variable {variable} is not set"),
@@ -108,6 +111,7 @@ fn read_one(
             )),
         },
         SecretSource::File(written) => {
+            use std::io::Read;
             let path = resolve(written, base, &environment.home);
             let unreadable = |error: std::io::Error| {
                 let why = match error.kind() {
@@ -116,22 +120,33 @@ fn read_one(
                 };
                 (format!("the file {} {why}", path.display()), None)
             };
-            let size = std::fs::metadata(&path).map_err(unreadable)?.len();
+            let file = std::fs::File::open(&path).map_err(unreadable)?;
             check_left_out(&path, context)?;
-            if size > MAX_SECRET_SIZE {
-                return Err((
-                    format!(
-                        "the file {} has {size} bytes, over BuildKit's limit of {MAX_SECRET_SIZE}",
-                        path.display()
-                    ),
-                    Some(
-                        "BuildKit takes secrets of at most 500 KiB; pass a smaller file".to_owned(),
-                    ),
-                ));
-            }
-            std::fs::read(&path).map_err(unreadable)
+            // One byte over the limit is enough to refuse it, whatever the
+            // file's size says (it may grow, or be a pipe).
+            let mut value = Vec::new();
+            file.take(MAX_SECRET_SIZE + 1)
+                .read_to_end(&mut value)
+                .map_err(unreadable)?;
+            check_size(&value, &format!("the file {}", path.display()))?;
+            Ok(value)
         }
     }
+}
+
+/// Refuses a `value` (from `source`, "the file F" or "the variable V")
+/// over BuildKit's [`MAX_SECRET_SIZE`].
+fn check_size(value: &[u8], source: &str) -> Result<(), (String, Option<String>)> {
+    if value.len() as u64 <= MAX_SECRET_SIZE {
+        return Ok(());
+    }
+    Err((
+        format!("{source} holds over {MAX_SECRET_SIZE} bytes, BuildKit's limit for a secret"),
+        Some(format!(
+            "BuildKit takes secrets of at most {} KiB; pass a smaller one",
+            MAX_SECRET_SIZE / 1024
+        )),
+    ))
 }
 
 /// Checks that the secret file at `path`, when it is inside the build
@@ -296,6 +311,34 @@ mod tests {
             assert!(failure.report.contains(message), "{}", failure.report);
             assert!(!failure.report.contains("s3cr3t"), "{}", failure.report);
         }
+    }
+
+    #[test]
+    fn secrets_over_the_limit_are_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let big = "x".repeat(MAX_SECRET_SIZE as usize + 1);
+        let mut environment = at_home(root.path());
+        environment.variables = [("BIG", big.as_str())].into_iter().collect();
+        std::fs::write(root.path().join("big"), &big).unwrap();
+        std::fs::write(root.path().join("limit"), &big[1..]).unwrap();
+        let context = context(&root.path().join("context"), "");
+        let project = project(root.path(), "");
+        for (flag, source) in [
+            ("id=a,env=BIG", "the variable BIG"),
+            ("id=a,src=big", "the file "),
+        ] {
+            let failure =
+                read_secrets(&project, &[flag.to_owned()], &environment, &context).unwrap_err();
+            assert!(
+                failure.report.contains(source)
+                    && failure.report.contains("holds over 512000 bytes")
+                    && failure.report.contains("at most 500 KiB"),
+                "{}",
+                failure.report
+            );
+        }
+        let flags = ["id=a,src=limit".to_owned()];
+        assert!(read_secrets(&project, &flags, &environment, &context).is_ok());
     }
 
     #[test]
