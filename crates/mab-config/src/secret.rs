@@ -23,6 +23,7 @@ pub enum SecretSource {
 /// names it, for errors about it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ManifestSecret {
+    /// Where the value comes from (`src = FILE` or `env = VARIABLE`).
     pub source: SecretSource,
     /// The secret's entry in `mab.toml` (`npm = { env = "NPM_TOKEN" }`).
     pub location: crate::Location,
@@ -33,6 +34,8 @@ pub struct ManifestSecret {
 pub struct SecretSpec {
     /// The id `RUN --mount=type=secret,id=ID` names.
     pub id: String,
+    /// Where the value comes from (`src=FILE`, `env=VARIABLE`, or `id=`
+    /// alone read as [`parse_secret_flag`] says).
     pub source: SecretSource,
 }
 

@@ -20,6 +20,8 @@ use tonic::{Request, Response, Status};
 pub struct SecretValue(Vec<u8>);
 
 impl SecretValue {
+    /// A value of at most BuildKit's `MaxSecretSize` (500 KiB, checked by
+    /// the caller that read it), sent as it is.
     pub fn new(bytes: Vec<u8>) -> SecretValue {
         SecretValue(bytes)
     }
@@ -36,13 +38,10 @@ impl fmt::Debug for SecretValue {
 pub struct Secrets(Arc<BTreeMap<String, SecretValue>>);
 
 impl Secrets {
+    /// The values `RUN --mount=type=secret,id=ID` steps may read, by id;
+    /// any other id answers `NotFound`.
     pub fn new(values: BTreeMap<String, SecretValue>) -> Secrets {
         Secrets(Arc::new(values))
-    }
-
-    /// The ids, in order.
-    pub fn ids(&self) -> impl Iterator<Item = &str> {
-        self.0.keys().map(String::as_str)
     }
 }
 

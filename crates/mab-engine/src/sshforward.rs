@@ -227,17 +227,24 @@ async fn relay(
 /// The first whole message of `pending` (length prefix included), taken
 /// out of it; `None` until one is whole.
 fn take_message(pending: &mut Vec<u8>) -> Result<Option<Vec<u8>>, String> {
-    let Some(length) = pending.get(..4) else {
+    let Some(prefix) = pending.first_chunk::<4>() else {
         return Ok(None);
     };
-    let length = u32::from_be_bytes([length[0], length[1], length[2], length[3]]) as usize;
-    if length > MAX_MESSAGE {
-        return Err(format!("an agent message of {length} bytes"));
-    }
+    let length = message_length(*prefix)?;
     if pending.len() < 4 + length {
         return Ok(None);
     }
     Ok(Some(pending.drain(..4 + length).collect()))
+}
+
+/// The length an agent message's 4-byte big-endian prefix gives. Errors:
+/// over [`MAX_MESSAGE`].
+fn message_length(prefix: [u8; 4]) -> Result<usize, String> {
+    let length = u32::from_be_bytes(prefix) as usize;
+    if length > MAX_MESSAGE {
+        return Err(format!("an agent message of {length} bytes"));
+    }
+    Ok(length)
 }
 
 /// One whole message from the agent, length prefix included.
@@ -247,10 +254,7 @@ async fn read_message(agent: &mut Box<dyn AgentStream>) -> Result<Vec<u8>, Strin
         .read_exact(&mut length)
         .await
         .map_err(|error| error.to_string())?;
-    let size = u32::from_be_bytes(length) as usize;
-    if size > MAX_MESSAGE {
-        return Err(format!("an agent message of {size} bytes"));
-    }
+    let size = message_length(length)?;
     let mut message = vec![0u8; 4 + size];
     message[..4].copy_from_slice(&length);
     agent

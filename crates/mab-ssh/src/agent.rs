@@ -12,21 +12,28 @@ use russh::keys::PrivateKey;
 /// Why a key file cannot be served.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
-    #[error("the key file {} cannot be read: {}", .path.display(), without_os_code(.error))]
-    Unreadable { path: PathBuf, error: io::Error },
+    /// The file cannot be opened or read (missing, permissions).
+    #[error("the key file {} cannot be read: {}", .path.display(), mab_config::io_message(.error))]
+    Unreadable {
+        /// The key file, as resolved.
+        path: PathBuf,
+        /// Why it cannot be read.
+        error: io::Error,
+    },
+    /// The key has a passphrase: mab asks for none (no terminal prompts).
     #[error("the key file {} is encrypted, and mab cannot ask for its passphrase", .path.display())]
-    Encrypted { path: PathBuf },
+    Encrypted {
+        /// The key file, as resolved.
+        path: PathBuf,
+    },
+    /// The file is neither an OpenSSH nor a PEM private key.
     #[error("the file {} is not an SSH private key: {message}", .path.display())]
-    NotAKey { path: PathBuf, message: String },
-}
-
-/// An io error's text without Rust's "(os error N)".
-fn without_os_code(error: &io::Error) -> String {
-    let text = error.to_string();
-    match text.find(" (os error ") {
-        Some(index) => text[..index].to_owned(),
-        None => text,
-    }
+    NotAKey {
+        /// The file, as resolved.
+        path: PathBuf,
+        /// What the key parser found wrong.
+        message: String,
+    },
 }
 
 impl KeyFileError {
