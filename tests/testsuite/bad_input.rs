@@ -364,12 +364,7 @@ fn bad_ssh_flags() {
     let project = project_with_runner(
         "[[runner]]\nname = \"arm\"\nhost = \"root@127.0.0.9:1\"\nplatforms = [\"linux/amd64\"]\n",
     );
-    let status = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "secret", "-f"])
-        .arg(project.path().join("locked"))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    crate::support::keygen(&project.path().join("locked"), "locked", "secret");
     let cases: [(&str, &[&str]); 4] = [
         ("ssh_default_without_agent", &["build", "--ssh", "default"]),
         (

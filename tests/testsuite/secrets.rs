@@ -9,26 +9,15 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
+use base64::prelude::{Engine, BASE64_STANDARD};
+
 use crate::support::{
     image_dir, mab_with_env, require_lab, sha256, skopeo_raw, ssh_lock, Home, Project,
 };
 
-/// `text` in base64, by the coreutils tool.
+/// `text` in base64.
 fn base64(text: &str) -> String {
-    use std::io::Write;
-    let mut child = Command::new("base64")
-        .arg("-w0")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
+    BASE64_STANDARD.encode(text)
 }
 
 /// Every blob of the image `reference` (manifest, config, layers with the

@@ -9,7 +9,9 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::support::{mab_with_env, require_lab, ssh_lock, Home, Project};
+use base64::prelude::{Engine, BASE64_STANDARD};
+
+use crate::support::{keygen, mab_with_env, require_lab, ssh_lock, Home, Project};
 
 /// Lists the identities of the agent at `$SSH_AUTH_SOCK` (request 11) as
 /// `identity: BLOB COMMENT` lines (the public key blob in hex), asks it to
@@ -93,18 +95,8 @@ int main(void) {
 }
 "#;
 
-/// A key made by ssh-keygen, without passphrase, with `comment`.
-fn keygen(path: &Path, comment: &str) {
-    let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
-        .arg(path)
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 /// The public key blob of the key file at `path`, in hex, from
-/// `ssh-keygen -y` (its base64 decoded by coreutils).
+/// `ssh-keygen -y`.
 fn public_blob(path: &Path) -> String {
     let public = Command::new("ssh-keygen")
         .arg("-y")
@@ -114,21 +106,8 @@ fn public_blob(path: &Path) -> String {
         .unwrap();
     assert!(public.status.success(), "{public:?}");
     let text = String::from_utf8(public.stdout).unwrap();
-    let encoded = text.split_whitespace().nth(1).unwrap().to_owned();
-    let mut decode = Command::new("base64")
-        .arg("-d")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    decode
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(encoded.as_bytes())
-        .unwrap();
-    let bytes = decode.wait_with_output().unwrap().stdout;
+    let encoded = text.split_whitespace().nth(1).unwrap();
+    let bytes = BASE64_STANDARD.decode(encoded).unwrap();
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
@@ -197,8 +176,8 @@ fn run_steps_reach_the_forwarded_agents() {
         .as_nanos();
     let keys = tempfile::tempdir().unwrap();
     let agent_comment = format!("agent-key-{nanos:x}");
-    keygen(&keys.path().join("in_agent"), &agent_comment);
-    keygen(&keys.path().join("in_file"), "file-key");
+    keygen(&keys.path().join("in_agent"), &agent_comment, "");
+    keygen(&keys.path().join("in_file"), "file-key", "");
     let agent = Agent::start(keys.path());
     agent.ssh_add(&[keys.path().join("in_agent").to_str().unwrap()]);
 

@@ -986,3 +986,14 @@ pub fn processes_with(variable: &str) -> Vec<String> {
         })
     })
 }
+
+/// Makes an ed25519 key at `path` with ssh-keygen, with `comment` and
+/// `passphrase` (empty for none).
+pub fn keygen(path: &Path, comment: &str, passphrase: &str) {
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-C", comment, "-N", passphrase, "-f"])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "ssh-keygen {}", path.display());
+}
