@@ -13,17 +13,20 @@ use std::sync::Arc;
 use bollard_buildkit_proto::moby::buildkit::secrets::v1::secrets_server::Secrets as SecretsApi;
 use bollard_buildkit_proto::moby::buildkit::secrets::v1::{GetSecretRequest, GetSecretResponse};
 use tonic::{Request, Response, Status};
+use zeroize::Zeroizing;
 
 /// A secret's value: bytes that never appear in output (`Debug` prints
-/// `[redacted]`; there is no `Display`).
+/// `[redacted]`; there is no `Display`), overwritten with zeros when
+/// dropped (the `zeroize` crate). The copy handed to each `GetSecret`
+/// answer is gRPC's and is not.
 #[derive(Clone, PartialEq, Eq)]
-pub struct SecretValue(Vec<u8>);
+pub struct SecretValue(Zeroizing<Vec<u8>>);
 
 impl SecretValue {
     /// A value of at most BuildKit's `MaxSecretSize` (500 KiB, checked by
     /// the caller that read it), sent as it is.
     pub fn new(bytes: Vec<u8>) -> SecretValue {
-        SecretValue(bytes)
+        SecretValue(Zeroizing::new(bytes))
     }
 }
 
@@ -66,7 +69,7 @@ impl SecretsApi for SecretsService {
             Some(value) => {
                 tracing::trace!("the engine read the secret {id}");
                 Ok(Response::new(GetSecretResponse {
-                    data: value.0.clone(),
+                    data: value.0.to_vec(),
                 }))
             }
             None => {
