@@ -299,7 +299,9 @@ fn bad_secrets() {
             ],
         ),
     ];
+    // `x` is inside the context: only an ignore rule lets it be a secret.
     std::fs::write(project.path().join("x"), "value").unwrap();
+    std::fs::write(project.path().join(".dockerignore"), "x\n").unwrap();
     for (name, arguments) in cases {
         let run = run(&project, arguments);
         assert!(!run.stderr.contains("127.0.0.9"), "{name}: {run:?}");
@@ -310,11 +312,29 @@ fn bad_secrets() {
         located.stderr.contains(" --> [PROJECT]/mab.toml:6:9\n"),
         "{located:?}"
     );
+    // A secret file beside mab.toml, in the default context, that no
+    // ignore rule leaves out.
+    let in_context = project_with_runner(RUNNER);
+    in_context.file(
+        "mab.toml",
+        &format!("{GOOD_MANIFEST}\n[image.secrets]\nnpm = {{ src = \".npmrc\" }}\n"),
+    );
+    in_context.file(".npmrc", "//registry.npmjs.org/:_authToken=secret");
+    let run_in_context = run(&in_context, &["build"]);
+    assert!(
+        !run_in_context.stderr.contains("127.0.0.9"),
+        "{run_in_context:?}"
+    );
+    assert!(
+        !run_in_context.stderr.contains("_authToken"),
+        "{run_in_context:?}"
+    );
+    check("secret_file_in_context", &run_in_context, 2);
     let project = project_with_runner(RUNNER);
     let flags: [(&str, &[&str]); 3] = [
         (
             "secret_flag_unknown_key",
-            &["build", "--secret", "id=tok,path=x"],
+            &["build", "--secret", "id=tok,value=s3cr3t-token"],
         ),
         ("secret_flag_without_id", &["build", "--secret", "src=x"]),
         (
@@ -328,33 +348,37 @@ fn bad_secrets() {
             ],
         ),
     ];
+    // A flag's text is never shown: it may hold a value.
     for (name, arguments) in flags {
-        check(name, &run(&project, arguments), 2);
+        let run = run(&project, arguments);
+        assert!(!run.stderr.contains("s3cr3t"), "{name}: {run:?}");
+        check(name, &run, 2);
     }
 }
 
 /// `--ssh` that cannot be served stops the build (exit 2) before any
 /// runner is contacted: no agent for `default`, a missing key file, an
-/// encrypted key.
+/// encrypted key, a socket among key files.
 #[test]
 fn bad_ssh_flags() {
     let project = project_with_runner(
         "[[runner]]\nname = \"arm\"\nhost = \"root@127.0.0.9:1\"\nplatforms = [\"linux/amd64\"]\n",
     );
-    let status = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "secret", "-f"])
-        .arg(project.path().join("locked"))
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let cases: [(&str, &[&str]); 3] = [
+    crate::support::keygen(&project.path().join("locked"), "locked", "secret");
+    let cases: [(&str, &[&str]); 4] = [
         ("ssh_default_without_agent", &["build", "--ssh", "default"]),
         (
             "ssh_missing_key_file",
             &["build", "--ssh", "git=missing_key"],
         ),
         ("ssh_encrypted_key", &["build", "--ssh", "git=locked"]),
+        (
+            "ssh_socket_and_key_file",
+            &["build", "--ssh", "git=agent.sock,locked"],
+        ),
     ];
+    let _socket =
+        std::os::unix::net::UnixListener::bind(project.path().join("agent.sock")).unwrap();
     for (name, arguments) in cases {
         let run = run(&project, arguments);
         assert!(!run.stderr.contains("127.0.0.9"), "{name}: {run:?}");

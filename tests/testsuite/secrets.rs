@@ -9,26 +9,15 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
+use base64::prelude::{Engine, BASE64_STANDARD};
+
 use crate::support::{
     image_dir, mab_with_env, require_lab, sha256, skopeo_raw, ssh_lock, Home, Project,
 };
 
-/// `text` in base64, by the coreutils tool.
+/// `text` in base64.
 fn base64(text: &str) -> String {
-    use std::io::Write;
-    let mut child = Command::new("base64")
-        .arg("-w0")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
+    BASE64_STANDARD.encode(text)
 }
 
 /// Every blob of the image `reference` (manifest, config, layers with the
@@ -125,7 +114,7 @@ fn secrets_reach_run_steps_on_every_platform_and_nothing_else() {
         .file(
             "app/Dockerfile",
             &format!(
-                "FROM scratch\nARG TARGETARCH\nCOPY busybox/${{TARGETARCH}} /bin/busybox\n\
+                "FROM scratch\nARG TARGETARCH\nCOPY busybox/${{TARGETARCH}} /bin/busybox\nARG ROUND\n\
                  RUN --mount=type=secret,id=tok --mount=type=secret,id=netrc --mount=type=secret,id=absent,required=false [\"/bin/busybox\", \"sh\", \"-c\", \"{check}\"]\n"
             ),
         )
@@ -151,9 +140,16 @@ fn secrets_reach_run_steps_on_every_platform_and_nothing_else() {
     let home = Home::new(lab);
     let _ssh = ssh_lock();
     let metadata = project.path().join("metadata.json");
-    let variables = [("MAB_TEST_TOKEN", Some(token.as_str()))];
     let mut outputs = Vec::new();
-    for progress in ["plain", "json"] {
+    // Each round's build argument makes the RUN step new to every cache, so
+    // both runs ask for the secrets; the JSON one logs everything
+    // (`MAB_LOG=trace`), which must not show them either.
+    for (progress, log) in [("plain", "info"), ("json", "trace")] {
+        let variables = [
+            ("MAB_TEST_TOKEN", Some(token.as_str())),
+            ("MAB_LOG", Some(log)),
+        ];
+        let round = format!("ROUND={progress}");
         let run = mab_with_env(
             home.path(),
             project.path(),
@@ -167,10 +163,38 @@ fn secrets_reach_run_steps_on_every_platform_and_nothing_else() {
                 metadata.to_str().unwrap(),
                 "--secret",
                 "id=tok,env=MAB_TEST_TOKEN",
+                "--build-arg",
+                &round,
             ],
             &variables,
         );
         assert_eq!(run.code, 0, "{progress}: {run:?}");
+        if progress == "json" {
+            // The step ran again on every platform: not cached.
+            let runs: Vec<bool> = run
+                .stdout
+                .lines()
+                .chain(run.stderr.lines())
+                .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+                .filter(|event| {
+                    event["event"] == "step"
+                        && event["step"]
+                            .as_str()
+                            .is_some_and(|step| step.contains("sha256sum"))
+                })
+                .map(|event| event["cached"].as_bool().unwrap())
+                .collect();
+            assert_eq!(runs, [false; 3], "{run:?}");
+            // Every platform's engine read both secrets from mab (the
+            // session's log, by id only) and asked for the absent one.
+            for read in [
+                "read the secret tok",
+                "read the secret netrc",
+                "secret absent, which",
+            ] {
+                assert_eq!(run.stderr.matches(read).count(), 3, "{read}: {run:?}");
+            }
+        }
         outputs.push((format!("stdout ({progress})"), run.stdout.into_bytes()));
         outputs.push((format!("stderr ({progress})"), run.stderr.into_bytes()));
         outputs.push((

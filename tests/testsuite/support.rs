@@ -1002,3 +1002,14 @@ pub fn credential_helper_script(home: &Path, name: &str, script: &str) -> String
         std::env::var("PATH").unwrap_or_default()
     )
 }
+
+/// Makes an ed25519 key at `path` with ssh-keygen, with `comment` and
+/// `passphrase` (empty for none).
+pub fn keygen(path: &Path, comment: &str, passphrase: &str) {
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-C", comment, "-N", passphrase, "-f"])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "ssh-keygen {}", path.display());
+}

@@ -146,8 +146,9 @@ impl ConfigError {
     }
 }
 
-/// The io error's text without Rust's "(os error N)" suffix.
-fn io_message(error: &io::Error) -> String {
+/// The io error's text without Rust's "(os error N)" suffix, for messages
+/// that name a file: `No such file or directory`.
+pub fn io_message(error: &io::Error) -> String {
     let text = error.to_string();
     match text.find(" (os error ") {
         Some(index) => text[..index].to_owned(),

@@ -29,7 +29,7 @@ pub mod secret;
 mod suggest;
 
 pub use edit::{add_runner, remove_runner, NewRunner};
-pub use error::{ConfigError, Location};
+pub use error::{io_message, ConfigError, Location};
 pub use host::{HostError, HostSpec};
 pub use platform::{Parsed, Platform, PlatformError};
 pub use project::{find_manifest, load_project, parse_project, Project};

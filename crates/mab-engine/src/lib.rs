@@ -40,7 +40,7 @@ use std::sync::Arc;
 
 pub use retry::{MAX_DELAY, MIN_DELAY, TRIES};
 pub use secrets::{SecretValue, Secrets};
-pub use sshforward::SshAgents;
+pub use sshforward::{ConnectAgent, SshAgent, SshAgents};
 pub use transport::{tcp_connector, unix_connector, Connect, ConnectFuture, Io};
 
 /// How many lines of build output are kept to show when a build fails.

@@ -13,15 +13,20 @@ use std::sync::Arc;
 use bollard_buildkit_proto::moby::buildkit::secrets::v1::secrets_server::Secrets as SecretsApi;
 use bollard_buildkit_proto::moby::buildkit::secrets::v1::{GetSecretRequest, GetSecretResponse};
 use tonic::{Request, Response, Status};
+use zeroize::Zeroizing;
 
 /// A secret's value: bytes that never appear in output (`Debug` prints
-/// `[redacted]`; there is no `Display`).
+/// `[redacted]`; there is no `Display`), overwritten with zeros when
+/// dropped (the `zeroize` crate). The copy handed to each `GetSecret`
+/// answer is gRPC's and is not.
 #[derive(Clone, PartialEq, Eq)]
-pub struct SecretValue(Vec<u8>);
+pub struct SecretValue(Zeroizing<Vec<u8>>);
 
 impl SecretValue {
+    /// A value of at most BuildKit's `MaxSecretSize` (500 KiB, checked by
+    /// the caller that read it), sent as it is.
     pub fn new(bytes: Vec<u8>) -> SecretValue {
-        SecretValue(bytes)
+        SecretValue(Zeroizing::new(bytes))
     }
 }
 
@@ -36,13 +41,10 @@ impl fmt::Debug for SecretValue {
 pub struct Secrets(Arc<BTreeMap<String, SecretValue>>);
 
 impl Secrets {
+    /// The values `RUN --mount=type=secret,id=ID` steps may read, by id;
+    /// any other id answers `NotFound`.
     pub fn new(values: BTreeMap<String, SecretValue>) -> Secrets {
         Secrets(Arc::new(values))
-    }
-
-    /// The ids, in order.
-    pub fn ids(&self) -> impl Iterator<Item = &str> {
-        self.0.keys().map(String::as_str)
     }
 }
 
@@ -64,10 +66,18 @@ impl SecretsApi for SecretsService {
     ) -> Result<Response<GetSecretResponse>, Status> {
         let id = request.into_inner().id;
         match self.secrets.0.get(&id) {
-            Some(value) => Ok(Response::new(GetSecretResponse {
-                data: value.0.clone(),
-            })),
-            None => Err(Status::not_found(format!("secret {id} not found"))),
+            Some(value) => {
+                tracing::trace!("the engine read the secret {id}");
+                Ok(Response::new(GetSecretResponse {
+                    data: value.0.to_vec(),
+                }))
+            }
+            None => {
+                tracing::trace!(
+                    "the engine asked for the secret {id}, which the build was not given"
+                );
+                Err(Status::not_found(format!("secret {id} not found")))
+            }
         }
     }
 }

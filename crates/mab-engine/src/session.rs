@@ -176,7 +176,7 @@ pub(crate) async fn open(
         .add_service(FileSyncServer::new(FileSyncService::new(sources)))
         .add_service(AuthServer::new(Credentials { credential_sources }))
         .add_service(SecretsServer::new(SecretsService { secrets }))
-        .add_service(SshServer::new(SshService { agents }))
+        .add_service(SshServer::new(SshService::new(agents)))
         .prepare();
     let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .serve_connection(upgraded, TowerToHyperService::new(routes));

@@ -3,13 +3,15 @@
 //! which a `RUN --mount=type=ssh[,id=ID]` step calls, as with the docker
 //! CLI and buildx.
 //!
-//! Each agent is a Unix socket on this machine (the user's `SSH_AUTH_SOCK`,
-//! or an agent mab serves for key files). A forwarded connection is read
-//! one agent message at a time, and the messages that would change the
-//! agent (add or remove keys, lock, extensions) are answered with a failure
-//! without reaching it, as BuildKit's own provider makes the agent read-only.
+//! Each agent is a Unix socket on this machine (the user's `SSH_AUTH_SOCK`)
+//! or an agent mab serves inside the process for key files, reached over
+//! an in-memory pipe. A forwarded connection is read
+//! one agent message at a time, and only requests to list identities and
+//! to sign reach the agent; any other is answered with a failure, as
+//! BuildKit's own provider makes the agent read-only.
 
 use std::collections::BTreeMap;
+use std::io;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,11 +21,9 @@ use bollard_buildkit_proto::moby::sshforward::v1::{
     BytesMessage, CheckAgentRequest, CheckAgentResponse,
 };
 use futures_util::{Stream, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use mab_config::secret::DEFAULT_SSH_ID;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
 use tonic::{Request, Response, Status, Streaming};
-
-/// BuildKit's id of the agent a mount that names none gets.
-const DEFAULT_ID: &str = "default";
 
 /// The gRPC metadata key naming the agent of a `ForwardAgent` call
 /// (`KeySSHID` in BuildKit's `session/sshforward`).
@@ -35,33 +35,122 @@ const MAX_MESSAGE: usize = 256 * 1024;
 /// `SSH_AGENT_FAILURE`, the answer to a refused request.
 const AGENT_FAILURE: u8 = 5;
 
-/// The agent requests a build may not send (draft-miller-ssh-agent):
-/// add, remove and remove-all identities, add and remove smartcard keys,
-/// lock, unlock, add constrained identity and smartcard key, extensions.
-const REFUSED: [u8; 10] = [17, 18, 19, 20, 21, 22, 23, 25, 26, 27];
+/// The only agent requests a build may send (draft-miller-ssh-agent):
+/// `SSH_AGENTC_REQUEST_IDENTITIES` (11) and `SSH_AGENTC_SIGN_REQUEST` (13),
+/// as BuildKit's `readOnlyAgent` allows only listing and signing. Every
+/// other request, an empty one included, is answered with
+/// `SSH_AGENT_FAILURE` without reaching the agent.
+const ALLOWED: [u8; 2] = [11, 13];
 
-/// The agents of a build, by id (`default` for `--ssh default`), each a
-/// Unix socket; cheap to clone.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SshAgents(Arc<BTreeMap<String, PathBuf>>);
+/// Opens a new connection to an agent served inside this process: one end
+/// of an in-memory pipe speaking the SSH agent protocol (mab's own agent
+/// for key files). Errors: the agent has stopped.
+pub type ConnectAgent = Arc<dyn Fn() -> io::Result<DuplexStream> + Send + Sync>;
+
+/// Where one agent of a build answers.
+#[derive(Clone)]
+pub enum SshAgent {
+    /// A Unix socket on this machine: the user's `SSH_AUTH_SOCK`, or the
+    /// socket of `--ssh ID=SOCKET`.
+    Socket(PathBuf),
+    /// An agent inside this process, reached without any socket, as
+    /// BuildKit's provider serves key files over an in-memory pipe.
+    InProcess(ConnectAgent),
+}
+
+impl std::fmt::Debug for SshAgent {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SshAgent::Socket(path) => formatter.debug_tuple("Socket").field(path).finish(),
+            SshAgent::InProcess(_) => formatter.write_str("InProcess"),
+        }
+    }
+}
+
+/// A connection to an agent, whichever kind.
+trait AgentStream: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> AgentStream for T {}
+
+/// The agents of a build, by id (`default` for `--ssh default`); cheap to
+/// clone.
+#[derive(Clone, Debug, Default)]
+pub struct SshAgents(Arc<BTreeMap<String, SshAgent>>);
 
 impl SshAgents {
-    pub fn new(sockets: BTreeMap<String, PathBuf>) -> SshAgents {
-        SshAgents(Arc::new(sockets))
+    /// The agents `RUN --mount=type=ssh,id=ID` steps may use, by id; a
+    /// mount without `id=` uses [`DEFAULT_SSH_ID`].
+    pub fn new(agents: BTreeMap<String, SshAgent>) -> SshAgents {
+        SshAgents(Arc::new(agents))
     }
 
-    fn socket(&self, id: &str) -> Result<&PathBuf, Status> {
-        let id = if id.is_empty() { DEFAULT_ID } else { id };
+    fn agent(&self, id: &str) -> Result<&SshAgent, Status> {
+        let id = if id.is_empty() { DEFAULT_SSH_ID } else { id };
         self.0
             .get(id)
             .ok_or_else(|| Status::not_found(format!("no SSH agent with the id {id} was given")))
     }
+
+    /// A new connection to the agent `id`. Errors: `NotFound` for an id
+    /// not given, `Unavailable` when the agent cannot be reached.
+    async fn connect(&self, id: &str) -> Result<Box<dyn AgentStream>, Status> {
+        let unreachable = |error: io::Error| {
+            Status::unavailable(format!("cannot reach the SSH agent {id}: {error}"))
+        };
+        match self.agent(id)? {
+            SshAgent::Socket(socket) => {
+                let stream = tokio::net::UnixStream::connect(socket)
+                    .await
+                    .map_err(|error| {
+                        Status::unavailable(format!(
+                            "cannot reach the SSH agent {id} at {}: {error}",
+                            socket.display()
+                        ))
+                    })?;
+                Ok(Box::new(stream))
+            }
+            SshAgent::InProcess(connect) => Ok(Box::new(connect().map_err(unreachable)?)),
+        }
+    }
 }
 
-/// The session's SSH service.
+/// The session's SSH service. Its forwarded connections are tasks it
+/// owns: when the session ends and the service is dropped, they are
+/// aborted, and their connections to the agents close.
 #[derive(Clone, Debug)]
 pub(crate) struct SshService {
-    pub(crate) agents: SshAgents,
+    agents: SshAgents,
+    relays: Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
+}
+
+impl SshService {
+    /// The service of one session, forwarding `agents`.
+    pub(crate) fn new(agents: SshAgents) -> SshService {
+        SshService {
+            agents,
+            relays: Arc::default(),
+        }
+    }
+
+    /// Runs [`relay`] as a task of this service (the finished ones reaped).
+    fn spawn_relay(
+        &self,
+        id: String,
+        incoming: impl Stream<Item = Result<BytesMessage, Status>> + Unpin + Send + 'static,
+        agent: Box<dyn AgentStream>,
+        sender: tokio::sync::mpsc::Sender<BytesMessage>,
+    ) {
+        let mut relays = self
+            .relays
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        while relays.try_join_next().is_some() {}
+        relays.spawn(async move {
+            if let Err(error) = relay(incoming, agent, &sender).await {
+                tracing::debug!("SSH agent {id}: the forwarded connection ended: {error}");
+            }
+        });
+    }
 }
 
 type Outgoing = Pin<Box<dyn Stream<Item = Result<BytesMessage, Status>> + Send>>;
@@ -73,7 +162,7 @@ impl Ssh for SshService {
         &self,
         request: Request<CheckAgentRequest>,
     ) -> Result<Response<CheckAgentResponse>, Status> {
-        self.agents.socket(&request.into_inner().id)?;
+        self.agents.agent(&request.into_inner().id)?;
         Ok(Response::new(CheckAgentResponse {}))
     }
 
@@ -89,24 +178,12 @@ impl Ssh for SshService {
             .metadata()
             .get(ID_KEY)
             .and_then(|value| value.to_str().ok())
-            .unwrap_or(DEFAULT_ID)
+            .unwrap_or(DEFAULT_SSH_ID)
             .to_owned();
-        let socket = self.agents.socket(&id)?.clone();
-        let agent = tokio::net::UnixStream::connect(&socket)
-            .await
-            .map_err(|error| {
-                Status::unavailable(format!(
-                    "cannot reach the SSH agent {id} at {}: {error}",
-                    socket.display()
-                ))
-            })?;
+        let agent = self.agents.connect(&id).await?;
         let (sender, receiver) = tokio::sync::mpsc::channel(4);
         let incoming = request.into_inner();
-        tokio::spawn(async move {
-            if let Err(error) = relay(incoming, agent, &sender).await {
-                tracing::debug!("SSH agent {id}: the forwarded connection ended: {error}");
-            }
-        });
+        self.spawn_relay(id, incoming, agent, sender);
         let outgoing = futures_util::stream::unfold(receiver, |mut receiver| async move {
             receiver.recv().await.map(|message| (Ok(message), receiver))
         });
@@ -115,17 +192,17 @@ impl Ssh for SshService {
 }
 
 /// Passes the engine's requests to the agent one message at a time (a
-/// 4-byte big-endian length, then the message), answering a refused one
-/// itself, and each answer back.
+/// 4-byte big-endian length, then the message), answering one not in
+/// [`ALLOWED`] itself, and each answer back.
 async fn relay(
-    mut incoming: Streaming<BytesMessage>,
-    mut agent: tokio::net::UnixStream,
+    mut incoming: impl Stream<Item = Result<BytesMessage, Status>> + Unpin,
+    mut agent: Box<dyn AgentStream>,
     sender: &tokio::sync::mpsc::Sender<BytesMessage>,
 ) -> Result<(), String> {
     let mut pending: Vec<u8> = Vec::new();
     loop {
         while let Some(request) = take_message(&mut pending)? {
-            let answer = if request.get(4).is_some_and(|kind| REFUSED.contains(kind)) {
+            let answer = if !request.get(4).is_some_and(|kind| ALLOWED.contains(kind)) {
                 vec![0, 0, 0, 1, AGENT_FAILURE]
             } else {
                 agent
@@ -150,30 +227,34 @@ async fn relay(
 /// The first whole message of `pending` (length prefix included), taken
 /// out of it; `None` until one is whole.
 fn take_message(pending: &mut Vec<u8>) -> Result<Option<Vec<u8>>, String> {
-    let Some(length) = pending.get(..4) else {
+    let Some(prefix) = pending.first_chunk::<4>() else {
         return Ok(None);
     };
-    let length = u32::from_be_bytes([length[0], length[1], length[2], length[3]]) as usize;
-    if length > MAX_MESSAGE {
-        return Err(format!("an agent message of {length} bytes"));
-    }
+    let length = message_length(*prefix)?;
     if pending.len() < 4 + length {
         return Ok(None);
     }
     Ok(Some(pending.drain(..4 + length).collect()))
 }
 
+/// The length an agent message's 4-byte big-endian prefix gives. Errors:
+/// over [`MAX_MESSAGE`].
+fn message_length(prefix: [u8; 4]) -> Result<usize, String> {
+    let length = u32::from_be_bytes(prefix) as usize;
+    if length > MAX_MESSAGE {
+        return Err(format!("an agent message of {length} bytes"));
+    }
+    Ok(length)
+}
+
 /// One whole message from the agent, length prefix included.
-async fn read_message(agent: &mut tokio::net::UnixStream) -> Result<Vec<u8>, String> {
+async fn read_message(agent: &mut Box<dyn AgentStream>) -> Result<Vec<u8>, String> {
     let mut length = [0u8; 4];
     agent
         .read_exact(&mut length)
         .await
         .map_err(|error| error.to_string())?;
-    let size = u32::from_be_bytes(length) as usize;
-    if size > MAX_MESSAGE {
-        return Err(format!("an agent message of {size} bytes"));
-    }
+    let size = message_length(length)?;
     let mut message = vec![0u8; 4 + size];
     message[..4].copy_from_slice(&length);
     agent
@@ -202,14 +283,84 @@ mod tests {
         assert!(take_message(&mut huge).is_err());
     }
 
+    /// The request types a fake agent saw (`None` for an empty request).
+    type Seen = Arc<std::sync::Mutex<Vec<Option<u8>>>>;
+
+    /// A fake agent on an in-memory pipe that records the type of each
+    /// request reaching it and answers each with `SSH_AGENT_SUCCESS` (6).
+    fn recording_agent() -> (Box<dyn AgentStream>, Seen) {
+        let (ours, mut theirs) = tokio::io::duplex(1024);
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let mut length = [0u8; 4];
+                if theirs.read_exact(&mut length).await.is_err() {
+                    return;
+                }
+                let mut body = vec![0u8; u32::from_be_bytes(length) as usize];
+                theirs.read_exact(&mut body).await.unwrap();
+                record.lock().unwrap().push(body.first().copied());
+                theirs.write_all(&[0, 0, 0, 1, 6]).await.unwrap();
+            }
+        });
+        (Box::new(ours), seen)
+    }
+
+    #[tokio::test]
+    async fn only_listing_and_signing_reach_the_agent() {
+        let (agent, seen) = recording_agent();
+        // Identities, an empty frame, sign, add, remove all, lock,
+        // extension, an unknown type; the last two in one chunk.
+        let requests: Vec<Vec<u8>> = vec![
+            vec![0, 0, 0, 1, 11],
+            vec![0, 0, 0, 0],
+            vec![0, 0, 0, 2, 13, 9],
+            vec![0, 0, 0, 1, 17],
+            vec![0, 0, 0, 1, 19],
+            vec![0, 0, 0, 1, 22],
+            vec![0, 0, 0, 1, 27, 0, 0, 0, 1, 200],
+        ];
+        let incoming =
+            futures_util::stream::iter(requests.into_iter().map(|data| Ok(BytesMessage { data })));
+        let (sender, mut receiver) = tokio::sync::mpsc::channel(16);
+        relay(incoming, agent, &sender).await.unwrap();
+        drop(sender);
+        let mut answers = Vec::new();
+        while let Some(answer) = receiver.recv().await {
+            answers.push(answer.data[4]);
+        }
+        assert_eq!(answers, [6, 5, 6, 5, 5, 5, 5, 5]);
+        assert_eq!(*seen.lock().unwrap(), [Some(11), Some(13)]);
+    }
+
+    #[tokio::test]
+    async fn connections_end_with_the_session() {
+        let service = SshService::new(SshAgents::default());
+        let (ours, mut theirs) = tokio::io::duplex(64);
+        let (sender, _receiver) = tokio::sync::mpsc::channel(1);
+        // The engine keeps its stream open, sending nothing.
+        service.spawn_relay(
+            "default".to_owned(),
+            futures_util::stream::pending(),
+            Box::new(ours),
+            sender,
+        );
+        tokio::task::yield_now().await;
+        drop(service);
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(std::time::Duration::from_secs(5), theirs.read(&mut byte))
+            .await
+            .expect("the agent's connection closes when the session ends");
+        assert_eq!(read.unwrap(), 0);
+    }
+
     #[tokio::test]
     async fn check_agent_knows_the_ids_given() {
-        let service = SshService {
-            agents: SshAgents::new(BTreeMap::from([(
-                "default".to_owned(),
-                PathBuf::from("/agent.sock"),
-            )])),
-        };
+        let service = SshService::new(SshAgents::new(BTreeMap::from([(
+            "default".to_owned(),
+            SshAgent::Socket(PathBuf::from("/agent.sock")),
+        )])));
         let ask = |id: &str| Request::new(CheckAgentRequest { id: id.to_owned() });
         assert!(service.check_agent(ask("")).await.is_ok());
         assert!(service.check_agent(ask("default")).await.is_ok());

@@ -1,7 +1,7 @@
 //! An SSH agent of mab's own, for `mab build --ssh ID=KEYFILE[,KEYFILE...]`:
-//! it holds the given private keys in memory and answers on a Unix socket
-//! in a private temporary directory (mode 0700) for as long as it lives,
-//! as BuildKit's agent provider serves key files.
+//! it holds the given private keys in memory and answers over in-memory
+//! pipes inside this process, never on a socket another user or process
+//! could reach, as BuildKit's agent provider serves key files.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -12,21 +12,28 @@ use russh::keys::PrivateKey;
 /// Why a key file cannot be served.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
-    #[error("the key file {} cannot be read: {}", .path.display(), without_os_code(.error))]
-    Unreadable { path: PathBuf, error: io::Error },
+    /// The file cannot be opened or read (missing, permissions).
+    #[error("the key file {} cannot be read: {}", .path.display(), mab_config::io_message(.error))]
+    Unreadable {
+        /// The key file, as resolved.
+        path: PathBuf,
+        /// Why it cannot be read.
+        error: io::Error,
+    },
+    /// The key has a passphrase: mab asks for none (no terminal prompts).
     #[error("the key file {} is encrypted, and mab cannot ask for its passphrase", .path.display())]
-    Encrypted { path: PathBuf },
+    Encrypted {
+        /// The key file, as resolved.
+        path: PathBuf,
+    },
+    /// The file is neither an OpenSSH nor a PEM private key.
     #[error("the file {} is not an SSH private key: {message}", .path.display())]
-    NotAKey { path: PathBuf, message: String },
-}
-
-/// An io error's text without Rust's "(os error N)".
-fn without_os_code(error: &io::Error) -> String {
-    let text = error.to_string();
-    match text.find(" (os error ") {
-        Some(index) => text[..index].to_owned(),
-        None => text,
-    }
+    NotAKey {
+        /// The file, as resolved.
+        path: PathBuf,
+        /// What the key parser found wrong.
+        message: String,
+    },
 }
 
 impl KeyFileError {
@@ -60,31 +67,37 @@ pub fn load_key_file(path: &Path) -> Result<PrivateKey, KeyFileError> {
     }
 }
 
-/// A running agent holding some keys; it stops (and its socket goes) when
-/// dropped.
+/// The buffer of each in-memory connection to a [`KeyAgent`]: 64 KiB; a
+/// longer message waits for the other side to read.
+const PIPE_BUFFER: usize = 64 * 1024;
+
+/// A running agent holding some keys, served inside this process without
+/// any socket (as BuildKit's agent provider serves key files over an
+/// in-memory pipe): each [`KeyAgent::connect`] is one connection. It stops
+/// when dropped: no new connection is taken, and one still open ends when
+/// its end from [`KeyAgent::connect`] is dropped.
 pub struct KeyAgent {
-    directory: tempfile::TempDir,
+    connections: tokio::sync::mpsc::UnboundedSender<tokio::io::DuplexStream>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl KeyAgent {
     /// Starts an agent holding `keys` (loaded with [`load_key_file`]).
-    /// Errors: the socket cannot be made, or the agent does not take a key.
+    /// Errors: the agent does not take a key.
     pub async fn start(keys: Vec<PrivateKey>) -> io::Result<KeyAgent> {
-        let directory = tempfile::Builder::new().prefix("mab-agent-").tempdir()?;
-        let socket = directory.path().join("agent.sock");
-        let listener = tokio::net::UnixListener::bind(&socket)?;
-        let connections = futures_util::stream::unfold(listener, |listener| async move {
-            let accepted = listener.accept().await.map(|(stream, _)| stream);
-            Some((accepted, listener))
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let connections = futures_util::stream::unfold(receiver, |mut receiver| async move {
+            let stream = receiver.recv().await?;
+            Some((Ok(stream), receiver))
         });
         let task = tokio::spawn(async move {
             let _ = russh::keys::agent::server::serve(Box::pin(connections), ()).await;
         });
-        let agent = KeyAgent { directory, task };
-        let mut client = AgentClient::connect_uds(agent.socket())
-            .await
-            .map_err(io::Error::other)?;
+        let agent = KeyAgent {
+            connections: sender,
+            task,
+        };
+        let mut client = AgentClient::connect(agent.connect()?);
         for key in keys {
             client
                 .add_identity(&key, &[])
@@ -94,9 +107,15 @@ impl KeyAgent {
         Ok(agent)
     }
 
-    /// The agent's socket.
-    pub fn socket(&self) -> PathBuf {
-        self.directory.path().join("agent.sock")
+    /// A new connection to the agent: one end of an in-memory pipe that
+    /// speaks the SSH agent protocol (draft-miller-ssh-agent). Errors: the
+    /// agent has stopped.
+    pub fn connect(&self) -> io::Result<tokio::io::DuplexStream> {
+        let (ours, theirs) = tokio::io::duplex(PIPE_BUFFER);
+        self.connections
+            .send(theirs)
+            .map_err(|_| io::Error::other("the SSH agent has stopped"))?;
+        Ok(ours)
     }
 }
 
@@ -128,7 +147,7 @@ mod tests {
         let key = load_key_file(&keygen(directory.path(), "plain", "")).unwrap();
         let public = key.public_key().clone();
         let agent = KeyAgent::start(vec![key]).await.unwrap();
-        let mut client = AgentClient::connect_uds(agent.socket()).await.unwrap();
+        let mut client = AgentClient::connect(agent.connect().unwrap());
         let identities = client.request_identities().await.unwrap();
         assert_eq!(identities.len(), 1);
         assert_eq!(identities[0].public_key().key_data(), public.key_data());

@@ -22,8 +22,8 @@
 //!   [`HeldCommand`] is released (waiting, [`RELEASE_WAIT`] at most, for
 //!   it to end) or dropped.
 //!
-//! - [`agent::KeyAgent`] serves key files as an SSH agent on a private
-//!   Unix socket (for `mab build --ssh ID=KEYFILE`).
+//! - [`agent::KeyAgent`] serves key files as an SSH agent inside the
+//!   process, over in-memory pipes, with no socket (for `mab build --ssh ID=KEYFILE`).
 //!
 //! Every failure is an [`SshError`] that names the host and carries a hint.
 //! This crate knows nothing about what runs over its streams.

@@ -124,7 +124,7 @@ pub async fn build(
         network: prepared.network,
         credential_sources: access.credential_sources,
         secrets: prepared.secrets.clone(),
-        ssh_agents: prepared.ssh.agents.clone(),
+        ssh_agents: prepared.ssh.clone(),
         reporter: reporter.as_ref(),
         control,
     };
@@ -176,7 +176,7 @@ struct Prepared {
     /// `--secret` and `[image.secrets]`, read.
     secrets: mab_engine::Secrets,
     /// `--ssh`: the agents, and those mab serves for key files.
-    ssh: ssh::SshForwarding,
+    ssh: mab_engine::SshAgents,
     /// `--metadata-file` and the state a resume reads, not yet written.
     metadata: MetadataFile,
 }
@@ -209,7 +209,6 @@ async fn load_and_check(
     let loaded = prepare::load(&args.project, environment, reporter)?;
     let mut project = loaded.project;
     apply_overrides(&mut project, args, environment)?;
-    let secrets = secrets::read_secrets(&project, &args.secrets, environment)?;
     let ssh = ssh::start_agents(&args.ssh, environment).await?;
     let deadline = match &args.deadline {
         Some(deadline) => {
@@ -223,6 +222,7 @@ async fn load_and_check(
     resume::check_resume_pushes(args)?;
     let (context, listing) = prepare::build_context(&project)?;
     prepare::check_target(&project, &context, args.target.is_some())?;
+    let secrets = secrets::read_secrets(&project, &args.secrets, environment, &context)?;
     let own_files = OwnFiles::of(args, environment, context.dir());
     let inputs = tokio::select! {
         biased;

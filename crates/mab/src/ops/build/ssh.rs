@@ -6,40 +6,34 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::PathBuf;
 
 use mab_config::secret::{parse_ssh_flag, SSH_FLAG_HINT};
-use mab_engine::SshAgents;
+use mab_engine::{SshAgent, SshAgents};
 use mab_ssh::agent::{load_key_file, KeyAgent};
 
 use super::secrets::resolve;
 use crate::environment::Environment;
 use crate::failure::Failure;
 
-/// The agents of a build: their sockets, and the agents mab serves for key
-/// files, which stop when this is dropped.
-#[derive(Default)]
-pub(super) struct SshForwarding {
-    pub(super) agents: SshAgents,
-    _serving: Vec<KeyAgent>,
-}
-
 /// Reads each `--ssh` as buildx does (`ID` or `ID=PATH[,PATH...]`, see
 /// [`parse_ssh_flag`]): without paths, the agent of `SSH_AUTH_SOCK`; with
 /// one path that is a Unix socket, that agent; else the key files, served
-/// by an agent of mab's own ([`KeyAgent`]). A relative path is relative to
+/// by an agent of mab's own inside the process ([`KeyAgent`], no socket),
+/// which stops when the last clone of the returned agents is dropped. A relative path is relative to
 /// the current directory, `~/` is the home. Errors (exit 2, naming the
 /// flag): a bad flag, an id given twice, `SSH_AUTH_SOCK` unset or not a
-/// socket, a key file that is missing, unreadable, encrypted or not a key.
+/// socket, a socket among key files (BuildKit's "invalid combination of
+/// keys and sockets"), a key file that is missing, unreadable, encrypted or
+/// not a key.
 pub(super) async fn start_agents(
     flags: &[String],
     environment: &Environment,
-) -> Result<SshForwarding, Failure> {
-    let mut sockets = BTreeMap::new();
-    let mut serving = Vec::new();
+) -> Result<SshAgents, Failure> {
+    let mut agents = BTreeMap::new();
     for flag in flags {
         let bad = |message: String, hint: &str| {
             Failure::usage(format!("--ssh `{flag}`: {message}"), Some(hint))
         };
         let spec = parse_ssh_flag(flag).map_err(|message| bad(message, SSH_FLAG_HINT))?;
-        if sockets.contains_key(&spec.id) {
+        if agents.contains_key(&spec.id) {
             return Err(bad(
                 format!("the id `{}` is given twice", spec.id),
                 "give each agent one --ssh; ids name the agents RUN --mount=type=ssh,id=ID uses",
@@ -50,7 +44,7 @@ pub(super) async fn start_agents(
             .iter()
             .map(|path| resolve(path, &environment.current_dir, &environment.home))
             .collect();
-        let socket = match paths.as_slice() {
+        let agent = match paths.as_slice() {
             [] => {
                 let Some(socket) = environment
                     .variable("SSH_AUTH_SOCK")
@@ -71,10 +65,19 @@ pub(super) async fn start_agents(
                         "start ssh-agent and set SSH_AUTH_SOCK to its socket, or name key files: --ssh ID=KEYFILE",
                     ));
                 }
-                socket
+                SshAgent::Socket(socket)
             }
-            [socket] if is_socket(socket) => socket.clone(),
+            [socket] if is_socket(socket) => SshAgent::Socket(socket.clone()),
             keys => {
+                if let Some(socket) = keys.iter().find(|path| is_socket(path)) {
+                    return Err(bad(
+                        format!(
+                            "{} is an agent's socket, given with key files: one --ssh is either one agent or key files",
+                            socket.display()
+                        ),
+                        "give the socket and the key files each their own --ssh ID=..., as BuildKit refuses a combination of keys and sockets",
+                    ));
+                }
                 let mut loaded = Vec::new();
                 for path in keys {
                     let key = load_key_file(path)
@@ -84,20 +87,16 @@ pub(super) async fn start_agents(
                 let agent = KeyAgent::start(loaded).await.map_err(|error| {
                     bad(
                         format!("cannot start an SSH agent for its keys: {error}"),
-                        "check that the temporary directory is writable",
+                        "check that each key is of a type OpenSSH supports",
                     )
                 })?;
-                let socket = agent.socket();
-                serving.push(agent);
-                socket
+                let agent = std::sync::Arc::new(agent);
+                SshAgent::InProcess(std::sync::Arc::new(move || agent.connect()))
             }
         };
-        sockets.insert(spec.id, socket);
+        agents.insert(spec.id, agent);
     }
-    Ok(SshForwarding {
-        agents: SshAgents::new(sockets),
-        _serving: serving,
-    })
+    Ok(SshAgents::new(agents))
 }
 
 fn is_socket(path: &std::path::Path) -> bool {
