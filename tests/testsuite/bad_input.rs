@@ -331,7 +331,11 @@ fn bad_secrets() {
     );
     check("secret_file_in_context", &run_in_context, 2);
     let project = project_with_runner(RUNNER);
-    let flags: [(&str, &[&str]); 3] = [
+    let flags: [(&str, &[&str]); 4] = [
+        (
+            "secret_id_alone_unset",
+            &["build", "--secret", "id=MAB_UNSET_SECRET"],
+        ),
         (
             "secret_flag_unknown_key",
             &["build", "--secret", "id=tok,value=s3cr3t-token"],
@@ -358,7 +362,8 @@ fn bad_secrets() {
 
 /// `--ssh` that cannot be served stops the build (exit 2) before any
 /// runner is contacted: no agent for `default`, a missing key file, an
-/// encrypted key, a socket among key files.
+/// encrypted key, a socket among key files, an agent's socket where
+/// nothing answers.
 #[test]
 fn bad_ssh_flags() {
     let project = project_with_runner(
@@ -384,6 +389,22 @@ fn bad_ssh_flags() {
         assert!(!run.stderr.contains("127.0.0.9"), "{name}: {run:?}");
         check(name, &run, 2);
     }
+
+    // The socket of an agent that ended: the file is there, nothing answers.
+    let ended = project.path().join("ended.sock");
+    drop(std::os::unix::net::UnixListener::bind(&ended).unwrap());
+    let home = tempfile::tempdir().unwrap();
+    let mut run = mab_with_env(
+        home.path(),
+        project.path(),
+        &["build", "--ssh", "default"],
+        &[("SSH_AUTH_SOCK", Some(ended.to_str().unwrap()))],
+    );
+    run.stderr = run
+        .stderr
+        .replace(project.path().to_str().unwrap(), "[PROJECT]");
+    assert!(!run.stderr.contains("127.0.0.9"), "{run:?}");
+    check("ssh_agent_not_answering", &run, 2);
 }
 
 /// The good manifest with `runners` as its runners file.

@@ -75,8 +75,19 @@ pub(super) fn read_secrets(
             Origin::Manifest(..) => (manifest_dir, "mab.toml's directory"),
             Origin::Flag(_) => (environment.current_dir.as_path(), "the current directory"),
         };
+        // `id=NAME` alone read the file NAME as the variable NAME is unset.
+        let id_alone =
+            matches!(origin, Origin::Flag(_)) && source == SecretSource::File(PathBuf::from(&id));
         let value = read_one(&source, base, environment, context).map_err(|(problem, hint)| {
+            let problem = if id_alone {
+                format!("the variable {id} is not set, and {problem}")
+            } else {
+                problem
+            };
             let hint = match hint {
+                _ if id_alone => format!(
+                    "set the variable {id}, or name the source: --secret id={id},env=VARIABLE or --secret id={id},src=FILE"
+                ),
                 Some(hint) => hint,
                 None => format!(
                     "create the file, or name the secret's file (a relative path is relative to {base_name}, `~/` is the home)"

@@ -20,7 +20,7 @@ use crate::failure::Failure;
 /// which stops when the last clone of the returned agents is dropped. A relative path is relative to
 /// the current directory, `~/` is the home. Errors (exit 2, naming the
 /// flag): a bad flag, an id given twice, `SSH_AUTH_SOCK` unset or not a
-/// socket, a socket among key files (BuildKit's "invalid combination of
+/// socket, an agent's socket where nothing answers, a socket among key files (BuildKit's "invalid combination of
 /// keys and sockets"), a key file that is missing, unreadable, encrypted or
 /// not a key.
 pub(super) async fn start_agents(
@@ -65,9 +65,26 @@ pub(super) async fn start_agents(
                         "start ssh-agent and set SSH_AUTH_SOCK to its socket, or name key files: --ssh ID=KEYFILE",
                     ));
                 }
+                answering(&socket).map_err(|reason| {
+                    bad(
+                        format!("nothing answers at SSH_AUTH_SOCK {}: {reason}", socket.display()),
+                        "start ssh-agent again and set SSH_AUTH_SOCK to its socket (eval $(ssh-agent)), or name key files: --ssh ID=KEYFILE",
+                    )
+                })?;
                 SshAgent::Socket(socket)
             }
-            [socket] if is_socket(socket) => SshAgent::Socket(socket.clone()),
+            [socket] if is_socket(socket) => {
+                answering(socket).map_err(|reason| {
+                    bad(
+                        format!(
+                            "nothing answers at the socket {}: {reason}",
+                            socket.display()
+                        ),
+                        "start the agent of that socket again, or name key files: --ssh ID=KEYFILE",
+                    )
+                })?;
+                SshAgent::Socket(socket.clone())
+            }
             keys => {
                 if let Some(socket) = keys.iter().find(|path| is_socket(path)) {
                     return Err(bad(
@@ -97,6 +114,15 @@ pub(super) async fn start_agents(
         agents.insert(spec.id, agent);
     }
     Ok(SshAgents::new(agents))
+}
+
+/// Whether something accepts a connection on the Unix socket at `path`
+/// (an agent left behind by an ended session leaves its socket file); the
+/// connection is closed at once. Errors: the connection's, in words.
+fn answering(path: &std::path::Path) -> Result<(), String> {
+    std::os::unix::net::UnixStream::connect(path)
+        .map(drop)
+        .map_err(|error| mab_config::io_message(&error))
 }
 
 fn is_socket(path: &std::path::Path) -> bool {
