@@ -937,6 +937,17 @@ mod tests {
         JobSpec::on(platform.parse().unwrap(), runner)
     }
 
+    /// linux/arm64 on runner `b`, which may move to runner `a` (native).
+    fn arm64_on_b_or_a() -> JobSpec {
+        JobSpec {
+            fallbacks: vec![Candidate {
+                runner: "a".to_owned(),
+                emulated: false,
+            }],
+            ..job("linux/arm64", "b")
+        }
+    }
+
     /// [`run_all`] of `jobs` with the `jobs` of `runners`, no limits,
     /// fallbacks allowed, nothing reported.
     async fn run_plainly(
@@ -1560,13 +1571,7 @@ mod tests {
             breaks: vec![("b", MINUTE * 5 + Duration::from_secs(1))],
             ..FakeWorker::default()
         };
-        let jobs = [JobSpec {
-            fallbacks: vec![Candidate {
-                runner: "a".to_owned(),
-                emulated: false,
-            }],
-            ..job("linux/arm64", "b")
-        }];
+        let jobs = [arm64_on_b_or_a()];
         let start = Instant::now();
         let results = run_plainly(&worker, &jobs, &[("a", 1), ("b", 1)]).await;
         let built = results[0].as_ref().expect("moved to `a` and built");
@@ -1587,16 +1592,7 @@ mod tests {
             slot_lost: vec![("b", MINUTE * 5)],
             ..FakeWorker::default()
         };
-        let jobs = [
-            job("linux/amd64", "a"),
-            JobSpec {
-                fallbacks: vec![Candidate {
-                    runner: "a".to_owned(),
-                    emulated: false,
-                }],
-                ..job("linux/arm64", "b")
-            },
-        ];
+        let jobs = [job("linux/amd64", "a"), arm64_on_b_or_a()];
         let start = Instant::now();
         let results = run_plainly(&worker, &jobs, &[("a", 1), ("b", 1)]).await;
         assert_eq!(start.elapsed().as_secs() / 60, 5, "stopped when lost");
