@@ -346,7 +346,7 @@ fn credentials_that_may_not_push_are_refused_before_building() {
                 home.path().display()
             ),
             "401",
-            "check the password or token: log in again with `docker login",
+            "log in again with `docker login",
         ],
     );
     assert!(

@@ -229,7 +229,7 @@ impl Repository {
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, Fault> {
         let token = self.token(operation).await?;
-        succeeded(self.authorized(request, token.as_deref())).await
+        succeeded(self.authorized(request, token.as_deref()), "the registry").await
     }
 
     /// One try of a `GET` of content addressed by `digest` (when it is
@@ -543,7 +543,11 @@ impl Repository {
             ("scope", &scope),
             ("client_id", "mab"),
         ];
-        let response = succeeded(self.http.post(&challenge.realm).form(&form)).await?;
+        let response = succeeded(
+            self.http.post(&challenge.realm).form(&form),
+            "the token service",
+        )
+        .await?;
         let unusable = || Fault::Unusable {
             message: format!("the token service {} gave no access_token", challenge.realm),
         };
@@ -678,15 +682,19 @@ impl Repository {
 }
 
 /// `request` sent within [`REQUEST_TIMEOUT`]; an answer whose status is
-/// not a success is a [`Fault::Answered`].
-async fn succeeded(request: reqwest::RequestBuilder) -> Result<reqwest::Response, Fault> {
+/// not a success is a [`Fault::Answered`] that says `who` answered (`the
+/// registry`, `the token service`).
+async fn succeeded(
+    request: reqwest::RequestBuilder,
+    who: &str,
+) -> Result<reqwest::Response, Fault> {
     let response = request
         .timeout(REQUEST_TIMEOUT)
         .send()
         .await
         .map_err(|error| Fault::transport(&error))?;
     if !response.status().is_success() {
-        return Err(Fault::answered(response).await);
+        return Err(Fault::answered_by(response, who).await);
     }
     Ok(response)
 }

@@ -112,8 +112,15 @@ impl Fault {
         }
     }
 
-    /// An answer with an unexpected status; reads the start of its body.
+    /// An answer of the registry with an unexpected status; reads the
+    /// start of its body.
     pub(crate) async fn answered(response: reqwest::Response) -> Fault {
+        Fault::answered_by(response, "the registry").await
+    }
+
+    /// An answer of `who` (`the registry`, `the token service`) with an
+    /// unexpected status; reads the start of its body.
+    pub(crate) async fn answered_by(response: reqwest::Response, who: &str) -> Fault {
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -123,9 +130,9 @@ impl Fault {
         let reason = response.status().to_string();
         let body = error_body(&response.text().await.unwrap_or_default());
         let message = if body.is_empty() {
-            format!("the registry answered {reason}")
+            format!("{who} answered {reason}")
         } else {
-            format!("the registry answered {reason}: {body}")
+            format!("{who} answered {reason}: {body}")
         };
         Fault::Answered {
             status,
@@ -148,7 +155,7 @@ impl Fault {
             Oci::AuthenticationFailure(message) => Fault::Answered {
                 status: 401,
                 retry_after: None,
-                message,
+                message: format!("the token service refused the credentials: {message}"),
             },
             Oci::UnauthorizedError { url } => Fault::Answered {
                 status: 401,

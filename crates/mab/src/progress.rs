@@ -246,7 +246,7 @@ impl Lines {
                 )
             }
             Event::StagingTagsLeft { image, tags } => format!(
-                "staging tag(s) {} remain in {image}: the registry did not delete them (see docs/publishing.md)",
+                "staging tag(s) {} remain in {image}: the registry did not delete them (see docs/publishing.md#where-staging-tags-remain)",
                 tags.join(", ")
             ),
             Event::Warning { message } => format!("warning: {message}"),
@@ -731,7 +731,7 @@ mod tests {
                     image: "127.0.0.1:5000/app".into(),
                     tags: vec!["mab-staging-linux-arm64".into()],
                 },
-                Some("staging tag(s) mab-staging-linux-arm64 remain in 127.0.0.1:5000/app: the registry did not delete them (see docs/publishing.md)"),
+                Some("staging tag(s) mab-staging-linux-arm64 remain in 127.0.0.1:5000/app: the registry did not delete them (see docs/publishing.md#where-staging-tags-remain)"),
                 r#"{"schema":1,"event":"staging_tags_left","image":"127.0.0.1:5000/app","tags":["mab-staging-linux-arm64"]}"#,
             ),
             (

@@ -154,7 +154,7 @@ pub(super) async fn check_push(repository: &impl Registry, registry: &str) -> Re
     let hint_denied = |anonymous: bool| {
         format!(
             "{} with `docker login {registry}` as a user that may push to {}; mab reads the credentials from DOCKER_AUTH_CONFIG, then the Docker configuration (~/.docker/config.json or $DOCKER_CONFIG)",
-            if anonymous { "log in" } else { "check the password or token: log in again" },
+            if anonymous { "log in" } else { "check the password or token where it comes from (named above; `docker login` rewrites only the Docker configuration, which DOCKER_AUTH_CONFIG goes before): log in again" },
             repository.name()
         )
     };
