@@ -11,6 +11,11 @@
 use std::fmt;
 use std::str::FromStr;
 
+use object::elf::{
+    DataEncoding, FileClass, Machine, ELFCLASS32, ELFCLASS64, ELFDATA2LSB, ELFDATA2MSB, EM_386,
+    EM_AARCH64, EM_ARM, EM_LOONGARCH, EM_MIPS, EM_PPC64, EM_RISCV, EM_S390, EM_X86_64,
+};
+
 use crate::suggest::closest;
 
 /// Operating systems mab accepts (GOOS names, as OCI image configs spell them).
@@ -75,14 +80,23 @@ pub struct Architecture {
     /// registers it (`/usr/lib/binfmt.d/qemu-*.conf`); `None` when QEMU user
     /// emulation has none.
     pub qemu_handler: Option<&'static str>,
+    /// What the ELF executables and shared objects of this architecture
+    /// say of themselves; `None` where programs are not ELF (wasm).
+    pub elf: Option<ElfTarget>,
+    /// The 32-bit architecture whose objects a 64-bit one may also hold
+    /// (i386 in amd64 images, 32-bit ARM in arm64 ones: multilib and
+    /// compatibility libraries), to be warned about rather than refused.
+    pub elf_compat: Option<ElfTarget>,
 }
 
 impl Architecture {
-    /// An architecture without variants whose engines run only itself.
+    /// An architecture without variants whose engines run only itself,
+    /// whose programs are ELF objects for `elf`.
     const fn plain(
         name: &'static str,
         aliases: &'static [(&'static str, Option<&'static str>)],
         qemu_handler: Option<&'static str>,
+        elf: Option<ElfTarget>,
     ) -> Architecture {
         Architecture {
             name,
@@ -93,6 +107,8 @@ impl Architecture {
             native_variants: NativeVariants::All,
             also_runs: &[],
             qemu_handler,
+            elf,
+            elf_compat: None,
         }
     }
 
@@ -164,6 +180,89 @@ impl Architecture {
     }
 }
 
+/// What an ELF object says of the machine it is for, in its header
+/// (System V gABI, "ELF Header"): `e_ident[EI_CLASS]` (32- or 64-bit),
+/// `e_ident[EI_DATA]` (byte order) and `e_machine`. An executable or
+/// shared object fits an architecture when all three equal that
+/// architecture's ([`Architecture::elf`]); variants (arm v6 or v7) are not
+/// told apart by these fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ElfTarget {
+    /// `ELFCLASS32` or `ELFCLASS64`.
+    pub class: FileClass,
+    /// `ELFDATA2LSB` (little-endian) or `ELFDATA2MSB` (big-endian).
+    pub data: DataEncoding,
+    /// `e_machine` (`EM_X86_64`, `EM_AARCH64`, ...).
+    pub machine: Machine,
+}
+
+/// The CPU machines of [`ARCHITECTURES`], as `file(1)` names them.
+const ELF_MACHINE_NAMES: &[(Machine, &str)] = &[
+    (EM_X86_64, "x86-64"),
+    (EM_386, "Intel 80386"),
+    (EM_AARCH64, "ARM aarch64"),
+    (EM_ARM, "ARM"),
+    (EM_PPC64, "64-bit PowerPC"),
+    (EM_S390, "IBM S/390"),
+    (EM_RISCV, "RISC-V"),
+    (EM_MIPS, "MIPS"),
+    (EM_LOONGARCH, "LoongArch"),
+];
+
+impl ElfTarget {
+    const fn new(class: FileClass, data: DataEncoding, machine: Machine) -> ElfTarget {
+        ElfTarget {
+            class,
+            data,
+            machine,
+        }
+    }
+
+    /// Whether `machine` is the CPU of an architecture mab accepts (an
+    /// object for another machine, such as BPF or a GPU, is not a
+    /// program of any platform).
+    pub fn is_cpu(machine: Machine) -> bool {
+        ELF_MACHINE_NAMES.iter().any(|(known, _)| *known == machine)
+    }
+}
+
+/// As `file(1)` says it: `64-bit LSB x86-64`, `32-bit MSB MIPS`; another
+/// machine by its number (`machine 247`).
+impl std::fmt::Display for ElfTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let bits = match self.class {
+            ELFCLASS32 => "32-bit",
+            ELFCLASS64 => "64-bit",
+            _ => "unknown-class",
+        };
+        let order = match self.data {
+            ELFDATA2LSB => "LSB",
+            ELFDATA2MSB => "MSB",
+            _ => "unknown-order",
+        };
+        match ELF_MACHINE_NAMES
+            .iter()
+            .find(|(known, _)| *known == self.machine)
+        {
+            Some((_, name)) => write!(f, "{bits} {order} {name}"),
+            None => write!(f, "{bits} {order} machine {}", self.machine.0),
+        }
+    }
+}
+
+/// The operating systems of [`KNOWN_OSES`] whose programs are ELF objects
+/// (the others use PE, Mach-O, XCOFF or wasm).
+pub const ELF_OSES: &[&str] = &[
+    "linux",
+    "android",
+    "freebsd",
+    "netbsd",
+    "openbsd",
+    "dragonfly",
+    "illumos",
+    "solaris",
+];
+
 /// Every architecture mab accepts, in the order error messages list them.
 pub const ARCHITECTURES: &[Architecture] = &[
     Architecture {
@@ -175,6 +274,8 @@ pub const ARCHITECTURES: &[Architecture] = &[
         native_variants: NativeVariants::All,
         also_runs: &["386"],
         qemu_handler: Some("qemu-x86_64"),
+        elf: Some(ElfTarget::new(ELFCLASS64, ELFDATA2LSB, EM_X86_64)),
+        elf_compat: Some(ElfTarget::new(ELFCLASS32, ELFDATA2LSB, EM_386)),
     },
     Architecture::plain(
         "386",
@@ -186,6 +287,7 @@ pub const ARCHITECTURES: &[Architecture] = &[
             ("x86", None),
         ],
         Some("qemu-i386"),
+        Some(ElfTarget::new(ELFCLASS32, ELFDATA2LSB, EM_386)),
     ),
     Architecture {
         name: "arm64",
@@ -199,6 +301,8 @@ pub const ARCHITECTURES: &[Architecture] = &[
         native_variants: NativeVariants::All,
         also_runs: &[],
         qemu_handler: Some("qemu-aarch64"),
+        elf: Some(ElfTarget::new(ELFCLASS64, ELFDATA2LSB, EM_AARCH64)),
+        elf_compat: Some(ElfTarget::new(ELFCLASS32, ELFDATA2LSB, EM_ARM)),
     },
     Architecture {
         name: "arm",
@@ -223,21 +327,64 @@ pub const ARCHITECTURES: &[Architecture] = &[
         // Debian's qemu-arm matches every 32-bit little-endian ARM ELF file,
         // whatever the variant.
         qemu_handler: Some("qemu-arm"),
+        elf: Some(ElfTarget::new(ELFCLASS32, ELFDATA2LSB, EM_ARM)),
+        elf_compat: None,
     },
-    Architecture::plain("ppc64le", &[("ppc64el", None)], Some("qemu-ppc64le")),
-    Architecture::plain("ppc64", &[], Some("qemu-ppc64")),
-    Architecture::plain("s390x", &[], Some("qemu-s390x")),
-    Architecture::plain("riscv64", &[], Some("qemu-riscv64")),
-    Architecture::plain("mips64le", &[("mips64el", None)], Some("qemu-mips64el")),
-    Architecture::plain("mips64", &[], Some("qemu-mips64")),
-    Architecture::plain("mips", &[], Some("qemu-mips")),
-    Architecture::plain("mipsle", &[("mipsel", None)], Some("qemu-mipsel")),
+    Architecture::plain(
+        "ppc64le",
+        &[("ppc64el", None)],
+        Some("qemu-ppc64le"),
+        Some(ElfTarget::new(ELFCLASS64, ELFDATA2LSB, EM_PPC64)),
+    ),
+    Architecture::plain(
+        "ppc64",
+        &[],
+        Some("qemu-ppc64"),
+        Some(ElfTarget::new(ELFCLASS64, ELFDATA2MSB, EM_PPC64)),
+    ),
+    Architecture::plain(
+        "s390x",
+        &[],
+        Some("qemu-s390x"),
+        Some(ElfTarget::new(ELFCLASS64, ELFDATA2MSB, EM_S390)),
+    ),
+    Architecture::plain(
+        "riscv64",
+        &[],
+        Some("qemu-riscv64"),
+        Some(ElfTarget::new(ELFCLASS64, ELFDATA2LSB, EM_RISCV)),
+    ),
+    Architecture::plain(
+        "mips64le",
+        &[("mips64el", None)],
+        Some("qemu-mips64el"),
+        Some(ElfTarget::new(ELFCLASS64, ELFDATA2LSB, EM_MIPS)),
+    ),
+    Architecture::plain(
+        "mips64",
+        &[],
+        Some("qemu-mips64"),
+        Some(ElfTarget::new(ELFCLASS64, ELFDATA2MSB, EM_MIPS)),
+    ),
+    Architecture::plain(
+        "mips",
+        &[],
+        Some("qemu-mips"),
+        Some(ElfTarget::new(ELFCLASS32, ELFDATA2MSB, EM_MIPS)),
+    ),
+    Architecture::plain(
+        "mipsle",
+        &[("mipsel", None)],
+        Some("qemu-mipsel"),
+        Some(ElfTarget::new(ELFCLASS32, ELFDATA2LSB, EM_MIPS)),
+    ),
     Architecture::plain(
         "loong64",
         &[("loongarch64", None)],
         Some("qemu-loongarch64"),
+        Some(ElfTarget::new(ELFCLASS64, ELFDATA2LSB, EM_LOONGARCH)),
     ),
-    Architecture::plain("wasm", &[], None),
+    Architecture::plain("wasm", &[], None, None),
 ];
 
 /// Every spelling of an architecture that [`Platform::parse`] accepts:
@@ -514,6 +661,27 @@ impl Platform {
             .find(|known| known.name == self.architecture)
     }
 
+    /// What the ELF executables and shared objects of this platform say of
+    /// themselves ([`Architecture::elf`]); `None` where its programs are not
+    /// ELF objects (an OS other than [`ELF_OSES`], or wasm).
+    pub fn elf(&self) -> Option<ElfTarget> {
+        self.elf_os()?.elf
+    }
+
+    /// The 32-bit ELF objects this platform's images may also hold
+    /// ([`Architecture::elf_compat`]: i386 in amd64, 32-bit ARM in arm64).
+    pub fn elf_compat(&self) -> Option<ElfTarget> {
+        self.elf_os()?.elf_compat
+    }
+
+    /// The architecture's entry, when this platform's OS uses ELF.
+    fn elf_os(&self) -> Option<&'static Architecture> {
+        ELF_OSES
+            .contains(&self.os.as_str())
+            .then(|| self.architecture_entry())
+            .flatten()
+    }
+
     /// The name of the binfmt_misc QEMU handler that runs this platform's
     /// binaries (`qemu-aarch64` for `linux/arm64`, `qemu-arm` for every arm
     /// variant), from [`ARCHITECTURES`]; `None` when QEMU user emulation
@@ -594,6 +762,141 @@ impl<'de> serde::Deserialize<'de> for Platform {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The target an ELF header says, read with `object` as a verifier
+    /// would: the 64-byte header of a 64-bit file, or the start of a 32-bit
+    /// one.
+    fn target_of(header: &[u8]) -> ElfTarget {
+        use object::read::elf::FileHeader;
+        use object::Endianness;
+        let (class, data) = (FileClass(header[4]), DataEncoding(header[5]));
+        let machine = if class == ELFCLASS64 {
+            let file = object::elf::FileHeader64::<Endianness>::parse(header).unwrap();
+            file.e_machine(file.endian().unwrap())
+        } else {
+            let file = object::elf::FileHeader32::<Endianness>::parse(header).unwrap();
+            file.e_machine(file.endian().unwrap())
+        };
+        ElfTarget::new(class, data, machine)
+    }
+
+    fn hex(text: &str) -> Vec<u8> {
+        (0..text.len())
+            .step_by(2)
+            .map(|at| u8::from_str_radix(&text[at..at + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// Real headers: the first 64 bytes of the lab's static busybox for
+    /// each architecture it has (`/var/lib/mab-lab/busybox/ARCH`).
+    const BUSYBOX_HEADERS: &[(&str, &str)] = &[
+        ("linux/amd64", "7f454c4602010103000000000000000002003e0001000000f0eb400000000000400000000000000070381e000000000000000000400038000a0040001b001a00"),
+        ("linux/arm64", "7f454c460201010300000000000000000200b700010000008005400000000000400000000000000068261c00000000000000000040003800060040001a001900"),
+        ("linux/ppc64le", "7f454c4602010103000000000000000002001500010000002c7f1210000000004000000000000000f8262600000000000200000040003800060040001b001a00"),
+        ("linux/s390x", "7f454c4602020103000000000000000000020016000000010000000001004830000000000000004000000000001f4628000000000040003800060040001a0019"),
+    ];
+
+    #[test]
+    fn real_busybox_headers_fit_their_platform_and_no_other() {
+        for (platform, header) in BUSYBOX_HEADERS {
+            let found = target_of(&hex(header));
+            for other in ARCHITECTURES
+                .iter()
+                .map(|architecture| architecture.default_platform("linux"))
+            {
+                assert_eq!(
+                    other.elf() == Some(found),
+                    other.to_string() == *platform,
+                    "{platform}'s busybox ({found}) and {other}"
+                );
+            }
+        }
+        assert_eq!(
+            target_of(&hex(BUSYBOX_HEADERS[0].1)).to_string(),
+            "64-bit LSB x86-64"
+        );
+    }
+
+    /// Crafted headers: the 32-bit and big-endian architectures the lab has
+    /// no busybox for, each fitting its platform only.
+    #[test]
+    fn crafted_headers_fit_their_platform() {
+        // e_ident (class, data), e_type ET_EXEC, e_machine, in the file's
+        // byte order; the rest of a 32-bit header left zero.
+        let header = |class: u8, data: u8, machine: u16| {
+            let mut bytes = vec![0u8; 64];
+            bytes[..4].copy_from_slice(b"\x7fELF");
+            bytes[4] = class;
+            bytes[5] = data;
+            bytes[6] = 1;
+            let (kind, machine) = if data == 2 {
+                (2u16.to_be_bytes(), machine.to_be_bytes())
+            } else {
+                (2u16.to_le_bytes(), machine.to_le_bytes())
+            };
+            bytes[16..18].copy_from_slice(&kind);
+            bytes[18..20].copy_from_slice(&machine);
+            bytes
+        };
+        let cases = [
+            ("linux/386", header(1, 1, 3), "32-bit LSB Intel 80386"),
+            ("linux/arm/v7", header(1, 1, 40), "32-bit LSB ARM"),
+            ("linux/arm/v6", header(1, 1, 40), "32-bit LSB ARM"),
+            ("linux/ppc64", header(2, 2, 21), "64-bit MSB 64-bit PowerPC"),
+            ("linux/riscv64", header(2, 1, 243), "64-bit LSB RISC-V"),
+            ("linux/mips64le", header(2, 1, 8), "64-bit LSB MIPS"),
+            ("linux/mips64", header(2, 2, 8), "64-bit MSB MIPS"),
+            ("linux/mips", header(1, 2, 8), "32-bit MSB MIPS"),
+            ("linux/mipsle", header(1, 1, 8), "32-bit LSB MIPS"),
+            ("linux/loong64", header(2, 1, 258), "64-bit LSB LoongArch"),
+        ];
+        for (platform, header, said) in &cases {
+            let platform: Platform = platform.parse().unwrap();
+            let found = target_of(header);
+            assert_eq!(platform.elf(), Some(found), "{platform}");
+            assert_eq!(found.to_string(), *said);
+        }
+        // Only one architecture per header, variants aside.
+        for (_, header, _) in &cases {
+            let found = target_of(header);
+            let fitting = ARCHITECTURES
+                .iter()
+                .filter(|architecture| architecture.elf == Some(found))
+                .count();
+            assert_eq!(fitting, 1, "{found}");
+        }
+    }
+
+    #[test]
+    fn every_accepted_platform_has_its_elf_target_or_says_why_not() {
+        for architecture in ARCHITECTURES {
+            for platform in architecture.platforms("linux") {
+                assert_eq!(
+                    platform.elf().is_none(),
+                    architecture.name == "wasm",
+                    "{platform}"
+                );
+            }
+        }
+        let amd64: Platform = "linux/amd64".parse().unwrap();
+        assert_eq!(
+            amd64.elf_compat(),
+            "linux/386".parse::<Platform>().unwrap().elf()
+        );
+        let arm64: Platform = "linux/arm64".parse().unwrap();
+        assert_eq!(
+            arm64.elf_compat(),
+            "linux/arm/v7".parse::<Platform>().unwrap().elf()
+        );
+        for os in ["windows", "darwin", "aix", "plan9"] {
+            let platform: Platform = format!("{os}/amd64").parse().unwrap();
+            assert_eq!(platform.elf(), None, "{platform}");
+        }
+        assert!(ElfTarget::is_cpu(EM_AARCH64));
+        assert!(!ElfTarget::is_cpu(object::elf::EM_BPF));
+        let other = ElfTarget::new(ELFCLASS64, ELFDATA2LSB, object::elf::EM_BPF);
+        assert_eq!(other.to_string(), "64-bit LSB machine 247");
+    }
 
     fn platform(text: &str) -> Platform {
         text.parse()
