@@ -230,14 +230,11 @@ impl Failover {
     /// does `fault`, and waits for mab to end.
     fn run_with_fault_mid_build(&self, fault: impl FnOnce(&SpareHost)) -> Run {
         let seconds = self.sleep.expect("a RUN step to interrupt");
-        let child = self.spawn();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !sleeping(seconds) {
-            assert!(
-                Instant::now() < deadline,
-                "the RUN step did not start on the spare host within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
+        let mut child = self.spawn();
+        if !within(Duration::from_secs(60), || sleeping(seconds)) {
+            let _ = child.kill();
+            let run = Run::of(child.wait_with_output().unwrap());
+            panic!("the RUN step did not start on the spare host within 60 s: {run:?}");
         }
         *self.on_spare.borrow_mut() = pids_of(&format!("busybox sleep {seconds}"));
         fault(&self.spare);
@@ -761,11 +758,12 @@ fn cancelled_by(signal: &str, expected: i32, seconds: &'static str) {
             .any(|pid| pids_of(&step).contains(pid))
     };
 
-    let child = failover.spawn();
-    assert!(
-        within(Duration::from_secs(30), step_on_host),
-        "the RUN step did not run under {cgroup} within 30 s"
-    );
+    let mut child = failover.spawn();
+    if !within(Duration::from_secs(60), step_on_host) {
+        let _ = child.kill();
+        let run = Run::of(child.wait_with_output().unwrap());
+        panic!("the RUN step did not run under {cgroup} within 60 s: {run:?}");
+    }
     assert!(
         !pids_of_children(failover.spare.get("SSHD_PID")).is_empty(),
         "mab's SSH connection has no sshd process on the host"
