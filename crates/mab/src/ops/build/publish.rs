@@ -303,7 +303,7 @@ fn tag_moved(
         .iter()
         .map(|(tag, found)| match found {
             Some(found) => format!("tag {tag} of {image} points at {found}"),
-            None => format!("tag {tag} of {image} is gone"),
+            None => format!("tag {tag} of {image} points at nothing (the tag is gone)"),
         })
         .collect();
     let kept: Vec<&str> = tags
@@ -447,5 +447,42 @@ mod tests {
                 "{platform}"
             );
         }
+    }
+
+    #[test]
+    fn a_moved_tag_is_named_with_where_it_points_and_the_tags_still_on_the_list() {
+        let tags: Vec<String> = ["1.0", "abcd1234", "latest"].map(str::to_owned).to_vec();
+        let error = ReadBackError::TagMoved {
+            image: "127.0.0.1:5000/app".to_owned(),
+            published: "sha256:list".to_owned(),
+            tags: tags.clone(),
+            moved: vec![
+                ("1.0".to_owned(), Some("sha256:other".to_owned())),
+                ("latest".to_owned(), None),
+            ],
+        };
+        assert_eq!(
+            error.to_string(),
+            "tag 1.0 of 127.0.0.1:5000/app points at sha256:other; \
+             tag latest of 127.0.0.1:5000/app points at nothing (the tag is gone), \
+             not at the list sha256:list this build published: another writer moved it after the publish; \
+             the tags had all been pushed to point at the new list (1.0, abcd1234, latest), so they have moved, \
+             and abcd1234 still point(s) at it"
+        );
+        assert!(error.hint().starts_with(
+            "another build (or a push by hand) wrote to 1.0, latest after this one: \
+                          see what it holds now with `mab inspect 127.0.0.1:5000/app:1.0`"
+        ));
+        let all = ReadBackError::TagMoved {
+            image: "127.0.0.1:5000/app".to_owned(),
+            published: "sha256:list".to_owned(),
+            tags: vec!["1.0".to_owned()],
+            moved: vec![("1.0".to_owned(), Some("sha256:other".to_owned()))],
+        };
+        assert!(
+            all.to_string()
+                .ends_with("so they have moved, and none of them still does"),
+            "{all}"
+        );
     }
 }
