@@ -19,6 +19,7 @@ mod partial;
 mod plan_fallbacks;
 mod platforms;
 mod progress;
+mod readback;
 mod registry_auth;
 mod registry_faults;
 mod resume;

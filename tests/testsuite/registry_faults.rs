@@ -4,7 +4,8 @@
 //! pushes of layers and manifests pass through untouched), and mab must
 //! retry the push and publish, or give up after its three tries. What was
 //! published is read with skopeo from the real registry, not through the
-//! proxy.
+//! proxy. The same proxy plays another writer that moves a tag right
+//! after mab pushed it (used by `readback.rs`).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -26,8 +27,12 @@ use crate::support::{
 /// ([`FaultyProxy::stopping`]) instead closes the first list PUT's
 /// connection without an answer and stops listening, as a registry
 /// stopped in the middle of the push: every later connection is refused.
-struct FaultyProxy {
-    port: u16,
+/// A racing proxy ([`FaultyProxy::racing`]) forwards everything, and once
+/// the registry has accepted the list PUT under one tag, moves that tag
+/// in the registry itself before mab gets the answer, as another writer
+/// pushing to the tag at that moment would.
+pub(crate) struct FaultyProxy {
+    pub(crate) port: u16,
     /// Manifest list PUTs received, answered `503` or forwarded.
     list_puts: Arc<AtomicUsize>,
 }
@@ -39,6 +44,9 @@ enum ListFault {
     Unavailable(usize),
     /// Stop at the first one.
     Stop,
+    /// After the one under this tag, point the tag at the image manifest
+    /// of the repository's `mab-staging-linux-amd64`.
+    Race(&'static str),
 }
 
 const LIST_TYPES: [&str; 2] = [
@@ -54,6 +62,13 @@ impl FaultyProxy {
     /// A proxy that stops at the first manifest list PUT.
     fn stopping(upstream: &str) -> FaultyProxy {
         FaultyProxy::with(upstream, ListFault::Stop)
+    }
+
+    /// A proxy that, right after the manifest list is pushed under `tag`,
+    /// points `tag` at the repository's linux/amd64 image instead (the
+    /// manifest its staging tag names), in the registry behind it.
+    pub(crate) fn racing(upstream: &str, tag: &'static str) -> FaultyProxy {
+        FaultyProxy::with(upstream, ListFault::Race(tag))
     }
 
     fn with(upstream: &str, fault: ListFault) -> FaultyProxy {
@@ -79,7 +94,7 @@ impl FaultyProxy {
         FaultyProxy { port, list_puts }
     }
 
-    fn list_puts(&self) -> usize {
+    pub(crate) fn list_puts(&self) -> usize {
         self.list_puts.load(Ordering::SeqCst)
     }
 }
@@ -105,13 +120,7 @@ fn serve(
         buffer.extend_from_slice(&chunk[..read]);
     };
     let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
-    let header = |name: &str| {
-        head.lines().skip(1).find_map(|line| {
-            let (key, value) = line.split_once(':')?;
-            key.eq_ignore_ascii_case(name)
-                .then(|| value.trim().to_owned())
-        })
-    };
+    let header = |name: &str| header(&head, name);
     let is_list_put = head.starts_with("PUT ")
         && head.lines().next().unwrap_or("").contains("/manifests/")
         && header("content-type").is_some_and(|value| LIST_TYPES.contains(&value.as_str()));
@@ -124,8 +133,25 @@ fn serve(
     }
     let failures = match fault {
         ListFault::Unavailable(failures) => failures,
-        ListFault::Stop => 0,
+        ListFault::Stop | ListFault::Race(_) => 0,
     };
+    let request_line = head.lines().next().unwrap_or("").to_owned();
+    if let ListFault::Race(tag) = fault {
+        let target = request_line.split(' ').nth(1).unwrap_or("");
+        if let Some(repository) = target.strip_suffix(&format!("/manifests/{tag}")) {
+            if is_list_put {
+                list_puts.fetch_add(1, Ordering::SeqCst);
+                return race(
+                    client,
+                    upstream,
+                    &head,
+                    buffer[head_end..].to_vec(),
+                    repository,
+                    tag,
+                );
+            }
+        }
+    }
     if is_list_put && list_puts.fetch_add(1, Ordering::SeqCst) < failures {
         // Read the whole body first, so that closing does not reset the
         // connection before the client reads the answer.
@@ -153,14 +179,7 @@ fn serve(
     // answer: the head with its Connection header replaced, then the rest
     // byte for byte, both ways.
     let mut server = TcpStream::connect(upstream)?;
-    let mut forwarded = String::new();
-    for line in head[..head.len() - 2].split_inclusive("\r\n") {
-        if !line.to_ascii_lowercase().starts_with("connection:") {
-            forwarded.push_str(line);
-        }
-    }
-    forwarded.push_str("Connection: close\r\n\r\n");
-    server.write_all(forwarded.as_bytes())?;
+    server.write_all(closing(&head).as_bytes())?;
     server.write_all(&buffer[head_end..])?;
     let (mut client_reader, mut server_writer) = (client.try_clone()?, server.try_clone()?);
     std::thread::spawn(move || {
@@ -171,10 +190,113 @@ fn serve(
     client.shutdown(Shutdown::Both)
 }
 
+/// The value of the header `name` in `head` (a request's or an answer's
+/// head), case-insensitive.
+fn header(head: &str, name: &str) -> Option<String> {
+    head.lines().skip(1).find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.eq_ignore_ascii_case(name)
+            .then(|| value.trim().to_owned())
+    })
+}
+
+/// `head` (a request head, with its blank line) with its `Connection`
+/// header replaced by `Connection: close`.
+fn closing(head: &str) -> String {
+    let mut forwarded = String::new();
+    for line in head[..head.len() - 2].split_inclusive("\r\n") {
+        if !line.to_ascii_lowercase().starts_with("connection:") {
+            forwarded.push_str(line);
+        }
+    }
+    forwarded.push_str("Connection: close\r\n\r\n");
+    forwarded
+}
+
+/// One request (`head`, then `body`, of which the rest is still to be read
+/// from `client` when it has a `Content-Length`) sent to `upstream`, and
+/// the whole answer, head and body.
+fn exchange(
+    client: Option<&mut TcpStream>,
+    upstream: &str,
+    head: &str,
+    mut body: Vec<u8>,
+) -> std::io::Result<Vec<u8>> {
+    let length: usize = header(head, "content-length")
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0);
+    if let Some(client) = client {
+        while body.len() < length {
+            let mut chunk = [0; 8192];
+            let read = client.read(&mut chunk)?;
+            if read == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..read]);
+        }
+    }
+    let mut server = TcpStream::connect(upstream)?;
+    server.write_all(closing(head).as_bytes())?;
+    server.write_all(&body)?;
+    let mut answer = Vec::new();
+    server.read_to_end(&mut answer)?;
+    Ok(answer)
+}
+
+/// The list PUT under `tag` of `repository` (`/v2/<name>`): forwarded,
+/// and once the registry has answered, another writer points the tag at
+/// the image its `mab-staging-linux-amd64` tag names (read from the
+/// registry with its own media type); then the registry's answer to the
+/// list PUT goes back to the client.
+fn race(
+    mut client: TcpStream,
+    upstream: &str,
+    head: &str,
+    body: Vec<u8>,
+    repository: &str,
+    tag: &str,
+) -> std::io::Result<()> {
+    let answer = exchange(Some(&mut client), upstream, head, body)?;
+    let image = exchange(
+        None,
+        upstream,
+        &format!(
+            "GET {repository}/manifests/mab-staging-linux-amd64 HTTP/1.1\r\nHost: {upstream}\r\n\
+             Accept: application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json\r\n\r\n"
+        ),
+        Vec::new(),
+    )?;
+    let split = image
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .unwrap()
+        + 4;
+    let image_head = String::from_utf8_lossy(&image[..split]).into_owned();
+    assert!(image_head.starts_with("HTTP/1.1 200"), "{image_head}");
+    let media_type = header(&image_head, "content-type").unwrap();
+    let manifest = image[split..].to_vec();
+    let moved = exchange(
+        None,
+        upstream,
+        &format!(
+            "PUT {repository}/manifests/{tag} HTTP/1.1\r\nHost: {upstream}\r\nContent-Type: {media_type}\r\nContent-Length: {}\r\n\r\n",
+            manifest.len()
+        ),
+        manifest,
+    )?;
+    assert!(
+        moved.starts_with(b"HTTP/1.1 201"),
+        "{}",
+        String::from_utf8_lossy(&moved)
+    );
+    client.write_all(&answer)?;
+    client.shutdown(Shutdown::Both)
+}
+
 /// A two-platform `FROM scratch` project (amd64 native, arm64 emulated,
 /// no RUN steps) for the implicit local runner, whose engine shares this
 /// machine's network and so pushes through the proxy too.
-fn project(image: &str) -> Project {
+pub(crate) fn project(image: &str) -> Project {
     let project = Project::new();
     project
         .file("Dockerfile", "FROM scratch\nCOPY content.txt /\n")
@@ -189,7 +311,7 @@ fn project(image: &str) -> Project {
 }
 
 /// The lab repository `name` and the same repository through `proxy`.
-fn names(lab: &Lab, name: &str, proxy: &FaultyProxy) -> (String, String) {
+pub(crate) fn names(lab: &Lab, name: &str, proxy: &FaultyProxy) -> (String, String) {
     let repository = lab.repository(name);
     let path = repository.split_once('/').unwrap().1;
     (
@@ -200,7 +322,7 @@ fn names(lab: &Lab, name: &str, proxy: &FaultyProxy) -> (String, String) {
 
 /// `mab build --progress PROGRESS --tag …` with a home of its own and
 /// the metadata file in the project's `metadata.json`.
-fn build(project: &Project, progress: &str, tags: &[&str]) -> Run {
+pub(crate) fn build(project: &Project, progress: &str, tags: &[&str]) -> Run {
     let home = tempfile::tempdir().unwrap();
     let metadata = project.path().join("metadata.json");
     let mut arguments = vec![

@@ -205,6 +205,17 @@ pub enum Event {
         /// a partial list published with `--allow-partial`.
         missing: Vec<Platform>,
     },
+    /// The published list read back from the registry: every tag points
+    /// at it, and it holds each platform's image, each served by its
+    /// digest (docs/publishing.md).
+    ReadBack {
+        image: String,
+        /// The list's digest, `sha256:…`.
+        digest: String,
+        tags: Vec<String>,
+        /// The platforms of the list, in its order.
+        platforms: Vec<Platform>,
+    },
     /// Staging tags this build pushed that stay in the registry (one that
     /// cannot delete tags, or a deletion that failed).
     StagingTagsLeft { image: String, tags: Vec<String> },

@@ -11,8 +11,8 @@ pub mod tags;
 pub use client::{is_loopback, registry_of, sha256_digest, ImageReference, Repository};
 pub use credentials::{CredentialSources, Credentials, DOCKER_HUB_SERVER, HELPER_TIMEOUT};
 pub use list::{
-    check_platform, config_platform, manifest_list, Child, ConfigPlatform, PlatformMismatch,
-    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST,
+    check_platform, config_platform, list_entries, manifest_list, Child, ConfigPlatform, ListEntry,
+    PlatformMismatch, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST,
 };
 
 /// A failure talking to a registry or reading what it needs for that; each

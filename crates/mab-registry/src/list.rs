@@ -193,6 +193,49 @@ pub fn manifest_list(children: &[Child]) -> (&'static str, Vec<u8>) {
     (media_type, bytes)
 }
 
+/// One entry of a manifest list or image index as a registry serves it
+/// (OCI image index `manifests[]`, Docker manifest list v2.2): the child's
+/// descriptor and the platform it claims.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListEntry {
+    /// The child's media type; empty when the entry names none.
+    #[serde(default)]
+    pub media_type: String,
+    /// The child manifest's digest (`sha256:…`).
+    pub digest: String,
+    /// The child manifest's size in bytes.
+    #[serde(default)]
+    pub size: u64,
+    /// The entry's `platform`, verbatim; `None` for entries without one
+    /// (the image spec makes it optional), or whose `platform` lacks `os`
+    /// or `architecture`.
+    #[serde(default, deserialize_with = "lenient_platform")]
+    pub platform: Option<ConfigPlatform>,
+}
+
+#[derive(Deserialize)]
+struct ListDocument {
+    manifests: Vec<ListEntry>,
+}
+
+/// A platform object read as `None` when it is not one the image spec
+/// allows (no `os`, no `architecture`).
+fn lenient_platform<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<ConfigPlatform>, D::Error> {
+    let value = Option::<serde_json::Value>::deserialize(deserializer)?;
+    Ok(value.and_then(|value| serde_json::from_value(value).ok()))
+}
+
+/// The entries of a manifest list or image index (`bytes` as the registry
+/// serves them), in the list's order; an error when it is not JSON or has
+/// no `manifests` array of descriptors with a `digest` (a single image's
+/// manifest is not a list).
+pub fn list_entries(bytes: &[u8]) -> Result<Vec<ListEntry>, serde_json::Error> {
+    serde_json::from_slice::<ListDocument>(bytes).map(|list| list.manifests)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,5 +405,55 @@ mod tests {
             child(OCI_MANIFEST, "b", "s390x"),
         ];
         assert_eq!(manifest_list(&children).0, OCI_INDEX);
+    }
+
+    #[test]
+    fn a_published_list_reads_back_as_its_entries() {
+        let children = [
+            child(DOCKER_MANIFEST, "a", "amd64"),
+            Child {
+                platform: config("linux", "arm", Some("v7")),
+                ..child(DOCKER_MANIFEST, "b", "arm")
+            },
+        ];
+        let (_, bytes) = manifest_list(&children);
+        let entries = list_entries(&bytes).unwrap();
+        let read: Vec<(String, u64, Option<ConfigPlatform>)> = entries
+            .into_iter()
+            .map(|entry| (entry.digest, entry.size, entry.platform))
+            .collect();
+        let written: Vec<(String, u64, Option<ConfigPlatform>)> = children
+            .iter()
+            .map(|child| {
+                (
+                    child.digest.clone(),
+                    child.size,
+                    Some(child.platform.clone()),
+                )
+            })
+            .collect();
+        assert_eq!(read, written);
+    }
+
+    #[test]
+    fn list_entries_without_a_usable_platform_have_none() {
+        let bytes = br#"{"schemaVersion": 2, "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:aa", "size": 1,
+             "platform": {"architecture": "unknown", "os": "unknown"}},
+            {"digest": "sha256:bb", "size": 2},
+            {"digest": "sha256:cc", "size": 3, "platform": {"os": "linux"}}
+        ]}"#;
+        let entries = list_entries(bytes).unwrap();
+        assert_eq!(entries[0].platform.as_ref().unwrap().os, "unknown");
+        assert_eq!(entries[1].platform, None);
+        assert_eq!(entries[1].media_type, "");
+        assert_eq!(entries[2].platform, None);
+    }
+
+    #[test]
+    fn a_single_manifest_is_no_list() {
+        let manifest = br#"{"schemaVersion": 2, "config": {"digest": "sha256:aa"}, "layers": []}"#;
+        assert!(list_entries(manifest).is_err());
+        assert!(list_entries(b"not json").is_err());
     }
 }

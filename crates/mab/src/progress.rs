@@ -245,6 +245,19 @@ impl Lines {
                     missing.join(", ")
                 )
             }
+            Event::ReadBack {
+                image,
+                digest,
+                tags,
+                platforms,
+            } => {
+                let platforms: Vec<String> = platforms.iter().map(ToString::to_string).collect();
+                format!(
+                    "read back {image}@{digest}: {} point(s) at it, {} served",
+                    tags.join(", "),
+                    platforms.join(", ")
+                )
+            }
             Event::StagingTagsLeft { image, tags } => format!(
                 "staging tag(s) {} remain in {image}: the registry did not delete them (see docs/publishing.md#where-staging-tags-remain)",
                 tags.join(", ")
@@ -482,6 +495,7 @@ mod tests {
             Event::Moved { .. } => "moved",
             Event::Reused { .. } => "reused",
             Event::Published { .. } => "published",
+            Event::ReadBack { .. } => "read_back",
             Event::StagingTagsLeft { .. } => "staging_tags_left",
             Event::Warning { .. } => "warning",
             Event::Diagnostic { .. } => "diagnostic",
@@ -727,6 +741,16 @@ mod tests {
                 r#"{"schema":1,"event":"published","image":"127.0.0.1:5000/app","digest":"sha256:cd","tags":["t1"],"missing":["linux/arm64"]}"#,
             ),
             (
+                Event::ReadBack {
+                    image: "127.0.0.1:5000/app".into(),
+                    digest: "sha256:cd".into(),
+                    tags: vec!["1.0".into(), "latest".into()],
+                    platforms: vec![platform("linux/amd64"), arm()],
+                },
+                Some("read back 127.0.0.1:5000/app@sha256:cd: 1.0, latest point(s) at it, linux/amd64, linux/arm64 served"),
+                r#"{"schema":1,"event":"read_back","image":"127.0.0.1:5000/app","digest":"sha256:cd","tags":["1.0","latest"],"platforms":["linux/amd64","linux/arm64"]}"#,
+            ),
+            (
                 Event::StagingTagsLeft {
                     image: "127.0.0.1:5000/app".into(),
                     tags: vec!["mab-staging-linux-arm64".into()],
@@ -810,6 +834,7 @@ mod tests {
                 "moved",
                 "reused",
                 "published",
+                "read_back",
                 "staging_tags_left",
                 "warning",
                 "diagnostic",

@@ -47,22 +47,22 @@ pub async fn inspect(
         out.push_str(&format!("(a single image, not a list: {media_type})\n"));
         return Ok(out);
     }
-    for entry in document["manifests"].as_array().into_iter().flatten() {
-        let platform = &entry["platform"];
-        let mut name = format!(
-            "{}/{}",
-            platform["os"].as_str().unwrap_or("?"),
-            platform["architecture"].as_str().unwrap_or("?")
+    let entries = mab_registry::list_entries(&bytes).map_err(|error| {
+        Failure::runtime(
+            format!("{reference} cannot be read as a manifest list or image index: {error}"),
+            Some("check what the registry serves there with `skopeo inspect --raw`"),
+        )
+    })?;
+    for entry in entries {
+        // As the entry writes it (`linux/arm64/v8`), `?` for an entry without one.
+        let name = entry.platform.map_or_else(
+            || "?".to_owned(),
+            |platform| match platform.variant {
+                Some(variant) => format!("{}/{}/{variant}", platform.os, platform.architecture),
+                None => format!("{}/{}", platform.os, platform.architecture),
+            },
         );
-        if let Some(variant) = platform["variant"].as_str() {
-            name.push('/');
-            name.push_str(variant);
-        }
-        out.push_str(&format!(
-            "{name:<16} {} {:>8}\n",
-            entry["digest"].as_str().unwrap_or("?"),
-            entry["size"].as_u64().unwrap_or_default()
-        ));
+        out.push_str(&format!("{name:<16} {} {:>8}\n", entry.digest, entry.size));
     }
     Ok(out)
 }

@@ -38,7 +38,7 @@ use crate::progress::{Event, Reporter};
 
 use metadata::{BeforeJobs, Inputs, MetadataFile, OwnFiles, PlatformMetadata};
 use overrides::{apply_overrides, time_limit};
-use publish::{check_push, remove_staging_tags, staged, Registry, Staged};
+use publish::{check_push, read_back, remove_staging_tags, staged, Registry, Staged};
 use tags::{check_not_narrowing, check_partial_has_tags, release_tags};
 use worker::{build_id, LiveWorker};
 
@@ -879,6 +879,22 @@ struct Ended<'a> {
 }
 
 impl Ended<'_> {
+    /// A publish that failed or was not read back as published: the
+    /// pushed images keep their staging tags (reported), the metadata is
+    /// written as a failed build, and the failure is a runtime one with
+    /// `message` and `hint`.
+    fn fail_keeping_staging_tags(&self, message: String, hint: &str) -> Failure {
+        self.reporter.report(Event::StagingTagsLeft {
+            image: self.planned.image.to_owned(),
+            tags: staged_of(self.results, true)
+                .iter()
+                .map(|staged| staged.tag.clone())
+                .collect(),
+        });
+        self.write_failed();
+        Failure::runtime(message, Some(hint))
+    }
+
     /// Writes the metadata file of a build that published nothing: each
     /// platform's state and error as `states` holds them, no digest
     /// ([`MetadataFile::write_failed`]).
@@ -957,12 +973,14 @@ fn resumable(ended: &Ended<'_>, pushed: bool) -> usize {
 /// `mab.toml`) under the tags, with `control` marked as publishing so
 /// that an interrupt waits for it; reports it published (the platforms
 /// `left_out` by `--allow-partial` named missing, each with a warning);
-/// removes the staging tags (a resume's reused ones too) and writes the
-/// metadata with the list's digest, which it returns. A stop asked before
-/// the publish starts is [`Failure::stopped`]; a publish the registry
-/// refuses is exit 1 naming it, the staging tags then stay (reported).
-/// Either writes the metadata as a failed build, those pushed kept
-/// `pushed`.
+/// reads it back ([`read_back`]) and reports that; removes the staging
+/// tags (a resume's reused ones too) and writes the metadata with the
+/// list's digest, which it returns. A stop asked before the publish
+/// starts is [`Failure::stopped`]; a publish the registry refuses, or a
+/// list not read back as published (a tag moved by another writer, a
+/// platform or image missing), is exit 1 naming it, the staging tags then
+/// stay (reported). Each writes the metadata as a failed build, those
+/// pushed kept `pushed`.
 async fn publish_list<R: Registry>(
     ended: &Ended<'_>,
     repository: &R,
@@ -980,21 +998,32 @@ async fn publish_list<R: Registry>(
         ended.write_failed();
         Failure::stopped_after_jobs(kind, resumable(ended, true))
     })?;
-    let digest = repository.publish(media_type, &bytes, planned.tags).await.map_err(|error| {
-        // The images stay under their staging tags: a list that reached
-        // some tags refers to them, and deleting a tag may delete its
-        // manifest on some registries.
-        reporter.report(Event::StagingTagsLeft {
-            image: planned.image.to_owned(),
-            tags: staged_of(results, true).iter().map(|staged| staged.tag.clone()).collect(),
-        });
-        ended.write_failed();
-        Failure::runtime(
+    let digest = repository
+        .publish(media_type, &bytes, planned.tags)
+        .await
+        .map_err(|error| {
+            // The images stay under their staging tags: a list that reached
+            // some tags refers to them, and deleting a tag may delete its
+            // manifest on some registries.
+            ended.fail_keeping_staging_tags(
             error.to_string(),
-            Some("check that the registry accepts pushes of manifest lists, then run `mab build` again"),
+            "check that the registry accepts pushes of manifest lists, then run `mab build` again",
         )
-    })?;
+        })?;
     report_published(planned, &digest, left_out, reporter);
+    let platforms = read_back(repository, &digest, planned.tags, &children)
+        .await
+        .map_err(|error| {
+            // The list is out, but not as published: the images keep their
+            // staging tags for a resume, as after a failed publish.
+            ended.fail_keeping_staging_tags(error.to_string(), &error.hint())
+        })?;
+    reporter.report(Event::ReadBack {
+        image: planned.image.to_owned(),
+        digest: digest.clone(),
+        tags: planned.tags.to_vec(),
+        platforms,
+    });
     let done = staged_in_order(planned, built, metadata);
     remove_staging_tags(repository, &done, &children, reporter).await;
     metadata.write(
@@ -1377,6 +1406,14 @@ mod tests {
         /// A Ctrl-C comes while the list is published: the publish
         /// records whether the stop it asks for was accepted.
         interrupted_while_publishing: bool,
+        /// A release tag another writer pushes to right after the
+        /// publish: it points at `sha256:other-writer`.
+        raced: Option<&'static str>,
+        /// The platform whose entry the list the registry serves lacks.
+        listed_without: Option<&'static str>,
+        /// The platform whose image the registry no longer serves by its
+        /// digest once the list is published.
+        unserved: Option<&'static str>,
     }
 
     /// Records every call, naming the tags and digests involved.
@@ -1387,6 +1424,8 @@ mod tests {
         calls: Mutex<Vec<String>>,
         /// The digests deleted along with their tags (`loses_manifests`).
         lost: Mutex<Vec<String>>,
+        /// The list published, once it is.
+        list: Mutex<Option<Vec<u8>>>,
     }
 
     impl FakeRegistry {
@@ -1396,6 +1435,7 @@ mod tests {
                 control: control.clone(),
                 calls: Mutex::new(Vec::new()),
                 lost: Mutex::new(Vec::new()),
+                list: Mutex::new(None),
             }
         }
 
@@ -1484,10 +1524,26 @@ mod tests {
                 children.join(", "),
                 tags.join(", ")
             ));
-            match self.answers.publish_fails {
-                true => Err(self.refused("pushing the manifest list as latest")),
-                false => Ok("sha256:list".to_owned()),
+            if self.answers.publish_fails {
+                return Err(self.refused("pushing the manifest list as latest"));
             }
+            // The children are served again: the jobs pushed them anew
+            // (the fake worker pushes without telling this registry), or a
+            // resume described them.
+            self.lost
+                .lock()
+                .unwrap()
+                .retain(|lost| !children.contains(&lost.as_str()));
+            let mut served = list.clone();
+            if let Some(platform) = self.answers.listed_without {
+                let digest = child(platform).digest;
+                served["manifests"]
+                    .as_array_mut()
+                    .unwrap()
+                    .retain(|entry| entry["digest"] != digest.as_str());
+            }
+            *self.list.lock().unwrap() = Some(serde_json::to_vec(&served).unwrap());
+            Ok("sha256:list".to_owned())
         }
 
         async fn manifest(&self, tag_or_digest: &str) -> Result<(Vec<u8>, String), RegistryError> {
@@ -1498,15 +1554,31 @@ mod tests {
                 .unwrap()
                 .iter()
                 .any(|lost| lost == tag_or_digest);
-            match lost {
-                true => Err(self.refused(&format!("reading {tag_or_digest}"))),
-                false => Ok((Vec::new(), tag_or_digest.to_owned())),
+            let unserved = self
+                .answers
+                .unserved
+                .is_some_and(|platform| child(platform).digest == tag_or_digest);
+            if lost || unserved {
+                return Err(self.refused(&format!("reading {tag_or_digest}")));
+            }
+            let list = self.list.lock().unwrap().clone();
+            match (tag_or_digest, list) {
+                ("sha256:list", Some(list)) => Ok((list, tag_or_digest.to_owned())),
+                _ => Ok((Vec::new(), tag_or_digest.to_owned())),
             }
         }
 
+        /// A staging tag points at its platform's image (or another
+        /// build's, `overwritten`); a release tag at the published list
+        /// (or another writer's, `raced`).
         async fn tag_digest(&self, tag: &str) -> Result<Option<String>, RegistryError> {
             self.record(format!("read tag {tag}"));
-            let slug = tag.strip_prefix("mab-staging-").expect("a staging tag");
+            let Some(slug) = tag.strip_prefix("mab-staging-") else {
+                return Ok(Some(match self.answers.raced {
+                    Some(raced) if raced == tag => "sha256:other-writer".to_owned(),
+                    _ => "sha256:list".to_owned(),
+                }));
+            };
             match self.answers.overwritten {
                 Some(platform) if platform.replace('/', "-") == slug => {
                     Ok(Some("sha256:other-build".to_owned()))
@@ -1539,7 +1611,7 @@ mod tests {
     }
 
     impl Recorded {
-        /// What the plain renderer prints of the publish, the staging
+        /// What the plain renderer prints of the publish, its read back, the staging
         /// tags left, the moves and the warnings.
         fn said(&self) -> Vec<String> {
             self.0
@@ -1550,6 +1622,7 @@ mod tests {
                     matches!(
                         event,
                         Event::Published { .. }
+                            | Event::ReadBack { .. }
                             | Event::Reused { .. }
                             | Event::StagingTagsLeft { .. }
                             | Event::Moved { .. }
@@ -1766,9 +1839,9 @@ mod tests {
             deletes_tags: true,
             ..Answers::default()
         };
-        let published =
-            "publish sha256:linux-amd64, sha256:linux-arm64 as 1.0, latest while publishing";
         let deleted_then_read = published_both_after(&[]);
+        // The publish and its read back.
+        let published = || deleted_then_read[..6].to_vec();
         let stdout = "127.0.0.1:5000/app@sha256:list\n";
         // amd64 pushed, arm64 failed its check after its push.
         let arm_failed_after_push = || {
@@ -1790,6 +1863,17 @@ mod tests {
             )
         };
         let both_published = || published_metadata(&["linux/amd64", "linux/arm64"]);
+        // Every platform pushed and verified, nothing published.
+        let both_pushed = || {
+            document(
+                false,
+                &["linux/amd64", "linux/arm64"],
+                vec![
+                    entry("linux/amd64", "pushed"),
+                    entry("linux/arm64", "pushed"),
+                ],
+            )
+        };
         let lost_pi = "the connection to the Docker engine of pi broke during the build: connection reset; then the Docker engine of pi did not answer GET /_ping: connection refused";
         let moved_to = |to: &str, emulated: bool, reason: &str| {
             with(
@@ -1805,7 +1889,10 @@ mod tests {
                 calls: deleted_then_read.clone(),
                 result: Ok(stdout),
                 metadata: both_published(),
-                said: vec!["published 127.0.0.1:5000/app@sha256:list as 1.0, latest"],
+                said: vec![
+                    "published 127.0.0.1:5000/app@sha256:list as 1.0, latest",
+                    "read back 127.0.0.1:5000/app@sha256:list: 1.0, latest point(s) at it, linux/amd64, linux/arm64 served",
+                ],
                 ..base()
             },
             Case {
@@ -1815,14 +1902,17 @@ mod tests {
                     overwritten: Some("linux/arm64"),
                     ..deleting
                 },
-                calls: vec![
-                    published,
-                    "read tag mab-staging-linux-amd64",
-                    "delete mab-staging-linux-amd64",
-                    "read tag mab-staging-linux-arm64",
-                    "read sha256:linux-amd64",
-                    "read sha256:linux-arm64",
-                ],
+                calls: [
+                    published(),
+                    vec![
+                        "read tag mab-staging-linux-amd64",
+                        "delete mab-staging-linux-amd64",
+                        "read tag mab-staging-linux-arm64",
+                        "read sha256:linux-amd64",
+                        "read sha256:linux-arm64",
+                    ],
+                ]
+                .concat(),
                 result: Ok(stdout),
                 metadata: both_published(),
                 said: vec!["published 127.0.0.1:5000/app@sha256:list as 1.0, latest"],
@@ -1850,12 +1940,15 @@ mod tests {
                     overwritten: Some("linux/amd64"),
                     ..Answers::default()
                 },
-                calls: vec![
-                    published,
-                    "read tag mab-staging-linux-amd64",
-                    "read tag mab-staging-linux-arm64",
-                    "delete mab-staging-linux-arm64",
-                ],
+                calls: [
+                    published(),
+                    vec![
+                        "read tag mab-staging-linux-amd64",
+                        "read tag mab-staging-linux-arm64",
+                        "delete mab-staging-linux-arm64",
+                    ],
+                ]
+                .concat(),
                 result: Ok(stdout),
                 metadata: both_published(),
                 said: vec!["staging tag(s) mab-staging-linux-arm64 remain in 127.0.0.1:5000/app"],
@@ -1864,7 +1957,7 @@ mod tests {
             Case {
                 name: "a registry that does not delete tags: the staging tags are said to remain",
                 outcomes: both_built.clone(),
-                calls: deleted_then_read[..3].to_vec(),
+                calls: deleted_then_read[..8].to_vec(),
                 result: Ok(stdout),
                 metadata: both_published(),
                 said: vec!["staging tag(s) mab-staging-linux-amd64, mab-staging-linux-arm64 remain in 127.0.0.1:5000/app"],
@@ -1877,7 +1970,7 @@ mod tests {
                     delete_fails: true,
                     ..Answers::default()
                 },
-                calls: deleted_then_read[..5].to_vec(),
+                calls: deleted_then_read[..10].to_vec(),
                 result: Ok(stdout),
                 metadata: both_published(),
                 said: vec![
@@ -1995,13 +2088,73 @@ mod tests {
                 ..base()
             },
             Case {
+                name: "read back: a tag another writer moved right after the publish is a runtime failure naming it, where it points and the list published; every tag is read, the staging tags stay",
+                outcomes: both_built.clone(),
+                answers: Answers {
+                    raced: Some("1.0"),
+                    ..deleting
+                },
+                calls: vec!["publish sha256:linux-amd64, sha256:linux-arm64 as 1.0, latest while publishing", "read tag 1.0", "read tag latest"],
+                result: Err((
+                    FailureKind::Runtime,
+                    vec![
+                        "tag 1.0 of 127.0.0.1:5000/app points at sha256:other-writer, not at the list sha256:list this build published",
+                        "the tags had all been pushed to point at the new list (1.0, latest), so they have moved, and latest still point(s) at it",
+                        "hint: another build (or a push by hand) wrote to 1.0 after this one: see what it holds now with `mab inspect 127.0.0.1:5000/app:1.0`",
+                    ],
+                )),
+                metadata: both_pushed(),
+                said: vec![
+                    "published 127.0.0.1:5000/app@sha256:list as 1.0, latest",
+                    "staging tag(s) mab-staging-linux-amd64, mab-staging-linux-arm64 remain",
+                ],
+                ..base()
+            },
+            Case {
+                name: "read back: a list served without one of its platforms is a runtime failure naming the platform and its image",
+                outcomes: both_built.clone(),
+                answers: Answers {
+                    listed_without: Some("linux/arm64"),
+                    ..deleting
+                },
+                calls: deleted_then_read[..4].to_vec(),
+                result: Err((
+                    FailureKind::Runtime,
+                    vec![
+                        "the list sha256:list of 127.0.0.1:5000/app, read back by its digest, has no linux/arm64 entry for sha256:linux-arm64",
+                        "hint: the registry does not serve what it accepted",
+                    ],
+                )),
+                metadata: both_pushed(),
+                said: vec!["staging tag(s) mab-staging-linux-amd64, mab-staging-linux-arm64 remain"],
+                ..base()
+            },
+            Case {
+                name: "read back: a platform's image no longer served by its digest is a runtime failure naming the platform and the digest",
+                outcomes: both_built.clone(),
+                answers: Answers {
+                    unserved: Some("linux/amd64"),
+                    ..deleting
+                },
+                calls: deleted_then_read[..5].to_vec(),
+                result: Err((
+                    FailureKind::Runtime,
+                    vec![
+                        "127.0.0.1:5000/app does not serve sha256:linux-amd64, the linux/amd64 image of the list sha256:list: reading sha256:linux-amd64",
+                        "hint: the registry does not serve what it accepted",
+                    ],
+                )),
+                metadata: both_pushed(),
+                ..base()
+            },
+            Case {
                 name: "the publish fails: a runtime failure naming the registry; the staging tags stay; every platform is pushed, none published",
                 outcomes: both_built.clone(),
                 answers: Answers {
                     publish_fails: true,
                     ..deleting
                 },
-                calls: vec![published],
+                calls: deleted_then_read[..1].to_vec(),
                 result: Err((
                     FailureKind::Runtime,
                     vec![
@@ -2009,11 +2162,7 @@ mod tests {
                         "hint: check that the registry accepts pushes of manifest lists",
                     ],
                 )),
-                metadata: document(
-                    false,
-                    &["linux/amd64", "linux/arm64"],
-                    vec![entry("linux/amd64", "pushed"), entry("linux/arm64", "pushed")],
-                ),
+                metadata: both_pushed(),
                 said: vec!["staging tag(s) mab-staging-linux-amd64, mab-staging-linux-arm64 remain"],
                 ..base()
             },
@@ -2056,6 +2205,8 @@ mod tests {
                 ],
                 calls: vec![
                     "publish sha256:linux-s390x, sha256:linux-amd64, sha256:linux-arm64 as 1.0, latest while publishing",
+                    "read tag 1.0", "read tag latest", "read sha256:list",
+                    "read sha256:linux-s390x", "read sha256:linux-amd64", "read sha256:linux-arm64",
                     "read tag mab-staging-linux-s390x", "delete mab-staging-linux-s390x",
                     "read tag mab-staging-linux-amd64", "delete mab-staging-linux-amd64",
                     "read tag mab-staging-linux-arm64", "delete mab-staging-linux-arm64",
@@ -2072,7 +2223,7 @@ mod tests {
                 name: "unreachable before its build: the platform moves to its first native fallback and is published from there",
                 outcomes: arm_down.clone(),
                 fallbacks: arm_fallbacks(),
-                calls: deleted_then_read[..3].to_vec(),
+                calls: deleted_then_read[..8].to_vec(),
                 result: Ok(stdout),
                 metadata: document(
                     true,
@@ -2087,7 +2238,7 @@ mod tests {
                 name: "the build stream broke and the engine fails a ping: the platform moves",
                 outcomes: vec![("linux/amd64", Built), ("linux/arm64", EngineLost)],
                 fallbacks: arm_fallbacks(),
-                calls: deleted_then_read[..3].to_vec(),
+                calls: deleted_then_read[..8].to_vec(),
                 result: Ok(stdout),
                 metadata: document(
                     true,
@@ -2125,7 +2276,7 @@ mod tests {
                 outcomes: arm_down.clone(),
                 elsewhere: vec![("linux/arm64", "pi-2", Unreachable)],
                 fallbacks: arm_fallbacks(),
-                calls: deleted_then_read[..3].to_vec(),
+                calls: deleted_then_read[..8].to_vec(),
                 result: Ok(stdout),
                 metadata: document(
                     true,
@@ -2303,7 +2454,7 @@ mod tests {
                 name: "a platform the plan moved: published, the move in its metadata",
                 outcomes: vec![("linux/amd64", Built), ("linux/arm64", Built)],
                 planned_move: Some(("linux/arm64", "arm-0", "ssh: connect to 127.0.0.1 port 1: connection refused")),
-                calls: deleted_then_read[..3].to_vec(),
+                calls: deleted_then_read[..8].to_vec(),
                 result: Ok(stdout),
                 metadata: document(
                     true,
@@ -2370,6 +2521,10 @@ mod tests {
                     "read tag mab-staging-linux-arm64",
                     "delete mab-staging-linux-arm64",
                     "publish sha256:linux-amd64 as 1.0, latest while publishing",
+                    "read tag 1.0",
+                    "read tag latest",
+                    "read sha256:list",
+                    "read sha256:linux-amd64",
                     "read tag mab-staging-linux-amd64",
                     "delete mab-staging-linux-amd64",
                     "read sha256:linux-amd64",
@@ -3116,11 +3271,17 @@ mod tests {
 
     /// The registry calls of a build that publishes amd64 and arm64 on a
     /// registry that deletes tags, after the calls `before`: the publish,
-    /// each staging tag read and deleted, each image read again.
+    /// its read back (each tag, the list, each image), each staging tag
+    /// read and deleted, each image read again.
     fn published_both_after(before: &[&'static str]) -> Vec<&'static str> {
         let mut calls = before.to_vec();
         calls.extend([
             "publish sha256:linux-amd64, sha256:linux-arm64 as 1.0, latest while publishing",
+            "read tag 1.0",
+            "read tag latest",
+            "read sha256:list",
+            "read sha256:linux-amd64",
+            "read sha256:linux-arm64",
             "read tag mab-staging-linux-amd64",
             "delete mab-staging-linux-amd64",
             "read tag mab-staging-linux-arm64",
@@ -3330,6 +3491,10 @@ mod tests {
                 calls: vec![
                         "describe sha256:linux-amd64",
                         "publish sha256:linux-amd64 as 1.0, latest while publishing",
+                        "read tag 1.0",
+                        "read tag latest",
+                        "read sha256:list",
+                        "read sha256:linux-amd64",
                         "read tag mab-staging-linux-amd64",
                         "delete mab-staging-linux-amd64",
                         "read sha256:linux-amd64",

@@ -1,6 +1,7 @@
-//! The registry side of a build: push rights checked before building, and
-//! the staging tags removed after publishing (or after a failure), each
-//! only while it still points at this build's image.
+//! The registry side of a build: push rights checked before building, the
+//! published list read back, and the staging tags removed after publishing
+//! (or after a failure), each only while it still points at this build's
+//! image.
 //!
 //! The orchestration and the worker reach the registry only through
 //! [`Registry`], which [`Repository`] implements; the unit tests of
@@ -9,7 +10,7 @@
 use std::future::Future;
 
 use mab_config::Platform;
-use mab_registry::{Child, RegistryError, Repository};
+use mab_registry::{list_entries, Child, RegistryError, Repository};
 
 use crate::failure::Failure;
 use crate::ops::jobs::{Built, JobFailure};
@@ -241,6 +242,193 @@ pub(super) async fn remove_staging_tags(
     }
 }
 
+/// What reading the published list back found: the list as the registry
+/// serves it is not the one this build published, or lacks a part of it
+/// (docs/publishing.md#the-published-list-read-back).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ReadBackError {
+    /// Tags that point elsewhere than at the published list: another
+    /// writer pushed to them after this build did (`found` is the digest
+    /// they point at, `None` when the tag is gone).
+    #[error("{}", tag_moved(image, published, tags, moved))]
+    TagMoved {
+        image: String,
+        /// The list's digest (`sha256:…`).
+        published: String,
+        /// Every tag the list was pushed under, in order.
+        tags: Vec<String>,
+        /// Each tag that points elsewhere, and the digest it points at.
+        moved: Vec<(String, Option<String>)>,
+    },
+    /// The list read by its digest has no entry for a published platform
+    /// with the digest its image was pushed as.
+    #[error(
+        "the list {list} of {image}, read back by its digest, has no {platform} entry for {digest}"
+    )]
+    PlatformMissing {
+        image: String,
+        list: String,
+        platform: Platform,
+        /// The platform's image manifest digest that the list should name.
+        digest: String,
+    },
+    /// A platform's image manifest, named by the list, is not served by
+    /// its digest.
+    #[error("{image} does not serve {digest}, the {platform} image of the list {list}: {error}")]
+    ChildMissing {
+        image: String,
+        list: String,
+        platform: Platform,
+        digest: String,
+        error: RegistryError,
+    },
+    /// The list itself could not be read back, or is not a list.
+    #[error("reading back the list {list} of {image}: {message}")]
+    Unreadable {
+        image: String,
+        list: String,
+        message: String,
+    },
+}
+
+/// The message of [`ReadBackError::TagMoved`]: each moved tag and where
+/// it points, and which tags still point at the new list.
+fn tag_moved(
+    image: &str,
+    published: &str,
+    tags: &[String],
+    moved: &[(String, Option<String>)],
+) -> String {
+    let found: Vec<String> = moved
+        .iter()
+        .map(|(tag, found)| match found {
+            Some(found) => format!("tag {tag} of {image} points at {found}"),
+            None => format!("tag {tag} of {image} points at nothing (the tag is gone)"),
+        })
+        .collect();
+    let kept: Vec<&str> = tags
+        .iter()
+        .filter(|tag| !moved.iter().any(|(moved, _)| moved == *tag))
+        .map(String::as_str)
+        .collect();
+    let kept = match kept.as_slice() {
+        [] => "none of them still does".to_owned(),
+        kept => format!("{} still point(s) at it", kept.join(", ")),
+    };
+    format!(
+        "{}, not at the list {published} this build published: another writer moved it after the publish; \
+         the tags had all been pushed to point at the new list ({}), so they have moved, and {kept}",
+        found.join("; "),
+        tags.join(", ")
+    )
+}
+
+impl ReadBackError {
+    /// What the user can do about it.
+    pub(super) fn hint(&self) -> String {
+        match self {
+            ReadBackError::TagMoved { image, moved, .. } => format!(
+                "another build (or a push by hand) wrote to {} after this one: see what it holds now with `mab inspect {image}:{}`, \
+                 let one build at a time publish these tags, then run `mab build` again to point them all at one list",
+                moved.iter().map(|(tag, _)| tag.as_str()).collect::<Vec<_>>().join(", "),
+                moved[0].0
+            ),
+            ReadBackError::PlatformMissing { .. } | ReadBackError::ChildMissing { .. } => {
+                "the registry does not serve what it accepted: check its storage and garbage collection \
+                 (a collection running during the publish deletes manifests that no tag names yet), then run `mab build` again"
+                    .to_owned()
+            }
+            ReadBackError::Unreadable { .. } => {
+                "check that the registry is reachable, then see what the tags hold with `mab inspect`".to_owned()
+            }
+        }
+    }
+}
+
+/// Reads the list published as `digest` back from the registry, after
+/// [`Registry::publish`] pushed it under `tags` (PRODUCT.md, "What gets
+/// published"; the step users write with `docker buildx imagetools
+/// inspect`): each tag must point at `digest` (read in order, each once);
+/// the list read by its digest must have an entry for each of the
+/// `children`, with its platform (normalised, so `linux/arm64/v8` counts
+/// as `linux/arm64`) and its digest; and each child's manifest must be
+/// served by its digest. Returns the platforms read back, in list order.
+///
+/// Errors: [`ReadBackError::TagMoved`] naming every tag that points
+/// elsewhere (all tags are read first); then the first platform missing
+/// or child not served; [`ReadBackError::Unreadable`] when a read fails
+/// or the list is not a list.
+pub(super) async fn read_back(
+    repository: &impl Registry,
+    digest: &str,
+    tags: &[String],
+    children: &[Child],
+) -> Result<Vec<Platform>, ReadBackError> {
+    let image = repository.name();
+    let unreadable = |message: String| ReadBackError::Unreadable {
+        image: image.clone(),
+        list: digest.to_owned(),
+        message,
+    };
+    let mut moved = Vec::new();
+    for tag in tags {
+        let found = repository
+            .tag_digest(tag)
+            .await
+            .map_err(|error| unreadable(error.to_string()))?;
+        if found.as_deref() != Some(digest) {
+            moved.push((tag.clone(), found));
+        }
+    }
+    if !moved.is_empty() {
+        return Err(ReadBackError::TagMoved {
+            image,
+            published: digest.to_owned(),
+            tags: tags.to_vec(),
+            moved,
+        });
+    }
+    let (bytes, _) = repository
+        .manifest(digest)
+        .await
+        .map_err(|error| unreadable(error.to_string()))?;
+    let entries =
+        list_entries(&bytes).map_err(|error| unreadable(format!("it is not a list: {error}")))?;
+    for child in children {
+        let platform = child.platform.platform();
+        let listed = entries.iter().any(|entry| {
+            entry.digest == child.digest
+                && entry
+                    .platform
+                    .as_ref()
+                    .is_some_and(|listed| listed.platform() == platform)
+        });
+        if !listed {
+            return Err(ReadBackError::PlatformMissing {
+                image,
+                list: digest.to_owned(),
+                platform,
+                digest: child.digest.clone(),
+            });
+        }
+    }
+    for child in children {
+        if let Err(error) = repository.manifest(&child.digest).await {
+            return Err(ReadBackError::ChildMissing {
+                image,
+                list: digest.to_owned(),
+                platform: child.platform.platform(),
+                digest: child.digest.clone(),
+                error,
+            });
+        }
+    }
+    Ok(children
+        .iter()
+        .map(|child| child.platform.platform())
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,5 +447,42 @@ mod tests {
                 "{platform}"
             );
         }
+    }
+
+    #[test]
+    fn a_moved_tag_is_named_with_where_it_points_and_the_tags_still_on_the_list() {
+        let tags: Vec<String> = ["1.0", "abcd1234", "latest"].map(str::to_owned).to_vec();
+        let error = ReadBackError::TagMoved {
+            image: "127.0.0.1:5000/app".to_owned(),
+            published: "sha256:list".to_owned(),
+            tags: tags.clone(),
+            moved: vec![
+                ("1.0".to_owned(), Some("sha256:other".to_owned())),
+                ("latest".to_owned(), None),
+            ],
+        };
+        assert_eq!(
+            error.to_string(),
+            "tag 1.0 of 127.0.0.1:5000/app points at sha256:other; \
+             tag latest of 127.0.0.1:5000/app points at nothing (the tag is gone), \
+             not at the list sha256:list this build published: another writer moved it after the publish; \
+             the tags had all been pushed to point at the new list (1.0, abcd1234, latest), so they have moved, \
+             and abcd1234 still point(s) at it"
+        );
+        assert!(error.hint().starts_with(
+            "another build (or a push by hand) wrote to 1.0, latest after this one: \
+                          see what it holds now with `mab inspect 127.0.0.1:5000/app:1.0`"
+        ));
+        let all = ReadBackError::TagMoved {
+            image: "127.0.0.1:5000/app".to_owned(),
+            published: "sha256:list".to_owned(),
+            tags: vec!["1.0".to_owned()],
+            moved: vec![("1.0".to_owned(), Some("sha256:other".to_owned()))],
+        };
+        assert!(
+            all.to_string()
+                .ends_with("so they have moved, and none of them still does"),
+            "{all}"
+        );
     }
 }

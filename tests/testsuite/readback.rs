@@ -1,0 +1,147 @@
+//! The published list read back (docs/publishing.md#the-published-list-read-back),
+//! on the real lab: after a good build the `read_back` event names what
+//! skopeo reads from the registry; and another writer that really moves a
+//! tag right after mab pushed it (the proxy of `registry_faults.rs`, which
+//! points the tag at another manifest in the lab's registry) fails the
+//! build with exit 1, naming the tag, where it points and the list
+//! published. The registry is read with skopeo, not through the proxy.
+
+use crate::registry_faults::{build, names, project, FaultyProxy};
+use crate::support::{require_lab, sha256, skopeo_raw, Run};
+
+/// The digests of a list's entries (raw bytes, as skopeo reads them), in
+/// order.
+fn entry_digests(list: &[u8]) -> Vec<String> {
+    let list: serde_json::Value = serde_json::from_slice(list).unwrap();
+    list["manifests"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .iter()
+        .map(|entry| entry["digest"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The digest of each platform's `pushed` event, in `mab.toml` order
+/// (linux/amd64, linux/arm64).
+fn pushed_digests(run: &Run) -> Vec<String> {
+    ["linux/amd64", "linux/arm64"]
+        .iter()
+        .map(|platform| {
+            let pushed = run.events_named("pushed");
+            let event = pushed
+                .iter()
+                .find(|event| event["platform"] == *platform)
+                .unwrap_or_else(|| panic!("{platform} pushed: {run:?}"));
+            event["digest"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+/// A good two-platform build: one `read_back` event, after `published`,
+/// naming the list's digest, both tags and both platforms; skopeo reads
+/// that digest under each tag and the list's entries are the images the
+/// engines pushed.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_published_list_is_read_back_and_the_registry_agrees() {
+    let lab = require_lab!();
+    let repository = lab.repository("read-back");
+    let project = project(&repository);
+
+    let run = build(&project, "json", &["1.0.0", "stable"]);
+
+    assert_eq!(run.code, 0, "{run:?}");
+    let digest = run.stdout.trim().rsplit_once('@').unwrap().1.to_owned();
+    let events = run.events();
+    let position = |name: &str| {
+        events
+            .iter()
+            .position(|event| event["event"] == name)
+            .unwrap_or_else(|| panic!("no {name} event: {run:?}"))
+    };
+    assert!(position("published") < position("read_back"), "{run:?}");
+    let read_back = run.events_named("read_back");
+    assert_eq!(
+        read_back,
+        [serde_json::json!({
+            "schema": 1,
+            "event": "read_back",
+            "image": repository,
+            "digest": digest,
+            "tags": ["1.0.0", "stable"],
+            "platforms": ["linux/amd64", "linux/arm64"],
+        })],
+        "{run:?}"
+    );
+    let list = skopeo_raw(&format!("{repository}:1.0.0"));
+    assert_eq!(sha256(&list), digest);
+    assert_eq!(skopeo_raw(&format!("{repository}:stable")), list);
+    assert_eq!(entry_digests(&list), pushed_digests(&run));
+    for child in entry_digests(&list) {
+        assert_eq!(sha256(&skopeo_raw(&format!("{repository}@{child}"))), child);
+    }
+}
+
+/// Another writer points `1.0.0` at the linux/amd64 image right after mab
+/// pushed the list under it: the read back finds it, exit 1, the message
+/// names the tag, the digest it points at (what skopeo reads there) and
+/// the list mab published, says the tags have moved and that `stable`
+/// still points at the list (as skopeo reads it), with a hint; the
+/// metadata records a failed build, both platforms `pushed`.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_tag_another_writer_moved_after_the_publish_fails_the_build() {
+    let lab = require_lab!();
+    let proxy = FaultyProxy::racing(lab.registry(), "1.0.0");
+    let (repository, image) = names(lab, "raced", &proxy);
+    let project = project(&image);
+
+    let run = build(&project, "json", &["1.0.0", "stable"]);
+
+    assert_eq!(run.code, 1, "{run:?}");
+    // The list by its digest, then each tag, each once: nothing retried.
+    assert_eq!(proxy.list_puts(), 3, "{run:?}");
+    let published = run.events_named("published");
+    assert_eq!(published.len(), 1, "{run:?}");
+    let list_digest = published[0]["digest"].as_str().unwrap().to_owned();
+    assert!(run.events_named("read_back").is_empty(), "{run:?}");
+
+    // The registry, read without the proxy: 1.0.0 holds the amd64 image,
+    // stable the list mab published.
+    let amd64 = pushed_digests(&run)[0].clone();
+    assert_eq!(sha256(&skopeo_raw(&format!("{repository}:1.0.0"))), amd64);
+    assert_eq!(
+        sha256(&skopeo_raw(&format!("{repository}:stable"))),
+        list_digest
+    );
+
+    let result = run.result_event();
+    assert_eq!(result["digest"], serde_json::Value::Null, "{result}");
+    let message = result["error"]["message"].as_str().unwrap();
+    assert_eq!(
+        message,
+        format!(
+            "tag 1.0.0 of {image} points at {amd64}, not at the list {list_digest} this build published: \
+             another writer moved it after the publish; the tags had all been pushed to point at the new list \
+             (1.0.0, stable), so they have moved, and stable still point(s) at it"
+        ),
+        "{result}"
+    );
+    let hints = result["error"]["hints"].as_array().unwrap();
+    assert!(
+        hints.iter().any(|hint| hint
+            .as_str()
+            .unwrap()
+            .contains(&format!("`mab inspect {image}:1.0.0`"))),
+        "{result}"
+    );
+
+    let metadata: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(project.path().join("metadata.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(metadata["digest"], serde_json::Value::Null, "{metadata}");
+    for platform in metadata["platforms"].as_array().unwrap() {
+        assert_eq!(platform["state"], "pushed", "{metadata}");
+    }
+}
