@@ -53,6 +53,9 @@ pub struct Project {
     pub secrets: BTreeMap<String, ManifestSecret>,
     /// `[tags] extra`.
     pub extra_tags: Vec<String>,
+    /// `[test]`: the smoke run of each platform's image, `None` when the
+    /// table is absent.
+    pub test: Option<SmokeTest>,
     /// Unknown keys and platform alias notes, one sentence each.
     pub warnings: Vec<String>,
 }
@@ -61,6 +64,7 @@ pub struct Project {
 struct RawManifest {
     image: Option<Spanned<RawImage>>,
     tags: Option<RawTags>,
+    test: Option<Spanned<RawTest>>,
 }
 
 #[derive(Deserialize)]
@@ -83,12 +87,52 @@ struct RawSecret {
     src: Option<Spanned<String>>,
 }
 
+/// `[test]`: a command each platform's image runs on the runner that
+/// built it, after its push and checks and before anything is published.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmokeTest {
+    /// `run`: the argv, in the exec form of a Dockerfile `ENTRYPOINT`
+    /// (no shell); it replaces the image's `ENTRYPOINT` and `CMD`, as
+    /// `docker run --entrypoint ARGV0 IMAGE ARGS...` does. Never empty.
+    pub run: Vec<String>,
+    /// `expect`: a regular expression (the `regex` crate's syntax) that
+    /// must match somewhere in the command's standard output.
+    pub expect: Option<Expect>,
+    /// `timeout`: how long the command may run (default
+    /// [`DEFAULT_TEST_TIMEOUT`]), in the grammar of [`parse_time_limit`].
+    pub timeout: Duration,
+}
+
+/// How long a `[test]` command may run when `timeout` is not given.
+pub const DEFAULT_TEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `[test] expect`, compiled once when the manifest is loaded; two are
+/// equal when written the same.
+#[derive(Clone, Debug)]
+pub struct Expect(pub regex::Regex);
+
+impl PartialEq for Expect {
+    fn eq(&self, other: &Expect) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl Eq for Expect {}
+
+#[derive(Deserialize)]
+struct RawTest {
+    run: Option<Spanned<Vec<Spanned<String>>>>,
+    expect: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+}
+
 #[derive(Deserialize)]
 struct RawTags {
     extra: Option<Vec<Spanned<String>>>,
 }
 
-const TOP_KEYS: &[&str] = &["image", "tags"];
+const TOP_KEYS: &[&str] = &["image", "tags", "test"];
+const TEST_KEYS: &[&str] = &["run", "expect", "timeout"];
 const IMAGE_KEYS: &[&str] = &[
     "name",
     "platforms",
@@ -211,14 +255,68 @@ pub fn parse_project(path: &Path, text: &str) -> Result<Project, ConfigError> {
         None => None,
     };
 
-    let timeout = match &image.timeout {
-        Some(timeout) => Some(parse_time_limit(timeout.get_ref()).map_err(|message| {
+    // `key` as the message names it.
+    let time_limit = |key: &str, timeout: &Spanned<String>| {
+        parse_time_limit(timeout.get_ref()).map_err(|message| {
             invalid(
                 Some(timeout.span()),
-                format!("`timeout`: {message}"),
+                format!("{key}: {message}"),
                 TIME_LIMIT_HINT,
             )
-        })?),
+        })
+    };
+    let timeout = image
+        .timeout
+        .as_ref()
+        .map(|timeout| time_limit("`timeout`", timeout))
+        .transpose()?;
+
+    let test = match raw.test {
+        Some(test) => {
+            let span = test.span();
+            let test = test.into_inner();
+            let run = match test.run {
+                Some(run) if !run.get_ref().is_empty() => run
+                    .into_inner()
+                    .into_iter()
+                    .map(Spanned::into_inner)
+                    .collect(),
+                Some(run) => return Err(invalid(
+                    Some(run.span()),
+                    "[test] `run` is empty".to_owned(),
+                    "write the command as an argv, e.g. `run = [\"/app/server\", \"--version\"]`",
+                )),
+                None => {
+                    return Err(invalid(
+                        Some(span),
+                        "[test] has no `run`".to_owned(),
+                        "add the command as an argv, e.g. `run = [\"/app/server\", \"--version\"]`",
+                    ))
+                }
+            };
+            let expect = match test.expect {
+                Some(expect) => Some(Expect(regex::Regex::new(expect.get_ref()).map_err(
+                    |error| {
+                        invalid(
+                            Some(expect.span()),
+                            format!("[test] `expect` is not a regular expression: {error}"),
+                            "write a regular expression in the syntax of the Rust `regex` crate (https://docs.rs/regex), e.g. `expect = 'version [0-9]+'`",
+                        )
+                    },
+                )?)),
+                None => None,
+            };
+            Some(SmokeTest {
+                run,
+                expect,
+                timeout: test
+                    .timeout
+                    .as_ref()
+                    .map(|timeout| time_limit("[test] `timeout`", timeout))
+                    .transpose()?
+                    .unwrap_or(DEFAULT_TEST_TIMEOUT),
+            })
+        }
         None => None,
     };
 
@@ -272,6 +370,7 @@ pub fn parse_project(path: &Path, text: &str) -> Result<Project, ConfigError> {
         args: image.args.unwrap_or_default(),
         secrets,
         extra_tags,
+        test,
         warnings,
     })
 }
@@ -337,6 +436,7 @@ fn table_of(segments: &[Segment]) -> Table<'static> {
         "" => (TOP_KEYS, &["image"]),
         "image" => (IMAGE_KEYS, &["name", "platforms"]),
         "tags" => (TAGS_KEYS, &[]),
+        "test" => (TEST_KEYS, &["run"]),
         secret if secret.starts_with("image.secrets.") => (SECRET_KEYS, &[]),
         _ => (&[], &[]),
     };
@@ -547,6 +647,71 @@ extra = ["edge", "nightly", "edge"]
         let text = "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\n[image.secrets]\ntok = { sr = \"f\" }\n";
         let error = parse(text).unwrap_err();
         assert!(error.to_string().contains("did you mean `src`"), "{error}");
+    }
+
+    #[test]
+    fn smoke_test_table() {
+        const IMAGE: &str = "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\n";
+        let project = parse(&format!(
+            "{IMAGE}[test]\nrun = [\"/bin/busybox\", \"echo\", \"ok\"]\nexpect = \"^o+k$\"\ntimeout = \"1m 30s\"\n"
+        ))
+        .unwrap();
+        let test = project.test.unwrap();
+        assert_eq!(test.run, ["/bin/busybox", "echo", "ok"]);
+        assert_eq!(test.expect.unwrap().0.as_str(), "^o+k$");
+        assert_eq!(test.timeout, Duration::from_secs(90));
+        let project = parse(&format!("{IMAGE}[test]\nrun = [\"/app\"]\n")).unwrap();
+        let test = project.test.unwrap();
+        assert_eq!((test.expect, test.timeout), (None, DEFAULT_TEST_TIMEOUT));
+        assert_eq!(parse(IMAGE).unwrap().test, None);
+        // (table's lines, start of the message, line and column)
+        let bad = [
+            ("run = []", "[test] `run` is empty", (6, 7)),
+            ("expect = \"x\"", "[test] has no `run`", (5, 1)),
+            (
+                "run = [\"/app\", 1]",
+                "`run`: invalid type: integer `1`, expected a string",
+                (6, 16),
+            ),
+            (
+                "run = \"/app --version\"",
+                "`run`: invalid type: string \"/app --version\", expected a list",
+                (6, 7),
+            ),
+            (
+                "run = [\"/app\"]\nexpect = \"(v\"",
+                "[test] `expect` is not a regular expression: regex parse error:",
+                (7, 10),
+            ),
+            (
+                "run = [\"/app\"]\ntimeout = \"soon\"",
+                "[test] `timeout`: `soon` is not a duration",
+                (7, 11),
+            ),
+        ];
+        for (table, message, (line, column)) in bad {
+            let error = parse(&format!("{IMAGE}\n[test]\n{table}\n")).unwrap_err();
+            assert!(
+                error.message().starts_with(message),
+                "{table}: {:?}",
+                error.message()
+            );
+            let location = error.location().unwrap();
+            assert_eq!(
+                (location.line, location.column),
+                (line, column),
+                "{table}: {error}"
+            );
+        }
+        // A typo of `expect` is an error, as other typos are.
+        let error = parse(&format!(
+            "{IMAGE}[test]\nrun = [\"/app\"]\nexpcet = \"ok\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("did you mean `expect`"),
+            "{error}"
+        );
     }
 
     #[test]
