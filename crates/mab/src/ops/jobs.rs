@@ -58,6 +58,17 @@ pub struct Built {
     /// The registry's view of the image; `None` with `--no-push`.
     pub child: Option<mab_registry::Child>,
     pub seconds: f64,
+    /// Its smoke run (`[test]`) that passed; `None` without `[test]` or
+    /// with `--no-test`.
+    pub test: Option<TestPassed>,
+}
+
+/// A smoke run that passed: its exit code (0) and how long it ran.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TestPassed {
+    pub exit_code: i64,
+    /// From the container's start to its end.
+    pub seconds: f64,
 }
 
 /// A platform that failed.
@@ -929,6 +940,7 @@ mod tests {
                 job: job.clone(),
                 child: None,
                 seconds: 0.03,
+                test: None,
             })
         }
     }
@@ -1714,6 +1726,7 @@ mod tests {
                 job: job.clone(),
                 child: None,
                 seconds: 3600.0,
+                test: None,
             })
         }
     }
