@@ -119,6 +119,15 @@ impl PartialEq for Expect {
 
 impl Eq for Expect {}
 
+impl std::str::FromStr for Expect {
+    type Err = regex::Error;
+
+    /// Compiles `expect` as written in `[test]`.
+    fn from_str(expect: &str) -> Result<Expect, regex::Error> {
+        regex::Regex::new(expect).map(Expect)
+    }
+}
+
 #[derive(Deserialize)]
 struct RawTest {
     run: Option<Spanned<Vec<Spanned<String>>>>,
@@ -295,7 +304,7 @@ pub fn parse_project(path: &Path, text: &str) -> Result<Project, ConfigError> {
                 }
             };
             let expect = match test.expect {
-                Some(expect) => Some(Expect(regex::Regex::new(expect.get_ref()).map_err(
+                Some(expect) => Some(expect.get_ref().parse::<Expect>().map_err(
                     |error| {
                         invalid(
                             Some(expect.span()),
@@ -303,7 +312,7 @@ pub fn parse_project(path: &Path, text: &str) -> Result<Project, ConfigError> {
                             "write a regular expression in the syntax of the Rust `regex` crate (https://docs.rs/regex), e.g. `expect = 'version [0-9]+'`",
                         )
                     },
-                )?)),
+                )?),
                 None => None,
             };
             Some(SmokeTest {

@@ -725,6 +725,13 @@ mod tests {
                 ErrorKind::Runner,
                 "runner `pi` did not produce a linux/arm64 image",
             ),
+            (
+                Stage::Test,
+                "[test] run = [\"/app\"] exited with code 1",
+                false,
+                ErrorKind::Test,
+                "the image built for linux/arm64 does not pass [test] in mab.toml",
+            ),
         ];
         for (stage, message, pushed, kind, hint) in cases {
             let failure = stage.failure(
@@ -749,6 +756,80 @@ mod tests {
             assert_eq!(failure.log_tail, ["#5 RUN false"]);
             assert_eq!(failure.job, job);
         }
+    }
+
+    /// A smoke run passes with exit code 0 within its timeout and, with
+    /// `expect`, output that matches it anywhere; else the message names
+    /// the command, the platform, the runner and why.
+    #[test]
+    fn the_verdict_of_a_smoke_run() {
+        let mut job = JobSpec::on("linux/ppc64le".parse().unwrap(), "power");
+        job.emulated = true;
+        let test = |expect: Option<&str>| SmokeTest {
+            run: vec!["/app".to_owned(), "--version".to_owned()],
+            expect: expect.map(|expect| expect.parse().unwrap()),
+            timeout: std::time::Duration::from_secs(90),
+        };
+        let outcome = |ended: Ended, stdout: &str| SmokeOutcome {
+            ended,
+            stdout: stdout.to_owned(),
+            output_tail: Vec::new(),
+            seconds: 0.5,
+        };
+        const IN: &str = "in the linux/ppc64le image on runner `power`";
+        // (expect, how it ended, its stdout, the message or None when it passes, phrase of the hint)
+        let cases = [
+            (None, Ended::Exited(0), "", None, ""),
+            (Some("v1\\.2"), Ended::Exited(0), "app\nv1.2.3\n", None, ""),
+            (Some("(?m)^v1\\.2"), Ended::Exited(0), "app\nv1.2.3\n", None, ""),
+            (
+                None,
+                Ended::Exited(2),
+                "v1.2.3",
+                Some(format!("[test] run = [\"/app\",\"--version\"] exited with code 2 {IN}")),
+                "the command's output ends as shown",
+            ),
+            (
+                Some("v1"),
+                Ended::TimedOut,
+                "v1",
+                Some(format!("[test] run = [\"/app\",\"--version\"] timed out after 1m 30s {IN} and was killed")),
+                "raise [test] `timeout` in mab.toml if the command needs longer (this runner emulates the platform with QEMU, which is slower)",
+            ),
+            (
+                Some("^v2$"),
+                Ended::Exited(0),
+                "v2.0\n",
+                Some(format!("[test] run = [\"/app\",\"--version\"] exited with code 0 {IN}, but its output did not match expect = \"^v2$\"")),
+                "compare `expect` with the command's output shown",
+            ),
+        ];
+        for (expect, ended, stdout, message, hint) in cases {
+            let verdict = test_verdict(&test(expect), &job, &outcome(ended, stdout));
+            match (verdict, message) {
+                (Ok(()), None) => {}
+                (Err((said, hinted)), Some(message)) => {
+                    assert_eq!(said, message);
+                    assert!(hinted.starts_with(hint), "{hinted}");
+                    assert!(hinted.ends_with(TEST_FIX), "{hinted}");
+                }
+                (verdict, message) => panic!("{expect:?} {ended:?}: {verdict:?}, not {message:?}"),
+            }
+        }
+        let (message, hint) =
+            test_failure(&test(None), &job, &TestEnd::NotStarted("exec format error"));
+        assert_eq!(
+            message,
+            format!(
+                "[test] run = [\"/app\",\"--version\"] could not start {IN}: exec format error"
+            )
+        );
+        assert!(
+            hint.starts_with(
+                "check that the image holds the program `run` names, built for linux/ppc64le"
+            ),
+            "{hint}"
+        );
     }
 
     /// A step whose network hook failed is told by the log's tail, as the
