@@ -49,6 +49,20 @@ fn project(lab: &Lab, repository: &str, test: &str) -> Project {
     project
 }
 
+/// [`project`] for linux/amd64 only (`here`, the local engine).
+fn amd64_project(lab: &Lab, repository: &str, test: &str) -> Project {
+    let project = project(lab, repository, test);
+    let manifest = std::fs::read_to_string(project.path().join("mab.toml")).unwrap();
+    project.file(
+        "mab.toml",
+        &manifest.replace(
+            "platforms = [\"linux/amd64\", \"linux/arm64\", \"linux/ppc64le\"]",
+            "platforms = [\"linux/amd64\"]",
+        ),
+    );
+    project
+}
+
 /// `[test] run` of a shell script in the image's busybox.
 fn script(script: &str) -> String {
     format!(
@@ -265,19 +279,10 @@ fn a_test_failing_on_one_platform_publishes_nothing() {
 fn a_test_that_times_out() {
     let lab = require_lab!();
     let repository = lab.repository("smoke-timeout");
-    let project = project(
+    let project = amd64_project(
         lab,
         &repository,
         "run = [\"/bin/busybox\", \"sleep\", \"30\"]\ntimeout = \"2s\"\n",
-    );
-    project.file(
-        "mab.toml",
-        &std::fs::read_to_string(project.path().join("mab.toml"))
-            .unwrap()
-            .replace(
-                "platforms = [\"linux/amd64\", \"linux/arm64\", \"linux/ppc64le\"]",
-                "platforms = [\"linux/amd64\"]",
-            ),
     );
     let home = Home::new(lab);
     let mut command = mab_command(
@@ -311,12 +316,39 @@ fn a_test_that_times_out() {
     assert!(seen.contains("hint: raise [test] `timeout`"), "{seen}");
     let took = took.unwrap();
     assert!(
-        took >= Duration::from_secs(2) && took < Duration::from_secs(15),
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(15),
         "fails in about the timeout: {took:?}\n{seen}"
     );
     assert_eq!(running.len(), 1, "the container ran: {running:?}\n{seen}");
     assert!(running[0].contains("mab.build="), "{running:?}");
     assert!(!skopeo_exists(&format!("{repository}:late")));
+    assert_no_container_left(&repository);
+}
+
+/// A command the image does not hold cannot start: the platform fails
+/// with the engine's reason, and no container is left.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_command_that_cannot_start() {
+    let lab = require_lab!();
+    let repository = lab.repository("smoke-missing");
+    let project = amd64_project(lab, &repository, "run = [\"/no/such/program\"]\n");
+    let home = Home::new(lab);
+    let (run, metadata) = build_and_metadata(home.path(), project.path(), &["--tag", "never"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains("linux/amd64 on here: [test] run = [\"/no/such/program\"] could not start in the linux/amd64 image on runner `here`: ")
+            && run.stderr.contains("no such file or directory"),
+        "{run:?}"
+    );
+    assert!(
+        run.stderr.contains(
+            "hint: check that the image holds the program `run` names, built for linux/amd64"
+        ),
+        "{run:?}"
+    );
+    assert_eq!(metadata["platforms"][0]["error"]["kind"], "test");
+    assert!(!skopeo_exists(&format!("{repository}:never")));
     assert_no_container_left(&repository);
 }
 

@@ -21,7 +21,7 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use mab_config::Platform;
 
-use crate::{api_error, Engine, EngineError};
+use crate::{api_error, Engine, EngineError, REQUEST_TIMEOUT};
 
 /// How many bytes of the command's standard output are kept (its end) for
 /// [`SmokeOutcome::stdout`].
@@ -178,7 +178,11 @@ impl Engine {
     ///
     /// Errors: [`EngineError::StartFailed`] when the engine cannot start
     /// the command (no such executable in the image, an exec format error);
-    /// [`EngineError::Api`] or a connection error for the other requests.
+    /// [`EngineError::Api`] for the other requests the engine refused, and
+    /// [`EngineError::Timeout`] when creating the container, or reading
+    /// its output, takes over [`REQUEST_TIMEOUT`]. Creating it is not tried
+    /// again (a create that reached the engine would leave a second
+    /// container); killing and removing it are, as other requests.
     pub async fn smoke_run(&self, run: &SmokeRun<'_>) -> Result<SmokeOutcome, EngineError> {
         let body = ContainerCreateBody {
             image: Some(run.image.to_owned()),
@@ -199,13 +203,14 @@ impl Engine {
             name: None,
             platform: run.platform.to_string(),
         };
-        // Not tried again: a create that reached the engine would leave a
-        // second container.
         let created = self
-            .docker
-            .create_container(Some(options), body)
-            .await
-            .map_err(|error| api_error(&self.label, error))?;
+            .within_limit("POST /containers/create", async {
+                self.docker
+                    .create_container(Some(options), body)
+                    .await
+                    .map_err(|error| api_error(&self.label, error))
+            })
+            .await?;
         let guard = ContainerGuard {
             engine: self.clone(),
             id: created.id,
@@ -246,19 +251,46 @@ impl Engine {
                 };
                 // A container that ended meanwhile cannot be killed: the
                 // removal that follows is forced anyway.
-                if let Err(error) = self.docker.kill_container(id, Some(options)).await {
+                let killed = self
+                    .request(&format!("POST /containers/{id}/kill"), || {
+                        self.docker.kill_container(id, Some(options.clone()))
+                    })
+                    .await;
+                if let Err(error) = killed {
                     tracing::debug!("could not kill container {id}: {error}");
                 }
                 Ended::TimedOut
             }
         };
-        let (stdout, output) = self.container_output(id).await?;
+        let (stdout, output) = self
+            .within_limit(
+                &format!("GET /containers/{id}/logs"),
+                self.container_output(id),
+            )
+            .await?;
         Ok(SmokeOutcome {
             ended,
             stdout: stdout.text(),
             output_tail: last_lines(&output.text(), OUTPUT_TAIL_LINES),
             seconds,
         })
+    }
+
+    /// `request` (named `what`, as `POST /containers/create`), given up
+    /// as [`EngineError::Timeout`] after [`REQUEST_TIMEOUT`]; not tried
+    /// again.
+    async fn within_limit<T>(
+        &self,
+        what: &str,
+        request: impl std::future::Future<Output = Result<T, EngineError>>,
+    ) -> Result<T, EngineError> {
+        tokio::time::timeout(REQUEST_TIMEOUT, request)
+            .await
+            .map_err(|_elapsed| EngineError::Timeout {
+                engine: self.label.clone(),
+                request: what.to_owned(),
+                limit: REQUEST_TIMEOUT,
+            })?
     }
 
     /// The exit code of container `id` once it stopped running.

@@ -587,6 +587,17 @@ mod tests {
                 r#"{"schema":1,"event":"phase_finished","platform":"linux/arm64","runner":"pi","phase":"push","seconds":0.5}"#,
             ),
             (
+                Event::PhaseFinished {
+                    platform: arm(),
+                    runner: pi(),
+                    phase: Phase::Test,
+                    seconds: 0.61,
+                    bytes: None,
+                },
+                Some("[linux/arm64 pi] test done in 0.6s"),
+                r#"{"schema":1,"event":"phase_finished","platform":"linux/arm64","runner":"pi","phase":"test","seconds":0.61}"#,
+            ),
+            (
                 Event::Step {
                     platform: arm(),
                     runner: pi(),
