@@ -130,7 +130,7 @@ impl std::str::FromStr for Expect {
 
 #[derive(Deserialize)]
 struct RawTest {
-    run: Option<Spanned<Vec<Spanned<String>>>>,
+    run: Option<Spanned<Vec<String>>>,
     expect: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
 }
@@ -264,70 +264,15 @@ pub fn parse_project(path: &Path, text: &str) -> Result<Project, ConfigError> {
         None => None,
     };
 
-    // `key` as the message names it.
-    let time_limit = |key: &str, timeout: &Spanned<String>| {
-        parse_time_limit(timeout.get_ref()).map_err(|message| {
-            invalid(
-                Some(timeout.span()),
-                format!("{key}: {message}"),
-                TIME_LIMIT_HINT,
-            )
-        })
-    };
     let timeout = image
         .timeout
         .as_ref()
-        .map(|timeout| time_limit("`timeout`", timeout))
+        .map(|timeout| time_limit(path, text, "`timeout`", timeout))
         .transpose()?;
-
-    let test = match raw.test {
-        Some(test) => {
-            let span = test.span();
-            let test = test.into_inner();
-            let run = match test.run {
-                Some(run) if !run.get_ref().is_empty() => run
-                    .into_inner()
-                    .into_iter()
-                    .map(Spanned::into_inner)
-                    .collect(),
-                Some(run) => return Err(invalid(
-                    Some(run.span()),
-                    "[test] `run` is empty".to_owned(),
-                    "write the command as an argv, e.g. `run = [\"/app/server\", \"--version\"]`",
-                )),
-                None => {
-                    return Err(invalid(
-                        Some(span),
-                        "[test] has no `run`".to_owned(),
-                        "add the command as an argv, e.g. `run = [\"/app/server\", \"--version\"]`",
-                    ))
-                }
-            };
-            let expect = match test.expect {
-                Some(expect) => Some(expect.get_ref().parse::<Expect>().map_err(
-                    |error| {
-                        invalid(
-                            Some(expect.span()),
-                            format!("[test] `expect` is not a regular expression: {error}"),
-                            "write a regular expression in the syntax of the Rust `regex` crate (https://docs.rs/regex), e.g. `expect = 'version [0-9]+'`",
-                        )
-                    },
-                )?),
-                None => None,
-            };
-            Some(SmokeTest {
-                run,
-                expect,
-                timeout: test
-                    .timeout
-                    .as_ref()
-                    .map(|timeout| time_limit("[test] `timeout`", timeout))
-                    .transpose()?
-                    .unwrap_or(DEFAULT_TEST_TIMEOUT),
-            })
-        }
-        None => None,
-    };
+    let test = raw
+        .test
+        .map(|test| smoke_test(path, text, test))
+        .transpose()?;
 
     let mut extra_tags = Vec::new();
     for tag in raw.tags.and_then(|tags| tags.extra).unwrap_or_default() {
@@ -381,6 +326,74 @@ pub fn parse_project(path: &Path, text: &str) -> Result<Project, ConfigError> {
         extra_tags,
         test,
         warnings,
+    })
+}
+
+/// `timeout` (a [`parse_time_limit`] duration) of the manifest at `path`
+/// holding `text`; `key` names it in the error, which points at it.
+fn time_limit(
+    path: &Path,
+    text: &str,
+    key: &str,
+    timeout: &Spanned<String>,
+) -> Result<Duration, ConfigError> {
+    parse_time_limit(timeout.get_ref()).map_err(|message| {
+        ConfigError::invalid(
+            path,
+            text,
+            Some(timeout.span()),
+            format!("{key}: {message}"),
+            Some(TIME_LIMIT_HINT.to_owned()),
+        )
+    })
+}
+
+/// The `[test]` table of the manifest at `path` holding `text`: `run` a
+/// non-empty argv, `expect` a regular expression that compiles, `timeout`
+/// a duration; each error points at the value (or at the table when `run`
+/// is missing).
+fn smoke_test(path: &Path, text: &str, test: Spanned<RawTest>) -> Result<SmokeTest, ConfigError> {
+    const ARGV_EXAMPLE: &str = "e.g. `run = [\"/app/server\", \"--version\"]`";
+    let invalid = |span, message: &str, hint: String| {
+        ConfigError::invalid(path, text, Some(span), message.to_owned(), Some(hint))
+    };
+    let span = test.span();
+    let test = test.into_inner();
+    let run = match test.run {
+        Some(run) if run.get_ref().is_empty() => {
+            return Err(invalid(
+                run.span(),
+                "[test] `run` is empty",
+                format!("write the command as an argv, {ARGV_EXAMPLE}"),
+            ))
+        }
+        Some(run) => run.into_inner(),
+        None => {
+            return Err(invalid(
+                span,
+                "[test] has no `run`",
+                format!("add the command as an argv, {ARGV_EXAMPLE}"),
+            ))
+        }
+    };
+    let expect = match test.expect {
+        Some(expect) => Some(expect.get_ref().parse::<Expect>().map_err(|error| {
+            invalid(
+                expect.span(),
+                &format!("[test] `expect` is not a regular expression: {error}"),
+                "write a regular expression in the syntax of the Rust `regex` crate (https://docs.rs/regex), e.g. `expect = 'version [0-9]+'`".to_owned(),
+            )
+        })?),
+        None => None,
+    };
+    let timeout = match &test.timeout {
+        Some(timeout) => time_limit(path, text, "[test] `timeout`", timeout)?,
+        None => DEFAULT_TEST_TIMEOUT,
+    };
+    Ok(SmokeTest {
+        run,
+        expect,
+        timeout,
     })
 }
 

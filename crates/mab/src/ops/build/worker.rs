@@ -71,7 +71,7 @@ pub(super) struct LiveWorker<'a, R> {
 /// its value, so that one left behind can be found (`docker ps -a
 /// --filter label=mab.build`); `mab.image` (the repository) and
 /// `mab.platform` go with it.
-pub const BUILD_LABEL: &str = "mab.build";
+const BUILD_LABEL: &str = "mab.build";
 
 impl<R: Registry> LiveWorker<'_, R> {
     fn build_name(&self, platform: &Platform) -> String {
@@ -548,15 +548,14 @@ fn test_verdict(
 fn test_failure(test: &SmokeTest, job: &JobSpec, end: &TestEnd<'_>) -> (String, String) {
     let run = serde_json::to_string(&test.run).unwrap_or_default();
     let image = format!("the {} image on runner `{}`", job.platform, job.runner);
-    let fix = TEST_FIX;
     match end {
         TestEnd::NotStarted(why) => (
             format!("[test] run = {run} could not start in {image}: {why}"),
-            format!("check that the image holds the program `run` names, built for {}; {fix}", job.platform),
+            format!("check that the image holds the program `run` names, built for {}; {TEST_FIX}", job.platform),
         ),
         TestEnd::Exited(code) => (
             format!("[test] run = {run} exited with code {code} in {image}"),
-            format!("the command's output ends as shown; {fix}"),
+            format!("the command's output ends as shown; {TEST_FIX}"),
         ),
         TestEnd::TimedOut => (
             format!(
@@ -564,7 +563,7 @@ fn test_failure(test: &SmokeTest, job: &JobSpec, end: &TestEnd<'_>) -> (String, 
                 humantime::format_duration(test.timeout)
             ),
             format!(
-                "raise [test] `timeout` in mab.toml if the command needs longer{}; {fix}",
+                "raise [test] `timeout` in mab.toml if the command needs longer{}; {TEST_FIX}",
                 if job.emulated { " (this runner emulates the platform with QEMU, which is slower)" } else { "" }
             ),
         ),
@@ -573,7 +572,7 @@ fn test_failure(test: &SmokeTest, job: &JobSpec, end: &TestEnd<'_>) -> (String, 
                 "[test] run = {run} exited with code 0 in {image}, but its output did not match expect = {}",
                 serde_json::to_string(test.expect.as_ref().map_or("", |expect| expect.0.as_str())).unwrap_or_default()
             ),
-            format!("compare `expect` with the command's output shown; {fix}"),
+            format!("compare `expect` with the command's output shown; {TEST_FIX}"),
         ),
     }
 }
