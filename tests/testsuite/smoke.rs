@@ -234,7 +234,15 @@ fn a_test_failing_on_one_platform_publishes_nothing() {
         .unwrap();
     assert_eq!(ppc["state"], "failed", "{ppc}");
     assert_eq!(ppc["error"]["kind"], "test", "{ppc}");
-    assert!(ppc.get("test").is_none(), "{ppc}");
+    assert_eq!(ppc["test"]["exit_code"], 3, "{ppc}");
+    // The platforms that passed are pushed and tested, not published.
+    for entry in entries
+        .iter()
+        .filter(|entry| entry["platform"] != "linux/ppc64le")
+    {
+        assert_eq!(entry["state"], "pushed", "{entry}");
+        assert_eq!(entry["test"]["exit_code"], 0, "{entry}");
+    }
     assert_eq!(metadata["digest"], serde_json::Value::Null);
     assert_eq!(
         sha256(&skopeo_raw(&format!("{repository}:stable"))),
@@ -252,8 +260,17 @@ fn a_test_failing_on_one_platform_publishes_nothing() {
             manifest.replace("= ppc64le ]", "= none ]")
         ),
     );
-    let (run, _) = build_and_metadata(home.path(), project.path(), &["--tag", "stable"]);
+    let (run, metadata) = build_and_metadata(home.path(), project.path(), &["--tag", "stable"]);
     assert_eq!(run.code, 1, "{run:?}");
+    for entry in metadata["platforms"].as_array().unwrap() {
+        // Every command exited 0; only amd64's output matched.
+        assert_eq!(entry["test"]["exit_code"], 0, "{entry}");
+        let kind = &entry["error"]["kind"];
+        match entry["platform"].as_str().unwrap() {
+            "linux/amd64" => assert!(kind.is_null(), "{entry}"),
+            _ => assert_eq!(kind, "test", "{entry}"),
+        }
+    }
     for (platform, runner) in [("linux/arm64", "arm"), ("linux/ppc64le", "power")] {
         assert!(
             run.stderr.contains(&format!(
@@ -348,6 +365,7 @@ fn a_command_that_cannot_start() {
         "{run:?}"
     );
     assert_eq!(metadata["platforms"][0]["error"]["kind"], "test");
+    assert!(metadata["platforms"][0].get("test").is_none());
     assert!(!skopeo_exists(&format!("{repository}:never")));
     assert_no_container_left(&repository);
 }

@@ -58,14 +58,14 @@ pub struct Built {
     /// The registry's view of the image; `None` with `--no-push`.
     pub child: Option<mab_registry::Child>,
     pub seconds: f64,
-    /// Its smoke run (`[test]`) that passed; `None` without `[test]` or
+    /// Its smoke run (`[test]`), which passed; `None` without `[test]` or
     /// with `--no-test`.
-    pub test: Option<TestPassed>,
+    pub test: Option<TestRun>,
 }
 
-/// A smoke run that passed: its exit code (0) and how long it ran.
+/// A smoke run whose command exited: its exit code and how long it ran.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TestPassed {
+pub struct TestRun {
     pub exit_code: i64,
     /// From the container's start to its end.
     pub seconds: f64,
@@ -98,6 +98,9 @@ pub struct JobFailure {
     /// The runners tried before `job.runner`, each with its failure
     /// message, in order.
     pub earlier: Vec<(String, String)>,
+    /// Its smoke run, when the failure is that its command exited non-zero
+    /// or its output did not match `expect`.
+    pub test: Option<TestRun>,
 }
 
 impl JobFailure {
@@ -115,6 +118,7 @@ impl JobFailure {
             digest: None,
             stopped: None,
             earlier: Vec::new(),
+            test: None,
         }
     }
 }

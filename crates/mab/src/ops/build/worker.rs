@@ -13,7 +13,7 @@ use mab_registry::Child;
 use super::publish::{platform_slug, staging_tag, Registry};
 
 use crate::ops::connect::{Connected, Unreachable};
-use crate::ops::jobs::{Built, JobFailure, JobSpec, SlotGuard, TestPassed, Worker};
+use crate::ops::jobs::{Built, JobFailure, JobSpec, SlotGuard, TestRun, Worker};
 use crate::ops::publishing::BuildControl;
 use crate::progress::{Event, Reporter};
 
@@ -84,7 +84,7 @@ impl<R: Registry> LiveWorker<'_, R> {
     async fn build_one(
         &self,
         job: &JobSpec,
-    ) -> Result<(Option<Child>, Option<TestPassed>), JobFailure> {
+    ) -> Result<(Option<Child>, Option<TestRun>), JobFailure> {
         let fail = |stage: Stage, message: String, log_tail: Vec<String>| {
             stage.failure(job, message, log_tail, self.registry)
         };
@@ -249,7 +249,7 @@ impl<R: Registry> LiveWorker<'_, R> {
         engine: &Engine,
         image: &str,
         test: &SmokeTest,
-    ) -> Result<TestPassed, JobFailure> {
+    ) -> Result<TestRun, JobFailure> {
         let phase = self.start_phase(job, Phase::Test);
         let run = SmokeRun {
             image,
@@ -280,17 +280,23 @@ impl<R: Registry> LiveWorker<'_, R> {
                 ))
             }
         };
-        if let Err((message, hint)) = test_verdict(test, job, &outcome) {
-            return Err(JobFailure {
+        match test_verdict(test, job, &outcome) {
+            Ok(passed) => {
+                phase.finished(None);
+                Ok(passed)
+            }
+            Err((message, hint)) => Err(JobFailure {
                 hint,
+                test: match outcome.ended {
+                    Ended::Exited(exit_code) => Some(TestRun {
+                        exit_code,
+                        seconds: outcome.seconds,
+                    }),
+                    Ended::TimedOut => None,
+                },
                 ..Stage::Test.failure(job, message, outcome.output_tail, self.registry)
-            });
+            }),
         }
-        phase.finished(None);
-        Ok(TestPassed {
-            exit_code: 0,
-            seconds: outcome.seconds,
-        })
     }
 
     /// Waits for the removals of smoke-test containers that jobs stopped
@@ -524,18 +530,23 @@ enum TestEnd<'a> {
 
 /// Whether `outcome` passes `test`: exit code 0 within the timeout, and
 /// `expect` (when given) matching somewhere in the kept end of the
-/// standard output ([`mab_engine::STDOUT_KEPT`]). Else the failure's
-/// message and hint ([`test_failure`]).
+/// standard output ([`mab_engine::STDOUT_KEPT`]); then the run to record.
+/// Else the failure's message and hint ([`test_failure`]).
 fn test_verdict(
     test: &SmokeTest,
     job: &JobSpec,
     outcome: &SmokeOutcome,
-) -> Result<(), (String, String)> {
+) -> Result<TestRun, (String, String)> {
     let end = match outcome.ended {
         Ended::TimedOut => TestEnd::TimedOut,
         Ended::Exited(0) => match &test.expect {
             Some(expect) if !expect.0.is_match(&outcome.stdout) => TestEnd::Unmatched,
-            _ => return Ok(()),
+            _ => {
+                return Ok(TestRun {
+                    exit_code: 0,
+                    seconds: outcome.seconds,
+                })
+            }
         },
         Ended::Exited(code) => TestEnd::Exited(code),
     };
@@ -806,7 +817,7 @@ mod tests {
         for (expect, ended, stdout, message, hint) in cases {
             let verdict = test_verdict(&test(expect), &job, &outcome(ended, stdout));
             match (verdict, message) {
-                (Ok(()), None) => {}
+                (Ok(passed), None) => assert_eq!((passed.exit_code, passed.seconds), (0, 0.5)),
                 (Err((said, hinted)), Some(message)) => {
                     assert_eq!(said, message);
                     assert!(hinted.starts_with(hint), "{hinted}");
