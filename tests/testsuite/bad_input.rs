@@ -517,6 +517,52 @@ fn configuration_mistakes() {
     }
 }
 
+/// A bad `[test]` table is exit 2 at load, pointing at the value, before
+/// any runner is contacted (the only runner is an address nothing answers
+/// on, which a contacted runner would name).
+#[test]
+fn bad_smoke_tests() {
+    const RUNNER: &str =
+        "[[runner]]\nname = \"a\"\nhost = \"root@127.0.0.9:1\"\nplatforms = [\"linux/amd64\"]\n";
+    // (name, the [test] table, where the message points)
+    let cases = [
+        ("empty_run", "run = []\n", "mab.toml:6:7"),
+        ("run_not_strings", "run = [\"/app\", 1]\n", "mab.toml:6:16"),
+        (
+            "run_as_a_string",
+            "run = \"/app --version\"\n",
+            "mab.toml:6:7",
+        ),
+        ("no_run", "expect = \"ok\"\n", "mab.toml:5:1"),
+        (
+            "bad_expect",
+            "run = [\"/app\"]\nexpect = \"v(1\"\n",
+            "mab.toml:7:10",
+        ),
+        (
+            "bad_timeout",
+            "run = [\"/app\"]\ntimeout = \"2 minuets\"\n",
+            "mab.toml:7:11",
+        ),
+        (
+            "typo",
+            "run = [\"/app\"]\nexpcet = \"ok\"\n",
+            "mab.toml:7:1",
+        ),
+    ];
+    for (name, table, position) in cases {
+        let project = project(&format!("{GOOD_MANIFEST}\n[test]\n{table}"));
+        project.file("runners.toml", RUNNER);
+        let run = run(&project, &["build"]);
+        assert!(
+            run.stderr.contains(&format!(" --> [PROJECT]/{position}\n")),
+            "{name}: points at the value: {run:?}"
+        );
+        assert!(!run.stderr.contains("127.0.0.9"), "{name}: {run:?}");
+        check(&format!("test_{name}"), &run, 2);
+    }
+}
+
 /// Unknown keys that are not close to a known one are warnings naming the
 /// key; the command still runs.
 #[test]

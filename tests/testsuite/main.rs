@@ -26,6 +26,7 @@ mod resume;
 mod runners;
 mod secrets;
 mod slots;
+mod smoke;
 mod ssh_config;
 mod ssh_forward;
 mod staging;

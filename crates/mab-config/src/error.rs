@@ -231,6 +231,8 @@ pub(crate) fn from_toml(path: &Path, text: &str, error: &toml::de::Error) -> Con
         Some("write the value in double quotes".to_owned())
     } else if message.contains("expected a boolean") {
         Some("write `true` or `false`, without quotes".to_owned())
+    } else if message.contains("expected a list") && key == "run" {
+        Some("write the command as an argv, one string per argument, e.g. `run = [\"/app/server\", \"--version\"]`: no shell splits it".to_owned())
     } else if message.contains("expected a list") || message.contains("expected an array") {
         Some("write a list in square brackets, e.g. `[\"a\", \"b\"]`; declare runners with `[[runner]]`".to_owned())
     } else if message.contains("must be quoted") {

@@ -53,6 +53,9 @@ pub struct Project {
     pub secrets: BTreeMap<String, ManifestSecret>,
     /// `[tags] extra`.
     pub extra_tags: Vec<String>,
+    /// `[test]`: the smoke run of each platform's image, `None` when the
+    /// table is absent.
+    pub test: Option<SmokeTest>,
     /// Unknown keys and platform alias notes, one sentence each.
     pub warnings: Vec<String>,
 }
@@ -61,6 +64,7 @@ pub struct Project {
 struct RawManifest {
     image: Option<Spanned<RawImage>>,
     tags: Option<RawTags>,
+    test: Option<Spanned<RawTest>>,
 }
 
 #[derive(Deserialize)]
@@ -83,12 +87,61 @@ struct RawSecret {
     src: Option<Spanned<String>>,
 }
 
+/// `[test]`: a command each platform's image runs on the runner that
+/// built it, after its push and checks and before anything is published.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmokeTest {
+    /// `run`: the argv, in the exec form of a Dockerfile `ENTRYPOINT`
+    /// (no shell); it replaces the image's `ENTRYPOINT` and `CMD`, as
+    /// `docker run --entrypoint ARGV0 IMAGE ARGS...` does. Never empty.
+    pub run: Vec<String>,
+    /// `expect`: a regular expression (the `regex` crate's syntax) that
+    /// must match somewhere in the command's standard output.
+    pub expect: Option<Expect>,
+    /// `timeout`: how long the command may run (default
+    /// [`DEFAULT_TEST_TIMEOUT`]), in the grammar of [`parse_time_limit`].
+    pub timeout: Duration,
+}
+
+/// How long a `[test]` command may run when `timeout` is not given.
+pub const DEFAULT_TEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `[test] expect`, compiled once when the manifest is loaded; two are
+/// equal when written the same.
+#[derive(Clone, Debug)]
+pub struct Expect(pub regex::Regex);
+
+impl PartialEq for Expect {
+    fn eq(&self, other: &Expect) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl Eq for Expect {}
+
+impl std::str::FromStr for Expect {
+    type Err = regex::Error;
+
+    /// Compiles `expect` as written in `[test]`.
+    fn from_str(expect: &str) -> Result<Expect, regex::Error> {
+        regex::Regex::new(expect).map(Expect)
+    }
+}
+
+#[derive(Deserialize)]
+struct RawTest {
+    run: Option<Spanned<Vec<String>>>,
+    expect: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+}
+
 #[derive(Deserialize)]
 struct RawTags {
     extra: Option<Vec<Spanned<String>>>,
 }
 
-const TOP_KEYS: &[&str] = &["image", "tags"];
+const TOP_KEYS: &[&str] = &["image", "tags", "test"];
+const TEST_KEYS: &[&str] = &["run", "expect", "timeout"];
 const IMAGE_KEYS: &[&str] = &[
     "name",
     "platforms",
@@ -211,16 +264,15 @@ pub fn parse_project(path: &Path, text: &str) -> Result<Project, ConfigError> {
         None => None,
     };
 
-    let timeout = match &image.timeout {
-        Some(timeout) => Some(parse_time_limit(timeout.get_ref()).map_err(|message| {
-            invalid(
-                Some(timeout.span()),
-                format!("`timeout`: {message}"),
-                TIME_LIMIT_HINT,
-            )
-        })?),
-        None => None,
-    };
+    let timeout = image
+        .timeout
+        .as_ref()
+        .map(|timeout| time_limit(path, text, "`timeout`", timeout))
+        .transpose()?;
+    let test = raw
+        .test
+        .map(|test| smoke_test(path, text, test))
+        .transpose()?;
 
     let mut extra_tags = Vec::new();
     for tag in raw.tags.and_then(|tags| tags.extra).unwrap_or_default() {
@@ -272,7 +324,76 @@ pub fn parse_project(path: &Path, text: &str) -> Result<Project, ConfigError> {
         args: image.args.unwrap_or_default(),
         secrets,
         extra_tags,
+        test,
         warnings,
+    })
+}
+
+/// `timeout` (a [`parse_time_limit`] duration) of the manifest at `path`
+/// holding `text`; `key` names it in the error, which points at it.
+fn time_limit(
+    path: &Path,
+    text: &str,
+    key: &str,
+    timeout: &Spanned<String>,
+) -> Result<Duration, ConfigError> {
+    parse_time_limit(timeout.get_ref()).map_err(|message| {
+        ConfigError::invalid(
+            path,
+            text,
+            Some(timeout.span()),
+            format!("{key}: {message}"),
+            Some(TIME_LIMIT_HINT.to_owned()),
+        )
+    })
+}
+
+/// The `[test]` table of the manifest at `path` holding `text`: `run` a
+/// non-empty argv, `expect` a regular expression that compiles, `timeout`
+/// a duration; each error points at the value (or at the table when `run`
+/// is missing).
+fn smoke_test(path: &Path, text: &str, test: Spanned<RawTest>) -> Result<SmokeTest, ConfigError> {
+    const ARGV_EXAMPLE: &str = "e.g. `run = [\"/app/server\", \"--version\"]`";
+    let invalid = |span, message: &str, hint: String| {
+        ConfigError::invalid(path, text, Some(span), message.to_owned(), Some(hint))
+    };
+    let span = test.span();
+    let test = test.into_inner();
+    let run = match test.run {
+        Some(run) if run.get_ref().is_empty() => {
+            return Err(invalid(
+                run.span(),
+                "[test] `run` is empty",
+                format!("write the command as an argv, {ARGV_EXAMPLE}"),
+            ))
+        }
+        Some(run) => run.into_inner(),
+        None => {
+            return Err(invalid(
+                span,
+                "[test] has no `run`",
+                format!("add the command as an argv, {ARGV_EXAMPLE}"),
+            ))
+        }
+    };
+    let expect = match test.expect {
+        Some(expect) => Some(expect.get_ref().parse::<Expect>().map_err(|error| {
+            invalid(
+                expect.span(),
+                &format!("[test] `expect` is not a regular expression: {error}"),
+                "write a regular expression in the syntax of the Rust `regex` crate (https://docs.rs/regex), e.g. `expect = 'version [0-9]+'`".to_owned(),
+            )
+        })?),
+        None => None,
+    };
+    let timeout = match &test.timeout {
+        Some(timeout) => time_limit(path, text, "[test] `timeout`", timeout)?,
+        None => DEFAULT_TEST_TIMEOUT,
+    };
+    Ok(SmokeTest {
+        run,
+        expect,
+        timeout,
     })
 }
 
@@ -337,6 +458,7 @@ fn table_of(segments: &[Segment]) -> Table<'static> {
         "" => (TOP_KEYS, &["image"]),
         "image" => (IMAGE_KEYS, &["name", "platforms"]),
         "tags" => (TAGS_KEYS, &[]),
+        "test" => (TEST_KEYS, &["run"]),
         secret if secret.starts_with("image.secrets.") => (SECRET_KEYS, &[]),
         _ => (&[], &[]),
     };
@@ -547,6 +669,71 @@ extra = ["edge", "nightly", "edge"]
         let text = "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\n[image.secrets]\ntok = { sr = \"f\" }\n";
         let error = parse(text).unwrap_err();
         assert!(error.to_string().contains("did you mean `src`"), "{error}");
+    }
+
+    #[test]
+    fn smoke_test_table() {
+        const IMAGE: &str = "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\n";
+        let project = parse(&format!(
+            "{IMAGE}[test]\nrun = [\"/bin/busybox\", \"echo\", \"ok\"]\nexpect = \"^o+k$\"\ntimeout = \"1m 30s\"\n"
+        ))
+        .unwrap();
+        let test = project.test.unwrap();
+        assert_eq!(test.run, ["/bin/busybox", "echo", "ok"]);
+        assert_eq!(test.expect.unwrap().0.as_str(), "^o+k$");
+        assert_eq!(test.timeout, Duration::from_secs(90));
+        let project = parse(&format!("{IMAGE}[test]\nrun = [\"/app\"]\n")).unwrap();
+        let test = project.test.unwrap();
+        assert_eq!((test.expect, test.timeout), (None, DEFAULT_TEST_TIMEOUT));
+        assert_eq!(parse(IMAGE).unwrap().test, None);
+        // (table's lines, start of the message, line and column)
+        let bad = [
+            ("run = []", "[test] `run` is empty", (6, 7)),
+            ("expect = \"x\"", "[test] has no `run`", (5, 1)),
+            (
+                "run = [\"/app\", 1]",
+                "`run`: invalid type: integer `1`, expected a string",
+                (6, 16),
+            ),
+            (
+                "run = \"/app --version\"",
+                "`run`: invalid type: string \"/app --version\", expected a list",
+                (6, 7),
+            ),
+            (
+                "run = [\"/app\"]\nexpect = \"(v\"",
+                "[test] `expect` is not a regular expression: regex parse error:",
+                (7, 10),
+            ),
+            (
+                "run = [\"/app\"]\ntimeout = \"soon\"",
+                "[test] `timeout`: `soon` is not a duration",
+                (7, 11),
+            ),
+        ];
+        for (table, message, (line, column)) in bad {
+            let error = parse(&format!("{IMAGE}\n[test]\n{table}\n")).unwrap_err();
+            assert!(
+                error.message().starts_with(message),
+                "{table}: {:?}",
+                error.message()
+            );
+            let location = error.location().unwrap();
+            assert_eq!(
+                (location.line, location.column),
+                (line, column),
+                "{table}: {error}"
+            );
+        }
+        // A typo of `expect` is an error, as other typos are.
+        let error = parse(&format!(
+            "{IMAGE}[test]\nrun = [\"/app\"]\nexpcet = \"ok\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("did you mean `expect`"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod filesync;
 mod retry;
 mod secrets;
 mod session;
+mod smoke;
 mod sshforward;
 mod transport;
 
@@ -40,6 +41,7 @@ use std::sync::Arc;
 
 pub use retry::{MAX_DELAY, MIN_DELAY, TRIES};
 pub use secrets::{SecretValue, Secrets};
+pub use smoke::{Ended, SmokeOutcome, SmokeRun, OUTPUT_TAIL_LINES, STDOUT_KEPT};
 pub use sshforward::{ConnectAgent, SshAgent, SshAgents};
 pub use transport::{tcp_connector, unix_connector, Connect, ConnectFuture, Io};
 
@@ -92,6 +94,10 @@ pub enum EngineError {
         /// make`), when the engine said which.
         step: Option<String>,
     },
+    /// The engine could not start a container's command (no such
+    /// executable in the image, an exec format error).
+    #[error("the Docker engine of {engine} could not start the command: {message}")]
+    StartFailed { engine: String, message: String },
     #[error("pushing {reference} from {engine} failed: {message}")]
     PushFailed {
         engine: String,
@@ -188,6 +194,7 @@ pub struct Engine {
     connect: Connect,
     label: String,
     reporter: Arc<dyn Reporter>,
+    removals: smoke::Removals,
 }
 
 impl Engine {
@@ -229,6 +236,7 @@ impl Engine {
             connect,
             label,
             reporter,
+            removals: smoke::Removals::default(),
         })
     }
 

@@ -249,6 +249,9 @@ pub enum Phase {
     /// Reading the image back from the registry (or the engine with
     /// `--no-push`) and checking its platform.
     Verify,
+    /// The smoke run of `[test]`: the image's command in a container on
+    /// the runner that built it.
+    Test,
 }
 
 /// What a retried request was sent to.
@@ -276,6 +279,9 @@ pub enum ErrorKind {
     Registry,
     /// Bad usage or configuration.
     Usage,
+    /// The image's smoke run (`[test]`) failed: it exited non-zero, ran
+    /// past its timeout, or its output did not match `expect`.
+    Test,
 }
 
 /// How a command ended ([`Event::Result`]).

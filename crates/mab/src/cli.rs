@@ -186,6 +186,9 @@ pub struct BuildArgs {
     /// Build and verify each platform on its runner; write nothing to the registry (which then need not answer: without --no-push, mab first checks that it answers and accepts a push).
     #[arg(long)]
     pub no_push: bool,
+    /// Skip the smoke run of mab.toml's [test] for this build: no platform's image runs its command, and the metadata records no `test` (docs/publishing.md#the-smoke-test).
+    #[arg(long)]
+    pub no_test: bool,
     /// How progress is shown on stderr; `json` writes one event per line, each with `"schema": 1`, the last one `result` holding the exit code, the digest and a failure's report (docs/progress.md).
     #[arg(long, value_enum, default_value_t = Progress::Auto)]
     pub progress: Progress,

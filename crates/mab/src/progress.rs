@@ -147,6 +147,7 @@ impl Lines {
                     mab_events::Phase::Build => ("build", " of context sent"),
                     mab_events::Phase::Push => ("push", ""),
                     mab_events::Phase::Verify => ("verify", " in the registry"),
+                    mab_events::Phase::Test => ("test", ""),
                 };
                 let bytes =
                     bytes.map_or_else(String::new, |bytes| format!(", {bytes} bytes{what}"));
@@ -408,6 +409,9 @@ impl Reporter for Bars {
                 mab_events::Phase::Verify => self
                     .bar(platform, runner)
                     .set_message("verifying the image's platform"),
+                mab_events::Phase::Test => self
+                    .bar(platform, runner)
+                    .set_message("running the smoke test"),
             },
             Event::Log { .. } | Event::PhaseFinished { .. } => {}
             Event::Pushed {
@@ -595,6 +599,17 @@ mod tests {
                 },
                 Some("[linux/arm64 pi] push done in 0.5s"),
                 r#"{"schema":1,"event":"phase_finished","platform":"linux/arm64","runner":"pi","phase":"push","seconds":0.5}"#,
+            ),
+            (
+                Event::PhaseFinished {
+                    platform: arm(),
+                    runner: pi(),
+                    phase: Phase::Test,
+                    seconds: 0.61,
+                    bytes: None,
+                },
+                Some("[linux/arm64 pi] test done in 0.6s"),
+                r#"{"schema":1,"event":"phase_finished","platform":"linux/arm64","runner":"pi","phase":"test","seconds":0.61}"#,
             ),
             (
                 Event::Step {

@@ -58,6 +58,17 @@ pub struct Built {
     /// The registry's view of the image; `None` with `--no-push`.
     pub child: Option<mab_registry::Child>,
     pub seconds: f64,
+    /// Its smoke run (`[test]`), which passed; `None` without `[test]` or
+    /// with `--no-test`.
+    pub test: Option<TestRun>,
+}
+
+/// A smoke run whose command exited: its exit code and how long it ran.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TestRun {
+    pub exit_code: i64,
+    /// From the container's start to its end.
+    pub seconds: f64,
 }
 
 /// A platform that failed.
@@ -87,6 +98,9 @@ pub struct JobFailure {
     /// The runners tried before `job.runner`, each with its failure
     /// message, in order.
     pub earlier: Vec<(String, String)>,
+    /// Its smoke run, when the failure is that its command exited non-zero
+    /// or its output did not match `expect`.
+    pub test: Option<TestRun>,
 }
 
 impl JobFailure {
@@ -104,6 +118,7 @@ impl JobFailure {
             digest: None,
             stopped: None,
             earlier: Vec::new(),
+            test: None,
         }
     }
 }
@@ -929,6 +944,7 @@ mod tests {
                 job: job.clone(),
                 child: None,
                 seconds: 0.03,
+                test: None,
             })
         }
     }
@@ -1714,6 +1730,7 @@ mod tests {
                 job: job.clone(),
                 child: None,
                 seconds: 3600.0,
+                test: None,
             })
         }
     }

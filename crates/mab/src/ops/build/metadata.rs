@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::cli::BuildArgs;
 use crate::environment::Environment;
 use crate::failure::Failure;
-use crate::ops::jobs::{Built, JobFailure, JobSpec, Stop};
+use crate::ops::jobs::{Built, JobFailure, JobSpec, Stop, TestRun};
 use crate::progress::{Event, Reporter};
 
 /// The whole document: the `--metadata-file`, and the state of the last
@@ -189,6 +189,12 @@ pub(super) struct PlatformMetadata {
     /// build's).
     #[serde(default)]
     pub(super) reused: bool,
+    /// Its smoke run (`[test]`): `{"exit_code", "seconds"}` when its
+    /// command exited (0 when it passed); absent without `[test]`, with
+    /// `--no-test`, and when it timed out or could not start (`error`
+    /// says so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) test: Option<TestRun>,
 }
 
 impl PlatformMetadata {
@@ -205,6 +211,7 @@ impl PlatformMetadata {
             moved_from: moved.map(|moved| moved.runner.clone()),
             reason: moved.map(|moved| moved.reason.clone()),
             reused: false,
+            test: None,
         }
     }
 
@@ -236,6 +243,7 @@ impl PlatformMetadata {
         PlatformMetadata {
             digest: built.child.as_ref().map(|child| child.digest.clone()),
             seconds: Some(built.seconds),
+            test: built.test,
             ..PlatformMetadata::of(&built.job, state)
         }
     }
@@ -253,6 +261,7 @@ impl PlatformMetadata {
                 kind: failure.kind,
                 message: failure.message.clone(),
             }),
+            test: failure.test,
             ..PlatformMetadata::of(&failure.job, state)
         }
     }

@@ -127,6 +127,7 @@ pub async fn build(
         ssh_agents: prepared.ssh.clone(),
         reporter: reporter.as_ref(),
         control,
+        test: project.test.as_ref().filter(|_| !args.no_test),
     };
     let planned = Planned {
         image: &project.image,
@@ -143,7 +144,7 @@ pub async fn build(
         unplanned: &ready.unplanned,
         reused: &ready.reuse.reused,
     };
-    run_and_publish(
+    let outcome = run_and_publish(
         &planned,
         &worker,
         access.repository.as_ref(),
@@ -151,7 +152,10 @@ pub async fn build(
         control,
         reporter.as_ref(),
     )
-    .await
+    .await;
+    // Jobs stopped midway left their smoke-test containers to tasks.
+    worker.finish_removals().await;
+    outcome
 }
 
 /// A build checked before the registry or any runner is asked
@@ -1196,6 +1200,7 @@ fn failure_report_ending(failures: &[JobFailure], ending: &str) -> Failure {
     let mut hints: Vec<&str> = Vec::new();
     for kind in [
         ErrorKind::Build,
+        ErrorKind::Test,
         ErrorKind::Runner,
         ErrorKind::Registry,
         ErrorKind::Usage,
@@ -1337,6 +1342,7 @@ mod tests {
                     job: job.clone(),
                     child: self.pushes.then(|| child(&platform)),
                     seconds: 2.5,
+                    test: None,
                 }),
                 Outcome::Hangs => {
                     tokio::time::sleep(std::time::Duration::from_secs(36_000)).await;
@@ -1344,6 +1350,7 @@ mod tests {
                         job: job.clone(),
                         child: self.pushes.then(|| child(&platform)),
                         seconds: 36_000.0,
+                        test: None,
                     })
                 }
                 Outcome::FailsBeforePush => {

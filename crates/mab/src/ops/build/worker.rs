@@ -4,16 +4,16 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use mab_config::{NetworkMode, Platform, Project, Runner};
+use mab_config::{NetworkMode, Platform, Project, Runner, SmokeTest};
 use mab_context::BuildContext;
-use mab_engine::{BuildEvent, BuildSpec, EngineError};
+use mab_engine::{BuildEvent, BuildSpec, Ended, Engine, EngineError, SmokeOutcome, SmokeRun};
 use mab_events::{ErrorKind, Phase};
 use mab_registry::Child;
 
 use super::publish::{platform_slug, staging_tag, Registry};
 
 use crate::ops::connect::{Connected, Unreachable};
-use crate::ops::jobs::{Built, JobFailure, JobSpec, SlotGuard, Worker};
+use crate::ops::jobs::{Built, JobFailure, JobSpec, SlotGuard, TestRun, Worker};
 use crate::ops::publishing::BuildControl;
 use crate::progress::{Event, Reporter};
 
@@ -63,14 +63,28 @@ pub(super) struct LiveWorker<'a, R> {
     pub(super) reporter: &'a dyn Reporter,
     /// Set by a signal to stop the build: its jobs are dropped.
     pub(super) control: &'a BuildControl,
+    /// `[test]`, unless `--no-test`.
+    pub(super) test: Option<&'a SmokeTest>,
 }
+
+/// The label every smoke-test container carries, with the build id as
+/// its value, so that one left behind can be found (`docker ps -a
+/// --filter label=mab.build`); `mab.image` (the repository) and
+/// `mab.platform` go with it.
+const BUILD_LABEL: &str = "mab.build";
 
 impl<R: Registry> LiveWorker<'_, R> {
     fn build_name(&self, platform: &Platform) -> String {
         build_name(&self.project.image, &self.build_id, platform)
     }
 
-    async fn build_one(&self, job: &JobSpec) -> Result<Option<Child>, JobFailure> {
+    /// Builds, pushes and verifies `job`'s image, then runs its smoke
+    /// test: the registry's view of it (`None` with `--no-push`) and the
+    /// test that passed (`None` without one).
+    async fn build_one(
+        &self,
+        job: &JobSpec,
+    ) -> Result<(Option<Child>, Option<TestRun>), JobFailure> {
         let fail = |stage: Stage, message: String, log_tail: Vec<String>| {
             stage.failure(job, message, log_tail, self.registry)
         };
@@ -211,7 +225,86 @@ impl<R: Registry> LiveWorker<'_, R> {
                 Some(child)
             }
         };
-        Ok(child)
+        let Some(test) = self.test else {
+            return Ok((child, None));
+        };
+        let digest = child.as_ref().map(|child| child.digest.clone());
+        let passed = self
+            .smoke_test(job, engine, &image, test)
+            .await
+            .map_err(|failure| JobFailure {
+                digest: digest.clone(),
+                pushed: digest.is_some(),
+                ..failure
+            })?;
+        Ok((child, Some(passed)))
+    }
+
+    /// Runs `test` in a container of `image` on `engine` (the runner that
+    /// built it, under its QEMU when the build was emulated: the job's
+    /// platform goes with the request) as [`Phase::Test`].
+    async fn smoke_test(
+        &self,
+        job: &JobSpec,
+        engine: &Engine,
+        image: &str,
+        test: &SmokeTest,
+    ) -> Result<TestRun, JobFailure> {
+        let phase = self.start_phase(job, Phase::Test);
+        let run = SmokeRun {
+            image,
+            platform: &job.platform,
+            argv: &test.run,
+            timeout: test.timeout,
+            labels: HashMap::from([
+                (BUILD_LABEL.to_owned(), self.build_id.clone()),
+                ("mab.image".to_owned(), self.project.image.clone()),
+                ("mab.platform".to_owned(), job.platform.to_string()),
+            ]),
+        };
+        let outcome = match engine.smoke_run(&run).await {
+            Ok(outcome) => outcome,
+            Err(EngineError::StartFailed { message, .. }) => {
+                let (message, hint) = test_failure(test, job, &TestEnd::NotStarted(&message));
+                return Err(JobFailure {
+                    hint,
+                    ..Stage::Test.failure(job, message, Vec::new(), self.registry)
+                });
+            }
+            Err(error) => {
+                return Err(Stage::Runner.failure(
+                    job,
+                    error.to_string(),
+                    Vec::new(),
+                    self.registry,
+                ))
+            }
+        };
+        match test_verdict(test, job, &outcome) {
+            Ok(passed) => {
+                phase.finished(None);
+                Ok(passed)
+            }
+            Err((message, hint)) => Err(JobFailure {
+                hint,
+                test: match outcome.ended {
+                    Ended::Exited(exit_code) => Some(TestRun {
+                        exit_code,
+                        seconds: outcome.seconds,
+                    }),
+                    Ended::TimedOut => None,
+                },
+                ..Stage::Test.failure(job, message, outcome.output_tail, self.registry)
+            }),
+        }
+    }
+
+    /// Waits for the removals of smoke-test containers that jobs stopped
+    /// midway (a time limit, a signal) left to tasks, on every runner.
+    pub(super) async fn finish_removals(&self) {
+        for connected in self.connected.values().flatten() {
+            connected.engine.finish_removals().await;
+        }
     }
 
     /// Reports [`Event::PhaseStarted`] for `phase` of `job`; the
@@ -343,6 +436,9 @@ pub(super) enum Stage {
     ReadBack,
     /// The image is not for the platform asked for.
     Verify,
+    /// The image's smoke run (`[test]`) failed; its hint is the
+    /// verdict's ([`test_verdict`]).
+    Test,
 }
 
 impl Stage {
@@ -383,6 +479,7 @@ impl Stage {
             Stage::Build if network => ErrorKind::Runner,
             Stage::Build => ErrorKind::Build,
             Stage::Runner | Stage::Verify => ErrorKind::Runner,
+            Stage::Test => ErrorKind::Test,
             Stage::Push | Stage::ReadBack => ErrorKind::Registry,
         }
     }
@@ -410,7 +507,84 @@ impl Stage {
                 "runner `{}` did not produce a {} image: check that its engine honours the platform and that the final stage's FROM is not pinned to another platform",
                 job.runner, job.platform
             ),
+            Stage::Test => format!(
+                "the image built for {} does not pass [test] in mab.toml; {TEST_FIX}",
+                job.platform
+            ),
         }
+    }
+}
+
+/// What to do about a smoke test that failed, the end of its hints.
+const TEST_FIX: &str = "fix the image or `run`, or pass --no-test to build without the smoke test";
+
+/// How a smoke run that failed ended, for [`test_failure`].
+enum TestEnd<'a> {
+    /// The engine could not start the command: its message.
+    NotStarted(&'a str),
+    Exited(i64),
+    TimedOut,
+    /// It exited 0 but its standard output did not match `expect`.
+    Unmatched,
+}
+
+/// Whether `outcome` passes `test`: exit code 0 within the timeout, and
+/// `expect` (when given) matching somewhere in the kept end of the
+/// standard output ([`mab_engine::STDOUT_KEPT`]); then the run to record.
+/// Else the failure's message and hint ([`test_failure`]).
+fn test_verdict(
+    test: &SmokeTest,
+    job: &JobSpec,
+    outcome: &SmokeOutcome,
+) -> Result<TestRun, (String, String)> {
+    let end = match outcome.ended {
+        Ended::TimedOut => TestEnd::TimedOut,
+        Ended::Exited(0) => match &test.expect {
+            Some(expect) if !expect.0.is_match(&outcome.stdout) => TestEnd::Unmatched,
+            _ => {
+                return Ok(TestRun {
+                    exit_code: 0,
+                    seconds: outcome.seconds,
+                })
+            }
+        },
+        Ended::Exited(code) => TestEnd::Exited(code),
+    };
+    Err(test_failure(test, job, &end))
+}
+
+/// The message and hint of a smoke run that ended as `end`: the message
+/// names the command, the platform and the runner, and the exit code,
+/// the timeout or the regular expression.
+fn test_failure(test: &SmokeTest, job: &JobSpec, end: &TestEnd<'_>) -> (String, String) {
+    let run = serde_json::to_string(&test.run).unwrap_or_default();
+    let image = format!("the {} image on runner `{}`", job.platform, job.runner);
+    match end {
+        TestEnd::NotStarted(why) => (
+            format!("[test] run = {run} could not start in {image}: {why}"),
+            format!("check that the image holds the program `run` names, built for {}; {TEST_FIX}", job.platform),
+        ),
+        TestEnd::Exited(code) => (
+            format!("[test] run = {run} exited with code {code} in {image}"),
+            format!("the command's output ends as shown; {TEST_FIX}"),
+        ),
+        TestEnd::TimedOut => (
+            format!(
+                "[test] run = {run} timed out after {} in {image} and was killed",
+                humantime::format_duration(test.timeout)
+            ),
+            format!(
+                "raise [test] `timeout` in mab.toml if the command needs longer{}; {TEST_FIX}",
+                if job.emulated { " (this runner emulates the platform with QEMU, which is slower)" } else { "" }
+            ),
+        ),
+        TestEnd::Unmatched => (
+            format!(
+                "[test] run = {run} exited with code 0 in {image}, but its output did not match expect = {}",
+                serde_json::to_string(test.expect.as_ref().map_or("", |expect| expect.0.as_str())).unwrap_or_default()
+            ),
+            format!("compare `expect` with the command's output shown; {TEST_FIX}"),
+        ),
     }
 }
 
@@ -461,7 +635,7 @@ impl<R: Registry> Worker for LiveWorker<'_, R> {
             emulated: job.emulated,
         });
         match self.build_one(job).await {
-            Ok(child) => {
+            Ok((child, test)) => {
                 let seconds = started.elapsed().as_secs_f64();
                 self.keep_image(job).await;
                 self.reporter.report(Event::JobFinished {
@@ -473,6 +647,7 @@ impl<R: Registry> Worker for LiveWorker<'_, R> {
                     job: job.clone(),
                     child,
                     seconds,
+                    test,
                 })
             }
             Err(failure) => {
@@ -560,6 +735,13 @@ mod tests {
                 ErrorKind::Runner,
                 "runner `pi` did not produce a linux/arm64 image",
             ),
+            (
+                Stage::Test,
+                "[test] run = [\"/app\"] exited with code 1",
+                false,
+                ErrorKind::Test,
+                "the image built for linux/arm64 does not pass [test] in mab.toml",
+            ),
         ];
         for (stage, message, pushed, kind, hint) in cases {
             let failure = stage.failure(
@@ -584,6 +766,80 @@ mod tests {
             assert_eq!(failure.log_tail, ["#5 RUN false"]);
             assert_eq!(failure.job, job);
         }
+    }
+
+    /// A smoke run passes with exit code 0 within its timeout and, with
+    /// `expect`, output that matches it anywhere; else the message names
+    /// the command, the platform, the runner and why.
+    #[test]
+    fn the_verdict_of_a_smoke_run() {
+        let mut job = JobSpec::on("linux/ppc64le".parse().unwrap(), "power");
+        job.emulated = true;
+        let test = |expect: Option<&str>| SmokeTest {
+            run: vec!["/app".to_owned(), "--version".to_owned()],
+            expect: expect.map(|expect| expect.parse().unwrap()),
+            timeout: std::time::Duration::from_secs(90),
+        };
+        let outcome = |ended: Ended, stdout: &str| SmokeOutcome {
+            ended,
+            stdout: stdout.to_owned(),
+            output_tail: Vec::new(),
+            seconds: 0.5,
+        };
+        const IN: &str = "in the linux/ppc64le image on runner `power`";
+        // (expect, how it ended, its stdout, the message or None when it passes, phrase of the hint)
+        let cases = [
+            (None, Ended::Exited(0), "", None, ""),
+            (Some("v1\\.2"), Ended::Exited(0), "app\nv1.2.3\n", None, ""),
+            (Some("(?m)^v1\\.2"), Ended::Exited(0), "app\nv1.2.3\n", None, ""),
+            (
+                None,
+                Ended::Exited(2),
+                "v1.2.3",
+                Some(format!("[test] run = [\"/app\",\"--version\"] exited with code 2 {IN}")),
+                "the command's output ends as shown",
+            ),
+            (
+                Some("v1"),
+                Ended::TimedOut,
+                "v1",
+                Some(format!("[test] run = [\"/app\",\"--version\"] timed out after 1m 30s {IN} and was killed")),
+                "raise [test] `timeout` in mab.toml if the command needs longer (this runner emulates the platform with QEMU, which is slower)",
+            ),
+            (
+                Some("^v2$"),
+                Ended::Exited(0),
+                "v2.0\n",
+                Some(format!("[test] run = [\"/app\",\"--version\"] exited with code 0 {IN}, but its output did not match expect = \"^v2$\"")),
+                "compare `expect` with the command's output shown",
+            ),
+        ];
+        for (expect, ended, stdout, message, hint) in cases {
+            let verdict = test_verdict(&test(expect), &job, &outcome(ended, stdout));
+            match (verdict, message) {
+                (Ok(passed), None) => assert_eq!((passed.exit_code, passed.seconds), (0, 0.5)),
+                (Err((said, hinted)), Some(message)) => {
+                    assert_eq!(said, message);
+                    assert!(hinted.starts_with(hint), "{hinted}");
+                    assert!(hinted.ends_with(TEST_FIX), "{hinted}");
+                }
+                (verdict, message) => panic!("{expect:?} {ended:?}: {verdict:?}, not {message:?}"),
+            }
+        }
+        let (message, hint) =
+            test_failure(&test(None), &job, &TestEnd::NotStarted("exec format error"));
+        assert_eq!(
+            message,
+            format!(
+                "[test] run = [\"/app\",\"--version\"] could not start {IN}: exec format error"
+            )
+        );
+        assert!(
+            hint.starts_with(
+                "check that the image holds the program `run` names, built for linux/ppc64le"
+            ),
+            "{hint}"
+        );
     }
 
     /// A step whose network hook failed is told by the log's tail, as the
