@@ -32,7 +32,7 @@ pub use edit::{add_runner, remove_runner, NewRunner};
 pub use error::{io_message, ConfigError, Location};
 pub use host::{HostError, HostSpec};
 pub use platform::{Parsed, Platform, PlatformError};
-pub use project::{find_manifest, load_project, parse_project, Project};
+pub use project::{find_manifest, load_project, parse_project, Binaries, Project, Verify};
 pub use runners::{
     implicit_runners, load_runners, locate_runners, parse_runners, NetworkMode, Runner, RunnerHost,
     RunnersFile, DEFAULT_ENGINE_SOCKET,

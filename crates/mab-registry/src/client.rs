@@ -13,6 +13,20 @@ use oci_client::{Client, Reference, RegistryOperation};
 
 use crate::credentials::Credentials;
 use crate::list::{config_platform, Child, DOCKER_MANIFEST, OCI_MANIFEST};
+
+/// A blob's bytes as they arrive ([`Repository::blob`]).
+pub type Blob = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+
+/// One layer of an image manifest ([`Repository::layers`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layer {
+    /// Its media type (`application/vnd.oci.image.layer.v1.tar+gzip`, ...).
+    pub media_type: String,
+    /// Its digest, `sha256:` and 64 hex digits.
+    pub digest: String,
+    /// Its size in bytes, as the manifest says.
+    pub size: u64,
+}
 use crate::retry::{self, Fault};
 use crate::RegistryError;
 
@@ -151,7 +165,17 @@ impl Repository {
                 .map(Mutex::new),
             access_tokens: Mutex::new(HashMap::new()),
             origin: credentials.map_or_else(String::new, |credentials| credentials.origin.clone()),
-            http: reqwest::Client::new(),
+            // Each read of an answer's body within the request time limit,
+            // so that a blob streamed for longer is not cut off as long as
+            // its bytes keep coming.
+            http: reqwest::Client::builder()
+                .read_timeout(REQUEST_TIMEOUT)
+                .build()
+                .map_err(|error| RegistryError::Request {
+                    registry: registry.clone(),
+                    action: "setting up the HTTP client".to_owned(),
+                    message: error.to_string(),
+                })?,
             registry,
             repository: reference.repository().to_owned(),
             scheme: if plain_http { "http" } else { "https" },
@@ -318,6 +342,66 @@ impl Repository {
             platform,
             image_size,
         })
+    }
+
+    /// The layers of the image manifest `digest`, in order (its `layers`
+    /// descriptors, OCI image manifest and Docker manifest v2 schema 2
+    /// alike: media type, digest, size). Retried on transient faults.
+    pub async fn layers(&self, digest: &str) -> Result<Vec<Layer>, RegistryError> {
+        let (bytes, _) = self.manifest(digest).await?;
+        let manifest: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|error| self.failed(&format!("parsing manifest {digest}"), error))?;
+        manifest["layers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|layer| {
+                let field = |name: &str| {
+                    layer[name].as_str().map(str::to_owned).ok_or_else(|| {
+                        self.failed(
+                            &format!("parsing manifest {digest}"),
+                            format!("a layer has no `{name}`"),
+                        )
+                    })
+                };
+                Ok(Layer {
+                    media_type: field("mediaType")?,
+                    digest: field("digest")?,
+                    size: layer["size"].as_u64().unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    /// The blob `digest` (`GET /v2/<repository>/blobs/<digest>`) as a
+    /// byte stream, never held whole. Getting the answer is retried on
+    /// transient faults as the other requests are; a connection lost while
+    /// the body streams is an I/O error of the stream (the reader starts
+    /// over, if at all). Each read waits at most [`REQUEST_TIMEOUT`]. The
+    /// bytes are not checked against the digest here.
+    pub async fn blob(&self, digest: &str) -> Result<Blob, RegistryError> {
+        let path = format!("blobs/{digest}");
+        let response = self
+            .retrying(
+                &format!("reading blob {digest}"),
+                &self.request_line("GET", &path),
+                || async {
+                    let token = self.token(RegistryOperation::Pull).await?;
+                    let request = self.authorized(self.http.get(self.url(&path)), token.as_deref());
+                    let response = request
+                        .send()
+                        .await
+                        .map_err(|error| Fault::transport(&error))?;
+                    if !response.status().is_success() {
+                        return Err(Fault::answered(response).await);
+                    }
+                    Ok(response)
+                },
+            )
+            .await?;
+        let stream =
+            futures_util::TryStreamExt::map_err(response.bytes_stream(), std::io::Error::other);
+        Ok(Box::new(tokio_util::io::StreamReader::new(stream)))
     }
 
     /// Pushes the list once by its digest, then points every tag at it,
