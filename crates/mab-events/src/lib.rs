@@ -238,6 +238,11 @@ pub enum Phase {
     /// Reading the image back from the registry (or the engine with
     /// `--no-push`) and checking its platform.
     Verify,
+    /// Reading the image's layers back (from the registry, or the engine
+    /// with `--no-push`) and checking that its programs are for its
+    /// platform (`[verify] binaries`); its bytes are the layers' bytes
+    /// read.
+    Check,
 }
 
 /// What a retried request was sent to.
@@ -265,6 +270,9 @@ pub enum ErrorKind {
     Registry,
     /// Bad usage or configuration.
     Usage,
+    /// The image holds a program of another architecture than its
+    /// platform's (`[verify] binaries`): the input's problem.
+    Binaries,
 }
 
 /// How a command ended ([`Event::Result`]).

@@ -39,7 +39,7 @@ use object::elf::{
 };
 use object::read::elf::FileHeader;
 use object::Endianness;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The ELF magic, `e_ident[EI_MAG0..=EI_MAG3]`.
 const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
@@ -137,7 +137,7 @@ impl Rules {
 }
 
 /// An ELF file whose header does not fit the platform.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
     /// Its absolute path in the image (`/bin/busybox`).
     pub path: String,
@@ -228,6 +228,12 @@ impl Check {
             files: BTreeMap::new(),
             note,
         }
+    }
+
+    /// Whether the check inspects anything: `false` for a platform whose
+    /// programs are not ELF objects, whose layers need not be read.
+    pub fn inspects(&self) -> bool {
+        self.expected.is_some()
     }
 
     /// Reads the next layer, `reader` being its bytes as stored
@@ -408,6 +414,107 @@ impl Check {
         }
         self.files.extend(changes.files);
     }
+}
+
+/// Checks the image in a `docker save` archive (`file`): its
+/// `manifest.json` names the layers in order (`Layers`: `<id>/layer.tar`,
+/// or `blobs/sha256/<hex>` in the OCI layout of newer engines), each a
+/// tar entry of the archive, which may be a symbolic link to another
+/// layer's file. The archive is read twice (its entries, then each layer
+/// where it lies), never whole; a layer's compression is told by its
+/// first bytes (gzip and zstd magic numbers), since the archive gives no
+/// media type.
+pub fn check_saved(file: &std::fs::File, mut check: Check) -> Result<Report, VerifyError> {
+    use std::io::{BufRead, Seek};
+    let failed = |source: std::io::Error| VerifyError::Read {
+        layer: "the exported image".to_owned(),
+        source,
+    };
+    let mut archive = tar::Archive::new(file);
+    let mut files = BTreeMap::new();
+    let mut links = BTreeMap::new();
+    let mut manifest = String::new();
+    for entry in archive.entries_with_seek().map_err(failed)? {
+        let mut entry = entry.map_err(failed)?;
+        let path = image_path(&entry.path_bytes());
+        let entry_type = entry.header().entry_type();
+        if path == "/manifest.json" {
+            entry.read_to_string(&mut manifest).map_err(failed)?;
+        } else if entry_type.is_symlink() || entry_type.is_hard_link() {
+            if let Some(target) = entry.link_name_bytes() {
+                let target = String::from_utf8_lossy(&target).into_owned();
+                let directory = path.rsplit_once('/').map_or("", |(directory, _)| directory);
+                let resolved = if entry_type.is_symlink() && !target.starts_with('/') {
+                    normalise(&format!("{directory}/{target}"))
+                } else {
+                    image_path(target.as_bytes())
+                };
+                links.insert(path, resolved);
+            }
+        } else if entry_type.is_file() {
+            files.insert(path, (entry.raw_file_position(), entry.size()));
+        }
+    }
+    let layers = saved_layers(&manifest).ok_or_else(|| {
+        failed(std::io::Error::other(
+            "its manifest.json does not name the image's layers",
+        ))
+    })?;
+    for layer in layers {
+        let mut path = image_path(layer.as_bytes());
+        for _ in 0..8 {
+            match links.get(&path) {
+                Some(target) => path = target.clone(),
+                None => break,
+            }
+        }
+        let Some(&(offset, size)) = files.get(&path) else {
+            return Err(failed(std::io::Error::other(format!(
+                "its manifest.json names layer {layer}, which it does not hold"
+            ))));
+        };
+        let mut reader = file;
+        reader
+            .seek(std::io::SeekFrom::Start(offset))
+            .map_err(failed)?;
+        let mut reader = std::io::BufReader::new(reader.take(size));
+        let start = reader.fill_buf().map_err(failed)?;
+        let compression = if start.starts_with(&[0x1f, 0x8b]) {
+            Compression::Gzip
+        } else if start.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Compression::Zstd
+        } else {
+            Compression::None
+        };
+        check.layer(&layer, reader, compression)?;
+    }
+    Ok(check.report())
+}
+
+/// The `Layers` of the first image of a `docker save` `manifest.json`.
+fn saved_layers(manifest: &str) -> Option<Vec<String>> {
+    #[derive(serde::Deserialize)]
+    struct Saved {
+        #[serde(rename = "Layers")]
+        layers: Vec<String>,
+    }
+    let saved: Vec<Saved> = serde_json::from_str(manifest).ok()?;
+    saved.into_iter().next().map(|saved| saved.layers)
+}
+
+/// `/a/./b/../c` as `/a/c`: a path with its `.` and `..` resolved.
+fn normalise(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            part => parts.push(part),
+        }
+    }
+    format!("/{}", parts.join("/"))
 }
 
 /// A tar entry's name as an absolute image path: `./bin/sh`, `bin/sh` and

@@ -58,6 +58,9 @@ pub struct Built {
     /// The registry's view of the image; `None` with `--no-push`.
     pub child: Option<mab_registry::Child>,
     pub seconds: f64,
+    /// The binary check's report (`[verify] binaries`); `None` when it
+    /// is off.
+    pub binaries: Option<mab_verify::Report>,
 }
 
 /// A platform that failed.
@@ -87,6 +90,8 @@ pub struct JobFailure {
     /// The runners tried before `job.runner`, each with its failure
     /// message, in order.
     pub earlier: Vec<(String, String)>,
+    /// The binary check's report, when the check failed the job.
+    pub binaries: Option<mab_verify::Report>,
 }
 
 impl JobFailure {
@@ -104,6 +109,7 @@ impl JobFailure {
             digest: None,
             stopped: None,
             earlier: Vec::new(),
+            binaries: None,
         }
     }
 }
@@ -929,6 +935,7 @@ mod tests {
                 job: job.clone(),
                 child: None,
                 seconds: 0.03,
+                binaries: None,
             })
         }
     }
@@ -1714,6 +1721,7 @@ mod tests {
                 job: job.clone(),
                 child: None,
                 seconds: 3600.0,
+                binaries: None,
             })
         }
     }

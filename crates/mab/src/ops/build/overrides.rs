@@ -172,6 +172,7 @@ mod tests {
             .collect(),
             secrets: std::collections::BTreeMap::new(),
             extra_tags: Vec::new(),
+            verify: Default::default(),
             warnings: Vec::new(),
         };
         apply_overrides(&mut project, &args, &environment).unwrap();

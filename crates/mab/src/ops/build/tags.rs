@@ -221,6 +221,7 @@ mod tests {
                 args: Default::default(),
                 secrets: std::collections::BTreeMap::new(),
                 extra_tags: Vec::new(),
+                verify: Default::default(),
                 warnings: Vec::new(),
             };
             let result = check_not_narrowing(&project, &platforms(manifest), &args);

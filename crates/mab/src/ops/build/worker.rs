@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use mab_config::{NetworkMode, Platform, Project, Runner};
+use mab_config::{Binaries, NetworkMode, Platform, Project, Runner};
 use mab_context::BuildContext;
 use mab_engine::{BuildEvent, BuildSpec, EngineError};
 use mab_events::{ErrorKind, Phase};
@@ -70,7 +70,10 @@ impl<R: Registry> LiveWorker<'_, R> {
         build_name(&self.project.image, &self.build_id, platform)
     }
 
-    async fn build_one(&self, job: &JobSpec) -> Result<Option<Child>, JobFailure> {
+    async fn build_one(
+        &self,
+        job: &JobSpec,
+    ) -> Result<(Option<Child>, Option<mab_verify::Report>), JobFailure> {
         let fail = |stage: Stage, message: String, log_tail: Vec<String>| {
             stage.failure(job, message, log_tail, self.registry)
         };
@@ -173,7 +176,23 @@ impl<R: Registry> LiveWorker<'_, R> {
                 mab_registry::check_platform(&job.platform, &found)
                     .map_err(|error| fail(Stage::Verify, error.to_string(), Vec::new()))?;
                 phase.finished(None);
-                None
+                let binaries = match self.binaries_check(job) {
+                    None => None,
+                    Some(check) => {
+                        let phase = self.start_phase(job, Phase::Check);
+                        let (report, bytes) = check_exported(engine, &image, check)
+                            .await
+                            .map_err(|error| fail(Stage::Runner, error, Vec::new()))?;
+                        phase.finished(Some(bytes));
+                        self.judge(job, &report)
+                            .map_err(|(message, tail)| JobFailure {
+                                binaries: Some(report.clone()),
+                                ..fail(Stage::Binaries, message, tail)
+                            })?;
+                        Some(report)
+                    }
+                };
+                (None, binaries)
             }
             Some(repository) => {
                 let phase = self.start_phase(job, Phase::Push);
@@ -208,10 +227,95 @@ impl<R: Registry> LiveWorker<'_, R> {
                 mab_registry::check_platform(&job.platform, &child.platform)
                     .map_err(|error| pushed(Stage::Verify, error.to_string()))?;
                 phase.finished(Some(child.image_size));
-                Some(child)
+                let binaries = match self.binaries_check(job) {
+                    None => None,
+                    Some(check) => {
+                        let phase = self.start_phase(job, Phase::Check);
+                        let (report, bytes) = check_pushed(repository, &digest, check)
+                            .await
+                            .map_err(|error| pushed(Stage::ReadBack, error))?;
+                        phase.finished(Some(bytes));
+                        self.judge(job, &report)
+                            .map_err(|(message, tail)| JobFailure {
+                                digest: Some(digest.clone()),
+                                binaries: Some(report.clone()),
+                                ..fail(Stage::Binaries, message, tail)
+                            })?;
+                        Some(report)
+                    }
+                };
+                (Some(child), binaries)
             }
         };
         Ok(child)
+    }
+
+    /// The binary check of `job`'s image by `[verify]`; `None` when
+    /// `binaries = "off"`. The ignore patterns were checked when mab.toml
+    /// was read.
+    fn binaries_check(&self, job: &JobSpec) -> Option<mab_verify::Check> {
+        if self.project.verify.binaries == Binaries::Off {
+            return None;
+        }
+        let rules =
+            mab_verify::Rules::ignoring(&self.project.verify.ignore, &self.project.manifest_path)
+                .unwrap_or_default();
+        Some(mab_verify::Check::new(&job.platform, rules))
+    }
+
+    /// Reports the check's warnings (the compatibility target, a platform
+    /// not checked, every mismatch with `binaries = "warn"`); with
+    /// `binaries = "error"` a mismatch is the job's failure: its message
+    /// (the first file) and a line per file for the log's tail.
+    fn judge(
+        &self,
+        job: &JobSpec,
+        report: &mab_verify::Report,
+    ) -> Result<(), (String, Vec<String>)> {
+        let platform = &job.platform;
+        let warn = |message: String| self.reporter.report(Event::Warning { message });
+        if let Some(note) = &report.note {
+            warn(note.clone());
+        }
+        for finding in &report.warnings {
+            warn(format!(
+                "{platform}: {} is {}, of the 32-bit architecture {platform} also runs (allowed; `[verify] ignore` silences it)",
+                finding.path, finding.found
+            ));
+        }
+        let Some(first) = report.mismatches.first() else {
+            return Ok(());
+        };
+        if self.project.verify.binaries == Binaries::Warn {
+            for finding in &report.mismatches {
+                warn(format!(
+                    "{platform}: {} is {}, but {platform} needs {} (`[verify] binaries = \"warn\"`)",
+                    finding.path, finding.found, finding.expected
+                ));
+            }
+            return Ok(());
+        }
+        let more = match report.mismatches.len() {
+            1 => String::new(),
+            count => format!(" (and {} more files, listed below)", count - 1),
+        };
+        let message = format!(
+            "the {platform} image holds a program of another architecture: {} is {}, but {platform} needs {}{more}",
+            first.path, first.found, first.expected
+        );
+        // One file is all the message says already.
+        let listed = if report.mismatches.len() > 1 {
+            MISMATCHES_LISTED
+        } else {
+            0
+        };
+        let tail = report
+            .mismatches
+            .iter()
+            .take(listed)
+            .map(|finding| format!("{}: {}", finding.path, finding.found))
+            .collect();
+        Err((message, tail))
     }
 
     /// Reports [`Event::PhaseStarted`] for `phase` of `job`; the
@@ -270,6 +374,78 @@ impl<R: Registry> LiveWorker<'_, R> {
             }),
         }
     }
+}
+
+/// How many mismatched files a failure lists under its message.
+const MISMATCHES_LISTED: usize = 20;
+
+/// The binary check of the pushed image `digest`: its layers streamed from
+/// the registry in order, each read on a blocking thread as it arrives.
+/// Returns the report and the bytes of the layers read (as stored); an
+/// error is a sentence naming the layer.
+async fn check_pushed<R: Registry>(
+    repository: &R,
+    digest: &str,
+    mut check: mab_verify::Check,
+) -> Result<(mab_verify::Report, u64), String> {
+    let mut bytes = 0;
+    if check.inspects() {
+        let layers = repository
+            .layers(digest)
+            .await
+            .map_err(|error| error.to_string())?;
+        for layer in layers {
+            let compression = mab_verify::Compression::of_media_type(&layer.media_type)
+                .ok_or_else(|| {
+                    mab_verify::VerifyError::MediaType {
+                        digest: layer.digest.clone(),
+                        media_type: layer.media_type.clone(),
+                    }
+                    .to_string()
+                })?;
+            let blob = repository
+                .blob(&layer.digest)
+                .await
+                .map_err(|error| error.to_string())?;
+            check = check
+                .layer_async(layer.digest, blob, compression)
+                .await
+                .map_err(|error| error.to_string())?;
+            bytes += layer.size;
+        }
+    }
+    Ok((check.report(), bytes))
+}
+
+/// The binary check of `image` in `engine` (`--no-push`): its `docker
+/// save` archive ([`mab_engine::Engine::export_image`]) spooled to a
+/// temporary file, then its layers read in the order its `manifest.json`
+/// gives. Returns the report and the archive's size.
+async fn check_exported(
+    engine: &mab_engine::Engine,
+    image: &str,
+    check: mab_verify::Check,
+) -> Result<(mab_verify::Report, u64), String> {
+    if !check.inspects() {
+        return Ok((check.report(), 0));
+    }
+    let spool = engine
+        .export_image(image)
+        .await
+        .map_err(|error| error.to_string())?;
+    let bytes = spool
+        .as_file()
+        .metadata()
+        .map(|metadata| metadata.len())
+        .unwrap_or_default();
+    let image = image.to_owned();
+    tokio::task::spawn_blocking(move || {
+        mab_verify::check_saved(spool.as_file(), check)
+            .map(|report| (report, bytes))
+            .map_err(|error| format!("checking the programs of {image}: {error}"))
+    })
+    .await
+    .map_err(|error| error.to_string())?
 }
 
 /// `failure`, marked as one another runner may retry.
@@ -343,6 +519,8 @@ pub(super) enum Stage {
     ReadBack,
     /// The image is not for the platform asked for.
     Verify,
+    /// The image holds a program of another architecture.
+    Binaries,
 }
 
 impl Stage {
@@ -369,7 +547,7 @@ impl Stage {
             message
         };
         JobFailure {
-            pushed: matches!(self, Stage::Verify | Stage::ReadBack),
+            pushed: matches!(self, Stage::Verify | Stage::ReadBack | Stage::Binaries),
             log_tail,
             ..JobFailure::new(job, self.kind(network), message, hint)
         }
@@ -384,6 +562,7 @@ impl Stage {
             Stage::Build => ErrorKind::Build,
             Stage::Runner | Stage::Verify => ErrorKind::Runner,
             Stage::Push | Stage::ReadBack => ErrorKind::Registry,
+            Stage::Binaries => ErrorKind::Binaries,
         }
     }
 
@@ -410,6 +589,7 @@ impl Stage {
                 "runner `{}` did not produce a {} image: check that its engine honours the platform and that the final stage's FROM is not pinned to another platform",
                 job.runner, job.platform
             ),
+            Stage::Binaries => "a stage on $BUILDPLATFORM copied a host binary, or a download picked the wrong architecture; if the file is meant to be foreign, add it to `[verify] ignore` in mab.toml (docs/verify.md)".to_owned(),
         }
     }
 }
@@ -461,7 +641,7 @@ impl<R: Registry> Worker for LiveWorker<'_, R> {
             emulated: job.emulated,
         });
         match self.build_one(job).await {
-            Ok(child) => {
+            Ok((child, binaries)) => {
                 let seconds = started.elapsed().as_secs_f64();
                 self.keep_image(job).await;
                 self.reporter.report(Event::JobFinished {
@@ -473,6 +653,7 @@ impl<R: Registry> Worker for LiveWorker<'_, R> {
                     job: job.clone(),
                     child,
                     seconds,
+                    binaries,
                 })
             }
             Err(failure) => {
