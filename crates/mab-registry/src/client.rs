@@ -1099,6 +1099,49 @@ mod tests {
         Repository::new(&format!("{registry}/team/app"), Some(&credentials)).unwrap()
     }
 
+    /// A manifest's layers are its descriptors in order; a blob is the
+    /// answer's body as a stream, fetched with the same auth flow (each
+    /// request after its `GET /v2/`).
+    #[tokio::test]
+    async fn layers_and_blobs_are_read() {
+        use tokio::io::AsyncReadExt;
+        let manifest = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:c","size":2},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:a","size":10},{"mediaType":"application/vnd.oci.image.layer.v1.tar+zstd","digest":"sha256:b","size":20}]}"#;
+        let digest = sha256_digest(manifest.as_bytes());
+        let (registry, requests) = canned_registry(&[
+            "HTTP/1.1 200 OK",
+            &format!("HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\n\r\n{manifest}"),
+            "HTTP/1.1 200 OK",
+            "HTTP/1.1 200 OK\r\n\r\nthe layer's bytes",
+        ])
+        .await;
+        let repository = Repository::new(&format!("{registry}/team/app"), None).unwrap();
+        let layers = repository.layers(&digest).await.unwrap();
+        assert_eq!(
+            layers,
+            [
+                Layer {
+                    media_type: "application/vnd.oci.image.layer.v1.tar+gzip".to_owned(),
+                    digest: "sha256:a".to_owned(),
+                    size: 10,
+                },
+                Layer {
+                    media_type: "application/vnd.oci.image.layer.v1.tar+zstd".to_owned(),
+                    digest: "sha256:b".to_owned(),
+                    size: 20,
+                },
+            ]
+        );
+        let mut blob = repository.blob("sha256:a").await.unwrap();
+        let mut bytes = String::new();
+        blob.read_to_string(&mut bytes).await.unwrap();
+        assert_eq!(bytes, "the layer's bytes");
+        let requests = requests.lock().unwrap();
+        assert!(
+            requests[3].starts_with("GET /v2/team/app/blobs/sha256:a "),
+            "{requests:?}"
+        );
+    }
+
     /// The identity-token flow by what `GET /v2/` answers: a success needs
     /// no token; 503 and 429 are faults that are retried; a 401 with only a
     /// Basic challenge cannot take the token, and the push check says the

@@ -423,13 +423,15 @@ impl Check {
 /// layer's file. The archive is read twice (its entries, then each layer
 /// where it lies), never whole; a layer's compression is told by its
 /// first bytes (gzip and zstd magic numbers), since the archive gives no
-/// media type.
+/// media type. Reads from the file's start, wherever its cursor is.
 pub fn check_saved(file: &std::fs::File, mut check: Check) -> Result<Report, VerifyError> {
     use std::io::{BufRead, Seek};
     let failed = |source: std::io::Error| VerifyError::Read {
         layer: "the exported image".to_owned(),
         source,
     };
+    let mut start = file;
+    start.rewind().map_err(failed)?;
     let mut archive = tar::Archive::new(file);
     let mut files = BTreeMap::new();
     let mut links = BTreeMap::new();

@@ -488,3 +488,67 @@ async fn layers_read_from_an_async_stream_on_a_blocking_thread() {
     assert_eq!(report.checked, 2);
     assert_eq!(paths(&report.mismatches), ["/bin/a"]);
 }
+
+/// A `docker save` archive: layers first, one a symbolic link to another's
+/// file, one gzip-compressed (as an OCI layout may hold it), and
+/// `manifest.json` last, as the engine writes it.
+#[test]
+fn a_saved_image_is_read_in_its_manifests_order() {
+    let first = layer(
+        &[Entry::File("bin/tool", x86_64(ET_EXEC))],
+        Compression::None,
+    );
+    let second = layer(
+        &[
+            Entry::File("bin/.wh.tool", Vec::new()),
+            Entry::File("bin/ok", aarch64(ET_EXEC)),
+        ],
+        Compression::Gzip,
+    );
+    let manifest = r#"[{"Config":"c.json","RepoTags":["x:1"],"Layers":["1111/layer.tar","blobs/sha256/2222","3333/layer.tar"]}]"#;
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut append = |path: &str, bytes: &[u8]| {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        builder.append_data(&mut header, path, bytes).unwrap();
+    };
+    append("1111/layer.tar", &first);
+    append("blobs/sha256/2222", &second);
+    append("c.json", b"{}");
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Symlink);
+    header.set_size(0);
+    builder
+        .append_link(&mut header, "3333/layer.tar", "../1111/layer.tar")
+        .unwrap();
+    let mut header = tar::Header::new_gnu();
+    header.set_size(manifest.len() as u64);
+    header.set_mode(0o644);
+    builder
+        .append_data(&mut header, "manifest.json", manifest.as_bytes())
+        .unwrap();
+    let mut file = tempfile::tempfile().unwrap();
+    std::io::Write::write_all(&mut file, &builder.into_inner().unwrap()).unwrap();
+
+    let check = Check::new(&"linux/arm64".parse().unwrap(), Rules::default());
+    let report = check_saved(&file, check).unwrap();
+    // The tool deleted by the second layer is back with the third.
+    assert_eq!(paths(&report.mismatches), ["/bin/tool"]);
+    assert_eq!(report.checked, 2);
+
+    let mut empty = tempfile::tempfile().unwrap();
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(2);
+    builder
+        .append_data(&mut header, "manifest.json", &b"[]"[..])
+        .unwrap();
+    std::io::Write::write_all(&mut empty, &builder.into_inner().unwrap()).unwrap();
+    let check = Check::new(&"linux/arm64".parse().unwrap(), Rules::default());
+    let error = check_saved(&empty, check).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "reading layer the exported image: its manifest.json does not name the image's layers"
+    );
+}

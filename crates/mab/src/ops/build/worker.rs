@@ -741,6 +741,13 @@ mod tests {
                 ErrorKind::Runner,
                 "runner `pi` did not produce a linux/arm64 image",
             ),
+            (
+                Stage::Binaries,
+                "the linux/arm64 image holds a program of another architecture: /bin/busybox is ELF 64-bit LSB x86-64 executable, but linux/arm64 needs 64-bit LSB ARM aarch64",
+                true,
+                ErrorKind::Binaries,
+                "a stage on $BUILDPLATFORM copied a host binary, or a download picked the wrong architecture; if the file is meant to be foreign, add it to `[verify] ignore`",
+            ),
         ];
         for (stage, message, pushed, kind, hint) in cases {
             let failure = stage.failure(
