@@ -378,7 +378,8 @@ impl Repository {
     /// transient faults as the other requests are; a connection lost while
     /// the body streams is an I/O error of the stream (the reader starts
     /// over, if at all). Each read waits at most [`REQUEST_TIMEOUT`]. The
-    /// bytes are not checked against the digest here.
+    /// bytes are checked against `digest` as they come: a stream read to
+    /// its end whose digest differs ends with an I/O error saying so.
     pub async fn blob(&self, digest: &str) -> Result<Blob, RegistryError> {
         let path = format!("blobs/{digest}");
         let response = self
@@ -399,9 +400,34 @@ impl Repository {
                 },
             )
             .await?;
-        let stream =
-            futures_util::TryStreamExt::map_err(response.bytes_stream(), std::io::Error::other);
-        Ok(Box::new(tokio_util::io::StreamReader::new(stream)))
+        // The digest of what came, checked when the body ends.
+        let state = (
+            response.bytes_stream(),
+            Some(mab_context::Sha256Stream::default()),
+        );
+        let expected = digest.to_owned();
+        let stream = futures_util::stream::unfold(state, move |(mut body, mut hash)| {
+            let expected = expected.clone();
+            async move {
+                let running = hash.as_mut()?;
+                let item = match futures_util::StreamExt::next(&mut body).await {
+                    Some(Ok(chunk)) => {
+                        running.update(&chunk);
+                        return Some((Ok(chunk), (body, hash)));
+                    }
+                    Some(Err(error)) => Err(std::io::Error::other(error)),
+                    None if running.digest() == expected => return None,
+                    None => Err(std::io::Error::other(format!(
+                        "the registry sent content with digest {} for blob {expected}",
+                        running.digest()
+                    ))),
+                };
+                Some((item, (body, None)))
+            }
+        });
+        Ok(Box::new(tokio_util::io::StreamReader::new(Box::pin(
+            stream,
+        ))))
     }
 
     /// Pushes the list once by its digest, then points every tag at it,
@@ -1112,6 +1138,8 @@ mod tests {
             &format!("HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\n\r\n{manifest}"),
             "HTTP/1.1 200 OK",
             "HTTP/1.1 200 OK\r\n\r\nthe layer's bytes",
+            "HTTP/1.1 200 OK",
+            "HTTP/1.1 200 OK\r\n\r\nthe layer's bytes",
         ])
         .await;
         let repository = Repository::new(&format!("{registry}/team/app"), None).unwrap();
@@ -1131,13 +1159,21 @@ mod tests {
                 },
             ]
         );
-        let mut blob = repository.blob("sha256:a").await.unwrap();
+        let blob_digest = sha256_digest(b"the layer's bytes");
+        let mut blob = repository.blob(&blob_digest).await.unwrap();
         let mut bytes = String::new();
         blob.read_to_string(&mut bytes).await.unwrap();
         assert_eq!(bytes, "the layer's bytes");
+        // Other bytes than the digest says end in an error.
+        let mut blob = repository.blob("sha256:a").await.unwrap();
+        let error = blob.read_to_string(&mut String::new()).await.unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("the registry sent content with digest {blob_digest} for blob sha256:a")
+        );
         let requests = requests.lock().unwrap();
         assert!(
-            requests[3].starts_with("GET /v2/team/app/blobs/sha256:a "),
+            requests[3].starts_with(&format!("GET /v2/team/app/blobs/{blob_digest} ")),
             "{requests:?}"
         );
     }

@@ -238,11 +238,12 @@ impl Check {
 
     /// Reads the next layer, `reader` being its bytes as stored
     /// (`compression`), named `layer` (its digest) in errors. Reads the
-    /// stream once, header bytes of ELF files only, to its end.
+    /// stream once, to its end (the decompressed archive and the stored
+    /// bytes), keeping the header bytes of ELF files only.
     pub fn layer(
         &mut self,
         layer: &str,
-        reader: impl Read,
+        mut reader: impl Read,
         compression: Compression,
     ) -> Result<(), VerifyError> {
         if self.expected.is_none() {
@@ -252,15 +253,20 @@ impl Check {
             layer: layer.to_owned(),
             source,
         };
-        let reader: Box<dyn Read> = match compression {
-            Compression::None => Box::new(reader),
-            Compression::Gzip => Box::new(flate2::read::GzDecoder::new(reader)),
+        let decoded: Box<dyn Read + '_> = match compression {
+            Compression::None => Box::new(&mut reader),
+            // Every member of a multi-member gzip stream, as Go's
+            // compress/gzip (and so containerd) reads them.
+            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&mut reader)),
             Compression::Zstd => Box::new(
-                ruzstd::decoding::StreamingDecoder::new(reader)
+                ruzstd::decoding::StreamingDecoder::new(&mut reader)
                     .map_err(|error| failed(std::io::Error::other(error)))?,
             ),
         };
-        let changes = self.read_layer(reader).map_err(failed)?;
+        let changes = self.read_layer(decoded).map_err(failed)?;
+        // The stored bytes to their end too, past what the decompressor
+        // needed, so that a reader checking a digest at the end does.
+        std::io::copy(&mut reader, &mut std::io::sink()).map_err(failed)?;
         self.apply(changes);
         Ok(())
     }

@@ -552,3 +552,32 @@ fn a_saved_image_is_read_in_its_manifests_order() {
         "reading layer the exported image: its manifest.json does not name the image's layers"
     );
 }
+
+/// A reader that fails once its bytes are read, as a blob whose digest
+/// differs does at its end.
+struct FailsAtEnd(Cursor<Vec<u8>>);
+
+impl Read for FailsAtEnd {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        match self.0.read(buffer)? {
+            0 => Err(std::io::Error::other("the digest differs")),
+            read => Ok(read),
+        }
+    }
+}
+
+#[test]
+fn a_layer_is_read_to_the_end_of_its_stored_bytes() {
+    for compression in [Compression::None, Compression::Gzip, Compression::Zstd] {
+        let bytes = layer(&[Entry::File("bin/a", aarch64(ET_EXEC))], compression);
+        let mut check = Check::new(&"linux/arm64".parse().unwrap(), Rules::default());
+        let error = check
+            .layer("sha256:abc", FailsAtEnd(Cursor::new(bytes)), compression)
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "reading layer sha256:abc: the digest differs",
+            "{compression:?}"
+        );
+    }
+}
