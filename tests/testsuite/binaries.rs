@@ -3,7 +3,8 @@
 //! correct three-platform build reports how many ELF files it checked,
 //! counted here independently from the pushed layers (skopeo and tar);
 //! a file deleted by a later layer is not checked; `--no-push` checks
-//! the engine's image.
+//! the engine's image. Each test holds the SSH lock, as every test that
+//! connects to the SSH runners does.
 
 use std::fs;
 use std::path::Path;
@@ -11,7 +12,7 @@ use std::process::Command;
 
 use crate::support::{
     build_and_metadata, build_with_metadata, image_dir, require_lab, runner_a_for_arm64, sha256,
-    skopeo_exists, skopeo_raw, three_runners, Home, Lab, Project,
+    skopeo_exists, skopeo_raw, ssh_lock, three_runners, Home, Lab, Project,
 };
 
 /// `e_machine` of x86-64 and AArch64 (System V gABI).
@@ -66,6 +67,7 @@ fn publish_stable(lab: &Lab, home: &Home, repository: &str) -> String {
 #[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn a_host_binary_in_an_arm64_image_fails_and_publishes_nothing() {
     let lab = require_lab!();
+    let _ssh = ssh_lock();
     assert_eq!(e_machine(&lab.busybox("amd64")), Some(EM_X86_64));
     let repository = lab.repository("binaries-error");
     let home = Home::new(lab);
@@ -113,6 +115,7 @@ fn a_host_binary_in_an_arm64_image_fails_and_publishes_nothing() {
 #[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn with_binaries_warn_the_image_is_published_with_a_warning() {
     let lab = require_lab!();
+    let _ssh = ssh_lock();
     let repository = lab.repository("binaries-warn");
     let home = Home::new(lab);
     let project = arm64_project(
@@ -141,6 +144,7 @@ fn with_binaries_warn_the_image_is_published_with_a_warning() {
 #[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn an_ignored_file_is_published_silently() {
     let lab = require_lab!();
+    let _ssh = ssh_lock();
     let repository = lab.repository("binaries-ignore");
     let home = Home::new(lab);
     let project = arm64_project(
@@ -163,6 +167,7 @@ fn an_ignored_file_is_published_silently() {
 #[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn a_file_deleted_by_a_later_layer_is_not_checked() {
     let lab = require_lab!();
+    let _ssh = ssh_lock();
     let repository = lab.repository("binaries-whiteout");
     let home = Home::new(lab);
     let project = arm64_project(
@@ -206,6 +211,7 @@ fn a_file_deleted_by_a_later_layer_is_not_checked() {
 #[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn with_no_push_the_engines_image_is_checked() {
     let lab = require_lab!();
+    let _ssh = ssh_lock();
     let repository = lab.repository("binaries-no-push");
     let home = Home::new(lab);
     let project = arm64_project(lab, &repository, HOST_BINARY, "");
@@ -221,6 +227,7 @@ fn with_no_push_the_engines_image_is_checked() {
 #[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn a_correct_three_platform_build_counts_its_elf_files() {
     let lab = require_lab!();
+    let _ssh = ssh_lock();
     assert_eq!(e_machine(&lab.busybox("arm64")), Some(EM_AARCH64));
     let repository = lab.repository("binaries-three");
     let home = Home::new(lab);

@@ -176,22 +176,14 @@ impl<R: Registry> LiveWorker<'_, R> {
                 mab_registry::check_platform(&job.platform, &found)
                     .map_err(|error| fail(Stage::Verify, error.to_string(), Vec::new()))?;
                 phase.finished(None);
-                let binaries = match self.binaries_check(job) {
-                    None => None,
-                    Some(check) => {
-                        let phase = self.start_phase(job, Phase::Check);
-                        let (report, bytes) = check_exported(engine, &image, check)
-                            .await
-                            .map_err(|error| fail(Stage::Runner, error, Vec::new()))?;
-                        phase.finished(Some(bytes));
-                        self.judge(job, &report)
-                            .map_err(|(message, tail)| JobFailure {
-                                binaries: Some(report.clone()),
-                                ..fail(Stage::Binaries, message, tail)
-                            })?;
-                        Some(report)
-                    }
-                };
+                let binaries = self
+                    .check_binaries(
+                        job,
+                        |check| check_exported(engine, &image, check),
+                        Stage::Runner,
+                        &fail,
+                    )
+                    .await?;
                 (None, binaries)
             }
             Some(repository) => {
@@ -227,27 +219,52 @@ impl<R: Registry> LiveWorker<'_, R> {
                 mab_registry::check_platform(&job.platform, &child.platform)
                     .map_err(|error| pushed(Stage::Verify, error.to_string()))?;
                 phase.finished(Some(child.image_size));
-                let binaries = match self.binaries_check(job) {
-                    None => None,
-                    Some(check) => {
-                        let phase = self.start_phase(job, Phase::Check);
-                        let (report, bytes) = check_pushed(repository, &digest, check)
-                            .await
-                            .map_err(|error| pushed(Stage::ReadBack, error))?;
-                        phase.finished(Some(bytes));
-                        self.judge(job, &report)
-                            .map_err(|(message, tail)| JobFailure {
-                                digest: Some(digest.clone()),
-                                binaries: Some(report.clone()),
-                                ..fail(Stage::Binaries, message, tail)
-                            })?;
-                        Some(report)
-                    }
-                };
+                let binaries = self
+                    .check_binaries(
+                        job,
+                        |check| check_pushed(repository, &digest, check),
+                        Stage::ReadBack,
+                        &|stage, message, tail| JobFailure {
+                            digest: Some(digest.clone()),
+                            ..fail(stage, message, tail)
+                        },
+                    )
+                    .await?;
                 (Some(child), binaries)
             }
         };
         Ok(child)
+    }
+
+    /// The `check` phase of `job` when `[verify] binaries` is not off:
+    /// `read` runs the check over the image's layers (a failure to read
+    /// them fails the job at `read_stage`), then [`LiveWorker::judge`]
+    /// decides; `failed` makes a failure of a stage.
+    async fn check_binaries<F>(
+        &self,
+        job: &JobSpec,
+        read: impl FnOnce(mab_verify::Check) -> F,
+        read_stage: Stage,
+        failed: &(dyn Fn(Stage, String, Vec<String>) -> JobFailure + Sync),
+    ) -> Result<Option<mab_verify::Report>, JobFailure>
+    where
+        F: std::future::Future<Output = Result<(mab_verify::Report, u64), String>>,
+    {
+        let Some(check) = self.binaries_check(job) else {
+            return Ok(None);
+        };
+        let phase = self.start_phase(job, Phase::Check);
+        let (report, bytes) = read(check)
+            .await
+            .map_err(|error| failed(read_stage, error, Vec::new()))?;
+        phase.finished(Some(bytes));
+        match self.judge(job, &report) {
+            Ok(()) => Ok(Some(report)),
+            Err((message, tail)) => Err(JobFailure {
+                binaries: Some(report),
+                ..failed(Stage::Binaries, message, tail)
+            }),
+        }
     }
 
     /// The binary check of `job`'s image by `[verify]`; `None` when
