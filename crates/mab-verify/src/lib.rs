@@ -410,15 +410,26 @@ impl Check {
     /// Merges a layer over those below it.
     fn apply(&mut self, changes: LayerChanges) {
         for directory in &changes.opaque {
-            let prefix = format!("{directory}/");
-            self.files.retain(|path, _| !path.starts_with(&prefix));
+            remove_below(&mut self.files, directory);
         }
         for removed in &changes.removed {
-            let prefix = format!("{removed}/");
-            self.files
-                .retain(|path, _| path != removed && !path.starts_with(&prefix));
+            self.files.remove(removed);
+            remove_below(&mut self.files, removed);
         }
         self.files.extend(changes.files);
+    }
+}
+
+/// Removes the paths below `directory` from `files`: the keys from
+/// `directory/` up to `directory0` (`0` follows `/` in byte order), found
+/// by the map's order rather than by visiting every path.
+fn remove_below(files: &mut BTreeMap<String, Verdict>, directory: &str) {
+    let below: Vec<String> = files
+        .range(format!("{directory}/")..format!("{directory}0"))
+        .map(|(path, _)| path.clone())
+        .collect();
+    for path in below {
+        files.remove(&path);
     }
 }
 

@@ -280,59 +280,17 @@ impl<R: Registry> LiveWorker<'_, R> {
         Some(mab_verify::Check::new(&job.platform, rules))
     }
 
-    /// Reports the check's warnings (the compatibility target, a platform
-    /// not checked, every mismatch with `binaries = "warn"`); with
-    /// `binaries = "error"` a mismatch is the job's failure: its message
-    /// (the first file) and a line per file for the log's tail.
+    /// Reports the warnings of [`judge`] and returns its failure.
     fn judge(
         &self,
         job: &JobSpec,
         report: &mab_verify::Report,
     ) -> Result<(), (String, Vec<String>)> {
-        let platform = &job.platform;
-        let warn = |message: String| self.reporter.report(Event::Warning { message });
-        if let Some(note) = &report.note {
-            warn(note.clone());
+        let (warnings, failure) = judge(&job.platform, self.project.verify.binaries, report);
+        for message in warnings {
+            self.reporter.report(Event::Warning { message });
         }
-        for finding in &report.warnings {
-            warn(format!(
-                "{platform}: {} is {}, of the 32-bit architecture {platform} also runs (allowed; `[verify] ignore` silences it)",
-                finding.path, finding.found
-            ));
-        }
-        let Some(first) = report.mismatches.first() else {
-            return Ok(());
-        };
-        if self.project.verify.binaries == Binaries::Warn {
-            for finding in &report.mismatches {
-                warn(format!(
-                    "{platform}: {} is {}, but {platform} needs {} (`[verify] binaries = \"warn\"`)",
-                    finding.path, finding.found, finding.expected
-                ));
-            }
-            return Ok(());
-        }
-        let more = match report.mismatches.len() {
-            1 => String::new(),
-            count => format!(" (and {} more files, listed below)", count - 1),
-        };
-        let message = format!(
-            "the {platform} image holds a program of another architecture: {} is {}, but {platform} needs {}{more}",
-            first.path, first.found, first.expected
-        );
-        // One file is all the message says already.
-        let listed = if report.mismatches.len() > 1 {
-            MISMATCHES_LISTED
-        } else {
-            0
-        };
-        let tail = report
-            .mismatches
-            .iter()
-            .take(listed)
-            .map(|finding| format!("{}: {}", finding.path, finding.found))
-            .collect();
-        Err((message, tail))
+        failure.map_or(Ok(()), Err)
     }
 
     /// Reports [`Event::PhaseStarted`] for `phase` of `job`; the
@@ -391,6 +349,60 @@ impl<R: Registry> LiveWorker<'_, R> {
             }),
         }
     }
+}
+
+/// What the binary check's `report` on a `platform` image means under
+/// `[verify] binaries`: the warnings to report (a platform not checked,
+/// each file of the 32-bit compatibility target, and with `"warn"` each
+/// mismatch), and with `"error"` and a mismatch the job's failure: its
+/// message (naming the first file, what it is and what the platform
+/// needs) and the files listed under it (none when there is one, the
+/// first [`MISMATCHES_LISTED`] otherwise).
+fn judge(
+    platform: &Platform,
+    binaries: Binaries,
+    report: &mab_verify::Report,
+) -> (Vec<String>, Option<(String, Vec<String>)>) {
+    let mut warnings: Vec<String> = report.note.iter().cloned().collect();
+    warnings.extend(report.warnings.iter().map(|finding| {
+        format!(
+            "{platform}: {} is {}, of the 32-bit architecture {platform} also runs (allowed; `[verify] ignore` silences it)",
+            finding.path, finding.found
+        )
+    }));
+    let Some(first) = report.mismatches.first() else {
+        return (warnings, None);
+    };
+    if binaries != Binaries::Error {
+        warnings.extend(report.mismatches.iter().map(|finding| {
+            format!(
+                "{platform}: {} is {}, but {platform} needs {} (`[verify] binaries = \"warn\"`)",
+                finding.path, finding.found, finding.expected
+            )
+        }));
+        return (warnings, None);
+    }
+    let count = report.mismatches.len();
+    let more = match count {
+        1 => String::new(),
+        _ if count <= MISMATCHES_LISTED => format!(" (and {} more files, listed below)", count - 1),
+        _ => format!(
+            " (and {} more files; the first {MISMATCHES_LISTED} are listed below)",
+            count - 1
+        ),
+    };
+    let message = format!(
+        "the {platform} image holds a program of another architecture: {} is {}, but {platform} needs {}{more}",
+        first.path, first.found, first.expected
+    );
+    let listed = if count > 1 { MISMATCHES_LISTED } else { 0 };
+    let tail = report
+        .mismatches
+        .iter()
+        .take(listed)
+        .map(|finding| format!("{}: {}", finding.path, finding.found))
+        .collect();
+    (warnings, Some((message, tail)))
 }
 
 /// How many mismatched files a failure lists under its message.
@@ -789,6 +801,86 @@ mod tests {
             assert_eq!(failure.log_tail, ["#5 RUN false"]);
             assert_eq!(failure.job, job);
         }
+    }
+
+    /// The check's report read under each `binaries` mode: warnings for
+    /// the compatibility target and (with `warn`) for mismatches; with
+    /// `error` a failure naming the first file, listing them when several.
+    #[test]
+    fn a_check_report_is_judged_by_the_binaries_mode() {
+        let platform: Platform = "linux/arm64".parse().unwrap();
+        let finding = |path: &str| mab_verify::Finding {
+            path: path.to_owned(),
+            found: "ELF 64-bit LSB x86-64 executable".to_owned(),
+            expected: "64-bit LSB ARM aarch64".to_owned(),
+        };
+        let compat = mab_verify::Finding {
+            path: "/usr/lib/arm32/libc.so".to_owned(),
+            found: "ELF 32-bit LSB ARM shared object".to_owned(),
+            expected: "32-bit LSB ARM".to_owned(),
+        };
+        let report = |mismatches: Vec<mab_verify::Finding>| mab_verify::Report {
+            checked: 30,
+            mismatches,
+            warnings: vec![compat.clone()],
+            note: None,
+        };
+        let compat_warning = "linux/arm64: /usr/lib/arm32/libc.so is ELF 32-bit LSB ARM shared object, of the 32-bit architecture linux/arm64 also runs (allowed; `[verify] ignore` silences it)";
+
+        let (warnings, failure) = judge(&platform, Binaries::Error, &report(Vec::new()));
+        assert_eq!(warnings, [compat_warning]);
+        assert_eq!(failure, None);
+
+        let (warnings, failure) = judge(
+            &platform,
+            Binaries::Error,
+            &report(vec![finding("/bin/busybox")]),
+        );
+        assert_eq!(warnings, [compat_warning]);
+        assert_eq!(
+            failure,
+            Some((
+                "the linux/arm64 image holds a program of another architecture: /bin/busybox is ELF 64-bit LSB x86-64 executable, but linux/arm64 needs 64-bit LSB ARM aarch64".to_owned(),
+                Vec::new()
+            ))
+        );
+
+        let many: Vec<_> = (0..25)
+            .map(|index| finding(&format!("/bin/t{index:02}")))
+            .collect();
+        let (_, failure) = judge(&platform, Binaries::Error, &report(many.clone()));
+        let (message, listed) = failure.unwrap();
+        assert!(
+            message.ends_with("(and 24 more files; the first 20 are listed below)"),
+            "{message}"
+        );
+        assert_eq!(listed.len(), MISMATCHES_LISTED);
+        assert_eq!(listed[0], "/bin/t00: ELF 64-bit LSB x86-64 executable");
+
+        let (warnings, failure) = judge(&platform, Binaries::Warn, &report(many[..2].to_vec()));
+        assert_eq!(failure, None);
+        assert_eq!(
+            warnings[1..],
+            [
+                "linux/arm64: /bin/t00 is ELF 64-bit LSB x86-64 executable, but linux/arm64 needs 64-bit LSB ARM aarch64 (`[verify] binaries = \"warn\"`)",
+                "linux/arm64: /bin/t01 is ELF 64-bit LSB x86-64 executable, but linux/arm64 needs 64-bit LSB ARM aarch64 (`[verify] binaries = \"warn\"`)",
+            ]
+        );
+
+        let unchecked = mab_verify::Report {
+            note: Some(
+                "windows/amd64 programs are not ELF objects: their architecture is not checked"
+                    .to_owned(),
+            ),
+            ..mab_verify::Report::default()
+        };
+        let (warnings, failure) = judge(
+            &"windows/amd64".parse().unwrap(),
+            Binaries::Error,
+            &unchecked,
+        );
+        assert_eq!(warnings, [unchecked.note.clone().unwrap()]);
+        assert_eq!(failure, None);
     }
 
     /// A step whose network hook failed is told by the log's tail, as the
