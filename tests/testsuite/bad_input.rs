@@ -486,7 +486,7 @@ fn target_not_in_the_dockerfile() {
 fn configuration_mistakes() {
     const RUNNER: &str =
         "[[runner]]\nname = \"a\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\n";
-    let cases: [(&str, &str, &str); 17] = [
+    let cases: [(&str, &str, &str); 21] = [
         ("empty_platforms", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = []\n", RUNNER),
         ("unknown_os", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linus/amd64\"]\n", RUNNER),
         ("missing_name", "[image]\nplatforms = [\"linux/amd64\"]\n", RUNNER),
@@ -497,6 +497,10 @@ fn configuration_mistakes() {
         ("emulation_not_a_boolean", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linux/amd64\"]\nemulation = \"no\"\n", RUNNER),
         ("fallback_not_a_boolean", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linux/amd64\"]\nfallback = \"off\"\n", RUNNER),
         ("bad_timeout", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linux/amd64\"]\ntimeout = \"90 minuets\"\n", RUNNER),
+        ("verify_bad_binaries", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linux/amd64\"]\n\n[verify]\nbinaries = \"fatal\"\n", RUNNER),
+        ("verify_relative_ignore", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linux/amd64\"]\n\n[verify]\nignore = [\"/usr/share/qemu/**\", \"bin/busybox\"]\n", RUNNER),
+        ("verify_bad_ignore_pattern", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linux/amd64\"]\n\n[verify]\nignore = [\"/opt/[tools\"]\n", RUNNER),
+        ("verify_typo", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linux/amd64\"]\n\n[verify]\nbinares = \"warn\"\n", RUNNER),
         ("duplicate_runner", GOOD_MANIFEST, &"[[runner]]\nname = \"a\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\n".repeat(2)),
         ("runner_without_platforms", GOOD_MANIFEST, "[[runner]]\nname = \"a\"\nhost = \"local\"\nplatforms = []\n"),
         ("zero_jobs", GOOD_MANIFEST, "[[runner]]\nname = \"a\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\njobs = 0\n"),

@@ -4,7 +4,7 @@
 
 use crate::support::{
     build_with_metadata, config_platform_fields, docker_on, mab, require_lab, sha256,
-    skopeo_config, skopeo_raw, ssh_lock, Home, Lab, Project,
+    skopeo_config, skopeo_raw, ssh_lock, three_runners, Home, Lab, Project,
 };
 
 /// A multi-stage `FROM scratch` project whose image prints the platform it
@@ -40,14 +40,7 @@ fn greeter(lab: &Lab, repository: &str, extra_run: &str) -> Project {
         )
         .file(
             "runners.toml",
-            &format!(
-                "[[runner]]\nname = \"arm\"\nhost = \"runner-a\"\nplatforms = [\"linux/arm64\"]\nengine = \"unix://{a}\"\n\n\
-                 [[runner]]\nname = \"power\"\nhost = \"runner-b\"\nplatforms = [\"linux/ppc64le\"]\nengine = \"unix://{b}\"\n\n\
-                 [[runner]]\nname = \"here\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\nengine = \"{local}\"\n",
-                a = lab.get("RUNNER_A_ENGINE_SOCKET"),
-                b = lab.get("RUNNER_B_ENGINE_SOCKET"),
-                local = lab.get("LOCAL_ENGINE"),
-            ),
+            &three_runners(lab),
         );
     project
 }

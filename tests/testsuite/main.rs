@@ -2,6 +2,7 @@
 //! lab (`tests/lab/up`) fail when it is missing, unless `MAB_LAB=off`.
 
 mod bad_input;
+mod binaries;
 mod build;
 mod build_args;
 mod context_oracle;

@@ -65,13 +65,18 @@ fn context_bytes(directory: &Path) -> u64 {
 /// sizes as its manifest, read with skopeo, lists them.
 fn image_size(reference: &str) -> u64 {
     let manifest: serde_json::Value = serde_json::from_slice(&skopeo_raw(reference)).unwrap();
-    let layers: u64 = manifest["layers"]
+    manifest["config"]["size"].as_u64().unwrap() + layers_size(reference)
+}
+
+/// The sizes of the layers of `reference` as its manifest lists them.
+fn layers_size(reference: &str) -> u64 {
+    let manifest: serde_json::Value = serde_json::from_slice(&skopeo_raw(reference)).unwrap();
+    manifest["layers"]
         .as_array()
         .unwrap()
         .iter()
         .map(|layer| layer["size"].as_u64().unwrap())
-        .sum();
-    manifest["config"]["size"].as_u64().unwrap() + layers
+        .sum()
 }
 
 /// The events of `run` about `platform`, as `event` or `event:phase`
@@ -147,6 +152,8 @@ fn a_json_build_reports_its_plan_phases_publish_and_result_as_schema_1_events() 
                 "pushed",
                 "phase_started:verify",
                 "phase_finished:verify",
+                "phase_started:check",
+                "phase_finished:check",
                 "job_finished"
             ],
             "{platform}: {run:?}"
@@ -196,6 +203,8 @@ fn a_json_build_reports_its_plan_phases_publish_and_result_as_schema_1_events() 
             .to_owned();
         let child = format!("{repository}@{digest}");
         assert_eq!(finished[2]["bytes"], image_size(&child), "{platform}");
+        // Check: the layers' bytes, read from the registry.
+        assert_eq!(finished[3]["bytes"], layers_size(&child), "{platform}");
         assert!(
             list["manifests"]
                 .as_array()

@@ -371,6 +371,20 @@ impl GitProblem {
     }
 }
 
+/// `runners.toml` building linux/arm64 on runner-a (runner `arm`),
+/// linux/ppc64le on runner-b (`power`) and linux/amd64 on the local engine
+/// (`here`).
+pub fn three_runners(lab: &Lab) -> String {
+    format!(
+        "[[runner]]\nname = \"arm\"\nhost = \"runner-a\"\nplatforms = [\"linux/arm64\"]\nengine = \"unix://{a}\"\n\n\
+         [[runner]]\nname = \"power\"\nhost = \"runner-b\"\nplatforms = [\"linux/ppc64le\"]\nengine = \"unix://{b}\"\n\n\
+         [[runner]]\nname = \"here\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\nengine = \"{local}\"\n",
+        a = lab.get("RUNNER_A_ENGINE_SOCKET"),
+        b = lab.get("RUNNER_B_ENGINE_SOCKET"),
+        local = lab.get("LOCAL_ENGINE"),
+    )
+}
+
 /// `runners.toml` with one runner, `arm`, building linux/arm64 on
 /// runner-a's engine.
 pub fn runner_a_for_arm64(lab: &Lab) -> String {

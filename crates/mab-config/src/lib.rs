@@ -32,7 +32,9 @@ pub use edit::{add_runner, remove_runner, NewRunner};
 pub use error::{io_message, ConfigError, Location};
 pub use host::{HostError, HostSpec};
 pub use platform::{Parsed, Platform, PlatformError};
-pub use project::{find_manifest, load_project, parse_project, Expect, Project, SmokeTest};
+pub use project::{
+    find_manifest, load_project, parse_project, Binaries, Expect, Project, SmokeTest, Verify,
+};
 pub use runners::{
     implicit_runners, load_runners, locate_runners, parse_runners, NetworkMode, Runner, RunnerHost,
     RunnersFile, DEFAULT_ENGINE_SOCKET,

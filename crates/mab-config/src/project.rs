@@ -56,8 +56,43 @@ pub struct Project {
     /// `[test]`: the smoke run of each platform's image, `None` when the
     /// table is absent.
     pub test: Option<SmokeTest>,
+    /// `[verify]`: the check of each image's programs.
+    pub verify: Verify,
     /// Unknown keys and platform alias notes, one sentence each.
     pub warnings: Vec<String>,
+}
+
+/// `[verify]`: whether and how each pushed image's ELF programs are held
+/// to its platform (docs/verify.md).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Verify {
+    /// `binaries`: what a program of another architecture does.
+    pub binaries: Binaries,
+    /// `ignore`: absolute image paths (`/usr/share/qemu/**`), with
+    /// `.dockerignore`'s pattern rules, whose files are not inspected; each
+    /// checked as a pattern when the manifest is read.
+    pub ignore: Vec<String>,
+}
+
+/// `[verify] binaries`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Binaries {
+    /// `"error"` (the default): a mismatch fails the platform.
+    #[default]
+    Error,
+    /// `"warn"`: a mismatch is a warning; the image is published.
+    Warn,
+    /// `"off"`: no check.
+    Off,
+}
+
+impl Binaries {
+    /// The values `binaries` takes, as written.
+    pub const VALUES: &[(&str, Binaries)] = &[
+        ("error", Binaries::Error),
+        ("warn", Binaries::Warn),
+        ("off", Binaries::Off),
+    ];
 }
 
 #[derive(Deserialize)]
@@ -65,6 +100,13 @@ struct RawManifest {
     image: Option<Spanned<RawImage>>,
     tags: Option<RawTags>,
     test: Option<Spanned<RawTest>>,
+    verify: Option<RawVerify>,
+}
+
+#[derive(Deserialize)]
+struct RawVerify {
+    binaries: Option<Spanned<String>>,
+    ignore: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -140,8 +182,9 @@ struct RawTags {
     extra: Option<Vec<Spanned<String>>>,
 }
 
-const TOP_KEYS: &[&str] = &["image", "tags", "test"];
+const TOP_KEYS: &[&str] = &["image", "tags", "test", "verify"];
 const TEST_KEYS: &[&str] = &["run", "expect", "timeout"];
+const VERIFY_KEYS: &[&str] = &["binaries", "ignore"];
 const IMAGE_KEYS: &[&str] = &[
     "name",
     "platforms",
@@ -288,6 +331,12 @@ pub fn parse_project(path: &Path, text: &str) -> Result<Project, ConfigError> {
         }
     }
 
+    let verify = match raw.verify {
+        Some(verify) => parse_verify(path, verify)
+            .map_err(|(span, message, hint)| invalid(Some(span), message, &hint))?,
+        None => Verify::default(),
+    };
+
     let mut secrets = BTreeMap::new();
     for (id, secret) in image.secrets.unwrap_or_default() {
         let span = secret.span();
@@ -325,6 +374,7 @@ pub fn parse_project(path: &Path, text: &str) -> Result<Project, ConfigError> {
         secrets,
         extra_tags,
         test,
+        verify,
         warnings,
     })
 }
@@ -397,6 +447,56 @@ fn smoke_test(path: &Path, text: &str, test: Spanned<RawTest>) -> Result<SmokeTe
     })
 }
 
+/// `[verify]`, or the span, message and hint of its bad value.
+fn parse_verify(
+    path: &Path,
+    raw: RawVerify,
+) -> Result<Verify, (std::ops::Range<usize>, String, String)> {
+    let binaries = match raw.binaries {
+        Some(written) => Binaries::VALUES
+            .iter()
+            .find(|(name, _)| name == written.get_ref())
+            .map(|(_, binaries)| *binaries)
+            .ok_or_else(|| {
+                (
+                    written.span(),
+                    format!(
+                        "`binaries = \"{}\"` is not one of \"error\", \"warn\" or \"off\"",
+                        written.get_ref()
+                    ),
+                    "`error` fails a platform whose image holds a program of another architecture, `warn` publishes it with a warning, `off` skips the check (docs/verify.md)".to_owned(),
+                )
+            })?,
+        None => Binaries::default(),
+    };
+    let mut ignore = Vec::new();
+    for pattern in raw.ignore.unwrap_or_default() {
+        let text = pattern.get_ref();
+        if !text.trim_start_matches('!').starts_with('/') {
+            return Err((
+                pattern.span(),
+                format!("`ignore` pattern `{text}` is not an absolute path"),
+                format!(
+                    "write the path as it is in the image, from its root: `/{}`",
+                    text.trim_start_matches('!')
+                ),
+            ));
+        }
+        // The one parser of these patterns, the one `.dockerignore` has.
+        if let Err(mab_context::ContextError::InvalidPattern { reason, .. }) =
+            mab_context::DockerIgnore::from_patterns([text], path)
+        {
+            return Err((
+                pattern.span(),
+                format!("`ignore` pattern `{text}` is not a valid pattern: {reason}"),
+                "patterns use `*`, `?`, `[...]`, `**` and a leading `!`, as in .dockerignore; escape a literal `*`, `?`, `[` or `\\` with `\\`".to_owned(),
+            ));
+        }
+        ignore.push(pattern.into_inner());
+    }
+    Ok(Verify { binaries, ignore })
+}
+
 impl Project {
     /// An error about the value of `[image] key` (`context`, `dockerfile`),
     /// pointing at it in the manifest (file, line, column and the line) when
@@ -459,6 +559,7 @@ fn table_of(segments: &[Segment]) -> Table<'static> {
         "image" => (IMAGE_KEYS, &["name", "platforms"]),
         "tags" => (TAGS_KEYS, &[]),
         "test" => (TEST_KEYS, &["run"]),
+        "verify" => (VERIFY_KEYS, &[]),
         secret if secret.starts_with("image.secrets.") => (SECRET_KEYS, &[]),
         _ => (&[], &[]),
     };
@@ -747,7 +848,29 @@ extra = ["edge", "nightly", "edge"]
         assert_eq!(project.timeout, None);
         assert!(project.args.is_empty());
         assert!(project.extra_tags.is_empty());
+        assert_eq!(project.verify, Verify::default());
+        assert_eq!(project.verify.binaries, Binaries::Error);
         assert!(project.warnings.is_empty());
+    }
+
+    #[test]
+    fn verify_takes_its_mode_and_absolute_patterns() {
+        let project = parse("[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\n[verify]\nbinaries = \"warn\"\nignore = [\"/usr/share/qemu/**\", \"!/usr/share/qemu/keep\"]\n").unwrap();
+        assert_eq!(
+            project.verify,
+            Verify {
+                binaries: Binaries::Warn,
+                ignore: vec![
+                    "/usr/share/qemu/**".to_owned(),
+                    "!/usr/share/qemu/keep".to_owned()
+                ],
+            }
+        );
+        let error = parse("[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\n[verify]\nbinaries = \"warn\"\nignroe = []\n").unwrap_err();
+        assert_eq!(
+            error.message(),
+            "unknown key `ignroe` under [verify]; did you mean `ignore`?"
+        );
     }
 
     #[test]
@@ -1044,6 +1167,30 @@ extra = ["edge", "nightly", "edge"]
                 "[image]",
                 "^^^^^^^",
                 "add `name = ",
+            ),
+            (
+                "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\n[verify]\nbinaries = \"fatal\"\n",
+                "`binaries = \"fatal\"` is not one of \"error\", \"warn\" or \"off\"",
+                ":5:12",
+                "binaries = \"fatal\"",
+                "           ^^^^^^^",
+                "`warn` publishes it with a warning",
+            ),
+            (
+                "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\n[verify]\nignore = [\"bin/busybox\"]\n",
+                "`ignore` pattern `bin/busybox` is not an absolute path",
+                ":5:11",
+                "ignore = [\"bin/busybox\"]",
+                "          ^^^^^^^^^^^^^",
+                "from its root: `/bin/busybox`",
+            ),
+            (
+                "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\n[verify]\nignore = [\"/bin/[a\"]\n",
+                "`ignore` pattern `/bin/[a` is not a valid pattern: a `[` character class is not closed by `]`",
+                ":5:11",
+                "ignore = [\"/bin/[a\"]",
+                "          ^^^^^^^^^",
+                "as in .dockerignore",
             ),
         ];
         for (text, message, position, line, carets, hint) in cases {

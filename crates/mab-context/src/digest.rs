@@ -132,6 +132,24 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex(&Sha256::digest(bytes)))
 }
 
+/// A `sha256:` digest of bytes that arrive in pieces (a blob as it
+/// streams): [`Sha256Stream::update`] each piece, then
+/// [`Sha256Stream::digest`], which equals [`sha256_digest`] of them all.
+#[derive(Clone, Default)]
+pub struct Sha256Stream(Sha256);
+
+impl Sha256Stream {
+    /// Adds the next piece.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// `sha256:` and 64 hex digits of every piece so far.
+    pub fn digest(&self) -> String {
+        format!("sha256:{}", hex(&self.0.clone().finalize()))
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
@@ -140,6 +158,15 @@ fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::walk::{walk, Selection};
+
+    #[test]
+    fn a_digest_in_pieces_is_the_digest_of_the_whole() {
+        let mut stream = Sha256Stream::default();
+        for piece in [&b"the "[..], b"", b"layer"] {
+            stream.update(piece);
+        }
+        assert_eq!(stream.digest(), sha256_digest(b"the layer"));
+    }
     use std::os::unix::fs::symlink;
 
     fn digest_of(root: &Path) -> String {

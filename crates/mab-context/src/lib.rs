@@ -32,7 +32,9 @@ mod stages;
 mod walk;
 
 pub use build_context::{BuildContext, DEFAULT_DOCKERFILE};
-pub use digest::{content_digest, is_sha256_digest, sha256_digest, ContentDigest, TOP_LEVEL_LIMIT};
+pub use digest::{
+    content_digest, is_sha256_digest, sha256_digest, ContentDigest, Sha256Stream, TOP_LEVEL_LIMIT,
+};
 pub use error::ContextError;
 pub use follow::{follow_links, resolve_links};
 pub use ignore::{DockerIgnore, DOCKERIGNORE};

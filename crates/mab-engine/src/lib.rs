@@ -124,6 +124,22 @@ pub enum EngineError {
     /// hold the image: the build is lost.
     #[error("the connection to the Docker engine of {engine} broke during the build: {message}")]
     StreamBroken { engine: String, message: String },
+    /// Exporting an image failed: the engine refused, or the stream broke.
+    #[error("exporting {reference} from the Docker engine of {engine} failed: {message}")]
+    Export {
+        engine: String,
+        reference: String,
+        message: String,
+    },
+    /// An exported image could not be written to its temporary file
+    /// ([`Engine::export_image`]).
+    #[error("could not spool {reference} from the Docker engine of {engine} to a temporary file: {source}")]
+    Spool {
+        engine: String,
+        reference: String,
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// What an engine says about itself.
@@ -500,6 +516,40 @@ impl Engine {
             architecture: image.architecture.unwrap_or_default(),
             variant: image.variant.filter(|variant| !variant.is_empty()),
         })
+    }
+
+    /// The image `reference` as `docker save` writes it (`GET
+    /// /images/{name}/get`: a tar with `manifest.json`, the config and
+    /// each layer as an uncompressed tar), spooled to a temporary file as
+    /// it streams, never held in memory: the engine puts `manifest.json`,
+    /// which gives the layers' order, after the layers. The file is
+    /// deleted when dropped. An error answer or a stream that breaks is
+    /// [`EngineError::Export`]; a file that cannot be written,
+    /// [`EngineError::Spool`].
+    pub async fn export_image(
+        &self,
+        reference: &str,
+    ) -> Result<tempfile::NamedTempFile, EngineError> {
+        use futures_util::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let spool_error = |source: io::Error| EngineError::Spool {
+            engine: self.label.clone(),
+            reference: reference.to_owned(),
+            source,
+        };
+        let spool = tempfile::NamedTempFile::new().map_err(spool_error)?;
+        let mut file = tokio::fs::File::from_std(spool.reopen().map_err(spool_error)?);
+        let mut stream = self.docker.export_image(reference);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|error| EngineError::Export {
+                engine: self.label.clone(),
+                reference: reference.to_owned(),
+                message: error.to_string(),
+            })?;
+            file.write_all(&chunk).await.map_err(spool_error)?;
+        }
+        file.flush().await.map_err(spool_error)?;
+        Ok(spool)
     }
 
     /// Gives the image `source` the name `repository:tag` too.

@@ -249,6 +249,11 @@ pub enum Phase {
     /// Reading the image back from the registry (or the engine with
     /// `--no-push`) and checking its platform.
     Verify,
+    /// Reading the image's layers back (from the registry, or the engine
+    /// with `--no-push`) and checking that its programs are for its
+    /// platform (`[verify] binaries`); its bytes are the layers' bytes
+    /// read.
+    Check,
     /// The smoke run of `[test]`: the image's command in a container on
     /// the runner that built it.
     Test,
@@ -282,6 +287,9 @@ pub enum ErrorKind {
     /// The image's smoke run (`[test]`) failed: it exited non-zero, ran
     /// past its timeout, or its output did not match `expect`.
     Test,
+    /// The image holds a program of another architecture than its
+    /// platform's (`[verify] binaries`): the input's problem.
+    Binaries,
 }
 
 /// How a command ended ([`Event::Result`]).

@@ -13,6 +13,20 @@ use oci_client::{Client, Reference, RegistryOperation};
 
 use crate::credentials::Credentials;
 use crate::list::{config_platform, Child, DOCKER_MANIFEST, OCI_MANIFEST};
+
+/// A blob's bytes as they arrive ([`Repository::blob`]).
+pub type Blob = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+
+/// One layer of an image manifest ([`Repository::layers`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layer {
+    /// Its media type (`application/vnd.oci.image.layer.v1.tar+gzip`, ...).
+    pub media_type: String,
+    /// Its digest, `sha256:` and 64 hex digits.
+    pub digest: String,
+    /// Its size in bytes, as the manifest says.
+    pub size: u64,
+}
 use crate::retry::{self, Fault};
 use crate::RegistryError;
 
@@ -151,7 +165,17 @@ impl Repository {
                 .map(Mutex::new),
             access_tokens: Mutex::new(HashMap::new()),
             origin: credentials.map_or_else(String::new, |credentials| credentials.origin.clone()),
-            http: reqwest::Client::new(),
+            // Each read of an answer's body within the request time limit,
+            // so that a blob streamed for longer is not cut off as long as
+            // its bytes keep coming.
+            http: reqwest::Client::builder()
+                .read_timeout(REQUEST_TIMEOUT)
+                .build()
+                .map_err(|error| RegistryError::Request {
+                    registry: registry.clone(),
+                    action: "setting up the HTTP client".to_owned(),
+                    message: error.to_string(),
+                })?,
             registry,
             repository: reference.repository().to_owned(),
             scheme: if plain_http { "http" } else { "https" },
@@ -318,6 +342,92 @@ impl Repository {
             platform,
             image_size,
         })
+    }
+
+    /// The layers of the image manifest `digest`, in order (its `layers`
+    /// descriptors, OCI image manifest and Docker manifest v2 schema 2
+    /// alike: media type, digest, size). Retried on transient faults.
+    pub async fn layers(&self, digest: &str) -> Result<Vec<Layer>, RegistryError> {
+        let (bytes, _) = self.manifest(digest).await?;
+        let manifest: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|error| self.failed(&format!("parsing manifest {digest}"), error))?;
+        manifest["layers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|layer| {
+                let field = |name: &str| {
+                    layer[name].as_str().map(str::to_owned).ok_or_else(|| {
+                        self.failed(
+                            &format!("parsing manifest {digest}"),
+                            format!("a layer has no `{name}`"),
+                        )
+                    })
+                };
+                Ok(Layer {
+                    media_type: field("mediaType")?,
+                    digest: field("digest")?,
+                    size: layer["size"].as_u64().unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    /// The blob `digest` (`GET /v2/<repository>/blobs/<digest>`) as a
+    /// byte stream, never held whole. Getting the answer is retried on
+    /// transient faults as the other requests are; a connection lost while
+    /// the body streams is an I/O error of the stream (the reader starts
+    /// over, if at all). Each read waits at most [`REQUEST_TIMEOUT`]. The
+    /// bytes are checked against `digest` as they come: a stream read to
+    /// its end whose digest differs ends with an I/O error saying so.
+    pub async fn blob(&self, digest: &str) -> Result<Blob, RegistryError> {
+        let path = format!("blobs/{digest}");
+        let response = self
+            .retrying(
+                &format!("reading blob {digest}"),
+                &self.request_line("GET", &path),
+                || async {
+                    let token = self.token(RegistryOperation::Pull).await?;
+                    let request = self.authorized(self.http.get(self.url(&path)), token.as_deref());
+                    let response = request
+                        .send()
+                        .await
+                        .map_err(|error| Fault::transport(&error))?;
+                    if !response.status().is_success() {
+                        return Err(Fault::answered(response).await);
+                    }
+                    Ok(response)
+                },
+            )
+            .await?;
+        // The digest of what came, checked when the body ends.
+        let state = (
+            response.bytes_stream(),
+            Some(mab_context::Sha256Stream::default()),
+        );
+        let expected = digest.to_owned();
+        let stream = futures_util::stream::unfold(state, move |(mut body, mut hash)| {
+            let expected = expected.clone();
+            async move {
+                let running = hash.as_mut()?;
+                let item = match futures_util::StreamExt::next(&mut body).await {
+                    Some(Ok(chunk)) => {
+                        running.update(&chunk);
+                        return Some((Ok(chunk), (body, hash)));
+                    }
+                    Some(Err(error)) => Err(std::io::Error::other(error)),
+                    None if running.digest() == expected => return None,
+                    None => Err(std::io::Error::other(format!(
+                        "the registry sent content with digest {} for blob {expected}",
+                        running.digest()
+                    ))),
+                };
+                Some((item, (body, None)))
+            }
+        });
+        Ok(Box::new(tokio_util::io::StreamReader::new(Box::pin(
+            stream,
+        ))))
     }
 
     /// Pushes the list once by its digest, then points every tag at it,
@@ -1013,6 +1123,59 @@ mod tests {
             origin: "config.json".to_owned(),
         };
         Repository::new(&format!("{registry}/team/app"), Some(&credentials)).unwrap()
+    }
+
+    /// A manifest's layers are its descriptors in order; a blob is the
+    /// answer's body as a stream, fetched with the same auth flow (each
+    /// request after its `GET /v2/`).
+    #[tokio::test]
+    async fn layers_and_blobs_are_read() {
+        use tokio::io::AsyncReadExt;
+        let manifest = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:c","size":2},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:a","size":10},{"mediaType":"application/vnd.oci.image.layer.v1.tar+zstd","digest":"sha256:b","size":20}]}"#;
+        let digest = sha256_digest(manifest.as_bytes());
+        let (registry, requests) = canned_registry(&[
+            "HTTP/1.1 200 OK",
+            &format!("HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\n\r\n{manifest}"),
+            "HTTP/1.1 200 OK",
+            "HTTP/1.1 200 OK\r\n\r\nthe layer's bytes",
+            "HTTP/1.1 200 OK",
+            "HTTP/1.1 200 OK\r\n\r\nthe layer's bytes",
+        ])
+        .await;
+        let repository = Repository::new(&format!("{registry}/team/app"), None).unwrap();
+        let layers = repository.layers(&digest).await.unwrap();
+        assert_eq!(
+            layers,
+            [
+                Layer {
+                    media_type: "application/vnd.oci.image.layer.v1.tar+gzip".to_owned(),
+                    digest: "sha256:a".to_owned(),
+                    size: 10,
+                },
+                Layer {
+                    media_type: "application/vnd.oci.image.layer.v1.tar+zstd".to_owned(),
+                    digest: "sha256:b".to_owned(),
+                    size: 20,
+                },
+            ]
+        );
+        let blob_digest = sha256_digest(b"the layer's bytes");
+        let mut blob = repository.blob(&blob_digest).await.unwrap();
+        let mut bytes = String::new();
+        blob.read_to_string(&mut bytes).await.unwrap();
+        assert_eq!(bytes, "the layer's bytes");
+        // Other bytes than the digest says end in an error.
+        let mut blob = repository.blob("sha256:a").await.unwrap();
+        let error = blob.read_to_string(&mut String::new()).await.unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("the registry sent content with digest {blob_digest} for blob sha256:a")
+        );
+        let requests = requests.lock().unwrap();
+        assert!(
+            requests[3].starts_with(&format!("GET /v2/team/app/blobs/{blob_digest} ")),
+            "{requests:?}"
+        );
     }
 
     /// The identity-token flow by what `GET /v2/` answers: a success needs

@@ -8,7 +8,9 @@ mod list;
 pub mod retry;
 pub mod tags;
 
-pub use client::{is_loopback, registry_of, sha256_digest, ImageReference, Repository};
+pub use client::{
+    is_loopback, registry_of, sha256_digest, Blob, ImageReference, Layer, Repository,
+};
 pub use credentials::{CredentialSources, Credentials, DOCKER_HUB_SERVER, HELPER_TIMEOUT};
 pub use list::{
     check_platform, config_platform, list_entries, manifest_list, Child, ConfigPlatform, ListEntry,

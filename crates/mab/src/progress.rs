@@ -147,6 +147,7 @@ impl Lines {
                     mab_events::Phase::Build => ("build", " of context sent"),
                     mab_events::Phase::Push => ("push", ""),
                     mab_events::Phase::Verify => ("verify", " in the registry"),
+                    mab_events::Phase::Check => ("check", " of layers read"),
                     mab_events::Phase::Test => ("test", ""),
                 };
                 let bytes =
@@ -409,6 +410,9 @@ impl Reporter for Bars {
                 mab_events::Phase::Verify => self
                     .bar(platform, runner)
                     .set_message("verifying the image's platform"),
+                mab_events::Phase::Check => self
+                    .bar(platform, runner)
+                    .set_message("checking the architecture of its programs"),
                 mab_events::Phase::Test => self
                     .bar(platform, runner)
                     .set_message("running the smoke test"),

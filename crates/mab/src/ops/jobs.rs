@@ -58,6 +58,9 @@ pub struct Built {
     /// The registry's view of the image; `None` with `--no-push`.
     pub child: Option<mab_registry::Child>,
     pub seconds: f64,
+    /// The binary check's report (`[verify] binaries`); `None` when it
+    /// is off.
+    pub binaries: Option<mab_verify::Report>,
     /// Its smoke run (`[test]`), which passed; `None` without `[test]` or
     /// with `--no-test`.
     pub test: Option<TestRun>,
@@ -101,6 +104,8 @@ pub struct JobFailure {
     /// Its smoke run, when the failure is that its command exited non-zero
     /// or its output did not match `expect`.
     pub test: Option<TestRun>,
+    /// The binary check's report, when the check failed the job.
+    pub binaries: Option<mab_verify::Report>,
 }
 
 impl JobFailure {
@@ -119,6 +124,7 @@ impl JobFailure {
             stopped: None,
             earlier: Vec::new(),
             test: None,
+            binaries: None,
         }
     }
 }
@@ -945,6 +951,7 @@ mod tests {
                 child: None,
                 seconds: 0.03,
                 test: None,
+                binaries: None,
             })
         }
     }
@@ -1731,6 +1738,7 @@ mod tests {
                 child: None,
                 seconds: 3600.0,
                 test: None,
+                binaries: None,
             })
         }
     }

@@ -195,6 +195,27 @@ pub(super) struct PlatformMetadata {
     /// says so).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) test: Option<TestRun>,
+    /// The binary check (`[verify] binaries`); absent when it is off or
+    /// did not run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    binaries: Option<BinariesMetadata>,
+}
+
+/// `"binaries"` of a platform: how many ELF files were checked, and those
+/// that do not fit the platform.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct BinariesMetadata {
+    checked: u64,
+    mismatches: Vec<mab_verify::Finding>,
+}
+
+impl BinariesMetadata {
+    fn of(report: Option<&mab_verify::Report>) -> Option<BinariesMetadata> {
+        report.map(|report| BinariesMetadata {
+            checked: report.checked,
+            mismatches: report.mismatches.clone(),
+        })
+    }
 }
 
 impl PlatformMetadata {
@@ -212,6 +233,7 @@ impl PlatformMetadata {
             reason: moved.map(|moved| moved.reason.clone()),
             reused: false,
             test: None,
+            binaries: None,
         }
     }
 
@@ -244,6 +266,7 @@ impl PlatformMetadata {
             digest: built.child.as_ref().map(|child| child.digest.clone()),
             seconds: Some(built.seconds),
             test: built.test,
+            binaries: BinariesMetadata::of(built.binaries.as_ref()),
             ..PlatformMetadata::of(&built.job, state)
         }
     }
@@ -257,6 +280,7 @@ impl PlatformMetadata {
         };
         PlatformMetadata {
             digest: failure.digest.clone(),
+            binaries: BinariesMetadata::of(failure.binaries.as_ref()),
             error: Some(ErrorMetadata {
                 kind: failure.kind,
                 message: failure.message.clone(),

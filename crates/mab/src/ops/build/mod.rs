@@ -1201,6 +1201,7 @@ fn failure_report_ending(failures: &[JobFailure], ending: &str) -> Failure {
     for kind in [
         ErrorKind::Build,
         ErrorKind::Test,
+        ErrorKind::Binaries,
         ErrorKind::Runner,
         ErrorKind::Registry,
         ErrorKind::Usage,
@@ -1343,6 +1344,7 @@ mod tests {
                     child: self.pushes.then(|| child(&platform)),
                     seconds: 2.5,
                     test: None,
+                    binaries: None,
                 }),
                 Outcome::Hangs => {
                     tokio::time::sleep(std::time::Duration::from_secs(36_000)).await;
@@ -1351,6 +1353,7 @@ mod tests {
                         child: self.pushes.then(|| child(&platform)),
                         seconds: 36_000.0,
                         test: None,
+                        binaries: None,
                     })
                 }
                 Outcome::FailsBeforePush => {
@@ -1604,6 +1607,17 @@ mod tests {
                 self.lost.lock().unwrap().push(format!("sha256:{slug}"));
             }
             Ok(self.answers.deletes_tags)
+        }
+
+        /// The fake's images have no layers: the live worker alone reads
+        /// them, which the integration tests drive.
+        async fn layers(&self, digest: &str) -> Result<Vec<mab_registry::Layer>, RegistryError> {
+            self.record(format!("layers of {digest}"));
+            Ok(Vec::new())
+        }
+
+        async fn blob(&self, digest: &str) -> Result<mab_registry::Blob, RegistryError> {
+            Err(self.refused(&format!("reading blob {digest}")))
         }
     }
 

@@ -173,6 +173,7 @@ mod tests {
             secrets: std::collections::BTreeMap::new(),
             extra_tags: Vec::new(),
             test: None,
+            verify: Default::default(),
             warnings: Vec::new(),
         };
         apply_overrides(&mut project, &args, &environment).unwrap();

@@ -10,7 +10,7 @@
 use std::future::Future;
 
 use mab_config::Platform;
-use mab_registry::{list_entries, Child, RegistryError, Repository};
+use mab_registry::{list_entries, Blob, Child, Layer, RegistryError, Repository};
 
 use crate::failure::Failure;
 use crate::ops::jobs::{Built, JobFailure};
@@ -58,6 +58,16 @@ pub trait Registry: Sync {
     /// Deletes `tag`; `Ok(false)` when the registry does not delete tags
     /// (OCI distribution 1.1 makes it optional).
     fn delete_tag(&self, tag: &str) -> impl Future<Output = Result<bool, RegistryError>> + Send;
+
+    /// The layers of the image manifest `digest`, in order
+    /// ([`Repository::layers`]).
+    fn layers(
+        &self,
+        digest: &str,
+    ) -> impl Future<Output = Result<Vec<Layer>, RegistryError>> + Send;
+
+    /// The blob `digest` as a stream of its bytes ([`Repository::blob`]).
+    fn blob(&self, digest: &str) -> impl Future<Output = Result<Blob, RegistryError>> + Send;
 }
 
 impl Registry for Repository {
@@ -92,6 +102,14 @@ impl Registry for Repository {
 
     async fn delete_tag(&self, tag: &str) -> Result<bool, RegistryError> {
         Repository::delete_tag(self, tag).await
+    }
+
+    async fn layers(&self, digest: &str) -> Result<Vec<Layer>, RegistryError> {
+        Repository::layers(self, digest).await
+    }
+
+    async fn blob(&self, digest: &str) -> Result<Blob, RegistryError> {
+        Repository::blob(self, digest).await
     }
 }
 

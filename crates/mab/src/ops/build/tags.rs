@@ -222,6 +222,7 @@ mod tests {
                 secrets: std::collections::BTreeMap::new(),
                 extra_tags: Vec::new(),
                 test: None,
+                verify: Default::default(),
                 warnings: Vec::new(),
             };
             let result = check_not_narrowing(&project, &platforms(manifest), &args);

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use mab_config::{NetworkMode, Platform, Project, Runner, SmokeTest};
+use mab_config::{Binaries, NetworkMode, Platform, Project, Runner, SmokeTest};
 use mab_context::BuildContext;
 use mab_engine::{BuildEvent, BuildSpec, Ended, Engine, EngineError, SmokeOutcome, SmokeRun};
 use mab_events::{ErrorKind, Phase};
@@ -36,6 +36,16 @@ pub(super) fn build_id() -> String {
 /// place while it builds.
 fn build_name(image: &str, build_id: &str, platform: &Platform) -> String {
     format!("{image}:mab-{build_id}-{}", platform_slug(platform))
+}
+
+/// What a job's checks found, past the build: the registry's view of the
+/// image (`None` with `--no-push`), the binary check's report (`None` when
+/// `[verify] binaries = "off"`) and the smoke run that passed (`None`
+/// without `[test]` or with `--no-test`).
+struct Checked {
+    child: Option<Child>,
+    binaries: Option<mab_verify::Report>,
+    test: Option<TestRun>,
 }
 
 /// The [`Worker`] of a real build: each job on its runner's engine, read
@@ -78,13 +88,9 @@ impl<R: Registry> LiveWorker<'_, R> {
         build_name(&self.project.image, &self.build_id, platform)
     }
 
-    /// Builds, pushes and verifies `job`'s image, then runs its smoke
-    /// test: the registry's view of it (`None` with `--no-push`) and the
-    /// test that passed (`None` without one).
-    async fn build_one(
-        &self,
-        job: &JobSpec,
-    ) -> Result<(Option<Child>, Option<TestRun>), JobFailure> {
+    /// Builds, pushes and verifies `job`'s image, checks its programs,
+    /// then runs its smoke test.
+    async fn build_one(&self, job: &JobSpec) -> Result<Checked, JobFailure> {
         let fail = |stage: Stage, message: String, log_tail: Vec<String>| {
             stage.failure(job, message, log_tail, self.registry)
         };
@@ -177,7 +183,7 @@ impl<R: Registry> LiveWorker<'_, R> {
             Err(error) => return Err(fail(Stage::Runner, error.to_string(), Vec::new())),
         }
 
-        let child = match self.repository {
+        let (child, binaries) = match self.repository {
             None => {
                 let phase = self.start_phase(job, Phase::Verify);
                 let found = engine
@@ -187,7 +193,15 @@ impl<R: Registry> LiveWorker<'_, R> {
                 mab_registry::check_platform(&job.platform, &found)
                     .map_err(|error| fail(Stage::Verify, error.to_string(), Vec::new()))?;
                 phase.finished(None);
-                None
+                let binaries = self
+                    .check_binaries(
+                        job,
+                        |check| check_exported(engine, &image, check),
+                        Stage::Runner,
+                        &fail,
+                    )
+                    .await?;
+                (None, binaries)
             }
             Some(repository) => {
                 let phase = self.start_phase(job, Phase::Push);
@@ -222,11 +236,26 @@ impl<R: Registry> LiveWorker<'_, R> {
                 mab_registry::check_platform(&job.platform, &child.platform)
                     .map_err(|error| pushed(Stage::Verify, error.to_string()))?;
                 phase.finished(Some(child.image_size));
-                Some(child)
+                let binaries = self
+                    .check_binaries(
+                        job,
+                        |check| check_pushed(repository, &digest, check),
+                        Stage::ReadBack,
+                        &|stage, message, tail| JobFailure {
+                            digest: Some(digest.clone()),
+                            ..fail(stage, message, tail)
+                        },
+                    )
+                    .await?;
+                (Some(child), binaries)
             }
         };
         let Some(test) = self.test else {
-            return Ok((child, None));
+            return Ok(Checked {
+                child,
+                binaries,
+                test: None,
+            });
         };
         let digest = child.as_ref().map(|child| child.digest.clone());
         let passed = self
@@ -237,7 +266,11 @@ impl<R: Registry> LiveWorker<'_, R> {
                 pushed: digest.is_some(),
                 ..failure
             })?;
-        Ok((child, Some(passed)))
+        Ok(Checked {
+            child,
+            binaries,
+            test: Some(passed),
+        })
     }
 
     /// Runs `test` in a container of `image` on `engine` (the runner that
@@ -307,6 +340,63 @@ impl<R: Registry> LiveWorker<'_, R> {
         }
     }
 
+    /// The `check` phase of `job` when `[verify] binaries` is not off:
+    /// `read` runs the check over the image's layers (a failure to read
+    /// them fails the job at `read_stage`), then [`LiveWorker::judge`]
+    /// decides; `failed` makes a failure of a stage.
+    async fn check_binaries<F>(
+        &self,
+        job: &JobSpec,
+        read: impl FnOnce(mab_verify::Check) -> F,
+        read_stage: Stage,
+        failed: &(dyn Fn(Stage, String, Vec<String>) -> JobFailure + Sync),
+    ) -> Result<Option<mab_verify::Report>, JobFailure>
+    where
+        F: std::future::Future<Output = Result<(mab_verify::Report, u64), String>>,
+    {
+        let Some(check) = self.binaries_check(job) else {
+            return Ok(None);
+        };
+        let phase = self.start_phase(job, Phase::Check);
+        let (report, bytes) = read(check)
+            .await
+            .map_err(|error| failed(read_stage, error, Vec::new()))?;
+        phase.finished(Some(bytes));
+        match self.judge(job, &report) {
+            Ok(()) => Ok(Some(report)),
+            Err((message, tail)) => Err(JobFailure {
+                binaries: Some(report),
+                ..failed(Stage::Binaries, message, tail)
+            }),
+        }
+    }
+
+    /// The binary check of `job`'s image by `[verify]`; `None` when
+    /// `binaries = "off"`. The ignore patterns were checked when mab.toml
+    /// was read.
+    fn binaries_check(&self, job: &JobSpec) -> Option<mab_verify::Check> {
+        if self.project.verify.binaries == Binaries::Off {
+            return None;
+        }
+        let rules =
+            mab_verify::Rules::ignoring(&self.project.verify.ignore, &self.project.manifest_path)
+                .unwrap_or_default();
+        Some(mab_verify::Check::new(&job.platform, rules))
+    }
+
+    /// Reports the warnings of [`judge`] and returns its failure.
+    fn judge(
+        &self,
+        job: &JobSpec,
+        report: &mab_verify::Report,
+    ) -> Result<(), (String, Vec<String>)> {
+        let (warnings, failure) = judge(&job.platform, self.project.verify.binaries, report);
+        for message in warnings {
+            self.reporter.report(Event::Warning { message });
+        }
+        failure.map_or(Ok(()), Err)
+    }
+
     /// Reports [`Event::PhaseStarted`] for `phase` of `job`; the
     /// [`RunningPhase`] reports its end.
     fn start_phase<'a>(&'a self, job: &'a JobSpec, phase: Phase) -> RunningPhase<'a> {
@@ -363,6 +453,132 @@ impl<R: Registry> LiveWorker<'_, R> {
             }),
         }
     }
+}
+
+/// What the binary check's `report` on a `platform` image means under
+/// `[verify] binaries`: the warnings to report (a platform not checked,
+/// each file of the 32-bit compatibility target, and with `"warn"` each
+/// mismatch), and with `"error"` and a mismatch the job's failure: its
+/// message (naming the first file, what it is and what the platform
+/// needs) and the files listed under it (none when there is one, the
+/// first [`MISMATCHES_LISTED`] otherwise).
+fn judge(
+    platform: &Platform,
+    binaries: Binaries,
+    report: &mab_verify::Report,
+) -> (Vec<String>, Option<(String, Vec<String>)>) {
+    let mut warnings: Vec<String> = report.note.iter().cloned().collect();
+    warnings.extend(report.warnings.iter().map(|finding| {
+        format!(
+            "{platform}: {} is {}, of the 32-bit architecture {platform} also runs (allowed; `[verify] ignore` silences it)",
+            finding.path, finding.found
+        )
+    }));
+    let Some(first) = report.mismatches.first() else {
+        return (warnings, None);
+    };
+    if binaries != Binaries::Error {
+        warnings.extend(report.mismatches.iter().map(|finding| {
+            format!(
+                "{platform}: {} is {}, but {platform} needs {} (`[verify] binaries = \"warn\"`)",
+                finding.path, finding.found, finding.expected
+            )
+        }));
+        return (warnings, None);
+    }
+    let count = report.mismatches.len();
+    let more = match count {
+        1 => String::new(),
+        _ if count <= MISMATCHES_LISTED => format!(" (and {} more files, listed below)", count - 1),
+        _ => format!(
+            " (and {} more files; the first {MISMATCHES_LISTED} are listed below)",
+            count - 1
+        ),
+    };
+    let message = format!(
+        "the {platform} image holds a program of another architecture: {} is {}, but {platform} needs {}{more}",
+        first.path, first.found, first.expected
+    );
+    let listed = if count > 1 { MISMATCHES_LISTED } else { 0 };
+    let tail = report
+        .mismatches
+        .iter()
+        .take(listed)
+        .map(|finding| format!("{}: {}", finding.path, finding.found))
+        .collect();
+    (warnings, Some((message, tail)))
+}
+
+/// How many mismatched files a failure lists under its message.
+const MISMATCHES_LISTED: usize = 20;
+
+/// The binary check of the pushed image `digest`: its layers streamed from
+/// the registry in order, each read on a blocking thread as it arrives.
+/// Returns the report and the bytes of the layers read (as stored); an
+/// error is a sentence naming the layer.
+async fn check_pushed<R: Registry>(
+    repository: &R,
+    digest: &str,
+    mut check: mab_verify::Check,
+) -> Result<(mab_verify::Report, u64), String> {
+    let mut bytes = 0;
+    if check.inspects() {
+        let layers = repository
+            .layers(digest)
+            .await
+            .map_err(|error| error.to_string())?;
+        for layer in layers {
+            let compression = mab_verify::Compression::of_media_type(&layer.media_type)
+                .ok_or_else(|| {
+                    mab_verify::VerifyError::MediaType {
+                        digest: layer.digest.clone(),
+                        media_type: layer.media_type.clone(),
+                    }
+                    .to_string()
+                })?;
+            let blob = repository
+                .blob(&layer.digest)
+                .await
+                .map_err(|error| error.to_string())?;
+            check = check
+                .layer_async(layer.digest, blob, compression)
+                .await
+                .map_err(|error| error.to_string())?;
+            bytes += layer.size;
+        }
+    }
+    Ok((check.report(), bytes))
+}
+
+/// The binary check of `image` in `engine` (`--no-push`): its `docker
+/// save` archive ([`mab_engine::Engine::export_image`]) spooled to a
+/// temporary file, then its layers read in the order its `manifest.json`
+/// gives. Returns the report and the archive's size.
+async fn check_exported(
+    engine: &mab_engine::Engine,
+    image: &str,
+    check: mab_verify::Check,
+) -> Result<(mab_verify::Report, u64), String> {
+    if !check.inspects() {
+        return Ok((check.report(), 0));
+    }
+    let spool = engine
+        .export_image(image)
+        .await
+        .map_err(|error| error.to_string())?;
+    let bytes = spool
+        .as_file()
+        .metadata()
+        .map(|metadata| metadata.len())
+        .unwrap_or_default();
+    let image = image.to_owned();
+    tokio::task::spawn_blocking(move || {
+        mab_verify::check_saved(spool.as_file(), check)
+            .map(|report| (report, bytes))
+            .map_err(|error| format!("checking the programs of {image}: {error}"))
+    })
+    .await
+    .map_err(|error| error.to_string())?
 }
 
 /// `failure`, marked as one another runner may retry.
@@ -439,6 +655,8 @@ pub(super) enum Stage {
     /// The image's smoke run (`[test]`) failed; its hint is the
     /// verdict's ([`test_verdict`]).
     Test,
+    /// The image holds a program of another architecture.
+    Binaries,
 }
 
 impl Stage {
@@ -465,7 +683,7 @@ impl Stage {
             message
         };
         JobFailure {
-            pushed: matches!(self, Stage::Verify | Stage::ReadBack),
+            pushed: matches!(self, Stage::Verify | Stage::ReadBack | Stage::Binaries),
             log_tail,
             ..JobFailure::new(job, self.kind(network), message, hint)
         }
@@ -481,6 +699,7 @@ impl Stage {
             Stage::Runner | Stage::Verify => ErrorKind::Runner,
             Stage::Test => ErrorKind::Test,
             Stage::Push | Stage::ReadBack => ErrorKind::Registry,
+            Stage::Binaries => ErrorKind::Binaries,
         }
     }
 
@@ -511,6 +730,7 @@ impl Stage {
                 "the image built for {} does not pass [test] in mab.toml; {TEST_FIX}",
                 job.platform
             ),
+            Stage::Binaries => "a stage on $BUILDPLATFORM copied a host binary, or a download picked the wrong architecture; if the file is meant to be foreign, add it to `[verify] ignore` in mab.toml (docs/verify.md)".to_owned(),
         }
     }
 }
@@ -635,7 +855,11 @@ impl<R: Registry> Worker for LiveWorker<'_, R> {
             emulated: job.emulated,
         });
         match self.build_one(job).await {
-            Ok((child, test)) => {
+            Ok(Checked {
+                child,
+                binaries,
+                test,
+            }) => {
                 let seconds = started.elapsed().as_secs_f64();
                 self.keep_image(job).await;
                 self.reporter.report(Event::JobFinished {
@@ -647,6 +871,7 @@ impl<R: Registry> Worker for LiveWorker<'_, R> {
                     job: job.clone(),
                     child,
                     seconds,
+                    binaries,
                     test,
                 })
             }
@@ -741,6 +966,13 @@ mod tests {
                 false,
                 ErrorKind::Test,
                 "the image built for linux/arm64 does not pass [test] in mab.toml",
+            ),
+            (
+                Stage::Binaries,
+                "the linux/arm64 image holds a program of another architecture: /bin/busybox is ELF 64-bit LSB x86-64 executable, but linux/arm64 needs 64-bit LSB ARM aarch64",
+                true,
+                ErrorKind::Binaries,
+                "a stage on $BUILDPLATFORM copied a host binary, or a download picked the wrong architecture; if the file is meant to be foreign, add it to `[verify] ignore`",
             ),
         ];
         for (stage, message, pushed, kind, hint) in cases {
@@ -840,6 +1072,86 @@ mod tests {
             ),
             "{hint}"
         );
+    }
+
+    /// The check's report read under each `binaries` mode: warnings for
+    /// the compatibility target and (with `warn`) for mismatches; with
+    /// `error` a failure naming the first file, listing them when several.
+    #[test]
+    fn a_check_report_is_judged_by_the_binaries_mode() {
+        let platform: Platform = "linux/arm64".parse().unwrap();
+        let finding = |path: &str| mab_verify::Finding {
+            path: path.to_owned(),
+            found: "ELF 64-bit LSB x86-64 executable".to_owned(),
+            expected: "64-bit LSB ARM aarch64".to_owned(),
+        };
+        let compat = mab_verify::Finding {
+            path: "/usr/lib/arm32/libc.so".to_owned(),
+            found: "ELF 32-bit LSB ARM shared object".to_owned(),
+            expected: "32-bit LSB ARM".to_owned(),
+        };
+        let report = |mismatches: Vec<mab_verify::Finding>| mab_verify::Report {
+            checked: 30,
+            mismatches,
+            warnings: vec![compat.clone()],
+            note: None,
+        };
+        let compat_warning = "linux/arm64: /usr/lib/arm32/libc.so is ELF 32-bit LSB ARM shared object, of the 32-bit architecture linux/arm64 also runs (allowed; `[verify] ignore` silences it)";
+
+        let (warnings, failure) = judge(&platform, Binaries::Error, &report(Vec::new()));
+        assert_eq!(warnings, [compat_warning]);
+        assert_eq!(failure, None);
+
+        let (warnings, failure) = judge(
+            &platform,
+            Binaries::Error,
+            &report(vec![finding("/bin/busybox")]),
+        );
+        assert_eq!(warnings, [compat_warning]);
+        assert_eq!(
+            failure,
+            Some((
+                "the linux/arm64 image holds a program of another architecture: /bin/busybox is ELF 64-bit LSB x86-64 executable, but linux/arm64 needs 64-bit LSB ARM aarch64".to_owned(),
+                Vec::new()
+            ))
+        );
+
+        let many: Vec<_> = (0..25)
+            .map(|index| finding(&format!("/bin/t{index:02}")))
+            .collect();
+        let (_, failure) = judge(&platform, Binaries::Error, &report(many.clone()));
+        let (message, listed) = failure.unwrap();
+        assert!(
+            message.ends_with("(and 24 more files; the first 20 are listed below)"),
+            "{message}"
+        );
+        assert_eq!(listed.len(), MISMATCHES_LISTED);
+        assert_eq!(listed[0], "/bin/t00: ELF 64-bit LSB x86-64 executable");
+
+        let (warnings, failure) = judge(&platform, Binaries::Warn, &report(many[..2].to_vec()));
+        assert_eq!(failure, None);
+        assert_eq!(
+            warnings[1..],
+            [
+                "linux/arm64: /bin/t00 is ELF 64-bit LSB x86-64 executable, but linux/arm64 needs 64-bit LSB ARM aarch64 (`[verify] binaries = \"warn\"`)",
+                "linux/arm64: /bin/t01 is ELF 64-bit LSB x86-64 executable, but linux/arm64 needs 64-bit LSB ARM aarch64 (`[verify] binaries = \"warn\"`)",
+            ]
+        );
+
+        let unchecked = mab_verify::Report {
+            note: Some(
+                "windows/amd64 programs are not ELF objects: their architecture is not checked"
+                    .to_owned(),
+            ),
+            ..mab_verify::Report::default()
+        };
+        let (warnings, failure) = judge(
+            &"windows/amd64".parse().unwrap(),
+            Binaries::Error,
+            &unchecked,
+        );
+        assert_eq!(warnings, [unchecked.note.clone().unwrap()]);
+        assert_eq!(failure, None);
     }
 
     /// A step whose network hook failed is told by the log's tail, as the
