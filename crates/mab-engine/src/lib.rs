@@ -41,7 +41,10 @@ use std::sync::Arc;
 
 pub use retry::{MAX_DELAY, MIN_DELAY, TRIES};
 pub use secrets::{SecretValue, Secrets};
-pub use smoke::{Ended, SmokeOutcome, SmokeRun, OUTPUT_TAIL_LINES, STDOUT_KEPT};
+pub use smoke::{
+    finish_removals, Ended, LeftContainer, SmokeOutcome, SmokeRun, LINE_CHARS, OUTPUT_TAIL_LINES,
+    STDERR_MARK, STDOUT_KEPT,
+};
 pub use sshforward::{ConnectAgent, SshAgent, SshAgents};
 pub use transport::{tcp_connector, unix_connector, Connect, ConnectFuture, Io};
 
@@ -121,9 +124,15 @@ pub enum EngineError {
     },
     /// A build's response stream ended without the build's result (the
     /// connection dropped or a line came cut short) and the engine does not
-    /// hold the image: the build is lost.
-    #[error("the connection to the Docker engine of {engine} broke during the build: {message}")]
-    StreamBroken { engine: String, message: String },
+    /// hold the image: the build is lost. Or a smoke run's output or wait
+    /// broke while its command ran.
+    #[error("the connection to the Docker engine of {engine} broke during {during}: {message}")]
+    StreamBroken {
+        engine: String,
+        /// What was going on: `the build`, `the smoke test`.
+        during: &'static str,
+        message: String,
+    },
 }
 
 /// What an engine says about itself.
@@ -194,7 +203,6 @@ pub struct Engine {
     connect: Connect,
     label: String,
     reporter: Arc<dyn Reporter>,
-    removals: smoke::Removals,
 }
 
 impl Engine {
@@ -236,7 +244,6 @@ impl Engine {
             connect,
             label,
             reporter,
-            removals: smoke::Removals::default(),
         })
     }
 
@@ -440,6 +447,7 @@ impl Engine {
             }
             Err(_) => Err(EngineError::StreamBroken {
                 engine: self.label.clone(),
+                during: "the build",
                 message: error,
             }),
         }

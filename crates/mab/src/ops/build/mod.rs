@@ -153,8 +153,6 @@ pub async fn build(
         reporter.as_ref(),
     )
     .await;
-    // Jobs stopped midway left their smoke-test containers to tasks.
-    worker.finish_removals().await;
     outcome
 }
 

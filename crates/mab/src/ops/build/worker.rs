@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use mab_config::{NetworkMode, Platform, Project, Runner, SmokeTest};
 use mab_context::BuildContext;
-use mab_engine::{BuildEvent, BuildSpec, Ended, Engine, EngineError, SmokeOutcome, SmokeRun};
+use mab_engine::{BuildEvent, BuildSpec, Ended, EngineError, SmokeOutcome, SmokeRun};
 use mab_events::{ErrorKind, Phase};
 use mab_registry::Child;
 
@@ -230,7 +230,7 @@ impl<R: Registry> LiveWorker<'_, R> {
         };
         let digest = child.as_ref().map(|child| child.digest.clone());
         let passed = self
-            .smoke_test(job, engine, &image, test)
+            .smoke_test(job, connected, &image, test)
             .await
             .map_err(|failure| JobFailure {
                 digest: digest.clone(),
@@ -240,19 +240,28 @@ impl<R: Registry> LiveWorker<'_, R> {
         Ok((child, Some(passed)))
     }
 
-    /// Runs `test` in a container of `image` on `engine` (the runner that
-    /// built it, under its QEMU when the build was emulated: the job's
-    /// platform goes with the request) as [`Phase::Test`].
+    /// Runs `test` in a container of `image` on the runner that built it
+    /// (`connected`, under its QEMU when the build was emulated: the job's
+    /// platform goes with the request) as [`Phase::Test`]. The container is
+    /// named `mab-<build id>-<platform slug>`.
+    ///
+    /// Only the engine's own refusal to start the command fails the job as
+    /// [`ErrorKind::Test`] (the image lacks the program); an emulated job
+    /// whose runner has no QEMU handler for the platform, and every other
+    /// engine error (a lost connection, a request the engine refused), are
+    /// the runner's.
     async fn smoke_test(
         &self,
         job: &JobSpec,
-        engine: &Engine,
+        connected: &Connected,
         image: &str,
         test: &SmokeTest,
     ) -> Result<TestRun, JobFailure> {
         let phase = self.start_phase(job, Phase::Test);
+        let name = format!("mab-{}-{}", self.build_id, platform_slug(&job.platform));
         let run = SmokeRun {
             image,
+            name: &name,
             platform: &job.platform,
             argv: &test.run,
             timeout: test.timeout,
@@ -262,23 +271,36 @@ impl<R: Registry> LiveWorker<'_, R> {
                 ("mab.platform".to_owned(), job.platform.to_string()),
             ]),
         };
-        let outcome = match engine.smoke_run(&run).await {
+        let runner_failure = |message: String| {
+            Stage::Runner.failure(
+                job,
+                format!("{}: {message}", test_context(test, job)),
+                Vec::new(),
+                self.registry,
+            )
+        };
+        let outcome = match connected.engine.smoke_run(&run).await {
             Ok(outcome) => outcome,
             Err(EngineError::StartFailed { message, .. }) => {
+                if let Some(handler) = missing_handler(job, &connected.binfmt) {
+                    return Err(JobFailure {
+                        hint: format!(
+                            "register the QEMU handler {handler} on runner `{}` (`docker run --privileged --rm tonistiigi/binfmt --install all`, or the qemu-user-static package) or run {} on a native runner",
+                            job.runner, job.platform
+                        ),
+                        ..runner_failure(format!(
+                            "the runner emulates {} but its binfmt_misc has no QEMU handler {handler}, so the image's programs cannot run there: {message}",
+                            job.platform
+                        ))
+                    });
+                }
                 let (message, hint) = test_failure(test, job, &TestEnd::NotStarted(&message));
                 return Err(JobFailure {
                     hint,
                     ..Stage::Test.failure(job, message, Vec::new(), self.registry)
                 });
             }
-            Err(error) => {
-                return Err(Stage::Runner.failure(
-                    job,
-                    error.to_string(),
-                    Vec::new(),
-                    self.registry,
-                ))
-            }
+            Err(error) => return Err(runner_failure(error.to_string())),
         };
         match test_verdict(test, job, &outcome) {
             Ok(passed) => {
@@ -296,14 +318,6 @@ impl<R: Registry> LiveWorker<'_, R> {
                 },
                 ..Stage::Test.failure(job, message, outcome.output_tail, self.registry)
             }),
-        }
-    }
-
-    /// Waits for the removals of smoke-test containers that jobs stopped
-    /// midway (a time limit, a signal) left to tasks, on every runner.
-    pub(super) async fn finish_removals(&self) {
-        for connected in self.connected.values().flatten() {
-            connected.engine.finish_removals().await;
         }
     }
 
@@ -553,12 +567,35 @@ fn test_verdict(
     Err(test_failure(test, job, &end))
 }
 
+/// `the linux/arm64 image on runner `pi``, as the test's messages say it.
+fn image_on_runner(job: &JobSpec) -> String {
+    format!("the {} image on runner `{}`", job.platform, job.runner)
+}
+
+/// The prefix of a smoke test's runner failures: `[test] run = [...] in
+/// the linux/arm64 image on runner `pi``.
+fn test_context(test: &SmokeTest, job: &JobSpec) -> String {
+    format!(
+        "[test] run = {} in {}",
+        serde_json::to_string(&test.run).unwrap_or_default(),
+        image_on_runner(job)
+    )
+}
+
+/// The QEMU handler an emulated `job` needs that the runner's binfmt_misc
+/// entries (`binfmt`, as [`Connected::binfmt`]) lack; `None` for a native
+/// job or one whose handler is there.
+fn missing_handler(job: &JobSpec, binfmt: &[String]) -> Option<&'static str> {
+    let handler = job.platform.qemu_handler().filter(|_| job.emulated)?;
+    (!binfmt.iter().any(|entry| entry == handler)).then_some(handler)
+}
+
 /// The message and hint of a smoke run that ended as `end`: the message
 /// names the command, the platform and the runner, and the exit code,
 /// the timeout or the regular expression.
 fn test_failure(test: &SmokeTest, job: &JobSpec, end: &TestEnd<'_>) -> (String, String) {
     let run = serde_json::to_string(&test.run).unwrap_or_default();
-    let image = format!("the {} image on runner `{}`", job.platform, job.runner);
+    let image = image_on_runner(job);
     match end {
         TestEnd::NotStarted(why) => (
             format!("[test] run = {run} could not start in {image}: {why}"),
@@ -583,7 +620,7 @@ fn test_failure(test: &SmokeTest, job: &JobSpec, end: &TestEnd<'_>) -> (String, 
                 "[test] run = {run} exited with code 0 in {image}, but its output did not match expect = {}",
                 serde_json::to_string(test.expect.as_ref().map_or("", |expect| expect.0.as_str())).unwrap_or_default()
             ),
-            format!("compare `expect` with the command's output shown; {TEST_FIX}"),
+            format!("`expect` reads standard output only (lines marked `stderr:` are not matched): compare it with the output shown; {TEST_FIX}"),
         ),
     }
 }
@@ -811,7 +848,7 @@ mod tests {
                 Ended::Exited(0),
                 "v2.0\n",
                 Some(format!("[test] run = [\"/app\",\"--version\"] exited with code 0 {IN}, but its output did not match expect = \"^v2$\"")),
-                "compare `expect` with the command's output shown",
+                "`expect` reads standard output only",
             ),
         ];
         for (expect, ended, stdout, message, hint) in cases {
