@@ -882,6 +882,43 @@ mod tests {
     /// A step whose network hook failed is told by the log's tail, as the
     /// lab's arm64 engine under QEMU reports it; a step's own output that
     /// merely mentions networks is not.
+    /// An emulated job whose runner has no QEMU handler for its platform
+    /// names the missing one; a native job, or one whose handler is there,
+    /// has none missing. A runner failure of the test says the command,
+    /// the platform and the runner first.
+    #[test]
+    fn a_missing_qemu_handler_and_the_tests_context() {
+        let native = JobSpec::on("linux/arm64".parse().unwrap(), "pi");
+        let emulated = JobSpec {
+            emulated: true,
+            ..JobSpec::on("linux/arm/v7".parse().unwrap(), "box")
+        };
+        let handlers = |names: &[&str]| {
+            names
+                .iter()
+                .map(|name| (*name).to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(missing_handler(&native, &[]), None);
+        assert_eq!(
+            missing_handler(&emulated, &handlers(&["qemu-aarch64"])),
+            Some("qemu-arm")
+        );
+        assert_eq!(
+            missing_handler(&emulated, &handlers(&["qemu-aarch64", "qemu-arm"])),
+            None
+        );
+        let test = SmokeTest {
+            run: vec!["/app".to_owned(), "--version".to_owned()],
+            expect: None,
+            timeout: std::time::Duration::from_secs(60),
+        };
+        assert_eq!(
+            test_context(&test, &native),
+            "[test] run = [\"/app\",\"--version\"] in the linux/arm64 image on runner `pi`"
+        );
+    }
+
     #[test]
     fn a_network_hook_that_fails_is_the_runners_problem() {
         let job = JobSpec::on("linux/arm64".parse().unwrap(), "arm");
