@@ -575,3 +575,39 @@ fn the_job_time_limit_during_a_test_leaves_no_container() {
     // Removed before mab exited: no waiting here.
     assert_no_container_left(&repository);
 }
+
+/// A platform an earlier build published with `--no-test` is not reused
+/// untested by `--resume`: it is rebuilt and tested, and its metadata says
+/// the test passed; a resume of that build then reuses it.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_resume_tests_what_was_built_without_the_test() {
+    let lab = require_lab!();
+    let repository = lab.repository("smoke-resume");
+    let project = amd64_project(lab, &repository, &script("echo ok"));
+    let home = Home::new(lab);
+    let (first, _) = build_with_metadata(home.path(), project.path(), &["--no-test", "--tag", "a"]);
+    assert_eq!(tested(&first.stderr), Vec::<String>::new(), "{first:?}");
+    let (resumed, metadata) =
+        build_with_metadata(home.path(), project.path(), &["--resume", "--tag", "b"]);
+    assert!(
+        resumed.stderr.contains(
+            "linux/amd64 is rebuilt to run [test]: the earlier build did not run [test] on it"
+        ),
+        "{resumed:?}"
+    );
+    assert_eq!(
+        tested(&resumed.stderr),
+        ["linux/amd64 on here"],
+        "{resumed:?}"
+    );
+    let entry = &metadata["platforms"][0];
+    assert_eq!(entry["reused"], false, "{entry}");
+    assert_eq!(entry["test"]["passed"], true, "{entry}");
+    assert_eq!(entry["test"]["run"][0], "/bin/busybox", "{entry}");
+    let (again, metadata) =
+        build_with_metadata(home.path(), project.path(), &["--resume", "--tag", "c"]);
+    assert_eq!(tested(&again.stderr), Vec::<String>::new(), "{again:?}");
+    assert_eq!(metadata["platforms"][0]["reused"], true, "{again:?}");
+    assert_no_container_left(&repository);
+}

@@ -243,7 +243,7 @@ impl PlatformMetadata {
         PlatformMetadata {
             digest: built.child.as_ref().map(|child| child.digest.clone()),
             seconds: Some(built.seconds),
-            test: built.test,
+            test: built.test.clone(),
             ..PlatformMetadata::of(&built.job, state)
         }
     }
@@ -261,7 +261,7 @@ impl PlatformMetadata {
                 kind: failure.kind,
                 message: failure.message.clone(),
             }),
-            test: failure.test,
+            test: failure.test.clone(),
             ..PlatformMetadata::of(&failure.job, state)
         }
     }

@@ -3305,7 +3305,7 @@ mod tests {
         reporter: &Recorded,
     ) -> resume::Reuse {
         let platforms = inputs().platforms;
-        resume::Resume::of(Some(earlier.clone()), &platforms)
+        resume::Resume::of(Some(earlier.clone()), &platforms, None)
             .decide(Some(registry), REGISTRY, &platforms, None, reporter)
             .await
             .unwrap()
@@ -3786,7 +3786,7 @@ mod tests {
         let reporter = Recorded::default();
         let earlier = earlier(&[("linux/amd64", "pushed"), ("linux/arm64", "failed")]);
         let platforms = inputs().platforms;
-        let resume = resume::Resume::of(Some(earlier), &platforms);
+        let resume = resume::Resume::of(Some(earlier), &platforms, None);
         assert_eq!(resume.rest, platforms[1..]);
         let tags = ["1.0".to_owned(), "latest".to_owned()];
         let unstarted = BeforeJobs {

@@ -310,10 +310,9 @@ impl<R: Registry> LiveWorker<'_, R> {
             Err((message, hint)) => Err(JobFailure {
                 hint,
                 test: match outcome.ended {
-                    Ended::Exited(exit_code) => Some(TestRun {
-                        exit_code,
-                        seconds: outcome.seconds,
-                    }),
+                    Ended::Exited(exit_code) => {
+                        Some(TestRun::of(test, exit_code, outcome.seconds, false))
+                    }
                     Ended::TimedOut => None,
                 },
                 ..Stage::Test.failure(job, message, outcome.output_tail, self.registry)
@@ -555,12 +554,7 @@ fn test_verdict(
         Ended::TimedOut => TestEnd::TimedOut,
         Ended::Exited(0) => match &test.expect {
             Some(expect) if !expect.0.is_match(&outcome.stdout) => TestEnd::Unmatched,
-            _ => {
-                return Ok(TestRun {
-                    exit_code: 0,
-                    seconds: outcome.seconds,
-                })
-            }
+            _ => return Ok(TestRun::of(test, 0, outcome.seconds, true)),
         },
         Ended::Exited(code) => TestEnd::Exited(code),
     };
