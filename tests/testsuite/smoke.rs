@@ -569,8 +569,15 @@ fn the_job_time_limit_during_a_test_leaves_no_container() {
         project.path(),
         &["--tag", "limited", "--timeout", "15s"],
     );
-    assert_ne!(run.code, 0, "{run:?}");
-    assert!(run.stderr.contains("test"), "{run:?}");
+    // The image builds in a few seconds (no RUN step), so the limit
+    // stopped the job in its test, which sleeps for 120 s.
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains(
+            "linux/amd64 on here: stopped after running for 15s on runner `here`, its time limit (--timeout)"
+        ),
+        "{run:?}"
+    );
     assert!(!skopeo_exists(&format!("{repository}:limited")));
     // Removed before mab exited: no waiting here.
     assert_no_container_left(&repository);
@@ -609,5 +616,36 @@ fn a_resume_tests_what_was_built_without_the_test() {
         build_with_metadata(home.path(), project.path(), &["--resume", "--tag", "c"]);
     assert_eq!(tested(&again.stderr), Vec::<String>::new(), "{again:?}");
     assert_eq!(metadata["platforms"][0]["reused"], true, "{again:?}");
+    assert_no_container_left(&repository);
+}
+
+/// The timeout on an SSH runner (runner-arm): the command is killed in
+/// about its timeout over the SSH link as well, and no container is left.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_test_that_times_out_on_an_ssh_runner() {
+    let lab = require_lab!();
+    let repository = lab.repository("smoke-timeout-ssh");
+    let project = project(
+        lab,
+        &repository,
+        "run = [\"/bin/busybox\", \"sleep\", \"30\"]\ntimeout = \"2s\"\n",
+    );
+    let home = Home::new(lab);
+    let started = Instant::now();
+    let (run, metadata) = build_and_metadata(
+        home.path(),
+        project.path(),
+        &["--tag", "late", "--platform", "linux/arm64"],
+    );
+    let took = started.elapsed();
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains("[test] run = [\"/bin/busybox\",\"sleep\",\"30\"] timed out after 2s in the linux/arm64 image on runner `arm` and was killed"),
+        "{run:?}"
+    );
+    assert!(took < Duration::from_secs(25), "{took:?}");
+    assert_eq!(metadata["platforms"][0]["error"]["kind"], "test");
+    assert!(!skopeo_exists(&format!("{repository}:late")));
     assert_no_container_left(&repository);
 }
