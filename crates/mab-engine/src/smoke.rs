@@ -683,7 +683,7 @@ mod tests {
         ] {
             output.push(item);
         }
-        assert_eq!(output.stdout.text().len(), 4 + 6 + 9 + 14 + 601);
+        assert_eq!(output.stdout.text().len(), 8 + 9 + 13 + 601);
         assert_eq!(
             output.tail(),
             vec![
