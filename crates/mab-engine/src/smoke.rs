@@ -169,7 +169,7 @@ pub async fn finish_removals(limit: Duration) -> Vec<LeftContainer> {
             Ok(Err(error)) => error.to_string(),
             Err(_elapsed) => {
                 task.abort();
-                format!("its removal did not end within {} s", limit.as_secs())
+                format!("its removal did not end within {limit:?}")
             }
         };
         left.push(LeftContainer {
@@ -714,5 +714,49 @@ mod tests {
         assert!(output.kept < STDOUT_KEPT + chunk.len(), "{}", output.kept);
         assert!(output.kept >= STDOUT_KEPT);
         assert_eq!(output.tail(), vec!["y".to_owned(); OUTPUT_TAIL_LINES]);
+    }
+
+    /// Removals left to tasks are awaited up to the limit; those that
+    /// failed or did not end then are returned, with why, and their
+    /// warning names the runner, the container and `docker rm -f`.
+    #[tokio::test]
+    async fn pending_removals_are_awaited_up_to_a_limit() {
+        let pending =
+            |container: &str, task: tokio::task::JoinHandle<Result<(), String>>| Pending {
+                runner: "pi".to_owned(),
+                container: container.to_owned(),
+                task,
+            };
+        {
+            let mut list = PENDING.lock().unwrap();
+            list.push(pending("mab-1-done", tokio::spawn(async { Ok(()) })));
+            list.push(pending(
+                "mab-1-refused",
+                tokio::spawn(async { Err("the engine refused".to_owned()) }),
+            ));
+            list.push(pending(
+                "mab-1-hung",
+                tokio::spawn(std::future::pending::<Result<(), String>>()),
+            ));
+        }
+        let started = Instant::now();
+        let left = finish_removals(Duration::from_millis(300)).await;
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let named: Vec<(&str, &str)> = left
+            .iter()
+            .map(|left| (left.container.as_str(), left.why.as_str()))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                ("mab-1-refused", "the engine refused"),
+                ("mab-1-hung", "its removal did not end within 300ms"),
+            ]
+        );
+        assert_eq!(
+            left[0].warning(),
+            "could not remove the smoke-test container mab-1-refused on runner `pi` (the engine refused); remove it there with `docker rm -f mab-1-refused`"
+        );
+        assert!(finish_removals(Duration::from_millis(10)).await.is_empty());
     }
 }
