@@ -531,6 +531,7 @@ fn bad_smoke_tests() {
     // (name, the [test] table, where the message points)
     let cases = [
         ("empty_run", "run = []\n", "mab.toml:6:7"),
+        ("empty_program", "run = [\"\"]\n", "mab.toml:6:7"),
         ("run_not_strings", "run = [\"/app\", 1]\n", "mab.toml:6:16"),
         (
             "run_as_a_string",

@@ -27,8 +27,13 @@ fn project(lab: &Lab, repository: &str, test: &str) -> Project {
         .with_busybox(lab, &["amd64", "arm64", "ppc64le"])
         .file(
             "Dockerfile",
-            "FROM scratch\nARG TARGETARCH\nCOPY busybox/${TARGETARCH} /bin/busybox\n",
+            "FROM scratch\nARG TARGETARCH\nCOPY busybox/${TARGETARCH} /bin/busybox\nCOPY machine/${TARGETARCH} /etc/machine\n",
         )
+        // Each image's machine, as `uname -m` says it: [`machine_script`]
+        // compares, which ties each image to the machine that runs it.
+        .file("machine/amd64", "x86_64\n")
+        .file("machine/arm64", "aarch64\n")
+        .file("machine/ppc64le", "ppc64le\n")
         .file(
             "mab.toml",
             &format!(
@@ -72,11 +77,14 @@ fn script(script: &str) -> String {
 }
 
 /// Prints the machine the command runs on and the network interfaces it
-/// sees, and fails with code 3 (after a line on stderr) on `failing_on`.
+/// sees, then `same machine` when that machine is the one the image was
+/// built for (`/etc/machine`), and fails with code 3 (after a line on
+/// stderr) on `failing_on`.
 fn machine_script(failing_on: &str) -> String {
     script(&format!(
         "echo machine=$(/bin/busybox uname -m); \
          echo interfaces: $(/bin/busybox cut -d: -f1 /proc/net/dev | /bin/busybox tail -n +3); \
+         if [ \"$(/bin/busybox uname -m)\" = \"$(/bin/busybox cat /etc/machine)\" ]; then echo same machine; fi; \
          if [ \"$(/bin/busybox uname -m)\" = {failing_on} ]; then echo 'not on this machine' >&2; exit 3; fi"
     ))
 }
@@ -137,7 +145,7 @@ fn a_passing_test_on_three_platforms() {
     // The machine must be one of the three and the only interface the
     // loopback one: the network is disabled.
     let test = format!(
-        "{}expect = '(?m)^machine=(x86_64|aarch64|ppc64le)\\ninterfaces: lo$'\ntimeout = \"2m\"\n",
+        "{}expect = '(?m)^machine=(x86_64|aarch64|ppc64le)\\ninterfaces: lo\\nsame machine$'\ntimeout = \"2m\"\n",
         machine_script("none")
     );
     let project = project(lab, &repository, &test);
@@ -214,7 +222,7 @@ fn a_test_failing_on_one_platform_publishes_nothing() {
     assert!(
         shown.contains("    machine=ppc64le\n")
             && shown.contains("    interfaces: lo\n")
-            && shown.contains("    not on this machine\n"),
+            && shown.contains("    stderr: not on this machine\n"),
         "{run:?}"
     );
     assert!(
@@ -410,5 +418,234 @@ fn an_interrupted_test_leaves_no_container() {
     assert!(status.success());
     assert_eq!(child.wait().unwrap().code(), Some(130));
     assert!(!skopeo_exists(&format!("{repository}:stopped")));
+    assert_no_container_left(&repository);
+}
+
+/// The container while the test runs, as the engine describes it: `NAME
+/// AUTOREMOVE LOGTYPE NETWORK` of the one container with `repository`'s
+/// label on `engine`, once it is there (within `limit`).
+fn running_container(engine: &str, repository: &str, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(line) = containers(engine, repository).first() {
+            let id = line.split_whitespace().next().unwrap().to_owned();
+            let output = docker_on(
+                engine,
+                &[
+                    "inspect",
+                    "--format",
+                    "{{.Name}} {{.HostConfig.AutoRemove}} {{.HostConfig.LogConfig.Type}} {{.HostConfig.NetworkMode}}",
+                    &id,
+                ],
+            );
+            if output.status.success() {
+                return String::from_utf8_lossy(&output.stdout).trim().to_owned();
+            }
+        }
+        assert!(Instant::now() < deadline, "the smoke test never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits up to `limit` until no container of `repository` is on any
+/// engine, then checks that none is.
+fn assert_containers_go(repository: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while ENGINES
+        .iter()
+        .any(|engine| !containers(engine, repository).is_empty())
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_no_container_left(repository);
+}
+
+/// mab killed outright (SIGKILL, as a lost SSH link leaves it) while the
+/// test runs: the engine removes the container itself once the command
+/// ends (AutoRemove). The container is named `mab-<build id>-<platform>`,
+/// keeps no log and has no network.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_killed_mab_leaves_no_container() {
+    let lab = require_lab!();
+    let repository = lab.repository("smoke-killed");
+    let project = amd64_project(
+        lab,
+        &repository,
+        "run = [\"/bin/busybox\", \"sleep\", \"3\"]\n",
+    );
+    let home = Home::new(lab);
+    let mut command = mab_command(
+        home.path(),
+        project.path(),
+        &["build", "--progress", "plain", "--tag", "killed"],
+    );
+    let mut child = command.stderr(Stdio::null()).spawn().unwrap();
+    let described = running_container("local", &repository, Duration::from_secs(120));
+    let status = Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    child.wait().unwrap();
+    let fields: Vec<&str> = described.split(' ').collect();
+    assert_eq!(fields[1..], ["true", "none", "none"], "{described}");
+    let name = fields[0].strip_prefix("/mab-").unwrap_or_default();
+    let (id, slug) = name.split_once('-').unwrap_or_default();
+    assert!(
+        id.len() == 12 && id.chars().all(|c| c.is_ascii_hexdigit()) && slug == "linux-amd64",
+        "{described}"
+    );
+    assert_containers_go(&repository, Duration::from_secs(20));
+    assert!(!skopeo_exists(&format!("{repository}:killed")));
+}
+
+/// Text on standard error only does not match `expect`: the platform
+/// fails, the line is shown marked `stderr:`, and the hint says that
+/// `expect` reads standard output only.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn stderr_does_not_match_expect() {
+    let lab = require_lab!();
+    let repository = lab.repository("smoke-stderr");
+    let test = format!("{}expect = 'ready'\n", script("echo ready >&2"));
+    let project = amd64_project(lab, &repository, &test);
+    let home = Home::new(lab);
+    let (run, metadata) = build_and_metadata(home.path(), project.path(), &["--tag", "never"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("but its output did not match expect = \"ready\"")
+            && run.stderr.contains("    stderr: ready\n")
+            && run
+                .stderr
+                .contains("hint: `expect` reads standard output only"),
+        "{run:?}"
+    );
+    assert_eq!(metadata["platforms"][0]["error"]["kind"], "test");
+    assert_eq!(metadata["platforms"][0]["test"]["exit_code"], 0);
+    assert!(!skopeo_exists(&format!("{repository}:never")));
+    assert_no_container_left(&repository);
+}
+
+/// 200 MB of output with exit code 0 passes within its timeout: mab reads
+/// the output as it comes (keeping its end) and the engine logs none of it.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_test_with_large_output_passes() {
+    let lab = require_lab!();
+    let repository = lab.repository("smoke-large");
+    let test = format!(
+        "{}expect = '(?m)^y\\ndone$'\ntimeout = \"60s\"\n",
+        script("/bin/busybox yes | /bin/busybox head -c 200000000; echo done")
+    );
+    let project = amd64_project(lab, &repository, &test);
+    let home = Home::new(lab);
+    let (run, metadata) = build_with_metadata(home.path(), project.path(), &["--tag", "large"]);
+    assert_eq!(tested(&run.stderr), ["linux/amd64 on here"], "{run:?}");
+    let entry = &metadata["platforms"][0];
+    assert_eq!(entry["test"]["exit_code"], 0, "{entry}");
+    assert!(entry["test"]["seconds"].as_f64().unwrap() < 60.0, "{entry}");
+    assert!(skopeo_exists(&format!("{repository}:large")));
+    assert_no_container_left(&repository);
+}
+
+/// The job's time limit (`--timeout`) ends the job while its test runs:
+/// the dropped run's container is removed before mab exits.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn the_job_time_limit_during_a_test_leaves_no_container() {
+    let lab = require_lab!();
+    let repository = lab.repository("smoke-job-limit");
+    let project = amd64_project(
+        lab,
+        &repository,
+        "run = [\"/bin/busybox\", \"sleep\", \"120\"]\ntimeout = \"5m\"\n",
+    );
+    let home = Home::new(lab);
+    let (run, _metadata) = build_and_metadata(
+        home.path(),
+        project.path(),
+        &["--tag", "limited", "--timeout", "15s"],
+    );
+    // The image builds in a few seconds (no RUN step), so the limit
+    // stopped the job in its test, which sleeps for 120 s.
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains(
+            "linux/amd64 on here: stopped after running for 15s on runner `here`, its time limit (--timeout)"
+        ),
+        "{run:?}"
+    );
+    assert!(!skopeo_exists(&format!("{repository}:limited")));
+    // Removed before mab exited: no waiting here.
+    assert_no_container_left(&repository);
+}
+
+/// A platform an earlier build published with `--no-test` is not reused
+/// untested by `--resume`: it is rebuilt and tested, and its metadata says
+/// the test passed; a resume of that build then reuses it.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_resume_tests_what_was_built_without_the_test() {
+    let lab = require_lab!();
+    let repository = lab.repository("smoke-resume");
+    let project = amd64_project(lab, &repository, &script("echo ok"));
+    let home = Home::new(lab);
+    let (first, _) = build_with_metadata(home.path(), project.path(), &["--no-test", "--tag", "a"]);
+    assert_eq!(tested(&first.stderr), Vec::<String>::new(), "{first:?}");
+    let (resumed, metadata) =
+        build_with_metadata(home.path(), project.path(), &["--resume", "--tag", "b"]);
+    assert!(
+        resumed.stderr.contains(
+            "linux/amd64 is rebuilt to run [test]: the earlier build did not run [test] on it"
+        ),
+        "{resumed:?}"
+    );
+    assert_eq!(
+        tested(&resumed.stderr),
+        ["linux/amd64 on here"],
+        "{resumed:?}"
+    );
+    let entry = &metadata["platforms"][0];
+    assert_eq!(entry["reused"], false, "{entry}");
+    assert_eq!(entry["test"]["passed"], true, "{entry}");
+    assert_eq!(entry["test"]["run"][0], "/bin/busybox", "{entry}");
+    let (again, metadata) =
+        build_with_metadata(home.path(), project.path(), &["--resume", "--tag", "c"]);
+    assert_eq!(tested(&again.stderr), Vec::<String>::new(), "{again:?}");
+    assert_eq!(metadata["platforms"][0]["reused"], true, "{again:?}");
+    assert_no_container_left(&repository);
+}
+
+/// The timeout on an SSH runner (runner-arm): the command is killed in
+/// about its timeout over the SSH link as well, and no container is left.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_test_that_times_out_on_an_ssh_runner() {
+    let lab = require_lab!();
+    let repository = lab.repository("smoke-timeout-ssh");
+    let project = project(
+        lab,
+        &repository,
+        "run = [\"/bin/busybox\", \"sleep\", \"30\"]\ntimeout = \"2s\"\n",
+    );
+    let home = Home::new(lab);
+    let started = Instant::now();
+    let (run, metadata) = build_and_metadata(
+        home.path(),
+        project.path(),
+        &["--tag", "late", "--platform", "linux/arm64"],
+    );
+    let took = started.elapsed();
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains("[test] run = [\"/bin/busybox\",\"sleep\",\"30\"] timed out after 2s in the linux/arm64 image on runner `arm` and was killed"),
+        "{run:?}"
+    );
+    assert!(took < Duration::from_secs(25), "{took:?}");
+    assert_eq!(metadata["platforms"][0]["error"]["kind"], "test");
+    assert!(!skopeo_exists(&format!("{repository}:late")));
     assert_no_container_left(&repository);
 }

@@ -399,7 +399,7 @@ fn time_limit(
 }
 
 /// The `[test]` table of the manifest at `path` holding `text`: `run` a
-/// non-empty argv, `expect` a regular expression that compiles, `timeout`
+/// non-empty argv whose program (its first element) is not empty, `expect` a regular expression that compiles, `timeout`
 /// a duration; each error points at the value (or at the table when `run`
 /// is missing).
 fn smoke_test(path: &Path, text: &str, test: Spanned<RawTest>) -> Result<SmokeTest, ConfigError> {
@@ -415,6 +415,15 @@ fn smoke_test(path: &Path, text: &str, test: Spanned<RawTest>) -> Result<SmokeTe
                 run.span(),
                 "[test] `run` is empty",
                 format!("write the command as an argv, {ARGV_EXAMPLE}"),
+            ))
+        }
+        // The engine would refuse it only when the container starts:
+        // `exec: "": executable file not found`.
+        Some(run) if run.get_ref()[0].is_empty() => {
+            return Err(invalid(
+                run.span(),
+                "[test] `run` names no program: its first element is empty",
+                format!("make the first element the program to run, {ARGV_EXAMPLE}"),
             ))
         }
         Some(run) => run.into_inner(),
@@ -790,6 +799,11 @@ extra = ["edge", "nightly", "edge"]
         // (table's lines, start of the message, line and column)
         let bad = [
             ("run = []", "[test] `run` is empty", (6, 7)),
+            (
+                "run = [\"\", \"--version\"]",
+                "[test] `run` names no program",
+                (6, 7),
+            ),
             ("expect = \"x\"", "[test] has no `run`", (5, 1)),
             (
                 "run = [\"/app\", 1]",

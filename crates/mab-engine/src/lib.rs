@@ -41,7 +41,10 @@ use std::sync::Arc;
 
 pub use retry::{MAX_DELAY, MIN_DELAY, TRIES};
 pub use secrets::{SecretValue, Secrets};
-pub use smoke::{Ended, SmokeOutcome, SmokeRun, OUTPUT_TAIL_LINES, STDOUT_KEPT};
+pub use smoke::{
+    finish_removals, Ended, LeftContainer, SmokeOutcome, SmokeRun, LINE_CHARS, OUTPUT_TAIL_LINES,
+    STDERR_MARK, STDOUT_KEPT,
+};
 pub use sshforward::{ConnectAgent, SshAgent, SshAgents};
 pub use transport::{tcp_connector, unix_connector, Connect, ConnectFuture, Io};
 
@@ -121,9 +124,15 @@ pub enum EngineError {
     },
     /// A build's response stream ended without the build's result (the
     /// connection dropped or a line came cut short) and the engine does not
-    /// hold the image: the build is lost.
-    #[error("the connection to the Docker engine of {engine} broke during the build: {message}")]
-    StreamBroken { engine: String, message: String },
+    /// hold the image: the build is lost. Or a smoke run's output or wait
+    /// broke while its command ran.
+    #[error("the connection to the Docker engine of {engine} broke during {during}: {message}")]
+    StreamBroken {
+        engine: String,
+        /// What was going on: `the build`, `the smoke test`.
+        during: &'static str,
+        message: String,
+    },
     /// Exporting an image failed: the engine refused, or the stream broke.
     #[error("exporting {reference} from the Docker engine of {engine} failed: {message}")]
     Export {
@@ -210,7 +219,6 @@ pub struct Engine {
     connect: Connect,
     label: String,
     reporter: Arc<dyn Reporter>,
-    removals: smoke::Removals,
 }
 
 impl Engine {
@@ -252,7 +260,6 @@ impl Engine {
             connect,
             label,
             reporter,
-            removals: smoke::Removals::default(),
         })
     }
 
@@ -456,6 +463,7 @@ impl Engine {
             }
             Err(_) => Err(EngineError::StreamBroken {
                 engine: self.label.clone(),
+                during: "the build",
                 message: error,
             }),
         }

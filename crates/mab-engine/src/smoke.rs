@@ -7,43 +7,81 @@
 //! loopback-only namespace hook (`libnetwork-setkey`) that `docker run
 //! --network none` still runs, which a `dockerd` under QEMU user emulation
 //! cannot run (the hook re-executes the engine through `/proc/self/exe`).
+//!
+//! Nothing is left behind, as `docker run --rm` does it and more:
+//! - the container has a fixed name (`mab-<build id>-<platform slug>`,
+//!   given by the caller), and the guard that removes it by that name is
+//!   armed before the create request is sent, so a create whose answer was
+//!   lost is removed too;
+//! - `HostConfig.AutoRemove`: the engine removes the container itself once
+//!   it exits, even when mab is gone (killed, or its SSH link lost);
+//! - its output is not logged (`LogConfig` type `none`): mab reads it
+//!   through an attach opened before the start, so a chatty command does not
+//!   fill the runner's disk;
+//! - the wait (`condition=removed`, as the docker CLI waits for a `--rm`
+//!   container) is registered before the start: the engine answers its
+//!   headers once the waiter is in place, so the exit code is not lost to
+//!   the auto-removal;
+//! - the timeout is enforced by a kill.
+//!
+//! A guard dropped before its removal (a job stopped by a time limit or a
+//! signal) leaves the removal to a task, listed process-wide:
+//! [`finish_removals`] waits for those before mab exits.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bollard::container::LogOutput;
-use bollard::models::{ContainerCreateBody, HostConfig};
-use bollard::query_parameters::{
-    CreateContainerOptions, KillContainerOptions, LogsOptions, RemoveContainerOptions,
-    StartContainerOptions, WaitContainerOptions,
+use bollard::models::{
+    ContainerCreateBody, ContainerWaitResponse, HostConfig, HostConfigLogConfig,
 };
+use bollard::query_parameters::{
+    AttachContainerOptions, CreateContainerOptions, KillContainerOptions, RemoveContainerOptions,
+    StartContainerOptions,
+};
+use bytes::Bytes;
 use futures_util::StreamExt;
+use http_body_util::{BodyExt, Empty};
 use mab_config::Platform;
+use mab_events::Event;
 
-use crate::{api_error, Engine, EngineError, REQUEST_TIMEOUT};
+use crate::{Engine, EngineError, REQUEST_TIMEOUT};
 
 /// How many bytes of the command's standard output are kept (its end) for
 /// [`SmokeOutcome::stdout`].
 pub const STDOUT_KEPT: usize = 64 * 1024;
 
-/// How many lines of the command's output (standard output and error, as
-/// the engine interleaves them) [`SmokeOutcome::output_tail`] holds.
+/// How many lines of the command's output (standard output and error, in
+/// the order the engine sent them) [`SmokeOutcome::output_tail`] holds.
 pub const OUTPUT_TAIL_LINES: usize = 20;
+
+/// How many characters of one output line [`SmokeOutcome::output_tail`]
+/// shows; a longer line is cut there and ends with `…`.
+pub const LINE_CHARS: usize = 500;
+
+/// The mark before a line of standard error in
+/// [`SmokeOutcome::output_tail`].
+pub const STDERR_MARK: &str = "stderr: ";
 
 /// A command to run in a container of an image.
 #[derive(Clone, Debug)]
 pub struct SmokeRun<'a> {
     /// The image, by a name or id the engine knows.
     pub image: &'a str,
+    /// The container's name, unique on the engine (`mab-<build id>-<platform
+    /// slug>`): it is removed by this name whatever happens.
+    pub name: &'a str,
     /// The platform of the image, sent with the create request as `docker
     /// run --platform` sends it.
     pub platform: &'a Platform,
     /// The argv: it becomes the container's `Entrypoint`, with an empty
     /// `Cmd`, replacing the image's own (as `docker run --entrypoint`).
     pub argv: &'a [String],
-    /// How long the command may run, counted from its start; after it the
-    /// container is killed.
+    /// How long the command may run, counted from the start request; after
+    /// it the container is killed.
     pub timeout: Duration,
     /// Labels of the container (`mab.build=<build id>`), so that one left
     /// behind can be found.
@@ -66,48 +104,100 @@ pub struct SmokeOutcome {
     /// The end of its standard output (at most [`STDOUT_KEPT`] bytes,
     /// invalid UTF-8 replaced).
     pub stdout: String,
-    /// The last [`OUTPUT_TAIL_LINES`] non-blank lines of its output.
+    /// The last [`OUTPUT_TAIL_LINES`] non-blank lines of its output (of the
+    /// last 64 KiB of it), standard error's marked with [`STDERR_MARK`],
+    /// control characters escaped (`\u{1b}`), each at most [`LINE_CHARS`]
+    /// characters.
     pub output_tail: Vec<String>,
     /// From the start request to its end (or the timeout).
     pub seconds: f64,
 }
 
-/// Removals of containers that a dropped smoke run left to a task
-/// ([`Engine::finish_removals`] waits for them).
-#[derive(Clone, Default)]
-pub(crate) struct Removals(Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>);
+/// A smoke-test container mab could not remove.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeftContainer {
+    /// The engine's label (the runner's name).
+    pub runner: String,
+    /// The container's name.
+    pub container: String,
+    /// Why: the removal's error, or that it did not end in time.
+    pub why: String,
+}
 
-impl Removals {
-    fn push(&self, task: tokio::task::JoinHandle<()>) {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(task);
-    }
-
-    fn take(&self) -> Vec<tokio::task::JoinHandle<()>> {
-        std::mem::take(
-            &mut *self
-                .0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
+impl LeftContainer {
+    /// The warning that says so, with the command that removes it.
+    pub fn warning(&self) -> String {
+        format!(
+            "could not remove the smoke-test container {} on runner `{}` ({}); remove it there with `docker rm -f {}`",
+            self.container, self.runner, self.why, self.container
         )
     }
 }
 
-/// A created container that is removed (forced) when this is dropped
+/// A removal a dropped [`ContainerGuard`] left to a task.
+struct Pending {
+    runner: String,
+    container: String,
+    task: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+/// The removals dropped guards left, process-wide (a build's engines may
+/// be gone when mab exits): [`finish_removals`] takes them.
+static PENDING: Mutex<Vec<Pending>> = Mutex::new(Vec::new());
+
+/// Waits, up to `limit` in all, for the removals of smoke-test containers
+/// that runs stopped midway (a time limit, a signal) left to tasks; the
+/// containers not removed then, each with why. Call it before the runtime
+/// shuts down (which would cancel the tasks).
+pub async fn finish_removals(limit: Duration) -> Vec<LeftContainer> {
+    let pending = std::mem::take(
+        &mut *PENDING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut left = Vec::new();
+    for Pending {
+        runner,
+        container,
+        mut task,
+    } in pending
+    {
+        let why = match tokio::time::timeout_at(deadline, &mut task).await {
+            Ok(Ok(Ok(()))) => continue,
+            Ok(Ok(Err(why))) => why,
+            Ok(Err(error)) => error.to_string(),
+            Err(_elapsed) => {
+                task.abort();
+                format!("its removal did not end within {limit:?}")
+            }
+        };
+        left.push(LeftContainer {
+            runner,
+            container,
+            why,
+        });
+    }
+    left
+}
+
+/// A container, by name, that is removed (forced) when this is dropped
 /// unless [`ContainerGuard::remove`] removed it: the removal then runs in a
-/// task of the current runtime, tracked in the engine's [`Removals`].
+/// task of the current runtime, listed for [`finish_removals`]. Armed
+/// before the create request, so that a create whose answer was lost
+/// leaves nothing either.
 struct ContainerGuard {
     engine: Engine,
-    id: String,
+    name: String,
     removed: bool,
 }
 
 impl ContainerGuard {
-    async fn remove(mut self) -> Result<(), EngineError> {
+    /// Removes the container; the guard is disarmed only when that worked.
+    async fn remove(&mut self) -> Result<(), EngineError> {
+        self.engine.remove_container(&self.name).await?;
         self.removed = true;
-        self.engine.remove_container(&self.id).await
+        Ok(())
     }
 }
 
@@ -116,15 +206,24 @@ impl Drop for ContainerGuard {
         if self.removed {
             return;
         }
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let (engine, id) = (self.engine.clone(), self.id.clone());
-            let task = runtime.spawn(async move {
-                if let Err(error) = engine.remove_container(&id).await {
-                    tracing::warn!("could not remove container {id}: {error}");
-                }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (engine, name) = (self.engine.clone(), self.name.clone());
+        let task = runtime.spawn(async move {
+            engine
+                .remove_container(&name)
+                .await
+                .map_err(|error| error.to_string())
+        });
+        PENDING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Pending {
+                runner: self.engine.label.clone(),
+                container: self.name.clone(),
+                task,
             });
-            self.engine.removals.push(task);
-        }
     }
 }
 
@@ -155,91 +254,192 @@ impl Tail {
     }
 }
 
-/// The last `count` non-blank lines of `text`, without line ends.
-fn last_lines(text: &str, count: usize) -> Vec<String> {
-    let lines: Vec<&str> = text
-        .lines()
-        .map(str::trim_end)
-        .filter(|line| !line.is_empty())
-        .collect();
-    lines[lines.len().saturating_sub(count)..]
-        .iter()
-        .map(|line| (*line).to_owned())
-        .collect()
+/// A command's output as it arrives: the end of its standard output, and
+/// the last chunks of both streams in the order they came (at least
+/// [`STDOUT_KEPT`] bytes of them), for the lines shown.
+struct Output {
+    stdout: Tail,
+    chunks: VecDeque<(bool, Bytes)>,
+    kept: usize,
+}
+
+impl Output {
+    fn new() -> Output {
+        Output {
+            stdout: Tail::new(STDOUT_KEPT),
+            chunks: VecDeque::new(),
+            kept: 0,
+        }
+    }
+
+    fn push(&mut self, item: LogOutput) {
+        let (stderr, message) = match item {
+            LogOutput::StdOut { message } => {
+                self.stdout.push(&message);
+                (false, message)
+            }
+            LogOutput::StdErr { message } | LogOutput::Console { message } => (true, message),
+            LogOutput::StdIn { .. } => return,
+        };
+        self.kept += message.len();
+        self.chunks.push_back((stderr, message));
+        while let Some((_, front)) = self.chunks.front() {
+            if self.kept - front.len() < STDOUT_KEPT {
+                break;
+            }
+            self.kept -= front.len();
+            self.chunks.pop_front();
+        }
+    }
+
+    /// The last [`OUTPUT_TAIL_LINES`] lines, as [`SmokeOutcome::output_tail`]
+    /// says.
+    fn tail(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut partial: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+        for (stderr, chunk) in &self.chunks {
+            let mut rest: &[u8] = chunk;
+            while let Some(end) = rest.iter().position(|byte| *byte == b'\n') {
+                let line = &mut partial[usize::from(*stderr)];
+                line.extend_from_slice(&rest[..end]);
+                lines.extend(shown_line(*stderr, line));
+                line.clear();
+                rest = &rest[end + 1..];
+            }
+            partial[usize::from(*stderr)].extend_from_slice(rest);
+        }
+        for (stream, line) in partial.iter().enumerate() {
+            lines.extend(shown_line(stream == 1, line));
+        }
+        lines.split_off(lines.len().saturating_sub(OUTPUT_TAIL_LINES))
+    }
+}
+
+/// One output line as shown (see [`SmokeOutcome::output_tail`]); `None`
+/// for a blank one.
+fn shown_line(stderr: bool, bytes: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim_end();
+    if text.is_empty() {
+        return None;
+    }
+    let mut shown = String::from(if stderr { STDERR_MARK } else { "" });
+    for (count, character) in text.chars().enumerate() {
+        if count == LINE_CHARS {
+            shown.push('…');
+            break;
+        }
+        if character.is_control() && character != '\t' {
+            shown.extend(character.escape_default());
+        } else {
+            shown.push(character);
+        }
+    }
+    Some(shown)
+}
+
+/// Whether the engine itself answered `error` (a status it sent), rather
+/// than the connection failing.
+fn answered(error: &bollard::errors::Error) -> bool {
+    matches!(
+        error,
+        bollard::errors::Error::DockerResponseServerError { .. }
+    )
 }
 
 impl Engine {
-    /// Runs `run` in a new container: creates it (networking disabled,
-    /// see the module's comment), starts it, waits for it up to
-    /// `run.timeout` (then kills it), reads its output (bounded, see
-    /// [`SmokeOutcome`]) and removes it, forced. The container is removed
-    /// on every path: an error, the timeout, and when this future is
-    /// dropped (then from a task, see [`Engine::finish_removals`]).
+    /// Runs `run` in a new container named `run.name` (see the module's
+    /// comment for how it is made to leave nothing): creates it, attaches
+    /// to its output and registers the wait for its removal, starts it,
+    /// reads its output while it runs (bounded, see [`SmokeOutcome`]),
+    /// kills it at `run.timeout` (counted from the start request) and
+    /// removes it, forced. A removal that fails is reported as an
+    /// [`Event::Warning`] naming the container and `docker rm -f`, whatever
+    /// the run's result; when this future is dropped the removal is left to
+    /// a task (see [`finish_removals`]).
     ///
-    /// Errors: [`EngineError::StartFailed`] when the engine cannot start
-    /// the command (no such executable in the image, an exec format error);
-    /// [`EngineError::Api`] for the other requests the engine refused, and
-    /// [`EngineError::Timeout`] when creating the container, or reading
-    /// its output, takes over [`REQUEST_TIMEOUT`]. Creating it is not tried
-    /// again (a create that reached the engine would leave a second
-    /// container); killing and removing it are, as other requests.
+    /// Errors: [`EngineError::StartFailed`] when the engine answered the
+    /// start request with an error (no such executable in the image, an
+    /// exec format error); [`EngineError::Api`] for the other requests the
+    /// engine refused; [`EngineError::Connect`] when a request could not
+    /// reach it; [`EngineError::StreamBroken`] when the output or the wait
+    /// broke while the command ran; [`EngineError::Timeout`] when the
+    /// create, attach or wait request got no answer within
+    /// [`REQUEST_TIMEOUT`]. A create that failed at the connection is tried
+    /// again: the name makes that safe (a `409 Conflict` then says the
+    /// first reached the engine).
     pub async fn smoke_run(&self, run: &SmokeRun<'_>) -> Result<SmokeOutcome, EngineError> {
-        let body = ContainerCreateBody {
-            image: Some(run.image.to_owned()),
-            entrypoint: Some(run.argv.to_vec()),
-            cmd: Some(Vec::new()),
-            network_disabled: Some(true),
-            labels: Some(run.labels.clone()),
-            attach_stdout: Some(false),
-            attach_stderr: Some(false),
-            tty: Some(false),
-            host_config: Some(HostConfig {
-                network_mode: Some("none".to_owned()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let options = CreateContainerOptions {
-            name: None,
-            platform: run.platform.to_string(),
-        };
-        let created = self
-            .within_limit("POST /containers/create", async {
-                self.docker
-                    .create_container(Some(options), body)
-                    .await
-                    .map_err(|error| api_error(&self.label, error))
-            })
-            .await?;
-        let guard = ContainerGuard {
+        let mut guard = ContainerGuard {
             engine: self.clone(),
-            id: created.id,
+            name: run.name.to_owned(),
             removed: false,
         };
-        let outcome = self.run_container(&guard.id, run.timeout).await;
-        let removed = guard.remove().await;
-        let outcome = outcome?;
-        removed?;
-        Ok(outcome)
+        let outcome = self.run_container(run).await;
+        if let Err(error) = guard.remove().await {
+            let left = LeftContainer {
+                runner: self.label.clone(),
+                container: run.name.to_owned(),
+                why: error.to_string(),
+            };
+            self.reporter.report(Event::Warning {
+                message: left.warning(),
+            });
+        }
+        outcome
     }
 
-    /// Starts the created container `id`, waits for its end up to
-    /// `timeout` (killing it then) and reads its output.
-    async fn run_container(
-        &self,
-        id: &str,
-        timeout: Duration,
-    ) -> Result<SmokeOutcome, EngineError> {
+    /// Creates `run`'s container, attaches to it, registers the wait,
+    /// starts it and waits for its end up to its timeout (killing it then).
+    async fn run_container(&self, run: &SmokeRun<'_>) -> Result<SmokeOutcome, EngineError> {
+        let name = run.name;
+        self.create_container(run).await?;
+        let options = AttachContainerOptions {
+            stream: true,
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        };
+        let attached = self
+            .within_limit(&format!("POST /containers/{name}/attach"), async {
+                self.docker
+                    .attach_container(name, Some(options))
+                    .await
+                    .map_err(|error| self.failed_request(error))
+            })
+            .await?;
+        let waited = self
+            .within_limit(
+                &format!("POST /containers/{name}/wait"),
+                self.wait_for_removal(name),
+            )
+            .await?;
+        let mut waited = std::pin::pin!(waited);
+        let mut stream = attached.output;
+        let mut output = Output::new();
         let started = Instant::now();
-        let ran = tokio::time::timeout(timeout, async {
+        let ran = tokio::time::timeout(run.timeout, async {
             self.docker
-                .start_container(id, None::<StartContainerOptions>)
+                .start_container(name, None::<StartContainerOptions>)
                 .await
-                .map_err(|error| EngineError::StartFailed {
-                    engine: self.label.clone(),
-                    message: crate::error_message(error),
+                .map_err(|error| {
+                    if answered(&error) {
+                        EngineError::StartFailed {
+                            engine: self.label.clone(),
+                            message: crate::error_message(error),
+                        }
+                    } else {
+                        self.failed_request(error)
+                    }
                 })?;
-            self.wait_container(id).await
+            let read = async {
+                while let Some(item) = stream.next().await {
+                    output.push(item.map_err(|error| self.broken(&error))?);
+                }
+                Ok::<(), EngineError>(())
+            };
+            let (code, read) = tokio::join!(&mut waited, read);
+            read?;
+            code
         })
         .await;
         let seconds = started.elapsed().as_secs_f64();
@@ -252,37 +452,157 @@ impl Engine {
                 // A container that ended meanwhile cannot be killed: the
                 // removal that follows is forced anyway.
                 let killed = self
-                    .request(&format!("POST /containers/{id}/kill"), || {
-                        self.docker.kill_container(id, Some(options.clone()))
+                    .request(&format!("POST /containers/{name}/kill"), || {
+                        self.docker.kill_container(name, Some(options.clone()))
                     })
                     .await;
                 if let Err(error) = killed {
-                    tracing::debug!("could not kill container {id}: {error}");
+                    tracing::debug!("could not kill container {name}: {error}");
                 }
+                // The engine removes it after the kill (AutoRemove).
+                let _ = tokio::time::timeout(REQUEST_TIMEOUT, &mut waited).await;
                 Ended::TimedOut
             }
         };
-        let (stdout, output) = self
-            .within_limit(
-                &format!("GET /containers/{id}/logs"),
-                self.container_output(id),
-            )
-            .await?;
         Ok(SmokeOutcome {
             ended,
-            stdout: stdout.text(),
-            output_tail: last_lines(&output.text(), OUTPUT_TAIL_LINES),
+            stdout: output.stdout.text(),
+            output_tail: output.tail(),
             seconds,
         })
     }
 
-    /// `request` (named `what`, as `POST /containers/create`), given up
-    /// as [`EngineError::Timeout`] after [`REQUEST_TIMEOUT`]; not tried
+    /// `POST /containers/create` of `run`'s container under its name,
+    /// tried again when it failed at the connection (see
+    /// [`Engine::smoke_run`]).
+    async fn create_container(&self, run: &SmokeRun<'_>) -> Result<(), EngineError> {
+        let body = ContainerCreateBody {
+            image: Some(run.image.to_owned()),
+            entrypoint: Some(run.argv.to_vec()),
+            cmd: Some(Vec::new()),
+            network_disabled: Some(true),
+            labels: Some(run.labels.clone()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(false),
+            host_config: Some(HostConfig {
+                network_mode: Some("none".to_owned()),
+                auto_remove: Some(true),
+                log_config: Some(HostConfigLogConfig {
+                    typ: Some("none".to_owned()),
+                    config: None,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptions {
+            name: Some(run.name.to_owned()),
+            platform: run.platform.to_string(),
+        };
+        let tries = AtomicUsize::new(0);
+        crate::retry::request(
+            &self.label,
+            &*self.reporter,
+            "POST /containers/create",
+            || {
+                let retried = tries.fetch_add(1, Ordering::Relaxed) > 0;
+                let created = self
+                    .docker
+                    .create_container(Some(options.clone()), body.clone());
+                async move {
+                    match created.await {
+                        Ok(_) => Ok(()),
+                        Err(bollard::errors::Error::DockerResponseServerError {
+                            status_code: 409,
+                            ..
+                        }) if retried => Ok(()),
+                        Err(error) => Err(error),
+                    }
+                }
+            },
+        )
+        .await?
+        .map_err(|error| self.failed_request(error))
+    }
+
+    /// Sends `POST /containers/<name>/wait?condition=removed` and returns
+    /// once the engine answered its headers, which it does once the waiter
+    /// is registered (moby's `postContainersWait`); the future it returns
+    /// reads the exit code from the body, sent when the container is gone.
+    async fn wait_for_removal(
+        &self,
+        name: &str,
+    ) -> Result<impl Future<Output = Result<i64, EngineError>> + Send + 'static, EngineError> {
+        let request = http::Request::post(format!("/containers/{name}/wait?condition=removed"))
+            .body(Empty::<Bytes>::new())
+            .map_err(|error| EngineError::Api {
+                engine: self.label.clone(),
+                message: error.to_string(),
+            })?;
+        let response = crate::transport::send(&self.connect, request)
+            .await
+            .map_err(|error| self.failed_request(error))?;
+        let status = response.status();
+        let engine = self.label.clone();
+        let body = response.into_body().collect();
+        if !status.is_success() {
+            let body = body.await.map(|body| body.to_bytes()).unwrap_or_default();
+            return Err(EngineError::Api {
+                engine,
+                message: crate::response_message(&body),
+            });
+        }
+        Ok(async move {
+            let broken = |message: String| EngineError::StreamBroken {
+                engine: engine.clone(),
+                during: "the smoke test",
+                message,
+            };
+            let body = body
+                .await
+                .map_err(|error| broken(format!("waiting for the container: {error}")))?
+                .to_bytes();
+            serde_json::from_slice::<ContainerWaitResponse>(&body)
+                .map(|answer| answer.status_code)
+                .map_err(|error| {
+                    broken(format!(
+                        "the wait's answer {:?} gave no exit code: {error}",
+                        String::from_utf8_lossy(&body)
+                    ))
+                })
+        })
+    }
+
+    /// A request that failed: the engine's answer as [`EngineError::Api`],
+    /// a failure to reach it as [`EngineError::Connect`].
+    fn failed_request(&self, error: bollard::errors::Error) -> EngineError {
+        if answered(&error) {
+            crate::api_error(&self.label, error)
+        } else {
+            EngineError::Connect {
+                engine: self.label.clone(),
+                source: std::io::Error::other(crate::error_message_of(&error)),
+            }
+        }
+    }
+
+    /// The command's output stream broke while it ran.
+    fn broken(&self, error: &bollard::errors::Error) -> EngineError {
+        EngineError::StreamBroken {
+            engine: self.label.clone(),
+            during: "the smoke test",
+            message: crate::error_message_of(error),
+        }
+    }
+
+    /// `request` (named `what`, as `POST /containers/<name>/attach`), given
+    /// up as [`EngineError::Timeout`] after [`REQUEST_TIMEOUT`]; not tried
     /// again.
     async fn within_limit<T>(
         &self,
         what: &str,
-        request: impl std::future::Future<Output = Result<T, EngineError>>,
+        request: impl Future<Output = Result<T, EngineError>>,
     ) -> Result<T, EngineError> {
         tokio::time::timeout(REQUEST_TIMEOUT, request)
             .await
@@ -293,74 +613,33 @@ impl Engine {
             })?
     }
 
-    /// The exit code of container `id` once it stopped running.
-    async fn wait_container(&self, id: &str) -> Result<i64, EngineError> {
-        let mut waited = self.docker.wait_container(id, None::<WaitContainerOptions>);
-        match waited.next().await {
-            Some(Ok(response)) => Ok(response.status_code),
-            // bollard reports a non-zero exit as an error.
-            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
-            Some(Err(error)) => Err(api_error(&self.label, error)),
-            None => Err(EngineError::Api {
-                engine: self.label.clone(),
-                message: format!("waiting for container {id} gave no exit code"),
-            }),
-        }
-    }
-
-    /// The end of the standard output of container `id`, and the end of
-    /// its whole output.
-    async fn container_output(&self, id: &str) -> Result<(Tail, Tail), EngineError> {
-        let options = LogsOptions {
-            stdout: true,
-            stderr: true,
-            ..Default::default()
-        };
-        let (mut stdout, mut output) = (Tail::new(STDOUT_KEPT), Tail::new(STDOUT_KEPT));
-        let mut logs = self.docker.logs(id, Some(options));
-        while let Some(item) = logs.next().await {
-            match item.map_err(|error| api_error(&self.label, error))? {
-                LogOutput::StdOut { message } => {
-                    stdout.push(&message);
-                    output.push(&message);
-                }
-                LogOutput::StdErr { message } | LogOutput::Console { message } => {
-                    output.push(&message)
-                }
-                LogOutput::StdIn { .. } => {}
-            }
-        }
-        Ok((stdout, output))
-    }
-
-    /// Removes container `id`, forced (a running one is killed), with its
-    /// anonymous volumes; a container that is gone already counts as
-    /// removed.
-    pub async fn remove_container(&self, id: &str) -> Result<(), EngineError> {
+    /// Removes container `name`, forced (a running one is killed), with
+    /// its anonymous volumes. A container that is gone already (`404`), or
+    /// that the engine is removing itself (`409`, removal already in
+    /// progress: its AutoRemove), counts as removed.
+    pub async fn remove_container(&self, name: &str) -> Result<(), EngineError> {
         let options = RemoveContainerOptions {
             force: true,
             v: true,
             ..Default::default()
         };
-        let removed = self
-            .request(&format!("DELETE /containers/{id}"), || {
-                self.docker.remove_container(id, Some(options.clone()))
-            })
-            .await;
+        let removed = crate::retry::request(
+            &self.label,
+            &*self.reporter,
+            &format!("DELETE /containers/{name}"),
+            || self.docker.remove_container(name, Some(options.clone())),
+        )
+        .await?;
         match removed {
-            Err(EngineError::Api { message, .. }) if message.contains("No such container") => {
-                Ok(())
-            }
-            other => other,
-        }
-    }
-
-    /// Waits for the removals of containers that dropped smoke runs left
-    /// to tasks (a build stopped by a time limit or a signal), so that none
-    /// is left behind when mab exits.
-    pub async fn finish_removals(&self) {
-        for task in self.removals.take() {
-            let _ = task.await;
+            Ok(()) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409,
+                message,
+            }) if message.contains("in progress") => Ok(()),
+            Err(error) => Err(self.failed_request(error)),
         }
     }
 }
@@ -377,10 +656,107 @@ mod tests {
         assert_eq!(tail.text(), "cdefghij");
         tail.push(b"0123456789");
         assert_eq!(tail.text(), "23456789");
+    }
+
+    fn out(text: &str) -> LogOutput {
+        LogOutput::StdOut {
+            message: Bytes::from(text.to_owned()),
+        }
+    }
+
+    fn err(text: &str) -> LogOutput {
+        LogOutput::StdErr {
+            message: Bytes::from(text.to_owned()),
+        }
+    }
+
+    #[test]
+    fn shows_the_last_lines_marked_escaped_and_cut() {
+        let mut output = Output::new();
+        for item in [
+            out("a\n\nb  \nc"),
+            err("oops\r\n"),
+            out("ontinued\n"),
+            out("\u{1b}[31mred\u{1b}[0m\n"),
+            out(&format!("{}\n", "x".repeat(600))),
+            err("no newline"),
+        ] {
+            output.push(item);
+        }
+        assert_eq!(output.stdout.text().len(), 8 + 9 + 13 + 601);
         assert_eq!(
-            last_lines("a\n\nb  \nc\nd\n", 2),
-            vec!["c".to_owned(), "d".to_owned()]
+            output.tail(),
+            vec![
+                "a".to_owned(),
+                "b".to_owned(),
+                "stderr: oops".to_owned(),
+                "continued".to_owned(),
+                "\\u{1b}[31mred\\u{1b}[0m".to_owned(),
+                format!("{}…", "x".repeat(LINE_CHARS)),
+                "stderr: no newline".to_owned(),
+            ]
         );
-        assert_eq!(last_lines("one\r\n", 5), vec!["one".to_owned()]);
+        let mut many = Output::new();
+        for line in 0..30 {
+            many.push(out(&format!("{line}\n")));
+        }
+        assert_eq!(many.tail().first().map(String::as_str), Some("10"));
+        assert_eq!(many.tail().len(), OUTPUT_TAIL_LINES);
+    }
+
+    #[test]
+    fn keeps_a_bounded_output() {
+        let mut output = Output::new();
+        let chunk = "y\n".repeat(16 * 1024);
+        for _ in 0..100 {
+            output.push(out(&chunk));
+        }
+        assert!(output.kept < STDOUT_KEPT + chunk.len(), "{}", output.kept);
+        assert!(output.kept >= STDOUT_KEPT);
+        assert_eq!(output.tail(), vec!["y".to_owned(); OUTPUT_TAIL_LINES]);
+    }
+
+    /// Removals left to tasks are awaited up to the limit; those that
+    /// failed or did not end then are returned, with why, and their
+    /// warning names the runner, the container and `docker rm -f`.
+    #[tokio::test]
+    async fn pending_removals_are_awaited_up_to_a_limit() {
+        let pending =
+            |container: &str, task: tokio::task::JoinHandle<Result<(), String>>| Pending {
+                runner: "pi".to_owned(),
+                container: container.to_owned(),
+                task,
+            };
+        {
+            let mut list = PENDING.lock().unwrap();
+            list.push(pending("mab-1-done", tokio::spawn(async { Ok(()) })));
+            list.push(pending(
+                "mab-1-refused",
+                tokio::spawn(async { Err("the engine refused".to_owned()) }),
+            ));
+            list.push(pending(
+                "mab-1-hung",
+                tokio::spawn(std::future::pending::<Result<(), String>>()),
+            ));
+        }
+        let started = Instant::now();
+        let left = finish_removals(Duration::from_millis(300)).await;
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let named: Vec<(&str, &str)> = left
+            .iter()
+            .map(|left| (left.container.as_str(), left.why.as_str()))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                ("mab-1-refused", "the engine refused"),
+                ("mab-1-hung", "its removal did not end within 300ms"),
+            ]
+        );
+        assert_eq!(
+            left[0].warning(),
+            "could not remove the smoke-test container mab-1-refused on runner `pi` (the engine refused); remove it there with `docker rm -f mab-1-refused`"
+        );
+        assert!(finish_removals(Duration::from_millis(10)).await.is_empty());
     }
 }

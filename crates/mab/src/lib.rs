@@ -131,11 +131,23 @@ pub fn main() -> i32 {
             });
         }
     });
+    // Jobs dropped midway (a time limit, a signal) left the removal of
+    // their smoke-test containers to tasks: let them end first.
+    for left in runtime.block_on(mab_engine::finish_removals(REMOVAL_LIMIT)) {
+        progress::report(progress::Event::Warning {
+            message: left.warning(),
+        });
+    }
     // Dropping the runtime closes every connection, which makes the engines
     // stop any build still running.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     finish(renderer.as_deref(), no_push, result)
 }
+/// How long the removals of smoke-test containers that jobs dropped
+/// midway left to tasks may take, in all, before mab exits
+/// ([`mab_engine::finish_removals`]); those not done then are warnings.
+const REMOVAL_LIMIT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// How long a build asked to stop by a signal may take to end (its jobs
 /// dropped, its metadata written) before it is dropped as it is.
 const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);

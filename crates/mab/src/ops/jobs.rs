@@ -66,12 +66,49 @@ pub struct Built {
     pub test: Option<TestRun>,
 }
 
-/// A smoke run whose command exited: its exit code and how long it ran.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+/// A smoke run whose command exited: its exit code, how long it ran,
+/// whether it passed, and the `[test]` it ran (so that `--resume` can tell
+/// whether an earlier build's platform passed the test now in force).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TestRun {
     pub exit_code: i64,
-    /// From the container's start to its end.
+    /// From the start request to the command's end.
     pub seconds: f64,
+    /// Exit code 0 within the timeout, and `expect` matched. `false` in
+    /// the document of a mab that did not record it.
+    #[serde(default)]
+    pub passed: bool,
+    /// `[test] run` as it was (empty in an older document).
+    #[serde(default)]
+    pub run: Vec<String>,
+    /// `[test] expect` as written, when it was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<String>,
+}
+
+impl TestRun {
+    /// A run of `test` that exited with `exit_code` after `seconds`.
+    pub fn of(test: &mab_config::SmokeTest, exit_code: i64, seconds: f64, passed: bool) -> TestRun {
+        TestRun {
+            exit_code,
+            seconds,
+            passed,
+            run: test.run.clone(),
+            expect: test
+                .expect
+                .as_ref()
+                .map(|expect| expect.0.as_str().to_owned()),
+        }
+    }
+
+    /// Whether this run passed `test` as it is now (the same `run` and
+    /// `expect`; a changed `timeout` does not matter to a run that
+    /// passed).
+    pub fn passed(&self, test: &mab_config::SmokeTest) -> bool {
+        self.passed
+            && self.run == test.run
+            && self.expect.as_deref() == test.expect.as_ref().map(|expect| expect.0.as_str())
+    }
 }
 
 /// A platform that failed.

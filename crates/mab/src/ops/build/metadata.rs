@@ -265,7 +265,7 @@ impl PlatformMetadata {
         PlatformMetadata {
             digest: built.child.as_ref().map(|child| child.digest.clone()),
             seconds: Some(built.seconds),
-            test: built.test,
+            test: built.test.clone(),
             binaries: BinariesMetadata::of(built.binaries.as_ref()),
             ..PlatformMetadata::of(&built.job, state)
         }
@@ -285,7 +285,7 @@ impl PlatformMetadata {
                 kind: failure.kind,
                 message: failure.message.clone(),
             }),
-            test: failure.test,
+            test: failure.test.clone(),
             ..PlatformMetadata::of(&failure.job, state)
         }
     }

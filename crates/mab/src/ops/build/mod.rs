@@ -153,8 +153,6 @@ pub async fn build(
         reporter.as_ref(),
     )
     .await;
-    // Jobs stopped midway left their smoke-test containers to tasks.
-    worker.finish_removals().await;
     outcome
 }
 
@@ -3321,7 +3319,7 @@ mod tests {
         reporter: &Recorded,
     ) -> resume::Reuse {
         let platforms = inputs().platforms;
-        resume::Resume::of(Some(earlier.clone()), &platforms)
+        resume::Resume::of(Some(earlier.clone()), &platforms, None)
             .decide(Some(registry), REGISTRY, &platforms, None, reporter)
             .await
             .unwrap()
@@ -3802,7 +3800,7 @@ mod tests {
         let reporter = Recorded::default();
         let earlier = earlier(&[("linux/amd64", "pushed"), ("linux/arm64", "failed")]);
         let platforms = inputs().platforms;
-        let resume = resume::Resume::of(Some(earlier), &platforms);
+        let resume = resume::Resume::of(Some(earlier), &platforms, None);
         assert_eq!(resume.rest, platforms[1..]);
         let tags = ["1.0".to_owned(), "latest".to_owned()];
         let unstarted = BeforeJobs {

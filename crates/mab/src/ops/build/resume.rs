@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use mab_config::Platform;
+use mab_config::{Platform, SmokeTest};
 use mab_registry::Child;
 
 use crate::cli::BuildArgs;
@@ -363,12 +363,16 @@ pub(super) fn reused_entries(
 /// The entries of the earlier build's platforms among `platforms` that a
 /// resume may reuse, as their entries stand until the registry is read
 /// (`pushed`, marked `reused`): those it left `pushed` or `published`
-/// with a digest. A resume that stops before reading the registry keeps
+/// with a digest, having passed `test` ([`untested`]). A resume that stops before reading the registry keeps
 /// them so in its metadata, so that the next resume still finds them.
-fn carried(earlier: &Metadata, platforms: &[Platform]) -> Vec<PlatformMetadata> {
+fn carried(
+    earlier: &Metadata,
+    platforms: &[Platform],
+    test: Option<&SmokeTest>,
+) -> Vec<PlatformMetadata> {
     platforms
         .iter()
-        .filter_map(|platform| candidate(earlier, platform))
+        .filter_map(|platform| tested_candidate(earlier, platform, test))
         .map(|(entry, _)| PlatformMetadata::reused(entry, false))
         .collect()
 }
@@ -385,18 +389,44 @@ fn candidate<'a>(
     Some((entry, entry.digest.as_deref()?))
 }
 
+/// Why `entry` (pushed by the earlier build) cannot be reused untested
+/// under `test`, the `[test]` in force (`None` without one, or with
+/// `--no-test`): the earlier build did not run it (`--no-test`, or before
+/// the table existed), or ran another `run` or `expect`. `None` when it
+/// passed this test.
+fn untested(entry: &PlatformMetadata, test: Option<&SmokeTest>) -> Option<&'static str> {
+    let test = test?;
+    match &entry.test {
+        None => Some("the earlier build did not run [test] on it"),
+        Some(run) if run.passed(test) => None,
+        Some(_) => Some("the earlier build ran another [test] on it"),
+    }
+}
+
+/// [`candidate`], when it also passed `test` ([`untested`]).
+fn tested_candidate<'a>(
+    earlier: &'a Metadata,
+    platform: &Platform,
+    test: Option<&SmokeTest>,
+) -> Option<(&'a PlatformMetadata, &'a str)> {
+    candidate(earlier, platform).filter(|(entry, _)| untested(entry, test).is_none())
+}
+
 /// Which of `platforms` the earlier build already pushed and verified
 /// (`pushed` or `published`, with a digest) and the registry still
 /// serves by that digest for that platform: one read of each
 /// ([`Registry::describe`]), each reported as [`Event::Reused`]. A digest
 /// the registry no longer serves (or that cannot be read, or whose image
-/// is not the platform's) is rebuilt, with a warning saying why; so is
-/// every other platform (failed, cancelled, not started). When the earlier
-/// build pushed nothing, one warning says so and nothing is read.
+/// is not the platform's) is rebuilt, with a warning saying why, and so
+/// is one that did not pass `test`, the `[test]` in force ([`untested`]:
+/// nothing is published untested); so is every other platform (failed,
+/// cancelled, not started). When the earlier build pushed nothing, one
+/// warning says so and nothing is read.
 async fn reuse(
     repository: &impl Registry,
     earlier: &Metadata,
     platforms: &[Platform],
+    test: Option<&SmokeTest>,
     reporter: &dyn Reporter,
 ) -> Reuse {
     let mut reuse = Reuse::default();
@@ -416,6 +446,15 @@ async fn reuse(
             reuse.to_build.push(platform.clone());
             continue;
         };
+        if let Some(why) = untested(entry, test) {
+            reporter.report(Event::Warning {
+                message: format!(
+                    "{platform} is rebuilt to run [test]: {why} (its image {digest} would be published untested)"
+                ),
+            });
+            reuse.to_build.push(platform.clone());
+            continue;
+        }
         let why = match repository.describe(digest).await {
             Ok(child) => match mab_registry::check_platform(platform, &child.platform) {
                 Ok(()) => {
@@ -447,6 +486,9 @@ async fn reuse(
 /// when the build stops before the registry is read, and what is reused.
 pub(super) struct Resume {
     earlier: Option<Metadata>,
+    /// The `[test]` in force (none with `--no-test`): a platform reused
+    /// must have passed it.
+    test: Option<SmokeTest>,
     /// The earlier build's entries that a resume may reuse ([`carried`]).
     pub(super) carried: Vec<PlatformMetadata>,
     /// The other platforms, in the order of `mab.toml`.
@@ -478,14 +520,20 @@ impl Resume {
             }
             None => None,
         };
-        Ok(Resume::of(earlier, &project.platforms))
+        let test = project.test.clone().filter(|_| !args.no_test);
+        Ok(Resume::of(earlier, &project.platforms, test))
     }
 
-    /// The resume of `earlier` (none: a plain build) for `platforms`.
-    pub(super) fn of(earlier: Option<Metadata>, platforms: &[Platform]) -> Resume {
+    /// The resume of `earlier` (none: a plain build) for `platforms`,
+    /// under `test`, the `[test]` in force.
+    pub(super) fn of(
+        earlier: Option<Metadata>,
+        platforms: &[Platform],
+        test: Option<SmokeTest>,
+    ) -> Resume {
         let carried = earlier
             .as_ref()
-            .map(|earlier| carried(earlier, platforms))
+            .map(|earlier| carried(earlier, platforms, test.as_ref()))
             .unwrap_or_default();
         let rest = platforms
             .iter()
@@ -494,6 +542,7 @@ impl Resume {
             .collect();
         Resume {
             earlier,
+            test,
             carried,
             rest,
         }
@@ -521,8 +570,67 @@ impl Resume {
         before_deadline(
             deadline,
             || slow_registry(registry, "reading the earlier build's images"),
-            reuse(repository, earlier, platforms, reporter),
+            reuse(repository, earlier, platforms, self.test.as_ref(), reporter),
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod test_tests {
+    use super::*;
+
+    fn entry(test: serde_json::Value) -> PlatformMetadata {
+        let mut entry = serde_json::json!({
+            "platform": "linux/arm64",
+            "runner": "pi",
+            "digest": "sha256:arm64",
+            "emulated": false,
+            "seconds": 3.0,
+            "state": "published",
+        });
+        if !test.is_null() {
+            entry["test"] = test;
+        }
+        serde_json::from_value(entry).unwrap()
+    }
+
+    /// A platform the earlier build pushed is reused under a `[test]` only
+    /// when it passed that very test (its `run` and `expect`); without a
+    /// test in force (none, or `--no-test`) anything pushed is.
+    #[test]
+    fn only_a_platform_that_passed_the_test_in_force_is_reused() {
+        let test = SmokeTest {
+            run: vec!["/app".to_owned(), "--version".to_owned()],
+            expect: Some("^v2".parse().unwrap()),
+            timeout: std::time::Duration::from_secs(60),
+        };
+        let passed = serde_json::json!({"exit_code": 0, "seconds": 1.0, "passed": true, "run": ["/app", "--version"], "expect": "^v2"});
+        let cases = [
+            (
+                serde_json::Value::Null,
+                Some("the earlier build did not run [test] on it"),
+            ),
+            (passed.clone(), None),
+            // Exit code 0 but `expect` did not match: no pass.
+            (
+                serde_json::json!({"exit_code": 0, "seconds": 1.0, "passed": false, "run": ["/app", "--version"], "expect": "^v2"}),
+                Some("the earlier build ran another [test] on it"),
+            ),
+            // An older document: no `passed`, no `run`.
+            (
+                serde_json::json!({"exit_code": 0, "seconds": 1.0}),
+                Some("the earlier build ran another [test] on it"),
+            ),
+            (
+                serde_json::json!({"exit_code": 0, "seconds": 1.0, "passed": true, "run": ["/app"], "expect": "^v2"}),
+                Some("the earlier build ran another [test] on it"),
+            ),
+        ];
+        for (recorded, why) in cases {
+            let entry = entry(recorded.clone());
+            assert_eq!(untested(&entry, Some(&test)), why, "{recorded}");
+            assert_eq!(untested(&entry, None), None, "{recorded}");
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use mab_config::{Binaries, NetworkMode, Platform, Project, Runner, SmokeTest};
 use mab_context::BuildContext;
-use mab_engine::{BuildEvent, BuildSpec, Ended, Engine, EngineError, SmokeOutcome, SmokeRun};
+use mab_engine::{BuildEvent, BuildSpec, Ended, EngineError, SmokeOutcome, SmokeRun};
 use mab_events::{ErrorKind, Phase};
 use mab_registry::Child;
 
@@ -259,7 +259,7 @@ impl<R: Registry> LiveWorker<'_, R> {
         };
         let digest = child.as_ref().map(|child| child.digest.clone());
         let passed = self
-            .smoke_test(job, engine, &image, test)
+            .smoke_test(job, connected, &image, test)
             .await
             .map_err(|failure| JobFailure {
                 digest: digest.clone(),
@@ -273,19 +273,28 @@ impl<R: Registry> LiveWorker<'_, R> {
         })
     }
 
-    /// Runs `test` in a container of `image` on `engine` (the runner that
-    /// built it, under its QEMU when the build was emulated: the job's
-    /// platform goes with the request) as [`Phase::Test`].
+    /// Runs `test` in a container of `image` on the runner that built it
+    /// (`connected`, under its QEMU when the build was emulated: the job's
+    /// platform goes with the request) as [`Phase::Test`]. The container is
+    /// named `mab-<build id>-<platform slug>`.
+    ///
+    /// Only the engine's own refusal to start the command fails the job as
+    /// [`ErrorKind::Test`] (the image lacks the program); an emulated job
+    /// whose runner has no QEMU handler for the platform, and every other
+    /// engine error (a lost connection, a request the engine refused), are
+    /// the runner's.
     async fn smoke_test(
         &self,
         job: &JobSpec,
-        engine: &Engine,
+        connected: &Connected,
         image: &str,
         test: &SmokeTest,
     ) -> Result<TestRun, JobFailure> {
         let phase = self.start_phase(job, Phase::Test);
+        let name = format!("mab-{}-{}", self.build_id, platform_slug(&job.platform));
         let run = SmokeRun {
             image,
+            name: &name,
             platform: &job.platform,
             argv: &test.run,
             timeout: test.timeout,
@@ -295,23 +304,36 @@ impl<R: Registry> LiveWorker<'_, R> {
                 ("mab.platform".to_owned(), job.platform.to_string()),
             ]),
         };
-        let outcome = match engine.smoke_run(&run).await {
+        let runner_failure = |message: String| {
+            Stage::Runner.failure(
+                job,
+                format!("{}: {message}", test_context(test, job)),
+                Vec::new(),
+                self.registry,
+            )
+        };
+        let outcome = match connected.engine.smoke_run(&run).await {
             Ok(outcome) => outcome,
             Err(EngineError::StartFailed { message, .. }) => {
+                if let Some(handler) = missing_handler(job, &connected.binfmt) {
+                    return Err(JobFailure {
+                        hint: format!(
+                            "register the QEMU handler {handler} on runner `{}` (`docker run --privileged --rm tonistiigi/binfmt --install all`, or the qemu-user-static package) or run {} on a native runner",
+                            job.runner, job.platform
+                        ),
+                        ..runner_failure(format!(
+                            "the runner emulates {} but its binfmt_misc has no QEMU handler {handler}, so the image's programs cannot run there: {message}",
+                            job.platform
+                        ))
+                    });
+                }
                 let (message, hint) = test_failure(test, job, &TestEnd::NotStarted(&message));
                 return Err(JobFailure {
                     hint,
                     ..Stage::Test.failure(job, message, Vec::new(), self.registry)
                 });
             }
-            Err(error) => {
-                return Err(Stage::Runner.failure(
-                    job,
-                    error.to_string(),
-                    Vec::new(),
-                    self.registry,
-                ))
-            }
+            Err(error) => return Err(runner_failure(error.to_string())),
         };
         match test_verdict(test, job, &outcome) {
             Ok(passed) => {
@@ -321,22 +343,13 @@ impl<R: Registry> LiveWorker<'_, R> {
             Err((message, hint)) => Err(JobFailure {
                 hint,
                 test: match outcome.ended {
-                    Ended::Exited(exit_code) => Some(TestRun {
-                        exit_code,
-                        seconds: outcome.seconds,
-                    }),
+                    Ended::Exited(exit_code) => {
+                        Some(TestRun::of(test, exit_code, outcome.seconds, false))
+                    }
                     Ended::TimedOut => None,
                 },
                 ..Stage::Test.failure(job, message, outcome.output_tail, self.registry)
             }),
-        }
-    }
-
-    /// Waits for the removals of smoke-test containers that jobs stopped
-    /// midway (a time limit, a signal) left to tasks, on every runner.
-    pub(super) async fn finish_removals(&self) {
-        for connected in self.connected.values().flatten() {
-            connected.engine.finish_removals().await;
         }
     }
 
@@ -761,16 +774,34 @@ fn test_verdict(
         Ended::TimedOut => TestEnd::TimedOut,
         Ended::Exited(0) => match &test.expect {
             Some(expect) if !expect.0.is_match(&outcome.stdout) => TestEnd::Unmatched,
-            _ => {
-                return Ok(TestRun {
-                    exit_code: 0,
-                    seconds: outcome.seconds,
-                })
-            }
+            _ => return Ok(TestRun::of(test, 0, outcome.seconds, true)),
         },
         Ended::Exited(code) => TestEnd::Exited(code),
     };
     Err(test_failure(test, job, &end))
+}
+
+/// `the linux/arm64 image on runner `pi``, as the test's messages say it.
+fn image_on_runner(job: &JobSpec) -> String {
+    format!("the {} image on runner `{}`", job.platform, job.runner)
+}
+
+/// The prefix of a smoke test's runner failures: `[test] run = [...] in
+/// the linux/arm64 image on runner `pi``.
+fn test_context(test: &SmokeTest, job: &JobSpec) -> String {
+    format!(
+        "[test] run = {} in {}",
+        serde_json::to_string(&test.run).unwrap_or_default(),
+        image_on_runner(job)
+    )
+}
+
+/// The QEMU handler an emulated `job` needs that the runner's binfmt_misc
+/// entries (`binfmt`, as [`Connected::binfmt`]) lack; `None` for a native
+/// job or one whose handler is there.
+fn missing_handler(job: &JobSpec, binfmt: &[String]) -> Option<&'static str> {
+    let handler = job.platform.qemu_handler().filter(|_| job.emulated)?;
+    (!binfmt.iter().any(|entry| entry == handler)).then_some(handler)
 }
 
 /// The message and hint of a smoke run that ended as `end`: the message
@@ -778,7 +809,7 @@ fn test_verdict(
 /// the timeout or the regular expression.
 fn test_failure(test: &SmokeTest, job: &JobSpec, end: &TestEnd<'_>) -> (String, String) {
     let run = serde_json::to_string(&test.run).unwrap_or_default();
-    let image = format!("the {} image on runner `{}`", job.platform, job.runner);
+    let image = image_on_runner(job);
     match end {
         TestEnd::NotStarted(why) => (
             format!("[test] run = {run} could not start in {image}: {why}"),
@@ -803,7 +834,7 @@ fn test_failure(test: &SmokeTest, job: &JobSpec, end: &TestEnd<'_>) -> (String, 
                 "[test] run = {run} exited with code 0 in {image}, but its output did not match expect = {}",
                 serde_json::to_string(test.expect.as_ref().map_or("", |expect| expect.0.as_str())).unwrap_or_default()
             ),
-            format!("compare `expect` with the command's output shown; {TEST_FIX}"),
+            format!("`expect` reads standard output only (lines marked `stderr:` are not matched): compare it with the output shown; {TEST_FIX}"),
         ),
     }
 }
@@ -1043,7 +1074,7 @@ mod tests {
                 Ended::Exited(0),
                 "v2.0\n",
                 Some(format!("[test] run = [\"/app\",\"--version\"] exited with code 0 {IN}, but its output did not match expect = \"^v2$\"")),
-                "compare `expect` with the command's output shown",
+                "`expect` reads standard output only",
             ),
         ];
         for (expect, ended, stdout, message, hint) in cases {
@@ -1157,6 +1188,43 @@ mod tests {
     /// A step whose network hook failed is told by the log's tail, as the
     /// lab's arm64 engine under QEMU reports it; a step's own output that
     /// merely mentions networks is not.
+    /// An emulated job whose runner has no QEMU handler for its platform
+    /// names the missing one; a native job, or one whose handler is there,
+    /// has none missing. A runner failure of the test says the command,
+    /// the platform and the runner first.
+    #[test]
+    fn a_missing_qemu_handler_and_the_tests_context() {
+        let native = JobSpec::on("linux/arm64".parse().unwrap(), "pi");
+        let emulated = JobSpec {
+            emulated: true,
+            ..JobSpec::on("linux/arm/v7".parse().unwrap(), "box")
+        };
+        let handlers = |names: &[&str]| {
+            names
+                .iter()
+                .map(|name| (*name).to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(missing_handler(&native, &[]), None);
+        assert_eq!(
+            missing_handler(&emulated, &handlers(&["qemu-aarch64"])),
+            Some("qemu-arm")
+        );
+        assert_eq!(
+            missing_handler(&emulated, &handlers(&["qemu-aarch64", "qemu-arm"])),
+            None
+        );
+        let test = SmokeTest {
+            run: vec!["/app".to_owned(), "--version".to_owned()],
+            expect: None,
+            timeout: std::time::Duration::from_secs(60),
+        };
+        assert_eq!(
+            test_context(&test, &native),
+            "[test] run = [\"/app\",\"--version\"] in the linux/arm64 image on runner `pi`"
+        );
+    }
+
     #[test]
     fn a_network_hook_that_fails_is_the_runners_problem() {
         let job = JobSpec::on("linux/arm64".parse().unwrap(), "arm");
