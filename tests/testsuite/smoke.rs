@@ -2,7 +2,8 @@
 //! it (natively, or under that runner's QEMU), with networking disabled,
 //! before anything is published. Containers are found afterwards with the
 //! docker CLI on each engine, by the `mab.image` label mab gives them;
-//! tags with skopeo.
+//! tags with skopeo. Each test holds the SSH lock: its container checks
+//! reach every runner over SSH, which tests counting logins must not see.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::{
     build_and_metadata, build_with_metadata, docker_on, mab_command, require_lab, sha256,
-    skopeo_exists, skopeo_raw, Home, Lab, Project,
+    skopeo_exists, skopeo_raw, ssh_lock, Home, Lab, Project,
 };
 
 /// The engines the smoke tests run on.
@@ -140,6 +141,7 @@ fn tested(stderr: &str) -> Vec<String> {
 #[test]
 #[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn a_passing_test_on_three_platforms() {
+    let _ssh = ssh_lock();
     let lab = require_lab!();
     let repository = lab.repository("smoke-pass");
     // The machine must be one of the three and the only interface the
@@ -183,6 +185,7 @@ fn a_passing_test_on_three_platforms() {
 #[test]
 #[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn a_test_failing_on_one_platform_publishes_nothing() {
+    let _ssh = ssh_lock();
     let lab = require_lab!();
     let repository = lab.repository("smoke-fail");
     let project = project(lab, &repository, &machine_script("ppc64le"));
@@ -302,6 +305,7 @@ fn a_test_failing_on_one_platform_publishes_nothing() {
 #[test]
 #[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn a_test_that_times_out() {
+    let _ssh = ssh_lock();
     let lab = require_lab!();
     let repository = lab.repository("smoke-timeout");
     let project = amd64_project(
@@ -355,6 +359,7 @@ fn a_test_that_times_out() {
 #[test]
 #[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn a_command_that_cannot_start() {
+    let _ssh = ssh_lock();
     let lab = require_lab!();
     let repository = lab.repository("smoke-missing");
     let project = amd64_project(lab, &repository, "run = [\"/no/such/program\"]\n");
@@ -383,6 +388,7 @@ fn a_command_that_cannot_start() {
 #[test]
 #[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn an_interrupted_test_leaves_no_container() {
+    let _ssh = ssh_lock();
     let lab = require_lab!();
     let repository = lab.repository("smoke-interrupt");
     let project = project(
@@ -468,6 +474,7 @@ fn assert_containers_go(repository: &str, limit: Duration) {
 #[test]
 #[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn a_killed_mab_leaves_no_container() {
+    let _ssh = ssh_lock();
     let lab = require_lab!();
     let repository = lab.repository("smoke-killed");
     let project = amd64_project(
@@ -507,6 +514,7 @@ fn a_killed_mab_leaves_no_container() {
 #[test]
 #[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn stderr_does_not_match_expect() {
+    let _ssh = ssh_lock();
     let lab = require_lab!();
     let repository = lab.repository("smoke-stderr");
     let test = format!("{}expect = 'ready'\n", script("echo ready >&2"));
@@ -534,6 +542,7 @@ fn stderr_does_not_match_expect() {
 #[test]
 #[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn a_test_with_large_output_passes() {
+    let _ssh = ssh_lock();
     let lab = require_lab!();
     let repository = lab.repository("smoke-large");
     let test = format!(
@@ -556,6 +565,7 @@ fn a_test_with_large_output_passes() {
 #[test]
 #[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn the_job_time_limit_during_a_test_leaves_no_container() {
+    let _ssh = ssh_lock();
     let lab = require_lab!();
     let repository = lab.repository("smoke-job-limit");
     let project = amd64_project(
@@ -589,6 +599,7 @@ fn the_job_time_limit_during_a_test_leaves_no_container() {
 #[test]
 #[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn a_resume_tests_what_was_built_without_the_test() {
+    let _ssh = ssh_lock();
     let lab = require_lab!();
     let repository = lab.repository("smoke-resume");
     let project = amd64_project(lab, &repository, &script("echo ok"));
@@ -624,6 +635,7 @@ fn a_resume_tests_what_was_built_without_the_test() {
 #[test]
 #[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn a_test_that_times_out_on_an_ssh_runner() {
+    let _ssh = ssh_lock();
     let lab = require_lab!();
     let repository = lab.repository("smoke-timeout-ssh");
     let project = project(
