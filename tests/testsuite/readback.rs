@@ -83,11 +83,14 @@ fn a_published_list_is_read_back_and_the_registry_agrees() {
 }
 
 /// Another writer points `1.0.0` at the linux/amd64 image right after mab
-/// pushed the list under it: the read back finds it, exit 1, the message
-/// names the tag, the digest it points at (what skopeo reads there) and
-/// the list mab published, says the tags have moved and that `stable`
-/// still points at the list (as skopeo reads it), with a hint; the
-/// metadata records a failed build, both platforms `pushed`.
+/// pushed the list under it: the read back finds it (after reading the tag
+/// again), exit 1, the message says the list was published under both
+/// tags and that they have moved, names the tag and the digest it points
+/// at (what skopeo reads there), and says that `stable` still points at
+/// the list (as skopeo reads it), with a hint naming the moved tag and
+/// `mab build --resume`; the list is published, so stdout and the
+/// metadata keep its digest (both platforms `published`), with the
+/// failure in `read_back_error`; the staging tags are kept for a resume.
 #[test]
 #[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn a_tag_another_writer_moved_after_the_publish_fails_the_build() {
@@ -116,32 +119,38 @@ fn a_tag_another_writer_moved_after_the_publish_fails_the_build() {
     );
 
     let result = run.result_event();
-    assert_eq!(result["digest"], serde_json::Value::Null, "{result}");
+    assert_eq!(result["digest"], list_digest.as_str(), "{result}");
+    assert_eq!(run.stdout.trim(), format!("{image}@{list_digest}"));
     let message = result["error"]["message"].as_str().unwrap();
-    assert_eq!(
-        message,
-        format!(
-            "tag 1.0.0 of {image} points at {amd64}, not at the list {list_digest} this build published: \
-             another writer moved it after the publish; the tags had all been pushed to point at the new list \
-             (1.0.0, stable), so they have moved, and stable still point(s) at it"
-        ),
+    let expected = format!(
+        "the list {list_digest} of {image} was published under 1.0.0, stable (the tags have moved); \
+         tag 1.0.0 points at {amd64} when read back: another writer moved it after the publish; \
+         stable still points at the list"
+    );
+    assert_eq!(message, expected, "{result}");
+    let hints = result["error"]["hints"].as_array().unwrap();
+    let hint = hints[0].as_str().unwrap();
+    assert!(
+        hint.contains(&format!("`mab inspect {image}:1.0.0`")),
         "{result}"
     );
-    let hints = result["error"]["hints"].as_array().unwrap();
-    assert!(
-        hints.iter().any(|hint| hint
-            .as_str()
-            .unwrap()
-            .contains(&format!("`mab inspect {image}:1.0.0`"))),
-        "{result}"
+    assert!(hint.contains("`mab build --resume`"), "{result}");
+    let kept = run.events_named("staging_tags_left");
+    assert_eq!(kept.len(), 1, "{run:?}");
+    assert_eq!(kept[0]["reason"], "kept_for_resume", "{run:?}");
+    assert_eq!(
+        kept[0]["tags"],
+        serde_json::json!(["mab-staging-linux-amd64", "mab-staging-linux-arm64"]),
+        "{run:?}"
     );
 
     let metadata: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(project.path().join("metadata.json")).unwrap(),
     )
     .unwrap();
-    assert_eq!(metadata["digest"], serde_json::Value::Null, "{metadata}");
+    assert_eq!(metadata["digest"], list_digest.as_str(), "{metadata}");
+    assert_eq!(metadata["read_back_error"], expected.as_str(), "{metadata}");
     for platform in metadata["platforms"].as_array().unwrap() {
-        assert_eq!(platform["state"], "pushed", "{metadata}");
+        assert_eq!(platform["state"], "published", "{metadata}");
     }
 }
