@@ -1027,7 +1027,10 @@ async fn publish_list<R: Registry>(
     let pushed = repository.publish(media_type, &bytes, planned.tags).await;
     // Every tag points at the list, or the publish failed: from here on
     // a Ctrl-C stops the build again.
-    drop(publishing);
+    match pushed {
+        Ok(_) => publishing.published(),
+        Err(_) => drop(publishing),
+    }
     let digest = pushed.map_err(|error| {
         // The images stay under their staging tags: a list that reached
         // some tags refers to them, and deleting a tag may delete its
@@ -4253,6 +4256,7 @@ mod tests {
             ]
         );
         assert_eq!(build.control.stop_requested(), None);
+        assert!(build.control.published());
     }
 
     /// Once every tag points at the list, a Ctrl-C is no longer held
@@ -4278,6 +4282,7 @@ mod tests {
             build.control.stop_requested(),
             Some(FailureKind::Interrupted)
         );
+        assert!(build.control.published());
     }
 
     /// A build of amd64 and arm64 against a registry answering `answers`
