@@ -4,9 +4,12 @@
 //! tag right after mab pushed it (the proxy of `registry_faults.rs`, which
 //! points the tag at another manifest in the lab's registry) fails the
 //! build with exit 1, naming the tag, where it points and the list
-//! published. The registry is read with skopeo, not through the proxy.
+//! published. The same proxy answers `503` once to the reads of the list
+//! and of an image of it (retried, the build succeeds), or `404` to an
+//! image (exit 1 naming it, the list's digest kept). The registry is read
+//! with skopeo, not through the proxy.
 
-use crate::registry_faults::{build, names, project, FaultyProxy};
+use crate::registry_faults::{build, names, project, FaultyProxy, ReadBackFault};
 use crate::support::{require_lab, sha256, skopeo_raw, Run};
 
 /// The digests of a list's entries (raw bytes, as skopeo reads them), in
@@ -153,4 +156,105 @@ fn a_tag_another_writer_moved_after_the_publish_fails_the_build() {
     for platform in metadata["platforms"].as_array().unwrap() {
         assert_eq!(platform["state"], "published", "{metadata}");
     }
+}
+
+/// The metadata file `build` wrote into the project.
+fn metadata_of(project: &crate::support::Project) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(project.path().join("metadata.json")).unwrap())
+        .unwrap()
+}
+
+/// The proxy answers `503` to the first read of the list by its digest
+/// (a `GET`) and to the first of the linux/arm64 image (a `HEAD`): each
+/// is a `retry` event naming the proxy and that request, the build
+/// succeeds (exit 0) with a `read_back` event naming the list, and the
+/// metadata has the list's digest without `read_back_error`.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_read_back_the_registry_fails_once_is_retried() {
+    let lab = require_lab!();
+    let proxy = FaultyProxy::failing_read_back(lab.registry(), ReadBackFault::UnavailableOnce);
+    let (repository, image) = names(lab, "read-back-retried", &proxy);
+    let project = project(&image);
+
+    let run = build(&project, "json", &["1.0.0", "stable"]);
+
+    assert_eq!(run.code, 0, "{run:?}");
+    let digest = run.stdout.trim().rsplit_once('@').unwrap().1.to_owned();
+    let arm64 = pushed_digests(&run)[1].clone();
+    let registry = format!("127.0.0.1:{}", proxy.port);
+    let path = image.split_once('/').unwrap().1;
+    let retried: Vec<String> = run
+        .events_named("retry")
+        .iter()
+        .map(|retry| {
+            assert_eq!(
+                retry["target"],
+                serde_json::json!({"kind": "registry", "registry": registry}),
+                "{retry}"
+            );
+            assert!(
+                retry["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("503 Service Unavailable"),
+                "{retry}"
+            );
+            retry["request"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        retried,
+        [
+            format!("GET /v2/{path}/manifests/{digest}"),
+            format!("HEAD /v2/{path}/manifests/{arm64}"),
+        ],
+        "{run:?}"
+    );
+    let read_back = run.events_named("read_back");
+    assert_eq!(read_back.len(), 1, "{run:?}");
+    assert_eq!(read_back[0]["digest"], digest.as_str(), "{run:?}");
+    assert_eq!(
+        read_back[0]["platforms"],
+        serde_json::json!(["linux/amd64", "linux/arm64"]),
+        "{run:?}"
+    );
+    assert_eq!(sha256(&skopeo_raw(&format!("{repository}:1.0.0"))), digest);
+    let metadata = metadata_of(&project);
+    assert_eq!(metadata["digest"], digest.as_str(), "{metadata}");
+    assert!(metadata.get("read_back_error").is_none(), "{metadata}");
+}
+
+/// The proxy answers `404` to every read of the linux/arm64 image once
+/// the list is pushed: exit 1, the message says the list was published
+/// under both tags and names the platform and its image's digest; stdout
+/// and the metadata keep the list's digest (what skopeo reads under both
+/// tags), with the message in `read_back_error`; no `read_back` event.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn an_image_of_the_list_not_served_fails_the_build_and_keeps_the_digest() {
+    let lab = require_lab!();
+    let proxy = FaultyProxy::failing_read_back(lab.registry(), ReadBackFault::ChildMissing);
+    let (repository, image) = names(lab, "read-back-missing", &proxy);
+    let project = project(&image);
+
+    let run = build(&project, "json", &["1.0.0", "stable"]);
+
+    assert_eq!(run.code, 1, "{run:?}");
+    let arm64 = pushed_digests(&run)[1].clone();
+    let result = run.result_event();
+    let digest = result["digest"].as_str().unwrap().to_owned();
+    assert_eq!(run.stdout.trim(), format!("{image}@{digest}"));
+    let expected = format!(
+        "the list {digest} of {image} was published under 1.0.0, stable (the tags have moved); \
+         the registry no longer serves {arm64}, the linux/arm64 image of the list (it answers 404 Not Found)"
+    );
+    assert_eq!(result["error"]["message"], expected.as_str(), "{result}");
+    assert!(run.events_named("read_back").is_empty(), "{run:?}");
+    for tag in ["1.0.0", "stable"] {
+        assert_eq!(sha256(&skopeo_raw(&format!("{repository}:{tag}"))), digest);
+    }
+    let metadata = metadata_of(&project);
+    assert_eq!(metadata["digest"], digest.as_str(), "{metadata}");
+    assert_eq!(metadata["read_back_error"], expected.as_str(), "{metadata}");
 }
