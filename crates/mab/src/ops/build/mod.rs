@@ -1492,6 +1492,9 @@ mod tests {
         /// The platform whose image the registry no longer serves by its
         /// digest once the list is published (404).
         unserved: Option<&'static str>,
+        /// The platform whose image cannot be read once the list is
+        /// published (a 500, after the retries).
+        unreadable: Option<&'static str>,
     }
 
     /// Records every call, naming the tags and digests involved.
@@ -1570,7 +1573,7 @@ mod tests {
             let platform = digest.strip_prefix("sha256:").unwrap_or(digest);
             let lost = self.lost.lock().unwrap().iter().any(|lost| lost == digest);
             match lost || self.answers.gone == Some(platform) {
-                true => Err(RegistryError::Request {
+                true => Err(RegistryError::NotFound {
                     registry: REGISTRY.to_owned(),
                     action: format!("reading manifest {digest} in {}", self.name()),
                     message: "the registry answered 404 Not Found".to_owned(),
@@ -1662,6 +1665,13 @@ mod tests {
                     .answers
                     .unserved
                     .is_some_and(|platform| child(platform).digest == reference);
+                if self
+                    .answers
+                    .unreadable
+                    .is_some_and(|platform| child(platform).digest == reference)
+                {
+                    return Err(self.refused(&format!("reading {reference}")));
+                }
                 return Ok((!lost && !unserved).then(|| reference.to_owned()));
             }
             let tag = reference;
@@ -2300,6 +2310,27 @@ mod tests {
                 )),
                 metadata: read_back_failed(
                     "the registry no longer serves sha256:linux-arm64, the linux/arm64 image of the list (it answers 404 Not Found)",
+                ),
+                ..base()
+            },
+            Case {
+                name: "read back: a platform's image that cannot be read (not a 404) is an unreadable list, naming the platform and the registry's answer; the list's digest is kept",
+                outcomes: both_built.clone(),
+                answers: Answers {
+                    unreadable: Some("linux/amd64"),
+                    ..deleting
+                },
+                calls: deleted_then_read[..9].to_vec(),
+                result: Err((
+                    FailureKind::Runtime,
+                    vec![
+                        "(the tags have moved); reading it back failed: the linux/amd64 image: \
+                         reading sha256:linux-amd64 in 127.0.0.1:5000/app failed at 127.0.0.1:5000: the registry answered 500 Internal Server Error",
+                        "hint: check that the registry is reachable, then see what the tags hold with `mab inspect 127.0.0.1:5000/app:1.0`",
+                    ],
+                )),
+                metadata: read_back_failed(
+                    "reading it back failed: the linux/amd64 image: reading sha256:linux-amd64 in 127.0.0.1:5000/app failed at 127.0.0.1:5000: the registry answered 500 Internal Server Error",
                 ),
                 ..base()
             },
@@ -4003,30 +4034,17 @@ mod tests {
     async fn a_failed_build_keeps_what_its_resume_reuses_on_a_registry_that_loses_manifests() {
         use Outcome::*;
         let control = BuildControl::default();
-        let registry = FakeRegistry::new(
+        // The build: amd64 pushed and verified, arm64 pushed and rejected.
+        let (registry, failed, (_directory, path, metadata)) = first_build(
             Answers {
-                deletes_tags: true,
                 loses_manifests: true,
                 ..Answers::default()
             },
+            vec![("linux/amd64", Built), ("linux/arm64", FailsAfterPush)],
             &control,
-        );
-        let (_directory, path, metadata) = empty_metadata_file();
-        let platforms = inputs().platforms;
-
-        // The build: amd64 pushed and verified, arm64 pushed and rejected.
-        let failed = run_and_publish(
-            &Jobs::on_planned_runners(&platforms).planned(false, &[]),
-            &FakeWorker::pushing(vec![
-                ("linux/amd64", Built),
-                ("linux/arm64", FailsAfterPush),
-            ]),
-            Some(&registry),
-            &metadata,
-            &control,
-            &Recorded::default(),
         )
         .await;
+        let platforms = inputs().platforms;
         assert!(failed.is_err());
         assert_eq!(
             std::mem::take(&mut *registry.calls.lock().unwrap()),
@@ -4076,6 +4094,93 @@ mod tests {
                 .any(|line| line.starts_with("linux/amd64 reused from the earlier build")),
             "{said:#?}"
         );
+    }
+
+    /// A list not read back as published (a tag another writer moved)
+    /// leaves its digest in the metadata, each platform `published` with
+    /// its digest, and the staging tags kept: the `mab build --resume`
+    /// its hint names reuses both images, builds nothing, publishes the
+    /// list again and removes the staging tags.
+    #[tokio::test(start_paused = true)]
+    async fn a_resume_after_a_failed_read_back_publishes_again_without_building() {
+        use Outcome::*;
+        let control = BuildControl::default();
+        let (_, failed, (_directory, path, metadata)) = first_build(
+            Answers {
+                raced: Some("1.0"),
+                ..Answers::default()
+            },
+            vec![("linux/amd64", Built), ("linux/arm64", Built)],
+            &control,
+        )
+        .await;
+        assert_eq!(failed.unwrap_err().digest.as_deref(), Some("sha256:list"));
+
+        let earlier: metadata::Metadata =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(earlier.digest.as_deref(), Some("sha256:list"));
+        assert!(earlier.read_back_error.is_some());
+        // The other writer is done: the resume publishes alone.
+        let registry = FakeRegistry::new(
+            Answers {
+                deletes_tags: true,
+                ..Answers::default()
+            },
+            &control,
+        );
+        let reporter = Recorded::default();
+        let reuse = resumed(&earlier, &registry, &reporter).await;
+        assert!(reuse.to_build.is_empty(), "{:?}", reuse.to_build);
+        let worker = FakeWorker::pushing(Vec::new());
+        let result = run_and_publish(
+            &Jobs::on_planned_runners(&reuse.to_build).planned(false, &reuse.reused),
+            &worker,
+            Some(&registry),
+            &metadata,
+            &control,
+            &reporter,
+        )
+        .await;
+        assert_eq!(result.unwrap().stdout(), "127.0.0.1:5000/app@sha256:list\n");
+        assert!(worker.runs.lock().unwrap().is_empty());
+        assert_eq!(
+            *registry.calls.lock().unwrap(),
+            published_both_after(&["describe sha256:linux-amd64", "describe sha256:linux-arm64"])
+        );
+        let written: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert!(written.get("read_back_error").is_none(), "{written}");
+    }
+
+    /// A build of the platforms of [`inputs`], each job ending as
+    /// `outcomes` says, on a registry that deletes tags, answering
+    /// `answers` otherwise: the registry, the build's result, and the
+    /// metadata file it wrote (for a resume).
+    async fn first_build(
+        answers: Answers,
+        outcomes: Vec<(&'static str, Outcome)>,
+        control: &BuildControl,
+    ) -> (
+        FakeRegistry,
+        Result<BuildOutcome, Failure>,
+        (tempfile::TempDir, std::path::PathBuf, MetadataFile),
+    ) {
+        let answers = Answers {
+            deletes_tags: true,
+            ..answers
+        };
+        let registry = FakeRegistry::new(answers, control);
+        let file = empty_metadata_file();
+        let result = run_and_publish(
+            &Jobs::on_planned_runners(&inputs().platforms).planned(false, &[]),
+            &FakeWorker::pushing(outcomes),
+            Some(&registry),
+            &file.2,
+            control,
+            &Recorded::default(),
+        )
+        .await;
+        (registry, result, file)
     }
 
     /// A build of the platforms of [`inputs`] that a signal may stop.
