@@ -10,7 +10,11 @@
 //! with skopeo, not through the proxy.
 
 use crate::registry_faults::{build, names, project, FaultyProxy, ReadBackFault};
-use crate::support::{require_lab, sha256, skopeo_raw, Run};
+use std::io::{BufReader, Read};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::support::{mab_command, read_until, require_lab, sha256, skopeo_raw, Run};
 
 /// The digests of a list's entries (raw bytes, as skopeo reads them), in
 /// order.
@@ -257,4 +261,99 @@ fn an_image_of_the_list_not_served_fails_the_build_and_keeps_the_digest() {
     let metadata = metadata_of(&project);
     assert_eq!(metadata["digest"], digest.as_str(), "{metadata}");
     assert_eq!(metadata["read_back_error"], expected.as_str(), "{metadata}");
+}
+
+/// A Ctrl-C while the list is read back (the proxy holds its read): the
+/// publish is over, so the stop is accepted rather than held off (no
+/// "finishing the publish first"); the build gets its 5 s of grace, then
+/// ends with exit 130 saying that the list was published (not "nothing
+/// was published", nor that some tags may point at the new list); the
+/// metadata file, written as soon as the tags were pushed, has the list's
+/// digest, which skopeo reads under the tag.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_ctrl_c_during_the_read_back_is_not_held_off() {
+    let lab = require_lab!();
+    let proxy = FaultyProxy::failing_read_back(lab.registry(), ReadBackFault::Hold);
+    let (repository, image) = names(lab, "read-back-interrupted", &proxy);
+    let project = project(&image);
+    let home = tempfile::tempdir().unwrap();
+    let metadata = project.path().join("metadata.json");
+    let mut child = mab_command(
+        home.path(),
+        project.path(),
+        &[
+            "build",
+            "--progress",
+            "json",
+            "--metadata-file",
+            metadata.to_str().unwrap(),
+            "--tag",
+            "1.0.0",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = read_until(&mut stderr, r#""event":"published""#);
+    assert!(
+        seen.contains(r#""event":"published""#),
+        "published:\n{seen}"
+    );
+    // The tags are pushed; the read back now waits for the held list.
+    std::thread::sleep(Duration::from_millis(500));
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let interrupted = Instant::now();
+    stderr.read_to_string(&mut seen).unwrap();
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let code = child.wait().unwrap().code().unwrap_or(-1);
+    let waited = interrupted.elapsed();
+    let run = Run {
+        code,
+        stdout,
+        stderr: seen,
+    };
+
+    assert_eq!(run.code, 130, "{run:?}");
+    assert!(
+        (Duration::from_secs(4)..Duration::from_secs(15)).contains(&waited),
+        "the grace of 5 s, not the held read's 30 s: {waited:?}"
+    );
+    for warning in run.events_named("warning") {
+        assert!(
+            !warning["message"]
+                .as_str()
+                .unwrap()
+                .contains("finishing the publish first"),
+            "{warning}"
+        );
+    }
+    let message = run.result_event()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        message,
+        "interrupted after the list was published under every tag; reading it back (or removing the staging tags) did not finish",
+        "{run:?}"
+    );
+    let digest = run.events_named("published")[0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(sha256(&skopeo_raw(&format!("{repository}:1.0.0"))), digest);
+    let written = metadata_of(&project);
+    assert_eq!(written["digest"], digest.as_str(), "{written}");
 }

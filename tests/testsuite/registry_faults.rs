@@ -50,6 +50,9 @@ pub(crate) enum ReadBackFault {
     UnavailableOnce,
     /// `404` to every read of the last entry.
     ChildMissing,
+    /// No answer to the first read of the list for 30 s, then the
+    /// connection closed: a read back that hangs.
+    Hold,
 }
 
 /// What a proxy failing the read back learnt and did: the list's digest
@@ -209,9 +212,17 @@ fn serve(
                     Some("503 Service Unavailable")
                 }
                 ReadBackFault::ChildMissing if is_last => Some("404 Not Found"),
+                ReadBackFault::Hold if is_list && first => {
+                    state.answered.push(reference.clone());
+                    Some("hold")
+                }
                 _ => None,
             }
         };
+        if status == Some("hold") {
+            std::thread::sleep(std::time::Duration::from_secs(30));
+            return client.shutdown(Shutdown::Both);
+        }
         if let Some(status) = status {
             let code = &status[..3];
             let message = format!(
