@@ -357,3 +357,40 @@ fn a_ctrl_c_during_the_read_back_is_not_held_off() {
     let written = metadata_of(&project);
     assert_eq!(written["digest"], digest.as_str(), "{written}");
 }
+
+/// The first read of `stable` after the publish finds it pointing at
+/// another digest (the proxy answers its `HEAD` so, as a cache serving a
+/// stale tag would): mab reads it again after a short wait and finds the
+/// list, so the build succeeds (exit 0, a `read_back` event), with no
+/// error; the proxy saw the tags read with `HEAD`, `stable` twice.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_tag_read_stale_once_is_read_again() {
+    let lab = require_lab!();
+    let proxy = FaultyProxy::failing_read_back(lab.registry(), ReadBackFault::StaleTag("stable"));
+    let (_, image) = names(lab, "read-back-stale", &proxy);
+    let project = project(&image);
+
+    let run = build(&project, "json", &["1.0.0", "stable"]);
+
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.events_named("read_back").len(), 1, "{run:?}");
+    let path = image.split_once('/').unwrap().1;
+    let tag_reads: Vec<String> = proxy
+        .reads_after_the_list()
+        .into_iter()
+        .filter(|read| {
+            !read.contains("/manifests/sha256:") && !read.contains("/manifests/mab-staging-")
+        })
+        .collect();
+    assert_eq!(
+        tag_reads,
+        [
+            format!("HEAD /v2/{path}/manifests/1.0.0 HTTP/1.1"),
+            format!("HEAD /v2/{path}/manifests/stable HTTP/1.1"),
+            format!("HEAD /v2/{path}/manifests/stable HTTP/1.1"),
+        ],
+        "{run:?}"
+    );
+    assert!(metadata_of(&project).get("read_back_error").is_none());
+}

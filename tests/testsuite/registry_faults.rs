@@ -39,6 +39,8 @@ pub(crate) struct FaultyProxy {
     pub(crate) port: u16,
     /// Manifest list PUTs received, answered `503` or forwarded.
     list_puts: Arc<AtomicUsize>,
+    /// What a proxy failing the read back learnt and did.
+    read_back: Arc<Mutex<ReadBackState>>,
 }
 
 /// What a proxy failing the read back answers to reads of the list and
@@ -53,6 +55,9 @@ pub(crate) enum ReadBackFault {
     /// No answer to the first read of the list for 30 s, then the
     /// connection closed: a read back that hangs.
     Hold,
+    /// The first `HEAD` of this tag answers that it points at
+    /// `sha256:0…0` (a stale tag); later ones are forwarded.
+    StaleTag(&'static str),
 }
 
 /// What a proxy failing the read back learnt and did: the list's digest
@@ -62,6 +67,8 @@ struct ReadBackState {
     list: Option<String>,
     entries: Vec<String>,
     answered: Vec<String>,
+    /// The request lines of the reads of manifests after the list's PUT.
+    reads: Vec<String>,
 }
 
 /// What a [`FaultyProxy`] does to manifest list PUTs.
@@ -113,6 +120,7 @@ impl FaultyProxy {
         let counter = list_puts.clone();
         let upstream = upstream.to_owned();
         let read_back = Arc::new(Mutex::new(ReadBackState::default()));
+        let state = read_back.clone();
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 if matches!(fault, ListFault::Stop) && counter.load(Ordering::SeqCst) > 0 {
@@ -128,11 +136,22 @@ impl FaultyProxy {
                 });
             }
         });
-        FaultyProxy { port, list_puts }
+        FaultyProxy {
+            port,
+            list_puts,
+            read_back: state,
+        }
     }
 
     pub(crate) fn list_puts(&self) -> usize {
         self.list_puts.load(Ordering::SeqCst)
+    }
+
+    /// The request lines (`HEAD /v2/…/manifests/1.0.0 HTTP/1.1`) of the
+    /// reads of manifests made after the list was pushed by its digest
+    /// (a proxy failing the read back only).
+    pub(crate) fn reads_after_the_list(&self) -> Vec<String> {
+        self.read_back.lock().unwrap().reads.clone()
     }
 }
 
@@ -205,7 +224,19 @@ fn serve(
             let is_list = state.list.as_deref() == Some(reference.as_str());
             let is_last = state.entries.last() == Some(&reference);
             let first = !state.answered.contains(&reference);
+            if read && !reference.is_empty() && state.list.is_some() {
+                state.reads.push(request_line.clone());
+            }
             match fault {
+                ReadBackFault::StaleTag(tag)
+                    if tag == reference
+                        && head.starts_with("HEAD ")
+                        && state.list.is_some()
+                        && first =>
+                {
+                    state.answered.push(reference.clone());
+                    Some("stale")
+                }
                 _ if !read || !(is_list || is_last) => None,
                 ReadBackFault::UnavailableOnce if first => {
                     state.answered.push(reference.clone());
@@ -222,6 +253,15 @@ fn serve(
         if status == Some("hold") {
             std::thread::sleep(std::time::Duration::from_secs(30));
             return client.shutdown(Shutdown::Both);
+        }
+        if status == Some("stale") {
+            write!(
+                client,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.distribution.manifest.list.v2+json\r\n\
+                 Docker-Content-Digest: sha256:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                "0".repeat(64)
+            )?;
+            return client.shutdown(Shutdown::Write);
         }
         if let Some(status) = status {
             let code = &status[..3];
