@@ -5,7 +5,9 @@
 //! retry the push and publish, or give up after its three tries. What was
 //! published is read with skopeo from the real registry, not through the
 //! proxy. The same proxy plays another writer that moves a tag right
-//! after mab pushed it (used by `readback.rs`).
+//! after mab pushed it, and fails the reads of the list read back (a
+//! `503` once, a `404` for an image, a read held, a stale tag), both used
+//! by `readback.rs`.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
