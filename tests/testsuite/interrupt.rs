@@ -3,13 +3,13 @@
 //! runner's slot is free, and nothing is published. A job over its time
 //! limit is stopped the same way.
 
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    free_slot_files, holders_under, mab_command, processes_with, require_lab, skopeo_exists,
-    slot_file, user_id, Home, Lab, Project,
+    free_slot_files, holders_under, mab_command, processes_with, read_until, require_lab,
+    skopeo_exists, slot_file, user_id, Home, Lab, Project,
 };
 
 /// A project whose one `RUN` step sleeps `seconds` (a number no other test
@@ -76,15 +76,7 @@ fn stopped_by(signal: &str, expected: i32, seconds: &str) {
         .spawn()
         .unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    let mut line = String::new();
-    while stderr.read_line(&mut line).unwrap() > 0 {
-        seen.push_str(&line);
-        if line.contains("sleep") {
-            break;
-        }
-        line.clear();
-    }
+    let seen = read_until(&mut stderr, "sleep");
     assert!(seen.contains("sleep"), "the RUN step started:\n{seen}");
     let started = Instant::now();
     while !sleep_running(seconds) {

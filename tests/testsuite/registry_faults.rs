@@ -5,12 +5,14 @@
 //! retry the push and publish, or give up after its three tries. What was
 //! published is read with skopeo from the real registry, not through the
 //! proxy. The same proxy plays another writer that moves a tag right
-//! after mab pushed it (used by `readback.rs`).
+//! after mab pushed it, and fails the reads of the list read back (a
+//! `503` once, a `404` for an image, a read held, a stale tag), both used
+//! by `readback.rs`.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::support::{
     list_architectures, mab, require_lab, sha256, skopeo_exists, skopeo_raw, skopeo_tags, Lab,
@@ -30,11 +32,45 @@ use crate::support::{
 /// A racing proxy ([`FaultyProxy::racing`]) forwards everything, and once
 /// the registry has accepted the list PUT under one tag, moves that tag
 /// in the registry itself before mab gets the answer, as another writer
-/// pushing to the tag at that moment would.
+/// pushing to the tag at that moment would. A proxy failing the read back
+/// ([`FaultyProxy::failing_read_back`]) forwards everything, learns the
+/// list's digest and its entries from the list's PUT by digest, and then
+/// answers the reads (`GET` or `HEAD`) of `manifests/<digest>` of the
+/// list and of its last entry as [`ReadBackFault`] says.
 pub(crate) struct FaultyProxy {
     pub(crate) port: u16,
     /// Manifest list PUTs received, answered `503` or forwarded.
     list_puts: Arc<AtomicUsize>,
+    /// What a proxy failing the read back learnt and did.
+    read_back: Arc<Mutex<ReadBackState>>,
+}
+
+/// What a proxy failing the read back answers to reads of the list and
+/// of its last entry (the linux/arm64 image), by digest, once the list is
+/// pushed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReadBackFault {
+    /// `503` to the first read of each, the others forwarded.
+    UnavailableOnce,
+    /// `404` to every read of the last entry.
+    ChildMissing,
+    /// No answer to the first read of the list for 30 s, then the
+    /// connection closed: a read back that hangs.
+    Hold,
+    /// The first `HEAD` of this tag answers that it points at
+    /// `sha256:0…0` (a stale tag); later ones are forwarded.
+    StaleTag(&'static str),
+}
+
+/// What a proxy failing the read back learnt and did: the list's digest
+/// and entries from its PUT, and which of them it answered once already.
+#[derive(Default)]
+struct ReadBackState {
+    list: Option<String>,
+    entries: Vec<String>,
+    answered: Vec<String>,
+    /// The request lines of the reads of manifests after the list's PUT.
+    reads: Vec<String>,
 }
 
 /// What a [`FaultyProxy`] does to manifest list PUTs.
@@ -47,6 +83,8 @@ enum ListFault {
     /// After the one under this tag, point the tag at the image manifest
     /// of the repository's `mab-staging-linux-amd64`.
     Race(&'static str),
+    /// Forward them; fail the read back of what they pushed.
+    ReadBack(ReadBackFault),
 }
 
 const LIST_TYPES: [&str; 2] = [
@@ -71,12 +109,20 @@ impl FaultyProxy {
         FaultyProxy::with(upstream, ListFault::Race(tag))
     }
 
+    /// A proxy that fails the reads of the list pushed through it, and of
+    /// its last entry, as `fault` says.
+    pub(crate) fn failing_read_back(upstream: &str, fault: ReadBackFault) -> FaultyProxy {
+        FaultyProxy::with(upstream, ListFault::ReadBack(fault))
+    }
+
     fn with(upstream: &str, fault: ListFault) -> FaultyProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let list_puts = Arc::new(AtomicUsize::new(0));
         let counter = list_puts.clone();
         let upstream = upstream.to_owned();
+        let read_back = Arc::new(Mutex::new(ReadBackState::default()));
+        let state = read_back.clone();
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 if matches!(fault, ListFault::Stop) && counter.load(Ordering::SeqCst) > 0 {
@@ -85,17 +131,29 @@ impl FaultyProxy {
                 }
                 let counter = counter.clone();
                 let upstream = upstream.clone();
+                let read_back = read_back.clone();
                 std::thread::spawn(move || {
                     // A client that went away is no fault of the proxy.
-                    let _ = serve(client, &upstream, &counter, fault, port);
+                    let _ = serve(client, &upstream, &counter, fault, port, &read_back);
                 });
             }
         });
-        FaultyProxy { port, list_puts }
+        FaultyProxy {
+            port,
+            list_puts,
+            read_back: state,
+        }
     }
 
     pub(crate) fn list_puts(&self) -> usize {
         self.list_puts.load(Ordering::SeqCst)
+    }
+
+    /// The request lines (`HEAD /v2/…/manifests/1.0.0 HTTP/1.1`) of the
+    /// reads of manifests made after the list was pushed by its digest
+    /// (a proxy failing the read back only).
+    pub(crate) fn reads_after_the_list(&self) -> Vec<String> {
+        self.read_back.lock().unwrap().reads.clone()
     }
 }
 
@@ -106,6 +164,7 @@ fn serve(
     list_puts: &AtomicUsize,
     fault: ListFault,
     port: u16,
+    read_back: &Mutex<ReadBackState>,
 ) -> std::io::Result<()> {
     let mut buffer = Vec::new();
     let head_end = loop {
@@ -133,9 +192,103 @@ fn serve(
     }
     let failures = match fault {
         ListFault::Unavailable(failures) => failures,
-        ListFault::Stop | ListFault::Race(_) => 0,
+        ListFault::Stop | ListFault::Race(_) | ListFault::ReadBack(_) => 0,
     };
     let request_line = head.lines().next().unwrap_or("").to_owned();
+    if let ListFault::ReadBack(fault) = fault {
+        let reference = request_line
+            .split(' ')
+            .nth(1)
+            .and_then(|target| target.rsplit_once("/manifests/"))
+            .map(|(_, reference)| reference.to_owned())
+            .unwrap_or_default();
+        if is_list_put && reference.starts_with("sha256:") {
+            // The list by its digest: forwarded, its entries noted.
+            list_puts.fetch_add(1, Ordering::SeqCst);
+            let body = whole_body(&mut client, &head, buffer[head_end..].to_vec())?;
+            let list: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let mut state = read_back.lock().unwrap();
+            state.list = Some(reference.clone());
+            state.entries = list["manifests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|entry| entry["digest"].as_str().unwrap().to_owned())
+                .collect();
+            drop(state);
+            let answer = exchange(None, upstream, &head, body)?;
+            client.write_all(&answer)?;
+            return client.shutdown(Shutdown::Both);
+        }
+        let read = head.starts_with("GET ") || head.starts_with("HEAD ");
+        let status = {
+            let mut state = read_back.lock().unwrap();
+            let is_list = state.list.as_deref() == Some(reference.as_str());
+            let is_last = state.entries.last() == Some(&reference);
+            let first = !state.answered.contains(&reference);
+            if read && !reference.is_empty() && state.list.is_some() {
+                state.reads.push(request_line.clone());
+            }
+            match fault {
+                ReadBackFault::StaleTag(tag)
+                    if tag == reference
+                        && head.starts_with("HEAD ")
+                        && state.list.is_some()
+                        && first =>
+                {
+                    state.answered.push(reference.clone());
+                    Some("stale")
+                }
+                _ if !read || !(is_list || is_last) => None,
+                ReadBackFault::UnavailableOnce if first => {
+                    state.answered.push(reference.clone());
+                    Some("503 Service Unavailable")
+                }
+                ReadBackFault::ChildMissing if is_last => Some("404 Not Found"),
+                ReadBackFault::Hold if is_list && first => {
+                    state.answered.push(reference.clone());
+                    Some("hold")
+                }
+                _ => None,
+            }
+        };
+        if status == Some("hold") {
+            std::thread::sleep(std::time::Duration::from_secs(30));
+            return client.shutdown(Shutdown::Both);
+        }
+        if status == Some("stale") {
+            write!(
+                client,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.distribution.manifest.list.v2+json\r\n\
+                 Docker-Content-Digest: sha256:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                "0".repeat(64)
+            )?;
+            return client.shutdown(Shutdown::Write);
+        }
+        if let Some(status) = status {
+            let code = &status[..3];
+            let message = format!(
+                r#"{{"errors":[{{"code":"{}","message":"injected fault"}}]}}"#,
+                if code == "404" {
+                    "MANIFEST_UNKNOWN"
+                } else {
+                    "UNAVAILABLE"
+                }
+            );
+            // A HEAD answer has no body.
+            let body = if head.starts_with("HEAD ") {
+                ""
+            } else {
+                message.as_str()
+            };
+            write!(
+                client,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )?;
+            return client.shutdown(Shutdown::Write);
+        }
+    }
     if let ListFault::Race(tag) = fault {
         let target = request_line.split(' ').nth(1).unwrap_or("");
         if let Some(repository) = target.strip_suffix(&format!("/manifests/{tag}")) {
@@ -213,6 +366,23 @@ fn closing(head: &str) -> String {
     forwarded
 }
 
+/// The whole body of the request `head` whose start is `body`: the rest,
+/// up to its `Content-Length`, read from `client`.
+fn whole_body(client: &mut TcpStream, head: &str, mut body: Vec<u8>) -> std::io::Result<Vec<u8>> {
+    let length: usize = header(head, "content-length")
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0);
+    while body.len() < length {
+        let mut chunk = [0; 8192];
+        let read = client.read(&mut chunk)?;
+        if read == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..read]);
+    }
+    Ok(body)
+}
+
 /// One request (`head`, then `body`, of which the rest is still to be read
 /// from `client` when it has a `Content-Length`) sent to `upstream`, and
 /// the whole answer, head and body.
@@ -220,21 +390,12 @@ fn exchange(
     client: Option<&mut TcpStream>,
     upstream: &str,
     head: &str,
-    mut body: Vec<u8>,
+    body: Vec<u8>,
 ) -> std::io::Result<Vec<u8>> {
-    let length: usize = header(head, "content-length")
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(0);
-    if let Some(client) = client {
-        while body.len() < length {
-            let mut chunk = [0; 8192];
-            let read = client.read(&mut chunk)?;
-            if read == 0 {
-                break;
-            }
-            body.extend_from_slice(&chunk[..read]);
-        }
-    }
+    let body = match client {
+        Some(client) => whole_body(client, head, body)?,
+        None => body,
+    };
     let mut server = TcpStream::connect(upstream)?;
     server.write_all(closing(head).as_bytes())?;
     server.write_all(&body)?;

@@ -485,6 +485,21 @@ pub fn runners_check_json(home: &Path, directory: &Path) -> Run {
     mab(home, directory, RUNNERS_CHECK_JSON)
 }
 
+/// The lines `output` (a running mab's stderr) gives up to the first one
+/// that contains `needle`, that one included; all of them when none does.
+pub fn read_until(output: &mut impl std::io::BufRead, needle: &str) -> String {
+    let mut seen = String::new();
+    let mut line = String::new();
+    while output.read_line(&mut line).unwrap() > 0 {
+        seen.push_str(&line);
+        if line.contains(needle) {
+            break;
+        }
+        line.clear();
+    }
+    seen
+}
+
 /// [`mab`] with these variables set (`Some`) or removed (`None`) on top.
 pub fn mab_with_env(
     home: &Path,

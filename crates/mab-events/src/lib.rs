@@ -31,6 +31,20 @@ pub trait Reporter: Send + Sync {
     fn report(&self, event: Event);
 }
 
+/// Why staging tags stay in the registry ([`Event::StagingTagsLeft`]);
+/// in JSON `kept_for_resume` or `not_deleted`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StagingTagsReason {
+    /// mab keeps them: the build failed after its images were pushed (the
+    /// publish, or its read back), and a `mab build --resume` reuses the
+    /// images they hold.
+    KeptForResume,
+    /// mab tried to remove them: the registry does not delete tags, or a
+    /// deletion failed (a warning said why).
+    NotDeleted,
+}
+
 /// A reporter that drops every event (for library calls made where nobody
 /// watches, and for tests).
 pub struct Silent;
@@ -206,19 +220,24 @@ pub enum Event {
         missing: Vec<Platform>,
     },
     /// The published list read back from the registry: every tag points
-    /// at it, and it holds each platform's image, each served by its
-    /// digest (docs/publishing.md).
+    /// at it, the list is served as pushed, and each platform's image is
+    /// served by its digest (docs/publishing.md).
     ReadBack {
         image: String,
         /// The list's digest, `sha256:…`.
         digest: String,
         tags: Vec<String>,
-        /// The platforms of the list, in its order.
-        platforms: Vec<Platform>,
+        /// The platform of each entry of the list, in its order, as the
+        /// list read back writes it (`os/architecture[/variant]`, not
+        /// normalised: `linux/arm64/v8` stays so).
+        platforms: Vec<String>,
     },
-    /// Staging tags this build pushed that stay in the registry (one that
-    /// cannot delete tags, or a deletion that failed).
-    StagingTagsLeft { image: String, tags: Vec<String> },
+    /// Staging tags this build pushed that stay in the registry, and why.
+    StagingTagsLeft {
+        image: String,
+        tags: Vec<String>,
+        reason: StagingTagsReason,
+    },
     /// Something the user should know that does not stop the build.
     Warning { message: String },
     /// A log line of a library (`MAB_LOG`), at its level: `debug`, `info`.

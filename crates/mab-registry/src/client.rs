@@ -297,7 +297,14 @@ impl Repository {
     {
         retry::retry(&self.registry, request, self.reporter.as_ref(), attempt)
             .await
-            .map_err(|failed| self.failed(action, failed))
+            .map_err(|failed| match failed.fault.status() {
+                Some(404) => RegistryError::NotFound {
+                    registry: self.registry.clone(),
+                    action: format!("{action} in {}", self.name()),
+                    message: failed.to_string(),
+                },
+                _ => self.failed(action, failed),
+            })
     }
 
     /// The manifest `digest` as the registry holds it: its media type, size
@@ -725,43 +732,74 @@ impl Repository {
     }
 
     /// The raw manifest or list at `tag_or_digest`, and its digest (the
-    /// sha256 of the bytes, checked against `tag_or_digest` when that is
-    /// a digest). Retried on transient faults (see [`retry`]).
+    /// sha256 of the bytes). Retried on transient faults (see [`retry`]).
+    ///
+    /// Errors: [`RegistryError::NotFound`] on a 404;
+    /// [`RegistryError::DigestMismatch`] when `tag_or_digest` is a digest
+    /// and the bytes served do not hash to it; [`RegistryError::Request`]
+    /// for any other failure.
     pub async fn manifest(&self, tag_or_digest: &str) -> Result<(Vec<u8>, String), RegistryError> {
-        let digest = tag_or_digest
-            .starts_with("sha256:")
-            .then_some(tag_or_digest);
+        let action = format!("reading {tag_or_digest}");
         let path = format!("manifests/{tag_or_digest}");
         let bytes = self
-            .retrying(
-                &format!("reading {tag_or_digest}"),
-                &self.request_line("GET", &path),
-                || self.get(&path, &MANIFEST_TYPES, digest),
-            )
+            .retrying(&action, &self.request_line("GET", &path), || {
+                self.get(&path, &MANIFEST_TYPES, None)
+            })
             .await?;
         let digest = sha256_digest(&bytes);
+        if tag_or_digest.starts_with("sha256:") && digest != tag_or_digest {
+            return Err(RegistryError::DigestMismatch {
+                registry: self.registry.clone(),
+                action: format!("{action} in {}", self.name()),
+                served: digest,
+            });
+        }
         Ok((bytes, digest))
     }
 
-    /// The digest of the manifest `tag` points at now (`sha256:` and 64 hex
-    /// digits, of the bytes the registry serves), or `None` when the
-    /// repository has no such tag (404, as the OCI distribution spec
-    /// answers an unknown tag). For deciding by digest whether a tag that
-    /// other builds may move is still ours. Retried on transient faults
-    /// (see [`retry`]).
-    pub async fn tag_digest(&self, tag: &str) -> Result<Option<String>, RegistryError> {
-        let path = format!("manifests/{tag}");
-        self.retrying(
-            &format!("reading tag {tag}"),
-            &self.request_line("GET", &path),
-            || async {
-                match self.get(&path, &MANIFEST_TYPES, None).await {
-                    Ok(bytes) => Ok(Some(sha256_digest(&bytes))),
-                    Err(fault) if fault.status() == Some(404) => Ok(None),
+    /// The digest of the manifest `reference` (a tag, or a digest)
+    /// resolves to now, `sha256:` and 64 hex digits, or `None` when the
+    /// repository has none (404, as the OCI distribution spec answers an
+    /// unknown tag or manifest). Asked with `HEAD`, whose
+    /// `Docker-Content-Digest` header gives it (a registry counts no pull
+    /// for a `HEAD`, where Docker Hub counts each manifest `GET`); when the
+    /// answer has no such header, or the registry refuses `HEAD` (any 4xx
+    /// but 404, or 501), a `GET` of the manifest gives the sha256 of its
+    /// bytes. For deciding by digest whether a tag that other builds may
+    /// move is still ours, and whether a manifest is still served.
+    /// Each request is retried on transient faults (see [`retry`]).
+    pub async fn tag_digest(&self, reference: &str) -> Result<Option<String>, RegistryError> {
+        let path = format!("manifests/{reference}");
+        let action = format!("reading {reference}");
+        let headed = self
+            .retrying(&action, &self.request_line("HEAD", &path), || async {
+                let request = self
+                    .http
+                    .head(self.url(&path))
+                    .header(reqwest::header::ACCEPT, MANIFEST_TYPES.join(", "));
+                match self.send(RegistryOperation::Pull, request).await {
+                    Ok(response) => Ok(Head::Found(content_digest(&response))),
+                    Err(fault) if fault.status() == Some(404) => Ok(Head::Missing),
+                    Err(fault) if matches!(fault.status(), Some(400..=499 | 501)) => {
+                        tracing::debug!("{} refused HEAD {path}: {fault}", self.name());
+                        Ok(Head::Refused)
+                    }
                     Err(fault) => Err(fault),
                 }
-            },
-        )
+            })
+            .await?;
+        match headed {
+            Head::Missing => return Ok(None),
+            Head::Found(Some(digest)) => return Ok(Some(digest)),
+            Head::Found(None) | Head::Refused => {}
+        }
+        self.retrying(&action, &self.request_line("GET", &path), || async {
+            match self.get(&path, &MANIFEST_TYPES, None).await {
+                Ok(bytes) => Ok(Some(sha256_digest(&bytes))),
+                Err(fault) if fault.status() == Some(404) => Ok(None),
+                Err(fault) => Err(fault),
+            }
+        })
         .await
     }
 
@@ -883,6 +921,29 @@ impl BearerChallenge {
                 })
             })
     }
+}
+
+/// What a `HEAD` of a manifest found.
+enum Head {
+    /// It is there; its `Docker-Content-Digest`, when the answer has one.
+    Found(Option<String>),
+    /// 404: no such tag or manifest.
+    Missing,
+    /// The registry does not answer `HEAD` for manifests.
+    Refused,
+}
+
+/// The `Docker-Content-Digest` header of `response` (the distribution
+/// spec's digest of the manifest served), when it is a well-formed
+/// `sha256:` digest.
+fn content_digest(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get("docker-content-digest")
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim)
+        .filter(|digest| mab_context::is_sha256_digest(digest))
+        .map(str::to_owned)
 }
 
 /// The media types asked for when reading a manifest by tag or digest: a
@@ -1062,15 +1123,30 @@ mod tests {
     /// standing for its own `host:port`; returns that and the requests it
     /// got.
     async fn canned_registry(answers: &[&str]) -> (String, Arc<Mutex<Vec<String>>>) {
+        let answers: Vec<String> = answers.iter().map(|answer| answer.to_string()).collect();
+        let index = Mutex::new(0);
+        answering(move |_| {
+            let mut index = index.lock().unwrap();
+            let answer = answers[(*index).min(answers.len() - 1)].clone();
+            *index += 1;
+            answer
+        })
+        .await
+    }
+
+    /// A registry on loopback that answers each connection with what
+    /// `answer` gives for its request (the whole text), as
+    /// [`canned_registry`] does.
+    async fn answering(
+        answer: impl Fn(&str) -> String + Send + 'static,
+    ) -> (String, Arc<Mutex<Vec<String>>>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap().to_string();
         let own = address.clone();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = requests.clone();
-        let answers: Vec<String> = answers.iter().map(|answer| answer.to_string()).collect();
         tokio::spawn(async move {
-            let mut index = 0;
             while let Ok((mut connection, _)) = listener.accept().await {
                 // The head, then as many bytes as its Content-Length says.
                 let mut request = Vec::new();
@@ -1096,9 +1172,8 @@ mod tests {
                     }
                 }
                 let text = String::from_utf8_lossy(&request).into_owned();
+                let answer = answer(&text).replace("{address}", &address);
                 seen.lock().unwrap().push(text);
-                let answer = answers[index.min(answers.len() - 1)].replace("{address}", &address);
-                index += 1;
                 let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
                 let length = body.len();
                 let _ = connection
@@ -1112,6 +1187,69 @@ mod tests {
             }
         });
         (own, requests)
+    }
+
+    /// `tag_digest` asks with `HEAD` and takes `Docker-Content-Digest`;
+    /// without that header, or when `HEAD` is refused, it reads the
+    /// manifest with `GET` and hashes it; a 404 is `None` either way.
+    #[tokio::test]
+    async fn tag_digests_come_from_head_and_else_from_the_manifest() {
+        const BODY: &str = r#"{"schemaVersion":2}"#;
+        let hashed = sha256_digest(BODY.as_bytes());
+        let header = format!("sha256:{}", "ab".repeat(32));
+        let cases = [
+            (
+                "HTTP/1.1 200 OK\r\nDocker-Content-Digest: {digest}",
+                Some(&header),
+                false,
+            ),
+            ("HTTP/1.1 200 OK", Some(&hashed), true),
+            ("HTTP/1.1 405 Method Not Allowed", Some(&hashed), true),
+            ("HTTP/1.1 404 Not Found", None, false),
+        ];
+        for (head, expected, gets) in cases {
+            let answer = head.replace("{digest}", &header);
+            let (registry, requests) = answering(move |request| {
+                if request.starts_with("HEAD /v2/team/app/manifests/") {
+                    answer.clone()
+                } else if request.starts_with("GET /v2/team/app/manifests/") {
+                    format!("HTTP/1.1 200 OK\r\n\r\n{BODY}")
+                } else {
+                    "HTTP/1.1 200 OK".to_owned()
+                }
+            })
+            .await;
+            let repository = Repository::new(&format!("{registry}/team/app"), None).unwrap();
+            let found = repository.tag_digest("1.0").await.unwrap();
+            assert_eq!(found.as_ref(), expected, "{head}");
+            let manifest_gets = requests
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|request| request.starts_with("GET /v2/team/app/manifests/1.0"))
+                .count();
+            assert_eq!(manifest_gets, usize::from(gets), "{head}");
+        }
+    }
+
+    /// A manifest read by its digest whose bytes hash to another is a
+    /// `DigestMismatch` naming what was served; a 404 is `NotFound`.
+    #[tokio::test]
+    async fn manifests_read_by_digest_are_checked_and_a_404_is_not_found() {
+        let asked = format!("sha256:{}", "cd".repeat(32));
+        let (registry, _) = canned_registry(&["HTTP/1.1 200 OK\r\n\r\n{}"]).await;
+        let repository = Repository::new(&format!("{registry}/team/app"), None).unwrap();
+        match repository.manifest(&asked).await {
+            Err(RegistryError::DigestMismatch { served, .. }) => {
+                assert_eq!(served, sha256_digest(b"{}"))
+            }
+            other => panic!("{other:?}"),
+        }
+        let (registry, _) = canned_registry(&["HTTP/1.1 404 Not Found"]).await;
+        let repository = Repository::new(&format!("{registry}/team/app"), None).unwrap();
+        let error = repository.manifest(&asked).await.unwrap_err();
+        assert!(matches!(error, RegistryError::NotFound { .. }), "{error:?}");
+        assert!(error.to_string().contains("404"), "{error}");
     }
 
     fn with_identity_token(registry: &str) -> Repository {

@@ -41,6 +41,30 @@ pub enum RegistryError {
         /// The registry's or client's error.
         message: String,
     },
+    /// The registry answered `404 Not Found` (after any retries): it has
+    /// no such manifest, blob or tag (OCI distribution spec). The message
+    /// reads as [`RegistryError::Request`]'s.
+    #[error("{action} failed at {registry}: {message}")]
+    NotFound {
+        /// The registry host (`127.0.0.1:5000`).
+        registry: String,
+        /// What was being done, naming the repository.
+        action: String,
+        /// The registry's answer.
+        message: String,
+    },
+    /// Content read by its digest whose bytes do not hash to that digest:
+    /// the registry served something else than what was asked for.
+    #[error("{action} failed at {registry}: the registry returned content with digest {served}")]
+    DigestMismatch {
+        /// The registry host (`127.0.0.1:5000`).
+        registry: String,
+        /// What was being done, naming the digest asked for and the
+        /// repository (`reading sha256:… in team/app`).
+        action: String,
+        /// The sha256 of what was served (`sha256:…`).
+        served: String,
+    },
     /// The registry did not answer (connection refused, no such host, a
     /// timeout): nothing reached it.
     #[error("cannot reach the registry {registry}: {message}")]

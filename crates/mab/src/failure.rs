@@ -140,6 +140,22 @@ impl Failure {
         Failure::new(kind, &format!("{how}; nothing was published"), hints, &[])
     }
 
+    /// Stopped (a second Ctrl-C, or the stop's grace over) after the list
+    /// was pushed under every tag, while it was read back or the staging
+    /// tags removed: the list is out, its metadata written with its digest.
+    pub fn stopped_after_publish(kind: FailureKind) -> Failure {
+        let how = match kind {
+            FailureKind::Terminated => "terminated",
+            _ => "interrupted",
+        };
+        Failure::new(
+            kind,
+            &format!("{how} after the list was published under every tag; reading it back (or removing the staging tags) did not finish"),
+            vec!["the metadata file has the list's digest; see what a tag holds with `mab inspect IMAGE:TAG`".to_owned()],
+            &[],
+        )
+    }
+
     /// Stopped by a second Ctrl-C while the list and its tags were being
     /// pushed (exit 130): some tags may point at the new list already.
     pub fn stopped_while_publishing() -> Failure {
@@ -237,6 +253,16 @@ mod tests {
             Failure::stopped(FailureKind::Terminated).report,
             "error: terminated; nothing was published"
         );
+        let after = Failure::stopped_after_publish(FailureKind::Terminated);
+        assert_eq!(after.kind.exit_code(), 143);
+        assert!(
+            after.report.starts_with(
+                "error: terminated after the list was published under every tag; reading it back"
+            ),
+            "{}",
+            after.report
+        );
+        assert!(!after.report.contains("nothing was published"));
         let cut_short = Failure::stopped_while_publishing();
         assert_eq!(cut_short.kind.exit_code(), 130);
         assert!(

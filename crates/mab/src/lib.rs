@@ -93,7 +93,7 @@ pub fn main() -> i32 {
                 result = &mut command => break result,
                 () = grace => {
                     let kind = stopping.map_or(FailureKind::Interrupted, |(kind, _)| kind);
-                    break Err(Failure::stopped(kind));
+                    break Err(stopped(&control, kind));
                 }
                 _ = tokio::signal::ctrl_c() => FailureKind::Interrupted,
                 Some(()) = async {
@@ -106,7 +106,7 @@ pub fn main() -> i32 {
             if stopping.is_some() {
                 // A second Ctrl-C while the build stops: stop at once.
                 if signal == FailureKind::Interrupted {
-                    break Err(Failure::stopped(signal));
+                    break Err(stopped(&control, signal));
                 }
                 continue;
             }
@@ -143,10 +143,20 @@ pub fn main() -> i32 {
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     finish(renderer.as_deref(), no_push, result)
 }
+
 /// How long the removals of smoke-test containers that jobs dropped
 /// midway left to tasks may take, in all, before mab exits
 /// ([`mab_engine::finish_removals`]); those not done then are warnings.
 const REMOVAL_LIMIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// A build stopped by `kind` without waiting for it to end: before or
+/// after its list was published.
+fn stopped(control: &ops::publishing::BuildControl, kind: FailureKind) -> Failure {
+    match control.published() {
+        true => Failure::stopped_after_publish(kind),
+        false => Failure::stopped(kind),
+    }
+}
 
 /// How long a build asked to stop by a signal may take to end (its jobs
 /// dropped, its metadata written) before it is dropped as it is.

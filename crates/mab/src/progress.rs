@@ -19,7 +19,7 @@ use std::time::Duration;
 use crate::cli::Progress;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-pub use mab_events::{Event, Reporter};
+pub use mab_events::{Event, Reporter, StagingTagsReason};
 
 /// The renderer `--progress` asks for.
 pub fn renderer(mode: Progress, stderr_is_terminal: bool) -> Arc<Renderer> {
@@ -152,7 +152,10 @@ impl Lines {
                 };
                 let bytes =
                     bytes.map_or_else(String::new, |bytes| format!(", {bytes} bytes{what}"));
-                format!("{} {phase} done in {seconds:.1}s{bytes}", at(platform, runner))
+                format!(
+                    "{} {phase} done in {seconds:.1}s{bytes}",
+                    at(platform, runner)
+                )
             }
             Event::Step {
                 platform,
@@ -252,18 +255,32 @@ impl Lines {
                 digest,
                 tags,
                 platforms,
+            } => format!(
+                "read back {image}@{digest}: {} {} at it, {} served",
+                tags.join(", "),
+                if tags.len() == 1 { "points" } else { "point" },
+                platforms.join(", ")
+            ),
+            Event::StagingTagsLeft {
+                image,
+                tags,
+                reason,
             } => {
-                let platforms: Vec<String> = platforms.iter().map(ToString::to_string).collect();
+                let (named, remain, them, their) = match tags.len() {
+                    1 => ("staging tag", "remains", "it", "its image"),
+                    _ => ("staging tags", "remain", "them", "their images"),
+                };
+                let why = match reason {
+                    StagingTagsReason::KeptForResume => {
+                        format!("kept for `mab build --resume`, which reuses {their}")
+                    }
+                    StagingTagsReason::NotDeleted => format!("the registry did not delete {them}"),
+                };
                 format!(
-                    "read back {image}@{digest}: {} point(s) at it, {} served",
-                    tags.join(", "),
-                    platforms.join(", ")
+                    "{named} {} {remain} in {image}: {why} (see docs/publishing.md#where-staging-tags-remain)",
+                    tags.join(", ")
                 )
             }
-            Event::StagingTagsLeft { image, tags } => format!(
-                "staging tag(s) {} remain in {image}: the registry did not delete them (see docs/publishing.md#where-staging-tags-remain)",
-                tags.join(", ")
-            ),
             Event::Warning { message } => format!("warning: {message}"),
             Event::Diagnostic { level, message } => format!("{level}: {message}"),
             // The digest is on stdout; a failure's report follows as text.
@@ -764,18 +781,38 @@ mod tests {
                     image: "127.0.0.1:5000/app".into(),
                     digest: "sha256:cd".into(),
                     tags: vec!["1.0".into(), "latest".into()],
-                    platforms: vec![platform("linux/amd64"), arm()],
+                    platforms: vec!["linux/amd64".into(), "linux/arm64/v8".into()],
                 },
-                Some("read back 127.0.0.1:5000/app@sha256:cd: 1.0, latest point(s) at it, linux/amd64, linux/arm64 served"),
-                r#"{"schema":1,"event":"read_back","image":"127.0.0.1:5000/app","digest":"sha256:cd","tags":["1.0","latest"],"platforms":["linux/amd64","linux/arm64"]}"#,
+                Some("read back 127.0.0.1:5000/app@sha256:cd: 1.0, latest point at it, linux/amd64, linux/arm64/v8 served"),
+                r#"{"schema":1,"event":"read_back","image":"127.0.0.1:5000/app","digest":"sha256:cd","tags":["1.0","latest"],"platforms":["linux/amd64","linux/arm64/v8"]}"#,
+            ),
+            (
+                Event::ReadBack {
+                    image: "127.0.0.1:5000/app".into(),
+                    digest: "sha256:cd".into(),
+                    tags: vec!["1.0".into()],
+                    platforms: vec!["linux/amd64".into()],
+                },
+                Some("read back 127.0.0.1:5000/app@sha256:cd: 1.0 points at it, linux/amd64 served"),
+                r#"{"schema":1,"event":"read_back","image":"127.0.0.1:5000/app","digest":"sha256:cd","tags":["1.0"],"platforms":["linux/amd64"]}"#,
             ),
             (
                 Event::StagingTagsLeft {
                     image: "127.0.0.1:5000/app".into(),
                     tags: vec!["mab-staging-linux-arm64".into()],
+                    reason: StagingTagsReason::NotDeleted,
                 },
-                Some("staging tag(s) mab-staging-linux-arm64 remain in 127.0.0.1:5000/app: the registry did not delete them (see docs/publishing.md#where-staging-tags-remain)"),
-                r#"{"schema":1,"event":"staging_tags_left","image":"127.0.0.1:5000/app","tags":["mab-staging-linux-arm64"]}"#,
+                Some("staging tag mab-staging-linux-arm64 remains in 127.0.0.1:5000/app: the registry did not delete it (see docs/publishing.md#where-staging-tags-remain)"),
+                r#"{"schema":1,"event":"staging_tags_left","image":"127.0.0.1:5000/app","tags":["mab-staging-linux-arm64"],"reason":"not_deleted"}"#,
+            ),
+            (
+                Event::StagingTagsLeft {
+                    image: "127.0.0.1:5000/app".into(),
+                    tags: vec!["mab-staging-linux-amd64".into(), "mab-staging-linux-arm64".into()],
+                    reason: StagingTagsReason::KeptForResume,
+                },
+                Some("staging tags mab-staging-linux-amd64, mab-staging-linux-arm64 remain in 127.0.0.1:5000/app: kept for `mab build --resume`, which reuses their images (see docs/publishing.md#where-staging-tags-remain)"),
+                r#"{"schema":1,"event":"staging_tags_left","image":"127.0.0.1:5000/app","tags":["mab-staging-linux-amd64","mab-staging-linux-arm64"],"reason":"kept_for_resume"}"#,
             ),
             (
                 Event::Warning {

@@ -17,6 +17,8 @@ use crate::failure::FailureKind;
 #[derive(Clone, Copy, Debug, Default)]
 struct State {
     publishing: bool,
+    /// The list was pushed under every tag ([`PublishingGuard::published`]).
+    published: bool,
     stop: Option<FailureKind>,
 }
 
@@ -34,6 +36,13 @@ impl BuildControl {
     /// Whether a publish is under way.
     pub fn publishing(&self) -> bool {
         self.0.borrow().publishing
+    }
+
+    /// Whether the list was pushed under every tag: a stop from then on
+    /// ends a build whose list is out (its read back or the removal of
+    /// its staging tags unfinished).
+    pub fn published(&self) -> bool {
+        self.0.borrow().published
     }
 
     /// Marks a publish as under way until the returned guard is dropped;
@@ -94,6 +103,14 @@ impl BuildControl {
 /// Ends the publish it was returned for when dropped.
 pub struct PublishingGuard<'a>(&'a BuildControl);
 
+impl PublishingGuard<'_> {
+    /// Ends the publish, the list pushed under every tag
+    /// ([`BuildControl::published`]).
+    pub fn published(self) {
+        self.0 .0.send_modify(|state| state.published = true);
+    }
+}
+
 impl Drop for PublishingGuard<'_> {
     fn drop(&mut self) {
         self.0 .0.send_modify(|state| state.publishing = false);
@@ -114,6 +131,11 @@ mod tests {
             assert!(seen_by_the_handler.publishing());
         }
         assert!(!seen_by_the_handler.publishing());
+        assert!(!seen_by_the_handler.published());
+        control.start_publish().unwrap().published();
+        assert!(!seen_by_the_handler.publishing());
+        assert!(seen_by_the_handler.published());
+        assert!(seen_by_the_handler.request_stop(FailureKind::Interrupted));
     }
 
     /// A stop is refused during a publish; once asked for, it keeps its

@@ -20,9 +20,16 @@ use crate::progress::{Event, Reporter};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(super) struct Metadata {
     pub(super) image: String,
-    /// The published list's digest; `null` when nothing was published.
+    /// The published list's digest: the list was pushed and every tag
+    /// pointed at it; `null` when nothing was published.
     pub(super) digest: Option<String>,
     pub(super) media_type: Option<String>,
+    /// Why the list, published as `digest`, was not read back as
+    /// published (a tag moved by another writer, the list or an image not
+    /// served as pushed): the error's message. Absent when it was, or when
+    /// nothing was published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) read_back_error: Option<String>,
     pub(super) tags: Vec<String>,
     /// The platforms asked for that are not in the result: not published
     /// (not built, with `--no-push`); empty when the build succeeded.
@@ -570,7 +577,7 @@ impl MetadataFile {
         platforms: &[PlatformMetadata],
         reporter: &dyn Reporter,
     ) {
-        if let Err(failure) = self.write(image, None, tags, platforms, reporter) {
+        if let Err(failure) = self.write(image, None, tags, platforms, None, reporter) {
             reporter.report(Event::Warning {
                 message: failure.report.trim_start_matches("error: ").to_owned(),
             });
@@ -578,6 +585,7 @@ impl MetadataFile {
     }
 
     /// Writes the file: the list (`digest`, media type) when one was
+    /// published, with the `read_back_error` of a list not read back as
     /// published, and each platform in job order; `"missing"` holds those
     /// not `published` (not `built`, with `--no-push`). The same document
     /// goes to the state file (atomically: a temporary file renamed over
@@ -589,12 +597,14 @@ impl MetadataFile {
         list: Option<(&str, &str)>,
         tags: &[String],
         platforms: &[PlatformMetadata],
+        read_back_error: Option<&str>,
         reporter: &dyn Reporter,
     ) -> Result<(), Failure> {
         let metadata = Metadata {
             image: image.to_owned(),
             digest: list.map(|(digest, _)| digest.to_owned()),
             media_type: list.map(|(_, media_type)| media_type.to_owned()),
+            read_back_error: read_back_error.map(str::to_owned),
             tags: tags.to_vec(),
             missing: platforms
                 .iter()
@@ -789,6 +799,7 @@ mod tests {
             None,
             &[],
             std::slice::from_ref(&entry),
+            None,
             &mab_events::Silent,
         )
         .unwrap();

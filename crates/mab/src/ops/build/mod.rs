@@ -34,11 +34,14 @@ use crate::ops::jobs::{
 };
 use crate::ops::prepare;
 use crate::ops::publishing::BuildControl;
-use crate::progress::{Event, Reporter};
+use crate::progress::{Event, Reporter, StagingTagsReason};
 
 use metadata::{BeforeJobs, Inputs, MetadataFile, OwnFiles, PlatformMetadata};
 use overrides::{apply_overrides, time_limit};
-use publish::{check_push, read_back, remove_staging_tags, staged, Registry, Staged};
+use publish::{
+    check_push, read_children_back, read_list_back, remove_staging_tags, staged, PublishedList,
+    ReadBackError, Registry, Staged,
+};
 use tags::{check_not_narrowing, check_partial_has_tags, release_tags};
 use worker::{build_id, LiveWorker};
 
@@ -837,7 +840,7 @@ async fn run_and_publish<W: Worker, R: Registry>(
         Err(failures) => drop_failed(&ended, repository, failures, stop).await?,
     };
     let Some(repository) = repository else {
-        metadata.write(planned.image, None, planned.tags, &states, reporter)?;
+        metadata.write(planned.image, None, planned.tags, &states, None, reporter)?;
         return Ok(BuildOutcome {
             image: planned.image.to_owned(),
             digest: None,
@@ -881,20 +884,33 @@ struct Ended<'a> {
 }
 
 impl Ended<'_> {
-    /// A publish that failed or was not read back as published: the
-    /// pushed images keep their staging tags (reported), the metadata is
-    /// written as a failed build, and the failure is a runtime one with
-    /// `message` and `hint`.
+    /// A publish that failed: the pushed images keep their staging tags
+    /// (reported, [`Ended::report_kept`]), the metadata is written as a
+    /// failed build, and the failure is a runtime one with `message` and
+    /// `hint`.
     fn fail_keeping_staging_tags(&self, message: String, hint: &str) -> Failure {
+        self.report_kept();
+        self.write_failed();
+        Failure::runtime(message, Some(hint))
+    }
+
+    /// Reports the staging tags that stay for a `--resume`: those of the
+    /// images this build pushed and verified, and those of the images a
+    /// resume reused.
+    fn report_kept(&self) {
+        let reused = self.planned.reused.iter().filter_map(|(entry, _)| {
+            let digest = entry.digest.clone()?;
+            Some(Staged::of(&entry.platform, digest))
+        });
         self.reporter.report(Event::StagingTagsLeft {
             image: self.planned.image.to_owned(),
             tags: staged_of(self.results, true)
-                .iter()
-                .map(|staged| staged.tag.clone())
+                .into_iter()
+                .chain(reused)
+                .map(|staged| staged.tag)
                 .collect(),
+            reason: StagingTagsReason::KeptForResume,
         });
-        self.write_failed();
-        Failure::runtime(message, Some(hint))
     }
 
     /// Writes the metadata file of a build that published nothing: each
@@ -938,7 +954,7 @@ async fn drop_failed<R: Registry>(
         // last tag would lose what a resume (or the partial list)
         // reuses. Those of the failed platforms go.
         let pushed_failed = staged_of(results, false);
-        remove_staging_tags(repository, &pushed_failed, &[], reporter).await;
+        remove_staging_tags(repository, &pushed_failed, reporter).await;
     }
     if !partial {
         ended.write_failed();
@@ -972,17 +988,23 @@ fn resumable(ended: &Ended<'_>, pushed: bool) -> usize {
 
 /// Publishes the list of the `built` children in job order (with
 /// `--resume`, the reused images among them, all in the order of
-/// `mab.toml`) under the tags, with `control` marked as publishing so
-/// that an interrupt waits for it; reports it published (the platforms
-/// `left_out` by `--allow-partial` named missing, each with a warning);
-/// reads it back ([`read_back`]) and reports that; removes the staging
-/// tags (a resume's reused ones too) and writes the metadata with the
-/// list's digest, which it returns. A stop asked before the publish
-/// starts is [`Failure::stopped`]; a publish the registry refuses, or a
-/// list not read back as published (a tag moved by another writer, a
-/// platform or image missing), is exit 1 naming it, the staging tags then
-/// stay (reported). Each writes the metadata as a failed build, those
-/// pushed kept `pushed`.
+/// `mab.toml`) under the tags, with `control` marked as publishing while
+/// the list and its tags are pushed, so that an interrupt waits for that
+/// (and only that); reports it published (the platforms `left_out` by
+/// `--allow-partial` named missing, each with a warning) and writes the
+/// metadata with the list's digest at once. Then reads it back
+/// ([`read_list_back`]), removes the staging tags (a resume's reused ones
+/// too), reads each platform's image back ([`read_children_back`]),
+/// reports the read back and writes the metadata again; returns the
+/// list's digest.
+///
+/// A stop asked before the publish starts is [`Failure::stopped`]; a
+/// publish the registry refuses is exit 1 naming it, the staging tags
+/// then stay (reported), and the metadata records a failed build with
+/// those pushed kept `pushed`. A list not read back as published (a tag
+/// moved by another writer, the list or an image not served as pushed)
+/// is exit 1 too ([`ReadBackError`]): the list is published all the same,
+/// so the metadata keeps its digest, with the failure in `read_back_error`.
 async fn publish_list<R: Registry>(
     ended: &Ended<'_>,
     repository: &R,
@@ -994,47 +1016,82 @@ async fn publish_list<R: Registry>(
         (ended.planned, ended.results, ended.metadata, ended.reporter);
     let children = children_in_order(planned, built, metadata);
     let (media_type, bytes) = mab_registry::manifest_list(&children);
-    // From here on the registry changes: a Ctrl-C waits for the build to
-    // end rather than leave some tags moved and others not.
-    let _publishing = control.start_publish().map_err(|kind| {
+    // While the list and its tags are pushed, a Ctrl-C waits for the
+    // build to end rather than leave some tags moved and others not.
+    let publishing = control.start_publish().map_err(|kind| {
         ended.write_failed();
         Failure::stopped_after_jobs(kind, resumable(ended, true))
     })?;
-    let digest = repository
-        .publish(media_type, &bytes, planned.tags)
-        .await
-        .map_err(|error| {
-            // The images stay under their staging tags: a list that reached
-            // some tags refers to them, and deleting a tag may delete its
-            // manifest on some registries.
-            ended.fail_keeping_staging_tags(
+    let pushed = repository.publish(media_type, &bytes, planned.tags).await;
+    // Every tag points at the list, or the publish failed: from here on
+    // a Ctrl-C stops the build again.
+    match pushed {
+        Ok(_) => publishing.published(),
+        Err(_) => drop(publishing),
+    }
+    let digest = pushed.map_err(|error| {
+        // The images stay under their staging tags: a list that reached
+        // some tags refers to them, and deleting a tag may delete its
+        // manifest on some registries.
+        ended.fail_keeping_staging_tags(
             error.to_string(),
             "check that the registry accepts pushes of manifest lists, then run `mab build` again",
         )
-        })?;
+    })?;
     report_published(planned, &digest, left_out, reporter);
-    let platforms = read_back(repository, &digest, planned.tags, &children)
+    let states = platform_states(planned, results, metadata, true);
+    let write = |read_back_error: Option<&str>| {
+        metadata.write(
+            planned.image,
+            Some((&digest, media_type)),
+            planned.tags,
+            &states,
+            read_back_error,
+            reporter,
+        )
+    };
+    write(None)?;
+    let list = PublishedList {
+        image: planned.image.to_owned(),
+        digest: digest.clone(),
+        tags: planned.tags.to_vec(),
+    };
+    let read_back_failed = |error: ReadBackError| {
+        let message = error.to_string();
+        if let Err(failure) = write(Some(&message)) {
+            reporter.report(Event::Warning {
+                message: failure.report.trim_start_matches("error: ").to_owned(),
+            });
+        }
+        let outcome = BuildOutcome {
+            image: planned.image.to_owned(),
+            digest: Some(digest.clone()),
+        };
+        Failure {
+            stdout: outcome.stdout(),
+            digest: outcome.digest,
+            ..Failure::runtime(message, Some(&error.hint()))
+        }
+    };
+    let platforms = match read_list_back(repository, &list).await {
+        Ok(platforms) => platforms,
+        Err(error) => {
+            // The images keep their staging tags for a resume.
+            ended.report_kept();
+            return Err(read_back_failed(error));
+        }
+    };
+    let done = staged_in_order(planned, built, metadata);
+    remove_staging_tags(repository, &done, reporter).await;
+    read_children_back(repository, &list, &children)
         .await
-        .map_err(|error| {
-            // The list is out, but not as published: the images keep their
-            // staging tags for a resume, as after a failed publish.
-            ended.fail_keeping_staging_tags(error.to_string(), &error.hint())
-        })?;
+        .map_err(read_back_failed)?;
     reporter.report(Event::ReadBack {
         image: planned.image.to_owned(),
         digest: digest.clone(),
         tags: planned.tags.to_vec(),
         platforms,
     });
-    let done = staged_in_order(planned, built, metadata);
-    remove_staging_tags(repository, &done, &children, reporter).await;
-    metadata.write(
-        planned.image,
-        Some((&digest, media_type)),
-        planned.tags,
-        &platform_states(planned, results, metadata, true),
-        reporter,
-    )?;
     Ok(digest)
 }
 
@@ -1238,7 +1295,7 @@ fn failure_report_ending(failures: &[JobFailure], ending: &str) -> Failure {
 mod tests {
     use std::sync::Mutex;
 
-    use mab_registry::{ConfigPlatform, RegistryError, DOCKER_MANIFEST};
+    use mab_registry::{sha256_digest, ConfigPlatform, RegistryError, DOCKER_MANIFEST};
     use serde_json::json;
 
     use super::*;
@@ -1281,6 +1338,9 @@ mod tests {
         runs: Mutex<Vec<String>>,
         /// What a signal sets to stop the build; `None`: nothing stops it.
         control: Option<BuildControl>,
+        /// The digests a [`FakeRegistry`] lost with their tags: an image
+        /// this worker pushes is served again.
+        lost: Arc<Mutex<Vec<String>>>,
     }
 
     /// A pushed image with a digest that names its platform, for readable tables.
@@ -1336,6 +1396,10 @@ mod tests {
             let broke = format!(
                 "the connection to the Docker engine of {runner} broke during the build: connection reset"
             );
+            if self.pushes && matches!(outcome, Outcome::Built | Outcome::FailsAfterPush) {
+                let pushed = child(&platform).digest;
+                self.lost.lock().unwrap().retain(|lost| *lost != pushed);
+            }
             match outcome {
                 Outcome::Built => Ok(Built {
                     job: job.clone(),
@@ -1414,14 +1478,24 @@ mod tests {
         /// A Ctrl-C comes while the list is published: the publish
         /// records whether the stop it asks for was accepted.
         interrupted_while_publishing: bool,
+        /// A Ctrl-C comes while the first release tag is read back: the
+        /// read records whether the stop it asks for was accepted.
+        interrupted_while_reading_back: bool,
         /// A release tag another writer pushes to right after the
         /// publish: it points at `sha256:other-writer`.
         raced: Option<&'static str>,
-        /// The platform whose entry the list the registry serves lacks.
+        /// A release tag read stale once: its first read after the
+        /// publish finds `sha256:before`, the next ones the list.
+        stale: Option<&'static str>,
+        /// The list is served without the entry of this platform: bytes
+        /// that do not hash to the list's digest.
         listed_without: Option<&'static str>,
         /// The platform whose image the registry no longer serves by its
-        /// digest once the list is published.
+        /// digest once the list is published (404).
         unserved: Option<&'static str>,
+        /// The platform whose image cannot be read once the list is
+        /// published (a 500, after the retries).
+        unreadable: Option<&'static str>,
     }
 
     /// Records every call, naming the tags and digests involved.
@@ -1430,10 +1504,13 @@ mod tests {
         /// To record whether a publish ran with the publishing state set.
         control: BuildControl,
         calls: Mutex<Vec<String>>,
-        /// The digests deleted along with their tags (`loses_manifests`).
-        lost: Mutex<Vec<String>>,
-        /// The list published, once it is.
-        list: Mutex<Option<Vec<u8>>>,
+        /// The digests deleted along with their tags (`loses_manifests`);
+        /// a [`FakeWorker`] given it serves them again when it pushes.
+        lost: Arc<Mutex<Vec<String>>>,
+        /// The list as pushed and as served, once it is published.
+        list: Mutex<Option<(Vec<u8>, Vec<u8>)>>,
+        /// The release tags read since the publish.
+        read: Mutex<Vec<String>>,
     }
 
     impl FakeRegistry {
@@ -1442,8 +1519,9 @@ mod tests {
                 answers,
                 control: control.clone(),
                 calls: Mutex::new(Vec::new()),
-                lost: Mutex::new(Vec::new()),
+                lost: Arc::default(),
                 list: Mutex::new(None),
+                read: Mutex::new(Vec::new()),
             }
         }
 
@@ -1496,7 +1574,7 @@ mod tests {
             let platform = digest.strip_prefix("sha256:").unwrap_or(digest);
             let lost = self.lost.lock().unwrap().iter().any(|lost| lost == digest);
             match lost || self.answers.gone == Some(platform) {
-                true => Err(RegistryError::Request {
+                true => Err(RegistryError::NotFound {
                     registry: REGISTRY.to_owned(),
                     action: format!("reading manifest {digest} in {}", self.name()),
                     message: "the registry answered 404 Not Found".to_owned(),
@@ -1535,55 +1613,81 @@ mod tests {
             if self.answers.publish_fails {
                 return Err(self.refused("pushing the manifest list as latest"));
             }
-            // The children are served again: the jobs pushed them anew
-            // (the fake worker pushes without telling this registry), or a
-            // resume described them.
-            self.lost
-                .lock()
-                .unwrap()
-                .retain(|lost| !children.contains(&lost.as_str()));
-            let mut served = list.clone();
+            let mut served = bytes.to_vec();
             if let Some(platform) = self.answers.listed_without {
                 let digest = child(platform).digest;
-                served["manifests"]
+                let mut without = list.clone();
+                without["manifests"]
                     .as_array_mut()
                     .unwrap()
                     .retain(|entry| entry["digest"] != digest.as_str());
+                served = serde_json::to_vec(&without).unwrap();
             }
-            *self.list.lock().unwrap() = Some(serde_json::to_vec(&served).unwrap());
+            *self.list.lock().unwrap() = Some((bytes.to_vec(), served));
             Ok("sha256:list".to_owned())
         }
 
+        /// `sha256:list` is the list as published, checked as
+        /// [`Repository::manifest`] does: bytes served that do not hash
+        /// as the ones pushed are a `DigestMismatch`.
         async fn manifest(&self, tag_or_digest: &str) -> Result<(Vec<u8>, String), RegistryError> {
             self.record(format!("read {tag_or_digest}"));
-            let lost = self
-                .lost
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|lost| lost == tag_or_digest);
-            let unserved = self
-                .answers
-                .unserved
-                .is_some_and(|platform| child(platform).digest == tag_or_digest);
-            if lost || unserved {
-                return Err(self.refused(&format!("reading {tag_or_digest}")));
-            }
             let list = self.list.lock().unwrap().clone();
             match (tag_or_digest, list) {
-                ("sha256:list", Some(list)) => Ok((list, tag_or_digest.to_owned())),
+                ("sha256:list", Some((pushed, served))) => {
+                    if sha256_digest(&served) != sha256_digest(&pushed) {
+                        return Err(RegistryError::DigestMismatch {
+                            registry: REGISTRY.to_owned(),
+                            action: format!("reading sha256:list in {}", self.name()),
+                            served: sha256_digest(&served),
+                        });
+                    }
+                    Ok((served, tag_or_digest.to_owned()))
+                }
                 _ => Ok((Vec::new(), tag_or_digest.to_owned())),
             }
         }
 
         /// A staging tag points at its platform's image (or another
         /// build's, `overwritten`); a release tag at the published list
-        /// (or another writer's, `raced`).
-        async fn tag_digest(&self, tag: &str) -> Result<Option<String>, RegistryError> {
+        /// (or another writer's, `raced`; or a stale one on its first
+        /// read, `stale`); a digest at itself, unless it is `unserved` or
+        /// lost with its tag (`None`, a 404).
+        async fn tag_digest(&self, reference: &str) -> Result<Option<String>, RegistryError> {
+            if reference.starts_with("sha256:") {
+                self.record(format!("read {reference}"));
+                let lost = self
+                    .lost
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .any(|lost| lost == reference);
+                let unserved = self
+                    .answers
+                    .unserved
+                    .is_some_and(|platform| child(platform).digest == reference);
+                if self
+                    .answers
+                    .unreadable
+                    .is_some_and(|platform| child(platform).digest == reference)
+                {
+                    return Err(self.refused(&format!("reading {reference}")));
+                }
+                return Ok((!lost && !unserved).then(|| reference.to_owned()));
+            }
+            let tag = reference;
             self.record(format!("read tag {tag}"));
             let Some(slug) = tag.strip_prefix("mab-staging-") else {
-                return Ok(Some(match self.answers.raced {
-                    Some(raced) if raced == tag => "sha256:other-writer".to_owned(),
+                let mut read = self.read.lock().unwrap();
+                if self.answers.interrupted_while_reading_back && read.is_empty() {
+                    let accepted = self.control.request_stop(FailureKind::Interrupted);
+                    self.record(format!("Ctrl-C: stop accepted {accepted}"));
+                }
+                let first = !read.iter().any(|earlier| earlier == tag);
+                read.push(tag.to_owned());
+                return Ok(Some(match (self.answers.raced, self.answers.stale) {
+                    (Some(raced), _) if raced == tag => "sha256:other-writer".to_owned(),
+                    (_, Some(stale)) if stale == tag && first => "sha256:before".to_owned(),
                     _ => "sha256:list".to_owned(),
                 }));
             };
@@ -1810,6 +1914,19 @@ mod tests {
         )
     }
 
+    /// The metadata of amd64 and arm64 published as `sha256:list` under
+    /// 1.0 and latest, but not read back as published: `problem` says why.
+    fn read_back_failed(problem: &str) -> serde_json::Value {
+        with(
+            published_metadata(&["linux/amd64", "linux/arm64"]),
+            json!({
+                "read_back_error": format!(
+                    "the list sha256:list of 127.0.0.1:5000/app was published under 1.0, latest (the tags have moved); {problem}"
+                ),
+            }),
+        )
+    }
+
     /// `metadata.json` in a new directory (kept while the first value
     /// lives), there and empty.
     fn empty_metadata_file() -> (tempfile::TempDir, std::path::PathBuf, MetadataFile) {
@@ -1859,8 +1976,11 @@ mod tests {
             ..Answers::default()
         };
         let deleted_then_read = published_both_after(&[]);
-        // The publish and its read back.
-        let published = || deleted_then_read[..6].to_vec();
+        // On a registry that does not delete tags.
+        let not_deleting = read_back_around(&[
+            "read tag mab-staging-linux-amd64",
+            "delete mab-staging-linux-amd64",
+        ]);
         let stdout = "127.0.0.1:5000/app@sha256:list\n";
         // amd64 pushed, arm64 failed its check after its push.
         let arm_failed_after_push = || {
@@ -1910,7 +2030,7 @@ mod tests {
                 metadata: both_published(),
                 said: vec![
                     "published 127.0.0.1:5000/app@sha256:list as 1.0, latest",
-                    "read back 127.0.0.1:5000/app@sha256:list: 1.0, latest point(s) at it, linux/amd64, linux/arm64 served",
+                    "read back 127.0.0.1:5000/app@sha256:list: 1.0, latest point at it, linux/amd64, linux/arm64 served",
                 ],
                 ..base()
             },
@@ -1921,17 +2041,11 @@ mod tests {
                     overwritten: Some("linux/arm64"),
                     ..deleting
                 },
-                calls: [
-                    published(),
-                    vec![
-                        "read tag mab-staging-linux-amd64",
-                        "delete mab-staging-linux-amd64",
-                        "read tag mab-staging-linux-arm64",
-                        "read sha256:linux-amd64",
-                        "read sha256:linux-arm64",
-                    ],
-                ]
-                .concat(),
+                calls: read_back_around(&[
+                    "read tag mab-staging-linux-amd64",
+                    "delete mab-staging-linux-amd64",
+                    "read tag mab-staging-linux-arm64",
+                ]),
                 result: Ok(stdout),
                 metadata: both_published(),
                 said: vec!["published 127.0.0.1:5000/app@sha256:list as 1.0, latest"],
@@ -1959,27 +2073,23 @@ mod tests {
                     overwritten: Some("linux/amd64"),
                     ..Answers::default()
                 },
-                calls: [
-                    published(),
-                    vec![
-                        "read tag mab-staging-linux-amd64",
-                        "read tag mab-staging-linux-arm64",
-                        "delete mab-staging-linux-arm64",
-                    ],
-                ]
-                .concat(),
+                calls: read_back_around(&[
+                    "read tag mab-staging-linux-amd64",
+                    "read tag mab-staging-linux-arm64",
+                    "delete mab-staging-linux-arm64",
+                ]),
                 result: Ok(stdout),
                 metadata: both_published(),
-                said: vec!["staging tag(s) mab-staging-linux-arm64 remain in 127.0.0.1:5000/app"],
+                said: vec!["staging tag mab-staging-linux-arm64 remains in 127.0.0.1:5000/app: the registry did not delete it"],
                 ..base()
             },
             Case {
                 name: "a registry that does not delete tags: the staging tags are said to remain",
                 outcomes: both_built.clone(),
-                calls: deleted_then_read[..8].to_vec(),
+                calls: not_deleting.clone(),
                 result: Ok(stdout),
                 metadata: both_published(),
-                said: vec!["staging tag(s) mab-staging-linux-amd64, mab-staging-linux-arm64 remain in 127.0.0.1:5000/app"],
+                said: vec!["staging tags mab-staging-linux-amd64, mab-staging-linux-arm64 remain in 127.0.0.1:5000/app: the registry did not delete them"],
                 ..base()
             },
             Case {
@@ -1989,30 +2099,36 @@ mod tests {
                     delete_fails: true,
                     ..Answers::default()
                 },
-                calls: deleted_then_read[..10].to_vec(),
+                calls: deleted_then_read.clone(),
                 result: Ok(stdout),
                 metadata: both_published(),
                 said: vec![
                     "warning: deleting tag mab-staging-linux-amd64 in 127.0.0.1:5000/app failed at 127.0.0.1:5000",
                     "warning: deleting tag mab-staging-linux-arm64 in 127.0.0.1:5000/app failed at 127.0.0.1:5000",
-                    "staging tag(s) mab-staging-linux-amd64, mab-staging-linux-arm64 remain",
+                    "staging tags mab-staging-linux-amd64, mab-staging-linux-arm64 remain",
                 ],
                 ..base()
             },
             Case {
-                name: "a registry that deletes the manifest with its tag: the broken list is reported",
+                name: "a registry that deletes the manifest with its tag: the images are read back after the staging tags are removed, and the loss is a read-back failure; the list's digest is kept",
                 outcomes: both_built.clone(),
                 answers: Answers {
                     loses_manifests: true,
                     ..deleting
                 },
-                calls: deleted_then_read.clone(),
-                result: Ok(stdout),
-                metadata: both_published(),
-                said: vec![
-                    "warning: after deleting the staging tags, 127.0.0.1:5000/app no longer serves sha256:linux-arm64 (linux/arm64 ",
-                    "the published list is broken",
-                ],
+                calls: deleted_then_read[..9].to_vec(),
+                result: Err((
+                    FailureKind::Runtime,
+                    vec![
+                        "the list sha256:list of 127.0.0.1:5000/app was published under 1.0, latest (the tags have moved); \
+                         the registry no longer serves sha256:linux-amd64, the linux/amd64 image of the list (it answers 404 Not Found)",
+                        "hint: the registry does not serve what it accepted",
+                        "some registries delete a manifest along with its tag",
+                    ],
+                )),
+                metadata: read_back_failed(
+                    "the registry no longer serves sha256:linux-amd64, the linux/amd64 image of the list (it answers 404 Not Found)",
+                ),
                 ..base()
             },
             Case {
@@ -2081,7 +2197,7 @@ mod tests {
                         failed("linux/s390x", "failed", "build", "RUN false: exit code 1"),
                     ],
                 ),
-                said: vec!["staging tag(s) mab-staging-linux-arm64 remain"],
+                said: vec!["staging tag mab-staging-linux-arm64 remains"],
                 ..base()
             },
             Case {
@@ -2113,24 +2229,49 @@ mod tests {
                     raced: Some("1.0"),
                     ..deleting
                 },
-                calls: vec!["publish sha256:linux-amd64, sha256:linux-arm64 as 1.0, latest while publishing", "read tag 1.0", "read tag latest"],
+                calls: [
+                    &deleted_then_read[..3],
+                    &["read tag 1.0"; 3][..],
+                ]
+                .concat(),
                 result: Err((
                     FailureKind::Runtime,
                     vec![
-                        "tag 1.0 of 127.0.0.1:5000/app points at sha256:other-writer, not at the list sha256:list this build published",
-                        "the tags had all been pushed to point at the new list (1.0, latest), so they have moved, and latest still point(s) at it",
-                        "hint: another build (or a push by hand) wrote to 1.0 after this one: see what it holds now with `mab inspect 127.0.0.1:5000/app:1.0`",
+                        "the list sha256:list of 127.0.0.1:5000/app was published under 1.0, latest (the tags have moved); \
+                         tag 1.0 points at sha256:other-writer when read back: another writer moved it after the publish; latest still points at the list",
+                        "hint: another build (or a push by hand) wrote to 1.0 after this one: see what 1.0 holds now with `mab inspect 127.0.0.1:5000/app:1.0`",
+                        "then run `mab build --resume` to point them all at one list",
                     ],
                 )),
-                metadata: both_pushed(),
+                metadata: read_back_failed(
+                    "tag 1.0 points at sha256:other-writer when read back: another writer moved it after the publish; latest still points at the list",
+                ),
                 said: vec![
                     "published 127.0.0.1:5000/app@sha256:list as 1.0, latest",
-                    "staging tag(s) mab-staging-linux-amd64, mab-staging-linux-arm64 remain",
+                    "staging tags mab-staging-linux-amd64, mab-staging-linux-arm64 remain in 127.0.0.1:5000/app: kept for `mab build --resume`",
                 ],
                 ..base()
             },
             Case {
-                name: "read back: a list served without one of its platforms is a runtime failure naming the platform and its image",
+                name: "read back: a tag read stale once is read again after a short wait, and the build succeeds",
+                outcomes: both_built.clone(),
+                answers: Answers {
+                    stale: Some("latest"),
+                    ..deleting
+                },
+                calls: [
+                    &deleted_then_read[..3],
+                    &["read tag latest"][..],
+                    &deleted_then_read[3..],
+                ]
+                .concat(),
+                result: Ok(stdout),
+                metadata: both_published(),
+                said: vec!["read back 127.0.0.1:5000/app@sha256:list: 1.0, latest point at it, linux/amd64, linux/arm64 served"],
+                ..base()
+            },
+            Case {
+                name: "read back: a list served as other bytes than pushed (without one of its platforms) is a runtime failure saying the registry served different content",
                 outcomes: both_built.clone(),
                 answers: Answers {
                     listed_without: Some("linux/arm64"),
@@ -2140,30 +2281,69 @@ mod tests {
                 result: Err((
                     FailureKind::Runtime,
                     vec![
-                        "the list sha256:list of 127.0.0.1:5000/app, read back by its digest, has no linux/arm64 entry for sha256:linux-arm64",
-                        "hint: the registry does not serve what it accepted",
+                        "the list sha256:list of 127.0.0.1:5000/app was published under 1.0, latest (the tags have moved); \
+                         the registry served different content for the list: what it served has digest sha256:",
+                        "hint: the registry (or a cache or proxy in front of it) does not serve what it accepted: see what it serves with `mab inspect 127.0.0.1:5000/app:1.0`",
                     ],
                 )),
-                metadata: both_pushed(),
-                said: vec!["staging tag(s) mab-staging-linux-amd64, mab-staging-linux-arm64 remain"],
+                metadata: read_back_failed(&format!(
+                    "the registry served different content for the list: what it served has digest {}",
+                    sha256_digest(
+                        &serde_json::to_vec(&json!({
+                            "schemaVersion": 2,
+                            "mediaType": mab_registry::DOCKER_MANIFEST_LIST,
+                            "manifests": [{
+                                "mediaType": DOCKER_MANIFEST,
+                                "digest": "sha256:linux-amd64",
+                                "size": 500,
+                                "platform": {"architecture": "amd64", "os": "linux"},
+                            }],
+                        }))
+                        .unwrap()
+                    )
+                )),
+                said: vec!["staging tags mab-staging-linux-amd64, mab-staging-linux-arm64 remain in 127.0.0.1:5000/app: kept for `mab build --resume`"],
                 ..base()
             },
             Case {
-                name: "read back: a platform's image no longer served by its digest is a runtime failure naming the platform and the digest",
+                name: "read back: a platform's image no longer served by its digest (404) is a runtime failure naming the platform and the digest; the list's digest is kept",
                 outcomes: both_built.clone(),
                 answers: Answers {
-                    unserved: Some("linux/amd64"),
+                    unserved: Some("linux/arm64"),
                     ..deleting
                 },
-                calls: deleted_then_read[..5].to_vec(),
+                calls: deleted_then_read.clone(),
                 result: Err((
                     FailureKind::Runtime,
                     vec![
-                        "127.0.0.1:5000/app does not serve sha256:linux-amd64, the linux/amd64 image of the list sha256:list: reading sha256:linux-amd64",
+                        "the registry no longer serves sha256:linux-arm64, the linux/arm64 image of the list (it answers 404 Not Found)",
                         "hint: the registry does not serve what it accepted",
                     ],
                 )),
-                metadata: both_pushed(),
+                metadata: read_back_failed(
+                    "the registry no longer serves sha256:linux-arm64, the linux/arm64 image of the list (it answers 404 Not Found)",
+                ),
+                ..base()
+            },
+            Case {
+                name: "read back: a platform's image that cannot be read (not a 404) is an unreadable list, naming the platform and the registry's answer; the list's digest is kept",
+                outcomes: both_built.clone(),
+                answers: Answers {
+                    unreadable: Some("linux/amd64"),
+                    ..deleting
+                },
+                calls: deleted_then_read[..9].to_vec(),
+                result: Err((
+                    FailureKind::Runtime,
+                    vec![
+                        "(the tags have moved); reading it back failed: the linux/amd64 image: \
+                         reading sha256:linux-amd64 in 127.0.0.1:5000/app failed at 127.0.0.1:5000: the registry answered 500 Internal Server Error",
+                        "hint: check that the registry is reachable, then see what the tags hold with `mab inspect 127.0.0.1:5000/app:1.0`",
+                    ],
+                )),
+                metadata: read_back_failed(
+                    "reading it back failed: the linux/amd64 image: reading sha256:linux-amd64 in 127.0.0.1:5000/app failed at 127.0.0.1:5000: the registry answered 500 Internal Server Error",
+                ),
                 ..base()
             },
             Case {
@@ -2182,7 +2362,7 @@ mod tests {
                     ],
                 )),
                 metadata: both_pushed(),
-                said: vec!["staging tag(s) mab-staging-linux-amd64, mab-staging-linux-arm64 remain"],
+                said: vec!["staging tags mab-staging-linux-amd64, mab-staging-linux-arm64 remain in 127.0.0.1:5000/app: kept for `mab build --resume`"],
                 ..base()
             },
             Case {
@@ -2225,7 +2405,6 @@ mod tests {
                 calls: vec![
                     "publish sha256:linux-s390x, sha256:linux-amd64, sha256:linux-arm64 as 1.0, latest while publishing",
                     "read tag 1.0", "read tag latest", "read sha256:list",
-                    "read sha256:linux-s390x", "read sha256:linux-amd64", "read sha256:linux-arm64",
                     "read tag mab-staging-linux-s390x", "delete mab-staging-linux-s390x",
                     "read tag mab-staging-linux-amd64", "delete mab-staging-linux-amd64",
                     "read tag mab-staging-linux-arm64", "delete mab-staging-linux-arm64",
@@ -2242,7 +2421,7 @@ mod tests {
                 name: "unreachable before its build: the platform moves to its first native fallback and is published from there",
                 outcomes: arm_down.clone(),
                 fallbacks: arm_fallbacks(),
-                calls: deleted_then_read[..8].to_vec(),
+                calls: not_deleting.clone(),
                 result: Ok(stdout),
                 metadata: document(
                     true,
@@ -2257,7 +2436,7 @@ mod tests {
                 name: "the build stream broke and the engine fails a ping: the platform moves",
                 outcomes: vec![("linux/amd64", Built), ("linux/arm64", EngineLost)],
                 fallbacks: arm_fallbacks(),
-                calls: deleted_then_read[..8].to_vec(),
+                calls: not_deleting.clone(),
                 result: Ok(stdout),
                 metadata: document(
                     true,
@@ -2295,7 +2474,7 @@ mod tests {
                 outcomes: arm_down.clone(),
                 elsewhere: vec![("linux/arm64", "pi-2", Unreachable)],
                 fallbacks: arm_fallbacks(),
-                calls: deleted_then_read[..8].to_vec(),
+                calls: not_deleting.clone(),
                 result: Ok(stdout),
                 metadata: document(
                     true,
@@ -2473,7 +2652,7 @@ mod tests {
                 name: "a platform the plan moved: published, the move in its metadata",
                 outcomes: vec![("linux/amd64", Built), ("linux/arm64", Built)],
                 planned_move: Some(("linux/arm64", "arm-0", "ssh: connect to 127.0.0.1 port 1: connection refused")),
-                calls: deleted_then_read[..8].to_vec(),
+                calls: not_deleting.clone(),
                 result: Ok(stdout),
                 metadata: document(
                     true,
@@ -2543,7 +2722,6 @@ mod tests {
                     "read tag 1.0",
                     "read tag latest",
                     "read sha256:list",
-                    "read sha256:linux-amd64",
                     "read tag mab-staging-linux-amd64",
                     "delete mab-staging-linux-amd64",
                     "read sha256:linux-amd64",
@@ -2619,7 +2797,7 @@ mod tests {
                         failed("linux/arm64", "failed", "build", "RUN false: exit code 1"),
                     ],
                 ),
-                said: vec!["staging tag(s) mab-staging-linux-amd64 remain"],
+                said: vec!["staging tag mab-staging-linux-amd64 remains in 127.0.0.1:5000/app: kept for `mab build --resume`"],
                 ..base()
             },
             Case {
@@ -2726,6 +2904,7 @@ mod tests {
                 pushes: case.push,
                 runs: Mutex::new(Vec::new()),
                 control: None,
+                lost: Arc::default(),
             };
             let control = BuildControl::default();
             let registry = FakeRegistry::new(case.answers, &control);
@@ -3294,21 +3473,31 @@ mod tests {
     /// read and deleted, each image read again.
     fn published_both_after(before: &[&'static str]) -> Vec<&'static str> {
         let mut calls = before.to_vec();
-        calls.extend([
-            "publish sha256:linux-amd64, sha256:linux-arm64 as 1.0, latest while publishing",
-            "read tag 1.0",
-            "read tag latest",
-            "read sha256:list",
-            "read sha256:linux-amd64",
-            "read sha256:linux-arm64",
+        calls.extend(read_back_around(&[
             "read tag mab-staging-linux-amd64",
             "delete mab-staging-linux-amd64",
             "read tag mab-staging-linux-arm64",
             "delete mab-staging-linux-arm64",
-            "read sha256:linux-amd64",
-            "read sha256:linux-arm64",
-        ]);
+        ]));
         calls
+    }
+
+    /// The registry calls of publishing amd64 and arm64 under 1.0 and
+    /// latest and reading the list back, around the calls of `removal`
+    /// (the staging tags): the publish, each tag, the list, `removal`,
+    /// each image.
+    fn read_back_around(removal: &[&'static str]) -> Vec<&'static str> {
+        [
+            &[
+                "publish sha256:linux-amd64, sha256:linux-arm64 as 1.0, latest while publishing",
+                "read tag 1.0",
+                "read tag latest",
+                "read sha256:list",
+            ][..],
+            removal,
+            &["read sha256:linux-amd64", "read sha256:linux-arm64"],
+        ]
+        .concat()
     }
 
     /// What a resume of `earlier` in `registry` decides, for the platforms
@@ -3380,6 +3569,7 @@ mod tests {
                 pushes: true,
                 runs: Mutex::new(Vec::new()),
                 control: None,
+                lost: Arc::default(),
             }
         }
     }
@@ -3513,7 +3703,6 @@ mod tests {
                         "read tag 1.0",
                         "read tag latest",
                         "read sha256:list",
-                        "read sha256:linux-amd64",
                         "read tag mab-staging-linux-amd64",
                         "delete mab-staging-linux-amd64",
                         "read sha256:linux-amd64",
@@ -3857,30 +4046,17 @@ mod tests {
     async fn a_failed_build_keeps_what_its_resume_reuses_on_a_registry_that_loses_manifests() {
         use Outcome::*;
         let control = BuildControl::default();
-        let registry = FakeRegistry::new(
+        // The build: amd64 pushed and verified, arm64 pushed and rejected.
+        let (registry, failed, (_directory, path, metadata)) = first_build(
             Answers {
-                deletes_tags: true,
                 loses_manifests: true,
                 ..Answers::default()
             },
+            vec![("linux/amd64", Built), ("linux/arm64", FailsAfterPush)],
             &control,
-        );
-        let (_directory, path, metadata) = empty_metadata_file();
-        let platforms = inputs().platforms;
-
-        // The build: amd64 pushed and verified, arm64 pushed and rejected.
-        let failed = run_and_publish(
-            &Jobs::on_planned_runners(&platforms).planned(false, &[]),
-            &FakeWorker::pushing(vec![
-                ("linux/amd64", Built),
-                ("linux/arm64", FailsAfterPush),
-            ]),
-            Some(&registry),
-            &metadata,
-            &control,
-            &Recorded::default(),
         )
         .await;
+        let platforms = inputs().platforms;
         assert!(failed.is_err());
         assert_eq!(
             std::mem::take(&mut *registry.calls.lock().unwrap()),
@@ -3898,17 +4074,31 @@ mod tests {
         assert_eq!(reuse.to_build, platforms[1..]);
         let result = run_and_publish(
             &Jobs::on_planned_runners(&reuse.to_build).planned(false, &reuse.reused),
-            &FakeWorker::pushing(vec![("linux/arm64", Built)]),
+            &FakeWorker {
+                lost: registry.lost.clone(),
+                ..FakeWorker::pushing(vec![("linux/arm64", Built)])
+            },
             Some(&registry),
             &metadata,
             &control,
             &reporter,
         )
         .await;
-        assert_eq!(result.unwrap().stdout(), "127.0.0.1:5000/app@sha256:list\n");
+        // The rebuilt arm64 is served again; the reused amd64 goes with
+        // its staging tag, which the read back finds: the list is out,
+        // but broken.
+        let failure = result.unwrap_err();
+        assert_eq!(failure.digest.as_deref(), Some("sha256:list"));
+        assert!(
+            failure.report.contains(
+                "the registry no longer serves sha256:linux-amd64, the linux/amd64 image of the list (it answers 404 Not Found)"
+            ),
+            "{}",
+            failure.report
+        );
         assert_eq!(
             *registry.calls.lock().unwrap(),
-            published_both_after(&["describe sha256:linux-amd64"])
+            published_both_after(&["describe sha256:linux-amd64"])[..10]
         );
         let said = reporter.said();
         assert!(
@@ -3916,6 +4106,93 @@ mod tests {
                 .any(|line| line.starts_with("linux/amd64 reused from the earlier build")),
             "{said:#?}"
         );
+    }
+
+    /// A list not read back as published (a tag another writer moved)
+    /// leaves its digest in the metadata, each platform `published` with
+    /// its digest, and the staging tags kept: the `mab build --resume`
+    /// its hint names reuses both images, builds nothing, publishes the
+    /// list again and removes the staging tags.
+    #[tokio::test(start_paused = true)]
+    async fn a_resume_after_a_failed_read_back_publishes_again_without_building() {
+        use Outcome::*;
+        let control = BuildControl::default();
+        let (_, failed, (_directory, path, metadata)) = first_build(
+            Answers {
+                raced: Some("1.0"),
+                ..Answers::default()
+            },
+            vec![("linux/amd64", Built), ("linux/arm64", Built)],
+            &control,
+        )
+        .await;
+        assert_eq!(failed.unwrap_err().digest.as_deref(), Some("sha256:list"));
+
+        let earlier: metadata::Metadata =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(earlier.digest.as_deref(), Some("sha256:list"));
+        assert!(earlier.read_back_error.is_some());
+        // The other writer is done: the resume publishes alone.
+        let registry = FakeRegistry::new(
+            Answers {
+                deletes_tags: true,
+                ..Answers::default()
+            },
+            &control,
+        );
+        let reporter = Recorded::default();
+        let reuse = resumed(&earlier, &registry, &reporter).await;
+        assert!(reuse.to_build.is_empty(), "{:?}", reuse.to_build);
+        let worker = FakeWorker::pushing(Vec::new());
+        let result = run_and_publish(
+            &Jobs::on_planned_runners(&reuse.to_build).planned(false, &reuse.reused),
+            &worker,
+            Some(&registry),
+            &metadata,
+            &control,
+            &reporter,
+        )
+        .await;
+        assert_eq!(result.unwrap().stdout(), "127.0.0.1:5000/app@sha256:list\n");
+        assert!(worker.runs.lock().unwrap().is_empty());
+        assert_eq!(
+            *registry.calls.lock().unwrap(),
+            published_both_after(&["describe sha256:linux-amd64", "describe sha256:linux-arm64"])
+        );
+        let written: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert!(written.get("read_back_error").is_none(), "{written}");
+    }
+
+    /// A build of the platforms of [`inputs`], each job ending as
+    /// `outcomes` says, on a registry that deletes tags, answering
+    /// `answers` otherwise: the registry, the build's result, and the
+    /// metadata file it wrote (for a resume).
+    async fn first_build(
+        answers: Answers,
+        outcomes: Vec<(&'static str, Outcome)>,
+        control: &BuildControl,
+    ) -> (
+        FakeRegistry,
+        Result<BuildOutcome, Failure>,
+        (tempfile::TempDir, std::path::PathBuf, MetadataFile),
+    ) {
+        let answers = Answers {
+            deletes_tags: true,
+            ..answers
+        };
+        let registry = FakeRegistry::new(answers, control);
+        let file = empty_metadata_file();
+        let result = run_and_publish(
+            &Jobs::on_planned_runners(&inputs().platforms).planned(false, &[]),
+            &FakeWorker::pushing(outcomes),
+            Some(&registry),
+            &file.2,
+            control,
+            &Recorded::default(),
+        )
+        .await;
+        (registry, result, file)
     }
 
     /// A build of the platforms of [`inputs`] that a signal may stop.
@@ -4081,20 +4358,13 @@ mod tests {
 
     /// A Ctrl-C during the publish of the list is refused as a stop: the
     /// jobs' results stand and the publish finishes.
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_signal_during_the_publish_does_not_stop_the_build() {
-        use Outcome::*;
-        let answers = Answers {
+        let (build, calls) = published_though_signalled(Answers {
             interrupted_while_publishing: true,
             ..Answers::default()
-        };
-        let build = signalled(
-            answers,
-            vec![("linux/amd64", Built), ("linux/arm64", Built)],
-        );
-        let result = build.run().await;
-        assert_eq!(result.unwrap().stdout(), "127.0.0.1:5000/app@sha256:list\n");
-        let calls = build.registry.calls.lock().unwrap();
+        })
+        .await;
         assert_eq!(
             calls[..2],
             [
@@ -4103,5 +4373,47 @@ mod tests {
             ]
         );
         assert_eq!(build.control.stop_requested(), None);
+        assert!(build.control.published());
+    }
+
+    /// Once every tag points at the list, a Ctrl-C is no longer held
+    /// off: the stop is accepted during the read back (the signal
+    /// handler then gives the build its grace to end), and the build,
+    /// already past its jobs, reads the list back and ends.
+    #[tokio::test(start_paused = true)]
+    async fn a_signal_during_the_read_back_is_accepted() {
+        let (build, calls) = published_though_signalled(Answers {
+            interrupted_while_reading_back: true,
+            ..Answers::default()
+        })
+        .await;
+        assert_eq!(
+            calls[..3],
+            [
+                "publish sha256:linux-amd64, sha256:linux-arm64 as 1.0, latest while publishing",
+                "read tag 1.0",
+                "Ctrl-C: stop accepted true",
+            ]
+        );
+        assert_eq!(
+            build.control.stop_requested(),
+            Some(FailureKind::Interrupted)
+        );
+        assert!(build.control.published());
+    }
+
+    /// A build of amd64 and arm64 against a registry answering `answers`
+    /// (a Ctrl-C while it publishes or reads back) that publishes all the
+    /// same; the registry calls it made.
+    async fn published_though_signalled(answers: Answers) -> (Signalled, Vec<String>) {
+        use Outcome::*;
+        let build = signalled(
+            answers,
+            vec![("linux/amd64", Built), ("linux/arm64", Built)],
+        );
+        let result = build.run().await;
+        assert_eq!(result.unwrap().stdout(), "127.0.0.1:5000/app@sha256:list\n");
+        let calls = build.registry.calls.lock().unwrap().clone();
+        (build, calls)
     }
 }

@@ -8,13 +8,14 @@
 //! `ops/build` drive it with a fake.
 
 use std::future::Future;
+use std::time::Duration;
 
 use mab_config::Platform;
 use mab_registry::{list_entries, Blob, Child, Layer, RegistryError, Repository};
 
 use crate::failure::Failure;
 use crate::ops::jobs::{Built, JobFailure};
-use crate::progress::{Event, Reporter};
+use crate::progress::{Event, Reporter, StagingTagsReason};
 
 /// The calls a build makes to the repository it publishes to; the methods
 /// are [`Repository`]'s own, with its shapes and errors (each error names
@@ -42,17 +43,20 @@ pub trait Registry: Sync {
         tags: &[String],
     ) -> impl Future<Output = Result<String, RegistryError>> + Send;
 
-    /// The raw manifest at `tag_or_digest` and its digest.
+    /// The raw manifest at `tag_or_digest` and its digest
+    /// ([`Repository::manifest`]: `DigestMismatch` when it is read by a
+    /// digest its bytes do not hash to).
     fn manifest(
         &self,
         tag_or_digest: &str,
     ) -> impl Future<Output = Result<(Vec<u8>, String), RegistryError>> + Send;
 
-    /// The digest `tag` points at now; `None` when there is no such tag
-    /// ([`Repository::tag_digest`]).
+    /// The digest `reference` (a tag, or a digest) points at now; `None`
+    /// when the registry has no such tag or manifest (404)
+    /// ([`Repository::tag_digest`]: a `HEAD`, else a `GET`).
     fn tag_digest(
         &self,
-        tag: &str,
+        reference: &str,
     ) -> impl Future<Output = Result<Option<String>, RegistryError>> + Send;
 
     /// Deletes `tag`; `Ok(false)` when the registry does not delete tags
@@ -96,8 +100,8 @@ impl Registry for Repository {
         Repository::manifest(self, tag_or_digest).await
     }
 
-    async fn tag_digest(&self, tag: &str) -> Result<Option<String>, RegistryError> {
-        Repository::tag_digest(self, tag).await
+    async fn tag_digest(&self, reference: &str) -> Result<Option<String>, RegistryError> {
+        Repository::tag_digest(self, reference).await
     }
 
     async fn delete_tag(&self, tag: &str) -> Result<bool, RegistryError> {
@@ -198,18 +202,17 @@ pub(super) async fn check_push(repository: &impl Registry, registry: &str) -> Re
 /// image may have overwritten it since (or removed it), and then it is
 /// left alone without a word. The first tag the registry refuses to delete
 /// (Docker's registry answers 405) shows that it deletes no tags: the rest
-/// are not read, and one [`Event::StagingTagsLeft`] names them all. A
-/// failed read or deletion is a warning and the tag stays.
-/// Some registries delete the manifest itself when asked to delete a tag:
-/// the published `children` are checked afterwards, loudly.
+/// are not read, and one [`Event::StagingTagsLeft`] names them all
+/// ([`StagingTagsReason::NotDeleted`]). A failed read or deletion is a
+/// warning and the tag stays. Some registries delete the manifest itself
+/// along with its tag: after a publish, [`read_children_back`] runs after
+/// this and finds that.
 pub(super) async fn remove_staging_tags(
     repository: &impl Registry,
     staged: &[Staged],
-    children: &[Child],
     reporter: &dyn Reporter,
 ) {
     let mut kept = Vec::new();
-    let mut deleted = false;
     let mut deletes_tags = true;
     for Staged { tag, digest } in staged {
         if !deletes_tags {
@@ -223,7 +226,7 @@ pub(super) async fn remove_staging_tags(
             Err(error) => Err(error),
         };
         match outcome {
-            Ok(true) => deleted = true,
+            Ok(true) => {}
             Ok(false) => {
                 deletes_tags = false;
                 kept.push(tag.clone());
@@ -240,211 +243,264 @@ pub(super) async fn remove_staging_tags(
         reporter.report(Event::StagingTagsLeft {
             image: repository.name().to_owned(),
             tags: kept,
+            reason: StagingTagsReason::NotDeleted,
         });
     }
-    if !deleted {
-        return;
-    }
-    for child in children {
-        if let Err(error) = repository.manifest(&child.digest).await {
-            reporter.report(Event::Warning {
-                message: format!(
-                    "after deleting the staging tags, {} no longer serves {} ({}): {error}; \
-                     the registry deleted the manifest along with the tag, so the published list is broken",
-                    repository.name(),
-                    child.digest,
-                    child.platform
-                ),
-            });
-        }
-    }
 }
 
-/// What reading the published list back found: the list as the registry
-/// serves it is not the one this build published, or lacks a part of it
-/// (docs/publishing.md#the-published-list-read-back).
+/// How long to wait before each new read of a tag that does not point at
+/// the list just published (or is missing): a registry behind a cache or
+/// replicated storage may serve a stale tag for a moment after a push.
+/// About 3.5 seconds in all before a tag counts as moved.
+const STALE_READ_DELAYS: [Duration; 3] = [
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+];
+
+/// The list this build published: what every read-back failure names.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct PublishedList {
+    /// `registry/repository`.
+    pub(super) image: String,
+    /// The list's digest (`sha256:…`).
+    pub(super) digest: String,
+    /// Every tag it was pushed under, in order.
+    pub(super) tags: Vec<String>,
+}
+
+/// Reading the published list back found it otherwise than published
+/// (docs/publishing.md#the-published-list-read-back). The list is out by
+/// then, under every tag: each message starts by saying so.
 #[derive(Debug, thiserror::Error)]
-pub(super) enum ReadBackError {
-    /// Tags that point elsewhere than at the published list: another
-    /// writer pushed to them after this build did (`found` is the digest
-    /// they point at, `None` when the tag is gone).
-    #[error("{}", tag_moved(image, published, tags, moved))]
+#[error(
+    "the list {} of {} was published under {} (the tags have moved); {problem}",
+    list.digest, list.image, list.tags.join(", ")
+)]
+pub(super) struct ReadBackError {
+    pub(super) list: PublishedList,
+    pub(super) problem: ReadBackProblem,
+}
+
+/// What [`ReadBackError`] found.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ReadBackProblem {
+    /// Tags that point elsewhere than at the published list, read again
+    /// after [`STALE_READ_DELAYS`]: another writer pushed to them after
+    /// this build did. Each with the digest it points at, `None` when the
+    /// tag is gone; `kept` are the tags that still point at the list.
+    #[error("{}", tags_moved(moved, kept))]
     TagMoved {
-        image: String,
-        /// The list's digest (`sha256:…`).
-        published: String,
-        /// Every tag the list was pushed under, in order.
-        tags: Vec<String>,
-        /// Each tag that points elsewhere, and the digest it points at.
         moved: Vec<(String, Option<String>)>,
+        kept: Vec<String>,
     },
-    /// The list read by its digest has no entry for a published platform
-    /// with the digest its image was pushed as.
+    /// The list read by its digest is served as bytes of another digest.
     #[error(
-        "the list {list} of {image}, read back by its digest, has no {platform} entry for {digest}"
+        "the registry served different content for the list: what it served has digest {served}"
     )]
-    PlatformMissing {
-        image: String,
-        list: String,
-        platform: Platform,
-        /// The platform's image manifest digest that the list should name.
-        digest: String,
+    ListDiffers {
+        /// The sha256 of the bytes served (`sha256:…`).
+        served: String,
     },
     /// A platform's image manifest, named by the list, is not served by
-    /// its digest.
-    #[error("{image} does not serve {digest}, the {platform} image of the list {list}: {error}")]
-    ChildMissing {
-        image: String,
-        list: String,
-        platform: Platform,
-        digest: String,
-        error: RegistryError,
-    },
-    /// The list itself could not be read back, or is not a list.
-    #[error("reading back the list {list} of {image}: {message}")]
-    Unreadable {
-        image: String,
-        list: String,
-        message: String,
-    },
+    /// its digest: the registry answered 404 for it.
+    #[error(
+        "the registry no longer serves {digest}, the {platform} image of the list (it answers 404 Not Found)"
+    )]
+    ChildMissing { platform: Platform, digest: String },
+    /// A read that failed otherwise (after its retries), or a list that is
+    /// not one.
+    #[error("reading it back failed: {message}")]
+    Unreadable { message: String },
 }
 
-/// The message of [`ReadBackError::TagMoved`]: each moved tag and where
-/// it points, and which tags still point at the new list.
-fn tag_moved(
-    image: &str,
-    published: &str,
-    tags: &[String],
-    moved: &[(String, Option<String>)],
-) -> String {
+/// The message of [`ReadBackProblem::TagMoved`]: each moved tag and where
+/// it points, and which tags still point at the list.
+fn tags_moved(moved: &[(String, Option<String>)], kept: &[String]) -> String {
     let found: Vec<String> = moved
         .iter()
         .map(|(tag, found)| match found {
-            Some(found) => format!("tag {tag} of {image} points at {found}"),
-            None => format!("tag {tag} of {image} points at nothing (the tag is gone)"),
+            Some(found) => format!("tag {tag} points at {found} when read back"),
+            None => format!("tag {tag} points at nothing when read back (the tag is gone)"),
         })
         .collect();
-    let kept: Vec<&str> = tags
-        .iter()
-        .filter(|tag| !moved.iter().any(|(moved, _)| moved == *tag))
-        .map(String::as_str)
-        .collect();
-    let kept = match kept.as_slice() {
-        [] => "none of them still does".to_owned(),
-        kept => format!("{} still point(s) at it", kept.join(", ")),
+    let them = if moved.len() == 1 { "it" } else { "them" };
+    let kept = match kept {
+        [] => "none of the tags still points at the list".to_owned(),
+        [one] => format!("{one} still points at the list"),
+        kept => format!("{} still point at the list", kept.join(", ")),
     };
     format!(
-        "{}, not at the list {published} this build published: another writer moved it after the publish; \
-         the tags had all been pushed to point at the new list ({}), so they have moved, and {kept}",
-        found.join("; "),
-        tags.join(", ")
+        "{}: another writer moved {them} after the publish; {kept}",
+        found.join(", and ")
     )
 }
 
 impl ReadBackError {
-    /// What the user can do about it.
+    /// What the user can do about it, naming the image and a tag to
+    /// inspect.
     pub(super) fn hint(&self) -> String {
-        match self {
-            ReadBackError::TagMoved { image, moved, .. } => format!(
-                "another build (or a push by hand) wrote to {} after this one: see what it holds now with `mab inspect {image}:{}`, \
-                 let one build at a time publish these tags, then run `mab build` again to point them all at one list",
-                moved.iter().map(|(tag, _)| tag.as_str()).collect::<Vec<_>>().join(", "),
-                moved[0].0
+        let PublishedList {
+            image,
+            digest,
+            tags,
+        } = &self.list;
+        let resume = "`mab build --resume` publishes the same images again without building";
+        match &self.problem {
+            ReadBackProblem::TagMoved { moved, .. } => {
+                let names: Vec<&str> = moved.iter().map(|(tag, _)| tag.as_str()).collect();
+                // A tag that still points somewhere shows what the other
+                // writer published; with every moved tag gone, the list
+                // this build published is what there is to see.
+                let inspect = match moved.iter().find(|(_, found)| found.is_some()) {
+                    Some((tag, _)) => format!("see what {tag} holds now with `mab inspect {image}:{tag}`"),
+                    None => format!("see what this build published with `mab inspect {image}@{digest}`"),
+                };
+                format!(
+                    "another build (or a push by hand) wrote to {} after this one: {inspect}; \
+                     let one build at a time publish these tags, then run `mab build --resume` to point them all at one list \
+                     (it publishes the same images again without building)",
+                    names.join(", ")
+                )
+            }
+            ReadBackProblem::ListDiffers { .. } => format!(
+                "the registry (or a cache or proxy in front of it) does not serve what it accepted: \
+                 see what it serves with `mab inspect {image}:{}`, check its storage, then {resume}",
+                tags[0]
             ),
-            ReadBackError::PlatformMissing { .. } | ReadBackError::ChildMissing { .. } => {
+            ReadBackProblem::ChildMissing { .. } => {
                 "the registry does not serve what it accepted: check its storage and garbage collection \
-                 (a collection running during the publish deletes manifests that no tag names yet), then run `mab build` again"
+                 (a collection running during the publish deletes manifests that no tag names yet, \
+                 and some registries delete a manifest along with its tag), \
+                 then run `mab build --resume`, which rebuilds the images no longer served"
                     .to_owned()
             }
-            ReadBackError::Unreadable { .. } => {
-                "check that the registry is reachable, then see what the tags hold with `mab inspect`".to_owned()
-            }
+            ReadBackProblem::Unreadable { .. } => format!(
+                "check that the registry is reachable, then see what the tags hold with `mab inspect {image}:{}`; {resume}",
+                tags[0]
+            ),
         }
     }
 }
 
-/// Reads the list published as `digest` back from the registry, after
-/// [`Registry::publish`] pushed it under `tags` (PRODUCT.md, "What gets
-/// published"; the step users write with `docker buildx imagetools
-/// inspect`): each tag must point at `digest` (read in order, each once);
-/// the list read by its digest must have an entry for each of the
-/// `children`, with its platform (normalised, so `linux/arm64/v8` counts
-/// as `linux/arm64`) and its digest; and each child's manifest must be
-/// served by its digest. Returns the platforms read back, in list order.
+/// Reads the list published as `list.digest` back from the registry,
+/// after [`Registry::publish`] pushed it under `list.tags` (PRODUCT.md,
+/// "What gets published"; the step users write with `docker buildx
+/// imagetools inspect`): each tag must point at the list (read with
+/// [`Registry::tag_digest`], in order; a tag that does not is read again
+/// after each of [`STALE_READ_DELAYS`]); the list read by its digest must
+/// be served as pushed. Returns the platform of each of its entries as
+/// the list writes it (`os/architecture[/variant]`), in its order.
 ///
-/// Errors: [`ReadBackError::TagMoved`] naming every tag that points
-/// elsewhere (all tags are read first); then the first platform missing
-/// or child not served; [`ReadBackError::Unreadable`] when a read fails
-/// or the list is not a list.
-pub(super) async fn read_back(
+/// Errors ([`ReadBackError`]): [`ReadBackProblem::TagMoved`] naming every
+/// tag that points elsewhere; [`ReadBackProblem::ListDiffers`] when the
+/// list's bytes do not hash to its digest; [`ReadBackProblem::Unreadable`]
+/// when a read fails after its retries or the list is not a list.
+pub(super) async fn read_list_back(
     repository: &impl Registry,
-    digest: &str,
-    tags: &[String],
-    children: &[Child],
-) -> Result<Vec<Platform>, ReadBackError> {
-    let image = repository.name();
-    let unreadable = |message: String| ReadBackError::Unreadable {
-        image: image.clone(),
-        list: digest.to_owned(),
-        message,
+    list: &PublishedList,
+) -> Result<Vec<String>, ReadBackError> {
+    let failed = |problem: ReadBackProblem| ReadBackError {
+        list: list.clone(),
+        problem,
+    };
+    let unreadable = |error: RegistryError| {
+        failed(ReadBackProblem::Unreadable {
+            message: error.to_string(),
+        })
     };
     let mut moved = Vec::new();
-    for tag in tags {
-        let found = repository
-            .tag_digest(tag)
-            .await
-            .map_err(|error| unreadable(error.to_string()))?;
-        if found.as_deref() != Some(digest) {
+    for tag in &list.tags {
+        let found = repository.tag_digest(tag).await.map_err(unreadable)?;
+        if found.as_deref() != Some(list.digest.as_str()) {
             moved.push((tag.clone(), found));
         }
     }
-    if !moved.is_empty() {
-        return Err(ReadBackError::TagMoved {
-            image,
-            published: digest.to_owned(),
-            tags: tags.to_vec(),
-            moved,
-        });
-    }
-    let (bytes, _) = repository
-        .manifest(digest)
-        .await
-        .map_err(|error| unreadable(error.to_string()))?;
-    let entries =
-        list_entries(&bytes).map_err(|error| unreadable(format!("it is not a list: {error}")))?;
-    for child in children {
-        let platform = child.platform.platform();
-        let listed = entries.iter().any(|entry| {
-            entry.digest == child.digest
-                && entry
-                    .platform
-                    .as_ref()
-                    .is_some_and(|listed| listed.platform() == platform)
-        });
-        if !listed {
-            return Err(ReadBackError::PlatformMissing {
-                image,
-                list: digest.to_owned(),
-                platform,
-                digest: child.digest.clone(),
-            });
+    for delay in STALE_READ_DELAYS {
+        if moved.is_empty() {
+            break;
         }
+        tokio::time::sleep(delay).await;
+        let mut still = Vec::new();
+        for (tag, _) in moved {
+            let found = repository.tag_digest(&tag).await.map_err(unreadable)?;
+            if found.as_deref() != Some(list.digest.as_str()) {
+                still.push((tag, found));
+            }
+        }
+        moved = still;
     }
+    if !moved.is_empty() {
+        let kept = list
+            .tags
+            .iter()
+            .filter(|tag| !moved.iter().any(|(moved, _)| moved == *tag))
+            .cloned()
+            .collect();
+        return Err(failed(ReadBackProblem::TagMoved { moved, kept }));
+    }
+    let bytes = match repository.manifest(&list.digest).await {
+        Ok((bytes, _)) => bytes,
+        Err(RegistryError::DigestMismatch { served, .. }) => {
+            return Err(failed(ReadBackProblem::ListDiffers { served }))
+        }
+        Err(error) => return Err(unreadable(error)),
+    };
+    let entries = list_entries(&bytes).map_err(|error| {
+        failed(ReadBackProblem::Unreadable {
+            message: format!("it is not a list: {error}"),
+        })
+    })?;
+    Ok(entries
+        .iter()
+        .map(|entry| match &entry.platform {
+            Some(platform) => match &platform.variant {
+                Some(variant) => format!("{}/{}/{variant}", platform.os, platform.architecture),
+                None => format!("{}/{}", platform.os, platform.architecture),
+            },
+            None => "unknown".to_owned(),
+        })
+        .collect())
+}
+
+/// After the staging tags are removed ([`remove_staging_tags`]): each of
+/// the `children` of the published list must still be served by its
+/// digest ([`Registry::tag_digest`], a `HEAD`). A registry that deletes a
+/// manifest along with its tag fails here.
+///
+/// Errors ([`ReadBackError`]): [`ReadBackProblem::ChildMissing`] for the
+/// first child the registry answers 404 for; [`ReadBackProblem::Unreadable`]
+/// when a read fails after its retries, or a child is served as another
+/// digest.
+pub(super) async fn read_children_back(
+    repository: &impl Registry,
+    list: &PublishedList,
+    children: &[Child],
+) -> Result<(), ReadBackError> {
     for child in children {
-        if let Err(error) = repository.manifest(&child.digest).await {
-            return Err(ReadBackError::ChildMissing {
-                image,
-                list: digest.to_owned(),
+        let problem = match repository.tag_digest(&child.digest).await {
+            Ok(Some(served)) if served == child.digest => continue,
+            Ok(Some(served)) => ReadBackProblem::Unreadable {
+                message: format!(
+                    "{} (the {} image) is served as {served}",
+                    child.digest,
+                    child.platform.platform()
+                ),
+            },
+            Ok(None) => ReadBackProblem::ChildMissing {
                 platform: child.platform.platform(),
                 digest: child.digest.clone(),
-                error,
-            });
-        }
+            },
+            Err(error) => ReadBackProblem::Unreadable {
+                message: format!("the {} image: {error}", child.platform.platform()),
+            },
+        };
+        return Err(ReadBackError {
+            list: list.clone(),
+            problem,
+        });
     }
-    Ok(children
-        .iter()
-        .map(|child| child.platform.platform())
-        .collect())
+    Ok(())
 }
 
 #[cfg(test)]
@@ -467,40 +523,113 @@ mod tests {
         }
     }
 
+    fn published(tags: &[&str]) -> PublishedList {
+        PublishedList {
+            image: "127.0.0.1:5000/app".to_owned(),
+            digest: "sha256:list".to_owned(),
+            tags: tags.iter().map(|tag| (*tag).to_owned()).collect(),
+        }
+    }
+
     #[test]
     fn a_moved_tag_is_named_with_where_it_points_and_the_tags_still_on_the_list() {
-        let tags: Vec<String> = ["1.0", "abcd1234", "latest"].map(str::to_owned).to_vec();
-        let error = ReadBackError::TagMoved {
-            image: "127.0.0.1:5000/app".to_owned(),
-            published: "sha256:list".to_owned(),
-            tags: tags.clone(),
-            moved: vec![
-                ("1.0".to_owned(), Some("sha256:other".to_owned())),
-                ("latest".to_owned(), None),
-            ],
+        let error = ReadBackError {
+            list: published(&["1.0", "abcd1234", "latest"]),
+            problem: ReadBackProblem::TagMoved {
+                moved: vec![
+                    ("1.0".to_owned(), Some("sha256:other".to_owned())),
+                    ("latest".to_owned(), None),
+                ],
+                kept: vec!["abcd1234".to_owned()],
+            },
         };
         assert_eq!(
             error.to_string(),
-            "tag 1.0 of 127.0.0.1:5000/app points at sha256:other; \
-             tag latest of 127.0.0.1:5000/app points at nothing (the tag is gone), \
-             not at the list sha256:list this build published: another writer moved it after the publish; \
-             the tags had all been pushed to point at the new list (1.0, abcd1234, latest), so they have moved, \
-             and abcd1234 still point(s) at it"
+            "the list sha256:list of 127.0.0.1:5000/app was published under 1.0, abcd1234, latest (the tags have moved); \
+             tag 1.0 points at sha256:other when read back, \
+             and tag latest points at nothing when read back (the tag is gone): \
+             another writer moved them after the publish; abcd1234 still points at the list"
         );
-        assert!(error.hint().starts_with(
-            "another build (or a push by hand) wrote to 1.0, latest after this one: \
-                          see what it holds now with `mab inspect 127.0.0.1:5000/app:1.0`"
-        ));
-        let all = ReadBackError::TagMoved {
-            image: "127.0.0.1:5000/app".to_owned(),
-            published: "sha256:list".to_owned(),
-            tags: vec!["1.0".to_owned()],
-            moved: vec![("1.0".to_owned(), Some("sha256:other".to_owned()))],
+        assert!(
+            error.hint().starts_with(
+                "another build (or a push by hand) wrote to 1.0, latest after this one: \
+                 see what 1.0 holds now with `mab inspect 127.0.0.1:5000/app:1.0`"
+            ),
+            "{}",
+            error.hint()
+        );
+        assert!(error.hint().contains("`mab build --resume`"));
+        let gone = ReadBackError {
+            list: published(&["1.0", "latest"]),
+            problem: ReadBackProblem::TagMoved {
+                moved: vec![("1.0".to_owned(), None)],
+                kept: vec!["latest".to_owned()],
+            },
         };
         assert!(
-            all.to_string()
-                .ends_with("so they have moved, and none of them still does"),
+            gone.hint().contains(
+                "see what this build published with `mab inspect 127.0.0.1:5000/app@sha256:list`"
+            ),
+            "{}",
+            gone.hint()
+        );
+        let all = ReadBackError {
+            list: published(&["1.0", "latest"]),
+            problem: ReadBackProblem::TagMoved {
+                moved: vec![
+                    ("1.0".to_owned(), Some("sha256:other".to_owned())),
+                    ("latest".to_owned(), Some("sha256:other".to_owned())),
+                ],
+                kept: Vec::new(),
+            },
+        };
+        assert!(
+            all.to_string().ends_with(
+                "another writer moved them after the publish; none of the tags still points at the list"
+            ),
             "{all}"
         );
+    }
+
+    #[test]
+    fn every_read_back_failure_says_the_list_is_published_and_its_hint_names_a_tag() {
+        let problems = [
+            ReadBackProblem::ListDiffers {
+                served: "sha256:other".to_owned(),
+            },
+            ReadBackProblem::ChildMissing {
+                platform: "linux/arm64".parse().unwrap(),
+                digest: "sha256:arm".to_owned(),
+            },
+            ReadBackProblem::Unreadable {
+                message: "reading sha256:list failed".to_owned(),
+            },
+        ];
+        for problem in problems {
+            let error = ReadBackError {
+                list: published(&["1.0", "latest"]),
+                problem,
+            };
+            assert!(
+                error.to_string().starts_with(
+                    "the list sha256:list of 127.0.0.1:5000/app was published under 1.0, latest (the tags have moved); "
+                ),
+                "{error}"
+            );
+            assert!(
+                error.hint().contains("`mab build --resume`"),
+                "{}",
+                error.hint()
+            );
+            if !matches!(error.problem, ReadBackProblem::ChildMissing { .. }) {
+                assert!(
+                    error
+                        .hint()
+                        .contains("`mab inspect 127.0.0.1:5000/app:1.0`"),
+                    "{}",
+                    error.hint()
+                );
+            }
+        }
     }
 }
