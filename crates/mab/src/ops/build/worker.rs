@@ -384,15 +384,15 @@ impl<R: Registry> LiveWorker<'_, R> {
     }
 
     /// The binary check of `job`'s image by `[verify]`; `None` when
-    /// `binaries = "off"`. The ignore patterns were checked when mab.toml
+    /// `binaries = "off"`. The ignore patterns were compiled when mab.toml
     /// was read.
     fn binaries_check(&self, job: &JobSpec) -> Option<mab_verify::Check> {
         if self.project.verify.binaries == Binaries::Off {
             return None;
         }
-        let rules =
-            mab_verify::Rules::ignoring(&self.project.verify.ignore, &self.project.manifest_path)
-                .unwrap_or_default();
+        let rules = mab_verify::Rules {
+            ignore: self.project.verify.ignored.clone(),
+        };
         Some(mab_verify::Check::new(&job.platform, rules))
     }
 
