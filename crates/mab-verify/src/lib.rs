@@ -71,6 +71,10 @@ pub enum VerifyError {
     /// `manifest.json` does not name layers it holds.
     #[error("reading the exported image: {source}")]
     Saved { source: std::io::Error },
+    /// The exported image's config names another platform than the one
+    /// checked for.
+    #[error("the exported image is {found}, not {expected}: the engine's store gave another image under its name")]
+    SavedPlatform { found: String, expected: String },
     /// The blocking task that read a layer ended abnormally.
     #[error("the check of layer {layer} stopped: {message}")]
     Task { layer: String, message: String },
@@ -200,6 +204,8 @@ enum Verdict {
 /// order ([`Check::layer`], or [`Check::layer_async`] over an async
 /// stream), then take its [`Check::report`].
 pub struct Check {
+    /// The platform checked for.
+    platform: Platform,
     expected: Option<(ElfTarget, Option<ElfTarget>)>,
     rules: Rules,
     /// The verdicts of the layers read so far, merged, by absolute path
@@ -219,6 +225,7 @@ impl Check {
             format!("{platform} programs are not ELF objects: their architecture is not checked")
         });
         Check {
+            platform: platform.clone(),
             expected,
             rules,
             files: BTreeMap::new(),
@@ -670,24 +677,46 @@ pub fn check_saved(file: &std::fs::File, mut check: Check) -> Result<Report, Ver
             files.insert(path, (entry.raw_file_position(), entry.size()));
         }
     }
-    let layers = saved_layers(&manifest).ok_or_else(|| {
+    let (config, layers) = saved_image(&manifest).ok_or_else(|| {
         failed(std::io::Error::other(
-            "its manifest.json does not name the image's layers",
+            "its manifest.json does not name the image's config and layers",
         ))
     })?;
-    for layer in layers {
-        let mut path = image_path(layer.as_bytes());
+    let resolve = |name: &str| {
+        let mut path = image_path(name.as_bytes());
         for _ in 0..8 {
             match links.get(&path) {
                 Some(target) => path = target.clone(),
                 None => break,
             }
         }
-        let Some(&(offset, size)) = files.get(&path) else {
-            return Err(failed(std::io::Error::other(format!(
-                "its manifest.json names layer {layer}, which it does not hold"
-            ))));
-        };
+        files.get(&path).copied().ok_or_else(|| {
+            failed(std::io::Error::other(format!(
+                "its manifest.json names {name}, which it does not hold"
+            )))
+        })
+    };
+    // The engine's store could hold another image under the name (a
+    // containerd store keeps one per platform): the config must say the
+    // platform checked for.
+    let (offset, size) = resolve(&config)?;
+    let mut reader = file;
+    reader
+        .seek(std::io::SeekFrom::Start(offset))
+        .map_err(failed)?;
+    let config: SavedConfig = serde_json::from_reader(reader.take(size)).map_err(|error| {
+        failed(std::io::Error::other(format!(
+            "its config {config}: {error}"
+        )))
+    })?;
+    if config.os != check.platform.os() || config.architecture != check.platform.architecture() {
+        return Err(VerifyError::SavedPlatform {
+            found: format!("{}/{}", config.os, config.architecture),
+            expected: check.platform.to_string(),
+        });
+    }
+    for layer in layers {
+        let (offset, size) = resolve(&layer)?;
         let mut reader = file;
         reader
             .seek(std::io::SeekFrom::Start(offset))
@@ -706,15 +735,30 @@ pub fn check_saved(file: &std::fs::File, mut check: Check) -> Result<Report, Ver
     Ok(check.report())
 }
 
-/// The `Layers` of the first image of a `docker save` `manifest.json`.
-fn saved_layers(manifest: &str) -> Option<Vec<String>> {
+/// The `Config` and `Layers` of the first image of a `docker save`
+/// `manifest.json`.
+fn saved_image(manifest: &str) -> Option<(String, Vec<String>)> {
     #[derive(serde::Deserialize)]
     struct Saved {
+        #[serde(rename = "Config")]
+        config: String,
         #[serde(rename = "Layers")]
         layers: Vec<String>,
     }
     let saved: Vec<Saved> = serde_json::from_str(manifest).ok()?;
-    saved.into_iter().next().map(|saved| saved.layers)
+    saved
+        .into_iter()
+        .next()
+        .map(|saved| (saved.config, saved.layers))
+}
+
+/// The platform fields of an image config (OCI image spec `config.md`).
+#[derive(serde::Deserialize)]
+struct SavedConfig {
+    #[serde(default)]
+    os: String,
+    #[serde(default)]
+    architecture: String,
 }
 
 /// `/a/./b/../c` as `/a/c`: a path with its `.` and `..` resolved.

@@ -553,7 +553,7 @@ fn a_saved_image_is_read_in_its_manifests_order() {
     };
     append("1111/layer.tar", &first);
     append("blobs/sha256/2222", &second);
-    append("c.json", b"{}");
+    append("c.json", br#"{"os":"linux","architecture":"arm64"}"#);
     let mut header = tar::Header::new_gnu();
     header.set_entry_type(tar::EntryType::Symlink);
     header.set_size(0);
@@ -587,7 +587,13 @@ fn a_saved_image_is_read_in_its_manifests_order() {
     let error = check_saved(&empty, check).unwrap_err();
     assert_eq!(
         error.to_string(),
-        "reading the exported image: its manifest.json does not name the image's layers"
+        "reading the exported image: its manifest.json does not name the image's config and layers"
+    );
+    // A config of another platform is refused.
+    let check = Check::new(&"linux/amd64".parse().unwrap(), Rules::default());
+    assert_eq!(
+        check_saved(&file, check).unwrap_err().to_string(),
+        "the exported image is linux/arm64, not linux/amd64: the engine's store gave another image under its name"
     );
 }
 
@@ -812,6 +818,7 @@ fn a_layer_that_fails_midway_leaves_the_check_as_it_was() {
 /// The mismatches of `check` so far, leaving it to read on.
 fn check_report_of(check: &Check) -> Vec<Finding> {
     let copy = Check {
+        platform: check.platform.clone(),
         expected: check.expected,
         rules: check.rules.clone(),
         files: check.files.clone(),

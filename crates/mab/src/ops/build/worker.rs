@@ -593,6 +593,9 @@ impl CheckReadError {
                 Some("the binary check reads tar layers only: uncompressed, gzip or zstd (`application/vnd.oci.image.layer.v1.tar`, `+gzip`, `+zstd`, and Docker's `rootfs.diff.tar.gzip`); set `[verify] binaries = \"off\"` in mab.toml to publish such an image unchecked (docs/verify.md)".to_owned()),
             ),
             CheckReadError::Registry(_) | CheckReadError::Blob(_) => (Stage::ReadBack, None, None),
+            CheckReadError::Saved(mab_verify::VerifyError::SavedPlatform { .. }) => {
+                (Stage::Verify, None, None)
+            }
             CheckReadError::Engine(_) | CheckReadError::Saved(_) => (Stage::Runner, None, None),
             CheckReadError::Spool { directory, .. } => (
                 Stage::Runner,
@@ -775,7 +778,7 @@ impl RunningPhase<'_> {
 }
 
 /// Where a platform's job failed, for the hint that goes with it.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Stage {
     /// Reaching the runner or its engine.
     Runner,
@@ -1292,6 +1295,45 @@ mod tests {
         );
         assert_eq!(warnings, [unchecked.note.clone().unwrap()]);
         assert_eq!(failure, None);
+    }
+
+    /// Each cause of a check that could not read the image has its stage,
+    /// kind and hint.
+    #[test]
+    fn a_check_that_cannot_read_fails_by_its_cause() {
+        let media_type = CheckReadError::MediaType {
+            digest: "sha256:a".to_owned(),
+            media_type: "application/vnd.oci.image.layer.v1.tar+bzip2".to_owned(),
+        };
+        assert_eq!(
+            media_type.to_string(),
+            "the binary check cannot read layer sha256:a: its media type `application/vnd.oci.image.layer.v1.tar+bzip2` is not a tar layer (uncompressed, gzip or zstd)"
+        );
+        let (stage, kind, hint) = media_type.stage();
+        assert_eq!((stage, kind), (Stage::Binaries, Some(ErrorKind::Usage)));
+        assert!(hint.unwrap().contains("`[verify] binaries = \"off\"`"));
+        let spool = CheckReadError::Spool {
+            image: "app:mab-1".to_owned(),
+            directory: "/scratch".into(),
+            source: std::io::Error::other("No space left on device"),
+        };
+        assert_eq!(
+            spool.to_string(),
+            "could not write the exported image app:mab-1 to a temporary file in /scratch on this machine: No space left on device"
+        );
+        let (stage, kind, hint) = spool.stage();
+        assert_eq!((stage, kind), (Stage::Runner, None));
+        assert!(hint.unwrap().contains("free space there, or set TMPDIR"));
+        let broken = CheckReadError::Blob(mab_verify::VerifyError::Read {
+            layer: "sha256:a".to_owned(),
+            source: std::io::Error::other("connection reset"),
+        });
+        assert_eq!(broken.stage(), (Stage::ReadBack, None, None));
+        let other = CheckReadError::Saved(mab_verify::VerifyError::SavedPlatform {
+            found: "linux/amd64".to_owned(),
+            expected: "linux/arm64".to_owned(),
+        });
+        assert_eq!(other.stage().0, Stage::Verify);
     }
 
     /// A step whose network hook failed is told by the log's tail, as the
