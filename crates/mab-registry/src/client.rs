@@ -401,8 +401,10 @@ impl Repository {
     /// The blob `digest` (`GET /v2/<repository>/blobs/<digest>`) as a
     /// byte stream, never held whole. Getting the answer is retried on
     /// transient faults as the other requests are; a connection lost while
-    /// the body streams is an I/O error of the stream (the reader starts
-    /// over, if at all). Each read waits at most [`REQUEST_TIMEOUT`]. The
+    /// the body streams is an I/O error of the stream, not retried here: a
+    /// reader that wants the blob whole asks for it again (the binary
+    /// check reads such a layer again from its start, a new `blob`). Each
+    /// read waits at most [`REQUEST_TIMEOUT`]. The
     /// bytes are checked against `digest` as they come: a stream read to
     /// its end whose digest differs ends with an I/O error saying so.
     pub async fn blob(&self, digest: &str) -> Result<Blob, RegistryError> {

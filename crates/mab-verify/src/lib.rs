@@ -1,20 +1,29 @@
 //! mab-verify: whether the programs in an image are for its platform.
 //!
 //! An image's layers are read in order, as tar streams (uncompressed, gzip
-//! or zstd, [`Compression`]), with the OCI image spec's whiteouts applied
-//! (`layer.md`, "Whiteouts": a `.wh.NAME` entry deletes `NAME` and
-//! everything under it from the layers below; a `.wh..wh..opq` entry makes
-//! its directory opaque, deleting what the layers below hold in it). Every
-//! regular file that starts with the ELF magic is inspected by its header
-//! alone ([`object`]), so memory is bounded by the number of ELF files, not
-//! by any file's or layer's size: only a verdict per path is kept.
+//! or zstd, [`Compression`]: every gzip member and every zstd frame), each
+//! entry applied as it arrives, as containerd's applier does: the OCI
+//! image spec's whiteouts (`layer.md`, "Whiteouts": a `.wh.NAME` entry
+//! deletes `NAME` and everything under it from the layers below; a
+//! `.wh..wh..opq` entry makes its directory opaque, deleting what the
+//! layers below hold in it) delete from the layers below at once; any
+//! other entry replaces its own path (the last entry of a path in a layer
+//! wins), a non-directory everything below its path too, and a directory
+//! a lower file at its path. Every regular file that starts with the ELF
+//! magic is inspected by its header alone ([`object`]), so memory is
+//! bounded by the number of ELF files, not by the number of other files
+//! nor by any file's or layer's size: only a verdict per ELF path is kept
+//! (paths as the bytes of their tar names), with, while a layer is read,
+//! the verdicts it deleted (to undo a layer that fails midway).
 //!
 //! The rules ([`Check`]), from the platform's ELF target in mab-config's
 //! one architecture table ([`Platform::elf`], [`Platform::elf_compat`]):
 //! - an executable or shared object (`ET_EXEC`, `ET_DYN`) must have the
 //!   platform's class, byte order and machine; one of the 32-bit
 //!   compatibility target (i386 in amd64, 32-bit ARM in arm64) is a
-//!   warning, since multilib images hold them legitimately;
+//!   warning, since multilib images hold them legitimately; one of a
+//!   machine that is no CPU (`EM_NONE`, BPF, GPUs) is skipped,
+//!   and any other machine, in mab's table or not, is a mismatch;
 //! - a relocatable object (`ET_REL`) counts only when its machine is a CPU
 //!   of the table ([`ElfTarget::is_cpu`]): BPF or GPU objects are skipped;
 //! - other types (`ET_CORE`, processor-specific ones) are skipped;
@@ -23,8 +32,9 @@
 //!   `.dockerignore`'s rules, [`DockerIgnore`]) are not inspected.
 //!
 //! Symbolic links are not followed (their target is checked where it is a
-//! file); a hard link is the file it links to and shares its verdict (so
-//! it is not inspected either when that file is ignored).
+//! file); a hard link is the file it links to as its layer has left it so
+//! far, and shares its verdict (so it is not inspected either when that
+//! file is ignored).
 
 use std::collections::BTreeMap;
 use std::io::Read;
