@@ -1369,3 +1369,133 @@ mod tests {
         }
     }
 }
+
+/// `check_pushed` over a registry whose layer stream breaks midway.
+#[cfg(test)]
+mod check_pushed_tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use mab_registry::{Blob, Layer, RegistryError};
+
+    use super::*;
+
+    /// One uncompressed layer holding an x86-64 executable, whose stream
+    /// is cut short the first `broken` times it is asked for.
+    struct BrokenLayer {
+        layer: Vec<u8>,
+        broken: usize,
+        asked: AtomicUsize,
+    }
+
+    impl Registry for BrokenLayer {
+        fn name(&self) -> String {
+            "127.0.0.1:5000/app".to_owned()
+        }
+        async fn check_push(&self) -> Result<(), RegistryError> {
+            unreachable!()
+        }
+        async fn describe(&self, _: &str) -> Result<Child, RegistryError> {
+            unreachable!()
+        }
+        async fn publish(&self, _: &str, _: &[u8], _: &[String]) -> Result<String, RegistryError> {
+            unreachable!()
+        }
+        async fn manifest(&self, _: &str) -> Result<(Vec<u8>, String), RegistryError> {
+            unreachable!()
+        }
+        async fn tag_digest(&self, _: &str) -> Result<Option<String>, RegistryError> {
+            unreachable!()
+        }
+        async fn delete_tag(&self, _: &str) -> Result<bool, RegistryError> {
+            unreachable!()
+        }
+        async fn layers(&self, _: &str) -> Result<Vec<Layer>, RegistryError> {
+            Ok(vec![Layer {
+                media_type: "application/vnd.oci.image.layer.v1.tar".to_owned(),
+                digest: "sha256:layer".to_owned(),
+                size: self.layer.len() as u64,
+            }])
+        }
+        async fn blob(&self, _: &str) -> Result<Blob, RegistryError> {
+            let asked = self.asked.fetch_add(1, Ordering::SeqCst);
+            let bytes = if asked < self.broken {
+                // Cut inside an entry's data, not at a header.
+                self.layer[..self.layer.len() / 2 + 100].to_vec()
+            } else {
+                self.layer.clone()
+            };
+            Ok(Box::new(std::io::Cursor::new(bytes)))
+        }
+    }
+
+    fn x86_64_layer() -> Vec<u8> {
+        let mut elf = vec![0u8; 64];
+        elf[..4].copy_from_slice(b"\x7fELF");
+        elf[4] = 2;
+        elf[5] = 1;
+        elf[6] = 1;
+        elf[16] = 2; // ET_EXEC
+        elf[18] = 62; // EM_X86_64
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(elf.len() as u64);
+        header.set_mode(0o755);
+        builder
+            .append_data(&mut header, "bin/tool", elf.as_slice())
+            .unwrap();
+        // Files enough that half the stream ends inside an entry.
+        for index in 0..8 {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(1000);
+            header.set_mode(0o644);
+            builder
+                .append_data(&mut header, format!("data/{index}"), &[b'x'; 1000][..])
+                .unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_layer_that_breaks_is_read_again_from_its_start() {
+        let platform: Platform = "linux/arm64".parse().unwrap();
+        for (broken, read) in [(0, true), (2, true), (3, false)] {
+            let registry = BrokenLayer {
+                layer: x86_64_layer(),
+                broken,
+                asked: AtomicUsize::new(0),
+            };
+            let recorder = mab_events::Recorder::default();
+            let check = mab_verify::Check::new(&platform, mab_verify::Rules::default());
+            let result = check_pushed(
+                &registry,
+                "127.0.0.1:5000",
+                &recorder,
+                "sha256:image",
+                check,
+            )
+            .await;
+            let retries = recorder
+                .events()
+                .into_iter()
+                .filter(|event| matches!(event, Event::Retry { .. }))
+                .count();
+            assert_eq!(retries, broken.min(LAYER_RETRIES), "{broken}");
+            assert_eq!(
+                registry.asked.load(Ordering::SeqCst),
+                (broken + 1).min(LAYER_RETRIES + 1)
+            );
+            match result {
+                Ok((report, _)) => {
+                    assert!(read, "{broken}");
+                    // Read whole once: the tool is there once.
+                    assert_eq!(report.checked, 1);
+                    assert_eq!(report.mismatches.len(), 1);
+                }
+                Err(error) => {
+                    assert!(!read, "{broken}: {error}");
+                    assert!(matches!(error, CheckReadError::Blob(_)), "{error}");
+                }
+            }
+        }
+    }
+}
