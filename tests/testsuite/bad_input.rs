@@ -862,6 +862,7 @@ fn earlier_build(
             "build_args": build_args,
             "target": null,
             "platforms": input_platforms,
+            "verify": {"binaries": "error", "ignore": []},
         },
     })
 }

@@ -11,8 +11,9 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::support::{
-    build_and_metadata, build_with_metadata, image_dir, require_lab, runner_a_for_arm64, sha256,
-    skopeo_exists, skopeo_raw, ssh_lock, three_runners, Home, Lab, Project,
+    build_and_metadata, build_with_metadata, image_dir, mab_with_env, require_lab,
+    runner_a_for_arm64, sha256, skopeo_exists, skopeo_raw, ssh_lock, three_runners, Home, Lab,
+    Project,
 };
 
 /// `e_machine` of x86-64 and AArch64 (System V gABI).
@@ -49,6 +50,12 @@ fn arm64_project(lab: &Lab, repository: &str, dockerfile: &str, verify: &str) ->
 
 /// An arm64 image whose only program is the amd64 busybox.
 const HOST_BINARY: &str = "FROM scratch\nCOPY busybox/amd64 /bin/busybox\nCOPY content.txt /\n";
+
+/// An arm64 image whose amd64 busybox under /opt/foreign is deleted by a
+/// later layer (a whiteout).
+const DELETED_LATER: &str =
+    "FROM scratch\nCOPY busybox/arm64 /bin/busybox\nCOPY busybox/amd64 /opt/foreign/busybox\n\
+     COPY content.txt /\nRUN [\"/bin/busybox\", \"rm\", \"-r\", \"/opt/foreign\"]\n";
 
 /// Publishes a correct arm64 image under `stable` first; returns the
 /// digest the tag points at.
@@ -126,9 +133,9 @@ fn with_binaries_warn_the_image_is_published_with_a_warning() {
     );
     let (run, metadata) = build_with_metadata(home.path(), project.path(), &["--tag", "warned"]);
     assert!(
-        run.stderr.contains(&format!(
-            "warning: linux/arm64: {FOUND} (`[verify] binaries = \"warn\"`)"
-        )),
+        run.stderr.contains(
+            "warning: linux/arm64: 1 file of another architecture, but linux/arm64 needs 64-bit LSB ARM aarch64 (`[verify] binaries = \"warn\"`): /bin/busybox is ELF 64-bit LSB x86-64 executable"
+        ),
         "{run:?}"
     );
     let list = sha256(&skopeo_raw(&format!("{repository}:warned")));
@@ -170,25 +177,12 @@ fn a_file_deleted_by_a_later_layer_is_not_checked() {
     let _ssh = ssh_lock();
     let repository = lab.repository("binaries-whiteout");
     let home = Home::new(lab);
-    let project = arm64_project(
-        lab,
-        &repository,
-        "FROM scratch\nCOPY busybox/arm64 /bin/busybox\nCOPY busybox/amd64 /opt/foreign/busybox\n\
-         COPY content.txt /\nRUN [\"/bin/busybox\", \"rm\", \"-r\", \"/opt/foreign\"]\n",
-        "",
-    );
+    let project = arm64_project(lab, &repository, DELETED_LATER, "");
     let (_, metadata) = build_with_metadata(home.path(), project.path(), &["--tag", "deleted"]);
     // The foreign file is in a layer of the published image, deleted by a
     // later one (read with skopeo: its layers, then tar's listing).
     let digest = metadata["platforms"][0]["digest"].as_str().unwrap();
-    let image = image_dir(&format!("{repository}@{digest}"));
-    let listings: Vec<String> = layers(image.path())
-        .iter()
-        .map(|layer| {
-            let output = Command::new("tar").arg("-tzf").arg(layer).output().unwrap();
-            String::from_utf8_lossy(&output.stdout).into_owned()
-        })
-        .collect();
+    let listings = listings(&format!("{repository}@{digest}"));
     assert!(
         listings
             .iter()
@@ -221,6 +215,142 @@ fn with_no_push_the_engines_image_is_checked() {
     assert_eq!(metadata["platforms"][0]["error"]["kind"], "binaries");
     assert_eq!(metadata["platforms"][0]["binaries"]["checked"], 1);
     assert!(!skopeo_exists(&format!("{repository}:latest")));
+}
+
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn with_no_push_a_passing_image_is_spooled_in_tmpdir_and_nothing_is_left() {
+    let lab = require_lab!();
+    let _ssh = ssh_lock();
+    let repository = lab.repository("binaries-no-push-spool");
+    let home = Home::new(lab);
+    let project = arm64_project(lab, &repository, DELETED_LATER, "");
+    let spool = tempfile::tempdir().unwrap();
+    let metadata = project.path().join("metadata.json");
+    let arguments = [
+        "build",
+        "--progress",
+        "plain",
+        "--no-push",
+        "--metadata-file",
+        metadata.to_str().unwrap(),
+    ];
+    let run = mab_with_env(
+        home.path(),
+        project.path(),
+        &arguments,
+        &[("TMPDIR", Some(spool.path().to_str().unwrap()))],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let metadata: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&metadata).unwrap()).unwrap();
+    // The deleted foreign busybox is not counted: the whiteout applied.
+    assert_eq!(
+        metadata["platforms"][0]["binaries"],
+        serde_json::json!({"checked": 1, "mismatches": []})
+    );
+    assert_eq!(
+        fs::read_dir(spool.path()).unwrap().count(),
+        0,
+        "the spool leaves nothing in TMPDIR"
+    );
+
+    // A TMPDIR that cannot take the spool is named in the failure.
+    let missing = spool.path().join("missing");
+    let run = mab_with_env(
+        home.path(),
+        project.path(),
+        &arguments,
+        &[("TMPDIR", Some(missing.to_str().unwrap()))],
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains(&format!(
+            "to a temporary file in {} on this machine",
+            missing.display()
+        )),
+        "{run:?}"
+    );
+    assert!(run.stderr.contains("set TMPDIR"), "{run:?}");
+}
+
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn an_opaque_directory_hides_the_files_below_it() {
+    let lab = require_lab!();
+    let _ssh = ssh_lock();
+    let repository = lab.repository("binaries-opaque");
+    let home = Home::new(lab);
+    let project = arm64_project(
+        lab,
+        &repository,
+        "FROM scratch\nCOPY busybox/arm64 /bin/busybox\nCOPY busybox/amd64 /opt/x/foreign\n\
+         COPY content.txt /\n\
+         RUN [\"/bin/busybox\", \"sh\", \"-c\", \"rm -rf /opt/x && mkdir /opt/x && cp /bin/busybox /opt/x/tool\"]\n",
+        "",
+    );
+    let (run, metadata) = build_with_metadata(home.path(), project.path(), &["--tag", "opaque"]);
+    // The premise, from the pushed layers: the last one makes /opt/x
+    // opaque over the layer holding the amd64 file.
+    let digest = metadata["platforms"][0]["digest"].as_str().unwrap();
+    let listings = listings(&format!("{repository}@{digest}"));
+    assert!(
+        listings
+            .iter()
+            .any(|listing| listing.contains("opt/x/foreign")),
+        "{listings:?}"
+    );
+    assert!(
+        listings
+            .last()
+            .is_some_and(|listing| listing.contains("opt/x/.wh..wh..opq")),
+        "{listings:?}"
+    );
+    assert!(!run.stderr.contains("warning: linux/arm64"), "{run:?}");
+    assert_eq!(
+        metadata["platforms"][0]["binaries"],
+        serde_json::json!({"checked": 2, "mismatches": []})
+    );
+}
+
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_failed_smoke_test_keeps_the_binary_report() {
+    let lab = require_lab!();
+    let _ssh = ssh_lock();
+    let repository = lab.repository("binaries-then-test");
+    let home = Home::new(lab);
+    let project = arm64_project(
+        lab,
+        &repository,
+        "FROM scratch\nCOPY busybox/arm64 /bin/busybox\nCOPY content.txt /\n",
+        "[test]\nrun = [\"/bin/busybox\", \"false\"]\n",
+    );
+    let (run, metadata) = build_and_metadata(home.path(), project.path(), &["--tag", "tested"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let platform = &metadata["platforms"][0];
+    assert_eq!(platform["error"]["kind"], "test", "{metadata}");
+    assert_eq!(
+        platform["binaries"],
+        serde_json::json!({"checked": 1, "mismatches": []}),
+        "{metadata}"
+    );
+}
+
+/// `tar -tvzf` of each layer of the image `reference`, in order.
+fn listings(reference: &str) -> Vec<String> {
+    let image = image_dir(reference);
+    layers(image.path())
+        .iter()
+        .map(|layer| {
+            let output = Command::new("tar")
+                .arg("-tvzf")
+                .arg(layer)
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&output.stdout).into_owned()
+        })
+        .collect()
 }
 
 #[test]
@@ -261,7 +391,17 @@ fn a_correct_three_platform_build_counts_its_elf_files() {
         let digest = platform["digest"].as_str().unwrap();
         // The ELF files of the image's file system, counted from its
         // layers unpacked in order with tar (no whiteouts here).
-        let counted = elf_files(&format!("{repository}@{digest}"));
+        let reference = format!("{repository}@{digest}");
+        // The premise: /bin/hard is a hard link to /bin/busybox in the
+        // pushed layer (tar's listing says "link to").
+        assert!(
+            listings(&reference)
+                .iter()
+                .any(|listing| listing.contains("bin/hard link to bin/busybox")),
+            "{:?}",
+            listings(&reference)
+        );
+        let counted = elf_files(&reference);
         assert_eq!(
             counted,
             ["/bin/busybox", "/bin/copy", "/bin/hard"],

@@ -83,6 +83,7 @@ fn unpublished(
             "build_args": {},
             "target": null,
             "platforms": ["linux/amd64", "linux/386"],
+            "verify": {"binaries": "error", "ignore": []},
         },
     })
 }

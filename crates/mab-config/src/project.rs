@@ -64,15 +64,28 @@ pub struct Project {
 
 /// `[verify]`: whether and how each pushed image's ELF programs are held
 /// to its platform (docs/verify.md).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct Verify {
     /// `binaries`: what a program of another architecture does.
     pub binaries: Binaries,
     /// `ignore`: absolute image paths (`/usr/share/qemu/**`), with
-    /// `.dockerignore`'s pattern rules, whose files are not inspected; each
-    /// checked as a pattern when the manifest is read.
+    /// `.dockerignore`'s pattern rules, whose files are not inspected, as
+    /// written.
     pub ignore: Vec<String>,
+    /// The `ignore` patterns compiled when the manifest is read, by
+    /// `.dockerignore`'s one parser ([`mab_context::DockerIgnore`]).
+    pub ignored: mab_context::DockerIgnore,
 }
+
+/// Two `[verify]` tables are equal when written alike (the compiled
+/// patterns follow from `ignore`).
+impl PartialEq for Verify {
+    fn eq(&self, other: &Verify) -> bool {
+        self.binaries == other.binaries && self.ignore == other.ignore
+    }
+}
+
+impl Eq for Verify {}
 
 /// `[verify] binaries`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -478,32 +491,48 @@ fn parse_verify(
             })?,
         None => Binaries::default(),
     };
-    let mut ignore = Vec::new();
-    for pattern in raw.ignore.unwrap_or_default() {
+    let patterns = raw.ignore.unwrap_or_default();
+    for pattern in &patterns {
         let text = pattern.get_ref();
-        if !text.trim_start_matches('!').starts_with('/') {
+        // `.dockerignore` trims the body after a leading `!`.
+        let body = text
+            .trim()
+            .strip_prefix('!')
+            .map_or(text.trim(), str::trim_start);
+        if !body.starts_with('/') {
             return Err((
                 pattern.span(),
                 format!("`ignore` pattern `{text}` is not an absolute path"),
-                format!(
-                    "write the path as it is in the image, from its root: `/{}`",
-                    text.trim_start_matches('!')
-                ),
+                format!("write the path as it is in the image, from its root: `/{body}`"),
             ));
         }
-        // The one parser of these patterns, the one `.dockerignore` has.
-        if let Err(mab_context::ContextError::InvalidPattern { reason, .. }) =
-            mab_context::DockerIgnore::from_patterns([text], path)
-        {
-            return Err((
-                pattern.span(),
-                format!("`ignore` pattern `{text}` is not a valid pattern: {reason}"),
-                "patterns use `*`, `?`, `[...]`, `**` and a leading `!`, as in .dockerignore; escape a literal `*`, `?`, `[` or `\\` with `\\`".to_owned(),
-            ));
-        }
-        ignore.push(pattern.into_inner());
     }
-    Ok(Verify { binaries, ignore })
+    // The one parser of these patterns, the one `.dockerignore` has,
+    // compiled once here.
+    let ignored = mab_context::DockerIgnore::from_patterns(
+        patterns.iter().map(Spanned::get_ref),
+        path,
+    )
+    .map_err(|error| {
+        let (line, reason) = match error {
+            mab_context::ContextError::InvalidPattern { line, reason, .. } => (line, reason),
+            other => (1, other.to_string()),
+        };
+        let pattern = &patterns[line.saturating_sub(1).min(patterns.len() - 1)];
+        (
+            pattern.span(),
+            format!(
+                "`ignore` pattern `{}` is not a valid pattern: {reason}",
+                pattern.get_ref()
+            ),
+            "patterns use `*`, `?`, `[...]`, `**` and a leading `!`, as in .dockerignore; escape a literal `*`, `?`, `[` or `\\` with `\\`".to_owned(),
+        )
+    })?;
+    Ok(Verify {
+        binaries,
+        ignore: patterns.into_iter().map(Spanned::into_inner).collect(),
+        ignored,
+    })
 }
 
 impl Project {
@@ -878,8 +907,17 @@ extra = ["edge", "nightly", "edge"]
                     "/usr/share/qemu/**".to_owned(),
                     "!/usr/share/qemu/keep".to_owned()
                 ],
+                ..Verify::default()
             }
         );
+        // The patterns are compiled once, here; `! /opt/x` is an exception
+        // as in .dockerignore (the body is trimmed after the `!`).
+        let ignored = &project.verify.ignored;
+        assert!(ignored.is_excluded("/usr/share/qemu/x86_64/qemu"));
+        assert!(!ignored.is_excluded("/usr/share/qemu/keep"));
+        let project = parse("[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\n[verify]\nignore = [\"/opt/**\", \"! /opt/x\"]\n").unwrap();
+        assert!(project.verify.ignored.is_excluded("/opt/y"));
+        assert!(!project.verify.ignored.is_excluded("/opt/x"));
         let error = parse("[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\n[verify]\nbinaries = \"warn\"\nignroe = []\n").unwrap_err();
         assert_eq!(
             error.message(),

@@ -528,16 +528,17 @@ impl Engine {
 
     /// The image `reference` as `docker save` writes it (`GET
     /// /images/{name}/get`: a tar with `manifest.json`, the config and
-    /// each layer as an uncompressed tar), spooled to a temporary file as
-    /// it streams, never held in memory: the engine puts `manifest.json`,
-    /// which gives the layers' order, after the layers. The file is
-    /// deleted when dropped. An error answer or a stream that breaks is
-    /// [`EngineError::Export`]; a file that cannot be written,
-    /// [`EngineError::Spool`].
-    pub async fn export_image(
-        &self,
-        reference: &str,
-    ) -> Result<tempfile::NamedTempFile, EngineError> {
+    /// each layer as an uncompressed tar), spooled as it streams, never
+    /// held in memory: the engine puts `manifest.json`, which gives the
+    /// layers' order, after the layers. The spool is an unnamed temporary
+    /// file ([`tempfile::tempfile`]: in `TMPDIR`, else `/tmp` on Unix,
+    /// `GetTempPath` on Windows; unlinked at once on Unix, so nothing is
+    /// left behind however mab ends), as large as the image uncompressed.
+    /// Each chunk of the stream waits at most [`REQUEST_TIMEOUT`] (an
+    /// engine that stops sending fails as [`EngineError::Timeout`]). An
+    /// error answer or a stream that breaks is [`EngineError::Export`]; a
+    /// file that cannot be written, [`EngineError::Spool`].
+    pub async fn export_image(&self, reference: &str) -> Result<std::fs::File, EngineError> {
         use futures_util::StreamExt;
         use tokio::io::AsyncWriteExt;
         let spool_error = |source: io::Error| EngineError::Spool {
@@ -545,10 +546,20 @@ impl Engine {
             reference: reference.to_owned(),
             source,
         };
-        let spool = tempfile::NamedTempFile::new().map_err(spool_error)?;
-        let mut file = tokio::fs::File::from_std(spool.reopen().map_err(spool_error)?);
+        let spool = tempfile::tempfile().map_err(spool_error)?;
+        let mut file = tokio::fs::File::from_std(spool.try_clone().map_err(spool_error)?);
         let mut stream = self.docker.export_image(reference);
-        while let Some(chunk) = stream.next().await {
+        loop {
+            let next = tokio::time::timeout(REQUEST_TIMEOUT, stream.next())
+                .await
+                .map_err(|_| EngineError::Timeout {
+                    engine: self.label.clone(),
+                    request: format!("GET /images/{reference}/get"),
+                    limit: REQUEST_TIMEOUT,
+                })?;
+            let Some(chunk) = next else {
+                break;
+            };
             let chunk = chunk.map_err(|error| EngineError::Export {
                 engine: self.label.clone(),
                 reference: reference.to_owned(),

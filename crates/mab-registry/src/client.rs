@@ -30,6 +30,46 @@ pub struct Layer {
 use crate::retry::{self, Fault};
 use crate::RegistryError;
 
+/// The `layers` of an image manifest (OCI image spec `manifest.md`: each
+/// descriptor's `mediaType`, `digest` and `size` are required), in order.
+/// A manifest without `layers` (an index, a schema 1 manifest), a layer
+/// missing a field, or a digest of another algorithm than `sha256` (the
+/// one mab verifies a blob by; OCI also registers `sha512`) is an error
+/// saying so.
+pub fn manifest_layers(manifest: &serde_json::Value) -> Result<Vec<Layer>, String> {
+    let layers = manifest["layers"]
+        .as_array()
+        .ok_or("the manifest has no `layers`: it is not an image manifest")?;
+    layers
+        .iter()
+        .enumerate()
+        .map(|(index, layer)| {
+            let missing = |name: &str| format!("layer {} has no `{name}`", index + 1);
+            let text = |name: &str| {
+                layer[name]
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| missing(name))
+            };
+            let digest = text("digest")?;
+            match digest.split_once(':') {
+                Some(("sha256", _)) => {}
+                Some((algorithm, _)) => {
+                    return Err(format!(
+                        "layer {digest} uses the digest algorithm `{algorithm}`; mab verifies sha256 digests only"
+                    ))
+                }
+                None => return Err(format!("layer {} has the digest `{digest}`, which names no algorithm", index + 1)),
+            }
+            Ok(Layer {
+                media_type: text("mediaType")?,
+                digest,
+                size: layer["size"].as_u64().ok_or_else(|| missing("size"))?,
+            })
+        })
+        .collect()
+}
+
 /// Whether a registry host is on loopback, where Docker speaks plain HTTP.
 pub fn is_loopback(registry: &str) -> bool {
     let host = if let Some(rest) = registry.strip_prefix('[') {
@@ -353,38 +393,25 @@ impl Repository {
 
     /// The layers of the image manifest `digest`, in order (its `layers`
     /// descriptors, OCI image manifest and Docker manifest v2 schema 2
-    /// alike: media type, digest, size). Retried on transient faults.
+    /// alike: media type, digest, size; [`manifest_layers`]). Retried on
+    /// transient faults. A manifest that is not an image manifest, or a
+    /// layer without those fields or with another digest algorithm than
+    /// sha256, is an error.
     pub async fn layers(&self, digest: &str) -> Result<Vec<Layer>, RegistryError> {
         let (bytes, _) = self.manifest(digest).await?;
-        let manifest: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|error| self.failed(&format!("parsing manifest {digest}"), error))?;
-        manifest["layers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|layer| {
-                let field = |name: &str| {
-                    layer[name].as_str().map(str::to_owned).ok_or_else(|| {
-                        self.failed(
-                            &format!("parsing manifest {digest}"),
-                            format!("a layer has no `{name}`"),
-                        )
-                    })
-                };
-                Ok(Layer {
-                    media_type: field("mediaType")?,
-                    digest: field("digest")?,
-                    size: layer["size"].as_u64().unwrap_or_default(),
-                })
-            })
-            .collect()
+        let action = format!("reading the layers of manifest {digest}");
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|error| self.failed(&action, error))?;
+        manifest_layers(&manifest).map_err(|error| self.failed(&action, error))
     }
 
     /// The blob `digest` (`GET /v2/<repository>/blobs/<digest>`) as a
     /// byte stream, never held whole. Getting the answer is retried on
     /// transient faults as the other requests are; a connection lost while
-    /// the body streams is an I/O error of the stream (the reader starts
-    /// over, if at all). Each read waits at most [`REQUEST_TIMEOUT`]. The
+    /// the body streams is an I/O error of the stream, not retried here: a
+    /// reader that wants the blob whole asks for it again (the binary
+    /// check reads such a layer again from its start, a new `blob`). Each
+    /// read waits at most [`REQUEST_TIMEOUT`]. The
     /// bytes are checked against `digest` as they come: a stream read to
     /// its end whose digest differs ends with an I/O error saying so.
     pub async fn blob(&self, digest: &str) -> Result<Blob, RegistryError> {
@@ -1314,6 +1341,39 @@ mod tests {
             requests[3].starts_with(&format!("GET /v2/team/app/blobs/{blob_digest} ")),
             "{requests:?}"
         );
+    }
+
+    #[test]
+    fn a_manifests_layers_need_every_field_and_sha256() {
+        let layer = r#"{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:a","size":10}"#;
+        let cases = [
+            (format!(r#"{{"layers":[{layer}]}}"#), Ok(1)),
+            (r#"{"layers":[]}"#.to_owned(), Ok(0)),
+            (
+                r#"{"manifests":[]}"#.to_owned(),
+                Err("the manifest has no `layers`: it is not an image manifest"),
+            ),
+            (
+                r#"{"layers":[{"mediaType":"x","digest":"sha256:a"}]}"#.to_owned(),
+                Err("layer 1 has no `size`"),
+            ),
+            (
+                r#"{"layers":[{"mediaType":"x","size":1}]}"#.to_owned(),
+                Err("layer 1 has no `digest`"),
+            ),
+            (
+                r#"{"layers":[{"mediaType":"x","digest":"sha512:ab","size":1}]}"#.to_owned(),
+                Err("layer sha512:ab uses the digest algorithm `sha512`; mab verifies sha256 digests only"),
+            ),
+        ];
+        for (manifest, expected) in cases {
+            let manifest: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+            let layers = manifest_layers(&manifest);
+            match expected {
+                Ok(count) => assert_eq!(layers.unwrap().len(), count, "{manifest}"),
+                Err(message) => assert_eq!(layers.unwrap_err(), message, "{manifest}"),
+            }
+        }
     }
 
     /// The identity-token flow by what `GET /v2/` answers: a success needs

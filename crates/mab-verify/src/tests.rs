@@ -343,6 +343,44 @@ fn object_types_and_machines_follow_the_rules() {
             true,
             false,
         ),
+        // A program of a machine outside mab's table is a mismatch: 32-bit
+        // PowerPC in a ppc64le image, SPARC in an amd64 one ...
+        (
+            elf(32, false, ET_EXEC, Machine(20)),
+            "linux/ppc64le",
+            1,
+            true,
+            false,
+        ),
+        (
+            elf(64, false, ET_DYN, Machine(43)),
+            "linux/amd64",
+            1,
+            true,
+            false,
+        ),
+        // ... but GPU code, or none, is no program of a platform.
+        (
+            elf(64, true, ET_EXEC, Machine(190)),
+            "linux/amd64",
+            0,
+            false,
+            false,
+        ),
+        (
+            elf(64, true, ET_DYN, Machine(224)),
+            "linux/amd64",
+            0,
+            false,
+            false,
+        ),
+        (
+            elf(64, true, ET_EXEC, Machine(0)),
+            "linux/amd64",
+            0,
+            false,
+            false,
+        ),
         // Not ELF at all, or cut short after the magic.
         (b"\x7fELF\x02".to_vec(), "linux/arm64", 0, false, false),
         (b"#!/bin/sh\n".to_vec(), "linux/arm64", 0, false, false),
@@ -515,7 +553,7 @@ fn a_saved_image_is_read_in_its_manifests_order() {
     };
     append("1111/layer.tar", &first);
     append("blobs/sha256/2222", &second);
-    append("c.json", b"{}");
+    append("c.json", br#"{"os":"linux","architecture":"arm64"}"#);
     let mut header = tar::Header::new_gnu();
     header.set_entry_type(tar::EntryType::Symlink);
     header.set_size(0);
@@ -549,7 +587,13 @@ fn a_saved_image_is_read_in_its_manifests_order() {
     let error = check_saved(&empty, check).unwrap_err();
     assert_eq!(
         error.to_string(),
-        "reading layer the exported image: its manifest.json does not name the image's layers"
+        "reading the exported image: its manifest.json does not name the image's config and layers"
+    );
+    // A config of another platform is refused.
+    let check = Check::new(&"linux/amd64".parse().unwrap(), Rules::default());
+    assert_eq!(
+        check_saved(&file, check).unwrap_err().to_string(),
+        "the exported image is linux/arm64, not linux/amd64: the engine's store gave another image under its name"
     );
 }
 
@@ -580,4 +624,235 @@ fn a_layer_is_read_to_the_end_of_its_stored_bytes() {
             "{compression:?}"
         );
     }
+}
+
+#[test]
+fn every_frame_of_a_zstd_layer_and_every_member_of_a_gzip_one_is_read() {
+    let first = layer(&[Entry::File("bin/a", aarch64(ET_EXEC))], Compression::None);
+    let second = layer(&[Entry::File("bin/b", x86_64(ET_EXEC))], Compression::None);
+    // The archive split after the first one's entries: its end marker
+    // (two zero blocks) is only in the second part.
+    let split = first.len() - 1024;
+    let (head, tail) = (&first[..split], &second[..]);
+    let mut joined = head.to_vec();
+    joined.extend_from_slice(tail);
+    let zstd = |bytes: &[u8]| {
+        ruzstd::encoding::compress_to_vec(bytes, ruzstd::encoding::CompressionLevel::Fastest)
+    };
+    // Two frames with a skippable frame (magic 0x184D2A5?, a length, its
+    // bytes) between them.
+    let mut frames = zstd(head);
+    frames.extend_from_slice(&0x184D_2A50u32.to_le_bytes());
+    frames.extend_from_slice(&5u32.to_le_bytes());
+    frames.extend_from_slice(b"skip!");
+    frames.extend_from_slice(&zstd(tail));
+    let gzip = |bytes: &[u8]| {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut encoder, bytes).unwrap();
+        encoder.finish().unwrap()
+    };
+    let mut members = gzip(head);
+    members.extend_from_slice(&gzip(tail));
+    for (bytes, compression) in [(frames, Compression::Zstd), (members, Compression::Gzip)] {
+        let mut check = Check::new(&"linux/arm64".parse().unwrap(), Rules::default());
+        check
+            .layer("sha256:abc", Cursor::new(bytes), compression)
+            .unwrap();
+        let report = check.report();
+        assert_eq!(report.checked, 2, "{compression:?}");
+        assert_eq!(paths(&report.mismatches), ["/bin/b"], "{compression:?}");
+    }
+    // A stream cut inside its second frame is an error, not a short read.
+    let mut cut = zstd(head);
+    let second_frame = zstd(tail);
+    cut.extend_from_slice(&second_frame[..second_frame.len() / 2]);
+    let mut check = Check::new(&"linux/arm64".parse().unwrap(), Rules::default());
+    assert!(check
+        .layer("sha256:abc", Cursor::new(cut), Compression::Zstd)
+        .is_err());
+}
+
+/// Layers, the mismatched paths left, how many files were checked.
+type Case<'a> = (Vec<Vec<Entry<'a>>>, Vec<&'a str>, u64);
+
+#[test]
+fn entries_apply_in_order_within_a_layer() {
+    let long = format!("opt/{}/tool", "d".repeat(120));
+    let long_path = format!("/{long}");
+    // (layers, the mismatched paths left, how many files were checked)
+    let cases: Vec<Case> = vec![
+        // The same path twice in one layer: the last entry is the file.
+        (
+            vec![vec![
+                Entry::File("bin/tool", x86_64(ET_EXEC)),
+                Entry::File("bin/tool", b"#!/bin/sh\n".to_vec()),
+            ]],
+            vec![],
+            0,
+        ),
+        // A lower file replaced by a directory of the same name.
+        (
+            vec![
+                vec![Entry::File("x", x86_64(ET_EXEC))],
+                vec![Entry::Directory("x/"), Entry::File("x/a", x86_64(ET_DYN))],
+            ],
+            vec!["/x/a"],
+            1,
+        ),
+        // A hard link to a path this layer replaced earlier is the new file.
+        (
+            vec![
+                vec![Entry::File("bin/tool", x86_64(ET_EXEC))],
+                vec![
+                    Entry::File("bin/tool", aarch64(ET_EXEC)),
+                    Entry::HardLink("bin/tool2", "bin/tool"),
+                ],
+            ],
+            vec![],
+            2,
+        ),
+        // ... and to one it replaced with a file that is not ELF.
+        (
+            vec![
+                vec![Entry::File("bin/tool", x86_64(ET_EXEC))],
+                vec![
+                    Entry::File("bin/tool", b"#!/bin/sh\n".to_vec()),
+                    Entry::HardLink("bin/tool2", "bin/tool"),
+                ],
+            ],
+            vec![],
+            0,
+        ),
+        // `./bin/tool` and `bin/.wh.tool` name one path; the whiteout does
+        // not delete its own layer's file.
+        (
+            vec![vec![
+                Entry::File("./bin/tool", x86_64(ET_EXEC)),
+                Entry::File("bin/.wh.tool", Vec::new()),
+            ]],
+            vec!["/bin/tool"],
+            1,
+        ),
+        // A name longer than the header's 100 bytes (a GNU long name).
+        (
+            vec![vec![Entry::File(&long, x86_64(ET_EXEC))]],
+            vec![&long_path],
+            1,
+        ),
+    ];
+    for (layers, expected, checked) in cases {
+        let report = check("linux/arm64", &[], &layers);
+        assert_eq!(paths(&report.mismatches), expected);
+        assert_eq!(report.checked, checked, "{expected:?}");
+    }
+}
+
+/// A ustar layer whose one file is named by a PAX `path` record.
+fn pax_layer(path: &[u8], bytes: &[u8]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.append_pax_extensions([("path", path)]).unwrap();
+    let mut header = tar::Header::new_ustar();
+    header.set_path("short").unwrap();
+    header.set_size(bytes.len() as u64);
+    header.set_mode(0o755);
+    header.set_cksum();
+    builder.append(&header, bytes).unwrap();
+    builder.into_inner().unwrap()
+}
+
+#[test]
+fn pax_paths_and_names_that_are_not_utf8_are_their_own_paths() {
+    let long = format!("/opt/{}/tool", "p".repeat(150));
+    let mut check = Check::new(&"linux/arm64".parse().unwrap(), Rules::default());
+    for name in [long.as_bytes(), b"bin/\xff", b"bin/\xfe"] {
+        check
+            .layer(
+                "sha256:abc",
+                Cursor::new(pax_layer(name, &x86_64(ET_EXEC))),
+                Compression::None,
+            )
+            .unwrap();
+    }
+    let report = check.report();
+    // Two names whose bytes differ are two files, though both show as
+    // U+FFFD.
+    assert_eq!(report.checked, 3);
+    assert_eq!(
+        paths(&report.mismatches),
+        ["/bin/\u{fffd}", "/bin/\u{fffd}", long.as_str()]
+    );
+}
+
+#[test]
+fn a_layer_that_fails_midway_leaves_the_check_as_it_was() {
+    let mut check = Check::new(&"linux/arm64".parse().unwrap(), Rules::default());
+    let first = layer(
+        &[Entry::File("bin/tool", x86_64(ET_EXEC))],
+        Compression::None,
+    );
+    check
+        .layer("sha256:1", Cursor::new(first), Compression::None)
+        .unwrap();
+    let second = layer(
+        &[
+            Entry::File("bin/.wh.tool", Vec::new()),
+            Entry::File("bin/new", x86_64(ET_EXEC)),
+        ],
+        Compression::Gzip,
+    );
+    let broken = second[..second.len() - 20].to_vec();
+    assert!(check
+        .layer("sha256:2", Cursor::new(broken), Compression::Gzip)
+        .is_err());
+    assert_eq!(
+        paths(&check_report_of(&check)),
+        ["/bin/tool"],
+        "the whiteout of the broken layer is undone"
+    );
+    check
+        .layer("sha256:2", Cursor::new(second), Compression::Gzip)
+        .unwrap();
+    assert_eq!(paths(&check.report().mismatches), ["/bin/new"]);
+}
+
+/// The mismatches of `check` so far, leaving it to read on.
+fn check_report_of(check: &Check) -> Vec<Finding> {
+    let copy = Check {
+        platform: check.platform.clone(),
+        expected: check.expected,
+        rules: check.rules.clone(),
+        files: check.files.clone(),
+        note: None,
+    };
+    copy.report().mismatches
+}
+
+#[tokio::test]
+async fn a_failed_layer_gives_the_check_back_and_a_dropped_one_stops() {
+    let check = Check::new(&"linux/arm64".parse().unwrap(), Rules::default());
+    let bytes = layer(&[Entry::File("bin/a", x86_64(ET_EXEC))], Compression::Gzip);
+    let failed = check
+        .layer_async(
+            "sha256:abc".to_owned(),
+            Cursor::new(bytes[..bytes.len() / 2].to_vec()),
+            Compression::Gzip,
+        )
+        .await
+        .unwrap_err();
+    let check = *failed.check.expect("the check comes back");
+    assert_eq!(check.files.len(), 0);
+    // Once the future is dropped, the reader on the blocking thread fails
+    // its next read.
+    let cancelled = Cancelled::default();
+    let mut reader = Cancellable {
+        reader: Cursor::new(vec![0u8; 16]),
+        cancelled: cancelled.0.clone(),
+    };
+    let mut buffer = [0u8; 8];
+    assert_eq!(reader.read(&mut buffer).unwrap(), 8);
+    drop(cancelled);
+    assert_eq!(
+        reader.read(&mut buffer).unwrap_err().kind(),
+        std::io::ErrorKind::Interrupted
+    );
 }

@@ -65,6 +65,34 @@ pub(super) struct Inputs {
     pub(super) target: Option<String>,
     /// The platforms asked for, in `mab.toml` order (after `--platform`).
     pub(super) platforms: Vec<Platform>,
+    /// `[verify]` as written: a platform a resume reuses was checked (or
+    /// not) under it, and is published unchecked again, so a resume under
+    /// another `[verify]` is refused. `None` in a document of a mab
+    /// without the binary check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) verify: Option<VerifyInput>,
+}
+
+/// `"verify"` of [`Inputs`]: `[verify] binaries` and `ignore` as written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct VerifyInput {
+    /// `"error"`, `"warn"` or `"off"`.
+    pub(super) binaries: String,
+    pub(super) ignore: Vec<String>,
+}
+
+impl VerifyInput {
+    pub(super) fn of(verify: &mab_config::Verify) -> VerifyInput {
+        let binaries = mab_config::Binaries::VALUES
+            .iter()
+            .find(|(_, binaries)| *binaries == verify.binaries)
+            .map_or("error", |(name, _)| name);
+        VerifyInput {
+            binaries: binaries.to_owned(),
+            ignore: verify.ignore.clone(),
+        }
+    }
 }
 
 /// `"dockerfile"` of [`Inputs`].
@@ -134,6 +162,7 @@ impl Inputs {
             build_args: build_arg_digests(&project.args),
             target: project.target.clone(),
             platforms: project.platforms.clone(),
+            verify: Some(VerifyInput::of(&project.verify)),
         })
     }
 }
@@ -789,6 +818,7 @@ mod tests {
                 build_args: BTreeMap::new(),
                 target: Some("release".to_owned()),
                 platforms: vec!["linux/arm64".parse().unwrap()],
+                verify: None,
             },
             order: vec!["linux/arm64".parse().unwrap()],
         };

@@ -1900,6 +1900,10 @@ mod tests {
                 "linux/amd64".parse().unwrap(),
                 "linux/arm64".parse().unwrap(),
             ],
+            verify: Some(metadata::VerifyInput {
+                binaries: "error".to_owned(),
+                ignore: Vec::new(),
+            }),
         }
     }
 
@@ -3898,6 +3902,16 @@ mod tests {
                 "platforms",
                 |inputs| inputs.platforms.truncate(1),
                 "platforms changed: linux/amd64, linux/arm64 -> linux/amd64",
+            ),
+            (
+                "verify",
+                |inputs| {
+                    inputs.verify = Some(metadata::VerifyInput {
+                        binaries: "warn".to_owned(),
+                        ignore: vec!["/opt/**".to_owned()],
+                    })
+                },
+                "[verify] changed: binaries = \"error\", ignore = [] -> binaries = \"warn\", ignore = [\"/opt/**\"]",
             ),
         ];
         for (name, change, phrase) in cases {

@@ -201,6 +201,21 @@ pub(super) fn changes(earlier: &Inputs, now: &Inputs) -> Vec<String> {
             show(&now.platforms)
         ));
     }
+    if earlier.verify != now.verify {
+        // The reused platforms were checked under the earlier one.
+        let show = |verify: &Option<super::metadata::VerifyInput>| match verify {
+            Some(verify) => format!(
+                "binaries = \"{}\", ignore = {:?}",
+                verify.binaries, verify.ignore
+            ),
+            None => "(no binary check)".to_owned(),
+        };
+        changes.push(format!(
+            "[verify] changed: {} -> {}",
+            show(&earlier.verify),
+            show(&now.verify)
+        ));
+    }
     changes
 }
 

@@ -197,8 +197,11 @@ impl<R: Registry> LiveWorker<'_, R> {
                     .check_binaries(
                         job,
                         |check| check_exported(engine, &image, check),
-                        Stage::Runner,
-                        &fail,
+                        // Nothing was pushed.
+                        &|stage, message, tail| JobFailure {
+                            pushed: false,
+                            ..fail(stage, message, tail)
+                        },
                     )
                     .await?;
                 (None, binaries)
@@ -239,8 +242,9 @@ impl<R: Registry> LiveWorker<'_, R> {
                 let binaries = self
                     .check_binaries(
                         job,
-                        |check| check_pushed(repository, &digest, check),
-                        Stage::ReadBack,
+                        |check| {
+                            check_pushed(repository, self.registry, self.reporter, &digest, check)
+                        },
                         &|stage, message, tail| JobFailure {
                             digest: Some(digest.clone()),
                             ..fail(stage, message, tail)
@@ -264,6 +268,8 @@ impl<R: Registry> LiveWorker<'_, R> {
             .map_err(|failure| JobFailure {
                 digest: digest.clone(),
                 pushed: digest.is_some(),
+                // The check passed: its report stays in the metadata.
+                binaries: binaries.clone(),
                 ..failure
             })?;
         Ok(Checked {
@@ -355,25 +361,31 @@ impl<R: Registry> LiveWorker<'_, R> {
 
     /// The `check` phase of `job` when `[verify] binaries` is not off:
     /// `read` runs the check over the image's layers (a failure to read
-    /// them fails the job at `read_stage`), then [`LiveWorker::judge`]
-    /// decides; `failed` makes a failure of a stage.
+    /// them fails the job at the stage [`CheckReadError::stage`] gives),
+    /// then [`LiveWorker::judge`] decides; `failed` makes a failure of a
+    /// stage.
     async fn check_binaries<F>(
         &self,
         job: &JobSpec,
         read: impl FnOnce(mab_verify::Check) -> F,
-        read_stage: Stage,
         failed: &(dyn Fn(Stage, String, Vec<String>) -> JobFailure + Sync),
     ) -> Result<Option<mab_verify::Report>, JobFailure>
     where
-        F: std::future::Future<Output = Result<(mab_verify::Report, u64), String>>,
+        F: std::future::Future<Output = Result<(mab_verify::Report, u64), CheckReadError>>,
     {
         let Some(check) = self.binaries_check(job) else {
             return Ok(None);
         };
         let phase = self.start_phase(job, Phase::Check);
-        let (report, bytes) = read(check)
-            .await
-            .map_err(|error| failed(read_stage, error, Vec::new()))?;
+        let (report, bytes) = read(check).await.map_err(|error| {
+            let (stage, kind, hint) = error.stage();
+            let failure = failed(stage, error.to_string(), Vec::new());
+            JobFailure {
+                kind: kind.unwrap_or(failure.kind),
+                hint: hint.unwrap_or(failure.hint.clone()),
+                ..failure
+            }
+        })?;
         phase.finished(Some(bytes));
         match self.judge(job, &report) {
             Ok(()) => Ok(Some(report)),
@@ -385,15 +397,15 @@ impl<R: Registry> LiveWorker<'_, R> {
     }
 
     /// The binary check of `job`'s image by `[verify]`; `None` when
-    /// `binaries = "off"`. The ignore patterns were checked when mab.toml
+    /// `binaries = "off"`. The ignore patterns were compiled when mab.toml
     /// was read.
     fn binaries_check(&self, job: &JobSpec) -> Option<mab_verify::Check> {
         if self.project.verify.binaries == Binaries::Off {
             return None;
         }
-        let rules =
-            mab_verify::Rules::ignoring(&self.project.verify.ignore, &self.project.manifest_path)
-                .unwrap_or_default();
+        let rules = mab_verify::Rules {
+            ignore: self.project.verify.ignored.clone(),
+        };
         Some(mab_verify::Check::new(&job.platform, rules))
     }
 
@@ -469,34 +481,37 @@ impl<R: Registry> LiveWorker<'_, R> {
 }
 
 /// What the binary check's `report` on a `platform` image means under
-/// `[verify] binaries`: the warnings to report (a platform not checked,
-/// each file of the 32-bit compatibility target, and with `"warn"` each
-/// mismatch), and with `"error"` and a mismatch the job's failure: its
-/// message (naming the first file, what it is and what the platform
-/// needs) and the files listed under it (none when there is one, the
-/// first [`MISMATCHES_LISTED`] otherwise).
+/// `[verify] binaries`: the warnings to report, one per kind for the
+/// platform (a platform not checked; the files of the 32-bit
+/// compatibility target; with `"warn"` the mismatches), each with its
+/// count and the first [`MISMATCHES_LISTED`] files; and with `"error"` and
+/// a mismatch the job's failure: its message (naming the first file, what
+/// it is and what the platform needs) and the files listed under it (none
+/// when there is one, the first [`MISMATCHES_LISTED`] otherwise).
 fn judge(
     platform: &Platform,
     binaries: Binaries,
     report: &mab_verify::Report,
 ) -> (Vec<String>, Option<(String, Vec<String>)>) {
     let mut warnings: Vec<String> = report.note.iter().cloned().collect();
-    warnings.extend(report.warnings.iter().map(|finding| {
-        format!(
-            "{platform}: {} is {}, of the 32-bit architecture {platform} also runs (allowed; `[verify] ignore` silences it)",
-            finding.path, finding.found
-        )
-    }));
+    if let Some(first) = report.warnings.first() {
+        warnings.push(format!(
+            "{platform}: {} of the 32-bit architecture {platform} also runs ({}; allowed, `[verify] ignore` silences them): {}",
+            files(report.warnings.len()),
+            first.expected,
+            listed(&report.warnings)
+        ));
+    }
     let Some(first) = report.mismatches.first() else {
         return (warnings, None);
     };
     if binaries != Binaries::Error {
-        warnings.extend(report.mismatches.iter().map(|finding| {
-            format!(
-                "{platform}: {} is {}, but {platform} needs {} (`[verify] binaries = \"warn\"`)",
-                finding.path, finding.found, finding.expected
-            )
-        }));
+        warnings.push(format!(
+            "{platform}: {} of another architecture, but {platform} needs {} (`[verify] binaries = \"warn\"`): {}",
+            files(report.mismatches.len()),
+            first.expected,
+            listed(&report.mismatches)
+        ));
         return (warnings, None);
     }
     let count = report.mismatches.len();
@@ -522,43 +537,156 @@ fn judge(
     (warnings, Some((message, tail)))
 }
 
+/// `1 file`, `3 files`.
+fn files(count: usize) -> String {
+    match count {
+        1 => "1 file".to_owned(),
+        _ => format!("{count} files"),
+    }
+}
+
+/// The first [`MISMATCHES_LISTED`] findings as `PATH is FOUND`, joined by
+/// `; `, with how many more there are.
+fn listed(findings: &[mab_verify::Finding]) -> String {
+    let mut text = findings
+        .iter()
+        .take(MISMATCHES_LISTED)
+        .map(|finding| format!("{} is {}", finding.path, finding.found))
+        .collect::<Vec<_>>()
+        .join("; ");
+    if findings.len() > MISMATCHES_LISTED {
+        text.push_str(&format!(
+            "; and {} more",
+            findings.len() - MISMATCHES_LISTED
+        ));
+    }
+    text
+}
+
 /// How many mismatched files a failure lists under its message.
 const MISMATCHES_LISTED: usize = 20;
 
+/// Why the binary check could not read an image's layers.
+#[derive(Debug, thiserror::Error)]
+enum CheckReadError {
+    /// A layer of a media type that is not a tar stream mab reads.
+    #[error("the binary check cannot read layer {digest}: its media type `{media_type}` is not a tar layer (uncompressed, gzip or zstd)")]
+    MediaType { digest: String, media_type: String },
+    /// The registry would not give the manifest or a layer.
+    #[error(transparent)]
+    Registry(#[from] mab_registry::RegistryError),
+    /// A layer's stream from the registry broke or was not a tar archive,
+    /// each of its tries.
+    #[error(transparent)]
+    Blob(mab_verify::VerifyError),
+    /// The engine would not export the image, or its export broke.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The engine's export could not be read as a `docker save` archive.
+    #[error(transparent)]
+    Saved(mab_verify::VerifyError),
+    /// The export could not be written to this machine's temporary
+    /// directory.
+    #[error("could not write the exported image {image} to a temporary file in {} on this machine: {source}", .directory.display())]
+    Spool {
+        image: String,
+        directory: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl CheckReadError {
+    /// The stage, cause and hint of the job's failure; `None` keeps the
+    /// stage's own.
+    fn stage(&self) -> (Stage, Option<ErrorKind>, Option<String>) {
+        match self {
+            CheckReadError::MediaType { .. } => (
+                Stage::Binaries,
+                Some(ErrorKind::Usage),
+                Some("the binary check reads tar layers only: uncompressed, gzip or zstd (`application/vnd.oci.image.layer.v1.tar`, `+gzip`, `+zstd`, and Docker's `rootfs.diff.tar.gzip`); set `[verify] binaries = \"off\"` in mab.toml to publish such an image unchecked (docs/verify.md)".to_owned()),
+            ),
+            CheckReadError::Registry(_) | CheckReadError::Blob(_) => (Stage::ReadBack, None, None),
+            CheckReadError::Saved(mab_verify::VerifyError::SavedPlatform { .. }) => {
+                (Stage::Verify, None, None)
+            }
+            CheckReadError::Engine(_) | CheckReadError::Saved(_) => (Stage::Runner, None, None),
+            CheckReadError::Spool { directory, .. } => (
+                Stage::Runner,
+                None,
+                Some(format!(
+                    "with --no-push the image's export (as large as the image uncompressed) is spooled to {}: free space there, or set TMPDIR to a directory with room (docs/verify.md)",
+                    directory.display()
+                )),
+            ),
+        }
+    }
+}
+
+/// How many times a layer whose stream broke midway is read again from
+/// its start, after the backoff of other requests
+/// ([`mab_events::retry::policy`]).
+const LAYER_RETRIES: usize = 2;
+
 /// The binary check of the pushed image `digest`: its layers streamed from
-/// the registry in order, each read on a blocking thread as it arrives.
-/// Returns the report and the bytes of the layers read (as stored); an
-/// error is a sentence naming the layer.
+/// the registry in order, each read on a blocking thread as it arrives. A
+/// layer whose stream breaks is read again from its start (the check only
+/// changes by a layer read whole), up to [`LAYER_RETRIES`] times, each
+/// retry reported as the registry's. Returns the report and the bytes of
+/// the layers read (as stored).
 async fn check_pushed<R: Registry>(
     repository: &R,
+    registry: &str,
+    reporter: &dyn Reporter,
     digest: &str,
     mut check: mab_verify::Check,
-) -> Result<(mab_verify::Report, u64), String> {
+) -> Result<(mab_verify::Report, u64), CheckReadError> {
+    use backon::BackoffBuilder;
     let mut bytes = 0;
-    if check.inspects() {
-        let layers = repository
-            .layers(digest)
-            .await
-            .map_err(|error| error.to_string())?;
-        for layer in layers {
-            let compression = mab_verify::Compression::of_media_type(&layer.media_type)
-                .ok_or_else(|| {
-                    mab_verify::VerifyError::MediaType {
-                        digest: layer.digest.clone(),
-                        media_type: layer.media_type.clone(),
+    if !check.inspects() {
+        return Ok((check.report(), bytes));
+    }
+    let layers = repository.layers(digest).await?;
+    for layer in layers {
+        let compression =
+            mab_verify::Compression::of_media_type(&layer.media_type).ok_or_else(|| {
+                CheckReadError::MediaType {
+                    digest: layer.digest.clone(),
+                    media_type: layer.media_type.clone(),
+                }
+            })?;
+        let request = format!("GET blob {} of {}", layer.digest, repository.name());
+        let notifier = mab_events::retry::Notifier::new(
+            reporter,
+            mab_events::RetryTarget::Registry {
+                registry: registry.to_owned(),
+            },
+            &request,
+        );
+        let mut delays = mab_events::retry::policy()
+            .with_max_times(LAYER_RETRIES)
+            .build();
+        check = loop {
+            let blob = repository.blob(&layer.digest).await?;
+            match check
+                .layer_async(layer.digest.clone(), blob, compression)
+                .await
+            {
+                Ok(read) => break read,
+                Err(mab_verify::LayerFailed {
+                    check: Some(back),
+                    error,
+                }) => match delays.next() {
+                    Some(delay) => {
+                        notifier.retrying(delay, error.to_string());
+                        tokio::time::sleep(delay).await;
+                        check = *back;
                     }
-                    .to_string()
-                })?;
-            let blob = repository
-                .blob(&layer.digest)
-                .await
-                .map_err(|error| error.to_string())?;
-            check = check
-                .layer_async(layer.digest, blob, compression)
-                .await
-                .map_err(|error| error.to_string())?;
-            bytes += layer.size;
-        }
+                    None => return Err(CheckReadError::Blob(error)),
+                },
+                Err(failed) => return Err(CheckReadError::Blob(failed.error)),
+            }
+        };
+        bytes += layer.size;
     }
     Ok((check.report(), bytes))
 }
@@ -571,27 +699,37 @@ async fn check_exported(
     engine: &mab_engine::Engine,
     image: &str,
     check: mab_verify::Check,
-) -> Result<(mab_verify::Report, u64), String> {
+) -> Result<(mab_verify::Report, u64), CheckReadError> {
     if !check.inspects() {
         return Ok((check.report(), 0));
     }
     let spool = engine
         .export_image(image)
         .await
-        .map_err(|error| error.to_string())?;
+        .map_err(|error| match error {
+            EngineError::Spool { source, .. } => CheckReadError::Spool {
+                image: image.to_owned(),
+                directory: std::env::temp_dir(),
+                source,
+            },
+            error => CheckReadError::Engine(error),
+        })?;
     let bytes = spool
-        .as_file()
         .metadata()
         .map(|metadata| metadata.len())
         .unwrap_or_default();
-    let image = image.to_owned();
     tokio::task::spawn_blocking(move || {
-        mab_verify::check_saved(spool.as_file(), check)
+        mab_verify::check_saved(&spool, check)
             .map(|report| (report, bytes))
-            .map_err(|error| format!("checking the programs of {image}: {error}"))
+            .map_err(CheckReadError::Saved)
     })
     .await
-    .map_err(|error| error.to_string())?
+    .map_err(|error| {
+        CheckReadError::Saved(mab_verify::VerifyError::Task {
+            layer: image.to_owned(),
+            message: error.to_string(),
+        })
+    })?
 }
 
 /// `failure`, marked as one another runner may retry.
@@ -653,7 +791,7 @@ impl RunningPhase<'_> {
 }
 
 /// Where a platform's job failed, for the hint that goes with it.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Stage {
     /// Reaching the runner or its engine.
     Runner,
@@ -1127,7 +1265,7 @@ mod tests {
             warnings: vec![compat.clone()],
             note: None,
         };
-        let compat_warning = "linux/arm64: /usr/lib/arm32/libc.so is ELF 32-bit LSB ARM shared object, of the 32-bit architecture linux/arm64 also runs (allowed; `[verify] ignore` silences it)";
+        let compat_warning = "linux/arm64: 1 file of the 32-bit architecture linux/arm64 also runs (32-bit LSB ARM; allowed, `[verify] ignore` silences them): /usr/lib/arm32/libc.so is ELF 32-bit LSB ARM shared object";
 
         let (warnings, failure) = judge(&platform, Binaries::Error, &report(Vec::new()));
         assert_eq!(warnings, [compat_warning]);
@@ -1163,11 +1301,16 @@ mod tests {
         assert_eq!(failure, None);
         assert_eq!(
             warnings[1..],
-            [
-                "linux/arm64: /bin/t00 is ELF 64-bit LSB x86-64 executable, but linux/arm64 needs 64-bit LSB ARM aarch64 (`[verify] binaries = \"warn\"`)",
-                "linux/arm64: /bin/t01 is ELF 64-bit LSB x86-64 executable, but linux/arm64 needs 64-bit LSB ARM aarch64 (`[verify] binaries = \"warn\"`)",
-            ]
+            ["linux/arm64: 2 files of another architecture, but linux/arm64 needs 64-bit LSB ARM aarch64 (`[verify] binaries = \"warn\"`): /bin/t00 is ELF 64-bit LSB x86-64 executable; /bin/t01 is ELF 64-bit LSB x86-64 executable"]
         );
+        // One warning for the platform however many files, the first
+        // ones named.
+        let (warnings, _) = judge(&platform, Binaries::Warn, &report(many.clone()));
+        assert_eq!(warnings.len(), 2);
+        assert!(warnings[1].starts_with("linux/arm64: 25 files of another architecture"));
+        assert!(warnings[1].contains("/bin/t19 is"));
+        assert!(!warnings[1].contains("/bin/t20"));
+        assert!(warnings[1].ends_with("; and 5 more"), "{}", warnings[1]);
 
         let unchecked = mab_verify::Report {
             note: Some(
@@ -1183,6 +1326,45 @@ mod tests {
         );
         assert_eq!(warnings, [unchecked.note.clone().unwrap()]);
         assert_eq!(failure, None);
+    }
+
+    /// Each cause of a check that could not read the image has its stage,
+    /// kind and hint.
+    #[test]
+    fn a_check_that_cannot_read_fails_by_its_cause() {
+        let media_type = CheckReadError::MediaType {
+            digest: "sha256:a".to_owned(),
+            media_type: "application/vnd.oci.image.layer.v1.tar+bzip2".to_owned(),
+        };
+        assert_eq!(
+            media_type.to_string(),
+            "the binary check cannot read layer sha256:a: its media type `application/vnd.oci.image.layer.v1.tar+bzip2` is not a tar layer (uncompressed, gzip or zstd)"
+        );
+        let (stage, kind, hint) = media_type.stage();
+        assert_eq!((stage, kind), (Stage::Binaries, Some(ErrorKind::Usage)));
+        assert!(hint.unwrap().contains("`[verify] binaries = \"off\"`"));
+        let spool = CheckReadError::Spool {
+            image: "app:mab-1".to_owned(),
+            directory: "/scratch".into(),
+            source: std::io::Error::other("No space left on device"),
+        };
+        assert_eq!(
+            spool.to_string(),
+            "could not write the exported image app:mab-1 to a temporary file in /scratch on this machine: No space left on device"
+        );
+        let (stage, kind, hint) = spool.stage();
+        assert_eq!((stage, kind), (Stage::Runner, None));
+        assert!(hint.unwrap().contains("free space there, or set TMPDIR"));
+        let broken = CheckReadError::Blob(mab_verify::VerifyError::Read {
+            layer: "sha256:a".to_owned(),
+            source: std::io::Error::other("connection reset"),
+        });
+        assert_eq!(broken.stage(), (Stage::ReadBack, None, None));
+        let other = CheckReadError::Saved(mab_verify::VerifyError::SavedPlatform {
+            found: "linux/amd64".to_owned(),
+            expected: "linux/arm64".to_owned(),
+        });
+        assert_eq!(other.stage().0, Stage::Verify);
     }
 
     /// A step whose network hook failed is told by the log's tail, as the
@@ -1252,6 +1434,136 @@ mod tests {
             assert_eq!(failure.kind, kind, "{tail:?}");
             assert!(failure.hint.contains(hint), "{tail:?}: {}", failure.hint);
             assert!(!failure.movable);
+        }
+    }
+}
+
+/// `check_pushed` over a registry whose layer stream breaks midway.
+#[cfg(test)]
+mod check_pushed_tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use mab_registry::{Blob, Layer, RegistryError};
+
+    use super::*;
+
+    /// One uncompressed layer holding an x86-64 executable, whose stream
+    /// is cut short the first `broken` times it is asked for.
+    struct BrokenLayer {
+        layer: Vec<u8>,
+        broken: usize,
+        asked: AtomicUsize,
+    }
+
+    impl Registry for BrokenLayer {
+        fn name(&self) -> String {
+            "127.0.0.1:5000/app".to_owned()
+        }
+        async fn check_push(&self) -> Result<(), RegistryError> {
+            unreachable!()
+        }
+        async fn describe(&self, _: &str) -> Result<Child, RegistryError> {
+            unreachable!()
+        }
+        async fn publish(&self, _: &str, _: &[u8], _: &[String]) -> Result<String, RegistryError> {
+            unreachable!()
+        }
+        async fn manifest(&self, _: &str) -> Result<(Vec<u8>, String), RegistryError> {
+            unreachable!()
+        }
+        async fn tag_digest(&self, _: &str) -> Result<Option<String>, RegistryError> {
+            unreachable!()
+        }
+        async fn delete_tag(&self, _: &str) -> Result<bool, RegistryError> {
+            unreachable!()
+        }
+        async fn layers(&self, _: &str) -> Result<Vec<Layer>, RegistryError> {
+            Ok(vec![Layer {
+                media_type: "application/vnd.oci.image.layer.v1.tar".to_owned(),
+                digest: "sha256:layer".to_owned(),
+                size: self.layer.len() as u64,
+            }])
+        }
+        async fn blob(&self, _: &str) -> Result<Blob, RegistryError> {
+            let asked = self.asked.fetch_add(1, Ordering::SeqCst);
+            let bytes = if asked < self.broken {
+                // Cut inside an entry's data, not at a header.
+                self.layer[..self.layer.len() / 2 + 100].to_vec()
+            } else {
+                self.layer.clone()
+            };
+            Ok(Box::new(std::io::Cursor::new(bytes)))
+        }
+    }
+
+    fn x86_64_layer() -> Vec<u8> {
+        let mut elf = vec![0u8; 64];
+        elf[..4].copy_from_slice(b"\x7fELF");
+        elf[4] = 2;
+        elf[5] = 1;
+        elf[6] = 1;
+        elf[16] = 2; // ET_EXEC
+        elf[18] = 62; // EM_X86_64
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(elf.len() as u64);
+        header.set_mode(0o755);
+        builder
+            .append_data(&mut header, "bin/tool", elf.as_slice())
+            .unwrap();
+        // Files enough that half the stream ends inside an entry.
+        for index in 0..8 {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(1000);
+            header.set_mode(0o644);
+            builder
+                .append_data(&mut header, format!("data/{index}"), &[b'x'; 1000][..])
+                .unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_layer_that_breaks_is_read_again_from_its_start() {
+        let platform: Platform = "linux/arm64".parse().unwrap();
+        for (broken, read) in [(0, true), (2, true), (3, false)] {
+            let registry = BrokenLayer {
+                layer: x86_64_layer(),
+                broken,
+                asked: AtomicUsize::new(0),
+            };
+            let recorder = mab_events::Recorder::default();
+            let check = mab_verify::Check::new(&platform, mab_verify::Rules::default());
+            let result = check_pushed(
+                &registry,
+                "127.0.0.1:5000",
+                &recorder,
+                "sha256:image",
+                check,
+            )
+            .await;
+            let retries = recorder
+                .events()
+                .into_iter()
+                .filter(|event| matches!(event, Event::Retry { .. }))
+                .count();
+            assert_eq!(retries, broken.min(LAYER_RETRIES), "{broken}");
+            assert_eq!(
+                registry.asked.load(Ordering::SeqCst),
+                (broken + 1).min(LAYER_RETRIES + 1)
+            );
+            match result {
+                Ok((report, _)) => {
+                    assert!(read, "{broken}");
+                    // Read whole once: the tool is there once.
+                    assert_eq!(report.checked, 1);
+                    assert_eq!(report.mismatches.len(), 1);
+                }
+                Err(error) => {
+                    assert!(!read, "{broken}: {error}");
+                    assert!(matches!(error, CheckReadError::Blob(_)), "{error}");
+                }
+            }
         }
     }
 }
