@@ -8,7 +8,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::document::{
-    absolute, check_near_miss, deserialize, dotted_key, normalise, parse_platforms, Segment, Table,
+    absolute, check_near_miss, deserialize, dotted_key, normalise, parse_platforms,
+    unknown_key_position, Segment, Table,
 };
 use crate::error::{read_file, ConfigError};
 use crate::platform::Platform;
@@ -225,9 +226,9 @@ pub fn parse_project(path: &Path, text: &str) -> Result<Project, ConfigError> {
     for unknown in &ignored {
         check_near_miss(path, text, unknown, &table_of(&unknown.segments))?;
         warnings.push(format!(
-            "unknown key `{}` in {} is ignored",
+            "{}: unknown key `{}` is ignored",
+            unknown_key_position(path, text, unknown),
             dotted_key(&unknown.segments),
-            path.display()
         ));
     }
 
@@ -908,15 +909,17 @@ extra = ["edge", "nightly", "edge"]
     #[test]
     fn unknown_keys_are_warnings() {
         let project = parse(
-            "colour = 1\n[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\nlabels = {}\n[tags]\nlatest = true\n",
+            "colour = 1\n[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\nlabels = {}\n[tags]\nlatest = true\n[test]\nrun = [\"/app\"]\n  colour = \"blue\"\n[verify]\ncolour = \"blue\"\n",
         )
         .unwrap();
         assert_eq!(
             project.warnings,
             [
-                "unknown key `colour` in /src/app/mab.toml is ignored",
-                "unknown key `image.labels` in /src/app/mab.toml is ignored",
-                "unknown key `tags.latest` in /src/app/mab.toml is ignored",
+                "/src/app/mab.toml:1:1: unknown key `colour` is ignored",
+                "/src/app/mab.toml:5:1: unknown key `image.labels` is ignored",
+                "/src/app/mab.toml:7:1: unknown key `tags.latest` is ignored",
+                "/src/app/mab.toml:10:3: unknown key `test.colour` is ignored",
+                "/src/app/mab.toml:12:1: unknown key `verify.colour` is ignored",
             ]
         );
     }
