@@ -163,11 +163,28 @@ impl PartialEq for Expect {
 impl Eq for Expect {}
 
 impl std::str::FromStr for Expect {
-    type Err = regex::Error;
+    type Err = String;
 
-    /// Compiles `expect` as written in `[test]`.
-    fn from_str(expect: &str) -> Result<Expect, regex::Error> {
-        regex::Regex::new(expect).map(Expect)
+    /// Compiles `expect` as written in `[test]`. The error is one line:
+    /// what the regex crate's parser found wrong and where in the pattern
+    /// (`unclosed group at character 1 of the pattern`), or the regex
+    /// crate's message for a pattern that parses but does not compile (one
+    /// over its size limit).
+    fn from_str(expect: &str) -> Result<Expect, String> {
+        regex::Regex::new(expect).map(Expect).map_err(|error| {
+            let at = |kind: &dyn std::fmt::Display, start: regex_syntax::ast::Position| {
+                let before = expect.get(..start.offset).unwrap_or(expect);
+                format!(
+                    "{kind} at character {} of the pattern",
+                    before.chars().count() + 1
+                )
+            };
+            match regex_syntax::Parser::new().parse(expect) {
+                Err(regex_syntax::Error::Parse(error)) => at(error.kind(), error.span().start),
+                Err(regex_syntax::Error::Translate(error)) => at(error.kind(), error.span().start),
+                _ => error.to_string().replace('\n', " "),
+            }
+        })
     }
 }
 
@@ -534,7 +551,7 @@ impl Project {
 
 /// What to write for a time limit, for the hint of a bad one.
 pub const TIME_LIMIT_HINT: &str =
-    "write a duration such as `90m`, `2h`, `1h 30m` or `45s` (units: s, m, h, d)";
+    "write a duration of at least 1s, such as `90m`, `2h`, `1h 30m` or `45s` (units: s, m, h, d)";
 
 /// A time limit as written in `[image] timeout` or `--timeout`/`--deadline`:
 /// a human-readable duration in the syntax of the `humantime` crate, one or
@@ -808,18 +825,33 @@ extra = ["edge", "nightly", "edge"]
             ("expect = \"x\"", "[test] has no `run`", (5, 1)),
             (
                 "run = [\"/app\", 1]",
-                "`run`: invalid type: integer `1`, expected a string",
+                "[test] `run`: invalid type: integer `1`, expected a string",
                 (6, 16),
             ),
             (
                 "run = \"/app --version\"",
-                "`run`: invalid type: string \"/app --version\", expected a list",
+                "[test] `run`: invalid type: string \"/app --version\", expected a list",
                 (6, 7),
             ),
             (
                 "run = [\"/app\"]\nexpect = \"(v\"",
-                "[test] `expect` is not a regular expression: regex parse error:",
+                "[test] `expect` is not a regular expression: unclosed group at character 1 of the pattern",
                 (7, 10),
+            ),
+            (
+                "run = [\"/app\"]\nexpect = 'v[0-9]+ (\\w+'",
+                "[test] `expect` is not a regular expression: unclosed group at character 9 of the pattern",
+                (7, 10),
+            ),
+            (
+                "run = [\"/app\"]\ntimeout = 5",
+                "[test] `timeout`: invalid type: integer `5`, expected a string",
+                (7, 11),
+            ),
+            (
+                "run = [\"/app\"]\ntimeout = \"500ms\"",
+                "[test] `timeout`: `500ms` is less than a second",
+                (7, 11),
             ),
             (
                 "run = [\"/app\"]\ntimeout = \"soon\"",
@@ -1082,7 +1114,7 @@ extra = ["edge", "nightly", "edge"]
             ),
             (
                 "[image]\nname = \"app\"\nplatforms = \"linux/amd64\"\n",
-                "`platforms`: invalid type: string \"linux/amd64\", expected a list",
+                "[image] `platforms`: invalid type: string \"linux/amd64\", expected a list",
                 ":3:13",
                 "platforms = \"linux/amd64\"",
                 "            ^^^^^^^^^^^^^",
@@ -1090,7 +1122,7 @@ extra = ["edge", "nightly", "edge"]
             ),
             (
                 "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\nemulation = \"no\"\n",
-                "`emulation`: invalid type: string \"no\", expected a boolean",
+                "[image] `emulation`: invalid type: string \"no\", expected a boolean",
                 ":4:13",
                 "emulation = \"no\"",
                 "            ^^^^",
@@ -1098,7 +1130,7 @@ extra = ["edge", "nightly", "edge"]
             ),
             (
                 "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\nfallback = 0\n",
-                "`fallback`: invalid type: integer `0`, expected a boolean",
+                "[image] `fallback`: invalid type: integer `0`, expected a boolean",
                 ":4:12",
                 "fallback = 0",
                 "           ^",
@@ -1130,7 +1162,7 @@ extra = ["edge", "nightly", "edge"]
             ),
             (
                 "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\ntimeout = 90\n",
-                "`timeout`: invalid type: integer `90`, expected a string",
+                "[image] `timeout`: invalid type: integer `90`, expected a string",
                 ":4:11",
                 "timeout = 90",
                 "          ^^",
@@ -1138,7 +1170,7 @@ extra = ["edge", "nightly", "edge"]
             ),
             (
                 "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\n[image.args]\nN = 3\n",
-                "`N`: invalid type: integer `3`, expected a string",
+                "[image.args] `N`: invalid type: integer `3`, expected a string",
                 ":5:5",
                 "N = 3",
                 "    ^",
