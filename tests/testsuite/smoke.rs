@@ -528,11 +528,47 @@ fn stderr_does_not_match_expect() {
             && run.stderr.contains("    stderr: ready\n")
             && run
                 .stderr
-                .contains("hint: `expect` reads standard output only"),
+                .contains("hint: compare `expect` with the output shown: it is matched against standard output only"),
         "{run:?}"
     );
     assert_eq!(metadata["platforms"][0]["error"]["kind"], "test");
     assert_eq!(metadata["platforms"][0]["test"]["exit_code"], 0);
+    assert!(!skopeo_exists(&format!("{repository}:never")));
+    assert_no_container_left(&repository);
+}
+
+/// `^` and `$` without `(?m)` are the ends of the output, its last line
+/// end removed as `$(...)` does: `^version 2\.0$` matches what `echo
+/// "version 2.0"` prints (the platform is published) and not two lines.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn an_anchored_expect_matches_a_one_line_output() {
+    let _ssh = ssh_lock();
+    let lab = require_lab!();
+    let repository = lab.repository("smoke-anchored");
+    let expect = "expect = '^version 2\\.0$'\n";
+    let test = format!("{}{expect}", script("echo 'version 2.0'"));
+    let project = amd64_project(lab, &repository, &test);
+    let home = Home::new(lab);
+    let (run, metadata) = build_with_metadata(home.path(), project.path(), &["--tag", "anchored"]);
+    assert_eq!(tested(&run.stderr), ["linux/amd64 on here"], "{run:?}");
+    assert_eq!(metadata["platforms"][0]["state"], "published");
+    assert!(skopeo_exists(&format!("{repository}:anchored")));
+
+    // A second line: `$` is the end of the whole output.
+    let test = format!("{}{expect}", script("echo 'version 2.0'; echo done"));
+    let project = amd64_project(lab, &repository, &test);
+    let (run, metadata) = build_and_metadata(home.path(), project.path(), &["--tag", "never"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("but its output did not match expect = \"^version 2\\\\.0$\"")
+            && run
+                .stderr
+                .contains("add `(?m)` for `^` and `$` to match at each line"),
+        "{run:?}"
+    );
+    assert_eq!(metadata["platforms"][0]["error"]["kind"], "test");
     assert!(!skopeo_exists(&format!("{repository}:never")));
     assert_no_container_left(&repository);
 }

@@ -162,6 +162,20 @@ impl PartialEq for Expect {
 
 impl Eq for Expect {}
 
+impl Expect {
+    /// Whether the pattern matches the command's standard output `stdout`
+    /// with one trailing line end (`\n` or `\r\n`) removed, as shell
+    /// `$(...)` removes the output's last newline: `^version 2\.0$`
+    /// matches what `echo "version 2.0"` prints. Without `(?m)`, `^` and
+    /// `$` are the ends of the whole output; with it, of each line.
+    pub fn is_match(&self, stdout: &str) -> bool {
+        let trimmed = stdout
+            .strip_suffix('\n')
+            .map_or(stdout, |line| line.strip_suffix('\r').unwrap_or(line));
+        self.0.is_match(trimmed)
+    }
+}
+
 impl std::str::FromStr for Expect {
     type Err = String;
 

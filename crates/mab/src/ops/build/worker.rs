@@ -773,7 +773,7 @@ fn test_verdict(
     let end = match outcome.ended {
         Ended::TimedOut => TestEnd::TimedOut,
         Ended::Exited(0) => match &test.expect {
-            Some(expect) if !expect.0.is_match(&outcome.stdout) => TestEnd::Unmatched,
+            Some(expect) if !expect.is_match(&outcome.stdout) => TestEnd::Unmatched,
             _ => return Ok(TestRun::of(test, 0, outcome.seconds, true)),
         },
         Ended::Exited(code) => TestEnd::Exited(code),
@@ -834,7 +834,7 @@ fn test_failure(test: &SmokeTest, job: &JobSpec, end: &TestEnd<'_>) -> (String, 
                 "[test] run = {run} exited with code 0 in {image}, but its output did not match expect = {}",
                 serde_json::to_string(test.expect.as_ref().map_or("", |expect| expect.0.as_str())).unwrap_or_default()
             ),
-            format!("`expect` reads standard output only (lines marked `stderr:` are not matched): compare it with the output shown; {TEST_FIX}"),
+            format!("compare `expect` with the output shown: it is matched against standard output only (lines marked `stderr:` are not), its last newline removed; add `(?m)` for `^` and `$` to match at each line; {TEST_FIX}"),
         ),
     }
 }
@@ -1074,7 +1074,19 @@ mod tests {
                 Ended::Exited(0),
                 "v2.0\n",
                 Some(format!("[test] run = [\"/app\",\"--version\"] exited with code 0 {IN}, but its output did not match expect = \"^v2$\"")),
-                "`expect` reads standard output only",
+                "compare `expect` with the output shown",
+            ),
+            // One trailing line end is removed before matching, as `$(...)`
+            // does: `$` matches after the last line's text.
+            (Some("^version 2\\.0$"), Ended::Exited(0), "version 2.0\n", None, ""),
+            (Some("^version 2\\.0$"), Ended::Exited(0), "version 2.0\r\n", None, ""),
+            (Some("(?m)^v2$"), Ended::Exited(0), "app\nv2\n", None, ""),
+            (
+                Some("^v2$"),
+                Ended::Exited(0),
+                "v2\n\n",
+                Some(format!("[test] run = [\"/app\",\"--version\"] exited with code 0 {IN}, but its output did not match expect = \"^v2$\"")),
+                "compare `expect` with the output shown",
             ),
         ];
         for (expect, ended, stdout, message, hint) in cases {
