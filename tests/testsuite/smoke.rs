@@ -354,37 +354,85 @@ fn a_test_that_times_out() {
     assert_no_container_left(&repository);
 }
 
-/// A command the image does not hold cannot start: the platform fails
-/// with the engine's reason, and no container is left.
+/// A command the images do not hold cannot start on any of the three
+/// platforms: each fails with the engine's reason and names where its image
+/// is kept (which the engine holds), the report gives the hint once, and
+/// no container is left.
 #[test]
 #[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn a_command_that_cannot_start() {
     let _ssh = ssh_lock();
     let lab = require_lab!();
     let repository = lab.repository("smoke-missing");
-    let project = amd64_project(lab, &repository, "run = [\"/no/such/program\"]\n");
+    let project = project(lab, &repository, "run = [\"/no/such/program\"]\n");
     let home = Home::new(lab);
     let (run, metadata) = build_and_metadata(home.path(), project.path(), &["--tag", "never"]);
     assert_eq!(run.code, 1, "{run:?}");
-    assert!(
-        run.stderr.contains("linux/amd64 on here: [test] run = [\"/no/such/program\"] could not start in the linux/amd64 image on runner `here`: ")
-            && run.stderr.contains("no such file or directory"),
-        "{run:?}"
+    for ((platform, runner), engine) in [
+        ("linux/amd64", "here"),
+        ("linux/arm64", "arm"),
+        ("linux/ppc64le", "power"),
+    ]
+    .into_iter()
+    .zip(ENGINES)
+    {
+        let line = run
+            .stderr
+            .lines()
+            .find(|line| line.contains(&format!("{platform} on {runner}: [test]")))
+            .unwrap_or_else(|| panic!("{platform}: {run:?}"));
+        assert!(
+            line.contains(&format!("[test] run = [\"/no/such/program\"] could not start in the {platform} image on runner `{runner}`: "))
+                && line.contains("no such file or directory"),
+            "{line}"
+        );
+        // `<image>:mab-<build id>-<platform>`, the build id 12 hex digits.
+        let (_, kept) = line
+            .rsplit_once(&format!("; the image is kept on runner `{runner}` as "))
+            .unwrap_or_else(|| panic!("names the kept image: {line}"));
+        let build_id = kept
+            .strip_prefix(&format!("{repository}:mab-"))
+            .and_then(|rest| rest.strip_suffix(&format!("-{}", platform.replace('/', "-"))))
+            .unwrap_or_else(|| panic!("{kept}"));
+        assert!(
+            build_id.len() == 12 && build_id.chars().all(|c| c.is_ascii_hexdigit()),
+            "{kept}"
+        );
+        // The engine holds the image under that name.
+        let inspected = docker_on(
+            engine,
+            &[
+                "image",
+                "inspect",
+                "--format",
+                "{{.Os}}/{{.Architecture}}",
+                kept,
+            ],
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&inspected.stdout).trim(),
+            platform,
+            "{engine}: {inspected:?}"
+        );
+        docker_on(engine, &["rmi", kept]);
+    }
+    assert_eq!(
+        run.stderr
+            .matches(
+                "hint: check that each image holds the program `run` names, built for its platform"
+            )
+            .count(),
+        1,
+        "one hint for the three platforms: {run:?}"
     );
-    assert!(
-        run.stderr.contains(
-            "hint: check that the image holds the program `run` names, built for linux/amd64"
-        ),
-        "{run:?}"
-    );
-    assert_eq!(metadata["platforms"][0]["error"]["kind"], "test");
-    assert!(metadata["platforms"][0].get("test").is_none());
+    for entry in metadata["platforms"].as_array().unwrap() {
+        assert_eq!(entry["error"]["kind"], "test", "{entry}");
+        assert!(entry.get("test").is_none(), "{entry}");
+    }
     assert!(!skopeo_exists(&format!("{repository}:never")));
     assert_no_container_left(&repository);
 }
 
-/// (d) Ctrl-C while the test runs on an SSH runner (the job is dropped):
-/// the container is removed before mab exits, and nothing is published.
 #[test]
 #[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn an_interrupted_test_leaves_no_container() {

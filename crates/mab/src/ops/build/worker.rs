@@ -813,7 +813,9 @@ fn test_failure(test: &SmokeTest, job: &JobSpec, end: &TestEnd<'_>) -> (String, 
     match end {
         TestEnd::NotStarted(why) => (
             format!("[test] run = {run} could not start in {image}: {why}"),
-            format!("check that the image holds the program `run` names, built for {}; {TEST_FIX}", job.platform),
+            // The same words for every platform, so that a program
+            // missing from each image is one hint in the report.
+            format!("check that each image holds the program `run` names, built for its platform; {TEST_FIX}"),
         ),
         TestEnd::Exited(code) => (
             format!("[test] run = {run} exited with code {code} in {image}"),
@@ -826,7 +828,12 @@ fn test_failure(test: &SmokeTest, job: &JobSpec, end: &TestEnd<'_>) -> (String, 
             ),
             format!(
                 "raise [test] `timeout` in mab.toml if the command needs longer{}; {TEST_FIX}",
-                if job.emulated { " (this runner emulates the platform with QEMU, which is slower)" } else { "" }
+                // Named, as the report gives each distinct hint once.
+                if job.emulated {
+                    format!(" (runner `{}` emulates {} with QEMU, which is slower)", job.runner, job.platform)
+                } else {
+                    String::new()
+                }
             ),
         ),
         TestEnd::Unmatched => (
@@ -906,7 +913,18 @@ impl<R: Registry> Worker for LiveWorker<'_, R> {
                     test,
                 })
             }
-            Err(failure) => {
+            Err(mut failure) => {
+                // A failed smoke test or binary check comes after the
+                // build: the engine still holds the image under its build
+                // name, to be run there to see why (docs/runners.md).
+                if matches!(failure.kind, ErrorKind::Test | ErrorKind::Binaries) {
+                    failure.message = format!(
+                        "{}; the image is kept on runner `{}` as {}",
+                        failure.message,
+                        job.runner,
+                        self.build_name(&job.platform)
+                    );
+                }
                 self.reporter.report(Event::JobFailed {
                     platform,
                     runner,
@@ -1067,7 +1085,7 @@ mod tests {
                 Ended::TimedOut,
                 "v1",
                 Some(format!("[test] run = [\"/app\",\"--version\"] timed out after 1m 30s {IN} and was killed")),
-                "raise [test] `timeout` in mab.toml if the command needs longer (this runner emulates the platform with QEMU, which is slower)",
+                "raise [test] `timeout` in mab.toml if the command needs longer (runner `power` emulates linux/ppc64le with QEMU, which is slower)",
             ),
             (
                 Some("^v2$"),
@@ -1111,7 +1129,7 @@ mod tests {
         );
         assert!(
             hint.starts_with(
-                "check that the image holds the program `run` names, built for linux/ppc64le"
+                "check that each image holds the program `run` names, built for its platform"
             ),
             "{hint}"
         );
