@@ -342,7 +342,7 @@ pub fn parse_project(path: &Path, text: &str) -> Result<Project, ConfigError> {
     let timeout = image
         .timeout
         .as_ref()
-        .map(|timeout| time_limit(path, text, "`timeout`", timeout))
+        .map(|timeout| time_limit(path, text, "[image] `timeout`", timeout))
         .transpose()?;
     let test = raw
         .test
@@ -1152,7 +1152,7 @@ extra = ["edge", "nightly", "edge"]
             ),
             (
                 "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\ntimeout = \"90 minuets\"\n",
-                "`timeout`: `90 minuets` is not a duration: `minuets` is not a unit",
+                "[image] `timeout`: `90 minuets` is not a duration: `minuets` is not a unit",
                 ":4:11",
                 "timeout = \"90 minuets\"",
                 "          ^^^^^^^^^^^^",
@@ -1160,7 +1160,7 @@ extra = ["edge", "nightly", "edge"]
             ),
             (
                 "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\ntimeout = \"90\"\n",
-                "`timeout`: `90` is not a duration: a unit is needed after the number",
+                "[image] `timeout`: `90` is not a duration: a unit is needed after the number",
                 ":4:11",
                 "timeout = \"90\"",
                 "          ^^^^",
@@ -1168,7 +1168,7 @@ extra = ["edge", "nightly", "edge"]
             ),
             (
                 "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\ntimeout = \"0s\"\n",
-                "`timeout`: `0s` is less than a second",
+                "[image] `timeout`: `0s` is less than a second",
                 ":4:11",
                 "timeout = \"0s\"",
                 "          ^^^^",
