@@ -550,6 +550,21 @@ fn bad_smoke_tests() {
             "mab.toml:7:11",
         ),
         (
+            "timeout_not_a_string",
+            "run = [\"/app\"]\ntimeout = 5\n",
+            "mab.toml:7:11",
+        ),
+        (
+            "timeout_zero",
+            "run = [\"/app\"]\ntimeout = \"0s\"\n",
+            "mab.toml:7:11",
+        ),
+        (
+            "timeout_under_a_second",
+            "run = [\"/app\"]\ntimeout = \"500ms\"\n",
+            "mab.toml:7:11",
+        ),
+        (
             "typo",
             "run = [\"/app\"]\nexpcet = \"ok\"\n",
             "mab.toml:7:1",

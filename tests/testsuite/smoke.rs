@@ -354,37 +354,85 @@ fn a_test_that_times_out() {
     assert_no_container_left(&repository);
 }
 
-/// A command the image does not hold cannot start: the platform fails
-/// with the engine's reason, and no container is left.
+/// A command the images do not hold cannot start on any of the three
+/// platforms: each fails with the engine's reason and names where its image
+/// is kept (which the engine holds), the report gives the hint once, and
+/// no container is left.
 #[test]
 #[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn a_command_that_cannot_start() {
     let _ssh = ssh_lock();
     let lab = require_lab!();
     let repository = lab.repository("smoke-missing");
-    let project = amd64_project(lab, &repository, "run = [\"/no/such/program\"]\n");
+    let project = project(lab, &repository, "run = [\"/no/such/program\"]\n");
     let home = Home::new(lab);
     let (run, metadata) = build_and_metadata(home.path(), project.path(), &["--tag", "never"]);
     assert_eq!(run.code, 1, "{run:?}");
-    assert!(
-        run.stderr.contains("linux/amd64 on here: [test] run = [\"/no/such/program\"] could not start in the linux/amd64 image on runner `here`: ")
-            && run.stderr.contains("no such file or directory"),
-        "{run:?}"
+    for ((platform, runner), engine) in [
+        ("linux/amd64", "here"),
+        ("linux/arm64", "arm"),
+        ("linux/ppc64le", "power"),
+    ]
+    .into_iter()
+    .zip(ENGINES)
+    {
+        let line = run
+            .stderr
+            .lines()
+            .find(|line| line.contains(&format!("{platform} on {runner}: [test]")))
+            .unwrap_or_else(|| panic!("{platform}: {run:?}"));
+        assert!(
+            line.contains(&format!("[test] run = [\"/no/such/program\"] could not start in the {platform} image on runner `{runner}`: "))
+                && line.contains("no such file or directory"),
+            "{line}"
+        );
+        // `<image>:mab-<build id>-<platform>`, the build id 12 hex digits.
+        let (_, kept) = line
+            .rsplit_once(&format!("; the image is kept on runner `{runner}` as "))
+            .unwrap_or_else(|| panic!("names the kept image: {line}"));
+        let build_id = kept
+            .strip_prefix(&format!("{repository}:mab-"))
+            .and_then(|rest| rest.strip_suffix(&format!("-{}", platform.replace('/', "-"))))
+            .unwrap_or_else(|| panic!("{kept}"));
+        assert!(
+            build_id.len() == 12 && build_id.chars().all(|c| c.is_ascii_hexdigit()),
+            "{kept}"
+        );
+        // The engine holds the image under that name.
+        let inspected = docker_on(
+            engine,
+            &[
+                "image",
+                "inspect",
+                "--format",
+                "{{.Os}}/{{.Architecture}}",
+                kept,
+            ],
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&inspected.stdout).trim(),
+            platform,
+            "{engine}: {inspected:?}"
+        );
+        docker_on(engine, &["rmi", kept]);
+    }
+    assert_eq!(
+        run.stderr
+            .matches(
+                "hint: check that each image holds the program `run` names, built for its platform"
+            )
+            .count(),
+        1,
+        "one hint for the three platforms: {run:?}"
     );
-    assert!(
-        run.stderr.contains(
-            "hint: check that the image holds the program `run` names, built for linux/amd64"
-        ),
-        "{run:?}"
-    );
-    assert_eq!(metadata["platforms"][0]["error"]["kind"], "test");
-    assert!(metadata["platforms"][0].get("test").is_none());
+    for entry in metadata["platforms"].as_array().unwrap() {
+        assert_eq!(entry["error"]["kind"], "test", "{entry}");
+        assert!(entry.get("test").is_none(), "{entry}");
+    }
     assert!(!skopeo_exists(&format!("{repository}:never")));
     assert_no_container_left(&repository);
 }
 
-/// (d) Ctrl-C while the test runs on an SSH runner (the job is dropped):
-/// the container is removed before mab exits, and nothing is published.
 #[test]
 #[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn an_interrupted_test_leaves_no_container() {
@@ -528,11 +576,47 @@ fn stderr_does_not_match_expect() {
             && run.stderr.contains("    stderr: ready\n")
             && run
                 .stderr
-                .contains("hint: `expect` reads standard output only"),
+                .contains("hint: compare `expect` with the output shown: it is matched against standard output only"),
         "{run:?}"
     );
     assert_eq!(metadata["platforms"][0]["error"]["kind"], "test");
     assert_eq!(metadata["platforms"][0]["test"]["exit_code"], 0);
+    assert!(!skopeo_exists(&format!("{repository}:never")));
+    assert_no_container_left(&repository);
+}
+
+/// `^` and `$` without `(?m)` are the ends of the output, its last line
+/// end removed as `$(...)` does: `^version 2\.0$` matches what `echo
+/// "version 2.0"` prints (the platform is published) and not two lines.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn an_anchored_expect_matches_a_one_line_output() {
+    let _ssh = ssh_lock();
+    let lab = require_lab!();
+    let repository = lab.repository("smoke-anchored");
+    let expect = "expect = '^version 2\\.0$'\n";
+    let test = format!("{}{expect}", script("echo 'version 2.0'"));
+    let project = amd64_project(lab, &repository, &test);
+    let home = Home::new(lab);
+    let (run, metadata) = build_with_metadata(home.path(), project.path(), &["--tag", "anchored"]);
+    assert_eq!(tested(&run.stderr), ["linux/amd64 on here"], "{run:?}");
+    assert_eq!(metadata["platforms"][0]["state"], "published");
+    assert!(skopeo_exists(&format!("{repository}:anchored")));
+
+    // A second line: `$` is the end of the whole output.
+    let test = format!("{}{expect}", script("echo 'version 2.0'; echo done"));
+    let project = amd64_project(lab, &repository, &test);
+    let (run, metadata) = build_and_metadata(home.path(), project.path(), &["--tag", "never"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("but its output did not match expect = \"^version 2\\\\.0$\"")
+            && run
+                .stderr
+                .contains("add `(?m)` for `^` and `$` to match at each line"),
+        "{run:?}"
+    );
+    assert_eq!(metadata["platforms"][0]["error"]["kind"], "test");
     assert!(!skopeo_exists(&format!("{repository}:never")));
     assert_no_container_left(&repository);
 }

@@ -248,6 +248,16 @@ pub(crate) fn parse_platforms(
     Ok(platforms)
 }
 
+/// `FILE:LINE:COL` of the unknown key's name as written (of its table
+/// header for `[image.arg]`), or `FILE` when it could not be located; the
+/// start of its warning.
+pub(crate) fn unknown_key_position(path: &Path, text: &str, unknown: &UnknownKey) -> String {
+    match &unknown.span {
+        Some(span) => position(path, text, span.clone()),
+        None => path.display().to_string(),
+    }
+}
+
 /// `FILE:LINE:COL` of a span, for warnings.
 pub(crate) fn position(path: &Path, text: &str, span: Range<usize>) -> String {
     let location = crate::error::Location::from_span(text, span);

@@ -243,15 +243,40 @@ pub(crate) fn from_toml(path: &Path, text: &str, error: &toml::de::Error) -> Con
                 .to_owned(),
         )
     };
-    // A value of the wrong type: say which key it is for, as mab's own
-    // checks of a value do (`timeout`: …).
+    // A value of the wrong type: say which key it is for, and in which
+    // table, as mab's own checks of a value do ([test] `timeout`: …).
     let message = if message.starts_with("invalid type") && !key.is_empty() && !key.starts_with('[')
     {
-        format!("`{key}`: {message}")
+        let table = error
+            .span()
+            .and_then(|span| text.get(..span.start))
+            .and_then(table_header)
+            .map(|header| format!("{header} "))
+            .unwrap_or_default();
+        format!("{table}`{key}`: {message}")
     } else {
         message
     };
     ConfigError::invalid(path, text, error.span(), message, hint)
+}
+
+/// The header of the table that the end of `before` lies in: `[test]`,
+/// `[image.args]`; `None` at the top level of the file and in an array of
+/// tables (`[[runner]]`, whose messages name the runner instead). The line
+/// the end of `before` is on is not a header of its own table.
+fn table_header(before: &str) -> Option<&str> {
+    let mut lines = before.rsplit('\n');
+    lines.next();
+    lines
+        .map(str::trim)
+        .find(|line| line.starts_with('[') && line.contains(']'))
+        .filter(|header| !header.starts_with("[["))
+        .and_then(|header| header.get(..=header.find(']')?))
+        .filter(|header| {
+            header[1..header.len() - 1]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '"' | ' '))
+        })
 }
 
 impl fmt::Display for Location {

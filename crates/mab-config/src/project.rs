@@ -8,7 +8,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::document::{
-    absolute, check_near_miss, deserialize, dotted_key, normalise, parse_platforms, Segment, Table,
+    absolute, check_near_miss, deserialize, dotted_key, normalise, parse_platforms,
+    unknown_key_position, Segment, Table,
 };
 use crate::error::{read_file, ConfigError};
 use crate::platform::Platform;
@@ -174,12 +175,43 @@ impl PartialEq for Expect {
 
 impl Eq for Expect {}
 
-impl std::str::FromStr for Expect {
-    type Err = regex::Error;
+impl Expect {
+    /// Whether the pattern matches the command's standard output `stdout`
+    /// with one trailing line end (`\n` or `\r\n`) removed, as shell
+    /// `$(...)` removes the output's last newline: `^version 2\.0$`
+    /// matches what `echo "version 2.0"` prints. Without `(?m)`, `^` and
+    /// `$` are the ends of the whole output; with it, of each line.
+    pub fn is_match(&self, stdout: &str) -> bool {
+        let trimmed = stdout
+            .strip_suffix('\n')
+            .map_or(stdout, |line| line.strip_suffix('\r').unwrap_or(line));
+        self.0.is_match(trimmed)
+    }
+}
 
-    /// Compiles `expect` as written in `[test]`.
-    fn from_str(expect: &str) -> Result<Expect, regex::Error> {
-        regex::Regex::new(expect).map(Expect)
+impl std::str::FromStr for Expect {
+    type Err = String;
+
+    /// Compiles `expect` as written in `[test]`. The error is one line:
+    /// what the regex crate's parser found wrong and where in the pattern
+    /// (`unclosed group at character 1 of the pattern`), or the regex
+    /// crate's message for a pattern that parses but does not compile (one
+    /// over its size limit).
+    fn from_str(expect: &str) -> Result<Expect, String> {
+        regex::Regex::new(expect).map(Expect).map_err(|error| {
+            let at = |kind: &dyn std::fmt::Display, start: regex_syntax::ast::Position| {
+                let before = expect.get(..start.offset).unwrap_or(expect);
+                format!(
+                    "{kind} at character {} of the pattern",
+                    before.chars().count() + 1
+                )
+            };
+            match regex_syntax::Parser::new().parse(expect) {
+                Err(regex_syntax::Error::Parse(error)) => at(error.kind(), error.span().start),
+                Err(regex_syntax::Error::Translate(error)) => at(error.kind(), error.span().start),
+                _ => error.to_string().replace('\n', " "),
+            }
+        })
     }
 }
 
@@ -238,9 +270,9 @@ pub fn parse_project(path: &Path, text: &str) -> Result<Project, ConfigError> {
     for unknown in &ignored {
         check_near_miss(path, text, unknown, &table_of(&unknown.segments))?;
         warnings.push(format!(
-            "unknown key `{}` in {} is ignored",
+            "{}: unknown key `{}` is ignored",
+            unknown_key_position(path, text, unknown),
             dotted_key(&unknown.segments),
-            path.display()
         ));
     }
 
@@ -323,7 +355,7 @@ pub fn parse_project(path: &Path, text: &str) -> Result<Project, ConfigError> {
     let timeout = image
         .timeout
         .as_ref()
-        .map(|timeout| time_limit(path, text, "`timeout`", timeout))
+        .map(|timeout| time_limit(path, text, "[image] `timeout`", timeout))
         .transpose()?;
     let test = raw
         .test
@@ -562,7 +594,7 @@ impl Project {
 
 /// What to write for a time limit, for the hint of a bad one.
 pub const TIME_LIMIT_HINT: &str =
-    "write a duration such as `90m`, `2h`, `1h 30m` or `45s` (units: s, m, h, d)";
+    "write a duration of at least 1s, such as `90m`, `2h`, `1h 30m` or `45s` (units: s, m, h, d)";
 
 /// A time limit as written in `[image] timeout` or `--timeout`/`--deadline`:
 /// a human-readable duration in the syntax of the `humantime` crate, one or
@@ -836,18 +868,33 @@ extra = ["edge", "nightly", "edge"]
             ("expect = \"x\"", "[test] has no `run`", (5, 1)),
             (
                 "run = [\"/app\", 1]",
-                "`run`: invalid type: integer `1`, expected a string",
+                "[test] `run`: invalid type: integer `1`, expected a string",
                 (6, 16),
             ),
             (
                 "run = \"/app --version\"",
-                "`run`: invalid type: string \"/app --version\", expected a list",
+                "[test] `run`: invalid type: string \"/app --version\", expected a list",
                 (6, 7),
             ),
             (
                 "run = [\"/app\"]\nexpect = \"(v\"",
-                "[test] `expect` is not a regular expression: regex parse error:",
+                "[test] `expect` is not a regular expression: unclosed group at character 1 of the pattern",
                 (7, 10),
+            ),
+            (
+                "run = [\"/app\"]\nexpect = 'v[0-9]+ (\\w+'",
+                "[test] `expect` is not a regular expression: unclosed group at character 9 of the pattern",
+                (7, 10),
+            ),
+            (
+                "run = [\"/app\"]\ntimeout = 5",
+                "[test] `timeout`: invalid type: integer `5`, expected a string",
+                (7, 11),
+            ),
+            (
+                "run = [\"/app\"]\ntimeout = \"500ms\"",
+                "[test] `timeout`: `500ms` is less than a second",
+                (7, 11),
             ),
             (
                 "run = [\"/app\"]\ntimeout = \"soon\"",
@@ -946,15 +993,17 @@ extra = ["edge", "nightly", "edge"]
     #[test]
     fn unknown_keys_are_warnings() {
         let project = parse(
-            "colour = 1\n[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\nlabels = {}\n[tags]\nlatest = true\n",
+            "colour = 1\n[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\nlabels = {}\n[tags]\nlatest = true\n[test]\nrun = [\"/app\"]\n  colour = \"blue\"\n[verify]\ncolour = \"blue\"\n",
         )
         .unwrap();
         assert_eq!(
             project.warnings,
             [
-                "unknown key `colour` in /src/app/mab.toml is ignored",
-                "unknown key `image.labels` in /src/app/mab.toml is ignored",
-                "unknown key `tags.latest` in /src/app/mab.toml is ignored",
+                "/src/app/mab.toml:1:1: unknown key `colour` is ignored",
+                "/src/app/mab.toml:5:1: unknown key `image.labels` is ignored",
+                "/src/app/mab.toml:7:1: unknown key `tags.latest` is ignored",
+                "/src/app/mab.toml:10:3: unknown key `test.colour` is ignored",
+                "/src/app/mab.toml:12:1: unknown key `verify.colour` is ignored",
             ]
         );
     }
@@ -1117,7 +1166,7 @@ extra = ["edge", "nightly", "edge"]
             ),
             (
                 "[image]\nname = \"app\"\nplatforms = \"linux/amd64\"\n",
-                "`platforms`: invalid type: string \"linux/amd64\", expected a list",
+                "[image] `platforms`: invalid type: string \"linux/amd64\", expected a list",
                 ":3:13",
                 "platforms = \"linux/amd64\"",
                 "            ^^^^^^^^^^^^^",
@@ -1125,7 +1174,7 @@ extra = ["edge", "nightly", "edge"]
             ),
             (
                 "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\nemulation = \"no\"\n",
-                "`emulation`: invalid type: string \"no\", expected a boolean",
+                "[image] `emulation`: invalid type: string \"no\", expected a boolean",
                 ":4:13",
                 "emulation = \"no\"",
                 "            ^^^^",
@@ -1133,7 +1182,7 @@ extra = ["edge", "nightly", "edge"]
             ),
             (
                 "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\nfallback = 0\n",
-                "`fallback`: invalid type: integer `0`, expected a boolean",
+                "[image] `fallback`: invalid type: integer `0`, expected a boolean",
                 ":4:12",
                 "fallback = 0",
                 "           ^",
@@ -1141,7 +1190,7 @@ extra = ["edge", "nightly", "edge"]
             ),
             (
                 "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\ntimeout = \"90 minuets\"\n",
-                "`timeout`: `90 minuets` is not a duration: `minuets` is not a unit",
+                "[image] `timeout`: `90 minuets` is not a duration: `minuets` is not a unit",
                 ":4:11",
                 "timeout = \"90 minuets\"",
                 "          ^^^^^^^^^^^^",
@@ -1149,7 +1198,7 @@ extra = ["edge", "nightly", "edge"]
             ),
             (
                 "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\ntimeout = \"90\"\n",
-                "`timeout`: `90` is not a duration: a unit is needed after the number",
+                "[image] `timeout`: `90` is not a duration: a unit is needed after the number",
                 ":4:11",
                 "timeout = \"90\"",
                 "          ^^^^",
@@ -1157,7 +1206,7 @@ extra = ["edge", "nightly", "edge"]
             ),
             (
                 "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\ntimeout = \"0s\"\n",
-                "`timeout`: `0s` is less than a second",
+                "[image] `timeout`: `0s` is less than a second",
                 ":4:11",
                 "timeout = \"0s\"",
                 "          ^^^^",
@@ -1165,7 +1214,7 @@ extra = ["edge", "nightly", "edge"]
             ),
             (
                 "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\ntimeout = 90\n",
-                "`timeout`: invalid type: integer `90`, expected a string",
+                "[image] `timeout`: invalid type: integer `90`, expected a string",
                 ":4:11",
                 "timeout = 90",
                 "          ^^",
@@ -1173,7 +1222,7 @@ extra = ["edge", "nightly", "edge"]
             ),
             (
                 "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\n[image.args]\nN = 3\n",
-                "`N`: invalid type: integer `3`, expected a string",
+                "[image.args] `N`: invalid type: integer `3`, expected a string",
                 ":5:5",
                 "N = 3",
                 "    ^",

@@ -8,7 +8,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::document::{
-    absolute, check_near_miss, deserialize, did_you_mean, parse_platforms, position, Segment, Table,
+    absolute, check_near_miss, deserialize, did_you_mean, parse_platforms, position,
+    unknown_key_position, Segment, Table, UnknownKey,
 };
 use crate::error::{read_file, ConfigError};
 use crate::platform::Platform;
@@ -320,7 +321,7 @@ pub fn parse_runners(path: &Path, text: &str) -> Result<RunnersFile, ConfigError
     warnings.extend(
         ignored
             .iter()
-            .map(|unknown| unknown_key_warning(path, &unknown.segments, &runners)),
+            .map(|unknown| unknown_key_warning(path, text, unknown, &runners)),
     );
     Ok(RunnersFile {
         path: Some(path.to_owned()),
@@ -329,9 +330,15 @@ pub fn parse_runners(path: &Path, text: &str) -> Result<RunnersFile, ConfigError
     })
 }
 
-fn unknown_key_warning(path: &Path, segments: &[Segment], runners: &[Runner]) -> String {
-    let file = path.display();
-    match segments {
+/// `FILE:LINE:COL: unknown key `colour` of runner `a` is ignored`.
+fn unknown_key_warning(
+    path: &Path,
+    text: &str,
+    unknown: &UnknownKey,
+    runners: &[Runner],
+) -> String {
+    let at = unknown_key_position(path, text, unknown);
+    match unknown.segments.as_slice() {
         [Segment::Key(runner), Segment::Index(index), Segment::Key(key), ..]
             if runner == "runner" =>
         {
@@ -339,7 +346,7 @@ fn unknown_key_warning(path: &Path, segments: &[Segment], runners: &[Runner]) ->
                 Some(runner) => format!("runner `{}`", runner.name),
                 None => format!("runner #{}", index + 1),
             };
-            format!("unknown key `{key}` of {which} in {file} is ignored")
+            format!("{at}: unknown key `{key}` of {which} is ignored")
         }
         [Segment::Key(key)] => {
             // A near miss of `runner` is an error (check_near_miss).
@@ -347,10 +354,10 @@ fn unknown_key_warning(path: &Path, segments: &[Segment], runners: &[Runner]) ->
                 Some(_) => "; runner settings go under `[[runner]]`",
                 None => "",
             };
-            format!("unknown key `{key}` in {file} is ignored{hint}")
+            format!("{at}: unknown key `{key}` is ignored{hint}")
         }
-        _ => format!(
-            "unknown key `{}` in {file} is ignored",
+        segments => format!(
+            "{at}: unknown key `{}` is ignored",
             crate::document::dotted_key(segments)
         ),
     }
@@ -594,9 +601,9 @@ platforms = ["linux/amd64", "linux/aarch64"]
         assert_eq!(
             file.warnings,
             [
-                "unknown key `jobs` in /etc/mab/runners.toml is ignored; runner settings go under `[[runner]]`",
-                "unknown key `labels` in /etc/mab/runners.toml is ignored",
-                "unknown key `colour` of runner `a` in /etc/mab/runners.toml is ignored",
+                "/etc/mab/runners.toml:1:1: unknown key `jobs` is ignored; runner settings go under `[[runner]]`",
+                "/etc/mab/runners.toml:2:1: unknown key `labels` is ignored",
+                "/etc/mab/runners.toml:7:1: unknown key `colour` of runner `a` is ignored",
             ]
         );
     }

@@ -55,7 +55,8 @@ use crate::{Engine, EngineError, REQUEST_TIMEOUT};
 pub const STDOUT_KEPT: usize = 64 * 1024;
 
 /// How many lines of the command's output (standard output and error, in
-/// the order the engine sent them) [`SmokeOutcome::output_tail`] holds.
+/// the order mab received them; the engine reads the two pipes apart, so
+/// no order between them is kept) [`SmokeOutcome::output_tail`] holds.
 pub const OUTPUT_TAIL_LINES: usize = 20;
 
 /// How many characters of one output line [`SmokeOutcome::output_tail`]

@@ -21,7 +21,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Plan, build every platform, verify, publish one manifest list.
+    /// Plan, build every platform, check and test each image, publish one manifest list.
+    ///
+    /// Each platform's image is built on its runner, pushed under a staging tag and read
+    /// back, then checked: its programs must be of the platform's architecture (the binary
+    /// check, on by default; `[verify]` in mab.toml, docs/verify.md), and with a `[test]`
+    /// table in mab.toml it runs that command on its runner as a smoke test
+    /// (docs/publishing.md#the-smoke-test; --no-test skips it). The list is published only
+    /// when every platform passes.
     ///
     /// Registry credentials come from DOCKER_AUTH_CONFIG, then $DOCKER_CONFIG/config.json
     /// (default ~/.docker/config.json), in every form docker writes: auth,
@@ -227,4 +234,29 @@ pub enum Format {
     Human,
     /// JSON on stdout, for programs.
     Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// `mab --help` says that a build checks and tests each image, and
+    /// `mab build --help` names where both are configured and documented.
+    #[test]
+    fn build_help_names_the_binary_check_and_the_smoke_test() {
+        let mut command = Cli::command();
+        let short = command.render_help().to_string();
+        assert!(short.contains("check and test each image"), "{short}");
+        let build = command.find_subcommand_mut("build").unwrap();
+        let long = build.render_long_help().to_string();
+        for part in [
+            "`[verify]` in mab.toml, docs/verify.md",
+            "`[test]`",
+            "--no-test skips it",
+        ] {
+            assert!(long.contains(part), "{part}: {long}");
+        }
+    }
 }

@@ -57,7 +57,8 @@ pub fn init(
         "# The image mab builds; docs/configuration.md lists every key.\n\
          [image]\n\
          name = \"{image}\"   # the repository to publish to\n\
-         platforms = [{}]\n",
+         platforms = [{}]\n\
+         {CHECKS_EXAMPLE}",
         platforms.join(", ")
     );
     mab_config::parse_project(&manifest, &text)?;
@@ -69,6 +70,21 @@ pub fn init(
     })?;
     Ok(format!("wrote {}\n", manifest.display()))
 }
+
+/// The end of the written mab.toml: the binary check and the smoke test,
+/// commented out, so that a new project finds them where it configures
+/// the image. Uncommented, they are a valid `[verify]` and `[test]`.
+const CHECKS_EXAMPLE: &str = "\n\
+# Each image's programs must be of its platform's architecture (docs/verify.md):\n\
+# [verify]\n\
+# binaries = \"error\"   # the default; \"warn\" or \"off\"\n\
+\n\
+# A command each platform's image runs on its runner before anything is\n\
+# published (docs/publishing.md#the-smoke-test); `mab build --no-test` skips it:\n\
+# [test]\n\
+# run = [\"/app/server\", \"--version\"]   # an argv; no shell splits it\n\
+# expect = '(?m)^server v[0-9]+'       # optional: a regex its stdout must match\n\
+# timeout = \"60s\"                      # the default\n";
 
 /// A repository name from a directory name: lowercase, with characters a
 /// repository cannot hold turned into `-`.
@@ -139,6 +155,26 @@ mod tests {
         let project = mab_config::load_project(&directory.path().join("mab.toml")).unwrap();
         assert_eq!(project.image, "registry.example.com/team/app");
         assert_eq!(project.platforms.len(), 2);
+        assert_eq!((project.test, project.warnings.len()), (None, 0));
+        // The commented [verify] and [test], uncommented, load as written.
+        let text = std::fs::read_to_string(directory.path().join("mab.toml")).unwrap();
+        assert!(text.ends_with(CHECKS_EXAMPLE), "{text}");
+        let uncommented = text
+            .replace("\n# [", "\n[")
+            .replace("\n# binaries", "\nbinaries");
+        let uncommented = ["run", "expect", "timeout"]
+            .iter()
+            .fold(uncommented, |text, key| {
+                text.replace(&format!("\n# {key} "), &format!("\n{key} "))
+            });
+        let project =
+            mab_config::parse_project(&directory.path().join("mab.toml"), &uncommented).unwrap();
+        let test = project.test.unwrap();
+        assert_eq!(test.run, ["/app/server", "--version"]);
+        assert!(test.expect.unwrap().is_match("starting\nserver v2.1\n"));
+        assert_eq!(test.timeout, mab_config::project::DEFAULT_TEST_TIMEOUT);
+        assert_eq!(project.verify.binaries, mab_config::Binaries::Error);
+        assert!(project.warnings.is_empty(), "{:?}", project.warnings);
         let again = init(directory.path(), None, &[]).unwrap_err();
         assert_eq!(again.kind, crate::failure::FailureKind::Usage);
         assert!(

@@ -911,7 +911,7 @@ fn test_verdict(
     let end = match outcome.ended {
         Ended::TimedOut => TestEnd::TimedOut,
         Ended::Exited(0) => match &test.expect {
-            Some(expect) if !expect.0.is_match(&outcome.stdout) => TestEnd::Unmatched,
+            Some(expect) if !expect.is_match(&outcome.stdout) => TestEnd::Unmatched,
             _ => return Ok(TestRun::of(test, 0, outcome.seconds, true)),
         },
         Ended::Exited(code) => TestEnd::Exited(code),
@@ -951,7 +951,9 @@ fn test_failure(test: &SmokeTest, job: &JobSpec, end: &TestEnd<'_>) -> (String, 
     match end {
         TestEnd::NotStarted(why) => (
             format!("[test] run = {run} could not start in {image}: {why}"),
-            format!("check that the image holds the program `run` names, built for {}; {TEST_FIX}", job.platform),
+            // The same words for every platform, so that a program
+            // missing from each image is one hint in the report.
+            format!("check that each image holds the program `run` names, built for its platform; {TEST_FIX}"),
         ),
         TestEnd::Exited(code) => (
             format!("[test] run = {run} exited with code {code} in {image}"),
@@ -964,7 +966,12 @@ fn test_failure(test: &SmokeTest, job: &JobSpec, end: &TestEnd<'_>) -> (String, 
             ),
             format!(
                 "raise [test] `timeout` in mab.toml if the command needs longer{}; {TEST_FIX}",
-                if job.emulated { " (this runner emulates the platform with QEMU, which is slower)" } else { "" }
+                // Named, as the report gives each distinct hint once.
+                if job.emulated {
+                    format!(" (runner `{}` emulates {} with QEMU, which is slower)", job.runner, job.platform)
+                } else {
+                    String::new()
+                }
             ),
         ),
         TestEnd::Unmatched => (
@@ -972,7 +979,7 @@ fn test_failure(test: &SmokeTest, job: &JobSpec, end: &TestEnd<'_>) -> (String, 
                 "[test] run = {run} exited with code 0 in {image}, but its output did not match expect = {}",
                 serde_json::to_string(test.expect.as_ref().map_or("", |expect| expect.0.as_str())).unwrap_or_default()
             ),
-            format!("`expect` reads standard output only (lines marked `stderr:` are not matched): compare it with the output shown; {TEST_FIX}"),
+            format!("compare `expect` with the output shown: it is matched against standard output only (lines marked `stderr:` are not), its last newline removed; add `(?m)` for `^` and `$` to match at each line; {TEST_FIX}"),
         ),
     }
 }
@@ -1044,7 +1051,18 @@ impl<R: Registry> Worker for LiveWorker<'_, R> {
                     test,
                 })
             }
-            Err(failure) => {
+            Err(mut failure) => {
+                // A failed smoke test or binary check comes after the
+                // build: the engine still holds the image under its build
+                // name, to be run there to see why (docs/runners.md).
+                if matches!(failure.kind, ErrorKind::Test | ErrorKind::Binaries) {
+                    failure.message = format!(
+                        "{}; the image is kept on runner `{}` as {}",
+                        failure.message,
+                        job.runner,
+                        self.build_name(&job.platform)
+                    );
+                }
                 self.reporter.report(Event::JobFailed {
                     platform,
                     runner,
@@ -1205,14 +1223,26 @@ mod tests {
                 Ended::TimedOut,
                 "v1",
                 Some(format!("[test] run = [\"/app\",\"--version\"] timed out after 1m 30s {IN} and was killed")),
-                "raise [test] `timeout` in mab.toml if the command needs longer (this runner emulates the platform with QEMU, which is slower)",
+                "raise [test] `timeout` in mab.toml if the command needs longer (runner `power` emulates linux/ppc64le with QEMU, which is slower)",
             ),
             (
                 Some("^v2$"),
                 Ended::Exited(0),
                 "v2.0\n",
                 Some(format!("[test] run = [\"/app\",\"--version\"] exited with code 0 {IN}, but its output did not match expect = \"^v2$\"")),
-                "`expect` reads standard output only",
+                "compare `expect` with the output shown",
+            ),
+            // One trailing line end is removed before matching, as `$(...)`
+            // does: `$` matches after the last line's text.
+            (Some("^version 2\\.0$"), Ended::Exited(0), "version 2.0\n", None, ""),
+            (Some("^version 2\\.0$"), Ended::Exited(0), "version 2.0\r\n", None, ""),
+            (Some("(?m)^v2$"), Ended::Exited(0), "app\nv2\n", None, ""),
+            (
+                Some("^v2$"),
+                Ended::Exited(0),
+                "v2\n\n",
+                Some(format!("[test] run = [\"/app\",\"--version\"] exited with code 0 {IN}, but its output did not match expect = \"^v2$\"")),
+                "compare `expect` with the output shown",
             ),
         ];
         for (expect, ended, stdout, message, hint) in cases {
@@ -1237,7 +1267,7 @@ mod tests {
         );
         assert!(
             hint.starts_with(
-                "check that the image holds the program `run` names, built for linux/ppc64le"
+                "check that each image holds the program `run` names, built for its platform"
             ),
             "{hint}"
         );
