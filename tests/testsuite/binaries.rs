@@ -22,7 +22,7 @@ const EM_AARCH64: u16 = 183;
 
 /// What the failure and the warning say of the amd64 busybox in an arm64 image.
 const FOUND: &str =
-    "/bin/busybox is ELF 64-bit LSB x86-64 executable, but linux/arm64 needs 64-bit LSB ARM aarch64";
+    "/bin/busybox is ELF 64-bit LSB x86-64 executable, but linux/arm64 needs 64-bit LSB AArch64";
 
 /// `e_machine` of the ELF file at `path`, read from its header here (the
 /// test's premise, independent of mab).
@@ -107,7 +107,7 @@ fn a_host_binary_in_an_arm64_image_fails_and_publishes_nothing() {
             "mismatches": [{
                 "path": "/bin/busybox",
                 "found": "ELF 64-bit LSB x86-64 executable",
-                "expected": "64-bit LSB ARM aarch64",
+                "expected": "64-bit LSB AArch64",
             }],
         })
     );
@@ -134,7 +134,7 @@ fn with_binaries_warn_the_image_is_published_with_a_warning() {
     let (run, metadata) = build_with_metadata(home.path(), project.path(), &["--tag", "warned"]);
     assert!(
         run.stderr.contains(
-            "warning: linux/arm64: 1 file of another architecture, but linux/arm64 needs 64-bit LSB ARM aarch64 (`[verify] binaries = \"warn\"`): /bin/busybox is ELF 64-bit LSB x86-64 executable"
+            "warning: linux/arm64: 1 file of another architecture, but linux/arm64 needs 64-bit LSB AArch64 (`[verify] binaries = \"warn\"`): /bin/busybox is ELF 64-bit LSB x86-64 executable"
         ),
         "{run:?}"
     );

@@ -1138,7 +1138,7 @@ mod tests {
             ),
             (
                 Stage::Binaries,
-                "the linux/arm64 image holds a program of another architecture: /bin/busybox is ELF 64-bit LSB x86-64 executable, but linux/arm64 needs 64-bit LSB ARM aarch64",
+                "the linux/arm64 image holds a program of another architecture: /bin/busybox is ELF 64-bit LSB x86-64 executable, but linux/arm64 needs 64-bit LSB AArch64",
                 true,
                 ErrorKind::Binaries,
                 "a stage on $BUILDPLATFORM copied a host binary, or a download picked the wrong architecture; if the file is meant to be foreign, add it to `[verify] ignore`",
@@ -1252,7 +1252,7 @@ mod tests {
         let finding = |path: &str| mab_verify::Finding {
             path: path.to_owned(),
             found: "ELF 64-bit LSB x86-64 executable".to_owned(),
-            expected: "64-bit LSB ARM aarch64".to_owned(),
+            expected: "64-bit LSB AArch64".to_owned(),
         };
         let compat = mab_verify::Finding {
             path: "/usr/lib/arm32/libc.so".to_owned(),
@@ -1280,7 +1280,7 @@ mod tests {
         assert_eq!(
             failure,
             Some((
-                "the linux/arm64 image holds a program of another architecture: /bin/busybox is ELF 64-bit LSB x86-64 executable, but linux/arm64 needs 64-bit LSB ARM aarch64".to_owned(),
+                "the linux/arm64 image holds a program of another architecture: /bin/busybox is ELF 64-bit LSB x86-64 executable, but linux/arm64 needs 64-bit LSB AArch64".to_owned(),
                 Vec::new()
             ))
         );
@@ -1301,7 +1301,7 @@ mod tests {
         assert_eq!(failure, None);
         assert_eq!(
             warnings[1..],
-            ["linux/arm64: 2 files of another architecture, but linux/arm64 needs 64-bit LSB ARM aarch64 (`[verify] binaries = \"warn\"`): /bin/t00 is ELF 64-bit LSB x86-64 executable; /bin/t01 is ELF 64-bit LSB x86-64 executable"]
+            ["linux/arm64: 2 files of another architecture, but linux/arm64 needs 64-bit LSB AArch64 (`[verify] binaries = \"warn\"`): /bin/t00 is ELF 64-bit LSB x86-64 executable; /bin/t01 is ELF 64-bit LSB x86-64 executable"]
         );
         // One warning for the platform however many files, the first
         // ones named.
