@@ -111,11 +111,14 @@ fn a_host_binary_in_an_arm64_image_fails_and_publishes_nothing() {
             }],
         })
     );
-    // The check ran as its own phase, after the push.
+    // The check ran as its own phase, after the push and the verify
+    // phase; failing, it ends in the job's failure, not in `check done`
+    // (docs/progress.md).
     assert!(
-        run.stderr.contains("[linux/arm64 arm] check done in "),
+        run.stderr.contains("[linux/arm64 arm] verify done in "),
         "{run:?}"
     );
+    assert!(!run.stderr.contains("check done"), "{run:?}");
 }
 
 #[test]
@@ -136,6 +139,11 @@ fn with_binaries_warn_the_image_is_published_with_a_warning() {
         run.stderr.contains(
             "warning: linux/arm64: 1 file of another architecture, but linux/arm64 needs 64-bit LSB AArch64 (`[verify] binaries = \"warn\"`): /bin/busybox is ELF 64-bit LSB x86-64 executable"
         ),
+        "{run:?}"
+    );
+    // A check that warns ends well.
+    assert!(
+        run.stderr.contains("[linux/arm64 arm] check done in "),
         "{run:?}"
     );
     let list = sha256(&skopeo_raw(&format!("{repository}:warned")));

@@ -386,9 +386,13 @@ impl<R: Registry> LiveWorker<'_, R> {
                 ..failure
             }
         })?;
-        phase.finished(Some(bytes));
+        // A check that fails ends in the job's failure, not in
+        // `phase_finished` (docs/progress.md).
         match self.judge(job, &report) {
-            Ok(()) => Ok(Some(report)),
+            Ok(()) => {
+                phase.finished(Some(bytes));
+                Ok(Some(report))
+            }
             Err((message, tail)) => Err(JobFailure {
                 binaries: Some(report),
                 ..failed(Stage::Binaries, message, tail)
