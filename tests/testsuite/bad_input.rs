@@ -521,6 +521,40 @@ fn configuration_mistakes() {
     }
 }
 
+/// Mistakes in `[verify]`: exit 2 at load, pointing at the value, each
+/// with a hint that fits mab.toml and keeps the pattern's meaning.
+#[test]
+fn verify_mistakes() {
+    const RUNNER: &str =
+        "[[runner]]\nname = \"a\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\n";
+    const IMAGE: &str =
+        "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linux/amd64\"]\n\n[verify]\n";
+    let cases = [
+        (
+            "verify_negated_relative_ignore",
+            "ignore = [\"/opt/**\", \"!bin/busybox\"]\n",
+        ),
+        ("verify_empty_ignore", "ignore = [\"\"]\n"),
+        (
+            "verify_bare_negation_ignore",
+            "ignore = [\"/opt/**\", \"!\"]\n",
+        ),
+        ("verify_ignore_not_a_list", "ignore = \"/bin\"\n"),
+        ("verify_binaries_not_a_string", "binaries = false\n"),
+    ];
+    for (name, verify) in cases {
+        let project = project(&format!("{IMAGE}{verify}"));
+        project.file("runners.toml", RUNNER);
+        let run = run(&project, &["build", "--no-push"]);
+        assert!(
+            run.stderr.contains(" --> [PROJECT]/mab.toml:6:"),
+            "{name}: points at the value: {run:?}"
+        );
+        assert!(!run.stderr.contains("[[runner]]"), "{name}: {run:?}");
+        check(&format!("config_{name}"), &run, 2);
+    }
+}
+
 /// A bad `[test]` table is exit 2 at load, pointing at the value, before
 /// any runner is contacted (the only runner is an address nothing answers
 /// on, which a contacted runner would name).

@@ -22,7 +22,7 @@ const EM_AARCH64: u16 = 183;
 
 /// What the failure and the warning say of the amd64 busybox in an arm64 image.
 const FOUND: &str =
-    "/bin/busybox is ELF 64-bit LSB x86-64 executable, but linux/arm64 needs 64-bit LSB ARM aarch64";
+    "/bin/busybox is ELF 64-bit LSB x86-64 executable, but linux/arm64 needs 64-bit LSB AArch64";
 
 /// `e_machine` of the ELF file at `path`, read from its header here (the
 /// test's premise, independent of mab).
@@ -107,15 +107,56 @@ fn a_host_binary_in_an_arm64_image_fails_and_publishes_nothing() {
             "mismatches": [{
                 "path": "/bin/busybox",
                 "found": "ELF 64-bit LSB x86-64 executable",
-                "expected": "64-bit LSB ARM aarch64",
+                "expected": "64-bit LSB AArch64",
             }],
         })
     );
-    // The check ran as its own phase, after the push.
+    // The check ran as its own phase, after the push and the verify
+    // phase; failing, it ends in the job's failure, not in `check done`
+    // (docs/progress.md).
     assert!(
-        run.stderr.contains("[linux/arm64 arm] check done in "),
+        run.stderr.contains("[linux/arm64 arm] verify done in "),
         "{run:?}"
     );
+    assert!(!run.stderr.contains("check done"), "{run:?}");
+}
+
+/// Several foreign programs: the message (also the metadata's
+/// `error.message`) gives their count and the first, referring to no list;
+/// the terminal lists them under it with a heading; the metadata holds
+/// every one.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn several_host_binaries_are_counted_and_listed() {
+    let lab = require_lab!();
+    let _ssh = ssh_lock();
+    let repository = lab.repository("binaries-several");
+    let home = Home::new(lab);
+    let project = arm64_project(
+        lab,
+        &repository,
+        "FROM scratch\nCOPY busybox/amd64 /bin/a\nCOPY busybox/amd64 /bin/b\nCOPY busybox/arm64 /bin/busybox\nCOPY content.txt /\n",
+        "",
+    );
+    let (run, metadata) = build_and_metadata(home.path(), project.path(), &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let message = "the linux/arm64 image holds 2 programs of another architecture, but linux/arm64 needs 64-bit LSB AArch64: /bin/a is ELF 64-bit LSB x86-64 executable, and 1 more";
+    let platform = &metadata["platforms"][0];
+    assert_eq!(platform["error"]["message"], message, "{metadata}");
+    assert!(
+        run.stderr.contains(&format!(
+            "  | linux/arm64 on arm: {message}\n  |     the 2 files:\n  |     /bin/a: ELF 64-bit LSB x86-64 executable\n  |     /bin/b: ELF 64-bit LSB x86-64 executable\n"
+        )),
+        "{run:?}"
+    );
+    assert_eq!(platform["binaries"]["checked"], 3, "{metadata}");
+    let paths: Vec<_> = platform["binaries"]["mismatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|finding| finding["path"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(paths, ["/bin/a", "/bin/b"], "{metadata}");
 }
 
 #[test]
@@ -134,8 +175,13 @@ fn with_binaries_warn_the_image_is_published_with_a_warning() {
     let (run, metadata) = build_with_metadata(home.path(), project.path(), &["--tag", "warned"]);
     assert!(
         run.stderr.contains(
-            "warning: linux/arm64: 1 file of another architecture, but linux/arm64 needs 64-bit LSB ARM aarch64 (`[verify] binaries = \"warn\"`): /bin/busybox is ELF 64-bit LSB x86-64 executable"
+            "warning: linux/arm64: 1 file of another architecture, but linux/arm64 needs 64-bit LSB AArch64 (`[verify] binaries = \"warn\"`): /bin/busybox is ELF 64-bit LSB x86-64 executable"
         ),
+        "{run:?}"
+    );
+    // A check that warns ends well.
+    assert!(
+        run.stderr.contains("[linux/arm64 arm] check done in "),
         "{run:?}"
     );
     let list = sha256(&skopeo_raw(&format!("{repository}:warned")));

@@ -227,12 +227,16 @@ pub(crate) fn from_toml(path: &Path, text: &str, error: &toml::de::Error) -> Con
         Some("write a whole number without quotes".to_owned())
     } else if message.contains("expected a string") && key == "timeout" {
         Some("write a duration with its unit in double quotes, e.g. `timeout = \"90m\"`".to_owned())
+    } else if message.contains("expected a string") && key == "binaries" {
+        Some("write one of \"error\", \"warn\" or \"off\", in double quotes, e.g. `binaries = \"warn\"` (docs/verify.md)".to_owned())
     } else if message.contains("expected a string") {
         Some("write the value in double quotes".to_owned())
     } else if message.contains("expected a boolean") {
         Some("write `true` or `false`, without quotes".to_owned())
     } else if message.contains("expected a list") && key == "run" {
         Some("write the command as an argv, one string per argument, e.g. `run = [\"/app/server\", \"--version\"]`: no shell splits it".to_owned())
+    } else if message.contains("expected a list") && key == "ignore" {
+        Some("write the patterns as a list of strings in square brackets, e.g. `ignore = [\"/usr/share/qemu/**\"]` (docs/verify.md)".to_owned())
     } else if message.contains("expected a list") || message.contains("expected an array") {
         Some("write a list in square brackets, e.g. `[\"a\", \"b\"]`; declare runners with `[[runner]]`".to_owned())
     } else if message.contains("must be quoted") {

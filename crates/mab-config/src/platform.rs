@@ -196,14 +196,17 @@ pub struct ElfTarget {
     pub machine: Machine,
 }
 
-/// The CPU machines of [`ARCHITECTURES`], as `file(1)` names them.
+/// The CPU machines of [`ARCHITECTURES`], each by the name its vendor's
+/// architecture manual gives the instruction set, without a bit width of
+/// its own (the class says it): `AArch64` (Arm), `PowerPC64` (the 64-bit
+/// PowerPC ELF ABI), `S/390` (IBM, `EM_S390` holds s390 and s390x).
 const ELF_MACHINE_NAMES: &[(Machine, &str)] = &[
     (EM_X86_64, "x86-64"),
     (EM_386, "Intel 80386"),
-    (EM_AARCH64, "ARM aarch64"),
+    (EM_AARCH64, "AArch64"),
     (EM_ARM, "ARM"),
-    (EM_PPC64, "64-bit PowerPC"),
-    (EM_S390, "IBM S/390"),
+    (EM_PPC64, "PowerPC64"),
+    (EM_S390, "S/390"),
     (EM_RISCV, "RISC-V"),
     (EM_MIPS, "MIPS"),
     (EM_LOONGARCH, "LoongArch"),
@@ -226,8 +229,10 @@ impl ElfTarget {
     }
 }
 
-/// As `file(1)` says it: `64-bit LSB x86-64`, `32-bit MSB MIPS`; another
-/// machine by its number (`machine 247`).
+/// Class, byte order and machine, in `file(1)`'s order with the names of
+/// [`ELF_MACHINE_NAMES`]: `64-bit LSB x86-64`, `64-bit LSB AArch64`,
+/// `64-bit LSB PowerPC64`, `32-bit MSB MIPS`; another machine by its
+/// number (`64-bit LSB machine 247`).
 impl std::fmt::Display for ElfTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let bits = match self.class {
@@ -842,7 +847,7 @@ mod tests {
             ("linux/386", header(1, 1, 3), "32-bit LSB Intel 80386"),
             ("linux/arm/v7", header(1, 1, 40), "32-bit LSB ARM"),
             ("linux/arm/v6", header(1, 1, 40), "32-bit LSB ARM"),
-            ("linux/ppc64", header(2, 2, 21), "64-bit MSB 64-bit PowerPC"),
+            ("linux/ppc64", header(2, 2, 21), "64-bit MSB PowerPC64"),
             ("linux/riscv64", header(2, 1, 243), "64-bit LSB RISC-V"),
             ("linux/mips64le", header(2, 1, 8), "64-bit LSB MIPS"),
             ("linux/mips64", header(2, 2, 8), "64-bit MSB MIPS"),
@@ -864,6 +869,41 @@ mod tests {
                 .filter(|architecture| architecture.elf == Some(found))
                 .count();
             assert_eq!(fitting, 1, "{found}");
+        }
+    }
+
+    /// Every row of the table as messages and docs/verify.md name it: the
+    /// bit width once, then the byte order and the machine.
+    #[test]
+    fn every_elf_target_reads_as_docs_verify_names_it() {
+        let names: Vec<(&str, String)> = ARCHITECTURES
+            .iter()
+            .filter_map(|architecture| Some((architecture.name, architecture.elf?.to_string())))
+            .collect();
+        let expected = [
+            ("amd64", "64-bit LSB x86-64"),
+            ("386", "32-bit LSB Intel 80386"),
+            ("arm64", "64-bit LSB AArch64"),
+            ("arm", "32-bit LSB ARM"),
+            ("ppc64le", "64-bit LSB PowerPC64"),
+            ("ppc64", "64-bit MSB PowerPC64"),
+            ("s390x", "64-bit MSB S/390"),
+            ("riscv64", "64-bit LSB RISC-V"),
+            ("mips64le", "64-bit LSB MIPS"),
+            ("mips64", "64-bit MSB MIPS"),
+            ("mips", "32-bit MSB MIPS"),
+            ("mipsle", "32-bit LSB MIPS"),
+            ("loong64", "64-bit LSB LoongArch"),
+        ];
+        assert_eq!(
+            names,
+            expected
+                .iter()
+                .map(|(name, said)| (*name, said.to_string()))
+                .collect::<Vec<_>>()
+        );
+        for (_, said) in &names {
+            assert_eq!(said.matches("-bit").count(), 1, "{said}");
         }
     }
 

@@ -527,15 +527,29 @@ fn parse_verify(
     for pattern in &patterns {
         let text = pattern.get_ref();
         // `.dockerignore` trims the body after a leading `!`.
-        let body = text
-            .trim()
-            .strip_prefix('!')
-            .map_or(text.trim(), str::trim_start);
+        let negated = text.trim().strip_prefix('!');
+        let body = negated.map_or(text.trim(), str::trim_start);
+        let bang = if negated.is_some() { "!" } else { "" };
+        // An empty body is no path: made absolute it would be `/`, the
+        // whole image.
+        if body.is_empty() {
+            let (message, hint) = match negated {
+                Some(_) => (
+                    format!("`ignore` pattern `{text}` has no path after its `!`"),
+                    "remove it, or write after the `!` the path of the files to check after all, from the image's root (`!/usr/share/qemu/keep`)",
+                ),
+                None => (
+                    "`ignore` holds an empty pattern".to_owned(),
+                    "remove it, or write the path of the files meant to be foreign, from the image's root (`/usr/share/qemu/**`); `/` alone would ignore the whole image",
+                ),
+            };
+            return Err((pattern.span(), message, hint.to_owned()));
+        }
         if !body.starts_with('/') {
             return Err((
                 pattern.span(),
                 format!("`ignore` pattern `{text}` is not an absolute path"),
-                format!("write the path as it is in the image, from its root: `/{body}`"),
+                format!("write the path as it is in the image, from its root: `{bang}/{body}`"),
             ));
         }
     }

@@ -159,9 +159,9 @@ impl Rules {
 pub struct Finding {
     /// Its absolute path in the image (`/bin/busybox`).
     pub path: String,
-    /// What it is, as `file(1)` says it: `ELF 64-bit LSB x86-64 executable`.
+    /// What it is: `ELF`, its [`ElfTarget`] and its type (`ELF 64-bit LSB x86-64 executable`).
     pub found: String,
-    /// What the platform needs: `64-bit LSB ARM aarch64`.
+    /// What the platform needs: `64-bit LSB AArch64`.
     pub expected: String,
 }
 

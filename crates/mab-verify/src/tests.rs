@@ -136,7 +136,7 @@ fn a_host_binary_in_an_arm64_image_is_named_in_every_compression() {
             [Finding {
                 path: "/bin/busybox".to_owned(),
                 found: "ELF 64-bit LSB x86-64 executable".to_owned(),
-                expected: "64-bit LSB ARM aarch64".to_owned(),
+                expected: "64-bit LSB AArch64".to_owned(),
             }],
             "{compression:?}"
         );

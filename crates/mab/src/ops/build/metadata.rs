@@ -736,6 +736,27 @@ mod tests {
         assert_ne!(state("two"), one);
     }
 
+    /// `"binaries"` holds every mismatch, past the 20 the terminal lists
+    /// (docs/verify.md), and not the compatibility target's warnings.
+    #[test]
+    fn the_binaries_metadata_holds_every_mismatch() {
+        let finding = |index: usize| mab_verify::Finding {
+            path: format!("/bin/t{index:02}"),
+            found: "ELF 64-bit LSB x86-64 executable".to_owned(),
+            expected: "64-bit LSB AArch64".to_owned(),
+        };
+        let report = mab_verify::Report {
+            checked: 30,
+            mismatches: (0..26).map(finding).collect(),
+            warnings: vec![finding(99)],
+            note: None,
+        };
+        let metadata = BinariesMetadata::of(Some(&report)).unwrap();
+        assert_eq!(metadata.checked, 30);
+        assert_eq!(metadata.mismatches, report.mismatches);
+        assert_eq!(BinariesMetadata::of(None), None);
+    }
+
     /// The check of the metadata file's path leaves a file that is there
     /// as it is (it may be the `--resume FILE` being read), and creates
     /// none; a missing directory, or a directory at the path, is refused.

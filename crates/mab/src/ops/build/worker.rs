@@ -386,9 +386,13 @@ impl<R: Registry> LiveWorker<'_, R> {
                 ..failure
             }
         })?;
-        phase.finished(Some(bytes));
+        // A check that fails ends in the job's failure, not in
+        // `phase_finished` (docs/progress.md).
         match self.judge(job, &report) {
-            Ok(()) => Ok(Some(report)),
+            Ok(()) => {
+                phase.finished(Some(bytes));
+                Ok(Some(report))
+            }
             Err((message, tail)) => Err(JobFailure {
                 binaries: Some(report),
                 ..failed(Stage::Binaries, message, tail)
@@ -486,8 +490,10 @@ impl<R: Registry> LiveWorker<'_, R> {
 /// compatibility target; with `"warn"` the mismatches), each with its
 /// count and the first [`MISMATCHES_LISTED`] files; and with `"error"` and
 /// a mismatch the job's failure: its message (naming the first file, what
-/// it is and what the platform needs) and the files listed under it (none
-/// when there is one, the first [`MISMATCHES_LISTED`] otherwise).
+/// it is and what the platform needs, with the count when several; it is
+/// also the metadata's `error.message`, so it refers to nothing under it)
+/// and the lines under it in the terminal (none when there is one file,
+/// else a heading and the first [`MISMATCHES_LISTED`] files).
 fn judge(
     platform: &Platform,
     binaries: Binaries,
@@ -515,25 +521,33 @@ fn judge(
         return (warnings, None);
     }
     let count = report.mismatches.len();
-    let more = match count {
-        1 => String::new(),
-        _ if count <= MISMATCHES_LISTED => format!(" (and {} more files, listed below)", count - 1),
+    // The message stands alone (it is also the metadata's
+    // `error.message`); the lines under it in the terminal say which
+    // files they are.
+    let message = match count {
+        1 => format!(
+            "the {platform} image holds a program of another architecture: {} is {}, but {platform} needs {}",
+            first.path, first.found, first.expected
+        ),
         _ => format!(
-            " (and {} more files; the first {MISMATCHES_LISTED} are listed below)",
+            "the {platform} image holds {count} programs of another architecture, but {platform} needs {}: {} is {}, and {} more",
+            first.expected,
+            first.path,
+            first.found,
             count - 1
         ),
     };
-    let message = format!(
-        "the {platform} image holds a program of another architecture: {} is {}, but {platform} needs {}{more}",
-        first.path, first.found, first.expected
-    );
-    let listed = if count > 1 { MISMATCHES_LISTED } else { 0 };
-    let tail = report
+    let heading = match count {
+        1 => return (warnings, Some((message, Vec::new()))),
+        _ if count <= MISMATCHES_LISTED => format!("the {count} files:"),
+        _ => format!("the first {MISMATCHES_LISTED} of the {count} files:"),
+    };
+    let files = report
         .mismatches
         .iter()
-        .take(listed)
-        .map(|finding| format!("{}: {}", finding.path, finding.found))
-        .collect();
+        .take(MISMATCHES_LISTED)
+        .map(|finding| format!("{}: {}", finding.path, finding.found));
+    let tail = std::iter::once(heading).chain(files).collect();
     (warnings, Some((message, tail)))
 }
 
@@ -1156,7 +1170,7 @@ mod tests {
             ),
             (
                 Stage::Binaries,
-                "the linux/arm64 image holds a program of another architecture: /bin/busybox is ELF 64-bit LSB x86-64 executable, but linux/arm64 needs 64-bit LSB ARM aarch64",
+                "the linux/arm64 image holds a program of another architecture: /bin/busybox is ELF 64-bit LSB x86-64 executable, but linux/arm64 needs 64-bit LSB AArch64",
                 true,
                 ErrorKind::Binaries,
                 "a stage on $BUILDPLATFORM copied a host binary, or a download picked the wrong architecture; if the file is meant to be foreign, add it to `[verify] ignore`",
@@ -1282,7 +1296,7 @@ mod tests {
         let finding = |path: &str| mab_verify::Finding {
             path: path.to_owned(),
             found: "ELF 64-bit LSB x86-64 executable".to_owned(),
-            expected: "64-bit LSB ARM aarch64".to_owned(),
+            expected: "64-bit LSB AArch64".to_owned(),
         };
         let compat = mab_verify::Finding {
             path: "/usr/lib/arm32/libc.so".to_owned(),
@@ -1310,7 +1324,7 @@ mod tests {
         assert_eq!(
             failure,
             Some((
-                "the linux/arm64 image holds a program of another architecture: /bin/busybox is ELF 64-bit LSB x86-64 executable, but linux/arm64 needs 64-bit LSB ARM aarch64".to_owned(),
+                "the linux/arm64 image holds a program of another architecture: /bin/busybox is ELF 64-bit LSB x86-64 executable, but linux/arm64 needs 64-bit LSB AArch64".to_owned(),
                 Vec::new()
             ))
         );
@@ -1320,18 +1334,34 @@ mod tests {
             .collect();
         let (_, failure) = judge(&platform, Binaries::Error, &report(many.clone()));
         let (message, listed) = failure.unwrap();
-        assert!(
-            message.ends_with("(and 24 more files; the first 20 are listed below)"),
-            "{message}"
+        // The message reads alone (it is the metadata's `error.message`
+        // too); the lines under it say which files they are.
+        assert_eq!(
+            message,
+            "the linux/arm64 image holds 25 programs of another architecture, but linux/arm64 needs 64-bit LSB AArch64: /bin/t00 is ELF 64-bit LSB x86-64 executable, and 24 more"
         );
-        assert_eq!(listed.len(), MISMATCHES_LISTED);
-        assert_eq!(listed[0], "/bin/t00: ELF 64-bit LSB x86-64 executable");
+        assert_eq!(listed.len(), 1 + MISMATCHES_LISTED);
+        assert_eq!(listed[0], "the first 20 of the 25 files:");
+        assert_eq!(listed[1], "/bin/t00: ELF 64-bit LSB x86-64 executable");
+        assert_eq!(listed[20], "/bin/t19: ELF 64-bit LSB x86-64 executable");
+        let (_, failure) = judge(&platform, Binaries::Error, &report(many[..3].to_vec()));
+        let (message, listed) = failure.unwrap();
+        assert!(message.ends_with(", and 2 more"), "{message}");
+        assert_eq!(
+            listed,
+            [
+                "the 3 files:",
+                "/bin/t00: ELF 64-bit LSB x86-64 executable",
+                "/bin/t01: ELF 64-bit LSB x86-64 executable",
+                "/bin/t02: ELF 64-bit LSB x86-64 executable"
+            ]
+        );
 
         let (warnings, failure) = judge(&platform, Binaries::Warn, &report(many[..2].to_vec()));
         assert_eq!(failure, None);
         assert_eq!(
             warnings[1..],
-            ["linux/arm64: 2 files of another architecture, but linux/arm64 needs 64-bit LSB ARM aarch64 (`[verify] binaries = \"warn\"`): /bin/t00 is ELF 64-bit LSB x86-64 executable; /bin/t01 is ELF 64-bit LSB x86-64 executable"]
+            ["linux/arm64: 2 files of another architecture, but linux/arm64 needs 64-bit LSB AArch64 (`[verify] binaries = \"warn\"`): /bin/t00 is ELF 64-bit LSB x86-64 executable; /bin/t01 is ELF 64-bit LSB x86-64 executable"]
         );
         // One warning for the platform however many files, the first
         // ones named.
