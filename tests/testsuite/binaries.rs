@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::support::{
-    build_and_metadata, build_with_metadata, image_dir, mab_with_env, require_lab,
+    build_and_metadata, build_with_metadata, docker_on, image_dir, mab_with_env, require_lab,
     runner_a_for_arm64, sha256, skopeo_exists, skopeo_raw, ssh_lock, three_runners, Home, Lab,
     Project,
 };
@@ -141,6 +141,11 @@ fn several_host_binaries_are_counted_and_listed() {
     let (run, metadata) = build_and_metadata(home.path(), project.path(), &[]);
     assert_eq!(run.code, 1, "{run:?}");
     let message = "the linux/arm64 image holds 2 programs of another architecture, but linux/arm64 needs 64-bit LSB AArch64: /bin/a is ELF 64-bit LSB x86-64 executable, and 1 more";
+    // The image the check failed is kept on its runner, and named.
+    let message = format!(
+        "{message}; the image is kept on runner `arm` as {}",
+        kept_image(&run.stderr, &repository)
+    );
     let platform = &metadata["platforms"][0];
     assert_eq!(platform["error"]["message"], message, "{metadata}");
     assert!(
@@ -261,6 +266,53 @@ fn with_no_push_the_engines_image_is_checked() {
     assert_eq!(metadata["platforms"][0]["error"]["kind"], "binaries");
     assert_eq!(metadata["platforms"][0]["binaries"]["checked"], 1);
     assert!(!skopeo_exists(&format!("{repository}:latest")));
+}
+
+/// The name a build gave its linux/arm64 image in the engine, from the
+/// build log's `Successfully tagged REPOSITORY:mab-<build id>-linux-arm64`.
+fn kept_image(stderr: &str, repository: &str) -> String {
+    let prefix = format!("Successfully tagged {repository}:mab-");
+    let start =
+        stderr.find(&prefix).expect("a tagged image in the log") + prefix.len() - "mab-".len();
+    let name = &stderr[start..];
+    let end = name.find("-linux-arm64").expect("the arm64 image's name") + "-linux-arm64".len();
+    format!("{repository}:{}", &name[..end])
+}
+
+/// An image without layers (`FROM scratch` and no file) has no programs:
+/// with `--no-push` it passes with nothing checked, though `docker save`
+/// refuses to export it.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn with_no_push_an_image_without_layers_passes() {
+    let lab = require_lab!();
+    let _ssh = ssh_lock();
+    let repository = lab.repository("binaries-no-layers");
+    let home = Home::new(lab);
+    let project = arm64_project(lab, &repository, "FROM scratch\nLABEL empty=yes\n", "");
+    let (run, metadata) = build_and_metadata(home.path(), project.path(), &["--no-push"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        metadata["platforms"][0]["binaries"],
+        serde_json::json!({"checked": 0, "mismatches": []}),
+        "{metadata}"
+    );
+    // The premise, from runner-a's engine: the image it kept has no layer.
+    let inspect = docker_on(
+        "runner-a",
+        &[
+            "image",
+            "inspect",
+            "--format",
+            "{{len .RootFS.Layers}}",
+            &format!("{repository}:mab-linux-arm64"),
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&inspect.stdout).trim(),
+        "0",
+        "{inspect:?}"
+    );
 }
 
 #[test]

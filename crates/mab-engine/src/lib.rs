@@ -526,6 +526,22 @@ impl Engine {
         })
     }
 
+    /// How many layers an image in the engine's store has (its config's
+    /// `rootfs.diff_ids`, as `docker image inspect` shows them): `0` for a
+    /// `FROM scratch` image without files, which `docker save` refuses
+    /// ("empty export - not implemented").
+    pub async fn image_layer_count(&self, reference: &str) -> Result<usize, EngineError> {
+        let image = self
+            .request(&format!("GET /images/{reference}/json"), || {
+                self.docker.inspect_image(reference)
+            })
+            .await?;
+        Ok(image
+            .root_fs
+            .and_then(|root_fs| root_fs.layers)
+            .map_or(0, |layers| layers.len()))
+    }
+
     /// The image `reference` as `docker save` writes it (`GET
     /// /images/{name}/get`: a tar with `manifest.json`, the config and
     /// each layer as an uncompressed tar), spooled as it streams, never

@@ -714,7 +714,15 @@ async fn check_exported(
     image: &str,
     check: mab_verify::Check,
 ) -> Result<(mab_verify::Report, u64), CheckReadError> {
-    if !check.inspects() {
+    // An image without layers has no programs, and `docker save`
+    // refuses it.
+    if !check.inspects()
+        || engine
+            .image_layer_count(image)
+            .await
+            .map_err(CheckReadError::Engine)?
+            == 0
+    {
         return Ok((check.report(), 0));
     }
     let spool = engine
