@@ -896,19 +896,23 @@ impl Ended<'_> {
 
     /// Reports the staging tags that stay for a `--resume`: those of the
     /// images this build pushed and verified, and those of the images a
-    /// resume reused.
+    /// resume reused; nothing when there are none.
     fn report_kept(&self) {
         let reused = self.planned.reused.iter().filter_map(|(entry, _)| {
             let digest = entry.digest.clone()?;
             Some(Staged::of(&entry.platform, digest))
         });
+        let tags: Vec<String> = staged_of(self.results, true)
+            .into_iter()
+            .chain(reused)
+            .map(|staged| staged.tag)
+            .collect();
+        if tags.is_empty() {
+            return;
+        }
         self.reporter.report(Event::StagingTagsLeft {
             image: self.planned.image.to_owned(),
-            tags: staged_of(self.results, true)
-                .into_iter()
-                .chain(reused)
-                .map(|staged| staged.tag)
-                .collect(),
+            tags,
             reason: StagingTagsReason::KeptForResume,
         });
     }
@@ -957,6 +961,9 @@ async fn drop_failed<R: Registry>(
         remove_staging_tags(repository, &pushed_failed, reporter).await;
     }
     if !partial {
+        if repository.is_some() {
+            ended.report_kept();
+        }
         ended.write_failed();
         return Err(match stop {
             Some(kind) => Failure::stopped_after_jobs(kind, resumable(ended, repository.is_some())),
@@ -2068,6 +2075,7 @@ mod tests {
                     vec!["build failed for linux/arm64 (runner pi); nothing was published"],
                 )),
                 metadata: arm_failed_after_push(),
+                said: vec!["staging tag mab-staging-linux-amd64 remains in 127.0.0.1:5000/app: kept for `mab build --resume`"],
                 ..base()
             },
             Case {
