@@ -285,7 +285,7 @@ fn a_test_failing_on_one_platform_publishes_nothing() {
     for (platform, runner) in [("linux/arm64", "arm"), ("linux/ppc64le", "power")] {
         assert!(
             run.stderr.contains(&format!(
-                "exited with code 0 in the {platform} image on runner `{runner}`, but its output did not match expect = \"machine=x86_64\""
+                "exited with code 0 in the {platform} image on runner `{runner}`, but its output did not match expect = 'machine=x86_64'"
             )),
             "{platform}: {run:?}"
         );
@@ -572,7 +572,7 @@ fn stderr_does_not_match_expect() {
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
         run.stderr
-            .contains("but its output did not match expect = \"ready\"")
+            .contains("but its output did not match expect = 'ready'")
             && run.stderr.contains("    stderr: ready\n")
             && run
                 .stderr
@@ -610,7 +610,7 @@ fn an_anchored_expect_matches_a_one_line_output() {
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
         run.stderr
-            .contains("but its output did not match expect = \"^version 2\\\\.0$\"")
+            .contains(r"but its output did not match expect = '^version 2\.0$'")
             && run
                 .stderr
                 .contains("add `(?m)` for `^` and `$` to match at each line"),

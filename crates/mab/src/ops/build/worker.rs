@@ -999,10 +999,21 @@ fn test_failure(test: &SmokeTest, job: &JobSpec, end: &TestEnd<'_>) -> (String, 
         TestEnd::Unmatched => (
             format!(
                 "[test] run = {run} exited with code 0 in {image}, but its output did not match expect = {}",
-                serde_json::to_string(test.expect.as_ref().map_or("", |expect| expect.0.as_str())).unwrap_or_default()
+                toml_string(test.expect.as_ref().map_or("", |expect| expect.0.as_str()))
             ),
             format!("compare `expect` with the output shown: it is matched against standard output only (lines marked `stderr:` are not), its last newline removed; add `(?m)` for `^` and `$` to match at each line; {TEST_FIX}"),
         ),
+    }
+}
+
+/// `text` as mab.toml would hold it: a literal string (`'^v2\.0$'`, no
+/// escapes, as a regex is usually written) unless it holds a `'` or a
+/// line end, then a basic string with escapes.
+fn toml_string(text: &str) -> String {
+    if text.contains(['\'', '\n', '\r']) {
+        serde_json::to_string(text).unwrap_or_default()
+    } else {
+        format!("'{text}'")
     }
 }
 
@@ -1251,7 +1262,7 @@ mod tests {
                 Some("^v2$"),
                 Ended::Exited(0),
                 "v2.0\n",
-                Some(format!("[test] run = [\"/app\",\"--version\"] exited with code 0 {IN}, but its output did not match expect = \"^v2$\"")),
+                Some(format!("[test] run = [\"/app\",\"--version\"] exited with code 0 {IN}, but its output did not match expect = '^v2$'")),
                 "compare `expect` with the output shown",
             ),
             // One trailing line end is removed before matching, as `$(...)`
@@ -1263,7 +1274,7 @@ mod tests {
                 Some("^v2$"),
                 Ended::Exited(0),
                 "v2\n\n",
-                Some(format!("[test] run = [\"/app\",\"--version\"] exited with code 0 {IN}, but its output did not match expect = \"^v2$\"")),
+                Some(format!("[test] run = [\"/app\",\"--version\"] exited with code 0 {IN}, but its output did not match expect = '^v2$'")),
                 "compare `expect` with the output shown",
             ),
         ];
@@ -1293,6 +1304,15 @@ mod tests {
             ),
             "{hint}"
         );
+    }
+
+    /// A pattern is shown as mab.toml would hold it: literal unless a
+    /// quote or line end needs escapes.
+    #[test]
+    fn patterns_are_shown_as_toml_strings() {
+        assert_eq!(toml_string(r"^version 2\.0$"), r"'^version 2\.0$'");
+        assert_eq!(toml_string("it's"), r#""it's""#);
+        assert_eq!(toml_string("a\nb"), r#""a\nb""#);
     }
 
     /// The check's report read under each `binaries` mode: warnings for
