@@ -209,7 +209,13 @@ impl std::str::FromStr for Expect {
             match regex_syntax::Parser::new().parse(expect) {
                 Err(regex_syntax::Error::Parse(error)) => at(error.kind(), error.span().start),
                 Err(regex_syntax::Error::Translate(error)) => at(error.kind(), error.span().start),
-                _ => error.to_string().replace('\n', " "),
+                _ => match error {
+                    regex::Error::CompiledTooBig(limit) => format!(
+                        "the pattern compiles to more than {} MiB, the regex crate's limit (a repetition such as `\\w{{1000}}` grows it fast)",
+                        limit / (1024 * 1024)
+                    ),
+                    error => error.to_string().replace('\n', " "),
+                },
             }
         })
     }
@@ -512,13 +518,18 @@ fn parse_verify(
             .find(|(name, _)| name == written.get_ref())
             .map(|(_, binaries)| *binaries)
             .ok_or_else(|| {
+                let lower = written.get_ref().to_lowercase();
+                let hint = match Binaries::VALUES.iter().find(|(name, _)| *name == lower) {
+                    Some((name, _)) => format!("the values are lower case: `binaries = \"{name}\"`"),
+                    None => "\"error\" fails a platform whose image holds a program of another architecture, \"warn\" publishes it with a warning, \"off\" skips the check (docs/verify.md)".to_owned(),
+                };
                 (
                     written.span(),
                     format!(
                         "`binaries = \"{}\"` is not one of \"error\", \"warn\" or \"off\"",
                         written.get_ref()
                     ),
-                    "`error` fails a platform whose image holds a program of another architecture, `warn` publishes it with a warning, `off` skips the check (docs/verify.md)".to_owned(),
+                    hint,
                 )
             })?,
         None => Binaries::default(),
@@ -898,6 +909,11 @@ extra = ["edge", "nightly", "edge"]
             (
                 "run = [\"/app\"]\nexpect = 'v[0-9]+ (\\w+'",
                 "[test] `expect` is not a regular expression: unclosed group at character 9 of the pattern",
+                (7, 10),
+            ),
+            (
+                "run = [\"/app\"]\nexpect = '\\w{1000}\\w{1000}'",
+                "[test] `expect` is not a regular expression: the pattern compiles to more than 10 MiB, the regex crate's limit (a repetition such as `\\w{1000}` grows it fast)",
                 (7, 10),
             ),
             (
@@ -1289,7 +1305,15 @@ extra = ["edge", "nightly", "edge"]
                 ":5:12",
                 "binaries = \"fatal\"",
                 "           ^^^^^^^",
-                "`warn` publishes it with a warning",
+                "\"warn\" publishes it with a warning",
+            ),
+            (
+                "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\n[verify]\nbinaries = \"Warn\"\n",
+                "`binaries = \"Warn\"` is not one of \"error\", \"warn\" or \"off\"",
+                ":5:12",
+                "binaries = \"Warn\"",
+                "           ^^^^^^",
+                "the values are lower case: `binaries = \"warn\"`",
             ),
             (
                 "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\n[verify]\nignore = [\"bin/busybox\"]\n",
