@@ -53,6 +53,19 @@ pub enum Command {
         /// reference grammar (no tag means latest).
         reference: String,
     },
+    /// Print a shell completion script for mab on stdout (docs/install.md says where it goes).
+    Completions {
+        /// The shell the script is for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print mab's manual page (roff, for man(1)) on stdout, or write one page per command.
+    Man {
+        /// Write mab.1 and one page per command (mab-build.1, mab-runners-add.1, ...) into
+        /// this directory instead, which must exist.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

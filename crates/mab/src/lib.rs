@@ -282,6 +282,8 @@ async fn run(
         Command::Inspect { reference } => {
             ops::inspect::inspect(&reference, environment, &reporter).await
         }
+        Command::Completions { shell } => Ok(ops::manual::completions(shell)),
+        Command::Man { dir } => ops::manual::man(dir.as_deref()),
     };
     done.map(Done::from)
 }

@@ -6,6 +6,7 @@ pub mod connect;
 pub mod init;
 pub mod inspect;
 pub mod jobs;
+pub mod manual;
 pub mod plan;
 pub mod prepare;
 pub mod publishing;
