@@ -11,6 +11,7 @@ pub mod cli;
 pub mod environment;
 pub mod failure;
 pub mod git;
+pub mod history;
 pub mod logging;
 pub mod ops;
 pub mod progress;

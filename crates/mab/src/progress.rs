@@ -49,12 +49,44 @@ impl Renderer {
 
 impl Reporter for Renderer {
     fn report(&self, event: Event) {
+        for observer in observers() {
+            observer.report(event.clone());
+        }
         match self {
             Renderer::Bars(bars) => bars.report(event),
             Renderer::Lines(lines) => lines.report(event),
             Renderer::Json(json) => json.report(event),
         }
     }
+}
+
+/// What hears the events besides the renderer (the build's log files,
+/// its HTML report, GitHub Actions' workflow files), in the order added.
+static OBSERVERS: Mutex<Vec<Arc<dyn Reporter>>> = Mutex::new(Vec::new());
+
+/// Adds `observer`: from now on it hears every event a [`Renderer`] is
+/// given, before the renderer draws it, until [`forget_observers`].
+pub fn observe(observer: Arc<dyn Reporter>) {
+    OBSERVERS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .push(observer);
+}
+
+/// Removes every observer [`observe`] added.
+pub fn forget_observers() {
+    OBSERVERS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clear();
+}
+
+/// The observers now, copied so that none is called under the lock.
+fn observers() -> Vec<Arc<dyn Reporter>> {
+    OBSERVERS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone()
 }
 
 /// The renderer of the command that runs, if it has one.
