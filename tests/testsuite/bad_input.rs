@@ -486,11 +486,12 @@ fn target_not_in_the_dockerfile() {
 fn configuration_mistakes() {
     const RUNNER: &str =
         "[[runner]]\nname = \"a\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\n";
-    let cases: [(&str, &str, &str); 21] = [
+    let cases: [(&str, &str, &str); 22] = [
         ("empty_platforms", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = []\n", RUNNER),
         ("unknown_os", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linus/amd64\"]\n", RUNNER),
         ("missing_name", "[image]\nplatforms = [\"linux/amd64\"]\n", RUNNER),
         ("invalid_image_name", "[image]\nname = \"127.0.0.1:5000/Team/App\"\nplatforms = [\"linux/amd64\"]\n", RUNNER),
+        ("init_placeholder_name", "[image]\nname = \"registry.example.com/CHANGE-ME/app\"   # CHANGE ME\nplatforms = [\"linux/amd64\"]\n", RUNNER),
         ("image_name_with_tag", "[image]\nname = \"127.0.0.1:5000/app:1.0\"\nplatforms = [\"linux/amd64\"]\n", RUNNER),
         ("missing_context", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linux/amd64\"]\ncontext = \"nowhere\"\n", RUNNER),
         ("wrong_type", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = \"linux/amd64\"\n", RUNNER),

@@ -169,3 +169,182 @@ fn every_bad_input_snapshot_is_a_row_of_docs_errors() {
     );
     assert!(rows >= 30, "docs/errors.md has only {rows} rows");
 }
+
+/// The pieces of `text` that are code: inline code spans and the lines of
+/// fenced blocks, each with the line it is on.
+fn code_fragments(text: &str) -> Vec<(usize, String)> {
+    let mut fragments = Vec::new();
+    let mut fenced = false;
+    for (index, line) in text.lines().enumerate() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if fenced {
+            fragments.push((index + 1, line.to_owned()));
+            continue;
+        }
+        // Spans between single backticks (a doubled one opens a span that
+        // may hold a backtick: its content is taken whole).
+        let mut rest = line;
+        while let Some(start) = rest.find('`') {
+            let ticks = rest[start..].chars().take_while(|c| *c == '`').count();
+            let after = &rest[start + ticks..];
+            let fence = "`".repeat(ticks);
+            let Some(end) = after.find(&fence) else { break };
+            fragments.push((index + 1, after[..end].to_owned()));
+            rest = &after[end + ticks..];
+        }
+    }
+    fragments
+}
+
+/// A `mab` command line in the docs: the command's path (`runners add`)
+/// and the flags written after it (`--platform`, `-C`).
+#[derive(Debug)]
+struct Mention {
+    place: String,
+    path: Vec<String>,
+    flags: Vec<String>,
+}
+
+/// Every `mab ...` command line in `fragment`: after a `mab` word (not one
+/// preceded by `man`, `install`, `cargo`, `which`), the words that name
+/// subcommands, then the flags, until a shell separator. The word after a
+/// flag that takes a value is its value, not a flag.
+fn mentions(place: &str, fragment: &str) -> Vec<Mention> {
+    use clap::CommandFactory;
+    const SEPARATORS: [&str; 8] = ["|", "||", "&&", ";", ">", "2>", "\\", "#"];
+    let root = mab::cli::Cli::command();
+    let words: Vec<&str> = fragment
+        .split_whitespace()
+        .map(|word| word.trim_matches(|c| matches!(c, '(' | ')' | ',' | '"' | '\'')))
+        .collect();
+    let mut found = Vec::new();
+    for (index, word) in words.iter().enumerate() {
+        if *word != "mab" {
+            continue;
+        }
+        if index > 0 && ["man", "install", "cargo", "which"].contains(&words[index - 1]) {
+            continue;
+        }
+        let line = words[index + 1..]
+            .iter()
+            .take_while(|word| !SEPARATORS.contains(word));
+        let mut command = &root;
+        let mut path = Vec::new();
+        let mut flags: Vec<String> = Vec::new();
+        let mut value_next = false;
+        for word in line {
+            if std::mem::take(&mut value_next) {
+                continue;
+            }
+            if !word.starts_with('-') || *word == "-" || word.starts_with("---") {
+                // Subcommands come before any argument that is not a flag.
+                match command.find_subcommand(word) {
+                    Some(sub) if flags.iter().all(|flag| flag.starts_with('-')) => {
+                        command = sub;
+                        path.push(word.to_string());
+                    }
+                    _ => flags.push(String::new()),
+                }
+                continue;
+            }
+            let name = word.split('=').next().unwrap();
+            flags.push(name.to_owned());
+            value_next = !word.contains('=')
+                && command.get_arguments().any(|argument| {
+                    let long = name.strip_prefix("--");
+                    let short = name.strip_prefix('-').and_then(|short| {
+                        let mut characters = short.chars();
+                        characters.next().filter(|_| characters.next().is_none())
+                    });
+                    (long.is_some() && argument.get_long() == long
+                        || short.is_some() && argument.get_short() == short)
+                        && argument.get_action().takes_values()
+                });
+        }
+        let flags = flags
+            .into_iter()
+            .filter(|flag| {
+                flag.starts_with('-')
+                    && flag
+                        .chars()
+                        .skip_while(|c| *c == '-')
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-')
+            })
+            .collect();
+        found.push(Mention {
+            place: place.to_owned(),
+            path,
+            flags,
+        });
+    }
+    found
+}
+
+/// Runs `mab PATH --help` for every command the README and docs show, and
+/// checks that each flag they write after it is in that help.
+#[test]
+fn every_command_and_flag_the_docs_mention_is_in_its_help() {
+    let top = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut all = Vec::new();
+    for file in documents() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let name = file.strip_prefix(&top).unwrap().display().to_string();
+        for (line, fragment) in code_fragments(&text) {
+            all.extend(mentions(&format!("{name}:{line}"), &fragment));
+        }
+    }
+    let mut helps: std::collections::BTreeMap<Vec<String>, String> = Default::default();
+    let mut problems = Vec::new();
+    for mention in &all {
+        let help = helps.entry(mention.path.clone()).or_insert_with(|| {
+            let output = std::process::Command::new(env!("CARGO_BIN_EXE_mab"))
+                .args(&mention.path)
+                .arg("--help")
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "mab {:?} --help: {output:?}",
+                mention.path
+            );
+            String::from_utf8(output.stdout).unwrap()
+        });
+        for flag in &mention.flags {
+            let shown = help.match_indices(flag.as_str()).any(|(at, _)| {
+                let next = help[at + flag.len()..].chars().next();
+                let before = help[..at].chars().last();
+                !next.is_some_and(|c| c.is_ascii_alphanumeric() || c == '-')
+                    && !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '-')
+            });
+            if !shown {
+                problems.push(format!(
+                    "{}: `mab {}` has no {flag} in its --help",
+                    mention.place,
+                    mention.path.join(" ")
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+    // The docs show many commands; a parser that finds none is broken.
+    assert!(helps.len() >= 8, "{:?}", helps.keys());
+    assert!(all.iter().map(|mention| mention.flags.len()).sum::<usize>() >= 40);
+}
+
+#[test]
+fn mentions_are_read_from_command_lines() {
+    let found = mentions(
+        "x",
+        "mab -v runners add a --host h --platform=linux/arm64 | grep x --y",
+    );
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].path, ["runners", "add"]);
+    assert_eq!(found[0].flags, ["-v", "--host", "--platform"]);
+    let found = mentions("x", "MAB_LAB=off mab build --no-push -C dir && man mab");
+    assert_eq!(found[0].path, ["build"]);
+    assert_eq!(found[0].flags, ["--no-push", "-C"]);
+    assert_eq!(found.len(), 1);
+}

@@ -711,6 +711,12 @@ pub fn parse_image_reference(text: &str) -> Result<oci_client::Reference, String
     })
 }
 
+/// The path component `mab init` writes into the image name it cannot
+/// know (`registry.example.com/CHANGE-ME/app`): a name holding it is
+/// refused, so that a new `mab.toml` fails at that line until edited
+/// instead of publishing somewhere nobody chose.
+pub const INIT_PLACEHOLDER: &str = "CHANGE-ME";
+
 /// Checks an image name (`[registry[:port]/]path`, what `[image] name` and
 /// `mab init --image` take) with the image reference parser the registry
 /// client uses ([`parse_image_reference`]), and refuses a tag or digest: the name
@@ -724,6 +730,15 @@ pub fn check_repository(name: &str) -> Result<(), (String, String)> {
         ));
     }
     let bad = |why: &str, hint: String| Err((format!("image name `{name}` {why}"), hint));
+    if name
+        .split('/')
+        .any(|component| component == INIT_PLACEHOLDER)
+    {
+        return bad(
+            "is the placeholder `mab init` wrote",
+            format!("set `name` to the repository to publish to, {EXAMPLE}"),
+        );
+    }
     if name.contains('@') {
         return bad(
             "carries a digest",
@@ -1371,6 +1386,10 @@ extra = ["edge", "nightly", "edge"]
         }
         let invalid = [
             ("", "is empty"),
+            (
+                "registry.example.com/CHANGE-ME/app",
+                "is the placeholder `mab init` wrote",
+            ),
             ("app:1.0", "carries a tag"),
             ("localhost:5000/app:1.0", "carries a tag"),
             ("app@sha256:abc", "carries a digest"),

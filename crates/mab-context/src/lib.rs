@@ -38,5 +38,5 @@ pub use digest::{
 pub use error::ContextError;
 pub use follow::{follow_links, resolve_links};
 pub use ignore::{DockerIgnore, DOCKERIGNORE};
-pub use stages::{stage_names, step_line};
+pub use stages::{declared_args, stage_names, step_line, DeclaredArg};
 pub use walk::{walk, walk_with_metadata, ContextEntry, ContextListing, EntryKind, Selection};

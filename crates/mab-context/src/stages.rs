@@ -72,6 +72,61 @@ pub fn stage_names(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// A build argument a Dockerfile declares (`ARG NAME[=DEFAULT]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeclaredArg {
+    /// As written (build argument names are case-sensitive).
+    pub name: String,
+    /// The default as BuildKit reads it (quotes removed), if it has one.
+    pub default: Option<String>,
+}
+
+/// The build arguments `text` declares, in order, each name once (its
+/// first declaration), without the ones the builder sets itself: BuildKit's
+/// platform arguments (`TARGETPLATFORM`, `BUILDARCH`, ...) and the proxy
+/// variables docker passes on (`HTTP_PROXY`, ...), and mab's own
+/// (`MAB_...`).
+///
+/// An `ARG` takes one or more `NAME` or `NAME=VALUE` words, split as a
+/// shell splits them (BuildKit's `parseNameOrNameVal`); a word that does
+/// not split (an open quote) ends that instruction's list.
+pub fn declared_args(text: &str) -> Vec<DeclaredArg> {
+    const SET_BY_THE_BUILDER: [&str; 8] = [
+        "TARGETPLATFORM",
+        "TARGETOS",
+        "TARGETARCH",
+        "TARGETVARIANT",
+        "BUILDPLATFORM",
+        "BUILDOS",
+        "BUILDARCH",
+        "BUILDVARIANT",
+    ];
+    let mut found: Vec<DeclaredArg> = Vec::new();
+    for instruction in instructions(text) {
+        if instruction.keyword() != "ARG" {
+            continue;
+        }
+        let rest = instruction.text.trim_start()["ARG".len()..].trim();
+        for word in shlex::split(rest).unwrap_or_default() {
+            let (name, default) = match word.split_once('=') {
+                Some((name, value)) => (name.to_owned(), Some(value.to_owned())),
+                None => (word, None),
+            };
+            let proxy = name.to_ascii_uppercase().ends_with("_PROXY");
+            if name.is_empty()
+                || proxy
+                || name.starts_with("MAB_")
+                || SET_BY_THE_BUILDER.contains(&name.as_str())
+                || found.iter().any(|known| known.name == name)
+            {
+                continue;
+            }
+            found.push(DeclaredArg { name, default });
+        }
+    }
+    found
+}
+
 /// The line (from 1) of the Dockerfile `text` where the build step that
 /// BuildKit named `step` is written, when that can be told for sure.
 ///
@@ -164,6 +219,26 @@ fn escape_character(text: &str) -> char {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_declared_build_arguments() {
+        let text = "ARG GO_VERSION=1.22\nFROM golang:${GO_VERSION} AS build\n\
+                    ARG TARGETARCH\narg FEATURES=\"a b\" \\\n  DEBUG\n\
+                    ARG http_proxy\nARG MAB_VERSION\nFROM scratch\nARG GO_VERSION\n";
+        let args = declared_args(text);
+        let pairs: Vec<(&str, Option<&str>)> = args
+            .iter()
+            .map(|arg| (arg.name.as_str(), arg.default.as_deref()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("GO_VERSION", Some("1.22")),
+                ("FEATURES", Some("a b")),
+                ("DEBUG", None)
+            ]
+        );
+    }
 
     #[test]
     fn reads_stage_names_as_buildkit() {

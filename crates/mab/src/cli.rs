@@ -42,6 +42,34 @@ pub enum Command {
         command: RunnersCommand,
     },
     /// Write a starting mab.toml for the Dockerfile in this directory.
+    ///
+    /// The file names the image and its platforms and, commented out, the Dockerfile's
+    /// stages and build arguments, the binary check and a smoke test. Without --image its
+    /// image name is registry.example.com/CHANGE-ME/<directory>, which every command
+    /// refuses until it is edited.
+    ///
+    /// The keys of mab.toml:
+    ///   [image]
+    ///   name        the repository to publish to, registry[:port]/namespace/name (required)
+    ///   platforms   os/arch[/variant] list, ["linux/amd64", "linux/arm64"] (required)
+    ///   context     the build context, relative to mab.toml (default ".")
+    ///   dockerfile  relative to the context (default Dockerfile, else dockerfile)
+    ///   target      the stage to build (default the last)
+    ///   emulation   false: build natively or not at all (default true)
+    ///   fallback    false: a platform never leaves its planned runner (default true)
+    ///   timeout     how long one platform's job may run, "90m" (default none)
+    ///   [image.args]     NAME = "VALUE" build arguments; --build-arg adds or overrides
+    ///   [image.secrets]  ID = { env = "VARIABLE" } or { src = "FILE" }, for
+    ///                    RUN --mount=type=secret,id=ID; --secret replaces one
+    ///   [tags]      extra = ["edge"]: tags added to the computed ones
+    ///   [verify]    binaries = "error" | "warn" | "off": programs of another architecture;
+    ///               ignore = ["/usr/share/qemu/**"]: image paths not inspected
+    ///   [test]      run = ["/app/server", "--version"]: a command each image runs on its
+    ///               runner before anything is published; expect = 'regex' its stdout
+    ///               must match; timeout = "60s"
+    ///
+    /// Runners are registered with `mab runners add` (`mab runners add --help`).
+    #[command(verbatim_doc_comment)]
     Init(InitArgs),
     /// Show a published list: platform, digest and size of each entry.
     ///
@@ -138,7 +166,7 @@ pub struct InitArgs {
     /// Run as if started in DIR.
     #[arg(short = 'C', value_name = "DIR")]
     pub directory: Option<PathBuf>,
-    /// The repository to publish to (default: localhost:5000/<directory name>).
+    /// The repository to publish to (default: registry.example.com/CHANGE-ME/<directory name>, a placeholder every command refuses until it is edited).
     #[arg(long, value_name = "NAME")]
     pub image: Option<String>,
     /// Platforms to build (default: linux/amd64,linux/arm64).
@@ -271,5 +299,44 @@ mod tests {
         ] {
             assert!(long.contains(part), "{part}: {long}");
         }
+    }
+}
+
+#[cfg(test)]
+mod every_flag {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Each command and each of its arguments, as `mab build --tag`.
+    fn described(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        if command.get_about().is_none() && !path.is_empty() {
+            missing.push(format!("the command `{path}`"));
+        }
+        for argument in command.get_arguments() {
+            let id = argument.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            if argument.get_help().is_none() && argument.get_long_help().is_none() {
+                missing.push(format!("`{id}` of `mab {path}`"));
+            }
+        }
+        for sub in command.get_subcommands() {
+            if sub.get_name() == "help" {
+                continue;
+            }
+            let sub_path = format!("{path} {}", sub.get_name()).trim().to_owned();
+            described(sub, &sub_path, missing);
+        }
+    }
+
+    /// Every command and every flag and argument of every command has a
+    /// description in `--help`.
+    #[test]
+    fn every_command_and_flag_is_described() {
+        let mut missing = Vec::new();
+        described(&Cli::command(), "", &mut missing);
+        assert!(missing.is_empty(), "without a description: {missing:#?}");
     }
 }

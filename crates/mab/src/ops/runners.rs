@@ -77,7 +77,14 @@ struct ListedRunner {
     network: String,
 }
 
-/// `mab runners list`
+/// What the ENGINE column of `mab runners list` shows for a runner whose
+/// `engine` is not set: `unix:///var/run/docker.sock` on an SSH host, and
+/// `DOCKER_HOST` or that socket for `local` (docs/runners.md).
+const DEFAULT_ENGINE_SHOWN: &str = "default";
+
+/// `mab runners list`: the runners file's path, then a table with a row per
+/// runner (NAME, HOST, PLATFORMS, ENGINE, NETWORK, JOBS); with
+/// `--format json`, the same facts as one document.
 pub fn list(
     flag: Option<&Path>,
     format: Format,
@@ -116,6 +123,8 @@ pub fn list(
         "NAME".to_owned(),
         "HOST".to_owned(),
         "PLATFORMS".to_owned(),
+        "ENGINE".to_owned(),
+        "NETWORK".to_owned(),
         "JOBS".to_owned(),
     ]];
     for runner in &json.runners {
@@ -123,6 +132,11 @@ pub fn list(
             runner.name.clone(),
             runner.host.clone(),
             runner.platforms.join(","),
+            runner
+                .engine
+                .clone()
+                .unwrap_or_else(|| DEFAULT_ENGINE_SHOWN.to_owned()),
+            runner.network.clone(),
             runner.jobs.to_string(),
         ]);
     }
