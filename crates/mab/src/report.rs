@@ -159,6 +159,30 @@ impl Row {
         }
     }
 
+    /// Before the first step of a build: from the build phase's start to
+    /// `at`, the engine's session opening and the build request sent.
+    fn session(&mut self, at: Duration) {
+        let Some(start) = self
+            .open
+            .iter()
+            .find(|(phase, _)| *phase == Phase::Build)
+            .map(|(_, start)| *start)
+        else {
+            return;
+        };
+        let stepped = self
+            .bars
+            .iter()
+            .any(|bar| bar.class.starts_with("step") && bar.span.start >= start);
+        if !stepped && at > start {
+            self.bars.push(Bar {
+                class: "step session",
+                label: "session".to_owned(),
+                span: Span { start, end: at },
+            });
+        }
+    }
+
     /// Ends every open phase and step at `at` (a failed or stopped job).
     fn close(&mut self, at: Duration, class: &'static str) {
         self.end_step(at);
@@ -293,6 +317,7 @@ impl Collected {
             } => {
                 let row = self.row(&platform);
                 row.end_step(at);
+                row.session(at);
                 let label = if cached {
                     format!("{step} (cached)")
                 } else {
@@ -488,9 +513,9 @@ ul.tags{margin:0;padding-left:1.2em}
 .timeline{border-top:1px solid #ddd}
 .row,.axis{display:grid;grid-template-columns:16em 1fr;align-items:center;border-bottom:1px solid #eee}
 .label{padding:.3em .5em .3em 0}.label .runner{font-weight:600}.label .how{color:#555}
-.track{position:relative;height:30px;background:repeating-linear-gradient(90deg,transparent 0,transparent 9.9%,#f2f2f2 9.9%,#f2f2f2 10%)}
+.track{position:relative;height:30px}
 .bar{position:absolute;top:5px;height:20px;border-radius:3px;overflow:hidden;white-space:nowrap;font-size:11px;line-height:20px;padding:0 2px;box-sizing:border-box;color:#fff}
-.step{top:8px;height:14px;line-height:14px;background:#90caf9;color:#0d2a44;border-left:1px solid #fff}
+.step{top:8px;height:14px;line-height:14px;background:#90caf9;color:#0d2a44;border-left:1px solid #fff}.session{background:#cfd8dc}
 .phase-build{background:#1e88e5}.phase-push{background:#8e24aa}.phase-verify{background:#00897b}.phase-check{background:#43a047}.phase-test{background:#f9a825;color:#222}
 .wait{background:#bdbdbd;color:#222}.failed{background:#c62828}.connect{background:#6d4c41}.publish{background:#3949ab}
 .critical .label{border-left:4px solid #d81b60;padding-left:.4em}.critical .bar:not(.step){box-shadow:0 0 0 2px #d81b60}
@@ -672,6 +697,7 @@ fn render_timeline(page: &mut String, collected: &Collected, total: Duration) {
         ("connect", "connect and plan"),
         ("wait", "waiting for a slot"),
         ("phase-build", "build"),
+        ("step session", "engine session, before the first step"),
         ("step", "build step"),
         ("phase-push", "push"),
         ("phase-verify", "verify"),
@@ -713,8 +739,9 @@ fn render_platform(page: &mut String, row: &Row, critical: bool, total: Duration
         row.emulated,
     );
     // Phases first, steps over them.
-    let mut bars: Vec<&Bar> = row.bars.iter().filter(|bar| bar.class != "step").collect();
-    bars.extend(row.bars.iter().filter(|bar| bar.class == "step"));
+    let step = |bar: &&Bar| bar.class.starts_with("step");
+    let mut bars: Vec<&Bar> = row.bars.iter().filter(|bar| !step(bar)).collect();
+    bars.extend(row.bars.iter().filter(step));
     for bar in bars {
         render_bar(page, bar, total);
     }
@@ -959,6 +986,7 @@ mod tests {
         assert_eq!(
             bars,
             [
+                ("step session", "session", 2.0, 3.0),
                 ("step", "[1/2] COPY a /", 3.0, 5.0),
                 ("step", "[2/2] RUN x", 5.0, 8.0),
                 ("phase-build", "build", 2.0, 8.0),
