@@ -33,7 +33,7 @@ pub enum Command {
     /// Registry credentials come from DOCKER_AUTH_CONFIG, then $DOCKER_CONFIG/config.json
     /// (default ~/.docker/config.json), in every form docker writes: auth,
     /// username/password, identitytoken, credsStore, credHelpers (docs/publishing.md).
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Show which runner builds which platform and why, its fallbacks, and the platforms moved off an unreachable runner; nothing is built.
     Plan(PlanArgs),
     /// Manage and probe the runner hosts.
