@@ -6,11 +6,16 @@
 //! build output shown as text. A screenshot of each page is kept under
 //! `target/test-output/report/`. The copy in mab's state directory equals
 //! the `--report` file; html5lib parses each page without a parse error.
+//! A build stopped by Ctrl-C writes its page too; a page that cannot be
+//! written is a warning.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
-use crate::support::{mab, require_lab, sha256, skopeo_raw, ssh_lock, Home, Lab, Project};
+use crate::interrupt::{signal_when_sleeping, sleeping_project};
+use crate::support::{
+    mab, mab_command, require_lab, sha256, skopeo_raw, ssh_lock, Home, Lab, Project,
+};
 
 /// The page as headless Chromium shows it: `report/load.js`'s JSON.
 /// Keeps a screenshot as `target/test-output/report/<name>.png`.
@@ -258,4 +263,79 @@ fn a_failed_build_report_shows_the_failure_at_the_top() {
             .contains("<b>no</b>"),
         "{shown}"
     );
+}
+
+/// Ctrl-C while a step runs: the page is written on the way out, with the
+/// interruption at the top and the build that did not finish.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn an_interrupted_build_writes_its_report() {
+    let lab = require_lab!();
+    let repository = lab.repository("report-interrupted");
+    let project = sleeping_project(lab, &repository, "353");
+    let home = Home::new(lab);
+    let mut child = mab_command(
+        home.path(),
+        project.path(),
+        &["build", "--progress", "plain", "--report", "page.html"],
+    )
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let (code, _) = signal_when_sleeping(&mut child, "353", "INT");
+    assert_eq!(code, Some(130));
+
+    let page = project.path().join("page.html");
+    let text = std::fs::read_to_string(&page).unwrap();
+    assert_eq!(
+        text,
+        std::fs::read_to_string(history_copy(home.path())).unwrap()
+    );
+    assert_parses_as_html5(&page);
+    let failure = text
+        .find("id=\"failure\"")
+        .expect("the failure is on the page");
+    assert!(failure < text.find("id=\"timeline\"").unwrap());
+    assert!(text.contains("exit code 130"), "{text}");
+    assert!(
+        text.contains("interrupted; nothing was published"),
+        "{text}"
+    );
+    assert!(text.contains(">build (did not finish)<"), "{text}");
+    assert!(
+        text.contains("RUN [&quot;/bin/busybox&quot;, &quot;sleep&quot;"),
+        "{text}"
+    );
+}
+
+/// A `--report` path in a directory that does not exist: a warning naming
+/// it, the build still succeeds, and the copy in the state directory is
+/// written.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_report_that_cannot_be_written_is_a_warning() {
+    let lab = require_lab!();
+    let repository = lab.repository("report-unwritable");
+    let project = Project::new();
+    project
+        .file("Dockerfile", "FROM scratch\nCOPY content.txt /\n")
+        .amd64_image(&repository, &repository);
+    let home = Home::new(lab);
+    let run = mab(
+        home.path(),
+        project.path(),
+        &["build", "--no-push", "--report", "missing/page.html"],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let missing = project.path().join("missing/page.html");
+    assert!(
+        run.stderr.contains(&format!(
+            "cannot write the build report {}: No such file or directory",
+            missing.display()
+        )),
+        "{run:?}"
+    );
+    let copy = std::fs::read_to_string(history_copy(home.path())).unwrap();
+    assert!(copy.contains("exit code 0"), "{copy}");
+    assert!(copy.contains("nothing was published"), "{copy}");
 }
