@@ -11,6 +11,7 @@
 //! under its row (docs/report.md). A page that cannot be written is a
 //! warning, never a failed build.
 
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -114,7 +115,7 @@ struct Row {
     open: Vec<(Phase, Duration)>,
     /// The running build step.
     step: Option<(String, Duration)>,
-    log: Vec<String>,
+    log: VecDeque<String>,
     /// Log lines dropped beyond [`LOG_LINES`].
     dropped: usize,
     digest: Option<String>,
@@ -134,7 +135,7 @@ impl Row {
             bars: Vec::new(),
             open: Vec::new(),
             step: None,
-            log: Vec::new(),
+            log: VecDeque::new(),
             dropped: 0,
             digest: None,
             failures: Vec::new(),
@@ -327,9 +328,9 @@ impl Collected {
             }
             Event::Log { platform, line, .. } => {
                 let row = self.row(&platform);
-                row.log.push(line);
+                row.log.push_back(line);
                 if row.log.len() > LOG_LINES {
-                    row.log.remove(0);
+                    row.log.pop_front();
                     row.dropped += 1;
                 }
             }
@@ -766,7 +767,7 @@ fn render_platform(page: &mut String, row: &Row, critical: bool, total: Duration
         "<details class=\"log\" data-platform=\"{platform}\"><summary>log of {platform} ({} lines)</summary><pre>{}{}</pre></details>",
         row.log.len() + row.dropped,
         escape(&dropped),
-        escape(&row.log.join("\n")),
+        escape(&row.log.iter().map(String::as_str).collect::<Vec<_>>().join("\n")),
     );
 }
 
@@ -967,12 +968,9 @@ mod tests {
         collected
     }
 
-    #[test]
-    fn phases_and_steps_take_their_times_and_the_last_job_is_critical() {
-        let collected = two_platforms();
-        let amd64 = &collected.rows[0];
-        let bars: Vec<(&str, &str, f64, f64)> = amd64
-            .bars
+    /// The bars of `row` as (class, label, start, end), in seconds.
+    fn bars(row: &Row) -> Vec<(&str, &str, f64, f64)> {
+        row.bars
             .iter()
             .map(|bar| {
                 (
@@ -982,9 +980,15 @@ mod tests {
                     bar.span.end.as_secs_f64(),
                 )
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn phases_and_steps_take_their_times_and_the_last_job_is_critical() {
+        let collected = two_platforms();
+        let amd64 = &collected.rows[0];
         assert_eq!(
-            bars,
+            bars(amd64),
             [
                 ("step session", "session", 2.0, 3.0),
                 ("step", "[1/2] COPY a /", 3.0, 5.0),
@@ -1059,6 +1063,88 @@ mod tests {
         assert!(failure < page.find("id=\"timeline\"").unwrap());
         assert!(failure < page.find("id=\"list-digest\"").unwrap());
         assert_eq!(escape("a<b>&\"'"), "a&lt;b&gt;&amp;&quot;&#39;");
+    }
+
+    #[test]
+    fn a_failed_job_ends_its_open_phases_and_a_moved_one_names_both_runners() {
+        let arm = platform("linux/arm/v7");
+        let mut collected = Collected::new(SystemTime::UNIX_EPOCH);
+        let started = |runner: &str| Event::JobStarted {
+            platform: arm.clone(),
+            runner: runner.to_owned(),
+            emulated: runner == "b",
+        };
+        let events = [
+            (1.0, started("a")),
+            (1.0, phase(&arm, "a", Phase::Build, true)),
+            (
+                2.0,
+                Event::Step {
+                    platform: arm.clone(),
+                    runner: "a".to_owned(),
+                    step: "[1/1] RUN x".to_owned(),
+                    cached: true,
+                },
+            ),
+            (
+                6.0,
+                Event::JobFailed {
+                    platform: arm.clone(),
+                    runner: "a".to_owned(),
+                    kind: mab_events::ErrorKind::Runner,
+                    message: "engine gone".to_owned(),
+                },
+            ),
+            (
+                6.0,
+                Event::Moved {
+                    platform: arm.clone(),
+                    from: "a".to_owned(),
+                    to: "b".to_owned(),
+                    emulated: true,
+                    reason: "engine gone".to_owned(),
+                },
+            ),
+            (7.0, started("b")),
+        ];
+        for (at, event) in events {
+            collected.record(event, secs(at));
+        }
+        for line in 0..LOG_LINES + 2 {
+            collected.record(
+                Event::Log {
+                    platform: arm.clone(),
+                    runner: "b".to_owned(),
+                    line: line.to_string(),
+                },
+                secs(8.0),
+            );
+        }
+        let row = &collected.rows[0];
+        assert_eq!(
+            bars(row),
+            [
+                ("step session", "session", 1.0, 2.0),
+                ("step", "[1/1] RUN x (cached)", 2.0, 6.0),
+                ("failed", "build (did not finish)", 1.0, 6.0),
+                ("wait", "waiting for a slot", 6.0, 7.0),
+            ]
+        );
+        assert_eq!(row.runners, ["a", "b"]);
+        assert_eq!(
+            row.failures,
+            ["on a: engine gone", "moved from a to b: engine gone"]
+        );
+        assert_eq!((row.log.len(), row.dropped), (LOG_LINES, 2));
+        assert_eq!(row.log.front().map(String::as_str), Some("2"));
+        let page = render(&collected);
+        assert!(
+            page.contains(
+                "<span class=\"runner\">a → b</span> <span class=\"how\">emulated</span>"
+            ),
+            "{page}"
+        );
+        assert!(page.contains("… 2 earlier lines left out"), "{page}");
     }
 
     #[test]
