@@ -4,7 +4,7 @@
 //! limit is stopped the same way.
 
 use std::io::BufReader;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::{
@@ -15,7 +15,7 @@ use crate::support::{
 /// A project whose one `RUN` step sleeps `seconds` (a number no other test
 /// sleeps, so that [`sleep_running`] sees only this build), built on the
 /// lab's local engine as runner `here`, published to `repository`.
-fn sleeping_project(lab: &Lab, repository: &str, seconds: &str) -> Project {
+pub(crate) fn sleeping_project(lab: &Lab, repository: &str, seconds: &str) -> Project {
     let project = Project::new();
     project.with_busybox(lab, &["amd64"]).file(
         "Dockerfile",
@@ -30,6 +30,35 @@ fn sleeping_project(lab: &Lab, repository: &str, seconds: &str) -> Project {
         &format!("[[runner]]\nname = \"here\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\nengine = \"{}\"\n", lab.get("LOCAL_ENGINE")),
     );
     project
+}
+
+/// Once `child` (`mab build` of a [`sleeping_project`] sleeping `seconds`,
+/// its stderr piped) tells of the `RUN` step and the step runs, sends it
+/// `signal` (`INT`, `TERM`); returns its exit code and when the signal was
+/// sent.
+pub(crate) fn signal_when_sleeping(
+    child: &mut Child,
+    seconds: &str,
+    signal: &str,
+) -> (Option<i32>, Instant) {
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let seen = read_until(&mut stderr, "sleep");
+    assert!(seen.contains("sleep"), "the RUN step started:\n{seen}");
+    let started = Instant::now();
+    while !sleep_running(seconds) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the RUN step never showed up as a process"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let signalled = Instant::now();
+    (child.wait().unwrap().code(), signalled)
 }
 
 /// Waits up to 20 s for the engine to stop the `RUN` step that sleeps
@@ -75,24 +104,7 @@ fn stopped_by(signal: &str, expected: i32, seconds: &str) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let seen = read_until(&mut stderr, "sleep");
-    assert!(seen.contains("sleep"), "the RUN step started:\n{seen}");
-    let started = Instant::now();
-    while !sleep_running(seconds) {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the RUN step never showed up as a process"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let status = Command::new("kill")
-        .args([&format!("-{signal}"), &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let interrupted = Instant::now();
-    let code = child.wait().unwrap().code();
+    let (code, interrupted) = signal_when_sleeping(&mut child, seconds, signal);
     assert_eq!(code, Some(expected), "after SIG{signal}");
     assert!(
         interrupted.elapsed() < Duration::from_secs(10),

@@ -25,6 +25,7 @@ mod progress;
 mod readback;
 mod registry_auth;
 mod registry_faults;
+mod report;
 mod resume;
 mod runners;
 mod secrets;

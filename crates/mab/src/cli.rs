@@ -33,7 +33,7 @@ pub enum Command {
     /// Registry credentials come from DOCKER_AUTH_CONFIG, then $DOCKER_CONFIG/config.json
     /// (default ~/.docker/config.json), in every form docker writes: auth,
     /// username/password, identitytoken, credsStore, credHelpers (docs/publishing.md).
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Show which runner builds which platform and why, its fallbacks, and the platforms moved off an unreachable runner; nothing is built.
     Plan(PlanArgs),
     /// Manage and probe the runner hosts.
@@ -243,6 +243,9 @@ pub struct BuildArgs {
     /// Write the build's result as JSON to FILE, also when the build fails or is stopped by Ctrl-C or SIGTERM after FILE's path was checked (each platform's state and error; a bad flag or mab.toml stops the build before that). FILE is emptied when its path is checked (left as it is when it is the --resume FILE), so that a killed build never leaves an older build's document there; the result is written atomically (a temporary file renamed over FILE).
     #[arg(long, value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,
+    /// Write the build's HTML report to FILE (relative to -C DIR): one self-contained page with a timeline of every platform's phases, the critical path, the list digest and tags, each platform's log and the failure, if any. Written when the build ends, also when it fails or is stopped; a copy is always kept in mab's state directory (history/, the last 20 builds; docs/report.md). A report that cannot be written is a warning.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -15,6 +15,7 @@ pub mod history;
 pub mod logging;
 pub mod ops;
 pub mod progress;
+pub mod report;
 
 use std::io::Write;
 use std::sync::Arc;

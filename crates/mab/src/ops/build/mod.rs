@@ -28,6 +28,7 @@ use mab_registry::{Child, Repository};
 use crate::cli::BuildArgs;
 use crate::environment::Environment;
 use crate::failure::{Failure, FailureKind};
+use crate::history::BuildRecord;
 use crate::ops::connect::{Connected, Unreachable};
 use crate::ops::jobs::{
     all_or_failures, report_planned_moves, run_all, Built, JobFailure, JobSpec, Limits, Worker,
@@ -35,6 +36,7 @@ use crate::ops::jobs::{
 use crate::ops::prepare;
 use crate::ops::publishing::BuildControl;
 use crate::progress::{Event, Reporter, StagingTagsReason};
+use crate::report::Report;
 
 use metadata::{BeforeJobs, Inputs, MetadataFile, OwnFiles, PlatformMetadata};
 use overrides::{apply_overrides, time_limit};
@@ -82,6 +84,8 @@ pub async fn build(
     control: &BuildControl,
 ) -> Result<BuildOutcome, Failure> {
     let prepared = load_and_check(args, environment, reporter.as_ref(), control).await?;
+    let record = history_record(environment, reporter.as_ref());
+    observe_report(args, environment, record.as_ref());
     // From here on every failure writes the metadata file. A resume that
     // stops before the registry is read keeps what it would reuse.
     let unstarted = BeforeJobs {
@@ -157,6 +161,38 @@ pub async fn build(
     )
     .await;
     outcome
+}
+
+/// Creates this build's directory in mab's history
+/// ([`BuildRecord::create`]); one that cannot be created is a warning, and
+/// the build keeps no logs or report there.
+fn history_record(environment: &Environment, reporter: &dyn Reporter) -> Option<BuildRecord> {
+    let state = environment.state_dir();
+    BuildRecord::create(&state, std::time::SystemTime::now())
+        .map_err(|error| {
+            reporter.report(Event::Warning {
+                message: format!(
+                    "cannot create this build's directory under {}: {error}; its logs and report are not kept there",
+                    state.join("history").display()
+                ),
+            });
+        })
+        .ok()
+}
+
+/// Makes the HTML report ([`Report`]) an observer of the build: written
+/// when the build ends to `--report FILE` (relative to `-C DIR`, as
+/// `--metadata-file`) and to the copy in `record`.
+fn observe_report(args: &BuildArgs, environment: &Environment, record: Option<&BuildRecord>) {
+    let given = args
+        .report
+        .as_deref()
+        .map(|path| metadata::given_path(args, environment, path));
+    let paths = given
+        .into_iter()
+        .chain(record.map(BuildRecord::report_path))
+        .collect();
+    crate::progress::observe(Arc::new(Report::new(paths, std::time::SystemTime::now())));
 }
 
 /// A build checked before the registry or any runner is asked

@@ -137,7 +137,7 @@ mod tests {
         let crate::cli::Command::Build(args) = cli.command else {
             panic!("a build command");
         };
-        args
+        *args
     }
 
     #[test]
