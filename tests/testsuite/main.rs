@@ -12,6 +12,7 @@ mod failover;
 mod failure_metadata;
 mod fault_hosts;
 mod faults;
+mod github;
 mod host_keys;
 mod interrupt;
 mod jump;

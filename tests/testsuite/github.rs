@@ -1,0 +1,171 @@
+//! `mab build` under GitHub Actions (`GITHUB_ACTIONS=true`): the step's
+//! outputs file, its summary and the workflow commands on stderr
+//! (docs/ci.md). The digest is checked against skopeo's.
+
+use std::collections::BTreeMap;
+
+use crate::support::{mab_with_env, require_lab, sha256, skopeo_raw, Project};
+
+/// The outputs in `text`, each `name<<DELIMITER`, its lines, `DELIMITER`,
+/// parsed as GitHub's runner reads `$GITHUB_OUTPUT`; every entry must be
+/// in that form.
+fn parse_outputs(text: &str) -> BTreeMap<String, String> {
+    let mut lines = text.lines();
+    let mut outputs = BTreeMap::new();
+    while let Some(line) = lines.next() {
+        let (name, delimiter) = line
+            .split_once("<<")
+            .unwrap_or_else(|| panic!("not the multiline form: {line:?} in {text:?}"));
+        let mut value = Vec::new();
+        loop {
+            let line = lines
+                .next()
+                .unwrap_or_else(|| panic!("{name}: no closing {delimiter} in {text:?}"));
+            if line == delimiter {
+                break;
+            }
+            value.push(line);
+        }
+        assert!(
+            outputs.insert(name.to_owned(), value.join("\n")).is_none(),
+            "{name} twice"
+        );
+    }
+    outputs
+}
+
+/// The lines of `stderr` that GitHub's runner would read as workflow
+/// commands: those outside `::stop-commands::TOKEN` … `::TOKEN::`.
+fn command_lines(stderr: &str) -> Vec<String> {
+    let mut stopped: Option<String> = None;
+    let mut commands = Vec::new();
+    for line in stderr.lines() {
+        match &stopped {
+            Some(token) => {
+                if line == format!("::{token}::") {
+                    stopped = None;
+                }
+            }
+            None => {
+                if let Some(token) = line.strip_prefix("::stop-commands::") {
+                    stopped = Some(token.to_owned());
+                } else if line.trim_start().starts_with("::") || line.contains("##[") {
+                    commands.push(line.to_owned());
+                }
+            }
+        }
+    }
+    assert_eq!(stopped, None, "the commands are resumed at the end");
+    commands
+}
+
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn under_github_actions_the_step_gets_outputs_a_summary_and_no_injected_commands() {
+    let lab = require_lab!();
+    let repository = lab.repository("github-actions");
+    let project = Project::new();
+    project
+        .with_busybox(lab, &["amd64"])
+        .file(
+            "Dockerfile",
+            "FROM scratch\nCOPY busybox/amd64 /bin/busybox\n\
+             RUN --mount=type=secret,id=token [\"/bin/busybox\", \"sh\", \"-c\", \"echo '::error::injected'; echo '::set-output name=x::y'; echo '##[set-output name=x;]y'; /bin/busybox test -s /run/secrets/token\"]\n",
+        )
+        .file(
+            "mab.toml",
+            &format!("[image]\nname = \"{repository}\"\nplatforms = [\"linux/amd64\"]\n"),
+        );
+    let home = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let output = files.path().join("output");
+    let summary = files.path().join("summary");
+    let secret = "s3cret-never-echoed-5b1f";
+    let run = mab_with_env(
+        home.path(),
+        project.path(),
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--tag",
+            "1.0",
+            "--tag",
+            "latest",
+            "--secret",
+            "id=token,env=BUILD_TOKEN",
+        ],
+        &[
+            ("GITHUB_ACTIONS", Some("true")),
+            ("GITHUB_OUTPUT", Some(output.to_str().unwrap())),
+            ("GITHUB_STEP_SUMMARY", Some(summary.to_str().unwrap())),
+            ("BUILD_TOKEN", Some(secret)),
+        ],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+
+    // The outputs: the digest the registry serves under each tag.
+    let outputs = parse_outputs(&std::fs::read_to_string(&output).unwrap());
+    let names: Vec<&str> = outputs.keys().map(String::as_str).collect();
+    assert_eq!(names, ["digest", "image", "metadata", "tags"]);
+    let served = sha256(&skopeo_raw(&format!("{repository}:1.0")));
+    assert_eq!(outputs["digest"], served);
+    assert_eq!(sha256(&skopeo_raw(&format!("{repository}:latest"))), served);
+    assert_eq!(outputs["image"], repository);
+    assert_eq!(
+        outputs["tags"],
+        format!("{repository}:1.0\n{repository}:latest")
+    );
+    let metadata: serde_json::Value = serde_json::from_str(&outputs["metadata"]).unwrap();
+    assert_eq!(metadata["digest"], served.as_str());
+    assert_eq!(metadata["containerimage.digest"], served.as_str());
+    assert_eq!(
+        metadata["containerimage.descriptor"]["digest"],
+        served.as_str()
+    );
+    assert_eq!(
+        metadata["containerimage.descriptor"]["size"],
+        skopeo_raw(&format!("{repository}:1.0")).len()
+    );
+    assert_eq!(
+        metadata["image.name"],
+        format!("{repository}:1.0,{repository}:latest")
+    );
+    assert_eq!(run.stdout, format!("{repository}@{served}\n"));
+
+    // The summary: a row for the platform with its digest, the list.
+    let summary = std::fs::read_to_string(&summary).unwrap();
+    let child = metadata["platforms"][0]["digest"].as_str().unwrap();
+    assert!(
+        summary.contains(&format!("| linux/amd64 | local | native | `{child}` |")),
+        "{summary}"
+    );
+    assert!(
+        summary.contains(&format!("**List digest:** `{served}`")),
+        "{summary}"
+    );
+    assert!(
+        summary.contains(&format!("- `{repository}:latest`")),
+        "{summary}"
+    );
+
+    // The build output is in its group, with commands stopped around it;
+    // outside the stops there are only mab's own commands.
+    assert!(run.stderr.contains("::error::injected"), "{run:?}");
+    assert!(
+        run.stderr.contains("::group::linux/amd64 on local\n"),
+        "{run:?}"
+    );
+    let commands = command_lines(&run.stderr);
+    assert_eq!(
+        commands,
+        ["::group::linux/amd64 on local", "::endgroup::"],
+        "{}",
+        run.stderr
+    );
+
+    // The secret's value is nowhere.
+    for text in [&run.stderr, &run.stdout, &outputs["metadata"], &summary] {
+        assert!(!text.contains(secret));
+    }
+}
