@@ -8,6 +8,7 @@ mod build_args;
 mod context_oracle;
 mod docker_build;
 mod docs;
+mod examples;
 mod failover;
 mod failure_metadata;
 mod fault_hosts;
