@@ -157,26 +157,7 @@ impl Actions {
         let document: Option<Value> = metadata
             .as_deref()
             .and_then(|json| serde_json::from_str(json).ok());
-        let mut annotations = String::new();
-        for (platform, runner, message) in &failures {
-            let level = if finished.contains(platform) {
-                "warning"
-            } else {
-                "error"
-            };
-            annotations.push_str(&annotation(
-                level,
-                &format!("{platform} on {runner} failed"),
-                message,
-            ));
-        }
-        if let Some(error) = &outcome.error {
-            let mut message = error.message.clone();
-            for hint in &error.hints {
-                message.push_str(&format!("\nhint: {hint}"));
-            }
-            annotations.push_str(&annotation("error", "mab build failed", &message));
-        }
+        let annotations = annotations(&failures, &finished, outcome);
         if !annotations.is_empty() {
             self.write_commands(&annotations);
         }
@@ -290,6 +271,38 @@ pub fn annotation(level: &str, title: &str, message: &str) -> String {
         escape_property(title),
         escape_data(message)
     )
+}
+
+/// The annotations of a build that ended as `outcome`: each of its
+/// `failures` (platform, runner, message) an `::error`, or a `::warning`
+/// when the platform was then `finished` on another runner; the build's
+/// own failure an `::error` titled `mab build failed`, with its hints.
+fn annotations(
+    failures: &[(Platform, String, String)],
+    finished: &HashSet<Platform>,
+    outcome: &Outcome,
+) -> String {
+    let mut text = String::new();
+    for (platform, runner, message) in failures {
+        let level = if finished.contains(platform) {
+            "warning"
+        } else {
+            "error"
+        };
+        text.push_str(&annotation(
+            level,
+            &format!("{platform} on {runner} failed"),
+            message,
+        ));
+    }
+    if let Some(error) = &outcome.error {
+        let mut message = error.message.clone();
+        for hint in &error.hints {
+            message.push_str(&format!("\nhint: {hint}"));
+        }
+        text.push_str(&annotation("error", "mab build failed", &message));
+    }
+    text
 }
 
 /// A log group: `::group::<title>`, then `lines` with the commands stopped
@@ -505,6 +518,101 @@ mod tests {
             ),
             "::error title=linux/arm64 on pi%2C failed::exit code 1%0Ahint: fix it\n"
         );
+    }
+
+    #[test]
+    fn a_platform_built_elsewhere_after_failing_is_a_warning() {
+        let arm64: Platform = "linux/arm64".parse().unwrap();
+        let ppc64le: Platform = "linux/ppc64le".parse().unwrap();
+        let failures = vec![
+            (
+                arm64.clone(),
+                "a".to_owned(),
+                "runner a: engine gone".to_owned(),
+            ),
+            (
+                ppc64le,
+                "power".to_owned(),
+                "RUN make: exit code 2".to_owned(),
+            ),
+        ];
+        let finished = HashSet::from([arm64]);
+        let failed = Outcome {
+            exit_code: 1,
+            digest: None,
+            no_push: false,
+            error: Some(mab_events::OutcomeError {
+                message: "build failed for linux/ppc64le (runner power)".to_owned(),
+                hints: vec!["fix the Dockerfile".to_owned()],
+                details: Vec::new(),
+            }),
+        };
+        assert_eq!(
+            annotations(&failures, &finished, &failed),
+            "::warning title=linux/arm64 on a failed::runner a: engine gone\n\
+             ::error title=linux/ppc64le on power failed::RUN make: exit code 2\n\
+             ::error title=mab build failed::build failed for linux/ppc64le (runner power)%0Ahint: fix the Dockerfile\n"
+        );
+        let succeeded = Outcome {
+            exit_code: 0,
+            digest: Some("sha256:ab".to_owned()),
+            no_push: false,
+            error: None,
+        };
+        assert_eq!(annotations(&[], &HashSet::new(), &succeeded), "");
+    }
+
+    /// Outside GitHub Actions there is no observer; inside, the files are
+    /// appended to when the build ends, from the plan and the document.
+    #[test]
+    fn the_observer_writes_its_files_when_the_result_comes() {
+        assert!(Actions::start(&Environment::default(), false).is_none());
+        let directory = tempfile::tempdir().unwrap();
+        let (output, summary) = (
+            directory.path().join("output"),
+            directory.path().join("summary"),
+        );
+        std::fs::write(&output, "earlier<<EOF\nstep\nEOF\n").unwrap();
+        let environment = Environment {
+            github_actions: true,
+            github_output: Some(output.clone()),
+            github_step_summary: Some(summary.clone()),
+            ..Environment::default()
+        };
+        let actions = Actions::start(&environment, false).unwrap();
+        actions.report(Event::Plan {
+            image: "r/app".to_owned(),
+            context_files: 1,
+            jobs: Vec::new(),
+        });
+        actions.report(Event::Result(Outcome {
+            exit_code: 2,
+            digest: None,
+            no_push: false,
+            error: None,
+        }));
+        let written = parse_outputs(&std::fs::read_to_string(&output).unwrap());
+        assert_eq!(
+            written,
+            [
+                ("earlier".to_owned(), "step".to_owned()),
+                ("image".to_owned(), "r/app".to_owned())
+            ]
+        );
+        let metadata = r#"{"image": "r/app", "digest": "sha256:ab", "tags": ["v1"]}"#;
+        actions.metadata_written(metadata);
+        actions.report(Event::Result(Outcome {
+            exit_code: 0,
+            digest: Some("sha256:ab".to_owned()),
+            no_push: false,
+            error: None,
+        }));
+        let written = parse_outputs(&std::fs::read_to_string(&output).unwrap());
+        assert_eq!(written[2..].len(), 4);
+        assert_eq!(written[4], ("tags".to_owned(), "r/app:v1".to_owned()));
+        assert!(std::fs::read_to_string(&summary)
+            .unwrap()
+            .contains("published `r/app@sha256:ab`"));
     }
 
     #[test]
