@@ -182,7 +182,7 @@ impl Actions {
             if let Err(error) = append(path, &text) {
                 let _ = writeln!(
                     std::io::stderr().lock(),
-                    "warning: could not write {name} {}: {error}",
+                    "warning: could not write {name} {}: {error}; hint: GitHub Actions sets {name} to a writable file in each step; do not set it yourself",
                     path.display()
                 );
             }
