@@ -30,6 +30,13 @@ pub struct Environment {
     pub ci_commit_tag: Option<String>,
     pub ci_commit_sha: Option<String>,
     pub ci_merge_request_iid: Option<String>,
+    /// GitHub Actions: whether `GITHUB_ACTIONS` is `true` (the runner sets
+    /// it in every step), and the files `GITHUB_OUTPUT` (the step's
+    /// outputs) and `GITHUB_STEP_SUMMARY` (its Markdown summary) that
+    /// [`crate::github`] appends to.
+    pub github_actions: bool,
+    pub github_output: Option<PathBuf>,
+    pub github_step_summary: Option<PathBuf>,
     /// Every variable as it was at start, empty ones included, for
     /// `--build-arg NAME` (which takes `NAME`'s value from here). Its
     /// `Debug` shows the names only: values hold tokens and passwords in CI.
@@ -124,6 +131,9 @@ impl Environment {
             ci_commit_tag: text("CI_COMMIT_TAG"),
             ci_commit_sha: text("CI_COMMIT_SHA"),
             ci_merge_request_iid: text("CI_MERGE_REQUEST_IID"),
+            github_actions: text("GITHUB_ACTIONS").as_deref() == Some("true"),
+            github_output: variable("GITHUB_OUTPUT").map(PathBuf::from),
+            github_step_summary: variable("GITHUB_STEP_SUMMARY").map(PathBuf::from),
             variables: std::env::vars_os().collect(),
             stderr_is_terminal: std::io::stderr().is_terminal(),
             log_level: text("MAB_LOG"),

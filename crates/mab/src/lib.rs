@@ -11,6 +11,7 @@ pub mod cli;
 pub mod environment;
 pub mod failure;
 pub mod git;
+pub mod github;
 pub mod history;
 pub mod logging;
 pub mod ops;
@@ -208,6 +209,9 @@ fn finish(
         let mut stderr = std::io::stderr().lock();
         let _ = writeln!(stderr, "{report}");
     }
+    // After mab's last line: observers that end their output when dropped
+    // (GitHub Actions resumes its workflow commands) do so now.
+    progress::forget_observers();
     exit_code
 }
 

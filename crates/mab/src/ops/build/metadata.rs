@@ -31,6 +31,27 @@ pub(super) struct Metadata {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) read_back_error: Option<String>,
     pub(super) tags: Vec<String>,
+    /// buildx's `--metadata-file` keys, for tools that read that file:
+    /// the list's digest, its descriptor, and its full references
+    /// (`image:tag`, comma-separated); absent when nothing was published.
+    #[serde(
+        rename = "containerimage.digest",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub(super) containerimage_digest: Option<String>,
+    #[serde(
+        rename = "containerimage.descriptor",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub(super) containerimage_descriptor: Option<Descriptor>,
+    #[serde(
+        rename = "image.name",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub(super) image_name: Option<String>,
     /// The platforms asked for that are not in the result: not published
     /// (not built, with `--no-push`); empty when the build succeeded.
     pub(super) missing: Vec<Platform>,
@@ -41,6 +62,25 @@ pub(super) struct Metadata {
     pub(super) project: PathBuf,
     /// What the build was built from.
     pub(super) inputs: Inputs,
+}
+
+/// An OCI content descriptor (`"containerimage.descriptor"`, as buildx
+/// writes it): the list's media type, digest and size in bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Descriptor {
+    pub(super) media_type: String,
+    pub(super) digest: String,
+    pub(super) size: u64,
+}
+
+/// The list a build published, for [`MetadataFile::write`].
+#[derive(Clone, Copy, Debug)]
+pub(super) struct ListWritten<'a> {
+    pub(super) digest: &'a str,
+    pub(super) media_type: &'a str,
+    /// Its bytes' length.
+    pub(super) size: u64,
 }
 
 /// What a build is built from (`"inputs"`): what a `--resume` must find
@@ -418,6 +458,9 @@ pub(super) struct MetadataFile {
     pub(super) inputs: Inputs,
     /// The platforms in the order of `mab.toml` (after `--platform`).
     pub(super) order: Vec<Platform>,
+    /// GitHub Actions' observer, given each document written (for
+    /// `$GITHUB_OUTPUT`); `None` outside GitHub Actions.
+    pub(super) github: Option<std::sync::Arc<crate::github::Actions>>,
 }
 
 /// Where the state of the last build of the project whose `mab.toml` is
@@ -546,6 +589,7 @@ impl MetadataFile {
             project: project.manifest_path.clone(),
             inputs,
             order: project.platforms.clone(),
+            github: None,
         };
         let Some(given) = &args.metadata_file else {
             return Ok(file);
@@ -623,7 +667,7 @@ impl MetadataFile {
     pub(super) fn write(
         &self,
         image: &str,
-        list: Option<(&str, &str)>,
+        list: Option<ListWritten<'_>>,
         tags: &[String],
         platforms: &[PlatformMetadata],
         read_back_error: Option<&str>,
@@ -631,10 +675,20 @@ impl MetadataFile {
     ) -> Result<(), Failure> {
         let metadata = Metadata {
             image: image.to_owned(),
-            digest: list.map(|(digest, _)| digest.to_owned()),
-            media_type: list.map(|(_, media_type)| media_type.to_owned()),
+            digest: list.map(|list| list.digest.to_owned()),
+            media_type: list.map(|list| list.media_type.to_owned()),
             read_back_error: read_back_error.map(str::to_owned),
             tags: tags.to_vec(),
+            containerimage_digest: list.map(|list| list.digest.to_owned()),
+            containerimage_descriptor: list.map(|list| Descriptor {
+                media_type: list.media_type.to_owned(),
+                digest: list.digest.to_owned(),
+                size: list.size,
+            }),
+            image_name: list.map(|_| {
+                let names: Vec<String> = tags.iter().map(|tag| format!("{image}:{tag}")).collect();
+                names.join(",")
+            }),
             missing: platforms
                 .iter()
                 .filter(|platform| !matches!(platform.state, State::Published | State::Built))
@@ -646,6 +700,9 @@ impl MetadataFile {
         };
         let json =
             serde_json::to_string_pretty(&metadata).expect("metadata always serialises") + "\n";
+        if let Some(github) = &self.github {
+            github.metadata_written(&json);
+        }
         if let Some(state) = &self.state {
             if let Err(error) = write_atomically(state, &json) {
                 reporter.report(Event::Warning {
@@ -842,6 +899,7 @@ mod tests {
                 verify: None,
             },
             order: vec!["linux/arm64".parse().unwrap()],
+            github: None,
         };
         let job = JobSpec::on("linux/arm64".parse().unwrap(), "pi");
         let entry = PlatformMetadata::not_started(&job);

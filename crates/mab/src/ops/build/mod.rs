@@ -83,7 +83,13 @@ pub async fn build(
     reporter: &Arc<dyn Reporter>,
     control: &BuildControl,
 ) -> Result<BuildOutcome, Failure> {
-    let prepared = load_and_check(args, environment, reporter.as_ref(), control).await?;
+    let github =
+        crate::github::Actions::start(environment, args.progress != crate::cli::Progress::Json);
+    if let Some(github) = &github {
+        crate::progress::observe(github.clone());
+    }
+    let mut prepared = load_and_check(args, environment, reporter.as_ref(), control).await?;
+    prepared.metadata.github = github;
     let record = history_record(environment, reporter.as_ref());
     observe_report(args, environment, record.as_ref());
     // From here on every failure writes the metadata file. A resume that
@@ -1086,7 +1092,11 @@ async fn publish_list<R: Registry>(
     let write = |read_back_error: Option<&str>| {
         metadata.write(
             planned.image,
-            Some((&digest, media_type)),
+            Some(metadata::ListWritten {
+                digest: &digest,
+                media_type,
+                size: bytes.len() as u64,
+            }),
             planned.tags,
             &states,
             read_back_error,
@@ -1910,7 +1920,7 @@ mod tests {
         missing: &[&str],
         platforms: Vec<serde_json::Value>,
     ) -> serde_json::Value {
-        json!({
+        let mut document = json!({
             "image": IMAGE,
             "digest": published.then_some("sha256:list"),
             "media_type": published.then_some(mab_registry::DOCKER_MANIFEST_LIST),
@@ -1919,7 +1929,30 @@ mod tests {
             "platforms": platforms,
             "project": PROJECT,
             "inputs": serde_json::to_value(inputs()).unwrap(),
-        })
+        });
+        if published {
+            // buildx's keys. The lists of these tests' images are 121
+            // bytes and 228 more for each image in them.
+            let children = document["platforms"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|entry| entry["state"] == "published")
+                .count();
+            document = with(
+                document,
+                json!({
+                    "containerimage.digest": "sha256:list",
+                    "containerimage.descriptor": {
+                        "mediaType": mab_registry::DOCKER_MANIFEST_LIST,
+                        "digest": "sha256:list",
+                        "size": 121 + 228 * children,
+                    },
+                    "image.name": format!("{IMAGE}:1.0,{IMAGE}:latest"),
+                }),
+            );
+        }
+        document
     }
 
     const PROJECT: &str = "/project/mab.toml";
@@ -1989,6 +2022,7 @@ mod tests {
                 .iter()
                 .map(|platform| platform.parse().unwrap())
                 .collect(),
+            github: None,
         };
         (directory, path, metadata)
     }
