@@ -5,9 +5,12 @@
 //! `overrides` (flags over `mab.toml`), `tags` (the tags to publish under
 //! and the partial-build rule), `worker` (one platform's job on its
 //! runner's engine), `publish` (the registry side: push rights, staging
-//! tags), `metadata` (`--metadata-file`, and the state a resume reads)
-//! and `resume` (`--resume`: what an earlier build left that is reused).
+//! tags), `metadata` (`--metadata-file`, and the state a resume reads),
+//! `resume` (`--resume`: what an earlier build left that is reused) and
+//! `labels` (the labels, index annotations and build arguments from the
+//! source).
 
+mod labels;
 mod metadata;
 mod overrides;
 mod publish;
@@ -146,6 +149,8 @@ pub async fn build(
         allow_partial: args.allow_partial,
         unplanned: &ready.unplanned,
         reused: &ready.reuse.reused,
+        annotations: &labels::index_annotations(&project.labels, &project.annotations),
+        annotations_configured: !project.annotations.is_empty(),
     };
     let outcome = run_and_publish(
         &planned,
@@ -234,14 +239,26 @@ async fn load_and_check(
         kind = control.stopped() => return Err(Failure::stopped(kind)),
         inputs = Inputs::in_background(&project, &context, &listing, own_files.paths()) => inputs?,
     };
-    let resume = resume::Resume::start(args, environment, &project, &inputs)?;
     for warning in context.warnings() {
         reporter.report(Event::Warning {
             message: warning.clone(),
         });
     }
     warn_metadata_file_sent(&context, &own_files, reporter);
-    let tags = release_tags(&project, &context, &listing, args, environment, reporter)?;
+    let release = release_tags(&project, &context, &listing, args, environment, reporter)?;
+    // The labels and the build arguments from the source change the images,
+    // so they are inputs a resume must find unchanged.
+    let facts = labels::SourceFacts::of(release.source.as_ref(), release.provenance.as_ref());
+    project.labels = labels::image_labels(
+        &facts,
+        labels::source_date_epoch(environment),
+        &project.labels,
+    )?;
+    labels::offer_build_args(&facts, &mut project.args);
+    let mut inputs = inputs;
+    inputs.take_source(&project);
+    let resume = resume::Resume::start(args, environment, &project, &inputs)?;
+    let tags = release.tags;
     let network = super::network_flag(args.network.as_deref())?;
     let metadata = MetadataFile::create(args, environment, &project, inputs, reporter)?;
     Ok(Prepared {
@@ -595,6 +612,12 @@ struct Planned<'a> {
     /// (their entries, and their images as the registry serves them);
     /// they join the list in the order of `mab.toml`.
     reused: &'a [(PlatformMetadata, Child)],
+    /// The annotations of the list when it is an OCI index
+    /// (`labels::index_annotations`).
+    annotations: &'a std::collections::BTreeMap<String, String>,
+    /// Whether `[annotations]` gives any, for the warning that a Docker
+    /// manifest list cannot carry them.
+    annotations_configured: bool,
 }
 
 /// Push rights, before anything is built ([`check_push`]), unless
@@ -1022,7 +1045,12 @@ async fn publish_list<R: Registry>(
     let (planned, results, metadata, reporter) =
         (ended.planned, ended.results, ended.metadata, ended.reporter);
     let children = children_in_order(planned, built, metadata);
-    let (media_type, bytes) = mab_registry::manifest_list(&children);
+    if planned.annotations_configured && !mab_registry::carries_annotations(&children) {
+        reporter.report(Event::Warning {
+            message: "[annotations] in mab.toml are not published: the images are Docker manifests, so the list is a Docker manifest list, which has no annotations (only an OCI image index has)".to_owned(),
+        });
+    }
+    let (media_type, bytes) = mab_registry::manifest_list(&children, planned.annotations);
     // While the list and its tags are pushed, a Ctrl-C waits for the
     // build to end rather than leave some tags moved and others not.
     let publishing = control.start_publish().map_err(|kind| {
@@ -1300,6 +1328,9 @@ fn failure_report_ending(failures: &[JobFailure], ending: &str) -> Failure {
 
 #[cfg(test)]
 mod tests {
+    /// No annotations, for a list of Docker manifests.
+    static EMPTY_ANNOTATIONS: std::collections::BTreeMap<String, String> =
+        std::collections::BTreeMap::new();
     use std::sync::Mutex;
 
     use mab_registry::{sha256_digest, ConfigPlatform, RegistryError, DOCKER_MANIFEST};
@@ -1911,6 +1942,7 @@ mod tests {
                 binaries: "error".to_owned(),
                 ignore: Vec::new(),
             }),
+            labels: std::collections::BTreeMap::new(),
         }
     }
 
@@ -2909,6 +2941,8 @@ mod tests {
                 allow_partial: case.allow_partial,
                 unplanned: &[],
                 reused: &[],
+                annotations: &EMPTY_ANNOTATIONS,
+                annotations_configured: false,
             };
             let worker = FakeWorker {
                 outcomes: case.outcomes.clone(),
@@ -3568,6 +3602,8 @@ mod tests {
                 allow_partial,
                 unplanned: &[],
                 reused,
+                annotations: &EMPTY_ANNOTATIONS,
+                annotations_configured: false,
             }
         }
     }
