@@ -15,6 +15,7 @@ mod faults;
 mod host_keys;
 mod interrupt;
 mod jump;
+mod labels;
 mod manual;
 mod native;
 mod partial;
