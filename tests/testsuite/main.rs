@@ -13,6 +13,7 @@ mod failure_metadata;
 mod fault_hosts;
 mod faults;
 mod host_keys;
+mod inspect;
 mod interrupt;
 mod jump;
 mod labels;

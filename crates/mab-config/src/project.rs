@@ -124,8 +124,8 @@ struct RawManifest {
     tags: Option<RawTags>,
     test: Option<Spanned<RawTest>>,
     verify: Option<RawVerify>,
-    labels: Option<BTreeMap<String, Spanned<String>>>,
-    annotations: Option<BTreeMap<String, Spanned<String>>>,
+    labels: Option<BTreeMap<String, Spanned<toml::Value>>>,
+    annotations: Option<BTreeMap<String, Spanned<toml::Value>>>,
 }
 
 #[derive(Deserialize)]
@@ -447,26 +447,48 @@ pub fn parse_project(path: &Path, text: &str) -> Result<Project, ConfigError> {
 }
 
 /// `[labels]` or `[annotations]` (`table`) of the manifest at `path`
-/// holding `text`, each key checked with [`check_label_key`]; an invalid
-/// key is an error pointing at its value.
+/// holding `text`: string values, each key checked with
+/// [`check_label_key`]. An invalid key, a value that is not a string, or a
+/// table (what a dotted key such as `org.example.team = "x"` makes in TOML)
+/// is an error pointing at the value.
 fn key_values(
     path: &Path,
     text: &str,
     table: &str,
-    written: Option<BTreeMap<String, Spanned<String>>>,
+    written: Option<BTreeMap<String, Spanned<toml::Value>>>,
 ) -> Result<BTreeMap<String, String>, ConfigError> {
+    let invalid = |span, message: String, hint: &str| {
+        ConfigError::invalid(path, text, Some(span), message, Some(hint.to_owned()))
+    };
+    let quoted = "write keys in reverse domain notation, in double quotes: `\"org.example.team\" = \"build\"`";
     let mut values = BTreeMap::new();
     for (key, value) in written.unwrap_or_default() {
+        let span = value.span();
+        let value = match value.into_inner() {
+            toml::Value::String(value) => value,
+            toml::Value::Table(_) => {
+                return Err(invalid(
+                    span,
+                    format!("[{table}] `{key}` is a table, not a string: TOML reads an unquoted key with dots as tables"),
+                    quoted,
+                ))
+            }
+            other => {
+                return Err(invalid(
+                    span,
+                    format!("[{table}] `{key}`: {other} is not a string"),
+                    "write the value in double quotes",
+                ))
+            }
+        };
         if let Err(problem) = check_label_key(&key) {
-            return Err(ConfigError::invalid(
-                path,
-                text,
-                Some(value.span()),
+            return Err(invalid(
+                span,
                 format!("[{table}] key {key:?} {problem}"),
-                Some("write keys in reverse domain notation, in double quotes: `\"org.example.team\" = \"build\"`".to_owned()),
+                quoted,
             ));
         }
-        values.insert(key, value.into_inner());
+        values.insert(key, value);
     }
     Ok(values)
 }
@@ -1324,7 +1346,7 @@ extra = ["edge", "nightly", "edge"]
             ),
             (
                 "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\n[labels]\n\"org.example.n\" = 3\n",
-                "[labels] `\"org.example.n\"`: invalid type: integer `3`, expected a string",
+                "[labels] `org.example.n`: 3 is not a string",
                 ":5:19",
                 "\"org.example.n\" = 3",
                 "                  ^",

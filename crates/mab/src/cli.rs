@@ -43,8 +43,12 @@ pub enum Command {
     },
     /// Write a starting mab.toml for the Dockerfile in this directory.
     Init(InitArgs),
-    /// Show a published list: platform, digest and size of each entry.
+    /// Show a published list or image: media type, digest, annotations, and per platform the digest, sizes and creation time.
     ///
+    /// A manifest list (or OCI image index) shows its media type, digest and annotations,
+    /// then one row per entry: platform (os/architecture/variant), image manifest digest,
+    /// the manifest's size and the image's size (config and layers, compressed) in bytes,
+    /// and the config's created time. A single image shows one row.
     /// Registry credentials are read as for `mab build` (DOCKER_AUTH_CONFIG, then
     /// $DOCKER_CONFIG/config.json; docs/publishing.md).
     Inspect {
@@ -52,6 +56,12 @@ pub enum Command {
         /// [registry[:port]/]path[:tag] or path@sha256:DIGEST, read by Docker's
         /// reference grammar (no tag means latest).
         reference: String,
+        /// Output format: text, or one JSON document on stdout (docs/publishing.md shows its shape).
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// Print the manifest or list exactly as the registry serves it, nothing else.
+        #[arg(long, conflicts_with = "format")]
+        raw: bool,
     },
     /// Print a shell completion script for mab on stdout (docs/install.md says where it goes).
     Completions {
