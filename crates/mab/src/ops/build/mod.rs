@@ -3948,6 +3948,17 @@ mod tests {
                 "platforms changed: linux/amd64, linux/arm64 -> linux/amd64",
             ),
             (
+                "labels: a new commit",
+                |inputs| {
+                    inputs.labels.insert(
+                        "org.opencontainers.image.revision".into(),
+                        "0123abcd".into(),
+                    );
+                    inputs.labels.insert("team".into(), "build".into());
+                },
+                "labels changed: org.opencontainers.image.revision, team",
+            ),
+            (
                 "verify",
                 |inputs| {
                     inputs.verify = Some(metadata::VerifyInput {
