@@ -199,11 +199,12 @@ struct Prepared {
 /// `--platform` that narrows a build published under computed tags and an
 /// `--allow-partial` without tags ([`tags`]), `--resume` with `--no-push`,
 /// reads the build context and checks the `--target` is one of its
-/// Dockerfile's stages, digests the inputs on a blocking thread, loads the
+/// Dockerfile's stages, digests the inputs on a blocking thread, computes
+/// the release tags and the labels and build arguments from the source
+/// (`labels`; a malformed `SOURCE_DATE_EPOCH` is exit 2), loads the
 /// earlier build with `--resume` (refused when its inputs differ), warns
-/// of the context's warnings and of a metadata file sent with the context,
-/// computes the release tags, parses `--network` and creates the metadata
-/// file. Any failure here is returned as it is, the metadata file not yet
+/// of the context's warnings, of a metadata file sent with the context and
+/// then of the tags, parses `--network` and creates the metadata file. Any failure here is returned as it is, the metadata file not yet
 /// written: bad usage or configuration, a build file that cannot be read
 /// or a metadata file that cannot be written are exit 2
 /// ([`Failure::usage`]); tags that git cannot compute for another reason
@@ -239,15 +240,11 @@ async fn load_and_check(
         kind = control.stopped() => return Err(Failure::stopped(kind)),
         inputs = Inputs::in_background(&project, &context, &listing, own_files.paths()) => inputs?,
     };
-    for warning in context.warnings() {
-        reporter.report(Event::Warning {
-            message: warning.clone(),
-        });
-    }
-    warn_metadata_file_sent(&context, &own_files, reporter);
-    let release = release_tags(&project, &context, &listing, args, environment, reporter)?;
     // The labels and the build arguments from the source change the images,
-    // so they are inputs a resume must find unchanged.
+    // so they are inputs a resume must find unchanged: the source is read
+    // before the resume is checked, its warnings told after.
+    let held = HeldBack::default();
+    let release = release_tags(&project, &context, &listing, args, environment, &held)?;
     let facts = labels::SourceFacts::of(release.source.as_ref(), release.provenance.as_ref());
     project.labels = labels::image_labels(
         &facts,
@@ -258,6 +255,13 @@ async fn load_and_check(
     let mut inputs = inputs;
     inputs.take_source(&project);
     let resume = resume::Resume::start(args, environment, &project, &inputs)?;
+    for warning in context.warnings() {
+        reporter.report(Event::Warning {
+            message: warning.clone(),
+        });
+    }
+    warn_metadata_file_sent(&context, &own_files, reporter);
+    held.tell(reporter);
     let tags = release.tags;
     let network = super::network_flag(args.network.as_deref())?;
     let metadata = MetadataFile::create(args, environment, &project, inputs, reporter)?;
@@ -275,6 +279,33 @@ async fn load_and_check(
         ssh,
         metadata,
     })
+}
+
+/// Events held back, to be told later in the order they came
+/// ([`HeldBack::tell`]).
+#[derive(Default)]
+struct HeldBack(std::sync::Mutex<Vec<Event>>);
+
+impl Reporter for HeldBack {
+    fn report(&self, event: Event) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(event);
+    }
+}
+
+impl HeldBack {
+    /// Tells `reporter` every event held, in order.
+    fn tell(self, reporter: &dyn Reporter) {
+        let events = self
+            .0
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for event in events {
+            reporter.report(event);
+        }
+    }
 }
 
 /// The registry as the build speaks to it ([`open_registry`]).
