@@ -123,3 +123,105 @@ fn inspect_shows_what_the_registry_holds() {
     let skopeo: serde_json::Value = serde_json::from_slice(&skopeo.stdout).unwrap();
     assert_eq!(json["platforms"][0]["created"], skopeo["Created"]);
 }
+
+/// An OCI image index carries its annotations through publishing: two
+/// images made OCI manifests by skopeo (`--format oci`; the lab's Docker
+/// engines push Docker manifests only), their index written by
+/// `mab_registry::manifest_list` with annotations and published by the
+/// registry client mab publishes with, then read back by skopeo and by
+/// `mab inspect`.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn an_oci_index_keeps_its_annotations() {
+    let lab: &Lab = require_lab!();
+    let repository = lab.repository("oci-index");
+    let project = Project::new();
+    project
+        .file("Dockerfile", "FROM scratch\nCOPY content.txt /\n")
+        .file("content.txt", &format!("{repository}\n"))
+        .two_platform_manifest(&repository);
+    let home = tempfile::tempdir().unwrap();
+    let built = mab(
+        home.path(),
+        project.path(),
+        &["build", "--progress", "plain", "--tag", "docker"],
+    );
+    assert_eq!(built.code, 0, "{built:?}");
+    let docker_list: serde_json::Value =
+        serde_json::from_slice(&skopeo_raw(&format!("{repository}:docker"))).unwrap();
+    let mut oci_digests = Vec::new();
+    for (index, entry) in docker_list["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        let source = format!("{repository}@{}", entry["digest"].as_str().unwrap());
+        let target = format!("{repository}:oci-{index}");
+        let copied = Command::new("skopeo")
+            .args([
+                "copy",
+                "--src-tls-verify=false",
+                "--dest-tls-verify=false",
+                "--format",
+                "oci",
+            ])
+            .arg(format!("docker://{source}"))
+            .arg(format!("docker://{target}"))
+            .output()
+            .unwrap();
+        assert!(copied.status.success(), "{copied:?}");
+        oci_digests.push(sha256(&skopeo_raw(&target)));
+    }
+    let annotations = std::collections::BTreeMap::from([
+        (
+            "org.opencontainers.image.revision".to_owned(),
+            "0123456789abcdef0123456789abcdef01234567".to_owned(),
+        ),
+        ("org.example.note".to_owned(), "kept".to_owned()),
+    ]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (media_type, pushed) = runtime.block_on(async {
+        let registry = mab_registry::Repository::new(&repository, None).unwrap();
+        let mut children = Vec::new();
+        for digest in &oci_digests {
+            children.push(registry.describe(digest).await.unwrap());
+        }
+        assert!(mab_registry::carries_annotations(&children));
+        let (media_type, bytes) = mab_registry::manifest_list(&children, &annotations);
+        let digest = registry
+            .publish(media_type, &bytes, &["oci".to_owned()])
+            .await
+            .unwrap();
+        assert_eq!(digest, sha256(&bytes));
+        (media_type, digest)
+    });
+    assert_eq!(media_type, mab_registry::OCI_INDEX);
+    let raw = skopeo_raw(&format!("{repository}:oci"));
+    assert_eq!(sha256(&raw), pushed);
+    let index: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(index["mediaType"], mab_registry::OCI_INDEX);
+    assert_eq!(
+        index["annotations"],
+        serde_json::to_value(&annotations).unwrap()
+    );
+
+    let json: serde_json::Value = serde_json::from_str(&inspect(
+        home.path(),
+        &["--format", "json", &format!("{repository}:oci")],
+    ))
+    .unwrap();
+    assert_eq!(json["media_type"], mab_registry::OCI_INDEX);
+    assert_eq!(json["annotations"], index["annotations"]);
+    for (image, digest) in json["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(&oci_digests)
+    {
+        assert_eq!(image["digest"], digest.as_str());
+        assert_eq!(image["media_type"], mab_registry::OCI_MANIFEST);
+    }
+    let text = inspect(home.path(), &[&format!("{repository}:oci")]);
+    assert!(text.contains("\nannotations\n  org.example.note = kept\n  org.opencontainers.image.revision = 0123456789abcdef0123456789abcdef01234567\n"), "{text}");
+}
