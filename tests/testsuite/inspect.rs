@@ -25,23 +25,29 @@ fn image_size(manifest: &serde_json::Value) -> u64 {
         .sum()
 }
 
+/// Publishes a `FROM scratch` image for linux/amd64 and linux/arm64 (from
+/// the local engine) as `repository:tag`.
+fn publish_two_platforms(home: &std::path::Path, repository: &str, tag: &str) {
+    let project = Project::new();
+    project
+        .file("Dockerfile", "FROM scratch\nCOPY content.txt /\n")
+        .file("content.txt", &format!("{repository}\n"))
+        .two_platform_manifest(repository);
+    let built = mab(
+        home,
+        project.path(),
+        &["build", "--progress", "plain", "--tag", tag],
+    );
+    assert_eq!(built.code, 0, "{built:?}");
+}
+
 #[test]
 #[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn inspect_shows_what_the_registry_holds() {
     let lab: &Lab = require_lab!();
     let repository = lab.repository("inspect");
-    let project = Project::new();
-    project
-        .file("Dockerfile", "FROM scratch\nCOPY content.txt /\n")
-        .file("content.txt", &format!("{repository}\n"))
-        .two_platform_manifest(&repository);
     let home = tempfile::tempdir().unwrap();
-    let built = mab(
-        home.path(),
-        project.path(),
-        &["build", "--progress", "plain", "--tag", "1.0"],
-    );
-    assert_eq!(built.code, 0, "{built:?}");
+    publish_two_platforms(home.path(), &repository, "1.0");
     let reference = format!("{repository}:1.0");
     let raw = skopeo_raw(&reference);
     let list: serde_json::Value = serde_json::from_slice(&raw).unwrap();
@@ -135,18 +141,8 @@ fn inspect_shows_what_the_registry_holds() {
 fn an_oci_index_keeps_its_annotations() {
     let lab: &Lab = require_lab!();
     let repository = lab.repository("oci-index");
-    let project = Project::new();
-    project
-        .file("Dockerfile", "FROM scratch\nCOPY content.txt /\n")
-        .file("content.txt", &format!("{repository}\n"))
-        .two_platform_manifest(&repository);
     let home = tempfile::tempdir().unwrap();
-    let built = mab(
-        home.path(),
-        project.path(),
-        &["build", "--progress", "plain", "--tag", "docker"],
-    );
-    assert_eq!(built.code, 0, "{built:?}");
+    publish_two_platforms(home.path(), &repository, "docker");
     let docker_list: serde_json::Value =
         serde_json::from_slice(&skopeo_raw(&format!("{repository}:docker"))).unwrap();
     let mut oci_digests = Vec::new();
