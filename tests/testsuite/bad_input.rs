@@ -486,7 +486,7 @@ fn target_not_in_the_dockerfile() {
 fn configuration_mistakes() {
     const RUNNER: &str =
         "[[runner]]\nname = \"a\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\n";
-    let cases: [(&str, &str, &str); 22] = [
+    let cases: [(&str, &str, &str); 25] = [
         ("empty_platforms", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = []\n", RUNNER),
         ("unknown_os", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linus/amd64\"]\n", RUNNER),
         ("missing_name", "[image]\nplatforms = [\"linux/amd64\"]\n", RUNNER),
@@ -502,6 +502,9 @@ fn configuration_mistakes() {
         ("verify_relative_ignore", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linux/amd64\"]\n\n[verify]\nignore = [\"/usr/share/qemu/**\", \"bin/busybox\"]\n", RUNNER),
         ("verify_bad_ignore_pattern", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linux/amd64\"]\n\n[verify]\nignore = [\"/opt/[tools\"]\n", RUNNER),
         ("verify_typo", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linux/amd64\"]\n\n[verify]\nbinares = \"warn\"\n", RUNNER),
+        ("label_not_a_string", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linux/amd64\"]\n\n[labels]\n\"org.example.build\" = 42\n", RUNNER),
+        ("label_dotted_key", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linux/amd64\"]\n\n[labels]\norg.example.team = \"build\"\n", RUNNER),
+        ("annotation_bad_key", "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linux/amd64\"]\n\n[annotations]\n\"build id\" = \"7\"\n", RUNNER),
         ("duplicate_runner", GOOD_MANIFEST, &"[[runner]]\nname = \"a\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\n".repeat(2)),
         ("runner_without_platforms", GOOD_MANIFEST, "[[runner]]\nname = \"a\"\nhost = \"local\"\nplatforms = []\n"),
         ("zero_jobs", GOOD_MANIFEST, "[[runner]]\nname = \"a\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\njobs = 0\n"),
@@ -987,6 +990,27 @@ fn bad_inspect_reference() {
         ("inspect_bad_tag", "127.0.0.1:5000/team/app:-bad"),
     ] {
         check(name, &run(&project, &["inspect", reference]), 2);
+    }
+}
+
+/// A tag or digest the repository does not hold: one line naming it, with
+/// a hint, not the registry client's text (exit 1: the registry's answer,
+/// not a malformed input).
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn inspect_missing_tag() {
+    let project = Project::new();
+    for (name, reference) in [
+        (
+            "inspect_missing_tag",
+            "127.0.0.1:5000/tests/never-pushed:1.0",
+        ),
+        (
+            "inspect_missing_digest",
+            "127.0.0.1:5000/tests/never-pushed@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        ),
+    ] {
+        check(name, &run(&project, &["inspect", reference]), 1);
     }
 }
 

@@ -59,6 +59,15 @@ pub struct Project {
     pub test: Option<SmokeTest>,
     /// `[verify]`: the check of each image's programs.
     pub verify: Verify,
+    /// `[labels]`: label key to value, set on every platform's image (its
+    /// config's `Labels`) over the `org.opencontainers.image.*` labels mab
+    /// computes from the source (docs/configuration.md). Keys pass
+    /// [`check_label_key`].
+    pub labels: BTreeMap<String, String>,
+    /// `[annotations]`: annotation key to value, set on the published list
+    /// when it is an OCI image index (a Docker manifest list has no
+    /// annotations). Keys pass [`check_label_key`].
+    pub annotations: BTreeMap<String, String>,
     /// Unknown keys and platform alias notes, one sentence each.
     pub warnings: Vec<String>,
 }
@@ -115,6 +124,8 @@ struct RawManifest {
     tags: Option<RawTags>,
     test: Option<Spanned<RawTest>>,
     verify: Option<RawVerify>,
+    labels: Option<BTreeMap<String, Spanned<toml::Value>>>,
+    annotations: Option<BTreeMap<String, Spanned<toml::Value>>>,
 }
 
 #[derive(Deserialize)]
@@ -233,7 +244,7 @@ struct RawTags {
     extra: Option<Vec<Spanned<String>>>,
 }
 
-const TOP_KEYS: &[&str] = &["image", "tags", "test", "verify"];
+const TOP_KEYS: &[&str] = &["image", "tags", "test", "verify", "labels", "annotations"];
 const TEST_KEYS: &[&str] = &["run", "expect", "timeout"];
 const VERIFY_KEYS: &[&str] = &["binaries", "ignore"];
 const IMAGE_KEYS: &[&str] = &[
@@ -388,6 +399,9 @@ pub fn parse_project(path: &Path, text: &str) -> Result<Project, ConfigError> {
         None => Verify::default(),
     };
 
+    let labels = key_values(path, text, "labels", raw.labels)?;
+    let annotations = key_values(path, text, "annotations", raw.annotations)?;
+
     let mut secrets = BTreeMap::new();
     for (id, secret) in image.secrets.unwrap_or_default() {
         let span = secret.span();
@@ -426,8 +440,78 @@ pub fn parse_project(path: &Path, text: &str) -> Result<Project, ConfigError> {
         extra_tags,
         test,
         verify,
+        labels,
+        annotations,
         warnings,
     })
+}
+
+/// `[labels]` or `[annotations]` (`table`) of the manifest at `path`
+/// holding `text`: string values, each key checked with
+/// [`check_label_key`]. An invalid key, a value that is not a string, or a
+/// table (what a dotted key such as `org.example.team = "x"` makes in TOML)
+/// is an error pointing at the value.
+fn key_values(
+    path: &Path,
+    text: &str,
+    table: &str,
+    written: Option<BTreeMap<String, Spanned<toml::Value>>>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let invalid = |span, message: String, hint: &str| {
+        ConfigError::invalid(path, text, Some(span), message, Some(hint.to_owned()))
+    };
+    let quoted = "write keys in reverse domain notation, in double quotes: `\"org.example.team\" = \"build\"`";
+    let mut values = BTreeMap::new();
+    for (key, value) in written.unwrap_or_default() {
+        let span = value.span();
+        let value = match value.into_inner() {
+            toml::Value::String(value) => value,
+            toml::Value::Table(_) => {
+                return Err(invalid(
+                    span,
+                    format!("[{table}] `{key}` is a table, not a string: TOML reads an unquoted key with dots as tables"),
+                    quoted,
+                ))
+            }
+            other => {
+                return Err(invalid(
+                    span,
+                    format!("[{table}] `{key}`: {other} is not a string"),
+                    "write the value in double quotes",
+                ))
+            }
+        };
+        if let Err(problem) = check_label_key(&key) {
+            return Err(invalid(
+                span,
+                format!("[{table}] key {key:?} {problem}"),
+                quoted,
+            ));
+        }
+        values.insert(key, value);
+    }
+    Ok(values)
+}
+
+/// Whether `key` can name an image label or an OCI annotation: not empty,
+/// and no whitespace, control character or `=` (the Docker CLI splits
+/// `--label KEY=VALUE` at the first `=` and refuses an empty or blank key;
+/// the OCI image spec asks for reverse domain notation, which this
+/// allows). The error says what is wrong, as a phrase.
+pub fn check_label_key(key: &str) -> Result<(), &'static str> {
+    if key.is_empty() {
+        return Err("is empty");
+    }
+    if key
+        .chars()
+        .any(|character| character.is_whitespace() || character.is_control())
+    {
+        return Err("holds whitespace or a control character");
+    }
+    if key.contains('=') {
+        return Err("holds `=`");
+    }
+    Ok(())
 }
 
 /// `timeout` (a [`parse_time_limit`] duration) of the manifest at `path`
@@ -982,6 +1066,8 @@ extra = ["edge", "nightly", "edge"]
         assert!(project.fallback);
         assert_eq!(project.timeout, None);
         assert!(project.args.is_empty());
+        assert!(project.labels.is_empty());
+        assert!(project.annotations.is_empty());
         assert!(project.extra_tags.is_empty());
         assert_eq!(project.verify, Verify::default());
         assert_eq!(project.verify.binaries, Binaries::Error);
@@ -1274,6 +1360,22 @@ extra = ["edge", "nightly", "edge"]
                 "double quotes",
             ),
             (
+                "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\n[labels]\n\"org.example.n\" = 3\n",
+                "[labels] `org.example.n`: 3 is not a string",
+                ":5:19",
+                "\"org.example.n\" = 3",
+                "                  ^",
+                "double quotes",
+            ),
+            (
+                "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\n[annotations]\n\"a b\" = \"x\"\n",
+                "[annotations] key \"a b\" holds whitespace or a control character",
+                ":5:9",
+                "\"a b\" = \"x\"",
+                "        ^^^",
+                "reverse domain notation",
+            ),
+            (
                 "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"\n",
                 "unclosed array, expected `]`",
                 ":3:27",
@@ -1497,5 +1599,54 @@ extra = ["edge", "nightly", "edge"]
             parse_image_reference("127.0.0.1:5000/team/app:-bad").unwrap_err(),
             "invalid reference format"
         );
+    }
+
+    #[test]
+    fn reads_labels_and_annotations() {
+        let project = parse(
+            "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\n\
+             [labels]\n\"org.opencontainers.image.title\" = \"App\"\nteam = \"build\"\n\
+             [annotations]\n\"org.opencontainers.image.vendor\" = \"Example\"\n",
+        )
+        .unwrap();
+        let pairs = |map: &BTreeMap<String, String>| -> Vec<(String, String)> {
+            map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        };
+        assert_eq!(
+            pairs(&project.labels),
+            [
+                (
+                    "org.opencontainers.image.title".to_owned(),
+                    "App".to_owned()
+                ),
+                ("team".to_owned(), "build".to_owned())
+            ]
+        );
+        assert_eq!(
+            pairs(&project.annotations),
+            [(
+                "org.opencontainers.image.vendor".to_owned(),
+                "Example".to_owned()
+            )]
+        );
+    }
+
+    #[test]
+    fn label_keys() {
+        // (key, accepted)
+        let cases = [
+            ("org.opencontainers.image.source", true),
+            ("team", true),
+            ("com.example/x_y-z", true),
+            ("", false),
+            (" ", false),
+            ("a b", false),
+            ("a\tb", false),
+            ("a=b", false),
+            ("a\u{7}", false),
+        ];
+        for (key, accepted) in cases {
+            assert_eq!(check_label_key(key).is_ok(), accepted, "{key:?}");
+        }
     }
 }

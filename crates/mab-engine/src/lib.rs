@@ -174,6 +174,11 @@ pub struct BuildSpec {
     pub platform: Platform,
     pub target: Option<String>,
     pub args: BTreeMap<String, String>,
+    /// Labels the image gets (its config's `Labels`), sent as the build's
+    /// `labels` parameter (a JSON object, as `docker build --label` sends
+    /// it; BuildKit takes them as `label:KEY` frontend options). Left out
+    /// when empty.
+    pub labels: BTreeMap<String, String>,
     /// Network mode of RUN steps: `default`, `host` or `none`.
     pub network: String,
     /// Where the credentials the engine may ask for while it pulls base
@@ -687,6 +692,10 @@ fn build_query(spec: &BuildSpec, session: &str, dockerfile_name: &str) -> String
     if let Some(target) = spec.target.as_deref().filter(|target| !target.is_empty()) {
         pairs.push(("target", target));
     }
+    let labels = serde_json::to_string(&spec.labels).unwrap_or_else(|_| "{}".to_owned());
+    if !spec.labels.is_empty() {
+        pairs.push(("labels", labels.as_str()));
+    }
     pairs
         .iter()
         .map(|(name, value)| format!("{name}={}", percent_encode(value)))
@@ -989,6 +998,7 @@ mod tests {
             platform: "linux/arm64".parse().unwrap(),
             target: None,
             args: BTreeMap::from([("GREETING".to_owned(), "hello world".to_owned())]),
+            labels: BTreeMap::new(),
             network: "host".to_owned(),
             credential_sources: None,
             secrets: Secrets::default(),
@@ -1018,6 +1028,15 @@ mod tests {
             };
             assert!(build_query(&spec, "s", "D").ends_with(end), "{target:?}");
         }
+        let spec = BuildSpec {
+            labels: BTreeMap::from([(
+                "org.opencontainers.image.revision".to_owned(),
+                "abc".to_owned(),
+            )]),
+            ..spec()
+        };
+        assert!(build_query(&spec, "s", "D")
+            .ends_with("&rm=1&labels=%7B%22org.opencontainers.image.revision%22%3A%22abc%22%7D"));
     }
 
     #[test]

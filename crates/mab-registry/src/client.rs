@@ -351,6 +351,18 @@ impl Repository {
     /// and the platform fields its image config holds. Each request is
     /// retried on transient faults (see [`retry`]).
     pub async fn describe(&self, digest: &str) -> Result<Child, RegistryError> {
+        self.describe_with_config(digest)
+            .await
+            .map(|(child, _)| child)
+    }
+
+    /// [`Repository::describe`], with the image config's bytes as served
+    /// (checked against the config's digest), for what else it says
+    /// (`created`, `config.Labels`).
+    pub async fn describe_with_config(
+        &self,
+        digest: &str,
+    ) -> Result<(Child, Vec<u8>), RegistryError> {
         let reading = format!("reading manifest {digest}");
         let path = format!("manifests/{digest}");
         let bytes = self
@@ -382,13 +394,14 @@ impl Repository {
             .chain(manifest["layers"].as_array().into_iter().flatten())
             .filter_map(|descriptor| descriptor["size"].as_u64())
             .sum();
-        Ok(Child {
+        let child = Child {
             media_type,
             digest: digest.to_owned(),
             size: bytes.len() as u64,
             platform,
             image_size,
-        })
+        };
+        Ok((child, config))
     }
 
     /// The layers of the image manifest `digest`, in order (its `layers`

@@ -1,5 +1,6 @@
 //! Per-platform descriptors, the platform check, and the manifest list.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use mab_config::Platform;
@@ -153,6 +154,8 @@ struct ListJson<'a> {
     schema_version: u32,
     media_type: &'a str,
     manifests: Vec<EntryJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    annotations: Option<&'a BTreeMap<String, String>>,
 }
 
 #[derive(Serialize)]
@@ -167,7 +170,15 @@ struct EntryJson<'a> {
 /// The list's media type and bytes: a Docker manifest list when every
 /// child is a Docker schema 2 manifest, an OCI index when every child is an
 /// OCI manifest. Mixed children get an OCI index, which may hold both.
-pub fn manifest_list(children: &[Child]) -> (&'static str, Vec<u8>) {
+///
+/// `annotations` go into an OCI index's `annotations` (image spec v1.0,
+/// "Image Index"; left out when empty); a Docker manifest list has no such
+/// field (Docker's manifest list v2.2), so there they are dropped, and
+/// [`carries_annotations`] tells the caller beforehand.
+pub fn manifest_list(
+    children: &[Child],
+    annotations: &BTreeMap<String, String>,
+) -> (&'static str, Vec<u8>) {
     let all_docker = children
         .iter()
         .all(|child| child.media_type == DOCKER_MANIFEST);
@@ -176,6 +187,7 @@ pub fn manifest_list(children: &[Child]) -> (&'static str, Vec<u8>) {
     } else {
         OCI_INDEX
     };
+    let annotations = (media_type == OCI_INDEX && !annotations.is_empty()).then_some(annotations);
     let list = ListJson {
         schema_version: 2,
         media_type,
@@ -188,9 +200,18 @@ pub fn manifest_list(children: &[Child]) -> (&'static str, Vec<u8>) {
                 platform: &child.platform,
             })
             .collect(),
+        annotations,
     };
     let bytes = serde_json::to_vec_pretty(&list).expect("a manifest list always serialises");
     (media_type, bytes)
+}
+
+/// Whether the list [`manifest_list`] makes of `children` can carry
+/// annotations: only an OCI index can.
+pub fn carries_annotations(children: &[Child]) -> bool {
+    !children
+        .iter()
+        .all(|child| child.media_type == DOCKER_MANIFEST)
 }
 
 /// One entry of a manifest list or image index as a registry serves it
@@ -346,7 +367,7 @@ mod tests {
             child(DOCKER_MANIFEST, "a", "amd64"),
             child(DOCKER_MANIFEST, "b", "arm64"),
         ];
-        let (media_type, bytes) = manifest_list(&children);
+        let (media_type, bytes) = manifest_list(&children, &BTreeMap::new());
         assert_eq!(media_type, DOCKER_MANIFEST_LIST);
         let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(json["mediaType"], DOCKER_MANIFEST_LIST);
@@ -386,7 +407,7 @@ mod tests {
                 ..child(OCI_MANIFEST, "a", "amd64")
             })
             .collect();
-        let (_, bytes) = manifest_list(&children);
+        let (_, bytes) = manifest_list(&children, &BTreeMap::new());
         let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         for (index, (_, expected)) in cases.iter().enumerate() {
             assert_eq!(&json["manifests"][index]["platform"], expected, "{json}");
@@ -404,7 +425,46 @@ mod tests {
             child(OCI_MANIFEST, "a", "amd64"),
             child(OCI_MANIFEST, "b", "s390x"),
         ];
-        assert_eq!(manifest_list(&children).0, OCI_INDEX);
+        assert_eq!(manifest_list(&children, &BTreeMap::new()).0, OCI_INDEX);
+    }
+
+    #[test]
+    fn only_an_oci_index_carries_annotations() {
+        let annotations = BTreeMap::from([(
+            "org.opencontainers.image.revision".to_owned(),
+            "0123abcd".to_owned(),
+        )]);
+        // (children's media types, the list's, annotations written)
+        let cases = [
+            (&[OCI_MANIFEST, OCI_MANIFEST][..], OCI_INDEX, true),
+            (&[OCI_MANIFEST, DOCKER_MANIFEST][..], OCI_INDEX, true),
+            (
+                &[DOCKER_MANIFEST, DOCKER_MANIFEST][..],
+                DOCKER_MANIFEST_LIST,
+                false,
+            ),
+        ];
+        for (media_types, list_type, written) in cases {
+            let children: Vec<Child> = media_types
+                .iter()
+                .map(|media_type| child(media_type, "a", "amd64"))
+                .collect();
+            assert_eq!(carries_annotations(&children), written);
+            let (media_type, bytes) = manifest_list(&children, &annotations);
+            assert_eq!(media_type, list_type);
+            let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            match written {
+                true => assert_eq!(
+                    json["annotations"],
+                    serde_json::json!({"org.opencontainers.image.revision": "0123abcd"})
+                ),
+                false => assert!(json.get("annotations").is_none(), "{json}"),
+            }
+            // No annotations, no field.
+            let (_, bytes) = manifest_list(&children, &BTreeMap::new());
+            let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert!(json.get("annotations").is_none(), "{json}");
+        }
     }
 
     #[test]
@@ -416,7 +476,7 @@ mod tests {
                 ..child(DOCKER_MANIFEST, "b", "arm")
             },
         ];
-        let (_, bytes) = manifest_list(&children);
+        let (_, bytes) = manifest_list(&children, &BTreeMap::new());
         let entries = list_entries(&bytes).unwrap();
         let read: Vec<(String, u64, Option<ConfigPlatform>)> = entries
             .into_iter()

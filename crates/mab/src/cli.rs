@@ -62,6 +62,10 @@ pub enum Command {
     ///   [image.secrets]  ID = { env = "VARIABLE" } or { src = "FILE" }, for
     ///                    RUN --mount=type=secret,id=ID; --secret replaces one
     ///   [tags]      extra = ["edge"]: tags added to the computed ones
+    ///   [labels]    "org.example.team" = "build": labels on every image, beside the
+    ///               org.opencontainers.image.* ones mab computes from git
+    ///   [annotations]  "org.example.id" = "7": annotations of the list, when it is an
+    ///               OCI index (a Docker manifest list has none)
     ///   [verify]    binaries = "error" | "warn" | "off": programs of another architecture;
     ///               ignore = ["/usr/share/qemu/**"]: image paths not inspected
     ///   [test]      run = ["/app/server", "--version"]: a command each image runs on its
@@ -71,8 +75,12 @@ pub enum Command {
     /// Runners are registered with `mab runners add` (`mab runners add --help`).
     #[command(verbatim_doc_comment)]
     Init(InitArgs),
-    /// Show a published list: platform, digest and size of each entry.
+    /// Show a published list or image: media type, digest, annotations, and per platform the digest, sizes and creation time.
     ///
+    /// A manifest list (or OCI image index) shows its media type, digest and annotations,
+    /// then one row per entry: platform (os/architecture/variant), image manifest digest,
+    /// the manifest's size and the image's size (config and layers, compressed) in bytes,
+    /// and the config's created time. A single image shows one row.
     /// Registry credentials are read as for `mab build` (DOCKER_AUTH_CONFIG, then
     /// $DOCKER_CONFIG/config.json; docs/publishing.md).
     Inspect {
@@ -80,6 +88,12 @@ pub enum Command {
         /// [registry[:port]/]path[:tag] or path@sha256:DIGEST, read by Docker's
         /// reference grammar (no tag means latest).
         reference: String,
+        /// Output format: text, or one JSON document on stdout (docs/publishing.md shows its shape).
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// Print the manifest or list exactly as the registry serves it, nothing else.
+        #[arg(long, conflicts_with = "format")]
+        raw: bool,
     },
     /// Print a shell completion script for mab on stdout (docs/install.md says where it goes).
     Completions {

@@ -174,6 +174,64 @@ pub fn checkout(sent: &Sent) -> Result<Option<Checkout>, GitError> {
     }))
 }
 
+/// Where a checkout's source comes from and when HEAD was committed, for
+/// the image's `org.opencontainers.image.*` labels.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Provenance {
+    /// The URL of the remote the current branch tracks (`branch.NAME.remote`),
+    /// else of `origin`, as `git remote get-url` gives it (`insteadOf`
+    /// rewrites applied), credentials still in it; `None` when there is no
+    /// such remote (HEAD detached and no `origin`, a repository never
+    /// cloned), or when the branch tracks a local branch (remote `.`).
+    pub remote_url: Option<String>,
+    /// HEAD's committer time, in seconds since the Unix epoch (git's `%ct`).
+    pub commit_time: i64,
+}
+
+/// The [`Provenance`] of the checkout holding `context` (absolute):
+/// `Ok(None)` outside git. Run after [`checkout`] succeeded, so the
+/// repository is known to be readable and to have a commit; a git failure
+/// here is a [`GitError`] all the same.
+pub fn provenance(context: &Path) -> Result<Option<Provenance>, GitError> {
+    let context = real_path(context);
+    let Some(repository) = find_repository(&context) else {
+        return Ok(None);
+    };
+    let git = Git {
+        repository: &repository,
+    };
+    // The stdout of a command that succeeded with some output.
+    let answer = |output: Output| {
+        let text = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        (output.status.success() && !text.is_empty()).then_some(text)
+    };
+    let time = git.run(&repository, &["show", "-s", "--format=%ct", "HEAD"])?;
+    let time = String::from_utf8_lossy(&time).trim().to_owned();
+    let commit_time = time.parse().map_err(|_| GitError::Failed {
+        repository: repository.clone(),
+        command: "show -s --format=%ct HEAD".to_owned(),
+        detail: format!("`{time}` is not a time in seconds"),
+    })?;
+    // A detached HEAD has no branch, so no upstream: `origin` then.
+    let tracked = match answer(git.output(&repository, &["symbolic-ref", "-q", "--short", "HEAD"])?)
+    {
+        Some(branch) => {
+            let key = format!("branch.{branch}.remote");
+            answer(git.output(&repository, &["config", "--get", &key])?)
+        }
+        None => None,
+    };
+    let remote = tracked.unwrap_or_else(|| "origin".to_owned());
+    let remote_url = match remote.as_str() {
+        "." => None,
+        _ => answer(git.output(&repository, &["remote", "get-url", &remote])?),
+    };
+    Ok(Some(Provenance {
+        remote_url,
+        commit_time,
+    }))
+}
+
 /// `path` with every symlink resolved, as given when it cannot be (it
 /// does not exist).
 fn real_path(path: &Path) -> PathBuf {
@@ -516,6 +574,53 @@ mod tests {
         let mut changed = checkout(&sent).unwrap().unwrap().changed;
         changed.sort();
         assert_eq!(changed, ["app/a.txt", "app/new.txt"]);
+    }
+
+    #[test]
+    fn provenance_names_the_tracked_remote_else_origin() {
+        let directory = tempfile::tempdir().unwrap();
+        let root = directory.path();
+        let commit = repository_tagged(root, &[]);
+        let read = || provenance(root).unwrap().unwrap();
+        let time = git(root, &["show", "-s", "--format=%ct", "HEAD"]);
+        assert_eq!(read().commit_time.to_string(), time);
+        assert_eq!(read().remote_url, None, "no remote");
+
+        git(
+            root,
+            &[
+                "remote",
+                "add",
+                "origin",
+                "https://u:p@example.com/origin.git",
+            ],
+        );
+        git(root, &["remote", "add", "fork", "git@example.com:fork.git"]);
+        assert_eq!(
+            read().remote_url.as_deref(),
+            Some("https://u:p@example.com/origin.git"),
+            "no upstream: origin"
+        );
+        let branch = git(root, &["symbolic-ref", "--short", "HEAD"]);
+        git(
+            root,
+            &["config", &format!("branch.{branch}.remote"), "fork"],
+        );
+        assert_eq!(
+            read().remote_url.as_deref(),
+            Some("git@example.com:fork.git"),
+            "the branch's upstream remote"
+        );
+        git(root, &["config", &format!("branch.{branch}.remote"), "."]);
+        assert_eq!(read().remote_url, None, "a local upstream");
+        git(root, &["checkout", "-q", "--detach", &commit]);
+        assert_eq!(
+            read().remote_url.as_deref(),
+            Some("https://u:p@example.com/origin.git"),
+            "detached: origin"
+        );
+        let outside = tempfile::tempdir().unwrap();
+        assert_eq!(provenance(outside.path()).unwrap(), None);
     }
 
     #[test]

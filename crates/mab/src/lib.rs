@@ -285,9 +285,11 @@ async fn run(
             let directory = environment.start_dir(args.directory.as_deref());
             ops::init::init(&directory, args.image.as_deref(), &args.platforms)
         }
-        Command::Inspect { reference } => {
-            ops::inspect::inspect(&reference, environment, &reporter).await
-        }
+        Command::Inspect {
+            reference,
+            format,
+            raw,
+        } => ops::inspect::inspect(&reference, format, raw, environment, &reporter).await,
         Command::Completions { shell } => Ok(ops::manual::completions(shell)),
         Command::Man { dir } => ops::manual::man(dir.as_deref()),
     };

@@ -111,6 +111,11 @@ pub(super) struct Inputs {
     /// without the binary check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) verify: Option<VerifyInput>,
+    /// The labels every image gets (computed from the source, `[labels]`
+    /// over them), as values: a label is public in the image anyway.
+    /// Empty in a document of a mab without labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(super) labels: BTreeMap<String, String>,
 }
 
 /// `"verify"` of [`Inputs`]: `[verify] binaries` and `ignore` as written.
@@ -203,7 +208,16 @@ impl Inputs {
             target: project.target.clone(),
             platforms: project.platforms.clone(),
             verify: Some(VerifyInput::of(&project.verify)),
+            labels: project.labels.clone(),
         })
+    }
+
+    /// Takes the build arguments and labels of `project` again, once the
+    /// source's (`MAB_VERSION`, `MAB_COMMIT`, the `org.opencontainers.image.*`
+    /// labels) are added to them.
+    pub(super) fn take_source(&mut self, project: &mab_config::Project) {
+        self.build_args = build_arg_digests(&project.args);
+        self.labels = project.labels.clone();
     }
 }
 
@@ -897,6 +911,7 @@ mod tests {
                 target: Some("release".to_owned()),
                 platforms: vec!["linux/arm64".parse().unwrap()],
                 verify: None,
+                labels: BTreeMap::new(),
             },
             order: vec!["linux/arm64".parse().unwrap()],
             github: None,

@@ -5,9 +5,12 @@
 //! `overrides` (flags over `mab.toml`), `tags` (the tags to publish under
 //! and the partial-build rule), `worker` (one platform's job on its
 //! runner's engine), `publish` (the registry side: push rights, staging
-//! tags), `metadata` (`--metadata-file`, and the state a resume reads)
-//! and `resume` (`--resume`: what an earlier build left that is reused).
+//! tags), `metadata` (`--metadata-file`, and the state a resume reads),
+//! `resume` (`--resume`: what an earlier build left that is reused) and
+//! `labels` (the labels, index annotations and build arguments from the
+//! source).
 
+mod labels;
 mod metadata;
 mod overrides;
 mod publish;
@@ -156,6 +159,8 @@ pub async fn build(
         allow_partial: args.allow_partial,
         unplanned: &ready.unplanned,
         reused: &ready.reuse.reused,
+        annotations: &labels::index_annotations(&project.labels, &project.annotations),
+        annotations_configured: !project.annotations.is_empty(),
     };
     let outcome = run_and_publish(
         &planned,
@@ -236,11 +241,12 @@ struct Prepared {
 /// `--platform` that narrows a build published under computed tags and an
 /// `--allow-partial` without tags ([`tags`]), `--resume` with `--no-push`,
 /// reads the build context and checks the `--target` is one of its
-/// Dockerfile's stages, digests the inputs on a blocking thread, loads the
+/// Dockerfile's stages, digests the inputs on a blocking thread, computes
+/// the release tags and the labels and build arguments from the source
+/// (`labels`; a malformed `SOURCE_DATE_EPOCH` is exit 2), loads the
 /// earlier build with `--resume` (refused when its inputs differ), warns
-/// of the context's warnings and of a metadata file sent with the context,
-/// computes the release tags, parses `--network` and creates the metadata
-/// file. Any failure here is returned as it is, the metadata file not yet
+/// of the context's warnings, of a metadata file sent with the context and
+/// then of the tags, parses `--network` and creates the metadata file. Any failure here is returned as it is, the metadata file not yet
 /// written: bad usage or configuration, a build file that cannot be read
 /// or a metadata file that cannot be written are exit 2
 /// ([`Failure::usage`]); tags that git cannot compute for another reason
@@ -276,6 +282,20 @@ async fn load_and_check(
         kind = control.stopped() => return Err(Failure::stopped(kind)),
         inputs = Inputs::in_background(&project, &context, &listing, own_files.paths()) => inputs?,
     };
+    // The labels and the build arguments from the source change the images,
+    // so they are inputs a resume must find unchanged: the source is read
+    // before the resume is checked, its warnings told after.
+    let held = HeldBack::default();
+    let release = release_tags(&project, &context, &listing, args, environment, &held)?;
+    let facts = labels::SourceFacts::of(release.source.as_ref(), release.provenance.as_ref());
+    project.labels = labels::image_labels(
+        &facts,
+        labels::source_date_epoch(environment),
+        &project.labels,
+    )?;
+    labels::offer_build_args(&facts, &mut project.args);
+    let mut inputs = inputs;
+    inputs.take_source(&project);
     let resume = resume::Resume::start(args, environment, &project, &inputs)?;
     for warning in context.warnings() {
         reporter.report(Event::Warning {
@@ -283,7 +303,8 @@ async fn load_and_check(
         });
     }
     warn_metadata_file_sent(&context, &own_files, reporter);
-    let tags = release_tags(&project, &context, &listing, args, environment, reporter)?;
+    held.tell(reporter);
+    let tags = release.tags;
     let network = super::network_flag(args.network.as_deref())?;
     let metadata = MetadataFile::create(args, environment, &project, inputs, reporter)?;
     Ok(Prepared {
@@ -300,6 +321,33 @@ async fn load_and_check(
         ssh,
         metadata,
     })
+}
+
+/// Events held back, to be told later in the order they came
+/// ([`HeldBack::tell`]).
+#[derive(Default)]
+struct HeldBack(std::sync::Mutex<Vec<Event>>);
+
+impl Reporter for HeldBack {
+    fn report(&self, event: Event) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(event);
+    }
+}
+
+impl HeldBack {
+    /// Tells `reporter` every event held, in order.
+    fn tell(self, reporter: &dyn Reporter) {
+        let events = self
+            .0
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for event in events {
+            reporter.report(event);
+        }
+    }
 }
 
 /// The registry as the build speaks to it ([`open_registry`]).
@@ -637,6 +685,12 @@ struct Planned<'a> {
     /// (their entries, and their images as the registry serves them);
     /// they join the list in the order of `mab.toml`.
     reused: &'a [(PlatformMetadata, Child)],
+    /// The annotations of the list when it is an OCI index
+    /// (`labels::index_annotations`).
+    annotations: &'a std::collections::BTreeMap<String, String>,
+    /// Whether `[annotations]` gives any, for the warning that a Docker
+    /// manifest list cannot carry them.
+    annotations_configured: bool,
 }
 
 /// Push rights, before anything is built ([`check_push`]), unless
@@ -1064,7 +1118,12 @@ async fn publish_list<R: Registry>(
     let (planned, results, metadata, reporter) =
         (ended.planned, ended.results, ended.metadata, ended.reporter);
     let children = children_in_order(planned, built, metadata);
-    let (media_type, bytes) = mab_registry::manifest_list(&children);
+    if planned.annotations_configured && !mab_registry::carries_annotations(&children) {
+        reporter.report(Event::Warning {
+            message: "[annotations] in mab.toml are not published: the images are Docker manifests, so the list is a Docker manifest list, which has no annotations (only an OCI image index has)".to_owned(),
+        });
+    }
+    let (media_type, bytes) = mab_registry::manifest_list(&children, planned.annotations);
     // While the list and its tags are pushed, a Ctrl-C waits for the
     // build to end rather than leave some tags moved and others not.
     let publishing = control.start_publish().map_err(|kind| {
@@ -1346,6 +1405,9 @@ fn failure_report_ending(failures: &[JobFailure], ending: &str) -> Failure {
 
 #[cfg(test)]
 mod tests {
+    /// No annotations, for a list of Docker manifests.
+    static EMPTY_ANNOTATIONS: std::collections::BTreeMap<String, String> =
+        std::collections::BTreeMap::new();
     use std::sync::Mutex;
 
     use mab_registry::{sha256_digest, ConfigPlatform, RegistryError, DOCKER_MANIFEST};
@@ -1980,6 +2042,7 @@ mod tests {
                 binaries: "error".to_owned(),
                 ignore: Vec::new(),
             }),
+            labels: std::collections::BTreeMap::new(),
         }
     }
 
@@ -2979,6 +3042,8 @@ mod tests {
                 allow_partial: case.allow_partial,
                 unplanned: &[],
                 reused: &[],
+                annotations: &EMPTY_ANNOTATIONS,
+                annotations_configured: false,
             };
             let worker = FakeWorker {
                 outcomes: case.outcomes.clone(),
@@ -3638,6 +3703,8 @@ mod tests {
                 allow_partial,
                 unplanned: &[],
                 reused,
+                annotations: &EMPTY_ANNOTATIONS,
+                annotations_configured: false,
             }
         }
     }
@@ -3980,6 +4047,17 @@ mod tests {
                 "platforms",
                 |inputs| inputs.platforms.truncate(1),
                 "platforms changed: linux/amd64, linux/arm64 -> linux/amd64",
+            ),
+            (
+                "labels: a new commit",
+                |inputs| {
+                    inputs.labels.insert(
+                        "org.opencontainers.image.revision".into(),
+                        "0123abcd".into(),
+                    );
+                    inputs.labels.insert("team".into(), "build".into());
+                },
+                "labels changed: org.opencontainers.image.revision, team",
             ),
             (
                 "verify",

@@ -174,6 +174,8 @@ mod tests {
             extra_tags: Vec::new(),
             test: None,
             verify: Default::default(),
+            labels: Default::default(),
+            annotations: Default::default(),
             warnings: Vec::new(),
         };
         apply_overrides(&mut project, &args, &environment).unwrap();

@@ -133,7 +133,7 @@ fn load(
 
 /// What changed from `earlier` to `now`, one phrase each, in the order
 /// of the fields: the files sent, the Dockerfile, each build argument,
-/// the target, the platforms. Empty when nothing did.
+/// the target, the platforms, the labels, `[verify]`. Empty when nothing did.
 pub(super) fn changes(earlier: &Inputs, now: &Inputs) -> Vec<String> {
     let mut changes = Vec::new();
     let dockerfile_changed = earlier.dockerfile != now.dockerfile;
@@ -200,6 +200,16 @@ pub(super) fn changes(earlier: &Inputs, now: &Inputs) -> Vec<String> {
             show(&earlier.platforms),
             show(&now.platforms)
         ));
+    }
+    if earlier.labels != now.labels {
+        let names: std::collections::BTreeSet<&String> =
+            earlier.labels.keys().chain(now.labels.keys()).collect();
+        let changed: Vec<&str> = names
+            .into_iter()
+            .filter(|name| earlier.labels.get(*name) != now.labels.get(*name))
+            .map(String::as_str)
+            .collect();
+        changes.push(format!("labels changed: {}", changed.join(", ")));
     }
     if earlier.verify != now.verify {
         // The reused platforms were checked under the earlier one.

@@ -3,6 +3,7 @@
 
 use mab_config::{Platform, Project};
 use mab_context::BuildContext;
+use mab_registry::tags::Source;
 
 use crate::cli::BuildArgs;
 use crate::environment::Environment;
@@ -62,7 +63,10 @@ pub(super) fn check_partial_has_tags(args: &BuildArgs) -> Result<(), Failure> {
 /// repository that cannot be read stops the build (exit 2, or 1 when a git
 /// command failed unexpectedly), unless `--tag` gives the tags or
 /// `--no-push` publishes nothing: then it is a warning, and with
-/// `--no-push` alone no tags are recorded.
+/// `--no-push` alone no tags are recorded. The [`Source`] the tags were
+/// computed from comes along (`None` outside git and CI, or when git could
+/// not be read), with the checkout's [`crate::git::Provenance`] (`None`
+/// outside git, or when git could not be read: then with a warning).
 pub(super) fn release_tags(
     project: &Project,
     context: &BuildContext,
@@ -70,7 +74,7 @@ pub(super) fn release_tags(
     args: &BuildArgs,
     environment: &Environment,
     reporter: &dyn Reporter,
-) -> Result<Vec<String>, Failure> {
+) -> Result<Release, Failure> {
     let ignore = context.ignore();
     let sent = crate::git::Sent {
         context: context.dir(),
@@ -91,7 +95,7 @@ pub(super) fn release_tags(
                     "{error}; nothing is pushed (--no-push), so the build goes on without tags (the metadata file records none)"
                 ),
             });
-            return Ok(Vec::new());
+            return Ok(Release::default());
         }
         Err(error) => {
             let hint = error.hint();
@@ -120,7 +124,33 @@ pub(super) fn release_tags(
     for warning in tags.warnings {
         reporter.report(Event::Warning { message: warning });
     }
-    Ok(tags.tags)
+    let provenance = match checkout {
+        Some(_) => crate::git::provenance(context.dir()).unwrap_or_else(|error| {
+            reporter.report(Event::Warning {
+                message: format!(
+                    "{error}; the images go without the source's URL and commit time labels"
+                ),
+            });
+            None
+        }),
+        None => None,
+    };
+    Ok(Release {
+        tags: tags.tags,
+        source,
+        provenance,
+    })
+}
+
+/// What [`release_tags`] found.
+#[derive(Default)]
+pub(super) struct Release {
+    /// The tags to publish under.
+    pub(super) tags: Vec<String>,
+    /// What they were computed from.
+    pub(super) source: Option<Source>,
+    /// Where the checkout comes from, and when HEAD was committed.
+    pub(super) provenance: Option<crate::git::Provenance>,
 }
 
 #[cfg(test)]
@@ -223,6 +253,8 @@ mod tests {
                 extra_tags: Vec::new(),
                 test: None,
                 verify: Default::default(),
+                labels: Default::default(),
+                annotations: Default::default(),
                 warnings: Vec::new(),
             };
             let result = check_not_narrowing(&project, &platforms(manifest), &args);

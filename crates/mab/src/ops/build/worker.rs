@@ -111,6 +111,7 @@ impl<R: Registry> LiveWorker<'_, R> {
             platform: job.platform.clone(),
             target: self.project.target.clone(),
             args: self.project.args.clone(),
+            labels: self.project.labels.clone(),
             network: self
                 .network
                 .unwrap_or(self.runners[&job.runner].network)
