@@ -17,6 +17,38 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Show every line of every build step's output (above the bars on a terminal; plain lines show them anyway).
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+    /// Print only errors on stderr and the result on stdout (the published IMAGE@DIGEST): no progress, no warnings. `--progress json` still writes its events.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// When to colour stderr: `auto` colours a terminal unless NO_COLOR is set and not empty (no-color.org); `always` and `never` win over NO_COLOR.
+    #[arg(long, value_enum, global = true, value_name = "WHEN", default_value_t = Color::Auto)]
+    pub color: Color,
+}
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Color {
+    /// Colour when stderr is a terminal and NO_COLOR is unset or empty.
+    Auto,
+    /// Always colour, even into a file or pipe.
+    Always,
+    /// Never colour.
+    Never,
+}
+
+impl Color {
+    /// Whether stderr is coloured: `auto` on a terminal without a
+    /// non-empty `NO_COLOR` (no-color.org), else as the flag says.
+    pub fn enabled(self, stderr_is_terminal: bool, no_color: bool) -> bool {
+        match self {
+            Color::Always => true,
+            Color::Never => false,
+            Color::Auto => stderr_is_terminal && !no_color,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
