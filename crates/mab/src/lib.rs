@@ -7,6 +7,7 @@
 //!
 //! Data goes to stdout, progress and logs to stderr.
 
+pub mod build_log;
 pub mod cli;
 pub mod environment;
 pub mod failure;

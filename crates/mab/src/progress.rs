@@ -383,7 +383,10 @@ pub fn paint_report(report: &str) -> String {
         .lines()
         .map(|line| {
             if let Some(rest) = line.strip_prefix("error:") {
-                format!("{}{rest}", console::style("error:").red().bold().for_stderr())
+                format!(
+                    "{}{rest}",
+                    console::style("error:").red().bold().for_stderr()
+                )
             } else if let Some(rest) = line.strip_prefix("hint:") {
                 format!("{}{rest}", console::style("hint:").cyan().for_stderr())
             } else {
@@ -633,7 +636,12 @@ fn step_phase(step: &str, cached: bool) -> String {
     let named = step
         .strip_prefix('[')
         .and_then(|rest| rest.split_once("] "))
-        .filter(|(count, _)| count.contains('/') && count.chars().all(|c| c.is_ascii_digit() || c == '/' || c == ' '))
+        .filter(|(count, _)| {
+            count.contains('/')
+                && count
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || c == '/' || c == ' ')
+        })
         .map(|(count, rest)| format!("step {} {rest}", count.trim()))
         .unwrap_or_else(|| step.to_owned());
     if cached {
@@ -705,7 +713,9 @@ impl Reporter for Bars {
                     mab_events::Phase::Build | mab_events::Phase::Push => return,
                 };
                 let mut state = self.state();
-                self.row(&mut state, platform, runner, false).checks.push(check);
+                self.row(&mut state, platform, runner, false)
+                    .checks
+                    .push(check);
             }
             Event::Log {
                 platform,

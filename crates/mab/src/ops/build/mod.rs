@@ -25,9 +25,11 @@ use mab_events::ErrorKind;
 use mab_plan::{Fallback, PlanError};
 use mab_registry::{Child, Repository};
 
+use crate::build_log::BuildLogs;
 use crate::cli::BuildArgs;
 use crate::environment::Environment;
 use crate::failure::{Failure, FailureKind};
+use crate::history::BuildRecord;
 use crate::ops::connect::{Connected, Unreachable};
 use crate::ops::jobs::{
     all_or_failures, report_planned_moves, run_all, Built, JobFailure, JobSpec, Limits, Worker,
@@ -82,6 +84,46 @@ pub async fn build(
     control: &BuildControl,
 ) -> Result<BuildOutcome, Failure> {
     let prepared = load_and_check(args, environment, reporter.as_ref(), control).await?;
+    let logs = history_record(environment).map(|record| {
+        let logs = Arc::new(BuildLogs::new(record));
+        crate::progress::observe(logs.clone());
+        logs
+    });
+    let built = build_checked(args, environment, prepared, reporter, control).await;
+    // A failed platform's report names its full log.
+    built.map_err(|failure| match &logs {
+        Some(logs) => failure.with_details(&logs.failed_logs()),
+        None => failure,
+    })
+}
+
+/// The build's directory in mab's history ([`BuildRecord::create`] in
+/// the state directory, started now); `None`, with a warning, when it
+/// cannot be created: the build goes on without its log files.
+pub fn history_record(environment: &Environment) -> Option<BuildRecord> {
+    let state_dir = environment.state_dir();
+    match BuildRecord::create(&state_dir, std::time::SystemTime::now()) {
+        Ok(record) => Some(record),
+        Err(error) => {
+            crate::progress::report(Event::Warning {
+                message: format!(
+                    "cannot create the build's directory under {}: {error}; the build goes on without its log files",
+                    state_dir.join("history").display()
+                ),
+            });
+            None
+        }
+    }
+}
+
+/// [`build`] once its inputs are checked ([`load_and_check`]).
+async fn build_checked(
+    args: &BuildArgs,
+    environment: &Environment,
+    prepared: Prepared,
+    reporter: &Arc<dyn Reporter>,
+    control: &BuildControl,
+) -> Result<BuildOutcome, Failure> {
     // From here on every failure writes the metadata file. A resume that
     // stops before the registry is read keeps what it would reuse.
     let unstarted = BeforeJobs {
