@@ -34,3 +34,4 @@ mod ssh_forward;
 mod staging;
 mod support;
 mod tags;
+mod terminal;

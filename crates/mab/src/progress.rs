@@ -458,6 +458,8 @@ pub struct Bars {
 struct BarsState {
     /// Widths of the platform and runner columns, from the plan.
     widths: (usize, usize),
+    /// The header line above the rows.
+    header: Option<ProgressBar>,
     rows: Vec<Row>,
     /// The published list: its digest and tags.
     published: Option<(String, Vec<String>)>,
@@ -516,7 +518,7 @@ impl Bars {
         header.set_style(style(ENDED));
         header.set_prefix(" ");
         let (platform, runner) = state.widths;
-        header.finish_with_message(format!(
+        header.set_message(format!(
             "{}",
             console::style(format!(
                 "{:<platform$} {:<runner$} {:<8} PHASE",
@@ -525,6 +527,8 @@ impl Bars {
             .bold()
             .for_stderr()
         ));
+        header.tick();
+        state.header = Some(header);
         for job in jobs {
             self.row(&mut state, &job.platform, &job.runner, job.emulated);
         }
@@ -773,6 +777,9 @@ impl Bars {
         let state = self.state();
         for row in state.rows.iter().filter(|row| !row.bar.is_finished()) {
             row.bar.abandon();
+        }
+        if let Some(header) = &state.header {
+            header.abandon();
         }
         self.multi
             .set_draw_target(indicatif::ProgressDrawTarget::hidden());
