@@ -21,6 +21,7 @@ mod partial;
 mod plan_fallbacks;
 mod platforms;
 mod progress;
+mod progress_schema;
 mod readback;
 mod registry_auth;
 mod registry_faults;
