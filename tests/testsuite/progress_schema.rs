@@ -82,6 +82,10 @@ fn documented() -> HashMap<&'static str, Vec<(&'static str, Kind, bool)>> {
             "step",
             at(vec![("step", Text, false), ("cached", Bool, false)]),
         ),
+        (
+            "context_sent",
+            at(vec![("bytes", Count, false), ("total", Count, false)]),
+        ),
         ("log", at(vec![("line", Text, false)])),
         ("pushed", at(vec![("digest", Digest, false)])),
         ("job_finished", at(vec![("seconds", Number, false)])),
@@ -386,12 +390,21 @@ fn every_json_line_of_a_lab_build_is_a_documented_event_in_the_documented_order(
                     assert_eq!(open, phase, "{job}: finished before started: {run:?}");
                     done.push(open.take().unwrap());
                 }
-                "step" | "log" => assert_eq!(open.as_deref(), Some("build"), "{event}"),
+                "step" | "log" | "context_sent" => {
+                    assert_eq!(open.as_deref(), Some("build"), "{event}");
+                }
                 "pushed" => assert_eq!(done.last().map(String::as_str), Some("push"), "{event}"),
                 _ => {}
             }
         }
         assert_eq!(done, ["build", "push", "verify", "check"], "{job}");
+        // The context's files are new to the engine (stamp.txt): some
+        // bytes go, and the bars hear of them.
+        assert!(
+            mine.iter()
+                .any(|event| name(event) == "context_sent" && event["bytes"].as_u64() > Some(0)),
+            "{job}: no context_sent: {run:?}"
+        );
         let architecture = job["platform"]
             .as_str()
             .unwrap()

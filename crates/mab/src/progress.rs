@@ -194,7 +194,8 @@ impl Lines {
                 };
                 format!("{} started ({how})", at(platform, runner))
             }
-            Event::PhaseStarted { .. } => return None,
+            // Many a second: the bars show it, plain logs leave it out.
+            Event::PhaseStarted { .. } | Event::ContextSent { .. } => return None,
             Event::PhaseFinished {
                 platform,
                 runner,
@@ -634,6 +635,20 @@ fn short_digest(digest: &str) -> &str {
     &digest[..digest.len().min("sha256:".len() + 12)]
 }
 
+/// The context's progress: `context 12.3/40.1 MiB` (binary units: MiB
+/// is 1024² bytes); `KiB` below a MiB in all.
+fn context_phase(bytes: u64, total: u64) -> String {
+    let (unit, size) = if total.max(bytes) >= 1 << 20 {
+        ("MiB", f64::from(1u32 << 20))
+    } else {
+        ("KiB", 1024.0)
+    };
+    // Counts far below 2^52 bytes: exact as f64.
+    #[allow(clippy::cast_precision_loss)]
+    let (bytes, total) = (bytes as f64 / size, total as f64 / size);
+    format!("context {bytes:.1}/{total:.1} {unit}")
+}
+
 /// A BuildKit step name as a phase: `[4/9] RUN make` is `step 4/9 RUN
 /// make`; other names (`[internal] load build context`) stay as they are.
 fn step_phase(step: &str, cached: bool) -> String {
@@ -689,6 +704,12 @@ impl Reporter for Bars {
                 step,
                 cached,
             } => self.set_phase(platform, runner, step_phase(step, *cached)),
+            Event::ContextSent {
+                platform,
+                runner,
+                bytes,
+                total,
+            } => self.set_phase(platform, runner, context_phase(*bytes, *total)),
             Event::PhaseStarted {
                 platform,
                 runner,
@@ -844,6 +865,7 @@ mod tests {
             Event::PhaseFinished { .. } => "phase_finished",
             Event::Step { .. } => "step",
             Event::Log { .. } => "log",
+            Event::ContextSent { .. } => "context_sent",
             Event::Pushed { .. } => "pushed",
             Event::JobFinished { .. } => "job_finished",
             Event::JobFailed { .. } => "job_failed",
@@ -982,6 +1004,16 @@ mod tests {
                 },
                 Some("[linux/arm64 pi] [1/3] COPY . / (cached)"),
                 r#"{"schema":1,"event":"step","platform":"linux/arm64","runner":"pi","step":"[1/3] COPY . /","cached":true}"#,
+            ),
+            (
+                Event::ContextSent {
+                    platform: arm(),
+                    runner: pi(),
+                    bytes: 12_897_485,
+                    total: 42_047_899,
+                },
+                None,
+                r#"{"schema":1,"event":"context_sent","platform":"linux/arm64","runner":"pi","bytes":12897485,"total":42047899}"#,
             ),
             (
                 Event::Log {
@@ -1213,6 +1245,7 @@ mod tests {
                 "phase_started",
                 "phase_finished",
                 "step",
+                "context_sent",
                 "log",
                 "pushed",
                 "job_finished",
@@ -1234,6 +1267,88 @@ mod tests {
             let parsed: serde_json::Value = serde_json::from_str(json).unwrap();
             assert_eq!(parsed["event"], variant(&event));
         }
+    }
+
+    #[test]
+    fn the_bars_name_steps_and_the_context_as_phases() {
+        assert_eq!(step_phase("[4/9] RUN make", false), "step 4/9 RUN make");
+        assert_eq!(
+            step_phase("[ 2/10] COPY . /", true),
+            "step 2/10 COPY . / (cached)"
+        );
+        assert_eq!(
+            step_phase("[internal] load build context", false),
+            "[internal] load build context"
+        );
+        assert_eq!(
+            step_phase("[build 1/2] RUN cc", false),
+            "[build 1/2] RUN cc"
+        );
+        assert_eq!(
+            context_phase(12_897_485, 42_047_899),
+            "context 12.3/40.1 MiB"
+        );
+        assert_eq!(context_phase(512, 2048), "context 0.5/2.0 KiB");
+        assert_eq!(
+            short_digest(&format!("sha256:{}", "ab".repeat(32))),
+            "sha256:abababababab"
+        );
+    }
+
+    #[test]
+    fn the_summary_has_each_platform_that_ended_well() {
+        let bars = Bars::new(false);
+        bars.multi
+            .set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        let jobs: Vec<PlannedJob> = ["linux/amd64", "linux/arm64"]
+            .into_iter()
+            .map(|text| PlannedJob {
+                platform: platform(text),
+                runner: "here".into(),
+                emulated: text.ends_with("arm64"),
+                reason: String::new(),
+            })
+            .collect();
+        bars.plan(&jobs);
+        let amd = || platform("linux/amd64");
+        for event in [
+            Event::Pushed {
+                platform: amd(),
+                runner: "here".into(),
+                digest: format!("sha256:{}", "c".repeat(64)),
+            },
+            Event::PhaseFinished {
+                platform: amd(),
+                runner: "here".into(),
+                phase: Phase::Verify,
+                seconds: 0.1,
+                bytes: None,
+            },
+            Event::PhaseFinished {
+                platform: amd(),
+                runner: "here".into(),
+                phase: Phase::Check,
+                seconds: 0.1,
+                bytes: None,
+            },
+            Event::JobFinished {
+                platform: amd(),
+                runner: "here".into(),
+                seconds: 12.34,
+            },
+            Event::JobFailed {
+                platform: platform("linux/arm64"),
+                runner: "here".into(),
+                kind: ErrorKind::Build,
+                message: "exit code 1".into(),
+            },
+        ] {
+            bars.report(event);
+        }
+        assert_eq!(
+            summary(&bars.state()),
+            ["linux/amd64 here   sha256:cccccccccccc   12.3s  verify, check"]
+        );
     }
 
     #[test]

@@ -157,6 +157,7 @@ async fn build_checked(
         project,
         registry: &access.registry,
         context: &prepared.context,
+        context_total: prepared.listing.bytes,
         build_id: build_id(),
         runners: ready
             .runners
