@@ -27,7 +27,8 @@ impl Tmux {
             .args(["new-session", "-d", "-s", "t"])
             .args(["-x", &width.to_string(), "-y", &height.to_string()])
             // The command's own screen: no status bar taking a line.
-            .args(["sh", "-c", command])
+            // bash carries on after a child that handled Ctrl-C exited.
+            .args(["bash", "-c", command])
             .status()
             .expect("tmux runs (the lab's packages install it)");
         assert!(status.success());
@@ -88,10 +89,12 @@ impl Drop for Tmux {
 
 /// The shell line that runs mab with `arguments` in `project` with `home`
 /// as its HOME and a clean environment (`variables` added), stdout into
-/// `out.txt` of the project, then prints `mab exited N` and waits.
+/// `out.txt` of the project, then prints `mab exited N` and whether the
+/// terminal echoes control characters (`modes: echoctl`, as it did
+/// before, or `modes: -echoctl`), and waits.
 fn mab_line(home: &Path, project: &Path, arguments: &str, variables: &str) -> String {
     format!(
-        "cd {project} && env -i PATH=/usr/bin:/bin HOME={home} XDG_RUNTIME_DIR={home}/run TERM=xterm-256color {variables} {mab} {arguments} >out.txt; echo \"mab exited $?\"; sleep 600",
+        "cd {project} && env -i PATH=/usr/bin:/bin HOME={home} XDG_RUNTIME_DIR={home}/run TERM=xterm-256color {variables} {mab} {arguments} >out.txt; echo \"mab exited $?\"; echo \"modes: $(stty -a | grep -o -- '-*echoctl')\"; sleep 600",
         project = project.display(),
         home = home.display(),
         mab = env!("CARGO_BIN_EXE_mab"),
@@ -212,6 +215,85 @@ fn a_build_in_a_terminal_ends_with_one_line_per_platform_and_the_list_digest() {
             "{rows}"
         );
     }
+}
+
+/// `-v` prints the build's output lines above the bars; Ctrl-C leaves a
+/// clean terminal: the cursor shown, the platform's line once, saying it
+/// was stopped, nothing drawn twice (the terminal's `^C` echo included),
+/// the report on lines of its own below it, exit 130.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn verbose_shows_the_log_and_ctrl_c_leaves_a_clean_terminal() {
+    let lab = require_lab!();
+    let repository = lab.repository("terminal-interrupt");
+    let project = Project::new();
+    project
+        .with_busybox(lab, &["amd64"])
+        .file(
+            "Dockerfile",
+            "FROM scratch\nCOPY busybox/amd64 /bin/busybox\nCOPY stamp.txt /\n\
+             RUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox echo said-hello; /bin/busybox sleep 60\"]\n",
+        )
+        .file("stamp.txt", &format!("{:?}\n", std::time::SystemTime::now()))
+        .file(
+            "mab.toml",
+            &format!("[image]\nname = \"{repository}\"\nplatforms = [\"linux/amd64\"]\n"),
+        );
+    let home = Home::new(lab);
+    let tmux = Tmux::start(
+        "interrupt",
+        100,
+        30,
+        &mab_line(home.path(), project.path(), "-v build --no-push", ""),
+    );
+    let running = tmux.wait_for("said-hello");
+    assert!(
+        running.contains("[linux/amd64 local] | said-hello"),
+        "-v shows the output line: {running}"
+    );
+    assert!(running.contains("step 3/3 RUN"), "{running}");
+    let status = tmux
+        .tmux()
+        .args(["send-keys", "-t", "t", "C-c"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let screen = tmux.wait_for("mab exited");
+    assert!(screen.contains("mab exited 130"), "{screen}");
+    let lines: Vec<&str> = screen.lines().collect();
+    let rows: Vec<&&str> = lines
+        .iter()
+        .filter(|line| line.contains("linux/amd64 local  native"))
+        .collect();
+    assert_eq!(rows.len(), 1, "one line for the platform:\n{screen}");
+    // The job was stopped in its step: its line says so.
+    assert!(rows[0].contains("FAILED: stopped"), "{screen}");
+    assert!(rows[0].contains("interrupted (Ctrl-C)"), "{screen}");
+    let headers = lines
+        .iter()
+        .filter(|line| line.contains("PLATFORM"))
+        .count();
+    assert_eq!(headers, 1, "nothing drawn twice:\n{screen}");
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.starts_with("error: interrupted; nothing was published")),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("modes: echoctl"),
+        "the echo of ^C is back: {screen}"
+    );
+    let cursor = tmux
+        .tmux()
+        .args(["display-message", "-p", "-t", "t", "#{cursor_flag}"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&cursor.stdout).trim(),
+        "1",
+        "the cursor is shown"
+    );
 }
 
 /// A single-platform project on the local engine, with a file of its own.

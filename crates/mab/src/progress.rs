@@ -452,6 +452,7 @@ pub struct Bars {
     /// `-v`: every build log line is printed above the bars.
     verbose: bool,
     state: Mutex<BarsState>,
+    echo: EchoControl,
 }
 
 /// What the bars have heard so far.
@@ -495,6 +496,7 @@ impl Bars {
     fn new(verbose: bool) -> Bars {
         Bars {
             multi: MultiProgress::new(),
+            echo: EchoControl::off(),
             verbose,
             state: Mutex::new(BarsState::default()),
         }
@@ -627,6 +629,55 @@ impl Bars {
     /// Prints `line` above the bars.
     fn println(&self, line: &str) {
         let _ = self.multi.println(paint_line(line));
+    }
+}
+
+/// The terminal's echo of control characters (`ECHOCTL`: Ctrl-C shown as
+/// `^C`) turned off while the bars draw, and back as it was after. indicatif
+/// pads each line to the terminal's width, so the cursor waits past the last
+/// column; an echoed `^C` there starts a line the next redraw does not know
+/// of, and a copy of the top line stays behind. Nothing happens where
+/// stderr is not a terminal.
+struct EchoControl {
+    saved: Mutex<Option<rustix::termios::Termios>>,
+}
+
+impl EchoControl {
+    fn off() -> EchoControl {
+        let stderr = std::io::stderr();
+        let saved = rustix::termios::tcgetattr(&stderr).ok().filter(|modes| {
+            let mut quiet = modes.clone();
+            quiet
+                .local_modes
+                .remove(rustix::termios::LocalModes::ECHOCTL);
+            rustix::termios::tcsetattr(&stderr, rustix::termios::OptionalActions::Now, &quiet)
+                .is_ok()
+        });
+        EchoControl {
+            saved: Mutex::new(saved),
+        }
+    }
+
+    /// Puts the echo back as it was (once).
+    fn restore(&self) {
+        let saved = self
+            .saved
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(modes) = saved {
+            let _ = rustix::termios::tcsetattr(
+                std::io::stderr(),
+                rustix::termios::OptionalActions::Now,
+                &modes,
+            );
+        }
+    }
+}
+
+impl Drop for EchoControl {
+    fn drop(&mut self) {
+        self.restore();
     }
 }
 
@@ -804,6 +855,7 @@ impl Bars {
         }
         self.multi
             .set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        self.echo.restore();
         let mut stderr = std::io::stderr().lock();
         if state.rows.is_empty() {
             return;
