@@ -18,9 +18,9 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
     /// Show every line of every build step's output (above the bars on a terminal; plain lines show them anyway).
-    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    #[arg(short, long, global = true)]
     pub verbose: bool,
-    /// Print only errors on stderr and the result on stdout (the published IMAGE@DIGEST): no progress, no warnings. `--progress json` still writes its events.
+    /// Print only errors on stderr and the result on stdout (the published IMAGE@DIGEST): no progress, no warnings; over -v. `--progress json` still writes its events.
     #[arg(short, long, global = true)]
     pub quiet: bool,
     /// When to colour stderr: `auto` colours a terminal unless NO_COLOR is set and not empty (no-color.org); `always` and `never` win over NO_COLOR.
@@ -286,6 +286,27 @@ mod tests {
     use clap::CommandFactory;
 
     use super::*;
+
+    /// `-v`, `-q` and `--color` go before or after the command;
+    /// `NO_COLOR` turns `auto` off only.
+    #[test]
+    fn the_terminal_flags_are_global_and_no_color_yields_to_always() {
+        let cli = Cli::try_parse_from(["mab", "build", "-q", "--color", "never"]).unwrap();
+        assert!(cli.quiet && !cli.verbose);
+        assert_eq!(cli.color, Color::Never);
+        let cli = Cli::try_parse_from(["mab", "-v", "plan"]).unwrap();
+        assert!(cli.verbose && cli.color == Color::Auto);
+        // (flag, stderr is a terminal, NO_COLOR set) -> coloured
+        for (color, terminal, no_color, coloured) in [
+            (Color::Auto, true, false, true),
+            (Color::Auto, true, true, false),
+            (Color::Auto, false, false, false),
+            (Color::Always, false, true, true),
+            (Color::Never, true, false, false),
+        ] {
+            assert_eq!(color.enabled(terminal, no_color), coloured, "{color:?}");
+        }
+    }
 
     /// `mab --help` says that a build checks and tests each image, and
     /// `mab build --help` names where both are configured and documented.

@@ -59,6 +59,8 @@ pub fn main() -> i32 {
             terminal,
         )),
         Command::Plan(_) => Some(progress::renderer(Progress::Plain, false, terminal)),
+        // `-q` silences the others' warnings too.
+        _ if terminal.quiet => Some(progress::renderer(Progress::Plain, false, terminal)),
         _ => None,
     };
     if let Some(renderer) = &renderer {

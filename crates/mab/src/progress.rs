@@ -43,7 +43,7 @@ impl Terminal {
 
 /// The renderer `--progress` asks for, shown as `terminal` says: `-q`
 /// silences every renderer but `--progress json` (which a script asked
-/// for by name).
+/// for by name), `-v` included.
 pub fn renderer(mode: Progress, stderr_is_terminal: bool, terminal: Terminal) -> Arc<Renderer> {
     Arc::new(match mode {
         Progress::Json => Renderer::Json(JsonLines),
