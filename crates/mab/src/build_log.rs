@@ -39,6 +39,12 @@ impl BuildLogs {
         }
     }
 
+    /// The build's directory the logs are in, for the other observers of
+    /// the same build (its HTML report).
+    pub fn record(&self) -> &BuildRecord {
+        &self.record
+    }
+
     /// The log file of `platform`: `<build dir>/logs/linux-arm64.log`.
     pub fn path(&self, platform: &Platform) -> PathBuf {
         self.record.log_path(platform)

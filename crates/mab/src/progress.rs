@@ -480,6 +480,8 @@ struct Row {
     /// The checks that passed: `verify`, `check`, `test`.
     checks: Vec<&'static str>,
     failed: bool,
+    /// `--resume` reused the earlier build's image: no job ran.
+    reused: bool,
 }
 
 /// The template of a running row: spinner, the row's text (cut to the
@@ -568,6 +570,7 @@ impl Bars {
                     seconds: None,
                     checks: Vec::new(),
                     failed: false,
+                    reused: false,
                 });
                 state.rows.len() - 1
             }
@@ -606,12 +609,15 @@ impl Bars {
             Ok(seconds) => {
                 row.seconds = Some(seconds);
                 let digest = row.digest.as_deref().map(short_digest).unwrap_or_default();
+                let done = if row.reused {
+                    "reused".to_owned()
+                } else {
+                    format!("done {seconds:.1}s")
+                };
                 row.bar
                     .set_prefix(format!("{}", console::style("✓").green().for_stderr()));
-                row.bar.finish_with_message(format!(
-                    "{} done {seconds:.1}s {digest}",
-                    Bars::columns(widths, row)
-                ));
+                row.bar
+                    .finish_with_message(format!("{} {done} {digest}", Bars::columns(widths, row)));
             }
             Err(message) => {
                 row.failed = true;
@@ -821,6 +827,22 @@ impl Reporter for Bars {
                 message,
                 ..
             } => self.end(platform, runner, Err(message)),
+            Event::Reused {
+                platform,
+                runner,
+                digest,
+            } => {
+                if let Some(line) = Lines::line(&event) {
+                    self.println(&line);
+                }
+                let runner = runner.as_deref().unwrap_or("-");
+                let mut state = self.state();
+                let row = self.row(&mut state, platform, runner, false);
+                row.digest = Some(digest.clone());
+                row.reused = true;
+                drop(state);
+                self.end(platform, runner, Ok(0.0));
+            }
             Event::Published { digest, tags, .. } => {
                 if let Some(line) = Lines::line(&event) {
                     self.println(&line);
@@ -883,13 +905,20 @@ fn summary(state: &BarsState) -> Vec<String> {
         .filter_map(|row| {
             let seconds = row.seconds?;
             let digest = row.digest.as_deref().map_or("(not pushed)", short_digest);
-            let checks = if row.checks.is_empty() {
+            let checks = if row.reused {
+                "reused from the earlier build".to_owned()
+            } else if row.checks.is_empty() {
                 "no checks".to_owned()
             } else {
                 row.checks.join(", ")
             };
+            let time = if row.reused {
+                String::new()
+            } else {
+                format!("{seconds:.1}s")
+            };
             Some(format!(
-                "{:<platform$} {:<runner$} {digest:<19} {seconds:>6.1}s  {checks}",
+                "{:<platform$} {:<runner$} {digest:<19} {time:>7}  {checks}",
                 row.platform.to_string(),
                 row.runner
             ))
@@ -1394,12 +1423,20 @@ mod tests {
                 kind: ErrorKind::Build,
                 message: "exit code 1".into(),
             },
+            Event::Reused {
+                platform: platform("linux/ppc64le"),
+                runner: Some("power".into()),
+                digest: format!("sha256:{}", "d".repeat(64)),
+            },
         ] {
             bars.report(event);
         }
         assert_eq!(
             summary(&bars.state()),
-            ["linux/amd64 here   sha256:cccccccccccc   12.3s  verify, check"]
+            [
+                "linux/amd64 here   sha256:cccccccccccc   12.3s  verify, check",
+                "linux/ppc64le power  sha256:dddddddddddd          reused from the earlier build"
+            ]
         );
     }
 
