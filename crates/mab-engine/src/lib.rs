@@ -197,7 +197,9 @@ pub enum BuildEvent {
     Log(String),
     /// Bytes of the context's files served to the engine so far (as
     /// [`BuildStats::context_bytes`]), told while they grow, at most
-    /// every [`CONTEXT_EVERY`].
+    /// every [`CONTEXT_EVERY`]: looked at as each part of the build's
+    /// response arrives (BuildKit reports the context's transfer as it
+    /// goes, so parts keep coming while it lasts).
     Context { sent: u64 },
 }
 
