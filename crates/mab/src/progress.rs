@@ -474,12 +474,12 @@ struct Row {
     runner: String,
     emulated: bool,
     bar: ProgressBar,
-    /// The steps of the build: `[4/9]` counts.
+    /// The image manifest's digest, once pushed (or reused).
     digest: Option<String>,
+    /// The job's time, once it ended well.
     seconds: Option<f64>,
     /// The checks that passed: `verify`, `check`, `test`.
     checks: Vec<&'static str>,
-    failed: bool,
     /// `--resume` reused the earlier build's image: no job ran.
     reused: bool,
 }
@@ -569,7 +569,6 @@ impl Bars {
                     digest: None,
                     seconds: None,
                     checks: Vec::new(),
-                    failed: false,
                     reused: false,
                 });
                 state.rows.len() - 1
@@ -620,7 +619,6 @@ impl Bars {
                     .finish_with_message(format!("{} {done} {digest}", Bars::columns(widths, row)));
             }
             Err(message) => {
-                row.failed = true;
                 row.bar
                     .set_prefix(format!("{}", console::style("✗").red().for_stderr()));
                 row.bar.abandon_with_message(format!(
