@@ -87,7 +87,13 @@ fn sequence(run: &Run, platform: &str) -> Vec<String> {
         .filter(|event| event["platform"] == platform)
         // A job may wait for its runner host's slot while another test
         // builds there: `waiting` events come and go with the lab's load.
-        .filter(|event| !matches!(event["event"].as_str(), Some("step" | "log" | "waiting")))
+        // `context_sent` comes as often as the context's bytes grow.
+        .filter(|event| {
+            !matches!(
+                event["event"].as_str(),
+                Some("step" | "log" | "waiting" | "context_sent")
+            )
+        })
         .map(|event| match event["phase"].as_str() {
             Some(phase) => format!("{}:{phase}", event["event"].as_str().unwrap()),
             None => event["event"].as_str().unwrap().to_owned(),

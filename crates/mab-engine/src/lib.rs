@@ -200,7 +200,16 @@ pub enum BuildEvent {
     Step { name: String, cached: bool },
     /// A line of a step's output.
     Log(String),
+    /// Bytes of the context's files served to the engine so far (as
+    /// [`BuildStats::context_bytes`]), told while they grow, at most
+    /// every [`CONTEXT_EVERY`]: looked at as each part of the build's
+    /// response arrives (BuildKit reports the context's transfer as it
+    /// goes, so parts keep coming while it lasts).
+    Context { sent: u64 },
 }
+
+/// How often at most [`BuildEvent::Context`] is told.
+pub const CONTEXT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// What a build that ended well moved.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -346,8 +355,13 @@ impl Engine {
         })?;
 
         let mut serve = pin!(serve);
-        let mut build =
-            pin!(self.follow_build(spec, &identity.id, &dockerfile_name, &mut on_event));
+        let mut build = pin!(self.follow_build(
+            spec,
+            &identity.id,
+            &dockerfile_name,
+            &context_bytes,
+            &mut on_event
+        ));
         let mut serving = true;
         loop {
             tokio::select! {
@@ -371,6 +385,7 @@ impl Engine {
         spec: &BuildSpec,
         session: &str,
         dockerfile_name: &str,
+        context_bytes: &std::sync::atomic::AtomicU64,
         on_event: &mut impl FnMut(BuildEvent),
     ) -> Result<(), EngineError> {
         let uri = format!("/build?{}", build_query(spec, session, dockerfile_name));
@@ -404,7 +419,14 @@ impl Engine {
 
         let mut followed = Followed::default();
         let mut lines = JsonLines::default();
+        // The context's bytes last told, and when.
+        let mut told: (u64, Option<std::time::Instant>) = (0, None);
         loop {
+            let sent = context_bytes.load(std::sync::atomic::Ordering::Relaxed);
+            if sent != told.0 && told.1.is_none_or(|at| at.elapsed() >= CONTEXT_EVERY) {
+                told = (sent, Some(std::time::Instant::now()));
+                on_event(BuildEvent::Context { sent });
+            }
             let chunk = match body.frame().await {
                 None => break,
                 Some(Ok(frame)) => match frame.into_data() {

@@ -142,6 +142,17 @@ pub enum Event {
         step: String,
         cached: bool,
     },
+    /// The build context on its way to the engine: `bytes` of the files'
+    /// contents served so far, of at most `total` (the files the context
+    /// sends, after `.dockerignore`; BuildKit asks only for files it does
+    /// not hold already, so it often ends below). Told while it grows, at
+    /// most four times a second, during [`Phase::Build`].
+    ContextSent {
+        platform: Platform,
+        runner: String,
+        bytes: u64,
+        total: u64,
+    },
     /// A line of a build step's output.
     Log {
         platform: Platform,

@@ -17,6 +17,38 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Show every line of every build step's output (above the bars on a terminal; plain lines show them anyway).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// Print only errors on stderr and the result on stdout (the published IMAGE@DIGEST): no progress, no warnings; over -v. `--progress json` still writes its events.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// When to colour stderr: `auto` colours a terminal unless NO_COLOR is set and not empty (no-color.org); `always` and `never` win over NO_COLOR.
+    #[arg(long, value_enum, global = true, value_name = "WHEN", default_value_t = Color::Auto)]
+    pub color: Color,
+}
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Color {
+    /// Colour when stderr is a terminal and NO_COLOR is unset or empty.
+    Auto,
+    /// Always colour, even into a file or pipe.
+    Always,
+    /// Never colour.
+    Never,
+}
+
+impl Color {
+    /// Whether stderr is coloured: `auto` on a terminal without a
+    /// non-empty `NO_COLOR` (no-color.org), else as the flag says.
+    pub fn enabled(self, stderr_is_terminal: bool, no_color: bool) -> bool {
+        match self {
+            Color::Always => true,
+            Color::Never => false,
+            Color::Auto => stderr_is_terminal && !no_color,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -299,6 +331,27 @@ mod tests {
     use clap::CommandFactory;
 
     use super::*;
+
+    /// `-v`, `-q` and `--color` go before or after the command;
+    /// `NO_COLOR` turns `auto` off only.
+    #[test]
+    fn the_terminal_flags_are_global_and_no_color_yields_to_always() {
+        let cli = Cli::try_parse_from(["mab", "build", "-q", "--color", "never"]).unwrap();
+        assert!(cli.quiet && !cli.verbose);
+        assert_eq!(cli.color, Color::Never);
+        let cli = Cli::try_parse_from(["mab", "-v", "plan"]).unwrap();
+        assert!(cli.verbose && cli.color == Color::Auto);
+        // (flag, stderr is a terminal, NO_COLOR set) -> coloured
+        for (color, terminal, no_color, coloured) in [
+            (Color::Auto, true, false, true),
+            (Color::Auto, true, true, false),
+            (Color::Auto, false, false, false),
+            (Color::Always, false, true, true),
+            (Color::Never, true, false, false),
+        ] {
+            assert_eq!(color.enabled(terminal, no_color), coloured, "{color:?}");
+        }
+    }
 
     /// `mab --help` says that a build checks and tests each image, and
     /// `mab build --help` names where both are configured and documented.

@@ -45,6 +45,9 @@ pub struct Environment {
     pub stderr_is_terminal: bool,
     /// `MAB_LOG`: how much of the libraries' logging to show.
     pub log_level: Option<String>,
+    /// `NO_COLOR` is set and not empty (no-color.org): no colour unless
+    /// `--color always`.
+    pub no_color: bool,
 }
 
 /// Why the number of a `pull_request_target` run's pull request is not
@@ -137,6 +140,7 @@ impl Environment {
             variables: std::env::vars_os().collect(),
             stderr_is_terminal: std::io::stderr().is_terminal(),
             log_level: text("MAB_LOG"),
+            no_color: variable("NO_COLOR").is_some(),
         }
     }
 

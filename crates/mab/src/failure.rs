@@ -168,6 +168,20 @@ impl Failure {
     }
 }
 
+impl Failure {
+    /// The failure with `extra` lines after its details, its report
+    /// rendered again (a report with its own rendering, such as a
+    /// `mab.toml` error's, is left as it is).
+    pub fn with_details(mut self, extra: &[String]) -> Failure {
+        if extra.is_empty() || self.report != render(&self.error) {
+            return self;
+        }
+        self.error.details.extend_from_slice(extra);
+        self.report = render(&self.error);
+        self
+    }
+}
+
 /// `hint` as a list of hints.
 fn hints(hint: Option<&str>) -> Vec<String> {
     hint.map(str::to_owned).into_iter().collect()

@@ -7,6 +7,7 @@
 //!
 //! Data goes to stdout, progress and logs to stderr.
 
+pub mod build_log;
 pub mod cli;
 pub mod environment;
 pub mod failure;
@@ -45,12 +46,23 @@ pub fn main() -> i32 {
     logging::install(environment.log_level.as_deref());
     // The commands that report progress; the others print their report
     // (and library warnings) as plain lines.
+    let terminal = progress::Terminal {
+        verbose: cli.verbose,
+        quiet: cli.quiet,
+        color: cli
+            .color
+            .enabled(environment.stderr_is_terminal, environment.no_color),
+    };
+    terminal.apply_color();
     let renderer = match &cli.command {
         Command::Build(args) => Some(progress::renderer(
             args.progress,
             environment.stderr_is_terminal,
+            terminal,
         )),
-        Command::Plan(_) => Some(progress::renderer(Progress::Plain, false)),
+        Command::Plan(_) => Some(progress::renderer(Progress::Plain, false, terminal)),
+        // `-q` silences the others' warnings too.
+        _ if terminal.quiet => Some(progress::renderer(Progress::Plain, false, terminal)),
         _ => None,
     };
     if let Some(renderer) = &renderer {
@@ -207,7 +219,7 @@ fn finish(
     };
     if let Some(report) = report.filter(|_| prints_report) {
         let mut stderr = std::io::stderr().lock();
-        let _ = writeln!(stderr, "{report}");
+        let _ = writeln!(stderr, "{}", progress::paint_report(&report));
     }
     // After mab's last line: observers that end their output when dropped
     // (GitHub Actions resumes its workflow commands) do so now.

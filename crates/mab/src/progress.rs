@@ -11,7 +11,6 @@
 //! through it too ([`report`]), so that nothing else writes to stderr
 //! around the bars or between the JSON lines.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -21,21 +20,49 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 pub use mab_events::{Event, Reporter, StagingTagsReason};
 
-/// The renderer `--progress` asks for.
-pub fn renderer(mode: Progress, stderr_is_terminal: bool) -> Arc<Renderer> {
+/// How the terminal is used, from the global flags: `-v` shows every
+/// build log line above the bars, `-q` shows nothing but the failure
+/// report, `color` whether stderr is coloured ([`crate::cli::Color`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Terminal {
+    /// `-v`.
+    pub verbose: bool,
+    /// `-q`.
+    pub quiet: bool,
+    /// Whether stderr is coloured ([`Terminal::apply_color`]).
+    pub color: bool,
+}
+
+impl Terminal {
+    /// Makes everything that styles stderr (indicatif's bars, the lines,
+    /// [`paint_report`]) colour it or not, as `color` says.
+    pub fn apply_color(self) {
+        console::set_colors_enabled_stderr(self.color);
+    }
+}
+
+/// The renderer `--progress` asks for, shown as `terminal` says: `-q`
+/// silences every renderer but `--progress json` (which a script asked
+/// for by name), `-v` included.
+pub fn renderer(mode: Progress, stderr_is_terminal: bool, terminal: Terminal) -> Arc<Renderer> {
     Arc::new(match mode {
-        // indicatif draws nothing where stderr is not a terminal.
-        Progress::Tty | Progress::Auto if stderr_is_terminal => Renderer::Bars(Bars::new()),
-        Progress::Tty | Progress::Auto | Progress::Plain => Renderer::Lines(Lines),
         Progress::Json => Renderer::Json(JsonLines),
+        _ if terminal.quiet => Renderer::Quiet,
+        // indicatif draws nothing where stderr is not a terminal.
+        Progress::Tty | Progress::Auto if stderr_is_terminal => {
+            Renderer::Bars(Bars::new(terminal.verbose))
+        }
+        Progress::Tty | Progress::Auto | Progress::Plain => Renderer::Lines(Lines),
     })
 }
 
-/// One of the three ways of showing events.
+/// One of the ways of showing events.
 pub enum Renderer {
     Bars(Bars),
     Lines(Lines),
     Json(JsonLines),
+    /// `-q`: nothing; the failure report alone reaches stderr.
+    Quiet,
 }
 
 impl Renderer {
@@ -56,6 +83,7 @@ impl Reporter for Renderer {
             Renderer::Bars(bars) => bars.report(event),
             Renderer::Lines(lines) => lines.report(event),
             Renderer::Json(json) => json.report(event),
+            Renderer::Quiet => {}
         }
     }
 }
@@ -166,7 +194,8 @@ impl Lines {
                 };
                 format!("{} started ({how})", at(platform, runner))
             }
-            Event::PhaseStarted { .. } => return None,
+            // Many a second: the bars show it, plain logs leave it out.
+            Event::PhaseStarted { .. } | Event::ContextSent { .. } => return None,
             Event::PhaseFinished {
                 platform,
                 runner,
@@ -328,9 +357,45 @@ impl Reporter for Lines {
     fn report(&self, event: Event) {
         if let Some(line) = Lines::line(&event) {
             let mut stderr = std::io::stderr().lock();
-            let _ = writeln!(stderr, "{line}");
+            let _ = writeln!(stderr, "{}", paint_line(&line));
         }
     }
+}
+
+/// `line` with its leading `warning:` in yellow and a platform's `FAILED`
+/// in red, where stderr is coloured.
+fn paint_line(line: &str) -> String {
+    if let Some(rest) = line.strip_prefix("warning:") {
+        return format!("{}{rest}", console::style("warning:").yellow().for_stderr());
+    }
+    match line.split_once("] FAILED:") {
+        Some((at, rest)) => format!(
+            "{at}] {}{rest}",
+            console::style("FAILED:").red().bold().for_stderr()
+        ),
+        None => line.to_owned(),
+    }
+}
+
+/// A failure report ([`crate::failure::render`]) with `error:` in bold red
+/// and each `hint:` in cyan, where stderr is coloured.
+pub fn paint_report(report: &str) -> String {
+    report
+        .lines()
+        .map(|line| {
+            if let Some(rest) = line.strip_prefix("error:") {
+                format!(
+                    "{}{rest}",
+                    console::style("error:").red().bold().for_stderr()
+                )
+            } else if let Some(rest) = line.strip_prefix("hint:") {
+                format!("{}{rest}", console::style("hint:").cyan().for_stderr())
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The line of an [`Event::Waiting`]: `linux/ppc64le waits for a slot on
@@ -378,123 +443,413 @@ impl Reporter for JsonLines {
     }
 }
 
-/// A spinner per platform showing its runner, current step and elapsed time.
+/// The bars: a header, then one line per platform and runner (platform,
+/// runner, native or emulated, the current phase, elapsed time), each cut
+/// to the terminal's width so that none wraps; after the last event a
+/// summary (docs/progress.md#the-terminal).
 pub struct Bars {
     multi: MultiProgress,
-    bars: Mutex<HashMap<String, ProgressBar>>,
+    /// `-v`: every build log line is printed above the bars.
+    verbose: bool,
+    state: Mutex<BarsState>,
+    echo: EchoControl,
+}
+
+/// What the bars have heard so far.
+#[derive(Default)]
+struct BarsState {
+    /// Widths of the platform and runner columns, from the plan.
+    widths: (usize, usize),
+    /// The header line above the rows.
+    header: Option<ProgressBar>,
+    rows: Vec<Row>,
+    /// The published list: its digest and tags.
+    published: Option<(String, Vec<String>)>,
+}
+
+/// One platform on one runner: a platform moved to another runner gets a
+/// new row below its failed one.
+struct Row {
+    platform: mab_config::Platform,
+    runner: String,
+    emulated: bool,
+    bar: ProgressBar,
+    /// The image manifest's digest, once pushed (or reused).
+    digest: Option<String>,
+    /// The job's time, once it ended well.
+    seconds: Option<f64>,
+    /// The checks that passed: `verify`, `check`, `test`.
+    checks: Vec<&'static str>,
+    /// `--resume` reused the earlier build's image: no job ran.
+    reused: bool,
+}
+
+/// The template of a running row: spinner, the row's text (cut to the
+/// width left), elapsed time.
+const RUNNING: &str = "{spinner:.cyan} {wide_msg} {elapsed:>4}";
+/// The template of an ended row and the header: a mark and the text.
+const ENDED: &str = "{prefix} {wide_msg}";
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_spinner())
 }
 
 impl Bars {
-    fn new() -> Bars {
+    fn new(verbose: bool) -> Bars {
         Bars {
             multi: MultiProgress::new(),
-            bars: Mutex::new(HashMap::new()),
+            echo: EchoControl::off(),
+            verbose,
+            state: Mutex::new(BarsState::default()),
         }
     }
 
-    fn bar(&self, platform: &mab_config::Platform, runner: &str) -> ProgressBar {
-        let mut bars = self
-            .bars
+    fn state(&self) -> std::sync::MutexGuard<'_, BarsState> {
+        self.state
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        // One bar per platform and runner: a platform moved to another
-        // runner gets a new bar below its failed one.
-        bars.entry(format!("{platform} {runner}"))
-            .or_insert_with(|| {
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Adds the header and a waiting row for each planned job.
+    fn plan(&self, jobs: &[mab_events::PlannedJob]) {
+        let mut state = self.state();
+        let platforms = jobs.iter().map(|job| job.platform.to_string().len());
+        let runners = jobs.iter().map(|job| job.runner.len());
+        state.widths = (
+            platforms.max().unwrap_or(0).max("PLATFORM".len()),
+            runners.max().unwrap_or(0).max("RUNNER".len()),
+        );
+        let header = self.multi.add(ProgressBar::new_spinner());
+        header.set_style(style(ENDED));
+        header.set_prefix(" ");
+        let (platform, runner) = state.widths;
+        header.set_message(format!(
+            "{}",
+            console::style(format!(
+                "{:<platform$} {:<runner$} {:<8} PHASE",
+                "PLATFORM", "RUNNER", "HOW"
+            ))
+            .bold()
+            .for_stderr()
+        ));
+        header.tick();
+        state.header = Some(header);
+        for job in jobs {
+            self.row(&mut state, &job.platform, &job.runner, job.emulated);
+        }
+        drop(state);
+        for job in jobs {
+            self.set_phase(&job.platform, &job.runner, "planned".to_owned());
+        }
+    }
+
+    /// The row of `platform` on `runner`, added when there is none.
+    fn row<'a>(
+        &self,
+        state: &'a mut BarsState,
+        platform: &mab_config::Platform,
+        runner: &str,
+        emulated: bool,
+    ) -> &'a mut Row {
+        let found = state
+            .rows
+            .iter()
+            .position(|row| row.platform == *platform && row.runner == runner);
+        let index = match found {
+            Some(index) => index,
+            None => {
                 let bar = self.multi.add(ProgressBar::new_spinner());
-                bar.set_style(
-                    ProgressStyle::with_template(
-                        "{spinner} {prefix:<16} [{elapsed:>4}] {wide_msg}",
-                    )
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                );
-                bar.set_prefix(format!("{platform} {runner}"));
+                bar.set_style(style(RUNNING));
                 bar.enable_steady_tick(Duration::from_millis(120));
-                bar
-            })
-            .clone()
+                state.rows.push(Row {
+                    platform: platform.clone(),
+                    runner: runner.to_owned(),
+                    emulated,
+                    bar,
+                    digest: None,
+                    seconds: None,
+                    checks: Vec::new(),
+                    reused: false,
+                });
+                state.rows.len() - 1
+            }
+        };
+        &mut state.rows[index]
+    }
+
+    /// The columns of `row` before its phase.
+    fn columns(widths: (usize, usize), row: &Row) -> String {
+        let (platform, runner) = widths;
+        let how = if row.emulated { "emulated" } else { "native" };
+        format!(
+            "{:<platform$} {:<runner$} {how:<8}",
+            row.platform.to_string(),
+            row.runner
+        )
+    }
+
+    /// Shows `phase` as the current one of `platform` on `runner`.
+    fn set_phase(&self, platform: &mab_config::Platform, runner: &str, phase: String) {
+        let mut state = self.state();
+        let widths = state.widths;
+        let row = self.row(&mut state, platform, runner, false);
+        row.bar
+            .set_message(format!("{} {phase}", Bars::columns(widths, row)));
+    }
+
+    /// Ends the row of `platform` on `runner`: done, or failed with
+    /// `message`.
+    fn end(&self, platform: &mab_config::Platform, runner: &str, outcome: Result<f64, &str>) {
+        let mut state = self.state();
+        let widths = state.widths;
+        let row = self.row(&mut state, platform, runner, false);
+        row.bar.set_style(style(ENDED));
+        match outcome {
+            Ok(seconds) => {
+                row.seconds = Some(seconds);
+                let digest = row.digest.as_deref().map(short_digest).unwrap_or_default();
+                let done = if row.reused {
+                    "reused".to_owned()
+                } else {
+                    format!("done {seconds:.1}s")
+                };
+                row.bar
+                    .set_prefix(format!("{}", console::style("✓").green().for_stderr()));
+                row.bar
+                    .finish_with_message(format!("{} {done} {digest}", Bars::columns(widths, row)));
+            }
+            Err(message) => {
+                row.bar
+                    .set_prefix(format!("{}", console::style("✗").red().for_stderr()));
+                row.bar.abandon_with_message(format!(
+                    "{} {} {message}",
+                    Bars::columns(widths, row),
+                    console::style("FAILED:").red().bold().for_stderr()
+                ));
+            }
+        }
+    }
+
+    /// Prints `line` above the bars.
+    fn println(&self, line: &str) {
+        let _ = self.multi.println(paint_line(line));
+    }
+}
+
+/// The terminal's echo of control characters (`ECHOCTL`: Ctrl-C shown as
+/// `^C`) turned off while the bars draw, and back as it was after. indicatif
+/// pads each line to the terminal's width, so the cursor waits past the last
+/// column; an echoed `^C` there starts a line the next redraw does not know
+/// of, and a copy of the top line stays behind. Nothing happens where
+/// stderr is not a terminal.
+struct EchoControl {
+    saved: Mutex<Option<rustix::termios::Termios>>,
+}
+
+impl EchoControl {
+    fn off() -> EchoControl {
+        let stderr = std::io::stderr();
+        let saved = rustix::termios::tcgetattr(&stderr).ok().filter(|modes| {
+            let mut quiet = modes.clone();
+            quiet
+                .local_modes
+                .remove(rustix::termios::LocalModes::ECHOCTL);
+            rustix::termios::tcsetattr(&stderr, rustix::termios::OptionalActions::Now, &quiet)
+                .is_ok()
+        });
+        EchoControl {
+            saved: Mutex::new(saved),
+        }
+    }
+
+    /// Puts the echo back as it was (once).
+    fn restore(&self) {
+        let saved = self
+            .saved
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(modes) = saved {
+            let _ = rustix::termios::tcsetattr(
+                std::io::stderr(),
+                rustix::termios::OptionalActions::Now,
+                &modes,
+            );
+        }
+    }
+}
+
+impl Drop for EchoControl {
+    fn drop(&mut self) {
+        self.restore();
+    }
+}
+
+/// `sha256:` and the first 12 hex digits, as `docker images` shows IDs.
+fn short_digest(digest: &str) -> &str {
+    &digest[..digest.len().min("sha256:".len() + 12)]
+}
+
+/// The context's progress: `context 12.3/40.1 MiB` (binary units: MiB
+/// is 1024² bytes); `KiB` below a MiB in all.
+fn context_phase(bytes: u64, total: u64) -> String {
+    let (unit, size) = if total.max(bytes) >= 1 << 20 {
+        ("MiB", f64::from(1u32 << 20))
+    } else {
+        ("KiB", 1024.0)
+    };
+    // Counts far below 2^52 bytes: exact as f64.
+    #[allow(clippy::cast_precision_loss)]
+    let (bytes, total) = (bytes as f64 / size, total as f64 / size);
+    format!("context {bytes:.1}/{total:.1} {unit}")
+}
+
+/// A BuildKit step name as a phase: `[4/9] RUN make` is `step 4/9 RUN
+/// make`; other names (`[internal] load build context`) stay as they are.
+fn step_phase(step: &str, cached: bool) -> String {
+    let named = step
+        .strip_prefix('[')
+        .and_then(|rest| rest.split_once("] "))
+        .filter(|(count, _)| {
+            count.contains('/')
+                && count
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || c == '/' || c == ' ')
+        })
+        .map(|(count, rest)| format!("step {} {rest}", count.trim()))
+        .unwrap_or_else(|| step.to_owned());
+    if cached {
+        format!("{named} (cached)")
+    } else {
+        named
     }
 }
 
 impl Reporter for Bars {
     fn report(&self, event: Event) {
         match &event {
+            Event::Plan { jobs, .. } => {
+                // The plan's lines stay above the bars.
+                if let Some(line) = Lines::line(&event) {
+                    self.println(&line);
+                }
+                self.plan(jobs);
+            }
             Event::Waiting {
                 platform,
                 runner,
-                jobs,
                 seconds,
-                holding,
-            } => self
-                .bar(platform, runner)
-                .set_message(waiting_line(platform, runner, *jobs, *seconds, holding)),
+                ..
+            } => self.set_phase(platform, runner, format!("waiting for a slot, {seconds} s")),
             Event::JobStarted {
                 platform,
                 runner,
                 emulated,
             } => {
-                let how = if *emulated {
-                    "starting (emulated)"
-                } else {
-                    "starting"
-                };
-                self.bar(platform, runner).set_message(how.to_owned());
+                let mut state = self.state();
+                let row = self.row(&mut state, platform, runner, *emulated);
+                row.emulated = *emulated;
+                row.bar.reset_elapsed();
+                drop(state);
+                self.set_phase(platform, runner, "starting".to_owned());
             }
             Event::Step {
                 platform,
                 runner,
                 step,
-                ..
-            } => self.bar(platform, runner).set_message(step.clone()),
-            // A build's steps name themselves; pushing and verifying do not.
+                cached,
+            } => self.set_phase(platform, runner, step_phase(step, *cached)),
+            Event::ContextSent {
+                platform,
+                runner,
+                bytes,
+                total,
+            } => self.set_phase(platform, runner, context_phase(*bytes, *total)),
             Event::PhaseStarted {
                 platform,
                 runner,
                 phase,
-            } => match phase {
-                mab_events::Phase::Build => {}
-                mab_events::Phase::Push => self
-                    .bar(platform, runner)
-                    .set_message("pushing under its staging tag"),
-                mab_events::Phase::Verify => self
-                    .bar(platform, runner)
-                    .set_message("verifying the image's platform"),
-                mab_events::Phase::Check => self
-                    .bar(platform, runner)
-                    .set_message("checking the architecture of its programs"),
-                mab_events::Phase::Test => self
-                    .bar(platform, runner)
-                    .set_message("running the smoke test"),
-            },
-            Event::Log { .. } | Event::PhaseFinished { .. } => {}
+            } => {
+                let phase = match phase {
+                    // Until the first step: the context goes to the engine.
+                    mab_events::Phase::Build => "context",
+                    mab_events::Phase::Push => "push",
+                    mab_events::Phase::Verify => "verify",
+                    mab_events::Phase::Check => "check",
+                    mab_events::Phase::Test => "test",
+                };
+                self.set_phase(platform, runner, phase.to_owned());
+            }
+            Event::PhaseFinished {
+                platform,
+                runner,
+                phase,
+                ..
+            } => {
+                let check = match phase {
+                    mab_events::Phase::Verify => "verify",
+                    mab_events::Phase::Check => "check",
+                    mab_events::Phase::Test => "test",
+                    mab_events::Phase::Build | mab_events::Phase::Push => return,
+                };
+                let mut state = self.state();
+                self.row(&mut state, platform, runner, false)
+                    .checks
+                    .push(check);
+            }
+            Event::Log {
+                platform,
+                runner,
+                line,
+            } => {
+                if self.verbose {
+                    self.println(&format!("[{platform} {runner}] | {line}"));
+                }
+            }
             Event::Pushed {
                 platform,
                 runner,
                 digest,
             } => {
-                self.bar(platform, runner)
-                    .set_message(format!("pushed {digest}"));
+                let mut state = self.state();
+                self.row(&mut state, platform, runner, false).digest = Some(digest.clone());
             }
             Event::JobFinished {
                 platform,
                 runner,
                 seconds,
-            } => {
-                self.bar(platform, runner)
-                    .finish_with_message(format!("done in {seconds:.1}s"));
-            }
+            } => self.end(platform, runner, Ok(*seconds)),
             Event::JobFailed {
                 platform,
                 runner,
                 message,
                 ..
+            } => self.end(platform, runner, Err(message)),
+            Event::Reused {
+                platform,
+                runner,
+                digest,
             } => {
-                self.bar(platform, runner)
-                    .abandon_with_message(format!("FAILED: {message}"));
+                if let Some(line) = Lines::line(&event) {
+                    self.println(&line);
+                }
+                let runner = runner.as_deref().unwrap_or("-");
+                let mut state = self.state();
+                let row = self.row(&mut state, platform, runner, false);
+                row.digest = Some(digest.clone());
+                row.reused = true;
+                drop(state);
+                self.end(platform, runner, Ok(0.0));
+            }
+            Event::Published { digest, tags, .. } => {
+                if let Some(line) = Lines::line(&event) {
+                    self.println(&line);
+                }
+                self.state().published = Some((digest.clone(), tags.clone()));
             }
             _ => {
                 if let Some(line) = Lines::line(&event) {
-                    let _ = self.multi.println(line);
+                    self.println(&line);
                 }
                 if matches!(event, Event::Result(_)) {
                     self.finish();
@@ -506,23 +861,67 @@ impl Reporter for Bars {
 
 impl Bars {
     /// After the last event: every bar still running stops where it is,
-    /// nothing draws any more, and the last bar's line is ended, so that
-    /// the failure report printed next starts on a line of its own.
+    /// nothing draws any more, the last bar's line is ended, and the
+    /// summary follows: each platform that ended well with its digest,
+    /// time and the checks it passed, then the list's digest and tags.
+    /// The failure report printed next starts on a line of its own.
     fn finish(&self) {
-        let bars = self
-            .bars
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        for bar in bars.values().filter(|bar| !bar.is_finished()) {
-            bar.abandon();
+        let state = self.state();
+        for row in state.rows.iter().filter(|row| !row.bar.is_finished()) {
+            row.bar.abandon();
+        }
+        if let Some(header) = &state.header {
+            header.abandon();
         }
         self.multi
             .set_draw_target(indicatif::ProgressDrawTarget::hidden());
-        if !bars.is_empty() {
-            // indicatif leaves the cursor at the end of the last bar.
-            let _ = writeln!(std::io::stderr().lock());
+        self.echo.restore();
+        let mut stderr = std::io::stderr().lock();
+        if state.rows.is_empty() {
+            return;
+        }
+        // indicatif leaves the cursor at the end of the last bar.
+        let _ = writeln!(stderr);
+        let width = usize::from(console::Term::stderr().size().1);
+        for line in summary(&state) {
+            let _ = writeln!(stderr, "{}", console::truncate_str(&line, width, ""));
+        }
+        if let Some((digest, tags)) = &state.published {
+            let _ = writeln!(stderr, "list {digest}");
+            let _ = writeln!(stderr, "tags {}", tags.join(", "));
         }
     }
+}
+
+/// One line per platform that ended well: platform, runner, short digest,
+/// seconds, the checks passed.
+fn summary(state: &BarsState) -> Vec<String> {
+    let (platform, runner) = state.widths;
+    state
+        .rows
+        .iter()
+        .filter_map(|row| {
+            let seconds = row.seconds?;
+            let digest = row.digest.as_deref().map_or("(not pushed)", short_digest);
+            let checks = if row.reused {
+                "reused from the earlier build".to_owned()
+            } else if row.checks.is_empty() {
+                "no checks".to_owned()
+            } else {
+                row.checks.join(", ")
+            };
+            let time = if row.reused {
+                String::new()
+            } else {
+                format!("{seconds:.1}s")
+            };
+            Some(format!(
+                "{:<platform$} {:<runner$} {digest:<19} {time:>7}  {checks}",
+                row.platform.to_string(),
+                row.runner
+            ))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -545,6 +944,7 @@ mod tests {
             Event::PhaseFinished { .. } => "phase_finished",
             Event::Step { .. } => "step",
             Event::Log { .. } => "log",
+            Event::ContextSent { .. } => "context_sent",
             Event::Pushed { .. } => "pushed",
             Event::JobFinished { .. } => "job_finished",
             Event::JobFailed { .. } => "job_failed",
@@ -683,6 +1083,16 @@ mod tests {
                 },
                 Some("[linux/arm64 pi] [1/3] COPY . / (cached)"),
                 r#"{"schema":1,"event":"step","platform":"linux/arm64","runner":"pi","step":"[1/3] COPY . /","cached":true}"#,
+            ),
+            (
+                Event::ContextSent {
+                    platform: arm(),
+                    runner: pi(),
+                    bytes: 12_897_485,
+                    total: 42_047_899,
+                },
+                None,
+                r#"{"schema":1,"event":"context_sent","platform":"linux/arm64","runner":"pi","bytes":12897485,"total":42047899}"#,
             ),
             (
                 Event::Log {
@@ -914,6 +1324,7 @@ mod tests {
                 "phase_started",
                 "phase_finished",
                 "step",
+                "context_sent",
                 "log",
                 "pushed",
                 "job_finished",
@@ -938,9 +1349,100 @@ mod tests {
     }
 
     #[test]
+    fn the_bars_name_steps_and_the_context_as_phases() {
+        assert_eq!(step_phase("[4/9] RUN make", false), "step 4/9 RUN make");
+        assert_eq!(
+            step_phase("[ 2/10] COPY . /", true),
+            "step 2/10 COPY . / (cached)"
+        );
+        assert_eq!(
+            step_phase("[internal] load build context", false),
+            "[internal] load build context"
+        );
+        assert_eq!(
+            step_phase("[build 1/2] RUN cc", false),
+            "[build 1/2] RUN cc"
+        );
+        assert_eq!(
+            context_phase(12_897_485, 42_047_899),
+            "context 12.3/40.1 MiB"
+        );
+        assert_eq!(context_phase(512, 2048), "context 0.5/2.0 KiB");
+        assert_eq!(
+            short_digest(&format!("sha256:{}", "ab".repeat(32))),
+            "sha256:abababababab"
+        );
+    }
+
+    #[test]
+    fn the_summary_has_each_platform_that_ended_well() {
+        let bars = Bars::new(false);
+        bars.multi
+            .set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        let jobs: Vec<PlannedJob> = ["linux/amd64", "linux/arm64"]
+            .into_iter()
+            .map(|text| PlannedJob {
+                platform: platform(text),
+                runner: "here".into(),
+                emulated: text.ends_with("arm64"),
+                reason: String::new(),
+            })
+            .collect();
+        bars.plan(&jobs);
+        let amd = || platform("linux/amd64");
+        for event in [
+            Event::Pushed {
+                platform: amd(),
+                runner: "here".into(),
+                digest: format!("sha256:{}", "c".repeat(64)),
+            },
+            Event::PhaseFinished {
+                platform: amd(),
+                runner: "here".into(),
+                phase: Phase::Verify,
+                seconds: 0.1,
+                bytes: None,
+            },
+            Event::PhaseFinished {
+                platform: amd(),
+                runner: "here".into(),
+                phase: Phase::Check,
+                seconds: 0.1,
+                bytes: None,
+            },
+            Event::JobFinished {
+                platform: amd(),
+                runner: "here".into(),
+                seconds: 12.34,
+            },
+            Event::JobFailed {
+                platform: platform("linux/arm64"),
+                runner: "here".into(),
+                kind: ErrorKind::Build,
+                message: "exit code 1".into(),
+            },
+            Event::Reused {
+                platform: platform("linux/ppc64le"),
+                runner: Some("power".into()),
+                digest: format!("sha256:{}", "d".repeat(64)),
+            },
+        ] {
+            bars.report(event);
+        }
+        assert_eq!(
+            summary(&bars.state()),
+            [
+                "linux/amd64 here   sha256:cccccccccccc   12.3s  verify, check",
+                "linux/ppc64le power  sha256:dddddddddddd          reused from the earlier build"
+            ]
+        );
+    }
+
+    #[test]
     fn only_the_json_renderer_keeps_the_failure_report_out_of_stderr() {
-        assert!(renderer(Progress::Plain, false).prints_reports());
-        assert!(renderer(Progress::Auto, false).prints_reports());
-        assert!(!renderer(Progress::Json, true).prints_reports());
+        let terminal = Terminal::default();
+        assert!(renderer(Progress::Plain, false, terminal).prints_reports());
+        assert!(renderer(Progress::Auto, false, terminal).prints_reports());
+        assert!(!renderer(Progress::Json, true, terminal).prints_reports());
     }
 }

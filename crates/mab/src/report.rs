@@ -396,6 +396,7 @@ impl Collected {
                 self.outcome = Some((at, outcome));
             }
             Event::Waiting { .. }
+            | Event::ContextSent { .. }
             | Event::Retry { .. }
             | Event::StagingTagsLeft { .. }
             | Event::Diagnostic { .. } => {}

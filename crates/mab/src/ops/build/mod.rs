@@ -28,6 +28,7 @@ use mab_events::ErrorKind;
 use mab_plan::{Fallback, PlanError};
 use mab_registry::{Child, Repository};
 
+use crate::build_log::BuildLogs;
 use crate::cli::BuildArgs;
 use crate::environment::Environment;
 use crate::failure::{Failure, FailureKind};
@@ -95,6 +96,27 @@ pub async fn build(
     prepared.metadata.github = github;
     let record = history_record(environment, reporter.as_ref());
     observe_report(args, environment, record.as_ref());
+    let logs = record.map(|record| {
+        let logs = Arc::new(BuildLogs::new(record));
+        crate::progress::observe(logs.clone());
+        logs
+    });
+    let built = build_checked(args, environment, prepared, reporter, control).await;
+    // A failed platform's report names its full log.
+    built.map_err(|failure| match &logs {
+        Some(logs) => failure.with_details(&logs.failed_logs()),
+        None => failure,
+    })
+}
+
+/// [`build`] once its inputs are checked ([`load_and_check`]).
+async fn build_checked(
+    args: &BuildArgs,
+    environment: &Environment,
+    prepared: Prepared,
+    reporter: &Arc<dyn Reporter>,
+    control: &BuildControl,
+) -> Result<BuildOutcome, Failure> {
     // From here on every failure writes the metadata file. A resume that
     // stops before the registry is read keeps what it would reuse.
     let unstarted = BeforeJobs {
@@ -128,6 +150,7 @@ pub async fn build(
         project,
         registry: &access.registry,
         context: &prepared.context,
+        context_total: prepared.listing.bytes,
         build_id: build_id(),
         runners: ready
             .runners

@@ -57,6 +57,9 @@ pub(super) struct LiveWorker<'a, R> {
     pub(super) registry: &'a str,
     /// The context, Dockerfile and ignore file every job sends.
     pub(super) context: &'a BuildContext,
+    /// The bytes of the context's files, after `.dockerignore`: the most
+    /// a job's context sends ([`Event::ContextSent`]).
+    pub(super) context_total: u64,
     pub(super) build_id: String,
     pub(super) runners: HashMap<String, &'a Runner>,
     pub(super) connected: &'a HashMap<String, Result<Connected, Unreachable>>,
@@ -136,6 +139,12 @@ impl<R: Registry> LiveWorker<'_, R> {
                         platform,
                         runner,
                         line,
+                    },
+                    BuildEvent::Context { sent } => Event::ContextSent {
+                        platform,
+                        runner,
+                        bytes: sent,
+                        total: self.context_total,
                     },
                 })
             })
