@@ -67,11 +67,12 @@ struct ActionsRun {
     summary: String,
 }
 
-/// `mab build --progress plain ARGS` in `project` with `GITHUB_ACTIONS=true`
+/// `mab build --progress PROGRESS ARGS` in `project` with `GITHUB_ACTIONS=true`
 /// and the outputs and summary files in a directory of its own, `variables`
 /// set on top.
 fn build_under_actions(
     project: &Project,
+    progress: &str,
     arguments: &[&str],
     variables: &[(&str, Option<&str>)],
 ) -> ActionsRun {
@@ -79,7 +80,7 @@ fn build_under_actions(
     let files = tempfile::tempdir().unwrap();
     let output = files.path().join("output");
     let summary = files.path().join("summary");
-    let mut all = vec!["build", "--progress", "plain"];
+    let mut all = vec!["build", "--progress", progress];
     all.extend_from_slice(arguments);
     let mut environment = vec![
         ("GITHUB_ACTIONS", Some("true")),
@@ -93,6 +94,15 @@ fn build_under_actions(
         summary: std::fs::read_to_string(&summary).unwrap(),
         run,
     }
+}
+
+/// Text no earlier build used, so that a step holding it runs again
+/// rather than coming from the engine's cache.
+fn fresh() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
 }
 
 /// A `linux/amd64` project of `repository` whose last step runs `script`
@@ -129,7 +139,7 @@ fn under_github_actions_the_step_gets_outputs_a_summary_and_no_injected_commands
         lab,
         &repository,
         "--mount=type=secret,id=token",
-        "/bin/busybox test -s /run/secrets/token",
+        &format!("/bin/busybox test -s /run/secrets/token # {}", fresh()),
     );
     let secret = "s3cret-never-echoed-5b1f";
     let ActionsRun {
@@ -138,6 +148,7 @@ fn under_github_actions_the_step_gets_outputs_a_summary_and_no_injected_commands
         summary,
     } = build_under_actions(
         &project,
+        "plain",
         &[
             "--tag",
             "1.0",
@@ -208,6 +219,23 @@ fn under_github_actions_the_step_gets_outputs_a_summary_and_no_injected_commands
         run.stderr
     );
 
+    // Each line the build printed is in stderr once: in its group.
+    let group = run
+        .stderr
+        .split("::group::linux/amd64 on local\n")
+        .nth(1)
+        .and_then(|rest| rest.split("::endgroup::").next())
+        .unwrap_or_else(|| panic!("no group: {}", run.stderr));
+    for line in ["::error::injected", "##[set-output name=x;]y"] {
+        let count = run
+            .stderr
+            .lines()
+            .filter(|printed| printed.ends_with(line))
+            .count();
+        assert_eq!(count, 1, "{line}: {}", run.stderr);
+        assert!(group.contains(&format!("\n{line}\n")), "{line}: {group}");
+    }
+
     // The secret's value is nowhere.
     for text in [&run.stderr, &run.stdout, &outputs["metadata"], &summary] {
         assert!(!text.contains(secret));
@@ -224,7 +252,7 @@ fn a_failed_build_under_github_actions_is_annotated_and_still_gives_its_metadata
         run,
         outputs,
         summary,
-    } = build_under_actions(&project, &["--tag", "1.0"], &[]);
+    } = build_under_actions(&project, "plain", &["--tag", "1.0"], &[]);
     assert_eq!(run.code, 1, "{run:?}");
     let names: Vec<&str> = outputs.keys().map(String::as_str).collect();
     assert_eq!(names, ["image", "metadata"], "nothing was published");
@@ -264,4 +292,58 @@ fn a_failed_build_under_github_actions_is_annotated_and_still_gives_its_metadata
     );
     assert!(summary.contains("**Failed:** "), "{summary}");
     assert!(!outputs["metadata"].is_empty());
+}
+
+/// With `--progress json` no line of stderr can run a workflow command:
+/// there is no stop marker, and the build output's commands are in JSON
+/// strings with `#` escaped; the JSON values are the lines as printed.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn under_github_actions_json_progress_carries_no_workflow_command() {
+    let lab = require_lab!();
+    let repository = lab.repository("github-actions-json");
+    let project = printing_commands(lab, &repository, "", &format!("true # {}", fresh()));
+    let ActionsRun { run, outputs, .. } =
+        build_under_actions(&project, "json", &["--tag", "1.0"], &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        command_lines(&run.stderr),
+        Vec::<String>::new(),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("##["), "{}", run.stderr);
+    assert!(!run.stderr.contains("::stop-commands::"), "{}", run.stderr);
+    let logs: Vec<String> = run
+        .stderr
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|event| event["event"] == "log")
+        .map(|event| event["line"].as_str().unwrap().to_owned())
+        .collect();
+    for line in ["::error::injected", "##[set-output name=x;]y"] {
+        assert!(logs.iter().any(|log| log == line), "{line}: {logs:?}");
+    }
+    assert_eq!(outputs["image"], repository);
+}
+
+/// A bad `mab.toml`: the summary names no image and holds the whole
+/// report (message, the file's snippet, the hint) in its code block.
+#[test]
+fn a_failure_before_the_image_is_known_is_summarised_whole() {
+    let project = Project::new();
+    project.file(
+        "mab.toml",
+        "[image]\nname = \"r/app\"\nplatforms = [\"linux/amd64\"\n",
+    );
+    let ActionsRun { run, summary, .. } = build_under_actions(&project, "plain", &[], &[]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        summary.starts_with("### mab build: failed; nothing was published\n\n**Failed:** "),
+        "{summary}"
+    );
+    assert!(!summary.contains("the image"), "{summary}");
+    for part in ["mab.toml:3:", "platforms = [\"linux/amd64\"", "^", "hint: "] {
+        assert!(summary.contains(part), "{part}: {summary}");
+    }
 }

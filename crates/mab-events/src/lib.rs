@@ -361,12 +361,19 @@ struct JsonLine<'a> {
 
 /// `event` as one line of `--progress json`: the event's object with
 /// `"schema": 1` first, no newline.
+///
+/// Every `#` is written `\u0023` (the same JSON string value): GitHub's
+/// runner reads `##[command]` anywhere in a line of a step's output (its
+/// legacy workflow commands, `ActionCommand.TryParse`), so a build log
+/// line holding one must not reach the log as it is. `#` appears only
+/// inside strings in JSON, so replacing it in the text is exact.
 pub fn json_line(event: &Event) -> String {
     serde_json::to_string(&JsonLine {
         schema: SCHEMA,
         event,
     })
     .expect("events always serialise: their fields are strings, numbers and lists")
+    .replace('#', "\\u0023")
 }
 
 #[cfg(test)]
@@ -426,5 +433,21 @@ mod tests {
         for (event, expected) in cases {
             assert_eq!(json_line(&event), expected);
         }
+    }
+
+    /// No line can carry GitHub's legacy `##[command]`, and the value read
+    /// back is the line as the build printed it.
+    #[test]
+    fn a_json_line_never_holds_a_workflow_command() {
+        let line = "##[set-output name=x;]y #1";
+        let event = Event::Log {
+            platform: platform("linux/amd64"),
+            runner: "local".to_owned(),
+            line: line.to_owned(),
+        };
+        let json = json_line(&event);
+        assert!(!json.contains('#'), "{json}");
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["line"], line);
     }
 }

@@ -190,7 +190,7 @@ fn hints(hint: Option<&str>) -> Vec<String> {
 impl From<mab_config::ConfigError> for Failure {
     /// The report is the error's own rendering, with the file and the
     /// snippet under the value; the details name the file and place
-    /// (`path:line:column`).
+    /// (`path:line:column`), then the snippet's lines.
     fn from(error: mab_config::ConfigError) -> Failure {
         let place = match error.location() {
             Some(location) => format!(
@@ -201,14 +201,22 @@ impl From<mab_config::ConfigError> for Failure {
             ),
             None => error.path().display().to_string(),
         };
+        let report = error.to_string();
+        // The snippet: the report's lines after its `error:` and ` --> `
+        // lines, before its hint.
+        let snippet = report
+            .lines()
+            .skip(1)
+            .filter(|line| !line.trim_start().starts_with("-->") && !line.starts_with("hint:"))
+            .map(str::to_owned);
         Failure {
             kind: FailureKind::Usage,
-            report: error.to_string(),
             error: Box::new(OutcomeError {
                 message: error.message(),
                 hints: hints(error.hint()),
-                details: vec![place],
+                details: std::iter::once(place).chain(snippet).collect(),
             }),
+            report,
             stdout: String::new(),
             digest: None,
         }

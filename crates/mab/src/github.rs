@@ -141,10 +141,31 @@ impl Actions {
         ));
     }
 
-    /// The build ended as `outcome`: the annotations, `$GITHUB_OUTPUT`
-    /// and `$GITHUB_STEP_SUMMARY`. A file that cannot be written is a
-    /// warning on stderr.
+    /// The groups of the jobs that never ended (the build was stopped,
+    /// or failed elsewhere first): each titled `<platform> on <runner>
+    /// (stopped)`, in platform order; their logs are forgotten.
+    fn stopped_groups(&self) -> String {
+        let mut logs: Vec<_> = self.lock().logs.drain().collect();
+        logs.sort_by(|(a, _), (b, _)| a.0.to_string().cmp(&b.0.to_string()).then(a.1.cmp(&b.1)));
+        logs.iter()
+            .map(|((platform, runner), lines)| {
+                group(
+                    &self.token,
+                    &format!("{platform} on {runner} (stopped)"),
+                    lines,
+                )
+            })
+            .collect()
+    }
+
+    /// The build ended as `outcome`: the stopped jobs' groups, the
+    /// annotations, `$GITHUB_OUTPUT` and `$GITHUB_STEP_SUMMARY`. A file
+    /// that cannot be written is a warning on stderr.
     fn ended(&self, outcome: &Outcome) {
+        let stopped = self.stopped_groups();
+        if !stopped.is_empty() {
+            self.write_commands(&stopped);
+        }
         let (image, metadata, failures, finished) = {
             let state = self.lock();
             (
@@ -174,7 +195,16 @@ impl Actions {
             (
                 "GITHUB_STEP_SUMMARY",
                 &self.summary,
-                summary(image.as_deref(), document.as_ref(), outcome),
+                summary(
+                    image.as_deref(),
+                    document.as_ref(),
+                    outcome,
+                    &outcome
+                        .error
+                        .as_ref()
+                        .map(crate::failure::render)
+                        .unwrap_or_default(),
+                ),
             ),
         ];
         for (name, path, text) in files {
@@ -236,6 +266,10 @@ impl Drop for Actions {
     /// Resumes the workflow commands [`Actions::start`] stopped: the
     /// observer is dropped after mab's last line (the failure's report).
     fn drop(&mut self) {
+        let stopped = self.stopped_groups();
+        if !stopped.is_empty() {
+            self.write_commands(&stopped);
+        }
         self.write_stderr(&format!("::{}::\n", self.token));
     }
 }
@@ -366,16 +400,30 @@ fn full_tags(image: &str, document: Option<&Value>) -> Vec<String> {
 
 /// The `$GITHUB_STEP_SUMMARY` Markdown: a heading, the platforms' table
 /// (platform, runner, native/emulated, digest, time, checks) from the
-/// metadata document, the list digest and tags, and the failure.
-fn summary(image: Option<&str>, document: Option<&Value>, outcome: &Outcome) -> String {
-    let image = image.unwrap_or("the image");
+/// metadata document, the list digest and tags, and the failure: its
+/// message, then `report` (its whole report as stderr shows it: message,
+/// details or the file's snippet, hints) in a code block.
+fn summary(
+    image: Option<&str>,
+    document: Option<&Value>,
+    outcome: &Outcome,
+    report: &str,
+) -> String {
     let digest = document.and_then(|document| document["digest"].as_str());
-    let heading = match (digest, &outcome.error) {
-        (Some(digest), None) => format!("published `{image}@{digest}`"),
-        (Some(digest), Some(_)) => format!("published `{image}@{digest}`, then failed"),
-        (None, None) => format!("built `{image}`; nothing was pushed (--no-push)"),
-        (None, Some(_)) => format!("failed; nothing was published for `{image}`"),
+    let heading = match (image, digest, &outcome.error) {
+        (Some(image), Some(digest), None) => format!("published `{image}@{digest}`"),
+        (Some(image), Some(digest), Some(_)) => {
+            format!("published `{image}@{digest}`, then failed")
+        }
+        (Some(image), None, None) if outcome.no_push => {
+            format!("built `{image}`; nothing was pushed (--no-push)")
+        }
+        (Some(image), None, None) => format!("built `{image}`; nothing was published"),
+        (Some(image), None, Some(_)) => format!("failed; nothing was published for `{image}`"),
+        (None, _, _) if outcome.error.is_some() => "failed; nothing was published".to_owned(),
+        (None, _, _) => "nothing was published".to_owned(),
     };
+    let image = image.unwrap_or_default();
     let mut text = format!("### mab build: {heading}\n\n");
     let platforms = document
         .and_then(|document| document["platforms"].as_array())
@@ -414,12 +462,7 @@ fn summary(image: Option<&str>, document: Option<&Value>, outcome: &Outcome) -> 
     }
     if let Some(error) = &outcome.error {
         text.push_str(&format!("**Failed:** {}\n\n", cell_text(&error.message)));
-        for hint in &error.hints {
-            text.push_str(&format!("hint: {}\n\n", cell_text(hint)));
-        }
-        if !error.details.is_empty() {
-            text.push_str(&fenced(&error.details.join("\n")));
-        }
+        text.push_str(&fenced(report));
     }
     text
 }
@@ -627,6 +670,29 @@ mod tests {
         );
     }
 
+    /// A job stopped without its end event still gets its group when the
+    /// build ends, once.
+    #[test]
+    fn a_stopped_job_gets_its_group() {
+        let environment = Environment {
+            github_actions: true,
+            ..Environment::default()
+        };
+        let actions = Actions::start(&environment, false).unwrap();
+        let platform: Platform = "linux/arm64".parse().unwrap();
+        actions.report(Event::Log {
+            platform: platform.clone(),
+            runner: "pi".to_owned(),
+            line: "compiling".to_owned(),
+        });
+        let token = actions.token.clone();
+        assert_eq!(
+            actions.stopped_groups(),
+            format!("::group::linux/arm64 on pi (stopped)\n::stop-commands::{token}\ncompiling\n::{token}::\n::endgroup::\n")
+        );
+        assert_eq!(actions.stopped_groups(), "");
+    }
+
     #[test]
     fn outputs_use_the_multiline_form_with_a_delimiter_not_in_the_value() {
         let value = "a\nghadelimiter_\nb";
@@ -698,7 +764,8 @@ mod tests {
                 details: vec!["```".to_owned()],
             }),
         };
-        let text = summary(Some("r/app"), Some(&document), &outcome);
+        let report = crate::failure::render(outcome.error.as_ref().unwrap());
+        let text = summary(Some("r/app"), Some(&document), &outcome, &report);
         assert_eq!(
             text,
             "### mab build: published `r/app@sha256:ab`, then failed\n\n\
@@ -707,7 +774,35 @@ mod tests {
              | linux/amd64 | x\\|86 | native | `sha256:01` | 12.3 s | platform ok, binaries ok (3 checked), test passed |\n\
              | linux/ppc64le | — | emulated | — | — | failed (build) |\n\n\
              **List digest:** `sha256:ab`\n\n**Tags:**\n- `r/app:v1`\n\n\
-             **Failed:** read back failed\n\nhint: run again\n\n````\n```\n````\n\n"
+             **Failed:** read back failed\n\n````\nerror: read back failed\n  | ```\nhint: run again\n````\n\n"
+        );
+        // A failure before the image is known names none; with no error
+        // and no digest, `--no-push` is said only when it was given.
+        let unknown = Outcome {
+            exit_code: 2,
+            digest: None,
+            no_push: false,
+            error: outcome.error.clone(),
+        };
+        assert!(summary(None, None, &unknown, &report)
+            .starts_with("### mab build: failed; nothing was published\n\n**Failed:** read back failed\n\n````\nerror: read back failed\n"));
+        let built = Outcome {
+            exit_code: 0,
+            digest: None,
+            no_push: true,
+            error: None,
+        };
+        assert_eq!(
+            summary(Some("r/app"), None, &built, ""),
+            "### mab build: built `r/app`; nothing was pushed (--no-push)\n\n"
+        );
+        let unpublished = Outcome {
+            no_push: false,
+            ..built
+        };
+        assert_eq!(
+            summary(Some("r/app"), None, &unpublished, ""),
+            "### mab build: built `r/app`; nothing was published\n\n"
         );
     }
 }

@@ -52,6 +52,7 @@ pub fn main() -> i32 {
         color: cli
             .color
             .enabled(environment.stderr_is_terminal, environment.no_color),
+        groups: environment.github_actions && matches!(&cli.command, Command::Build(_)),
     };
     terminal.apply_color();
     let renderer = match &cli.command {

@@ -31,6 +31,10 @@ pub struct Terminal {
     pub quiet: bool,
     /// Whether stderr is coloured ([`Terminal::apply_color`]).
     pub color: bool,
+    /// `mab build` under GitHub Actions: each platform's build log is
+    /// printed in its group when its job ends ([`crate::github`]), so the
+    /// plain lines leave build log lines out unless `verbose`.
+    pub groups: bool,
 }
 
 impl Terminal {
@@ -52,6 +56,7 @@ pub fn renderer(mode: Progress, stderr_is_terminal: bool, terminal: Terminal) ->
         Progress::Tty | Progress::Auto if stderr_is_terminal => {
             Renderer::Bars(Bars::new(terminal.verbose))
         }
+        _ if terminal.groups && !terminal.verbose => Renderer::Grouped,
         Progress::Tty | Progress::Auto | Progress::Plain => Renderer::Lines(Lines),
     })
 }
@@ -61,6 +66,8 @@ pub enum Renderer {
     Bars(Bars),
     Lines(Lines),
     Json(JsonLines),
+    /// The [`Lines`] without build log lines ([`Terminal::groups`]).
+    Grouped,
     /// `-q`: nothing; the failure report alone reaches stderr.
     Quiet,
 }
@@ -83,6 +90,11 @@ impl Reporter for Renderer {
             Renderer::Bars(bars) => bars.report(event),
             Renderer::Lines(lines) => lines.report(event),
             Renderer::Json(json) => json.report(event),
+            Renderer::Grouped => {
+                if !matches!(event, Event::Log { .. }) {
+                    Lines.report(event);
+                }
+            }
             Renderer::Quiet => {}
         }
     }
