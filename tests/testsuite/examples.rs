@@ -42,18 +42,58 @@ fn scripts(yaml: &Yaml, found: &mut Vec<String>) {
 /// The shell operators that end a simple command.
 const OPERATORS: [&str; 10] = ["|", "||", "&&", ";", "&", ">", ">>", "<", "2>", "2>&1"];
 
+/// The words that may come before a command's first word: the
+/// reserved words that start a command list (bash(1), "Compound
+/// Commands") and `!` (a pipeline's negation).
+const PREFIXES: [&str; 9] = [
+    "if", "then", "elif", "else", "while", "until", "do", "!", "{",
+];
+
+/// Whether `word` is a variable assignment before a command
+/// (`NAME=value`, POSIX "Simple Commands").
+fn is_assignment(word: &str) -> bool {
+    word.split_once('=').is_some_and(|(name, _)| {
+        name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    })
+}
+
 /// The `mab` command lines of `script`, each as its words (quotes removed,
 /// nothing expanded): lines ending in `\` joined to the next, each line
-/// split into words as the shell does, a command cut at a shell operator;
-/// the commands whose first word is `mab`.
+/// split into words as the shell does (a `;` ending a word is an operator
+/// of its own), a command cut at a shell operator; the commands whose
+/// first word, after [`PREFIXES`] and assignments, is `mab` (or a path
+/// ending in `/mab`). Panics on any other `mab` word, except the package
+/// name of `cargo install`: a command this cannot attribute.
 fn mab_commands(script: &str) -> Vec<Vec<String>> {
     let joined = script.replace("\\\n", " ");
     let mut commands = Vec::new();
     for line in joined.lines() {
-        let words = shlex::split(line).unwrap_or_else(|| panic!("not shell words: {line:?}"));
+        let words: Vec<String> = shlex::split(line)
+            .unwrap_or_else(|| panic!("not shell words: {line:?}"))
+            .into_iter()
+            .flat_map(|word| match word.strip_suffix(';') {
+                Some(rest) if !rest.is_empty() => vec![rest.to_owned(), ";".to_owned()],
+                _ => vec![word],
+            })
+            .collect();
         for command in words.split(|word| OPERATORS.contains(&word.as_str())) {
-            if command.first().is_some_and(|word| word == "mab") {
+            let start = command
+                .iter()
+                .position(|word| !PREFIXES.contains(&word.as_str()) && !is_assignment(word))
+                .unwrap_or(command.len());
+            let command = &command[start..];
+            let first = command.first().map(String::as_str);
+            if first.is_some_and(|word| word == "mab" || word.ends_with("/mab")) {
                 commands.push(command.to_vec());
+            } else if first == Some("cargo") && command.get(1).is_some_and(|word| word == "install")
+            {
+                // `mab` there is the package's name.
+            } else {
+                assert!(
+                    !command.iter().any(|word| word == "mab"),
+                    "a `mab` word that is not a command's first word: {line:?}"
+                );
             }
         }
     }
@@ -101,13 +141,39 @@ fn a_misspelt_flag_is_refused_and_continuations_are_joined() {
     let commands = mab_commands(script);
     assert_eq!(commands, [["mab", "build", "--no-psuh"]]);
     assert!(parses(&commands[0]).unwrap_err().contains("--no-psuh"));
-    let folded = "mab build --metadata-file \"$RUNNER_TEMP/m.json\" > out.txt && echo mab";
+    let folded = "mab build --metadata-file \"$RUNNER_TEMP/m.json\" > out.txt && echo done";
     let commands = mab_commands(folded);
     assert_eq!(
         commands,
         [["mab", "build", "--metadata-file", "$RUNNER_TEMP/m.json"]]
     );
     parses(&commands[0]).unwrap();
+}
+
+/// A `mab` command after `then`, `do`, `!` or an assignment is found; a
+/// `mab` word that is no command's first word fails the check.
+#[test]
+fn mab_commands_are_found_after_prefixes_and_stray_mab_words_fail() {
+    let script = "if true; then mab build --no-push; fi
+                  for i in 1; do mab runners check; done
+                  ! mab build --no-psuh
+                  RUST_LOG=debug A=1 mab build
+                  cargo install --locked --git \"$MAB_GIT\" mab
+";
+    let commands = mab_commands(script);
+    assert_eq!(
+        commands,
+        [
+            vec!["mab", "build", "--no-push"],
+            vec!["mab", "runners", "check"],
+            vec!["mab", "build", "--no-psuh"],
+            vec!["mab", "build"],
+        ]
+    );
+    for stray in ["echo mab", "time mab build", "exec mab build"] {
+        let caught = std::panic::catch_unwind(|| mab_commands(stray));
+        assert!(caught.is_err(), "{stray} was let through");
+    }
 }
 
 #[test]
