@@ -11,6 +11,10 @@
 //!   built elsewhere after it). Commands are written as GitHub's toolkit
 //!   writes them (`@actions/core`, `command.ts`): `%`, `\r`, `\n` escaped
 //!   in messages, and also `:` and `,` in properties.
+//!   With `--progress json` nothing goes to stderr: JSON lines cannot
+//!   hold a command ([`mab_events::json_line`]). Build log lines are in
+//!   the groups only ([`crate::progress::Terminal::groups`]); a job that
+//!   never ended gets its group, `… (stopped)`, when the build ends.
 //! - to `$GITHUB_OUTPUT`, at the end: `image`, `metadata` (the metadata
 //!   document), and, when a list was published, `digest` and `tags` (full
 //!   references, one per line), each in the multiline form
