@@ -4,6 +4,9 @@
 
 use std::collections::BTreeMap;
 
+use base64::Engine as _;
+
+use crate::registry_auth::texts_under;
 use crate::support::{mab_with_env, require_lab, sha256, skopeo_raw, Project, Run};
 
 /// The outputs in `text`, each `name<<DELIMITER`, its lines, `DELIMITER`,
@@ -63,6 +66,8 @@ fn command_lines(stderr: &str) -> Vec<String> {
 /// and the summary.
 struct ActionsRun {
     run: Run,
+    /// The HOME it ran with (the state directory is in it).
+    home: tempfile::TempDir,
     outputs: BTreeMap<String, String>,
     summary: String,
 }
@@ -93,6 +98,7 @@ fn build_under_actions(
         outputs: parse_outputs(&std::fs::read_to_string(&output).unwrap()),
         summary: std::fs::read_to_string(&summary).unwrap(),
         run,
+        home,
     }
 }
 
@@ -146,6 +152,7 @@ fn under_github_actions_the_step_gets_outputs_a_summary_and_no_injected_commands
         run,
         outputs,
         summary,
+        ..
     } = build_under_actions(
         &project,
         "plain",
@@ -252,6 +259,7 @@ fn a_failed_build_under_github_actions_is_annotated_and_still_gives_its_metadata
         run,
         outputs,
         summary,
+        ..
     } = build_under_actions(&project, "plain", &["--tag", "1.0"], &[]);
     assert_eq!(run.code, 1, "{run:?}");
     let names: Vec<&str> = outputs.keys().map(String::as_str).collect();
@@ -346,4 +354,112 @@ fn a_failure_before_the_image_is_known_is_summarised_whole() {
     for part in ["mab.toml:3:", "platforms = [\"linux/amd64\"", "^", "hint: "] {
         assert!(summary.contains(part), "{part}: {summary}");
     }
+}
+
+/// A build that publishes to the lab's password registry, its credentials
+/// in `DOCKER_AUTH_CONFIG`: the password (and its base64 form) is in no
+/// output: stderr, stdout, `$GITHUB_OUTPUT`, the summary, the metadata
+/// file, nor any file under HOME (the state directory's history, its
+/// report and logs).
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn under_github_actions_the_registry_password_is_nowhere() {
+    let lab = require_lab!();
+    let registry = lab.get("AUTH_REGISTRY");
+    let (user, password) = (lab.get("AUTH_USER"), lab.get("AUTH_PASSWORD"));
+    let repository = format!(
+        "{registry}/{}",
+        lab.repository("github-actions-auth")
+            .split_once('/')
+            .unwrap()
+            .1
+    );
+    let project = printing_commands(lab, &repository, "", &format!("true # {}", fresh()));
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let config = format!(r#"{{"auths":{{"{registry}":{{"auth":"{encoded}"}}}}}}"#);
+    let files = tempfile::tempdir().unwrap();
+    let metadata = files.path().join("metadata.json");
+    let built = build_under_actions(
+        &project,
+        "plain",
+        &[
+            "--tag",
+            "1.0",
+            "--metadata-file",
+            metadata.to_str().unwrap(),
+        ],
+        &[("DOCKER_AUTH_CONFIG", Some(&config))],
+    );
+    let (run, outputs) = (built.run, built.outputs);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(outputs["digest"].starts_with("sha256:"), "{outputs:?}");
+    assert_eq!(run.stdout, format!("{repository}@{}\n", outputs["digest"]));
+    let mut texts = vec![
+        ("stderr".into(), run.stderr.clone()),
+        ("stdout".into(), run.stdout.clone()),
+        ("summary".into(), built.summary),
+        (
+            "metadata file".into(),
+            std::fs::read_to_string(&metadata).unwrap(),
+        ),
+    ];
+    texts.extend(
+        outputs
+            .into_iter()
+            .map(|(name, value)| (name.into(), value)),
+    );
+    let history = texts_under(built.home.path());
+    assert!(
+        history
+            .iter()
+            .any(|(path, _)| path.ends_with("report.html")),
+        "the state directory holds the build's report: {:?}",
+        history.iter().map(|(path, _)| path).collect::<Vec<_>>()
+    );
+    texts.extend(history);
+    for (place, text) in &texts {
+        assert!(!text.contains(password), "the password is in {place:?}");
+        assert!(!text.contains(&encoded), "the credential is in {place:?}");
+    }
+}
+
+/// `$GITHUB_OUTPUT` that cannot be written (a directory) is a warning
+/// naming it, with a hint; the build's own result is unchanged.
+#[test]
+fn an_output_file_that_cannot_be_written_is_a_warning() {
+    let project = Project::new();
+    project.file(
+        "mab.toml",
+        "[image]\nname = \"r/app\"\nplatforms = [\"linux/amd64\"\n",
+    );
+    let home = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let summary = files.path().join("summary");
+    let run = mab_with_env(
+        home.path(),
+        project.path(),
+        &["build", "--progress", "plain"],
+        &[
+            ("GITHUB_ACTIONS", Some("true")),
+            ("GITHUB_OUTPUT", Some(files.path().to_str().unwrap())),
+            ("GITHUB_STEP_SUMMARY", Some(summary.to_str().unwrap())),
+        ],
+    );
+    assert_eq!(run.code, 2, "{run:?}");
+    let warning = format!(
+        "warning: could not write GITHUB_OUTPUT {}: ",
+        files.path().display()
+    );
+    let line = run
+        .stderr
+        .lines()
+        .find(|line| line.starts_with(&warning))
+        .unwrap_or_else(|| panic!("no warning: {}", run.stderr));
+    assert!(
+        line.ends_with("; hint: GitHub Actions sets GITHUB_OUTPUT to a writable file in each step; do not set it yourself"),
+        "{line}"
+    );
+    assert!(std::fs::read_to_string(&summary)
+        .unwrap()
+        .contains("failed"));
 }

@@ -97,7 +97,7 @@ fn base64(text: &str) -> String {
 }
 
 /// Every file under `directory`, read as text (lossily), for grepping.
-fn texts_under(directory: &Path) -> Vec<(PathBuf, String)> {
+pub(crate) fn texts_under(directory: &Path) -> Vec<(PathBuf, String)> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(directory).into_iter().flatten().flatten() {
         let path = entry.path();

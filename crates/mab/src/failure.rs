@@ -325,7 +325,16 @@ mod tests {
             "{}",
             failure.report
         );
-        assert_eq!(failure.error.details, ["/src/mab.toml:2:8"]);
+        assert_eq!(
+            failure.error.details,
+            [
+                "/src/mab.toml:2:8",
+                "  |",
+                "2 | name = \"App\"",
+                "  |        ^^^^^"
+            ],
+            "the place, then the snippet"
+        );
         assert!(!failure.error.message.starts_with("error:"));
         assert_eq!(failure.error.hints.len(), 1, "{:?}", failure.error);
     }
