@@ -431,6 +431,31 @@ fn bad_time_limits() {
     );
 }
 
+/// A `SOURCE_DATE_EPOCH` that is not a whole number of seconds, or one
+/// RFC 3339 cannot write (before 1970 or after 9999), names the variable
+/// and its value (exit 2), before anything is built.
+#[test]
+fn bad_source_date_epoch() {
+    let project = project(GOOD_MANIFEST);
+    for (name, value) in [
+        ("malformed_source_date_epoch", "1.5"),
+        ("source_date_epoch_out_of_range", "253402300800"),
+    ] {
+        let home = tempfile::tempdir().unwrap();
+        let mut run = mab_with_env(
+            home.path(),
+            project.path(),
+            &["build", "--no-push"],
+            &[("SOURCE_DATE_EPOCH", Some(value))],
+        );
+        run.stderr = run
+            .stderr
+            .replace(project.path().to_str().unwrap(), "[PROJECT]");
+        assert!(run.stderr.contains(value), "{run:?}");
+        check(name, &run, 2);
+    }
+}
+
 /// A build of fewer platforms than mab.toml lists would narrow the release
 /// under the computed tags: refused before anything is contacted (the
 /// registry named here has nothing listening), naming what is left out.
