@@ -91,7 +91,10 @@ pub(super) fn image_labels(
     if let Some(commit) = &facts.commit {
         labels.insert(REVISION.to_owned(), commit.clone());
     }
-    let epoch = match source_date_epoch.map(str::trim).filter(|text| !text.is_empty()) {
+    let epoch = match source_date_epoch
+        .map(str::trim)
+        .filter(|text| !text.is_empty())
+    {
         Some(text) => Some(parse_source_date_epoch(text)?),
         None => facts.commit_time,
     };
@@ -167,13 +170,16 @@ fn parse_source_date_epoch(text: &str) -> Result<i64, Failure> {
 }
 
 /// Why a whole number of seconds is refused as `SOURCE_DATE_EPOCH`.
-const OUT_OF_RANGE: &str = "outside 0 (1970-01-01T00:00:00Z) to 253402300799 (9999-12-31T23:59:59Z)";
+const OUT_OF_RANGE: &str =
+    "outside 0 (1970-01-01T00:00:00Z) to 253402300799 (9999-12-31T23:59:59Z)";
 
 /// `seconds` since the Unix epoch as RFC 3339 in UTC, to the second
 /// (`2024-05-01T12:00:00Z`).
 /// `None` outside 0 to [`LAST_EPOCH`] (a commit time git was given by hand).
 fn rfc3339(seconds: i64) -> Option<String> {
-    let seconds = u64::try_from(seconds).ok().filter(|_| seconds <= LAST_EPOCH)?;
+    let seconds = u64::try_from(seconds)
+        .ok()
+        .filter(|_| seconds <= LAST_EPOCH)?;
     let time = SystemTime::UNIX_EPOCH + Duration::from_secs(seconds);
     Some(humantime::format_rfc3339_seconds(time).to_string())
 }
@@ -298,14 +304,23 @@ mod tests {
             ),
             ("git@github.com:org/app", Some("https://github.com/org/app")),
             // Not GitHub, or not OWNER/REPO: as it is.
-            ("git@gitlab.com:group/sub/app.git", Some("git@gitlab.com:group/sub/app.git")),
-            ("git@github.com:/org/app.git", Some("git@github.com:/org/app.git")),
+            (
+                "git@gitlab.com:group/sub/app.git",
+                Some("git@gitlab.com:group/sub/app.git"),
+            ),
+            (
+                "git@github.com:/org/app.git",
+                Some("git@github.com:/org/app.git"),
+            ),
             ("work-github:org/app.git", Some("work-github:org/app.git")),
             (
                 "https://token@github.com/org/app.git",
                 Some("https://github.com/org/app.git"),
             ),
-            ("ssh://git@host/org/app.git", Some("ssh://git@host/org/app.git")),
+            (
+                "ssh://git@host/org/app.git",
+                Some("ssh://git@host/org/app.git"),
+            ),
         ];
         for (url, expected) in cases {
             assert_eq!(source_url(url).as_deref(), expected, "{url}");
@@ -382,7 +397,10 @@ mod tests {
                 None => {
                     let failure = result.unwrap_err();
                     assert_eq!(failure.kind.exit_code(), 2);
-                    assert!(failure.report.contains("SOURCE_DATE_EPOCH is `"), "{epoch:?}");
+                    assert!(
+                        failure.report.contains("SOURCE_DATE_EPOCH is `"),
+                        "{epoch:?}"
+                    );
                     assert!(failure.report.contains(epoch.unwrap().trim()), "{epoch:?}");
                     assert!(failure.report.contains("hint:"), "{epoch:?}");
                 }
