@@ -1018,24 +1018,46 @@ fn bad_inspect_reference() {
     }
 }
 
-/// A tag or digest the repository does not hold: one line naming it, with
-/// a hint, not the registry client's text (exit 1: the registry's answer,
-/// not a malformed input).
+/// A tag or digest the repository does not hold, and a repository the
+/// registry does not know: one line naming it, with a hint, not the
+/// registry client's text (exit 1: the registry's answer, not a malformed
+/// input). The lab's registry answers `MANIFEST_UNKNOWN` for a manifest of
+/// an unknown repository as for one of a known one; its tag list answers
+/// `NAME_UNKNOWN`.
 #[test]
 #[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn inspect_missing_tag() {
+    let lab = crate::support::lab();
+    // A repository that exists: one image under the tag `pushed`. Its
+    // name is fixed (the snapshot shows it); each run pushes it again.
+    let repository = format!("{}/tests/inspect-known", lab.registry());
+    let known = Project::new();
+    known
+        .file("Dockerfile", "FROM scratch\nCOPY content.txt /\n")
+        .amd64_image("inspect-known", &repository);
+    let home = crate::support::Home::new(lab);
+    let pushed = mab(home.path(), known.path(), &["build", "--tag", "pushed"]);
+    assert_eq!(pushed.code, 0, "{pushed:?}");
     let project = Project::new();
     for (name, reference) in [
-        (
-            "inspect_missing_tag",
-            "127.0.0.1:5000/tests/never-pushed:1.0",
-        ),
+        ("inspect_missing_tag", format!("{repository}:1.0")),
         (
             "inspect_missing_digest",
-            "127.0.0.1:5000/tests/never-pushed@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+            format!("{repository}@sha256:{}", "0".repeat(64)),
+        ),
+        (
+            "inspect_missing_repository",
+            "127.0.0.1:5000/tests/never-pushed:1.0".to_owned(),
+        ),
+        (
+            "inspect_missing_repository_digest",
+            format!(
+                "127.0.0.1:5000/tests/never-pushed@sha256:{}",
+                "0".repeat(64)
+            ),
         ),
     ] {
-        check(name, &run(&project, &["inspect", reference]), 1);
+        check(name, &run(&project, &["inspect", &reference]), 1);
     }
 }
 
