@@ -431,6 +431,31 @@ fn bad_time_limits() {
     );
 }
 
+/// A `SOURCE_DATE_EPOCH` that is not a whole number of seconds, or one
+/// RFC 3339 cannot write (before 1970 or after 9999), names the variable
+/// and its value (exit 2), before anything is built.
+#[test]
+fn bad_source_date_epoch() {
+    let project = project(GOOD_MANIFEST);
+    for (name, value) in [
+        ("malformed_source_date_epoch", "1.5"),
+        ("source_date_epoch_out_of_range", "253402300800"),
+    ] {
+        let home = tempfile::tempdir().unwrap();
+        let mut run = mab_with_env(
+            home.path(),
+            project.path(),
+            &["build", "--no-push"],
+            &[("SOURCE_DATE_EPOCH", Some(value))],
+        );
+        run.stderr = run
+            .stderr
+            .replace(project.path().to_str().unwrap(), "[PROJECT]");
+        assert!(run.stderr.contains(value), "{run:?}");
+        check(name, &run, 2);
+    }
+}
+
 /// A build of fewer platforms than mab.toml lists would narrow the release
 /// under the computed tags: refused before anything is contacted (the
 /// registry named here has nothing listening), naming what is left out.
@@ -993,24 +1018,46 @@ fn bad_inspect_reference() {
     }
 }
 
-/// A tag or digest the repository does not hold: one line naming it, with
-/// a hint, not the registry client's text (exit 1: the registry's answer,
-/// not a malformed input).
+/// A tag or digest the repository does not hold, and a repository the
+/// registry does not know: one line naming it, with a hint, not the
+/// registry client's text (exit 1: the registry's answer, not a malformed
+/// input). The lab's registry answers `MANIFEST_UNKNOWN` for a manifest of
+/// an unknown repository as for one of a known one; its tag list answers
+/// `NAME_UNKNOWN`.
 #[test]
 #[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn inspect_missing_tag() {
+    let lab = crate::support::lab();
+    // A repository that exists: one image under the tag `pushed`. Its
+    // name is fixed (the snapshot shows it); each run pushes it again.
+    let repository = format!("{}/tests/inspect-known", lab.registry());
+    let known = Project::new();
+    known
+        .file("Dockerfile", "FROM scratch\nCOPY content.txt /\n")
+        .amd64_image("inspect-known", &repository);
+    let home = crate::support::Home::new(lab);
+    let pushed = mab(home.path(), known.path(), &["build", "--tag", "pushed"]);
+    assert_eq!(pushed.code, 0, "{pushed:?}");
     let project = Project::new();
     for (name, reference) in [
-        (
-            "inspect_missing_tag",
-            "127.0.0.1:5000/tests/never-pushed:1.0",
-        ),
+        ("inspect_missing_tag", format!("{repository}:1.0")),
         (
             "inspect_missing_digest",
-            "127.0.0.1:5000/tests/never-pushed@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+            format!("{repository}@sha256:{}", "0".repeat(64)),
+        ),
+        (
+            "inspect_missing_repository",
+            "127.0.0.1:5000/tests/never-pushed:1.0".to_owned(),
+        ),
+        (
+            "inspect_missing_repository_digest",
+            format!(
+                "127.0.0.1:5000/tests/never-pushed@sha256:{}",
+                "0".repeat(64)
+            ),
         ),
     ] {
-        check(name, &run(&project, &["inspect", reference]), 1);
+        check(name, &run(&project, &["inspect", &reference]), 1);
     }
 }
 

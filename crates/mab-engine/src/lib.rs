@@ -42,8 +42,8 @@ use std::sync::Arc;
 pub use retry::{MAX_DELAY, MIN_DELAY, TRIES};
 pub use secrets::{SecretValue, Secrets};
 pub use smoke::{
-    finish_removals, Ended, LeftContainer, SmokeOutcome, SmokeRun, LINE_CHARS, OUTPUT_TAIL_LINES,
-    STDERR_MARK, STDOUT_KEPT,
+    escape_control_characters, finish_removals, Ended, LeftContainer, SmokeOutcome, SmokeRun,
+    LINE_CHARS, OUTPUT_TAIL_LINES, STDERR_MARK, STDOUT_KEPT,
 };
 pub use sshforward::{ConnectAgent, SshAgent, SshAgents};
 pub use transport::{tcp_connector, unix_connector, Connect, ConnectFuture, Io};

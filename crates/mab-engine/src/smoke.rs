@@ -330,13 +330,30 @@ fn shown_line(stderr: bool, bytes: &[u8]) -> Option<String> {
             shown.push('…');
             break;
         }
-        if character.is_control() && character != '\t' {
-            shown.extend(character.escape_default());
-        } else {
-            shown.push(character);
-        }
+        push_shown(&mut shown, character);
     }
     Some(shown)
+}
+
+/// `text` with its control characters (but tab) escaped as Rust writes
+/// them (`\u{1b}` for ESC, `\n`, `\r`), so that text from a container or
+/// a registry cannot move the cursor, recolour or clear a terminal.
+pub fn escape_control_characters(text: &str) -> String {
+    let mut shown = String::with_capacity(text.len());
+    for character in text.chars() {
+        push_shown(&mut shown, character);
+    }
+    shown
+}
+
+/// `character` onto `shown`, escaped when it is a control character but
+/// tab.
+fn push_shown(shown: &mut String, character: char) {
+    if character.is_control() && character != '\t' {
+        shown.extend(character.escape_default());
+    } else {
+        shown.push(character);
+    }
 }
 
 /// Whether the engine itself answered `error` (a status it sent), rather

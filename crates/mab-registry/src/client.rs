@@ -797,6 +797,30 @@ impl Repository {
         Ok((bytes, digest))
     }
 
+    /// Whether the registry knows this repository, as far as it says so:
+    /// `false` when `GET /v2/<name>/tags/list?n=1` answers 404 with the
+    /// error code `NAME_UNKNOWN` (distribution-spec, "Error Codes":
+    /// "repository name not known to registry"). The Docker registry
+    /// answers so there for a repository never pushed to, while its
+    /// manifest requests answer `MANIFEST_UNKNOWN` either way. `true` for
+    /// a tag list. Retried on transient faults (see [`retry`]).
+    ///
+    /// Errors: any other failure, a 404 without `NAME_UNKNOWN` as
+    /// [`RegistryError::NotFound`].
+    pub async fn is_known(&self) -> Result<bool, RegistryError> {
+        let path = "tags/list?n=1";
+        let listed = self
+            .retrying("listing the tags", &self.request_line("GET", path), || {
+                self.get(path, &["application/json"], None)
+            })
+            .await;
+        match listed {
+            Ok(_) => Ok(true),
+            Err(error) if error.is_name_unknown() => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
     /// The digest of the manifest `reference` (a tag, or a digest)
     /// resolves to now, `sha256:` and 64 hex digits, or `None` when the
     /// repository has none (404, as the OCI distribution spec answers an

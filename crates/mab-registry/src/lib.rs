@@ -137,6 +137,14 @@ pub enum RegistryError {
 }
 
 impl RegistryError {
+    /// Whether this is a 404 whose answer has the error code
+    /// `NAME_UNKNOWN` (distribution-spec, "Error Codes": the registry knows
+    /// no repository of that name), as the registry's message keeps it
+    /// (`NAME_UNKNOWN: repository name not known to registry`).
+    pub fn is_name_unknown(&self) -> bool {
+        matches!(self, RegistryError::NotFound { message, .. } if message.contains("NAME_UNKNOWN: "))
+    }
+
     /// What the user can do about a credentials error
     /// ([`RegistryError::Credentials`], [`RegistryError::CredentialHelper`],
     /// [`RegistryError::CredentialsConfig`]); `None` for the others.

@@ -120,7 +120,7 @@ pub enum Command {
         /// [registry[:port]/]path[:tag] or path@sha256:DIGEST, read by Docker's
         /// reference grammar (no tag means latest).
         reference: String,
-        /// Output format: text, or one JSON document on stdout (docs/publishing.md shows its shape).
+        /// Output format: human (lines for people), or json (one JSON document on stdout; docs/publishing.md shows its shape).
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
         /// Print the manifest or list exactly as the registry serves it, nothing else.
@@ -149,7 +149,7 @@ pub enum RunnersCommand {
         /// The runners file (default: MAB_RUNNERS, runners.toml beside mab.toml, ~/.config/mab/runners.toml).
         #[arg(long, value_name = "FILE")]
         runners: Option<PathBuf>,
-        /// Output format: a table, or JSON on stdout (warnings stay text on stderr).
+        /// Output format: human (a table), or json (JSON on stdout; warnings stay text on stderr).
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
@@ -170,7 +170,7 @@ pub enum RunnersCommand {
         /// The runners file (default: MAB_RUNNERS, runners.toml beside mab.toml, ~/.config/mab/runners.toml).
         #[arg(long, value_name = "FILE")]
         runners: Option<PathBuf>,
-        /// Output format: a table, or one JSON document on stdout with each runner's status, engine, platforms and slots (docs/runners.md); warnings, errors and hints stay text on stderr.
+        /// Output format: human (a table), or json (one JSON document on stdout with each runner's status, engine, platforms and slots, docs/runners.md); warnings, errors and hints stay text on stderr.
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
@@ -301,7 +301,7 @@ pub struct PlanArgs {
     /// Plan as `mab build --no-fallback` would: no fallbacks, and a platform whose preferred runner is unreachable fails the plan (exit 1) with the error the build would give. As `fallback = false` under [image].
     #[arg(long)]
     pub no_fallback: bool,
-    /// Output format.
+    /// Output format: human (a table), or json (one JSON document on stdout).
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
 }
@@ -320,7 +320,7 @@ pub enum Progress {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
-    /// A table for people.
+    /// Lines and tables for people.
     Human,
     /// JSON on stdout, for programs.
     Json,

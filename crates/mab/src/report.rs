@@ -763,10 +763,11 @@ fn render_platform(page: &mut String, row: &Row, critical: bool, total: Duration
     } else {
         String::new()
     };
+    let lines = row.log.len() + row.dropped;
     let _ = writeln!(
         page,
-        "<details class=\"log\" data-platform=\"{platform}\"><summary>log of {platform} ({} lines)</summary><pre>{}{}</pre></details>",
-        row.log.len() + row.dropped,
+        "<details class=\"log\" data-platform=\"{platform}\"><summary>log of {platform} ({lines} {})</summary><pre>{}{}</pre></details>",
+        if lines == 1 { "line" } else { "lines" },
         escape(&dropped),
         escape(&row.log.iter().map(String::as_str).collect::<Vec<_>>().join("\n")),
     );
@@ -1025,6 +1026,8 @@ mod tests {
             "data-platform=\"linux/amd64\" data-runner=\"local\" data-emulated=\"false\""
         ));
         assert!(page.contains("<dd class=\"mono\" id=\"list-digest\">sha256:abc</dd>"));
+        assert!(page.contains("<summary>log of linux/amd64 (1 line)</summary>"));
+        assert!(page.contains("<summary>log of linux/arm64 (0 lines)</summary>"));
         assert!(page.contains("<li class=\"mono\">1.0</li><li class=\"mono\">latest</li>"));
         assert!(!page.contains("id=\"failure\""));
         // Nothing is fetched and nothing runs.

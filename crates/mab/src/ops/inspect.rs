@@ -36,8 +36,14 @@ pub struct Inspected {
     /// Whether it is a list (`false`: a single image).
     pub list: bool,
     /// The list's (or image manifest's) `annotations`; empty when it has
-    /// none, as a Docker manifest list never has.
+    /// none, as a Docker manifest list never has. A value that is not a
+    /// string (the OCI image spec allows only strings) is its JSON text.
     pub annotations: BTreeMap<String, String>,
+    /// The `annotations` field as JSON text when it is there but not an
+    /// object (then [`Inspected::annotations`] is empty); left out of the
+    /// JSON form otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub annotations_malformed: Option<String>,
     /// Each image: the list's entries in order, or the one image.
     pub platforms: Vec<InspectedImage>,
 }
@@ -91,13 +97,20 @@ pub async fn inspect(
     let repository = Repository::new(image, credentials.as_ref())
         .map_err(|error| Failure::usage(error.to_string(), None))?
         .reporting_to(Arc::clone(reporter));
-    let (bytes, digest) = repository
-        .manifest(&parsed.tag_or_digest)
-        .await
-        .map_err(|error| match error {
-            RegistryError::NotFound { .. } => not_found(image, &parsed.tag_or_digest),
-            error => registry_failure(error),
-        })?;
+    let manifest = repository.manifest(&parsed.tag_or_digest).await;
+    let (bytes, digest) = match manifest {
+        Ok(manifest) => manifest,
+        Err(error @ RegistryError::NotFound { .. }) => {
+            // The Docker registry answers `MANIFEST_UNKNOWN` for a manifest
+            // of a repository it does not know; its tag list says which.
+            let known = !error.is_name_unknown() && repository.is_known().await.unwrap_or(true);
+            return Err(match known {
+                true => not_found(image, &parsed.tag_or_digest),
+                false => repository_not_found(image),
+            });
+        }
+        Err(error) => return Err(registry_failure(error)),
+    };
     if raw {
         return String::from_utf8(bytes).map_err(|_| {
             Failure::runtime(
@@ -117,7 +130,7 @@ pub async fn inspect(
         .as_str()
         .unwrap_or(if list { OCI_INDEX } else { OCI_MANIFEST })
         .to_owned();
-    let annotations = serde_json::from_value(document["annotations"].clone()).unwrap_or_default();
+    let (annotations, annotations_malformed) = annotations(&document["annotations"]);
     let mut platforms = Vec::new();
     if list {
         let entries = mab_registry::list_entries(&bytes).map_err(|error| {
@@ -149,6 +162,7 @@ pub async fn inspect(
         size: bytes.len() as u64,
         list,
         annotations,
+        annotations_malformed,
         platforms,
     };
     Ok(match format {
@@ -200,6 +214,37 @@ fn not_found(name: &str, tag_or_digest: &str) -> Failure {
     )
 }
 
+/// The registry knows no repository `name` (it answered `NAME_UNKNOWN`).
+fn repository_not_found(name: &str) -> Failure {
+    Failure::runtime(
+        format!("{name}: the registry has no such repository"),
+        Some("check the registry and the repository's name in the reference; a repository exists once an image is pushed to it"),
+    )
+}
+
+/// The `annotations` field of a list or manifest: its entries, a value
+/// that is not a string as its JSON text; or, when the field is there but
+/// not an object, no entries and the field's JSON text.
+fn annotations(field: &serde_json::Value) -> (BTreeMap<String, String>, Option<String>) {
+    match field {
+        serde_json::Value::Null => (BTreeMap::new(), None),
+        serde_json::Value::Object(map) => {
+            let entries = map
+                .iter()
+                .map(|(key, value)| {
+                    let value = match value {
+                        serde_json::Value::String(text) => text.clone(),
+                        other => other.to_string(),
+                    };
+                    (key.clone(), value)
+                })
+                .collect();
+            (entries, None)
+        }
+        other => (BTreeMap::new(), Some(other.to_string())),
+    }
+}
+
 /// Any other registry failure: the client's error, with its hint about
 /// credentials when it has one.
 fn registry_failure(error: RegistryError) -> Failure {
@@ -212,8 +257,10 @@ fn registry_failure(error: RegistryError) -> Failure {
 
 /// The human form: `NAME@DIGEST` (what the reference resolved to), the
 /// media type and size of the list (or image manifest), its annotations,
-/// then a row per image.
+/// then a row per image. Text from the registry has its control
+/// characters escaped ([`mab_engine::escape_control_characters`]).
 fn human(inspected: &Inspected) -> String {
+    let shown = mab_engine::escape_control_characters;
     let mut out = format!("{}@{}\n", inspected.name, inspected.digest);
     let kind = match inspected.list {
         true => "list",
@@ -221,14 +268,23 @@ fn human(inspected: &Inspected) -> String {
     };
     out.push_str(&format!(
         "{kind:<12} {} ({} bytes)\n",
-        inspected.media_type, inspected.size
+        shown(&inspected.media_type),
+        inspected.size
     ));
-    match inspected.annotations.is_empty() {
-        true => out.push_str(&format!("{:<12} none\n", "annotations")),
-        false => {
+    match (
+        &inspected.annotations_malformed,
+        inspected.annotations.is_empty(),
+    ) {
+        (Some(field), _) => out.push_str(&format!(
+            "{:<12} malformed, not an object: {}\n",
+            "annotations",
+            shown(field)
+        )),
+        (None, true) => out.push_str(&format!("{:<12} none\n", "annotations")),
+        (None, false) => {
             out.push_str("annotations\n");
             for (key, value) in &inspected.annotations {
-                out.push_str(&format!("  {key} = {value}\n"));
+                out.push_str(&format!("  {} = {}\n", shown(key), shown(value)));
             }
         }
     }
@@ -239,11 +295,11 @@ fn human(inspected: &Inspected) -> String {
     for image in &inspected.platforms {
         out.push_str(&format!(
             "{:<16} {:<71} {:>8} {:>10}  {}\n",
-            image.platform,
+            shown(&image.platform),
             image.digest,
             image.manifest_size,
             image.image_size,
-            image.created.as_deref().unwrap_or("-")
+            shown(image.created.as_deref().unwrap_or("-"))
         ));
     }
     out
@@ -254,8 +310,55 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_human_form_shows_every_field() {
-        let inspected = Inspected {
+    fn annotations_as_the_document_has_them() {
+        let read = |text: &str| annotations(&serde_json::from_str(text).unwrap());
+        assert_eq!(read("null"), (BTreeMap::new(), None));
+        assert_eq!(
+            read(r#"{"a":"b","n":5,"o":{"x":[1]}}"#),
+            (
+                BTreeMap::from([
+                    ("a".to_owned(), "b".to_owned()),
+                    ("n".to_owned(), "5".to_owned()),
+                    ("o".to_owned(), r#"{"x":[1]}"#.to_owned()),
+                ]),
+                None
+            )
+        );
+        assert_eq!(
+            read(r#"["a"]"#),
+            (BTreeMap::new(), Some(r#"["a"]"#.to_owned()))
+        );
+        let mut inspected = inspected();
+        inspected.annotations.clear();
+        inspected.annotations_malformed = Some("\"x\"".to_owned());
+        assert!(human(&inspected).contains("annotations  malformed, not an object: \"x\"\n"));
+    }
+
+    #[test]
+    fn registry_text_has_its_control_characters_escaped() {
+        let mut inspected = inspected();
+        inspected.annotations =
+            BTreeMap::from([("k\u{1b}[2J".to_owned(), "v\r\nforged line".to_owned())]);
+        inspected.platforms[0].created = Some("\u{1b}]0;title\u{7}".to_owned());
+        inspected.media_type = "x\u{1b}[31m".to_owned();
+        let text = human(&inspected);
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\r') && !text.contains('\u{7}'),
+            "{text:?}"
+        );
+        assert!(
+            text.contains("  k\\u{1b}[2J = v\\r\\nforged line\n"),
+            "{text}"
+        );
+        assert!(text.contains("\\u{1b}]0;title\\u{7}\n"), "{text}");
+        assert!(
+            text.contains("list         x\\u{1b}[31m (700 bytes)"),
+            "{text}"
+        );
+    }
+
+    fn inspected() -> Inspected {
+        Inspected {
             schema: 1,
             reference: "127.0.0.1:5000/app:1.0".to_owned(),
             name: "127.0.0.1:5000/app".to_owned(),
@@ -264,6 +367,7 @@ mod tests {
             size: 700,
             list: true,
             annotations: BTreeMap::from([("org.example.x".to_owned(), "y".to_owned())]),
+            annotations_malformed: None,
             platforms: vec![InspectedImage {
                 platform: "linux/arm/v7".to_owned(),
                 os: "linux".to_owned(),
@@ -275,7 +379,12 @@ mod tests {
                 image_size: 1234,
                 created: None,
             }],
-        };
+        }
+    }
+
+    #[test]
+    fn the_human_form_shows_every_field() {
+        let inspected = inspected();
         let text = human(&inspected);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(

@@ -67,8 +67,8 @@ pub(super) fn version(source: &Source) -> Option<String> {
     }
 }
 
-/// The labels of every image: [`SOURCE`] (credentials removed by
-/// [`without_credentials`]), [`REVISION`], [`CREATED`] and [`VERSION`],
+/// The labels of every image: [`SOURCE`] (from the remote URL by
+/// [`source_url`]), [`REVISION`], [`CREATED`] and [`VERSION`],
 /// each only when known, then `configured` (`[labels]`) over them, a key
 /// of `[labels]` replacing a computed one. [`CREATED`] is
 /// `source_date_epoch` when given (reproducible-builds.org's
@@ -77,30 +77,29 @@ pub(super) fn version(source: &Source) -> Option<String> {
 /// still says when it was built).
 ///
 /// Errors: a `SOURCE_DATE_EPOCH` that is not a whole number of seconds
-/// (exit 2; the specification asks tools to fail on a malformed value).
+/// from 0 to [`LAST_EPOCH`] (exit 2; the specification asks tools to fail
+/// on a malformed value).
 pub(super) fn image_labels(
     facts: &SourceFacts,
     source_date_epoch: Option<&str>,
     configured: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, String>, Failure> {
     let mut labels = BTreeMap::new();
-    if let Some(url) = &facts.remote_url {
-        labels.insert(SOURCE.to_owned(), without_credentials(url));
+    if let Some(url) = facts.remote_url.as_deref().and_then(source_url) {
+        labels.insert(SOURCE.to_owned(), url);
     }
     if let Some(commit) = &facts.commit {
         labels.insert(REVISION.to_owned(), commit.clone());
     }
-    let epoch = match source_date_epoch.map(str::trim).filter(|text| !text.is_empty()) {
-        Some(text) => Some(text.parse::<i64>().map_err(|_| {
-            Failure::usage(
-                format!("SOURCE_DATE_EPOCH is `{text}`, not a whole number of seconds since 1970-01-01 00:00:00 UTC"),
-                Some("set it to the output of `git log -1 --format=%ct`, or unset it to take the commit's time"),
-            )
-        })?),
+    let epoch = match source_date_epoch
+        .map(str::trim)
+        .filter(|text| !text.is_empty())
+    {
+        Some(text) => Some(parse_source_date_epoch(text)?),
         None => facts.commit_time,
     };
-    if let Some(seconds) = epoch {
-        labels.insert(CREATED.to_owned(), rfc3339(seconds));
+    if let Some(created) = epoch.and_then(rfc3339) {
+        labels.insert(CREATED.to_owned(), created);
     }
     if let Some(version) = &facts.version {
         labels.insert(VERSION.to_owned(), version.clone());
@@ -143,15 +142,74 @@ pub(super) fn offer_build_args(facts: &SourceFacts, args: &mut BTreeMap<String, 
     }
 }
 
+/// The last second RFC 3339 can write, 9999-12-31T23:59:59Z, in seconds
+/// since the Unix epoch: the upper bound of `SOURCE_DATE_EPOCH`.
+pub(super) const LAST_EPOCH: i64 = 253_402_300_799;
+
+/// `SOURCE_DATE_EPOCH`'s value `text` (trimmed) as seconds since the Unix
+/// epoch, 0 to [`LAST_EPOCH`]: the times RFC 3339 can write in UTC.
+///
+/// Errors: anything else, naming the variable and its value (exit 2).
+fn parse_source_date_epoch(text: &str) -> Result<i64, Failure> {
+    let refuse = |what: &str| {
+        Failure::usage(
+            format!("SOURCE_DATE_EPOCH is `{text}`, {what}"),
+            Some("set it to the output of `git log -1 --format=%ct`, or unset it to take the commit's time"),
+        )
+    };
+    let seconds = text.parse::<i64>().map_err(|error| match error.kind() {
+        std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => {
+            refuse(OUT_OF_RANGE)
+        }
+        _ => refuse("not a whole number of seconds since 1970-01-01 00:00:00 UTC"),
+    })?;
+    match (0..=LAST_EPOCH).contains(&seconds) {
+        true => Ok(seconds),
+        false => Err(refuse(OUT_OF_RANGE)),
+    }
+}
+
+/// Why a whole number of seconds is refused as `SOURCE_DATE_EPOCH`.
+const OUT_OF_RANGE: &str =
+    "outside 0 (1970-01-01T00:00:00Z) to 253402300799 (9999-12-31T23:59:59Z)";
+
 /// `seconds` since the Unix epoch as RFC 3339 in UTC, to the second
 /// (`2024-05-01T12:00:00Z`).
-fn rfc3339(seconds: i64) -> String {
-    let magnitude = Duration::from_secs(seconds.unsigned_abs());
-    let time = match seconds >= 0 {
-        true => SystemTime::UNIX_EPOCH + magnitude,
-        false => SystemTime::UNIX_EPOCH - magnitude,
-    };
-    humantime::format_rfc3339_seconds(time).to_string()
+/// `None` outside 0 to [`LAST_EPOCH`] (a commit time git was given by hand).
+fn rfc3339(seconds: i64) -> Option<String> {
+    let seconds = u64::try_from(seconds)
+        .ok()
+        .filter(|_| seconds <= LAST_EPOCH)?;
+    let time = SystemTime::UNIX_EPOCH + Duration::from_secs(seconds);
+    Some(humantime::format_rfc3339_seconds(time).to_string())
+}
+
+/// The [`SOURCE`] label of a git remote URL (docs/publishing.md): `None`
+/// for a local path or a `file://` URL, which name a directory of the
+/// machine that built (`/home/alice/...`), not a public place; GitHub's
+/// scp-like `git@github.com:OWNER/REPO[.git]` as
+/// `https://github.com/OWNER/REPO` (the URL GitHub and ghcr.io link a
+/// package to its repository by); any other URL [`without_credentials`].
+/// git's rule for the forms: a URL has `://`; without it, a `:` before
+/// the first `/` makes the scp-like `[user@]host:path`, else it is a path.
+pub(super) fn source_url(url: &str) -> Option<String> {
+    match url.split_once("://") {
+        Some((scheme, _)) if scheme.eq_ignore_ascii_case("file") => None,
+        Some(_) => Some(without_credentials(url)),
+        None => {
+            let (host, path) = url.split_once(':')?;
+            if host.contains('/') {
+                return None;
+            }
+            match (host, path.split('/').count()) {
+                ("git@github.com", 2) if !path.starts_with('/') => {
+                    let path = path.strip_suffix(".git").unwrap_or(path);
+                    Some(format!("https://github.com/{path}"))
+                }
+                _ => Some(url.to_owned()),
+            }
+        }
+    }
 }
 
 /// A remote URL without the credentials it may hold: in `scheme://user:password@host/path`
@@ -230,6 +288,51 @@ mod tests {
         }
     }
 
+    #[test]
+    fn source_label_of_remote_urls() {
+        // (remote URL, label)
+        let cases = [
+            ("/home/alice/src/app", None),
+            ("../app.git", None),
+            ("app", None),
+            ("file:///home/alice/src/app.git", None),
+            ("FILE:///srv/app.git", None),
+            ("./dir:with/colon", None),
+            (
+                "git@github.com:org/app.git",
+                Some("https://github.com/org/app"),
+            ),
+            ("git@github.com:org/app", Some("https://github.com/org/app")),
+            // Not GitHub, or not OWNER/REPO: as it is.
+            (
+                "git@gitlab.com:group/sub/app.git",
+                Some("git@gitlab.com:group/sub/app.git"),
+            ),
+            (
+                "git@github.com:/org/app.git",
+                Some("git@github.com:/org/app.git"),
+            ),
+            ("work-github:org/app.git", Some("work-github:org/app.git")),
+            (
+                "https://token@github.com/org/app.git",
+                Some("https://github.com/org/app.git"),
+            ),
+            (
+                "ssh://git@host/org/app.git",
+                Some("ssh://git@host/org/app.git"),
+            ),
+        ];
+        for (url, expected) in cases {
+            assert_eq!(source_url(url).as_deref(), expected, "{url}");
+        }
+        let local = SourceFacts {
+            remote_url: Some("/home/alice/src/app".to_owned()),
+            ..facts()
+        };
+        let labels = image_labels(&local, None, &BTreeMap::new()).unwrap();
+        assert!(!labels.contains_key(SOURCE), "{labels:?}");
+    }
+
     fn facts() -> SourceFacts {
         SourceFacts {
             commit: Some("0123456789abcdef0123456789abcdef01234567".to_owned()),
@@ -278,8 +381,14 @@ mod tests {
             (Some(""), Some("2024-05-01T12:00:00Z")),
             (Some("0"), Some("1970-01-01T00:00:00Z")),
             (Some(" 1700000000\n"), Some("2023-11-14T22:13:20Z")),
+            (Some("253402300799"), Some("9999-12-31T23:59:59Z")),
             (Some("1.5"), None),
             (Some("yesterday"), None),
+            (Some("-1"), None),
+            (Some("253402300800"), None),
+            (Some("-9223372036854775808"), None),
+            (Some("9223372036854775808"), None),
+            (Some("99999999999999999999999"), None),
         ];
         for (epoch, created) in cases {
             let result = image_labels(&facts(), epoch, &BTreeMap::new());
@@ -288,7 +397,12 @@ mod tests {
                 None => {
                     let failure = result.unwrap_err();
                     assert_eq!(failure.kind.exit_code(), 2);
-                    assert!(failure.report.contains("SOURCE_DATE_EPOCH"));
+                    assert!(
+                        failure.report.contains("SOURCE_DATE_EPOCH is `"),
+                        "{epoch:?}"
+                    );
+                    assert!(failure.report.contains(epoch.unwrap().trim()), "{epoch:?}");
+                    assert!(failure.report.contains("hint:"), "{epoch:?}");
                 }
             }
         }
@@ -298,6 +412,15 @@ mod tests {
         };
         let labels = image_labels(&without_commit, None, &BTreeMap::new()).unwrap();
         assert!(!labels.contains_key(CREATED));
+        // A commit time out of RFC 3339's range (written by hand) is left out.
+        for commit_time in [-1, LAST_EPOCH + 1, i64::MIN, i64::MAX] {
+            let facts = SourceFacts {
+                commit_time: Some(commit_time),
+                ..facts()
+            };
+            let labels = image_labels(&facts, None, &BTreeMap::new()).unwrap();
+            assert!(!labels.contains_key(CREATED), "{commit_time}");
+        }
     }
 
     #[test]

@@ -1479,6 +1479,8 @@ mod tests {
         /// The digests a [`FakeRegistry`] lost with their tags: an image
         /// this worker pushes is served again.
         lost: Arc<Mutex<Vec<String>>>,
+        /// The images pushed are OCI manifests ([`child_as`]).
+        oci: bool,
     }
 
     /// A pushed image with a digest that names its platform, for readable tables.
@@ -1494,6 +1496,17 @@ mod tests {
                 variant: parts.next(),
             },
             image_size: 4096,
+        }
+    }
+
+    /// [`child`], an OCI manifest when `oci`.
+    fn child_as(platform: &str, oci: bool) -> Child {
+        match oci {
+            true => Child {
+                media_type: mab_registry::OCI_MANIFEST.to_owned(),
+                ..child(platform)
+            },
+            false => child(platform),
         }
     }
 
@@ -1541,7 +1554,7 @@ mod tests {
             match outcome {
                 Outcome::Built => Ok(Built {
                     job: job.clone(),
-                    child: self.pushes.then(|| child(&platform)),
+                    child: self.pushes.then(|| child_as(&platform, self.oci)),
                     seconds: 2.5,
                     test: None,
                     binaries: None,
@@ -1634,6 +1647,8 @@ mod tests {
         /// The platform whose image cannot be read once the list is
         /// published (a 500, after the retries).
         unreadable: Option<&'static str>,
+        /// The images are OCI manifests ([`child_as`]).
+        oci: bool,
     }
 
     /// Records every call, naming the tags and digests involved.
@@ -1717,7 +1732,7 @@ mod tests {
                     action: format!("reading manifest {digest} in {}", self.name()),
                     message: "the registry answered 404 Not Found".to_owned(),
                 }),
-                false => Ok(child(&platform.replace('-', "/"))),
+                false => Ok(child_as(&platform.replace('-', "/"), self.answers.oci)),
             }
         }
 
@@ -3075,6 +3090,7 @@ mod tests {
                 runs: Mutex::new(Vec::new()),
                 control: None,
                 lost: Arc::default(),
+                oci: false,
             };
             let control = BuildControl::default();
             let registry = FakeRegistry::new(case.answers, &control);
@@ -3160,6 +3176,108 @@ mod tests {
                 }
             };
             assert_eq!(runs, expected_runs, "{name}");
+        }
+    }
+
+    /// Through the whole build: OCI images make an OCI index that carries
+    /// the labels' `org.opencontainers.image.*` keys (`[labels]` over the
+    /// computed ones) and `[annotations]` over them; Docker images make a
+    /// Docker manifest list without annotations, and only then does
+    /// `[annotations]` get the warning that it is not published.
+    #[tokio::test]
+    async fn an_oci_index_carries_the_annotations_and_a_docker_list_says_it_cannot() {
+        let facts = labels::SourceFacts {
+            commit: Some("0123456789abcdef0123456789abcdef01234567".to_owned()),
+            version: Some("1.2.3".to_owned()),
+            remote_url: Some("https://token@git.example.com/team/app.git".to_owned()),
+            commit_time: Some(1_714_564_800),
+        };
+        let configured_labels = std::collections::BTreeMap::from([
+            (labels::VERSION.to_owned(), "1.2.3-custom".to_owned()),
+            ("team".to_owned(), "build".to_owned()),
+        ]);
+        let image_labels = labels::image_labels(&facts, None, &configured_labels).unwrap();
+        let platforms: Vec<mab_config::Platform> = ["linux/amd64", "linux/arm64"]
+            .iter()
+            .map(|platform| platform.parse().unwrap())
+            .collect();
+        let jobs = Jobs::on_planned_runners(&platforms);
+        for (oci, configured) in [(true, true), (true, false), (false, true), (false, false)] {
+            let name = format!("oci {oci}, [annotations] {configured}");
+            let configured_annotations = match configured {
+                true => std::collections::BTreeMap::from([
+                    ("org.example.pipeline".to_owned(), "nightly".to_owned()),
+                    (
+                        labels::CREATED.to_owned(),
+                        "2000-01-01T00:00:00Z".to_owned(),
+                    ),
+                ]),
+                false => std::collections::BTreeMap::new(),
+            };
+            let annotations = labels::index_annotations(&image_labels, &configured_annotations);
+            let planned = Planned {
+                annotations: &annotations,
+                annotations_configured: configured,
+                ..jobs.planned(false, &[])
+            };
+            let control = BuildControl::default();
+            let answers = Answers {
+                oci,
+                ..Answers::default()
+            };
+            let registry = FakeRegistry::new(answers, &control);
+            let worker = FakeWorker {
+                oci,
+                ..FakeWorker::pushing(vec![
+                    ("linux/amd64", Outcome::Built),
+                    ("linux/arm64", Outcome::Built),
+                ])
+            };
+            let (_directory, _path, metadata) = empty_metadata_file();
+            let reporter = Recorded::default();
+            let result = run_and_publish(
+                &planned,
+                &worker,
+                Some(&registry),
+                &metadata,
+                &control,
+                &reporter,
+            )
+            .await;
+            assert!(result.is_ok(), "{name}: {result:?}");
+            let (pushed, _) = registry.list.lock().unwrap().clone().expect("published");
+            let list: serde_json::Value = serde_json::from_slice(&pushed).unwrap();
+            match oci {
+                true => {
+                    assert_eq!(list["mediaType"], mab_registry::OCI_INDEX, "{name}");
+                    let mut expected = json!({
+                        "org.opencontainers.image.source": "https://git.example.com/team/app.git",
+                        "org.opencontainers.image.revision": "0123456789abcdef0123456789abcdef01234567",
+                        "org.opencontainers.image.created": "2024-05-01T12:00:00Z",
+                        "org.opencontainers.image.version": "1.2.3-custom",
+                    });
+                    if configured {
+                        expected["org.opencontainers.image.created"] =
+                            json!("2000-01-01T00:00:00Z");
+                        expected["org.example.pipeline"] = json!("nightly");
+                    }
+                    assert_eq!(list["annotations"], expected, "{name}");
+                }
+                false => {
+                    assert_eq!(
+                        list["mediaType"],
+                        mab_registry::DOCKER_MANIFEST_LIST,
+                        "{name}"
+                    );
+                    assert!(list.get("annotations").is_none(), "{name}: {list}");
+                }
+            }
+            let warned = reporter
+                .said()
+                .iter()
+                .filter(|line| line.contains("[annotations] in mab.toml are not published"))
+                .count();
+            assert_eq!(warned, usize::from(!oci && configured), "{name}");
         }
     }
 
@@ -3742,6 +3860,7 @@ mod tests {
                 runs: Mutex::new(Vec::new()),
                 control: None,
                 lost: Arc::default(),
+                oci: false,
             }
         }
     }
