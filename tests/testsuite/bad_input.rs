@@ -1041,6 +1041,7 @@ fn inspect_missing_tag() {
     let project = Project::new();
     for (name, reference) in [
         ("inspect_missing_tag", format!("{repository}:1.0")),
+        ("inspect_missing_latest", repository.clone()),
         (
             "inspect_missing_digest",
             format!("{repository}@sha256:{}", "0".repeat(64)),

@@ -237,6 +237,8 @@ pub(crate) fn from_toml(path: &Path, text: &str, error: &toml::de::Error) -> Con
         Some("write the command as an argv, one string per argument, e.g. `run = [\"/app/server\", \"--version\"]`: no shell splits it".to_owned())
     } else if message.contains("expected a list") && key == "ignore" {
         Some("write the patterns as a list of strings in square brackets, e.g. `ignore = [\"/usr/share/qemu/**\"]` (docs/verify.md)".to_owned())
+    } else if message.contains("expected a list") && key == "platforms" {
+        Some("write the platforms as a list of strings in square brackets, e.g. `platforms = [\"linux/amd64\", \"linux/arm64\"]`".to_owned())
     } else if message.contains("expected a list") || message.contains("expected an array") {
         Some("write a list in square brackets, e.g. `[\"a\", \"b\"]`; declare runners with `[[runner]]`".to_owned())
     } else if message.contains("must be quoted") {

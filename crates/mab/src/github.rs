@@ -334,7 +334,21 @@ fn annotations(
         ));
     }
     if let Some(error) = &outcome.error {
-        let mut message = error.message.clone();
+        // A configuration error's first detail is its place, FILE:LINE:COL.
+        let place = error.details.first().filter(|detail| {
+            let mut parts = detail.rsplitn(3, ':');
+            let numbers = [parts.next(), parts.next()];
+            parts.next().is_some()
+                && numbers.iter().all(|part| {
+                    part.is_some_and(|part| {
+                        !part.is_empty() && part.chars().all(|c| c.is_ascii_digit())
+                    })
+                })
+        });
+        let mut message = match place {
+            Some(place) => format!("{place}: {}", error.message),
+            None => error.message.clone(),
+        };
         for hint in &error.hints {
             message.push_str(&format!("\nhint: {hint}"));
         }
@@ -607,6 +621,24 @@ mod tests {
             error: None,
         };
         assert_eq!(annotations(&[], &HashSet::new(), &succeeded), "");
+        // A configuration error's annotation names its place.
+        let config = Outcome {
+            exit_code: 2,
+            digest: None,
+            no_push: false,
+            error: Some(mab_events::OutcomeError {
+                message: "`platforms` is empty".to_owned(),
+                hints: vec!["list at least one platform".to_owned()],
+                details: vec![
+                    "/src/app/mab.toml:3:13".to_owned(),
+                    "3 | platforms = []".to_owned(),
+                ],
+            }),
+        };
+        assert_eq!(
+            annotations(&[], &HashSet::new(), &config),
+            "::error title=mab build failed::/src/app/mab.toml:3:13: `platforms` is empty%0Ahint: list at least one platform\n"
+        );
     }
 
     /// Outside GitHub Actions there is no observer; inside, the files are

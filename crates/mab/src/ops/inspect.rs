@@ -105,7 +105,7 @@ pub async fn inspect(
             // of a repository it does not know; its tag list says which.
             let known = !error.is_name_unknown() && repository.is_known().await.unwrap_or(true);
             return Err(match known {
-                true => not_found(image, &parsed.tag_or_digest),
+                true => not_found(image, &parsed.tag_or_digest, reference),
                 false => repository_not_found(image),
             });
         }
@@ -200,14 +200,22 @@ fn described(
 }
 
 /// The repository `name` holds no `tag_or_digest` (the registry
-/// answered 404): one line naming both, with a hint.
-fn not_found(name: &str, tag_or_digest: &str) -> Failure {
-    let what = match tag_or_digest.starts_with("sha256:") {
-        true => format!("manifest {tag_or_digest}"),
-        false => format!("tag `{tag_or_digest}`"),
+/// answered 404): one line naming both, with a hint. `reference` is the
+/// reference as written: a tag it does not write is `latest`, and the
+/// message says so, as docker's does not.
+fn not_found(name: &str, tag_or_digest: &str, reference: &str) -> Failure {
+    if tag_or_digest.starts_with("sha256:") {
+        return Failure::runtime(
+            format!("{name} has no manifest {tag_or_digest}"),
+            Some("a digest names one manifest of one repository: check that it was pushed to this one (`mab build` prints IMAGE@DIGEST on stdout, and --metadata-file holds it)"),
+        );
+    }
+    let implied = match reference.ends_with(&format!(":{tag_or_digest}")) {
+        true => "",
+        false => ", the tag a reference without one means",
     };
     Failure::runtime(
-        format!("{name} has no {what}"),
+        format!("{name} has no tag `{tag_or_digest}`{implied}"),
         Some(&format!(
             "check the reference; `skopeo list-tags docker://{name}` lists the repository's tags"
         )),
