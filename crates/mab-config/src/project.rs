@@ -1301,7 +1301,7 @@ extra = ["edge", "nightly", "edge"]
                 ":3:13",
                 "platforms = \"linux/amd64\"",
                 "            ^^^^^^^^^^^^^",
-                "write a list in square brackets",
+                "write the platforms as a list of strings in square brackets",
             ),
             (
                 "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\nemulation = \"no\"\n",
