@@ -449,6 +449,13 @@ pub fn plan(
         .map(|runner| (runner.name.clone(), runner.platforms.clone()))
         .collect();
     check_served(platforms, &offers)?;
+    // Each runner's place in runners.toml (names are unique there), so
+    // that ordering by it does not search the list for every runner.
+    let order: HashMap<&str, usize> = runners
+        .iter()
+        .enumerate()
+        .map(|(at, runner)| (runner.name.as_str(), at))
+        .collect();
     let mut assigned: HashMap<&str, u32> = HashMap::new();
     let mut jobs = Vec::with_capacity(platforms.len());
     let mut stranded = Vec::new();
@@ -524,11 +531,7 @@ pub fn plan(
             });
         }
         // Report rejections in runners.toml order.
-        rejected.sort_by_key(|rejection| {
-            runners
-                .iter()
-                .position(|runner| runner.name == rejection.runner)
-        });
+        rejected.sort_by_key(|rejection| order.get(rejection.runner.as_str()).copied());
 
         let emulated = winner.support == Support::Emulated;
         let moved_from = passed_over(&candidates, winner);
@@ -544,7 +547,7 @@ pub fn plan(
             reason: reason(platform, winner, &candidates),
             rejected,
             moved_from,
-            fallbacks: fallbacks(&candidates, losers),
+            fallbacks: fallbacks(&order, losers),
         });
     }
     if !stranded.is_empty() {
@@ -578,15 +581,13 @@ fn passed_over(candidates: &[&RunnerState], winner: &Contender<'_>) -> Option<Mo
 }
 
 /// The losing contenders as fallbacks: native ones, then emulated ones,
-/// each group in runners.toml order (`candidates` is in that order).
-fn fallbacks(candidates: &[&RunnerState], losers: &[Contender<'_>]) -> Vec<Candidate> {
+/// each group in runners.toml order (`order`: each runner's place there).
+fn fallbacks(order: &HashMap<&str, usize>, losers: &[Contender<'_>]) -> Vec<Candidate> {
     let mut ordered: Vec<&Contender<'_>> = losers.iter().collect();
     ordered.sort_by_key(|loser| {
         (
             loser.support != Support::Native,
-            candidates
-                .iter()
-                .position(|runner| runner.name == loser.runner.name),
+            order.get(loser.runner.name.as_str()).copied(),
         )
     });
     ordered
