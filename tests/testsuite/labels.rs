@@ -7,7 +7,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{mab_with_env, require_lab, skopeo_config, skopeo_raw, Lab, Project, Run};
+use crate::support::{require_lab, skopeo_config, skopeo_raw, Lab, Project};
+use crate::tags::build;
 
 /// Two platforms from the local engine (arm64 under QEMU), each image
 /// holding `/v` with the build arguments' values, written by a busybox
@@ -18,17 +19,6 @@ COPY busybox/${TARGETARCH} /bin/busybox\n\
 ARG MAB_VERSION\n\
 ARG MAB_COMMIT\n\
 RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo \\\"$MAB_VERSION $MAB_COMMIT\\\" > /v\"]\n";
-
-/// `mab build --progress plain ARGUMENTS` in the project with these
-/// variables; it must succeed.
-fn build(project: &Project, arguments: &[&str], variables: &[(&str, Option<&str>)]) -> Run {
-    let home = tempfile::tempdir().unwrap();
-    let mut all = vec!["build", "--progress", "plain"];
-    all.extend_from_slice(arguments);
-    let run = mab_with_env(home.path(), project.path(), &all, variables);
-    assert_eq!(run.code, 0, "{run:?}");
-    run
-}
 
 /// The digest of each entry of the list at `reference`, with its
 /// architecture.

@@ -23,8 +23,13 @@ fn project(repository: &str, content: &str) -> Project {
     project
 }
 
-/// `mab build --progress plain` with these variables; it must succeed.
-fn build(project: &Project, arguments: &[&str], variables: &[(&str, Option<&str>)]) -> Run {
+/// `mab build --progress plain ARGUMENTS` in the project with these
+/// variables, with a home of its own; it must succeed.
+pub(crate) fn build(
+    project: &Project,
+    arguments: &[&str],
+    variables: &[(&str, Option<&str>)],
+) -> Run {
     let home = tempfile::tempdir().unwrap();
     let mut all = vec!["build", "--progress", "plain"];
     all.extend_from_slice(arguments);
