@@ -58,6 +58,9 @@ GNU_TIME = Path("/usr/bin/time")
 # Every image a bench script creates lives under this prefix (registry and engines).
 BENCH_PREFIX = "127.0.0.1:5000/bench/"
 
+# The longest a cold series waits for one engine's `docker builder prune -af`.
+PRUNE_SECONDS = 300
+
 # A failed `mab build` in a full run is recorded and repeated, at most this often in a row.
 ATTEMPTS = 3
 
@@ -94,19 +97,23 @@ def in_parallel(function, items):
     return [future.result() for future in futures]
 
 
-def run(command, **kwargs):
-    """Runs a command that must succeed; returns its stdout as text."""
-    result = subprocess.run(command, capture_output=True, text=True, **kwargs)
+def run(command, timeout=None, **kwargs):
+    """Runs a command that must succeed within `timeout` seconds (none: no limit); returns its stdout."""
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, **kwargs)
+    except subprocess.TimeoutExpired:
+        die(f"`{' '.join(map(str, command))}` took more than {timeout} s and was stopped",
+            "another build may be holding that engine (the lab is shared); try again when it is quiet")
     if result.returncode != 0:
         die(f"`{' '.join(map(str, command))}` exited with {result.returncode}:\n{result.stderr.strip()}")
     return result.stdout.strip()
 
 
-def docker_on(host, *args, check=True):
+def docker_on(host, *args, check=True, timeout=None):
     """Debian's docker CLI against one engine of the lab (`local` or a runner host); returns stdout."""
     command = [str(DOCKER_ON), host, *args]
     if check:
-        return run(command, cwd=REPO)
+        return run(command, cwd=REPO, timeout=timeout)
     return subprocess.run(command, capture_output=True, text=True, cwd=REPO).stdout.strip()
 
 
@@ -223,7 +230,7 @@ def clear_caches(hosts):
     The build caches are shared with the tests: only a cold series calls this.
     """
     def one(host):
-        docker_on(host, "builder", "prune", "-af")
+        docker_on(host, "builder", "prune", "-af", timeout=PRUNE_SECONDS)
         remove_bench_images(host)
 
     in_parallel(one, [(host,) for host in hosts])
