@@ -2,7 +2,7 @@
 //! its unchanged steps from the image the last build published, and a
 //! missing cache is a warning.
 
-use crate::support::{mab, require_lab, skopeo_raw, ssh_lock, Home, Lab, Project, Run};
+use crate::support::{free_port, mab, require_lab, skopeo_raw, ssh_lock, Home, Lab, Project, Run};
 
 /// The project: a `RUN` step that writes the time (so a step that runs
 /// again gives another layer) after a nonce no other build's cache holds,
@@ -191,10 +191,11 @@ fn a_fresh_runner_takes_unchanged_steps_from_the_published_list() {
 
 /// `--cache-from REF` names another list; a platform that list lacks
 /// builds without a cache source, with a warning naming the list and the
-/// platforms it has.
+/// platforms it has; so does a platform whose list is on a registry that
+/// does not answer, with a warning naming the reference.
 #[test]
 #[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
-fn a_platform_the_list_lacks_is_a_warning() {
+fn a_platform_the_list_lacks_or_an_unreachable_registry_is_a_warning() {
     let lab = require_lab!();
     let home = Home::new(lab);
     let repository = lab.repository("cache-lacks");
@@ -237,5 +238,22 @@ fn a_platform_the_list_lacks_is_a_warning() {
     assert!(
         metadata["platforms"][0].get("cache_from").is_none(),
         "{metadata}"
+    );
+
+    // A registry where nothing answers: the same, naming the reference.
+    let nowhere = format!("127.0.0.1:{}/cache:v1", free_port());
+    let (run, _) = build(
+        &home,
+        &other,
+        &["--tag", "v1", "--no-push", "--cache-from", &nowhere],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let warned = warnings(&run);
+    assert_eq!(warned.len(), 1, "{run:?}");
+    assert!(
+        warned[0].starts_with(&format!(
+            "building linux/arm64 without a cache source: cannot read {nowhere}: "
+        )),
+        "{run:?}"
     );
 }
