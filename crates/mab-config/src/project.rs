@@ -1189,6 +1189,36 @@ extra = ["edge", "nightly", "edge"]
         assert!(project.warnings.is_empty());
     }
 
+    /// `[cache]`: absent is no registry cache; `from` and `ref` as written.
+    #[test]
+    fn cache_takes_its_source_and_reference() {
+        const IMAGE: &str = "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\n";
+        // ([cache] table, expected)
+        let cases = [
+            ("", Cache::default()),
+            ("[cache]\n", Cache::default()),
+            ("[cache]\nfrom = \"none\"\n", Cache::default()),
+            (
+                "[cache]\nfrom = \"registry\"\n",
+                Cache {
+                    from: CacheFrom::Registry,
+                    reference: None,
+                },
+            ),
+            (
+                "[cache]\nfrom = \"registry\"\nref = \"localhost:5000/app@sha256:0123456789012345678901234567890123456789012345678901234567890123\"\n",
+                Cache {
+                    from: CacheFrom::Registry,
+                    reference: Some("localhost:5000/app@sha256:0123456789012345678901234567890123456789012345678901234567890123".to_owned()),
+                },
+            ),
+        ];
+        for (table, expected) in cases {
+            let project = parse(&format!("{IMAGE}{table}")).unwrap();
+            assert_eq!(project.cache, expected, "{table}");
+        }
+    }
+
     #[test]
     fn verify_takes_its_mode_and_absolute_patterns() {
         let project = parse("[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\n[verify]\nbinaries = \"warn\"\nignore = [\"/usr/share/qemu/**\", \"!/usr/share/qemu/keep\"]\n").unwrap();
