@@ -576,7 +576,7 @@ fn verify_mistakes() {
         project.file("runners.toml", RUNNER);
         let run = run(&project, &["build", "--no-push"]);
         assert!(
-            run.stderr.contains(" --> [PROJECT]/mab.toml:6:"),
+            run.stderr.contains(" --> [PROJECT]/mab.toml:"),
             "{name}: points at the value: {run:?}"
         );
         assert!(!run.stderr.contains("[[runner]]"), "{name}: {run:?}");
@@ -1120,4 +1120,52 @@ fn credentials_that_cannot_be_read() {
     );
     assert!(!not_json.stderr.contains("s3cret"), "{not_json:?}");
     check("docker_auth_config_not_json", &not_json, 2);
+}
+
+/// Mistakes in `[cache]` and `--cache-from`: exit 2 before anything is
+/// contacted, pointing at the value (or naming the flag), each with a hint.
+#[test]
+fn cache_mistakes() {
+    const RUNNER: &str =
+        "[[runner]]\nname = \"a\"\nhost = \"local\"\nplatforms = [\"linux/amd64\"]\n";
+    const IMAGE: &str =
+        "[image]\nname = \"127.0.0.1:5000/x\"\nplatforms = [\"linux/amd64\"]\n\n[cache]\n";
+    let cases = [
+        ("cache_bad_from", "from = \"s3\"\n"),
+        ("cache_from_upper_case", "from = \"Registry\"\n"),
+        (
+            "cache_bad_ref",
+            "from = \"registry\"\nref = \"127.0.0.1:5000/Team/App:main\"\n",
+        ),
+        (
+            "cache_ref_without_from",
+            "ref = \"127.0.0.1:5000/x:main\"\n",
+        ),
+        ("cache_typo", "form = \"registry\"\n"),
+    ];
+    for (name, table) in cases {
+        let project = project(&format!("{IMAGE}{table}"));
+        project.file("runners.toml", RUNNER);
+        let run = run(&project, &["build", "--no-push"]);
+        assert!(
+            run.stderr.contains(" --> [PROJECT]/mab.toml:"),
+            "{name}: points at the value: {run:?}"
+        );
+        check(&format!("config_{name}"), &run, 2);
+    }
+    let project = project(GOOD_MANIFEST);
+    project.file("runners.toml", RUNNER);
+    check(
+        "cache_from_flag_bad_reference",
+        &run(
+            &project,
+            &[
+                "build",
+                "--no-push",
+                "--cache-from",
+                "127.0.0.1:5000/x:bad tag",
+            ],
+        ),
+        2,
+    );
 }

@@ -5,6 +5,7 @@ mod bad_input;
 mod binaries;
 mod build;
 mod build_args;
+mod cache;
 mod context_oracle;
 mod docker_build;
 mod docs;

@@ -33,8 +33,8 @@ pub use error::{io_message, ConfigError, Location};
 pub use host::{HostError, HostSpec};
 pub use platform::{Parsed, Platform, PlatformError};
 pub use project::{
-    check_label_key, find_manifest, load_project, parse_project, Binaries, Expect, Project,
-    SmokeTest, Verify,
+    check_label_key, find_manifest, load_project, parse_project, Binaries, Cache, CacheFrom,
+    Expect, Project, SmokeTest, Verify,
 };
 pub use runners::{
     implicit_runners, load_runners, locate_runners, parse_runners, NetworkMode, Runner, RunnerHost,

@@ -59,6 +59,9 @@ pub struct Project {
     pub test: Option<SmokeTest>,
     /// `[verify]`: the check of each image's programs.
     pub verify: Verify,
+    /// `[cache]`: where each platform's build looks for cached steps
+    /// (default: nowhere but its runner's own build cache).
+    pub cache: Cache,
     /// `[labels]`: label key to value, set on every platform's image (its
     /// config's `Labels`) over the `org.opencontainers.image.*` labels mab
     /// computes from the source (docs/configuration.md). Keys pass
@@ -118,12 +121,45 @@ impl Binaries {
     ];
 }
 
+/// `[cache]`: the cache source of each platform's build (docs/configuration.md#cache).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cache {
+    /// `from`: where cached steps come from.
+    pub from: CacheFrom,
+    /// `ref`: the published list (or image) whose platform images are the
+    /// cache sources, `[registry[:port]/]path[:tag|@sha256:digest]`, as
+    /// written and checked by [`parse_image_reference`]; `None` for the
+    /// list under the build's first tag. Only with `from = "registry"`.
+    pub reference: Option<String>,
+}
+
+/// `[cache] from`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CacheFrom {
+    /// `"none"` (the default): each runner's own build cache only, and no
+    /// inline cache metadata in the images.
+    #[default]
+    None,
+    /// `"registry"`: each platform's build imports the cache of that
+    /// platform's image in the previously published list (BuildKit's
+    /// `--cache-from` of a registry image), and every image is pushed with
+    /// inline cache metadata (`BUILDKIT_INLINE_CACHE=1`) for the next build.
+    Registry,
+}
+
+impl CacheFrom {
+    /// The values `from` takes, as written.
+    pub const VALUES: &[(&str, CacheFrom)] =
+        &[("none", CacheFrom::None), ("registry", CacheFrom::Registry)];
+}
+
 #[derive(Deserialize)]
 struct RawManifest {
     image: Option<Spanned<RawImage>>,
     tags: Option<RawTags>,
     test: Option<Spanned<RawTest>>,
     verify: Option<RawVerify>,
+    cache: Option<RawCache>,
     labels: Option<BTreeMap<String, Spanned<toml::Value>>>,
     annotations: Option<BTreeMap<String, Spanned<toml::Value>>>,
 }
@@ -132,6 +168,13 @@ struct RawManifest {
 struct RawVerify {
     binaries: Option<Spanned<String>>,
     ignore: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize)]
+struct RawCache {
+    from: Option<Spanned<String>>,
+    #[serde(rename = "ref")]
+    reference: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -244,7 +287,16 @@ struct RawTags {
     extra: Option<Vec<Spanned<String>>>,
 }
 
-const TOP_KEYS: &[&str] = &["image", "tags", "test", "verify", "labels", "annotations"];
+const TOP_KEYS: &[&str] = &[
+    "image",
+    "tags",
+    "test",
+    "verify",
+    "cache",
+    "labels",
+    "annotations",
+];
+const CACHE_KEYS: &[&str] = &["from", "ref"];
 const TEST_KEYS: &[&str] = &["run", "expect", "timeout"];
 const VERIFY_KEYS: &[&str] = &["binaries", "ignore"];
 const IMAGE_KEYS: &[&str] = &[
@@ -399,6 +451,12 @@ pub fn parse_project(path: &Path, text: &str) -> Result<Project, ConfigError> {
         None => Verify::default(),
     };
 
+    let cache = match raw.cache {
+        Some(cache) => parse_cache(cache)
+            .map_err(|(span, message, hint)| invalid(Some(span), message, &hint))?,
+        None => Cache::default(),
+    };
+
     let labels = key_values(path, text, "labels", raw.labels)?;
     let annotations = key_values(path, text, "annotations", raw.annotations)?;
 
@@ -440,6 +498,7 @@ pub fn parse_project(path: &Path, text: &str) -> Result<Project, ConfigError> {
         extra_tags,
         test,
         verify,
+        cache,
         labels,
         annotations,
         warnings,
@@ -597,25 +656,13 @@ fn parse_verify(
     raw: RawVerify,
 ) -> Result<Verify, (std::ops::Range<usize>, String, String)> {
     let binaries = match raw.binaries {
-        Some(written) => Binaries::VALUES
-            .iter()
-            .find(|(name, _)| name == written.get_ref())
-            .map(|(_, binaries)| *binaries)
-            .ok_or_else(|| {
-                let lower = written.get_ref().to_lowercase();
-                let hint = match Binaries::VALUES.iter().find(|(name, _)| *name == lower) {
-                    Some((name, _)) => format!("the values are lower case: `binaries = \"{name}\"`"),
-                    None => "\"error\" fails a platform whose image holds a program of another architecture, \"warn\" publishes it with a warning, \"off\" skips the check (docs/verify.md)".to_owned(),
-                };
-                (
-                    written.span(),
-                    format!(
-                        "`binaries = \"{}\"` is not one of \"error\", \"warn\" or \"off\"",
-                        written.get_ref()
-                    ),
-                    hint,
-                )
-            })?,
+        Some(written) => one_of(
+            "binaries",
+            &written,
+            Binaries::VALUES,
+            "\"error\", \"warn\" or \"off\"",
+            "\"error\" fails a platform whose image holds a program of another architecture, \"warn\" publishes it with a warning, \"off\" skips the check (docs/verify.md)",
+        )?,
         None => Binaries::default(),
     };
     let patterns = raw.ignore.unwrap_or_default();
@@ -674,6 +721,73 @@ fn parse_verify(
         ignore: patterns.into_iter().map(Spanned::into_inner).collect(),
         ignored,
     })
+}
+
+/// The value of `key` among `values` (each as written and its meaning),
+/// or the span, message and hint of a value that is none of them
+/// (`listed`, as the message names them): the hint gives the lower-case
+/// spelling of a value written in another case, else `hint`.
+fn one_of<T: Copy>(
+    key: &str,
+    written: &Spanned<String>,
+    values: &[(&str, T)],
+    listed: &str,
+    hint: &str,
+) -> Result<T, (std::ops::Range<usize>, String, String)> {
+    if let Some((_, value)) = values.iter().find(|(name, _)| name == written.get_ref()) {
+        return Ok(*value);
+    }
+    let lower = written.get_ref().trim().to_lowercase();
+    let hint = match values.iter().find(|(name, _)| *name == lower) {
+        Some((name, _)) => format!("the values are lower case: `{key} = \"{name}\"`"),
+        None => hint.to_owned(),
+    };
+    Err((
+        written.span(),
+        format!("`{key} = \"{}\"` is not one of {listed}", written.get_ref()),
+        hint,
+    ))
+}
+
+/// `[cache]`, or the span, message and hint of its bad value: a `from`
+/// that is not `"none"` or `"registry"`, a `ref` that is not an image
+/// reference ([`parse_image_reference`]), or a `ref` without
+/// `from = "registry"`.
+fn parse_cache(raw: RawCache) -> Result<Cache, (std::ops::Range<usize>, String, String)> {
+    let from = match &raw.from {
+        Some(written) => one_of(
+            "from",
+            written,
+            CacheFrom::VALUES,
+            "\"none\" or \"registry\"",
+            "\"registry\" builds each platform with the cache of its image in the last published list (or `ref`), \"none\" with its runner's own cache only (docs/configuration.md#cache)",
+        )?,
+        None => CacheFrom::default(),
+    };
+    let reference = match raw.reference {
+        Some(written) => {
+            if from != CacheFrom::Registry {
+                return Err((
+                    written.span(),
+                    "`ref` is given without `from = \"registry\"`".to_owned(),
+                    "add `from = \"registry\"` to [cache] to build with the cache of that image, or remove `ref`".to_owned(),
+                ));
+            }
+            if let Err(error) = parse_image_reference(written.get_ref()) {
+                return Err((
+                    written.span(),
+                    format!(
+                        "`ref = \"{}\"` is not a valid image reference ({error})",
+                        written.get_ref()
+                    ),
+                    "write the published list to take the cache from as [registry[:port]/]path[:tag] or path@sha256:DIGEST, e.g. `registry.example.com/team/app:main`; leave `ref` out for the list under the build's first tag".to_owned(),
+                ));
+            }
+            Some(written.into_inner())
+        }
+        None => None,
+    };
+    Ok(Cache { from, reference })
 }
 
 impl Project {
@@ -739,6 +853,7 @@ fn table_of(segments: &[Segment]) -> Table<'static> {
         "tags" => (TAGS_KEYS, &[]),
         "test" => (TEST_KEYS, &["run"]),
         "verify" => (VERIFY_KEYS, &[]),
+        "cache" => (CACHE_KEYS, &[]),
         secret if secret.starts_with("image.secrets.") => (SECRET_KEYS, &[]),
         _ => (&[], &[]),
     };
@@ -1072,6 +1187,36 @@ extra = ["edge", "nightly", "edge"]
         assert_eq!(project.verify, Verify::default());
         assert_eq!(project.verify.binaries, Binaries::Error);
         assert!(project.warnings.is_empty());
+    }
+
+    /// `[cache]`: absent is no registry cache; `from` and `ref` as written.
+    #[test]
+    fn cache_takes_its_source_and_reference() {
+        const IMAGE: &str = "[image]\nname = \"app\"\nplatforms = [\"linux/amd64\"]\n";
+        // ([cache] table, expected)
+        let cases = [
+            ("", Cache::default()),
+            ("[cache]\n", Cache::default()),
+            ("[cache]\nfrom = \"none\"\n", Cache::default()),
+            (
+                "[cache]\nfrom = \"registry\"\n",
+                Cache {
+                    from: CacheFrom::Registry,
+                    reference: None,
+                },
+            ),
+            (
+                "[cache]\nfrom = \"registry\"\nref = \"localhost:5000/app@sha256:0123456789012345678901234567890123456789012345678901234567890123\"\n",
+                Cache {
+                    from: CacheFrom::Registry,
+                    reference: Some("localhost:5000/app@sha256:0123456789012345678901234567890123456789012345678901234567890123".to_owned()),
+                },
+            ),
+        ];
+        for (table, expected) in cases {
+            let project = parse(&format!("{IMAGE}{table}")).unwrap();
+            assert_eq!(project.cache, expected, "{table}");
+        }
     }
 
     #[test]

@@ -181,6 +181,13 @@ pub struct BuildSpec {
     pub labels: BTreeMap<String, String>,
     /// Network mode of RUN steps: `default`, `host` or `none`.
     pub network: String,
+    /// Images whose build cache the build may import, by digest
+    /// (`REPO@sha256:…`), sent as the build's `cachefrom` parameter (a
+    /// JSON array, as `docker build --cache-from` sends it; Docker 20.10's
+    /// BuildKit reads each as a registry cache import, the inline cache
+    /// metadata in the image's config, pulled by the engine with the
+    /// credentials the session's Auth service gives). Left out when empty.
+    pub cache_from: Vec<String>,
     /// Where the credentials the engine may ask for while it pulls base
     /// images come from (through the session's Auth service).
     pub credential_sources: Option<mab_registry::CredentialSources>,
@@ -718,6 +725,10 @@ fn build_query(spec: &BuildSpec, session: &str, dockerfile_name: &str) -> String
     if !spec.labels.is_empty() {
         pairs.push(("labels", labels.as_str()));
     }
+    let cache_from = serde_json::to_string(&spec.cache_from).unwrap_or_else(|_| "[]".to_owned());
+    if !spec.cache_from.is_empty() {
+        pairs.push(("cachefrom", cache_from.as_str()));
+    }
     pairs
         .iter()
         .map(|(name, value)| format!("{name}={}", percent_encode(value)))
@@ -1022,6 +1033,7 @@ mod tests {
             args: BTreeMap::from([("GREETING".to_owned(), "hello world".to_owned())]),
             labels: BTreeMap::new(),
             network: "host".to_owned(),
+            cache_from: Vec::new(),
             credential_sources: None,
             secrets: Secrets::default(),
             ssh_agents: SshAgents::default(),
@@ -1050,6 +1062,14 @@ mod tests {
             };
             assert!(build_query(&spec, "s", "D").ends_with(end), "{target:?}");
         }
+        let cached = BuildSpec {
+            cache_from: vec![format!("127.0.0.1:5000/app@sha256:{}", "a".repeat(64))],
+            ..spec()
+        };
+        assert!(build_query(&cached, "s", "D").ends_with(&format!(
+            "&rm=1&cachefrom=%5B%22127.0.0.1%3A5000%2Fapp%40sha256%3A{}%22%5D",
+            "a".repeat(64)
+        )));
         let spec = BuildSpec {
             labels: BTreeMap::from([(
                 "org.opencontainers.image.revision".to_owned(),

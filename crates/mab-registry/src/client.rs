@@ -12,7 +12,9 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 
 use crate::credentials::Credentials;
-use crate::list::{config_platform, Child, DOCKER_MANIFEST, OCI_MANIFEST};
+use crate::list::{
+    config_platform, list_entries, Child, ConfigPlatform, DOCKER_MANIFEST, OCI_MANIFEST,
+};
 
 /// A blob's bytes as they arrive ([`Repository::blob`]).
 pub type Blob = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
@@ -795,6 +797,51 @@ impl Repository {
             });
         }
         Ok((bytes, digest))
+    }
+
+    /// The images under `tag_or_digest` by platform, each as its manifest's
+    /// digest: the entries of a manifest list or image index that name a
+    /// platform, in the list's order; for a single image's manifest, that
+    /// one image with the platform its config names. `None` when the
+    /// registry has nothing there (404, also for a repository it does not
+    /// know). For taking a platform's image out of a published list (the
+    /// cache source of a build, `[cache] from = "registry"`). Each request
+    /// is retried on transient faults (see [`retry`]).
+    ///
+    /// Errors: [`RegistryError::Unreachable`], [`RegistryError::Request`]
+    /// (a list that cannot be read as one is a `Request` naming the
+    /// reference), [`RegistryError::DigestMismatch`].
+    pub async fn platform_images(
+        &self,
+        tag_or_digest: &str,
+    ) -> Result<Option<Vec<(ConfigPlatform, String)>>, RegistryError> {
+        let (bytes, digest) = match self.manifest(tag_or_digest).await {
+            Ok(found) => found,
+            Err(RegistryError::NotFound { .. }) => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|manifest| manifest.get("mediaType")?.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let is_image = matches!(media_type.as_str(), DOCKER_MANIFEST | OCI_MANIFEST)
+            || serde_json::from_slice::<serde_json::Value>(&bytes)
+                .is_ok_and(|manifest| manifest.get("config").is_some());
+        if is_image {
+            let child = self.describe(&digest).await?;
+            return Ok(Some(vec![(child.platform, child.digest)]));
+        }
+        let entries = list_entries(&bytes).map_err(|error| RegistryError::Request {
+            registry: self.registry.clone(),
+            action: format!("reading {tag_or_digest} in {}", self.name()),
+            message: format!("it is neither an image manifest nor a list: {error}"),
+        })?;
+        Ok(Some(
+            entries
+                .into_iter()
+                .filter_map(|entry| Some((entry.platform?, entry.digest)))
+                .collect(),
+        ))
     }
 
     /// Whether the registry knows this repository, as far as it says so:

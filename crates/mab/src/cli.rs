@@ -100,6 +100,8 @@ pub enum Command {
     ///               OCI index (a Docker manifest list has none)
     ///   [verify]    binaries = "error" | "warn" | "off": programs of another architecture;
     ///               ignore = ["/usr/share/qemu/**"]: image paths not inspected
+    ///   [cache]     from = "registry": build each platform with the cache of its image in
+    ///               the last published list; ref = "REF": that list (default: the first tag's)
     ///   [test]      run = ["/app/server", "--version"]: a command each image runs on its
     ///               runner before anything is published; expect = 'regex' its stdout
     ///               must match; timeout = "60s"
@@ -277,6 +279,9 @@ pub struct BuildArgs {
     /// Finish an earlier build that failed or was stopped (Ctrl-C, SIGTERM): rebuild only its platforms that were not pushed and verified, reuse the others by digest (checked in the registry first; one that is gone is rebuilt, their runners are not contacted), and publish the full list under this run's tags. Alone it resumes this project's last build (state in $XDG_STATE_HOME/mab, default ~/.local/state/mab); with FILE, the build whose --metadata-file that is (a CI re-run in a fresh clone). Refused (exit 2) when the files sent, the Dockerfile, build args, target or platforms changed since, and with --no-push, as a resume publishes (docs/publishing.md#resuming-a-failed-build).
     #[arg(long, value_name = "FILE", num_args = 0..=1)]
     pub resume: Option<Option<PathBuf>>,
+    /// Build each platform with the build cache of its image in the published list (or image) REF, as `[cache] from = "registry"` with `ref = REF` in mab.toml (over it): REF is [registry[:port]/]path[:tag] or path@sha256:DIGEST; its image of each platform is imported by digest, and every image is pushed with inline cache metadata (BUILDKIT_INLINE_CACHE=1). A REF with nothing under it, a platform it lacks or a registry that does not answer is a warning: that platform builds without it (docs/configuration.md#cache).
+    #[arg(long, value_name = "REF")]
+    pub cache_from: Option<String>,
     /// Build and verify each platform on its runner; write nothing to the registry (which then need not answer: without --no-push, mab first checks that it answers and accepts a push).
     #[arg(long)]
     pub no_push: bool,

@@ -289,6 +289,11 @@ pub(super) struct PlatformMetadata {
     /// did not run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     binaries: Option<BinariesMetadata>,
+    /// The image whose build cache its build imported (`[cache] from =
+    /// "registry"`, `--cache-from`), `REPO@sha256:…`; absent when it had
+    /// none (no registry cache, or none found: a warning said why).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) cache_from: Option<String>,
 }
 
 /// `"binaries"` of a platform: how many ELF files were checked, and those
@@ -324,6 +329,7 @@ impl PlatformMetadata {
             reused: false,
             test: None,
             binaries: None,
+            cache_from: None,
         }
     }
 
@@ -475,6 +481,9 @@ pub(super) struct MetadataFile {
     /// GitHub Actions' observer, given each document written (for
     /// `$GITHUB_OUTPUT`); `None` outside GitHub Actions.
     pub(super) github: Option<std::sync::Arc<crate::github::Actions>>,
+    /// Each platform's cache source (`"cache_from"`), once known: set
+    /// once before the jobs start.
+    pub(super) cache_sources: std::sync::OnceLock<BTreeMap<Platform, String>>,
 }
 
 /// Where the state of the last build of the project whose `mab.toml` is
@@ -604,6 +613,7 @@ impl MetadataFile {
             inputs,
             order: project.platforms.clone(),
             github: None,
+            cache_sources: std::sync::OnceLock::new(),
         };
         let Some(given) = &args.metadata_file else {
             return Ok(file);
@@ -630,13 +640,23 @@ impl MetadataFile {
     }
 
     /// `platforms` with `reused` among them, in the order of `mab.toml`;
-    /// a platform not in that order (none is) goes last.
+    /// a platform not in that order (none is) goes last. Those of
+    /// `platforms` get their cache source ([`MetadataFile::cache_sources`]);
+    /// the reused keep the earlier build's.
     pub(super) fn in_order(
         &self,
         platforms: &[PlatformMetadata],
         reused: &[PlatformMetadata],
     ) -> Vec<PlatformMetadata> {
-        let mut all: Vec<PlatformMetadata> = platforms.iter().chain(reused).cloned().collect();
+        let cache_sources = self.cache_sources.get();
+        let mut all: Vec<PlatformMetadata> = platforms
+            .iter()
+            .map(|entry| PlatformMetadata {
+                cache_from: cache_sources.and_then(|sources| sources.get(&entry.platform).cloned()),
+                ..entry.clone()
+            })
+            .chain(reused.iter().cloned())
+            .collect();
         if !reused.is_empty() {
             self.sort_in_order(&mut all, |entry| &entry.platform);
         }
@@ -915,6 +935,7 @@ mod tests {
             },
             order: vec!["linux/arm64".parse().unwrap()],
             github: None,
+            cache_sources: Default::default(),
         };
         let job = JobSpec::on("linux/arm64".parse().unwrap(), "pi");
         let entry = PlatformMetadata::not_started(&job);

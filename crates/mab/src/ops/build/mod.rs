@@ -10,6 +10,7 @@
 //! `labels` (the labels, index annotations and build arguments from the
 //! source).
 
+mod cache;
 mod labels;
 mod metadata;
 mod overrides;
@@ -128,16 +129,35 @@ async fn build_checked(
         reporter: reporter.as_ref(),
     };
     let access = open_registry(args, environment, &prepared, &unstarted, reporter, control).await?;
-    let ready = connect_and_plan(
-        args,
-        environment,
-        &prepared,
-        &access,
-        &unstarted,
-        reporter,
-        control,
-    )
-    .await?;
+    // The cache sources are read from the registry while the runners
+    // are connected to.
+    let cache_sources = async {
+        let Some(reference) = cache::cache_reference(&prepared.project, &prepared.tags) else {
+            return Ok(std::collections::BTreeMap::new());
+        };
+        let image_registry = (access.registry.as_str(), access.credentials.as_ref());
+        Ok(cache::cache_sources(
+            &reference,
+            &prepared.resume.rest,
+            environment,
+            image_registry,
+            reporter.as_ref(),
+        )
+        .await)
+    };
+    let (ready, cache_sources) = tokio::try_join!(
+        connect_and_plan(
+            args,
+            environment,
+            &prepared,
+            &access,
+            &unstarted,
+            reporter,
+            control,
+        ),
+        cache_sources,
+    )?;
+    let _ = prepared.metadata.cache_sources.set(cache_sources.clone());
 
     let project = &prepared.project;
     let jobs: Vec<JobSpec> = ready.plan.jobs.iter().map(job_spec).collect();
@@ -167,6 +187,7 @@ async fn build_checked(
         reporter: reporter.as_ref(),
         control,
         test: project.test.as_ref().filter(|_| !args.no_test),
+        cache_sources: &cache_sources,
     };
     let planned = Planned {
         image: &project.image,
@@ -285,6 +306,7 @@ async fn load_and_check(
     let loaded = prepare::load(&args.project, environment, reporter)?;
     let mut project = loaded.project;
     apply_overrides(&mut project, args, environment)?;
+    cache::apply_cache_flag(&mut project, args)?;
     let ssh = ssh::start_agents(&args.ssh, environment).await?;
     let deadline = match &args.deadline {
         Some(deadline) => {
@@ -2124,6 +2146,7 @@ mod tests {
                 .map(|platform| platform.parse().unwrap())
                 .collect(),
             github: None,
+            cache_sources: Default::default(),
         };
         (directory, path, metadata)
     }

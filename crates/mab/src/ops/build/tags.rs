@@ -253,6 +253,7 @@ mod tests {
                 extra_tags: Vec::new(),
                 test: None,
                 verify: Default::default(),
+                cache: Default::default(),
                 labels: Default::default(),
                 annotations: Default::default(),
                 warnings: Vec::new(),

@@ -78,6 +78,10 @@ pub(super) struct LiveWorker<'a, R> {
     pub(super) control: &'a BuildControl,
     /// `[test]`, unless `--no-test`.
     pub(super) test: Option<&'a SmokeTest>,
+    /// Each platform's cache source, `REPO@sha256:…` (`[cache]`,
+    /// `--cache-from`); a platform without one builds with its runner's
+    /// cache only.
+    pub(super) cache_sources: &'a std::collections::BTreeMap<Platform, String>,
 }
 
 /// The label every smoke-test container carries, with the build id as
@@ -120,6 +124,12 @@ impl<R: Registry> LiveWorker<'_, R> {
                 .unwrap_or(self.runners[&job.runner].network)
                 .as_str()
                 .to_owned(),
+            cache_from: self
+                .cache_sources
+                .get(&job.platform)
+                .cloned()
+                .into_iter()
+                .collect(),
             credential_sources: Some(self.credential_sources.clone()),
             secrets: self.secrets.clone(),
             ssh_agents: self.ssh_agents.clone(),

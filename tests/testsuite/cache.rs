@@ -1,0 +1,259 @@
+//! `[cache] from = "registry"`: a runner that never built the project takes
+//! its unchanged steps from the image the last build published, and a
+//! missing cache is a warning.
+
+use crate::support::{free_port, mab, require_lab, skopeo_raw, ssh_lock, Home, Lab, Project, Run};
+
+/// The project: a `RUN` step that writes the time (so a step that runs
+/// again gives another layer) after a nonce no other build's cache holds,
+/// built for linux/amd64 (each platform copies its own busybox); `[cache]`
+/// as `cache` says.
+fn write_project(project: &Project, lab: &Lab, repository: &str, nonce: &str, cache: &str) {
+    project
+        .with_busybox(lab, &["amd64", "arm64"])
+        .file(
+            "Dockerfile",
+            &format!(
+                "FROM scratch\nARG TARGETARCH\nCOPY busybox/${{TARGETARCH}} /bin/busybox\n\
+                 RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo {nonce} > /nonce; /bin/busybox sleep 1; /bin/busybox date +%s%N > /stamp\"]\n"
+            ),
+        )
+        .file(
+            "mab.toml",
+            &format!(
+                "[image]\nname = \"{repository}\"\nplatforms = [\"linux/amd64\"]\n{cache}"
+            ),
+        );
+}
+
+/// `runners.toml` with one runner, `fresh`, building linux/amd64 on
+/// `host` (`local` or a lab host) with the engine at `engine`.
+fn runners_on(project: &Project, host: &str, engine: &str) {
+    project.file(
+        "runners.toml",
+        &format!(
+            "[[runner]]\nname = \"fresh\"\nhost = \"{host}\"\nplatforms = [\"linux/amd64\"]\nengine = \"{engine}\"\n"
+        ),
+    );
+}
+
+/// `mab build --progress json --metadata-file metadata.json ARGS`; returns
+/// the run and the metadata file.
+fn build(home: &Home, project: &Project, arguments: &[&str]) -> (Run, serde_json::Value) {
+    // Outside the context, which it would change.
+    let metadata = home.path().join("metadata.json");
+    let mut all = vec![
+        "build",
+        "--progress",
+        "json",
+        "--metadata-file",
+        metadata.to_str().unwrap(),
+    ];
+    all.extend_from_slice(arguments);
+    let run = mab(home.path(), project.path(), &all);
+    let json = serde_json::from_str(&std::fs::read_to_string(&metadata).unwrap_or_default())
+        .unwrap_or(serde_json::Value::Null);
+    (run, json)
+}
+
+/// Whether the build's `RUN` step was found in the cache (its `step`
+/// event's `cached`).
+fn run_step_cached(run: &Run) -> bool {
+    let steps = run.events_named("step");
+    let step = steps
+        .iter()
+        .find(|event| event["step"].as_str().unwrap_or_default().contains("RUN "))
+        .unwrap_or_else(|| panic!("no RUN step: {run:?}"));
+    step["cached"].as_bool().unwrap()
+}
+
+/// The warnings of the build.
+fn warnings(run: &Run) -> Vec<String> {
+    run.events_named("warning")
+        .iter()
+        .map(|event| event["message"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The image config at `reference` as the registry holds it (`skopeo
+/// inspect --config --raw`: without `--raw`, skopeo keeps only the OCI
+/// fields, not BuildKit's `moby.buildkit.cache.v0`).
+fn raw_config(reference: &str) -> serde_json::Value {
+    let output = std::process::Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--config", "--raw"])
+        .arg(format!("docker://{reference}"))
+        .output()
+        .expect("skopeo runs");
+    assert!(
+        output.status.success(),
+        "skopeo inspect --config --raw {reference}"
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// The layer digests of the image manifest at `reference`, read with skopeo.
+fn layers(reference: &str) -> Vec<String> {
+    let manifest: serde_json::Value = serde_json::from_slice(&skopeo_raw(reference)).unwrap();
+    manifest["layers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no layers: {manifest}"))
+        .iter()
+        .map(|layer| layer["digest"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The digest of the linux/amd64 image of the list at `reference`.
+fn amd64_digest(reference: &str) -> String {
+    let list: serde_json::Value = serde_json::from_slice(&skopeo_raw(reference)).unwrap();
+    list["manifests"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .iter()
+        .find(|entry| entry["platform"]["architecture"] == "amd64")
+        .map(|entry| entry["digest"].as_str().unwrap().to_owned())
+        .unwrap()
+}
+
+fn nonce() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("cache-{}-{nanos:x}", std::process::id())
+}
+
+/// The first build with `[cache] from = "registry"` finds nothing (a
+/// warning naming the reference and the platform) and publishes an image
+/// holding inline cache metadata; a runner that never built the project
+/// (runner-b, without the cache) runs the `RUN` step; another that never
+/// did either (runner-a, with it) takes it from the published image: the
+/// step is cached, the metadata names the source by digest, and the
+/// image's layers are the first one's, as skopeo reads them.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_fresh_runner_takes_unchanged_steps_from_the_published_list() {
+    let lab = require_lab!();
+    let _lock = ssh_lock();
+    let home = Home::new(lab);
+    let repository = lab.repository("cache");
+    let nonce = nonce();
+    let project = Project::new();
+    let cache = "\n[cache]\nfrom = \"registry\"\n";
+    write_project(&project, lab, &repository, &nonce, cache);
+    runners_on(&project, "local", lab.get("LOCAL_ENGINE"));
+
+    // The first build: nothing to read.
+    let (first, metadata) = build(&home, &project, &["--tag", "v1"]);
+    assert_eq!(first.code, 0, "{first:?}");
+    let expected = format!(
+        "building linux/amd64 without a cache source: nothing is published at {repository}:v1 (as on the first build with a registry cache)"
+    );
+    assert!(warnings(&first).contains(&expected), "{first:?}");
+    assert!(!run_step_cached(&first), "{first:?}");
+    assert!(
+        metadata["platforms"][0].get("cache_from").is_none(),
+        "{metadata}"
+    );
+    let published = amd64_digest(&format!("{repository}:v1"));
+    let source = format!("{repository}@{published}");
+    assert!(
+        raw_config(&source).get("moby.buildkit.cache.v0").is_some(),
+        "the image carries inline cache metadata"
+    );
+    let first_layers = layers(&source);
+
+    // Without the cache, a runner that never built it runs the step.
+    write_project(&project, lab, &repository, &nonce, "");
+    let b_engine = format!("unix://{}", lab.get("RUNNER_B_ENGINE_SOCKET"));
+    runners_on(&project, "runner-b", &b_engine);
+    let (control, _) = build(&home, &project, &["--tag", "control"]);
+    assert_eq!(control.code, 0, "{control:?}");
+    assert!(!run_step_cached(&control), "{control:?}");
+    let control_layers = layers(&format!(
+        "{repository}@{}",
+        amd64_digest(&format!("{repository}:control"))
+    ));
+    assert_ne!(control_layers, first_layers, "the step ran again");
+
+    // With it, another runner that never built it takes the step.
+    write_project(&project, lab, &repository, &nonce, cache);
+    let a_engine = format!("unix://{}", lab.get("RUNNER_A_ENGINE_SOCKET"));
+    runners_on(&project, "runner-a", &a_engine);
+    let (warm, metadata) = build(&home, &project, &["--tag", "v1"]);
+    assert_eq!(warm.code, 0, "{warm:?}");
+    assert!(warnings(&warm).is_empty(), "{warm:?}");
+    assert!(run_step_cached(&warm), "{warm:?}");
+    assert_eq!(metadata["platforms"][0]["runner"], "fresh");
+    assert_eq!(metadata["platforms"][0]["cache_from"], source, "{metadata}");
+    let rebuilt = amd64_digest(&format!("{repository}:v1"));
+    assert_eq!(layers(&format!("{repository}@{rebuilt}")), first_layers);
+}
+
+/// `--cache-from REF` names another list; a platform that list lacks
+/// builds without a cache source, with a warning naming the list and the
+/// platforms it has; so does a platform whose list is on a registry that
+/// does not answer, with a warning naming the reference.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_platform_the_list_lacks_or_an_unreachable_registry_is_a_warning() {
+    let lab = require_lab!();
+    let home = Home::new(lab);
+    let repository = lab.repository("cache-lacks");
+    let project = Project::new();
+    write_project(&project, lab, &repository, &nonce(), "");
+    runners_on(&project, "local", lab.get("LOCAL_ENGINE"));
+    let (published, _) = build(&home, &project, &["--tag", "amd64"]);
+    assert_eq!(published.code, 0, "{published:?}");
+
+    // The same Dockerfile's arm64 image, with the amd64 list as its cache.
+    let other = Project::new();
+    write_project(&other, lab, &lab.repository("cache-arm64"), &nonce(), "");
+    other.file(
+        "mab.toml",
+        &std::fs::read_to_string(other.path().join("mab.toml"))
+            .unwrap()
+            .replace("linux/amd64", "linux/arm64"),
+    );
+    other.file(
+        "runners.toml",
+        &format!(
+            "[[runner]]\nname = \"here\"\nhost = \"local\"\nplatforms = [\"linux/arm64\"]\nengine = \"{}\"\n",
+            lab.get("LOCAL_ENGINE")
+        ),
+    );
+    let list = format!("{repository}:amd64");
+    let (run, metadata) = build(
+        &home,
+        &other,
+        &["--tag", "v1", "--no-push", "--cache-from", &list],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        warnings(&run),
+        [format!(
+            "building linux/arm64 without a cache source: {list} has no image for it (it has linux/amd64)"
+        )],
+        "{run:?}"
+    );
+    assert!(
+        metadata["platforms"][0].get("cache_from").is_none(),
+        "{metadata}"
+    );
+
+    // A registry where nothing answers: the same, naming the reference.
+    let nowhere = format!("127.0.0.1:{}/cache:v1", free_port());
+    let (run, _) = build(
+        &home,
+        &other,
+        &["--tag", "v1", "--no-push", "--cache-from", &nowhere],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let warned = warnings(&run);
+    assert_eq!(warned.len(), 1, "{run:?}");
+    assert!(
+        warned[0].starts_with(&format!(
+            "building linux/arm64 without a cache source: cannot read {nowhere}: "
+        )),
+        "{run:?}"
+    );
+}
