@@ -300,7 +300,19 @@ where
         policy: dest.strict_host_key_checking,
         learnt: learnt.clone(),
     };
-    let handshake = client::connect_stream(Arc::new(client_config(dest)), stream, checker);
+    let config = client_config(dest);
+    // The server takes the first of these that it supports (RFC 4253, 7.1).
+    debug!(
+        "ciphers offered to {host}: {}",
+        config
+            .preferred
+            .cipher
+            .iter()
+            .map(|name| name.as_ref())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let handshake = client::connect_stream(Arc::new(config), stream, checker);
     let mut handle = match tokio::time::timeout(timeout, handshake).await {
         Err(_) => {
             return Err(SshError::Timeout {
