@@ -37,7 +37,8 @@ fn log_lines_since(path: &std::path::Path, from: usize) -> Vec<String> {
         .collect()
 }
 
-/// Six runners on one spare sshd that lets only three logins be in
+/// Six runners on one spare sshd, each through an alias that makes its
+/// connection its own, that lets only three logins be in
 /// progress at once (`MaxStartups 3`): `mab runners check` connects to all
 /// at once, sshd drops the connections over its limit (its log says so),
 /// mab retries them (a warning per retry, naming the runner and the try)
@@ -57,8 +58,10 @@ fn a_burst_of_logins_that_sshd_throttles_is_retried() {
     let project = Project::new();
     let names: Vec<String> = (1..=6).map(|number| format!("burst-{number}")).collect();
     let mut runners = String::new();
-    for name in &names {
-        spare.add_to(&home, name, "");
+    // Each alias a connection of its own (entries that resolve alike
+    // share one): its own ConnectTimeout.
+    for (index, name) in names.iter().enumerate() {
+        spare.add_to(&home, name, &format!("    ConnectTimeout {}", 20 + index));
         runners.push_str(&runner_entry(lab, name, name, &["linux/amd64"]));
     }
     project.file("runners.toml", &runners);

@@ -185,7 +185,16 @@ struct Inner {
     /// The sessions with the jump hosts, in chain order; the connection to
     /// the destination runs through them, so they live as long as it does.
     jumps: Vec<Handle<HostKeyChecker>>,
+    /// The command channels ([`Session::exec`], [`Session::exec_held`])
+    /// open at once, at most [`SESSION_CHANNELS`].
+    commands: Arc<tokio::sync::Semaphore>,
 }
+
+/// How many command channels one connection holds open at once:
+/// OpenSSH's sshd refuses more than `MaxSessions` (10 by default) per
+/// connection, so a command waits for one of the ten to end. Streams to
+/// the engine's socket are not sessions and are not counted.
+pub const SESSION_CHANNELS: usize = 10;
 
 /// One authenticated SSH connection, cheap to clone; many channels may be open on it at once.
 #[derive(Clone)]
@@ -459,6 +468,7 @@ impl Session {
                 handle,
                 destination: dest.clone(),
                 jumps: jumps.into_iter().map(|(handle, _)| handle).collect(),
+                commands: Arc::new(tokio::sync::Semaphore::new(SESSION_CHANNELS)),
             }),
         })
     }
@@ -527,6 +537,7 @@ impl Session {
             command: command.to_string(),
             reason,
         };
+        let _open = self.inner.commands.acquire().await;
         let mut channel = self.start(command).await?;
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();
@@ -577,9 +588,11 @@ impl Session {
     /// or the command cannot be started; [`SshError::Exec`] when the host
     /// refuses to run it.
     pub async fn exec_held(&self, command: &str) -> Result<HeldCommand, SshError> {
+        let open = self.inner.commands.clone().acquire_owned().await.ok();
         let channel = self.start(command).await?;
         Ok(HeldCommand {
             channel: Some(channel),
+            _open: open,
             host: self.inner.destination.host_ref(),
             command: command.to_owned(),
             pending: Vec::new(),
@@ -605,6 +618,8 @@ pub struct HeldCommand {
     stderr: Vec<u8>,
     /// Kept so that the connection lives as long as the command is held.
     session: Session,
+    /// Its place among the connection's [`SESSION_CHANNELS`].
+    _open: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl fmt::Debug for HeldCommand {
