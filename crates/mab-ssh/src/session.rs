@@ -192,9 +192,11 @@ struct Inner {
 
 /// How many command channels one connection holds open at once:
 /// OpenSSH's sshd refuses more than `MaxSessions` (10 by default) per
-/// connection, so a command waits for one of the ten to end. Streams to
-/// the engine's socket are not sessions and are not counted.
-pub const SESSION_CHANNELS: usize = 10;
+/// connection, and counts a session until it has finished closing it on
+/// its side, a little after mab saw the command end; eight leave room for
+/// those. A command waits for one of the eight to end. Streams to the
+/// engine's socket are not sessions and are not counted.
+pub const SESSION_CHANNELS: usize = 8;
 
 /// One authenticated SSH connection, cheap to clone; many channels may be open on it at once.
 #[derive(Clone)]
@@ -555,6 +557,9 @@ impl Session {
                 _ => {}
             }
         }
+        // Our close goes out before any channel opened after the permit is
+        // released, so sshd has ended this session when it reads that open.
+        let _ = channel.close().await;
         match (status, signal) {
             (Some(status), _) => Ok(ExecOutput {
                 status,
@@ -592,7 +597,7 @@ impl Session {
         let channel = self.start(command).await?;
         Ok(HeldCommand {
             channel: Some(channel),
-            _open: open,
+            open,
             host: self.inner.destination.host_ref(),
             command: command.to_owned(),
             pending: Vec::new(),
@@ -619,7 +624,7 @@ pub struct HeldCommand {
     /// Kept so that the connection lives as long as the command is held.
     session: Session,
     /// Its place among the connection's [`SESSION_CHANNELS`].
-    _open: Option<tokio::sync::OwnedSemaphorePermit>,
+    open: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl fmt::Debug for HeldCommand {
@@ -727,9 +732,13 @@ impl Drop for HeldCommand {
     fn drop(&mut self) {
         if let Some(channel) = self.channel.take() {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                // The place among the connection's channels goes with the
+                // close (see SESSION_CHANNELS).
+                let open = self.open.take();
                 runtime.spawn(async move {
                     let _ = channel.eof().await;
                     let _ = channel.close().await;
+                    drop(open);
                 });
             }
         }
