@@ -1,6 +1,6 @@
 //! `--metadata-file` when `mab build` fails before any job ran, on the
-//! real lab: a registry where nothing listens (refused before any runner
-//! is contacted: runner-b's sshd logs no login), and a platform whose only
+//! real lab: a registry where nothing listens (refused before any job
+//! starts, though the runners were connected to meanwhile), and a platform whose only
 //! runner is unreachable (the plan fails). The file holds the whole
 //! document each time: no digest, every platform missing and
 //! `not_started`, the error on the platforms it concerns.
@@ -94,13 +94,11 @@ fn a_build_that_fails_before_any_job_writes_the_metadata() {
     let lab = require_lab!();
     let home = Home::new(lab);
     let _ssh = ssh_lock();
-    let runner_b = lab.host("runner-b");
 
     // The registry is stopped: nothing listens at the image's registry.
     let registry = format!("127.0.0.1:{}", free_port());
     let image = format!("{registry}/tests/stopped");
     let project = two_platforms(lab, &image, false);
-    let logins = runner_b.logins();
     let (run, metadata) = build_and_metadata(home.path(), project.path(), &["--tag", "t"]);
     assert_eq!(run.code, 1, "{run:?}");
     let message = error_line(&run);
@@ -108,7 +106,10 @@ fn a_build_that_fails_before_any_job_writes_the_metadata() {
         message.starts_with(&format!("cannot reach the registry {registry}")),
         "{run:?}"
     );
-    assert_eq!(runner_b.logins(), logins, "no runner contacted: {run:?}");
+    assert!(
+        !run.stderr.contains("] started ("),
+        "no job started: {run:?}"
+    );
     let expected_entry = |platform: &str, error: serde_json::Value| {
         serde_json::json!({
             "platform": platform, "runner": null, "digest": null, "emulated": false,

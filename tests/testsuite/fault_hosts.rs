@@ -37,7 +37,8 @@ fn log_lines_since(path: &std::path::Path, from: usize) -> Vec<String> {
         .collect()
 }
 
-/// Six runners on one spare sshd that lets only three logins be in
+/// Six runners on one spare sshd, each through an alias that makes its
+/// connection its own, that lets only three logins be in
 /// progress at once (`MaxStartups 3`): `mab runners check` connects to all
 /// at once, sshd drops the connections over its limit (its log says so),
 /// mab retries them (a warning per retry, naming the runner and the try)
@@ -57,8 +58,10 @@ fn a_burst_of_logins_that_sshd_throttles_is_retried() {
     let project = Project::new();
     let names: Vec<String> = (1..=6).map(|number| format!("burst-{number}")).collect();
     let mut runners = String::new();
-    for name in &names {
-        spare.add_to(&home, name, "");
+    // Each alias a connection of its own (entries that resolve alike
+    // share one): its own ConnectTimeout.
+    for (index, name) in names.iter().enumerate() {
+        spare.add_to(&home, name, &format!("    ConnectTimeout {}", 20 + index));
         runners.push_str(&runner_entry(lab, name, name, &["linux/amd64"]));
     }
     project.file("runners.toml", &runners);
@@ -120,6 +123,44 @@ fn a_burst_of_logins_that_sshd_throttles_is_retried() {
         retries.len()
     );
     assert_eq!(host.logins(), names.len(), "{log:#?}");
+}
+
+/// Twenty-four runner entries on one spare host whose sshd allows
+/// OpenSSH's default ten sessions per connection (`MaxSessions 10`): `mab
+/// runners check` logs in once and runs each entry's probes (`df`, the slot
+/// probe) over that connection, never more than ten at once, so sshd
+/// refuses none and every entry is usable.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn many_entries_on_one_host_stay_within_its_sessions() {
+    let lab = require_lab!();
+    let spare = SpareHost::start(
+        "sessions",
+        SpareOptions {
+            max_sessions: Some("10"),
+            ..SpareOptions::default()
+        },
+    );
+    let home = Home::new(lab);
+    let project = Project::new();
+    spare.add_to(&home, "spare", "");
+    let runners: String = (1..=24)
+        .map(|number| runner_entry(lab, &format!("entry-{number}"), "spare", &["linux/amd64"]))
+        .collect();
+    project.file("runners.toml", &runners);
+
+    let run = runners_check_json(home.path(), project.path());
+
+    assert_eq!(run.code, 0, "{run:?}");
+    let json = run.json();
+    let checked = json["runners"].as_array().unwrap();
+    assert_eq!(checked.len(), 24, "{json}");
+    for runner in checked {
+        assert_eq!(runner["ok"], true, "{runner}");
+        assert!(runner["disk_free_bytes"].as_u64().unwrap() > 0, "{runner}");
+        assert_eq!(runner["slots"]["in_use"], 0, "{runner}");
+    }
+    assert_eq!(spare.host().logins(), 1);
 }
 
 /// A one-platform build (`linux/amd64`) whose runners are a spare host of

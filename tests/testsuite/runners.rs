@@ -300,3 +300,88 @@ fn plan_says_which_runner_builds_what_and_why() {
     assert_eq!(human.code, 0, "{human:?}");
     insta::assert_snapshot!("plan_human", human.stdout);
 }
+
+/// Twenty runner entries on two hosts (ten each, as an admin lists one
+/// entry per slot group or team): `mab runners check`, `mab plan` and
+/// `mab build` each open one SSH connection per host, counted from the
+/// logins the hosts' sshd accepted (docs/runners.md).
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn entries_naming_one_host_share_its_connection() {
+    let lab = require_lab!();
+    let home = Home::new(lab);
+    let project = Project::new();
+    let entry = |index: usize, host: &str, platform: &str| {
+        let socket = lab.get(&format!(
+            "{}_ENGINE_SOCKET",
+            host.to_uppercase().replace('-', "_")
+        ));
+        format!(
+            "[[runner]]\nname = \"{host}-{index}\"\nhost = \"{host}\"\nplatforms = [\"{platform}\"]\nengine = \"unix://{socket}\"\n\n"
+        )
+    };
+    let runners: String = (0..10)
+        .flat_map(|index| {
+            [
+                entry(index, "runner-a", "linux/arm64"),
+                entry(index, "runner-b", "linux/ppc64le"),
+            ]
+        })
+        .collect();
+    project
+        .file("Dockerfile", "FROM scratch\nCOPY content.txt /\n")
+        .file("content.txt", "shared\n")
+        .file(
+            "mab.toml",
+            "[image]\nname = \"127.0.0.1:5000/tests/shared-hosts\"\nplatforms = [\"linux/arm64\", \"linux/ppc64le\"]\n",
+        )
+        .file("runners.toml", &runners);
+    let (runner_a, runner_b) = (lab.host("runner-a"), lab.host("runner-b"));
+    let _ssh = ssh_lock();
+    let logins = |arguments: &[&str]| {
+        let before = (runner_a.logins(), runner_b.logins());
+        let run = mab(home.path(), project.path(), arguments);
+        let after = (runner_a.logins(), runner_b.logins());
+        ((after.0 - before.0, after.1 - before.1), run)
+    };
+
+    let (opened, check) = logins(&["runners", "check", "--format", "json"]);
+    assert_eq!(check.code, 0, "{check:?}");
+    let reports = check.json()["runners"].as_array().unwrap().clone();
+    assert_eq!(reports.len(), 20, "{check:?}");
+    for report in &reports {
+        assert_eq!(report["ok"], true, "{report}");
+        let platform = match report["name"].as_str().unwrap().starts_with("runner-a") {
+            true => "linux/arm64",
+            false => "linux/ppc64le",
+        };
+        assert_eq!(report["platforms"][platform], "emulated", "{report}");
+    }
+    assert_eq!(opened, (1, 1), "check: one connection per host: {check:?}");
+
+    let (opened, plan) = logins(&["plan", "--format", "json"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    let planned: Vec<(String, String)> = plan.json()["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|job| {
+            let field = |name: &str| job[name].as_str().unwrap().to_owned();
+            (field("platform"), field("runner"))
+        })
+        .collect();
+    let first = |platform: &str, runner: &str| (platform.to_owned(), runner.to_owned());
+    assert_eq!(
+        planned,
+        [
+            first("linux/arm64", "runner-a-0"),
+            first("linux/ppc64le", "runner-b-0")
+        ],
+        "{plan:?}"
+    );
+    assert_eq!(opened, (1, 1), "plan: one connection per host: {plan:?}");
+
+    let (opened, build) = logins(&["build", "--no-push"]);
+    assert_eq!(build.code, 0, "{build:?}");
+    assert_eq!(opened, (1, 1), "build: one connection per host: {build:?}");
+}

@@ -737,6 +737,8 @@ pub struct SpareOptions<'a> {
     pub max_startups: Option<&'a str>,
     /// sshd's `AllowStreamLocalForwarding no`: no channel to the engine.
     pub no_stream_forwarding: bool,
+    /// sshd's `MaxSessions` (the lab hosts' 100 when `None`).
+    pub max_sessions: Option<&'a str>,
 }
 
 impl SpareHost {
@@ -753,6 +755,9 @@ impl SpareHost {
         }
         if options.no_stream_forwarding {
             arguments.push("--no-stream-forwarding");
+        }
+        if let Some(count) = options.max_sessions {
+            arguments.extend(["--max-sessions", count]);
         }
         let output = spare_host(&arguments);
         let settings = String::from_utf8_lossy(&output.stdout)

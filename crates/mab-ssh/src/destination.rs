@@ -313,6 +313,23 @@ impl Destination {
         }
     }
 
+    /// Whether a [`Session`](crate::Session) with `self` is the same SSH
+    /// connection as one with `other`: every resolved field that the
+    /// connection depends on is equal (user, host name, port, identities,
+    /// known_hosts files, host key policy, timeouts, keepalives and the
+    /// jump hosts, compared the same way). Only the aliases may differ:
+    /// they name the host in messages and choose nothing once resolved.
+    pub fn same_connection(&self, other: &Destination) -> bool {
+        fn unnamed(destination: &Destination) -> Destination {
+            Destination {
+                alias: String::new(),
+                jumps: destination.jumps.iter().map(unnamed).collect(),
+                ..destination.clone()
+            }
+        }
+        unnamed(self) == unnamed(other)
+    }
+
     /// The host this destination names, for error messages (with the last
     /// jump host when it is reached through ProxyJump).
     pub fn host_ref(&self) -> HostRef {
@@ -437,6 +454,27 @@ Host *.example.com
     User=ci
     IdentityFile=~/.ssh/ci_key
 ";
+
+    /// Runner entries share a connection when their destinations resolve
+    /// alike, whatever name they use; a field the connection depends on
+    /// (user, port, a jump host's) keeps them apart.
+    #[test]
+    fn same_connection_ignores_only_the_names() {
+        let home = temp_home(Some(
+            "Host arm arm-too\n    HostName 127.0.0.2\n    Port 2222\n    User builder\n\
+             Host hidden\n    HostName 10.0.0.9\n    ProxyJump arm\n\
+             Host hidden-too\n    HostName 10.0.0.9\n    ProxyJump arm-too\n",
+        ));
+        let resolve = |spec: &str| Destination::resolve(spec, home.path()).unwrap();
+        let arm = resolve("arm");
+        assert!(arm.same_connection(&resolve("arm")));
+        assert!(arm.same_connection(&resolve("arm-too")));
+        assert!(arm.same_connection(&resolve("builder@arm:2222")));
+        assert!(!arm.same_connection(&resolve("root@arm")));
+        assert!(!arm.same_connection(&resolve("arm:2200")));
+        assert!(resolve("hidden").same_connection(&resolve("hidden-too")));
+        assert!(!resolve("hidden").same_connection(&resolve("10.0.0.9")));
+    }
 
     fn temp_home(config: Option<&str>) -> tempfile::TempDir {
         let home = tempfile::tempdir().expect("temp dir");

@@ -185,7 +185,18 @@ struct Inner {
     /// The sessions with the jump hosts, in chain order; the connection to
     /// the destination runs through them, so they live as long as it does.
     jumps: Vec<Handle<HostKeyChecker>>,
+    /// The command channels ([`Session::exec`], [`Session::exec_held`])
+    /// open at once, at most [`SESSION_CHANNELS`].
+    commands: Arc<tokio::sync::Semaphore>,
 }
+
+/// How many command channels one connection holds open at once:
+/// OpenSSH's sshd refuses more than `MaxSessions` (10 by default) per
+/// connection, and counts a session until it has finished closing it on
+/// its side, a little after mab saw the command end; eight leave room for
+/// those. A command waits for one of the eight to end. Streams to the
+/// engine's socket are not sessions and are not counted.
+pub const SESSION_CHANNELS: usize = 8;
 
 /// One authenticated SSH connection, cheap to clone; many channels may be open on it at once.
 #[derive(Clone)]
@@ -471,6 +482,7 @@ impl Session {
                 handle,
                 destination: dest.clone(),
                 jumps: jumps.into_iter().map(|(handle, _)| handle).collect(),
+                commands: Arc::new(tokio::sync::Semaphore::new(SESSION_CHANNELS)),
             }),
         })
     }
@@ -539,6 +551,7 @@ impl Session {
             command: command.to_string(),
             reason,
         };
+        let _open = self.inner.commands.acquire().await;
         let mut channel = self.start(command).await?;
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();
@@ -556,6 +569,9 @@ impl Session {
                 _ => {}
             }
         }
+        // Our close goes out before any channel opened after the permit is
+        // released, so sshd has ended this session when it reads that open.
+        let _ = channel.close().await;
         match (status, signal) {
             (Some(status), _) => Ok(ExecOutput {
                 status,
@@ -589,9 +605,11 @@ impl Session {
     /// or the command cannot be started; [`SshError::Exec`] when the host
     /// refuses to run it.
     pub async fn exec_held(&self, command: &str) -> Result<HeldCommand, SshError> {
+        let open = self.inner.commands.clone().acquire_owned().await.ok();
         let channel = self.start(command).await?;
         Ok(HeldCommand {
             channel: Some(channel),
+            open,
             host: self.inner.destination.host_ref(),
             command: command.to_owned(),
             pending: Vec::new(),
@@ -617,6 +635,8 @@ pub struct HeldCommand {
     stderr: Vec<u8>,
     /// Kept so that the connection lives as long as the command is held.
     session: Session,
+    /// Its place among the connection's [`SESSION_CHANNELS`].
+    open: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl fmt::Debug for HeldCommand {
@@ -724,9 +744,13 @@ impl Drop for HeldCommand {
     fn drop(&mut self) {
         if let Some(channel) = self.channel.take() {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                // The place among the connection's channels goes with the
+                // close (see SESSION_CHANNELS).
+                let open = self.open.take();
                 runtime.spawn(async move {
                     let _ = channel.eof().await;
                     let _ = channel.close().await;
+                    drop(open);
                 });
             }
         }

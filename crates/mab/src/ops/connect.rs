@@ -63,23 +63,99 @@ impl Connected {
     /// connection, or here for the local engine); its stdout when it
     /// succeeded.
     pub async fn probe(&self, command: &str) -> Option<String> {
-        match &self.session {
-            Some(session) => {
-                let output = session.exec(command).await.ok()?;
-                (output.status == 0).then(|| String::from_utf8_lossy(&output.stdout).into_owned())
-            }
-            None => {
-                let output = tokio::process::Command::new("sh")
-                    .args(["-c", command])
-                    .output()
-                    .await
-                    .ok()?;
-                output
-                    .status
-                    .success()
-                    .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
-            }
+        probe(self.session.as_ref(), command).await
+    }
+}
+
+/// Runs `command` over `session`, or here without one: its stdout when it
+/// succeeded ([`Connected::probe`]).
+async fn probe(session: Option<&Session>, command: &str) -> Option<String> {
+    match session {
+        Some(session) => {
+            let output = session.exec(command).await.ok()?;
+            (output.status == 0).then(|| String::from_utf8_lossy(&output.stdout).into_owned())
         }
+        None => {
+            let output = tokio::process::Command::new("sh")
+                .args(["-c", command])
+                .output()
+                .await
+                .ok()?;
+            output
+                .status
+                .success()
+                .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+        }
+    }
+}
+
+/// The SSH runner hosts of one command: one connection per host, shared by
+/// every runner entry whose destination resolves to the same connection
+/// ([`Destination::same_connection`]), so that a hundred entries naming two
+/// hosts open two connections (an sshd resets connections beyond its
+/// `MaxStartups`). The host's QEMU handlers are probed once too: they are
+/// the host's, whatever engine socket an entry names.
+#[derive(Default)]
+pub struct Hosts(std::sync::Mutex<Vec<(Destination, Arc<Host>)>>);
+
+impl Hosts {
+    /// The host `destination` reaches, the one already met when an earlier
+    /// destination is the same connection.
+    fn host(&self, destination: &Destination) -> Arc<Host> {
+        let mut hosts = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, host)) = hosts
+            .iter()
+            .find(|(known, _)| known.same_connection(destination))
+        {
+            return host.clone();
+        }
+        let host = Arc::new(Host::default());
+        hosts.push((destination.clone(), host.clone()));
+        host
+    }
+}
+
+/// One runner host of [`Hosts`]: its connection and its handlers, each
+/// set up once by the first runner that needs it, the others waiting for
+/// it.
+#[derive(Default)]
+struct Host {
+    session: tokio::sync::OnceCell<Result<Session, Unreachable>>,
+    binfmt: tokio::sync::OnceCell<Vec<String>>,
+}
+
+impl Host {
+    /// The connection, opened by the first caller; a failure is every
+    /// entry's failure (its retries were reported under the first
+    /// caller's runner).
+    async fn session(
+        &self,
+        destination: &Destination,
+        home: &std::path::Path,
+        retries: Retries<'_>,
+    ) -> Result<Session, Unreachable> {
+        self.session
+            .get_or_init(|| async {
+                Session::connect(destination, home, retries)
+                    .await
+                    .map_err(Unreachable::from)
+            })
+            .await
+            .clone()
+    }
+
+    /// The usable QEMU handlers ([`usable_handlers`]), probed once over
+    /// `session`; none when the probe fails.
+    async fn binfmt(&self, session: &Session) -> Vec<String> {
+        self.binfmt
+            .get_or_init(|| async {
+                usable_handlers(&probe(Some(session), BINFMT_PROBE).await.unwrap_or_default())
+            })
+            .await
+            .clone()
     }
 }
 
@@ -152,18 +228,22 @@ impl From<mab_engine::EngineError> for Unreachable {
     }
 }
 
-/// Connects to a runner's engine and asks what it can build. Retried
-/// handshakes and engine requests (now and for as long as the engine is
-/// used) are reported to `reporter`.
+/// Connects to a runner's engine and asks what it can build. An SSH
+/// runner's connection, and the QEMU handlers of its host, come from
+/// `hosts`: runners whose destinations are the same connection
+/// ([`Destination::same_connection`]) share one. Retried handshakes and
+/// engine requests (now and for as long as the engine is used) are
+/// reported to `reporter`.
 pub async fn connect(
     runner: &Runner,
     environment: &Environment,
     reporter: &Arc<dyn Reporter>,
+    hosts: &Hosts,
 ) -> Result<Connected, Unreachable> {
     let connecting = async {
         match &runner.host {
             RunnerHost::Local => connect_local(runner, environment, reporter).await,
-            RunnerHost::Ssh(spec) => connect_ssh(runner, spec, environment, reporter).await,
+            RunnerHost::Ssh(spec) => connect_ssh(runner, spec, environment, reporter, hosts).await,
         }
     };
     tokio::time::timeout(PROBE_TIMEOUT, connecting)
@@ -189,20 +269,21 @@ async fn connect_local(
     let address = local_engine_address(runner.engine.as_deref(), environment);
     let connector = local_connector(&address)?;
     let engine = Engine::connect(connector, runner.name.clone(), reporter.clone()).await?;
-    let info = engine.describe().await?;
-    let mut connected = Connected {
-        engine,
-        engine_address: address.clone(),
-        info,
-        binfmt: Vec::new(),
-        session: None,
-    };
     // This machine's handlers matter only when the engine runs here.
-    if address.starts_with("unix://") {
-        connected.binfmt =
-            usable_handlers(&connected.probe(BINFMT_PROBE).await.unwrap_or_default());
-    }
-    Ok(connected)
+    let probing = async {
+        match address.starts_with("unix://") {
+            true => usable_handlers(&probe(None, BINFMT_PROBE).await.unwrap_or_default()),
+            false => Vec::new(),
+        }
+    };
+    let (info, binfmt) = tokio::join!(engine.describe(), probing);
+    Ok(Connected {
+        engine,
+        engine_address: address,
+        info: info?,
+        binfmt,
+        session: None,
+    })
 }
 
 async fn connect_ssh(
@@ -210,13 +291,17 @@ async fn connect_ssh(
     spec: &str,
     environment: &Environment,
     reporter: &Arc<dyn Reporter>,
+    hosts: &Hosts,
 ) -> Result<Connected, Unreachable> {
     let destination = Destination::resolve(spec, &environment.home)?;
     let retries = Retries {
         runner: &runner.name,
         reporter: reporter.as_ref(),
     };
-    let session = Session::connect(&destination, &environment.home, retries).await?;
+    let host = hosts.host(&destination);
+    let session = host
+        .session(&destination, &environment.home, retries)
+        .await?;
     let engine_address = runner
         .engine
         .clone()
@@ -251,16 +336,14 @@ async fn connect_ssh(
         })
     });
     let engine = Engine::connect(connector, runner.name.clone(), reporter.clone()).await?;
-    let info = engine.describe().await?;
-    let mut connected = Connected {
+    let (info, binfmt) = tokio::join!(engine.describe(), host.binfmt(&session));
+    Ok(Connected {
         engine,
         engine_address,
-        info,
-        binfmt: Vec::new(),
+        info: info?,
+        binfmt,
         session: Some(session),
-    };
-    connected.binfmt = usable_handlers(&connected.probe(BINFMT_PROBE).await.unwrap_or_default());
-    Ok(connected)
+    })
 }
 
 /// The local engine (PRODUCT.md): the runner's `engine`, else `DOCKER_HOST`,

@@ -12,7 +12,7 @@ use mab_plan::{Capabilities, Emulation, Fallback, Plan, RunnerState};
 use crate::cli::ProjectArgs;
 use crate::environment::Environment;
 use crate::failure::{Failure, FailureKind};
-use crate::ops::connect::{connect, Connected, Unreachable, UnreachableKind};
+use crate::ops::connect::{connect, Connected, Hosts, Unreachable, UnreachableKind};
 use crate::progress::{Event, Reporter};
 
 /// The project and runners, loaded and checked against each other.
@@ -201,9 +201,9 @@ impl Connecting {
     }
 }
 
-/// Connects to the runners concurrently, one connection each, keeping
-/// `connecting` up to date with those that have not answered yet; retries
-/// go to `reporter`.
+/// Connects to the runners concurrently, one SSH connection per host
+/// ([`Hosts`]), keeping `connecting` up to date with those that have not
+/// answered yet; retries go to `reporter`.
 pub async fn connect_all(
     runners: &[&Runner],
     environment: &Environment,
@@ -211,8 +211,10 @@ pub async fn connect_all(
     connecting: &Connecting,
 ) -> HashMap<String, Result<Connected, Unreachable>> {
     connecting.set(runners.iter().map(|runner| runner.name.clone()).collect());
+    let hosts = Hosts::default();
+    let hosts = &hosts;
     let results = join_all(runners.iter().map(|runner| async move {
-        let result = connect(runner, environment, reporter).await;
+        let result = connect(runner, environment, reporter, hosts).await;
         connecting.answered(&runner.name);
         result
     }))
@@ -222,6 +224,115 @@ pub async fn connect_all(
         .map(|runner| runner.name.clone())
         .zip(results)
         .collect()
+}
+
+/// The runners' connections started before the build's inputs are read
+/// and the registry is asked, so that the handshakes and probes run while
+/// the context is digested ([`EarlyConnect::start`]). What the connections
+/// report (retries) is held back until [`EarlyConnect::finish`], so that a
+/// usage error found meanwhile is the only thing told. Dropping it stops
+/// the connecting (a build that fails before its plan).
+pub struct EarlyConnect {
+    names: Vec<String>,
+    connecting: std::sync::Arc<Connecting>,
+    held: std::sync::Arc<HeldUntilPlan>,
+    task: tokio::task::JoinHandle<HashMap<String, Result<Connected, Unreachable>>>,
+}
+
+impl EarlyConnect {
+    /// Starts [`connect_all`] on `runners` on a task of its own, its
+    /// events held back from `reporter`.
+    pub fn start(
+        runners: Vec<Runner>,
+        environment: &Environment,
+        reporter: &std::sync::Arc<dyn Reporter>,
+    ) -> EarlyConnect {
+        let names = runners.iter().map(|runner| runner.name.clone()).collect();
+        let connecting = std::sync::Arc::new(Connecting::default());
+        let held = std::sync::Arc::new(HeldUntilPlan {
+            held: std::sync::Mutex::new(Some(Vec::new())),
+            reporter: reporter.clone(),
+        });
+        let environment = environment.clone();
+        let task = tokio::spawn({
+            let connecting = connecting.clone();
+            let reporter: std::sync::Arc<dyn Reporter> = held.clone();
+            async move {
+                let runners: Vec<&Runner> = runners.iter().collect();
+                connect_all(&runners, &environment, &reporter, &connecting).await
+            }
+        });
+        EarlyConnect {
+            names,
+            connecting,
+            held,
+            task,
+        }
+    }
+
+    /// Whether these connections are to `runners`, the ones the plan
+    /// needs, in the same order.
+    pub fn serves(&self, runners: &[&Runner]) -> bool {
+        self.names
+            .iter()
+            .eq(runners.iter().map(|runner| &runner.name))
+    }
+
+    /// The runners not yet answered ([`Connecting`]).
+    pub fn connecting(&self) -> std::sync::Arc<Connecting> {
+        self.connecting.clone()
+    }
+
+    /// Tells the events held back, then waits for every runner's answer
+    /// (telling further events as they come).
+    pub async fn finish(mut self) -> HashMap<String, Result<Connected, Unreachable>> {
+        self.held.release();
+        match (&mut self.task).await {
+            Ok(connected) => connected,
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        }
+    }
+}
+
+impl Drop for EarlyConnect {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A reporter that holds events back until [`HeldUntilPlan::release`],
+/// then passes them on as they come.
+struct HeldUntilPlan {
+    held: std::sync::Mutex<Option<Vec<Event>>>,
+    reporter: std::sync::Arc<dyn Reporter>,
+}
+
+impl HeldUntilPlan {
+    fn release(&self) {
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for event in held.take().unwrap_or_default() {
+            self.reporter.report(event);
+        }
+    }
+}
+
+impl Reporter for HeldUntilPlan {
+    fn report(&self, event: Event) {
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match held.as_mut() {
+            Some(events) => events.push(event),
+            None => {
+                drop(held);
+                self.reporter.report(event);
+            }
+        }
+    }
 }
 
 /// What a connected runner's engine can build: its own platform and the

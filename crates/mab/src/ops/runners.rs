@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::cli::{Format, RunnersAddArgs};
 use crate::environment::Environment;
 use crate::failure::Failure;
-use crate::ops::connect::{connect, Connected, Unreachable};
+use crate::ops::connect::{connect, Connected, Hosts, Unreachable};
 use crate::ops::prepare;
 use crate::progress::{Event, Lines, Reporter};
 
@@ -326,10 +326,12 @@ pub async fn check(
         .iter()
         .filter(|runner| names.is_empty() || names.contains(&runner.name))
         .collect();
+    // One SSH connection per host, however many entries name it.
+    let hosts = Hosts::default();
     let reports = join_all(
         chosen
             .iter()
-            .map(|runner| check_one(runner, environment, reporter)),
+            .map(|runner| check_one(runner, environment, reporter, &hosts)),
     )
     .await;
     let failed = reports.iter().filter(|report| !report.ok).count();
@@ -359,6 +361,7 @@ async fn check_one(
     runner: &Runner,
     environment: &Environment,
     reporter: &std::sync::Arc<dyn crate::progress::Reporter>,
+    hosts: &Hosts,
 ) -> Report {
     let mut report = Report {
         name: runner.name.clone(),
@@ -374,7 +377,7 @@ async fn check_one(
         platforms: BTreeMap::new(),
         slots: None,
     };
-    let connected = match connect(runner, environment, reporter).await {
+    let connected = match connect(runner, environment, reporter, hosts).await {
         Ok(connected) => connected,
         Err(Unreachable {
             kind,

@@ -93,7 +93,7 @@ pub async fn build(
     if let Some(github) = &github {
         crate::progress::observe(github.clone());
     }
-    let mut prepared = load_and_check(args, environment, reporter.as_ref(), control).await?;
+    let mut prepared = load_and_check(args, environment, reporter, control).await?;
     prepared.metadata.github = github;
     let record = history_record(environment, reporter.as_ref());
     observe_report(args, environment, record.as_ref());
@@ -275,6 +275,9 @@ struct Prepared {
     ssh: mab_engine::SshAgents,
     /// `--metadata-file` and the state a resume reads, not yet written.
     metadata: MetadataFile,
+    /// The runners' connections, started before the inputs were digested
+    /// (none with `--resume`), until [`connect_and_plan`] takes them.
+    early: std::sync::Mutex<Option<prepare::EarlyConnect>>,
 }
 
 /// Everything checked before the registry or a runner is asked: loads
@@ -285,7 +288,10 @@ struct Prepared {
 /// `--platform` that narrows a build published under computed tags and an
 /// `--allow-partial` without tags ([`tags`]), `--resume` with `--no-push`,
 /// reads the build context and checks the `--target` is one of its
-/// Dockerfile's stages, digests the inputs on a blocking thread, computes
+/// Dockerfile's stages, starts connecting to the runners that list the
+/// platforms ([`prepare::EarlyConnect`], not with `--resume`, which
+/// decides later which runners it needs), digests the inputs on a
+/// blocking thread, computes
 /// the release tags and the labels and build arguments from the source
 /// (`labels`; a malformed `SOURCE_DATE_EPOCH` is exit 2), loads the
 /// earlier build with `--resume` (refused when its inputs differ), warns
@@ -299,9 +305,10 @@ struct Prepared {
 async fn load_and_check(
     args: &BuildArgs,
     environment: &Environment,
-    reporter: &dyn Reporter,
+    shared: &Arc<dyn Reporter>,
     control: &BuildControl,
 ) -> Result<Prepared, Failure> {
+    let reporter = shared.as_ref();
     let started = tokio::time::Instant::now();
     let loaded = prepare::load(&args.project, environment, reporter)?;
     let mut project = loaded.project;
@@ -322,6 +329,12 @@ async fn load_and_check(
     prepare::check_target(&project, &context, args.target.is_some())?;
     let secrets = secrets::read_secrets(&project, &args.secrets, environment, &context)?;
     let own_files = OwnFiles::of(args, environment, context.dir());
+    // The runners are connected to while the inputs are digested and the
+    // registry is asked; a resume decides first which ones it needs.
+    let early = args.resume.is_none().then(|| {
+        let runners = prepare::runners_for(&loaded.runners, &project.platforms);
+        prepare::EarlyConnect::start(runners.into_iter().cloned().collect(), environment, shared)
+    });
     let inputs = tokio::select! {
         biased;
         kind = control.stopped() => return Err(Failure::stopped(kind)),
@@ -365,6 +378,7 @@ async fn load_and_check(
         secrets,
         ssh,
         metadata,
+        early: std::sync::Mutex::new(early),
     })
 }
 
@@ -552,7 +566,17 @@ async fn connect_and_plan<'a>(
         ..*unstarted
     };
     let runners = prepare::runners_for(&prepared.runners, &reuse.to_build);
-    let connecting = prepare::Connecting::default();
+    // The connections started early serve when the plan needs the same
+    // runners; otherwise they are dropped (and stopped).
+    let early = prepared
+        .early
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+        .filter(|early| early.serves(&runners));
+    let connecting = early
+        .as_ref()
+        .map_or_else(Default::default, prepare::EarlyConnect::connecting);
     let connecting_all = before_deadline(
         deadline,
         || {
@@ -569,7 +593,12 @@ async fn connect_and_plan<'a>(
                 ),
             )
         },
-        prepare::connect_all(&runners, environment, reporter, &connecting),
+        async {
+            match early {
+                Some(early) => early.finish().await,
+                None => prepare::connect_all(&runners, environment, reporter, &connecting).await,
+            }
+        },
     );
     let connecting_all = async {
         connecting_all
