@@ -326,12 +326,7 @@ pub async fn check(
         .iter()
         .filter(|runner| names.is_empty() || names.contains(&runner.name))
         .collect();
-    let reports = join_all(
-        chosen
-            .iter()
-            .map(|runner| check_one(runner, environment, reporter)),
-    )
-    .await;
+    let reports = check_all(&chosen, environment, reporter).await;
     let failed = reports.iter().filter(|report| !report.ok).count();
     let total = reports.len();
     let problems = problems(&reports);
@@ -355,11 +350,49 @@ pub async fn check(
     }
 }
 
-async fn check_one(
-    runner: &Runner,
+/// One SSH connection per host: the runners that name the same SSH host
+/// and engine share one connection, made once, and are checked one after
+/// another over it (so that the probes of many entries do not exceed the
+/// host's `MaxSessions`); hosts are connected to and checked at once. A
+/// failed connection is reported for every runner that shares it, in the
+/// words of the first. Returns one report per runner, in `chosen`'s order.
+async fn check_all(
+    chosen: &[&Runner],
     environment: &Environment,
     reporter: &std::sync::Arc<dyn crate::progress::Reporter>,
-) -> Report {
+) -> Vec<Report> {
+    // Runners by the connection they share, in order of first appearance.
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut group_of: std::collections::HashMap<(&str, Option<&str>), usize> =
+        std::collections::HashMap::new();
+    for (at, runner) in chosen.iter().enumerate() {
+        match &runner.host {
+            RunnerHost::Ssh(spec) => {
+                let key = (spec.as_str(), runner.engine.as_deref());
+                let group = *group_of.entry(key).or_insert_with(|| {
+                    groups.push(Vec::new());
+                    groups.len() - 1
+                });
+                groups[group].push(at);
+            }
+            RunnerHost::Local => groups.push(vec![at]),
+        }
+    }
+    let checked = join_all(groups.iter().map(|members| async move {
+        let connection = connect(chosen[members[0]], environment, reporter).await;
+        let mut reports = Vec::with_capacity(members.len());
+        for at in members {
+            reports.push((*at, check_one(chosen[*at], &connection).await));
+        }
+        reports
+    }))
+    .await;
+    let mut reports: Vec<(usize, Report)> = checked.into_iter().flatten().collect();
+    reports.sort_by_key(|(at, _)| *at);
+    reports.into_iter().map(|(_, report)| report).collect()
+}
+
+async fn check_one(runner: &Runner, connection: &Result<Connected, Unreachable>) -> Report {
     let mut report = Report {
         name: runner.name.clone(),
         ok: false,
@@ -374,16 +407,16 @@ async fn check_one(
         platforms: BTreeMap::new(),
         slots: None,
     };
-    let connected = match connect(runner, environment, reporter).await {
+    let connected = match connection {
         Ok(connected) => connected,
         Err(Unreachable {
             kind,
             message,
             hint,
         }) => {
-            report.error = Some(message);
+            report.error = Some(message.clone());
             report.error_kind = Some(kind.as_str());
-            report.hint = hint;
+            report.hint = hint.clone();
             for platform in &runner.platforms {
                 report
                     .platforms
@@ -392,15 +425,15 @@ async fn check_one(
             return report;
         }
     };
-    report.latency_ms = latency_ms(&connected).await;
-    let capabilities = prepare::capabilities(&connected);
+    report.latency_ms = latency_ms(connected).await;
+    let capabilities = prepare::capabilities(connected);
     report.arch = Some(capabilities.own.as_ref().map_or_else(
         || connected.info.architecture.clone(),
         |own| own.architecture().to_owned(),
     ));
     report.engine_version = Some(connected.info.version.clone());
     report.api_version = Some(connected.info.api_version.clone());
-    report.disk_free_bytes = disk_free(&connected).await;
+    report.disk_free_bytes = disk_free(connected).await;
     // The implicit runner lists nothing: show what it can build.
     let listed: Vec<Platform> = if runner.platforms.is_empty() {
         capabilities.buildable()
@@ -429,7 +462,7 @@ async fn check_one(
         report.error_kind = Some("engine");
         report.hint = Some(unavailable_hint(&unavailable));
     }
-    check_slots(&connected, runner, &mut report).await;
+    check_slots(connected, runner, &mut report).await;
     report.ok = report.error.is_none();
     report
 }
