@@ -175,6 +175,59 @@ fn init_writes_a_manifest_once() {
     insta::assert_snapshot!("init_refuses_to_overwrite", again.stderr);
 }
 
+/// Runner entries that name the same host share one SSH connection: five
+/// entries on runner-a make one login there (sshd's log), each entry gets
+/// its own report in runners.toml order, and two entries on a host that
+/// refuses connections both say so.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn check_opens_one_connection_per_host() {
+    let lab = require_lab!();
+    let home = Home::new(lab);
+    let project = Project::new();
+    let mut runners = String::new();
+    for index in 0..5 {
+        runners.push_str(&format!(
+            "[[runner]]\nname = \"a-{index}\"\nhost = \"runner-a\"\nplatforms = [\"linux/arm64\"]\nengine = \"unix://{}\"\n\n",
+            lab.get("RUNNER_A_ENGINE_SOCKET"),
+        ));
+    }
+    for index in 0..2 {
+        runners.push_str(&format!(
+            "[[runner]]\nname = \"gone-{index}\"\nhost = \"root@127.0.0.9:1\"\nplatforms = [\"linux/arm64\"]\n\n"
+        ));
+    }
+    project.file("runners.toml", &runners);
+    let _ssh = ssh_lock();
+    let host = lab.host("runner-a");
+    let before = host.logins();
+    let run = runners_check_json(home.path(), project.path());
+    assert_eq!(host.logins() - before, 1, "{run:?}");
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains("2 of 7 runner(s) cannot be used"),
+        "{run:?}"
+    );
+    let json = run.json();
+    let reports: Vec<(String, bool, serde_json::Value)> = json["runners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|runner| {
+            (
+                runner["name"].as_str().unwrap().to_owned(),
+                runner["ok"].as_bool().unwrap(),
+                runner["error_kind"].clone(),
+            )
+        })
+        .collect();
+    let mut expected: Vec<(String, bool, serde_json::Value)> = (0..5)
+        .map(|index| (format!("a-{index}"), true, serde_json::Value::Null))
+        .collect();
+    expected.extend((0..2).map(|index| (format!("gone-{index}"), false, "refused".into())));
+    assert_eq!(reports, expected, "{json}");
+}
+
 #[test]
 #[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn check_reports_what_each_runner_can_build() {

@@ -2,7 +2,7 @@
 //! when that runner fails (its fallbacks), and which platforms the plan
 //! moved off an unreachable runner, as `mab build` would.
 
-use mab_config::Platform;
+use mab_config::{Platform, Runner};
 use mab_plan::Fallback;
 use serde::Serialize;
 
@@ -107,23 +107,16 @@ pub async fn plan(
                 }),
                 fallbacks: match fallback {
                     Fallback::Allowed => job
-                        .fallbacks
-                        .iter()
+                        .fallbacks()
+                        .into_iter()
                         .map(|to| FallbackJson {
-                            runner: to.runner.clone(),
+                            runner: to.runner,
                             emulated: to.emulated,
                         })
                         .collect(),
                     Fallback::Refused => Vec::new(),
                 },
-                rejected: job
-                    .rejected
-                    .iter()
-                    .map(|rejection| RejectedJson {
-                        runner: rejection.runner.clone(),
-                        why: rejection.why.clone(),
-                    })
-                    .collect(),
+                rejected: rejected(job, &runners),
             })
             .collect(),
     };
@@ -134,6 +127,31 @@ pub async fn plan(
         }
         Format::Human => human(&json),
     })
+}
+
+/// Every runner asked but `job`'s own, in runners.toml order, and why it
+/// was not chosen: the planner's [`mab_plan::Job::rejected`] for those that
+/// list the platform, "does not serve PLATFORM" for the others.
+fn rejected(job: &mab_plan::Job, runners: &[&Runner]) -> Vec<RejectedJson> {
+    let mut listing = job.rejected().into_iter();
+    runners
+        .iter()
+        .filter(|runner| runner.name != job.runner)
+        .filter_map(|runner| {
+            if runner.platforms.contains(&job.platform) {
+                let rejection = listing.next()?;
+                Some(RejectedJson {
+                    runner: rejection.runner,
+                    why: rejection.why.to_string(),
+                })
+            } else {
+                Some(RejectedJson {
+                    runner: runner.name.clone(),
+                    why: format!("does not serve {}", job.platform),
+                })
+            }
+        })
+        .collect()
 }
 
 /// The plan for people: per platform `PLATFORM -> RUNNER: REASON`, then,

@@ -687,7 +687,7 @@ fn job_spec(job: &mab_plan::Job) -> JobSpec {
         platform: job.platform.clone(),
         runner: job.runner.clone(),
         emulated: job.emulated,
-        fallbacks: job.fallbacks.clone(),
+        fallbacks: job.fallbacks(),
         moved_from: job.moved_from.clone(),
     }
 }
@@ -918,7 +918,7 @@ fn unplanned_failures(
         | PlanError::NoNativeRunner { platform, rejected } => {
             let runner = rejected
                 .iter()
-                .find(|rejection| rejection.unreachable)
+                .find(|rejection| rejection.unreachable())
                 .map_or("", |rejection| rejection.runner.as_str());
             vec![JobFailure::new(
                 &JobSpec::on(platform.clone(), runner),
@@ -3367,15 +3367,12 @@ mod tests {
         let unstarted = before_jobs(&metadata, &platforms, &tags, &reporter);
         let error = PlanError::PreferredUnreachable {
             unreachable: stranded_by,
-            planned: vec![mab_plan::Job {
-                platform: platforms[0].clone(),
-                runner: "local".to_owned(),
-                emulated: false,
-                reason: "native linux/amd64 engine".to_owned(),
-                rejected: Vec::new(),
-                moved_from: None,
-                fallbacks: Vec::new(),
-            }],
+            planned: vec![mab_plan::Job::new(
+                platforms[0].clone(),
+                "local",
+                false,
+                "native linux/amd64 engine",
+            )],
         };
         let failure = plan_failed(error.clone(), &connected, &unstarted);
         assert_eq!(
@@ -3488,11 +3485,16 @@ mod tests {
         BadImage,
     }
 
-    fn rejected(runner: &str, why: &str, unreachable: bool) -> mab_plan::Rejection {
+    fn rejected(runner: &str, why: mab_plan::Why) -> mab_plan::Rejection {
         mab_plan::Rejection {
             runner: runner.to_owned(),
-            why: why.to_owned(),
-            unreachable,
+            why,
+        }
+    }
+
+    fn connection_refused() -> mab_plan::Why {
+        mab_plan::Why::Unreachable {
+            reason: "connection refused".to_owned(),
         }
     }
 
@@ -3505,21 +3507,9 @@ mod tests {
         let platform = |text: &str| -> mab_config::Platform { text.parse().unwrap() };
         let down = |name: &str| PlanError::NoUsableRunner {
             platform: platform(name),
-            rejected: vec![rejected(
-                runner_of(name),
-                "unreachable: connection refused",
-                true,
-            )],
+            rejected: vec![rejected(runner_of(name), connection_refused())],
         };
-        let job = |name: &str| mab_plan::Job {
-            platform: platform(name),
-            runner: runner_of(name).to_owned(),
-            emulated: false,
-            reason: "native".to_owned(),
-            rejected: Vec::new(),
-            moved_from: None,
-            fallbacks: Vec::new(),
-        };
+        let job = |name: &str| mab_plan::Job::new(platform(name), runner_of(name), false, "native");
         let all = [
             platform("linux/amd64"),
             platform("linux/arm64"),
@@ -3643,7 +3633,7 @@ mod tests {
         let ssh_config = UnreachableKind::Ssh(mab_ssh::ErrorKind::Config);
         let pi_down = || PlanError::NoUsableRunner {
             platform: arm64.clone(),
-            rejected: vec![rejected("pi", "unreachable: connection refused", true)],
+            rejected: vec![rejected("pi", connection_refused())],
         };
         let unreachable_registry = "cannot reach the registry 127.0.0.1:5000: refused";
         let no_runner_for_arm =
@@ -3706,7 +3696,12 @@ mod tests {
                 Before::Plan(
                     PlanError::NoNativeRunner {
                         platform: arm64.clone(),
-                        rejected: vec![rejected("local", "can only emulate linux/arm64", false)],
+                        rejected: vec![rejected(
+                            "local",
+                            mab_plan::Why::EmulationRefused {
+                                platform: arm64.clone(),
+                            },
+                        )],
                     },
                     vec![],
                 ),
