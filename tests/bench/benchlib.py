@@ -37,12 +37,14 @@ import json
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import threading
 import time
 import tomllib
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -63,6 +65,13 @@ PRUNE_SECONDS = 300
 
 # A failed `mab build` in a full run is recorded and repeated, at most this often in a row.
 ATTEMPTS = 3
+
+# The longest one command of a bench may take (`mab build` included) before its
+# process group is killed and the bench stops: a hung engine or sshd must not hang CI.
+COMMAND_SECONDS = 600
+
+# The hint of everything the lab provides (tools, busybox binaries, QEMU handlers).
+LAB_HINT = "run tests/lab/up (tests/lab/status says which part is down)"
 
 
 def log(message):
@@ -97,24 +106,48 @@ def in_parallel(function, items):
     return [future.result() for future in futures]
 
 
-def run(command, timeout=None, **kwargs):
-    """Runs a command that must succeed within `timeout` seconds (none: no limit); returns its stdout."""
+def stopped(command, timeout):
+    """The BenchError of a command killed after `timeout` seconds."""
+    return BenchError(f"`{' '.join(map(str, command))}` took more than {timeout} s and was stopped",
+                      "another build may be holding that engine or host (the lab is shared); "
+                      "try again when it is quiet")
+
+
+def call(command, timeout=COMMAND_SECONDS, input=None, capture=True, **kwargs):
+    """Runs a command in a process group of its own; returns its CompletedProcess (text).
+
+    After `timeout` seconds the whole group is killed (a pipeline, or the docker
+    CLI under tests/lab/docker-on, with it) and a BenchError names the command.
+    `capture`: collect stdout and stderr (else they go to this script's).
+    """
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE} if capture else {}
+    process = subprocess.Popen(command, text=True, start_new_session=True,
+                               stdin=subprocess.PIPE if input is not None else None, **pipes, **kwargs)
     try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, **kwargs)
+        stdout, stderr = process.communicate(input, timeout=timeout)
     except subprocess.TimeoutExpired:
-        die(f"`{' '.join(map(str, command))}` took more than {timeout} s and was stopped",
-            "another build may be holding that engine (the lab is shared); try again when it is quiet")
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise stopped(command, timeout) from None
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def run(command, timeout=COMMAND_SECONDS, **kwargs):
+    """Runs a command that must succeed within `timeout` seconds; returns its stdout."""
+    result = call(command, timeout=timeout, **kwargs)
     if result.returncode != 0:
         die(f"`{' '.join(map(str, command))}` exited with {result.returncode}:\n{result.stderr.strip()}")
     return result.stdout.strip()
 
 
-def docker_on(host, *args, check=True, timeout=None):
-    """Debian's docker CLI against one engine of the lab (`local` or a runner host); returns stdout."""
+def docker_on(host, *args, check=True, timeout=COMMAND_SECONDS):
+    """Debian's docker CLI against one engine of the lab (`local` or a runner host); returns stdout.
+
+    `check=False`: a failure is ignored (a timeout is not)."""
     command = [str(DOCKER_ON), host, *args]
     if check:
         return run(command, cwd=REPO, timeout=timeout)
-    return subprocess.run(command, capture_output=True, text=True, cwd=REPO).stdout.strip()
+    return call(command, cwd=REPO, timeout=timeout).stdout.strip()
 
 
 # --- the lab -----------------------------------------------------------------
@@ -146,15 +179,22 @@ def engines(platforms, runners_file=RUNNERS_FILE):
     return found
 
 
-def example_image(lab):
-    """examples/greeter's [image] table, with the lab's busybox copied into the example
-    (as tests/lab/demo does). Stops on a top-level table other than [image] and [tags]
-    (the bench manifests copy neither [verify] nor [test], so they would measure
-    another build than the example's)."""
+def stage_example(lab, platforms):
+    """Copies the lab's busybox of each platform's architecture into examples/greeter/busybox/
+    (git-ignored, as tests/lab/demo does), for a build of the example."""
     busybox = EXAMPLE / "busybox"
     busybox.mkdir(exist_ok=True)
-    for binary in sorted(Path(lab["BUSYBOX_DIR"]).iterdir()):
-        shutil.copy2(binary, busybox / binary.name)
+    for architecture in sorted({platform.split("/")[1] for platform in platforms}):
+        source = Path(lab["BUSYBOX_DIR"]) / architecture
+        if not source.exists():
+            die(f"the lab has no busybox for {architecture} ({source} is missing)", LAB_HINT)
+        shutil.copy2(source, busybox / architecture)
+
+
+def example_image():
+    """examples/greeter's [image] table (read only: `stage_example` readies a build). Stops on
+    a top-level table other than [image] and [tags] (the bench manifests copy neither
+    [verify] nor [test], so they would measure another build than the example's)."""
     project = tomllib.loads((EXAMPLE / "mab.toml").read_text())
     unknown = sorted(set(project) - {"image", "tags"})
     if unknown:
@@ -181,26 +221,32 @@ def manifest_text(name, context, platforms, target=None, args=None, comment="a b
     return "\n".join(lines) + "\n"
 
 
-def require_root():
-    """Root (the engines and the QEMU handlers need it) and GNU time (installed when missing)."""
+def require(missing):
+    """Stops when anything the lab should provide is missing: `missing` is a list of
+    descriptions ("GNU time (/usr/bin/time)"); the benches install nothing themselves."""
+    if missing:
+        die(f"the lab lacks what the bench needs: {'; '.join(missing)}", LAB_HINT)
+
+
+def require_root(tools=(GNU_TIME,)):
+    """Root (the engines and nftables need it) and the programs in `tools` (paths or names on PATH;
+    GNU time by default, for the peak RSS), which tests/lab/up installs."""
     if os.geteuid() != 0:
         die("the benchmark drives the lab's engines and must run as root")
-    if not GNU_TIME.exists():
-        log("installing GNU time (apt package `time`) for the peak RSS")
-        run(["apt-get", "install", "-y", "--no-install-recommends", "time"],
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    require([f"{tool} (tests/lab/up installs it)" for tool in tools
+             if not (Path(tool).exists() if os.sep in str(tool) else shutil.which(str(tool)))])
 
 
 def check_lab(hosts):
     """The registry and every engine in `hosts` answer, or a hint to start the lab."""
-    hint = "run tests/lab/up (tests/lab/status says which part is down)"
+    hint = LAB_HINT
     registry = "http://" + BENCH_PREFIX.split("/")[0] + "/v2/"
     try:
         urllib.request.urlopen(registry, timeout=5).close()
     except OSError as error:
         die(f"the lab registry does not answer at {registry}: {error}", hint)
     for host in hosts:
-        answer = subprocess.run([str(DOCKER_ON), host, "version"], capture_output=True, text=True, cwd=REPO)
+        answer = call([str(DOCKER_ON), host, "version"], cwd=REPO, timeout=30)
         if answer.returncode != 0:
             die(f"the engine of {host} does not answer: {answer.stderr.strip()}", hint)
 
@@ -234,6 +280,63 @@ def clear_caches(hosts):
         remove_bench_images(host)
 
     in_parallel(one, [(host,) for host in hosts])
+
+
+# --- the lab registry ------------------------------------------------------------
+
+
+def registry_request(repository, path, method="GET", accept=None):
+    """One request to the lab registry's API for `repository` (`host/name`):
+    its answer's body and headers."""
+    host, name = repository.split("/", 1)
+    request = urllib.request.Request(f"http://{host}/v2/{name}/{path}", method=method)
+    if accept:
+        request.add_header("Accept", accept)
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return answer.read(), answer.headers
+
+
+def registry_tags(repository):
+    """The tags of `repository` in the lab registry (none when it has none)."""
+    try:
+        body, _ = registry_request(repository, "tags/list")
+    except urllib.error.HTTPError as error:
+        if error.code == 404:
+            return []
+        raise
+    return sorted(json.loads(body).get("tags") or [])
+
+
+MANIFEST_TYPES = ", ".join([
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+])
+
+
+def delete_manifests(repository, tags=None):
+    """Deletes the manifests `tags` name in `repository` (every tag's when None), by digest:
+    the lab's registry deletes by digest, and every tag of a digest goes with it. The blobs
+    go at the registry's next garbage collection. Returns the digests deleted."""
+    digests = []
+    for tag in registry_tags(repository) if tags is None else tags:
+        try:
+            _, headers = registry_request(repository, f"manifests/{tag}", "HEAD", MANIFEST_TYPES)
+        except urllib.error.HTTPError:
+            continue  # already gone with a digest deleted before
+        digest = headers.get("Docker-Content-Digest")
+        if digest and digest not in digests:
+            digests.append(digest)
+    deleted = []
+    for digest in digests:
+        try:
+            registry_request(repository, f"manifests/{digest}", "DELETE")
+            deleted.append(digest)
+        except urllib.error.HTTPError as error:
+            # A list deleted first may have taken an image's last reference.
+            log(f"{repository}@{digest} not deleted: {error.code} {error.reason}")
+    return deleted
 
 
 # --- the mab binary ----------------------------------------------------------
@@ -279,14 +382,15 @@ def cpu_seconds(usage_text):
     return sum(float(value) for value in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", usage_text))
 
 
-def run_mab(mab, arguments, log_file, lab, env=None):
+def run_mab(mab, arguments, log_file, lab, env=None, timeout=COMMAND_SECONDS):
     """One `mab build --progress json ARGUMENTS` under GNU `time -v`, run from the repository.
 
     Returns a dict: `wall` (seconds, start to exit), `cpu` (user + system
     seconds of mab), `rss_mib` (peak RSS), and `events`: every JSON event
     line of stderr with an `at` key added, the seconds since the start at
     which it arrived. Raises MabFailed on a non-zero exit. The log (stamped
-    stderr, then stdout) is written to `log_file`.
+    stderr, then stdout) is written to `log_file`. After `timeout` seconds
+    mab's process group is killed and a BenchError ends the bench.
     """
     log_file.parent.mkdir(parents=True, exist_ok=True)
     usage_file = log_file.with_suffix(".time")
@@ -294,13 +398,22 @@ def run_mab(mab, arguments, log_file, lab, env=None):
     env = {**os.environ, "HOME": lab["DEMO_HOME"], **(env or {})}
     started = time.monotonic()
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+                               text=True, start_new_session=True)
+    killed = []
+
+    def kill():
+        killed.append(True)
+        os.killpg(process.pid, signal.SIGKILL)
+
+    timer = threading.Timer(timeout, kill)
+    timer.start()
     stdout = []
     reader = threading.Thread(target=lambda: stdout.append(process.stdout.read()))
     reader.start()
     stamped = [(time.monotonic() - started, line.rstrip("\n")) for line in process.stderr]
     process.wait()
     reader.join()
+    timer.cancel()
     wall = time.monotonic() - started
     log_file.write_text("".join(f"{at:8.3f} {line}\n" for at, line in stamped) + "stdout: " + "".join(stdout))
     events = []
@@ -311,6 +424,9 @@ def run_mab(mab, arguments, log_file, lab, env=None):
             continue
         if isinstance(event, dict):
             events.append({**event, "at": at})
+    if killed:
+        error = stopped(command, timeout)
+        raise BenchError(f"{error} (log: {shown(log_file)})", error.hint)
     if process.returncode != 0:
         outcome = next((event for event in events if event.get("event") == "result"), {})
         message = (outcome.get("error") or {}).get("message") or " / ".join(line for _, line in stamped[-3:])

@@ -96,13 +96,23 @@ LAB_HIDDEN_VETH_ADDRESS=10.213.0.2/30
 LAB_HIDDEN_BRIDGE=mab-br-hid
 LAB_HIDDEN_BRIDGE_ADDRESS=172.30.5.1/24
 
-# QEMU handlers the lab registers (names as in /usr/lib/binfmt.d/qemu-NAME.conf).
+# QEMU handlers the lab registers (names as in /usr/lib/binfmt.d/qemu-NAME.conf);
+# each runner host lists exactly these (tests/lab/host-main).
 LAB_QEMU_HANDLERS=(aarch64 ppc64le s390x arm)
+# Handlers registered machine-wide only, for this machine's engine (the
+# ten-platform build of tests/bench/build); no runner host lists them, so the
+# tests of a platform without its handler still find none there.
+LAB_LOCAL_QEMU_HANDLERS=(mips64el mipsel)
 
-# Static busybox binaries: OCI architecture -> Debian architecture.
-declare -A LAB_BUSYBOX_DEB_ARCH=([amd64]=amd64 [arm64]=arm64 [ppc64le]=ppc64el [s390x]=s390x)
-# What `busybox uname -m` prints for each OCI architecture.
-declare -A LAB_BUSYBOX_UNAME=([amd64]=x86_64 [arm64]=aarch64 [ppc64le]=ppc64le [s390x]=s390x)
+# Static busybox binaries: file name in $LAB/busybox -> Debian architecture.
+# amd64, arm64, ppc64le and s390x are for the tests; 386, armv5 (Debian's
+# armel, ARMv5TE: it also serves arm/v6), armv7, mips64le and mipsle for the
+# ten-platform build of tests/bench/build.
+declare -A LAB_BUSYBOX_DEB_ARCH=([amd64]=amd64 [arm64]=arm64 [ppc64le]=ppc64el [s390x]=s390x
+    [386]=i386 [armv5]=armel [armv7]=armhf [mips64le]=mips64el [mipsle]=mipsel)
+# What `busybox uname -m` prints for each of them (under QEMU: the emulated CPU's).
+declare -A LAB_BUSYBOX_UNAME=([amd64]=x86_64 [arm64]=aarch64 [ppc64le]=ppc64le [s390x]=s390x
+    [386]=x86_64 [armv5]=armv7l [armv7]=armv7l [mips64le]=mips64 [mipsle]=mips)
 
 log() {
     printf 'lab: %s\n' "$*" >&2
