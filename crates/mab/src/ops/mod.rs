@@ -46,6 +46,32 @@ pub fn network_flag(text: Option<&str>) -> Result<Option<NetworkMode>, Failure> 
     .transpose()
 }
 
+/// The credential sources of `environment` and the credentials they give
+/// for `registry`, as [`registry_credentials`] reads them, its errors kept
+/// typed (for a lookup whose failure is a warning, not the build's).
+/// A panic of the lookup's thread goes on here.
+///
+/// Errors: those of [`crate::environment::Environment::credential_sources`]
+/// and [`mab_registry::CredentialSources::lookup`].
+pub async fn lookup_credentials(
+    environment: &crate::environment::Environment,
+    registry: &str,
+) -> Result<
+    (
+        mab_registry::CredentialSources,
+        Option<mab_registry::Credentials>,
+    ),
+    mab_registry::RegistryError,
+> {
+    let sources = environment.credential_sources()?;
+    let lookup = sources.clone();
+    let owned = registry.to_owned();
+    let credentials = tokio::task::spawn_blocking(move || lookup.lookup(&owned))
+        .await
+        .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))?;
+    Ok((sources, credentials))
+}
+
 /// The credential sources of `environment` ([`Environment::credential_sources`])
 /// and the credentials they give for `registry` (a credential helper runs
 /// off the async threads, for at most [`mab_registry::HELPER_TIMEOUT`]).
