@@ -148,7 +148,7 @@ fn a_fresh_runner_takes_unchanged_steps_from_the_published_list() {
     let (first, metadata) = build(&home, &project, &["--tag", "v1"]);
     assert_eq!(first.code, 0, "{first:?}");
     let expected = format!(
-        "building linux/amd64 without a cache source: nothing is published at {repository}:v1 (as on the first build with a registry cache)"
+        "building linux/amd64 without a cache source: nothing is published at {repository}:v1 (as on the first build with a registry cache); hint: set `ref = \"{repository}:latest\"` under [cache] in mab.toml to read the last build's list"
     );
     assert!(warnings(&first).contains(&expected), "{first:?}");
     assert!(!run_step_cached(&first), "{first:?}");
