@@ -189,6 +189,16 @@ fn a_fresh_runner_takes_unchanged_steps_from_the_published_list() {
     assert_eq!(metadata["platforms"][0]["cache_from"], source, "{metadata}");
     let rebuilt = amd64_digest(&format!("{repository}:v1"));
     assert_eq!(layers(&format!("{repository}@{rebuilt}")), first_layers);
+
+    // A single image named by digest is its own platform's cache source.
+    let (pinned, metadata) = build(
+        &home,
+        &project,
+        &["--tag", "pinned", "--no-push", "--cache-from", &source],
+    );
+    assert_eq!(pinned.code, 0, "{pinned:?}");
+    assert!(warnings(&pinned).is_empty(), "{pinned:?}");
+    assert_eq!(metadata["platforms"][0]["cache_from"], source, "{metadata}");
 }
 
 /// `--cache-from REF` names another list; a platform that list lacks
