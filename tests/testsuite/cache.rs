@@ -2,7 +2,9 @@
 //! its unchanged steps from the image the last build published, and a
 //! missing cache is a warning.
 
-use crate::support::{free_port, mab, require_lab, skopeo_raw, ssh_lock, Home, Lab, Project, Run};
+use crate::support::{
+    free_port, mab, mab_with_env, require_lab, skopeo_raw, ssh_lock, Home, Lab, Project, Run,
+};
 
 /// The project: a `RUN` step that writes the time (so a step that runs
 /// again gives another layer) after a nonce no other build's cache holds,
@@ -146,7 +148,7 @@ fn a_fresh_runner_takes_unchanged_steps_from_the_published_list() {
     let (first, metadata) = build(&home, &project, &["--tag", "v1"]);
     assert_eq!(first.code, 0, "{first:?}");
     let expected = format!(
-        "building linux/amd64 without a cache source: nothing is published at {repository}:v1 (as on the first build with a registry cache)"
+        "building linux/amd64 without a cache source: nothing is published at {repository}:v1 (as on the first build with a registry cache); hint: set `ref = \"{repository}:latest\"` under [cache] in mab.toml to read the last build's list"
     );
     assert!(warnings(&first).contains(&expected), "{first:?}");
     assert!(!run_step_cached(&first), "{first:?}");
@@ -187,6 +189,16 @@ fn a_fresh_runner_takes_unchanged_steps_from_the_published_list() {
     assert_eq!(metadata["platforms"][0]["cache_from"], source, "{metadata}");
     let rebuilt = amd64_digest(&format!("{repository}:v1"));
     assert_eq!(layers(&format!("{repository}@{rebuilt}")), first_layers);
+
+    // A single image named by digest is its own platform's cache source.
+    let (pinned, metadata) = build(
+        &home,
+        &project,
+        &["--tag", "pinned", "--no-push", "--cache-from", &source],
+    );
+    assert_eq!(pinned.code, 0, "{pinned:?}");
+    assert!(warnings(&pinned).is_empty(), "{pinned:?}");
+    assert_eq!(metadata["platforms"][0]["cache_from"], source, "{metadata}");
 }
 
 /// `--cache-from REF` names another list; a platform that list lacks
@@ -255,5 +267,46 @@ fn a_platform_the_list_lacks_or_an_unreachable_registry_is_a_warning() {
             "building linux/arm64 without a cache source: cannot read {nowhere}: "
         )),
         "{run:?}"
+    );
+
+    // A registry that takes the connection and never answers: the lookup
+    // gives up at its limit (shortened for the test), the build goes on.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mute = format!("127.0.0.1:{}/cache:v1", silent.local_addr().unwrap().port());
+    let metadata_path = home.path().join("metadata.json");
+    let started = std::time::Instant::now();
+    let run = mab_with_env(
+        home.path(),
+        other.path(),
+        &[
+            "build",
+            "--progress",
+            "json",
+            "--metadata-file",
+            metadata_path.to_str().unwrap(),
+            "--tag",
+            "v1",
+            "--no-push",
+            "--cache-from",
+            &mute,
+        ],
+        &[("MAB_TEST_CACHE_LOOKUP_SECONDS", Some("3"))],
+    );
+    let elapsed = started.elapsed();
+    drop(silent);
+    assert_eq!(run.code, 0, "{run:?}");
+    let warned = warnings(&run);
+    assert_eq!(warned.len(), 1, "{run:?}");
+    assert!(
+        warned[0].starts_with(&format!(
+            "building linux/arm64 without a cache source: the registry of {mute} did not answer within 3 s; hint: "
+        )),
+        "{run:?}"
+    );
+    // The limit, not the 30 s default, ended the lookup.
+    assert!(
+        elapsed >= std::time::Duration::from_secs(3)
+            && elapsed < std::time::Duration::from_secs(25),
+        "{elapsed:?}"
     );
 }

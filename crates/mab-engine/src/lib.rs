@@ -213,7 +213,18 @@ pub enum BuildEvent {
     /// response arrives (BuildKit reports the context's transfer as it
     /// goes, so parts keep coming while it lasts).
     Context { sent: u64 },
+    /// BuildKit could not import the build cache of `reference` (one of
+    /// [`BuildSpec::cache_from`]): its vertex "importing cache manifest
+    /// from REF" ended in `error`. BuildKit treats that as non-fatal (the
+    /// build goes on without that cache, moby/buildkit's solver ignores
+    /// a failed cache import), so only this event tells it. Told once per
+    /// reference.
+    CacheImportFailed { reference: String, error: String },
 }
+
+/// The name BuildKit gives the vertex that imports a cache source, followed
+/// by the reference (moby/buildkit `solver/llbsolver`).
+const CACHE_IMPORT_STEP: &str = "importing cache manifest from ";
 
 /// How often at most [`BuildEvent::Context`] is told.
 pub const CONTEXT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
@@ -758,6 +769,8 @@ struct Followed {
     announced: HashSet<String>,
     /// The last step that ended in an error.
     failed_step: Option<String>,
+    /// The cache sources whose import failed ([`BuildEvent::CacheImportFailed`]).
+    import_failed: HashSet<String>,
 }
 
 /// Handles one message of a build's response: output lines and steps go to
@@ -786,10 +799,22 @@ fn follow_line(
                     cached: vertex.cached,
                 });
             }
-            if !vertex.error.is_empty() {
-                log.push(&format!("{}: {}", vertex.name, vertex.error));
-                followed.failed_step = Some(vertex.name.clone());
+            if vertex.error.is_empty() {
+                continue;
             }
+            if let Some(reference) = vertex.name.strip_prefix(CACHE_IMPORT_STEP) {
+                // Not the build's failure: BuildKit goes on without it.
+                if followed.import_failed.insert(reference.to_owned()) {
+                    log.push(&format!("{}: {}", vertex.name, vertex.error));
+                    on_event(BuildEvent::CacheImportFailed {
+                        reference: reference.to_owned(),
+                        error: vertex.error.clone(),
+                    });
+                }
+                continue;
+            }
+            log.push(&format!("{}: {}", vertex.name, vertex.error));
+            followed.failed_step = Some(vertex.name.clone());
         }
         for entry in status.logs {
             for line in String::from_utf8_lossy(&entry.msg).lines() {
@@ -1210,6 +1235,47 @@ mod tests {
         assert_eq!(
             follow_line(failed, &mut followed, &mut |_| {}).as_deref(),
             Some("failed to solve: exit code: 1")
+        );
+    }
+
+    #[test]
+    fn a_failed_cache_import_is_told_once_and_is_not_the_failed_step() {
+        use bollard_buildkit_proto::moby::buildkit::v1::{StatusResponse, Vertex};
+        let reference = format!("127.0.0.1:5000/app@sha256:{}", "a".repeat(64));
+        let import = Vertex {
+            digest: "sha256:import".to_owned(),
+            name: format!("importing cache manifest from {reference}"),
+            error: "unexpected status: 401 Unauthorized".to_owned(),
+            ..Default::default()
+        };
+        let update = || BuildInfo {
+            aux: Some(BuildInfoAux::BuildKit(StatusResponse {
+                vertexes: vec![import.clone()],
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let mut followed = Followed::default();
+        let mut events = Vec::new();
+        for message in [update(), update()] {
+            assert_eq!(
+                follow_line(message, &mut followed, &mut |event| events.push(event)),
+                None
+            );
+        }
+        assert_eq!(
+            events,
+            [BuildEvent::CacheImportFailed {
+                reference: reference.clone(),
+                error: "unexpected status: 401 Unauthorized".to_owned(),
+            }]
+        );
+        assert_eq!(followed.failed_step, None);
+        assert_eq!(
+            followed.log.into_lines(),
+            [format!(
+                "importing cache manifest from {reference}: unexpected status: 401 Unauthorized"
+            )]
         );
     }
 

@@ -378,6 +378,28 @@ impl Repository {
             .as_str()
             .unwrap_or(OCI_MANIFEST)
             .to_owned();
+        let (config, platform) = self.image_config(digest, &manifest).await?;
+        let image_size = std::iter::once(&manifest["config"])
+            .chain(manifest["layers"].as_array().into_iter().flatten())
+            .filter_map(|descriptor| descriptor["size"].as_u64())
+            .sum();
+        let child = Child {
+            media_type,
+            digest: digest.to_owned(),
+            size: bytes.len() as u64,
+            platform,
+            image_size,
+        };
+        Ok((child, config))
+    }
+
+    /// The image config of the image manifest `manifest` (at `digest`), as
+    /// served and checked against its digest, and the platform it names.
+    async fn image_config(
+        &self,
+        digest: &str,
+        manifest: &serde_json::Value,
+    ) -> Result<(Vec<u8>, ConfigPlatform), RegistryError> {
         let config_digest = manifest["config"]["digest"].as_str().ok_or_else(|| {
             self.failed(&format!("parsing manifest {digest}"), "it names no config")
         })?;
@@ -392,18 +414,7 @@ impl Repository {
         let platform = config_platform(&config).map_err(|error| {
             self.failed(&format!("parsing image config {config_digest}"), error)
         })?;
-        let image_size = std::iter::once(&manifest["config"])
-            .chain(manifest["layers"].as_array().into_iter().flatten())
-            .filter_map(|descriptor| descriptor["size"].as_u64())
-            .sum();
-        let child = Child {
-            media_type,
-            digest: digest.to_owned(),
-            size: bytes.len() as u64,
-            platform,
-            image_size,
-        };
-        Ok((child, config))
+        Ok((config, platform))
     }
 
     /// The layers of the image manifest `digest`, in order (its `layers`
@@ -820,16 +831,15 @@ impl Repository {
             Err(RegistryError::NotFound { .. }) => return Ok(None),
             Err(error) => return Err(error),
         };
-        let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()
-            .and_then(|manifest| manifest.get("mediaType")?.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        let is_image = matches!(media_type.as_str(), DOCKER_MANIFEST | OCI_MANIFEST)
-            || serde_json::from_slice::<serde_json::Value>(&bytes)
-                .is_ok_and(|manifest| manifest.get("config").is_some());
+        // An image manifest is read here, without a second GET of it.
+        let manifest = serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_default();
+        let is_image = matches!(
+            manifest["mediaType"].as_str(),
+            Some(DOCKER_MANIFEST | OCI_MANIFEST)
+        ) || manifest.get("config").is_some();
         if is_image {
-            let child = self.describe(&digest).await?;
-            return Ok(Some(vec![(child.platform, child.digest)]));
+            let (_, platform) = self.image_config(&digest, &manifest).await?;
+            return Ok(Some(vec![(platform, digest)]));
         }
         let entries = list_entries(&bytes).map_err(|error| RegistryError::Request {
             registry: self.registry.clone(),

@@ -46,6 +46,33 @@ pub fn network_flag(text: Option<&str>) -> Result<Option<NetworkMode>, Failure> 
     .transpose()
 }
 
+/// The credential sources of `environment` and the credentials they give
+/// for `registry` (a credential helper runs off the async threads, for at
+/// most [`mab_registry::HELPER_TIMEOUT`]), its errors typed: for a lookup
+/// whose failure is a warning, not the build's ([`registry_credentials`]
+/// makes them failures). A panic of the lookup's thread goes on here.
+///
+/// Errors: those of [`crate::environment::Environment::credential_sources`]
+/// and [`mab_registry::CredentialSources::lookup`].
+pub async fn lookup_credentials(
+    environment: &crate::environment::Environment,
+    registry: &str,
+) -> Result<
+    (
+        mab_registry::CredentialSources,
+        Option<mab_registry::Credentials>,
+    ),
+    mab_registry::RegistryError,
+> {
+    let sources = environment.credential_sources()?;
+    let lookup = sources.clone();
+    let owned = registry.to_owned();
+    let credentials = tokio::task::spawn_blocking(move || lookup.lookup(&owned))
+        .await
+        .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))?;
+    Ok((sources, credentials))
+}
+
 /// The credential sources of `environment` ([`Environment::credential_sources`])
 /// and the credentials they give for `registry` (a credential helper runs
 /// off the async threads, for at most [`mab_registry::HELPER_TIMEOUT`]).
@@ -70,17 +97,7 @@ pub async fn registry_credentials(
         }
         _ => Failure::usage(error.to_string(), error.credentials_hint()),
     };
-    let sources = environment.credential_sources().map_err(usage)?;
-    let lookup = sources.clone();
-    let owned = registry.to_owned();
-    let credentials = tokio::task::spawn_blocking(move || lookup.lookup(&owned))
+    lookup_credentials(environment, registry)
         .await
-        .map_err(|error| {
-            Failure::runtime(
-                format!("looking up the credentials for {registry} failed: {error}"),
-                Some("this is a fault in mab; run again, and report it with the output of MAB_LOG=debug"),
-            )
-        })?
-        .map_err(usage)?;
-    Ok((sources, credentials))
+        .map_err(usage)
 }

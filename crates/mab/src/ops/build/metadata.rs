@@ -481,9 +481,11 @@ pub(super) struct MetadataFile {
     /// GitHub Actions' observer, given each document written (for
     /// `$GITHUB_OUTPUT`); `None` outside GitHub Actions.
     pub(super) github: Option<std::sync::Arc<crate::github::Actions>>,
-    /// Each platform's cache source (`"cache_from"`), once known: set
-    /// once before the jobs start.
-    pub(super) cache_sources: std::sync::OnceLock<BTreeMap<Platform, String>>,
+    /// Each platform's imported cache source (`"cache_from"`): set by its
+    /// job once its build ran and BuildKit imported the source without an
+    /// error ([`mab_engine::BuildEvent::CacheImportFailed`]); a platform
+    /// that never started, or whose import failed, has none.
+    pub(super) cache_imported: std::sync::Mutex<BTreeMap<Platform, String>>,
 }
 
 /// Where the state of the last build of the project whose `mab.toml` is
@@ -613,7 +615,7 @@ impl MetadataFile {
             inputs,
             order: project.platforms.clone(),
             github: None,
-            cache_sources: std::sync::OnceLock::new(),
+            cache_imported: Default::default(),
         };
         let Some(given) = &args.metadata_file else {
             return Ok(file);
@@ -641,18 +643,21 @@ impl MetadataFile {
 
     /// `platforms` with `reused` among them, in the order of `mab.toml`;
     /// a platform not in that order (none is) goes last. Those of
-    /// `platforms` get their cache source ([`MetadataFile::cache_sources`]);
+    /// `platforms` get their imported cache source ([`MetadataFile::cache_imported`]);
     /// the reused keep the earlier build's.
     pub(super) fn in_order(
         &self,
         platforms: &[PlatformMetadata],
         reused: &[PlatformMetadata],
     ) -> Vec<PlatformMetadata> {
-        let cache_sources = self.cache_sources.get();
+        let imported = self
+            .cache_imported
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut all: Vec<PlatformMetadata> = platforms
             .iter()
             .map(|entry| PlatformMetadata {
-                cache_from: cache_sources.and_then(|sources| sources.get(&entry.platform).cloned()),
+                cache_from: imported.get(&entry.platform).cloned(),
                 ..entry.clone()
             })
             .chain(reused.iter().cloned())
@@ -935,7 +940,7 @@ mod tests {
             },
             order: vec!["linux/arm64".parse().unwrap()],
             github: None,
-            cache_sources: Default::default(),
+            cache_imported: Default::default(),
         };
         let job = JobSpec::on("linux/arm64".parse().unwrap(), "pi");
         let entry = PlatformMetadata::not_started(&job);

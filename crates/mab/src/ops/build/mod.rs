@@ -130,20 +130,31 @@ async fn build_checked(
     };
     let access = open_registry(args, environment, &prepared, &unstarted, reporter, control).await?;
     // The cache sources are read from the registry while the runners
-    // are connected to.
+    // are connected to; a stop ends the lookup at once (the stop is then
+    // seen as the jobs start), and a resume with nothing left to build
+    // looks nothing up.
     let cache_sources = async {
-        let Some(reference) = cache::cache_reference(&prepared.project, &prepared.tags) else {
+        if prepared.resume.rest.is_empty() {
+            return Ok(std::collections::BTreeMap::new());
+        }
+        let reference =
+            cache::reference_to_read(&prepared.project, &prepared.tags, reporter.as_ref());
+        let Some(reference) = reference else {
             return Ok(std::collections::BTreeMap::new());
         };
         let image_registry = (access.registry.as_str(), access.credentials.as_ref());
-        Ok(cache::cache_sources(
+        let looking_up = cache::cache_sources(
             &reference,
             &prepared.resume.rest,
             environment,
             image_registry,
             reporter.as_ref(),
-        )
-        .await)
+        );
+        tokio::select! {
+            biased;
+            _ = control.stopped() => Ok(std::collections::BTreeMap::new()),
+            sources = looking_up => Ok(sources),
+        }
     };
     let (ready, cache_sources) = tokio::try_join!(
         connect_and_plan(
@@ -157,7 +168,6 @@ async fn build_checked(
         ),
         cache_sources,
     )?;
-    let _ = prepared.metadata.cache_sources.set(cache_sources.clone());
 
     let project = &prepared.project;
     let jobs: Vec<JobSpec> = ready.plan.jobs.iter().map(job_spec).collect();
@@ -188,6 +198,7 @@ async fn build_checked(
         control,
         test: project.test.as_ref().filter(|_| !args.no_test),
         cache_sources: &cache_sources,
+        cache_imported: &prepared.metadata.cache_imported,
     };
     let planned = Planned {
         image: &project.image,
@@ -313,7 +324,7 @@ async fn load_and_check(
     let loaded = prepare::load(&args.project, environment, reporter)?;
     let mut project = loaded.project;
     apply_overrides(&mut project, args, environment)?;
-    cache::apply_cache_flag(&mut project, args)?;
+    cache::apply_cache_flag(&mut project, args.cache_from.as_deref())?;
     let ssh = ssh::start_agents(&args.ssh, environment).await?;
     let deadline = match &args.deadline {
         Some(deadline) => {
@@ -2175,7 +2186,7 @@ mod tests {
                 .map(|platform| platform.parse().unwrap())
                 .collect(),
             github: None,
-            cache_sources: Default::default(),
+            cache_imported: Default::default(),
         };
         (directory, path, metadata)
     }

@@ -166,12 +166,18 @@ pub(super) fn changes(earlier: &Inputs, now: &Inputs) -> Vec<String> {
         .collect();
     // Only names: the document holds the values' digests, never a value.
     for name in names {
+        // mab itself adds the inline cache argument with a registry cache.
+        let why = if name == super::cache::INLINE_CACHE_ARG {
+            " ([cache] from = \"registry\" or --cache-from was turned on or off since)"
+        } else {
+            ""
+        };
         match (earlier.build_args.get(name), now.build_args.get(name)) {
             (Some(before), Some(after)) if before != after => {
                 changes.push(format!("build arg {name} changed"));
             }
-            (Some(_), None) => changes.push(format!("build arg {name} removed")),
-            (None, Some(_)) => changes.push(format!("build arg {name} added")),
+            (Some(_), None) => changes.push(format!("build arg {name} removed{why}")),
+            (None, Some(_)) => changes.push(format!("build arg {name} added{why}")),
             _ => {}
         }
     }

@@ -82,6 +82,10 @@ pub(super) struct LiveWorker<'a, R> {
     /// `--cache-from`); a platform without one builds with its runner's
     /// cache only.
     pub(super) cache_sources: &'a std::collections::BTreeMap<Platform, String>,
+    /// The cache sources imported, by platform: each job's is set once its
+    /// build ran, and taken out when BuildKit could not import it (the
+    /// metadata's `cache_from`).
+    pub(super) cache_imported: &'a std::sync::Mutex<std::collections::BTreeMap<Platform, String>>,
 }
 
 /// The label every smoke-test container carries, with the build id as
@@ -93,6 +97,24 @@ const BUILD_LABEL: &str = "mab.build";
 impl<R: Registry> LiveWorker<'_, R> {
     fn build_name(&self, platform: &Platform) -> String {
         build_name(&self.project.image, &self.build_id, platform)
+    }
+
+    /// Records in [`LiveWorker::cache_imported`] whether `platform`'s
+    /// build, which ran, imported its cache source (none when
+    /// `import_failed`, or when it had none).
+    fn record_cache_import(&self, platform: &Platform, import_failed: bool) {
+        let mut imported = self
+            .cache_imported
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match self.cache_sources.get(platform) {
+            Some(source) if !import_failed => {
+                imported.insert(platform.clone(), source.clone());
+            }
+            _ => {
+                imported.remove(platform);
+            }
+        }
     }
 
     /// Builds, pushes and verifies `job`'s image, checks its programs,
@@ -135,10 +157,19 @@ impl<R: Registry> LiveWorker<'_, R> {
             ssh_agents: self.ssh_agents.clone(),
         };
         let phase = self.start_phase(job, Phase::Build);
+        let mut import_failed = false;
         let built = engine
             .build(&spec, self.context, |event| {
                 let (platform, runner) = (job.platform.clone(), job.runner.clone());
                 self.reporter.report(match event {
+                    BuildEvent::CacheImportFailed { reference, error } => {
+                        import_failed = true;
+                        Event::Warning {
+                            message: format!(
+                                "building {platform} on {runner} without its cache source: the engine could not import {reference}: {error}; hint: check that runner `{runner}`'s engine can pull from that registry (its credentials for it, and its TLS trust), e.g. `docker pull {reference}` there"
+                            ),
+                        }
+                    }
                     BuildEvent::Step { name, cached } => Event::Step {
                         platform,
                         runner,
@@ -159,6 +190,9 @@ impl<R: Registry> LiveWorker<'_, R> {
                 })
             })
             .await;
+        if matches!(built, Ok(_) | Err(EngineError::BuildFailed { .. })) {
+            self.record_cache_import(&job.platform, import_failed);
+        }
         match built {
             Ok(stats) => phase.finished(Some(stats.context_bytes)),
             Err(EngineError::BuildFailed {
