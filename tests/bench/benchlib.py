@@ -468,15 +468,13 @@ def loadavg():
     return Path("/proc/loadavg").read_text().split()[0]
 
 
-def machine(lab, hosts):
-    """Facts about the machine the figures were taken on, and the commit measured."""
+def host_facts():
+    """Facts about this machine and the commit measured, without the lab's engines."""
     cpu = "unknown CPU"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
             cpu = line.split(":", 1)[1].strip()
             break
-    versions = {host: docker_on(host, "version", "--format", "{{.Server.Version}}") for host in hosts}
-    client = run([lab["DOCKER_CLI"], "version", "--format", "{{.Client.Version}}"])
     commit = run(["git", "rev-parse", "--short=8", "HEAD"], cwd=REPO)
     # Uncommitted changes to what goes into the binary, if any.
     dirty = run(["git", "status", "--porcelain", "--", "crates", "Cargo.toml", "Cargo.lock"], cwd=REPO)
@@ -485,11 +483,19 @@ def machine(lab, hosts):
         "cpu": cpu,
         "kernel": run(["uname", "-sr"]),
         "memory_gib": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30,
-        "engines": versions,
-        "client": client,
+        "load": os.getloadavg()[0],
         "commit": commit + (" (with uncommitted changes)" if dirty else ""),
         "rustc": run(["rustc", "--version"]),
     }
+
+
+def machine(lab, hosts):
+    """`host_facts`, with the versions of the lab's engines `hosts` and of the docker CLI."""
+    facts = host_facts()
+    facts["engines"] = {host: docker_on(host, "version", "--format", "{{.Server.Version}}")
+                        for host in hosts}
+    facts["client"] = run([lab["DOCKER_CLI"], "version", "--format", "{{.Client.Version}}"])
+    return facts
 
 
 def machine_lines(facts):

@@ -1,4 +1,4 @@
-//! The planner at fleet size (issue 12, target 6): `mab_plan::plan` placing
+//! The planner at fleet size (target 6 of docs/performance.md): `mab_plan::plan` placing
 //! N platform requests over M runners, through the crate's public API.
 //!
 //! The fleet is made up, the same on every run: runners in blocks of ten,
