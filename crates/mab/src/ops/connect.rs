@@ -1,4 +1,5 @@
-//! Reaching a runner: one SSH connection per runner (or the local engine),
+//! Reaching a runner: one SSH connection per runner host, shared by the
+//! entries that name it (or the local engine),
 //! the engine behind it, and what the engine and host can build.
 
 use std::path::PathBuf;

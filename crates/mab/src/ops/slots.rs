@@ -2,7 +2,7 @@
 //! runner's `jobs` slots on the runner host itself, as a `flock` on a file
 //! there, for as long as it builds (docs/runners.md, "Slots").
 //!
-//! The lock is held by a command that runs over the runner's own SSH
+//! The lock is held by a command that runs over the runner host's SSH
 //! connection ([`mab_ssh::Session::exec_held`]), or here with a piped stdin
 //! for a local runner, so that the host's kernel frees it when that command
 //! ends: when mab closes the channel, or when the connection dies (a
