@@ -216,11 +216,11 @@ pub struct Job {
     pub moved_from: Option<Move>,
     /// The runners that list the platform.
     field: Arc<Field>,
-    /// The runner of every job of the plan (its place in the runners
-    /// handed to [`plan`]), in the requested order: the jobs planned before
-    /// this one give each runner's free slots when it was planned.
-    history: Arc<[usize]>,
-    /// This job's place in `history`.
+    /// Where the plan's jobs went, shared by every job of the plan: the
+    /// jobs planned before this one give each runner's free slots when it
+    /// was planned.
+    history: Arc<History>,
+    /// This job's place in the plan's jobs.
     at: usize,
     /// The chosen runner's place in `field.contenders`.
     chosen: usize,
@@ -257,7 +257,7 @@ impl Job {
             reason: reason.to_owned(),
             moved_from: None,
             field: Arc::new(field),
-            history: Arc::new([0]),
+            history: Arc::new(History::new(&[0], 1)),
             at: 0,
             chosen: 0,
         }
@@ -266,15 +266,13 @@ impl Job {
     /// The other runners that list the platform, and why each lost, in
     /// runners.toml order. Runners that do not list the platform are not
     /// in it (`mab plan` names them on a line of their own).
+    ///
+    /// Costs a pass over those runners, each one's free slots looked up in
+    /// the plan's [`History`] (a binary search), whatever the job's place
+    /// in the plan.
     pub fn rejected(&self) -> Vec<Rejection> {
-        // Jobs planned on each runner before this one.
-        let mut planned: HashMap<usize, i64> = HashMap::new();
-        for runner in &self.history[..self.at] {
-            *planned.entry(*runner).or_default() += 1;
-        }
-        let free = |contender: &Contender| {
-            contender.jobs - planned.get(&contender.runner).copied().unwrap_or(0)
-        };
+        let free =
+            |contender: &Contender| contender.jobs - self.history.before(contender.runner, self.at);
         let chosen = &self.field.contenders[self.chosen];
         let chosen_free = free(chosen);
         let chosen_name = &self.field.entrants[chosen.entrant].runner;
@@ -314,19 +312,65 @@ impl Job {
     /// order: the other reachable runners that list the platform and can
     /// build it, native ones first, then (when emulation is allowed)
     /// emulating ones, each group in runners.toml order.
+    ///
+    /// Costs a pass over the platform's contenders: the order is worked
+    /// out once per platform, when it is planned.
     pub fn fallbacks(&self) -> Vec<Candidate> {
-        self.field
-            .fallback_order
-            .iter()
-            .filter(|at| **at != self.chosen)
-            .map(|at| {
-                let contender = &self.field.contenders[*at];
-                Candidate {
-                    runner: self.field.entrants[contender.entrant].runner.clone(),
-                    emulated: contender.support == Support::Emulated,
-                }
-            })
-            .collect()
+        let mut fallbacks = Vec::with_capacity(self.field.fallback_order.len());
+        fallbacks.extend(
+            self.field
+                .fallback_order
+                .iter()
+                .filter(|at| **at != self.chosen)
+                .map(|at| {
+                    let contender = &self.field.contenders[*at];
+                    Candidate {
+                        runner: self.field.entrants[contender.entrant].runner.clone(),
+                        emulated: contender.support == Support::Emulated,
+                    }
+                }),
+        );
+        fallbacks
+    }
+}
+
+/// Where a plan's jobs went, indexed by runner: for each runner (its place
+/// in the runners handed to [`plan`]) the places of its jobs in the plan's
+/// order, ascending, so that the jobs planned on a runner before a given
+/// job are counted with a binary search rather than a pass over the plan.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct History {
+    /// Runner `r`'s jobs are `places[starts[r]..starts[r + 1]]`; one more
+    /// entry than there are runners.
+    starts: Vec<usize>,
+    /// The places of every job, grouped by runner.
+    places: Vec<usize>,
+}
+
+impl History {
+    /// From the runner of each job in the plan's order (`runners`: how
+    /// many runners the plan was given), by a counting sort.
+    fn new(history: &[usize], runners: usize) -> History {
+        let mut starts = vec![0; runners + 1];
+        for runner in history {
+            starts[runner + 1] += 1;
+        }
+        for runner in 0..runners {
+            starts[runner + 1] += starts[runner];
+        }
+        let mut next = starts.clone();
+        let mut places = vec![0; history.len()];
+        for (place, runner) in history.iter().enumerate() {
+            places[next[*runner]] = place;
+            next[*runner] += 1;
+        }
+        History { starts, places }
+    }
+
+    /// How many jobs were planned on `runner` before the job at `at`.
+    fn before(&self, runner: usize, at: usize) -> i64 {
+        let places = &self.places[self.starts[runner]..self.starts[runner + 1]];
+        i64::try_from(places.partition_point(|place| *place < at)).unwrap_or(i64::MAX)
     }
 }
 
@@ -799,6 +843,8 @@ pub fn plan(
     let mut jobs = Vec::with_capacity(platforms.len());
     let mut history = Vec::with_capacity(platforms.len());
     let mut stranded = Vec::new();
+    // Each job's until the plan is made.
+    let unfinished = Arc::new(History::default());
     for platform in platforms {
         let field = Arc::clone(
             fields
@@ -844,13 +890,13 @@ pub fn plan(
                 field.first_unreachable.is_some(),
             ),
             moved_from,
-            history: Arc::new([]),
+            history: Arc::clone(&unfinished),
             at: history.len() - 1,
             chosen,
             field,
         });
     }
-    let history: Arc<[usize]> = history.into();
+    let history = Arc::new(History::new(&history, runners.len()));
     for job in &mut jobs {
         job.history = Arc::clone(&history);
     }
@@ -1750,6 +1796,202 @@ mod tests {
         assert_eq!(
             error.hint(),
             "check runner `pi` with `mab runners check`, or let another runner build it: take --no-fallback off the command line, or `fallback = false` out of [image] in mab.toml, whichever is there"
+        );
+    }
+
+    /// A made-up random number sequence (xorshift64), the same on every run.
+    struct Dice(u64);
+
+    impl Dice {
+        /// A number in `0..below`.
+        fn roll(&mut self, below: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            usize::try_from(self.0 % below as u64).unwrap()
+        }
+    }
+
+    /// The platforms the random fleets list and are asked for.
+    const RANDOM_PLATFORMS: &[&str] = &[
+        "linux/amd64",
+        "linux/arm64",
+        "linux/arm/v7",
+        "linux/386",
+        "linux/riscv64",
+        "linux/s390x",
+    ];
+
+    /// A random fleet of `size` runners, named uniquely: random listed
+    /// platforms, engine, handlers and slots; some unreachable, some the
+    /// implicit local runner.
+    fn random_fleet(dice: &mut Dice, size: usize) -> Vec<RunnerState> {
+        const MACHINES: &[&str] = &["x86_64", "aarch64", "armv7l", "s390x", "sparc64"];
+        const HANDLERS: &[&str] = &["qemu-aarch64", "qemu-arm", "qemu-riscv64", "qemu-x86_64"];
+        (0..size)
+            .map(|index| {
+                let lists: Vec<&str> = RANDOM_PLATFORMS
+                    .iter()
+                    .copied()
+                    .filter(|_| dice.roll(2) == 0)
+                    .collect();
+                let qemu: Vec<&str> = HANDLERS
+                    .iter()
+                    .copied()
+                    .filter(|_| dice.roll(2) == 0)
+                    .collect();
+                let machine = MACHINES[dice.roll(MACHINES.len())];
+                let jobs = u32::try_from(dice.roll(4)).unwrap();
+                let name = format!("runner-{index}");
+                let mut state = runner(&name, jobs, &lists, machine, &qemu);
+                match dice.roll(8) {
+                    0 => state.probe = Err(format!("{name}: connection refused")),
+                    1 => {
+                        if let Ok(capabilities) = &mut state.probe {
+                            capabilities.emulates_everything = true;
+                        }
+                    }
+                    _ => {}
+                }
+                state
+            })
+            .collect()
+    }
+
+    /// [`Job::rejected`] worked out from the runners and the jobs planned
+    /// before `jobs[at]`, in the plain way: a count of those jobs per
+    /// runner, and the rules of [`Why`].
+    fn reference_rejected(
+        runners: &[RunnerState],
+        jobs: &[Job],
+        at: usize,
+        emulation: Emulation,
+    ) -> Vec<Rejection> {
+        let job = &jobs[at];
+        let free = |name: &str| {
+            let state = runners.iter().find(|state| state.name == name).unwrap();
+            let planned = jobs[..at].iter().filter(|job| job.runner == name).count();
+            i64::from(state.jobs) - i64::try_from(planned).unwrap()
+        };
+        let chosen_free = free(&job.runner);
+        runners
+            .iter()
+            .filter(|state| state.platforms.contains(&job.platform) && state.name != job.runner)
+            .map(|state| {
+                let why = match &state.probe {
+                    Err(reason) => Why::Unreachable {
+                        reason: reason.clone(),
+                    },
+                    Ok(capabilities) => match capabilities.support(&job.platform) {
+                        Support::Unavailable => Why::Unavailable {
+                            platform: job.platform.clone(),
+                            engine: capabilities.own.clone(),
+                        },
+                        Support::Emulated if emulation == Emulation::Refused => {
+                            Why::EmulationRefused {
+                                platform: job.platform.clone(),
+                            }
+                        }
+                        Support::Emulated if !job.emulated => Why::EmulationOnly {
+                            chosen: job.runner.clone(),
+                        },
+                        _ if free(&state.name) < chosen_free => Why::FewerSlots {
+                            chosen: job.runner.clone(),
+                            free: slots(free(&state.name)),
+                            chosen_free: slots(chosen_free),
+                        },
+                        _ => Why::ListedLater {
+                            chosen: job.runner.clone(),
+                        },
+                    },
+                };
+                Rejection {
+                    runner: state.name.clone(),
+                    why,
+                }
+            })
+            .collect()
+    }
+
+    /// [`Job::fallbacks`] worked out from the runners: the reachable ones
+    /// but the job's own that list the platform and can build it, native
+    /// ones first, then the emulating ones unless emulation is refused.
+    fn reference_fallbacks(
+        runners: &[RunnerState],
+        job: &Job,
+        emulation: Emulation,
+    ) -> Vec<Candidate> {
+        let able = |wanted: Support| {
+            runners
+                .iter()
+                .filter(move |state| {
+                    state.name != job.runner
+                        && state.platforms.contains(&job.platform)
+                        && state
+                            .probe
+                            .as_ref()
+                            .is_ok_and(|capabilities| capabilities.support(&job.platform) == wanted)
+                })
+                .map(move |state| Candidate {
+                    runner: state.name.clone(),
+                    emulated: wanted == Support::Emulated,
+                })
+        };
+        let emulated: Vec<Candidate> = match emulation {
+            Emulation::Allowed => able(Support::Emulated).collect(),
+            Emulation::Refused => Vec::new(),
+        };
+        able(Support::Native).chain(emulated).collect()
+    }
+
+    /// On random fleets, every job's rejections and fallbacks are those of
+    /// the plain reference, under each emulation and fallback setting.
+    #[test]
+    fn lists_match_a_plain_reference_on_random_fleets() {
+        let mut dice = Dice(0x9e37_79b9_7f4a_7c15);
+        let pool = platforms(RANDOM_PLATFORMS);
+        let mut checked = (0, 0, 0);
+        for round in 0..200 {
+            let size = 1 + dice.roll(12);
+            let runners = random_fleet(&mut dice, size);
+            let wanted: Vec<Platform> = (0..1 + dice.roll(30))
+                .map(|_| pool[dice.roll(pool.len())].clone())
+                .collect();
+            for emulation in [Emulation::Allowed, Emulation::Refused] {
+                for fallback in [Fallback::Allowed, Fallback::Refused] {
+                    let jobs = match plan(&wanted, &runners, emulation, fallback) {
+                        Ok(plan) => plan.jobs,
+                        Err(PlanError::PreferredUnreachable { planned, .. }) => planned,
+                        Err(_) => continue,
+                    };
+                    for (at, job) in jobs.iter().enumerate() {
+                        let case = format!(
+                            "round {round}, {emulation:?}, {fallback:?}, job {at} ({})",
+                            job.platform
+                        );
+                        let rejected = job.rejected();
+                        assert_eq!(
+                            rejected,
+                            reference_rejected(&runners, &jobs, at, emulation),
+                            "{case}"
+                        );
+                        let fallbacks = job.fallbacks();
+                        assert_eq!(
+                            fallbacks,
+                            reference_fallbacks(&runners, job, emulation),
+                            "{case}"
+                        );
+                        checked.0 += 1;
+                        checked.1 += rejected.len();
+                        checked.2 += fallbacks.len();
+                    }
+                }
+            }
+        }
+        // The fleets made plans with rejections and fallbacks to compare.
+        assert!(
+            checked.0 > 1_000 && checked.1 > 1_000 && checked.2 > 1_000,
+            "{checked:?}"
         );
     }
 }

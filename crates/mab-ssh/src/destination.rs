@@ -476,6 +476,100 @@ Host *.example.com
         assert!(!resolve("hidden").same_connection(&resolve("10.0.0.9")));
     }
 
+    /// docs/runners.md, "One connection per host": each field the
+    /// connection depends on keeps two entries apart when it differs, the
+    /// rest resolving alike; a `Host` alias and the host name it stands
+    /// for share one connection.
+    #[test]
+    fn same_connection_splits_on_each_connection_field() {
+        const BASE: &[(&str, &str)] = &[
+            ("HostName", "10.0.0.5"),
+            ("Port", "22"),
+            ("User", "builder"),
+            ("IdentityFile", "~/.ssh/key_a"),
+            ("IdentitiesOnly", "no"),
+            ("UserKnownHostsFile", "~/.ssh/known_a"),
+            ("StrictHostKeyChecking", "yes"),
+            ("ConnectTimeout", "10"),
+            ("ServerAliveInterval", "15"),
+            ("ProxyJump", "none"),
+        ];
+        /// How the option's value sets the resolved field: the destination,
+        /// the home directory and the jump host `gateway`, resolved.
+        type Set = fn(&mut Destination, &Path, &Destination);
+        // (the option that differs from BASE, its value, the field it sets)
+        let splits: [(&str, &str, Set); 9] = [
+            ("IdentityFile", "~/.ssh/key_b", |to, home, _| {
+                to.identity_files = vec![home.join(".ssh/key_b")];
+            }),
+            ("IdentitiesOnly", "yes", |to, _, _| {
+                to.identities_only = true
+            }),
+            ("UserKnownHostsFile", "~/.ssh/known_b", |to, home, _| {
+                to.known_hosts_files =
+                    vec![home.join(".ssh/known_b"), home.join(".ssh/known_hosts")];
+            }),
+            ("StrictHostKeyChecking", "accept-new", |to, _, _| {
+                to.strict_host_key_checking = StrictHostKeyChecking::AcceptNew;
+            }),
+            ("ConnectTimeout", "20", |to, _, _| {
+                to.connect_timeout = Some(Duration::from_secs(20));
+            }),
+            ("ServerAliveInterval", "30", |to, _, _| {
+                to.server_alive.interval = Some(Duration::from_secs(30));
+            }),
+            ("ProxyJump", "gateway", |to, _, gateway| {
+                to.jumps = vec![gateway.clone()];
+            }),
+            ("Port", "2222", |to, _, _| to.port = 2222),
+            ("User", "other", |to, _, _| to.user = "other".to_owned()),
+        ];
+        let block = |patterns: &str, change: Option<(&str, &str)>| {
+            let mut text = format!("Host {patterns}\n");
+            for (option, value) in BASE {
+                let value = match change {
+                    Some((changed, new)) if changed == *option => new,
+                    _ => value,
+                };
+                text.push_str(&format!("    {option} {value}\n"));
+            }
+            text
+        };
+        // The alias `base` and the address it stands for share a block.
+        let mut config = block("base 10.0.0.5", None);
+        for (index, (option, value, _)) in splits.iter().enumerate() {
+            config.push_str(&block(&format!("split-{index}"), Some((option, value))));
+        }
+        config.push_str("Host gateway\n    HostName 10.0.0.1\n");
+        let home = temp_home(Some(&config));
+        let resolve = |spec: &str| Destination::resolve(spec, home.path()).unwrap();
+        let base = resolve("base");
+        let gateway = resolve("gateway");
+
+        let address = resolve("10.0.0.5");
+        assert_ne!(base.alias, address.alias);
+        assert!(base.same_connection(&address), "{base:?} and {address:?}");
+        assert!(address.same_connection(&base));
+
+        for (index, (option, value, set)) in splits.iter().enumerate() {
+            let alias = format!("split-{index}");
+            let split = resolve(&alias);
+            // The option differs and nothing else does.
+            let mut expected = Destination {
+                alias,
+                ..base.clone()
+            };
+            set(&mut expected, home.path(), &gateway);
+            assert_eq!(split, expected, "{option} {value}");
+            assert!(!base.same_connection(&split), "{option} {value}");
+            assert!(!split.same_connection(&base), "{option} {value}");
+            assert!(
+                split.same_connection(&resolve(&split.alias)),
+                "{option} {value}"
+            );
+        }
+    }
+
     fn temp_home(config: Option<&str>) -> tempfile::TempDir {
         let home = tempfile::tempdir().expect("temp dir");
         if let Some(config) = config {
