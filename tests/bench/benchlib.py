@@ -430,7 +430,14 @@ def run_mab(mab, arguments, log_file, lab, env=None, timeout=COMMAND_SECONDS):
     if process.returncode != 0:
         outcome = next((event for event in events if event.get("event") == "result"), {})
         message = (outcome.get("error") or {}).get("message") or " / ".join(line for _, line in stamped[-3:])
-        raise MabFailed(process.returncode, message, log_file)
+        # Why each job failed, as the engine said it: the result names only the build.
+        causes = [event.get("message", "") for event in events if event.get("event") == "job_failed"]
+        if causes:
+            message += ": " + "; ".join(causes)
+        # A repeated run writes the same log file: keep this one apart.
+        kept = log_file.with_name(f"{log_file.stem}.failed-{int(time.time())}.log")
+        shutil.copyfile(log_file, kept)
+        raise MabFailed(process.returncode, message, kept)
     usage = usage_file.read_text()
     return {"wall": wall, "cpu": cpu_seconds(usage), "rss_mib": peak_rss_mib(usage), "events": events}
 
