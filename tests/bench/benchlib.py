@@ -430,7 +430,14 @@ def run_mab(mab, arguments, log_file, lab, env=None, timeout=COMMAND_SECONDS):
     if process.returncode != 0:
         outcome = next((event for event in events if event.get("event") == "result"), {})
         message = (outcome.get("error") or {}).get("message") or " / ".join(line for _, line in stamped[-3:])
-        raise MabFailed(process.returncode, message, log_file)
+        # Why each job failed, as the engine said it: the result names only the build.
+        causes = [event.get("message", "") for event in events if event.get("event") == "job_failed"]
+        if causes:
+            message += ": " + "; ".join(causes)
+        # A repeated run writes the same log file: keep this one apart.
+        kept = log_file.with_name(f"{log_file.stem}.failed-{int(time.time())}.log")
+        shutil.copyfile(log_file, kept)
+        raise MabFailed(process.returncode, message, kept)
     usage = usage_file.read_text()
     return {"wall": wall, "cpu": cpu_seconds(usage), "rss_mib": peak_rss_mib(usage), "events": events}
 
@@ -468,6 +475,29 @@ def loadavg():
     return Path("/proc/loadavg").read_text().split()[0]
 
 
+def cpu_times():
+    """The machine's CPU seconds since boot from /proc/stat's `cpu` line:
+    {"busy": user + system + irq + softirq, "nice": time in niced
+    (low-priority) processes, "all": every column but guest time}."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, idle, iowait, irq, softirq, steal = fields
+    tick = os.sysconf("SC_CLK_TCK")
+    return {"busy": (user + system + irq + softirq) / tick, "nice": nice / tick,
+            "all": sum(fields) / tick}
+
+
+def cpu_share_line(start):
+    """A bullet line with how busy the machine's CPUs were since `start`
+    (a `cpu_times()`): at normal priority, and in niced processes beside
+    the bench, as shares of all CPU time."""
+    end = cpu_times()
+    spent = {key: end[key] - start[key] for key in end}
+    total = spent["all"] or 1.0
+    return (f"- CPU time of the machine while the bench ran: {spent['busy'] / total:.0%} busy at normal "
+            f"priority (the bench, the lab), {spent['nice'] / total:.0%} in niced (low-priority) "
+            f"processes beside it")
+
+
 def host_facts():
     """Facts about this machine and the commit measured, without the lab's engines."""
     cpu = "unknown CPU"
@@ -484,6 +514,7 @@ def host_facts():
         "kernel": run(["uname", "-sr"]),
         "memory_gib": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30,
         "load": os.getloadavg()[0],
+        "cpu_times": cpu_times(),
         "commit": commit + (" (with uncommitted changes)" if dirty else ""),
         "rustc": run(["rustc", "--version"]),
     }
@@ -504,6 +535,7 @@ def machine_lines(facts):
     return [
         f"- {facts['nproc']} CPUs, {facts['cpu']}, {facts['memory_gib']:.1f} GiB, {facts['kernel']}",
         f"- Docker Engine {engines} (all on this machine); docker CLI {facts['client']}; {facts['rustc']}",
+        cpu_share_line(facts["cpu_times"]),
     ]
 
 
