@@ -1,6 +1,7 @@
 //! `[cache] from = "registry"`: a runner that never built the project takes
-//! its unchanged steps from the image the last build published, and a
-//! missing cache is a warning.
+//! its unchanged steps from the image the last build published (or from
+//! the list `ref` names, on the open registry or on the one that needs
+//! credentials, and in a `--resume`), and a missing cache is a warning.
 
 use crate::support::{
     free_port, mab, mab_with_env, require_lab, skopeo_raw, ssh_lock, Home, Lab, Project, Run,
@@ -67,6 +68,55 @@ fn run_step_cached(run: &Run) -> bool {
         .find(|event| event["step"].as_str().unwrap_or_default().contains("RUN "))
         .unwrap_or_else(|| panic!("no RUN step: {run:?}"));
     step["cached"].as_bool().unwrap()
+}
+
+/// The `source` of each `cache_source` event of the build, by platform
+/// (`null` for none), in the order told.
+fn cache_sources(run: &Run) -> Vec<(String, serde_json::Value)> {
+    run.events_named("cache_source")
+        .iter()
+        .map(|event| {
+            (
+                event["platform"].as_str().unwrap().to_owned(),
+                event["source"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// Asserts that `run` (the build of one platform, linux/amd64) ended well
+/// without a warning and took its `RUN` step from `source`: the step
+/// cached, and `source` named by its `cache_source` event and by the
+/// `cache_from` of `metadata`.
+fn assert_cached_from(run: &Run, metadata: &serde_json::Value, source: &str) {
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(warnings(run).is_empty(), "{run:?}");
+    assert!(run_step_cached(run), "{run:?}");
+    assert_eq!(metadata["platforms"][0]["cache_from"], source, "{metadata}");
+    assert_eq!(
+        cache_sources(run),
+        [("linux/amd64".to_owned(), named(source))],
+        "{run:?}"
+    );
+}
+
+/// Asserts that linux/amd64's build in `run` had no cache source: its
+/// `cache_source` event says `null` and `metadata` has no `cache_from`.
+fn assert_no_source(run: &Run, metadata: &serde_json::Value) {
+    assert!(
+        metadata["platforms"][0].get("cache_from").is_none(),
+        "{metadata}"
+    );
+    assert_eq!(
+        cache_sources(run),
+        [("linux/amd64".to_owned(), serde_json::Value::Null)],
+        "{run:?}"
+    );
+}
+
+/// The `source` a `cache_source` event names, as JSON.
+fn named(source: &str) -> serde_json::Value {
+    serde_json::Value::from(source)
 }
 
 /// The warnings of the build.
@@ -152,10 +202,7 @@ fn a_fresh_runner_takes_unchanged_steps_from_the_published_list() {
     );
     assert!(warnings(&first).contains(&expected), "{first:?}");
     assert!(!run_step_cached(&first), "{first:?}");
-    assert!(
-        metadata["platforms"][0].get("cache_from").is_none(),
-        "{metadata}"
-    );
+    assert_no_source(&first, &metadata);
     let published = amd64_digest(&format!("{repository}:v1"));
     let source = format!("{repository}@{published}");
     assert!(
@@ -171,6 +218,7 @@ fn a_fresh_runner_takes_unchanged_steps_from_the_published_list() {
     let (control, _) = build(&home, &project, &["--tag", "control"]);
     assert_eq!(control.code, 0, "{control:?}");
     assert!(!run_step_cached(&control), "{control:?}");
+    assert!(cache_sources(&control).is_empty(), "{control:?}");
     let control_layers = layers(&format!(
         "{repository}@{}",
         amd64_digest(&format!("{repository}:control"))
@@ -182,11 +230,8 @@ fn a_fresh_runner_takes_unchanged_steps_from_the_published_list() {
     let a_engine = format!("unix://{}", lab.get("RUNNER_A_ENGINE_SOCKET"));
     runners_on(&project, "runner-a", &a_engine);
     let (warm, metadata) = build(&home, &project, &["--tag", "v1"]);
-    assert_eq!(warm.code, 0, "{warm:?}");
-    assert!(warnings(&warm).is_empty(), "{warm:?}");
-    assert!(run_step_cached(&warm), "{warm:?}");
+    assert_cached_from(&warm, &metadata, &source);
     assert_eq!(metadata["platforms"][0]["runner"], "fresh");
-    assert_eq!(metadata["platforms"][0]["cache_from"], source, "{metadata}");
     let rebuilt = amd64_digest(&format!("{repository}:v1"));
     assert_eq!(layers(&format!("{repository}@{rebuilt}")), first_layers);
 
@@ -309,4 +354,232 @@ fn a_platform_the_list_lacks_or_an_unreachable_registry_is_a_warning() {
             && elapsed < std::time::Duration::from_secs(25),
         "{elapsed:?}"
     );
+}
+
+/// `ref` under [cache] in mab.toml (not --cache-from) names the list to
+/// read, here another tag than the build's: a runner that never built the
+/// project (runner-a) takes the `RUN` step from it, and the metadata, the
+/// `cache_source` event and the build report name that list's image by
+/// digest.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_ref_in_the_manifest_names_the_list_to_read() {
+    let lab = require_lab!();
+    let _lock = ssh_lock();
+    let home = Home::new(lab);
+    let repository = lab.repository("cache-ref");
+    let nonce = nonce();
+    let project = Project::new();
+    // The list to read, published under `other` with the cache metadata.
+    let cache = "\n[cache]\nfrom = \"registry\"\n";
+    write_project(&project, lab, &repository, &nonce, cache);
+    runners_on(&project, "local", lab.get("LOCAL_ENGINE"));
+    let (first, _) = build(&home, &project, &["--tag", "other"]);
+    assert_eq!(first.code, 0, "{first:?}");
+    let source = format!(
+        "{repository}@{}",
+        amd64_digest(&format!("{repository}:other"))
+    );
+
+    let cache = format!("{cache}ref = \"{repository}:other\"\n");
+    write_project(&project, lab, &repository, &nonce, &cache);
+    let a_engine = format!("unix://{}", lab.get("RUNNER_A_ENGINE_SOCKET"));
+    runners_on(&project, "runner-a", &a_engine);
+    let report = home.path().join("report.html");
+    let (warm, metadata) = build(
+        &home,
+        &project,
+        &["--tag", "v2", "--report", report.to_str().unwrap()],
+    );
+    assert_cached_from(&warm, &metadata, &source);
+    // The build report shows it under the platform's row.
+    let page = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        page.contains(&format!(
+            "<p class=\"cache\" data-platform=\"linux/amd64\">build cache from <span class=\"mono\">{source}</span></p>"
+        )),
+        "{page}"
+    );
+}
+
+/// A cache list on the registry that needs credentials (the lab's
+/// htpasswd one), read by builds whose image is on the open registry:
+/// with the credentials in the docker config of the build's HOME the list
+/// is read and the engine imports it (the `RUN` step cached on runner-a,
+/// which never built it); in a HOME without them the build goes on
+/// without a cache source (runner-b runs the step), with a warning naming
+/// the reference and a hint.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_cache_list_behind_credentials_is_read_with_them_and_warned_without() {
+    use base64::Engine as _;
+
+    let lab = require_lab!();
+    let _lock = ssh_lock();
+    let registry = lab.get("AUTH_REGISTRY");
+    let private = format!(
+        "{registry}/{}",
+        lab.repository("cache-auth").split_once('/').unwrap().1
+    );
+    let home = Home::new(lab);
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{}:{}",
+        lab.get("AUTH_USER"),
+        lab.get("AUTH_PASSWORD")
+    ));
+    std::fs::create_dir_all(home.path().join(".docker")).unwrap();
+    std::fs::write(
+        home.path().join(".docker/config.json"),
+        format!(r#"{{"auths":{{"{registry}":{{"auth":"{auth}"}}}}}}"#),
+    )
+    .unwrap();
+    let nonce = nonce();
+    let project = Project::new();
+    write_project(
+        &project,
+        lab,
+        &private,
+        &nonce,
+        "\n[cache]\nfrom = \"registry\"\n",
+    );
+    runners_on(&project, "local", lab.get("LOCAL_ENGINE"));
+    let (published, metadata) = build(&home, &project, &["--tag", "v1"]);
+    assert_eq!(published.code, 0, "{published:?}");
+    let digest = metadata["platforms"][0]["digest"].as_str().unwrap();
+    let source = format!("{private}@{digest}");
+
+    // The image on the open registry, the cache list on the other.
+    let list = format!("{private}:v1");
+    let cache = format!("\n[cache]\nfrom = \"registry\"\nref = \"{list}\"\n");
+    write_project(
+        &project,
+        lab,
+        &lab.repository("cache-auth-open"),
+        &nonce,
+        &cache,
+    );
+    let a_engine = format!("unix://{}", lab.get("RUNNER_A_ENGINE_SOCKET"));
+    runners_on(&project, "runner-a", &a_engine);
+    let (warm, metadata) = build(&home, &project, &["--tag", "v1", "--no-push"]);
+    assert_cached_from(&warm, &metadata, &source);
+
+    // A home without the credentials.
+    let anonymous = Home::new(lab);
+    let b_engine = format!("unix://{}", lab.get("RUNNER_B_ENGINE_SOCKET"));
+    runners_on(&project, "runner-b", &b_engine);
+    let (cold, metadata) = build(&anonymous, &project, &["--tag", "v1", "--no-push"]);
+    assert_eq!(cold.code, 0, "{cold:?}");
+    let warned = warnings(&cold);
+    assert_eq!(warned.len(), 1, "{cold:?}");
+    assert!(
+        warned[0].starts_with(&format!(
+            "building linux/amd64 without a cache source: cannot read {list}: "
+        )) && warned[0].contains("; hint: "),
+        "{cold:?}"
+    );
+    assert!(!run_step_cached(&cold), "{cold:?}");
+    assert_no_source(&cold, &metadata);
+}
+
+/// `--resume` of a build with `[cache] from = "registry"`: the platform
+/// resumed gets its cache source as in a build of its own. The list
+/// `cache` holds the Dockerfile's first steps for both platforms; the
+/// build of the whole Dockerfile under `--timeout 8s` fails as arm64's
+/// last step sleeps past it, amd64 pushed; its resume, with arm64 on
+/// runner-a (which never built it), reuses amd64 and takes arm64's first
+/// `RUN` step from the list: cached, and named by the `cache_source`
+/// event and the metadata.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_resumed_platform_still_gets_its_cache_source() {
+    let lab = require_lab!();
+    let _lock = ssh_lock();
+    let home = Home::new(lab);
+    let repository = lab.repository("cache-resume");
+    let first_steps = format!(
+        "FROM scratch\nARG TARGETARCH\nCOPY busybox/${{TARGETARCH}} /bin/busybox\n\
+         RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo {} > /nonce; /bin/busybox date +%s%N > /stamp\"]\n",
+        nonce()
+    );
+    let local = lab.get("LOCAL_ENGINE");
+    let runner = |name: &str, host: &str, platforms: &str, engine: &str| {
+        format!(
+            "[[runner]]\nname = \"{name}\"\nhost = \"{host}\"\nplatforms = [{platforms}]\nengine = \"{engine}\"\n\n"
+        )
+    };
+    let project = Project::new();
+    project
+        .with_busybox(lab, &["amd64", "arm64"])
+        .file("Dockerfile", &first_steps)
+        // The runners change before the resume, which would refuse a
+        // context that changed.
+        .file(".dockerignore", "mab.toml\nrunners.toml\n")
+        .file(
+            "mab.toml",
+            &format!(
+                "[image]\nname = \"{repository}\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n\n\
+                 [cache]\nfrom = \"registry\"\nref = \"{repository}:cache\"\n"
+            ),
+        )
+        .file(
+            "runners.toml",
+            &runner("here", "local", "\"linux/amd64\", \"linux/arm64\"", local),
+        );
+    let (published, _) = build(&home, &project, &["--tag", "cache"]);
+    assert_eq!(published.code, 0, "{published:?}");
+    let list: serde_json::Value =
+        serde_json::from_slice(&skopeo_raw(&format!("{repository}:cache"))).unwrap();
+    let arm64 = list["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["platform"]["architecture"] == "arm64")
+        .map(|entry| entry["digest"].as_str().unwrap().to_owned())
+        .unwrap_or_else(|| panic!("no arm64 image: {list}"));
+    let source = format!("{repository}@{arm64}");
+
+    // arm64's last step outlasts the limit; amd64, on runner-b, does not.
+    project.file(
+        "Dockerfile",
+        &format!(
+            "{first_steps}RUN [\"/bin/busybox\", \"sh\", \"-c\", \"if test $TARGETARCH = arm64; then /bin/busybox sleep 12; fi\"]\n"
+        ),
+    );
+    let b_engine = format!("unix://{}", lab.get("RUNNER_B_ENGINE_SOCKET"));
+    project.file(
+        "runners.toml",
+        &(runner("b", "runner-b", "\"linux/amd64\"", &b_engine)
+            + &runner("here", "local", "\"linux/arm64\"", local)),
+    );
+    let (failed, _) = build(&home, &project, &["--tag", "v1", "--timeout", "8s"]);
+    assert_eq!(failed.code, 1, "{failed:?}");
+
+    let a_engine = format!("unix://{}", lab.get("RUNNER_A_ENGINE_SOCKET"));
+    project.file(
+        "runners.toml",
+        &(runner("b", "runner-b", "\"linux/amd64\"", &b_engine)
+            + &runner("arm", "runner-a", "\"linux/arm64\"", &a_engine)),
+    );
+    let (resumed, metadata) = build(&home, &project, &["--tag", "v1", "--resume"]);
+    assert_eq!(resumed.code, 0, "{resumed:?}");
+    let reused: Vec<serde_json::Value> = resumed
+        .events_named("reused")
+        .iter()
+        .map(|event| event["platform"].clone())
+        .collect();
+    assert_eq!(reused, ["linux/amd64"], "{resumed:?}");
+    assert!(warnings(&resumed).is_empty(), "{resumed:?}");
+    assert!(run_step_cached(&resumed), "{resumed:?}");
+    assert_eq!(
+        cache_sources(&resumed),
+        [("linux/arm64".to_owned(), named(&source))],
+        "{resumed:?}"
+    );
+    let entry = metadata["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["platform"] == "linux/arm64")
+        .unwrap_or_else(|| panic!("no arm64 entry: {metadata}"));
+    assert_eq!(entry["cache_from"], source, "{metadata}");
 }

@@ -82,6 +82,7 @@ fn documented() -> HashMap<&'static str, Vec<(&'static str, Kind, bool)>> {
             "step",
             at(vec![("step", Text, false), ("cached", Bool, false)]),
         ),
+        ("cache_source", at(vec![("source", TextOrNull, false)])),
         (
             "context_sent",
             at(vec![("bytes", Count, false), ("total", Count, false)]),
@@ -390,7 +391,7 @@ fn every_json_line_of_a_lab_build_is_a_documented_event_in_the_documented_order(
                     assert_eq!(open, phase, "{job}: finished before started: {run:?}");
                     done.push(open.take().unwrap());
                 }
-                "step" | "log" | "context_sent" => {
+                "step" | "log" | "context_sent" | "cache_source" => {
                     assert_eq!(open.as_deref(), Some("build"), "{event}");
                 }
                 "pushed" => assert_eq!(done.last().map(String::as_str), Some("push"), "{event}"),

@@ -142,6 +142,21 @@ pub enum Event {
         step: String,
         cached: bool,
     },
+    /// A platform's build with a registry cache (`[cache] from =
+    /// "registry"`, `--cache-from`) has ended, well or at a failed step:
+    /// the image whose build cache it imported, or none. Told once per
+    /// build that reached its engine's steps, before its push; never
+    /// without a registry cache.
+    CacheSource {
+        platform: Platform,
+        runner: String,
+        /// The image imported, `REPO@sha256:…` (the metadata file's
+        /// `cache_from`); `None` (`null`) when the build had none, for a
+        /// reason a warning gave: nothing published at the reference, no
+        /// image of the platform there, a registry that could not be
+        /// read, or an engine that could not import it.
+        source: Option<String>,
+    },
     /// The build context on its way to the engine: `bytes` of the files'
     /// contents served so far, of at most `total` (the files the context
     /// sends, after `.dockerignore`; BuildKit asks only for files it does

@@ -239,6 +239,15 @@ impl Lines {
                 let cached = if *cached { " (cached)" } else { "" };
                 format!("{} {step}{cached}", at(platform, runner))
             }
+            Event::CacheSource {
+                platform,
+                runner,
+                source,
+            } => match source {
+                Some(source) => format!("{} build cache from {source}", at(platform, runner)),
+                // A warning said why.
+                None => return None,
+            },
             Event::Log {
                 platform,
                 runner,
@@ -955,6 +964,7 @@ mod tests {
             Event::PhaseStarted { .. } => "phase_started",
             Event::PhaseFinished { .. } => "phase_finished",
             Event::Step { .. } => "step",
+            Event::CacheSource { .. } => "cache_source",
             Event::Log { .. } => "log",
             Event::ContextSent { .. } => "context_sent",
             Event::Pushed { .. } => "pushed",
@@ -1095,6 +1105,24 @@ mod tests {
                 },
                 Some("[linux/arm64 pi] [1/3] COPY . / (cached)"),
                 r#"{"schema":1,"event":"step","platform":"linux/arm64","runner":"pi","step":"[1/3] COPY . /","cached":true}"#,
+            ),
+            (
+                Event::CacheSource {
+                    platform: arm(),
+                    runner: pi(),
+                    source: Some(format!("127.0.0.1:5000/app@sha256:{}", "a".repeat(64))),
+                },
+                Some("[linux/arm64 pi] build cache from 127.0.0.1:5000/app@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+                r#"{"schema":1,"event":"cache_source","platform":"linux/arm64","runner":"pi","source":"127.0.0.1:5000/app@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}"#,
+            ),
+            (
+                Event::CacheSource {
+                    platform: arm(),
+                    runner: pi(),
+                    source: None,
+                },
+                None,
+                r#"{"schema":1,"event":"cache_source","platform":"linux/arm64","runner":"pi","source":null}"#,
             ),
             (
                 Event::ContextSent {
@@ -1336,6 +1364,7 @@ mod tests {
                 "phase_started",
                 "phase_finished",
                 "step",
+                "cache_source",
                 "context_sent",
                 "log",
                 "pushed",

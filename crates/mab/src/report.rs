@@ -121,6 +121,10 @@ struct Row {
     digest: Option<String>,
     failures: Vec<String>,
     reused: bool,
+    /// With a registry cache, the image whose build cache its build
+    /// imported, `REPO@sha256:…`; `Some(None)` when it had none (a warning
+    /// says why); `None` when not told (no registry cache, no build).
+    cache: Option<Option<String>>,
 }
 
 impl Row {
@@ -140,6 +144,7 @@ impl Row {
             digest: None,
             failures: Vec::new(),
             reused: false,
+            cache: None,
         }
     }
 
@@ -326,6 +331,9 @@ impl Collected {
                 };
                 row.step = Some((label, at));
             }
+            Event::CacheSource {
+                platform, source, ..
+            } => self.row(&platform).cache = Some(source),
             Event::Log { platform, line, .. } => {
                 let row = self.row(&platform);
                 row.log.push_back(line);
@@ -525,6 +533,7 @@ ul.tags{margin:0;padding-left:1.2em}
 details.log{margin:0 0 .3em 16em}details.log pre{max-height:30em;overflow:auto;background:#f7f7f7;padding:.5em;margin:.3em 0}
 .legend span{display:inline-block;margin-right:1em}.legend i{display:inline-block;width:1em;height:.8em;margin-right:.3em;border-radius:2px;vertical-align:middle}
 .platform-failures{color:#c62828;margin:0 0 .3em 16em;padding-left:1.2em}
+.cache{margin:0 0 .3em 16em;color:#555}
 ";
 
 /// The page for what `collected` holds.
@@ -754,6 +763,22 @@ fn render_platform(page: &mut String, row: &Row, critical: bool, total: Duration
             let _ = write!(page, "<li>{}</li>", escape(failure));
         }
         page.push_str("</ul>\n");
+    }
+    match &row.cache {
+        Some(Some(source)) => {
+            let _ = writeln!(
+                page,
+                "<p class=\"cache\" data-platform=\"{platform}\">build cache from <span class=\"mono\">{}</span></p>",
+                escape(source)
+            );
+        }
+        Some(None) => {
+            let _ = writeln!(
+                page,
+                "<p class=\"cache\" data-platform=\"{platform}\">built without a cache source (the warnings say why)</p>"
+            );
+        }
+        None => {}
     }
     let dropped = if row.dropped > 0 {
         format!(
@@ -1149,6 +1174,41 @@ mod tests {
             "{page}"
         );
         assert!(page.contains("… 2 earlier lines left out"), "{page}");
+    }
+
+    #[test]
+    fn each_platform_names_its_cache_source_or_that_it_had_none() {
+        let mut collected = two_platforms();
+        let source = format!("127.0.0.1:5000/app@sha256:{}", "a".repeat(64));
+        collected.record(
+            Event::CacheSource {
+                platform: platform("linux/amd64"),
+                runner: "local".to_owned(),
+                source: Some(source.clone()),
+            },
+            secs(9.0),
+        );
+        collected.record(
+            Event::CacheSource {
+                platform: platform("linux/arm64"),
+                runner: "runner-a".to_owned(),
+                source: None,
+            },
+            secs(29.0),
+        );
+        let page = render(&collected);
+        assert!(
+            page.contains(&format!(
+                "<p class=\"cache\" data-platform=\"linux/amd64\">build cache from <span class=\"mono\">{source}</span></p>"
+            )),
+            "{page}"
+        );
+        assert!(
+            page.contains("<p class=\"cache\" data-platform=\"linux/arm64\">built without a cache source (the warnings say why)</p>"),
+            "{page}"
+        );
+        // Without a registry cache nothing is told, and nothing is shown.
+        assert!(!render(&two_platforms()).contains("class=\"cache\""));
     }
 
     #[test]

@@ -99,21 +99,32 @@ impl<R: Registry> LiveWorker<'_, R> {
         build_name(&self.project.image, &self.build_id, platform)
     }
 
-    /// Records in [`LiveWorker::cache_imported`] whether `platform`'s
-    /// build, which ran, imported its cache source (none when
-    /// `import_failed`, or when it had none).
-    fn record_cache_import(&self, platform: &Platform, import_failed: bool) {
-        let mut imported = self
-            .cache_imported
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match self.cache_sources.get(platform) {
-            Some(source) if !import_failed => {
-                imported.insert(platform.clone(), source.clone());
-            }
-            _ => {
-                imported.remove(platform);
-            }
+    /// Records in [`LiveWorker::cache_imported`] whether `job`'s build,
+    /// which ran, imported its cache source (none when `import_failed`,
+    /// or when it had none), and with a registry cache reports it
+    /// ([`Event::CacheSource`]).
+    fn record_cache_import(&self, job: &JobSpec, import_failed: bool) {
+        let source = self
+            .cache_sources
+            .get(&job.platform)
+            .filter(|_| !import_failed)
+            .cloned();
+        {
+            let mut imported = self
+                .cache_imported
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match &source {
+                Some(source) => imported.insert(job.platform.clone(), source.clone()),
+                None => imported.remove(&job.platform),
+            };
+        }
+        if self.project.cache.from == mab_config::CacheFrom::Registry {
+            self.reporter.report(Event::CacheSource {
+                platform: job.platform.clone(),
+                runner: job.runner.clone(),
+                source,
+            });
         }
     }
 
@@ -191,7 +202,7 @@ impl<R: Registry> LiveWorker<'_, R> {
             })
             .await;
         if matches!(built, Ok(_) | Err(EngineError::BuildFailed { .. })) {
-            self.record_cache_import(&job.platform, import_failed);
+            self.record_cache_import(job, import_failed);
         }
         match built {
             Ok(stats) => phase.finished(Some(stats.context_bytes)),
