@@ -150,8 +150,8 @@ fn a_registry_failure_before_the_plan_tells_nothing_about_the_runners() {
 /// The runners' retries, held while the inputs are digested and the
 /// registry is asked, are told once those checks passed: after the
 /// warnings of the checks, once each. A runner that refuses connections
-/// is retried (tries 1 and 2 told) and passed over; the build goes on
-/// the local runner and publishes.
+/// is retried (tries 1 and 2 told, before the plan) and passed over; the
+/// build goes on the local runner and publishes under the computed tag.
 #[test]
 #[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn held_runner_retries_are_told_once_the_checks_passed() {
@@ -167,7 +167,7 @@ fn held_runner_retries_are_told_once_the_checks_passed() {
     let run = mab(
         home.path(),
         project.path(),
-        &["build", "--tag", "t", "--progress", "plain"],
+        &["build", "--progress", "plain"],
     );
     assert_eq!(run.code, 0, "{run:?}");
     assert!(
@@ -182,11 +182,16 @@ fn held_runner_retries_are_told_once_the_checks_passed() {
         assert_eq!(found.len(), 1, "`{needle}` told once: {run:?}");
         found[0]
     };
-    // A check's warning (the context is outside git), then the retries.
+    // A check's warning (the context is outside git: the tags), then the
+    // retries, then the plan.
     let checked = position("the context is not in a git repository");
     let first = position("warning: sshd of runner `gone`: SSH connection failed (try 1 of 3)");
     let second = position("warning: sshd of runner `gone`: SSH connection failed (try 2 of 3)");
-    assert!(checked < first && first < second, "{run:?}");
+    let planned = position("linux/amd64 -> here: ");
+    assert!(
+        checked < first && first < second && second < planned,
+        "{run:?}"
+    );
     assert!(
         !lines.iter().any(|line| line.starts_with("error")),
         "{run:?}"
