@@ -9,6 +9,7 @@ mod cache;
 mod context_oracle;
 mod docker_build;
 mod docs;
+mod early_connect;
 mod examples;
 mod failover;
 mod failure_metadata;

@@ -154,11 +154,22 @@ pub fn main() -> i32 {
             message: left.warning(),
         });
     }
+    // The command's end is told first: the shutdown below waits for
+    // blocking work still running (a runner's host name being resolved
+    // by a connection started before a usage error was found), which
+    // must not hold the error back.
+    let exit_code = finish(renderer.as_deref(), no_push, result);
+    progress::end();
     // Dropping the runtime closes every connection, which makes the engines
     // stop any build still running.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
-    finish(renderer.as_deref(), no_push, result)
+    runtime.shutdown_timeout(SHUTDOWN_LIMIT);
+    exit_code
 }
+
+/// How long mab waits, once its command ended and was told, for blocking
+/// work left running (a host name lookup, a credential helper) before it
+/// exits.
+const SHUTDOWN_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How long the removals of smoke-test containers that jobs dropped
 /// midway left to tasks may take, in all, before mab exits

@@ -146,9 +146,23 @@ pub fn deactivate() {
         .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
 }
 
+/// Whether the command's end was told ([`end`]).
+static COMMAND_ENDED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Marks the command's end as told (its `result` event, or its report,
+/// is the last thing on stderr): [`report`] leaves out what comes later,
+/// such as the log lines of tasks dropped while the runtime shuts down.
+pub fn end() {
+    COMMAND_ENDED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
 /// Reports `event` to the active renderer; where none is active (commands
 /// without progress, such as `mab runners check`), as a plain line.
+/// Nothing once the command's end was told ([`end`]).
 pub fn report(event: Event) {
+    if COMMAND_ENDED.load(std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
     let active = ACTIVE
         .read()
         .unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -131,27 +131,54 @@ pub async fn plan(
 
 /// Every runner asked but `job`'s own, in runners.toml order, and why it
 /// was not chosen: the planner's [`mab_plan::Job::rejected`] for those that
-/// list the platform, "does not serve PLATFORM" for the others.
+/// list the platform, "does not serve PLATFORM" for the others
+/// ([`rejected_among`]).
 fn rejected(job: &mab_plan::Job, runners: &[&Runner]) -> Vec<RejectedJson> {
-    let mut listing = job.rejected().into_iter();
-    runners
+    rejected_among(&job.platform, &job.runner, job.rejected(), runners)
+}
+
+/// The runners of `runners` but `chosen`, in their order, each with why it
+/// was not chosen for `platform`: its entry of `rejections` (the
+/// planner's, matched by runner name, whatever their order) when it lists
+/// the platform, "does not serve PLATFORM" when it does not. A runner that
+/// lists the platform and has no rejection is left out; a rejection of a
+/// runner not among `runners` comes last, as the planner gave it.
+fn rejected_among(
+    platform: &Platform,
+    chosen: &str,
+    rejections: Vec<mab_plan::Rejection>,
+    runners: &[&Runner],
+) -> Vec<RejectedJson> {
+    let mut unmatched: Vec<Option<mab_plan::Rejection>> =
+        rejections.into_iter().map(Some).collect();
+    let mut take = |name: &str| {
+        unmatched
+            .iter_mut()
+            .find(|rejection| rejection.as_ref().is_some_and(|r| r.runner == name))
+            .and_then(Option::take)
+    };
+    let mut listed: Vec<RejectedJson> = runners
         .iter()
-        .filter(|runner| runner.name != job.runner)
-        .filter_map(|runner| {
-            if runner.platforms.contains(&job.platform) {
-                let rejection = listing.next()?;
-                Some(RejectedJson {
-                    runner: rejection.runner,
-                    why: rejection.why.to_string(),
-                })
-            } else {
-                Some(RejectedJson {
-                    runner: runner.name.clone(),
-                    why: format!("does not serve {}", job.platform),
-                })
-            }
+        .filter(|runner| runner.name != chosen)
+        .filter_map(|runner| match runner.platforms.contains(platform) {
+            true => take(&runner.name).map(RejectedJson::from),
+            false => Some(RejectedJson {
+                runner: runner.name.clone(),
+                why: format!("does not serve {platform}"),
+            }),
         })
-        .collect()
+        .collect();
+    listed.extend(unmatched.into_iter().flatten().map(RejectedJson::from));
+    listed
+}
+
+impl From<mab_plan::Rejection> for RejectedJson {
+    fn from(rejection: mab_plan::Rejection) -> RejectedJson {
+        RejectedJson {
+            runner: rejection.runner,
+            why: rejection.why.to_string(),
+        }
+    }
 }
 
 /// The plan for people: per platform `PLATFORM -> RUNNER: REASON`, then,
@@ -243,6 +270,96 @@ mod tests {
     }
 
     const REFUSED: &str = "connection to `127.0.0.1:2201` was refused";
+
+    fn runner(name: &str, platforms: &[&str]) -> Runner {
+        Runner {
+            name: name.to_owned(),
+            host: mab_config::RunnerHost::Local,
+            platforms: platforms.iter().map(|p| p.parse().unwrap()).collect(),
+            engine: None,
+            jobs: 1,
+            network: mab_config::NetworkMode::Default,
+        }
+    }
+
+    #[test]
+    fn rejections_are_matched_to_runners_by_name() {
+        let runners = [
+            runner("down", &["linux/amd64"]),
+            runner("arm", &["linux/arm64"]),
+            runner("b", &["linux/amd64"]),
+            runner("c", &["linux/amd64"]),
+            runner("local", &["linux/amd64", "linux/arm64"]),
+        ];
+        let runners: Vec<&Runner> = runners.iter().collect();
+        let rejection = |runner: &str, why: mab_plan::Why| mab_plan::Rejection {
+            runner: runner.to_owned(),
+            why,
+        };
+        let unreachable = || mab_plan::Why::Unreachable {
+            reason: REFUSED.to_owned(),
+        };
+        let listed_later = || mab_plan::Why::ListedLater {
+            chosen: "b".to_owned(),
+        };
+        let emulation_only = || mab_plan::Why::EmulationOnly {
+            chosen: "b".to_owned(),
+        };
+        let expected = [
+            ("down", format!("unreachable: {REFUSED}")),
+            ("arm", "does not serve linux/amd64".to_owned()),
+            ("c", "as able as b, which is listed first".to_owned()),
+            ("local", "emulation only; b builds it natively".to_owned()),
+        ];
+        let platform: Platform = "linux/amd64".parse().unwrap();
+        // (case, the planner's rejections, in the order it gives them)
+        let cases = [
+            (
+                "in runners.toml order",
+                vec![
+                    rejection("down", unreachable()),
+                    rejection("c", listed_later()),
+                    rejection("local", emulation_only()),
+                ],
+            ),
+            (
+                "in another order",
+                vec![
+                    rejection("local", emulation_only()),
+                    rejection("c", listed_later()),
+                    rejection("down", unreachable()),
+                ],
+            ),
+        ];
+        for (case, rejections) in cases {
+            let listed: Vec<(String, String)> =
+                rejected_among(&platform, "b", rejections, &runners)
+                    .into_iter()
+                    .map(|rejected| (rejected.runner, rejected.why))
+                    .collect();
+            let expected: Vec<(String, String)> = expected
+                .iter()
+                .map(|(runner, why)| ((*runner).to_owned(), why.clone()))
+                .collect();
+            assert_eq!(listed, expected, "{case}");
+        }
+
+        // A runner the planner gave no reason for is left out; a reason
+        // for a runner not asked is kept, last.
+        let listed: Vec<String> = rejected_among(
+            &platform,
+            "b",
+            vec![
+                rejection("elsewhere", unreachable()),
+                rejection("c", listed_later()),
+            ],
+            &runners,
+        )
+        .into_iter()
+        .map(|rejected| rejected.runner)
+        .collect();
+        assert_eq!(listed, ["arm", "c", "elsewhere"]);
+    }
 
     #[test]
     fn the_plan_shows_moves_and_fallbacks_in_order() {

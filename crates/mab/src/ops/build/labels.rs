@@ -72,18 +72,15 @@ pub(super) fn version(source: &Source) -> Option<String> {
 /// each only when known, then `configured` (`[labels]`) over them, a key
 /// of `[labels]` replacing a computed one. [`CREATED`] is
 /// `source_date_epoch` when given (reproducible-builds.org's
-/// `SOURCE_DATE_EPOCH`, whole seconds since the Unix epoch), else the
-/// commit's committer time, else absent (the image config's own `created`
-/// still says when it was built).
-///
-/// Errors: a `SOURCE_DATE_EPOCH` that is not a whole number of seconds
-/// from 0 to [`LAST_EPOCH`] (exit 2; the specification asks tools to fail
-/// on a malformed value).
+/// `SOURCE_DATE_EPOCH`, whole seconds since the Unix epoch, as
+/// [`source_date_epoch`] reads it), else the commit's committer time,
+/// else absent (the image config's own `created` still says when it was
+/// built).
 pub(super) fn image_labels(
     facts: &SourceFacts,
-    source_date_epoch: Option<&str>,
+    source_date_epoch: Option<i64>,
     configured: &BTreeMap<String, String>,
-) -> Result<BTreeMap<String, String>, Failure> {
+) -> BTreeMap<String, String> {
     let mut labels = BTreeMap::new();
     if let Some(url) = facts.remote_url.as_deref().and_then(source_url) {
         labels.insert(SOURCE.to_owned(), url);
@@ -91,13 +88,7 @@ pub(super) fn image_labels(
     if let Some(commit) = &facts.commit {
         labels.insert(REVISION.to_owned(), commit.clone());
     }
-    let epoch = match source_date_epoch
-        .map(str::trim)
-        .filter(|text| !text.is_empty())
-    {
-        Some(text) => Some(parse_source_date_epoch(text)?),
-        None => facts.commit_time,
-    };
+    let epoch = source_date_epoch.or(facts.commit_time);
     if let Some(created) = epoch.and_then(rfc3339) {
         labels.insert(CREATED.to_owned(), created);
     }
@@ -109,7 +100,7 @@ pub(super) fn image_labels(
             .iter()
             .map(|(key, value)| (key.clone(), value.clone())),
     );
-    Ok(labels)
+    labels
 }
 
 /// The annotations of an OCI index: the `org.opencontainers.image.*` keys
@@ -146,11 +137,16 @@ pub(super) fn offer_build_args(facts: &SourceFacts, args: &mut BTreeMap<String, 
 /// since the Unix epoch: the upper bound of `SOURCE_DATE_EPOCH`.
 pub(super) const LAST_EPOCH: i64 = 253_402_300_799;
 
-/// `SOURCE_DATE_EPOCH`'s value `text` (trimmed) as seconds since the Unix
-/// epoch, 0 to [`LAST_EPOCH`]: the times RFC 3339 can write in UTC.
+/// `SOURCE_DATE_EPOCH`'s value `text` (trimmed; unset or empty is
+/// `None`) as seconds since the Unix epoch, 0 to [`LAST_EPOCH`]: the times
+/// RFC 3339 can write in UTC.
 ///
-/// Errors: anything else, naming the variable and its value (exit 2).
-fn parse_source_date_epoch(text: &str) -> Result<i64, Failure> {
+/// Errors: anything else, naming the variable and its value (exit 2; the
+/// specification asks tools to fail on a malformed value).
+fn parse_source_date_epoch(text: Option<&str>) -> Result<Option<i64>, Failure> {
+    let Some(text) = text.map(str::trim).filter(|text| !text.is_empty()) else {
+        return Ok(None);
+    };
     let refuse = |what: &str| {
         Failure::usage(
             format!("SOURCE_DATE_EPOCH is `{text}`, {what}"),
@@ -164,7 +160,7 @@ fn parse_source_date_epoch(text: &str) -> Result<i64, Failure> {
         _ => refuse("not a whole number of seconds since 1970-01-01 00:00:00 UTC"),
     })?;
     match (0..=LAST_EPOCH).contains(&seconds) {
-        true => Ok(seconds),
+        true => Ok(Some(seconds)),
         false => Err(refuse(OUT_OF_RANGE)),
     }
 }
@@ -240,12 +236,18 @@ pub(super) fn without_credentials(url: &str) -> String {
     }
 }
 
-/// `SOURCE_DATE_EPOCH` from the environment, `None` when unset or not
-/// text.
-pub(super) fn source_date_epoch(environment: &Environment) -> Option<&str> {
-    environment
-        .variable("SOURCE_DATE_EPOCH")
-        .and_then(|value| value.to_str())
+/// `SOURCE_DATE_EPOCH` from the environment, in seconds since the Unix
+/// epoch; `None` when unset, empty or not text. Read before any runner is
+/// contacted.
+///
+/// Errors: a value that is not a whole number of seconds from 0 to
+/// [`LAST_EPOCH`] (exit 2, [`parse_source_date_epoch`]).
+pub(super) fn source_date_epoch(environment: &Environment) -> Result<Option<i64>, Failure> {
+    parse_source_date_epoch(
+        environment
+            .variable("SOURCE_DATE_EPOCH")
+            .and_then(|value| value.to_str()),
+    )
 }
 
 #[cfg(test)]
@@ -329,7 +331,7 @@ mod tests {
             remote_url: Some("/home/alice/src/app".to_owned()),
             ..facts()
         };
-        let labels = image_labels(&local, None, &BTreeMap::new()).unwrap();
+        let labels = image_labels(&local, None, &BTreeMap::new());
         assert!(!labels.contains_key(SOURCE), "{labels:?}");
     }
 
@@ -348,7 +350,7 @@ mod tests {
             (VERSION.to_owned(), "custom".to_owned()),
             ("team".to_owned(), "build".to_owned()),
         ]);
-        let labels = image_labels(&facts(), None, &configured).unwrap();
+        let labels = image_labels(&facts(), None, &configured);
         let expected = BTreeMap::from(
             [
                 (SOURCE, "https://example.com/app.git"),
@@ -369,7 +371,7 @@ mod tests {
         assert_eq!(annotations["org.example.x"], "y");
 
         // Outside git: none.
-        let labels = image_labels(&SourceFacts::default(), None, &BTreeMap::new()).unwrap();
+        let labels = image_labels(&SourceFacts::default(), None, &BTreeMap::new());
         assert!(labels.is_empty(), "{labels:?}");
     }
 
@@ -391,7 +393,8 @@ mod tests {
             (Some("99999999999999999999999"), None),
         ];
         for (epoch, created) in cases {
-            let result = image_labels(&facts(), epoch, &BTreeMap::new());
+            let result = parse_source_date_epoch(epoch)
+                .map(|epoch| image_labels(&facts(), epoch, &BTreeMap::new()));
             match created {
                 Some(created) => assert_eq!(result.unwrap()[CREATED], created, "{epoch:?}"),
                 None => {
@@ -410,7 +413,7 @@ mod tests {
             commit_time: None,
             ..facts()
         };
-        let labels = image_labels(&without_commit, None, &BTreeMap::new()).unwrap();
+        let labels = image_labels(&without_commit, None, &BTreeMap::new());
         assert!(!labels.contains_key(CREATED));
         // A commit time out of RFC 3339's range (written by hand) is left out.
         for commit_time in [-1, LAST_EPOCH + 1, i64::MIN, i64::MAX] {
@@ -418,7 +421,7 @@ mod tests {
                 commit_time: Some(commit_time),
                 ..facts()
             };
-            let labels = image_labels(&facts, None, &BTreeMap::new()).unwrap();
+            let labels = image_labels(&facts, None, &BTreeMap::new());
             assert!(!labels.contains_key(CREATED), "{commit_time}");
         }
     }

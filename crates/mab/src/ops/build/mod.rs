@@ -299,20 +299,22 @@ struct Prepared {
 /// `--platform` that narrows a build published under computed tags and an
 /// `--allow-partial` without tags ([`tags`]), `--resume` with `--no-push`,
 /// reads the build context and checks the `--target` is one of its
-/// Dockerfile's stages, starts connecting to the runners that list the
-/// platforms ([`prepare::EarlyConnect`], not with `--resume`, which
-/// decides later which runners it needs), digests the inputs on a
-/// blocking thread, computes
-/// the release tags and the labels and build arguments from the source
-/// (`labels`; a malformed `SOURCE_DATE_EPOCH` is exit 2), loads the
-/// earlier build with `--resume` (refused when its inputs differ), warns
-/// of the context's warnings, of a metadata file sent with the context and
-/// then of the tags, parses `--network` and creates the metadata file. Any failure here is returned as it is, the metadata file not yet
-/// written: bad usage or configuration, a build file that cannot be read
-/// or a metadata file that cannot be written are exit 2
-/// ([`Failure::usage`]); tags that git cannot compute for another reason
-/// exit 1; a stop asked on `control` while the inputs are digested is
-/// [`Failure::stopped`].
+/// Dockerfile's stages, parses `--network` and `SOURCE_DATE_EPOCH` (a
+/// malformed one is exit 2); only then starts connecting to the runners
+/// that list the platforms ([`prepare::EarlyConnect`], not with
+/// `--resume`, which decides later which runners it needs), so that a
+/// mistake in the flags, the manifest, the runners file or the
+/// environment contacts no runner. Then it digests the inputs on a
+/// blocking thread, computes the release tags and the labels and build
+/// arguments from the source (`labels`), loads the earlier build with
+/// `--resume` (refused when its inputs differ), warns of the context's
+/// warnings, of a metadata file sent with the context and then of the
+/// tags, and creates the metadata file. Any failure here is returned as
+/// it is, the metadata file not yet written: bad usage or configuration,
+/// a build file that cannot be read or a metadata file that cannot be
+/// written are exit 2 ([`Failure::usage`]); tags that git cannot compute
+/// for another reason exit 1; a stop asked on `control` while the inputs
+/// are digested is [`Failure::stopped`].
 async fn load_and_check(
     args: &BuildArgs,
     environment: &Environment,
@@ -339,6 +341,10 @@ async fn load_and_check(
     let (context, listing) = prepare::build_context(&project)?;
     prepare::check_target(&project, &context, args.target.is_some())?;
     let secrets = secrets::read_secrets(&project, &args.secrets, environment, &context)?;
+    // The checks that need only the flags and the environment come before
+    // the runners are contacted: a mistake there logs in nowhere.
+    let network = super::network_flag(args.network.as_deref())?;
+    let source_date_epoch = labels::source_date_epoch(environment)?;
     let own_files = OwnFiles::of(args, environment, context.dir());
     // The runners are connected to while the inputs are digested and the
     // registry is asked; a resume decides first which ones it needs.
@@ -357,11 +363,7 @@ async fn load_and_check(
     let held = HeldBack::default();
     let release = release_tags(&project, &context, &listing, args, environment, &held)?;
     let facts = labels::SourceFacts::of(release.source.as_ref(), release.provenance.as_ref());
-    project.labels = labels::image_labels(
-        &facts,
-        labels::source_date_epoch(environment),
-        &project.labels,
-    )?;
+    project.labels = labels::image_labels(&facts, source_date_epoch, &project.labels);
     labels::offer_build_args(&facts, &mut project.args);
     let mut inputs = inputs;
     inputs.take_source(&project);
@@ -374,7 +376,6 @@ async fn load_and_check(
     warn_metadata_file_sent(&context, &own_files, reporter);
     held.tell(reporter);
     let tags = release.tags;
-    let network = super::network_flag(args.network.as_deref())?;
     let metadata = MetadataFile::create(args, environment, &project, inputs, reporter)?;
     Ok(Prepared {
         project,
@@ -3259,7 +3260,7 @@ mod tests {
             (labels::VERSION.to_owned(), "1.2.3-custom".to_owned()),
             ("team".to_owned(), "build".to_owned()),
         ]);
-        let image_labels = labels::image_labels(&facts, None, &configured_labels).unwrap();
+        let image_labels = labels::image_labels(&facts, None, &configured_labels);
         let platforms: Vec<mab_config::Platform> = ["linux/amd64", "linux/arm64"]
             .iter()
             .map(|platform| platform.parse().unwrap())
