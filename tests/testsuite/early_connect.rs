@@ -4,8 +4,6 @@
 //! that stops before its plan tells nothing about the runners, and the
 //! runners' retries are told once the checks passed.
 
-use std::time::{Duration, Instant};
-
 use crate::support::{free_port, mab, mab_with_env, require_lab, ssh_lock, Home, Project};
 
 /// A runner entry on a host that refuses connections (nothing listens on
@@ -89,9 +87,7 @@ fn a_usage_error_found_before_the_plan_contacts_no_runner() {
     ];
     for (case, arguments, variables, message) in cases {
         let before = (runner_a.logins(), runner_b.logins());
-        let started = Instant::now();
         let run = mab_with_env(home.path(), project.path(), arguments, variables);
-        let took = started.elapsed();
         let after = (runner_a.logins(), runner_b.logins());
         assert_eq!(run.code, 2, "{case}: {run:?}");
         assert!(run.stderr.contains(message), "{case}: {run:?}");
@@ -101,10 +97,6 @@ fn a_usage_error_found_before_the_plan_contacts_no_runner() {
         assert!(
             !run.stderr.lines().any(about_runners),
             "{case}: speaks of the runners: {run:?}"
-        );
-        assert!(
-            took < Duration::from_secs(2),
-            "{case}: took {took:?}: {run:?}"
         );
     }
 }
