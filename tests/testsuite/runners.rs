@@ -416,3 +416,64 @@ fn entries_naming_one_host_share_its_connection() {
     assert_eq!(build.code, 0, "{build:?}");
     assert_eq!(opened, (1, 1), "build: one connection per host: {build:?}");
 }
+
+/// Entries whose `jobs` add up to more build slots on one host than its
+/// one SSH connection holds at once (eight): `mab plan` and `mab runners
+/// check` warn once, naming the host, its entries and their total, with
+/// a hint; 4 + 4 on the host is not warned about.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn more_slots_on_a_host_than_its_connection_holds_are_warned_about() {
+    let lab = require_lab!();
+    let home = Home::new(lab);
+    let project = Project::new();
+    let socket = lab.get("RUNNER_A_ENGINE_SOCKET");
+    let runners = |jobs: u32| -> String {
+        ["arm", "arm-too"]
+            .iter()
+            .map(|name| {
+                format!(
+                    "[[runner]]\nname = \"{name}\"\nhost = \"runner-a\"\nplatforms = [\"linux/arm64\"]\nengine = \"unix://{socket}\"\njobs = {jobs}\n\n"
+                )
+            })
+            .collect()
+    };
+    project
+        .file("Dockerfile", "FROM scratch\n")
+        .file(
+            "mab.toml",
+            "[image]\nname = \"127.0.0.1:5000/tests/crowded-host\"\nplatforms = [\"linux/arm64\"]\n",
+        )
+        .file("runners.toml", &runners(5));
+    let _ssh = ssh_lock();
+    let slot_warnings = |run: &Run| -> Vec<String> {
+        run.stderr
+            .lines()
+            .filter(|line| line.contains("build slots"))
+            .map(str::to_owned)
+            .collect()
+    };
+    for arguments in [
+        &["plan", "--format", "json"][..],
+        &["runners", "check", "--format", "json"],
+    ] {
+        let run = mab(home.path(), project.path(), arguments);
+        assert_eq!(run.code, 0, "{arguments:?}: {run:?}");
+        let warnings = slot_warnings(&run);
+        assert_eq!(warnings.len(), 1, "{arguments:?}: once per host: {run:?}");
+        let warning = &warnings[0];
+        for part in [
+            "warning: host `runner-a` (",
+            "is given 10 build slots by runners `arm` (jobs = 5), `arm-too` (jobs = 5), \
+             but one SSH connection holds at most 8 at once: at most 8 builds run at once on that host",
+            "; hint: lower the `jobs` of those runners so that they add up to 8 at most",
+        ] {
+            assert!(warning.contains(part), "{arguments:?}: `{part}` missing in {warning}");
+        }
+    }
+
+    project.file("runners.toml", &runners(4));
+    let run = mab(home.path(), project.path(), &["plan", "--format", "json"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(slot_warnings(&run), Vec::<String>::new(), "{run:?}");
+}

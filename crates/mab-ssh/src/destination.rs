@@ -12,7 +12,7 @@ use crate::error::{HostRef, Route, SshError};
 /// What `StrictHostKeyChecking` says to do with a host key that no
 /// known_hosts file records. A key that differs from the recorded one is
 /// refused whatever this says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum StrictHostKeyChecking {
     /// `yes`: refuse unknown keys.
     Yes,
@@ -57,7 +57,7 @@ impl StrictHostKeyChecking {
 /// [`DEFAULT_SERVER_ALIVE_COUNT_MAX`] unanswered), so that a link that dies
 /// during a long build is noticed within about a minute instead of hanging
 /// the build's stream; `ServerAliveInterval 0` turns them off.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct ServerAlive {
     /// `ServerAliveInterval`: how long the server may be silent before a
     /// keepalive is sent; zero turns keepalives off.
@@ -92,7 +92,7 @@ impl ServerAlive {
 }
 
 /// Where and how to reach a host, after applying `~/.ssh/config`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Destination {
     /// The host as written in the spec (a `Host` alias or a literal host name).
     pub alias: String,
@@ -320,6 +320,13 @@ impl Destination {
     /// jump hosts, compared the same way). Only the aliases may differ:
     /// they name the host in messages and choose nothing once resolved.
     pub fn same_connection(&self, other: &Destination) -> bool {
+        self.connection() == other.connection()
+    }
+
+    /// What [`Destination::same_connection`] compares, as a key for a map
+    /// of connections: equal for two destinations exactly when they are
+    /// the same connection.
+    pub fn connection(&self) -> ConnectionKey {
         fn unnamed(destination: &Destination) -> Destination {
             Destination {
                 alias: String::new(),
@@ -327,7 +334,7 @@ impl Destination {
                 ..destination.clone()
             }
         }
-        unnamed(self) == unnamed(other)
+        ConnectionKey(unnamed(self))
     }
 
     /// The host this destination names, for error messages (with the last
@@ -342,6 +349,13 @@ impl Destination {
         host
     }
 }
+
+/// The SSH connection a [`Destination`] opens, whatever name it reaches
+/// the host by ([`Destination::connection`]): a key for a map of
+/// connections, so that finding a runner's shared connection is one
+/// lookup.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ConnectionKey(Destination);
 
 /// `user@host:port`, followed by ` via hop1, hop2` when the host is reached
 /// through jump hosts.
@@ -474,6 +488,15 @@ Host *.example.com
         assert!(!arm.same_connection(&resolve("arm:2200")));
         assert!(resolve("hidden").same_connection(&resolve("hidden-too")));
         assert!(!resolve("hidden").same_connection(&resolve("10.0.0.9")));
+        // The key says the same as the comparison.
+        assert_eq!(arm.connection(), resolve("arm-too").connection());
+        assert_ne!(arm.connection(), resolve("root@arm").connection());
+        let keys: std::collections::HashSet<ConnectionKey> =
+            ["arm", "arm-too", "hidden", "hidden-too"]
+                .iter()
+                .map(|spec| resolve(spec).connection())
+                .collect();
+        assert_eq!(keys.len(), 2);
     }
 
     /// docs/runners.md, "One connection per host": each field the

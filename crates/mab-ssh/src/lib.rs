@@ -40,11 +40,12 @@ mod retry;
 mod session;
 
 pub use destination::{
-    Destination, ServerAlive, StrictHostKeyChecking, DEFAULT_SERVER_ALIVE_COUNT_MAX,
+    ConnectionKey, Destination, ServerAlive, StrictHostKeyChecking, DEFAULT_SERVER_ALIVE_COUNT_MAX,
     DEFAULT_SERVER_ALIVE_INTERVAL,
 };
 pub use error::{ErrorKind, HostRef, Route, SshError};
 pub use retry::{Retries, MAX_DELAY, MIN_DELAY, TRIES};
 pub use session::{
     ExecOutput, HeldCommand, Session, SshStream, DEFAULT_CONNECT_TIMEOUT, RELEASE_WAIT,
+    SESSION_CHANNELS,
 };

@@ -527,8 +527,12 @@ impl Session {
         }
     }
 
-    /// A new session channel running `command`.
-    async fn start(&self, command: &str) -> Result<russh::Channel<client::Msg>, SshError> {
+    /// A new session channel running `command`, once one of the
+    /// connection's [`SESSION_CHANNELS`] is free. The channel is closed
+    /// however it is let go ([`CommandChannel`]), also when the command
+    /// cannot be started.
+    async fn start(&self, command: &str) -> Result<CommandChannel, SshError> {
+        let open = self.inner.commands.clone().acquire_owned().await.ok();
         let channel = self
             .inner
             .handle
@@ -537,7 +541,12 @@ impl Session {
             .map_err(|source| {
                 self.connection_error(format!("opening a channel to run `{command}`"), source)
             })?;
+        let channel = CommandChannel {
+            channel: Some(channel),
+            open,
+        };
         channel
+            .get()
             .exec(true, command)
             .await
             .map_err(|source| self.connection_error(format!("running `{command}`"), source))?;
@@ -551,13 +560,12 @@ impl Session {
             command: command.to_string(),
             reason,
         };
-        let _open = self.inner.commands.acquire().await;
         let mut channel = self.start(command).await?;
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();
         let mut status = None;
         let mut signal = None;
-        while let Some(message) = channel.wait().await {
+        while let Some(message) = channel.get_mut().wait().await {
             match message {
                 ChannelMsg::Data { data } => stdout.extend_from_slice(&data),
                 ChannelMsg::ExtendedData { data, ext: 1 } => stderr.extend_from_slice(&data),
@@ -569,9 +577,7 @@ impl Session {
                 _ => {}
             }
         }
-        // Our close goes out before any channel opened after the permit is
-        // released, so sshd has ended this session when it reads that open.
-        let _ = channel.close().await;
+        channel.close().await;
         match (status, signal) {
             (Some(status), _) => Ok(ExecOutput {
                 status,
@@ -605,11 +611,9 @@ impl Session {
     /// or the command cannot be started; [`SshError::Exec`] when the host
     /// refuses to run it.
     pub async fn exec_held(&self, command: &str) -> Result<HeldCommand, SshError> {
-        let open = self.inner.commands.clone().acquire_owned().await.ok();
         let channel = self.start(command).await?;
         Ok(HeldCommand {
             channel: Some(channel),
-            open,
             host: self.inner.destination.host_ref(),
             command: command.to_owned(),
             pending: Vec::new(),
@@ -619,14 +623,73 @@ impl Session {
     }
 }
 
+/// A command's session channel and its place among the connection's
+/// [`SESSION_CHANNELS`], closed however it is let go: [`CommandChannel::close`]
+/// sends the close, and a drop (a failure on the way, a caller that stopped
+/// waiting) sends EOF and the close from a task of the current tokio
+/// runtime (without one, the connection's end closes it). Until sshd reads
+/// the close it counts the session against its `MaxSessions`, so the place
+/// is given back only once the close has gone out: a channel opened after
+/// it then finds this session ended.
+struct CommandChannel {
+    /// `None` once closed.
+    channel: Option<russh::Channel<client::Msg>>,
+    open: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl CommandChannel {
+    /// The channel, open until [`CommandChannel::close`].
+    fn get(&self) -> &russh::Channel<client::Msg> {
+        self.channel
+            .as_ref()
+            .expect("a command channel is open until closed")
+    }
+
+    /// [`CommandChannel::get`], to read from.
+    fn get_mut(&mut self) -> &mut russh::Channel<client::Msg> {
+        self.channel
+            .as_mut()
+            .expect("a command channel is open until closed")
+    }
+
+    /// Sends EOF on the command's stdin (it reads to its end, then ends).
+    async fn eof(&self) {
+        let _ = self.get().eof().await;
+    }
+
+    /// Closes the channel, then gives its place back.
+    async fn close(mut self) {
+        if let Some(channel) = self.channel.take() {
+            let _ = channel.close().await;
+        }
+        drop(self.open.take());
+    }
+}
+
+impl Drop for CommandChannel {
+    fn drop(&mut self) {
+        let Some(channel) = self.channel.take() else {
+            return;
+        };
+        let open = self.open.take();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = channel.eof().await;
+                let _ = channel.close().await;
+                drop(open);
+            });
+        }
+    }
+}
+
 /// How long [`HeldCommand::release`] waits for the command to end.
 pub const RELEASE_WAIT: Duration = Duration::from_secs(2);
 
 /// A command started by [`Session::exec_held`], held running until this is
 /// dropped or [released](HeldCommand::release).
 pub struct HeldCommand {
-    /// `None` once released.
-    channel: Option<russh::Channel<client::Msg>>,
+    /// `None` once released; a drop closes it ([`CommandChannel`]).
+    channel: Option<CommandChannel>,
     host: HostRef,
     command: String,
     /// Bytes of stdout after its last complete line.
@@ -635,8 +698,6 @@ pub struct HeldCommand {
     stderr: Vec<u8>,
     /// Kept so that the connection lives as long as the command is held.
     session: Session,
-    /// Its place among the connection's [`SESSION_CHANNELS`].
-    open: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl fmt::Debug for HeldCommand {
@@ -666,7 +727,7 @@ impl HeldCommand {
             let Some(channel) = self.channel.as_mut() else {
                 return Err(self.ended("it was released".to_owned()));
             };
-            match channel.wait().await {
+            match channel.get_mut().wait().await {
                 Some(ChannelMsg::Data { data }) => self.pending.extend_from_slice(&data),
                 Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
                     self.stderr.extend_from_slice(&data)
@@ -722,10 +783,10 @@ impl HeldCommand {
     /// is left to the channel's close.
     pub async fn release(mut self) {
         if let Some(mut channel) = self.channel.take() {
-            let _ = channel.eof().await;
+            channel.eof().await;
             let ended = async {
                 loop {
-                    match channel.wait().await {
+                    match channel.get_mut().wait().await {
                         Some(ChannelMsg::ExitStatus { .. } | ChannelMsg::ExitSignal { .. })
                         | None => break,
                         Some(_) => {}
@@ -733,26 +794,7 @@ impl HeldCommand {
                 }
             };
             let _ = tokio::time::timeout(RELEASE_WAIT, ended).await;
-            let _ = channel.close().await;
-        }
-    }
-}
-
-impl Drop for HeldCommand {
-    /// Closes the channel from a task of the current tokio runtime (a drop
-    /// cannot wait); without a runtime the connection's end does it.
-    fn drop(&mut self) {
-        if let Some(channel) = self.channel.take() {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                // The place among the connection's channels goes with the
-                // close (see SESSION_CHANNELS).
-                let open = self.open.take();
-                runtime.spawn(async move {
-                    let _ = channel.eof().await;
-                    let _ = channel.close().await;
-                    drop(open);
-                });
-            }
+            channel.close().await;
         }
     }
 }
@@ -1075,6 +1117,144 @@ mod tests {
         }
         let recorded = std::fs::read_to_string(&learning).expect("known_hosts was written");
         assert_eq!(recorded, format!("[127.0.0.9]:2299 ssh-ed25519 {KEY}\n"));
+    }
+
+    /// A stand-in for sshd: takes any key and every session channel,
+    /// refuses every command (`refuse`) or leaves it running without a
+    /// word, and adds a permit to `closed` for each channel the client
+    /// closes.
+    struct Commands {
+        refuse: bool,
+        closed: Arc<tokio::sync::Semaphore>,
+    }
+
+    impl russh::server::Handler for Commands {
+        type Error = russh::Error;
+
+        async fn auth_publickey(
+            &mut self,
+            _user: &str,
+            _key: russh::server::VerifiedPublicKey<'_>,
+        ) -> Result<russh::server::Auth, Self::Error> {
+            Ok(russh::server::Auth::Accept)
+        }
+
+        async fn channel_open_session(
+            &mut self,
+            _channel: russh::Channel<russh::server::Msg>,
+            reply: russh::server::ChannelOpenHandle,
+            _session: &mut russh::server::Session,
+        ) -> Result<(), Self::Error> {
+            reply.accept().await;
+            Ok(())
+        }
+
+        async fn exec_request(
+            &mut self,
+            channel: russh::ChannelId,
+            _command: &[u8],
+            session: &mut russh::server::Session,
+        ) -> Result<(), Self::Error> {
+            if self.refuse {
+                session.channel_failure(channel)?;
+            }
+            Ok(())
+        }
+
+        async fn channel_close(
+            &mut self,
+            _channel: russh::ChannelId,
+            _session: &mut russh::server::Session,
+        ) -> Result<(), Self::Error> {
+            self.closed.add_permits(1);
+            Ok(())
+        }
+    }
+
+    /// A [`Session`] with a [`Commands`] server on a loopback port, and
+    /// the server's count of closed channels.
+    async fn commands_session(refuse: bool, home: &Path) -> (Session, Arc<tokio::sync::Semaphore>) {
+        use russh::keys::ssh_key::{private::Ed25519Keypair, LineEnding};
+        use russh::keys::PrivateKey;
+        let key = |seed: u8| PrivateKey::from(Ed25519Keypair::from_seed(&[seed; 32]));
+        let client_key = home.join("id_ed25519");
+        std::fs::write(
+            &client_key,
+            key(1)
+                .to_openssh(LineEnding::LF)
+                .expect("encode the key")
+                .as_bytes(),
+        )
+        .expect("write the key");
+        let config = Arc::new(russh::server::Config {
+            keys: vec![key(2)],
+            ..russh::server::Config::default()
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let closed = Arc::new(tokio::sync::Semaphore::new(0));
+        let handler = Commands {
+            refuse,
+            closed: closed.clone(),
+        };
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.expect("accept");
+            let running = russh::server::run_stream(config, stream, handler)
+                .await
+                .expect("serve");
+            let _ = running.await;
+        });
+        let dest = Destination {
+            identity_files: vec![client_key],
+            known_hosts_files: vec![home.join("known_hosts")],
+            strict_host_key_checking: StrictHostKeyChecking::AcceptNew,
+            ..destination("commands", port, Some(Duration::from_secs(5)))
+        };
+        let session = Session::connect(&dest, home, silent())
+            .await
+            .expect("connect to the stand-in");
+        (session, closed)
+    }
+
+    /// A command's channel is closed when the host refuses the command,
+    /// and when the caller stops waiting for it, so that sshd stops
+    /// counting it against its `MaxSessions`; its place among the
+    /// [`SESSION_CHANNELS`] comes back with the close.
+    #[tokio::test]
+    async fn channels_are_closed_on_every_way_out() {
+        let closes = |closed: Arc<tokio::sync::Semaphore>, count: u32| async move {
+            tokio::time::timeout(Duration::from_secs(5), closed.acquire_many(count))
+                .await
+                .expect("the channels were closed")
+                .expect("open")
+                .forget();
+        };
+        let home = tempfile::tempdir().expect("temp dir");
+        let (session, closed) = commands_session(true, home.path()).await;
+        // More refusals than the connection holds channels: each gave its
+        // place back.
+        for _ in 0..SESSION_CHANNELS + 2 {
+            let error = session.exec("true").await.expect_err("refused");
+            assert!(
+                error.to_string().contains("the host refused to run it"),
+                "{error}"
+            );
+        }
+        closes(closed.clone(), SESSION_CHANNELS as u32 + 2).await;
+        let error = session.exec_held("cat").await.map(drop);
+        assert!(error.is_ok(), "started: {error:?}");
+        closes(closed, 1).await;
+
+        let home = tempfile::tempdir().expect("temp dir");
+        let (session, closed) = commands_session(false, home.path()).await;
+        for _ in 0..SESSION_CHANNELS + 2 {
+            let waited =
+                tokio::time::timeout(Duration::from_millis(100), session.exec("sleep 100"));
+            assert!(waited.await.is_err(), "the command never ends");
+        }
+        closes(closed, SESSION_CHANNELS as u32 + 2).await;
     }
 
     #[test]

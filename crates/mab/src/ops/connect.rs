@@ -2,6 +2,7 @@
 //! entries that name it (or the local engine),
 //! the engine behind it, and what the engine and host can build.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use mab_config::{Runner, RunnerHost};
 use mab_engine::{Connect, Engine, EngineInfo, Io};
 use mab_events::Reporter;
-use mab_ssh::{Destination, Retries, Session};
+use mab_ssh::{ConnectionKey, Destination, Retries, Session};
 
 use crate::environment::Environment;
 
@@ -60,6 +61,13 @@ pub struct Connected {
 }
 
 impl Connected {
+    /// Whether the runner's SSH connection has ended (the host went away,
+    /// the connection was reset), for it and every runner entry sharing
+    /// it ([`Hosts`]); never for the local engine.
+    pub fn connection_lost(&self) -> bool {
+        self.session.as_ref().is_some_and(Session::is_closed)
+    }
+
     /// Runs a short read-only command on the runner's host (over its SSH
     /// connection, or here for the local engine); its stdout when it
     /// succeeded.
@@ -97,25 +105,141 @@ async fn probe(session: Option<&Session>, command: &str) -> Option<String> {
 /// `MaxStartups`). The host's QEMU handlers are probed once too: they are
 /// the host's, whatever engine socket an entry names.
 #[derive(Default)]
-pub struct Hosts(std::sync::Mutex<Vec<(Destination, Arc<Host>)>>);
+pub struct Hosts(std::sync::Mutex<Known>);
+
+/// What [`Hosts`] has met: each lookup is one hash, so that a fleet of a
+/// thousand entries is not a thousand scans of a thousand.
+#[derive(Default)]
+struct Known {
+    /// Each connection, by what makes it one ([`Destination::connection`]).
+    connections: HashMap<ConnectionKey, Arc<Host>>,
+    /// Each runner entry connected to over SSH, by its name.
+    runners: HashMap<String, Entry>,
+}
+
+/// A runner entry of [`Known`]: its host, its `jobs`, and the host as it
+/// names it (`` `arm` (127.0.0.2:2222) ``).
+struct Entry {
+    host: Arc<Host>,
+    jobs: u32,
+    named: String,
+}
 
 impl Hosts {
-    /// The host `destination` reaches, the one already met when an earlier
-    /// destination is the same connection.
-    fn host(&self, destination: &Destination) -> Arc<Host> {
-        let mut hosts = self
+    /// The host `destination` reaches for `runner`, the one already met
+    /// when an earlier destination is the same connection.
+    fn host(&self, runner: &Runner, destination: &Destination) -> Arc<Host> {
+        let mut known = self
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((_, host)) = hosts
-            .iter()
-            .find(|(known, _)| known.same_connection(destination))
-        {
-            return host.clone();
-        }
-        let host = Arc::new(Host::default());
-        hosts.push((destination.clone(), host.clone()));
+        let host = known
+            .connections
+            .entry(destination.connection())
+            .or_default()
+            .clone();
+        let entry = Entry {
+            host: host.clone(),
+            jobs: runner.jobs,
+            named: destination.host_ref().to_string(),
+        };
+        known.runners.insert(runner.name.clone(), entry);
         host
+    }
+
+    /// The hosts whose entries among `runners` (in runners-file order)
+    /// give them more build slots than one connection holds at once
+    /// ([`Crowded`]), in the order their first entry comes. Entries not
+    /// connected to over SSH (local, or not yet met) count for nothing.
+    pub fn crowded(&self, runners: &[&Runner]) -> Vec<Crowded> {
+        let known = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entries = runners.iter().filter_map(|runner| {
+            let entry = known.runners.get(&runner.name)?;
+            Some((
+                &entry.host,
+                runner.name.as_str(),
+                entry.jobs,
+                entry.named.as_str(),
+            ))
+        });
+        crowded(entries)
+    }
+}
+
+/// Groups `entries` (each a host, a runner's name, its `jobs` and the host
+/// as it names it) by host, in the order each host first comes, and keeps
+/// the hosts given more than [`mab_ssh::SESSION_CHANNELS`] slots in all,
+/// each named as its first entry names it.
+fn crowded<'a, H: 'a>(
+    entries: impl Iterator<Item = (&'a Arc<H>, &'a str, u32, &'a str)>,
+) -> Vec<Crowded> {
+    let mut groups: Vec<Crowded> = Vec::new();
+    // Each host's place in `groups`, by the address of its one value.
+    let mut places: HashMap<*const H, usize> = HashMap::new();
+    for (host, runner, jobs, named) in entries {
+        let index = *places.entry(Arc::as_ptr(host)).or_insert_with(|| {
+            groups.push(Crowded {
+                host: named.to_owned(),
+                runners: Vec::new(),
+            });
+            groups.len() - 1
+        });
+        groups[index].runners.push((runner.to_owned(), jobs));
+    }
+    groups
+        .into_iter()
+        .filter(|crowded| crowded.jobs() > mab_ssh::SESSION_CHANNELS as u64)
+        .collect()
+}
+
+/// A runner host whose entries' `jobs` add up to more build slots than
+/// its one SSH connection holds at once ([`mab_ssh::SESSION_CHANNELS`]):
+/// one build never runs more than that many builds there, the others
+/// wait (docs/runners.md, "One connection per host").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Crowded {
+    /// The host as its first entry in the runners file names it, with its
+    /// address (`` `arm` (127.0.0.2:2222) ``).
+    pub host: String,
+    /// The entries naming it, in runners-file order, each with its `jobs`.
+    pub runners: Vec<(String, u32)>,
+}
+
+impl Crowded {
+    /// The `jobs` of its entries, added up.
+    pub fn jobs(&self) -> u64 {
+        self.runners.iter().map(|(_, jobs)| u64::from(*jobs)).sum()
+    }
+
+    /// The warning `mab plan`, `mab build` and `mab runners check` print
+    /// for it, with its hint.
+    pub fn warning(&self) -> String {
+        let most = mab_ssh::SESSION_CHANNELS;
+        let named: Vec<String> = self
+            .runners
+            .iter()
+            .map(|(runner, jobs)| format!("`{runner}` (jobs = {jobs})"))
+            .collect();
+        format!(
+            "host {} is given {} build slots by runners {}, but one SSH connection holds at most {most} at once: at most {most} builds run at once on that host, the others wait for a free slot; \
+             hint: lower the `jobs` of those runners so that they add up to {most} at most",
+            self.host,
+            self.jobs(),
+            crate::ops::named_list(&named),
+        )
+    }
+}
+
+/// Reports a warning ([`Crowded::warning`]) for each host of
+/// [`Hosts::crowded`].
+pub fn warn_crowded(hosts: &Hosts, runners: &[&Runner], reporter: &dyn Reporter) {
+    for crowded in hosts.crowded(runners) {
+        reporter.report(mab_events::Event::Warning {
+            message: crowded.warning(),
+        });
     }
 }
 
@@ -299,7 +423,7 @@ async fn connect_ssh(
         runner: &runner.name,
         reporter: reporter.as_ref(),
     };
-    let host = hosts.host(&destination);
+    let host = hosts.host(runner, &destination);
     let session = host
         .session(&destination, &environment.home, retries)
         .await?;
@@ -409,6 +533,155 @@ mod tests {
                       == qemu-riscv64\nenabled\nflags: F\n";
         assert_eq!(usable_handlers(output), ["qemu-aarch64", "qemu-riscv64"]);
         assert!(usable_handlers("").is_empty());
+    }
+
+    fn entry(name: &str, jobs: u32) -> Runner {
+        Runner {
+            name: name.to_owned(),
+            host: RunnerHost::Ssh(name.to_owned()),
+            platforms: Vec::new(),
+            engine: None,
+            jobs,
+            network: mab_config::NetworkMode::default(),
+        }
+    }
+
+    /// `alias`, resolved to `address` port 22 as user `builder`.
+    fn destination(alias: &str, address: &str) -> Destination {
+        Destination {
+            alias: alias.to_owned(),
+            host_name: address.to_owned(),
+            port: 22,
+            user: "builder".to_owned(),
+            identity_files: Vec::new(),
+            identities_only: false,
+            known_hosts_files: Vec::new(),
+            connect_timeout: None,
+            strict_host_key_checking: mab_ssh::StrictHostKeyChecking::default(),
+            server_alive: mab_ssh::ServerAlive::default(),
+            jumps: Vec::new(),
+        }
+    }
+
+    /// The build slots of the entries that share one connection are
+    /// added up per host, whatever name each entry reaches it by; a host
+    /// is crowded beyond [`mab_ssh::SESSION_CHANNELS`], not at it.
+    #[test]
+    fn slots_are_counted_per_connection() {
+        // (what the row shows, entries as (name, alias, address, jobs),
+        // the crowded hosts as (host, jobs, entries))
+        type Row<'a> = (
+            &'a str,
+            Vec<(&'a str, &'a str, &'a str, u32)>,
+            Vec<(&'a str, u64, Vec<&'a str>)>,
+        );
+        let rows: Vec<Row<'_>> = vec![
+            (
+                "5 + 5 on one host, named two ways",
+                vec![
+                    ("a", "arm", "127.0.0.2", 5),
+                    ("b", "arm-too", "127.0.0.2", 5),
+                ],
+                vec![("`arm` (127.0.0.2:22)", 10, vec!["a", "b"])],
+            ),
+            (
+                "4 + 4: room for both",
+                vec![("a", "arm", "127.0.0.2", 4), ("b", "arm", "127.0.0.2", 4)],
+                vec![],
+            ),
+            (
+                "one entry with 8",
+                vec![("a", "arm", "127.0.0.2", 8)],
+                vec![],
+            ),
+            (
+                "one entry with 9",
+                vec![("a", "arm", "127.0.0.2", 9)],
+                vec![("`arm` (127.0.0.2:22)", 9, vec!["a"])],
+            ),
+            (
+                "5 on each of two hosts",
+                vec![("a", "arm", "127.0.0.2", 5), ("p", "power", "127.0.0.3", 5)],
+                vec![],
+            ),
+            (
+                "two crowded hosts, in the order of their first entries",
+                vec![
+                    ("p1", "power", "127.0.0.3", 6),
+                    ("a1", "arm", "127.0.0.2", 6),
+                    ("a2", "arm", "127.0.0.2", 6),
+                    ("p2", "power", "127.0.0.3", 6),
+                ],
+                vec![
+                    ("`power` (127.0.0.3:22)", 12, vec!["p1", "p2"]),
+                    ("`arm` (127.0.0.2:22)", 12, vec!["a1", "a2"]),
+                ],
+            ),
+        ];
+        for (name, entries, expected) in rows {
+            let hosts = Hosts::default();
+            let runners: Vec<Runner> = entries
+                .iter()
+                .map(|(runner, _, _, jobs)| entry(runner, *jobs))
+                .collect();
+            // Met in another order than the file's, as connecting goes.
+            for ((_, alias, address, _), runner) in entries.iter().zip(&runners).rev() {
+                hosts.host(runner, &destination(alias, address));
+            }
+            // An entry not reached over SSH counts for nothing.
+            let local = entry("local", 100);
+            let mut listed: Vec<&Runner> = runners.iter().collect();
+            listed.push(&local);
+            let got: Vec<(String, u64, Vec<String>)> = hosts
+                .crowded(&listed)
+                .into_iter()
+                .map(|crowded| {
+                    let names = crowded
+                        .runners
+                        .iter()
+                        .map(|(name, _)| name.clone())
+                        .collect();
+                    (crowded.host.clone(), crowded.jobs(), names)
+                })
+                .collect();
+            let expected: Vec<(String, u64, Vec<String>)> = expected
+                .into_iter()
+                .map(|(host, jobs, names)| {
+                    (
+                        host.to_owned(),
+                        jobs,
+                        names.into_iter().map(str::to_owned).collect(),
+                    )
+                })
+                .collect();
+            assert_eq!(got, expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_crowded_host_is_named_with_its_entries_and_a_hint() {
+        let two = Crowded {
+            host: "`arm` (127.0.0.2:22)".to_owned(),
+            runners: vec![("a".to_owned(), 5), ("b".to_owned(), 5)],
+        };
+        assert_eq!(
+            two.warning(),
+            "host `arm` (127.0.0.2:22) is given 10 build slots by runners `a` (jobs = 5), `b` (jobs = 5), \
+             but one SSH connection holds at most 8 at once: at most 8 builds run at once on that host, \
+             the others wait for a free slot; \
+             hint: lower the `jobs` of those runners so that they add up to 8 at most"
+        );
+        // A fleet's entries are counted past the first few.
+        let many = Crowded {
+            host: "`arm` (127.0.0.2:22)".to_owned(),
+            runners: (0..12).map(|index| (format!("arm-{index}"), 1)).collect(),
+        };
+        let warning = many.warning();
+        assert!(
+            warning.contains("by runners `arm-0` (jobs = 1), `arm-1` (jobs = 1), `arm-2` (jobs = 1), `arm-3` (jobs = 1), `arm-4` (jobs = 1) and 7 more, "),
+            "{warning}"
+        );
+        assert!(warning.contains("given 12 build slots"), "{warning}");
     }
 
     #[test]

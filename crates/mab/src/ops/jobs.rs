@@ -253,6 +253,16 @@ pub trait Worker: Sync {
     /// Builds, pushes and verifies one platform.
     fn run(&self, job: &JobSpec) -> impl Future<Output = Result<Built, JobFailure>> + Send;
 
+    /// Whether `runner`'s SSH connection to its host has ended (the host
+    /// went away, the connection was reset). The runner entries that
+    /// share that connection (docs/runners.md, "One connection per
+    /// host") have lost it too, so no job moves to one of them. By
+    /// default no connection ends.
+    fn connection_lost(&self, runner: &str) -> bool {
+        let _ = runner;
+        false
+    }
+
     /// What a signal sets to stop the build ([`BuildControl`]): a job
     /// still waiting for a slot or running then is dropped, as a time
     /// limit drops it. By default nothing stops the jobs.
@@ -292,10 +302,14 @@ pub struct Limits {
 /// running the same way; those that finished keep their results.
 ///
 /// A [`JobFailure::movable`] failure moves the job to its next fallback
-/// not yet tried (passing over runners that failed so for another job) (waiting for a slot there; the time limit counts afresh
-/// on each runner), reported as a move; when none is left, or `fallback`
-/// is [`Fallback::Refused`], the job fails with its last failure and the
-/// runners tried before.
+/// not yet tried (waiting for a slot there; the time limit counts afresh
+/// on each runner), reported as a move. It passes over runners that failed
+/// so for another job, and runners whose connection to their host has
+/// ended ([`Worker::connection_lost`]): when a job's runner failed with its
+/// connection, the other entries sharing that connection are skipped, while
+/// a failure of its engine alone still lets the job move to them. When none
+/// is left, or `fallback` is [`Fallback::Refused`], the job fails with its
+/// last failure and the runners tried before.
 pub async fn run_all<W: Worker>(
     worker: &W,
     jobs: &[JobSpec],
@@ -317,8 +331,9 @@ pub async fn run_all<W: Worker>(
 
 /// [`run_all`] for one job: runs it on its runner, then on each fallback
 /// not yet tried that no job's failure ruled out (`failed_runners`, to
-/// which a runner is added when it fails a job in a way that moves it),
-/// while it fails so and `fallback` allows.
+/// which a runner is added when it fails a job in a way that moves it) and
+/// whose connection has not ended ([`Worker::connection_lost`]), while it
+/// fails so and `fallback` allows.
 async fn run_with_fallbacks<W: Worker>(
     worker: &W,
     job: &JobSpec,
@@ -359,9 +374,9 @@ async fn run_with_fallbacks<W: Worker>(
             failed().insert(attempt.runner.clone());
         }
         let candidate = match fallback {
-            Fallback::Allowed if failure.movable => {
-                next.find(|candidate| !failed().contains(&candidate.runner))
-            }
+            Fallback::Allowed if failure.movable => next.find(|candidate| {
+                !failed().contains(&candidate.runner) && !worker.connection_lost(&candidate.runner)
+            }),
             _ => None,
         };
         let Some(candidate) = candidate else {
@@ -826,6 +841,24 @@ mod tests {
         /// Runners whose connection breaks this long after a job starts:
         /// the job fails then, movable.
         breaks: Vec<(&'static str, Duration)>,
+        /// Each runner's host, as (runner, host): runners of one host
+        /// share its connection. A runner not listed has a host of its own.
+        hosts: Vec<(&'static str, &'static str)>,
+        /// Runners whose host's connection ends when a job starts there:
+        /// the job fails at once, movable, and the connection stays lost.
+        cut: Vec<&'static str>,
+        /// The hosts whose connection has ended.
+        lost: Mutex<HashSet<String>>,
+    }
+
+    impl FakeWorker {
+        /// The host of `runner` ([`FakeWorker::hosts`]).
+        fn host_of<'a>(&'a self, runner: &'a str) -> &'a str {
+            self.hosts
+                .iter()
+                .find(|(name, _)| *name == runner)
+                .map_or(runner, |(_, host)| host)
+        }
     }
 
     /// A fake host slot, lost after `lost_after` when set. Like a real
@@ -885,6 +918,10 @@ mod tests {
     }
 
     impl Worker for FakeWorker {
+        fn connection_lost(&self, runner: &str) -> bool {
+            self.lost.lock().unwrap().contains(self.host_of(runner))
+        }
+
         async fn slot(
             &self,
             job: &JobSpec,
@@ -929,6 +966,19 @@ mod tests {
                 job.runner,
                 (Instant::now() - *EPOCH.get().unwrap_or(&Instant::now())).as_secs() / 60
             ));
+            if self.cut.contains(&job.runner.as_str()) {
+                let host = self.host_of(&job.runner).to_owned();
+                self.lost.lock().unwrap().insert(host.clone());
+                return Err(JobFailure {
+                    movable: true,
+                    ..JobFailure::new(
+                        job,
+                        ErrorKind::Runner,
+                        format!("the connection to {host} was reset"),
+                        format!("check runner `{}`", job.runner),
+                    )
+                });
+            }
             if self.down.contains(&job.runner.as_str()) {
                 return Err(JobFailure {
                     movable: true,
@@ -995,6 +1045,87 @@ mod tests {
 
     fn job(platform: &str, runner: &str) -> JobSpec {
         JobSpec::on(platform.parse().unwrap(), runner)
+    }
+
+    /// A job whose runner's connection ends moves past the entries that
+    /// share it (`b`, on host `h` as `a` is) to one on another host; a
+    /// failure of `a`'s engine alone still moves it to `b`. A job that
+    /// fails later elsewhere does not move to `b` either.
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_connection_fails_every_entry_that_shares_it() {
+        // (what the row shows, runners cut, runners down, where each job
+        // built, the starts)
+        type Row<'a> = (
+            &'a str,
+            Vec<&'static str>,
+            Vec<&'static str>,
+            Vec<&'a str>,
+            Vec<&'a str>,
+        );
+        let rows: Vec<Row<'_>> = vec![
+            (
+                "the connection of `a` ends: `b` shares it, `c` builds",
+                vec!["a"],
+                vec![],
+                vec!["c"],
+                vec!["linux/arm64 on a", "linux/arm64 on c"],
+            ),
+            (
+                "the engine of `a` fails: `b` builds",
+                vec![],
+                vec!["a"],
+                vec!["b"],
+                vec!["linux/arm64 on a", "linux/arm64 on b"],
+            ),
+        ];
+        for (name, cut, down, built_on, starts) in rows {
+            let worker = FakeWorker {
+                hosts: vec![("a", "h"), ("b", "h"), ("c", "k")],
+                cut,
+                down,
+                ..FakeWorker::default()
+            };
+            let jobs = [moving("linux/arm64", "a", &["b", "c"])];
+            let results = run_plainly(&worker, &jobs, &[("a", 1), ("b", 1), ("c", 1)]).await;
+            let got: Vec<&str> = results
+                .iter()
+                .map(|result| result.as_ref().expect(name).job.runner.as_str())
+                .collect();
+            assert_eq!(got, built_on, "{name}");
+            let mut started: Vec<String> = worker
+                .starts
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|line| line.rsplit_once(" at ").unwrap().0.to_owned())
+                .collect();
+            started.sort();
+            assert_eq!(started, starts, "{name}");
+        }
+
+        // Another job, whose own runner `d` breaks a second later, passes
+        // over `b` too: its connection ended with `a`'s.
+        let worker = FakeWorker {
+            hosts: vec![("a", "h"), ("b", "h"), ("c", "k"), ("d", "m")],
+            cut: vec!["a"],
+            breaks: vec![("d", Duration::from_secs(1))],
+            ..FakeWorker::default()
+        };
+        let jobs = [
+            moving("linux/arm64", "a", &["c"]),
+            moving("linux/s390x", "d", &["b", "c"]),
+        ];
+        let results = run_plainly(&worker, &jobs, &[("a", 1), ("b", 1), ("c", 1), ("d", 1)]).await;
+        let got: Vec<&str> = results
+            .iter()
+            .map(|result| result.as_ref().expect("built on `c`").job.runner.as_str())
+            .collect();
+        assert_eq!(got, ["c", "c"]);
+        let started = worker.starts.lock().unwrap().clone();
+        assert!(
+            !started.iter().any(|line| line.contains(" on b ")),
+            "{started:?}"
+        );
     }
 
     /// linux/arm64 on runner `b`, which may move to runner `a` (native).

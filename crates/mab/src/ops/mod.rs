@@ -17,6 +17,20 @@ use mab_config::{NetworkMode, Platform};
 
 use crate::failure::Failure;
 
+/// How many names a message lists ([`named_list`]); the others are
+/// counted.
+pub(crate) const NAMED_ENTRIES: usize = 5;
+
+/// `names` joined with commas, the first [`NAMED_ENTRIES`] of them, then
+/// `and N more`.
+pub(crate) fn named_list(names: &[String]) -> String {
+    let shown = names[..names.len().min(NAMED_ENTRIES)].join(", ");
+    match names.len().saturating_sub(NAMED_ENTRIES) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
+    }
+}
+
 /// `--platform` values (comma-separated or repeated), parsed and without
 /// repeats; alias notes (`aarch64` read as `arm64`) go to `notes`.
 pub fn platform_flags(texts: &[String], notes: &mut Vec<String>) -> Result<Vec<Platform>, Failure> {

@@ -12,7 +12,7 @@ use mab_plan::{Capabilities, Emulation, Fallback, Plan, RunnerState};
 use crate::cli::ProjectArgs;
 use crate::environment::Environment;
 use crate::failure::{Failure, FailureKind};
-use crate::ops::connect::{connect, Connected, Hosts, Unreachable, UnreachableKind};
+use crate::ops::connect::{self, connect, Connected, Hosts, Unreachable, UnreachableKind};
 use crate::progress::{Event, Reporter};
 
 /// The project and runners, loaded and checked against each other.
@@ -203,7 +203,9 @@ impl Connecting {
 
 /// Connects to the runners concurrently, one SSH connection per host
 /// ([`Hosts`]), keeping `connecting` up to date with those that have not
-/// answered yet; retries go to `reporter`.
+/// answered yet; retries go to `reporter`, and so does a warning for each
+/// host given more build slots than its connection holds at once
+/// ([`connect::warn_crowded`]).
 pub async fn connect_all(
     runners: &[&Runner],
     environment: &Environment,
@@ -219,6 +221,7 @@ pub async fn connect_all(
         result
     }))
     .await;
+    connect::warn_crowded(hosts, runners, reporter.as_ref());
     runners
         .iter()
         .map(|runner| runner.name.clone())

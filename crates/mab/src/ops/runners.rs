@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::cli::{Format, RunnersAddArgs};
 use crate::environment::Environment;
 use crate::failure::Failure;
-use crate::ops::connect::{connect, Connected, Hosts, Unreachable};
+use crate::ops::connect::{self, connect, Connected, Hosts, Unreachable};
 use crate::ops::prepare;
 use crate::progress::{Event, Lines, Reporter};
 
@@ -334,6 +334,7 @@ pub async fn check(
             .map(|runner| check_one(runner, environment, reporter, &hosts)),
     )
     .await;
+    connect::warn_crowded(&hosts, &chosen, reporter.as_ref());
     let failed = reports.iter().filter(|report| !report.ok).count();
     let total = reports.len();
     let problems = problems(&reports);

@@ -142,7 +142,10 @@ pub(super) fn changes(earlier: &Inputs, now: &Inputs) -> Vec<String> {
         match named {
             Some(named) if named.is_empty() && dockerfile_changed => {}
             Some(named) if !named.is_empty() => {
-                changes.push(format!("the files sent changed: {}", named_list(&named)));
+                changes.push(format!(
+                    "the files sent changed: {}",
+                    crate::ops::named_list(&named)
+                ));
             }
             _ => changes.push("the files sent changed".to_owned()),
         }
@@ -235,10 +238,6 @@ pub(super) fn changes(earlier: &Inputs, now: &Inputs) -> Vec<String> {
     changes
 }
 
-/// How many changed entries of the context a refusal names; the others
-/// are counted.
-const NAMED_ENTRIES: usize = 5;
-
 /// The top-level entries of the context that differ from `earlier` to
 /// `now`, by name, an added one as `README.md (added)`, a removed one as
 /// `old/ (removed)`; `None` when either side has none recorded (too many
@@ -302,16 +301,6 @@ fn own_files_hint(earlier: &Inputs, now: &Inputs) -> Option<String> {
     Some(format!(
         "{names} {verb} sent with the context like any file not in .dockerignore. To resume now, undo the change and give a fixed runners file elsewhere with --runners FILE; for later builds, list mab.toml and {runners} in .dockerignore so that mab's own settings (a runner, a time limit) are not part of what is built"
     ))
-}
-
-/// `names` joined with commas, the first [`NAMED_ENTRIES`] of them, then
-/// `and N more`.
-fn named_list(names: &[String]) -> String {
-    let shown = names[..names.len().min(NAMED_ENTRIES)].join(", ");
-    match names.len().saturating_sub(NAMED_ENTRIES) {
-        0 => shown,
-        more => format!("{shown} and {more} more"),
-    }
 }
 
 /// Refuses (exit 2) a resume whose inputs changed since the earlier build

@@ -1120,6 +1120,11 @@ impl<R: Registry> Worker for LiveWorker<'_, R> {
         Some(self.control)
     }
 
+    /// The runner's shared connection has ended ([`Connected::connection_lost`]).
+    fn connection_lost(&self, runner: &str) -> bool {
+        matches!(self.connected.get(runner), Some(Ok(connected)) if connected.connection_lost())
+    }
+
     async fn run(&self, job: &JobSpec) -> Result<Built, JobFailure> {
         let started = Instant::now();
         let (platform, runner) = (job.platform.clone(), job.runner.clone());
