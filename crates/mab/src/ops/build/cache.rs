@@ -148,8 +148,8 @@ pub(super) async fn cache_sources(
         }
         Ok(Ok(None)) => {
             warn(format!(
-                "nothing is published at {reference} (as on the first build with a registry cache); hint: set `ref = \"{}:latest\"` under [cache] in mab.toml to read the last build's list",
-                image_name(reference)
+                "nothing is published at {reference} (as on the first build with a registry cache); hint: {}",
+                nothing_published_hint(reference)
             ));
             return BTreeMap::new();
         }
@@ -192,6 +192,18 @@ pub(super) async fn cache_sources(
 fn image_name(reference: &str) -> String {
     mab_registry::ImageReference::parse(reference)
         .map_or_else(|_| reference.to_owned(), |parsed| parsed.name)
+}
+
+/// The hint when nothing is published at `reference`: to read the last
+/// build's list under `latest`, unless that is what is read already; then
+/// the builds that publish under it give the next ones their source.
+fn nothing_published_hint(reference: &str) -> String {
+    let latest = format!("{}:latest", image_name(reference));
+    if reference == latest {
+        format!("a build that publishes under {latest} (with the tag `latest`) gives the next builds their cache source; until then each platform builds from its runner's own cache")
+    } else {
+        format!("set `ref = \"{latest}\"` under [cache] in mab.toml to read the last build's list")
+    }
 }
 
 /// The hint of a cache source that could not be read for a reason other
@@ -237,6 +249,23 @@ async fn platform_images(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With nothing under a tag, the hint names `latest`, but not when
+    /// `latest` is what was read.
+    #[test]
+    fn the_hint_of_nothing_published_does_not_repeat_the_reference() {
+        let other = nothing_published_hint("127.0.0.1:5000/team/app:1.2.0");
+        assert_eq!(
+            other,
+            "set `ref = \"127.0.0.1:5000/team/app:latest\"` under [cache] in mab.toml to read the last build's list"
+        );
+        let latest = nothing_published_hint("127.0.0.1:5000/team/app:latest");
+        assert!(!latest.contains("set `ref"), "{latest}");
+        assert!(
+            latest.starts_with("a build that publishes under 127.0.0.1:5000/team/app:latest"),
+            "{latest}"
+        );
+    }
 
     #[test]
     fn the_flag_and_the_manifest_give_the_reference_and_the_argument() {
