@@ -417,10 +417,13 @@ fn entries_naming_one_host_share_its_connection() {
     assert_eq!(opened, (1, 1), "build: one connection per host: {build:?}");
 }
 
-/// Entries whose `jobs` add up to more build slots on one host than its
-/// one SSH connection holds at once (eight): `mab plan` and `mab runners
-/// check` warn once, naming the host, its entries and their total, with
-/// a hint; 4 + 4 on the host is not warned about.
+/// Entries that can hold more build slots at once on one host than its
+/// one SSH connection holds (eight): `mab plan` and `mab runners check`
+/// warn once, naming the host, its entries and the slots, with a hint.
+/// Two entries naming two engines add up (the second names runner-a's
+/// socket by another path, which gives it slot files of its own); naming
+/// one engine they share its slots, so 5 + 5 there is not warned about,
+/// nor is 4 + 4 on two engines.
 #[test]
 #[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn more_slots_on_a_host_than_its_connection_holds_are_warned_about() {
@@ -428,12 +431,16 @@ fn more_slots_on_a_host_than_its_connection_holds_are_warned_about() {
     let home = Home::new(lab);
     let project = Project::new();
     let socket = lab.get("RUNNER_A_ENGINE_SOCKET");
-    let runners = |jobs: u32| -> String {
+    // The same socket by another path: another engine to the slots.
+    let (directory, file) = socket.rsplit_once('/').unwrap();
+    let other = format!("{directory}/./{file}");
+    let runners = |jobs: u32, engines: [&str; 2]| -> String {
         ["arm", "arm-too"]
             .iter()
-            .map(|name| {
+            .zip(engines)
+            .map(|(name, engine)| {
                 format!(
-                    "[[runner]]\nname = \"{name}\"\nhost = \"runner-a\"\nplatforms = [\"linux/arm64\"]\nengine = \"unix://{socket}\"\njobs = {jobs}\n\n"
+                    "[[runner]]\nname = \"{name}\"\nhost = \"runner-a\"\nplatforms = [\"linux/arm64\"]\nengine = \"unix://{engine}\"\njobs = {jobs}\n\n"
                 )
             })
             .collect()
@@ -444,7 +451,7 @@ fn more_slots_on_a_host_than_its_connection_holds_are_warned_about() {
             "mab.toml",
             "[image]\nname = \"127.0.0.1:5000/tests/crowded-host\"\nplatforms = [\"linux/arm64\"]\n",
         )
-        .file("runners.toml", &runners(5));
+        .file("runners.toml", &runners(5, [socket, other.as_str()]));
     let _ssh = ssh_lock();
     let slot_warnings = |run: &Run| -> Vec<String> {
         run.stderr
@@ -464,16 +471,22 @@ fn more_slots_on_a_host_than_its_connection_holds_are_warned_about() {
         let warning = &warnings[0];
         for part in [
             "warning: host `runner-a` (",
-            "is given 10 build slots by runners `arm` (jobs = 5), `arm-too` (jobs = 5), \
+            "is given 10 build slots at once by runners `arm` (jobs = 5), `arm-too` (jobs = 5), \
              but one SSH connection holds at most 8 at once: at most 8 builds run at once on that host",
-            "; hint: lower the `jobs` of those runners so that they add up to 8 at most",
+            "; hint: lower the `jobs` of those runners so that at most 8 are held at once",
         ] {
             assert!(warning.contains(part), "{arguments:?}: `{part}` missing in {warning}");
         }
     }
 
-    project.file("runners.toml", &runners(4));
-    let run = mab(home.path(), project.path(), &["plan", "--format", "json"]);
-    assert_eq!(run.code, 0, "{run:?}");
-    assert_eq!(slot_warnings(&run), Vec::<String>::new(), "{run:?}");
+    for (jobs, engines) in [(5, [socket, socket]), (4, [socket, other.as_str()])] {
+        project.file("runners.toml", &runners(jobs, engines));
+        let run = mab(home.path(), project.path(), &["plan", "--format", "json"]);
+        assert_eq!(run.code, 0, "{jobs} + {jobs}: {run:?}");
+        assert_eq!(
+            slot_warnings(&run),
+            Vec::<String>::new(),
+            "{jobs} + {jobs}: {run:?}"
+        );
+    }
 }

@@ -103,9 +103,30 @@ async fn probe(session: Option<&Session>, command: &str) -> Option<String> {
 /// ([`Destination::same_connection`]), so that a hundred entries naming two
 /// hosts open two connections (an sshd resets connections beyond its
 /// `MaxStartups`). The host's QEMU handlers are probed once too: they are
-/// the host's, whatever engine socket an entry names.
-#[derive(Default)]
-pub struct Hosts(std::sync::Mutex<Known>);
+/// the host's, whatever engine socket an entry names. At most
+/// [`CONNECTING_AT_ONCE`] runners are connected to at once.
+pub struct Hosts {
+    known: std::sync::Mutex<Known>,
+    /// The turns of [`connect`]: a runner's time limit starts with its turn.
+    turns: tokio::sync::Semaphore,
+}
+
+impl Default for Hosts {
+    fn default() -> Hosts {
+        Hosts {
+            known: std::sync::Mutex::default(),
+            turns: tokio::sync::Semaphore::new(CONNECTING_AT_ONCE),
+        }
+    }
+}
+
+/// How many runners one command connects to and probes at once. A fleet of
+/// a hundred runners makes a hundred SSH key exchanges and engine probes;
+/// started all at once on a small coordinator, the last ones would wait on
+/// its CPU past their time limit (`PROBE_TIMEOUT`, 60 s) though each host
+/// answers at once. Waiting for a turn does not count against that limit.
+/// Thirty-two at once, as parallel-ssh's default.
+pub const CONNECTING_AT_ONCE: usize = 32;
 
 /// What [`Hosts`] has met: each lookup is one hash, so that a fleet of a
 /// thousand entries is not a thousand scans of a thousand.
@@ -117,11 +138,13 @@ struct Known {
     runners: HashMap<String, Entry>,
 }
 
-/// A runner entry of [`Known`]: its host, its `jobs`, and the host as it
-/// names it (`` `arm` (127.0.0.2:2222) ``).
+/// A runner entry of [`Known`]: its host, its `jobs`, the key of the
+/// engine whose slots it takes ([`crate::ops::slots::engine_key`]), and the
+/// host as it names it (`` `arm` (127.0.0.2:2222) ``).
 struct Entry {
     host: Arc<Host>,
     jobs: u32,
+    engine: String,
     named: String,
 }
 
@@ -130,7 +153,7 @@ impl Hosts {
     /// when an earlier destination is the same connection.
     fn host(&self, runner: &Runner, destination: &Destination) -> Arc<Host> {
         let mut known = self
-            .0
+            .known
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let host = known
@@ -141,6 +164,12 @@ impl Hosts {
         let entry = Entry {
             host: host.clone(),
             jobs: runner.jobs,
+            engine: crate::ops::slots::engine_key(
+                runner
+                    .engine
+                    .as_deref()
+                    .unwrap_or(mab_config::DEFAULT_ENGINE_SOCKET),
+            ),
             named: destination.host_ref().to_string(),
         };
         known.runners.insert(runner.name.clone(), entry);
@@ -153,45 +182,66 @@ impl Hosts {
     /// connected to over SSH (local, or not yet met) count for nothing.
     pub fn crowded(&self, runners: &[&Runner]) -> Vec<Crowded> {
         let known = self
-            .0
+            .known
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let entries = runners.iter().filter_map(|runner| {
             let entry = known.runners.get(&runner.name)?;
-            Some((
-                &entry.host,
-                runner.name.as_str(),
-                entry.jobs,
-                entry.named.as_str(),
-            ))
+            Some(Listed {
+                host: &entry.host,
+                runner: runner.name.as_str(),
+                jobs: entry.jobs,
+                engine: entry.engine.as_str(),
+                named: entry.named.as_str(),
+            })
         });
         crowded(entries)
     }
 }
 
-/// Groups `entries` (each a host, a runner's name, its `jobs` and the host
-/// as it names it) by host, in the order each host first comes, and keeps
-/// the hosts given more than [`mab_ssh::SESSION_CHANNELS`] slots in all,
-/// each named as its first entry names it.
-fn crowded<'a, H: 'a>(
-    entries: impl Iterator<Item = (&'a Arc<H>, &'a str, u32, &'a str)>,
-) -> Vec<Crowded> {
-    let mut groups: Vec<Crowded> = Vec::new();
+/// One entry as [`crowded`] counts it.
+struct Listed<'a, H> {
+    host: &'a Arc<H>,
+    runner: &'a str,
+    jobs: u32,
+    /// The key of the engine whose slots it takes.
+    engine: &'a str,
+    /// The host as the entry names it.
+    named: &'a str,
+}
+
+/// Groups `entries` by host, in the order each host first comes, and keeps
+/// the hosts where they can hold more than [`mab_ssh::SESSION_CHANNELS`]
+/// slots at once, each named as its first entry names it. Entries naming
+/// the same engine share its slot files (`slot-KEY-0`, `slot-KEY-1`, …,
+/// docs/runners.md, "Slots"), so of those the largest `jobs` counts; the
+/// engines of a host add up.
+fn crowded<'a, H: 'a>(entries: impl Iterator<Item = Listed<'a, H>>) -> Vec<Crowded> {
+    let mut groups: Vec<(Crowded, HashMap<&'a str, u32>)> = Vec::new();
     // Each host's place in `groups`, by the address of its one value.
     let mut places: HashMap<*const H, usize> = HashMap::new();
-    for (host, runner, jobs, named) in entries {
-        let index = *places.entry(Arc::as_ptr(host)).or_insert_with(|| {
-            groups.push(Crowded {
-                host: named.to_owned(),
+    for entry in entries {
+        let index = *places.entry(Arc::as_ptr(entry.host)).or_insert_with(|| {
+            let crowded = Crowded {
+                host: entry.named.to_owned(),
                 runners: Vec::new(),
-            });
+                slots: 0,
+            };
+            groups.push((crowded, HashMap::new()));
             groups.len() - 1
         });
-        groups[index].runners.push((runner.to_owned(), jobs));
+        let (crowded, engines) = &mut groups[index];
+        crowded.runners.push((entry.runner.to_owned(), entry.jobs));
+        let most = engines.entry(entry.engine).or_default();
+        *most = (*most).max(entry.jobs);
     }
     groups
         .into_iter()
-        .filter(|crowded| crowded.jobs() > mab_ssh::SESSION_CHANNELS as u64)
+        .map(|(mut crowded, engines)| {
+            crowded.slots = engines.values().map(|jobs| u64::from(*jobs)).sum();
+            crowded
+        })
+        .filter(|crowded| crowded.slots > mab_ssh::SESSION_CHANNELS as u64)
         .collect()
 }
 
@@ -206,14 +256,12 @@ pub struct Crowded {
     pub host: String,
     /// The entries naming it, in runners-file order, each with its `jobs`.
     pub runners: Vec<(String, u32)>,
+    /// The most slots they hold at once: the largest `jobs` of the entries
+    /// of each engine, added up over the host's engines.
+    pub slots: u64,
 }
 
 impl Crowded {
-    /// The `jobs` of its entries, added up.
-    pub fn jobs(&self) -> u64 {
-        self.runners.iter().map(|(_, jobs)| u64::from(*jobs)).sum()
-    }
-
     /// The warning `mab plan`, `mab build` and `mab runners check` print
     /// for it, with its hint.
     pub fn warning(&self) -> String {
@@ -224,10 +272,10 @@ impl Crowded {
             .map(|(runner, jobs)| format!("`{runner}` (jobs = {jobs})"))
             .collect();
         format!(
-            "host {} is given {} build slots by runners {}, but one SSH connection holds at most {most} at once: at most {most} builds run at once on that host, the others wait for a free slot; \
-             hint: lower the `jobs` of those runners so that they add up to {most} at most",
+            "host {} is given {} build slots at once by runners {}, but one SSH connection holds at most {most} at once: at most {most} builds run at once on that host, the others wait for a free slot; \
+             hint: lower the `jobs` of those runners so that at most {most} are held at once (entries naming the same engine share its slots: the largest `jobs` of them counts)",
             self.host,
-            self.jobs(),
+            self.slots,
             crate::ops::named_list(&named),
         )
     }
@@ -358,7 +406,9 @@ impl From<mab_engine::EngineError> for Unreachable {
 /// `hosts`: runners whose destinations are the same connection
 /// ([`Destination::same_connection`]) share one. Retried handshakes and
 /// engine requests (now and for as long as the engine is used) are
-/// reported to `reporter`.
+/// reported to `reporter`. It waits for its turn among the
+/// [`CONNECTING_AT_ONCE`] runners being connected to first; its time limit
+/// (`PROBE_TIMEOUT`) starts with its turn.
 pub async fn connect(
     runner: &Runner,
     environment: &Environment,
@@ -371,6 +421,8 @@ pub async fn connect(
             RunnerHost::Ssh(spec) => connect_ssh(runner, spec, environment, reporter, hosts).await,
         }
     };
+    // The semaphore is never closed.
+    let _turn = hosts.turns.acquire().await.ok();
     tokio::time::timeout(PROBE_TIMEOUT, connecting)
         .await
         .unwrap_or_else(|_| {
@@ -564,53 +616,82 @@ mod tests {
     }
 
     /// The build slots of the entries that share one connection are
-    /// added up per host, whatever name each entry reaches it by; a host
-    /// is crowded beyond [`mab_ssh::SESSION_CHANNELS`], not at it.
+    /// counted per host, whatever name each entry reaches it by: entries
+    /// naming one engine share its slots (the largest `jobs` counts), a
+    /// host's engines add up, and a host is crowded beyond
+    /// [`mab_ssh::SESSION_CHANNELS`], not at it.
     #[test]
     fn slots_are_counted_per_connection() {
-        // (what the row shows, entries as (name, alias, address, jobs),
-        // the crowded hosts as (host, jobs, entries))
+        // (what the row shows, entries as (name, alias, address, jobs,
+        // engine), the crowded hosts as (host, slots, entries))
         type Row<'a> = (
             &'a str,
-            Vec<(&'a str, &'a str, &'a str, u32)>,
+            Vec<(&'a str, &'a str, &'a str, u32, &'a str)>,
             Vec<(&'a str, u64, Vec<&'a str>)>,
+        );
+        let (one, two) = (
+            "unix:///var/run/docker.sock",
+            "unix:///run/user/1000/docker.sock",
         );
         let rows: Vec<Row<'_>> = vec![
             (
-                "5 + 5 on one host, named two ways",
+                "5 + 5 on two engines of one host, named two ways",
                 vec![
-                    ("a", "arm", "127.0.0.2", 5),
-                    ("b", "arm-too", "127.0.0.2", 5),
+                    ("a", "arm", "127.0.0.2", 5, one),
+                    ("b", "arm-too", "127.0.0.2", 5, two),
                 ],
                 vec![("`arm` (127.0.0.2:22)", 10, vec!["a", "b"])],
             ),
             (
-                "4 + 4: room for both",
-                vec![("a", "arm", "127.0.0.2", 4), ("b", "arm", "127.0.0.2", 4)],
+                "5 + 5 naming one engine share its 5 slots",
+                vec![
+                    ("a", "arm", "127.0.0.2", 5, one),
+                    ("b", "arm-too", "127.0.0.2", 5, one),
+                ],
+                vec![],
+            ),
+            (
+                "6 + 6 on one engine and 3 on another: 9",
+                vec![
+                    ("a", "arm", "127.0.0.2", 6, one),
+                    ("b", "arm", "127.0.0.2", 6, one),
+                    ("c", "arm", "127.0.0.2", 3, two),
+                ],
+                vec![("`arm` (127.0.0.2:22)", 9, vec!["a", "b", "c"])],
+            ),
+            (
+                "4 + 4 on two engines: room for both",
+                vec![
+                    ("a", "arm", "127.0.0.2", 4, one),
+                    ("b", "arm", "127.0.0.2", 4, two),
+                ],
                 vec![],
             ),
             (
                 "one entry with 8",
-                vec![("a", "arm", "127.0.0.2", 8)],
+                vec![("a", "arm", "127.0.0.2", 8, one)],
                 vec![],
             ),
             (
                 "one entry with 9",
-                vec![("a", "arm", "127.0.0.2", 9)],
+                vec![("a", "arm", "127.0.0.2", 9, one)],
                 vec![("`arm` (127.0.0.2:22)", 9, vec!["a"])],
             ),
             (
                 "5 on each of two hosts",
-                vec![("a", "arm", "127.0.0.2", 5), ("p", "power", "127.0.0.3", 5)],
+                vec![
+                    ("a", "arm", "127.0.0.2", 5, one),
+                    ("p", "power", "127.0.0.3", 5, one),
+                ],
                 vec![],
             ),
             (
                 "two crowded hosts, in the order of their first entries",
                 vec![
-                    ("p1", "power", "127.0.0.3", 6),
-                    ("a1", "arm", "127.0.0.2", 6),
-                    ("a2", "arm", "127.0.0.2", 6),
-                    ("p2", "power", "127.0.0.3", 6),
+                    ("p1", "power", "127.0.0.3", 6, one),
+                    ("a1", "arm", "127.0.0.2", 6, one),
+                    ("a2", "arm", "127.0.0.2", 6, two),
+                    ("p2", "power", "127.0.0.3", 6, two),
                 ],
                 vec![
                     ("`power` (127.0.0.3:22)", 12, vec!["p1", "p2"]),
@@ -622,10 +703,13 @@ mod tests {
             let hosts = Hosts::default();
             let runners: Vec<Runner> = entries
                 .iter()
-                .map(|(runner, _, _, jobs)| entry(runner, *jobs))
+                .map(|(runner, _, _, jobs, engine)| Runner {
+                    engine: Some((*engine).to_owned()),
+                    ..entry(runner, *jobs)
+                })
                 .collect();
             // Met in another order than the file's, as connecting goes.
-            for ((_, alias, address, _), runner) in entries.iter().zip(&runners).rev() {
+            for ((_, alias, address, _, _), runner) in entries.iter().zip(&runners).rev() {
                 hosts.host(runner, &destination(alias, address));
             }
             // An entry not reached over SSH counts for nothing.
@@ -641,15 +725,15 @@ mod tests {
                         .iter()
                         .map(|(name, _)| name.clone())
                         .collect();
-                    (crowded.host.clone(), crowded.jobs(), names)
+                    (crowded.host.clone(), crowded.slots, names)
                 })
                 .collect();
             let expected: Vec<(String, u64, Vec<String>)> = expected
                 .into_iter()
-                .map(|(host, jobs, names)| {
+                .map(|(host, slots, names)| {
                     (
                         host.to_owned(),
-                        jobs,
+                        slots,
                         names.into_iter().map(str::to_owned).collect(),
                     )
                 })
@@ -663,25 +747,31 @@ mod tests {
         let two = Crowded {
             host: "`arm` (127.0.0.2:22)".to_owned(),
             runners: vec![("a".to_owned(), 5), ("b".to_owned(), 5)],
+            slots: 10,
         };
         assert_eq!(
             two.warning(),
-            "host `arm` (127.0.0.2:22) is given 10 build slots by runners `a` (jobs = 5), `b` (jobs = 5), \
+            "host `arm` (127.0.0.2:22) is given 10 build slots at once by runners `a` (jobs = 5), `b` (jobs = 5), \
              but one SSH connection holds at most 8 at once: at most 8 builds run at once on that host, \
              the others wait for a free slot; \
-             hint: lower the `jobs` of those runners so that they add up to 8 at most"
+             hint: lower the `jobs` of those runners so that at most 8 are held at once \
+             (entries naming the same engine share its slots: the largest `jobs` of them counts)"
         );
         // A fleet's entries are counted past the first few.
         let many = Crowded {
             host: "`arm` (127.0.0.2:22)".to_owned(),
             runners: (0..12).map(|index| (format!("arm-{index}"), 1)).collect(),
+            slots: 12,
         };
         let warning = many.warning();
         assert!(
             warning.contains("by runners `arm-0` (jobs = 1), `arm-1` (jobs = 1), `arm-2` (jobs = 1), `arm-3` (jobs = 1), `arm-4` (jobs = 1) and 7 more, "),
             "{warning}"
         );
-        assert!(warning.contains("given 12 build slots"), "{warning}");
+        assert!(
+            warning.contains("given 12 build slots at once"),
+            "{warning}"
+        );
     }
 
     #[test]
