@@ -46,7 +46,6 @@ use bollard_buildkit_proto::fsutil::types::{Packet, Stat};
 use bollard_buildkit_proto::moby::filesync::v1::file_sync_server::FileSync;
 use futures_util::{stream, Stream, StreamExt};
 use mab_context::{BuildContext, ContextError, DockerIgnore, Selection};
-use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
@@ -482,6 +481,13 @@ where
 /// DATA packets with the file's bytes, then an empty one. A file that can
 /// no longer be opened is sent empty, as fsutil does. Returns how many
 /// bytes of the file were sent.
+///
+/// The file is read with `std::fs` in one blocking task (see
+/// [`read_batches`]), which hands its chunks over a channel in batches:
+/// one hop to tokio's blocking pool per file, and one wake-up per batch
+/// (a small file is one batch of one chunk), where reading through
+/// `tokio::fs` costs a hop per read. When the transfer stops (the
+/// connection closed), the channel closes and the task stops reading.
 async fn send_file(
     id: u32,
     path: &Path,
@@ -493,31 +499,73 @@ async fn send_file(
         data: bytes,
         ..Default::default()
     };
+    let (batch_sender, mut batches) = mpsc::channel(BATCHES_READ_AHEAD);
+    let reading = path.to_path_buf();
+    let reader = tokio::task::spawn_blocking(move || read_batches(&reading, &batch_sender));
     let mut sent = 0;
-    if let Ok(mut file) = tokio::fs::File::open(path).await {
-        loop {
-            let mut chunk = vec![0; DATA_CHUNK];
-            let read = file
-                .read(&mut chunk)
-                .await
-                .map_err(|source| ServeError::Read {
-                    path: path.to_path_buf(),
-                    source,
-                })?;
-            if read == 0 {
-                break;
-            }
-            chunk.truncate(read);
+    while let Some(batch) = batches.recv().await {
+        let batch = batch.map_err(|source| ServeError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        for chunk in batch {
+            sent += chunk.len() as u64;
             out.send(Ok(data(chunk)))
                 .await
                 .map_err(|_| ServeError::Closed)?;
-            sent += read as u64;
         }
     }
+    // The channel closed: the reader has returned (or panicked).
+    reader
+        .await
+        .map_err(|error| ServeError::Transport(error.to_string()))?;
     out.send(Ok(data(Vec::new())))
         .await
         .map_err(|_| ServeError::Closed)?;
     Ok(sent)
+}
+
+/// The most chunks of [`DATA_CHUNK`] bytes read in one batch (1 MiB).
+const CHUNKS_PER_BATCH: usize = 16;
+/// Batches read and waiting to be sent while the reader reads the next.
+const BATCHES_READ_AHEAD: usize = 2;
+
+/// One batch of a file's chunks, or why reading failed.
+type Batch = io::Result<Vec<Vec<u8>>>;
+
+/// Reads the file at `path` into `batches`: in order, batches of at most
+/// [`CHUNKS_PER_BATCH`] chunks of [`DATA_CHUNK`] bytes each (the last
+/// chunk of the file may be shorter; no chunk and no batch is empty), and
+/// then an error if reading failed. A file that cannot be opened gives
+/// nothing. Stops early when the receiver is gone. Blocks: runs on tokio's
+/// blocking pool.
+fn read_batches(path: &Path, batches: &mpsc::Sender<Batch>) {
+    let Ok(file) = fs::File::open(path) else {
+        return;
+    };
+    let mut file = io::Read::take(file, 0);
+    loop {
+        let mut batch = Vec::new();
+        let mut ended = false;
+        while batch.len() < CHUNKS_PER_BATCH && !ended {
+            let mut chunk = Vec::with_capacity(DATA_CHUNK);
+            file.set_limit(DATA_CHUNK as u64);
+            match io::Read::read_to_end(&mut file, &mut chunk) {
+                // Less than a chunk: the end of the file.
+                Ok(read) => ended = read < DATA_CHUNK,
+                Err(error) => {
+                    let _ = batches.blocking_send(Err(error));
+                    return;
+                }
+            }
+            if !chunk.is_empty() {
+                batch.push(chunk);
+            }
+        }
+        if batch.is_empty() || batches.blocking_send(Ok(batch)).is_err() || ended {
+            return;
+        }
+    }
 }
 
 /// The FileSync service of a build's session.
@@ -718,6 +766,56 @@ mod tests {
         let (sent, counted) = run_transfer_counted(dir.path(), dockerfile, &["Dockerfile"]).await;
         assert!(sent.iter().any(|packet| !packet.data.is_empty()));
         assert_eq!(counted, 0);
+    }
+
+    /// Every file is read whole, in order, in chunks of `DATA_CHUNK` bytes
+    /// (the last one shorter) and batches of at most `CHUNKS_PER_BATCH`; no
+    /// chunk or batch is empty, and a missing file gives nothing.
+    #[test]
+    fn files_are_read_in_full_chunks_and_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let batch_bytes = DATA_CHUNK * CHUNKS_PER_BATCH;
+        // (size, chunks per batch)
+        let cases: [(usize, &[usize]); 6] = [
+            (0, &[]),
+            (10, &[1]),
+            (DATA_CHUNK, &[1]),
+            (DATA_CHUNK + 1, &[2]),
+            (batch_bytes, &[CHUNKS_PER_BATCH]),
+            (
+                2 * batch_bytes + 5,
+                &[CHUNKS_PER_BATCH, CHUNKS_PER_BATCH, 1],
+            ),
+        ];
+        for (size, shape) in cases {
+            let path = dir.path().join(format!("file-{size}"));
+            let contents: Vec<u8> = (0..size).map(|n| (n % 253) as u8).collect();
+            fs::write(&path, &contents).unwrap();
+            let (sender, mut receiver) = mpsc::channel(shape.len() + 1);
+            read_batches(&path, &sender);
+            drop(sender);
+            let mut batches = Vec::new();
+            while let Ok(batch) = receiver.try_recv() {
+                batches.push(batch.unwrap());
+            }
+            let chunks: Vec<usize> = batches.iter().map(Vec::len).collect();
+            assert_eq!(chunks, shape, "{size}");
+            let sizes: Vec<usize> = batches.iter().flatten().map(Vec::len).collect();
+            assert!(
+                sizes.iter().all(|&len| len > 0 && len <= DATA_CHUNK),
+                "{size}: {sizes:?}"
+            );
+            let full = sizes.len().saturating_sub(1);
+            assert!(
+                sizes[..full].iter().all(|&len| len == DATA_CHUNK),
+                "{size}: {sizes:?}"
+            );
+            assert_eq!(batches.concat().concat(), contents, "{size}");
+        }
+        let (sender, mut receiver) = mpsc::channel(1);
+        read_batches(&dir.path().join("missing"), &sender);
+        drop(sender);
+        assert!(receiver.try_recv().is_err());
     }
 
     fn kind(packet: &Packet) -> PacketType {
