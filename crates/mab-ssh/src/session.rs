@@ -198,6 +198,17 @@ struct Inner {
 /// engine's socket are not sessions and are not counted.
 pub const SESSION_CHANNELS: usize = 8;
 
+/// How many times a command channel is asked for when the host refuses it
+/// as "connect failed": what OpenSSH's sshd answers (logging "no more
+/// sessions") when the connection is at its `MaxSessions`. It still
+/// counts a session whose close it has read until its next turn cleans it
+/// up, so commands that end quickly, one after the other, can meet that
+/// refusal for a moment though mab holds at most [`SESSION_CHANNELS`].
+pub const SESSION_OPEN_TRIES: u32 = 5;
+/// The wait before the second try at a refused command channel, doubled
+/// before each later one (50, 100, 200, 400 ms).
+const SESSION_OPEN_DELAY: Duration = Duration::from_millis(50);
+
 /// One authenticated SSH connection, cheap to clone; many channels may be open on it at once.
 #[derive(Clone)]
 pub struct Session {
@@ -572,14 +583,9 @@ impl Session {
     /// cannot be started.
     async fn start(&self, command: &str) -> Result<CommandChannel, SshError> {
         let open = self.inner.commands.clone().acquire_owned().await.ok();
-        let channel = self
-            .inner
-            .handle
-            .channel_open_session()
-            .await
-            .map_err(|source| {
-                self.connection_error(format!("opening a channel to run `{command}`"), source)
-            })?;
+        let channel = self.open_session_channel(command).await.map_err(|source| {
+            self.connection_error(format!("opening a channel to run `{command}`"), source)
+        })?;
         let channel = CommandChannel {
             channel: Some(channel),
             open,
@@ -590,6 +596,33 @@ impl Session {
             .await
             .map_err(|source| self.connection_error(format!("running `{command}`"), source))?;
         Ok(channel)
+    }
+
+    /// A new session channel, asked for again (up to
+    /// [`SESSION_OPEN_TRIES`] times, with a growing wait) while the host
+    /// refuses it as "connect failed" (sshd at its `MaxSessions`).
+    async fn open_session_channel(
+        &self,
+        command: &str,
+    ) -> Result<russh::Channel<client::Msg>, russh::Error> {
+        let mut delay = SESSION_OPEN_DELAY;
+        let mut tries = 1;
+        loop {
+            match self.inner.handle.channel_open_session().await {
+                Err(russh::Error::ChannelOpenFailure(ChannelOpenFailure::ConnectFailed))
+                    if tries < SESSION_OPEN_TRIES =>
+                {
+                    debug!(
+                        "{} refused a channel to run `{command}` (at its MaxSessions?); asking again in {delay:?}",
+                        self.inner.destination.host_ref()
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                    tries += 1;
+                }
+                result => return result,
+            }
+        }
     }
 
     /// Runs a short command and collects its exit status and output.
@@ -1350,6 +1383,9 @@ mod tests {
     struct Commands {
         refuse: bool,
         closed: Arc<tokio::sync::Semaphore>,
+        /// How many session channels are still to be refused as "connect
+        /// failed", as sshd does at its `MaxSessions`.
+        refused_opens: Arc<std::sync::atomic::AtomicU32>,
     }
 
     impl russh::server::Handler for Commands {
@@ -1369,7 +1405,17 @@ mod tests {
             reply: russh::server::ChannelOpenHandle,
             _session: &mut russh::server::Session,
         ) -> Result<(), Self::Error> {
-            reply.accept().await;
+            use std::sync::atomic::Ordering;
+            let refused = self
+                .refused_opens
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                    left.checked_sub(1)
+                })
+                .is_ok();
+            match refused {
+                true => reply.reject(ChannelOpenFailure::ConnectFailed).await,
+                false => reply.accept().await,
+            }
             Ok(())
         }
 
@@ -1398,6 +1444,16 @@ mod tests {
     /// A [`Session`] with a [`Commands`] server on a loopback port, and
     /// the server's count of closed channels.
     async fn commands_session(refuse: bool, home: &Path) -> (Session, Arc<tokio::sync::Semaphore>) {
+        commands_session_refusing(refuse, 0, home).await
+    }
+
+    /// [`commands_session`] whose server refuses its first
+    /// `refused_opens` session channels as "connect failed".
+    async fn commands_session_refusing(
+        refuse: bool,
+        refused_opens: u32,
+        home: &Path,
+    ) -> (Session, Arc<tokio::sync::Semaphore>) {
         use russh::keys::ssh_key::{private::Ed25519Keypair, LineEnding};
         use russh::keys::PrivateKey;
         let key = |seed: u8| PrivateKey::from(Ed25519Keypair::from_seed(&[seed; 32]));
@@ -1422,6 +1478,7 @@ mod tests {
         let handler = Commands {
             refuse,
             closed: closed.clone(),
+            refused_opens: Arc::new(std::sync::atomic::AtomicU32::new(refused_opens)),
         };
         tokio::spawn(async move {
             let (stream, _) = listener.accept().await.expect("accept");
@@ -1479,6 +1536,36 @@ mod tests {
             assert!(waited.await.is_err(), "the command never ends");
         }
         closes(closed, SESSION_CHANNELS as u32 + 2).await;
+    }
+
+    /// A command channel that the host refuses as "connect failed" (sshd
+    /// at its `MaxSessions`) is asked for again: refused one time fewer
+    /// than [`SESSION_OPEN_TRIES`], the command runs (the stand-in
+    /// refuses it, after opening its channel); refused as many times, the
+    /// refusal is the error.
+    #[tokio::test]
+    async fn refused_session_channels_are_asked_for_again() {
+        let home = tempfile::tempdir().expect("temp dir");
+        let (session, _) =
+            commands_session_refusing(true, SESSION_OPEN_TRIES - 1, home.path()).await;
+        let error = session
+            .exec("true")
+            .await
+            .expect_err("the command is refused");
+        assert!(
+            error.to_string().contains("the host refused to run it"),
+            "the channel was opened: {error}"
+        );
+
+        let home = tempfile::tempdir().expect("temp dir");
+        let (session, _) = commands_session_refusing(true, SESSION_OPEN_TRIES, home.path()).await;
+        let error = session.exec("true").await.expect_err("no channel");
+        assert!(
+            error
+                .to_string()
+                .contains("opening a channel to run `true`"),
+            "{error}"
+        );
     }
 
     #[test]
