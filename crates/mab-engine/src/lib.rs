@@ -16,6 +16,7 @@
 //! `sshforward`).
 
 mod filesync;
+mod host;
 mod retry;
 mod secrets;
 mod session;
@@ -39,6 +40,7 @@ use mab_context::BuildContext;
 use mab_events::Reporter;
 use std::sync::Arc;
 
+pub use host::{HostCommand, HostExit, HostFuture, HostShell};
 pub use retry::{MAX_DELAY, MIN_DELAY, TRIES};
 pub use secrets::{SecretValue, Secrets};
 pub use smoke::{
@@ -151,9 +153,50 @@ pub enum EngineError {
     },
 }
 
+/// Which engine answers on a runner's socket, from its own `GET /version`
+/// report: Podman's API service lists a component named `Podman Engine`
+/// (`podman system service`, Podman 4 and later); any other engine is
+/// taken for Docker's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EngineKind {
+    Docker,
+    Podman,
+}
+
+impl EngineKind {
+    /// `docker` or `podman`, as `mab runners check` shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineKind::Docker => "docker",
+            EngineKind::Podman => "podman",
+        }
+    }
+
+    /// The kind a `GET /version` answer (its JSON body) tells.
+    pub fn of_version(version: &serde_json::Value) -> EngineKind {
+        let podman = version["Components"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|component| component["Name"].as_str() == Some("Podman Engine"));
+        match podman {
+            true => EngineKind::Podman,
+            false => EngineKind::Docker,
+        }
+    }
+}
+
+impl std::fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What an engine says about itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EngineInfo {
+    /// Docker's engine or Podman's API service.
+    pub kind: EngineKind,
     /// `linux`, as the engine reports it.
     pub os: String,
     /// The engine's machine architecture as it reports it (`x86_64`, `aarch64`).
@@ -251,6 +294,10 @@ pub struct Engine {
     connect: Connect,
     label: String,
     reporter: Arc<dyn Reporter>,
+    kind: EngineKind,
+    /// Commands on the engine's own host, for what an engine without a
+    /// BuildKit session needs done there (Podman's context copy).
+    host: Option<Arc<dyn HostShell>>,
 }
 
 impl Engine {
@@ -264,7 +311,7 @@ impl Engine {
         reporter: Arc<dyn Reporter>,
     ) -> Result<Engine, EngineError> {
         let label = label.into();
-        let server_api = retry::request(&label, &*reporter, "GET /version", || {
+        let (server_api, kind) = retry::request(&label, &*reporter, "GET /version", || {
             server_api_version(&connect)
         })
         .await?
@@ -292,7 +339,22 @@ impl Engine {
             connect,
             label,
             reporter,
+            kind,
+            host: None,
         })
+    }
+
+    /// Which engine this is (from its `GET /version` answer at
+    /// [`Engine::connect`]).
+    pub fn kind(&self) -> EngineKind {
+        self.kind
+    }
+
+    /// The same engine, able to run commands on its host through `host`
+    /// (needed to build on a Podman engine, see [`HostShell`]).
+    pub fn with_host(mut self, host: Arc<dyn HostShell>) -> Engine {
+        self.host = Some(host);
+        self
     }
 
     /// A request that does not stream, with its time limit and retries
@@ -314,6 +376,7 @@ impl Engine {
             .await?;
         let info = self.request("GET /info", || self.docker.info()).await?;
         Ok(EngineInfo {
+            kind: self.kind,
             os: info
                 .os_type
                 .or(version.os)
@@ -665,12 +728,12 @@ impl Engine {
 }
 
 /// Asks the engine which API version it speaks, without a version prefix,
-/// so that engines older and newer than this client both answer. The
-/// outer error is the request's (to retry or not), the inner one an
-/// answer that says no version.
+/// so that engines older and newer than this client both answer, and which
+/// engine it is. The outer error is the request's (to retry or not), the
+/// inner one an answer that says no version.
 async fn server_api_version(
     connect: &Connect,
-) -> Result<io::Result<(usize, usize)>, bollard::errors::Error> {
+) -> Result<io::Result<((usize, usize), EngineKind)>, bollard::errors::Error> {
     let request = http::Request::get("/version").body(Empty::<Bytes>::new())?;
     let response = transport::send(connect, request).await?;
     let status = response.status();
@@ -683,8 +746,11 @@ async fn server_api_version(
     Ok(api_version_of(status, &body))
 }
 
-/// The API version a `GET /version` answer gives.
-fn api_version_of(status: http::StatusCode, body: &[u8]) -> io::Result<(usize, usize)> {
+/// The API version a `GET /version` answer gives, and the engine's kind.
+fn api_version_of(
+    status: http::StatusCode,
+    body: &[u8],
+) -> io::Result<((usize, usize), EngineKind)> {
     if !status.is_success() {
         return Err(io::Error::other(format!(
             "GET /version answered {status}: {}",
@@ -692,11 +758,12 @@ fn api_version_of(status: http::StatusCode, body: &[u8]) -> io::Result<(usize, u
         )));
     }
     let value: serde_json::Value = serde_json::from_slice(body).map_err(io::Error::other)?;
-    value
+    let version = value
         .get("ApiVersion")
         .and_then(|version| version.as_str())
         .and_then(parse_api_version)
-        .ok_or_else(|| io::Error::other("the engine did not report its API version"))
+        .ok_or_else(|| io::Error::other("the engine did not report its API version"))?;
+    Ok((version, EngineKind::of_version(&value)))
 }
 
 fn parse_api_version(text: &str) -> Option<(usize, usize)> {
@@ -1041,6 +1108,26 @@ mod tests {
             .collect();
         let thrice: Vec<&str> = expected.iter().flat_map(|request| [*request; 3]).collect();
         assert_eq!(received, thrice);
+    }
+
+    #[test]
+    fn a_version_report_naming_the_podman_engine_is_podmans() {
+        let podman = br#"{"Components":[{"Name":"Podman Engine","Version":"4.3.1"},{"Name":"Conmon"}],"Version":"4.3.1","ApiVersion":"1.41"}"#;
+        let docker = br#"{"Components":[{"Name":"Engine","Version":"20.10.24"},{"Name":"containerd"}],"Version":"20.10.24","ApiVersion":"1.41"}"#;
+        let bare = br#"{"Version":"20.10.24","ApiVersion":"1.41"}"#;
+        let ok = http::StatusCode::OK;
+        assert_eq!(
+            api_version_of(ok, podman).unwrap(),
+            ((1, 41), EngineKind::Podman)
+        );
+        assert_eq!(
+            api_version_of(ok, docker).unwrap(),
+            ((1, 41), EngineKind::Docker)
+        );
+        assert_eq!(
+            api_version_of(ok, bare).unwrap(),
+            ((1, 41), EngineKind::Docker)
+        );
     }
 
     #[test]
