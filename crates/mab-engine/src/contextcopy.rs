@@ -743,10 +743,19 @@ pub async fn sync(
                 source: io::Error::other(error),
             })
         });
-        // A file that could not be read here cut the stream short: that is
-        // the error to tell, not tar's complaint about it.
-        written?;
-        sent?;
+        match (written, sent) {
+            // The command stopped reading (it failed, or the connection
+            // broke): its error tells why.
+            (Err(CopyError::Read { source, .. }), Err(error))
+                if source.kind() == io::ErrorKind::BrokenPipe =>
+            {
+                return Err(error)
+            }
+            // A file that could not be read here cut the stream short:
+            // that is the error to tell, not tar's complaint about it.
+            (Err(error), _) | (Ok(()), Err(error)) => return Err(error),
+            (Ok(()), Ok(_)) => {}
+        }
     }
 
     // The lock goes with its holder.
@@ -865,6 +874,8 @@ mod tests {
     struct TestHost {
         cache: PathBuf,
         path: Option<PathBuf>,
+        /// Text of the scripts replaced, and by what.
+        rewrite: Option<(&'static str, &'static str)>,
     }
 
     impl HostShell for TestHost {
@@ -879,7 +890,10 @@ mod tests {
             if let Some(path) = &self.path {
                 full.push_str(&format!("PATH={}\n", quoted(&path.to_string_lossy())));
             }
-            full.push_str(script);
+            match self.rewrite {
+                Some((from, to)) => full.push_str(&script.replace(from, to)),
+                None => full.push_str(script),
+            }
             Box::pin(async move { LocalShell.start(&full).await })
         }
 
@@ -903,6 +917,7 @@ mod tests {
         let host = TestHost {
             cache: temp.path().join("cache"),
             path: None,
+            rewrite: None,
         };
         Setup {
             _temp: temp,
@@ -1151,6 +1166,7 @@ mod tests {
                 &vec![number as u8; 5000],
             );
         }
+        set_mtime(&setup.context, 1_600_000_000);
         let syncs: Vec<_> = (0..4)
             .map(|_| {
                 let setup = setup.clone();
@@ -1163,9 +1179,10 @@ mod tests {
             setup.assert_copied(&copy);
             sent.push(copy.changed);
         }
-        // One of them sent everything, the others nothing.
+        // One of them sent everything (the files, 7 directories, the
+        // Dockerfile and the root), the others nothing.
         sent.sort();
-        assert_eq!(sent, [0, 0, 0, 208]);
+        assert_eq!(sent, [0, 0, 0, 209]);
     }
 
     /// Copies unused for [`UNUSED_FOR`] are removed by another copy's
@@ -1249,6 +1266,43 @@ mod tests {
         assert!(error.hint().unwrap().contains("apt-get install util-linux"));
         let error = sync(&setup.host, &context, "../k").await.unwrap_err();
         assert!(matches!(error, CopyError::Key { .. }), "{error:?}");
+    }
+
+    /// A command that fails on the host is told with its stderr, also
+    /// when it stops reading a tar stream midway.
+    #[tokio::test]
+    async fn failures_on_the_host_are_told_with_their_stderr() {
+        let mut setup = setup();
+        setup.write("big", &vec![0u8; 4 * 1024 * 1024]);
+        setup.host.rewrite = Some((
+            "tar -x",
+            "head -c 1000 >/dev/null; echo 'disk full' >&2; exit 5; tar -x",
+        ));
+        let context = BuildContext::locate(&setup.context, None).unwrap();
+        let error = sync(&setup.host, &context, "k1").await.unwrap_err();
+        assert!(
+            matches!(
+                &error,
+                CopyError::Command { step: "sending changes to the context copy", status: Some(5), stderr, .. }
+                    if stderr == "disk full"
+            ),
+            "{error:?}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "sending changes to the context copy on the test host failed (exit status 5): disk full"
+        );
+        assert!(error.hint().unwrap().contains("~/.cache/mab/contexts"));
+
+        // A cache directory that cannot be made.
+        setup.host.rewrite = None;
+        fs::remove_dir_all(&setup.host.cache).unwrap();
+        fs::write(&setup.host.cache, b"a file").unwrap();
+        let error = sync(&setup.host, &context, "k1").await.unwrap_err();
+        assert!(
+            matches!(&error, CopyError::Command { step: "locking the context copy", stderr, .. } if stderr.contains("mkdir")),
+            "{error:?}"
+        );
     }
 
     #[test]
