@@ -24,7 +24,9 @@
 //! 3. `sha256sum` of the regular files of the same size whose mode or
 //!    mtime differ; the same contents only get their mode and mtime set;
 //! 4. a `sh` script on stdin that removes what the context no longer has
-//!    (and entries whose type changed), and sets modes and mtimes;
+//!    (and entries whose type changed), and sets modes and mtimes (making
+//!    read-only directories writable for the SSH user where something in
+//!    them changes; the tar sets their modes back);
 //! 5. one tar stream of the new and changed entries (directories with
 //!    their modes and mtimes, regular files, symlinks), along with the
 //!    directories whose contents changed so that their mtimes are right
@@ -693,10 +695,30 @@ pub async fn sync(
     }
 
     // 4. Removals (before the tar: an entry whose type changed is removed
-    // first) and the metadata of unchanged contents.
+    // first) and the metadata of unchanged contents. A directory of the
+    // copy that the context keeps read-only is made writable for the
+    // SSH user first when something in it changes (the tar sets its mode
+    // again); a removed directory that holds read-only ones is made
+    // writable when `rm` alone fails.
+    for path in &plan.send {
+        if !path.is_empty() {
+            plan.parents.insert(parent_of(path).to_owned());
+        }
+    }
     let mut script = String::new();
+    for parent in &plan.parents {
+        let read_only = copied
+            .get(parent)
+            .is_some_and(|entry| entry.kind == 'd' && entry.mode & 0o200 == 0);
+        if read_only && local.contains_key(parent) {
+            script.push_str(&format!("chmod u+w {}\n", quoted(&format!("./{parent}"))));
+        }
+    }
     for path in &plan.remove {
-        script.push_str(&format!("rm -rf {}\n", quoted(&format!("./{path}"))));
+        let word = quoted(&format!("./{path}"));
+        script.push_str(&format!(
+            "rm -rf {word} 2>/dev/null || {{ chmod -R u+w {word} && rm -rf {word}; }}\n"
+        ));
     }
     script.push_str(&fixes);
     if !script.is_empty() {
@@ -711,11 +733,6 @@ pub async fn sync(
 
     // 5. The tar of what is new or changed, with the directories whose
     // contents change (their mtimes).
-    for path in &plan.send {
-        if !path.is_empty() {
-            plan.parents.insert(parent_of(path).to_owned());
-        }
-    }
     changed += plan.send.len() as u64;
     let mut entries: BTreeSet<String> = plan.send.clone();
     entries.extend(
@@ -876,6 +893,8 @@ mod tests {
         path: Option<PathBuf>,
         /// Text of the scripts replaced, and by what.
         rewrite: Option<(&'static str, &'static str)>,
+        /// Run the scripts as user and group 65534 (`nobody`), not root.
+        unprivileged: bool,
     }
 
     impl HostShell for TestHost {
@@ -893,6 +912,12 @@ mod tests {
             match self.rewrite {
                 Some((from, to)) => full.push_str(&script.replace(from, to)),
                 None => full.push_str(script),
+            }
+            if self.unprivileged {
+                full = format!(
+                    "exec setpriv --reuid=65534 --regid=65534 --clear-groups sh -c {}",
+                    quoted(&full)
+                );
             }
             Box::pin(async move { LocalShell.start(&full).await })
         }
@@ -918,6 +943,7 @@ mod tests {
             cache: temp.path().join("cache"),
             path: None,
             rewrite: None,
+            unprivileged: false,
         };
         Setup {
             _temp: temp,
@@ -1153,6 +1179,42 @@ mod tests {
         // was-file, was-dir, was-dir/inside.
         assert_eq!(copy.removed, 8);
         assert!(!Path::new(&copy.root).join("gone").exists());
+    }
+
+    /// An SSH user that is not root can change what read-only
+    /// directories of the context hold in the copy, and remove them.
+    #[tokio::test]
+    async fn read_only_directories_change_for_an_unprivileged_user() {
+        let mut setup = setup();
+        let temp = setup.context.parent().unwrap().to_path_buf();
+        fs::set_permissions(&temp, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::create_dir(&setup.host.cache).unwrap();
+        std::os::unix::fs::chown(&setup.host.cache, Some(65534), Some(65534)).unwrap();
+        setup.host.unprivileged = true;
+        setup.write("ro/f", b"first");
+        setup.write("ro/sub/g", b"deep");
+        let read_only = |path: &str| {
+            fs::set_permissions(setup.context.join(path), fs::Permissions::from_mode(0o555))
+                .unwrap()
+        };
+        read_only("ro/sub");
+        read_only("ro");
+        let first = setup.sync().await;
+        setup.assert_copied(&first);
+        let owner = fs::metadata(Path::new(&first.root).join("ro/f"))
+            .unwrap()
+            .uid();
+        assert_eq!(
+            owner, 65534,
+            "the copy was not made by the unprivileged user"
+        );
+
+        setup.write("ro/f", b"second, longer");
+        setup.write("ro/new", b"new");
+        fs::remove_dir_all(setup.context.join("ro/sub")).unwrap();
+        let copy = setup.sync().await;
+        setup.assert_copied(&copy);
+        assert_eq!(copy.removed, 2);
     }
 
     /// Syncs of the same copy at the same time take turns: each leaves
