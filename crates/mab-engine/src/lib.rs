@@ -15,8 +15,10 @@
 //! session serves the build's secrets (see `secrets`) and SSH agents (see
 //! `sshforward`).
 
+mod contextcopy;
 mod filesync;
 mod host;
+mod podman;
 mod retry;
 mod secrets;
 mod session;
@@ -41,6 +43,7 @@ use mab_events::Reporter;
 use std::sync::Arc;
 
 pub use host::{HostCommand, HostExit, HostFuture, HostShell};
+pub use podman::finish_cleanups;
 pub use retry::{MAX_DELAY, MIN_DELAY, TRIES};
 pub use secrets::{SecretValue, Secrets};
 pub use smoke::{
@@ -295,9 +298,9 @@ pub struct Engine {
     label: String,
     reporter: Arc<dyn Reporter>,
     kind: EngineKind,
-    /// Commands on the engine's own host, for what an engine without a
-    /// BuildKit session needs done there (Podman's context copy).
-    host: Option<Arc<dyn HostShell>>,
+    /// A Podman engine's host, for what an engine without a BuildKit
+    /// session needs done there (see `podman`).
+    podman: Option<podman::PodmanHost>,
 }
 
 impl Engine {
@@ -340,7 +343,7 @@ impl Engine {
             label,
             reporter,
             kind,
-            host: None,
+            podman: None,
         })
     }
 
@@ -350,10 +353,15 @@ impl Engine {
         self.kind
     }
 
-    /// The same engine, able to run commands on its host through `host`
-    /// (needed to build on a Podman engine, see [`HostShell`]).
-    pub fn with_host(mut self, host: Arc<dyn HostShell>) -> Engine {
-        self.host = Some(host);
+    /// The same engine, able to run commands on its host through `host`,
+    /// where its socket is the file `socket` (`/run/podman/podman.sock`):
+    /// what building on Podman's API service needs (see [`HostShell`]).
+    /// Without it, a Podman engine's builds fail as [`EngineError::Api`].
+    pub fn with_host(mut self, host: Arc<dyn HostShell>, socket: impl Into<String>) -> Engine {
+        self.podman = Some(podman::PodmanHost {
+            shell: host,
+            socket: socket.into(),
+        });
         self
     }
 
@@ -408,6 +416,9 @@ impl Engine {
         context: &BuildContext,
         mut on_event: impl FnMut(BuildEvent),
     ) -> Result<BuildStats, EngineError> {
+        if self.kind == EngineKind::Podman {
+            return self.podman_build(spec, context, on_event).await;
+        }
         let sources = filesync::Sources::new(context);
         let context_bytes = sources.context_bytes();
         let dockerfile_name = context.dockerfile_name().to_owned();
@@ -585,6 +596,9 @@ impl Engine {
         tag: &str,
         credentials: Option<&mab_registry::Credentials>,
     ) -> Result<String, EngineError> {
+        if self.kind == EngineKind::Podman {
+            return self.podman_push(repository, tag, credentials).await;
+        }
         let reference = format!("{repository}:{tag}");
         let failed = |message: String| EngineError::PushFailed {
             engine: self.label.clone(),
@@ -815,7 +829,7 @@ fn build_query(spec: &BuildSpec, session: &str, dockerfile_name: &str) -> String
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters.
-fn percent_encode(text: &str) -> String {
+pub(crate) fn percent_encode(text: &str) -> String {
     let mut encoded = String::with_capacity(text.len());
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
@@ -959,7 +973,7 @@ fn api_error(label: &str, error: bollard::errors::Error) -> EngineError {
     }
 }
 
-fn error_message(error: bollard::errors::Error) -> String {
+pub(crate) fn error_message(error: bollard::errors::Error) -> String {
     error_text(&error)
 }
 
