@@ -162,7 +162,12 @@ fn build_query(spec: &BuildSpec, names: &Names, secrets: &[String], cgroup_paren
             "nsoptions",
             json(serde_json::json!([{"Name": "network", "Host": true}])),
         )),
-        "none" => pairs.push(("networkmode", "NetworkDisabled".to_owned())),
+        // As `podman build --network none` asks for it: a network
+        // namespace of its own, left unconfigured.
+        "none" => {
+            pairs.push(("nsoptions", json(serde_json::json!([{"Name": "network"}]))));
+            pairs.push(("networkmode", "NetworkDisabled".to_owned()));
+        }
         _ => {}
     }
     if !secrets.is_empty() {
