@@ -217,6 +217,7 @@ fn check_reports_what_each_runner_can_build() {
     assert_eq!(arm["ok"], true, "{arm}");
     assert_eq!(arm["arch"], "amd64");
     assert_eq!(arm["api_version"], "1.41");
+    assert_eq!(arm["engine_kind"], "docker", "{arm}");
     assert!(
         arm["engine_version"].as_str().unwrap().starts_with("20.10"),
         "{arm}"
@@ -240,6 +241,7 @@ fn check_reports_what_each_runner_can_build() {
     assert!(arm["slots"]["in_use"].is_u64(), "{arm}");
     assert_eq!(runner("gone")["slots"], serde_json::Value::Null);
     let gone = runner("gone");
+    assert_eq!(gone["engine_kind"], serde_json::Value::Null, "{gone}");
     assert_eq!(
         (gone["ok"].clone(), gone["error_kind"].clone()),
         (false.into(), "refused".into()),

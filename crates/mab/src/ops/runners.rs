@@ -273,6 +273,9 @@ struct Report {
     hint: Option<String>,
     latency_ms: Option<f64>,
     arch: Option<String>,
+    /// `docker` or `podman` ([`mab_engine::EngineKind`]); `None` when the
+    /// runner could not be asked.
+    engine_kind: Option<&'static str>,
     engine_version: Option<String>,
     api_version: Option<String>,
     disk_free_bytes: Option<u64>,
@@ -372,6 +375,7 @@ async fn check_one(
         hint: None,
         latency_ms: None,
         arch: None,
+        engine_kind: None,
         engine_version: None,
         api_version: None,
         disk_free_bytes: None,
@@ -402,6 +406,7 @@ async fn check_one(
         || connected.info.architecture.clone(),
         |own| own.architecture().to_owned(),
     ));
+    report.engine_kind = Some(connected.info.kind.as_str());
     report.engine_version = Some(connected.info.version.clone());
     report.api_version = Some(connected.info.api_version.clone());
     report.disk_free_bytes = disk_free(&connected).await;
@@ -534,10 +539,7 @@ fn human_report(reports: &[Report]) -> String {
             report
                 .latency_ms
                 .map_or("-".to_owned(), |latency| format!("{latency:.1} ms")),
-            match (&report.engine_version, &report.api_version) {
-                (Some(version), Some(api)) => format!("{version} (API {api})"),
-                _ => "-".to_owned(),
-            },
+            engine_column(report),
             report.arch.clone().unwrap_or_else(|| "-".to_owned()),
             report.disk_free_bytes.map_or("-".to_owned(), gibibytes),
             report.slots.as_ref().map_or("-".to_owned(), |slots| {
@@ -547,6 +549,20 @@ fn human_report(reports: &[Report]) -> String {
         ]);
     }
     table(&rows)
+}
+
+/// The ENGINE column of `mab runners check`: the engine's kind, version
+/// and API version (`podman 4.3.1 (API 1.41)`), `-` when the runner could
+/// not be asked.
+fn engine_column(report: &Report) -> String {
+    match (
+        report.engine_kind,
+        &report.engine_version,
+        &report.api_version,
+    ) {
+        (Some(kind), Some(version), Some(api)) => format!("{kind} {version} (API {api})"),
+        _ => "-".to_owned(),
+    }
 }
 
 /// Each unusable runner's error and hint, for stderr.
@@ -602,6 +618,35 @@ mod tests {
             unavailable_hint(&[&wasm]),
             "add a native runner for it, or remove the platform from the runner"
         );
+    }
+
+    #[test]
+    fn the_engine_column_names_the_kind_version_and_api() {
+        let report = |kind, version: Option<&str>| Report {
+            name: "p".to_owned(),
+            ok: version.is_some(),
+            error: None,
+            error_kind: None,
+            hint: None,
+            latency_ms: None,
+            arch: None,
+            engine_kind: kind,
+            engine_version: version.map(str::to_owned),
+            api_version: version.map(|_| "1.41".to_owned()),
+            disk_free_bytes: None,
+            platforms: BTreeMap::new(),
+            slots: None,
+        };
+        let podman = report(Some("podman"), Some("4.3.1"));
+        assert_eq!(engine_column(&podman), "podman 4.3.1 (API 1.41)");
+        let docker = report(Some("docker"), Some("20.10.24+dfsg1"));
+        assert_eq!(engine_column(&docker), "docker 20.10.24+dfsg1 (API 1.41)");
+        assert_eq!(engine_column(&report(None, None)), "-");
+        // JSON carries the kind next to the version, null when not asked.
+        let json = serde_json::to_value(&podman).unwrap();
+        assert_eq!(json["engine_kind"], "podman");
+        let json = serde_json::to_value(report(None, None)).unwrap();
+        assert_eq!(json["engine_kind"], serde_json::Value::Null);
     }
 
     #[test]
