@@ -1,7 +1,14 @@
 //! Runners whose engine is Podman's API service: the lab's Podman host
-//! (`runner-podman`, tests/lab/README.md).
+//! (`runner-podman`, tests/lab/README.md), and a Podman service of a test's
+//! own ([`PodmanService`]) for what is asked of the engine alone.
 
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use mab_engine::{Ended, Engine, EngineError, EngineKind, SmokeRun};
 
 use crate::interrupt::{signal_when_sleeping, sleep_running};
 use crate::support::{
@@ -572,4 +579,237 @@ fn ssh_forwarding_is_refused_on_podman_before_anything_is_built() {
         "{run:?}"
     );
     assert!(!run.stderr.contains("STEP"), "nothing was built: {run:?}");
+}
+
+/// A `podman system service` of the test's own, stopped (and its storage
+/// removed) when dropped.
+struct PodmanService {
+    directory: tempfile::TempDir,
+    service: Child,
+}
+
+impl PodmanService {
+    /// Starts the service and waits (up to 30 s) until it answers.
+    fn start() -> PodmanService {
+        let directory = tempfile::Builder::new()
+            .prefix("mab-podman-")
+            .tempdir()
+            .unwrap();
+        let mut podman = PodmanService {
+            service: Command::new("podman")
+                .args(PodmanService::storage(directory.path()))
+                .args(["system", "service", "--time", "0"])
+                .arg(format!(
+                    "unix://{}",
+                    directory.path().join("podman.sock").display()
+                ))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("podman runs (the lab installs it)"),
+            directory,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !podman.answers() {
+            assert!(Instant::now() < deadline, "podman's service never answered");
+            if let Ok(Some(status)) = podman.service.try_wait() {
+                panic!("podman's service ended at once: {status}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        podman
+    }
+
+    /// The storage options of the service and of `podman` commands on it:
+    /// its own root and run root, and the `vfs` driver, so that nothing
+    /// is left mounted to remove afterwards.
+    fn storage(directory: &Path) -> Vec<String> {
+        vec![
+            format!("--root={}", directory.join("root").display()),
+            format!("--runroot={}", directory.join("run").display()),
+            "--storage-driver=vfs".to_owned(),
+        ]
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.directory.path().join("podman.sock")
+    }
+
+    /// `unix:///…/podman.sock`, as a runner's `engine`.
+    fn address(&self) -> String {
+        format!("unix://{}", self.socket().display())
+    }
+
+    fn answers(&self) -> bool {
+        std::os::unix::net::UnixStream::connect(self.socket()).is_ok()
+    }
+
+    /// `podman ARGUMENTS` on the service's storage; its stdout, after it
+    /// succeeded.
+    fn podman(&self, arguments: &[&str]) -> String {
+        let output = Command::new("podman")
+            .args(PodmanService::storage(self.directory.path()))
+            .args(arguments)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "podman {arguments:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Builds `image`, the lab's static busybox for `architecture` alone,
+    /// for `linux/ARCHITECTURE` (`FROM scratch`: nothing runs, nothing is
+    /// pulled).
+    fn busybox_image(&self, lab: &Lab, image: &str, architecture: &str) {
+        let context = tempfile::tempdir().unwrap();
+        std::fs::copy(lab.busybox(architecture), context.path().join("busybox")).unwrap();
+        std::fs::write(
+            context.path().join("Dockerfile"),
+            "FROM scratch\nCOPY busybox /bin/busybox\n",
+        )
+        .unwrap();
+        self.podman(&[
+            "build",
+            "--quiet",
+            "--platform",
+            &format!("linux/{architecture}"),
+            "--tag",
+            image,
+            &context.path().display().to_string(),
+        ]);
+    }
+
+    /// The names of the containers the service holds, running or not.
+    fn containers(&self) -> Vec<String> {
+        self.podman(&["ps", "--all", "--format", "{{.Names}}"])
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// A connected engine on the service.
+    async fn engine(&self) -> Engine {
+        let reporter: Arc<dyn mab_events::Reporter> = Arc::new(mab_events::Silent);
+        Engine::connect(
+            mab_engine::unix_connector(self.socket().display().to_string()),
+            "podman",
+            reporter,
+        )
+        .await
+        .expect("the Podman service answers")
+    }
+}
+
+impl Drop for PodmanService {
+    fn drop(&mut self) {
+        let _ = self.service.kill();
+        let _ = self.service.wait();
+    }
+}
+
+/// `/bin/busybox sh -c SCRIPT`.
+fn busybox_sh(script: &str) -> Vec<String> {
+    ["/bin/busybox", "sh", "-c", script]
+        .map(str::to_owned)
+        .to_vec()
+}
+
+/// A smoke run on Podman: created through the libpod API (the compat
+/// create's rlimits cannot be set by a service that may not raise its
+/// limits, as on the lab's machines), its exit code, output and
+/// platform as on Docker's engine, a timeout that kills it, no network,
+/// and no container left.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn smoke_runs_on_podman() {
+    let lab = require_lab!();
+    let podman = PodmanService::start();
+    podman.busybox_image(lab, "localhost/mab-smoke:amd64", "amd64");
+    podman.busybox_image(lab, "localhost/mab-smoke:arm64", "arm64");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let engine = podman.engine().await;
+        assert_eq!(engine.kind(), EngineKind::Podman);
+        let amd64: mab_config::Platform = "linux/amd64".parse().unwrap();
+        let labels = HashMap::from([("mab.build".to_owned(), "podman-test".to_owned())]);
+        let argv = busybox_sh(
+            "echo out; echo err >&2; \
+             echo interfaces: $(/bin/busybox cut -d: -f1 /proc/net/dev | /bin/busybox tail -n +3); \
+             exit 3",
+        );
+        let run = SmokeRun {
+            image: "localhost/mab-smoke:amd64",
+            name: "mab-podman-test-exit",
+            platform: &amd64,
+            argv: &argv,
+            timeout: Duration::from_secs(60),
+            labels: labels.clone(),
+        };
+        let outcome = engine.smoke_run(&run).await.expect("the run ends");
+        assert_eq!(outcome.ended, Ended::Exited(3), "{outcome:?}");
+        assert!(outcome.stdout.starts_with("out\n"), "{outcome:?}");
+        assert!(
+            outcome.stdout.contains("interfaces: lo\n"),
+            "only the loopback: {outcome:?}"
+        );
+        assert!(
+            outcome.output_tail.contains(&"stderr: err".to_owned()),
+            "{outcome:?}"
+        );
+
+        // The image's own platform, emulated.
+        let arm64: mab_config::Platform = "linux/arm64".parse().unwrap();
+        let argv = ["/bin/busybox".to_owned(), "uname".to_owned(), "-m".to_owned()];
+        let outcome = engine
+            .smoke_run(&SmokeRun {
+                image: "localhost/mab-smoke:arm64",
+                name: "mab-podman-test-arm64",
+                platform: &arm64,
+                argv: &argv,
+                ..run.clone()
+            })
+            .await
+            .expect("the run ends");
+        assert_eq!(
+            (outcome.ended, outcome.stdout.as_str()),
+            (Ended::Exited(0), "aarch64\n"),
+            "{outcome:?}"
+        );
+
+        // Killed at its timeout.
+        let argv = busybox_sh("echo started; /bin/busybox sleep 60");
+        let started = Instant::now();
+        let outcome = engine
+            .smoke_run(&SmokeRun {
+                name: "mab-podman-test-timeout",
+                argv: &argv,
+                timeout: Duration::from_secs(2),
+                ..run.clone()
+            })
+            .await
+            .expect("the run ends");
+        assert_eq!(outcome.ended, Ended::TimedOut, "{outcome:?}");
+        assert_eq!(outcome.stdout, "started\n", "{outcome:?}");
+        assert!(started.elapsed() < Duration::from_secs(30), "{outcome:?}");
+
+        // A command the image does not hold cannot start.
+        let argv = ["/bin/no-such-command".to_owned()];
+        let error = engine
+            .smoke_run(&SmokeRun {
+                name: "mab-podman-test-missing",
+                argv: &argv,
+                ..run.clone()
+            })
+            .await
+            .expect_err("no such command");
+        assert!(
+            matches!(&error, EngineError::StartFailed { message, .. } if message.contains("no-such-command")),
+            "{error:?}"
+        );
+    });
+    assert_eq!(podman.containers(), Vec::<String>::new());
 }

@@ -1,7 +1,9 @@
 //! `mab runners`, `mab plan` and `mab init`, as a cluster admin and a
 //! developer use them.
 
-use crate::support::{mab, require_lab, runners_check_json, ssh_lock, Home, Project, Run};
+use crate::support::{
+    checked_runner, mab, require_lab, runners_check_json, ssh_lock, Home, Project, Run,
+};
 
 /// Replaces a temporary directory in stdout and stderr.
 fn filtered(mut run: Run, directory: &std::path::Path, placeholder: &str) -> Run {
@@ -204,15 +206,7 @@ fn check_reports_what_each_runner_can_build() {
         "{run:?}"
     );
     let json = run.json();
-    let runner = |name: &str| {
-        json["runners"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|runner| runner["name"] == name)
-            .unwrap_or_else(|| panic!("{name} in {json}"))
-            .clone()
-    };
+    let runner = |name: &str| checked_runner(&json, name);
     let arm = runner("arm");
     assert_eq!(arm["ok"], true, "{arm}");
     assert_eq!(arm["arch"], "amd64");
