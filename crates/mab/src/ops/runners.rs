@@ -303,11 +303,14 @@ struct CheckJson {
 /// `mab runners check`: returns stdout, or a failure (exit 1) carrying the
 /// same report when any runner is unusable.
 /// Checks the runners; retried handshakes and engine requests go to
-/// `reporter` (plain lines on stderr).
+/// `reporter` (plain lines on stderr), and with `verbose` (`-v`) each
+/// reachable runner's engine address, and whether it was found by
+/// looking ([`connect::engine_sockets`]).
 pub async fn check(
     names: &[String],
     flag: Option<&Path>,
     format: Format,
+    verbose: bool,
     environment: &Environment,
     reporter: &std::sync::Arc<dyn crate::progress::Reporter>,
 ) -> Result<String, Failure> {
@@ -334,7 +337,7 @@ pub async fn check(
     let reports = join_all(
         chosen
             .iter()
-            .map(|runner| check_one(runner, environment, reporter, &hosts)),
+            .map(|runner| check_one(runner, verbose, environment, reporter, &hosts)),
     )
     .await;
     connect::warn_crowded(&hosts, &chosen, reporter.as_ref());
@@ -363,6 +366,7 @@ pub async fn check(
 
 async fn check_one(
     runner: &Runner,
+    verbose: bool,
     environment: &Environment,
     reporter: &std::sync::Arc<dyn crate::progress::Reporter>,
     hosts: &Hosts,
@@ -400,6 +404,12 @@ async fn check_one(
             return report;
         }
     };
+    if verbose {
+        reporter.report(Event::Diagnostic {
+            level: "info".to_owned(),
+            message: engine_line(&runner.name, &connected),
+        });
+    }
     report.latency_ms = latency_ms(&connected).await;
     let capabilities = prepare::capabilities(&connected);
     report.arch = Some(capabilities.own.as_ref().map_or_else(
@@ -492,6 +502,19 @@ async fn latency_ms(connected: &Connected) -> Option<f64> {
     let started = Instant::now();
     connected.engine.ping().await.ok()?;
     Some((started.elapsed().as_secs_f64() * 1000.0 * 10.0).round() / 10.0)
+}
+
+/// What `mab runners check -v` says of a runner's engine address: where
+/// it came from when mab looked for it.
+fn engine_line(runner: &str, connected: &Connected) -> String {
+    let found = match connected.engine_found {
+        true => ", found by looking: the runner sets no `engine` and the default socket does not exist (docs/runners.md, \"Preparing a host\")",
+        false => "",
+    };
+    format!(
+        "runner `{runner}`: {} engine at {}{found}",
+        connected.info.kind, connected.engine_address
+    )
 }
 
 /// Free bytes on the filesystem of the engine's data root, from `df`.
