@@ -12,8 +12,8 @@ use mab_engine::{Ended, Engine, EngineError, EngineKind, SmokeRun};
 
 use crate::interrupt::{signal_when_sleeping, sleep_running};
 use crate::support::{
-    docker_on, keygen, mab, mab_command, podman_on, podman_runner, require_lab, runners_check_json,
-    skopeo_exists, skopeo_raw, ssh_lock, Home, Lab, Project, PODMAN_RUNNER,
+    checked_runner, docker_on, keygen, mab, mab_command, podman_on, podman_runner, require_lab,
+    runners_check_json, skopeo_exists, skopeo_raw, ssh_lock, Home, Lab, Project, PODMAN_RUNNER,
 };
 
 #[test]
@@ -38,6 +38,7 @@ fn check_reaches_the_podman_host_when_its_engine_is_given() {
     assert_eq!(runner["ok"], true, "{runner}");
     assert_eq!(runner["arch"], "amd64", "{runner}");
     assert_eq!(runner["api_version"], "1.41", "{runner}");
+    assert_eq!(runner["engine_kind"], "podman", "{runner}");
     assert_eq!(
         runner["platforms"],
         serde_json::json!({"linux/ppc64le": "emulated", "linux/amd64": "native"}),
@@ -52,6 +53,46 @@ fn check_reaches_the_podman_host_when_its_engine_is_given() {
         runner["engine_version"],
         String::from_utf8_lossy(&version.stdout).trim(),
         "{runner}"
+    );
+}
+
+/// Without `engine`, mab finds Podman's socket on the host, which has no
+/// Docker socket (its `/run` is its own): the JSON report is the same as
+/// with the socket given, the table names Podman's engine, and `-v` says
+/// which socket was found and why.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn the_podman_socket_is_found_when_no_engine_is_given() {
+    let lab = require_lab!();
+    let home = Home::new(lab);
+    let project = Project::new();
+    project.file("runners.toml", &podman_runner(lab, None));
+    let _ssh = ssh_lock();
+    let run = runners_check_json(home.path(), project.path());
+    assert_eq!(run.code, 0, "{run:?}");
+    let runner = checked_runner(&run.json(), PODMAN_RUNNER);
+    assert_eq!(runner["ok"], true, "{runner}");
+    assert_eq!(runner["engine_kind"], "podman", "{runner}");
+
+    let verbose = mab(
+        home.path(),
+        project.path(),
+        &["runners", "check", "--runners", "runners.toml", "-v"],
+    );
+    assert_eq!(verbose.code, 0, "{verbose:?}");
+    let version = runner["engine_version"].as_str().unwrap();
+    assert!(
+        verbose
+            .stdout
+            .contains(&format!(" podman {version} (API 1.41) ")),
+        "{verbose:?}"
+    );
+    assert!(
+        verbose.stderr.contains(&format!(
+            "runner `{PODMAN_RUNNER}`: podman engine at unix://{}, found by looking: the runner sets no `engine` and the default socket does not exist",
+            lab.get("PODMAN_SOCKET")
+        )),
+        "{verbose:?}"
     );
 }
 
@@ -351,7 +392,7 @@ fn work_directories() -> Vec<String> {
 
 /// Buildah's working containers in the Podman host's storage.
 fn working_containers(lab: &Lab) -> Vec<String> {
-    let listed = podman_on(
+    podman_lines(
         lab,
         &[
             "ps",
@@ -360,7 +401,13 @@ fn working_containers(lab: &Lab) -> Vec<String> {
             "--format",
             "{{.ID}} {{.Names}}",
         ],
-    );
+    )
+}
+
+/// The lines `podman ARGUMENTS` prints about the Podman host, after it
+/// succeeded.
+fn podman_lines(lab: &Lab, arguments: &[&str]) -> Vec<String> {
+    let listed = podman_on(lab, arguments);
     assert!(listed.status.success(), "{listed:?}");
     String::from_utf8_lossy(&listed.stdout)
         .lines()
@@ -581,6 +628,77 @@ fn ssh_forwarding_is_refused_on_podman_before_anything_is_built() {
     assert!(!run.stderr.contains("STEP"), "nothing was built: {run:?}");
 }
 
+/// Smoke-test containers on the Podman host, by name.
+fn smoke_containers(lab: &Lab) -> Vec<String> {
+    podman_lines(
+        lab,
+        &[
+            "ps",
+            "--all",
+            "--filter",
+            "label=mab.build",
+            "--format",
+            "{{.Names}}",
+        ],
+    )
+}
+
+/// `[test]` on a platform built on the Podman host runs there, in the
+/// image built, emulated, without a network, and leaves no container
+/// there; a failing one fails its platform with the command's exit code
+/// and output.
+#[test]
+#[ignore = "builds on a Podman runner need its host's commands (Engine::with_host), not yet given by ops::connect"]
+fn the_smoke_test_runs_on_the_podman_host() {
+    let lab = require_lab!();
+    let _podman = podman_lock();
+    let repository = lab.repository("podman-smoke");
+    let project = arch_project(lab, &repository, &["linux/ppc64le"]);
+    project.file("runners.toml", &podman_only_runner(lab));
+    let manifest = std::fs::read_to_string(project.path().join("mab.toml")).unwrap();
+    let with_test = |script: &str| {
+        format!(
+            "{manifest}\n[test]\nrun = [\"/bin/busybox\", \"sh\", \"-c\", '{script}']\n\
+             expect = '(?m)^machine=ppc64le\\narch=ppc64le\\ninterfaces: lo$'\n"
+        )
+    };
+    let script = "echo machine=$(/bin/busybox uname -m); echo arch=$(/bin/busybox cat /arch); \
+                  echo interfaces: $(/bin/busybox cut -d: -f1 /proc/net/dev | /bin/busybox tail -n +3)";
+    project.file("mab.toml", &with_test(script));
+    let home = Home::new(lab);
+    let build = || {
+        mab(
+            home.path(),
+            project.path(),
+            &["build", "--progress", "plain", "--tag", "smoke"],
+        )
+    };
+    let passed = build();
+    assert_eq!(passed.code, 0, "{passed:?}");
+    assert!(
+        passed
+            .stderr
+            .contains("[linux/ppc64le power] test done in "),
+        "{passed:?}"
+    );
+    assert_eq!(smoke_containers(lab), Vec::<String>::new());
+
+    project.file(
+        "mab.toml",
+        &with_test(&format!("{script}; echo failing >&2; exit 3")),
+    );
+    let failed = build();
+    assert_eq!(failed.code, 1, "{failed:?}");
+    assert!(
+        failed
+            .stderr
+            .contains("exited with code 3 in the linux/ppc64le image on runner `power`")
+            && failed.stderr.contains("    stderr: failing\n"),
+        "{failed:?}"
+    );
+    assert_eq!(smoke_containers(lab), Vec::<String>::new());
+}
+
 /// A `podman system service` of the test's own, stopped (and its storage
 /// removed) when dropped.
 struct PodmanService {
@@ -634,11 +752,6 @@ impl PodmanService {
 
     fn socket(&self) -> PathBuf {
         self.directory.path().join("podman.sock")
-    }
-
-    /// `unix:///…/podman.sock`, as a runner's `engine`.
-    fn address(&self) -> String {
-        format!("unix://{}", self.socket().display())
     }
 
     fn answers(&self) -> bool {
