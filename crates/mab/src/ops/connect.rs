@@ -181,6 +181,19 @@ impl Hosts {
         host
     }
 
+    /// Runner `name`'s engine is `address`, found on its host rather than
+    /// the default socket its entry was counted with: its slots are that
+    /// engine's.
+    fn engine_found(&self, name: &str, address: &str) {
+        let mut known = self
+            .known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(entry) = known.runners.get_mut(name) {
+            entry.engine = crate::ops::slots::engine_key(address);
+        }
+    }
+
     /// The hosts whose entries among `runners` (in runners-file order)
     /// give them more build slots than one connection holds at once
     /// ([`Crowded`]), in the order their first entry comes. Entries not
@@ -496,6 +509,9 @@ async fn connect_ssh(
         Some(engine) => (engine.clone(), false, None),
         None => ssh_engine_socket(runner, &session, &destination).await?,
     };
+    if engine_found {
+        hosts.engine_found(&runner.name, &engine_address);
+    }
     let Some(socket) = engine_address.strip_prefix("unix://").map(str::to_owned) else {
         return Err(Unreachable {
             kind: UnreachableKind::Engine,
@@ -912,6 +928,28 @@ mod tests {
                 .collect();
             assert_eq!(got, expected, "{name}");
         }
+    }
+
+    /// Entries without `engine` share the default socket's slots until
+    /// one's engine is found at another socket: then the engines add up.
+    #[test]
+    fn a_found_engine_counts_as_its_own() {
+        let hosts = Hosts::default();
+        let runners = [entry("a", 5), entry("b", 5)];
+        for runner in &runners {
+            hosts.host(runner, &destination("arm", "127.0.0.2"));
+        }
+        let listed: Vec<&Runner> = runners.iter().collect();
+        assert!(hosts.crowded(&listed).is_empty());
+        hosts.engine_found("b", "unix:///run/podman/podman.sock");
+        let crowded = hosts.crowded(&listed);
+        assert_eq!(
+            crowded
+                .iter()
+                .map(|crowded| crowded.slots)
+                .collect::<Vec<_>>(),
+            [10]
+        );
     }
 
     #[test]
