@@ -1,12 +1,19 @@
 //! Runners whose engine is Podman's API service: the lab's Podman host
-//! (`runner-podman`, tests/lab/README.md).
+//! (`runner-podman`, tests/lab/README.md), and a Podman service of a test's
+//! own ([`PodmanService`]) for what is asked of the engine alone.
 
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use mab_engine::{Ended, Engine, EngineError, EngineKind, SmokeRun};
 
 use crate::interrupt::{signal_when_sleeping, sleep_running};
 use crate::support::{
-    docker_on, keygen, mab, mab_command, podman_on, podman_runner, require_lab, runners_check_json,
-    skopeo_exists, skopeo_raw, ssh_lock, Home, Lab, Project, PODMAN_RUNNER,
+    checked_runner, docker_on, keygen, mab, mab_command, podman_on, podman_runner, require_lab,
+    runners_check_json, skopeo_exists, skopeo_raw, ssh_lock, Home, Lab, Project, PODMAN_RUNNER,
 };
 
 #[test]
@@ -31,6 +38,7 @@ fn check_reaches_the_podman_host_when_its_engine_is_given() {
     assert_eq!(runner["ok"], true, "{runner}");
     assert_eq!(runner["arch"], "amd64", "{runner}");
     assert_eq!(runner["api_version"], "1.41", "{runner}");
+    assert_eq!(runner["engine_kind"], "podman", "{runner}");
     assert_eq!(
         runner["platforms"],
         serde_json::json!({"linux/ppc64le": "emulated", "linux/amd64": "native"}),
@@ -45,6 +53,46 @@ fn check_reaches_the_podman_host_when_its_engine_is_given() {
         runner["engine_version"],
         String::from_utf8_lossy(&version.stdout).trim(),
         "{runner}"
+    );
+}
+
+/// Without `engine`, mab finds Podman's socket on the host, which has no
+/// Docker socket (its `/run` is its own): the JSON report is the same as
+/// with the socket given, the table names Podman's engine, and `-v` says
+/// which socket was found and why.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn the_podman_socket_is_found_when_no_engine_is_given() {
+    let lab = require_lab!();
+    let home = Home::new(lab);
+    let project = Project::new();
+    project.file("runners.toml", &podman_runner(lab, None));
+    let _ssh = ssh_lock();
+    let run = runners_check_json(home.path(), project.path());
+    assert_eq!(run.code, 0, "{run:?}");
+    let runner = checked_runner(&run.json(), PODMAN_RUNNER);
+    assert_eq!(runner["ok"], true, "{runner}");
+    assert_eq!(runner["engine_kind"], "podman", "{runner}");
+
+    let verbose = mab(
+        home.path(),
+        project.path(),
+        &["runners", "check", "--runners", "runners.toml", "-v"],
+    );
+    assert_eq!(verbose.code, 0, "{verbose:?}");
+    let version = runner["engine_version"].as_str().unwrap();
+    assert!(
+        verbose
+            .stdout
+            .contains(&format!(" podman {version} (API 1.41) ")),
+        "{verbose:?}"
+    );
+    assert!(
+        verbose.stderr.contains(&format!(
+            "runner `{PODMAN_RUNNER}`: podman engine at unix://{}, found by looking: the runner sets no `engine` and the default socket does not exist",
+            lab.get("PODMAN_SOCKET")
+        )),
+        "{verbose:?}"
     );
 }
 
@@ -344,7 +392,7 @@ fn work_directories() -> Vec<String> {
 
 /// Buildah's working containers in the Podman host's storage.
 fn working_containers(lab: &Lab) -> Vec<String> {
-    let listed = podman_on(
+    podman_lines(
         lab,
         &[
             "ps",
@@ -353,7 +401,13 @@ fn working_containers(lab: &Lab) -> Vec<String> {
             "--format",
             "{{.ID}} {{.Names}}",
         ],
-    );
+    )
+}
+
+/// The lines `podman ARGUMENTS` prints about the Podman host, after it
+/// succeeded.
+fn podman_lines(lab: &Lab, arguments: &[&str]) -> Vec<String> {
+    let listed = podman_on(lab, arguments);
     assert!(listed.status.success(), "{listed:?}");
     String::from_utf8_lossy(&listed.stdout)
         .lines()
@@ -572,4 +626,303 @@ fn ssh_forwarding_is_refused_on_podman_before_anything_is_built() {
         "{run:?}"
     );
     assert!(!run.stderr.contains("STEP"), "nothing was built: {run:?}");
+}
+
+/// Smoke-test containers on the Podman host, by name.
+fn smoke_containers(lab: &Lab) -> Vec<String> {
+    podman_lines(
+        lab,
+        &[
+            "ps",
+            "--all",
+            "--filter",
+            "label=mab.build",
+            "--format",
+            "{{.Names}}",
+        ],
+    )
+}
+
+/// `[test]` on a platform built on the Podman host runs there, in the
+/// image built, emulated, without a network, and leaves no container
+/// there; a failing one fails its platform with the command's exit code
+/// and output.
+#[test]
+#[ignore = "builds on a Podman runner need its host's commands (Engine::with_host), not yet given by ops::connect"]
+fn the_smoke_test_runs_on_the_podman_host() {
+    let lab = require_lab!();
+    let _podman = podman_lock();
+    let repository = lab.repository("podman-smoke");
+    let project = arch_project(lab, &repository, &["linux/ppc64le"]);
+    project.file("runners.toml", &podman_only_runner(lab));
+    let manifest = std::fs::read_to_string(project.path().join("mab.toml")).unwrap();
+    let with_test = |script: &str| {
+        format!(
+            "{manifest}\n[test]\nrun = [\"/bin/busybox\", \"sh\", \"-c\", '{script}']\n\
+             expect = '(?m)^machine=ppc64le\\narch=ppc64le\\ninterfaces: lo$'\n"
+        )
+    };
+    let script = "echo machine=$(/bin/busybox uname -m); echo arch=$(/bin/busybox cat /arch); \
+                  echo interfaces: $(/bin/busybox cut -d: -f1 /proc/net/dev | /bin/busybox tail -n +3)";
+    project.file("mab.toml", &with_test(script));
+    let home = Home::new(lab);
+    let build = || {
+        mab(
+            home.path(),
+            project.path(),
+            &["build", "--progress", "plain", "--tag", "smoke"],
+        )
+    };
+    let passed = build();
+    assert_eq!(passed.code, 0, "{passed:?}");
+    assert!(
+        passed
+            .stderr
+            .contains("[linux/ppc64le power] test done in "),
+        "{passed:?}"
+    );
+    assert_eq!(smoke_containers(lab), Vec::<String>::new());
+
+    project.file(
+        "mab.toml",
+        &with_test(&format!("{script}; echo failing >&2; exit 3")),
+    );
+    let failed = build();
+    assert_eq!(failed.code, 1, "{failed:?}");
+    assert!(
+        failed
+            .stderr
+            .contains("exited with code 3 in the linux/ppc64le image on runner `power`")
+            && failed.stderr.contains("    stderr: failing\n"),
+        "{failed:?}"
+    );
+    assert_eq!(smoke_containers(lab), Vec::<String>::new());
+}
+
+/// A `podman system service` of the test's own, stopped (and its storage
+/// removed) when dropped.
+struct PodmanService {
+    directory: tempfile::TempDir,
+    service: Child,
+}
+
+impl PodmanService {
+    /// Starts the service and waits (up to 30 s) until it answers.
+    fn start() -> PodmanService {
+        let directory = tempfile::Builder::new()
+            .prefix("mab-podman-")
+            .tempdir()
+            .unwrap();
+        let mut podman = PodmanService {
+            service: Command::new("podman")
+                .args(PodmanService::storage(directory.path()))
+                .args(["system", "service", "--time", "0"])
+                .arg(format!(
+                    "unix://{}",
+                    directory.path().join("podman.sock").display()
+                ))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("podman runs (the lab installs it)"),
+            directory,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !podman.answers() {
+            assert!(Instant::now() < deadline, "podman's service never answered");
+            if let Ok(Some(status)) = podman.service.try_wait() {
+                panic!("podman's service ended at once: {status}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        podman
+    }
+
+    /// The storage options of the service and of `podman` commands on it:
+    /// its own root and run root, and the `vfs` driver, so that nothing
+    /// is left mounted to remove afterwards.
+    fn storage(directory: &Path) -> Vec<String> {
+        vec![
+            format!("--root={}", directory.join("root").display()),
+            format!("--runroot={}", directory.join("run").display()),
+            "--storage-driver=vfs".to_owned(),
+        ]
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.directory.path().join("podman.sock")
+    }
+
+    fn answers(&self) -> bool {
+        std::os::unix::net::UnixStream::connect(self.socket()).is_ok()
+    }
+
+    /// `podman ARGUMENTS` on the service's storage; its stdout, after it
+    /// succeeded.
+    fn podman(&self, arguments: &[&str]) -> String {
+        let output = Command::new("podman")
+            .args(PodmanService::storage(self.directory.path()))
+            .args(arguments)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "podman {arguments:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Builds `image`, the lab's static busybox for `architecture` alone,
+    /// for `linux/ARCHITECTURE` (`FROM scratch`: nothing runs, nothing is
+    /// pulled).
+    fn busybox_image(&self, lab: &Lab, image: &str, architecture: &str) {
+        let context = tempfile::tempdir().unwrap();
+        std::fs::copy(lab.busybox(architecture), context.path().join("busybox")).unwrap();
+        std::fs::write(
+            context.path().join("Dockerfile"),
+            "FROM scratch\nCOPY busybox /bin/busybox\n",
+        )
+        .unwrap();
+        self.podman(&[
+            "build",
+            "--quiet",
+            "--platform",
+            &format!("linux/{architecture}"),
+            "--tag",
+            image,
+            &context.path().display().to_string(),
+        ]);
+    }
+
+    /// The names of the containers the service holds, running or not.
+    fn containers(&self) -> Vec<String> {
+        self.podman(&["ps", "--all", "--format", "{{.Names}}"])
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// A connected engine on the service.
+    async fn engine(&self) -> Engine {
+        let reporter: Arc<dyn mab_events::Reporter> = Arc::new(mab_events::Silent);
+        Engine::connect(
+            mab_engine::unix_connector(self.socket().display().to_string()),
+            "podman",
+            reporter,
+        )
+        .await
+        .expect("the Podman service answers")
+    }
+}
+
+impl Drop for PodmanService {
+    fn drop(&mut self) {
+        let _ = self.service.kill();
+        let _ = self.service.wait();
+    }
+}
+
+/// `/bin/busybox sh -c SCRIPT`.
+fn busybox_sh(script: &str) -> Vec<String> {
+    ["/bin/busybox", "sh", "-c", script]
+        .map(str::to_owned)
+        .to_vec()
+}
+
+/// A smoke run on Podman: created through the libpod API (the compat
+/// create's rlimits cannot be set by a service that may not raise its
+/// limits, as on the lab's machines), its exit code, output and
+/// platform as on Docker's engine, a timeout that kills it, no network,
+/// and no container left.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn smoke_runs_on_podman() {
+    let lab = require_lab!();
+    let podman = PodmanService::start();
+    podman.busybox_image(lab, "localhost/mab-smoke:amd64", "amd64");
+    podman.busybox_image(lab, "localhost/mab-smoke:arm64", "arm64");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let engine = podman.engine().await;
+        assert_eq!(engine.kind(), EngineKind::Podman);
+        let amd64: mab_config::Platform = "linux/amd64".parse().unwrap();
+        let labels = HashMap::from([("mab.build".to_owned(), "podman-test".to_owned())]);
+        let argv = busybox_sh(
+            "echo out; echo err >&2; \
+             echo interfaces: $(/bin/busybox cut -d: -f1 /proc/net/dev | /bin/busybox tail -n +3); \
+             exit 3",
+        );
+        let run = SmokeRun {
+            image: "localhost/mab-smoke:amd64",
+            name: "mab-podman-test-exit",
+            platform: &amd64,
+            argv: &argv,
+            timeout: Duration::from_secs(60),
+            labels: labels.clone(),
+        };
+        let outcome = engine.smoke_run(&run).await.expect("the run ends");
+        assert_eq!(outcome.ended, Ended::Exited(3), "{outcome:?}");
+        assert!(outcome.stdout.starts_with("out\n"), "{outcome:?}");
+        assert!(
+            outcome.stdout.contains("interfaces: lo\n"),
+            "only the loopback: {outcome:?}"
+        );
+        assert!(
+            outcome.output_tail.contains(&"stderr: err".to_owned()),
+            "{outcome:?}"
+        );
+
+        // The image's own platform, emulated.
+        let arm64: mab_config::Platform = "linux/arm64".parse().unwrap();
+        let argv = ["/bin/busybox".to_owned(), "uname".to_owned(), "-m".to_owned()];
+        let outcome = engine
+            .smoke_run(&SmokeRun {
+                image: "localhost/mab-smoke:arm64",
+                name: "mab-podman-test-arm64",
+                platform: &arm64,
+                argv: &argv,
+                ..run.clone()
+            })
+            .await
+            .expect("the run ends");
+        assert_eq!(
+            (outcome.ended, outcome.stdout.as_str()),
+            (Ended::Exited(0), "aarch64\n"),
+            "{outcome:?}"
+        );
+
+        // Killed at its timeout.
+        let argv = busybox_sh("echo started; /bin/busybox sleep 60");
+        let started = Instant::now();
+        let outcome = engine
+            .smoke_run(&SmokeRun {
+                name: "mab-podman-test-timeout",
+                argv: &argv,
+                timeout: Duration::from_secs(2),
+                ..run.clone()
+            })
+            .await
+            .expect("the run ends");
+        assert_eq!(outcome.ended, Ended::TimedOut, "{outcome:?}");
+        assert_eq!(outcome.stdout, "started\n", "{outcome:?}");
+        assert!(started.elapsed() < Duration::from_secs(30), "{outcome:?}");
+
+        // A command the image does not hold cannot start.
+        let argv = ["/bin/no-such-command".to_owned()];
+        let error = engine
+            .smoke_run(&SmokeRun {
+                name: "mab-podman-test-missing",
+                argv: &argv,
+                ..run.clone()
+            })
+            .await
+            .expect_err("no such command");
+        assert!(
+            matches!(&error, EngineError::StartFailed { message, .. } if message.contains("no-such-command")),
+            "{error:?}"
+        );
+    });
+    assert_eq!(podman.containers(), Vec::<String>::new());
 }

@@ -507,6 +507,18 @@ pub fn runners_check_json(home: &Path, directory: &Path) -> Run {
     mab(home, directory, RUNNERS_CHECK_JSON)
 }
 
+/// The report of runner `name` in `mab runners check --format json`'s
+/// `json`.
+pub fn checked_runner(json: &serde_json::Value, name: &str) -> serde_json::Value {
+    json["runners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|runner| runner["name"] == name)
+        .unwrap_or_else(|| panic!("{name} in {json}"))
+        .clone()
+}
+
 /// The lines `output` (a running mab's stderr) gives up to the first one
 /// that contains `needle`, that one included; all of them when none does.
 pub fn read_until(output: &mut impl std::io::BufRead, needle: &str) -> String {

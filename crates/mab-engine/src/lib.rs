@@ -498,11 +498,7 @@ impl Engine {
         let status = response.status();
         let mut body = response.into_body();
         if !status.is_success() {
-            let text = body
-                .collect()
-                .await
-                .map(|body| body.to_bytes())
-                .unwrap_or_default();
+            let text = transport::body_bytes(body).await;
             return Err(EngineError::Api {
                 engine: self.label.clone(),
                 message: format!("POST /build answered {status}: {}", response_message(&text)),

@@ -308,8 +308,15 @@ async fn run(
                 runners,
                 format,
             } => {
-                ops::runners::check(&names, runners.as_deref(), format, environment, &reporter)
-                    .await
+                ops::runners::check(
+                    &names,
+                    runners.as_deref(),
+                    format,
+                    cli.verbose,
+                    environment,
+                    &reporter,
+                )
+                .await
             }
         },
         Command::Init(args) => {
