@@ -233,15 +233,20 @@ fn cleanup_script(names: &Names) -> String {
     format!("sh -c {}", quote(&script))
 }
 
+/// The stdin of a build command and what its query names of it.
+struct BuildInput {
+    /// A tar of the Dockerfile and the secrets, wiped when dropped.
+    tar: zeroize::Zeroizing<Vec<u8>>,
+    /// The names in the work directory to add to the build's tar.
+    members: Vec<String>,
+    /// The `secrets` parameter's entries (`id=ID,src=.mab-NONCE-sI`).
+    secrets: Vec<String>,
+}
+
 /// The stdin of the build command: a tar of the Dockerfile (as
 /// `.mab-NONCE/Dockerfile`) and of each secret (as `.mab-NONCE-sI`, mode
-/// 0600), held in memory that is wiped when dropped. Returns the tar and
-/// the `secrets` parameter's entries (`id=ID,src=.mab-NONCE-sI`).
-fn build_input(
-    dockerfile: &[u8],
-    spec: &BuildSpec,
-    names: &Names,
-) -> std::io::Result<(zeroize::Zeroizing<Vec<u8>>, Vec<String>, Vec<String>)> {
+/// 0600), held in memory that is wiped when dropped.
+fn build_input(dockerfile: &[u8], spec: &BuildSpec, names: &Names) -> std::io::Result<BuildInput> {
     // Room for every header and block up front: a buffer that grows
     // would leave copies of the secrets behind, unwiped.
     let values: usize = spec
@@ -278,13 +283,19 @@ fn build_input(
         }
         builder.finish()?;
     }
-    Ok((tar, members, secrets))
+    Ok(BuildInput {
+        tar,
+        members,
+        secrets,
+    })
 }
+
+/// A clean-up left to a task: what it stops, and the task.
+type Cleanup = (String, tokio::task::JoinHandle<Result<(), String>>);
 
 /// Clean-ups of dropped builds, left to tasks: [`finish_cleanups`] waits
 /// for them.
-static CLEANUPS: Mutex<Vec<(String, tokio::task::JoinHandle<Result<(), String>>)>> =
-    Mutex::new(Vec::new());
+static CLEANUPS: Mutex<Vec<Cleanup>> = Mutex::new(Vec::new());
 
 /// Waits, up to `limit` in all, for the clean-ups of Podman builds that
 /// were dropped midway (see the module's text); returns a warning for each
@@ -519,14 +530,13 @@ impl Engine {
         });
 
         let names = Names::new();
-        let (input, members, secrets) =
-            build_input(&dockerfile, spec, &names).map_err(|error| EngineError::Api {
-                engine: self.label.clone(),
-                message: format!("cannot write the build's Dockerfile and secrets: {error}"),
-            })?;
+        let input = build_input(&dockerfile, spec, &names).map_err(|error| EngineError::Api {
+            engine: self.label.clone(),
+            message: format!("cannot write the build's Dockerfile and secrets: {error}"),
+        })?;
         let cgroup_parent = self.cgroup_parent(&names).await;
-        let query = build_query(spec, &names, &secrets, &cgroup_parent);
-        let script = build_script(&copy, &names, &members, &host.socket, &query);
+        let query = build_query(spec, &names, &input.secrets, &cgroup_parent);
+        let script = build_script(&copy, &names, &input.members, &host.socket, &query);
         let no_answer = |message: String| EngineError::NoAnswer {
             engine: self.label.clone(),
             request: "POST /libpod/build".to_owned(),
@@ -544,7 +554,7 @@ impl Engine {
             armed: true,
         };
         command
-            .write_all(&input)
+            .write_all(&input.tar)
             .await
             .map_err(|error| no_answer(format!("cannot send the Dockerfile: {error}")))?;
         command
@@ -839,7 +849,11 @@ mod tests {
 
     #[test]
     fn the_build_input_holds_the_dockerfile_and_each_secret() {
-        let (input, members, secrets) = build_input(b"FROM scratch\n", &spec(), &names()).unwrap();
+        let BuildInput {
+            tar: input,
+            members,
+            secrets,
+        } = build_input(b"FROM scratch\n", &spec(), &names()).unwrap();
         assert_eq!(
             members,
             [".mab-0123456789abcdef", ".mab-0123456789abcdef-s0"]
