@@ -36,8 +36,10 @@ LAB_HOST_RUN_DIR=/run/mab-host
 LAB_HOST_SOCKET=$LAB_HOST_RUN_DIR/docker.sock
 
 # The simulated runner hosts reachable directly: name, loopback address,
-# bridge, bridge address, and optionally the engine (native, the default, or
-# arm64: Debian's arm64 dockerd under QEMU user emulation, see LAB_ARM_*).
+# bridge, bridge address, and optionally the engine (native, the default;
+# arm64: Debian's arm64 dockerd under QEMU user emulation, see LAB_ARM_*; or
+# podman: Podman's API service, see LAB_PODMAN_*, whose bridge is made by
+# netavark, not by `up`).
 # Add a line here to add a host; `up` starts it (start_host NAME ADDR BRIDGE
 # BRIDGE_ADDRESS), `down` stops it, lab.env lists it in HOSTS. A host whose
 # engine is another binary sets LAB_HOST_DOCKERD and that engine's environment
@@ -46,7 +48,25 @@ LAB_HOSTS=(
     "runner-a 127.0.0.2 mab-br-a 172.30.1.1/24"
     "runner-b 127.0.0.3 mab-br-b 172.30.2.1/24"
     "runner-arm 127.0.0.4 mab-br-arm 172.30.3.1/24 arm64"
+    "runner-podman 127.0.0.5 mab-br-pod 172.30.6.1/24 podman"
 )
+
+# The Podman host (engine `podman` in LAB_HOSTS): Debian's podman running
+# `podman system service` inside the host's mount namespace, which has a
+# tmpfs of its own over /run. So its socket, /run/podman/podman.sock, exists
+# only there, and this machine's /run/docker.sock (= /var/run/docker.sock),
+# /run/containers, /run/runc and /run/netns are not seen there: a runner
+# without `engine` set finds only Podman's socket on that host. Its storage
+# is $LAB/NAME/storage, its runroot and libpod tmp dir are under the private
+# /run/podman, its network config dir is $LAB/NAME/networks (one network,
+# LAB_PODMAN_NETWORK, on the host's bridge and subnet from LAB_HOSTS, the
+# default for builds), its containers.conf is $LAB/NAME/containers.conf
+# (CONTAINERS_CONF), and /var/lib/containers (the blob info cache) is a
+# directory of its own, $LAB/NAME/var-lib-containers, bind-mounted there.
+LAB_PODMAN=/usr/bin/podman
+LAB_PODMAN_RUN_DIR=/run/podman
+LAB_PODMAN_SOCKET=$LAB_PODMAN_RUN_DIR/podman.sock
+LAB_PODMAN_NETWORK=mab-podman
 
 # How long `up` waits for a native engine to answer.
 LAB_HOST_START_SECONDS=60
@@ -361,8 +381,44 @@ SetEnv XDG_RUNTIME_DIR=$dir/run
 EOF
 }
 
+# host_engine NAME: the engine of a host of LAB_HOSTS (native, arm64 or
+# podman); native for any other host (runner-hidden, spare hosts).
+host_engine() {
+    local line name engine
+    for line in "${LAB_HOSTS[@]}"; do
+        read -r name _ _ _ engine <<<"$line"
+        if [[ $name == "$1" ]]; then
+            printf '%s' "${engine:-native}"
+            return
+        fi
+    done
+    printf native
+}
+
+# host_socket NAME: the path of the host's engine socket, inside its namespace.
+host_socket() {
+    if [[ $(host_engine "$1") == podman ]]; then
+        printf '%s' "$LAB_PODMAN_SOCKET"
+    else
+        printf '%s' "$LAB_HOST_SOCKET"
+    fi
+}
+
+# podman_version_answers PID: Podman's service answers GET /version inside
+# the namespace of PID, naming its "Podman Engine" component.
+podman_version_answers() {
+    local answer
+    answer=$(timeout 10 nsenter -t "$1" -m curl -s -m 8 --unix-socket "$LAB_PODMAN_SOCKET" http://d/version) ||
+        return 1
+    [[ $answer == *'"Podman Engine"'* ]]
+}
+
 # host_engine_answers NAME PID: the host's engine answers inside its namespace.
 host_engine_answers() {
+    if [[ $(host_engine "$1") == podman ]]; then
+        podman_version_answers "$2"
+        return
+    fi
     timeout 10 nsenter -t "$2" -m "$LAB_DOCKER_CLI" -H "unix://$LAB_HOST_SOCKET" \
         version --format '{{.Server.Version}}' >/dev/null 2>&1
 }

@@ -184,7 +184,7 @@ fn a_job_over_its_time_limit_is_stopped_and_publishes_nothing() {
 
 /// Whether the build's `RUN` step that sleeps `seconds` runs on this
 /// machine, seen with pgrep.
-fn sleep_running(seconds: &str) -> bool {
+pub(crate) fn sleep_running(seconds: &str) -> bool {
     Command::new("pgrep")
         .args(["-f", &format!("busybox sleep {seconds}")])
         .output()

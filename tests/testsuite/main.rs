@@ -28,6 +28,7 @@ mod native;
 mod partial;
 mod plan_fallbacks;
 mod platforms;
+mod podman;
 mod progress;
 mod progress_schema;
 mod readback;

@@ -1,7 +1,9 @@
 //! `mab runners`, `mab plan` and `mab init`, as a cluster admin and a
 //! developer use them.
 
-use crate::support::{mab, require_lab, runners_check_json, ssh_lock, Home, Project, Run};
+use crate::support::{
+    checked_runner, mab, require_lab, runners_check_json, ssh_lock, Home, Project, Run,
+};
 
 /// Replaces a temporary directory in stdout and stderr.
 fn filtered(mut run: Run, directory: &std::path::Path, placeholder: &str) -> Run {
@@ -204,19 +206,12 @@ fn check_reports_what_each_runner_can_build() {
         "{run:?}"
     );
     let json = run.json();
-    let runner = |name: &str| {
-        json["runners"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|runner| runner["name"] == name)
-            .unwrap_or_else(|| panic!("{name} in {json}"))
-            .clone()
-    };
+    let runner = |name: &str| checked_runner(&json, name);
     let arm = runner("arm");
     assert_eq!(arm["ok"], true, "{arm}");
     assert_eq!(arm["arch"], "amd64");
     assert_eq!(arm["api_version"], "1.41");
+    assert_eq!(arm["engine_kind"], "docker", "{arm}");
     assert!(
         arm["engine_version"].as_str().unwrap().starts_with("20.10"),
         "{arm}"
@@ -240,6 +235,7 @@ fn check_reports_what_each_runner_can_build() {
     assert!(arm["slots"]["in_use"].is_u64(), "{arm}");
     assert_eq!(runner("gone")["slots"], serde_json::Value::Null);
     let gone = runner("gone");
+    assert_eq!(gone["engine_kind"], serde_json::Value::Null, "{gone}");
     assert_eq!(
         (gone["ok"].clone(), gone["error_kind"].clone()),
         (false.into(), "refused".into()),

@@ -394,6 +394,28 @@ pub fn runner_a_for_arm64(lab: &Lab) -> String {
     )
 }
 
+/// The name [`podman_runner`] gives its runner.
+pub const PODMAN_RUNNER: &str = "podman";
+
+/// `runners.toml` with one runner, [`PODMAN_RUNNER`], on the lab's Podman
+/// host (`PODMAN_HOST` in lab.env, runner-podman), building linux/ppc64le
+/// (emulated) and linux/amd64. Its `host` is `root@ADDR:PORT`, the host's
+/// own address rather than an ssh config alias. `engine = "ENGINE"` is
+/// written only when given; without it mab looks for the engine on the host
+/// itself, where the only socket is Podman's (`PODMAN_SOCKET`): the host's
+/// `/run` is its own, so this machine's Docker socket is not seen there.
+pub fn podman_runner(lab: &Lab, engine: Option<&str>) -> String {
+    let host = lab.host(lab.get("PODMAN_HOST"));
+    let mut entry = format!(
+        "[[runner]]\nname = \"{PODMAN_RUNNER}\"\nhost = \"root@{}:{}\"\nplatforms = [\"linux/ppc64le\", \"linux/amd64\"]\n",
+        host.address, host.port
+    );
+    if let Some(engine) = engine {
+        entry.push_str(&format!("engine = \"{engine}\"\n"));
+    }
+    entry
+}
+
 /// The result of running mab.
 pub struct Run {
     pub code: i32,
@@ -483,6 +505,18 @@ pub const RUNNERS_CHECK_JSON: &[&str] = &[
 /// `mab runners check --runners runners.toml --format json` in `directory`.
 pub fn runners_check_json(home: &Path, directory: &Path) -> Run {
     mab(home, directory, RUNNERS_CHECK_JSON)
+}
+
+/// The report of runner `name` in `mab runners check --format json`'s
+/// `json`.
+pub fn checked_runner(json: &serde_json::Value, name: &str) -> serde_json::Value {
+    json["runners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|runner| runner["name"] == name)
+        .unwrap_or_else(|| panic!("{name} in {json}"))
+        .clone()
 }
 
 /// The lines `output` (a running mab's stderr) gives up to the first one
@@ -689,6 +723,17 @@ pub fn docker_on(target: &str, arguments: &[&str]) -> Output {
         .args(arguments)
         .output()
         .expect("tests/lab/docker-on runs")
+}
+
+/// Runs Debian's podman as a remote client of the lab's Podman host
+/// (`PODMAN_HOST`), through `tests/lab/podman-on`.
+pub fn podman_on(lab: &Lab, arguments: &[&str]) -> Output {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/lab/podman-on");
+    Command::new(script)
+        .arg(lab.get("PODMAN_HOST"))
+        .args(arguments)
+        .output()
+        .expect("tests/lab/podman-on runs")
 }
 
 /// The tags of `repository`, sorted, read with `skopeo list-tags`; none when

@@ -58,6 +58,44 @@ fn instructions(text: &str) -> Vec<Instruction> {
     found
 }
 
+/// [`step_line`] for a step named by Buildah (`[2/2] STEP 3/4: RUN make`).
+fn buildah_step_line(text: &str, step: &str) -> Option<usize> {
+    let (stage, rest) = match step.strip_prefix('[') {
+        Some(labelled) => {
+            let (label, rest) = labelled.split_once("] ")?;
+            let (index, total) = label.split_once('/')?;
+            (
+                Some((index.parse::<usize>().ok()?, total.parse::<usize>().ok()?)),
+                rest,
+            )
+        }
+        None => (None, step),
+    };
+    let (position, _instruction) = rest.strip_prefix("STEP ")?.split_once(": ")?;
+    let (index, total) = position.split_once('/')?;
+    let (index, total): (usize, usize) = (index.parse().ok()?, total.parse().ok()?);
+    let mut stages: Vec<Vec<usize>> = Vec::new();
+    for instruction in instructions(text) {
+        if instruction.keyword() == "FROM" {
+            stages.push(Vec::new());
+        }
+        // Instructions before the first FROM (global ARGs) are no step.
+        if let Some(steps) = stages.last_mut() {
+            steps.push(instruction.line);
+        }
+    }
+    let steps = match stage {
+        Some((stage, stages_total)) if stages_total == stages.len() => {
+            stages.get(stage.checked_sub(1)?)?
+        }
+        None if stages.len() == 1 => &stages[0],
+        _ => return None,
+    };
+    (steps.len() == total)
+        .then(|| steps.get(index.checked_sub(1)?).copied())
+        .flatten()
+}
+
 /// The names of the stages `text` declares (`FROM [--flag...] IMAGE AS
 /// NAME`), lowercased, in order; unnamed stages are left out.
 ///
@@ -128,7 +166,13 @@ pub fn declared_args(text: &str) -> Vec<DeclaredArg> {
 }
 
 /// The line (from 1) of the Dockerfile `text` where the build step that
-/// BuildKit named `step` is written, when that can be told for sure.
+/// BuildKit or Buildah (Podman's builder) named `step` is written, when
+/// that can be told for sure.
+///
+/// Buildah names a step `[S/T] STEP I/N: INSTRUCTION` (`[2/2] STEP 3/4:
+/// RUN make`; no `[S/T] ` in a Dockerfile of one stage): the I-th of the N
+/// instructions of the S-th of T stages, its `FROM` the first, every other
+/// instruction counted.
 ///
 /// BuildKit names a step `[STAGE I/N] INSTRUCTION` (`[build 2/3] RUN make`;
 /// no `STAGE ` in an unnamed stage): the I-th of the N steps of that stage,
@@ -138,6 +182,9 @@ pub fn declared_args(text: &str) -> Vec<DeclaredArg> {
 /// by position and keyword, not by its text. `None` when the name is not
 /// of that form, or no stage or more than one fits.
 pub fn step_line(text: &str, step: &str) -> Option<usize> {
+    if let Some(line) = buildah_step_line(text, step) {
+        return Some(line);
+    }
     let (label, instruction) = step.strip_prefix('[')?.split_once("] ")?;
     let (stage, position) = match label.rsplit_once(' ') {
         Some((stage, position)) => (Some(stage.to_lowercase()), position),
@@ -337,5 +384,45 @@ mod tests {
             step_line("FROM alpine\nRUN a\nFROM alpine\nRUN b\n", "[2/2] RUN b"),
             None
         );
+    }
+}
+
+#[cfg(test)]
+mod buildah_steps {
+    use super::step_line;
+
+    const TWO_STAGES: &str = "# syntax comment\nARG BASE=scratch\nFROM scratch AS build\nCOPY busybox /bin/busybox\nARG X=1\nRUN [\"/bin/busybox\",\"true\"]\n\nFROM scratch\nCOPY --from=build /one /one\nRUN make \\\n    all\n";
+
+    #[test]
+    fn buildah_steps_are_found_by_stage_and_instruction() {
+        assert_eq!(
+            step_line(TWO_STAGES, "[1/2] STEP 1/4: FROM scratch AS build"),
+            Some(3)
+        );
+        assert_eq!(
+            step_line(
+                TWO_STAGES,
+                "[1/2] STEP 4/4: RUN [\"/bin/busybox\",\"true\"]"
+            ),
+            Some(6)
+        );
+        assert_eq!(
+            step_line(TWO_STAGES, "[2/2] STEP 3/3: RUN make all"),
+            Some(10)
+        );
+        let one = "FROM scratch\nCOPY a /a\nRUN x\n";
+        assert_eq!(step_line(one, "STEP 3/3: RUN x"), Some(3));
+    }
+
+    #[test]
+    fn buildah_steps_that_do_not_fit_are_not_placed() {
+        // Counts that do not match the Dockerfile: not told for sure.
+        assert_eq!(step_line(TWO_STAGES, "[2/3] STEP 3/3: RUN make all"), None);
+        assert_eq!(step_line(TWO_STAGES, "[2/2] STEP 3/5: RUN make all"), None);
+        assert_eq!(
+            step_line(TWO_STAGES, "STEP 1/4: FROM scratch AS build"),
+            None
+        );
+        assert_eq!(step_line(TWO_STAGES, "[2/2] STEP 0/3: FROM scratch"), None);
     }
 }

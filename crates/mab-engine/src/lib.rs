@@ -23,6 +23,7 @@
 pub mod contextcopy;
 mod filesync;
 mod host;
+mod podman;
 mod retry;
 mod secrets;
 mod session;
@@ -48,6 +49,7 @@ use std::sync::Arc;
 
 pub use contextcopy::{copy_key, ContextCopy, CopyError};
 pub use host::{HostCommand, HostExit, HostFuture, HostShell, LocalShell, HOST_STDERR_KEPT};
+pub use podman::finish_cleanups;
 pub use retry::{MAX_DELAY, MIN_DELAY, TRIES};
 pub use secrets::{SecretValue, Secrets};
 pub use smoke::{
@@ -302,9 +304,9 @@ pub struct Engine {
     label: String,
     reporter: Arc<dyn Reporter>,
     kind: EngineKind,
-    /// Commands on the engine's own host, for what an engine without a
-    /// BuildKit session needs done there (Podman's context copy).
-    host: Option<Arc<dyn HostShell>>,
+    /// A Podman engine's host, for what an engine without a BuildKit
+    /// session needs done there (see `podman`).
+    podman: Option<podman::PodmanHost>,
 }
 
 impl Engine {
@@ -347,7 +349,7 @@ impl Engine {
             label,
             reporter,
             kind,
-            host: None,
+            podman: None,
         })
     }
 
@@ -357,10 +359,15 @@ impl Engine {
         self.kind
     }
 
-    /// The same engine, able to run commands on its host through `host`
-    /// (needed to build on a Podman engine, see [`HostShell`]).
-    pub fn with_host(mut self, host: Arc<dyn HostShell>) -> Engine {
-        self.host = Some(host);
+    /// The same engine, able to run commands on its host through `host`,
+    /// where its socket is the file `socket` (`/run/podman/podman.sock`):
+    /// what building on Podman's API service needs (see [`HostShell`]).
+    /// Without it, a Podman engine's builds fail as [`EngineError::Api`].
+    pub fn with_host(mut self, host: Arc<dyn HostShell>, socket: impl Into<String>) -> Engine {
+        self.podman = Some(podman::PodmanHost {
+            shell: host,
+            socket: socket.into(),
+        });
         self
     }
 
@@ -415,6 +422,9 @@ impl Engine {
         context: &BuildContext,
         mut on_event: impl FnMut(BuildEvent),
     ) -> Result<BuildStats, EngineError> {
+        if self.kind == EngineKind::Podman {
+            return self.podman_build(spec, context, on_event).await;
+        }
         let sources = filesync::Sources::new(context);
         let context_bytes = sources.context_bytes();
         let dockerfile_name = context.dockerfile_name().to_owned();
@@ -494,11 +504,7 @@ impl Engine {
         let status = response.status();
         let mut body = response.into_body();
         if !status.is_success() {
-            let text = body
-                .collect()
-                .await
-                .map(|body| body.to_bytes())
-                .unwrap_or_default();
+            let text = transport::body_bytes(body).await;
             return Err(EngineError::Api {
                 engine: self.label.clone(),
                 message: format!("POST /build answered {status}: {}", response_message(&text)),
@@ -592,6 +598,9 @@ impl Engine {
         tag: &str,
         credentials: Option<&mab_registry::Credentials>,
     ) -> Result<String, EngineError> {
+        if self.kind == EngineKind::Podman {
+            return self.podman_push(repository, tag, credentials).await;
+        }
         let reference = format!("{repository}:{tag}");
         let failed = |message: String| EngineError::PushFailed {
             engine: self.label.clone(),
@@ -822,7 +831,7 @@ fn build_query(spec: &BuildSpec, session: &str, dockerfile_name: &str) -> String
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters.
-fn percent_encode(text: &str) -> String {
+pub(crate) fn percent_encode(text: &str) -> String {
     let mut encoded = String::with_capacity(text.len());
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
@@ -966,7 +975,7 @@ fn api_error(label: &str, error: bollard::errors::Error) -> EngineError {
     }
 }
 
-fn error_message(error: bollard::errors::Error) -> String {
+pub(crate) fn error_message(error: bollard::errors::Error) -> String {
     error_text(&error)
 }
 

@@ -28,6 +28,11 @@ impl SecretValue {
     pub fn new(bytes: Vec<u8>) -> SecretValue {
         SecretValue(Zeroizing::new(bytes))
     }
+
+    /// The value.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 impl fmt::Debug for SecretValue {
@@ -45,6 +50,11 @@ impl Secrets {
     /// any other id answers `NotFound`.
     pub fn new(values: BTreeMap<String, SecretValue>) -> Secrets {
         Secrets(Arc::new(values))
+    }
+
+    /// Each id and its value, by id.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&String, &SecretValue)> {
+        self.0.iter()
     }
 }
 

@@ -36,7 +36,7 @@ use bollard_buildkit_proto::moby::sshforward::v1::ssh_server::SshServer;
 use bytes::Bytes;
 use http::header::{CONNECTION, UPGRADE};
 use http::{HeaderValue, StatusCode};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::Empty;
 use hyper_util::rt::TokioExecutor;
 use hyper_util::service::TowerToHyperService;
 use tonic::server::NamedService;
@@ -157,12 +157,7 @@ pub(crate) async fn open(
         .map_err(|error| SessionError::Request(error.to_string()))?;
     let status = response.status();
     if status != StatusCode::SWITCHING_PROTOCOLS {
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map(|body| body.to_bytes())
-            .unwrap_or_default();
+        let body = transport::body_bytes(response.into_body()).await;
         return Err(SessionError::Refused {
             status,
             message: crate::response_message(&body),

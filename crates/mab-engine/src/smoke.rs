@@ -27,6 +27,28 @@
 //! A guard dropped before its removal (a job stopped by a time limit or a
 //! signal) leaves the removal to a task, listed process-wide:
 //! [`finish_removals`] waits for those before mab exits.
+//!
+//! On Podman's API service ([`EngineKind::Podman`]) three things differ,
+//! each measured on Podman 4.3:
+//! - the container is created with the libpod API
+//!   (`POST /v4.0.0/libpod/containers/create`, a SpecGenerator), because
+//!   the Docker-compatible create gives it Podman's default rlimits
+//!   (`RLIMIT_NOFILE` 1048576), which a service that may not raise its hard
+//!   limits (root without `CAP_SYS_RESOURCE`, as in an unprivileged
+//!   container) cannot set: runc refuses with "error setting rlimits". A
+//!   SpecGenerator without `r_limits` gets those defaults too, so when the
+//!   container cannot be started for that reason it is created once more
+//!   with [`FALLBACK_RLIMITS`], which fit under any hard limit Linux gives
+//!   by default;
+//! - it is not removed by the engine (`remove`): Podman's compat wait for
+//!   `condition=removed` answers exit code 0 whatever the command returned,
+//!   and its other waits answer nothing, not even their headers, until the
+//!   container exits. So the wait (`condition=not-running`) is sent after
+//!   the start, and the container is removed by mab alone (the guard, and
+//!   [`finish_removals`]): a mab killed outright leaves it, stopped;
+//! - attach, start, kill, wait and remove are the Docker-compatible calls,
+//!   which Podman answers as Docker does (its attach also prepares the
+//!   container, so an rlimit refusal comes as the attach's answer).
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -48,7 +70,20 @@ use http_body_util::{BodyExt, Empty};
 use mab_config::Platform;
 use mab_events::Event;
 
-use crate::{Engine, EngineError, REQUEST_TIMEOUT};
+use crate::{Engine, EngineError, EngineKind, REQUEST_TIMEOUT};
+
+/// The rlimits a Podman smoke container gets when it could not be started
+/// with Podman's defaults (see the module's comment), as `(type, soft,
+/// hard)` of a SpecGenerator's `r_limits`: 1024 open files is Linux's
+/// default soft limit and lies under every hard limit Linux sets by
+/// default (4096 for `init`); 1024 processes are enough for a smoke
+/// test, and processes of root are not counted against it.
+pub const FALLBACK_RLIMITS: [(&str, u64, u64); 2] = [("nofile", 1024, 1024), ("nproc", 1024, 1024)];
+
+/// What runc says when it cannot set a container's rlimits ("error
+/// setting rlimits for ready process: error setting rlimit type 7:
+/// operation not permitted").
+const RLIMIT_REFUSED: &str = "error setting rlimit";
 
 /// How many bytes of the command's standard output are kept (its end) for
 /// [`SmokeOutcome::stdout`].
@@ -123,14 +158,17 @@ pub struct LeftContainer {
     pub container: String,
     /// Why: the removal's error, or that it did not end in time.
     pub why: String,
+    /// The runner's engine, whose CLI the warning names (`docker rm -f`,
+    /// `podman rm -f`).
+    pub engine: EngineKind,
 }
 
 impl LeftContainer {
     /// The warning that says so, with the command that removes it.
     pub fn warning(&self) -> String {
         format!(
-            "could not remove the smoke-test container {} on runner `{}` ({}); remove it there with `docker rm -f {}`",
-            self.container, self.runner, self.why, self.container
+            "could not remove the smoke-test container {} on runner `{}` ({}); remove it there with `{} rm -f {}`",
+            self.container, self.runner, self.why, self.engine, self.container
         )
     }
 }
@@ -139,6 +177,7 @@ impl LeftContainer {
 struct Pending {
     runner: String,
     container: String,
+    engine: EngineKind,
     task: tokio::task::JoinHandle<Result<(), String>>,
 }
 
@@ -161,6 +200,7 @@ pub async fn finish_removals(limit: Duration) -> Vec<LeftContainer> {
     for Pending {
         runner,
         container,
+        engine,
         mut task,
     } in pending
     {
@@ -177,6 +217,7 @@ pub async fn finish_removals(limit: Duration) -> Vec<LeftContainer> {
             runner,
             container,
             why,
+            engine,
         });
     }
     left
@@ -223,6 +264,7 @@ impl Drop for ContainerGuard {
             .push(Pending {
                 runner: self.engine.label.clone(),
                 container: self.name.clone(),
+                engine: self.engine.kind,
                 task,
             });
     }
@@ -365,6 +407,53 @@ fn answered(error: &bollard::errors::Error) -> bool {
     )
 }
 
+/// The exit code of a smoke container, once it is known.
+type WaitFuture = std::pin::Pin<Box<dyn Future<Output = Result<i64, EngineError>> + Send>>;
+
+/// The rlimits a Podman smoke container is created with (see the module's
+/// comment); Docker's containers always inherit the engine's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rlimits {
+    /// None given: the engine's own choice (Podman's defaults).
+    EngineDefault,
+    /// [`FALLBACK_RLIMITS`].
+    Fallback,
+}
+
+/// Whether `error` is runc refusing the container's rlimits (on the
+/// attach that prepares a Podman container, or on its start).
+fn rlimits_refused(error: &EngineError) -> bool {
+    matches!(error, EngineError::StartFailed { message, .. } if message.contains(RLIMIT_REFUSED))
+}
+
+/// The SpecGenerator JSON of `run`'s container on Podman (see
+/// [`Engine::create_podman_container`]).
+fn podman_create_body(run: &SmokeRun<'_>, rlimits: Rlimits) -> Bytes {
+    let mut spec = serde_json::json!({
+        "name": run.name,
+        "image": run.image,
+        "entrypoint": run.argv,
+        "command": [],
+        "labels": run.labels,
+        "terminal": false,
+        "stdin": false,
+        "netns": {"nsmode": "none"},
+        "log_configuration": {"driver": "none"},
+        "image_os": run.platform.os(),
+        "image_arch": run.platform.architecture(),
+    });
+    if let Some(variant) = run.platform.variant() {
+        spec["image_variant"] = variant.into();
+    }
+    if rlimits == Rlimits::Fallback {
+        spec["r_limits"] = FALLBACK_RLIMITS
+            .iter()
+            .map(|(kind, soft, hard)| serde_json::json!({"type": kind, "soft": soft, "hard": hard}))
+            .collect();
+    }
+    Bytes::from(serde_json::to_vec(&spec).expect("a SpecGenerator always serialises"))
+}
+
 impl Engine {
     /// Runs `run` in a new container named `run.name` (see the module's
     /// comment for how it is made to leave nothing): creates it, attaches
@@ -372,7 +461,8 @@ impl Engine {
     /// reads its output while it runs (bounded, see [`SmokeOutcome`]),
     /// kills it at `run.timeout` (counted from the start request) and
     /// removes it, forced. A removal that fails is reported as an
-    /// [`Event::Warning`] naming the container and `docker rm -f`, whatever
+    /// [`Event::Warning`] naming the container and `docker rm -f` (`podman
+    /// rm -f` on Podman), whatever
     /// the run's result; when this future is dropped the removal is left to
     /// a task (see [`finish_removals`]).
     ///
@@ -392,12 +482,25 @@ impl Engine {
             name: run.name.to_owned(),
             removed: false,
         };
-        let outcome = self.run_container(run).await;
+        let mut outcome = self.run_container(run, Rlimits::EngineDefault).await;
+        if self.kind == EngineKind::Podman && outcome.as_ref().is_err_and(rlimits_refused) {
+            tracing::debug!(
+                "Podman on {} could not set its default rlimits for {}; creating it again with {FALLBACK_RLIMITS:?}",
+                self.label,
+                run.name
+            );
+            outcome = match guard.remove().await {
+                Ok(()) => self.run_container(run, Rlimits::Fallback).await,
+                Err(error) => Err(error),
+            };
+            guard.removed = false;
+        }
         if let Err(error) = guard.remove().await {
             let left = LeftContainer {
                 runner: self.label.clone(),
                 container: run.name.to_owned(),
                 why: error.to_string(),
+                engine: self.kind,
             };
             self.reporter.report(Event::Warning {
                 message: left.warning(),
@@ -408,9 +511,18 @@ impl Engine {
 
     /// Creates `run`'s container, attaches to it, registers the wait,
     /// starts it and waits for its end up to its timeout (killing it then).
-    async fn run_container(&self, run: &SmokeRun<'_>) -> Result<SmokeOutcome, EngineError> {
+    /// On Podman the wait is sent after the start (see the module's
+    /// comment), and the container gets `rlimits`.
+    async fn run_container(
+        &self,
+        run: &SmokeRun<'_>,
+        rlimits: Rlimits,
+    ) -> Result<SmokeOutcome, EngineError> {
         let name = run.name;
-        self.create_container(run).await?;
+        match self.kind {
+            EngineKind::Docker => self.create_container(run).await?,
+            EngineKind::Podman => self.create_podman_container(run, rlimits).await?,
+        }
         let options = AttachContainerOptions {
             stream: true,
             stdout: true,
@@ -422,16 +534,27 @@ impl Engine {
                 self.docker
                     .attach_container(name, Some(options))
                     .await
-                    .map_err(|error| self.failed_request(error))
+                    .map_err(|error| match self.kind {
+                        // Podman's attach prepares the container (`runc
+                        // create`): what it refuses is what Docker's
+                        // engine refuses at the start.
+                        EngineKind::Podman if answered(&error) => self.start_failed(error),
+                        _ => self.failed_request(error),
+                    })
             })
             .await?;
-        let waited = self
-            .within_limit(
-                &format!("POST /containers/{name}/wait"),
-                self.wait_for_removal(name),
-            )
-            .await?;
-        let mut waited = std::pin::pin!(waited);
+        // Docker's engine answers the wait's headers once the waiter is in
+        // place: registered before the start, it cannot miss the end.
+        let mut waited: Option<WaitFuture> = match self.kind {
+            EngineKind::Docker => Some(Box::pin(
+                self.within_limit(
+                    &format!("POST /containers/{name}/wait"),
+                    self.wait_for(name, "removed"),
+                )
+                .await?,
+            )),
+            EngineKind::Podman => None,
+        };
         let mut stream = attached.output;
         let mut output = Output::new();
         let started = Instant::now();
@@ -441,10 +564,7 @@ impl Engine {
                 .await
                 .map_err(|error| {
                     if answered(&error) {
-                        EngineError::StartFailed {
-                            engine: self.label.clone(),
-                            message: crate::error_message(error),
-                        }
+                        self.start_failed(error)
                     } else {
                         self.failed_request(error)
                     }
@@ -455,7 +575,15 @@ impl Engine {
                 }
                 Ok::<(), EngineError>(())
             };
-            let (code, read) = tokio::join!(&mut waited, read);
+            // Podman's: a stopped container that is not removed keeps
+            // its exit code, so a command that ended already is not missed.
+            let waiting = async {
+                match &mut waited {
+                    Some(waited) => waited.await,
+                    None => self.wait_for(name, "not-running").await?.await,
+                }
+            };
+            let (code, read) = tokio::join!(waiting, read);
             read?;
             code
         })
@@ -477,8 +605,11 @@ impl Engine {
                 if let Err(error) = killed {
                     tracing::debug!("could not kill container {name}: {error}");
                 }
-                // The engine removes it after the kill (AutoRemove).
-                let _ = tokio::time::timeout(REQUEST_TIMEOUT, &mut waited).await;
+                // Docker's engine removes it after the kill (AutoRemove);
+                // on Podman the removal that follows does.
+                if let Some(waited) = waited {
+                    let _ = tokio::time::timeout(REQUEST_TIMEOUT, waited).await;
+                }
                 Ended::TimedOut
             }
         };
@@ -544,15 +675,76 @@ impl Engine {
         .map_err(|error| self.failed_request(error))
     }
 
-    /// Sends `POST /containers/<name>/wait?condition=removed` and returns
-    /// once the engine answered its headers, which it does once the waiter
-    /// is registered (moby's `postContainersWait`); the future it returns
-    /// reads the exit code from the body, sent when the container is gone.
-    async fn wait_for_removal(
+    /// `POST /v4.0.0/libpod/containers/create` of `run`'s container on
+    /// Podman: what [`Engine::create_container`] asks of Docker's engine,
+    /// as a SpecGenerator (Podman's `pkg/specgen`): no network
+    /// (`netns` `none`), output not logged (`log_configuration` driver
+    /// `none`), not removed by the engine (see the module's comment), the
+    /// platform as `image_os`, `image_arch` and `image_variant`, and
+    /// `rlimits`. Tried again like the Docker create.
+    async fn create_podman_container(
+        &self,
+        run: &SmokeRun<'_>,
+        rlimits: Rlimits,
+    ) -> Result<(), EngineError> {
+        let body = podman_create_body(run, rlimits);
+        let tries = AtomicUsize::new(0);
+        crate::retry::request(
+            &self.label,
+            &*self.reporter,
+            "POST /libpod/containers/create",
+            || {
+                let retried = tries.fetch_add(1, Ordering::Relaxed) > 0;
+                let body = body.clone();
+                async move {
+                    match self.libpod_create(body).await {
+                        Err(bollard::errors::Error::DockerResponseServerError {
+                            status_code: 409,
+                            ..
+                        }) if retried => Ok(()),
+                        other => other,
+                    }
+                }
+            },
+        )
+        .await?
+        .map_err(|error| self.failed_request(error))
+    }
+
+    /// Sends one libpod create request with `body`; an error status comes
+    /// back as bollard's `DockerResponseServerError` with the engine's
+    /// message, as bollard's own requests give it.
+    async fn libpod_create(&self, body: Bytes) -> Result<(), bollard::errors::Error> {
+        let request = http::Request::post("/v4.0.0/libpod/containers/create")
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(http_body_util::Full::new(body))
+            .map_err(|error| bollard::errors::Error::IOError {
+                err: std::io::Error::other(error),
+            })?;
+        let response = crate::transport::send(&self.connect, request).await?;
+        let status = response.status();
+        let body = crate::transport::body_bytes(response.into_body()).await;
+        match status.is_success() {
+            true => Ok(()),
+            false => Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: status.as_u16(),
+                message: crate::response_message(&body),
+            }),
+        }
+    }
+
+    /// Sends `POST /containers/<name>/wait?condition=<condition>` and
+    /// returns once the engine answered its headers; the future it returns
+    /// reads the exit code from the body. Docker's engine answers the
+    /// headers once the waiter is registered (moby's
+    /// `postContainersWait`), and the body, for `removed`, once the
+    /// container is gone; Podman answers both when the condition is met.
+    async fn wait_for(
         &self,
         name: &str,
+        condition: &str,
     ) -> Result<impl Future<Output = Result<i64, EngineError>> + Send + 'static, EngineError> {
-        let request = http::Request::post(format!("/containers/{name}/wait?condition=removed"))
+        let request = http::Request::post(format!("/containers/{name}/wait?condition={condition}"))
             .body(Empty::<Bytes>::new())
             .map_err(|error| EngineError::Api {
                 engine: self.label.clone(),
@@ -602,6 +794,14 @@ impl Engine {
                 engine: self.label.clone(),
                 source: std::io::Error::other(crate::error_message_of(&error)),
             }
+        }
+    }
+
+    /// The engine refused to start the command ([`EngineError::StartFailed`]).
+    fn start_failed(&self, error: bollard::errors::Error) -> EngineError {
+        EngineError::StartFailed {
+            engine: self.label.clone(),
+            message: crate::error_message(error),
         }
     }
 
@@ -734,6 +934,71 @@ mod tests {
         assert_eq!(output.tail(), vec!["y".to_owned(); OUTPUT_TAIL_LINES]);
     }
 
+    /// The SpecGenerator of a Podman smoke container: the run's image,
+    /// name, argv (as the entrypoint, with no command), labels and
+    /// platform, no network, no log, not removed by the engine, and
+    /// rlimits only on the second try.
+    #[test]
+    fn a_podman_container_is_specified_like_a_docker_one() {
+        let platform: Platform = "linux/arm/v7".parse().unwrap();
+        let argv = ["/bin/app".to_owned(), "--version".to_owned()];
+        let run = SmokeRun {
+            image: "registry.example/app@sha256:aa",
+            name: "mab-1-linux-arm-v7",
+            platform: &platform,
+            argv: &argv,
+            timeout: Duration::from_secs(5),
+            labels: HashMap::from([("mab.build".to_owned(), "1".to_owned())]),
+        };
+        let spec: serde_json::Value =
+            serde_json::from_slice(&podman_create_body(&run, Rlimits::EngineDefault)).unwrap();
+        assert_eq!(
+            spec,
+            serde_json::json!({
+                "name": "mab-1-linux-arm-v7",
+                "image": "registry.example/app@sha256:aa",
+                "entrypoint": ["/bin/app", "--version"],
+                "command": [],
+                "labels": {"mab.build": "1"},
+                "terminal": false,
+                "stdin": false,
+                "netns": {"nsmode": "none"},
+                "log_configuration": {"driver": "none"},
+                "image_os": "linux",
+                "image_arch": "arm",
+                "image_variant": "v7",
+            })
+        );
+        let spec: serde_json::Value =
+            serde_json::from_slice(&podman_create_body(&run, Rlimits::Fallback)).unwrap();
+        assert_eq!(
+            spec["r_limits"],
+            serde_json::json!([
+                {"type": "nofile", "soft": 1024, "hard": 1024},
+                {"type": "nproc", "soft": 1024, "hard": 1024},
+            ])
+        );
+    }
+
+    /// Only runc's refusal of the rlimits, as the engine answered it,
+    /// makes a Podman container be created again.
+    #[test]
+    fn rlimit_refusals_are_told_apart() {
+        let refused = "preparing container 94 for attach: runc: runc create failed: unable to start container process: error during container init: error setting rlimits for ready process: error setting rlimit type 7: operation not permitted: OCI permission denied";
+        let start_failed = |message: &str| EngineError::StartFailed {
+            engine: "p".to_owned(),
+            message: message.to_owned(),
+        };
+        assert!(rlimits_refused(&start_failed(refused)));
+        assert!(!rlimits_refused(&start_failed(
+            "exec: \"/bin/x\": stat /bin/x: no such file or directory"
+        )));
+        assert!(!rlimits_refused(&EngineError::Api {
+            engine: "p".to_owned(),
+            message: refused.to_owned(),
+        }));
+    }
+
     /// Removals left to tasks are awaited up to the limit; those that
     /// failed or did not end then are returned, with why, and their
     /// warning names the runner, the container and `docker rm -f`.
@@ -743,6 +1008,7 @@ mod tests {
             |container: &str, task: tokio::task::JoinHandle<Result<(), String>>| Pending {
                 runner: "pi".to_owned(),
                 container: container.to_owned(),
+                engine: EngineKind::Docker,
                 task,
             };
         {
@@ -774,6 +1040,17 @@ mod tests {
         assert_eq!(
             left[0].warning(),
             "could not remove the smoke-test container mab-1-refused on runner `pi` (the engine refused); remove it there with `docker rm -f mab-1-refused`"
+        );
+        let podman = LeftContainer {
+            engine: EngineKind::Podman,
+            ..left[0].clone()
+        };
+        assert!(
+            podman
+                .warning()
+                .ends_with("remove it there with `podman rm -f mab-1-refused`"),
+            "{}",
+            podman.warning()
         );
         assert!(finish_removals(Duration::from_millis(10)).await.is_empty());
     }

@@ -84,6 +84,11 @@ impl SshAgents {
         SshAgents(Arc::new(agents))
     }
 
+    /// Whether no agent was given (the build has no `--ssh`).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     fn agent(&self, id: &str) -> Result<&SshAgent, Status> {
         let id = if id.is_empty() { DEFAULT_SSH_ID } else { id };
         self.0

@@ -54,6 +54,16 @@ pub fn tcp_connector(address: impl Into<String>) -> Connect {
     })
 }
 
+/// The whole body of an answer (an error's JSON, a short reply); empty
+/// when the stream broke off before its end.
+pub(crate) async fn body_bytes(body: Incoming) -> bytes::Bytes {
+    use http_body_util::BodyExt;
+    body.collect()
+        .await
+        .map(|body| body.to_bytes())
+        .unwrap_or_default()
+}
+
 /// Sends one request on a new stream. The request's URI is rewritten to
 /// origin form with an explicit `Host` header, as the engine expects on a
 /// socket.

@@ -61,6 +61,11 @@ pub struct Capabilities {
     /// Every platform the engine does not run natively counts as emulated,
     /// handler or not: the implicit local runner (PRODUCT.md).
     pub emulates_everything: bool,
+    /// Why the runner cannot take any job of this build, whatever the
+    /// platform: the build needs something its engine does not offer
+    /// ("its engine is Podman's API service, which cannot forward an SSH
+    /// agent (`--ssh`)"). `None` when it can.
+    pub refused: Option<String>,
 }
 
 /// How a runner would build a platform.
@@ -99,6 +104,7 @@ impl Capabilities {
                 .map(|entry| entry.rsplit('/').next().unwrap_or(entry).trim().to_owned())
                 .collect(),
             emulates_everything: false,
+            refused: None,
         }
     }
 
@@ -450,6 +456,11 @@ pub enum Why {
     /// It is as able as the chosen runner, which runners.toml lists
     /// before it: "as able as arm-01, which is listed first".
     ListedLater { chosen: String },
+    /// The build needs what its engine does not offer
+    /// ([`Capabilities::refused`]): "cannot take this build: its engine
+    /// is Podman's API service, which cannot forward an SSH agent
+    /// (`--ssh`)".
+    Refused { reason: String },
 }
 
 impl fmt::Display for Why {
@@ -476,6 +487,7 @@ impl fmt::Display for Why {
             Why::ListedLater { chosen } => {
                 write!(formatter, "as able as {chosen}, which is listed first")
             }
+            Why::Refused { reason } => write!(formatter, "cannot take this build: {reason}"),
         }
     }
 }
@@ -539,6 +551,15 @@ impl PlanError {
                 format!(
                     "check the runners with `mab runners check` ({})",
                     names.join(", ")
+                )
+            }
+            PlanError::NoUsableRunner { platform, rejected }
+                if rejected
+                    .iter()
+                    .any(|rejection| matches!(rejection.why, Why::Refused { .. })) =>
+            {
+                format!(
+                    "build {platform} without what those runners' engines lack (e.g. leave out --ssh), or add a {platform} runner whose engine offers it (a Docker engine) with `mab runners add`"
                 )
             }
             PlanError::NoUsableRunner { platform, .. } => match platform.qemu_handler() {
@@ -722,6 +743,12 @@ impl Field {
                         reason: reason.clone(),
                     })
                 }
+                Ok(Capabilities {
+                    refused: Some(reason),
+                    ..
+                }) => Some(Why::Refused {
+                    reason: reason.clone(),
+                }),
                 Ok(capabilities) => match capabilities.support(platform) {
                     Support::Unavailable => Some(Why::Unavailable {
                         platform: platform.clone(),
@@ -990,6 +1017,35 @@ mod tests {
             platforms: platforms(lists),
             probe: Ok(Capabilities::detect("linux", arch, &handlers(qemu))),
         }
+    }
+
+    #[test]
+    fn a_runner_whose_engine_lacks_what_the_build_needs_is_passed_over() {
+        let reason = "its engine is Podman's API service, which cannot forward an SSH agent (`--ssh`) to a build";
+        let mut podman = runner("podman", 1, &["linux/arm64"], "x86_64", &["qemu-aarch64"]);
+        if let Ok(capabilities) = &mut podman.probe {
+            capabilities.refused = Some(reason.to_owned());
+        }
+        let docker = runner("docker", 1, &["linux/arm64"], "x86_64", &["qemu-aarch64"]);
+        let wanted = platforms(&["linux/arm64"]);
+        let runners = [podman.clone(), docker];
+        let planned = plan(&wanted, &runners, Emulation::Allowed, Fallback::Allowed).unwrap();
+        assert_eq!(planned.jobs[0].runner, "docker");
+        assert_eq!(
+            planned.jobs[0].rejected(),
+            [Rejection {
+                runner: "podman".to_owned(),
+                why: Why::Refused {
+                    reason: reason.to_owned()
+                },
+            }]
+        );
+        let alone = plan(&wanted, &[podman], Emulation::Allowed, Fallback::Allowed).unwrap_err();
+        assert_eq!(
+            alone.to_string(),
+            format!("no runner can build linux/arm64: podman cannot take this build: {reason}")
+        );
+        assert!(alone.hint().contains("leave out --ssh"), "{}", alone.hint());
     }
 
     /// An amd64 runner with `jobs` slots that emulates linux/arm64.

@@ -13,9 +13,9 @@ pub use client::{
 };
 pub use credentials::{CredentialSources, Credentials, DOCKER_HUB_SERVER, HELPER_TIMEOUT};
 pub use list::{
-    carries_annotations, check_platform, config_platform, list_entries, manifest_list, Child,
-    ConfigPlatform, ListEntry, PlatformMismatch, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX,
-    OCI_MANIFEST,
+    carries_annotations, check_platform, config_platform, list_entries, list_media_type,
+    manifest_list, Child, ConfigPlatform, ListEntry, PlatformMismatch, DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST,
 };
 
 /// A failure talking to a registry or reading what it needs for that; each

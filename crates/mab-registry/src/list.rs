@@ -167,9 +167,31 @@ struct EntryJson<'a> {
     platform: &'a ConfigPlatform,
 }
 
-/// The list's media type and bytes: a Docker manifest list when every
-/// child is a Docker schema 2 manifest, an OCI index when every child is an
-/// OCI manifest. Mixed children get an OCI index, which may hold both.
+/// The media type of the list published over `children`: an OCI image
+/// index when any child is not a Docker schema 2 manifest (an
+/// [`OCI_MANIFEST`], as Podman's API service and BuildKit's
+/// `oci-mediatypes` push them), a Docker manifest list when every child is
+/// a [`DOCKER_MANIFEST`] (what Docker Engine pushes).
+///
+/// The rule comes from the two formats: an OCI index may hold descriptors
+/// of any media type (image spec v1.0, "Image Index", `manifests`), so it
+/// holds Docker and OCI children side by side; a Docker manifest list
+/// (Docker's manifest list v2.2) names only Docker manifests, so it may
+/// not hold an OCI one.
+pub fn list_media_type(children: &[Child]) -> &'static str {
+    match children
+        .iter()
+        .all(|child| child.media_type == DOCKER_MANIFEST)
+    {
+        true => DOCKER_MANIFEST_LIST,
+        false => OCI_INDEX,
+    }
+}
+
+/// The list's media type ([`list_media_type`]) and bytes. Each entry is
+/// the child's descriptor with the child's own media type (a Docker child
+/// of an OCI index stays a [`DOCKER_MANIFEST`]), its digest, its size and
+/// its config's platform.
 ///
 /// `annotations` go into an OCI index's `annotations` (image spec v1.0,
 /// "Image Index"; left out when empty); a Docker manifest list has no such
@@ -179,14 +201,7 @@ pub fn manifest_list(
     children: &[Child],
     annotations: &BTreeMap<String, String>,
 ) -> (&'static str, Vec<u8>) {
-    let all_docker = children
-        .iter()
-        .all(|child| child.media_type == DOCKER_MANIFEST);
-    let media_type = if all_docker {
-        DOCKER_MANIFEST_LIST
-    } else {
-        OCI_INDEX
-    };
+    let media_type = list_media_type(children);
     let annotations = (media_type == OCI_INDEX && !annotations.is_empty()).then_some(annotations);
     let list = ListJson {
         schema_version: 2,
@@ -209,9 +224,7 @@ pub fn manifest_list(
 /// Whether the list [`manifest_list`] makes of `children` can carry
 /// annotations: only an OCI index can.
 pub fn carries_annotations(children: &[Child]) -> bool {
-    !children
-        .iter()
-        .all(|child| child.media_type == DOCKER_MANIFEST)
+    list_media_type(children) == OCI_INDEX
 }
 
 /// One entry of a manifest list or image index as a registry serves it
@@ -419,13 +432,62 @@ mod tests {
         assert!(config_platform(br#"{"architecture": "amd64"}"#).is_err());
     }
 
+    /// The list is an OCI index as soon as one child is OCI, a Docker
+    /// manifest list only when all are Docker; each entry keeps its
+    /// child's own media type, and the document says the list's.
     #[test]
-    fn oci_children_make_an_oci_index() {
-        let children = [
-            child(OCI_MANIFEST, "a", "amd64"),
-            child(OCI_MANIFEST, "b", "s390x"),
+    fn the_list_type_follows_the_children_and_each_entry_keeps_its_own() {
+        // (children's media types, the list's)
+        let cases = [
+            (
+                &[DOCKER_MANIFEST, DOCKER_MANIFEST][..],
+                DOCKER_MANIFEST_LIST,
+            ),
+            (&[DOCKER_MANIFEST][..], DOCKER_MANIFEST_LIST),
+            (&[OCI_MANIFEST, OCI_MANIFEST][..], OCI_INDEX),
+            (&[OCI_MANIFEST][..], OCI_INDEX),
+            // Docker's engine for one platform, Podman's for the others.
+            (
+                &[DOCKER_MANIFEST, OCI_MANIFEST, OCI_MANIFEST][..],
+                OCI_INDEX,
+            ),
+            (&[OCI_MANIFEST, DOCKER_MANIFEST][..], OCI_INDEX),
         ];
-        assert_eq!(manifest_list(&children, &BTreeMap::new()).0, OCI_INDEX);
+        let architectures = ["amd64", "arm64", "s390x"];
+        for (media_types, list_type) in cases {
+            let children: Vec<Child> = media_types
+                .iter()
+                .zip(architectures)
+                .map(|(media_type, architecture)| child(media_type, "a", architecture))
+                .collect();
+            assert_eq!(list_media_type(&children), list_type, "{media_types:?}");
+            let (media_type, bytes) = manifest_list(&children, &BTreeMap::new());
+            assert_eq!(media_type, list_type, "{media_types:?}");
+            let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(json["mediaType"], list_type, "{json}");
+            assert_eq!(json["schemaVersion"], 2, "{json}");
+            let entries: Vec<(&str, &str)> = json["manifests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|entry| {
+                    (
+                        entry["mediaType"].as_str().unwrap(),
+                        entry["platform"]["architecture"].as_str().unwrap(),
+                    )
+                })
+                .collect();
+            let expected: Vec<(&str, &str)> =
+                media_types.iter().copied().zip(architectures).collect();
+            assert_eq!(entries, expected, "{json}");
+            // Read back as a registry serves it, the entries are the same.
+            let read: Vec<String> = list_entries(&bytes)
+                .unwrap()
+                .into_iter()
+                .map(|entry| entry.media_type)
+                .collect();
+            assert_eq!(read, *media_types, "{json}");
+        }
     }
 
     #[test]

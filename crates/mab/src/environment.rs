@@ -14,6 +14,12 @@ pub struct Environment {
     /// `$XDG_STATE_HOME` when set to an absolute path (the XDG Base
     /// Directory spec says a relative one is invalid and to be ignored).
     pub xdg_state_home: Option<PathBuf>,
+    /// `$XDG_RUNTIME_DIR` when set to an absolute path, where a rootless
+    /// engine keeps its socket.
+    pub xdg_runtime_dir: Option<PathBuf>,
+    /// mab's real user id, for `/run/user/UID` when `$XDG_RUNTIME_DIR` is
+    /// not set.
+    pub uid: u32,
     pub mab_runners: Option<PathBuf>,
     pub docker_host: Option<String>,
     pub docker_config: Option<PathBuf>,
@@ -124,6 +130,8 @@ impl Environment {
                 .unwrap_or_else(|| PathBuf::from("/")),
             xdg_config_home: variable("XDG_CONFIG_HOME").map(PathBuf::from),
             xdg_state_home: absolute_only(variable("XDG_STATE_HOME")),
+            xdg_runtime_dir: absolute_only(variable("XDG_RUNTIME_DIR")),
+            uid: rustix::process::getuid().as_raw(),
             mab_runners: variable("MAB_RUNNERS").map(PathBuf::from),
             docker_host: text("DOCKER_HOST"),
             docker_config: variable("DOCKER_CONFIG").map(PathBuf::from),
@@ -223,6 +231,15 @@ impl Environment {
             .clone()
             .unwrap_or_else(|| self.home.join(".local/state"))
             .join("mab")
+    }
+
+    /// The user's runtime directory (rootless engines' sockets are under
+    /// it): `$XDG_RUNTIME_DIR`, else `/run/user/UID`, where systemd's
+    /// `pam_systemd` puts it.
+    pub fn runtime_dir(&self) -> PathBuf {
+        self.xdg_runtime_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("/run/user/{}", self.uid)))
     }
 
     /// Where registry credentials are read from, in this order:

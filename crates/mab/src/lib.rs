@@ -154,6 +154,11 @@ pub fn main() -> i32 {
             message: left.warning(),
         });
     }
+    // Podman builds dropped midway left stopping them on their hosts
+    // (their commands, their steps' processes) to tasks: the same.
+    for message in runtime.block_on(mab_engine::finish_cleanups(REMOVAL_LIMIT)) {
+        progress::report(progress::Event::Warning { message });
+    }
     // The command's end is told first: the shutdown below waits for
     // blocking work still running (a runner's host name being resolved
     // by a connection started before a usage error was found), which
@@ -173,7 +178,9 @@ const SHUTDOWN_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How long the removals of smoke-test containers that jobs dropped
 /// midway left to tasks may take, in all, before mab exits
-/// ([`mab_engine::finish_removals`]); those not done then are warnings.
+/// ([`mab_engine::finish_removals`]), and again the clean-ups of Podman
+/// builds dropped midway ([`mab_engine::finish_cleanups`]); those not done
+/// then are warnings.
 const REMOVAL_LIMIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// A build stopped by `kind` without waiting for it to end: before or
@@ -301,8 +308,15 @@ async fn run(
                 runners,
                 format,
             } => {
-                ops::runners::check(&names, runners.as_deref(), format, environment, &reporter)
-                    .await
+                ops::runners::check(
+                    &names,
+                    runners.as_deref(),
+                    format,
+                    cli.verbose,
+                    environment,
+                    &reporter,
+                )
+                .await
             }
         },
         Command::Init(args) => {

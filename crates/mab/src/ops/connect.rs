@@ -51,8 +51,13 @@ pub struct Connected {
     pub engine: Engine,
     /// The engine's address as mab reaches it (`unix:///var/run/docker.sock`,
     /// a socket on the runner's host for an SSH runner; `tcp://…` for a
-    /// local one too), which keys the runner's slots on its host.
+    /// local one too), which keys the runner's slots on its host. For a
+    /// runner without `engine` (and, for `local`, without `DOCKER_HOST`
+    /// or a docker context), the socket [`engine_sockets`] found.
     pub engine_address: String,
+    /// Whether `engine_address` was found by looking for a socket other
+    /// than the default one ([`engine_sockets`]), which does not exist.
+    pub engine_found: bool,
     pub info: EngineInfo,
     /// Entries of the host's `/proc/sys/fs/binfmt_misc` (`qemu-aarch64`, …).
     pub binfmt: Vec<String>,
@@ -174,6 +179,19 @@ impl Hosts {
         };
         known.runners.insert(runner.name.clone(), entry);
         host
+    }
+
+    /// Runner `name`'s engine is `address`, found on its host rather than
+    /// the default socket its entry was counted with: its slots are that
+    /// engine's.
+    fn engine_found(&self, name: &str, address: &str) {
+        let mut known = self
+            .known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(entry) = known.runners.get_mut(name) {
+            entry.engine = crate::ops::slots::engine_key(address);
+        }
     }
 
     /// The hosts whose entries among `runners` (in runners-file order)
@@ -443,7 +461,14 @@ async fn connect_local(
     environment: &Environment,
     reporter: &Arc<dyn Reporter>,
 ) -> Result<Connected, Unreachable> {
-    let address = local_engine_address(runner.engine.as_deref(), environment);
+    let (address, engine_found) = match local_engine_address(runner.engine.as_deref(), environment)
+    {
+        Some(address) => (address, false),
+        None => {
+            let search = search_here(&environment.runtime_dir().display().to_string());
+            found_socket(runner, "this machine", search)?
+        }
+    };
     let connector = local_connector(&address)?;
     let engine = Engine::connect(connector, runner.name.clone(), reporter.clone()).await?;
     // This machine's handlers matter only when the engine runs here.
@@ -457,6 +482,7 @@ async fn connect_local(
     Ok(Connected {
         engine,
         engine_address: address,
+        engine_found,
         info: info?,
         binfmt,
         session: None,
@@ -479,10 +505,13 @@ async fn connect_ssh(
     let session = host
         .session(&destination, &environment.home, retries)
         .await?;
-    let engine_address = runner
-        .engine
-        .clone()
-        .unwrap_or_else(|| mab_config::DEFAULT_ENGINE_SOCKET.to_owned());
+    let (engine_address, engine_found, opened) = match &runner.engine {
+        Some(engine) => (engine.clone(), false, None),
+        None => ssh_engine_socket(runner, &session, &destination).await?,
+    };
+    if engine_found {
+        hosts.engine_found(&runner.name, &engine_address);
+    }
     let Some(socket) = engine_address.strip_prefix("unix://").map(str::to_owned) else {
         return Err(Unreachable {
             kind: UnreachableKind::Engine,
@@ -494,10 +523,20 @@ async fn connect_ssh(
         });
     };
     let channel_session = session.clone();
+    // The default socket's stream opened while looking for the engine
+    // serves the first request.
+    let opened = Arc::new(std::sync::Mutex::new(opened));
     let connector: Connect = Arc::new(move || {
         let session = channel_session.clone();
         let socket = socket.clone();
+        let opened = opened
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
         Box::pin(async move {
+            if let Some(stream) = opened {
+                return Ok(Box::new(stream) as Box<dyn Io>);
+            }
             // The kind decides whether the engine request is tried again
             // (`mab_events::retry::dropped`); a closed session opens no more
             // channels, so no retry helps.
@@ -517,25 +556,174 @@ async fn connect_ssh(
     Ok(Connected {
         engine,
         engine_address,
+        engine_found,
         info: info?,
         binfmt,
         session: Some(session),
     })
 }
 
-/// The local engine (PRODUCT.md): the runner's `engine`, else `DOCKER_HOST`,
-/// else the current docker context, else the default socket.
-pub fn local_engine_address(engine: Option<&str>, environment: &Environment) -> String {
+/// The engine of an SSH runner whose `engine` is not set, as its address,
+/// whether it was found by looking ([`Connected::engine_found`]), and the
+/// stream already opened to it. The default socket comes first and costs
+/// nothing more: its stream serves the engine's first request. Only when
+/// sshd cannot connect to it (no such socket, or nothing listening) is the
+/// host asked, once, for the first socket of [`engine_sockets`] that
+/// exists ([`search_script`]). When that is the default one, or the host
+/// cannot be asked, the default stays, and connecting to it says why it
+/// failed. Errors: no socket of the list exists on the host.
+async fn ssh_engine_socket(
+    runner: &Runner,
+    session: &Session,
+    destination: &Destination,
+) -> Result<(String, bool, Option<mab_ssh::SshStream>), Unreachable> {
+    let default = mab_config::DEFAULT_ENGINE_SOCKET;
+    let path = default.trim_start_matches("unix://");
+    let refused = match session.open_unix_stream(path).await {
+        Ok(stream) => return Ok((default.to_owned(), false, Some(stream))),
+        Err(error) => error.io_kind() == std::io::ErrorKind::ConnectionRefused,
+    };
+    if !refused {
+        return Ok((default.to_owned(), false, None));
+    }
+    let Some(output) = probe(Some(session), &search_script()).await else {
+        return Ok((default.to_owned(), false, None));
+    };
+    let host = format!("host {}", destination.host_ref());
+    let (address, found) = found_socket(runner, &host, parse_search(&output))?;
+    Ok((address, found, None))
+}
+
+/// The local engine as named (PRODUCT.md): the runner's `engine`, else
+/// `DOCKER_HOST`, else the current docker context; `None` when none names
+/// one, and the engine is then the first socket of [`engine_sockets`] on
+/// this machine (the default socket first). `CONTAINER_HOST` (Podman's
+/// remote client's variable) is not read: it often names an `ssh://`
+/// service, and a local Podman service is found at its usual socket.
+pub fn local_engine_address(engine: Option<&str>, environment: &Environment) -> Option<String> {
     if let Some(engine) = engine {
-        return engine.to_owned();
+        return Some(engine.to_owned());
     }
     if let Some(host) = &environment.docker_host {
-        return host.clone();
+        return Some(host.clone());
     }
-    if let Some(host) = docker_context_host(&environment.docker_config_dir()) {
-        return host;
+    docker_context_host(&environment.docker_config_dir())
+}
+
+/// The engine sockets looked for, in this order, on a runner whose
+/// `engine` is not set (for `local`, when neither `DOCKER_HOST` nor a
+/// docker context names one either): Docker's default socket, Podman's
+/// for root (`podman.socket`), Podman's rootless one, and rootless
+/// Docker's. `runtime_dir` is the user's runtime directory on that host
+/// (`$XDG_RUNTIME_DIR`, else `/run/user/UID`).
+pub fn engine_sockets(runtime_dir: &str) -> [String; 4] {
+    [
+        mab_config::DEFAULT_ENGINE_SOCKET
+            .trim_start_matches("unix://")
+            .to_owned(),
+        "/run/podman/podman.sock".to_owned(),
+        format!("{runtime_dir}/podman/podman.sock"),
+        format!("{runtime_dir}/docker.sock"),
+    ]
+}
+
+/// What looking for an engine socket found: the paths looked at, in
+/// [`engine_sockets`] order, up to the first that is a socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SocketSearch {
+    /// The paths that are not sockets (missing, or not readable).
+    pub missing: Vec<String>,
+    /// The first that is one, if any.
+    pub found: Option<String>,
+}
+
+/// The `sh` script that looks for [`engine_sockets`] on a runner's host:
+/// `found PATH` for the first socket, after `missing PATH` for each one
+/// before it (a path the user may not look into counts as missing).
+fn search_script() -> String {
+    let runtime = "${XDG_RUNTIME_DIR:-/run/user/$(id -u)}";
+    let candidates: Vec<String> = engine_sockets(runtime)
+        .iter()
+        .map(|path| format!("\"{path}\""))
+        .collect();
+    format!(
+        "for socket in {}; do if [ -S \"$socket\" ]; then echo \"found $socket\"; exit 0; fi; echo \"missing $socket\"; done",
+        candidates.join(" ")
+    )
+}
+
+/// [`search_script`]'s output read.
+fn parse_search(output: &str) -> SocketSearch {
+    let mut search = SocketSearch {
+        missing: Vec::new(),
+        found: None,
+    };
+    for line in output.lines() {
+        if let Some(path) = line.strip_prefix("missing ") {
+            search.missing.push(path.to_owned());
+        } else if let Some(path) = line.strip_prefix("found ") {
+            search.found = Some(path.to_owned());
+            break;
+        }
     }
-    mab_config::DEFAULT_ENGINE_SOCKET.to_owned()
+    search
+}
+
+/// [`engine_sockets`] looked for on this machine.
+fn search_here(runtime_dir: &str) -> SocketSearch {
+    search_paths(engine_sockets(runtime_dir))
+}
+
+/// `paths` looked at on this machine, in order, up to the first socket.
+fn search_paths(paths: impl IntoIterator<Item = String>) -> SocketSearch {
+    use std::os::unix::fs::FileTypeExt;
+    let mut search = SocketSearch {
+        missing: Vec::new(),
+        found: None,
+    };
+    for path in paths {
+        let socket =
+            std::fs::metadata(&path).is_ok_and(|metadata| metadata.file_type().is_socket());
+        if socket {
+            search.found = Some(path);
+            break;
+        }
+        search.missing.push(path);
+    }
+    search
+}
+
+/// The engine address `search` found on `host` (`host `arm``, `this
+/// machine`), and whether it is another than the default socket; the
+/// choice is logged. Errors: it found none, naming every path looked at.
+fn found_socket(
+    runner: &Runner,
+    host: &str,
+    search: SocketSearch,
+) -> Result<(String, bool), Unreachable> {
+    let Some(path) = search.found else {
+        return Err(Unreachable {
+            kind: UnreachableKind::Engine,
+            message: format!(
+                "runner `{}` sets no `engine`, and {host} has no engine socket at {}",
+                runner.name,
+                search.missing.join(", ")
+            ),
+            hint: Some(
+                "start the engine there (Docker's, or Podman's API service: `systemctl enable --now podman.socket`), or set the runner's `engine` to its socket (`engine = \"unix:///path/to/engine.sock\"`)"
+                    .to_owned(),
+            ),
+        });
+    };
+    let other = !search.missing.is_empty();
+    if other {
+        tracing::info!(
+            "runner `{}` sets no `engine`: using unix://{path} on {host}, the first engine socket there ({} not found)",
+            runner.name,
+            search.missing.join(", ")
+        );
+    }
+    Ok((format!("unix://{path}"), other))
 }
 
 /// The engine of the current docker context, as the docker CLI stores it:
@@ -742,6 +930,28 @@ mod tests {
         }
     }
 
+    /// Entries without `engine` share the default socket's slots until
+    /// one's engine is found at another socket: then the engines add up.
+    #[test]
+    fn a_found_engine_counts_as_its_own() {
+        let hosts = Hosts::default();
+        let runners = [entry("a", 5), entry("b", 5)];
+        for runner in &runners {
+            hosts.host(runner, &destination("arm", "127.0.0.2"));
+        }
+        let listed: Vec<&Runner> = runners.iter().collect();
+        assert!(hosts.crowded(&listed).is_empty());
+        hosts.engine_found("b", "unix:///run/podman/podman.sock");
+        let crowded = hosts.crowded(&listed);
+        assert_eq!(
+            crowded
+                .iter()
+                .map(|crowded| crowded.slots)
+                .collect::<Vec<_>>(),
+            [10]
+        );
+    }
+
     #[test]
     fn a_crowded_host_is_named_with_its_entries_and_a_hint() {
         let two = Crowded {
@@ -774,6 +984,126 @@ mod tests {
         );
     }
 
+    /// The sockets are looked for in a fixed order, the rootless ones in
+    /// the runtime directory given.
+    #[test]
+    fn engine_sockets_come_in_order() {
+        assert_eq!(
+            engine_sockets("/run/user/1000"),
+            [
+                "/var/run/docker.sock",
+                "/run/podman/podman.sock",
+                "/run/user/1000/podman/podman.sock",
+                "/run/user/1000/docker.sock",
+            ]
+        );
+    }
+
+    /// The first path that is a socket is found; files, directories and
+    /// missing paths before it are missing, and nothing after it is
+    /// looked at.
+    #[test]
+    fn the_first_socket_is_found() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = |name: &str| directory.path().join(name).display().to_string();
+        std::fs::write(path("file.sock"), "").unwrap();
+        std::fs::create_dir(path("directory.sock")).unwrap();
+        let _first = std::os::unix::net::UnixListener::bind(path("first.sock")).unwrap();
+        let _second = std::os::unix::net::UnixListener::bind(path("second.sock")).unwrap();
+        let names = [
+            "missing.sock",
+            "file.sock",
+            "directory.sock",
+            "first.sock",
+            "second.sock",
+        ];
+        assert_eq!(
+            search_paths(names.map(path)),
+            SocketSearch {
+                missing: vec![
+                    path("missing.sock"),
+                    path("file.sock"),
+                    path("directory.sock")
+                ],
+                found: Some(path("first.sock")),
+            }
+        );
+        assert_eq!(
+            search_paths(["missing.sock", "file.sock"].map(path)),
+            SocketSearch {
+                missing: vec![path("missing.sock"), path("file.sock")],
+                found: None,
+            }
+        );
+    }
+
+    /// The script run on a runner's host finds what mab finds here, for
+    /// the same runtime directory, `$XDG_RUNTIME_DIR` or `/run/user/UID`.
+    #[test]
+    fn the_host_script_looks_as_mab_does_here() {
+        let runtime = tempfile::tempdir().unwrap();
+        std::fs::create_dir(runtime.path().join("podman")).unwrap();
+        let _podman =
+            std::os::unix::net::UnixListener::bind(runtime.path().join("podman/podman.sock"))
+                .unwrap();
+        let output = std::process::Command::new("sh")
+            .args(["-c", &search_script()])
+            .env("XDG_RUNTIME_DIR", runtime.path())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let runtime = runtime.path().display().to_string();
+        let searched = parse_search(&String::from_utf8(output.stdout).unwrap());
+        assert_eq!(searched, search_here(&runtime));
+        // The rootless Podman socket is there, whatever else this machine has.
+        assert!(searched.found.is_some(), "{searched:?}");
+
+        let output = std::process::Command::new("sh")
+            .args(["-c", &search_script()])
+            .env_remove("XDG_RUNTIME_DIR")
+            .output()
+            .unwrap();
+        let uid = rustix::process::getuid().as_raw();
+        assert_eq!(
+            parse_search(&String::from_utf8(output.stdout).unwrap()),
+            search_here(&format!("/run/user/{uid}"))
+        );
+    }
+
+    #[test]
+    fn no_socket_is_an_error_naming_every_path_looked_at() {
+        let runner = entry("builder", 1);
+        let search = SocketSearch {
+            missing: engine_sockets("/run/user/1000").to_vec(),
+            found: None,
+        };
+        let error = found_socket(&runner, "host `arm` (127.0.0.2:22)", search).unwrap_err();
+        assert_eq!(error.kind, UnreachableKind::Engine);
+        assert_eq!(
+            error.message,
+            "runner `builder` sets no `engine`, and host `arm` (127.0.0.2:22) has no engine socket at \
+             /var/run/docker.sock, /run/podman/podman.sock, /run/user/1000/podman/podman.sock, /run/user/1000/docker.sock"
+        );
+        assert!(error.hint.unwrap().contains("set the runner's `engine`"));
+        // Found after the default: another socket than the default.
+        let search = SocketSearch {
+            missing: vec!["/var/run/docker.sock".to_owned()],
+            found: Some("/run/podman/podman.sock".to_owned()),
+        };
+        assert_eq!(
+            found_socket(&runner, "this machine", search).unwrap(),
+            ("unix:///run/podman/podman.sock".to_owned(), true)
+        );
+        let search = SocketSearch {
+            missing: Vec::new(),
+            found: Some("/var/run/docker.sock".to_owned()),
+        };
+        assert_eq!(
+            found_socket(&runner, "this machine", search).unwrap(),
+            ("unix:///var/run/docker.sock".to_owned(), false)
+        );
+    }
+
     #[test]
     fn local_engine_lookup_order() {
         let home = tempfile::tempdir().unwrap();
@@ -781,10 +1111,7 @@ mod tests {
             home: home.path().to_owned(),
             ..Environment::default()
         };
-        assert_eq!(
-            local_engine_address(None, &environment),
-            "unix:///var/run/docker.sock"
-        );
+        assert_eq!(local_engine_address(None, &environment), None);
 
         let docker = home.path().join(".docker");
         let name_hash = mab_registry::sha256_digest(b"lab");
@@ -799,18 +1126,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            local_engine_address(None, &environment),
-            "unix:///run/lab.sock"
+            local_engine_address(None, &environment).as_deref(),
+            Some("unix:///run/lab.sock")
         );
 
         environment.docker_host = Some("tcp://127.0.0.1:2375".to_owned());
         assert_eq!(
-            local_engine_address(None, &environment),
-            "tcp://127.0.0.1:2375"
+            local_engine_address(None, &environment).as_deref(),
+            Some("tcp://127.0.0.1:2375")
         );
         assert_eq!(
-            local_engine_address(Some("unix:///x.sock"), &environment),
-            "unix:///x.sock"
+            local_engine_address(Some("unix:///x.sock"), &environment).as_deref(),
+            Some("unix:///x.sock")
         );
     }
 }

@@ -89,6 +89,8 @@ pub async fn plan(
         &loaded.runners,
         &runners,
         &connected,
+        // `mab plan` takes no --ssh.
+        false,
     )
     .map_err(|error| super::build::plan_error_report(error, &connected))?;
     let json = PlanJson {

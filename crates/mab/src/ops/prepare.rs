@@ -348,12 +348,26 @@ pub fn capabilities(connected: &Connected) -> Capabilities {
     )
 }
 
+/// Why a connected runner cannot take this build at all: its engine is
+/// Podman's API service and the build forwards SSH agents (`--ssh`), which
+/// Podman's build API has no way to do.
+fn refused(connected: &Connected, ssh_agents: bool) -> Option<String> {
+    (ssh_agents && connected.info.kind == mab_engine::EngineKind::Podman).then(|| {
+        "its engine is Podman's API service, which cannot forward an SSH agent (`--ssh`) to a build".to_owned()
+    })
+}
+
 /// The plan over what the runners reported, emulating a platform only
 /// when `emulation` allows it, and passing over an unreachable preferred
 /// runner only when `fallback` allows it. The implicit local runner
 /// (no runners file) emulates every platform its engine does not run
 /// natively, as PRODUCT.md promises, handlers or not: without one, only a
 /// `RUN` step fails, with the engine's own message.
+///
+/// A runner whose engine lacks what the build needs (`ssh_agents`: the
+/// build forwards SSH agents, which Podman's API service cannot) is
+/// refused for every platform ([`Capabilities::refused`]), so the plan
+/// says so before anything is built.
 pub fn plan(
     platforms: &[Platform],
     emulation: Emulation,
@@ -361,6 +375,7 @@ pub fn plan(
     runners: &RunnersFile,
     chosen: &[&Runner],
     connected: &HashMap<String, Result<Connected, Unreachable>>,
+    ssh_agents: bool,
 ) -> Result<Plan, mab_plan::PlanError> {
     let implicit = runners.path.is_none();
     let states: Vec<RunnerState> = chosen
@@ -372,6 +387,7 @@ pub fn plan(
             probe: match &connected[&runner.name] {
                 Ok(connected) => Ok(Capabilities {
                     emulates_everything: implicit,
+                    refused: refused(connected, ssh_agents),
                     ..capabilities(connected)
                 }),
                 Err(unreachable) => Err(unreachable.message.clone()),

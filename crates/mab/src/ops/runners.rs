@@ -273,6 +273,9 @@ struct Report {
     hint: Option<String>,
     latency_ms: Option<f64>,
     arch: Option<String>,
+    /// `docker` or `podman` ([`mab_engine::EngineKind`]); `None` when the
+    /// runner could not be asked.
+    engine_kind: Option<&'static str>,
     engine_version: Option<String>,
     api_version: Option<String>,
     disk_free_bytes: Option<u64>,
@@ -300,11 +303,14 @@ struct CheckJson {
 /// `mab runners check`: returns stdout, or a failure (exit 1) carrying the
 /// same report when any runner is unusable.
 /// Checks the runners; retried handshakes and engine requests go to
-/// `reporter` (plain lines on stderr).
+/// `reporter` (plain lines on stderr), and with `verbose` (`-v`) each
+/// reachable runner's engine address, and whether it was found by
+/// looking ([`connect::engine_sockets`]).
 pub async fn check(
     names: &[String],
     flag: Option<&Path>,
     format: Format,
+    verbose: bool,
     environment: &Environment,
     reporter: &std::sync::Arc<dyn crate::progress::Reporter>,
 ) -> Result<String, Failure> {
@@ -331,7 +337,7 @@ pub async fn check(
     let reports = join_all(
         chosen
             .iter()
-            .map(|runner| check_one(runner, environment, reporter, &hosts)),
+            .map(|runner| check_one(runner, verbose, environment, reporter, &hosts)),
     )
     .await;
     connect::warn_crowded(&hosts, &chosen, reporter.as_ref());
@@ -360,6 +366,7 @@ pub async fn check(
 
 async fn check_one(
     runner: &Runner,
+    verbose: bool,
     environment: &Environment,
     reporter: &std::sync::Arc<dyn crate::progress::Reporter>,
     hosts: &Hosts,
@@ -372,6 +379,7 @@ async fn check_one(
         hint: None,
         latency_ms: None,
         arch: None,
+        engine_kind: None,
         engine_version: None,
         api_version: None,
         disk_free_bytes: None,
@@ -396,12 +404,19 @@ async fn check_one(
             return report;
         }
     };
+    if verbose {
+        reporter.report(Event::Diagnostic {
+            level: "info".to_owned(),
+            message: engine_line(&runner.name, &connected),
+        });
+    }
     report.latency_ms = latency_ms(&connected).await;
     let capabilities = prepare::capabilities(&connected);
     report.arch = Some(capabilities.own.as_ref().map_or_else(
         || connected.info.architecture.clone(),
         |own| own.architecture().to_owned(),
     ));
+    report.engine_kind = Some(connected.info.kind.as_str());
     report.engine_version = Some(connected.info.version.clone());
     report.api_version = Some(connected.info.api_version.clone());
     report.disk_free_bytes = disk_free(&connected).await;
@@ -489,6 +504,19 @@ async fn latency_ms(connected: &Connected) -> Option<f64> {
     Some((started.elapsed().as_secs_f64() * 1000.0 * 10.0).round() / 10.0)
 }
 
+/// What `mab runners check -v` says of a runner's engine address: where
+/// it came from when mab looked for it.
+fn engine_line(runner: &str, connected: &Connected) -> String {
+    let found = match connected.engine_found {
+        true => ", found by looking: the runner sets no `engine` and the default socket does not exist (docs/runners.md, \"Preparing a host\")",
+        false => "",
+    };
+    format!(
+        "runner `{runner}`: {} engine at {}{found}",
+        connected.info.kind, connected.engine_address
+    )
+}
+
 /// Free bytes on the filesystem of the engine's data root, from `df`.
 async fn disk_free(connected: &Connected) -> Option<u64> {
     let root = connected.info.root_dir.as_deref()?;
@@ -534,10 +562,7 @@ fn human_report(reports: &[Report]) -> String {
             report
                 .latency_ms
                 .map_or("-".to_owned(), |latency| format!("{latency:.1} ms")),
-            match (&report.engine_version, &report.api_version) {
-                (Some(version), Some(api)) => format!("{version} (API {api})"),
-                _ => "-".to_owned(),
-            },
+            engine_column(report),
             report.arch.clone().unwrap_or_else(|| "-".to_owned()),
             report.disk_free_bytes.map_or("-".to_owned(), gibibytes),
             report.slots.as_ref().map_or("-".to_owned(), |slots| {
@@ -547,6 +572,20 @@ fn human_report(reports: &[Report]) -> String {
         ]);
     }
     table(&rows)
+}
+
+/// The ENGINE column of `mab runners check`: the engine's kind, version
+/// and API version (`podman 4.3.1 (API 1.41)`), `-` when the runner could
+/// not be asked.
+fn engine_column(report: &Report) -> String {
+    match (
+        report.engine_kind,
+        &report.engine_version,
+        &report.api_version,
+    ) {
+        (Some(kind), Some(version), Some(api)) => format!("{kind} {version} (API {api})"),
+        _ => "-".to_owned(),
+    }
 }
 
 /// Each unusable runner's error and hint, for stderr.
@@ -602,6 +641,35 @@ mod tests {
             unavailable_hint(&[&wasm]),
             "add a native runner for it, or remove the platform from the runner"
         );
+    }
+
+    #[test]
+    fn the_engine_column_names_the_kind_version_and_api() {
+        let report = |kind, version: Option<&str>| Report {
+            name: "p".to_owned(),
+            ok: version.is_some(),
+            error: None,
+            error_kind: None,
+            hint: None,
+            latency_ms: None,
+            arch: None,
+            engine_kind: kind,
+            engine_version: version.map(str::to_owned),
+            api_version: version.map(|_| "1.41".to_owned()),
+            disk_free_bytes: None,
+            platforms: BTreeMap::new(),
+            slots: None,
+        };
+        let podman = report(Some("podman"), Some("4.3.1"));
+        assert_eq!(engine_column(&podman), "podman 4.3.1 (API 1.41)");
+        let docker = report(Some("docker"), Some("20.10.24+dfsg1"));
+        assert_eq!(engine_column(&docker), "docker 20.10.24+dfsg1 (API 1.41)");
+        assert_eq!(engine_column(&report(None, None)), "-");
+        // JSON carries the kind next to the version, null when not asked.
+        let json = serde_json::to_value(&podman).unwrap();
+        assert_eq!(json["engine_kind"], "podman");
+        let json = serde_json::to_value(report(None, None)).unwrap();
+        assert_eq!(json["engine_kind"], serde_json::Value::Null);
     }
 
     #[test]

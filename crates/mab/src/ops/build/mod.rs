@@ -631,6 +631,7 @@ async fn connect_and_plan<'a>(
             &prepared.runners,
             &runners,
             &connected,
+            !prepared.ssh.is_empty(),
         )
     };
     let (plan, unplanned) = match planning(&reuse.to_build) {
