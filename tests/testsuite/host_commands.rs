@@ -77,6 +77,18 @@ async fn commands_over_ssh_stream_both_ways() {
     assert!(written.is_err(), "16 MiB went to a command that had ended");
     let command = reader.unsplit(writer);
     assert_eq!(command.wait().await.unwrap().status, Some(0));
+
+    // The same without reading: the waiting write notices the end itself,
+    // and what the command printed is still there to read.
+    let mut command = host.start("echo bye; exit 0").await.unwrap();
+    let written = tokio::time::timeout(Duration::from_secs(60), command.write_all(&big))
+        .await
+        .expect("the write gave up");
+    assert!(written.is_err(), "16 MiB went to a command that had ended");
+    let mut said = String::new();
+    command.read_to_string(&mut said).await.unwrap();
+    assert_eq!(said, "bye\n");
+    assert_eq!(command.wait().await.unwrap().status, Some(0));
 }
 
 #[tokio::test]

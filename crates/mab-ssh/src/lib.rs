@@ -46,7 +46,7 @@ pub use destination::{
     DEFAULT_SERVER_ALIVE_INTERVAL,
 };
 pub use error::{ErrorKind, HostRef, Route, SshError};
-pub use piped::{PipedCommand, PipedExit, STDERR_KEPT};
+pub use piped::{PipedCommand, PipedExit, STDERR_KEPT, STDOUT_HELD};
 pub use retry::{Retries, MAX_DELAY, MIN_DELAY, TRIES};
 pub use session::{
     ExecOutput, HeldCommand, Session, SshStream, DEFAULT_CONNECT_TIMEOUT, RELEASE_WAIT,

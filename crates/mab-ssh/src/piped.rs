@@ -1,6 +1,7 @@
 //! A command on the host with its stdin and stdout streamed both ways
 //! ([`Session::exec_piped`]).
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll, Waker};
@@ -14,6 +15,10 @@ use crate::session::{CommandChannel, Session};
 
 /// How much of a piped command's stderr is kept: its last 64 KiB.
 pub const STDERR_KEPT: usize = 64 * 1024;
+
+/// How much of a piped command's stdout a write that waits for the
+/// channel's window takes in for later reads: 256 KiB.
+pub const STDOUT_HELD: usize = 256 * 1024;
 
 /// How a [`PipedCommand`] ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,15 +49,18 @@ enum Reading {
 /// command's stdout, writing it writes its stdin, `shutdown` sends EOF on
 /// its stdin, and [`PipedCommand::finish`] waits for its exit.
 ///
-/// Nothing is buffered beyond one channel message: stdout is read from
-/// the channel as the caller reads, and a write waits for the host's
-/// channel window. The session's connection hands every channel's
-/// messages over in turn, so a caller that writes much to stdin must read
-/// stdout at the same time (`tokio::io::split`, a `join!`), as with a
-/// local pipe; it need not read stderr, which is kept here (its last
-/// [`STDERR_KEPT`] bytes). Once the command has exited or its channel has
-/// closed, a write fails with `BrokenPipe` instead of waiting for a window
-/// that will not open.
+/// Stdout is read from the channel as the caller reads, and a write waits
+/// for the host's channel window. While a write waits, it takes in the
+/// channel's messages itself, up to [`STDOUT_HELD`] bytes of stdout kept
+/// for later reads, as a pipe's buffer would: so a command that ends, or
+/// prints a little, while the caller only writes does not leave the write
+/// waiting. The session's connection hands every channel's messages over
+/// in turn, so a caller that writes much to a command that prints much
+/// must read stdout at the same time (`tokio::io::split`, a `join!`), as
+/// with a local pipe; it need not read stderr, which is kept here (its
+/// last [`STDERR_KEPT`] bytes). Once the command has exited or its channel
+/// has closed, a write fails with `BrokenPipe` instead of waiting for a
+/// window that will not open.
 ///
 /// Dropping it closes the channel (EOF on stdin, then the close) and gives
 /// its place among the connection's
@@ -64,9 +72,11 @@ pub struct PipedCommand {
     writer: Pin<Box<dyn AsyncWrite + Send + Sync>>,
     /// EOF went out on stdin.
     stdin_closed: bool,
-    /// A message of stdout not yet read to its end, and how far it was read.
-    stdout: Vec<u8>,
+    /// Messages of stdout not yet read, the first of them read up to
+    /// `read`, and their bytes not yet read.
+    stdout: VecDeque<Vec<u8>>,
     read: usize,
+    held: usize,
     /// EOF came on stdout.
     stdout_ended: bool,
     stderr: Vec<u8>,
@@ -77,6 +87,8 @@ pub struct PipedCommand {
     /// A write waiting for the channel's window, woken when the command
     /// ends.
     blocked_write: Option<Waker>,
+    /// A read waiting for stdout, woken when a write takes some in.
+    blocked_read: Option<Waker>,
     host: HostRef,
     command: String,
     /// Kept so that the connection lives as long as the command.
@@ -107,14 +119,16 @@ impl Session {
             reading: Reading::Idle(channel),
             writer,
             stdin_closed: false,
-            stdout: Vec::new(),
+            stdout: VecDeque::new(),
             read: 0,
+            held: 0,
             stdout_ended: false,
             stderr: Vec::new(),
             status: None,
             signal: None,
             refused: false,
             blocked_write: None,
+            blocked_read: None,
             host: self.destination().host_ref(),
             command: command.to_owned(),
             session: self.clone(),
@@ -191,6 +205,31 @@ impl PipedCommand {
         }
     }
 
+    /// The error of a write to a command that no longer reads its stdin.
+    fn not_reading(&self) -> std::io::Error {
+        std::io::Error::new(
+            std::io::ErrorKind::BrokenPipe,
+            format!(
+                "`{}` on {} no longer reads its input",
+                self.command, self.host
+            ),
+        )
+    }
+
+    /// Keeps a piece of stdout for a later read.
+    fn hold(&mut self, data: Vec<u8>) {
+        if !data.is_empty() {
+            self.held += data.len();
+            self.stdout.push_back(data);
+        }
+    }
+
+    fn wake_blocked_read(&mut self) {
+        if let Some(waker) = self.blocked_read.take() {
+            waker.wake();
+        }
+    }
+
     fn wake_blocked_write(&mut self) {
         if let Some(waker) = self.blocked_write.take() {
             waker.wake();
@@ -248,21 +287,27 @@ impl AsyncRead for PipedCommand {
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         loop {
-            if this.read < this.stdout.len() {
-                let count = buf.remaining().min(this.stdout.len() - this.read);
-                buf.put_slice(&this.stdout[this.read..this.read + count]);
+            if let Some(first) = this.stdout.front() {
+                let count = buf.remaining().min(first.len() - this.read);
+                buf.put_slice(&first[this.read..this.read + count]);
                 this.read += count;
+                this.held -= count;
+                if this.read == first.len() {
+                    this.stdout.pop_front();
+                    this.read = 0;
+                }
                 return Poll::Ready(Ok(()));
             }
             if this.stdout_ended || this.refused {
                 return Poll::Ready(Ok(()));
             }
-            match ready!(this.poll_message(cx)) {
-                Some(data) => {
-                    this.stdout = data;
-                    this.read = 0;
+            match this.poll_message(cx) {
+                Poll::Pending => {
+                    this.blocked_read = Some(cx.waker().clone());
+                    return Poll::Pending;
                 }
-                None => return Poll::Ready(Ok(())),
+                Poll::Ready(Some(data)) => this.hold(data),
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
             }
         }
     }
@@ -276,24 +321,31 @@ impl AsyncWrite for PipedCommand {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         if this.stdin_closed || this.has_ended() {
-            return Poll::Ready(Err(std::io::Error::new(
-                std::io::ErrorKind::BrokenPipe,
-                format!(
-                    "`{}` on {} no longer reads its input",
-                    this.command, this.host
-                ),
-            )));
+            return Poll::Ready(Err(this.not_reading()));
         }
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        match this.writer.as_mut().poll_write(cx, buf) {
-            Poll::Pending => {
-                this.blocked_write = Some(cx.waker().clone());
-                Poll::Pending
-            }
-            ready => ready,
+        if let Poll::Ready(written) = this.writer.as_mut().poll_write(cx, buf) {
+            return Poll::Ready(written);
         }
+        // Waiting for the window: take in what the command says meanwhile.
+        while this.held < STDOUT_HELD && !this.has_ended() {
+            match this.poll_message(cx) {
+                Poll::Ready(Some(data)) => {
+                    this.hold(data);
+                    this.wake_blocked_read();
+                }
+                Poll::Ready(None) => this.wake_blocked_read(),
+                Poll::Pending => break,
+            }
+        }
+        if this.has_ended() {
+            this.wake_blocked_read();
+            return Poll::Ready(Err(this.not_reading()));
+        }
+        this.blocked_write = Some(cx.waker().clone());
+        Poll::Pending
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
