@@ -17,6 +17,7 @@ mod fault_hosts;
 mod faults;
 mod getting_started;
 mod github;
+mod host_commands;
 mod host_keys;
 mod inspect;
 mod interrupt;

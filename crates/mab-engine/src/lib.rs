@@ -14,8 +14,13 @@
 //! it needs, and on a warm cache only the ones that changed. The same
 //! session serves the build's secrets (see `secrets`) and SSH agents (see
 //! `sshforward`).
+//!
+//! Podman's API service has no such session: for it mab keeps a copy of
+//! the context on the engine's host, brought up to date by
+//! [`contextcopy::sync`] through commands run there ([`HostShell`];
+//! [`LocalShell`] for this machine).
 
-mod contextcopy;
+pub mod contextcopy;
 mod filesync;
 mod host;
 mod podman;
@@ -42,7 +47,8 @@ use mab_context::BuildContext;
 use mab_events::Reporter;
 use std::sync::Arc;
 
-pub use host::{HostCommand, HostExit, HostFuture, HostShell};
+pub use contextcopy::{copy_key, ContextCopy, CopyError};
+pub use host::{HostCommand, HostExit, HostFuture, HostShell, LocalShell, HOST_STDERR_KEPT};
 pub use podman::finish_cleanups;
 pub use retry::{MAX_DELAY, MIN_DELAY, TRIES};
 pub use secrets::{SecretValue, Secrets};

@@ -523,7 +523,10 @@ impl Engine {
             .map_err(|error| EngineError::NoAnswer {
                 engine: self.label.clone(),
                 request: "the context copy on its host".to_owned(),
-                message: format!("{error}; hint: {}", error.hint()),
+                message: match error.hint() {
+                    Some(hint) => format!("{error}; hint: {hint}"),
+                    None => error.to_string(),
+                },
             })?;
         on_event(BuildEvent::Context {
             sent: copy.sent_bytes,

@@ -20,7 +20,8 @@
 //!   is one channel to a remote unix socket, [`Session::exec`] runs a short
 //!   command, and [`Session::exec_held`] keeps one running until its
 //!   [`HeldCommand`] is released (waiting, [`RELEASE_WAIT`] at most, for
-//!   it to end) or dropped.
+//!   it to end) or dropped; [`Session::exec_piped`] streams a command's
+//!   stdin and stdout both ways ([`PipedCommand`]).
 //!
 //! - [`agent::KeyAgent`] serves key files as an SSH agent inside the
 //!   process, over in-memory pipes, with no socket (for `mab build --ssh ID=KEYFILE`).
@@ -36,6 +37,7 @@ mod error;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod known_hosts;
+mod piped;
 mod retry;
 mod session;
 
@@ -44,6 +46,7 @@ pub use destination::{
     DEFAULT_SERVER_ALIVE_INTERVAL,
 };
 pub use error::{ErrorKind, HostRef, Route, SshError};
+pub use piped::{PipedCommand, PipedExit, STDERR_KEPT, STDOUT_HELD};
 pub use retry::{Retries, MAX_DELAY, MIN_DELAY, TRIES};
 pub use session::{
     ExecOutput, HeldCommand, Session, SshStream, DEFAULT_CONNECT_TIMEOUT, RELEASE_WAIT,

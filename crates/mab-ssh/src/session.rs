@@ -581,7 +581,7 @@ impl Session {
     /// connection's [`SESSION_CHANNELS`] is free. The channel is closed
     /// however it is let go ([`CommandChannel`]), also when the command
     /// cannot be started.
-    async fn start(&self, command: &str) -> Result<CommandChannel, SshError> {
+    pub(crate) async fn start(&self, command: &str) -> Result<CommandChannel, SshError> {
         let open = self.inner.commands.clone().acquire_owned().await.ok();
         let channel = self.open_session_channel(command).await.map_err(|source| {
             self.connection_error(format!("opening a channel to run `{command}`"), source)
@@ -703,7 +703,7 @@ impl Session {
 /// the close it counts the session against its `MaxSessions`, so the place
 /// is given back only once the close has gone out: a channel opened after
 /// it then finds this session ended.
-struct CommandChannel {
+pub(crate) struct CommandChannel {
     /// `None` once closed.
     channel: Option<russh::Channel<client::Msg>>,
     open: Option<tokio::sync::OwnedSemaphorePermit>,
@@ -711,14 +711,14 @@ struct CommandChannel {
 
 impl CommandChannel {
     /// The channel, open until [`CommandChannel::close`].
-    fn get(&self) -> &russh::Channel<client::Msg> {
+    pub(crate) fn get(&self) -> &russh::Channel<client::Msg> {
         self.channel
             .as_ref()
             .expect("a command channel is open until closed")
     }
 
     /// [`CommandChannel::get`], to read from.
-    fn get_mut(&mut self) -> &mut russh::Channel<client::Msg> {
+    pub(crate) fn get_mut(&mut self) -> &mut russh::Channel<client::Msg> {
         self.channel
             .as_mut()
             .expect("a command channel is open until closed")
@@ -1566,6 +1566,27 @@ mod tests {
                 .contains("opening a channel to run `true`"),
             "{error}"
         );
+    }
+
+    /// A piped command's channel is closed when the host refuses it (the
+    /// refusal is what `finish` says) and when it is dropped.
+    #[tokio::test]
+    async fn piped_commands_close_their_channels() {
+        let home = tempfile::tempdir().expect("temp dir");
+        let (session, closed) = commands_session(true, home.path()).await;
+        let piped = session.exec_piped("cat").await.expect("started");
+        let error = piped.finish().await.expect_err("refused");
+        assert!(
+            error.to_string().contains("the host refused to run it"),
+            "{error}"
+        );
+        let dropped = session.exec_piped("cat").await.expect("started");
+        drop(dropped);
+        tokio::time::timeout(Duration::from_secs(5), closed.acquire_many(2))
+            .await
+            .expect("both channels were closed")
+            .expect("open")
+            .forget();
     }
 
     #[test]

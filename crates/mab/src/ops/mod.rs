@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod connect;
+pub mod host;
 pub mod init;
 pub mod inspect;
 pub mod jobs;
