@@ -51,6 +51,11 @@ use crate::{
 /// does; without it, the build API writes no layer cache it can reuse).
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
+/// How long a step's line waits for the next one before the step is told
+/// as running: Buildah follows the line of a cached step with `--> Using
+/// cache ID` at once, and a step that runs may print nothing for minutes.
+const STEP_WAIT: Duration = Duration::from_millis(300);
+
 /// Where the Dockerfile and the secrets wait on the host during a build: a
 /// tmpfs on every Linux host.
 const WORK_PARENT: &str = "/dev/shm";
@@ -420,10 +425,8 @@ impl Steps {
         on_event(BuildEvent::Log(line.to_owned()));
     }
 
-    /// Tells what is still held (the output ended).
-    fn flush(&mut self, on_event: &mut impl FnMut(BuildEvent)) {
-        let rest = std::mem::take(&mut self.partial);
-        self.line(rest.trim_end(), on_event);
+    /// Tells the step whose line came as running (not cached), if any.
+    fn tell_pending(&mut self, on_event: &mut impl FnMut(BuildEvent)) {
         if let Some(step) = self.pending.take() {
             on_event(BuildEvent::Step {
                 name: step.clone(),
@@ -431,6 +434,13 @@ impl Steps {
             });
             self.current = Some(step);
         }
+    }
+
+    /// Tells what is still held (the output ended).
+    fn flush(&mut self, on_event: &mut impl FnMut(BuildEvent)) {
+        let rest = std::mem::take(&mut self.partial);
+        self.line(rest.trim_end(), on_event);
+        self.tell_pending(on_event);
     }
 }
 
@@ -624,10 +634,21 @@ impl Engine {
         let mut failure = None;
         loop {
             line.clear();
-            let read = reader
-                .read_until(b'\n', &mut line)
-                .await
-                .map_err(|error| broken(error.to_string()))?;
+            // A step whose line came is told as running once no line
+            // follows at once (a cached one is followed at once by
+            // `--> Using cache`). Bytes of a line read before the wait
+            // ended stay in `line` for the next read.
+            let read = loop {
+                let reading = reader.read_until(b'\n', &mut line);
+                if steps.pending.is_none() {
+                    break reading.await;
+                }
+                match tokio::time::timeout(STEP_WAIT, reading).await {
+                    Ok(read) => break read,
+                    Err(_) => steps.tell_pending(on_event),
+                }
+            }
+            .map_err(|error| broken(error.to_string()))?;
             if read == 0 {
                 break;
             }

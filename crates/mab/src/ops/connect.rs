@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mab_config::{Runner, RunnerHost};
-use mab_engine::{Connect, Engine, EngineInfo, Io};
+use mab_engine::{Connect, Engine, EngineInfo, EngineKind, Io};
 use mab_events::Reporter;
 use mab_ssh::{ConnectionKey, Destination, Retries, Session};
 
@@ -471,6 +471,15 @@ async fn connect_local(
     };
     let connector = local_connector(&address)?;
     let engine = Engine::connect(connector, runner.name.clone(), reporter.clone()).await?;
+    // A Podman engine builds from a copy of the context on its host: here,
+    // when its socket is.
+    let engine = match (engine.kind(), address.strip_prefix("unix://")) {
+        (EngineKind::Podman, Some(socket)) => {
+            let socket = socket.to_owned();
+            engine.with_host(super::host::local_host(), socket)
+        }
+        _ => engine,
+    };
     // This machine's handlers matter only when the engine runs here.
     let probing = async {
         match address.starts_with("unix://") {
@@ -523,6 +532,7 @@ async fn connect_ssh(
         });
     };
     let channel_session = session.clone();
+    let socket_path = socket.clone();
     // The default socket's stream opened while looking for the engine
     // serves the first request.
     let opened = Arc::new(std::sync::Mutex::new(opened));
@@ -552,6 +562,12 @@ async fn connect_ssh(
         })
     });
     let engine = Engine::connect(connector, runner.name.clone(), reporter.clone()).await?;
+    // A Podman engine builds from a copy of the context on its host, kept
+    // and read through commands over the same connection.
+    let engine = match engine.kind() {
+        EngineKind::Podman => engine.with_host(super::host::ssh_host(session.clone()), socket_path),
+        EngineKind::Docker => engine,
+    };
     let (info, binfmt) = tokio::join!(engine.describe(), host.binfmt(&session));
     Ok(Connected {
         engine,
