@@ -940,3 +940,52 @@ fn smoke_runs_on_podman() {
     });
     assert_eq!(podman.containers(), Vec::<String>::new());
 }
+
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_podman_push_uses_the_coordinators_credentials_and_leaves_none_on_the_host() {
+    let lab = require_lab!();
+    let _podman = podman_lock();
+    let registry = lab.get("AUTH_REGISTRY");
+    let repository = lab
+        .repository("podman-auth")
+        .replacen(lab.registry(), registry, 1);
+    let project = arch_project(lab, &repository, &["linux/ppc64le"]);
+    project.file("runners.toml", &podman_only_runner(lab));
+    let home = Home::new(lab);
+    let (user, password) = (lab.get("AUTH_USER"), lab.get("AUTH_PASSWORD"));
+    let auth = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    };
+    std::fs::create_dir_all(home.path().join(".docker")).unwrap();
+    std::fs::write(
+        home.path().join(".docker/config.json"),
+        format!(r#"{{"auths":{{"{registry}":{{"auth":"{auth}"}}}}}}"#),
+    )
+    .unwrap();
+    let run = mab(
+        home.path(),
+        project.path(),
+        &["build", "--progress", "plain", "--tag", "v1"],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    // The registry holds it (read with the same credentials)...
+    let read = std::process::Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--raw", "--creds"])
+        .arg(format!("{user}:{password}"))
+        .arg(format!("docker://{repository}:v1"))
+        .output()
+        .unwrap();
+    assert!(read.status.success(), "{read:?}");
+    // ...and Podman on the host holds no login for it, nor does any file of
+    // the host's hold the password.
+    let login = podman_on(lab, &["login", "--get-login", registry]);
+    assert!(!login.status.success(), "{login:?}");
+    let found = std::process::Command::new("grep")
+        .args(["-rl", password])
+        .arg(format!("{}/runner-podman", lab.get("LAB_DIR")))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&found.stdout), "", "{found:?}");
+}
