@@ -605,7 +605,11 @@ fn a_secret_reaches_a_podman_build_and_stays_out_of_the_image_and_the_host() {
         .arg("/root/.cache/mab")
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&found.stdout), "", "{found:?}");
+    assert_eq!(
+        found.status.code(),
+        Some(1),
+        "found, or grep failed: {found:?}"
+    );
 }
 
 #[test]
@@ -982,10 +986,15 @@ fn a_podman_push_uses_the_coordinators_credentials_and_leaves_none_on_the_host()
     // the host's hold the password.
     let login = podman_on(lab, &["login", "--get-login", registry]);
     assert!(!login.status.success(), "{login:?}");
+    // (Auth files hold `user:password` in base64.)
     let found = std::process::Command::new("grep")
-        .args(["-rl", password])
+        .args(["-rlF", "-e", password, "-e", &auth])
         .arg(format!("{}/runner-podman", lab.get("LAB_DIR")))
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&found.stdout), "", "{found:?}");
+    assert_eq!(
+        found.status.code(),
+        Some(1),
+        "found, or grep failed: {found:?}"
+    );
 }

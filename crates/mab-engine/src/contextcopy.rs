@@ -154,17 +154,31 @@ fn package_of(tool: &str) -> &'static str {
         "flock" => "util-linux",
         "find" | "GNU find" | "xargs" => "findutils",
         "tar" | "GNU tar" => "tar",
+        "curl" => "curl",
+        "pkill" | "pgrep" => "procps",
+        "grep" => "grep",
         _ => "coreutils",
     }
 }
 
 impl CopyError {
+    /// Whether the fault is the context's, here (a file that cannot be
+    /// read, a bad `.dockerignore`, a bad key), so that another runner
+    /// would fail the same way; the others are the host's.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            CopyError::Read { .. } | CopyError::Context(_) | CopyError::Key { .. }
+        )
+    }
+
     /// A suggestion for the user, to be printed after `hint: `.
     pub fn hint(&self) -> Option<String> {
         match self {
             CopyError::MissingTool { host, tool } => Some(format!(
                 "install it on {host} (Debian and Ubuntu: `apt-get install {}`); a Podman runner's \
-                 host needs sh, GNU find, GNU tar, sha256sum, flock, xargs, touch, chmod, mkdir and rm \
+                 host needs sh, GNU find, GNU tar, sha256sum, flock, xargs, touch, chmod, mkdir, rm, \
+                 curl, head, pkill, pgrep, grep and sleep \
                  (docs/podman.md)",
                 package_of(tool)
             )),
@@ -204,12 +218,15 @@ pub fn copy_key(context: &BuildContext) -> String {
 }
 
 /// `text` as one `sh` word, in single quotes.
-fn quoted(text: &str) -> String {
+pub(crate) fn quoted(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 /// The tools checked before anything else, in the order checked.
-const TOOLS: [&str; 10] = [
+/// (`curl`, `head`, `pkill`, `pgrep`, `grep` and `sleep` are for the build
+/// that follows, crate::podman: a host without them fails here, before
+/// anything is built, rather than halfway.)
+const TOOLS: [&str; 16] = [
     "find",
     "tar",
     "sha256sum",
@@ -220,6 +237,12 @@ const TOOLS: [&str; 10] = [
     "mkdir",
     "rm",
     "cat",
+    "curl",
+    "head",
+    "pkill",
+    "pgrep",
+    "grep",
+    "sleep",
 ];
 
 /// The lock holder (POSIX `sh`; `KEY` is replaced by the key,
@@ -475,8 +498,10 @@ impl Runner<'_> {
             step,
             source,
         };
+        // Run by `sh` whatever the SSH user's login shell is.
+        let script = format!("sh -c {}", quoted(script));
         self.sent += script.len() as u64;
-        let command = self.host.start(script).await.map_err(broken)?;
+        let command = self.host.start(&script).await.map_err(broken)?;
         let (mut reader, mut writer) = tokio::io::split(command);
         let mut input = Counted {
             inner: input,
@@ -543,6 +568,8 @@ pub async fn sync(
         .replace("KEY", key)
         .replace("TOOLS", &TOOLS.join(" "))
         .replace("MINUTES", &(UNUSED_FOR.as_secs() / 60).to_string());
+    // Run by `sh` whatever the SSH user's login shell is.
+    let script = format!("sh -c {}", quoted(&script));
     runner.sent += script.len() as u64;
     let broken = |source| CopyError::Connection {
         host: runner.name.clone(),
@@ -1338,7 +1365,7 @@ mod tests {
         setup.write("big", &vec![0u8; 4 * 1024 * 1024]);
         setup.host.rewrite = Some((
             "tar -x",
-            "head -c 1000 >/dev/null; echo 'disk full' >&2; exit 5; tar -x",
+            "head -c 1000 >/dev/null; echo \"disk full\" >&2; exit 5; tar -x",
         ));
         let context = BuildContext::locate(&setup.context, None).unwrap();
         let error = sync(&setup.host, &context, "k1").await.unwrap_err();

@@ -122,6 +122,12 @@ pub enum EngineError {
     /// `.dockerignore`).
     #[error(transparent)]
     Context(#[from] mab_context::ContextError),
+    /// The copy of the context kept on a Podman engine's host could not be
+    /// brought up to date ([`contextcopy::sync`]); nothing was built.
+    /// [`CopyError::is_usage`] tells a fault of the context here from one
+    /// of the host.
+    #[error("{error}")]
+    ContextCopy { engine: String, error: CopyError },
     /// A build's request got no answer at all: the stream to the engine
     /// (an SSH channel to its socket, or the socket) could not be opened,
     /// or the engine refused or reset it before answering. Nothing was
@@ -168,7 +174,10 @@ pub enum EngineError {
 /// taken for Docker's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EngineKind {
+    /// Docker's engine (dockerd), with BuildKit.
     Docker,
+    /// Podman's API service (`podman system service`), building with
+    /// Buildah (see `podman`).
     Podman,
 }
 

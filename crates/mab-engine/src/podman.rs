@@ -41,7 +41,7 @@ use http_body_util::{BodyExt, Empty};
 use mab_context::BuildContext;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::contextcopy;
+use crate::contextcopy::{self, quoted as quote};
 use crate::{
     percent_encode, pushed_digest, response_message, transport, BuildEvent, BuildSpec, BuildStats,
     Engine, EngineError, HostCommand, HostShell, LogTail,
@@ -76,21 +76,16 @@ struct Names {
 }
 
 impl Names {
-    fn new() -> Names {
+    /// A random nonce from the operating system's generator. Errors: it
+    /// could not be read (a guessable name would let another user of the
+    /// host prepare the build's work directory).
+    fn new() -> std::io::Result<Names> {
         let mut bytes = [0u8; 8];
-        // A nonce that repeats only costs a clash between two builds.
-        let _ = getrandom::getrandom(&mut bytes);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|elapsed| elapsed.subsec_nanos())
-            .unwrap_or_default();
-        bytes[..4]
-            .iter_mut()
-            .zip(nanos.to_le_bytes())
-            .for_each(|(byte, mixed)| *byte ^= mixed);
-        Names {
+        getrandom::getrandom(&mut bytes)
+            .map_err(|error| std::io::Error::other(error.to_string()))?;
+        Ok(Names {
             nonce: bytes.iter().map(|byte| format!("{byte:02x}")).collect(),
-        }
+        })
     }
 
     /// `mab-build-NONCE`: the work directory's name and the cgroup's.
@@ -121,14 +116,6 @@ impl Names {
         let (first, rest) = tag.split_at(1);
         format!("[{first}]{rest}")
     }
-}
-
-/// `text` quoted for `sh`.
-fn quote(text: &str) -> String {
-    shlex::try_quote(text)
-        .map(|quoted| quoted.into_owned())
-        // A NUL byte cannot be in a path or URL mab makes.
-        .unwrap_or_else(|_| "''".to_owned())
 }
 
 /// The query of a libpod build of `spec` from a body that holds the
@@ -185,13 +172,50 @@ fn build_query(spec: &BuildSpec, names: &Names, secrets: &[String], cgroup_paren
         .join("&")
 }
 
-/// The command that runs the build on the host: it unpacks its stdin (the
-/// Dockerfile and the secrets) into the work directory, then sends the
-/// copy and those files to the build API under a shared lock on the copy,
-/// and prints the API's answer, headers first (`curl -i`).
+/// Exit status of the build command when its work directory could not be
+/// made or filled (another one of that name exists, `/dev/shm` is full).
+const WORK_FAILED: u32 = 4;
+
+/// Exit status of the build command when `tar` could not read the context
+/// copy whole (the build's answer then describes a tar with files missing).
+const COPY_UNREADABLE: u32 = 3;
+
+/// Kills every process in the build's cgroup, three times over (a step may
+/// be starting); `sh` text of [`build_script`] and [`cleanup_script`].
+fn cgroup_kill(pattern: &str) -> String {
+    format!(
+        "for pass in 1 2 3; do \
+           for f in /proc/[0-9]*/cgroup; do \
+             if grep -q {pattern} \"$f\" 2>/dev/null; then \
+               p=${{f#/proc/}}; kill -KILL \"${{p%/cgroup}}\" 2>/dev/null; \
+             fi; \
+           done; sleep 0.5; \
+         done"
+    )
+}
+
+/// The command that runs the build on the host, with `input` bytes (the
+/// Dockerfile and the secrets, [`build_input`]) first on its stdin:
+///
+/// 1. makes the work directory (mode 0700; one that exists already is an
+///    error, [`WORK_FAILED`]: never a directory someone else made) and
+///    unpacks exactly `input` bytes of stdin there;
+/// 2. sends the copy and those files to the build API (`tar` under a shared
+///    lock on the copy, piped to `curl`, which prints the API's answer,
+///    headers first), in the background;
+/// 3. meanwhile a watcher reads the rest of stdin: when it ends before the
+///    build did (mab dropped the command, or its connection closed), it
+///    kills every process in the build's cgroup, then `curl`, so that the
+///    build stops even when mab cannot come back to clean up;
+/// 4. ends with `curl`'s status, or [`COPY_UNREADABLE`] when `tar` failed
+///    (a file of the copy it could not read).
+///
+/// A background command's stdin is `/dev/null` in `sh`: the watcher reads
+/// the command's stdin through descriptor 3.
 fn build_script(
     copy: &contextcopy::ContextCopy,
     names: &Names,
+    input: usize,
     members: &[String],
     socket: &str,
     query: &str,
@@ -200,38 +224,51 @@ fn build_script(
     let members: Vec<String> = members.iter().map(|member| quote(member)).collect();
     let url = quote(&format!("http://podman/v4.0.0/libpod/build?{query}"));
     let script = format!(
-        "set -e; umask 077; W={work}; mkdir -p \"$W\"; trap 'rm -rf \"$W\"' EXIT; \
-         trap 'exit 129' HUP; trap 'exit 143' TERM; \
-         tar -x -f - -C \"$W\"; \
-         flock -s {lock} tar -C {root} -cf - . -C \"$W\" {members} | \
+        "umask 077; W={work}; \
+         mkdir -m 700 \"$W\" || exit {WORK_FAILED}; trap 'rm -rf \"$W\"' EXIT; \
+         head -c {input} | tar -x -f - -C \"$W\" || exit {WORK_FAILED}; \
+         exec 3<&0; \
+         {{ flock -s {lock} tar -C {root} -cf - . -C \"$W\" {members} \
+             || echo \"$?\" > \"$W/tar-failed\"; }} | \
          curl -sS -i --no-buffer -H 'Expect:' -H 'Content-Type: application/x-tar' \
-         --unix-socket {socket} -X POST -T - {url}",
+         --unix-socket {socket} -X POST -T - {url} & \
+         c=$!; \
+         ( cat <&3 >/dev/null; {cgroup_kill}; kill -KILL \"$c\" ) >/dev/null 2>&1 & \
+         w=$!; exec 3<&-; \
+         wait \"$c\"; s=$?; kill \"$w\" 2>/dev/null; \
+         if [ -s \"$W/tar-failed\" ]; then \
+           echo \"tar could not read the context copy {root} whole (it exited with $(cat \"$W/tar-failed\"))\" >&2; \
+           exit {COPY_UNREADABLE}; \
+         fi; exit $s",
         lock = quote(&copy.lock),
         root = quote(&copy.root),
         members = members.join(" "),
         socket = quote(socket),
+        cgroup_kill = cgroup_kill(&quote(&names.pattern())),
     );
     format!("sh -c {}", quote(&script))
 }
 
-/// The command that stops a build dropped midway: kills its command on the
-/// host (the shell, `tar` and `curl`, whose command lines name the build's
-/// tag), then, a few times over (a step may be starting), every process in
-/// the build's cgroup, and removes the work directory. It names the tag
-/// only through [`Names::pattern`] (a regular expression for `pkill` and
-/// `grep`, a glob for `rm`), never as is: `pkill -f` would otherwise find
-/// the clean-up's own shell.
+/// The command that stops a build dropped midway, when mab can still reach
+/// its host (the build's own watcher, [`build_script`], does the same when
+/// the command's stdin ends): kills every process in the build's cgroup,
+/// then its command (the shell, `tar` and `curl`, whose command lines name
+/// the build's tag), removes the work directory, and fails, naming them,
+/// when any of those processes is still there. It names the tag only
+/// through [`Names::pattern`] (a regular expression for `pkill`, `pgrep`
+/// and `grep`, a glob for `rm`), never as is: `pkill -f` would otherwise
+/// find the clean-up's own shell.
 fn cleanup_script(names: &Names) -> String {
+    let pattern = quote(&names.pattern());
     let script = format!(
-        "pkill -KILL -f {pattern} 2>/dev/null; \
-         for pass in 1 2 3; do \
+        "{cgroup_kill}; pkill -KILL -f {pattern} 2>/dev/null; sleep 0.5; \
+         rm -rf {WORK_PARENT}/{glob}; \
+         left=$(pgrep -f {pattern}; \
            for f in /proc/[0-9]*/cgroup; do \
-             if grep -q {pattern} \"$f\" 2>/dev/null; then \
-               p=${{f#/proc/}}; kill -KILL \"${{p%/cgroup}}\" 2>/dev/null; \
-             fi; \
-           done; sleep 0.5; \
-         done; rm -rf {WORK_PARENT}/{glob}; true",
-        pattern = quote(&names.pattern()),
+             if grep -q {pattern} \"$f\" 2>/dev/null; then p=${{f#/proc/}}; echo \"${{p%/cgroup}}\"; fi; \
+           done); \
+         if [ -n \"$left\" ]; then echo \"processes still running:\" $left >&2; exit 1; fi",
+        cgroup_kill = cgroup_kill(&pattern),
         // Letters, digits, `-` and a bracket expression: a glob as is.
         glob = names.pattern(),
     );
@@ -530,50 +567,67 @@ impl Engine {
         let key = contextcopy::copy_key(context);
         let copy = contextcopy::sync(&*host.shell, context, &key)
             .await
-            .map_err(|error| EngineError::NoAnswer {
+            .map_err(|error| EngineError::ContextCopy {
                 engine: self.label.clone(),
-                request: "the context copy on its host".to_owned(),
-                message: match error.hint() {
-                    Some(hint) => format!("{error}; hint: {hint}"),
-                    None => error.to_string(),
-                },
+                error,
             })?;
         on_event(BuildEvent::Context {
             sent: copy.sent_bytes,
         });
 
-        let names = Names::new();
-        let input = build_input(&dockerfile, spec, &names).map_err(|error| EngineError::Api {
+        let api_error = |message: String| EngineError::Api {
             engine: self.label.clone(),
-            message: format!("cannot write the build's Dockerfile and secrets: {error}"),
+            message,
+        };
+        let names = Names::new()
+            .map_err(|error| api_error(format!("cannot draw a name for the build: {error}")))?;
+        let input = build_input(&dockerfile, spec, &names).map_err(|error| {
+            api_error(format!(
+                "cannot write the build's Dockerfile and secrets: {error}"
+            ))
         })?;
         let cgroup_parent = self.cgroup_parent(&names).await;
         let query = build_query(spec, &names, &input.secrets, &cgroup_parent);
-        let script = build_script(&copy, &names, &input.members, &host.socket, &query);
+        let script = build_script(
+            &copy,
+            &names,
+            input.tar.len(),
+            &input.members,
+            &host.socket,
+            &query,
+        );
         let no_answer = |message: String| EngineError::NoAnswer {
             engine: self.label.clone(),
             request: "POST /libpod/build".to_owned(),
             message,
         };
-        let mut command = host
-            .shell
-            .start(&script)
-            .await
-            .map_err(|error| no_answer(error.to_string()))?;
+        // Armed before the command starts: a drop while it starts leaves
+        // nothing running either.
         let mut armed = Armed {
             shell: host.shell.clone(),
             names: names.clone(),
             label: self.label.clone(),
             armed: true,
         };
-        command
-            .write_all(&input.tar)
-            .await
-            .map_err(|error| no_answer(format!("cannot send the Dockerfile: {error}")))?;
-        command
-            .shutdown()
-            .await
-            .map_err(|error| no_answer(format!("cannot send the Dockerfile: {error}")))?;
+        let mut command = match host.shell.start(&script).await {
+            Ok(command) => command,
+            Err(error) => {
+                armed.disarm();
+                return Err(no_answer(error.to_string()));
+            }
+        };
+        // The command's stdin stays open after the input: its end tells
+        // the build's watcher on the host to stop the build.
+        if let Err(error) = command.write_all(&input.tar).await {
+            let said = command
+                .wait()
+                .await
+                .map(|exit| exit.stderr.trim().to_owned())
+                .unwrap_or_default();
+            return Err(no_answer(format!(
+                "cannot send the Dockerfile to the build command ({error}): {said}"
+            )));
+        }
         drop(input);
 
         let result = self.follow_podman_build(command, &mut on_event).await;
@@ -682,6 +736,16 @@ impl Engine {
             .wait()
             .await
             .map_err(|error| broken(error.to_string()))?;
+        if exit.status == Some(COPY_UNREADABLE) {
+            // Whatever the build made, it lacked files of the context.
+            return Err(EngineError::Api {
+                engine: self.label.clone(),
+                message: format!(
+                    "{}; the build's result is not used (make the context's files readable by their owner, or leave them out with .dockerignore)",
+                    exit.stderr.trim()
+                ),
+            });
+        }
         if status != 200 {
             return Err(EngineError::Api {
                 engine: self.label.clone(),
@@ -923,6 +987,29 @@ mod tests {
         assert!(cleanup.contains("pkill -KILL -f"));
         assert!(cleanup.contains("/dev/shm/"));
         assert!(!cleanup.contains(&names.tag()), "{cleanup}");
+    }
+
+    #[tokio::test]
+    async fn the_cleanup_kills_the_builds_processes_and_not_itself() {
+        let names = Names::new().unwrap();
+        // A process whose command line names the build, as its `curl`'s does.
+        let mut build = std::process::Command::new("bash")
+            .args(["-c", &format!("exec -a {}-curl sleep 300", names.tag())])
+            .spawn()
+            .unwrap();
+        std::fs::create_dir_all(names.work()).unwrap();
+        let command = crate::LocalShell
+            .start(&cleanup_script(&names))
+            .await
+            .unwrap();
+        let exit = command.wait().await.unwrap();
+        assert!(exit.success(), "{exit:?}");
+        let status = build.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9)
+        );
+        assert!(!std::path::Path::new(&names.work()).exists());
     }
 
     #[test]

@@ -239,6 +239,25 @@ impl<R: Registry> LiveWorker<'_, R> {
                     }),
                 });
             }
+            // The copy of the context on a Podman runner's host: the
+            // context's own fault fails here as a usage error; the host's
+            // lets another runner take the platform.
+            Err(EngineError::ContextCopy { engine, error }) => {
+                let message = format!("runner `{engine}`: {error}");
+                let failure = JobFailure {
+                    hint: error.hint().unwrap_or_else(|| {
+                        format!("check runner `{engine}` with `mab runners check`")
+                    }),
+                    ..fail(Stage::Runner, message, Vec::new())
+                };
+                return Err(match error.is_usage() {
+                    true => JobFailure {
+                        kind: ErrorKind::Usage,
+                        ..failure
+                    },
+                    false => movable(failure),
+                });
+            }
             Err(error @ EngineError::Context(_)) => {
                 return Err(JobFailure {
                     kind: ErrorKind::Usage,
