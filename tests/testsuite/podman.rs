@@ -998,3 +998,52 @@ fn a_podman_push_uses_the_coordinators_credentials_and_leaves_none_on_the_host()
         "found, or grep failed: {found:?}"
     );
 }
+
+/// Ctrl-C while a smoke test runs on the Podman host: mab removes its
+/// container (killing the command first) before it exits, as on Docker.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn ctrl_c_during_a_smoke_test_on_podman_removes_its_container() {
+    let lab = require_lab!();
+    let _podman = podman_lock();
+    let repository = lab.repository("podman-smoke-stop");
+    let project = arch_project(lab, &repository, &["linux/ppc64le"]);
+    project.file("runners.toml", &podman_only_runner(lab));
+    let manifest = std::fs::read_to_string(project.path().join("mab.toml")).unwrap();
+    project.file(
+        "mab.toml",
+        &format!(
+            "{manifest}\n[test]\nrun = [\"/bin/busybox\", \"sleep\", \"981\"]\ntimeout = \"5m\"\n"
+        ),
+    );
+    let home = Home::new(lab);
+    let child = mab_command(
+        home.path(),
+        project.path(),
+        &["build", "--progress", "plain"],
+    )
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let started = Instant::now();
+    while !sleep_running("981") {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the smoke test never showed up as a process"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let signalled = Instant::now();
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(signalled.elapsed() < Duration::from_secs(10), "{stderr}");
+    assert!(!stderr.contains("could not remove"), "{stderr}");
+    assert!(!sleep_running("981"), "the smoke test's command still runs");
+    assert_eq!(smoke_containers(lab), Vec::<String>::new());
+}

@@ -490,7 +490,12 @@ impl Engine {
                 run.name
             );
             outcome = match guard.remove().await {
-                Ok(()) => self.run_container(run, Rlimits::Fallback).await,
+                Ok(()) => {
+                    // Armed again before the second container exists: a
+                    // stop while it runs must remove it too.
+                    guard.removed = false;
+                    self.run_container(run, Rlimits::Fallback).await
+                }
                 Err(error) => Err(error),
             };
             guard.removed = false;
@@ -836,6 +841,27 @@ impl Engine {
     /// that the engine is removing itself (`409`, removal already in
     /// progress: its AutoRemove), counts as removed.
     pub async fn remove_container(&self, name: &str) -> Result<(), EngineError> {
+        if self.kind == EngineKind::Podman {
+            // Podman's forced removal first stops the container with its
+            // stop timeout (10 s), which a command that ignores SIGTERM (a
+            // PID 1 without a handler) waits out: kill it at once instead.
+            // A container that is not running answers an error, which the
+            // removal below settles.
+            let _ = crate::retry::request(
+                &self.label,
+                &*self.reporter,
+                &format!("POST /containers/{name}/kill"),
+                || {
+                    self.docker.kill_container(
+                        name,
+                        Some(bollard::query_parameters::KillContainerOptions {
+                            signal: "KILL".to_owned(),
+                        }),
+                    )
+                },
+            )
+            .await;
+        }
         let options = RemoveContainerOptions {
             force: true,
             v: true,
