@@ -195,7 +195,7 @@ pub struct RunnersAddArgs {
         required = true
     )]
     pub platforms: Vec<String>,
-    /// The engine's socket on that host (default unix:///var/run/docker.sock).
+    /// The engine's socket on that host (default: unix:///var/run/docker.sock when it is there, else the first of Podman's and rootless Docker's usual sockets, docs/runners.md).
     #[arg(long, value_name = "URL")]
     pub engine: Option<String>,
     /// Builds at once on this runner (default 1).
@@ -252,7 +252,7 @@ pub struct BuildArgs {
     /// A build argument (repeatable), over [image.args]: NAME=VALUE, or NAME alone to take the value of the variable NAME from the environment, as `docker build` does (no effect when NAME is unset).
     #[arg(long = "build-arg", value_name = "NAME[=VALUE]")]
     pub build_args: Vec<String>,
-    /// A secret for `RUN --mount=type=secret,id=ID` steps (repeatable), as `docker buildx build --secret`: id=ID,src=FILE (relative to the current directory, `~/` the home) or id=ID,env=VARIABLE (also type=file|env); id=ID alone reads the variable ID when set, else the file ID. Over [image.secrets] for the same id. Read once before anything is built (a missing file or unset variable is exit 2), served to each runner's BuildKit through the build's session, never written into the image, the output or the metadata.
+    /// A secret for `RUN --mount=type=secret,id=ID` steps (repeatable), as `docker buildx build --secret`: id=ID,src=FILE (relative to the current directory, `~/` the home) or id=ID,env=VARIABLE (also type=file|env); id=ID alone reads the variable ID when set, else the file ID. Over [image.secrets] for the same id. Read once before anything is built (a missing file or unset variable is exit 2), served to each runner's BuildKit through the build's session (on a Podman runner, a file in the host's /dev/shm for the build's duration: docs/podman.md), never written into the image, the output or the metadata.
     #[arg(long = "secret", value_name = "id=ID,src=FILE|env=VAR")]
     pub secrets: Vec<String>,
     /// An SSH agent for `RUN --mount=type=ssh[,id=ID]` steps (repeatable), as `docker buildx build --ssh`: `default` (or ID) alone forwards the agent of SSH_AUTH_SOCK; ID=KEYFILE[,KEYFILE...] serves those unencrypted private keys from an agent of mab's own (ID=SOCKET forwards that agent). Forwarded through the build's session, read-only (requests that add or remove keys are refused); checked before anything is built (exit 2).

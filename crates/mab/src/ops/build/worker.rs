@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use mab_config::{Binaries, NetworkMode, Platform, Project, Runner, SmokeTest};
 use mab_context::BuildContext;
-use mab_engine::{BuildEvent, BuildSpec, Ended, EngineError, SmokeOutcome, SmokeRun};
+use mab_engine::{BuildEvent, BuildSpec, Ended, EngineError, EngineKind, SmokeOutcome, SmokeRun};
 use mab_events::{ErrorKind, Phase};
 use mab_registry::Child;
 
@@ -176,9 +176,14 @@ impl<R: Registry> LiveWorker<'_, R> {
                     BuildEvent::CacheImportFailed { reference, error } => {
                         import_failed = true;
                         Event::Warning {
-                            message: format!(
-                                "building {platform} on {runner} without its cache source: the engine could not import {reference}: {error}; hint: check that runner `{runner}`'s engine can pull from that registry (its credentials for it, and its TLS trust), e.g. `docker pull {reference}` there"
-                            ),
+                            message: match engine.kind() {
+                                EngineKind::Podman => format!(
+                                    "building {platform} on {runner} without its cache source {reference}: {error}; hint: list {platform} on a runner whose engine is Docker's to build it with the registry cache (docs/podman.md)"
+                                ),
+                                EngineKind::Docker => format!(
+                                    "building {platform} on {runner} without its cache source: the engine could not import {reference}: {error}; hint: check that runner `{runner}`'s engine can pull from that registry (its credentials for it, and its TLS trust), e.g. `docker pull {reference}` there"
+                                ),
+                            },
                         }
                     }
                     BuildEvent::Step { name, cached } => Event::Step {
