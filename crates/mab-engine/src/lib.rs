@@ -368,6 +368,12 @@ impl Engine {
         self.kind
     }
 
+    /// Whether it can build: a Docker engine always; Podman's API service
+    /// only once given its host's commands ([`Engine::with_host`]).
+    pub fn can_build(&self) -> bool {
+        self.kind == EngineKind::Docker || self.podman.is_some()
+    }
+
     /// The same engine, able to run commands on its host through `host`,
     /// where its socket is the file `socket` (`/run/podman/podman.sock`):
     /// what building on Podman's API service needs (see [`HostShell`]).

@@ -318,6 +318,13 @@ fn build_input(dockerfile: &[u8], spec: &BuildSpec, names: &Names) -> std::io::R
             dockerfile,
         )?;
         for (index, (id, value)) in spec.secrets.iter().enumerate() {
+            // The `secrets` parameter is `id=ID,src=FILE`: a comma in the
+            // id would end it.
+            if id.contains(',') {
+                return Err(std::io::Error::other(format!(
+                    "the secret id `{id}` holds a comma, which Podman's build API cannot take"
+                )));
+            }
             let name = names.secret(index);
             append(&name, 0o600, value.bytes())?;
             secrets.push(format!("id={id},src={name}"));

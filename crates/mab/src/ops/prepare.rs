@@ -349,9 +349,16 @@ pub fn capabilities(connected: &Connected) -> Capabilities {
 }
 
 /// Why a connected runner cannot take this build at all: its engine is
-/// Podman's API service and the build forwards SSH agents (`--ssh`), which
-/// Podman's build API has no way to do.
+/// Podman's API service reached otherwise than through a unix socket (no
+/// host commands for its context copy), or the build forwards SSH agents
+/// (`--ssh`), which Podman's build API has no way to do.
 fn refused(connected: &Connected, ssh_agents: bool) -> Option<String> {
+    if !connected.engine.can_build() {
+        return Some(format!(
+            "its engine is Podman's API service at {}, which mab can build on only through a unix socket on the runner's host (it keeps a copy of the context there); name that socket in `engine`",
+            connected.engine_address
+        ));
+    }
     (ssh_agents && connected.info.kind == mab_engine::EngineKind::Podman).then(|| {
         "its engine is Podman's API service, which cannot forward an SSH agent (`--ssh`) to a build".to_owned()
     })
