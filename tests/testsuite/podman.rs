@@ -469,6 +469,23 @@ fn a_failing_platform_on_podman_leaves_the_tags_as_they_were() {
 #[test]
 #[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
 fn ctrl_c_stops_the_podman_build_and_what_it_ran() {
+    stopped_on_podman("INT", Some(130), "353");
+}
+
+/// mab killed outright (SIGKILL) runs no clean-up of its own: the build's
+/// watcher on the host sees its command's stdin end when sshd closes the
+/// dead connection's session, and stops the build.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn a_killed_mab_leaves_nothing_running_on_the_podman_host() {
+    stopped_on_podman("KILL", None, "354");
+}
+
+/// Sends mab `signal` once its build's `RUN` step (sleeping `seconds`)
+/// runs on the Podman host, and checks the exit code, and that the step,
+/// the build's work directory and Buildah's working container are gone
+/// from the host, and nothing is published.
+fn stopped_on_podman(signal: &str, code: Option<i32>, seconds: &str) {
     let lab = require_lab!();
     let _podman = podman_lock();
     let repository = lab.repository("podman-interrupt");
@@ -477,7 +494,7 @@ fn ctrl_c_stops_the_podman_build_and_what_it_ran() {
         .with_busybox(lab, &["ppc64le"])
         .file(
             "Dockerfile",
-            "FROM scratch\nCOPY busybox/ppc64le /bin/busybox\nCOPY content.txt /\nRUN [\"/bin/busybox\", \"sleep\", \"353\"]\n",
+            &format!("FROM scratch\nCOPY busybox/ppc64le /bin/busybox\nCOPY content.txt /\nRUN [\"/bin/busybox\", \"sleep\", \"{seconds}\"]\n"),
         )
         // A file of this run's own, so that no earlier build's cache
         // holds the sleeping step.
@@ -497,21 +514,24 @@ fn ctrl_c_stops_the_podman_build_and_what_it_ran() {
     .stderr(std::process::Stdio::piped())
     .spawn()
     .unwrap();
-    let (code, interrupted) = signal_when_sleeping(&mut child, "353", "INT");
-    assert_eq!(code, Some(130));
+    let (exit, signalled) = signal_when_sleeping(&mut child, seconds, signal);
+    assert_eq!(exit, code, "after SIG{signal}");
     assert!(
-        interrupted.elapsed() < Duration::from_secs(20),
+        signalled.elapsed() < Duration::from_secs(20),
         "mab stops promptly"
     );
-    // mab stopped the step on the host (Podman alone would leave it
-    // running), and left no work directory and no working container.
-    assert!(!sleep_running("353"), "the RUN step still runs");
-    assert_eq!(work_directories(), Vec::<String>::new());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while working_containers(lab) != containers {
+    // The step stops on the host (Podman alone would leave it running),
+    // and no work directory and no working container is left.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sleep_running(seconds)
+        || !work_directories().is_empty()
+        || working_containers(lab) != containers
+    {
         assert!(
             Instant::now() < deadline,
-            "working containers left: {:?}",
+            "after SIG{signal}: the step runs: {}, work directories {:?}, working containers {:?}",
+            sleep_running(seconds),
+            work_directories(),
             working_containers(lab)
         );
         std::thread::sleep(Duration::from_millis(500));
