@@ -1067,3 +1067,67 @@ fn ctrl_c_during_a_smoke_test_on_podman_removes_its_container() {
     assert!(!sleep_running("981"), "the smoke test's command still runs");
     assert_eq!(smoke_containers(lab), Vec::<String>::new());
 }
+
+/// mab's reading of the ignore files decides what a Podman build sees, and
+/// Buildah applies none of its own on top: with a Dockerfile-specific
+/// ignore file (`app.Dockerfile.dockerignore`, which Docker reads instead
+/// of `.dockerignore`), a file that only `.dockerignore` leaves out is in
+/// the build, as with `docker build`; a file the specific one leaves out
+/// is not.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn only_mabs_ignore_rules_decide_what_a_podman_build_sees() {
+    let lab = require_lab!();
+    let _podman = podman_lock();
+    let repository = lab.repository("podman-ignore");
+    let project = Project::new();
+    project
+        .with_busybox(lab, &["ppc64le"])
+        .file(
+            "app.Dockerfile",
+            "FROM scratch\nCOPY busybox/ppc64le /bin/busybox\nCOPY . /context\n",
+        )
+        .file(".dockerignore", "kept.txt\n")
+        .file("app.Dockerfile.dockerignore", "left-out.txt\nbusybox/amd64\n")
+        .file("kept.txt", &format!("{repository}\n"))
+        .file("left-out.txt", "no\n")
+        .file(
+            "mab.toml",
+            &format!(
+                "[image]\nname = \"{repository}\"\nplatforms = [\"linux/ppc64le\"]\ndockerfile = \"app.Dockerfile\"\n"
+            ),
+        )
+        .file("runners.toml", &podman_only_runner(lab));
+    let home = Home::new(lab);
+    let run = mab(
+        home.path(),
+        project.path(),
+        &["build", "--progress", "plain", "--tag", "v1"],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let ran = docker_on(
+        "local",
+        &[
+            "run",
+            "--rm",
+            "--platform",
+            "linux/ppc64le",
+            &format!("{repository}:v1"),
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "cd /context && /bin/busybox ls -a | /bin/busybox sort",
+        ],
+    );
+    assert!(ran.status.success(), "{ran:?}");
+    let listed = String::from_utf8_lossy(&ran.stdout);
+    let names: Vec<&str> = listed.lines().collect();
+    assert!(names.contains(&"kept.txt"), "{listed}");
+    assert!(names.contains(&".dockerignore"), "{listed}");
+    assert!(!names.contains(&"left-out.txt"), "{listed}");
+    // Nothing of mab's own reaches the image either.
+    assert!(
+        !names.iter().any(|name| name.starts_with(".mab-")),
+        "{listed}"
+    );
+}
