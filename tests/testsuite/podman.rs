@@ -213,25 +213,8 @@ fn a_list_with_a_podman_child_is_an_oci_index_and_every_image_runs() {
             other => other,
         };
         let reference = format!("{repository}@{digest}");
-        let ran = docker_on(
-            "local",
-            &[
-                "run",
-                "--rm",
-                "--platform",
-                &format!("linux/{architecture}"),
-                &reference,
-                "/bin/busybox",
-                "cat",
-                "/arch",
-            ],
-        );
-        assert!(ran.status.success(), "{architecture}: {ran:?}");
-        assert_eq!(
-            String::from_utf8_lossy(&ran.stdout).trim(),
-            uname,
-            "{architecture}"
-        );
+        let printed = run_in_image(&format!("linux/{architecture}"), &reference, "cat /arch");
+        assert_eq!(printed.trim(), uname, "{architecture}");
     }
     // The Podman image was built by the Podman host's engine.
     let images = podman_on(lab, &["images", "--format", "{{.Repository}}"]);
@@ -362,22 +345,34 @@ fn a_rebuild_after_one_changed_file_sends_under_one_percent_of_the_context() {
         "{sent_by_mab:?}"
     );
     // The rebuilt image holds the changed file and all 1,000.
+    let printed = run_in_image(
+        "linux/ppc64le",
+        &format!("{repository}:v1"),
+        "cat /count /data/07/7.txt",
+    );
+    assert_eq!(printed, "1000\nchanged\n");
+}
+
+/// What `script` prints, run by busybox's `sh` in the image `reference` of
+/// `platform` on this machine's engine (which pulls it from the registry,
+/// under QEMU for a foreign platform); it must succeed.
+fn run_in_image(platform: &str, reference: &str, script: &str) -> String {
     let ran = docker_on(
         "local",
         &[
             "run",
             "--rm",
             "--platform",
-            "linux/ppc64le",
-            &format!("{repository}:v1"),
+            platform,
+            reference,
             "/bin/busybox",
             "sh",
             "-c",
-            "cat /count /data/07/7.txt",
+            script,
         ],
     );
-    assert!(ran.status.success(), "{ran:?}");
-    assert_eq!(String::from_utf8_lossy(&ran.stdout), "1000\nchanged\n");
+    assert!(ran.status.success(), "{platform} {reference}: {ran:?}");
+    String::from_utf8_lossy(&ran.stdout).into_owned()
 }
 
 /// The work directories of builds on the Podman host (`/dev/shm` is this
@@ -589,22 +584,11 @@ fn a_secret_reaches_a_podman_build_and_stays_out_of_the_image_and_the_host() {
         ],
     );
     assert_eq!(run.code, 0, "{run:?}");
-    let ran = docker_on(
-        "local",
-        &[
-            "run",
-            "--rm",
-            "--platform",
-            "linux/ppc64le",
-            &format!("{repository}:v1"),
-            "/bin/busybox",
-            "sh",
-            "-c",
-            "cat /seen /greeting /links; ls /run/secrets 2>&1; true",
-        ],
+    let output = run_in_image(
+        "linux/ppc64le",
+        &format!("{repository}:v1"),
+        "cat /seen /greeting /links; ls /run/secrets 2>&1; true",
     );
-    assert!(ran.status.success(), "{ran:?}");
-    let output = String::from_utf8_lossy(&ran.stdout);
     // The secret was read, the build argument given, the target built (not
     // the failing stage after it), and with --network none only the
     // loopback interface was there.
@@ -1105,22 +1089,11 @@ fn only_mabs_ignore_rules_decide_what_a_podman_build_sees() {
         &["build", "--progress", "plain", "--tag", "v1"],
     );
     assert_eq!(run.code, 0, "{run:?}");
-    let ran = docker_on(
-        "local",
-        &[
-            "run",
-            "--rm",
-            "--platform",
-            "linux/ppc64le",
-            &format!("{repository}:v1"),
-            "/bin/busybox",
-            "sh",
-            "-c",
-            "cd /context && /bin/busybox ls -a | /bin/busybox sort",
-        ],
+    let listed = run_in_image(
+        "linux/ppc64le",
+        &format!("{repository}:v1"),
+        "cd /context && /bin/busybox ls -a | /bin/busybox sort",
     );
-    assert!(ran.status.success(), "{ran:?}");
-    let listed = String::from_utf8_lossy(&ran.stdout);
     let names: Vec<&str> = listed.lines().collect();
     assert!(names.contains(&"kept.txt"), "{listed}");
     assert!(names.contains(&".dockerignore"), "{listed}");

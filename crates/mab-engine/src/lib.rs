@@ -23,6 +23,7 @@
 pub mod contextcopy;
 mod filesync;
 mod host;
+mod leftover;
 mod podman;
 mod retry;
 mod secrets;

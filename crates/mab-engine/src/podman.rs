@@ -33,7 +33,7 @@
 //! the command, then every process in that cgroup, and removes `WORK`
 //! ([`finish_cleanups`]).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -42,6 +42,7 @@ use mab_context::BuildContext;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::contextcopy::{self, quoted as quote};
+use crate::leftover::Leftovers;
 use crate::{
     percent_encode, pushed_digest, response_message, transport, BuildEvent, BuildSpec, BuildStats,
     Engine, EngineError, HostCommand, HostShell, LogTail,
@@ -339,40 +340,25 @@ fn build_input(dockerfile: &[u8], spec: &BuildSpec, names: &Names) -> std::io::R
     })
 }
 
-/// A clean-up left to a task: what it stops, and the task.
-type Cleanup = (String, tokio::task::JoinHandle<Result<(), String>>);
-
-/// Clean-ups of dropped builds, left to tasks: [`finish_cleanups`] waits
-/// for them.
-static CLEANUPS: Mutex<Vec<Cleanup>> = Mutex::new(Vec::new());
+/// Clean-ups of dropped builds, left to tasks (what each stops):
+/// [`finish_cleanups`] waits for them.
+static CLEANUPS: Leftovers<String> = Leftovers::new();
 
 /// Waits, up to `limit` in all, for the clean-ups of Podman builds that
 /// were dropped midway (see the module's text); returns a warning for each
 /// that failed or did not end in time. Call it before the runtime shuts
 /// down (which would cancel the tasks).
 pub async fn finish_cleanups(limit: Duration) -> Vec<String> {
-    let pending = std::mem::take(
-        &mut *CLEANUPS
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner),
-    );
-    let deadline = tokio::time::Instant::now() + limit;
-    let mut warnings = Vec::new();
-    for (what, mut task) in pending {
-        let why = match tokio::time::timeout_at(deadline, &mut task).await {
-            Ok(Ok(Ok(()))) => continue,
-            Ok(Ok(Err(why))) => why,
-            Ok(Err(error)) => error.to_string(),
-            Err(_elapsed) => {
-                task.abort();
-                format!("it did not end within {limit:?}")
-            }
-        };
-        warnings.push(format!(
-            "could not stop {what} ({why}); hint: look for its processes there with `pgrep -af mab-build-` and in its engine with `podman ps --external`"
-        ));
-    }
-    warnings
+    CLEANUPS
+        .finish(limit, "it")
+        .await
+        .into_iter()
+        .map(|(what, why)| {
+            format!(
+                "could not stop {what} ({why}); hint: look for its processes there with `pgrep -af mab-build-` and in its engine with `podman ps --external`"
+            )
+        })
+        .collect()
 }
 
 /// Stops the build on its host when dropped before [`Armed::disarm`]: its
@@ -397,29 +383,22 @@ impl Drop for Armed {
         if !self.armed {
             return;
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
         let (shell, script) = (self.shell.clone(), cleanup_script(&self.names));
-        let task = runtime.spawn(async move {
-            let command = shell
-                .start(&script)
-                .await
-                .map_err(|error| error.to_string())?;
-            let exit = command.wait().await.map_err(|error| error.to_string())?;
-            match exit.success() {
-                true => Ok(()),
-                false => Err(format!("the clean-up command said: {}", exit.stderr.trim())),
-            }
-        });
         tracing::debug!("stopping build {} on {}", self.names.tag(), self.label);
-        CLEANUPS
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push((
-                format!("build {} on runner `{}`", self.names.tag(), self.label),
-                task,
-            ));
+        CLEANUPS.leave(
+            format!("build {} on runner `{}`", self.names.tag(), self.label),
+            async move {
+                let command = shell
+                    .start(&script)
+                    .await
+                    .map_err(|error| error.to_string())?;
+                let exit = command.wait().await.map_err(|error| error.to_string())?;
+                match exit.success() {
+                    true => Ok(()),
+                    false => Err(format!("the clean-up command said: {}", exit.stderr.trim())),
+                }
+            },
+        );
     }
 }
 

@@ -53,7 +53,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bollard::container::LogOutput;
@@ -70,6 +69,7 @@ use http_body_util::{BodyExt, Empty};
 use mab_config::Platform;
 use mab_events::Event;
 
+use crate::leftover::Leftovers;
 use crate::{Engine, EngineError, EngineKind, REQUEST_TIMEOUT};
 
 /// The rlimits a Podman smoke container gets when it could not be started
@@ -174,53 +174,32 @@ impl LeftContainer {
 }
 
 /// A removal a dropped [`ContainerGuard`] left to a task.
-struct Pending {
+struct Removal {
     runner: String,
     container: String,
     engine: EngineKind,
-    task: tokio::task::JoinHandle<Result<(), String>>,
 }
 
 /// The removals dropped guards left, process-wide (a build's engines may
 /// be gone when mab exits): [`finish_removals`] takes them.
-static PENDING: Mutex<Vec<Pending>> = Mutex::new(Vec::new());
+static PENDING: Leftovers<Removal> = Leftovers::new();
 
 /// Waits, up to `limit` in all, for the removals of smoke-test containers
 /// that runs stopped midway (a time limit, a signal) left to tasks; the
 /// containers not removed then, each with why. Call it before the runtime
 /// shuts down (which would cancel the tasks).
 pub async fn finish_removals(limit: Duration) -> Vec<LeftContainer> {
-    let pending = std::mem::take(
-        &mut *PENDING
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner),
-    );
-    let deadline = tokio::time::Instant::now() + limit;
-    let mut left = Vec::new();
-    for Pending {
-        runner,
-        container,
-        engine,
-        mut task,
-    } in pending
-    {
-        let why = match tokio::time::timeout_at(deadline, &mut task).await {
-            Ok(Ok(Ok(()))) => continue,
-            Ok(Ok(Err(why))) => why,
-            Ok(Err(error)) => error.to_string(),
-            Err(_elapsed) => {
-                task.abort();
-                format!("its removal did not end within {limit:?}")
-            }
-        };
-        left.push(LeftContainer {
-            runner,
-            container,
+    PENDING
+        .finish(limit, "its removal")
+        .await
+        .into_iter()
+        .map(|(removal, why)| LeftContainer {
+            runner: removal.runner,
+            container: removal.container,
             why,
-            engine,
-        });
-    }
-    left
+            engine: removal.engine,
+        })
+        .collect()
 }
 
 /// A container, by name, that is removed (forced) when this is dropped
@@ -248,25 +227,18 @@ impl Drop for ContainerGuard {
         if self.removed {
             return;
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
         let (engine, name) = (self.engine.clone(), self.name.clone());
-        let task = runtime.spawn(async move {
+        let removal = Removal {
+            runner: self.engine.label.clone(),
+            container: self.name.clone(),
+            engine: self.engine.kind,
+        };
+        PENDING.leave(removal, async move {
             engine
                 .remove_container(&name)
                 .await
                 .map_err(|error| error.to_string())
         });
-        PENDING
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(Pending {
-                runner: self.engine.label.clone(),
-                container: self.name.clone(),
-                engine: self.engine.kind,
-                task,
-            });
     }
 }
 
@@ -1030,25 +1002,19 @@ mod tests {
     /// warning names the runner, the container and `docker rm -f`.
     #[tokio::test]
     async fn pending_removals_are_awaited_up_to_a_limit() {
-        let pending =
-            |container: &str, task: tokio::task::JoinHandle<Result<(), String>>| Pending {
-                runner: "pi".to_owned(),
-                container: container.to_owned(),
-                engine: EngineKind::Docker,
-                task,
-            };
-        {
-            let mut list = PENDING.lock().unwrap();
-            list.push(pending("mab-1-done", tokio::spawn(async { Ok(()) })));
-            list.push(pending(
-                "mab-1-refused",
-                tokio::spawn(async { Err("the engine refused".to_owned()) }),
-            ));
-            list.push(pending(
-                "mab-1-hung",
-                tokio::spawn(std::future::pending::<Result<(), String>>()),
-            ));
-        }
+        let removal = |container: &str| Removal {
+            runner: "pi".to_owned(),
+            container: container.to_owned(),
+            engine: EngineKind::Docker,
+        };
+        PENDING.leave(removal("mab-1-done"), async { Ok(()) });
+        PENDING.leave(removal("mab-1-refused"), async {
+            Err("the engine refused".to_owned())
+        });
+        PENDING.leave(
+            removal("mab-1-hung"),
+            std::future::pending::<Result<(), String>>(),
+        );
         let started = Instant::now();
         let left = finish_removals(Duration::from_millis(300)).await;
         assert!(started.elapsed() < Duration::from_secs(2));

@@ -149,14 +149,17 @@ pub fn main() -> i32 {
     });
     // Jobs dropped midway (a time limit, a signal) left the removal of
     // their smoke-test containers to tasks: let them end first.
-    for left in runtime.block_on(mab_engine::finish_removals(REMOVAL_LIMIT)) {
-        progress::report(progress::Event::Warning {
-            message: left.warning(),
-        });
-    }
     // Podman builds dropped midway left stopping them on their hosts
-    // (their commands, their steps' processes) to tasks: the same.
-    for message in runtime.block_on(mab_engine::finish_cleanups(REMOVAL_LIMIT)) {
+    // (their commands, their steps' processes) to tasks too: both are
+    // waited for at once.
+    let (removals, cleanups) = runtime.block_on(async {
+        tokio::join!(
+            mab_engine::finish_removals(REMOVAL_LIMIT),
+            mab_engine::finish_cleanups(REMOVAL_LIMIT)
+        )
+    });
+    let left = removals.iter().map(mab_engine::LeftContainer::warning);
+    for message in left.chain(cleanups) {
         progress::report(progress::Event::Warning { message });
     }
     // The command's end is told first: the shutdown below waits for
@@ -178,9 +181,9 @@ const SHUTDOWN_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How long the removals of smoke-test containers that jobs dropped
 /// midway left to tasks may take, in all, before mab exits
-/// ([`mab_engine::finish_removals`]), and again the clean-ups of Podman
-/// builds dropped midway ([`mab_engine::finish_cleanups`]); those not done
-/// then are warnings.
+/// ([`mab_engine::finish_removals`]), and the clean-ups of Podman builds
+/// dropped midway ([`mab_engine::finish_cleanups`]), waited for at once;
+/// those not done then are warnings.
 const REMOVAL_LIMIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// A build stopped by `kind` without waiting for it to end: before or
