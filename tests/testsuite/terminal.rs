@@ -258,7 +258,10 @@ fn verbose_shows_the_log_and_ctrl_c_leaves_a_clean_terminal() {
         .status()
         .unwrap();
     assert!(status.success());
-    let screen = tmux.wait_for("mab exited");
+    // The line after mab's exit reports the terminal's modes: wait for it,
+    // not only for the exit, so that a slow shell is not taken for a
+    // terminal left without echoctl.
+    let screen = tmux.wait_for("modes:");
     assert!(screen.contains("mab exited 130"), "{screen}");
     let lines: Vec<&str> = screen.lines().collect();
     let rows: Vec<&&str> = lines
