@@ -407,6 +407,27 @@ fn bad_ssh_flags() {
     check("ssh_agent_not_answering", &run, 2);
 }
 
+/// `--ssh` for a platform whose only runner's engine is Podman's API
+/// service, which has no way to forward an SSH agent to a build: the plan
+/// refuses the runner (exit 2) before anything is built, after only the
+/// engine's version report was read.
+#[test]
+#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
+fn ssh_forwarding_on_a_podman_runner() {
+    let lab = crate::support::require_lab!();
+    let project = project(&GOOD_MANIFEST.replace("linux/amd64", "linux/ppc64le"));
+    let socket = format!("unix://{}", lab.get("PODMAN_SOCKET"));
+    project.file(
+        "runners.toml",
+        &crate::support::podman_runner(lab, Some(&socket)),
+    );
+    crate::support::keygen(&project.path().join("deploy_key"), "deploy", "");
+    let home = crate::support::Home::new(lab);
+    let run = run_at_home(&project, home.path(), &["build", "--ssh", "git=deploy_key"]);
+    assert!(!run.stderr.contains("STEP"), "nothing was built: {run:?}");
+    check("ssh_forwarding_on_podman", &run, 2);
+}
+
 /// The good manifest with `runners` as its runners file.
 fn project_with_runner(runners: &str) -> Project {
     let project = project(GOOD_MANIFEST);

@@ -12,7 +12,7 @@ use mab_engine::{Ended, Engine, EngineError, EngineKind, SmokeRun};
 
 use crate::interrupt::{signal_when_sleeping, sleep_running};
 use crate::support::{
-    checked_runner, docker_on, keygen, mab, mab_command, podman_on, podman_runner, require_lab,
+    checked_runner, docker_on, mab, mab_command, podman_on, podman_runner, require_lab,
     runners_check_json, sha256, skopeo_exists, skopeo_raw, ssh_lock, Home, Lab, Project,
     PODMAN_RUNNER,
 };
@@ -614,40 +614,6 @@ fn a_secret_reaches_a_podman_build_and_stays_out_of_the_image_and_the_host() {
         Some(1),
         "found, or grep failed: {found:?}"
     );
-}
-
-#[test]
-#[cfg_attr(mab_lab_off, ignore = "needs the lab; MAB_LAB=off")]
-fn ssh_forwarding_is_refused_on_podman_before_anything_is_built() {
-    let lab = require_lab!();
-    let repository = lab.repository("podman-ssh");
-    let project = arch_project(lab, &repository, &["linux/ppc64le"]);
-    project.file("runners.toml", &podman_only_runner(lab));
-    let home = Home::new(lab);
-    let key = home.path().join("deploy_key");
-    keygen(&key, "podman test", "");
-    let run = mab(
-        home.path(),
-        project.path(),
-        &[
-            "build",
-            "--progress",
-            "plain",
-            "--ssh",
-            &format!("git={}", key.display()),
-        ],
-    );
-    assert_eq!(run.code, 2, "{run:?}");
-    assert!(
-        run.stderr.contains("no runner can build linux/ppc64le: power cannot take this build: its engine is Podman's API service, which cannot forward an SSH agent (`--ssh`) to a build"),
-        "{run:?}"
-    );
-    assert!(
-        run.stderr
-            .contains("hint: build linux/ppc64le without what"),
-        "{run:?}"
-    );
-    assert!(!run.stderr.contains("STEP"), "nothing was built: {run:?}");
 }
 
 /// Smoke-test containers on the Podman host, by name.

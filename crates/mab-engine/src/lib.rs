@@ -302,7 +302,9 @@ pub struct BuildStats {
     /// load .dockerignore"). The Dockerfile read through the `dockerfile`
     /// source is not counted. BuildKit asks only for files it does not
     /// hold already for the same context directory, so a repeated build
-    /// of an unchanged context may send none.
+    /// of an unchanged context may send none. On Podman's API service:
+    /// the bytes the update of the host's copy of the context moved, both
+    /// ways (`contextcopy::ContextCopy::sent_bytes`).
     pub context_bytes: u64,
 }
 
