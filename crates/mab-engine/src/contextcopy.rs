@@ -178,7 +178,7 @@ impl CopyError {
             CopyError::MissingTool { host, tool } => Some(format!(
                 "install it on {host} (Debian and Ubuntu: `apt-get install {}`); a Podman runner's \
                  host needs sh, GNU find, GNU tar, sha256sum, flock, xargs, touch, chmod, mkdir, rm, \
-                 curl, head, pkill, pgrep, grep and sleep \
+                 cat, curl, head, pkill, pgrep, grep and sleep \
                  (docs/podman.md)",
                 package_of(tool)
             )),
@@ -252,7 +252,9 @@ const TOOLS: [&str; 16] = [
 /// that the file it locked is still the one at that path (a prune may have
 /// removed it while it waited), touches `used`; then removes every other
 /// copy whose `used` file (or, without one, whose directory) is older than
-/// `MINUTES`, each only while `flock -n -x` on its lock succeeds, printing
+/// `MINUTES`, each only while `flock -n -x` on its lock succeeds (made
+/// writable for the user first when `rm` alone fails, as read-only
+/// directories of a context make it for a user who is not root), printing
 /// `pruned DIR`; prints `locked DIR` (DIR the copy's directory, absolute)
 /// and holds the lock until its stdin closes.
 const LOCK_SCRIPT: &str = r#"b="${XDG_CACHE_HOME:-$HOME/.cache}/mab/contexts"; k="$b/KEY"
@@ -271,7 +273,7 @@ for d in "$b"/*/; do
   d="${d%/}"; [ "$d" = "$k" ] && continue
   u="$d/used"; [ -e "$u" ] || u="$d"
   [ -n "$(find "$u" -maxdepth 0 -mmin +MINUTES 2>/dev/null)" ] || continue
-  ( flock -n -x 8 && rm -rf "$d" && echo "pruned $d" ) 8>>"$d/lock"
+  ( flock -n -x 8 && { rm -rf "$d" 2>/dev/null || { chmod -R u+w "$d" && rm -rf "$d"; }; } && echo "pruned $d" ) 8>>"$d/lock"
 done
 cd "$k" && echo "locked $(pwd -P)"
 exec cat >/dev/null"#;
@@ -1320,6 +1322,38 @@ mod tests {
         setup.sync().await;
         assert!(!contexts.join("held").exists());
         assert!(contexts.join("k1/files/Dockerfile").exists());
+    }
+
+    /// An SSH user that is not root prunes an old copy that holds
+    /// read-only directories (as a context may have them).
+    #[tokio::test]
+    async fn an_unprivileged_user_prunes_a_copy_with_read_only_directories() {
+        let mut setup = setup();
+        let temp = setup.context.parent().unwrap().to_path_buf();
+        fs::set_permissions(&temp, fs::Permissions::from_mode(0o755)).unwrap();
+        let old = setup.host.cache.join("mab/contexts/old");
+        fs::create_dir_all(old.join("files/ro/sub")).unwrap();
+        fs::write(old.join("files/ro/sub/f"), b"kept read-only").unwrap();
+        fs::write(old.join("used"), b"").unwrap();
+        let status = std::process::Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(&setup.host.cache)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        for dir in ["files/ro/sub", "files/ro"] {
+            fs::set_permissions(old.join(dir), fs::Permissions::from_mode(0o555)).unwrap();
+        }
+        set_mtime(
+            &old.join("used"),
+            (std::time::SystemTime::now() - UNUSED_FOR - Duration::from_secs(3600))
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+        );
+        setup.host.unprivileged = true;
+        setup.sync().await;
+        assert!(!old.exists(), "the old copy was not pruned");
     }
 
     /// A host without `flock` is told by name, with the package that
