@@ -348,3 +348,157 @@ fn mentions_are_read_from_command_lines() {
     assert_eq!(found[0].flags, ["--no-push", "-C"]);
     assert_eq!(found.len(), 1);
 }
+
+/// Every Markdown file of the project's own docs: the READMEs at the top,
+/// of `crates/`, `tests/lab/` and `examples/*/`, and `docs/` with its
+/// subdirectories.
+fn markdown_files() -> Vec<PathBuf> {
+    let top = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut files: Vec<PathBuf> = ["README.md", "crates/README.md", "tests/lab/README.md"]
+        .iter()
+        .map(|name| top.join(name))
+        .filter(|path| path.exists())
+        .collect();
+    let mut directories = vec![top.join("docs"), top.join("examples")];
+    while let Some(directory) = directories.pop() {
+        for entry in std::fs::read_dir(&directory).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                directories.push(path);
+            } else if path.extension().is_some_and(|extension| extension == "md") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// The anchor GitHub gives a heading: its text in lower case, without
+/// what is not a letter, a digit, `_`, `-` or a space, spaces made `-`;
+/// a heading whose anchor was taken already gets `-1`, `-2`, … after it.
+fn heading_anchor(text: &str, taken: &mut std::collections::HashMap<String, usize>) -> String {
+    let base: String = text
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | ' '))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect();
+    let count = taken.entry(base.clone()).or_insert(0);
+    let anchor = match *count {
+        0 => base.clone(),
+        n => format!("{base}-{n}"),
+    };
+    *count += 1;
+    anchor
+}
+
+/// A Markdown text's heading anchors, and its links with the line each is
+/// on (inline, reference and autolinks; images too).
+fn anchors_and_links(text: &str) -> (Vec<String>, Vec<(usize, String)>) {
+    use pulldown_cmark::{Event, Parser, Tag, TagEnd};
+    let mut anchors = Vec::new();
+    let mut links = Vec::new();
+    let mut taken = std::collections::HashMap::new();
+    let mut heading: Option<String> = None;
+    for (event, range) in Parser::new(text).into_offset_iter() {
+        match event {
+            Event::Start(Tag::Heading { .. }) => heading = Some(String::new()),
+            Event::End(TagEnd::Heading(_)) => {
+                let text = heading.take().unwrap_or_default();
+                anchors.push(heading_anchor(&text, &mut taken));
+            }
+            Event::Text(part) | Event::Code(part) => {
+                if let Some(text) = &mut heading {
+                    text.push_str(&part);
+                }
+            }
+            Event::Start(Tag::Link { dest_url, .. } | Tag::Image { dest_url, .. }) => {
+                let line = text[..range.start].lines().count().max(1);
+                links.push((line, dest_url.to_string()));
+            }
+            _ => {}
+        }
+    }
+    (anchors, links)
+}
+
+#[test]
+fn heading_anchors_are_githubs() {
+    let mut taken = std::collections::HashMap::new();
+    for (heading, anchor) in [
+        (
+            "A partial list on request (`--allow-partial`)",
+            "a-partial-list-on-request---allow-partial",
+        ),
+        ("Preparing a Podman host", "preparing-a-podman-host"),
+        (
+            "`mab runners check` on a cluster runner",
+            "mab-runners-check-on-a-cluster-runner",
+        ),
+        (
+            "Errors, hints and exit codes",
+            "errors-hints-and-exit-codes",
+        ),
+        (
+            "Errors, hints and exit codes",
+            "errors-hints-and-exit-codes-1",
+        ),
+    ] {
+        let text = heading.replace('`', "");
+        assert_eq!(heading_anchor(&text, &mut taken), anchor, "{heading}");
+    }
+}
+
+/// Every relative link of the docs names a file or directory of the
+/// project, and every `#anchor` (in the same file or another Markdown
+/// file) one of that file's headings, as GitHub renders them.
+#[test]
+fn every_link_between_the_docs_resolves() {
+    let files = markdown_files();
+    let mut anchors = std::collections::HashMap::new();
+    let mut links = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let (its_anchors, its_links) = anchors_and_links(&text);
+        anchors.insert(file.canonicalize().unwrap(), its_anchors);
+        links.extend(
+            its_links
+                .into_iter()
+                .map(|(line, link)| (file.clone(), line, link)),
+        );
+    }
+    let mut broken = Vec::new();
+    let mut checked = 0;
+    for (file, line, link) in &links {
+        if link.contains("://") || link.starts_with("mailto:") {
+            continue;
+        }
+        checked += 1;
+        let (path, anchor) = match link.split_once('#') {
+            Some((path, anchor)) => (path, Some(anchor)),
+            None => (link.as_str(), None),
+        };
+        let target = if path.is_empty() {
+            file.clone()
+        } else {
+            file.parent().unwrap().join(path)
+        };
+        let place = format!("{}:{line}: {link}", file.display());
+        let Ok(target) = target.canonicalize() else {
+            broken.push(format!("{place}: no such file"));
+            continue;
+        };
+        if let Some(anchor) = anchor {
+            match anchors.get(&target) {
+                Some(headings) if headings.iter().any(|heading| heading == anchor) => {}
+                Some(_) => broken.push(format!("{place}: no heading has this anchor")),
+                None => broken.push(format!(
+                    "{place}: an anchor into a file that is not checked"
+                )),
+            }
+        }
+    }
+    assert!(checked >= 50, "found only {checked} relative links");
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
