@@ -46,7 +46,7 @@ use std::time::Duration;
 
 use mab_context::{BuildContext, EntryKind, Selection, Sha256Stream};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tracing::debug;
+use tracing::{debug, info};
 
 use crate::host::HostShell;
 
@@ -822,6 +822,10 @@ pub async fn sync(
             exit.stderr.trim()
         );
     }
+    info!(
+        "context copy on {}: {files_dir} ({changed} entries sent, {} removed, {} bytes both ways)",
+        runner.name, plan.removed, runner.sent
+    );
     Ok(ContextCopy {
         lock: format!("{copy_dir}/lock"),
         root: files_dir,
