@@ -3,15 +3,27 @@
 
 use std::path::{Path, PathBuf};
 
+/// Every Markdown file of the project's own docs: the READMEs at the top,
+/// of `crates/` and `tests/lab/`, and those under `docs/` and `examples/`
+/// (subdirectories included).
 fn documents() -> Vec<PathBuf> {
     let top = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let mut files = vec![top.join("README.md"), top.join("crates/README.md")];
-    for entry in std::fs::read_dir(top.join("docs")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|extension| extension == "md") {
-            files.push(path);
+    let mut files: Vec<PathBuf> = ["README.md", "crates/README.md", "tests/lab/README.md"]
+        .iter()
+        .map(|name| top.join(name))
+        .collect();
+    let mut directories = vec![top.join("docs"), top.join("examples")];
+    while let Some(directory) = directories.pop() {
+        for entry in std::fs::read_dir(&directory).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                directories.push(path);
+            } else if path.extension().is_some_and(|extension| extension == "md") {
+                files.push(path);
+            }
         }
     }
+    files.sort();
     files
 }
 
@@ -349,31 +361,6 @@ fn mentions_are_read_from_command_lines() {
     assert_eq!(found.len(), 1);
 }
 
-/// Every Markdown file of the project's own docs: the READMEs at the top,
-/// of `crates/`, `tests/lab/` and `examples/*/`, and `docs/` with its
-/// subdirectories.
-fn markdown_files() -> Vec<PathBuf> {
-    let top = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let mut files: Vec<PathBuf> = ["README.md", "crates/README.md", "tests/lab/README.md"]
-        .iter()
-        .map(|name| top.join(name))
-        .filter(|path| path.exists())
-        .collect();
-    let mut directories = vec![top.join("docs"), top.join("examples")];
-    while let Some(directory) = directories.pop() {
-        for entry in std::fs::read_dir(&directory).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                directories.push(path);
-            } else if path.extension().is_some_and(|extension| extension == "md") {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    files
-}
-
 /// The anchor GitHub gives a heading: its text in lower case, without
 /// what is not a letter, a digit, `_`, `-` or a space, spaces made `-`;
 /// a heading whose anchor was taken already gets `-1`, `-2`, … after it.
@@ -386,7 +373,7 @@ fn heading_anchor(text: &str, taken: &mut std::collections::HashMap<String, usiz
         .collect();
     let count = taken.entry(base.clone()).or_insert(0);
     let anchor = match *count {
-        0 => base.clone(),
+        0 => base,
         n => format!("{base}-{n}"),
     };
     *count += 1;
@@ -414,7 +401,7 @@ fn anchors_and_links(text: &str) -> (Vec<String>, Vec<(usize, String)>) {
                 }
             }
             Event::Start(Tag::Link { dest_url, .. } | Tag::Image { dest_url, .. }) => {
-                let line = text[..range.start].lines().count().max(1);
+                let line = text[..range.start].matches('\n').count() + 1;
                 links.push((line, dest_url.to_string()));
             }
             _ => {}
@@ -455,7 +442,7 @@ fn heading_anchors_are_githubs() {
 /// file) one of that file's headings, as GitHub renders them.
 #[test]
 fn every_link_between_the_docs_resolves() {
-    let files = markdown_files();
+    let files = documents();
     let mut anchors = std::collections::HashMap::new();
     let mut links = Vec::new();
     for file in &files {

@@ -245,16 +245,20 @@ const TOOLS: [&str; 16] = [
     "sleep",
 ];
 
-/// The lock holder (POSIX `sh`; `KEY` is replaced by the key,
+/// The shell function `remove PATH` that both host scripts use: `rm -rf`,
+/// and when that fails (read-only directories, which stop a user who is
+/// not root from removing what they hold), `chmod -R u+w` first.
+const REMOVE_FUNCTION: &str =
+    r#"remove() { rm -rf "$1" 2>/dev/null || { chmod -R u+w "$1" && rm -rf "$1"; }; }"#;
+
+/// The lock holder (POSIX `sh`, after [`REMOVE_FUNCTION`]; `KEY` is replaced by the key,
 /// `MINUTES` by [`UNUSED_FOR`] in minutes). It prints `missing TOOL` and
 /// exits 1 when a tool is missing (or `find`/`tar` are not GNU's); makes
 /// the copy's `files` directory; takes `flock -x` on its `lock`, checking
 /// that the file it locked is still the one at that path (a prune may have
 /// removed it while it waited), touches `used`; then removes every other
 /// copy whose `used` file (or, without one, whose directory) is older than
-/// `MINUTES`, each only while `flock -n -x` on its lock succeeds (made
-/// writable for the user first when `rm` alone fails, as read-only
-/// directories of a context make it for a user who is not root), printing
+/// `MINUTES`, each only while `flock -n -x` on its lock succeeds, printing
 /// `pruned DIR`; prints `locked DIR` (DIR the copy's directory, absolute)
 /// and holds the lock until its stdin closes.
 const LOCK_SCRIPT: &str = r#"b="${XDG_CACHE_HOME:-$HOME/.cache}/mab/contexts"; k="$b/KEY"
@@ -273,7 +277,7 @@ for d in "$b"/*/; do
   d="${d%/}"; [ "$d" = "$k" ] && continue
   u="$d/used"; [ -e "$u" ] || u="$d"
   [ -n "$(find "$u" -maxdepth 0 -mmin +MINUTES 2>/dev/null)" ] || continue
-  ( flock -n -x 8 && { rm -rf "$d" 2>/dev/null || { chmod -R u+w "$d" && rm -rf "$d"; }; } && echo "pruned $d" ) 8>>"$d/lock"
+  ( flock -n -x 8 && remove "$d" && echo "pruned $d" ) 8>>"$d/lock"
 done
 cd "$k" && echo "locked $(pwd -P)"
 exec cat >/dev/null"#;
@@ -566,7 +570,7 @@ pub async fn sync(
 
     // 1. The lock, held by a command that runs until its stdin closes.
     let locking = "locking the context copy";
-    let script = LOCK_SCRIPT
+    let script = format!("{REMOVE_FUNCTION}\n{LOCK_SCRIPT}")
         .replace("KEY", key)
         .replace("TOOLS", &TOOLS.join(" "))
         .replace("MINUTES", &(UNUSED_FOR.as_secs() / 60).to_string());
@@ -727,8 +731,7 @@ pub async fn sync(
     // first) and the metadata of unchanged contents. A directory of the
     // copy that the context keeps read-only is made writable for the
     // SSH user first when something in it changes (the tar sets its mode
-    // again); a removed directory that holds read-only ones is made
-    // writable when `rm` alone fails.
+    // again); a removed entry goes through `REMOVE_FUNCTION`.
     for path in &plan.send {
         if !path.is_empty() {
             plan.parents.insert(parent_of(path).to_owned());
@@ -744,13 +747,11 @@ pub async fn sync(
         }
     }
     for path in &plan.remove {
-        let word = quoted(&format!("./{path}"));
-        script.push_str(&format!(
-            "rm -rf {word} 2>/dev/null || {{ chmod -R u+w {word} && rm -rf {word}; }}\n"
-        ));
+        script.push_str(&format!("remove {}\n", quoted(&format!("./{path}"))));
     }
     script.push_str(&fixes);
     if !script.is_empty() {
+        let script = format!("{REMOVE_FUNCTION}\n{script}");
         runner
             .run(
                 "removing from the context copy",
